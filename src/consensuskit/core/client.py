@@ -1,0 +1,84 @@
+"""Client commands and answers, shared by every replicated state machine.
+
+Every command carries ``(client_id, seq)``.  A state machine with client sessions applies
+each pair at most once and returns the cached result when a retry arrives (exactly-once
+effects over at-least-once delivery; seed 004, stages 3 and 6 of a leader crash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consensuskit.core.messages import message
+
+OP_KINDS = ("get", "put", "delete", "cas")
+
+
+@message(1)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Op:
+    """One key-value operation.
+
+    ``cas`` compares ``expected`` with the current value (``None`` = key absent), or,
+    when ``expected_version`` is set, with the key's version; then writes ``value``.
+    """
+
+    kind: str
+    key: str
+    value: Any = None
+    expected: Any = None
+    expected_version: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OP_KINDS:
+            raise ValueError(f"unknown op kind {self.kind!r}; valid: {', '.join(OP_KINDS)}")
+
+    def is_read(self) -> bool:
+        return self.kind == "get"
+
+    def describe(self) -> str:
+        if self.kind == "get":
+            return f"get {self.key}"
+        if self.kind == "put":
+            return f"put {self.key}={self.value!r}"
+        if self.kind == "delete":
+            return f"delete {self.key}"
+        if self.expected_version is not None:
+            return f"cas {self.key} v{self.expected_version}->{self.value!r}"
+        return f"cas {self.key} {self.expected!r}->{self.value!r}"
+
+
+@message(2)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientRequest:
+    client_id: str
+    seq: int
+    op: Op
+
+
+# Reasons a request was definitely not applied; the client may retry elsewhere.
+NOT_LEADER = "not-leader"
+STALE_SESSION = "stale-session"
+BUSY = "busy"
+REMOVED = "removed"
+
+
+@message(3)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientResponse:
+    """The answer to ``ClientRequest(client_id, seq)``.
+
+    ``ok`` means the op took effect (or, for a read, was served linearizably) and
+    ``result`` holds its output.  ``ok=False`` carries ``error`` and means the op was
+    definitely *not* applied; ``leader_hint`` names where to retry.  ``index`` is the
+    log index the answer reflects (the applied index for reads), used by checkers.
+    """
+
+    client_id: str
+    seq: int
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    leader_hint: str | None = None
+    index: int = 0

@@ -1,0 +1,56 @@
+"""Protocol registry: what the simulator and server need to run a protocol by name.
+
+Neither the simulator nor the server knows any protocol beyond its ``ProtocolSpec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensuskit.core.env import Env, NodeId, ProtocolNode
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolSpec:
+    name: str
+    description: str
+    # make_node(node_id, env, members, options) -> node; members are the initial voters.
+    make_node: Callable[[NodeId, Env, Sequence[NodeId], dict[str, Any]], ProtocolNode]
+    # make_checker(bugs) -> an object with check(sim) called after every step, or None.
+    make_checker: Callable[[frozenset[str]], Any] | None = None
+    bugs: tuple[str, ...] = ()
+    default_options: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """Name -> spec map; one instance per program, built explicitly (no import magic)."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ProtocolSpec] = {}
+
+    def add(self, spec: ProtocolSpec) -> None:
+        if spec.name in self._specs:
+            raise ValueError(f"protocol {spec.name!r} registered twice")
+        self._specs[spec.name] = spec
+
+    def get(self, name: str) -> ProtocolSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown protocol {name!r}; valid: {', '.join(sorted(self._specs))}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+
+def default_registry() -> Registry:
+    """Every protocol this build ships."""
+    from consensuskit.protocols.raft import raft_spec
+
+    registry = Registry()
+    registry.add(raft_spec())
+    return registry

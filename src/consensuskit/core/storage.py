@@ -1,0 +1,93 @@
+"""Storage a protocol writes through its Env.
+
+Two kinds of durable state: named records (``put``/``get``: term and vote, snapshot) and
+one append-only log of records at absolute positions.  Protocols never make writes
+durable themselves; the runtime does, once per batch of inputs, before releasing the
+messages those inputs produced.
+
+Invariant: ``log_first() <= log_last() + 1``; positions are contiguous.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Storage(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def log_append(self, records: list[Any]) -> None:
+        """Append records at positions ``log_last()+1 ...``."""
+        ...
+
+    def log_truncate_from(self, position: int) -> None:
+        """Drop every record at ``position`` or later (conflict resolution)."""
+        ...
+
+    def log_compact_to(self, position: int) -> None:
+        """Drop records before ``position``; ``log_first()`` becomes ``position``.
+
+        ``position`` may exceed ``log_last()+1`` (a snapshot from the leader ahead of the
+        whole local log); the log is then empty and starts there.
+        """
+        ...
+
+    def log_first(self) -> int: ...
+
+    def log_last(self) -> int: ...
+
+    def log_records(self) -> list[Any]:
+        """All records, first to last."""
+        ...
+
+
+class MemoryStorage:
+    """Reference in-memory storage in which every write is immediately durable."""
+
+    __slots__ = ("_first", "_log", "_records")
+
+    def __init__(self, first_position: int = 1) -> None:
+        self._records: dict[str, Any] = {}
+        self._log: list[Any] = []
+        self._first = first_position
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._records.get(key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self._records[key] = value
+
+    def log_append(self, records: list[Any]) -> None:
+        self._log.extend(records)
+
+    def log_truncate_from(self, position: int) -> None:
+        if position < self._first:
+            raise ValueError(f"cannot truncate at {position}: log starts at {self._first}")
+        del self._log[position - self._first :]
+
+    def log_compact_to(self, position: int) -> None:
+        if position <= self._first:
+            return
+        drop = position - self._first
+        if drop >= len(self._log):
+            self._log = []
+        else:
+            del self._log[:drop]
+        self._first = position
+
+    def log_first(self) -> int:
+        return self._first
+
+    def log_last(self) -> int:
+        return self._first + len(self._log) - 1
+
+    def log_records(self) -> list[Any]:
+        return list(self._log)
+
+    def copy(self) -> MemoryStorage:
+        clone = MemoryStorage(self._first)
+        clone._records = dict(self._records)
+        clone._log = list(self._log)
+        return clone
