@@ -1,0 +1,202 @@
+"""Raft's safety properties (Raft paper, figure 3), checked on every simulation step.
+
+* election safety     - at most one leader per term;
+* leader append-only  - a leader never overwrites or deletes entries in its log;
+* log matching        - two entries with the same index and term hold the same command
+                        and are preceded by the same entry (checked incrementally: every
+                        appended (index, term) must agree with the first one ever seen);
+* leader completeness - a leader holds every entry committed before its term;
+* state machine safety- no two nodes commit or apply different entries at one index.
+
+Plus two client-visible properties the simulator can check with global knowledge:
+* read freshness      - a read reflects every entry committed anywhere before it was
+                        invoked (a necessary condition of linearizability);
+* acknowledged writes - a write answered ok is committed at the index it names.
+
+And at the end of a run, after every fault was repaired: every member converged to the
+same applied index and state.
+
+The checker watches nodes through their ``observer`` hook; it never changes them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from consensuskit.check import InvariantViolation
+from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.protocols.raft.messages import LogEntry, Snapshot
+
+
+class RaftChecker:
+    def __init__(self) -> None:
+        self.sim: Any = None
+        self.leader_of_term: dict[int, str] = {}
+        # (index, term) -> (term of index-1, entry): the first sighting of each entry.
+        self.entries: dict[tuple[int, int], tuple[int | None, LogEntry]] = {}
+        self.committed: dict[int, LogEntry] = {}
+        self.max_commit = 0
+        # (global time, max commit index known anywhere) whenever it grew
+        self.commit_times: list[float] = []
+        self.commit_values: list[int] = []
+        self.pending: list[InvariantViolation] = []
+
+    # ------------------------------------------------------------------ sim hooks
+    def after_step(self, sim: Any, node_id: str) -> None:
+        self.sim = sim
+        node = sim.nodes.get(node_id)
+        if node is not None:
+            if node.observer is not self:
+                node.observer = self
+            if node.role == "leader":
+                self._check_leader(node)
+        if self.pending:
+            violation = self.pending[0]
+            self.pending = []
+            raise violation
+
+    def on_client_response(
+        self, sim: Any, invoke_time: float, request: ClientRequest, response: ClientResponse
+    ) -> None:
+        self.sim = sim
+        if not response.ok:
+            return
+        if request.op.kind == "get":
+            pos = bisect.bisect_right(self.commit_times, invoke_time) - 1
+            required = self.commit_values[pos] if pos >= 0 else 0
+            if response.index < required:
+                raise InvariantViolation(
+                    "read-freshness",
+                    f"{request.client_id}#{request.seq} {request.op.describe()} invoked at "
+                    f"{invoke_time:.6f}, when index {required} was already committed, was "
+                    f"served from index {response.index}: result {response.result!r} is stale",
+                )
+            return
+        entry = self.committed.get(response.index)
+        data = entry.data if entry is not None else None
+        if (
+            entry is None
+            or not isinstance(data, ClientRequest)
+            or (data.client_id, data.seq) != (request.client_id, request.seq)
+        ):
+            raise InvariantViolation(
+                "acknowledged-write",
+                f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at "
+                f"index {response.index}, which is not committed with that command",
+            )
+
+    def final(self, sim: Any) -> None:
+        self.sim = sim
+        live = [n for n in (sim.nodes.get(i) for i in sim.node_ids) if n is not None]
+        if not live:
+            return
+        newest = max(live, key=lambda n: (n.term, n.commit_index))
+        members = set(newest.config.members())
+        states = {
+            n.id: (n.last_applied, n.sm.digest()) for n in live if n.id in members
+        }
+        applied = {node_id: s[0] for node_id, s in states.items()}
+        if len(set(applied.values())) > 1:
+            raise InvariantViolation(
+                "convergence", f"after the settle period applied indexes differ: {applied}"
+            )
+        digests = {s[1] for s in states.values()}
+        if len(digests) > 1:
+            raise InvariantViolation(
+                "convergence", "same applied index but different key-value states"
+            )
+
+    # ------------------------------------------------------------------ node observer
+    def on_append(self, node: Any, entries: Any) -> None:
+        log = node.log
+        for e in entries:
+            prev_term = log.term_at(e.index - 1)
+            key = (e.index, e.term)
+            seen = self.entries.get(key)
+            if seen is None:
+                self.entries[key] = (prev_term, e)
+                continue
+            seen_prev, seen_entry = seen
+            if seen_entry != e or (
+                seen_prev is not None and prev_term is not None and seen_prev != prev_term
+            ):
+                self._violate(
+                    "log-matching",
+                    f"{node.id} appended {e.summary()} after term {prev_term}; the entry "
+                    f"first seen at {e.term}/{e.index} was {seen_entry.summary()} after "
+                    f"term {seen_prev}",
+                )
+
+    def on_truncate(self, node: Any, index: int) -> None:
+        if node.role == "leader":
+            self._violate(
+                "leader-append-only", f"leader {node.id} of term {node.term} truncated at {index}"
+            )
+        if index <= node.commit_index:
+            self._violate(
+                "state-machine-safety",
+                f"{node.id} truncated its log at {index}, below its commit index "
+                f"{node.commit_index}",
+            )
+
+    def on_commit(self, node: Any, index: int) -> None:
+        log = node.log
+        for i in range(max(node.last_applied, log.offset) + 1, index + 1):
+            entry = log.entry(i)
+            known = self.committed.get(i)
+            if known is None:
+                self.committed[i] = entry
+            elif known != entry:
+                self._violate(
+                    "state-machine-safety",
+                    f"{node.id} committed {entry.summary()} at index {i}, where "
+                    f"{known.summary()} was committed before",
+                )
+        if index > self.max_commit:
+            self.max_commit = index
+            now = self.sim.now if self.sim is not None else 0.0
+            self.commit_times.append(now)
+            self.commit_values.append(index)
+
+    def on_apply(self, node: Any, entry: LogEntry) -> None:
+        known = self.committed.get(entry.index)
+        if known is not None and known != entry:
+            self._violate(
+                "state-machine-safety",
+                f"{node.id} applied {entry.summary()} at index {entry.index}, where "
+                f"{known.summary()} was committed",
+            )
+
+    def on_restore(self, node: Any, snapshot: Snapshot) -> None:
+        known = self.committed.get(snapshot.last_index)
+        if known is not None and known.term != snapshot.last_term:
+            self._violate(
+                "state-machine-safety",
+                f"{node.id} installed a snapshot ending at {snapshot.last_term}/"
+                f"{snapshot.last_index}, where term {known.term} was committed",
+            )
+
+    # ------------------------------------------------------------------ helpers
+    def _check_leader(self, node: Any) -> None:
+        term = node.term
+        holder = self.leader_of_term.get(term)
+        if holder == node.id:
+            return
+        if holder is not None:
+            self._violate("election-safety", f"{holder} and {node.id} both lead term {term}")
+            return
+        self.leader_of_term[term] = node.id
+        log = node.log
+        for index, entry in self.committed.items():
+            if index <= log.offset:
+                continue
+            if log.term_at(index) != entry.term:
+                self._violate(
+                    "leader-completeness",
+                    f"{node.id} leads term {term} without committed entry {entry.summary()}",
+                )
+                return
+
+    def _violate(self, name: str, detail: str) -> None:
+        self.pending.append(InvariantViolation(name, detail))

@@ -1,0 +1,1 @@
+"""Protocols as deterministic, I/O-free state machines (see docs/architecture.md)."""

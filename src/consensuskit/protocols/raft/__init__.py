@@ -1,0 +1,35 @@
+"""Raft (Ongaro & Ousterhout 2014; Ongaro's dissertation): see README.md here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consensuskit.core.env import Env
+from consensuskit.core.registry import ProtocolSpec
+from consensuskit.protocols.raft.node import RaftNode
+from consensuskit.protocols.raft.options import BUGS, RaftOptions
+
+__all__ = ["BUGS", "RaftNode", "RaftOptions", "raft_spec"]
+
+
+def make_raft_node(
+    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+) -> RaftNode:
+    return RaftNode(node_id, env, members, RaftOptions.from_dict(dict(options)))
+
+
+def raft_spec() -> ProtocolSpec:
+    def make_checker(bugs: frozenset[str]) -> Any:
+        from consensuskit.check.raft import RaftChecker
+
+        return RaftChecker()
+
+    return ProtocolSpec(
+        name="raft",
+        description="Raft with pre-vote, check-quorum, ReadIndex/lease reads, snapshots, "
+        "leadership transfer and single-server membership changes",
+        make_node=make_raft_node,
+        make_checker=make_checker,
+        bugs=BUGS,
+    )

@@ -1,0 +1,206 @@
+"""Raft's messages and persistent records, named as in the paper (Ongaro 2014, fig. 2).
+
+Tags 10-39 belong to Raft; append new ones, never reuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consensuskit.core.messages import message
+
+NOOP = "noop"
+COMMAND = "command"
+CONFIG = "config"
+
+
+@message(10)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """Voters decide elections and commitment; learners only receive the log."""
+
+    voters: tuple[str, ...]
+    learners: tuple[str, ...] = ()
+
+    def members(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.voters) | set(self.learners)))
+
+    def summary(self) -> str:
+        learners = f" learners={','.join(self.learners)}" if self.learners else ""
+        return f"voters={','.join(self.voters)}{learners}"
+
+
+@message(11)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEntry:
+    """``data`` is a ClientRequest (command), a ClusterConfig (config) or None (no-op)."""
+
+    term: int
+    index: int
+    kind: str
+    data: Any = None
+
+    def size(self) -> int:
+        """Estimated encoded size, for flow control (cheap; not exact)."""
+        return 48
+
+    def summary(self) -> str:
+        if self.kind == COMMAND:
+            return f"{self.term}/{self.index}:{self.data.op.describe()}"
+        if self.kind == CONFIG:
+            return f"{self.term}/{self.index}:config({self.data.summary()})"
+        return f"{self.term}/{self.index}:no-op"
+
+
+@message(12)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVote:
+    """§5.2; ``pre_vote`` asks "would you vote?" without disturbing terms (§9.6);
+    ``transfer`` marks an election started by TimeoutNow, which bypasses the leader-lease
+    vote check (§3.10)."""
+
+    term: int
+    candidate: str
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+    def summary(self) -> str:
+        kind = "PreVote" if self.pre_vote else "RequestVote"
+        return f"{kind} term={self.term} last={self.last_log_term}/{self.last_log_index}"
+
+
+@message(13)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVoteResponse:
+    term: int
+    granted: bool
+    pre_vote: bool = False
+
+    def summary(self) -> str:
+        kind = "PreVoteResp" if self.pre_vote else "VoteResp"
+        return f"{kind} term={self.term} {'granted' if self.granted else 'rejected'}"
+
+
+@message(14)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntries:
+    term: int
+    leader: str
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[LogEntry, ...]
+    leader_commit: int
+
+    def summary(self) -> str:
+        entries = ",".join(f"{e.term}/{e.index}" for e in self.entries)
+        return (
+            f"AppendEntries term={self.term} prev={self.prev_log_term}/{self.prev_log_index}"
+            f" commit={self.leader_commit} entries=[{entries}]"
+        )
+
+
+@message(15)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntriesResponse:
+    """On success ``index`` is the last index the message made consistent; on rejection
+    it is the ``prev_log_index`` that failed, with the fast-backtracking hint
+    ``conflict_term`` (0: follower's log too short) and ``conflict_index``."""
+
+    term: int
+    success: bool
+    index: int
+    conflict_term: int = 0
+    conflict_index: int = 0
+
+    def summary(self) -> str:
+        if self.success:
+            return f"AppendResp term={self.term} ok match={self.index}"
+        return (
+            f"AppendResp term={self.term} reject at={self.index}"
+            f" hint={self.conflict_term}/{self.conflict_index}"
+        )
+
+
+@message(16)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    """Leader liveness plus commit propagation; ``commit`` is already bounded by the
+    follower's match index, and ``context`` numbers a ReadIndex confirmation round."""
+
+    term: int
+    leader: str
+    commit: int
+    context: int = 0
+
+    def summary(self) -> str:
+        ctx = f" ctx={self.context}" if self.context else ""
+        return f"Heartbeat term={self.term} commit={self.commit}{ctx}"
+
+
+@message(17)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatResponse:
+    term: int
+    context: int = 0
+
+    def summary(self) -> str:
+        ctx = f" ctx={self.context}" if self.context else ""
+        return f"HeartbeatResp term={self.term}{ctx}"
+
+
+@message(18)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """State machine image covering every entry up to ``last_index``."""
+
+    last_index: int
+    last_term: int
+    config: ClusterConfig
+    data: Any
+
+    def summary(self) -> str:
+        return f"snapshot {self.last_term}/{self.last_index}"
+
+
+@message(19)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot:
+    term: int
+    leader: str
+    snapshot: Snapshot
+
+    def summary(self) -> str:
+        s = self.snapshot
+        return f"InstallSnapshot term={self.term} last={s.last_term}/{s.last_index}"
+
+
+@message(20)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshotResponse:
+    term: int
+    index: int
+
+    def summary(self) -> str:
+        return f"SnapshotResp term={self.term} match={self.index}"
+
+
+@message(21)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow:
+    """Leadership transfer: "start an election now" (§3.10)."""
+
+    term: int
+    leader: str
+
+    def summary(self) -> str:
+        return f"TimeoutNow term={self.term}"
+
+
+@message(22)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardState:
+    term: int
+    voted_for: str | None

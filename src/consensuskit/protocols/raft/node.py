@@ -1,0 +1,894 @@
+"""A Raft server as a deterministic, I/O-free state machine.
+
+Follows the Raft paper and Ongaro's dissertation (section numbers below are the
+dissertation's).  Message handling is etcd-style: the shared term rules run first in
+``on_message``, then a per-type handler.
+
+Rules this module owns:
+  * §3.3 term rules: a higher term makes us a follower (except pre-votes and votes
+    ignored under the leader lease); a lower term is answered with our term;
+  * §3.4 election: one vote per term, persisted before the grant leaves (the runtime's
+    durability barrier); candidates' logs must be up to date (§3.6.1);
+  * §9.6 pre-vote and §4.2.3 check-quorum / leader lease (a node that heard from a leader
+    within the minimum election timeout ignores RequestVote);
+  * §3.5 log matching via the consistency check; fast backtracking by conflict term;
+  * §3.6.2 commit only an entry of the current term by counting replicas; a no-op
+    starts every term;
+  * §5 snapshots; §6.4 ReadIndex and lease reads; §3.10 leadership transfer;
+  * §4.1 single-server membership changes, with learners; a config entry takes effect
+    when appended; one change in flight at a time, only after the leader committed an
+    entry of its own term (the fix to the bug in §4.1 of the original dissertation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consensuskit.core.client import (
+    BUSY,
+    NOT_LEADER,
+    STALE_SESSION,
+    ClientRequest,
+    ClientResponse,
+)
+from consensuskit.core.env import Env
+from consensuskit.protocols.raft.log import RaftLog
+from consensuskit.protocols.raft.messages import (
+    COMMAND,
+    CONFIG,
+    NOOP,
+    AppendEntries,
+    AppendEntriesResponse,
+    ClusterConfig,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    LogEntry,
+    RequestVote,
+    RequestVoteResponse,
+    Snapshot,
+    TimeoutNow,
+)
+from consensuskit.protocols.raft.options import RaftOptions
+from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
+from consensuskit.protocols.raft.quorum import committed_index, quorum_size
+from consensuskit.statemachines.kv import STALE, KVStateMachine
+
+FOLLOWER = "follower"
+PRE_CANDIDATE = "pre-candidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+
+ELECTION_TIMER = "election"
+HEARTBEAT_TIMER = "heartbeat"
+CHECK_QUORUM_TIMER = "check-quorum"
+TRANSFER_TIMER = "transfer"
+
+HARD_STATE_KEY = "raft/hard-state"
+SNAPSHOT_KEY = "raft/snapshot"
+
+CONFIG_CHANGES = ("add-learner", "add-voter", "remove")
+
+
+class RaftNode:
+    def __init__(
+        self,
+        node_id: str,
+        env: Env,
+        members: Sequence[str],
+        options: RaftOptions | None = None,
+    ) -> None:
+        self.id = node_id
+        self.env = env
+        self.opts = options or RaftOptions()
+        self.bugs = self.opts.bugs
+        self.sm = KVStateMachine()
+        # Set by checkers to watch log and state machine changes; never used for control.
+        self.observer: Any = None
+
+        storage = env.storage
+        hard: HardState | None = storage.get(HARD_STATE_KEY)
+        self.term = hard.term if hard else 0
+        self.voted_for: str | None = hard.voted_for if hard else None
+        self.snapshot: Snapshot | None = storage.get(SNAPSHOT_KEY)
+        snap = self.snapshot
+        self.log = RaftLog.load(storage, snap.last_index if snap else 0, snap.last_term if snap else 0)
+        if snap is not None:
+            self.base_config = snap.config
+            self.sm.restore(snap.data)
+        else:
+            voters = tuple(sorted(self.opts.voters or members))
+            self.base_config = ClusterConfig(voters=voters, learners=tuple(sorted(self.opts.learners)))
+        self.config = self.base_config
+        self.config_index = snap.last_index if snap else 0
+        self._recompute_config()
+
+        self.role = FOLLOWER
+        self.leader_id: str | None = None
+        # Invariant: log.offset <= last_applied <= commit_index <= log.last_index
+        self.commit_index = snap.last_index if snap else 0
+        self.last_applied = self.commit_index
+        self.votes: dict[str, bool] = {}
+        self.last_leader_contact = 0.0
+        # Leader state
+        self.progress: dict[str, Progress] = {}
+        self.term_start_index = 0
+        self.transfer_target: str | None = None
+        self.heartbeat_round = 0
+        self.round_sent_at: dict[int, float] = {}
+        self.acked_round: dict[str, int] = {}
+        self.lease_until = 0.0
+        self.reads_awaiting_commit: list[ClientRequest] = []
+        self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
+        self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
+        self.snapshot_sent_at: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ inspection
+    def is_leader(self) -> bool:
+        return self.role == LEADER
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "term": self.term,
+            "leader": self.leader_id,
+            "commit": self.commit_index,
+            "applied": self.last_applied,
+            "last_index": self.log.last_index,
+            "snapshot_index": self.snapshot.last_index if self.snapshot else 0,
+            "voters": list(self.config.voters),
+            "learners": list(self.config.learners),
+        }
+
+    # ------------------------------------------------------------------ inputs
+    def on_start(self) -> None:
+        # A restarted node may have promised a leader, before the crash, not to vote for
+        # anyone else for one election timeout (the lease behind lease reads); it cannot
+        # remember, so it keeps that promise from its start.
+        self.last_leader_contact = self.env.now()
+        self.env.record("role", role=self.role, term=self.term)
+        self._reset_election_timer()
+
+    def on_timer(self, key: str) -> None:
+        if key == ELECTION_TIMER:
+            self._on_election_timeout()
+        elif key == HEARTBEAT_TIMER:
+            if self.role == LEADER:
+                self._broadcast_heartbeat()
+                self.env.set_timer(HEARTBEAT_TIMER, self.opts.heartbeat_interval)
+        elif key == CHECK_QUORUM_TIMER:
+            if self.role == LEADER:
+                self._check_quorum()
+        elif key == TRANSFER_TIMER:
+            self.transfer_target = None
+
+    def on_request(self, request: ClientRequest) -> None:
+        if self.role != LEADER:
+            self._reject(request, NOT_LEADER)
+            return
+        if self.transfer_target is not None:
+            self._reject(request, BUSY)
+            return
+        if request.op.kind == "get" and self.opts.read_mode != "log":
+            self._read(request)
+            return
+        self._append_new(COMMAND, request)
+        self._broadcast_append()
+        self._maybe_commit()
+
+    def on_message(self, src: str, msg: Any) -> None:
+        kind = type(msg)
+        term = getattr(msg, "term", None)
+        if not isinstance(term, int):
+            self.env.record("ignored", src=src, reason=f"not a raft message: {kind.__name__}")
+            return
+        if term > self.term:
+            if kind is RequestVote:
+                if not msg.transfer and self._in_leader_lease():
+                    self.env.record("ignored", src=src, reason="vote request under leader lease")
+                    return
+                if not msg.pre_vote:
+                    self._become_follower(term, None)
+            elif kind is RequestVoteResponse and msg.pre_vote and msg.granted:
+                pass  # a granted pre-vote carries the term we would campaign in
+            else:
+                leader = getattr(msg, "leader", None)
+                self._become_follower(term, leader)
+        elif term < self.term:
+            self._answer_stale(src, msg)
+            return
+
+        if kind is AppendEntries:
+            self.handle_append_entries(src, msg)
+        elif kind is AppendEntriesResponse:
+            self.handle_append_response(src, msg)
+        elif kind is Heartbeat:
+            self.handle_heartbeat(src, msg)
+        elif kind is HeartbeatResponse:
+            self.handle_heartbeat_response(src, msg)
+        elif kind is RequestVote:
+            self.handle_request_vote(src, msg)
+        elif kind is RequestVoteResponse:
+            self.handle_vote_response(src, msg)
+        elif kind is InstallSnapshot:
+            self.handle_install_snapshot(src, msg)
+        elif kind is InstallSnapshotResponse:
+            self.handle_snapshot_response(src, msg)
+        elif kind is TimeoutNow:
+            self.handle_timeout_now(src, msg)
+        else:
+            self.env.record("ignored", src=src, reason=f"unknown message {kind.__name__}")
+
+    # ------------------------------------------------------------------ admin inputs
+    def transfer_leadership(self, target: str) -> str | None:
+        """Start handing leadership to ``target`` (§3.10); returns an error or None."""
+        if self.role != LEADER:
+            return NOT_LEADER
+        if target == self.id:
+            return "already-leader"
+        if target not in self.config.voters:
+            return f"{target} is not a voter"
+        self.transfer_target = target
+        self.env.set_timer(TRANSFER_TIMER, self.opts.election_timeout)
+        self.env.record("transfer", target=target)
+        pr = self.progress[target]
+        if pr.match == self.log.last_index:
+            self._send_timeout_now(target)
+        else:
+            self._send_append(target, pr, allow_empty=True)
+        return None
+
+    def propose_config_change(self, change: str, node: str) -> str | None:
+        """Single-server membership change (§4.1); returns an error or None."""
+        if change not in CONFIG_CHANGES:
+            return f"unknown change {change!r}; valid: {', '.join(CONFIG_CHANGES)}"
+        if self.role != LEADER:
+            return NOT_LEADER
+        if self.config_index > self.commit_index:
+            return "a configuration change is already in progress"
+        if self.commit_index < self.term_start_index:
+            return "leader has not committed an entry of its term yet"
+        voters, learners = set(self.config.voters), set(self.config.learners)
+        if change == "add-learner":
+            if node in voters or node in learners:
+                return f"{node} is already a member"
+            learners.add(node)
+        elif change == "add-voter":
+            if node in voters:
+                return f"{node} is already a voter"
+            learners.discard(node)
+            voters.add(node)
+        else:
+            if node not in voters and node not in learners:
+                return f"{node} is not a member"
+            voters.discard(node)
+            learners.discard(node)
+            if not voters:
+                return "cannot remove the last voter"
+        new = ClusterConfig(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
+        self._append_new(CONFIG, new)
+        self._broadcast_append()
+        self._maybe_commit()
+        return None
+
+    # ------------------------------------------------------------------ elections
+    def _on_election_timeout(self) -> None:
+        self._reset_election_timer()
+        if self.role == LEADER or self.id not in self.config.voters:
+            return
+        self._campaign(pre_vote=self.opts.pre_vote, transfer=False)
+
+    def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
+        if pre_vote:
+            self.role = PRE_CANDIDATE
+            self.leader_id = None
+            vote_term = self.term + 1
+        else:
+            self.term += 1
+            self.voted_for = self.id
+            self.role = CANDIDATE
+            self.leader_id = None
+            self._persist_hard_state()
+            vote_term = self.term
+        self.env.record("role", role=self.role, term=vote_term)
+        self._reset_election_timer()
+        self.votes = {self.id: True}
+        if self._tally() == "won":
+            self._won_votes()
+            return
+        msg = RequestVote(
+            term=vote_term,
+            candidate=self.id,
+            last_log_index=self.log.last_index,
+            last_log_term=self.log.last_term,
+            pre_vote=pre_vote,
+            transfer=transfer,
+        )
+        for peer in self.config.voters:
+            if peer != self.id:
+                self.env.send(peer, msg)
+
+    def handle_request_vote(self, src: str, m: RequestVote) -> None:
+        """§3.4/§3.6.1: grant if we have not voted for another in this term and the
+        candidate's log is at least as up to date; a pre-vote changes nothing."""
+        if m.pre_vote:
+            can_vote = m.term > self.term
+        elif "vote-twice" in self.bugs:
+            can_vote = True
+        else:
+            can_vote = self.voted_for == m.candidate or (
+                self.voted_for is None and self.leader_id is None
+            )
+        granted = can_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        if granted and not m.pre_vote:
+            self.voted_for = m.candidate
+            self._persist_hard_state()
+            self._reset_election_timer()
+        term = m.term if (m.pre_vote and granted) else self.term
+        self.env.send(src, RequestVoteResponse(term=term, granted=granted, pre_vote=m.pre_vote))
+
+    def handle_vote_response(self, src: str, m: RequestVoteResponse) -> None:
+        if m.pre_vote:
+            # A grant names the term we would campaign in; a rejection names the voter's.
+            if self.role != PRE_CANDIDATE or (m.granted and m.term != self.term + 1):
+                return
+        elif self.role != CANDIDATE or m.term != self.term:
+            return
+        self.votes[src] = m.granted
+        outcome = self._tally()
+        if outcome == "won":
+            self._won_votes()
+        elif outcome == "lost":
+            self._become_follower(self.term, None)
+
+    def _tally(self) -> str:
+        voters = self.config.voters
+        granted = sum(1 for v in voters if self.votes.get(v) is True)
+        rejected = sum(1 for v in voters if self.votes.get(v) is False)
+        need = quorum_size(len(voters))
+        if granted >= need:
+            return "won"
+        if rejected >= need:
+            return "lost"
+        return "pending"
+
+    def _won_votes(self) -> None:
+        if self.role == PRE_CANDIDATE:
+            self._campaign(pre_vote=False, transfer=False)
+        else:
+            self._become_leader()
+
+    def _in_leader_lease(self) -> bool:
+        if not self.opts.check_quorum:
+            return False
+        if self.role == LEADER:
+            return True
+        return self.env.now() - self.last_leader_contact < self.opts.election_timeout
+
+    # ------------------------------------------------------------------ role changes
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        if term != self.term:
+            self.term = term
+            self.voted_for = None
+            self._persist_hard_state()
+        was = self.role
+        self.role = FOLLOWER
+        self.leader_id = leader
+        if was == LEADER:
+            self._drop_leader_state()
+        self.env.record("role", role=FOLLOWER, term=self.term, leader=leader)
+        self._reset_election_timer()
+
+    def _become_leader(self) -> None:
+        self.role = LEADER
+        self.leader_id = self.id
+        self.transfer_target = None
+        self.env.cancel_timer(ELECTION_TIMER)
+        self.env.record("role", role=LEADER, term=self.term)
+        next_index = self.log.last_index + 1
+        self.progress = {
+            peer: Progress(next_index) for peer in self.config.members() if peer != self.id
+        }
+        self.heartbeat_round = 0
+        self.round_sent_at = {}
+        self.acked_round = {}
+        self.lease_until = 0.0
+        self.term_start_index = next_index
+        self._append_new(NOOP, None)
+        self._broadcast_append()
+        self.env.set_timer(HEARTBEAT_TIMER, self.opts.heartbeat_interval)
+        self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
+        self._maybe_commit()
+
+    def _drop_leader_state(self) -> None:
+        self.env.cancel_timer(HEARTBEAT_TIMER)
+        self.env.cancel_timer(CHECK_QUORUM_TIMER)
+        self.env.cancel_timer(TRANSFER_TIMER)
+        self.progress = {}
+        self.transfer_target = None
+        self.lease_until = 0.0
+        self.snapshot_sent_at = {}
+        # Reads have no effect, so refusing them is a definite answer.  Pending writes
+        # are left unanswered: they may still commit under the next leader.
+        reads = [r for r in self.reads_awaiting_commit]
+        reads += [r for _, _, r in self.reads_awaiting_quorum]
+        reads += [r for _, r in self.reads_awaiting_apply]
+        self.reads_awaiting_commit, self.reads_awaiting_quorum, self.reads_awaiting_apply = [], [], []
+        for request in reads:
+            self._reject(request, NOT_LEADER)
+
+    def _check_quorum(self) -> None:
+        """§6.2: a leader that did not hear from a majority in an election timeout
+        steps down, so clients find the real leader and lease reads stay safe."""
+        self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
+        if not self.opts.check_quorum:
+            return
+        active = [self.id] if self.id in self.config.voters else []
+        for peer, pr in self.progress.items():
+            if pr.recent_active and peer in self.config.voters:
+                active.append(peer)
+            pr.recent_active = False
+        if len(active) < quorum_size(len(self.config.voters)):
+            self.env.record("step-down", reason="check-quorum")
+            self._become_follower(self.term, None)
+
+    def _reset_election_timer(self) -> None:
+        timeout = self.opts.election_timeout
+        self.env.set_timer(ELECTION_TIMER, timeout + self.env.rng.random() * timeout)
+
+    # ------------------------------------------------------------------ replication
+    def _append_new(self, kind: str, data: Any) -> LogEntry:
+        entry = LogEntry(term=self.term, index=self.log.last_index + 1, kind=kind, data=data)
+        self._append_entries((entry,))
+        return entry
+
+    def _append_entries(self, entries: Sequence[LogEntry]) -> None:
+        self.log.append(entries)
+        if self.observer is not None:
+            self.observer.on_append(self, entries)
+        for e in entries:
+            if e.kind == CONFIG:
+                self._apply_config(e.data, e.index)
+
+    def _broadcast_append(self) -> None:
+        for peer, pr in self.progress.items():
+            self._send_append(peer, pr, allow_empty=False)
+
+    def _send_append(self, peer: str, pr: Progress, *, allow_empty: bool) -> None:
+        opts = self.opts
+        while True:
+            if pr.is_paused(opts.max_inflight_msgs, opts.max_inflight_bytes):
+                return
+            if pr.next <= self.log.offset:
+                self._send_snapshot(peer, pr)
+                return
+            prev = pr.next - 1
+            prev_term = self.log.term_at(prev)
+            if prev_term is None:  # cannot happen: next <= last + 1 and next > offset
+                pr.become_probe()
+                return
+            entries: tuple[LogEntry, ...] = ()
+            if pr.next <= self.log.last_index:
+                entries = self.log.slice(pr.next, opts.max_batch_entries, opts.max_batch_bytes)
+            if not entries and not (allow_empty or pr.state == PROBE):
+                return
+            self.env.send(
+                peer,
+                AppendEntries(
+                    term=self.term,
+                    leader=self.id,
+                    prev_log_index=prev,
+                    prev_log_term=prev_term,
+                    entries=entries,
+                    leader_commit=self.commit_index,
+                ),
+            )
+            if entries:
+                pr.sent(entries[-1].index, sum(e.size() for e in entries))
+            elif pr.state == PROBE:
+                pr.probe_sent = True
+            # Pipelining: keep sending batches while in replicate state and not paused.
+            if pr.state != REPLICATE or not entries:
+                return
+            allow_empty = False
+
+    def _send_snapshot(self, peer: str, pr: Progress) -> None:
+        snap = self.snapshot
+        if snap is None:  # offset > 0 always comes with a snapshot
+            raise RuntimeError("log compacted without a snapshot")
+        self.env.send(peer, InstallSnapshot(term=self.term, leader=self.id, snapshot=snap))
+        self.snapshot_sent_at[peer] = self.env.now()
+        pr.become_snapshot(snap.last_index)
+
+    def handle_append_entries(self, src: str, m: AppendEntries) -> None:
+        self._follow(m.leader)
+        log = self.log
+        entries = m.entries
+        prev = m.prev_log_index
+        if prev < self.commit_index:
+            # Committed entries are in every current leader's log (§3.6.3), so they
+            # match; skip them rather than re-check entries we may have compacted.
+            skip = self.commit_index - prev
+            if skip >= len(entries):
+                self.env.send(
+                    src, AppendEntriesResponse(term=self.term, success=True, index=self.commit_index)
+                )
+                return
+            entries = entries[skip:]
+            prev = self.commit_index
+            local_term = m_prev_term = 0
+        else:
+            local_term = log.term_at(prev)
+            m_prev_term = m.prev_log_term
+        if local_term != m_prev_term and not ("skip-log-check" in self.bugs and local_term is not None):
+            if local_term is None:
+                hint_term, hint_index = 0, log.last_index + 1
+            else:
+                hint_term = local_term
+                hint_index = max(log.first_index_of_term(prev), self.commit_index + 1)
+            self.env.send(
+                src,
+                AppendEntriesResponse(
+                    term=self.term,
+                    success=False,
+                    index=prev,
+                    conflict_term=hint_term,
+                    conflict_index=hint_index,
+                ),
+            )
+            return
+        for pos, e in enumerate(entries):
+            if e.index > log.last_index:
+                self._append_entries(entries[pos:])
+                break
+            if log.term_at(e.index) != e.term:
+                self._truncate_from(e.index)
+                self._append_entries(entries[pos:])
+                break
+        last_new = prev + len(entries)
+        self._commit_to(min(m.leader_commit, last_new))
+        self.env.send(src, AppendEntriesResponse(term=self.term, success=True, index=last_new))
+
+    def _truncate_from(self, index: int) -> None:
+        if self.observer is not None:
+            self.observer.on_truncate(self, index)
+        self.log.truncate_from(index)
+        if self.config_index >= index:
+            self._recompute_config()
+
+    def handle_append_response(self, src: str, m: AppendEntriesResponse) -> None:
+        pr = self.progress.get(src)
+        if pr is None or self.role != LEADER:
+            return
+        pr.recent_active = True
+        if m.success:
+            updated = pr.update(m.index)
+            if updated or (pr.state == PROBE and pr.match == m.index):
+                if pr.state == PROBE:
+                    pr.become_replicate()
+                elif pr.state == SNAPSHOT and pr.match >= pr.snapshot_index:
+                    pr.become_probe()
+                if updated:
+                    self._maybe_commit()
+                if src == self.transfer_target and pr.match == self.log.last_index:
+                    self._send_timeout_now(src)
+            self._send_append(src, pr, allow_empty=False)
+            return
+        # Rejection: ignore answers to messages older than what we know matches.
+        if m.index < pr.match or (pr.state == REPLICATE and m.index <= pr.match):
+            return
+        if pr.state == PROBE and m.index != pr.next - 1:
+            return
+        if m.conflict_term:
+            last_of_term = self.log.last_index_of_term(m.conflict_term)
+            next_index = last_of_term + 1 if last_of_term is not None else m.conflict_index
+        else:
+            next_index = m.conflict_index
+        pr.become_probe()
+        pr.next = max(pr.match + 1, min(next_index, m.index))
+        self._send_append(src, pr, allow_empty=True)
+
+    def _maybe_commit(self) -> None:
+        if self.role != LEADER:
+            return
+        match = {peer: pr.match for peer, pr in self.progress.items()}
+        match[self.id] = self.log.last_index
+        n = committed_index(match, self.config.voters)
+        if n <= self.commit_index:
+            return
+        # §3.6.2: only an entry of the current term is committed by counting replicas.
+        if self.log.term_at(n) != self.term and "commit-previous-term" not in self.bugs:
+            return
+        self._commit_to(n)
+        if self.reads_awaiting_commit and self.commit_index >= self.term_start_index:
+            waiting, self.reads_awaiting_commit = self.reads_awaiting_commit, []
+            for request in waiting:
+                self._read(request)
+
+    def _commit_to(self, index: int) -> None:
+        if index <= self.commit_index:
+            return
+        self.commit_index = index
+        self.env.record("commit", index=index, term=self.term)
+        if self.observer is not None:
+            self.observer.on_commit(self, index)
+        self._apply_committed()
+
+    def _apply_committed(self) -> None:
+        step_down = False
+        while self.last_applied < self.commit_index:
+            index = self.last_applied + 1
+            entry = self.log.entry(index)
+            self.last_applied = index
+            if entry.kind == COMMAND:
+                result = self.sm.apply(entry.data)
+                if self.role == LEADER and entry.term == self.term:
+                    self._answer(entry.data, result, index)
+            elif entry.kind == CONFIG and self.role == LEADER and index == self.config_index:
+                step_down = self.id not in entry.data.voters
+            if self.observer is not None:
+                self.observer.on_apply(self, entry)
+        if self.reads_awaiting_apply:
+            self._serve_ready_reads()
+        self._maybe_snapshot()
+        if step_down:
+            self.env.record("step-down", reason="removed from configuration")
+            self._become_follower(self.term, None)
+
+    def _answer(self, request: ClientRequest, result: Any, index: int) -> None:
+        if result is STALE:
+            self._reject(request, STALE_SESSION)
+            return
+        self.env.deliver(
+            ClientResponse(
+                client_id=request.client_id,
+                seq=request.seq,
+                ok=True,
+                result=result,
+                leader_hint=self.id,
+                index=index,
+            )
+        )
+
+    def _reject(self, request: ClientRequest, error: str) -> None:
+        self.env.deliver(
+            ClientResponse(
+                client_id=request.client_id,
+                seq=request.seq,
+                ok=False,
+                error=error,
+                leader_hint=self.leader_id,
+            )
+        )
+
+    # ------------------------------------------------------------------ heartbeats
+    def _broadcast_heartbeat(self) -> None:
+        self.heartbeat_round += 1
+        round_ = self.heartbeat_round
+        self.round_sent_at[round_] = self.env.now()
+        for peer, pr in self.progress.items():
+            commit = min(pr.match, self.commit_index)
+            self.env.send(peer, Heartbeat(term=self.term, leader=self.id, commit=commit, context=round_))
+        self._round_acknowledged()
+
+    def handle_heartbeat(self, src: str, m: Heartbeat) -> None:
+        self._follow(m.leader)
+        self._commit_to(min(m.commit, self.log.last_index))
+        self.env.send(src, HeartbeatResponse(term=self.term, context=m.context))
+
+    def handle_heartbeat_response(self, src: str, m: HeartbeatResponse) -> None:
+        pr = self.progress.get(src)
+        if pr is None or self.role != LEADER:
+            return
+        pr.recent_active = True
+        if m.context > self.acked_round.get(src, 0):
+            self.acked_round[src] = m.context
+            self._round_acknowledged()
+        if pr.match < self.log.last_index:
+            # Recover from lost messages (etcd): resend a probe, or free one in-flight
+            # slot so an append goes out and its answer resynchronises us.
+            if pr.state == SNAPSHOT:
+                sent = self.snapshot_sent_at.get(src, 0.0)
+                if self.env.now() - sent < self.opts.election_timeout:
+                    return
+                pr.become_probe()
+            elif pr.state == REPLICATE and pr.inflight:
+                pr.inflight_bytes -= pr.inflight.popleft()[1]
+            pr.probe_sent = False
+            self._send_append(src, pr, allow_empty=True)
+
+    def _round_acknowledged(self) -> None:
+        """Track the newest heartbeat round a majority answered: it confirms leadership
+        for ReadIndex (§6.4) and starts the lease (§6.4.1)."""
+        acked = dict(self.acked_round)
+        if self.id in self.config.voters:
+            acked[self.id] = self.heartbeat_round
+        quorum_round = committed_index(acked, self.config.voters)
+        if quorum_round <= 0:
+            return
+        sent_at = self.round_sent_at.get(quorum_round)
+        if sent_at is not None and self.transfer_target is None:
+            lease = self.opts.election_timeout * (1.0 - self.opts.clock_drift_bound)
+            self.lease_until = max(self.lease_until, sent_at + lease)
+        for old in [r for r in self.round_sent_at if r < quorum_round]:
+            del self.round_sent_at[old]
+        if self.reads_awaiting_quorum:
+            still = []
+            for round_, index, request in self.reads_awaiting_quorum:
+                if round_ <= quorum_round:
+                    self.reads_awaiting_apply.append((index, request))
+                else:
+                    still.append((round_, index, request))
+            self.reads_awaiting_quorum = still
+            self._serve_ready_reads()
+
+    # ------------------------------------------------------------------ reads
+    def _read(self, request: ClientRequest) -> None:
+        if "stale-read" in self.bugs:
+            self._serve_read(request)
+            return
+        if self.commit_index < self.term_start_index:
+            # §6.4 step 1: until an entry of its term commits, the leader's commit index
+            # may lag the cluster's; wait for the no-op.
+            self.reads_awaiting_commit.append(request)
+            return
+        if (
+            self.opts.read_mode == "lease"
+            and self.transfer_target is None
+            and self.env.now() < self.lease_until
+        ):
+            self.reads_awaiting_apply.append((self.commit_index, request))
+            self._serve_ready_reads()
+            return
+        self.reads_awaiting_quorum.append((self.heartbeat_round + 1, self.commit_index, request))
+        self._broadcast_heartbeat()
+
+    def _serve_ready_reads(self) -> None:
+        waiting = []
+        for index, request in self.reads_awaiting_apply:
+            if index <= self.last_applied:
+                self._serve_read(request)
+            else:
+                waiting.append((index, request))
+        self.reads_awaiting_apply = waiting
+
+    def _serve_read(self, request: ClientRequest) -> None:
+        self.env.deliver(
+            ClientResponse(
+                client_id=request.client_id,
+                seq=request.seq,
+                ok=True,
+                result=self.sm.read(request),
+                leader_hint=self.id,
+                index=self.last_applied,
+            )
+        )
+
+    # ------------------------------------------------------------------ snapshots
+    def _maybe_snapshot(self) -> None:
+        threshold = self.opts.snapshot_threshold
+        snap_index = self.snapshot.last_index if self.snapshot else 0
+        if threshold <= 0 or self.last_applied - snap_index < threshold:
+            return
+        index = self.last_applied
+        term = self.log.term_at(index)
+        if term is None:
+            return
+        snap = Snapshot(
+            last_index=index, last_term=term, config=self._config_at(index), data=self.sm.snapshot()
+        )
+        self.snapshot = snap
+        self.env.storage.put(SNAPSHOT_KEY, snap)
+        self.env.record("snapshot", index=index, term=term)
+        keep_from = index - self.opts.snapshot_trailing
+        if keep_from > self.log.offset:
+            base = self._config_at(keep_from)
+            self.log.compact(keep_from)
+            self.base_config = base
+
+    def handle_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
+        self._follow(m.leader)
+        snap = m.snapshot
+        if snap.last_index <= self.commit_index:
+            self.env.send(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
+            return
+        if self.log.term_at(snap.last_index) == snap.last_term:
+            self.log.compact(snap.last_index)  # §5.1: keep the entries that follow it
+        else:
+            if self.observer is not None and self.log.last_index > self.log.offset:
+                self.observer.on_truncate(self, self.log.offset + 1)
+            self.log.reset(snap.last_index, snap.last_term)
+        self.sm.restore(snap.data)
+        self.snapshot = snap
+        self.env.storage.put(SNAPSHOT_KEY, snap)
+        self.commit_index = self.last_applied = snap.last_index
+        self.base_config = snap.config
+        self.config, self.config_index = snap.config, snap.last_index
+        self._recompute_config()
+        self.env.record("restore", index=snap.last_index, term=snap.last_term)
+        if self.observer is not None:
+            self.observer.on_restore(self, snap)
+        self.env.send(src, InstallSnapshotResponse(term=self.term, index=snap.last_index))
+
+    def handle_snapshot_response(self, src: str, m: InstallSnapshotResponse) -> None:
+        pr = self.progress.get(src)
+        if pr is None or self.role != LEADER:
+            return
+        pr.recent_active = True
+        if pr.update(m.index):
+            self._maybe_commit()
+        if pr.state == SNAPSHOT and pr.match >= pr.snapshot_index:
+            pr.become_probe()
+        self._send_append(src, pr, allow_empty=True)
+
+    # ------------------------------------------------------------------ transfer
+    def _send_timeout_now(self, target: str) -> None:
+        # The lease cannot outlive the transfer: the target ignores vote leases.
+        self.lease_until = 0.0
+        self.env.send(target, TimeoutNow(term=self.term, leader=self.id))
+
+    def handle_timeout_now(self, src: str, m: TimeoutNow) -> None:
+        if self.id not in self.config.voters or self.role == LEADER:
+            return
+        self.env.record("transfer-received", src=src)
+        self._campaign(pre_vote=False, transfer=True)
+
+    # ------------------------------------------------------------------ membership
+    def _apply_config(self, config: ClusterConfig, index: int) -> None:
+        self.config, self.config_index = config, index
+        self.env.record("config", index=index, voters=list(config.voters), learners=list(config.learners))
+        if self.role != LEADER:
+            return
+        members = set(config.members())
+        for peer in sorted(members):
+            if peer != self.id and peer not in self.progress:
+                self.progress[peer] = Progress(self.log.last_index + 1)
+        for peer in [p for p in self.progress if p not in members]:
+            del self.progress[peer]
+            self.acked_round.pop(peer, None)
+
+    def _config_at(self, index: int) -> ClusterConfig:
+        """The configuration in force once every entry up to ``index`` is appended."""
+        for pos in range(min(index, self.log.last_index) - self.log.offset - 1, -1, -1):
+            e = self.log.entries[pos]
+            if e.kind == CONFIG:
+                return e.data
+        return self.base_config
+
+    def _recompute_config(self) -> None:
+        for e in reversed(self.log.entries):
+            if e.kind == CONFIG:
+                self.config, self.config_index = e.data, e.index
+                return
+        self.config = self.base_config
+        self.config_index = self.log.offset
+
+    # ------------------------------------------------------------------ helpers
+    def _follow(self, leader: str) -> None:
+        """A message from the leader of our term: follow it and restart the timer."""
+        if self.role != FOLLOWER or self.leader_id != leader:
+            if self.role == LEADER:
+                # Two leaders in one term: only possible with a protocol bug; keep going
+                # so the election-safety invariant can report it.
+                self.env.record("anomaly", reason=f"leader {leader} in my term {self.term}")
+                return
+            self.role = FOLLOWER
+            self.leader_id = leader
+            self.env.record("role", role=FOLLOWER, term=self.term, leader=leader)
+        self.last_leader_contact = self.env.now()
+        self._reset_election_timer()
+
+    def _answer_stale(self, src: str, msg: Any) -> None:
+        """§3.3: reply to a stale sender with our term so it steps down."""
+        kind = type(msg)
+        if kind is AppendEntries or kind is Heartbeat or kind is InstallSnapshot:
+            self.env.send(src, AppendEntriesResponse(term=self.term, success=False, index=0))
+        elif kind is RequestVote:
+            self.env.send(src, RequestVoteResponse(term=self.term, granted=False, pre_vote=msg.pre_vote))
+
+    def _persist_hard_state(self) -> None:
+        self.env.storage.put(HARD_STATE_KEY, HardState(term=self.term, voted_for=self.voted_for))

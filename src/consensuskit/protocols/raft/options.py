@@ -1,0 +1,63 @@
+"""Tunables of a Raft node.  Times are seconds of the node's own clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+READ_MODES = ("read-index", "lease", "log")
+
+# Deliberate protocol bugs that prove the checkers can fail (see check/raft.py).
+BUGS = ("commit-previous-term", "vote-twice", "skip-log-check", "stale-read")
+
+
+@dataclass(slots=True, kw_only=True)
+class RaftOptions:
+    election_timeout: float = 0.3  # randomized in [T, 2T)
+    heartbeat_interval: float = 0.05
+    pre_vote: bool = True
+    check_quorum: bool = True
+    read_mode: str = "read-index"
+    # Lease reads assume clocks drift apart by at most this fraction (§6.4.1).
+    clock_drift_bound: float = 0.05
+    max_batch_entries: int = 64
+    max_batch_bytes: int = 64 * 1024
+    max_inflight_msgs: int = 8
+    max_inflight_bytes: int = 256 * 1024
+    # Take a snapshot once this many applied entries sit in the log; 0 disables.
+    snapshot_threshold: int = 200
+    # Entries kept after a snapshot so slightly lagging followers need no snapshot.
+    snapshot_trailing: int = 20
+    # Initial voters; empty means the members the runtime passes in.
+    voters: tuple[str, ...] = ()
+    learners: tuple[str, ...] = ()
+    bugs: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RaftOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown raft option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        opts = cls(**values)
+        opts.bugs = frozenset(opts.bugs)
+        opts.voters = tuple(opts.voters)
+        opts.learners = tuple(opts.learners)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"unknown read mode {self.read_mode!r}; valid: {', '.join(READ_MODES)}")
+        bad = sorted(set(self.bugs) - set(BUGS))
+        if bad:
+            raise ValueError(f"unknown bug {', '.join(bad)}; valid: {', '.join(BUGS)}")
+        if self.heartbeat_interval <= 0 or self.election_timeout <= self.heartbeat_interval:
+            raise ValueError("need 0 < heartbeat_interval < election_timeout")
+        if not 0 <= self.clock_drift_bound < 1:
+            raise ValueError("clock_drift_bound must be in [0, 1)")
+        if self.max_batch_entries < 1 or self.max_inflight_msgs < 1:
+            raise ValueError("batch and in-flight limits must be at least 1")

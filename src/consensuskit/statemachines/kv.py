@@ -1,0 +1,100 @@
+"""Key-value state machine with per-key versions and client sessions.
+
+Operations: get, put, delete, compare-and-swap on value or on version.
+
+Rules this module owns:
+  * versions: a key's version starts at 1 when created and increases by one per write;
+    a deleted key has no version (``cas`` with ``expected_version=0`` means "absent");
+  * sessions: a command ``(client_id, seq)`` takes effect at most once.  A retry of the
+    last applied seq returns the cached result; an older seq is refused as stale and
+    changes nothing (the client already moved on, so nobody waits for it);
+  * results are plain msgpack-able values, identical on every replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensuskit.core.client import ClientRequest, Op
+
+STALE = {"error": "stale-session"}
+
+
+class KVStateMachine:
+    __slots__ = ("_data", "_sessions")
+
+    def __init__(self) -> None:
+        # key -> (value, version)
+        self._data: dict[str, tuple[Any, int]] = {}
+        # client_id -> (last applied seq, its result)
+        self._sessions: dict[str, tuple[int, Any]] = {}
+
+    # -- commands -------------------------------------------------------------------
+    def apply(self, command: ClientRequest) -> Any:
+        session = self._sessions.get(command.client_id)
+        if session is not None:
+            last_seq, cached = session
+            if command.seq == last_seq:
+                return cached
+            if command.seq < last_seq:
+                return STALE
+        result = self.execute(command.op)
+        self._sessions[command.client_id] = (command.seq, result)
+        return result
+
+    def read(self, request: ClientRequest) -> Any:
+        if request.op.kind != "get":
+            raise ValueError(f"read() serves only get, not {request.op.kind}")
+        return self.execute(request.op)
+
+    def execute(self, op: Op) -> Any:
+        """Apply one op ignoring sessions; the result dict depends only on the state."""
+        current = self._data.get(op.key)
+        if op.kind == "get":
+            if current is None:
+                return {"value": None, "version": 0}
+            return {"value": current[0], "version": current[1]}
+        if op.kind == "put":
+            version = (current[1] if current else 0) + 1
+            self._data[op.key] = (op.value, version)
+            return {"version": version}
+        if op.kind == "delete":
+            existed = self._data.pop(op.key, None) is not None
+            return {"deleted": existed}
+        # cas
+        if op.expected_version is not None:
+            matches = (current[1] if current else 0) == op.expected_version
+        else:
+            matches = (current[0] if current else None) == op.expected
+        if not matches:
+            return {
+                "swapped": False,
+                "value": current[0] if current else None,
+                "version": current[1] if current else 0,
+            }
+        version = (current[1] if current else 0) + 1
+        self._data[op.key] = (op.value, version)
+        return {"swapped": True, "version": version}
+
+    # -- snapshots --------------------------------------------------------------------
+    def snapshot(self) -> Any:
+        data = tuple((k, v, ver) for k, (v, ver) in sorted(self._data.items()))
+        sessions = tuple((c, seq, res) for c, (seq, res) in sorted(self._sessions.items()))
+        return {"data": data, "sessions": sessions}
+
+    def restore(self, snapshot: Any) -> None:
+        if not isinstance(snapshot, dict) or "data" not in snapshot or "sessions" not in snapshot:
+            raise ValueError("not a KV snapshot: expected a map with 'data' and 'sessions'")
+        self._data = {k: (v, ver) for k, v, ver in snapshot["data"]}
+        self._sessions = {c: (seq, res) for c, seq, res in snapshot["sessions"]}
+
+    def digest(self) -> Any:
+        return tuple((k, v, ver) for k, (v, ver) in sorted(self._data.items()))
+
+    # -- inspection -----------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        current = self._data.get(key)
+        return None if current is None else current[0]
+
+    def items(self) -> dict[str, Any]:
+        return {k: v for k, (v, _) in sorted(self._data.items())}
