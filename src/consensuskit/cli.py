@@ -1,0 +1,395 @@
+"""The ``consensuskit`` command line (a stable interface: tools and tests call it).
+
+Rules this module owns:
+  * exit 0 means the expected outcome held, 1 that it did not, 2 bad input;
+  * bad input never shows a traceback: every usage error becomes one line on stderr
+    naming the valid choices (``main`` turns typer/click usage errors into that line,
+    our own checks raise ``typer.BadParameter``);
+  * ``--json`` prints exactly one JSON document on stdout; progress and colour go to
+    stderr or stay off, so the output can be piped;
+  * no logic lives here that a test or sweep would need: simulations come from
+    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from consensuskit.core.registry import default_registry
+from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
+from consensuskit.sweep import (
+    default_workers,
+    reproduce_command,
+    run_sweep,
+    save_failure_traces,
+)
+from consensuskit.viz.timeline import HEARTBEAT_MODES, timeline_text
+
+app = typer.Typer(
+    help="Consensus protocols in a deterministic fault-injecting simulator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+scenario_app = typer.Typer(
+    help="Seed scenarios: scripted runs that check their outcome.", no_args_is_help=True
+)
+app.add_typer(scenario_app, name="scenario")
+
+
+# ---------------------------------------------------------------- validation
+def parse_nemesis(text: str) -> tuple[str, ...]:
+    """'partition,crash' / 'all' / 'none' / '' -> kinds in NEMESIS_KINDS order."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items or items == ["none"]:
+        return ()
+    if "all" in items:
+        return NEMESIS_KINDS
+    unknown = [k for k in items if k not in NEMESIS_KINDS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown fault {', '.join(unknown)}; valid: {', '.join(NEMESIS_KINDS)}, all, none",
+            param_hint="'--nemesis'",
+        )
+    return tuple(k for k in NEMESIS_KINDS if k in items)
+
+
+def check_protocol(protocol: str) -> None:
+    names = default_registry().names()
+    if protocol not in names:
+        raise typer.BadParameter(
+            f"unknown protocol {protocol!r}; valid: {', '.join(names)}", param_hint="'PROTOCOL'"
+        )
+
+
+def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
+    valid = default_registry().get(protocol).bugs
+    unknown = [b for b in bugs if b not in valid]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown bug {', '.join(unknown)} for {protocol}; valid: {', '.join(valid) or '(none)'}",
+            param_hint="'--bug'",
+        )
+    return frozenset(bugs)
+
+
+def build_config(
+    protocol: str,
+    nodes: int,
+    seed: int,
+    duration: float,
+    clients: int,
+    nemesis: str,
+    bugs: list[str] | None,
+) -> SimConfig:
+    check_protocol(protocol)
+    return SimConfig(
+        protocol=protocol,
+        node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
+        seed=seed,
+        duration=duration,
+        clients=clients,
+        nemesis=parse_nemesis(nemesis),
+        bugs=check_bugs(protocol, list(bugs or [])),
+    )
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _timeline_width(console: Console) -> int | None:
+    # Cut rows to the terminal; a pipe or file gets them whole.
+    return console.width if console.is_terminal else None
+
+
+# ----------------------------------------------------------------- scenarios
+@scenario_app.command("list")
+def scenario_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List the seed scenarios."""
+    from consensuskit.scenarios import all_scenarios
+
+    scenarios = list(all_scenarios().values())
+    if as_json:
+        print(
+            json.dumps([{"id": s.id, "protocol": s.protocol, "title": s.title} for s in scenarios], indent=2)
+        )
+        return
+    table = Table(title="scenarios")
+    table.add_column("id", style="bold")
+    table.add_column("protocol")
+    table.add_column("title")
+    for s in scenarios:
+        table.add_row(s.id, s.protocol, s.title)
+    _console().print(table)
+
+
+def _read_trace(path: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_one_scenario(
+    scenario_id: str,
+    seed: int,
+    timeline: bool,
+    trace: str | None,
+    as_json: bool,
+    heartbeats: str = "collapse",
+    console: Console | None = None,
+) -> bool:
+    """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
+    from consensuskit.scenarios import get_scenario, run_scenario
+
+    try:
+        scenario = get_scenario(scenario_id)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="'ID'") from None
+    console = console or _console()
+    with tempfile.TemporaryDirectory(prefix="consensuskit-") as tmp:
+        # The timeline needs every record; the in-memory trace keeps only a tail, so
+        # stream to a file (the user's, or a temporary one) and read it back.
+        trace_path = trace or (str(Path(tmp) / "trace.jsonl") if timeline and not as_json else None)
+        run = run_scenario(scenario, seed=seed, trace_path=trace_path)
+        records = _read_trace(trace_path) if timeline and not as_json and trace_path else []
+    if as_json:
+        print(json.dumps(run.to_json(), indent=2))
+        return run.passed
+    console.print(f"[bold]{scenario.id}[/] — {scenario.title} (seed {seed})")
+    if timeline and run.sim is not None:
+        node_ids = list(run.sim.node_ids)
+        console.print(timeline_text(records, node_ids, _timeline_width(console), heartbeats))  # type: ignore[arg-type]
+    for e in run.expectations:
+        mark = "[green]✓[/]" if e.passed else "[red]✗[/]"
+        detail = f" [dim]({e.detail})[/]" if e.detail else ""
+        console.print(f"  {mark} {e.text}{detail}", markup=True)
+    for note in run.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+    for v in run.violations:
+        at = f" at t={v.time:.6f}" if v.time is not None else ""
+        console.print(f"  [bold red]invariant violated:[/] {v.name}: {v.detail}{at}")
+    if run.error:
+        console.print(f"  [bold red]error:[/] {run.error}")
+    if not run.expectations and not run.error:
+        console.print("  [red]✗ the scenario stated no expectations[/]")
+    verdict = "[bold green]PASSED[/]" if run.passed else "[bold red]FAILED[/]"
+    console.print(f"{verdict} {scenario.id}")
+    return run.passed
+
+
+@scenario_app.command("run")
+def scenario_run(
+    scenario_id: Annotated[str, typer.Argument(metavar="ID", help="Scenario id (see `scenario list`).")],
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    timeline: Annotated[bool, typer.Option("--timeline", help="Print the space-time diagram.")] = False,
+    heartbeats: Annotated[
+        str, typer.Option(help=f"Heartbeats in the timeline: {', '.join(HEARTBEAT_MODES)}.")
+    ] = "collapse",
+    no_heartbeats: Annotated[bool, typer.Option("--no-heartbeats", help="Hide heartbeats.")] = False,
+    trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run.to_json() only.")] = False,
+) -> None:
+    """Run one scenario; exit 0 exactly when its expected outcome holds."""
+    if heartbeats not in HEARTBEAT_MODES:
+        raise typer.BadParameter(
+            f"unknown mode {heartbeats!r}; valid: {', '.join(HEARTBEAT_MODES)}", param_hint="'--heartbeats'"
+        )
+    mode = "hide" if no_heartbeats else heartbeats
+    passed = run_one_scenario(scenario_id, seed, timeline, trace, as_json, mode)
+    raise typer.Exit(0 if passed else 1)
+
+
+# ----------------------------------------------------------------------- sim
+def print_summary(result: Any, console: Console, tail_heartbeats: str = "collapse") -> None:
+    ops = result.ops
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rate = f"{result.events / result.wall_seconds:,.0f}/s" if result.wall_seconds > 0 else "-"
+    table.add_row("protocol", f"{result.protocol}, nodes {', '.join(result.node_ids)}")
+    table.add_row("seed", str(result.seed))
+    table.add_row(
+        "virtual time", f"{result.virtual_time:.3f} s ({result.duration:g} + settle {result.settle:g})"
+    )
+    table.add_row("events", f"{result.events:,} in {result.wall_seconds:.3f} s wall ({rate})")
+    table.add_row("ops", f"ok {ops.get('ok', 0)}, fail {ops.get('fail', 0)}, unknown {ops.get('unknown', 0)}")
+    faults = ", ".join(f"{k} {v}" for k, v in result.faults.items()) or "none"
+    table.add_row("faults", faults)
+    lin = {True: "[green]yes[/]", False: "[red]NO[/]", None: "not checked"}[result.linearizable]
+    table.add_row("linearizable", lin)
+    table.add_row("invariants", "[green]held[/]" if not result.invariant_violations else "[red]VIOLATED[/]")
+    table.add_row("trace sha256", result.trace_sha256)
+    console.print(table)
+    for v in result.violations:
+        at = f" at t={v.time:.6f}" if v.time is not None else ""
+        console.print(f"[bold red]invariant violated:[/] {v.name}: {v.detail}{at}")
+        if v.trace_tail:
+            console.print("[bold]trace before the violation:[/]")
+            console.print(
+                timeline_text(v.trace_tail, list(result.node_ids), _timeline_width(console), tail_heartbeats)  # type: ignore[arg-type]
+            )
+    if result.linearizable is False:
+        console.print("[bold red]the client history is not linearizable[/]")
+    verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
+    console.print(verdict)
+
+
+NodesOpt = Annotated[int, typer.Option(min=1, help="Number of nodes n1..nN.")]
+DurationOpt = Annotated[float, typer.Option(min=0.0, help="Virtual seconds of workload and faults.")]
+ClientsOpt = Annotated[int, typer.Option(min=0, help="Concurrent workload clients.")]
+NemesisOpt = Annotated[
+    str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
+]
+BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
+
+
+@app.command("sim")
+def sim_cmd(
+    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    nodes: NodesOpt = 5,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    duration: DurationOpt = 10.0,
+    clients: ClientsOpt = 3,
+    nemesis: NemesisOpt = "none",
+    bug: BugOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
+    trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
+    history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
+) -> None:
+    """Run one randomized simulation; exit 0 when no invariant broke and the history
+    was not found non-linearizable."""
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug)
+    config.trace_path = trace
+    config.history_path = history
+    result = Simulation(config).run()
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_summary(result, _console())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+# --------------------------------------------------------------------- sweep
+@app.command("sweep")
+def sweep_cmd(
+    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run.")] = 100,
+    first_seed: Annotated[int, typer.Option(help="First seed; seeds run S0..S0+K-1.")] = 0,
+    nodes: NodesOpt = 5,
+    duration: DurationOpt = 10.0,
+    clients: ClientsOpt = 3,
+    nemesis: NemesisOpt = "none",
+    bug: BugOpt = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
+    save_failures: Annotated[
+        str | None, typer.Option(help="Re-run failing seeds writing DIR/seed-S.jsonl traces.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+) -> None:
+    """Run K seeds on all cores; exit 0 when every seed passed."""
+    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug)
+    result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
+    failures = result.failures
+    saved = []
+    if save_failures and failures:
+        saved = save_failure_traces(config, [f.seed for f in failures], save_failures)
+    if as_json:
+        doc = result.to_json()
+        if saved:
+            doc["saved_traces"] = [str(p) for p in saved]
+        print(json.dumps(doc, indent=2))
+    else:
+        console = _console()
+        rate = f"{result.events / result.wall_seconds:,.0f} events/s" if result.wall_seconds > 0 else ""
+        console.print(
+            f"{result.passed}/{len(result.outcomes)} seeds passed, {result.events:,} events in "
+            f"{result.wall_seconds:.2f} s on {result.workers} worker(s) ({rate})"
+        )
+        for f in failures:
+            console.print(f"[bold red]seed {f.seed} failed:[/] {f.reason}")
+            console.print(f"  reproduce: {reproduce_command(config, f.seed)}", soft_wrap=True)
+        for p in saved:
+            console.print(f"  trace saved: {p}", soft_wrap=True)
+    raise typer.Exit(0 if not failures else 1)
+
+
+# ---------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd(
+    seed: Annotated[int, typer.Option(help="Seed for the scenarios and the simulation.")] = 0,
+    duration: DurationOpt = 10.0,
+) -> None:
+    """Every Raft scenario with its timeline, then a 5-node Raft run with all faults."""
+    from consensuskit.scenarios import all_scenarios
+
+    console = _console()
+    ok = True
+    for scenario in all_scenarios().values():
+        if scenario.protocol != "raft":
+            continue
+        console.rule(f"[bold]scenario {scenario.id}")
+        ok = run_one_scenario(scenario.id, seed, True, None, False, console=console) and ok
+    console.rule("[bold]raft: 5 nodes, 3 clients, all faults")
+    config = build_config("raft", 5, seed, duration, 3, "all", None)
+    console.print(f"[dim]{reproduce_command(config, seed)}[/]", soft_wrap=True)
+    result = Simulation(config).run()
+    print_summary(result, console)
+    ok = ok and result.ok
+    console.rule("[bold green]demo passed" if ok else "[bold red]demo FAILED")
+    raise typer.Exit(0 if ok else 1)
+
+
+# ---------------------------------------------------------------------- main
+def _one_line_usage_error(exc: Any) -> str:
+    """Click's usage error as one line, with the valid choices where click has none."""
+    from typer._click import exceptions as click_exc
+
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        if isinstance(exc, click_exc.NoSuchOption):
+            names = sorted(
+                opt for p in ctx.command.params for opt in getattr(p, "opts", []) if opt.startswith("--")
+            )
+            message += f"; valid: {', '.join(names)}"
+        elif "No such command" in message and hasattr(ctx.command, "list_commands"):
+            message += f"; valid: {', '.join(ctx.command.list_commands(ctx))}"
+        return f"Error: {message} (see '{ctx.command_path} --help')"
+    return f"Error: {message}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, one-line usage errors, exit 2."""
+    from typer._click import exceptions as click_exc
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="consensuskit", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        sys.exit(2)
+    except click_exc.UsageError as exc:
+        print(_one_line_usage_error(exc), file=sys.stderr)
+        sys.exit(2)
+    except click_exc.ClickException as exc:
+        print(f"Error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, click_exc.Abort):
+        print("Aborted.", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
