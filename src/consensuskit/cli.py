@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -168,7 +169,10 @@ def run_one_scenario(
     console.print(f"[bold]{scenario.id}[/] — {scenario.title} (seed {seed})")
     if timeline and run.sim is not None:
         node_ids = list(run.sim.node_ids)
-        console.print(timeline_text(records, node_ids, _timeline_width(console), heartbeats))  # type: ignore[arg-type]
+        console.print(
+            timeline_text(records, node_ids, _timeline_width(console), heartbeats),  # type: ignore[arg-type]
+            soft_wrap=True,
+        )
     for e in run.expectations:
         mark = "[green]✓[/]" if e.passed else "[red]✗[/]"
         detail = f" [dim]({e.detail})[/]" if e.detail else ""
@@ -236,7 +240,8 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
         if v.trace_tail:
             console.print("[bold]trace before the violation:[/]")
             console.print(
-                timeline_text(v.trace_tail, list(result.node_ids), _timeline_width(console), tail_heartbeats)  # type: ignore[arg-type]
+                timeline_text(v.trace_tail, list(result.node_ids), _timeline_width(console), tail_heartbeats),  # type: ignore[arg-type]
+                soft_wrap=True,
             )
     if result.linearizable is False:
         console.print("[bold red]the client history is not linearizable[/]")
@@ -271,7 +276,22 @@ def sim_cmd(
     config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug)
     config.trace_path = trace
     config.history_path = history
-    result = Simulation(config).run()
+    sim = Simulation(config)
+    try:
+        result = sim.run()
+    except Exception as exc:
+        # A crash inside protocol or simulator code: the run failed (exit 1), and the
+        # trace before it is the fastest way to see why.
+        sim.close()
+        if not as_json:
+            console = _console()
+            console.print("[bold]trace before the crash:[/]")
+            console.print(
+                timeline_text(sim.trace.tail(40), list(config.node_ids), _timeline_width(console)),
+                soft_wrap=True,
+            )
+        traceback.print_exception(exc, file=sys.stderr)
+        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -385,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_exc.ClickException as exc:
         print(f"Error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except (typer.Abort, click_exc.Abort):
+    except typer.Abort:
         print("Aborted.", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
