@@ -1,0 +1,157 @@
+"""The command line's stable interface: outputs, JSON fields and exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensuskit.cli import main, parse_nemesis
+from consensuskit.sim import NEMESIS_KINDS
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Call the real entry point (with its usage-error handling) in-process."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def test_scenario_list_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "scenario", "list")
+    assert code == 0
+    assert "raft-election" in out
+    code, out, _ = run(capsys, "scenario", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {"id", "protocol", "title"} == set(rows[0])
+    assert any(r["id"] == "raft-election" and r["protocol"] == "raft" for r in rows)
+
+
+def test_scenario_run_passes_with_verdict_and_timeline(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "scenario", "run", "raft-election", "--timeline")
+    assert code == 0
+    assert "✓" in out and "PASSED raft-election" in out
+    assert "becomes LEADER" in out and "heartbeats" in out
+    assert len(out.splitlines()) < 150
+
+
+def test_scenario_run_json_and_trace_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    args = ("scenario", "run", "raft-election", "--seed", "3", "--json", "--trace", str(trace))
+    code, out, _ = run(capsys, *args)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["passed"] is True and doc["seed"] == 3
+    assert trace.read_text().count("\n") == doc["events"]
+
+
+def test_sim_json_fields_and_determinism(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("sim", "raft", "--nodes", "3", "--duration", "2", "--seed", "5", "--nemesis", "crash,partition")
+    code, out, _ = run(capsys, *args, "--json")
+    first = json.loads(out)
+    for key in ("protocol", "nodes", "seed", "ops", "invariant_violations", "linearizable",
+                "trace_sha256", "events", "wall_seconds"):
+        assert key in first
+    assert first["protocol"] == "raft" and first["nodes"] == 3 and first["seed"] == 5
+    assert set(first["ops"]) >= {"ok", "fail", "unknown"}
+    assert code == (0 if not first["invariant_violations"] and first["linearizable"] is not False else 1)
+    _, out, _ = run(capsys, *args, "--json")
+    assert json.loads(out)["trace_sha256"] == first["trace_sha256"]
+
+
+def test_sim_human_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "sim", "raft", "--nodes", "3", "--duration", "1")
+    assert code == 0
+    assert "trace sha256" in out and out.rstrip().endswith("OK")
+
+
+def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[str]) -> None:
+    # vote-twice breaks election safety; some seed among the first few shows it quickly.
+    for seed in range(20):
+        code, out, _ = run(capsys, "sim", "raft", "--seed", str(seed), "--duration", "2",
+                           "--bug", "vote-twice", "--clients", "0")
+        if code == 1:
+            assert "invariant violated: election-safety" in out
+            assert "!! VIOLATION election-safety" in out
+            assert out.rstrip().endswith("FAILED")
+            return
+    pytest.fail("vote-twice never violated election safety in 20 seeds")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["scenario", "run", "no-such-scenario"], "raft-election"),
+        (["sim", "paxos9"], "raft"),
+        (["sweep", "paxos9", "--seeds", "2"], "raft"),
+        (["sim", "raft", "--nemesis", "partition,meteor"], "reorder"),
+        (["sim", "raft", "--bug", "no-such-bug"], "vote-twice"),
+        (["sweep", "raft", "--bug", "no-such-bug"], "vote-twice"),
+        (["sim", "raft", "--nodes", "0"], "--nodes"),
+        (["sim", "raft", "--nodes", "-3"], "--nodes"),
+        (["sim", "raft", "--duration", "-1"], "--duration"),
+        (["sweep", "raft", "--seeds", "0"], "--seeds"),
+        (["sim", "raft", "--frobnicate"], "--nemesis"),
+        (["frobnicate"], "scenario"),
+        (["scenario", "run", "raft-election", "--heartbeats", "some"], "collapse"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle in err and "Traceback" not in err
+
+
+def test_parse_nemesis() -> None:
+    assert parse_nemesis("") == () == parse_nemesis("none")
+    assert parse_nemesis("all") == NEMESIS_KINDS
+    assert parse_nemesis("skew, crash") == ("crash", "skew")  # canonical order
+
+
+def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "4", "--nodes", "3", "--duration", "1",
+                       "--workers", "2", "--json")
+    doc = json.loads(out)  # stdout holds the JSON only: the progress bar went to stderr
+    assert doc["seeds"] == 4 and doc["passed"] + len(doc["failures"]) == 4
+    assert doc["protocol"] == "raft" and doc["nodes"] == 3 and doc["events"] > 0
+    assert code == (0 if not doc["failures"] else 1)
+
+
+def test_sweep_failures_name_seed_and_reproduce(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "12", "--nodes", "3", "--duration", "1",
+                       "--clients", "0", "--bug", "vote-twice", "--workers", "1", "--json", "--no-progress",
+                       "--save-failures", str(tmp_path))
+    doc = json.loads(out)
+    assert code == 1 and doc["failures"], "vote-twice should fail some of 12 seeds"
+    failure = doc["failures"][0]
+    assert failure["reason"].startswith("invariant election-safety")
+    assert (tmp_path / f"seed-{failure['seed']}.jsonl").exists()
+    # The printed command reproduces the failure alone.
+    argv = failure["command"].split()[1:]
+    code, out, _ = run(capsys, *argv, "--json")
+    assert code == 1
+    assert json.loads(out)["invariant_violations"][0]["name"] == "election-safety"
+
+
+@pytest.mark.skipif(shutil.which("consensuskit", path=str(Path(sys.executable).parent)) is None,
+                    reason="console script not installed")
+def test_console_script_bad_input_has_no_traceback() -> None:
+    exe = str(Path(sys.executable).parent / "consensuskit")
+    proc = subprocess.run([exe, "sim", "raft", "--nemesis", "meteor"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([exe, "scenario", "run", "raft-election"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
