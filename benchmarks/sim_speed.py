@@ -1,0 +1,159 @@
+"""Simulator speed: simulated events per wall second and seeds per minute, one core.
+
+Workload: 5-node Raft, 3 clients, every nemesis kind, seeds 0..K-1, run one after
+another in this process (one core), once with the invariant checker on every step and
+once without.  Goal from the issue: >= 200,000 simulated events/s on one core.
+
+    python benchmarks/sim_speed.py [--seeds K] [--duration T] [--json-out PATH] [--profile]
+
+A run that stops early on an invariant violation simulates fewer events; such runs are
+counted in the table ("stopped") so a fast-looking figure cannot hide them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import io
+import json
+import platform
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
+
+GOAL_EVENTS_PER_SECOND = 200_000
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sim_speed.json"
+
+
+def config(seed: int, duration: float, check: bool) -> SimConfig:
+    return SimConfig(
+        protocol="raft",
+        node_ids=("n1", "n2", "n3", "n4", "n5"),
+        seed=seed,
+        duration=duration,
+        clients=3,
+        nemesis=NEMESIS_KINDS,
+        check_every_step=check,
+    )
+
+
+def measure(seeds: int, duration: float, check: bool) -> dict[str, Any]:
+    events = 0
+    sim_wall = 0.0
+    stopped = 0
+    crashed: list[str] = []
+    t0 = time.perf_counter()
+    for seed in range(seeds):
+        try:
+            result = Simulation(config(seed, duration, check)).run()
+        except Exception as exc:  # a simulator bug must not hide the other figures
+            crashed.append(f"seed {seed}: {type(exc).__name__}: {exc}")
+            continue
+        events += result.events
+        sim_wall += result.wall_seconds
+        stopped += bool(result.invariant_violations)
+    total_wall = time.perf_counter() - t0
+    return {
+        "check_every_step": check,
+        "seeds": seeds,
+        "duration": duration,
+        "events": events,
+        "sim_wall_seconds": round(sim_wall, 3),
+        "total_wall_seconds": round(total_wall, 3),
+        # Events over the time spent inside Simulation.run (what SimResult reports).
+        "events_per_second": round(events / sim_wall) if sim_wall > 0 else None,
+        # Whole seeds, construction and final checks included.
+        "seeds_per_minute": round(60 * seeds / total_wall, 1) if total_wall > 0 else None,
+        "stopped_on_violation": stopped,
+        "crashed": crashed,
+    }
+
+
+def profile(duration: float, top: int) -> str:
+    profiler = cProfile.Profile()
+    sim = Simulation(config(0, duration, True))
+    profiler.enable()
+    try:
+        sim.run()
+    finally:
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    # Own time per source file first: says which layer (sim, protocol, checker) to speed up.
+    per_file: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        key = filename.split("/src/")[-1] if "/src/" in filename else filename
+        per_file[key] = per_file.get(key, 0.0) + tottime
+    total = sum(per_file.values()) or 1.0
+    out.write("own time per file (profiled run, checks on):\n")
+    for name, secs in sorted(per_file.items(), key=lambda kv: -kv[1])[:12]:
+        out.write(f"  {100 * secs / total:5.1f}%  {secs:7.3f} s  {name}\n")
+    out.write("\n")
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions too")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.duration < 0:
+        parser.error("--seeds must be >= 1 and --duration >= 0")
+
+    rows = [measure(args.seeds, args.duration, check) for check in (True, False)]
+
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"5-node Raft, 3 clients, all faults, {args.seeds} seeds x {args.duration:g} s, one core"
+    table = Table(title=title)
+    for col in ("invariant checks", "events", "events/s", "seeds/min", "stopped", "crashed"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        eps = row["events_per_second"]
+        style = "green" if eps and eps >= GOAL_EVENTS_PER_SECOND else "red"
+        table.add_row(
+            "every step" if row["check_every_step"] else "off",
+            f"{row['events']:,}",
+            f"[{style}]{eps:,}[/]" if eps else "-",
+            f"{row['seeds_per_minute']}",
+            str(row["stopped_on_violation"]),
+            str(len(row["crashed"])),
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"goal: {GOAL_EVENTS_PER_SECOND:,} events/s on one core")
+    for row in rows:
+        for line in row["crashed"]:
+            mode = "checks on" if row["check_every_step"] else "checks off"
+            console.print(f"[red]crashed[/] ({mode}) {line}")
+
+    doc = {
+        "benchmark": "sim_speed",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "goal_events_per_second": GOAL_EVENTS_PER_SECOND,
+        "results": rows,
+    }
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {args.json_out}")
+    if args.profile:
+        print(profile(args.duration, 25))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
