@@ -56,13 +56,16 @@ def test_small_election_renders_exact_rows() -> None:
 
 
 def test_heartbeat_runs_collapse_into_one_line_each() -> None:
-    records = [hb(1.0), hb(1.05, "n2", "n1"), hb(1.1),
-               {"t": 1.2, "ev": "rec", "node": "n2", "kind": "commit", "index": 5, "term": 2}, hb(1.3)]
+    commit = {"t": 1.2, "ev": "rec", "node": "n2", "kind": "commit", "index": 5, "term": 2}
+    records = [hb(1.0), hb(1.05, "n2", "n1"), hb(1.1), commit, hb(1.3),
+               deliver(1.4, "n1", "n2", "AppendEntries", "AppendEntries term=2"), hb(1.5)]
     lines = render_timeline(records, NODES).splitlines()
+    # The commit does not split the run; the message does.  Times stay in order.
     assert lines[1:] == [
-        "   1.000    |     |     |    … 3 heartbeats until 1.100",
         "   1.200    |     +     |    n2 commit 5",
-        "   1.300    |     |     |    … 1 heartbeat",
+        "   1.300    |     |     |    … 4 heartbeats since 1.000",
+        "   1.400    *---->|     |    AppendEntries term=2",
+        "   1.500    |     |     |    … 1 heartbeat",
     ]
 
 

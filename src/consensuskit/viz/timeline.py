@@ -9,8 +9,9 @@ Rules this module owns:
   * a message is drawn when it is delivered (or dropped), from the source lane to the
     destination lane; sends, syncs, timers and client network hops are not drawn,
     because the delivery / role change / completion they cause says it better;
-  * heartbeat traffic (Heartbeat / HeartbeatResponse) is collapsed into one line per
-    uninterrupted run by default, or shown, or hidden;
+  * heartbeat traffic (Heartbeat / HeartbeatResponse) is collapsed by default into one
+    line per run, ended by the next message, fault or client row and stamped with the
+    time of its last heartbeat (so times stay in order), or shown, or hidden;
   * output is plain text; ``timeline_text`` adds rich styles per row kind.
 """
 
@@ -43,6 +44,9 @@ STYLES: dict[str, str] = {
 }
 
 TIME_WIDTH = 8
+
+# Row kinds a heartbeat run is not split by (see _Renderer.add).
+NODE_LOCAL_KINDS = frozenset({"role", "leader", "commit", "note"})
 
 
 @dataclass(slots=True)
@@ -113,7 +117,10 @@ class _Renderer:
         return "".join(row)
 
     def add(self, t: float, lanes: str, label: str, kind: str) -> None:
-        self.flush_heartbeats()
+        # A heartbeat run goes on through the node-local rows it causes (commits, a
+        # follower learning its leader), else each round would split it in two.
+        if kind not in NODE_LOCAL_KINDS:
+            self.flush_heartbeats()
         self.rows.append(Row(t, lanes, label, kind))
 
     # ------------------------------------------------------------- heartbeats
@@ -133,9 +140,10 @@ class _Renderer:
         label = f"… {total} heartbeat{'s' if total != 1 else ''}"
         if dropped:
             label += f" ({dropped} dropped)"
-        if last > first:
-            label += f" until {last:.3f}"
-        self.rows.append(Row(first, "".join(self.blank()), label, "heartbeat"))
+        if f"{first:.3f}" != f"{last:.3f}":
+            label += f" since {first:.3f}"
+        # Stamped with the last one: rows let through meanwhile keep times in order.
+        self.rows.append(Row(last, "".join(self.blank()), label, "heartbeat"))
 
     # ---------------------------------------------------------------- records
     def feed(self, r: dict[str, Any]) -> None:
