@@ -137,6 +137,8 @@ def test_sweep_failures_name_seed_and_reproduce(capsys: pytest.CaptureFixture[st
     failure = doc["failures"][0]
     assert failure["reason"].startswith("invariant election-safety")
     assert (tmp_path / f"seed-{failure['seed']}.jsonl").exists()
+    assert doc["saved_traces"][str(failure["seed"])].endswith(f"seed-{failure['seed']}.jsonl")
+    assert doc["nondeterministic_seeds"] == []
     # The printed command reproduces the failure alone.
     argv = failure["command"].split()[1:]
     code, out, _ = run(capsys, *argv, "--json")

@@ -321,26 +321,32 @@ def sweep_cmd(
     config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug)
     result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
     failures = result.failures
-    saved = []
+    saved: dict[int, tuple[Path, str]] = {}
     if save_failures and failures:
         saved = save_failure_traces(config, [f.seed for f in failures], save_failures)
+    # Same seed, same trace: a re-run that differs means the sweep's seed cannot be trusted.
+    drifted = [f.seed for f in failures if f.seed in saved and saved[f.seed][1] != f.trace_sha256]
     if as_json:
         doc = result.to_json()
         if saved:
-            doc["saved_traces"] = [str(p) for p in saved]
+            doc["saved_traces"] = {str(seed): str(path) for seed, (path, _) in saved.items()}
+            doc["nondeterministic_seeds"] = drifted
         print(json.dumps(doc, indent=2))
     else:
         console = _console()
-        rate = f"{result.events / result.wall_seconds:,.0f} events/s" if result.wall_seconds > 0 else ""
+        wall = result.wall_seconds
+        rate = f"{result.events / wall:,.0f} events/s overall" if wall > 0 else ""
         console.print(
             f"{result.passed}/{len(result.outcomes)} seeds passed, {result.events:,} events in "
             f"{result.wall_seconds:.2f} s on {result.workers} worker(s) ({rate})"
         )
         for f in failures:
-            console.print(f"[bold red]seed {f.seed} failed:[/] {f.reason}")
+            console.print(f"[bold red]seed {f.seed} failed:[/] {f.reason}", soft_wrap=True)
             console.print(f"  reproduce: {reproduce_command(config, f.seed)}", soft_wrap=True)
-        for p in saved:
-            console.print(f"  trace saved: {p}", soft_wrap=True)
+        for seed, (path, _) in saved.items():
+            console.print(f"  seed {seed} trace saved: {path}", soft_wrap=True)
+        for seed in drifted:
+            console.print(f"[bold red]seed {seed} gave a different trace when re-run: non-determinism[/]")
     raise typer.Exit(0 if not failures else 1)
 
 

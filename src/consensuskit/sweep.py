@@ -184,25 +184,29 @@ def run_sweep(base_config: SimConfig, seeds: Iterable[int], workers: int, progre
     return result
 
 
-def save_failure_traces(base_config: SimConfig, seeds: Iterable[int], directory: str | Path) -> list[Path]:
-    """Re-run ``seeds`` writing ``DIR/seed-S.jsonl``; returns the paths written.
+def save_failure_traces(
+    base_config: SimConfig, seeds: Iterable[int], directory: str | Path
+) -> dict[int, tuple[Path, str]]:
+    """Re-run ``seeds`` writing ``DIR/seed-S.jsonl``; returns seed -> (path, trace digest).
 
-    The re-run must produce the sweep's trace digest; the caller can compare.
+    The digest must equal the sweep's for that seed (same seed, same trace); the caller
+    compares, because a mismatch means the simulation is not deterministic.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    saved: dict[int, tuple[Path, str]] = {}
     for seed in seeds:
         path = out / f"seed-{seed}.jsonl"
         cfg = dataclasses.replace(base_config, seed=seed, trace_path=str(path), history_path=None)
         sim = Simulation(cfg)
         try:
-            sim.run()
+            digest = sim.run().trace_sha256
         except Exception:
             # A protocol crash is why this seed failed: keep the trace up to it.
             sim.close()
-        paths.append(path)
-    return paths
+            digest = ""
+        saved[seed] = (path, digest)
+    return saved
 
 
 def default_workers() -> int:
