@@ -6,7 +6,9 @@
                         and are preceded by the same entry (checked incrementally: every
                         appended (index, term) must agree with the first one ever seen);
 * leader completeness - a leader holds every entry committed before its term;
-* state machine safety- no two nodes commit or apply different entries at one index.
+* state machine safety- no two nodes commit or apply different entries at one index;
+* stable commit       - when a leader commits an entry, no server lacking it could win
+                        an election (so leader completeness cannot break later).
 
 Plus two client-visible properties the simulator can check with global knowledge:
 * read freshness      - a read reflects every entry committed anywhere before it was
@@ -27,6 +29,10 @@ from typing import Any
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.raft.messages import LogEntry, Snapshot
+from consensuskit.protocols.raft.node import SNAPSHOT_KEY
+
+
+COVERED = object()  # "this index lies inside the server's snapshot"
 
 
 class RaftChecker:
@@ -41,10 +47,12 @@ class RaftChecker:
         self.commit_times: list[float] = []
         self.commit_values: list[int] = []
         self.pending: list[InvariantViolation] = []
+        self.watching = False  # True once after_step runs (check_every_step)
 
     # ------------------------------------------------------------------ sim hooks
     def after_step(self, sim: Any, node_id: str) -> None:
         self.sim = sim
+        self.watching = True
         node = sim.nodes.get(node_id)
         if node is not None:
             if node.observer is not self:
@@ -60,8 +68,8 @@ class RaftChecker:
         self, sim: Any, invoke_time: float, request: ClientRequest, response: ClientResponse
     ) -> None:
         self.sim = sim
-        if not response.ok:
-            return
+        if not response.ok or not self.watching:
+            return  # without per-step watching there is no commit record to compare with
         if request.op.kind == "get":
             pos = bisect.bisect_right(self.commit_times, invoke_time) - 1
             required = self.commit_values[pos] if pos >= 0 else 0
@@ -153,6 +161,8 @@ class RaftChecker:
                     f"{node.id} committed {entry.summary()} at index {i}, where "
                     f"{known.summary()} was committed before",
                 )
+        if node.role == "leader":
+            self._check_commit_is_stable(node, index)
         if index > self.max_commit:
             self.max_commit = index
             now = self.sim.now if self.sim is not None else 0.0
@@ -198,5 +208,64 @@ class RaftChecker:
                 )
                 return
 
+    def _check_commit_is_stable(self, leader: Any, index: int) -> None:
+        """When a leader commits ``index``, no server lacking that entry may be able to
+        win an election: otherwise a later leader could overwrite a committed entry.
+        This is the lemma behind leader completeness (§3.6.3), checked the moment a
+        commit happens instead of the moment it is lost."""
+        sim = self.sim
+        if sim is None:
+            return
+        term = leader.log.term_at(index)
+        views = {i: _log_view(sim, i) for i in sim.node_ids}
+        voters = leader.config.voters
+        need = len(voters) // 2 + 1
+        for candidate, (last_term, last_index, term_of) in views.items():
+            held = term_of(index)
+            # COVERED: compacted into a snapshot, which holds only committed entries.
+            if candidate not in voters or held == term or held is COVERED:
+                continue
+            supporters = [
+                v
+                for v in voters
+                if v in views
+                and (last_term > views[v][0] or (last_term == views[v][0] and last_index >= views[v][1]))
+            ]
+            if len(supporters) >= need:
+                self._violate(
+                    "unsafe-commit",
+                    f"{leader.id} (term {leader.term}) committed {term}/{index}, yet {candidate}, "
+                    f"whose log ends at {last_term}/{last_index} without it, can win the votes of "
+                    f"{','.join(supporters)}",
+                )
+                return
+
     def _violate(self, name: str, detail: str) -> None:
         self.pending.append(InvariantViolation(name, detail))
+
+
+def _log_view(sim: Any, node_id: str) -> tuple[int, int, Any]:
+    """(last term, last index, term_at) of a server's log: the live log, or for a crashed
+    server the durable one it will restart with."""
+    node = sim.nodes.get(node_id)
+    if node is not None:
+        log = node.log
+
+        def live_term(index: int) -> Any:
+            return COVERED if index <= log.offset else log.term_at(index)
+
+        return log.last_term, log.last_index, live_term
+    storage = sim.storage_of(node_id)
+    records = storage.log_records()
+    first = storage.log_first()
+    snapshot = storage.get(SNAPSHOT_KEY)
+    base_index = snapshot.last_index if snapshot else 0
+    base_term = snapshot.last_term if snapshot else 0
+    by_index = {first + i: e.term for i, e in enumerate(records)}
+    by_index[base_index] = base_term
+    last_index = max(by_index)
+
+    def durable_term(index: int) -> Any:
+        return COVERED if index <= base_index else by_index.get(index)
+
+    return by_index[last_index], last_index, durable_term

@@ -49,7 +49,9 @@ class ScenarioRun:
             raise RuntimeError("a scenario builds one simulation")
         options = dict(config.pop("options", {}))
         options.update(self.options)
+        bugs = frozenset(options.pop("bugs", ())) | frozenset(config.pop("bugs", ()))
         cfg = SimConfig(
+            bugs=bugs,
             protocol=self.scenario.protocol,
             node_ids=node_ids,
             seed=self.seed,

@@ -16,7 +16,12 @@ __all__ = ["BUGS", "RaftNode", "RaftOptions", "raft_spec"]
 def make_raft_node(
     node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
 ) -> RaftNode:
-    return RaftNode(node_id, env, members, RaftOptions.from_dict(dict(options)))
+    """Build a node; ``options["node_options"][node_id]`` overrides options per node
+    (e.g. a shorter election timeout for the node a scenario wants to win)."""
+    merged = dict(options)
+    per_node = merged.pop("node_options", None) or {}
+    merged.update(per_node.get(node_id, {}))
+    return RaftNode(node_id, env, members, RaftOptions.from_dict(merged))
 
 
 def raft_spec() -> ProtocolSpec:

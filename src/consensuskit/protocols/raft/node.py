@@ -148,8 +148,12 @@ class RaftNode:
     def on_start(self) -> None:
         # A restarted node may have promised a leader, before the crash, not to vote for
         # anyone else for one election timeout (the lease behind lease reads); it cannot
-        # remember, so it keeps that promise from its start.
-        self.last_leader_contact = self.env.now()
+        # remember, so it keeps that promise from its start.  A fresh node promised
+        # nothing.
+        if self.term > 0:
+            self.last_leader_contact = self.env.now()
+        else:
+            self.last_leader_contact = self.env.now() - self.opts.election_timeout
         self.env.record("role", role=self.role, term=self.term)
         self._reset_election_timer()
 
@@ -167,6 +171,9 @@ class RaftNode:
             self.transfer_target = None
 
     def on_request(self, request: ClientRequest) -> None:
+        if "stale-read" in self.bugs and request.op.kind == "get":
+            self._serve_read(request)  # the bug: answer from local state, wherever we are
+            return
         if self.role != LEADER:
             self._reject(request, NOT_LEADER)
             return
@@ -224,6 +231,12 @@ class RaftNode:
             self.env.record("ignored", src=src, reason=f"unknown message {kind.__name__}")
 
     # ------------------------------------------------------------------ admin inputs
+    def campaign(self) -> None:
+        """Start an election now, as if the election timer fired (etcd's MsgHup)."""
+        if self.role == LEADER or self.id not in self.config.voters:
+            return
+        self._campaign(pre_vote=self.opts.pre_vote, transfer=False)
+
     def transfer_leadership(self, target: str) -> str | None:
         """Start handing leadership to ``target`` (§3.10); returns an error or None."""
         if self.role != LEADER:
@@ -277,10 +290,12 @@ class RaftNode:
 
     # ------------------------------------------------------------------ elections
     def _on_election_timeout(self) -> None:
-        self._reset_election_timer()
-        if self.role == LEADER or self.id not in self.config.voters:
+        if self.role == LEADER:
             return
-        self._campaign(pre_vote=self.opts.pre_vote, transfer=False)
+        if self.id not in self.config.voters:
+            self._reset_election_timer()  # learners and removed servers never campaign
+            return
+        self.campaign()
 
     def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
         if pre_vote:
@@ -728,9 +743,6 @@ class RaftNode:
 
     # ------------------------------------------------------------------ reads
     def _read(self, request: ClientRequest) -> None:
-        if "stale-read" in self.bugs:
-            self._serve_read(request)
-            return
         if self.commit_index < self.term_start_index:
             # §6.4 step 1: until an entry of its term commits, the leader's commit index
             # may lag the cluster's; wait for the no-op.
@@ -799,8 +811,6 @@ class RaftNode:
         if self.log.term_at(snap.last_index) == snap.last_term:
             self.log.compact(snap.last_index)  # §5.1: keep the entries that follow it
         else:
-            if self.observer is not None and self.log.last_index > self.log.offset:
-                self.observer.on_truncate(self, self.log.offset + 1)
             self.log.reset(snap.last_index, snap.last_term)
         self.sm.restore(snap.data)
         self.snapshot = snap

@@ -8,7 +8,11 @@ from typing import Any
 
 READ_MODES = ("read-index", "lease", "log")
 
-# Deliberate protocol bugs that prove the checkers can fail (see check/raft.py).
+# Deliberate protocol bugs that prove the checkers can fail (see check/raft.py):
+#   commit-previous-term  count replicas of an old-term entry to commit it (fig. 8)
+#   vote-twice            grant a vote even after voting for another in this term
+#   skip-log-check        accept AppendEntries whose prev entry has a different term
+#   stale-read            any node answers reads from its local state, no ReadIndex/lease
 BUGS = ("commit-previous-term", "vote-twice", "skip-log-check", "stale-read")
 
 

@@ -1,0 +1,936 @@
+"""The deterministic simulator: one event queue, one virtual clock, seeded faults.
+
+Rules this module owns:
+  * the queue holds tuples ``(time, seq, kind, ...)``; ``seq`` is unique and
+    increasing, so events at equal times run in insertion order and nothing past
+    ``seq`` is ever compared;
+  * every random choice comes from generators derived from ``config.seed`` by string
+    seeds (``f"{seed}/network"``, ``f"{seed}/{node}/{incarnation}"``, ...), so adding
+    a fault or a client never perturbs the choices of another source;
+  * the durability barrier: what a handler sends or answers leaves only after every
+    storage write made before it is durable.  One sync is in flight per node; writes
+    and outputs that arrive meanwhile wait for the next one (group commit).  A crash
+    keeps only durable storage and discards held outputs, timers and the sync in
+    flight;
+  * a paused node handles nothing: events addressed to it are deferred and replayed in
+    order when it resumes;
+  * clients sit outside the partition model: client<->node links only have latency
+    (and scripted filters); a crashed or paused node simply does not answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from typing import Any
+
+from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.env import ProtocolNode
+from consensuskit.core.registry import ProtocolSpec, Registry, default_registry
+from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
+from consensuskit.sim.env import Clock, SimEnv
+from consensuskit.sim.errors import InvariantViolation
+from consensuskit.sim.history import History
+from consensuskit.sim.storage import SimStorage
+from consensuskit.sim.trace import Trace
+from consensuskit.sim.workload import Client, OpRun, WorkloadClient
+
+# Event kinds (third tuple element).  Layouts after (time, seq, kind):
+MSG = 0  # dst, src, msg, mid
+TIMER = 1  # env, key, generation
+REQ = 2  # node, request, None
+RESP = 3  # client_id, response, node
+SYNC = 4  # env
+FN = 5  # fn, arg            internal callbacks (clients, nemesis), not traced
+CALL = 6  # fn, label         scripted actions, traced as "sched"
+
+FILTER_VERDICTS = ("drop", "deliver", "hold")
+
+LinkParams = tuple[float, float, float, float, float, float]
+
+
+def _link_params(net: NetworkConfig, overrides: dict[str, float] | None = None) -> LinkParams:
+    o = overrides or {}
+    lo = o.get("latency_min", net.latency_min)
+    hi = o.get("latency_max", net.latency_max)
+    if hi < lo:
+        hi = lo
+    return (
+        lo,
+        hi - lo,
+        o.get("loss", net.loss),
+        o.get("duplicate", net.duplicate),
+        o.get("reorder", net.reorder),
+        o.get("reorder_delay", net.reorder_delay),
+    )
+
+
+@dataclass(slots=True, kw_only=True)
+class SimResult:
+    protocol: str
+    node_ids: tuple[str, ...]
+    seed: int
+    duration: float
+    settle: float
+    ops: dict[str, int]
+    invariant_violations: list[dict[str, Any]]
+    linearizable: bool | None
+    trace_sha256: str
+    events: int
+    wall_seconds: float
+    virtual_time: float
+    faults: dict[str, int]
+    history: History = field(default_factory=History)
+    violations: list[InvariantViolation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.invariant_violations and self.linearizable is not False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "nodes": len(self.node_ids),
+            "node_ids": list(self.node_ids),
+            "seed": self.seed,
+            "duration": self.duration,
+            "settle": self.settle,
+            "ops": dict(self.ops),
+            "invariant_violations": list(self.invariant_violations),
+            "linearizable": self.linearizable,
+            "trace_sha256": self.trace_sha256,
+            "events": self.events,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "events_per_second": (
+                round(self.events / self.wall_seconds) if self.wall_seconds > 0 else None
+            ),
+            "virtual_time": round(self.virtual_time, 6),
+            "faults": dict(self.faults),
+        }
+
+
+class Simulation:
+    def __init__(self, config: SimConfig, registry: Registry | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.spec: ProtocolSpec = (registry or default_registry()).get(config.protocol)
+        unknown_bugs = sorted(set(config.bugs) - set(self.spec.bugs))
+        if unknown_bugs:
+            valid = ", ".join(self.spec.bugs) or "(none)"
+            raise ValueError(
+                f"unknown bug(s) {', '.join(unknown_bugs)} for {config.protocol}; valid: {valid}"
+            )
+        self.node_ids: tuple[str, ...] = tuple(config.node_ids)
+        seed = config.seed
+        self.seed = seed
+        self.rng = random.Random(seed)  # master; sources below are derived by name
+        self._net_rng = random.Random(f"{seed}/network")
+        self.now = 0.0
+        self.events = 0
+        self._queue: list[tuple[Any, ...]] = []
+        self._seq = itertools.count()
+        self.trace = Trace(config.trace_path)
+        self._trace_append = self.trace.append
+        self.history = History()
+        self.responses: list[tuple[float, str, ClientResponse]] = []
+        self.violations: list[InvariantViolation] = []
+        self.faults: Counter[str] = Counter()
+
+        # Network state.
+        self.network = dataclasses.replace(config.network)
+        self._default_params = _link_params(self.network)
+        self._link_overrides: dict[tuple[str, str], dict[str, float]] = {}
+        self._link_params: dict[tuple[str, str], LinkParams] = {}
+        self._partition_cut: set[tuple[str, str]] = set()
+        self._blocked: set[tuple[str, str]] = set()
+        self._cut: set[tuple[str, str]] = set()
+        self._filters: dict[int, Callable[[str, str, Any], str | None]] = {}
+        self._filter_ids = itertools.count(1)
+        self.held: list[tuple[str, str, int, Any]] = []
+        self._mid = 0
+
+        # Nodes.
+        self.nodes: dict[str, ProtocolNode | None] = {}
+        self._envs: dict[str, SimEnv] = {}
+        self._storages: dict[str, SimStorage] = {n: SimStorage() for n in self.node_ids}
+        self._clocks: dict[str, Clock] = {n: Clock() for n in self.node_ids}
+        self._incarnation: dict[str, int] = dict.fromkeys(self.node_ids, 0)
+        self._paused: set[str] = set()
+        self._deferred: dict[str, list[tuple[Any, ...]]] = {}
+        self.options: dict[str, Any] = {
+            **self.spec.default_options,
+            **config.options,
+            "bugs": frozenset(config.bugs),
+        }
+
+        # Checker: duck-typed, call only what exists.
+        make_checker = self.spec.make_checker
+        self.checker: Any = make_checker(frozenset(config.bugs)) if make_checker else None
+        self._after_step: Callable[[Simulation, str], None] | None = (
+            getattr(self.checker, "after_step", None) if config.check_every_step else None
+        )
+        self._on_client_response = getattr(self.checker, "on_client_response", None)
+
+        # Clients.
+        self._clients: dict[str, Client] = {}
+        self._ops: dict[tuple[str, int], OpRun] = {}
+        self._raw: dict[tuple[str, int], tuple[float, ClientRequest]] = {}
+        self._adhoc = itertools.count(1)
+        self.workload: list[WorkloadClient] = []
+        self.nemesis: Any = None
+
+        for node_id in self.node_ids:
+            self._boot(node_id)
+
+    # ------------------------------------------------------------------ queries
+    def alive(self, node_id: str) -> bool:
+        return self.nodes[node_id] is not None
+
+    def paused(self, node_id: str) -> bool:
+        return node_id in self._paused
+
+    def storage_of(self, node_id: str) -> SimStorage:
+        """The node's storage (working view; ``.durable`` is what survives a crash)."""
+        return self._storages[node_id]
+
+    def env_of(self, node_id: str) -> SimEnv | None:
+        return self._envs.get(node_id) if self.nodes[node_id] is not None else None
+
+    def local_time(self, node_id: str) -> float:
+        return self._clocks[node_id].local(self.now)
+
+    # ------------------------------------------------------------------ stepping
+    def step(self) -> bool:
+        """Process one event; False when the queue is empty."""
+        if not self._queue:
+            return False
+        self._dispatch(heappop(self._queue))
+        self.trace.maybe_flush()
+        return True
+
+    def run_until(self, t: float) -> None:
+        q = self._queue
+        dispatch = self._dispatch
+        trace = self.trace
+        while q and q[0][0] <= t:
+            dispatch(heappop(q))
+            trace.maybe_flush()
+        if self.now < t:
+            self.now = t
+
+    def run_for(self, dt: float) -> None:
+        self.run_until(self.now + dt)
+
+    def run_until_true(self, pred: Callable[[], bool], timeout: float) -> bool:
+        deadline = self.now + timeout
+        q = self._queue
+        while True:
+            if pred():
+                return True
+            if not q or q[0][0] > deadline:
+                self.now = max(self.now, deadline)
+                return pred()
+            self._dispatch(heappop(q))
+            self.trace.maybe_flush()
+
+    def _dispatch(self, ev: tuple[Any, ...]) -> None:
+        self.now = ev[0]
+        self.events += 1
+        kind = ev[2]
+        try:
+            if kind == MSG:
+                self._on_msg(ev)
+            elif kind == TIMER:
+                self._on_timer(ev)
+            elif kind == SYNC:
+                self._on_sync(ev)
+            elif kind == FN:
+                ev[3](ev[4])
+            elif kind == REQ:
+                self._on_req(ev)
+            elif kind == RESP:
+                self._on_resp(ev)
+            else:
+                self._trace_append((self.now, "sched", ev[4]))
+                ev[3]()
+        except InvariantViolation as exc:
+            self._violation(exc)
+            raise
+        except Exception as exc:
+            if not getattr(exc, "_sim_noted", False):
+                exc.add_note(f"in simulation event {ev[2:]!r} at t={self.now:.6f}")
+                exc._sim_noted = True  # type: ignore[attr-defined]
+            raise
+
+    # ---------------------------------------------------------------- handlers
+    def _on_msg(self, ev: tuple[Any, ...]) -> None:
+        _, _, _, dst, src, msg, mid = ev
+        node = self.nodes.get(dst)
+        if node is None:
+            self._trace_append((self.now, "drop", src, dst, mid, msg, "crashed"))
+            return
+        if dst in self._paused:
+            self._deferred[dst].append(ev)
+            return
+        self._trace_append((self.now, "deliver", src, dst, mid, msg))
+        node.on_message(src, msg)
+        self._after_handler(self._envs[dst])
+        if self._after_step is not None:
+            self._after_step(self, dst)
+
+    def _on_timer(self, ev: tuple[Any, ...]) -> None:
+        env: SimEnv = ev[3]
+        key = ev[4]
+        if env.dead or env.timer_gen.get(key) != ev[5]:
+            return  # re-armed, cancelled, or the incarnation crashed
+        node_id = env.node_id
+        if node_id in self._paused:
+            self._deferred[node_id].append(ev)
+            return
+        self._trace_append((self.now, "timer", node_id, key))
+        node = self.nodes[node_id]
+        assert node is not None
+        node.on_timer(key)
+        self._after_handler(env)
+        if self._after_step is not None:
+            self._after_step(self, node_id)
+
+    def _on_req(self, ev: tuple[Any, ...]) -> None:
+        node_id = ev[3]
+        request: ClientRequest = ev[4]
+        node = self.nodes.get(node_id)
+        if node is None:
+            self._trace_append(
+                (self.now, "drop", request.client_id, node_id, 0, request, "crashed")
+            )
+            return
+        if node_id in self._paused:
+            self._deferred[node_id].append(ev)
+            return
+        self._trace_append((self.now, "request", request.client_id, node_id, request.seq))
+        node.on_request(request)
+        self._after_handler(self._envs[node_id])
+        if self._after_step is not None:
+            self._after_step(self, node_id)
+
+    def _on_sync(self, ev: tuple[Any, ...]) -> None:
+        env: SimEnv = ev[3]
+        if env.dead:
+            return  # the crash discarded this sync
+        node_id = env.node_id
+        if node_id in self._paused:
+            # A stopped process does not run the code after its fsync; model the
+            # whole completion as deferred (the writes stay non-durable meanwhile).
+            self._deferred[node_id].append(ev)
+            return
+        batch = env.sync_batch
+        env.storage.finish_sync(batch)
+        self._trace_append((self.now, "sync", node_id, len(batch)))
+        outputs = env.sync_outputs
+        env.sync_batch = []
+        env.sync_outputs = []
+        env.syncing = False
+        if env.storage.journal:
+            pending = env.next_outputs
+            env.next_outputs = []
+            self._start_sync(env, pending)
+        self._release(node_id, outputs)
+
+    def _on_resp(self, ev: tuple[Any, ...]) -> None:
+        client_id = ev[3]
+        response: ClientResponse = ev[4]
+        node_id = ev[5]
+        now = self.now
+        self.responses.append((now, node_id, response))
+        self._trace_append(
+            (now, "response", node_id, client_id, response.seq, response.ok, response.error)
+        )
+        key = (client_id, response.seq)
+        run = self._ops.get(key)
+        if self._on_client_response is not None:
+            if run is not None:
+                self._on_client_response(self, run.record.invoke, run.request, response)
+            else:
+                raw = self._raw.get(key)
+                if raw is not None:
+                    self._on_client_response(self, raw[0], raw[1], response)
+        if run is None:
+            return
+        if run.status is not None:
+            self._trace_append((now, "late", node_id, client_id, response.seq))
+            return
+        run.on_response(node_id, response)
+
+    # ------------------------------------------------------- durability barrier
+    def _after_handler(self, env: SimEnv) -> None:
+        out = env.outbox
+        if env.storage.journal:
+            if env.syncing:
+                # Depends on writes the in-flight sync does not cover: next sync.
+                if out:
+                    env.next_outputs.extend(out)
+                    out.clear()
+            else:
+                env.outbox = []
+                self._start_sync(env, out)
+        elif env.syncing:
+            # No new writes, but the outputs may reflect the writes being synced.
+            if out:
+                env.sync_outputs.extend(out)
+                out.clear()
+        elif out:
+            # Nothing to wait for: release now (transmitting never re-enters a node).
+            self._release(env.node_id, out)
+            out.clear()
+
+    def _start_sync(self, env: SimEnv, outputs: list[tuple[str | None, Any]]) -> None:
+        env.syncing = True
+        env.sync_batch = env.storage.begin_sync()
+        env.sync_outputs = outputs
+        heappush(
+            self._queue, (self.now + self.network.fsync_latency, next(self._seq), SYNC, env)
+        )
+
+    def _release(self, src: str, outputs: list[tuple[str | None, Any]]) -> None:
+        for dst, msg in outputs:
+            if dst is None:
+                self._respond(src, msg)
+            else:
+                self._transmit(src, dst, msg)
+
+    # ------------------------------------------------------------------ network
+    def _transmit(self, src: str, dst: str, msg: Any, use_filters: bool = True) -> None:
+        self._mid += 1
+        mid = self._mid
+        now = self.now
+        tr = self._trace_append
+        tr((now, "send", src, dst, mid, msg))
+        if use_filters and self._filters:
+            verdict = self._filter(src, dst, msg)
+            if verdict is not None:
+                if verdict == "drop":
+                    tr((now, "drop", src, dst, mid, msg, "filter"))
+                    return
+                if verdict == "hold":
+                    self.held.append((src, dst, mid, msg))
+                    tr((now, "hold", src, dst, mid, msg))
+                    return
+                # "deliver": bypass partitions, loss, duplication and reordering.
+                lo, span = self._default_params[0], self._default_params[1]
+                p = self._link_params.get((src, dst))
+                if p is not None:
+                    lo, span = p[0], p[1]
+                delay = lo + span * self._net_rng.random()
+                heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
+                return
+        if self._cut and (src, dst) in self._cut:
+            tr((now, "drop", src, dst, mid, msg, "partition"))
+            return
+        p = self._link_params.get((src, dst), self._default_params) if self._link_params else (
+            self._default_params
+        )
+        lo, span, loss, dup, reorder, reorder_delay = p
+        rnd = self._net_rng.random
+        if loss and rnd() < loss:
+            tr((now, "drop", src, dst, mid, msg, "loss"))
+            return
+        delay = lo + span * rnd()
+        if reorder and rnd() < reorder:
+            delay += reorder_delay * rnd()
+        heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
+        if dup and rnd() < dup:
+            delay = lo + span * rnd()
+            if reorder and rnd() < reorder:
+                delay += reorder_delay * rnd()
+            tr((now, "dup", src, dst, mid, msg))
+            heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
+
+    def _filter(self, src: str, dst: str, msg: Any) -> str | None:
+        for fn in list(self._filters.values()):
+            verdict = fn(src, dst, msg)
+            if verdict is not None:
+                if verdict not in FILTER_VERDICTS:
+                    raise ValueError(
+                        f"filter returned {verdict!r}; valid: {', '.join(FILTER_VERDICTS)}, None"
+                    )
+                return verdict
+        return None
+
+    def _client_latency(self) -> float:
+        net = self.network
+        return net.latency_min + (net.latency_max - net.latency_min) * self._net_rng.random()
+
+    def _respond(self, node_id: str, response: ClientResponse) -> None:
+        """A node's answer leaves for its client (released by the barrier)."""
+        self._mid += 1
+        mid = self._mid
+        client_id = response.client_id
+        self._trace_append((self.now, "send", node_id, client_id, mid, response))
+        if self._filters:
+            verdict = self._filter(node_id, client_id, response)
+            if verdict == "drop":
+                self._trace_append((self.now, "drop", node_id, client_id, mid, response, "filter"))
+                return
+            if verdict == "hold":
+                self.held.append((node_id, client_id, mid, response))
+                self._trace_append((self.now, "hold", node_id, client_id, mid, response))
+                return
+        heappush(
+            self._queue,
+            (self.now + self._client_latency(), next(self._seq), RESP, client_id, response, node_id),
+        )
+
+    def _send_request(self, node_id: str, request: ClientRequest, attempt: int) -> None:
+        self._check_node(node_id)
+        now = self.now
+        client_id = request.client_id
+        self._trace_append(
+            (now, "invoke", client_id, request.seq, node_id, attempt, request.op.describe())
+        )
+        if self._filters:
+            verdict = self._filter(client_id, node_id, request)
+            if verdict == "drop":
+                self._trace_append((now, "drop", client_id, node_id, 0, request, "filter"))
+                return
+            if verdict == "hold":
+                self.held.append((client_id, node_id, 0, request))
+                self._trace_append((now, "hold", client_id, node_id, 0, request))
+                return
+        heappush(
+            self._queue,
+            (now + self._client_latency(), next(self._seq), REQ, node_id, request, None),
+        )
+
+    def release_held(self, pred: Callable[[str, str, Any], bool] | None = None) -> int:
+        """Send held messages whose ``pred(src, dst, msg)`` is true (all if None) now.
+
+        Released messages skip the filters (or they would be held again) but meet the
+        network as usual.  Returns how many were released.
+        """
+        keep: list[tuple[str, str, int, Any]] = []
+        released = 0
+        for src, dst, mid, msg in self.held:
+            if pred is not None and not pred(src, dst, msg):
+                keep.append((src, dst, mid, msg))
+                continue
+            released += 1
+            self._trace_append((self.now, "release", src, dst, mid, msg))
+            if isinstance(msg, ClientResponse):
+                heappush(
+                    self._queue,
+                    (self.now + self._client_latency(), next(self._seq), RESP, dst, msg, src),
+                )
+            elif isinstance(msg, ClientRequest):
+                heappush(
+                    self._queue,
+                    (self.now + self._client_latency(), next(self._seq), REQ, dst, msg, None),
+                )
+            else:
+                self._transmit(src, dst, msg, use_filters=False)
+        self.held = keep
+        return released
+
+    # ------------------------------------------------------------------ internals
+    def _push_timer(self, env: SimEnv, key: str, gen: int, delay: float) -> None:
+        heappush(
+            self._queue,
+            (self.now + (delay if delay > 0 else 0.0), next(self._seq), TIMER, env, key, gen),
+        )
+
+    def _push_fn(self, t: float, fn: Callable[[Any], None], arg: Any) -> None:
+        heappush(self._queue, (max(t, self.now), next(self._seq), FN, fn, arg))
+
+    def _check_node(self, node_id: str) -> None:
+        if node_id not in self._storages:
+            raise KeyError(f"unknown node {node_id!r}; valid: {', '.join(self.node_ids)}")
+
+    def _boot(self, node_id: str) -> None:
+        inc = self._incarnation[node_id] + 1
+        self._incarnation[node_id] = inc
+        env = SimEnv(
+            self,
+            node_id,
+            inc,
+            self._storages[node_id],
+            self._clocks[node_id],
+            random.Random(f"{self.seed}/{node_id}/{inc}"),
+        )
+        node = self.spec.make_node(node_id, env, self.node_ids, dict(self.options))
+        self._envs[node_id] = env
+        self.nodes[node_id] = node
+        self._deferred[node_id] = []
+        self._trace_append((self.now, "start", node_id, inc))
+        node.on_start()
+        self._after_handler(env)
+
+    def _fault(self, kind: str, **args: Any) -> None:
+        self.faults[kind] += 1
+        self._trace_append((self.now, "fault", kind, args))
+
+    def _checked(self, node_id: str) -> None:
+        if self._after_step is not None:
+            try:
+                self._after_step(self, node_id)
+            except InvariantViolation as exc:
+                self._violation(exc)
+                raise
+
+    def _violation(self, exc: InvariantViolation) -> None:
+        if any(v is exc for v in self.violations):
+            return
+        if exc.time is None:
+            exc.time = self.now
+        self._trace_append((self.now, "violation", exc.name, exc.detail))
+        exc.trace_tail = self.trace.tail(40)
+        self.violations.append(exc)
+
+    # -------------------------------------------------------------------- faults
+    def crash(self, node_id: str) -> None:
+        """Kill the node: only durable storage survives; held outputs, timers and the
+        sync in flight are lost.  Messages already on the wire still arrive (and are
+        dropped as "crashed")."""
+        self._check_node(node_id)
+        if self.nodes[node_id] is None:
+            return
+        env = self._envs[node_id]
+        env.dead = True
+        lost_writes = len(env.storage.journal) + len(env.sync_batch)
+        lost_outputs = len(env.outbox) + len(env.sync_outputs) + len(env.next_outputs)
+        self.nodes[node_id] = None
+        self._paused.discard(node_id)
+        self._deferred[node_id] = []
+        self._storages[node_id] = SimStorage(env.storage.durable)
+        self._fault(
+            "crash", node=node_id, lost_writes=lost_writes, lost_outputs=lost_outputs
+        )
+        self._checked(node_id)
+
+    def restart(self, node_id: str) -> None:
+        """Start a new incarnation from durable storage (crashing it first if alive)."""
+        self._check_node(node_id)
+        if self.nodes[node_id] is not None:
+            self.crash(node_id)
+        self._fault("restart", node=node_id, incarnation=self._incarnation[node_id] + 1)
+        self._boot(node_id)
+        self._checked(node_id)
+
+    def pause(self, node_id: str) -> None:
+        self._check_node(node_id)
+        if self.nodes[node_id] is None or node_id in self._paused:
+            return
+        self._paused.add(node_id)
+        self._fault("pause", node=node_id)
+
+    def resume(self, node_id: str) -> None:
+        self._check_node(node_id)
+        if node_id not in self._paused:
+            return
+        self._paused.discard(node_id)
+        deferred = self._deferred[node_id]
+        self._deferred[node_id] = []
+        self._fault("resume", node=node_id, deferred=len(deferred))
+        for ev in deferred:
+            heappush(self._queue, (self.now, next(self._seq), *ev[2:]))
+
+    def partition(self, groups: list[list[str]]) -> None:
+        """Nodes in different groups cannot talk; unlisted nodes form one more group."""
+        group_of: dict[str, int] = {}
+        for i, group in enumerate(groups):
+            for node_id in group:
+                self._check_node(node_id)
+                if node_id in group_of:
+                    raise ValueError(f"node {node_id} listed in two partition groups")
+                group_of[node_id] = i
+        extra = len(groups)
+        cut = {
+            (a, b)
+            for a in self.node_ids
+            for b in self.node_ids
+            if group_of.get(a, extra) != group_of.get(b, extra)
+        }
+        desc = "|".join(",".join(g) for g in groups)
+        self._set_partition(cut, "partition", groups=desc)
+
+    def partition_links(self, pairs: Iterable[tuple[str, str]], pattern: str) -> None:
+        """A partition given as the directed links it cuts (bridge, ring, ...)."""
+        cut = set()
+        for a, b in pairs:
+            self._check_node(a)
+            self._check_node(b)
+            cut.add((a, b))
+        self._set_partition(cut, "partition", pattern=pattern, links=len(cut))
+
+    def _set_partition(self, cut: set[tuple[str, str]], kind: str, **args: Any) -> None:
+        self._partition_cut = cut
+        self._cut = self._partition_cut | self._blocked
+        self._fault(kind, **args)
+
+    def block(self, src: str, dst: str) -> None:
+        """Cut the one-way link src -> dst."""
+        self._check_node(src)
+        self._check_node(dst)
+        self._blocked.add((src, dst))
+        self._cut = self._partition_cut | self._blocked
+        self._fault("block", src=src, dst=dst)
+
+    def unblock(self, src: str, dst: str) -> None:
+        self._blocked.discard((src, dst))
+        self._cut = self._partition_cut | self._blocked
+        self._fault("unblock", src=src, dst=dst)
+
+    def heal(self) -> None:
+        """Clear partitions and blocks (link overrides and filters stay)."""
+        self._partition_cut = set()
+        self._blocked = set()
+        self._cut = set()
+        self._fault("heal")
+
+    def set_link(self, src: str, dst: str, **overrides: float) -> None:
+        """Per directed link overrides of the network defaults; no overrides clears."""
+        self._check_node(src)
+        self._check_node(dst)
+        bad = sorted(set(overrides) - set(LINK_FIELDS))
+        if bad:
+            raise ValueError(f"unknown link field(s) {bad}; valid: {', '.join(LINK_FIELDS)}")
+        if overrides:
+            self._link_overrides[(src, dst)] = dict(overrides)
+        else:
+            self._link_overrides.pop((src, dst), None)
+        self._rebuild_links()
+        self._fault("link", src=src, dst=dst, **overrides)
+
+    def set_network(self, **fields: float) -> None:
+        """Change the global network defaults (e.g. a loss burst)."""
+        valid = [f.name for f in dataclasses.fields(NetworkConfig)]
+        bad = sorted(set(fields) - set(valid))
+        if bad:
+            raise ValueError(f"unknown network field(s) {bad}; valid: {', '.join(valid)}")
+        net = dataclasses.replace(self.network, **fields)
+        net.validate()
+        self.network = net
+        self._rebuild_links()
+        self._fault("network", **fields)
+
+    def _rebuild_links(self) -> None:
+        self._default_params = _link_params(self.network)
+        self._link_params = {
+            link: _link_params(self.network, o) for link, o in self._link_overrides.items()
+        }
+
+    def set_clock(self, node_id: str, skew: float = 0.0, drift: float = 0.0) -> None:
+        """Node-local clock = global * (1 + drift) + skew (re-anchored, see Clock)."""
+        self._check_node(node_id)
+        if not -0.5 < drift < 0.5:
+            raise ValueError(f"drift must be within (-0.5, 0.5), got {drift}")
+        self._clocks[node_id].set(self.now, skew, drift)
+        self._fault("clock", node=node_id, skew=skew, drift=drift)
+
+    def add_filter(self, fn: Callable[[str, str, Any], str | None]) -> int:
+        """``fn(src, dst, msg) -> "drop" | "deliver" | "hold" | None`` at send time.
+
+        The first filter with an opinion decides.  "deliver" bypasses partitions, loss,
+        duplication and reordering; "hold" parks the message in ``held`` until
+        ``release_held``.  Client requests/answers are filtered too (src or dst is the
+        client id).  Returns a handle for ``remove_filter``.
+        """
+        handle = next(self._filter_ids)
+        self._filters[handle] = fn
+        self._fault("filter", handle=handle)
+        return handle
+
+    def remove_filter(self, handle: int) -> None:
+        self._filters.pop(handle, None)
+        self._fault("unfilter", handle=handle)
+
+    def clear_filters(self) -> None:
+        """Remove every message filter."""
+        for handle in sorted(self._filters):
+            self.remove_filter(handle)
+
+    def invoke(self, node_id: str, fn: Callable[[Any], Any], label: str) -> Any:
+        """Run ``fn(node)`` now as an input of the node (an admin call such as a
+        campaign, leadership transfer or membership change), under the same durability
+        barrier and checks as any other input.  Returns what ``fn`` returned."""
+        self._check_node(node_id)
+        node = self.nodes[node_id]
+        if node is None:
+            raise RuntimeError(f"cannot invoke on {node_id}: it is crashed")
+        self._trace_append((self.now, "sched", label))
+        result = fn(node)
+        self._after_handler(self._envs[node_id])
+        if self._after_step is not None:
+            self._after_step(self, node_id)
+        return result
+
+    def schedule(self, at: float, fn: Callable[[], None], label: str) -> None:
+        """Run ``fn`` at virtual time ``at`` (not earlier than now), traced as ``label``."""
+        heappush(self._queue, (max(at, self.now), next(self._seq), CALL, fn, label))
+
+    # ------------------------------------------------------------------ clients
+    def _client(self, client_id: str) -> Client:
+        client = self._clients.get(client_id)
+        if client is None:
+            client = Client(self, client_id, random.Random(f"{self.seed}/client/{client_id}"))
+            self._clients[client_id] = client
+        return client
+
+    def submit(
+        self,
+        op: Op,
+        node: str | None = None,
+        client_id: str | None = None,
+        seq: int | None = None,
+    ) -> OpRun:
+        """Run ``op`` through a client with the workload's retry rules; returns its handle.
+
+        Without ``client_id`` each call gets a fresh client ("s1", "s2", ...), so
+        concurrent submits never trip session dedup.
+        """
+        if client_id is None:
+            client_id = f"s{next(self._adhoc)}"
+        return self._start_op(self._client(client_id), op, node, seq, None)
+
+    def _start_op(
+        self,
+        client: Client,
+        op: Op,
+        node: str | None,
+        seq: int | None,
+        on_done: Callable[[OpRun], None] | None,
+    ) -> OpRun:
+        if node is not None:
+            self._check_node(node)
+        if seq is None:
+            seq = client.next_seq
+        client.next_seq = max(client.next_seq, seq + 1)
+        request = ClientRequest(client_id=client.client_id, seq=seq, op=op)
+        run = OpRun(self, client, request, on_done)
+        self._ops[(client.client_id, seq)] = run
+        self.history.append(run.record)
+        run.start(node)
+        return run
+
+    def send_request(self, node_id: str, request: ClientRequest) -> None:
+        """Raw path: deliver ``request`` to ``node_id`` after client latency, no retries.
+
+        Answers land in ``responses`` as (time, node, ClientResponse).
+        """
+        self._raw.setdefault((request.client_id, request.seq), (self.now, request))
+        self._send_request(node_id, request, 0)
+
+    def pending_ops(self) -> list[OpRun]:
+        return [run for run in self._ops.values() if run.status is None]
+
+    # ------------------------------------------------------------------ full run
+    def start_workload(self) -> None:
+        for i in range(1, self.config.clients + 1):
+            cid = f"c{i}"
+            client = WorkloadClient(
+                self, cid, i, self.config.keys, random.Random(f"{self.seed}/client/{cid}")
+            )
+            self._clients[cid] = client
+            self.workload.append(client)
+            client.start()
+
+    def start_nemesis(self) -> None:
+        from consensuskit.sim.nemesis import Nemesis
+
+        self.nemesis = Nemesis(
+            self,
+            self.config.nemesis,
+            self.config.nemesis_interval,
+            random.Random(f"{self.seed}/nemesis"),
+        )
+        self.nemesis.start()
+
+    def settle(self) -> None:
+        """Stop faults and clients, heal everything, bring every node back."""
+        self._trace_append((self.now, "phase", "settle"))
+        if self.nemesis is not None:
+            self.nemesis.stop()
+        for client in self.workload:
+            client.stopped = True
+        if self._partition_cut or self._blocked:
+            self.heal()
+        if self.network != self.config.network or self._link_overrides:
+            self._link_overrides = {}
+            self.network = dataclasses.replace(self.config.network)
+            self._rebuild_links()
+            self._fault("network", reset=True)
+        for node_id in self.node_ids:
+            clock = self._clocks[node_id]
+            if clock.rate != 1.0 or clock.skew != 0.0:
+                self.set_clock(node_id, 0.0, 0.0)
+        for node_id in self.node_ids:
+            if node_id in self._paused:
+                self.resume(node_id)
+            if self.nodes[node_id] is None:
+                self.restart(node_id)
+
+    def run(self) -> SimResult:
+        cfg = self.config
+        wall0 = time.perf_counter()
+        start = self.now
+        try:
+            self.start_workload()
+            if cfg.nemesis:
+                self.start_nemesis()
+            self.run_until(start + cfg.duration)
+            self.settle()
+            self.run_until(start + cfg.duration + cfg.settle)
+            self._trace_append((self.now, "phase", "final"))
+            for run in self.pending_ops():
+                run.abandon()
+            final = getattr(self.checker, "final", None)
+            if final is not None:
+                try:
+                    final(self)
+                except InvariantViolation as exc:
+                    self._violation(exc)
+        except InvariantViolation:
+            pass  # recorded by _violation; the run stops at the first one
+        for run in self.pending_ops():
+            run.abandon()
+        linearizable = self._check_history()
+        self.trace.close()
+        if cfg.history_path:
+            self.history.to_jsonl(cfg.history_path)
+        return SimResult(
+            protocol=cfg.protocol,
+            node_ids=self.node_ids,
+            seed=cfg.seed,
+            duration=cfg.duration,
+            settle=cfg.settle,
+            ops=self.history.counts(),
+            invariant_violations=[v.to_json() for v in self.violations],
+            linearizable=linearizable,
+            trace_sha256=self.trace.sha256(),
+            events=self.events,
+            wall_seconds=time.perf_counter() - wall0,
+            virtual_time=self.now,
+            faults=dict(sorted(self.faults.items())),
+            history=self.history,
+            violations=list(self.violations),
+        )
+
+    def _check_history(self) -> bool | None:
+        # Hook for the linearizability checker: whoever offers check_history(history).
+        fn = getattr(self.checker, "check_history", None) or getattr(
+            self.spec, "check_history", None
+        )
+        if fn is None:
+            return None
+        verdict = fn(self.history)
+        if verdict is None:
+            return None
+        return bool(getattr(verdict, "ok", verdict))
+
+    def close(self) -> None:
+        """Flush and close the trace file (run() does this itself)."""
+        self.trace.close()
