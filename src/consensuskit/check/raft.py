@@ -7,6 +7,8 @@
                         appended (index, term) must agree with the first one ever seen);
 * leader completeness - a leader holds every entry committed before its term;
 * state machine safety- no two nodes commit or apply different entries at one index;
+* commit rule         - a leader's commit index only ever moves to an entry of its own
+                        term (§3.6.2; the rule figure 8 is about);
 * stable commit       - when a leader commits an entry, no server lacking it could win
                         an election (so leader completeness cannot break later).
 
@@ -162,6 +164,13 @@ class RaftChecker:
                     f"{known.summary()} was committed before",
                 )
         if node.role == "leader":
+            if log.term_at(index) != node.term:
+                self._violate(
+                    "commit-rule",
+                    f"leader {node.id} of term {node.term} advanced its commit index to "
+                    f"{index}, an entry of term {log.term_at(index)}: only an entry of the "
+                    "current term may be committed by counting replicas (§3.6.2)",
+                )
             self._check_commit_is_stable(node, index)
         if index > self.max_commit:
             self.max_commit = index
