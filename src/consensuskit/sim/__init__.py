@@ -1,0 +1,26 @@
+"""Deterministic fault-injecting simulator.
+
+One event queue ordered by (virtual time, sequence number), one seed from which every
+random choice is derived: same seed and config => same trace, byte for byte.
+"""
+
+from consensuskit.sim.config import NEMESIS_KINDS, NetworkConfig, SimConfig
+from consensuskit.sim.errors import InvariantViolation
+from consensuskit.sim.history import History, OpRecord
+from consensuskit.sim.nemesis import Nemesis, Schedule
+from consensuskit.sim.simulation import SimResult, Simulation
+from consensuskit.sim.workload import OpRun
+
+__all__ = [
+    "NEMESIS_KINDS",
+    "History",
+    "InvariantViolation",
+    "Nemesis",
+    "NetworkConfig",
+    "OpRecord",
+    "OpRun",
+    "Schedule",
+    "SimConfig",
+    "SimResult",
+    "Simulation",
+]

@@ -1,0 +1,347 @@
+"""Faults: the random nemesis and scripted schedules.
+
+Random nemesis rules:
+  * every ``uniform(*interval)`` seconds pick one enabled kind (in NEMESIS_KINDS order,
+    by the nemesis's own seeded rng) and either inject a fault of that kind or repair
+    one already injected;
+  * at most ``max_down`` nodes (default floor((n-1)/2)) are crashed or paused at once,
+    so a majority can make progress; safety must hold regardless;
+  * clock faults: skew in [-0.5, 0.5] s (a step of the node's clock), drift in
+    [-1%, +1%] (small enough that lease bounds hold unless a protocol has a bug);
+  * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
+
+Schedule text (one action per line, ``#`` starts a comment, times are absolute
+virtual seconds)::
+
+    1.5 partition n1,n2|n3,n4,n5     # groups; unlisted nodes form one more group
+    2.0 isolate n1                   # n1 alone vs everybody else
+    2.0 isolate-leader               # every node whose role is "leader" vs the rest
+    2.5 bridge                       # two halves sharing one node (random by sim.rng)
+    2.5 ring                         # each node sees only its ring neighbours
+    3.0 heal                         # clear partitions and one-way blocks
+    3.1 block n1 n2                  # one-way: n1 -> n2 cut (unblock n1 n2)
+    4.0 crash n1 | restart n1 | pause n1 | resume n1
+    5.0 clock n1 skew=0.3 drift=0.01
+    5.0 network loss=0.3 duplicate=0.1 reorder=0.2
+    6.0 link n1 n2 loss=0.5 latency_min=0.05 latency_max=0.1
+    6.0 link n1 n2                   # clear that link's overrides
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+from consensuskit.sim.config import NEMESIS_KINDS
+
+if TYPE_CHECKING:
+    from consensuskit.sim.simulation import Simulation
+
+PARTITION_PATTERNS = ("halves", "majority", "isolate-leader", "bridge", "ring")
+
+
+# ------------------------------------------------------------------ partition maths
+def bridge_cut(order: list[str]) -> list[tuple[str, str]]:
+    """Two halves that share ``order[0]``: the bridge talks to both, they not to each other."""
+    bridge, rest = order[0], order[1:]
+    half = len(rest) // 2
+    left, right = rest[:half], rest[half:]
+    del bridge  # connected to everybody: no link of it is cut
+    cut = []
+    for a in left:
+        for b in right:
+            cut.append((a, b))
+            cut.append((b, a))
+    return cut
+
+
+def ring_cut(order: list[str]) -> list[tuple[str, str]]:
+    """Each node keeps only the links to its two neighbours in ``order`` (a ring)."""
+    n = len(order)
+    keep = set()
+    for i, a in enumerate(order):
+        for b in (order[(i - 1) % n], order[(i + 1) % n]):
+            keep.add((a, b))
+            keep.add((b, a))
+    return [(a, b) for a in order for b in order if a != b and (a, b) not in keep]
+
+
+def leaders(sim: Simulation) -> list[str]:
+    return [
+        n
+        for n in sim.node_ids
+        if (node := sim.nodes[n]) is not None and getattr(node, "role", None) == "leader"
+    ]
+
+
+# ------------------------------------------------------------------ random nemesis
+class Nemesis:
+    def __init__(
+        self,
+        sim: Simulation,
+        kinds: tuple[str, ...],
+        interval: tuple[float, float],
+        rng: random.Random,
+        max_down: int | None = None,
+    ) -> None:
+        unknown = [k for k in kinds if k not in NEMESIS_KINDS]
+        if unknown:
+            raise ValueError(f"unknown nemesis kind(s) {unknown}; valid: {NEMESIS_KINDS}")
+        self.sim = sim
+        # Canonical order: the same set of kinds means the same choices.
+        self.kinds = tuple(k for k in NEMESIS_KINDS if k in kinds)
+        self.interval = interval
+        self.rng = rng
+        n = len(sim.node_ids)
+        self.max_down = (n - 1) // 2 if max_down is None else max_down
+        self.stopped = False
+        self.partitioned = False
+        self.bursts: dict[str, bool] = {"loss": False, "dup": False, "reorder": False}
+        self.skewed: list[str] = []
+        self.injected: dict[str, int] = {}
+
+    def start(self) -> None:
+        if self.kinds:
+            self._schedule_next()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def _schedule_next(self) -> None:
+        sim = self.sim
+        sim._push_fn(sim.now + self.rng.uniform(*self.interval), self._tick, None)
+
+    def _tick(self, _: object) -> None:
+        if self.stopped:
+            return
+        kind = self.rng.choice(self.kinds)
+        getattr(self, "_" + kind)()
+        self._schedule_next()
+
+    def _count(self, kind: str) -> None:
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+
+    # Each kind: repair what it injected (coin flip) or inject a new fault.
+    def _partition(self) -> None:
+        sim, rng = self.sim, self.rng
+        if self.partitioned and rng.random() < 0.5:
+            sim.heal()
+            self.partitioned = False
+            return
+        ids = list(sim.node_ids)
+        n = len(ids)
+        if n < 2:
+            return
+        patterns = [p for p in PARTITION_PATTERNS if (p != "bridge" or n >= 3)]
+        patterns = [p for p in patterns if (p != "ring" or n >= 4)]
+        pattern = rng.choice(patterns)
+        order = ids[:]
+        rng.shuffle(order)
+        if pattern == "halves":
+            k = n // 2
+            sim.partition([sorted(order[:k]), sorted(order[k:])])
+        elif pattern == "majority":
+            k = rng.randint(1, max(1, (n - 1) // 2))
+            sim.partition([sorted(order[:k]), sorted(order[k:])])
+        elif pattern == "isolate-leader":
+            lead = leaders(sim) or [order[0]]
+            sim.partition([lead, [x for x in ids if x not in lead]])
+        elif pattern == "bridge":
+            sim.partition_links(bridge_cut(order), f"bridge via {order[0]}")
+        else:
+            sim.partition_links(ring_cut(order), "ring " + ",".join(order))
+        self.partitioned = True
+        self._count("partition")
+
+    def _down(self) -> int:
+        sim = self.sim
+        return sum(1 for n in sim.node_ids if not sim.alive(n) or sim.paused(n))
+
+    def _crash(self) -> None:
+        sim, rng = self.sim, self.rng
+        crashed = [n for n in sim.node_ids if not sim.alive(n)]
+        if crashed and (self._down() >= self.max_down or rng.random() < 0.5):
+            sim.restart(rng.choice(crashed))
+            return
+        if self._down() < self.max_down:
+            up = [n for n in sim.node_ids if sim.alive(n) and not sim.paused(n)]
+            if up:
+                sim.crash(rng.choice(up))
+                self._count("crash")
+
+    def _pause(self) -> None:
+        sim, rng = self.sim, self.rng
+        paused = [n for n in sim.node_ids if sim.paused(n)]
+        if paused and (self._down() >= self.max_down or rng.random() < 0.5):
+            sim.resume(rng.choice(paused))
+            return
+        if self._down() < self.max_down:
+            up = [n for n in sim.node_ids if sim.alive(n) and not sim.paused(n)]
+            if up:
+                sim.pause(rng.choice(up))
+                self._count("pause")
+
+    def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
+        sim, rng = self.sim, self.rng
+        if self.bursts[kind]:
+            sim.set_network(**{field_name: getattr(sim.config.network, field_name)})
+            self.bursts[kind] = False
+        else:
+            sim.set_network(**{field_name: round(rng.uniform(lo, hi), 3)})
+            self.bursts[kind] = True
+            self._count(kind)
+
+    def _loss(self) -> None:
+        self._burst("loss", "loss", 0.2, 0.5)
+
+    def _dup(self) -> None:
+        self._burst("dup", "duplicate", 0.1, 0.5)
+
+    def _reorder(self) -> None:
+        self._burst("reorder", "reorder", 0.2, 0.6)
+
+    def _skew(self) -> None:
+        sim, rng = self.sim, self.rng
+        if self.skewed and rng.random() < 0.5:
+            node = self.skewed.pop(rng.randrange(len(self.skewed)))
+            sim.set_clock(node, 0.0, 0.0)
+            return
+        node = rng.choice(sim.node_ids)
+        if node not in self.skewed:
+            self.skewed.append(node)
+        sim.set_clock(node, round(rng.uniform(-0.5, 0.5), 4), round(rng.uniform(-0.01, 0.01), 5))
+        self._count("skew")
+
+
+# ------------------------------------------------------------------ schedules
+# action -> (min args, max args); key=value args are counted too.
+ACTIONS: dict[str, tuple[int, int]] = {
+    "partition": (1, 1),
+    "isolate": (1, 1),
+    "isolate-leader": (0, 0),
+    "bridge": (0, 0),
+    "ring": (0, 0),
+    "heal": (0, 0),
+    "block": (1, 2),
+    "unblock": (1, 2),
+    "crash": (1, 1),
+    "restart": (1, 1),
+    "pause": (1, 1),
+    "resume": (1, 1),
+    "clock": (1, 3),
+    "network": (1, 8),
+    "link": (1, 9),
+}
+
+
+def _kv(args: tuple[str, ...], what: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for a in args:
+        name, sep, value = a.partition("=")
+        if not sep:
+            raise ValueError(f"{what}: expected name=value, got {a!r}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{what}: {name} needs a number, got {value!r}") from None
+    return out
+
+
+def _pair(args: tuple[str, ...]) -> tuple[str, str]:
+    if len(args) == 1:
+        src, sep, dst = args[0].partition("->")
+        if not sep:
+            raise ValueError(f"expected 'src dst' or 'src->dst', got {args[0]!r}")
+        return src, dst
+    return args[0], args[1]
+
+
+def apply_action(sim: Simulation, action: str, args: tuple[str, ...]) -> None:
+    """Perform one schedule action on ``sim`` now."""
+    if action == "partition":
+        sim.partition([g.split(",") for g in args[0].split("|") if g])
+    elif action == "isolate":
+        sim.partition([[args[0]], [n for n in sim.node_ids if n != args[0]]])
+    elif action == "isolate-leader":
+        lead = leaders(sim)
+        if lead:
+            sim.partition([lead, [n for n in sim.node_ids if n not in lead]])
+    elif action == "bridge":
+        order = list(sim.node_ids)
+        sim.rng.shuffle(order)
+        sim.partition_links(bridge_cut(order), f"bridge via {order[0]}")
+    elif action == "ring":
+        order = list(sim.node_ids)
+        sim.rng.shuffle(order)
+        sim.partition_links(ring_cut(order), "ring " + ",".join(order))
+    elif action == "heal":
+        sim.heal()
+    elif action == "block":
+        sim.block(*_pair(args))
+    elif action == "unblock":
+        sim.unblock(*_pair(args))
+    elif action in ("crash", "restart", "pause", "resume"):
+        getattr(sim, action)(args[0])
+    elif action == "clock":
+        kv = _kv(args[1:], "clock")
+        bad = sorted(set(kv) - {"skew", "drift"})
+        if bad:
+            raise ValueError(f"clock: unknown field(s) {bad}; valid: skew, drift")
+        sim.set_clock(args[0], kv.get("skew", 0.0), kv.get("drift", 0.0))
+    elif action == "network":
+        sim.set_network(**_kv(args, "network"))
+    elif action == "link":
+        src, dst = _pair(args[:1]) if "->" in args[0] else (args[0], args[1])
+        rest = args[1:] if "->" in args[0] else args[2:]
+        sim.set_link(src, dst, **_kv(rest, "link"))
+    else:
+        raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A scripted list of faults: ``(time, action, args)``."""
+
+    items: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        items: list[tuple[float, str, tuple[str, ...]]] = []
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            words = line.split()
+            if len(words) < 2:
+                raise ValueError(f"line {lineno}: expected '<time> <action> [args]': {raw!r}")
+            try:
+                at = float(words[0])
+            except ValueError:
+                raise ValueError(f"line {lineno}: bad time {words[0]!r}") from None
+            if at < 0:
+                raise ValueError(f"line {lineno}: time must be >= 0")
+            action, args = words[1], tuple(words[2:])
+            if action not in ACTIONS:
+                raise ValueError(
+                    f"line {lineno}: unknown action {action!r}; valid: {', '.join(ACTIONS)}"
+                )
+            lo, hi = ACTIONS[action]
+            if not lo <= len(args) <= hi:
+                raise ValueError(
+                    f"line {lineno}: {action} takes {lo}..{hi} arguments, got {len(args)}"
+                )
+            items.append((at, action, args))
+        items.sort(key=lambda item: item[0])  # stable: equal times keep file order
+        return cls(items)
+
+    def to_text(self) -> str:
+        return "".join(f"{at:g} {action} {' '.join(args)}".rstrip() + "\n"
+                       for at, action, args in self.items)
+
+    def install(self, sim: Simulation) -> None:
+        """Schedule every action as a traced event on ``sim``."""
+        for at, action, args in self.items:
+            label = f"{action} {' '.join(args)}".rstrip()
+            sim.schedule(at, partial(apply_action, sim, action, args), label)

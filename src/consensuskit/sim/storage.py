@@ -1,0 +1,106 @@
+"""Simulated storage with a durability barrier.
+
+A node writes to a *working* view (what it reads back at once) and every write is
+also appended to a journal.  The simulator makes the journal durable in batches
+(``begin_sync`` takes everything written so far, ``finish_sync`` applies it to the
+*durable* copy).  A crash keeps only the durable copy: the next incarnation starts
+from ``SimStorage(durable)``.
+
+Invariant: durable state is never aliased by a working view, so a node mutating a
+value it read cannot change what "survives a crash".  Lists, dicts and sets are
+copied one level deep on the way in (journal) and out (restart).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensuskit.core.storage import MemoryStorage
+
+_PUT = 0
+_APPEND = 1
+_TRUNCATE = 2
+_COMPACT = 3
+
+Journal = list[tuple[int, Any, Any]]
+
+
+def _copy(value: Any) -> Any:
+    # One level is enough for protocol state (term/vote scalars, lists of immutable
+    # entries, small config maps); deeper mutable nesting would be a protocol smell.
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, set):
+        return set(value)
+    return value
+
+
+class SimStorage:
+    """The ``Storage`` a simulated node sees: working view + journal + durable copy."""
+
+    __slots__ = ("durable", "journal", "working")
+
+    def __init__(self, durable: MemoryStorage | None = None) -> None:
+        self.durable = durable if durable is not None else MemoryStorage()
+        self.working = _clone(self.durable)
+        self.journal: Journal = []  # writes not yet covered by a sync
+
+    # -- Storage interface ------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.working.get(key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self.working.put(key, value)
+        self.journal.append((_PUT, key, _copy(value)))
+
+    def log_append(self, records: list[Any]) -> None:
+        records = list(records)
+        self.working.log_append(records)
+        self.journal.append((_APPEND, records, None))
+
+    def log_truncate_from(self, position: int) -> None:
+        self.working.log_truncate_from(position)
+        self.journal.append((_TRUNCATE, position, None))
+
+    def log_compact_to(self, position: int) -> None:
+        self.working.log_compact_to(position)
+        self.journal.append((_COMPACT, position, None))
+
+    def log_first(self) -> int:
+        return self.working.log_first()
+
+    def log_last(self) -> int:
+        return self.working.log_last()
+
+    def log_records(self) -> list[Any]:
+        return self.working.log_records()
+
+    # -- the barrier ----------------------------------------------------------------
+    def begin_sync(self) -> Journal:
+        """Take every write made so far; they become durable at ``finish_sync``."""
+        batch = self.journal
+        self.journal = []
+        return batch
+
+    def finish_sync(self, batch: Journal) -> None:
+        durable = self.durable
+        for op, a, b in batch:
+            if op == _PUT:
+                durable.put(a, b)
+            elif op == _APPEND:
+                durable.log_append(a)
+            elif op == _TRUNCATE:
+                durable.log_truncate_from(a)
+            else:
+                durable.log_compact_to(a)
+
+
+def _clone(storage: MemoryStorage) -> MemoryStorage:
+    clone = storage.copy()
+    # MemoryStorage.copy is shallow; break aliasing of mutable record values.
+    for key, value in list(clone._records.items()):
+        if isinstance(value, (list, dict, set)):
+            clone._records[key] = _copy(value)
+    return clone

@@ -1,0 +1,257 @@
+"""Clients: how an operation is sent, retried and classified.
+
+Rules this module owns:
+  * one ``ClientRequest(client_id, seq, op)`` per operation; every retry reuses the
+    same ``seq`` (the state machine's session dedup relies on it);
+  * target: the last ``leader_hint`` the client saw, else a random node;
+  * a definite rejection (``ok=False``) -> retry after a short backoff at the hint or
+    another node; a per-attempt timeout -> retry elsewhere at once, and the op may
+    have been applied;
+  * at ``op_deadline``: "unknown" if any attempt timed out or is still outstanding,
+    "fail" only if every attempt was definitely refused.  A late answer to a finished
+    op is traced and otherwise ignored;
+  * workload values are unique ints (client index * 1_000_000 + counter) so a history
+    says exactly which write a read observed.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.sim.history import OpRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from consensuskit.sim.simulation import Simulation
+
+# Backoff after a definite rejection: short when the answer named a leader to try.
+HINT_BACKOFF = (0.001, 0.005)
+BLIND_BACKOFF = (0.01, 0.05)
+THINK_TIME = (0.0, 0.01)
+
+
+class Client:
+    """A client id with its own seq counter, rng and leader guess."""
+
+    __slots__ = ("client_id", "leader", "next_seq", "rng", "sim")
+
+    def __init__(self, sim: Simulation, client_id: str, rng: random.Random) -> None:
+        self.sim = sim
+        self.client_id = client_id
+        self.rng = rng
+        self.leader: str | None = None
+        self.next_seq = 1
+
+    def target(self) -> str:
+        if self.leader is not None:
+            return self.leader
+        return self.rng.choice(self.sim.node_ids)
+
+    def other_than(self, node: str) -> str:
+        if self.leader is not None and self.leader != node:
+            return self.leader
+        others = [n for n in self.sim.node_ids if n != node]
+        return self.rng.choice(others) if others else node
+
+    def on_done(self, run: OpRun) -> None:
+        """Hook for subclasses (the workload loop)."""
+
+
+class OpRun:
+    """One operation across its attempts; the handle ``Simulation.submit`` returns."""
+
+    __slots__ = (
+        "_gen",
+        "_outstanding",
+        "_uncertain",
+        "attempts",
+        "client",
+        "node",
+        "on_done",
+        "record",
+        "request",
+        "response",
+        "sim",
+        "status",
+    )
+
+    def __init__(
+        self,
+        sim: Simulation,
+        client: Client,
+        request: ClientRequest,
+        on_done: Callable[[OpRun], None] | None = None,
+    ) -> None:
+        self.sim = sim
+        self.client = client
+        self.request = request
+        self.on_done = on_done
+        op = request.op
+        self.record = OpRecord(
+            process=request.client_id,
+            seq=request.seq,
+            op=op.kind,
+            key=op.key,
+            value=op.value,
+            expected=op.expected,
+            expected_version=op.expected_version,
+            invoke=sim.now,
+        )
+        self.status: str | None = None
+        self.response: ClientResponse | None = None
+        self.attempts = 0
+        self.node: str | None = None
+        self._gen = 0  # invalidates the timers of superseded attempts
+        self._outstanding = False  # an attempt is in flight without an answer
+        self._uncertain = False  # some attempt timed out: the op may have applied
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+    @property
+    def result(self) -> Any:
+        return self.record.result
+
+    def start(self, node: str | None) -> None:
+        sim = self.sim
+        sim._push_fn(sim.now + sim.config.op_deadline, self._on_deadline, 0)
+        self._attempt(node if node is not None else self.client.target())
+
+    def _attempt(self, node: str) -> None:
+        sim = self.sim
+        self._gen += 1
+        self.attempts += 1
+        self.record.attempts = self.attempts
+        self.node = node
+        self._outstanding = True
+        sim._send_request(node, self.request, self.attempts)
+        sim._push_fn(sim.now + sim.config.op_timeout, self._on_timeout, self._gen)
+
+    def _on_timeout(self, gen: int) -> None:
+        if self.status is not None or gen != self._gen:
+            return
+        self._uncertain = True
+        assert self.node is not None
+        self._attempt(self.client.other_than(self.node))
+
+    def _retry(self, gen: int) -> None:
+        if self.status is not None or gen != self._gen:
+            return
+        hint = self.client.leader
+        assert self.node is not None
+        self._attempt(hint if hint is not None else self.client.other_than(self.node))
+
+    def on_response(self, node: str, response: ClientResponse) -> None:
+        self.response = response
+        client = self.client
+        if response.ok:
+            client.leader = node
+            self._finish("ok", response.result, response.index)
+            return
+        if node != self.node or not self._outstanding:
+            return  # refusal from a superseded attempt: the current one decides
+        self._outstanding = False
+        self._gen += 1
+        hint = response.leader_hint
+        rng = client.rng
+        if hint is not None and hint != node:
+            client.leader = hint
+            delay = rng.uniform(*HINT_BACKOFF)
+        else:
+            client.leader = None
+            delay = rng.uniform(*BLIND_BACKOFF)
+        self.sim._push_fn(self.sim.now + delay, self._retry, self._gen)
+
+    def _on_deadline(self, _: int) -> None:
+        if self.status is not None:
+            return
+        if self._uncertain or self._outstanding:
+            self._finish("unknown", None, None)
+        else:
+            self._finish("fail", None, None)
+
+    def abandon(self) -> None:
+        """End of the run: whatever is still pending may or may not have applied."""
+        if self.status is None:
+            self._finish("unknown", None, None)
+
+    def _finish(self, status: str, result: Any, index: int | None) -> None:
+        sim = self.sim
+        self.status = status
+        self._gen += 1
+        rec = self.record
+        rec.status = status
+        rec.result = result
+        rec.index = index
+        # An unknown op's interval stays open: complete is null.
+        rec.complete = None if status == "unknown" else sim.now
+        sim._trace_append((sim.now, "complete", rec.process, rec.seq, status, result))
+        if self.on_done is not None:
+            self.on_done(self)
+
+
+class WorkloadClient(Client):
+    """A sequential client: op, wait for its outcome, think, next op, until stopped."""
+
+    __slots__ = ("counter", "index", "keys", "known", "stopped")
+
+    def __init__(
+        self, sim: Simulation, client_id: str, index: int, keys: int, rng: random.Random
+    ) -> None:
+        super().__init__(sim, client_id, rng)
+        self.index = index
+        self.keys = keys
+        self.counter = 0
+        self.stopped = False
+        # key -> (value, version) as last observed by this client, for cas.
+        self.known: dict[str, tuple[Any, int]] = {}
+
+    def start(self) -> None:
+        self.sim._push_fn(self.sim.now + self.rng.uniform(*THINK_TIME), self._next, 0)
+
+    def _unique(self) -> int:
+        self.counter += 1
+        return self.index * 1_000_000 + self.counter
+
+    def make_op(self) -> Op:
+        rng = self.rng
+        key = f"k{rng.randrange(self.keys)}"
+        r = rng.random()
+        if r < 0.4:
+            return Op(kind="get", key=key)
+        if r < 0.7:
+            return Op(kind="put", key=key, value=self._unique())
+        if r < 0.8:
+            return Op(kind="delete", key=key)
+        value, version = self.known.get(key, (None, 0))
+        if rng.random() < 0.3:
+            return Op(kind="cas", key=key, value=self._unique(), expected_version=version)
+        return Op(kind="cas", key=key, value=self._unique(), expected=value)
+
+    def _next(self, _: int) -> None:
+        if self.stopped:
+            return
+        self.sim._start_op(self, self.make_op(), None, None, self._after)
+
+    def _after(self, run: OpRun) -> None:
+        if run.status == "ok":
+            self._learn(run.request.op, run.record.result)
+        if not self.stopped:
+            self.sim._push_fn(self.sim.now + self.rng.uniform(*THINK_TIME), self._next, 0)
+
+    def _learn(self, op: Op, result: Any) -> None:
+        # Results follow statemachines/kv.py; other shapes teach the client nothing.
+        if not isinstance(result, dict):
+            return
+        key = op.key
+        if op.kind == "get" or (op.kind == "cas" and not result.get("swapped")):
+            if "version" in result:
+                self.known[key] = (result.get("value"), int(result["version"]))
+        elif op.kind in ("put", "cas") and "version" in result:
+            self.known[key] = (op.value, int(result["version"]))
+        elif op.kind == "delete":
+            self.known[key] = (None, 0)
