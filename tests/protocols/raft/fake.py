@@ -100,7 +100,7 @@ class Cluster:
             if not batch:
                 return delivered
             for src, dst, msg in batch:
-                if dst in self.down or src in self.down or (src, dst) in self.cut:
+                if dst not in self.nodes or dst in self.down or src in self.down or (src, dst) in self.cut:
                     continue
                 self.nodes[dst].on_message(src, msg)
                 delivered += 1
