@@ -220,3 +220,68 @@ def toy_registry() -> Registry:
     registry = Registry()
     registry.add(toy_spec())
     return registry
+
+
+def toy_sim(**overrides: Any) -> Any:
+    """A Simulation of the toy protocol; keyword args override SimConfig fields."""
+    from consensuskit.sim import SimConfig, Simulation
+
+    fields: dict[str, Any] = {"protocol": "toy", "duration": 2.0, "settle": 1.0}
+    fields.update(overrides)
+    return Simulation(SimConfig(**fields), toy_registry())
+
+
+# -- a bare node for barrier / clock / pause tests -------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Note:
+    key: str
+    value: Any
+
+
+class EchoNode:
+    """On a request: write ``key=value`` (puts only), tell every other node, answer.
+
+    Records every message and timer it sees, with its local clock, so tests can see
+    exactly what the simulator delivered and when.
+    """
+
+    def __init__(
+        self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+    ) -> None:
+        self.node_id = node_id
+        self.env = env
+        self.others = [m for m in members if m != node_id]
+        self.seen: list[tuple[float, str, Any]] = []
+        self.fired: list[tuple[float, str]] = []
+        self.role = "leader" if node_id == members[0] else "follower"
+
+    def on_start(self) -> None:
+        pass
+
+    def on_timer(self, key: str) -> None:
+        self.fired.append((self.env.now(), key))
+
+    def on_message(self, src: str, msg: Any) -> None:
+        self.seen.append((self.env.now(), src, msg))
+
+    def on_request(self, request: ClientRequest) -> None:
+        op = request.op
+        if op.kind == "put":
+            self.env.storage.put(op.key, op.value)
+        for m in self.others:
+            self.env.send(m, Note(key=op.key, value=op.value))
+        self.env.deliver(
+            ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=op.value)
+        )
+
+
+def echo_sim(**overrides: Any) -> Any:
+    from consensuskit.sim import SimConfig, Simulation
+
+    registry = Registry()
+    registry.add(ProtocolSpec(name="echo", description="test node", make_node=EchoNode))
+    fields: dict[str, Any] = {"protocol": "echo"}
+    fields.update(overrides)
+    return Simulation(SimConfig(**fields), registry)
