@@ -7,6 +7,8 @@ Rules this module owns:
   * a definite rejection (``ok=False``) -> retry after a short backoff at the hint or
     another node; a per-attempt timeout -> retry elsewhere at once, and the op may
     have been applied;
+  * a new attempt starts only if a whole ``op_timeout`` fits before ``op_deadline``,
+    so no attempt is left hanging when the deadline passes;
   * at ``op_deadline``: "unknown" if any attempt timed out or is still outstanding,
     "fail" only if every attempt was definitely refused.  A late answer to a finished
     op is traced and otherwise ignored;
@@ -131,16 +133,26 @@ class OpRun:
         sim._send_request(node, self.request, self.attempts)
         sim._push_fn(sim.now + sim.config.op_timeout, self._on_timeout, self._gen)
 
+    def _time_for_attempt(self) -> bool:
+        cfg = self.sim.config
+        # 1e-9: sums of float timeouts must not lose an attempt to rounding.
+        return self.sim.now + cfg.op_timeout <= self.record.invoke + cfg.op_deadline + 1e-9
+
     def _on_timeout(self, gen: int) -> None:
         if self.status is not None or gen != self._gen:
             return
         self._uncertain = True
+        self._outstanding = False
+        if not self._time_for_attempt():
+            return  # the deadline will call it unknown
         assert self.node is not None
         self._attempt(self.client.other_than(self.node))
 
     def _retry(self, gen: int) -> None:
         if self.status is not None or gen != self._gen:
             return
+        if not self._time_for_attempt():
+            return  # the deadline decides: fail unless some attempt timed out
         hint = self.client.leader
         assert self.node is not None
         self._attempt(hint if hint is not None else self.client.other_than(self.node))
