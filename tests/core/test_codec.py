@@ -1,0 +1,462 @@
+"""The msgpack codec: round trips of every registered message and rejection of bad frames."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import consensuskit.core.client as client_mod
+import consensuskit.protocols.raft.messages as raft_mod
+from consensuskit.core import messages
+from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op
+from consensuskit.core.messages import (
+    CODEC_VERSION,
+    EXT_MESSAGE,
+    CodecError,
+    decode,
+    encode,
+    message,
+    registered_messages,
+)
+from consensuskit.protocols.raft.messages import (
+    COMMAND,
+    CONFIG,
+    NOOP,
+    AppendEntries,
+    AppendEntriesResponse,
+    ClusterConfig,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    LogEntry,
+    RequestVote,
+    RequestVoteResponse,
+    Snapshot,
+    TimeoutNow,
+)
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# -- strategies -------------------------------------------------------------------------
+
+ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+small_ints = st.integers(min_value=0, max_value=1000)
+names = st.text(max_size=6)
+
+# Values that survive msgpack unchanged (lists decode as tuples, so use tuples).
+plain = st.recursive(
+    st.none()
+    | st.booleans()
+    | ints
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3).map(tuple) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+ops = st.builds(
+    Op,
+    kind=st.sampled_from(OP_KINDS),
+    key=names,
+    value=plain,
+    expected=plain,
+    expected_version=st.none() | small_ints,
+)
+client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops)
+client_responses = st.builds(
+    ClientResponse,
+    client_id=names,
+    seq=ints,
+    ok=st.booleans(),
+    result=plain,
+    error=st.none() | names,
+    leader_hint=st.none() | names,
+    index=small_ints,
+)
+configs = st.builds(
+    ClusterConfig,
+    voters=st.lists(names, max_size=4).map(tuple),
+    learners=st.lists(names, max_size=3).map(tuple),
+)
+log_entries = st.one_of(
+    st.builds(LogEntry, term=small_ints, index=small_ints, kind=st.just(NOOP), data=st.none()),
+    st.builds(LogEntry, term=small_ints, index=small_ints, kind=st.just(COMMAND), data=client_requests),
+    st.builds(LogEntry, term=small_ints, index=small_ints, kind=st.just(CONFIG), data=configs),
+)
+append_entries = st.builds(
+    AppendEntries,
+    term=small_ints,
+    leader=names,
+    prev_log_index=small_ints,
+    prev_log_term=small_ints,
+    entries=st.lists(log_entries, max_size=4).map(tuple),
+    leader_commit=small_ints,
+)
+snapshots = st.builds(Snapshot, last_index=small_ints, last_term=small_ints, config=configs, data=plain)
+
+STRATEGIES: dict[type, st.SearchStrategy] = {
+    Op: ops,
+    ClientRequest: client_requests,
+    ClientResponse: client_responses,
+    ClusterConfig: configs,
+    LogEntry: log_entries,
+    RequestVote: st.builds(
+        RequestVote,
+        term=ints,
+        candidate=names,
+        last_log_index=ints,
+        last_log_term=ints,
+        pre_vote=st.booleans(),
+        transfer=st.booleans(),
+    ),
+    RequestVoteResponse: st.builds(
+        RequestVoteResponse, term=ints, granted=st.booleans(), pre_vote=st.booleans()
+    ),
+    AppendEntries: append_entries,
+    AppendEntriesResponse: st.builds(
+        AppendEntriesResponse,
+        term=ints,
+        success=st.booleans(),
+        index=ints,
+        conflict_term=ints,
+        conflict_index=ints,
+    ),
+    Heartbeat: st.builds(Heartbeat, term=ints, leader=names, commit=ints, context=ints),
+    HeartbeatResponse: st.builds(HeartbeatResponse, term=ints, context=ints),
+    Snapshot: snapshots,
+    InstallSnapshot: st.builds(InstallSnapshot, term=ints, leader=names, snapshot=snapshots),
+    InstallSnapshotResponse: st.builds(InstallSnapshotResponse, term=ints, index=ints),
+    TimeoutNow: st.builds(TimeoutNow, term=ints, leader=names),
+    HardState: st.builds(HardState, term=ints, voted_for=st.none() | names),
+}
+
+any_message = st.sampled_from(sorted(STRATEGIES, key=lambda c: c.__name__)).flatmap(
+    lambda cls: STRATEGIES[cls]
+)
+
+# Fixed, fully nested samples for exhaustive byte-level checks.
+REQ = ClientRequest(client_id="c1", seq=7, op=Op(kind="cas", key="k", value=(1, "x"), expected_version=3))
+CFG = ClusterConfig(voters=("a", "b", "c"), learners=("d",))
+AE = AppendEntries(
+    term=3,
+    leader="a",
+    prev_log_index=4,
+    prev_log_term=2,
+    entries=(
+        LogEntry(term=3, index=5, kind=NOOP),
+        LogEntry(term=3, index=6, kind=COMMAND, data=REQ),
+        LogEntry(term=3, index=7, kind=CONFIG, data=CFG),
+    ),
+    leader_commit=4,
+)
+INSTALL = InstallSnapshot(
+    term=9,
+    leader="b",
+    snapshot=Snapshot(last_index=70, last_term=8, config=CFG, data={"data": (("k", b"v", 2),), "n": 1.5}),
+)
+SAMPLES = [
+    REQ,
+    AE,
+    INSTALL,
+    HardState(term=2, voted_for=None),
+    RequestVote(term=1, candidate="a", last_log_index=0, last_log_term=0, pre_vote=True),
+]
+
+
+def frame(tag: object, *fields: object) -> bytes:
+    """A hand-built frame: version byte + EXT_MESSAGE whose payload is [tag, *fields]."""
+    payload = msgpack.packb([tag, *fields], use_bin_type=True)
+    return bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(EXT_MESSAGE, payload))
+
+
+def raises_codec(data: bytes) -> str:
+    with pytest.raises(CodecError) as info:
+        decode(data)
+    return str(info.value)
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_strategies_cover_every_raft_and_client_message():
+    mine = {
+        cls
+        for cls in registered_messages().values()
+        if cls.__module__ in (raft_mod.__name__, client_mod.__name__)
+    }
+    assert mine == set(STRATEGIES)
+    assert registered_messages()[1] is Op
+    assert registered_messages()[11] is LogEntry
+    assert registered_messages()[22] is HardState
+
+
+@pytest.mark.parametrize("cls", sorted(STRATEGIES, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_round_trip_each_message_type(cls):
+    @FAST
+    @given(STRATEGIES[cls])
+    def check(msg):
+        data = encode(msg)
+        assert data[0] == CODEC_VERSION
+        back = decode(data)
+        assert type(back) is cls
+        assert back == msg
+        assert encode(back) == data
+
+    check()
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip_nested_samples(msg):
+    back = decode(encode(msg))
+    assert back == msg
+    assert type(back) is type(msg)
+
+
+def test_nested_entries_come_back_as_typed_objects():
+    back = decode(encode(AE))
+    assert isinstance(back.entries, tuple)
+    assert [type(e) for e in back.entries] == [LogEntry, LogEntry, LogEntry]
+    assert back.entries[1].data.op == REQ.op
+    assert back.entries[2].data.voters == ("a", "b", "c")
+
+
+def test_messages_inside_plain_containers():
+    value = {"msgs": (REQ, CFG), "n": 3}
+    assert decode(encode(value)) == value
+
+
+def test_encode_rejects_unregistered_objects():
+    @dataclasses.dataclass(frozen=True)
+    class Unregistered:
+        x: int
+
+    with pytest.raises(TypeError, match="Unregistered"):
+        encode(Unregistered(x=1))
+
+
+def test_sets_encode_as_sorted_sequences():
+    assert decode(encode({3, 1, 2})) == (1, 2, 3)
+
+
+# -- frame-level errors --------------------------------------------------------------------
+
+
+def test_empty_frame():
+    assert raises_codec(b"") == "empty frame"
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_wrong_version_byte(version):
+    data = bytes([version]) + encode(REQ)[1:]
+    assert raises_codec(data) == f"unsupported codec version {version} (this build speaks 1)"
+
+
+def test_version_byte_alone_is_truncated():
+    assert raises_codec(bytes([CODEC_VERSION])).startswith("malformed frame")
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
+def test_every_prefix_of_a_frame_raises_codec_error(msg):
+    data = encode(msg)
+    assert len(data) > 5
+    for n in range(len(data)):
+        with pytest.raises(CodecError):
+            decode(data[:n])
+    assert decode(data) == msg
+
+
+@FAST
+@given(any_message)
+def test_every_prefix_of_random_frames_raises_codec_error(msg):
+    data = encode(msg)
+    for n in range(len(data)):
+        with pytest.raises(CodecError):
+            decode(data[:n])
+
+
+def test_trailing_bytes_are_rejected():
+    message_text = raises_codec(encode(REQ) + b"\x00")
+    assert message_text.startswith("malformed frame")
+
+
+def test_unknown_tag():
+    assert raises_codec(frame(9999, 1, 2)) == "unknown message tag 9999"
+
+
+@pytest.mark.parametrize("payload", [[], ["x", 1], [None]], ids=["empty", "str-tag", "nil-tag"])
+def test_payload_without_integer_tag(payload):
+    data = bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(EXT_MESSAGE, msgpack.packb(payload)))
+    assert raises_codec(data) == "malformed message: payload is not [tag, fields...]"
+
+
+def test_payload_that_is_not_a_sequence():
+    data = bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(EXT_MESSAGE, msgpack.packb(5)))
+    assert raises_codec(data) == "malformed message: payload is not [tag, fields...]"
+
+
+def test_too_few_fields():
+    # HardState has 2 fields: term, voted_for
+    assert raises_codec(frame(22, 1)) == "malformed HardState: expected 2 fields, got 1"
+
+
+def test_too_many_fields():
+    assert raises_codec(frame(22, 1, "a", 3)) == "malformed HardState: expected 2 fields, got 3"
+
+
+def test_correct_hand_built_frame_decodes():
+    assert decode(frame(22, 4, "n1")) == HardState(term=4, voted_for="n1")
+    assert decode(frame(22, 4, None)) == HardState(term=4, voted_for=None)
+
+
+def test_str_where_int_declared():
+    assert raises_codec(frame(22, "4", None)) == "malformed HardState: field 'term' has type str"
+
+
+def test_int_where_optional_str_declared():
+    assert raises_codec(frame(22, 4, 5)) == "malformed HardState: field 'voted_for' has type int"
+
+
+def test_bool_where_int_declared():
+    assert raises_codec(frame(20, True, 3)) == "malformed InstallSnapshotResponse: field 'term' is a bool"
+
+
+def test_int_where_bool_declared():
+    # RequestVoteResponse(term, granted, pre_vote)
+    msg = raises_codec(frame(13, 1, 1, False))
+    assert msg == "malformed RequestVoteResponse: field 'granted' has type int"
+
+
+def test_bytes_where_str_declared():
+    msg = raises_codec(frame(21, 1, b"leader"))
+    assert msg == "malformed TimeoutNow: field 'leader' has type bytes"
+
+
+def test_none_where_tuple_declared():
+    # ClusterConfig(voters, learners)
+    msg = raises_codec(frame(10, None, []))
+    assert msg == "malformed ClusterConfig: field 'voters' has type NoneType"
+
+
+def test_constructor_validation_becomes_codec_error():
+    # Op(kind, key, value, expected, expected_version); kind must be one of OP_KINDS
+    msg = raises_codec(frame(1, "explode", "k", None, None, None))
+    assert msg.startswith("malformed Op: unknown op kind 'explode'")
+
+
+def test_nested_malformed_message_is_reported():
+    inner = msgpack.ExtType(EXT_MESSAGE, msgpack.packb([22, "x", None]))
+    data = bytes([CODEC_VERSION]) + msgpack.packb({"hs": inner})
+    assert raises_codec(data) == "malformed HardState: field 'term' has type str"
+
+
+@pytest.mark.parametrize("code", [0, 2, 5, 127])
+def test_unknown_ext_type(code):
+    data = bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(code, b"\x00\x01"))
+    assert raises_codec(data) == f"unknown msgpack extension type {code}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: msgpack decodes ext type -1 (timestamp) itself without calling ext_hook, "
+    "so decode() returns a msgpack.Timestamp instead of raising CodecError",
+)
+def test_timestamp_ext_type_is_rejected():
+    data = bytes([CODEC_VERSION]) + b"\xd6\xff\x00\x00\x00\x01"  # fixext4, type -1
+    with pytest.raises(CodecError):
+        decode(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_garbage_returns_or_raises_codec_error(data):
+    with contextlib.suppress(CodecError):
+        decode(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_garbage_after_version_byte(data):
+    with contextlib.suppress(CodecError):
+        decode(bytes([CODEC_VERSION]) + data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(SAMPLES), st.data())
+def test_corrupted_frames_return_or_raise_codec_error(msg, data):
+    frame_bytes = bytearray(encode(msg))
+    pos = data.draw(st.integers(min_value=0, max_value=len(frame_bytes) - 1))
+    frame_bytes[pos] = data.draw(st.integers(min_value=0, max_value=255))
+    with contextlib.suppress(CodecError):
+        decode(bytes(frame_bytes))
+
+
+# -- registry --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Registrations made in a test vanish afterwards."""
+    monkeypatch.setattr(messages, "_BY_TAG", dict(messages._BY_TAG))
+    monkeypatch.setattr(messages, "_TAG_OF", dict(messages._TAG_OF))
+    monkeypatch.setattr(messages, "_CHECKS", dict(messages._CHECKS))
+
+
+def test_duplicate_tag_raises(scratch_registry):
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Impostor:
+        term: int
+
+    before = registered_messages()
+    with pytest.raises(ValueError) as info:
+        message(12)(Impostor)
+    assert str(info.value) == "message tag 12 used by both RequestVote and Impostor"
+    assert registered_messages() == before
+    assert Impostor not in messages._TAG_OF
+    assert type(decode(encode(SAMPLES[4]))) is RequestVote
+
+
+def test_reregistering_same_class_is_idempotent(scratch_registry):
+    assert message(22)(HardState) is HardState
+    assert registered_messages()[22] is HardState
+
+
+def test_non_dataclass_cannot_be_registered(scratch_registry):
+    class Plain:
+        pass
+
+    with pytest.raises(TypeError, match="Plain must be a dataclass"):
+        message(9001)(Plain)
+    assert 9001 not in registered_messages()
+
+
+def test_new_message_with_mixed_field_types(scratch_registry):
+    @message(9002)
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Probe:
+        ratio: float
+        maybe: int | None
+        flag: bool
+        blob: bytes
+        attrs: dict
+
+    msg = Probe(ratio=0.5, maybe=None, flag=True, blob=b"\x00", attrs={"a": 1})
+    assert decode(encode(msg)) == msg
+    # msgpack has one integer type: an int is accepted for a float field.
+    assert decode(frame(9002, 2, 3, False, b"", {})) == Probe(
+        ratio=2, maybe=3, flag=False, blob=b"", attrs={}
+    )
+    assert raises_codec(frame(9002, True, 3, False, b"", {})) == "malformed Probe: field 'ratio' is a bool"
+    assert raises_codec(frame(9002, 1.0, 3, False, "s", {})) == "malformed Probe: field 'blob' has type str"
+    assert (
+        raises_codec(frame(9002, 1.0, 3, False, b"", [])) == "malformed Probe: field 'attrs' has type tuple"
+    )

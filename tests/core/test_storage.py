@@ -1,0 +1,175 @@
+"""MemoryStorage: log positions, truncation, compaction, named records."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from consensuskit.core.storage import MemoryStorage
+
+
+def state(s: MemoryStorage) -> tuple[int, int, list]:
+    return s.log_first(), s.log_last(), s.log_records()
+
+
+def filled(first: int = 1, n: int = 5) -> MemoryStorage:
+    s = MemoryStorage(first)
+    s.log_append([f"r{first + i}" for i in range(n)])
+    return s
+
+
+def test_empty_storage():
+    assert state(MemoryStorage()) == (1, 0, [])
+    assert state(MemoryStorage(10)) == (10, 9, [])
+
+
+def test_append_assigns_consecutive_positions():
+    s = MemoryStorage()
+    s.log_append(["a", "b"])
+    s.log_append([])
+    s.log_append(["c"])
+    assert state(s) == (1, 3, ["a", "b", "c"])
+
+
+def test_records_returns_a_copy():
+    s = filled()
+    s.log_records().append("junk")
+    assert s.log_records() == ["r1", "r2", "r3", "r4", "r5"]
+
+
+def test_truncate_from_middle_start_and_past_end():
+    s = filled()
+    s.log_truncate_from(4)
+    assert state(s) == (1, 3, ["r1", "r2", "r3"])
+    s.log_truncate_from(10)  # past the end: nothing to drop
+    assert state(s) == (1, 3, ["r1", "r2", "r3"])
+    s.log_truncate_from(1)
+    assert state(s) == (1, 0, [])
+    s.log_append(["x"])
+    assert state(s) == (1, 1, ["x"])
+
+
+def test_truncate_before_first_raises_and_changes_nothing():
+    s = filled(first=5)
+    with pytest.raises(ValueError, match="cannot truncate at 4: log starts at 5"):
+        s.log_truncate_from(4)
+    assert state(s) == (5, 9, ["r5", "r6", "r7", "r8", "r9"])
+
+
+def test_compact_drops_prefix():
+    s = filled()
+    s.log_compact_to(3)
+    assert state(s) == (3, 5, ["r3", "r4", "r5"])
+    s.log_append(["r6"])
+    assert state(s) == (3, 6, ["r3", "r4", "r5", "r6"])
+
+
+def test_compact_to_first_or_before_is_a_no_op():
+    s = filled(first=3)
+    s.log_compact_to(3)
+    s.log_compact_to(1)
+    assert state(s) == (3, 7, ["r3", "r4", "r5", "r6", "r7"])
+
+
+def test_compact_to_just_past_the_end_empties():
+    s = filled()
+    s.log_compact_to(6)
+    assert state(s) == (6, 5, [])
+
+
+def test_compact_beyond_the_end_restarts_the_log_there():
+    s = filled()
+    s.log_compact_to(42)
+    assert state(s) == (42, 41, [])
+    s.log_append(["r42", "r43"])
+    assert state(s) == (42, 43, ["r42", "r43"])
+    with pytest.raises(ValueError):
+        s.log_truncate_from(41)
+
+
+def test_named_records():
+    s = MemoryStorage()
+    assert s.get("hard") is None
+    assert s.get("hard", "dflt") == "dflt"
+    s.put("hard", (3, "a"))
+    s.put("hard", (4, None))
+    assert s.get("hard") == (4, None)
+
+
+def test_copy_is_independent():
+    s = filled()
+    s.put("k", 1)
+    c = s.copy()
+    s.log_append(["r6"])
+    s.log_compact_to(3)
+    s.put("k", 2)
+    assert state(c) == (1, 5, ["r1", "r2", "r3", "r4", "r5"])
+    assert c.get("k") == 1
+    c.log_truncate_from(2)
+    assert state(s) == (3, 6, ["r3", "r4", "r5", "r6"])
+
+
+class StorageVsDictModel(RuleBasedStateMachine):
+    """MemoryStorage against a naive model: a dict position -> record and a first position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.real = MemoryStorage(1)
+        self.model: dict[int, object] = {}
+        self.first = 1
+        self.counter = 0
+        self.kv: dict[str, int] = {}
+
+    def model_last(self) -> int:
+        return max(self.model) if self.model else self.first - 1
+
+    @rule(n=st.integers(min_value=0, max_value=4))
+    def append(self, n):
+        records = []
+        for _ in range(n):
+            self.counter += 1
+            records.append(self.counter)
+        pos = self.model_last() + 1
+        for r in records:
+            self.model[pos] = r
+            pos += 1
+        self.real.log_append(records)
+
+    @rule(position=st.integers(min_value=-1, max_value=30))
+    def truncate_from(self, position):
+        if position < self.first:
+            with pytest.raises(ValueError):
+                self.real.log_truncate_from(position)
+            return
+        for p in [p for p in self.model if p >= position]:
+            del self.model[p]
+        self.real.log_truncate_from(position)
+
+    @rule(position=st.integers(min_value=-1, max_value=30))
+    def compact_to(self, position):
+        if position > self.first:
+            for p in [p for p in self.model if p < position]:
+                del self.model[p]
+            self.first = position
+        self.real.log_compact_to(position)
+
+    @rule(key=st.sampled_from(["a", "b"]), value=st.integers())
+    def put(self, key, value):
+        self.kv[key] = value
+        self.real.put(key, value)
+
+    @invariant()
+    def matches_model(self):
+        assert self.real.log_first() == self.first
+        assert self.real.log_last() == self.model_last()
+        expected = [self.model[p] for p in range(self.first, self.model_last() + 1)]
+        assert self.real.log_records() == expected
+        assert self.real.log_first() <= self.real.log_last() + 1
+        for key in ("a", "b"):
+            assert self.real.get(key) == self.kv.get(key)
+
+
+TestStorageVsDictModel = StorageVsDictModel.TestCase
+TestStorageVsDictModel.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
