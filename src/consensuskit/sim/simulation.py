@@ -20,6 +20,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import random
@@ -131,6 +132,7 @@ class Simulation:
         self.seed = seed
         self.rng = random.Random(seed)  # master; sources below are derived by name
         self._net_rng = random.Random(f"{seed}/network")
+        self._rnd = self._net_rng.random
         self.now = 0.0
         self.events = 0
         self._queue: list[tuple[Any, ...]] = []
@@ -215,12 +217,69 @@ class Simulation:
         return True
 
     def run_until(self, t: float) -> None:
+        """Process every event due at or before ``t``; then the clock reads ``t``.
+
+        The hot loop: deliveries and timers of running nodes are handled inline (the
+        common case); everything else goes through ``_dispatch``.  Keep it lean.
+        """
         q = self._queue
+        pop = heappop
+        nodes = self.nodes
+        envs = self._envs
+        paused = self._paused
         dispatch = self._dispatch
+        after_handler = self._after_handler
+        after_step = self._after_step
         trace = self.trace
-        while q and q[0][0] <= t:
-            dispatch(heappop(q))
-            trace.maybe_flush()
+        buf = trace._buf
+        record = buf.append
+        batch = trace.batch
+        ev: tuple[Any, ...] = ()
+        try:
+            while q and q[0][0] <= t:
+                ev = pop(q)
+                kind = ev[2]
+                if kind == MSG:
+                    dst = ev[3]
+                    node = nodes.get(dst)
+                    if node is None or dst in paused:
+                        dispatch(ev)
+                    else:
+                        now = self.now = ev[0]
+                        self.events += 1
+                        record((now, "deliver", ev[4], dst, ev[6], ev[5]))
+                        node.on_message(ev[4], ev[5])
+                        env = envs[dst]
+                        if env.outbox or env.storage.journal:
+                            after_handler(env)
+                        if after_step is not None:
+                            after_step(self, dst)
+                elif kind == TIMER:
+                    env = ev[3]
+                    if env.dead or env.timer_gen.get(ev[4]) != ev[5]:
+                        continue  # stale: re-armed, cancelled or crashed (not counted)
+                    node_id = env.node_id
+                    if node_id in paused:
+                        dispatch(ev)
+                    else:
+                        now = self.now = ev[0]
+                        self.events += 1
+                        record((now, "timer", node_id, ev[4]))
+                        nodes[node_id].on_timer(ev[4])
+                        if env.outbox or env.storage.journal:
+                            after_handler(env)
+                        if after_step is not None:
+                            after_step(self, node_id)
+                else:
+                    dispatch(ev)
+                if len(buf) >= batch:
+                    trace.flush()
+        except InvariantViolation as exc:
+            self._violation(exc)
+            raise
+        except Exception as exc:
+            self._note(exc, ev)
+            raise
         if self.now < t:
             self.now = t
 
@@ -240,9 +299,12 @@ class Simulation:
             self.trace.maybe_flush()
 
     def _dispatch(self, ev: tuple[Any, ...]) -> None:
+        """Any event, the slow way (``run_until`` inlines the common cases)."""
+        kind = ev[2]
+        if kind == TIMER and (ev[3].dead or ev[3].timer_gen.get(ev[4]) != ev[5]):
+            return  # stale timer: not an event
         self.now = ev[0]
         self.events += 1
-        kind = ev[2]
         try:
             if kind == MSG:
                 self._on_msg(ev)
@@ -263,10 +325,15 @@ class Simulation:
             self._violation(exc)
             raise
         except Exception as exc:
-            if not getattr(exc, "_sim_noted", False):
-                exc.add_note(f"in simulation event {ev[2:]!r} at t={self.now:.6f}")
-                exc._sim_noted = True  # type: ignore[attr-defined]
+            self._note(exc, ev)
             raise
+
+    def _note(self, exc: Exception, ev: tuple[Any, ...]) -> None:
+        # Say which event a protocol (or script) blew up in, once.
+        if not getattr(exc, "_sim_noted", False):
+            exc.add_note(f"in simulation event {ev[2:]!r} at t={self.now:.6f}")
+            with contextlib.suppress(AttributeError):
+                exc._sim_noted = True  # type: ignore[attr-defined]
 
     # ---------------------------------------------------------------- handlers
     def _on_msg(self, ev: tuple[Any, ...]) -> None:
@@ -386,7 +453,13 @@ class Simulation:
                 out.clear()
         elif out:
             # Nothing to wait for: release now (transmitting never re-enters a node).
-            self._release(env.node_id, out)
+            src = env.node_id
+            transmit = self._transmit
+            for dst, msg in out:
+                if dst is None:
+                    self._respond(src, msg)
+                else:
+                    transmit(src, dst, msg)
             out.clear()
 
     def _start_sync(self, env: SimEnv, outputs: list[tuple[str | None, Any]]) -> None:
@@ -406,12 +479,11 @@ class Simulation:
 
     # ------------------------------------------------------------------ network
     def _transmit(self, src: str, dst: str, msg: Any, use_filters: bool = True) -> None:
-        self._mid += 1
-        mid = self._mid
+        mid = self._mid = self._mid + 1
         now = self.now
         tr = self._trace_append
         tr((now, "send", src, dst, mid, msg))
-        if use_filters and self._filters:
+        if self._filters and use_filters:
             verdict = self._filter(src, dst, msg)
             if verdict is not None:
                 if verdict == "drop":
@@ -422,21 +494,18 @@ class Simulation:
                     tr((now, "hold", src, dst, mid, msg))
                     return
                 # "deliver": bypass partitions, loss, duplication and reordering.
-                lo, span = self._default_params[0], self._default_params[1]
-                p = self._link_params.get((src, dst))
-                if p is not None:
-                    lo, span = p[0], p[1]
-                delay = lo + span * self._net_rng.random()
+                lo, span = self._link_params.get((src, dst), self._default_params)[:2]
+                delay = lo + span * self._rnd()
                 heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
                 return
         if self._cut and (src, dst) in self._cut:
             tr((now, "drop", src, dst, mid, msg, "partition"))
             return
-        p = self._link_params.get((src, dst), self._default_params) if self._link_params else (
-            self._default_params
+        links = self._link_params
+        lo, span, loss, dup, reorder, reorder_delay = (
+            links.get((src, dst), self._default_params) if links else self._default_params
         )
-        lo, span, loss, dup, reorder, reorder_delay = p
-        rnd = self._net_rng.random
+        rnd = self._rnd
         if loss and rnd() < loss:
             tr((now, "drop", src, dst, mid, msg, "loss"))
             return
@@ -464,7 +533,7 @@ class Simulation:
 
     def _client_latency(self) -> float:
         net = self.network
-        return net.latency_min + (net.latency_max - net.latency_min) * self._net_rng.random()
+        return net.latency_min + (net.latency_max - net.latency_min) * self._rnd()
 
     def _respond(self, node_id: str, response: ClientResponse) -> None:
         """A node's answer leaves for its client (released by the barrier)."""

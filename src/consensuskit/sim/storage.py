@@ -13,6 +13,7 @@ copied one level deep on the way in (journal) and out (restart).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from consensuskit.core.storage import MemoryStorage
@@ -40,17 +41,21 @@ def _copy(value: Any) -> Any:
 class SimStorage:
     """The ``Storage`` a simulated node sees: working view + journal + durable copy."""
 
-    __slots__ = ("durable", "journal", "working")
+    # Reads go straight to the working view: get, log_first, log_last and log_records
+    # are the working MemoryStorage's bound methods (no extra frame on the hot path).
+    __slots__ = ("durable", "get", "journal", "log_first", "log_last", "log_records", "working")
 
     def __init__(self, durable: MemoryStorage | None = None) -> None:
         self.durable = durable if durable is not None else MemoryStorage()
-        self.working = _clone(self.durable)
+        working = _clone(self.durable)
+        self.working = working
         self.journal: Journal = []  # writes not yet covered by a sync
+        self.get: Callable[..., Any] = working.get
+        self.log_first: Callable[[], int] = working.log_first
+        self.log_last: Callable[[], int] = working.log_last
+        self.log_records: Callable[[], list[Any]] = working.log_records
 
-    # -- Storage interface ------------------------------------------------------
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.working.get(key, default)
-
+    # -- Storage interface: writes --------------------------------------------------
     def put(self, key: str, value: Any) -> None:
         self.working.put(key, value)
         self.journal.append((_PUT, key, _copy(value)))
@@ -67,15 +72,6 @@ class SimStorage:
     def log_compact_to(self, position: int) -> None:
         self.working.log_compact_to(position)
         self.journal.append((_COMPACT, position, None))
-
-    def log_first(self) -> int:
-        return self.working.log_first()
-
-    def log_last(self) -> int:
-        return self.working.log_last()
-
-    def log_records(self) -> list[Any]:
-        return self.working.log_records()
 
     # -- the barrier ----------------------------------------------------------------
     def begin_sync(self) -> Journal:
