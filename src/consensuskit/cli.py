@@ -82,6 +82,26 @@ def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
     return frozenset(bugs)
 
 
+def parse_options(protocol: str, pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is JSON when it parses as JSON, else a string."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="'--option'")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    validate = default_registry().get(protocol).validate_options
+    if validate is not None:
+        try:
+            validate(options)
+        except (TypeError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--option'") from None
+    return options
+
+
 def build_config(
     protocol: str,
     nodes: int,
@@ -90,9 +110,11 @@ def build_config(
     clients: int,
     nemesis: str,
     bugs: list[str] | None,
+    options: list[str] | None = None,
 ) -> SimConfig:
     check_protocol(protocol)
     return SimConfig(
+        options=parse_options(protocol, options),
         protocol=protocol,
         node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
         seed=seed,
@@ -148,6 +170,7 @@ def run_one_scenario(
     as_json: bool,
     heartbeats: str = "collapse",
     console: Console | None = None,
+    bugs: list[str] | None = None,
 ) -> bool:
     """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
     from consensuskit.scenarios import get_scenario, run_scenario
@@ -156,12 +179,13 @@ def run_one_scenario(
         scenario = get_scenario(scenario_id)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="'ID'") from None
+    options = {"bugs": sorted(check_bugs(scenario.protocol, bugs))} if bugs else {}
     console = console or _console()
     with tempfile.TemporaryDirectory(prefix="consensuskit-") as tmp:
         # The timeline needs every record; the in-memory trace keeps only a tail, so
         # stream to a file (the user's, or a temporary one) and read it back.
         trace_path = trace or (str(Path(tmp) / "trace.jsonl") if timeline and not as_json else None)
-        run = run_scenario(scenario, seed=seed, trace_path=trace_path)
+        run = run_scenario(scenario, seed=seed, trace_path=trace_path, options=options)
         records = _read_trace(trace_path) if timeline and not as_json and trace_path else []
     if as_json:
         print(json.dumps(run.to_json(), indent=2))
@@ -202,14 +226,19 @@ def scenario_run(
     no_heartbeats: Annotated[bool, typer.Option("--no-heartbeats", help="Hide heartbeats.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print run.to_json() only.")] = False,
+    bug: BugOpt = None,
+    unsafe_commit: Annotated[
+        bool, typer.Option("--unsafe-commit", help="Alias of --bug commit-previous-term (figure 8).")
+    ] = False,
 ) -> None:
     """Run one scenario; exit 0 exactly when its expected outcome holds."""
+    bugs = list(bug or []) + (["commit-previous-term"] if unsafe_commit else [])
     if heartbeats not in HEARTBEAT_MODES:
         raise typer.BadParameter(
             f"unknown mode {heartbeats!r}; valid: {', '.join(HEARTBEAT_MODES)}", param_hint="'--heartbeats'"
         )
     mode = "hide" if no_heartbeats else heartbeats
-    passed = run_one_scenario(scenario_id, seed, timeline, trace, as_json, mode)
+    passed = run_one_scenario(scenario_id, seed, timeline, trace, as_json, mode, bugs=bugs)
     raise typer.Exit(0 if passed else 1)
 
 
@@ -256,6 +285,10 @@ NemesisOpt = Annotated[
     str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
 ]
 BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--option", help="Protocol option KEY=VALUE (JSON value), e.g. read_mode=\"lease\"."),
+]
 
 
 @app.command("sim")
@@ -267,13 +300,14 @@ def sim_cmd(
     clients: ClientsOpt = 3,
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
+    option: OptionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug)
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option)
     config.trace_path = trace
     config.history_path = history
     sim = Simulation(config)
@@ -310,6 +344,7 @@ def sweep_cmd(
     clients: ClientsOpt = 3,
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
+    option: OptionOpt = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -318,7 +353,7 @@ def sweep_cmd(
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
     """Run K seeds on all cores; exit 0 when every seed passed."""
-    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug)
+    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option)
     result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
     failures = result.failures
     saved: dict[int, tuple[Path, str]] = {}

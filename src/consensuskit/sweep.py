@@ -13,6 +13,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -88,6 +89,10 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
         f"--nemesis {','.join(config.nemesis) or 'none'}",
     ]
     parts += [f"--bug {bug}" for bug in sorted(config.bugs)]
+    parts += [
+        f"--option {key}={json.dumps(value, separators=(',', ':'))}"
+        for key, value in sorted(config.options.items())
+    ]
     return " ".join(parts)
 
 

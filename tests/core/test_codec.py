@@ -365,11 +365,6 @@ def test_unknown_ext_type(code):
     assert raises_codec(data) == f"unknown msgpack extension type {code}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: msgpack decodes ext type -1 (timestamp) itself without calling ext_hook, "
-    "so decode() returns a msgpack.Timestamp instead of raising CodecError",
-)
 def test_timestamp_ext_type_is_rejected():
     data = bytes([CODEC_VERSION]) + b"\xd6\xff\x00\x00\x00\x01"  # fixext4, type -1
     with pytest.raises(CodecError):

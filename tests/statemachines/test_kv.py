@@ -247,10 +247,6 @@ def test_restore_garbage_raises_value_error(garbage):
         kv.restore(garbage)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: restore() with a non-iterable 'data'/'sessions' raises TypeError, not ValueError",
-)
 @pytest.mark.parametrize(
     "garbage",
     [{"data": 5, "sessions": ()}, {"data": (), "sessions": None}],
@@ -262,11 +258,6 @@ def test_restore_non_iterable_parts_raises_value_error(garbage):
         kv.restore(garbage)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: restore() replaces the data before validating the sessions, so a failed "
-    "restore leaves a half-restored machine",
-)
 def test_failed_restore_leaves_state_unchanged():
     kv = populated()
     before = kv.snapshot()

@@ -33,7 +33,6 @@ from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.raft.messages import LogEntry, Snapshot
 from consensuskit.protocols.raft.node import SNAPSHOT_KEY
 
-
 COVERED = object()  # "this index lies inside the server's snapshot"
 
 

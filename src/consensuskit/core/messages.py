@@ -165,13 +165,32 @@ def decode(data: bytes) -> Any:
     if data[0] != CODEC_VERSION:
         raise CodecError(f"unsupported codec version {data[0]} (this build speaks {CODEC_VERSION})")
     try:
-        return _unpackb(data[1:])
+        value = _unpackb(data[1:])
+        _reject_foreign_extensions(value)
+        return value
     except CodecError:
         raise
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
         raise CodecError(f"malformed frame: {exc}") from exc
     except Exception as exc:  # msgpack raises assorted errors on truncated input
         raise CodecError(f"malformed frame: {type(exc).__name__}: {exc}") from exc
+
+
+def _reject_foreign_extensions(value: Any) -> None:
+    """msgpack decodes its timestamp extension (-1) without asking ``ext_hook``; we never
+    send one, so a frame carrying it is malformed."""
+    if isinstance(value, msgpack.Timestamp):
+        raise CodecError("unknown msgpack extension type -1 (timestamp)")
+    if isinstance(value, tuple):
+        for item in value:
+            _reject_foreign_extensions(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_foreign_extensions(key)
+            _reject_foreign_extensions(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            _reject_foreign_extensions(getattr(value, f.name))
 
 
 def summarize(msg: Any) -> str:

@@ -22,6 +22,8 @@ class ProtocolSpec:
     make_checker: Callable[[frozenset[str]], Any] | None = None
     bugs: tuple[str, ...] = ()
     default_options: dict[str, Any] = field(default_factory=dict)
+    # validate_options(options) raises ValueError naming the valid options.
+    validate_options: Callable[[dict[str, Any]], None] | None = None
 
 
 class Registry:

@@ -205,9 +205,7 @@ def raft_partition_set(run: ScenarioRun) -> None:
     run.expect(set8.status == "ok", "client 2's 'set 8' at E commits")
     run.expect(set3.status is None, "client 1's 'set 3' at B stays uncommitted")
     settle(sim)
-    run.expect(
-        all(node(sim, i).sm.get("value") == 8 for i in ids), "after heal the value is 8 everywhere"
-    )
+    run.expect(all(node(sim, i).sm.get("value") == 8 for i in ids), "after heal the value is 8 everywhere")
     run.expect(node(sim, "B").role == "follower", "B is a follower")
     expect_converged(run, sim)
 
@@ -371,21 +369,27 @@ def leader_crash(stage: int) -> Callable[[ScenarioRun], None]:
         if stage == 1:
             sim.add_filter(drop_when(lambda s, d, m: d == "S1" and isinstance(m, ClientRequest)))
         elif stage == 2:
-            sim.add_filter(drop_when(lambda s, d, m: s == "S1" and isinstance(m, AppendEntries) and m.entries))
+            sim.add_filter(
+                drop_when(lambda s, d, m: s == "S1" and isinstance(m, AppendEntries) and m.entries)
+            )
         elif stage in (3, 4):
             reach = followers if stage == 3 else ("S2", "S3")
             sim.add_filter(
                 drop_when(
-                    lambda s, d, m: (s == "S1" and d not in reach and isinstance(m, AppendEntries) and m.entries)
-                    or (d == "S1" and isinstance(m, AppendEntriesResponse))
+                    lambda s, d, m: (
+                        (s == "S1" and d not in reach and isinstance(m, AppendEntries) and m.entries)
+                        or (d == "S1" and isinstance(m, AppendEntriesResponse))
+                    )
                 )
             )
         elif stage == 5:
             sim.add_filter(
                 drop_when(
-                    lambda s, d, m: is_response(s, d, m)
-                    or (s == "S1" and isinstance(m, AppendEntries) and m.leader_commit >= index)
-                    or (s == "S1" and isinstance(m, Heartbeat) and m.commit >= index)
+                    lambda s, d, m: (
+                        is_response(s, d, m)
+                        or (s == "S1" and isinstance(m, AppendEntries) and m.leader_commit >= index)
+                        or (s == "S1" and isinstance(m, Heartbeat) and m.commit >= index)
+                    )
                 )
             )
         elif stage == 6:
@@ -402,9 +406,7 @@ def leader_crash(stage: int) -> Callable[[ScenarioRun], None]:
             sim.run_until_true(lambda: entry_everywhere(FIVE), timeout=1.0)
         elif stage == 4:
             sim.run_until_true(lambda: entry_everywhere(("S1", "S2", "S3")), timeout=1.0)
-            run.expect(
-                sim.nodes["S4"].log.last_index < index, "S4 and S5 do not have the entry"
-            )
+            run.expect(sim.nodes["S4"].log.last_index < index, "S4 and S5 do not have the entry")
         elif stage == 5:
             sim.run_until_true(lambda: node(sim, "S1").commit_index >= index, timeout=1.0)
             run.expect(
@@ -412,9 +414,7 @@ def leader_crash(stage: int) -> Callable[[ScenarioRun], None]:
                 "committed at S1, not yet at any follower",
             )
         elif stage == 6:
-            sim.run_until_true(
-                lambda: all(node(sim, i).commit_index >= index for i in FIVE), timeout=1.0
-            )
+            sim.run_until_true(lambda: all(node(sim, i).commit_index >= index for i in FIVE), timeout=1.0)
         if stage == 7:
             sim.run_until_true(lambda: len(leaders(sim)) == 2, timeout=3.0)
             run.expect(
@@ -434,8 +434,11 @@ def leader_crash(stage: int) -> Callable[[ScenarioRun], None]:
             sim.crash("S1")
             sim.clear_filters()
         sim.run_until_true(lambda: write.status is not None, timeout=15.0)
-        run.expect(write.status == "ok", "the client's write (retried with the same id) succeeds",
-                   f"status={write.status} attempts={write.attempts}")
+        run.expect(
+            write.status == "ok",
+            "the client's write (retried with the same id) succeeds",
+            f"status={write.status} attempts={write.attempts}",
+        )
         settle(sim)
         versions = {i: node(sim, i).sm.execute(Op(kind="get", key="x")) for i in FIVE}
         run.expect(
@@ -516,7 +519,8 @@ SCENARIOS = [
             "raft",
             f"Seed 004, stage {stage}: the leader fails {what}. No acknowledged write is lost, "
             "the client's retry (same client id and sequence) is applied exactly once, and all "
-            "logs converge." + (" Check-quorum is off so the old leader keeps leading." if stage == 7 else ""),
+            "logs converge."
+            + (" Check-quorum is off so the old leader keeps leading." if stage == 7 else ""),
             leader_crash(stage),
         )
         for stage, what in LEADER_CRASH_STAGES.items()

@@ -85,8 +85,12 @@ class KVStateMachine:
     def restore(self, snapshot: Any) -> None:
         if not isinstance(snapshot, dict) or "data" not in snapshot or "sessions" not in snapshot:
             raise ValueError("not a KV snapshot: expected a map with 'data' and 'sessions'")
-        self._data = {k: (v, ver) for k, v, ver in snapshot["data"]}
-        self._sessions = {c: (seq, res) for c, seq, res in snapshot["sessions"]}
+        try:  # build both before replacing anything: a bad snapshot changes nothing
+            data = {k: (v, ver) for k, v, ver in snapshot["data"]}
+            sessions = {c: (seq, res) for c, seq, res in snapshot["sessions"]}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a KV snapshot: {exc}") from exc
+        self._data, self._sessions = data, sessions
 
     def digest(self) -> Any:
         return tuple((k, v, ver) for k, (v, ver) in sorted(self._data.items()))

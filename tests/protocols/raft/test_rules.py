@@ -104,9 +104,7 @@ def test_vote_requests_ignored_while_hearing_from_a_leader():
     env.take()
     node.on_message("c", RequestVote(term=2, candidate="c", last_log_index=1, last_log_term=1))
     assert env.sent == [] and node.term == 1
-    node.on_message(
-        "c", RequestVote(term=2, candidate="c", last_log_index=1, last_log_term=1, transfer=True)
-    )
+    node.on_message("c", RequestVote(term=2, candidate="c", last_log_index=1, last_log_term=1, transfer=True))
     assert env.sent == [("c", RequestVoteResponse(term=2, granted=True))]
 
 
@@ -135,7 +133,8 @@ def test_conflicting_suffix_is_replaced():
     node, env = follower_with_log([1, 1, 2, 2], term=3)
     new = (entry(3, 3), entry(3, 4), entry(3, 5))
     node.on_message(
-        "l", AppendEntries(term=3, leader="l", prev_log_index=2, prev_log_term=1, entries=new, leader_commit=4)
+        "l",
+        AppendEntries(term=3, leader="l", prev_log_index=2, prev_log_term=1, entries=new, leader_commit=4),
     )
     assert [e.term for e in node.log.entries] == [1, 1, 3, 3, 3]
     assert env.sent[-1] == ("l", AppendEntriesResponse(term=3, success=True, index=5))
@@ -147,7 +146,9 @@ def test_old_duplicate_append_does_not_truncate():
     node, env = follower_with_log([1, 1, 1, 1], term=1)
     node.on_message(
         "l",
-        AppendEntries(term=1, leader="l", prev_log_index=1, prev_log_term=1, entries=(entry(1, 2),), leader_commit=0),
+        AppendEntries(
+            term=1, leader="l", prev_log_index=1, prev_log_term=1, entries=(entry(1, 2),), leader_commit=0
+        ),
     )
     assert node.log.last_index == 4
     assert env.sent[-1] == ("l", AppendEntriesResponse(term=1, success=True, index=2))
@@ -173,7 +174,9 @@ def test_skip_log_check_bug_accepts_mismatched_prev():
     node, env = follower_with_log([1, 1, 2], term=3, bugs=frozenset({"skip-log-check"}))
     node.on_message(
         "l",
-        AppendEntries(term=3, leader="l", prev_log_index=3, prev_log_term=3, entries=(entry(3, 4),), leader_commit=0),
+        AppendEntries(
+            term=3, leader="l", prev_log_index=3, prev_log_term=3, entries=(entry(3, 4),), leader_commit=0
+        ),
     )
     assert env.sent[-1][1].success is True
     assert [e.term for e in node.log.entries] == [1, 1, 2, 3]
@@ -381,11 +384,15 @@ def test_snapshot_compaction_install_and_restart():
 
 
 def test_install_snapshot_keeps_matching_suffix():
-    node, env = follower_with_log([1, 1, 1, 1], term=1)
     from consensuskit.protocols.raft.messages import ClusterConfig, Snapshot
 
+    node, _ = follower_with_log([1, 1, 1, 1], term=1)
+
     snap = Snapshot(
-        last_index=2, last_term=1, config=ClusterConfig(voters=("f", "l", "o")), data={"data": (), "sessions": ()}
+        last_index=2,
+        last_term=1,
+        config=ClusterConfig(voters=("f", "l", "o")),
+        data={"data": (), "sessions": ()},
     )
     node.on_message("l", InstallSnapshot(term=1, leader="l", snapshot=snap))
     assert node.log.offset == 2 and node.log.last_index == 4 and node.commit_index == 2

@@ -37,4 +37,12 @@ def raft_spec() -> ProtocolSpec:
         make_node=make_raft_node,
         make_checker=make_checker,
         bugs=BUGS,
+        validate_options=validate_options,
     )
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    merged = dict(options)
+    for overrides in (merged.pop("node_options", None) or {}).values():
+        RaftOptions.from_dict({**merged, **overrides})
+    RaftOptions.from_dict(merged)
