@@ -833,8 +833,7 @@ class Simulation:
         self._trace_append((self.now, "sched", label))
         result = fn(node)
         self._after_handler(self._envs[node_id])
-        if self._after_step is not None:
-            self._after_step(self, node_id)
+        self._checked(node_id)  # a violation gets its time and trace tail attached
         return result
 
     def schedule(self, at: float, fn: Callable[[], None], label: str) -> None:
@@ -964,6 +963,9 @@ class Simulation:
                     self._violation(exc)
         except InvariantViolation:
             pass  # recorded by _violation; the run stops at the first one
+        except BaseException:
+            self.trace.close()  # keep the trace file up to the failure
+            raise
         for run in self.pending_ops():
             run.abandon()
         linearizable = self._check_history()

@@ -58,9 +58,6 @@ class Client:
         others = [n for n in self.sim.node_ids if n != node]
         return self.rng.choice(others) if others else node
 
-    def on_done(self, run: OpRun) -> None:
-        """Hook for subclasses (the workload loop)."""
-
 
 class OpRun:
     """One operation across its attempts; the handle ``Simulation.submit`` returns."""
