@@ -125,6 +125,17 @@ class RaftNode:
         self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
         self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
         self.snapshot_sent_at: dict[str, float] = {}
+        self._handlers: dict[type, Any] = {
+            AppendEntries: self.handle_append_entries,
+            AppendEntriesResponse: self.handle_append_response,
+            Heartbeat: self.handle_heartbeat,
+            HeartbeatResponse: self.handle_heartbeat_response,
+            RequestVote: self.handle_request_vote,
+            RequestVoteResponse: self.handle_vote_response,
+            InstallSnapshot: self.handle_install_snapshot,
+            InstallSnapshotResponse: self.handle_snapshot_response,
+            TimeoutNow: self.handle_timeout_now,
+        }
 
     # ------------------------------------------------------------------ inspection
     def is_leader(self) -> bool:
@@ -209,26 +220,11 @@ class RaftNode:
             self._answer_stale(src, msg)
             return
 
-        if kind is AppendEntries:
-            self.handle_append_entries(src, msg)
-        elif kind is AppendEntriesResponse:
-            self.handle_append_response(src, msg)
-        elif kind is Heartbeat:
-            self.handle_heartbeat(src, msg)
-        elif kind is HeartbeatResponse:
-            self.handle_heartbeat_response(src, msg)
-        elif kind is RequestVote:
-            self.handle_request_vote(src, msg)
-        elif kind is RequestVoteResponse:
-            self.handle_vote_response(src, msg)
-        elif kind is InstallSnapshot:
-            self.handle_install_snapshot(src, msg)
-        elif kind is InstallSnapshotResponse:
-            self.handle_snapshot_response(src, msg)
-        elif kind is TimeoutNow:
-            self.handle_timeout_now(src, msg)
-        else:
+        handler = self._handlers.get(kind)
+        if handler is None:
             self.env.record("ignored", src=src, reason=f"unknown message {kind.__name__}")
+            return
+        handler(src, msg)
 
     # ------------------------------------------------------------------ admin inputs
     def campaign(self) -> None:
@@ -429,7 +425,7 @@ class RaftNode:
         self.snapshot_sent_at = {}
         # Reads have no effect, so refusing them is a definite answer.  Pending writes
         # are left unanswered: they may still commit under the next leader.
-        reads = [r for r in self.reads_awaiting_commit]
+        reads = list(self.reads_awaiting_commit)
         reads += [r for _, _, r in self.reads_awaiting_quorum]
         reads += [r for _, r in self.reads_awaiting_apply]
         self.reads_awaiting_commit, self.reads_awaiting_quorum, self.reads_awaiting_apply = [], [], []
