@@ -258,6 +258,10 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
     table.add_row("ops", f"ok {ops.get('ok', 0)}, fail {ops.get('fail', 0)}, unknown {ops.get('unknown', 0)}")
     faults = ", ".join(f"{k} {v}" for k, v in result.faults.items()) or "none"
     table.add_row("faults", faults)
+    delays = result.message_delays
+    if delays.get("count"):
+        spread = ", ".join(f"{k}: {v}" for k, v in delays["histogram"].items())
+        table.add_row("message delays", f"mean {delays['mean']:g} per command ({spread})")
     lin = {True: "[green]yes[/]", False: "[red]NO[/]", None: "not checked"}[result.linearizable]
     table.add_row("linearizable", lin)
     table.add_row("invariants", "[green]held[/]" if not result.invariant_violations else "[red]VIOLATED[/]")

@@ -51,6 +51,7 @@ class SimEnv:
     __slots__ = (
         "clock",
         "dead",
+        "depth",
         "incarnation",
         "next_outputs",
         "node_id",
@@ -80,25 +81,28 @@ class SimEnv:
         self.clock = clock
         self.rng = rng
         self.dead = False
+        # Causal message depth of the input being handled: 0 for a client request, a
+        # timer or an admin call; d+1 for a message sent while handling depth d.
+        self.depth = 0
         self.timer_gen: dict[str, int] = {}
         # Outputs of the handler now running: (dst, msg); dst None = client answer.
-        self.outbox: list[tuple[str | None, Any]] = []
+        self.outbox: list[tuple[str | None, Any, int]] = []
         # The sync in flight (if any): its writes and the outputs waiting for it.
         self.syncing = False
         self.sync_batch: Journal = []
-        self.sync_outputs: list[tuple[str | None, Any]] = []
+        self.sync_outputs: list[tuple[str | None, Any, int]] = []
         # Outputs that depend on writes the in-flight sync does not cover.
-        self.next_outputs: list[tuple[str | None, Any]] = []
+        self.next_outputs: list[tuple[str | None, Any, int]] = []
 
     def now(self) -> float:
         c = self.clock
         return c.base_local + (self.sim.now - c.base_global) * c.rate + c.skew
 
     def send(self, dst: str, msg: Any) -> None:
-        self.outbox.append((dst, msg))
+        self.outbox.append((dst, msg, self.depth + 1))
 
     def deliver(self, response: ClientResponse) -> None:
-        self.outbox.append((None, response))
+        self.outbox.append((None, response, self.depth))
 
     def set_timer(self, key: str, delay: float) -> None:
         gen = self.timer_gen.get(key, 0) + 1
@@ -111,4 +115,7 @@ class SimEnv:
             self.timer_gen[key] = gen + 1
 
     def record(self, kind: str, **fields: Any) -> None:
+        if kind == "learned":
+            fields["delays"] = self.depth
+            self.sim._note_learned(fields, self.depth)
         self.sim._trace_append((self.sim.now, "rec", self.node_id, kind, fields))

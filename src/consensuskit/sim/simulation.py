@@ -43,7 +43,7 @@ from consensuskit.sim.trace import Trace
 from consensuskit.sim.workload import Client, OpRun, WorkloadClient
 
 # Event kinds (third tuple element).  Layouts after (time, seq, kind):
-MSG = 0  # dst, src, msg, mid
+MSG = 0  # dst, src, msg, mid, depth
 TIMER = 1  # env, key, generation
 REQ = 2  # node, request, None
 RESP = 3  # client_id, response, node
@@ -72,6 +72,22 @@ def _link_params(net: NetworkConfig, overrides: dict[str, float] | None = None) 
     )
 
 
+def summarize_delays(delays: Iterable[int]) -> dict[str, Any]:
+    """count, mean, max and a histogram {delays: commands} of learned-command delays."""
+    values = list(delays)
+    if not values:
+        return {"count": 0, "mean": None, "max": None, "histogram": {}}
+    histogram: dict[int, int] = {}
+    for v in values:
+        histogram[v] = histogram.get(v, 0) + 1
+    return {
+        "count": len(values),
+        "mean": round(sum(values) / len(values), 3),
+        "max": max(values),
+        "histogram": {str(k): histogram[k] for k in sorted(histogram)},
+    }
+
+
 @dataclass(slots=True, kw_only=True)
 class SimResult:
     protocol: str
@@ -87,6 +103,7 @@ class SimResult:
     wall_seconds: float
     virtual_time: float
     faults: dict[str, int]
+    message_delays: dict[str, Any] = field(default_factory=dict)
     history: History = field(default_factory=History)
     violations: list[InvariantViolation] = field(default_factory=list)
 
@@ -113,6 +130,7 @@ class SimResult:
             ),
             "virtual_time": round(self.virtual_time, 6),
             "faults": dict(self.faults),
+            "message_delays": dict(self.message_delays),
         }
 
 
@@ -155,7 +173,10 @@ class Simulation:
         self._filters: dict[int, Callable[[str, str, Any], str | None]] = {}
         self._filter_ids = itertools.count(1)
         self.held: list[tuple[str, str, int, Any]] = []
+        self._held_depth: dict[int, int] = {}
         self._mid = 0
+        # Slot -> message delays when the first node learned it (see ``message_delays``).
+        self.learned_delays: dict[Any, int] = {}
 
         # Nodes.
         self.nodes: dict[str, ProtocolNode | None] = {}
@@ -248,8 +269,9 @@ class Simulation:
                         now = self.now = ev[0]
                         self.events += 1
                         record((now, "deliver", ev[4], dst, ev[6], ev[5]))
-                        node.on_message(ev[4], ev[5])
                         env = envs[dst]
+                        env.depth = ev[7]
+                        node.on_message(ev[4], ev[5])
                         if env.outbox or env.storage.journal:
                             after_handler(env)
                         if after_step is not None:
@@ -265,6 +287,7 @@ class Simulation:
                         now = self.now = ev[0]
                         self.events += 1
                         record((now, "timer", node_id, ev[4]))
+                        env.depth = 0
                         nodes[node_id].on_timer(ev[4])
                         if env.outbox or env.storage.journal:
                             after_handler(env)
@@ -337,7 +360,7 @@ class Simulation:
 
     # ---------------------------------------------------------------- handlers
     def _on_msg(self, ev: tuple[Any, ...]) -> None:
-        _, _, _, dst, src, msg, mid = ev
+        _, _, _, dst, src, msg, mid, depth = ev
         node = self.nodes.get(dst)
         if node is None:
             self._trace_append((self.now, "drop", src, dst, mid, msg, "crashed"))
@@ -346,8 +369,10 @@ class Simulation:
             self._deferred[dst].append(ev)
             return
         self._trace_append((self.now, "deliver", src, dst, mid, msg))
+        env = self._envs[dst]
+        env.depth = depth
         node.on_message(src, msg)
-        self._after_handler(self._envs[dst])
+        self._after_handler(env)
         if self._after_step is not None:
             self._after_step(self, dst)
 
@@ -363,6 +388,7 @@ class Simulation:
         self._trace_append((self.now, "timer", node_id, key))
         node = self.nodes[node_id]
         assert node is not None
+        env.depth = 0
         node.on_timer(key)
         self._after_handler(env)
         if self._after_step is not None:
@@ -381,8 +407,10 @@ class Simulation:
             self._deferred[node_id].append(ev)
             return
         self._trace_append((self.now, "request", request.client_id, node_id, request.seq))
+        env = self._envs[node_id]
+        env.depth = 0
         node.on_request(request)
-        self._after_handler(self._envs[node_id])
+        self._after_handler(env)
         if self._after_step is not None:
             self._after_step(self, node_id)
 
@@ -455,14 +483,14 @@ class Simulation:
             # Nothing to wait for: release now (transmitting never re-enters a node).
             src = env.node_id
             transmit = self._transmit
-            for dst, msg in out:
+            for dst, msg, depth in out:
                 if dst is None:
                     self._respond(src, msg)
                 else:
-                    transmit(src, dst, msg)
+                    transmit(src, dst, msg, depth)
             out.clear()
 
-    def _start_sync(self, env: SimEnv, outputs: list[tuple[str | None, Any]]) -> None:
+    def _start_sync(self, env: SimEnv, outputs: list[tuple[str | None, Any, int]]) -> None:
         env.syncing = True
         env.sync_batch = env.storage.begin_sync()
         env.sync_outputs = outputs
@@ -470,15 +498,15 @@ class Simulation:
             self._queue, (self.now + self.network.fsync_latency, next(self._seq), SYNC, env)
         )
 
-    def _release(self, src: str, outputs: list[tuple[str | None, Any]]) -> None:
-        for dst, msg in outputs:
+    def _release(self, src: str, outputs: list[tuple[str | None, Any, int]]) -> None:
+        for dst, msg, depth in outputs:
             if dst is None:
                 self._respond(src, msg)
             else:
-                self._transmit(src, dst, msg)
+                self._transmit(src, dst, msg, depth)
 
     # ------------------------------------------------------------------ network
-    def _transmit(self, src: str, dst: str, msg: Any, use_filters: bool = True) -> None:
+    def _transmit(self, src: str, dst: str, msg: Any, depth: int = 1, use_filters: bool = True) -> None:
         mid = self._mid = self._mid + 1
         now = self.now
         tr = self._trace_append
@@ -491,12 +519,13 @@ class Simulation:
                     return
                 if verdict == "hold":
                     self.held.append((src, dst, mid, msg))
+                    self._held_depth[mid] = depth
                     tr((now, "hold", src, dst, mid, msg))
                     return
                 # "deliver": bypass partitions, loss, duplication and reordering.
                 lo, span = self._link_params.get((src, dst), self._default_params)[:2]
                 delay = lo + span * self._rnd()
-                heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
+                heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
                 return
         if self._cut and (src, dst) in self._cut:
             tr((now, "drop", src, dst, mid, msg, "partition"))
@@ -512,13 +541,13 @@ class Simulation:
         delay = lo + span * rnd()
         if reorder and rnd() < reorder:
             delay += reorder_delay * rnd()
-        heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
+        heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
         if dup and rnd() < dup:
             delay = lo + span * rnd()
             if reorder and rnd() < reorder:
                 delay += reorder_delay * rnd()
             tr((now, "dup", src, dst, mid, msg))
-            heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid))
+            heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
 
     def _filter(self, src: str, dst: str, msg: Any) -> str | None:
         for fn in list(self._filters.values()):
@@ -601,7 +630,7 @@ class Simulation:
                     (self.now + self._client_latency(), next(self._seq), REQ, dst, msg, None),
                 )
             else:
-                self._transmit(src, dst, msg, use_filters=False)
+                self._transmit(src, dst, msg, self._held_depth.pop(mid, 1), use_filters=False)
         self.held = keep
         return released
 
@@ -831,8 +860,10 @@ class Simulation:
         if node is None:
             raise RuntimeError(f"cannot invoke on {node_id}: it is crashed")
         self._trace_append((self.now, "sched", label))
+        env = self._envs[node_id]
+        env.depth = 0
         result = fn(node)
-        self._after_handler(self._envs[node_id])
+        self._after_handler(env)
         self._checked(node_id)  # a violation gets its time and trace tail attached
         return result
 
@@ -986,9 +1017,31 @@ class Simulation:
             wall_seconds=time.perf_counter() - wall0,
             virtual_time=self.now,
             faults=dict(sorted(self.faults.items())),
+            message_delays=self.message_delays,
             history=self.history,
             violations=list(self.violations),
         )
+
+    def _note_learned(self, fields: dict[str, Any], depth: int) -> None:
+        """A node learned that slot ``fields["slot"]`` (or ``first..slot``) is chosen.
+
+        Only the first learner of a slot counts: that is when the command was decided
+        from the point of view of the fastest possible reply."""
+        slot = fields.get("slot")
+        first = fields.get("first", slot)
+        if isinstance(slot, int) and isinstance(first, int):
+            slots: Iterable[Any] = range(first, slot + 1)
+        else:
+            slots = (slot,)
+        learned = self.learned_delays
+        for s in slots:
+            if s not in learned:
+                learned[s] = depth
+
+    @property
+    def message_delays(self) -> dict[str, Any]:
+        """Message delays from the client request to the first learner, per command."""
+        return summarize_delays(self.learned_delays.values())
 
     def _check_history(self) -> bool | None:
         # Hook for the linearizability checker: whoever offers check_history(history).

@@ -614,6 +614,8 @@ class RaftNode:
         # §3.6.2: only an entry of the current term is committed by counting replicas.
         if self.log.term_at(n) != self.term and "commit-previous-term" not in self.bugs:
             return
+        # The leader is always the first to learn an entry is committed.
+        self.env.record("learned", slot=n, first=self.commit_index + 1)
         self._commit_to(n)
         if self.reads_awaiting_commit and self.commit_index >= self.term_start_index:
             waiting, self.reads_awaiting_commit = self.reads_awaiting_commit, []
