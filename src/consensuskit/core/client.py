@@ -12,7 +12,17 @@ from typing import Any
 
 from consensuskit.core.messages import message
 
-OP_KINDS = ("get", "put", "delete", "cas")
+OP_KINDS = ("get", "put", "delete", "cas", "list")
+READ_KINDS = ("get", "list")
+
+# How a read may be served (``ClientRequest.consistency``; None = the protocol's default):
+#   linearizable  confirm leadership with a quorum round first (ReadIndex, §6.4)
+#   lease         serve from the leader's lease when it is safe, else as linearizable
+#   stale         serve from any replica's local state, possibly behind the leader
+LINEARIZABLE = "linearizable"
+LEASE = "lease"
+STALE_OK = "stale"
+CONSISTENCY_LEVELS = (LINEARIZABLE, LEASE, STALE_OK)
 
 
 @message(1)
@@ -22,6 +32,8 @@ class Op:
 
     ``cas`` compares ``expected`` with the current value (``None`` = key absent), or,
     when ``expected_version`` is set, with the key's version; then writes ``value``.
+    ``list`` reads every key starting with ``key`` (the prefix) in key order; ``value``,
+    when an int, caps how many it returns.
     """
 
     kind: str
@@ -35,7 +47,7 @@ class Op:
             raise ValueError(f"unknown op kind {self.kind!r}; valid: {', '.join(OP_KINDS)}")
 
     def is_read(self) -> bool:
-        return self.kind == "get"
+        return self.kind in READ_KINDS
 
     def describe(self) -> str:
         if self.kind == "get":
@@ -44,6 +56,8 @@ class Op:
             return f"put {self.key}={self.value!r}"
         if self.kind == "delete":
             return f"delete {self.key}"
+        if self.kind == "list":
+            return f"list {self.key}*"
         if self.expected_version is not None:
             return f"cas {self.key} v{self.expected_version}->{self.value!r}"
         return f"cas {self.key} {self.expected!r}->{self.value!r}"
@@ -52,9 +66,18 @@ class Op:
 @message(2)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientRequest:
+    """``consistency`` applies to reads only; see ``CONSISTENCY_LEVELS``."""
+
     client_id: str
     seq: int
     op: Op
+    consistency: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.consistency is not None and self.consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(
+                f"unknown consistency {self.consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
+            )
 
 
 # Reasons a request was definitely not applied; the client may retry elsewhere.

@@ -1,6 +1,7 @@
 """Key-value state machine with per-key versions and client sessions.
 
-Operations: get, put, delete, compare-and-swap on value or on version.
+Operations: get, put, delete, compare-and-swap on value or on version, and list (every
+key with a prefix, in key order).  Values are opaque: str or bytes as the client sent them.
 
 Rules this module owns:
   * versions: a key's version starts at 1 when created and increases by one per write;
@@ -43,12 +44,14 @@ class KVStateMachine:
         return result
 
     def read(self, request: ClientRequest) -> Any:
-        if request.op.kind != "get":
-            raise ValueError(f"read() serves only get, not {request.op.kind}")
+        if not request.op.is_read():
+            raise ValueError(f"read() serves only get, not {request.op.kind} (reads: get, list)")
         return self.execute(request.op)
 
     def execute(self, op: Op) -> Any:
         """Apply one op ignoring sessions; the result dict depends only on the state."""
+        if op.kind == "list":
+            return self._list(op.key, op.value)
         current = self._data.get(op.key)
         if op.kind == "get":
             if current is None:
@@ -75,6 +78,14 @@ class KVStateMachine:
         version = (current[1] if current else 0) + 1
         self._data[op.key] = (op.value, version)
         return {"swapped": True, "version": version}
+
+    def _list(self, prefix: str, limit: Any) -> Any:
+        keys = sorted(k for k in self._data if k.startswith(prefix))
+        truncated = False
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(keys):
+            keys, truncated = keys[:limit], True
+        data = self._data
+        return {"items": tuple((k, data[k][0], data[k][1]) for k in keys), "truncated": truncated}
 
     # -- snapshots --------------------------------------------------------------------
     def snapshot(self) -> Any:

@@ -14,7 +14,8 @@ Rules this module owns:
   * §3.5 log matching via the consistency check; fast backtracking by conflict term;
   * §3.6.2 commit only an entry of the current term by counting replicas; a no-op
     starts every term;
-  * §5 snapshots; §6.4 ReadIndex and lease reads; §3.10 leadership transfer;
+  * §5 snapshots; §6.4 ReadIndex and lease reads (a request may ask for linearizable,
+    lease or stale; stale reads are served by any node); §3.10 leadership transfer;
   * §4.1 single-server membership changes, with learners; a config entry takes effect
     when appended; one change in flight at a time, only after the leader committed an
     entry of its own term (the fix to the bug in §4.1 of the original dissertation).
@@ -27,7 +28,9 @@ from typing import Any
 
 from consensuskit.core.client import (
     BUSY,
+    LEASE,
     NOT_LEADER,
+    STALE_OK,
     STALE_SESSION,
     ClientRequest,
     ClientResponse,
@@ -153,6 +156,12 @@ class RaftNode:
             "snapshot_index": self.snapshot.last_index if self.snapshot else 0,
             "voters": list(self.config.voters),
             "learners": list(self.config.learners),
+            "config_index": self.config_index,
+            # Leader only: what it knows of each follower's log (empty elsewhere).
+            "peers": {
+                peer: {"match": pr.match, "next": pr.next, "state": pr.state}
+                for peer, pr in sorted(self.progress.items())
+            },
         }
 
     # ------------------------------------------------------------------ inputs
@@ -182,16 +191,22 @@ class RaftNode:
             self.transfer_target = None
 
     def on_request(self, request: ClientRequest) -> None:
-        if "stale-read" in self.bugs and request.op.kind == "get":
-            self._serve_read(request)  # the bug: answer from local state, wherever we are
-            return
+        is_read = request.op.is_read()
+        if is_read:
+            if "stale-read" in self.bugs:
+                self._serve_read(request)  # the bug: answer from local state, wherever we are
+                return
+            if request.consistency == STALE_OK:
+                # Asked for: any replica answers from what it has applied.
+                self._serve_read(request, leader_hint=self.leader_id)
+                return
         if self.role != LEADER:
             self._reject(request, NOT_LEADER)
             return
         if self.transfer_target is not None:
             self._reject(request, BUSY)
             return
-        if request.op.kind == "get" and self.opts.read_mode != "log":
+        if is_read and (self.opts.read_mode != "log" or request.consistency is not None):
             self._read(request)
             return
         self._append_new(COMMAND, request)
@@ -331,9 +346,7 @@ class RaftNode:
         elif "vote-twice" in self.bugs:
             can_vote = True
         else:
-            can_vote = self.voted_for == m.candidate or (
-                self.voted_for is None and self.leader_id is None
-            )
+            can_vote = self.voted_for == m.candidate or (self.voted_for is None and self.leader_id is None)
         granted = can_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
         if granted and not m.pre_vote:
             self.voted_for = m.candidate
@@ -401,9 +414,7 @@ class RaftNode:
         self.env.cancel_timer(ELECTION_TIMER)
         self.env.record("role", role=LEADER, term=self.term)
         next_index = self.log.last_index + 1
-        self.progress = {
-            peer: Progress(next_index) for peer in self.config.members() if peer != self.id
-        }
+        self.progress = {peer: Progress(next_index) for peer in self.config.members() if peer != self.id}
         self.heartbeat_round = 0
         self.round_sent_at = {}
         self.acked_round = {}
@@ -746,11 +757,10 @@ class RaftNode:
             # may lag the cluster's; wait for the no-op.
             self.reads_awaiting_commit.append(request)
             return
-        if (
-            self.opts.read_mode == "lease"
-            and self.transfer_target is None
-            and self.env.now() < self.lease_until
-        ):
+        lease_ok = request.consistency == LEASE or (
+            request.consistency is None and self.opts.read_mode == "lease"
+        )
+        if lease_ok and self.transfer_target is None and self.env.now() < self.lease_until:
             self.reads_awaiting_apply.append((self.commit_index, request))
             self._serve_ready_reads()
             return
@@ -766,14 +776,14 @@ class RaftNode:
                 waiting.append((index, request))
         self.reads_awaiting_apply = waiting
 
-    def _serve_read(self, request: ClientRequest) -> None:
+    def _serve_read(self, request: ClientRequest, leader_hint: str | None = None) -> None:
         self.env.deliver(
             ClientResponse(
                 client_id=request.client_id,
                 seq=request.seq,
                 ok=True,
                 result=self.sm.read(request),
-                leader_hint=self.id,
+                leader_hint=leader_hint or self.id,
                 index=self.last_applied,
             )
         )
