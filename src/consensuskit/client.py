@@ -1,0 +1,698 @@
+"""Client of the replicated key-value server's HTTP API (docs/openapi.yaml).
+
+``AsyncClient`` runs on aiohttp; ``Client`` is the same client behind a private event-loop
+thread, so it is safe to share between threads.
+
+Rules this module owns:
+  * every write carries ``X-Request-Id: <session>:<seq>`` and every retry of it reuses the
+    id, so the server applies it once and answers a retry with the first result;
+  * a session serves one operation at a time: the state machine remembers only the last
+    seq of a session and refuses an older one as stale, so concurrent callers draw
+    sessions from a pool (as many sessions as operations in flight, never more);
+  * the client remembers the last node that answered as leader; a "not the leader"
+    answer naming the leader's URL is followed at once, one without a name moves on to
+    the next endpoint after a short backoff (an election is under way);
+  * a refused connection means the request never arrived; a timeout, a dropped
+    connection or 503 (no quorum) leaves a write's fate open, so the write is retried
+    with the same id, at another node, until the deadline;
+  * an op that runs out of time raises ``Unavailable``; its ``maybe_applied`` says
+    whether some attempt could have taken effect (a history records it as unknown,
+    never as fail).  Every other error answer becomes a typed ``ClientError``
+    carrying the server's ``{"error": CODE, "message": TEXT, ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+T = TypeVar("T")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+ADMIN_TOKEN_HEADER = "Authorization"
+CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+
+# Backoff between attempts when no node named a leader (an election takes a few hundred
+# milliseconds); doubled per blind attempt up to the cap.
+FIRST_BACKOFF = 0.02
+MAX_BACKOFF = 0.5
+REDIRECT_CODES = frozenset({"not-leader", "not_leader", "redirect"})
+
+
+# ---------------------------------------------------------------------- errors
+class ClientError(Exception):
+    """An answer that is not a success, or no answer at all.
+
+    ``code`` is the server's error code (or the client's own, e.g. "unavailable"),
+    ``status`` the HTTP status (None when no node answered), ``details`` the whole
+    error body.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.details = details or {}
+
+
+class NotFound(ClientError):
+    """The key (or member, or route) does not exist."""
+
+
+class CasFailed(ClientError):
+    """A compare-and-swap found another value or version; nothing was written."""
+
+    @property
+    def current_value(self) -> Any:
+        return self.details.get("value")
+
+    @property
+    def current_version(self) -> int:
+        return int(self.details.get("version") or 0)
+
+
+class BadRequest(ClientError):
+    """The server refused the request as malformed (400); retrying cannot help."""
+
+
+class PayloadTooLarge(BadRequest):
+    """The value or body exceeds the server's configured limit (413)."""
+
+
+class Unauthorized(ClientError):
+    """An admin operation without a valid admin token (401/403)."""
+
+
+class ServerError(ClientError):
+    """An unexpected answer (5xx other than 503, or a body that is not our JSON)."""
+
+
+class Unavailable(ClientError):
+    """No node completed the operation before the deadline.
+
+    ``maybe_applied`` is True when a write may nevertheless have taken effect (some
+    attempt timed out, lost its connection or met a 503); False means it certainly did
+    not.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool, attempts: int, last_error: str | None) -> None:
+        super().__init__("unavailable", message, details={"last_error": last_error})
+        self.maybe_applied = maybe_applied
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+_ERRORS_BY_CODE: dict[str, type[ClientError]] = {
+    "not-found": NotFound,
+    "not_found": NotFound,
+    "cas-failed": CasFailed,
+    "cas_failed": CasFailed,
+    "conflict": CasFailed,
+    "too-large": PayloadTooLarge,
+    "payload-too-large": PayloadTooLarge,
+    "unauthorized": Unauthorized,
+    "forbidden": Unauthorized,
+}
+_ERRORS_BY_STATUS: dict[int, type[ClientError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Unauthorized,
+    404: NotFound,
+    409: CasFailed,
+    412: CasFailed,
+    413: PayloadTooLarge,
+}
+
+
+def error_from_answer(status: int, body: Any, text: str) -> ClientError:
+    """Map an error answer to the most specific ``ClientError``."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        code = body["error"]
+        message = str(body.get("message", ""))
+        details = body
+    else:
+        code = f"http-{status}"
+        message = text.strip()[:200] or f"HTTP {status} without a body"
+        details = {}
+    cls = _ERRORS_BY_CODE.get(code) or _ERRORS_BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else ClientError
+    return cls(code, message, status=status, details=details)
+
+
+# ---------------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A key's value as read: ``version`` counts the writes since it was created."""
+
+    key: str
+    value: str
+    version: int
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The outcome of a put or successful cas: the key's new version and log index."""
+
+    key: str
+    version: int
+    index: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    key: str
+    deleted: bool
+    index: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """One successful HTTP exchange: which node answered, status and decoded body."""
+
+    endpoint: str
+    status: int
+    body: Any
+    attempts: int
+    request_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- sessions
+@dataclass(slots=True)
+class _Session:
+    client_id: str
+    last_seq: int = 0
+
+    def next_request_id(self) -> str:
+        self.last_seq += 1
+        return f"{self.client_id}:{self.last_seq}"
+
+
+class _SessionPool:
+    """Sessions lent to one operation at a time; a new one only when all are in use."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._free: list[_Session] = []
+        self._count = itertools.count(1)
+
+    def acquire(self) -> _Session:
+        if self._free:
+            return self._free.pop()
+        return _Session(f"{self._prefix}.{next(self._count)}")
+
+    def release(self, session: _Session) -> None:
+        self._free.append(session)
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """'127.0.0.1:7100' / 'http://host:port/' -> 'http://host:port'."""
+    endpoint = endpoint.strip()
+    if not endpoint:
+        raise ValueError("empty endpoint")
+    if "://" not in endpoint:
+        endpoint = "http://" + endpoint
+    return endpoint.rstrip("/")
+
+
+def parse_endpoints(endpoints: str | Sequence[str]) -> list[str]:
+    """A comma-separated string or a list of endpoints, normalized, duplicates dropped."""
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    out: list[str] = []
+    for item in items:
+        if item.strip():
+            url = normalize_endpoint(item)
+            if url not in out:
+                out.append(url)
+    if not out:
+        raise ValueError("no endpoints given")
+    return out
+
+
+def _leader_url(body: Any, headers: Any) -> str | None:
+    if isinstance(body, dict):
+        for name in ("leader_url", "leader_client_url", "leader_address", "location"):
+            value = body.get(name)
+            if isinstance(value, str) and value:
+                return normalize_endpoint(value)
+    location = headers.get("Location") if headers is not None else None
+    if location:
+        # Location names the same path at the leader; keep scheme://host:port only.
+        scheme, _, rest = location.partition("://")
+        if rest:
+            return f"{scheme}://{rest.split('/', 1)[0]}"
+    return None
+
+
+def _is_redirect(status: int, body: Any) -> bool:
+    if isinstance(body, dict) and body.get("error") in REDIRECT_CODES:
+        return True
+    return status in (307, 308, 421)
+
+
+# ---------------------------------------------------------------------- async client
+class AsyncClient:
+    """Asynchronous client; use as ``async with AsyncClient([...]) as kv:``.
+
+    ``timeout`` bounds one attempt, ``deadline`` the whole operation including retries.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float = 2.0,
+        deadline: float = 10.0,
+        admin_token: str | None = None,
+        client_id: str | None = None,
+        max_connections: int = 0,
+    ) -> None:
+        if timeout <= 0 or deadline <= 0:
+            raise ValueError("timeout and deadline must be positive")
+        self.endpoints = parse_endpoints(endpoints)
+        self.timeout = timeout
+        self.deadline = deadline
+        self.admin_token = admin_token
+        self.client_id = client_id or os.urandom(6).hex()
+        self.leader: str | None = None
+        self._next_endpoint = 0
+        self._sessions = _SessionPool(self.client_id)
+        self._max_connections = max_connections
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
+            self._http = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self._http
+
+    # ------------------------------------------------------------------ key-value
+    async def get(self, key: str, *, consistency: str = "linearizable") -> Entry:
+        """The key's value; raises ``NotFound`` when it is absent."""
+        if consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}")
+        answer = await self.request(
+            "GET", _key_path(key), params={"consistency": consistency}, leader_only=consistency != "stale"
+        )
+        return _entry(key, answer)
+
+    async def put(self, key: str, value: str | bytes) -> Written:
+        answer = await self.request("PUT", _key_path(key), body=_as_bytes(value), write=True)
+        return _written(key, answer)
+
+    async def cas(
+        self,
+        key: str,
+        value: str | bytes,
+        *,
+        expected: str | bytes | None = None,
+        expected_version: int | None = None,
+    ) -> Written:
+        """Write ``value`` only if the key holds ``expected`` (or has ``expected_version``;
+        version 0 means absent).  Raises ``CasFailed`` otherwise."""
+        if (expected is None) == (expected_version is None):
+            raise ValueError("cas needs exactly one of expected or expected_version")
+        params = (
+            {"cas_version": str(expected_version)}
+            if expected_version is not None
+            else {"prev_value": _as_bytes(expected).decode("utf-8")}  # type: ignore[arg-type]
+        )
+        answer = await self.request("PUT", _key_path(key), params=params, body=_as_bytes(value), write=True)
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if body.get("swapped") is False:  # a server that answers 200 with the failed comparison
+            raise CasFailed("cas-failed", "compare-and-swap failed", status=answer.status, details=body)
+        return _written(key, answer)
+
+    async def delete(self, key: str) -> Deleted:
+        """Remove the key; ``deleted`` says whether it existed."""
+        try:
+            answer = await self.request("DELETE", _key_path(key), write=True)
+        except NotFound as exc:
+            return Deleted(key, False, exc.details.get("index"))
+        body = answer.body if isinstance(answer.body, dict) else {}
+        return Deleted(key, bool(body.get("deleted", True)), body.get("index"), answer.request_id)
+
+    async def list(self, prefix: str = "", *, consistency: str = "linearizable") -> list[Entry]:
+        """Every key starting with ``prefix``, in key order."""
+        if consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}")
+        answer = await self.request(
+            "GET",
+            "/v1/kv",
+            params={"prefix": prefix, "consistency": consistency},
+            leader_only=consistency != "stale",
+        )
+        body = answer.body
+        items = body.get("items", body.get("keys", [])) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise ServerError("bad-answer", f"listing is not a list: {str(body)[:200]}", status=answer.status)
+        entries = [
+            Entry(str(i["key"]), i.get("value"), int(i.get("version") or 0), i.get("index"))
+            for i in items
+            if isinstance(i, dict) and "key" in i
+        ]
+        return sorted(entries, key=lambda e: e.key)
+
+    # ------------------------------------------------------------------ cluster
+    async def status(self, endpoint: str | None = None) -> dict[str, Any]:
+        """``GET /v1/status`` of one node (default: the first that answers)."""
+        answer = await self.request("GET", "/v1/status", endpoint=endpoint, leader_only=False)
+        return answer.body if isinstance(answer.body, dict) else {"raw": answer.body}
+
+    async def cluster_status(self) -> dict[str, dict[str, Any] | ClientError]:
+        """Every endpoint's status (or the error that stood in its way), concurrently."""
+
+        async def one(endpoint: str) -> dict[str, Any] | ClientError:
+            try:
+                return await self.status(endpoint)
+            except ClientError as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(e) for e in self.endpoints))
+        return dict(zip(self.endpoints, results, strict=True))
+
+    async def find_leader(self) -> str | None:
+        """The client URL of the node that says it is leader, if one does."""
+        statuses = await self.cluster_status()
+        leaders = [
+            (s.get("term", 0), e)
+            for e, s in statuses.items()
+            if isinstance(s, dict) and s.get("role") == "leader"
+        ]
+        if not leaders:
+            return None
+        self.leader = max(leaders)[1]
+        return self.leader
+
+    async def members(self) -> Any:
+        answer = await self.request("GET", "/v1/members", leader_only=False)
+        return answer.body
+
+    async def add_member(self, node_id: str, **fields: Any) -> Any:
+        body = json.dumps({"id": node_id, **fields}).encode()
+        answer = await self.request("POST", "/v1/members", body=body, admin=True, json_body=True)
+        return answer.body
+
+    async def remove_member(self, node_id: str) -> Any:
+        answer = await self.request("DELETE", f"/v1/members/{quote(node_id, safe='')}", admin=True)
+        return answer.body
+
+    async def transfer_leadership(self, target: str | None = None) -> Any:
+        body = json.dumps({"target": target} if target else {}).encode()
+        answer = await self.request("POST", "/v1/leader/transfer", body=body, admin=True, json_body=True)
+        return answer.body
+
+    # ------------------------------------------------------------------ the retry loop
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: bytes | None = None,
+        write: bool = False,
+        leader_only: bool = True,
+        endpoint: str | None = None,
+        admin: bool = False,
+        json_body: bool = False,
+    ) -> Answer:
+        """Send until a node answers for good or the deadline passes.
+
+        ``write`` gives the request a session id (kept across retries); ``endpoint``
+        pins one node (no redirects, no failover); ``leader_only`` follows redirects
+        and starts at the remembered leader.
+        """
+        session = self._sessions.acquire() if write else None
+        request_id = session.next_request_id() if session else None
+        try:
+            return await self._send_until_answered(
+                method, path, params, body, request_id, write, leader_only, endpoint, admin, json_body
+            )
+        finally:
+            if session is not None:
+                self._sessions.release(session)
+
+    def _rotate(self, avoid: str | None) -> str:
+        for _ in range(len(self.endpoints)):
+            candidate = self.endpoints[self._next_endpoint % len(self.endpoints)]
+            self._next_endpoint += 1
+            if candidate != avoid:
+                return candidate
+        return self.endpoints[0]
+
+    async def _send_until_answered(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: bytes | None,
+        request_id: str | None,
+        write: bool,
+        leader_only: bool,
+        endpoint: str | None,
+        admin: bool,
+        json_body: bool,
+    ) -> Answer:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline
+        headers: dict[str, str] = {}
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        if admin and self.admin_token:
+            headers[ADMIN_TOKEN_HEADER] = f"Bearer {self.admin_token}"
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        pinned = normalize_endpoint(endpoint) if endpoint else None
+        target = pinned or (self.leader if leader_only and self.leader else self._rotate(None))
+        maybe_applied = False
+        attempts = 0
+        misses = 0  # attempts that did not succeed, redirects included
+        last_error: str | None = None
+        http = self._session()
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or (pinned and attempts > 0):
+                raise Unavailable(
+                    f"{method} {path}: no answer from {pinned or 'any of ' + ', '.join(self.endpoints)} "
+                    f"within {self.deadline:g} s ({attempts} attempts; last: {last_error})",
+                    maybe_applied=maybe_applied,
+                    attempts=attempts,
+                    last_error=last_error,
+                )
+            attempts += 1
+            timeout = aiohttp.ClientTimeout(total=min(self.timeout, remaining))
+            try:
+                async with http.request(
+                    method, target + path, params=params, data=body, headers=headers, timeout=timeout
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    resp_headers = dict(resp.headers)
+                    content_type = resp.content_type
+            except aiohttp.ClientConnectorError as exc:
+                # Nothing was sent: this attempt certainly had no effect.
+                last_error = f"{target}: cannot connect ({exc.os_error or exc})"
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                # Sent, maybe received and applied, but no answer came back.
+                maybe_applied = maybe_applied or write
+                last_error = f"{target}: {type(exc).__name__} {exc}".rstrip()
+            else:
+                decoded = _decode(raw, content_type)
+                if 200 <= status < 300:
+                    if leader_only and not pinned:
+                        self.leader = target
+                    return Answer(target, status, decoded, attempts, request_id, resp_headers)
+                if _is_redirect(status, decoded) and not pinned:
+                    hint = _leader_url(decoded, resp_headers)
+                    last_error = f"{target}: not the leader" + (f" (leader {hint})" if hint else "")
+                    if hint and hint != target:
+                        self.leader = target = hint
+                        misses += 1
+                        await self._back_off(misses, deadline)
+                        continue
+                elif status == 503:
+                    # No quorum in time: a write may have been proposed and commit later.
+                    maybe_applied = maybe_applied or write
+                    last_error = f"{target}: 503 {_message(decoded, raw)}"
+                else:
+                    raise error_from_answer(status, decoded, raw.decode("utf-8", "replace"))
+            if pinned:
+                continue
+            if self.leader == target:
+                self.leader = None
+            target = self._rotate(avoid=target)
+            misses += 1
+            await self._back_off(misses, deadline)
+
+    async def _back_off(self, misses: int, deadline: float) -> None:
+        # The first round over the endpoints goes at once; after that, attempts that keep
+        # missing (an election, a cluster without quorum, redirect ping-pong) slow down.
+        excess = misses - len(self.endpoints)
+        if excess > 0:
+            pause = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(excess - 1, 10))
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+
+
+def _key_path(key: str) -> str:
+    if not key:
+        raise ValueError("empty key")
+    return "/v1/kv/" + quote(key, safe="")
+
+
+def _as_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        raise ValueError("value must not be None")
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    if content_type == "application/json" or raw[:1] in (b"{", b"["):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    return raw.decode("utf-8", "replace")
+
+
+def _message(decoded: Any, raw: bytes) -> str:
+    if isinstance(decoded, dict):
+        return str(decoded.get("message") or decoded.get("error") or "")
+    return raw[:200].decode("utf-8", "replace")
+
+
+def _entry(key: str, answer: Answer) -> Entry:
+    body = answer.body
+    if isinstance(body, dict):
+        return Entry(
+            str(body.get("key", key)), body.get("value"), int(body.get("version") or 0), body.get("index")
+        )
+    version = answer.headers.get("X-Version") or answer.headers.get("ETag") or 0
+    return Entry(key, body, int(str(version).strip('"') or 0))
+
+
+def _written(key: str, answer: Answer) -> Written:
+    body = answer.body if isinstance(answer.body, dict) else {}
+    return Written(
+        str(body.get("key", key)), int(body.get("version") or 0), body.get("index"), answer.request_id
+    )
+
+
+# ---------------------------------------------------------------------- sync client
+class Client:
+    """Blocking client; thread-safe (every call runs on one private event-loop thread).
+
+    ``with Client("127.0.0.1:7100,127.0.0.1:7101") as kv: kv.put("x", "1")``
+    """
+
+    def __init__(self, endpoints: str | Sequence[str], **options: Any) -> None:
+        self._async = AsyncClient(endpoints, **options)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="consensuskit-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self._async.endpoints
+
+    @property
+    def leader(self) -> str | None:
+        return self._async.leader
+
+    @property
+    def client_id(self) -> str:
+        return self._async.client_id
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("client is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._run(self._async.close())
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def get(self, key: str, *, consistency: str = "linearizable") -> Entry:
+        return self._run(self._async.get(key, consistency=consistency))
+
+    def put(self, key: str, value: str | bytes) -> Written:
+        return self._run(self._async.put(key, value))
+
+    def cas(
+        self,
+        key: str,
+        value: str | bytes,
+        *,
+        expected: str | bytes | None = None,
+        expected_version: int | None = None,
+    ) -> Written:
+        return self._run(self._async.cas(key, value, expected=expected, expected_version=expected_version))
+
+    def delete(self, key: str) -> Deleted:
+        return self._run(self._async.delete(key))
+
+    def list(self, prefix: str = "", *, consistency: str = "linearizable") -> list[Entry]:
+        return self._run(self._async.list(prefix, consistency=consistency))
+
+    def status(self, endpoint: str | None = None) -> dict[str, Any]:
+        return self._run(self._async.status(endpoint))
+
+    def cluster_status(self) -> dict[str, dict[str, Any] | ClientError]:
+        return self._run(self._async.cluster_status())
+
+    def find_leader(self) -> str | None:
+        return self._run(self._async.find_leader())
+
+    def members(self) -> Any:
+        return self._run(self._async.members())
+
+    def add_member(self, node_id: str, **fields: Any) -> Any:
+        return self._run(self._async.add_member(node_id, **fields))
+
+    def remove_member(self, node_id: str) -> Any:
+        return self._run(self._async.remove_member(node_id))
+
+    def transfer_leadership(self, target: str | None = None) -> Any:
+        return self._run(self._async.transfer_leadership(target))
