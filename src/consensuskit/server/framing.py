@@ -1,0 +1,84 @@
+"""Length-prefixed frames on a byte stream, as a sans-I/O decoder.
+
+A frame is a 4-byte big-endian payload length followed by that many payload bytes.  The
+decoder owns two rules: a length above ``max_frame_bytes`` is refused as soon as its
+four header bytes arrive (before any payload is buffered), and bytes left over when the
+stream ends are a truncated frame.  Everything else (what a payload means) is the
+caller's business.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER = struct.Struct(">I")
+MAX_LENGTH = 2**32 - 1
+
+
+class FrameError(ValueError):
+    """The byte stream is not a valid sequence of frames (remote misbehaviour)."""
+
+
+def frame(payload: bytes) -> bytes:
+    """One wire frame carrying ``payload``."""
+    if len(payload) > MAX_LENGTH:
+        raise ValueError(f"payload of {len(payload)} bytes does not fit a 4-byte length prefix")
+    return HEADER.pack(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Feed it bytes as they arrive, then take complete payloads with ``next_payload``.
+
+    Taking payloads one at a time lets the caller act on every good frame that precedes
+    a bad one in the same read.
+    """
+
+    __slots__ = ("_buffer", "_pos", "max_frame_bytes")
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        if max_frame_bytes < 0:
+            raise ValueError("max_frame_bytes must not be negative")
+        self.max_frame_bytes = max_frame_bytes
+        self._buffer = bytearray()
+        self._pos = 0  # start of the first unconsumed byte; compacted on the next feed
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
+        self._buffer += data
+
+    def next_payload(self) -> bytes | None:
+        """The next complete payload, or None until more bytes arrive.
+
+        Raises FrameError as soon as a length above ``max_frame_bytes`` is seen.
+        """
+        buffer, pos = self._buffer, self._pos
+        if len(buffer) - pos < HEADER.size:
+            return None
+        (length,) = HEADER.unpack_from(buffer, pos)
+        if length > self.max_frame_bytes:
+            raise FrameError(f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}")
+        end = pos + HEADER.size + length
+        if end > len(buffer):
+            return None
+        self._pos = end
+        return bytes(buffer[pos + HEADER.size : end])
+
+    def payloads(self, data: bytes) -> list[bytes]:
+        """Feed ``data`` and take every payload it completed (all or FrameError)."""
+        self.feed(data)
+        result = []
+        while (payload := self.next_payload()) is not None:
+            result.append(payload)
+        return result
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame held so far (non-zero at end of stream = truncated)."""
+        return len(self._buffer) - self._pos
+
+    def check_clean_end(self) -> None:
+        """Call at end of stream: raises FrameError if it stopped inside a frame."""
+        if self.buffered:
+            raise FrameError(f"stream ended inside a frame ({self.buffered} bytes of it received)")

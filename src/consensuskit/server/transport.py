@@ -1,0 +1,532 @@
+"""Authenticated TCP transport between the nodes of a cluster (asyncio; runs under uvloop).
+
+Rules this module owns:
+
+- One outbound connection per peer, used only for sending; messages from a peer arrive on
+  the connection *it* dialed.  So there is one connection per ordered pair of nodes, and
+  each is one-way after the handshake (``handshake.py``, mutual HMAC over the secret).
+- ``send`` never blocks and never raises for network trouble: it encodes the message once
+  and appends the frame to the peer's bounded queue.  A full queue evicts its OLDEST frame
+  (counted): consensus protocols retransmit, and the newest message carries the freshest
+  term, commit index and log position, so a peer that comes back should see it first
+  rather than a backlog of superseded traffic.
+- Per ordered pair, messages are delivered in send order with no duplicates; frames can be
+  lost (queue overflow, a connection that breaks), never reordered.  A newer inbound
+  connection from a peer supersedes the older one, which delivers nothing more.
+- A bad frame (length above ``max_frame_bytes``, truncated, or undecodable) drops that one
+  connection with a warning naming the peer and the reason; nothing else is affected.
+- Frames queued while connected are written in batches with one ``drain`` per batch.
+- ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
+  and from blocked peers is discarded and counted, connections stay up.
+- Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
+  the authenticated sender id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consensuskit.core.messages import CodecError, decode, encode
+from consensuskit.server import handshake
+from consensuskit.server.framing import HEADER, FrameDecoder, FrameError, frame
+
+Address = tuple[str, int]
+
+WRITE_BATCH_BYTES = 1 << 20  # frames written per drain, at most (always at least one frame)
+READ_CHUNK_BYTES = 1 << 18
+MAX_PENDING_HANDSHAKES = 128  # unauthenticated inbound connections held at once
+
+
+@dataclass(slots=True)
+class PeerStats:
+    """Counters for one peer (a snapshot; ``PeerTransport.stats`` makes a new one)."""
+
+    frames_sent: int = 0  # written to the connection (not proof of arrival)
+    bytes_sent: int = 0  # including the 4-byte length prefixes
+    frames_received: int = 0  # decoded and handed to on_message
+    bytes_received: int = 0
+    dropped_overflow: int = 0  # oldest queued frames evicted by a full queue
+    dropped_blocked: int = 0  # discarded by the set_blocked fault hook, either direction
+    dropped_oversize: int = 0  # messages whose encoding exceeded max_frame_bytes
+    connects: int = 0  # outbound connections that passed the handshake
+    accepts: int = 0  # inbound connections from this peer that passed the handshake
+    connect_failures: int = 0  # dial attempts that failed (refused, unreachable, timeout, TLS)
+    auth_failures: int = 0  # handshakes with this peer that failed, either direction
+    protocol_errors: int = 0  # inbound connections dropped for a bad frame
+    queue_length: int = 0  # frames waiting to be sent now
+    queued_bytes: int = 0
+    connected: bool = False  # the outbound connection is up
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_overflow + self.dropped_blocked + self.dropped_oversize
+
+
+@dataclass(slots=True)
+class TransportStats:
+    peers: dict[str, PeerStats]
+    unknown_destination: int = 0  # send() to an id that is not a peer
+    auth_failures: int = 0  # every failed handshake, including unknown or anonymous dialers
+    protocol_errors: int = 0  # every inbound connection dropped for a bad frame
+
+
+class _Link:
+    """Everything about sending to one peer."""
+
+    __slots__ = ("address", "failure", "peer_id", "queue", "queued_bytes", "stats", "task", "wakeup")
+
+    def __init__(self, peer_id: str, address: Address) -> None:
+        self.peer_id = peer_id
+        self.address = address
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.queued_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.stats = PeerStats()
+        self.failure: str | None = None  # last dial failure, to log each new reason once
+
+    def clear_queue(self) -> int:
+        dropped = len(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        return dropped
+
+
+class _Connection:
+    """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
+
+    __slots__ = ("closed", "peer_id", "writer")
+
+    def __init__(self, peer_id: str, writer: asyncio.StreamWriter) -> None:
+        self.peer_id = peer_id
+        self.writer = writer
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.writer.close()
+
+
+class PeerTransport:
+    def __init__(
+        self,
+        node_id: str,
+        listen: Address,
+        peers: dict[str, Address],
+        secret: bytes,
+        on_message: Callable[[str, Any], None],
+        *,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
+        max_frame_bytes: int = 64 * 2**20,
+        queue_limit: int = 4096,
+        queue_limit_bytes: int = 256 * 2**20,
+        handshake_timeout: float = 5.0,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 1.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        """``peers`` may include ``node_id`` itself (ignored).  The queue to each peer holds
+        at most ``queue_limit`` frames and ``queue_limit_bytes`` bytes (beyond one frame)."""
+        handshake.node_id_bytes(node_id)
+        if not secret:
+            raise ValueError("a non-empty cluster secret is required")
+        if queue_limit < 1 or queue_limit_bytes < 1 or max_frame_bytes < 1:
+            raise ValueError("queue_limit, queue_limit_bytes and max_frame_bytes must be positive")
+        self._node_id = node_id
+        self._listen = listen
+        self._secret = bytes(secret)
+        self._on_message = on_message
+        self._ssl_server = ssl_server
+        self._ssl_client = ssl_client
+        self._max_frame_bytes = max_frame_bytes
+        self._queue_limit = queue_limit
+        self._queue_limit_bytes = queue_limit_bytes
+        self._handshake_timeout = handshake_timeout
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._log = logger or logging.getLogger(__name__)
+        self._rng = random.Random()
+        self._links: dict[str, _Link] = {}
+        for peer_id, address in self._normalize_peers(peers).items():
+            self._links[peer_id] = _Link(peer_id, address)
+        self._inbound: dict[str, _Connection] = {}  # the current inbound connection per peer
+        self._connections: set[_Connection] = set()  # every open one, both directions
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._blocked: frozenset[str] = frozenset()
+        self._server: asyncio.Server | None = None
+        self._pending_handshakes = 0
+        self._unknown_destination = 0
+        self._auth_failures = 0
+        self._protocol_errors = 0
+        self._started = False
+        self._stopped = False
+
+    def _normalize_peers(self, peers: dict[str, Address]) -> dict[str, Address]:
+        normalized: dict[str, Address] = {}
+        for peer_id, (host, port) in sorted(peers.items()):
+            handshake.node_id_bytes(peer_id)
+            if peer_id != self._node_id:
+                normalized[peer_id] = (host, int(port))
+        return normalized
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, then dial every peer in the background (with backoff until it answers)."""
+        if self._started:
+            raise RuntimeError("PeerTransport.start() called twice")
+        self._started = True
+        host, port = self._listen
+        tls: dict[str, Any] = {}
+        if self._ssl_server is not None:
+            tls = {"ssl": self._ssl_server, "ssl_handshake_timeout": self._handshake_timeout}
+        self._server = await asyncio.start_server(self._accept_inbound, host, port, **tls)
+        for link in self._links.values():
+            self._start_link(link)
+
+    async def stop(self) -> None:
+        """Close the listener and every connection, cancel and await every task; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        current = asyncio.current_task()
+        tasks = [task for task in self._tasks if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        # Let the closed transports run their connection_lost callbacks before we return.
+        await asyncio.sleep(0)
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually listened on (useful when ``listen`` asked for port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the transport is not listening (call start() first)")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- the public sending side -------------------------------------------------------
+
+    def send(self, dst: str, msg: Any) -> None:
+        """Queue ``msg`` for ``dst``; never blocks, never raises for network trouble.
+
+        A message that cannot be encoded is local misuse and raises (TypeError).
+        """
+        link = self._links.get(dst)
+        if link is None:
+            self._unknown_destination += 1
+            return
+        if self._stopped:
+            return
+        if dst in self._blocked:
+            link.stats.dropped_blocked += 1
+            return
+        payload = encode(msg)
+        if len(payload) > self._max_frame_bytes:
+            link.stats.dropped_oversize += 1
+            self._log.error(
+                "not sending %s to peer %s: %d bytes encoded, over max_frame_bytes=%d",
+                type(msg).__name__,
+                dst,
+                len(payload),
+                self._max_frame_bytes,
+            )
+            return
+        data = frame(payload)
+        queue = link.queue
+        queue.append(data)
+        link.queued_bytes += len(data)
+        while len(queue) > self._queue_limit or (
+            link.queued_bytes > self._queue_limit_bytes and len(queue) > 1
+        ):
+            link.queued_bytes -= len(queue.popleft())
+            link.stats.dropped_overflow += 1
+        link.wakeup.set()
+
+    def update_peers(self, peers: dict[str, Address]) -> None:
+        """Adopt a new membership: dial new peers, forget removed ones (closing their
+        connections and dropping their queues), redial peers whose address changed."""
+        wanted = self._normalize_peers(peers)
+        running = self._started and not self._stopped
+        for peer_id in sorted(self._links.keys() - wanted.keys()):
+            link = self._links.pop(peer_id)
+            if link.task is not None:
+                link.task.cancel()
+            inbound = self._inbound.pop(peer_id, None)
+            if inbound is not None:
+                inbound.close()
+        for peer_id, address in wanted.items():
+            link = self._links.get(peer_id)
+            if link is None:
+                link = self._links[peer_id] = _Link(peer_id, address)
+                if running:
+                    self._start_link(link)
+            elif link.address != address:
+                link.address = address
+                if link.task is not None:
+                    link.task.cancel()
+                if running:
+                    self._start_link(link)
+
+    def set_blocked(self, peers: set[str]) -> None:
+        """TEST-ONLY fault hook: discard all traffic to and from ``peers`` (counted as
+        ``dropped_blocked``), including what is queued for them now; ``set()`` heals."""
+        self._blocked = frozenset(peers)
+        for peer_id in sorted(self._blocked):
+            link = self._links.get(peer_id)
+            if link is not None:
+                link.stats.dropped_blocked += link.clear_queue()
+
+    @property
+    def stats(self) -> TransportStats:
+        peers = {}
+        for peer_id, link in sorted(self._links.items()):
+            peers[peer_id] = dataclasses.replace(
+                link.stats, queue_length=len(link.queue), queued_bytes=link.queued_bytes
+            )
+        return TransportStats(
+            peers=peers,
+            unknown_destination=self._unknown_destination,
+            auth_failures=self._auth_failures,
+            protocol_errors=self._protocol_errors,
+        )
+
+    # -- outbound: one dialing/sending task per peer -----------------------------------
+
+    def _start_link(self, link: _Link) -> None:
+        link.task = self._spawn(self._run_link(link))
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self._backoff_cap, self._backoff_base * 2 ** min(failures - 1, 30))
+        return delay * (0.5 + 0.5 * self._rng.random())  # jitter keeps peers from dialing in lockstep
+
+    async def _run_link(self, link: _Link) -> None:
+        failures = 0
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(self._dial(link), self._handshake_timeout)
+            except handshake.HandshakeError as exc:
+                link.stats.auth_failures += 1
+                self._auth_failures += 1
+                self._note_dial_failure(link, f"handshake failed: {exc.reason}")
+            except TimeoutError:
+                link.stats.connect_failures += 1
+                self._note_dial_failure(link, f"no connection within {self._handshake_timeout}s")
+            except OSError as exc:
+                link.stats.connect_failures += 1
+                self._note_dial_failure(link, f"cannot connect: {exc}")
+            else:
+                failures = 0
+                if link.failure is not None:
+                    self._log.info("connected to peer %s at %s", link.peer_id, _format(link.address))
+                link.failure = None
+                await self._pump(link, reader, writer)
+            failures += 1
+            await asyncio.sleep(self._backoff(failures))
+
+    def _note_dial_failure(self, link: _Link, reason: str) -> None:
+        """Warn once per distinct reason, so a peer that stays down does not flood the log."""
+        level = logging.DEBUG if reason == link.failure else logging.WARNING
+        self._log.log(level, "peer %s at %s: %s", link.peer_id, _format(link.address), reason)
+        link.failure = reason
+
+    async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host, port = link.address
+        tls: dict[str, Any] = {}
+        if self._ssl_client is not None:
+            tls = {
+                "ssl": self._ssl_client,
+                "server_hostname": host,
+                "ssl_handshake_timeout": self._handshake_timeout,
+            }
+        reader, writer = await asyncio.open_connection(host, port, **tls)
+        try:
+            await handshake.dial(
+                reader, writer, node_id=self._node_id, secret=self._secret, expected_peer=link.peer_id
+            )
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
+    async def _pump(self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Write queued frames until the connection breaks (returns) or we are cancelled."""
+        connection = _Connection(link.peer_id, writer)
+        self._connections.add(connection)
+        link.stats.connects += 1
+        link.stats.connected = True
+        self._spawn(self._watch_outbound(link, connection, reader))
+        stats, queue = link.stats, link.queue
+        try:
+            while True:
+                if connection.closed:
+                    raise ConnectionResetError("the peer closed the connection")
+                if not queue:
+                    link.wakeup.clear()
+                    await link.wakeup.wait()
+                    continue
+                batch = [queue.popleft()]
+                size = len(batch[0])
+                while queue and size < WRITE_BATCH_BYTES:
+                    data = queue.popleft()
+                    batch.append(data)
+                    size += len(data)
+                link.queued_bytes -= size
+                writer.writelines(batch)
+                stats.frames_sent += len(batch)
+                stats.bytes_sent += size
+                await writer.drain()
+        except OSError as exc:
+            self._log.info("connection to peer %s at %s lost: %s", link.peer_id, _format(link.address), exc)
+        finally:
+            stats.connected = False
+            connection.close()
+            self._connections.discard(connection)
+
+    async def _watch_outbound(
+        self, link: _Link, connection: _Connection, reader: asyncio.StreamReader
+    ) -> None:
+        """The acceptor never writes after the handshake: end of stream (or anything else)
+        means the connection is gone, which a sender would otherwise notice only on write."""
+        try:
+            data = await reader.read(1)
+        except OSError:
+            data = b""
+        if data:
+            self._log.warning(
+                "peer %s at %s sent data on a send-only connection; reconnecting",
+                link.peer_id,
+                _format(link.address),
+            )
+        connection.close()
+        link.wakeup.set()
+
+    # -- inbound: one task per accepted connection -------------------------------------
+
+    def _accept_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain callback, so the connection's task is ours to track and cancel (asyncio's
+        # own wrapper task would report a cancellation as an unhandled error on 3.11).
+        self._spawn(self._serve_inbound(reader, writer))
+
+    async def _serve_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        address = _format(writer.get_extra_info("peername"))
+        try:
+            if self._stopped:
+                return
+            if self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
+                self._log.warning("refused peer connection from %s: too many pending handshakes", address)
+                return
+            src = await self._authenticate(reader, writer, address)
+            if src is not None and not self._stopped:
+                await self._receive(src, address, reader, writer)
+        finally:
+            writer.close()
+
+    async def _authenticate(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
+    ) -> str | None:
+        self._pending_handshakes += 1
+        try:
+            return await asyncio.wait_for(
+                handshake.accept(
+                    reader,
+                    writer,
+                    node_id=self._node_id,
+                    secret=self._secret,
+                    is_known_peer=self._links.__contains__,
+                ),
+                self._handshake_timeout,
+            )
+        except handshake.HandshakeError as exc:
+            reason = exc.reason
+            link = self._links.get(exc.claimed_id) if exc.claimed_id is not None else None
+            if link is not None:
+                link.stats.auth_failures += 1
+        except TimeoutError:
+            reason = f"no handshake within {self._handshake_timeout}s"
+        except OSError as exc:
+            reason = f"connection failed during the handshake: {exc}"
+        finally:
+            self._pending_handshakes -= 1
+        self._auth_failures += 1
+        self._log.warning("refused peer connection from %s: %s", address, reason)
+        return None
+
+    async def _receive(
+        self, src: str, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        link = self._links.get(src)
+        if link is None:  # removed from the membership during the handshake
+            return
+        connection = _Connection(src, writer)
+        previous = self._inbound.get(src)
+        if previous is not None:
+            previous.close()  # it may still hold buffered frames; they are older than ours
+        self._inbound[src] = connection
+        self._connections.add(connection)
+        stats = link.stats
+        stats.accepts += 1
+        decoder = FrameDecoder(self._max_frame_bytes)
+        try:
+            while True:
+                data = await reader.read(READ_CHUNK_BYTES)
+                if not data:
+                    decoder.check_clean_end()
+                    self._log.debug("peer %s at %s closed its connection", src, address)
+                    return
+                decoder.feed(data)
+                while not connection.closed and (payload := decoder.next_payload()) is not None:
+                    stats.bytes_received += HEADER.size + len(payload)
+                    if src in self._blocked:
+                        stats.dropped_blocked += 1
+                        continue
+                    msg = decode(payload)
+                    stats.frames_received += 1
+                    self._deliver(src, msg)
+                if connection.closed:
+                    return
+        except (FrameError, CodecError) as exc:
+            stats.protocol_errors += 1
+            self._protocol_errors += 1
+            self._log.warning("dropped connection from peer %s at %s: %s", src, address, exc)
+        except OSError as exc:
+            self._log.info("connection from peer %s at %s lost: %s", src, address, exc)
+        finally:
+            connection.close()
+            self._connections.discard(connection)
+            if self._inbound.get(src) is connection:
+                del self._inbound[src]
+
+    def _deliver(self, src: str, msg: Any) -> None:
+        try:
+            self._on_message(src, msg)
+        except Exception:
+            # A failing handler is a bug in this node, not the peer's fault: keep the connection.
+            self._log.exception("on_message raised for %s from peer %s", type(msg).__name__, src)
+
+
+def _format(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
