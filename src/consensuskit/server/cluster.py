@@ -1,0 +1,476 @@
+"""A local cluster of node processes on loopback (``consensuskit up``, tests, benchmarks).
+
+Rules this module owns:
+  * layout of a cluster directory: ``cluster.json`` (node count, ports), ``cluster.secret``
+    and ``admin.token`` (generated once, mode 0600), and per node ``nI.toml`` (its config),
+    ``nI/`` (its data) and ``nI.log`` (its stdout and stderr).  A second start on the same
+    directory reuses all of it, so the nodes recover their logs;
+  * ports: client HTTP on ``base_port .. base_port+N-1``, peer TCP on
+    ``base_port+N .. base_port+2N-1``; every one is checked free before any node starts;
+  * each node is a separate OS process (``python -m consensuskit.server.main --config``),
+    so SIGKILL, SIGSTOP and restarts act on real processes;
+  * stopping is terminate, wait, then kill, and always reaps the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from consensuskit.client import AsyncClient, Client, ClientError
+
+HOST = "127.0.0.1"
+DEFAULT_BASE_PORT = 7100
+MANIFEST = "cluster.json"
+SECRET_FILE = "cluster.secret"
+ADMIN_TOKEN_FILE = "admin.token"
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+class ClusterError(Exception):
+    """A cluster that cannot be laid out or started; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    node_id: str
+    client_port: int
+    peer_port: int
+    config_path: Path
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{HOST}:{self.client_port}"
+
+    @property
+    def peer_address(self) -> str:
+        return f"{HOST}:{self.peer_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLayout:
+    root: Path
+    base_port: int
+    nodes: tuple[NodeSpec, ...]
+    protocol: str = "raft"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.root / SECRET_FILE
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.root / ADMIN_TOKEN_FILE
+
+    @property
+    def admin_token(self) -> str:
+        return self.admin_token_path.read_text(encoding="utf-8").strip()
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.client_url for n in self.nodes]
+
+    def node(self, node_id: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.node_id == node_id:
+                return spec
+        raise KeyError(f"no node {node_id!r}; nodes: {', '.join(n.node_id for n in self.nodes)}")
+
+    @classmethod
+    def plan(cls, root: Path, nodes: int, base_port: int, protocol: str = "raft") -> ClusterLayout:
+        if nodes < 1:
+            raise ClusterError(f"--nodes must be at least 1, not {nodes}")
+        if not 1024 <= base_port <= 65535 - 2 * nodes:
+            raise ClusterError(f"--base-port must be in 1024..{65535 - 2 * nodes}, not {base_port}")
+        root = root.absolute()
+        specs = tuple(
+            NodeSpec(
+                node_id=f"n{i + 1}",
+                client_port=base_port + i,
+                peer_port=base_port + nodes + i,
+                config_path=root / f"n{i + 1}.toml",
+                data_dir=root / f"n{i + 1}",
+                log_path=root / f"n{i + 1}.log",
+            )
+            for i in range(nodes)
+        )
+        return cls(root, base_port, specs, protocol)
+
+    @classmethod
+    def prepare(
+        cls,
+        root: Path | str,
+        nodes: int | None = None,
+        base_port: int | None = None,
+        *,
+        node_options: dict[str, Any] | None = None,
+    ) -> ClusterLayout:
+        """Create the directory (configs, secret, token) or reuse an existing one.
+
+        ``nodes``/``base_port`` None means "as before, or the default"; a value that
+        contradicts an existing cluster directory is refused rather than silently ignored.
+        """
+        root = Path(root).absolute()
+        manifest_path = root / MANIFEST
+        if manifest_path.exists():
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+                stored_nodes, stored_port = int(manifest["nodes"]), int(manifest["base_port"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ClusterError(
+                    f"{manifest_path} is not a cluster manifest ({exc}); move it away"
+                ) from None
+            for name, asked, stored in (
+                ("--nodes", nodes, stored_nodes),
+                ("--base-port", base_port, stored_port),
+            ):
+                if asked is not None and asked != stored:
+                    raise ClusterError(
+                        f"{root} holds a {stored_nodes}-node cluster on base port {stored_port}; "
+                        f"{name} {asked} contradicts it (omit it to recover that cluster, "
+                        "or choose another --data-dir)"
+                    )
+            layout = cls.plan(root, stored_nodes, stored_port, manifest.get("protocol", "raft"))
+        else:
+            layout = cls.plan(root, nodes or 3, base_port or DEFAULT_BASE_PORT)
+        layout._write_files(node_options or {}, fresh=not manifest_path.exists())
+        return layout
+
+    def _write_files(self, node_options: dict[str, Any], *, fresh: bool) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for path, make in ((self.secret_path, 32), (self.admin_token_path, 24)):
+            if not path.exists():
+                _write_private(path, secrets.token_hex(make) + "\n")
+        for spec in self.nodes:
+            spec.data_dir.mkdir(exist_ok=True)
+            # Configs are rewritten each time (they follow from the manifest); data is not.
+            spec.config_path.write_text(self.node_config(spec, node_options), encoding="utf-8")
+        if fresh:
+            manifest = {"nodes": len(self.nodes), "base_port": self.base_port, "protocol": self.protocol}
+            (self.root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def node_config(self, spec: NodeSpec, options: dict[str, Any]) -> str:
+        """The node's TOML config (format of server/config.py).
+
+        ``options`` are extra top-level settings (``max_value_bytes``, ``fsync``,
+        ``enable_fault_injection``, ...); its ``options`` table goes to the protocol.
+        """
+        settings = {k: v for k, v in options.items() if k != "options"}
+        lines = [
+            f"# node {spec.node_id} of the local cluster in {self.root} (written by consensuskit up)",
+            f"id = {_toml(spec.node_id)}",
+            f"protocol = {_toml(self.protocol)}",
+            f"data_dir = {_toml(str(spec.data_dir))}",
+            f"client_address = {_toml(f'{HOST}:{spec.client_port}')}",
+            f"peer_address = {_toml(spec.peer_address)}",
+            f"secret_file = {_toml(str(self.secret_path))}",
+            f"admin_token_file = {_toml(str(self.admin_token_path))}",
+        ]
+        lines += [f"{k} = {_toml(v)}" for k, v in sorted(settings.items())]
+        for peer in self.nodes:
+            if peer.node_id != spec.node_id:
+                lines += [
+                    "",
+                    f"[peers.{peer.node_id}]",
+                    f"peer_address = {_toml(peer.peer_address)}",
+                    f"client_url = {_toml(peer.client_url)}",
+                ]
+        protocol_options = options.get("options") or {}
+        if protocol_options:
+            lines += ["", "[options]"] + [f"{k} = {_toml(v)}" for k, v in sorted(protocol_options.items())]
+        return "\n".join(lines) + "\n"
+
+    def ports(self) -> list[tuple[int, str]]:
+        out = [(n.client_port, f"{n.node_id} client HTTP") for n in self.nodes]
+        return out + [(n.peer_port, f"{n.node_id} peer TCP") for n in self.nodes]
+
+    def check_ports_free(self) -> None:
+        for port, use in self.ports():
+            if not port_is_free(port):
+                raise ClusterError(
+                    f"port {port} ({use}) is already in use on {HOST}; stop whatever holds it "
+                    f"or choose another --base-port (this cluster needs {self.base_port}.."
+                    f"{self.base_port + 2 * len(self.nodes) - 1})"
+                )
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def free_base_port(count: int, start: int = 20000, stop: int = 60000) -> int:
+    """A base port with ``count`` consecutive free ports (tests and benchmarks)."""
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(start, stop - count)
+        if all(port_is_free(base + i) for i in range(count)):
+            return base
+    raise ClusterError(f"found no {count} consecutive free ports in {start}..{stop}")
+
+
+def node_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "consensuskit.server.main", "--config", str(config_path)]
+
+
+# ---------------------------------------------------------------------- processes
+class NodeProcess:
+    """One node's OS process: start, signal, stop, restart; output appended to its log."""
+
+    def __init__(self, spec: NodeSpec, extra_env: dict[str, str] | None = None) -> None:
+        self.spec = spec
+        self.extra_env = extra_env or {}
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self.paused = False
+        self.starts = 0
+
+    @property
+    def node_id(self) -> str:
+        return self.spec.node_id
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
+    def start(self) -> None:
+        if self.running:
+            raise ClusterError(f"{self.node_id} is already running (pid {self.pid})")
+        self._close_log()
+        self._log = open(self.spec.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self._log.write(f"--- consensuskit: starting {self.node_id} at {time.ctime()}\n".encode())
+        self._log.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        self.popen = subprocess.Popen(
+            node_command(self.spec.config_path),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C in the terminal reaches `up`, which stops us in order
+        )
+        self.paused = False
+        self.starts += 1
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            assert self.popen is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL (power loss for this node: whatever was not fsynced is gone) and reap."""
+        self.signal(signal.SIGKILL)
+        self._reap(STOP_GRACE)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, grace: float = STOP_GRACE) -> int | None:
+        """SIGTERM (after SIGCONT, so a paused node can act on it), wait, then SIGKILL."""
+        if self.popen is None:
+            return None
+        if self.running:
+            self.resume()
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+        code = self._reap(grace)
+        self._close_log()
+        return code
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _reap(self, timeout: float) -> int | None:
+        assert self.popen is not None
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.spec.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalCluster:
+    """The processes of one ``ClusterLayout``; a context manager that stops them all."""
+
+    def __init__(self, layout: ClusterLayout, extra_env: dict[str, str] | None = None) -> None:
+        self.layout = layout
+        self.nodes = {spec.node_id: NodeProcess(spec, extra_env) for spec in layout.nodes}
+        self._status_client: Client | None = None
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self.layout.endpoints
+
+    def url(self, node_id: str) -> str:
+        return self.layout.node(node_id).client_url
+
+    def node_of(self, url: str) -> str:
+        for spec in self.layout.nodes:
+            if spec.client_url == url.rstrip("/"):
+                return spec.node_id
+        raise KeyError(url)
+
+    def start(self, check_ports: bool = True) -> None:
+        if check_ports:
+            self.layout.check_ports_free()
+        for node in self.nodes.values():
+            if not node.running:
+                node.start()
+
+    def stop(self) -> None:
+        # Signal everyone first so they shut down in parallel, then reap one by one.
+        for node in self.nodes.values():
+            if node.running:
+                node.resume()
+                node.signal(signal.SIGTERM)
+        for node in self.nodes.values():
+            node.stop()
+        if self._status_client is not None:
+            self._status_client.close()
+            self._status_client = None
+
+    def kill_all(self) -> None:
+        for node in self.nodes.values():
+            node.signal(signal.SIGKILL)
+        for node in self.nodes.values():
+            if node.popen is not None:
+                node.kill()
+
+    def client(self, **options: Any) -> Client:
+        options.setdefault("admin_token", self.layout.admin_token)
+        return Client(self.endpoints, **options)
+
+    def async_client(self, **options: Any) -> AsyncClient:
+        options.setdefault("admin_token", self.layout.admin_token)
+        return AsyncClient(self.endpoints, **options)
+
+    def dead_nodes(self) -> list[NodeProcess]:
+        return [n for n in self.nodes.values() if n.popen is not None and not n.running]
+
+    def statuses(self, timeout: float = 0.5) -> dict[str, dict[str, Any] | ClientError]:
+        """Every node's ``/v1/status`` (or the error that stood in its way), by node id."""
+        if self._status_client is None:
+            self._status_client = Client(self.endpoints, timeout=timeout, deadline=timeout)
+        by_url = self._status_client.cluster_status()
+        return {self.node_of(url): status for url, status in by_url.items()}
+
+    def leader(self, timeout: float = 0.5) -> str | None:
+        """The node id that a running node reports as leader with the highest term,
+        agreed on by that node itself."""
+        statuses = self.statuses(timeout)
+        leaders = [
+            (s.get("term", 0), node_id)
+            for node_id, s in statuses.items()
+            if isinstance(s, dict) and s.get("role") == "leader" and not self.nodes[node_id].paused
+        ]
+        return max(leaders)[1] if leaders else None
+
+    def wait_for_leader(self, timeout: float = 20.0, exclude: Sequence[str] = ()) -> str:
+        """Block until some node (not in ``exclude``) is leader; raise ``ClusterError`` if none
+        is within ``timeout`` or a node process died."""
+        end = time.monotonic() + timeout
+        while True:
+            dead = [n for n in self.dead_nodes() if n.node_id not in exclude]
+            if dead and len(dead) == len([n for n in self.nodes if n not in exclude]):
+                raise ClusterError("every node process exited:\n" + _death_report(dead))
+            leader = self.leader()
+            if leader is not None and leader not in exclude:
+                return leader
+            if time.monotonic() > end:
+                hint = _death_report(dead) if dead else "see the node logs under " + str(self.layout.root)
+                raise ClusterError(f"no leader elected within {timeout:g} s; {hint}")
+            time.sleep(0.1)
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 30.0) -> Iterator[LocalCluster]:
+        self.start()
+        try:
+            self.wait_for_leader(timeout)
+            yield self
+        finally:
+            self.stop()
+
+
+def _death_report(dead: Sequence[NodeProcess]) -> str:
+    parts = []
+    for node in dead:
+        parts.append(
+            f"{node.node_id} exited with code {node.returncode}; last lines of {node.spec.log_path}:\n"
+            + node.log_tail(8)
+        )
+    return "\n".join(parts)

@@ -1,0 +1,471 @@
+"""What ``consensuskit kv|status|up`` do, and the scripted demo (cli.py only parses options).
+
+Rules this module owns:
+  * exit codes as everywhere in the CLI: 0 = done, 1 = the cluster said no or could not
+    be reached (missing key, failed compare-and-swap, no quorum), 2 = bad input;
+  * ``kv get`` prints the bare value (so shells can use it) and ``--json`` one JSON
+    document; errors go to stderr as one line;
+  * ``up`` owns its node processes: it stops every one of them however it ends (Ctrl-C,
+    SIGTERM, an error), terminating, waiting, then killing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from consensuskit.client import (
+    CONSISTENCY_LEVELS,
+    CasFailed,
+    Client,
+    ClientError,
+    Entry,
+    NotFound,
+    Unavailable,
+    parse_endpoints,
+)
+from consensuskit.server.cluster import (
+    DEFAULT_BASE_PORT,
+    ClusterError,
+    ClusterLayout,
+    LocalCluster,
+    NodeProcess,
+)
+
+ENDPOINTS_ENV = "CONSENSUSKIT_ENDPOINTS"
+DEFAULT_ENDPOINTS = ",".join(f"127.0.0.1:{DEFAULT_BASE_PORT + i}" for i in range(3))
+KV_ACTIONS = ("get", "put", "delete", "cas", "list")
+
+
+def default_endpoints() -> str:
+    return os.environ.get(ENDPOINTS_ENV, DEFAULT_ENDPOINTS)
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- kv
+def kv_command(
+    action: str,
+    key: str | None = None,
+    value: str | None = None,
+    *,
+    endpoints: str | None = None,
+    expected: str | None = None,
+    expected_version: int | None = None,
+    consistency: str = "linearizable",
+    as_json: bool = False,
+    timeout: float = 2.0,
+    deadline: float = 10.0,
+) -> int:
+    """Run one key-value operation; returns the exit code."""
+    problem = _check_kv_args(action, key, value, expected, expected_version, consistency)
+    if problem:
+        _err(problem)
+        return 2
+    try:
+        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=deadline)
+    except ValueError as exc:
+        _err(f"bad --endpoints: {exc}")
+        return 2
+    try:
+        with client:
+            doc, text = _run_kv(client, action, key or "", value, expected, expected_version, consistency)
+    except NotFound:
+        doc, text, code = {"error": "not-found", "key": key}, None, 1
+        if not as_json:
+            _err(f"no key {key!r}")
+    except CasFailed as exc:
+        doc = {"error": "cas-failed", "key": key, "value": exc.current_value, "version": exc.current_version}
+        text, code = None, 1
+        if not as_json:
+            _err(
+                f"compare-and-swap failed: {key!r} holds {exc.current_value!r} "
+                f"(version {exc.current_version})"
+            )
+    except Unavailable as exc:
+        doc, text, code = {"error": "unavailable", "message": exc.message}, None, 1
+        if not as_json:
+            _err(exc.message)
+    except ClientError as exc:
+        doc, text = {"error": exc.code, "message": exc.message, "status": exc.status}, None
+        code = 2 if exc.status is not None and 400 <= exc.status < 500 else 1
+        if not as_json:
+            _err(f"{exc.code}: {exc.message}")
+    else:
+        code = 0
+    if as_json:
+        print(json.dumps(doc, indent=2, default=str))
+    elif text is not None:
+        print(text)
+    return code
+
+
+def _check_kv_args(
+    action: str,
+    key: str | None,
+    value: str | None,
+    expected: str | None,
+    expected_version: int | None,
+    consistency: str,
+) -> str | None:
+    if action not in KV_ACTIONS:
+        return f"unknown action {action!r}; valid: {', '.join(KV_ACTIONS)}"
+    if action != "list" and not key:
+        return f"kv {action} needs a KEY"
+    if action in ("put", "cas") and value is None:
+        return f"kv {action} needs a VALUE"
+    if action == "cas" and (expected is None) == (expected_version is None):
+        return "kv cas needs exactly one of --expected VALUE or --expected-version N (0 = absent)"
+    if expected_version is not None and expected_version < 0:
+        return f"--expected-version must be >= 0, not {expected_version}"
+    if consistency not in CONSISTENCY_LEVELS:
+        return f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
+    return None
+
+
+def _entry_doc(e: Entry) -> dict[str, Any]:
+    return {"key": e.key, "value": e.value, "version": e.version}
+
+
+def _run_kv(
+    client: Client,
+    action: str,
+    key: str,
+    value: str | None,
+    expected: str | None,
+    expected_version: int | None,
+    consistency: str,
+) -> tuple[Any, str | None]:
+    if action == "get":
+        entry = client.get(key, consistency=consistency)
+        return _entry_doc(entry), str(entry.value)
+    if action == "put":
+        assert value is not None
+        w = client.put(key, value)
+        return {"key": key, "version": w.version, "index": w.index}, f"ok (version {w.version})"
+    if action == "cas":
+        assert value is not None
+        w = client.cas(key, value, expected=expected, expected_version=expected_version)
+        return {"key": key, "version": w.version, "index": w.index}, f"ok (version {w.version})"
+    if action == "delete":
+        d = client.delete(key)
+        return {"key": key, "deleted": d.deleted}, "deleted" if d.deleted else "absent"
+    entries = client.list(key, consistency=consistency)
+    text = "\n".join(f"{e.key}\t{e.value}" for e in entries)
+    return [_entry_doc(e) for e in entries], text or None
+
+
+# ---------------------------------------------------------------------- status
+def _field(status: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in status:
+            return status[name]
+    return None
+
+
+def status_rows(
+    statuses: dict[str, dict[str, Any] | ClientError], processes: dict[str, NodeProcess] | None = None
+) -> list[dict[str, Any]]:
+    """One row per node: what it says about itself, or why it did not answer."""
+    rows = []
+    for name, status in statuses.items():
+        proc = (processes or {}).get(name)
+        row: dict[str, Any] = {"node": name}
+        if isinstance(status, dict):
+            row.update(
+                id=status.get("id", name),
+                role=status.get("role"),
+                term=status.get("term"),
+                leader=status.get("leader"),
+                commit=_field(status, "commit", "commit_index"),
+                applied=_field(status, "applied", "applied_index", "last_applied"),
+                pid=status.get("pid"),
+                error=None,
+            )
+        else:
+            row.update(id=name, role=None, term=None, leader=None, commit=None, applied=None, pid=None)
+            row["error"] = status.message if isinstance(status, Unavailable) else str(status)
+        if proc is not None:
+            row["pid"] = row["pid"] or proc.pid
+            if proc.popen is not None and not proc.running:
+                row["error"] = f"exited with code {proc.returncode}"
+            elif proc.paused:
+                row["error"] = "paused (SIGSTOP)"
+        rows.append(row)
+    return rows
+
+
+ROLE_STYLE = {"leader": "bold green", "follower": "cyan", "candidate": "yellow", "learner": "magenta"}
+
+
+def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in ("node", "pid", "role", "term", "leader", "commit", "applied", "note"):
+        table.add_column(
+            column, justify="right" if column in ("pid", "term", "commit", "applied") else "left"
+        )
+    for row in rows:
+        role = row["role"] or "-"
+        style = ROLE_STYLE.get(role, "red" if row["error"] else "")
+        table.add_row(
+            str(row["id"]),
+            _dash(row["pid"]),
+            f"[{style}]{role}[/]" if style else role,
+            _dash(row["term"]),
+            _dash(row["leader"]),
+            _dash(row["commit"]),
+            _dash(row["applied"]),
+            f"[red]{row['error']}[/]" if row["error"] else "",
+        )
+    return table
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def status_command(endpoints: str | None = None, *, as_json: bool = False, timeout: float = 1.0) -> int:
+    """Print every node's status; exit 0 when some node is leader, 1 otherwise."""
+    try:
+        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=timeout)
+    except ValueError as exc:
+        _err(f"bad --endpoints: {exc}")
+        return 2
+    with client:
+        statuses = client.cluster_status()
+    rows = status_rows(statuses)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        Console(highlight=False).print(status_table(rows))
+    return 0 if any(r["role"] == "leader" for r in rows) else 1
+
+
+# ---------------------------------------------------------------------- up
+class _Stop(Exception):
+    """Raised by the SIGINT/SIGTERM handlers inside ``up`` to unwind and stop the nodes."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def up_command(
+    nodes: int | None = None,
+    data_dir: str = "./data",
+    base_port: int | None = None,
+    *,
+    refresh: float = 1.0,
+    console: Console | None = None,
+    node_options: dict[str, Any] | None = None,
+    startup_timeout: float = 30.0,
+) -> int:
+    """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM."""
+    console = console or Console(highlight=False)
+    try:
+        layout = ClusterLayout.prepare(data_dir, nodes, base_port, node_options=node_options)
+        layout.check_ports_free()
+    except (ClusterError, OSError) as exc:
+        _err(str(exc))
+        return 2
+    cluster = LocalCluster(layout)
+    code = 0
+    with _stop_on_signals():
+        try:
+            cluster.start(check_ports=False)
+            console.print(f"[bold]consensuskit[/]: {len(layout.nodes)} nodes, data in {layout.root}")
+            leader = cluster.wait_for_leader(startup_timeout)
+            _print_endpoints(console, cluster, leader)
+            _watch(console, cluster, refresh)
+        except _Stop as stop:
+            console.print(f"\n{stop.args[0]}: stopping {len(layout.nodes)} nodes ...")
+        except ClusterError as exc:
+            _err(str(exc))
+            code = 1
+        finally:
+            # A second Ctrl-C during shutdown must not leave processes behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            cluster.stop()
+    console.print("all nodes stopped")
+    return code
+
+
+def _print_endpoints(console: Console, cluster: LocalCluster, leader: str) -> None:
+    layout = cluster.layout
+    console.print(f"leader: [bold green]{leader}[/] ({cluster.url(leader)})")
+    console.print(f"endpoints: {','.join(layout.endpoints)}")
+    console.print(f"admin token: {layout.admin_token_path}")
+    console.print(
+        f"try: consensuskit kv put hello world --endpoints {','.join(layout.endpoints)}\n"
+        "Ctrl-C stops every node; `consensuskit up` on the same --data-dir recovers the cluster."
+    )
+
+
+def _watch(console: Console, cluster: LocalCluster, refresh: float) -> None:
+    def render() -> tuple[Table, list[dict[str, Any]]]:
+        rows = status_rows(cluster.statuses(timeout=min(0.5, refresh)), cluster.nodes)
+        return status_table(rows, title=f"cluster {cluster.layout.root} (Ctrl-C stops it)"), rows
+
+    if console.is_terminal:
+        table, _ = render()
+        with Live(table, console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(refresh)
+                live.update(render()[0], refresh=True)
+    # Not a terminal (a pipe, a log file): one line per change instead of a redrawn table.
+    last = None
+    while True:
+        _, rows = render()
+        summary = tuple((r["id"], r["role"], r["term"], r["error"]) for r in rows)
+        if summary != last:
+            parts = [f"{r['id']}={r['role'] or 'down'}@{_dash(r['term'])}" for r in rows]
+            console.print(f"{time.strftime('%H:%M:%S')} " + " ".join(parts), soft_wrap=True)
+            last = summary
+        time.sleep(refresh)
+
+
+# ---------------------------------------------------------------------- demo
+def demo_script(
+    console: Console | None = None,
+    *,
+    data_dir: str | None = None,
+    base_port: int | None = None,
+    keys: int = 10,
+    pause: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Writes, kill the leader with SIGKILL, watch a new one, read the writes back.
+
+    Runs on a throwaway cluster (a temporary directory unless ``data_dir``) and stops it;
+    returns True when every acknowledged write was read back after the failover.
+    """
+    from consensuskit.server.cluster import free_base_port
+
+    console = console or Console(highlight=False)
+    with contextlib.ExitStack() as stack:
+        root = data_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="consensuskit-demo-"))
+        port = base_port or free_base_port(6)
+        try:
+            layout = ClusterLayout.prepare(Path(root), 3, port)
+            cluster = stack.enter_context(LocalCluster(layout))
+            return _demo_steps(console, cluster, keys, pause)
+        except (ClusterError, ClientError) as exc:
+            console.print(f"[bold red]demo failed:[/] {exc}")
+            return False
+
+
+def _demo_steps(console: Console, cluster: LocalCluster, keys: int, pause: Callable[[float], None]) -> bool:
+    step = 0
+
+    def say(text: str) -> None:
+        nonlocal step
+        step += 1
+        console.print(f"[bold]{step}.[/] {text}")
+
+    say(f"start 3 node processes on {', '.join(cluster.endpoints)}")
+    cluster.start()
+    t0 = time.monotonic()
+    leader = cluster.wait_for_leader(30)
+    console.print(f"   leader [bold green]{leader}[/] elected after {time.monotonic() - t0:.2f} s")
+    console.print(status_table(status_rows(cluster.statuses(), cluster.nodes)))
+
+    with cluster.client(timeout=1.0, deadline=20.0) as kv:
+        say(f"write {keys} keys through the client (it finds the leader itself)")
+        written = {f"demo/{i:02d}": f"value-{i}" for i in range(keys)}
+        for k, v in written.items():
+            kv.put(k, v)
+        console.print(f"   {keys} writes acknowledged; the last: {k} = {v!r}")
+
+        victim = cluster.leader() or leader
+        victim_pid = cluster.nodes[victim].pid
+        say(f"kill the leader {victim} (pid {victim_pid}) with SIGKILL")
+        t0 = time.monotonic()
+        cluster.nodes[victim].kill()
+        new_leader = cluster.wait_for_leader(30, exclude=[victim])
+        console.print(
+            f"   new leader [bold green]{new_leader}[/] after {time.monotonic() - t0:.2f} s "
+            f"(term {_term(cluster, new_leader)})"
+        )
+
+        say("read every write back (linearizable reads from the new leader)")
+        missing = [k for k, v in written.items() if _value(kv, k) != v]
+        if missing:
+            console.print(f"   [bold red]lost writes: {', '.join(missing)}[/]")
+            return False
+        console.print(f"   all {keys} writes are there")
+        kv.put("demo/after-failover", "yes")
+
+        say(f"restart {victim}: it recovers its log from disk and catches up")
+        cluster.nodes[victim].start()
+        caught_up = _wait_caught_up(cluster, victim, new_leader, pause)
+        console.print(status_table(status_rows(cluster.statuses(), cluster.nodes)))
+        console.print(f"   {victim} {'caught up' if caught_up else '[red]did not catch up in time[/]'}")
+    verdict = "[bold green]demo passed[/]" if caught_up else "[bold red]demo failed[/]"
+    console.print(verdict)
+    return caught_up
+
+
+def _term(cluster: LocalCluster, node_id: str) -> Any:
+    status = cluster.statuses().get(node_id)
+    return status.get("term") if isinstance(status, dict) else "?"
+
+
+def _value(kv: Client, key: str) -> Any:
+    try:
+        return kv.get(key).value
+    except NotFound:
+        return None
+
+
+def _wait_caught_up(
+    cluster: LocalCluster, node: str, leader: str, pause: Callable[[float], None], timeout: float = 20.0
+) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        statuses = cluster.statuses()
+        mine, theirs = statuses.get(node), statuses.get(leader)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            applied = _field(mine, "applied", "applied_index", "last_applied")
+            commit = _field(theirs, "commit", "commit_index")
+            if applied is not None and commit is not None and applied >= commit:
+                return True
+        pause(0.1)
+    return False
+
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "ENDPOINTS_ENV",
+    "KV_ACTIONS",
+    "demo_script",
+    "kv_command",
+    "parse_endpoints",
+    "status_command",
+    "status_rows",
+    "status_table",
+    "up_command",
+]
