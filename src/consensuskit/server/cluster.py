@@ -146,7 +146,9 @@ class ClusterLayout:
                     )
             layout = cls.plan(root, stored_nodes, stored_port, manifest.get("protocol", "raft"))
         else:
-            layout = cls.plan(root, nodes or 3, base_port or DEFAULT_BASE_PORT)
+            layout = cls.plan(
+                root, 3 if nodes is None else nodes, DEFAULT_BASE_PORT if base_port is None else base_port
+            )
         layout._write_files(node_options or {}, fresh=not manifest_path.exists())
         return layout
 

@@ -1,0 +1,194 @@
+"""Cluster directory layout, port checks, and the kv/status commands against the fake cluster."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from consensuskit.server.cluster import ClusterError, ClusterLayout, free_base_port, port_is_free
+from consensuskit.server.commands import kv_command, status_command, status_rows, up_command
+from consensuskit.server.config import load_config
+from tests.test_client import FakeCluster, running
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_layout_ports_and_files(tmp_path: Path) -> None:
+    layout = ClusterLayout.prepare(tmp_path / "data", 3, 7300)
+    assert [(n.node_id, n.client_port, n.peer_port) for n in layout.nodes] == [
+        ("n1", 7300, 7303),
+        ("n2", 7301, 7304),
+        ("n3", 7302, 7305),
+    ]
+    assert layout.endpoints == ["http://127.0.0.1:7300", "http://127.0.0.1:7301", "http://127.0.0.1:7302"]
+    for path in (layout.secret_path, layout.admin_token_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert len(path.read_text().strip()) >= 32
+    manifest = json.loads((layout.root / "cluster.json").read_text())
+    assert manifest == {"nodes": 3, "base_port": 7300, "protocol": "raft"}
+
+
+def test_every_node_config_loads_and_names_the_others(tmp_path: Path) -> None:
+    layout = ClusterLayout.prepare(
+        tmp_path, 3, 7300, node_options={"max_value_bytes": 4096, "options": {"election_timeout": 0.5}}
+    )
+    secret = layout.secret_path.read_bytes().strip()
+    for spec in layout.nodes:
+        config = load_config(spec.config_path)
+        assert config.node_id == spec.node_id
+        assert config.client_address == ("127.0.0.1", spec.client_port)
+        assert config.peer_address == ("127.0.0.1", spec.peer_port)
+        assert config.data_dir == spec.data_dir
+        assert config.secret == secret
+        assert config.admin_token == layout.admin_token
+        assert config.max_value_bytes == 4096
+        assert config.options == {"election_timeout": 0.5}
+        assert config.members == ("n1", "n2", "n3")
+        others = {n.node_id: n for n in layout.nodes if n.node_id != spec.node_id}
+        assert sorted(config.peers) == sorted(others)
+        for peer_id, info in config.peers.items():
+            assert info.peer_address == ("127.0.0.1", others[peer_id].peer_port)
+            assert info.client_url == others[peer_id].client_url
+
+
+def test_a_second_prepare_reuses_secret_token_and_ports(tmp_path: Path) -> None:
+    first = ClusterLayout.prepare(tmp_path, 5, 7400)
+    secret, token = first.secret_path.read_text(), first.admin_token
+    (first.nodes[0].data_dir / "wal-marker").write_text("kept")
+    again = ClusterLayout.prepare(tmp_path)  # no --nodes/--base-port: as before
+    assert again == first
+    assert (again.secret_path.read_text(), again.admin_token) == (secret, token)
+    assert (again.nodes[0].data_dir / "wal-marker").read_text() == "kept"
+    assert ClusterLayout.prepare(tmp_path, 5, 7400) == first
+
+
+@pytest.mark.parametrize(
+    ("nodes", "port", "flag"), [(3, None, "--nodes 3"), (None, 7000, "--base-port 7000")]
+)
+def test_a_contradicting_second_prepare_is_refused(
+    tmp_path: Path, nodes: int | None, port: int | None, flag: str
+) -> None:
+    ClusterLayout.prepare(tmp_path, 5, 7400)
+    with pytest.raises(ClusterError, match=f"5-node cluster on base port 7400; {flag} contradicts"):
+        ClusterLayout.prepare(tmp_path, nodes, port)
+
+
+def test_bad_numbers_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ClusterError, match="--nodes must be at least 1"):
+        ClusterLayout.prepare(tmp_path / "a", 0, 7000)
+    with pytest.raises(ClusterError, match="--base-port must be in"):
+        ClusterLayout.prepare(tmp_path / "b", 3, 80)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "cluster.json").write_text("{not json")
+    with pytest.raises(ClusterError, match="not a cluster manifest"):
+        ClusterLayout.prepare(tmp_path / "c")
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    base = free_base_port(6)
+    layout = ClusterLayout.prepare(tmp_path, 3, base)
+    layout.check_ports_free()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", base + 4))
+        holder.listen()
+        assert not port_is_free(base + 4)
+        with pytest.raises(ClusterError, match=f"port {base + 4} \\(n2 peer TCP\\) is already in use"):
+            layout.check_ports_free()
+
+
+def test_up_exits_2_with_a_message_when_a_port_is_taken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = free_base_port(6)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", base + 1))
+        holder.listen()
+        code = up_command(3, str(tmp_path), base)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"port {base + 1} (n2 client HTTP) is already in use" in err
+    assert "--base-port" in err
+
+
+# ---------------------------------------------------------------------- commands (fake server)
+def test_kv_command_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
+    with running(FakeCluster()) as fake:
+        eps = ",".join(fake.urls)
+        assert kv_command("put", "greeting", "hello", endpoints=eps) == 0
+        assert "version 1" in capsys.readouterr().out
+        assert kv_command("get", "greeting", endpoints=eps) == 0
+        assert capsys.readouterr().out == "hello\n"
+        assert kv_command("cas", "greeting", "bye", expected="hello", endpoints=eps) == 0
+        capsys.readouterr()
+        assert kv_command("cas", "greeting", "x", expected_version=1, endpoints=eps) == 1
+        assert "holds 'bye' (version 2)" in capsys.readouterr().err
+        assert kv_command("list", "", endpoints=eps, as_json=True) == 0
+        assert json.loads(capsys.readouterr().out) == [{"key": "greeting", "value": "bye", "version": 2}]
+        assert kv_command("delete", "greeting", endpoints=eps) == 0
+        assert capsys.readouterr().out == "deleted\n"
+        assert kv_command("get", "greeting", endpoints=eps) == 1
+        assert "no key 'greeting'" in capsys.readouterr().err
+        assert kv_command("get", "greeting", endpoints=eps, as_json=True) == 1
+        assert json.loads(capsys.readouterr().out)["error"] == "not-found"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("frob", "k"), {}, "unknown action 'frob'; valid: get, put, delete, cas, list"),
+        (("get",), {}, "kv get needs a KEY"),
+        (("put", "k"), {}, "kv put needs a VALUE"),
+        (("cas", "k", "v"), {}, "exactly one of --expected VALUE or --expected-version"),
+        (("get", "k"), {"consistency": "eventual"}, "unknown consistency 'eventual'"),
+        (("get", "k"), {"endpoints": " , "}, "bad --endpoints"),
+    ],
+)
+def test_kv_command_bad_input_exits_2(
+    args: tuple[str, ...], kwargs: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kv_command(*args, **kwargs) == 2  # type: ignore[arg-type]
+    assert message in capsys.readouterr().err
+
+
+def test_kv_command_with_no_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_base_port(1)
+    assert kv_command("put", "k", "v", endpoints=f"127.0.0.1:{port}", timeout=0.2, deadline=0.5) == 1
+    assert "cannot connect" in capsys.readouterr().err
+
+
+def test_status_command(capsys: pytest.CaptureFixture[str]) -> None:
+    dead = f"127.0.0.1:{free_base_port(1)}"
+    with running(FakeCluster()) as fake:
+        fake.status_override = {"commit": 7, "applied": 6, "pid": 4242}
+        eps = ",".join([*fake.urls, dead])
+        assert status_command(eps, as_json=True) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["role"] for r in rows] == ["leader", "follower", "follower", None]
+        assert rows[0]["commit"] == 7 and rows[0]["applied"] == 6 and rows[0]["pid"] == 4242
+        assert "cannot connect" in rows[3]["error"]
+        assert status_command(eps) == 0
+        out = capsys.readouterr().out
+        assert "leader" in out and "4242" in out
+        fake.leader = None
+        assert status_command(eps, as_json=True) == 1
+
+
+def test_status_rows_mark_dead_and_paused_processes() -> None:
+    class Proc:
+        def __init__(self, code: int | None, paused: bool) -> None:
+            self.pid, self.popen, self.paused, self.returncode = 11, object(), paused, code
+
+        @property
+        def running(self) -> bool:
+            return self.returncode is None
+
+    from consensuskit.client import Unavailable
+
+    gone = Unavailable("x", maybe_applied=False, attempts=1, last_error="refused")
+    rows = status_rows({"n1": gone, "n2": gone}, {"n1": Proc(-9, False), "n2": Proc(None, True)})  # type: ignore[dict-item]
+    assert rows[0]["error"] == "exited with code -9" and rows[0]["pid"] == 11
+    assert rows[1]["error"] == "paused (SIGSTOP)"
