@@ -1,0 +1,506 @@
+"""DiskStorage: the Storage protocol on disk, with group commit.
+
+Rules this module owns (docs/wal.md has the on-disk format and the recovery rules):
+- A write changes the in-memory working view at once (reads never touch the disk) and is
+  queued, already encoded, for the next batch.  Nothing reaches the OS before a batch
+  completes, so unsynced writes are exactly what a crash loses.
+- ``begin_sync`` (event-loop thread, cheap) seals the queued writes into a SyncBatch.
+  ``SyncBatch.complete`` (any thread) writes every sealed batch up to and including its
+  own, oldest first, then makes them durable with one fsync: group commit.
+- A batch is one WAL record, so a crash keeps all of a batch or none of it: the
+  simulator's model (sim/storage.py), which protocol code may rely on.
+- A named record whose encoding exceeds ``inline_limit`` (a snapshot) goes to a file of
+  its own, made durable (tmp, fsync, rename, fsync dir) before the WAL record that
+  refers to it; the file it replaces is removed only once that reference is durable.
+- Segments roll over at a batch boundary once they reach ``segment_bytes``; each new one
+  opens with a STATE record (named records, log bounds), so every segment wholly before
+  ``log_first()`` can be, and is, deleted.
+- After any I/O error the storage is failed: later syncs raise StorageFailedError (an
+  fsync error cannot be retried safely: the kernel may have dropped the dirty pages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from consensuskit.core.messages import encode
+from consensuskit.core.storage import MemoryStorage
+from consensuskit.server.wal_format import (
+    FILE_HEADER,
+    LOCK_NAME,
+    OP_APPEND,
+    OP_COMPACT,
+    OP_PUT,
+    OP_PUT_FILE,
+    OP_TRUNCATE,
+    RECORD_BATCH,
+    RECORD_STATE,
+    TMP_SUFFIX,
+    CorruptLogError,
+    file_header,
+    file_name,
+    frame_record,
+    segment_header,
+    segment_name,
+    write_all,
+)
+from consensuskit.server.wal_recovery import NamedForm, SegmentInfo, list_directory, recover
+
+__all__ = ["CorruptLogError", "DirectoryInUseError", "DiskStorage", "StorageFailedError", "SyncBatch"]
+
+DEFAULT_SEGMENT_BYTES = 64 * 2**20
+DEFAULT_INLINE_LIMIT = 64 * 2**10
+
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+class StorageFailedError(RuntimeError):
+    """A write or fsync failed earlier; the node must stop (restart recovers the synced state)."""
+
+
+class DirectoryInUseError(RuntimeError):
+    """Another DiskStorage (in this or another process) holds the data directory."""
+
+
+@dataclass(slots=True)
+class WalStats:
+    """Counters for metrics; updated by whichever thread completes a batch."""
+
+    fsync_count: int = 0
+    bytes_written: int = 0
+    last_fsync_seconds: float = 0.0
+    fsync_seconds_total: float = 0.0
+    batches: int = 0
+    segments_created: int = 0
+    segments_deleted: int = 0
+
+
+@dataclass(slots=True)
+class _FileWrite:
+    generation: int
+    key: str
+    blob: bytes
+
+
+class SyncBatch:
+    """The writes made before one ``begin_sync``; durable once ``complete`` returns."""
+
+    __slots__ = ("_storage", "done", "files", "first", "forms", "last", "max_appended", "ops", "seq")
+
+    def __init__(
+        self,
+        storage: DiskStorage,
+        seq: int,
+        ops: list[list[Any]],
+        files: list[_FileWrite],
+        forms: dict[str, NamedForm] | None,
+        first: int,
+        last: int,
+        max_appended: int,
+    ) -> None:
+        self._storage = storage
+        self.seq = seq
+        self.ops = ops
+        self.files = files
+        self.forms = forms  # the named records after this batch (None when empty)
+        self.first = first
+        self.last = last
+        self.max_appended = max_appended
+        self.done = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.ops
+
+    def complete(self) -> None:
+        """Write and fsync this batch and every earlier one; safe in a worker thread."""
+        if not self.done:
+            self._storage._complete(self)
+
+
+class DiskStorage:
+    """Durable ``Storage``: a write-ahead log of segment files in one directory."""
+
+    __slots__ = (
+        "_closed",
+        "_dir_fd",
+        "_directory",
+        "_failed",
+        "_files",
+        "_forms",
+        "_fsync",
+        "_inline_limit",
+        "_io_lock",
+        "_live_files",
+        "_lock_fd",
+        "_max_appended",
+        "_next_generation",
+        "_next_seq",
+        "_ops",
+        "_queue",
+        "_queue_lock",
+        "_segment_bytes",
+        "_segment_fd",
+        "_segment_size",
+        "_segments",
+        "_working",
+        "get",
+        "log_first",
+        "log_last",
+        "log_records",
+        "recovery_notes",
+        "stats",
+    )
+
+    def __init__(self) -> None:
+        raise TypeError("use DiskStorage.open(directory)")
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        directory: Path | str,
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync: bool = True,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+    ) -> DiskStorage:
+        """Create ``directory`` if new, else recover it (see docs/wal.md for the rules).
+
+        Raises CorruptLogError when the directory holds damage recovery must not paper
+        over, DirectoryInUseError when another DiskStorage has it open.
+        """
+        if segment_bytes <= 0:
+            raise ValueError(f"segment_bytes must be positive, got {segment_bytes}")
+        if inline_limit < 0:
+            raise ValueError(f"inline_limit must not be negative, got {inline_limit}")
+        directory = Path(directory)
+        new_directory = not directory.exists()
+        directory.mkdir(parents=True, exist_ok=True)
+        if new_directory and fsync:
+            _fsync_directory(directory.parent)
+        self = object.__new__(cls)
+        self._directory = directory
+        self._fsync = fsync
+        self._segment_bytes = segment_bytes
+        self._inline_limit = inline_limit
+        self._lock_fd = _lock_directory(directory)
+        self._dir_fd = -1
+        self._segment_fd = -1
+        try:
+            self._dir_fd = os.open(directory, os.O_RDONLY)
+            self._load()
+        except BaseException:
+            self._release_fds()
+            raise
+        return self
+
+    def _load(self) -> None:
+        directory = self._directory
+        segments, files, _tmps, unknown = list_directory(directory)
+        self.stats = WalStats()
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._io_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: deque[SyncBatch] = deque()
+        self._ops: list[list[Any]] = []
+        self._files: list[_FileWrite] = []
+        self._max_appended = 0
+        self._next_seq = 1
+        if segments:
+            recovered = recover(directory, fsync=self._fsync)
+            working = MemoryStorage(recovered.first)
+            working._log = recovered.records
+            working._records = recovered.values
+            self._forms = recovered.forms
+            self._segments: list[SegmentInfo] = recovered.segments
+            self._next_generation = recovered.next_generation
+            self.recovery_notes: list[str] = recovered.notes
+            tail = self._segments[-1]
+            self._segment_fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND)
+            self._segment_size = recovered.tail_size
+        else:
+            if files or unknown:
+                names = ", ".join(sorted([*files.values(), *unknown])[:5])
+                raise ValueError(
+                    f"{directory} is not empty but holds no WAL segment ({names}): "
+                    "not a consensuskit data directory, refusing to write into it"
+                )
+            for name in _tmps:
+                os.unlink(directory / name)
+            working = MemoryStorage()
+            self._forms = {}
+            self._segments = []
+            self._next_generation = 1
+            self.recovery_notes = []
+            self._segment_size = 0
+            self._roll(1, 1, {}, 0)
+        self._live_files = {key: arg for key, (op, arg) in self._forms.items() if op == OP_PUT_FILE}
+        self._working = working
+        self.get: Callable[..., Any] = working.get
+        self.log_first: Callable[[], int] = working.log_first
+        self.log_last: Callable[[], int] = working.log_last
+        self.log_records: Callable[[], list[Any]] = working.log_records
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    # ------------------------------------------------------------ Storage: writes
+    def put(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"record key must be a str, got {type(key).__name__}")
+        self._check_open()
+        blob = encode(value)  # raises before anything changes
+        self._working.put(key, value)
+        if len(blob) > self._inline_limit:
+            generation = self._next_generation
+            self._next_generation += 1
+            self._files.append(_FileWrite(generation, key, blob))
+            self._ops.append([OP_PUT_FILE, key, generation])
+            self._forms[key] = (OP_PUT_FILE, generation)
+        else:
+            self._ops.append([OP_PUT, key, blob])
+            self._forms[key] = (OP_PUT, blob)
+
+    def log_append(self, records: list[Any]) -> None:
+        if not records:
+            return
+        self._check_open()
+        records = list(records)
+        blob = encode(records)  # raises before anything changes
+        working = self._working
+        position = working.log_last() + 1
+        working.log_append(records)
+        self._ops.append([OP_APPEND, position, blob])
+        self._max_appended = position + len(records) - 1
+
+    def log_truncate_from(self, position: int) -> None:
+        self._check_open()
+        working = self._working
+        last = working.log_last()
+        working.log_truncate_from(position)  # raises before a position below the start
+        if position <= last:
+            self._ops.append([OP_TRUNCATE, position])
+
+    def log_compact_to(self, position: int) -> None:
+        self._check_open()
+        working = self._working
+        if position <= working.log_first():
+            return
+        working.log_compact_to(position)
+        self._ops.append([OP_COMPACT, position])
+
+    # ------------------------------------------------------------------- syncing
+    def begin_sync(self) -> SyncBatch:
+        """Seal every write made so far into a batch (event-loop thread; does no I/O)."""
+        self._check_open()
+        if self._failed is not None:
+            raise StorageFailedError(f"{self._directory}: storage failed earlier") from self._failed
+        ops = self._ops
+        if not ops:
+            return SyncBatch(self, self._next_seq - 1, ops, [], None, 0, 0, 0)
+        working = self._working
+        batch = SyncBatch(
+            self,
+            self._next_seq,
+            ops,
+            self._files,
+            dict(self._forms),
+            working.log_first(),
+            working.log_last(),
+            self._max_appended,
+        )
+        self._next_seq += 1
+        self._ops = []
+        self._files = []
+        self._max_appended = 0
+        with self._queue_lock:
+            self._queue.append(batch)
+        return batch
+
+    def sync(self) -> None:
+        """Make every write so far durable."""
+        self.begin_sync().complete()
+
+    def _complete(self, batch: SyncBatch) -> None:
+        with self._io_lock:
+            if batch.done:
+                return  # a later batch's completion wrote it
+            if self._failed is not None:
+                raise StorageFailedError(f"{self._directory}: storage failed earlier") from self._failed
+            if self._closed:
+                raise ValueError(f"{self._directory}: storage is closed")
+            with self._queue_lock:
+                sealed: list[SyncBatch] = []
+                while self._queue and self._queue[0].seq <= batch.seq:
+                    sealed.append(self._queue.popleft())
+            if not sealed:
+                batch.done = True
+                return
+            try:
+                self._write(sealed)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+            for done in sealed:
+                done.done = True
+            batch.done = True
+
+    def _write(self, sealed: list[SyncBatch]) -> None:
+        """Under the io lock: files, then WAL records, one fsync, then tidy up."""
+        stats = self.stats
+        files = [f for b in sealed for f in b.files]
+        if files:
+            for f in files:
+                self._write_named_file(f)
+            if self._fsync:
+                self._timed_fsync(self._dir_fd, os.fsync)
+        data = b"".join(frame_record(RECORD_BATCH, msgpack.packb(b.ops, use_bin_type=True)) for b in sealed)
+        write_all(self._segment_fd, data)
+        self._segment_size += len(data)
+        stats.bytes_written += len(data)
+        stats.batches += len(sealed)
+        if self._fsync:
+            self._timed_fsync(self._segment_fd, _datasync)
+        current = self._segments[-1]
+        for b in sealed:
+            current.max_position = max(current.max_position, b.max_appended)
+        self._drop_replaced_files(sealed)
+        newest = sealed[-1]
+        assert newest.forms is not None
+        if self._segment_size >= self._segment_bytes:
+            self._roll(current.number + 1, newest.first, newest.forms, newest.last)
+        self._delete_old_segments(newest.first)
+
+    def _write_named_file(self, f: _FileWrite) -> None:
+        key = f.key.encode()
+        final = self._directory / file_name(f.generation)
+        tmp = final.with_name(final.name + TMP_SUFFIX)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, file_header(f.generation, key, f.blob) + key)
+            write_all(fd, f.blob)
+            if self._fsync:
+                self._timed_fsync(fd, _datasync)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        self.stats.bytes_written += FILE_HEADER.size + len(key) + len(f.blob)
+
+    def _drop_replaced_files(self, sealed: list[SyncBatch]) -> None:
+        """Remove files whose record a now-durable write replaced (no dir fsync needed:
+        a file that reappears after a crash is unreferenced and recovery removes it)."""
+        live = self._live_files
+        for b in sealed:
+            for op in b.ops:
+                code = op[0]
+                if code in (OP_PUT_FILE, OP_PUT):
+                    old = live.pop(op[1], None)
+                    if code == OP_PUT_FILE:
+                        live[op[1]] = op[2]
+                    if old is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self._directory / file_name(old))
+
+    def _roll(self, number: int, first: int, forms: dict[str, NamedForm], last: int) -> None:
+        """Start segment ``number`` with a STATE record; it appears whole or not at all."""
+        state = {"first": first, "last": last, "named": {k: list(v) for k, v in forms.items()}}
+        data = segment_header(number) + frame_record(RECORD_STATE, msgpack.packb(state, use_bin_type=True))
+        final = self._directory / segment_name(number)
+        tmp = final.with_name(final.name + TMP_SUFFIX)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, data)
+            if self._fsync:
+                self._timed_fsync(fd, _datasync)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        if self._fsync:
+            self._timed_fsync(self._dir_fd, os.fsync)
+        fd = os.open(final, os.O_WRONLY | os.O_APPEND)
+        if self._segment_fd >= 0:
+            os.close(self._segment_fd)
+        self._segment_fd = fd
+        self._segment_size = len(data)
+        self._segments.append(SegmentInfo(number, final, last))
+        self.stats.bytes_written += len(data)
+        self.stats.segments_created += 1
+
+    def _delete_old_segments(self, durable_first: int) -> None:
+        segments = self._segments
+        while len(segments) > 1 and segments[0].max_position < durable_first:
+            # The next segment's STATE carries the named records; no entry here is needed.
+            os.unlink(segments.pop(0).path)
+            self.stats.segments_deleted += 1
+
+    def _timed_fsync(self, fd: int, how: Callable[[int], None]) -> None:
+        t0 = time.perf_counter()
+        how(fd)
+        elapsed = time.perf_counter() - t0
+        stats = self.stats
+        stats.fsync_count += 1
+        stats.last_fsync_seconds = elapsed
+        stats.fsync_seconds_total += elapsed
+
+    # ------------------------------------------------------------------- closing
+    def close(self) -> None:
+        """Release the directory.  Writes not yet synced are dropped, as in a crash:
+        call ``sync()`` first to keep them."""
+        with self._io_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._release_fds()
+
+    def _release_fds(self) -> None:
+        for fd in (self._segment_fd, self._dir_fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)  # closing the lock fd releases the flock
+        self._segment_fd = self._dir_fd = self._lock_fd = -1
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{self._directory}: storage is closed")
+
+    def segment_paths(self) -> list[Path]:
+        """The live segment files, oldest first (for tests and tooling)."""
+        with self._io_lock:
+            return [s.path for s in self._segments]
+
+    def __enter__(self) -> DiskStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _lock_directory(directory: Path) -> int:
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DirectoryInUseError(f"{directory} is already open (another node process?)") from None
+    return fd
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
