@@ -51,6 +51,7 @@ class PeerStats:
 
     frames_sent: int = 0  # written to the connection (not proof of arrival)
     bytes_sent: int = 0  # including the 4-byte length prefixes
+    batches_sent: int = 0  # writes followed by one drain; frames_sent / batches_sent = coalescing
     frames_received: int = 0  # decoded and handed to on_message
     bytes_received: int = 0
     dropped_overflow: int = 0  # oldest queued frames evicted by a full queue
@@ -324,7 +325,10 @@ class PeerTransport:
         failures = 0
         while True:
             try:
-                reader, writer = await asyncio.wait_for(self._dial(link), self._handshake_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races with the dial finishing, and stop() would then wait forever.
+                async with asyncio.timeout(self._handshake_timeout):
+                    reader, writer = await self._dial(link)
             except handshake.HandshakeError as exc:
                 link.stats.auth_failures += 1
                 self._auth_failures += 1
@@ -341,6 +345,8 @@ class PeerTransport:
                     self._log.info("connected to peer %s at %s", link.peer_id, _format(link.address))
                 link.failure = None
                 await self._pump(link, reader, writer)
+            if self._stopped:
+                return
             failures += 1
             await asyncio.sleep(self._backoff(failures))
 
@@ -395,6 +401,7 @@ class PeerTransport:
                 writer.writelines(batch)
                 stats.frames_sent += len(batch)
                 stats.bytes_sent += size
+                stats.batches_sent += 1
                 await writer.drain()
         except OSError as exc:
             self._log.info("connection to peer %s at %s lost: %s", link.peer_id, _format(link.address), exc)
@@ -447,16 +454,14 @@ class PeerTransport:
     ) -> str | None:
         self._pending_handshakes += 1
         try:
-            return await asyncio.wait_for(
-                handshake.accept(
+            async with asyncio.timeout(self._handshake_timeout):
+                return await handshake.accept(
                     reader,
                     writer,
                     node_id=self._node_id,
                     secret=self._secret,
                     is_known_peer=self._links.__contains__,
-                ),
-                self._handshake_timeout,
-            )
+                )
         except handshake.HandshakeError as exc:
             reason = exc.reason
             link = self._links.get(exc.claimed_id) if exc.claimed_id is not None else None
