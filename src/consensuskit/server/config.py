@@ -1,0 +1,381 @@
+"""Settings of one node process: a TOML file, the same settings as flags, or both.
+
+Rules this module owns:
+  * every setting has one name, used in the file and (with ``-`` for ``_``) as a flag;
+    a flag overrides the file; an unknown name is an error naming the valid ones;
+  * relative paths in a file are relative to the file's directory, flags to the cwd;
+  * every problem is one ``ConfigError`` line naming the setting (the CLI exits 2);
+  * secrets are read here, once: the cluster secret file must exist and not be empty.
+
+File layout (see docs/server.md)::
+
+    id = "n1"
+    peer_address = "127.0.0.1:7001"      # where peers connect to us
+    client_address = "127.0.0.1:8001"    # HTTP API
+    data_dir = "data/n1"
+    secret_file = "secret"
+    [peers.n2]
+    peer_address = "127.0.0.1:7002"
+    client_url = "http://127.0.0.1:8002"
+    [options]                            # protocol options, e.g. election_timeout = 0.3
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from consensuskit.core.registry import Registry, default_registry
+
+Address = tuple[str, int]
+
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+DEFAULT_MAX_KEY_BYTES = 4096
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+TOP_LEVEL = (
+    "id",
+    "peer_address",
+    "client_address",
+    "client_url",
+    "data_dir",
+    "protocol",
+    "members",
+    "secret_file",
+    "admin_token_file",
+    "max_value_bytes",
+    "max_key_bytes",
+    "fsync",
+    "request_timeout",
+    "enable_fault_injection",
+    "log_level",
+    "peers",
+    "tls",
+    "options",
+)
+PEER_KEYS = ("peer_address", "client_url")
+TLS_KEYS = ("cert", "key", "ca", "client_api")
+
+
+class ConfigError(ValueError):
+    """A bad setting; ``str()`` is one line naming it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerInfo:
+    peer_address: Address
+    client_url: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    cert: Path
+    key: Path
+    ca: Path | None = None
+    client_api: bool = False  # also serve the HTTP API over TLS
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert, self.key)
+        if self.ca is not None:
+            ctx.load_verify_locations(self.ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        # Peers are named by address, not host name; the HMAC handshake authenticates them.
+        ctx.check_hostname = False
+        if self.ca is None:
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    node_id: str
+    peer_address: Address
+    client_address: Address
+    client_url: str
+    data_dir: Path
+    secret: bytes = field(repr=False)
+    peers: dict[str, PeerInfo] = field(default_factory=dict)  # every other node we may talk to
+    members: tuple[str, ...] = ()  # initial voters (sorted)
+    protocol: str = "raft"
+    options: dict[str, Any] = field(default_factory=dict)
+    admin_token: str | None = field(default=None, repr=False)
+    tls: TLSConfig | None = None
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    fsync: bool = True
+    request_timeout: float = 5.0
+    enable_fault_injection: bool = False
+    log_level: str = "info"
+
+    def client_urls(self) -> dict[str, str]:
+        urls = {peer: info.client_url for peer, info in self.peers.items()}
+        urls[self.node_id] = self.client_url
+        return dict(sorted(urls.items()))
+
+
+def parse_address(text: Any, setting: str) -> Address:
+    """``HOST:PORT`` or ``[V6]:PORT``; port 0 asks the OS for a free one."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{setting}: expected a string HOST:PORT, got {text!r}")
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"{setting}: bad address {text!r}; expected HOST:PORT, e.g. 127.0.0.1:7001")
+    return host, int(port_text)
+
+
+def format_address(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_peer_flag(text: str) -> tuple[str, dict[str, str]]:
+    """``ID=HOST:PORT,URL`` (the ``--peer`` flag) -> (id, peer table)."""
+    node_id, sep, rest = text.partition("=")
+    address, comma, url = rest.partition(",")
+    if not sep or not comma or not node_id or not url:
+        raise ConfigError(f"--peer: expected ID=HOST:PORT,CLIENT_URL, got {text!r}")
+    return node_id, {"peer_address": address, "client_url": url}
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    registry: Registry | None = None,
+) -> ServerConfig:
+    """Read ``path`` (TOML), apply ``overrides`` (flag values; None = not given), validate."""
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        _check_keys(raw, TOP_LEVEL, str(path))
+        base = path.resolve().parent
+        raw = _resolve_paths(raw, base)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"unknown setting {key!r}; valid: {', '.join(TOP_LEVEL)}")
+        if key in ("peers", "options", "tls"):
+            merged = dict(raw.get(key) or {})
+            merged.update(value)
+            raw[key] = merged
+        else:
+            raw[key] = value
+    return _build(raw, registry or default_registry())
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(raw)
+    for key in ("data_dir", "secret_file", "admin_token_file"):
+        if isinstance(out.get(key), str):
+            out[key] = str(base / out[key])
+    tls = out.get("tls")
+    if isinstance(tls, dict):
+        tls = dict(tls)
+        for key in ("cert", "key", "ca"):
+            if isinstance(tls.get(key), str):
+                tls[key] = str(base / tls[key])
+        out["tls"] = tls
+    return out
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table, got {value!r}")
+    return value
+
+
+def _check_keys(table: Any, valid: tuple[str, ...], where: str) -> None:
+    _table(table, where)
+    unknown = sorted(set(table) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} in {where}; valid: {', '.join(valid)}")
+
+
+def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
+    node_id = _node_id(raw.get("id"), "id")
+    peer_address = parse_address(_required(raw, "peer_address"), "peer_address")
+    client_address = parse_address(_required(raw, "client_address"), "client_address")
+    tls = _tls(raw.get("tls"))
+    scheme = "https" if tls is not None and tls.client_api else "http"
+    client_url = raw.get("client_url") or f"{scheme}://{format_address(client_address)}"
+    _check_url(client_url, "client_url")
+
+    peers_raw = _table(raw.get("peers"), "peers")
+    peers: dict[str, PeerInfo] = {}
+    for peer_id, table in sorted(peers_raw.items()):
+        where = f"peers.{peer_id}"
+        _node_id(peer_id, where)
+        if peer_id == node_id:
+            raise ConfigError(f"{where}: a node is not its own peer (remove it or change id)")
+        _check_keys(table, PEER_KEYS, where)
+        address = parse_address(_required(table, "peer_address", where), f"{where}.peer_address")
+        url = _required(table, "client_url", where)
+        _check_url(url, f"{where}.client_url")
+        peers[peer_id] = PeerInfo(peer_address=address, client_url=url)
+
+    known = {node_id, *peers}
+    members_raw = raw.get("members")
+    if members_raw is None:
+        members = tuple(sorted(known))
+    else:
+        if not isinstance(members_raw, list) or not all(isinstance(m, str) for m in members_raw):
+            raise ConfigError(f"members: expected a list of node ids, got {members_raw!r}")
+        unknown = sorted(set(members_raw) - known)
+        if unknown:
+            raise ConfigError(f"members: {unknown[0]!r} is neither this node nor in [peers]")
+        members = tuple(sorted(set(members_raw)))
+        if not members:
+            raise ConfigError("members: at least one initial voter is needed")
+
+    protocol = raw.get("protocol", "raft")
+    try:
+        spec = registry.get(protocol)
+    except KeyError as exc:
+        raise ConfigError(f"protocol: {exc.args[0]}") from None
+    options = _table(raw.get("options"), "options")
+    if spec.validate_options is not None:
+        try:
+            spec.validate_options(dict(options))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"options: {exc}") from None
+
+    return ServerConfig(
+        node_id=node_id,
+        peer_address=peer_address,
+        client_address=client_address,
+        client_url=client_url.rstrip("/"),
+        data_dir=Path(_required(raw, "data_dir")),
+        secret=_read_secret(_required(raw, "secret_file"), "secret_file"),
+        peers=peers,
+        members=members,
+        protocol=protocol,
+        options=dict(options),
+        admin_token=_admin_token(raw.get("admin_token_file")),
+        tls=tls,
+        max_value_bytes=_positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES),
+        max_key_bytes=_positive_int(raw, "max_key_bytes", DEFAULT_MAX_KEY_BYTES),
+        fsync=_bool(raw, "fsync", True),
+        request_timeout=_positive_float(raw, "request_timeout", 5.0),
+        enable_fault_injection=_bool(raw, "enable_fault_injection", False),
+        log_level=_log_level(raw.get("log_level", "info")),
+    )
+
+
+def _required(table: dict[str, Any], key: str, where: str = "") -> Any:
+    value = table.get(key)
+    if value is None or value == "":
+        name = f"{where}.{key}" if where else key
+        raise ConfigError(f"{name} is required")
+    return value
+
+
+def _node_id(value: Any, setting: str) -> str:
+    if value is None:
+        raise ConfigError(f"{setting} (the node id) is required")
+    if not isinstance(value, str) or not NODE_ID.match(value):
+        raise ConfigError(f"{setting}: bad node id {value!r}; use 1-64 of A-Z a-z 0-9 _ . - (not first)")
+    return value
+
+
+def _check_url(url: Any, setting: str) -> None:
+    if not isinstance(url, str):
+        raise ConfigError(f"{setting}: expected a URL string, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{setting}: bad URL {url!r}; expected http://HOST:PORT")
+
+
+def _read_secret(path: Any, setting: str) -> bytes:
+    try:
+        secret = Path(path).read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{setting}: {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"{setting}: {path} is empty")
+    return secret
+
+
+def _admin_token(path: Any) -> str | None:
+    if path is None:
+        return None
+    token = _read_secret(path, "admin_token_file")
+    try:
+        return token.decode("ascii")
+    except UnicodeDecodeError:
+        raise ConfigError(f"admin_token_file: {path} must hold an ASCII token") from None
+
+
+def _tls(table: Any) -> TLSConfig | None:
+    if not table:
+        return None
+    _check_keys(table, TLS_KEYS, "tls")
+    cert, key, ca = table.get("cert"), table.get("key"), table.get("ca")
+    if not cert or not key:
+        raise ConfigError("tls: both cert and key are required")
+    for name, value in (("cert", cert), ("key", key), ("ca", ca)):
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"tls.{name}: {value} not found")
+    client_api = table.get("client_api", False)
+    if not isinstance(client_api, bool):
+        raise ConfigError(f"tls.client_api: expected true or false, got {client_api!r}")
+    tls = TLSConfig(cert=Path(cert), key=Path(key), ca=Path(ca) if ca else None, client_api=client_api)
+    try:
+        tls.server_context()
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"tls: cannot load cert/key: {exc}") from None
+    return tls
+
+
+def _positive_int(raw: dict[str, Any], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _positive_float(raw: dict[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _bool(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _log_level(value: Any) -> str:
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"log_level: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return str(value)

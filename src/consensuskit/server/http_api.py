@@ -1,0 +1,634 @@
+"""The client HTTP API of one node (aiohttp); the contract is docs/openapi.yaml.
+
+Rules this module owns:
+  * every error answer is JSON ``{"error": CODE, "message": TEXT, ...}``, including 404
+    for unknown routes, 405 and 413; ``outcome`` says whether a failed write was
+    certainly not applied ("not-applied") or may have been ("unknown");
+  * a write is one ``ClientRequest``: ``X-Request-Id: CLIENT:SEQ`` names it, so a retry
+    with the same id is applied once and answered with the first result (the state
+    machine's sessions).  Without the header the node numbers the write in its own
+    anonymous session, whose sequence only grows, so it cannot be retried safely;
+  * answers come from the runtime, i.e. after the durability barrier; a request waits at
+    most ``request_timeout`` (503 "timeout");
+  * a node that is not the leader answers 421 "not-leader" naming the leader's client
+    URL (503 with no URL when it knows no leader);
+  * membership, leadership transfer and fault injection need ``Authorization: Bearer
+    <admin token>`` (401 without, 403 with a wrong one or when no token is configured).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from consensuskit.core.client import (
+    BUSY,
+    CONSISTENCY_LEVELS,
+    NOT_LEADER,
+    REMOVED,
+    STALE_SESSION,
+    ClientRequest,
+    ClientResponse,
+    Op,
+)
+from consensuskit.server.config import ConfigError as _ConfigError
+from consensuskit.server.config import PeerInfo, ServerConfig, parse_address
+from consensuskit.server.metrics import NodeMetrics
+from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
+
+log = logging.getLogger("consensuskit.server.http")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_CLIENT_ID = 128
+JSON_BODY_LIMIT = 64 * 1024
+NOT_APPLIED = "not-applied"
+UNKNOWN = "unknown"
+
+_STATUS_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+}
+
+
+class ApiHost(Protocol):
+    """What the API needs from the node process (``main.NodeServer``)."""
+
+    config: ServerConfig
+    runtime: NodeRuntime
+    metrics: NodeMetrics
+    started_at: float
+
+    def directory(self) -> dict[str, PeerInfo]: ...
+
+    def add_peer(self, node_id: str, info: PeerInfo) -> None: ...
+
+    def set_blocked(self, peers: set[str]) -> None: ...
+
+    def transport_status(self) -> dict[str, Any]: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def response(self) -> web.Response:
+        return error_response(self.status, self.code, self.message, headers=self.headers, **self.extra)
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    body = {"error": code, "message": message, **extra}
+    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _ok(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def encode_value(value: Any) -> dict[str, Any]:
+    """JSON form of a stored value: text as is, bytes as base64."""
+    if isinstance(value, bytes):
+        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+    if isinstance(value, str):
+        return {"value": value, "encoding": "utf-8"}
+    return {"value": value, "encoding": "json"}  # written by something other than this API
+
+
+class KVApi:
+    def __init__(self, host: ApiHost) -> None:
+        self.host = host
+        self.runtime = host.runtime
+        boot = os.urandom(6).hex()
+        # The anonymous sessions of this incarnation: writes without X-Request-Id, and
+        # every read (reads never touch sessions; they need a unique key to be answered).
+        self._anon_writer = f"anon.{self.config.node_id}.{boot}"
+        self._anon_reader = f"read.{self.config.node_id}.{boot}"
+        self._anon_seq = itertools.count(1)
+        self._read_seq = itertools.count(1)
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.host.config  # the host fills in ports bound at start
+
+    # ------------------------------------------------------------------ app
+    def app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[self._errors],
+            client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
+        )
+        r = app.router
+        r.add_route("PUT", "/v1/kv/{key:.+}", self.put)
+        r.add_route("GET", "/v1/kv/{key:.+}", self.get)
+        r.add_route("DELETE", "/v1/kv/{key:.+}", self.delete)
+        r.add_route("GET", "/v1/kv", self.list)
+        r.add_route("GET", "/v1/status", self.status)
+        r.add_route("GET", "/v1/members", self.members)
+        r.add_route("POST", "/v1/members", self.add_member)
+        r.add_route("DELETE", "/v1/members/{id}", self.remove_member)
+        r.add_route("POST", "/v1/leader/transfer", self.transfer)
+        r.add_route("POST", "/v1/debug/faults", self.faults)
+        r.add_route("GET", "/metrics", self.metrics)
+        return app
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response()
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _STATUS_CODES.get(exc.status, f"http-{exc.status}")
+            message = exc.reason
+            if exc.status == 404:
+                message = f"no route for {request.method} {request.path}"
+            elif exc.status == 405:
+                message = f"{request.method} is not allowed on {request.path}"
+            elif exc.status == 413:
+                message = f"request body over the limit of {self.config.max_value_bytes} bytes"
+            headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+            return error_response(exc.status, code, message, headers=headers)
+        except Exception:
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return error_response(500, "internal", "internal server error (see the node's log)")
+
+    # ------------------------------------------------------------------ key-value
+    async def put(self, request: web.Request) -> web.Response:
+        _only_params(request, ("cas_version", "prev_value"))
+        key = self._key(request)
+        value = await self._value(request)
+        cas_version = request.query.get("cas_version")
+        prev_value = request.query.get("prev_value")
+        if cas_version is not None and prev_value is not None:
+            raise ApiError(400, "bad-request", "give cas_version or prev_value, not both")
+        if cas_version is not None:
+            op = Op(
+                kind="cas", key=key, value=value, expected_version=_non_negative(cas_version, "cas_version")
+            )
+        elif prev_value is not None:
+            op = Op(kind="cas", key=key, value=value, expected=prev_value)
+        else:
+            op = Op(kind="put", key=key, value=value)
+        response = await self._submit(request, op, write=True)
+        result = response.result
+        if op.kind == "cas" and not result.get("swapped"):
+            raise ApiError(
+                412,
+                "cas-failed",
+                f"compare-and-swap on {key!r} failed: the key holds another value or version",
+                outcome=NOT_APPLIED,
+                key=key,
+                version=result.get("version", 0),
+                index=response.index,
+                **(encode_value(result.get("value")) if result.get("version") else {"value": None}),
+            )
+        body = {"key": key, "version": result["version"], "index": response.index}
+        if op.kind == "cas":
+            body["swapped"] = True
+        return _ok(body)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        _only_params(request, ("consistency",))
+        key = self._key(request)
+        consistency = _consistency(request)
+        response = await self._submit(request, Op(kind="get", key=key), consistency=consistency)
+        result = response.result
+        if not result.get("version"):
+            raise ApiError(404, "not-found", f"key {key!r} not found", key=key, index=response.index)
+        accept = request.headers.get("Accept", "")
+        if "application/octet-stream" in accept and "json" not in accept:
+            value = result["value"]
+            raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            headers = {"X-Version": str(result["version"]), "X-Index": str(response.index)}
+            return web.Response(body=raw, content_type="application/octet-stream", headers=headers)
+        return _ok(
+            {
+                "key": key,
+                **encode_value(result["value"]),
+                "version": result["version"],
+                "index": response.index,
+            }
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        _only_params(request, ())
+        key = self._key(request)
+        response = await self._submit(request, Op(kind="delete", key=key), write=True)
+        return _ok({"key": key, "deleted": bool(response.result.get("deleted")), "index": response.index})
+
+    async def list(self, request: web.Request) -> web.Response:
+        _only_params(request, ("prefix", "limit", "consistency"))
+        prefix = request.query.get("prefix", "")
+        limit_text = request.query.get("limit")
+        limit = _non_negative(limit_text, "limit") if limit_text is not None else None
+        consistency = _consistency(request)
+        response = await self._submit(
+            request, Op(kind="list", key=prefix, value=limit), consistency=consistency
+        )
+        items = [{"key": k, **encode_value(v), "version": ver} for k, v, ver in response.result["items"]]
+        return _ok(
+            {
+                "prefix": prefix,
+                "items": items,
+                "truncated": bool(response.result["truncated"]),
+                "index": response.index,
+            }
+        )
+
+    def _key(self, request: web.Request) -> str:
+        key = request.match_info["key"]
+        if len(key.encode("utf-8")) > self.config.max_key_bytes:
+            raise ApiError(400, "bad-key", f"key longer than {self.config.max_key_bytes} bytes")
+        return key
+
+    async def _value(self, request: web.Request) -> str | bytes:
+        limit = self.config.max_value_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "too-large", f"value of {request.content_length} bytes is over {limit}")
+        body = await request.read()
+        if len(body) > limit:
+            raise ApiError(413, "too-large", f"value of {len(body)} bytes is over {limit}")
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body
+
+    async def _submit(
+        self, request: web.Request, op: Op, *, write: bool = False, consistency: str | None = None
+    ) -> ClientResponse:
+        if write:
+            client_id, seq = self._request_id(request)
+        else:
+            client_id, seq = self._anon_reader, next(self._read_seq)
+        client_request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=consistency)
+        started = time.monotonic()
+        try:
+            response = await self.runtime.request(client_request, self.config.request_timeout)
+        except RequestTimeout:
+            raise ApiError(
+                503,
+                "timeout",
+                f"no answer within {self.config.request_timeout:g}s (no quorum?); "
+                + ("the write may or may not have been applied" if write else "retry"),
+                outcome=UNKNOWN if write else NOT_APPLIED,
+            ) from None
+        except LeadershipLost as exc:
+            raise ApiError(
+                503,
+                "leadership-lost",
+                f"{exc}; the write may or may not have been applied: retry with the same X-Request-Id",
+                outcome=UNKNOWN,
+            ) from None
+        except NodeHalted as exc:
+            raise ApiError(503, "unavailable", str(exc), outcome=UNKNOWN if write else NOT_APPLIED) from None
+        finally:
+            self.host.metrics.request_seconds.labels(op.kind).observe(time.monotonic() - started)
+        if not response.ok:
+            raise self._rejection(response)
+        return response
+
+    def _request_id(self, request: web.Request) -> tuple[str, int]:
+        header = request.headers.get(REQUEST_ID_HEADER)
+        if header is None:
+            return self._anon_writer, next(self._anon_seq)
+        client_id, sep, seq_text = header.rpartition(":")
+        if not sep or not client_id or len(client_id) > MAX_CLIENT_ID or not seq_text.isdigit():
+            raise ApiError(
+                400,
+                "bad-request-id",
+                f"{REQUEST_ID_HEADER} must be CLIENT:SEQ (client id up to {MAX_CLIENT_ID} chars, "
+                f"SEQ a positive integer), got {header[:200]!r}",
+            )
+        if client_id.startswith(("anon.", "read.")):
+            raise ApiError(400, "bad-request-id", "client ids starting with anon. or read. are reserved")
+        seq = int(seq_text)
+        if seq < 1:
+            raise ApiError(400, "bad-request-id", "SEQ must be a positive integer")
+        return client_id, seq
+
+    def _rejection(self, response: ClientResponse) -> ApiError:
+        error = response.error
+        if error == NOT_LEADER:
+            return self._not_leader(response.leader_hint)
+        if error == BUSY:
+            exc = ApiError(503, "busy", "leadership transfer in progress; retry shortly", outcome=NOT_APPLIED)
+            exc.headers["Retry-After"] = "1"
+            return exc
+        if error == STALE_SESSION:
+            return ApiError(
+                409,
+                "stale-session",
+                "this X-Request-Id sequence is older than the session's last applied one",
+                outcome=NOT_APPLIED,
+            )
+        if error == REMOVED:
+            return ApiError(503, "removed", "this node was removed from the cluster", outcome=NOT_APPLIED)
+        return ApiError(500, "rejected", f"the node refused the request: {error}", outcome=NOT_APPLIED)
+
+    def _not_leader(self, leader: str | None) -> ApiError:
+        me = self.config.node_id
+        url = self._url_of(leader)
+        if leader is None or url is None:
+            return ApiError(
+                503,
+                "not-leader",
+                f"node {me} is not the leader and knows no leader (election in progress?)",
+                outcome=NOT_APPLIED,
+                leader=leader,
+                leader_url=None,
+            )
+        return ApiError(
+            421,
+            "not-leader",
+            f"node {me} is not the leader; retry at {url}",
+            outcome=NOT_APPLIED,
+            leader=leader,
+            leader_url=url,
+        )
+
+    # ------------------------------------------------------------------ status
+    async def status(self, request: web.Request) -> web.Response:
+        return _ok(self.status_body())
+
+    def status_body(self) -> dict[str, Any]:
+        host, cfg, runtime = self.host, self.config, self.runtime
+        directory = host.directory()
+        node_status = _node_status(runtime)
+        leader = node_status.get("leader")
+        progress = node_status.pop("peers", {}) or {}
+        transport = host.transport_status()
+        peers = {}
+        for peer in sorted(set(directory) | set(progress)):
+            entry: dict[str, Any] = {
+                "client_url": directory[peer].client_url if peer in directory else None,
+                "match": None,
+                "next": None,
+                "state": None,
+                "connected": transport.get(peer, {}).get("connected"),
+            }
+            entry.update(progress.get(peer, {}))
+            peers[peer] = entry
+        stats = runtime.stats
+        return {
+            **node_status,
+            "id": cfg.node_id,
+            "pid": os.getpid(),
+            "protocol": cfg.protocol,
+            "client_url": cfg.client_url,
+            "leader_url": self._url_of(leader),
+            "peers": peers,
+            "halted": runtime.failure is not None,
+            "uptime_seconds": round(time.monotonic() - host.started_at, 3),
+            "syncs": stats.syncs,
+            "last_sync_seconds": stats.last_sync_seconds,
+        }
+
+    def _url_of(self, node_id: str | None) -> str | None:
+        if node_id is None:
+            return None
+        if node_id == self.config.node_id:
+            return self.config.client_url
+        info = self.host.directory().get(node_id)
+        return info.client_url if info is not None else None
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.host.metrics.exposition()
+        ctype, _, params = content_type.partition(";")
+        charset = params.partition("charset=")[2].strip() or "utf-8"
+        return web.Response(body=body, content_type=ctype.strip(), charset=charset)
+
+    # ------------------------------------------------------------------ membership
+    async def members(self, request: web.Request) -> web.Response:
+        status = _node_status(self.runtime)
+        voters, learners = status.get("voters", []), status.get("learners", [])
+        members = [
+            {"id": m, "voter": m in voters, "client_url": self._url_of(m)}
+            for m in sorted({*voters, *learners})
+        ]
+        leader = status.get("leader")
+        return _ok(
+            {
+                "leader": leader,
+                "leader_url": self._url_of(leader),
+                "voters": voters,
+                "learners": learners,
+                "members": members,
+            }
+        )
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await _json_object(request)
+        node_id = body.get("id")
+        if not isinstance(node_id, str) or not node_id:
+            raise ApiError(400, "bad-request", 'body needs "id": the new member\'s node id')
+        voter = body.get("voter", True)
+        if not isinstance(voter, bool):
+            raise ApiError(400, "bad-request", '"voter" must be true or false')
+        address, url = body.get("peer_address"), body.get("client_url")
+        if address is not None or url is not None:
+            if not isinstance(address, str) or not isinstance(url, str):
+                raise ApiError(400, "bad-request", "give both peer_address (HOST:PORT) and client_url")
+            try:
+                info = PeerInfo(peer_address=parse_address(address, "peer_address"), client_url=url)
+            except _ConfigError as exc:
+                raise ApiError(400, "bad-request", str(exc)) from None
+        else:
+            info = None
+        if node_id != self.config.node_id and node_id not in self.host.directory() and info is None:
+            raise ApiError(
+                400,
+                "unknown-peer",
+                f"{node_id} is not in this node's [peers]; give peer_address and client_url",
+            )
+        self._needs_leader()
+        if info is not None:
+            self.host.add_peer(node_id, info)
+        return await self._change_membership("add-voter" if voter else "add-learner", node_id)
+
+    async def remove_member(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        self._needs_leader()
+        return await self._change_membership("remove", request.match_info["id"])
+
+    async def _change_membership(self, change: str, node_id: str) -> web.Response:
+        node = self.runtime.node
+        if not hasattr(node, "propose_config_change"):
+            raise ApiError(
+                501, "not-implemented", f"protocol {self.config.protocol} has no membership changes"
+            )
+        error, index = await self.runtime.call(
+            lambda n: (n.propose_config_change(change, node_id), n.config_index)
+        )
+        if error is not None:
+            raise self._admin_refusal(error)
+        committed = await self.runtime.wait_until(
+            lambda n: n.commit_index >= index, self.config.request_timeout
+        )
+        if not committed:
+            raise ApiError(
+                503,
+                "timeout",
+                f"the configuration change at index {index} did not commit within "
+                f"{self.config.request_timeout:g}s; it may still take effect",
+                outcome=UNKNOWN,
+                index=index,
+            )
+        status = _node_status(self.runtime)
+        return _ok(
+            {
+                "change": change,
+                "id": node_id,
+                "index": index,
+                "voters": status["voters"],
+                "learners": status["learners"],
+            }
+        )
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await _json_object(request, allow_empty=True)
+        node = self.runtime.node
+        if not hasattr(node, "transfer_leadership"):
+            raise ApiError(
+                501, "not-implemented", f"protocol {self.config.protocol} has no leadership transfer"
+            )
+        self._needs_leader()
+        target = body.get("to")
+        if target is None:
+            target = _best_successor(_node_status(self.runtime), self.config.node_id)
+            if target is None:
+                raise ApiError(409, "no-successor", "no other voter to hand leadership to")
+        if not isinstance(target, str):
+            raise ApiError(400, "bad-request", '"to" must be a node id')
+        error = await self.runtime.call(lambda n: n.transfer_leadership(target))
+        if error is not None:
+            raise self._admin_refusal(error)
+        moved = await self.runtime.wait_until(lambda n: n.leader_id == target, self.config.request_timeout)
+        if not moved:
+            raise ApiError(
+                503,
+                "timeout",
+                f"{target} did not take over within {self.config.request_timeout:g}s",
+                outcome=UNKNOWN,
+            )
+        status = _node_status(self.runtime)
+        return _ok({"leader": target, "leader_url": self._url_of(target), "term": status.get("term")})
+
+    def _needs_leader(self) -> None:
+        status = _node_status(self.runtime)
+        if status.get("role") != "leader":
+            raise self._not_leader(status.get("leader"))
+
+    def _admin_refusal(self, error: str) -> ApiError:
+        if error == NOT_LEADER:
+            return self._not_leader(_node_status(self.runtime).get("leader"))
+        if "already" in error:
+            return ApiError(409, "conflict", error)
+        if "in progress" in error or "not committed" in error:
+            exc = ApiError(503, "busy", error)
+            exc.headers["Retry-After"] = "1"
+            return exc
+        return ApiError(400, "bad-request", error)
+
+    # ------------------------------------------------------------------ faults
+    async def faults(self, request: web.Request) -> web.Response:
+        if not self.config.enable_fault_injection:
+            raise ApiError(404, "not-found", "fault injection is disabled on this node")
+        self._admin(request)
+        body = await _json_object(request)
+        block = body.get("block", [])
+        if not isinstance(block, list) or not all(isinstance(p, str) for p in block):
+            raise ApiError(400, "bad-request", '"block" must be a list of peer ids')
+        self.host.set_blocked(set(block))
+        log.warning("fault injection: node %s now blocks %s", self.config.node_id, sorted(block) or "nobody")
+        return _ok({"blocked": sorted(set(block))})
+
+    def _admin(self, request: web.Request) -> None:
+        token = self.config.admin_token
+        if token is None:
+            raise ApiError(403, "forbidden", "admin endpoints are disabled: no admin_token_file configured")
+        header = request.headers.get("Authorization")
+        if header is None:
+            exc = ApiError(401, "unauthorized", "admin endpoint: send Authorization: Bearer <admin token>")
+            exc.headers["WWW-Authenticate"] = "Bearer"
+            raise exc
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(403, "forbidden", "wrong admin token")
+
+
+def _node_status(runtime: NodeRuntime) -> dict[str, Any]:
+    status_fn = getattr(runtime.node, "status", None)
+    return dict(status_fn()) if status_fn is not None else {}
+
+
+def _best_successor(status: dict[str, Any], me: str) -> str | None:
+    """The most up-to-date other voter (ties: lowest id)."""
+    peers = status.get("peers") or {}
+    voters = [v for v in status.get("voters", []) if v != me]
+    if not voters:
+        return None
+    return max(sorted(voters), key=lambda v: peers.get(v, {}).get("match", 0))
+
+
+def _only_params(request: web.Request, allowed: tuple[str, ...]) -> None:
+    for name in request.query:
+        if name not in allowed:
+            valid = ", ".join(allowed) or "none"
+            raise ApiError(400, "bad-request", f"unknown query parameter {name!r}; valid: {valid}")
+
+
+def _consistency(request: web.Request) -> str | None:
+    value = request.query.get("consistency")
+    if value is not None and value not in CONSISTENCY_LEVELS:
+        raise ApiError(
+            400, "bad-request", f"unknown consistency {value!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
+        )
+    return value
+
+
+def _non_negative(text: str, name: str) -> int:
+    if not text.isdigit():
+        raise ApiError(400, "bad-request", f"{name} must be a non-negative integer, got {text[:50]!r}")
+    return int(text)
+
+
+async def _json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip() and allow_empty:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "bad-json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad-json", "body must be a JSON object")
+    return body

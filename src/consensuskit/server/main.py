@@ -1,0 +1,344 @@
+"""``consensuskit server``: one node process (storage + runtime + peer transport + HTTP).
+
+Rules this module owns:
+  * start order: open storage (a corrupt log refuses to start, naming file and offset),
+    build the node from it, listen for peers, serve HTTP, then start the node's timers;
+  * SIGTERM and SIGINT stop cleanly: the node stops taking inputs, its last sync finishes
+    and releases, waiters get 503, then HTTP, transport and storage close (exit 0);
+  * a node that halts (a handler raised, a sync failed) exits 70 without touching its
+    storage again: memory may be half-updated, the disk is what survives;
+  * a bad configuration is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from consensuskit.core.registry import Registry, default_registry
+from consensuskit.server.config import (
+    ConfigError,
+    PeerInfo,
+    ServerConfig,
+    format_address,
+    load_config,
+    parse_peer_flag,
+)
+from consensuskit.server.http_api import KVApi
+from consensuskit.server.metrics import NodeMetrics
+from consensuskit.server.runtime import DurableStorage, NodeRuntime
+from consensuskit.server.transport import PeerTransport
+from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
+
+log = logging.getLogger("consensuskit.server")
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # could not start (corrupt log, address in use)
+EXIT_CONFIG = 2
+EXIT_HALTED = 70  # the node halted on an internal error
+
+TransportFactory = Callable[..., Any]
+
+
+class NodeServer:
+    """One node: what ``serve`` runs, and what in-process tests start several of."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        storage: DurableStorage | None = None,
+        transport_factory: TransportFactory | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.config = config
+        self._storage = storage
+        self._transport_factory = transport_factory
+        self._registry = registry or default_registry()
+        self._directory: dict[str, PeerInfo] = dict(config.peers)
+        self._runner: web.AppRunner | None = None
+        self.started_at = time.monotonic()
+        self.metrics = NodeMetrics(config.node_id, config.protocol)
+        self.runtime: NodeRuntime = None  # type: ignore[assignment]  # set by start()
+        self.transport: Any = None
+        self.api: KVApi | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        cfg = self.config
+        self.started_at = time.monotonic()
+        storage = self._storage if self._storage is not None else open_storage(cfg)
+        self._storage = storage
+        spec = self._registry.get(cfg.protocol)
+        self.runtime = NodeRuntime(
+            cfg.node_id, spec, cfg.members, cfg.options, storage, on_sync=self.metrics.on_sync
+        )
+        factory = self._transport_factory or _peer_transport
+        self.transport = factory(
+            cfg.node_id,
+            cfg.peer_address,
+            self._peer_addresses(),
+            cfg.secret,
+            self.runtime.on_peer_message,
+            ssl_server=cfg.tls.server_context() if cfg.tls else None,
+            ssl_client=cfg.tls.client_context() if cfg.tls else None,
+        )
+        self.runtime.transport = self.transport
+        self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
+        await self.transport.start()
+        try:
+            self.api = KVApi(self)
+            self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
+            await self._runner.setup()
+            ssl_ctx = cfg.tls.server_context() if cfg.tls and cfg.tls.client_api else None
+            host, port = cfg.client_address
+            site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx, shutdown_timeout=2.0)
+            await site.start()
+            if urlsplit(cfg.client_url).port == 0:  # asked for any free port: advertise the real one
+                scheme = "https" if ssl_ctx is not None else "http"
+                url = f"{scheme}://{format_address((host, self.http_port))}"
+                self.config = dataclasses.replace(cfg, client_url=url)
+        except BaseException:
+            await self.transport.stop()
+            raise
+        self.runtime.start()
+
+    async def stop(self) -> None:
+        """Clean shutdown (see the module rules)."""
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.runtime is not None and self.runtime.failure is None and self._storage is not None:
+            close = getattr(self._storage, "close", None)
+            if close is not None:
+                close()
+
+    async def abort(self) -> None:
+        """After a halt: stop talking, leave storage as it is on disk."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.runtime is not None:
+            await self.runtime.close()
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def http_port(self) -> int:
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("HTTP is not serving (call start() first)")
+        return int(self._runner.addresses[0][1])
+
+    @property
+    def peer_port(self) -> int:
+        return int(self.transport.bound_port)
+
+    def directory(self) -> dict[str, PeerInfo]:
+        """Every other node we know: peer address and client URL."""
+        return self._directory
+
+    def set_directory(self, peers: dict[str, PeerInfo]) -> None:
+        """Replace the peer table (e.g. once ephemeral ports are known)."""
+        self._directory = {p: info for p, info in sorted(peers.items()) if p != self.config.node_id}
+        if self.transport is not None:
+            self.transport.update_peers(self._peer_addresses())
+
+    def add_peer(self, node_id: str, info: PeerInfo) -> None:
+        self.set_directory({**self._directory, node_id: info})
+
+    def set_blocked(self, peers: set[str]) -> None:
+        self.transport.set_blocked(peers)
+
+    def transport_status(self) -> dict[str, dict[str, Any]]:
+        stats = getattr(self.transport, "stats", None)
+        peers = getattr(stats, "peers", None) or {}
+        return {p: {"connected": bool(getattr(s, "connected", False))} for p, s in peers.items()}
+
+    def _peer_addresses(self) -> dict[str, tuple[str, int]]:
+        return {p: info.peer_address for p, info in self._directory.items()}
+
+
+def _peer_transport(*args: Any, **kwargs: Any) -> Any:
+    return PeerTransport(*args, **kwargs)
+
+
+def open_storage(config: ServerConfig) -> DurableStorage:
+    storage = DiskStorage.open(config.data_dir, fsync=config.fsync)
+    for note in getattr(storage, "recovery_notes", ()) or ():
+        log.warning("node %s recovery: %s", config.node_id, note)
+    return storage
+
+
+async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> int:
+    """Run one node until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status."""
+    server = NodeServer(config)
+    try:
+        await server.start()
+    except (CorruptLogError, DirectoryInUseError) as exc:
+        log.error("node %s refuses to start: %s", config.node_id, exc)
+        return EXIT_FAILED
+    except OSError as exc:
+        log.error("node %s cannot start: %s", config.node_id, exc)
+        return EXIT_FAILED
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    ready = {
+        "id": config.node_id,
+        "pid": os.getpid(),
+        "client_url": config.client_url,
+        "http_port": server.http_port,
+        "peer_address": format_address((config.peer_address[0], server.peer_port)),
+    }
+    log.info("node %s ready: %s", config.node_id, json.dumps(ready))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([stopping, server.runtime.halted], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if server.runtime.failure is not None:
+        await server.abort()
+        log.critical("node %s exits after halting (status %d)", config.node_id, EXIT_HALTED)
+        return EXIT_HALTED
+    log.info("node %s stopping", config.node_id)
+    await server.stop()
+    log.info("node %s stopped", config.node_id)
+    return EXIT_OK
+
+
+def run(coro: Any) -> Any:
+    """Run ``coro`` on uvloop when it is installed, else on the default asyncio loop."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but optional in spirit
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coro)
+
+
+def build_config(
+    config: Path | None = None,
+    *,
+    peer: list[str] | None = None,
+    option: list[str] | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
+    **flags: Any,
+) -> ServerConfig:
+    """Config file + flags (``None`` = not given) -> ``ServerConfig``; raises ConfigError."""
+    overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    for key in ("data_dir", "secret_file", "admin_token_file"):
+        if key in overrides:
+            overrides[key] = str(overrides[key])
+    if "members" in overrides and isinstance(overrides["members"], str):
+        overrides["members"] = [m for m in overrides["members"].split(",") if m]
+    if peer:
+        overrides["peers"] = dict(parse_peer_flag(p) for p in peer)
+    if option:
+        overrides["options"] = _parse_options(option)
+    tls = {k: str(v) for k, v in (("cert", tls_cert), ("key", tls_key), ("ca", tls_ca)) if v is not None}
+    if tls:
+        overrides["tls"] = tls
+    return load_config(config, overrides)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
+def serve_command(config: Path | None = None, **flags: Any) -> int:
+    """The ``consensuskit server`` entry: returns the process exit status.
+
+    ``flags`` are the settings of ``server/config.py`` by name (``id``, ``peer_address``,
+    ``client_address``, ``data_dir``, ...), plus ``peer`` (list of ``ID=HOST:PORT,URL``),
+    ``option`` (list of ``KEY=JSON``) and ``tls_cert``/``tls_key``/``tls_ca``.
+    """
+    try:
+        cfg = build_config(config, **flags)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(cfg)
+    try:
+        return int(run(serve(cfg)))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+def configure_logging(cfg: ServerConfig) -> None:
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper()),
+        format=f"%(asctime)s %(levelname)s [{cfg.node_id}] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m consensuskit.server.main --config node.toml [flags]`` (no typer needed)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="consensuskit-server", description="Run one consensuskit node.")
+    parser.add_argument("--config", type=Path, help="TOML config file (flags override it)")
+    for name in (
+        "id",
+        "peer_address",
+        "client_address",
+        "client_url",
+        "data_dir",
+        "protocol",
+        "members",
+        "secret_file",
+        "admin_token_file",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "log_level",
+    ):
+        parser.add_argument("--" + name.replace("_", "-"), dest=name)
+    parser.add_argument("--max-value-bytes", dest="max_value_bytes", type=int)
+    parser.add_argument("--request-timeout", dest="request_timeout", type=float)
+    parser.add_argument("--fsync", dest="fsync", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--enable-fault-injection", dest="enable_fault_injection", action="store_true", default=None
+    )
+    parser.add_argument("--peer", action="append", help="ID=HOST:PORT,CLIENT_URL (repeatable)")
+    parser.add_argument("--option", action="append", help="protocol option KEY=VALUE (JSON value)")
+    args = vars(parser.parse_args(argv))
+    config = args.pop("config")
+    return serve_command(config, **args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

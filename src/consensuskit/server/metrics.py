@@ -1,0 +1,183 @@
+"""Prometheus metrics of one node, in its own ``CollectorRegistry`` (never the global one,
+so several nodes can live in one process, as in tests).
+
+Hot paths only bump plain counters (``RuntimeStats``, the transport's and the storage's
+stats); this module turns them into metric families when ``/metrics`` is scraped.  Only
+the latency histograms are observed as things happen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from consensuskit.server.runtime import NodeRuntime
+
+PREFIX = "consensuskit"
+FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Transport per-peer fields that are levels, not running totals.
+GAUGE_FIELDS = frozenset({"queue_length", "queued_bytes", "connected"})
+
+
+class NodeMetrics:
+    def __init__(self, node_id: str, protocol: str) -> None:
+        self.node_id = node_id
+        self.protocol = protocol
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.fsync_seconds = Histogram(
+            f"{PREFIX}_fsync_seconds",
+            "Duration of one group-commit sync (all fsyncs of one batch)",
+            buckets=FSYNC_BUCKETS,
+            registry=self.registry,
+        )
+        self.sync_outputs = Histogram(
+            f"{PREFIX}_sync_released_outputs",
+            "Messages and answers released by one sync (the group-commit batch size)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            f"{PREFIX}_http_request_seconds",
+            "Client API latency from request to answer, by operation",
+            ["op"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self._runtime: NodeRuntime | None = None
+        self._transport_stats: Callable[[], Any] | None = None
+        self._collector = _Collector(self)
+        self.registry.register(self._collector)
+
+    def attach(self, runtime: NodeRuntime, transport_stats: Callable[[], Any] | None = None) -> None:
+        self._runtime = runtime
+        self._transport_stats = transport_stats
+
+    def on_sync(self, seconds: float, outputs: int) -> None:
+        self.fsync_seconds.observe(seconds)
+        self.sync_outputs.observe(outputs)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Collector:
+    def __init__(self, owner: NodeMetrics) -> None:
+        self.owner = owner
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        owner = self.owner
+        info = GaugeMetricFamily(f"{PREFIX}_node_info", "This node", labels=["node", "protocol"])
+        info.add_metric([owner.node_id, owner.protocol], 1)
+        yield info
+        runtime = owner._runtime
+        if runtime is None:
+            return
+        yield from _node_metrics(runtime)
+        yield from _runtime_metrics(runtime)
+        if owner._transport_stats is not None:
+            yield from _transport_metrics(owner._transport_stats())
+        yield from _storage_metrics(getattr(runtime.raw_storage, "stats", None))
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+
+
+def _labelled_counter(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
+    for key, count in sorted(values.items()):
+        family.add_metric([key], count)
+    return family
+
+
+def _node_metrics(runtime: NodeRuntime) -> Iterator[Metric]:
+    status_fn = getattr(runtime.node, "status", None)
+    if status_fn is None or runtime.failure is not None:
+        return
+    status = status_fn()
+    commit = int(status.get("commit", 0))
+    applied = int(status.get("applied", 0))
+    yield _gauge("term", "Current term", status.get("term", 0))
+    yield _gauge("is_leader", "1 if this node is the leader", 1 if status.get("role") == "leader" else 0)
+    yield _gauge("commit_index", "Highest log index known committed", commit)
+    yield _gauge("applied_index", "Highest log index applied to the state machine", applied)
+    yield _gauge("apply_lag", "Committed entries not yet applied", commit - applied)
+    yield _gauge("last_log_index", "Index of the last log entry", status.get("last_index", 0))
+    yield _gauge("snapshot_index", "Last index covered by the snapshot", status.get("snapshot_index", 0))
+    peers = status.get("peers") or {}
+    match = GaugeMetricFamily(
+        f"{PREFIX}_peer_match_index", "Leader only: highest index known replicated on a peer", labels=["peer"]
+    )
+    for peer, progress in sorted(peers.items()):
+        match.add_metric([peer], progress.get("match", 0))
+    yield match
+
+
+def _runtime_metrics(runtime: NodeRuntime) -> Iterator[Metric]:
+    stats = runtime.stats
+    roles = stats.roles
+    yield _counter("proposals", "Client writes handed to this node while it led", stats.proposals)
+    yield _counter("commits", "Times the commit index advanced", stats.records.get("commit", 0))
+    yield _counter("elections", "Elections started (terms campaigned in)", roles.get("candidate", 0))
+    yield _counter("pre_votes", "Pre-vote rounds started", roles.get("pre-candidate", 0))
+    yield _counter("leader_elected", "Times this node became leader", roles.get("leader", 0))
+    yield _counter("inputs", "Inputs handled (messages, requests, timers, admin calls)", stats.inputs)
+    yield _counter("batches", "Driver steps (each one batch of inputs)", stats.batches)
+    yield _counter("syncs", "Group-commit syncs completed", stats.syncs)
+    yield _counter("request_timeouts", "Client requests that got no answer in time", stats.timeouts)
+    yield _labelled_counter("messages_received", "Peer messages handled, by type", "type", stats.received)
+    yield _labelled_counter("messages_sent", "Peer messages released to the transport", "type", stats.sent)
+    yield _labelled_counter("client_requests", "Client requests handed to the node", "op", stats.requests)
+    yield _labelled_counter("client_answers", "Answers released, by outcome", "result", stats.answers)
+    yield _labelled_counter("events", "Protocol trace events, by kind", "kind", stats.records)
+
+
+def _transport_metrics(stats: Any) -> Iterator[Metric]:
+    if stats is None:
+        return
+    peers = getattr(stats, "peers", None) or {}
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+    for peer, peer_stats in sorted(peers.items()):
+        for name, value in _numbers(peer_stats).items():
+            family = families.get(name)
+            if family is None:
+                doc = f"Transport {name.replace('_', ' ')}, per peer"
+                cls = GaugeMetricFamily if name in GAUGE_FIELDS else CounterMetricFamily
+                family = families[name] = cls(f"{PREFIX}_transport_{name}", doc, labels=["peer"])
+            family.add_metric([peer], value)
+    yield from families.values()
+    for name, value in _numbers(stats).items():
+        yield _counter(f"transport_{name}", f"Transport {name.replace('_', ' ')}", value)
+
+
+def _storage_metrics(stats: Any) -> Iterator[Metric]:
+    for name, value in _numbers(stats).items():
+        yield _gauge(f"storage_{name}", f"Storage {name.replace('_', ' ')}", value)
+
+
+def _numbers(obj: Any) -> dict[str, float]:
+    """Numeric fields of a stats object (dataclass, dict or plain object)."""
+    if obj is None:
+        return {}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    elif isinstance(obj, dict):
+        items = dict(obj)
+    else:
+        items = {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
+    return {
+        str(k): float(v) for k, v in sorted(items.items()) if isinstance(v, (int, float)) and not callable(v)
+    }

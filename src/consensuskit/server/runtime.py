@@ -1,0 +1,541 @@
+"""The real ``Env``: one protocol node driven by an asyncio event loop, over disk and TCP.
+
+Rules this module owns (the durability rule of ARCHITECTURE.md, as in the simulator's
+``Simulation._after_handler``):
+  * inputs (peer messages, client requests, timer firings, admin calls) are queued; one
+    driver step hands every queued input to the node, then deals with what they produced
+    as one batch;
+  * a batch's sends and client answers are released only once every storage write made
+    before them is durable: ``storage.begin_sync()`` takes the writes so far and its
+    ``complete()`` (the fsyncs) runs in a worker thread, one at a time;
+  * while a sync runs the node keeps handling inputs (pipelining).  Outputs of batches
+    that wrote nothing more ride on the running sync; outputs of batches that did write
+    wait for the next sync, which covers every write made meanwhile (group commit).
+    Releases happen in the order outputs were produced;
+  * an exception in a handler, or a failed sync, halts the node: the state in memory may
+    be half-updated, so nothing more is handled or released (``failure`` says why);
+  * timers are keyed; re-arming a key bumps its generation, so a firing that was already
+    queued for the old arming is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.env import NodeId, ProtocolNode
+from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.storage import MemoryStorage, Storage
+
+log = logging.getLogger("consensuskit.server.runtime")
+
+# Input kinds in the queue: (kind, a, b).
+_MESSAGE = 0  # (src, msg)
+_REQUEST = 1  # (request, None)
+_TIMER = 2  # (key, generation)
+_CALL = 3  # (fn(node) -> value, future)
+
+# Inputs handled per driver step at most, so the loop also gets to read sockets.
+MAX_BATCH_INPUTS = 4096
+
+
+class SyncBatch(Protocol):
+    """The writes taken by one ``begin_sync``; ``complete`` makes them durable."""
+
+    @property
+    def empty(self) -> bool: ...
+
+    def complete(self) -> None: ...
+
+
+class DurableStorage(Storage, Protocol):
+    def begin_sync(self) -> SyncBatch: ...
+
+
+class Transport(Protocol):
+    def send(self, dst: str, msg: Any) -> None: ...
+
+
+class NodeHalted(RuntimeError):
+    """The node stopped (failure or shutdown) before answering."""
+
+
+class RequestTimeout(TimeoutError):
+    """No answer within the bounded wait; a write may or may not have been applied."""
+
+
+class LeadershipLost(RuntimeError):
+    """The node stopped leading with the request pending; its outcome is unknown."""
+
+
+class _NoSync:
+    __slots__ = ()
+    empty = True
+
+    def complete(self) -> None:
+        return None
+
+
+class MemoryDurableStorage(MemoryStorage):
+    """MemoryStorage with the sync barrier API: every write is durable at once."""
+
+    __slots__ = ()
+
+    def begin_sync(self) -> SyncBatch:
+        return _NoSync()
+
+
+class _TrackedStorage:
+    """What the node sees as ``env.storage``: the real storage, noting that a write
+    happened since the last ``begin_sync`` (``dirty``).  Reads are the storage's own
+    bound methods, so they cost no extra frame."""
+
+    __slots__ = ("_inner", "dirty", "get", "log_first", "log_last", "log_records")
+
+    def __init__(self, inner: Storage) -> None:
+        self._inner = inner
+        self.dirty = False
+        self.get = inner.get
+        self.log_first = inner.log_first
+        self.log_last = inner.log_last
+        self.log_records = inner.log_records
+
+    def put(self, key: str, value: Any) -> None:
+        self.dirty = True
+        self._inner.put(key, value)
+
+    def log_append(self, records: list[Any]) -> None:
+        self.dirty = True
+        self._inner.log_append(records)
+
+    def log_truncate_from(self, position: int) -> None:
+        self.dirty = True
+        self._inner.log_truncate_from(position)
+
+    def log_compact_to(self, position: int) -> None:
+        self.dirty = True
+        self._inner.log_compact_to(position)
+
+
+@dataclass(slots=True)
+class RuntimeStats:
+    """Plain counters (the metrics module reads them at scrape time)."""
+
+    inputs: int = 0
+    batches: int = 0
+    proposals: int = 0  # writes handed to the node while it led
+    syncs: int = 0
+    sync_seconds_total: float = 0.0
+    last_sync_seconds: float = 0.0
+    released: int = 0
+    requests: dict[str, int] = field(default_factory=dict)  # op kind -> count
+    answers: dict[str, int] = field(default_factory=dict)  # "ok" or error code -> count
+    received: dict[str, int] = field(default_factory=dict)  # message type -> count
+    sent: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)  # env.record kind -> count
+    roles: dict[str, int] = field(default_factory=dict)  # role entered -> count
+    timeouts: int = 0
+    leadership_lost: int = 0
+
+
+class NodeRuntime:
+    """Env + driver for one protocol node.  Everything runs on the loop thread except
+    ``SyncBatch.complete``."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        spec: ProtocolSpec,
+        members: Sequence[NodeId],
+        options: dict[str, Any],
+        storage: DurableStorage,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        on_sync: Callable[[float, int], None] | None = None,
+        rng_seed: int | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))
+        self.raw_storage = storage
+        self.storage = _TrackedStorage(storage)
+        self.stats = RuntimeStats()
+        self.failure: BaseException | None = None
+        self.transport: Transport | None = None
+        self._loop = loop or asyncio.get_running_loop()
+        self._on_sync = on_sync
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._inbox: collections.deque[tuple[int, Any, Any]] = collections.deque()
+        self._drain_scheduled = False
+        self._closed = False
+        self._halted = self._loop.create_future()
+        self._timer_gen: dict[str, int] = {}
+        self._timer_handles: dict[str, asyncio.TimerHandle] = {}
+        # Outputs of the batch being handled: (dst, msg); dst None = client answer,
+        # dst a Future = the result of an admin call.
+        self._outbox: list[tuple[Any, Any]] = []
+        self._syncing = False
+        self._sync_outputs: list[tuple[Any, Any]] = []
+        self._next_outputs: list[tuple[Any, Any]] = []
+        self._sync_idle = asyncio.Event()
+        self._sync_idle.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fsync-{node_id}")
+        self._waiters: dict[tuple[str, int], list[asyncio.Future[ClientResponse]]] = {}
+        self._handed: set[tuple[str, int]] = set()  # requests the node has seen, unanswered
+        self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
+        self._leading = False
+        self.node: ProtocolNode = spec.make_node(node_id, self, list(members), dict(options))
+
+    # ------------------------------------------------------------------ Env
+    def now(self) -> float:
+        return time.monotonic()
+
+    def send(self, dst: NodeId, msg: Any) -> None:
+        self._outbox.append((dst, msg))
+
+    def deliver(self, response: ClientResponse) -> None:
+        # Answered (once the barrier passes): no longer at risk from a step-down.
+        self._handed.discard((response.client_id, response.seq))
+        self._outbox.append((None, response))
+
+    def set_timer(self, key: str, delay: float) -> None:
+        gen = self._timer_gen.get(key, 0) + 1
+        self._timer_gen[key] = gen
+        old = self._timer_handles.get(key)
+        if old is not None:
+            old.cancel()
+        self._timer_handles[key] = self._loop.call_later(max(0.0, delay), self._timer_fired, key, gen)
+
+    def cancel_timer(self, key: str) -> None:
+        gen = self._timer_gen.get(key)
+        if gen is not None:
+            self._timer_gen[key] = gen + 1
+        handle = self._timer_handles.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def record(self, kind: str, **fields: Any) -> None:
+        records = self.stats.records
+        records[kind] = records.get(kind, 0) + 1
+        if kind == "role":
+            role = str(fields.get("role"))
+            self.stats.roles[role] = self.stats.roles.get(role, 0) + 1
+            leading = role == "leader"
+            if self._leading and not leading:
+                self._leadership_lost()
+            self._leading = leading
+        if self._debug:
+            log.debug("%s %s %s", self.node_id, kind, fields)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Run the node's ``on_start`` (as an input, so its effects pass the barrier)."""
+        self.call_soon(lambda node: node.on_start())
+
+    @property
+    def halted(self) -> asyncio.Future[None]:
+        """Resolves when the node halts on a failure (never on a clean ``close``)."""
+        return self._halted
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Stop taking inputs, let the sync in flight (and one for writes made since)
+        finish and release, then answer every waiter with ``NodeHalted``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.clear()
+        for handle in self._timer_handles.values():
+            handle.cancel()
+        self._timer_handles.clear()
+        if self.failure is None:
+            await self._sync_idle.wait()
+            if self.storage.dirty and self.failure is None:
+                outputs, self._next_outputs = self._next_outputs, []
+                self._start_sync(outputs)
+                await self._sync_idle.wait()
+        self._fail_waiters(NodeHalted("the node is shutting down"))
+        self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ inputs
+    def on_peer_message(self, src: NodeId, msg: Any) -> None:
+        """Transport callback (loop thread)."""
+        self._enqueue(_MESSAGE, src, msg)
+
+    async def request(self, request: ClientRequest, timeout: float) -> ClientResponse:
+        """Hand ``request`` to the node and wait for its answer, released after the
+        barrier.  Raises ``RequestTimeout``, ``LeadershipLost`` or ``NodeHalted``."""
+        if self._closed or self.failure is not None:
+            raise NodeHalted("the node is not running")
+        key = (request.client_id, request.seq)
+        fut: asyncio.Future[ClientResponse] = self._loop.create_future()
+        waiting = self._waiters.get(key)
+        if waiting is None:
+            self._waiters[key] = [fut]
+        else:
+            waiting.append(fut)
+        self._enqueue(_REQUEST, request, None)
+        timer = self._loop.call_later(timeout, _expire, fut, timeout)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            waiting = self._waiters.get(key)
+            if waiting is not None and fut in waiting:
+                waiting.remove(fut)
+                if not waiting:
+                    del self._waiters[key]
+                    self._handed.discard(key)
+            if fut.done() and not fut.cancelled() and isinstance(fut.exception(), RequestTimeout):
+                self.stats.timeouts += 1
+
+    async def call(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(node)`` as an input; its result is released after the barrier, like an
+        answer (an admin action: membership change, leadership transfer)."""
+        if self._closed or self.failure is not None:
+            raise NodeHalted("the node is not running")
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._enqueue(_CALL, fn, fut)
+        return await fut
+
+    def call_soon(self, fn: Callable[[Any], Any]) -> None:
+        """``call`` without waiting for the result."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._enqueue(_CALL, fn, fut)
+
+    async def wait_until(self, predicate: Callable[[Any], bool], timeout: float) -> bool:
+        """Wait until ``predicate(node)`` holds after a driver step; False on timeout."""
+        if predicate(self.node):
+            return True
+        fut: asyncio.Future[None] = self._loop.create_future()
+        entry = (predicate, fut)
+        self._watchers.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if entry in self._watchers:
+                self._watchers.remove(entry)
+
+    def _timer_fired(self, key: str, gen: int) -> None:
+        self._enqueue(_TIMER, key, gen)
+
+    def _enqueue(self, kind: int, a: Any, b: Any) -> None:
+        if self._closed or self.failure is not None:
+            return
+        self._inbox.append((kind, a, b))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+
+    # ------------------------------------------------------------------ the driver
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        if self._closed or self.failure is not None:
+            return
+        node = self.node
+        inbox = self._inbox
+        stats = self.stats
+        received = stats.received
+        handled = 0
+        try:
+            while inbox and handled < MAX_BATCH_INPUTS:
+                kind, a, b = inbox.popleft()
+                handled += 1
+                if kind == _MESSAGE:
+                    name = type(b).__name__
+                    received[name] = received.get(name, 0) + 1
+                    node.on_message(a, b)
+                elif kind == _REQUEST:
+                    op_kind = a.op.kind
+                    stats.requests[op_kind] = stats.requests.get(op_kind, 0) + 1
+                    self._handed.add((a.client_id, a.seq))
+                    if self._leading and not a.op.is_read():
+                        stats.proposals += 1
+                    node.on_request(a)
+                elif kind == _TIMER:
+                    if self._timer_gen.get(a) == b:
+                        self._timer_handles.pop(a, None)
+                        node.on_timer(a)
+                else:
+                    self._outbox.append((b, a(node)))
+        except Exception as exc:
+            self._halt(exc, "handling an input")
+            return
+        stats.inputs += handled
+        stats.batches += 1
+        self._after_batch()
+        if inbox and not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+        if self._watchers:
+            self._check_watchers()
+
+    def _after_batch(self) -> None:
+        out = self._outbox
+        storage = self.storage
+        if storage.dirty:
+            if self._syncing:
+                # Depends on writes the running sync does not cover: the next one.
+                if out:
+                    self._next_outputs.extend(out)
+                    self._outbox = []
+            else:
+                self._outbox = []
+                self._start_sync(out)
+        elif out:
+            self._outbox = []
+            if self._syncing:
+                # No new writes, but the outputs may reflect the writes being synced.
+                self._sync_outputs.extend(out)
+            else:
+                self._release(out)
+
+    def _start_sync(self, outputs: list[tuple[Any, Any]]) -> None:
+        self.storage.dirty = False
+        try:
+            batch = self.raw_storage.begin_sync()
+        except Exception as exc:
+            self._halt(exc, "starting a sync")
+            return
+        if batch.empty:
+            self._release(outputs)
+            return
+        self._syncing = True
+        self._sync_idle.clear()
+        self._sync_outputs = outputs
+        started = time.monotonic()
+        fut = self._loop.run_in_executor(self._executor, batch.complete)
+        fut.add_done_callback(lambda f: self._sync_done(f, started))
+
+    def _sync_done(self, fut: asyncio.Future[None], started: float) -> None:
+        elapsed = time.monotonic() - started
+        self._syncing = False
+        exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            self._sync_idle.set()
+            self._halt(exc, "syncing storage")
+            return
+        stats = self.stats
+        stats.syncs += 1
+        stats.sync_seconds_total += elapsed
+        stats.last_sync_seconds = elapsed
+        outputs, self._sync_outputs = self._sync_outputs, []
+        if self.failure is None:
+            if self._on_sync is not None:
+                self._on_sync(elapsed, len(outputs))
+            self._release(outputs)
+            if self.storage.dirty:
+                pending, self._next_outputs = self._next_outputs, []
+                self._start_sync(pending)
+            elif self._next_outputs:  # not reachable: next outputs imply writes
+                pending, self._next_outputs = self._next_outputs, []
+                self._release(pending)
+        if not self._syncing:
+            self._sync_idle.set()
+        if self._watchers:
+            self._check_watchers()
+
+    def _release(self, outputs: list[tuple[Any, Any]]) -> None:
+        if not outputs:
+            return
+        try:
+            self._release_all(outputs)
+        except Exception as exc:  # e.g. a message the codec cannot encode: a local bug
+            self._halt(exc, "releasing outputs")
+
+    def _release_all(self, outputs: list[tuple[Any, Any]]) -> None:
+        transport = self.transport
+        sent = self.stats.sent
+        for dst, msg in outputs:
+            if type(dst) is str:
+                name = type(msg).__name__
+                sent[name] = sent.get(name, 0) + 1
+                if transport is not None:
+                    transport.send(dst, msg)
+            elif dst is None:
+                self._answer(msg)
+            elif not dst.done():
+                dst.set_result(msg)
+        self.stats.released += len(outputs)
+
+    def _answer(self, response: ClientResponse) -> None:
+        key = (response.client_id, response.seq)
+        answers = self.stats.answers
+        code = "ok" if response.ok else str(response.error)
+        answers[code] = answers.get(code, 0) + 1
+        waiting = self._waiters.pop(key, None)
+        if waiting is None:
+            return
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(response)
+
+    def _leadership_lost(self) -> None:
+        """A leader that steps down never answers the writes it was given (another
+        leader may still commit them): tell their waiters now rather than at timeout."""
+        if not self._handed:
+            return
+        self.stats.leadership_lost += 1
+        for key in sorted(self._handed):
+            for fut in self._waiters.pop(key, ()):
+                if not fut.done():
+                    fut.set_exception(LeadershipLost(f"{self.node_id} stopped leading"))
+        self._handed.clear()
+
+    def _check_watchers(self) -> None:
+        node = self.node
+        for predicate, fut in list(self._watchers):
+            if not fut.done() and predicate(node):
+                fut.set_result(None)
+
+    def _halt(self, exc: BaseException, doing: str) -> None:
+        """Stop for good: memory may be half-updated, so nothing more leaves the node."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        log.critical(
+            "node %s halted: %s failed with %s: %s",
+            self.node_id,
+            doing,
+            type(exc).__name__,
+            exc,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self._inbox.clear()
+        for handle in self._timer_handles.values():
+            handle.cancel()
+        self._timer_handles.clear()
+        self._outbox, self._sync_outputs, self._next_outputs = [], [], []
+        self._fail_waiters(NodeHalted(f"node {self.node_id} halted: {type(exc).__name__}: {exc}"))
+        if not self._halted.done():
+            self._halted.set_result(None)
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+        self._handed.clear()
+        for _, fut in self._watchers:
+            if not fut.done():
+                fut.cancel()
+
+
+def _expire(fut: asyncio.Future[Any], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(RequestTimeout(f"no answer within {timeout:g}s"))
