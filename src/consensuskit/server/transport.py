@@ -231,7 +231,7 @@ class PeerTransport:
     def send(self, dst: str, msg: Any) -> None:
         """Queue ``msg`` for ``dst``; never blocks, never raises for network trouble.
 
-        A message that cannot be encoded is local misuse and raises (TypeError).
+        Anything but an encodable protocol message is local misuse and raises TypeError.
         """
         link = self._links.get(dst)
         if link is None:
@@ -242,6 +242,8 @@ class PeerTransport:
         if dst in self._blocked:
             link.stats.dropped_blocked += 1
             return
+        if not _is_message(msg):
+            raise TypeError(f"only protocol messages travel between peers, not {type(msg).__name__}")
         payload = encode(msg)
         if len(payload) > self._max_frame_bytes:
             link.stats.dropped_oversize += 1
@@ -506,6 +508,8 @@ class PeerTransport:
                         stats.dropped_blocked += 1
                         continue
                     msg = decode(payload)
+                    if not _is_message(msg):
+                        raise CodecError(f"frame holds a {type(msg).__name__}, not a protocol message")
                     stats.frames_received += 1
                     self._deliver(src, msg)
                 if connection.closed:
@@ -528,6 +532,11 @@ class PeerTransport:
         except Exception:
             # A failing handler is a bug in this node, not the peer's fault: keep the connection.
             self._log.exception("on_message raised for %s from peer %s", type(msg).__name__, src)
+
+
+def _is_message(obj: Any) -> bool:
+    """Registered messages are dataclass instances; decode builds no other dataclasses."""
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
 
 def _format(address: Any) -> str:
