@@ -115,6 +115,7 @@ class LoopbackTransport:
 
 # ---------------------------------------------------------------------- clusters
 def node_config(base: Path, node_id: str, ids: list[str], **settings: Any) -> ServerConfig:
+    base.mkdir(parents=True, exist_ok=True)
     secret = base / "secret"
     if not secret.exists():
         secret.write_text("cluster-secret-for-tests\n")

@@ -105,7 +105,7 @@ class NodeServer:
             await self._runner.setup()
             ssl_ctx = cfg.tls.server_context() if cfg.tls and cfg.tls.client_api else None
             host, port = cfg.client_address
-            site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx, shutdown_timeout=2.0)
+            site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx)
             await site.start()
             if urlsplit(cfg.client_url).port == 0:  # asked for any free port: advertise the real one
                 scheme = "https" if ssl_ctx is not None else "http"

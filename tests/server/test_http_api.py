@@ -1,0 +1,416 @@
+"""The HTTP API of docs/openapi.yaml against in-process 3-node clusters (real TCP
+transport, real DiskStorage, ephemeral ports on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
+
+pytestmark = pytest.mark.timeout(60)
+
+IDS = ["n1", "n2", "n3"]
+
+
+async def put(c: Cluster, node: str, key: str, value: bytes | str, **kwargs):
+    return await c.call("PUT", node, f"/v1/kv/{key}", data=value, **kwargs)
+
+
+# ---------------------------------------------------------------------- key-value
+@async_test
+async def test_put_get_delete_and_versions(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        status, body, _ = await put(c, leader, "greeting", "hello")
+        assert status == 200 and body["key"] == "greeting" and body["version"] == 1 and body["index"] > 0
+        status, body, _ = await put(c, leader, "greeting", "hello again")
+        assert (status, body["version"]) == (200, 2)
+        status, body, _ = await c.call("GET", leader, "/v1/kv/greeting")
+        assert status == 200
+        assert {k: body[k] for k in ("key", "value", "encoding", "version")} == {
+            "key": "greeting",
+            "value": "hello again",
+            "encoding": "utf-8",
+            "version": 2,
+        }
+        status, body, _ = await c.call("DELETE", leader, "/v1/kv/greeting")
+        assert status == 200 and body["deleted"] is True
+        status, body, _ = await c.call("DELETE", leader, "/v1/kv/greeting")
+        assert status == 200 and body["deleted"] is False
+        status, body, _ = await c.call("GET", leader, "/v1/kv/greeting")
+        assert status == 404 and body["error"] == "not-found" and "greeting" in body["message"]
+
+
+@async_test
+async def test_binary_values_slashes_in_keys_and_raw_reads(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        blob = b"\x00\xff\xfe binary"
+        assert (await put(c, leader, "dir%2Fsub/file", blob))[0] == 200
+        status, body, _ = await c.call("GET", leader, "/v1/kv/dir%2Fsub/file")
+        assert status == 200 and body["key"] == "dir/sub/file" and body["encoding"] == "base64"
+        assert base64.b64decode(body["value"]) == blob
+        status, raw, headers = await c.call(
+            "GET", leader, "/v1/kv/dir/sub/file", headers={"Accept": "application/octet-stream"}
+        )
+        assert status == 200 and headers["X-Version"] == "1"
+        # The harness decodes non-JSON bodies as text; compare through the same lens.
+        assert raw == blob.decode("utf-8", "replace")
+
+
+@async_test
+async def test_compare_and_swap_by_version_and_by_value(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        status, body, _ = await put(c, leader, "k", "v1", params={"cas_version": "0"})
+        assert status == 200 and body["swapped"] is True and body["version"] == 1  # 0 = absent
+        status, body, _ = await put(c, leader, "k", "v2", params={"cas_version": "0"})
+        assert status == 412 and body["error"] == "cas-failed" and body["outcome"] == "not-applied"
+        assert (body["value"], body["version"]) == ("v1", 1)
+        status, body, _ = await put(c, leader, "k", "v2", params={"prev_value": "v1"})
+        assert status == 200 and body["version"] == 2
+        status, body, _ = await put(c, leader, "k", "v3", params={"prev_value": "v1"})
+        assert status == 412 and body["value"] == "v2"
+        status, body, _ = await put(c, leader, "k", "v3", params={"cas_version": "2"})
+        assert status == 200 and body["version"] == 3
+        status, body, _ = await put(c, leader, "absent", "x", params={"prev_value": "y"})
+        assert status == 412 and body["value"] is None and body["version"] == 0
+
+
+@async_test
+async def test_list_by_prefix_with_limit(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        for key in ("app/b", "app/a", "app/c", "other"):
+            assert (await put(c, leader, key.replace("/", "%2F"), key.upper()))[0] == 200
+        status, body, _ = await c.call("GET", leader, "/v1/kv", params={"prefix": "app/"})
+        assert status == 200 and body["truncated"] is False and body["prefix"] == "app/"
+        assert [(i["key"], i["value"], i["version"]) for i in body["items"]] == [
+            ("app/a", "APP/A", 1),
+            ("app/b", "APP/B", 1),
+            ("app/c", "APP/C", 1),
+        ]
+        status, body, _ = await c.call("GET", leader, "/v1/kv", params={"prefix": "app/", "limit": "2"})
+        assert [i["key"] for i in body["items"]] == ["app/a", "app/b"] and body["truncated"] is True
+        status, body, _ = await c.call("GET", leader, "/v1/kv")
+        assert len(body["items"]) == 4
+
+
+# ---------------------------------------------------------------------- leaders and followers
+@async_test
+async def test_follower_redirects_writes_and_linearizable_reads_to_the_leader(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        for method, path in (("PUT", "/v1/kv/x"), ("DELETE", "/v1/kv/x"), ("GET", "/v1/kv/x")):
+            status, body, _ = await c.call(method, follower, path, data=b"v" if method == "PUT" else None)
+            assert status == 421, (method, body)
+            assert body["error"] == "not-leader" and body["outcome"] == "not-applied"
+            assert body["leader"] == leader and body["leader_url"] == c.url(leader)
+            assert c.url(leader) in body["message"]
+
+
+@async_test
+async def test_stale_read_on_a_follower_and_lease_read_on_the_leader(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        status, body, _ = await put(c, leader, "k", "v")
+        index = body["index"]
+        await c.wait_until(lambda: c.servers[follower].runtime.node.last_applied >= index)
+        status, body, _ = await c.call("GET", follower, "/v1/kv/k", params={"consistency": "stale"})
+        assert status == 200 and body["value"] == "v"
+        status, body, _ = await c.call("GET", leader, "/v1/kv/k", params={"consistency": "lease"})
+        assert status == 200 and body["value"] == "v"
+        status, body, _ = await c.call("GET", follower, "/v1/kv", params={"consistency": "stale"})
+        assert status == 200 and [i["key"] for i in body["items"]] == ["k"]
+
+
+@async_test
+async def test_request_id_retry_is_applied_once_and_returns_the_first_result(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        first = await put(c, leader, "k", "first", headers={"X-Request-Id": "client-7:1"})
+        assert first[0] == 200 and first[1]["version"] == 1
+        retry = await put(c, leader, "k", "second", headers={"X-Request-Id": "client-7:1"})
+        assert retry[0] == 200 and retry[1]["version"] == 1  # the cached result (logged again)
+        status, body, _ = await c.call("GET", leader, "/v1/kv/k")
+        assert (body["value"], body["version"]) == ("first", 1)
+        # The next sequence number applies; an older one is refused without effect.
+        assert (await put(c, leader, "k", "third", headers={"X-Request-Id": "client-7:2"}))[1]["version"] == 2
+        status, body, _ = await put(c, leader, "k", "stale", headers={"X-Request-Id": "client-7:1"})
+        assert status == 409 and body["error"] == "stale-session"
+        # Concurrent duplicates of one new request: one effect, same answer for both.
+        a, b = await asyncio.gather(
+            put(c, leader, "k", "dup", headers={"X-Request-Id": "client-7:3"}),
+            put(c, leader, "k", "dup", headers={"X-Request-Id": "client-7:3"}),
+        )
+        assert a[1]["version"] == b[1]["version"] == 3
+
+
+# ---------------------------------------------------------------------- errors
+@async_test
+async def test_error_bodies(tmp_path):
+    async with Cluster(tmp_path, IDS, max_value_bytes=1024) as c:
+        leader = await c.wait_leader()
+        cases = [
+            (("PUT", "/v1/kv/k"), {"params": {"cas_version": "x"}}, 400, "bad-request"),
+            (("PUT", "/v1/kv/k"), {"params": {"cas_version": "1", "prev_value": "a"}}, 400, "bad-request"),
+            (("PUT", "/v1/kv/k"), {"params": {"bogus": "1"}}, 400, "bad-request"),
+            (("GET", "/v1/kv/k"), {"params": {"consistency": "eventual"}}, 400, "bad-request"),
+            (("GET", "/v1/kv"), {"params": {"limit": "-1"}}, 400, "bad-request"),
+            (("PUT", "/v1/kv/k"), {"headers": {"X-Request-Id": "no-seq"}}, 400, "bad-request-id"),
+            (("PUT", "/v1/kv/k"), {"headers": {"X-Request-Id": "c:0"}}, 400, "bad-request-id"),
+            (("PUT", "/v1/kv/k"), {"headers": {"X-Request-Id": "anon.x:1"}}, 400, "bad-request-id"),
+            (("PUT", "/v1/kv/" + "k" * 5000), {}, 400, "bad-key"),
+            (("GET", "/v1/nothing"), {}, 404, "not-found"),
+            (("GET", "/"), {}, 404, "not-found"),
+            (("POST", "/v1/kv/k"), {}, 405, "method-not-allowed"),
+            (("PUT", "/v1/status"), {}, 405, "method-not-allowed"),
+            (("PUT", "/v1/kv/k"), {"data": b"x" * 1025}, 413, "too-large"),
+            (("POST", "/v1/members"), {"data": b"{not json", "token": ADMIN_TOKEN}, 400, "bad-json"),
+        ]
+        for (method, path), kwargs, want_status, want_code in cases:
+            kwargs = dict(kwargs)
+            kwargs.setdefault("data", b"v" if method == "PUT" else None)
+            status, body, headers = await c.call(method, leader, path, **kwargs)
+            assert (status, body["error"]) == (want_status, want_code), (method, path, kwargs, body)
+            assert isinstance(body["message"], str) and body["message"]
+            if status == 405:
+                assert "Allow" in headers
+        # Exactly at the limit is fine; a streamed (chunked) body over it is refused too.
+        assert (await put(c, leader, "k", b"x" * 1024))[0] == 200
+
+        async def chunks():
+            for _ in range(4):
+                yield b"y" * 512
+
+        status, body, _ = await c.call("PUT", leader, "/v1/kv/k", data=chunks())
+        assert (status, body["error"]) == (413, "too-large")
+        status, body, _ = await c.call("GET", leader, "/v1/kv/k")
+        assert body["value"] == "x" * 1024
+
+
+@async_test
+async def test_no_quorum_is_a_bounded_503(tmp_path):
+    async with Cluster(tmp_path, IDS, request_timeout=0.5) as c:
+        leader = await c.wait_leader()
+        for follower in IDS:
+            if follower != leader:
+                await c.stop_node(follower)
+        status, body, _ = await put(c, leader, "k", "v")
+        assert status == 503 and body["error"] in ("timeout", "leadership-lost", "not-leader")
+        if body["error"] != "not-leader":
+            assert body["outcome"] == "unknown"
+
+
+# ---------------------------------------------------------------------- status and metrics
+@async_test
+async def test_status_and_members(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        await put(c, leader, "k", "v")
+        status, body, _ = await c.call("GET", leader, "/v1/status")
+        assert status == 200
+        assert body["id"] == leader and body["role"] == "leader" and body["leader"] == leader
+        assert body["leader_url"] == c.url(leader) and body["client_url"] == c.url(leader)
+        assert body["term"] >= 1 and body["commit"] >= 2 and body["applied"] == body["commit"]
+        assert isinstance(body["pid"], int) and body["protocol"] == "raft" and body["halted"] is False
+        assert sorted(body["peers"]) == sorted(i for i in IDS if i != leader)
+        for peer, info in body["peers"].items():
+            assert info["client_url"] == c.url(peer) and info["connected"] is True
+        await c.wait_until(
+            lambda: all(
+                p.match == c.servers[leader].runtime.node.log.last_index
+                for p in c.servers[leader].runtime.node.progress.values()
+            )
+        )
+        status, body, _ = await c.call("GET", leader, "/v1/status")
+        assert all(info["match"] == body["last_index"] for info in body["peers"].values())
+        follower = next(i for i in IDS if i != leader)
+        status, body, _ = await c.call("GET", follower, "/v1/status")
+        assert body["role"] == "follower" and body["leader"] == leader and body["leader_url"] == c.url(leader)
+        assert all(info["match"] is None for info in body["peers"].values())
+        status, body, _ = await c.call("GET", follower, "/v1/members")
+        assert status == 200 and body["voters"] == IDS and body["learners"] == [] and body["leader"] == leader
+        assert body["members"] == [{"id": i, "voter": True, "client_url": c.url(i)} for i in IDS]
+
+
+@async_test
+async def test_metrics_endpoint_parses_and_counts(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        for i in range(5):
+            await put(c, leader, f"k{i}", "v")
+        await c.call("GET", leader, "/v1/kv/k1")
+        status, text, headers = await c.call("GET", leader, "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+
+        def value(name: str, **labels: str) -> float:
+            for sample in families[name].samples:
+                if sample.name in (name, name + "_total", name + "_count") and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return sample.value
+            raise AssertionError(f"no sample {name} {labels}")
+
+        assert value("consensuskit_is_leader") == 1
+        assert value("consensuskit_proposals") >= 5
+        assert value("consensuskit_commit_index") >= 6
+        assert value("consensuskit_apply_lag") == 0
+        assert value("consensuskit_fsync_seconds") >= 1  # histogram count
+        assert value("consensuskit_elections") + value("consensuskit_leader_elected") >= 1
+        assert value("consensuskit_messages_sent", type="AppendEntries") >= 1
+        assert value("consensuskit_client_requests", op="put") == 5
+        assert value("consensuskit_http_request_seconds", op="get") == 1
+        assert value("consensuskit_storage_fsync_count") >= 1
+        follower = next(i for i in IDS if i != leader)
+        assert value("consensuskit_transport_frames_sent", peer=follower) >= 1
+        assert value("consensuskit_peer_match_index", peer=follower) >= 1
+
+
+# ---------------------------------------------------------------------- admin
+@async_test
+async def test_admin_endpoints_need_the_token(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        for method, path in (
+            ("POST", "/v1/members"),
+            ("DELETE", "/v1/members/n3"),
+            ("POST", "/v1/leader/transfer"),
+        ):
+            status, body, headers = await c.call(method, leader, path, json={"id": "n4"})
+            assert (status, body["error"]) == (401, "unauthorized") and headers[
+                "WWW-Authenticate"
+            ] == "Bearer"
+            status, body, _ = await c.call(method, leader, path, json={"id": "n4"}, token="wrong")
+            assert (status, body["error"]) == (403, "forbidden")
+        status, body, _ = await c.call("GET", leader, "/v1/members")
+        assert body["voters"] == IDS
+
+
+@async_test
+async def test_admin_endpoints_are_refused_without_a_configured_token(tmp_path):
+    async with Cluster(tmp_path, IDS, admin_token_file=None) as c:
+        leader = await c.wait_leader()
+        status, body, _ = await c.call("DELETE", leader, "/v1/members/n3", token=ADMIN_TOKEN)
+        assert status == 403 and "admin_token_file" in body["message"]
+
+
+@async_test
+async def test_membership_add_learner_promote_and_remove(tmp_path):
+    ids = ["n1", "n2", "n3", "n4"]
+    async with Cluster(tmp_path, ids[:3], members=["n1", "n2", "n3"]) as c:
+        c.ids = ids  # n4 is known to everyone's [peers] from now on, but not a member yet
+        await c.start_node("n4", members=["n1", "n2", "n3"])
+        leader = await c.wait_leader()
+        await put(c, leader, "before", "v")
+        follower = next(i for i in ids[:3] if i != leader)
+        status, body, _ = await c.call("POST", follower, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
+        assert status == 421 and body["leader_url"] == c.url(leader)
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/members", json={"id": "n4", "voter": False}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and body["learners"] == ["n4"] and body["voters"] == ["n1", "n2", "n3"]
+        n4 = c.servers["n4"].runtime.node
+        await c.wait_until(lambda: n4.last_applied >= body["index"])
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
+        assert status == 200 and body["voters"] == ids and body["learners"] == []
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
+        assert status == 409 and body["error"] == "conflict"
+        status, body, _ = await c.call("GET", "n4", "/v1/kv/before", params={"consistency": "stale"})
+        assert body["value"] == "v"
+        status, body, _ = await c.call("DELETE", leader, "/v1/members/n4", token=ADMIN_TOKEN)
+        assert status == 200 and body["voters"] == ["n1", "n2", "n3"]
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n9"}, token=ADMIN_TOKEN)
+        assert status == 400 and body["error"] == "unknown-peer"
+        status, body, _ = await c.call("GET", leader, "/v1/members")
+        assert body["voters"] == ["n1", "n2", "n3"]
+
+
+@async_test
+async def test_leader_transfer(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        target = next(i for i in IDS if i != leader)
+        await put(c, leader, "k", "v")
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/leader/transfer", json={"to": target}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and body["leader"] == target and body["leader_url"] == c.url(target)
+        assert await c.wait_leader() == target
+        status, body, _ = await c.call("GET", target, "/v1/kv/k")
+        assert body["value"] == "v"
+        # Without "to", the leader picks the most up-to-date other voter.
+        status, body, _ = await c.call("POST", target, "/v1/leader/transfer", token=ADMIN_TOKEN)
+        assert status == 200 and body["leader"] != target
+        status, body, _ = await c.call(
+            "POST", body["leader"], "/v1/leader/transfer", json={"to": "nobody"}, token=ADMIN_TOKEN
+        )
+        assert status == 400 and "not a voter" in body["message"]
+
+
+@async_test
+async def test_fault_injection_needs_the_flag_and_partitions_the_leader(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/debug/faults", json={"block": []}, token=ADMIN_TOKEN
+        )
+        assert status == 404
+    async with Cluster(tmp_path / "faulty", IDS, enable_fault_injection=True, request_timeout=1.0) as c:
+        leader = await c.wait_leader()
+        others = [i for i in IDS if i != leader]
+        status, body, _ = await c.call("POST", leader, "/v1/debug/faults", json={"block": others})
+        assert status == 401
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/debug/faults", json={"block": others}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and body["blocked"] == others
+        new_leader = await c.wait_leader(exclude=(leader,))
+        assert new_leader != leader
+        status, body, _ = await put(c, leader, "k", "v")
+        assert status in (421, 503)  # the old leader stepped down (check-quorum)
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/debug/faults", json={"block": []}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and body["blocked"] == []
+        await c.wait_until(lambda: c.servers[leader].runtime.node.leader_id == new_leader)
+
+
+# ---------------------------------------------------------------------- restart
+@async_test
+async def test_restart_nodes_from_their_data_dirs(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        for i in range(10):
+            assert (await put(c, leader, f"k{i}", f"v{i}", headers={"X-Request-Id": f"w:{i + 1}"}))[0] == 200
+        follower = next(i for i in IDS if i != leader)
+        await c.stop_node(follower)
+        assert (await put(c, leader, "while-down", "x"))[0] == 200
+        await c.start_node(follower)
+        await c.wait_until(
+            lambda: (
+                c.servers[follower].runtime.node.last_applied >= c.servers[leader].runtime.node.commit_index
+            )
+        )
+        status, body, _ = await c.call("GET", follower, "/v1/kv/while-down", params={"consistency": "stale"})
+        assert body["value"] == "x"
+        # Whole cluster down and up again: every acknowledged write is there.
+        for node_id in list(c.servers):
+            await c.stop_node(node_id)
+        for node_id in IDS:
+            await c.start_node(node_id)
+        leader = await c.wait_leader()
+        status, body, _ = await c.call("GET", leader, "/v1/kv", params={"prefix": "k"})
+        assert [(i["key"], i["value"]) for i in body["items"]] == [(f"k{i}", f"v{i}") for i in range(10)]
+        # Sessions survive too: a retry of an old request id is still answered from the cache.
+        status, body, _ = await put(c, leader, "k9", "changed", headers={"X-Request-Id": "w:10"})
+        assert status == 200 and body["version"] == 1
+        status, body, _ = await c.call("GET", leader, "/v1/kv/k9")
+        assert body["value"] == "v9"

@@ -1,0 +1,396 @@
+"""NodeRuntime with a scripted node: the durability barrier, pipelining, timers, halting.
+
+The node here is a tiny protocol whose handlers do exactly what each test says, and the
+storage makes every sync wait on a gate the test opens, so "not released before its
+sync" is observed directly rather than inferred from timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.storage import MemoryStorage
+from consensuskit.server.runtime import (
+    LeadershipLost,
+    NodeHalted,
+    NodeRuntime,
+    RequestTimeout,
+)
+from tests.server.runtime_harness import async_test
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class GatedBatch:
+    def __init__(self, storage: GatedStorage, upto: int) -> None:
+        self.storage = storage
+        self.upto = upto
+        self.gate = threading.Event()
+
+    @property
+    def empty(self) -> bool:
+        return False
+
+    def complete(self) -> None:
+        self.storage.events.append(("sync-start", self.upto))
+        if not self.gate.wait(10):
+            raise TimeoutError("test never opened the gate")
+        if self.storage.fail_next:
+            raise OSError("disk on fire")
+        self.storage.durable = self.upto
+        self.storage.events.append(("synced", self.upto))
+
+
+class _EmptyBatch:
+    empty = True
+
+    def complete(self) -> None:
+        raise AssertionError("an empty batch must not be completed")
+
+
+class GatedStorage(MemoryStorage):
+    """Counts writes; a sync covers the writes made before ``begin_sync`` and finishes
+    when the test opens its gate (or at once with ``auto=True``)."""
+
+    def __init__(self, auto: bool = False) -> None:
+        super().__init__()
+        self.writes = 0
+        self.durable = 0
+        self.auto = auto
+        self.fail_next = False
+        self.batches: list[GatedBatch] = []
+        self.events: list[tuple[str, Any]] = []
+
+    def put(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().put(key, value)
+
+    def log_append(self, records: list[Any]) -> None:
+        self.writes += 1
+        super().log_append(records)
+
+    def begin_sync(self) -> Any:
+        if self.batches and self.batches[-1].upto == self.writes:
+            return _EmptyBatch()
+        batch = GatedBatch(self, self.writes)
+        if self.auto:
+            batch.gate.set()
+        self.batches.append(batch)
+        return batch
+
+
+class ScriptedNode:
+    """Each request's op says what to do: kind "put" writes then answers, "get" answers
+    without writing, key "boom" raises, "silent" never answers.  Messages are echoed back
+    to their sender, except "lead" and "step-down", which change the recorded role."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.seen: list[Any] = []
+        self.timers: list[str] = []
+
+    def on_start(self) -> None:
+        self.env.record("role", role="follower")
+
+    def on_message(self, src: str, msg: Any) -> None:
+        self.seen.append(msg)
+        if msg in ("lead", "step-down"):
+            self.env.record("role", role="leader" if msg == "lead" else "follower")
+            return
+        if msg == "write-and-echo":
+            self.env.storage.put("m", msg)
+        self.env.send(src, ("echo", msg))
+
+    def on_timer(self, key: str) -> None:
+        self.timers.append(key)
+
+    def on_request(self, request: ClientRequest) -> None:
+        self.seen.append(request.seq)
+        op = request.op
+        if op.key == "boom":
+            raise RuntimeError("handler bug")
+        if op.key == "silent":
+            return
+        if op.kind == "put":
+            self.env.storage.put(op.key, op.value)
+        self.env.deliver(ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=op.key))
+
+
+def scripted_spec() -> ProtocolSpec:
+    return ProtocolSpec(
+        name="scripted",
+        description="test node",
+        make_node=lambda node_id, env, members, options: ScriptedNode(env),
+    )
+
+
+class RecordingTransport:
+    def __init__(self, storage: GatedStorage) -> None:
+        self.storage = storage
+        self.sent: list[tuple[str, Any, int]] = []  # (dst, msg, durable writes at release)
+
+    def send(self, dst: str, msg: Any) -> None:
+        self.sent.append((dst, msg, self.storage.durable))
+
+
+def make_runtime(storage: GatedStorage) -> tuple[NodeRuntime, ScriptedNode, RecordingTransport]:
+    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1)
+    transport = RecordingTransport(storage)
+    runtime.transport = transport
+    runtime.start()
+    return runtime, runtime.node, transport  # type: ignore[return-value]
+
+
+def req(seq: int, kind: str = "put", key: str = "k", client: str = "c") -> ClientRequest:
+    return ClientRequest(client_id=client, seq=seq, op=Op(kind=kind, key=key, value=seq))
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+def open_gate(storage: GatedStorage, index: int) -> None:
+    storage.batches[index].gate.set()
+
+
+@async_test
+async def test_answer_waits_for_the_sync_that_covers_its_write():
+    storage = GatedStorage()
+    runtime, _node, _ = make_runtime(storage)
+    task = asyncio.ensure_future(runtime.request(req(1), timeout=5))
+    await until(lambda: storage.batches)
+    await asyncio.sleep(0.05)
+    assert not task.done() and storage.durable == 0  # handled, written, held
+    open_gate(storage, 0)
+    response = await task
+    assert response.ok and storage.durable == 1
+    await runtime.close()
+
+
+@async_test
+async def test_output_without_writes_is_released_at_once():
+    storage = GatedStorage()
+    runtime, _node, transport = make_runtime(storage)
+    response = await runtime.request(req(1, kind="get"), timeout=5)
+    assert response.ok and storage.batches == []
+    runtime.on_peer_message("b", "hello")
+    await until(lambda: transport.sent)
+    assert transport.sent == [("b", ("echo", "hello"), 0)]
+    await runtime.close()
+
+
+@async_test
+async def test_pipelining_inputs_are_handled_during_a_sync_and_released_in_order():
+    """Batch 1 writes and its sync blocks; batch 2 (a write) and batch 3 (a read) are
+    handled meanwhile.  Nothing of 2 leaves before sync 2; the read rides with 2 (it
+    may reflect write 2), and releases follow production order."""
+    storage = GatedStorage()
+    runtime, node, _transport = make_runtime(storage)
+    released: list[int] = []
+
+    async def go(request: ClientRequest) -> None:
+        await runtime.request(request, timeout=5)
+        released.append(request.seq)
+
+    first = asyncio.ensure_future(go(req(1)))
+    await until(lambda: len(storage.batches) == 1)
+    second = asyncio.ensure_future(go(req(2)))
+    await until(lambda: 2 in node.seen)
+    third = asyncio.ensure_future(go(req(3, kind="get")))
+    await until(lambda: 3 in node.seen)
+    await asyncio.sleep(0.02)
+    assert released == [] and len(storage.batches) == 1  # one sync at a time
+    open_gate(storage, 0)
+    await first
+    await until(lambda: len(storage.batches) == 2)  # the next sync covers write 2
+    await asyncio.sleep(0.02)
+    assert released == [1]
+    open_gate(storage, 1)
+    await asyncio.gather(second, third)
+    assert released == [1, 2, 3]
+    await runtime.close()
+
+
+@async_test
+async def test_a_read_during_a_sync_with_no_new_writes_rides_on_that_sync():
+    storage = GatedStorage()
+    runtime, node, _transport = make_runtime(storage)
+    write = asyncio.ensure_future(runtime.request(req(1), timeout=5))
+    await until(lambda: storage.batches)
+    read = asyncio.ensure_future(runtime.request(req(2, kind="get"), timeout=5))
+    await until(lambda: 2 in node.seen)
+    await asyncio.sleep(0.02)
+    assert not read.done()  # it may reflect write 1, which is not durable yet
+    open_gate(storage, 0)
+    await asyncio.gather(write, read)
+    assert len(storage.batches) == 1
+    await runtime.close()
+
+
+@async_test
+async def test_group_commit_one_sync_covers_every_write_made_while_one_ran():
+    storage = GatedStorage()
+    runtime, node, _transport = make_runtime(storage)
+    first = asyncio.ensure_future(runtime.request(req(1), timeout=5))
+    await until(lambda: storage.batches)
+    rest = [
+        asyncio.ensure_future(runtime.request(req(seq, client=f"c{seq}"), timeout=5)) for seq in range(2, 22)
+    ]
+    await until(lambda: len(node.seen) == 21)
+    open_gate(storage, 0)
+    await first
+    await until(lambda: len(storage.batches) == 2)
+    assert storage.batches[1].upto == 21  # writes 2..21 in one sync
+    open_gate(storage, 1)
+    await asyncio.gather(*rest)
+    assert len(storage.batches) == 2
+    await runtime.close()
+
+
+@async_test
+async def test_peer_messages_that_depend_on_a_write_wait_for_it():
+    storage = GatedStorage()
+    runtime, _node, transport = make_runtime(storage)
+    runtime.on_peer_message("b", "write-and-echo")
+    await until(lambda: storage.batches)
+    await asyncio.sleep(0.02)
+    assert transport.sent == []
+    open_gate(storage, 0)
+    await until(lambda: transport.sent)
+    assert transport.sent == [("b", ("echo", "write-and-echo"), 1)]
+    await runtime.close()
+
+
+@async_test
+async def test_timers_fire_rearm_and_cancel():
+    storage = GatedStorage(auto=True)
+    runtime, node, _ = make_runtime(storage)
+    runtime.set_timer("t", 0.02)
+    runtime.set_timer("t", 0.05)  # re-arming replaces the first arming
+    runtime.set_timer("gone", 0.01)
+    runtime.cancel_timer("gone")
+    runtime.cancel_timer("never-set")
+    await asyncio.sleep(0.2)
+    assert node.timers == ["t"]
+    await runtime.close()
+
+
+@async_test
+async def test_a_handler_exception_halts_the_node():
+    storage = GatedStorage(auto=True)
+    runtime, node, transport = make_runtime(storage)
+    waiting = asyncio.ensure_future(runtime.request(req(1, key="silent"), timeout=5))
+    await until(lambda: 1 in node.seen)
+    with pytest.raises(NodeHalted, match="handler bug"):
+        await runtime.request(req(2, key="boom"), timeout=5)
+    with pytest.raises(NodeHalted):
+        await waiting
+    assert runtime.halted.done() and isinstance(runtime.failure, RuntimeError)
+    runtime.on_peer_message("b", "hello")  # ignored from now on
+    await asyncio.sleep(0.02)
+    assert node.seen == [1, 2] and transport.sent == []
+    with pytest.raises(NodeHalted):
+        await runtime.request(req(3), timeout=5)
+    await runtime.close()
+
+
+@async_test
+async def test_a_failed_sync_halts_the_node_and_releases_nothing():
+    storage = GatedStorage()
+    runtime, _node, _transport = make_runtime(storage)
+    storage.fail_next = True
+    task = asyncio.ensure_future(runtime.request(req(1), timeout=5))
+    await until(lambda: storage.batches)
+    open_gate(storage, 0)
+    with pytest.raises(NodeHalted, match="disk on fire"):
+        await task
+    assert isinstance(runtime.failure, OSError)
+    await runtime.close()
+
+
+@async_test
+async def test_request_timeout():
+    storage = GatedStorage(auto=True)
+    runtime, _node, _ = make_runtime(storage)
+    with pytest.raises(RequestTimeout, match=r"no answer within 0\.05s"):
+        await runtime.request(req(1, key="silent"), timeout=0.05)
+    assert runtime.stats.timeouts == 1
+    await runtime.close()
+
+
+@async_test
+async def test_stepping_down_fails_pending_requests_as_unknown():
+    storage = GatedStorage(auto=True)
+    runtime, node, _ = make_runtime(storage)
+    runtime.on_peer_message("b", "lead")
+    pending = asyncio.ensure_future(runtime.request(req(1, key="silent"), timeout=5))
+    await until(lambda: 1 in node.seen)
+    answered = await runtime.request(req(2, kind="get"), timeout=5)  # answered: not at risk
+    runtime.on_peer_message("b", "step-down")
+    with pytest.raises(LeadershipLost):
+        await pending
+    assert runtime.stats.leadership_lost == 1 and answered.ok
+    await runtime.close()
+
+
+@async_test
+async def test_retries_of_one_request_all_get_the_answer():
+    storage = GatedStorage()
+    runtime, node, _ = make_runtime(storage)
+    a = asyncio.ensure_future(runtime.request(req(1), timeout=5))
+    b = asyncio.ensure_future(runtime.request(req(1), timeout=5))
+    await until(lambda: node.seen.count(1) == 2)
+    for batch in storage.batches:
+        batch.gate.set()
+    await until(lambda: all(x.gate.is_set() for x in storage.batches) and a.done() and b.done())
+    assert (await a).seq == (await b).seq == 1
+    await runtime.close()
+
+
+@async_test
+async def test_admin_call_result_passes_the_barrier():
+    storage = GatedStorage()
+    runtime, _node, _ = make_runtime(storage)
+    call = asyncio.ensure_future(runtime.call(lambda n: n.env.storage.put("x", 1) or "done"))
+    await until(lambda: storage.batches)
+    await asyncio.sleep(0.02)
+    assert not call.done()
+    open_gate(storage, 0)
+    assert await call == "done"
+    await runtime.close()
+
+
+@async_test
+async def test_close_makes_pending_writes_durable_and_releases_them():
+    storage = GatedStorage(auto=True)
+    runtime, node, transport = make_runtime(storage)
+    runtime.on_peer_message("b", "write-and-echo")
+    await until(lambda: node.seen)
+    await runtime.close()
+    assert storage.durable == storage.writes == 1
+    assert transport.sent == [("b", ("echo", "write-and-echo"), 1)]
+    with pytest.raises(NodeHalted):
+        await runtime.request(req(1), timeout=1)
+
+
+@async_test
+async def test_stats_count_messages_requests_and_roles():
+    storage = GatedStorage(auto=True)
+    runtime, _node, transport = make_runtime(storage)
+    runtime.on_peer_message("b", "x")
+    await runtime.request(req(1, kind="get"), timeout=5)
+    await until(lambda: transport.sent)
+    stats = runtime.stats
+    assert stats.received == {"str": 1} and stats.sent == {"tuple": 1}
+    assert stats.requests == {"get": 1} and stats.answers == {"ok": 1}
+    assert stats.roles == {"follower": 1} and stats.records == {"role": 1}
+    await runtime.close()

@@ -1,0 +1,176 @@
+"""The durability barrier with real Raft nodes: nothing a node sends or answers leaves
+before the sync that covers every write made before it was produced.
+
+Each node's storage counts writes and, when a sync completes, how many are durable.
+Every output is stamped with the write count when the node produced it and checked
+against the durable count when the runtime releases it.  A control run with the barrier
+removed shows the check catches violations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consensuskit.core.client import ClientRequest, Op
+from consensuskit.core.storage import MemoryStorage
+from consensuskit.server.main import NodeServer
+from tests.server.runtime_harness import Cluster, async_test
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Batch:
+    def __init__(self, storage: SlowSyncStorage, upto: int) -> None:
+        self.storage = storage
+        self.upto = upto
+        self.empty = False
+
+    def complete(self) -> None:
+        time.sleep(0.003)  # a slow disk: widen the window in which a leak would show
+        self.storage.durable = max(self.storage.durable, self.upto)
+
+
+class _Empty:
+    empty = True
+
+    def complete(self) -> None:
+        return None
+
+
+class SlowSyncStorage(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.durable = 0
+        self.synced_upto = 0
+
+    def put(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().put(key, value)
+
+    def log_append(self, records: list[Any]) -> None:
+        self.writes += 1
+        super().log_append(records)
+
+    def log_truncate_from(self, position: int) -> None:
+        self.writes += 1
+        super().log_truncate_from(position)
+
+    def log_compact_to(self, position: int) -> None:
+        self.writes += 1
+        super().log_compact_to(position)
+
+    def begin_sync(self) -> Any:
+        if self.writes == self.synced_upto:
+            return _Empty()
+        self.synced_upto = self.writes
+        return _Batch(self, self.writes)
+
+
+class BarrierWatch:
+    """Stamps outputs at production and checks them at release, for one node."""
+
+    def __init__(self, server: NodeServer, storage: SlowSyncStorage) -> None:
+        self.storage = storage
+        self.stamps: dict[int, int] = {}
+        self.keep: list[Any] = []  # keep stamped objects alive so ids stay unique
+        self.checked = 0
+        self.violations: list[str] = []
+        runtime = server.runtime
+        produce_send, produce_answer = runtime.send, runtime.deliver
+        transport = runtime.transport
+        release_send = transport.send
+        release_answer = runtime._answer
+
+        def send(dst: str, msg: Any) -> None:
+            self._stamp(msg)
+            produce_send(dst, msg)
+
+        def deliver(response: Any) -> None:
+            self._stamp(response)
+            produce_answer(response)
+
+        def on_release_send(dst: str, msg: Any) -> None:
+            self._check(msg, f"{type(msg).__name__} to {dst}")
+            release_send(dst, msg)
+
+        def on_release_answer(response: Any) -> None:
+            self._check(response, f"answer to {response.client_id}#{response.seq}")
+            release_answer(response)
+
+        runtime.send = send  # type: ignore[method-assign]
+        runtime.deliver = deliver  # type: ignore[method-assign]
+        runtime._answer = on_release_answer  # type: ignore[method-assign]
+        transport.send = on_release_send
+
+    def _stamp(self, obj: Any) -> None:
+        self.stamps[id(obj)] = self.storage.writes
+        self.keep.append(obj)
+
+    def _check(self, obj: Any, what: str) -> None:
+        stamp = self.stamps.get(id(obj))
+        if stamp is None:
+            return
+        self.checked += 1
+        if self.storage.durable < stamp:
+            self.violations.append(
+                f"{what}: produced after write {stamp}, released at {self.storage.durable}"
+            )
+
+
+def remove_barrier(server: NodeServer) -> None:
+    """The control: release every batch's outputs at once, sync afterwards."""
+    runtime = server.runtime
+
+    def after_batch() -> None:
+        out, runtime._outbox = runtime._outbox, []
+        runtime._release(out)
+        if runtime.storage.dirty and not runtime._syncing:
+            runtime._start_sync([])
+
+    runtime._after_batch = after_batch  # type: ignore[method-assign]
+
+
+async def run_load(tmp_path: Path, *, broken: bool) -> list[BarrierWatch]:
+    storages: dict[str, SlowSyncStorage] = {}
+
+    def make(node_id: str) -> SlowSyncStorage:
+        storages[node_id] = SlowSyncStorage()
+        return storages[node_id]
+
+    async with Cluster(tmp_path, ["n1", "n2", "n3"], transport="loopback", storage=make) as cluster:
+        watches = []
+        for node_id, server in cluster.servers.items():
+            watches.append(BarrierWatch(server, storages[node_id]))
+            if broken:
+                remove_barrier(server)
+        leader = cluster.servers[await cluster.wait_leader()]
+
+        async def client(c: int) -> None:
+            for seq in range(1, 16):
+                kind = "get" if seq % 4 == 0 else "put"
+                op = Op(kind=kind, key=f"k{seq % 5}", value=f"{c}-{seq}")
+                request = ClientRequest(client_id=f"c{c}", seq=seq, op=op)
+                response = await leader.runtime.request(request, timeout=5)
+                assert response.ok, response
+
+        await asyncio.gather(*(client(c) for c in range(12)))
+        return watches
+
+
+@async_test
+async def test_no_output_leaves_before_the_writes_it_follows_are_durable(tmp_path):
+    watches = await run_load(tmp_path, broken=False)
+    assert sum(w.checked for w in watches) > 200
+    assert [v for w in watches for v in w.violations] == []
+
+
+@async_test
+async def test_the_check_catches_a_runtime_without_the_barrier(tmp_path):
+    watches = await run_load(tmp_path, broken=True)
+    assert any(w.violations for w in watches)
