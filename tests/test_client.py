@@ -153,7 +153,7 @@ class FakeCluster:
     ) -> web.StreamResponse | None:
         fault = self.write_faults.pop(0) if self.write_faults else None
         if fault == "503":
-            return error(503, "unavailable", "no quorum")
+            return error(503, "busy", "leadership transfer in progress", outcome="not-applied")
         cached = self.sessions.get(session)
         if cached is not None and seq < cached[0]:
             return error(409, "stale-session", "seq older than the session's last")
@@ -163,7 +163,7 @@ class FakeCluster:
             status, result = self.apply(key, method, value, query)
             self.sessions[session] = (seq, (status, result))
         if fault == "503-after":
-            return error(503, "unavailable", "no quorum in time")
+            return error(503, "timeout", "no quorum in time", outcome="unknown")
         if fault == "slow":
             await asyncio.sleep(1.0)
         if fault == "drop":
@@ -185,7 +185,7 @@ class FakeCluster:
         else:
             matches = True
         if not matches:
-            return 409, {
+            return 412, {
                 "error": "cas-failed",
                 "message": "comparison failed",
                 "value": current[0] if current else None,
@@ -204,15 +204,18 @@ class FakeCluster:
         body: dict[str, Any] = {
             "error": "not-leader",
             "message": "not the leader",
+            "outcome": "not-applied",
             "leader": self.leader_id(),
+            "leader_url": None,
         }
         if self.hint_leader and self.leader is not None:
             body["leader_url"] = self.urls[self.leader]
-        return web.json_response(body, status=421)
+            return web.json_response(body, status=421)
+        return web.json_response(body, status=503)
 
 
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
 
 
 def refused_port() -> int:
@@ -351,6 +354,24 @@ def test_no_answer_at_all_is_unavailable_and_maybe_applied(fake: FakeCluster) ->
     assert info.value.attempts >= 2
 
 
+def test_definite_503_refusals_until_the_deadline_are_certainly_not_applied(fake: FakeCluster) -> None:
+    fake.write_faults = ["503"] * 1000
+    with client_for(fake, deadline=0.5) as kv, pytest.raises(Unavailable) as info:
+        kv.put("x", "1")
+    assert info.value.maybe_applied is False
+    assert fake.applied == 0
+
+
+def test_bytes_values_come_back_as_bytes() -> None:
+    from consensuskit.client import decode_value
+
+    assert decode_value({"value": "AAH/", "encoding": "base64"}) == b"\x00\x01\xff"
+    assert decode_value({"value": "text", "encoding": "utf-8"}) == "text"
+    assert (
+        CasFailed("cas-failed", "m", details={"value": "AA==", "encoding": "base64"}).current_value == b"\x00"
+    )
+
+
 def test_refused_everywhere_is_unavailable_and_certainly_not_applied() -> None:
     dead = [f"127.0.0.1:{refused_port()}" for _ in range(2)]
     with Client(dead, timeout=0.2, deadline=0.5) as kv, pytest.raises(Unavailable) as info:
@@ -480,7 +501,8 @@ def test_status_of_a_dead_node_is_an_error_not_a_hang() -> None:
     [
         (400, {"error": "bad-request", "message": "m"}, BadRequest, "bad-request"),
         (404, {"error": "not-found", "message": "m"}, NotFound, "not-found"),
-        (409, {"error": "cas-failed", "message": "m", "version": 3}, CasFailed, "cas-failed"),
+        (412, {"error": "cas-failed", "message": "m", "version": 3}, CasFailed, "cas-failed"),
+        (409, {"error": "stale-session", "message": "m"}, ClientError, "stale-session"),
         (413, {"error": "too-large", "message": "m"}, PayloadTooLarge, "too-large"),
         (401, {"error": "unauthorized", "message": "m"}, Unauthorized, "unauthorized"),
         (500, {"error": "internal", "message": "m"}, ServerError, "internal"),

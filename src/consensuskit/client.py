@@ -24,6 +24,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -76,7 +77,7 @@ class CasFailed(ClientError):
 
     @property
     def current_value(self) -> Any:
-        return self.details.get("value")
+        return decode_value(self.details)
 
     @property
     def current_version(self) -> int:
@@ -130,7 +131,6 @@ _ERRORS_BY_STATUS: dict[int, type[ClientError]] = {
     401: Unauthorized,
     403: Unauthorized,
     404: NotFound,
-    409: CasFailed,
     412: CasFailed,
     413: PayloadTooLarge,
 }
@@ -158,7 +158,7 @@ class Entry:
     """A key's value as read: ``version`` counts the writes since it was created."""
 
     key: str
-    value: str
+    value: str | bytes  # bytes when the value written was not UTF-8 text
     version: int
     index: int | None = None
 
@@ -374,7 +374,7 @@ class AsyncClient:
         if not isinstance(items, list):
             raise ServerError("bad-answer", f"listing is not a list: {str(body)[:200]}", status=answer.status)
         entries = [
-            Entry(str(i["key"]), i.get("value"), int(i.get("version") or 0), i.get("index"))
+            Entry(str(i["key"]), decode_value(i), int(i.get("version") or 0), i.get("index"))
             for i in items
             if isinstance(i, dict) and "key" in i
         ]
@@ -425,7 +425,7 @@ class AsyncClient:
         return answer.body
 
     async def transfer_leadership(self, target: str | None = None) -> Any:
-        body = json.dumps({"target": target} if target else {}).encode()
+        body = json.dumps({"to": target} if target else {}).encode()
         answer = await self.request("POST", "/v1/leader/transfer", body=body, admin=True, json_body=True)
         return answer.body
 
@@ -538,8 +538,10 @@ class AsyncClient:
                         await self._back_off(misses, deadline)
                         continue
                 elif status == 503:
-                    # No quorum in time: a write may have been proposed and commit later.
-                    maybe_applied = maybe_applied or write
+                    # No quorum in time: a write may have been proposed and commit later,
+                    # unless the node says it certainly was not (busy, not-leader, ...).
+                    outcome = decoded.get("outcome") if isinstance(decoded, dict) else None
+                    maybe_applied = maybe_applied or (write and outcome != "not-applied")
                     last_error = f"{target}: 503 {_message(decoded, raw)}"
                 else:
                     raise error_from_answer(status, decoded, raw.decode("utf-8", "replace"))
@@ -588,11 +590,19 @@ def _message(decoded: Any, raw: bytes) -> str:
     return raw[:200].decode("utf-8", "replace")
 
 
+def decode_value(body: dict[str, Any]) -> Any:
+    """A value as the API sends it: text as is, bytes as base64 (``"encoding": "base64"``)."""
+    value = body.get("value")
+    if body.get("encoding") == "base64" and isinstance(value, str):
+        return base64.b64decode(value)
+    return value
+
+
 def _entry(key: str, answer: Answer) -> Entry:
     body = answer.body
     if isinstance(body, dict):
         return Entry(
-            str(body.get("key", key)), body.get("value"), int(body.get("version") or 0), body.get("index")
+            str(body.get("key", key)), decode_value(body), int(body.get("version") or 0), body.get("index")
         )
     version = answer.headers.get("X-Version") or answer.headers.get("ETag") or 0
     return Entry(key, body, int(str(version).strip('"') or 0))
