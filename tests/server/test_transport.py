@@ -379,6 +379,30 @@ def test_unknown_dialer_is_refused_until_added_and_cut_off_when_removed(caplog):
     assert "claims node id 'c', which is not a peer" in caplog.text
 
 
+def test_a_peer_removed_while_its_frames_are_being_read_delivers_nothing_more():
+    """Removal can happen inside on_message (a membership change applied on receipt): the
+    rest of that peer's frames, already read in the same chunk, must not be delivered."""
+
+    async def main() -> None:
+        nodes = await start_cluster("a", "b")
+        a, b = nodes["a"], nodes["b"]
+
+        def remove_b_on_first(src: str, msg: Any) -> None:
+            a.inbox.append((src, msg))
+            a.transport.update_peers({})
+
+        await eventually(lambda: b.stats("a").connected, "b connected to a")
+        a.transport._on_message = remove_b_on_first
+        for i in range(50):
+            b.transport.send("a", hb(i, leader="b"))  # one batch, one write
+        await eventually(lambda: a.inbox, "the first message")
+        await settle(0.2)
+        assert a.commits_from("b") == [0]
+        await stop_all(nodes)
+
+    run(main())
+
+
 def test_a_changed_address_is_redialed():
     async def main() -> None:
         nodes = await start_cluster("a", "b")
