@@ -1,0 +1,47 @@
+"""Multi-Paxos (Chubby style) as a registry entry: see README.md here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consensuskit.core.env import Env
+from consensuskit.core.registry import ProtocolSpec
+from consensuskit.protocols.paxos.multi_node import MultiPaxosNode
+from consensuskit.protocols.paxos.multi_options import BUGS, MultiPaxosOptions
+
+__all__ = ["BUGS", "MultiPaxosNode", "MultiPaxosOptions", "make_multipaxos_node", "multipaxos_spec"]
+
+
+def make_multipaxos_node(
+    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+) -> MultiPaxosNode:
+    """Build a node; ``options["node_options"][node_id]`` overrides options per node."""
+    merged = dict(options)
+    per_node = merged.pop("node_options", None) or {}
+    merged.update(per_node.get(node_id, {}))
+    return MultiPaxosNode(node_id, env, members, MultiPaxosOptions.from_dict(merged))
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    merged = dict(options)
+    for overrides in (merged.pop("node_options", None) or {}).values():
+        MultiPaxosOptions.from_dict({**merged, **overrides})
+    MultiPaxosOptions.from_dict(merged)
+
+
+def multipaxos_spec() -> ProtocolSpec:
+    def make_checker(bugs: frozenset[str]) -> Any:
+        from consensuskit.check.multipaxos import MultiPaxosChecker
+
+        return MultiPaxosChecker()
+
+    return ProtocolSpec(
+        name="multipaxos",
+        description="Multi-Paxos in the Chubby style: leader by phase 1 over all slots, "
+        "leases with lease reads, forwarding, alpha-delayed membership changes, snapshots",
+        make_node=make_multipaxos_node,
+        make_checker=make_checker,
+        bugs=BUGS,
+        validate_options=validate_options,
+    )

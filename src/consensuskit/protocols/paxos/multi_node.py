@@ -1,0 +1,1010 @@
+"""A Multi-Paxos server in the Chubby style, as a deterministic, I/O-free state machine.
+
+Every node is acceptor and learner; the one that wins phase 1 is the leader (the only
+proposer).  Seed 001 describes Chubby's choices; the rules below fill in the details
+the seed leaves open.
+
+Rules this module owns:
+  * election: a candidate runs phase 1 once for every slot from its first unexecuted
+    one, with ballot ``Ballot(round, node)`` above every round it has seen; acceptors
+    promise a ballot above their promise (persisted before the promise leaves) and
+    report their votes, the values they know were chosen, and a snapshot when they
+    compacted slots the candidate lacks;
+  * recovery: for each reported slot the new leader re-proposes the value voted in the
+    highest ballot (or the chosen value), fills gaps with no-ops, and only then starts
+    new slots; slots execute strictly in order on every node;
+  * steady state: one Accept/Accepted round per command (2 message delays); a slot is
+    chosen when a majority of its configuration voted for it in the leader's ballot;
+    the leader's executed prefix rides on Accept and Heartbeat, and a follower whose
+    vote at such a slot carries the same ballot knows the chosen value;
+  * leases (Chubby): each heartbeat round acknowledged by a majority gives the leader a
+    lease of ``lease_duration * (1 - drift)`` from the round's send time; an acceptor's
+    grant lasts ``lease_duration`` from the heartbeat's arrival.  Promises report the
+    grant still running, and a new leader waits (scaled by the drift bound) until it has
+    run out before it decides anything or serves a read: a value chosen meanwhile would
+    make the old leader's lease reads stale.  A restarted acceptor cannot remember its
+    grant and reports one full lease;
+  * reads: served by the leader from its state under its lease once every slot it knows
+    chosen is executed; without a lease (or on request) after a heartbeat round that a
+    majority acknowledged; ``stale`` reads anywhere;
+  * client commands reaching a follower are forwarded to the leader, whose answer comes
+    back through the follower; a node that knows no leader campaigns;
+  * membership: a configuration decided at slot s governs slots s + alpha on, so a
+    leader never has more than alpha slots in flight past its executed prefix;
+  * catch-up by chosen values (``Learn``) or, behind the compaction point, a snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from consensuskit.core.client import (
+    BUSY,
+    LEASE,
+    LINEARIZABLE,
+    NOT_LEADER,
+    STALE_OK,
+    STALE_SESSION,
+    ClientRequest,
+    ClientResponse,
+)
+from consensuskit.core.env import Env
+from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
+from consensuskit.protocols.paxos.multi_log import AcceptorLog
+from consensuskit.protocols.paxos.multi_messages import (
+    COMMAND,
+    CONFIG,
+    NOOP_ENTRY,
+    Accept,
+    Accepted,
+    AcceptedValue,
+    Entry,
+    Forward,
+    ForwardReply,
+    Heartbeat,
+    HeartbeatAck,
+    InstallSnapshot,
+    Learn,
+    Membership,
+    Nack,
+    Prepare,
+    Promise,
+    SlotValue,
+    Snapshot,
+)
+from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
+from consensuskit.protocols.raft.quorum import committed_index, quorum_size
+from consensuskit.statemachines.kv import STALE, KVStateMachine
+
+FOLLOWER = "follower"
+CANDIDATE = "candidate"
+LEADER = "leader"
+
+ELECTION_TIMER = "election"
+HEARTBEAT_TIMER = "heartbeat"
+CHECK_QUORUM_TIMER = "check-quorum"
+LEASE_WAIT_TIMER = "lease-wait"
+
+PROMISED_KEY = "multipaxos/promised"
+SNAPSHOT_KEY = "multipaxos/snapshot"
+
+CONFIG_CHANGES = ("add", "remove")
+UNKNOWN_HOLDER = ""  # lease_holder of a restarted acceptor: it may have granted anyone
+
+Config = tuple[int, tuple[str, ...]]  # (first slot it governs, members)
+
+
+class MultiPaxosNode:
+    def __init__(
+        self,
+        node_id: str,
+        env: Env,
+        members: Sequence[str],
+        options: MultiPaxosOptions | None = None,
+    ) -> None:
+        self.id = node_id
+        self.env = env
+        self.opts = options or MultiPaxosOptions()
+        self.bugs = self.opts.bugs
+        self.sm = KVStateMachine()
+        # Set by checkers to watch votes, decisions and executions; never used for control.
+        self.observer: Any = None
+        universe = list(members)
+        for extra in self.opts.members:
+            if extra not in universe:
+                universe.append(extra)
+        if node_id not in universe:
+            universe.append(node_id)
+        self.numbers = node_numbers(universe)
+        self.ids_by_number = {n: i for i, n in self.numbers.items()}
+        self.number = self.numbers[node_id]
+
+        storage = env.storage
+        self.promised: Ballot = storage.get(PROMISED_KEY) or ZERO_BALLOT
+        self.log = AcceptorLog(storage)
+        self.snapshot: Snapshot | None = storage.get(SNAPSHOT_KEY)
+        snap = self.snapshot
+        if snap is not None:
+            self.sm.restore(snap.data)
+            self.configs: list[Config] = [(first, tuple(m)) for first, m in snap.configs]
+        else:
+            initial = tuple(sorted(self.opts.members or members))
+            self.configs = [(1, initial)]
+        # Invariant: log.offset <= executed; every slot <= executed is chosen and applied.
+        self.executed = snap.last_slot if snap else 0
+        # Chosen values above the compaction point (kept for catch-up), incl. executed ones.
+        self.chosen: dict[int, Entry] = {}
+        self.max_round = max([self.promised.round, *(v.ballot.round for v in self.log.votes.values())])
+
+        self.role = FOLLOWER
+        self.leader_id: str | None = None
+        self.ballot: Ballot = ZERO_BALLOT  # ours, as candidate or leader
+        # Acceptor side of the lease: whom we last granted one, until when (our clock).
+        self.grant_holder: str | None = None
+        self.grant_expiry = 0.0
+        # Candidate and leader state.
+        self.promises: dict[str, Promise] = {}
+        self.prepare_from = 0
+        self.best_votes: dict[int, AcceptedValue] = {}
+        self.wait_until = 0.0
+        self.queue: list[tuple[Entry, str]] = []  # (entry, origin) not yet given a slot
+        # Leader state.
+        self.next_slot = 0
+        self.to_recover: set[int] = set()
+        self.recovery_end = 0
+        self.proposals: dict[int, Entry] = {}  # proposed in our ballot, not yet chosen
+        self.acks: dict[int, set[str]] = {}
+        self.waiting: dict[tuple[str, int], str] = {}  # command -> node that answers it
+        self.ready = False
+        self.heartbeat_round = 0
+        self.round_sent_at: dict[int, float] = {}
+        self.acked_round: dict[str, int] = {}
+        self.lease_until = 0.0
+        self.peer_executed: dict[str, int] = {}
+        self.catchup_sent: dict[str, tuple[int, float]] = {}
+        self.recent_active: set[str] = set()
+        self.prepare_sent: set[str] = set()
+        self.reads_awaiting_ready: list[tuple[ClientRequest, str]] = []
+        self.reads_awaiting_round: list[tuple[int, int, ClientRequest, str]] = []
+        self.reads_awaiting_execute: list[tuple[int, ClientRequest, str]] = []
+        self._handlers: dict[type, Any] = {
+            Prepare: self.handle_prepare,
+            Promise: self.handle_promise,
+            Nack: self.handle_nack,
+            Accept: self.handle_accept,
+            Accepted: self.handle_accepted,
+            Heartbeat: self.handle_heartbeat,
+            HeartbeatAck: self.handle_heartbeat_ack,
+            Learn: self.handle_learn,
+            InstallSnapshot: self.handle_install_snapshot,
+            Forward: self.handle_forward,
+            ForwardReply: self.handle_forward_reply,
+        }
+
+    # ------------------------------------------------------------------ inspection
+    def is_leader(self) -> bool:
+        return self.role == LEADER
+
+    def members(self) -> tuple[str, ...]:
+        """Every node of a configuration in force from our next slot on."""
+        return self._members_from(self.executed + 1)
+
+    def config_at(self, slot: int) -> tuple[str, ...]:
+        """Members governing ``slot``; known for ``slot <= executed + alpha``."""
+        members = self.configs[0][1]
+        for first, m in self.configs:
+            if first > slot:
+                break
+            members = m
+        return members
+
+    def serving_lease_reads(self) -> bool:
+        """True while this node would answer a lease read from its own state now."""
+        return self.role == LEADER and self.ready and self.env.now() < self.lease_until
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "ballot": str(self.ballot if self.role != FOLLOWER else self.promised),
+            "promised": str(self.promised),
+            "leader": self.leader_id,
+            "executed": self.executed,
+            "commit": self.executed,
+            "applied": self.executed,
+            "last_slot": self.log.last,
+            "snapshot_slot": self.snapshot.last_slot if self.snapshot else 0,
+            "members": list(self.members()),
+            "ready": self.ready,
+            "lease_remaining": max(0.0, self.lease_until - self.env.now()) if self.role == LEADER else 0.0,
+            "peers": {p: {"executed": e} for p, e in sorted(self.peer_executed.items())},
+        }
+
+    # ------------------------------------------------------------------ inputs
+    def on_start(self) -> None:
+        if self.promised != ZERO_BALLOT:
+            # We may have granted a lease just before a crash and cannot remember to whom.
+            self.grant_holder = UNKNOWN_HOLDER
+            self.grant_expiry = self.env.now() + self.opts.lease_duration
+        self.env.record("role", role=self.role, term=str(self.promised))
+        self._reset_election_timer()
+
+    def on_timer(self, key: str) -> None:
+        if key == ELECTION_TIMER:
+            self._on_election_timeout()
+        elif key == HEARTBEAT_TIMER:
+            if self.role == LEADER:
+                self._broadcast_heartbeat()
+                self._resend_proposals()
+                self.env.set_timer(HEARTBEAT_TIMER, self.opts.heartbeat_interval)
+        elif key == CHECK_QUORUM_TIMER:
+            if self.role == LEADER:
+                self._check_quorum()
+        elif key == LEASE_WAIT_TIMER and self.role == LEADER:
+            self.env.record("lease-wait-over")
+            self._pump()
+
+    def on_request(self, request: ClientRequest) -> None:
+        self._handle_request(request, self.id)
+
+    def on_message(self, src: str, msg: Any) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.env.record("ignored", src=src, reason=f"unknown message {type(msg).__name__}")
+            return
+        handler(src, msg)
+
+    # ------------------------------------------------------------------ admin inputs
+    def campaign(self) -> None:
+        """Start phase 1 now, as if the election timer fired."""
+        if self.role == LEADER or not self._is_member():
+            return
+        self._start_phase1()
+
+    def propose_config_change(self, change: str, node: str) -> str | None:
+        """Add or remove one member through the log; effective alpha slots after the
+        slot that decides it.  Returns an error or None."""
+        if change not in CONFIG_CHANGES:
+            return f"unknown change {change!r}; valid: {', '.join(CONFIG_CHANGES)}"
+        if self.role != LEADER:
+            return NOT_LEADER
+        if self._config_change_pending():
+            return "a configuration change is already in progress"
+        members = set(self.configs[-1][1])
+        if change == "add":
+            if node in members:
+                return f"{node} is already a member"
+            members.add(node)
+        else:
+            if node not in members:
+                return f"{node} is not a member"
+            members.discard(node)
+            if not members:
+                return "cannot remove the last member"
+        if node not in self.numbers:
+            return f"{node} is not a known node"
+        entry = Entry(kind=CONFIG, data=Membership(members=tuple(sorted(members))))
+        self.queue.append((entry, self.id))
+        self._pump()
+        return None
+
+    # ------------------------------------------------------------------ client commands
+    def _handle_request(self, request: ClientRequest, origin: str) -> None:
+        op = request.op
+        if op.is_read() and request.consistency == STALE_OK:
+            self._answer_read(request, origin)
+            return
+        if self.role == LEADER:
+            if op.is_read() and self._read_mode(request) != "log":
+                self._read(request, origin)
+            else:
+                self._submit_command(request, origin)
+            return
+        if self.role == CANDIDATE:
+            self._hold(request, origin)
+            return
+        if self.leader_id is not None and self.leader_id != self.id and origin == self.id:
+            self.env.send(self.leader_id, Forward(request=request, origin=self.id))
+            return
+        if origin == self.id and self.opts.campaign_on_request and self._is_member():
+            self._start_phase1()
+            if self.role in (CANDIDATE, LEADER):
+                self._handle_request(request, origin)
+                return
+        self._reply(origin, self._rejection(request, NOT_LEADER))
+
+    def _hold(self, request: ClientRequest, origin: str) -> None:
+        if len(self.queue) >= self.opts.max_queue:
+            self._reply(origin, self._rejection(request, BUSY))
+            return
+        self.queue.append((Entry(kind=COMMAND, data=request), origin))
+
+    def _submit_command(self, request: ClientRequest, origin: str) -> None:
+        key = (request.client_id, request.seq)
+        if key in self.waiting:
+            self.waiting[key] = origin  # a retry of a command already in flight
+            return
+        if len(self.queue) >= self.opts.max_queue:
+            self._reply(origin, self._rejection(request, BUSY))
+            return
+        self.waiting[key] = origin
+        self.queue.append((Entry(kind=COMMAND, data=request), origin))
+        self._pump()
+
+    def _read_mode(self, request: ClientRequest) -> str:
+        if request.consistency == LEASE:
+            return "lease"
+        if request.consistency == LINEARIZABLE:
+            return "quorum"
+        return self.opts.read_mode
+
+    def handle_forward(self, src: str, m: Forward) -> None:
+        if self.role == FOLLOWER:
+            # No second hop: a chain of stale hints could loop.
+            self._reply(m.origin, self._rejection(m.request, NOT_LEADER))
+            return
+        self._handle_request(m.request, m.origin)
+
+    def handle_forward_reply(self, src: str, m: ForwardReply) -> None:
+        self.env.deliver(m.response)
+
+    def _reply(self, origin: str, response: ClientResponse) -> None:
+        if origin == self.id:
+            self.env.deliver(response)
+        else:
+            self.env.send(origin, ForwardReply(response=response))
+
+    def _rejection(self, request: ClientRequest, error: str) -> ClientResponse:
+        hint = self.leader_id if self.leader_id != self.id or self.role == LEADER else None
+        return ClientResponse(
+            client_id=request.client_id, seq=request.seq, ok=False, error=error, leader_hint=hint
+        )
+
+    # ------------------------------------------------------------------ reads
+    def _read(self, request: ClientRequest, origin: str) -> None:
+        if not self.ready:
+            self.reads_awaiting_ready.append((request, origin))
+            return
+        target = self._max_chosen()
+        if self._read_mode(request) == "lease" and self.env.now() < self.lease_until:
+            self.reads_awaiting_execute.append((target, request, origin))
+            self._serve_ready_reads()
+            return
+        # No lease (or a linearizable read asked for): confirm leadership with a round.
+        self.reads_awaiting_round.append((self.heartbeat_round + 1, target, request, origin))
+        self._broadcast_heartbeat()
+
+    def _serve_ready_reads(self) -> None:
+        waiting = []
+        for target, request, origin in self.reads_awaiting_execute:
+            if target <= self.executed:
+                self._answer_read(request, origin)
+            else:
+                waiting.append((target, request, origin))
+        self.reads_awaiting_execute = waiting
+
+    def _answer_read(self, request: ClientRequest, origin: str) -> None:
+        self._reply(
+            origin,
+            ClientResponse(
+                client_id=request.client_id,
+                seq=request.seq,
+                ok=True,
+                result=self.sm.read(request),
+                leader_hint=self.leader_id,
+                index=self.executed,
+            ),
+        )
+
+    def _max_chosen(self) -> int:
+        return max(self.executed, max(self.chosen, default=0))
+
+    # ------------------------------------------------------------------ phase 1
+    def _on_election_timeout(self) -> None:
+        if self.role == LEADER:
+            return
+        if not self._is_member():
+            self._reset_election_timer()  # removed or not yet added: never campaign
+            return
+        self._start_phase1()
+
+    def _start_phase1(self) -> None:
+        was = self.role
+        self.max_round += 1
+        self.ballot = Ballot(self.max_round, self.number)
+        self.promised = self.ballot
+        self.env.storage.put(PROMISED_KEY, self.ballot)
+        self.leader_id = None
+        self.promises = {}
+        self.best_votes = {}
+        self.prepare_sent = set()
+        self.wait_until = 0.0
+        self.prepare_from = self.executed + 1
+        self._reset_election_timer()
+        if was == LEADER:
+            self._drop_leader_state(None)
+        if "skip-phase1-on-takeover" in self.bugs:
+            # The bug: lead at once, knowing nothing of what earlier leaders got accepted.
+            self.role = CANDIDATE
+            self._become_leader(skip_recovery=True)
+            return
+        self.role = CANDIDATE
+        self.env.record("role", role=CANDIDATE, term=str(self.ballot))
+        self.handle_promise(self.id, self._promise_for(self.ballot, self.prepare_from))
+        if self.role != CANDIDATE:
+            return
+        prepare = Prepare(ballot=self.ballot, from_slot=self.prepare_from)
+        for peer in self._members_from(self.prepare_from):
+            if peer != self.id:
+                self.prepare_sent.add(peer)
+                self.env.send(peer, prepare)
+
+    def handle_prepare(self, src: str, m: Prepare) -> None:
+        """Phase 1b: promise a ballot above our promise (a retransmission of the one we
+        promised gets the same answer); persisted before the promise leaves."""
+        self._see_round(m.ballot.round)
+        if src not in self._members_from(min(self.executed + 1, m.from_slot)) and src != self.id:
+            self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
+            return
+        if m.ballot < self.promised:
+            self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
+            return
+        if m.ballot > self.promised:
+            self.promised = m.ballot
+            self.env.storage.put(PROMISED_KEY, m.ballot)
+            if self.role != FOLLOWER:
+                self._become_follower(src)
+            else:
+                self.leader_id = src
+            self._reset_election_timer()
+        self.env.send(src, self._promise_for(m.ballot, m.from_slot))
+
+    def _promise_for(self, ballot: Ballot, from_slot: int) -> Promise:
+        snapshot = self.snapshot if self.snapshot is not None and from_slot <= self.log.offset else None
+        chosen = tuple(SlotValue(slot=s, entry=self.chosen[s]) for s in sorted(self.chosen) if s >= from_slot)
+        remaining = max(0.0, self.grant_expiry - self.env.now()) if self.grant_holder is not None else 0.0
+        return Promise(
+            ballot=ballot,
+            from_slot=from_slot,
+            accepted=self.log.votes_from(from_slot),
+            chosen=chosen,
+            executed=self.executed,
+            snapshot=snapshot,
+            lease_holder=self.grant_holder if remaining > 0 else None,
+            lease_remaining=remaining,
+        )
+
+    def handle_promise(self, src: str, m: Promise) -> None:
+        if self.role not in (CANDIDATE, LEADER) or m.ballot != self.ballot:
+            return
+        self.promises[src] = m
+        self._absorb_promise(m)
+        if m.lease_remaining > 0 and m.lease_holder != self.id and "lease-without-wait" not in self.bugs:
+            eps = self.opts.clock_drift_bound
+            wait = m.lease_remaining * (1 + eps) / (1 - eps)
+            if self.env.now() + wait > self.wait_until:
+                self.wait_until = self.env.now() + wait
+                if self.role == LEADER:
+                    self.env.set_timer(LEASE_WAIT_TIMER, wait)
+        if self.role == CANDIDATE:
+            window = self._configs_between(self.prepare_from, self.prepare_from + self.opts.alpha - 1)
+            if all(self._prepared(members) for members in window):
+                self._become_leader(skip_recovery=False)
+        else:
+            self._pump()
+
+    def _absorb_promise(self, m: Promise) -> None:
+        """Learn what the acceptor knows: a snapshot ahead of us, chosen values, votes."""
+        if m.snapshot is not None and m.snapshot.last_slot > self.executed:
+            self._install(m.snapshot)
+        for value in m.chosen:
+            self._decide(value.slot, value.entry)
+        for vote in m.accepted:
+            best = self.best_votes.get(vote.slot)
+            if best is None or vote.ballot > best.ballot:
+                self.best_votes[vote.slot] = vote
+        if self.role == LEADER:
+            # A late promise (a new configuration's member) may report slots we have not
+            # assigned yet: they join the recovery.
+            top = max((v.slot for v in m.accepted), default=0)
+            top = max(top, max((v.slot for v in m.chosen), default=0))
+            for s in range(self.next_slot, top + 1):
+                if s > self.executed and s not in self.chosen:
+                    self.to_recover.add(s)
+            if top >= self.next_slot:
+                self.next_slot = top + 1
+                self.recovery_end = max(self.recovery_end, top)
+        self._execute()
+
+    def handle_nack(self, src: str, m: Nack) -> None:
+        self._see_round(m.promised.round)
+        if self.role == FOLLOWER or m.ballot != self.ballot or m.promised <= self.ballot:
+            return
+        self.env.record("preempted", by=str(m.promised))
+        hint = m.leader_hint if m.leader_hint != self.id else None
+        if hint is None:
+            hint = self.ids_by_number.get(m.promised.node)
+        self._become_follower(hint)
+
+    def _prepared(self, members: tuple[str, ...]) -> bool:
+        promised = sum(1 for p in members if p in self.promises)
+        return promised >= quorum_size(len(members))
+
+    # ------------------------------------------------------------------ role changes
+    def _become_leader(self, *, skip_recovery: bool) -> None:
+        self.role = LEADER
+        self.leader_id = self.id
+        self.env.cancel_timer(ELECTION_TIMER)
+        self.env.record("role", role=LEADER, term=str(self.ballot))
+        self.proposals, self.acks = {}, {}
+        self.peer_executed, self.catchup_sent = {}, {}
+        self.heartbeat_round, self.round_sent_at, self.acked_round = 0, {}, {}
+        self.lease_until = 0.0
+        self.recent_active = set()
+        self.ready = False
+        if skip_recovery:
+            self.next_slot = max(self.executed, self.log.last) + 1
+            self.to_recover = set()
+            self.wait_until = 0.0
+        else:
+            top = max([self.executed, *self.best_votes, *self.chosen])
+            self.next_slot = top + 1
+            self.to_recover = {s for s in range(self.executed + 1, top + 1) if s not in self.chosen}
+        self.recovery_end = self.next_slot - 1
+        if self.wait_until > self.env.now():
+            self.env.set_timer(LEASE_WAIT_TIMER, self.wait_until - self.env.now())
+            self.env.record("lease-wait", seconds=round(self.wait_until - self.env.now(), 6))
+        self.env.set_timer(HEARTBEAT_TIMER, self.opts.heartbeat_interval)
+        self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
+        self._broadcast_heartbeat()
+        held, self.queue = self.queue, []
+        for entry, origin in held:
+            if entry.kind == COMMAND:
+                self._handle_request(entry.data, origin)
+            else:
+                self.queue.append((entry, origin))
+        self._pump()
+
+    def _become_follower(self, leader: str | None) -> None:
+        was = self.role
+        self.role = FOLLOWER
+        self.leader_id = leader
+        if was == LEADER:
+            self._drop_leader_state(leader)
+        elif was == CANDIDATE:
+            self._release_queue(leader)
+        self.env.record("role", role=FOLLOWER, term=str(self.promised), leader=leader)
+        self._reset_election_timer()
+
+    def _drop_leader_state(self, leader: str | None) -> None:
+        for key in (HEARTBEAT_TIMER, CHECK_QUORUM_TIMER, LEASE_WAIT_TIMER):
+            self.env.cancel_timer(key)
+        self.lease_until = 0.0
+        self.ready = False
+        self.proposals, self.acks, self.to_recover = {}, {}, set()
+        # Reads have no effect, so refusing them is a definite answer.  Proposed writes
+        # are left unanswered: they may still be chosen under the next leader.
+        reads = [(r, o) for r, o in self.reads_awaiting_ready]
+        reads += [(r, o) for _, _, r, o in self.reads_awaiting_round]
+        reads += [(r, o) for _, r, o in self.reads_awaiting_execute]
+        self.reads_awaiting_ready, self.reads_awaiting_round, self.reads_awaiting_execute = [], [], []
+        for request, origin in reads:
+            self._reply(origin, self._rejection(request, NOT_LEADER))
+        self.waiting = {}
+        self._release_queue(leader)
+
+    def _release_queue(self, leader: str | None) -> None:
+        """Commands that never got a slot: pass them to the new leader, or refuse them
+        (definitely not applied)."""
+        held, self.queue = self.queue, []
+        for entry, origin in held:
+            if entry.kind != COMMAND:
+                continue
+            request = entry.data
+            if leader is not None and leader != self.id and origin == self.id:
+                self.env.send(leader, Forward(request=request, origin=origin))
+            else:
+                self._reply(origin, self._rejection(request, NOT_LEADER))
+
+    def _step_down_if_behind(self, ballot: Ballot, leader: str) -> None:
+        if self.role != FOLLOWER and ballot > self.ballot:
+            self._become_follower(leader)
+
+    def _follow(self, ballot: Ballot, leader: str) -> None:
+        """A message from the leader of a ballot we accept: adopt it, restart the timer."""
+        if ballot > self.promised:
+            self.promised = ballot
+            self.env.storage.put(PROMISED_KEY, ballot)
+        self._step_down_if_behind(ballot, leader)
+        if self.role == FOLLOWER and self.leader_id != leader:
+            self.leader_id = leader
+            self.env.record("role", role=FOLLOWER, term=str(ballot), leader=leader)
+        if self.role == FOLLOWER:
+            self._reset_election_timer()
+
+    def _check_quorum(self) -> None:
+        self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
+        active, self.recent_active = self.recent_active | {self.id}, set()
+        if not self.opts.check_quorum:
+            return
+        members = self.config_at(self.executed + 1)
+        if sum(1 for p in members if p in active) < quorum_size(len(members)):
+            self.env.record("step-down", reason="check-quorum")
+            self._become_follower(None)
+
+    # ------------------------------------------------------------------ phase 2
+    def _pump(self) -> None:
+        """Propose whatever may be proposed now: recovered slots first, then new ones,
+        within the alpha window, after the old leader's lease ran out."""
+        if self.role != LEADER:
+            return
+        if self.env.now() < self.wait_until:
+            return
+        limit = self.executed + self.opts.alpha
+        values: list[SlotValue] = []
+        for s in sorted(self.to_recover):
+            if s > limit or not self._ready_for_slot(s):
+                break
+            self.to_recover.discard(s)
+            if s in self.chosen or s <= self.executed:
+                continue
+            vote = self.best_votes.get(s)
+            values.append(self._propose(s, vote.entry if vote is not None else NOOP_ENTRY))
+        while self.queue and self.next_slot <= limit and self._ready_for_slot(self.next_slot):
+            entry, _ = self.queue.pop(0)
+            slot = self.next_slot
+            self.next_slot += 1
+            values.append(self._propose(slot, entry))
+        if values:
+            self._send_accepts(values)
+            for v in values:
+                self._maybe_chosen(v.slot)
+            self._execute()
+        self._maybe_ready()
+
+    def _ready_for_slot(self, slot: int) -> bool:
+        """We may propose at ``slot``: its configuration is known and promised us."""
+        if "skip-phase1-on-takeover" in self.bugs:
+            return True
+        members = self.config_at(slot)
+        if self._prepared(members):
+            return True
+        missing = [p for p in members if p not in self.promises and p not in self.prepare_sent]
+        prepare = Prepare(ballot=self.ballot, from_slot=self.prepare_from)
+        for peer in missing:
+            self.prepare_sent.add(peer)
+            self.env.send(peer, prepare)
+        return False
+
+    def _propose(self, slot: int, entry: Entry) -> SlotValue:
+        self.proposals[slot] = entry
+        self.acks[slot] = set()
+        if self.promised <= self.ballot:
+            self._vote([AcceptedValue(slot=slot, ballot=self.ballot, entry=entry)])
+            self.acks[slot].add(self.id)
+        return SlotValue(slot=slot, entry=entry)
+
+    def _send_accepts(self, values: list[SlotValue]) -> None:
+        peers: set[str] = set()
+        for v in values:
+            peers.update(self.config_at(v.slot))
+        peers.update(self.members())
+        msg = Accept(ballot=self.ballot, values=tuple(values), commit=self.executed)
+        for peer in sorted(peers):
+            if peer != self.id:
+                self.env.send(peer, msg)
+
+    def _resend_proposals(self) -> None:
+        """Re-send undecided proposals to the members that have not voted (lost messages)."""
+        if not self.proposals:
+            return
+        per_peer: dict[str, list[SlotValue]] = {}
+        for slot in sorted(self.proposals)[: self.opts.max_batch]:
+            for peer in self.config_at(slot):
+                if peer != self.id and peer not in self.acks[slot]:
+                    per_peer.setdefault(peer, []).append(SlotValue(slot=slot, entry=self.proposals[slot]))
+        for peer in sorted(per_peer):
+            self.env.send(
+                peer, Accept(ballot=self.ballot, values=tuple(per_peer[peer]), commit=self.executed)
+            )
+
+    def handle_accept(self, src: str, m: Accept) -> None:
+        """Phase 2b: vote unless we promised a higher ballot."""
+        self._see_round(m.ballot.round)
+        if m.ballot < self.promised:
+            self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
+            return
+        self._follow(m.ballot, src)
+        self._vote([AcceptedValue(slot=v.slot, ballot=m.ballot, entry=v.entry) for v in m.values])
+        self._decide_by_commit(m.ballot, m.commit)
+        slots = tuple(v.slot for v in m.values)
+        self.env.send(src, Accepted(ballot=m.ballot, slots=slots, executed=self.executed))
+
+    def _vote(self, votes: list[AcceptedValue]) -> None:
+        self.log.record(votes)
+        if self.observer is not None:
+            for v in votes:
+                self.observer.on_vote(self, v)
+
+    def handle_accepted(self, src: str, m: Accepted) -> None:
+        if self.role != LEADER or m.ballot != self.ballot:
+            return
+        self.recent_active.add(src)
+        self.peer_executed[src] = max(self.peer_executed.get(src, 0), m.executed)
+        for slot in m.slots:
+            acks = self.acks.get(slot)
+            if acks is not None:
+                acks.add(src)
+                self._maybe_chosen(slot)
+        self._execute()
+        self._pump()
+        self._maybe_catch_up(src, m.executed)
+
+    def _maybe_chosen(self, slot: int) -> None:
+        entry = self.proposals.get(slot)
+        if entry is None:
+            return
+        members = self.config_at(slot)
+        votes = sum(1 for p in members if p in self.acks[slot])
+        if votes >= quorum_size(len(members)):
+            self._decide(slot, entry)
+
+    # ------------------------------------------------------------------ learning
+    def _decide(self, slot: int, entry: Entry) -> None:
+        """``entry`` is chosen at ``slot``; execution happens in slot order."""
+        self.proposals.pop(slot, None)
+        self.acks.pop(slot, None)
+        if slot <= self.executed or slot in self.chosen:
+            return
+        self.chosen[slot] = entry
+        self.env.record("learned", slot=slot)
+        if self.observer is not None:
+            self.observer.on_decide(self, slot, entry)
+
+    def _decide_by_commit(self, ballot: Ballot, commit: int) -> None:
+        """Every slot up to ``commit`` is chosen; where our vote carries the leader's
+        ballot we hold the chosen value (a leader proposes one value per slot)."""
+        for s in range(self.executed + 1, min(commit, self.log.last) + 1):
+            if s in self.chosen:
+                continue
+            vote = self.log.vote(s)
+            if vote is not None and vote.ballot == ballot:
+                self._decide(s, vote.entry)
+        self._execute()
+
+    def _execute(self) -> None:
+        step_down = False
+        while self.executed + 1 in self.chosen:
+            slot = self.executed + 1
+            entry = self.chosen[slot]
+            self.executed = slot
+            if entry.kind == COMMAND:
+                request: ClientRequest = entry.data
+                result = self.sm.apply(request)
+                origin = self.waiting.pop((request.client_id, request.seq), None)
+                if origin is not None and self.role == LEADER:
+                    self._answer_command(request, result, slot, origin)
+            elif entry.kind == CONFIG:
+                members = tuple(entry.data.members)
+                self.configs.append((slot + self.opts.alpha, members))
+                self.env.record("config", slot=slot, effective=slot + self.opts.alpha, members=list(members))
+            if self.observer is not None:
+                self.observer.on_execute(self, slot, entry)
+            if self.role == LEADER and self.id not in self.config_at(self.executed + 1):
+                step_down = True
+        if self.reads_awaiting_execute:
+            self._serve_ready_reads()
+        self._maybe_snapshot()
+        if step_down and self.role == LEADER:
+            self.env.record("step-down", reason="removed from the configuration")
+            self._become_follower(None)
+
+    def _answer_command(self, request: ClientRequest, result: Any, slot: int, origin: str) -> None:
+        if result is STALE:
+            self._reply(origin, self._rejection(request, STALE_SESSION))
+            return
+        self._reply(
+            origin,
+            ClientResponse(
+                client_id=request.client_id,
+                seq=request.seq,
+                ok=True,
+                result=result,
+                leader_hint=self.id,
+                index=slot,
+            ),
+        )
+
+    def _maybe_ready(self) -> None:
+        """A new leader serves reads once the old lease ran out and every slot it
+        recovered is executed."""
+        if self.role != LEADER or self.ready:
+            return
+        if self.env.now() < self.wait_until or self.executed < self.recovery_end:
+            return
+        self.ready = True
+        self.env.record("ready", executed=self.executed)
+        waiting, self.reads_awaiting_ready = self.reads_awaiting_ready, []
+        for request, origin in waiting:
+            self._read(request, origin)
+
+    # ------------------------------------------------------------------ heartbeats
+    def _broadcast_heartbeat(self) -> None:
+        self.heartbeat_round += 1
+        round_ = self.heartbeat_round
+        now = self.env.now()
+        self.round_sent_at[round_] = now
+        self.grant_holder, self.grant_expiry = self.id, now + self.opts.lease_duration
+        msg = Heartbeat(ballot=self.ballot, leader=self.id, commit=self.executed, round=round_)
+        for peer in self.members():
+            if peer != self.id:
+                self.env.send(peer, msg)
+        self._round_acknowledged()
+
+    def handle_heartbeat(self, src: str, m: Heartbeat) -> None:
+        self._see_round(m.ballot.round)
+        if m.ballot < self.promised:
+            self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
+            return
+        self._follow(m.ballot, m.leader)
+        self.grant_holder, self.grant_expiry = m.leader, self.env.now() + self.opts.lease_duration
+        self._decide_by_commit(m.ballot, m.commit)
+        self.env.send(src, HeartbeatAck(ballot=m.ballot, round=m.round, executed=self.executed))
+
+    def handle_heartbeat_ack(self, src: str, m: HeartbeatAck) -> None:
+        if self.role != LEADER or m.ballot != self.ballot:
+            return
+        self.recent_active.add(src)
+        self.peer_executed[src] = max(self.peer_executed.get(src, 0), m.executed)
+        if m.round > self.acked_round.get(src, 0):
+            self.acked_round[src] = m.round
+            self._round_acknowledged()
+        self._maybe_catch_up(src, m.executed)
+
+    def _round_acknowledged(self) -> None:
+        """The newest round a majority of every configuration in force acknowledged
+        confirms our leadership (quorum reads) and starts the lease."""
+        acked = dict(self.acked_round)
+        acked[self.id] = self.heartbeat_round
+        window = self._configs_between(self.executed + 1, self.executed + self.opts.alpha)
+        quorum_round = min(committed_index(acked, members) for members in window)
+        if quorum_round <= 0:
+            return
+        sent_at = self.round_sent_at.get(quorum_round)
+        if sent_at is not None:
+            lease = self.opts.lease_duration * (1.0 - self.opts.clock_drift_bound)
+            self.lease_until = max(self.lease_until, sent_at + lease)
+        for old in [r for r in self.round_sent_at if r < quorum_round]:
+            del self.round_sent_at[old]
+        if self.reads_awaiting_round:
+            still = []
+            for round_, target, request, origin in self.reads_awaiting_round:
+                if round_ <= quorum_round:
+                    self.reads_awaiting_execute.append((target, request, origin))
+                else:
+                    still.append((round_, target, request, origin))
+            self.reads_awaiting_round = still
+            self._serve_ready_reads()
+
+    # ------------------------------------------------------------------ catch-up
+    def _maybe_catch_up(self, peer: str, executed: int) -> None:
+        if executed >= self.executed:
+            return
+        now = self.env.now()
+        sent = self.catchup_sent.get(peer)
+        if sent is not None and sent[0] == executed and now - sent[1] < 2 * self.opts.heartbeat_interval:
+            return
+        self.catchup_sent[peer] = (executed, now)
+        nxt = executed + 1
+        if nxt in self.chosen:
+            values = []
+            for s in range(nxt, min(self.executed, executed + self.opts.max_batch) + 1):
+                entry = self.chosen.get(s)
+                if entry is None:
+                    break
+                values.append(SlotValue(slot=s, entry=entry))
+            self.env.send(peer, Learn(ballot=self.ballot, leader=self.id, values=tuple(values)))
+        elif self.snapshot is not None and self.snapshot.last_slot >= nxt:
+            self.env.send(peer, InstallSnapshot(ballot=self.ballot, leader=self.id, snapshot=self.snapshot))
+
+    def handle_learn(self, src: str, m: Learn) -> None:
+        """Chosen values are facts whoever sends them; we follow only a current ballot."""
+        self._see_round(m.ballot.round)
+        if m.ballot >= self.promised:
+            self._follow(m.ballot, m.leader)
+        for v in m.values:
+            self._decide(v.slot, v.entry)
+        self._execute()
+        self.env.send(src, HeartbeatAck(ballot=m.ballot, round=0, executed=self.executed))
+
+    def handle_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
+        self._see_round(m.ballot.round)
+        if m.ballot >= self.promised:
+            self._follow(m.ballot, m.leader)
+        if m.snapshot.last_slot > self.executed:
+            self._install(m.snapshot)
+            self._execute()
+        self.env.send(src, HeartbeatAck(ballot=m.ballot, round=0, executed=self.executed))
+
+    # ------------------------------------------------------------------ snapshots
+    def _maybe_snapshot(self) -> None:
+        threshold = self.opts.snapshot_threshold
+        last = self.snapshot.last_slot if self.snapshot else 0
+        if threshold <= 0 or self.executed - last < threshold:
+            return
+        snap = Snapshot(
+            last_slot=self.executed,
+            configs=self._configs_from(self.executed + 1),
+            data=self.sm.snapshot(),
+        )
+        self.snapshot = snap
+        self.env.storage.put(SNAPSHOT_KEY, snap)
+        self.env.record("snapshot", slot=snap.last_slot)
+        self._compact(self.executed - self.opts.snapshot_trailing)
+
+    def _install(self, snap: Snapshot) -> None:
+        """Replace our state with a snapshot ahead of our executed prefix."""
+        self.sm.restore(snap.data)
+        self.snapshot = snap
+        self.env.storage.put(SNAPSHOT_KEY, snap)
+        self.executed = snap.last_slot
+        self.configs = [(first, tuple(m)) for first, m in snap.configs]
+        self._compact(snap.last_slot)
+        if self.role == LEADER and self.next_slot <= snap.last_slot:
+            self.next_slot = snap.last_slot + 1
+        for s in [s for s in self.to_recover if s <= snap.last_slot]:
+            self.to_recover.discard(s)
+        for s in [s for s in self.proposals if s <= snap.last_slot]:
+            del self.proposals[s]
+            self.acks.pop(s, None)
+        self.env.record("restore", slot=snap.last_slot)
+        if self.observer is not None:
+            self.observer.on_restore(self, snap)
+
+    def _compact(self, upto: int) -> None:
+        if upto <= self.log.offset:
+            return
+        self.log.compact(upto)
+        for s in [s for s in self.chosen if s <= upto]:
+            del self.chosen[s]
+
+    # ------------------------------------------------------------------ configurations
+    def _configs_from(self, slot: int) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        """The configuration in force at ``slot`` and every later one, as (first, members)."""
+        out = [(slot, self.config_at(slot))]
+        out += [(first, members) for first, members in self.configs if first > slot]
+        return tuple(out)
+
+    def _configs_between(self, lo: int, hi: int) -> list[tuple[str, ...]]:
+        out = [self.config_at(lo)]
+        for first, members in self.configs:
+            if lo < first <= hi and members not in out:
+                out.append(members)
+        return out
+
+    def _members_from(self, slot: int) -> tuple[str, ...]:
+        members: set[str] = set()
+        for _, m in self._configs_from(slot):
+            members.update(m)
+        return tuple(sorted(members))
+
+    def _is_member(self) -> bool:
+        return self.id in self.members()
+
+    def _config_change_pending(self) -> bool:
+        if any(first > self.executed + 1 for first, _ in self.configs):
+            return True
+        pending: Iterable[Entry] = [*self.proposals.values(), *(e for e, _ in self.queue)]
+        if any(e.kind == CONFIG for e in pending):
+            return True
+        return any(e.kind == CONFIG for s, e in self.chosen.items() if s > self.executed)
+
+    # ------------------------------------------------------------------ helpers
+    def _see_round(self, round_: int) -> None:
+        if round_ > self.max_round:
+            self.max_round = round_
+
+    def _reset_election_timer(self) -> None:
+        timeout = self.opts.election_timeout
+        self.env.set_timer(ELECTION_TIMER, timeout + self.env.rng.random() * timeout)

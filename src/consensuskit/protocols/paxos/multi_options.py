@@ -1,0 +1,73 @@
+"""Tunables of a Multi-Paxos node.  Times are seconds of the node's own clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+READ_MODES = ("lease", "quorum", "log")
+
+# Deliberate protocol bugs that prove the checkers can fail (see check/multipaxos.py):
+#   lease-without-wait       a new leader serves (and decides) at once, without waiting
+#                            for the lease its promisers granted the old leader to expire
+#   skip-phase1-on-takeover  a node that times out leads with a new ballot without running
+#                            phase 1, so it never learns what earlier leaders got accepted
+BUGS = ("lease-without-wait", "skip-phase1-on-takeover")
+
+
+@dataclass(slots=True, kw_only=True)
+class MultiPaxosOptions:
+    election_timeout: float = 0.3  # randomized in [T, 2T)
+    heartbeat_interval: float = 0.05
+    # An acceptor's lease grant lasts this long (its clock) from a heartbeat's arrival;
+    # the leader counts lease_duration * (1 - clock_drift_bound) from the heartbeat's send.
+    lease_duration: float = 0.5
+    # Clocks run at rates that differ by at most this fraction (the lease arithmetic's
+    # assumption; steps of a clock are outside it).
+    clock_drift_bound: float = 0.05
+    read_mode: str = "lease"
+    # A configuration decided at slot s governs slots s + alpha on; a leader has at most
+    # alpha slots beyond its executed prefix in flight.
+    alpha: int = 10
+    # A leader that did not hear from a majority in an election timeout steps down.
+    check_quorum: bool = True
+    # A node with no known leader that gets a client command starts phase 1 at once.
+    campaign_on_request: bool = True
+    max_batch: int = 64  # values per Learn / re-sent Accept
+    max_queue: int = 1000  # commands a leader holds while it cannot propose
+    snapshot_threshold: int = 200  # executed slots in the log before a snapshot; 0 = never
+    snapshot_trailing: int = 20  # slots kept after a snapshot for slightly lagging nodes
+    members: tuple[str, ...] = ()  # initial configuration; empty = the runtime's members
+    bugs: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MultiPaxosOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown multipaxos option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        opts = cls(**values)
+        opts.bugs = frozenset(opts.bugs)
+        opts.members = tuple(opts.members)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"unknown read mode {self.read_mode!r}; valid: {', '.join(READ_MODES)}")
+        bad = sorted(set(self.bugs) - set(BUGS))
+        if bad:
+            raise ValueError(f"unknown bug {', '.join(bad)}; valid: {', '.join(BUGS)}")
+        if self.heartbeat_interval <= 0 or self.election_timeout <= self.heartbeat_interval:
+            raise ValueError("need 0 < heartbeat_interval < election_timeout")
+        if self.lease_duration <= self.heartbeat_interval:
+            raise ValueError("lease_duration must exceed heartbeat_interval")
+        if not 0 <= self.clock_drift_bound < 0.5:
+            raise ValueError("clock_drift_bound must be in [0, 0.5)")
+        if self.alpha < 1 or self.max_batch < 1 or self.max_queue < 1:
+            raise ValueError("alpha, max_batch and max_queue must be at least 1")
+        if self.snapshot_threshold < 0 or self.snapshot_trailing < 0:
+            raise ValueError("snapshot_threshold and snapshot_trailing must be >= 0")
