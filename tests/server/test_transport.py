@@ -524,6 +524,10 @@ def test_misuse_is_reported():
         _ = transport.bound_port
     with pytest.raises(TypeError):
         transport.send("b", object())  # not encodable: local misuse, not network trouble
+    with pytest.raises(TypeError, match="only protocol messages"):
+        transport.send("b", 42)  # encodable, but not a message
+    with pytest.raises(TypeError, match="only protocol messages"):
+        transport.send("b", Heartbeat)  # a message class, not a message
 
     async def twice() -> None:
         await transport.start()

@@ -535,8 +535,9 @@ class PeerTransport:
 
 
 def _is_message(obj: Any) -> bool:
-    """Registered messages are dataclass instances; decode builds no other dataclasses."""
-    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    """Registered messages are dataclass instances; decode builds no other dataclasses.
+    (Checked on the type: a dataclass *class* is not a message.)"""
+    return hasattr(type(obj), "__dataclass_fields__")
 
 
 def _format(address: Any) -> str:
