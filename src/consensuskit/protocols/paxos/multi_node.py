@@ -155,6 +155,7 @@ class MultiPaxosNode:
         self.recovery_end = 0
         self.proposals: dict[int, Entry] = {}  # proposed in our ballot, not yet chosen
         self.acks: dict[int, set[str]] = {}
+        self.proposed_at: dict[int, float] = {}
         self.waiting: dict[tuple[str, int], str] = {}  # command -> node that answers it
         self.ready = False
         self.heartbeat_round = 0
@@ -537,7 +538,7 @@ class MultiPaxosNode:
         self.leader_id = self.id
         self.env.cancel_timer(ELECTION_TIMER)
         self.env.record("role", role=LEADER, term=str(self.ballot))
-        self.proposals, self.acks = {}, {}
+        self.proposals, self.acks, self.proposed_at = {}, {}, {}
         self.peer_executed, self.catchup_sent = {}, {}
         self.heartbeat_round, self.round_sent_at, self.acked_round = 0, {}, {}
         self.lease_until = 0.0
@@ -582,7 +583,7 @@ class MultiPaxosNode:
             self.env.cancel_timer(key)
         self.lease_until = 0.0
         self.ready = False
-        self.proposals, self.acks, self.to_recover = {}, {}, set()
+        self.proposals, self.acks, self.proposed_at, self.to_recover = {}, {}, {}, set()
         # Reads have no effect, so refusing them is a definite answer.  Proposed writes
         # are left unanswered: they may still be chosen under the next leader.
         reads = [(r, o) for r, o in self.reads_awaiting_ready]
@@ -680,6 +681,7 @@ class MultiPaxosNode:
     def _propose(self, slot: int, entry: Entry) -> SlotValue:
         self.proposals[slot] = entry
         self.acks[slot] = set()
+        self.proposed_at[slot] = self.env.now()
         if self.promised <= self.ballot:
             self._vote([AcceptedValue(slot=slot, ballot=self.ballot, entry=entry)])
             self.acks[slot].add(self.id)
@@ -700,7 +702,10 @@ class MultiPaxosNode:
         if not self.proposals:
             return
         per_peer: dict[str, list[SlotValue]] = {}
+        overdue = self.env.now() - 2 * self.opts.heartbeat_interval
         for slot in sorted(self.proposals)[: self.opts.max_batch]:
+            if self.proposed_at.get(slot, 0.0) > overdue:
+                continue
             for peer in self.config_at(slot):
                 if peer != self.id and peer not in self.acks[slot]:
                     per_peer.setdefault(peer, []).append(SlotValue(slot=slot, entry=self.proposals[slot]))
@@ -755,6 +760,7 @@ class MultiPaxosNode:
         """``entry`` is chosen at ``slot``; execution happens in slot order."""
         self.proposals.pop(slot, None)
         self.acks.pop(slot, None)
+        self.proposed_at.pop(slot, None)
         if slot <= self.executed or slot in self.chosen:
             return
         self.chosen[slot] = entry
@@ -958,6 +964,7 @@ class MultiPaxosNode:
         for s in [s for s in self.proposals if s <= snap.last_slot]:
             del self.proposals[s]
             self.acks.pop(s, None)
+            self.proposed_at.pop(s, None)
         self.env.record("restore", slot=snap.last_slot)
         if self.observer is not None:
             self.observer.on_restore(self, snap)
