@@ -1,0 +1,336 @@
+"""One test per Multi-Paxos rule, driven by hand through FakeEnv (see multi_fake.py).
+
+"PMS" refers to Lamport's "Paxos Made Simple" (section 3 for the multi-decree part).
+"""
+
+from __future__ import annotations
+
+from consensuskit.core.client import STALE_OK
+from consensuskit.protocols.paxos.ballot import Ballot
+from consensuskit.protocols.paxos.multi_messages import (
+    COMMAND,
+    NOOP,
+    Accept,
+    Accepted,
+    Entry,
+    Forward,
+    Heartbeat,
+    Learn,
+    Nack,
+    Prepare,
+    Promise,
+    SlotValue,
+)
+from consensuskit.protocols.paxos.multi_node import PROMISED_KEY
+
+from .multi_fake import Cluster, get, make_node, put
+
+IDS = ["n1", "n2", "n3"]
+
+
+def command(slot: int, value: object) -> SlotValue:
+    return SlotValue(slot=slot, entry=Entry(kind=COMMAND, data=put("t", slot, "x", value)))
+
+
+def accepts(env) -> list[Accept]:
+    return [m for _, m in env.sent if isinstance(m, Accept)]
+
+
+# ---------------------------------------------------------------------- phase 1
+def test_promise_is_persisted_and_reports_votes_from_the_requested_slot():
+    """PMS 2.2/3: an acceptor promises a higher ballot (stable storage first) and reports
+    what it accepted; one Prepare covers every slot from ``from_slot`` on."""
+    node, env = make_node("n2", IDS)
+    node.on_message(
+        "n1",
+        Accept(ballot=Ballot(1, 1), values=(command(1, "a"), command(2, "b"), command(3, "c")), commit=0),
+    )
+    env.take()
+    node.on_message("n3", Prepare(ballot=Ballot(2, 3), from_slot=2))
+    assert env.storage.get(PROMISED_KEY) == Ballot(2, 3)
+    [(dst, promise)] = env.take()
+    assert dst == "n3" and isinstance(promise, Promise)
+    assert [(v.slot, v.ballot) for v in promise.accepted] == [(2, Ballot(1, 1)), (3, Ballot(1, 1))]
+    assert promise.lease_remaining == 0 and promise.snapshot is None
+
+
+def test_lower_ballot_is_nacked_with_the_promise():
+    node, env = make_node("n2", IDS)
+    node.on_message("n3", Prepare(ballot=Ballot(4, 3), from_slot=1))
+    env.take()
+    node.on_message("n1", Prepare(ballot=Ballot(3, 1), from_slot=1))
+    node.on_message("n1", Accept(ballot=Ballot(3, 1), values=(command(1, "late"),), commit=0))
+    assert env.take() == [
+        ("n1", Nack(ballot=Ballot(3, 1), promised=Ballot(4, 3), leader_hint="n3")),
+        ("n1", Nack(ballot=Ballot(3, 1), promised=Ballot(4, 3), leader_hint="n3")),
+    ]
+    assert node.log.vote(1) is None
+
+
+def test_new_leader_reproposes_highest_ballot_votes_and_fills_gaps_with_noops():
+    """PMS 3: the new leader re-proposes, for each slot, the value voted in the highest
+    ballot among its promises, and fills slots nobody voted for with no-ops."""
+    c = Cluster(IDS)
+    c.nodes["n1"].on_message(
+        "n1", Accept(ballot=Ballot(1, 1), values=(command(1, "X"), command(3, "Z")), commit=0)
+    )
+    c.nodes["n3"].on_message("n3", Accept(ballot=Ballot(2, 3), values=(command(1, "Y"),), commit=0))
+    for env in c.envs.values():
+        env.take()
+    c.partition(["n1", "n3"], ["n2"])  # the quorum is n1 (X in 1.1, Z) and n3 (Y in 2.3)
+    c.nodes["n1"].max_round = 5
+    c.fire("n1", "election")
+    c.deliver_all(rounds=2)  # Prepare out, Promises back: the leader's Accepts are queued
+    leader = c.nodes["n1"]
+    assert leader.role == "leader" and leader.ballot == Ballot(6, 1)
+    [first, *_] = accepts(c.envs["n1"])
+    proposed = {v.slot: v.entry for v in first.values}
+    assert proposed[1].data.op.value == "Y"
+    assert proposed[2].kind == NOOP
+    assert proposed[3].data.op.value == "Z"
+    c.deliver_all()
+    assert leader.executed == 3 and leader.sm.get("x") == "Z"
+
+
+def test_candidate_preempted_by_a_higher_promise_steps_down_and_jumps_ahead():
+    c = Cluster(IDS)
+    c.nodes["n2"].on_message("n3", Prepare(ballot=Ballot(7, 3), from_slot=1))
+    c.envs["n2"].take()
+    c.fire("n1", "election")
+    c.deliver_all()
+    n1 = c.nodes["n1"]
+    assert n1.role == "follower" and n1.max_round == 7 and n1.leader_id == "n3"
+    c.fire("n1", "election")
+    c.deliver_all()
+    assert n1.role == "leader" and n1.ballot == Ballot(8, 1)
+
+
+def test_restarted_acceptor_reports_a_full_lease_to_an_unknown_holder():
+    """It may have granted a lease just before crashing and cannot remember to whom."""
+    c = Cluster(IDS)
+    c.elect("n1")
+    n2 = c.restart("n2")
+    promise = n2._promise_for(Ballot(9, 3), 1)
+    assert promise.lease_holder == "" and promise.lease_remaining == n2.opts.lease_duration
+
+
+# ---------------------------------------------------------------------- phase 2
+def test_steady_state_is_one_accept_round_per_command():
+    """Seed 001: under a stable leader phase 1 is skipped: Accept/Accepted only."""
+    c = Cluster(IDS)
+    leader = c.elect("n1")
+    c.envs["n1"].take()
+    leader.on_request(put("c", 1, "x", 1))
+    assert [(dst, type(m).__name__) for dst, m in c.envs["n1"].sent] == [("n2", "Accept"), ("n3", "Accept")]
+    c.deliver_all()
+    [answer] = c.envs["n1"].delivered
+    assert answer.ok and answer.result == {"version": 1} and answer.index == 1
+    assert all(c.nodes[i].executed == 1 for i in IDS)
+
+
+def test_execution_is_strictly_in_slot_order():
+    node, _env = make_node("n2", IDS)
+    node.on_message("n1", Learn(ballot=Ballot(1, 1), leader="n1", values=(command(2, "second"),)))
+    assert node.executed == 0 and node.sm.get("x") is None
+    node.on_message("n1", Learn(ballot=Ballot(1, 1), leader="n1", values=(command(1, "first"),)))
+    assert node.executed == 2 and node.sm.get("x") == "second"
+
+
+def test_commit_teaches_only_votes_in_the_leaders_ballot():
+    """A vote in another ballot may hold a value that was never chosen."""
+    node, _env = make_node("n2", IDS)
+    node.on_message("n1", Accept(ballot=Ballot(1, 1), values=(command(1, "old"),), commit=0))
+    node.on_message("n3", Heartbeat(ballot=Ballot(2, 3), leader="n3", commit=1, round=1))
+    assert node.executed == 0
+    node.on_message("n3", Accept(ballot=Ballot(2, 3), values=(command(1, "new"),), commit=0))
+    node.on_message("n3", Heartbeat(ballot=Ballot(2, 3), leader="n3", commit=1, round=2))
+    assert node.executed == 1 and node.sm.get("x") == "new"
+
+
+def test_leader_keeps_at_most_alpha_slots_in_flight():
+    c = Cluster(IDS, alpha=2)
+    leader = c.elect("n1")
+    c.partition(["n1"], ["n2", "n3"])
+    c.envs["n1"].take()
+    for seq in range(1, 6):
+        leader.on_request(put("c", seq, "x", seq))
+    slots = sorted({v.slot for m in accepts(c.envs["n1"]) for v in m.values})
+    assert slots == [1, 2] and len(leader.queue) == 3
+    c.heal()
+    c.deliver_all()
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert leader.executed == 5
+
+
+def test_nack_makes_the_leader_step_down():
+    c = Cluster(IDS)
+    leader = c.elect("n1")
+    leader.on_message("n2", Nack(ballot=leader.ballot, promised=Ballot(9, 3), leader_hint="n3"))
+    assert leader.role == "follower" and leader.leader_id == "n3" and leader.max_round == 9
+
+
+# ---------------------------------------------------------------------- clients
+def test_follower_forwards_to_the_leader_and_relays_the_answer():
+    c = Cluster(IDS)
+    c.elect("n1")
+    c.nodes["n3"].on_request(put("c", 1, "x", "fw"))
+    assert [type(m).__name__ for _, m in c.envs["n3"].sent] == ["Forward"]
+    c.deliver_all()
+    [answer] = c.envs["n3"].delivered
+    assert answer.ok and answer.leader_hint == "n1"
+    assert c.envs["n1"].delivered == []
+
+
+def test_forward_to_a_node_that_no_longer_leads_is_refused_with_a_hint():
+    node, env = make_node("n2", IDS)
+    node.leader_id = "n3"
+    node.on_message("n1", Forward(request=put("c", 1, "x", 1), origin="n1"))
+    [(dst, reply)] = env.take()
+    assert dst == "n1" and not reply.response.ok and reply.response.leader_hint == "n3"
+
+
+def test_node_without_a_leader_campaigns_for_a_command():
+    """Seed 004's first request: it pays Prepare/Promise before Accept/Accepted."""
+    c = Cluster(IDS)
+    c.nodes["n2"].on_request(put("c", 1, "x", 1))
+    assert [type(m).__name__ for _, m in c.envs["n2"].sent] == ["Prepare", "Prepare"]
+    c.deliver_all()
+    assert c.nodes["n2"].role == "leader" and c.envs["n2"].delivered[0].ok
+
+
+# ---------------------------------------------------------------------- leases and reads
+def test_leader_serves_a_lease_read_from_its_own_state():
+    c = Cluster(IDS)
+    c.elect("n1")
+    c.request("n1", put("c", 1, "x", 7))
+    leader, env = c.nodes["n1"], c.envs["n1"]
+    env.take()
+    env.delivered.clear()
+    leader.on_request(get("r", 1, "x"))
+    assert env.sent == [] and env.delivered[0].result == {"value": 7, "version": 1}
+
+
+def test_read_without_a_lease_waits_for_a_quorum_round():
+    c = Cluster(IDS)
+    leader = c.elect("n1")
+    c.advance(1.0)  # the lease ran out
+    env = c.envs["n1"]
+    env.take()
+    leader.on_request(get("r", 1, "x"))
+    assert env.delivered == [] and env.kinds() == ["Heartbeat", "Heartbeat"]
+    c.deliver_all()
+    assert env.delivered[0].ok
+
+
+def test_stale_read_is_answered_by_any_node():
+    node, env = make_node("n3", IDS)
+    node.on_request(get("r", 1, "x", consistency=STALE_OK))
+    assert env.delivered[0].ok and env.sent == []
+
+
+def test_new_leader_waits_for_the_old_lease_before_deciding_or_reading():
+    """Chubby: the new master waits out the old master's lease (scaled by the drift
+    bound); a value chosen earlier would make the old leader's lease reads stale."""
+    c = Cluster(IDS)
+    c.elect("n1")
+    c.partition(["n1"], ["n2", "n3"])
+    new = c.elect("n2")
+    env = c.envs["n2"]
+    assert not new.ready and "lease-wait" in env.timers
+    env.take()
+    new.on_request(put("c", 1, "x", 2))
+    assert accepts(env) == []
+    wait = next(f for k, f in env.records if k == "lease-wait")["seconds"]
+    eps = new.opts.clock_drift_bound
+    assert wait >= new.opts.lease_duration * (1 + eps) / (1 - eps) - 1e-9
+    c.fire("n2", "lease-wait")
+    assert {v.slot for m in accepts(env) for v in m.values} == {1}
+    c.deliver_all()
+    assert new.ready and env.delivered[0].ok
+
+
+def test_lease_without_wait_bug_decides_at_once():
+    c = Cluster(IDS, bugs=frozenset({"lease-without-wait"}))
+    c.elect("n1")
+    c.partition(["n1"], ["n2", "n3"])
+    new = c.elect("n2")
+    assert new.ready and "lease-wait" not in c.envs["n2"].timers
+
+
+def test_skip_phase1_bug_leads_without_prepare():
+    c = Cluster(IDS, bugs=frozenset({"skip-phase1-on-takeover"}))
+    c.fire("n3", "election")
+    assert c.nodes["n3"].role == "leader"
+    assert "Prepare" not in c.envs["n3"].kinds()
+
+
+# ---------------------------------------------------------------------- catch-up
+def test_lagging_node_catches_up_by_snapshot_after_compaction():
+    c = Cluster(IDS, snapshot_threshold=4, snapshot_trailing=0)
+    leader = c.elect("n1")
+    c.partition(["n1", "n2"], ["n3"])
+    for seq in range(1, 11):
+        c.request("n1", put("c", seq, f"k{seq}", seq))
+    assert leader.snapshot is not None and leader.log.offset >= 8
+    c.heal()
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert c.nodes["n3"].snapshot is not None  # installed, not replayed slot by slot
+    assert c.nodes["n3"].executed == leader.executed == 10
+    assert c.nodes["n3"].sm.digest() == leader.sm.digest()
+
+
+def test_promise_carries_a_snapshot_when_the_candidate_lacks_compacted_slots():
+    c = Cluster(IDS, snapshot_threshold=4, snapshot_trailing=0)
+    c.elect("n1")
+    c.partition(["n1", "n2"], ["n3"])
+    for seq in range(1, 6):
+        c.request("n1", put("c", seq, "x", seq))
+    promise = c.nodes["n2"]._promise_for(Ballot(5, 3), 1)
+    assert promise.snapshot is not None and promise.snapshot.last_slot >= 4
+    c.heal()
+    c.down.add("n1")
+    c.nodes["n3"].max_round = 4
+    new = c.elect("n3")
+    assert new.executed == 5 and new.sm.get("x") == 5
+
+
+# ---------------------------------------------------------------------- membership
+def test_configuration_takes_effect_alpha_slots_later():
+    """Lamport's alpha: a configuration chosen at slot s governs slots s + alpha on."""
+    c = Cluster(["n1", "n2", "n3", "n4"], members=("n1", "n2", "n3"), alpha=3)
+    leader = c.elect("n1")
+    assert leader.propose_config_change("add", "n4") is None
+    c.deliver_all()
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    [(first, members)] = leader.configs[1:]
+    assert members == ("n1", "n2", "n3", "n4") and first == 1 + 3
+    assert leader.config_at(3) == ("n1", "n2", "n3") and leader.config_at(4) == members
+    assert leader.propose_config_change("add", "n4") in (
+        "n4 is already a member",
+        "a configuration change is already in progress",
+    )
+    for seq in range(1, 5):
+        c.request("n1", put("c", seq, "x", seq))
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert c.nodes["n4"].executed == leader.executed == 5
+
+
+def test_non_member_never_campaigns():
+    c = Cluster(["n1", "n2", "n3", "n4"], members=("n1", "n2", "n3"))
+    c.fire("n4", "election")
+    assert c.envs["n4"].sent == [] and c.nodes["n4"].role == "follower"
+    c.nodes["n4"].on_request(put("c", 1, "x", 1))
+    assert not c.envs["n4"].delivered[0].ok
+
+
+def test_accepted_from_an_old_ballot_is_ignored():
+    c = Cluster(IDS)
+    leader = c.elect("n1")
+    leader.on_request(put("c", 1, "x", 1))
+    leader.on_message("n2", Accepted(ballot=Ballot(0, 2), slots=(1,), executed=0))
+    leader.on_message("n3", Accepted(ballot=Ballot(0, 3), slots=(1,), executed=0))
+    assert leader.executed == 0
