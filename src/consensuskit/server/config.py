@@ -80,10 +80,12 @@ class TLSConfig:
     ca: Path | None = None
     client_api: bool = False  # also serve the HTTP API over TLS
 
-    def server_context(self) -> ssl.SSLContext:
+    def server_context(self, *, verify_clients: bool = True) -> ssl.SSLContext:
+        """For the peer listener (clients must show a cert signed by ``ca``, when given)
+        or, with ``verify_clients=False``, for the HTTP API."""
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.cert, self.key)
-        if self.ca is not None:
+        if self.ca is not None and verify_clients:
             ctx.load_verify_locations(self.ca)
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx

@@ -103,7 +103,7 @@ class NodeServer:
             self.api = KVApi(self)
             self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
-            ssl_ctx = cfg.tls.server_context() if cfg.tls and cfg.tls.client_api else None
+            ssl_ctx = cfg.tls.server_context(verify_clients=False) if cfg.tls and cfg.tls.client_api else None
             host, port = cfg.client_address
             site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx)
             await site.start()
