@@ -1,0 +1,149 @@
+"""Check a whole history: split it (P-compositionality), search each part, explain.
+
+Parts are checked in parallel on all cores when the history is large.  The verdict is
+``ok`` only if every part is linearizable, ``illegal`` if any part is not, and
+``unknown`` when the time budget ran out first (never a wrong verdict).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensuskit.check.linearizability.models import Model
+from consensuskit.check.linearizability.operation import Operation
+from consensuskit.check.linearizability.search import (
+    ILLEGAL,
+    OK,
+    SKIPPED,
+    UNKNOWN_VERDICT,
+    PartitionResult,
+    check_partition,
+)
+
+# Below this many operations a process pool costs more than it saves.
+PARALLEL_THRESHOLD = 5000
+
+
+@dataclass(slots=True)
+class CheckResult:
+    verdict: str  # ok / illegal / unknown
+    model: str
+    ops: int
+    seconds: float
+    partitions: list[PartitionResult] = field(default_factory=list)
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool | None:
+        """True / False, or None when the checker could not decide in time."""
+        return {OK: True, ILLEGAL: False}.get(self.verdict)
+
+    @property
+    def failing(self) -> PartitionResult | None:
+        """The smallest part that is not linearizable."""
+        bad = [p for p in self.partitions if p.verdict == ILLEGAL]
+        return min(bad, key=lambda p: len(p.ops)) if bad else None
+
+    def explain(self, model: Model) -> str:
+        from consensuskit.check.linearizability.explain import explain
+
+        return explain(self, model)
+
+    def to_json(self) -> dict[str, Any]:
+        failing = self.failing
+        return {
+            "verdict": {OK: "linearizable", ILLEGAL: "not-linearizable"}.get(self.verdict, "unknown"),
+            "linearizable": self.ok,
+            "model": self.model,
+            "ops": self.ops,
+            "seconds": round(self.seconds, 6),
+            "timed_out": self.timed_out,
+            "partitions": [p.to_json() for p in self.partitions],
+            "failing_partition": failing.to_json() if failing is not None else None,
+        }
+
+
+def check_operations(
+    ops: list[Operation],
+    model: Model,
+    *,
+    timeout: float | None = None,
+    workers: int | None = None,
+    stop_at_first_failure: bool = True,
+) -> CheckResult:
+    """Decide whether ``ops`` is linearizable with respect to ``model``.
+
+    ``timeout`` is a budget in seconds for the whole check; ``workers`` caps the process
+    pool (default: all cores, used only for large histories with several parts).  Parts
+    are checked smallest first and, as Porcupine does, checking stops at the first part
+    that fails (the rest are reported as ``skipped``) unless ``stop_at_first_failure``
+    is false: proving an illegal part illegal can take far longer than finding one."""
+    started = time.perf_counter()
+    for op in ops:
+        model.validate(op.input)
+    deadline = time.time() + timeout if timeout is not None else math.inf
+    parts = [p for p in model.partition(list(ops)) if p]
+    parts.sort(key=len)
+    keys = [p[0].input.key for p in parts]
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    results: list[PartitionResult | None] = [None] * len(parts)
+    if workers > 1 and len(parts) > 1 and len(ops) >= PARALLEL_THRESHOLD:
+        _check_in_pool(parts, keys, model, deadline, workers, stop_at_first_failure, results)
+    else:
+        for n, (part, key) in enumerate(zip(parts, keys, strict=True)):
+            results[n] = check_partition(part, model, key, deadline)
+            if stop_at_first_failure and results[n].verdict == ILLEGAL:  # type: ignore[union-attr]
+                break
+    final = [
+        r if r is not None else PartitionResult(key=k, verdict=SKIPPED, ops=p)
+        for r, k, p in zip(results, keys, parts, strict=True)
+    ]
+    verdicts = {r.verdict for r in final}
+    verdict = ILLEGAL if ILLEGAL in verdicts else UNKNOWN_VERDICT if UNKNOWN_VERDICT in verdicts else OK
+    return CheckResult(
+        verdict=verdict,
+        model=model.name,
+        ops=len(ops),
+        seconds=time.perf_counter() - started,
+        partitions=final,
+        timed_out=UNKNOWN_VERDICT in verdicts,
+    )
+
+
+def _check_one(args: tuple[int, list[Operation], Model, Any, float]) -> tuple[int, PartitionResult]:
+    n, part, model, key, deadline = args
+    return n, check_partition(part, model, key, deadline)
+
+
+def _check_in_pool(
+    parts: list[list[Operation]],
+    keys: list[Any],
+    model: Model,
+    deadline: float,
+    workers: int,
+    stop_at_first_failure: bool,
+    results: list[PartitionResult | None],
+) -> None:
+    # A multiprocessing.Pool (not concurrent.futures) so that a failure found in one
+    # part can terminate the workers still searching others.
+    context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+    pool = context.Pool(processes=min(workers, len(parts)))
+    try:
+        jobs = [
+            (n, part, model, key, deadline) for n, (part, key) in enumerate(zip(parts, keys, strict=True))
+        ]
+        # Largest first keeps both cores busy to the end; results are re-ordered by index.
+        jobs.sort(key=lambda job: -len(job[1]))
+        for n, result in pool.imap_unordered(_check_one, jobs):
+            results[n] = result
+            if stop_at_first_failure and result.verdict == ILLEGAL:
+                break
+    finally:
+        pool.terminate()
+        pool.join()

@@ -1,0 +1,212 @@
+"""The Wing-Gong / Lowe search with memoisation, as Porcupine and Knossos do it.
+
+The history is a doubly linked list of call and return entries in time order.  The
+search walks it: at a call entry it tries to linearize that operation now (the model
+step must be legal and the pair (linearized set, new state) must not have been seen
+before); it then removes the call and its return from the list and starts again from the
+head.  Reaching a return entry means the operation it belongs to was not linearized
+before it returned: undo the last choice (backtrack) and try the next call.  The history
+is linearizable iff the list empties.
+
+Ties: entries are sorted by time with calls before returns, so intervals are closed (an
+operation invoked at the instant another returned may be ordered either way).
+Operations that never returned have their return at the end of the history.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensuskit.check.linearizability.models import Model
+from consensuskit.check.linearizability.operation import Operation
+
+OK = "ok"
+ILLEGAL = "illegal"
+UNKNOWN_VERDICT = "unknown"
+SKIPPED = "skipped"  # not checked: another part already failed
+
+_CHECK_CLOCK_EVERY = 4096
+
+
+@dataclass(slots=True)
+class PartitionResult:
+    """The verdict on one independent sub-history (one key, for the kv model)."""
+
+    key: Any
+    verdict: str  # ok / illegal / unknown / skipped
+    ops: list[Operation]
+    # A linearization (all ops) when ok; the longest partial one found otherwise.
+    linearization: list[int] = field(default_factory=list)
+    # Model state after each op of ``linearization``, described in words.
+    states: list[str] = field(default_factory=list)
+    # Ops that could not be placed after the longest partial linearization: (id, why).
+    unplaced: list[tuple[int, str]] = field(default_factory=list)
+    explored: int = 0  # search steps
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key
+            if isinstance(self.key, (str, int, float)) or self.key is None
+            else repr(self.key),
+            "verdict": self.verdict,
+            "ops": len(self.ops),
+            "linearized": len(self.linearization),
+            "unplaced": [{"op": self.ops[i].to_json(), "why": why} for i, why in self.unplaced],
+            "explored": self.explored,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def check_partition(
+    ops: list[Operation], model: Model, key: Any = None, deadline: float = math.inf
+) -> PartitionResult:
+    """Decide one sub-history.  ``ops[i].id`` need not be ``i``: results index ``ops``.
+
+    ``deadline`` is a ``time.time()`` value after which the answer is "unknown"."""
+    started = time.perf_counter()
+    n = len(ops)
+    # Entry e: 0 is the head sentinel; 1..2n are calls and returns in time order.
+    order = sorted(
+        [(op.call, 0, i) for i, op in enumerate(ops)] + [(op.ret, 1, i) for i, op in enumerate(ops)]
+    )
+    size = 2 * n + 1
+    nxt = list(range(1, size + 1))
+    nxt[-1] = -1
+    prv = list(range(-1, size - 1))
+    opid = [-1] * size
+    match = [-1] * size  # call entry -> its return entry
+    call_entry = [0] * n
+    for e, (_, is_return, i) in enumerate(order, start=1):
+        opid[e] = i
+        if is_return:
+            match[call_entry[i]] = e
+        else:
+            call_entry[i] = e
+    calls = [op.input for op in ops]
+    outputs = [op.output for op in ops]
+    step = model.step
+
+    state: Hashable = model.init()
+    linearized = 0
+    seen: set[tuple[int, Hashable]] = set()
+    stack: list[tuple[int, Hashable]] = []  # (call entry, state before it)
+    best: list[int] = []
+    best_state: Hashable = state
+    best_pending = False  # stack grew beyond ``best`` since it was saved
+    explored = 0
+    entry = nxt[0]
+    verdict = OK
+    while nxt[0] != -1:
+        explored += 1
+        if explored % _CHECK_CLOCK_EVERY == 0 and time.time() > deadline:
+            verdict = UNKNOWN_VERDICT
+            break
+        m = match[entry]
+        if m != -1:  # a call
+            i = opid[entry]
+            legal, after = step(state, calls[i], outputs[i])
+            if legal:
+                bit = linearized | (1 << i)
+                memo = (bit, after)
+                if memo not in seen:
+                    seen.add(memo)
+                    stack.append((entry, state))
+                    state = after
+                    linearized = bit
+                    # lift the call and its return out of the list
+                    p, q = prv[entry], nxt[entry]
+                    nxt[p] = q
+                    if q != -1:
+                        prv[q] = p
+                    p, q = prv[m], nxt[m]
+                    nxt[p] = q
+                    if q != -1:
+                        prv[q] = p
+                    if len(stack) > len(best):
+                        best_pending = True
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+            continue
+        # a return whose operation is not linearized: backtrack
+        if best_pending:
+            best = [opid[e] for e, _ in stack]
+            best_state = state
+            best_pending = False
+        if not stack:
+            verdict = ILLEGAL
+            break
+        entry, state = stack.pop()
+        linearized &= ~(1 << opid[entry])
+        m = match[entry]
+        # unlift: the return first, then the call (the reverse of lift)
+        p, q = prv[m], nxt[m]
+        nxt[p] = m
+        if q != -1:
+            prv[q] = m
+        p, q = prv[entry], nxt[entry]
+        nxt[p] = entry
+        if q != -1:
+            prv[q] = entry
+        entry = nxt[entry]
+
+    result = PartitionResult(key=key, verdict=verdict, ops=ops, explored=explored)
+    if verdict == OK:
+        result.linearization = [opid[e] for e, _ in stack]
+    else:
+        if best_pending or len(stack) > len(best):
+            best = [opid[e] for e, _ in stack]
+            best_state = state
+        result.linearization = best
+        if verdict == ILLEGAL:
+            result.unplaced = _unplaced(ops, model, best, best_state)
+    result.states = _states(ops, model, result.linearization)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _states(ops: list[Operation], model: Model, order: list[int]) -> list[str]:
+    state = model.init()
+    out = []
+    for i in order:
+        _, state = model.step(state, ops[i].input, ops[i].output)
+        out.append(model.describe_state(state))
+    return out
+
+
+def _unplaced(
+    ops: list[Operation], model: Model, prefix: list[int], state: Hashable
+) -> list[tuple[int, str]]:
+    """The operations that must come next after ``prefix`` and none of which fits.
+
+    After a partial linearization, the next operation must be one invoked no later
+    than the earliest return among the rest (intervals are closed)."""
+    done = set(prefix)
+    rest = [i for i in range(len(ops)) if i not in done]
+    if not rest:
+        return []
+    earliest_return = min(ops[i].ret for i in rest)
+    state_words = model.describe_state(state)
+    why = []
+    for i in rest:
+        op = ops[i]
+        if op.call > earliest_return:
+            continue
+        legal, _ = model.step(state, op.input, op.output)
+        if legal:
+            reason = (
+                f"{model.describe_operation(op.input, op.output)} fits after the prefix, but every "
+                "way of continuing from there failed"
+            )
+        else:
+            reason = (
+                f"{model.describe_operation(op.input, op.output)} is impossible when the state "
+                f"is {state_words}"
+            )
+        why.append((i, reason))
+    return why
