@@ -59,12 +59,14 @@ class FakeCluster:
     seen: list[Seen] = field(default_factory=list)
     # Misbehaviour, consumed one per write that reaches the leader:
     # "503" (refuse before applying), "503-after" (apply, then 503),
-    # "slow" (apply, then answer after the client gave up), "drop" (apply, close the socket).
+    # "slow" (apply, then answer after the client gave up), "drop" (apply, close the socket),
+    # "crash" (apply, stop listening, close the socket: the node died after applying).
     write_faults: list[str] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)  # session -> seq being handled
     overlaps: list[str] = field(default_factory=list)
     applied: int = 0
     urls: list[str] = field(default_factory=list)
+    sites: list[web.TCPSite] = field(default_factory=list)
     status_override: dict[str, Any] = field(default_factory=dict)
 
     # -- request handling -----------------------------------------------------
@@ -139,6 +141,9 @@ class FakeCluster:
         self.in_flight[session] = seq
         try:
             answer = await self.write(key, method, body.decode(), request.query, session, seq)
+            if answer == "crash":
+                await self.sites[node].stop()
+                answer = None
             if answer is None:  # "drop": the write happened, the answer is lost with the connection
                 assert request.transport is not None
                 request.transport.abort()
@@ -150,7 +155,7 @@ class FakeCluster:
 
     async def write(
         self, key: str, method: str, value: str, query: Any, session: str, seq: int
-    ) -> web.StreamResponse | None:
+    ) -> web.StreamResponse | str | None:
         fault = self.write_faults.pop(0) if self.write_faults else None
         if fault == "503":
             return error(503, "busy", "leadership transfer in progress", outcome="not-applied")
@@ -168,6 +173,8 @@ class FakeCluster:
             await asyncio.sleep(1.0)
         if fault == "drop":
             return None
+        if fault == "crash":
+            return "crash"
         return web.json_response(result, status=status)
 
     def apply(self, key: str, method: str, value: str, query: Any) -> tuple[int, dict[str, Any]]:
@@ -240,6 +247,7 @@ def running(cluster: FakeCluster) -> Iterator[FakeCluster]:
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             cluster.urls.append(f"http://127.0.0.1:{port}")
+            cluster.sites.append(site)
             runners.append(runner)
 
     async def stop() -> None:
@@ -329,6 +337,19 @@ def test_a_lost_answer_is_retried_with_the_same_id_and_applied_once(fake: FakeCl
         assert written.request_id == ids[0]
         assert fake.applied == 1
         assert fake.data["x"] == ("only-once", 1)
+
+
+def test_a_node_that_dies_after_applying_leaves_the_write_maybe_applied(fake: FakeCluster) -> None:
+    # The first write makes the connection persistent; the second is applied, then the
+    # node stops listening and drops the connection, so any resend is refused.
+    fake.write_faults = ["", "crash"]
+    with Client([fake.urls[0]], timeout=0.3, deadline=0.5) as kv:
+        kv.put("x", "1")
+        with pytest.raises(Unavailable) as info:
+            kv.put("x", "2")
+    assert fake.applied == 2
+    assert info.value.maybe_applied is True
+    assert "cannot connect" in str(info.value.last_error)
 
 
 def test_a_503_before_applying_is_retried(fake: FakeCluster) -> None:

@@ -295,6 +295,7 @@ class AsyncClient:
         self._sessions = _SessionPool(self.client_id)
         self._max_connections = max_connections
         self._http: aiohttp.ClientSession | None = None
+        self._refusal_is_definite = True
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -311,6 +312,14 @@ class AsyncClient:
         if self._http is None or self._http.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
             self._http = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            # aiohttp quietly resends a PUT or DELETE once when a reused connection breaks;
+            # the resend's error (say, connection refused) would then hide that the first
+            # send may have been applied.  This client retries by itself, with the same id.
+            if hasattr(self._http, "_retry_connection"):
+                self._http._retry_connection = False
+                self._refusal_is_definite = True
+            else:  # an aiohttp without the switch: a refusal proves nothing about earlier sends
+                self._refusal_is_definite = False
         return self._http
 
     # ------------------------------------------------------------------ key-value
@@ -518,6 +527,7 @@ class AsyncClient:
                     content_type = resp.content_type
             except aiohttp.ClientConnectorError as exc:
                 # Nothing was sent: this attempt certainly had no effect.
+                maybe_applied = maybe_applied or (write and not self._refusal_is_definite)
                 last_error = f"{target}: cannot connect ({exc.os_error or exc})"
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 # Sent, maybe received and applied, but no answer came back.
