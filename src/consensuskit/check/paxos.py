@@ -34,6 +34,7 @@ from consensuskit.protocols.paxos.basic import acceptor_key, chosen_key
 from consensuskit.protocols.paxos.basic_messages import AcceptorState, Noop, describe
 
 ACCEPTOR = "acceptor"
+ACCEPTOR_PREFIX = acceptor_key(0).rsplit("/", 1)[0]
 CHOSEN = "chosen"
 
 
@@ -41,8 +42,9 @@ class PaxosChecker:
     def __init__(self) -> None:
         self.sim: Any = None
         self.watching = False
-        # (node, storage key) -> writes not yet seen durable: (incarnation, kind, slot, record)
-        self.unsynced: dict[tuple[str, str], list[tuple[int, str, int, Any]]] = {}
+        # node -> storage key -> writes not yet seen durable: (incarnation, kind, slot, record)
+        self.unsynced: dict[str, dict[str, list[tuple[int, str, int, Any]]]] = {}
+        self.sync_seen: dict[str, Any] = {}  # node -> its sync state at the last poll
         # (slot, ballot) -> acceptor -> value it durably voted; and the round's kind
         self.votes: dict[tuple[int, Ballot], dict[str, Any]] = {}
         self.fast_round: dict[tuple[int, Ballot], bool] = {}
@@ -115,7 +117,7 @@ class PaxosChecker:
     def on_persist(self, node: Any, kind: str, slot: int, record: Any) -> None:
         key = acceptor_key(slot) if kind == ACCEPTOR else chosen_key(slot)
         incarnation = getattr(node.env, "incarnation", 0)
-        self.unsynced.setdefault((node.id, key), []).append((incarnation, kind, slot, record))
+        self.unsynced.setdefault(node.id, {}).setdefault(key, []).append((incarnation, kind, slot, record))
 
     def on_offered(self, node: Any, value: Any) -> None:
         if value not in self.offered:
@@ -131,13 +133,26 @@ class PaxosChecker:
 
     # ------------------------------------------------------------------ durability
     def _poll(self, sim: Any) -> None:
+        # A write becomes durable only when a sync of its node completes (or is lost with
+        # a crash), so a node is looked at again only when its sync state changed.
+        for node_id in sorted(self.unsynced):
+            env = sim.env_of(node_id)
+            signature = (env.incarnation, id(env.sync_batch), env.syncing) if env is not None else None
+            if self.sync_seen.get(node_id) == signature:
+                continue
+            self.sync_seen[node_id] = signature
+            self._poll_node(sim, node_id, env.incarnation if env is not None else None)
+
+    def _poll_node(self, sim: Any, node_id: str, alive: int | None) -> None:
+        by_key = self.unsynced[node_id]
+        durable = sim.storage_of(node_id).durable
         # Votes first, so a value learned in the same sync is checked against them.
-        items = sorted(self.unsynced.items(), key=lambda kv: kv[1][0][1] != ACCEPTOR)
-        for (node_id, key), writes in items:
-            durable = sim.storage_of(node_id).durable.get(key)
+        for key in sorted(by_key, key=lambda k: not k.startswith(ACCEPTOR_PREFIX)):
+            writes = by_key[key]
+            current = durable.get(key)
             done = -1
             for i in range(len(writes) - 1, -1, -1):
-                if writes[i][3] is durable:
+                if writes[i][3] is current:
                     done = i
                     break
             for _, kind, slot, record in writes[: done + 1]:
@@ -145,15 +160,14 @@ class PaxosChecker:
                     self._vote(node_id, slot, record)
                 else:
                     self._learned(node_id, slot, record)
-            rest = writes[done + 1 :]
-            env = sim.env_of(node_id)
-            alive = env.incarnation if env is not None else None
             # Writes of a crashed incarnation that never became durable are lost.
-            rest = [w for w in rest if w[0] == alive]
+            rest = [w for w in writes[done + 1 :] if w[0] == alive]
             if rest:
-                self.unsynced[(node_id, key)] = rest
+                by_key[key] = rest
             else:
-                del self.unsynced[(node_id, key)]
+                del by_key[key]
+        if not by_key:
+            del self.unsynced[node_id]
 
     def _vote(self, acceptor: str, slot: int, rec: AcceptorState) -> None:
         ballot = rec.accepted_ballot

@@ -474,6 +474,9 @@ class BasicPaxosNode:
 
     def _start_round(self, inst: Instance) -> None:
         """Phase 1a with a ballot above every one seen for the slot."""
+        if inst.slot in self.chosen:
+            self._slot_chosen(inst.slot, self.chosen[inst.slot])
+            return
         inst.ballot = self._new_ballot(inst.slot, inst.first_round)
         inst.first_round = 0
         inst.phase = PREPARE
