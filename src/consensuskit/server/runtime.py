@@ -151,6 +151,10 @@ class NodeRuntime:
     """Env + driver for one protocol node.  Everything runs on the loop thread except
     ``SyncBatch.complete``."""
 
+    # The driver calls ``node.on_batch_end()`` (when the node has it) after each batch of
+    # inputs, so a node can do once per batch what it would otherwise do per input.
+    calls_batch_end = True
+
     def __init__(
         self,
         node_id: NodeId,
@@ -193,6 +197,7 @@ class NodeRuntime:
         self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
         self._leading = False
         self.node: ProtocolNode = spec.make_node(node_id, self, list(members), dict(options))
+        self._batch_end: Callable[[], None] | None = getattr(self.node, "on_batch_end", None)
 
     # ------------------------------------------------------------------ Env
     def now(self) -> float:
@@ -372,6 +377,8 @@ class NodeRuntime:
                         node.on_timer(a)
                 else:
                     self._outbox.append((b, a(node)))
+            if self._batch_end is not None:
+                self._batch_end()
         except Exception as exc:
             self._halt(exc, "handling an input")
             return

@@ -6,6 +6,7 @@ import pytest
 
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.messages import decode, encode
+from consensuskit.protocols.raft.messages import AppendEntriesResponse
 from tests.protocols.raft.fake import Cluster
 
 
@@ -113,3 +114,50 @@ def test_status_names_each_followers_match_on_the_leader_only():
         "c": {"match": last, "next": last + 1, "state": "replicate"},
     }
     assert c.nodes["b"].status()["peers"] == {}
+
+
+def test_a_batching_runtime_shares_one_read_index_round_among_a_batchs_reads():
+    """With on_batch_end (the real runtime), every read of a batch waits for the same
+    heartbeat round, started once at the end of the batch."""
+    c = leader_with_value()
+    leader, env = c.nodes["a"], c.envs["a"]
+    leader.share_read_rounds = True
+    env.take()
+    before = len(env.delivered)
+    for seq in (1, 2, 3):
+        leader.on_request(read(seq, "linearizable"))
+    assert env.sent == [] and len(env.delivered) == before
+    leader.on_batch_end()
+    heartbeats = [m for _, m in env.sent if type(m).__name__ == "Heartbeat"]
+    assert len(heartbeats) == 2 and heartbeats[0].context == heartbeats[1].context  # one round
+    c.deliver_all()
+    assert [r.seq for r in env.delivered[before:]] == [1, 2, 3] and all(r.ok for r in env.delivered[before:])
+    leader.on_batch_end()  # nothing due: no new round
+    assert env.sent == []
+
+
+def test_a_regular_heartbeat_in_the_batch_serves_the_reads_waiting_for_a_round():
+    c = leader_with_value()
+    leader, env = c.nodes["a"], c.envs["a"]
+    leader.share_read_rounds = True
+    env.take()
+    leader.on_request(read(1, "linearizable"))
+    c.fire("a", "heartbeat")
+    rounds = {m.context for _, m in env.sent if type(m).__name__ == "Heartbeat"}
+    leader.on_batch_end()
+    assert {m.context for _, m in env.sent if type(m).__name__ == "Heartbeat"} == rounds  # no extra round
+    c.deliver_all()
+    assert env.delivered[-1].seq == 1 and env.delivered[-1].ok
+
+
+def test_reads_deferred_to_the_batch_end_are_refused_if_leadership_is_lost_first():
+    c = leader_with_value()
+    leader, env = c.nodes["a"], c.envs["a"]
+    leader.share_read_rounds = True
+    leader.on_request(read(1, "linearizable"))
+    leader.on_message("b", AppendEntriesResponse(term=leader.term + 1, success=False, index=0))
+    env.take()
+    leader.on_batch_end()
+    assert env.sent == []
+    answer = env.delivered[-1]
+    assert answer.seq == 1 and not answer.ok and answer.error == "not-leader"

@@ -128,6 +128,11 @@ class RaftNode:
         self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
         self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
         self.snapshot_sent_at: dict[str, float] = {}
+        # A runtime that calls on_batch_end() after each batch of inputs says so; then
+        # every read of a batch shares one ReadIndex heartbeat round (§6.4 batching)
+        # instead of starting one each.  Other environments see one round per read.
+        self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
+        self.read_round_due = False
         self._handlers: dict[type, Any] = {
             AppendEntries: self.handle_append_entries,
             AppendEntriesResponse: self.handle_append_response,
@@ -212,6 +217,14 @@ class RaftNode:
         self._append_new(COMMAND, request)
         self._broadcast_append()
         self._maybe_commit()
+
+    def on_batch_end(self) -> None:
+        """Called by batching runtimes after each batch of inputs: start the heartbeat
+        round the batch's ReadIndex reads wait for."""
+        if self.read_round_due:
+            self.read_round_due = False
+            if self.role == LEADER:
+                self._broadcast_heartbeat()
 
     def on_message(self, src: str, msg: Any) -> None:
         kind = type(msg)
@@ -691,6 +704,7 @@ class RaftNode:
 
     # ------------------------------------------------------------------ heartbeats
     def _broadcast_heartbeat(self) -> None:
+        self.read_round_due = False  # this round serves every read waiting for one
         self.heartbeat_round += 1
         round_ = self.heartbeat_round
         self.round_sent_at[round_] = self.env.now()
@@ -765,7 +779,10 @@ class RaftNode:
             self._serve_ready_reads()
             return
         self.reads_awaiting_quorum.append((self.heartbeat_round + 1, self.commit_index, request))
-        self._broadcast_heartbeat()
+        if self.share_read_rounds:
+            self.read_round_due = True
+        else:
+            self._broadcast_heartbeat()
 
     def _serve_ready_reads(self) -> None:
         waiting = []
