@@ -263,6 +263,8 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
         spread = ", ".join(f"{k}: {v}" for k, v in delays["histogram"].items())
         table.add_row("message delays", f"mean {delays['mean']:g} per command ({spread})")
     lin = {True: "[green]yes[/]", False: "[red]NO[/]", None: "not checked"}[result.linearizable]
+    if result.linearizable is None and result.linearizability is not None:
+        lin = "unknown (the checker ran out of time)"
     table.add_row("linearizable", lin)
     table.add_row("invariants", "[green]held[/]" if not result.invariant_violations else "[red]VIOLATED[/]")
     table.add_row("trace sha256", result.trace_sha256)
@@ -278,6 +280,12 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
             )
     if result.linearizable is False:
         console.print("[bold red]the client history is not linearizable[/]")
+        if result.linearizability is not None:
+            from consensuskit.check.linearizability import get_model
+
+            console.print(
+                result.linearizability.explain(get_model("kv")), markup=False, highlight=False, soft_wrap=True
+            )
     verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
     console.print(verdict)
 
@@ -291,7 +299,7 @@ NemesisOpt = Annotated[
 BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
 OptionOpt = Annotated[
     list[str] | None,
-    typer.Option("--option", help="Protocol option KEY=VALUE (JSON value), e.g. read_mode=\"lease\"."),
+    typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
 ]
 
 
@@ -413,6 +421,106 @@ def demo_cmd(
     ok = ok and result.ok
     console.rule("[bold green]demo passed" if ok else "[bold red]demo FAILED")
     raise typer.Exit(0 if ok else 1)
+
+
+# ---------------------------------------------------------------------- check
+@app.command("check")
+def check_cmd(
+    file: Annotated[Path, typer.Argument(help="History file to check.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="kv, register or cas-register (default: what the format implies)."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="consensuskit, porcupine-etcd or porcupine-kv.")
+    ] = "consensuskit",
+    timeout: Annotated[
+        float | None, typer.Option(min=0.0, help="Seconds of search before answering unknown.")
+    ] = None,
+    all_parts: Annotated[
+        bool, typer.Option("--all-parts", help="Keep checking the other parts after one fails.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON only.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Write a page showing the history here.")] = None,
+) -> None:
+    """Check a history for linearizability: exit 0 linearizable, 1 not, 2 unknown or bad input."""
+    from consensuskit.check.linearizability import (
+        DEFAULT_MODEL,
+        FORMATS,
+        MODEL_NAMES,
+        HistoryFormatError,
+        ModelError,
+        check_operations,
+        model_for,
+        read_history,
+    )
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}", param_hint="--format"
+        )
+    name = model or DEFAULT_MODEL[fmt]
+    if name not in MODEL_NAMES:
+        raise typer.BadParameter(
+            f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}", param_hint="--model"
+        )
+    if not file.is_file():
+        raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
+    the_model = model_for(name, fmt)
+    console = Console(stderr=True)
+    try:
+        ops = read_history(file, fmt)
+        with _check_progress(console, enabled=not as_json and len(ops) >= 2000) as progress:
+            result = check_operations(
+                ops, the_model, timeout=timeout, stop_at_first_failure=not all_parts, on_progress=progress
+            )
+    except (HistoryFormatError, ModelError, UnicodeDecodeError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if html is not None:
+        from consensuskit.check.linearizability.html import render_html
+
+        html.write_text(
+            render_html(result, the_model, title=f"{file.name}: linearizability"), encoding="utf-8"
+        )
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        out = _console()
+        out.print(result.explain(the_model), markup=False, highlight=False, soft_wrap=True)
+        if html is not None:
+            out.print(f"[dim]page written to {html}[/]")
+    raise typer.Exit({True: 0, False: 1}.get(result.ok, 2))
+
+
+class _check_progress:
+    """A rich progress bar over the parts of a long check (on stderr), or nothing."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.enabled = enabled
+        self.console = console
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.progress = Progress(
+            "checking parts", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("check", total=None)
+
+        def update(done: int, total: int) -> None:
+            self.progress.update(self.task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 # ---------------------------------------------------------------------- main

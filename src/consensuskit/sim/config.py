@@ -59,6 +59,10 @@ class SimConfig:
     trace_path: str | None = None  # stream the trace as JSON lines here
     history_path: str | None = None
     check_every_step: bool = True
+    # Check the client history with the linearizability checker (kv model) at the end of
+    # run(); after this many seconds of searching the answer is None ("unknown").
+    check_linearizability: bool = True
+    linearizability_timeout: float = 60.0
     op_timeout: float = 1.0  # per attempt
     op_deadline: float = 3.0  # per op overall; then "unknown" (or "fail", see workload)
 

@@ -104,6 +104,8 @@ class SimResult:
     virtual_time: float
     faults: dict[str, int]
     message_delays: dict[str, Any] = field(default_factory=dict)
+    # The linearizability checker's CheckResult (None when not checked).
+    linearizability: Any = None
     history: History = field(default_factory=History)
     violations: list[InvariantViolation] = field(default_factory=list)
 
@@ -131,7 +133,15 @@ class SimResult:
             "virtual_time": round(self.virtual_time, 6),
             "faults": dict(self.faults),
             "message_delays": dict(self.message_delays),
+            "linearizability": self._linearizability_json(),
         }
+
+    def _linearizability_json(self) -> dict[str, Any] | None:
+        check = self.linearizability
+        if check is None:
+            return None
+        summary = check.to_json()
+        return {k: summary[k] for k in ("verdict", "ops", "seconds", "timed_out", "failing_partition")}
 
 
 class Simulation:
@@ -999,7 +1009,7 @@ class Simulation:
             raise
         for run in self.pending_ops():
             run.abandon()
-        linearizable = self._check_history()
+        linearizable, linearizability = self._check_history()
         self.trace.close()
         if cfg.history_path:
             self.history.to_jsonl(cfg.history_path)
@@ -1012,6 +1022,7 @@ class Simulation:
             ops=self.history.counts(),
             invariant_violations=[v.to_json() for v in self.violations],
             linearizable=linearizable,
+            linearizability=linearizability,
             trace_sha256=self.trace.sha256(),
             events=self.events,
             wall_seconds=time.perf_counter() - wall0,
@@ -1043,17 +1054,21 @@ class Simulation:
         """Message delays from the client request to the first learner, per command."""
         return summarize_delays(self.learned_delays.values())
 
-    def _check_history(self) -> bool | None:
-        # Hook for the linearizability checker: whoever offers check_history(history).
-        fn = getattr(self.checker, "check_history", None) or getattr(
-            self.spec, "check_history", None
-        )
-        if fn is None:
-            return None
-        verdict = fn(self.history)
-        if verdict is None:
-            return None
-        return bool(getattr(verdict, "ok", verdict))
+    def _check_history(self) -> tuple[bool | None, Any]:
+        """(verdict, details): the protocol's own history check if it offers one, else
+        the linearizability checker with the kv model."""
+        fn = getattr(self.checker, "check_history", None) or getattr(self.spec, "check_history", None)
+        if fn is not None:
+            verdict = fn(self.history)
+            if verdict is None:
+                return None, None
+            return bool(getattr(verdict, "ok", verdict)), verdict
+        if not self.config.check_linearizability:
+            return None, None
+        from consensuskit.check.linearizability import check_history
+
+        result = check_history(self.history, model="kv", timeout=self.config.linearizability_timeout)
+        return result.ok, result
 
     def close(self) -> None:
         """Flush and close the trace file (run() does this itself)."""

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,7 @@ def check_operations(
     timeout: float | None = None,
     workers: int | None = None,
     stop_at_first_failure: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> CheckResult:
     """Decide whether ``ops`` is linearizable with respect to ``model``.
 
@@ -83,7 +85,8 @@ def check_operations(
     pool (default: all cores, used only for large histories with several parts).  Parts
     are checked smallest first and, as Porcupine does, checking stops at the first part
     that fails (the rest are reported as ``skipped``) unless ``stop_at_first_failure``
-    is false: proving an illegal part illegal can take far longer than finding one."""
+    is false: proving an illegal part illegal can take far longer than finding one.
+    ``on_progress(done, total)`` is called as parts finish."""
     started = time.perf_counter()
     for op in ops:
         model.validate(op.input)
@@ -94,10 +97,12 @@ def check_operations(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     results: list[PartitionResult | None] = [None] * len(parts)
     if workers > 1 and len(parts) > 1 and len(ops) >= PARALLEL_THRESHOLD:
-        _check_in_pool(parts, keys, model, deadline, workers, stop_at_first_failure, results)
+        _check_in_pool(parts, keys, model, deadline, workers, stop_at_first_failure, results, on_progress)
     else:
         for n, (part, key) in enumerate(zip(parts, keys, strict=True)):
             results[n] = check_partition(part, model, key, deadline)
+            if on_progress is not None:
+                on_progress(n + 1, len(parts))
             if stop_at_first_failure and results[n].verdict == ILLEGAL:  # type: ignore[union-attr]
                 break
     final = [
@@ -129,6 +134,7 @@ def _check_in_pool(
     workers: int,
     stop_at_first_failure: bool,
     results: list[PartitionResult | None],
+    on_progress: Callable[[int, int], None] | None,
 ) -> None:
     # A multiprocessing.Pool (not concurrent.futures) so that a failure found in one
     # part can terminate the workers still searching others.
@@ -140,8 +146,10 @@ def _check_in_pool(
         ]
         # Largest first keeps both cores busy to the end; results are re-ordered by index.
         jobs.sort(key=lambda job: -len(job[1]))
-        for n, result in pool.imap_unordered(_check_one, jobs):
+        for done, (n, result) in enumerate(pool.imap_unordered(_check_one, jobs), start=1):
             results[n] = result
+            if on_progress is not None:
+                on_progress(done, len(parts))
             if stop_at_first_failure and result.verdict == ILLEGAL:
                 break
     finally:

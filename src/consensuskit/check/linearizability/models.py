@@ -61,7 +61,11 @@ def _field(output: Any, name: str) -> Any:
 def _describe_output(output: Any) -> str:
     if output is UNKNOWN:
         return "outcome unknown"
+    if output is None:
+        return "ok"
     if isinstance(output, dict):
+        if not output:
+            return "ok"
         return ", ".join(f"{k}={v!r}" for k, v in output.items())
     return repr(output)
 
