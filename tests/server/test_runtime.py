@@ -95,6 +95,7 @@ class ScriptedNode:
         self.env = env
         self.seen: list[Any] = []
         self.timers: list[str] = []
+        self.batch_ends: list[int] = []  # len(seen) at each on_batch_end
 
     def on_start(self) -> None:
         self.env.record("role", role="follower")
@@ -110,6 +111,9 @@ class ScriptedNode:
 
     def on_timer(self, key: str) -> None:
         self.timers.append(key)
+
+    def on_batch_end(self) -> None:
+        self.batch_ends.append(len(self.seen))
 
     def on_request(self, request: ClientRequest) -> None:
         self.seen.append(request.seq)
@@ -393,4 +397,18 @@ async def test_stats_count_messages_requests_and_roles():
     assert stats.received == {"str": 1} and stats.sent == {"tuple": 1}
     assert stats.requests == {"get": 1} and stats.answers == {"ok": 1}
     assert stats.roles == {"follower": 1} and stats.records == {"role": 1}
+    await runtime.close()
+
+
+@async_test
+async def test_on_batch_end_follows_each_batch_of_inputs():
+    storage = GatedStorage(auto=True)
+    runtime, node, _ = make_runtime(storage)
+    await asyncio.sleep(0.01)
+    node.batch_ends.clear()
+    for i in range(5):
+        runtime.on_peer_message("b", i)  # queued together: one batch
+    await until(lambda: node.batch_ends)
+    await asyncio.sleep(0.01)
+    assert node.batch_ends == [5]
     await runtime.close()

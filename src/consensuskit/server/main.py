@@ -206,7 +206,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
     ready = {
         "id": config.node_id,
         "pid": os.getpid(),
-        "client_url": config.client_url,
+        "client_url": server.config.client_url,
         "http_port": server.http_port,
         "peer_address": format_address((config.peer_address[0], server.peer_port)),
     }
