@@ -72,7 +72,7 @@ class Target:
         self.value = b"v" * value_size
 
     def request(
-        self, op: str, key: str, worker: int, seq: int
+        self, op: str, key: str, worker: str, seq: int
     ) -> tuple[str, str, dict[str, str], bytes | None]:
         raise NotImplementedError
 
@@ -85,7 +85,7 @@ class ConsensuskitTarget(Target):
         self.run_id = os.urandom(4).hex()
 
     def request(
-        self, op: str, key: str, worker: int, seq: int
+        self, op: str, key: str, worker: str, seq: int
     ) -> tuple[str, str, dict[str, str], bytes | None]:
         if op == "put":
             # One session per worker: its writes are sequential, as the session rule wants.
@@ -111,7 +111,7 @@ class EtcdTarget(Target):
         }
 
     def request(
-        self, op: str, key: str, worker: int, seq: int
+        self, op: str, key: str, worker: str, seq: int
     ) -> tuple[str, str, dict[str, str], bytes | None]:
         path = "/v3/kv/put" if op == "put" else "/v3/kv/range"
         return "POST", self.url + path, {"Content-Type": "application/json"}, self.bodies[op][key]
@@ -127,6 +127,7 @@ async def drive(target: Target, op: str, concurrency: int, seconds: float, seed:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         start = time.perf_counter()
         end = start + seconds
+        phase = os.urandom(3).hex()  # a fresh session per worker and run: seqs start again at 1
 
         async def worker(w: int) -> None:
             nonlocal errors, first_error
@@ -137,7 +138,7 @@ async def drive(target: Target, op: str, concurrency: int, seconds: float, seed:
                 if now >= end:
                     return
                 seq += 1
-                method, url, headers, body = target.request(op, rng.choice(target.keys), w, seq)
+                method, url, headers, body = target.request(op, rng.choice(target.keys), f"{phase}-{w}", seq)
                 try:
                     async with http.request(method, url, headers=headers, data=body) as resp:
                         await resp.read()
@@ -181,11 +182,11 @@ async def preload(target: Target, concurrency: int = 32) -> None:
     async with aiohttp.ClientSession() as http:
 
         async def worker(w: int) -> None:
-            seq = 10_000_000
+            seq = 0
             while queue:
                 key = queue.pop()
                 seq += 1
-                method, url, headers, body = target.request("put", key, w + 100_000, seq)
+                method, url, headers, body = target.request("put", key, f"preload-{w}", seq)
                 for _ in range(20):
                     try:
                         async with http.request(method, url, headers=headers, data=body) as resp:
@@ -331,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)
     nodes = parse_list(args.nodes or ("3" if args.quick else "3,5"))
     levels = parse_list(args.concurrency)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
