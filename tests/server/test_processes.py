@@ -38,6 +38,7 @@ import pytest
 from consensuskit.client import Client, NotFound
 from consensuskit.server import handshake
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from consensuskit.server.commands import demo_script
 from consensuskit.server.wal_format import RECORD_BATCH, frame_record
 from tests.server.jepsen import (
     ClientLoad,
@@ -483,3 +484,14 @@ def test_up_starts_stops_on_sigterm_and_recovers(tmp_path: Path) -> None:
         if again.poll() is None:
             again.kill()
     assert again.returncode == 0, out
+
+
+def test_demo_script_passes(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    assert demo_script(Console(file=out, width=120), data_dir=str(tmp_path / "demo"), keys=5)
+    text = out.getvalue()
+    assert "kill the leader" in text and "new leader" in text and "all 5 writes are there" in text
