@@ -5,7 +5,7 @@ sequential clients invokes operations on random keys, every operation takes effe
 a random instant inside its ``[invoke, complete]`` interval, and results come from
 applying the effects in instant order to the project's own KV state machine
 (statemachines/kv.py).  That order is a linearization, so a clean history is always
-linearizable.  Written values are unique (client index × 1 000 000 + counter, as the
+linearizable.  Written values are unique (client index * 1 000 000 + counter, as the
 simulator's workload does), which is what makes the injected anomalies provable:
 
 * ``stale-read`` — a get returns the value of a write ``w0`` although a later write
@@ -23,7 +23,10 @@ definitely not linearizable.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +35,9 @@ from consensuskit.statemachines.kv import KVStateMachine
 
 INJECTIONS = ("stale-read", "lost-write", "duplicate-write")
 
-# Operation mix (cumulative weights): reads dominate, as in the simulator's workload.
+# Operation mix: reads dominate, as in the simulator's workload.
 _KINDS = ("get", "put", "cas", "delete")
-_WEIGHTS = (45, 30, 20, 5)
+_CUMULATIVE = (0.45, 0.75, 0.95, 1.0)
 
 
 @dataclass(slots=True)
@@ -101,16 +104,17 @@ def generate_kv_history(
 
 def _plan(ops: int, keys: int, clients: int, rng: random.Random, unknown_rate: float) -> list[_Planned]:
     names = [f"c{n}" for n in range(1, clients + 1)]
-    clock = [rng.uniform(0.0, 0.002) for _ in names]
+    # (when the client is free, client index): clients run concurrently, each is
+    # sequential, and the one free first goes next.
+    ready = [(rng.uniform(0.0, 0.002), c) for c in range(clients)]
+    heapq.heapify(ready)
     counters = [0] * clients
     planned: list[_Planned] = []
     for _ in range(ops):
-        # The client whose previous operation ended first goes next: clients run
-        # concurrently and each is sequential.
-        c = min(range(clients), key=clock.__getitem__)
+        free, c = heapq.heappop(ready)
         counters[c] += 1
         key = f"k{rng.randrange(keys)}"
-        kind = rng.choices(_KINDS, weights=_WEIGHTS)[0]
+        kind = _KINDS[bisect.bisect_left(_CUMULATIVE, rng.random())]
         value = (c + 1) * 1_000_000 + counters[c]
         if kind == "get":
             op = Op(kind="get", key=key)
@@ -122,7 +126,7 @@ def _plan(ops: int, keys: int, clients: int, rng: random.Random, unknown_rate: f
             op = Op(kind="cas", key=key, value=value, expected_version=-1)
         else:
             op = Op(kind="cas", key=key, value=value, expected=-1)
-        invoke = round(clock[c], 6)
+        invoke = round(free, 6)
         # Mostly short operations, some slow ones: slow ones overlap many others.
         duration = rng.uniform(0.0005, 0.004) if rng.random() < 0.9 else rng.uniform(0.004, 0.03)
         complete = round(invoke + duration, 6)
@@ -133,7 +137,7 @@ def _plan(ops: int, keys: int, clients: int, rng: random.Random, unknown_rate: f
             )
         else:
             planned.append(_Planned(names[c], counters[c], op, invoke, complete, effect))
-        clock[c] = complete + rng.uniform(0.0, 0.002)
+        heapq.heappush(ready, (complete + rng.uniform(0.0, 0.002), c))
     _choose_cas_expectations(planned, rng)
     return planned
 
@@ -163,7 +167,7 @@ def _choose_cas_expectations(planned: list[_Planned], rng: random.Random) -> Non
             p.op = Op(kind="cas", key=p.op.key, value=p.op.value, expected=expected)
 
 
-def _execute(planned: list[_Planned], extra: list[tuple[float, Op]] = ()) -> None:  # type: ignore[assignment]
+def _execute(planned: list[_Planned], extra: Iterable[tuple[float, Op]] = ()) -> None:
     """Apply every effect (plus ``extra`` ones, results discarded) in instant order."""
     machine = KVStateMachine()
     events: list[tuple[float, int, Any]] = [(p.effect, 0, p) for p in planned if p.effect is not None]
@@ -223,7 +227,8 @@ def _inject_lost_write(planned: list[_Planned], rng: random.Random) -> None:
             continue
         w = max(puts, key=lambda p: p.end())
         # Nothing else that may write this key can fall between the put and the get.
-        if any(o is not w and o.may_write() and o.invoke <= g.end() and o.end() >= w.invoke for o in same_key):
+        window = (w.invoke, g.end())
+        if any(o is not w and o.may_write() and _overlaps(o, window) for o in same_key):
             continue
         w.effect = None
         result = w.result
@@ -231,6 +236,10 @@ def _inject_lost_write(planned: list[_Planned], rng: random.Random) -> None:
         w.result = result  # still acknowledged
         return
     _append_anomaly(planned, rng)
+
+
+def _overlaps(p: _Planned, window: tuple[float, float]) -> bool:
+    return p.invoke <= window[1] and p.end() >= window[0]
 
 
 def _inject_duplicate_write(planned: list[_Planned], rng: random.Random) -> None:
@@ -259,11 +268,11 @@ def _inject_duplicate_write(planned: list[_Planned], rng: random.Random) -> None
 def _append_anomaly(planned: list[_Planned], rng: random.Random) -> None:
     """No operation fits: append put a, put b, get → a on one key, one after another.
 
-    This shape is each anomaly in its smallest form (the stale read of a, the put b
-    lost... seen from the reader, a re-applied): a is written only once, and put b
-    began after put a completed and completed before the get."""
+    Each anomaly in its smallest form (a stale read of a; put b lost; put a applied
+    again after b): a is written once, and put b began after put a completed and
+    completed before the get began."""
     end = max((p.end() for p in planned if p.complete is not None), default=0.0)
-    key = f"k{rng.randrange(max(1, len({p.op.key for p in planned}) or 1))}"
+    key = rng.choice(sorted({p.op.key for p in planned}) or ["k0"])
     process = "c1"
     seq = max((p.seq for p in planned if p.process == process), default=0)
     tail: list[_Planned] = []
