@@ -160,7 +160,8 @@ class PeerTransport:
         for peer_id, address in self._normalize_peers(peers).items():
             self._links[peer_id] = _Link(peer_id, address)
         self._inbound: dict[str, _Connection] = {}  # the current inbound connection per peer
-        self._connections: set[_Connection] = set()  # every open one, both directions
+        self._connections: set[_Connection] = set()  # every authenticated one, both directions
+        self._accepted: set[asyncio.StreamWriter] = set()  # every accepted stream still open
         self._tasks: set[asyncio.Task[Any]] = set()
         self._blocked: frozenset[str] = frozenset()
         self._server: asyncio.Server | None = None
@@ -203,11 +204,13 @@ class PeerTransport:
             self._server.close()
         for connection in list(self._connections):
             connection.close()
+        for writer in list(self._accepted):
+            writer.close()  # a task cancelled before it started never runs its own cleanup
         current = asyncio.current_task()
-        tasks = [task for task in self._tasks if task is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while tasks := [task for task in self._tasks if task is not current and not task.done()]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         # Let the closed transports run their connection_lost callbacks before we return.
@@ -435,6 +438,10 @@ class PeerTransport:
     def _accept_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback, so the connection's task is ours to track and cancel (asyncio's
         # own wrapper task would report a cancellation as an unhandled error on 3.11).
+        if self._stopped:  # accepted just before the listener closed
+            writer.close()
+            return
+        self._accepted.add(writer)
         self._spawn(self._serve_inbound(reader, writer))
 
     async def _serve_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -450,6 +457,7 @@ class PeerTransport:
                 await self._receive(src, address, reader, writer)
         finally:
             writer.close()
+            self._accepted.discard(writer)
 
     async def _authenticate(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
