@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from consensuskit.client import Client, NotFound
+from consensuskit.client import AsyncClient, Client, NotFound
 from consensuskit.server import handshake
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.server.commands import demo_script
@@ -49,6 +49,7 @@ from tests.server.jepsen import (
     check_linearizable,
     final_state,
     read_all,
+    recorded,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -495,3 +496,30 @@ def test_demo_script_passes(tmp_path: Path) -> None:
     assert demo_script(Console(file=out, width=120), data_dir=str(tmp_path / "demo"), keys=5)
     text = out.getvalue()
     assert "kill the leader" in text and "new leader" in text and "all 5 writes are there" in text
+
+
+def test_the_history_check_catches_a_stale_read(tmp_path: Path) -> None:
+    """Negative control: with the ``stale-read`` bug a deposed leader answers reads from
+    its own state; the recorded history must then fail the linearizability check."""
+    options = {**NODE_OPTIONS, "options": {**NODE_OPTIONS["options"], "bugs": ["stale-read"]}}
+    layout = ClusterLayout.prepare(tmp_path / "data", 3, free_base_port(6), node_options=options)
+    recorder = HistoryRecorder()
+
+    async def op(url: list[str], kind: str, seq: int, value: str | None = None) -> None:
+        async with AsyncClient(url, timeout=1.0, deadline=10.0) as client:
+            record = await recorded(recorder, client, "c1", seq, kind, "k", value=value)
+        assert record.status == "ok", record
+
+    with LocalCluster(layout) as cluster:
+        cluster.start()
+        old = cluster.wait_for_leader(30)
+        asyncio.run(op(cluster.endpoints, "put", 1, "before"))
+        rest = sorted(n for n in cluster.nodes if n != old)
+        assert wait_applied(cluster, old, 2)
+        partition(cluster, [[old], rest])
+        cluster.wait_for_leader(20, exclude=[old])
+        asyncio.run(op([cluster.url(n) for n in rest], "put", 2, "after"))
+        asyncio.run(op([cluster.url(old)], "get", 3))
+    assert recorder.dicts()[-1]["result"]["value"] == "before"
+    with pytest.raises(AssertionError, match="not linearizable"):
+        check_linearizable(recorder, tmp_path / "history.jsonl")
