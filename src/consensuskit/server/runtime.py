@@ -15,7 +15,9 @@ Rules this module owns (the durability rule of ARCHITECTURE.md, as in the simula
   * an exception in a handler, or a failed sync, halts the node: the state in memory may
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
-    queued for the old arming is ignored.
+    queued for the old arming is ignored;
+  * after each batch the node's optional ``on_batch_end()`` runs (``calls_batch_end``),
+    e.g. to start one ReadIndex round for all of the batch's reads.
 """
 
 from __future__ import annotations
