@@ -8,17 +8,16 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from consensuskit.core.registry import Registry, default_registry
+from consensuskit.core.registry import Registry
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import failure_reason
 
 
 def registry() -> Registry:
-    reg = default_registry()
-    if "multipaxos" not in reg.names():
-        from consensuskit.protocols.paxos import multipaxos_spec
+    from consensuskit.protocols.paxos import multipaxos_spec
 
-        reg.add(multipaxos_spec())
+    reg = Registry()
+    reg.add(multipaxos_spec())
     return reg
 
 

@@ -34,11 +34,13 @@ from consensuskit.protocols.paxos.multi_messages import COMMAND, CONFIG, Accepte
 
 
 def _key(entry: Entry) -> Any:
-    try:
-        hash(entry)
-        return entry
-    except TypeError:  # a value with a list inside: compare by its repr
-        return repr(entry)
+    """What makes two slot values the same command (cheap: no deep hashing)."""
+    if entry.kind == COMMAND:
+        request = entry.data
+        return (COMMAND, request.client_id, request.seq)
+    if entry.kind == CONFIG:
+        return (CONFIG, tuple(entry.data.members))
+    return (entry.kind,)
 
 
 class MultiPaxosChecker:
@@ -68,10 +70,7 @@ class MultiPaxosChecker:
         for other in sim.node_ids:
             node = sim.nodes.get(other)
             if node is not None and node.observer is not self:
-                node.observer = self
-                if not self.configs:
-                    self.configs = [(1, tuple(node.configs[0][1]))]
-                    self.alpha = node.opts.alpha
+                self._adopt(node)
         if self.pending_votes:
             self._confirm_votes()
         if self.to_compare:
@@ -179,6 +178,21 @@ class MultiPaxosChecker:
             )
 
     # ------------------------------------------------------------------ helpers
+    def _adopt(self, node: Any) -> None:
+        """Watch a node from now on, and replay what it did before we were watching (a
+        node's first input is handled before the simulator's first check)."""
+        node.observer = self
+        if not self.configs:
+            self.configs = [(1, tuple(node.configs[0][1]))]
+            self.alpha = node.opts.alpha
+        for vote in node.log.votes.values():
+            self.on_vote(node, vote)
+        for slot in sorted(node.chosen):
+            if slot <= node.executed:
+                self.on_execute(node, slot, node.chosen[slot])
+            else:
+                self.on_decide(node, slot, node.chosen[slot])
+
     def _confirm_votes(self) -> None:
         still = []
         for node_id, env, journal, vote in self.pending_votes:

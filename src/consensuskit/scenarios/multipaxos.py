@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from consensuskit.core.client import Op
-from consensuskit.core.registry import Registry, default_registry
+from consensuskit.core.registry import Registry
 from consensuskit.scenarios.base import Scenario, ScenarioRun
 from consensuskit.sim import SimConfig, Simulation
 
@@ -23,11 +23,10 @@ PHASE_MESSAGES = ("Prepare", "Promise", "Accept", "Accepted")
 
 # ---------------------------------------------------------------------- helpers
 def registry() -> Registry:
-    reg = default_registry()
-    if "multipaxos" not in reg.names():
-        from consensuskit.protocols.paxos import multipaxos_spec
+    from consensuskit.protocols.paxos import multipaxos_spec
 
-        reg.add(multipaxos_spec())
+    reg = Registry()
+    reg.add(multipaxos_spec())
     return reg
 
 
