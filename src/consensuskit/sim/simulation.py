@@ -138,7 +138,7 @@ class SimResult:
 
     def _linearizability_json(self) -> dict[str, Any] | None:
         check = self.linearizability
-        if check is None:
+        if check is None or not hasattr(check, "to_json"):
             return None
         summary = check.to_json()
         return {k: summary[k] for k in ("verdict", "ops", "seconds", "timed_out", "failing_partition")}
