@@ -523,6 +523,127 @@ class _check_progress:
             self.progress.stop()
 
 
+# ------------------------------------------------------ a real cluster (server/)
+kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
+app.add_typer(kv_app, name="kv")
+EndpointsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoints",
+        "-e",
+        help="Comma list of client URLs (default $CONSENSUSKIT_ENDPOINTS or 127.0.0.1:7100-7102).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+ConsistencyOpt = Annotated[str, typer.Option(help="linearizable, lease or stale.")]
+
+
+@kv_app.command("get")
+def kv_get(
+    key: str,
+    endpoints: EndpointsOpt = None,
+    consistency: ConsistencyOpt = "linearizable",
+    as_json: JsonOpt = False,
+) -> None:
+    """Read a key."""
+    from consensuskit.server.commands import kv_command
+
+    raise typer.Exit(kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json))
+
+
+@kv_app.command("put")
+def kv_put(key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False) -> None:
+    """Write a key."""
+    from consensuskit.server.commands import kv_command
+
+    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json))
+
+
+@kv_app.command("delete")
+def kv_delete(key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a key."""
+    from consensuskit.server.commands import kv_command
+
+    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json))
+
+
+@kv_app.command("cas")
+def kv_cas(
+    key: str,
+    value: str,
+    expected: Annotated[str | None, typer.Option(help="Swap only if the key holds this value.")] = None,
+    expected_version: Annotated[
+        int | None, typer.Option(min=0, help="Swap only at this version (0 = absent).")
+    ] = None,
+    endpoints: EndpointsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare-and-swap a key by value or by version."""
+    from consensuskit.server.commands import kv_command
+
+    raise typer.Exit(
+        kv_command(
+            "cas",
+            key,
+            value,
+            endpoints=endpoints,
+            expected=expected,
+            expected_version=expected_version,
+            as_json=as_json,
+        )
+    )
+
+
+@kv_app.command("list")
+def kv_list(
+    prefix: Annotated[str, typer.Argument(help="Key prefix.")] = "",
+    endpoints: EndpointsOpt = None,
+    consistency: ConsistencyOpt = "linearizable",
+    as_json: JsonOpt = False,
+) -> None:
+    """List keys under a prefix."""
+    from consensuskit.server.commands import kv_command
+
+    raise typer.Exit(
+        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json)
+    )
+
+
+@app.command("status")
+def status_cmd(endpoints: EndpointsOpt = None, as_json: JsonOpt = False) -> None:
+    """Every node's role, term, leader, commit/applied index, pid; exit 1 if no leader."""
+    from consensuskit.server.commands import status_command
+
+    raise typer.Exit(status_command(endpoints, as_json=as_json))
+
+
+@app.command("up")
+def up_cmd(
+    nodes: Annotated[
+        int | None, typer.Option(min=1, help="Nodes (default 3, or as --data-dir holds).")
+    ] = None,
+    data_dir: Annotated[
+        str, typer.Option(help="Cluster directory (configs, secret, token, data).")
+    ] = "./data",
+    base_port: Annotated[
+        int | None,
+        typer.Option(help="Client HTTP on P..P+N-1, peers on P+N..P+2N-1 (default 7100)."),
+    ] = None,
+) -> None:
+    """Start (or recover) a local cluster of node processes; Ctrl-C stops them all."""
+    from consensuskit.server.commands import up_command
+
+    raise typer.Exit(up_command(nodes, data_dir, base_port))
+
+
+@app.command("cluster-demo")
+def cluster_demo_cmd() -> None:
+    """Real processes: writes, SIGKILL the leader, a new leader, the writes read back."""
+    from consensuskit.server.commands import demo_script
+
+    raise typer.Exit(0 if demo_script() else 1)
+
+
 # ---------------------------------------------------------------------- main
 def _one_line_usage_error(exc: Any) -> str:
     """Click's usage error as one line, with the valid choices where click has none."""
