@@ -404,6 +404,31 @@ def test_segments_roll_over_and_the_state_carries_across(tmp_path: Path):
     again.close()
 
 
+def test_a_new_segment_starts_from_the_written_batches_not_later_writes(tmp_path: Path):
+    """The STATE record opening a segment describes the batches written so far; writes
+    made while the batch was being completed belong to the next batch."""
+    s = DiskStorage.open(tmp_path / "n", segment_bytes=64, fsync=False)
+    s.put("hard", HardState(term=1, voted_for=None))
+    s.log_append(["a"])
+    batch = s.begin_sync()
+    s.put("hard", HardState(term=2, voted_for="x"))  # after begin_sync: next batch
+    s.put("new", "key")
+    s.log_append(["b"])
+    s.log_compact_to(2)
+    batch.complete()  # rolls over: the segment is already past 64 bytes
+    assert len(segment_names(s)) == 2
+    shutil.copytree(tmp_path / "n", tmp_path / "crash")
+    copy = DiskStorage.open(tmp_path / "crash", fsync=False)
+    assert state(copy) == (1, 1, ["a"])
+    assert (copy.get("hard"), copy.get("new")) == (HardState(term=1, voted_for=None), None)
+    copy.close()
+    s.sync()
+    again = reopen(s, fsync=False)
+    assert state(again) == (2, 2, ["b"])
+    assert (again.get("hard"), again.get("new")) == (HardState(term=2, voted_for="x"), "key")
+    again.close()
+
+
 def test_segments_wholly_before_log_first_are_deleted(tmp_path: Path):
     s = DiskStorage.open(tmp_path / "n", segment_bytes=512, fsync=False)
     for i in range(1, 61):

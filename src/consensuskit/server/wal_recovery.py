@@ -240,11 +240,12 @@ class _Replay:
                 if op == OP_PUT:
                     self.values[key] = _decode_or_corrupt(path, record.offset, arg, f"named record {key!r}")
         elif (first, last, forms) != (self.first, self.last, self.forms):
+            differ = sorted(k for k in forms.keys() | self.forms.keys() if forms.get(k) != self.forms.get(k))
             raise CorruptLogError(
                 path,
                 record.offset,
-                f"STATE record (log {first}..{last}, {len(forms)} named records) disagrees with the "
-                f"segments before it (log {self.first}..{self.last}, {len(self.forms)} named records)",
+                f"STATE record (log {first}..{last}) disagrees with the segments before it "
+                f"(log {self.first}..{self.last}); named records that differ: {differ}",
             )
         self.segment_max = last
 
