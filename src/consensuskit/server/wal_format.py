@@ -90,7 +90,12 @@ def segment_header(number: int) -> bytes:
     return SEGMENT_HEADER.pack(SEGMENT_MAGIC, number)
 
 
+MAX_PAYLOAD = 2**32 - 1 - RECORD_ALIGN
+
+
 def frame_record(record_type: int, payload: bytes) -> bytes:
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"a WAL record holds at most {MAX_PAYLOAD} bytes, this batch has {len(payload)}")
     padding = -len(payload) % RECORD_ALIGN
     body = payload + bytes(padding) if padding else payload
     head = struct.pack("<IB3xI", len(payload), record_type, zlib.crc32(body))
