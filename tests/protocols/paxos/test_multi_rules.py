@@ -125,6 +125,9 @@ def test_steady_state_is_one_accept_round_per_command():
     c.deliver_all()
     [answer] = c.envs["n1"].delivered
     assert answer.ok and answer.result == {"version": 1} and answer.index == 1
+    assert leader.executed == 1
+    c.fire("n1", "heartbeat")  # the commit reaches the followers with the next message
+    c.deliver_all()
     assert all(c.nodes[i].executed == 1 for i in IDS)
 
 
@@ -289,6 +292,8 @@ def test_promise_carries_a_snapshot_when_the_candidate_lacks_compacted_slots():
         c.request("n1", put("c", seq, "x", seq))
     promise = c.nodes["n2"]._promise_for(Ballot(5, 3), 1)
     assert promise.snapshot is not None and promise.snapshot.last_slot >= 4
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
     c.heal()
     c.down.add("n1")
     c.nodes["n3"].max_round = 4

@@ -160,6 +160,7 @@ class MultiPaxosNode:
         self.ready = False
         self.heartbeat_round = 0
         self.round_sent_at: dict[int, float] = {}
+        self.round_commit: dict[int, int] = {}  # round -> commit it carried (recent rounds)
         self.acked_round: dict[str, int] = {}
         self.lease_until = 0.0
         self.peer_executed: dict[str, int] = {}
@@ -243,6 +244,8 @@ class MultiPaxosNode:
             if self.role == LEADER:
                 self._check_quorum()
         elif key == LEASE_WAIT_TIMER and self.role == LEADER:
+            # The timer ran for the wait on our clock; rounding must not re-open it.
+            self.wait_until = min(self.wait_until, self.env.now())
             self.env.record("lease-wait-over")
             self._pump()
 
@@ -541,6 +544,7 @@ class MultiPaxosNode:
         self.proposals, self.acks, self.proposed_at = {}, {}, {}
         self.peer_executed, self.catchup_sent = {}, {}
         self.heartbeat_round, self.round_sent_at, self.acked_round = 0, {}, {}
+        self.round_commit = {}
         self.lease_until = 0.0
         self.recent_active = set()
         self.ready = False
@@ -744,7 +748,6 @@ class MultiPaxosNode:
                 self._maybe_chosen(slot)
         self._execute()
         self._pump()
-        self._maybe_catch_up(src, m.executed)
 
     def _maybe_chosen(self, slot: int) -> None:
         entry = self.proposals.get(slot)
@@ -841,6 +844,8 @@ class MultiPaxosNode:
         round_ = self.heartbeat_round
         now = self.env.now()
         self.round_sent_at[round_] = now
+        self.round_commit[round_] = self.executed
+        self.round_commit.pop(round_ - 20, None)
         self.grant_holder, self.grant_expiry = self.id, now + self.opts.lease_duration
         msg = Heartbeat(ballot=self.ballot, leader=self.id, commit=self.executed, round=round_)
         for peer in self.members():
@@ -866,7 +871,11 @@ class MultiPaxosNode:
         if m.round > self.acked_round.get(src, 0):
             self.acked_round[src] = m.round
             self._round_acknowledged()
-        self._maybe_catch_up(src, m.executed)
+        # Behind what it should know from the heartbeat's commit (it lacks votes in our
+        # ballot), or still catching up after a Learn/snapshot: send chosen values.
+        target = self.round_commit.get(m.round, 0) if m.round else self.executed
+        if m.executed < target:
+            self._maybe_catch_up(src, m.executed)
 
     def _round_acknowledged(self) -> None:
         """The newest round a majority of every configuration in force acknowledged
