@@ -10,6 +10,7 @@ is compacted as it grows, so segment rollover and deletion are part of the cost.
 Columns: records/s end to end; batches/s; fsync p50/p99 (the fdatasync of the WAL
 segment alone); sync p50/p99 (begin_sync + complete: write + fsync); loop µs/record (what
 the event-loop thread pays per record: encode + append + begin_sync); CPU µs/record.
+After each run the directory is reopened and the recovery time printed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import sys
@@ -84,7 +86,13 @@ def measure(directory: Path, batch: int, seconds: float, fsync: bool) -> dict[st
     elapsed = now - start
     cpu = time.process_time() - cpu0
     stats = storage.stats
+    live_bytes = sum(p.stat().st_size for p in storage.segment_paths())
     storage.close()
+    t0 = time.perf_counter()
+    reopened = DiskStorage.open(directory, fsync=fsync)
+    reopen_seconds = time.perf_counter() - t0
+    live_records = len(reopened.log_records())
+    reopened.close()
     return {
         "batch": batch,
         "fsync": fsync,
@@ -105,6 +113,9 @@ def measure(directory: Path, batch: int, seconds: float, fsync: bool) -> dict[st
         "fsync_count": stats.fsync_count,
         "segments_created": stats.segments_created,
         "segments_deleted": stats.segments_deleted,
+        "reopen_seconds": round(reopen_seconds, 3),
+        "reopen_live_records": live_records,
+        "reopen_segment_bytes": live_bytes,
     }
 
 
@@ -119,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be positive")
     fsync = not args.no_fsync
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     rows = []
     with tempfile.TemporaryDirectory(prefix="wal-bench-", dir=args.dir) as root:
         for batch in BATCH_SIZES:
@@ -157,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     console = Console()
     console.print(table)
+    for r in rows:
+        console.print(
+            f"batch {r['batch']}: reopen took {r['reopen_seconds']:.3f} s "
+            f"({r['reopen_segment_bytes']:,} bytes of segments, {r['reopen_live_records']:,} live records)"
+        )
 
     doc = {
         "benchmark": "wal_fsync",
@@ -167,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "directory": str(args.dir or tempfile.gettempdir()),
         "seconds_per_batch_size": args.seconds,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": load_at_start,
         "results": rows,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -480,6 +480,34 @@ def test_truncation_is_durable_across_segments(tmp_path: Path):
     again.close()
 
 
+def test_reopen_decodes_only_the_records_that_survived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Opening costs time in proportion to the live log, not to the segments' bytes."""
+    from consensuskit.server import wal_recovery
+
+    s = DiskStorage.open(tmp_path / "n", fsync=False)
+    for i in range(1, 201):
+        s.log_append([entry(1, i)])
+    s.log_truncate_from(150)
+    s.log_append([entry(2, 150), entry(2, 151)])
+    s.log_compact_to(148)
+    s.sync()
+    expected = state(s)
+    s.close()
+    decoded: list[bytes] = []
+    real_decode = wal_recovery.decode
+
+    def counting_decode(blob: bytes) -> Any:
+        decoded.append(blob)
+        return real_decode(blob)
+
+    monkeypatch.setattr(wal_recovery, "decode", counting_decode)
+    again = DiskStorage.open(tmp_path / "n", fsync=False)
+    assert state(again) == expected
+    assert [(e.term, e.index) for e in again.log_records()] == [(1, 148), (1, 149), (2, 150), (2, 151)]
+    assert len(decoded) == 3  # the appends of 148, 149 and the pair
+    again.close()
+
+
 def test_gap_in_segment_numbers_drops_the_leftovers_before_it(tmp_path: Path):
     """An interrupted clean-up may leave an old segment behind a gap; it is not needed."""
     s = DiskStorage.open(tmp_path / "n", segment_bytes=512, fsync=False)

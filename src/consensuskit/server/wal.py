@@ -284,7 +284,7 @@ class DiskStorage:
         working = self._working
         position = working.log_last() + 1
         working.log_append(records)
-        self._ops.append([OP_APPEND, position, blob])
+        self._ops.append([OP_APPEND, position, len(records), blob])
         self._max_appended = position + len(records) - 1
 
     def log_truncate_from(self, position: int) -> None:

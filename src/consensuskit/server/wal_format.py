@@ -33,7 +33,7 @@ RECORD_TYPES = (RECORD_STATE, RECORD_BATCH)
 # A BATCH payload is a msgpack array of operations, applied in order; values are
 # consensuskit.core.messages.encode() bytes.  A STATE payload is a msgpack map
 # {"first": int, "last": int, "named": {key: [OP_PUT, bytes] | [OP_PUT_FILE, generation]}}.
-OP_APPEND = 1  # [1, first_position, encode(tuple_of_records)]
+OP_APPEND = 1  # [1, first_position, count, encode(list_of_count_records)]
 OP_TRUNCATE = 2  # [2, position]
 OP_COMPACT = 3  # [3, position]
 OP_PUT = 4  # [4, key, encode(value)]

@@ -50,7 +50,18 @@ from consensuskit.server.wal_format import (
 
 NamedForm = tuple[int, Any]  # (OP_PUT, encoded value) or (OP_PUT_FILE, generation)
 
-_MISSING = object()  # a log position a STATE record names but no remaining segment holds
+
+@dataclass(slots=True)
+class _Chunk:
+    """Positions ``start .. start+count-1`` hold ``decode(blob)[skip : skip+count]``;
+    ``blob`` None means missing: named by a STATE record, held by no remaining segment."""
+
+    start: int
+    count: int
+    skip: int
+    blob: bytes | None
+    path: Path
+    offset: int
 
 
 @dataclass(slots=True)
@@ -132,21 +143,26 @@ def recover(directory: Path, *, fsync: bool) -> Recovered:
         elif last:
             tail_size = len(data)
 
-    missing = [i for i, record in enumerate(replay.records) if record is _MISSING]
+    missing = [c for c in replay.chunks if c.blob is None]
     if missing:
-        lo, hi = replay.first + missing[0], replay.first + missing[-1]
+        lo, hi = missing[0].start, missing[-1].start + missing[-1].count - 1
         raise CorruptLogError(
             infos[0].path,
             SEGMENT_HEADER.size,
             f"log positions {lo}..{hi} are in no segment (is a segment file missing?)",
         )
+    records: list[Any] = []
+    for chunk in replay.chunks:
+        records.extend(_decode_chunk(chunk))
 
-    values: dict[str, Any] = dict(replay.values)
-    for key, (op, generation) in replay.forms.items():
-        if op != OP_PUT_FILE:
+    values: dict[str, Any] = {}
+    for key, (op, arg) in replay.forms.items():
+        if op == OP_PUT:
+            path, offset = replay.origins[key]
+            values[key] = _decode_or_corrupt(path, offset, arg, f"named record {key!r}")
             continue
-        path = directory / file_name(generation)
-        stored_key, blob = read_named_file(path, generation)
+        path = directory / file_name(arg)
+        stored_key, blob = read_named_file(path, arg)
         if stored_key != key:
             raise CorruptLogError(path, 0, f"file holds record {stored_key!r}, the WAL expects {key!r}")
         values[key] = _decode_or_corrupt(path, 0, blob, f"named record {key!r}")
@@ -175,7 +191,7 @@ def recover(directory: Path, *, fsync: bool) -> Recovered:
     next_generation = max([*file_names, *live, 0]) + 1
     return Recovered(
         first=replay.first,
-        records=replay.records,
+        records=records,
         values=values,
         forms=replay.forms,
         segments=infos,
@@ -204,6 +220,15 @@ def _decode_or_corrupt(path: Path, offset: int, blob: Any, what: str) -> Any:
         raise CorruptLogError(path, offset, f"{what} does not decode: {exc}") from None
 
 
+def _decode_chunk(chunk: _Chunk) -> tuple[Any, ...]:
+    records = _decode_or_corrupt(chunk.path, chunk.offset, chunk.blob, f"log records at {chunk.start}")
+    if not isinstance(records, tuple) or len(records) < chunk.skip + chunk.count:
+        raise CorruptLogError(
+            chunk.path, chunk.offset, f"log records at {chunk.start} are not an array of the recorded length"
+        )
+    return records[chunk.skip : chunk.skip + chunk.count]
+
+
 def _int(value: Any, what: str) -> int:
     if type(value) is not int or value < 0:
         raise _Bad(f"{what} is {value!r}, expected a non-negative integer")
@@ -213,18 +238,21 @@ def _int(value: Any, what: str) -> int:
 class _Replay:
     """The log and named records as the records replayed so far leave them."""
 
-    __slots__ = ("first", "forms", "records", "segment_max", "values")
+    __slots__ = ("chunks", "first", "forms", "origins", "segment_max")
 
     def __init__(self) -> None:
         self.first = 1
-        self.records: list[Any] = []
+        self.chunks: list[_Chunk] = []  # in position order, contiguous from first
         self.forms: dict[str, NamedForm] = {}
-        self.values: dict[str, Any] = {}
+        self.origins: dict[str, tuple[Path, int]] = {}  # where each inline form was written
         self.segment_max = 0
 
     @property
     def last(self) -> int:
-        return self.first + len(self.records) - 1
+        if not self.chunks:
+            return self.first - 1
+        tail = self.chunks[-1]
+        return tail.start + tail.count - 1
 
     def state(self, path: Path, record: Record, *, base: bool) -> None:
         try:
@@ -233,12 +261,10 @@ class _Replay:
             raise CorruptLogError(path, record.offset, f"STATE record: {exc}") from None
         if base:
             self.first = first
-            self.records = [_MISSING] * (last - first + 1)
+            count = last - first + 1
+            self.chunks = [_Chunk(first, count, 0, None, path, record.offset)] if count else []
             self.forms = forms
-            self.values = {}
-            for key, (op, arg) in forms.items():
-                if op == OP_PUT:
-                    self.values[key] = _decode_or_corrupt(path, record.offset, arg, f"named record {key!r}")
+            self.origins = {key: (path, record.offset) for key in forms}
         elif (first, last, forms) != (self.first, self.last, self.forms):
             differ = sorted(k for k in forms.keys() | self.forms.keys() if forms.get(k) != self.forms.get(k))
             raise CorruptLogError(
@@ -293,32 +319,42 @@ class _Replay:
 
     def _apply(self, path: Path, offset: int, op: Any) -> None:
         if not isinstance(op, list) or not op:
-            raise _Bad(f"malformed operation {op!r}")
+            raise _Bad(f"malformed operation {op!r:.80}")
         code = op[0]
-        if code == OP_APPEND and len(op) == 3:
+        if code == OP_APPEND and len(op) == 4 and isinstance(op[3], bytes):
             position = _int(op[1], "append position")
-            if position != self.last + 1:
-                raise _Bad(f"append at position {position}, the log ends at {self.last}")
-            records = _decode_or_corrupt(path, offset, op[2], f"log records at {position}")
-            if not isinstance(records, tuple) or not records:
-                raise _Bad(f"log records at {position} are not a non-empty array")
-            self.records.extend(records)
+            count = _int(op[2], "append count")
+            if position != self.last + 1 or count == 0:
+                raise _Bad(f"append of {count} at position {position}, the log ends at {self.last}")
+            self.chunks.append(_Chunk(position, count, 0, op[3], path, offset))
             self.segment_max = max(self.segment_max, self.last)
         elif code == OP_TRUNCATE and len(op) == 2:
             position = _int(op[1], "truncate position")
             if position < self.first:
                 raise _Bad(f"truncate at {position}, before the log start {self.first}")
-            del self.records[position - self.first :]
+            chunks = self.chunks
+            while chunks and chunks[-1].start >= position:
+                chunks.pop()
+            if chunks:
+                tail = chunks[-1]
+                tail.count = min(tail.count, position - tail.start)
         elif code == OP_COMPACT and len(op) == 2:
             position = _int(op[1], "compact position")
-            if position > self.first:
-                del self.records[: position - self.first]
-                self.first = position
-        elif code == OP_PUT and len(op) == 3 and isinstance(op[1], str):
-            self.values[op[1]] = _decode_or_corrupt(path, offset, op[2], f"named record {op[1]!r}")
+            if position <= self.first:
+                return
+            chunks = self.chunks
+            drop = 0
+            while drop < len(chunks) and chunks[drop].start + chunks[drop].count <= position:
+                drop += 1
+            del chunks[:drop]
+            if chunks and chunks[0].start < position:
+                head, cut = chunks[0], position - chunks[0].start
+                head.start, head.skip, head.count = position, head.skip + cut, head.count - cut
+            self.first = position
+        elif code == OP_PUT and len(op) == 3 and isinstance(op[1], str) and isinstance(op[2], bytes):
             self.forms[op[1]] = (OP_PUT, op[2])
+            self.origins[op[1]] = (path, offset)
         elif code == OP_PUT_FILE and len(op) == 3 and isinstance(op[1], str):
             self.forms[op[1]] = (OP_PUT_FILE, _int(op[2], "generation"))
-            self.values.pop(op[1], None)
         else:
             raise _Bad(f"malformed operation {op!r:.80}")
