@@ -111,6 +111,48 @@ def test_tail_cut_at_every_byte_of_the_last_record_recovers_the_previous_batch(t
     assert open_and_close(directory)[0] == states[-1]
 
 
+def test_a_power_cut_anywhere_in_unsynced_batches_keeps_a_prefix_of_whole_batches(tmp_path: Path):
+    """Several batches written by one complete() and cut at any byte, or zero-filled from
+    any sector boundary on (unwritten blocks read back as zeros): recovery keeps exactly
+    the batches whose record is whole, each one all or nothing."""
+    directory = tmp_path / "n"
+    s = DiskStorage.open(directory, **OPTIONS)
+    s.log_append([("synced", 0)])
+    s.sync()
+    synced_size = last_segment(directory).stat().st_size
+    states = [snapshot_of(s)]
+    for i in range(1, 6):
+        s.log_truncate_from(s.log_last())
+        s.log_append([("batch", i, b"p" * 150 * i), ("more", i)])
+        s.put("hard", HardState(term=i, voted_for=None))
+        last_batch = s.begin_sync()
+        states.append(snapshot_of(s))
+    last_batch.complete()  # writes all five records, one fsync
+    s.close()
+    segment = last_segment(directory)
+    data = segment.read_bytes()
+    ends = [r.offset for r in records(segment)[1:]] + [len(data)]
+    ends = ends[ends.index(synced_size) :]
+    assert len(ends) == 6 and len(data) - synced_size > 4 * SECTOR
+    # Every byte near a record boundary (headers), every 5th elsewhere, every sector start.
+    near_ends = {end + d for end in ends for d in range(-8, 24)}
+    sectors = set(range(0, len(data), SECTOR))
+    cuts = sorted(
+        c
+        for c in {*range(synced_size, len(data) + 1, 5), *near_ends, *sectors}
+        if synced_size <= c <= len(data)
+    )
+    for cut in cuts:
+        whole = sum(1 for end in ends[1:] if end <= cut)
+        damaged = [data[:cut]]
+        if cut % SECTOR == 0:
+            damaged.append(data[:cut] + bytes(len(data) - cut))
+        for version in damaged:
+            segment.write_bytes(version)
+            recovered, _ = open_and_close(directory)
+            assert recovered == states[whole], f"cut at {cut}"
+
+
 def test_after_discarding_a_torn_tail_new_writes_follow_the_good_records(tmp_path: Path):
     directory = tmp_path / "n"
     states = build(directory)
