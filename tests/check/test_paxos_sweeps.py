@@ -56,6 +56,22 @@ def test_ci_sweep_all_faults_no_violation(protocol: str, nodes: int, options: di
     assert result.passed == 100
 
 
+SEPARATE_ROLES = [
+    ("basic-paxos", {"proposers": ["n1", "n2"], "acceptors": ["n3", "n4", "n5"], "learners": ["n5"]}),
+    (
+        "fast-paxos",
+        {"proposers": ["n1", "n2", "n3"], "acceptors": ["n2", "n3", "n4", "n5"], "coordinator": "n4"},
+    ),
+]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("protocol, roles", SEPARATE_ROLES)
+def test_sweep_with_separate_roles(protocol: str, roles: dict):
+    result = sweep(config(protocol, 5, options=roles), range(25))
+    assert [(f.seed, f.reason) for f in result.failures] == []
+
+
 # Each bug with the sweep that catches it and the properties allowed to report it.
 SAFETY = {"agreement", "learned-not-chosen", "executed-divergence", "acknowledged-write"}
 BUG_SWEEPS = [
@@ -69,7 +85,7 @@ BUG_SWEEPS = [
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("protocol, bug, nodes", BUG_SWEEPS)
 def test_every_bug_knob_is_caught_by_a_sweep(protocol: str, bug: str, nodes: int):
-    result = sweep(config(protocol, nodes, bugs=frozenset({bug})), range(40))
+    result = sweep(config(protocol, nodes, bugs=frozenset({bug}), duration=3.0), range(40))
     assert result.failures, f"{bug} went unnoticed in 40 seeds of {protocol}"
     for failure in result.failures:
         assert failure.reason.split(":")[0].removeprefix("invariant ") in SAFETY, failure.reason

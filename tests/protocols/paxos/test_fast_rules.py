@@ -61,6 +61,18 @@ def test_acceptor_votes_for_the_first_proposal_only():
     assert env.sent == [("S3", vote)], "the later proposer is told how we voted"
 
 
+def test_fast_proposal_after_a_higher_promise_is_refused():
+    node, env = granted("S4")
+    node.on_message("S3", Prepare(slot=1, ballot=Ballot(4, 3)))
+    env.take()
+    node.on_message("S2", Propose(slot=1, ballot=FAST, value="V"))
+    assert env.sent == [("S2", Nack(slot=1, ballot=FAST, promised=Ballot(4, 3)))]
+    buggy, env = granted("S4", bugs=["accept-lower-ballot"])
+    buggy.on_message("S3", Prepare(slot=1, ballot=Ballot(4, 3)))
+    buggy.on_message("S2", Propose(slot=1, ballot=FAST, value="V"))
+    assert buggy.acceptor_state(1).accepted_value == "V"
+
+
 def test_client_request_goes_straight_to_the_acceptors():
     node, env = granted("S2")
     node.on_request(put("c", "V"))

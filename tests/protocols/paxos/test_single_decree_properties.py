@@ -110,7 +110,11 @@ def test_fast_paxos_never_chooses_two_values(data):
 @pytest.mark.parametrize("bug", ["ignore-promise", "accept-lower-ballot"])
 def test_the_same_search_catches_each_bug_knob(bug: str):
     @settings(
-        max_examples=300, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+        max_examples=500,
+        deadline=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
     )
     @given(st.data())
     def search(data):

@@ -152,7 +152,7 @@ class FastPaxosNode(BasicPaxosNode):
             self.env.record("ignored", src=src, reason=f"no any for {m.ballot} slot {m.slot}")
             return
         rec = self.acceptor_state(m.slot)
-        if rec.promised > m.ballot:
+        if rec.promised > m.ballot and "accept-lower-ballot" not in self.bugs:
             self._send(src, Nack(slot=m.slot, ballot=m.ballot, promised=rec.promised))
             return
         if rec.accepted_ballot >= m.ballot:
@@ -163,7 +163,10 @@ class FastPaxosNode(BasicPaxosNode):
             self._send(src, vote)
             return
         rec = AcceptorState(
-            promised=m.ballot, accepted_ballot=m.ballot, accepted_value=m.value, accepted_fast=True
+            promised=max(rec.promised, m.ballot),
+            accepted_ballot=m.ballot,
+            accepted_value=m.value,
+            accepted_fast=True,
         )
         self._persist_acceptor(m.slot, rec)
         self._announce(Accepted(slot=m.slot, ballot=m.ballot, value=m.value, fast=True), src)
