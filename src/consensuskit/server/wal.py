@@ -208,7 +208,7 @@ class DiskStorage:
 
     def _load(self) -> None:
         directory = self._directory
-        segments, files, _tmps, unknown = list_directory(directory)
+        segments, files, tmps, unknown = list_directory(directory)
         self.stats = WalStats()
         self._closed = False
         self._failed: BaseException | None = None
@@ -238,7 +238,7 @@ class DiskStorage:
                     f"{directory} is not empty but holds no WAL segment ({names}): "
                     "not a consensuskit data directory, refusing to write into it"
                 )
-            for name in _tmps:
+            for name in tmps:
                 os.unlink(directory / name)
             working = MemoryStorage()
             self._forms = {}
