@@ -14,7 +14,7 @@ from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.storage import MemoryStorage
 from consensuskit.protocols.raft.messages import COMMAND, NOOP, HardState, LogEntry
 from consensuskit.server import wal
-from consensuskit.server.wal import DirectoryInUseError, DiskStorage, StorageFailedError
+from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage, StorageFailedError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,7 +121,7 @@ def test_bad_input_is_refused_and_loses_nothing(store: DiskStorage):
 
 def test_open_refuses_a_directory_that_is_not_ours(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ValueError, match=r"not a consensuskit data directory"):
+    with pytest.raises(CorruptLogError, match=r"not a consensuskit data directory"):
         DiskStorage.open(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "hello"
 

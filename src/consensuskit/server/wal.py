@@ -179,7 +179,8 @@ class DiskStorage:
         """Create ``directory`` if new, else recover it (see docs/wal.md for the rules).
 
         Raises CorruptLogError when the directory holds damage recovery must not paper
-        over, DirectoryInUseError when another DiskStorage has it open.
+        over (or is not a data directory at all), DirectoryInUseError when another
+        DiskStorage has it open.
         """
         if segment_bytes <= 0:
             raise ValueError(f"segment_bytes must be positive, got {segment_bytes}")
@@ -233,10 +234,14 @@ class DiskStorage:
             self._segment_size = recovered.tail_size
         else:
             if files or unknown:
+                # Refuse to start, as for corruption: the wrong directory, or one whose
+                # segments were lost; writing a fresh log into it would hide either.
                 names = ", ".join(sorted([*files.values(), *unknown])[:5])
-                raise ValueError(
-                    f"{directory} is not empty but holds no WAL segment ({names}): "
-                    "not a consensuskit data directory, refusing to write into it"
+                raise CorruptLogError(
+                    directory,
+                    0,
+                    f"not empty but holds no WAL segment ({names}): "
+                    "not a consensuskit data directory, refusing to write into it",
                 )
             for name in tmps:
                 os.unlink(directory / name)
