@@ -173,10 +173,13 @@ SAMPLES = [
 ]
 
 
-def frame(tag: object, *fields: object) -> bytes:
-    """A hand-built frame: version byte + EXT_MESSAGE whose payload is [tag, *fields]."""
-    payload = msgpack.packb([tag, *fields], use_bin_type=True)
-    return bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(EXT_MESSAGE, payload))
+def marker(tag: int) -> msgpack.ExtType:
+    return msgpack.ExtType(EXT_MESSAGE, tag.to_bytes(2, "big"))
+
+
+def frame(tag: int, *fields: object) -> bytes:
+    """A hand-built frame: version byte + the array [marker(tag), *fields]."""
+    return bytes([CODEC_VERSION]) + msgpack.packb([marker(tag), *fields], use_bin_type=True)
 
 
 def raises_codec(data: bytes) -> str:
@@ -255,10 +258,10 @@ def test_empty_frame():
     assert raises_codec(b"") == "empty frame"
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 255])
 def test_wrong_version_byte(version):
     data = bytes([version]) + encode(REQ)[1:]
-    assert raises_codec(data) == f"unsupported codec version {version} (this build speaks 1)"
+    assert raises_codec(data) == f"unsupported codec version {version} (this build speaks 2)"
 
 
 def test_version_byte_alone_is_truncated():
@@ -293,15 +296,25 @@ def test_unknown_tag():
     assert raises_codec(frame(9999, 1, 2)) == "unknown message tag 9999"
 
 
-@pytest.mark.parametrize("payload", [[], ["x", 1], [None]], ids=["empty", "str-tag", "nil-tag"])
-def test_payload_without_integer_tag(payload):
-    data = bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(EXT_MESSAGE, msgpack.packb(payload)))
-    assert raises_codec(data) == "malformed message: payload is not [tag, fields...]"
+@pytest.mark.parametrize("payload", [b"", b"\x00", b"\x00\x16\x00"], ids=["empty", "short", "long"])
+def test_marker_that_is_not_a_two_byte_tag(payload):
+    data = bytes([CODEC_VERSION]) + msgpack.packb([msgpack.ExtType(EXT_MESSAGE, payload), 1, None])
+    assert raises_codec(data) == "malformed message marker"
 
 
-def test_payload_that_is_not_a_sequence():
-    data = bytes([CODEC_VERSION]) + msgpack.packb(msgpack.ExtType(EXT_MESSAGE, msgpack.packb(5)))
-    assert raises_codec(data) == "malformed message: payload is not [tag, fields...]"
+@pytest.mark.parametrize(
+    "value",
+    [
+        marker(22),  # a bare marker as the whole frame
+        [1, marker(22)],  # not at the head of an array
+        {"k": marker(22)},  # as a map value
+        [marker(22), 1, marker(22)],  # as a field of a message whose type is not checked
+    ],
+    ids=["bare", "not-head", "map-value", "field"],
+)
+def test_marker_outside_a_message(value):
+    data = bytes([CODEC_VERSION]) + msgpack.packb(value)
+    assert "marker" in raises_codec(data).lower()
 
 
 def test_too_few_fields():
@@ -354,8 +367,7 @@ def test_constructor_validation_becomes_codec_error():
 
 
 def test_nested_malformed_message_is_reported():
-    inner = msgpack.ExtType(EXT_MESSAGE, msgpack.packb([22, "x", None]))
-    data = bytes([CODEC_VERSION]) + msgpack.packb({"hs": inner})
+    data = bytes([CODEC_VERSION]) + msgpack.packb({"hs": [marker(22), "x", None]})
     assert raises_codec(data) == "malformed HardState: field 'term' has type str"
 
 
@@ -404,6 +416,8 @@ def scratch_registry(monkeypatch):
     monkeypatch.setattr(messages, "_BY_TAG", dict(messages._BY_TAG))
     monkeypatch.setattr(messages, "_TAG_OF", dict(messages._TAG_OF))
     monkeypatch.setattr(messages, "_CHECKS", dict(messages._CHECKS))
+    monkeypatch.setattr(messages, "_ENCODERS", dict(messages._ENCODERS))
+    monkeypatch.setattr(messages, "_MARKERS", dict(messages._MARKERS))
 
 
 def test_duplicate_tag_raises(scratch_registry):

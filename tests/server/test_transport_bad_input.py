@@ -11,7 +11,7 @@ import os
 import msgpack
 import pytest
 
-from consensuskit.core.messages import encode
+from consensuskit.core.messages import CODEC_VERSION, encode
 from consensuskit.server import handshake
 from consensuskit.server.framing import HEADER, frame
 from tests.server.test_transport import (
@@ -185,10 +185,10 @@ def test_a_flood_of_garbage_connections_leaves_the_node_working():
 BAD_STREAMS = {
     "oversized-length": (HEADER.pack(LIMIT + 1), f"frame of {LIMIT + 1} bytes exceeds the limit of {LIMIT}"),
     "garbage": (b"\xde\xad\xbe\xef" * 8, f"frame of {0xDEADBEEF} bytes exceeds the limit"),
-    "undecodable-payload": (frame(b"\x01\x92\x01"), "malformed frame"),
+    "undecodable-payload": (frame(bytes([CODEC_VERSION]) + b"\x92\x01"), "malformed frame"),
     "unknown-codec-version": (frame(b"\x07" + encode(hb(1))[1:]), "unsupported codec version 7"),
     "unknown-message-tag": (
-        frame(b"\x01" + msgpack.packb(msgpack.ExtType(1, msgpack.packb([9999])))),
+        frame(bytes([CODEC_VERSION]) + msgpack.packb([msgpack.ExtType(1, (9999).to_bytes(2, "big"))])),
         "tag 9999",
     ),
     "not-a-message": (frame(encode(12345)), "frame holds a int, not a protocol message"),
