@@ -51,8 +51,12 @@ class Registry:
 
 def default_registry() -> Registry:
     """Every protocol this build ships."""
+    from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
     from consensuskit.protocols.raft import raft_spec
 
     registry = Registry()
     registry.add(raft_spec())
+    registry.add(multipaxos_spec())
+    registry.add(basic_paxos_spec())
+    registry.add(fast_paxos_spec())
     return registry

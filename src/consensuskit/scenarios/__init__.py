@@ -7,9 +7,11 @@ from consensuskit.scenarios.base import Scenario, ScenarioRun, run_scenario
 
 def all_scenarios() -> dict[str, Scenario]:
     """Every scenario by id, in the order of SCENARIOS.md."""
-    from consensuskit.scenarios import raft
+    from consensuskit.scenarios import fastpaxos, multipaxos, paxos, raft
 
-    return {s.id: s for s in raft.SCENARIOS}
+    return {
+        s.id: s for s in [*paxos.SCENARIOS, *fastpaxos.SCENARIOS, *multipaxos.SCENARIOS, *raft.SCENARIOS]
+    }
 
 
 def get_scenario(scenario_id: str) -> Scenario:
