@@ -395,3 +395,21 @@ def test_browser_large_part_is_windowed(open_page):
     page.locator("#jump").click()
     assert "Cannot be placed next" in page.locator(".detail").first.inner_text()
     assert loaded.problems == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_browser_opens_a_100k_operation_page(open_page):
+    records = generate_kv_history(100_000, 100, 16, seed=0)
+    result = check_history(records)
+    assert result.verdict == "ok"
+    page_html = render_html(result, get_model("kv"))
+    assert embedded(page_html)["parts"][-1] is not None  # all 100 parts fit the budget
+    loaded = open_page(page_html)
+    page = loaded.page
+    assert page.locator("#verdict").inner_text() == "Linearizable"
+    assert page.locator(".op").count() == 0  # nothing drawn until a part opens
+    page.locator("details.part > summary").last.click()
+    page.locator(".op").first.wait_for(state="visible")
+    assert page.locator(".op").count() == len(max(result.partitions, key=lambda p: len(p.ops)).ops)
+    assert loaded.problems == []
