@@ -32,6 +32,9 @@ sweep: $(STAMP_DEV)
 
 bench: $(STAMP_RUN)
 	$(BIN)/python benchmarks/sim_speed.py
+	$(BIN)/python benchmarks/check_speed.py
+	$(BIN)/python benchmarks/raft_vs_multipaxos.py
+	$(BIN)/python benchmarks/wal_fsync.py
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks

@@ -18,6 +18,7 @@ from consensuskit.check.linearizability import (
     check_partition,
 )
 from consensuskit.check.linearizability import checker as checker_module
+from consensuskit.check.linearizability import search as search_module
 
 REG = RegisterModel(cas=True)
 
@@ -187,7 +188,14 @@ def test_parallel_parts_agree_with_serial(monkeypatch: pytest.MonkeyPatch) -> No
             )
     records.append(kv_record("z", 0, "get", "k3", 100, 101, result={"value": 3, "version": 4}))
     monkeypatch.setattr(checker_module, "PARALLEL_THRESHOLD", 10)
+    # No in-process head start: every part goes to the pool.
+    monkeypatch.setattr(checker_module, "IN_PROCESS_SECONDS", 0.0)
+    monkeypatch.setattr(search_module, "_CHECK_CLOCK_EVERY", 1)
+    calls = []
+    real_pool = checker_module._check_in_pool
+    monkeypatch.setattr(checker_module, "_check_in_pool", lambda *a: calls.append(len(a[2])) or real_pool(*a))
     parallel = check_history(records, model="kv", workers=2)
+    assert calls and calls[0] >= 1, "the pool was not used"
     serial = check_history(records, model="kv", workers=1)
     assert parallel.ok is serial.ok is False
     assert parallel.failing is not None and parallel.failing.key == "k3"

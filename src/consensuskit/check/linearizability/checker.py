@@ -29,6 +29,10 @@ from consensuskit.check.linearizability.search import (
 
 # Below this many operations a process pool costs more than it saves.
 PARALLEL_THRESHOLD = 5000
+# With a pool, each part first gets this many seconds in this process: shipping a part
+# to a worker (pickling it there and its result back) costs about as much as checking
+# an easy one, so only the parts that need longer go to the pool.
+IN_PROCESS_SECONDS = 0.25
 
 
 @dataclass(slots=True)
@@ -96,15 +100,26 @@ def check_operations(
     keys = [p[0].input.key for p in parts]
     workers = workers if workers is not None else (os.cpu_count() or 1)
     results: list[PartitionResult | None] = [None] * len(parts)
-    if workers > 1 and len(parts) > 1 and len(ops) >= PARALLEL_THRESHOLD:
-        _check_in_pool(parts, keys, model, deadline, workers, stop_at_first_failure, results, on_progress)
-    else:
-        for n, (part, key) in enumerate(zip(parts, keys, strict=True)):
-            results[n] = check_partition(part, model, key, deadline)
-            if on_progress is not None:
-                on_progress(n + 1, len(parts))
-            if stop_at_first_failure and results[n].verdict == ILLEGAL:  # type: ignore[union-attr]
-                break
+    pool_worth_it = workers > 1 and len(parts) > 1 and len(ops) >= PARALLEL_THRESHOLD
+    budget = IN_PROCESS_SECONDS if pool_worth_it else math.inf
+    hard: list[int] = []
+    done = 0
+    for n, (part, key) in enumerate(zip(parts, keys, strict=True)):
+        result = check_partition(part, model, key, min(deadline, time.time() + budget))
+        if result.verdict == UNKNOWN_VERDICT and time.time() < deadline:
+            hard.append(n)  # out of its in-process budget, not of the caller's
+            continue
+        results[n] = result
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(parts))
+        if stop_at_first_failure and result.verdict == ILLEGAL:
+            hard = []
+            break
+    if hard:
+        _check_in_pool(
+            parts, keys, hard, model, deadline, workers, stop_at_first_failure, results, on_progress, done
+        )
     final = [
         r if r is not None else PartitionResult(key=k, verdict=SKIPPED, ops=p)
         for r, k, p in zip(results, keys, parts, strict=True)
@@ -123,31 +138,35 @@ def check_operations(
 
 def _check_one(args: tuple[int, list[Operation], Model, Any, float]) -> tuple[int, PartitionResult]:
     n, part, model, key, deadline = args
-    return n, check_partition(part, model, key, deadline)
+    result = check_partition(part, model, key, deadline)
+    result.ops = []  # the parent has them: sending them back would cost more than the search
+    return n, result
 
 
 def _check_in_pool(
     parts: list[list[Operation]],
     keys: list[Any],
+    which: list[int],
     model: Model,
     deadline: float,
     workers: int,
     stop_at_first_failure: bool,
     results: list[PartitionResult | None],
     on_progress: Callable[[int, int], None] | None,
+    done: int,
 ) -> None:
     # A multiprocessing.Pool (not concurrent.futures) so that a failure found in one
     # part can terminate the workers still searching others.
     context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
-    pool = context.Pool(processes=min(workers, len(parts)))
+    pool = context.Pool(processes=min(workers, len(which)))
     try:
-        jobs = [
-            (n, part, model, key, deadline) for n, (part, key) in enumerate(zip(parts, keys, strict=True))
-        ]
+        jobs = [(n, parts[n], model, keys[n], deadline) for n in which]
         # Largest first keeps both cores busy to the end; results are re-ordered by index.
         jobs.sort(key=lambda job: -len(job[1]))
-        for done, (n, result) in enumerate(pool.imap_unordered(_check_one, jobs), start=1):
+        for n, result in pool.imap_unordered(_check_one, jobs):
+            result.ops = parts[n]
             results[n] = result
+            done += 1
             if on_progress is not None:
                 on_progress(done, len(parts))
             if stop_at_first_failure and result.verdict == ILLEGAL:

@@ -42,6 +42,10 @@ class Call:
     expected: Any = None
     expected_version: int | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Much cheaper to pickle (for the process pool) than a slotted dataclass's state.
+        return (Call, (self.kind, self.key, self.value, self.expected, self.expected_version))
+
     def describe(self) -> str:
         key = "" if self.key is None else f" {self.key}"
         if self.kind in ("get", "read", "delete"):
@@ -62,6 +66,9 @@ class Operation:
     input: Call
     output: Any  # model-specific; UNKNOWN when the outcome is unknown
     line: int | None = None  # where it came from in the input file
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Operation, (self.id, self.client, self.call, self.ret, self.input, self.output, self.line))
 
     @property
     def pending(self) -> bool:
