@@ -1,10 +1,13 @@
 """The durability barrier with real Raft nodes: nothing a node sends or answers leaves
-before the sync that covers every write made before it was produced.
+before the sync that covers every write made before it was produced — except a leader's
+replication traffic (``send_early``), and then no entry commits before a majority of
+nodes hold it durably.
 
-Each node's storage counts writes and, when a sync completes, how many are durable.
-Every output is stamped with the write count when the node produced it and checked
-against the durable count when the runtime releases it.  A control run with the barrier
-removed shows the check catches violations.
+Each node's storage counts writes and, when a sync completes, how many are durable and
+how far the log is.  Every output is stamped with the write count when the node produced
+it and checked against the durable count when the runtime releases it; every commit is
+checked against the durable logs.  Control runs with the barrier removed, or with a
+leader that counts its own unsynced entries, show the checks catch violations.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class _Batch:
-    def __init__(self, storage: SlowSyncStorage, upto: int) -> None:
+    def __init__(self, storage: SlowSyncStorage, upto: int, log_last: int) -> None:
         self.storage = storage
         self.upto = upto
+        self.log_last = log_last
         self.empty = False
 
     def complete(self) -> None:
-        time.sleep(0.003)  # a slow disk: widen the window in which a leak would show
+        time.sleep(self.storage.delay)  # a slow disk: widen the window in which a leak would show
         self.storage.durable = max(self.storage.durable, self.upto)
+        self.storage.durable_log = self.log_last  # no truncations in these runs
 
 
 class _Empty:
@@ -47,7 +52,9 @@ class SlowSyncStorage(MemoryStorage):
         super().__init__()
         self.writes = 0
         self.durable = 0
+        self.durable_log = 0
         self.synced_upto = 0
+        self.delay = 0.003
 
     def put(self, key: str, value: Any) -> None:
         self.writes += 1
@@ -69,20 +76,25 @@ class SlowSyncStorage(MemoryStorage):
         if self.writes == self.synced_upto:
             return _Empty()
         self.synced_upto = self.writes
-        return _Batch(self, self.writes)
+        return _Batch(self, self.writes, self.log_last())
 
 
 class BarrierWatch:
     """Stamps outputs at production and checks them at release, for one node."""
 
-    def __init__(self, server: NodeServer, storage: SlowSyncStorage) -> None:
+    def __init__(
+        self, server: NodeServer, storage: SlowSyncStorage, cluster: dict[str, SlowSyncStorage]
+    ) -> None:
         self.storage = storage
         self.stamps: dict[int, int] = {}
         self.keep: list[Any] = []  # keep stamped objects alive so ids stay unique
         self.checked = 0
+        self.commits = 0
+        self.early: dict[str, int] = {}
         self.violations: list[str] = []
         runtime = server.runtime
         produce_send, produce_answer = runtime.send, runtime.deliver
+        produce_early, record = runtime.send_early, runtime.record
         transport = runtime.transport
         release_send = transport.send
         release_answer = runtime._answer
@@ -103,6 +115,24 @@ class BarrierWatch:
             self._check(response, f"answer to {response.client_id}#{response.seq}")
             release_answer(response)
 
+        def send_early(dst: str, msg: Any) -> None:
+            name = type(msg).__name__
+            self.early[name] = self.early.get(name, 0) + 1
+            if runtime.node.role != "leader":
+                self.violations.append(f"{name} sent early by a {runtime.node.role}")
+            produce_early(dst, msg)
+
+        def on_record(kind: str, **fields: Any) -> None:
+            if kind == "commit":
+                self.commits += 1
+                index = fields["index"]
+                holding = sorted(n for n, s in cluster.items() if s.durable_log >= index)
+                if len(holding) * 2 <= len(cluster):
+                    self.violations.append(f"index {index} committed but durable only on {holding}")
+            record(kind, **fields)
+
+        runtime.send_early = send_early  # type: ignore[method-assign]
+        runtime.record = on_record  # type: ignore[method-assign]
         runtime.send = send  # type: ignore[method-assign]
         runtime.deliver = deliver  # type: ignore[method-assign]
         runtime._answer = on_release_answer  # type: ignore[method-assign]
@@ -136,7 +166,14 @@ def remove_barrier(server: NodeServer) -> None:
     runtime._after_batch = after_batch  # type: ignore[method-assign]
 
 
-async def run_load(tmp_path: Path, *, broken: bool) -> list[BarrierWatch]:
+def count_unsynced_self(server: NodeServer) -> None:
+    """The other control: a leader that sends early but counts its whole log."""
+    server.runtime.node.reports_durable = False
+
+
+async def run_load(
+    tmp_path: Path, *, broken: bool = False, unsafe_leader: bool = False
+) -> list[BarrierWatch]:
     storages: dict[str, SlowSyncStorage] = {}
 
     def make(node_id: str) -> SlowSyncStorage:
@@ -146,10 +183,16 @@ async def run_load(tmp_path: Path, *, broken: bool) -> list[BarrierWatch]:
     async with Cluster(tmp_path, ["n1", "n2", "n3"], transport="loopback", storage=make) as cluster:
         watches = []
         for node_id, server in cluster.servers.items():
-            watches.append(BarrierWatch(server, storages[node_id]))
+            watches.append(BarrierWatch(server, storages[node_id], storages))
             if broken:
                 remove_barrier(server)
-        leader = cluster.servers[await cluster.wait_leader()]
+            if unsafe_leader:
+                count_unsynced_self(server)
+        leader_id = await cluster.wait_leader()
+        leader = cluster.servers[leader_id]
+        # The leader's disk is the slowest: its followers' acks come back before its own
+        # sync ends, so it commits on them (or, in the control, on its unsynced copy).
+        storages[leader_id].delay = 0.02
 
         async def client(c: int) -> None:
             for seq in range(1, 16):
@@ -165,12 +208,20 @@ async def run_load(tmp_path: Path, *, broken: bool) -> list[BarrierWatch]:
 
 @async_test
 async def test_no_output_leaves_before_the_writes_it_follows_are_durable(tmp_path):
-    watches = await run_load(tmp_path, broken=False)
-    assert sum(w.checked for w in watches) > 200
+    watches = await run_load(tmp_path)
+    assert sum(w.checked for w in watches) > 200 and sum(w.commits for w in watches) > 50
     assert [v for w in watches for v in w.violations] == []
+    early = {name for w in watches for name in w.early}
+    assert "AppendEntries" in early and early <= {"AppendEntries", "Heartbeat", "InstallSnapshot"}
 
 
 @async_test
 async def test_the_check_catches_a_runtime_without_the_barrier(tmp_path):
     watches = await run_load(tmp_path, broken=True)
-    assert any(w.violations for w in watches)
+    assert any("released at" in v for w in watches for v in w.violations)
+
+
+@async_test
+async def test_the_check_catches_a_leader_counting_its_unsynced_entries(tmp_path):
+    watches = await run_load(tmp_path, unsafe_leader=True)
+    assert any("committed but durable only on" in v for w in watches for v in w.violations)

@@ -17,7 +17,13 @@ Rules this module owns (the durability rule of ARCHITECTURE.md, as in the simula
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
     queued for the old arming is ignored;
   * after each batch the node's optional ``on_batch_end()`` runs (``calls_batch_end``),
-    e.g. to start one ReadIndex round for all of the batch's reads.
+    e.g. to start one ReadIndex round for all of the batch's reads;
+  * ``send_early`` is the one exception to the barrier, for messages that depend on no
+    unsynced write of the sender (a Raft leader's replication traffic): they leave at
+    the end of the batch that produced them.  It comes with ``reports_durable``: after
+    each sync the node's ``on_durable(position)`` learns how far its log is on disk (a
+    truncation during the sync lowers that), so a leader counts itself toward a commit
+    quorum only for durable entries (Raft §10.2.1, etcd's parallel leader append).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ _MESSAGE = 0  # (src, msg)
 _REQUEST = 1  # (request, None)
 _TIMER = 2  # (key, generation)
 _CALL = 3  # (fn(node) -> value, future)
+_DURABLE = 4  # (log position, None)
 
 # Inputs handled per driver step at most, so the loop also gets to read sockets.
 MAX_BATCH_INPUTS = 4096
@@ -101,11 +108,14 @@ class _TrackedStorage:
     happened since the last ``begin_sync`` (``dirty``).  Reads are the storage's own
     bound methods, so they cost no extra frame."""
 
-    __slots__ = ("_inner", "dirty", "get", "log_first", "log_last", "log_records")
+    __slots__ = ("_inner", "dirty", "get", "log_first", "log_last", "log_records", "truncated_below")
 
     def __init__(self, inner: Storage) -> None:
         self._inner = inner
         self.dirty = False
+        # Lowest ``position - 1`` truncated since the running sync began (None: none):
+        # log entries above it may differ from what that sync makes durable.
+        self.truncated_below: int | None = None
         self.get = inner.get
         self.log_first = inner.log_first
         self.log_last = inner.log_last
@@ -121,6 +131,9 @@ class _TrackedStorage:
 
     def log_truncate_from(self, position: int) -> None:
         self.dirty = True
+        below = self.truncated_below
+        if below is None or position - 1 < below:
+            self.truncated_below = position - 1
         self._inner.log_truncate_from(position)
 
     def log_compact_to(self, position: int) -> None:
@@ -139,6 +152,7 @@ class RuntimeStats:
     sync_seconds_total: float = 0.0
     last_sync_seconds: float = 0.0
     released: int = 0
+    sent_early: int = 0
     requests: dict[str, int] = field(default_factory=dict)  # op kind -> count
     answers: dict[str, int] = field(default_factory=dict)  # "ok" or error code -> count
     received: dict[str, int] = field(default_factory=dict)  # message type -> count
@@ -156,6 +170,8 @@ class NodeRuntime:
     # The driver calls ``node.on_batch_end()`` (when the node has it) after each batch of
     # inputs, so a node can do once per batch what it would otherwise do per input.
     calls_batch_end = True
+    # ``send_early`` + ``node.on_durable`` (see the module rules).
+    reports_durable = True
 
     def __init__(
         self,
@@ -188,6 +204,8 @@ class NodeRuntime:
         # Outputs of the batch being handled: (dst, msg); dst None = client answer,
         # dst a Future = the result of an admin call.
         self._outbox: list[tuple[Any, Any]] = []
+        self._early: list[tuple[str, Any]] = []  # send_early of the batch being handled
+        self._sync_position = 0  # log_last() when the running sync began
         self._syncing = False
         self._sync_outputs: list[tuple[Any, Any]] = []
         self._next_outputs: list[tuple[Any, Any]] = []
@@ -200,6 +218,7 @@ class NodeRuntime:
         self._leading = False
         self.node: ProtocolNode = spec.make_node(node_id, self, list(members), dict(options))
         self._batch_end: Callable[[], None] | None = getattr(self.node, "on_batch_end", None)
+        self._on_durable: Callable[[int], None] | None = getattr(self.node, "on_durable", None)
 
     # ------------------------------------------------------------------ Env
     def now(self) -> float:
@@ -207,6 +226,11 @@ class NodeRuntime:
 
     def send(self, dst: NodeId, msg: Any) -> None:
         self._outbox.append((dst, msg))
+
+    def send_early(self, dst: NodeId, msg: Any) -> None:
+        """Send at the end of this batch, before the sync: only for a message that
+        depends on no unsynced write of this node."""
+        self._early.append((dst, msg))
 
     def deliver(self, response: ClientResponse) -> None:
         # Answered (once the barrier passes): no longer at risk from a step-down.
@@ -377,13 +401,19 @@ class NodeRuntime:
                     if self._timer_gen.get(a) == b:
                         self._timer_handles.pop(a, None)
                         node.on_timer(a)
-                else:
+                elif kind == _CALL:
                     self._outbox.append((b, a(node)))
+                elif self._on_durable is not None:
+                    self._on_durable(a)
             if self._batch_end is not None:
                 self._batch_end()
         except Exception as exc:
             self._halt(exc, "handling an input")
             return
+        if self._early:
+            early, self._early = self._early, []
+            stats.sent_early += len(early)
+            self._release(early)
         stats.inputs += handled
         stats.batches += 1
         self._after_batch()
@@ -414,13 +444,18 @@ class NodeRuntime:
                 self._release(out)
 
     def _start_sync(self, outputs: list[tuple[Any, Any]]) -> None:
-        self.storage.dirty = False
+        storage = self.storage
+        storage.dirty = False
         try:
             batch = self.raw_storage.begin_sync()
+            self._sync_position = storage.log_last()
         except Exception as exc:
             self._halt(exc, "starting a sync")
             return
-        if batch.empty:
+        storage.truncated_below = None
+        if batch.empty:  # nothing to wait for: all of it is durable already
+            if self._on_durable is not None:
+                self._enqueue(_DURABLE, self._sync_position, None)
             self._release(outputs)
             return
         self._syncing = True
@@ -446,6 +481,10 @@ class NodeRuntime:
         if self.failure is None:
             if self._on_sync is not None:
                 self._on_sync(elapsed, len(outputs))
+            if self._on_durable is not None:
+                below = self.storage.truncated_below
+                durable = self._sync_position if below is None else min(self._sync_position, below)
+                self._enqueue(_DURABLE, durable, None)
             self._release(outputs)
             if self.storage.dirty:
                 pending, self._next_outputs = self._next_outputs, []

@@ -133,6 +133,15 @@ class RaftNode:
         # instead of starting one each.  Other environments see one round per read.
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
         self.read_round_due = False
+        # §10.2.1 (parallel leader writes): a runtime that reports which log prefix is
+        # durable (``on_durable``) lets the leader send its replication traffic before its
+        # own fsync, because the leader then counts itself toward a commit quorum only up
+        # to that prefix.  Elsewhere every send waits for the barrier and the leader
+        # counts its whole log (the two are equivalent there).
+        self.reports_durable = bool(getattr(env, "reports_durable", False))
+        self.early_replication = self.reports_durable and hasattr(env, "send_early")
+        # Invariant (when reports_durable): log entries up to durable_index are on disk.
+        self.durable_index = self.log.last_index
         self._handlers: dict[type, Any] = {
             AppendEntries: self.handle_append_entries,
             AppendEntriesResponse: self.handle_append_response,
@@ -217,6 +226,16 @@ class RaftNode:
         self._append_new(COMMAND, request)
         self._broadcast_append()
         self._maybe_commit()
+
+    def on_durable(self, index: int) -> None:
+        """The runtime made the log durable up to ``index``; the leader may now count
+        itself for those entries."""
+        index = min(index, self.log.last_index)
+        if index <= self.durable_index:
+            return
+        self.durable_index = index
+        if self.role == LEADER:
+            self._maybe_commit()
 
     def on_batch_end(self) -> None:
         """Called by batching runtimes after each batch of inputs: start the heartbeat
@@ -511,7 +530,7 @@ class RaftNode:
                 entries = self.log.slice(pr.next, opts.max_batch_entries, opts.max_batch_bytes)
             if not entries and not (allow_empty or pr.state == PROBE):
                 return
-            self.env.send(
+            self._replicate(
                 peer,
                 AppendEntries(
                     term=self.term,
@@ -535,7 +554,7 @@ class RaftNode:
         snap = self.snapshot
         if snap is None:  # offset > 0 always comes with a snapshot
             raise RuntimeError("log compacted without a snapshot")
-        self.env.send(peer, InstallSnapshot(term=self.term, leader=self.id, snapshot=snap))
+        self._replicate(peer, InstallSnapshot(term=self.term, leader=self.id, snapshot=snap))
         self.snapshot_sent_at[peer] = self.env.now()
         pr.become_snapshot(snap.last_index)
 
@@ -592,6 +611,7 @@ class RaftNode:
         if self.observer is not None:
             self.observer.on_truncate(self, index)
         self.log.truncate_from(index)
+        self.durable_index = min(self.durable_index, index - 1)
         if self.config_index >= index:
             self._recompute_config()
 
@@ -631,7 +651,7 @@ class RaftNode:
         if self.role != LEADER:
             return
         match = {peer: pr.match for peer, pr in self.progress.items()}
-        match[self.id] = self.log.last_index
+        match[self.id] = self.durable_index if self.reports_durable else self.log.last_index
         n = committed_index(match, self.config.voters)
         if n <= self.commit_index:
             return
@@ -710,7 +730,7 @@ class RaftNode:
         self.round_sent_at[round_] = self.env.now()
         for peer, pr in self.progress.items():
             commit = min(pr.match, self.commit_index)
-            self.env.send(peer, Heartbeat(term=self.term, leader=self.id, commit=commit, context=round_))
+            self._replicate(peer, Heartbeat(term=self.term, leader=self.id, commit=commit, context=round_))
         self._round_acknowledged()
 
     def handle_heartbeat(self, src: str, m: Heartbeat) -> None:
@@ -837,6 +857,8 @@ class RaftNode:
             self.log.compact(snap.last_index)  # §5.1: keep the entries that follow it
         else:
             self.log.reset(snap.last_index, snap.last_term)
+            # Entries up to the snapshot point are committed: counting them is harmless.
+            self.durable_index = min(self.durable_index, snap.last_index)
         self.sm.restore(snap.data)
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
@@ -924,6 +946,14 @@ class RaftNode:
             self.env.send(src, AppendEntriesResponse(term=self.term, success=False, index=0))
         elif kind is RequestVote:
             self.env.send(src, RequestVoteResponse(term=self.term, granted=False, pre_vote=msg.pre_vote))
+
+    def _replicate(self, peer: str, msg: Any) -> None:
+        """The leader's replication traffic: it depends on no unsynced write of ours
+        (entries count for us only once durable; our term was durable before we won)."""
+        if self.early_replication:
+            self.env.send_early(peer, msg)  # type: ignore[attr-defined]
+        else:
+            self.env.send(peer, msg)
 
     def _persist_hard_state(self) -> None:
         self.env.storage.put(HARD_STATE_KEY, HardState(term=self.term, voted_for=self.voted_for))

@@ -1,0 +1,113 @@
+"""A leader that sends replication traffic before its own fsync (a runtime with
+``reports_durable`` and ``send_early``) counts itself toward a commit only for entries
+the runtime reported durable (``on_durable``): §10.2.1 of the dissertation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensuskit.core.client import ClientRequest, Op
+from consensuskit.protocols.raft import RaftNode, RaftOptions
+from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse, LogEntry
+from tests.protocols.raft.fake import Cluster, FakeEnv
+
+
+@dataclass
+class EarlyEnv(FakeEnv):
+    reports_durable: bool = True
+    early: list[tuple[str, Any]] = field(default_factory=list)
+
+    def send_early(self, dst: str, msg: Any) -> None:
+        self.early.append((dst, msg))
+        self.sent.append((dst, msg))  # the fake network delivers both kinds alike
+
+
+def early_cluster() -> Cluster:
+    """Nodes built on EarlyEnv (the fake Cluster wires FakeEnv; swap and rebuild)."""
+    c = Cluster(["a", "b", "c"])
+    for node_id in c.ids:
+        env = EarlyEnv(node_id)
+        c.envs[node_id] = env
+        c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions())
+        c.nodes[node_id].on_start()
+    return c
+
+
+def append(term: int, leader: str, prev: int, prev_term: int, entry: LogEntry) -> AppendEntries:
+    return AppendEntries(
+        term=term,
+        leader=leader,
+        prev_log_index=prev,
+        prev_log_term=prev_term,
+        entries=(entry,),
+        leader_commit=0,
+    )
+
+
+def put(seq: int) -> ClientRequest:
+    return ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key="x", value=seq))
+
+
+def elected() -> tuple[Cluster, Any]:
+    c = early_cluster()
+    leader = c.elect("a")
+    for node in c.nodes.values():
+        node.on_durable(node.log.last_index)
+    c.deliver_all()
+    return c, leader
+
+
+def test_replication_goes_out_early_and_nothing_else_does():
+    c, leader = elected()
+    env = c.envs["a"]
+    env.early.clear()
+    env.take()
+    leader.on_request(put(1))
+    kinds = {type(m).__name__ for _, m in env.early}
+    assert kinds == {"AppendEntries"} and len(env.early) == len(env.sent) == 2
+    assert all(not e.early for i, e in c.envs.items() if i != "a")  # followers never send early
+
+
+def test_one_follower_and_an_unsynced_leader_do_not_commit():
+    _, leader = elected()
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    leader.on_message("b", AppendEntriesResponse(term=leader.term, success=True, index=index))
+    assert leader.commit_index < index  # b + a's unsynced copy is one durable copy
+    leader.on_durable(index)
+    assert leader.commit_index == index
+
+
+def test_a_majority_of_followers_commits_without_the_leaders_copy():
+    _, leader = elected()
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    for follower in ("b", "c"):
+        leader.on_message(follower, AppendEntriesResponse(term=leader.term, success=True, index=index))
+    assert leader.commit_index == index and leader.durable_index < index
+
+
+def test_durable_reports_never_go_past_the_log_and_truncation_lowers_them():
+    c, leader = elected()
+    follower = c.nodes["b"]
+    follower.on_durable(follower.log.last_index + 5)
+    assert follower.durable_index == follower.log.last_index
+    # A new leader of a later term overwrites b's uncommitted tail.
+    last = follower.log.last_index
+    prev_term = follower.log.last_term
+    stray = LogEntry(term=leader.term, index=last + 1, kind="noop", data=None)
+    follower.on_message("a", append(leader.term, "a", last, prev_term, stray))
+    follower.on_durable(last + 1)
+    replacement = LogEntry(term=leader.term + 1, index=last + 1, kind="noop", data=None)
+    follower.on_message("c", append(leader.term + 1, "c", last, prev_term, replacement))
+    assert follower.log.entry(last + 1).term == leader.term + 1 and follower.durable_index == last
+
+
+def test_without_the_capability_the_leader_counts_its_whole_log():
+    c = Cluster(["a", "b", "c"])  # plain FakeEnv: no reports_durable
+    leader = c.elect("a")
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    leader.on_message("b", AppendEntriesResponse(term=leader.term, success=True, index=index))
+    assert leader.commit_index == index and not leader.early_replication
