@@ -161,3 +161,19 @@ def test_reads_deferred_to_the_batch_end_are_refused_if_leadership_is_lost_first
     assert env.sent == []
     answer = env.delivered[-1]
     assert answer.seq == 1 and not answer.ok and answer.error == "not-leader"
+
+
+def test_without_check_quorum_a_lease_request_uses_read_index():
+    """§6.4.1: the lease rests on followers ignoring votes while they hear from a leader,
+    which only check-quorum provides."""
+    c = Cluster(["a", "b", "c"], check_quorum=False)
+    leader = c.elect("a")
+    c.fire("a", "heartbeat")
+    c.deliver_all()
+    env = c.envs["a"]
+    env.take()
+    before = len(env.delivered)
+    leader.on_request(read(1, "lease"))
+    assert len(env.delivered) == before and env.sent  # a ReadIndex round, not the lease
+    c.deliver_all()
+    assert env.delivered[-1].seq == 1 and env.delivered[-1].ok

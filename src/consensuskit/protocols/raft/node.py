@@ -791,8 +791,10 @@ class RaftNode:
             # may lag the cluster's; wait for the no-op.
             self.reads_awaiting_commit.append(request)
             return
-        lease_ok = request.consistency == LEASE or (
-            request.consistency is None and self.opts.read_mode == "lease"
+        # The lease is only as good as the followers' promise not to vote while they hear
+        # from a leader, which check-quorum makes (§6.4.1); without it, use ReadIndex.
+        lease_ok = self.opts.check_quorum and (
+            request.consistency == LEASE or (request.consistency is None and self.opts.read_mode == "lease")
         )
         if lease_ok and self.transfer_target is None and self.env.now() < self.lease_until:
             self.reads_awaiting_apply.append((self.commit_index, request))
