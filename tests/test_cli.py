@@ -157,3 +157,16 @@ def test_console_script_bad_input_has_no_traceback() -> None:
     proc = subprocess.run([exe, "scenario", "run", "raft-election"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_options_only_the_nodes_can_judge_are_bad_input(capsys):
+    from consensuskit.cli import main
+
+    for args in (
+        ["sim", "fast-paxos", "--nodes", "3"],
+        ["sweep", "basic-paxos", "--seeds", "2", "--option", 'acceptors=["n7"]'],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1

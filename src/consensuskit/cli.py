@@ -125,6 +125,16 @@ def build_config(
     )
 
 
+def build_simulation(config: SimConfig) -> Simulation:
+    """A Simulation, or exit 2 with one line when the nodes refuse the options (e.g. too
+    few acceptors for Fast Paxos): only the nodes can judge options against node ids."""
+    try:
+        return Simulation(config)
+    except ValueError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
 def _console() -> Console:
     return Console(highlight=False)
 
@@ -322,7 +332,7 @@ def sim_cmd(
     config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option)
     config.trace_path = trace
     config.history_path = history
-    sim = Simulation(config)
+    sim = build_simulation(config)
     try:
         result = sim.run()
     except Exception as exc:
@@ -366,6 +376,7 @@ def sweep_cmd(
 ) -> None:
     """Run K seeds on all cores; exit 0 when every seed passed."""
     config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option)
+    build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
     result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
     failures = result.failures
     saved: dict[int, tuple[Path, str]] = {}
