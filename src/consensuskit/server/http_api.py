@@ -485,12 +485,12 @@ class KVApi:
                 501, "not-implemented", f"protocol {self.config.protocol} has no membership changes"
             )
         error, index = await self.runtime.call(
-            lambda n: (n.propose_config_change(change, node_id), n.config_index)
+            lambda n: (n.propose_config_change(change, node_id), n.status()["config_index"])
         )
         if error is not None:
             raise self._admin_refusal(error)
         committed = await self.runtime.wait_until(
-            lambda n: n.commit_index >= index, self.config.request_timeout
+            lambda n: n.status()["commit"] >= index, self.config.request_timeout
         )
         if not committed:
             raise ApiError(
@@ -531,7 +531,9 @@ class KVApi:
         error = await self.runtime.call(lambda n: n.transfer_leadership(target))
         if error is not None:
             raise self._admin_refusal(error)
-        moved = await self.runtime.wait_until(lambda n: n.leader_id == target, self.config.request_timeout)
+        moved = await self.runtime.wait_until(
+            lambda n: n.status()["leader"] == target, self.config.request_timeout
+        )
         if not moved:
             raise ApiError(
                 503,
