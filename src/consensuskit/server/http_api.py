@@ -40,8 +40,7 @@ from consensuskit.core.client import (
     ClientResponse,
     Op,
 )
-from consensuskit.server.config import ConfigError as _ConfigError
-from consensuskit.server.config import PeerInfo, ServerConfig, parse_address
+from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
 
@@ -458,7 +457,7 @@ class KVApi:
                 raise ApiError(400, "bad-request", "give both peer_address (HOST:PORT) and client_url")
             try:
                 info = PeerInfo(peer_address=parse_address(address, "peer_address"), client_url=url)
-            except _ConfigError as exc:
+            except ConfigError as exc:
                 raise ApiError(400, "bad-request", str(exc)) from None
         else:
             info = None
