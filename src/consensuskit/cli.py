@@ -535,6 +535,70 @@ class _check_progress:
 
 
 # ------------------------------------------------------ a real cluster (server/)
+@app.command("server")
+def server_cmd(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Node config file (TOML); flags override it.")
+    ] = None,
+    node_id: Annotated[str | None, typer.Option("--id", help="This node's id.")] = None,
+    peer_address: Annotated[str | None, typer.Option(help="HOST:PORT peers connect to.")] = None,
+    client_address: Annotated[str | None, typer.Option(help="HOST:PORT of the HTTP API.")] = None,
+    client_url: Annotated[str | None, typer.Option(help="URL other nodes hand out for this node.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="WAL and snapshot directory.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Protocol (registry name), default raft.")] = None,
+    members: Annotated[str | None, typer.Option(help="Initial voters, comma-separated.")] = None,
+    peer: Annotated[
+        list[str] | None, typer.Option("--peer", help="Another node: ID=HOST:PORT,CLIENT_URL (repeatable).")
+    ] = None,
+    secret_file: Annotated[Path | None, typer.Option(help="Cluster secret file.")] = None,
+    admin_token_file: Annotated[Path | None, typer.Option(help="Admin token file (membership etc.).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA that signs peer certificates (PEM).")] = None,
+    max_value_bytes: Annotated[int | None, typer.Option(help="Largest value accepted (413 above).")] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a request waits (503 after).")
+    ] = None,
+    fsync: Annotated[
+        bool | None, typer.Option("--fsync/--no-fsync", help="fsync the WAL (default on).")
+    ] = None,
+    enable_fault_injection: Annotated[
+        bool | None, typer.Option("--enable-fault-injection", help="TEST ONLY: POST /v1/debug/faults.")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Protocol option KEY=VALUE (JSON value).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run one node of a replicated key-value cluster (docs/server.md)."""
+    from consensuskit.server.main import serve_command
+
+    raise typer.Exit(
+        serve_command(
+            config,
+            id=node_id,
+            peer_address=peer_address,
+            client_address=client_address,
+            client_url=client_url,
+            data_dir=data_dir,
+            protocol=protocol,
+            members=members,
+            peer=peer,
+            secret_file=secret_file,
+            admin_token_file=admin_token_file,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_ca=tls_ca,
+            max_value_bytes=max_value_bytes,
+            request_timeout=request_timeout,
+            fsync=fsync,
+            enable_fault_injection=enable_fault_injection or None,
+            option=option,
+            log_level=log_level,
+        )
+    )
+
+
 kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
 app.add_typer(kv_app, name="kv")
 EndpointsOpt = Annotated[
