@@ -22,6 +22,8 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP_RUN)
 	$(BIN)/consensuskit demo
+	$(BIN)/consensuskit cluster-demo
+	$(BIN)/consensuskit up --nodes 3
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
