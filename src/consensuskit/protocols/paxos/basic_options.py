@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from consensuskit.core.options import check_bug_names, options_from_dict
 
 # Deliberate protocol bugs that prove the checker can fail (see check/paxos.py):
 #   ignore-promise       a proposer proposes its own value even when a promise reported
@@ -37,18 +38,7 @@ class BasicPaxosOptions:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Any:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown {cls.protocol_name()} option(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(known))}"
-            )
-        opts = cls(**values)
-        opts.bugs = frozenset(opts.bugs)
-        opts.proposers = tuple(opts.proposers)
-        opts.acceptors = tuple(opts.acceptors)
-        opts.learners = tuple(opts.learners)
+        opts = options_from_dict(cls, values, cls.protocol_name())
         opts.validate()
         return opts
 
@@ -57,9 +47,7 @@ class BasicPaxosOptions:
         return "basic-paxos"
 
     def validate(self) -> None:
-        bad = sorted(set(self.bugs) - set(BUGS))
-        if bad:
-            raise ValueError(f"unknown bug {', '.join(bad)}; valid: {', '.join(BUGS)}")
+        check_bug_names(self.bugs, BUGS)
         if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
             raise ValueError("need 0 < backoff_base <= backoff_cap")
         if self.retry_timeout <= 0 or self.gap_timeout <= 0:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from consensuskit.core.options import check_bug_names, options_from_dict
 
 READ_MODES = ("lease", "quorum", "log")
 
@@ -43,24 +44,14 @@ class MultiPaxosOptions:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MultiPaxosOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown multipaxos option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        opts = cls(**values)
-        opts.bugs = frozenset(opts.bugs)
-        opts.members = tuple(opts.members)
+        opts = options_from_dict(cls, values, "multipaxos")
         opts.validate()
         return opts
 
     def validate(self) -> None:
         if self.read_mode not in READ_MODES:
             raise ValueError(f"unknown read mode {self.read_mode!r}; valid: {', '.join(READ_MODES)}")
-        bad = sorted(set(self.bugs) - set(BUGS))
-        if bad:
-            raise ValueError(f"unknown bug {', '.join(bad)}; valid: {', '.join(BUGS)}")
+        check_bug_names(self.bugs, BUGS)
         if self.heartbeat_interval <= 0 or self.election_timeout <= self.heartbeat_interval:
             raise ValueError("need 0 < heartbeat_interval < election_timeout")
         if self.lease_duration <= self.heartbeat_interval:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from consensuskit.core.options import check_bug_names, options_from_dict
 
 READ_MODES = ("read-index", "lease", "log")
 
@@ -40,25 +41,14 @@ class RaftOptions:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RaftOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown raft option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        opts = cls(**values)
-        opts.bugs = frozenset(opts.bugs)
-        opts.voters = tuple(opts.voters)
-        opts.learners = tuple(opts.learners)
+        opts = options_from_dict(cls, values, "raft")
         opts.validate()
         return opts
 
     def validate(self) -> None:
         if self.read_mode not in READ_MODES:
             raise ValueError(f"unknown read mode {self.read_mode!r}; valid: {', '.join(READ_MODES)}")
-        bad = sorted(set(self.bugs) - set(BUGS))
-        if bad:
-            raise ValueError(f"unknown bug {', '.join(bad)}; valid: {', '.join(BUGS)}")
+        check_bug_names(self.bugs, BUGS)
         if self.heartbeat_interval <= 0 or self.election_timeout <= self.heartbeat_interval:
             raise ValueError("need 0 < heartbeat_interval < election_timeout")
         if not 0 <= self.clock_drift_bound < 1:
