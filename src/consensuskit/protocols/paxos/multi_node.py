@@ -90,12 +90,18 @@ PROMISED_KEY = "multipaxos/promised"
 SNAPSHOT_KEY = "multipaxos/snapshot"
 
 CONFIG_CHANGES = ("add", "remove")
+# The server's names for membership changes (docs/server.md); "add-voter" means "add".
+# There are no learners: every member is an acceptor.
+SERVER_CONFIG_CHANGES = ("add-voter", "remove")
 UNKNOWN_HOLDER = ""  # lease_holder of a restarted acceptor: it may have granted anyone
 
 Config = tuple[int, tuple[str, ...]]  # (first slot it governs, members)
 
 
 class MultiPaxosNode:
+    # Membership changes the server may ask for (docs/server.md); no leadership transfer.
+    config_changes = SERVER_CONFIG_CHANGES
+
     def __init__(
         self,
         node_id: str,
@@ -135,6 +141,8 @@ class MultiPaxosNode:
         self.executed = snap.last_slot if snap else 0
         # Chosen values above the compaction point (kept for catch-up), incl. executed ones.
         self.chosen: dict[int, Entry] = {}
+        # Slot that decided the newest configuration executed since start (0: none).
+        self.config_slot = 0
         self.max_round = max([self.promised.round, *(v.ballot.round for v in self.log.votes.values())])
 
         self.role = FOLLOWER
@@ -206,21 +214,32 @@ class MultiPaxosNode:
         return self.role == LEADER and self.ready and self.env.now() < self.lease_until
 
     def status(self) -> dict[str, Any]:
+        """What the node says about itself; the fields the server relies on are listed
+        in docs/server.md ("What a protocol must offer the server")."""
+        ballot = self.ballot if self.role != FOLLOWER else self.promised
         return {
             "id": self.id,
             "role": self.role,
-            "ballot": str(self.ballot if self.role != FOLLOWER else self.promised),
+            "term": ballot.round,
+            "ballot": str(ballot),
             "promised": str(self.promised),
             "leader": self.leader_id,
             "executed": self.executed,
             "commit": self.executed,
             "applied": self.executed,
             "last_slot": self.log.last,
+            "last_index": self.log.last,
             "snapshot_slot": self.snapshot.last_slot if self.snapshot else 0,
+            "snapshot_index": self.snapshot.last_slot if self.snapshot else 0,
             "members": list(self.members()),
+            # The newest decided configuration (in force alpha slots after config_index).
+            "voters": list(self.configs[-1][1]),
+            "learners": [],
+            "config_index": self.config_slot,
+            "config_pending": self._config_change_undecided(),
             "ready": self.ready,
             "lease_remaining": max(0.0, self.lease_until - self.env.now()) if self.role == LEADER else 0.0,
-            "peers": {p: {"executed": e} for p, e in sorted(self.peer_executed.items())},
+            "peers": {p: {"executed": e, "match": e} for p, e in sorted(self.peer_executed.items())},
         }
 
     # ------------------------------------------------------------------ inputs
@@ -269,6 +288,8 @@ class MultiPaxosNode:
     def propose_config_change(self, change: str, node: str) -> str | None:
         """Add or remove one member through the log; effective alpha slots after the
         slot that decides it.  Returns an error or None."""
+        if change == "add-voter":
+            change = "add"
         if change not in CONFIG_CHANGES:
             return f"unknown change {change!r}; valid: {', '.join(CONFIG_CHANGES)}"
         if self.role != LEADER:
@@ -286,7 +307,7 @@ class MultiPaxosNode:
             members.discard(node)
             if not members:
                 return "cannot remove the last member"
-        if node not in self.numbers:
+        if node not in self.numbers and not self._admit(node):
             return f"{node} is not a known node"
         entry = Entry(kind=CONFIG, data=Membership(members=tuple(sorted(members))))
         self.queue.append((entry, self.id))
@@ -796,6 +817,7 @@ class MultiPaxosNode:
                     self._answer_command(request, result, slot, origin)
             elif entry.kind == CONFIG:
                 members = tuple(entry.data.members)
+                self.config_slot = slot
                 self.configs.append((slot + self.opts.alpha, members))
                 self.env.record("config", slot=slot, effective=slot + self.opts.alpha, members=list(members))
             if self.observer is not None:
@@ -1011,10 +1033,24 @@ class MultiPaxosNode:
     def _config_change_pending(self) -> bool:
         if any(first > self.executed + 1 for first, _ in self.configs):
             return True
+        return self._config_change_undecided()
+
+    def _config_change_undecided(self) -> bool:
+        """A configuration change is queued, proposed, or chosen but not executed."""
         pending: Iterable[Entry] = [*self.proposals.values(), *(e for e, _ in self.queue)]
         if any(e.kind == CONFIG for e in pending):
             return True
         return any(e.kind == CONFIG for s, e in self.chosen.items() if s > self.executed)
+
+    def _admit(self, node: str) -> bool:
+        """Give a node we never heard of a ballot number, if that leaves every known
+        node's number as it is (so all nodes agree on it); False otherwise."""
+        numbers = node_numbers([*self.numbers, node])
+        if any(numbers[known] != number for known, number in self.numbers.items()):
+            return False
+        self.numbers = numbers
+        self.ids_by_number = {n: i for i, n in numbers.items()}
+        return True
 
     # ------------------------------------------------------------------ helpers
     def _see_round(self, round_: int) -> None:
