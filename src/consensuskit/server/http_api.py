@@ -51,6 +51,9 @@ MAX_CLIENT_ID = 128
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
+# Membership changes of POST/DELETE /v1/members; a node lists those it supports in
+# ``config_changes`` (docs/server.md), else it is taken to support all three.
+CONFIG_CHANGES = ("add-voter", "add-learner", "remove")
 
 _STATUS_CODES = {
     400: "bad-request",
@@ -483,24 +486,38 @@ class KVApi:
             raise ApiError(
                 501, "not-implemented", f"protocol {self.config.protocol} has no membership changes"
             )
-        error, index = await self.runtime.call(
-            lambda n: (n.propose_config_change(change, node_id), n.status()["config_index"])
-        )
+        supported = getattr(node, "config_changes", CONFIG_CHANGES)
+        if change not in supported:
+            raise ApiError(
+                501,
+                "not-implemented",
+                f"protocol {self.config.protocol} has no {change} (it supports {', '.join(supported)})",
+            )
+        error = await self.runtime.call(lambda n: n.propose_config_change(change, node_id))
         if error is not None:
             raise self._admin_refusal(error)
         committed = await self.runtime.wait_until(
-            lambda n: n.status()["commit"] >= index, self.config.request_timeout
+            lambda n: not _config_pending(n.status()), self.config.request_timeout
         )
+        status = _node_status(self.runtime)
+        index = status.get("config_index")
         if not committed:
             raise ApiError(
                 503,
                 "timeout",
-                f"the configuration change at index {index} did not commit within "
+                f"the configuration change did not commit within "
                 f"{self.config.request_timeout:g}s; it may still take effect",
                 outcome=UNKNOWN,
                 index=index,
             )
-        status = _node_status(self.runtime)
+        if not _change_visible(change, node_id, status):
+            raise ApiError(
+                503,
+                "leadership-lost",
+                f"{self.config.node_id} stopped leading before the change committed; "
+                "it may or may not take effect (see GET /v1/members)",
+                outcome=UNKNOWN,
+            )
         return _ok(
             {
                 "change": change,
@@ -589,6 +606,25 @@ class KVApi:
 def _node_status(runtime: NodeRuntime) -> dict[str, Any]:
     status_fn = getattr(runtime.node, "status", None)
     return dict(status_fn()) if status_fn is not None else {}
+
+
+def _config_pending(status: dict[str, Any]) -> bool:
+    """A membership change is proposed and not committed (docs/server.md: a node
+    without ``config_pending`` is pending while ``config_index > commit``)."""
+    pending = status.get("config_pending")
+    if pending is None:
+        return bool(status["config_index"] > status["commit"])
+    return bool(pending)
+
+
+def _change_visible(change: str, node_id: str, status: dict[str, Any]) -> bool:
+    """The committed configuration shows ``change``."""
+    voters, learners = status.get("voters", []), status.get("learners", [])
+    if change == "add-voter":
+        return node_id in voters
+    if change == "add-learner":
+        return node_id in learners
+    return node_id not in voters and node_id not in learners
 
 
 def _best_successor(status: dict[str, Any], me: str) -> str | None:
