@@ -168,22 +168,44 @@ class Snapshot:
 @message(19)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshot:
+    """The leader's snapshot for a follower behind its log, whole or in chunks.
+
+    Whole: ``snapshot`` is set.  Chunked (a snapshot whose encoding exceeds
+    ``snapshot_chunk_bytes``): ``snapshot`` is None and ``chunk`` holds the bytes of the
+    encoded Snapshot from ``offset`` on; ``last_index`` names the snapshot and ``done``
+    marks the final chunk.  Raft §7 / Figure 13: offset, data, done."""
+
     term: int
     leader: str
-    snapshot: Snapshot
+    snapshot: Snapshot | None = None
+    last_index: int = 0
+    offset: int = 0
+    chunk: bytes = b""
+    done: bool = True
 
     def summary(self) -> str:
         s = self.snapshot
-        return f"InstallSnapshot term={self.term} last={s.last_term}/{s.last_index}"
+        if s is not None:
+            return f"InstallSnapshot term={self.term} last={s.last_term}/{s.last_index}"
+        return (
+            f"InstallSnapshot term={self.term} last=?/{self.last_index} chunk @{self.offset} "
+            f"+{len(self.chunk)}{' done' if self.done else ''}"
+        )
 
 
 @message(20)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshotResponse:
+    """``index``: the follower's commit index (installed or already covered).
+    ``next_offset`` >= 0 acknowledges a chunk: send the snapshot from there."""
+
     term: int
     index: int
+    next_offset: int = -1
 
     def summary(self) -> str:
+        if self.next_offset >= 0:
+            return f"SnapshotResp term={self.term} next_offset={self.next_offset}"
         return f"SnapshotResp term={self.term} match={self.index}"
 
 

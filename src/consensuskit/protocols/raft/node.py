@@ -36,6 +36,7 @@ from consensuskit.core.client import (
     ClientResponse,
 )
 from consensuskit.core.env import Env
+from consensuskit.core.messages import CodecError, decode, encode
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -128,6 +129,10 @@ class RaftNode:
         self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
         self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
         self.snapshot_sent_at: dict[str, float] = {}
+        # Leader: the encoded snapshot being streamed in chunks (last_index, bytes).
+        self.snapshot_blob: tuple[int, bytes] | None = None
+        # Follower: a chunked snapshot being received (last_index, bytes so far).
+        self.snapshot_incoming: tuple[int, bytearray] | None = None
         # A runtime that calls on_batch_end() after each batch of inputs says so; then
         # every read of a batch shares one ReadIndex heartbeat round (§6.4 batching)
         # instead of starting one each.  Other environments see one round per read.
@@ -554,9 +559,34 @@ class RaftNode:
         snap = self.snapshot
         if snap is None:  # offset > 0 always comes with a snapshot
             raise RuntimeError("log compacted without a snapshot")
-        self._replicate(peer, InstallSnapshot(term=self.term, leader=self.id, snapshot=snap))
+        blob = self._snapshot_blob(snap)
+        if len(blob) <= self.opts.snapshot_chunk_bytes:
+            self._replicate(peer, InstallSnapshot(term=self.term, leader=self.id, snapshot=snap))
+        else:
+            self._send_snapshot_chunk(peer, snap.last_index, blob, 0)
         self.snapshot_sent_at[peer] = self.env.now()
         pr.become_snapshot(snap.last_index)
+
+    def _snapshot_blob(self, snap: Snapshot) -> bytes:
+        """The encoded snapshot, once per snapshot (every lagging follower reuses it)."""
+        cached = self.snapshot_blob
+        if cached is None or cached[0] != snap.last_index:
+            cached = self.snapshot_blob = (snap.last_index, encode(snap))
+        return cached[1]
+
+    def _send_snapshot_chunk(self, peer: str, last_index: int, blob: bytes, offset: int) -> None:
+        end = offset + self.opts.snapshot_chunk_bytes
+        self._replicate(
+            peer,
+            InstallSnapshot(
+                term=self.term,
+                leader=self.id,
+                last_index=last_index,
+                offset=offset,
+                chunk=blob[offset:end],
+                done=end >= len(blob),
+            ),
+        )
 
     def handle_append_entries(self, src: str, m: AppendEntries) -> None:
         self._follow(m.leader)
@@ -852,6 +882,10 @@ class RaftNode:
     def handle_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
         self._follow(m.leader)
         snap = m.snapshot
+        if snap is None:
+            snap = self._receive_snapshot_chunk(src, m)
+            if snap is None:
+                return
         if snap.last_index <= self.commit_index:
             self.env.send(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
             return
@@ -873,11 +907,54 @@ class RaftNode:
             self.observer.on_restore(self, snap)
         self.env.send(src, InstallSnapshotResponse(term=self.term, index=snap.last_index))
 
+    def _receive_snapshot_chunk(self, src: str, m: InstallSnapshot) -> Snapshot | None:
+        """Collect a chunked snapshot; the whole Snapshot once its last chunk is in."""
+        if m.last_index <= self.commit_index:
+            self.snapshot_incoming = None
+            self.env.send(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
+            return None
+        incoming = self.snapshot_incoming
+        if m.offset == 0:
+            incoming = self.snapshot_incoming = (m.last_index, bytearray(m.chunk))
+        elif incoming is not None and incoming[0] == m.last_index and m.offset == len(incoming[1]):
+            incoming[1].extend(m.chunk)
+        else:
+            # A lost or repeated chunk, or a newer snapshot: say where we are.
+            have = len(incoming[1]) if incoming is not None and incoming[0] == m.last_index else 0
+            self._ack_snapshot_chunk(src, have)
+            return None
+        if not m.done:
+            self._ack_snapshot_chunk(src, len(incoming[1]))
+            return None
+        self.snapshot_incoming = None
+        try:
+            snap = decode(bytes(incoming[1]))
+        except CodecError:
+            snap = None
+        if not isinstance(snap, Snapshot) or snap.last_index != m.last_index:
+            self.env.record("ignored", src=src, reason="chunked snapshot does not decode")
+            self._ack_snapshot_chunk(src, 0)
+            return None
+        return snap
+
+    def _ack_snapshot_chunk(self, src: str, next_offset: int) -> None:
+        self.env.send(
+            src, InstallSnapshotResponse(term=self.term, index=self.commit_index, next_offset=next_offset)
+        )
+
     def handle_snapshot_response(self, src: str, m: InstallSnapshotResponse) -> None:
         pr = self.progress.get(src)
         if pr is None or self.role != LEADER:
             return
         pr.recent_active = True
+        if m.next_offset >= 0:
+            # A chunk acknowledged: send the next one of the snapshot still in flight.
+            blob = self.snapshot_blob
+            in_flight = pr.state == SNAPSHOT and blob is not None and blob[0] == pr.snapshot_index
+            if in_flight and m.next_offset < len(blob[1]):  # type: ignore[index]
+                self._send_snapshot_chunk(src, blob[0], blob[1], m.next_offset)  # type: ignore[index]
+                self.snapshot_sent_at[src] = self.env.now()
+            return
         if pr.update(m.index):
             self._maybe_commit()
         if pr.state == SNAPSHOT and pr.match >= pr.snapshot_index:

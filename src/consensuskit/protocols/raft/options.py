@@ -34,6 +34,8 @@ class RaftOptions:
     snapshot_threshold: int = 200
     # Entries kept after a snapshot so slightly lagging followers need no snapshot.
     snapshot_trailing: int = 20
+    # Snapshots whose encoding is larger go out in chunks of this size (stop-and-wait).
+    snapshot_chunk_bytes: int = 1 << 20
     # Initial voters; empty means the members the runtime passes in.
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
@@ -53,5 +55,7 @@ class RaftOptions:
             raise ValueError("need 0 < heartbeat_interval < election_timeout")
         if not 0 <= self.clock_drift_bound < 1:
             raise ValueError("clock_drift_bound must be in [0, 1)")
+        if self.snapshot_chunk_bytes < 1:
+            raise ValueError("snapshot_chunk_bytes must be at least 1")
         if self.max_batch_entries < 1 or self.max_inflight_msgs < 1:
             raise ValueError("batch and in-flight limits must be at least 1")
