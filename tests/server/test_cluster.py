@@ -67,14 +67,29 @@ def test_a_second_prepare_reuses_secret_token_and_ports(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("nodes", "port", "flag"), [(3, None, "--nodes 3"), (None, 7000, "--base-port 7000")]
+    ("nodes", "port", "protocol", "flag"),
+    [
+        (3, None, None, "--nodes 3"),
+        (None, 7000, None, "--base-port 7000"),
+        (None, None, "multipaxos", "--protocol multipaxos"),
+    ],
 )
 def test_a_contradicting_second_prepare_is_refused(
-    tmp_path: Path, nodes: int | None, port: int | None, flag: str
+    tmp_path: Path, nodes: int | None, port: int | None, protocol: str | None, flag: str
 ) -> None:
     ClusterLayout.prepare(tmp_path, 5, 7400)
     with pytest.raises(ClusterError, match=f"5-node cluster on base port 7400; {flag} contradicts"):
-        ClusterLayout.prepare(tmp_path, nodes, port)
+        ClusterLayout.prepare(tmp_path, nodes, port, protocol=protocol)
+
+
+def test_the_protocol_is_written_to_every_config_and_kept(tmp_path: Path) -> None:
+    layout = ClusterLayout.prepare(tmp_path, 3, 7400, protocol="multipaxos")
+    assert layout.protocol == "multipaxos"
+    for spec in layout.nodes:
+        assert load_config(spec.config_path).protocol == "multipaxos"
+    assert ClusterLayout.prepare(tmp_path).protocol == "multipaxos"  # recovered as it was
+    assert ClusterLayout.prepare(tmp_path, protocol="multipaxos") == layout
+    assert ClusterLayout.prepare(tmp_path / "fresh", 3, 7400).protocol == "raft"
 
 
 def test_bad_numbers_are_refused(tmp_path: Path) -> None:
@@ -112,6 +127,15 @@ def test_up_exits_2_with_a_message_when_a_port_is_taken(
     err = capsys.readouterr().err
     assert f"port {base + 1} (n2 client HTTP) is already in use" in err
     assert "--base-port" in err
+
+
+def test_up_exits_2_on_an_unknown_protocol_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert up_command(3, str(tmp_path / "data"), free_base_port(6), protocol="zab-ish") == 2
+    err = capsys.readouterr().err
+    assert "unknown protocol 'zab-ish'" in err and "multipaxos" in err and "raft" in err
+    assert not (tmp_path / "data").exists()
 
 
 # ---------------------------------------------------------------------- commands (fake server)

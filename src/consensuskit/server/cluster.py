@@ -118,11 +118,13 @@ class ClusterLayout:
         base_port: int | None = None,
         *,
         node_options: dict[str, Any] | None = None,
+        protocol: str | None = None,
     ) -> ClusterLayout:
         """Create the directory (configs, secret, token) or reuse an existing one.
 
-        ``nodes``/``base_port`` None means "as before, or the default"; a value that
-        contradicts an existing cluster directory is refused rather than silently ignored.
+        ``nodes``/``base_port``/``protocol`` None means "as before, or the default"; a
+        value that contradicts an existing cluster directory is refused rather than
+        silently ignored.
         """
         root = Path(root).absolute()
         manifest_path = root / MANIFEST
@@ -134,20 +136,25 @@ class ClusterLayout:
                 raise ClusterError(
                     f"{manifest_path} is not a cluster manifest ({exc}); move it away"
                 ) from None
+            stored_protocol = str(manifest.get("protocol", "raft"))
             for name, asked, stored in (
                 ("--nodes", nodes, stored_nodes),
                 ("--base-port", base_port, stored_port),
+                ("--protocol", protocol, stored_protocol),
             ):
                 if asked is not None and asked != stored:
                     raise ClusterError(
                         f"{root} holds a {stored_nodes}-node cluster on base port {stored_port}; "
-                        f"{name} {asked} contradicts it (omit it to recover that cluster, "
-                        "or choose another --data-dir)"
+                        f"{name} {asked} contradicts it (it runs {stored_protocol}; omit {name} to "
+                        "recover that cluster, or choose another --data-dir)"
                     )
-            layout = cls.plan(root, stored_nodes, stored_port, manifest.get("protocol", "raft"))
+            layout = cls.plan(root, stored_nodes, stored_port, stored_protocol)
         else:
             layout = cls.plan(
-                root, 3 if nodes is None else nodes, DEFAULT_BASE_PORT if base_port is None else base_port
+                root,
+                3 if nodes is None else nodes,
+                DEFAULT_BASE_PORT if base_port is None else base_port,
+                protocol or "raft",
             )
         layout._write_files(node_options or {}, fresh=not manifest_path.exists())
         return layout

@@ -37,6 +37,7 @@ from consensuskit.client import (
     Unavailable,
     parse_endpoints,
 )
+from consensuskit.core.registry import default_registry
 from consensuskit.server.cluster import (
     DEFAULT_BASE_PORT,
     ClusterError,
@@ -283,11 +284,19 @@ def up_command(
     console: Console | None = None,
     node_options: dict[str, Any] | None = None,
     startup_timeout: float = 30.0,
+    protocol: str | None = None,
 ) -> int:
-    """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM."""
+    """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
+
+    ``protocol`` is a registry name (default raft, or what the directory's cluster runs)."""
     console = console or Console(highlight=False)
+    if protocol is not None and protocol not in default_registry().names():
+        _err(f"unknown protocol {protocol!r}; valid: {', '.join(default_registry().names())}")
+        return 2
     try:
-        layout = ClusterLayout.prepare(data_dir, nodes, base_port, node_options=node_options)
+        layout = ClusterLayout.prepare(
+            data_dir, nodes, base_port, node_options=node_options, protocol=protocol
+        )
         layout.check_ports_free()
     except (ClusterError, OSError) as exc:
         _err(str(exc))
@@ -297,7 +306,9 @@ def up_command(
     with _stop_on_signals():
         try:
             cluster.start(check_ports=False)
-            console.print(f"[bold]consensuskit[/]: {len(layout.nodes)} nodes, data in {layout.root}")
+            console.print(
+                f"[bold]consensuskit[/]: {len(layout.nodes)} {layout.protocol} nodes, data in {layout.root}"
+            )
             leader = cluster.wait_for_leader(startup_timeout)
             _print_endpoints(console, cluster, leader)
             _watch(console, cluster, refresh)
