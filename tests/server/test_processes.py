@@ -268,11 +268,6 @@ def test_wal_truncated_synced_tail_starts(cluster: LocalCluster) -> None:
     assert "discarded a torn final record" in cluster.nodes[victim].spec.log_path.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a follower that lost an acknowledged (synced) tail entry stays behind: the leader keeps "
-    "probing at match+1 and ignores the rejections (Raft assumes fsync does not lie)",
-)
 def test_follower_that_lost_a_synced_entry_catches_up(cluster: LocalCluster) -> None:
     victim, node_dir = stopped_follower_with_data(cluster)
     tail = segments(node_dir)[-1]

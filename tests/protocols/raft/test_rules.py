@@ -396,3 +396,30 @@ def test_install_snapshot_keeps_matching_suffix():
     )
     node.on_message("l", InstallSnapshot(term=1, leader="l", snapshot=snap))
     assert node.log.offset == 2 and node.log.last_index == 4 and node.commit_index == 2
+
+
+def test_follower_that_lost_acknowledged_entries_is_repaired():
+    """A follower whose disk lost synced entries (outside Raft's model) rejects the
+    leader's next append with a log shorter than its match; the leader lowers match and
+    probes from there instead of retrying at match+1 forever (hashicorp/raft does the same)."""
+    c = Cluster(["a", "b", "c"])
+    leader = c.elect("a")
+    for seq in range(1, 11):
+        leader.on_request(put("x", seq, f"k{seq}", seq))
+        c.deliver_all()
+    assert leader.progress["c"].match == leader.log.last_index
+    # c loses its last three entries (as if the WAL tail were cut) and restarts.
+    storage = c.envs["c"].storage
+    storage.log_truncate_from(storage.log_last() - 2)
+    c.restart("c")
+    assert c.nodes["c"].log.last_index == leader.log.last_index - 3
+    leader.on_request(put("x", 11, "k11", 11))
+    c.deliver_all()
+    c.fire("a", "heartbeat")
+    c.deliver_all()
+    assert any(kind == "follower-behind-match" for kind, _ in c.envs["a"].records)
+    assert c.nodes["c"].log.last_index == leader.log.last_index
+    assert leader.progress["c"].match == leader.log.last_index
+    c.fire("a", "heartbeat")
+    c.deliver_all()
+    assert c.nodes["c"].sm.get("k11") == 11

@@ -76,6 +76,11 @@ SNAPSHOT_KEY = "raft/snapshot"
 
 CONFIG_CHANGES = ("add-learner", "add-voter", "remove")
 
+# States above FLOOR keys wait for as many entries as keys between snapshots, at most
+# CAP (see _maybe_snapshot); smaller ones snapshot every ``snapshot_threshold`` entries.
+SNAPSHOT_AMORTIZE_FLOOR = 512
+SNAPSHOT_AMORTIZE_CAP = 100_000
+
 
 class RaftNode:
     def __init__(
@@ -138,6 +143,10 @@ class RaftNode:
         # instead of starting one each.  Other environments see one round per read.
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
         self.read_round_due = False
+        # Likewise the writes of a batch are appended as they come but replicated
+        # together at its end: one AppendEntries per follower per batch (and one
+        # commit check), not one per write.
+        self.append_due = False
         # §10.2.1 (parallel leader writes): a runtime that reports which log prefix is
         # durable (``on_durable``) lets the leader send its replication traffic before its
         # own fsync, because the leader then counts itself toward a commit quorum only up
@@ -229,6 +238,9 @@ class RaftNode:
             self._read(request)
             return
         self._append_new(COMMAND, request)
+        if self.share_read_rounds:
+            self.append_due = True
+            return
         self._broadcast_append()
         self._maybe_commit()
 
@@ -244,7 +256,12 @@ class RaftNode:
 
     def on_batch_end(self) -> None:
         """Called by batching runtimes after each batch of inputs: start the heartbeat
-        round the batch's ReadIndex reads wait for."""
+        round the batch's ReadIndex reads wait for, and replicate the batch's writes."""
+        if self.append_due:
+            self.append_due = False
+            if self.role == LEADER:
+                self._broadcast_append()
+                self._maybe_commit()
         if self.read_round_due:
             self.read_round_due = False
             if self.role == LEADER:
@@ -663,6 +680,17 @@ class RaftNode:
                     self._send_timeout_now(src)
             self._send_append(src, pr, allow_empty=False)
             return
+        if m.conflict_term == 0 and m.conflict_index <= pr.match <= m.index:
+            # The follower's log ends below what it acknowledged: it lost synced entries
+            # (a disk fault outside Raft's model) or this is a reordered old rejection.
+            # Lowering match is always safe (it only delays commits), and it lets a
+            # follower that lost data catch up instead of being probed at match+1 forever.
+            self.env.record("follower-behind-match", peer=src, match=pr.match, last=m.conflict_index - 1)
+            pr.match = m.conflict_index - 1
+            pr.become_probe()
+            pr.next = m.conflict_index
+            self._send_append(src, pr, allow_empty=True)
+            return
         # Rejection: ignore answers to messages older than what we know matches.
         if m.index < pr.match or (pr.state == REPLICATE and m.index <= pr.match):
             return
@@ -862,6 +890,14 @@ class RaftNode:
         threshold = self.opts.snapshot_threshold
         snap_index = self.snapshot.last_index if self.snapshot else 0
         if threshold <= 0 or self.last_applied - snap_index < threshold:
+            return
+        # A snapshot copies the whole state: a large one waits for as many entries as it
+        # has keys (up to a cap, which bounds the log), so its cost per entry stays
+        # constant instead of growing with the state.
+        keys = len(self.sm)
+        if keys > SNAPSHOT_AMORTIZE_FLOOR and self.last_applied - snap_index < min(
+            keys, SNAPSHOT_AMORTIZE_CAP
+        ):
             return
         index = self.last_applied
         term = self.log.term_at(index)
