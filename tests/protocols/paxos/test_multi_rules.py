@@ -185,6 +185,21 @@ def test_follower_forwards_to_the_leader_and_relays_the_answer():
     assert c.envs["n1"].delivered == []
 
 
+def test_a_command_in_flight_handed_over_by_two_nodes_is_answered_at_both():
+    """A client retries through another node before the first answer: one slot, and
+    each node that holds a waiting client gets the answer (the real server has an HTTP
+    request waiting at each)."""
+    c = Cluster(IDS)
+    c.elect("n1")
+    c.nodes["n1"].on_request(put("c", 1, "x", "once"))
+    c.nodes["n3"].on_request(put("c", 1, "x", "once"))
+    c.deliver_all()
+    [here] = c.envs["n1"].delivered
+    [there] = c.envs["n3"].delivered
+    assert here.ok and there.ok and here.index == there.index == 1
+    assert c.nodes["n1"].executed == 1 and c.nodes["n1"].sm.get("x") == "once"
+
+
 def test_forward_to_a_node_that_no_longer_leads_is_refused_with_a_hint():
     node, env = make_node("n2", IDS)
     node.leader_id = "n3"
@@ -322,6 +337,27 @@ def test_configuration_takes_effect_alpha_slots_later():
     c.fire("n1", "heartbeat")
     c.deliver_all()
     assert c.nodes["n4"].executed == leader.executed == 5
+
+
+def test_server_membership_names_and_a_new_node_gets_a_ballot_number():
+    """The server says add-voter (docs/server.md); a node absent from every member
+    list is admitted when its ballot number cannot clash with a known node's."""
+    c = Cluster(IDS, alpha=2)
+    leader = c.elect("n1")
+    assert leader.config_changes == ("add-voter", "remove")
+    assert leader.status()["config_pending"] is False
+    assert leader.propose_config_change("add-learner", "n4").startswith("unknown change")
+    assert leader.propose_config_change("add-voter", "n7") is None
+    assert leader.numbers["n7"] == 7 and leader.ids_by_number[7] == "n7"
+    c.deliver_all()
+    status = leader.status()
+    assert status["voters"] == ["n1", "n2", "n3", "n7"] and status["config_pending"] is False
+    assert status["config_index"] == 1 and status["learners"] == []
+    # n1, n3, n5 are numbered 1, 3, 5; with "x" the numbers would be positions: 1, 2, 3, 4.
+    other = Cluster(["n1", "n3", "n5"])
+    boss = other.elect("n1")
+    assert boss.propose_config_change("add-voter", "x") == "x is not a known node"
+    assert boss.numbers == {"n1": 1, "n3": 3, "n5": 5}
 
 
 def test_non_member_never_campaigns():

@@ -164,7 +164,8 @@ class MultiPaxosNode:
         self.proposals: dict[int, Entry] = {}  # proposed in our ballot, not yet chosen
         self.acks: dict[int, set[str]] = {}
         self.proposed_at: dict[int, float] = {}
-        self.waiting: dict[tuple[str, int], str] = {}  # command -> node that answers it
+        # Command -> the nodes that answer it (each one that handed it to us, in order).
+        self.waiting: dict[tuple[str, int], list[str]] = {}
         self.ready = False
         self.heartbeat_round = 0
         self.round_sent_at: dict[int, float] = {}
@@ -347,13 +348,15 @@ class MultiPaxosNode:
 
     def _submit_command(self, request: ClientRequest, origin: str) -> None:
         key = (request.client_id, request.seq)
-        if key in self.waiting:
-            self.waiting[key] = origin  # a retry of a command already in flight
+        origins = self.waiting.get(key)
+        if origins is not None:  # a retry of a command already in flight
+            if origin not in origins:
+                origins.append(origin)  # its client may wait there too: answer both
             return
         if len(self.queue) >= self.opts.max_queue:
             self._reply(origin, self._rejection(request, BUSY))
             return
-        self.waiting[key] = origin
+        self.waiting[key] = [origin]
         self.queue.append((Entry(kind=COMMAND, data=request), origin))
         self._pump()
 
@@ -812,9 +815,10 @@ class MultiPaxosNode:
             if entry.kind == COMMAND:
                 request: ClientRequest = entry.data
                 result = self.sm.apply(request)
-                origin = self.waiting.pop((request.client_id, request.seq), None)
-                if origin is not None and self.role == LEADER:
-                    self._answer_command(request, result, slot, origin)
+                origins = self.waiting.pop((request.client_id, request.seq), ())
+                if self.role == LEADER:
+                    for origin in origins:
+                        self._answer_command(request, result, slot, origin)
             elif entry.kind == CONFIG:
                 members = tuple(entry.data.members)
                 self.config_slot = slot
