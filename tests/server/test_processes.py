@@ -11,7 +11,9 @@
   port, malformed HTTP, unknown routes, huge values.  The node stays up and serves.
 * ``consensuskit up``: starts, stops on SIGTERM, recovers on a second run.
 
-The default run is short (CI); ``-m slow`` runs the long Jepsen test.
+The Jepsen-style run, the power loss and the partition run once per log-based protocol
+the server offers (Raft and Multi-Paxos).  The default run is short (CI); ``-m slow``
+runs the long Jepsen tests.
 """
 
 from __future__ import annotations
@@ -65,8 +67,14 @@ NODE_OPTIONS: dict[str, Any] = {
 }
 
 
-def make_cluster(root: Path, nodes: int = 3) -> LocalCluster:
-    layout = ClusterLayout.prepare(root, nodes, free_base_port(2 * nodes), node_options=NODE_OPTIONS)
+# Protocols the server runs as a replicated key-value store (docs/server.md).
+PROTOCOLS = ("raft", "multipaxos")
+
+
+def make_cluster(root: Path, nodes: int = 3, protocol: str = "raft") -> LocalCluster:
+    layout = ClusterLayout.prepare(
+        root, nodes, free_base_port(2 * nodes), node_options=NODE_OPTIONS, protocol=protocol
+    )
     return LocalCluster(layout)
 
 
@@ -118,10 +126,10 @@ def restart_everyone(cluster: LocalCluster, *, power_loss: bool) -> None:
     cluster.wait_for_leader(30)
 
 
-def jepsen(tmp_path: Path, nodes: int, seconds: float, seed: int) -> None:
+def jepsen(tmp_path: Path, nodes: int, seconds: float, seed: int, protocol: str = "raft") -> None:
     recorder = HistoryRecorder()
     workload = Workload(keys=8, workers=5, seed=seed, timeout=1.0, deadline=4.0)
-    with make_cluster(tmp_path / "data", nodes) as cluster:
+    with make_cluster(tmp_path / "data", nodes, protocol) as cluster:
         cluster.start()
         cluster.wait_for_leader(30)
         nemesis = Nemesis(cluster, random.Random(seed), partition=partition, heal=heal)
@@ -147,21 +155,24 @@ def jepsen(tmp_path: Path, nodes: int, seconds: float, seed: int) -> None:
     check_linearizable(recorder, history)
 
 
-def test_jepsen_short(tmp_path: Path) -> None:
-    jepsen(tmp_path, nodes=3, seconds=8.0, seed=1)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_jepsen_short(tmp_path: Path, protocol: str) -> None:
+    jepsen(tmp_path, nodes=3, seconds=8.0, seed=1, protocol=protocol)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(("nodes", "seed"), [(3, 2), (5, 3)])
-def test_jepsen_long(tmp_path: Path, nodes: int, seed: int) -> None:
-    jepsen(tmp_path, nodes=nodes, seconds=60.0, seed=seed)
+def test_jepsen_long(tmp_path: Path, nodes: int, seed: int, protocol: str) -> None:
+    jepsen(tmp_path, nodes=nodes, seconds=60.0, seed=seed, protocol=protocol)
 
 
-def test_whole_cluster_power_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_whole_cluster_power_loss(tmp_path: Path, protocol: str) -> None:
     recorder = HistoryRecorder()
     workload = Workload(keys=8, workers=5, seed=7, mix=(("put", 0.6), ("cas", 0.2), ("get", 0.2)))
-    with make_cluster(tmp_path / "data") as cluster:
+    with make_cluster(tmp_path / "data", protocol=protocol) as cluster:
         cluster.start()
         cluster.wait_for_leader(30)
         load = ClientLoad(cluster.endpoints, workload, recorder).start()
