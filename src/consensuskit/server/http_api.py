@@ -42,6 +42,7 @@ from consensuskit.core.client import (
 )
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
 from consensuskit.server.metrics import NodeMetrics
+from consensuskit.server.node_interface import change_visible, config_pending, supported_changes
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
 
 log = logging.getLogger("consensuskit.server.http")
@@ -51,9 +52,6 @@ MAX_CLIENT_ID = 128
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
-# Membership changes of POST/DELETE /v1/members; a node lists those it supports in
-# ``config_changes`` (docs/server.md), else it is taken to support all three.
-CONFIG_CHANGES = ("add-voter", "add-learner", "remove")
 
 _STATUS_CODES = {
     400: "bad-request",
@@ -481,12 +479,11 @@ class KVApi:
         return await self._change_membership("remove", request.match_info["id"])
 
     async def _change_membership(self, change: str, node_id: str) -> web.Response:
-        node = self.runtime.node
-        if not hasattr(node, "propose_config_change"):
+        supported = supported_changes(self.runtime.node)
+        if not supported:
             raise ApiError(
                 501, "not-implemented", f"protocol {self.config.protocol} has no membership changes"
             )
-        supported = getattr(node, "config_changes", CONFIG_CHANGES)
         if change not in supported:
             raise ApiError(
                 501,
@@ -497,7 +494,7 @@ class KVApi:
         if error is not None:
             raise self._admin_refusal(error)
         committed = await self.runtime.wait_until(
-            lambda n: not _config_pending(n.status()), self.config.request_timeout
+            lambda n: not config_pending(n.status()), self.config.request_timeout
         )
         status = _node_status(self.runtime)
         index = status.get("config_index")
@@ -510,7 +507,7 @@ class KVApi:
                 outcome=UNKNOWN,
                 index=index,
             )
-        if not _change_visible(change, node_id, status):
+        if not change_visible(change, node_id, status):
             raise ApiError(
                 503,
                 "leadership-lost",
@@ -606,25 +603,6 @@ class KVApi:
 def _node_status(runtime: NodeRuntime) -> dict[str, Any]:
     status_fn = getattr(runtime.node, "status", None)
     return dict(status_fn()) if status_fn is not None else {}
-
-
-def _config_pending(status: dict[str, Any]) -> bool:
-    """A membership change is proposed and not committed (docs/server.md: a node
-    without ``config_pending`` is pending while ``config_index > commit``)."""
-    pending = status.get("config_pending")
-    if pending is None:
-        return bool(status["config_index"] > status["commit"])
-    return bool(pending)
-
-
-def _change_visible(change: str, node_id: str, status: dict[str, Any]) -> bool:
-    """The committed configuration shows ``change``."""
-    voters, learners = status.get("voters", []), status.get("learners", [])
-    if change == "add-voter":
-        return node_id in voters
-    if change == "add-learner":
-        return node_id in learners
-    return node_id not in voters and node_id not in learners
 
 
 def _best_successor(status: dict[str, Any], me: str) -> str | None:
