@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from consensuskit.server.main import EXIT_CONFIG, run, serve
 from consensuskit.server.node_interface import (
     CONFIG_CHANGES,
     STATUS_FIELDS,
@@ -16,8 +17,10 @@ from consensuskit.server.node_interface import (
     status_problems,
     supported_changes,
 )
+from consensuskit.server.wal import DiskStorage
 from consensuskit.sim.config import SimConfig
 from consensuskit.sim.simulation import Simulation
+from tests.server.runtime_harness import node_config
 
 SERVED = ("raft", "multipaxos")
 NOT_SERVED = ("basic-paxos", "fast-paxos")
@@ -99,3 +102,16 @@ def test_pending_and_visible_changes() -> None:
     assert change_visible("add-learner", "n3", status) and change_visible("remove", "n4", status)
     assert not change_visible("remove", "n3", status)
     assert supported_changes(object()) == ()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("protocol", NOT_SERVED)
+def test_the_server_refuses_them_as_a_configuration_error(tmp_path, capsys, protocol: str) -> None:
+    options = {"f": 0} if protocol == "fast-paxos" else {}
+    config = node_config(tmp_path, "n1", ["n1"], protocol=protocol, options=options)
+    assert run(serve(config)) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: protocol: {protocol} cannot run in the server (status() lacks 'role'")
+    assert "What a protocol must offer the server" in err and err.count("\n") == 1
+    # The data directory was let go: a served protocol can use it at once.
+    assert DiskStorage.open(tmp_path / "n1").close() is None

@@ -39,6 +39,7 @@ from consensuskit.server.config import (
 )
 from consensuskit.server.http_api import KVApi
 from consensuskit.server.metrics import NodeMetrics
+from consensuskit.server.node_interface import status_problems
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.transport import PeerTransport
 from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
@@ -86,6 +87,15 @@ class NodeServer:
         self.runtime = NodeRuntime(
             cfg.node_id, spec, cfg.members, cfg.options, storage, on_sync=self.metrics.on_sync
         )
+        problems = status_problems(self.runtime.node)
+        if problems:  # e.g. basic-paxos: no leader, no log of commands to serve
+            close = getattr(storage, "close", None)
+            if close is not None:
+                close()
+            raise ConfigError(
+                f"protocol: {cfg.protocol} cannot run in the server ({'; '.join(problems)}); "
+                "see docs/server.md, 'What a protocol must offer the server'"
+            )
         factory = self._transport_factory or _peer_transport
         self.transport = factory(
             cfg.node_id,
@@ -195,6 +205,9 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
     except (CorruptLogError, DirectoryInUseError) as exc:
         log.error("node %s refuses to start: %s", config.node_id, exc)
         return EXIT_FAILED
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:
         log.error("node %s cannot start: %s", config.node_id, exc)
         return EXIT_FAILED
