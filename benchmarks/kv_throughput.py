@@ -1,19 +1,24 @@
 """Throughput and latency of the replicated key-value server, side by side with etcd.
 
-Starts a local 3-node (and 5-node) cluster of real processes (fsync on), drives its
-leader with an asyncio load generator (aiohttp, keep-alive, one connection per worker)
-at concurrency 1, 16, 64, 256: puts of 16-byte values over 1000 keys, then
-linearizable gets.  Prints ops/s and p50/p99 latency, writes JSON to
-benchmarks/results/kv_throughput.json.  When ``etcd`` is on PATH it starts an etcd
-cluster of the same size with ../shared/bench/start_etcd_cluster.sh and runs the same
-load against its v3 JSON gateway, and prints our ops/s divided by etcd's.
+Starts a local 3-node (and 5-node) cluster of real processes (fsync on) and drives its
+leader with wrk (``benchmarks/ck_kv.lua``) at concurrency 1, 16, 64, 256: puts of
+16-byte values over 1000 keys, then linearizable gets (and, with ``--ops``, lease
+gets).  When ``etcd`` is on PATH it starts an etcd cluster of the same size with
+../shared/bench/start_etcd_cluster.sh and runs the same load against its v3 JSON
+gateway (../shared/bench/etcd_kv.lua), and prints our ops/s divided by etcd's.
+Prints ops/s and p50/p99 latency, the CPU each node spent per request, and writes JSON
+to benchmarks/results/kv_throughput.json.
 
     python benchmarks/kv_throughput.py            # 3 and 5 nodes, 10 s per point
     python benchmarks/kv_throughput.py --quick    # 3 nodes, 2 s per point
-    python benchmarks/kv_throughput.py --nodes 3 --concurrency 64 --ops put --duration 20
+    python benchmarks/kv_throughput.py --nodes 3 --concurrency 64 --ops put,get-lease --duration 20
+    python benchmarks/kv_throughput.py --load python   # the asyncio generator instead of wrk
 
-The load generator shares this 2-core machine with the nodes (as wrk does in the etcd
-figures of ../shared/bench/README.md); both systems meet the same generator.
+The load generator runs in its own process(es) (wrk: -t1 for c=1, else -t2; the Python
+one: a uvloop subprocess) and shares this 2-core machine with the nodes, as wrk does in
+the etcd figures of ../shared/bench/README.md; both systems meet the same generator.
+Before each system's points the script waits (up to 120 s) for the machine to be idle
+(../shared/bench/quiet.sh) and records the outcome and the load average per point.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,8 @@ from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_p
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "kv_throughput.json"
 SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
+CK_LUA = ROOT / "ck_kv.lua"
+OPS = ("put", "get", "get-lease")  # get = linearizable (ReadIndex); get-lease = lease read
 
 
 @dataclass
@@ -58,6 +66,10 @@ class Point:
     p50_ms: float
     p99_ms: float
     first_error: str | None = None
+    load: str = ""  # wrk or python
+    loadavg_before: str = ""  # /proc/loadavg (1, 5, 15 min) when the point started
+    # Node CPU (user + system) per answered request, microseconds; "*" marks the leader.
+    cpu_us_per_op: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- load
@@ -91,7 +103,8 @@ class ConsensuskitTarget(Target):
             # One session per worker: its writes are sequential, as the session rule wants.
             headers = {"X-Request-Id": f"bench-{self.run_id}-{worker}:{seq}"}
             return "PUT", f"{self.url}/v1/kv/{key}", headers, self.value
-        return "GET", f"{self.url}/v1/kv/{key}?consistency=linearizable", {}, None
+        consistency = "lease" if op == "get-lease" else "linearizable"
+        return "GET", f"{self.url}/v1/kv/{key}?consistency={consistency}", {}, None
 
 
 class EtcdTarget(Target):
@@ -200,27 +213,158 @@ async def preload(target: Target, concurrency: int = 32) -> None:
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
 
 
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    return round(float(match.group(1)) * _UNITS[match.group(2)], 3) if match else float("nan")
+
+
+def run_wrk(target: Target, op: str, concurrency: int, seconds: float) -> Point:
+    """One wrk run (its own process, -t1 for c=1 else -t2) against ``target``."""
+    threads = 1 if concurrency == 1 else 2
+    if isinstance(target, EtcdTarget):
+        script, env = SHARED_BENCH / "etcd_kv.lua", {"KV_OP": "put" if op == "put" else "range"}
+    else:
+        consistency = "lease" if op == "get-lease" else "linearizable"
+        script, env = CK_LUA, {"KV_OP": "put" if op == "put" else "get", "KV_CONSISTENCY": consistency}
+    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
+    done = subprocess.run(
+        [*command, target.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=seconds + 60,
+    )
+    out = done.stdout
+    total = re.search(r"(\d+) requests in ([0-9.]+)(\w+)", out)
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if total is None or rps is None:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or out.strip()}")
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    requests = int(total.group(1))
+    elapsed = float(total.group(2)) * (60.0 if total.group(3) == "m" else 1.0)
+    ok = requests - (int(non2xx.group(1)) if non2xx else 0)
+    first_error = None
+    if non2xx:
+        first_error = f"{non2xx.group(1)} non-2xx answers"
+    elif sock:
+        first_error = f"socket errors {sock.group(0)}"
+    return Point(
+        system=target.name,
+        nodes=0,
+        op=op,
+        concurrency=concurrency,
+        seconds=round(elapsed, 3),
+        ok=ok,
+        errors=errors,
+        ops_per_s=round(ok / elapsed, 1) if elapsed else 0.0,
+        p50_ms=_ms(pct.get("50", "")),
+        p99_ms=_ms(pct.get("99", "")),
+        first_error=first_error,
+        load="wrk",
+    )
+
+
+def run_python(target: Target, op: str, concurrency: int, seconds: float) -> Point:
+    """The asyncio generator in a process of its own (uvloop), so it does not share an
+    interpreter with anything else."""
+    spec = {
+        "system": target.name,
+        "url": target.url,
+        "op": op,
+        "concurrency": concurrency,
+        "seconds": seconds,
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, "--drive", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr.strip()[-2000:]}")
+    point = Point(**json.loads(done.stdout.strip().splitlines()[-1]))
+    point.load = "python"
+    return point
+
+
+def drive_in_this_process(spec_json: str) -> int:
+    spec = json.loads(spec_json)
+    kind = EtcdTarget if spec["system"] == "etcd" else ConsensuskitTarget
+    target = kind(spec["url"], 1000, 16)
+    coro = drive(target, spec["op"], spec["concurrency"], spec["seconds"])
+    try:
+        import uvloop
+
+        point = uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        point = asyncio.run(coro)
+    print(json.dumps(asdict(point)))
+    return 0
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
 def run_matrix(
-    target: Target, nodes: int, ops: list[str], levels: list[int], seconds: float, console: Console
+    target: Target,
+    nodes: int,
+    ops: list[str],
+    levels: list[int],
+    seconds: float,
+    console: Console,
+    *,
+    load: str,
+    pids: dict[str, int] | None = None,
 ) -> list[Point]:
     asyncio.run(preload(target))
     points = []
+    tick = os.sysconf("SC_CLK_TCK")
     for op in ops:
+        if op == "get-lease" and isinstance(target, EtcdTarget):
+            continue  # etcd's gateway has no lease read
         for c in levels:
-            point = asyncio.run(drive(target, op, c, seconds))
+            loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            before = {name: cpu_ticks(pid) for name, pid in (pids or {}).items()}
+            point = (run_wrk if load == "wrk" else run_python)(target, op, c, seconds)
+            if point.ok:
+                point.cpu_us_per_op = {
+                    name: round((cpu_ticks(pid) - before[name]) / tick * 1e6 / point.ok, 1)
+                    for name, pid in (pids or {}).items()
+                }
             point.nodes = nodes
+            point.loadavg_before = loadavg
             points.append(point)
             note = f" ({point.errors} errors, first: {point.first_error})" if point.errors else ""
+            cpu = "  cpu/op " + ", ".join(f"{k} {v:.0f}us" for k, v in point.cpu_us_per_op.items())
             console.print(
                 f"  {target.name} n={nodes} {op} c={c}: {point.ops_per_s:,.0f}/s "
                 f"p50 {point.p50_ms:.2f} ms p99 {point.p99_ms:.2f} ms{note}"
+                + (cpu if point.cpu_us_per_op else "")
             )
     return points
 
 
 # ---------------------------------------------------------------------- systems
 def bench_consensuskit(
-    nodes: int, ops: list[str], levels: list[int], seconds: float, console: Console, options: dict[str, Any]
+    nodes: int,
+    ops: list[str],
+    levels: list[int],
+    seconds: float,
+    console: Console,
+    options: dict[str, Any],
+    load: str,
 ) -> list[Point]:
     with tempfile.TemporaryDirectory(prefix="ck-bench-") as tmp:
         layout = ClusterLayout.prepare(
@@ -230,8 +374,20 @@ def bench_consensuskit(
             cluster.start()
             leader = cluster.wait_for_leader(30)
             console.print(f"[bold]consensuskit[/] {nodes} nodes, leader {leader} ({cluster.url(leader)})")
+            pids = {
+                (f"{node_id}*" if node_id == leader else node_id): proc.pid
+                for node_id, proc in sorted(cluster.nodes.items())
+                if proc.pid is not None
+            }
             return run_matrix(
-                ConsensuskitTarget(cluster.url(leader), 1000, 16), nodes, ops, levels, seconds, console
+                ConsensuskitTarget(cluster.url(leader), 1000, 16),
+                nodes,
+                ops,
+                levels,
+                seconds,
+                console,
+                load=load,
+                pids=pids,
             )
 
 
@@ -241,7 +397,7 @@ def etcd_script() -> Path | None:
 
 
 def bench_etcd(
-    nodes: int, ops: list[str], levels: list[int], seconds: float, console: Console
+    nodes: int, ops: list[str], levels: list[int], seconds: float, console: Console, load: str
 ) -> list[Point]:
     script = etcd_script()
     assert script is not None
@@ -254,17 +410,20 @@ def bench_etcd(
         leader = subprocess.run([str(script), "leader"], capture_output=True, text=True).stdout.strip()
         leader = leader.splitlines()[0] if leader else "http://127.0.0.1:23010"
         console.print(f"[bold]etcd[/] {nodes} members, leader {leader}")
-        return run_matrix(EtcdTarget(leader, 1000, 16), nodes, ops, levels, seconds, console)
+        return run_matrix(EtcdTarget(leader, 1000, 16), nodes, ops, levels, seconds, console, load=load)
     finally:
         subprocess.run([str(script), "stop"], capture_output=True)
 
 
-def machine_load() -> str | None:
+def machine_load(wait: float = 0) -> str | None:
+    """quiet.sh's verdict (after waiting up to ``wait`` s for an idle machine) and the load average."""
     quiet = SHARED_BENCH / "quiet.sh"
+    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     if not quiet.exists():
-        return None
-    done = subprocess.run([str(quiet)], capture_output=True, text=True)
-    return done.stdout.strip() or None
+        return f"loadavg {loadavg}"
+    command = [str(quiet), "wait", f"{wait:g}"] if wait else [str(quiet)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    return f"{done.stdout.strip()}; loadavg before waiting {loadavg}"
 
 
 # ---------------------------------------------------------------------- report
@@ -281,7 +440,7 @@ def report(points: list[Point], console: Console) -> Table:
         table.add_row(
             p.system,
             str(p.nodes),
-            p.op if p.op == "put" else "get (lin.)",
+            {"put": "put", "get": "get (lin.)", "get-lease": "get (lease)"}[p.op],
             str(p.concurrency),
             f"{p.ops_per_s:,.0f}",
             f"{p.p50_ms:.2f}",
@@ -319,7 +478,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default=None, help="cluster sizes, comma list (default 3,5; --quick: 3)")
     parser.add_argument("--concurrency", default="1,16,64,256", help="comma list (default 1,16,64,256)")
-    parser.add_argument("--ops", default="put,get", help="put, get or both (default put,get)")
+    parser.add_argument(
+        "--ops", default="put,get", help="comma list of put, get (linearizable), get-lease (default put,get)"
+    )
+    parser.add_argument(
+        "--load",
+        choices=("wrk", "python"),
+        default=None,
+        help="load generator (default: wrk when installed, else the asyncio one)",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=120.0, help="seconds to wait for an idle machine")
+    parser.add_argument("--drive", help=argparse.SUPPRESS)  # internal: one point of the asyncio generator
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per point (default 10; --quick: 2)"
     )
@@ -330,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", default=str(RESULTS), help=f"where to write results (default {RESULTS})")
     args = parser.parse_args(argv)
+    if args.drive:
+        return drive_in_this_process(args.drive)
 
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -337,9 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     nodes = parse_list(args.nodes or ("3" if args.quick else "3,5"))
     levels = parse_list(args.concurrency)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-    bad = [o for o in ops if o not in ("put", "get")]
+    bad = [o for o in ops if o not in OPS]
     if bad or not ops or not levels or not nodes:
-        parser.error(f"bad --ops/--concurrency/--nodes (ops must be put and/or get, got {args.ops!r})")
+        parser.error(f"bad --ops/--concurrency/--nodes (ops: {', '.join(OPS)}; got {args.ops!r})")
+    load = args.load or ("wrk" if shutil.which("wrk") else "python")
+    if load == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk), use --load python")
     seconds = args.duration or (2.0 if args.quick else 10.0)
     options: dict[str, Any] = {}
     for pair in args.option:
@@ -358,10 +532,17 @@ def main(argv: list[str] | None = None) -> int:
             "etcd is not on PATH: measuring consensuskit only (apt-get install etcd-server etcd-client)"
         )
     points: list[Point] = []
+    machine_before: list[str] = []
     for n in nodes:
-        points += bench_consensuskit(n, ops, levels, seconds, console, options)
+        waited = machine_load(args.quiet_wait)
+        console.print(f"machine before consensuskit n={n}: {waited}")
+        machine_before.append(f"consensuskit n={n}: {waited}")
+        points += bench_consensuskit(n, ops, levels, seconds, console, options, load)
         if with_etcd:
-            points += bench_etcd(n, ops, levels, seconds, console)
+            waited = machine_load(args.quiet_wait)
+            console.print(f"machine before etcd n={n}: {waited}")
+            machine_before.append(f"etcd n={n}: {waited}")
+            points += bench_etcd(n, ops, levels, seconds, console, load)
     report(points, console)
     doc = {
         "benchmark": "kv_throughput",
@@ -372,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
         },
         "machine_load_before": load_before,
+        "machine_before_each_system": machine_before,
+        "load_generator": load,
         "settings": {
             "nodes": nodes,
             "concurrency": levels,

@@ -129,6 +129,7 @@ class KVApi:
         self._anon_reader = f"read.{self.config.node_id}.{boot}"
         self._anon_seq = itertools.count(1)
         self._read_seq = itertools.count(1)
+        self._latency: dict[str, Any] = {}  # op kind -> its request_seconds child
 
     @property
     def config(self) -> ServerConfig:
@@ -286,36 +287,55 @@ class KVApi:
         if write:
             client_id, seq = self._request_id(request)
         else:
-            client_id, seq = self._anon_reader, next(self._read_seq)
+            client_id, seq = self.read_id()
         client_request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=consistency)
         started = time.monotonic()
         try:
             response = await self.runtime.request(client_request, self.config.request_timeout)
-        except RequestTimeout:
-            raise ApiError(
+        except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
+            raise self.failure(exc, write=write) from None
+        finally:
+            self.observe(op.kind, time.monotonic() - started)
+        if not response.ok:
+            raise self._rejection(response)
+        return response
+
+    def read_id(self) -> tuple[str, int]:
+        """A fresh (client_id, seq) for a read: reads never touch sessions."""
+        return self._anon_reader, next(self._read_seq)
+
+    def observe(self, kind: str, seconds: float) -> None:
+        child = self._latency.get(kind)
+        if child is None:
+            child = self._latency[kind] = self.host.metrics.request_seconds.labels(kind)
+        child.observe(seconds)
+
+    def failure(self, exc: BaseException, *, write: bool) -> ApiError:
+        """The answer to a request the runtime could not answer (``runtime.request``'s errors)."""
+        if isinstance(exc, RequestTimeout):
+            return ApiError(
                 503,
                 "timeout",
                 f"no answer within {self.config.request_timeout:g}s (no quorum?); "
                 + ("the write may or may not have been applied" if write else "retry"),
                 outcome=UNKNOWN if write else NOT_APPLIED,
-            ) from None
-        except LeadershipLost as exc:
-            raise ApiError(
+            )
+        if isinstance(exc, LeadershipLost):
+            return ApiError(
                 503,
                 "leadership-lost",
                 f"{exc}; the write may or may not have been applied: retry with the same X-Request-Id",
                 outcome=UNKNOWN,
-            ) from None
-        except NodeHalted as exc:
-            raise ApiError(503, "unavailable", str(exc), outcome=UNKNOWN if write else NOT_APPLIED) from None
-        finally:
-            self.host.metrics.request_seconds.labels(op.kind).observe(time.monotonic() - started)
-        if not response.ok:
-            raise self._rejection(response)
-        return response
+            )
+        if isinstance(exc, NodeHalted):
+            return ApiError(503, "unavailable", str(exc), outcome=UNKNOWN if write else NOT_APPLIED)
+        raise exc
 
     def _request_id(self, request: web.Request) -> tuple[str, int]:
-        header = request.headers.get(REQUEST_ID_HEADER)
+        return self.request_id(request.headers.get(REQUEST_ID_HEADER))
+
+    def request_id(self, header: str | None) -> tuple[str, int]:
+        """(client_id, seq) of a write from its X-Request-Id header (None: anonymous)."""
         if header is None:
             return self._anon_writer, next(self._anon_seq)
         client_id, sep, seq_text = header.rpartition(":")
@@ -332,6 +352,9 @@ class KVApi:
         if seq < 1:
             raise ApiError(400, "bad-request-id", "SEQ must be a positive integer")
         return client_id, seq
+
+    def rejection(self, response: ClientResponse) -> ApiError:
+        return self._rejection(response)
 
     def _rejection(self, response: ClientResponse) -> ApiError:
         error = response.error

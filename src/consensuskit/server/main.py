@@ -37,6 +37,7 @@ from consensuskit.server.config import (
     load_config,
     parse_peer_flag,
 )
+from consensuskit.server.fast_http import FastSite
 from consensuskit.server.http_api import KVApi
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
@@ -115,7 +116,10 @@ class NodeServer:
             await self._runner.setup()
             ssl_ctx = cfg.tls.server_context(verify_clients=False) if cfg.tls and cfg.tls.client_api else None
             host, port = cfg.client_address
-            site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx)
+            if ssl_ctx is None:  # the lean front for hot key-value requests (fast_http.py)
+                site: web.TCPSite = FastSite(self._runner, host, port, self.api)
+            else:
+                site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx)
             await site.start()
             if urlsplit(cfg.client_url).port == 0:  # asked for any free port: advertise the real one
                 scheme = "https" if ssl_ctx is not None else "http"

@@ -307,6 +307,11 @@ class NodeRuntime:
     async def request(self, request: ClientRequest, timeout: float) -> ClientResponse:
         """Hand ``request`` to the node and wait for its answer, released after the
         barrier.  Raises ``RequestTimeout``, ``LeadershipLost`` or ``NodeHalted``."""
+        return await self.submit(request, timeout)
+
+    def submit(self, request: ClientRequest, timeout: float) -> asyncio.Future[ClientResponse]:
+        """``request`` without a coroutine: the future of its answer (or of one of the
+        errors ``request`` raises).  Cancelling the future withdraws the waiter."""
         if self._closed or self.failure is not None:
             raise NodeHalted("the node is not running")
         key = (request.client_id, request.seq)
@@ -318,18 +323,21 @@ class NodeRuntime:
             waiting.append(fut)
         self._enqueue(_REQUEST, request, None)
         timer = self._loop.call_later(timeout, _expire, fut, timeout)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
-            waiting = self._waiters.get(key)
-            if waiting is not None and fut in waiting:
-                waiting.remove(fut)
-                if not waiting:
-                    del self._waiters[key]
-                    self._handed.discard(key)
-            if fut.done() and not fut.cancelled() and isinstance(fut.exception(), RequestTimeout):
-                self.stats.timeouts += 1
+        fut.add_done_callback(lambda done: self._request_done(done, key, timer))
+        return fut
+
+    def _request_done(
+        self, fut: asyncio.Future[ClientResponse], key: tuple[str, int], timer: asyncio.TimerHandle
+    ) -> None:
+        timer.cancel()
+        waiting = self._waiters.get(key)
+        if waiting is not None and fut in waiting:
+            waiting.remove(fut)
+            if not waiting:
+                del self._waiters[key]
+                self._handed.discard(key)
+        if not fut.cancelled() and isinstance(fut.exception(), RequestTimeout):
+            self.stats.timeouts += 1
 
     async def call(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(node)`` as an input; its result is released after the barrier, like an

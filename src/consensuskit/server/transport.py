@@ -164,6 +164,7 @@ class PeerTransport:
         self._accepted: set[asyncio.StreamWriter] = set()  # every accepted stream still open
         self._tasks: set[asyncio.Task[Any]] = set()
         self._blocked: frozenset[str] = frozenset()
+        self._last_sent: tuple[Any, bytes] | None = None  # the last message encoded, and its bytes
         self._server: asyncio.Server | None = None
         self._pending_handshakes = 0
         self._unknown_destination = 0
@@ -245,9 +246,15 @@ class PeerTransport:
         if dst in self._blocked:
             link.stats.dropped_blocked += 1
             return
-        if not _is_message(msg):
-            raise TypeError(f"only protocol messages travel between peers, not {type(msg).__name__}")
-        payload = encode(msg)
+        last = self._last_sent
+        if last is not None and _same_message(msg, last[0]):
+            # A broadcast (the same AppendEntries to every follower in step): encode once.
+            payload = last[1]
+        else:
+            if not _is_message(msg):
+                raise TypeError(f"only protocol messages travel between peers, not {type(msg).__name__}")
+            payload = encode(msg)
+            self._last_sent = (msg, payload)
         if len(payload) > self._max_frame_bytes:
             link.stats.dropped_oversize += 1
             self._log.error(
@@ -540,6 +547,36 @@ class PeerTransport:
         except Exception:
             # A failing handler is a bug in this node, not the peer's fault: keep the connection.
             self._log.exception("on_message raised for %s from peer %s", type(msg).__name__, src)
+
+
+def _same_message(a: Any, b: Any) -> bool:
+    """``a`` would encode exactly as ``b``: the same type, every field the same object or
+    an equal int/str (never ``==`` across types: ``1 == True`` encodes differently), and
+    tuples (e.g. log entries) holding the same objects."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    fields = getattr(kind, "__dataclass_fields__", None)
+    if fields is None:
+        return False
+    for name in fields:
+        x, y = getattr(a, name), getattr(b, name)
+        if x is y:
+            continue
+        tx = type(x)
+        if tx is not type(y):
+            return False
+        if tx is int or tx is str:
+            if x != y:
+                return False
+        elif tx is tuple:
+            if len(x) != len(y) or any(p is not q for p, q in zip(x, y, strict=True)):
+                return False
+        else:
+            return False
+    return True
 
 
 def _is_message(obj: Any) -> bool:

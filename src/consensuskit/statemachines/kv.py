@@ -107,6 +107,10 @@ class KVStateMachine:
         return tuple((k, v, ver) for k, (v, ver) in sorted(self._data.items()))
 
     # -- inspection -----------------------------------------------------------------
+    def __len__(self) -> int:
+        """Keys held (what a snapshot copies)."""
+        return len(self._data)
+
     def get(self, key: str) -> Any:
         current = self._data.get(key)
         return None if current is None else current[0]

@@ -1,0 +1,371 @@
+"""A lean HTTP/1.1 front for the hot key-value requests, in front of the aiohttp API.
+
+Profiles of a loaded leader showed aiohttp's per-request machinery (a task per request,
+the router, middleware, stream writers) costing more CPU than Raft, the WAL and the
+peer transport together.  This protocol serves the common requests itself, straight
+from the bytes, and hands every other connection to aiohttp unchanged.
+
+Rules this module owns:
+  * the fast path serves only requests it understands completely: HTTP/1.1,
+    ``PUT|GET|DELETE /v1/kv/KEY`` with a plain key (letters, digits, ``_ . - ~ :``), no
+    query except a valid ``consistency`` on GET, a body only on PUT (Content-Length,
+    within ``max_value_bytes``), a well-formed ``X-Request-Id`` if any, and no header
+    that asks for anything special (Transfer-Encoding, Expect, Upgrade, Connection other
+    than keep-alive, Accept of raw bytes).  Its answers are byte-for-byte the JSON
+    bodies and status codes of ``http_api.KVApi`` (it uses the same helpers);
+  * the first request it does not serve makes it hand the connection, with every byte
+    not yet answered, to aiohttp's own protocol, which then owns the connection for
+    good: whatever aiohttp would answer (400, 404, 405, 413, chunked bodies, admin
+    routes) it still answers;
+  * requests on one connection are served one at a time, in order (HTTP/1.1 keeps
+    answers in request order); bytes that arrive meanwhile wait in a bounded buffer
+    (reading pauses beyond it);
+  * a request becomes a ``runtime.submit`` future with a done callback: no task and
+    no coroutine per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from consensuskit.core.client import CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
+from consensuskit.server.http_api import ApiError, encode_value
+
+if TYPE_CHECKING:
+    from consensuskit.server.http_api import KVApi
+
+KV_PREFIX = b"/v1/kv/"
+MAX_HEAD_BYTES = 8190  # aiohttp's own line limit; a longer head goes to aiohttp
+_PLAIN_KEY = re.compile(rb"[A-Za-z0-9_.~:-]+")
+_METHODS = {b"PUT": "put", b"GET": "get", b"DELETE": "delete"}
+_CONSISTENCY = {f"consistency={c}".encode(): c for c in CONSISTENCY_LEVELS}
+# Headers that ask for something the fast path does not do: aiohttp serves those.
+_SPECIAL = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"content-encoding"})
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    409: "Conflict",
+    412: "Precondition Failed",
+    421: "Misdirected Request",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+
+
+def _response(status: int, body: bytes, extra_headers: dict[str, str] | None = None) -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+    )
+    if extra_headers:
+        head += "".join(f"{k}: {v}\r\n" for k, v in extra_headers.items())
+    return (head + "\r\n").encode("latin-1") + body
+
+
+def error_bytes(exc: ApiError) -> bytes:
+    body = _dumps({"error": exc.code, "message": exc.message, **exc.extra})
+    return _response(exc.status, body, exc.headers)
+
+
+class _Parsed:
+    """One request the fast path will serve."""
+
+    __slots__ = ("client_id", "consistency", "key", "kind", "seq", "value")
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        self.value: str | bytes | None = None
+        self.consistency: str | None = None
+        self.client_id: str | None = None
+        self.seq = 0
+
+
+class FastKVProtocol(asyncio.Protocol):
+    """One client connection (see the module rules)."""
+
+    __slots__ = (
+        "_api",
+        "_buffer",
+        "_closed",
+        "_connections",
+        "_eof",
+        "_fallback",
+        "_paused",
+        "_pending",
+        "_started",
+        "_transport",
+    )
+
+    def __init__(
+        self, api: KVApi, fallback: Callable[[], asyncio.Protocol], connections: set[FastKVProtocol]
+    ) -> None:
+        self._api = api
+        self._fallback = fallback
+        self._connections = connections
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._pending: asyncio.Future[ClientResponse] | None = None
+        self._started = 0.0
+        self._paused = False
+        self._eof = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._connections.discard(self)
+        if self._pending is not None:
+            self._pending.cancel()  # withdraws the waiter; the node may still apply the write
+            self._pending = None
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._pending is None:
+            self._serve_buffered()
+        elif len(self._buffer) > self._api.config.max_value_bytes + 2 * MAX_HEAD_BYTES and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        if self._pending is not None:
+            return True  # keep the transport open until the pending answer is written
+        if self._buffer:  # a request cut short: aiohttp says what is wrong with it
+            return self._hand_off()
+        return False  # close
+
+    def close(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.close()
+
+    # ------------------------------------------------------------------ serving
+    def _serve_buffered(self) -> None:
+        while self._pending is None and not self._closed:
+            buffer = self._buffer
+            if not buffer:
+                if self._eof:
+                    self._transport.close()  # type: ignore[union-attr]
+                return
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES or self._eof:
+                    self._hand_off()
+                return
+            parsed, body_length = self._parse(bytes(buffer[:end]))
+            if parsed is None:
+                self._hand_off()
+                return
+            total = end + 4 + body_length
+            if len(buffer) < total:
+                if self._eof:
+                    self._hand_off()
+                return  # the body is still arriving
+            if body_length:
+                raw = bytes(buffer[end + 4 : total])
+                try:
+                    parsed.value = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    parsed.value = raw
+            elif parsed.kind == "put":
+                parsed.value = ""
+            del buffer[:total]
+            self._start(parsed)
+
+    def _parse(self, head: bytes) -> tuple[_Parsed | None, int]:
+        """The request if the fast path serves it (else None), and its body length."""
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+            return None, 0
+        kind = _METHODS.get(parts[0])
+        target = parts[1]
+        if kind is None or not target.startswith(KV_PREFIX):
+            return None, 0
+        path, _, query = target.partition(b"?")
+        raw_key = path[len(KV_PREFIX) :]
+        if _PLAIN_KEY.fullmatch(raw_key) is None or raw_key in (b".", b".."):
+            return None, 0
+        api = self._api
+        if len(raw_key) > api.config.max_key_bytes:
+            return None, 0
+        parsed = _Parsed(kind, raw_key.decode("ascii"))
+        if query:
+            if kind != "get" or query not in _CONSISTENCY:
+                return None, 0
+            parsed.consistency = _CONSISTENCY[query]
+        length = -1
+        request_id: str | None = None
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
+                return None, 0
+            name = name.lower()
+            value = value.strip()
+            if name == b"content-length":
+                if length >= 0 or not value.isdigit():
+                    return None, 0
+                length = int(value)
+            elif name == b"x-request-id":
+                if request_id is not None:
+                    return None, 0
+                request_id = value.decode("latin-1")
+            elif name == b"connection":
+                if value.lower() != b"keep-alive":
+                    return None, 0
+            elif name == b"accept":
+                if b"application/octet-stream" in value:
+                    return None, 0
+            elif name in _SPECIAL:
+                return None, 0
+        if kind == "put":
+            if length < 0 or length > api.config.max_value_bytes:
+                return None, 0
+        elif length > 0:
+            return None, 0  # aiohttp decides what a body on GET or DELETE means
+        if kind != "get" and request_id is not None:
+            # An explicit id is checked here (a bad one: aiohttp answers the 400); an
+            # anonymous write gets its number only when it is handed to the node.
+            try:
+                parsed.client_id, parsed.seq = api.request_id(request_id)
+            except ApiError:
+                return None, 0
+        return parsed, max(length, 0)
+
+    def _start(self, parsed: _Parsed) -> None:
+        api = self._api
+        if parsed.kind == "get":
+            op = Op(kind="get", key=parsed.key)
+            client_id, seq = api.read_id()
+        else:
+            if parsed.kind == "put":
+                op = Op(kind="put", key=parsed.key, value=parsed.value)
+            else:
+                op = Op(kind="delete", key=parsed.key)
+            if parsed.client_id is None:
+                parsed.client_id, parsed.seq = api.request_id(None)
+            client_id, seq = parsed.client_id, parsed.seq
+        request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=parsed.consistency)
+        self._started = time.monotonic()
+        try:
+            fut = api.runtime.submit(request, api.config.request_timeout)
+        except Exception as exc:  # NodeHalted
+            self._write(error_bytes(api.failure(exc, write=parsed.kind != "get")))
+            return
+        self._pending = fut
+        fut.add_done_callback(lambda done: self._answered(done, parsed))
+
+    def _answered(self, fut: asyncio.Future[ClientResponse], parsed: _Parsed) -> None:
+        if self._pending is not fut:
+            return
+        self._pending = None
+        if self._closed or fut.cancelled():
+            return
+        api = self._api
+        api.observe(parsed.kind, time.monotonic() - self._started)
+        try:
+            exc = fut.exception()
+            if exc is not None:
+                raise api.failure(exc, write=parsed.kind != "get") from None
+            data = self._body(fut.result(), parsed)
+        except ApiError as error:
+            data = error_bytes(error)
+        self._write(data)
+
+    def _body(self, response: ClientResponse, parsed: _Parsed) -> bytes:
+        if not response.ok:
+            raise self._api.rejection(response)
+        result = response.result
+        if parsed.kind == "put":
+            body = {"key": parsed.key, "version": result["version"], "index": response.index}
+        elif parsed.kind == "get":
+            if not result.get("version"):
+                raise ApiError(
+                    404, "not-found", f"key {parsed.key!r} not found", key=parsed.key, index=response.index
+                )
+            body = {
+                "key": parsed.key,
+                **encode_value(result["value"]),
+                "version": result["version"],
+                "index": response.index,
+            }
+        else:
+            body = {"key": parsed.key, "deleted": bool(result.get("deleted")), "index": response.index}
+        return _response(200, _dumps(body))
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        transport.write(data)
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        if self._buffer or self._eof:
+            # Not from inside a done callback chain that may be deep: next loop turn.
+            asyncio.get_running_loop().call_soon(self._serve_buffered)
+
+    def _hand_off(self) -> bool | None:
+        """aiohttp takes this connection (and the bytes not answered yet) for good."""
+        transport = self._transport
+        assert transport is not None and self._pending is None
+        self._connections.discard(self)
+        self._closed = True  # nothing more from this object
+        protocol = self._fallback()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            protocol.data_received(data)
+        return protocol.eof_received() if self._eof else None
+
+
+class FastSite(web.TCPSite):
+    """A TCPSite whose connections start with ``FastKVProtocol`` (plain TCP only)."""
+
+    __slots__ = ("_api", "_fast_connections")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, api: KVApi, **kwargs: Any) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self._api = api
+        self._fast_connections: set[FastKVProtocol] = set()
+
+    async def start(self) -> None:
+        self._runner._reg_site(self)  # BaseSite.start
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        api, connections = self._api, self._fast_connections
+        self._server = await loop.create_server(
+            lambda: FastKVProtocol(api, server, connections),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+
+    async def stop(self) -> None:
+        for connection in list(self._fast_connections):
+            connection.close()
+        await super().stop()

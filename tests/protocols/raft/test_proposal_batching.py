@@ -1,0 +1,79 @@
+"""Batching for the real runtime (on_batch_end): a batch's writes leave in one
+AppendEntries per follower; large states snapshot less often (amortized)."""
+
+from __future__ import annotations
+
+import itertools
+
+from consensuskit.core.client import ClientRequest, Op
+from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse
+from consensuskit.protocols.raft.node import SNAPSHOT_AMORTIZE_FLOOR
+from tests.protocols.raft.fake import Cluster
+
+
+def put(key: str, seq: int) -> ClientRequest:
+    return ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key=key, value="v"))
+
+
+def batching_leader(**options) -> Cluster:
+    c = Cluster(["a", "b", "c"], **options)
+    leader = c.elect("a")
+    c.deliver_all()
+    leader.share_read_rounds = True  # what a runtime with calls_batch_end sets
+    c.envs["a"].take()
+    return c
+
+
+def test_a_batchs_writes_leave_together_at_its_end_and_are_answered_in_order():
+    c = batching_leader()
+    leader, env = c.nodes["a"], c.envs["a"]
+    first = leader.log.last_index + 1
+    for seq in range(1, 6):
+        leader.on_request(put(f"k{seq}", seq))
+    assert env.sent == [] and leader.log.last_index == first + 4  # appended, not yet sent
+    leader.on_batch_end()
+    appends = [(dst, m) for dst, m in env.sent if isinstance(m, AppendEntries)]
+    assert sorted(dst for dst, _ in appends) == ["b", "c"]
+    assert all([e.index for e in m.entries] == list(range(first, first + 5)) for _, m in appends)
+    c.deliver_all()
+    assert [r.seq for r in env.delivered if r.ok] == [1, 2, 3, 4, 5]
+    leader.on_batch_end()  # nothing due
+    assert env.sent == []
+
+
+def test_a_leader_that_steps_down_mid_batch_sends_nothing_and_answers_nothing():
+    c = batching_leader()
+    leader, env = c.nodes["a"], c.envs["a"]
+    leader.on_request(put("k", 1))
+    leader.on_message("b", AppendEntriesResponse(term=leader.term + 1, success=False, index=0))
+    env.take()
+    leader.on_batch_end()
+    assert env.sent == [] and env.delivered == []
+
+
+def test_without_the_hook_each_write_is_sent_at_once():
+    c = Cluster(["a", "b", "c"])
+    leader = c.elect("a")
+    c.deliver_all()
+    c.envs["a"].take()
+    leader.on_request(put("k", 1))
+    assert sum(isinstance(m, AppendEntries) for _, m in c.envs["a"].sent) == 2
+
+
+def test_a_large_state_waits_for_as_many_entries_as_keys_between_snapshots():
+    threshold, keyspace = 50, SNAPSHOT_AMORTIZE_FLOOR + 100
+    c = Cluster(["a"], snapshot_threshold=threshold, snapshot_trailing=0)
+    leader = c.elect("a")
+    taken = []  # (snapshot index, keys in the state when it was taken)
+    for seq in range(1, 5 * keyspace):
+        leader.on_request(put(f"key{seq % keyspace}", seq))
+        c.deliver_all()
+        snap = leader.snapshot
+        if snap is not None and (not taken or taken[-1][0] != snap.last_index):
+            taken.append((snap.last_index, len(leader.sm)))
+    gaps = [(b - a, keys) for (a, _), (b, keys) in itertools.pairwise(taken)]
+    small = [gap for gap, keys in gaps if keys <= SNAPSHOT_AMORTIZE_FLOOR]
+    large = [(gap, keys) for gap, keys in gaps if keys > SNAPSHOT_AMORTIZE_FLOOR]
+    assert small and all(gap == threshold for gap in small)
+    assert len(large) >= 3 and all(gap == keys for gap, keys in large[1:]), large
+    assert large[-1] == (keyspace, keyspace)

@@ -1,0 +1,169 @@
+"""The lean HTTP front (server/fast_http.py): same answers as the aiohttp API, hand-off
+of everything else, ordering on keep-alive connections, odd byte boundaries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.server.runtime_harness import Cluster, async_test
+
+pytestmark = pytest.mark.timeout(60)
+
+IDS = ["n1", "n2", "n3"]
+
+
+async def _open(c: Cluster, node: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    url = urlsplit(c.url(node))
+    return await asyncio.open_connection(url.hostname, url.port)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: test"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body or method == "PUT":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _exchange(c: Cluster, node: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await _open(c, node)
+    try:
+        writer.write(raw)
+        return await _read_response(reader)
+    finally:
+        writer.close()
+
+
+def _served_fast(headers: dict[str, str]) -> bool:
+    return "server" not in headers  # aiohttp always names itself; the fast path does not
+
+
+@async_test
+async def test_fast_answers_equal_aiohttp_answers(tmp_path):
+    """Each request once on the fast path and once forced through aiohttp (a header the
+    fast path does not serve): same status, same JSON.  Writes repeat their request id,
+    so the second is a retry answered with the first result."""
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        follower = next(n for n in IDS if n != leader)
+        cases = [
+            (leader, "PUT", "/v1/kv/alpha", b"one", {"X-Request-Id": "t1:1"}),
+            (leader, "PUT", "/v1/kv/alpha", b"one", {"X-Request-Id": "t1:1"}),  # retry: first result
+            (leader, "GET", "/v1/kv/alpha", b"", {}),
+            (leader, "GET", "/v1/kv/alpha?consistency=lease", b"", {}),
+            (leader, "GET", "/v1/kv/missing", b"", {}),
+            (follower, "PUT", "/v1/kv/alpha", b"two", {"X-Request-Id": "t2:1"}),
+            (follower, "GET", "/v1/kv/alpha?consistency=stale", b"", {}),
+            (follower, "GET", "/v1/kv/alpha", b"", {}),
+            (leader, "PUT", "/v1/kv/bin", b"\xff\x00", {"X-Request-Id": "t3:1"}),
+            (leader, "GET", "/v1/kv/bin", b"", {}),
+            (leader, "DELETE", "/v1/kv/alpha", b"", {"X-Request-Id": "t4:1"}),
+            (leader, "DELETE", "/v1/kv/alpha", b"", {"X-Request-Id": "t4:1"}),
+        ]
+        await c.wait_until(lambda: all(s.runtime.node.status()["commit"] >= 1 for s in c.servers.values()))
+        for node, method, path, body, headers in cases:
+            fast = await _exchange(c, node, _request(method, path, body, headers))
+            slow = await _exchange(c, node, _request(method, path, body, {**headers, "Connection": "close"}))
+            assert _served_fast(fast[1]) and not _served_fast(slow[1]), (method, path)
+            fast_body, slow_body = json.loads(fast[2]), json.loads(slow[2])
+            for body_ in (fast_body, slow_body):
+                body_.pop("index", None)  # the second request may see a later index
+                if body_.get("error") == "not-leader":
+                    assert body_["leader_url"] == c.url(leader)
+            assert fast[0] == slow[0], (method, path, fast, slow)
+            assert fast[1]["content-type"] == "application/json; charset=utf-8"
+            assert fast_body == slow_body, (method, path)
+
+
+@async_test
+async def test_keep_alive_connection_hands_off_to_aiohttp_in_order(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        reader, writer = await _open(c, leader)
+        try:
+            # Pipelined in one write: two fast writes, a route only aiohttp serves, then
+            # a write that aiohttp (now owning the connection) serves too.
+            writer.write(
+                _request("PUT", "/v1/kv/k", b"1", {"X-Request-Id": "p:1"})
+                + _request("PUT", "/v1/kv/k", b"2", {"X-Request-Id": "p:2"})
+                + _request("GET", "/v1/status")
+                + _request("PUT", "/v1/kv/k", b"3", {"X-Request-Id": "p:3"})
+            )
+            answers = [await _read_response(reader) for _ in range(4)]
+        finally:
+            writer.close()
+        assert [a[0] for a in answers] == [200, 200, 200, 200]
+        assert [json.loads(a[2]).get("version") for a in (answers[0], answers[1], answers[3])] == [1, 2, 3]
+        assert json.loads(answers[2][2])["role"] == "leader"
+        assert [_served_fast(a[1]) for a in answers] == [True, True, False, False]
+
+
+@async_test
+async def test_bytes_trickling_in_one_at_a_time(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        reader, writer = await _open(c, leader)
+        try:
+            raw = _request("PUT", "/v1/kv/slow", b"value", {"X-Request-Id": "s:1"}) + _request(
+                "GET", "/v1/kv/slow"
+            )
+            for i in range(len(raw)):
+                writer.write(raw[i : i + 1])
+                await writer.drain()
+            put_answer = await _read_response(reader)
+            get_answer = await _read_response(reader)
+        finally:
+            writer.close()
+        assert put_answer[0] == 200 and json.loads(put_answer[2])["version"] == 1
+        assert get_answer[0] == 200 and json.loads(get_answer[2])["value"] == "value"
+        assert _served_fast(put_answer[1]) and _served_fast(get_answer[1])
+
+
+@async_test
+async def test_what_the_fast_path_refuses_gets_aiohttp_answers(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        bad_id = await _exchange(c, leader, _request("PUT", "/v1/kv/x", b"v", {"X-Request-Id": "nope"}))
+        assert bad_id[0] == 400 and json.loads(bad_id[2])["error"] == "bad-request-id"
+        unknown = await _exchange(c, leader, _request("GET", "/v1/kv/x?bogus=1"))
+        assert unknown[0] == 400 and json.loads(unknown[2])["error"] == "bad-request"
+        too_big = await _exchange(c, leader, _request("PUT", "/v1/kv/x", b"v" * (2**20 + 1)))
+        assert too_big[0] == 413 and json.loads(too_big[2])["error"] == "too-large"
+        no_route = await _exchange(c, leader, _request("GET", "/v2/nothing"))
+        assert no_route[0] == 404 and json.loads(no_route[2])["error"] == "not-found"
+        escaped = await _exchange(c, leader, _request("PUT", "/v1/kv/a%2Fb", b"v", {"X-Request-Id": "e:1"}))
+        assert escaped[0] == 200 and json.loads(escaped[2])["key"] == "a/b"
+        assert not any(_served_fast(a[1]) for a in (bad_id, unknown, too_big, no_route, escaped))
+
+
+@async_test
+async def test_client_gone_before_its_answer_harms_nothing(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        for i in range(20):
+            _reader, writer = await _open(c, leader)
+            writer.write(_request("PUT", f"/v1/kv/gone{i}", b"v", {"X-Request-Id": f"g{i}:1"}))
+            await writer.drain()
+            writer.close()
+        status, _body, _ = await c.call("PUT", leader, "/v1/kv/after", data="v")
+        assert status == 200
+        runtime = c.servers[leader].runtime
+        await c.wait_until(lambda: not runtime._waiters)
+        assert runtime.failure is None
