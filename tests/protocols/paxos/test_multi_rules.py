@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from consensuskit.core.client import STALE_OK
+from consensuskit.core.client import LINEARIZABLE, STALE_OK
 from consensuskit.protocols.paxos.ballot import Ballot
 from consensuskit.protocols.paxos.multi_messages import (
     COMMAND,
@@ -21,7 +21,8 @@ from consensuskit.protocols.paxos.multi_messages import (
     Promise,
     SlotValue,
 )
-from consensuskit.protocols.paxos.multi_node import PROMISED_KEY
+from consensuskit.protocols.paxos.multi_node import PROMISED_KEY, MultiPaxosNode
+from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
 
 from .multi_fake import Cluster, get, make_node, put
 
@@ -239,6 +240,33 @@ def test_read_without_a_lease_waits_for_a_quorum_round():
     assert env.delivered == [] and env.kinds() == ["Heartbeat", "Heartbeat"]
     c.deliver_all()
     assert env.delivered[0].ok
+
+
+def test_a_batching_runtime_gets_one_quorum_round_for_a_batch_of_reads():
+    """With ``calls_batch_end`` (the real runtime) the quorum reads of one batch share
+    the heartbeat round started at the batch's end; a round sent since they arrived
+    (the heartbeat timer's) serves them without another."""
+    c = Cluster(IDS)
+    env = c.envs["n1"]
+    env.calls_batch_end = True  # type: ignore[attr-defined]
+    c.nodes["n1"] = leader = MultiPaxosNode("n1", env, IDS, MultiPaxosOptions())
+    leader.on_start()
+    c.elect("n1")
+    c.advance(1.0)  # the lease ran out
+    env.take()
+    for seq in range(1, 6):
+        leader.on_request(get("r", seq, "x", consistency=LINEARIZABLE))
+    assert env.sent == []
+    leader.on_batch_end()
+    assert env.kinds() == ["Heartbeat", "Heartbeat"] and env.delivered == []
+    c.deliver_all()
+    assert [r.seq for r in env.delivered] == [1, 2, 3, 4, 5] and all(r.ok for r in env.delivered)
+    leader.on_request(get("r", 6, "x", consistency=LINEARIZABLE))
+    c.fire("n1", "heartbeat")
+    leader.on_batch_end()
+    assert env.kinds() == ["Heartbeat", "Heartbeat"]  # the timer's round, sent after the read came
+    c.deliver_all()
+    assert env.delivered[-1].seq == 6 and env.delivered[-1].ok
 
 
 def test_stale_read_is_answered_by_any_node():
