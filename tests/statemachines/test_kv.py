@@ -197,7 +197,7 @@ def populated() -> KVStateMachine:
 
 def test_snapshot_shape():
     assert populated().snapshot() == {
-        "data": (("a", b"bytes", 2), ("b", (1, "two"), 1)),
+        "flat": ("a", b"bytes", 2, "b", (1, "two"), 1),
         "sessions": (
             ("c1", 2, {"version": 1}),
             ("c2", 1, {"version": 2}),
@@ -362,3 +362,33 @@ def test_applying_a_command_twice_is_idempotent(commands):
         r2 = twice.apply(c)
         assert twice.apply(c) == r2 == r1
     assert once.snapshot() == twice.snapshot()
+
+
+def test_the_older_snapshot_form_with_triples_still_restores():
+    src = populated()
+    flat = src.snapshot()["flat"]
+    old_form = {"data": tuple(zip(flat[::3], flat[1::3], flat[2::3], strict=True)), "sessions": ()}
+    kv = KVStateMachine()
+    kv.restore(old_form)
+    assert kv.digest() == src.digest()
+    with pytest.raises(ValueError, match="triples"):
+        kv.restore({"flat": ("a", "b"), "sessions": ()})
+    assert kv.digest() == src.digest()  # a bad snapshot changes nothing
+
+
+@pytest.mark.parametrize("value", ["text", b"raw", (1, 2), ("v", 1), 7, None])
+def test_version_one_values_stored_bare_or_not_read_back_the_same(value):
+    """A version-1 str/bytes is stored without a tuple; every other value keeps one:
+    either way reads, cas, list, snapshots and later versions see the same thing."""
+    kv = KVStateMachine()
+    assert kv.execute(Op(kind="put", key="k", value=value)) == {"version": 1}
+    assert kv.execute(Op(kind="get", key="k")) == {"value": value, "version": 1}
+    assert kv.execute(Op(kind="cas", key="k", expected_version=1, value=value)) == {
+        "swapped": True,
+        "version": 2,
+    }
+    assert kv.execute(Op(kind="get", key="k")) == {"value": value, "version": 2}
+    assert kv.execute(Op(kind="list", key="")) == {"items": (("k", value, 2),), "truncated": False}
+    copy = KVStateMachine()
+    copy.restore(kv.snapshot())
+    assert copy.digest() == kv.digest() == (("k", value, 2),) and copy.get("k") == value

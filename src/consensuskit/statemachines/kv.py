@@ -9,7 +9,10 @@ Rules this module owns:
   * sessions: a command ``(client_id, seq)`` takes effect at most once.  A retry of the
     last applied seq returns the cached result; an older seq is refused as stale and
     changes nothing (the client already moved on, so nobody waits for it);
-  * results are plain msgpack-able values, identical on every replica.
+  * results are plain msgpack-able values, identical on every replica;
+  * memory: a key at version 1 holding str or bytes is stored as the bare value (no
+    (value, version) tuple: 56 bytes less per key, which a million-key store notices);
+    snapshots list keys, values and versions flat, in key order.
 """
 
 from __future__ import annotations
@@ -21,12 +24,23 @@ from consensuskit.core.client import ClientRequest, Op
 STALE = {"error": "stale-session"}
 
 
+_BARE = (str, bytes)  # value types stored without a tuple at version 1
+
+
+def _pack(value: Any, version: int) -> Any:
+    return value if version == 1 and type(value) in _BARE else (value, version)
+
+
+def _unpack(entry: Any) -> tuple[Any, int]:
+    return entry if type(entry) is tuple else (entry, 1)
+
+
 class KVStateMachine:
     __slots__ = ("_data", "_sessions")
 
     def __init__(self) -> None:
-        # key -> (value, version)
-        self._data: dict[str, tuple[Any, int]] = {}
+        # key -> _pack(value, version): (value, version), or the bare value at version 1
+        self._data: dict[str, Any] = {}
         # client_id -> (last applied seq, its result)
         self._sessions: dict[str, tuple[int, Any]] = {}
 
@@ -52,14 +66,15 @@ class KVStateMachine:
         """Apply one op ignoring sessions; the result dict depends only on the state."""
         if op.kind == "list":
             return self._list(op.key, op.value)
-        current = self._data.get(op.key)
+        entry = self._data.get(op.key)
+        current = None if entry is None else _unpack(entry)
         if op.kind == "get":
             if current is None:
                 return {"value": None, "version": 0}
             return {"value": current[0], "version": current[1]}
         if op.kind == "put":
             version = (current[1] if current else 0) + 1
-            self._data[op.key] = (op.value, version)
+            self._data[op.key] = _pack(op.value, version)
             return {"version": version}
         if op.kind == "delete":
             existed = self._data.pop(op.key, None) is not None
@@ -76,7 +91,7 @@ class KVStateMachine:
                 "version": current[1] if current else 0,
             }
         version = (current[1] if current else 0) + 1
-        self._data[op.key] = (op.value, version)
+        self._data[op.key] = _pack(op.value, version)
         return {"swapped": True, "version": version}
 
     def _list(self, prefix: str, limit: Any) -> Any:
@@ -85,26 +100,43 @@ class KVStateMachine:
         if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(keys):
             keys, truncated = keys[:limit], True
         data = self._data
-        return {"items": tuple((k, data[k][0], data[k][1]) for k in keys), "truncated": truncated}
+        return {"items": tuple((k, *_unpack(data[k])) for k in keys), "truncated": truncated}
 
     # -- snapshots --------------------------------------------------------------------
     def snapshot(self) -> Any:
-        data = tuple((k, v, ver) for k, (v, ver) in sorted(self._data.items()))
+        """``{"flat": (key, value, version, key, ...), "sessions": ...}`` in key order (one
+        tuple, not one per key: a third of the memory).  ``restore`` also takes the older
+        ``{"data": ((key, value, version), ...), ...}``."""
+        flat: list[Any] = []
+        extend = flat.extend
+        for k, entry in sorted(self._data.items()):
+            extend((k, *_unpack(entry)))
         sessions = tuple((c, seq, res) for c, (seq, res) in sorted(self._sessions.items()))
-        return {"data": data, "sessions": sessions}
+        return {"flat": tuple(flat), "sessions": sessions}
 
     def restore(self, snapshot: Any) -> None:
-        if not isinstance(snapshot, dict) or "data" not in snapshot or "sessions" not in snapshot:
-            raise ValueError("not a KV snapshot: expected a map with 'data' and 'sessions'")
+        if (
+            not isinstance(snapshot, dict)
+            or "sessions" not in snapshot
+            or not ("data" in snapshot or "flat" in snapshot)
+        ):
+            raise ValueError("not a KV snapshot: expected a map with 'flat' (or 'data') and 'sessions'")
         try:  # build both before replacing anything: a bad snapshot changes nothing
-            data = {k: (v, ver) for k, v, ver in snapshot["data"]}
+            if "flat" in snapshot:
+                flat = snapshot["flat"]
+                if len(flat) % 3:
+                    raise ValueError("'flat' must hold key, value, version triples")
+                it = iter(flat)
+                data = {k: _pack(v, ver) for k, v, ver in zip(it, it, it, strict=True)}
+            else:
+                data = {k: _pack(v, ver) for k, v, ver in snapshot["data"]}
             sessions = {c: (seq, res) for c, seq, res in snapshot["sessions"]}
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
         self._data, self._sessions = data, sessions
 
     def digest(self) -> Any:
-        return tuple((k, v, ver) for k, (v, ver) in sorted(self._data.items()))
+        return tuple((k, *_unpack(entry)) for k, entry in sorted(self._data.items()))
 
     # -- inspection -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -112,8 +144,8 @@ class KVStateMachine:
         return len(self._data)
 
     def get(self, key: str) -> Any:
-        current = self._data.get(key)
-        return None if current is None else current[0]
+        entry = self._data.get(key)
+        return None if entry is None else _unpack(entry)[0]
 
     def items(self) -> dict[str, Any]:
-        return {k: v for k, (v, _) in sorted(self._data.items())}
+        return {k: _unpack(entry)[0] for k, entry in sorted(self._data.items())}
