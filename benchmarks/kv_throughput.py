@@ -13,6 +13,10 @@ to benchmarks/results/kv_throughput.json.
     python benchmarks/kv_throughput.py --quick    # 3 nodes, 2 s per point
     python benchmarks/kv_throughput.py --nodes 3 --concurrency 64 --ops put,get-lease --duration 20
     python benchmarks/kv_throughput.py --load python   # the asyncio generator instead of wrk
+    python benchmarks/kv_throughput.py --protocol multipaxos   # one protocol (default: both)
+
+Every consensuskit point runs once per protocol of ``--protocol`` (default raft and
+multipaxos, the protocols the server runs), each on a fresh cluster.
 
 The load generator runs in its own process(es) (wrk: -t1 for c=1, else -t2; the Python
 one: a uvloop subprocess) and shares this 2-core machine with the nodes, as wrk does in
@@ -51,6 +55,7 @@ RESULTS = ROOT / "results" / "kv_throughput.json"
 SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
 CK_LUA = ROOT / "ck_kv.lua"
 OPS = ("put", "get", "get-lease")  # get = linearizable (ReadIndex); get-lease = lease read
+PROTOCOLS = ("raft", "multipaxos")  # what the server runs (docs/server.md)
 
 
 @dataclass
@@ -70,6 +75,7 @@ class Point:
     loadavg_before: str = ""  # /proc/loadavg (1, 5, 15 min) when the point started
     # Node CPU (user + system) per answered request, microseconds; "*" marks the leader.
     cpu_us_per_op: dict[str, float] = field(default_factory=dict)
+    protocol: str = ""  # consensuskit's protocol (raft / multipaxos); "" for etcd
 
 
 # ---------------------------------------------------------------------- load
@@ -327,6 +333,7 @@ def run_matrix(
     *,
     load: str,
     pids: dict[str, int] | None = None,
+    protocol: str = "",
 ) -> list[Point]:
     asyncio.run(preload(target))
     points = []
@@ -344,12 +351,14 @@ def run_matrix(
                     for name, pid in (pids or {}).items()
                 }
             point.nodes = nodes
+            point.protocol = protocol
             point.loadavg_before = loadavg
             points.append(point)
             note = f" ({point.errors} errors, first: {point.first_error})" if point.errors else ""
             cpu = "  cpu/op " + ", ".join(f"{k} {v:.0f}us" for k, v in point.cpu_us_per_op.items())
             console.print(
-                f"  {target.name} n={nodes} {op} c={c}: {point.ops_per_s:,.0f}/s "
+                f"  {target.name}{'/' + protocol if protocol else ''} n={nodes} {op} c={c}: "
+                f"{point.ops_per_s:,.0f}/s "
                 f"p50 {point.p50_ms:.2f} ms p99 {point.p99_ms:.2f} ms{note}"
                 + (cpu if point.cpu_us_per_op else "")
             )
@@ -365,15 +374,22 @@ def bench_consensuskit(
     console: Console,
     options: dict[str, Any],
     load: str,
+    protocol: str = "raft",
 ) -> list[Point]:
     with tempfile.TemporaryDirectory(prefix="ck-bench-") as tmp:
         layout = ClusterLayout.prepare(
-            Path(tmp), nodes, free_base_port(2 * nodes), node_options={"log_level": "warning", **options}
+            Path(tmp),
+            nodes,
+            free_base_port(2 * nodes),
+            node_options={"log_level": "warning", **options},
+            protocol=protocol,
         )
         with LocalCluster(layout) as cluster:
             cluster.start()
             leader = cluster.wait_for_leader(30)
-            console.print(f"[bold]consensuskit[/] {nodes} nodes, leader {leader} ({cluster.url(leader)})")
+            console.print(
+                f"[bold]consensuskit[/] {protocol}, {nodes} nodes, leader {leader} ({cluster.url(leader)})"
+            )
             pids = {
                 (f"{node_id}*" if node_id == leader else node_id): proc.pid
                 for node_id, proc in sorted(cluster.nodes.items())
@@ -388,6 +404,7 @@ def bench_consensuskit(
                 console,
                 load=load,
                 pids=pids,
+                protocol=protocol,
             )
 
 
@@ -430,8 +447,9 @@ def machine_load(wait: float = 0) -> str | None:
 def report(points: list[Point], console: Console) -> Table:
     etcd = {(p.nodes, p.op, p.concurrency): p for p in points if p.system == "etcd"}
     table = Table(title="key-value throughput (loopback, fsync on, 16-byte values, 1000 keys)")
-    for col in ("system", "nodes", "op", "conc.", "ops/s", "p50 ms", "p99 ms", "errors", "vs etcd"):
-        table.add_column(col, justify="left" if col in ("system", "op") else "right")
+    columns = ("system", "protocol", "nodes", "op", "conc.", "ops/s", "p50 ms", "p99 ms", "errors", "vs etcd")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("system", "protocol", "op") else "right")
     for p in points:
         other = etcd.get((p.nodes, p.op, p.concurrency))
         ratio = (
@@ -439,6 +457,7 @@ def report(points: list[Point], console: Console) -> Table:
         )
         table.add_row(
             p.system,
+            p.protocol,
             str(p.nodes),
             {"put": "put", "get": "get (lin.)", "get-lease": "get (lease)"}[p.op],
             str(p.concurrency),
@@ -460,6 +479,7 @@ def ratios(points: list[Point]) -> list[dict[str, Any]]:
         if p.system == "consensuskit" and other and other.ops_per_s:
             out.append(
                 {
+                    "protocol": p.protocol,
                     "nodes": p.nodes,
                     "op": p.op,
                     "concurrency": p.concurrency,
@@ -492,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per point (default 10; --quick: 2)"
     )
+    parser.add_argument(
+        "--protocol", default="raft,multipaxos", help="consensuskit protocols, comma list (default both)"
+    )
     parser.add_argument("--quick", action="store_true", help="a short run: 3 nodes, 2 s per point")
     parser.add_argument("--no-etcd", action="store_true", help="skip etcd even when it is installed")
     parser.add_argument(
@@ -511,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [o for o in ops if o not in OPS]
     if bad or not ops or not levels or not nodes:
         parser.error(f"bad --ops/--concurrency/--nodes (ops: {', '.join(OPS)}; got {args.ops!r})")
+    protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
+    if not protocols or any(p not in PROTOCOLS for p in protocols):
+        parser.error(f"bad --protocol {args.protocol!r}; valid: {', '.join(PROTOCOLS)}")
     load = args.load or ("wrk" if shutil.which("wrk") else "python")
     if load == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed (apt-get install wrk), use --load python")
@@ -534,10 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     points: list[Point] = []
     machine_before: list[str] = []
     for n in nodes:
-        waited = machine_load(args.quiet_wait)
-        console.print(f"machine before consensuskit n={n}: {waited}")
-        machine_before.append(f"consensuskit n={n}: {waited}")
-        points += bench_consensuskit(n, ops, levels, seconds, console, options, load)
+        for protocol in protocols:
+            waited = machine_load(args.quiet_wait)
+            console.print(f"machine before consensuskit/{protocol} n={n}: {waited}")
+            machine_before.append(f"consensuskit/{protocol} n={n}: {waited}")
+            points += bench_consensuskit(n, ops, levels, seconds, console, options, load, protocol)
         if with_etcd:
             waited = machine_load(args.quiet_wait)
             console.print(f"machine before etcd n={n}: {waited}")
@@ -557,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": load,
         "settings": {
             "nodes": nodes,
+            "protocols": protocols,
             "concurrency": levels,
             "ops": ops,
             "seconds_per_point": seconds,
