@@ -1,0 +1,370 @@
+"""Memory of the key-value server: a million keys, and a follower that stops answering.
+
+Part 1 (``load``): a local cluster of real processes (3 nodes, fsync on) takes
+``--keys`` distinct keys (default 1,000,000) with ``--value-bytes`` values (default 100),
+written by wrk at concurrency 64, each key once, in order.  Reports every node's
+resident memory (VmRSS from /proc/PID/status; psutil is not needed) after the load and
+its peak (VmHWM), and the highest VmRSS sampled during the load.  Target: < 500 MB.
+
+Part 2 (``stopped-follower``): a fresh cluster under a steady put load; after a
+warm-up one follower is frozen (SIGSTOP) for ``--stop-seconds`` while the load goes
+on, then resumed.  The leader's VmRSS is sampled throughout: what bounds it is Raft's
+in-flight window per follower (max_inflight_msgs), the transport's bounded queue per
+peer, and snapshots compacting the log whatever the frozen follower holds (it catches
+up from a snapshot).  Reports the growth while the follower was frozen and whether the
+follower caught up after.
+
+    python benchmarks/kv_memory.py                       # both parts, 1M keys, 30 s stop
+    python benchmarks/kv_memory.py --keys 200000 --stop-seconds 10 --part load
+
+Nodes run with election_timeout 2 s (heartbeat 0.1 s): taking a snapshot of a million
+keys blocks a node's loop for about a second, which would otherwise start elections.
+Writes JSON to benchmarks/results/kv_memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "kv_memory.json"
+SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
+TARGET_MB = 500.0
+NODE_OPTIONS = {"election_timeout": 2.0, "heartbeat_interval": 0.1}
+
+# Sequential keys: each request takes the next index (wrap-around after KV_KEYS).
+LOADER_LUA = """
+local nkeys = tonumber(os.getenv("KV_KEYS"))
+local value = string.rep("v", tonumber(os.getenv("KV_VSIZE")))
+local start = tonumber(os.getenv("KV_START") or "0")
+local counter = 0
+local headers = { ["Content-Type"] = "application/octet-stream" }
+function request()
+  local i = (start + counter) % nkeys
+  counter = counter + 1
+  return wrk.format("PUT", string.format("/v1/kv/key%07d", i), headers, value)
+end
+"""
+
+
+def vm(pid: int, field: str = "VmRSS") -> float:
+    """A /proc/PID/status memory field in MB (0 when the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+class Sampler(threading.Thread):
+    """VmRSS of some processes every ``period`` seconds: the maximum and a time series."""
+
+    def __init__(self, pids: dict[str, int], period: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.period = period
+        self.max_mb = dict.fromkeys(pids, 0.0)
+        self.series: list[tuple[float, dict[str, float]]] = []
+        self.marks: list[tuple[float, str]] = []
+        self._stop_event = threading.Event()
+        self._start = time.monotonic()
+
+    def mark(self, what: str) -> None:
+        self.marks.append((round(time.monotonic() - self._start, 2), what))
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            now = {name: round(vm(pid), 1) for name, pid in self.pids.items()}
+            for name, mb in now.items():
+                self.max_mb[name] = max(self.max_mb[name], mb)
+            self.series.append((round(time.monotonic() - self._start, 2), now))
+            self._stop_event.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def max_between(self, name: str, t0: float, t1: float) -> float:
+        return max((s[name] for t, s in self.series if t0 <= t <= t1), default=0.0)
+
+
+def wrk_put(
+    url: str, lua: Path, env: dict[str, str], seconds: float, concurrency: int = 64
+) -> dict[str, Any]:
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(lua), url]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **env}, timeout=seconds + 60
+    )
+    out = done.stdout
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if total is None:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or out.strip()}")
+    bad = int(non2xx.group(1)) if non2xx else 0
+    return {"requests": int(total.group(1)), "errors": bad, "ops_per_s": float(rps.group(1)) if rps else 0.0}
+
+
+def start_cluster(root: Path, nodes: int, console: Console) -> tuple[LocalCluster, str]:
+    layout = ClusterLayout.prepare(
+        root, nodes, free_base_port(2 * nodes), node_options={"log_level": "warning", "options": NODE_OPTIONS}
+    )
+    cluster = LocalCluster(layout)
+    cluster.start()
+    leader = cluster.wait_for_leader(30)
+    console.print(f"cluster of {nodes} in {root}, leader {leader}")
+    return cluster, leader
+
+
+def node_pids(cluster: LocalCluster, leader: str) -> dict[str, int]:
+    return {
+        (f"{node_id}*" if node_id == leader else node_id): proc.pid
+        for node_id, proc in sorted(cluster.nodes.items())
+        if proc.pid is not None
+    }
+
+
+def wait_applied(cluster: LocalCluster, timeout: float) -> dict[str, Any]:
+    """Wait until every node applied what the leader committed; the statuses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = cluster.statuses(timeout=5)
+        good = {k: v for k, v in statuses.items() if isinstance(v, dict)}
+        commits = [s["commit"] for s in good.values() if s.get("role") == "leader"]
+        if commits and len(good) == len(statuses) and all(s["applied"] >= commits[0] for s in good.values()):
+            return good
+        if time.monotonic() > deadline:
+            return good
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------- part 1
+def part_load(args: argparse.Namespace, work: Path, console: Console) -> dict[str, Any]:
+    cluster, leader = start_cluster(work / "load", args.nodes, console)
+    with cluster:
+        pids = node_pids(cluster, leader)
+        lua = work / "loader.lua"
+        lua.write_text(LOADER_LUA)
+        sampler = Sampler(pids, period=1.0)
+        sampler.start()
+        done = errors = 0
+        started = time.monotonic()
+        # Each wrk run continues where the last one's answered requests ended; a run's
+        # unanswered tail (at most `concurrency` requests) is written again by the next.
+        while done < args.keys:
+            env = {"KV_KEYS": str(args.keys), "KV_VSIZE": str(args.value_bytes), "KV_START": str(done)}
+            left = args.keys - done
+            seconds = max(3.0, min(60.0, left / 3000))
+            result = wrk_put(cluster.url(leader), lua, env, seconds)
+            done += max(0, result["requests"] - args.concurrency)
+            errors += result["errors"]
+            console.print(
+                f"  loaded {min(done, args.keys):,}/{args.keys:,} keys ({result['ops_per_s']:,.0f}/s, "
+                f"{result['errors']} errors); VmRSS now "
+                + ", ".join(f"{k} {vm(p):.0f} MB" for k, p in pids.items())
+            )
+            if cluster.dead_nodes():
+                raise RuntimeError(f"a node died: {[n.node_id for n in cluster.dead_nodes()]}")
+        load_seconds = time.monotonic() - started
+        statuses = wait_applied(cluster, 120)
+        time.sleep(2)
+        sampler.stop()
+        check = cluster.client()
+        probes_ok = True
+        for key in ("key0000000", f"key{args.keys - 1:07d}"):
+            try:
+                probes_ok = probes_ok and check.get(key).value == "v" * args.value_bytes
+            except Exception as exc:  # a missing key or an unreachable leader: reported, not fatal
+                console.print(f"  probe {key}: {exc}")
+                probes_ok = False
+        check.close()
+        nodes = {
+            name: {
+                "rss_mb": round(vm(pid), 1),
+                "peak_rss_mb": round(vm(pid, "VmHWM"), 1),
+                "max_sampled_rss_mb": sampler.max_mb[name],
+                "applied": statuses.get(name.rstrip("*"), {}).get("applied"),
+                "snapshot_index": statuses.get(name.rstrip("*"), {}).get("snapshot_index"),
+            }
+            for name, pid in pids.items()
+        }
+        return {
+            "keys": args.keys,
+            "value_bytes": args.value_bytes,
+            "load_seconds": round(load_seconds, 1),
+            "load_errors": errors,
+            "probe_values_ok": probes_ok,
+            "nodes": nodes,
+            "under_target": all(n["rss_mb"] < TARGET_MB for n in nodes.values()),
+            "peak_under_target": all(n["peak_rss_mb"] < TARGET_MB for n in nodes.values()),
+        }
+
+
+# ---------------------------------------------------------------------- part 2
+def part_stopped_follower(args: argparse.Namespace, work: Path, console: Console) -> dict[str, Any]:
+    cluster, leader = start_cluster(work / "stop", args.nodes, console)
+    with cluster:
+        pids = node_pids(cluster, leader)
+        victim = next(n for n in sorted(cluster.nodes) if n != leader)
+        lua = ROOT / "ck_kv.lua"
+        env = {"KV_OP": "put", "KV_KEYS": str(args.stop_keys), "KV_VSIZE": str(args.value_bytes)}
+        url = cluster.url(leader)
+        sampler = Sampler({"leader": pids[f"{leader}*"]}, period=0.25)
+        sampler.start()
+        sampler.mark("warm-up")
+        warm = wrk_put(url, lua, env, args.warmup_seconds)
+        baseline = vm(pids[f"{leader}*"])
+        t_stop = time.monotonic() - sampler._start
+        sampler.mark(f"SIGSTOP {victim}")
+        cluster.nodes[victim].signal(signal.SIGSTOP)
+        try:
+            during = wrk_put(url, lua, env, args.stop_seconds)
+        finally:
+            t_cont = time.monotonic() - sampler._start
+            cluster.nodes[victim].signal(signal.SIGCONT)
+            sampler.mark(f"SIGCONT {victim}")
+        at_resume = vm(pids[f"{leader}*"])
+        after = wrk_put(url, lua, env, args.warmup_seconds)
+        caught_up = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = cluster.statuses(timeout=5).get(leader)
+            peer = status.get("peers", {}).get(victim, {}) if isinstance(status, dict) else {}
+            if peer.get("match") is not None and peer["match"] >= status["commit"] - 1:
+                caught_up = True
+                break
+            time.sleep(0.5)
+        sampler.mark("follower caught up" if caught_up else "follower did not catch up")
+        time.sleep(1)
+        sampler.stop()
+        max_during = sampler.max_between("leader", t_stop, t_cont)
+        growth = max_during - baseline
+        return {
+            "stopped": victim,
+            "stop_seconds": args.stop_seconds,
+            "keys": args.stop_keys,
+            "value_bytes": args.value_bytes,
+            "load_ops_per_s": {
+                "warm_up": warm["ops_per_s"],
+                "stopped": during["ops_per_s"],
+                "after": after["ops_per_s"],
+            },
+            "writes_while_stopped": during["requests"],
+            "errors": warm["errors"] + during["errors"] + after["errors"],
+            "leader_rss_mb": {
+                "before_stop": round(baseline, 1),
+                "max_while_stopped": max_during,
+                "at_resume": round(at_resume, 1),
+                "max_overall": sampler.max_mb["leader"],
+                "end": round(vm(pids[f"{leader}*"]), 1),
+            },
+            "growth_while_stopped_mb": round(growth, 1),
+            "bound_mb": args.bound_mb,
+            "bounded": growth <= args.bound_mb,
+            "follower_caught_up": caught_up,
+            "marks": sampler.marks,
+            "leader_rss_series": [
+                (t, s["leader"]) for t, s in sampler.series[:: max(1, len(sampler.series) // 200)]
+            ],
+        }
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--value-bytes", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--part", choices=("both", "load", "stopped-follower"), default="both")
+    parser.add_argument("--stop-seconds", type=float, default=30.0)
+    parser.add_argument("--stop-keys", type=int, default=1000, help="keyspace of the part-2 load")
+    parser.add_argument("--warmup-seconds", type=float, default=10.0)
+    parser.add_argument("--bound-mb", type=float, default=64.0, help="allowed leader growth in part 2")
+    parser.add_argument("--quiet-wait", type=float, default=120.0)
+    parser.add_argument("--json", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    console = Console(highlight=False, width=120)
+    if not shutil.which("wrk"):
+        console.print("wrk is not installed (apt-get install wrk)")
+        return 2
+    quiet = SHARED_BENCH / "quiet.sh"
+    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    waited = (
+        subprocess.run(
+            [str(quiet), "wait", f"{args.quiet_wait:g}"], capture_output=True, text=True
+        ).stdout.strip()
+        if quiet.exists()
+        else ""
+    )
+    console.print(f"machine: {waited}; loadavg {loadavg}")
+    doc: dict[str, Any] = {
+        "benchmark": "kv_memory",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "machine_before": waited,
+        "loadavg_before": loadavg,
+        "settings": {**{k: v for k, v in vars(args).items() if k != "json"}, "node_options": NODE_OPTIONS},
+        "target_mb": TARGET_MB,
+    }
+    with tempfile.TemporaryDirectory(prefix="ck-mem-") as tmp:
+        work = Path(tmp)
+        if args.part in ("both", "load"):
+            doc["load"] = part_load(args, work, console)
+        if args.part in ("both", "stopped-follower"):
+            doc["stopped_follower"] = part_stopped_follower(args, work, console)
+    table = Table(title="memory (VmRSS, MB)")
+    for col in ("measurement", "node", "MB", "note"):
+        table.add_column(col)
+    if "load" in doc:
+        for name, n in doc["load"]["nodes"].items():
+            note = f"peak {n['peak_rss_mb']:.0f}, max sampled {n['max_sampled_rss_mb']:.0f}"
+            table.add_row(
+                f"{doc['load']['keys']:,} keys x {args.value_bytes} B", name, f"{n['rss_mb']:.0f}", note
+            )
+    if "stopped_follower" in doc:
+        s = doc["stopped_follower"]
+        rss = s["leader_rss_mb"]
+        table.add_row(
+            f"follower {s['stopped']} stopped {s['stop_seconds']:g} s",
+            "leader",
+            f"{rss['before_stop']:.0f} -> {rss['max_while_stopped']:.0f}",
+            f"growth {s['growth_while_stopped_mb']:.1f} MB (bound {s['bound_mb']:g}); "
+            f"caught up: {s['follower_caught_up']}",
+        )
+    console.print(table)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    console.print(f"results written to {out}")
+    ok = doc.get("load", {}).get("under_target", True) and doc.get("stopped_follower", {}).get(
+        "bounded", True
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
