@@ -42,6 +42,7 @@ from consensuskit.server import handshake
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.server.commands import demo_script
 from consensuskit.server.wal_format import RECORD_BATCH, frame_record
+from consensuskit.sim.history import OpRecord
 from tests.server.jepsen import (
     ClientLoad,
     HistoryRecorder,
@@ -575,6 +576,51 @@ def test_the_history_check_catches_a_stale_read(tmp_path: Path) -> None:
         asyncio.run(op(cluster.endpoints, "put", 1, "before"))
         rest = sorted(n for n in cluster.nodes if n != old)
         assert wait_applied(cluster, old, 2)
+        partition(cluster, [[old], rest])
+        cluster.wait_for_leader(20, exclude=[old])
+        asyncio.run(op([cluster.url(n) for n in rest], "put", 2, "after"))
+        asyncio.run(op([cluster.url(old)], "get", 3))
+    assert recorder.dicts()[-1]["result"]["value"] == "before"
+    with pytest.raises(AssertionError, match="not linearizable"):
+        check_linearizable(recorder, tmp_path / "history.jsonl")
+
+
+def test_the_history_check_catches_a_new_multipaxos_leader_that_does_not_wait_for_the_lease(
+    tmp_path: Path,
+) -> None:
+    """Negative control for Multi-Paxos: with the ``lease-without-wait`` bug a new leader
+    decides at once while the cut-off old leader (check-quorum off, a long lease) still
+    serves lease reads from its own state; the history must fail the check."""
+    protocol_options = {
+        **NODE_OPTIONS["options"],
+        "bugs": ["lease-without-wait"],
+        "check_quorum": False,
+        "lease_duration": 4.0,
+    }
+    options = {**NODE_OPTIONS, "options": protocol_options}
+    layout = ClusterLayout.prepare(
+        tmp_path / "data", 3, free_base_port(6), node_options=options, protocol="multipaxos"
+    )
+    recorder = HistoryRecorder()
+
+    async def op(url: list[str], kind: str, seq: int, value: str | None = None) -> None:
+        async with AsyncClient(url, timeout=1.0, deadline=10.0) as client:
+            if kind == "get":
+                record = OpRecord(process="c1", seq=seq, op="get", key="k", invoke=recorder.now())
+                entry = await client.get("k", consistency="lease")
+                record.status, record.complete = "ok", recorder.now()
+                record.result = {"value": entry.value, "version": entry.version}
+                recorder.add(record)
+                return
+            record = await recorded(recorder, client, "c1", seq, kind, "k", value=value)
+        assert record.status == "ok", record
+
+    with LocalCluster(layout) as cluster:
+        cluster.start()
+        old = cluster.wait_for_leader(30)
+        asyncio.run(op([cluster.url(old)], "put", 1, "before"))
+        rest = sorted(n for n in cluster.nodes if n != old)
+        assert wait_applied(cluster, old, 1)
         partition(cluster, [[old], rest])
         cluster.wait_for_leader(20, exclude=[old])
         asyncio.run(op([cluster.url(n) for n in rest], "put", 2, "after"))
