@@ -704,11 +704,15 @@ def up_cmd(
         int | None,
         typer.Option(help="Client HTTP on P..P+N-1, peers on P+N..P+2N-1 (default 7100)."),
     ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
+    ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all."""
     from consensuskit.server.commands import up_command
 
-    raise typer.Exit(up_command(nodes, data_dir, base_port))
+    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol))
 
 
 @app.command("cluster-demo")
