@@ -110,7 +110,7 @@ class Sampler(threading.Thread):
 def wrk_put(
     url: str, lua: Path, env: dict[str, str], seconds: float, concurrency: int = 64
 ) -> dict[str, Any]:
-    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(lua), url]
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "-s", str(lua), url]
     done = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, **env}, timeout=seconds + 60
     )
@@ -173,7 +173,7 @@ def part_load(args: argparse.Namespace, work: Path, console: Console) -> dict[st
         while done < args.keys:
             env = {"KV_KEYS": str(args.keys), "KV_VSIZE": str(args.value_bytes), "KV_START": str(done)}
             left = args.keys - done
-            seconds = max(3.0, min(60.0, left / 3000))
+            seconds = max(3, min(60, left // 3000))  # wrk takes whole seconds
             result = wrk_put(cluster.url(leader), lua, env, seconds)
             done += max(0, result["requests"] - args.concurrency)
             errors += result["errors"]
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bound-mb", type=float, default=64.0, help="allowed leader growth in part 2")
     parser.add_argument("--quiet-wait", type=float, default=120.0)
     parser.add_argument("--json", default=str(RESULTS))
+    parser.add_argument("--workdir", help="keep the clusters (data, node logs) here instead of a temp dir")
     args = parser.parse_args(argv)
     console = Console(highlight=False, width=120)
     if not shutil.which("wrk"):
@@ -331,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_mb": TARGET_MB,
     }
     with tempfile.TemporaryDirectory(prefix="ck-mem-") as tmp:
-        work = Path(tmp)
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         if args.part in ("both", "load"):
             doc["load"] = part_load(args, work, console)
         if args.part in ("both", "stopped-follower"):

@@ -60,6 +60,9 @@ _REASONS = {
 }
 
 
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: "
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
@@ -289,25 +292,34 @@ class FastKVProtocol(asyncio.Protocol):
         self._write(data)
 
     def _body(self, response: ClientResponse, parsed: _Parsed) -> bytes:
+        """The answer's bytes.  Plain keys need no JSON escaping, so the common bodies are
+        formatted directly (the same bytes ``json.dumps`` gives, fields in the same order)."""
         if not response.ok:
             raise self._api.rejection(response)
         result = response.result
+        key = parsed.key
         if parsed.kind == "put":
-            body = {"key": parsed.key, "version": result["version"], "index": response.index}
+            body = b'{"key":"%s","version":%d,"index":%d}' % (key.encode(), result["version"], response.index)
         elif parsed.kind == "get":
-            if not result.get("version"):
-                raise ApiError(
-                    404, "not-found", f"key {parsed.key!r} not found", key=parsed.key, index=response.index
+            version = result.get("version")
+            if not version:
+                raise ApiError(404, "not-found", f"key {key!r} not found", key=key, index=response.index)
+            value = result["value"]
+            if type(value) is str:
+                body = b'{"key":"%s","value":%s,"encoding":"utf-8","version":%d,"index":%d}' % (
+                    key.encode(),
+                    json.dumps(value).encode(),
+                    version,
+                    response.index,
                 )
-            body = {
-                "key": parsed.key,
-                **encode_value(result["value"]),
-                "version": result["version"],
-                "index": response.index,
-            }
+            else:
+                body = _dumps(
+                    {"key": key, **encode_value(value), "version": version, "index": response.index}
+                )
         else:
-            body = {"key": parsed.key, "deleted": bool(result.get("deleted")), "index": response.index}
-        return _response(200, _dumps(body))
+            deleted = b"true" if result.get("deleted") else b"false"
+            body = b'{"key":"%s","deleted":%s,"index":%d}' % (key.encode(), deleted, response.index)
+        return b"%s%d\r\n\r\n%s" % (_OK_HEAD, len(body), body)
 
     def _write(self, data: bytes) -> None:
         transport = self._transport

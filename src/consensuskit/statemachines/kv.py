@@ -107,10 +107,20 @@ class KVStateMachine:
         """``{"flat": (key, value, version, key, ...), "sessions": ...}`` in key order (one
         tuple, not one per key: a third of the memory).  ``restore`` also takes the older
         ``{"data": ((key, value, version), ...), ...}``."""
-        flat: list[Any] = []
-        extend = flat.extend
-        for k, entry in sorted(self._data.items()):
-            extend((k, *_unpack(entry)))
+        # No (key, entry) pair per key on the way: a million short-lived tuples would
+        # double the peak and leave the allocator's arenas fragmented.
+        data = self._data
+        keys = sorted(data)
+        flat: list[Any] = [None] * (3 * len(keys))
+        flat[0::3] = keys
+        i = 1
+        for k in keys:
+            entry = data[k]
+            if type(entry) is tuple:
+                flat[i], flat[i + 1] = entry
+            else:
+                flat[i], flat[i + 1] = entry, 1
+            i += 3
         sessions = tuple((c, seq, res) for c, (seq, res) in sorted(self._sessions.items()))
         return {"flat": tuple(flat), "sessions": sessions}
 
