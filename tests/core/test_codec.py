@@ -340,7 +340,7 @@ def test_int_where_optional_str_declared():
 
 
 def test_bool_where_int_declared():
-    assert raises_codec(frame(20, True, 3)) == "malformed InstallSnapshotResponse: field 'term' is a bool"
+    assert raises_codec(frame(20, True, 3, -1)) == "malformed InstallSnapshotResponse: field 'term' is a bool"
 
 
 def test_int_where_bool_declared():
