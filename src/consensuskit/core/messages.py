@@ -256,14 +256,16 @@ _VERSION_BYTE = bytes([CODEC_VERSION])
 _TIMESTAMP_HEADER = re.compile(rb"\xd6\xff|\xd7\xff|\xc7\x0c\xff")
 
 
-def decode(data: bytes) -> Any:
-    """Inverse of ``encode``; raises ``CodecError`` on anything it cannot trust."""
+def decode(data: bytes | bytearray | memoryview) -> Any:
+    """Inverse of ``encode``; raises ``CodecError`` on anything it cannot trust.
+
+    Any bytes-like object works and is not copied (a 100 MB snapshot stays one buffer)."""
     if not data:
         raise CodecError("empty frame")
     if data[0] != CODEC_VERSION:
         raise CodecError(f"unsupported codec version {data[0]} (this build speaks {CODEC_VERSION})")
     try:
-        value = _unpackb(data[1:])
+        value = _unpackb(memoryview(data)[1:])
         if _TIMESTAMP_HEADER.search(data) is not None:
             _reject_foreign_extensions(value)
         return value

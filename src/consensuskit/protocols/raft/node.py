@@ -964,7 +964,7 @@ class RaftNode:
             return None
         self.snapshot_incoming = None
         try:
-            snap = decode(bytes(incoming[1]))
+            snap = decode(incoming[1])
         except CodecError:
             snap = None
         if not isinstance(snap, Snapshot) or snap.last_index != m.last_index:
@@ -995,6 +995,8 @@ class RaftNode:
             self._maybe_commit()
         if pr.state == SNAPSHOT and pr.match >= pr.snapshot_index:
             pr.become_probe()
+        if not any(p.state == SNAPSHOT for p in self.progress.values()):
+            self.snapshot_blob = None  # no transfer left: free the encoded copy
         self._send_append(src, pr, allow_empty=True)
 
     # ------------------------------------------------------------------ transfer
