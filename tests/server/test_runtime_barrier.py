@@ -225,5 +225,13 @@ async def test_the_check_catches_a_runtime_without_the_barrier(tmp_path):
 
 @async_test
 async def test_the_check_catches_a_leader_counting_its_unsynced_entries(tmp_path):
-    watches = await run_load(tmp_path, unsafe_leader=True)
-    assert any("committed but durable only on" in v for w in watches for v in w.violations)
+    # The unsafe commit needs a follower's ack to land inside the leader's 20 ms sync;
+    # with write batching that happens in most runs but not all, so the control gets a
+    # few runs to show that the check can fail.
+    caught = []
+    for attempt in range(4):
+        watches = await run_load(tmp_path / f"run{attempt}", unsafe_leader=True)
+        caught = [v for w in watches for v in w.violations if "committed but durable only on" in v]
+        if caught:
+            break
+    assert caught
