@@ -170,3 +170,16 @@ def test_options_only_the_nodes_can_judge_are_bad_input(capsys):
             main(args)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_demo_runs_every_scenario_and_both_faulty_runs(capsys):
+    from consensuskit.cli import main
+    from consensuskit.scenarios import all_scenarios
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "demo passed" in out
+    for scenario_id in all_scenarios():
+        assert f"scenario {scenario_id}" in out
+    assert "raft: 5 nodes" in out and "multipaxos: 5 nodes" in out

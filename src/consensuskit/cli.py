@@ -414,22 +414,22 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the scenarios and the simulation.")] = 0,
     duration: DurationOpt = 10.0,
 ) -> None:
-    """Every Raft scenario with its timeline, then a 5-node Raft run with all faults."""
+    """Every seed scenario (Paxos, Fast Paxos, Multi-Paxos, Raft) with its timeline, then
+    5-node Raft and Multi-Paxos runs with all faults, invariants and linearizability checked."""
     from consensuskit.scenarios import all_scenarios
 
     console = _console()
     ok = True
     for scenario in all_scenarios().values():
-        if scenario.protocol != "raft":
-            continue
         console.rule(f"[bold]scenario {scenario.id}")
         ok = run_one_scenario(scenario.id, seed, True, None, False, console=console) and ok
-    console.rule("[bold]raft: 5 nodes, 3 clients, all faults")
-    config = build_config("raft", 5, seed, duration, 3, "all", None)
-    console.print(f"[dim]{reproduce_command(config, seed)}[/]", soft_wrap=True)
-    result = Simulation(config).run()
-    print_summary(result, console)
-    ok = ok and result.ok
+    for protocol in ("raft", "multipaxos"):
+        console.rule(f"[bold]{protocol}: 5 nodes, 3 clients, all faults")
+        config = build_config(protocol, 5, seed, duration, 3, "all", None)
+        console.print(f"[dim]{reproduce_command(config, seed)}[/]", soft_wrap=True)
+        result = Simulation(config).run()
+        print_summary(result, console)
+        ok = ok and result.ok
     console.rule("[bold green]demo passed" if ok else "[bold red]demo FAILED")
     raise typer.Exit(0 if ok else 1)
 
