@@ -49,3 +49,76 @@ class FakeEnv:
 
     def recorded(self, kind: str) -> list[dict]:
         return [f for k, f in self.records if k == kind]
+
+
+class LockstepCluster:
+    """Nodes wired by hand: ``deliver_all`` moves every queued message, in order.
+
+    Subclasses say how to build a node on an env (``build``) and may use their own env
+    class (``env_class``)."""
+
+    env_class: type[FakeEnv] = FakeEnv
+
+    def __init__(self, ids: list[str], **options: Any) -> None:
+        self.ids = ids
+        self.options = options
+        self.nodes: dict[str, Any] = {}
+        self.envs: dict[str, Any] = {}
+        self.down: set[str] = set()
+        self.cut: set[tuple[str, str]] = set()
+        for i in ids:
+            self.envs[i] = self.env_class(i)
+            self.nodes[i] = self._start(i, self.envs[i])
+
+    def build(self, node_id: str, env: FakeEnv) -> Any:
+        raise NotImplementedError
+
+    def _start(self, node_id: str, env: FakeEnv) -> Any:
+        node = self.build(node_id, env)
+        node.on_start()
+        return node
+
+    def restart(self, node_id: str) -> Any:
+        """A new incarnation on the same storage and clock (memory lost)."""
+        env = self.envs[node_id]
+        fresh = self.env_class(node_id, storage=env.storage, clock=env.clock)
+        self.envs[node_id] = fresh
+        self.nodes[node_id] = self._start(node_id, fresh)
+        return self.nodes[node_id]
+
+    def partition(self, *groups: list[str]) -> None:
+        side = {n: g for g, members in enumerate(groups) for n in members}
+        self.cut = {(a, b) for a in self.ids for b in self.ids if side.get(a) != side.get(b)}
+
+    def heal(self) -> None:
+        self.cut = set()
+
+    def advance(self, dt: float) -> None:
+        for env in self.envs.values():
+            env.clock += dt
+
+    def fire(self, node_id: str, key: str) -> None:
+        env = self.envs[node_id]
+        env.clock = max(env.clock, env.timers.get(key, env.clock))
+        env.timers.pop(key, None)
+        self.nodes[node_id].on_timer(key)
+
+    def deliver_all(self, rounds: int = 50) -> int:
+        delivered = 0
+        for _ in range(rounds):
+            batch = [(src, dst, m) for src in self.ids for dst, m in self.envs[src].take()]
+            if not batch:
+                return delivered
+            for src, dst, msg in batch:
+                if dst not in self.nodes or dst in self.down or src in self.down or (src, dst) in self.cut:
+                    continue
+                self.nodes[dst].on_message(src, msg)
+                delivered += 1
+        return delivered
+
+    def elect(self, node_id: str) -> Any:
+        self.fire(node_id, "election")
+        self.deliver_all()
+        node = self.nodes[node_id]
+        assert node.role == "leader", node.status()
+        return node
