@@ -50,6 +50,7 @@ from consensuskit.core.client import (
     ClientResponse,
 )
 from consensuskit.core.env import Env
+from consensuskit.core.quorum import committed_index, quorum_size
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
 from consensuskit.protocols.paxos.multi_messages import (
@@ -74,7 +75,6 @@ from consensuskit.protocols.paxos.multi_messages import (
     Snapshot,
 )
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
-from consensuskit.protocols.raft.quorum import committed_index, quorum_size
 from consensuskit.statemachines.kv import STALE, KVStateMachine
 
 FOLLOWER = "follower"

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.messages import encode
+from consensuskit.core.quorum import quorum_size
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot
 
-
-def classic_quorum(n: int) -> int:
-    return n // 2 + 1
+# A classic quorum is a plain majority.
+classic_quorum = quorum_size
 
 
 def fast_quorum(n: int) -> int:

@@ -37,6 +37,7 @@ from consensuskit.core.client import (
 )
 from consensuskit.core.env import Env
 from consensuskit.core.messages import CodecError, decode, encode
+from consensuskit.core.quorum import committed_index, quorum_size
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -58,7 +59,6 @@ from consensuskit.protocols.raft.messages import (
 )
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
-from consensuskit.protocols.raft.quorum import committed_index, quorum_size
 from consensuskit.statemachines.kv import STALE, KVStateMachine
 
 FOLLOWER = "follower"

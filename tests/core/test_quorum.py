@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensuskit.protocols.raft.quorum import committed_index, has_quorum, quorum_size
+from consensuskit.core.quorum import committed_index, has_quorum, quorum_size
 
 
 def naive_committed(match: dict[str, int], voters: list[str]) -> int:

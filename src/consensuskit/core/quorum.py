@@ -1,4 +1,4 @@
-"""Majority arithmetic (pure functions, tested against a naive twin)."""
+"""Majority arithmetic shared by every protocol (pure functions, tested against a naive twin)."""
 
 from __future__ import annotations
 
