@@ -10,14 +10,12 @@ from consensuskit.protocols.paxos.basic_messages import Accept
 from consensuskit.protocols.paxos.fast_messages import Propose
 from consensuskit.sim import SimConfig, Simulation
 
-from .paxos_registry import paxos_registry
-
 IDS = ("n1", "n2", "n3")
 
 
 def sim_of(protocol: str = "basic-paxos", ids=IDS) -> Simulation:
     cfg = SimConfig(protocol=protocol, node_ids=ids, options={"catchup_interval": 0})
-    return Simulation(cfg, registry=paxos_registry())
+    return Simulation(cfg)
 
 
 def vote(sim: Simulation, acceptor: str, ballot: Ballot, value: object, slot: int = 1) -> None:

@@ -13,14 +13,7 @@ import pytest
 from consensuskit.sim import NEMESIS_KINDS, SimConfig
 from consensuskit.sweep import run_sweep
 
-from .paxos_registry import install, wired
-
 WORKERS = os.cpu_count() or 1
-
-
-@pytest.fixture(autouse=True)
-def _registry(monkeypatch):
-    install(monkeypatch)
 
 
 def config(protocol: str, nodes: int, **overrides) -> SimConfig:
@@ -37,7 +30,7 @@ def config(protocol: str, nodes: int, **overrides) -> SimConfig:
 
 def sweep(cfg: SimConfig, seeds: range):
     # Spawned workers do not see the test's registry until the protocols are wired in.
-    return run_sweep(cfg, seeds, workers=WORKERS if wired() else 1, progress=False)
+    return run_sweep(cfg, seeds, workers=WORKERS, progress=False)
 
 
 @pytest.mark.timeout(600)

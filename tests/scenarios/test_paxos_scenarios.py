@@ -8,8 +8,6 @@ import pytest
 from consensuskit.scenarios import fastpaxos, paxos
 from consensuskit.scenarios.base import run_scenario
 
-from ..check.paxos_registry import install
-
 BASIC_IDS = [
     "paxos-x-wins",
     "paxos-y-wins",
@@ -22,11 +20,6 @@ BASIC_IDS = [
 ]
 FAST_IDS = ["fastpaxos-no-collision", "fastpaxos-collision", "fastpaxos-collision-uncoordinated"]
 BY_ID = {s.id: s for s in [*paxos.SCENARIOS, *fastpaxos.SCENARIOS]}
-
-
-@pytest.fixture(autouse=True)
-def _registry(monkeypatch):
-    install(monkeypatch)
 
 
 def outcome(run) -> tuple:
