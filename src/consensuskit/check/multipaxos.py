@@ -265,7 +265,7 @@ class MultiPaxosChecker:
 
     def _note_clock_steps(self, sim: Any) -> None:
         for node_id in sim.node_ids:
-            skew = sim._clocks[node_id].skew
+            skew = sim.clock_of(node_id).skew
             if skew < self.skews.get(node_id, 0.0):
                 self.stepped_back_at[node_id] = sim.now
             self.skews[node_id] = skew

@@ -235,6 +235,10 @@ class Simulation:
     def env_of(self, node_id: str) -> SimEnv | None:
         return self._envs.get(node_id) if self.nodes[node_id] is not None else None
 
+    def clock_of(self, node_id: str) -> Clock:
+        """The node's clock model (skew, drift); checkers read it, faults change it."""
+        return self._clocks[node_id]
+
     def local_time(self, node_id: str) -> float:
         return self._clocks[node_id].local(self.now)
 
