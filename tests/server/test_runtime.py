@@ -332,6 +332,63 @@ async def test_request_timeout():
 
 
 @async_test
+async def test_requests_with_different_timeouts_each_expire_on_time_and_in_order():
+    storage = GatedStorage(auto=True)
+    runtime, _node, _ = make_runtime(storage)
+    loop = asyncio.get_running_loop()
+    expired: list[tuple[int, float]] = []
+    started = loop.time()
+
+    def note(waiter, response, error):
+        assert response is None and isinstance(error, RequestTimeout)
+        expired.append((waiter.context, loop.time() - started))
+
+    runtime.wait_for_answer(req(1, key="silent"), 0.4, note, 1)
+    runtime.wait_for_answer(req(2, key="silent"), 0.1, note, 2)  # later, shorter: not stuck behind 1
+    runtime.wait_for_answer(req(3, key="silent"), 0.4, note, 3)
+    await until(lambda: len(expired) == 3, timeout=3)
+    assert [n for n, _ in expired] == [2, 1, 3]
+    short, long = expired[0][1], expired[1][1]
+    assert 0.1 <= short < 0.3 and 0.4 <= long < 0.6
+    assert runtime.stats.timeouts == 3 and not runtime._waiters and not runtime._deadlines
+    await runtime.close()
+
+
+@async_test
+async def test_an_answer_callback_runs_once_and_a_withdrawn_waiter_never_runs():
+    storage = GatedStorage(auto=True)
+    runtime, _node, _ = make_runtime(storage)
+    calls: list[tuple[str, Any, Any]] = []
+
+    def note(waiter, response, error):
+        calls.append((waiter.context, response, error))
+
+    runtime.wait_for_answer(req(1), 0.2, note, "answered")
+    gone = runtime.wait_for_answer(req(2, key="silent"), 0.1, note, "withdrawn")
+    runtime.withdraw(gone)
+    await until(lambda: calls)
+    await asyncio.sleep(0.3)  # past both deadlines: neither fires again
+    assert [(c, type(r).__name__, e) for c, r, e in calls] == [("answered", "ClientResponse", None)]
+    assert runtime.stats.timeouts == 0 and not runtime._waiters
+    await runtime.close()
+
+
+@async_test
+async def test_a_failing_answer_callback_is_logged_and_does_not_halt_the_node(caplog):
+    storage = GatedStorage(auto=True)
+    runtime, _node, _ = make_runtime(storage)
+
+    def broken(waiter, response, error):
+        raise ValueError("caller bug")
+
+    runtime.wait_for_answer(req(1), 5, broken)
+    await until(lambda: "answer callback failed" in caplog.text)
+    assert runtime.failure is None
+    assert (await runtime.request(req(2), timeout=5)).ok
+    await runtime.close()
+
+
+@async_test
 async def test_stepping_down_fails_pending_requests_as_unknown():
     storage = GatedStorage(auto=True)
     runtime, node, _ = make_runtime(storage)

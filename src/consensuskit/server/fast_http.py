@@ -20,8 +20,8 @@ Rules this module owns:
   * requests on one connection are served one at a time, in order (HTTP/1.1 keeps
     answers in request order); bytes that arrive meanwhile wait in a bounded buffer
     (reading pauses beyond it);
-  * a request becomes a ``runtime.submit`` future with a done callback: no task and
-    no coroutine per request.
+  * a request becomes a ``runtime.wait_for_answer`` callback: no task, coroutine,
+    future or timer per request.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from aiohttp import web
 
 from consensuskit.core.client import CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
 from consensuskit.server.http_api import ApiError, encode_value
+from consensuskit.server.runtime import Waiter
 
 if TYPE_CHECKING:
     from consensuskit.server.http_api import KVApi
@@ -120,7 +121,7 @@ class FastKVProtocol(asyncio.Protocol):
         self._connections = connections
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
-        self._pending: asyncio.Future[ClientResponse] | None = None
+        self._pending: Waiter | None = None
         self._started = 0.0
         self._paused = False
         self._eof = False
@@ -135,7 +136,7 @@ class FastKVProtocol(asyncio.Protocol):
         self._closed = True
         self._connections.discard(self)
         if self._pending is not None:
-            self._pending.cancel()  # withdraws the waiter; the node may still apply the write
+            self._api.runtime.withdraw(self._pending)  # the node may still apply the write
             self._pending = None
 
     def data_received(self, data: bytes) -> None:
@@ -267,28 +268,27 @@ class FastKVProtocol(asyncio.Protocol):
         request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=parsed.consistency)
         self._started = time.monotonic()
         try:
-            fut = api.runtime.submit(request, api.config.request_timeout)
+            self._pending = api.runtime.wait_for_answer(
+                request, api.config.request_timeout, self._answered, parsed
+            )
         except Exception as exc:  # NodeHalted
             self._write(error_bytes(api.failure(exc, write=parsed.kind != "get")))
-            return
-        self._pending = fut
-        fut.add_done_callback(lambda done: self._answered(done, parsed))
 
-    def _answered(self, fut: asyncio.Future[ClientResponse], parsed: _Parsed) -> None:
-        if self._pending is not fut:
+    def _answered(self, waiter: Waiter, response: ClientResponse | None, error: BaseException | None) -> None:
+        if self._pending is not waiter:
             return
         self._pending = None
-        if self._closed or fut.cancelled():
+        if self._closed:
             return
+        parsed: _Parsed = waiter.context
         api = self._api
         api.observe(parsed.kind, time.monotonic() - self._started)
         try:
-            exc = fut.exception()
-            if exc is not None:
-                raise api.failure(exc, write=parsed.kind != "get") from None
-            data = self._body(fut.result(), parsed)
-        except ApiError as error:
-            data = error_bytes(error)
+            if error is not None:
+                raise api.failure(error, write=parsed.kind != "get") from None
+            data = self._body(response, parsed)  # type: ignore[arg-type]
+        except ApiError as exc:
+            data = error_bytes(exc)
         self._write(data)
 
     def _body(self, response: ClientResponse, parsed: _Parsed) -> bytes:

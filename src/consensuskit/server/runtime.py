@@ -212,7 +212,9 @@ class NodeRuntime:
         self._sync_idle = asyncio.Event()
         self._sync_idle.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fsync-{node_id}")
-        self._waiters: dict[tuple[str, int], list[asyncio.Future[ClientResponse]]] = {}
+        self._waiters: dict[tuple[str, int], list[Waiter]] = {}
+        self._deadlines: dict[float, collections.deque[Waiter]] = {}
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self._handed: set[tuple[str, int]] = set()  # requests the node has seen, unanswered
         self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
         self._leading = False
@@ -312,32 +314,89 @@ class NodeRuntime:
     def submit(self, request: ClientRequest, timeout: float) -> asyncio.Future[ClientResponse]:
         """``request`` without a coroutine: the future of its answer (or of one of the
         errors ``request`` raises).  Cancelling the future withdraws the waiter."""
+        fut: asyncio.Future[ClientResponse] = self._loop.create_future()
+        waiter = self.wait_for_answer(request, timeout, _settle_future, fut)
+        fut.add_done_callback(lambda done: self.withdraw(waiter) if done.cancelled() else None)
+        return fut
+
+    def wait_for_answer(
+        self,
+        request: ClientRequest,
+        timeout: float,
+        callback: Callable[[Waiter, ClientResponse | None, BaseException | None], None],
+        context: Any = None,
+    ) -> Waiter:
+        """Hand ``request`` to the node; ``callback(waiter, response, error)`` runs exactly
+        once, from the loop thread, with the answer (after the barrier) or with one of
+        the errors ``request`` raises.  No future, task or timer per request: the hot path
+        of a loaded leader (``withdraw`` cancels; ``waiter.context`` is the caller's)."""
         if self._closed or self.failure is not None:
             raise NodeHalted("the node is not running")
         key = (request.client_id, request.seq)
-        fut: asyncio.Future[ClientResponse] = self._loop.create_future()
+        deadline = self._loop.time() + timeout
+        waiter = Waiter(key, deadline, timeout, callback, context)
         waiting = self._waiters.get(key)
         if waiting is None:
-            self._waiters[key] = [fut]
+            self._waiters[key] = [waiter]
         else:
-            waiting.append(fut)
+            waiting.append(waiter)
+        # Requests with the same timeout expire in the order they came: one FIFO per
+        # timeout value, swept by one timer, instead of a loop timer per request.
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = collections.deque()
+        queue.append(waiter)
+        if self._expiry_timer is None:
+            self._expiry_timer = self._loop.call_later(_expiry_tick(timeout), self._expire_waiters)
         self._enqueue(_REQUEST, request, None)
-        timer = self._loop.call_later(timeout, _expire, fut, timeout)
-        fut.add_done_callback(lambda done: self._request_done(done, key, timer))
-        return fut
+        return waiter
 
-    def _request_done(
-        self, fut: asyncio.Future[ClientResponse], key: tuple[str, int], timer: asyncio.TimerHandle
-    ) -> None:
-        timer.cancel()
+    def withdraw(self, waiter: Waiter) -> None:
+        """The caller no longer wants the answer (its connection closed); the node may
+        still apply a write it was given."""
+        if not waiter.finished:
+            waiter.finished = True
+            waiter.callback = waiter.context = None
+            self._forget(waiter)
+
+    def _forget(self, waiter: Waiter) -> None:
+        key = waiter.key
         waiting = self._waiters.get(key)
-        if waiting is not None and fut in waiting:
-            waiting.remove(fut)
+        if waiting is not None and waiter in waiting:
+            waiting.remove(waiter)
             if not waiting:
                 del self._waiters[key]
                 self._handed.discard(key)
-        if not fut.cancelled() and isinstance(fut.exception(), RequestTimeout):
-            self.stats.timeouts += 1
+
+    def _finish(self, waiter: Waiter, response: ClientResponse | None, error: BaseException | None) -> None:
+        if waiter.finished:
+            return
+        waiter.finished = True
+        callback = waiter.callback
+        waiter.callback = None
+        try:
+            callback(waiter, response, error)  # type: ignore[misc]
+        except Exception:  # the caller's bug must not halt the node mid-release
+            log.exception("node %s: a request's answer callback failed", self.node_id)
+        waiter.context = None
+
+    def _expire_waiters(self) -> None:
+        self._expiry_timer = None
+        now = self._loop.time()
+        tick = 1.0
+        for timeout, queue in list(self._deadlines.items()):
+            while queue and (queue[0].finished or queue[0].deadline <= now):
+                waiter = queue.popleft()
+                if not waiter.finished:
+                    self._forget(waiter)
+                    self.stats.timeouts += 1
+                    self._finish(waiter, None, RequestTimeout(f"no answer within {timeout:g}s"))
+            if queue:
+                tick = min(tick, _expiry_tick(timeout))
+            else:
+                del self._deadlines[timeout]
+        if self._deadlines and not self._closed:
+            self._expiry_timer = self._loop.call_later(tick, self._expire_waiters)
 
     async def call(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(node)`` as an input; its result is released after the barrier, like an
@@ -536,9 +595,8 @@ class NodeRuntime:
         waiting = self._waiters.pop(key, None)
         if waiting is None:
             return
-        for fut in waiting:
-            if not fut.done():
-                fut.set_result(response)
+        for waiter in waiting:
+            self._finish(waiter, response, None)
 
     def _leadership_lost(self) -> None:
         """A leader that steps down never answers the writes it was given (another
@@ -546,10 +604,10 @@ class NodeRuntime:
         if not self._handed:
             return
         self.stats.leadership_lost += 1
+        lost = LeadershipLost(f"{self.node_id} stopped leading")
         for key in sorted(self._handed):
-            for fut in self._waiters.pop(key, ()):
-                if not fut.done():
-                    fut.set_exception(LeadershipLost(f"{self.node_id} stopped leading"))
+            for waiter in self._waiters.pop(key, ()):
+                self._finish(waiter, None, lost)
         self._handed.clear()
 
     def _check_watchers(self) -> None:
@@ -582,16 +640,49 @@ class NodeRuntime:
 
     def _fail_waiters(self, exc: BaseException) -> None:
         waiters, self._waiters = self._waiters, {}
-        for futures in waiters.values():
-            for fut in futures:
-                if not fut.done():
-                    fut.set_exception(exc)
+        for waiting in waiters.values():
+            for waiter in waiting:
+                self._finish(waiter, None, exc)
         self._handed.clear()
+        self._deadlines.clear()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
         for _, fut in self._watchers:
             if not fut.done():
                 fut.cancel()
 
 
-def _expire(fut: asyncio.Future[Any], timeout: float) -> None:
+class Waiter:
+    """A caller waiting for one request's answer (``NodeRuntime.wait_for_answer``)."""
+
+    __slots__ = ("callback", "context", "deadline", "finished", "key", "timeout")
+
+    def __init__(
+        self,
+        key: tuple[str, int],
+        deadline: float,
+        timeout: float,
+        callback: Callable[[Waiter, ClientResponse | None, BaseException | None], None],
+        context: Any,
+    ) -> None:
+        self.key = key
+        self.deadline = deadline
+        self.timeout = timeout
+        self.callback: Callable[[Waiter, ClientResponse | None, BaseException | None], None] | None = callback
+        self.context = context
+        self.finished = False
+
+
+def _expiry_tick(timeout: float) -> float:
+    """How often waiters with this timeout are swept: a timeout fires at most this late."""
+    return min(0.05, max(timeout / 4, 0.001))
+
+
+def _settle_future(waiter: Waiter, response: ClientResponse | None, error: BaseException | None) -> None:
+    fut: asyncio.Future[ClientResponse] = waiter.context
     if not fut.done():
-        fut.set_exception(RequestTimeout(f"no answer within {timeout:g}s"))
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(response)  # type: ignore[arg-type]
