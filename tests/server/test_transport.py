@@ -187,6 +187,43 @@ def test_writes_are_coalesced_into_few_drains():
     run(main())
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_flush_writes_each_peers_frames_at_once_without_waking_its_pump(loop):
+    async def main() -> None:
+        nodes = await start_cluster("a", "b", "c")
+        a = nodes["a"]
+        await eventually(lambda: a.stats("b").connected and a.stats("c").connected, "a connected")
+        await settle(0.05)
+        woken = {peer: 0 for peer in ("b", "c")}
+        for peer, link in a.transport._links.items():
+            original = link.wakeup.set
+
+            def counting_set(peer: str = peer, original: Callable[[], None] = original) -> None:
+                woken[peer] += 1
+                original()
+
+            link.wakeup.set = counting_set  # type: ignore[method-assign]
+        before = {peer: a.stats(peer).batches_sent for peer in ("b", "c")}
+        for i in range(5):
+            a.transport.send("b", hb(i))
+            a.transport.send("c", hb(100 + i))
+        a.transport.flush()  # as the runtime does after releasing a batch
+        after = {peer: a.stats(peer).batches_sent for peer in ("b", "c")}
+        assert {p: after[p] - before[p] for p in after} == {"b": 1, "c": 1}  # written already
+        assert woken == {"b": 0, "c": 0}
+        await eventually(lambda: len(nodes["b"].inbox) == 5 and len(nodes["c"].inbox) == 5, "delivery")
+        assert nodes["b"].commits_from("a") == [0, 1, 2, 3, 4]
+        assert nodes["c"].commits_from("a") == [100, 101, 102, 103, 104]
+        for i in range(3):  # without an explicit flush: written one loop turn later
+            a.transport.send("b", hb(10 + i))
+        assert a.stats("b").batches_sent == after["b"]
+        await eventually(lambda: len(nodes["b"].inbox) == 8, "delivery after the turn")
+        assert a.stats("b").batches_sent == after["b"] + 1 and woken["b"] == 0
+        await stop_all(nodes)
+
+    run(main(), loop)
+
+
 def test_a_large_message_crosses_intact():
     big = AppendEntries(
         term=1,

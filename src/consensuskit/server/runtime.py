@@ -575,17 +575,23 @@ class NodeRuntime:
     def _release_all(self, outputs: list[tuple[Any, Any]]) -> None:
         transport = self.transport
         sent = self.stats.sent
+        sending = False
         for dst, msg in outputs:
             if type(dst) is str:
                 name = type(msg).__name__
                 sent[name] = sent.get(name, 0) + 1
                 if transport is not None:
                     transport.send(dst, msg)
+                    sending = True
             elif dst is None:
                 self._answer(msg)
             elif not dst.done():
                 dst.set_result(msg)
         self.stats.released += len(outputs)
+        if sending:
+            flush = getattr(transport, "flush", None)
+            if flush is not None:
+                flush()  # this batch's messages leave now, one write per peer
 
     def _answer(self, response: ClientResponse) -> None:
         key = (response.client_id, response.seq)

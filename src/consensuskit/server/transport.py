@@ -15,7 +15,9 @@ Rules this module owns:
   connection from a peer supersedes the older one, which delivers nothing more.
 - A bad frame (length above ``max_frame_bytes``, truncated, or undecodable) drops that one
   connection with a warning naming the peer and the reason; nothing else is affected.
-- Frames queued while connected are written in batches with one ``drain`` per batch.
+- Frames queued in one loop turn are written together, with one write per peer, by
+  ``flush`` (straight from the caller: no task switch per message); a connection with a
+  backlog is left to its pump task, which writes in batches with one ``drain`` each.
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -82,7 +84,19 @@ class TransportStats:
 class _Link:
     """Everything about sending to one peer."""
 
-    __slots__ = ("address", "failure", "peer_id", "queue", "queued_bytes", "stats", "task", "wakeup")
+    __slots__ = (
+        "address",
+        "connection",
+        "dirty",
+        "failure",
+        "idle",
+        "peer_id",
+        "queue",
+        "queued_bytes",
+        "stats",
+        "task",
+        "wakeup",
+    )
 
     def __init__(self, peer_id: str, address: Address) -> None:
         self.peer_id = peer_id
@@ -90,6 +104,9 @@ class _Link:
         self.queue: collections.deque[bytes] = collections.deque()
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
+        self.connection: _Connection | None = None  # the outbound connection while it is up
+        self.idle = False  # its pump waits for frames (not for a drain): flush may write
+        self.dirty = False  # queued frames since the last flush
         self.task: asyncio.Task[None] | None = None
         self.stats = PeerStats()
         self.failure: str | None = None  # last dial failure, to log each new reason once
@@ -165,6 +182,9 @@ class PeerTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._blocked: frozenset[str] = frozenset()
         self._last_sent: tuple[Any, bytes] | None = None  # the last message encoded, and its bytes
+        self._dirty: list[_Link] = []  # links with frames queued since the last flush
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._flush_scheduled = False
         self._server: asyncio.Server | None = None
         self._pending_handshakes = 0
         self._unknown_destination = 0
@@ -188,6 +208,7 @@ class PeerTransport:
         if self._started:
             raise RuntimeError("PeerTransport.start() called twice")
         self._started = True
+        self._loop = asyncio.get_running_loop()
         host, port = self._listen
         tls: dict[str, Any] = {}
         if self._ssl_server is not None:
@@ -274,7 +295,55 @@ class PeerTransport:
         ):
             link.queued_bytes -= len(queue.popleft())
             link.stats.dropped_overflow += 1
-        link.wakeup.set()
+        if self._loop is None:  # not started: the pump finds the frames when it connects
+            return
+        if not link.dirty:
+            link.dirty = True
+            self._dirty.append(link)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what ``send`` queued, now: straight to each idle connection (one write per
+        peer), else by waking that peer's pump.  Runs by itself one loop turn after a
+        send; a caller that sent a batch may call it at once and save the turn."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            link.dirty = False
+            if not link.queue:
+                continue
+            connection = link.connection
+            if (
+                link.idle
+                and connection is not None
+                and not connection.closed
+                and connection.writer.transport.get_write_buffer_size() < WRITE_BATCH_BYTES
+            ):
+                try:
+                    self._write_queued(link, connection.writer)
+                except (OSError, RuntimeError) as exc:  # a transport closing under us
+                    self._log.info("connection to peer %s lost: %s", link.peer_id, exc)
+                    connection.close()
+                if not link.queue and not connection.closed:
+                    continue
+            link.wakeup.set()  # a backlog, a closed connection, or no connection yet: the pump
+
+    def _write_queued(self, link: _Link, writer: asyncio.StreamWriter) -> None:
+        """One write of the oldest queued frames (at least one, about WRITE_BATCH_BYTES)."""
+        queue, stats = link.queue, link.stats
+        batch = [queue.popleft()]
+        size = len(batch[0])
+        while queue and size < WRITE_BATCH_BYTES:
+            data = queue.popleft()
+            batch.append(data)
+            size += len(data)
+        link.queued_bytes -= size
+        writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        stats.frames_sent += len(batch)
+        stats.bytes_sent += size
+        stats.batches_sent += 1
 
     def update_peers(self, peers: dict[str, Address]) -> None:
         """Adopt a new membership: dial new peers, forget removed ones (closing their
@@ -395,30 +464,27 @@ class PeerTransport:
         link.stats.connected = True
         self._spawn(self._watch_outbound(link, connection, reader))
         stats, queue = link.stats, link.queue
+        link.connection = connection
         try:
             while True:
                 if connection.closed:
                     raise ConnectionResetError("the peer closed the connection")
                 if not queue:
                     link.wakeup.clear()
-                    await link.wakeup.wait()
+                    link.idle = True
+                    try:
+                        await link.wakeup.wait()
+                    finally:
+                        link.idle = False
                     continue
-                batch = [queue.popleft()]
-                size = len(batch[0])
-                while queue and size < WRITE_BATCH_BYTES:
-                    data = queue.popleft()
-                    batch.append(data)
-                    size += len(data)
-                link.queued_bytes -= size
-                writer.writelines(batch)
-                stats.frames_sent += len(batch)
-                stats.bytes_sent += size
-                stats.batches_sent += 1
+                self._write_queued(link, writer)
                 await writer.drain()
         except OSError as exc:
             self._log.info("connection to peer %s at %s lost: %s", link.peer_id, _format(link.address), exc)
         finally:
             stats.connected = False
+            if link.connection is connection:
+                link.connection = None
             connection.close()
             self._connections.discard(connection)
 
