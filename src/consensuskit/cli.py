@@ -562,6 +562,10 @@ def server_cmd(
     fsync: Annotated[
         bool | None, typer.Option("--fsync/--no-fsync", help="fsync the WAL (default on).")
     ] = None,
+    inline_sync_bytes: Annotated[
+        int | None,
+        typer.Option(help="Sync batches up to this size are fsynced on the loop thread (0: never)."),
+    ] = None,
     enable_fault_injection: Annotated[
         bool | None, typer.Option("--enable-fault-injection", help="TEST ONLY: POST /v1/debug/faults.")
     ] = None,
@@ -592,6 +596,7 @@ def server_cmd(
             max_value_bytes=max_value_bytes,
             request_timeout=request_timeout,
             fsync=fsync,
+            inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
             option=option,
             log_level=log_level,

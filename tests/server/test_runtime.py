@@ -331,6 +331,74 @@ async def test_request_timeout():
     await runtime.close()
 
 
+class SizedBatch:
+    """Completes at once, noting the thread it ran on."""
+
+    def __init__(self, storage: SizedStorage, nbytes: int) -> None:
+        self.storage = storage
+        self.nbytes = nbytes
+        self.empty = False
+
+    def complete(self) -> None:
+        self.storage.sync_threads.append((self.nbytes, threading.get_ident()))
+        self.storage.durable = self.storage.writes
+
+
+class SizedStorage(GatedStorage):
+    """A sync's size is the size of the last value written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sync_threads: list[tuple[int, int]] = []
+        self.size = 0
+
+    def put(self, key: str, value: Any) -> None:
+        self.size = value
+        super().put(key, value)
+
+    def begin_sync(self) -> Any:
+        return SizedBatch(self, self.size)
+
+
+@async_test
+async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker():
+    storage = SizedStorage()
+    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1, inline_sync_bytes=100)
+    runtime.transport = RecordingTransport(storage)
+    runtime.start()
+    for seq, size in enumerate([10, 100, 101, 5], start=1):
+        op = Op(kind="put", key="k", value=size)
+        answer = await runtime.request(ClientRequest(client_id="c", seq=seq, op=op), 5)
+        assert answer.ok
+    loop_thread = threading.get_ident()
+    assert [(n, t == loop_thread) for n, t in storage.sync_threads] == [
+        (10, True),
+        (100, True),
+        (101, False),
+        (5, True),
+    ]
+    assert runtime.stats.syncs == 4
+    await runtime.close()
+
+
+@async_test
+async def test_a_failed_inline_sync_halts_the_node_like_a_threaded_one():
+    storage = SizedStorage()
+    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1, inline_sync_bytes=100)
+    runtime.transport = RecordingTransport(storage)
+    runtime.start()
+
+    def broken() -> None:
+        raise OSError("disk on fire")
+
+    batch = type("Batch", (), {"nbytes": 1, "empty": False, "complete": staticmethod(broken)})
+    storage.begin_sync = batch  # type: ignore[method-assign]
+    with pytest.raises(NodeHalted, match="disk on fire"):
+        await runtime.request(req(1), timeout=5)
+    assert isinstance(runtime.failure, OSError)
+    await runtime.close()
+
+
 @async_test
 async def test_requests_with_different_timeouts_each_expire_on_time_and_in_order():
     storage = GatedStorage(auto=True)

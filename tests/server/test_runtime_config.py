@@ -117,6 +117,8 @@ def test_flags_alone(tmp_path):
             "max_value_bytes: expected a positive",
         ),
         (lambda t: t.replace("fsync = false", 'fsync = "no"'), "fsync: expected true or false"),
+        (lambda t: "inline_sync_bytes = -1\n" + t, "inline_sync_bytes: expected an integer >= 0, got -1"),
+        (lambda t: "inline_sync_bytes = true\n" + t, "inline_sync_bytes: expected an integer >= 0"),
         (lambda t: 'protocol = "zab"\n' + t, "protocol: unknown protocol 'zab'; valid: "),
         (lambda t: t.replace('read_mode = "lease"', 'read_mode = "psychic"'), "options: unknown read mode"),
         (lambda t: 'members = ["n1", "n7"]\n' + t, "members: 'n7' is neither this node nor in [peers]"),

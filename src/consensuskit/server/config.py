@@ -38,6 +38,9 @@ DEFAULT_MAX_VALUE_BYTES = 1 << 20
 DEFAULT_MAX_KEY_BYTES = 4096
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# A sync batch up to this size (and without a snapshot) is fsynced in the loop thread;
+# see docs/server.md, "The durability barrier".
+DEFAULT_INLINE_SYNC_BYTES = 256 * 1024
 
 TOP_LEVEL = (
     "id",
@@ -52,6 +55,7 @@ TOP_LEVEL = (
     "max_value_bytes",
     "max_key_bytes",
     "fsync",
+    "inline_sync_bytes",
     "request_timeout",
     "enable_fault_injection",
     "log_level",
@@ -117,6 +121,7 @@ class ServerConfig:
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     fsync: bool = True
+    inline_sync_bytes: int = DEFAULT_INLINE_SYNC_BYTES
     request_timeout: float = 5.0
     enable_fault_injection: bool = False
     log_level: str = "info"
@@ -283,6 +288,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         max_value_bytes=_positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES),
         max_key_bytes=_positive_int(raw, "max_key_bytes", DEFAULT_MAX_KEY_BYTES),
         fsync=_bool(raw, "fsync", True),
+        inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
@@ -360,6 +366,13 @@ def _positive_int(raw: dict[str, Any], key: str, default: int) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _non_negative_int(raw: dict[str, Any], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}: expected an integer >= 0, got {value!r}")
     return value
 
 

@@ -86,7 +86,13 @@ class NodeServer:
         self._storage = storage
         spec = self._registry.get(cfg.protocol)
         self.runtime = NodeRuntime(
-            cfg.node_id, spec, cfg.members, cfg.options, storage, on_sync=self.metrics.on_sync
+            cfg.node_id,
+            spec,
+            cfg.members,
+            cfg.options,
+            storage,
+            on_sync=self.metrics.on_sync,
+            inline_sync_bytes=cfg.inline_sync_bytes,
         )
         problems = status_problems(self.runtime.node)
         if problems:  # e.g. basic-paxos: no leader, no log of commands to serve
@@ -346,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), dest=name)
     parser.add_argument("--max-value-bytes", dest="max_value_bytes", type=int)
     parser.add_argument("--request-timeout", dest="request_timeout", type=float)
+    parser.add_argument("--inline-sync-bytes", dest="inline_sync_bytes", type=int)
     parser.add_argument("--fsync", dest="fsync", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
         "--enable-fault-injection", dest="enable_fault_injection", action="store_true", default=None

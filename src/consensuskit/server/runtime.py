@@ -7,7 +7,8 @@ Rules this module owns (the durability rule of ARCHITECTURE.md, as in the simula
     as one batch;
   * a batch's sends and client answers are released only once every storage write made
     before them is durable: ``storage.begin_sync()`` takes the writes so far and its
-    ``complete()`` (the fsyncs) runs in a worker thread, one at a time;
+    ``complete()`` (the fsyncs) runs in a worker thread, one at a time, or right in the
+    loop thread when the batch writes at most ``inline_sync_bytes`` and no snapshot;
   * while a sync runs the node keeps handling inputs (pipelining).  Outputs of batches
     that wrote nothing more ride on the running sync; outputs of batches that did write
     wait for the next sync, which covers every write made meanwhile (group commit).
@@ -33,6 +34,7 @@ import collections
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +66,8 @@ class SyncBatch(Protocol):
     def empty(self) -> bool: ...
 
     def complete(self) -> None: ...
+
+    # Optional: ``nbytes``, the bytes the sync writes (see ``inline_sync_bytes``).
 
 
 class DurableStorage(Storage, Protocol):
@@ -184,6 +188,7 @@ class NodeRuntime:
         loop: asyncio.AbstractEventLoop | None = None,
         on_sync: Callable[[float, int], None] | None = None,
         rng_seed: int | None = None,
+        inline_sync_bytes: int = 0,
     ) -> None:
         self.node_id = node_id
         self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))
@@ -194,6 +199,7 @@ class NodeRuntime:
         self.transport: Transport | None = None
         self._loop = loop or asyncio.get_running_loop()
         self._on_sync = on_sync
+        self._inline_sync_bytes = inline_sync_bytes
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._inbox: collections.deque[tuple[int, Any, Any]] = collections.deque()
         self._drain_scheduled = False
@@ -529,6 +535,18 @@ class NodeRuntime:
         self._sync_idle.clear()
         self._sync_outputs = outputs
         started = time.monotonic()
+        if getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes:
+            # A small sync right here: handing it to the worker and back costs two thread
+            # switches and a loop wake-up, more than the fsync of a few KB on a fast disk.
+            fut = self._loop.create_future()
+            try:
+                batch.complete()
+            except Exception as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
+            self._sync_done(fut, started)
+            return
         fut = self._loop.run_in_executor(self._executor, batch.complete)
         fut.add_done_callback(lambda f: self._sync_done(f, started))
 

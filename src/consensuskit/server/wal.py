@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -122,6 +123,14 @@ class SyncBatch:
     @property
     def empty(self) -> bool:
         return not self.ops
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of WAL records this batch appends, or ``sys.maxsize`` when it also writes
+        a named-record file (a snapshot: its fsync may take long)."""
+        if self.files:
+            return sys.maxsize
+        return sum(len(op[-1]) for op in self.ops if type(op[-1]) is bytes)
 
     def complete(self) -> None:
         """Write and fsync this batch and every earlier one; safe in a worker thread."""
