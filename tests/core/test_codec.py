@@ -469,3 +469,38 @@ def test_new_message_with_mixed_field_types(scratch_registry):
     assert (
         raises_codec(frame(9002, 1.0, 3, False, b"", [])) == "malformed Probe: field 'attrs' has type tuple"
     )
+
+
+def test_slotted_messages_are_built_without_init_and_still_validated(scratch_registry):
+    calls = []
+
+    @message(9003)
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Checked:
+        term: int
+        note: str = "n"
+
+        def __post_init__(self) -> None:
+            calls.append(self.term)
+            if self.term < 0:
+                raise ValueError("term must not be negative")
+
+    original = Checked(term=4, note="x")
+    built = decode(encode(original))
+    assert calls == [4, 4]  # the decoded copy ran __post_init__ too
+    assert built == original and hash(built) == hash(original) and type(built) is Checked
+    assert raises_codec(frame(9003, -1, "x")).startswith("malformed Checked: term must not be negative")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.term = 5  # type: ignore[misc]
+
+
+def test_a_message_with_its_own_init_is_built_through_it(scratch_registry):
+    @message(9004)
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True, init=False)
+    class Custom:
+        term: int
+
+        def __init__(self, *, term: int) -> None:
+            object.__setattr__(self, "term", term * 10)
+
+    assert decode(frame(9004, 3)).term == 30  # a field-by-field build would give 3

@@ -115,15 +115,38 @@ class _Marker:
         self.build = _compile_builder(self)
 
 
+def _slot_setters(cls: type, names: tuple[str, ...]) -> list[Callable[[Any, Any], None]] | None:
+    """The slot descriptors' setters, when building ``cls`` field by field is exactly its
+    generated ``__init__`` (a slotted dataclass whose fields are all init fields)."""
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    if code is None or code.co_filename != "<string>":  # not the one dataclasses generated
+        return None
+    fields = dataclasses.fields(cls)
+    if tuple(f.name for f in fields) != names or not all(f.init for f in fields):
+        return None
+    setters = []
+    for name in names:
+        descriptor = cls.__dict__.get(name)
+        if type(descriptor) is not types.MemberDescriptorType:
+            return None
+        setters.append(descriptor.__set__)
+    return setters
+
+
 def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
     """A per-class decoder with the field checks unrolled (as dataclasses generates its
     __init__): several times faster than a loop.  Any doubt falls back to ``_build``,
     which raises the detailed CodecError."""
+    # ``values`` is the whole decoded array, marker first (no slice copied per message).
     n = len(marker.checks)
     env: dict[str, Any] = {"cls": marker.cls, "slow": _build, "marker": marker, "Marker": _Marker}
-    lines = ["def build(values):", f"    if len(values) != {n}:", "        return slow(marker, values)"]
-    if n:
-        lines.append(f"    ({', '.join(f'v{i}' for i in range(n))},) = values")
+    lines = [
+        "def build(values):",
+        f"    if len(values) != {n + 1}:",
+        "        return slow(marker, values[1:])",
+    ]
+    lines.append(f"    (_head, {''.join(f'v{i}, ' for i in range(n))}) = values")
     for i, (_, accepted) in enumerate(marker.checks):
         if accepted is None:
             lines.append(f"    if v{i}.__class__ is Marker:")
@@ -131,14 +154,32 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
             env[f"acc{i}"] = accepted
             bool_check = "" if bool in accepted else f" or v{i}.__class__ is bool"
             lines.append(f"    if not isinstance(v{i}, acc{i}){bool_check}:")
-        lines.append("        return slow(marker, values)")
-    kwargs = ", ".join(f"{name}=v{i}" for i, name in enumerate(marker.names))
-    lines += [
-        "    try:",
-        f"        return cls({kwargs})",
-        "    except (TypeError, ValueError):",
-        "        return slow(marker, values)",
-    ]
+        lines.append("        return slow(marker, values[1:])")
+    setters = _slot_setters(marker.cls, marker.names)
+    if setters is None:
+        kwargs = ", ".join(f"{name}=v{i}" for i, name in enumerate(marker.names))
+        lines += [
+            "    try:",
+            f"        return cls({kwargs})",
+            "    except (TypeError, ValueError):",
+            "        return slow(marker, values[1:])",
+        ]
+    else:
+        # What the generated frozen __init__ does, minus its object.__setattr__ per field
+        # (half the cost of building an entry); __post_init__ still validates.
+        env["new"] = object.__new__
+        lines.append("    obj = new(cls)")
+        for i, setter in enumerate(setters):
+            env[f"set{i}"] = setter
+            lines.append(f"    set{i}(obj, v{i})")
+        if hasattr(marker.cls, "__post_init__"):
+            lines += [
+                "    try:",
+                "        obj.__post_init__()",
+                "    except (TypeError, ValueError):",
+                "        return slow(marker, values[1:])",
+            ]
+        lines.append("    return obj")
     exec("\n".join(lines), env)  # the source holds only dataclass field names
     return env["build"]  # type: ignore[no-any-return]
 
@@ -227,14 +268,18 @@ def _unpackb(data: bytes) -> Any:
         if code != EXT_MESSAGE:
             raise CodecError(f"unknown msgpack extension type {code}")
         outstanding += 1
-        return _marker_for(payload)
+        return markers.get(payload) or _marker_for(payload)
 
     def list_hook(seq: tuple[Any, ...]) -> Any:
         nonlocal outstanding
-        if seq and type(seq[0]) is _Marker:
-            outstanding -= 1
-            return seq[0].build(seq[1:])
+        if seq:
+            head = seq[0]
+            if head.__class__ is _Marker:
+                outstanding -= 1
+                return head.build(seq)
         return seq
+
+    markers = _MARKERS
 
     value = msgpack.unpackb(
         data, ext_hook=ext_hook, list_hook=list_hook, use_list=False, raw=False, strict_map_key=False
