@@ -135,8 +135,8 @@ class RaftNode:
         self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
         self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
         self.snapshot_sent_at: dict[str, float] = {}
-        # Leader: per follower, the snapshot being streamed to it in chunks (encoded as
-        # it goes: a copy of a 100 MB encoding per leader would defeat the point).
+        # Leader: per follower, the snapshot being streamed to it in chunks.  Encoded as
+        # it goes, never whole: a cached 100 MB encoding doubled a large node's memory.
         self.snapshot_readers: dict[str, SnapshotReader] = {}
         # Follower: a chunked snapshot being received (last_index, bytes so far).
         self.snapshot_incoming: tuple[int, bytearray] | None = None
