@@ -11,16 +11,20 @@ the marker, is msgpack extension type ``EXT_MESSAGE`` holding the tag as 2 big-e
 bytes.  Messages are packed inline, in one pass (version 1 nested a packed payload per
 message, which cost several times more).  Decoding checks the version, the tag, the field count and the
 declared scalar types, and raises ``CodecError`` naming what was wrong.
+
+``iter_encode(obj)`` yields the same bytes as ``encode(obj)`` in pieces of about
+``piece_bytes``, so a 100 MB snapshot can be written or streamed without a 100 MB copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgpack
@@ -297,6 +301,172 @@ def encode(obj: Any) -> bytes:
     packer.pack(CODEC_VERSION)
     packer.pack(obj)
     return packer.bytes()
+
+
+# Types the Packer writes itself without calling ``default`` (bool is an int).
+_NATIVE = (type(None), int, float, str, bytes, bytearray, memoryview, dict, list, tuple)
+# Exact types whose packing contains nothing to walk: packed as the Packer would.
+_SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+# A long array's first slice; later ones are sized from the bytes per item seen so far.
+_FIRST_SLICE = 256
+# The Packer's nesting limit (msgpack's DEFAULT_RECURSE_LIMIT): iter_encode refuses what
+# encode() refuses.
+_MAX_DEPTH = 1024
+
+SLICE_ITEMS = 32 * 1024
+PIECE_BYTES = 1 << 20
+
+
+class _Slice:
+    """Consecutive items of a long list or tuple, packed as one run when all are scalars."""
+
+    __slots__ = ("items", "nbytes")
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = items
+        self.nbytes = 0  # set once packed as a run: how the next slice is sized
+
+
+def _slices(seq: Sequence[Any], most: int, target: int) -> Iterator[_Slice]:
+    n = len(seq)
+    step = _short(most)
+    i = 0
+    while i < n:
+        piece = _Slice(seq[i : i + step])
+        yield piece
+        i += step
+        if piece.nbytes:
+            # Aim at ``target`` bytes: a fixed item count would let 32k large values
+            # make one giant piece.
+            step = max(1, min(most, target * step // piece.nbytes))
+
+
+def _short(most: int) -> int:
+    """Arrays and maps up to this many items are never sliced."""
+    return min(most, _FIRST_SLICE)
+
+
+def _array_header_size(n: int) -> int:
+    return 1 if n < 16 else 3 if n < 0x10000 else 5
+
+
+def _all_scalars(values: Any) -> bool:
+    return _SCALAR_TYPES.issuperset(map(type, values))
+
+
+def _too_deep() -> ValueError:
+    return ValueError("recursion limit exceeded")
+
+
+def _open(item: Any, out: msgpack.Packer, most: int, target: int, depth: int) -> Iterator[Any] | None:
+    """Start packing ``item`` (at nesting ``depth``) into ``out``, as the Packer with
+    ``_default`` would: None when it is now wholly packed, else it is a container whose
+    header is packed and the returned iterator gives what follows (items, map keys and
+    values, or _Slices)."""
+    kind = type(item)
+    short = _short(most)
+    if kind is list or kind is tuple:
+        n = len(item)
+        if n and depth >= _MAX_DEPTH:
+            raise _too_deep()
+        if n <= short and _all_scalars(item):
+            out.pack(item)
+            return None
+        out.pack_array_header(n)
+        return iter(item) if n <= short else _slices(item, most, target)
+    if kind is dict:
+        if item and depth >= _MAX_DEPTH:
+            raise _too_deep()
+        if len(item) <= short and _all_scalars(item) and _all_scalars(item.values()):
+            out.pack(item)
+            return None
+        out.pack_map_header(len(item))
+        return itertools.chain.from_iterable(item.items())
+    if not isinstance(item, _NATIVE):
+        encoder = _encoder(kind)
+        if encoder is not None:
+            if depth >= _MAX_DEPTH:
+                raise _too_deep()
+            marker, getter = encoder
+            fields = getter(item)
+            out.pack_array_header(1 + len(fields))
+            out.pack(marker)
+            return iter(fields)
+        if isinstance(item, (set, frozenset)):
+            return _open(sorted(item), out, most, target, depth)
+    # A subclass of a native type, an extension, or something ``_default`` refuses:
+    # the Packer does exactly what encode() would, raising included.
+    out.pack(item)
+    return None
+
+
+def _buffered(out: msgpack.Packer) -> int:
+    with out.getbuffer() as view:
+        return view.nbytes
+
+
+def iter_encode(
+    obj: Any, *, slice_items: int = SLICE_ITEMS, piece_bytes: int = PIECE_BYTES
+) -> Iterator[bytes]:
+    """``encode(obj)`` in pieces: their concatenation is exactly ``encode(obj)``.
+
+    Walks ``obj`` as the Packer would, so no piece is much larger than ``piece_bytes``
+    or one slice of a long array (at most ``slice_items`` items, sized to about
+    ``piece_bytes``); a single scalar (a 50 MB bytes value) is one piece.  Raises what
+    encode() would, when the pieces get there.  Pure computation: deterministic."""
+    if slice_items < 1 or piece_bytes < 1:
+        raise ValueError(f"slice_items and piece_bytes must be positive, got {slice_items}, {piece_bytes}")
+    return _iter_encode(obj, slice_items, piece_bytes)
+
+
+def _iter_encode(obj: Any, slice_items: int, piece_bytes: int) -> Iterator[bytes]:
+    out = msgpack.Packer(default=_default, use_bin_type=True, autoreset=False)
+    runs = msgpack.Packer(default=_default, use_bin_type=True)
+    pack = out.pack
+    pack(CODEC_VERSION)
+    stack: list[Iterator[Any]] = [iter((obj,))]
+    depths = [0]  # the nesting depth of what each iterator in ``stack`` gives
+    loose = 0  # scalars packed one by one since the buffer was last measured
+    while stack:
+        depth = depths[-1]
+        for item in stack[-1]:
+            kind = type(item)
+            if kind in _SCALAR_TYPES:
+                pack(item)
+                loose += 1
+                if loose < 256:
+                    continue
+            elif kind is _Slice:
+                run = item.items
+                if not _all_scalars(run):
+                    stack.append(iter(run))
+                    depths.append(depth)
+                    break
+                # Packed as an array of its own, minus that array's header: the items
+                # belong to the enclosing array, whose header is already out.
+                packed = runs.pack(run)
+                skip = _array_header_size(len(run))
+                item.nbytes = len(packed) - skip
+                if _buffered(out):
+                    yield out.bytes()
+                    out.reset()
+                yield packed[skip:]
+                continue
+            else:
+                child = _open(item, out, slice_items, piece_bytes, depth)
+                if child is not None:
+                    stack.append(child)
+                    depths.append(depth + 1)
+                    break
+            loose = 0
+            if _buffered(out) >= piece_bytes:
+                yield out.bytes()
+                out.reset()
+        else:
+            stack.pop()
+            depths.pop()
+    if _buffered(out):
+        yield out.bytes()
 
 
 assert 0 <= CODEC_VERSION < 0x80, "the version must pack as a one-byte positive fixint"

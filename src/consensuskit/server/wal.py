@@ -2,16 +2,20 @@
 
 Rules this module owns (docs/wal.md has the on-disk format and the recovery rules):
 - A write changes the in-memory working view at once (reads never touch the disk) and is
-  queued, already encoded, for the next batch.  Nothing reaches the OS before a batch
-  completes, so unsynced writes are exactly what a crash loses.
+  queued, already encoded, for the next batch.  No WAL byte reaches the OS before a batch
+  completes, so unsynced writes are exactly what a crash loses.  The one early write is a
+  large named record's file, streamed to a ``*.tmp`` as it is encoded (no copy of a
+  100 MB snapshot in memory); it is referenced by nothing until its batch is durable, and
+  open() removes any temp file it finds.
 - ``begin_sync`` (event-loop thread, cheap) seals the queued writes into a SyncBatch.
   ``SyncBatch.complete`` (any thread) writes every sealed batch up to and including its
   own, oldest first, then makes them durable with one fsync: group commit.
 - A batch is one WAL record, so a crash keeps all of a batch or none of it: the
   simulator's model (sim/storage.py), which protocol code may rely on.
 - A named record whose encoding exceeds ``inline_limit`` (a snapshot) goes to a file of
-  its own, made durable (tmp, fsync, rename, fsync dir) before the WAL record that
-  refers to it; the file it replaces is removed only once that reference is durable.
+  its own, written as a temp file by ``put`` and made durable (fsync, rename, fsync dir)
+  before the WAL record that refers to it; the file it replaces is removed only once
+  that reference is durable.
 - Segments roll over at a batch boundary once they reach ``segment_bytes``; each new one
   opens with a STATE record (named records, log bounds), so every segment wholly before
   ``log_first()`` can be, and is, deleted.
@@ -23,22 +27,25 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import sys
 import threading
 import time
+import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from consensuskit.core.messages import encode
+from consensuskit.core.messages import encode, iter_encode
 from consensuskit.core.storage import MemoryStorage
 from consensuskit.server.wal_format import (
     FILE_HEADER,
+    FILE_MAGIC,
     LOCK_NAME,
     OP_APPEND,
     OP_COMPACT,
@@ -49,7 +56,6 @@ from consensuskit.server.wal_format import (
     RECORD_STATE,
     TMP_SUFFIX,
     CorruptLogError,
-    file_header,
     file_name,
     frame_record,
     segment_header,
@@ -62,6 +68,9 @@ __all__ = ["CorruptLogError", "DirectoryInUseError", "DiskStorage", "StorageFail
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 DEFAULT_INLINE_LIMIT = 64 * 2**10
+# What the named-record file header can say (u16 key length, u32 value length).
+MAX_FILE_KEY = 2**16 - 1
+MAX_FILE_VALUE = 2**32 - 1
 
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
@@ -89,9 +98,11 @@ class WalStats:
 
 @dataclass(slots=True)
 class _FileWrite:
+    """A named record's file, already written whole to ``tmp`` by put()."""
+
     generation: int
-    key: str
-    blob: bytes
+    tmp: Path
+    size: int  # bytes in the file, header included
 
 
 class SyncBatch:
@@ -277,17 +288,61 @@ class DiskStorage:
         if not isinstance(key, str):
             raise TypeError(f"record key must be a str, got {type(key).__name__}")
         self._check_open()
-        blob = encode(value)  # raises before anything changes
-        self._working.put(key, value)
-        if len(blob) > self._inline_limit:
-            generation = self._next_generation
-            self._next_generation += 1
-            self._files.append(_FileWrite(generation, key, blob))
-            self._ops.append([OP_PUT_FILE, key, generation])
-            self._forms[key] = (OP_PUT_FILE, generation)
+        # Raises before anything changes, the temp file of a large value included.
+        pieces = iter_encode(value)
+        head: list[bytes] = []
+        size = 0
+        for piece in pieces:
+            head.append(piece)
+            size += len(piece)
+            if size > self._inline_limit:
+                break
         else:
+            blob = b"".join(head)
+            self._working.put(key, value)
             self._ops.append([OP_PUT, key, blob])
             self._forms[key] = (OP_PUT, blob)
+            return
+        generation = self._next_generation
+        written = self._write_temp_file(generation, key, itertools.chain(head, pieces))
+        self._next_generation += 1
+        self._working.put(key, value)
+        self._files.append(written)
+        self._ops.append([OP_PUT_FILE, key, generation])
+        self._forms[key] = (OP_PUT_FILE, generation)
+
+    def _write_temp_file(self, generation: int, key: str, pieces: Iterable[bytes]) -> _FileWrite:
+        """Stream an encoding into the named-record temp file of ``generation``; on any
+        error the temp file is gone and the error raised."""
+        key_bytes = key.encode()
+        if len(key_bytes) > MAX_FILE_KEY:
+            raise ValueError(
+                f"a record key kept in a file has at most {MAX_FILE_KEY} bytes, got {len(key_bytes)}"
+            )
+        tmp = self._directory / (file_name(generation) + TMP_SUFFIX)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            # The header needs the length and checksum: zeros until they are known.  A
+            # crash meanwhile leaves only a temp file, which open() removes.
+            write_all(fd, bytes(FILE_HEADER.size) + key_bytes)
+            crc = zlib.crc32(key_bytes)
+            length = 0
+            for piece in pieces:
+                write_all(fd, piece)
+                crc = zlib.crc32(piece, crc)
+                length += len(piece)
+            if length > MAX_FILE_VALUE:
+                raise ValueError(f"a named record holds at most {MAX_FILE_VALUE} bytes, got {length}")
+            header = FILE_HEADER.pack(FILE_MAGIC, generation, length, crc, len(key_bytes))
+            if os.pwrite(fd, header, 0) != len(header):  # 26 bytes at offset 0: never short in practice
+                raise OSError(f"{tmp}: short write of the header")
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        return _FileWrite(generation, tmp, FILE_HEADER.size + len(key_bytes) + length)
 
     def log_append(self, records: list[Any]) -> None:
         if not records:
@@ -400,19 +455,16 @@ class DiskStorage:
         self._delete_old_segments(newest.first)
 
     def _write_named_file(self, f: _FileWrite) -> None:
-        key = f.key.encode()
-        final = self._directory / file_name(f.generation)
-        tmp = final.with_name(final.name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            write_all(fd, file_header(f.generation, key, f.blob) + key)
-            write_all(fd, f.blob)
-            if self._fsync:
+        """put() wrote the temp file; make it durable under its final name."""
+        if self._fsync:
+            fd = os.open(f.tmp, os.O_WRONLY)
+            try:
                 self._timed_fsync(fd, _datasync)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        self.stats.bytes_written += FILE_HEADER.size + len(key) + len(f.blob)
+            finally:
+                os.close(fd)
+        os.replace(f.tmp, self._directory / file_name(f.generation))
+        # Counted here, by the thread that counts the rest, once the file is the batch's.
+        self.stats.bytes_written += f.size
 
     def _drop_replaced_files(self, sealed: list[SyncBatch]) -> None:
         """Remove files whose record a now-durable write replaced (no dir fsync needed:
@@ -479,6 +531,13 @@ class DiskStorage:
                 return
             self._closed = True
             self._release_fds()
+            # Temp files of writes that will never complete: recovery would remove them
+            # too, but a closed storage should not leave a 100 MB file behind.
+            with self._queue_lock:
+                pending = [f for b in self._queue for f in b.files]
+            for f in [*pending, *self._files]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f.tmp)
 
     def _release_fds(self) -> None:
         for fd in (self._segment_fd, self._dir_fd, self._lock_fd):

@@ -36,7 +36,7 @@ from consensuskit.core.client import (
     ClientResponse,
 )
 from consensuskit.core.env import Env
-from consensuskit.core.messages import CodecError, decode, encode
+from consensuskit.core.messages import CodecError, decode
 from consensuskit.core.quorum import committed_index, quorum_size
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
@@ -59,6 +59,7 @@ from consensuskit.protocols.raft.messages import (
 )
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
+from consensuskit.protocols.raft.snapshot_reader import SnapshotReader
 from consensuskit.statemachines.kv import STALE, KVStateMachine
 
 FOLLOWER = "follower"
@@ -134,8 +135,9 @@ class RaftNode:
         self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
         self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
         self.snapshot_sent_at: dict[str, float] = {}
-        # Leader: the encoded snapshot being streamed in chunks (last_index, bytes).
-        self.snapshot_blob: tuple[int, bytes] | None = None
+        # Leader: per follower, the snapshot being streamed to it in chunks.  Encoded as
+        # it goes, never whole: a cached 100 MB encoding doubled a large node's memory.
+        self.snapshot_readers: dict[str, SnapshotReader] = {}
         # Follower: a chunked snapshot being received (last_index, bytes so far).
         self.snapshot_incoming: tuple[int, bytearray] | None = None
         # A runtime that calls on_batch_end() after each batch of inputs says so; then
@@ -488,6 +490,7 @@ class RaftNode:
         self.transfer_target = None
         self.lease_until = 0.0
         self.snapshot_sent_at = {}
+        self.snapshot_readers = {}
         # Reads have no effect, so refusing them is a definite answer.  Pending writes
         # are left unanswered: they may still commit under the next leader.
         reads = list(self.reads_awaiting_commit)
@@ -576,34 +579,35 @@ class RaftNode:
         snap = self.snapshot
         if snap is None:  # offset > 0 always comes with a snapshot
             raise RuntimeError("log compacted without a snapshot")
-        blob = self._snapshot_blob(snap)
-        if len(blob) <= self.opts.snapshot_chunk_bytes:
+        reader = SnapshotReader(snap)
+        # One byte past a chunk tells whether the whole encoding fits in one.
+        if len(reader.read(0, self.opts.snapshot_chunk_bytes + 1)) <= self.opts.snapshot_chunk_bytes:
+            self.snapshot_readers.pop(peer, None)
             self._replicate(peer, InstallSnapshot(term=self.term, leader=self.id, snapshot=snap))
         else:
-            self._send_snapshot_chunk(peer, snap.last_index, blob, 0)
+            self.snapshot_readers[peer] = reader
+            self._send_snapshot_chunk(peer, reader, 0)
         self.snapshot_sent_at[peer] = self.env.now()
         pr.become_snapshot(snap.last_index)
 
-    def _snapshot_blob(self, snap: Snapshot) -> bytes:
-        """The encoded snapshot, once per snapshot (every lagging follower reuses it)."""
-        cached = self.snapshot_blob
-        if cached is None or cached[0] != snap.last_index:
-            cached = self.snapshot_blob = (snap.last_index, encode(snap))
-        return cached[1]
-
-    def _send_snapshot_chunk(self, peer: str, last_index: int, blob: bytes, offset: int) -> None:
-        end = offset + self.opts.snapshot_chunk_bytes
+    def _send_snapshot_chunk(self, peer: str, reader: SnapshotReader, offset: int) -> bool:
+        """Send the chunk at ``offset``; False if the snapshot ends there (nothing to send)."""
+        size = self.opts.snapshot_chunk_bytes
+        data = reader.read(offset, size + 1)
+        if not data:
+            return False
         self._replicate(
             peer,
             InstallSnapshot(
                 term=self.term,
                 leader=self.id,
-                last_index=last_index,
+                last_index=reader.last_index,
                 offset=offset,
-                chunk=blob[offset:end],
-                done=end >= len(blob),
+                chunk=data[:size],
+                done=len(data) <= size,
             ),
         )
+        return True
 
     def handle_append_entries(self, src: str, m: AppendEntries) -> None:
         self._follow(m.leader)
@@ -674,6 +678,7 @@ class RaftNode:
                     pr.become_replicate()
                 elif pr.state == SNAPSHOT and pr.match >= pr.snapshot_index:
                     pr.become_probe()
+                    self.snapshot_readers.pop(src, None)
                 if updated:
                     self._maybe_commit()
                 if src == self.transfer_target and pr.match == self.log.last_index:
@@ -812,6 +817,7 @@ class RaftNode:
                 if self.env.now() - sent < self.opts.election_timeout:
                     return
                 pr.become_probe()
+                self.snapshot_readers.pop(src, None)
             elif pr.state == REPLICATE and pr.inflight:
                 pr.inflight_bytes -= pr.inflight.popleft()[1]
             pr.probe_sent = False
@@ -985,18 +991,21 @@ class RaftNode:
         pr.recent_active = True
         if m.next_offset >= 0:
             # A chunk acknowledged: send the next one of the snapshot still in flight.
-            blob = self.snapshot_blob
-            in_flight = pr.state == SNAPSHOT and blob is not None and blob[0] == pr.snapshot_index
-            if in_flight and m.next_offset < len(blob[1]):  # type: ignore[index]
-                self._send_snapshot_chunk(src, blob[0], blob[1], m.next_offset)  # type: ignore[index]
+            reader = self.snapshot_readers.get(src)
+            if (
+                pr.state == SNAPSHOT
+                and reader is not None
+                and reader.last_index == pr.snapshot_index
+                and self._send_snapshot_chunk(src, reader, m.next_offset)
+            ):
                 self.snapshot_sent_at[src] = self.env.now()
             return
         if pr.update(m.index):
             self._maybe_commit()
         if pr.state == SNAPSHOT and pr.match >= pr.snapshot_index:
             pr.become_probe()
-        if not any(p.state == SNAPSHOT for p in self.progress.values()):
-            self.snapshot_blob = None  # no transfer left: free the encoded copy
+        if pr.state != SNAPSHOT:
+            self.snapshot_readers.pop(src, None)  # the transfer is over
         self._send_append(src, pr, allow_empty=True)
 
     # ------------------------------------------------------------------ transfer
@@ -1024,6 +1033,7 @@ class RaftNode:
         for peer in [p for p in self.progress if p not in members]:
             del self.progress[peer]
             self.acked_round.pop(peer, None)
+            self.snapshot_readers.pop(peer, None)
 
     def _config_at(self, index: int) -> ClusterConfig:
         """The configuration in force once every entry up to ``index`` is appended."""
