@@ -38,9 +38,9 @@ DEFAULT_MAX_VALUE_BYTES = 1 << 20
 DEFAULT_MAX_KEY_BYTES = 4096
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# A sync batch up to this size (and without a snapshot) is fsynced in the loop thread;
-# see docs/server.md, "The durability barrier".
-DEFAULT_INLINE_SYNC_BYTES = 256 * 1024
+# A sync batch up to this size (and without a snapshot) is fsynced in the loop thread:
+# a light load, with nothing to overlap the fsync with (docs/server.md, the runtime).
+DEFAULT_INLINE_SYNC_BYTES = 4096
 
 TOP_LEVEL = (
     "id",
