@@ -269,6 +269,31 @@ def test_a_batching_runtime_gets_one_quorum_round_for_a_batch_of_reads():
     assert env.delivered[-1].seq == 6 and env.delivered[-1].ok
 
 
+def test_a_batching_runtime_gets_one_accept_for_a_batch_of_commands():
+    """With ``calls_batch_end`` the commands of one batch are proposed together at its
+    end: one Accept per acceptor carrying every slot (up to alpha), answered in order."""
+    c = Cluster(IDS)
+    env = c.envs["n1"]
+    env.calls_batch_end = True  # type: ignore[attr-defined]
+    c.nodes["n1"] = leader = MultiPaxosNode("n1", env, IDS, MultiPaxosOptions(alpha=4))
+    leader.on_start()
+    c.elect("n1")
+    c.advance(1.0)  # the old lease ran out
+    c.deliver_all()
+    env.take()
+    first = leader.next_slot
+    for seq in range(1, 7):
+        leader.on_request(put("w", seq, f"k{seq}", seq))
+    assert accepts(env) == []  # held until the batch ends
+    leader.on_batch_end()
+    sent = accepts(env)
+    assert len(sent) == 2 and sent[0] is sent[1]  # one Accept, to both acceptors
+    assert [v.slot for v in sent[0].values] == list(range(first, first + 4))  # alpha of them
+    c.deliver_all()  # the rest go out as the window moves
+    assert [r.seq for r in env.delivered if r.ok] == [1, 2, 3, 4, 5, 6]
+    assert leader.executed == first + 5
+
+
 def test_stale_read_is_answered_by_any_node():
     node, env = make_node("n3", IDS)
     node.on_request(get("r", 1, "x", consistency=STALE_OK))

@@ -183,6 +183,8 @@ class MultiPaxosNode:
         # quorum reads of a batch share one heartbeat round, started at the batch's end,
         # instead of one round each (the simulator has no batches: one round per read).
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
+        # Likewise the commands of a batch go out in one Accept, proposed at its end.
+        self.pump_due = False
         self._handlers: dict[type, Any] = {
             Prepare: self.handle_prepare,
             Promise: self.handle_promise,
@@ -277,8 +279,12 @@ class MultiPaxosNode:
         self._handle_request(request, self.id)
 
     def on_batch_end(self) -> None:
-        """Called by batching runtimes after each batch: start the heartbeat round the
-        batch's quorum reads wait for, unless a round sent since they arrived serves."""
+        """Called by batching runtimes after each batch: propose the batch's commands in
+        one Accept, and start the heartbeat round the batch's quorum reads wait for,
+        unless a round sent since they arrived serves."""
+        if self.pump_due:
+            self.pump_due = False
+            self._pump()
         if self.role != LEADER or not self.reads_awaiting_round:
             return
         if max(r for r, _, _, _ in self.reads_awaiting_round) > self.heartbeat_round:
@@ -370,6 +376,9 @@ class MultiPaxosNode:
             return
         self.waiting[key] = [origin]
         self.queue.append((Entry(kind=COMMAND, data=request), origin))
+        if self.share_read_rounds:
+            self.pump_due = True
+            return
         self._pump()
 
     def _read_mode(self, request: ClientRequest) -> str:
