@@ -30,7 +30,7 @@ from typing import Any
 
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import STALE_OK, ClientRequest, ClientResponse
-from consensuskit.protocols.paxos.multi_messages import COMMAND, CONFIG, AcceptedValue, Entry, Snapshot
+from consensuskit.protocols.paxos.multi_messages import BATCH, COMMAND, CONFIG, AcceptedValue, Entry, Snapshot
 
 
 def _key(entry: Entry) -> Any:
@@ -38,6 +38,8 @@ def _key(entry: Entry) -> Any:
     if entry.kind == COMMAND:
         request = entry.data
         return (COMMAND, request.client_id, request.seq)
+    if entry.kind == BATCH:
+        return (BATCH, tuple((r.client_id, r.seq) for r in entry.data))
     if entry.kind == CONFIG:
         return (CONFIG, tuple(entry.data.members))
     return (entry.kind,)
@@ -106,11 +108,8 @@ class MultiPaxosChecker:
             return
         known = self.executed.get(response.index)
         entry = known[1] if known is not None else None
-        data = entry.data if entry is not None and entry.kind == COMMAND else None
-        if not isinstance(data, ClientRequest) or (data.client_id, data.seq) != (
-            request.client_id,
-            request.seq,
-        ):
+        commands = entry.commands() if entry is not None else ()
+        if not any((c.client_id, c.seq) == (request.client_id, request.seq) for c in commands):
             raise InvariantViolation(
                 "acknowledged-write",
                 f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at slot "

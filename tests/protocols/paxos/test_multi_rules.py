@@ -152,7 +152,7 @@ def test_commit_teaches_only_votes_in_the_leaders_ballot():
 
 
 def test_leader_keeps_at_most_alpha_slots_in_flight():
-    c = Cluster(IDS, alpha=2)
+    c = Cluster(IDS, alpha=2, commands_per_slot=1)
     leader = c.elect("n1")
     c.partition(["n1"], ["n2", "n3"])
     c.envs["n1"].take()
@@ -165,6 +165,33 @@ def test_leader_keeps_at_most_alpha_slots_in_flight():
     c.fire("n1", "heartbeat")
     c.deliver_all()
     assert leader.executed == 5
+
+
+def test_commands_waiting_for_the_window_share_a_slot_and_run_in_order():
+    """Alpha bounds slots in flight; commands that queue meanwhile go out together, as
+    one batch value (at most commands_per_slot), executed and answered in order."""
+    c = Cluster(IDS, alpha=2, commands_per_slot=2)
+    leader = c.elect("n1")
+    env = c.envs["n1"]
+    c.partition(["n1"], ["n2", "n3"])
+    env.take()
+    for seq in range(1, 6):
+        leader.on_request(put("c", seq, "x", seq))
+    assert sorted({(v.slot, v.entry.kind) for m in accepts(env) for v in m.values}) == [
+        (1, "command"),
+        (2, "command"),
+    ]
+    c.heal()
+    c.deliver_all()
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert leader.executed == 4  # slots 1 and 2: one command each; 3: two; 4: one
+    values = {slot: leader.log.vote(slot).entry for slot in (3, 4)}
+    assert values[3].kind == "batch" and [r.seq for r in values[3].data] == [3, 4]
+    assert values[4].kind == "command" and values[4].data.seq == 5
+    answers = [(r.seq, r.index, r.result["version"]) for r in env.delivered]
+    assert answers == [(1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 3, 4), (5, 4, 5)]
+    assert all(n.sm.get("x") == 5 for n in c.nodes.values())
 
 
 def test_nack_makes_the_leader_step_down():
@@ -275,7 +302,8 @@ def test_a_batching_runtime_gets_one_accept_for_a_batch_of_commands():
     c = Cluster(IDS)
     env = c.envs["n1"]
     env.calls_batch_end = True  # type: ignore[attr-defined]
-    c.nodes["n1"] = leader = MultiPaxosNode("n1", env, IDS, MultiPaxosOptions(alpha=4))
+    options = MultiPaxosOptions(alpha=4, commands_per_slot=1)
+    c.nodes["n1"] = leader = MultiPaxosNode("n1", env, IDS, options)
     leader.on_start()
     c.elect("n1")
     c.advance(1.0)  # the old lease ran out

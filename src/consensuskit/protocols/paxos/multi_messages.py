@@ -15,6 +15,7 @@ from consensuskit.core.messages import message
 from consensuskit.protocols.paxos.ballot import Ballot
 
 COMMAND = "command"
+BATCH = "batch"  # several client commands in one slot, executed in order
 NOOP = "noop"
 CONFIG = "config"
 
@@ -33,15 +34,25 @@ class Membership:
 @message(51)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Entry:
-    """A slot's value: a client command, a no-op (gap filler) or a ``Membership``
-    that takes effect ``alpha`` slots later."""
+    """A slot's value: a client command, a batch of them (a tuple, executed in order),
+    a no-op (gap filler) or a ``Membership`` that takes effect ``alpha`` slots later."""
 
     kind: str
     data: Any = None
 
+    def commands(self) -> tuple[ClientRequest, ...]:
+        """The client commands this value executes, in order."""
+        if self.kind == COMMAND:
+            return (self.data,)
+        if self.kind == BATCH:
+            return tuple(self.data)
+        return ()
+
     def summary(self) -> str:
         if self.kind == COMMAND:
             return f"{self.data.client_id}#{self.data.seq}:{self.data.op.describe()}"
+        if self.kind == BATCH:
+            return f"batch of {len(self.data)}: " + ", ".join(f"{r.client_id}#{r.seq}" for r in self.data)
         if self.kind == CONFIG:
             return f"config({self.data.summary()})"
         return "no-op"

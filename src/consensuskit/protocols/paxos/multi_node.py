@@ -54,6 +54,7 @@ from consensuskit.core.quorum import committed_index, quorum_size
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
 from consensuskit.protocols.paxos.multi_messages import (
+    BATCH,
     COMMAND,
     CONFIG,
     NOOP_ENTRY,
@@ -703,16 +704,25 @@ class MultiPaxosNode:
             vote = self.best_votes.get(s)
             values.append(self._propose(s, vote.entry if vote is not None else NOOP_ENTRY))
         while self.queue and self.next_slot <= limit and self._ready_for_slot(self.next_slot):
-            entry, _ = self.queue.pop(0)
             slot = self.next_slot
             self.next_slot += 1
-            values.append(self._propose(slot, entry))
+            values.append(self._propose(slot, self._next_value()))
         if values:
             self._send_accepts(values)
             for v in values:
                 self._maybe_chosen(v.slot)
             self._execute()
         self._maybe_ready()
+
+    def _next_value(self) -> Entry:
+        """The queue's head, or its leading run of commands as one batch."""
+        entry, _ = self.queue.pop(0)
+        if entry.kind != COMMAND or self.opts.commands_per_slot == 1:
+            return entry
+        commands = [entry.data]
+        while self.queue and len(commands) < self.opts.commands_per_slot and self.queue[0][0].kind == COMMAND:
+            commands.append(self.queue.pop(0)[0].data)
+        return entry if len(commands) == 1 else Entry(kind=BATCH, data=tuple(commands))
 
     def _ready_for_slot(self, slot: int) -> bool:
         """We may propose at ``slot``: its configuration is known and promised us."""
@@ -834,13 +844,13 @@ class MultiPaxosNode:
             slot = self.executed + 1
             entry = self.chosen[slot]
             self.executed = slot
-            if entry.kind == COMMAND:
-                request: ClientRequest = entry.data
-                result = self.sm.apply(request)
-                origins = self.waiting.pop((request.client_id, request.seq), ())
-                if self.role == LEADER:
-                    for origin in origins:
-                        self._answer_command(request, result, slot, origin)
+            if entry.kind == COMMAND or entry.kind == BATCH:
+                for request in entry.commands():
+                    result = self.sm.apply(request)
+                    origins = self.waiting.pop((request.client_id, request.seq), ())
+                    if self.role == LEADER:
+                        for origin in origins:
+                            self._answer_command(request, result, slot, origin)
             elif entry.kind == CONFIG:
                 members = tuple(entry.data.members)
                 self.config_slot = slot

@@ -36,6 +36,9 @@ class MultiPaxosOptions:
     # A node with no known leader that gets a client command starts phase 1 at once.
     campaign_on_request: bool = True
     max_batch: int = 64  # values per Learn / re-sent Accept
+    # Commands a leader puts in one slot when several wait: alpha bounds the slots in
+    # flight, so without this it bounds the commands in flight too.
+    commands_per_slot: int = 64
     max_queue: int = 1000  # commands a leader holds while it cannot propose
     snapshot_threshold: int = 200  # executed slots in the log before a snapshot; 0 = never
     snapshot_trailing: int = 20  # slots kept after a snapshot for slightly lagging nodes
@@ -58,7 +61,7 @@ class MultiPaxosOptions:
             raise ValueError("lease_duration must exceed heartbeat_interval")
         if not 0 <= self.clock_drift_bound < 0.5:
             raise ValueError("clock_drift_bound must be in [0, 0.5)")
-        if self.alpha < 1 or self.max_batch < 1 or self.max_queue < 1:
-            raise ValueError("alpha, max_batch and max_queue must be at least 1")
+        if self.alpha < 1 or self.max_batch < 1 or self.max_queue < 1 or self.commands_per_slot < 1:
+            raise ValueError("alpha, max_batch, max_queue and commands_per_slot must be at least 1")
         if self.snapshot_threshold < 0 or self.snapshot_trailing < 0:
             raise ValueError("snapshot_threshold and snapshot_trailing must be >= 0")
