@@ -144,8 +144,10 @@ class RecordingTransport:
         self.sent.append((dst, msg, self.storage.durable))
 
 
-def make_runtime(storage: GatedStorage) -> tuple[NodeRuntime, ScriptedNode, RecordingTransport]:
-    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1)
+def make_runtime(
+    storage: GatedStorage, **kwargs: Any
+) -> tuple[NodeRuntime, ScriptedNode, RecordingTransport]:
+    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1, **kwargs)
     transport = RecordingTransport(storage)
     runtime.transport = transport
     runtime.start()
@@ -363,9 +365,7 @@ class SizedStorage(GatedStorage):
 @async_test
 async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker():
     storage = SizedStorage()
-    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1, inline_sync_bytes=100)
-    runtime.transport = RecordingTransport(storage)
-    runtime.start()
+    runtime, _node, _ = make_runtime(storage, inline_sync_bytes=100)
     for seq, size in enumerate([10, 100, 101, 5], start=1):
         op = Op(kind="put", key="k", value=size)
         answer = await runtime.request(ClientRequest(client_id="c", seq=seq, op=op), 5)
@@ -384,9 +384,7 @@ async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker()
 @async_test
 async def test_a_failed_inline_sync_halts_the_node_like_a_threaded_one():
     storage = SizedStorage()
-    runtime = NodeRuntime("a", scripted_spec(), ["a"], {}, storage, rng_seed=1, inline_sync_bytes=100)
-    runtime.transport = RecordingTransport(storage)
-    runtime.start()
+    runtime, _node, _ = make_runtime(storage, inline_sync_bytes=100)
 
     def broken() -> None:
         raise OSError("disk on fire")
