@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from consensuskit.core.client import ClientResponse, Op
+from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.sim import History, InvariantViolation
 
 from .toy import toy_sim
@@ -144,3 +144,13 @@ def test_unknown_protocol_and_bug_are_clear_errors():
         toy_sim(protocol="nope")
     with pytest.raises(ValueError, match="valid: boom"):
         toy_sim(bugs=frozenset({"nope"}))
+
+
+def test_submitted_request_finds_both_client_paths():
+    sim = toy_sim()
+    h = sim.submit(Op(kind="put", key="k0", value=1), node="n1", client_id="c", seq=7)
+    raw = ClientRequest(client_id="r", seq=3, op=Op(kind="get", key="k0"))
+    sim.send_request("n1", raw)
+    assert sim.submitted_request("c", 7) == h.request
+    assert sim.submitted_request("r", 3) == raw
+    assert sim.submitted_request("c", 8) is None and sim.submitted_request("nobody", 1) is None

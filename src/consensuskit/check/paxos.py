@@ -197,10 +197,8 @@ class PaxosChecker:
         if isinstance(value, Noop):
             return
         if isinstance(value, ClientRequest):
-            key = (value.client_id, value.seq)
-            run = self.sim._ops.get(key) if self.sim is not None else None
-            raw = self.sim._raw.get(key) if self.sim is not None else None
-            if (run is not None and run.request == value) or (raw is not None and raw[1] == value):
+            sent = self.sim.submitted_request(value.client_id, value.seq) if self.sim is not None else None
+            if sent == value:
                 return
         elif value in self.offered:
             return

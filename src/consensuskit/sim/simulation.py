@@ -937,6 +937,15 @@ class Simulation:
         self._raw.setdefault((request.client_id, request.seq), (self.now, request))
         self._send_request(node_id, request, 0)
 
+    def submitted_request(self, client_id: str, seq: int) -> ClientRequest | None:
+        """The request a client sent with this id, through ``submit`` or ``send_request``
+        (None if none was): what a checker compares a chosen value with."""
+        run = self._ops.get((client_id, seq))
+        if run is not None:
+            return run.request
+        raw = self._raw.get((client_id, seq))
+        return raw[1] if raw is not None else None
+
     def pending_ops(self) -> list[OpRun]:
         return [run for run in self._ops.values() if run.status is None]
 
