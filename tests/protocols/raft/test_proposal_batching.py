@@ -20,8 +20,48 @@ def batching_leader(**options) -> Cluster:
     leader = c.elect("a")
     c.deliver_all()
     leader.share_read_rounds = True  # what a runtime with calls_batch_end sets
+    leader.log.defer_writes = True
     c.envs["a"].take()
     return c
+
+
+def test_a_batchs_log_appends_reach_storage_as_one_write_before_anything_is_sent():
+    c = batching_leader()
+    leader, env = c.nodes["a"], c.envs["a"]
+    appends: list[list[int]] = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(env.storage, name)
+
+        def log_append(self, records):
+            appends.append([r.index for r in records])
+            env.storage.log_append(records)
+
+    leader.log.storage = Counting()  # type: ignore[assignment]
+    first = leader.log.last_index + 1
+    for seq in range(1, 4):
+        leader.on_request(put(f"k{seq}", seq))
+    assert appends == [] and env.storage.log_last() == first - 1  # in memory only
+    env.sent.clear()
+    leader.on_batch_end()
+    assert appends == [[first, first + 1, first + 2]] and env.storage.log_last() == first + 2
+    assert env.sent  # the AppendEntries left after the write
+    c.deliver_all()
+    assert [r.seq for r in env.delivered if r.ok] == [1, 2, 3]
+
+
+def test_a_deferred_append_is_written_before_a_truncation_or_compaction():
+    c = batching_leader()
+    leader, env = c.nodes["a"], c.envs["a"]
+    first = leader.log.last_index + 1
+    leader.on_request(put("k", 1))
+    assert env.storage.log_last() == first - 1
+    leader.log.compact(first)  # as a snapshot does
+    assert leader.log.unwritten == [] and env.storage.log_first() == first + 1
+    leader.on_request(put("k", 2))
+    leader.log.truncate_from(first + 1)
+    assert leader.log.unwritten == [] and env.storage.log_last() == first
 
 
 def test_a_batchs_writes_leave_together_at_its_end_and_are_answered_in_order():

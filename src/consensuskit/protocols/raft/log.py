@@ -15,13 +15,18 @@ from consensuskit.protocols.raft.messages import LogEntry
 
 
 class RaftLog:
-    __slots__ = ("entries", "offset", "offset_term", "storage")
+    __slots__ = ("defer_writes", "entries", "offset", "offset_term", "storage", "unwritten")
 
     def __init__(self, storage: Storage, offset: int = 0, offset_term: int = 0) -> None:
         self.storage = storage
         self.offset = offset
         self.offset_term = offset_term
         self.entries: list[LogEntry] = []
+        # With defer_writes, appends reach storage at the next flush() (or before any
+        # other log write) as one call: a batching runtime flushes at each batch's end,
+        # before the sync, so a batch of client writes costs one storage append.
+        self.defer_writes = False
+        self.unwritten: list[LogEntry] = []
 
     @classmethod
     def load(cls, storage: Storage, offset: int, offset_term: int) -> RaftLog:
@@ -108,11 +113,21 @@ class RaftLog:
         if entries[0].index != expected:
             raise ValueError(f"append at {entries[0].index}, expected {expected}")
         self.entries.extend(entries)
-        self.storage.log_append(list(entries))
+        if self.defer_writes:
+            self.unwritten.extend(entries)
+        else:
+            self.storage.log_append(list(entries))
+
+    def flush(self) -> None:
+        """Hand deferred appends to storage."""
+        if self.unwritten:
+            unwritten, self.unwritten = self.unwritten, []
+            self.storage.log_append(unwritten)
 
     def truncate_from(self, index: int) -> None:
         if index <= self.offset:
             raise ValueError(f"cannot truncate at {index}: compacted up to {self.offset}")
+        self.flush()
         del self.entries[index - self.offset - 1 :]
         self.storage.log_truncate_from(index)
 
@@ -123,12 +138,14 @@ class RaftLog:
         term = self.term_at(index)
         if term is None:
             raise ValueError(f"cannot compact to {index}: not in the log")
+        self.flush()
         del self.entries[: index - self.offset]
         self.offset, self.offset_term = index, term
         self.storage.log_compact_to(index + 1)
 
     def reset(self, offset: int, offset_term: int) -> None:
         """Discard the whole log; it now starts after a snapshot at ``offset``."""
+        self.unwritten = []  # never written, now never needed
         self.entries = []
         self.offset, self.offset_term = offset, offset_term
         self.storage.log_truncate_from(self.storage.log_first())

@@ -144,6 +144,8 @@ class RaftNode:
         # every read of a batch shares one ReadIndex heartbeat round (§6.4 batching)
         # instead of starting one each.  Other environments see one round per read.
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
+        # ... and the batch's log appends reach storage as one (flushed at its end).
+        self.log.defer_writes = self.share_read_rounds
         self.read_round_due = False
         # Likewise the writes of a batch are appended as they come but replicated
         # together at its end: one AppendEntries per follower per batch (and one
@@ -259,6 +261,7 @@ class RaftNode:
     def on_batch_end(self) -> None:
         """Called by batching runtimes after each batch of inputs: start the heartbeat
         round the batch's ReadIndex reads wait for, and replicate the batch's writes."""
+        self.log.flush()  # before the runtime's sync, and before anything is sent
         if self.append_due:
             self.append_due = False
             if self.role == LEADER:
