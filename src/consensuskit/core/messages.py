@@ -155,9 +155,11 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
         if accepted is None:
             lines.append(f"    if v{i}.__class__ is Marker:")
         else:
-            env[f"acc{i}"] = accepted
-            bool_check = "" if bool in accepted else f" or v{i}.__class__ is bool"
-            lines.append(f"    if not isinstance(v{i}, acc{i}){bool_check}:")
+            # msgpack yields exactly int, float, str, bytes, bool, None, tuple or dict, so
+            # one set lookup on the exact class is the whole check (a bool is not an int
+            # here); anything else takes the slow path, which explains the refusal.
+            env[f"acc{i}"] = frozenset(accepted)
+            lines.append(f"    if v{i}.__class__ not in acc{i}:")
         lines.append("        return slow(marker, values[1:])")
     setters = _slot_setters(marker.cls, marker.names)
     if setters is None:
