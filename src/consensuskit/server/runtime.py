@@ -340,7 +340,7 @@ class NodeRuntime:
             raise NodeHalted("the node is not running")
         key = (request.client_id, request.seq)
         deadline = self._loop.time() + timeout
-        waiter = Waiter(key, deadline, timeout, callback, context)
+        waiter = Waiter(key, deadline, callback, context)
         waiting = self._waiters.get(key)
         if waiting is None:
             self._waiters[key] = [waiter]
@@ -535,25 +535,26 @@ class NodeRuntime:
         self._sync_idle.clear()
         self._sync_outputs = outputs
         started = time.monotonic()
-        if getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes:
+        if self._inline_sync_bytes and getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes:
             # A small sync right here: handing it to the worker and back costs two thread
             # switches and a loop wake-up, more than the fsync of a few KB on a fast disk.
-            fut = self._loop.create_future()
             try:
                 batch.complete()
             except Exception as exc:
-                fut.set_exception(exc)
+                self._sync_finished(exc, started)
             else:
-                fut.set_result(None)
-            self._sync_done(fut, started)
+                self._sync_finished(None, started)
             return
         fut = self._loop.run_in_executor(self._executor, batch.complete)
-        fut.add_done_callback(lambda f: self._sync_done(f, started))
+        fut.add_done_callback(
+            lambda f: self._sync_finished(
+                f.exception() if not f.cancelled() else asyncio.CancelledError(), started
+            )
+        )
 
-    def _sync_done(self, fut: asyncio.Future[None], started: float) -> None:
+    def _sync_finished(self, exc: BaseException | None, started: float) -> None:
         elapsed = time.monotonic() - started
         self._syncing = False
-        exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
         if exc is not None:
             self._sync_idle.set()
             self._halt(exc, "syncing storage")
@@ -628,10 +629,9 @@ class NodeRuntime:
         if not self._handed:
             return
         self.stats.leadership_lost += 1
-        lost = LeadershipLost(f"{self.node_id} stopped leading")
         for key in sorted(self._handed):
             for waiter in self._waiters.pop(key, ()):
-                self._finish(waiter, None, lost)
+                self._finish(waiter, None, LeadershipLost(f"{self.node_id} stopped leading"))
         self._handed.clear()
 
     def _check_watchers(self) -> None:
@@ -680,19 +680,17 @@ class NodeRuntime:
 class Waiter:
     """A caller waiting for one request's answer (``NodeRuntime.wait_for_answer``)."""
 
-    __slots__ = ("callback", "context", "deadline", "finished", "key", "timeout")
+    __slots__ = ("callback", "context", "deadline", "finished", "key")
 
     def __init__(
         self,
         key: tuple[str, int],
         deadline: float,
-        timeout: float,
         callback: Callable[[Waiter, ClientResponse | None, BaseException | None], None],
         context: Any,
     ) -> None:
         self.key = key
         self.deadline = deadline
-        self.timeout = timeout
         self.callback: Callable[[Waiter, ClientResponse | None, BaseException | None], None] | None = callback
         self.context = context
         self.finished = False

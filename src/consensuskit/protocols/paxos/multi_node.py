@@ -844,7 +844,7 @@ class MultiPaxosNode:
             slot = self.executed + 1
             entry = self.chosen[slot]
             self.executed = slot
-            if entry.kind == COMMAND or entry.kind == BATCH:
+            if entry.kind in (COMMAND, BATCH):
                 for request in entry.commands():
                     result = self.sm.apply(request)
                     origins = self.waiting.pop((request.client_id, request.seq), ())
