@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from consensuskit.client import (
     error_from_answer,
     parse_endpoints,
 )
+from consensuskit.server.cluster import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -226,9 +226,7 @@ def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
 
 
 def refused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # below the ephemeral range: no outgoing connection takes it meanwhile
 
 
 @contextlib.contextmanager

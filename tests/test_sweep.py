@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from consensuskit.sim import NEMESIS_KINDS, SimConfig
+import pytest
+
+from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
+from consensuskit.sim.config import NetworkConfig
 from consensuskit.sweep import reproduce_command, run_seed, run_sweep
 
 BASE = SimConfig(
@@ -37,3 +40,36 @@ def test_bug_seeds_fail_with_reason() -> None:
     assert doc["passed"] == 12 - len(result.failures)
     assert doc["failures"][0]["command"] == reproduce_command(cfg, result.failures[0].seed)
     assert "--bug vote-twice" in doc["failures"][0]["command"]
+
+
+def test_a_checker_time_out_fails_the_seed_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seed whose history got no verdict was not checked: it must not count as a pass.
+    (Histories this small finish long before any real budget: the time-out is forced.)"""
+    monkeypatch.setattr(Simulation, "_check_history", lambda self: (None, None))
+    result = run_sweep(BASE, [0, 1], workers=1, progress=False)
+    assert [o.ok for o in result.outcomes] == [False, False]
+    assert all(o.reason.startswith("no linearizability verdict") for o in result.outcomes)
+    assert all(o.checker_timed_out for o in result.outcomes)
+    doc = result.to_json()
+    assert (doc["passed"], doc["checker_timeouts"], doc["seeds_without_ops"]) == (0, 2, 0)
+    # With checking switched off, no verdict is what was asked for.
+    off = dataclasses.replace(BASE, check_linearizability=False)
+    unchecked = run_sweep(off, [0], workers=1, progress=False)
+    assert unchecked.outcomes[0].ok and unchecked.checker_timeouts == 0
+
+
+def test_a_seed_where_no_operation_completed_fails_and_is_counted() -> None:
+    """Every message lost: the clients ran, nothing completed, so nothing was checked."""
+    cfg = dataclasses.replace(BASE, nemesis=(), network=NetworkConfig(loss=1.0))
+    result = run_sweep(cfg, [3], workers=1, progress=False)
+    (outcome,) = result.outcomes
+    assert not outcome.ok and outcome.completed_ops == 0
+    assert outcome.reason.startswith("no operation completed")
+    assert result.to_json()["seeds_without_ops"] == 1
+
+
+def test_without_clients_neither_rule_applies() -> None:
+    cfg = dataclasses.replace(BASE, clients=0, nemesis=())
+    result = run_sweep(cfg, [0], workers=1, progress=False)
+    assert result.outcomes[0].ok
+    assert (result.checker_timeouts, result.seeds_without_ops) == (0, 0)

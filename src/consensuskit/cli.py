@@ -398,6 +398,11 @@ def sweep_cmd(
             f"{result.passed}/{len(result.outcomes)} seeds passed, {result.events:,} events in "
             f"{result.wall_seconds:.2f} s on {result.workers} worker(s) ({rate})"
         )
+        if result.checker_timeouts or result.seeds_without_ops:
+            console.print(
+                f"{result.checker_timeouts} seed(s) without a linearizability verdict (checker timed out), "
+                f"{result.seeds_without_ops} seed(s) with no completed operation: both count as failures"
+            )
         for f in failures:
             console.print(f"[bold red]seed {f.seed} failed:[/] {f.reason}", soft_wrap=True)
             console.print(f"  reproduce: {reproduce_command(config, f.seed)}", soft_wrap=True)

@@ -7,7 +7,10 @@ Rules this module owns:
   * workers use the ``spawn`` context: the parent may run a progress-bar thread, and
     forking a process that holds other threads' locks can deadlock the child;
   * results come back in seed order whatever order the workers finish in;
-  * a protocol exception is a failure of that seed (with its reason), not of the sweep.
+  * a protocol exception is a failure of that seed (with its reason), not of the sweep;
+  * a seed with clients must earn its pass: one whose history got no verdict (the
+    linearizability checker ran out of time) or in which no operation completed fails,
+    and the sweep reports how many seeds failed each way.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class SeedOutcome:
     events: int
     trace_sha256: str
     wall_seconds: float
+    checker_timed_out: bool = False
+    completed_ops: int = 0
 
 
 @dataclass(slots=True)
@@ -55,6 +60,16 @@ class SweepResult:
     def events(self) -> int:
         return sum(o.events for o in self.outcomes)
 
+    @property
+    def checker_timeouts(self) -> int:
+        """Seeds whose history the linearizability checker could not decide in time."""
+        return sum(1 for o in self.outcomes if o.checker_timed_out)
+
+    @property
+    def seeds_without_ops(self) -> int:
+        """Seeds with clients in which no operation completed."""
+        return sum(1 for o in self.outcomes if self.config.clients > 0 and o.completed_ops == 0 and o.events)
+
     def to_json(self) -> dict[str, Any]:
         cfg = self.config
         return {
@@ -71,6 +86,8 @@ class SweepResult:
                 for o in self.failures
             ],
             "passed": self.passed,
+            "checker_timeouts": self.checker_timeouts,
+            "seeds_without_ops": self.seeds_without_ops,
             "events": self.events,
             "wall_seconds": round(self.wall_seconds, 3),
             "workers": self.workers,
@@ -96,8 +113,9 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     return " ".join(parts)
 
 
-def failure_reason(result: Any) -> str:
-    """Why a SimResult counts as failed ('' when it passed)."""
+def failure_reason(result: Any, config: SimConfig | None = None) -> str:
+    """Why a SimResult counts as failed in a sweep ('' when it passed).  With ``config``
+    (a run with clients), no verdict and no completed operation fail too."""
     if result.violations:
         v = result.violations[0]
         at = f" at t={v.time:.6f}" if v.time is not None else ""
@@ -107,7 +125,17 @@ def failure_reason(result: Any) -> str:
         return f"invariant {v.get('name')}: {v.get('detail')}"
     if result.linearizable is False:
         return "history is not linearizable"
+    if config is not None and config.clients > 0:
+        if _checker_timed_out(result, config):
+            return "no linearizability verdict: the checker ran out of time (raise linearizability_timeout)"
+        if result.ops.get("ok", 0) == 0:
+            return f"no operation completed (ops {dict(result.ops)}): nothing was checked"
     return ""
+
+
+def _checker_timed_out(result: Any, config: SimConfig) -> bool:
+    """A verdict was due (clients ran and checking is on) but none came."""
+    return config.clients > 0 and config.check_linearizability and result.linearizable is None
 
 
 def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
@@ -126,7 +154,7 @@ def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
             trace_sha256="",
             wall_seconds=time.perf_counter() - t0,
         )
-    reason = failure_reason(result)
+    reason = failure_reason(result, cfg)
     return SeedOutcome(
         seed=seed,
         ok=not reason,
@@ -134,6 +162,8 @@ def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
         events=result.events,
         trace_sha256=result.trace_sha256,
         wall_seconds=result.wall_seconds,
+        checker_timed_out=_checker_timed_out(result, cfg),
+        completed_ops=result.ops.get("ok", 0),
     )
 
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from consensuskit.server.cluster import ClusterError, ClusterLayout, free_base_port, port_is_free
+from consensuskit.server.cluster import (
+    LOWEST_TEST_PORT,
+    ClusterError,
+    ClusterLayout,
+    ephemeral_port_range,
+    free_base_port,
+    free_port,
+    port_is_free,
+)
 from consensuskit.server.commands import kv_command, status_command, status_rows, up_command
 from consensuskit.server.config import load_config
 from tests.test_client import FakeCluster, running
@@ -216,3 +224,16 @@ def test_status_rows_mark_dead_and_paused_processes() -> None:
     rows = status_rows({"n1": gone, "n2": gone}, {"n1": Proc(-9, False), "n2": Proc(None, True)})  # type: ignore[dict-item]
     assert rows[0]["error"] == "exited with code -9" and rows[0]["pid"] == 11
     assert rows[1]["error"] == "paused (SIGSTOP)"
+
+
+def test_test_ports_come_from_below_the_ephemeral_range(tmp_path: Path) -> None:
+    """A port inside the kernel's ephemeral range can be taken by any outgoing connection
+    between the check and the bind (a real EADDRINUSE flake): tests draw below it."""
+    low, _ = ephemeral_port_range()
+    for _ in range(50):
+        base = free_base_port(6)
+        assert base >= LOWEST_TEST_PORT and base + 6 <= low
+    assert LOWEST_TEST_PORT <= free_port() < low
+    (tmp_path / "range").write_text("32768\t60999\n")
+    assert ephemeral_port_range(tmp_path / "range") == (32768, 60999)
+    assert ephemeral_port_range(tmp_path / "missing") == (49152, 65535)

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from consensuskit.protocols.raft.node import RaftNode
+from consensuskit.server.cluster import free_port
 from consensuskit.server.main import EXIT_HALTED, EXIT_OK, serve
 from tests.server.runtime_harness import async_test, node_config
 
@@ -32,12 +33,6 @@ def single_node(tmp_path, port: int):
     return node_config(tmp_path, "solo", ["solo"], client_address=f"127.0.0.1:{port}")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @async_test

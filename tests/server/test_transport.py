@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import socket
 import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -22,6 +21,7 @@ from consensuskit.protocols.raft.messages import (
     Heartbeat,
     LogEntry,
 )
+from consensuskit.server.cluster import free_port
 from consensuskit.server.framing import frame
 from consensuskit.server.transport import PeerTransport
 
@@ -113,10 +113,6 @@ async def settle(seconds: float = 0.2) -> None:
     await asyncio.sleep(seconds)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCAL, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- delivery and order ------------------------------------------------------------------

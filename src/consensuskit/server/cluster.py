@@ -247,14 +247,42 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     return True
 
 
-def free_base_port(count: int, start: int = 20000, stop: int = 60000) -> int:
-    """A base port with ``count`` consecutive free ports (tests and benchmarks)."""
+# Test and benchmark ports come from below the kernel's ephemeral range: a port drawn
+# inside it can be taken, between the check and the bind, by any outgoing connection's
+# source port (a real flake: EADDRINUSE in a real-process test).
+LOWEST_TEST_PORT = 10000
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_port_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """The kernel's range for outgoing source ports (Linux; the IANA range elsewhere)."""
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return 49152, 65535
+    return low, high
+
+
+def free_base_port(count: int, start: int | None = None, stop: int | None = None) -> int:
+    """A base port with ``count`` consecutive free ports (tests and benchmarks), drawn
+    below the ephemeral range unless ``start``/``stop`` say otherwise."""
+    if start is None:
+        start = LOWEST_TEST_PORT
+    if stop is None:
+        stop = ephemeral_port_range()[0]
+        if stop - start < 1000 + count:  # an unusual kernel setting: use the ports above it
+            start, stop = ephemeral_port_range()[1] + 1, 65536
     rng = secrets.SystemRandom()
     for _ in range(200):
         base = rng.randrange(start, stop - count)
         if all(port_is_free(base + i) for i in range(count)):
             return base
     raise ClusterError(f"found no {count} consecutive free ports in {start}..{stop}")
+
+
+def free_port() -> int:
+    """One free port outside the ephemeral range (see ``free_base_port``)."""
+    return free_base_port(1)
 
 
 def node_command(config_path: Path) -> list[str]:
