@@ -110,3 +110,27 @@ async def test_the_verbs_against_a_cluster(tmp_path: Path, capsys: pytest.Captur
         assert (await cli("user", "delete", "alice", *root))[0] == 0
         assert (await cli("auth", "disable", *root))[0] == 0
         assert (await cli("kv", "get", "app/k"))[0] == 0  # open again
+
+
+def test_a_password_not_given_is_prompted_for_twice_hidden(monkeypatch, capsys):
+    asked = []
+
+    def prompt(text, **kwargs):
+        asked.append((text, kwargs))
+        return "typed"
+
+    seen = {}
+
+    def command(verb, args, **kwargs):
+        seen.update(verb=verb, args=args)
+        return 0
+
+    monkeypatch.setattr("typer.prompt", prompt)
+    monkeypatch.setattr("consensuskit.server.auth_commands.auth_command", command)
+    code, _, err = run(capsys, "user", "add", "carol")
+    assert code == 0, err
+    assert asked == [("Password", {"hide_input": True, "confirmation_prompt": True})]
+    assert seen == {"verb": "user add", "args": {"name": "carol", "password": "typed"}}
+    asked.clear()
+    assert run(capsys, "user", "add", "svc", "--no-password")[0] == 0
+    assert asked == [] and seen["args"] == {"name": "svc", "password": None}

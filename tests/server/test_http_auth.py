@@ -489,3 +489,20 @@ async def test_a_verified_client_certificate_names_the_user(tmp_path):
         # A certificate from another CA is refused by TLS itself.
         with pytest.raises(aiohttp.ClientError):
             await call(outsiders["alice"], "GET", "/v1/kv/app-cert")
+
+
+@async_test
+async def test_multipaxos_followers_forward_auth_changes_and_check_tokens(tmp_path):
+    from tests.server.test_http_multipaxos import mp_cluster, wait_leader
+
+    async with mp_cluster(tmp_path, auth=FAST_HASH) as c:
+        leader = await wait_leader(c)
+        follower = next(n for n in IDS if n != leader)
+        await setup_users(c, follower)  # every change forwarded to the leader
+        alice = await token(c, follower, "alice", "alicepw")
+        for node in IDS:
+            assert (await kv(c, node, "PUT", f"app-{node}", alice, data=node))[0] == 200, node
+            status, body = await kv(c, node, "GET", f"app-{node}", alice)
+            assert (status, body["value"]) == (200, node)
+            assert (await kv(c, node, "PUT", "other", alice, data="x"))[0] == 403
+            assert (await kv(c, node, "GET", f"app-{node}"))[0] == 401

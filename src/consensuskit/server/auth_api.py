@@ -103,12 +103,19 @@ class AuthGate:
     def __init__(self, api: KVApi) -> None:
         self.api = api
         self._key: bytes | None = None
+        self._sm: Any = None  # the node's state machine, found at first use
 
     # ------------------------------------------------------------------ state
     @property
     def state(self) -> AuthState | None:
-        node = getattr(self.api.runtime, "node", None)
-        return getattr(getattr(node, "sm", None), "auth", None)
+        # Asked on every request (the fast path too): the state machine object is the
+        # node's for good (a snapshot restores into it), its auth part is not.
+        sm = self._sm
+        if sm is None:
+            sm = self._sm = getattr(getattr(self.api.runtime, "node", None), "sm", None)
+            if sm is None:
+                return None
+        return sm.auth
 
     @property
     def enabled(self) -> bool:
