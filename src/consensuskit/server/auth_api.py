@@ -70,9 +70,6 @@ _STATUS = {
     "root-required": 409,
     "root-protected": 409,
 }
-# Verified against when the user does not exist, so an unknown name costs as much time as
-# a wrong password (the answer is the same too).
-_DUMMY_RECORD = ("pbkdf2-sha256", 1000, b"\0" * 16, b"\0" * 32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +309,10 @@ class AuthRoutes:
         if not self.gate.enabled:
             raise ApiError(409, "auth-not-enabled", "auth is disabled: no token is needed (or issued)")
         stored = record.get("password") if record.get("error") is None else None
-        ok = await asyncio.to_thread(verify_password, stored or _DUMMY_RECORD, password)
+        # An unknown user (or one without a password) is checked against a dummy record of
+        # the configured cost: the same answer after about the same time as a wrong password.
+        dummy = ("pbkdf2-sha256", self.api.config.auth.password_iterations, b"\0" * 16, b"\0" * 32)
+        ok = await asyncio.to_thread(verify_password, stored or dummy, password)
         if not ok or stored is None:
             raise _unauthenticated("wrong user name or password")
         ttl = self.api.config.auth.token_ttl

@@ -104,8 +104,11 @@ VERBS: dict[str, tuple[Callable[..., Any], Callable[[Any], str]]] = {
     "role grant": (lambda c, a: c.grant_permission(a["role"], a["prefix"], a["permission"]), _revision),
     "role revoke": (lambda c, a: c.revoke_permission(a["role"], a["prefix"]), _revision),
     "role list": (lambda c, a: c.roles(), _roles_text),
-    "auth enable": (lambda c, a: c.auth_enable(), lambda d: f"auth enabled ({_revision(d)})"),
-    "auth disable": (lambda c, a: c.auth_disable(), lambda d: f"auth disabled ({_revision(d)})"),
+    "auth enable": (lambda c, a: c.auth_enable(), lambda d: f"auth enabled (revision {d.get('revision')})"),
+    "auth disable": (
+        lambda c, a: c.auth_disable(),
+        lambda d: f"auth disabled (revision {d.get('revision')})",
+    ),
     "auth status": (lambda c, a: c.auth_status(), _status_text),
 }
 
