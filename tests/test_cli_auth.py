@@ -65,7 +65,7 @@ async def test_the_verbs_against_a_cluster(tmp_path: Path, capsys: pytest.Captur
         code, _, err = await cli("user", "add", "alice", "--password", "x", "--admin-token-file", token_file)
         assert code == 1 and "user-exists" in err
         code, _, err = await cli("user", "add", "a b:c", "--password", "x", "--admin-token-file", token_file)
-        assert code == 2 and "bad-command" in err
+        assert code == 2 and "bad-request" in err
         code, _, err = await cli("user", "list")  # no admin token: refused
         assert code == 1 and "unauthenticated" in err
 

@@ -342,7 +342,8 @@ async def test_admin_routes_answers_and_errors(tmp_path):
         assert "password" not in str(users).replace("has_password", "")
         cases = [
             ("POST", "/v1/auth/users", {"name": "alice", "password": "x"}, 409, "user-exists"),
-            ("POST", "/v1/auth/users", {"name": "a:b", "password": "x"}, 400, "bad-command"),
+            ("POST", "/v1/auth/users", {"name": "a:b", "password": "x"}, 400, "bad-request"),
+            ("PUT", "/v1/auth/users/alice/roles/a%2Fb", None, 400, "bad-request"),
             ("POST", "/v1/auth/users", {"name": "z", "password": ""}, 400, "bad-request"),
             ("POST", "/v1/auth/users", {"password": "x"}, 400, "bad-request"),
             ("GET", "/v1/auth/users/nobody", None, 404, "user-not-found"),
@@ -371,6 +372,18 @@ async def test_admin_routes_answers_and_errors(tmp_path):
         for method, path, json, code, error in cases:
             status, body, _ = await c.call(method, leader, path, json=json, token=ADMIN_TOKEN)
             assert (status, body["error"]) == (code, error), (method, path, body)
+        # Values the log could not encode (lone surrogates from JSON escapes) are refused
+        # at the edge: they must not reach the log writer, whose failure halts a node.
+        for path, raw in (
+            ("/v1/auth/users", b'{"name": "\\udcff", "password": "x"}'),
+            ("/v1/auth/roles", b'{"name": "r\\ud800"}'),
+            ("/v1/auth/roles/app/permissions", b'{"prefix": "\\udcff", "permission": "read"}'),
+            ("/v1/auth/token", b'{"user": "\\udcff", "password": "x"}'),
+        ):
+            status, body, _ = await c.call("POST", leader, path, data=raw, token=ADMIN_TOKEN)
+            assert status in (400, 409), (path, body)  # the token route: 409 auth-not-enabled
+        assert all(s.runtime.failure is None for s in c.servers.values())
+        await admin(c, leader, "POST", "/v1/auth/roles", {"name": "still-serving"})
         # Changes go to the leader; a follower points there.
         status, body, _ = await c.call(
             "POST", follower, "/v1/auth/roles", json={"name": "z"}, token=ADMIN_TOKEN

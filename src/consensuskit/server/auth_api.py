@@ -47,12 +47,14 @@ from consensuskit.server.http_api import NOT_APPLIED, ApiError, _json_object, _o
 from consensuskit.statemachines.auth import (
     AUTH,
     AUTH_READ,
+    MAX_PREFIX,
     PERMISSIONS,
     READ,
     READWRITE,
     WRITE,
     AuthState,
     User,
+    valid_name,
 )
 
 if TYPE_CHECKING:
@@ -285,6 +287,28 @@ class AuthRoutes:
             raise ApiError(_STATUS.get(code, 400), code, str(result.get("message", code)))
         return result
 
+    @staticmethod
+    def _name(value: Any, what: str) -> str:
+        # Checked here, before the log: a value msgpack cannot encode (a lone surrogate
+        # from JSON's \udcxx) would fail the log write and halt the node.
+        if not valid_name(value):
+            raise ApiError(
+                400, "bad-request", f"bad {what} name: 1-128 of A-Z a-z 0-9 _ . @ + = - (spaces inside)"
+            )
+        return str(value)
+
+    @staticmethod
+    def _prefix(value: Any) -> str:
+        if not isinstance(value, str) or len(value) > MAX_PREFIX:
+            raise ApiError(
+                400, "bad-request", f'"prefix" must be a string of at most {MAX_PREFIX} characters'
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "bad-request", '"prefix" is not valid UTF-8') from None
+        return value
+
     async def _hash(self, password: str) -> tuple[str, int, bytes, bytes]:
         # PBKDF2 takes tens of milliseconds by design: not on the event loop.
         return await asyncio.to_thread(hash_password, password, self.api.config.auth.password_iterations)
@@ -305,7 +329,9 @@ class AuthRoutes:
         if not isinstance(name, str) or not isinstance(password, str):
             raise ApiError(400, "bad-request", 'body needs "user" and "password" (strings)')
         # A linearizable read: this node (the leader) has applied every committed change.
-        record = await self._read_user_or_404(request, name)
+        record = (
+            await self._read_user_or_404(request, name) if valid_name(name) else {"error": "user-not-found"}
+        )
         if not self.gate.enabled:
             raise ApiError(409, "auth-not-enabled", "auth is disabled: no token is needed (or issued)")
         stored = record.get("password") if record.get("error") is None else None
@@ -347,41 +373,42 @@ class AuthRoutes:
 
     async def user(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        result = await self._read(request, "user", request.match_info["name"])
+        result = await self._read(request, "user", self._name(request.match_info["name"], "user"))
         return _ok({k: result[k] for k in ("name", "roles", "has_password", "revision")})
 
     async def add_user(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
         body = await _json_object(request)
-        name = body.get("name")
-        if not isinstance(name, str):
+        if not isinstance(body.get("name"), str):
             raise ApiError(
                 400, "bad-request", 'body needs "name" (and "password", or null for certificate-only)'
             )
+        name = self._name(body["name"], "user")
         return await self._change(request, "user-add", name, await self._password_field(body))
 
     async def delete_user(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return await self._change(request, "user-delete", request.match_info["name"])
+        return await self._change(request, "user-delete", self._name(request.match_info["name"], "user"))
 
     async def set_password(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
         body = await _json_object(request)
         if "password" not in body:
             raise ApiError(400, "bad-request", 'body needs "password" (a string, or null for none)')
-        return await self._change(
-            request, "user-password", request.match_info["name"], await self._password_field(body)
-        )
+        name = self._name(request.match_info["name"], "user")
+        return await self._change(request, "user-password", name, await self._password_field(body))
 
     async def grant_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
         info = request.match_info
-        return await self._change(request, "user-grant-role", info["name"], info["role"])
+        user, role = self._name(info["name"], "user"), self._name(info["role"], "role")
+        return await self._change(request, "user-grant-role", user, role)
 
     async def revoke_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
         info = request.match_info
-        return await self._change(request, "user-revoke-role", info["name"], info["role"])
+        user, role = self._name(info["name"], "user"), self._name(info["role"], "role")
+        return await self._change(request, "user-revoke-role", user, role)
 
     # ------------------------------------------------------------------ roles
     async def roles(self, request: web.Request) -> web.Response:
@@ -390,19 +417,18 @@ class AuthRoutes:
 
     async def role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "role", request.match_info["name"]))
+        return _ok(await self._read(request, "role", self._name(request.match_info["name"], "role")))
 
     async def add_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
         body = await _json_object(request)
-        name = body.get("name")
-        if not isinstance(name, str):
+        if not isinstance(body.get("name"), str):
             raise ApiError(400, "bad-request", 'body needs "name"')
-        return await self._change(request, "role-add", name)
+        return await self._change(request, "role-add", self._name(body["name"], "role"))
 
     async def delete_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return await self._change(request, "role-delete", request.match_info["name"])
+        return await self._change(request, "role-delete", self._name(request.match_info["name"], "role"))
 
     async def grant_permission(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
@@ -414,7 +440,8 @@ class AuthRoutes:
                 "bad-request",
                 f'body needs "prefix" (a string, "" = every key) and "permission": {", ".join(PERMISSIONS)}',
             )
-        return await self._change(request, "role-grant", request.match_info["name"], prefix, permission)
+        role = self._name(request.match_info["name"], "role")
+        return await self._change(request, "role-grant", role, self._prefix(prefix), permission)
 
     async def revoke_permission(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
@@ -422,4 +449,5 @@ class AuthRoutes:
         prefix = request.query.get("prefix")
         if prefix is None:
             raise ApiError(400, "bad-request", "give ?prefix=P: the prefix whose permission to revoke")
-        return await self._change(request, "role-revoke", request.match_info["name"], prefix)
+        role = self._name(request.match_info["name"], "role")
+        return await self._change(request, "role-revoke", role, self._prefix(prefix))
