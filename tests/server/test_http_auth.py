@@ -519,3 +519,30 @@ async def test_multipaxos_followers_forward_auth_changes_and_check_tokens(tmp_pa
             assert (status, body["value"]) == (200, node)
             assert (await kv(c, node, "PUT", "other", alice, data="x"))[0] == 403
             assert (await kv(c, node, "GET", f"app-{node}"))[0] == 401
+
+
+@async_test
+async def test_client_cert_required_refuses_connections_without_one(tmp_path):
+    from tests.server.test_transport_tls import make_certificate
+
+    server_cert, server_key = make_certificate(tmp_path, "cluster")
+    client_ca, leaves = _ca_and_leaf(tmp_path, "clients", ["alice"])
+    tls = {"cert": str(server_cert), "key": str(server_key), "ca": str(server_cert), "client_api": True}
+    auth = {**FAST_HASH, "client_ca": str(client_ca)}  # client_cert = "required" by default
+    async with Cluster(tmp_path, ["n1"], tls=tls, auth=auth) as c:
+        url = c.servers["n1"].config.client_url
+        await c.wait_leader()
+        plain = ssl.create_default_context(cafile=str(server_cert))
+        with pytest.raises(aiohttp.ClientError):
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=plain)) as http,
+                http.get(url + "/v1/auth/status") as resp,
+            ):
+                await resp.read()
+        with_cert = ssl.create_default_context(cafile=str(server_cert))
+        with_cert.load_cert_chain(*leaves["alice"])
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=with_cert)) as http,
+            http.get(url + "/v1/auth/status") as resp,
+        ):
+            assert resp.status == 200
