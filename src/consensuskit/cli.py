@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from consensuskit.cli_auth import UserOpt, auth_app, role_app, user_app
 from consensuskit.core.registry import default_registry
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -629,27 +630,34 @@ def kv_get(
     endpoints: EndpointsOpt = None,
     consistency: ConsistencyOpt = "linearizable",
     as_json: JsonOpt = False,
+    user: UserOpt = None,
 ) -> None:
     """Read a key."""
     from consensuskit.server.commands import kv_command
 
-    raise typer.Exit(kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json))
+    raise typer.Exit(
+        kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
+    )
 
 
 @kv_app.command("put")
-def kv_put(key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False) -> None:
+def kv_put(
+    key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
+) -> None:
     """Write a key."""
     from consensuskit.server.commands import kv_command
 
-    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json))
+    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json, user=user))
 
 
 @kv_app.command("delete")
-def kv_delete(key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False) -> None:
+def kv_delete(
+    key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
+) -> None:
     """Delete a key."""
     from consensuskit.server.commands import kv_command
 
-    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json))
+    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json, user=user))
 
 
 @kv_app.command("cas")
@@ -662,6 +670,7 @@ def kv_cas(
     ] = None,
     endpoints: EndpointsOpt = None,
     as_json: JsonOpt = False,
+    user: UserOpt = None,
 ) -> None:
     """Compare-and-swap a key by value or by version."""
     from consensuskit.server.commands import kv_command
@@ -675,6 +684,7 @@ def kv_cas(
             expected=expected,
             expected_version=expected_version,
             as_json=as_json,
+            user=user,
         )
     )
 
@@ -685,21 +695,28 @@ def kv_list(
     endpoints: EndpointsOpt = None,
     consistency: ConsistencyOpt = "linearizable",
     as_json: JsonOpt = False,
+    user: UserOpt = None,
 ) -> None:
     """List keys under a prefix."""
     from consensuskit.server.commands import kv_command
 
     raise typer.Exit(
-        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json)
+        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
     )
 
 
 @app.command("status")
-def status_cmd(endpoints: EndpointsOpt = None, as_json: JsonOpt = False) -> None:
+def status_cmd(endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None) -> None:
     """Every node's role, term, leader, commit/applied index, pid; exit 1 if no leader."""
     from consensuskit.server.commands import status_command
 
-    raise typer.Exit(status_command(endpoints, as_json=as_json))
+    raise typer.Exit(status_command(endpoints, as_json=as_json, user=user))
+
+
+# client auth verbs: consensuskit user|role|auth ... (cli_auth.py)
+app.add_typer(user_app, name="user")
+app.add_typer(role_app, name="role")
+app.add_typer(auth_app, name="auth")
 
 
 @app.command("up")

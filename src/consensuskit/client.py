@@ -15,6 +15,13 @@ Rules this module owns:
   * a refused connection means the request never arrived; a timeout, a dropped
     connection or 503 (no quorum) leaves a write's fate open, so the write is retried
     with the same id, at another node, until the deadline;
+  * credentials: ``user=``/``password=`` fetch a token (``POST /v1/auth/token``) at the
+    first request and again when it expires or is revoked (one retry per request after
+    a 401 ``invalid-token``/``token-expired``, or ``unauthenticated`` once auth got
+    enabled); ``token=`` sends a given token as is.  Every request carries the token,
+    else the admin token when one is given; admin requests prefer the admin token.  A
+    cluster with auth disabled answers the token request 409 ``auth-not-enabled``: the
+    client then sends no token until a 401 says otherwise;
   * an op that runs out of time raises ``Unavailable``; its ``maybe_applied`` says
     whether some attempt could have taken effect (a history records it as unknown,
     never as fail).  Every other error answer becomes a typed ``ClientError``
@@ -93,7 +100,8 @@ class PayloadTooLarge(BadRequest):
 
 
 class Unauthorized(ClientError):
-    """An admin operation without a valid admin token (401/403)."""
+    """No or bad credentials (401), or not allowed (403): an admin operation without a
+    valid admin token, a key the user has no permission on, a wrong password."""
 
 
 class ServerError(ClientError):
@@ -125,7 +133,13 @@ _ERRORS_BY_CODE: dict[str, type[ClientError]] = {
     "payload-too-large": PayloadTooLarge,
     "unauthorized": Unauthorized,
     "forbidden": Unauthorized,
+    "unauthenticated": Unauthorized,
+    "invalid-token": Unauthorized,
+    "token-expired": Unauthorized,
+    "permission-denied": Unauthorized,
 }
+# 401 codes after which a client with a password fetches a new token and resends once.
+_REAUTHENTICATE = frozenset({"invalid-token", "token-expired", "unauthenticated"})
 _ERRORS_BY_STATUS: dict[int, type[ClientError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -282,13 +296,26 @@ class AsyncClient:
         admin_token: str | None = None,
         client_id: str | None = None,
         max_connections: int = 0,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
         if timeout <= 0 or deadline <= 0:
             raise ValueError("timeout and deadline must be positive")
+        if (user is None) != (password is None):
+            raise ValueError("give user and password together")
+        if token is not None and user is not None:
+            raise ValueError("give a token or a user and password, not both")
         self.endpoints = parse_endpoints(endpoints)
         self.timeout = timeout
         self.deadline = deadline
         self.admin_token = admin_token
+        self.user = user
+        self._password = password
+        self._token = token
+        self._token_renew_at = float("inf")  # loop time after which a fetched token is renewed
+        self._auth_off = False  # the cluster said auth is disabled: send no token
+        self._token_lock: asyncio.Lock | None = None
         self.client_id = client_id or os.urandom(6).hex()
         self.leader: str | None = None
         self._next_endpoint = 0
@@ -438,6 +465,99 @@ class AsyncClient:
         answer = await self.request("POST", "/v1/leader/transfer", body=body, admin=True, json_body=True)
         return answer.body
 
+    # ------------------------------------------------------------------ auth (docs/server.md)
+    async def fetch_token(self) -> str | None:
+        """A fresh token for ``user``/``password`` (None when the cluster has auth disabled)."""
+        if self.user is None or self._password is None:
+            raise ValueError("fetch_token needs the client's user and password")
+        body = json.dumps({"user": self.user, "password": self._password}).encode()
+        try:
+            answer = await self._send_until_answered(
+                "POST", "/v1/auth/token", None, body, None, False, True, None, False, True, authenticate=False
+            )
+        except ClientError as exc:
+            if exc.code == "auth-not-enabled":
+                self._token, self._auth_off = None, True
+                return None
+            raise
+        doc = answer.body if isinstance(answer.body, dict) else {}
+        token, ttl = doc.get("token"), doc.get("ttl")
+        if not isinstance(token, str):
+            raise ServerError("bad-answer", f"no token in {str(doc)[:200]}", status=answer.status)
+        loop = asyncio.get_running_loop()
+        ttl = float(ttl) if isinstance(ttl, (int, float)) else 60.0
+        self._token, self._auth_off = token, False
+        self._token_renew_at = loop.time() + 0.9 * ttl  # renew a little before it expires
+        return token
+
+    async def _bearer(self, admin: bool, *, renew: bool = False) -> str | None:
+        """The credential a request carries (see the module rules)."""
+        if admin and self.admin_token:
+            return self.admin_token
+        if self._password is not None:
+            if self._token_lock is None:
+                self._token_lock = asyncio.Lock()
+            async with self._token_lock:
+                loop = asyncio.get_running_loop()
+                stale = self._token is None or loop.time() >= self._token_renew_at
+                if renew or (stale and not self._auth_off):
+                    await self.fetch_token()
+        if self._token is not None:
+            return self._token
+        return self.admin_token
+
+    async def _auth_call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        answer = await self.request(method, path, body=data, admin=True, json_body=body is not None, **kw)
+        return answer.body
+
+    async def auth_status(self) -> Any:
+        return await self._auth_call("GET", "/v1/auth/status")
+
+    async def auth_enable(self) -> Any:
+        return await self._auth_call("POST", "/v1/auth/enable", write=True)
+
+    async def auth_disable(self) -> Any:
+        return await self._auth_call("POST", "/v1/auth/disable", write=True)
+
+    async def users(self) -> Any:
+        return await self._auth_call("GET", "/v1/auth/users")
+
+    async def add_user(self, name: str, password: str | None) -> Any:
+        return await self._auth_call(
+            "POST", "/v1/auth/users", {"name": name, "password": password}, write=True
+        )
+
+    async def delete_user(self, name: str) -> Any:
+        return await self._auth_call("DELETE", f"/v1/auth/users/{_seg(name)}", write=True)
+
+    async def set_password(self, name: str, password: str | None) -> Any:
+        path = f"/v1/auth/users/{_seg(name)}/password"
+        return await self._auth_call("PUT", path, {"password": password}, write=True)
+
+    async def grant_role(self, user: str, role: str) -> Any:
+        return await self._auth_call("PUT", f"/v1/auth/users/{_seg(user)}/roles/{_seg(role)}", write=True)
+
+    async def revoke_role(self, user: str, role: str) -> Any:
+        return await self._auth_call("DELETE", f"/v1/auth/users/{_seg(user)}/roles/{_seg(role)}", write=True)
+
+    async def roles(self) -> Any:
+        return await self._auth_call("GET", "/v1/auth/roles")
+
+    async def add_role(self, name: str) -> Any:
+        return await self._auth_call("POST", "/v1/auth/roles", {"name": name}, write=True)
+
+    async def delete_role(self, name: str) -> Any:
+        return await self._auth_call("DELETE", f"/v1/auth/roles/{_seg(name)}", write=True)
+
+    async def grant_permission(self, role: str, prefix: str, permission: str) -> Any:
+        body = {"prefix": prefix, "permission": permission}
+        return await self._auth_call("POST", f"/v1/auth/roles/{_seg(role)}/permissions", body, write=True)
+
+    async def revoke_permission(self, role: str, prefix: str) -> Any:
+        path = f"/v1/auth/roles/{_seg(role)}/permissions"
+        return await self._auth_call("DELETE", path, params={"prefix": prefix}, write=True)
+
     # ------------------------------------------------------------------ the retry loop
     async def request(
         self,
@@ -488,14 +608,18 @@ class AsyncClient:
         endpoint: str | None,
         admin: bool,
         json_body: bool,
+        *,
+        authenticate: bool = True,
     ) -> Answer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline
         headers: dict[str, str] = {}
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        if admin and self.admin_token:
-            headers[ADMIN_TOKEN_HEADER] = f"Bearer {self.admin_token}"
+        bearer = await self._bearer(admin) if authenticate else None
+        if bearer:
+            headers[ADMIN_TOKEN_HEADER] = f"Bearer {bearer}"
+        reauthenticated = not (authenticate and self._password is not None)
         if json_body:
             headers["Content-Type"] = "application/json"
         pinned = normalize_endpoint(endpoint) if endpoint else None
@@ -553,6 +677,20 @@ class AsyncClient:
                     outcome = decoded.get("outcome") if isinstance(decoded, dict) else None
                     maybe_applied = maybe_applied or (write and outcome != "not-applied")
                     last_error = f"{target}: 503 {_message(decoded, raw)}"
+                elif (
+                    status == 401
+                    and not reauthenticated
+                    and isinstance(decoded, dict)
+                    and decoded.get("error") in _REAUTHENTICATE
+                ):
+                    # The token expired or was revoked, or auth was enabled since: once more
+                    # with a fresh token (a 401 means the request was not applied).
+                    reauthenticated = True
+                    bearer = await self._bearer(admin, renew=True)
+                    if bearer:
+                        headers[ADMIN_TOKEN_HEADER] = f"Bearer {bearer}"
+                    attempts -= 1  # not a failed attempt: a pinned endpoint gets its try
+                    continue
                 else:
                     raise error_from_answer(status, decoded, raw.decode("utf-8", "replace"))
             if pinned:
@@ -571,6 +709,13 @@ class AsyncClient:
             pause = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(excess - 1, 10))
             loop = asyncio.get_running_loop()
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+
+
+def _seg(name: str) -> str:
+    """A user or role name as one URL path segment."""
+    if not name:
+        raise ValueError("empty name")
+    return quote(name, safe="")
 
 
 def _key_path(key: str) -> str:
@@ -716,3 +861,49 @@ class Client:
 
     def transfer_leadership(self, target: str | None = None) -> Any:
         return self._run(self._async.transfer_leadership(target))
+
+    # auth administration (AsyncClient's methods of the same names)
+    def fetch_token(self) -> str | None:
+        return self._run(self._async.fetch_token())
+
+    def auth_status(self) -> Any:
+        return self._run(self._async.auth_status())
+
+    def auth_enable(self) -> Any:
+        return self._run(self._async.auth_enable())
+
+    def auth_disable(self) -> Any:
+        return self._run(self._async.auth_disable())
+
+    def users(self) -> Any:
+        return self._run(self._async.users())
+
+    def add_user(self, name: str, password: str | None) -> Any:
+        return self._run(self._async.add_user(name, password))
+
+    def delete_user(self, name: str) -> Any:
+        return self._run(self._async.delete_user(name))
+
+    def set_password(self, name: str, password: str | None) -> Any:
+        return self._run(self._async.set_password(name, password))
+
+    def grant_role(self, user: str, role: str) -> Any:
+        return self._run(self._async.grant_role(user, role))
+
+    def revoke_role(self, user: str, role: str) -> Any:
+        return self._run(self._async.revoke_role(user, role))
+
+    def roles(self) -> Any:
+        return self._run(self._async.roles())
+
+    def add_role(self, name: str) -> Any:
+        return self._run(self._async.add_role(name))
+
+    def delete_role(self, name: str) -> Any:
+        return self._run(self._async.delete_role(name))
+
+    def grant_permission(self, role: str, prefix: str, permission: str) -> Any:
+        return self._run(self._async.grant_permission(role, prefix, permission))
+
+    def revoke_permission(self, role: str, prefix: str) -> Any:
+        return self._run(self._async.revoke_permission(role, prefix))

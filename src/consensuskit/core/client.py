@@ -12,8 +12,10 @@ from typing import Any
 
 from consensuskit.core.messages import message
 
-OP_KINDS = ("get", "put", "delete", "cas", "list")
-READ_KINDS = ("get", "list")
+# Append-only (the log holds these names).  "auth" / "auth-read": users, roles and
+# permissions (statemachines/auth.py; key = the action or what to read, value = arguments).
+OP_KINDS = ("get", "put", "delete", "cas", "list", "auth", "auth-read")
+READ_KINDS = ("get", "list", "auth-read")
 
 # How a read may be served (``ClientRequest.consistency``; None = the protocol's default):
 #   linearizable  confirm leadership with a quorum round first (ReadIndex, §6.4)
@@ -58,6 +60,8 @@ class Op:
             return f"delete {self.key}"
         if self.kind == "list":
             return f"list {self.key}*"
+        if self.kind in ("auth", "auth-read"):
+            return f"{self.kind} {self.key}"  # never the arguments: they may hold a password hash
         if self.expected_version is not None:
             return f"cas {self.key} v{self.expected_version}->{self.value!r}"
         return f"cas {self.key} {self.expected!r}->{self.value!r}"

@@ -462,7 +462,10 @@ class LocalCluster:
     def statuses(self, timeout: float = 0.5) -> dict[str, dict[str, Any] | ClientError]:
         """Every node's ``/v1/status`` (or the error that stood in its way), by node id."""
         if self._status_client is None:
-            self._status_client = Client(self.endpoints, timeout=timeout, deadline=timeout)
+            # The admin token: /v1/status may need credentials once client auth is enabled.
+            self._status_client = Client(
+                self.endpoints, timeout=timeout, deadline=timeout, admin_token=self.layout.admin_token
+            )
         by_url = self._status_client.cluster_status()
         return {self.node_of(url): status for url, status in by_url.items()}
 

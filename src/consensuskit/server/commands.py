@@ -38,6 +38,7 @@ from consensuskit.client import (
     parse_endpoints,
 )
 from consensuskit.core.registry import default_registry
+from consensuskit.server.auth_commands import BadInput, credentials
 from consensuskit.server.cluster import (
     DEFAULT_BASE_PORT,
     ClusterError,
@@ -72,14 +73,19 @@ def kv_command(
     as_json: bool = False,
     timeout: float = 2.0,
     deadline: float = 10.0,
+    user: str | None = None,
 ) -> int:
-    """Run one key-value operation; returns the exit code."""
+    """Run one key-value operation; returns the exit code.  ``user``: NAME:PASSWORD."""
     problem = _check_kv_args(action, key, value, expected, expected_version, consistency)
     if problem:
         _err(problem)
         return 2
     try:
-        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=deadline)
+        options = credentials(user)
+        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=deadline, **options)
+    except BadInput as exc:
+        _err(str(exc))
+        return 2
     except ValueError as exc:
         _err(f"bad --endpoints: {exc}")
         return 2
@@ -104,7 +110,8 @@ def kv_command(
             _err(exc.message)
     except ClientError as exc:
         doc, text = {"error": exc.code, "message": exc.message, "status": exc.status}, None
-        code = 2 if exc.status is not None and 400 <= exc.status < 500 else 1
+        # Bad input is 2; not allowed (401/403: credentials, permissions) is a refusal, 1.
+        code = 2 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403) else 1
         if not as_json:
             _err(f"{exc.code}: {exc.message}")
     else:
@@ -240,10 +247,16 @@ def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def status_command(endpoints: str | None = None, *, as_json: bool = False, timeout: float = 1.0) -> int:
+def status_command(
+    endpoints: str | None = None, *, as_json: bool = False, timeout: float = 1.0, user: str | None = None
+) -> int:
     """Print every node's status; exit 0 when some node is leader, 1 otherwise."""
     try:
-        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=timeout)
+        options = credentials(user)
+        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=timeout, **options)
+    except BadInput as exc:
+        _err(str(exc))
+        return 2
     except ValueError as exc:
         _err(f"bad --endpoints: {exc}")
         return 2

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from consensuskit.core.registry import Registry, default_registry
+from consensuskit.server.auth import AuthConfig, parse_auth_table
 
 Address = tuple[str, int]
 
@@ -62,6 +63,7 @@ TOP_LEVEL = (
     "peers",
     "tls",
     "options",
+    "auth",
 )
 PEER_KEYS = ("peer_address", "client_url")
 TLS_KEYS = ("cert", "key", "ca", "client_api")
@@ -125,6 +127,7 @@ class ServerConfig:
     request_timeout: float = 5.0
     enable_fault_injection: bool = False
     log_level: str = "info"
+    auth: AuthConfig = field(default_factory=AuthConfig)  # [auth]: client auth (server/auth.py)
 
     def client_urls(self) -> dict[str, str]:
         urls = {peer: info.client_url for peer, info in self.peers.items()}
@@ -185,7 +188,7 @@ def load_config(
             continue
         if key not in TOP_LEVEL:
             raise ConfigError(f"unknown setting {key!r}; valid: {', '.join(TOP_LEVEL)}")
-        if key in ("peers", "options", "tls"):
+        if key in ("peers", "options", "tls", "auth"):
             merged = dict(raw.get(key) or {})
             merged.update(value)
             raw[key] = merged
@@ -206,6 +209,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(tls.get(key), str):
                 tls[key] = str(base / tls[key])
         out["tls"] = tls
+    auth = out.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("client_ca"), str):
+        out["auth"] = {**auth, "client_ca": str(base / auth["client_ca"])}
     return out
 
 
@@ -272,6 +278,15 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"options: {exc}") from None
 
+    try:
+        auth = parse_auth_table(raw.get("auth"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if auth.client_ca is not None and (tls is None or not tls.client_api):
+        raise ConfigError(
+            "auth.client_ca: client certificates need the HTTP API on TLS ([tls] client_api = true)"
+        )
+
     return ServerConfig(
         node_id=node_id,
         peer_address=peer_address,
@@ -292,6 +307,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
+        auth=auth,
     )
 
 

@@ -21,7 +21,9 @@ Rules this module owns:
     answers in request order); bytes that arrive meanwhile wait in a bounded buffer
     (reading pauses beyond it);
   * a request becomes a ``runtime.wait_for_answer`` callback: no task, coroutine,
-    future or timer per request.
+    future or timer per request;
+  * with client auth enabled it serves nothing: aiohttp checks every request
+    (``auth_api.py``), so the fast path cannot bypass a permission.
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ class FastKVProtocol(asyncio.Protocol):
 
     def _parse(self, head: bytes) -> tuple[_Parsed | None, int]:
         """The request if the fast path serves it (else None), and its body length."""
+        if self._api.auth.enabled:
+            return None, 0
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] != b"HTTP/1.1":

@@ -13,7 +13,10 @@ Rules this module owns:
   * a node that is not the leader answers 421 "not-leader" naming the leader's client
     URL (503 with no URL when it knows no leader);
   * membership, leadership transfer and fault injection need ``Authorization: Bearer
-    <admin token>`` (401 without, 403 with a wrong one or when no token is configured).
+    <admin token>`` (401 without, 403 with a wrong one or when no token is configured);
+  * client auth (users, roles, tokens; off until enabled): every key-value request, and
+    ``/v1/status``, ``/v1/members``, ``/metrics`` as configured, passes ``self.auth``
+    first (``auth_api.py`` owns those rules and the ``/v1/auth/...`` routes).
 """
 
 from __future__ import annotations
@@ -130,6 +133,9 @@ class KVApi:
         self._anon_seq = itertools.count(1)
         self._read_seq = itertools.count(1)
         self._latency: dict[str, Any] = {}  # op kind -> its request_seconds child
+        from consensuskit.server.auth_api import AuthGate  # here: auth_api imports this module
+
+        self.auth = AuthGate(self)
 
     @property
     def config(self) -> ServerConfig:
@@ -153,6 +159,9 @@ class KVApi:
         r.add_route("POST", "/v1/leader/transfer", self.transfer)
         r.add_route("POST", "/v1/debug/faults", self.faults)
         r.add_route("GET", "/metrics", self.metrics)
+        from consensuskit.server.auth_api import AuthRoutes
+
+        AuthRoutes(self).add_to(r)
         return app
 
     @web.middleware
@@ -184,11 +193,14 @@ class KVApi:
     async def put(self, request: web.Request) -> web.Response:
         _only_params(request, ("cas_version", "prev_value"))
         key = self._key(request)
-        value = await self._value(request)
         cas_version = request.query.get("cas_version")
         prev_value = request.query.get("prev_value")
         if cas_version is not None and prev_value is not None:
             raise ApiError(400, "bad-request", "give cas_version or prev_value, not both")
+        # A compare-and-swap reads too: a failed one answers the current value.
+        cas = cas_version is not None or prev_value is not None
+        await self.auth.authorize(request, "readwrite" if cas else "write", key)
+        value = await self._value(request)
         if cas_version is not None:
             op = Op(
                 kind="cas", key=key, value=value, expected_version=_non_negative(cas_version, "cas_version")
@@ -219,6 +231,7 @@ class KVApi:
         _only_params(request, ("consistency",))
         key = self._key(request)
         consistency = _consistency(request)
+        await self.auth.authorize(request, "read", key)
         response = await self._submit(request, Op(kind="get", key=key), consistency=consistency)
         result = response.result
         if not result.get("version"):
@@ -241,6 +254,7 @@ class KVApi:
     async def delete(self, request: web.Request) -> web.Response:
         _only_params(request, ())
         key = self._key(request)
+        await self.auth.authorize(request, "write", key)
         response = await self._submit(request, Op(kind="delete", key=key), write=True)
         return _ok({"key": key, "deleted": bool(response.result.get("deleted")), "index": response.index})
 
@@ -250,6 +264,7 @@ class KVApi:
         limit_text = request.query.get("limit")
         limit = _non_negative(limit_text, "limit") if limit_text is not None else None
         consistency = _consistency(request)
+        await self.auth.authorize(request, "read", prefix)
         response = await self._submit(
             request, Op(kind="list", key=prefix, value=limit), consistency=consistency
         )
@@ -398,6 +413,7 @@ class KVApi:
 
     # ------------------------------------------------------------------ status
     async def status(self, request: web.Request) -> web.Response:
+        await self.auth.endpoint(request, self.config.auth.status)
         return _ok(self.status_body())
 
     def status_body(self) -> dict[str, Any]:
@@ -442,6 +458,7 @@ class KVApi:
         return info.client_url if info is not None else None
 
     async def metrics(self, request: web.Request) -> web.Response:
+        await self.auth.endpoint(request, self.config.auth.metrics)
         body, content_type = self.host.metrics.exposition()
         ctype, _, params = content_type.partition(";")
         charset = params.partition("charset=")[2].strip() or "utf-8"
@@ -449,6 +466,7 @@ class KVApi:
 
     # ------------------------------------------------------------------ membership
     async def members(self, request: web.Request) -> web.Response:
+        await self.auth.endpoint(request, self.config.auth.status)
         status = _node_status(self.runtime)
         voters, learners = status.get("voters", []), status.get("learners", [])
         members = [

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from consensuskit.core.registry import Registry, default_registry
+from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (
     ConfigError,
     PeerInfo,
@@ -121,6 +122,8 @@ class NodeServer:
             self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
             ssl_ctx = cfg.tls.server_context(verify_clients=False) if cfg.tls and cfg.tls.client_api else None
+            if ssl_ctx is not None:
+                require_client_certs(ssl_ctx, cfg.auth)  # [auth] client_ca: the CN names the user
             host, port = cfg.client_address
             if ssl_ctx is None:  # the lean front for hot key-value requests (fast_http.py)
                 site: web.TCPSite = FastSite(self._runner, host, port, self.api)

@@ -12,7 +12,10 @@ Rules this module owns:
   * results are plain msgpack-able values, identical on every replica;
   * memory: a key at version 1 holding str or bytes is stored as the bare value (no
     (value, version) tuple: 56 bytes less per key, which a million-key store notices);
-    snapshots list keys, values and versions flat, in key order.
+    snapshots list keys, values and versions flat, in key order;
+  * auth: users, roles and permissions live in an ``AuthState`` (statemachines/auth.py,
+    its own rules) that ``auth``/``auth-read`` ops reach; a snapshot carries it under
+    "auth" only once it was used, and one without "auth" restores the empty state.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
+from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
 
 STALE = {"error": "stale-session"}
 
@@ -36,13 +40,19 @@ def _unpack(entry: Any) -> tuple[Any, int]:
 
 
 class KVStateMachine:
-    __slots__ = ("_data", "_sessions")
+    __slots__ = ("_auth", "_data", "_sessions")
 
     def __init__(self) -> None:
         # key -> _pack(value, version): (value, version), or the bare value at version 1
         self._data: dict[str, Any] = {}
         # client_id -> (last applied seq, its result)
         self._sessions: dict[str, tuple[int, Any]] = {}
+        self._auth = AuthState()
+
+    @property
+    def auth(self) -> AuthState:
+        """Users, roles, permissions (read by the HTTP edge to authorize requests)."""
+        return self._auth
 
     # -- commands -------------------------------------------------------------------
     def apply(self, command: ClientRequest) -> Any:
@@ -66,6 +76,8 @@ class KVStateMachine:
         """Apply one op ignoring sessions; the result dict depends only on the state."""
         if op.kind == "list":
             return self._list(op.key, op.value)
+        if op.kind in AUTH_KINDS:
+            return self._auth.execute(op)
         entry = self._data.get(op.key)
         current = None if entry is None else _unpack(entry)
         if op.kind == "get":
@@ -122,7 +134,10 @@ class KVStateMachine:
                 flat[i], flat[i + 1] = entry, 1
             i += 3
         sessions = tuple((c, seq, res) for c, (seq, res) in sorted(self._sessions.items()))
-        return {"flat": tuple(flat), "sessions": sessions}
+        snap = {"flat": tuple(flat), "sessions": sessions}
+        if self._auth:
+            snap["auth"] = self._auth.snapshot()
+        return snap
 
     def restore(self, snapshot: Any) -> None:
         if (
@@ -141,9 +156,10 @@ class KVStateMachine:
             else:
                 data = {k: _pack(v, ver) for k, v, ver in snapshot["data"]}
             sessions = {c: (seq, res) for c, seq, res in snapshot["sessions"]}
+            auth = AuthState.restored(snapshot.get("auth"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
-        self._data, self._sessions = data, sessions
+        self._data, self._sessions, self._auth = data, sessions, auth
 
     def digest(self) -> Any:
         return tuple((k, *_unpack(entry)) for k, entry in sorted(self._data.items()))

@@ -1,0 +1,453 @@
+"""Authentication and authorization of HTTP clients, and the ``/v1/auth/...`` routes.
+
+Rules this module owns (credentials themselves: ``server/auth.py``; the replicated users,
+roles and permissions: ``statemachines/auth.py``):
+  * with auth disabled (the default, and ``consensuskit up``'s) nothing here looks at a
+    request: every key, ``/v1/status`` and ``/metrics`` answer as before;
+  * with auth enabled, a key-value request needs a user: ``Authorization: Bearer TOKEN``
+    (from ``POST /v1/auth/token``), or else a verified client certificate whose CN is a
+    user.  None gives 401 ``unauthenticated``; a bad or expired token 401
+    ``invalid-token`` / ``token-expired``; a user without the permission 403
+    ``permission-denied``.  get and listings need read, put and delete write, a
+    compare-and-swap both (a failed one answers the current value).  The role ``root``
+    may do everything;
+  * the admin token (``admin_token_file``) is the operator's credential: it counts as
+    root everywhere, and it alone may manage auth while auth is disabled (when the node
+    has none, auth management is open while auth is disabled, as in etcd);
+  * permissions are checked against this node's applied auth state.  A token issued at
+    a revision this node has not applied yet waits (up to ``request_timeout``) until it
+    has, so a token is good on every node at once;
+  * auth management goes through the log like any write (leader only: 421 elsewhere;
+    ``X-Request-Id`` makes retries safe); its reads (and the token route) are
+    linearizable reads; no answer ever carries a password hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from consensuskit.core.client import LINEARIZABLE, Op
+from consensuskit.server.auth import (
+    TokenError,
+    certificate_user,
+    check_password,
+    hash_password,
+    mint_token,
+    read_token,
+    token_key,
+    verify_password,
+)
+from consensuskit.server.http_api import NOT_APPLIED, ApiError, _json_object, _ok, _only_params
+from consensuskit.statemachines.auth import (
+    AUTH,
+    AUTH_READ,
+    MAX_PREFIX,
+    PERMISSIONS,
+    READ,
+    READWRITE,
+    WRITE,
+    AuthState,
+    User,
+    valid_name,
+)
+
+if TYPE_CHECKING:
+    from consensuskit.server.http_api import KVApi
+
+# Refusals of the auth state machine -> HTTP status.
+_STATUS = {
+    "bad-command": 400,
+    "user-not-found": 404,
+    "role-not-found": 404,
+    "role-not-granted": 404,
+    "permission-not-granted": 404,
+    "user-exists": 409,
+    "role-exists": 409,
+    "root-required": 409,
+    "root-protected": 409,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who sent a request: a user of the auth state, or the holder of the admin token."""
+
+    name: str
+    user: User | None  # None: the admin token
+    root: bool
+
+
+ADMIN = Principal("(admin token)", None, True)
+
+
+def _unauthenticated(message: str, code: str = "unauthenticated") -> ApiError:
+    exc = ApiError(401, code, message, outcome=NOT_APPLIED)
+    exc.headers["WWW-Authenticate"] = "Bearer"
+    return exc
+
+
+def _denied(message: str) -> ApiError:
+    return ApiError(403, "permission-denied", message, outcome=NOT_APPLIED)
+
+
+class AuthGate:
+    """The checks ``KVApi`` runs before serving a request (see the module rules)."""
+
+    def __init__(self, api: KVApi) -> None:
+        self.api = api
+        self._key: bytes | None = None
+        self._sm: Any = None  # the node's state machine, found at first use
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> AuthState | None:
+        # Asked on every request (the fast path too): the state machine object is the
+        # node's for good (a snapshot restores into it), its auth part is not.
+        sm = self._sm
+        if sm is None:
+            sm = self._sm = getattr(getattr(self.api.runtime, "node", None), "sm", None)
+            if sm is None:
+                return None
+        return sm.auth
+
+    @property
+    def enabled(self) -> bool:
+        state = self.state
+        return state is not None and state.enabled
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = token_key(self.api.config.secret)
+        return self._key
+
+    # ------------------------------------------------------------------ checks
+    async def authorize(self, request: web.Request, need: str, key: str) -> None:
+        """Raise unless the request's user may ``need`` (read/write/readwrite) ``key``."""
+        state = self.state
+        if state is None or not state.enabled:
+            return
+        principal = await self.principal(request)
+        if principal is None:
+            raise _unauthenticated(
+                "auth is enabled: send Authorization: Bearer <token> (POST /v1/auth/token) "
+                "or a client certificate"
+            )
+        if principal.root:
+            return
+        state = self.state  # principal() may have waited for newer state
+        assert principal.user is not None and state is not None
+        if not state.allowed(principal.user, need, key):
+            what = {READ: "read", WRITE: "write", READWRITE: "read and write"}[need]
+            raise _denied(f"user {principal.name!r} may not {what} {key!r}")
+
+    async def endpoint(self, request: web.Request, access: str) -> None:
+        """``/v1/status``, ``/metrics``: ``access`` is the config's "public" or "authenticated"."""
+        if access == "public" or not self.enabled:
+            return
+        if await self.principal(request) is None:
+            raise _unauthenticated("auth is enabled: this endpoint needs a user (or the admin token)")
+
+    async def admin(self, request: web.Request) -> Principal | None:
+        """Raise unless the request may manage auth."""
+        token = self.api.config.admin_token
+        given = _bearer(request)
+        if token is not None and given is not None and _same(given, token):
+            return ADMIN
+        if self.enabled:
+            principal = await self.principal(request)
+            if principal is None:
+                raise _unauthenticated("auth administration needs a root user (or the admin token)")
+            if not principal.root:
+                raise _denied(f"user {principal.name!r} does not hold the root role")
+            return principal
+        if token is None:
+            return None  # auth disabled and no admin token: open, as etcd
+        if given is None:
+            raise _unauthenticated("auth administration needs the admin token while auth is disabled")
+        raise _denied("wrong admin token (while auth is disabled only the admin token manages auth)")
+
+    async def principal(self, request: web.Request) -> Principal | None:
+        """The request's user (None: no credentials); raises 401 for bad ones."""
+        given = _bearer(request)
+        if given is not None:
+            token = self.api.config.admin_token
+            if token is not None and _same(given, token):
+                return ADMIN
+            return await self._token_user(given)
+        if request.headers.get("Authorization") is not None:
+            raise _unauthenticated("only Authorization: Bearer <token> is understood")
+        transport = request.transport
+        name = certificate_user(transport.get_extra_info("peercert") if transport is not None else None)
+        if name is None:
+            return None
+        state = self.state
+        user = state.users.get(name) if state is not None else None
+        if user is None:
+            raise _unauthenticated(f"client certificate for {name[:128]!r}, who is no user here")
+        return Principal(name, user, state.is_root(user))  # type: ignore[union-attr]
+
+    async def _token_user(self, token: str) -> Principal:
+        try:
+            claims = read_token(self.key, token, time.time())
+        except TokenError as exc:
+            raise _unauthenticated(exc.message, exc.code) from None
+        state = self.state
+        if state is None:
+            raise _unauthenticated("this node keeps no users", "invalid-token")
+        if state.revision < claims.rev:
+            # Issued by a node further ahead: wait until this one applied as much.
+            caught_up = await self.api.runtime.wait_until(
+                lambda n: n.sm.auth.revision >= claims.rev, self.api.config.request_timeout
+            )
+            if not caught_up:
+                raise ApiError(
+                    503,
+                    "timeout",
+                    f"this node has not yet applied auth revision {claims.rev}; retry",
+                    outcome=NOT_APPLIED,
+                )
+            state = self.state
+            assert state is not None
+        user = state.users.get(claims.user)
+        if user is None or user.rev > claims.rev or claims.rev < state.enabled_rev:
+            raise _unauthenticated(
+                "token revoked (its user was deleted or got a new password, or auth was re-enabled); "
+                "get a new one from POST /v1/auth/token",
+                "invalid-token",
+            )
+        return Principal(user.name, user, state.is_root(user))
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, given = header.partition(" ")
+    given = given.strip()
+    return given if scheme.lower() == "bearer" and given else None
+
+
+def _same(given: str, token: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8", "replace"))
+
+
+# ---------------------------------------------------------------------- routes
+class AuthRoutes:
+    """``/v1/auth/...`` (docs/openapi.yaml)."""
+
+    def __init__(self, api: KVApi) -> None:
+        self.api = api
+        self.gate: AuthGate = api.auth
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        r = router
+        r.add_route("POST", "/v1/auth/token", self.token)
+        r.add_route("GET", "/v1/auth/status", self.status)
+        r.add_route("POST", "/v1/auth/enable", self.enable)
+        r.add_route("POST", "/v1/auth/disable", self.disable)
+        r.add_route("GET", "/v1/auth/users", self.users)
+        r.add_route("POST", "/v1/auth/users", self.add_user)
+        r.add_route("GET", "/v1/auth/users/{name}", self.user)
+        r.add_route("DELETE", "/v1/auth/users/{name}", self.delete_user)
+        r.add_route("PUT", "/v1/auth/users/{name}/password", self.set_password)
+        r.add_route("PUT", "/v1/auth/users/{name}/roles/{role}", self.grant_role)
+        r.add_route("DELETE", "/v1/auth/users/{name}/roles/{role}", self.revoke_role)
+        r.add_route("GET", "/v1/auth/roles", self.roles)
+        r.add_route("POST", "/v1/auth/roles", self.add_role)
+        r.add_route("GET", "/v1/auth/roles/{name}", self.role)
+        r.add_route("DELETE", "/v1/auth/roles/{name}", self.delete_role)
+        r.add_route("POST", "/v1/auth/roles/{name}/permissions", self.grant_permission)
+        r.add_route("DELETE", "/v1/auth/roles/{name}/permissions", self.revoke_permission)
+
+    # ------------------------------------------------------------------ plumbing
+    async def _change(self, request: web.Request, action: str, *args: Any) -> web.Response:
+        op = Op(kind=AUTH, key=action, value=args)
+        response = await self.api._submit(request, op, write=True)
+        result = response.result
+        if isinstance(result, dict) and "error" in result:
+            code = str(result["error"])
+            raise ApiError(
+                _STATUS.get(code, 400), code, str(result.get("message", code)), outcome=NOT_APPLIED
+            )
+        return _ok({"revision": result["revision"], "index": response.index})
+
+    async def _read(self, request: web.Request, what: str, arg: Any = None) -> Any:
+        op = Op(kind=AUTH_READ, key=what, value=arg)
+        response = await self.api._submit(request, op, consistency=LINEARIZABLE)
+        result = response.result
+        if isinstance(result, dict) and "error" in result:
+            code = str(result["error"])
+            raise ApiError(_STATUS.get(code, 400), code, str(result.get("message", code)))
+        return result
+
+    @staticmethod
+    def _name(value: Any, what: str) -> str:
+        # Checked here, before the log: a value msgpack cannot encode (a lone surrogate
+        # from JSON's \udcxx) would fail the log write and halt the node.
+        if not valid_name(value):
+            raise ApiError(
+                400, "bad-request", f"bad {what} name: 1-128 of A-Z a-z 0-9 _ . @ + = - (spaces inside)"
+            )
+        return str(value)
+
+    @staticmethod
+    def _prefix(value: Any) -> str:
+        if not isinstance(value, str) or len(value) > MAX_PREFIX:
+            raise ApiError(
+                400, "bad-request", f'"prefix" must be a string of at most {MAX_PREFIX} characters'
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "bad-request", '"prefix" is not valid UTF-8') from None
+        return value
+
+    async def _hash(self, password: str) -> tuple[str, int, bytes, bytes]:
+        # PBKDF2 takes tens of milliseconds by design: not on the event loop.
+        return await asyncio.to_thread(hash_password, password, self.api.config.auth.password_iterations)
+
+    async def _password_field(self, body: dict[str, Any]) -> Any:
+        if "password" not in body or body["password"] is None:
+            return None  # a user who signs in only with a client certificate
+        problem = check_password(body["password"])
+        if problem:
+            raise ApiError(400, "bad-request", problem)
+        return await self._hash(body["password"])
+
+    # ------------------------------------------------------------------ tokens
+    async def token(self, request: web.Request) -> web.Response:
+        _only_params(request, ())
+        body = await _json_object(request)
+        name, password = body.get("user"), body.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise ApiError(400, "bad-request", 'body needs "user" and "password" (strings)')
+        # A linearizable read: this node (the leader) has applied every committed change.
+        record = (
+            await self._read_user_or_404(request, name) if valid_name(name) else {"error": "user-not-found"}
+        )
+        if not self.gate.enabled:
+            raise ApiError(409, "auth-not-enabled", "auth is disabled: no token is needed (or issued)")
+        stored = record.get("password") if record.get("error") is None else None
+        # An unknown user (or one without a password) is checked against a dummy record of
+        # the configured cost: the same answer after about the same time as a wrong password.
+        dummy = ("pbkdf2-sha256", self.api.config.auth.password_iterations, b"\0" * 16, b"\0" * 32)
+        ok = await asyncio.to_thread(verify_password, stored or dummy, password)
+        if not ok or stored is None:
+            raise _unauthenticated("wrong user name or password")
+        ttl = self.api.config.auth.token_ttl
+        expires = time.time() + ttl
+        token = mint_token(self.gate.key, name, int(record["revision"]), expires)
+        return _ok({"token": token, "user": name, "ttl": ttl, "expires_at": round(expires, 3)})
+
+    async def _read_user_or_404(self, request: web.Request, name: str) -> Any:
+        try:
+            return await self._read(request, "user", name)
+        except ApiError as exc:
+            if exc.code in ("user-not-found", "bad-command"):
+                return {"error": exc.code}
+            raise
+
+    async def status(self, request: web.Request) -> web.Response:
+        result = await self._read(request, "status")
+        return _ok({"enabled": result["enabled"], "revision": result["revision"]})
+
+    async def enable(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return await self._change(request, "enable")
+
+    async def disable(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return await self._change(request, "disable")
+
+    # ------------------------------------------------------------------ users
+    async def users(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return _ok(await self._read(request, "users"))
+
+    async def user(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        result = await self._read(request, "user", self._name(request.match_info["name"], "user"))
+        return _ok({k: result[k] for k in ("name", "roles", "has_password", "revision")})
+
+    async def add_user(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        body = await _json_object(request)
+        if not isinstance(body.get("name"), str):
+            raise ApiError(
+                400, "bad-request", 'body needs "name" (and "password", or null for certificate-only)'
+            )
+        name = self._name(body["name"], "user")
+        return await self._change(request, "user-add", name, await self._password_field(body))
+
+    async def delete_user(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return await self._change(request, "user-delete", self._name(request.match_info["name"], "user"))
+
+    async def set_password(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        body = await _json_object(request)
+        if "password" not in body:
+            raise ApiError(400, "bad-request", 'body needs "password" (a string, or null for none)')
+        name = self._name(request.match_info["name"], "user")
+        return await self._change(request, "user-password", name, await self._password_field(body))
+
+    async def grant_role(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        info = request.match_info
+        user, role = self._name(info["name"], "user"), self._name(info["role"], "role")
+        return await self._change(request, "user-grant-role", user, role)
+
+    async def revoke_role(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        info = request.match_info
+        user, role = self._name(info["name"], "user"), self._name(info["role"], "role")
+        return await self._change(request, "user-revoke-role", user, role)
+
+    # ------------------------------------------------------------------ roles
+    async def roles(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return _ok(await self._read(request, "roles"))
+
+    async def role(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return _ok(await self._read(request, "role", self._name(request.match_info["name"], "role")))
+
+    async def add_role(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        body = await _json_object(request)
+        if not isinstance(body.get("name"), str):
+            raise ApiError(400, "bad-request", 'body needs "name"')
+        return await self._change(request, "role-add", self._name(body["name"], "role"))
+
+    async def delete_role(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        return await self._change(request, "role-delete", self._name(request.match_info["name"], "role"))
+
+    async def grant_permission(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        body = await _json_object(request)
+        prefix, permission = body.get("prefix"), body.get("permission")
+        if not isinstance(prefix, str) or permission not in PERMISSIONS:
+            raise ApiError(
+                400,
+                "bad-request",
+                f'body needs "prefix" (a string, "" = every key) and "permission": {", ".join(PERMISSIONS)}',
+            )
+        role = self._name(request.match_info["name"], "role")
+        return await self._change(request, "role-grant", role, self._prefix(prefix), permission)
+
+    async def revoke_permission(self, request: web.Request) -> web.Response:
+        await self.gate.admin(request)
+        _only_params(request, ("prefix",))
+        prefix = request.query.get("prefix")
+        if prefix is None:
+            raise ApiError(400, "bad-request", "give ?prefix=P: the prefix whose permission to revoke")
+        role = self._name(request.match_info["name"], "role")
+        return await self._change(request, "role-revoke", role, self._prefix(prefix))

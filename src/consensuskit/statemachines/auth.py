@@ -1,0 +1,381 @@
+"""Users, roles and permissions on key prefixes, replicated with the key-value state (etcd's auth).
+
+The key-value state machine (``kv.py``) holds one ``AuthState`` and hands it the ``auth``
+commands (``Op(kind="auth", key=ACTION, value=ARGS)``) and the ``auth-read`` reads
+(``Op(kind="auth-read", key=WHAT, value=ARG)``), so every replica applies the same changes
+in log order and agrees on who may do what.
+
+Rules this module owns:
+  * ``apply`` is cheap and deterministic: a password arrives already hashed (salted
+    PBKDF2, computed at the HTTP edge, ``server/auth.py``); this module only stores the
+    hash record it is given and never hashes, draws randomness or reads a clock;
+  * no command can raise: a malformed one (wrong arity or types, a bad name) is answered
+    ``{"error": "bad-command", ...}`` and changes nothing; every refusal is a result
+    ``{"error": CODE, "message": TEXT}`` and changes nothing;
+  * ``revision`` counts the successful changes (it starts at 0 and only grows); a change
+    that changes nothing (granting a role the user holds) keeps it;
+  * a user's ``rev`` is the revision at which it was created or its password last set: a
+    token issued at an older revision no longer names this user (server/auth.py);
+    ``enabled_rev`` is the revision of the last ``enable``: tokens from before it are dead;
+  * the role ``root`` always exists, grants every permission (every key, and auth
+    administration) and cannot be deleted or given permissions.  ``enable`` needs a user
+    ``root`` holding the role ``root`` (as etcd); while enabled, that user can neither be
+    deleted nor lose the role, so nobody locks the cluster out by accident;
+  * a permission is ``read``, ``write`` or ``readwrite`` on a key prefix (``""``: every
+    key); a role holds at most one per prefix (granting again replaces it).  A key is
+    readable (writable) when one of the user's roles has a read (write) permission whose
+    prefix starts the key; a listing of prefix P needs one read permission whose prefix
+    starts P, i.e. that covers every key the listing could return;
+  * snapshots list users and roles in name order; an absent or ``None`` snapshot part is
+    the empty state (snapshots written before auth existed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from consensuskit.core.client import Op
+
+AUTH = "auth"  # the write kind: key = action, value = its arguments
+AUTH_READ = "auth-read"  # the read kind: key = what, value = its argument
+AUTH_KINDS = (AUTH, AUTH_READ)
+
+ROOT = "root"  # the root role, and the user that must hold it before auth is enabled
+READ, WRITE, READWRITE = "read", "write", "readwrite"
+PERMISSIONS = (READ, WRITE, READWRITE)
+MAX_NAME = 128
+MAX_PREFIX = 4096
+# Letters, digits and _ . @ + = - ; spaces inside (a certificate's CN may have them).
+# No ':' (the CLI's --user NAME:PASSWORD) and no '/' (names are URL path segments).
+NAME = re.compile(r"[A-Za-z0-9_.@+=-](?:[A-Za-z0-9 _.@+=-]{0,126}[A-Za-z0-9_.@+=-])?")
+
+ACTIONS = (
+    "user-add",  # (name, password record or None)
+    "user-delete",  # (name,)
+    "user-password",  # (name, password record or None)
+    "user-grant-role",  # (name, role)
+    "user-revoke-role",  # (name, role)
+    "role-add",  # (role,)
+    "role-delete",  # (role,)
+    "role-grant",  # (role, prefix, permission)
+    "role-revoke",  # (role, prefix)
+    "enable",  # ()
+    "disable",  # ()
+)
+READS = ("status", "user", "users", "role", "roles")
+
+SNAPSHOT_VERSION = 1
+
+
+def valid_name(name: Any) -> bool:
+    return type(name) is str and NAME.fullmatch(name) is not None
+
+
+def valid_password_record(record: Any) -> bool:
+    """``(scheme, iterations, salt, hash)`` as ``server/auth.py`` makes it, or None (no password:
+    the user signs in only with a client certificate)."""
+    if record is None:
+        return True
+    return (
+        isinstance(record, (tuple, list))
+        and len(record) == 4
+        and type(record[0]) is str
+        and type(record[1]) is int
+        and isinstance(record[2], bytes)
+        and isinstance(record[3], bytes)
+    )
+
+
+def _freeze(record: Any) -> Any:
+    return None if record is None else tuple(record)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """Invariant: ``roles`` sorted, without duplicates, each an existing role."""
+
+    name: str
+    password: tuple[Any, ...] | None  # (scheme, iterations, salt, hash) or None
+    roles: tuple[str, ...] = ()
+    rev: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """What an administrator may see (never the hash)."""
+        return {"name": self.name, "roles": list(self.roles), "has_password": self.password is not None}
+
+
+class AuthError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _refuse(code: str, message: str) -> dict[str, Any]:
+    return {"error": code, "message": message}
+
+
+class AuthState:
+    """The auth part of the replicated state (see the module rules)."""
+
+    __slots__ = ("enabled", "enabled_rev", "revision", "roles", "users")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.revision = 0
+        self.enabled_rev = 0
+        self.users: dict[str, User] = {}
+        # role -> {prefix: permission}; the root role is implicit, never stored
+        self.roles: dict[str, dict[str, str]] = {}
+
+    def __bool__(self) -> bool:
+        """False for the state nobody touched (then snapshots carry no auth part)."""
+        return bool(self.revision or self.users or self.roles or self.enabled)
+
+    # ------------------------------------------------------------------ commands
+    def execute(self, op: Op) -> Any:
+        if op.kind == AUTH_READ:
+            return self.read(op.key, op.value)
+        action, args = op.key, op.value
+        if action not in ACTIONS:
+            return _refuse(
+                "bad-command", f"unknown auth action {str(action)[:40]!r}; valid: {', '.join(ACTIONS)}"
+            )
+        if not isinstance(args, (tuple, list)):
+            return _refuse("bad-command", f"{action}: arguments must be a list")
+        try:
+            changed = getattr(self, "_" + action.replace("-", "_"))(*args)
+        except TypeError:
+            return _refuse("bad-command", f"{action}: wrong number of arguments")
+        except AuthError as exc:
+            return _refuse(exc.code, exc.message)
+        if changed:
+            self.revision += 1
+        return {"revision": self.revision}
+
+    def _user(self, name: Any) -> User:
+        if not valid_name(name):
+            raise AuthError("bad-command", "a user name is 1-128 of A-Z a-z 0-9 _ . @ + = - (spaces inside)")
+        user = self.users.get(name)
+        if user is None:
+            raise AuthError("user-not-found", f"no user {name!r}")
+        return user
+
+    def _role_name(self, role: Any) -> str:
+        if not valid_name(role):
+            raise AuthError("bad-command", "a role name is 1-128 of A-Z a-z 0-9 _ . @ + = - (spaces inside)")
+        if role != ROOT and role not in self.roles:
+            raise AuthError("role-not-found", f"no role {role!r}")
+        return role
+
+    def _user_add(self, name: Any, password: Any) -> bool:
+        if not valid_name(name):
+            raise AuthError("bad-command", "a user name is 1-128 of A-Z a-z 0-9 _ . @ + = - (spaces inside)")
+        if not valid_password_record(password):
+            raise AuthError("bad-command", "user-add: malformed password record")
+        if name in self.users:
+            raise AuthError("user-exists", f"user {name!r} already exists")
+        self.users[name] = User(name=name, password=_freeze(password), rev=self.revision + 1)
+        return True
+
+    def _user_delete(self, name: Any) -> bool:
+        user = self._user(name)
+        if self.enabled and user.name == ROOT:
+            raise AuthError(
+                "root-protected", "auth is enabled: the root user cannot be deleted (disable auth first)"
+            )
+        del self.users[user.name]
+        return True
+
+    def _user_password(self, name: Any, password: Any) -> bool:
+        user = self._user(name)
+        if not valid_password_record(password):
+            raise AuthError("bad-command", "user-password: malformed password record")
+        # A new password (or none) retires the tokens issued before it.
+        rev = self.revision + 1
+        self.users[user.name] = User(name=user.name, password=_freeze(password), roles=user.roles, rev=rev)
+        return True
+
+    def _user_grant_role(self, name: Any, role: Any) -> bool:
+        user = self._user(name)
+        role = self._role_name(role)
+        if role in user.roles:
+            return False
+        roles = tuple(sorted((*user.roles, role)))
+        self.users[user.name] = User(name=user.name, password=user.password, roles=roles, rev=user.rev)
+        return True
+
+    def _user_revoke_role(self, name: Any, role: Any) -> bool:
+        user = self._user(name)
+        if role not in user.roles:
+            raise AuthError(
+                "role-not-granted", f"user {user.name!r} does not hold role {str(role)[:MAX_NAME]!r}"
+            )
+        if self.enabled and user.name == ROOT and role == ROOT:
+            raise AuthError("root-protected", "auth is enabled: the root user keeps the root role")
+        roles = tuple(r for r in user.roles if r != role)
+        self.users[user.name] = User(name=user.name, password=user.password, roles=roles, rev=user.rev)
+        return True
+
+    def _role_add(self, role: Any) -> bool:
+        if not valid_name(role):
+            raise AuthError("bad-command", "a role name is 1-128 of A-Z a-z 0-9 _ . @ + = - (spaces inside)")
+        if role == ROOT or role in self.roles:
+            raise AuthError("role-exists", f"role {role!r} already exists")
+        self.roles[role] = {}
+        return True
+
+    def _role_delete(self, role: Any) -> bool:
+        role = self._role_name(role)
+        if role == ROOT:
+            raise AuthError("root-protected", "the root role is built in and cannot be deleted")
+        del self.roles[role]
+        for name, user in sorted(self.users.items()):  # etcd: the role leaves every user too
+            if role in user.roles:
+                roles = tuple(r for r in user.roles if r != role)
+                self.users[name] = User(name=name, password=user.password, roles=roles, rev=user.rev)
+        return True
+
+    def _role_grant(self, role: Any, prefix: Any, permission: Any) -> bool:
+        role = self._role_name(role)
+        if role == ROOT:
+            raise AuthError("root-protected", "the root role already has every permission")
+        if type(prefix) is not str or len(prefix) > MAX_PREFIX:
+            raise AuthError("bad-command", f"a prefix is a string of at most {MAX_PREFIX} characters")
+        if permission not in PERMISSIONS:
+            raise AuthError("bad-command", f"permission must be one of {', '.join(PERMISSIONS)}")
+        perms = self.roles[role]
+        if perms.get(prefix) == permission:
+            return False
+        perms[prefix] = permission
+        return True
+
+    def _role_revoke(self, role: Any, prefix: Any) -> bool:
+        role = self._role_name(role)
+        perms = self.roles.get(role, {})
+        if type(prefix) is not str or prefix not in perms:
+            raise AuthError(
+                "permission-not-granted", f"role {role!r} has no permission on prefix {str(prefix)[:100]!r}"
+            )
+        del perms[prefix]
+        return True
+
+    def _enable(self) -> bool:
+        if self.enabled:
+            return False
+        root = self.users.get(ROOT)
+        if root is None or ROOT not in root.roles:
+            raise AuthError(
+                "root-required",
+                "enabling auth needs a user 'root' holding the role 'root' "
+                "(user add root, then user grant-role root root)",
+            )
+        self.enabled = True
+        self.enabled_rev = self.revision + 1
+        return True
+
+    def _disable(self) -> bool:
+        if not self.enabled:
+            return False
+        self.enabled = False
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def read(self, what: Any, arg: Any = None) -> Any:
+        """``auth-read`` results: plain msgpack-able values.  ``user`` includes the password
+        record (the token route verifies it on the node); the HTTP layer strips it."""
+        if what == "status":
+            return {"enabled": self.enabled, "revision": self.revision}
+        if what == "users":
+            return {"users": [u.public() for _, u in sorted(self.users.items())], "revision": self.revision}
+        if what == "roles":
+            return {"roles": [self.role_view(r) for r in self.role_names()], "revision": self.revision}
+        if what == "user":
+            user = self.users.get(arg) if type(arg) is str else None
+            if user is None:
+                return _refuse("user-not-found", f"no user {str(arg)[:MAX_NAME]!r}")
+            return {
+                **user.public(),
+                "password": user.password,
+                "rev": user.rev,
+                "enabled": self.enabled,
+                "revision": self.revision,
+            }
+        if what == "role":
+            if type(arg) is not str or (arg != ROOT and arg not in self.roles):
+                return _refuse("role-not-found", f"no role {str(arg)[:MAX_NAME]!r}")
+            return {**self.role_view(arg), "revision": self.revision}
+        return _refuse("bad-command", f"unknown auth read {str(what)[:40]!r}; valid: {', '.join(READS)}")
+
+    def role_names(self) -> list[str]:
+        return sorted({ROOT, *self.roles})
+
+    def role_view(self, role: str) -> dict[str, Any]:
+        if role == ROOT:
+            return {"name": ROOT, "permissions": [{"prefix": "", "permission": READWRITE}], "builtin": True}
+        perms = self.roles.get(role, {})
+        return {
+            "name": role,
+            "permissions": [{"prefix": p, "permission": perms[p]} for p in sorted(perms)],
+            "builtin": False,
+        }
+
+    # ------------------------------------------------------------------ checks (the HTTP edge)
+    def is_root(self, user: User) -> bool:
+        return ROOT in user.roles
+
+    def allowed(self, user: User, need: str, key: str) -> bool:
+        """May ``user`` ``need`` (read/write/readwrite) ``key``?  For a listing, ``key`` is its
+        prefix P: a permission on Q covers every key the listing may return when P starts
+        with Q, the same test as for one key."""
+        if ROOT in user.roles:
+            return True
+        wants_read = need in (READ, READWRITE)
+        wants_write = need in (WRITE, READWRITE)
+        can_read = can_write = False
+        for role in user.roles:
+            for prefix, permission in self.roles.get(role, {}).items():
+                if key.startswith(prefix):
+                    can_read = can_read or permission in (READ, READWRITE)
+                    can_write = can_write or permission in (WRITE, READWRITE)
+        return (can_read or not wants_read) and (can_write or not wants_write)
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "v": SNAPSHOT_VERSION,
+            "enabled": self.enabled,
+            "revision": self.revision,
+            "enabled_rev": self.enabled_rev,
+            "users": tuple((u.name, u.password, u.roles, u.rev) for _, u in sorted(self.users.items())),
+            "roles": tuple(
+                (role, tuple((p, perms[p]) for p in sorted(perms)))
+                for role, perms in sorted(self.roles.items())
+            ),
+        }
+
+    @classmethod
+    def restored(cls, data: Any) -> AuthState:
+        """The state a snapshot part describes (None: the empty state); ValueError if malformed."""
+        state = cls()
+        if data is None:
+            return state
+        if not isinstance(data, dict) or data.get("v") != SNAPSHOT_VERSION:
+            raise ValueError("auth part: expected a map with v = 1")
+        try:
+            state.enabled = bool(data["enabled"])
+            state.revision = int(data["revision"])
+            state.enabled_rev = int(data["enabled_rev"])
+            for name, password, roles, rev in data["users"]:
+                if not valid_name(name) or not valid_password_record(password):
+                    raise ValueError(f"bad user record {str(name)[:40]!r}")
+                state.users[name] = User(
+                    name=name, password=_freeze(password), roles=tuple(roles), rev=int(rev)
+                )
+            for role, perms in data["roles"]:
+                state.roles[role] = {p: perm for p, perm in perms}
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"auth part: {exc!r}") from exc
+        return state
