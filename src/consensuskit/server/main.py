@@ -112,6 +112,7 @@ class NodeServer:
             self.runtime.on_peer_message,
             ssl_server=cfg.tls.server_context() if cfg.tls else None,
             ssl_client=cfg.tls.client_context() if cfg.tls else None,
+            tls_identity=cfg.tls.identity() if cfg.tls else None,
         )
         self.runtime.transport = self.transport
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
