@@ -25,7 +25,9 @@ Versions (the HELLO states the range the acceptor speaks, the PROOF the one chos
     tls-unique and both certificates' SHA-256, as each side sees them).  A relay that
     terminates TLS itself sees different values on its two legs, so the proofs it
     forwards fail.  A node offers and accepts exactly one version, the one its
-    transport calls for: a TLS node never falls back to the unbound version 1.  The acceptor refuses a dialer whose id it does not know or whose MAC
+    transport calls for: a TLS node never falls back to the unbound version 1.
+
+The acceptor refuses a dialer whose id it does not know or whose MAC
 is wrong; the dialer refuses an acceptor whose MAC is wrong or which is not the node it
 meant to reach.  MACs are compared with ``hmac.compare_digest``.  Timeouts are the
 caller's job (the whole exchange runs under one deadline).
@@ -222,7 +224,8 @@ async def dial(
     if not low <= version <= high:
         needs = "a TLS channel-bound" if binding is not None else "the plain-TCP"
         raise HandshakeError(
-            f"no common handshake version (acceptor {low}..{high}, this node needs {needs} version {version})",
+            f"no common handshake version (acceptor {low}..{high}, "
+            f"this node needs {needs} version {version})",
             claimed_id=expected_peer,
         )
     acceptor_nonce = hello[len(MAGIC) + 2 :]
