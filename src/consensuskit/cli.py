@@ -559,6 +559,21 @@ def server_cmd(
     request_timeout: Annotated[
         float | None, typer.Option(help="Seconds a request waits (503 after).")
     ] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds for a request head to arrive (408 after; default 10).")
+    ] = None,
+    body_timeout: Annotated[
+        float | None, typer.Option(help="Seconds for a request body to arrive (408 after; default 30).")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds an idle keep-alive connection stays open (default 60).")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Client connections at once (503 beyond; default 1024).")
+    ] = None,
+    max_buffered_bytes: Annotated[
+        int | None, typer.Option(help="Unanswered request bytes held at once (default 64 MiB).")
+    ] = None,
     fsync: Annotated[
         bool | None, typer.Option("--fsync/--no-fsync", help="fsync the WAL (default on).")
     ] = None,
@@ -595,6 +610,11 @@ def server_cmd(
             tls_ca=tls_ca,
             max_value_bytes=max_value_bytes,
             request_timeout=request_timeout,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            max_buffered_bytes=max_buffered_bytes,
             fsync=fsync,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,

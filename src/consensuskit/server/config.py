@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from consensuskit.core.registry import Registry, default_registry
+from consensuskit.server.conn_guard import ConnectionLimits
 from consensuskit.server.peer_tls import PeerIdentity, certificate_fingerprint
 
 Address = tuple[str, int]
@@ -58,6 +59,11 @@ TOP_LEVEL = (
     "fsync",
     "inline_sync_bytes",
     "request_timeout",
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "max_connections",
+    "max_buffered_bytes",
     "enable_fault_injection",
     "log_level",
     "peers",
@@ -146,6 +152,7 @@ class ServerConfig:
     fsync: bool = True
     inline_sync_bytes: int = DEFAULT_INLINE_SYNC_BYTES
     request_timeout: float = 5.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # client connections
     enable_fault_injection: bool = False
     log_level: str = "info"
 
@@ -315,8 +322,21 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         fsync=_bool(raw, "fsync", True),
         inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
+        limits=_limits(raw),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
+    )
+
+
+def _limits(raw: dict[str, Any]) -> ConnectionLimits:
+    """Client connection limits (``conn_guard.py``); a missing setting keeps its default."""
+    default = ConnectionLimits()
+    return ConnectionLimits(
+        header_timeout=_positive_float(raw, "header_timeout", default.header_timeout),
+        body_timeout=_positive_float(raw, "body_timeout", default.body_timeout),
+        idle_timeout=_positive_float(raw, "idle_timeout", default.idle_timeout),
+        max_connections=_positive_int(raw, "max_connections", default.max_connections),
+        max_buffered_bytes=_positive_int(raw, "max_buffered_bytes", default.max_buffered_bytes),
     )
 
 

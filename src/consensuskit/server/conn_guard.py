@@ -1,0 +1,423 @@
+"""Bounded client connections: one guard per connection, whichever protocol parses it.
+
+A ``GuardProtocol`` is the protocol of every accepted client transport (the plain fast
+path and the TLS listener alike).  It passes bytes to the protocol that parses HTTP
+(``fast_http.FastKVProtocol`` or aiohttp's ``RequestHandler``) through a thin transport
+proxy, so it sees every byte in and every answer out, and it keeps owning the
+connection when the fast path hands it to aiohttp (``set_protocol`` on the proxy only
+swaps the inner protocol).
+
+Rules this module owns (limits in ``ConnectionLimits``; docs/server.md, "Connection
+limits"):
+  * a request's head must arrive within ``header_timeout`` of its first byte, its body
+    within ``body_timeout`` of the end of its head (bytes dribbled in do not reset
+    either clock); on expiry the client gets 408 ``request-timeout`` (unless an answer
+    was already written for that request) and the connection is closed;
+  * the guard frames requests itself, only as far as it needs: the head ends at the
+    first empty line, the body is ``Content-Length`` bytes; a body of unknown length
+    (chunked, or a head too long to keep) ends when the answer starts;
+  * a connection with no request in progress is closed after ``idle_timeout`` (a fresh
+    connection too), silently, as keep-alive connections are.  The idle clock starts
+    again with every answer written; a request read in full and waiting for its
+    answer has no guard clock (``request_timeout`` bounds it);
+  * at most ``max_connections`` connections at once per listener: one more is answered
+    503 ``too-many-connections`` and closed before any byte of it is parsed;
+  * request bytes received and not yet answered count against ``max_buffered_bytes``,
+    across the listener's connections.  Beyond it, a connection whose own unanswered
+    bytes exceed ``SMALL_REQUEST_BYTES`` gets 503 ``too-many-buffered-bytes`` and is
+    closed; smaller requests always pass (they are bounded by
+    ``max_connections * SMALL_REQUEST_BYTES``), so normal requests keep being served
+    while large stalled bodies hold the budget until their body timeout;
+  * timers are loop ``call_at`` handles, one per connection at most, cancelled on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_BUFFERED_BYTES = 64 * 2**20
+SMALL_REQUEST_BYTES = 64 * 2**10
+HEAD_KEEP_BYTES = 64 * 2**10  # the guard keeps at most this much of a head to frame it
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,19})[ \t]*(?=\r\n|$)", re.I)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.I)
+
+# Where the current request is.  WAIT: read in full, answer pending.  OPEN: a body of
+# unknown length, read until the answer starts.
+IDLE, HEAD, BODY, OPEN, WAIT = range(5)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLimits:
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
+
+
+@dataclass(slots=True)
+class GuardStats:
+    """Counters of one listener (a live object; read it, do not keep a copy)."""
+
+    header_timeouts: int = 0
+    body_timeouts: int = 0
+    idle_closed: int = 0
+    refused_connections: int = 0  # over max_connections
+    refused_buffered: int = 0  # over max_buffered_bytes
+
+
+def error_response(status: int, reason: str, code: str, message: str) -> bytes:
+    body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class Guards:
+    """The connections of one listener and what they hold, shared by their guards."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.connections: set[GuardProtocol] = set()
+        self.buffered = 0  # unanswered request bytes, all connections
+        self.stats = GuardStats()
+
+    def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], GuardProtocol]:
+        return lambda: GuardProtocol(self, inner)
+
+    def close_all(self) -> None:
+        for guard in list(self.connections):
+            guard.close()
+
+
+class GuardProtocol(asyncio.Protocol):
+    """One client connection (see the module rules)."""
+
+    __slots__ = (
+        "_answered",
+        "_closing",
+        "_guards",
+        "_head",
+        "_inner",
+        "_inner_factory",
+        "_overflow",
+        "_proxy",
+        "_remaining",
+        "_state",
+        "_timer",
+        "_transport",
+        "_unanswered",
+    )
+
+    def __init__(self, guards: Guards, inner_factory: Callable[[], asyncio.Protocol]) -> None:
+        self._guards = guards
+        self._inner_factory = inner_factory
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._proxy: GuardedTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._state = IDLE
+        self._head = bytearray()
+        self._overflow = False  # the current head outgrew HEAD_KEEP_BYTES
+        self._remaining = 0  # body bytes still to come (state BODY)
+        self._unanswered = 0  # bytes received since the last answer (counted in guards.buffered)
+        self._answered = False  # an answer was written since the current request began
+        self._closing = False
+
+    # ------------------------------------------------------------------ asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        guards = self._guards
+        if len(guards.connections) >= guards.limits.max_connections:
+            guards.stats.refused_connections += 1
+            self._refuse(
+                503,
+                "Service Unavailable",
+                "too-many-connections",
+                f"this node serves at most {guards.limits.max_connections} client connections at once",
+            )
+            return
+        guards.connections.add(self)
+        self._proxy = GuardedTransport(transport, self)  # type: ignore[arg-type]
+        self._inner = self._inner_factory()
+        self._inner.connection_made(self._proxy)
+        self._arm(self._guards.limits.idle_timeout, self._idle_expired)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._inner is None:
+            return
+        guards = self._guards
+        self._unanswered += len(data)
+        guards.buffered += len(data)
+        if guards.buffered > guards.limits.max_buffered_bytes and self._unanswered > SMALL_REQUEST_BYTES:
+            guards.stats.refused_buffered += 1
+            self._refuse(
+                503,
+                "Service Unavailable",
+                "too-many-buffered-bytes",
+                f"request bytes waiting on this node exceed max_buffered_bytes "
+                f"({guards.limits.max_buffered_bytes}); retry later",
+            )
+            return
+        self._frame(data)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._inner is None or self._closing:
+            return False
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._cancel()
+        self._release()
+        self._guards.connections.discard(self)
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # ------------------------------------------------------------------ framing
+    def _frame(self, data: bytes) -> None:
+        """Follow request boundaries through ``data`` and set the clock each one calls for."""
+        pos, size = 0, len(data)
+        limits = self._guards.limits
+        while pos < size:
+            state = self._state
+            if state in (IDLE, WAIT):
+                if state == IDLE and data[pos : pos + 2] == b"\r\n":
+                    pos += 2  # stray line ends between requests (RFC 9112 §2.2)
+                    continue
+                self._state = HEAD
+                self._answered = False
+                self._arm(limits.header_timeout, self._head_expired)
+            elif state == HEAD:
+                head = self._head
+                if len(head) > HEAD_KEEP_BYTES:
+                    # Too long to keep (the parser refuses it anyway): only a tail, to find the end.
+                    self._overflow = True
+                    del head[:-3]
+                start = max(0, len(head) - 3)
+                kept = len(head)
+                head += data[pos:]
+                end = head.find(b"\r\n\r\n", start)
+                if end < 0:
+                    return
+                pos += end + 4 - kept
+                self._end_of_head(bytes(head[:end]), overflow=self._overflow)
+                self._overflow = False
+                head.clear()
+            elif state == BODY:
+                take = min(self._remaining, size - pos)
+                self._remaining -= take
+                pos += take
+                if self._remaining == 0:
+                    self._state = WAIT
+                    self._cancel()
+            else:  # OPEN: everything is body until the answer starts
+                return
+
+    def _end_of_head(self, head: bytes, *, overflow: bool) -> None:
+        limits = self._guards.limits
+        if overflow or _CHUNKED.search(head) is not None:
+            self._state = OPEN
+            self._arm(limits.body_timeout, self._body_expired)
+            return
+        match = _CONTENT_LENGTH.search(head)
+        length = int(match.group(1)) if match is not None else 0
+        if length > 0:
+            self._state = BODY
+            self._remaining = length
+            self._arm(limits.body_timeout, self._body_expired)
+        else:
+            self._state = WAIT
+            self._cancel()
+
+    def on_write(self) -> None:
+        """An answer (or part of one) is being written."""
+        self._answered = True
+        self._release()
+        if self._state in (WAIT, OPEN, IDLE):
+            self._state = IDLE
+            self._arm(self._guards.limits.idle_timeout, self._idle_expired)
+
+    def _release(self) -> None:
+        self._guards.buffered -= self._unanswered
+        self._unanswered = 0
+
+    # ------------------------------------------------------------------ clocks
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + delay, callback)
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_expired(self) -> None:
+        self._timer = None
+        self._guards.stats.header_timeouts += 1
+        self._timed_out(f"the request head did not arrive within {self._guards.limits.header_timeout:g}s")
+
+    def _body_expired(self) -> None:
+        self._timer = None
+        self._guards.stats.body_timeouts += 1
+        self._timed_out(f"the request body did not arrive within {self._guards.limits.body_timeout:g}s")
+
+    def _timed_out(self, message: str) -> None:
+        if self._answered:  # the parser answered already (e.g. 413): just close
+            self._closing = True
+            self.close()
+            return
+        self._refuse(408, "Request Timeout", "request-timeout", message)
+
+    def _idle_expired(self) -> None:
+        self._timer = None
+        if self._transport is not None and self._transport.get_write_buffer_size() > 0:
+            self._arm(self._guards.limits.idle_timeout, self._idle_expired)  # still sending an answer
+            return
+        self._guards.stats.idle_closed += 1
+        self._closing = True
+        self.close()
+
+    def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
+        self._closing = True
+        self._cancel()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(error_response(status, reason, code, message))
+            transport.close()  # after the answer is flushed
+
+
+class GuardedTransport(asyncio.Transport):
+    """What the inner protocol sees as its transport: the real one, plus the guard
+    hearing about every write, and ``set_protocol`` replacing only the inner protocol."""
+
+    __slots__ = ("_guard", "_real")
+
+    def __init__(self, real: asyncio.Transport, guard: GuardProtocol) -> None:
+        super().__init__()
+        self._real = real
+        self._guard = guard
+
+    def write(self, data: Any) -> None:
+        self._guard.on_write()
+        self._real.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._guard.on_write()
+        self._real.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._real.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._real.can_write_eof()
+
+    def close(self) -> None:
+        self._real.close()
+
+    def abort(self) -> None:
+        self._real.abort()
+
+    def is_closing(self) -> bool:
+        return self._real.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._real.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._real.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._real.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._real.is_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._real.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._real.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._real.get_write_buffer_limits()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._guard._inner = protocol  # type: ignore[assignment]  # the fast path's hand-off
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._guard._inner  # type: ignore[return-value]
+
+
+class GuardedSite(web.TCPSite):
+    """A TCPSite whose connections are guarded (plain or TLS); subclasses choose the
+    protocol that parses HTTP (``inner_protocol``), by default aiohttp's."""
+
+    __slots__ = ("guards",)
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        limits: ConnectionLimits | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self.guards = Guards(limits or ConnectionLimits())
+
+    def inner_protocol(self) -> asyncio.Protocol:
+        server = self._runner.server
+        assert server is not None
+        return server()
+
+    async def start(self) -> None:
+        self._runner._reg_site(self)  # BaseSite.start
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self.guards.factory(self.inner_protocol),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.guards.close_all()  # what aiohttp's shutdown left (e.g. idle fast-path connections)
