@@ -28,6 +28,8 @@ limits"):
     closed; smaller requests always pass (they are bounded by
     ``max_connections * SMALL_REQUEST_BYTES``), so normal requests keep being served
     while large stalled bodies hold the budget until their body timeout;
+  * a refusal (408, 503) is a lingering close: the answer, our end of stream, and the
+    client's further bytes read and dropped for at most ``LINGER_SECONDS``;
   * timers are loop ``call_at`` handles, one per connection at most, cancelled on close.
 """
 
@@ -49,6 +51,7 @@ DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_MAX_BUFFERED_BYTES = 64 * 2**20
 SMALL_REQUEST_BYTES = 64 * 2**10
 HEAD_KEEP_BYTES = 64 * 2**10  # the guard keeps at most this much of a head to frame it
+LINGER_SECONDS = 2.0  # after a refusal, how long bytes still arriving are read and dropped
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,19})[ \t]*(?=\r\n|$)", re.I)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.I)
@@ -178,7 +181,7 @@ class GuardProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self._inner is None or self._closing:
-            return False
+            return False  # close (ends a lingering close early)
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -266,6 +269,15 @@ class GuardProtocol(asyncio.Protocol):
             self._state = IDLE
             self._arm(self._guards.limits.idle_timeout, self._idle_expired)
 
+    def _detach(self) -> None:
+        """The parser is done with this connection: it is told the connection is lost, so
+        it drops what it holds (and a pending request is withdrawn) without waiting for
+        the lingering close; its later writes are dropped."""
+        self._release()
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.connection_lost(None)
+
     def _release(self) -> None:
         self._guards.buffered -= self._unanswered
         self._unanswered = 0
@@ -297,6 +309,7 @@ class GuardProtocol(asyncio.Protocol):
     def _timed_out(self, message: str) -> None:
         if self._answered:  # the parser answered already (e.g. 413): just close
             self._closing = True
+            self._detach()
             self.close()
             return
         self._refuse(408, "Request Timeout", "request-timeout", message)
@@ -311,12 +324,23 @@ class GuardProtocol(asyncio.Protocol):
         self.close()
 
     def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
+        """Answer and close.  A lingering close where TCP allows it: closing a socket with
+        unread bytes sends a reset, which can destroy the answer before the client reads
+        it; so stop sending (FIN), discard what still arrives, close after LINGER_SECONDS
+        or at the client's end of stream."""
         self._closing = True
         self._cancel()
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(error_response(status, reason, code, message))
-            transport.close()  # after the answer is flushed
+        if transport is None or transport.is_closing():
+            return
+        transport.write(error_response(status, reason, code, message))
+        self._detach()
+        if transport.can_write_eof():
+            transport.write_eof()
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + LINGER_SECONDS, transport.close)
+        else:
+            transport.close()  # TLS: after the answer is flushed
 
 
 class GuardedTransport(asyncio.Transport):
@@ -331,10 +355,14 @@ class GuardedTransport(asyncio.Transport):
         self._guard = guard
 
     def write(self, data: Any) -> None:
+        if self._guard._closing:
+            return  # refused or timed out: the guard wrote the last answer
         self._guard.on_write()
         self._real.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
+        if self._guard._closing:
+            return
         self._guard.on_write()
         self._real.writelines(list_of_data)
 
@@ -351,7 +379,7 @@ class GuardedTransport(asyncio.Transport):
         self._real.abort()
 
     def is_closing(self) -> bool:
-        return self._real.is_closing()
+        return self._guard._closing or self._real.is_closing()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._real.get_extra_info(name, default)
