@@ -44,9 +44,8 @@ def status_and_body(answer: bytes) -> tuple[int, dict[str, Any]]:
 
 async def read_one_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    length = next(
-        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-    )
+    lines = head.split(b"\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length"))
     body = await asyncio.wait_for(reader.readexactly(length), 5)
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
@@ -96,7 +95,8 @@ async def test_a_stalled_body_gets_408_and_the_connection_closes(tmp_path, targe
     async with Cluster(tmp_path, ["n1"], transport="loopback", **LIMITS) as c:
         await c.wait_leader()
         reader, writer = await connect(c)
-        writer.write(f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode() + b"v" * 999)
+        head = f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode()
+        writer.write(head + b"v" * 999)
         started = time.monotonic()
         status, body = status_and_body(await read_until_closed(reader))
         assert status == 408 and body == {
@@ -125,7 +125,8 @@ async def test_a_chunked_body_that_arrives_is_served_and_the_connection_kept(tmp
     async with Cluster(tmp_path, ["n1"], transport="loopback", **LIMITS) as c:
         await c.wait_leader()
         reader, writer = await connect(c)
-        writer.write(b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        writer.write(b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"5\r\nhello\r\n0\r\n\r\n")
         assert (await read_one_answer(reader))[0] == 200
         writer.write(b"GET /v1/kv/k HTTP/1.1\r\nHost: x\r\n\r\n")
         status, body = await read_one_answer(reader)
@@ -158,7 +159,8 @@ async def test_a_request_waiting_for_its_answer_is_not_cut_off(tmp_path):
     """No guard clock runs while the node works on a request read in full: a GET on a
     node without a leader waits request_timeout (longer than every guard timeout) and
     gets the runtime's 503, not a 408 or a closed connection."""
-    async with Cluster(tmp_path, ["n1", "n2", "n3"], transport="loopback", request_timeout=1.5, **LIMITS) as c:
+    ids = ["n1", "n2", "n3"]
+    async with Cluster(tmp_path, ids, transport="loopback", request_timeout=1.5, **LIMITS) as c:
         await c.wait_leader()
         leader = c.leaders()[0]
         follower = next(i for i in c.ids if i != leader)
