@@ -156,21 +156,25 @@ async def test_an_idle_keep_alive_connection_is_closed(tmp_path):
 
 @async_test
 async def test_a_request_waiting_for_its_answer_is_not_cut_off(tmp_path):
-    """No guard clock runs while the node works on a request read in full: a GET on a
-    node without a leader waits request_timeout (longer than every guard timeout) and
-    gets the runtime's 503, not a 408 or a closed connection."""
+    """No guard clock runs while the node works on a request read in full: a write to a
+    leader that lost its followers waits up to request_timeout (longer than every guard
+    timeout) and gets the node's answer, not a 408 or a closed connection."""
     ids = ["n1", "n2", "n3"]
-    async with Cluster(tmp_path, ids, transport="loopback", request_timeout=1.5, **LIMITS) as c:
-        await c.wait_leader()
-        leader = c.leaders()[0]
-        follower = next(i for i in c.ids if i != leader)
-        for node in c.ids:
-            if node != follower:
+    short = {"header_timeout": 0.2, "body_timeout": 0.2, "idle_timeout": 0.3}
+    slow_step_down = {"election_timeout": 1.0, "heartbeat_interval": 0.1}
+    async with Cluster(
+        tmp_path, ids, transport="loopback", request_timeout=1.5, options=slow_step_down, **short
+    ) as c:
+        leader = await c.wait_leader()
+        for node in ids:
+            if node != leader:
                 await c.stop_node(node)
-        reader, writer = await connect(c, follower)
-        writer.write(b"GET /v1/kv/k?consistency=linearizable HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader, writer = await connect(c, leader)
+        started = time.monotonic()
+        writer.write(b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
         status, body = await read_one_answer(reader)
         assert status in (421, 503), body
+        assert time.monotonic() - started > 0.5  # longer than every guard timeout
         writer.close()
 
 
