@@ -10,6 +10,7 @@ the 503, sooner), and small requests are served all along."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.error
@@ -70,7 +71,8 @@ async def stall(port: int, index: int) -> tuple[int | None, str | None, float]:
 
     reading = asyncio.ensure_future(read_all())
     try:
-        writer.write(f"PUT /v1/kv/stall-{index} HTTP/1.1\r\nHost: x\r\nContent-Length: {LENGTH}\r\n\r\n".encode())
+        head = f"PUT /v1/kv/stall-{index} HTTP/1.1\r\nHost: x\r\nContent-Length: {LENGTH}\r\n\r\n"
+        writer.write(head.encode())
         chunk = b"x" * 65536
         left = LENGTH - 1
         while left > 0 and not reading.done():
@@ -79,10 +81,8 @@ async def stall(port: int, index: int) -> tuple[int | None, str | None, float]:
             await writer.drain()
     except ConnectionError:
         pass  # refused: the answer is already on its way
-    try:
+    with contextlib.suppress(ConnectionError):
         await asyncio.wait_for(reading, HEADER_TIMEOUT + BODY_TIMEOUT + 3 * SLACK)
-    except ConnectionError:
-        pass
     elapsed = time.monotonic() - started
     writer.close()
     if not answer:
