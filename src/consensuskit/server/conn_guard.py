@@ -30,7 +30,9 @@ limits"):
     while large stalled bodies hold the budget until their body timeout;
   * a refusal (408, 503) is a lingering close: the answer, our end of stream, and the
     client's further bytes read and dropped for at most ``LINGER_SECONDS``;
-  * timers are loop ``call_at`` handles, one per connection at most, cancelled on close.
+  * no timer per request or connection (the fast path's rule): each guard keeps one
+    deadline, and one sweep per listener, every ``sweep_interval`` while it has
+    connections, expires those past theirs (so a limit fires up to one interval late).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.I)
 # Where the current request is.  WAIT: read in full, answer pending.  OPEN: a body of
 # unknown length, read until the answer starts.
 IDLE, HEAD, BODY, OPEN, WAIT = range(5)
+# Which clock runs.
+_NO_CLOCK, _HEADER_CLOCK, _BODY_CLOCK, _IDLE_CLOCK = range(4)
+_NEVER = float("inf")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,13 +103,30 @@ class Guards:
         self.connections: set[GuardProtocol] = set()
         self.buffered = 0  # unanswered request bytes, all connections
         self.stats = GuardStats()
+        shortest = min(limits.header_timeout, limits.body_timeout, limits.idle_timeout)
+        self.sweep_interval = min(0.5, max(0.01, shortest / 10))
+        self._sweep: asyncio.TimerHandle | None = None
 
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], GuardProtocol]:
         return lambda: GuardProtocol(self, inner)
 
+    def add(self, guard: GuardProtocol, loop: asyncio.AbstractEventLoop) -> None:
+        self.connections.add(guard)
+        if self._sweep is None:
+            self._sweep = loop.call_later(self.sweep_interval, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for guard in [g for g in self.connections if g.deadline <= now]:
+            guard.expired()
+        self._sweep = loop.call_later(self.sweep_interval, self._expire, loop) if self.connections else None
+
     def close_all(self) -> None:
         for guard in list(self.connections):
             guard.close()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
 
 class GuardProtocol(asyncio.Protocol):
@@ -112,18 +134,20 @@ class GuardProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_answered",
+        "_clock",
         "_closing",
         "_guards",
         "_head",
         "_inner",
         "_inner_factory",
+        "_loop",
         "_overflow",
         "_proxy",
         "_remaining",
         "_state",
-        "_timer",
         "_transport",
         "_unanswered",
+        "deadline",
     )
 
     def __init__(self, guards: Guards, inner_factory: Callable[[], asyncio.Protocol]) -> None:
@@ -132,7 +156,9 @@ class GuardProtocol(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._proxy: GuardedTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.deadline = _NEVER  # loop time at which the running clock expires
+        self._clock = _NO_CLOCK  # which limit ``deadline`` is
         self._state = IDLE
         self._head = bytearray()
         self._overflow = False  # the current head outgrew HEAD_KEEP_BYTES
@@ -144,6 +170,7 @@ class GuardProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
         guards = self._guards
         if len(guards.connections) >= guards.limits.max_connections:
             guards.stats.refused_connections += 1
@@ -154,11 +181,11 @@ class GuardProtocol(asyncio.Protocol):
                 f"this node serves at most {guards.limits.max_connections} client connections at once",
             )
             return
-        guards.connections.add(self)
+        guards.add(self, self._loop)
         self._proxy = GuardedTransport(transport, self)  # type: ignore[arg-type]
         self._inner = self._inner_factory()
         self._inner.connection_made(self._proxy)
-        self._arm(self._guards.limits.idle_timeout, self._idle_expired)
+        self._arm(_IDLE_CLOCK, guards.limits.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._inner is None:
@@ -218,9 +245,15 @@ class GuardProtocol(asyncio.Protocol):
                     continue
                 self._state = HEAD
                 self._answered = False
-                self._arm(limits.header_timeout, self._head_expired)
+                self._arm(_HEADER_CLOCK, limits.header_timeout)
             elif state == HEAD:
                 head = self._head
+                if not head:  # the common case: a whole head in this chunk, framed in place
+                    end = data.find(b"\r\n\r\n", pos)
+                    if end >= 0:
+                        self._end_of_head(data[pos:end], overflow=False)
+                        pos = end + 4
+                        continue
                 if len(head) > HEAD_KEEP_BYTES:
                     # Too long to keep (the parser refuses it anyway): only a tail, to find the end.
                     self._overflow = True
@@ -249,14 +282,14 @@ class GuardProtocol(asyncio.Protocol):
         limits = self._guards.limits
         if overflow or _CHUNKED.search(head) is not None:
             self._state = OPEN
-            self._arm(limits.body_timeout, self._body_expired)
+            self._arm(_BODY_CLOCK, limits.body_timeout)
             return
         match = _CONTENT_LENGTH.search(head)
         length = int(match.group(1)) if match is not None else 0
         if length > 0:
             self._state = BODY
             self._remaining = length
-            self._arm(limits.body_timeout, self._body_expired)
+            self._arm(_BODY_CLOCK, limits.body_timeout)
         else:
             self._state = WAIT
             self._cancel()
@@ -267,7 +300,7 @@ class GuardProtocol(asyncio.Protocol):
         self._release()
         if self._state in (WAIT, OPEN, IDLE):
             self._state = IDLE
-            self._arm(self._guards.limits.idle_timeout, self._idle_expired)
+            self._arm(_IDLE_CLOCK, self._guards.limits.idle_timeout)
 
     def _detach(self) -> None:
         """The parser is done with this connection: it is told the connection is lost, so
@@ -283,28 +316,33 @@ class GuardProtocol(asyncio.Protocol):
         self._unanswered = 0
 
     # ------------------------------------------------------------------ clocks
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._closing:
-            return
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(loop.time() + delay, callback)
+    def _arm(self, clock: int, delay: float) -> None:
+        self._clock = clock
+        self.deadline = self._loop.time() + delay  # type: ignore[union-attr]
 
     def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._clock = _NO_CLOCK
+        self.deadline = _NEVER
 
-    def _head_expired(self) -> None:
-        self._timer = None
-        self._guards.stats.header_timeouts += 1
-        self._timed_out(f"the request head did not arrive within {self._guards.limits.header_timeout:g}s")
-
-    def _body_expired(self) -> None:
-        self._timer = None
-        self._guards.stats.body_timeouts += 1
-        self._timed_out(f"the request body did not arrive within {self._guards.limits.body_timeout:g}s")
+    def expired(self) -> None:
+        """The sweep found this connection past its deadline."""
+        clock, limits, stats = self._clock, self._guards.limits, self._guards.stats
+        self._cancel()
+        if self._closing:
+            return
+        if clock == _HEADER_CLOCK:
+            stats.header_timeouts += 1
+            self._timed_out(f"the request head did not arrive within {limits.header_timeout:g}s")
+        elif clock == _BODY_CLOCK:
+            stats.body_timeouts += 1
+            self._timed_out(f"the request body did not arrive within {limits.body_timeout:g}s")
+        elif clock == _IDLE_CLOCK:
+            if self._transport is not None and self._transport.get_write_buffer_size() > 0:
+                self._arm(_IDLE_CLOCK, limits.idle_timeout)  # still sending an answer
+                return
+            stats.idle_closed += 1
+            self._closing = True
+            self.close()
 
     def _timed_out(self, message: str) -> None:
         if self._answered:  # the parser answered already (e.g. 413): just close
@@ -313,15 +351,6 @@ class GuardProtocol(asyncio.Protocol):
             self.close()
             return
         self._refuse(408, "Request Timeout", "request-timeout", message)
-
-    def _idle_expired(self) -> None:
-        self._timer = None
-        if self._transport is not None and self._transport.get_write_buffer_size() > 0:
-            self._arm(self._guards.limits.idle_timeout, self._idle_expired)  # still sending an answer
-            return
-        self._guards.stats.idle_closed += 1
-        self._closing = True
-        self.close()
 
     def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
         """Answer and close.  A lingering close where TCP allows it: closing a socket with
@@ -337,8 +366,9 @@ class GuardProtocol(asyncio.Protocol):
         self._detach()
         if transport.can_write_eof():
             transport.write_eof()
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(loop.time() + LINGER_SECONDS, transport.close)
+            # A timer, unlike the clocks: refusals are rare, and a refused connection is
+            # not in the sweep's set.
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
         else:
             transport.close()  # TLS: after the answer is flushed
 
