@@ -189,6 +189,14 @@ async def test_beyond_max_connections_a_new_connection_gets_503(tmp_path):
         assert status == 503 and body["error"] == "too-many-connections"
         writer.close()
         assert guards(c).stats.refused_connections == 1
+        _, text, _ = await c.call("GET", "n1", "/metrics")  # a fourth connection: refused too
+        assert guards(c).stats.refused_connections == 2
+        for w in held[1:]:
+            w[1].close()
+        held = held[:1]
+        await asyncio.sleep(0.1)
+        _, text, _ = await c.call("GET", "n1", "/metrics")
+        assert 'consensuskit_http_connection_closes_total{reason="too-many-connections"} 2.0' in text
         # The held connections are served; closing one makes room again.
         r0, w0 = held[0]
         w0.write(b"GET /v1/kv/k HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -198,8 +206,7 @@ async def test_beyond_max_connections_a_new_connection_gets_503(tmp_path):
         reader, writer = await connect(c)
         writer.write(b"GET /v1/kv/k HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await read_one_answer(reader))[0] == 404
-        for _, w in [*held[1:], (reader, writer)]:
-            w.close()
+        writer.close()
 
 
 @async_test

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,15 +55,13 @@ SMALL_REQUEST_BYTES = 64 * 2**10
 HEAD_KEEP_BYTES = 64 * 2**10  # the guard keeps at most this much of a head to frame it
 LINGER_SECONDS = 2.0  # after a refusal, how long bytes still arriving are read and dropped
 
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,19})[ \t]*(?=\r\n|$)", re.I)
-_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.I)
-
 # Where the current request is.  WAIT: read in full, answer pending.  OPEN: a body of
 # unknown length, read until the answer starts.
 IDLE, HEAD, BODY, OPEN, WAIT = range(5)
 # Which clock runs.
 _NO_CLOCK, _HEADER_CLOCK, _BODY_CLOCK, _IDLE_CLOCK = range(4)
 _NEVER = float("inf")
+_now = time.monotonic  # deadlines: cheaper than loop.time() on asyncio's loop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,17 +114,21 @@ class Guards:
             self._sweep = loop.call_later(self.sweep_interval, self._expire, loop)
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
+        now = _now()
         for guard in [g for g in self.connections if g.deadline <= now]:
             guard.expired()
         self._sweep = loop.call_later(self.sweep_interval, self._expire, loop) if self.connections else None
 
-    def close_all(self) -> None:
-        for guard in list(self.connections):
-            guard.close()
+    def stop(self) -> None:
+        """No more expiries (the listener stops; aiohttp's shutdown closes its connections)."""
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+
+    def close_all(self) -> None:
+        for guard in list(self.connections):
+            guard.close()
+        self.stop()
 
 
 class GuardProtocol(asyncio.Protocol):
@@ -234,26 +236,20 @@ class GuardProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ framing
     def _frame(self, data: bytes) -> None:
-        """Follow request boundaries through ``data`` and set the clock each one calls for."""
+        """Follow request boundaries through ``data`` and set the clock each one calls for.
+        (Hot: every request of the fast path passes here, so no regex, no timer.)"""
         pos, size = 0, len(data)
-        limits = self._guards.limits
         while pos < size:
             state = self._state
-            if state in (IDLE, WAIT):
-                if state == IDLE and data[pos : pos + 2] == b"\r\n":
-                    pos += 2  # stray line ends between requests (RFC 9112 §2.2)
-                    continue
-                self._state = HEAD
-                self._answered = False
-                self._arm(_HEADER_CLOCK, limits.header_timeout)
+            if state == BODY:
+                take = min(self._remaining, size - pos)
+                self._remaining -= take
+                pos += take
+                if self._remaining == 0:
+                    self._state = WAIT
+                    self._clock, self.deadline = _NO_CLOCK, _NEVER
             elif state == HEAD:
                 head = self._head
-                if not head:  # the common case: a whole head in this chunk, framed in place
-                    end = data.find(b"\r\n\r\n", pos)
-                    if end >= 0:
-                        self._end_of_head(data[pos:end], overflow=False)
-                        pos = end + 4
-                        continue
                 if len(head) > HEAD_KEEP_BYTES:
                     # Too long to keep (the parser refuses it anyway): only a tail, to find the end.
                     self._overflow = True
@@ -268,39 +264,58 @@ class GuardProtocol(asyncio.Protocol):
                 self._end_of_head(bytes(head[:end]), overflow=self._overflow)
                 self._overflow = False
                 head.clear()
-            elif state == BODY:
-                take = min(self._remaining, size - pos)
-                self._remaining -= take
-                pos += take
-                if self._remaining == 0:
-                    self._state = WAIT
-                    self._cancel()
-            else:  # OPEN: everything is body until the answer starts
+            elif state == OPEN:  # everything is body until the answer starts
                 return
+            else:  # IDLE or WAIT: a new request starts at pos
+                if state == IDLE and data.startswith(b"\r\n", pos):
+                    pos += 2  # stray line ends between requests (RFC 9112 §2.2)
+                    continue
+                self._answered = False
+                end = data.find(b"\r\n\r\n", pos)
+                if end < 0:  # the head goes on in later chunks: its clock starts now
+                    self._state = HEAD
+                    self._arm(_HEADER_CLOCK, self._guards.limits.header_timeout)
+                    continue
+                self._end_of_head(data[pos:end], overflow=False)
+                pos = end + 4
 
     def _end_of_head(self, head: bytes, *, overflow: bool) -> None:
-        limits = self._guards.limits
-        if overflow or _CHUNKED.search(head) is not None:
+        """Where the body ends: ``Content-Length`` (0 without one), or at the answer
+        (chunked, or a head too long to have kept)."""
+        lower = head.lower()
+        if overflow or b"\r\ntransfer-encoding:" in lower:
             self._state = OPEN
-            self._arm(_BODY_CLOCK, limits.body_timeout)
+            self._arm(_BODY_CLOCK, self._guards.limits.body_timeout)
             return
-        match = _CONTENT_LENGTH.search(head)
-        length = int(match.group(1)) if match is not None else 0
+        length = 0
+        at = lower.find(b"\r\ncontent-length:")
+        if at >= 0:
+            at += 17
+            stop = lower.find(b"\r\n", at)
+            value = lower[at:stop] if stop >= 0 else lower[at:]
+            value = value.strip(b" \t")
+            if value.isdigit() and len(value) <= 19:
+                length = int(value)
+            # Otherwise the parser answers 400 at once: nothing to wait for.
         if length > 0:
             self._state = BODY
             self._remaining = length
-            self._arm(_BODY_CLOCK, limits.body_timeout)
+            self._arm(_BODY_CLOCK, self._guards.limits.body_timeout)
         else:
             self._state = WAIT
-            self._cancel()
+            self._clock, self.deadline = _NO_CLOCK, _NEVER
 
     def on_write(self) -> None:
         """An answer (or part of one) is being written."""
         self._answered = True
-        self._release()
-        if self._state in (WAIT, OPEN, IDLE):
+        if self._unanswered:
+            self._guards.buffered -= self._unanswered
+            self._unanswered = 0
+        state = self._state
+        if state != HEAD and state != BODY:  # WAIT, OPEN, IDLE: the idle clock (re)starts
             self._state = IDLE
-            self._arm(_IDLE_CLOCK, self._guards.limits.idle_timeout)
+            self._clock = _IDLE_CLOCK
+            self.deadline = _now() + self._guards.limits.idle_timeout
 
     def _detach(self) -> None:
         """The parser is done with this connection: it is told the connection is lost, so
@@ -318,7 +333,7 @@ class GuardProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ clocks
     def _arm(self, clock: int, delay: float) -> None:
         self._clock = clock
-        self.deadline = self._loop.time() + delay  # type: ignore[union-attr]
+        self.deadline = _now() + delay
 
     def _cancel(self) -> None:
         self._clock = _NO_CLOCK
@@ -478,4 +493,5 @@ class GuardedSite(web.TCPSite):
 
     async def stop(self) -> None:
         await super().stop()
-        self.guards.close_all()  # what aiohttp's shutdown left (e.g. idle fast-path connections)
+        # Not close_all: aiohttp's graceful shutdown (after this) still answers its requests.
+        self.guards.stop()

@@ -131,6 +131,7 @@ class NodeServer:
             else:
                 site = GuardedSite(self._runner, host, port, ssl_context=ssl_ctx, limits=cfg.limits)
             self.client_site = site
+            self.metrics.attach_client_connections(site.guards)
             await site.start()
             if urlsplit(cfg.client_url).port == 0:  # asked for any free port: advertise the real one
                 scheme = "https" if ssl_ctx is not None else "http"
