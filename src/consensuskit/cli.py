@@ -554,7 +554,9 @@ def server_cmd(
     admin_token_file: Annotated[Path | None, typer.Option(help="Admin token file (membership etc.).")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
-    tls_ca: Annotated[Path | None, typer.Option(help="CA that signs peer certificates (PEM).")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA that signed every node certificate (PEM); or tls.pinned.")
+    ] = None,
     max_value_bytes: Annotated[int | None, typer.Option(help="Largest value accepted (413 above).")] = None,
     request_timeout: Annotated[
         float | None, typer.Option(help="Seconds a request waits (503 after).")

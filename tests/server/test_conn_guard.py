@@ -264,10 +264,19 @@ def test_bad_limits_are_config_errors(tmp_path, setting, value):
         node_config(tmp_path, "n1", ["n1"], **{setting: value})
 
 
-def test_limits_come_from_the_config_and_flags(tmp_path):
-    from consensuskit.server.main import main as _  # noqa: F401  (the flags exist)
-    from tests.server.runtime_harness import node_config
+def test_limits_come_from_the_file_and_the_flags(tmp_path):
+    from consensuskit.server.main import build_config
 
-    config = node_config(tmp_path, "n1", ["n1"], header_timeout=2, max_connections=7)
+    (tmp_path / "secret").write_text("s")
+    path = tmp_path / "node.toml"
+    path.write_text(
+        'id = "n1"\npeer_address = "127.0.0.1:0"\nclient_address = "127.0.0.1:0"\n'
+        'data_dir = "d"\nsecret_file = "secret"\nheader_timeout = 2\nmax_connections = 7\n'
+    )
+    config = build_config(path)
     assert config.limits.header_timeout == 2.0 and config.limits.max_connections == 7
-    assert config.limits.body_timeout == 30.0 and config.limits.max_buffered_bytes == 64 * 2**20
+    assert config.limits.body_timeout == 30.0 and config.limits.idle_timeout == 60.0
+    assert config.limits.max_buffered_bytes == 64 * 2**20
+    flagged = build_config(path, header_timeout=0.5, body_timeout=4.0, max_buffered_bytes=1000)
+    assert flagged.limits.header_timeout == 0.5 and flagged.limits.body_timeout == 4.0
+    assert flagged.limits.max_buffered_bytes == 1000 and flagged.limits.max_connections == 7
