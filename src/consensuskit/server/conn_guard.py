@@ -142,7 +142,6 @@ class GuardProtocol(asyncio.Protocol):
         "_head",
         "_inner",
         "_inner_factory",
-        "_loop",
         "_overflow",
         "_proxy",
         "_remaining",
@@ -158,8 +157,7 @@ class GuardProtocol(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._proxy: GuardedTransport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.deadline = _NEVER  # loop time at which the running clock expires
+        self.deadline = _NEVER  # time.monotonic() at which the running clock expires
         self._clock = _NO_CLOCK  # which limit ``deadline`` is
         self._state = IDLE
         self._head = bytearray()
@@ -172,7 +170,6 @@ class GuardProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._loop = asyncio.get_running_loop()
         guards = self._guards
         if len(guards.connections) >= guards.limits.max_connections:
             guards.stats.refused_connections += 1
@@ -183,7 +180,7 @@ class GuardProtocol(asyncio.Protocol):
                 f"this node serves at most {guards.limits.max_connections} client connections at once",
             )
             return
-        guards.add(self, self._loop)
+        guards.add(self, asyncio.get_running_loop())
         self._proxy = GuardedTransport(transport, self)  # type: ignore[arg-type]
         self._inner = self._inner_factory()
         self._inner.connection_made(self._proxy)
