@@ -448,3 +448,29 @@ def test_the_server_command_exits_2_on_tls_without_a_ca(tmp_path, capsys):
     assert serve_command(path) == EXIT_CONFIG
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: tls: peer TLS needs ca")
+
+
+def test_the_listener_requires_a_client_certificate(ca):
+    """Both directions verify: a dialer that trusts the CA but shows no certificate never
+    sees the handshake hello."""
+    b_tls = TLSConfig(cert=(c := ca.issue("n-b"))[0], key=c[1], ca=ca.path)
+
+    async def main() -> bytes:
+        b = Node("b", handshake_timeout=1.0, **transport_tls(b_tls))
+        await b.transport.start()
+        anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        anonymous.check_hostname = False
+        anonymous.load_verify_locations(ca.path)
+        try:
+            reader, writer = await asyncio.open_connection(*b.address, ssl=anonymous)
+            try:
+                answer = await asyncio.wait_for(reader.read(), 5)
+            except (ssl.SSLError, ConnectionError):
+                answer = b""
+            writer.close()
+        except (ssl.SSLError, ConnectionError):
+            answer = b""
+        await b.transport.stop()
+        return answer
+
+    assert not run(main()).startswith(handshake.MAGIC)
