@@ -102,7 +102,9 @@ class RaftChecker:
             return
         newest = max(live, key=lambda n: (n.term, n.commit_index))
         members = set(newest.config.members())
-        states = {n.id: (n.last_applied, n.sm.digest()) for n in live if n.id in members}
+        states = {
+            n.id: (n.last_applied, n.sm.digest()) for n in live if n.id in members
+        }
         applied = {node_id: s[0] for node_id, s in states.items()}
         if len(set(applied.values())) > 1:
             raise InvariantViolation(
@@ -110,7 +112,9 @@ class RaftChecker:
             )
         digests = {s[1] for s in states.values()}
         if len(digests) > 1:
-            raise InvariantViolation("convergence", "same applied index but different key-value states")
+            raise InvariantViolation(
+                "convergence", "same applied index but different key-value states"
+            )
 
     # ------------------------------------------------------------------ node observer
     def on_append(self, node: Any, entries: Any) -> None:
@@ -135,11 +139,14 @@ class RaftChecker:
 
     def on_truncate(self, node: Any, index: int) -> None:
         if node.role == "leader":
-            self._violate("leader-append-only", f"leader {node.id} of term {node.term} truncated at {index}")
+            self._violate(
+                "leader-append-only", f"leader {node.id} of term {node.term} truncated at {index}"
+            )
         if index <= node.commit_index:
             self._violate(
                 "state-machine-safety",
-                f"{node.id} truncated its log at {index}, below its commit index {node.commit_index}",
+                f"{node.id} truncated its log at {index}, below its commit index "
+                f"{node.commit_index}",
             )
 
     def on_commit(self, node: Any, index: int) -> None:

@@ -9,7 +9,9 @@ def all_scenarios() -> dict[str, Scenario]:
     """Every scenario by id, in the order of SCENARIOS.md."""
     from consensuskit.scenarios import fastpaxos, multipaxos, paxos, raft
 
-    return {s.id: s for s in [*paxos.SCENARIOS, *fastpaxos.SCENARIOS, *multipaxos.SCENARIOS, *raft.SCENARIOS]}
+    return {
+        s.id: s for s in [*paxos.SCENARIOS, *fastpaxos.SCENARIOS, *multipaxos.SCENARIOS, *raft.SCENARIOS]
+    }
 
 
 def get_scenario(scenario_id: str) -> Scenario:
@@ -17,7 +19,9 @@ def get_scenario(scenario_id: str) -> Scenario:
     try:
         return scenarios[scenario_id]
     except KeyError:
-        raise KeyError(f"unknown scenario {scenario_id!r}; valid: {', '.join(scenarios)}") from None
+        raise KeyError(
+            f"unknown scenario {scenario_id!r}; valid: {', '.join(scenarios)}"
+        ) from None
 
 
 __all__ = ["Scenario", "ScenarioRun", "all_scenarios", "get_scenario", "run_scenario"]

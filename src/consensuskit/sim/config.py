@@ -28,7 +28,8 @@ class NetworkConfig:
     def validate(self) -> None:
         if not 0 <= self.latency_min <= self.latency_max:
             raise ValueError(
-                f"need 0 <= latency_min <= latency_max, got {self.latency_min}, {self.latency_max}"
+                f"need 0 <= latency_min <= latency_max, got {self.latency_min}, "
+                f"{self.latency_max}"
             )
         for name in ("loss", "duplicate", "reorder"):
             p = getattr(self, name)

@@ -208,7 +208,9 @@ class WorkloadClient(Client):
 
     __slots__ = ("counter", "index", "keys", "known", "stopped")
 
-    def __init__(self, sim: Simulation, client_id: str, index: int, keys: int, rng: random.Random) -> None:
+    def __init__(
+        self, sim: Simulation, client_id: str, index: int, keys: int, rng: random.Random
+    ) -> None:
         super().__init__(sim, client_id, rng)
         self.index = index
         self.keys = keys

@@ -13,7 +13,9 @@ from consensuskit.protocols.raft.options import BUGS, RaftOptions
 __all__ = ["BUGS", "RaftNode", "RaftOptions", "raft_spec"]
 
 
-def make_raft_node(node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> RaftNode:
+def make_raft_node(
+    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+) -> RaftNode:
     """Build a node; ``options["node_options"][node_id]`` overrides options per node
     (e.g. a shorter election timeout for the node a scenario wants to win)."""
     merged = dict(options)
