@@ -212,7 +212,9 @@ async def test_beyond_max_connections_a_new_connection_gets_503(tmp_path):
 @async_test
 async def test_beyond_max_buffered_bytes_large_bodies_get_503_and_small_requests_pass(tmp_path):
     budget = 4 * SMALL_REQUEST_BYTES
-    async with Cluster(tmp_path, ["n1"], transport="loopback", max_buffered_bytes=budget) as c:
+    async with Cluster(
+        tmp_path, ["n1"], transport="loopback", max_buffered_bytes=budget, max_value_bytes=budget
+    ) as c:
         await c.wait_leader()
         size = 3 * SMALL_REQUEST_BYTES
         head = f"PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
@@ -265,6 +267,7 @@ def test_bad_limits_are_config_errors(tmp_path, setting, value):
 
 
 def test_limits_come_from_the_file_and_the_flags(tmp_path):
+    from consensuskit.server.config import ConfigError
     from consensuskit.server.main import build_config
 
     (tmp_path / "secret").write_text("s")
@@ -277,6 +280,10 @@ def test_limits_come_from_the_file_and_the_flags(tmp_path):
     assert config.limits.header_timeout == 2.0 and config.limits.max_connections == 7
     assert config.limits.body_timeout == 30.0 and config.limits.idle_timeout == 60.0
     assert config.limits.max_buffered_bytes == 64 * 2**20
-    flagged = build_config(path, header_timeout=0.5, body_timeout=4.0, max_buffered_bytes=1000)
+    flagged = build_config(
+        path, header_timeout=0.5, body_timeout=4.0, max_buffered_bytes=1000, max_value_bytes=1000
+    )
     assert flagged.limits.header_timeout == 0.5 and flagged.limits.body_timeout == 4.0
     assert flagged.limits.max_buffered_bytes == 1000 and flagged.limits.max_connections == 7
+    with pytest.raises(ConfigError, match="max_buffered_bytes: 1000 is below max_value_bytes"):
+        build_config(path, max_buffered_bytes=1000)

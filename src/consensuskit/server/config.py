@@ -322,21 +322,27 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         fsync=_bool(raw, "fsync", True),
         inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
-        limits=_limits(raw),
+        limits=_limits(raw, _positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
     )
 
 
-def _limits(raw: dict[str, Any]) -> ConnectionLimits:
+def _limits(raw: dict[str, Any], max_value_bytes: int) -> ConnectionLimits:
     """Client connection limits (``conn_guard.py``); a missing setting keeps its default."""
     default = ConnectionLimits()
+    buffered = _positive_int(raw, "max_buffered_bytes", default.max_buffered_bytes)
+    if buffered < max_value_bytes:
+        raise ConfigError(
+            f"max_buffered_bytes: {buffered} is below max_value_bytes ({max_value_bytes}); "
+            "no value that large could ever be written"
+        )
     return ConnectionLimits(
         header_timeout=_positive_float(raw, "header_timeout", default.header_timeout),
         body_timeout=_positive_float(raw, "body_timeout", default.body_timeout),
         idle_timeout=_positive_float(raw, "idle_timeout", default.idle_timeout),
         max_connections=_positive_int(raw, "max_connections", default.max_connections),
-        max_buffered_bytes=_positive_int(raw, "max_buffered_bytes", default.max_buffered_bytes),
+        max_buffered_bytes=buffered,
     )
 
 
