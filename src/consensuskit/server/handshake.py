@@ -45,7 +45,7 @@ from collections.abc import Callable
 MAGIC = b"CKIT"
 PROTOCOL_LABEL = b"consensuskit-v1"
 BOUND_LABEL = b"consensuskit-v2"
-MIN_VERSION = 1
+MIN_VERSION = 1  # the versions this build knows (each node offers one of them)
 MAX_VERSION = 2
 PLAIN_VERSION = 1  # plain TCP: no channel binding
 BOUND_VERSION = 2  # over TLS: the MACs cover the TLS channel binding
