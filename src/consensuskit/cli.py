@@ -560,10 +560,27 @@ def server_cmd(
     admin_token_file: Annotated[Path | None, typer.Option(help="Admin token file (membership etc.).")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
-    tls_ca: Annotated[Path | None, typer.Option(help="CA that signs peer certificates (PEM).")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA that signed every node certificate (PEM); or tls.pinned.")
+    ] = None,
     max_value_bytes: Annotated[int | None, typer.Option(help="Largest value accepted (413 above).")] = None,
     request_timeout: Annotated[
         float | None, typer.Option(help="Seconds a request waits (503 after).")
+    ] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds for a request head to arrive (408 after; default 10).")
+    ] = None,
+    body_timeout: Annotated[
+        float | None, typer.Option(help="Seconds for a request body to arrive (408 after; default 30).")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds an idle keep-alive connection stays open (default 60).")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Client connections at once (503 beyond; default 1024).")
+    ] = None,
+    max_buffered_bytes: Annotated[
+        int | None, typer.Option(help="Unanswered request bytes held at once (default 64 MiB).")
     ] = None,
     fsync: Annotated[
         bool | None, typer.Option("--fsync/--no-fsync", help="fsync the WAL (default on).")
@@ -601,6 +618,11 @@ def server_cmd(
             tls_ca=tls_ca,
             max_value_bytes=max_value_bytes,
             request_timeout=request_timeout,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            max_buffered_bytes=max_buffered_bytes,
             fsync=fsync,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,

@@ -12,10 +12,11 @@ import shutil
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from consensuskit.server import handshake
+from consensuskit.server import handshake, peer_tls
 from tests.server.test_transport import LOOPS, Node, eventually, hb, run, settle
 
 pytestmark = pytest.mark.timeout(60)
@@ -66,14 +67,15 @@ def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def contexts(cert: Path, key: Path, trusted: Path) -> dict[str, ssl.SSLContext]:
+def contexts(cert: Path, key: Path, trusted: Path) -> dict[str, Any]:
     """Mutual TLS: each side shows ``cert`` and accepts only certificates signed by ``trusted``."""
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(trusted))
     server.load_cert_chain(cert, key)
     server.verify_mode = ssl.CERT_REQUIRED
     client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(trusted))
     client.load_cert_chain(cert, key)
-    return {"ssl_server": server, "ssl_client": client}
+    identity = peer_tls.PeerIdentity(fingerprint=peer_tls.certificate_fingerprint(cert))
+    return {"ssl_server": server, "ssl_client": client, "tls_identity": identity}
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 from consensuskit.core.registry import Registry, default_registry
 from consensuskit.server.auth import AuthConfig, parse_auth_table
+from consensuskit.server.conn_guard import ConnectionLimits
+from consensuskit.server.peer_tls import PeerIdentity, certificate_fingerprint
 
 Address = tuple[str, int]
 
@@ -58,6 +60,11 @@ TOP_LEVEL = (
     "fsync",
     "inline_sync_bytes",
     "request_timeout",
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "max_connections",
+    "max_buffered_bytes",
     "enable_fault_injection",
     "log_level",
     "peers",
@@ -66,7 +73,7 @@ TOP_LEVEL = (
     "auth",
 )
 PEER_KEYS = ("peer_address", "client_url")
-TLS_KEYS = ("cert", "key", "ca", "client_api")
+TLS_KEYS = ("cert", "key", "ca", "pinned", "client_api")
 
 
 class ConfigError(ValueError):
@@ -81,29 +88,51 @@ class PeerInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLSConfig:
+    """Invariant: peer TLS has a trust anchor, ``ca`` or ``pinned`` (``_tls`` checks it)."""
+
     cert: Path
     key: Path
     ca: Path | None = None
+    pinned: tuple[Path, ...] = ()  # peers' certificate files, trusted exactly (peer_tls.py)
     client_api: bool = False  # also serve the HTTP API over TLS
 
     def server_context(self, *, verify_clients: bool = True) -> ssl.SSLContext:
-        """For the peer listener (clients must show a cert signed by ``ca``, when given)
-        or, with ``verify_clients=False``, for the HTTP API."""
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        """For the peer listener (dialers must show a certificate signed by ``ca`` or
+        pinned) or, with ``verify_clients=False``, for the HTTP API."""
+        if not verify_clients:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.cert, self.key)
+            return ctx
+        # Not create_default_context: with no cafile it also trusts the system store.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.cert, self.key)
-        if self.ca is not None and verify_clients:
-            ctx.load_verify_locations(self.ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
+        self._load_trust(ctx)
+        ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
     def client_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
-        # Peers are named by address, not host name; the HMAC handshake authenticates them.
+        """For dialing peers: the acceptor's certificate is verified (CA or pinned)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # only our trust anchors, no system store
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        # Peers are named by address, not host name: the certificate check says "one of
+        # the cluster's", the channel-bound HMAC handshake says which node.
         ctx.check_hostname = False
-        if self.ca is None:
-            ctx.verify_mode = ssl.CERT_NONE
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        self._load_trust(ctx)
         ctx.load_cert_chain(self.cert, self.key)
         return ctx
+
+    def _load_trust(self, ctx: ssl.SSLContext) -> None:
+        if self.ca is not None:
+            ctx.load_verify_locations(self.ca)
+        for path in self.pinned:
+            ctx.load_verify_locations(path)
+
+    def identity(self) -> PeerIdentity:
+        """This node's certificate fingerprint and the pins, for the transport."""
+        pins = frozenset(certificate_fingerprint(p) for p in self.pinned) if self.pinned else None
+        return PeerIdentity(fingerprint=certificate_fingerprint(self.cert), pins=pins)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +154,7 @@ class ServerConfig:
     fsync: bool = True
     inline_sync_bytes: int = DEFAULT_INLINE_SYNC_BYTES
     request_timeout: float = 5.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # client connections
     enable_fault_injection: bool = False
     log_level: str = "info"
     auth: AuthConfig = field(default_factory=AuthConfig)  # [auth]: client auth (server/auth.py)
@@ -208,6 +238,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         for key in ("cert", "key", "ca"):
             if isinstance(tls.get(key), str):
                 tls[key] = str(base / tls[key])
+        if isinstance(tls.get("pinned"), list):
+            tls["pinned"] = [str(base / p) if isinstance(p, str) else p for p in tls["pinned"]]
         out["tls"] = tls
     auth = out.get("auth")
     if isinstance(auth, dict) and isinstance(auth.get("client_ca"), str):
@@ -305,9 +337,28 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         fsync=_bool(raw, "fsync", True),
         inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
+        limits=_limits(raw, _positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
         auth=auth,
+    )
+
+
+def _limits(raw: dict[str, Any], max_value_bytes: int) -> ConnectionLimits:
+    """Client connection limits (``conn_guard.py``); a missing setting keeps its default."""
+    default = ConnectionLimits()
+    buffered = _positive_int(raw, "max_buffered_bytes", default.max_buffered_bytes)
+    if buffered < max_value_bytes:
+        raise ConfigError(
+            f"max_buffered_bytes: {buffered} is below max_value_bytes ({max_value_bytes}); "
+            "no value that large could ever be written"
+        )
+    return ConnectionLimits(
+        header_timeout=_positive_float(raw, "header_timeout", default.header_timeout),
+        body_timeout=_positive_float(raw, "body_timeout", default.body_timeout),
+        idle_timeout=_positive_float(raw, "idle_timeout", default.idle_timeout),
+        max_connections=_positive_int(raw, "max_connections", default.max_connections),
+        max_buffered_bytes=buffered,
     )
 
 
@@ -367,14 +418,36 @@ def _tls(table: Any) -> TLSConfig | None:
     for name, value in (("cert", cert), ("key", key), ("ca", ca)):
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"tls.{name}: {value} not found")
+    pinned = table.get("pinned", [])
+    if not isinstance(pinned, list) or not all(isinstance(p, str) and p for p in pinned):
+        raise ConfigError(f"tls.pinned: expected a list of certificate files, got {pinned!r}")
+    for value in pinned:
+        if not Path(value).is_file():
+            raise ConfigError(f"tls.pinned: {value} not found")
+    if not ca and not pinned:
+        raise ConfigError(
+            "tls: peer TLS needs ca (the CA that signed every node's certificate) or pinned "
+            "(the nodes' certificate files); without one it stops only eavesdroppers"
+        )
     client_api = table.get("client_api", False)
     if not isinstance(client_api, bool):
         raise ConfigError(f"tls.client_api: expected true or false, got {client_api!r}")
-    tls = TLSConfig(cert=Path(cert), key=Path(key), ca=Path(ca) if ca else None, client_api=client_api)
+    tls = TLSConfig(
+        cert=Path(cert),
+        key=Path(key),
+        ca=Path(ca) if ca else None,
+        pinned=tuple(Path(p) for p in pinned),
+        client_api=client_api,
+    )
     try:
         tls.server_context()
+        tls.client_context()
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"tls: cannot load cert/key: {exc}") from None
+        raise ConfigError(f"tls: cannot load cert/key/ca/pinned: {exc}") from None
+    try:
+        tls.identity()
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"tls: {exc}") from None
     return tls
 
 

@@ -23,7 +23,9 @@ Rules this module owns:
   * a request becomes a ``runtime.wait_for_answer`` callback: no task, coroutine,
     future or timer per request;
   * with client auth enabled it serves nothing: aiohttp checks every request
-    (``auth_api.py``), so the fast path cannot bypass a permission.
+    (``auth_api.py``), so the fast path cannot bypass a permission;
+  * timeouts, connection and buffer caps are not this module's: every connection sits
+    under a ``conn_guard.GuardProtocol``, which this protocol sees only as its transport.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from consensuskit.core.client import CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
+from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.http_api import ApiError, encode_value
 from consensuskit.server.runtime import Waiter
 
@@ -355,8 +358,9 @@ class FastKVProtocol(asyncio.Protocol):
         return protocol.eof_received() if self._eof else None
 
 
-class FastSite(web.TCPSite):
-    """A TCPSite whose connections start with ``FastKVProtocol`` (plain TCP only)."""
+class FastSite(GuardedSite):
+    """A guarded site (``conn_guard.py``) whose connections start with ``FastKVProtocol``
+    (plain TCP only); the guard stays when a connection is handed to aiohttp."""
 
     __slots__ = ("_api", "_fast_connections")
 
@@ -365,21 +369,10 @@ class FastSite(web.TCPSite):
         self._api = api
         self._fast_connections: set[FastKVProtocol] = set()
 
-    async def start(self) -> None:
-        self._runner._reg_site(self)  # BaseSite.start
-        loop = asyncio.get_running_loop()
+    def inner_protocol(self) -> asyncio.Protocol:
         server = self._runner.server
         assert server is not None
-        api, connections = self._api, self._fast_connections
-        self._server = await loop.create_server(
-            lambda: FastKVProtocol(api, server, connections),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+        return FastKVProtocol(self._api, server, self._fast_connections)
 
     async def stop(self) -> None:
         for connection in list(self._fast_connections):

@@ -38,6 +38,7 @@ from consensuskit.server.config import (
     load_config,
     parse_peer_flag,
 )
+from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.fast_http import FastSite
 from consensuskit.server.http_api import KVApi
 from consensuskit.server.metrics import NodeMetrics
@@ -78,6 +79,7 @@ class NodeServer:
         self.runtime: NodeRuntime = None  # type: ignore[assignment]  # set by start()
         self.transport: Any = None
         self.api: KVApi | None = None
+        self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -113,6 +115,7 @@ class NodeServer:
             self.runtime.on_peer_message,
             ssl_server=cfg.tls.server_context() if cfg.tls else None,
             ssl_client=cfg.tls.client_context() if cfg.tls else None,
+            tls_identity=cfg.tls.identity() if cfg.tls else None,
         )
         self.runtime.transport = self.transport
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
@@ -125,10 +128,13 @@ class NodeServer:
             if ssl_ctx is not None:
                 require_client_certs(ssl_ctx, cfg.auth)  # [auth] client_ca: the CN names the user
             host, port = cfg.client_address
+            # Every client connection is guarded: timeouts and caps (conn_guard.py).
             if ssl_ctx is None:  # the lean front for hot key-value requests (fast_http.py)
-                site: web.TCPSite = FastSite(self._runner, host, port, self.api)
+                site: GuardedSite = FastSite(self._runner, host, port, self.api, limits=cfg.limits)
             else:
-                site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx)
+                site = GuardedSite(self._runner, host, port, ssl_context=ssl_ctx, limits=cfg.limits)
+            self.client_site = site
+            self.metrics.attach_client_connections(site.guards)
             await site.start()
             if urlsplit(cfg.client_url).port == 0:  # asked for any free port: advertise the real one
                 scheme = "https" if ssl_ctx is not None else "http"
@@ -355,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), dest=name)
     parser.add_argument("--max-value-bytes", dest="max_value_bytes", type=int)
     parser.add_argument("--request-timeout", dest="request_timeout", type=float)
+    for name in ("header_timeout", "body_timeout", "idle_timeout"):
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=float)
+    parser.add_argument("--max-connections", dest="max_connections", type=int)
+    parser.add_argument("--max-buffered-bytes", dest="max_buffered_bytes", type=int)
     parser.add_argument("--inline-sync-bytes", dest="inline_sync_bytes", type=int)
     parser.add_argument("--fsync", dest="fsync", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(

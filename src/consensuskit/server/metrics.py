@@ -50,12 +50,17 @@ class NodeMetrics:
         )
         self._runtime: NodeRuntime | None = None
         self._transport_stats: Callable[[], Any] | None = None
+        self._client_connections: Any = None  # conn_guard.Guards of the client listener
         self._collector = _Collector(self)
         self.registry.register(self._collector)
 
     def attach(self, runtime: NodeRuntime, transport_stats: Callable[[], Any] | None = None) -> None:
         self._runtime = runtime
         self._transport_stats = transport_stats
+
+    def attach_client_connections(self, guards: Any) -> None:
+        """The client listener's ``conn_guard.Guards`` (connections, limits hit)."""
+        self._client_connections = guards
 
     def on_sync(self, seconds: float, outputs: int) -> None:
         self.fsync_seconds.observe(seconds)
@@ -85,6 +90,8 @@ class _Collector:
         yield from _runtime_metrics(runtime)
         if owner._transport_stats is not None:
             yield from _transport_metrics(owner._transport_stats())
+        if owner._client_connections is not None:
+            yield from _connection_metrics(owner._client_connections)
         yield from _storage_metrics(getattr(runtime.raw_storage, "stats", None))
 
 
@@ -101,6 +108,22 @@ def _labelled_counter(name: str, doc: str, label: str, values: dict[str, int]) -
     for key, count in sorted(values.items()):
         family.add_metric([key], count)
     return family
+
+
+def _connection_metrics(guards: Any) -> Iterator[Metric]:
+    stats = guards.stats
+    yield _gauge("http_connections", "Client connections open now", len(guards.connections))
+    yield _gauge("http_buffered_bytes", "Client request bytes received and not yet answered", guards.buffered)
+    closes = {
+        "header-timeout": stats.header_timeouts,
+        "body-timeout": stats.body_timeouts,
+        "idle": stats.idle_closed,
+        "too-many-connections": stats.refused_connections,
+        "too-many-buffered-bytes": stats.refused_buffered,
+    }
+    yield _labelled_counter(
+        "http_connection_closes", "Client connections closed by a limit, by reason", "reason", closes
+    )
 
 
 def _node_metrics(runtime: NodeRuntime) -> Iterator[Metric]:

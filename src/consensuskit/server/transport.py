@@ -2,6 +2,8 @@
 
 Rules this module owns:
 
+- Over TLS (``ssl_server``/``ssl_client`` with ``tls_identity``) the handshake is the
+  channel-bound version 2 (``peer_tls.py``); on plain TCP it is version 1, unchanged.
 - One outbound connection per peer, used only for sending; messages from a peer arrive on
   the connection *it* dialed.  So there is one connection per ordered pair of nodes, and
   each is one-way after the handshake (``handshake.py``, mutual HMAC over the secret).
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensuskit.core.messages import CodecError, decode, encode
-from consensuskit.server import handshake
+from consensuskit.server import handshake, peer_tls
 from consensuskit.server.framing import HEADER, FrameDecoder, FrameError, frame
 
 Address = tuple[str, int]
@@ -144,6 +146,7 @@ class PeerTransport:
         *,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
+        tls_identity: peer_tls.PeerIdentity | None = None,
         max_frame_bytes: int = 64 * 2**20,
         queue_limit: int = 4096,
         queue_limit_bytes: int = 256 * 2**20,
@@ -153,8 +156,12 @@ class PeerTransport:
         logger: logging.Logger | None = None,
     ) -> None:
         """``peers`` may include ``node_id`` itself (ignored).  The queue to each peer holds
-        at most ``queue_limit`` frames and ``queue_limit_bytes`` bytes (beyond one frame)."""
+        at most ``queue_limit`` frames and ``queue_limit_bytes`` bytes (beyond one frame).
+        TLS contexts come with ``tls_identity`` (this node's certificate fingerprint, and
+        the pins if any): the handshake binds itself to each TLS connection."""
         handshake.node_id_bytes(node_id)
+        if (ssl_server is not None or ssl_client is not None) and tls_identity is None:
+            raise ValueError("peer TLS needs tls_identity (the channel binding covers the certificates)")
         if not secret:
             raise ValueError("a non-empty cluster secret is required")
         if queue_limit < 1 or queue_limit_bytes < 1 or max_frame_bytes < 1:
@@ -165,6 +172,7 @@ class PeerTransport:
         self._on_message = on_message
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client
+        self._tls_identity = tls_identity
         self._max_frame_bytes = max_frame_bytes
         self._queue_limit = queue_limit
         self._queue_limit_bytes = queue_limit_bytes
@@ -448,8 +456,23 @@ class PeerTransport:
             }
         reader, writer = await asyncio.open_connection(host, port, **tls)
         try:
+            binding = None
+            if self._ssl_client is not None:
+                assert self._tls_identity is not None
+                try:
+                    binding = peer_tls.channel_binding(
+                        writer.get_extra_info("ssl_object"), self._tls_identity, dialer=True
+                    )
+                except handshake.HandshakeError as exc:
+                    exc.claimed_id = link.peer_id
+                    raise
             await handshake.dial(
-                reader, writer, node_id=self._node_id, secret=self._secret, expected_peer=link.peer_id
+                reader,
+                writer,
+                node_id=self._node_id,
+                secret=self._secret,
+                expected_peer=link.peer_id,
+                binding=binding,
             )
         except BaseException:
             writer.close()
@@ -538,12 +561,19 @@ class PeerTransport:
         self._pending_handshakes += 1
         try:
             async with asyncio.timeout(self._handshake_timeout):
+                binding = None
+                if self._ssl_server is not None:
+                    assert self._tls_identity is not None
+                    binding = peer_tls.channel_binding(
+                        writer.get_extra_info("ssl_object"), self._tls_identity, dialer=False
+                    )
                 return await handshake.accept(
                     reader,
                     writer,
                     node_id=self._node_id,
                     secret=self._secret,
                     is_known_peer=self._links.__contains__,
+                    binding=binding,
                 )
         except handshake.HandshakeError as exc:
             reason = exc.reason
