@@ -27,9 +27,12 @@ Rules this module owns:
     kept in order of last activity, so this costs O(expired)).  A new session beyond
     ``max_sessions`` evicts the least recently active one.  Until the first clock command
     nothing expires and nothing is capped (the previous release's behaviour, which the
-    simulator keeps); the first one puts the table in a canonical order (by client id)
-    and drops the digests, so a replica that restored the previous release's snapshot
-    and one that replayed the log from further back agree from there on;
+    simulator keeps); the first one puts the table in a canonical order (by client id),
+    so a replica that restored the previous release's snapshot and one that replayed the
+    log from further back evict and expire alike from there on.  (They may still differ
+    in the digests of sessions last used before the upgrade -- the old snapshot has
+    none, and a session without a digest answers any retry of its last seq from the
+    cache -- which changes answers to misused ids, never the state);
   * after a session is forgotten: a write of an unknown client is refused as
     ``session-expired`` if its client id is in the record of recently forgotten ids (the
     last ``max_sessions // 4``), or if its seq is above 1 once any session has ever been
@@ -186,10 +189,10 @@ class SessionTable:
             self._epoch, self._mono = op.key, now
         self.ttl, self.max_sessions = ttl, cap
         if first:
-            # The canonical start (module rules): order by id, no digests, active now.
+            # The canonical start (module rules): order by id, all active now.
             clock = self.clock
             self._sessions = OrderedDict(
-                (c, (s[0], s[1], None, clock)) for c, s in sorted(self._sessions.items())
+                (c, (s[0], s[1], s[2], clock)) for c, s in sorted(self._sessions.items())
             )
         forgotten = self.forgotten_total
         sessions = self._sessions
