@@ -17,6 +17,7 @@ from consensuskit.statemachines.sessions import (
     EXPIRED,
     REUSED,
     STALE,
+    _packer,
     clock_op,
     command_digest,
     refusal,
@@ -233,7 +234,9 @@ def test_the_digest_is_stable_across_processes():
         Op(kind="cas", key="k", value="v", expected=0)
     )
     assert command_digest(put("k", "v")).hex() == EXPECTED_DIGEST
-    assert len(command_digest(put("k", 2**70))) == 8  # beyond msgpack's ints: still a digest
+    packer = _packer()
+    assert len(command_digest(put("k", 2**70), packer)) == 8  # beyond msgpack's ints: still a digest
+    assert command_digest(put("k", "v"), packer).hex() == EXPECTED_DIGEST  # the packer recovered
 
 
 # Pinned: blake2b-64 of msgpack ["put", "k", "v", None, None].  Replicas and restarts

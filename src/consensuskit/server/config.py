@@ -42,7 +42,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # a light load, with nothing to overlap the fsync with (docs/server.md, the runtime).
 DEFAULT_INLINE_SYNC_BYTES = 4096
 # Client sessions (statemachines/sessions.py, docs/server.md "Client sessions"): an idle
-# hour is far beyond any client's retry deadline; 100k sessions cost about 20 MB.
+# hour is far beyond any client's retry deadline; 100k sessions cost about 50-70 MB.
 DEFAULT_SESSION_TTL = 3600.0
 DEFAULT_MAX_SESSIONS = 100_000
 

@@ -93,14 +93,17 @@ def _canonical_default(obj: Any) -> Any:
     return repr(obj)  # a registered message or another object: its repr is deterministic enough
 
 
-_PACKER_OPTIONS = {"use_bin_type": True, "default": _canonical_default}
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, default=_canonical_default)
 
 
-def command_digest(op: Op) -> bytes:
-    """8 bytes naming the op's content, the same in every process and on every replica."""
+def command_digest(op: Op, packer: msgpack.Packer | None = None) -> bytes:
+    """8 bytes naming the op's content, the same in every process and on every replica:
+    blake2b over msgpack ``[kind, key, value, expected, expected_version]``.  ``packer``
+    (from ``_packer()``, one per thread) saves building one per call."""
     fields = (op.kind, op.key, op.value, op.expected, op.expected_version)
     try:
-        packed = msgpack.packb(fields, **_PACKER_OPTIONS)
+        packed = (packer or _packer()).pack(fields)
     except (TypeError, ValueError, OverflowError):  # e.g. an int beyond 64 bits
         packed = repr(fields).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(packed, digest_size=DIGEST_BYTES).digest()
@@ -117,6 +120,7 @@ class SessionTable:
         "_epoch",
         "_forgotten",
         "_mono",
+        "_packer",
         "_sessions",
         "clock",
         "forgotten_total",
@@ -136,6 +140,7 @@ class SessionTable:
         self.ttl = 0  # milliseconds; 0: sessions do not expire by time
         self.max_sessions = 0  # 0: no cap
         self.forgotten_total = 0  # sessions ever forgotten (expired or evicted)
+        self._packer = _packer()  # a state machine is applied by one thread at a time
 
     # -- commands ---------------------------------------------------------------------
     def apply(self, command: ClientRequest, execute: Callable[[Op], Any]) -> Any:
@@ -145,7 +150,7 @@ class SessionTable:
         client, seq = command.client_id, command.seq
         sessions = self._sessions
         session = sessions.get(client)
-        digest = command_digest(op)
+        digest = command_digest(op, self._packer)
         if session is not None:
             last_seq, cached, last_digest, _ = session
             if seq == last_seq:
