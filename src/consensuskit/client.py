@@ -522,9 +522,18 @@ class AsyncClient:
                 request_id = session.next_request_id()
                 try:
                     return await self._send_until_answered(
-                        method, path, params, body, request_id, write, leader_only, endpoint, admin,
-                        json_body, deadline,
-                    )  # fmt: skip
+                        method,
+                        path,
+                        params,
+                        body,
+                        request_id,
+                        write,
+                        leader_only,
+                        endpoint,
+                        admin,
+                        json_body,
+                        deadline,
+                    )
                 except ClientError as exc:
                     if exc.code not in _SESSION_ERRORS:
                         raise
