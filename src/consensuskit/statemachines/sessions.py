@@ -3,7 +3,7 @@ expire through the log (Raft dissertation §6.3), and honest idempotency.
 
 A command ``(client_id, seq, op)`` belongs to the session ``client_id``.  Everything here
 is decided by what is in the log alone, so every replica (and every restart replaying the
-log) reaches the same table, byte for byte.
+log) reaches the same table (the one exception, digests after an upgrade, is below).
 
 Rules this module owns:
   * at most once: a session remembers its last seq, that command's result and a digest of
@@ -12,7 +12,8 @@ Rules this module owns:
     cached result; with a different command it is refused as ``request-id-reused`` (the
     id names another write: answering it with the first write's result would report a
     success that did not happen).  An older seq is refused as ``stale-session``.  A
-    refusal changes nothing, not even the session's place in the eviction order;
+    refusal changes nothing, not even the session's place in the eviction order, and
+    neither does an answer from the cache (a retry is not new activity);
   * the log clock: time exists for the table only through clock commands (op kind
     ``clock``) that the leader's runtime writes into the log every so often.  A clock
     command carries an epoch (one per leader process) and that process's monotonic clock
