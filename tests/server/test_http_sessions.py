@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from consensuskit.server.session_clock import clock_interval
 from tests.server.runtime_harness import Cluster, async_test
 from tests.server.test_http_multipaxos import mp_cluster
 from tests.server.test_http_multipaxos import wait_leader as mp_wait_leader
@@ -138,3 +139,9 @@ async def test_session_ttl_zero_writes_no_clock_commands(tmp_path):
         assert c.servers[leader].session_clock is None
         await asyncio.sleep(0.3)
         assert c.servers[leader].runtime.node.sm.sessions.max_sessions == 0  # no cap either
+
+
+def test_the_clock_interval_is_a_quarter_of_the_ttl_within_bounds():
+    assert clock_interval(3600) == 60.0
+    assert clock_interval(40) == 10.0
+    assert clock_interval(0.001) == 0.05

@@ -9,8 +9,8 @@ protocol the server runs (Raft, Multi-Paxos, ...) carries the clock with no chan
 Rules this module owns:
   * while this node says it leads (``status()["role"] == "leader"``), it submits a clock
     command as soon as it notices (polling every ``POLL`` seconds at most) and then every
-    ``interval`` = min(session_ttl / 4, ``MAX_INTERVAL``): sessions expire between ttl
-    and ttl + interval of idleness, plus the moments without a leader;
+    ``interval`` = session_ttl / 4, within [``MIN_INTERVAL``, ``MAX_INTERVAL``]: sessions
+    expire between ttl and ttl + interval of idleness, plus the moments without a leader;
   * a command carries this process's epoch (node id + a random nonce drawn at start),
     its ``time.monotonic`` in milliseconds, and the settings ``session_ttl`` and
     ``max_sessions``: the state machine advances its clock by the difference between two
@@ -38,11 +38,12 @@ from consensuskit.statemachines.sessions import ANON_PREFIX, clock_op
 log = logging.getLogger("consensuskit.server.sessions")
 
 MAX_INTERVAL = 60.0  # seconds between clock commands at most
+MIN_INTERVAL = 0.05  # ... and at least (a tiny session_ttl must not flood the log)
 POLL = 0.5  # seconds between looks at the node's role at most
 
 
 def clock_interval(session_ttl: float) -> float:
-    return min(session_ttl / 4, MAX_INTERVAL)
+    return max(MIN_INTERVAL, min(session_ttl / 4, MAX_INTERVAL))
 
 
 class SessionClock:
