@@ -26,7 +26,9 @@ from consensuskit.client import (
     ClientError,
     NotFound,
     PayloadTooLarge,
+    RequestIdReused,
     ServerError,
+    SessionExpired,
     Unauthorized,
     Unavailable,
     error_from_answer,
@@ -55,12 +57,14 @@ class FakeCluster:
     leader: int | None = 0
     hint_leader: bool = True
     data: dict[str, tuple[str, int]] = field(default_factory=dict)
-    sessions: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    sessions: dict[str, tuple[int, Any, Any]] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)  # sessions the fake "expired"
     seen: list[Seen] = field(default_factory=list)
     # Misbehaviour, consumed one per write that reaches the leader:
     # "503" (refuse before applying), "503-after" (apply, then 503),
     # "slow" (apply, then answer after the client gave up), "drop" (apply, close the socket),
-    # "crash" (apply, stop listening, close the socket: the node died after applying).
+    # "crash" (apply, stop listening, close the socket: the node died after applying),
+    # "drop-forget" ("drop", and the session is forgotten before the retry arrives).
     write_faults: list[str] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)  # session -> seq being handled
     overlaps: list[str] = field(default_factory=list)
@@ -159,14 +163,22 @@ class FakeCluster:
         fault = self.write_faults.pop(0) if self.write_faults else None
         if fault == "503":
             return error(503, "busy", "leadership transfer in progress", outcome="not-applied")
+        if session in self.forgotten:
+            return error(409, "session-expired", "session forgotten", outcome="unknown")
         cached = self.sessions.get(session)
+        command = (key, method, value, dict(query))
         if cached is not None and seq < cached[0]:
             return error(409, "stale-session", "seq older than the session's last")
         if cached is not None and seq == cached[0]:
+            if cached[2] != command:
+                return error(409, "request-id-reused", "another command", outcome="not-applied")
             status, result = cached[1]
         else:
             status, result = self.apply(key, method, value, query)
-            self.sessions[session] = (seq, (status, result))
+            self.sessions[session] = (seq, (status, result), command)
+        if fault == "drop-forget":
+            self.forgotten.add(session)
+            fault = "drop"
         if fault == "503-after":
             return error(503, "timeout", "no quorum in time", outcome="unknown")
         if fault == "slow":
@@ -404,6 +416,63 @@ def test_reads_that_time_out_are_not_maybe_applied(fake: FakeCluster) -> None:
     with client_for(fake, deadline=0.5) as kv, pytest.raises(Unavailable) as info:
         kv.get("x")
     assert info.value.maybe_applied is False
+
+
+# ---------------------------------------------------------------------- sessions
+def _session_of(request_id: str | None) -> str:
+    assert request_id is not None
+    return request_id.rpartition(":")[0]
+
+
+def test_a_forgotten_session_is_replaced_when_the_write_certainly_did_not_apply(fake: FakeCluster) -> None:
+    with client_for(fake, client_id="me") as kv:
+        first = kv.put("x", "1")
+        fake.forgotten.add(_session_of(first.request_id))  # the server expired it meanwhile
+        second = kv.put("x", "2")
+    assert second.version == 2 and fake.applied == 2
+    assert _session_of(second.request_id) != _session_of(first.request_id)
+    assert second.request_id is not None and second.request_id.endswith(":1")  # a new session starts at 1
+    ids = [s.request_id for s in fake.seen if s.method == "PUT"]
+    assert ids == [first.request_id, "me.1:2", second.request_id]
+
+
+def test_a_forgotten_session_after_a_maybe_applied_attempt_is_an_unknown_outcome(fake: FakeCluster) -> None:
+    fake.write_faults = ["drop-forget"]
+    with client_for(fake) as kv:
+        with pytest.raises(SessionExpired) as info:
+            kv.put("x", "1")
+        assert info.value.maybe_applied is True and info.value.status == 409
+        assert fake.applied == 1  # applied once, never again
+        # The session is dropped: the next write starts a new one at seq 1.
+        written = kv.put("x", "2")
+    assert written.request_id is not None and written.request_id.endswith(":1")
+    assert fake.applied == 2
+
+
+def test_a_reused_request_id_raises_and_the_session_is_dropped(fake: FakeCluster) -> None:
+    with client_for(fake, client_id="me") as kv:
+        kv.put("x", "1")
+        fake.sessions["me.1"] = (2, (200, {}), ("elsewhere", "PUT", "?", {}))  # another process's
+        with pytest.raises(RequestIdReused) as info:
+            kv.put("x", "2")
+        assert info.value.code == "request-id-reused"
+        written = kv.put("x", "3")
+    assert written.request_id == "me.2:1"
+    assert fake.data["x"] == ("3", 2)
+
+
+def test_clients_without_an_id_share_sessions_per_process_and_cluster(fake: FakeCluster) -> None:
+    """A Client per request no longer leaves a session behind per request."""
+    ids = []
+    for i in range(3):
+        with client_for(fake) as kv:
+            ids.append(kv.put("x", str(i)).request_id)
+    assert len({_session_of(i) for i in ids}) == 1
+    assert [i.rpartition(":")[2] for i in ids if i] == ["1", "2", "3"]
+    with client_for(fake, order=[2, 1, 0]) as kv:  # the same cluster, endpoints in another order
+        assert _session_of(kv.put("x", "again").request_id) == _session_of(ids[0])
+    with client_for(fake, client_id="mine") as kv:
+        assert kv.put("x", "own").request_id == "mine.1:1"
 
 
 # ---------------------------------------------------------------------- concurrency

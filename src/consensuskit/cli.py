@@ -585,6 +585,10 @@ def server_cmd(
     fsync: Annotated[
         bool | None, typer.Option("--fsync/--no-fsync", help="fsync the WAL (default on).")
     ] = None,
+    session_ttl: Annotated[
+        float | None, typer.Option(help="Seconds an idle client session is kept (0: forever).")
+    ] = None,
+    max_sessions: Annotated[int | None, typer.Option(help="Client sessions kept at most.")] = None,
     inline_sync_bytes: Annotated[
         int | None,
         typer.Option(help="Sync batches up to this size are fsynced on the loop thread (0: never)."),
@@ -624,6 +628,8 @@ def server_cmd(
             max_connections=max_connections,
             max_buffered_bytes=max_buffered_bytes,
             fsync=fsync,
+            session_ttl=session_ttl,
+            max_sessions=max_sessions,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
             option=option,

@@ -8,7 +8,16 @@ Rules this module owns:
     id, so the server applies it once and answers a retry with the first result;
   * a session serves one operation at a time: the state machine remembers only the last
     seq of a session and refuses an older one as stale, so concurrent callers draw
-    sessions from a pool (as many sessions as operations in flight, never more);
+    sessions from a pool (as many sessions as operations in flight, never more).
+    Clients without an explicit ``client_id`` share one pool per process and cluster
+    (endpoints), so a ``Client`` per request reuses sessions instead of leaving one
+    behind per request;
+  * the server forgets idle sessions (``session_ttl``, ``max_sessions``).  A write whose
+    first attempt meets 409 ``session-expired`` was certainly not applied: the client
+    drops that session and sends the write again in a new one, once.  After an attempt
+    that may have been applied, ``session-expired`` raises ``SessionExpired`` with
+    ``maybe_applied = True``: the outcome is unknown, as after a timeout.  A session that
+    met any session error (``stale-session``, ``request-id-reused`` too) is dropped;
   * the client remembers the last node that answered as leader; a "not the leader"
     answer naming the leader's URL is followed at once, one without a name moves on to
     the next endpoint after a short backoff (an election is under way);
@@ -108,6 +117,20 @@ class ServerError(ClientError):
     """An unexpected answer (5xx other than 503, or a body that is not our JSON)."""
 
 
+class SessionExpired(ClientError):
+    """409 ``session-expired``: the server forgot this write's session (idle longer than
+    its ``session_ttl``, or evicted).  Raised only when an earlier attempt may have been
+    applied (``maybe_applied``): the write's outcome is unknown.  A first attempt that
+    meets it is sent again in a new session, transparently."""
+
+    maybe_applied: bool = True
+
+
+class RequestIdReused(ClientError):
+    """409 ``request-id-reused``: the request id names another command; nothing was
+    applied (a client bug, or two processes sharing a session id)."""
+
+
 class Unavailable(ClientError):
     """No node completed the operation before the deadline.
 
@@ -137,9 +160,13 @@ _ERRORS_BY_CODE: dict[str, type[ClientError]] = {
     "invalid-token": Unauthorized,
     "token-expired": Unauthorized,
     "permission-denied": Unauthorized,
+    "session-expired": SessionExpired,
+    "request-id-reused": RequestIdReused,
 }
 # 401 codes after which a client with a password fetches a new token and resends once.
 _REAUTHENTICATE = frozenset({"invalid-token", "token-expired", "unauthenticated"})
+# Answers after which a session cannot go on: the client drops it.
+_SESSION_ERRORS = frozenset({"session-expired", "request-id-reused", "stale-session"})
 _ERRORS_BY_STATUS: dict[int, type[ClientError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -219,20 +246,44 @@ class _Session:
 
 
 class _SessionPool:
-    """Sessions lent to one operation at a time; a new one only when all are in use."""
+    """Sessions lent to one operation at a time; a new one only when all are in use.
+    Thread-safe: a shared pool serves clients on different event loops."""
 
     def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
+        self.prefix = prefix
         self._free: list[_Session] = []
         self._count = itertools.count(1)
+        self._lock = threading.Lock()
 
     def acquire(self) -> _Session:
-        if self._free:
-            return self._free.pop()
-        return _Session(f"{self._prefix}.{next(self._count)}")
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            return _Session(f"{self.prefix}.{next(self._count)}")
+
+    def fresh(self) -> _Session:
+        """A session never used (its first seq is 1, as a new session's must be)."""
+        with self._lock:
+            return _Session(f"{self.prefix}.{next(self._count)}")
 
     def release(self, session: _Session) -> None:
-        self._free.append(session)
+        with self._lock:
+            self._free.append(session)
+
+
+# Pools of the clients without an explicit client_id, per (process, endpoints): a forked
+# child gets pools of its own, never its parent's sessions.
+_SHARED_POOLS: dict[tuple[int, tuple[str, ...]], _SessionPool] = {}
+_SHARED_POOLS_LOCK = threading.Lock()
+
+
+def _shared_pool(endpoints: Sequence[str]) -> _SessionPool:
+    key = (os.getpid(), tuple(sorted(endpoints)))
+    with _SHARED_POOLS_LOCK:
+        pool = _SHARED_POOLS.get(key)
+        if pool is None:
+            pool = _SHARED_POOLS[key] = _SessionPool(os.urandom(6).hex())
+        return pool
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -316,10 +367,10 @@ class AsyncClient:
         self._token_renew_at = float("inf")  # loop time after which a fetched token is renewed
         self._auth_off = False  # the cluster said auth is disabled: send no token
         self._token_lock: asyncio.Lock | None = None
-        self.client_id = client_id or os.urandom(6).hex()
+        self._sessions = _SessionPool(client_id) if client_id else _shared_pool(self.endpoints)
+        self.client_id = self._sessions.prefix
         self.leader: str | None = None
         self._next_endpoint = 0
-        self._sessions = _SessionPool(self.client_id)
         self._max_connections = max_connections
         self._http: aiohttp.ClientSession | None = None
         self._refusal_is_definite = True
@@ -473,7 +524,18 @@ class AsyncClient:
         body = json.dumps({"user": self.user, "password": self._password}).encode()
         try:
             answer = await self._send_until_answered(
-                "POST", "/v1/auth/token", None, body, None, False, True, None, False, True, authenticate=False
+                "POST",
+                "/v1/auth/token",
+                None,
+                body,
+                None,
+                False,
+                True,
+                None,
+                False,
+                True,
+                asyncio.get_running_loop().time() + self.deadline,
+                authenticate=False,
             )
         except ClientError as exc:
             if exc.code == "auth-not-enabled":
@@ -578,15 +640,43 @@ class AsyncClient:
         pins one node (no redirects, no failover); ``leader_only`` follows redirects
         and starts at the remembered leader.
         """
-        session = self._sessions.acquire() if write else None
-        request_id = session.next_request_id() if session else None
-        try:
+        deadline = asyncio.get_running_loop().time() + self.deadline
+        if not write:
             return await self._send_until_answered(
-                method, path, params, body, request_id, write, leader_only, endpoint, admin, json_body
+                method, path, params, body, None, write, leader_only, endpoint, admin, json_body, deadline
             )
+        pool = self._sessions
+        session: _Session | None = pool.acquire()
+        try:
+            for renewed in (False, True):
+                assert session is not None
+                request_id = session.next_request_id()
+                try:
+                    return await self._send_until_answered(
+                        method,
+                        path,
+                        params,
+                        body,
+                        request_id,
+                        write,
+                        leader_only,
+                        endpoint,
+                        admin,
+                        json_body,
+                        deadline,
+                    )
+                except ClientError as exc:
+                    if exc.code not in _SESSION_ERRORS:
+                        raise
+                    session = None  # it cannot go on: never back to the pool
+                    if not isinstance(exc, SessionExpired) or exc.maybe_applied or renewed:
+                        raise
+                    # Certainly not applied (the first attempt met it): once more, anew.
+                    session = pool.fresh()
+            raise AssertionError("unreachable")
         finally:
             if session is not None:
-                self._sessions.release(session)
+                pool.release(session)
 
     def _rotate(self, avoid: str | None) -> str:
         for _ in range(len(self.endpoints)):
@@ -608,11 +698,11 @@ class AsyncClient:
         endpoint: str | None,
         admin: bool,
         json_body: bool,
+        deadline: float,
         *,
         authenticate: bool = True,
     ) -> Answer:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline
         headers: dict[str, str] = {}
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
@@ -692,7 +782,10 @@ class AsyncClient:
                     attempts -= 1  # not a failed attempt: a pinned endpoint gets its try
                     continue
                 else:
-                    raise error_from_answer(status, decoded, raw.decode("utf-8", "replace"))
+                    error = error_from_answer(status, decoded, raw.decode("utf-8", "replace"))
+                    if isinstance(error, SessionExpired):
+                        error.maybe_applied = maybe_applied  # did an earlier attempt get through?
+                    raise error
             if pinned:
                 continue
             if self.leader == target:

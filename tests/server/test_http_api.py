@@ -136,8 +136,11 @@ async def test_request_id_retry_is_applied_once_and_returns_the_first_result(tmp
         leader = await c.wait_leader()
         first = await put(c, leader, "k", "first", headers={"X-Request-Id": "client-7:1"})
         assert first[0] == 200 and first[1]["version"] == 1
-        retry = await put(c, leader, "k", "second", headers={"X-Request-Id": "client-7:1"})
+        retry = await put(c, leader, "k", "first", headers={"X-Request-Id": "client-7:1"})
         assert retry[0] == 200 and retry[1]["version"] == 1  # the cached result (logged again)
+        # The same id on another command: refused, nothing applied (honest idempotency).
+        status, body, _ = await put(c, leader, "k", "second", headers={"X-Request-Id": "client-7:1"})
+        assert status == 409 and body["error"] == "request-id-reused" and body["outcome"] == "not-applied"
         status, body, _ = await c.call("GET", leader, "/v1/kv/k")
         assert (body["value"], body["version"]) == ("first", 1)
         # The next sequence number applies; an older one is refused without effect.
@@ -410,7 +413,7 @@ async def test_restart_nodes_from_their_data_dirs(tmp_path):
         status, body, _ = await c.call("GET", leader, "/v1/kv", params={"prefix": "k"})
         assert [(i["key"], i["value"]) for i in body["items"]] == [(f"k{i}", f"v{i}") for i in range(10)]
         # Sessions survive too: a retry of an old request id is still answered from the cache.
-        status, body, _ = await put(c, leader, "k9", "changed", headers={"X-Request-Id": "w:10"})
+        status, body, _ = await put(c, leader, "k9", "v9", headers={"X-Request-Id": "w:10"})
         assert status == 200 and body["version"] == 1
         status, body, _ = await c.call("GET", leader, "/v1/kv/k9")
         assert body["value"] == "v9"

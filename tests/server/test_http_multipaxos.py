@@ -181,8 +181,10 @@ async def test_request_id_retry_is_applied_once_on_any_node(tmp_path):
         first = await put(c, leader, "k", "first", headers={"X-Request-Id": "client-7:1"})
         assert first[0] == 200 and first[1]["version"] == 1
         # A retry through a follower (a client that lost the answer and moved on).
-        retry = await put(c, follower, "k", "second", headers={"X-Request-Id": "client-7:1"})
+        retry = await put(c, follower, "k", "first", headers={"X-Request-Id": "client-7:1"})
         assert retry[0] == 200 and retry[1]["version"] == 1
+        status, body, _ = await put(c, follower, "k", "second", headers={"X-Request-Id": "client-7:1"})
+        assert status == 409 and body["error"] == "request-id-reused" and body["outcome"] == "not-applied"
         status, body, _ = await c.call("GET", leader, "/v1/kv/k")
         assert (body["value"], body["version"]) == ("first", 1)
         assert (await put(c, follower, "k", "third", headers={"X-Request-Id": "client-7:2"}))[1][
@@ -369,7 +371,7 @@ async def test_restart_nodes_from_their_data_dirs(tmp_path):
         status, body, _ = await c.call("GET", leader, "/v1/kv", params={"prefix": "k"})
         assert [(i["key"], i["value"]) for i in body["items"]] == [(f"k{i}", f"v{i}") for i in range(10)]
         # Sessions survive too: a retry of an old request id is answered from the cache.
-        status, body, _ = await put(c, leader, "k9", "changed", headers={"X-Request-Id": "w:10"})
+        status, body, _ = await put(c, leader, "k9", "v9", headers={"X-Request-Id": "w:10"})
         assert status == 200 and body["version"] == 1
         status, body, _ = await c.call("GET", leader, "/v1/kv/k9")
         assert body["value"] == "v9"

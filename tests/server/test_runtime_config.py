@@ -91,6 +91,15 @@ def test_flags_alone(tmp_path):
     )
     assert cfg.members == ("solo",) and cfg.peers == {} and cfg.admin_token is None
     assert cfg.client_url == "http://localhost:0"
+    assert (cfg.session_ttl, cfg.max_sessions) == (3600.0, 100_000)
+
+
+def test_session_settings_from_the_file_and_flags(tmp_path):
+    path = write(tmp_path, "session_ttl = 90\nmax_sessions = 500\n" + GOOD)
+    cfg = load_config(path)
+    assert (cfg.session_ttl, cfg.max_sessions) == (90.0, 500)
+    cfg = build_config(path, session_ttl=0.0, max_sessions=7)
+    assert (cfg.session_ttl, cfg.max_sessions) == (0.0, 7)
 
 
 @pytest.mark.parametrize(
@@ -125,6 +134,9 @@ def test_flags_alone(tmp_path):
         (lambda t: t + '\n[tls]\ncert = "c.pem"\n', "tls: both cert and key are required"),
         (lambda t: t + '\n[tls]\ncert = "c.pem"\nkey = "k.pem"\n', "tls.cert: "),
         (lambda t: 'log_level = "loud"\n' + t, "log_level: 'loud' is not one of"),
+        (lambda t: "session_ttl = -1\n" + t, "session_ttl: expected a number of seconds >= 0, got -1"),
+        (lambda t: 'session_ttl = "1h"\n' + t, "session_ttl: expected a number of seconds >= 0"),
+        (lambda t: "max_sessions = 0\n" + t, "max_sessions: expected a positive integer, got 0"),
         (lambda t: t + "\n[[broken\n", "is not valid TOML"),
     ],
 )

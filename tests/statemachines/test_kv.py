@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.messages import decode, encode
 from consensuskit.statemachines.kv import STALE, KVStateMachine
+from consensuskit.statemachines.sessions import REUSED, command_digest, refusal
 
 FAST = settings(max_examples=80, deadline=None)
 
@@ -145,11 +146,18 @@ def test_retry_returns_cached_result_even_if_state_moved_on():
     assert kv.apply(req(get("x"), client="c", seq=1)) == {"value": None, "version": 0}
 
 
-def test_retry_with_different_op_still_returns_cached():
+def test_retry_with_different_op_is_refused_as_request_id_reused():
+    """Honest idempotency: the id names another write, so its result is not this one's."""
     kv = KVStateMachine()
     kv.apply(req(put("x", "a"), seq=3))
-    assert kv.apply(req(delete("x"), seq=3)) == {"version": 1}
-    assert kv.get("x") == "a"
+    before = kv.snapshot()
+    assert kv.apply(req(delete("x"), seq=3)) is REUSED
+    assert kv.apply(req(put("other", "a"), seq=3)) is REUSED
+    assert kv.apply(req(put("x", "b"), seq=3)) is REUSED
+    assert REUSED == {"error": "request-id-reused"} and refusal(REUSED) == "request-id-reused"
+    assert kv.get("x") == "a" and kv.get("other") is None
+    assert kv.snapshot() == before
+    assert kv.apply(req(put("x", "a"), seq=3)) == {"version": 1}  # the same command: cached
 
 
 def test_older_seq_is_stale_and_changes_nothing():
@@ -171,7 +179,7 @@ def test_sessions_are_per_client():
     assert kv.apply(req(put("x", 1), client="a", seq=5)) == {"version": 1}
     assert kv.apply(req(put("x", 2), client="b", seq=1)) == {"version": 2}
     assert kv.apply(req(put("x", 3), client="a", seq=6)) == {"version": 3}
-    assert kv.apply(req(put("x", 4), client="b", seq=1)) == {"version": 2}
+    assert kv.apply(req(put("x", 2), client="b", seq=1)) == {"version": 2}  # b's retry: cached
     assert kv.get("x") == 3
 
 
@@ -198,11 +206,15 @@ def populated() -> KVStateMachine:
 def test_snapshot_shape():
     assert populated().snapshot() == {
         "flat": ("a", b"bytes", 2, "b", (1, "two"), 1),
+        "session_format": 2,
+        # in order of last activity: (client, seq, result, digest, last active)
         "sessions": (
-            ("c1", 2, {"version": 1}),
-            ("c2", 1, {"version": 2}),
-            ("c3", 4, {"deleted": False}),
+            *("c1", 2, {"version": 1}, command_digest(put("a", {"n": 1})), 0),
+            *("c2", 1, {"version": 2}, command_digest(put("a", b"bytes")), 0),
+            *("c3", 4, {"deleted": False}, command_digest(delete("zz")), 0),
         ),
+        "session_clock": (0, None, 0, 0, 0, 0),
+        "forgotten": (),
     }
 
 
@@ -219,7 +231,8 @@ def test_snapshot_restore_round_trip(through_codec):
     assert dst.snapshot() == src.snapshot()
     assert dst.items() == {"a": b"bytes", "b": (1, "two")}
     # sessions came along: a retry is answered from the cache, an old seq is stale
-    assert dst.apply(req(put("a", "x"), client="c2", seq=1)) == {"version": 2}
+    assert dst.apply(req(put("a", b"bytes"), client="c2", seq=1)) == {"version": 2}
+    assert dst.apply(req(put("a", "x"), client="c2", seq=1)) is REUSED  # digests came along
     assert dst.apply(req(put("a", "x"), client="c1", seq=1)) == STALE
     # the junk session is gone
     assert dst.apply(req(put("junk", 2), client="c9", seq=1)) == {"version": 1}
@@ -290,17 +303,17 @@ class NaiveKV:
 
     def __init__(self) -> None:
         self.history: dict[str, list] = {}
-        self.last: dict[str, tuple[int, object]] = {}
+        self.last: dict[str, tuple[int, Op, object]] = {}
 
     def apply(self, r: ClientRequest):
         if r.client_id in self.last:
-            seq, result = self.last[r.client_id]
+            seq, op, result = self.last[r.client_id]
             if r.seq == seq:
-                return result
+                return result if op == r.op else {"error": "request-id-reused"}
             if r.seq < seq:
                 return {"error": "stale-session"}
         result = self.execute(r.op)
-        self.last[r.client_id] = (r.seq, result)
+        self.last[r.client_id] = (r.seq, r.op, result)
         return result
 
     def execute(self, op: Op):

@@ -12,9 +12,11 @@ from typing import Any
 
 from consensuskit.core.messages import message
 
-# Append-only (the log holds these names).  "auth" / "auth-read": users, roles and
+# Append-only: a kind's position never changes.  "auth" / "auth-read": users, roles and
 # permissions (statemachines/auth.py; key = the action or what to read, value = arguments).
-OP_KINDS = ("get", "put", "delete", "cas", "list", "auth", "auth-read")
+# "clock" is the leader's clock command (statemachines/sessions.py), written by the server
+# runtime, never by a client.
+OP_KINDS = ("get", "put", "delete", "cas", "list", "auth", "auth-read", "clock")
 READ_KINDS = ("get", "list", "auth-read")
 
 # How a read may be served (``ClientRequest.consistency``; None = the protocol's default):
@@ -89,6 +91,12 @@ NOT_LEADER = "not-leader"
 STALE_SESSION = "stale-session"
 BUSY = "busy"
 REMOVED = "removed"
+# Session refusals (statemachines/sessions.py): this command was not applied now.
+# session-expired: the session was forgotten, so an earlier attempt with this
+# (client_id, seq) may have been applied -- the write's outcome is unknown to the node.
+SESSION_EXPIRED = "session-expired"
+# request-id-reused: the session's last (client_id, seq) names a different command.
+REQUEST_ID_REUSED = "request-id-reused"
 
 
 @message(3)
@@ -97,8 +105,9 @@ class ClientResponse:
     """The answer to ``ClientRequest(client_id, seq)``.
 
     ``ok`` means the op took effect (or, for a read, was served linearizably) and
-    ``result`` holds its output.  ``ok=False`` carries ``error`` and means the op was
-    definitely *not* applied; ``leader_hint`` names where to retry.  ``index`` is the
+    ``result`` holds its output.  ``ok=False`` carries ``error`` and means this attempt
+    was definitely *not* applied (after ``session-expired`` an earlier attempt may have
+    been); ``leader_hint`` names where to retry.  ``index`` is the
     log index the answer reflects (the applied index for reads), used by checkers.
     """
 

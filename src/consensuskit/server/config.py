@@ -44,6 +44,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # A sync batch up to this size (and without a snapshot) is fsynced in the loop thread:
 # a light load, with nothing to overlap the fsync with (docs/server.md, the runtime).
 DEFAULT_INLINE_SYNC_BYTES = 4096
+# Client sessions (statemachines/sessions.py, docs/server.md "Client sessions"): an idle
+# hour is far beyond any client's retry deadline; 100k sessions cost about 50-70 MB.
+DEFAULT_SESSION_TTL = 3600.0
+DEFAULT_MAX_SESSIONS = 100_000
 
 TOP_LEVEL = (
     "id",
@@ -65,6 +69,8 @@ TOP_LEVEL = (
     "idle_timeout",
     "max_connections",
     "max_buffered_bytes",
+    "session_ttl",
+    "max_sessions",
     "enable_fault_injection",
     "log_level",
     "peers",
@@ -155,6 +161,8 @@ class ServerConfig:
     inline_sync_bytes: int = DEFAULT_INLINE_SYNC_BYTES
     request_timeout: float = 5.0
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # client connections
+    session_ttl: float = DEFAULT_SESSION_TTL  # seconds; 0: sessions never expire (no clock commands)
+    max_sessions: int = DEFAULT_MAX_SESSIONS
     enable_fault_injection: bool = False
     log_level: str = "info"
     auth: AuthConfig = field(default_factory=AuthConfig)  # [auth]: client auth (server/auth.py)
@@ -338,6 +346,8 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
         limits=_limits(raw, _positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)),
+        session_ttl=_non_negative_float(raw, "session_ttl", DEFAULT_SESSION_TTL),
+        max_sessions=_positive_int(raw, "max_sessions", DEFAULT_MAX_SESSIONS),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
         auth=auth,
@@ -469,6 +479,13 @@ def _positive_float(raw: dict[str, Any], key: str, default: float) -> float:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _non_negative_float(raw: dict[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
+        raise ConfigError(f"{key}: expected a number of seconds >= 0, got {value!r}")
     return float(value)
 
 

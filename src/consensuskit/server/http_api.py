@@ -38,6 +38,8 @@ from consensuskit.core.client import (
     CONSISTENCY_LEVELS,
     NOT_LEADER,
     REMOVED,
+    REQUEST_ID_REUSED,
+    SESSION_EXPIRED,
     STALE_SESSION,
     ClientRequest,
     ClientResponse,
@@ -388,6 +390,24 @@ class KVApi:
             )
         if error == REMOVED:
             return ApiError(503, "removed", "this node was removed from the cluster", outcome=NOT_APPLIED)
+        if error == SESSION_EXPIRED:  # sessions.py: not applied now, an earlier attempt may have been
+            return ApiError(
+                409,
+                "session-expired",
+                f"the session of this {REQUEST_ID_HEADER} was forgotten (idle longer than session_ttl, "
+                "or evicted by max_sessions), so this request was not applied; an earlier attempt with "
+                "this id may have been: the write's outcome is unknown. New writes need a new session "
+                "(a new client id, from seq 1)",
+                outcome=UNKNOWN,
+            )
+        if error == REQUEST_ID_REUSED:
+            return ApiError(
+                409,
+                "request-id-reused",
+                f"this {REQUEST_ID_HEADER} already names another command (the session's last write); "
+                "nothing was applied: a new write needs the next seq",
+                outcome=NOT_APPLIED,
+            )
         return ApiError(500, "rejected", f"the node refused the request: {error}", outcome=NOT_APPLIED)
 
     def _not_leader(self, leader: str | None) -> ApiError:

@@ -44,6 +44,7 @@ from consensuskit.server.http_api import KVApi
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
+from consensuskit.server.session_clock import SessionClock
 from consensuskit.server.transport import PeerTransport
 from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
 
@@ -80,6 +81,7 @@ class NodeServer:
         self.transport: Any = None
         self.api: KVApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
+        self.session_clock: SessionClock | None = None  # None: session_ttl = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -144,9 +146,20 @@ class NodeServer:
             await self.transport.stop()
             raise
         self.runtime.start()
+        if cfg.session_ttl > 0:  # the leader's clock in the log: client sessions expire
+            self.session_clock = SessionClock(
+                self.runtime,
+                cfg.node_id,
+                session_ttl=cfg.session_ttl,
+                max_sessions=cfg.max_sessions,
+                timeout=cfg.request_timeout,
+            )
+            self.session_clock.start()
 
     async def stop(self) -> None:
         """Clean shutdown (see the module rules)."""
+        if self.session_clock is not None:
+            await self.session_clock.stop()
         if self.runtime is not None:
             await self.runtime.close()
         if self._runner is not None:
@@ -161,6 +174,8 @@ class NodeServer:
 
     async def abort(self) -> None:
         """After a halt: stop talking, leave storage as it is on disk."""
+        if self.session_clock is not None:
+            await self.session_clock.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -365,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=float)
     parser.add_argument("--max-connections", dest="max_connections", type=int)
     parser.add_argument("--max-buffered-bytes", dest="max_buffered_bytes", type=int)
+    parser.add_argument("--session-ttl", dest="session_ttl", type=float)
+    parser.add_argument("--max-sessions", dest="max_sessions", type=int)
     parser.add_argument("--inline-sync-bytes", dest="inline_sync_bytes", type=int)
     parser.add_argument("--fsync", dest="fsync", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(

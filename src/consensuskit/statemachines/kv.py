@@ -6,9 +6,9 @@ key with a prefix, in key order).  Values are opaque: str or bytes as the client
 Rules this module owns:
   * versions: a key's version starts at 1 when created and increases by one per write;
     a deleted key has no version (``cas`` with ``expected_version=0`` means "absent");
-  * sessions: a command ``(client_id, seq)`` takes effect at most once.  A retry of the
-    last applied seq returns the cached result; an older seq is refused as stale and
-    changes nothing (the client already moved on, so nobody waits for it);
+  * sessions: a command ``(client_id, seq)`` takes effect at most once, through
+    ``sessions.SessionTable`` (retries, expiry by the log clock, digests of commands:
+    the rules are in statemachines/sessions.py);
   * results are plain msgpack-able values, identical on every replica;
   * memory: a key at version 1 holding str or bytes is stored as the bare value (no
     (value, version) tuple: 56 bytes less per key, which a million-key store notices);
@@ -24,8 +24,9 @@ from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
+from consensuskit.statemachines.sessions import STALE, SessionTable
 
-STALE = {"error": "stale-session"}
+__all__ = ["STALE", "KVStateMachine"]
 
 
 _BARE = (str, bytes)  # value types stored without a tuple at version 1
@@ -45,8 +46,7 @@ class KVStateMachine:
     def __init__(self) -> None:
         # key -> _pack(value, version): (value, version), or the bare value at version 1
         self._data: dict[str, Any] = {}
-        # client_id -> (last applied seq, its result)
-        self._sessions: dict[str, tuple[int, Any]] = {}
+        self._sessions = SessionTable()
         self._auth = AuthState()
 
     @property
@@ -56,16 +56,8 @@ class KVStateMachine:
 
     # -- commands -------------------------------------------------------------------
     def apply(self, command: ClientRequest) -> Any:
-        session = self._sessions.get(command.client_id)
-        if session is not None:
-            last_seq, cached = session
-            if command.seq == last_seq:
-                return cached
-            if command.seq < last_seq:
-                return STALE
-        result = self.execute(command.op)
-        self._sessions[command.client_id] = (command.seq, result)
-        return result
+        """The command's result, or a refusal (``sessions.refusal`` names it)."""
+        return self._sessions.apply(command, self.execute)
 
     def read(self, request: ClientRequest) -> Any:
         if not request.op.is_read():
@@ -91,7 +83,8 @@ class KVStateMachine:
         if op.kind == "delete":
             existed = self._data.pop(op.key, None) is not None
             return {"deleted": existed}
-        # cas
+        if op.kind != "cas":  # a clock command: SessionTable.apply takes those
+            raise ValueError(f"execute() does not take {op.kind} commands")
         if op.expected_version is not None:
             matches = (current[1] if current else 0) == op.expected_version
         else:
@@ -116,9 +109,10 @@ class KVStateMachine:
 
     # -- snapshots --------------------------------------------------------------------
     def snapshot(self) -> Any:
-        """``{"flat": (key, value, version, key, ...), "sessions": ...}`` in key order (one
-        tuple, not one per key: a third of the memory).  ``restore`` also takes the older
-        ``{"data": ((key, value, version), ...), ...}``."""
+        """``{"flat": (key, value, version, key, ...), "sessions": ..., ...}``, keys in key
+        order (one tuple, not one per key: a third of the memory); the sessions section
+        is ``SessionTable.snapshot``'s.  ``restore`` also takes the older
+        ``{"data": ((key, value, version), ...), ...}`` and the older sessions section."""
         # No (key, entry) pair per key on the way: a million short-lived tuples would
         # double the peak and leave the allocator's arenas fragmented.
         data = self._data
@@ -133,8 +127,7 @@ class KVStateMachine:
             else:
                 flat[i], flat[i + 1] = entry, 1
             i += 3
-        sessions = tuple((c, seq, res) for c, (seq, res) in sorted(self._sessions.items()))
-        snap = {"flat": tuple(flat), "sessions": sessions}
+        snap = {"flat": tuple(flat), **self._sessions.snapshot()}
         if self._auth:
             snap["auth"] = self._auth.snapshot()
         return snap
@@ -155,9 +148,9 @@ class KVStateMachine:
                 data = {k: _pack(v, ver) for k, v, ver in zip(it, it, it, strict=True)}
             else:
                 data = {k: _pack(v, ver) for k, v, ver in snapshot["data"]}
-            sessions = {c: (seq, res) for c, seq, res in snapshot["sessions"]}
+            sessions = SessionTable.restore(snapshot)
             auth = AuthState.restored(snapshot.get("auth"))
-        except (TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
         self._data, self._sessions, self._auth = data, sessions, auth
 
@@ -165,6 +158,10 @@ class KVStateMachine:
         return tuple((k, *_unpack(entry)) for k, entry in sorted(self._data.items()))
 
     # -- inspection -----------------------------------------------------------------
+    @property
+    def sessions(self) -> SessionTable:
+        return self._sessions
+
     def __len__(self) -> int:
         """Keys held (what a snapshot copies)."""
         return len(self._data)

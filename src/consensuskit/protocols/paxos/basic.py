@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensuskit.core.client import NOT_LEADER, STALE_SESSION, ClientRequest, ClientResponse
+from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.basic_messages import (
@@ -50,7 +50,8 @@ from consensuskit.protocols.paxos.basic_messages import (
 )
 from consensuskit.protocols.paxos.basic_options import BasicPaxosOptions
 from consensuskit.protocols.paxos.quorum import classic_quorum, safe_value
-from consensuskit.statemachines.kv import STALE, KVStateMachine
+from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines.sessions import refusal
 
 PREPARE = "prepare"
 ACCEPT = "accept"
@@ -402,8 +403,9 @@ class BasicPaxosNode:
         key = (command.client_id, command.seq)
         request = self.waiting.pop(key, None)
         if request is not None:
-            if result is STALE:
-                self._reply_error(request, STALE_SESSION, None)
+            error = refusal(result)  # stale, expired or reused session: nothing applied
+            if error is not None:
+                self._reply_error(request, error, None)
             else:
                 self.env.deliver(
                     ClientResponse(

@@ -45,7 +45,6 @@ from consensuskit.core.client import (
     LINEARIZABLE,
     NOT_LEADER,
     STALE_OK,
-    STALE_SESSION,
     ClientRequest,
     ClientResponse,
 )
@@ -76,7 +75,8 @@ from consensuskit.protocols.paxos.multi_messages import (
     Snapshot,
 )
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
-from consensuskit.statemachines.kv import STALE, KVStateMachine
+from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines.sessions import refusal
 
 FOLLOWER = "follower"
 CANDIDATE = "candidate"
@@ -868,8 +868,9 @@ class MultiPaxosNode:
             self._become_follower(None)
 
     def _answer_command(self, request: ClientRequest, result: Any, slot: int, origin: str) -> None:
-        if result is STALE:
-            self._reply(origin, self._rejection(request, STALE_SESSION))
+        error = refusal(result)  # stale, expired or reused session: nothing applied
+        if error is not None:
+            self._reply(origin, self._rejection(request, error))
             return
         self._reply(
             origin,

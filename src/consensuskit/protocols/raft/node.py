@@ -31,7 +31,6 @@ from consensuskit.core.client import (
     LEASE,
     NOT_LEADER,
     STALE_OK,
-    STALE_SESSION,
     ClientRequest,
     ClientResponse,
 )
@@ -60,7 +59,8 @@ from consensuskit.protocols.raft.messages import (
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from consensuskit.protocols.raft.snapshot_reader import SnapshotReader
-from consensuskit.statemachines.kv import STALE, KVStateMachine
+from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines.sessions import refusal
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -763,8 +763,9 @@ class RaftNode:
             self._become_follower(self.term, None)
 
     def _answer(self, request: ClientRequest, result: Any, index: int) -> None:
-        if result is STALE:
-            self._reject(request, STALE_SESSION)
+        error = refusal(result)  # stale, expired or reused session: nothing applied
+        if error is not None:
+            self._reject(request, error)
             return
         self.env.deliver(
             ClientResponse(
