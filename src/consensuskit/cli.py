@@ -573,8 +573,28 @@ def server_cmd(
         list[str] | None, typer.Option("--option", help="Protocol option KEY=VALUE (JSON value).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    cluster_id: Annotated[
+        str | None, typer.Option(help="Cluster id, checked against the data directory's identity.")
+    ] = None,
+    bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap", help="An empty data directory is the first start of a new cluster (up passes it)."
+        ),
+    ] = False,
+    rejoin: Annotated[
+        bool,
+        typer.Option(
+            "--rejoin",
+            help="This node lost its disk: start on the empty data directory as a learner; "
+            "it votes again once the leader has caught it up and promoted it (docs/wal.md).",
+        ),
+    ] = False,
 ) -> None:
-    """Run one node of a replicated key-value cluster (docs/server.md)."""
+    """Run one node of a replicated key-value cluster (docs/server.md).
+
+    A configured voter refuses to start on an empty data directory unless told why it is
+    empty: --bootstrap (a new cluster) or --rejoin (its disk was lost)."""
     from consensuskit.server.main import serve_command
 
     raise typer.Exit(
@@ -598,6 +618,9 @@ def server_cmd(
             fsync=fsync,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
+            cluster_id=cluster_id,
+            bootstrap=bootstrap or None,
+            rejoin=rejoin or None,
             option=option,
             log_level=log_level,
         )

@@ -8,6 +8,8 @@ the network out of the picture.
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import functools
 import time
@@ -138,7 +140,9 @@ def node_config(base: Path, node_id: str, ids: list[str], **settings: Any) -> Se
         "options": dict(FAST_RAFT),
     }
     raw.update(settings)
-    return load_config(None, raw)
+    # Fresh clusters: an empty data directory is a first start (--bootstrap is ignored
+    # once the directory holds data, so restarts are unaffected).
+    return dataclasses.replace(load_config(None, raw), bootstrap=True)
 
 
 class Cluster:

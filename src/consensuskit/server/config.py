@@ -44,6 +44,7 @@ DEFAULT_INLINE_SYNC_BYTES = 4096
 
 TOP_LEVEL = (
     "id",
+    "cluster_id",
     "peer_address",
     "client_address",
     "client_url",
@@ -125,6 +126,13 @@ class ServerConfig:
     request_timeout: float = 5.0
     enable_fault_injection: bool = False
     log_level: str = "info"
+    # Checked against the data directory's identity (server/identity.py); None: only the
+    # node id is checked.
+    cluster_id: str | None = None
+    # Flags only, never file settings (identity.py says why): what an empty data
+    # directory means -- the first start of a new cluster, or a lost disk.
+    bootstrap: bool = False
+    rejoin: bool = False
 
     def client_urls(self) -> dict[str, str]:
         urls = {peer: info.client_url for peer, info in self.peers.items()}
@@ -292,7 +300,16 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
+        cluster_id=_cluster_id(raw.get("cluster_id")),
     )
+
+
+def _cluster_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not NODE_ID.match(value):
+        raise ConfigError(f"cluster_id: bad id {value!r}; use 1-64 of A-Z a-z 0-9 _ . - (not first)")
+    return value
 
 
 def _required(table: dict[str, Any], key: str, where: str = "") -> Any:
