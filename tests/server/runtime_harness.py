@@ -8,9 +8,8 @@ the network out of the picture.
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Coroutine
