@@ -737,7 +737,11 @@ def up_cmd(
         typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
     ] = None,
 ) -> None:
-    """Start (or recover) a local cluster of node processes; Ctrl-C stops them all."""
+    """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
+
+    The first start of a cluster directory starts the nodes with --bootstrap; later
+    starts recover them from disk.  A node whose data directory was lost refuses to
+    start until run by hand with `consensuskit server --config DIR/nI.toml --rejoin`."""
     from consensuskit.server.commands import up_command
 
     raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol))

@@ -1063,6 +1063,9 @@ class MultiPaxosNode:
             self.env.send(leader, RejoinRequest(ballot=ballot))
 
     def _rejoined(self, ballot: Ballot) -> None:
+        # Promise the highest ballot whose Prepare reached us since the restart: it may
+        # be one we promised before the loss and a candidate is still counting on.
+        ballot = max(ballot, *self.rejoin_ballots)
         self.rejoining = False
         self.rejoin_ballots, self.rejoin_decided, self.rejoin_asked = {}, set(), None
         if ballot > self.promised:
