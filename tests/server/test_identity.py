@@ -168,3 +168,17 @@ def test_serve_refuses_an_empty_voter_directory_with_one_line_and_status_1(tmp_p
     assert run(serve(config)) == EXIT_FAILED
     err = capsys.readouterr().err
     assert err == f"error: {empty_voter_message('n1', config.data_dir)}\n"
+
+
+def test_both_command_lines_offer_the_flags(capsys):
+    from typer.testing import CliRunner
+
+    from consensuskit.cli import app
+    from consensuskit.server.main import main
+
+    out = CliRunner().invoke(app, ["server", "--help"], env={"COLUMNS": "200"}).output
+    assert all(flag in out for flag in ("--rejoin", "--bootstrap", "--cluster-id"))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--rejoin", "--bootstrap", "--cluster-id"))
