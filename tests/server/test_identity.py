@@ -182,3 +182,16 @@ def test_both_command_lines_offer_the_flags(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert all(flag in out for flag in ("--rejoin", "--bootstrap", "--cluster-id"))
+
+
+def test_rejoin_with_a_protocol_that_cannot_is_a_configuration_error(tmp_path, capsys):
+    import dataclasses
+
+    from consensuskit.server.main import EXIT_CONFIG
+
+    config = dataclasses.replace(
+        node_config(tmp_path, "n1", ["n1"], protocol="basic-paxos", options={}), bootstrap=False, rejoin=True
+    )
+    assert run(serve(config)) == EXIT_CONFIG
+    assert capsys.readouterr().err.startswith("error: --rejoin: basic-paxos cannot rejoin")
+    assert not config.data_dir.exists()  # refused before anything was written

@@ -86,9 +86,11 @@ class NodeServer:
     async def start(self) -> None:
         cfg = self.config
         self.started_at = time.monotonic()
+        spec = self._registry.get(cfg.protocol)
+        if cfg.rejoin and not spec.survives_disk_loss:
+            raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
         storage = self._storage if self._storage is not None else open_storage(cfg)
         self._storage = storage
-        spec = self._registry.get(cfg.protocol)
         self.runtime = NodeRuntime(
             cfg.node_id,
             spec,
