@@ -12,6 +12,7 @@ from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.raft.messages import (
     AppendEntriesResponse,
     ClusterConfig,
+    HeartbeatResponse,
     RejoinConfig,
     Rejoining,
     RequestVote,
@@ -186,3 +187,24 @@ def test_wipe_is_a_schedule_action_and_needs_the_capability():
         basic.wipe("n1")
     basic.start_nemesis()
     assert basic.nemesis.kinds == ("crash",)
+
+
+def test_a_late_rejoining_answer_after_the_promotion_demotes_nobody():
+    sim = make_sim()
+    sim.wipe("n3")
+    assert sim.run_until_true(lambda: not sim.nodes["n3"].rejoining, 5.0)
+    sim.run_for(0.5)
+    n1, n3 = sim.nodes["n1"], sim.nodes["n3"]
+    config = n1.config
+    # An answer n3 sent before it saw its demotion, delivered late (reordered).
+    late = Rejoining(
+        term=n1.term, response=HeartbeatResponse(term=n1.term), demoted_at=0, incarnation=n3.incarnation
+    )
+    n1.on_message("n3", late)
+    sim.run_for(0.5)
+    assert n1.config == config and not n1.progress["n3"].rejoining
+    # A new incarnation (wiped again) is demoted afresh.
+    sim.wipe("n3")
+    assert sim.run_until_true(lambda: "n3" in sim.nodes["n1"].config.learners, 5.0)
+    assert sim.run_until_true(lambda: not sim.nodes["n3"].rejoining, 5.0)
+    assert not sim.violations

@@ -264,11 +264,14 @@ class Rejoining:
     InstallSnapshotResponse (same ``term``).  The leader counts such a follower in no
     quorum (commit, ReadIndex, check-quorum), demotes it to a learner and promotes it
     back once it caught up.  ``demoted_at`` > 0: the follower has seen a committed
-    configuration, in force at that index, in which it is not a voter."""
+    configuration, in force at that index, in which it is not a voter.  ``incarnation``
+    is drawn at random when the node starts: a new one means the node was (re)started,
+    so the leader takes its ``demoted_at`` as it is instead of the highest seen."""
 
     term: int
     response: Any
     demoted_at: int = 0
+    incarnation: int = 0
 
     def summary(self) -> str:
         inner = getattr(self.response, "summary", None)

@@ -119,6 +119,8 @@ class RaftNode:
         # leader has caught it up and promoted it.  The bug knob ignores the key.
         self.rejoining = bool(storage.get(REJOINING_KEY)) and "vote-after-wipe" not in self.bugs
         self.demoted_at: int = (storage.get(REJOIN_DEMOTED_KEY) or 0) if self.rejoining else 0
+        # Tells the leader apart answers of this start from a stale one of an earlier.
+        self.incarnation = env.rng.getrandbits(31) + 1 if self.rejoining else 0
         hard: HardState | None = storage.get(HARD_STATE_KEY)
         self.term = hard.term if hard else 0
         self.voted_for: str | None = hard.voted_for if hard else None
@@ -1108,7 +1110,9 @@ class RaftNode:
     def _respond(self, leader: str, msg: Any) -> None:
         """A follower's answer to its leader; wrapped while we rejoin."""
         if self.rejoining:
-            msg = Rejoining(term=self.term, response=msg, demoted_at=self.demoted_at)
+            msg = Rejoining(
+                term=self.term, response=msg, demoted_at=self.demoted_at, incarnation=self.incarnation
+            )
         self.env.send(leader, msg)
 
     def _rejoin_progress(self) -> None:
@@ -1173,7 +1177,10 @@ class RaftNode:
         pr = self.progress.get(src)
         if pr is not None:
             pr.rejoining = True
-            pr.demoted_at = m.demoted_at
+            if m.incarnation != pr.incarnation:
+                pr.incarnation, pr.demoted_at = m.incarnation, m.demoted_at
+            else:  # a late answer must not undo a demotion already reported
+                pr.demoted_at = max(pr.demoted_at, m.demoted_at)
         self._handlers[kind](src, inner)
         if pr is not None and self.role == LEADER:
             self._rejoin_step(src, pr)

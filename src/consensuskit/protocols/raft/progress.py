@@ -20,6 +20,7 @@ SNAPSHOT = "snapshot"
 class Progress:
     __slots__ = (
         "demoted_at",
+        "incarnation",
         "inflight",
         "inflight_bytes",
         "match",
@@ -45,6 +46,7 @@ class Progress:
         # counts in no quorum.  demoted_at: what it last reported (see messages.py).
         self.rejoining = False
         self.demoted_at = 0
+        self.incarnation = 0
 
     def become_probe(self) -> None:
         if self.state == SNAPSHOT:
