@@ -195,3 +195,15 @@ def test_rejoin_with_a_protocol_that_cannot_is_a_configuration_error(tmp_path, c
     assert run(serve(config)) == EXIT_CONFIG
     assert capsys.readouterr().err.startswith("error: --rejoin: basic-paxos cannot rejoin")
     assert not config.data_dir.exists()  # refused before anything was written
+
+
+def test_status_shows_a_rejoining_node():
+    from rich.console import Console
+
+    from consensuskit.server.commands import status_rows, status_table
+
+    rows = status_rows({"n3": {"id": "n3", "role": "follower", "term": 4, "rejoining": True}})
+    assert rows[0]["rejoining"] is True
+    console = Console(record=True, width=200)
+    console.print(status_table(rows))
+    assert "rejoining (lost its disk; no vote yet)" in console.export_text()
