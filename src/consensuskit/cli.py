@@ -600,8 +600,28 @@ def server_cmd(
         list[str] | None, typer.Option("--option", help="Protocol option KEY=VALUE (JSON value).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    cluster_id: Annotated[
+        str | None, typer.Option(help="Cluster id, checked against the data directory's identity.")
+    ] = None,
+    bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap", help="An empty data directory is the first start of a new cluster (up passes it)."
+        ),
+    ] = False,
+    rejoin: Annotated[
+        bool,
+        typer.Option(
+            "--rejoin",
+            help="This node lost its disk: start on the empty data directory as a learner; "
+            "it votes again once the leader has caught it up and promoted it (docs/wal.md).",
+        ),
+    ] = False,
 ) -> None:
-    """Run one node of a replicated key-value cluster (docs/server.md)."""
+    """Run one node of a replicated key-value cluster (docs/server.md).
+
+    A configured voter refuses to start on an empty data directory unless told why it is
+    empty: --bootstrap (a new cluster) or --rejoin (its disk was lost)."""
     from consensuskit.server.main import serve_command
 
     raise typer.Exit(
@@ -632,6 +652,9 @@ def server_cmd(
             max_sessions=max_sessions,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
+            cluster_id=cluster_id,
+            bootstrap=bootstrap or None,
+            rejoin=rejoin or None,
             option=option,
             log_level=log_level,
         )
@@ -764,7 +787,11 @@ def up_cmd(
         typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
     ] = None,
 ) -> None:
-    """Start (or recover) a local cluster of node processes; Ctrl-C stops them all."""
+    """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
+
+    The first start of a cluster directory starts the nodes with --bootstrap; later
+    starts recover them from disk.  A node whose data directory was lost refuses to
+    start until run by hand with `consensuskit server --config DIR/nI.toml --rejoin`."""
     from consensuskit.server.commands import up_command
 
     raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol))

@@ -48,6 +48,12 @@ BUG_SWEEPS = {
     "vote-twice": (dict(nodes=5), {"election-safety"}),
     "skip-log-check": (dict(nodes=5), {"log-matching", "state-machine-safety", "convergence"}),
     "stale-read": (dict(nodes=3), {"read-freshness"}),
+    # A wiped node votes at once: a server lacking committed entries can win with its
+    # vote (caught when the commit happens, or when such a server leads).
+    "vote-after-wipe": (
+        dict(nodes=5),
+        {"unsafe-commit", "leader-completeness", "state-machine-safety", "election-safety"},
+    ),
     # Small batches open the window in which only old-term entries are acknowledged.
     "commit-previous-term": (
         dict(nodes=3, options={"max_batch_entries": 1}),

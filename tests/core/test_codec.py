@@ -36,6 +36,8 @@ from consensuskit.protocols.raft.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     LogEntry,
+    RejoinConfig,
+    Rejoining,
     RequestVote,
     RequestVoteResponse,
     Snapshot,
@@ -138,7 +140,21 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
     InstallSnapshotResponse: st.builds(InstallSnapshotResponse, term=ints, index=ints),
     TimeoutNow: st.builds(TimeoutNow, term=ints, leader=names),
     HardState: st.builds(HardState, term=ints, voted_for=st.none() | names),
+    RejoinConfig: st.builds(
+        RejoinConfig,
+        voters=st.lists(names, max_size=4).map(tuple),
+        learners=st.lists(names, max_size=3).map(tuple),
+        rejoining=st.lists(names, max_size=2).map(tuple),
+    ),
 }
+STRATEGIES[Rejoining] = st.builds(
+    Rejoining,
+    term=ints,
+    response=st.one_of(
+        STRATEGIES[AppendEntriesResponse], STRATEGIES[HeartbeatResponse], STRATEGIES[InstallSnapshotResponse]
+    ),
+    demoted_at=ints,
+)
 
 any_message = st.sampled_from(sorted(STRATEGIES, key=lambda c: c.__name__)).flatmap(
     lambda cls: STRATEGIES[cls]

@@ -9,6 +9,7 @@ the network out of the picture.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Coroutine
@@ -138,7 +139,9 @@ def node_config(base: Path, node_id: str, ids: list[str], **settings: Any) -> Se
         "options": dict(FAST_RAFT),
     }
     raw.update(settings)
-    return load_config(None, raw)
+    # Fresh clusters: an empty data directory is a first start (--bootstrap is ignored
+    # once the directory holds data, so restarts are unaffected).
+    return dataclasses.replace(load_config(None, raw), bootstrap=True)
 
 
 class Cluster:

@@ -37,7 +37,26 @@ def test_layout_ports_and_files(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert len(path.read_text().strip()) >= 32
     manifest = json.loads((layout.root / "cluster.json").read_text())
-    assert manifest == {"nodes": 3, "base_port": 7300, "protocol": "raft"}
+    assert manifest == {"nodes": 3, "base_port": 7300, "protocol": "raft", "cluster_id": layout.cluster_id}
+    assert layout.cluster_id and layout.cluster_id.startswith("c-")
+
+
+def test_the_cluster_id_is_kept_and_an_earlier_manifest_gets_one(tmp_path: Path) -> None:
+    first = ClusterLayout.prepare(tmp_path, 3, 7300)
+    assert ClusterLayout.prepare(tmp_path).cluster_id == first.cluster_id
+    assert load_config(first.nodes[0].config_path).cluster_id == first.cluster_id
+    (tmp_path / "cluster.json").write_text('{"nodes": 3, "base_port": 7300, "protocol": "raft"}\n')
+    migrated = ClusterLayout.prepare(tmp_path)
+    assert migrated.cluster_id and migrated.cluster_id != first.cluster_id
+    assert json.loads((tmp_path / "cluster.json").read_text())["cluster_id"] == migrated.cluster_id
+    assert load_config(first.nodes[0].config_path).cluster_id == migrated.cluster_id
+
+
+def test_up_bootstraps_only_a_cluster_that_never_ran(tmp_path: Path) -> None:
+    layout = ClusterLayout.prepare(tmp_path, 3, 7300)
+    assert layout.never_started()
+    (layout.nodes[1].data_dir / "identity.json").write_text("{}")
+    assert not layout.never_started()
 
 
 def test_every_node_config_loads_and_names_the_others(tmp_path: Path) -> None:

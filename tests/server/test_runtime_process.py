@@ -44,7 +44,8 @@ def write_config(tmp_path: Path, data_dir: str = "data") -> tuple[Path, str]:
 
 def start(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "consensuskit.server.main", "--config", str(config)],
+        # --bootstrap: a fresh directory is a first start; ignored once it holds data.
+        [sys.executable, "-m", "consensuskit.server.main", "--config", str(config), "--bootstrap"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -21,7 +21,9 @@ def test_nemesis_generates_every_kind_and_settle_repairs():
     )
     result = sim.run()
     injected = sim.nemesis.injected
-    assert set(injected) == set(NEMESIS_KINDS), injected
+    # The toy protocol cannot survive a disk loss: no wipe for it.
+    assert "wipe" not in sim.nemesis.kinds
+    assert set(injected) == set(NEMESIS_KINDS) - {"wipe"}, injected
     for kind in ("partition", "crash", "restart", "pause", "resume", "network", "clock"):
         assert result.faults.get(kind, 0) > 0, kind
     assert result.invariant_violations == []
@@ -31,6 +33,30 @@ def test_nemesis_generates_every_kind_and_settle_repairs():
     # Drift and skew are reset; the offset drift accumulated stays (clocks never jump
     # because of a drift change).
     assert all(sim._clocks[n].rate == 1.0 and sim._clocks[n].skew == 0.0 for n in FIVE)
+
+
+def test_wipe_counts_a_rejoining_node_as_down_and_every_wiped_node_is_readmitted():
+    from consensuskit.sim import SimConfig, Simulation
+
+    sim = Simulation(
+        SimConfig(protocol="raft", node_ids=FIVE, seed=2, clients=2, duration=6.0, settle=4.0,
+                  nemesis=("wipe", "crash"), nemesis_interval=(0.05, 0.2))
+    )
+    worst = 0
+    original = sim.wipe
+
+    def watched_wipe(node_id: str) -> None:
+        nonlocal worst
+        original(node_id)
+        down = sum(1 for n in FIVE if not sim.alive(n) or sim.rejoining(n))
+        worst = max(worst, down)
+
+    sim.wipe = watched_wipe  # type: ignore[method-assign]
+    result = sim.run()
+    assert sim.nemesis.injected.get("wipe", 0) >= 2, sim.nemesis.injected
+    assert worst <= sim.nemesis.max_down
+    assert result.ok, result.invariant_violations
+    assert not any(sim.rejoining(n) for n in FIVE)
 
 
 def test_nemesis_keeps_a_majority_up():

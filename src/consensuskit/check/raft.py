@@ -10,7 +10,9 @@
 * commit rule         - a leader's commit index only ever moves to an entry of its own
                         term (§3.6.2; the rule figure 8 is about);
 * stable commit       - when a leader commits an entry, no server lacking it could win
-                        an election (so leader completeness cannot break later).
+                        an election (so leader completeness cannot break later).  A
+                        server rejoining after a disk loss neither votes nor campaigns,
+                        so it is no candidate and no supporter here.
 
 Plus two client-visible properties the simulator can check with global knowledge:
 * read freshness      - a read reflects every entry committed anywhere before it was
@@ -30,6 +32,7 @@ from typing import Any
 
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.raft.messages import LogEntry, Snapshot
 from consensuskit.protocols.raft.node import SNAPSHOT_KEY
 
@@ -37,7 +40,9 @@ COVERED = object()  # "this index lies inside the server's snapshot"
 
 
 class RaftChecker:
-    def __init__(self) -> None:
+    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
+        # With vote-after-wipe a wiped server votes at once: it is a supporter like any.
+        self.wiped_servers_vote = "vote-after-wipe" in bugs
         self.sim: Any = None
         self.leader_of_term: dict[int, str] = {}
         # (index, term) -> (term of index-1, entry): the first sighting of each entry.
@@ -225,7 +230,7 @@ class RaftChecker:
         if sim is None:
             return
         term = leader.log.term_at(index)
-        views = {i: _log_view(sim, i) for i in sim.node_ids}
+        views = {i: _log_view(sim, i) for i in sim.node_ids if not self._rejoining(sim, i)}
         voters = leader.config.voters
         need = len(voters) // 2 + 1
         for candidate, (last_term, last_index, term_of) in views.items():
@@ -247,6 +252,15 @@ class RaftChecker:
                     f"{','.join(supporters)}",
                 )
                 return
+
+    def _rejoining(self, sim: Any, node_id: str) -> bool:
+        """True while a server cannot vote because it lost its disk."""
+        if self.wiped_servers_vote:
+            return False
+        node = sim.nodes.get(node_id)
+        if node is not None:
+            return bool(getattr(node, "rejoining", False))
+        return bool(sim.storage_of(node_id).durable.get(REJOINING_KEY))
 
     def _violate(self, name: str, detail: str) -> None:
         self.pending.append(InvariantViolation(name, detail))

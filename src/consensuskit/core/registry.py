@@ -24,6 +24,11 @@ class ProtocolSpec:
     default_options: dict[str, Any] = field(default_factory=dict)
     # validate_options(options) raises ValueError naming the valid options.
     validate_options: Callable[[dict[str, Any]], None] | None = None
+    # The node honours the platform's REJOINING_KEY (core/storage.py): started on an
+    # empty storage with the key set, it takes no part in any quorum until it has been
+    # caught up and readmitted, so losing a disk cannot undo a vote or an acknowledged
+    # write.  The simulator's ``wipe`` fault applies only to such protocols.
+    survives_disk_loss: bool = False
 
 
 class Registry:

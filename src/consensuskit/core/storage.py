@@ -6,11 +6,21 @@ durable themselves; the runtime does, once per batch of inputs, before releasing
 messages those inputs produced.
 
 Invariant: ``log_first() <= log_last() + 1``; positions are contiguous.
+
+One named record belongs to the platform, not to a protocol: ``REJOINING_KEY``.  The
+runtime (``consensuskit server --rejoin``) or the simulator (the ``wipe`` fault) puts
+``True`` there in an otherwise empty storage *before* it builds the node, meaning "this
+node lost its stable storage; whatever it promised before is forgotten".  A protocol
+whose registry entry says ``survives_disk_loss`` reads it when it is constructed, keeps
+out of every quorum while it is set, and puts ``False`` there itself once it has been
+readmitted (see the protocol READMEs for what readmitted means).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
+
+REJOINING_KEY = "rejoining"
 
 
 class Storage(Protocol):

@@ -9,12 +9,18 @@ Rules this module owns:
     ``base_port+N .. base_port+2N-1``; every one is checked free before any node starts;
   * each node is a separate OS process (``python -m consensuskit.server.main --config``),
     so SIGKILL, SIGSTOP and restarts act on real processes;
+  * a cluster has an id (``cluster_id`` in the manifest and in every node's config,
+    generated once; a manifest of an earlier release gets one), and the nodes are
+    started with ``--bootstrap`` only while no node of the cluster has data yet: the
+    first start.  After that a node whose directory is empty refuses to start until it
+    is started with ``--rejoin`` (server/identity.py);
   * stopping is terminate, wait, then kill, and always reaps the process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from consensuskit.client import AsyncClient, Client, ClientError
+from consensuskit.server.wal_format import IDENTITY_NAME, SEGMENT_PREFIX, SEGMENT_SUFFIX
 
 HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 7100
@@ -67,6 +74,7 @@ class ClusterLayout:
     base_port: int
     nodes: tuple[NodeSpec, ...]
     protocol: str = "raft"
+    cluster_id: str | None = None
 
     @property
     def secret_path(self) -> Path:
@@ -149,6 +157,12 @@ class ClusterLayout:
                         "recover that cluster, or choose another --data-dir)"
                     )
             layout = cls.plan(root, stored_nodes, stored_port, stored_protocol)
+            stored_id = manifest.get("cluster_id")
+            if not isinstance(stored_id, str):  # an earlier release's manifest
+                stored_id = new_cluster_id()
+                manifest["cluster_id"] = stored_id
+                manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            layout = dataclasses.replace(layout, cluster_id=stored_id)
         else:
             layout = cls.plan(
                 root,
@@ -156,6 +170,7 @@ class ClusterLayout:
                 DEFAULT_BASE_PORT if base_port is None else base_port,
                 protocol or "raft",
             )
+            layout = dataclasses.replace(layout, cluster_id=new_cluster_id())
         layout._write_files(node_options or {}, fresh=not manifest_path.exists())
         return layout
 
@@ -169,7 +184,12 @@ class ClusterLayout:
             # Configs are rewritten each time (they follow from the manifest); data is not.
             spec.config_path.write_text(self.node_config(spec, node_options), encoding="utf-8")
         if fresh:
-            manifest = {"nodes": len(self.nodes), "base_port": self.base_port, "protocol": self.protocol}
+            manifest = {
+                "nodes": len(self.nodes),
+                "base_port": self.base_port,
+                "protocol": self.protocol,
+                "cluster_id": self.cluster_id,
+            }
             (self.root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
     def node_config(self, spec: NodeSpec, options: dict[str, Any]) -> str:
@@ -183,6 +203,7 @@ class ClusterLayout:
             f"# node {spec.node_id} of the local cluster in {self.root} (written by consensuskit up)",
             f"id = {_toml(spec.node_id)}",
             f"protocol = {_toml(self.protocol)}",
+            *([f"cluster_id = {_toml(self.cluster_id)}"] if self.cluster_id else []),
             f"data_dir = {_toml(str(spec.data_dir))}",
             f"client_address = {_toml(f'{HOST}:{spec.client_port}')}",
             f"peer_address = {_toml(spec.peer_address)}",
@@ -203,6 +224,10 @@ class ClusterLayout:
             lines += ["", "[options]"] + [f"{k} = {_toml(v)}" for k, v in sorted(protocol_options.items())]
         return "\n".join(lines) + "\n"
 
+    def never_started(self) -> bool:
+        """No node of the cluster has data yet: the next start is the cluster's first."""
+        return not any(_holds_data(spec.data_dir) for spec in self.nodes)
+
     def ports(self) -> list[tuple[int, str]]:
         out = [(n.client_port, f"{n.node_id} client HTTP") for n in self.nodes]
         return out + [(n.peer_port, f"{n.node_id} peer TCP") for n in self.nodes]
@@ -215,6 +240,20 @@ class ClusterLayout:
                     f"or choose another --base-port (this cluster needs {self.base_port}.."
                     f"{self.base_port + 2 * len(self.nodes) - 1})"
                 )
+
+
+def new_cluster_id() -> str:
+    return "c-" + secrets.token_hex(8)
+
+
+def _holds_data(directory: Path) -> bool:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return False
+    return any(
+        n == IDENTITY_NAME or (n.startswith(SEGMENT_PREFIX) and n.endswith(SEGMENT_SUFFIX)) for n in names
+    )
 
 
 def _toml(value: Any) -> str:
@@ -317,7 +356,8 @@ class NodeProcess:
     def returncode(self) -> int | None:
         return self.popen.poll() if self.popen is not None else None
 
-    def start(self) -> None:
+    def start(self, extra_args: Sequence[str] = ()) -> None:
+        """Start the process; ``extra_args`` go to its command line (``--rejoin``, ...)."""
         if self.running:
             raise ClusterError(f"{self.node_id} is already running (pid {self.pid})")
         self._close_log()
@@ -326,7 +366,7 @@ class NodeProcess:
         self._log.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         self.popen = subprocess.Popen(
-            node_command(self.spec.config_path),
+            [*node_command(self.spec.config_path), *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -425,9 +465,10 @@ class LocalCluster:
     def start(self, check_ports: bool = True) -> None:
         if check_ports:
             self.layout.check_ports_free()
+        first = ("--bootstrap",) if self.layout.never_started() else ()
         for node in self.nodes.values():
             if not node.running:
-                node.start()
+                node.start(first)
 
     def stop(self) -> None:
         # Signal everyone first so they shut down in parallel, then reap one by one.

@@ -204,6 +204,8 @@ def status_rows(
                 applied=_field(status, "applied", "applied_index", "last_applied"),
                 pid=status.get("pid"),
                 error=None,
+                # Started with --rejoin after a disk loss and not readmitted yet.
+                rejoining=bool(status.get("rejoining")),
             )
         else:
             row.update(id=name, role=None, term=None, leader=None, commit=None, applied=None, pid=None)
@@ -238,7 +240,9 @@ def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
             _dash(row["leader"]),
             _dash(row["commit"]),
             _dash(row["applied"]),
-            f"[red]{row['error']}[/]" if row["error"] else "",
+            f"[red]{row['error']}[/]"
+            if row["error"]
+            else ("[yellow]rejoining (lost its disk; no vote yet)[/]" if row.get("rejoining") else ""),
         )
     return table
 

@@ -51,6 +51,7 @@ DEFAULT_MAX_SESSIONS = 100_000
 
 TOP_LEVEL = (
     "id",
+    "cluster_id",
     "peer_address",
     "client_address",
     "client_url",
@@ -166,6 +167,13 @@ class ServerConfig:
     enable_fault_injection: bool = False
     log_level: str = "info"
     auth: AuthConfig = field(default_factory=AuthConfig)  # [auth]: client auth (server/auth.py)
+    # Checked against the data directory's identity (server/identity.py); None: only the
+    # node id is checked.
+    cluster_id: str | None = None
+    # Flags only, never file settings (identity.py says why): what an empty data
+    # directory means -- the first start of a new cluster, or a lost disk.
+    bootstrap: bool = False
+    rejoin: bool = False
 
     def client_urls(self) -> dict[str, str]:
         urls = {peer: info.client_url for peer, info in self.peers.items()}
@@ -351,6 +359,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         log_level=_log_level(raw.get("log_level", "info")),
         auth=auth,
+        cluster_id=_cluster_id(raw.get("cluster_id")),
     )
 
 
@@ -370,6 +379,14 @@ def _limits(raw: dict[str, Any], max_value_bytes: int) -> ConnectionLimits:
         max_connections=_positive_int(raw, "max_connections", default.max_connections),
         max_buffered_bytes=buffered,
     )
+
+
+def _cluster_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not NODE_ID.match(value):
+        raise ConfigError(f"cluster_id: bad id {value!r}; use 1-64 of A-Z a-z 0-9 _ . - (not first)")
+    return value
 
 
 def _required(table: dict[str, Any], key: str, where: str = "") -> Any:

@@ -7,7 +7,10 @@ Rules this module owns:
     and releases, waiters get 503, then HTTP, transport and storage close (exit 0);
   * a node that halts (a handler raised, a sync failed) exits 70 without touching its
     storage again: memory may be half-updated, the disk is what survives;
-  * a bad configuration is one line on stderr and exit status 2.
+  * a bad configuration is one line on stderr and exit status 2;
+  * the data directory's identity is checked before the node is built, and an empty
+    directory needs --bootstrap or --rejoin for a configured voter (server/identity.py);
+    a refusal is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from consensuskit.server.config import (
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.fast_http import FastSite
 from consensuskit.server.http_api import KVApi
+from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
@@ -87,9 +91,11 @@ class NodeServer:
     async def start(self) -> None:
         cfg = self.config
         self.started_at = time.monotonic()
+        spec = self._registry.get(cfg.protocol)
+        if cfg.rejoin and not spec.survives_disk_loss:
+            raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
         storage = self._storage if self._storage is not None else open_storage(cfg)
         self._storage = storage
-        spec = self._registry.get(cfg.protocol)
         self.runtime = NodeRuntime(
             cfg.node_id,
             spec,
@@ -225,7 +231,15 @@ def _peer_transport(*args: Any, **kwargs: Any) -> Any:
 
 
 def open_storage(config: ServerConfig) -> DurableStorage:
-    storage = DiskStorage.open(config.data_dir, fsync=config.fsync)
+    storage: DiskStorage = open_data_dir(
+        config.data_dir,
+        config.node_id,
+        cluster_id=config.cluster_id,
+        voter=config.node_id in config.members,
+        bootstrap=config.bootstrap,
+        rejoin=config.rejoin,
+        fsync=config.fsync,
+    )
     for note in getattr(storage, "recovery_notes", ()) or ():
         log.warning("node %s recovery: %s", config.node_id, note)
     return storage
@@ -238,6 +252,9 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
         await server.start()
     except (CorruptLogError, DirectoryInUseError) as exc:
         log.error("node %s refuses to start: %s", config.node_id, exc)
+        return EXIT_FAILED
+    except IdentityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -293,9 +310,13 @@ def build_config(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_ca: str | None = None,
+    bootstrap: bool | None = None,
+    rejoin: bool | None = None,
     **flags: Any,
 ) -> ServerConfig:
     """Config file + flags (``None`` = not given) -> ``ServerConfig``; raises ConfigError."""
+    if bootstrap and rejoin:
+        raise ConfigError("--bootstrap and --rejoin exclude each other: a new cluster, or a lost disk")
     overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     for key in ("data_dir", "secret_file", "admin_token_file"):
         if key in overrides:
@@ -309,7 +330,8 @@ def build_config(
     tls = {k: str(v) for k, v in (("cert", tls_cert), ("key", tls_key), ("ca", tls_ca)) if v is not None}
     if tls:
         overrides["tls"] = tls
-    return load_config(config, overrides)
+    cfg = load_config(config, overrides)
+    return dataclasses.replace(cfg, bootstrap=bool(bootstrap), rejoin=bool(rejoin))
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -330,7 +352,8 @@ def serve_command(config: Path | None = None, **flags: Any) -> int:
 
     ``flags`` are the settings of ``server/config.py`` by name (``id``, ``peer_address``,
     ``client_address``, ``data_dir``, ...), plus ``peer`` (list of ``ID=HOST:PORT,URL``),
-    ``option`` (list of ``KEY=JSON``) and ``tls_cert``/``tls_key``/``tls_ca``.
+    ``option`` (list of ``KEY=JSON``), ``tls_cert``/``tls_key``/``tls_ca``, and the
+    ``bootstrap``/``rejoin`` flags (server/identity.py).
     """
     try:
         cfg = build_config(config, **flags)
@@ -360,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="TOML config file (flags override it)")
     for name in (
         "id",
+        "cluster_id",
         "peer_address",
         "client_address",
         "client_url",
@@ -386,6 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fsync", dest="fsync", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
         "--enable-fault-injection", dest="enable_fault_injection", action="store_true", default=None
+    )
+    parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        default=None,
+        help="an empty data directory is the first start of a new cluster",
+    )
+    parser.add_argument(
+        "--rejoin",
+        action="store_true",
+        default=None,
+        help="this node lost its disk: rejoin as a learner, vote again once caught up",
     )
     parser.add_argument("--peer", action="append", help="ID=HOST:PORT,CLIENT_URL (repeatable)")
     parser.add_argument("--option", action="append", help="protocol option KEY=VALUE (JSON value)")

@@ -283,6 +283,11 @@ class DiskStorage:
     def directory(self) -> Path:
         return self._directory
 
+    def is_empty(self) -> bool:
+        """No named record and no log record: nothing was ever written (or all of it is
+        gone), e.g. a directory whose first start crashed at once."""
+        return not self._forms and not self._ops and self.log_last() < self.log_first()
+
     # ------------------------------------------------------------ Storage: writes
     def put(self, key: str, value: Any) -> None:
         if not isinstance(key, str):

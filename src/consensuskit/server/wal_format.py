@@ -48,6 +48,8 @@ FILE_PREFIX = "rec-"
 FILE_SUFFIX = ".bin"
 TMP_SUFFIX = ".tmp"
 LOCK_NAME = "LOCK"
+# Which cluster and node the directory belongs to (server/identity.py); not the WAL's.
+IDENTITY_NAME = "identity.json"
 
 _ZEROS = bytes(SECTOR)
 

@@ -27,6 +27,7 @@ from consensuskit.core.messages import CodecError, decode
 from consensuskit.server.wal_format import (
     FILE_PREFIX,
     FILE_SUFFIX,
+    IDENTITY_NAME,
     LOCK_NAME,
     OP_APPEND,
     OP_COMPACT,
@@ -102,7 +103,7 @@ def list_directory(directory: Path) -> tuple[dict[int, str], dict[int, str], lis
             segments[number] = name
         elif (number := parse_number(name, FILE_PREFIX, FILE_SUFFIX)) is not None:
             files[number] = name
-        elif name != LOCK_NAME:
+        elif name not in (LOCK_NAME, IDENTITY_NAME):
             unknown.append(name)
     return segments, files, tmps, unknown
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NEMESIS_KINDS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew")
+# "wipe" (crash, lose every byte of storage, restart as a rejoining node) applies only to
+# protocols whose registry entry says survives_disk_loss; appended last, so the random
+# nemesis's choices for the other kinds keep their order.
+NEMESIS_KINDS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew", "wipe")
 
 # Fields of NetworkConfig that may be overridden per directed link (set_link).
 LINK_FIELDS = ("latency_min", "latency_max", "loss", "duplicate", "reorder", "reorder_delay")

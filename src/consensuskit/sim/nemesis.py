@@ -4,8 +4,12 @@ Random nemesis rules:
   * every ``uniform(*interval)`` seconds pick one enabled kind (in NEMESIS_KINDS order,
     by the nemesis's own seeded rng) and either inject a fault of that kind or repair
     one already injected;
-  * at most ``max_down`` nodes (default floor((n-1)/2)) are crashed or paused at once,
-    so a majority can make progress; safety must hold regardless;
+  * at most ``max_down`` nodes (default floor((n-1)/2)) are crashed, paused or
+    rejoining after a wipe at once, so a majority can make progress; safety must hold
+    regardless;
+  * ``wipe`` (crash, lose all storage, restart at once as a rejoining node) picks a
+    running node that is not rejoining, within max_down; it is dropped from the kinds
+    of a protocol whose registry entry lacks ``survives_disk_loss``;
   * clock faults: skew in [-0.5, 0.5] s (a step of the node's clock), drift in
     [-1%, +1%] (small enough that lease bounds hold unless a protocol has a bug);
   * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
@@ -21,6 +25,7 @@ virtual seconds)::
     3.0 heal                         # clear partitions and one-way blocks
     3.1 block n1 n2                  # one-way: n1 -> n2 cut (unblock n1 n2)
     4.0 crash n1 | restart n1 | pause n1 | resume n1
+    4.0 wipe n1                      # crash, lose all storage, restart as rejoining
     5.0 clock n1 skew=0.3 drift=0.01
     5.0 network loss=0.3 duplicate=0.1 reorder=0.2
     6.0 link n1 n2 loss=0.5 latency_min=0.05 latency_max=0.1
@@ -91,6 +96,8 @@ class Nemesis:
             raise ValueError(f"unknown nemesis kind(s) {unknown}; valid: {NEMESIS_KINDS}")
         self.sim = sim
         # Canonical order: the same set of kinds means the same choices.
+        if not sim.spec.survives_disk_loss:
+            kinds = tuple(k for k in kinds if k != "wipe")
         self.kinds = tuple(k for k in NEMESIS_KINDS if k in kinds)
         self.interval = interval
         self.rng = rng
@@ -157,7 +164,7 @@ class Nemesis:
 
     def _down(self) -> int:
         sim = self.sim
-        return sum(1 for n in sim.node_ids if not sim.alive(n) or sim.paused(n))
+        return sum(1 for n in sim.node_ids if not sim.alive(n) or sim.paused(n) or sim.rejoining(n))
 
     def _crash(self) -> None:
         sim, rng = self.sim, self.rng
@@ -182,6 +189,15 @@ class Nemesis:
             if up:
                 sim.pause(rng.choice(up))
                 self._count("pause")
+
+    def _wipe(self) -> None:
+        sim, rng = self.sim, self.rng
+        if self._down() >= self.max_down:
+            return
+        up = [n for n in sim.node_ids if sim.alive(n) and not sim.paused(n) and not sim.rejoining(n)]
+        if up:
+            sim.wipe(rng.choice(up))
+            self._count("wipe")
 
     def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
         sim, rng = self.sim, self.rng
@@ -230,6 +246,7 @@ ACTIONS: dict[str, tuple[int, int]] = {
     "restart": (1, 1),
     "pause": (1, 1),
     "resume": (1, 1),
+    "wipe": (1, 1),
     "clock": (1, 3),
     "network": (1, 8),
     "link": (1, 9),
@@ -282,7 +299,7 @@ def apply_action(sim: Simulation, action: str, args: tuple[str, ...]) -> None:
         sim.block(*_pair(args))
     elif action == "unblock":
         sim.unblock(*_pair(args))
-    elif action in ("crash", "restart", "pause", "resume"):
+    elif action in ("crash", "restart", "pause", "resume", "wipe"):
         getattr(sim, action)(args[0])
     elif action == "clock":
         kv = _kv(args[1:], "clock")

@@ -14,6 +14,9 @@ Rules this module owns:
     flight;
   * a paused node handles nothing: events addressed to it are deferred and replayed in
     order when it resumes;
+  * a wipe is a crash that also loses the durable storage: the node restarts at once from
+    an empty storage holding only the platform's REJOINING_KEY (core/storage.py), and
+    only protocols that declare ``survives_disk_loss`` can be wiped;
   * clients sit outside the partition model: client<->node links only have latency
     (and scripted filters); a crashed or paused node simply does not answer.
 """
@@ -34,6 +37,7 @@ from typing import Any
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry, default_registry
+from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
 from consensuskit.sim.env import Clock, SimEnv
 from consensuskit.sim.errors import InvariantViolation
@@ -227,6 +231,14 @@ class Simulation:
 
     def paused(self, node_id: str) -> bool:
         return node_id in self._paused
+
+    def rejoining(self, node_id: str) -> bool:
+        """The node lost its storage and is not readmitted yet (it says so itself; a
+        crashed one by the key in its durable storage)."""
+        node = self.nodes[node_id]
+        if node is not None:
+            return bool(getattr(node, "rejoining", False))
+        return bool(self._storages[node_id].durable.get(REJOINING_KEY))
 
     def storage_of(self, node_id: str) -> SimStorage:
         """The node's storage (working view; ``.durable`` is what survives a crash)."""
@@ -731,6 +743,24 @@ class Simulation:
         self._fault("restart", node=node_id, incarnation=self._incarnation[node_id] + 1)
         self._boot(node_id)
         self._checked(node_id)
+
+    def wipe(self, node_id: str) -> None:
+        """Crash the node, lose all its storage (durable included), and restart it on an
+        empty storage that holds only REJOINING_KEY: a replaced disk, restarted as
+        ``consensuskit server --rejoin`` would."""
+        self._check_node(node_id)
+        if not self.spec.survives_disk_loss:
+            raise ValueError(
+                f"{self.spec.name} cannot survive the loss of a node's storage "
+                "(its registry entry lacks survives_disk_loss): no wipe"
+            )
+        if self.nodes[node_id] is not None:
+            self.crash(node_id)
+        fresh = MemoryStorage()
+        fresh.put(REJOINING_KEY, True)
+        self._storages[node_id] = SimStorage(fresh)
+        self._fault("wipe", node=node_id)
+        self.restart(node_id)
 
     def pause(self, node_id: str) -> None:
         self._check_node(node_id)

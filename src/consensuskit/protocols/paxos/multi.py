@@ -44,4 +44,5 @@ def multipaxos_spec() -> ProtocolSpec:
         make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_options,
+        survives_disk_loss=True,
     )

@@ -253,3 +253,16 @@ class ForwardReply:
     def summary(self) -> str:
         r = self.response
         return f"ForwardReply {r.client_id}#{r.seq} ok={r.ok}"
+
+
+@message(66)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejoinRequest:
+    """From an acceptor that lost its disk and caught up to the leader of ``ballot``:
+    "run phase 1 again" -- it may speak again only after it saw a slot decided in a
+    ballot whose phase 1 started after it restarted (Paxos Made Live §5.1)."""
+
+    ballot: Ballot
+
+    def summary(self) -> str:
+        return f"RejoinRequest {self.ballot}"

@@ -31,7 +31,13 @@ Rules this module owns:
     back through the follower; a node that knows no leader campaigns;
   * membership: a configuration decided at slot s governs slots s + alpha on, so a
     leader never has more than alpha slots in flight past its executed prefix;
-  * catch-up by chosen values (``Learn``) or, behind the compaction point, a snapshot.
+  * catch-up by chosen values (``Learn``) or, behind the compaction point, a snapshot;
+  * disk loss (Paxos Made Live §5.1; README): an acceptor built on a storage holding the
+    platform's REJOINING_KEY sends no Promise and no Accepted, acknowledges heartbeats
+    only for catch-up (round 0: no lease, no quorum read) and never campaigns, until it
+    has caught up and seen a slot decided in a ballot whose Prepare reached it after it
+    restarted (once caught up it asks the leader for such a ballot: ``RejoinRequest``);
+    then it adopts that ballot as its promise and clears the key.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from consensuskit.core.client import (
 )
 from consensuskit.core.env import Env
 from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
 from consensuskit.protocols.paxos.multi_messages import (
@@ -71,6 +78,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Nack,
     Prepare,
     Promise,
+    RejoinRequest,
     SlotValue,
     Snapshot,
 )
@@ -128,6 +136,14 @@ class MultiPaxosNode:
         self.number = self.numbers[node_id]
 
         storage = env.storage
+        # Lost its disk (the platform's key): a silent acceptor until readmitted (see
+        # _rejoin_check).  The bug knob ignores the key.
+        self.rejoining = bool(storage.get(REJOINING_KEY)) and "promise-after-wipe" not in self.bugs
+        # While rejoining: ballots whose Prepare reached us since the restart -> the first
+        # slot we saw proposed in it (0: none yet), and whether we saw that slot decided.
+        self.rejoin_ballots: dict[Ballot, int] = {}
+        self.rejoin_decided: set[Ballot] = set()
+        self.rejoin_asked: Ballot | None = None
         self.promised: Ballot = storage.get(PROMISED_KEY) or ZERO_BALLOT
         self.log = AcceptorLog(storage)
         self.snapshot: Snapshot | None = storage.get(SNAPSHOT_KEY)
@@ -186,6 +202,8 @@ class MultiPaxosNode:
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
         # Likewise the commands of a batch go out in one Accept, proposed at its end.
         self.pump_due = False
+        # A rejoining acceptor asked for a new ballot: lead it with a slot decided in it.
+        self.noop_on_lead = False
         self._handlers: dict[type, Any] = {
             Prepare: self.handle_prepare,
             Promise: self.handle_promise,
@@ -198,6 +216,7 @@ class MultiPaxosNode:
             InstallSnapshot: self.handle_install_snapshot,
             Forward: self.handle_forward,
             ForwardReply: self.handle_forward_reply,
+            RejoinRequest: self.handle_rejoin_request,
         }
 
     # ------------------------------------------------------------------ inspection
@@ -246,13 +265,14 @@ class MultiPaxosNode:
             "config_index": self.config_slot,
             "config_pending": self._config_change_undecided(),
             "ready": self.ready,
+            "rejoining": self.rejoining,
             "lease_remaining": max(0.0, self.lease_until - self.env.now()) if self.role == LEADER else 0.0,
             "peers": {p: {"executed": e, "match": e} for p, e in sorted(self.peer_executed.items())},
         }
 
     # ------------------------------------------------------------------ inputs
     def on_start(self) -> None:
-        if self.promised != ZERO_BALLOT:
+        if self.promised != ZERO_BALLOT or self.rejoining:
             # We may have granted a lease just before a crash and cannot remember to whom.
             self.grant_holder = UNKNOWN_HOLDER
             self.grant_expiry = self.env.now() + self.opts.lease_duration
@@ -301,7 +321,7 @@ class MultiPaxosNode:
     # ------------------------------------------------------------------ admin inputs
     def campaign(self) -> None:
         """Start phase 1 now, as if the election timer fired."""
-        if self.role == LEADER or not self._is_member():
+        if self.role == LEADER or not self._may_campaign():
             return
         self._start_phase1()
 
@@ -352,7 +372,7 @@ class MultiPaxosNode:
         if self.leader_id is not None and self.leader_id != self.id and origin == self.id:
             self.env.send(self.leader_id, Forward(request=request, origin=self.id))
             return
-        if origin == self.id and self.opts.campaign_on_request and self._is_member():
+        if origin == self.id and self.opts.campaign_on_request and self._may_campaign():
             self._start_phase1()
             if self.role in (CANDIDATE, LEADER):
                 self._handle_request(request, origin)
@@ -455,8 +475,9 @@ class MultiPaxosNode:
     def _on_election_timeout(self) -> None:
         if self.role == LEADER:
             return
-        if not self._is_member():
-            self._reset_election_timer()  # removed or not yet added: never campaign
+        if not self._may_campaign():
+            # Removed, not yet added, or rejoining after a disk loss: never campaign.
+            self._reset_election_timer()
             return
         self._start_phase1()
 
@@ -495,6 +516,12 @@ class MultiPaxosNode:
         """Phase 1b: promise a ballot above our promise (a retransmission of the one we
         promised gets the same answer); persisted before the promise leaves."""
         self._see_round(m.ballot.round)
+        if self.rejoining:
+            # Silent: we cannot know what we promised before the disk loss.  Note the
+            # ballot: its phase 1 started after our restart.
+            if m.ballot > ZERO_BALLOT and m.ballot not in self.rejoin_ballots:
+                self.rejoin_ballots[m.ballot] = 0
+            return
         if src not in self._members_from(min(self.executed + 1, m.from_slot)) and src != self.id:
             self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
             return
@@ -610,6 +637,9 @@ class MultiPaxosNode:
         self.env.set_timer(HEARTBEAT_TIMER, self.opts.heartbeat_interval)
         self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
         self._broadcast_heartbeat()
+        if self.noop_on_lead:
+            self.noop_on_lead = False
+            self.queue.append((NOOP_ENTRY, self.id))
         held, self.queue = self.queue, []
         for entry, origin in held:
             if entry.kind == COMMAND:
@@ -781,6 +811,11 @@ class MultiPaxosNode:
             self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
             return
         self._follow(m.ballot, src)
+        if self.rejoining:
+            if m.values and self.rejoin_ballots.get(m.ballot) == 0:
+                self.rejoin_ballots[m.ballot] = min(v.slot for v in m.values)
+            self._rejoin_check(m.ballot, m.commit, src)
+            return  # no vote, no Accepted: we take part in no quorum yet
         self._vote([AcceptedValue(slot=v.slot, ballot=m.ballot, entry=v.entry) for v in m.values])
         self._decide_by_commit(m.ballot, m.commit)
         slots = tuple(v.slot for v in m.values)
@@ -919,6 +954,11 @@ class MultiPaxosNode:
             return
         self._follow(m.ballot, m.leader)
         self.grant_holder, self.grant_expiry = m.leader, self.env.now() + self.opts.lease_duration
+        if self.rejoining:
+            # Round 0: an answer that asks for catch-up but counts for no lease or read.
+            self.env.send(src, HeartbeatAck(ballot=m.ballot, round=0, executed=self.executed))
+            self._rejoin_check(m.ballot, m.commit, m.leader)
+            return
         self._decide_by_commit(m.ballot, m.commit)
         self.env.send(src, HeartbeatAck(ballot=m.ballot, round=m.round, executed=self.executed))
 
@@ -991,6 +1031,8 @@ class MultiPaxosNode:
             self._decide(v.slot, v.entry)
         self._execute()
         self.env.send(src, HeartbeatAck(ballot=m.ballot, round=0, executed=self.executed))
+        if self.rejoining:
+            self._rejoin_check(m.ballot, None, m.leader)
 
     def handle_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
         self._see_round(m.ballot.round)
@@ -1000,6 +1042,50 @@ class MultiPaxosNode:
             self._install(m.snapshot)
             self._execute()
         self.env.send(src, HeartbeatAck(ballot=m.ballot, round=0, executed=self.executed))
+        if self.rejoining:
+            self._rejoin_check(m.ballot, None, m.leader)
+
+    # ------------------------------------------------------------------ disk loss
+    def _rejoin_check(self, ballot: Ballot, commit: int | None, leader: str) -> None:
+        """While rejoining, on a message of ``ballot``'s leader carrying its ``commit``:
+        readmit ourselves once a slot proposed in a ballot whose Prepare we saw since the
+        restart is decided and executed here; else, caught up, ask for such a ballot."""
+        first = self.rejoin_ballots.get(ballot, 0)
+        if first and commit is not None and commit >= first:
+            self.rejoin_decided.add(ballot)
+        for b in sorted(self.rejoin_decided, reverse=True):
+            if self.executed >= self.rejoin_ballots[b]:
+                self._rejoined(b)
+                return
+        if commit is None or ballot in self.rejoin_ballots or self.rejoin_asked == ballot:
+            return
+        if self.executed >= commit:
+            self.rejoin_asked = ballot
+            self.env.send(leader, RejoinRequest(ballot=ballot))
+
+    def _rejoined(self, ballot: Ballot) -> None:
+        # Promise the highest ballot whose Prepare reached us since the restart: it may
+        # be one we promised before the loss and a candidate is still counting on.
+        ballot = max(ballot, *self.rejoin_ballots)
+        self.rejoining = False
+        self.rejoin_ballots, self.rejoin_decided, self.rejoin_asked = {}, set(), None
+        if ballot > self.promised:
+            self.promised = ballot
+            self.env.storage.put(PROMISED_KEY, ballot)
+        self.env.storage.put(REJOINING_KEY, False)
+        self.env.record("rejoined", ballot=str(ballot), executed=self.executed)
+
+    def handle_rejoin_request(self, src: str, m: RejoinRequest) -> None:
+        """A caught-up acceptor that lost its disk needs a ballot started after its
+        restart: run phase 1 again, and decide a no-op in the new ballot."""
+        if self.role != LEADER or m.ballot != self.ballot or src not in self.members():
+            return
+        self.env.record("rejoin-ballot", node=src)
+        self.noop_on_lead = True
+        self._start_phase1()
+
+    def _may_campaign(self) -> bool:
+        return self._is_member() and not self.rejoining
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:

@@ -14,7 +14,9 @@ READ_MODES = ("lease", "quorum", "log")
 #                            for the lease its promisers granted the old leader to expire
 #   skip-phase1-on-takeover  a node that times out leads with a new ballot without running
 #                            phase 1, so it never learns what earlier leaders got accepted
-BUGS = ("lease-without-wait", "skip-phase1-on-takeover")
+#   promise-after-wipe       an acceptor that lost its disk ignores the platform's rejoining
+#                            key: it promises, votes and campaigns at once
+BUGS = ("lease-without-wait", "skip-phase1-on-takeover", "promise-after-wipe")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -28,7 +28,7 @@ def raft_spec() -> ProtocolSpec:
     def make_checker(bugs: frozenset[str]) -> Any:
         from consensuskit.check.raft import RaftChecker
 
-        return RaftChecker()
+        return RaftChecker(bugs)
 
     return ProtocolSpec(
         name="raft",
@@ -38,6 +38,7 @@ def raft_spec() -> ProtocolSpec:
         make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_options,
+        survives_disk_loss=True,
     )
 
 

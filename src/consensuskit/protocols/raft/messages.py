@@ -31,6 +31,34 @@ class ClusterConfig:
         return f"voters={','.join(self.voters)}{learners}"
 
 
+@message(23)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejoinConfig(ClusterConfig):
+    """A configuration in which ``rejoining`` (a subset of the learners) are voters that
+    lost their stable storage, demoted until they have caught up: the leader promotes
+    each back to voter once its log reached the commit index (README, "A node that lost
+    its disk").  Used only while a node rejoins, so configurations written by the
+    previous release, and by this one otherwise, stay plain ClusterConfigs."""
+
+    rejoining: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        return f"{ClusterConfig.summary(self)} rejoining={','.join(self.rejoining)}"
+
+
+def make_config(
+    voters: set[str] | tuple[str, ...],
+    learners: set[str] | tuple[str, ...] = (),
+    rejoining: set[str] | tuple[str, ...] = (),
+) -> ClusterConfig:
+    """A sorted configuration; a RejoinConfig only when a learner is rejoining."""
+    marked = tuple(sorted(set(rejoining) & set(learners)))
+    v, lr = tuple(sorted(voters)), tuple(sorted(learners))
+    if marked:
+        return RejoinConfig(voters=v, learners=lr, rejoining=marked)
+    return ClusterConfig(voters=v, learners=lr)
+
+
 @message(11)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogEntry:
@@ -226,3 +254,26 @@ class TimeoutNow:
 class HardState:
     term: int
     voted_for: str | None
+
+
+@message(24)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejoining:
+    """How a node that lost its stable storage answers the leader while it rejoins:
+    ``response`` is its AppendEntriesResponse, HeartbeatResponse or
+    InstallSnapshotResponse (same ``term``).  The leader counts such a follower in no
+    quorum (commit, ReadIndex, check-quorum), demotes it to a learner and promotes it
+    back once it caught up.  ``demoted_at`` > 0: the follower has seen a committed
+    configuration, in force at that index, in which it is not a voter.  ``incarnation``
+    is drawn at random when the node starts: a new one means the node was (re)started,
+    so the leader takes its ``demoted_at`` as it is instead of the highest seen."""
+
+    term: int
+    response: Any
+    demoted_at: int = 0
+    incarnation: int = 0
+
+    def summary(self) -> str:
+        inner = getattr(self.response, "summary", None)
+        text = inner() if inner is not None else type(self.response).__name__
+        return f"Rejoining demoted_at={self.demoted_at} [{text}]"

@@ -18,7 +18,12 @@ Rules this module owns:
     lease or stale; stale reads are served by any node); §3.10 leadership transfer;
   * §4.1 single-server membership changes, with learners; a config entry takes effect
     when appended; one change in flight at a time, only after the leader committed an
-    entry of its own term (the fix to the bug in §4.1 of the original dissertation).
+    entry of its own term (the fix to the bug in §4.1 of the original dissertation);
+  * disk loss (README, "A node that lost its disk"): a node built on a storage holding
+    the platform's REJOINING_KEY never votes, pre-votes or campaigns and answers the
+    leader through ``Rejoining``; the leader counts it in no quorum, demotes it to a
+    learner, and promotes it back once its log reached the commit index; the node clears
+    the key when it sees its promotion committed, and gives up its vote in that term.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from consensuskit.core.client import (
 from consensuskit.core.env import Env
 from consensuskit.core.messages import CodecError, decode
 from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -51,10 +57,13 @@ from consensuskit.protocols.raft.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     LogEntry,
+    RejoinConfig,
+    Rejoining,
     RequestVote,
     RequestVoteResponse,
     Snapshot,
     TimeoutNow,
+    make_config,
 )
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
@@ -74,6 +83,12 @@ TRANSFER_TIMER = "transfer"
 
 HARD_STATE_KEY = "raft/hard-state"
 SNAPSHOT_KEY = "raft/snapshot"
+# While rejoining: the commit index at which the node saw a committed configuration that
+# does not count it as a voter (0: not yet).
+REJOIN_DEMOTED_KEY = "raft/rejoin-demoted"
+
+# The answers a follower sends its leader; a rejoining follower wraps them in Rejoining.
+FOLLOWER_RESPONSES = (AppendEntriesResponse, HeartbeatResponse, InstallSnapshotResponse)
 
 CONFIG_CHANGES = ("add-learner", "add-voter", "remove")
 
@@ -100,6 +115,12 @@ class RaftNode:
         self.observer: Any = None
 
         storage = env.storage
+        # Lost its disk (the platform's key): no vote, no campaign, no quorum until the
+        # leader has caught it up and promoted it.  The bug knob ignores the key.
+        self.rejoining = bool(storage.get(REJOINING_KEY)) and "vote-after-wipe" not in self.bugs
+        self.demoted_at: int = (storage.get(REJOIN_DEMOTED_KEY) or 0) if self.rejoining else 0
+        # Tells the leader apart answers of this start from a stale one of an earlier.
+        self.incarnation = env.rng.getrandbits(31) + 1 if self.rejoining else 0
         hard: HardState | None = storage.get(HARD_STATE_KEY)
         self.term = hard.term if hard else 0
         self.voted_for: str | None = hard.voted_for if hard else None
@@ -170,6 +191,7 @@ class RaftNode:
             InstallSnapshot: self.handle_install_snapshot,
             InstallSnapshotResponse: self.handle_snapshot_response,
             TimeoutNow: self.handle_timeout_now,
+            Rejoining: self.handle_rejoining,
         }
 
     # ------------------------------------------------------------------ inspection
@@ -189,9 +211,15 @@ class RaftNode:
             "voters": list(self.config.voters),
             "learners": list(self.config.learners),
             "config_index": self.config_index,
+            "rejoining": self.rejoining,
             # Leader only: what it knows of each follower's log (empty elsewhere).
             "peers": {
-                peer: {"match": pr.match, "next": pr.next, "state": pr.state}
+                peer: {
+                    "match": pr.match,
+                    "next": pr.next,
+                    "state": pr.state,
+                    **({"rejoining": True} if pr.rejoining else {}),
+                }
                 for peer, pr in sorted(self.progress.items())
             },
         }
@@ -298,12 +326,23 @@ class RaftNode:
         if handler is None:
             self.env.record("ignored", src=src, reason=f"unknown message {kind.__name__}")
             return
+        if kind in FOLLOWER_RESPONSES and self.progress:
+            pr = self.progress.get(src)
+            if pr is not None and pr.rejoining and pr.demoted_at:
+                # Answered plainly after it saw its demotion: it has seen its promotion
+                # committed and counts again.  (Before that, a plain answer can only be
+                # an old one, sent before it lost its disk.)
+                pr.rejoining = False
+            handler(src, msg)
+            if pr is not None and self.role == LEADER and (pr.rejoining or type(self.config) is RejoinConfig):
+                self._rejoin_step(src, pr)
+            return
         handler(src, msg)
 
     # ------------------------------------------------------------------ admin inputs
     def campaign(self) -> None:
         """Start an election now, as if the election timer fired (etcd's MsgHup)."""
-        if self.role == LEADER or self.id not in self.config.voters:
+        if self.role == LEADER or self.id not in self.config.voters or self.rejoining:
             return
         self._campaign(pre_vote=self.opts.pre_vote, transfer=False)
 
@@ -315,6 +354,8 @@ class RaftNode:
             return "already-leader"
         if target not in self.config.voters:
             return f"{target} is not a voter"
+        if self.progress[target].rejoining:
+            return f"{target} is rejoining after losing its disk"
         self.transfer_target = target
         self.env.set_timer(TRANSFER_TIMER, self.opts.election_timeout)
         self.env.record("transfer", target=target)
@@ -336,6 +377,7 @@ class RaftNode:
         if self.commit_index < self.term_start_index:
             return "leader has not committed an entry of its term yet"
         voters, learners = set(self.config.voters), set(self.config.learners)
+        rejoining = set(getattr(self.config, "rejoining", ()))
         if change == "add-learner":
             if node in voters or node in learners:
                 return f"{node} is already a member"
@@ -352,18 +394,22 @@ class RaftNode:
             learners.discard(node)
             if not voters:
                 return "cannot remove the last voter"
-        new = ClusterConfig(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
-        self._append_new(CONFIG, new)
+        self._propose_config(make_config(voters, learners, rejoining))
+        return None
+
+    def _propose_config(self, config: ClusterConfig) -> None:
+        self._append_new(CONFIG, config)
         self._broadcast_append()
         self._maybe_commit()
-        return None
 
     # ------------------------------------------------------------------ elections
     def _on_election_timeout(self) -> None:
         if self.role == LEADER:
             return
-        if self.id not in self.config.voters:
-            self._reset_election_timer()  # learners and removed servers never campaign
+        if self.id not in self.config.voters or self.rejoining:
+            # Learners, removed servers and servers rejoining after a disk loss never
+            # campaign.
+            self._reset_election_timer()
             return
         self.campaign()
 
@@ -400,7 +446,9 @@ class RaftNode:
     def handle_request_vote(self, src: str, m: RequestVote) -> None:
         """§3.4/§3.6.1: grant if we have not voted for another in this term and the
         candidate's log is at least as up to date; a pre-vote changes nothing."""
-        if m.pre_vote:
+        if self.rejoining:
+            can_vote = False  # it cannot know whom it voted for before it lost its disk
+        elif m.pre_vote:
             can_vote = m.term > self.term
         elif "vote-twice" in self.bugs:
             can_vote = True
@@ -511,7 +559,7 @@ class RaftNode:
             return
         active = [self.id] if self.id in self.config.voters else []
         for peer, pr in self.progress.items():
-            if pr.recent_active and peer in self.config.voters:
+            if pr.recent_active and peer in self.config.voters and not pr.rejoining:
                 active.append(peer)
             pr.recent_active = False
         if len(active) < quorum_size(len(self.config.voters)):
@@ -622,9 +670,8 @@ class RaftNode:
             # match; skip them rather than re-check entries we may have compacted.
             skip = self.commit_index - prev
             if skip >= len(entries):
-                self.env.send(
-                    src, AppendEntriesResponse(term=self.term, success=True, index=self.commit_index)
-                )
+                done = AppendEntriesResponse(term=self.term, success=True, index=self.commit_index)
+                self._respond(src, done)
                 return
             entries = entries[skip:]
             prev = self.commit_index
@@ -638,7 +685,7 @@ class RaftNode:
             else:
                 hint_term = local_term
                 hint_index = max(log.first_index_of_term(prev), self.commit_index + 1)
-            self.env.send(
+            self._respond(
                 src,
                 AppendEntriesResponse(
                     term=self.term,
@@ -659,7 +706,7 @@ class RaftNode:
                 break
         last_new = prev + len(entries)
         self._commit_to(min(m.leader_commit, last_new))
-        self.env.send(src, AppendEntriesResponse(term=self.term, success=True, index=last_new))
+        self._respond(src, AppendEntriesResponse(term=self.term, success=True, index=last_new))
 
     def _truncate_from(self, index: int) -> None:
         if self.observer is not None:
@@ -716,7 +763,9 @@ class RaftNode:
     def _maybe_commit(self) -> None:
         if self.role != LEADER:
             return
-        match = {peer: pr.match for peer, pr in self.progress.items()}
+        # A rejoining follower's log counts for no commit: it forgot the terms it saw, so
+        # it may accept entries from a leader a newer one has already replaced.
+        match = {peer: pr.match for peer, pr in self.progress.items() if not pr.rejoining}
         match[self.id] = self.durable_index if self.reports_durable else self.log.last_index
         n = committed_index(match, self.config.voters)
         if n <= self.commit_index:
@@ -740,6 +789,8 @@ class RaftNode:
         if self.observer is not None:
             self.observer.on_commit(self, index)
         self._apply_committed()
+        if self.rejoining:
+            self._rejoin_progress()
 
     def _apply_committed(self) -> None:
         step_down = False
@@ -803,14 +854,14 @@ class RaftNode:
     def handle_heartbeat(self, src: str, m: Heartbeat) -> None:
         self._follow(m.leader)
         self._commit_to(min(m.commit, self.log.last_index))
-        self.env.send(src, HeartbeatResponse(term=self.term, context=m.context))
+        self._respond(src, HeartbeatResponse(term=self.term, context=m.context))
 
     def handle_heartbeat_response(self, src: str, m: HeartbeatResponse) -> None:
         pr = self.progress.get(src)
         if pr is None or self.role != LEADER:
             return
         pr.recent_active = True
-        if m.context > self.acked_round.get(src, 0):
+        if m.context > self.acked_round.get(src, 0) and not pr.rejoining:
             self.acked_round[src] = m.context
             self._round_acknowledged()
         if pr.match < self.log.last_index:
@@ -933,7 +984,7 @@ class RaftNode:
             if snap is None:
                 return
         if snap.last_index <= self.commit_index:
-            self.env.send(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
+            self._respond(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
             return
         if self.log.term_at(snap.last_index) == snap.last_term:
             self.log.compact(snap.last_index)  # §5.1: keep the entries that follow it
@@ -951,13 +1002,14 @@ class RaftNode:
         self.env.record("restore", index=snap.last_index, term=snap.last_term)
         if self.observer is not None:
             self.observer.on_restore(self, snap)
-        self.env.send(src, InstallSnapshotResponse(term=self.term, index=snap.last_index))
+        self._rejoin_progress()
+        self._respond(src, InstallSnapshotResponse(term=self.term, index=snap.last_index))
 
     def _receive_snapshot_chunk(self, src: str, m: InstallSnapshot) -> Snapshot | None:
         """Collect a chunked snapshot; the whole Snapshot once its last chunk is in."""
         if m.last_index <= self.commit_index:
             self.snapshot_incoming = None
-            self.env.send(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
+            self._respond(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
             return None
         incoming = self.snapshot_incoming
         if m.offset == 0:
@@ -984,7 +1036,7 @@ class RaftNode:
         return snap
 
     def _ack_snapshot_chunk(self, src: str, next_offset: int) -> None:
-        self.env.send(
+        self._respond(
             src, InstallSnapshotResponse(term=self.term, index=self.commit_index, next_offset=next_offset)
         )
 
@@ -1019,7 +1071,7 @@ class RaftNode:
         self.env.send(target, TimeoutNow(term=self.term, leader=self.id))
 
     def handle_timeout_now(self, src: str, m: TimeoutNow) -> None:
-        if self.id not in self.config.voters or self.role == LEADER:
+        if self.id not in self.config.voters or self.role == LEADER or self.rejoining:
             return
         self.env.record("transfer-received", src=src)
         self._campaign(pre_vote=False, transfer=True)
@@ -1054,6 +1106,85 @@ class RaftNode:
                 return
         self.config = self.base_config
         self.config_index = self.log.offset
+
+    # ------------------------------------------------------------------ disk loss
+    def _respond(self, leader: str, msg: Any) -> None:
+        """A follower's answer to its leader; wrapped while we rejoin."""
+        if self.rejoining:
+            msg = Rejoining(
+                term=self.term, response=msg, demoted_at=self.demoted_at, incarnation=self.incarnation
+            )
+        self.env.send(leader, msg)
+
+    def _rejoin_progress(self) -> None:
+        """Follower side: note the committed demotion, then the committed promotion."""
+        if not self.rejoining:
+            return
+        config = self._config_at(self.commit_index)
+        if self.id not in config.voters:
+            if not self.demoted_at:
+                self.demoted_at = self.commit_index
+                self.env.storage.put(REJOIN_DEMOTED_KEY, self.demoted_at)
+                self.env.record("rejoin-demoted", index=self.commit_index)
+            return
+        if not self.demoted_at or self.commit_index <= self.demoted_at:
+            return  # a configuration from before the demotion
+        # A voter again by an entry after the demotion: readmitted.  The vote we may
+        # have cast before the disk loss is forgotten, so give up our vote in this term
+        # (which is at least the promoting entry's term; earlier terms are refused by
+        # the term rule).  Persisted with the key's clearing, in one batch.
+        self.rejoining = False
+        self.demoted_at = 0
+        if self.voted_for is None:
+            self.voted_for = self.id
+            self._persist_hard_state()
+        self.env.storage.put(REJOIN_DEMOTED_KEY, 0)
+        self.env.storage.put(REJOINING_KEY, False)
+        self.env.record("rejoined", index=self.commit_index, term=self.term)
+
+    def _rejoin_step(self, peer: str, pr: Progress) -> None:
+        """Leader side: demote a rejoining voter, promote a caught-up rejoiner."""
+        if self.config_index > self.commit_index or self.commit_index < self.term_start_index:
+            return  # one change at a time, after an entry of our term (§4.1)
+        if self.transfer_target is not None:
+            return
+        config = self.config
+        voters, learners = set(config.voters), set(config.learners)
+        rejoining = set(getattr(config, "rejoining", ()))
+        if peer in voters:
+            if not pr.rejoining or pr.demoted_at:
+                return  # healthy, or promoted and about to learn it
+            voters.discard(peer)
+            learners.add(peer)
+            rejoining.add(peer)
+            self.env.record("rejoin-demote", node=peer)
+        elif peer in rejoining:
+            if pr.match < self.commit_index or (pr.rejoining and not pr.demoted_at):
+                return  # not caught up, or has not yet seen its demotion committed
+            rejoining.discard(peer)
+            learners.discard(peer)
+            voters.add(peer)
+            self.env.record("rejoin-promote", node=peer, match=pr.match)
+        else:
+            return
+        self._propose_config(make_config(voters, learners, rejoining))
+
+    def handle_rejoining(self, src: str, m: Rejoining) -> None:
+        inner = m.response
+        kind = type(inner)
+        if kind not in FOLLOWER_RESPONSES or inner.term != m.term:
+            self.env.record("ignored", src=src, reason="malformed Rejoining")
+            return
+        pr = self.progress.get(src)
+        if pr is not None:
+            pr.rejoining = True
+            if m.incarnation != pr.incarnation:
+                pr.incarnation, pr.demoted_at = m.incarnation, m.demoted_at
+            else:  # a late answer must not undo a demotion already reported
+                pr.demoted_at = max(pr.demoted_at, m.demoted_at)
+        self._handlers[kind](src, inner)
+        if pr is not None and self.role == LEADER:
+            self._rejoin_step(src, pr)
 
     # ------------------------------------------------------------------ helpers
     def _follow(self, leader: str) -> None:

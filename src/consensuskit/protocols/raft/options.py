@@ -14,7 +14,9 @@ READ_MODES = ("read-index", "lease", "log")
 #   vote-twice            grant a vote even after voting for another in this term
 #   skip-log-check        accept AppendEntries whose prev entry has a different term
 #   stale-read            any node answers reads from its local state, no ReadIndex/lease
-BUGS = ("commit-previous-term", "vote-twice", "skip-log-check", "stale-read")
+#   vote-after-wipe       a node that lost its disk ignores the platform's rejoining key:
+#                         it votes, campaigns and counts in quorums at once
+BUGS = ("commit-previous-term", "vote-twice", "skip-log-check", "stale-read", "vote-after-wipe")
 
 
 @dataclass(slots=True, kw_only=True)

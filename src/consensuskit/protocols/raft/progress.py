@@ -19,12 +19,15 @@ SNAPSHOT = "snapshot"
 
 class Progress:
     __slots__ = (
+        "demoted_at",
+        "incarnation",
         "inflight",
         "inflight_bytes",
         "match",
         "next",
         "probe_sent",
         "recent_active",
+        "rejoining",
         "snapshot_index",
         "state",
     )
@@ -39,6 +42,11 @@ class Progress:
         # (last index of a batch, its estimated bytes), oldest first
         self.inflight: deque[tuple[int, int]] = deque()
         self.inflight_bytes = 0
+        # The follower lost its disk and rejoins (it answers through ``Rejoining``): it
+        # counts in no quorum.  demoted_at: what it last reported (see messages.py).
+        self.rejoining = False
+        self.demoted_at = 0
+        self.incarnation = 0
 
     def become_probe(self) -> None:
         if self.state == SNAPSHOT:

@@ -1,0 +1,202 @@
+"""Whose data a data directory holds, and what a node may do with an empty one.
+
+A node's votes and acknowledgements live in its data directory.  A voter that comes back
+with an empty one has forgotten them, and if it simply voted again it could elect a
+leader that lacks acknowledged writes (issue 10: 12 of 20 writes lost).  So:
+
+Rules this module owns (checked before the node is built):
+  * every data directory holds ``identity.json``: ``{"format": 1, "cluster_id": ID or
+    null, "node_id": ID}``, written atomically (temp file, fsync, rename, directory
+    fsync, as the WAL writes its files);
+  * a directory with an identity must name this node and, when both sides know one, this
+    cluster (``cluster_id`` in the config); otherwise the node refuses (exit 1).  A
+    directory without a cluster id adopts the configured one.  An identity without a WAL
+    means the log was lost: refused too;
+  * a directory with WAL data but no identity was written by the previous release: the
+    identity is written (migration) and the node starts as before;
+  * an empty directory (missing, or only a lock file; or a WAL holding nothing at all,
+    left by a start that crashed at once) is
+      - with ``--rejoin``: a replacement disk: REJOINING_KEY is put in the new storage and
+        synced before the identity is written and before the node is built, so the node
+        takes part in no quorum until the leader has caught it up and readmitted it;
+      - with ``--bootstrap``: the first start of a new cluster (``consensuskit up`` passes
+        it only when no node of the cluster has data yet);
+      - for a node not in ``members`` (a learner to be added with POST /v1/members):
+        started as before;
+      - for a configured voter without either flag: refused (exit 1), naming both ways
+        out.  Both flags are flags only, never config settings: one left in a file
+        would silently undo the protection at the next disk loss.
+    On a directory that holds data both flags are ignored (noted in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensuskit.core.storage import REJOINING_KEY
+from consensuskit.server.wal import DiskStorage
+from consensuskit.server.wal_format import (
+    IDENTITY_NAME,
+    LOCK_NAME,
+    SEGMENT_PREFIX,
+    SEGMENT_SUFFIX,
+    TMP_SUFFIX,
+)
+
+log = logging.getLogger("consensuskit.server")
+
+IDENTITY_FORMAT = 1
+
+
+class IdentityError(Exception):
+    """The node must not start on this data directory; ``str()`` is one line saying why
+    and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    node_id: str
+    cluster_id: str | None
+
+
+def read_identity(directory: Path) -> Identity | None:
+    path = directory / IDENTITY_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("format"), int):
+        raise IdentityError(f"{path} is not an identity file (expected JSON with a format field)")
+    if data["format"] > IDENTITY_FORMAT:
+        raise IdentityError(
+            f"{path} has format {data['format']}, newer than this release reads ({IDENTITY_FORMAT})"
+        )
+    node_id, cluster_id = data.get("node_id"), data.get("cluster_id")
+    if not isinstance(node_id, str) or not (cluster_id is None or isinstance(cluster_id, str)):
+        raise IdentityError(f"{path}: node_id must be a string and cluster_id a string or null")
+    return Identity(node_id=node_id, cluster_id=cluster_id)
+
+
+def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -> None:
+    """Atomically (re)write the identity file."""
+    path = directory / IDENTITY_NAME
+    tmp = directory / (IDENTITY_NAME + TMP_SUFFIX)
+    body = {"format": IDENTITY_FORMAT, "cluster_id": identity.cluster_id, "node_id": identity.node_id}
+    data = (json.dumps(body, sort_keys=True) + "\n").encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _has_wal(directory: Path) -> bool:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return False
+    return any(n.startswith(SEGMENT_PREFIX) and n.endswith(SEGMENT_SUFFIX) for n in names)
+
+
+def _looks_empty(directory: Path) -> bool:
+    """Missing, or holding nothing but a lock file and unfinished temp files."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return True
+    return all(n == LOCK_NAME or n.endswith(TMP_SUFFIX) for n in names)
+
+
+def empty_voter_message(node_id: str, directory: Path) -> str:
+    return (
+        f"refusing to start: data directory {directory} is empty but {node_id} is a configured "
+        "voter; if its disk was lost, start it with --rejoin (it rejoins as a learner and votes "
+        "again once the leader has caught it up); if this is the first start of a new cluster, "
+        "start it with --bootstrap"
+    )
+
+
+def open_data_dir(
+    directory: Path,
+    node_id: str,
+    *,
+    cluster_id: str | None,
+    voter: bool,
+    bootstrap: bool = False,
+    rejoin: bool = False,
+    fsync: bool = True,
+) -> DiskStorage:
+    """Apply the rules above and return the opened storage (raises IdentityError, or the
+    WAL's CorruptLogError / DirectoryInUseError)."""
+    identity = read_identity(directory)
+    if identity is not None:
+        if identity.node_id != node_id:
+            raise IdentityError(
+                f"refusing to start: data directory {directory} belongs to node {identity.node_id}, "
+                f"not {node_id} (wrong data_dir?)"
+            )
+        if identity.cluster_id is not None and cluster_id is not None and identity.cluster_id != cluster_id:
+            raise IdentityError(
+                f"refusing to start: data directory {directory} belongs to cluster {identity.cluster_id}, "
+                f"not {cluster_id} (wrong data_dir or cluster_id?)"
+            )
+        if not _has_wal(directory):
+            raise IdentityError(
+                f"refusing to start: data directory {directory} has an identity but no write-ahead "
+                "log (its data was lost); move it aside and start the node with --rejoin"
+            )
+        storage = DiskStorage.open(directory, fsync=fsync)
+        if identity.cluster_id is None and cluster_id is not None:
+            write_identity(directory, Identity(node_id, cluster_id), fsync=fsync)
+        _ignored_flags(node_id, bootstrap, rejoin)
+        return storage
+
+    storage: DiskStorage | None = None
+    if not _looks_empty(directory):
+        # WAL data from the previous release, or a directory that is not ours (the WAL
+        # refuses that one); a WAL holding nothing at all is an empty directory.
+        storage = DiskStorage.open(directory, fsync=fsync)
+        if not storage.is_empty():
+            write_identity(directory, Identity(node_id, cluster_id), fsync=fsync)
+            log.info("node %s: wrote %s into %s (an earlier release's)", node_id, IDENTITY_NAME, directory)
+            _ignored_flags(node_id, bootstrap, rejoin)
+            return storage
+    if not (rejoin or bootstrap or not voter):
+        if storage is not None:
+            storage.close()
+        raise IdentityError(empty_voter_message(node_id, directory))
+    if storage is None:
+        storage = DiskStorage.open(directory, fsync=fsync)
+    if rejoin:
+        # Durable before the identity, so a crash in between leaves a directory the next
+        # start still treats as rejoining (data, no identity: migrated as it is).
+        storage.put(REJOINING_KEY, True)
+        storage.sync()
+        log.warning("node %s: rejoining on an empty data directory; it will vote once readmitted", node_id)
+    write_identity(directory, Identity(node_id, cluster_id), fsync=fsync)
+    return storage
+
+
+def _ignored_flags(node_id: str, bootstrap: bool, rejoin: bool) -> None:
+    for name, given in (("--bootstrap", bootstrap), ("--rejoin", rejoin)):
+        if given:
+            log.info("node %s: %s ignored: the data directory holds the node's data", node_id, name)

@@ -1,0 +1,209 @@
+"""The data directory's identity and what an empty one means (server/identity.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from consensuskit.core.storage import REJOINING_KEY
+from consensuskit.server.config import ConfigError
+from consensuskit.server.identity import (
+    IDENTITY_FORMAT,
+    Identity,
+    IdentityError,
+    empty_voter_message,
+    open_data_dir,
+    read_identity,
+    write_identity,
+)
+from consensuskit.server.main import EXIT_FAILED, build_config, run, serve
+from consensuskit.server.wal import DiskStorage
+from tests.server.runtime_harness import node_config
+
+
+def opened(directory: Path, **kwargs) -> DiskStorage:
+    args = dict(cluster_id="c-1", voter=True, fsync=False)
+    args.update(kwargs)
+    return open_data_dir(directory, "n1", **args)
+
+
+def identity_of(directory: Path) -> dict:
+    return json.loads((directory / "identity.json").read_text())
+
+
+def test_a_configured_voter_refuses_an_empty_directory_naming_both_ways_out(tmp_path):
+    data = tmp_path / "n1"
+    with pytest.raises(IdentityError) as caught:
+        opened(data)
+    assert str(caught.value) == empty_voter_message("n1", data)
+    assert "--rejoin" in str(caught.value) and "--bootstrap" in str(caught.value)
+    assert not data.exists() or not any(data.iterdir())  # nothing written
+
+
+def test_bootstrap_writes_the_identity_and_starts_fresh(tmp_path):
+    data = tmp_path / "n1"
+    storage = opened(data, bootstrap=True)
+    assert storage.get(REJOINING_KEY) is None and storage.is_empty()
+    storage.close()
+    assert identity_of(data) == {"format": IDENTITY_FORMAT, "cluster_id": "c-1", "node_id": "n1"}
+    again = opened(data)  # a restart needs no flag
+    assert again.recovery_notes == []  # the identity file is no stranger to the WAL
+    again.close()
+
+
+def test_rejoin_puts_the_key_durably_before_the_node_is_built(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, rejoin=True).close()  # close drops unsynced writes: the key was synced
+    storage = opened(data)
+    assert storage.get(REJOINING_KEY) is True
+    storage.close()
+
+
+def test_a_node_outside_members_starts_on_an_empty_directory(tmp_path):
+    storage = opened(tmp_path / "n4", voter=False)
+    assert storage.get(REJOINING_KEY) is None
+    storage.close()
+
+
+def test_a_directory_of_another_node_or_cluster_is_refused(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, bootstrap=True).close()
+    with pytest.raises(IdentityError, match="belongs to cluster c-1, not c-2"):
+        opened(data, cluster_id="c-2")
+    with pytest.raises(IdentityError, match="belongs to node n1, not n2"):
+        open_data_dir(data, "n2", cluster_id="c-1", voter=True, fsync=False)
+    opened(data, cluster_id=None).close()  # no cluster id configured: only the node is checked
+
+
+def test_a_directory_without_a_cluster_id_adopts_the_configured_one(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, cluster_id=None, bootstrap=True).close()
+    assert identity_of(data)["cluster_id"] is None
+    opened(data, cluster_id="c-9").close()
+    assert identity_of(data)["cluster_id"] == "c-9"
+
+
+def test_a_directory_written_by_the_previous_release_is_migrated(tmp_path):
+    data = tmp_path / "n1"
+    old = DiskStorage.open(data, fsync=False)  # the previous release: a WAL, no identity
+    old.put("raft/hard-state-like", {"term": 3})
+    old.log_append(["entry-1", "entry-2"])
+    old.sync()
+    old.close()
+    storage = opened(data)  # no flag needed: the directory holds the node's data
+    assert storage.get("raft/hard-state-like") == {"term": 3}
+    assert storage.log_records() == ["entry-1", "entry-2"]
+    storage.close()
+    assert identity_of(data)["node_id"] == "n1"
+
+
+def test_a_wal_that_holds_nothing_counts_as_empty(tmp_path):
+    data = tmp_path / "n1"
+    DiskStorage.open(data, fsync=False).close()  # a first start that died at once
+    with pytest.raises(IdentityError, match="is empty"):
+        opened(data)
+    opened(data, rejoin=True).close()
+    storage = opened(data)
+    assert storage.get(REJOINING_KEY) is True
+    storage.close()
+
+
+def test_a_crash_between_the_rejoin_key_and_the_identity_still_rejoins(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, rejoin=True).close()
+    (data / "identity.json").unlink()  # as if the process died before writing it
+    storage = opened(data)  # migrated: the storage holds the key
+    assert storage.get(REJOINING_KEY) is True
+    storage.close()
+
+
+def test_an_identity_without_a_wal_was_a_lost_log(tmp_path):
+    data = tmp_path / "n1"
+    data.mkdir()
+    write_identity(data, Identity("n1", "c-1"), fsync=False)
+    with pytest.raises(IdentityError, match="no write-ahead log"):
+        opened(data)
+
+
+def test_flags_are_ignored_on_a_directory_with_data(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, bootstrap=True).close()
+    storage = opened(data, rejoin=True)
+    assert storage.get(REJOINING_KEY) is None
+    storage.close()
+
+
+def test_bad_or_newer_identity_files_are_refused(tmp_path):
+    (tmp_path / "identity.json").write_text("not json")
+    with pytest.raises(IdentityError, match="not an identity file"):
+        read_identity(tmp_path)
+    (tmp_path / "identity.json").write_text('{"format": 99, "node_id": "n1", "cluster_id": null}')
+    with pytest.raises(IdentityError, match="newer than this release"):
+        read_identity(tmp_path)
+
+
+def test_the_flags_reach_the_config_and_exclude_each_other(tmp_path):
+    (tmp_path / "secret").write_text("s3cret\n")
+    path = tmp_path / "n1.toml"
+    path.write_text(
+        'id = "n1"\ncluster_id = "c-7"\npeer_address = "127.0.0.1:0"\n'
+        'client_address = "127.0.0.1:0"\ndata_dir = "d"\nsecret_file = "secret"\n'
+    )
+    plain = build_config(path)
+    assert (plain.cluster_id, plain.bootstrap, plain.rejoin) == ("c-7", False, False)
+    assert build_config(path, rejoin=True).rejoin and build_config(path, bootstrap=True).bootstrap
+    with pytest.raises(ConfigError, match="exclude each other"):
+        build_config(path, bootstrap=True, rejoin=True)
+    path.write_text(path.read_text() + "bootstrap = true\n")
+    with pytest.raises(ConfigError, match="unknown setting 'bootstrap'"):
+        build_config(path)  # a flag only: left in a file it would undo the protection
+
+
+def test_serve_refuses_an_empty_voter_directory_with_one_line_and_status_1(tmp_path, capsys):
+    import dataclasses
+
+    config = dataclasses.replace(node_config(tmp_path, "n1", ["n1", "n2"]), bootstrap=False)
+    assert run(serve(config)) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err == f"error: {empty_voter_message('n1', config.data_dir)}\n"
+
+
+def test_both_command_lines_offer_the_flags(capsys):
+    from typer.testing import CliRunner
+
+    from consensuskit.cli import app
+    from consensuskit.server.main import main
+
+    out = CliRunner().invoke(app, ["server", "--help"], env={"COLUMNS": "200"}).output
+    assert all(flag in out for flag in ("--rejoin", "--bootstrap", "--cluster-id"))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--rejoin", "--bootstrap", "--cluster-id"))
+
+
+def test_rejoin_with_a_protocol_that_cannot_is_a_configuration_error(tmp_path, capsys):
+    import dataclasses
+
+    from consensuskit.server.main import EXIT_CONFIG
+
+    config = dataclasses.replace(
+        node_config(tmp_path, "n1", ["n1"], protocol="basic-paxos", options={}), bootstrap=False, rejoin=True
+    )
+    assert run(serve(config)) == EXIT_CONFIG
+    assert capsys.readouterr().err.startswith("error: --rejoin: basic-paxos cannot rejoin")
+    assert not config.data_dir.exists()  # refused before anything was written
+
+
+def test_status_shows_a_rejoining_node():
+    from rich.console import Console
+
+    from consensuskit.server.commands import status_rows, status_table
+
+    rows = status_rows({"n3": {"id": "n3", "role": "follower", "term": 4, "rejoining": True}})
+    assert rows[0]["rejoining"] is True
+    console = Console(record=True, width=200)
+    console.print(status_table(rows))
+    assert "rejoining (lost its disk; no vote yet)" in console.export_text()
