@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from consensuskit.core.registry import Registry, default_registry
+from consensuskit.server import edge
 from consensuskit.server.config import (
     ConfigError,
     PeerInfo,
@@ -120,6 +121,7 @@ class NodeServer:
             self.api = KVApi(self)
             self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
+            edge.use_json_errors(self._runner.server)  # malformed HTTP answered as JSON too
             ssl_ctx = cfg.tls.server_context(verify_clients=False) if cfg.tls and cfg.tls.client_api else None
             host, port = cfg.client_address
             if ssl_ctx is None:  # the lean front for hot key-value requests (fast_http.py)
