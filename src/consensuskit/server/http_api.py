@@ -144,11 +144,10 @@ class KVApi:
             client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
         )
         r = app.router
-        r.add_route("PUT", "/v1/kv/{key:.+}", self.put)
-        r.add_route("GET", "/v1/kv/{key:.+}", self.get)
-        r.add_route("DELETE", "/v1/kv/{key:.+}", self.delete)
-        for method in ("PUT", "GET", "DELETE"):  # an empty key: 400 bad-key, not 404
-            r.add_route(method, KV_PATH, self._empty_key)
+        # {key:.*}: an empty key (PUT /v1/kv/) is 400 bad-key (edge.py), not 404.
+        r.add_route("PUT", "/v1/kv/{key:.*}", self.put)
+        r.add_route("GET", "/v1/kv/{key:.*}", self.get)
+        r.add_route("DELETE", "/v1/kv/{key:.*}", self.delete)
         r.add_route("GET", "/v1/kv", self.list)
         r.add_route("GET", "/v1/status", self.status)
         r.add_route("GET", "/v1/members", self.members)
@@ -274,9 +273,6 @@ class KVApi:
         # From the raw path, strictly decoded (edge.py): aiohttp's decoded path keeps an
         # invalid escape such as %FF literally while it decodes the valid ones.
         return edge.key_from_path(request.rel_url.raw_path, KV_PATH, self.config.max_key_bytes)
-
-    async def _empty_key(self, request: web.Request) -> web.Response:
-        raise edge.EdgeError("bad-key", f"empty key: {request.method} needs {KV_PATH}KEY")
 
     async def _value(self, request: web.Request) -> str | bytes:
         limit = self.config.max_value_bytes
