@@ -38,12 +38,19 @@ def request_bytes(
 
 
 def exchange(
-    port: int, payload: bytes, *, head: bool = False, complete: bool = True, timeout: float = 15.0
+    port: int,
+    payload: bytes,
+    *,
+    head: bool = False,
+    complete: bool = True,
+    expect: int | None = None,
+    timeout: float = 15.0,
 ) -> list[Answer]:
     """Send ``payload`` and parse the answers, read until the server closes the
     connection or stays silent for a moment after the first answer (keep-alive).  A
     request cut short (``complete=False``) may get no answer: it waits for the rest of
-    the request.  (No half-close: aiohttp drops a connection at EOF without answering.)"""
+    the request.  ``expect``: stop once that many answers arrived.  (No half-close:
+    aiohttp drops a connection at EOF without answering.)"""
     data = b""
     answers: list[Answer] = []
     deadline = time.monotonic() + timeout
@@ -64,8 +71,13 @@ def exchange(
             if not chunk:
                 break
             data += chunk
-            more, data = _split_answers(data, head=head and not answers)
+            more, data = _split_answers(data, head=head and not any(a.status >= 200 for a in answers))
             answers += more
+            if expect is not None and len(answers) >= expect and not data:
+                break  # as many answers as requests: no need to wait for silence
+    if data:
+        more, data = _split_answers(data, head=head and not any(a.status >= 200 for a in answers), final=True)
+        answers += more
     if data:
         raise MalformedAnswer(f"an answer cut short or malformed: {data[:300]!r}")
     if complete and not answers:
@@ -77,14 +89,15 @@ IDLE = 0.3  # seconds of silence after an answer that end the reading
 
 
 def parse_answers(data: bytes, *, head: bool = False) -> list[Answer]:
-    answers, rest = _split_answers(data, head=head)
+    answers, rest = _split_answers(data, head=head, final=True)
     if rest:
         raise MalformedAnswer(f"an answer cut short or malformed: {rest[:300]!r}")
     return answers
 
 
-def _split_answers(data: bytes, *, head: bool = False) -> tuple[list[Answer], bytes]:
-    """The complete answers at the start of ``data``, and the bytes after them."""
+def _split_answers(data: bytes, *, head: bool = False, final: bool = False) -> tuple[list[Answer], bytes]:
+    """The complete answers at the start of ``data``, and the bytes after them
+    (``final``: the connection closed, no more bytes will come)."""
     answers = []
     while data:
         end = data.find(b"\r\n\r\n")
@@ -106,18 +119,24 @@ def _split_answers(data: bytes, *, head: bool = False) -> tuple[list[Answer], by
             raise MalformedAnswer(f"unexpected Transfer-Encoding: {headers}")
         length_text = headers.get("content-length")
         status = int(parts[1])
-        if head or status in (204, 304) or 100 <= status < 200:
+        rest = data[end + 4 :]
+        closing = headers.get("connection", "").lower() == "close" or parts[0] == b"HTTP/1.0"
+        if head and closing and length_text is not None and length_text.isdigit() and (rest or not final):
+            # aiohttp's answer to a HEAD its parser refused carries a body (it cannot know
+            # the method); the connection closes right after it, so nothing is ambiguous.
+            length = int(length_text)
+        elif head or status in (204, 304) or 100 <= status < 200:
             length = 0
         elif length_text is None or not length_text.isdigit():
             raise MalformedAnswer(f"an answer without a Content-Length: {data[:300]!r}")
         else:
             length = int(length_text)
-        rest = data[end + 4 :]
         if len(rest) < length:
             break
         answers.append(Answer(status, headers, rest[:length]))
         data = rest[length:]
-        head = False  # only the first answer is the HEAD's
+        if status >= 200:
+            head = False  # only the first final answer is the HEAD's
     return answers, data
 
 
