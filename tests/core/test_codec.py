@@ -343,6 +343,26 @@ def test_bool_where_int_declared():
     assert raises_codec(frame(20, True, 3, -1)) == "malformed InstallSnapshotResponse: field 'term' is a bool"
 
 
+@pytest.mark.parametrize("term", [2**63, 2**64 - 1])
+def test_an_int_field_beyond_int64_is_refused(term):
+    """Issue 10: a peer's term of 2^64-1 was adopted, and the next term (2^64) could not
+    be stored: the node halted.  Integers on the wire stay within int64."""
+    assert (
+        raises_codec(frame(21, term, "n1")) == f"malformed TimeoutNow: field 'term' is {term}, outside int64"
+    )
+    assert (
+        raises_codec(frame(22, term, None)) == f"malformed HardState: field 'term' is {term}, outside int64"
+    )
+
+
+def test_the_int64_bounds_and_negative_ints_still_decode():
+    assert decode(frame(22, 2**63 - 1, None)) == HardState(term=2**63 - 1, voted_for=None)
+    assert decode(frame(20, 1, 3, -1)).next_offset == -1  # InstallSnapshotResponse's sentinel
+    assert decode(frame(20, 1, 3, -(2**63))).next_offset == -(2**63)
+    # Not a declared int field: left alone (an Op's value is any msgpack value).
+    assert decode(encode(Op(kind="put", key="k", value=2**64 - 1))).value == 2**64 - 1
+
+
 def test_int_where_bool_declared():
     # RequestVoteResponse(term, granted, pre_vote)
     msg = raises_codec(frame(13, 1, 1, False))

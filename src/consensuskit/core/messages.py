@@ -10,7 +10,10 @@ array ``[marker, field1, field2, ...]`` (fields in declaration order) whose firs
 the marker, is msgpack extension type ``EXT_MESSAGE`` holding the tag as 2 big-endian
 bytes.  Messages are packed inline, in one pass (version 1 nested a packed payload per
 message, which cost several times more).  Decoding checks the version, the tag, the field count and the
-declared scalar types, and raises ``CodecError`` naming what was wrong.
+declared scalar types, and raises ``CodecError`` naming what was wrong.  A field declared
+``int`` (alone or in a union) must hold a value within int64, ``WIRE_INT_MIN`` …
+``WIRE_INT_MAX``: msgpack carries up to 2^64-1, and a peer's 2^64-1 would make the
+receiver's next term, ballot or index unstorable (a halt, issue 10).
 
 ``iter_encode(obj)`` yields the same bytes as ``encode(obj)`` in pieces of about
 ``piece_bytes``, so a 100 MB snapshot can be written or streamed without a 100 MB copy.
@@ -31,6 +34,8 @@ import msgpack
 
 CODEC_VERSION = 2
 EXT_MESSAGE = 1
+WIRE_INT_MIN = -(2**63)
+WIRE_INT_MAX = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -160,6 +165,10 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
             # here); anything else takes the slow path, which explains the refusal.
             env[f"acc{i}"] = frozenset(accepted)
             lines.append(f"    if v{i}.__class__ not in acc{i}:")
+            if int in accepted:  # and within int64 (the module rules)
+                lines.append("        return slow(marker, values[1:])")
+                bounds = f"{WIRE_INT_MIN} <= v{i} <= {WIRE_INT_MAX}"
+                lines.append(f"    if v{i}.__class__ is int and not {bounds}:")
         lines.append("        return slow(marker, values[1:])")
     setters = _slot_setters(marker.cls, marker.names)
     if setters is None:
@@ -256,6 +265,8 @@ def _build(marker: _Marker, values: tuple[Any, ...]) -> Any:
                 raise CodecError(f"malformed {cls.__name__}: field {name!r} has type {type(value).__name__}")
             if (value is True or value is False) and bool not in accepted:
                 raise CodecError(f"malformed {cls.__name__}: field {name!r} is a bool")
+            if type(value) is int and not WIRE_INT_MIN <= value <= WIRE_INT_MAX:
+                raise CodecError(f"malformed {cls.__name__}: field {name!r} is {value}, outside int64")
         elif type(value) is _Marker:
             raise CodecError(f"malformed {cls.__name__}: field {name!r} is a bare message marker")
     try:
