@@ -58,7 +58,6 @@ REQUEST_ID_HEADER = "X-Request-Id"
 
 # A percent-encoded string every '%' of which starts two hex digits (ASCII only).
 _ESCAPED = re.compile(r"(?:[\x00-\x24\x26-\x7f]|%[0-9A-Fa-f]{2})*")
-_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class EdgeError(ValueError):
@@ -74,7 +73,7 @@ class EdgeError(ValueError):
 # ---------------------------------------------------------------------- integers
 def parse_int(text: str, name: str, *, minimum: int = 0, code: str = "bad-request") -> int:
     """A client integer: 1..19 ASCII digits, within ``minimum`` ... 2^63-1."""
-    if _DIGITS.fullmatch(text) is None:
+    if not (0 < len(text) <= MAX_INT_DIGITS and text.isascii() and text.isdigit()):  # ASCII: only 0-9
         raise EdgeError(
             code, f"{name} must be an integer of at most {MAX_INT_DIGITS} digits 0-9, got {_show(text)}"
         )
