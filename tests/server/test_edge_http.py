@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from consensuskit.server import edge
-from tests.server.runtime_harness import Cluster, async_test
+from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -305,5 +305,23 @@ def test_a_value_the_log_cannot_hold_fails_that_request_alone(tmp_path, protocol
                 )
             assert_no_node_halted(c)
             await wait_serving(c)
+
+    main()
+
+
+def test_json_nested_too_deep_is_400_not_500(tmp_path):
+    """An admin body of 60,000 '[' raised RecursionError in json.loads: a 500."""
+
+    @async_test
+    async def main() -> None:
+        async with cluster(tmp_path, "raft") as c:
+            leader = await wait_serving(c)
+            for path in (b"/v1/members", b"/v1/leader/transfer"):
+                headers = {b"Authorization": b"Bearer " + ADMIN_TOKEN.encode()}
+                status, _, answer = await exchange(
+                    c, leader, raw_request(b"POST", path, headers, b"[" * 60_000)
+                )
+                assert (status, answer["error"]) == (400, "bad-json"), (path, answer)
+            assert_no_node_halted(c)
 
     main()

@@ -659,7 +659,7 @@ async def _json_object(request: web.Request, *, allow_empty: bool = False) -> di
         return {}
     try:
         body = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
         raise ApiError(400, "bad-json", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad-json", "body must be a JSON object")
