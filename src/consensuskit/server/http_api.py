@@ -1,6 +1,9 @@
 """The client HTTP API of one node (aiohttp); the contract is docs/openapi.yaml.
 
 Rules this module owns:
+  * every field a client sends passes the rules of ``edge.py`` (shared with the fast
+    path): the key from the raw path, the query from the raw query string, integers,
+    request ids, and the finished command encoded once before the node sees it;
   * every error answer is JSON ``{"error": CODE, "message": TEXT, ...}``, including 404
     for unknown routes, 405 and 413; ``outcome`` says whether a failed write was
     certainly not applied ("not-applied") or may have been ("unknown");
