@@ -363,6 +363,37 @@ def test_the_int64_bounds_and_negative_ints_still_decode():
     assert decode(encode(Op(kind="put", key="k", value=2**64 - 1))).value == 2**64 - 1
 
 
+def test_a_nested_message_field_holds_that_message_class():
+    import consensuskit.protocols.paxos.multi_messages as multi
+
+    heartbeat = multi.Heartbeat(ballot=multi.Ballot(round=1, node=1), leader="n1", commit=0, round=0)
+    good = encode(heartbeat)
+    assert decode(good) == heartbeat
+    tag = messages._TAG_OF[multi.Heartbeat]
+    assert raises_codec(frame(tag, 5, "n1", 0, 0)) == "malformed Heartbeat: field 'ballot' has type int"
+    snapshot_tag = messages._TAG_OF[raft_mod.Snapshot]
+    # Snapshot(last_index, last_term, config: ClusterConfig, data): a tuple where a config belongs
+    assert (
+        raises_codec(frame(snapshot_tag, 1, 1, [], None))
+        == "malformed Snapshot: field 'config' has type tuple"
+    )
+
+
+def test_a_tuple_of_messages_holds_only_that_class():
+    tag = messages._TAG_OF[AppendEntries]
+    msg = raises_codec(frame(tag, 1, "n1", 0, 0, [5], 0))
+    assert msg == "malformed AppendEntries: field 'entries' holds a int, not a LogEntry"
+    heartbeat = raft_mod.Heartbeat(term=1, leader="n1", commit=0)
+    msg = raises_codec(
+        encode(
+            AppendEntries(
+                term=1, leader="n1", prev_log_index=0, prev_log_term=0, entries=(heartbeat,), leader_commit=0
+            )
+        )
+    )  # type: ignore[arg-type]
+    assert msg == "malformed AppendEntries: field 'entries' holds a Heartbeat, not a LogEntry"
+
+
 def test_int_where_bool_declared():
     # RequestVoteResponse(term, granted, pre_vote)
     msg = raises_codec(frame(13, 1, 1, False))

@@ -135,6 +135,14 @@ CASES: dict[str, tuple[bytes, bytes, dict[bytes, bytes], bytes, int, str]] = {
         413,
         "too-large",
     ),
+    "body-that-does-not-gunzip": (
+        b"PUT",
+        b"/v1/kv/k1",
+        {b"Content-Encoding": b"gzip"},
+        b"\x00\x00",
+        400,
+        "bad-request",
+    ),
     "item8-prefix-over-the-key-limit": (b"GET", b"/v1/kv?prefix=" + b"p" * 4097, {}, b"", 400, "bad-key"),
 }
 

@@ -456,6 +456,8 @@ def send_everywhere(target: Target, fuzzed: Fuzzed) -> None:
             expect=1 if fuzzed.single and fuzzed.complete and not _expects_continue(fuzzed) else None,
         )
         check_answers(fuzzed, answers)
+        dead = target.cluster.dead_nodes()
+        assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
         target.sent += 1
         for answer in answers:
             target.statuses[answer.status] = target.statuses.get(answer.status, 0) + 1

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
 
 from consensuskit.core.client import (
     BUSY,
@@ -171,6 +173,8 @@ class KVApi:
             return exc.response()
         except edge.EdgeError as exc:
             return error_response(exc.status, exc.code, exc.message)
+        except (BadHttpMessage, RequestPayloadError) as exc:  # e.g. a Content-Encoding that does not decode
+            return error_response(400, "bad-request", f"malformed request body: {str(exc).strip()[:300]}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
