@@ -252,6 +252,8 @@ def test_one_key_has_one_spelling_up_to_escaping(tmp_path, protocol):
             assert (bad[0], bad[2]["error"]) == (400, "bad-key")
             put = await exchange(c, leader, raw_request(b"PUT", b"/v1/kv/%41b%2Fc", {}, b"escaped"))
             assert put[0] == 200 and put[2]["key"] == "Ab/c"
+            put = await exchange(c, leader, raw_request(b"PUT", b"/v1/kv/a%0Ab", {}, b"newline"))
+            assert put[0] == 200 and put[2]["key"] == "a\nb"  # found by the fuzz suite: it was 404
             for target in (b"/v1/kv/Ab/c", b"/v1/kv/Ab%2fc", b"/v1/kv/%41%62%2F%63"):
                 got = await exchange(c, leader, raw_request(b"GET", target, {}, b""))
                 assert got[0] == 200 and (got[2]["key"], got[2]["value"]) == ("Ab/c", "escaped"), target

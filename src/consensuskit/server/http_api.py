@@ -149,10 +149,11 @@ class KVApi:
             client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
         )
         r = app.router
-        # {key:.*}: an empty key (PUT /v1/kv/) is 400 bad-key (edge.py), not 404.
-        r.add_route("PUT", "/v1/kv/{key:.*}", self.put)
-        r.add_route("GET", "/v1/kv/{key:.*}", self.get)
-        r.add_route("DELETE", "/v1/kv/{key:.*}", self.delete)
+        # Any key, even empty (400 bad-key, edge.py, rather than 404) or with a newline
+        # (%0A: "." would not match it). The key itself is read from the raw path.
+        r.add_route("PUT", r"/v1/kv/{key:[\s\S]*}", self.put)
+        r.add_route("GET", r"/v1/kv/{key:[\s\S]*}", self.get)
+        r.add_route("DELETE", r"/v1/kv/{key:[\s\S]*}", self.delete)
         r.add_route("GET", "/v1/kv", self.list)
         r.add_route("GET", "/v1/status", self.status)
         r.add_route("GET", "/v1/members", self.members)
