@@ -45,7 +45,7 @@ from tests.server.test_processes import PROTOCOLS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
-DEFAULT_EXAMPLES = 120
+DEFAULT_EXAMPLES = 400
 SLOW_EXAMPLES = 3000
 MESSAGES = registered_messages()  # tag -> class, every protocol's (a node must ignore the others')
 assert len(MESSAGES) > 20, MESSAGES
