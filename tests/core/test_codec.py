@@ -359,6 +359,57 @@ def test_bool_where_int_declared():
     assert raises_codec(frame(20, True, 3, -1)) == "malformed InstallSnapshotResponse: field 'term' is a bool"
 
 
+@pytest.mark.parametrize("term", [2**63, 2**64 - 1])
+def test_an_int_field_beyond_int64_is_refused(term):
+    """Issue 10: a peer's term of 2^64-1 was adopted, and the next term (2^64) could not
+    be stored: the node halted.  Integers on the wire stay within int64."""
+    assert (
+        raises_codec(frame(21, term, "n1")) == f"malformed TimeoutNow: field 'term' is {term}, outside int64"
+    )
+    assert (
+        raises_codec(frame(22, term, None)) == f"malformed HardState: field 'term' is {term}, outside int64"
+    )
+
+
+def test_the_int64_bounds_and_negative_ints_still_decode():
+    assert decode(frame(22, 2**63 - 1, None)) == HardState(term=2**63 - 1, voted_for=None)
+    assert decode(frame(20, 1, 3, -1)).next_offset == -1  # InstallSnapshotResponse's sentinel
+    assert decode(frame(20, 1, 3, -(2**63))).next_offset == -(2**63)
+    # Not a declared int field: left alone (an Op's value is any msgpack value).
+    assert decode(encode(Op(kind="put", key="k", value=2**64 - 1))).value == 2**64 - 1
+
+
+def test_a_nested_message_field_holds_that_message_class():
+    import consensuskit.protocols.paxos.multi_messages as multi
+
+    heartbeat = multi.Heartbeat(ballot=multi.Ballot(round=1, node=1), leader="n1", commit=0, round=0)
+    good = encode(heartbeat)
+    assert decode(good) == heartbeat
+    tag = messages._TAG_OF[multi.Heartbeat]
+    assert raises_codec(frame(tag, 5, "n1", 0, 0)) == "malformed Heartbeat: field 'ballot' has type int"
+    snapshot_tag = messages._TAG_OF[raft_mod.Snapshot]
+    # Snapshot(last_index, last_term, config: ClusterConfig, data): a tuple where a config belongs
+    assert (
+        raises_codec(frame(snapshot_tag, 1, 1, [], None))
+        == "malformed Snapshot: field 'config' has type tuple"
+    )
+
+
+def test_a_tuple_of_messages_holds_only_that_class():
+    tag = messages._TAG_OF[AppendEntries]
+    msg = raises_codec(frame(tag, 1, "n1", 0, 0, [5], 0))
+    assert msg == "malformed AppendEntries: field 'entries' holds a int, not a LogEntry"
+    heartbeat = raft_mod.Heartbeat(term=1, leader="n1", commit=0)
+    msg = raises_codec(
+        encode(
+            AppendEntries(
+                term=1, leader="n1", prev_log_index=0, prev_log_term=0, entries=(heartbeat,), leader_commit=0
+            )
+        )
+    )  # type: ignore[arg-type]
+    assert msg == "malformed AppendEntries: field 'entries' holds a Heartbeat, not a LogEntry"
+
+
 def test_int_where_bool_declared():
     # RequestVoteResponse(term, granted, pre_vote)
     msg = raises_codec(frame(13, 1, 1, False))

@@ -10,7 +10,13 @@ array ``[marker, field1, field2, ...]`` (fields in declaration order) whose firs
 the marker, is msgpack extension type ``EXT_MESSAGE`` holding the tag as 2 big-endian
 bytes.  Messages are packed inline, in one pass (version 1 nested a packed payload per
 message, which cost several times more).  Decoding checks the version, the tag, the field count and the
-declared scalar types, and raises ``CodecError`` naming what was wrong.
+declared scalar types, and raises ``CodecError`` naming what was wrong.  A field declared
+``int`` (alone or in a union) must hold a value within int64, ``WIRE_INT_MIN`` …
+``WIRE_INT_MAX``: msgpack carries up to 2^64-1, and a peer's 2^64-1 would make the
+receiver's next term, ballot or index unstorable (a halt, issue 10).  A field declared as
+a registered message class (or a union with one) must hold that class, and a
+``tuple[M, ...]`` of a message class only instances of M: a peer's integer where a log
+entry or a ballot belongs must not reach a handler.
 
 ``iter_encode(obj)`` yields the same bytes as ``encode(obj)`` in pieces of about
 ``piece_bytes``, so a 100 MB snapshot can be written or streamed without a 100 MB copy.
@@ -31,6 +37,8 @@ import msgpack
 
 CODEC_VERSION = 2
 EXT_MESSAGE = 1
+WIRE_INT_MIN = -(2**63)
+WIRE_INT_MAX = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -104,18 +112,33 @@ def _accepted_types(hint: Any) -> tuple[type, ...] | None:
         return (tuple,)
     if origin is dict or hint is dict:
         return (dict,)
+    if isinstance(hint, type) and hint in _TAG_OF:
+        return (hint,)  # a nested message: decoded as exactly that class
+    return None
+
+
+def _element_class(hint: Any) -> type | None:
+    """M for a field declared ``tuple[M, ...]`` (or that or None) with M a registered message."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        found = [_element_class(arg) for arg in typing.get_args(hint) if arg is not type(None)]
+        return found[0] if len(found) == 1 else None
+    args = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
+    if len(args) == 2 and args[1] is Ellipsis and isinstance(args[0], type) and args[0] in _TAG_OF:
+        return args[0]
     return None
 
 
 class _Marker:
     """What the decoder makes of a message's leading extension: the class to build."""
 
-    __slots__ = ("build", "checks", "cls", "names")
+    __slots__ = ("build", "checks", "cls", "elements", "names")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
         self.checks = _field_checks(cls)
         self.names = tuple(name for name, _ in self.checks)
+        hints = typing.get_type_hints(cls)
+        self.elements = tuple(_element_class(hints.get(name, Any)) for name in self.names)
         self.build = _compile_builder(self)
 
 
@@ -160,7 +183,16 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
             # here); anything else takes the slow path, which explains the refusal.
             env[f"acc{i}"] = frozenset(accepted)
             lines.append(f"    if v{i}.__class__ not in acc{i}:")
+            if int in accepted:  # and within int64 (the module rules)
+                lines.append("        return slow(marker, values[1:])")
+                bounds = f"{WIRE_INT_MIN} <= v{i} <= {WIRE_INT_MAX}"
+                lines.append(f"    if v{i}.__class__ is int and not {bounds}:")
         lines.append("        return slow(marker, values[1:])")
+        element = marker.elements[i]
+        if element is not None:  # tuple[M, ...]: every item an M
+            env[f"elem{i}"] = element
+            lines.append(f"    if v{i}.__class__ is tuple and not all(e.__class__ is elem{i} for e in v{i}):")
+            lines.append("        return slow(marker, values[1:])")
     setters = _slot_setters(marker.cls, marker.names)
     if setters is None:
         kwargs = ", ".join(f"{name}=v{i}" for i, name in enumerate(marker.names))
@@ -256,6 +288,16 @@ def _build(marker: _Marker, values: tuple[Any, ...]) -> Any:
                 raise CodecError(f"malformed {cls.__name__}: field {name!r} has type {type(value).__name__}")
             if (value is True or value is False) and bool not in accepted:
                 raise CodecError(f"malformed {cls.__name__}: field {name!r} is a bool")
+            if type(value) is int and not WIRE_INT_MIN <= value <= WIRE_INT_MAX:
+                raise CodecError(f"malformed {cls.__name__}: field {name!r} is {value}, outside int64")
+            element = marker.elements[marker.names.index(name)]
+            if element is not None and type(value) is tuple:
+                for item in value:
+                    if type(item) is not element:
+                        raise CodecError(
+                            f"malformed {cls.__name__}: field {name!r} holds a {type(item).__name__}, "
+                            f"not a {element.__name__}"
+                        )
         elif type(value) is _Marker:
             raise CodecError(f"malformed {cls.__name__}: field {name!r} is a bare message marker")
     try:

@@ -445,8 +445,7 @@ class AuthRoutes:
 
     async def revoke_permission(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        _only_params(request, ("prefix",))
-        prefix = request.query.get("prefix")
+        prefix = _only_params(request, ("prefix",)).get("prefix")
         if prefix is None:
             raise ApiError(400, "bad-request", "give ?prefix=P: the prefix whose permission to revoke")
         role = self._name(request.match_info["name"], "role")

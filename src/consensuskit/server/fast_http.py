@@ -7,9 +7,10 @@ from the bytes, and hands every other connection to aiohttp unchanged.
 
 Rules this module owns:
   * the fast path serves only requests it understands completely: HTTP/1.1,
-    ``PUT|GET|DELETE /v1/kv/KEY`` with a plain key (letters, digits, ``_ . - ~ :``), no
+    ``PUT|GET|DELETE /v1/kv/KEY`` with a plain key (letters, digits, ``_ . - ~ :``: no
+    escape, so its decoding under the rules of ``edge.py`` is the key itself), no
     query except a valid ``consistency`` on GET, a body only on PUT (Content-Length,
-    within ``max_value_bytes``), a well-formed ``X-Request-Id`` if any, and no header
+    within ``max_value_bytes``), an ``X-Request-Id`` that passes ``edge.py`` if any, and no header
     that asks for anything special (Transfer-Encoding, Expect, Upgrade, Connection other
     than keep-alive, Accept of raw bytes).  Its answers are byte-for-byte the JSON
     bodies and status codes of ``http_api.KVApi`` (it uses the same helpers);
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from consensuskit.core.client import CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
+from consensuskit.server import edge
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.http_api import ApiError, encode_value
 from consensuskit.server.runtime import Waiter
@@ -230,8 +232,8 @@ class FastKVProtocol(asyncio.Protocol):
             name = name.lower()
             value = value.strip()
             if name == b"content-length":
-                if length >= 0 or not value.isdigit():
-                    return None, 0
+                if length >= 0 or not value.isdigit() or len(value) > edge.MAX_INT_DIGITS:
+                    return None, 0  # aiohttp's parser answers a malformed or huge length
                 length = int(value)
             elif name == b"x-request-id":
                 if request_id is not None:
@@ -255,7 +257,7 @@ class FastKVProtocol(asyncio.Protocol):
             # anonymous write gets its number only when it is handed to the node.
             try:
                 parsed.client_id, parsed.seq = api.request_id(request_id)
-            except ApiError:
+            except edge.EdgeError:  # the same rules (edge.py): aiohttp gives the same answer
                 return None, 0
         return parsed, max(length, 0)
 
@@ -273,6 +275,11 @@ class FastKVProtocol(asyncio.Protocol):
                 parsed.client_id, parsed.seq = api.request_id(None)
             client_id, seq = parsed.client_id, parsed.seq
         request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=parsed.consistency)
+        try:
+            edge.admit(request)  # encoded once before the node sees it (edge.py)
+        except edge.EdgeError as exc:
+            self._write(error_bytes(ApiError(exc.status, exc.code, exc.message)))
+            return
         self._started = time.monotonic()
         try:
             self._pending = api.runtime.wait_for_answer(

@@ -1,6 +1,9 @@
 """The client HTTP API of one node (aiohttp); the contract is docs/openapi.yaml.
 
 Rules this module owns:
+  * every field a client sends passes the rules of ``edge.py`` (shared with the fast
+    path): the key from the raw path, the query from the raw query string, integers,
+    request ids, and the finished command encoded once before the node sees it;
   * every error answer is JSON ``{"error": CODE, "message": TEXT, ...}``, including 404
     for unknown routes, 405 and 413; ``outcome`` says whether a failed write was
     certainly not applied ("not-applied") or may have been ("unknown");
@@ -32,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
 
 from consensuskit.core.client import (
     BUSY,
@@ -45,6 +50,7 @@ from consensuskit.core.client import (
     ClientResponse,
     Op,
 )
+from consensuskit.server import edge
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import change_visible, config_pending, supported_changes
@@ -52,8 +58,9 @@ from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime,
 
 log = logging.getLogger("consensuskit.server.http")
 
-REQUEST_ID_HEADER = "X-Request-Id"
-MAX_CLIENT_ID = 128
+REQUEST_ID_HEADER = edge.REQUEST_ID_HEADER
+MAX_CLIENT_ID = edge.MAX_CLIENT_ID
+KV_PATH = "/v1/kv/"
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
@@ -150,9 +157,11 @@ class KVApi:
             client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
         )
         r = app.router
-        r.add_route("PUT", "/v1/kv/{key:.+}", self.put)
-        r.add_route("GET", "/v1/kv/{key:.+}", self.get)
-        r.add_route("DELETE", "/v1/kv/{key:.+}", self.delete)
+        # Any key, even empty (400 bad-key, edge.py, rather than 404) or with a newline
+        # (%0A: "." would not match it). The key itself is read from the raw path.
+        r.add_route("PUT", r"/v1/kv/{key:[\s\S]*}", self.put)
+        r.add_route("GET", r"/v1/kv/{key:[\s\S]*}", self.get)
+        r.add_route("DELETE", r"/v1/kv/{key:[\s\S]*}", self.delete)
         r.add_route("GET", "/v1/kv", self.list)
         r.add_route("GET", "/v1/status", self.status)
         r.add_route("GET", "/v1/members", self.members)
@@ -174,6 +183,10 @@ class KVApi:
             return await handler(request)
         except ApiError as exc:
             return exc.response()
+        except edge.EdgeError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except (BadHttpMessage, RequestPayloadError) as exc:  # e.g. a Content-Encoding that does not decode
+            return error_response(400, "bad-request", f"malformed request body: {str(exc).strip()[:300]}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -193,10 +206,10 @@ class KVApi:
 
     # ------------------------------------------------------------------ key-value
     async def put(self, request: web.Request) -> web.Response:
-        _only_params(request, ("cas_version", "prev_value"))
+        query = _only_params(request, ("cas_version", "prev_value"))
         key = self._key(request)
-        cas_version = request.query.get("cas_version")
-        prev_value = request.query.get("prev_value")
+        cas_version = query.get("cas_version")
+        prev_value = query.get("prev_value")
         if cas_version is not None and prev_value is not None:
             raise ApiError(400, "bad-request", "give cas_version or prev_value, not both")
         # A compare-and-swap reads too: a failed one answers the current value.
@@ -205,9 +218,10 @@ class KVApi:
         value = await self._value(request)
         if cas_version is not None:
             op = Op(
-                kind="cas", key=key, value=value, expected_version=_non_negative(cas_version, "cas_version")
+                kind="cas", key=key, value=value, expected_version=edge.parse_int(cas_version, "cas_version")
             )
         elif prev_value is not None:
+            edge.check_prev_value(prev_value, self.config.max_value_bytes)
             op = Op(kind="cas", key=key, value=value, expected=prev_value)
         else:
             op = Op(kind="put", key=key, value=value)
@@ -230,9 +244,9 @@ class KVApi:
         return _ok(body)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        _only_params(request, ("consistency",))
+        query = _only_params(request, ("consistency",))
         key = self._key(request)
-        consistency = _consistency(request)
+        consistency = _consistency(query)
         await self.auth.authorize(request, "read", key)
         response = await self._submit(request, Op(kind="get", key=key), consistency=consistency)
         result = response.result
@@ -261,11 +275,11 @@ class KVApi:
         return _ok({"key": key, "deleted": bool(response.result.get("deleted")), "index": response.index})
 
     async def list(self, request: web.Request) -> web.Response:
-        _only_params(request, ("prefix", "limit", "consistency"))
-        prefix = request.query.get("prefix", "")
-        limit_text = request.query.get("limit")
-        limit = _non_negative(limit_text, "limit") if limit_text is not None else None
-        consistency = _consistency(request)
+        query = _only_params(request, ("prefix", "limit", "consistency"))
+        prefix = edge.check_prefix(query.get("prefix", ""), self.config.max_key_bytes)
+        limit_text = query.get("limit")
+        limit = edge.parse_int(limit_text, "limit") if limit_text is not None else None
+        consistency = _consistency(query)
         await self.auth.authorize(request, "read", prefix)
         response = await self._submit(
             request, Op(kind="list", key=prefix, value=limit), consistency=consistency
@@ -281,10 +295,9 @@ class KVApi:
         )
 
     def _key(self, request: web.Request) -> str:
-        key = request.match_info["key"]
-        if len(key.encode("utf-8")) > self.config.max_key_bytes:
-            raise ApiError(400, "bad-key", f"key longer than {self.config.max_key_bytes} bytes")
-        return key
+        # From the raw path, strictly decoded (edge.py): aiohttp's decoded path keeps an
+        # invalid escape such as %FF literally while it decodes the valid ones.
+        return edge.key_from_path(request.rel_url.raw_path, KV_PATH, self.config.max_key_bytes)
 
     async def _value(self, request: web.Request) -> str | bytes:
         limit = self.config.max_value_bytes
@@ -306,6 +319,7 @@ class KVApi:
         else:
             client_id, seq = self.read_id()
         client_request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=consistency)
+        edge.admit(client_request)
         started = time.monotonic()
         try:
             response = await self.runtime.request(client_request, self.config.request_timeout)
@@ -349,26 +363,17 @@ class KVApi:
         raise exc
 
     def _request_id(self, request: web.Request) -> tuple[str, int]:
-        return self.request_id(request.headers.get(REQUEST_ID_HEADER))
+        headers = request.headers.getall(REQUEST_ID_HEADER, ())
+        if len(headers) > 1:
+            raise edge.EdgeError("bad-request-id", f"more than one {REQUEST_ID_HEADER} header")
+        return self.request_id(headers[0] if headers else None)
 
     def request_id(self, header: str | None) -> tuple[str, int]:
-        """(client_id, seq) of a write from its X-Request-Id header (None: anonymous)."""
+        """(client_id, seq) of a write from its X-Request-Id header (None: anonymous);
+        ``edge.EdgeError`` for a malformed one."""
         if header is None:
             return self._anon_writer, next(self._anon_seq)
-        client_id, sep, seq_text = header.rpartition(":")
-        if not sep or not client_id or len(client_id) > MAX_CLIENT_ID or not seq_text.isdigit():
-            raise ApiError(
-                400,
-                "bad-request-id",
-                f"{REQUEST_ID_HEADER} must be CLIENT:SEQ (client id up to {MAX_CLIENT_ID} chars, "
-                f"SEQ a positive integer), got {header[:200]!r}",
-            )
-        if client_id.startswith(("anon.", "read.")):
-            raise ApiError(400, "bad-request-id", "client ids starting with anon. or read. are reserved")
-        seq = int(seq_text)
-        if seq < 1:
-            raise ApiError(400, "bad-request-id", "SEQ must be a positive integer")
-        return client_id, seq
+        return edge.parse_request_id(header)
 
     def rejection(self, response: ClientResponse) -> ApiError:
         return self._rejection(response)
@@ -675,26 +680,23 @@ def _best_successor(status: dict[str, Any], me: str) -> str | None:
     return max(sorted(voters), key=lambda v: peers.get(v, {}).get("match", 0))
 
 
-def _only_params(request: web.Request, allowed: tuple[str, ...]) -> None:
-    for name in request.query:
+def _only_params(request: web.Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query, from the raw query string under the edge rules, with only ``allowed`` names."""
+    query = edge.parse_query(request.rel_url.raw_query_string)
+    for name in query:
         if name not in allowed:
             valid = ", ".join(allowed) or "none"
-            raise ApiError(400, "bad-request", f"unknown query parameter {name!r}; valid: {valid}")
+            raise ApiError(400, "bad-request", f"unknown query parameter {name[:60]!r}; valid: {valid}")
+    return query
 
 
-def _consistency(request: web.Request) -> str | None:
-    value = request.query.get("consistency")
+def _consistency(query: dict[str, str]) -> str | None:
+    value = query.get("consistency")
     if value is not None and value not in CONSISTENCY_LEVELS:
         raise ApiError(
-            400, "bad-request", f"unknown consistency {value!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
+            400, "bad-request", f"unknown consistency {value[:60]!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
         )
     return value
-
-
-def _non_negative(text: str, name: str) -> int:
-    if not text.isdigit():
-        raise ApiError(400, "bad-request", f"{name} must be a non-negative integer, got {text[:50]!r}")
-    return int(text)
 
 
 async def _json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -703,7 +705,7 @@ async def _json_object(request: web.Request, *, allow_empty: bool = False) -> di
         return {}
     try:
         body = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
         raise ApiError(400, "bad-json", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad-json", "body must be a JSON object")

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from consensuskit.core.registry import Registry, default_registry
+from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (
     ConfigError,
@@ -132,6 +133,7 @@ class NodeServer:
             self.api = KVApi(self)
             self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
+            edge.use_json_errors(self._runner.server)  # malformed HTTP answered as JSON too
             ssl_ctx = cfg.tls.server_context(verify_clients=False) if cfg.tls and cfg.tls.client_api else None
             if ssl_ctx is not None:
                 require_client_certs(ssl_ctx, cfg.auth)  # [auth] client_ca: the CN names the user

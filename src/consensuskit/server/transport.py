@@ -282,7 +282,15 @@ class PeerTransport:
         else:
             if not _is_message(msg):
                 raise TypeError(f"only protocol messages travel between peers, not {type(msg).__name__}")
-            payload = encode(msg)
+            try:
+                payload = encode(msg)
+            except (OverflowError, TypeError, ValueError) as exc:
+                # A value the codec cannot hold (e.g. a forwarded client request): drop
+                # this message, never halt the node over it (edge.py refuses such requests).
+                self._log.error(
+                    "not sending %s to peer %s: cannot encode it: %s", type(msg).__name__, dst, exc
+                )
+                return
             self._last_sent = (msg, payload)
         if len(payload) > self._max_frame_bytes:
             link.stats.dropped_oversize += 1

@@ -397,6 +397,25 @@ def test_promise_carries_a_snapshot_when_the_candidate_lacks_compacted_slots():
     assert new.executed == 5 and new.sm.get("x") == 5
 
 
+def test_a_snapshot_that_does_not_restore_changes_nothing():
+    """Issue 10: a peer's InstallSnapshot with data that is not a state-machine snapshot,
+    or configurations of the wrong shape, is ignored instead of halting the node."""
+    from consensuskit.protocols.paxos.multi_messages import InstallSnapshot, Snapshot
+
+    c = Cluster(IDS)
+    leader = c.elect("n1")
+    c.request("n1", put("c", 1, "x", 1))
+    follower = c.nodes["n2"]
+    before = (follower.executed, follower.snapshot, follower.configs, follower.sm.digest())
+    for snap in (
+        Snapshot(last_slot=50, configs=((1, ("n1", "n2", "n3")),), data="garbage"),
+        Snapshot(last_slot=50, configs=(("one", ("n1",)),), data={"data": (), "sessions": ()}),
+        Snapshot(last_slot=50, configs=((1, 5),), data={"data": (), "sessions": ()}),
+    ):
+        follower.on_message("n1", InstallSnapshot(ballot=leader.ballot, leader="n1", snapshot=snap))
+        assert (follower.executed, follower.snapshot, follower.configs, follower.sm.digest()) == before
+
+
 # ---------------------------------------------------------------------- membership
 def test_configuration_takes_effect_alpha_slots_later():
     """Lamport's alpha: a configuration chosen at slot s governs slots s + alpha on."""

@@ -398,6 +398,18 @@ def test_install_snapshot_keeps_matching_suffix():
     assert node.log.offset == 2 and node.log.last_index == 4 and node.commit_index == 2
 
 
+def test_a_snapshot_that_does_not_restore_changes_nothing():
+    """Issue 10: a peer's InstallSnapshot whose data is not a state-machine snapshot made
+    the follower reset its log and then fail: a halt.  Now it is ignored, untouched."""
+    from consensuskit.protocols.raft.messages import ClusterConfig, Snapshot
+
+    node, _ = follower_with_log([1, 1, 1, 1], term=1)
+    before = (node.log.offset, node.log.last_index, node.commit_index, node.snapshot)
+    snap = Snapshot(last_index=9, last_term=5, config=ClusterConfig(voters=("f", "l", "o")), data="garbage")
+    node.on_message("l", InstallSnapshot(term=1, leader="l", snapshot=snap))
+    assert (node.log.offset, node.log.last_index, node.commit_index, node.snapshot) == before
+
+
 def test_follower_that_lost_acknowledged_entries_is_repaired():
     """A follower whose disk lost synced entries (outside Raft's model) rejects the
     leader's next append with a log shorter than its match; the leader lowers match and

@@ -1105,11 +1105,21 @@ class MultiPaxosNode:
 
     def _install(self, snap: Snapshot) -> None:
         """Replace our state with a snapshot ahead of our executed prefix."""
-        self.sm.restore(snap.data)
+        configs = [(first, tuple(m)) for first, m in snap.configs if isinstance(m, tuple)]
+        if len(configs) != len(snap.configs) or not all(
+            type(first) is int and all(type(n) is str for n in m) for first, m in configs
+        ):
+            self.env.record("ignored", reason="snapshot with malformed configurations")
+            return
+        try:  # before any change: a snapshot that does not restore (a peer's garbage) changes nothing
+            self.sm.restore(snap.data)
+        except ValueError as exc:
+            self.env.record("ignored", reason=f"snapshot does not restore: {exc}")
+            return
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.executed = snap.last_slot
-        self.configs = [(first, tuple(m)) for first, m in snap.configs]
+        self.configs = configs
         self._compact(snap.last_slot)
         if self.role == LEADER and self.next_slot <= snap.last_slot:
             self.next_slot = snap.last_slot + 1

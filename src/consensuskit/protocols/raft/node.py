@@ -986,13 +986,17 @@ class RaftNode:
         if snap.last_index <= self.commit_index:
             self._respond(src, InstallSnapshotResponse(term=self.term, index=self.commit_index))
             return
+        try:  # first: a snapshot that does not restore (a peer's garbage) changes nothing
+            self.sm.restore(snap.data)
+        except ValueError as exc:
+            self.env.record("ignored", src=src, reason=f"snapshot does not restore: {exc}")
+            return
         if self.log.term_at(snap.last_index) == snap.last_term:
             self.log.compact(snap.last_index)  # §5.1: keep the entries that follow it
         else:
             self.log.reset(snap.last_index, snap.last_term)
             # Entries up to the snapshot point are committed: counting them is harmless.
             self.durable_index = min(self.durable_index, snap.last_index)
-        self.sm.restore(snap.data)
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.commit_index = self.last_applied = snap.last_index
