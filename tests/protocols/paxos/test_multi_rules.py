@@ -21,7 +21,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Promise,
     SlotValue,
 )
-from consensuskit.protocols.paxos.multi_node import PROMISED_KEY, MultiPaxosNode
+from consensuskit.protocols.paxos.multi_node import MAX_ROUND, PROMISED_KEY, MultiPaxosNode
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
 
 from .multi_fake import Cluster, get, make_node, put
@@ -475,3 +475,16 @@ def test_accepted_from_an_old_ballot_is_ignored():
     leader.on_message("n2", Accepted(ballot=Ballot(0, 2), slots=(1,), executed=0))
     leader.on_message("n3", Accepted(ballot=Ballot(0, 3), slots=(1,), executed=0))
     assert leader.executed == 0
+
+
+def test_a_ballot_round_no_cluster_could_reach_is_ignored():
+    """A round beyond MAX_ROUND (2^62) comes only from a broken or hostile peer: promising
+    2^63-1 would leave no higher round to lead with (the peer fuzz suite's finding, as for
+    Raft's terms).  Neither a Prepare nor a Nack's ``promised`` moves the node."""
+    node, env = make_node("n2", IDS)
+    for bad in (Ballot(MAX_ROUND + 1, 3), Ballot(2**63 - 1, 3), Ballot(-1, 3)):
+        node.on_message("n3", Prepare(ballot=bad, from_slot=1))
+        node.on_message("n3", Nack(ballot=Ballot(1, 2), promised=bad, leader_hint="n3"))
+        assert env.take() == [] and env.storage.get(PROMISED_KEY) is None
+    node.on_message("n3", Prepare(ballot=Ballot(MAX_ROUND, 3), from_slot=1))
+    assert env.storage.get(PROMISED_KEY) == Ballot(MAX_ROUND, 3)

@@ -18,7 +18,7 @@ from consensuskit.protocols.raft.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from consensuskit.protocols.raft.node import HARD_STATE_KEY
+from consensuskit.protocols.raft.node import HARD_STATE_KEY, MAX_TERM
 
 from .fake import Cluster, make_node
 
@@ -435,3 +435,15 @@ def test_follower_that_lost_acknowledged_entries_is_repaired():
     c.fire("a", "heartbeat")
     c.deliver_all()
     assert c.nodes["c"].sm.get("k11") == 11
+
+
+def test_a_term_no_cluster_could_reach_is_ignored():
+    """A term beyond MAX_TERM (2^62) comes only from a broken or hostile peer: adopting
+    2^63-1 would leave no term to campaign in, and the cluster could never elect again
+    (found by the peer fuzz suite).  The message is ignored; the node keeps its term."""
+    node, _ = make_node("f", ["f", "c", "l"])
+    for term in (MAX_TERM + 1, 2**63 - 1, -1):
+        node.on_message("c", RequestVote(term=term, candidate="c", last_log_index=0, last_log_term=0))
+        assert node.term == 0 and node.voted_for is None
+    node.on_message("c", RequestVote(term=MAX_TERM, candidate="c", last_log_index=0, last_log_term=0))
+    assert node.term == MAX_TERM

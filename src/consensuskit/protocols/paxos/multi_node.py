@@ -99,6 +99,9 @@ PROMISED_KEY = "multipaxos/promised"
 SNAPSHOT_KEY = "multipaxos/snapshot"
 
 CONFIG_CHANGES = ("add", "remove")
+# A ballot round beyond this comes only from a broken or hostile peer; such messages are
+# ignored (see on_message).
+MAX_ROUND = 2**62
 # The server's names for membership changes (docs/server.md); "add-voter" means "add".
 # There are no learners: every member is an acceptor.
 SERVER_CONFIG_CHANGES = ("add-voter", "remove")
@@ -316,6 +319,14 @@ class MultiPaxosNode:
         if handler is None:
             self.env.record("ignored", src=src, reason=f"unknown message {type(msg).__name__}")
             return
+        for field in ("ballot", "promised"):
+            ballot = getattr(msg, field, None)
+            if isinstance(ballot, Ballot) and not 0 <= ballot.round <= MAX_ROUND:
+                # Rounds grow by one per phase 1: only a broken or hostile peer sends one
+                # this high, and promising it would leave no higher round to lead with.
+                reason = f"{field} round {ballot.round} outside 0..{MAX_ROUND}"
+                self.env.record("ignored", src=src, reason=reason)
+                return
         handler(src, msg)
 
     # ------------------------------------------------------------------ admin inputs

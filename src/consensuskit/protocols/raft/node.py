@@ -91,6 +91,9 @@ REJOIN_DEMOTED_KEY = "raft/rejoin-demoted"
 FOLLOWER_RESPONSES = (AppendEntriesResponse, HeartbeatResponse, InstallSnapshotResponse)
 
 CONFIG_CHANGES = ("add-learner", "add-voter", "remove")
+# A term beyond this comes only from a broken or hostile peer (a billion elections a
+# second would need 146 years to get here); messages carrying one are ignored.
+MAX_TERM = 2**62
 
 # States above FLOOR keys wait for as many entries as keys between snapshots, at most
 # CAP (see _maybe_snapshot); smaller ones snapshot every ``snapshot_threshold`` entries.
@@ -305,6 +308,11 @@ class RaftNode:
         term = getattr(msg, "term", None)
         if not isinstance(term, int):
             self.env.record("ignored", src=src, reason=f"not a raft message: {kind.__name__}")
+            return
+        if not 0 <= term <= MAX_TERM:
+            # Terms grow by one per election: no real cluster gets near this.  Adopting
+            # one would leave no term to campaign in (a cluster stuck for good).
+            self.env.record("ignored", src=src, reason=f"term {term} outside 0..{MAX_TERM}")
             return
         if term > self.term:
             if kind is RequestVote:
