@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.cli_auth import UserOpt, auth_app, role_app, user_app
+from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.core.registry import default_registry
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -663,15 +663,6 @@ def server_cmd(
 
 kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
 app.add_typer(kv_app, name="kv")
-EndpointsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoints",
-        "-e",
-        help="Comma list of client URLs (default $CONSENSUSKIT_ENDPOINTS or 127.0.0.1:7100-7102).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ConsistencyOpt = Annotated[str, typer.Option(help="linearizable, lease or stale.")]
 
 

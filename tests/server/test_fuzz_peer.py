@@ -13,9 +13,10 @@ would), impersonating another member of the cluster.
 
 Asserted: no node process exits or halts, and the cluster serves a write and a
 linearizable read afterwards (so a term or ballot round no cluster could reach, such as
-2^63-1, must be ignored, not adopted: adopting it leaves no higher one to campaign in).  What the suite does not send: well-typed messages whose
-*meaning* is a lie (a log entry that is not a command, a forged vote); an
-authenticated peer is trusted to run the protocol (docs/transport.md).
+2^63-1, must be ignored, not adopted: adopting it leaves no higher one to campaign in).
+What the suite does not send: well-typed messages whose *meaning* is a lie (a log
+entry that is not a command, a forged vote); an authenticated peer is trusted to run the
+protocol (docs/transport.md).
 """
 
 from __future__ import annotations
