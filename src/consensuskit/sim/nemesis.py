@@ -10,6 +10,13 @@ Random nemesis rules:
   * ``wipe`` (crash, lose all storage, restart at once as a rejoining node) picks a
     running node that is not rejoining, within max_down; it is dropped from the kinds
     of a protocol whose registry entry lacks ``survives_disk_loss``;
+  * when ``partition`` is enabled too, half of the wipes are an amnesia attack instead
+    (a lost disk matters where it held the newest writes and the nodes lacking them can
+    use it to form a majority): cut the largest minority, leader excluded, away from
+    the rest; one interval later wipe a running node of the majority side (each one
+    acknowledged the writes chosen meanwhile) and partition it together with the cut
+    nodes against the others.  It uses only node roles, like ``isolate-leader``; no
+    other wipe starts while one is under way;
   * clock faults: skew in [-0.5, 0.5] s (a step of the node's clock), drift in
     [-1%, +1%] (small enough that lease bounds hold unless a protocol has a bug);
   * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
