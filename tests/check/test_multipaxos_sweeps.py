@@ -49,6 +49,24 @@ def test_every_bug_knob_is_caught_by_a_sweep(bug: str):
         assert reason.split(":")[0].removeprefix("invariant ") in BUG_SWEEPS[bug], reason
 
 
+# The CLI's default sweep (5 nodes, 10 s, 3 clients, every fault) and the same at 3 nodes.
+# The forgotten promise shows when the nemesis's amnesia attack (wipe combined with
+# partitions, sim/nemesis.py) sides the wiped acceptor with the nodes that lack the newest
+# writes: a second value for a chosen slot, or a second leader serving lease reads.
+WIPE_PROPERTIES = {"one-value-per-slot", "learned-agreement", "execution-agreement", "lease-uniqueness"}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("nodes", [5, 3])
+def test_promise_after_wipe_is_caught_by_a_sweep_at_default_options(nodes: int):
+    cfg = config(nodes, duration=10.0, bugs=frozenset({"promise-after-wipe"}))
+    outcomes = sweep(cfg, range(20), workers=WORKERS)
+    failures = [reason for _, reason, _ in outcomes if reason]
+    assert failures, "promise-after-wipe went unnoticed in 20 seeds"
+    for reason in failures:
+        assert reason.split(":")[0].removeprefix("invariant ") in WIPE_PROPERTIES, reason
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
 @pytest.mark.parametrize("nodes", [3, 5])

@@ -6,8 +6,10 @@ import random
 
 import pytest
 
-from consensuskit.sim import NEMESIS_KINDS, Schedule
-from consensuskit.sim.nemesis import Nemesis, bridge_cut, ring_cut
+from consensuskit.check import InvariantViolation
+from consensuskit.core.client import Op
+from consensuskit.sim import NEMESIS_KINDS, Schedule, SimConfig, Simulation
+from consensuskit.sim.nemesis import Nemesis, bridge_cut, leaders, ring_cut
 
 from .toy import toy_sim
 
@@ -36,8 +38,6 @@ def test_nemesis_generates_every_kind_and_settle_repairs():
 
 
 def test_wipe_counts_a_rejoining_node_as_down_and_every_wiped_node_is_readmitted():
-    from consensuskit.sim import SimConfig, Simulation
-
     sim = Simulation(
         SimConfig(protocol="raft", node_ids=FIVE, seed=2, clients=2, duration=6.0, settle=4.0,
                   nemesis=("wipe", "crash"), nemesis_interval=(0.05, 0.2))
@@ -54,9 +54,86 @@ def test_wipe_counts_a_rejoining_node_as_down_and_every_wiped_node_is_readmitted
     sim.wipe = watched_wipe  # type: ignore[method-assign]
     result = sim.run()
     assert sim.nemesis.injected.get("wipe", 0) >= 2, sim.nemesis.injected
+    # Without "partition" among the kinds a wipe comes alone (no amnesia attack).
+    assert result.faults.get("partition", 0) == 0
     assert worst <= sim.nemesis.max_down
     assert result.ok, result.invariant_violations
     assert not any(sim.rejoining(n) for n in FIVE)
+
+
+def _amnesia_sim(bugs: frozenset[str] = frozenset()):
+    sim = Simulation(SimConfig(protocol="multipaxos", node_ids=FIVE, seed=4, bugs=bugs))
+    assert sim.run_until_true(lambda: bool(leaders(sim)), 5.0)
+    nem = Nemesis(sim, ("partition", "wipe"), (0.5, 0.5), random.Random(1))
+    nem._amnesia_isolate()
+    # Writes chosen while the lagging minority is cut off; the strike comes 0.5 s later.
+    writes = [sim.submit(Op(kind="put", key=f"k{i}", value=str(i)), node=leaders(sim)[0]) for i in range(10)]
+    return sim, nem, writes
+
+
+def test_the_amnesia_attack_wipes_a_holder_of_the_newest_writes_and_sides_it_with_the_laggers():
+    sim, nem, writes = _amnesia_sim()
+    laggers = nem.amnesia
+    assert laggers is not None and len(laggers) == 2 and not set(laggers) & set(leaders(sim))
+    assert (laggers[0], leaders(sim)[0]) in sim._cut
+    sim.run_for(0.49)
+    assert all(w.done and w.status == "ok" for w in writes)
+    assert not any(sim.rejoining(n) for n in FIVE)
+    sim.run_for(0.02)
+    assert nem.amnesia is None and nem.injected == {"partition": 1, "wipe": 1}
+    (victim,) = [n for n in FIVE if sim.rejoining(n)]
+    assert victim not in laggers
+    side = {victim, *laggers}
+    assert not any((a, b) in sim._cut for a in side for b in side)
+    assert all((a, b) in sim._cut for a in side for b in FIVE if b not in side)
+    # The correct protocol: the wiped acceptor keeps silent, the new majority side cannot
+    # choose, and nothing chosen is lost once the partition heals (the next decided
+    # command readmits the wiped acceptor).
+    sim.run_for(2.0)
+    sim.heal()
+    late = sim.submit(Op(kind="put", key="late", value="x"))
+    assert sim.run_until_true(lambda: late.done and not sim.rejoining(victim), 10.0)
+    reads = [sim.submit(Op(kind="get", key=f"k{i}")) for i in range(10)]
+    assert sim.run_until_true(lambda: all(r.done for r in reads), 5.0)
+    assert [r.result["value"] for r in reads] == [str(i) for i in range(10)]
+    assert not sim.violations, sim.violations[0]
+
+
+def test_the_amnesia_attack_catches_an_acceptor_that_promises_after_a_wipe():
+    sim, _, _ = _amnesia_sim(frozenset({"promise-after-wipe"}))
+    with pytest.raises(InvariantViolation):  # the step check raises on the first one
+        sim.run_for(3.0)
+    # A second value for a chosen slot, or (the forgotten promise also held a lease) two
+    # leaders serving lease reads at once.
+    assert sim.violations and sim.violations[0].name in {
+        "one-value-per-slot", "learned-agreement", "execution-agreement", "lease-uniqueness"
+    }
+
+
+def test_an_amnesia_attack_in_a_random_run_is_deterministic(tmp_path):
+    import itertools
+    import json
+
+    from consensuskit.cli import build_config
+
+    # Seed 4 (CLI defaults but 3 nodes): n2 cut off at 6.54, n3 wiped and sided with it at 7.86.
+    runs = []
+    for name in ("a", "b"):
+        cfg = build_config("multipaxos", 3, 4, 10.0, 3, "all", None)
+        cfg.trace_path = str(tmp_path / f"{name}.jsonl")
+        result = Simulation(cfg).run()
+        assert result.ok
+        runs.append((result.trace_sha256, cfg.trace_path))
+    assert runs[0][0] == runs[1][0]
+    with open(runs[0][1]) as trace:
+        records = [json.loads(line) for line in trace]
+    faults = [r for r in records if r["ev"] == "fault" and r["kind"] in ("wipe", "partition")]
+    strikes = [
+        (wipe["node"], nxt["groups"])
+        for wipe, nxt in itertools.pairwise(faults)
+        if wipe["kind"] == "wipe" and nxt["kind"] == "partition" and nxt["t"] == wipe["t"]
+    ]
+    assert strikes == [("n3", "n2,n3|n1")]
 
 
 def test_nemesis_keeps_a_majority_up():

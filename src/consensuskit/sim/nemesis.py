@@ -10,6 +10,13 @@ Random nemesis rules:
   * ``wipe`` (crash, lose all storage, restart at once as a rejoining node) picks a
     running node that is not rejoining, within max_down; it is dropped from the kinds
     of a protocol whose registry entry lacks ``survives_disk_loss``;
+  * when ``partition`` is enabled too, half of the wipes are an amnesia attack instead
+    (a lost disk matters where it held the newest writes and the nodes lacking them can
+    use it to form a majority): cut the largest minority, leader excluded, away from
+    the rest; one interval later wipe a running node of the majority side (each one
+    acknowledged the writes chosen meanwhile) and partition it together with the cut
+    nodes against the others.  It uses only node roles, like ``isolate-leader``; no
+    other wipe starts while one is under way;
   * clock faults: skew in [-0.5, 0.5] s (a step of the node's clock), drift in
     [-1%, +1%] (small enough that lease bounds hold unless a protocol has a bug);
   * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
@@ -108,6 +115,8 @@ class Nemesis:
         self.bursts: dict[str, bool] = {"loss": False, "dup": False, "reorder": False}
         self.skewed: list[str] = []
         self.injected: dict[str, int] = {}
+        # The nodes cut off by the first step of an amnesia attack, until its second.
+        self.amnesia: tuple[str, ...] | None = None
 
     def start(self) -> None:
         if self.kinds:
@@ -192,12 +201,54 @@ class Nemesis:
 
     def _wipe(self) -> None:
         sim, rng = self.sim, self.rng
-        if self._down() >= self.max_down:
+        if self._down() >= self.max_down or self.amnesia is not None:
+            return
+        if "partition" in self.kinds and len(sim.node_ids) >= 3 and rng.random() < 0.5:
+            self._amnesia_isolate()
             return
         up = [n for n in sim.node_ids if sim.alive(n) and not sim.paused(n) and not sim.rejoining(n)]
         if up:
             sim.wipe(rng.choice(up))
             self._count("wipe")
+
+    # The amnesia attack (wipe combined with partitions): a lost disk is dangerous only
+    # where it held the newest writes and the nodes that lack them could, with its help,
+    # form a majority.  Step 1 cuts the largest minority (not the leader) away, so the
+    # majority side goes on choosing writes without it; step 2, an interval later, wipes
+    # a node of the majority side (every one of them acknowledged those writes) and moves
+    # it to the lagging side, which now is a majority holding none of them.
+    def _amnesia_isolate(self) -> None:
+        sim, rng = self.sim, self.rng
+        ids = list(sim.node_ids)
+        lead = set(leaders(sim))
+        order = [n for n in ids if n not in lead]
+        rng.shuffle(order)
+        order += sorted(lead)  # the leader is the last to be cut off
+        laggers = sorted(order[: (len(ids) - 1) // 2])
+        sim.partition([laggers, [n for n in ids if n not in laggers]])
+        self.partitioned = True
+        self._count("partition")
+        self.amnesia = tuple(laggers)
+        sim._push_fn(sim.now + rng.uniform(*self.interval), self._amnesia_strike, None)
+
+    def _amnesia_strike(self, _: object) -> None:
+        sim, rng = self.sim, self.rng
+        laggers, self.amnesia = self.amnesia or (), None
+        if self.stopped or self._down() >= self.max_down:
+            return
+        holders = [
+            n
+            for n in sim.node_ids
+            if n not in laggers and sim.alive(n) and not sim.paused(n) and not sim.rejoining(n)
+        ]
+        if not holders:
+            return
+        victim = rng.choice(holders)
+        sim.wipe(victim)
+        self._count("wipe")
+        side = sorted((*laggers, victim))
+        sim.partition([side, [n for n in sim.node_ids if n not in side]])
+        self.partitioned = True
 
     def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
         sim, rng = self.sim, self.rng

@@ -101,10 +101,4 @@ def test_a_caught_up_rejoiner_asks_for_a_new_ballot_and_is_readmitted_by_it():
     assert not sim.violations
 
 
-@pytest.mark.slow
-def test_promise_after_wipe_is_caught_by_a_sweep():
-    from tests.check.multipaxos_sweep import config, sweep
-
-    outcomes = sweep(config(3, duration=10.0, bugs=frozenset({"promise-after-wipe"})), range(150))
-    failures = [reason for _, reason, _ in outcomes if reason]
-    assert failures, "promise-after-wipe went unnoticed in 150 seeds"
+# The sweep that catches promise-after-wipe at default options: tests/check/test_multipaxos_sweeps.py.
