@@ -102,3 +102,18 @@ def test_a_caught_up_rejoiner_asks_for_a_new_ballot_and_is_readmitted_by_it():
 
 
 # The sweep that catches promise-after-wipe at default options: tests/check/test_multipaxos_sweeps.py.
+
+
+def test_a_rejoiner_on_an_idle_cluster_is_readmitted_without_a_write():
+    """Liveness: an acceptor wiped while no client writes must not stay silent until the
+    next write.  It sees the new ballot's Prepare after its restart, catches up, and that
+    ballot decides nothing more; it asks for a ballot anyway, whose no-op readmits it."""
+    sim = make_sim()
+    writes = [sim.submit(Op(kind="put", key=f"k{i}", value=str(i)), node="n1") for i in range(5)]
+    assert sim.run_until_true(lambda: all(w.done for w in writes), 5.0)
+    sim.wipe("n3")
+    sim.crash("n1")  # a new leader: its Prepare reaches n3 after the restart
+    sim.run_for(3.0)
+    sim.restart("n1")
+    assert sim.run_until_true(lambda: not sim.nodes["n3"].rejoining, 6.0), "still rejoining on an idle cluster"
+    assert not sim.violations, sim.violations[0]

@@ -1068,8 +1068,10 @@ class MultiPaxosNode:
             if self.executed >= self.rejoin_ballots[b]:
                 self._rejoined(b)
                 return
-        if commit is None or ballot in self.rejoin_ballots or self.rejoin_asked == ballot:
-            return
+        if commit is None or first or self.rejoin_asked == ballot:
+            return  # (first: a slot of this ballot is known; its decision will come)
+        # Caught up, and this ballot either started before the restart or has proposed
+        # nothing we saw (an idle cluster would leave us silent until the next write).
         if self.executed >= commit:
             self.rejoin_asked = ballot
             self.env.send(leader, RejoinRequest(ballot=ballot))
