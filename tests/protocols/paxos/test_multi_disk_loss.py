@@ -115,5 +115,6 @@ def test_a_rejoiner_on_an_idle_cluster_is_readmitted_without_a_write():
     sim.crash("n1")  # a new leader: its Prepare reaches n3 after the restart
     sim.run_for(3.0)
     sim.restart("n1")
-    assert sim.run_until_true(lambda: not sim.nodes["n3"].rejoining, 6.0), "still rejoining on an idle cluster"
+    readmitted = sim.run_until_true(lambda: not sim.nodes["n3"].rejoining, 6.0)
+    assert readmitted, "still rejoining on an idle cluster"
     assert not sim.violations, sim.violations[0]
