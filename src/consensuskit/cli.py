@@ -24,8 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from consensuskit.catalog import default_registry
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
-from consensuskit.core.registry import default_registry
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
     default_workers,

@@ -37,7 +37,7 @@ def test_bug_names() -> None:
 
 @pytest.mark.parametrize("protocol", ["raft", "multipaxos", "basic-paxos", "fast-paxos"])
 def test_every_protocol_rejects_unknown_options_the_same_way(protocol: str) -> None:
-    from consensuskit.core.registry import default_registry
+    from consensuskit.catalog import default_registry
     from consensuskit.sim import SimConfig, Simulation
 
     with pytest.raises(ValueError, match=r"unknown .* option\(s\) no_such_knob; valid: "):

@@ -1,6 +1,8 @@
 """Protocol registry: what the simulator and server need to run a protocol by name.
 
 Neither the simulator nor the server knows any protocol beyond its ``ProtocolSpec``.
+This module knows none at all: the list of protocols a build ships is
+``consensuskit.catalog`` (core/ imports nothing above it).
 """
 
 from __future__ import annotations
@@ -53,15 +55,3 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._specs)
 
-
-def default_registry() -> Registry:
-    """Every protocol this build ships."""
-    from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
-    from consensuskit.protocols.raft import raft_spec
-
-    registry = Registry()
-    registry.add(raft_spec())
-    registry.add(multipaxos_spec())
-    registry.add(basic_paxos_spec())
-    registry.add(fast_paxos_spec())
-    return registry

@@ -62,6 +62,18 @@ def credentials(user: str | None, admin_token_file: str | None = None) -> dict[s
     return options
 
 
+def cli_client(
+    endpoints: str, user: str | None, admin_token_file: str | None = None, *, timeout: float, deadline: float
+) -> Client:
+    """The CLI's client for ``--endpoints`` and the credentials above; BadInput (exit 2) for
+    bad endpoints or credentials."""
+    options = credentials(user, admin_token_file)
+    try:
+        return Client(endpoints, timeout=timeout, deadline=deadline, **options)
+    except ValueError as exc:
+        raise BadInput(f"bad --endpoints: {exc}") from None
+
+
 def exit_code(exc: ClientError) -> int:
     """2 for a request the server found malformed, 1 for every other refusal."""
     return 2 if exc.status == 400 else 1
@@ -139,13 +151,11 @@ def auth_command(
     try:
         if "permission" in args:
             check_permission(args["permission"])
-        options = credentials(user, admin_token_file)
-        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=deadline, **options)
+        client = cli_client(
+            endpoints or default_endpoints(), user, admin_token_file, timeout=timeout, deadline=deadline
+        )
     except BadInput as exc:
         _err(str(exc))
-        return 2
-    except ValueError as exc:
-        _err(f"bad --endpoints: {exc}")
         return 2
     call, text = VERBS[verb]
     try:

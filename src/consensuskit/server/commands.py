@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from consensuskit.catalog import default_registry
 from consensuskit.client import (
     CONSISTENCY_LEVELS,
     CasFailed,
@@ -37,8 +38,7 @@ from consensuskit.client import (
     Unavailable,
     parse_endpoints,
 )
-from consensuskit.core.registry import default_registry
-from consensuskit.server.auth_commands import BadInput, credentials
+from consensuskit.server.auth_commands import BadInput, cli_client
 from consensuskit.server.cluster import (
     DEFAULT_BASE_PORT,
     ClusterError,
@@ -81,13 +81,9 @@ def kv_command(
         _err(problem)
         return 2
     try:
-        options = credentials(user)
-        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=deadline, **options)
+        client = cli_client(endpoints or default_endpoints(), user, timeout=timeout, deadline=deadline)
     except BadInput as exc:
         _err(str(exc))
-        return 2
-    except ValueError as exc:
-        _err(f"bad --endpoints: {exc}")
         return 2
     try:
         with client:
@@ -256,13 +252,9 @@ def status_command(
 ) -> int:
     """Print every node's status; exit 0 when some node is leader, 1 otherwise."""
     try:
-        options = credentials(user)
-        client = Client(endpoints or default_endpoints(), timeout=timeout, deadline=timeout, **options)
+        client = cli_client(endpoints or default_endpoints(), user, timeout=timeout, deadline=timeout)
     except BadInput as exc:
         _err(str(exc))
-        return 2
-    except ValueError as exc:
-        _err(f"bad --endpoints: {exc}")
         return 2
     with client:
         statuses = client.cluster_status()

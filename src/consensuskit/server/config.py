@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from consensuskit.core.registry import Registry, default_registry
+from consensuskit.catalog import default_registry
+from consensuskit.core.registry import Registry
 from consensuskit.server.auth import AuthConfig, parse_auth_table
 from consensuskit.server.conn_guard import ConnectionLimits
 from consensuskit.server.peer_tls import PeerIdentity, certificate_fingerprint

@@ -59,7 +59,6 @@ from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime,
 log = logging.getLogger("consensuskit.server.http")
 
 REQUEST_ID_HEADER = edge.REQUEST_ID_HEADER
-MAX_CLIENT_ID = edge.MAX_CLIENT_ID
 KV_PATH = "/v1/kv/"
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"

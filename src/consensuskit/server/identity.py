@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensuskit.core.storage import REJOINING_KEY
-from consensuskit.server.wal import DiskStorage
+from consensuskit.server.wal import DiskStorage, fsync_directory
 from consensuskit.server.wal_format import (
     IDENTITY_NAME,
     LOCK_NAME,
@@ -102,11 +102,7 @@ def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -
         os.close(fd)
     os.replace(tmp, path)
     if fsync:
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_directory(directory)
 
 
 def _has_wal(directory: Path) -> bool:

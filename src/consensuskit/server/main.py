@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from consensuskit.core.registry import Registry, default_registry
+from consensuskit.catalog import default_registry
+from consensuskit.core.registry import Registry
 from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (

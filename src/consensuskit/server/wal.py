@@ -210,7 +210,7 @@ class DiskStorage:
         new_directory = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
         if new_directory and fsync:
-            _fsync_directory(directory.parent)
+            fsync_directory(directory.parent)
         self = object.__new__(cls)
         self._directory = directory
         self._fsync = fsync
@@ -576,7 +576,8 @@ def _lock_directory(directory: Path) -> int:
     return fd
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

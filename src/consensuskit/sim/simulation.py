@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.env import ProtocolNode
-from consensuskit.core.registry import ProtocolSpec, Registry, default_registry
+from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
 from consensuskit.sim.env import Clock, SimEnv
