@@ -23,13 +23,13 @@ class EarlyEnv(FakeEnv):
         self.sent.append((dst, msg))  # the fake network delivers both kinds alike
 
 
-def early_cluster() -> Cluster:
+def early_cluster(**options: Any) -> Cluster:
     """Nodes built on EarlyEnv (the fake Cluster wires FakeEnv; swap and rebuild)."""
     c = Cluster(["a", "b", "c"])
     for node_id in c.ids:
         env = EarlyEnv(node_id)
         c.envs[node_id] = env
-        c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions())
+        c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions(**options))
         c.nodes[node_id].on_start()
     return c
 
@@ -49,8 +49,8 @@ def put(seq: int) -> ClientRequest:
     return ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key="x", value=seq))
 
 
-def elected() -> tuple[Cluster, Any]:
-    c = early_cluster()
+def elected(**options: Any) -> tuple[Cluster, Any]:
+    c = early_cluster(**options)
     leader = c.elect("a")
     for node in c.nodes.values():
         node.on_durable(node.log.last_index)
@@ -111,3 +111,14 @@ def test_without_the_capability_the_leader_counts_its_whole_log():
     index = leader.log.last_index
     leader.on_message("b", AppendEntriesResponse(term=leader.term, success=True, index=index))
     assert leader.commit_index == index and not leader.early_replication
+
+
+def test_bug_count_self_before_durable_commits_on_one_follower_and_an_unsynced_copy():
+    # The knob: the leader counts its own log as soon as it is written, so one follower's
+    # copy commits an entry that a crash of the leader during its sync leaves on one node.
+    _, leader = elected(bugs=frozenset({"count-self-before-durable"}))
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    assert leader.durable_index < index
+    leader.on_message("b", AppendEntriesResponse(term=leader.term, success=True, index=index))
+    assert leader.commit_index == index

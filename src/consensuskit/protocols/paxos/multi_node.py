@@ -205,6 +205,20 @@ class MultiPaxosNode:
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
         # Likewise the commands of a batch go out in one Accept, proposed at its end.
         self.pump_due = False
+        # Parallel leader writes (as Raft's §10.2.1, raft/node.py): a runtime that reports
+        # which log prefix is durable (``on_durable``) and offers ``send_early`` lets the
+        # leader's Accepts leave before its own vote is synced, because the leader then
+        # counts its vote toward a slot's quorum only once it is durable: a crash during
+        # the sync must not leave a slot "chosen" by votes a majority does not hold.
+        # Elsewhere every Accept waits for the barrier and the vote counts at once (the
+        # two are equivalent there).  The bug knob counts the unsynced vote.
+        self.reports_durable = bool(getattr(env, "reports_durable", False))
+        self.early_replication = self.reports_durable and hasattr(env, "send_early")
+        self.count_own_vote_at_once = not self.reports_durable or "count-self-before-durable" in self.bugs
+        # Invariant (when reports_durable): every vote at a slot <= durable_slot is on disk.
+        self.durable_slot = self.log.last
+        # Leader: slots of our ballot whose own vote counts once durable_slot reaches them.
+        self.unsynced_votes: set[int] = set()
         # A rejoining acceptor asked for a new ballot: lead it with a slot decided in it.
         self.noop_on_lead = False
         self._handlers: dict[type, Any] = {
@@ -301,6 +315,24 @@ class MultiPaxosNode:
 
     def on_request(self, request: ClientRequest) -> None:
         self._handle_request(request, self.id)
+
+    def on_durable(self, slot: int) -> None:
+        """The runtime made the log durable up to ``slot`` (log position == slot): the
+        leader now counts its own votes there."""
+        slot = min(slot, self.log.last)
+        if slot <= self.durable_slot:
+            return
+        self.durable_slot = slot
+        if self.role != LEADER or not self.unsynced_votes:
+            return
+        for s in sorted(s for s in self.unsynced_votes if s <= slot):
+            self.unsynced_votes.discard(s)
+            acks = self.acks.get(s)
+            if acks is not None:
+                acks.add(self.id)
+                self._maybe_chosen(s)
+        self._execute()
+        self._pump()
 
     def on_batch_end(self) -> None:
         """Called by batching runtimes after each batch: propose the batch's commands in
@@ -627,6 +659,7 @@ class MultiPaxosNode:
         self.env.cancel_timer(ELECTION_TIMER)
         self.env.record("role", role=LEADER, term=str(self.ballot))
         self.proposals, self.acks, self.proposed_at = {}, {}, {}
+        self.unsynced_votes = set()
         self.peer_executed, self.catchup_sent = {}, {}
         self.heartbeat_round, self.round_sent_at, self.acked_round = 0, {}, {}
         self.round_commit = {}
@@ -676,6 +709,7 @@ class MultiPaxosNode:
         self.lease_until = 0.0
         self.ready = False
         self.proposals, self.acks, self.proposed_at, self.to_recover = {}, {}, {}, set()
+        self.unsynced_votes = set()
         # Reads have no effect, so refusing them is a definite answer.  Proposed writes
         # are left unanswered: they may still be chosen under the next leader.
         reads = [(r, o) for r, o in self.reads_awaiting_ready]
@@ -785,7 +819,10 @@ class MultiPaxosNode:
         self.proposed_at[slot] = self.env.now()
         if self.promised <= self.ballot:
             self._vote([AcceptedValue(slot=slot, ballot=self.ballot, entry=entry)])
-            self.acks[slot].add(self.id)
+            if self.count_own_vote_at_once:
+                self.acks[slot].add(self.id)
+            else:
+                self.unsynced_votes.add(slot)
         return SlotValue(slot=slot, entry=entry)
 
     def _send_accepts(self, values: list[SlotValue]) -> None:
@@ -796,7 +833,16 @@ class MultiPaxosNode:
         msg = Accept(ballot=self.ballot, values=tuple(values), commit=self.executed)
         for peer in sorted(peers):
             if peer != self.id:
-                self.env.send(peer, msg)
+                self._replicate(peer, msg)
+
+    def _replicate(self, peer: str, msg: Accept) -> None:
+        """An Accept depends on no unsynced write of ours: our promise of the ballot was
+        durable before any Promise answered it, and our own vote counts only once
+        durable (see ``early_replication``)."""
+        if self.early_replication:
+            self.env.send_early(peer, msg)  # type: ignore[attr-defined]
+        else:
+            self.env.send(peer, msg)
 
     def _resend_proposals(self) -> None:
         """Re-send undecided proposals to the members that have not voted (lost messages)."""
@@ -811,7 +857,7 @@ class MultiPaxosNode:
                 if peer != self.id and peer not in self.acks[slot]:
                     per_peer.setdefault(peer, []).append(SlotValue(slot=slot, entry=self.proposals[slot]))
         for peer in sorted(per_peer):
-            self.env.send(
+            self._replicate(
                 peer, Accept(ballot=self.ballot, values=tuple(per_peer[peer]), commit=self.executed)
             )
 
@@ -834,6 +880,9 @@ class MultiPaxosNode:
 
     def _vote(self, votes: list[AcceptedValue]) -> None:
         self.log.record(votes)
+        if self.reports_durable and votes:
+            # record() rewrites every slot from the lowest one on: not durable until reported.
+            self.durable_slot = min(self.durable_slot, min(v.slot for v in votes) - 1)
         if self.observer is not None:
             for v in votes:
                 self.observer.on_vote(self, v)

@@ -774,7 +774,8 @@ class RaftNode:
         # A rejoining follower's log counts for no commit: it forgot the terms it saw, so
         # it may accept entries from a leader a newer one has already replaced.
         match = {peer: pr.match for peer, pr in self.progress.items() if not pr.rejoining}
-        match[self.id] = self.durable_index if self.reports_durable else self.log.last_index
+        durable_only = self.reports_durable and "count-self-before-durable" not in self.bugs
+        match[self.id] = self.durable_index if durable_only else self.log.last_index
         n = committed_index(match, self.config.voters)
         if n <= self.commit_index:
             return

@@ -16,7 +16,17 @@ READ_MODES = ("read-index", "lease", "log")
 #   stale-read            any node answers reads from its local state, no ReadIndex/lease
 #   vote-after-wipe       a node that lost its disk ignores the platform's rejoining key:
 #                         it votes, campaigns and counts in quorums at once
-BUGS = ("commit-previous-term", "vote-twice", "skip-log-check", "stale-read", "vote-after-wipe")
+#   count-self-before-durable  with early replication (a runtime that reports_durable), the
+#                         leader counts its own log toward a commit quorum before its write
+#                         is durable (§10.2.1 allows it to send early, not to count early)
+BUGS = (
+    "commit-previous-term",
+    "vote-twice",
+    "skip-log-check",
+    "stale-read",
+    "vote-after-wipe",
+    "count-self-before-durable",
+)
 
 
 @dataclass(slots=True, kw_only=True)
