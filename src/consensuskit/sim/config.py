@@ -12,7 +12,7 @@ from typing import Any
 # "wipe" (crash, lose every byte of storage, restart as a rejoining node) applies only to
 # protocols whose registry entry says survives_disk_loss; appended last, so the random
 # nemesis's choices for the other kinds keep their order.
-NEMESIS_KINDS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew", "wipe")
+NEMESIS_KINDS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew", "wipe", "strike")
 
 # Fields of NetworkConfig that may be overridden per directed link (set_link).
 LINK_FIELDS = ("latency_min", "latency_max", "loss", "duplicate", "reorder", "reorder_delay")

@@ -118,4 +118,6 @@ class SimEnv:
         if kind == "learned":
             fields["delays"] = self.depth
             self.sim._note_learned(fields, self.depth)
+        elif kind == "role" and self.sim._role_watchers:
+            self.sim._note_role(self.node_id, fields)
         self.sim._trace_append((self.sim.now, "rec", self.node_id, kind, fields))

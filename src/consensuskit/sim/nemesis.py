@@ -44,7 +44,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consensuskit.sim.config import NEMESIS_KINDS
 
@@ -52,6 +52,17 @@ if TYPE_CHECKING:
     from consensuskit.sim.simulation import Simulation
 
 PARTITION_PATTERNS = ("halves", "majority", "isolate-leader", "bridge", "ring")
+
+# The strike's timings (virtual seconds; see Nemesis._strike).
+STRIKE_ACTIONS = ("crash", "isolate", "thaw", "slow-link")
+STRIKE_WAIT = 0.3  # longest wait for a leader with entries it does not know committed
+STRIKE_POLL = 0.002
+QUICK_RESTART = (0.02, 0.3)
+THAW_AFTER = (0.8, 1.6)  # paused followers resume together after this
+SLOW_LINK = (0.02, 0.3)  # one link's latency range while it is slow
+SUCCESSOR_WATCH = 2.0  # how long step 3 waits for the next leader
+STALL_FOR = (0.05, 0.4)  # the new leader's disk stays slow this long ...
+STALL_LATENCY = (0.01, 0.05)  # ... each sync taking this long
 
 
 # ------------------------------------------------------------------ partition maths
@@ -80,12 +91,31 @@ def ring_cut(order: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a in order for b in order if a != b and (a, b) not in keep]
 
 
+# ------------------------------------------------------------------ what faults observe
+# The nemesis reads nodes only through these two functions (status fields every log
+# protocol reports), so a protocol family without leaders or logs just gets fewer aims.
 def leaders(sim: Simulation) -> list[str]:
     return [
         n
         for n in sim.node_ids
         if (node := sim.nodes[n]) is not None and getattr(node, "role", None) == "leader"
     ]
+
+
+def uncommitted(sim: Simulation, node_id: str) -> bool | None:
+    """True while the node holds log entries it does not know to be committed (its
+    status reports ``last_index`` above ``commit``): for a leader, the moment right after
+    it replicated an entry a majority may not hold yet.  None for a crashed node or a
+    protocol whose status reports no log."""
+    node = sim.nodes[node_id]
+    status = getattr(node, "status", None)
+    if status is None:
+        return None
+    st = status()
+    last, commit = st.get("last_index"), st.get("commit")
+    if not isinstance(last, int) or not isinstance(commit, int):
+        return None
+    return last > commit
 
 
 # ------------------------------------------------------------------ random nemesis
@@ -117,6 +147,15 @@ class Nemesis:
         self.injected: dict[str, int] = {}
         # The nodes cut off by the first step of an amnesia attack, until its second.
         self.amnesia: tuple[str, ...] | None = None
+        # A strike (faults aimed at a leader's dangerous moments) under way; its own
+        # partition (a token: a later partition or heal by another kind is not undone)
+        # and the node whose election it watches for.
+        self.striking = False
+        self.strike_cut = 0
+        self.successor_of: str | None = None
+        self.successor_until = 0.0
+        if "strike" in self.kinds:
+            sim.watch_roles(self._on_role)
 
     def start(self) -> None:
         if self.kinds:
@@ -146,6 +185,7 @@ class Nemesis:
             sim.heal()
             self.partitioned = False
             return
+        self.strike_cut += 1  # a strike's pending heal no longer applies
         ids = list(sim.node_ids)
         n = len(ids)
         if n < 2:
@@ -227,6 +267,7 @@ class Nemesis:
         laggers = sorted(order[: (len(ids) - 1) // 2])
         sim.partition([laggers, [n for n in ids if n not in laggers]])
         self.partitioned = True
+        self.strike_cut += 1
         self._count("partition")
         self.amnesia = tuple(laggers)
         sim._push_fn(sim.now + rng.uniform(*self.interval), self._amnesia_strike, None)
@@ -249,6 +290,129 @@ class Nemesis:
         side = sorted((*laggers, victim))
         sim.partition([side, [n for n in sim.node_ids if n not in side]])
         self.partitioned = True
+        self.strike_cut += 1
+
+    # The strike (BUGGIFY: faults at the moments bugs hide in).  Step 1 waits, up to
+    # STRIKE_WAIT, for a leader holding entries it does not know committed (it just
+    # replicated them to at most a minority as far as it knows); step 2 then either
+    # crashes it and restarts it quickly, cuts it off (alone or with a minority, so the
+    # others elect a leader of a later term that must finish the old term's entries and
+    # meet the old leader's divergent tail at the heal), or cuts it off while a minority
+    # of followers is paused and resumes them all at the same instant (their election
+    # timers fire together: concurrent candidates of one term).  Step 3 watches for the
+    # next leader's election and stalls its disk right then (its first writes sync
+    # slowly while its followers answer fast), sometimes crashing it during the stall.
+    def _strike(self) -> None:
+        if self.striking:
+            return
+        self.striking = True
+        self._count("strike")
+        self._strike_wait(self.sim.now + STRIKE_WAIT)
+
+    def _running(self, node_id: str) -> bool:
+        sim = self.sim
+        return sim.alive(node_id) and not sim.paused(node_id)
+
+    def _strike_wait(self, deadline: float) -> None:
+        sim, rng = self.sim, self.rng
+        if self.stopped:
+            self.striking = False
+            return
+        lead = [n for n in leaders(sim) if self._running(n)]
+        moment = uncommitted(sim, lead[0]) if lead else False
+        if moment is False and sim.now < deadline:
+            sim._push_fn(sim.now + STRIKE_POLL, lambda _: self._strike_wait(deadline), None)
+            return
+        up = [n for n in sim.node_ids if self._running(n)]
+        if not up:
+            self.striking = False
+            return
+        victim = lead[0] if lead else rng.choice(up)
+        action = rng.choice(STRIKE_ACTIONS)
+        if action == "crash" and self._down() < self.max_down:
+            sim.crash(victim)
+            sim._push_fn(sim.now + rng.uniform(*QUICK_RESTART), self._restart_if_down, victim)
+        elif action == "thaw" and self._down() < self.max_down:
+            frozen = [n for n in up if n != victim]
+            rng.shuffle(frozen)
+            frozen = sorted(frozen[: self.max_down - self._down()])
+            for n in frozen:
+                sim.pause(n)
+            self._cut_off([victim])
+            sim._push_fn(sim.now + rng.uniform(*THAW_AFTER), self._thaw, (frozen, self.strike_cut))
+        elif action == "slow-link" and len(sim.node_ids) > 1:
+            # One link only (the victim's to one peer): its messages arrive late and out
+            # of order with the others', after newer terms or ballots were seen.
+            peer = rng.choice([n for n in sim.node_ids if n != victim])
+            lo = round(rng.uniform(*SLOW_LINK), 4)
+            hi = round(rng.uniform(lo, 2 * SLOW_LINK[1]), 4)
+            sim.set_link(victim, peer, latency_min=lo, latency_max=hi)
+            sim._push_fn(sim.now + rng.uniform(*self.interval), self._fast_link, (victim, peer))
+        else:
+            others = [n for n in sim.node_ids if n != victim]
+            rng.shuffle(others)
+            self._cut_off([victim, *others[: rng.randint(0, max(0, (len(sim.node_ids) - 1) // 2 - 1))]])
+            sim._push_fn(sim.now + rng.uniform(*self.interval), self._heal_strike, self.strike_cut)
+        self.successor_of, self.successor_until = victim, sim.now + SUCCESSOR_WATCH
+        self.striking = False
+
+    def _cut_off(self, group: list[str]) -> None:
+        sim = self.sim
+        sim.partition([sorted(group), [n for n in sim.node_ids if n not in group]])
+        self.partitioned = True
+        self.strike_cut += 1
+
+    def _heal_strike(self, token: int) -> None:
+        if token == self.strike_cut and self.partitioned and not self.stopped:
+            self.sim.heal()
+            self.partitioned = False
+
+    def _thaw(self, arg: tuple[list[str], int]) -> None:
+        frozen, token = arg
+        if self.stopped:
+            return
+        for n in frozen:  # all at once: their overdue timers fire together
+            self.sim.resume(n)
+        self._heal_strike(token)
+
+    def _fast_link(self, link: tuple[str, str]) -> None:
+        if not self.stopped:
+            self.sim.set_link(*link)
+
+    def _restart_if_down(self, node_id: str) -> None:
+        if not self.stopped and not self.sim.alive(node_id):
+            self.sim.restart(node_id)
+
+    def _on_role(self, node_id: str, fields: dict[str, Any]) -> None:
+        """Step 3, inside the new leader's handler: its disk stalls before the writes of
+        its election are synced."""
+        sim, rng = self.sim, self.rng
+        if (
+            self.successor_of is None
+            or fields.get("role") != "leader"
+            or node_id == self.successor_of
+            or self.stopped
+        ):
+            return
+        self.successor_of = None
+        if sim.now > self.successor_until:
+            return
+        stall = rng.uniform(*STALL_FOR)
+        sim.set_disk(node_id, round(rng.uniform(*STALL_LATENCY), 4))
+        sim._push_fn(sim.now + stall, self._unstall, node_id)
+        if rng.random() < 0.5:
+            sim._push_fn(sim.now + rng.uniform(0.0, stall), self._crash_stalled, node_id)
+
+    def _unstall(self, node_id: str) -> None:
+        if not self.stopped:
+            self.sim.set_disk(node_id, None)
+
+    def _crash_stalled(self, node_id: str) -> None:
+        sim = self.sim
+        if self.stopped or not self._running(node_id) or self._down() >= self.max_down:
+            return
+        sim.crash(node_id)
+        sim._push_fn(sim.now + self.rng.uniform(*QUICK_RESTART), self._restart_if_down, node_id)
 
     def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
         sim, rng = self.sim, self.rng

@@ -201,6 +201,10 @@ class Simulation:
         self._incarnation: dict[str, int] = dict.fromkeys(self.node_ids, 0)
         self._paused: set[str] = set()
         self._deferred: dict[str, list[tuple[Any, ...]]] = {}
+        # Per node: sync latency overriding network.fsync_latency (a slow disk, set_disk).
+        self._disk_latency: dict[str, float] = {}
+        # Called with (node, fields) whenever a node records a role change (watch_roles).
+        self._role_watchers: list[Callable[[str, dict[str, Any]], None]] = []
         self.options: dict[str, Any] = {
             **self.spec.default_options,
             **config.options,
@@ -521,9 +525,8 @@ class Simulation:
         env.syncing = True
         env.sync_batch = env.storage.begin_sync()
         env.sync_outputs = outputs
-        heappush(
-            self._queue, (self.now + self.network.fsync_latency, next(self._seq), SYNC, env)
-        )
+        latency = self._disk_latency.get(env.node_id, self.network.fsync_latency)
+        heappush(self._queue, (self.now + latency, next(self._seq), SYNC, env))
 
     def _release(self, src: str, outputs: list[tuple[str | None, Any, int]]) -> None:
         for dst, msg, depth in outputs:
@@ -860,6 +863,28 @@ class Simulation:
         self._rebuild_links()
         self._fault("network", **fields)
 
+    def set_disk(self, node_id: str, latency: float | None = None) -> None:
+        """A slow (or fast) disk: the node's syncs take ``latency`` virtual seconds from
+        the next one on; None restores the network's ``fsync_latency``."""
+        self._check_node(node_id)
+        if latency is None:
+            self._disk_latency.pop(node_id, None)
+        elif latency < 0:
+            raise ValueError(f"disk latency must be >= 0, got {latency}")
+        else:
+            self._disk_latency[node_id] = latency
+        self._fault("disk", node=node_id, latency=latency)
+
+    def watch_roles(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``fn(node_id, fields)`` whenever a node records a ``role`` change, inside
+        that node's handler (before its writes are synced): faults aimed at the moment
+        a node becomes leader.  ``fn`` must not run nodes; it may change faults."""
+        self._role_watchers.append(fn)
+
+    def _note_role(self, node_id: str, fields: dict[str, Any]) -> None:
+        for fn in list(self._role_watchers):
+            fn(node_id, fields)
+
     def _rebuild_links(self) -> None:
         self._default_params = _link_params(self.network)
         self._link_params = {
@@ -1011,6 +1036,8 @@ class Simulation:
             client.stopped = True
         if self._partition_cut or self._blocked:
             self.heal()
+        for node_id in sorted(self._disk_latency):
+            self.set_disk(node_id, None)
         if self.network != self.config.network or self._link_overrides:
             self._link_overrides = {}
             self.network = dataclasses.replace(self.config.network)
