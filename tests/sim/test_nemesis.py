@@ -9,7 +9,7 @@ import pytest
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import Op
 from consensuskit.sim import NEMESIS_KINDS, Schedule, SimConfig, Simulation
-from consensuskit.sim.nemesis import Nemesis, bridge_cut, leaders, ring_cut
+from consensuskit.sim.nemesis import Nemesis, bridge_cut, leaders, ring_cut, uncommitted
 
 from .toy import toy_sim
 
@@ -230,3 +230,98 @@ def test_schedule_bad_arguments_fail_when_applied():
     Schedule.parse("0.1 network loss=lots").install(sim)
     with pytest.raises(ValueError, match="needs a number"):
         sim.run_for(1.0)
+
+
+# ---------------------------------------------------------------------- the strike
+def _raft_with_a_leader(seed: int = 3) -> tuple[Simulation, str]:
+    sim = Simulation(SimConfig(protocol="raft", node_ids=FIVE, seed=seed))
+    assert sim.run_until_true(lambda: bool(leaders(sim)), 5.0)
+    sim.run_for(0.2)  # the leader's no-op committed: nothing uncommitted now
+    return sim, leaders(sim)[0]
+
+
+def _striker(sim: Simulation, action: str, monkeypatch) -> Nemesis:
+    from consensuskit.sim import nemesis
+
+    monkeypatch.setattr(nemesis, "STRIKE_ACTIONS", (action,))
+    return Nemesis(sim, ("strike",), (0.5, 0.5), random.Random(1))
+
+
+def _faults(sim: Simulation) -> list[dict]:
+    return [r for r in sim.trace.tail(5000) if r["ev"] == "fault"]
+
+
+def test_a_strike_waits_for_the_leader_to_hold_an_uncommitted_entry_then_hits_it(monkeypatch):
+    sim, leader = _raft_with_a_leader()
+    nem = _striker(sim, "crash", monkeypatch)
+    assert uncommitted(sim, leader) is False
+    nem._strike()
+    sim.run_for(0.1)
+    assert _faults(sim) == []  # nothing to aim at yet: the strike waits
+    write_at = sim.now
+    sim.submit(Op(kind="put", key="k", value="v"), node=leader)
+    sim.run_for(0.05)
+    [crash] = [f for f in _faults(sim) if f["kind"] == "crash"]
+    # The moment: the leader appended and replicated, nobody acknowledged yet.
+    assert crash["node"] == leader and write_at <= crash["t"] < write_at + 0.01
+    sim.run_for(0.5)
+    assert sim.alive(leader)  # restarted quickly
+    assert nem.injected == {"strike": 1}
+
+
+def test_a_strike_thaws_a_paused_minority_at_one_instant_while_the_leader_is_cut_off(monkeypatch):
+    sim, leader = _raft_with_a_leader()
+    nem = _striker(sim, "thaw", monkeypatch)
+    sim.submit(Op(kind="put", key="k", value="v"), node=leader)
+    nem._strike()
+    sim.run_for(0.05)
+    paused = [n for n in FIVE if sim.paused(n)]
+    assert len(paused) == nem.max_down and leader not in paused
+    assert all((leader, n) in sim._cut for n in FIVE if n != leader)
+    sim.run_for(2.0)
+    resumes = [f for f in _faults(sim) if f["kind"] == "resume"]
+    assert sorted(f["node"] for f in resumes) == paused and len({f["t"] for f in resumes}) == 1
+    assert not sim._cut and not any(sim.paused(n) for n in FIVE)
+
+
+def test_a_strike_stalls_the_next_leaders_disk_as_it_is_elected(monkeypatch):
+    sim, leader = _raft_with_a_leader()
+    nem = _striker(sim, "isolate", monkeypatch)
+    sim.submit(Op(kind="put", key="k", value="v"), node=leader)
+    nem._strike()
+    assert sim.run_until_true(lambda: any(n != leader for n in leaders(sim)), 3.0)
+    [new] = [n for n in leaders(sim) if n != leader]
+    records = sim.trace.tail(5000)
+    [elected] = [r for r in records if r["ev"] == "rec" and r["kind"] == "role" and r["node"] == new
+                 and r["role"] == "leader"]
+    [stall] = [f for f in _faults(sim) if f["kind"] == "disk"]
+    assert stall["node"] == new and stall["t"] == elected["t"] and stall["latency"] > 0.005
+    sim.run_for(0.1)
+    # Its first sync (the election's no-op) took the stalled disk's latency.
+    [first] = [r for r in sim.trace.tail(5000) if r["ev"] == "sync" and r["node"] == new
+               and r["t"] > elected["t"]][:1]
+    assert first["t"] == pytest.approx(elected["t"] + stall["latency"])
+    sim.run_for(1.0)
+    assert [f["latency"] for f in _faults(sim) if f["kind"] == "disk"] == [stall["latency"], None]
+
+
+def test_a_slow_link_is_one_directed_link_of_the_leader(monkeypatch):
+    sim, leader = _raft_with_a_leader()
+    nem = _striker(sim, "slow-link", monkeypatch)
+    sim.submit(Op(kind="put", key="k", value="v"), node=leader)
+    nem._strike()
+    sim.run_for(0.05)
+    [link] = [f for f in _faults(sim) if f["kind"] == "link"]
+    assert link["src"] == leader and link["latency_min"] >= 0.02
+    assert list(sim._link_overrides) == [(leader, link["dst"])]
+    sim.run_for(1.0)
+    assert sim._link_overrides == {}
+
+
+def test_set_disk_validates_and_settle_restores_the_disks():
+    sim = toy_sim(node_ids=FIVE, clients=1, duration=0.5, settle=0.2)
+    with pytest.raises(ValueError, match=">= 0"):
+        sim.set_disk("n1", -1.0)
+    sim.set_disk("n2", 0.05)
+    sim.run()
+    assert sim._disk_latency == {}

@@ -19,6 +19,20 @@ Random nemesis rules:
     other wipe starts while one is under way;
   * clock faults: skew in [-0.5, 0.5] s (a step of the node's clock), drift in
     [-1%, +1%] (small enough that lease bounds hold unless a protocol has a bug);
+  * ``strike`` (BUGGIFY: faults aimed at the moments bugs hide in) runs on its own clock
+    (every ``uniform(*interval)`` s, one at a time) and its own rng derived from the
+    nemesis's, so the other kinds keep their frequencies.  It waits up to STRIKE_WAIT
+    for the leader (``leaders``) to hold entries it does not know committed
+    (``uncommitted``: right after it replicated to at most a minority), then: crashes it
+    and restarts it quickly; cuts it off alone or with a minority (a leader of a later
+    term must finish the old term's entries and meets the old leader's divergent tail
+    at the heal); cuts it off while a paused minority of followers thaws at one instant
+    (their overdue election timers fire together: candidates of one term); or slows one
+    of its links only.  Then it watches for the next leader's election and, inside that
+    handler (``Simulation.watch_roles``), stalls its disk (``set_disk``) so its first
+    writes sync slowly while its followers answer fast; half the time it crashes that
+    leader during the stall.  Within max_down, like every kind.  Protocols without a
+    leader get the same faults on a random node;
   * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
 
 Schedule text (one action per line, ``#`` starts a comment, times are absolute
@@ -154,12 +168,28 @@ class Nemesis:
         self.strike_cut = 0
         self.successor_of: str | None = None
         self.successor_until = 0.0
+        # Strikes come on their own clock and rng (derived only when enabled, so the
+        # other kinds' choices are those of a nemesis without strikes).
+        self.tick_kinds = tuple(k for k in self.kinds if k != "strike")
+        self.srng = random.Random(rng.random()) if "strike" in self.kinds else rng
         if "strike" in self.kinds:
             sim.watch_roles(self._on_role)
 
     def start(self) -> None:
-        if self.kinds:
+        if self.tick_kinds:
             self._schedule_next()
+        if "strike" in self.kinds:
+            self._schedule_strike()
+
+    def _schedule_strike(self) -> None:
+        sim = self.sim
+        sim._push_fn(sim.now + self.srng.uniform(*self.interval), self._strike_tick, None)
+
+    def _strike_tick(self, _: object) -> None:
+        if self.stopped:
+            return
+        self._strike()
+        self._schedule_strike()
 
     def stop(self) -> None:
         self.stopped = True
@@ -171,7 +201,7 @@ class Nemesis:
     def _tick(self, _: object) -> None:
         if self.stopped:
             return
-        kind = self.rng.choice(self.kinds)
+        kind = self.rng.choice(self.tick_kinds)
         getattr(self, "_" + kind)()
         self._schedule_next()
 
@@ -314,7 +344,7 @@ class Nemesis:
         return sim.alive(node_id) and not sim.paused(node_id)
 
     def _strike_wait(self, deadline: float) -> None:
-        sim, rng = self.sim, self.rng
+        sim, rng = self.sim, self.srng
         if self.stopped:
             self.striking = False
             return
@@ -386,7 +416,7 @@ class Nemesis:
     def _on_role(self, node_id: str, fields: dict[str, Any]) -> None:
         """Step 3, inside the new leader's handler: its disk stalls before the writes of
         its election are synced."""
-        sim, rng = self.sim, self.rng
+        sim, rng = self.sim, self.srng
         if (
             self.successor_of is None
             or fields.get("role") != "leader"
@@ -412,7 +442,7 @@ class Nemesis:
         if self.stopped or not self._running(node_id) or self._down() >= self.max_down:
             return
         sim.crash(node_id)
-        sim._push_fn(sim.now + self.rng.uniform(*QUICK_RESTART), self._restart_if_down, node_id)
+        sim._push_fn(sim.now + self.srng.uniform(*QUICK_RESTART), self._restart_if_down, node_id)
 
     def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
         sim, rng = self.sim, self.rng
