@@ -5,7 +5,10 @@
 * log matching        - two entries with the same index and term hold the same command
                         and are preceded by the same entry (checked incrementally: every
                         appended (index, term) must agree with the first one ever seen);
-* leader completeness - a leader holds every entry committed before its term;
+* leader completeness - a leader holds every entry committed in an earlier term (a
+                        leader of an older term that wins late, e.g. with the votes it
+                        got before a long pause, need not hold what a newer term
+                        committed: it steps down at the first message of that term);
 * state machine safety- no two nodes commit or apply different entries at one index;
 * commit rule         - a leader's commit index only ever moves to an entry of its own
                         term (§3.6.2; the rule figure 8 is about);
@@ -48,6 +51,8 @@ class RaftChecker:
         # (index, term) -> (term of index-1, entry): the first sighting of each entry.
         self.entries: dict[tuple[int, int], tuple[int | None, LogEntry]] = {}
         self.committed: dict[int, LogEntry] = {}
+        # index -> the term of the node that committed it first (the committing leader's)
+        self.commit_term: dict[int, int] = {}
         self.max_commit = 0
         # (global time, max commit index known anywhere) whenever it grew
         self.commit_times: list[float] = []
@@ -161,6 +166,7 @@ class RaftChecker:
             known = self.committed.get(i)
             if known is None:
                 self.committed[i] = entry
+                self.commit_term[i] = node.term
             elif known != entry:
                 self._violate(
                     "state-machine-safety",
@@ -211,8 +217,9 @@ class RaftChecker:
             return
         self.leader_of_term[term] = node.id
         log = node.log
+        commit_term = self.commit_term
         for index, entry in self.committed.items():
-            if index <= log.offset:
+            if index <= log.offset or commit_term[index] >= term:
                 continue
             if log.term_at(index) != entry.term:
                 self._violate(
