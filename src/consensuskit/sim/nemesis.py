@@ -168,6 +168,8 @@ class Nemesis:
         self.strike_cut = 0
         self.successor_of: str | None = None
         self.successor_until = 0.0
+        # The group an isolating strike cut off, with its partition's token.
+        self.cutoff: tuple[tuple[str, ...], int] | None = None
         # Strikes come on their own clock and rng (derived only when enabled, so the
         # other kinds' choices are those of a nemesis without strikes).
         self.tick_kinds = tuple(k for k in self.kinds if k != "strike")
@@ -359,6 +361,7 @@ class Nemesis:
             return
         victim = lead[0] if lead else rng.choice(up)
         action = rng.choice(STRIKE_ACTIONS)
+        self.cutoff = None
         if action == "crash" and self._down() < self.max_down:
             sim.crash(victim)
             sim._push_fn(sim.now + rng.uniform(*QUICK_RESTART), self._restart_if_down, victim)
@@ -381,7 +384,9 @@ class Nemesis:
         else:
             others = [n for n in sim.node_ids if n != victim]
             rng.shuffle(others)
-            self._cut_off([victim, *others[: rng.randint(0, max(0, (len(sim.node_ids) - 1) // 2 - 1))]])
+            group = [victim, *others[: rng.randint(0, max(0, (len(sim.node_ids) - 1) // 2 - 1))]]
+            self._cut_off(group)
+            self.cutoff = (tuple(sorted(group)), self.strike_cut)
             sim._push_fn(sim.now + rng.uniform(*self.interval), self._heal_strike, self.strike_cut)
         self.successor_of, self.successor_until = victim, sim.now + SUCCESSOR_WATCH
         self.striking = False
@@ -430,7 +435,7 @@ class Nemesis:
         stall = rng.uniform(*STALL_FOR)
         sim.set_disk(node_id, round(rng.uniform(*STALL_LATENCY), 4))
         sim._push_fn(sim.now + stall, self._unstall, node_id)
-        if rng.random() < 0.5:
+        if self.cutoff is not None or rng.random() < 0.5:
             sim._push_fn(sim.now + rng.uniform(0.0, stall), self._crash_stalled, node_id)
 
     def _unstall(self, node_id: str) -> None:
@@ -443,6 +448,18 @@ class Nemesis:
             return
         sim.crash(node_id)
         sim._push_fn(sim.now + self.srng.uniform(*QUICK_RESTART), self._restart_if_down, node_id)
+        # The flip: the crashed leader (its unsynced writes lost) joins the group the
+        # strike cut off; where they make a majority, the nodes that acknowledged its
+        # writes are now the minority.  A write counted on an unsynced copy is then held
+        # by too few nodes, and the new majority can decide without it.
+        if self.cutoff is None:
+            return
+        group, token = self.cutoff
+        self.cutoff = None
+        side = sorted({*group, node_id})
+        if token == self.strike_cut and self.partitioned and 2 * len(side) > len(sim.node_ids):
+            self._cut_off(side)
+            sim._push_fn(sim.now + self.srng.uniform(*self.interval), self._heal_strike, self.strike_cut)
 
     def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
         sim, rng = self.sim, self.rng
