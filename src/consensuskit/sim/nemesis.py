@@ -436,7 +436,20 @@ class Nemesis:
         sim.set_disk(node_id, round(rng.uniform(*STALL_LATENCY), 4))
         sim._push_fn(sim.now + stall, self._unstall, node_id)
         if self.cutoff is not None or rng.random() < 0.5:
-            sim._push_fn(sim.now + rng.uniform(0.0, stall), self._crash_stalled, node_id)
+            self._watch_stalled((node_id, sim.now + stall))
+
+    def _watch_stalled(self, arg: tuple[str, float]) -> None:
+        """Crash the stalled leader at the moment it counts as committed everything it
+        holds while a sync of its writes is still in flight (or, missing that moment, at
+        the stall's end)."""
+        node_id, until = arg
+        sim = self.sim
+        if self.stopped or not self._running(node_id):
+            return
+        if sim.now >= until or (sim.syncing(node_id) and uncommitted(sim, node_id) is False):
+            self._crash_stalled(node_id)
+            return
+        sim._push_fn(sim.now + STRIKE_POLL, self._watch_stalled, arg)
 
     def _unstall(self, node_id: str) -> None:
         if not self.stopped:

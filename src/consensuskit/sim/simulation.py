@@ -245,6 +245,10 @@ class Simulation:
             return bool(getattr(node, "rejoining", False))
         return bool(self._storages[node_id].durable.get(REJOINING_KEY))
 
+    def syncing(self, node_id: str) -> bool:
+        """A sync of the running node is in flight (its writes are not durable yet)."""
+        return self.nodes[node_id] is not None and self._envs[node_id].syncing
+
     def storage_of(self, node_id: str) -> SimStorage:
         """The node's storage (working view; ``.durable`` is what survives a crash)."""
         return self._storages[node_id]
