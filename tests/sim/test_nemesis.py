@@ -240,11 +240,11 @@ def _raft_with_a_leader(seed: int = 3) -> tuple[Simulation, str]:
     return sim, leaders(sim)[0]
 
 
-def _striker(sim: Simulation, action: str, monkeypatch) -> Nemesis:
+def _striker(sim: Simulation, action: str, monkeypatch, interval: float = 0.5) -> Nemesis:
     from consensuskit.sim import nemesis
 
     monkeypatch.setattr(nemesis, "STRIKE_ACTIONS", (action,))
-    return Nemesis(sim, ("strike",), (0.5, 0.5), random.Random(1))
+    return Nemesis(sim, ("strike",), (interval, interval), random.Random(1))
 
 
 def _faults(sim: Simulation) -> list[dict]:
@@ -325,3 +325,20 @@ def test_set_disk_validates_and_settle_restores_the_disks():
     sim.set_disk("n2", 0.05)
     sim.run()
     assert sim._disk_latency == {}
+
+
+def test_the_flip_sides_the_crashed_stalled_leader_with_the_nodes_the_strike_cut_off(monkeypatch):
+    sim, leader = _raft_with_a_leader()
+    nem = _striker(sim, "isolate", monkeypatch, interval=3.0)  # the cut lasts 3 s
+    sim.submit(Op(kind="put", key="k", value="v"), node=leader)
+    nem._strike()
+    sim.run_for(0.05)
+    [cut] = [f["groups"] for f in _faults(sim) if f["kind"] == "partition"]
+    cut_off = cut.split("|")[0].split(",")
+    assert leader in cut_off and len(cut_off) == 2  # the largest minority of five
+    assert sim.run_until_true(lambda: any(f["kind"] == "crash" for f in _faults(sim)), 3.0)
+    [crash] = [f for f in _faults(sim) if f["kind"] == "crash"]
+    new = crash["node"]
+    assert new not in cut_off and any(f["kind"] == "disk" and f["node"] == new for f in _faults(sim))
+    flip = [f["groups"] for f in _faults(sim) if f["kind"] == "partition"][-1]
+    assert flip.split("|")[0].split(",") == sorted([*cut_off, new])  # now a majority of five

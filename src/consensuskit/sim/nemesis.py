@@ -24,7 +24,7 @@ Random nemesis rules:
     nemesis's, so the other kinds keep their frequencies.  It waits up to STRIKE_WAIT
     for the leader (``leaders``) to hold entries it does not know committed
     (``uncommitted``: right after it replicated to at most a minority), then: crashes it
-    and restarts it quickly; cuts it off alone or with a minority (a leader of a later
+    and restarts it quickly; cuts it off with the largest minority (a leader of a later
     term must finish the old term's entries and meets the old leader's divergent tail
     at the heal); cuts it off while a paused minority of followers thaws at one instant
     (their overdue election timers fire together: candidates of one term); or slows one
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 PARTITION_PATTERNS = ("halves", "majority", "isolate-leader", "bridge", "ring")
 
 # The strike's timings (virtual seconds; see Nemesis._strike).
-STRIKE_ACTIONS = ("crash", "isolate", "thaw", "slow-link")
+STRIKE_ACTIONS = ("crash", "isolate", "thaw", "slow-link", "isolate")  # isolate: twice as often
 STRIKE_WAIT = 0.3  # longest wait for a leader with entries it does not know committed
 STRIKE_POLL = 0.002
 QUICK_RESTART = (0.02, 0.3)
@@ -327,13 +327,15 @@ class Nemesis:
     # The strike (BUGGIFY: faults at the moments bugs hide in).  Step 1 waits, up to
     # STRIKE_WAIT, for a leader holding entries it does not know committed (it just
     # replicated them to at most a minority as far as it knows); step 2 then either
-    # crashes it and restarts it quickly, cuts it off (alone or with a minority, so the
+    # crashes it and restarts it quickly, cuts it off (with the largest minority, so the
     # others elect a leader of a later term that must finish the old term's entries and
     # meet the old leader's divergent tail at the heal), or cuts it off while a minority
     # of followers is paused and resumes them all at the same instant (their election
-    # timers fire together: concurrent candidates of one term).  Step 3 watches for the
-    # next leader's election and stalls its disk right then (its first writes sync
-    # slowly while its followers answer fast), sometimes crashing it during the stall.
+    # timers fire together: concurrent candidates of one term), or slows one of its links.
+    # Step 3 watches for the next leader's election and stalls its disk right then (its
+    # first writes sync slowly while its followers answer fast), and may crash it at the
+    # moment it counts everything committed while its sync is still in flight; after an
+    # isolating strike the crashed leader then joins the cut-off nodes (the flip).
     def _strike(self) -> None:
         if self.striking:
             return
@@ -384,7 +386,9 @@ class Nemesis:
         else:
             others = [n for n in sim.node_ids if n != victim]
             rng.shuffle(others)
-            group = [victim, *others[: rng.randint(0, max(0, (len(sim.node_ids) - 1) // 2 - 1))]]
+            # The largest minority: the others are a bare majority, so the flip (see
+            # _crash_stalled) can turn the nodes that acknowledged a write into a minority.
+            group = [victim, *others[: max(0, (len(sim.node_ids) - 1) // 2 - 1)]]
             self._cut_off(group)
             self.cutoff = (tuple(sorted(group)), self.strike_cut)
             sim._push_fn(sim.now + rng.uniform(*self.interval), self._heal_strike, self.strike_cut)
