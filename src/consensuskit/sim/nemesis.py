@@ -75,7 +75,10 @@ QUICK_RESTART = (0.02, 0.3)
 THAW_AFTER = (0.8, 1.6)  # paused followers resume together after this
 SLOW_LINK = (0.02, 0.3)  # one link's latency range while it is slow
 SUCCESSOR_WATCH = 2.0  # how long step 3 waits for the next leader
-STALL_FOR = (0.05, 0.4)  # the new leader's disk stays slow this long ...
+ISOLATE_FOR = (1.0, 3.0)  # an isolating strike's cut lasts this long (unless healed before)
+# The new leader's disk stays slow this long (past a Multi-Paxos leader's wait for the
+# old lease, 0.5 s by default, before it proposes anything) ...
+STALL_FOR = (0.3, 1.0)
 STALL_LATENCY = (0.01, 0.05)  # ... each sync taking this long
 
 
@@ -391,7 +394,7 @@ class Nemesis:
             group = [victim, *others[: max(0, (len(sim.node_ids) - 1) // 2 - 1)]]
             self._cut_off(group)
             self.cutoff = (tuple(sorted(group)), self.strike_cut)
-            sim._push_fn(sim.now + rng.uniform(*self.interval), self._heal_strike, self.strike_cut)
+            sim._push_fn(sim.now + rng.uniform(*ISOLATE_FOR), self._heal_strike, self.strike_cut)
         self.successor_of, self.successor_until = victim, sim.now + SUCCESSOR_WATCH
         self.striking = False
 
