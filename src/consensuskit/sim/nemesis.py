@@ -119,11 +119,9 @@ def leaders(sim: Simulation) -> list[str]:
     ]
 
 
-def uncommitted(sim: Simulation, node_id: str) -> bool | None:
-    """True while the node holds log entries it does not know to be committed (its
-    status reports ``last_index`` above ``commit``): for a leader, the moment right after
-    it replicated an entry a majority may not hold yet.  None for a crashed node or a
-    protocol whose status reports no log."""
+def log_position(sim: Simulation, node_id: str) -> tuple[int, int] | None:
+    """(last index, commit index) of the node's log as its status reports them; None for
+    a crashed node or a protocol whose status reports no log."""
     node = sim.nodes[node_id]
     status = getattr(node, "status", None)
     if status is None:
@@ -132,7 +130,15 @@ def uncommitted(sim: Simulation, node_id: str) -> bool | None:
     last, commit = st.get("last_index"), st.get("commit")
     if not isinstance(last, int) or not isinstance(commit, int):
         return None
-    return last > commit
+    return last, commit
+
+
+def uncommitted(sim: Simulation, node_id: str) -> bool | None:
+    """True while the node holds log entries it does not know to be committed: for a
+    leader, the moment right after it replicated an entry a majority may not hold yet.
+    None where ``log_position`` is."""
+    pos = log_position(sim, node_id)
+    return None if pos is None else pos[0] > pos[1]
 
 
 # ------------------------------------------------------------------ random nemesis
@@ -443,17 +449,23 @@ class Nemesis:
         sim.set_disk(node_id, round(rng.uniform(*STALL_LATENCY), 4))
         sim._push_fn(sim.now + stall, self._unstall, node_id)
         if self.cutoff is not None or rng.random() < 0.5:
-            self._watch_stalled((node_id, sim.now + stall))
+            pos = log_position(sim, node_id)
+            self._watch_stalled((node_id, sim.now + stall, pos[0] if pos else 0))
 
-    def _watch_stalled(self, arg: tuple[str, float]) -> None:
+    def _watch_stalled(self, arg: tuple[str, float, int]) -> None:
         """Crash the stalled leader at the moment it counts as committed everything it
-        holds while a sync of its writes is still in flight (or, missing that moment, at
-        the stall's end)."""
-        node_id, until = arg
+        holds, some of it written since its election, while a sync of its writes is
+        still in flight (or, missing that moment, at the stall's end)."""
+        node_id, until, last_at_election = arg
         sim = self.sim
         if self.stopped or not self._running(node_id):
             return
-        if sim.now >= until or (sim.syncing(node_id) and uncommitted(sim, node_id) is False):
+        if sim.now < until and sim.syncing(node_id):
+            pos = log_position(sim, node_id)
+            moment = pos is not None and pos[1] >= pos[0] > last_at_election
+        else:
+            moment = sim.now >= until
+        if moment:
             self._crash_stalled(node_id)
             return
         sim._push_fn(sim.now + STRIKE_POLL, self._watch_stalled, arg)
