@@ -372,6 +372,8 @@ class Nemesis:
             return
         victim = lead[0] if lead else rng.choice(up)
         action = rng.choice(STRIKE_ACTIONS)
+        if self.amnesia is not None and action in ("isolate", "thaw"):
+            action = "slow-link"  # a new partition now would undo the amnesia attack's cut
         self.cutoff = None
         if action == "crash" and self._down() < self.max_down:
             sim.crash(victim)
