@@ -491,7 +491,12 @@ class Nemesis:
         group, token = self.cutoff
         self.cutoff = None
         side = sorted({*group, node_id})
-        if token == self.strike_cut and self.partitioned and 2 * len(side) > len(sim.node_ids):
+        if (
+            token == self.strike_cut
+            and self.partitioned
+            and self.amnesia is None
+            and 2 * len(side) > len(sim.node_ids)
+        ):
             self._cut_off(side)
             sim._push_fn(sim.now + self.srng.uniform(*self.interval), self._heal_strike, self.strike_cut)
 
