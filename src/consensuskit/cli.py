@@ -775,7 +775,7 @@ def up_cmd(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
+        typer.Option(help="A catalog protocol (default raft, or what --data-dir's cluster runs)."),
     ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.

@@ -559,6 +559,27 @@ def test_up_starts_stops_on_sigterm_and_recovers(tmp_path: Path) -> None:
     assert again.returncode == 0, out
 
 
+def test_up_runs_a_protocol_without_a_leader(tmp_path: Path) -> None:
+    """`consensuskit up --protocol fast-paxos`: as many nodes as its defaults need (4),
+    ready once every node answers, any node takes writes."""
+    base = free_base_port(8)
+    up = run_up(tmp_path / "data", base_port=base, protocol="fast-paxos")
+    try:
+        lines = "".join(wait_for_line(up, "endpoints:"))
+        assert "4 fast-paxos nodes" in lines and "fast-paxos has no leader" in lines
+        endpoints = [f"127.0.0.1:{base + i}" for i in range(4)]
+        with Client(endpoints, timeout=1, deadline=10) as kv:
+            kv.put("anywhere", "ok")
+        with Client(endpoints[-1:], timeout=1, deadline=10) as kv:
+            assert kv.get("anywhere").value == "ok"
+        up.send_signal(signal.SIGTERM)
+        out, _ = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, out
+
+
 def test_demo_script_passes(tmp_path: Path) -> None:
     from io import StringIO
 
