@@ -5,6 +5,8 @@ leader, no membership change, no lease) serve the key-value API on any node."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -108,3 +110,47 @@ async def test_a_raft_leader_exports_every_capability_metric(tmp_path) -> None:
         ]
         assert body["generation_name"] == "term" and body["generation"] == body["term"]
         assert body["config_pending"] is False
+
+
+@async_test
+async def test_the_cli_admin_verbs_name_a_missing_capability_in_one_line(tmp_path, capsys) -> None:
+    from consensuskit.server.admin_commands import admin_command
+
+    async with Cluster(tmp_path, ["n1", "n2", "n3"], protocol="basic-paxos", options={}) as c:
+        eps = ",".join(c.url(n) for n in c.ids)
+        token = str(tmp_path / "admin-token")
+        for verb, args, capability in (
+            ("member-add", {"id": "n4"}, "membership-change"),
+            ("member-remove", {"id": "n2"}, "membership-change"),
+            ("leader-transfer", {}, "leader-transfer"),
+            ("member-list", {}, "membership-change"),
+        ):
+            code = await asyncio.to_thread(admin_command, verb, args, endpoints=eps, admin_token_file=token)
+            err = capsys.readouterr().err
+            assert code == 1 and err.count("\n") == 1, err
+            assert err.startswith("error: protocol basic-paxos: ") and capability in err
+        code = await asyncio.to_thread(
+            admin_command, "leader-transfer", {}, endpoints=eps, admin_token_file=token, as_json=True
+        )
+        doc = json.loads(capsys.readouterr().out)
+        assert code == 1 and (doc["status"], doc["capability"]) == (501, "leader-transfer")
+    assert admin_command("frob") == 2
+    assert "valid: member-list, member-add, member-remove, leader-transfer" in capsys.readouterr().err
+
+
+@async_test
+async def test_the_cli_admin_verbs_work_where_the_capability_is(tmp_path, capsys) -> None:
+    from consensuskit.server.admin_commands import admin_command
+
+    async with Cluster(tmp_path, ["n1", "n2", "n3"]) as c:
+        leader = await c.wait_leader()
+        eps = ",".join(c.url(n) for n in c.ids)
+        token = str(tmp_path / "admin-token")
+        assert await asyncio.to_thread(admin_command, "member-list", {}, endpoints=eps) == 0
+        out = capsys.readouterr().out
+        assert f"leader: {leader}" in out and "n3\tvoter" in out
+        target = next(n for n in c.ids if n != leader)
+        code = await asyncio.to_thread(
+            admin_command, "leader-transfer", {"to": target}, endpoints=eps, admin_token_file=token
+        )
+        assert code == 0 and capsys.readouterr().out.startswith(f"leader: {target}")
