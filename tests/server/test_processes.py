@@ -77,13 +77,18 @@ PROTOCOLS = tuple(default_registry().names())
 LEADERLESS_OPTIONS: dict[str, Any] = {"retry_timeout": 0.3}
 
 
+def node_options(protocol: str, **settings: Any) -> dict[str, Any]:
+    """NODE_OPTIONS with ``protocol``'s own options, plus ``settings``."""
+    options = {**NODE_OPTIONS, **settings}
+    if protocol in ("basic-paxos", "fast-paxos"):
+        options["options"] = dict(LEADERLESS_OPTIONS)
+    return options
+
+
 def make_cluster(root: Path, nodes: int = 3, protocol: str = "raft") -> LocalCluster:
     nodes = max(nodes, default_registry().get(protocol).min_nodes)  # fast-paxos: 4
-    options = NODE_OPTIONS
-    if protocol in ("basic-paxos", "fast-paxos"):
-        options = {**NODE_OPTIONS, "options": LEADERLESS_OPTIONS}
     layout = ClusterLayout.prepare(
-        root, nodes, free_base_port(2 * nodes), node_options=options, protocol=protocol
+        root, nodes, free_base_port(2 * nodes), node_options=node_options(protocol), protocol=protocol
     )
     return LocalCluster(layout)
 
