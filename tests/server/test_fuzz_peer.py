@@ -69,7 +69,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     root: Path = tmp_path_factory.mktemp(f"fuzz-peer-{request.param}")
     with make_cluster(root / "data", protocol=request.param) as cluster:
         cluster.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         secret = cluster.layout.secret_path.read_bytes().strip()
         yield Target(cluster, secret, {n: p.pid for n, p in cluster.nodes.items()})
 
@@ -79,7 +79,7 @@ def assert_serving(target: Target) -> None:
     dead = cluster.dead_nodes()
     assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
     assert {n: p.pid for n, p in cluster.nodes.items()} == target.pids
-    cluster.wait_for_leader(30)
+    cluster.wait_ready(30)
     with cluster.client(timeout=2, deadline=30) as kv:
         written = kv.put("fuzz-peer-probe", f"after-{target.sent}")
         assert kv.get("fuzz-peer-probe").value == f"after-{target.sent}", written
