@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .datadriven import Arg, Case, run_file
+from .datadriven import Arg, Case, parse, run_file
 from .harness import Harness
 
 
@@ -24,3 +24,14 @@ def run_transcript_with_bugs(path: str | Path, protocol: str, bugs: tuple[str, .
         return harness.handle(case)
 
     run_file(path, handle, rewrite=False)
+
+
+def outputs_with_bugs(path: str | Path, protocol: str, bugs: tuple[str, ...]) -> str:
+    """Everything ``path`` prints when run with bug knobs added (no comparison)."""
+    harness = Harness(protocol=protocol)
+    out: list[str] = []
+    for case in parse(Path(path).read_text(encoding="utf-8"), str(path)).cases:
+        if case.command == "add-nodes":
+            case.args = [a for a in case.args if a.key != "bugs"] + [Arg("bugs", bugs, listed=True)]
+        out.append(harness.handle(case))
+    return "".join(out)
