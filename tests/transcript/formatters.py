@@ -28,7 +28,8 @@ def raft_log(node: Any, storage: Any) -> Iterable[str]:
         yield f"snapshot {snap.last_term}/{snap.last_index}"
     for index in range(log.first_index, log.last_index + 1):
         yield log.entry(index).summary()
-    yield f"term={node.term} vote={node.voted_for or 'none'} commit={node.commit_index} applied={node.last_applied}"
+    vote = node.voted_for or "none"
+    yield f"term={node.term} vote={vote} commit={node.commit_index} applied={node.last_applied}"
 
 
 def multipaxos_log(node: Any, storage: Any) -> Iterable[str]:

@@ -122,7 +122,9 @@ def parse_op(words: list[str]) -> Op:
     kind, rest = words[0], words[1:]
     shapes = {"put": 2, "get": 1, "delete": 1, "cas": 3, "list": 1}
     if kind not in shapes or len(rest) != shapes[kind]:
-        raise DataDrivenError(f"bad operation {' '.join(words)!r}; valid: put k v, k=v, get k, delete k, cas k old new, list prefix")
+        raise DataDrivenError(
+            f"bad operation {' '.join(words)!r}; valid: put k v, k=v, get k, delete k, cas k old new, list p"
+        )
     if kind == "put":
         return Op(kind="put", key=rest[0], value=parse_value(rest[1]))
     if kind == "cas":
@@ -264,7 +266,7 @@ class Harness:
         taken = [0]
 
         def pred(s: str, d: str, msg: Any) -> bool:
-            if src is not None and s != src or dst is not None and d != dst:
+            if (src is not None and s != src) or (dst is not None and d != dst):
                 return False
             if kind is not None and type(msg).__name__ != kind and not summarize(msg).startswith(kind):
                 return False
@@ -341,7 +343,8 @@ class Harness:
     def _propose(self, case: Case) -> list[str]:
         words = case.positional()
         # key=value without a known option name is the put shorthand.
-        extra = [f"{a.key}={a.vals[0]}" for a in case.args if a.vals and a.key not in ("client", "consistency")]
+        named = ("client", "consistency")
+        extra = [f"{a.key}={a.vals[0]}" for a in case.args if a.vals and a.key not in named]
         if len(words) < 1:
             raise DataDrivenError(f"{case.pos}: propose ID OP...")
         node_id = words[0]
@@ -361,7 +364,7 @@ class Harness:
     def _call(self, case: Case) -> list[str]:
         words = case.positional()
         if len(words) < 2 or words[1].startswith("_"):
-            raise DataDrivenError(f"{case.pos}: call ID METHOD [args...] [key=value ...] (public methods only)")
+            raise DataDrivenError(f"{case.pos}: call ID METHOD [args...] [key=value ...] (public methods)")
         node_id, method = words[0], words[1]
         node = self._node(node_id)
         fn = getattr(node, method, None)
@@ -369,7 +372,8 @@ class Harness:
             raise DataDrivenError(f"{case.pos}: {type(node).__name__} has no method {method!r}")
         args = [parse_value(w) for w in words[2:]]
         kwargs = {k: parse_value(v[0]) for k, v in case.keyed().items()}
-        result = self._invoke(node_id, lambda n: getattr(n, method)(*args, **kwargs), f"call {node_id} {method}")
+        label = f"call {node_id} {method}"
+        result = self._invoke(node_id, lambda n: getattr(n, method)(*args, **kwargs), label)
         out = self._events()
         if result is not None:
             out.append(f"-> {fmt(result)}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.transcript.runner import run_transcript, run_transcript_with_bugs
+from tests.transcript.runner import outputs_with_bugs, run_transcript, run_transcript_with_bugs
 
 TESTDATA = Path(__file__).parent / "testdata"
 FILES = sorted(TESTDATA.glob("*.txt"))
@@ -47,3 +47,5 @@ def test_transcript_fails_when_the_rule_is_broken(name: str, bug: str):
     path = TESTDATA / name
     with pytest.raises(AssertionError, match="differs"):
         run_transcript_with_bugs(path, protocol_of(path), (bug,))
+    # ... and the checker names the broken invariant on the way.
+    assert "VIOLATION" in outputs_with_bugs(path, protocol_of(path), (bug,))

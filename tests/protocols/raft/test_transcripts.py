@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.transcript.runner import run_transcript, run_transcript_with_bugs
+from tests.transcript.runner import outputs_with_bugs, run_transcript, run_transcript_with_bugs
 
 TESTDATA = Path(__file__).parent / "testdata"
 FILES = sorted(TESTDATA.glob("*.txt"))
@@ -30,6 +30,7 @@ def test_transcript(path: Path):
     ("name", "bug"),
     [
         ("commit_current_term_only.txt", "commit-previous-term"),
+        ("figure_8.txt", "commit-previous-term"),
         ("vote_once_per_term.txt", "vote-twice"),
         ("log_matching.txt", "skip-log-check"),
     ],
@@ -37,3 +38,5 @@ def test_transcript(path: Path):
 def test_transcript_fails_when_the_rule_is_broken(name: str, bug: str):
     with pytest.raises(AssertionError, match="differs"):
         run_transcript_with_bugs(TESTDATA / name, "raft", (bug,))
+    # ... and the checker names the broken invariant on the way.
+    assert "VIOLATION" in outputs_with_bugs(TESTDATA / name, "raft", (bug,))
