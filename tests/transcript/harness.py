@@ -531,9 +531,7 @@ class Harness:
         return self._per_node(case, lambda _p, node, _s: format_state(node))
 
     def _status(self, case: Case) -> list[str]:
-        (node_id,) = self._ids(case, 1) if case.positional() else (None,)
-        if node_id is None:
-            raise DataDrivenError(f"{case.pos}: status ID [fields=(a,b)]")
+        (node_id,) = self._ids(case, 1)
         node = self._node(node_id)
         status = node.status() if callable(getattr(node, "status", None)) else {}
         if dataclasses.is_dataclass(status) and not isinstance(status, type):
