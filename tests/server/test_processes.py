@@ -75,12 +75,18 @@ NODE_OPTIONS: dict[str, Any] = {
 PROTOCOLS = tuple(default_registry().names())
 # Basic and Fast Paxos have no election timer or snapshots: their own defaults.
 LEADERLESS_OPTIONS: dict[str, Any] = {"retry_timeout": 0.3}
+# The same list where the leaderless protocols run only with ``-m slow`` (suites that
+# test the HTTP edge rather than the protocol: a few minutes saved on the default run).
+LEADERLESS = ("basic-paxos", "fast-paxos")
+PROTOCOLS_SLOW_LEADERLESS = tuple(
+    pytest.param(p, marks=pytest.mark.slow) if p in LEADERLESS else p for p in PROTOCOLS
+)
 
 
 def node_options(protocol: str, **settings: Any) -> dict[str, Any]:
     """NODE_OPTIONS with ``protocol``'s own options, plus ``settings``."""
     options = {**NODE_OPTIONS, **settings}
-    if protocol in ("basic-paxos", "fast-paxos"):
+    if protocol in LEADERLESS:
         options["options"] = dict(LEADERLESS_OPTIONS)
     return options
 
