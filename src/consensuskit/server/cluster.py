@@ -14,7 +14,9 @@ Rules this module owns:
     started with ``--bootstrap`` only while no node of the cluster has data yet: the
     first start.  After that a node whose directory is empty refuses to start until it
     is started with ``--rejoin`` (server/identity.py);
-  * stopping is terminate, wait, then kill, and always reaps the process.
+  * stopping is terminate, wait, then kill, and always reaps the process;
+  * the cluster is ready when a node leads, or, in a protocol without the ``has-leader``
+    capability (as ``/v1/status`` says), when every running node answers (``wait_ready``).
 """
 
 from __future__ import annotations

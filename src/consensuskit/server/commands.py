@@ -6,7 +6,10 @@ Rules this module owns:
   * ``kv get`` prints the bare value (so shells can use it) and ``--json`` one JSON
     document; errors go to stderr as one line;
   * ``up`` owns its node processes: it stops every one of them however it ends (Ctrl-C,
-    SIGTERM, an error), terminating, waiting, then killing.
+    SIGTERM, an error), terminating, waiting, then killing;
+  * nodes are read through their ``/v1/status`` capabilities: ``status`` exits 0 when a
+    node leads, or, for a protocol without the ``has-leader`` capability, when a node
+    answers; ``up`` of a new cluster starts the catalog entry's ``min_nodes`` at least.
 """
 
 from __future__ import annotations
