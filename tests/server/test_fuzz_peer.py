@@ -43,7 +43,7 @@ from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, registered_me
 from consensuskit.server import handshake
 from consensuskit.server.cluster import LocalCluster
 from consensuskit.server.framing import frame
-from tests.server.test_processes import PROTOCOLS, make_cluster
+from tests.server.test_processes import PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,7 +64,7 @@ class Target:
     sent: int = 0
 
 
-@pytest.fixture(scope="module", params=PROTOCOLS)
+@pytest.fixture(scope="module", params=PROTOCOLS_SLOW_LEADERLESS)
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root: Path = tmp_path_factory.mktemp(f"fuzz-peer-{request.param}")
     with make_cluster(root / "data", protocol=request.param) as cluster:

@@ -75,8 +75,9 @@ NODE_OPTIONS: dict[str, Any] = {
 PROTOCOLS = tuple(default_registry().names())
 # Basic and Fast Paxos have no election timer or snapshots: their own defaults.
 LEADERLESS_OPTIONS: dict[str, Any] = {"retry_timeout": 0.3}
-# The same list where the leaderless protocols run only with ``-m slow`` (suites that
-# test the HTTP edge rather than the protocol: a few minutes saved on the default run).
+# The same list where the leaderless protocols run only with ``-m slow``: suites that
+# test the HTTP edge, fuzzing, or what test_runtime_process.py already runs on them (the
+# session clock of a protocol without a leader); a few minutes saved on the default run.
 LEADERLESS = ("basic-paxos", "fast-paxos")
 PROTOCOLS_SLOW_LEADERLESS = tuple(
     pytest.param(p, marks=pytest.mark.slow) if p in LEADERLESS else p for p in PROTOCOLS

@@ -16,7 +16,7 @@ import pytest
 
 from consensuskit.catalog import default_registry
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
-from tests.server.test_processes import PROTOCOLS, node_options, restart_everyone
+from tests.server.test_processes import PROTOCOLS_SLOW_LEADERLESS, node_options, restart_everyone
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -46,7 +46,7 @@ def put(cluster: LocalCluster, key: str, value: bytes, request_id: str) -> tuple
     pytest.fail("no leader answered")
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", PROTOCOLS_SLOW_LEADERLESS)
 def test_a_session_expires_over_real_time_and_stays_expired_across_restarts(
     tmp_path: Path, protocol: str
 ) -> None:
