@@ -79,7 +79,8 @@ QUICK_RESTART = (0.02, 0.3)
 THAW_AFTER = (0.8, 1.6)  # paused followers resume together after this
 SLOW_LINK = (0.02, 0.3)  # one link's latency range while it is slow
 SUCCESSOR_WATCH = 2.0  # how long step 3 waits for the next leader
-ISOLATE_FOR = (1.0, 3.0)  # an isolating strike's cut lasts this long (unless healed before)
+ISOLATE_FOR = (1.0, 3.0)  # an isolating strike's cut lasts this long
+FLIP_FOR = (1.5, 3.0)  # the flipped cut lasts this long: an election and a lease wait fit
 # The new leader's disk stays slow this long (past a Multi-Paxos leader's wait for the
 # old lease, 0.5 s by default, before it proposes anything) ...
 STALL_FOR = (0.3, 1.0)
@@ -191,6 +192,7 @@ class Nemesis:
         self.successor_until = 0.0
         # The group an isolating strike cut off, with its partition's token.
         self.cutoff: tuple[tuple[str, ...], int] | None = None
+        self.strike_token = -1  # strike_cut while the partition in force is a flip's
         # Strikes come on their own clock and rng (derived only when enabled, so the
         # other kinds' choices are those of a nemesis without strikes).
         self.tick_kinds = tuple(k for k in self.kinds if k != "strike")
@@ -234,6 +236,8 @@ class Nemesis:
     # Each kind: repair what it injected (coin flip) or inject a new fault.
     def _partition(self) -> None:
         sim, rng = self.sim, self.rng
+        if self.partitioned and self.strike_token == self.strike_cut:
+            return  # the flip's cut stands until the strike heals it
         if self.partitioned and rng.random() < 0.5:
             sim.heal()
             self.partitioned = False
@@ -508,7 +512,8 @@ class Nemesis:
             and 2 * len(side) > len(sim.node_ids)
         ):
             self._cut_off(side)
-            sim._push_fn(sim.now + self.srng.uniform(*self.interval), self._heal_strike, self.strike_cut)
+            self.strike_token = self.strike_cut  # the partition kind leaves this cut alone
+            sim._push_fn(sim.now + self.srng.uniform(*FLIP_FOR), self._heal_strike, self.strike_cut)
 
     def _burst(self, kind: str, field_name: str, lo: float, hi: float) -> None:
         sim, rng = self.sim, self.rng
