@@ -236,7 +236,7 @@ class Nemesis:
     # Each kind: repair what it injected (coin flip) or inject a new fault.
     def _partition(self) -> None:
         sim, rng = self.sim, self.rng
-        if self.partitioned and self.strike_token == self.strike_cut:
+        if self._flipped():
             return  # the flip's cut stands until the strike heals it
         if self.partitioned and rng.random() < 0.5:
             sim.heal()
@@ -299,7 +299,8 @@ class Nemesis:
         if self._down() >= self.max_down or self.amnesia is not None:
             return
         if "partition" in self.kinds and len(sim.node_ids) >= 3 and rng.random() < 0.5:
-            self._amnesia_isolate()
+            if not self._flipped():
+                self._amnesia_isolate()
             return
         up = [n for n in sim.node_ids if sim.alive(n) and not sim.paused(n) and not sim.rejoining(n)]
         if up:
@@ -386,8 +387,8 @@ class Nemesis:
             return
         victim = lead[0] if lead else rng.choice(up)
         action = rng.choice(STRIKE_ACTIONS)
-        if self.amnesia is not None and action in ("isolate", "thaw"):
-            action = "slow-link"  # a new partition now would undo the amnesia attack's cut
+        if (self.amnesia is not None or self._flipped()) and action in ("isolate", "thaw"):
+            action = "slow-link"  # a new partition now would undo the attack's or the flip's cut
         self.cutoff = None
         if action == "crash" and self._down() < self.max_down:
             sim.crash(victim)
@@ -419,6 +420,10 @@ class Nemesis:
             sim._push_fn(sim.now + rng.uniform(*ISOLATE_FOR), self._heal_strike, self.strike_cut)
         self.successor_of, self.successor_until = victim, sim.now + SUCCESSOR_WATCH
         self.striking = False
+
+    def _flipped(self) -> bool:
+        """The partition in force is the flip's (see _crash_stalled)."""
+        return self.partitioned and self.strike_token == self.strike_cut
 
     def _cut_off(self, group: list[str]) -> None:
         sim = self.sim
