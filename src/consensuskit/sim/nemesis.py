@@ -72,7 +72,8 @@ if TYPE_CHECKING:
 PARTITION_PATTERNS = ("halves", "majority", "isolate-leader", "bridge", "ring")
 
 # The strike's timings (virtual seconds; see Nemesis._strike).
-STRIKE_ACTIONS = ("crash", "isolate", "thaw", "slow-link", "isolate")  # isolate: twice as often
+# isolate twice as often; amnesia only where wipes are on (else it isolates)
+STRIKE_ACTIONS = ("crash", "isolate", "thaw", "slow-link", "isolate", "amnesia")
 STRIKE_WAIT = 0.3  # longest wait for a leader with entries it does not know committed
 STRIKE_POLL = 0.002
 QUICK_RESTART = (0.02, 0.3)
@@ -313,8 +314,8 @@ class Nemesis:
     # majority side goes on choosing writes without it; step 2, an interval later, wipes
     # a node of the majority side (every one of them acknowledged those writes) and moves
     # it to the lagging side, which now is a majority holding none of them.
-    def _amnesia_isolate(self) -> None:
-        sim, rng = self.sim, self.rng
+    def _amnesia_isolate(self, rng: random.Random | None = None) -> None:
+        sim, rng = self.sim, rng or self.rng
         ids = list(sim.node_ids)
         lead = set(leaders(sim))
         order = [n for n in ids if n not in lead]
@@ -326,10 +327,10 @@ class Nemesis:
         self.strike_cut += 1
         self._count("partition")
         self.amnesia = tuple(laggers)
-        sim._push_fn(sim.now + rng.uniform(*self.interval), self._amnesia_strike, None)
+        sim._push_fn(sim.now + rng.uniform(*self.interval), self._amnesia_strike, rng)
 
-    def _amnesia_strike(self, _: object) -> None:
-        sim, rng = self.sim, self.rng
+    def _amnesia_strike(self, rng: random.Random) -> None:
+        sim = self.sim
         laggers, self.amnesia = self.amnesia or (), None
         if self.stopped or self._down() >= self.max_down:
             return
@@ -401,6 +402,15 @@ class Nemesis:
                 sim.pause(n)
             self._cut_off([victim])
             sim._push_fn(sim.now + rng.uniform(*THAW_AFTER), self._thaw, (frozen, self.strike_cut))
+        elif (
+            action == "amnesia"
+            and "wipe" in self.kinds
+            and self.amnesia is None
+            and not self._flipped()
+            and self._down() < self.max_down
+            and len(sim.node_ids) >= 3
+        ):
+            self._amnesia_isolate(rng)  # the amnesia attack, at strike pace (the wipe kind's)
         elif action == "slow-link" and len(sim.node_ids) > 1:
             # One link only (the victim's to one peer): its messages arrive late and out
             # of order with the others', after newer terms or ballots were seen.
