@@ -359,7 +359,7 @@ def test_a_strike_stalls_the_next_leaders_disk_as_it_is_elected(monkeypatch):
     [first] = [r for r in sim.trace.tail(5000) if r["ev"] == "sync" and r["node"] == new
                and r["t"] > elected["t"]][:1]
     assert first["t"] == pytest.approx(elected["t"] + stall["latency"])
-    sim.run_for(1.0)  # STALL_FOR is at most 1 s
+    sim.run_for(1.2)  # STALL_FOR is at most 1.2 s
     assert [f["latency"] for f in _faults(sim) if f["kind"] == "disk"] == [stall["latency"], None]
 
 

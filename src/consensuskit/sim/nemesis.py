@@ -84,7 +84,7 @@ ISOLATE_FOR = (1.0, 3.0)  # an isolating strike's cut lasts this long
 FLIP_FOR = (1.5, 3.0)  # the flipped cut lasts this long: an election and a lease wait fit
 # The new leader's disk stays slow this long (past a Multi-Paxos leader's wait for the
 # old lease, 0.5 s by default, before it proposes anything) ...
-STALL_FOR = (0.3, 1.0)
+STALL_FOR = (0.6, 1.2)
 STALL_LATENCY = (0.01, 0.05)  # ... each sync taking this long
 
 
