@@ -71,7 +71,7 @@ class ConfigHistory(Generic[C]):
     def since(self, index: int) -> list[tuple[int, C]]:
         """The configuration in force at ``index`` (as recorded at ``index``) and every
         later one."""
-        pos = bisect_right(self.indexes, index)
+        pos = max(1, bisect_right(self.indexes, index))  # the base is never later
         return [(index, self.at(index)), *self.entries[pos:]]
 
     def between(self, lo: int, hi: int) -> list[C]:
