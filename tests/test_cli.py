@@ -173,13 +173,13 @@ def test_options_only_the_nodes_can_judge_are_bad_input(capsys):
 
 
 def test_demo_runs_every_scenario_and_both_faulty_runs(capsys):
+    from consensuskit.catalog import default_catalog
     from consensuskit.cli import main
-    from consensuskit.scenarios import all_scenarios
 
     with pytest.raises(SystemExit) as exc:
         main(["demo"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and "demo passed" in out
-    for scenario_id in all_scenarios():
+    for scenario_id in default_catalog().scenarios():
         assert f"scenario {scenario_id}" in out
     assert "raft: 5 nodes" in out and "multipaxos: 5 nodes" in out

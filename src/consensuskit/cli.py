@@ -8,7 +8,9 @@ Rules this module owns:
   * ``--json`` prints exactly one JSON document on stdout; progress and colour go to
     stderr or stay off, so the output can be piped;
   * no logic lives here that a test or sweep would need: simulations come from
-    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``.
+    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``;
+  * every list of protocols and scenarios (choices, help, the demo) comes from the
+    catalog (``consensuskit.catalog``); nothing here names a protocol.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_catalog, default_registry
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -62,6 +64,10 @@ def parse_nemesis(text: str) -> tuple[str, ...]:
             param_hint="'--nemesis'",
         )
     return tuple(k for k in NEMESIS_KINDS if k in items)
+
+
+def protocol_help() -> str:
+    return f"Protocol: {', '.join(default_registry().names())}."
 
 
 def check_protocol(protocol: str) -> None:
@@ -149,11 +155,12 @@ def _timeline_width(console: Console) -> int | None:
 @scenario_app.command("list")
 def scenario_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    protocol: Annotated[str | None, typer.Option(help="Only this protocol's scenarios.")] = None,
 ) -> None:
-    """List the seed scenarios."""
-    from consensuskit.scenarios import all_scenarios
-
-    scenarios = list(all_scenarios().values())
+    """List the seed scenarios (the catalog's, protocol by protocol)."""
+    if protocol is not None:
+        check_protocol(protocol)
+    scenarios = list(default_catalog().scenarios(protocol).values())
     if as_json:
         print(
             json.dumps([{"id": s.id, "protocol": s.protocol, "title": s.title} for s in scenarios], indent=2)
@@ -184,10 +191,10 @@ def run_one_scenario(
     bugs: list[str] | None = None,
 ) -> bool:
     """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
-    from consensuskit.scenarios import get_scenario, run_scenario
+    from consensuskit.scenarios import run_scenario
 
     try:
-        scenario = get_scenario(scenario_id)
+        scenario = default_catalog().scenario(scenario_id)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="'ID'") from None
     options = {"bugs": sorted(check_bugs(scenario.protocol, bugs))} if bugs else {}
@@ -316,7 +323,7 @@ OptionOpt = Annotated[
 
 @app.command("sim")
 def sim_cmd(
-    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    protocol: Annotated[str, typer.Argument(help=protocol_help())],
     nodes: NodesOpt = 5,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
     duration: DurationOpt = 10.0,
@@ -359,7 +366,7 @@ def sim_cmd(
 # --------------------------------------------------------------------- sweep
 @app.command("sweep")
 def sweep_cmd(
-    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    protocol: Annotated[str, typer.Argument(help=protocol_help())],
     seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run.")] = 100,
     first_seed: Annotated[int, typer.Option(help="First seed; seeds run S0..S0+K-1.")] = 0,
     nodes: NodesOpt = 5,
@@ -420,16 +427,15 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the scenarios and the simulation.")] = 0,
     duration: DurationOpt = 10.0,
 ) -> None:
-    """Every seed scenario (Paxos, Fast Paxos, Multi-Paxos, Raft) with its timeline, then
-    5-node Raft and Multi-Paxos runs with all faults, invariants and linearizability checked."""
-    from consensuskit.scenarios import all_scenarios
-
+    """Every seed scenario of the catalog with its timeline, then 5-node runs with all
+    faults, invariants and linearizability checked, of the catalog's demo protocols."""
+    catalog = default_catalog()
     console = _console()
     ok = True
-    for scenario in all_scenarios().values():
+    for scenario in catalog.scenarios().values():
         console.rule(f"[bold]scenario {scenario.id}")
         ok = run_one_scenario(scenario.id, seed, True, None, False, console=console) and ok
-    for protocol in ("raft", "multipaxos"):
+    for protocol in catalog.demo_protocols():
         console.rule(f"[bold]{protocol}: 5 nodes, 3 clients, all faults")
         config = build_config(protocol, 5, seed, duration, 3, "all", None)
         console.print(f"[dim]{reproduce_command(config, seed)}[/]", soft_wrap=True)
@@ -775,7 +781,10 @@ def up_cmd(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
+        typer.Option(
+            help=f"{' or '.join(default_registry().names())} "
+            "(default raft, or what --data-dir's cluster runs)."
+        ),
     ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.

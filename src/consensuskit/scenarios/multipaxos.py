@@ -2,8 +2,7 @@
 
 Scripts steer elections with ``MultiPaxosNode.campaign`` (an election timeout firing
 "now") and count messages with a pass-through filter, so each story happens exactly
-as narrated.  The simulation gets a registry holding Multi-Paxos even before the
-default registry lists it.
+as narrated.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from collections import Counter
 from typing import Any
 
 from consensuskit.core.client import Op
-from consensuskit.core.registry import Registry
 from consensuskit.scenarios.base import Scenario, ScenarioRun
 from consensuskit.sim import SimConfig, Simulation
 
@@ -22,16 +20,8 @@ PHASE_MESSAGES = ("Prepare", "Promise", "Accept", "Accepted")
 
 
 # ---------------------------------------------------------------------- helpers
-def registry() -> Registry:
-    from consensuskit.protocols.paxos import multipaxos_spec
-
-    reg = Registry()
-    reg.add(multipaxos_spec())
-    return reg
-
-
 def simulation(run: ScenarioRun, node_ids: tuple[str, ...], **config: Any) -> Simulation:
-    """``run.simulation`` with a registry that knows Multi-Paxos."""
+    """``run.simulation`` with ``bugs`` as a config keyword too."""
     if run.sim is not None:
         raise RuntimeError("a scenario builds one simulation")
     options = dict(config.pop("options", {}))
@@ -46,7 +36,7 @@ def simulation(run: ScenarioRun, node_ids: tuple[str, ...], **config: Any) -> Si
         options=options,
         **config,
     )
-    run.sim = Simulation(cfg, registry=registry())
+    run.sim = Simulation(cfg)
     return run.sim
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.protocols.raft import HARD_STATE_KEY
 from consensuskit.protocols.raft.messages import (
     COMMAND,
     AppendEntries,
@@ -20,7 +21,6 @@ from consensuskit.protocols.raft.messages import (
     Heartbeat,
     LogEntry,
 )
-from consensuskit.protocols.raft.node import HARD_STATE_KEY
 from consensuskit.scenarios.base import Scenario, ScenarioRun
 from consensuskit.sim import Simulation
 

@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from consensuskit.catalog import default_registry
 from consensuskit.core.registry import Registry
 from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
@@ -78,7 +77,12 @@ class NodeServer:
         self.config = config
         self._storage = storage
         self._transport_factory = transport_factory
-        self._registry = registry or default_registry()
+        if registry is None:
+            # The catalog sits above server/: reached only for the default, never at import.
+            from consensuskit.catalog import default_registry
+
+            registry = default_registry()
+        self._registry = registry
         self._directory: dict[str, PeerInfo] = dict(config.peers)
         self._runner: web.AppRunner | None = None
         self.started_at = time.monotonic()

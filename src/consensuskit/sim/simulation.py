@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any
 
-from consensuskit.catalog import default_registry
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
@@ -153,7 +152,12 @@ class Simulation:
     def __init__(self, config: SimConfig, registry: Registry | None = None) -> None:
         config.validate()
         self.config = config
-        self.spec: ProtocolSpec = (registry or default_registry()).get(config.protocol)
+        if registry is None:
+            # The catalog sits above sim/: reached only for the default, never at import.
+            from consensuskit.catalog import default_registry
+
+            registry = default_registry()
+        self.spec: ProtocolSpec = registry.get(config.protocol)
         unknown_bugs = sorted(set(config.bugs) - set(self.spec.bugs))
         if unknown_bugs:
             valid = ", ".join(self.spec.bugs) or "(none)"
