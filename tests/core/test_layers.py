@@ -24,9 +24,9 @@ module and watch it fail.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,12 +71,13 @@ def module_name(path: Path) -> str:
     return ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
 
 
-def source_modules() -> Iterator[tuple[str, str]]:
-    for path in sorted(SRC.rglob("*.py")):
-        yield module_name(path), path.read_text()
+@functools.cache
+def source_modules() -> tuple[tuple[str, str], ...]:
+    return tuple((module_name(path), path.read_text()) for path in sorted(SRC.rglob("*.py")))
 
 
-def imports(module: str, source: str) -> list[Import]:
+@functools.cache  # one parse per module for all the rules
+def imports(module: str, source: str) -> tuple[Import, ...]:
     """Every import of ``source`` with relative imports resolved against ``module``."""
     found: list[Import] = []
     tree = ast.parse(source)
@@ -96,7 +97,7 @@ def imports(module: str, source: str) -> list[Import]:
             visit(child, inner)
 
     visit(tree, True)
-    return found
+    return tuple(found)
 
 
 def is_under(module: str, package: str) -> bool:
