@@ -30,7 +30,10 @@ from consensuskit.catalog import default_catalog, default_registry
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
+    DaskUnavailable,
+    check_dask_installed,
     default_workers,
+    parse_dask_address,
     reproduce_command,
     run_sweep,
     save_failure_traces,
@@ -381,11 +384,36 @@ def sweep_cmd(
         str | None, typer.Option(help="Re-run failing seeds writing DIR/seed-S.jsonl traces.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the seeds on a Dask cluster: its scheduler (tcp://HOST:8786), or local:N for "
+            "a local cluster of N worker processes (needs consensuskit[dask]).",
+        ),
+    ] = None,
 ) -> None:
-    """Run K seeds on all cores; exit 0 when every seed passed."""
+    """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed."""
     config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option)
+    if dask is not None:
+        try:
+            parse_dask_address(dask)
+            check_dask_installed()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--dask'") from None
+        except DaskUnavailable as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
     build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
-    result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
+    seed_range = range(first_seed, first_seed + seeds)
+    try:
+        result = run_sweep(config, seed_range, workers or default_workers(), progress, dask=dask)
+    except OSError as exc:  # the scheduler cannot be reached (connection refused, timed out)
+        if dask is None:
+            raise
+        reason = " ".join(str(exc).split())
+        print(f"Error: cannot reach the Dask scheduler at {dask}: {reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
     failures = result.failures
     saved: dict[int, tuple[Path, str]] = {}
     if save_failures and failures:
@@ -404,7 +432,8 @@ def sweep_cmd(
         rate = f"{result.events / wall:,.0f} events/s overall" if wall > 0 else ""
         console.print(
             f"{result.passed}/{len(result.outcomes)} seeds passed, {result.events:,} events in "
-            f"{result.wall_seconds:.2f} s on {result.workers} worker(s) ({rate})"
+            f"{result.wall_seconds:.2f} s on {result.workers} worker(s)"
+            f"{'' if result.engine == 'local' else f' of {result.engine}'} ({rate})"
         )
         if result.checker_timeouts or result.seeds_without_ops:
             console.print(
