@@ -586,7 +586,9 @@ def server_cmd(
     client_address: Annotated[str | None, typer.Option(help="HOST:PORT of the HTTP API.")] = None,
     client_url: Annotated[str | None, typer.Option(help="URL other nodes hand out for this node.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="WAL and snapshot directory.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Protocol (registry name), default raft.")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help=f"Protocol: {', '.join(default_registry().names())}; default raft.")
+    ] = None,
     members: Annotated[str | None, typer.Option(help="Initial voters, comma-separated.")] = None,
     peer: Annotated[
         list[str] | None, typer.Option("--peer", help="Another node: ID=HOST:PORT,CLIENT_URL (repeatable).")
