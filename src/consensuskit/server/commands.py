@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from consensuskit.catalog import default_registry
 from consensuskit.client import (
     CONSISTENCY_LEVELS,
     CasFailed,
@@ -297,12 +298,9 @@ def up_command(
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
     ``protocol`` is a registry name (default raft, or what the directory's cluster runs)."""
-    from consensuskit.catalog import default_registry  # above server/: never at import
-
     console = console or Console(highlight=False)
-    names = default_registry().names()
-    if protocol is not None and protocol not in names:
-        _err(f"unknown protocol {protocol!r}; valid: {', '.join(names)}")
+    if protocol is not None and protocol not in default_registry().names():
+        _err(f"unknown protocol {protocol!r}; valid: {', '.join(default_registry().names())}")
         return 2
     try:
         layout = ClusterLayout.prepare(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.registry import Registry
 from consensuskit.server.auth import AuthConfig, parse_auth_table
 from consensuskit.server.conn_guard import ConnectionLimits
@@ -240,11 +241,7 @@ def load_config(
             raw[key] = merged
         else:
             raw[key] = value
-    if registry is None:
-        from consensuskit.catalog import default_registry  # above server/: never at import
-
-        registry = default_registry()
-    return _build(raw, registry)
+    return _build(raw, registry or default_registry())
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:

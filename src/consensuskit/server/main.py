@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.registry import Registry
 from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
@@ -77,12 +78,7 @@ class NodeServer:
         self.config = config
         self._storage = storage
         self._transport_factory = transport_factory
-        if registry is None:
-            # The catalog sits above server/: reached only for the default, never at import.
-            from consensuskit.catalog import default_registry
-
-            registry = default_registry()
-        self._registry = registry
+        self._registry = registry or default_registry()
         self._directory: dict[str, PeerInfo] = dict(config.peers)
         self._runner: web.AppRunner | None = None
         self.started_at = time.monotonic()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
@@ -152,12 +153,7 @@ class Simulation:
     def __init__(self, config: SimConfig, registry: Registry | None = None) -> None:
         config.validate()
         self.config = config
-        if registry is None:
-            # The catalog sits above sim/: reached only for the default, never at import.
-            from consensuskit.catalog import default_registry
-
-            registry = default_registry()
-        self.spec: ProtocolSpec = registry.get(config.protocol)
+        self.spec: ProtocolSpec = (registry or default_registry()).get(config.protocol)
         unknown_bugs = sorted(set(config.bugs) - set(self.spec.bugs))
         if unknown_bugs:
             valid = ", ".join(self.spec.bugs) or "(none)"
