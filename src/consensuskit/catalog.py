@@ -8,9 +8,10 @@ Rules this module owns:
     here (``Catalog.add_protocol(checker=...)``): protocols never import ``check/``;
   * scenarios are registered per protocol here; ``consensuskit scenario list/run``, the
     demo and the docs' protocol tables read them from the catalog, in registration order;
-  * what the catalog pulls in above ``sim/`` (checkers, scenario modules) is imported when
-    asked for, not when the catalog is built: ``sim/`` and ``server/`` reach the catalog
-    for their default registry, and an eager import would close a cycle;
+  * scenario modules (which import ``sim/``) are imported when asked for, never when the
+    catalog is built: ``sim/`` and ``server/`` import the catalog for their default
+    registry, and an eager import would close a cycle (tests/core/test_layers.py holds
+    it); checkers are imported when a simulation builds one, so the catalog stays cheap;
   * no global state: each ``default_catalog()`` call builds a fresh ``Catalog``; a caller
     that wants more protocols (a test's toy, a plug-in) builds its own and adds to it.
 """
