@@ -3,16 +3,23 @@ protocol, and the docs' protocol tables are generated from it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from consensuskit.catalog import Catalog, default_catalog
+from consensuskit.catalog import (
+    CATALOG_ENV,
+    Catalog,
+    builtin_catalog,
+    default_catalog,
+    default_registry,
+)
 from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.raft import RaftChecker
-from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.scenarios.base import Scenario
@@ -136,3 +143,47 @@ def test_a_stale_table_is_found_and_rewritten(tmp_path: Path) -> None:
     assert stale_documents(tmp_path, catalog, write=True) == ["README.md", "docs/architecture.md"]
     assert stale_documents(tmp_path, catalog) == []
     assert "`toy`" in (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------- the plug-in point
+def toy_catalog() -> Catalog:
+    """A plug-in: the built-in catalog plus the toy (CONSENSUSKIT_CATALOG names this)."""
+    catalog = builtin_catalog()
+    catalog.add_protocol(toy_spec(), family="toy", scenarios=lambda: [toy_scenario()])
+    return catalog
+
+
+def toy_registry() -> Registry:
+    registry = Registry()
+    registry.add(toy_spec())
+    return registry
+
+
+def test_a_plugin_catalog_reaches_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from consensuskit.cli import main
+
+    monkeypatch.setenv(CATALOG_ENV, f"{__name__}:toy_catalog")
+    assert "toy" in default_registry().names() and "raft" in default_registry().names()
+    assert default_catalog().scenario("toy-hello").protocol == "toy"
+    with pytest.raises(SystemExit) as exc:
+        main(["scenario", "list", "--json", "--protocol", "toy"])
+    assert exc.value.code == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)] == ["toy-hello"]
+
+
+def test_a_plugin_registry_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CATALOG_ENV, f"{__name__}:toy_registry")
+    assert default_registry().names() == ["toy"]
+    assert [e.name for e in default_catalog().protocols()] == ["toy"]
+    assert default_catalog().scenarios() == {}
+
+
+@pytest.mark.parametrize(
+    ("reference", "error"), [("nocolon", ValueError), (f"{__name__}:toy_spec", TypeError)]
+)
+def test_a_bad_plugin_is_refused(monkeypatch: pytest.MonkeyPatch, reference: str, error: type) -> None:
+    monkeypatch.setenv(CATALOG_ENV, reference)
+    with pytest.raises(error, match=CATALOG_ENV):
+        default_registry()

@@ -14,11 +14,20 @@ Rules this module owns:
     it); checkers are imported when a simulation builds one, so the catalog stays cheap;
   * no global state: each ``default_catalog()`` call builds a fresh ``Catalog``; a caller
     that wants more protocols (a test's toy, a plug-in) builds its own and adds to it.
+
+Plug-in point: when the environment variable ``CONSENSUSKIT_CATALOG`` names a
+``module:function``, ``default_catalog()`` / ``default_registry()`` use what that function
+returns: a ``Catalog`` (it may start from ``builtin_catalog()`` and add protocols with
+their checkers and scenarios) or a bare ``Registry``.  Subprocesses inherit it, so a
+sweep's workers and a server started by ``consensuskit up`` see the same catalog as the
+command that started them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +38,8 @@ from consensuskit.protocols.raft import raft_spec
 
 if TYPE_CHECKING:
     from consensuskit.scenarios.base import Scenario
+
+CATALOG_ENV = "CONSENSUSKIT_CATALOG"
 
 CheckerFactory = Callable[[frozenset[str]], Any]
 ScenarioLoader = Callable[[], Sequence["Scenario"]]
@@ -152,15 +163,13 @@ def _paxos_checker(bugs: frozenset[str]) -> Any:
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
-        import importlib
-
         return importlib.import_module(f"consensuskit.scenarios.{module}").SCENARIOS
 
     return load
 
 
 # ---------------------------------------------------------------------- the build
-def default_catalog() -> Catalog:
+def builtin_catalog() -> Catalog:
     """Every protocol this build ships, in the order of SCENARIOS.md (Paxos first)."""
     catalog = Catalog()
     paxos_readme = "src/consensuskit/protocols/paxos/README.md"
@@ -201,6 +210,45 @@ def default_catalog() -> Catalog:
     return catalog
 
 
-def default_registry() -> Registry:
+def builtin_registry() -> Registry:
     """Every protocol this build ships, as the simulator and the server run them."""
-    return default_catalog().registry()
+    return builtin_catalog().registry()
+
+
+def _plugin() -> Catalog | Registry | None:
+    """What ``CONSENSUSKIT_CATALOG=module:function`` builds, or None when it is unset."""
+    reference = os.environ.get(CATALOG_ENV)
+    if not reference:
+        return None
+    module, _, function = reference.partition(":")
+    if not module or not function:
+        raise ValueError(f"{CATALOG_ENV}: expected MODULE:FUNCTION, got {reference!r}")
+    made = getattr(importlib.import_module(module), function)()
+    if not isinstance(made, Catalog | Registry):
+        kind = type(made).__name__
+        raise TypeError(f"{CATALOG_ENV}={reference} returned {kind}, not a Catalog or Registry")
+    return made
+
+
+def default_catalog() -> Catalog:
+    """The built-in catalog, or the plug-in's (see the module docstring); a plug-in's bare
+    Registry becomes a catalog of its protocols without scenarios."""
+    made = _plugin()
+    if made is None:
+        return builtin_catalog()
+    if isinstance(made, Catalog):
+        return made
+    catalog = Catalog()
+    for name in made.names():
+        spec = made.get(name)
+        catalog.add_protocol(spec, family=spec.make_node.__module__.split(".")[-1])
+    return catalog
+
+
+def default_registry() -> Registry:
+    """What the simulator and the server run by name: the built-in protocols, or the
+    plug-in's (a plug-in's Registry as it is)."""
+    made = _plugin()
+    if isinstance(made, Registry):
+        return made
+    return (made or builtin_catalog()).registry()

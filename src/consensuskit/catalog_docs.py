@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from consensuskit.catalog import Catalog, ProtocolEntry, default_catalog
+from consensuskit.catalog import Catalog, ProtocolEntry, builtin_catalog
 
 # The documents holding tables, relative to the repository root.
 DOCUMENTS = (
@@ -76,7 +76,7 @@ def link_root_of(document: str) -> str:
 
 def stale_documents(root: Path, catalog: Catalog | None = None, write: bool = False) -> list[str]:
     """The documents whose tables differ from the catalog's (rewritten when ``write``)."""
-    catalog = catalog or default_catalog()
+    catalog = catalog or builtin_catalog()  # the build's own protocols, never a plug-in's
     stale: list[str] = []
     for document in DOCUMENTS:
         path = root / document
