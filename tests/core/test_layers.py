@@ -12,7 +12,8 @@ Rules held here:
   * outside a protocol's own package (and the catalog, which builds the specs) a protocol
     is reached through its public surface: the package itself, its ``messages`` /
     ``*_messages`` modules (wire types and the records they persist) and ``ballot``;
-  * no module imports another package's ``_private`` name or module;
+  * no module imports another package's ``_private`` name or module, nor reads a
+    ``_private`` attribute that only another package defines (``sim._clocks``);
   * the catalog sits above the layers it composes: core, protocols, statemachines,
     services, check and scenarios never import it, and it imports nothing that imports
     it (sim, server, scenarios, cli, sweep) at import time, so no cycle closes; sim/ and
@@ -348,6 +349,60 @@ def test_relative_imports_resolve_against_the_package() -> None:
     assert [i.module for i in imports("consensuskit.core.__init__", "from .env import Env\n")] == [
         "consensuskit.core.env"
     ]
+
+
+# ------------------------------------------------------------ private attributes
+def private_definitions(source: str) -> set[str]:
+    """The ``_names`` a module defines: functions, classes, variables, ``__slots__``
+    entries and ``self._x = ...`` (a write to another object's ``_x`` defines nothing)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                names.add(node.attr)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple | ast.List):
+            strings = (e.value for e in node.value.elts if isinstance(e, ast.Constant))
+            names.update(v for v in strings if isinstance(v, str))
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def private_attribute_violations(modules: list[tuple[str, str]]) -> list[str]:
+    """``x._name`` read or written (x not self/cls) where only other packages define ``_name``."""
+    owners: dict[str, set[str]] = {}
+    for module, source in modules:
+        for name in private_definitions(source):
+            owners.setdefault(name, set()).add(owner(module))
+    bad: list[str] = []
+    for module, source in modules:
+        mine = owner(module)
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.Attribute) or node.attr not in owners or mine in owners[node.attr]:
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            bad.append(f"{module}:{node.lineno} uses .{node.attr} of {', '.join(sorted(owners[node.attr]))}")
+    return bad
+
+
+def test_no_package_reads_another_packages_private_attributes() -> None:
+    assert not private_attribute_violations(list(source_modules()))
+
+
+def test_the_private_attribute_guard_can_fail() -> None:
+    sim = ("consensuskit.sim.simulation", "class Sim:\n    def __init__(self):\n        self._clocks = {}\n")
+    storage = ("consensuskit.core.storage", "class S:\n    __slots__ = ('_log',)\n")
+    reads_clocks = "def f(sim):\n    return sim._clocks\n"
+    assert private_attribute_violations([sim, ("consensuskit.scenarios.x", reads_clocks)]) == [
+        "consensuskit.scenarios.x:2 uses ._clocks of consensuskit.sim"
+    ]
+    writes_log = ("consensuskit.server.wal", "def f(s):\n    s._log = []\n")
+    assert private_attribute_violations([storage, writes_log])
+    assert private_attribute_violations([storage, ("consensuskit.check.x", "def f(s):\n    return s._log\n")])
+    assert not private_attribute_violations([sim, ("consensuskit.sim.x", reads_clocks)])
 
 
 # --------------------------------------------------------------------- message tags

@@ -123,7 +123,7 @@ def lease_expiry_global(sim: Simulation, node_id: str) -> float:
     """Global time at which ``node_id``'s lease ends on its own clock."""
     n = node(sim, node_id)
     local_now = sim.local_time(node_id)
-    clock = sim._clocks[node_id]  # the rate is the one piece the public API hides
+    clock = sim.clock_of(node_id)
     return sim.now + (n.lease_until - local_now) / clock.rate
 
 
