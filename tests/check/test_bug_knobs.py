@@ -25,7 +25,7 @@ from consensuskit.sim import SimConfig
 from consensuskit.sweep import SweepResult, run_seed, run_sweep
 
 SEEDS = 40
-CLEAN_SEEDS = 3  # per protocol in the default suite; 40 in the slow one
+CLEAN_SEEDS = 8  # per protocol in the default suite; 40 in the slow one
 WORKERS = os.cpu_count() or 1
 
 REGISTRY = default_registry()
