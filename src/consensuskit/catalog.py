@@ -1,22 +1,71 @@
-"""The protocols this build ships, by name.
+"""The protocols and services this build ships, by name.
 
-The one module that names every protocol: core/ defines what a protocol offers
-(``core.registry.ProtocolSpec``) and knows none of them; the simulator, the server and the
+The one module that names every protocol and service: core/ defines what a protocol
+offers (``core.registry.ProtocolSpec``) and what a service offers
+(``core.service.ServiceSpec``) and knows none of them; the simulator, the server and the
 CLI take a ``Registry`` and default to this one.
+
+Plug-in point: when the environment variable ``CONSENSUSKIT_CATALOG`` names a
+``module:function``, ``default_registry()`` returns what that function returns (a
+``Registry``; it may start from ``builtin_registry()`` and add its own protocols and
+services).  Subprocesses inherit it, so a sweep's workers and a server started by
+``consensuskit up`` see the same catalog as the command that started them.
 """
 
 from __future__ import annotations
 
-from consensuskit.core.registry import Registry
+import os
+
+from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
 
+CATALOG_ENV = "CONSENSUSKIT_CATALOG"
 
-def default_registry() -> Registry:
-    """Every protocol this build ships."""
+
+def builtin_registry() -> Registry:
+    """Every protocol and service this build ships."""
     registry = Registry()
     registry.add(raft_spec())
     registry.add(multipaxos_spec())
     registry.add(basic_paxos_spec())
     registry.add(fast_paxos_spec())
+    add_services(registry)
     return registry
+
+
+def add_services(registry: Registry) -> None:
+    """Register the services this build ships."""
+    from consensuskit.services.kv import kv_service
+
+    registry.add_service(kv_service())
+
+
+def default_registry() -> Registry:
+    """The built-in catalog, or the plug-in's (see the module docstring)."""
+    plugin = os.environ.get(CATALOG_ENV)
+    if plugin:
+        registry = resolve(plugin)()
+        if not isinstance(registry, Registry):
+            raise TypeError(f"{CATALOG_ENV}={plugin} returned {type(registry).__name__}, not a Registry")
+        return registry
+    return builtin_registry()
+
+
+def service_for(registry: Registry, protocol: ProtocolSpec, name: str | None = None) -> ServiceSpec:
+    """The service ``protocol`` runs (``name`` or its default).  A registry built with
+    protocols only (as tests do) borrows the built-in services.  KeyError naming the
+    valid choices for an unknown service or one the protocol cannot serve."""
+    if not registry.services:
+        borrowed = Registry()
+        add_services(borrowed)
+        return borrowed.service_for(protocol, name)
+    return registry.service_for(protocol, name)
+
+
+def service_names(registry: Registry | None = None) -> list[str]:
+    registry = registry or default_registry()
+    if not registry.services:
+        registry = builtin_registry()
+    return registry.services.names()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import consensuskit.core.client as client_mod
 import consensuskit.protocols.raft.messages as raft_mod
 from consensuskit.core import messages
-from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op
+from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.messages import (
     CODEC_VERSION,
     EXT_MESSAGE,
@@ -74,7 +74,10 @@ ops = st.builds(
     expected=plain,
     expected_version=st.none() | small_ints,
 )
-client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops)
+service_ops = st.builds(
+    ServiceOp, kind=names.filter(bool), key=names, value=plain, read=st.booleans()
+)
+client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops | service_ops)
 client_responses = st.builds(
     ClientResponse,
     client_id=names,
@@ -108,6 +111,7 @@ snapshots = st.builds(Snapshot, last_index=small_ints, last_term=small_ints, con
 
 STRATEGIES: dict[type, st.SearchStrategy] = {
     Op: ops,
+    ServiceOp: service_ops,
     ClientRequest: client_requests,
     ClientResponse: client_responses,
     ClusterConfig: configs,

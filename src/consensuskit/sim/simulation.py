@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
 from consensuskit.sim.env import Clock, SimEnv
@@ -153,7 +154,10 @@ class Simulation:
     def __init__(self, config: SimConfig, registry: Registry | None = None) -> None:
         config.validate()
         self.config = config
-        self.spec: ProtocolSpec = (registry or default_registry()).get(config.protocol)
+        registry = registry or default_registry()
+        self.spec: ProtocolSpec = registry.get(config.protocol)
+        # The client API this run drives: its state machine, workload and checker model.
+        self.service: ServiceSpec = service_for(registry, self.spec, config.service)
         unknown_bugs = sorted(set(config.bugs) - set(self.spec.bugs))
         if unknown_bugs:
             valid = ", ".join(self.spec.bugs) or "(none)"
@@ -686,7 +690,7 @@ class Simulation:
             self._clocks[node_id],
             random.Random(f"{self.seed}/{node_id}/{inc}"),
         )
-        node = self.spec.make_node(node_id, env, self.node_ids, dict(self.options))
+        node = self.spec.build(node_id, env, self.node_ids, dict(self.options), self.service)
         self._envs[node_id] = env
         self.nodes[node_id] = node
         self._deferred[node_id] = []
@@ -985,7 +989,10 @@ class Simulation:
         for i in range(1, self.config.clients + 1):
             cid = f"c{i}"
             client = WorkloadClient(
-                self, cid, i, self.config.keys, random.Random(f"{self.seed}/client/{cid}")
+                self,
+                cid,
+                self.service.make_workload(i, self.config.keys),
+                random.Random(f"{self.seed}/client/{cid}"),
             )
             self._clients[cid] = client
             self.workload.append(client)
@@ -1100,18 +1107,21 @@ class Simulation:
 
     def _check_history(self) -> tuple[bool | None, Any]:
         """(verdict, details): the protocol's own history check if it offers one, else
-        the linearizability checker with the kv model."""
+        the linearizability checker with the service's model (none: no verdict)."""
         fn = getattr(self.checker, "check_history", None) or getattr(self.spec, "check_history", None)
         if fn is not None:
             verdict = fn(self.history)
             if verdict is None:
                 return None, None
             return bool(getattr(verdict, "ok", verdict)), verdict
-        if not self.config.check_linearizability:
+        model = self.service.model
+        if not self.config.check_linearizability or model is None:
             return None, None
         from consensuskit.check.linearizability import check_history
 
-        result = check_history(self.history, model="kv", timeout=self.config.linearizability_timeout)
+        if not isinstance(model, str):
+            model = model()
+        result = check_history(self.history, model=model, timeout=self.config.linearizability_timeout)
         return result.ok, result
 
     def close(self) -> None:

@@ -56,6 +56,7 @@ from consensuskit.core.client import (
 )
 from consensuskit.core.env import Env
 from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
@@ -83,7 +84,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Snapshot,
 )
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
-from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines import default_state_machine
 from consensuskit.statemachines.sessions import refusal
 
 FOLLOWER = "follower"
@@ -120,12 +121,15 @@ class MultiPaxosNode:
         env: Env,
         members: Sequence[str],
         options: MultiPaxosOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         self.id = node_id
         self.env = env
         self.opts = options or MultiPaxosOptions()
         self.bugs = self.opts.bugs
-        self.sm = KVStateMachine()
+        # The service's state machine (the protocol serves any log service).
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
         # Set by checkers to watch votes, decisions and executions; never used for control.
         self.observer: Any = None
         universe = list(members)
