@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -72,6 +72,18 @@ def check_protocol(protocol: str) -> None:
         )
 
 
+def check_service(protocol: str, service: str | None) -> str | None:
+    """``service`` if ``protocol`` can serve it (None: the protocol's default)."""
+    if service is None:
+        return None
+    registry = default_registry()
+    try:
+        service_for(registry, registry.get(protocol), service)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="'--service'") from None
+    return service
+
+
 def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
     valid = default_registry().get(protocol).bugs
     unknown = [b for b in bugs if b not in valid]
@@ -112,11 +124,13 @@ def build_config(
     nemesis: str,
     bugs: list[str] | None,
     options: list[str] | None = None,
+    service: str | None = None,
 ) -> SimConfig:
     check_protocol(protocol)
     return SimConfig(
         options=parse_options(protocol, options),
         protocol=protocol,
+        service=check_service(protocol, service),
         node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
         seed=seed,
         duration=duration,
@@ -308,6 +322,9 @@ NemesisOpt = Annotated[
     str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
 ]
 BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
+ServiceOpt = Annotated[
+    str | None, typer.Option(help="Service the clients use (default: the protocol's, kv for a log).")
+]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
@@ -324,13 +341,14 @@ def sim_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    service: ServiceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option)
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, service)
     config.trace_path = trace
     config.history_path = history
     sim = build_simulation(config)
@@ -368,6 +386,7 @@ def sweep_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    service: ServiceOpt = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -376,7 +395,7 @@ def sweep_cmd(
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
     """Run K seeds on all cores; exit 0 when every seed passed."""
-    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option)
+    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service)
     build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
     result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
     failures = result.failures

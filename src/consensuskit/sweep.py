@@ -74,6 +74,7 @@ class SweepResult:
         cfg = self.config
         return {
             "protocol": cfg.protocol,
+            "service": cfg.service,
             "seeds": len(self.outcomes),
             "first_seed": self.outcomes[0].seed if self.outcomes else None,
             "nodes": len(cfg.node_ids),
@@ -99,6 +100,7 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     parts = [
         "consensuskit sim",
         config.protocol,
+        *([f"--service {config.service}"] if config.service else []),
         f"--nodes {len(config.node_ids)}",
         f"--seed {seed}",
         f"--duration {config.duration:g}",

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
@@ -94,6 +94,7 @@ class NodeServer:
         cfg = self.config
         self.started_at = time.monotonic()
         spec = self._registry.get(cfg.protocol)
+        self.service = service_for(self._registry, spec, cfg.service)
         if cfg.rejoin and not spec.survives_disk_loss:
             raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
         storage = self._storage if self._storage is not None else open_storage(cfg)
@@ -106,6 +107,7 @@ class NodeServer:
             storage,
             on_sync=self.metrics.on_sync,
             inline_sync_bytes=cfg.inline_sync_bytes,
+            service=self.service,
         )
         problems = status_problems(self.runtime.node)
         if problems:  # e.g. basic-paxos: no leader, no log of commands to serve
@@ -392,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "client_url",
         "data_dir",
         "protocol",
+        "service",
         "members",
         "secret_file",
         "admin_token_file",

@@ -114,6 +114,7 @@ class SimResult:
     linearizability: Any = None
     history: History = field(default_factory=History)
     violations: list[InvariantViolation] = field(default_factory=list)
+    service: str = ""  # the service the clients used
 
     @property
     def ok(self) -> bool:
@@ -122,6 +123,7 @@ class SimResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "protocol": self.protocol,
+            "service": self.service,
             "nodes": len(self.node_ids),
             "node_ids": list(self.node_ids),
             "seed": self.seed,
@@ -1065,6 +1067,7 @@ class Simulation:
         if cfg.history_path:
             self.history.to_jsonl(cfg.history_path)
         return SimResult(
+            service=self.service.name,
             protocol=cfg.protocol,
             node_ids=self.node_ids,
             seed=cfg.seed,

@@ -1,0 +1,148 @@
+"""A toy protocol with its own toy service (tests/platform/toy_counter.py), registered
+from outside the package, runs through ``sim``, ``sweep``, a scenario and a real server
+process with no change to sim/, sweep, scenarios/ or server/: the walk-through "How to
+add a protocol" in docs/architecture.md, followed step by step."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from consensuskit.catalog import CATALOG_ENV, default_registry
+from consensuskit.cli import app
+from consensuskit.core.client import ServiceOp
+from consensuskit.scenarios import Scenario, ScenarioRun, run_scenario
+from consensuskit.sim import SimConfig, Simulation
+from consensuskit.sweep import run_sweep
+
+from . import toy_counter
+from .toy_counter import SERVICE, Counters, registry
+
+PLUGIN = "tests.platform.toy_counter:registry"
+ROOT = Path(__file__).resolve().parents[2]
+FAULTS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew")
+
+
+@pytest.fixture
+def plugged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog plug-in, as a user sets it; subprocesses see the repository root."""
+    monkeypatch.setenv(CATALOG_ENV, PLUGIN)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def test_the_service_validates_its_ops_in_one_line():
+    assert SERVICE.op("incr", "c0", 2) == ServiceOp(kind="incr", key="c0", value=2)
+    assert SERVICE.op("read", "c0").is_read()
+    with pytest.raises(ValueError, match=r"^unknown counter operation 'put'; valid: incr, read$"):
+        SERVICE.op("put", "c0")
+    with pytest.raises(ValueError, match="positive integer"):
+        SERVICE.op("incr", "c0", -1)
+
+
+def test_sim_runs_the_toy_with_its_workload_and_model():
+    cfg = SimConfig(protocol="counter-primary", clients=3, duration=4.0, nemesis=FAULTS, seed=1)
+    result = Simulation(cfg, registry()).run()
+    assert result.ok and result.linearizable is True
+    assert result.service == "counter" and result.ops["ok"] > 100
+    again = Simulation(
+        SimConfig(protocol="counter-primary", clients=3, duration=4.0, nemesis=FAULTS, seed=1), registry()
+    ).run()
+    assert again.trace_sha256 == result.trace_sha256
+
+
+def test_the_toy_model_catches_a_counter_that_loses_increments(monkeypatch: pytest.MonkeyPatch):
+    """The check can fail: a state machine that drops every third increment is caught."""
+    original = Counters.execute
+    calls = {"n": 0}
+
+    def lossy(self: Counters, op):  # type: ignore[no-untyped-def]
+        if op.kind == "incr":
+            calls["n"] += 1
+            if calls["n"] % 3 == 0:
+                return {"total": self.totals.get(op.key, 0) + 1}  # answers, does not store
+        return original(self, op)
+
+    monkeypatch.setattr(Counters, "execute", lossy)
+    cfg = SimConfig(protocol="counter-primary", clients=3, duration=2.0, seed=2)
+    result = Simulation(cfg, registry()).run()
+    assert result.linearizable is False
+
+
+def test_a_protocol_and_a_service_that_do_not_fit_are_refused():
+    with pytest.raises(KeyError, match="counter-primary cannot serve 'kv'; valid: counter"):
+        Simulation(SimConfig(protocol="counter-primary", service="kv"), registry())
+    with pytest.raises(KeyError, match="raft cannot serve 'counter'; valid: kv"):
+        Simulation(SimConfig(protocol="raft", service="counter"), registry())
+
+
+def test_cli_sim_and_sweep_through_the_plugin(plugged: None):
+    assert "counter-primary" in default_registry().names()
+    runner = CliRunner()
+    out = runner.invoke(app, ["sim", "counter-primary", "--nodes", "3", "--duration", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["service"] == "counter" and doc["linearizable"] is True
+    out = runner.invoke(
+        app,
+        [
+            "sweep",
+            "counter-primary",
+            "--seeds",
+            "4",
+            "--nodes",
+            "3",
+            "--duration",
+            "2",
+            "--nemesis",
+            ",".join(FAULTS),
+            "--workers",
+            "2",
+            "--json",
+            "--no-progress",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["passed"] == 4 and doc["failures"] == []
+    out = runner.invoke(app, ["sim", "raft", "--service", "counter", "--duration", "1"])
+    assert out.exit_code == 2
+    assert "raft cannot serve 'counter'; valid: kv" in out.output
+
+
+def test_sweep_in_process_with_the_plugin(plugged: None):
+    cfg = SimConfig(protocol="counter-primary", clients=2, duration=1.5, nemesis=FAULTS)
+    result = run_sweep(cfg, range(3), workers=1, progress=False)
+    assert result.passed == 3, [f.reason for f in result.failures]
+
+
+def _primary_crash(run: ScenarioRun) -> None:
+    sim = run.simulation(("p", "b1", "b2"), clients=0)
+    first = sim.submit(SERVICE.op("incr", "x", 5))
+    sim.run_until_true(lambda: first.done, 5.0)
+    run.expect(first.result == {"total": 5}, "the primary answers the increment")
+    sim.crash("p")
+    sim.restart("p")
+    read = sim.submit(SERVICE.op("read", "x"))
+    sim.run_until_true(lambda: read.done, 5.0)
+    run.expect(read.result == {"total": 5}, "the increment survives the primary's crash")
+
+
+def test_a_scenario_of_the_toy(plugged: None):
+    scenario = Scenario(
+        id="toy-1",
+        title="primary crash",
+        protocol="counter-primary",
+        description="an acknowledged increment survives a crash",
+        script=_primary_crash,
+    )
+    run = run_scenario(scenario)
+    assert run.passed, (run.error, run.expectations)
+
+
+def test_toy_module_has_no_server_imports():
+    source = Path(toy_counter.__file__).read_text()
+    assert "consensuskit.server" not in source and "consensuskit.sim" not in source
