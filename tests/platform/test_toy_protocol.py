@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +19,7 @@ from consensuskit.catalog import CATALOG_ENV, default_registry
 from consensuskit.cli import app
 from consensuskit.core.client import ServiceOp
 from consensuskit.scenarios import Scenario, ScenarioRun, run_scenario
+from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.sim import SimConfig, Simulation
 from consensuskit.sweep import run_sweep
 
@@ -146,3 +150,36 @@ def test_a_scenario_of_the_toy(plugged: None):
 def test_toy_module_has_no_server_imports():
     source = Path(toy_counter.__file__).read_text()
     assert "consensuskit.server" not in source and "consensuskit.sim" not in source
+
+
+def _http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.mark.timeout(120)
+def test_a_real_server_process_serves_the_toy(tmp_path: Path):
+    """Three node processes of the toy protocol, started as ``consensuskit up`` starts them,
+    serve the counter service's routes; an acknowledged increment survives a restart of
+    every node, and a retried write (same X-Request-Id) is applied once."""
+    layout = ClusterLayout.prepare(
+        tmp_path, 3, free_base_port(6), node_options={"request_timeout": 2.0}, protocol="counter-primary"
+    )
+    env = {CATALOG_ENV: PLUGIN, "PYTHONPATH": str(ROOT)}
+    with LocalCluster(layout, extra_env=env) as cluster:
+        cluster.start()
+        primary = cluster.wait_for_leader(30.0)
+        url = cluster.url(primary)
+        assert _http("POST", f"{url}/v1/counter/x", b"2")["total"] == 2
+        once = {"X-Request-Id": "toy-client:1"}
+        assert _http("POST", f"{url}/v1/counter/x", b"3", once)["total"] == 5
+        assert _http("POST", f"{url}/v1/counter/x", b"3", once)["total"] == 5  # the retry
+        assert _http("GET", f"{url}/v1/counter/x")["total"] == 5
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _http("GET", f"{url}/v1/kv/x")  # the kv routes belong to the kv service
+        assert refused.value.code == 404
+        cluster.stop()
+        cluster.start()
+        primary = cluster.wait_for_leader(30.0)
+        assert _http("GET", f"{cluster.url(primary)}/v1/counter/x")["total"] == 5

@@ -98,7 +98,9 @@ class ServiceSpec:
     model: str | Callable[[], Any] | None = None
     log: bool = True
     # "module:attribute" references (see the module rules); None: the service has none.
-    http: str | None = None  # mount(api, router): adds the service's routes to a node's app
+    # An object with mount(api, router), adding the service's routes to a node's HTTP app,
+    # and optionally fast_site(runner, host, port, api, limits=...): a lean plain-text front.
+    http: str | None = None
     client: str | None = None  # a class wrapping a consensuskit.client.Client
     cli: str | None = None  # a typer app of the service's verbs, added under its name
 

@@ -44,8 +44,7 @@ from consensuskit.server.config import (
     parse_peer_flag,
 )
 from consensuskit.server.conn_guard import GuardedSite
-from consensuskit.server.fast_http import FastSite
-from consensuskit.server.http_api import KVApi
+from consensuskit.server.http_api import NodeApi
 from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
@@ -85,7 +84,7 @@ class NodeServer:
         self.metrics = NodeMetrics(config.node_id, config.protocol)
         self.runtime: NodeRuntime = None  # type: ignore[assignment]  # set by start()
         self.transport: Any = None
-        self.api: KVApi | None = None
+        self.api: NodeApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
 
@@ -133,7 +132,7 @@ class NodeServer:
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
         await self.transport.start()
         try:
-            self.api = KVApi(self)
+            self.api = NodeApi(self)
             self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
             edge.use_json_errors(self._runner.server)  # malformed HTTP answered as JSON too
@@ -142,8 +141,9 @@ class NodeServer:
                 require_client_certs(ssl_ctx, cfg.auth)  # [auth] client_ca: the CN names the user
             host, port = cfg.client_address
             # Every client connection is guarded: timeouts and caps (conn_guard.py).
-            if ssl_ctx is None:  # the lean front for hot key-value requests (fast_http.py)
-                site: GuardedSite = FastSite(self._runner, host, port, self.api, limits=cfg.limits)
+            fast_site = getattr(self.api.routes, "fast_site", None)
+            if ssl_ctx is None and fast_site is not None:  # the service's lean front (e.g. fast_http.py)
+                site: GuardedSite = fast_site(self._runner, host, port, self.api, limits=cfg.limits)
             else:
                 site = GuardedSite(self._runner, host, port, ssl_context=ssl_ctx, limits=cfg.limits)
             self.client_site = site

@@ -91,7 +91,7 @@ def kv_service() -> ServiceSpec:
         make_op=_make_op,
         model="kv",
         log=True,
-        http="consensuskit.server.kv_routes:mount",
+        http="consensuskit.server.kv_routes:ROUTES",
         client="consensuskit.client:Client",
         cli="consensuskit.cli:kv_app",
     )
