@@ -24,8 +24,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.catalog import default_registry, service_for
+from consensuskit.catalog import builtin_registry, default_registry, service_for
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
+from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
     default_workers,
@@ -571,6 +572,9 @@ def server_cmd(
     client_url: Annotated[str | None, typer.Option(help="URL other nodes hand out for this node.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="WAL and snapshot directory.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Protocol (registry name), default raft.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service (registry name), default the protocol's (kv for a log).")
+    ] = None,
     members: Annotated[str | None, typer.Option(help="Initial voters, comma-separated.")] = None,
     peer: Annotated[
         list[str] | None, typer.Option("--peer", help="Another node: ID=HOST:PORT,CLIENT_URL (repeatable).")
@@ -652,6 +656,7 @@ def server_cmd(
             client_url=client_url,
             data_dir=data_dir,
             protocol=protocol,
+            service=service,
             members=members,
             peer=peer,
             secret_file=secret_file,
@@ -680,90 +685,18 @@ def server_cmd(
     )
 
 
-kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
-app.add_typer(kv_app, name="kv")
-ConsistencyOpt = Annotated[str, typer.Option(help="linearizable, lease or stale.")]
+def _add_service_verbs() -> None:
+    """Each service's verbs (its ``cli`` reference, core/service.py) under its name:
+    ``consensuskit kv get ...`` comes from the kv service (cli_kv.py)."""
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    for name in services.names():
+        spec = services.get(name)
+        if spec.cli is not None:
+            app.add_typer(resolve(spec.cli), name=name)
 
 
-@kv_app.command("get")
-def kv_get(
-    key: str,
-    endpoints: EndpointsOpt = None,
-    consistency: ConsistencyOpt = "linearizable",
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """Read a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
-    )
-
-
-@kv_app.command("put")
-def kv_put(
-    key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
-) -> None:
-    """Write a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json, user=user))
-
-
-@kv_app.command("delete")
-def kv_delete(
-    key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
-) -> None:
-    """Delete a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json, user=user))
-
-
-@kv_app.command("cas")
-def kv_cas(
-    key: str,
-    value: str,
-    expected: Annotated[str | None, typer.Option(help="Swap only if the key holds this value.")] = None,
-    expected_version: Annotated[
-        int | None, typer.Option(min=0, help="Swap only at this version (0 = absent).")
-    ] = None,
-    endpoints: EndpointsOpt = None,
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """Compare-and-swap a key by value or by version."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command(
-            "cas",
-            key,
-            value,
-            endpoints=endpoints,
-            expected=expected,
-            expected_version=expected_version,
-            as_json=as_json,
-            user=user,
-        )
-    )
-
-
-@kv_app.command("list")
-def kv_list(
-    prefix: Annotated[str, typer.Argument(help="Key prefix.")] = "",
-    endpoints: EndpointsOpt = None,
-    consistency: ConsistencyOpt = "linearizable",
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """List keys under a prefix."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
-    )
+_add_service_verbs()
 
 
 @app.command("status")
@@ -794,7 +727,10 @@ def up_cmd(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
+        typer.Option(help="A protocol of the catalog (default raft, or what --data-dir's cluster runs)."),
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")
     ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
@@ -804,7 +740,7 @@ def up_cmd(
     start until run by hand with `consensuskit server --config DIR/nI.toml --rejoin`."""
     from consensuskit.server.commands import up_command
 
-    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol))
+    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol, service=service))
 
 
 @app.command("cluster-demo")

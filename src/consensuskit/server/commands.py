@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.client import (
     CONSISTENCY_LEVELS,
     CasFailed,
@@ -294,14 +294,24 @@ def up_command(
     node_options: dict[str, Any] | None = None,
     startup_timeout: float = 30.0,
     protocol: str | None = None,
+    service: str | None = None,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
-    ``protocol`` is a registry name (default raft, or what the directory's cluster runs)."""
+    ``protocol`` is a registry name (default raft, or what the directory's cluster runs);
+    ``service`` one it can serve (default its own)."""
     console = console or Console(highlight=False)
-    if protocol is not None and protocol not in default_registry().names():
-        _err(f"unknown protocol {protocol!r}; valid: {', '.join(default_registry().names())}")
+    registry = default_registry()
+    if protocol is not None and protocol not in registry.names():
+        _err(f"unknown protocol {protocol!r}; valid: {', '.join(registry.names())}")
         return 2
+    if service is not None:
+        try:
+            service_for(registry, registry.get(protocol or "raft"), service)
+        except KeyError as exc:
+            _err(str(exc.args[0]))
+            return 2
+        node_options = {**(node_options or {}), "service": service}
     try:
         layout = ClusterLayout.prepare(
             data_dir, nodes, base_port, node_options=node_options, protocol=protocol

@@ -93,5 +93,5 @@ def kv_service() -> ServiceSpec:
         log=True,
         http="consensuskit.server.kv_routes:ROUTES",
         client="consensuskit.client:Client",
-        cli="consensuskit.cli:kv_app",
+        cli="consensuskit.cli_kv:kv_app",
     )
