@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 
 from consensuskit.catalog import CATALOG_ENV, default_registry
 from consensuskit.cli import app
+from consensuskit.client import Client
 from consensuskit.core.client import ServiceOp
 from consensuskit.scenarios import Scenario, ScenarioRun, run_scenario
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
@@ -159,7 +162,7 @@ def _http(method: str, url: str, body: bytes | None = None, headers: dict[str, s
 
 
 @pytest.mark.timeout(120)
-def test_a_real_server_process_serves_the_toy(tmp_path: Path):
+def test_a_real_server_process_serves_the_toy(tmp_path: Path, plugged: None):
     """Three node processes of the toy protocol, started as ``consensuskit up`` starts them,
     serve the counter service's routes; an acknowledged increment survives a restart of
     every node, and a retried write (same X-Request-Id) is applied once."""
@@ -179,7 +182,20 @@ def test_a_real_server_process_serves_the_toy(tmp_path: Path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _http("GET", f"{url}/v1/kv/x")  # the kv routes belong to the kv service
         assert refused.value.code == 404
+        with Client(cluster.endpoints) as client:  # the service's client methods
+            counter = client.service("counter")
+            assert counter.incr("y", 4) == 4 and counter.read("y") == 4
+        # ... and its CLI verbs, in the catalog's CLI
+        verbs = subprocess.run(
+            [sys.executable, "-m", "consensuskit.cli", "counter", "incr", "y", "--endpoints", url],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+        )
+        assert verbs.returncode == 0 and verbs.stdout.strip() == "5", verbs.stderr
         cluster.stop()
         cluster.start()
         primary = cluster.wait_for_leader(30.0)
         assert _http("GET", f"{cluster.url(primary)}/v1/counter/x")["total"] == 5
+        assert _http("GET", f"{cluster.url(primary)}/v1/counter/y")["total"] == 5

@@ -133,6 +133,8 @@ SERVICE = ServiceSpec(
     model=CounterModel,
     log=False,
     http="tests.platform.toy_counter_http:ROUTES",
+    client="tests.platform.toy_counter_http:CounterClient",
+    cli="tests.platform.toy_counter_http:CLI",
 )
 
 

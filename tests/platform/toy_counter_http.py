@@ -40,3 +40,42 @@ class _Routes:
 
 
 ROUTES = _Routes()
+
+
+class CounterClient:
+    """The service's client methods (its ``client`` reference): built with a
+    ``consensuskit.client.Client``, whose retries, redirects and sessions it reuses."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def incr(self, key: str, by: int = 1) -> int:
+        answer = self.client.request("POST", PREFIX + key, body=str(by).encode(), write=True)
+        return int(answer.body["total"])
+
+    def read(self, key: str) -> int:
+        return int(self.client.request("GET", PREFIX + key).body["total"])
+
+
+def _cli() -> Any:
+    """The service's CLI verbs: ``consensuskit counter incr|read KEY --endpoints ...``."""
+    import typer
+
+    from consensuskit.client import Client
+
+    app = typer.Typer(help="Named counters on a running cluster.", no_args_is_help=True)
+
+    @app.command("incr")
+    def incr(key: str, by: int = 1, endpoints: str = "127.0.0.1:7100") -> None:
+        with Client(endpoints) as client:
+            print(CounterClient(client).incr(key, by))
+
+    @app.command("read")
+    def read(key: str, endpoints: str = "127.0.0.1:7100") -> None:
+        with Client(endpoints) as client:
+            print(CounterClient(client).read(key))
+
+    return app
+
+
+CLI = _cli()

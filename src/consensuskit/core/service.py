@@ -101,7 +101,7 @@ class ServiceSpec:
     # An object with mount(api, router), adding the service's routes to a node's HTTP app,
     # and optionally fast_site(runner, host, port, api, limits=...): a lean plain-text front.
     http: str | None = None
-    client: str | None = None  # a class wrapping a consensuskit.client.Client
+    client: str | None = None  # a class built with a consensuskit.client.Client: its methods
     cli: str | None = None  # a typer app of the service's verbs, added under its name
 
     def check_kind(self, kind: str) -> None:

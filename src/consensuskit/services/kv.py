@@ -92,6 +92,6 @@ def kv_service() -> ServiceSpec:
         model="kv",
         log=True,
         http="consensuskit.server.kv_routes:ROUTES",
-        client="consensuskit.client:Client",
+        client=None,  # its methods are consensuskit.client.Client's own (get, put, delete, cas, list)
         cli="consensuskit.cli_kv:kv_app",
     )
