@@ -151,6 +151,18 @@ def build_simulation(config: SimConfig) -> Simulation:
         raise typer.Exit(2) from None
 
 
+def _model_of(result: Any) -> Any:
+    """The linearizability model the run's service checks its history with."""
+    from consensuskit.check.linearizability import get_model
+
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    model = services.get(result.service).model if result.service in services else None
+    if model is None:
+        return get_model("kv")
+    return get_model(model) if isinstance(model, str) else model()
+
+
 def _console() -> Console:
     return Console(highlight=False)
 
@@ -307,11 +319,8 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
     if result.linearizable is False:
         console.print("[bold red]the client history is not linearizable[/]")
         if result.linearizability is not None:
-            from consensuskit.check.linearizability import get_model
-
-            console.print(
-                result.linearizability.explain(get_model("kv")), markup=False, highlight=False, soft_wrap=True
-            )
+            explained = result.linearizability.explain(_model_of(result))
+            console.print(explained, markup=False, highlight=False, soft_wrap=True)
     verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
     console.print(verdict)
 
