@@ -437,6 +437,16 @@ def test_constructor_validation_becomes_codec_error():
     assert msg.startswith("malformed Op: unknown op kind 'explode'")
 
 
+def test_a_request_op_is_an_op_or_a_service_op():
+    # ClientRequest(client_id, seq, op, consistency): a peer's integer where the op belongs
+    assert raises_codec(frame(2, "c", 1, 5, None)) == "malformed ClientRequest: field 'op' has type int"
+    ok = ClientRequest(client_id="c", seq=1, op=ServiceOp(kind="incr", key="x", value=2))
+    assert decode(encode(ok)) == ok
+    # ServiceOp(kind, key, value, read): a kind is needed
+    msg = raises_codec(frame(4, "", "x", None, False))
+    assert msg.startswith("malformed ServiceOp: an operation needs a kind")
+
+
 def test_nested_malformed_message_is_reported():
     data = bytes([CODEC_VERSION]) + msgpack.packb({"hs": [marker(22), "x", None]})
     assert raises_codec(data) == "malformed HardState: field 'term' has type str"

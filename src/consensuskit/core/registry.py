@@ -91,8 +91,8 @@ class Registry:
         naming the valid choices) for an unknown service or one it cannot serve."""
         spec = self.service(name or protocol.default_service)
         if not protocol.serves(spec):
-            valid = [n for n in self.services.names() if protocol.serves(self.services.get(n))]
-            raise KeyError(f"{protocol.name} cannot serve {spec.name!r}; valid: {', '.join(valid)}")
+            valid = ", ".join(n for n in self.services.names() if protocol.serves(self.services.get(n)))
+            raise KeyError(f"{protocol.name} cannot serve {spec.name!r}; valid: {valid or '(none)'}")
         return spec
 
     def add(self, spec: ProtocolSpec) -> None:
