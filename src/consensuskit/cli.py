@@ -151,6 +151,25 @@ def build_simulation(config: SimConfig) -> Simulation:
         raise typer.Exit(2) from None
 
 
+def _service_model(service: str | None, model: str | None, fmt: str) -> Any:
+    """The model ``check --service`` names: a model name, a model object, or None."""
+    if service is None:
+        return None
+    if model is not None or fmt != "consensuskit":
+        raise typer.BadParameter(
+            "give --service alone (a consensuskit history, no --model)", param_hint="--service"
+        )
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    try:
+        spec = services.get(service)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--service") from None
+    if spec.model is None:
+        raise typer.BadParameter(f"service {service!r} has no linearizability model", param_hint="--service")
+    return spec.model if isinstance(spec.model, str) else spec.model()
+
+
 def _model_of(result: Any) -> Any:
     """The linearizability model the run's service checks its history with."""
     from consensuskit.check.linearizability import get_model
@@ -488,6 +507,9 @@ def check_cmd(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON only.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write a page showing the history here.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Check with this service's model (a consensuskit history).")
+    ] = None,
 ) -> None:
     """Check a history for linearizability: exit 0 linearizable, 1 not, 2 unknown or bad input."""
     from consensuskit.check.linearizability import (
@@ -505,17 +527,24 @@ def check_cmd(
         raise typer.BadParameter(
             f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}", param_hint="--format"
         )
-    name = model or DEFAULT_MODEL[fmt]
-    if name not in MODEL_NAMES:
+    own_model = _service_model(service, model, fmt)
+    name = model or (own_model if isinstance(own_model, str) else None) or DEFAULT_MODEL[fmt]
+    if own_model is None and name not in MODEL_NAMES:
         raise typer.BadParameter(
             f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}", param_hint="--model"
         )
     if not file.is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
-    the_model = model_for(name, fmt)
+    custom = own_model is not None and not isinstance(own_model, str)  # a model object of the service
+    the_model = own_model if custom else model_for(name, fmt)
     console = Console(stderr=True)
     try:
-        ops = read_history(file, fmt)
+        if custom:
+            from consensuskit.check.linearizability.formats import read_consensuskit
+
+            ops = read_consensuskit(file, kinds=None)  # the service's model knows its kinds
+        else:
+            ops = read_history(file, fmt)
         with _check_progress(console, enabled=not as_json and len(ops) >= 2000) as progress:
             result = check_operations(
                 ops, the_model, timeout=timeout, stop_at_first_failure=not all_parts, on_progress=progress

@@ -120,6 +120,24 @@ def test_cli_sim_and_sweep_through_the_plugin(plugged: None):
     assert "raft cannot serve 'counter'; valid: kv" in out.output
 
 
+def test_cli_check_reads_a_history_with_the_services_model(plugged: None, tmp_path: Path):
+    history = tmp_path / "history.jsonl"
+    runner = CliRunner()
+    out = runner.invoke(app, ["sim", "counter-primary", "--duration", "1", "--history", str(history)])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["check", str(history), "--service", "counter", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["verdict"] == "linearizable"
+    lines = [json.loads(line) for line in history.read_text().splitlines()]
+    wrong = next(r for r in lines if r["op"] == "read" and r["status"] == "ok" and r["result"]["total"] > 0)
+    wrong["result"] = {"total": wrong["result"]["total"] + 1000}  # a read nobody could have seen
+    history.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = runner.invoke(app, ["check", str(history), "--service", "counter"])
+    assert out.exit_code == 1, out.output
+    out = runner.invoke(app, ["check", str(history), "--service", "nope"])
+    assert out.exit_code == 2 and "unknown service 'nope'; valid: counter, kv" in out.output
+
+
 def test_sweep_in_process_with_the_plugin(plugged: None):
     cfg = SimConfig(protocol="counter-primary", clients=2, duration=1.5, nemesis=FAULTS)
     result = run_sweep(cfg, range(3), workers=1, progress=False)

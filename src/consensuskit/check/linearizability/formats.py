@@ -178,9 +178,9 @@ def _json_lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                 raise HistoryFormatError(str(path), line, f"not JSON ({exc.msg}); truncated line?") from None
 
 
-def read_consensuskit(path: str | Path) -> list[Operation]:
+def read_consensuskit(path: str | Path, kinds: tuple[str, ...] | None = _OPS) -> list[Operation]:
     path = Path(path)
-    return read_consensuskit_records(_json_lines(path), str(path))
+    return read_consensuskit_records(_json_lines(path), str(path), kinds)
 
 
 # -- Porcupine: Jepsen etcd logs ------------------------------------------------------
