@@ -5,6 +5,7 @@ add a protocol" in docs/architecture.md, followed step by step."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from consensuskit.catalog import CATALOG_ENV, default_registry
+from consensuskit.catalog import CATALOG_ENV, builtin_registry, default_registry
 from consensuskit.cli import app
 from consensuskit.client import Client
 from consensuskit.core.client import ServiceOp
@@ -217,3 +218,27 @@ def test_a_real_server_process_serves_the_toy(tmp_path: Path, plugged: None):
         primary = cluster.wait_for_leader(30.0)
         assert _http("GET", f"{cluster.url(primary)}/v1/counter/x")["total"] == 5
         assert _http("GET", f"{cluster.url(primary)}/v1/counter/y")["total"] == 5
+
+
+@pytest.mark.parametrize("protocol", ["raft", "multipaxos", "basic-paxos", "fast-paxos"])
+def test_every_log_protocol_serves_another_log_service(protocol: str):
+    """The counter service marked as a log service runs on each log protocol of the
+    catalog: the protocol replicates the service's state machine, the workload and the
+    model are the service's, and the protocol's invariants hold."""
+    reg = builtin_registry()
+    reg.add_service(dataclasses.replace(SERVICE, name="counter-log", log=True))
+    nodes = tuple(f"n{i}" for i in range(1, 6))
+    cfg = SimConfig(
+        protocol=protocol,
+        service="counter-log",
+        node_ids=nodes,
+        clients=3,
+        duration=3.0,
+        nemesis=FAULTS,
+        seed=4,
+    )
+    sim = Simulation(cfg, reg)
+    result = sim.run()
+    assert result.ok and result.linearizable is True, (result.invariant_violations, result.ops)
+    assert result.ops["ok"] > 20
+    assert all(type(node.sm).__name__ == "Sessioned" for node in sim.nodes.values() if node is not None)
