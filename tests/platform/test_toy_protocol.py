@@ -25,7 +25,7 @@ from consensuskit.core.client import ServiceOp
 from consensuskit.scenarios import Scenario, ScenarioRun, run_scenario
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.sim import SimConfig, Simulation
-from consensuskit.sweep import run_sweep
+from consensuskit.sweep import failure_reason, run_sweep
 
 from . import toy_counter
 from .toy_counter import SERVICE, Counters, registry
@@ -242,3 +242,19 @@ def test_every_log_protocol_serves_another_log_service(protocol: str):
     assert result.ok and result.linearizable is True, (result.invariant_violations, result.ops)
     assert result.ops["ok"] > 20
     assert all(type(node.sm).__name__ == "Sessioned" for node in sim.nodes.values() if node is not None)
+
+
+def test_a_service_without_a_model_owes_no_verdict():
+    """A service that is not linearizable (model None) is not failed by a sweep for the
+    verdict it never owed; the kv service's runs still owe one."""
+    reg = builtin_registry()
+    reg.add_service(dataclasses.replace(SERVICE, name="counter-unchecked", model=None))
+    reg.add(dataclasses.replace(toy_counter.PROTOCOL, services=("counter-unchecked",)))
+    cfg = SimConfig(protocol="counter-primary", clients=2, duration=1.0)
+    result = Simulation(cfg, reg).run()
+    assert result.linearizable is None and not result.verdict_due
+    assert failure_reason(result, cfg) == ""
+    unchecked = dataclasses.replace(
+        Simulation(SimConfig(protocol="raft", clients=2, duration=1.0), reg).run(), linearizable=None
+    )
+    assert "no linearizability verdict" in failure_reason(unchecked, cfg)

@@ -115,6 +115,8 @@ class SimResult:
     history: History = field(default_factory=History)
     violations: list[InvariantViolation] = field(default_factory=list)
     service: str = ""  # the service the clients used
+    # False when the service has no linearizability model: no verdict was due.
+    verdict_due: bool = True
 
     @property
     def ok(self) -> bool:
@@ -1068,6 +1070,7 @@ class Simulation:
             self.history.to_jsonl(cfg.history_path)
         return SimResult(
             service=self.service.name,
+            verdict_due=self.service.model is not None or linearizable is not None,
             protocol=cfg.protocol,
             node_ids=self.node_ids,
             seed=cfg.seed,
