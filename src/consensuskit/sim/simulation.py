@@ -35,7 +35,7 @@ from heapq import heappop, heappush
 from typing import Any
 
 from consensuskit.catalog import default_registry, service_for
-from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.client import ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
@@ -934,7 +934,7 @@ class Simulation:
 
     def submit(
         self,
-        op: Op,
+        op: Op | ServiceOp,
         node: str | None = None,
         client_id: str | None = None,
         seq: int | None = None,
@@ -951,7 +951,7 @@ class Simulation:
     def _start_op(
         self,
         client: Client,
-        op: Op,
+        op: Op | ServiceOp,
         node: str | None,
         seq: int | None,
         on_done: Callable[[OpRun], None] | None,
