@@ -20,12 +20,15 @@ from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.services.kv import kv_service
 
 CATALOG_ENV = "CONSENSUSKIT_CATALOG"
 
 
-def builtin_registry() -> Registry:
-    """Every protocol and service this build ships."""
+def default_registry(*, plugin: bool = True) -> Registry:
+    """Every protocol this build ships (the plug-in's catalog when one is set, see above)."""
+    if plugin and os.environ.get(CATALOG_ENV):
+        return plugin_registry(os.environ[CATALOG_ENV])
     registry = Registry()
     registry.add(raft_spec())
     registry.add(multipaxos_spec())
@@ -35,22 +38,22 @@ def builtin_registry() -> Registry:
     return registry
 
 
+def builtin_registry() -> Registry:
+    """Every protocol and service this build ships, whatever the environment says."""
+    return default_registry(plugin=False)
+
+
 def add_services(registry: Registry) -> None:
     """Register the services this build ships."""
-    from consensuskit.services.kv import kv_service
-
     registry.add_service(kv_service())
 
 
-def default_registry() -> Registry:
-    """The built-in catalog, or the plug-in's (see the module docstring)."""
-    plugin = os.environ.get(CATALOG_ENV)
-    if plugin:
-        registry = resolve(plugin)()
-        if not isinstance(registry, Registry):
-            raise TypeError(f"{CATALOG_ENV}={plugin} returned {type(registry).__name__}, not a Registry")
-        return registry
-    return builtin_registry()
+def plugin_registry(reference: str) -> Registry:
+    """The registry a ``module:function`` plug-in returns."""
+    registry = resolve(reference)()
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{CATALOG_ENV}={reference} returned {type(registry).__name__}, not a Registry")
+    return registry
 
 
 def service_for(registry: Registry, protocol: ProtocolSpec, name: str | None = None) -> ServiceSpec:
