@@ -114,7 +114,7 @@ class AuthGate:
             sm = self._sm = getattr(getattr(self.api.runtime, "node", None), "sm", None)
             if sm is None:
                 return None
-        return getattr(sm, "auth", None)  # None: the service keeps no users (auth is kv's)
+        return getattr(sm, "auth", None)  # None: this service keeps no users
 
     @property
     def enabled(self) -> bool:

@@ -1,10 +1,9 @@
-"""What ``consensuskit kv|status|up`` do, and the scripted demo (cli.py only parses options).
+"""What ``consensuskit status|up`` do, and the scripted demo (cli.py only parses options;
+a service's verbs, e.g. ``consensuskit kv``, live with the service: cli_kv.py).
 
 Rules this module owns:
   * exit codes as everywhere in the CLI: 0 = done, 1 = the cluster said no or could not
-    be reached (missing key, failed compare-and-swap, no quorum), 2 = bad input;
-  * ``kv get`` prints the bare value (so shells can use it) and ``--json`` one JSON
-    document; errors go to stderr as one line;
+    be reached (no quorum), 2 = bad input; errors go to stderr as one line;
   * ``up`` owns its node processes: it stops every one of them however it ends (Ctrl-C,
     SIGTERM, an error), terminating, waiting, then killing.
 """
@@ -29,11 +28,8 @@ from rich.table import Table
 
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.client import (
-    CONSISTENCY_LEVELS,
-    CasFailed,
     Client,
     ClientError,
-    Entry,
     NotFound,
     Unavailable,
     parse_endpoints,
@@ -49,7 +45,6 @@ from consensuskit.server.cluster import (
 
 ENDPOINTS_ENV = "CONSENSUSKIT_ENDPOINTS"
 DEFAULT_ENDPOINTS = ",".join(f"127.0.0.1:{DEFAULT_BASE_PORT + i}" for i in range(3))
-KV_ACTIONS = ("get", "put", "delete", "cas", "list")
 
 
 def default_endpoints() -> str:
@@ -58,120 +53,6 @@ def default_endpoints() -> str:
 
 def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-
-
-# ---------------------------------------------------------------------- kv
-def kv_command(
-    action: str,
-    key: str | None = None,
-    value: str | None = None,
-    *,
-    endpoints: str | None = None,
-    expected: str | None = None,
-    expected_version: int | None = None,
-    consistency: str = "linearizable",
-    as_json: bool = False,
-    timeout: float = 2.0,
-    deadline: float = 10.0,
-    user: str | None = None,
-) -> int:
-    """Run one key-value operation; returns the exit code.  ``user``: NAME:PASSWORD."""
-    problem = _check_kv_args(action, key, value, expected, expected_version, consistency)
-    if problem:
-        _err(problem)
-        return 2
-    try:
-        client = cli_client(endpoints or default_endpoints(), user, timeout=timeout, deadline=deadline)
-    except BadInput as exc:
-        _err(str(exc))
-        return 2
-    try:
-        with client:
-            doc, text = _run_kv(client, action, key or "", value, expected, expected_version, consistency)
-    except NotFound:
-        doc, text, code = {"error": "not-found", "key": key}, None, 1
-        if not as_json:
-            _err(f"no key {key!r}")
-    except CasFailed as exc:
-        doc = {"error": "cas-failed", "key": key, "value": exc.current_value, "version": exc.current_version}
-        text, code = None, 1
-        if not as_json:
-            _err(
-                f"compare-and-swap failed: {key!r} holds {exc.current_value!r} "
-                f"(version {exc.current_version})"
-            )
-    except Unavailable as exc:
-        doc, text, code = {"error": "unavailable", "message": exc.message}, None, 1
-        if not as_json:
-            _err(exc.message)
-    except ClientError as exc:
-        doc, text = {"error": exc.code, "message": exc.message, "status": exc.status}, None
-        # Bad input is 2; not allowed (401/403: credentials, permissions) is a refusal, 1.
-        code = 2 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403) else 1
-        if not as_json:
-            _err(f"{exc.code}: {exc.message}")
-    else:
-        code = 0
-    if as_json:
-        print(json.dumps(doc, indent=2, default=str))
-    elif text is not None:
-        print(text)
-    return code
-
-
-def _check_kv_args(
-    action: str,
-    key: str | None,
-    value: str | None,
-    expected: str | None,
-    expected_version: int | None,
-    consistency: str,
-) -> str | None:
-    if action not in KV_ACTIONS:
-        return f"unknown action {action!r}; valid: {', '.join(KV_ACTIONS)}"
-    if action != "list" and not key:
-        return f"kv {action} needs a KEY"
-    if action in ("put", "cas") and value is None:
-        return f"kv {action} needs a VALUE"
-    if action == "cas" and (expected is None) == (expected_version is None):
-        return "kv cas needs exactly one of --expected VALUE or --expected-version N (0 = absent)"
-    if expected_version is not None and expected_version < 0:
-        return f"--expected-version must be >= 0, not {expected_version}"
-    if consistency not in CONSISTENCY_LEVELS:
-        return f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
-    return None
-
-
-def _entry_doc(e: Entry) -> dict[str, Any]:
-    return {"key": e.key, "value": e.value, "version": e.version}
-
-
-def _run_kv(
-    client: Client,
-    action: str,
-    key: str,
-    value: str | None,
-    expected: str | None,
-    expected_version: int | None,
-    consistency: str,
-) -> tuple[Any, str | None]:
-    if action == "get":
-        entry = client.get(key, consistency=consistency)
-        return _entry_doc(entry), str(entry.value)
-    if action == "put":
-        assert value is not None
-        w = client.put(key, value)
-        return {"key": key, "version": w.version, "index": w.index}, f"ok (version {w.version})"
-    if action == "cas":
-        assert value is not None
-        w = client.cas(key, value, expected=expected, expected_version=expected_version)
-        return {"key": key, "version": w.version, "index": w.index}, f"ok (version {w.version})"
-    if action == "delete":
-        d = client.delete(key)
-        return {"key": key, "deleted": d.deleted}, "deleted" if d.deleted else "absent"
-    entries = client.list(key, consistency=consistency)
-    text = "\n".join(f"{e.key}\t{e.value}" for e in entries)
-    return [_entry_doc(e) for e in entries], text or None
 
 
 # ---------------------------------------------------------------------- status
@@ -490,9 +371,7 @@ def _wait_caught_up(
 __all__ = [
     "DEFAULT_ENDPOINTS",
     "ENDPOINTS_ENV",
-    "KV_ACTIONS",
     "demo_script",
-    "kv_command",
     "parse_endpoints",
     "status_command",
     "status_rows",
