@@ -304,11 +304,11 @@ def _demo_steps(console: Console, cluster: LocalCluster, keys: int, pause: Calla
     console.print(f"   leader [bold green]{leader}[/] elected after {time.monotonic() - t0:.2f} s")
     console.print(status_table(status_rows(cluster.statuses(), cluster.nodes)))
 
-    with cluster.client(timeout=1.0, deadline=20.0) as kv:
+    with cluster.client(timeout=1.0, deadline=20.0) as client:
         say(f"write {keys} keys through the client (it finds the leader itself)")
         written = {f"demo/{i:02d}": f"value-{i}" for i in range(keys)}
         for k, v in written.items():
-            kv.put(k, v)
+            client.put(k, v)
         console.print(f"   {keys} writes acknowledged; the last: {k} = {v!r}")
 
         victim = cluster.leader() or leader
@@ -323,12 +323,12 @@ def _demo_steps(console: Console, cluster: LocalCluster, keys: int, pause: Calla
         )
 
         say("read every write back (linearizable reads from the new leader)")
-        missing = [k for k, v in written.items() if _value(kv, k) != v]
+        missing = [k for k, v in written.items() if _value(client, k) != v]
         if missing:
             console.print(f"   [bold red]lost writes: {', '.join(missing)}[/]")
             return False
         console.print(f"   all {keys} writes are there")
-        kv.put("demo/after-failover", "yes")
+        client.put("demo/after-failover", "yes")
 
         say(f"restart {victim}: it recovers its log from disk and catches up")
         cluster.nodes[victim].start()
@@ -345,9 +345,9 @@ def _term(cluster: LocalCluster, node_id: str) -> Any:
     return status.get("term") if isinstance(status, dict) else "?"
 
 
-def _value(kv: Client, key: str) -> Any:
+def _value(client: Client, key: str) -> Any:
     try:
-        return kv.get(key).value
+        return client.get(key).value
     except NotFound:
         return None
 
