@@ -22,6 +22,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from consensuskit.catalog import builtin_registry
+from consensuskit.core.capabilities import LEADER, NodeStatus
 from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.core.registry import ProtocolSpec, Registry
@@ -197,21 +198,22 @@ class CounterPrimaryNode:
             )
         )
 
-    def status(self) -> dict[str, Any]:
-        """The fields the server's status route reads today (server/node_interface.py)."""
-        return {
-            "role": self.role,
-            "leader": self.primary,
-            "term": 0,
-            "commit": self.applied,
-            "applied": self.applied,
-            "last_index": self.applied,
-            "snapshot_index": 0,
-            "voters": list(self.members),
-            "learners": [],
-            "config_index": 0,
-            "peers": {},
-        }
+    # -- capabilities (core/capabilities.py): what the nemesis, metrics and server read --
+    def node_status(self) -> NodeStatus:
+        return NodeStatus(
+            id=self.id,
+            role=self.role,
+            leader=self.primary,
+            generation_name="generation",
+            generation=0,  # one primary forever: nothing to number
+            details={"applied": self.applied},
+        )
+
+    def is_leader(self) -> bool:
+        return self.role == LEADER
+
+    def current_leader(self) -> str | None:
+        return self.primary
 
 
 PROTOCOL = ProtocolSpec(
