@@ -8,7 +8,9 @@ Rules this module owns:
   * ``--json`` prints exactly one JSON document on stdout; progress and colour go to
     stderr or stay off, so the output can be piped;
   * no logic lives here that a test or sweep would need: simulations come from
-    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``.
+    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``;
+  * every list of protocols and scenarios (choices, help, the demo) comes from the
+    catalog (``consensuskit.catalog``); nothing here names a protocol.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.catalog import builtin_registry, default_registry, service_for
+from consensuskit.catalog import builtin_registry, default_catalog, default_registry, service_for
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
+    DaskUnavailable,
+    check_dask_installed,
     default_workers,
+    parse_dask_address,
     reproduce_command,
     run_sweep,
     save_failure_traces,
@@ -64,6 +69,10 @@ def parse_nemesis(text: str) -> tuple[str, ...]:
             param_hint="'--nemesis'",
         )
     return tuple(k for k in NEMESIS_KINDS if k in items)
+
+
+def protocol_help() -> str:
+    return f"Protocol: {', '.join(default_registry().names())}."
 
 
 def check_protocol(protocol: str) -> None:
@@ -196,11 +205,12 @@ def _timeline_width(console: Console) -> int | None:
 @scenario_app.command("list")
 def scenario_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    protocol: Annotated[str | None, typer.Option(help="Only this protocol's scenarios.")] = None,
 ) -> None:
-    """List the seed scenarios."""
-    from consensuskit.scenarios import all_scenarios
-
-    scenarios = list(all_scenarios().values())
+    """List the seed scenarios (the catalog's, protocol by protocol)."""
+    if protocol is not None:
+        check_protocol(protocol)
+    scenarios = list(default_catalog().scenarios(protocol).values())
     if as_json:
         print(
             json.dumps([{"id": s.id, "protocol": s.protocol, "title": s.title} for s in scenarios], indent=2)
@@ -231,10 +241,10 @@ def run_one_scenario(
     bugs: list[str] | None = None,
 ) -> bool:
     """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
-    from consensuskit.scenarios import get_scenario, run_scenario
+    from consensuskit.scenarios import run_scenario
 
     try:
-        scenario = get_scenario(scenario_id)
+        scenario = default_catalog().scenario(scenario_id)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="'ID'") from None
     options = {"bugs": sorted(check_bugs(scenario.protocol, bugs))} if bugs else {}
@@ -363,7 +373,7 @@ OptionOpt = Annotated[
 
 @app.command("sim")
 def sim_cmd(
-    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    protocol: Annotated[str, typer.Argument(help=protocol_help())],
     nodes: NodesOpt = 5,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
     duration: DurationOpt = 10.0,
@@ -407,7 +417,7 @@ def sim_cmd(
 # --------------------------------------------------------------------- sweep
 @app.command("sweep")
 def sweep_cmd(
-    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    protocol: Annotated[str, typer.Argument(help=protocol_help())],
     seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run.")] = 100,
     first_seed: Annotated[int, typer.Option(help="First seed; seeds run S0..S0+K-1.")] = 0,
     nodes: NodesOpt = 5,
@@ -423,11 +433,36 @@ def sweep_cmd(
         str | None, typer.Option(help="Re-run failing seeds writing DIR/seed-S.jsonl traces.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the seeds on a Dask cluster: its scheduler (tcp://HOST:8786), or local:N for "
+            "a local cluster of N worker processes (needs consensuskit[dask]).",
+        ),
+    ] = None,
 ) -> None:
-    """Run K seeds on all cores; exit 0 when every seed passed."""
+    """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed."""
     config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service)
+    if dask is not None:
+        try:
+            parse_dask_address(dask)
+            check_dask_installed()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--dask'") from None
+        except DaskUnavailable as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
     build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
-    result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
+    seed_range = range(first_seed, first_seed + seeds)
+    try:
+        result = run_sweep(config, seed_range, workers or default_workers(), progress, dask=dask)
+    except OSError as exc:  # the scheduler cannot be reached (connection refused, timed out)
+        if dask is None:
+            raise
+        reason = " ".join(str(exc).split())
+        print(f"Error: cannot reach the Dask scheduler at {dask}: {reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
     failures = result.failures
     saved: dict[int, tuple[Path, str]] = {}
     if save_failures and failures:
@@ -446,7 +481,8 @@ def sweep_cmd(
         rate = f"{result.events / wall:,.0f} events/s overall" if wall > 0 else ""
         console.print(
             f"{result.passed}/{len(result.outcomes)} seeds passed, {result.events:,} events in "
-            f"{result.wall_seconds:.2f} s on {result.workers} worker(s) ({rate})"
+            f"{result.wall_seconds:.2f} s on {result.workers} worker(s)"
+            f"{'' if result.engine == 'local' else f' of {result.engine}'} ({rate})"
         )
         if result.checker_timeouts or result.seeds_without_ops:
             console.print(
@@ -469,16 +505,15 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the scenarios and the simulation.")] = 0,
     duration: DurationOpt = 10.0,
 ) -> None:
-    """Every seed scenario (Paxos, Fast Paxos, Multi-Paxos, Raft) with its timeline, then
-    5-node Raft and Multi-Paxos runs with all faults, invariants and linearizability checked."""
-    from consensuskit.scenarios import all_scenarios
-
+    """Every seed scenario of the catalog with its timeline, then 5-node runs with all
+    faults, invariants and linearizability checked, of the catalog's demo protocols."""
+    catalog = default_catalog()
     console = _console()
     ok = True
-    for scenario in all_scenarios().values():
+    for scenario in catalog.scenarios().values():
         console.rule(f"[bold]scenario {scenario.id}")
         ok = run_one_scenario(scenario.id, seed, True, None, False, console=console) and ok
-    for protocol in ("raft", "multipaxos"):
+    for protocol in catalog.demo_protocols():
         console.rule(f"[bold]{protocol}: 5 nodes, 3 clients, all faults")
         config = build_config(protocol, 5, seed, duration, 3, "all", None)
         console.print(f"[dim]{reproduce_command(config, seed)}[/]", soft_wrap=True)
@@ -610,7 +645,9 @@ def server_cmd(
     client_address: Annotated[str | None, typer.Option(help="HOST:PORT of the HTTP API.")] = None,
     client_url: Annotated[str | None, typer.Option(help="URL other nodes hand out for this node.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="WAL and snapshot directory.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Protocol (registry name), default raft.")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help=f"Protocol: {', '.join(default_registry().names())}; default raft.")
+    ] = None,
     service: Annotated[
         str | None, typer.Option(help="Service (registry name), default the protocol's (kv for a log).")
     ] = None,
@@ -770,7 +807,10 @@ def up_cmd(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="A catalog protocol (default raft, or what --data-dir's cluster runs)."),
+        typer.Option(
+            help=f"{', '.join(default_registry().names())} "
+            "(default raft, or what --data-dir's cluster runs)."
+        ),
     ] = None,
     service: Annotated[
         str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")

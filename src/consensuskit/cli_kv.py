@@ -11,6 +11,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,6 +23,10 @@ if TYPE_CHECKING:  # the client and the server's helpers load when a verb runs, 
     from consensuskit.client import Client, Entry
 
 KV_ACTIONS = ("get", "put", "delete", "cas", "list")
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
 
 
 kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
@@ -117,7 +122,7 @@ def kv_command(
     """Run one key-value operation; returns the exit code.  ``user``: NAME:PASSWORD."""
     from consensuskit.client import CasFailed, ClientError, NotFound, Unavailable
     from consensuskit.server.auth_commands import BadInput, cli_client
-    from consensuskit.server.commands import _err, default_endpoints
+    from consensuskit.server.commands import default_endpoints
 
     problem = _check_kv_args(action, key, value, expected, expected_version, consistency)
     if problem:

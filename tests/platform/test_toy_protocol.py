@@ -22,7 +22,7 @@ from consensuskit.catalog import CATALOG_ENV, builtin_registry, default_registry
 from consensuskit.cli import app
 from consensuskit.client import Client
 from consensuskit.core.client import ServiceOp
-from consensuskit.scenarios import Scenario, ScenarioRun, run_scenario
+from consensuskit.scenarios import run_scenario
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.sim import SimConfig, Simulation
 from consensuskit.sweep import failure_reason, run_sweep
@@ -30,7 +30,7 @@ from consensuskit.sweep import failure_reason, run_sweep
 from . import toy_counter
 from .toy_counter import SERVICE, Counters, registry
 
-PLUGIN = "tests.platform.toy_counter:registry"
+PLUGIN = "tests.platform.toy_counter:catalog"
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew")
 
@@ -145,28 +145,17 @@ def test_sweep_in_process_with_the_plugin(plugged: None):
     assert result.passed == 3, [f.reason for f in result.failures]
 
 
-def _primary_crash(run: ScenarioRun) -> None:
-    sim = run.simulation(("p", "b1", "b2"), clients=0)
-    first = sim.submit(SERVICE.op("incr", "x", 5))
-    sim.run_until_true(lambda: first.done, 5.0)
-    run.expect(first.result == {"total": 5}, "the primary answers the increment")
-    sim.crash("p")
-    sim.restart("p")
-    read = sim.submit(SERVICE.op("read", "x"))
-    sim.run_until_true(lambda: read.done, 5.0)
-    run.expect(read.result == {"total": 5}, "the increment survives the primary's crash")
-
-
-def test_a_scenario_of_the_toy(plugged: None):
-    scenario = Scenario(
-        id="toy-1",
-        title="primary crash",
-        protocol="counter-primary",
-        description="an acknowledged increment survives a crash",
-        script=_primary_crash,
-    )
-    run = run_scenario(scenario)
+def test_a_scenario_of_the_toy_runs_from_the_catalog(plugged: None):
+    run = run_scenario(toy_counter.scenarios()[0])
     assert run.passed, (run.error, run.expectations)
+    runner = CliRunner()
+    out = runner.invoke(app, ["scenario", "list", "--json"])
+    assert out.exit_code == 0, out.output
+    assert {"id": "toy-primary-crash", "protocol": "counter-primary", "title": "primary crash"} in json.loads(
+        out.stdout
+    )
+    out = runner.invoke(app, ["scenario", "run", "toy-primary-crash", "--json"])
+    assert out.exit_code == 0, out.output
 
 
 def test_toy_module_has_no_server_imports():

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from consensuskit.catalog import builtin_registry
+from consensuskit.catalog import Catalog, builtin_catalog
 from consensuskit.core.capabilities import LEADER, NodeStatus
 from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
@@ -224,10 +224,42 @@ PROTOCOL = ProtocolSpec(
 )
 
 
+def primary_crash(run: Any) -> None:
+    """Scenario script: an acknowledged increment survives a crash of the primary."""
+    sim = run.simulation(("p", "b1", "b2"), clients=0)
+    first = sim.submit(SERVICE.op("incr", "x", 5))
+    sim.run_until_true(lambda: first.done, 5.0)
+    run.expect(first.result == {"total": 5}, "the primary answers the increment")
+    sim.crash("p")
+    sim.restart("p")
+    read = sim.submit(SERVICE.op("read", "x"))
+    sim.run_until_true(lambda: read.done, 5.0)
+    run.expect(read.result == {"total": 5}, "the increment survives the primary's crash")
+
+
+def scenarios() -> list[Any]:
+    from consensuskit.scenarios import Scenario  # when asked for: scenarios import the simulator
+
+    return [
+        Scenario(
+            id="toy-primary-crash",
+            title="primary crash",
+            protocol="counter-primary",
+            description="an acknowledged increment survives a crash of the primary",
+            script=primary_crash,
+        )
+    ]
+
+
+def catalog() -> Catalog:
+    """The catalog plug-in (``CONSENSUSKIT_CATALOG=tests.platform.toy_counter:catalog``):
+    the built-in catalog plus the toy protocol, its scenario and its service."""
+    cat = builtin_catalog()
+    cat.add_protocol(PROTOCOL, family="toy", readme="tests/platform/toy_counter.py", scenarios=scenarios)
+    cat.add_service(SERVICE)
+    return cat
+
+
 def registry() -> Registry:
-    """The catalog plug-in (``CONSENSUSKIT_CATALOG=tests.platform.toy_counter:registry``):
-    the built-in catalog plus the toy protocol and its service."""
-    reg = builtin_registry()
-    reg.add(PROTOCOL)
-    reg.add_service(SERVICE)
-    return reg
+    """What the simulator and the server run: the plug-in catalog's registry."""
+    return catalog().registry()

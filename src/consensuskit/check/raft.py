@@ -33,8 +33,7 @@ from typing import Any
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.storage import REJOINING_KEY
-from consensuskit.protocols.raft.messages import LogEntry, Snapshot
-from consensuskit.protocols.raft.node import SNAPSHOT_KEY
+from consensuskit.protocols.raft import SNAPSHOT_KEY, LogEntry, Snapshot
 
 COVERED = object()  # "this index lies inside the server's snapshot"
 

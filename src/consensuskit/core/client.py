@@ -3,6 +3,8 @@
 Every command carries ``(client_id, seq)``.  A state machine with client sessions applies
 each pair at most once and returns the cached result when a retry arrives (exactly-once
 effects over at-least-once delivery; seed 004, stages 3 and 6 of a leader crash).
+
+Tags 1-9 belong to core; append new ones, never reuse.
 """
 
 from __future__ import annotations

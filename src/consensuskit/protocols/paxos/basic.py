@@ -48,6 +48,8 @@ from consensuskit.protocols.paxos.basic_messages import (
     Noop,
     Prepare,
     Promise,
+    acceptor_key,
+    chosen_key,
     describe,
 )
 from consensuskit.protocols.paxos.basic_options import BasicPaxosOptions
@@ -63,14 +65,6 @@ PROPOSE_TIMER = "propose"
 CATCHUP_TIMER = "catchup"
 
 CHOSEN_MAX_KEY = "paxos/chosen-max"
-
-
-def acceptor_key(slot: int) -> str:
-    return f"paxos/acceptor/{slot}"
-
-
-def chosen_key(slot: int) -> str:
-    return f"paxos/chosen/{slot}"
 
 
 def round_key(slot: int) -> str:
@@ -610,17 +604,11 @@ def basic_paxos_spec() -> Any:
     from consensuskit.core.registry import ProtocolSpec
     from consensuskit.protocols.paxos.basic_options import BUGS
 
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.paxos import PaxosChecker
-
-        return PaxosChecker()
-
     return ProtocolSpec(
         name="basic-paxos",
         description="Basic Paxos per slot of a replicated log (no leader: 4 message delays "
         "per command), with separable proposer/acceptor/learner roles and randomized backoff",
         make_node=make_basic_paxos_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_basic_options,
         log=True,

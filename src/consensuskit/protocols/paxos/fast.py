@@ -269,18 +269,12 @@ def fast_paxos_spec() -> Any:
     from consensuskit.core.registry import ProtocolSpec
     from consensuskit.protocols.paxos.basic_options import BUGS
 
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.paxos import PaxosChecker
-
-        return PaxosChecker()
-
     return ProtocolSpec(
         name="fast-paxos",
         description="Fast Paxos per slot of a replicated log: proposals go straight to the "
         "acceptors (2 message delays), collisions recovered by the coordinator or by the "
         "acceptors themselves",
         make_node=make_fast_paxos_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_fast_options,
         log=True,

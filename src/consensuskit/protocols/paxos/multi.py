@@ -38,17 +38,11 @@ def validate_options(options: dict[str, Any]) -> None:
 
 
 def multipaxos_spec() -> ProtocolSpec:
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.multipaxos import MultiPaxosChecker
-
-        return MultiPaxosChecker()
-
     return ProtocolSpec(
         name="multipaxos",
         description="Multi-Paxos in the Chubby style: leader by phase 1 over all slots, "
         "leases with lease reads, forwarding, alpha-delayed membership changes, snapshots",
         make_node=make_multipaxos_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_options,
         survives_disk_loss=True,

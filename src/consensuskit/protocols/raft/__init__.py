@@ -8,10 +8,21 @@ from typing import Any
 from consensuskit.core.env import Env
 from consensuskit.core.registry import ProtocolSpec
 from consensuskit.core.service import StateMachine
-from consensuskit.protocols.raft.node import RaftNode
+from consensuskit.protocols.raft.messages import LogEntry, Snapshot
+from consensuskit.protocols.raft.node import HARD_STATE_KEY, SNAPSHOT_KEY, RaftNode
 from consensuskit.protocols.raft.options import BUGS, RaftOptions
 
-__all__ = ["BUGS", "RaftNode", "RaftOptions", "raft_spec"]
+# The public surface other packages may use (check/ reads the durable snapshot and log).
+__all__ = [
+    "BUGS",
+    "HARD_STATE_KEY",
+    "SNAPSHOT_KEY",
+    "LogEntry",
+    "RaftNode",
+    "RaftOptions",
+    "Snapshot",
+    "raft_spec",
+]
 
 
 def make_raft_node(
@@ -31,17 +42,11 @@ def make_raft_node(
 
 
 def raft_spec() -> ProtocolSpec:
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.raft import RaftChecker
-
-        return RaftChecker(bugs)
-
     return ProtocolSpec(
         name="raft",
         description="Raft with pre-vote, check-quorum, ReadIndex/lease reads, snapshots, "
         "leadership transfer and single-server membership changes",
         make_node=make_raft_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_options,
         survives_disk_loss=True,
