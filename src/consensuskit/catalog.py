@@ -1,4 +1,5 @@
-"""The composition root: every protocol this build ships, with its checker and scenarios.
+"""The composition root: every protocol and service this build ships, with its checker
+and scenarios.
 
 Rules this module owns:
   * it is the one module that names every protocol; it sits above every layer (core,
@@ -13,12 +14,15 @@ Rules this module owns:
     registry, and an eager import would close a cycle (tests/core/test_layers.py holds
     it); checkers are imported when a simulation builds one, so the catalog stays cheap;
   * no global state: each ``default_catalog()`` call builds a fresh ``Catalog``; a caller
-    that wants more protocols (a test's toy, a plug-in) builds its own and adds to it.
+    that wants more protocols (a test's toy, a plug-in) builds its own and adds to it;
+  * services (core/service.py) are registered here too (``add_service``) and travel in
+    the ``Registry`` the simulator and the server get; a registry without any (a test's)
+    borrows the built-in ones (``service_for``).
 
 Plug-in point: when the environment variable ``CONSENSUSKIT_CATALOG`` names a
 ``module:function``, ``default_catalog()`` / ``default_registry()`` use what that function
 returns: a ``Catalog`` (it may start from ``builtin_catalog()`` and add protocols with
-their checkers and scenarios) or a bare ``Registry``.  Subprocesses inherit it, so a
+their checkers and scenarios, and services) or a bare ``Registry``.  Subprocesses inherit it, so a
 sweep's workers and a server started by ``consensuskit up`` see the same catalog as the
 command that started them.
 """
@@ -33,8 +37,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.services.kv import kv_service
 
 if TYPE_CHECKING:
     from consensuskit.scenarios.base import Scenario
@@ -66,6 +72,16 @@ class Catalog:
 
     def __init__(self) -> None:
         self._protocols: dict[str, ProtocolEntry] = {}
+        self._services: dict[str, ServiceSpec] = {}
+
+    def add_service(self, spec: ServiceSpec) -> ServiceSpec:
+        if spec.name in self._services:
+            raise ValueError(f"service {spec.name!r} registered twice")
+        self._services[spec.name] = spec
+        return spec
+
+    def services(self) -> list[ServiceSpec]:
+        return list(self._services.values())
 
     # ------------------------------------------------------------------ building
     def add_protocol(
@@ -106,6 +122,8 @@ class Catalog:
         registry = Registry()
         for entry in self._protocols.values():
             registry.add(entry.spec)
+        for service in self._services.values():
+            registry.add_service(service)
         return registry
 
     def demo_protocols(self) -> list[str]:
@@ -207,7 +225,13 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("raft"),
         demo=True,
     )
+    add_services(catalog)
     return catalog
+
+
+def add_services(catalog: Catalog | Registry) -> None:
+    """Register the services this build ships."""
+    catalog.add_service(kv_service())
 
 
 def builtin_registry() -> Registry:
@@ -242,6 +266,8 @@ def default_catalog() -> Catalog:
     for name in made.names():
         spec = made.get(name)
         catalog.add_protocol(spec, family=spec.make_node.__module__.split(".")[-1])
+    for name in made.services.names():
+        catalog.add_service(made.service(name))
     return catalog
 
 
@@ -252,3 +278,21 @@ def default_registry() -> Registry:
     if isinstance(made, Registry):
         return made
     return (made or builtin_catalog()).registry()
+
+
+def service_for(registry: Registry, protocol: ProtocolSpec, name: str | None = None) -> ServiceSpec:
+    """The service ``protocol`` runs (``name`` or its default).  A registry built with
+    protocols only (as tests do) borrows the built-in services.  KeyError naming the
+    valid choices for an unknown service or one the protocol cannot serve."""
+    if not registry.services:
+        borrowed = Registry()
+        add_services(borrowed)
+        return borrowed.service_for(protocol, name)
+    return registry.service_for(protocol, name)
+
+
+def service_names(registry: Registry | None = None) -> list[str]:
+    registry = registry or default_registry()
+    if not registry.services:
+        registry = builtin_registry()
+    return registry.services.names()

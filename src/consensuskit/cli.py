@@ -26,9 +26,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.catalog import default_catalog, default_registry
+from consensuskit.catalog import builtin_registry, default_catalog, default_registry, service_for
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
+from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import (
     DaskUnavailable,
@@ -82,6 +83,18 @@ def check_protocol(protocol: str) -> None:
         )
 
 
+def check_service(protocol: str, service: str | None) -> str | None:
+    """``service`` if ``protocol`` can serve it (None: the protocol's default)."""
+    if service is None:
+        return None
+    registry = default_registry()
+    try:
+        service_for(registry, registry.get(protocol), service)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="'--service'") from None
+    return service
+
+
 def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
     valid = default_registry().get(protocol).bugs
     unknown = [b for b in bugs if b not in valid]
@@ -122,11 +135,13 @@ def build_config(
     nemesis: str,
     bugs: list[str] | None,
     options: list[str] | None = None,
+    service: str | None = None,
 ) -> SimConfig:
     check_protocol(protocol)
     return SimConfig(
         options=parse_options(protocol, options),
         protocol=protocol,
+        service=check_service(protocol, service),
         node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
         seed=seed,
         duration=duration,
@@ -144,6 +159,37 @@ def build_simulation(config: SimConfig) -> Simulation:
     except ValueError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
+
+
+def _service_model(service: str | None, model: str | None, fmt: str) -> Any:
+    """The model ``check --service`` names: a model name, a model object, or None."""
+    if service is None:
+        return None
+    if model is not None or fmt != "consensuskit":
+        raise typer.BadParameter(
+            "give --service alone (a consensuskit history, no --model)", param_hint="--service"
+        )
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    try:
+        spec = services.get(service)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--service") from None
+    if spec.model is None:
+        raise typer.BadParameter(f"service {service!r} has no linearizability model", param_hint="--service")
+    return spec.model if isinstance(spec.model, str) else spec.model()
+
+
+def _model_of(result: Any) -> Any:
+    """The linearizability model the run's service checks its history with."""
+    from consensuskit.check.linearizability import get_model
+
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    model = services.get(result.service).model if result.service in services else None
+    if model is None:
+        return get_model("kv")
+    return get_model(model) if isinstance(model, str) else model()
 
 
 def _console() -> Console:
@@ -303,11 +349,8 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
     if result.linearizable is False:
         console.print("[bold red]the client history is not linearizable[/]")
         if result.linearizability is not None:
-            from consensuskit.check.linearizability import get_model
-
-            console.print(
-                result.linearizability.explain(get_model("kv")), markup=False, highlight=False, soft_wrap=True
-            )
+            explained = result.linearizability.explain(_model_of(result))
+            console.print(explained, markup=False, highlight=False, soft_wrap=True)
     verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
     console.print(verdict)
 
@@ -319,6 +362,9 @@ NemesisOpt = Annotated[
     str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
 ]
 BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
+ServiceOpt = Annotated[
+    str | None, typer.Option(help="Service the clients use (default: the protocol's, kv for a log).")
+]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
@@ -335,13 +381,14 @@ def sim_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    service: ServiceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option)
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, service)
     config.trace_path = trace
     config.history_path = history
     sim = build_simulation(config)
@@ -379,6 +426,7 @@ def sweep_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    service: ServiceOpt = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -395,7 +443,7 @@ def sweep_cmd(
     ] = None,
 ) -> None:
     """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed."""
-    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option)
+    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service)
     if dask is not None:
         try:
             parse_dask_address(dask)
@@ -495,6 +543,9 @@ def check_cmd(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON only.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write a page showing the history here.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Check with this service's model (a consensuskit history).")
+    ] = None,
 ) -> None:
     """Check a history for linearizability: exit 0 linearizable, 1 not, 2 unknown or bad input."""
     from consensuskit.check.linearizability import (
@@ -512,17 +563,24 @@ def check_cmd(
         raise typer.BadParameter(
             f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}", param_hint="--format"
         )
-    name = model or DEFAULT_MODEL[fmt]
-    if name not in MODEL_NAMES:
+    own_model = _service_model(service, model, fmt)
+    name = model or (own_model if isinstance(own_model, str) else None) or DEFAULT_MODEL[fmt]
+    if own_model is None and name not in MODEL_NAMES:
         raise typer.BadParameter(
             f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}", param_hint="--model"
         )
     if not file.is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
-    the_model = model_for(name, fmt)
+    custom = own_model is not None and not isinstance(own_model, str)  # a model object of the service
+    the_model = own_model if custom else model_for(name, fmt)
     console = Console(stderr=True)
     try:
-        ops = read_history(file, fmt)
+        if custom:
+            from consensuskit.check.linearizability.formats import read_consensuskit
+
+            ops = read_consensuskit(file, kinds=None)  # the service's model knows its kinds
+        else:
+            ops = read_history(file, fmt)
         with _check_progress(console, enabled=not as_json and len(ops) >= 2000) as progress:
             result = check_operations(
                 ops, the_model, timeout=timeout, stop_at_first_failure=not all_parts, on_progress=progress
@@ -589,6 +647,9 @@ def server_cmd(
     data_dir: Annotated[Path | None, typer.Option(help="WAL and snapshot directory.")] = None,
     protocol: Annotated[
         str | None, typer.Option(help=f"Protocol: {', '.join(default_registry().names())}; default raft.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service (registry name), default the protocol's (kv for a log).")
     ] = None,
     members: Annotated[str | None, typer.Option(help="Initial voters, comma-separated.")] = None,
     peer: Annotated[
@@ -671,6 +732,7 @@ def server_cmd(
             client_url=client_url,
             data_dir=data_dir,
             protocol=protocol,
+            service=service,
             members=members,
             peer=peer,
             secret_file=secret_file,
@@ -699,90 +761,18 @@ def server_cmd(
     )
 
 
-kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
-app.add_typer(kv_app, name="kv")
-ConsistencyOpt = Annotated[str, typer.Option(help="linearizable, lease or stale.")]
+def _add_service_verbs() -> None:
+    """Each service's verbs (its ``cli`` reference, core/service.py) under its name:
+    ``consensuskit kv get ...`` comes from the kv service (cli_kv.py)."""
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    for name in services.names():
+        spec = services.get(name)
+        if spec.cli is not None:
+            app.add_typer(resolve(spec.cli), name=name)
 
 
-@kv_app.command("get")
-def kv_get(
-    key: str,
-    endpoints: EndpointsOpt = None,
-    consistency: ConsistencyOpt = "linearizable",
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """Read a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
-    )
-
-
-@kv_app.command("put")
-def kv_put(
-    key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
-) -> None:
-    """Write a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json, user=user))
-
-
-@kv_app.command("delete")
-def kv_delete(
-    key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
-) -> None:
-    """Delete a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json, user=user))
-
-
-@kv_app.command("cas")
-def kv_cas(
-    key: str,
-    value: str,
-    expected: Annotated[str | None, typer.Option(help="Swap only if the key holds this value.")] = None,
-    expected_version: Annotated[
-        int | None, typer.Option(min=0, help="Swap only at this version (0 = absent).")
-    ] = None,
-    endpoints: EndpointsOpt = None,
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """Compare-and-swap a key by value or by version."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command(
-            "cas",
-            key,
-            value,
-            endpoints=endpoints,
-            expected=expected,
-            expected_version=expected_version,
-            as_json=as_json,
-            user=user,
-        )
-    )
-
-
-@kv_app.command("list")
-def kv_list(
-    prefix: Annotated[str, typer.Argument(help="Key prefix.")] = "",
-    endpoints: EndpointsOpt = None,
-    consistency: ConsistencyOpt = "linearizable",
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """List keys under a prefix."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
-    )
+_add_service_verbs()
 
 
 @app.command("status")
@@ -822,6 +812,9 @@ def up_cmd(
             "(default raft, or what --data-dir's cluster runs)."
         ),
     ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")
+    ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
 
@@ -830,7 +823,7 @@ def up_cmd(
     start until run by hand with `consensuskit server --config DIR/nI.toml --rejoin`."""
     from consensuskit.server.commands import up_command
 
-    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol))
+    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol, service=service))
 
 
 @app.command("cluster-demo")

@@ -80,6 +80,7 @@ class SweepResult:
         cfg = self.config
         return {
             "protocol": cfg.protocol,
+            "service": cfg.service,
             "seeds": len(self.outcomes),
             "first_seed": self.outcomes[0].seed if self.outcomes else None,
             "nodes": len(cfg.node_ids),
@@ -106,6 +107,7 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     parts = [
         "consensuskit sim",
         config.protocol,
+        *([f"--service {config.service}"] if config.service else []),
         f"--nodes {len(config.node_ids)}",
         f"--seed {seed}",
         f"--duration {config.duration:g}",
@@ -142,7 +144,12 @@ def failure_reason(result: Any, config: SimConfig | None = None) -> str:
 
 def _checker_timed_out(result: Any, config: SimConfig) -> bool:
     """A verdict was due (clients ran and checking is on) but none came."""
-    return config.clients > 0 and config.check_linearizability and result.linearizable is None
+    return (
+        config.clients > 0
+        and config.check_linearizability
+        and result.linearizable is None
+        and getattr(result, "verdict_due", True)  # a service without a model owes none
+    )
 
 
 def run_seed(config: SimConfig, seed: int) -> SeedOutcome:

@@ -42,11 +42,7 @@ SRC = Path(consensuskit.__file__).parent
 
 # Imports the services work (issue 11, item 1) removes: a log protocol then receives its
 # state machine from its factory.  Delete an entry when its import goes; add none.
-PENDING_STATE_MACHINE_IMPORTS = {
-    ("consensuskit.protocols.raft.node", "consensuskit.statemachines.kv"),
-    ("consensuskit.protocols.paxos.multi_node", "consensuskit.statemachines.kv"),
-    ("consensuskit.protocols.paxos.basic", "consensuskit.statemachines.kv"),
-}
+PENDING_STATE_MACHINE_IMPORTS: set[tuple[str, str]] = set()
 # The state-machine interface a protocol may use: the package (StateMachine and the
 # default factory), its base module, and the client-session contract (``refusal``).
 STATE_MACHINE_INTERFACE = ("consensuskit.statemachines.base", "consensuskit.statemachines.sessions")

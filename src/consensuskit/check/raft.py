@@ -80,7 +80,7 @@ class RaftChecker:
         self.sim = sim
         if not response.ok or not self.watching:
             return  # without per-step watching there is no commit record to compare with
-        if request.op.kind == "get":
+        if request.op.is_read():  # any service's read kinds (kv: get, list)
             pos = bisect.bisect_right(self.commit_times, invoke_time) - 1
             required = self.commit_values[pos] if pos >= 0 else 0
             if response.index < required:

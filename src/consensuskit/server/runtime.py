@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.env import NodeId, ProtocolNode
 from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import MemoryStorage, Storage
 
 log = logging.getLogger("consensuskit.server.runtime")
@@ -189,6 +190,7 @@ class NodeRuntime:
         on_sync: Callable[[float, int], None] | None = None,
         rng_seed: int | None = None,
         inline_sync_bytes: int = 0,
+        service: ServiceSpec | None = None,
     ) -> None:
         self.node_id = node_id
         self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))
@@ -224,7 +226,8 @@ class NodeRuntime:
         self._handed: set[tuple[str, int]] = set()  # requests the node has seen, unanswered
         self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
         self._leading = False
-        self.node: ProtocolNode = spec.make_node(node_id, self, list(members), dict(options))
+        # A log protocol gets the service's state machine (core/registry.py).
+        self.node: ProtocolNode = spec.build(node_id, self, list(members), dict(options), service)
         self._batch_end: Callable[[], None] | None = getattr(self.node, "on_batch_end", None)
         self._on_durable: Callable[[int], None] | None = getattr(self.node, "on_durable", None)
 

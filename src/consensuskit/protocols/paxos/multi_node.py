@@ -58,6 +58,7 @@ from consensuskit.core.client import (
 )
 from consensuskit.core.env import Env
 from consensuskit.core.quorum import quorum_size
+from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.check_quorum import CheckQuorum
@@ -90,7 +91,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Snapshot,
 )
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
-from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines import default_state_machine
 
 FOLLOWER = "follower"
 CANDIDATE = "candidate"
@@ -129,12 +130,15 @@ class MultiPaxosNode:
         env: Env,
         members: Sequence[str],
         options: MultiPaxosOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         self.id = node_id
         self.env = env
         self.opts = options or MultiPaxosOptions()
         self.bugs = self.opts.bugs
-        self.sm = KVStateMachine()
+        # The service's state machine (the protocol serves any log service).
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
         # Set by checkers to watch votes, decisions and executions; never used for control.
         self.observer: Any = None
         universe = list(members)

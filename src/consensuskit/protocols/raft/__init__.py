@@ -7,6 +7,7 @@ from typing import Any
 
 from consensuskit.core.env import Env
 from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.service import StateMachine
 from consensuskit.protocols.raft.messages import LogEntry, Snapshot
 from consensuskit.protocols.raft.node import HARD_STATE_KEY, SNAPSHOT_KEY, RaftNode
 from consensuskit.protocols.raft.options import BUGS, RaftOptions
@@ -25,14 +26,19 @@ __all__ = [
 
 
 def make_raft_node(
-    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+    node_id: str,
+    env: Env,
+    members: Sequence[str],
+    options: dict[str, Any],
+    *,
+    state_machine: StateMachine | None = None,
 ) -> RaftNode:
     """Build a node; ``options["node_options"][node_id]`` overrides options per node
     (e.g. a shorter election timeout for the node a scenario wants to win)."""
     merged = dict(options)
     per_node = merged.pop("node_options", None) or {}
     merged.update(per_node.get(node_id, {}))
-    return RaftNode(node_id, env, members, RaftOptions.from_dict(merged))
+    return RaftNode(node_id, env, members, RaftOptions.from_dict(merged), state_machine=state_machine)
 
 
 def raft_spec() -> ProtocolSpec:
@@ -44,6 +50,7 @@ def raft_spec() -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         survives_disk_loss=True,
+        log=True,
     )
 
 

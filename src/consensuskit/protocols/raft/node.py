@@ -42,6 +42,7 @@ from consensuskit.core.client import (
 from consensuskit.core.env import Env
 from consensuskit.core.messages import CodecError, decode
 from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.check_quorum import CheckQuorum
@@ -73,7 +74,7 @@ from consensuskit.protocols.raft.messages import (
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from consensuskit.protocols.raft.snapshot_reader import SnapshotReader
-from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines import default_state_machine
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -117,12 +118,15 @@ class RaftNode:
         env: Env,
         members: Sequence[str],
         options: RaftOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         self.id = node_id
         self.env = env
         self.opts = options or RaftOptions()
         self.bugs = self.opts.bugs
-        self.sm = KVStateMachine()
+        # The service's state machine (the protocol serves any log service).
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
         # Set by checkers to watch log and state machine changes; never used for control.
         self.observer: Any = None
 
