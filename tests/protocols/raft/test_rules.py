@@ -193,6 +193,20 @@ def test_leader_appends_noop_and_commits_with_majority():
     assert c.envs["a"].delivered[-1].ok and c.envs["a"].delivered[-1].index == 2
 
 
+def test_a_reordered_stale_term_answer_is_no_log_position():
+    """§3.3's answer to a stale AppendEntries carries the answerer's term and no hint
+    (index 0, conflict 0/0). Delivered late, after the old sender won that very term,
+    it must not read as "the follower's log ends before index 1" (the leader once set
+    next to 0 and asked for a snapshot it did not have: raft seed 6, 3 nodes, 5 s)."""
+    c = Cluster(["a", "b", "c"])
+    c.partition(["a", "c"], ["b"])  # b has acknowledged nothing: match 0
+    leader = c.elect("a")
+    pr = leader.progress["b"]
+    assert pr.match == 0
+    leader.on_message("b", AppendEntriesResponse(term=leader.term, success=False, index=0))
+    assert pr.match == 0 and pr.next >= 1
+
+
 def test_leader_never_commits_previous_term_entry_by_counting():
     """§3.6.2 (figure 8): an old-term entry on a majority is not committed until an
     entry of the current term is."""

@@ -789,7 +789,9 @@ class RaftNode:
                     self._send_timeout_now(src)
             self._send_append(src, pr, allow_empty=False)
             return
-        if m.conflict_term == 0 and m.conflict_index <= pr.match <= m.index:
+        # (conflict_index 0 is no hint at all: a stale-term answer, _answer_stale, that
+        # a reordering delivered after we reached that term; never a log position.)
+        if m.conflict_term == 0 and 0 < m.conflict_index <= pr.match <= m.index:
             # The follower's log ends below what it acknowledged: it lost synced entries
             # (a disk fault outside Raft's model) or this is a reordered old rejection.
             # Lowering match is always safe (it only delays commits), and it lets a
