@@ -52,8 +52,11 @@ def test_every_bug_knob_is_caught_by_a_sweep(bug: str):
 # The CLI's default sweep (5 nodes, 10 s, 3 clients, every fault) and the same at 3 nodes.
 # The forgotten promise shows when the nemesis's amnesia attack (wipe combined with
 # partitions, sim/nemesis.py) sides the wiped acceptor with the nodes that lack the newest
-# writes: a second value for a chosen slot, or a second leader serving lease reads.
-WIPE_PROPERTIES = {"one-value-per-slot", "learned-agreement", "execution-agreement", "lease-uniqueness"}
+# writes: a second value for a chosen slot, or a second leader serving lease reads (seen
+# as two leases, or by a client as a stale read).
+WIPE_PROPERTIES = {
+    "one-value-per-slot", "learned-agreement", "execution-agreement", "lease-uniqueness", "read-freshness"
+}
 
 
 @pytest.mark.timeout(600)
