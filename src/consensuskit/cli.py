@@ -26,7 +26,7 @@ from rich.table import Table
 
 from consensuskit.catalog import default_registry
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
-from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
+from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
     default_workers,
     reproduce_command,
@@ -72,6 +72,14 @@ def check_protocol(protocol: str) -> None:
         )
 
 
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise typer.BadParameter(
+            f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}", param_hint="'--runtime'"
+        )
+    return runtime
+
+
 def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
     valid = default_registry().get(protocol).bugs
     unknown = [b for b in bugs if b not in valid]
@@ -112,9 +120,11 @@ def build_config(
     nemesis: str,
     bugs: list[str] | None,
     options: list[str] | None = None,
+    runtime: str = "random",
 ) -> SimConfig:
     check_protocol(protocol)
     return SimConfig(
+        runtime=check_runtime(runtime),
         options=parse_options(protocol, options),
         protocol=protocol,
         node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
@@ -312,6 +322,13 @@ OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
 ]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        help="How nodes are driven: batched (as the server: batches, early sends, "
+        "on_durable), unbatched (one input per batch), random (picked per seed)."
+    ),
+]
 
 
 @app.command("sim")
@@ -324,13 +341,14 @@ def sim_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    runtime: RuntimeOpt = "random",
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option)
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, runtime)
     config.trace_path = trace
     config.history_path = history
     sim = build_simulation(config)
@@ -368,6 +386,7 @@ def sweep_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    runtime: RuntimeOpt = "random",
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -376,7 +395,7 @@ def sweep_cmd(
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
     """Run K seeds on all cores; exit 0 when every seed passed."""
-    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option)
+    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option, runtime)
     build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
     result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
     failures = result.failures

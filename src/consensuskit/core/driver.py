@@ -93,13 +93,10 @@ class Driver:
         self.batch_end: Any = None
 
     # ------------------------------------------------------------- effects (the Env side)
+    # A host that lets messages leave early defines ``send_early`` (appending to
+    # ``early``): protocols test for it, so it is not offered here.
     def send(self, dst: Any, msg: Any) -> None:
         self.outbox.append((dst, msg))
-
-    def send_early(self, dst: Any, msg: Any) -> None:
-        """Send at the end of this batch, before the sync: only for a message that
-        depends on no unsynced write of this node."""
-        self.early.append((dst, msg))
 
     def deliver(self, response: Any) -> None:
         self.outbox.append((None, response))

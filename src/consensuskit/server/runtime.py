@@ -224,7 +224,11 @@ class NodeRuntime(Driver):
     def now(self) -> float:
         return time.monotonic()
 
-    # send and send_early are the driver's.
+    # send is the driver's.
+    def send_early(self, dst: NodeId, msg: Any) -> None:
+        """Send at the end of this batch, before the sync: only for a message that
+        depends on no unsynced write of this node."""
+        self.early.append((dst, msg))
 
     def deliver(self, response: ClientResponse) -> None:
         # Answered (once the barrier passes): no longer at risk from a step-down.

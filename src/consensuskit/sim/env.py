@@ -1,9 +1,12 @@
 """The simulator's implementation of ``core.env.Env``: one object per node incarnation.
 
 Rules this module owns:
-  * sends and client answers produced by a handler are *held* in ``outbox``; the
-    simulator releases them only after every storage write made before them is
-    durable (see ``Simulation._after_handler``);
+  * an env is a durability driver (core/driver.py): sends and client answers are held
+    in ``outbox`` and leave only after every storage write made before them is
+    durable; a sync takes simulated time (``Simulation._push_sync``);
+  * ``SimEnv`` is the unbatched runtime, ``BatchedSimEnv`` the batched one (the
+    server's capabilities: ``calls_batch_end``, ``send_early``); both report
+    durability (``reports_durable``);
   * timers are keyed; re-arming a key bumps its generation so the older queued
     event is ignored when it pops (no search in the queue);
   * an incarnation dies with its node: a crash sets ``dead`` and every queued event
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.client import ClientResponse
+from consensuskit.core.driver import Driver
 from consensuskit.sim.storage import Journal, SimStorage
 
 if TYPE_CHECKING:
@@ -47,21 +51,27 @@ class Clock:
         self.skew = skew
 
 
-class SimEnv:
+class SimEnv(Driver):
+    """The unbatched runtime's env: the simulator ends a batch after every input, no
+    message leaves early, and each sync takes ``fsync_latency``.  It reports durability
+    (``on_durable``) like the server does."""
+
+    # A node that counts its own log toward a commit quorum counts only what on_durable
+    # reported (both runtimes report after every sync).
+    reports_durable = True
+
     __slots__ = (
+        "batch_inputs",
         "clock",
         "dead",
         "depth",
+        "durable_input",
         "incarnation",
-        "next_outputs",
         "node_id",
-        "outbox",
         "rng",
         "sim",
-        "storage",
         "sync_batch",
-        "sync_outputs",
-        "syncing",
+        "sync_depth",
         "timer_gen",
     )
 
@@ -74,10 +84,10 @@ class SimEnv:
         clock: Clock,
         rng: random.Random,
     ) -> None:
+        Driver.__init__(self, storage)
         self.sim = sim
         self.node_id = node_id
         self.incarnation = incarnation
-        self.storage = storage
         self.clock = clock
         self.rng = rng
         self.dead = False
@@ -85,14 +95,14 @@ class SimEnv:
         # timer or an admin call; d+1 for a message sent while handling depth d.
         self.depth = 0
         self.timer_gen: dict[str, int] = {}
-        # Outputs of the handler now running: (dst, msg); dst None = client answer.
-        self.outbox: list[tuple[str | None, Any, int]] = []
-        # The sync in flight (if any): its writes and the outputs waiting for it.
-        self.syncing = False
+        # Outputs (the driver's): (dst, msg, depth); dst None = client answer.
+        # The writes of the sync in flight (checkers compare journals with it), and the
+        # depth of the input whose batch started it (on_durable runs at that depth).
         self.sync_batch: Journal = []
-        self.sync_outputs: list[tuple[str | None, Any, int]] = []
-        # Outputs that depend on writes the in-flight sync does not cover.
-        self.next_outputs: list[tuple[str | None, Any, int]] = []
+        self.sync_depth = 0
+        # Batched runtime: inputs handled in the open batch (0: no batch open).
+        self.batch_inputs = 0
+        self.durable_input: Any = None  # the node's on_durable, if it has one
 
     def now(self) -> float:
         c = self.clock
@@ -119,3 +129,29 @@ class SimEnv:
             fields["delays"] = self.depth
             self.sim._note_learned(fields, self.depth)
         self.sim._trace_append((self.sim.now, "rec", self.node_id, kind, fields))
+
+    # -- driver hooks -------------------------------------------------------------------
+    def release(self, outputs: list[Any]) -> None:
+        self.sim._release(self.node_id, outputs)
+
+    def run_sync(self, writes: Journal) -> None:
+        self.sync_batch = writes
+        self.sync_depth = self.depth
+        self.sim._push_sync(self)
+
+    def report_durable(self, position: int) -> None:
+        if self.durable_input is not None:
+            self.sim._durable(self, position)
+
+
+class BatchedSimEnv(SimEnv):
+    """The batched runtime's env, as on the server: inputs within the batch window form
+    one batch, ``on_batch_end`` runs after it and ``send_early`` messages leave at its
+    end, before the sync."""
+
+    calls_batch_end = True
+
+    __slots__ = ()
+
+    def send_early(self, dst: str, msg: Any) -> None:
+        self.early.append((dst, msg, self.depth + 1))

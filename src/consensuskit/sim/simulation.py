@@ -7,11 +7,18 @@ Rules this module owns:
   * every random choice comes from generators derived from ``config.seed`` by string
     seeds (``f"{seed}/network"``, ``f"{seed}/{node}/{incarnation}"``, ...), so adding
     a fault or a client never perturbs the choices of another source;
-  * the durability barrier: what a handler sends or answers leaves only after every
-    storage write made before it is durable.  One sync is in flight per node; writes
-    and outputs that arrive meanwhile wait for the next one (group commit).  A crash
-    keeps only durable storage and discards held outputs, timers and the sync in
-    flight;
+  * the durability barrier is core/driver.py's (each SimEnv is a driver): what a
+    handler sends or answers leaves only after every storage write made before it is
+    durable, one sync in flight per node, group commit.  A crash keeps only durable
+    storage and discards held outputs, timers and the sync in flight (a crash during a
+    sync loses that batch's writes);
+  * the runtime (``config.runtime``, resolved per seed when "random"): "unbatched" ends
+    a batch after every input and syncs take ``fsync_latency``; "batched" models the
+    server: an input opens a batch that ends ``batch_window`` later (a BATCH event), so
+    inputs reaching the node meanwhile share it; at its end ``on_batch_end`` runs and
+    ``send_early`` messages leave; a sync takes ``fsync_latency`` times a seeded
+    log-normal factor.  In both, after each sync the node's ``on_durable(position)``
+    runs as an input (joining an open batch, else a batch of its own);
   * a paused node handles nothing: events addressed to it are deferred and replayed in
     order when it resumes;
   * a wipe is a crash that also loses the durable storage: the node restarts at once from
@@ -40,7 +47,7 @@ from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
-from consensuskit.sim.env import Clock, SimEnv
+from consensuskit.sim.env import BatchedSimEnv, Clock, SimEnv
 from consensuskit.sim.errors import InvariantViolation
 from consensuskit.sim.history import History
 from consensuskit.sim.storage import SimStorage
@@ -55,6 +62,7 @@ RESP = 3  # client_id, response, node
 SYNC = 4  # env
 FN = 5  # fn, arg            internal callbacks (clients, nemesis), not traced
 CALL = 6  # fn, label         scripted actions, traced as "sched"
+BATCH = 7  # env              the end of a batch (batched runtime), traced as "batch"
 
 FILTER_VERDICTS = ("drop", "deliver", "hold")
 
@@ -113,6 +121,7 @@ class SimResult:
     linearizability: Any = None
     history: History = field(default_factory=History)
     violations: list[InvariantViolation] = field(default_factory=list)
+    runtime: str = "unbatched"  # the runtime this seed ran ("random" resolved)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +133,7 @@ class SimResult:
             "nodes": len(self.node_ids),
             "node_ids": list(self.node_ids),
             "seed": self.seed,
+            "runtime": self.runtime,
             "duration": self.duration,
             "settle": self.settle,
             "ops": dict(self.ops),
@@ -166,6 +176,13 @@ class Simulation:
         self.rng = random.Random(seed)  # master; sources below are derived by name
         self._net_rng = random.Random(f"{seed}/network")
         self._rnd = self._net_rng.random
+        runtime = config.runtime
+        if runtime == "random":
+            runtime = "batched" if random.Random(f"{seed}/runtime").random() < 0.5 else "unbatched"
+        self.runtime = runtime
+        self.batched = runtime == "batched"
+        self._env_class = BatchedSimEnv if self.batched else SimEnv
+        self._disk_rng = random.Random(f"{seed}/disk")
         self.now = 0.0
         self.events = 0
         self._queue: list[tuple[Any, ...]] = []
@@ -276,8 +293,9 @@ class Simulation:
         envs = self._envs
         paused = self._paused
         dispatch = self._dispatch
-        after_handler = self._after_handler
         after_step = self._after_step
+        batched = self.batched
+        seq = self._seq
         trace = self.trace
         buf = trace._buf
         record = buf.append
@@ -299,8 +317,12 @@ class Simulation:
                         env = envs[dst]
                         env.depth = ev[7]
                         node.on_message(ev[4], ev[5])
-                        if env.outbox or env.storage.journal:
-                            after_handler(env)
+                        if batched:
+                            if not env.batch_inputs:
+                                heappush(q, (now + self.network.batch_window, next(seq), BATCH, env))
+                            env.batch_inputs += 1
+                        elif env.outbox or env.storage.journal:
+                            env.end_batch()
                         if after_step is not None:
                             after_step(self, dst)
                 elif kind == TIMER:
@@ -316,8 +338,26 @@ class Simulation:
                         record((now, "timer", node_id, ev[4]))
                         env.depth = 0
                         nodes[node_id].on_timer(ev[4])
-                        if env.outbox or env.storage.journal:
-                            after_handler(env)
+                        if batched:
+                            if not env.batch_inputs:
+                                heappush(q, (now + self.network.batch_window, next(seq), BATCH, env))
+                            env.batch_inputs += 1
+                        elif env.outbox or env.storage.journal:
+                            env.end_batch()
+                        if after_step is not None:
+                            after_step(self, node_id)
+                elif kind == BATCH:
+                    env = ev[3]
+                    if env.dead:
+                        continue  # the crash lost the batch's outputs
+                    node_id = env.node_id
+                    if node_id in paused:
+                        dispatch(ev)
+                    else:
+                        now = self.now = ev[0]
+                        record((now, "batch", node_id, env.batch_inputs))
+                        env.batch_inputs = 0
+                        env.end_batch()
                         if after_step is not None:
                             after_step(self, node_id)
                 else:
@@ -353,6 +393,10 @@ class Simulation:
         kind = ev[2]
         if kind == TIMER and (ev[3].dead or ev[3].timer_gen.get(ev[4]) != ev[5]):
             return  # stale timer: not an event
+        if kind == BATCH:
+            # The tail of its inputs' handling: not an event of its own.
+            self._on_batch(ev)
+            return
         self.now = ev[0]
         self.events += 1
         try:
@@ -454,15 +498,34 @@ class Simulation:
         batch = env.sync_batch
         env.storage.finish_sync(batch)
         self._trace_append((self.now, "sync", node_id, len(batch)))
-        outputs = env.sync_outputs
         env.sync_batch = []
-        env.sync_outputs = []
-        env.syncing = False
-        if env.storage.journal:
-            pending = env.next_outputs
-            env.next_outputs = []
-            self._start_sync(env, pending)
-        self._release(node_id, outputs)
+        env.advance()
+
+    def _on_batch(self, ev: tuple[Any, ...]) -> None:
+        env: SimEnv = ev[3]
+        if env.dead:
+            return
+        node_id = env.node_id
+        if node_id in self._paused:
+            self._deferred[node_id].append(ev)
+            return
+        self.now = ev[0]
+        self._trace_append((self.now, "batch", node_id, env.batch_inputs))
+        env.batch_inputs = 0
+        env.end_batch()
+        if self._after_step is not None:
+            self._after_step(self, node_id)
+
+    def _durable(self, env: SimEnv, position: int) -> None:
+        """After a sync: the node's on_durable, an input like any other."""
+        env.depth = env.sync_depth
+        env.durable_input(position)
+        if env.batch_inputs:
+            env.batch_inputs += 1  # joins the open batch
+        else:
+            env.end_batch()  # a batch of its own, at once (the server's next drain)
+        if self._after_step is not None:
+            self._after_step(self, env.node_id)
 
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
         client_id = ev[3]
@@ -491,39 +554,22 @@ class Simulation:
 
     # ------------------------------------------------------- durability barrier
     def _after_handler(self, env: SimEnv) -> None:
-        out = env.outbox
-        if env.storage.journal:
-            if env.syncing:
-                # Depends on writes the in-flight sync does not cover: next sync.
-                if out:
-                    env.next_outputs.extend(out)
-                    out.clear()
-            else:
-                env.outbox = []
-                self._start_sync(env, out)
-        elif env.syncing:
-            # No new writes, but the outputs may reflect the writes being synced.
-            if out:
-                env.sync_outputs.extend(out)
-                out.clear()
-        elif out:
-            # Nothing to wait for: release now (transmitting never re-enters a node).
-            src = env.node_id
-            transmit = self._transmit
-            for dst, msg, depth in out:
-                if dst is None:
-                    self._respond(src, msg)
-                else:
-                    transmit(src, dst, msg, depth)
-            out.clear()
+        """An input of ``env``'s node was handled: end its batch now (unbatched) or
+        make sure a batch is open, ending ``batch_window`` later (batched)."""
+        if self.batched:
+            if not env.batch_inputs:
+                heappush(self._queue, (self.now + self.network.batch_window, next(self._seq), BATCH, env))
+            env.batch_inputs += 1
+        else:
+            env.end_batch()
 
-    def _start_sync(self, env: SimEnv, outputs: list[tuple[str | None, Any, int]]) -> None:
-        env.syncing = True
-        env.sync_batch = env.storage.begin_sync()
-        env.sync_outputs = outputs
-        heappush(
-            self._queue, (self.now + self.network.fsync_latency, next(self._seq), SYNC, env)
-        )
+    def _push_sync(self, env: SimEnv) -> None:
+        """Start ``env``'s sync: it completes (a SYNC event) after the disk's time."""
+        latency = self.network.fsync_latency
+        sigma = self.network.fsync_sigma
+        if self.batched and sigma > 0 and latency > 0:
+            latency *= self._disk_rng.lognormvariate(-sigma * sigma / 2, sigma)  # mean 1
+        heappush(self._queue, (self.now + latency, next(self._seq), SYNC, env))
 
     def _release(self, src: str, outputs: list[tuple[str | None, Any, int]]) -> None:
         for dst, msg, depth in outputs:
@@ -678,7 +724,7 @@ class Simulation:
     def _boot(self, node_id: str) -> None:
         inc = self._incarnation[node_id] + 1
         self._incarnation[node_id] = inc
-        env = SimEnv(
+        env = self._env_class(
             self,
             node_id,
             inc,
@@ -687,6 +733,9 @@ class Simulation:
             random.Random(f"{self.seed}/{node_id}/{inc}"),
         )
         node = self.spec.make_node(node_id, env, self.node_ids, dict(self.options))
+        if self.batched:
+            env.batch_end = getattr(node, "on_batch_end", None)
+        env.durable_input = getattr(node, "on_durable", None)
         self._envs[node_id] = env
         self.nodes[node_id] = node
         self._deferred[node_id] = []
@@ -726,7 +775,7 @@ class Simulation:
         env = self._envs[node_id]
         env.dead = True
         lost_writes = len(env.storage.journal) + len(env.sync_batch)
-        lost_outputs = len(env.outbox) + len(env.sync_outputs) + len(env.next_outputs)
+        lost_outputs = env.held
         self.nodes[node_id] = None
         self._paused.discard(node_id)
         self._deferred[node_id] = []
@@ -1075,6 +1124,7 @@ class Simulation:
             message_delays=self.message_delays,
             history=self.history,
             violations=list(self.violations),
+            runtime=self.runtime,
         )
 
     def _note_learned(self, fields: dict[str, Any], depth: int) -> None:

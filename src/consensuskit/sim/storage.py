@@ -43,13 +43,25 @@ class SimStorage:
 
     # Reads go straight to the working view: get, log_first, log_last and log_records
     # are the working MemoryStorage's bound methods (no extra frame on the hot path).
-    __slots__ = ("durable", "get", "journal", "log_first", "log_last", "log_records", "working")
+    __slots__ = (
+        "durable",
+        "get",
+        "journal",
+        "log_first",
+        "log_last",
+        "log_records",
+        "truncated_below",
+        "working",
+    )
 
     def __init__(self, durable: MemoryStorage | None = None) -> None:
         self.durable = durable if durable is not None else MemoryStorage()
         working = _clone(self.durable)
         self.working = working
         self.journal: Journal = []  # writes not yet covered by a sync
+        # Lowest ``position - 1`` truncated since the last begin_sync (None: none); the
+        # durability driver (core/driver.py) reads and resets it.
+        self.truncated_below: int | None = None
         self.get: Callable[..., Any] = working.get
         self.log_first: Callable[[], int] = working.log_first
         self.log_last: Callable[[], int] = working.log_last
@@ -66,6 +78,9 @@ class SimStorage:
         self.journal.append((_APPEND, records, None))
 
     def log_truncate_from(self, position: int) -> None:
+        below = self.truncated_below
+        if below is None or position - 1 < below:
+            self.truncated_below = position - 1
         self.working.log_truncate_from(position)
         self.journal.append((_TRUNCATE, position, None))
 
@@ -74,6 +89,11 @@ class SimStorage:
         self.journal.append((_COMPACT, position, None))
 
     # -- the barrier ----------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """Writes that no sync took yet."""
+        return bool(self.journal)
+
     def begin_sync(self) -> Journal:
         """Take every write made so far; they become durable at ``finish_sync``."""
         batch = self.journal
