@@ -118,6 +118,11 @@ class Driver:
     def report_durable(self, position: int) -> None:
         """The log is durable up to ``position``: hand the node its ``on_durable``."""
 
+    def writes_pending(self) -> bool:
+        """Writes that no sync took yet (a storage whose writes are durable at once has
+        none)."""
+        return bool(self.storage.dirty)
+
     # ------------------------------------------------------------------ Ready / Advance
     @property
     def held(self) -> int:
@@ -139,7 +144,7 @@ class Driver:
             if self.stopped:
                 return
         out = self.outbox
-        if self.storage.dirty:
+        if self.writes_pending():
             if self.syncing:
                 # Depends on writes the running sync does not cover: the next one.
                 if out:
@@ -177,7 +182,7 @@ class Driver:
         self.report_durable(position)
         if self.stopped or self.syncing:
             return
-        if self.storage.dirty:
+        if self.writes_pending():
             self._start_sync([])
         elif self.next_outputs:  # not reachable: outputs wait only behind writes
             pending = self.next_outputs
@@ -186,7 +191,7 @@ class Driver:
 
     def flush(self) -> None:
         """Start a sync for writes no sync took yet (e.g. before shutting down)."""
-        if not self.stopped and not self.syncing and self.storage.dirty:
+        if not self.stopped and not self.syncing and self.writes_pending():
             self._start_sync([])
 
     def halt(self) -> None:

@@ -4,30 +4,20 @@ the runtime reported durable (``on_durable``): §10.2.1 of the dissertation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.raft import RaftNode, RaftOptions
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse, LogEntry
-from tests.protocols.raft.fake import Cluster, FakeEnv
-
-
-@dataclass
-class EarlyEnv(FakeEnv):
-    reports_durable: bool = True
-    early: list[tuple[str, Any]] = field(default_factory=list)
-
-    def send_early(self, dst: str, msg: Any) -> None:
-        self.early.append((dst, msg))
-        self.sent.append((dst, msg))  # the fake network delivers both kinds alike
+from tests.protocols.fake_env import EarlyFakeEnv
+from tests.protocols.raft.fake import Cluster
 
 
 def early_cluster() -> Cluster:
-    """Nodes built on EarlyEnv (the fake Cluster wires FakeEnv; swap and rebuild)."""
+    """Nodes built on EarlyFakeEnv (the fake Cluster wires FakeEnv; swap and rebuild)."""
     c = Cluster(["a", "b", "c"])
     for node_id in c.ids:
-        env = EarlyEnv(node_id)
+        env = EarlyFakeEnv(node_id)
         c.envs[node_id] = env
         c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions())
         c.nodes[node_id].on_start()
@@ -61,12 +51,12 @@ def elected() -> tuple[Cluster, Any]:
 def test_replication_goes_out_early_and_nothing_else_does():
     c, leader = elected()
     env = c.envs["a"]
-    env.early.clear()
+    env.sent_early.clear()
     env.take()
     leader.on_request(put(1))
-    kinds = {type(m).__name__ for _, m in env.early}
-    assert kinds == {"AppendEntries"} and len(env.early) == len(env.sent) == 2
-    assert all(not e.early for i, e in c.envs.items() if i != "a")  # followers never send early
+    kinds = {type(m).__name__ for _, m in env.sent_early}
+    assert kinds == {"AppendEntries"} and len(env.sent_early) == len(env.sent) == 2
+    assert all(not e.sent_early for i, e in c.envs.items() if i != "a")  # followers never send early
 
 
 def test_one_follower_and_an_unsynced_leader_do_not_commit():
