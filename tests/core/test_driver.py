@@ -2,9 +2,9 @@
 
 The twin knows nothing of pipelining or group commit: it stamps every held output with
 the number of writes made by the end of its batch (the driver's unit) and releases the
-longest prefix of outputs whose stamps are durable.  Driven by the same batches and sync completions, the real driver
-must release the same outputs at the same steps, report the same durable positions, and
-never leave an output or a write waiting while no sync runs.
+longest prefix of outputs whose stamps are durable.  Driven by the same batches and sync
+completions, the real driver must release the same outputs at the same steps, report the
+same durable positions, and never leave an output or a write waiting while no sync runs.
 """
 
 from __future__ import annotations
