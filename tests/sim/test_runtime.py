@@ -28,7 +28,8 @@ def raft(runtime: str, **config: Any) -> Simulation:
 
 
 def lead(sim: Simulation) -> str:
-    assert sim.run_until_true(lambda: any(n is not None and n.role == "leader" for n in sim.nodes.values()), 5.0)
+    nodes = sim.nodes.values()
+    assert sim.run_until_true(lambda: any(n is not None and n.role == "leader" for n in nodes), 5.0)
     sim.run_for(0.2)  # the new term's entry is committed and durable everywhere
     return next(i for i, n in sim.nodes.items() if n is not None and n.role == "leader")
 
