@@ -45,7 +45,8 @@ def test_each_seed_reports_the_runtime_it_ran_and_the_command_pins_a_chosen_one(
     assert "--runtime" not in reproduce_command(BASE, 3)  # the seed picks the same again
     pinned = dataclasses.replace(BASE, runtime="batched")
     assert "--runtime batched" in reproduce_command(pinned, 3)
-    assert {o.runtime for o in run_sweep(pinned, seeds[:2], workers=1, progress=False).outcomes} == {"batched"}
+    outcomes = run_sweep(pinned, seeds[:2], workers=1, progress=False).outcomes
+    assert {o.runtime for o in outcomes} == {"batched"}
 
 
 def test_bug_seeds_fail_with_reason() -> None:
