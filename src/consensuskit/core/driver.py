@@ -12,7 +12,7 @@ subclass ``Driver``, so none of them writes these rules again):
     durable.  At most one sync runs at a time;
   * pipelining: while a sync runs the node keeps handling inputs.  Outputs of a batch
     made when no write is pending ride on the running sync; outputs made while writes
-    are pending (``storage.dirty``) wait for the next sync, which takes every write
+    are pending (``disk.dirty``) wait for the next sync, which takes every write
     made meanwhile (group commit).  A sync starts at the end of a batch that left
     writes pending with none running, or when the running one completes and writes
     accumulated;
@@ -31,9 +31,10 @@ subclass ``Driver``, so none of them writes these rules again):
 
 No I/O, no clock, no threads here: the host says how to run a sync (a worker thread,
 simulated time, at once), how to transmit and how to answer a client.  The storage the
-driver watches offers ``dirty`` (writes not yet taken by a sync), ``begin_sync()`` (take
-them: the host's ``run_sync`` makes them durable), ``log_last()`` and a writable
-``truncated_below`` (lowest ``position - 1`` truncated since the last ``begin_sync``).
+driver watches (``disk``, usually the node's own storage) offers ``dirty`` (writes not
+yet taken by a sync), ``begin_sync()`` (take them: the host's ``run_sync`` makes them
+durable), ``log_last()`` and a writable ``truncated_below`` (lowest ``position - 1``
+truncated since the last ``begin_sync``).
 """
 
 from __future__ import annotations
@@ -64,18 +65,19 @@ class Driver:
 
     __slots__ = (
         "batch_end",
+        "disk",
         "early",
         "next_outputs",
         "outbox",
         "stopped",
-        "storage",
         "sync_outputs",
         "sync_position",
         "syncing",
     )
 
-    def __init__(self, storage: Any) -> None:
-        self.storage = storage
+    def __init__(self, disk: Any) -> None:
+        # The storage the driver watches (SyncingStorage): usually the node's own.
+        self.disk = disk
         # Outputs of the batch being handled, in production order.
         self.outbox: list[Any] = []
         # send_early outputs of the batch being handled.
@@ -86,7 +88,7 @@ class Driver:
         # Outputs that depend on writes the running sync does not cover.
         # Invariant: every output in sync_outputs was produced before any in next_outputs.
         self.next_outputs: list[Any] = []
-        # storage.log_last() when the running sync began.
+        # disk.log_last() when the running sync began.
         self.sync_position = 0
         self.stopped = False
         # The node's on_batch_end, when the host batches (set once the node exists).
@@ -111,17 +113,12 @@ class Driver:
         self.release(outputs)
 
     def run_sync(self, writes: Any) -> None:
-        """Make ``writes`` (what ``storage.begin_sync()`` returned) durable, then call
+        """Make ``writes`` (what ``disk.begin_sync()`` returned) durable, then call
         ``advance`` (possibly before returning) or, if the sync failed, ``halt``."""
         raise NotImplementedError
 
     def report_durable(self, position: int) -> None:
         """The log is durable up to ``position``: hand the node its ``on_durable``."""
-
-    def writes_pending(self) -> bool:
-        """Writes that no sync took yet (a storage whose writes are durable at once has
-        none)."""
-        return bool(self.storage.dirty)
 
     # ------------------------------------------------------------------ Ready / Advance
     @property
@@ -144,7 +141,7 @@ class Driver:
             if self.stopped:
                 return
         out = self.outbox
-        if self.writes_pending():
+        if self.disk.dirty:
             if self.syncing:
                 # Depends on writes the running sync does not cover: the next one.
                 if out:
@@ -170,7 +167,7 @@ class Driver:
         outputs = self.sync_outputs
         self.sync_outputs = []
         position = self.sync_position
-        below = self.storage.truncated_below
+        below = self.disk.truncated_below
         if below is not None and below < position:
             position = below
         if outputs:
@@ -182,7 +179,7 @@ class Driver:
         self.report_durable(position)
         if self.stopped or self.syncing:
             return
-        if self.writes_pending():
+        if self.disk.dirty:
             self._start_sync([])
         elif self.next_outputs:  # not reachable: outputs wait only behind writes
             pending = self.next_outputs
@@ -191,7 +188,7 @@ class Driver:
 
     def flush(self) -> None:
         """Start a sync for writes no sync took yet (e.g. before shutting down)."""
-        if not self.stopped and not self.syncing and self.writes_pending():
+        if not self.stopped and not self.syncing and self.disk.dirty:
             self._start_sync([])
 
     def halt(self) -> None:
@@ -204,7 +201,7 @@ class Driver:
         self.next_outputs = []
 
     def _start_sync(self, outputs: list[Any]) -> None:
-        storage = self.storage
+        storage = self.disk
         writes = storage.begin_sync()
         self.sync_position = storage.log_last()
         storage.truncated_below = None

@@ -188,7 +188,8 @@ class NodeRuntime(Driver):
         rng_seed: int | None = None,
         inline_sync_bytes: int = 0,
     ) -> None:
-        Driver.__init__(self, _TrackedStorage(storage))
+        self.storage = _TrackedStorage(storage)  # what the node sees, and the driver watches
+        Driver.__init__(self, self.storage)
         self.node_id = node_id
         self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))
         self.raw_storage = storage

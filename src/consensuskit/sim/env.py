@@ -70,6 +70,7 @@ class SimEnv(Driver):
         "node_id",
         "rng",
         "sim",
+        "storage",
         "sync_batch",
         "sync_depth",
         "timer_gen",
@@ -85,6 +86,7 @@ class SimEnv(Driver):
         rng: random.Random,
     ) -> None:
         Driver.__init__(self, storage)
+        self.storage = storage
         self.sim = sim
         self.node_id = node_id
         self.incarnation = incarnation
@@ -132,7 +134,14 @@ class SimEnv(Driver):
 
     # -- driver hooks -------------------------------------------------------------------
     def release(self, outputs: list[Any]) -> None:
-        self.sim._release(self.node_id, outputs)
+        sim = self.sim
+        src = self.node_id
+        transmit = sim._transmit
+        for dst, msg, depth in outputs:
+            if dst is None:
+                sim._respond(src, msg)
+            else:
+                transmit(src, dst, msg, depth)
 
     def run_sync(self, writes: Journal) -> None:
         self.sync_batch = writes

@@ -357,8 +357,11 @@ class Simulation:
                         now = self.now = ev[0]
                         record((now, "batch", node_id, env.batch_inputs))
                         env.batch_inputs = 0
+                        n = len(buf)
                         env.end_batch()
-                        if after_step is not None:
+                        # Checked when the batch's end did something (a record, a send):
+                        # its inputs were checked one by one already.
+                        if after_step is not None and len(buf) != n:
                             after_step(self, node_id)
                 else:
                     dispatch(ev)
@@ -512,19 +515,24 @@ class Simulation:
         self.now = ev[0]
         self._trace_append((self.now, "batch", node_id, env.batch_inputs))
         env.batch_inputs = 0
+        buf = self.trace._buf
+        n = len(buf)
         env.end_batch()
-        if self._after_step is not None:
+        if self._after_step is not None and len(buf) != n:
             self._after_step(self, node_id)
 
     def _durable(self, env: SimEnv, position: int) -> None:
-        """After a sync: the node's on_durable, an input like any other."""
+        """After a sync: the node's on_durable, an input like any other (checked when it
+        did something a checker can see: a record or an output)."""
+        buf = self.trace._buf
+        n = len(buf)
         env.depth = env.sync_depth
         env.durable_input(position)
         if env.batch_inputs:
             env.batch_inputs += 1  # joins the open batch
-        else:
+        elif env.batch_end is not None or env.outbox or env.disk.dirty:
             env.end_batch()  # a batch of its own, at once (the server's next drain)
-        if self._after_step is not None:
+        if self._after_step is not None and len(buf) != n:
             self._after_step(self, env.node_id)
 
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
