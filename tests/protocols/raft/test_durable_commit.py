@@ -9,15 +9,17 @@ from typing import Any
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.raft import RaftNode, RaftOptions
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse, LogEntry
+from consensuskit.sim.storage import SimStorage
 from tests.protocols.fake_env import EarlyFakeEnv
 from tests.protocols.raft.fake import Cluster
 
 
-def early_cluster() -> Cluster:
-    """Nodes built on EarlyFakeEnv (the fake Cluster wires FakeEnv; swap and rebuild)."""
+def early_cluster(tracked: bool = False) -> Cluster:
+    """Nodes built on EarlyFakeEnv (the fake Cluster wires FakeEnv; swap and rebuild);
+    ``tracked``: on a SimStorage, whose writes the env's driver syncs."""
     c = Cluster(["a", "b", "c"])
     for node_id in c.ids:
-        env = EarlyFakeEnv(node_id)
+        env = EarlyFakeEnv(node_id, storage=SimStorage()) if tracked else EarlyFakeEnv(node_id)
         c.envs[node_id] = env
         c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions())
         c.nodes[node_id].on_start()
@@ -39,8 +41,8 @@ def put(seq: int) -> ClientRequest:
     return ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key="x", value=seq))
 
 
-def elected() -> tuple[Cluster, Any]:
-    c = early_cluster()
+def elected(tracked: bool = False) -> tuple[Cluster, Any]:
+    c = early_cluster(tracked)
     leader = c.elect("a")
     for node in c.nodes.values():
         node.on_durable(node.log.last_index)
@@ -57,6 +59,28 @@ def test_replication_goes_out_early_and_nothing_else_does():
     kinds = {type(m).__name__ for _, m in env.sent_early}
     assert kinds == {"AppendEntries"} and len(env.sent_early) == len(env.sent) == 2
     assert all(not e.sent_early for i, e in c.envs.items() if i != "a")  # followers never send early
+
+
+def test_under_a_held_sync_replication_leaves_and_the_answer_waits_for_it():
+    """The fake env's driver, with the barrier driven by hand: the leader's sync is held
+    while its followers acknowledge; the entry commits on them, but the answer leaves
+    only with the leader's own sync, which then reports the entry durable."""
+    c, leader = elected(tracked=True)
+    env = c.envs["a"]
+    env.manual = True
+    env.take()
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    env.end_batch()
+    assert env.syncing and {type(m).__name__ for _, m in env.take()} == {"AppendEntries"}
+    assert env.disk.durable.log_last() < index  # the leader's copy is not on disk yet
+    for follower in ("b", "c"):
+        leader.on_message(follower, AppendEntriesResponse(term=leader.term, success=True, index=index))
+    env.end_batch()
+    assert leader.commit_index == index and env.delivered == []  # committed, held
+    env.complete_sync()
+    assert [r.seq for r in env.delivered] == [1] and env.durable_reports[-1] == index
+    assert env.disk.durable.log_last() == index
 
 
 def test_one_follower_and_an_unsynced_leader_do_not_commit():
