@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
+import math
 import random
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -83,6 +86,24 @@ def _link_params(net: NetworkConfig, overrides: dict[str, float] | None = None) 
         o.get("reorder", net.reorder),
         o.get("reorder_delay", net.reorder_delay),
     )
+
+
+def _recorded(buf: list[tuple[Any, ...]], n: int) -> bool:
+    """A protocol record ("rec") among the trace records from ``n`` on."""
+    return any(r[1] == "rec" for r in buf[n:])
+
+
+@functools.cache
+def _lognormal_factors(sigma: float) -> tuple[float, ...]:
+    """256 equally likely sync-time factors: the quantiles of a log-normal distribution
+    of mean 1 and this sigma (a seeded byte picks one: cheaper than drawing a variate).
+    Empty when sigma is 0: every sync takes the mean."""
+    if sigma <= 0:
+        return ()
+    normal = statistics.NormalDist(-sigma * sigma / 2, sigma)
+    factors = [math.exp(normal.inv_cdf((i + 0.5) / 256)) for i in range(256)]
+    mean = sum(factors) / len(factors)
+    return tuple(f / mean for f in factors)
 
 
 def summarize_delays(delays: Iterable[int]) -> dict[str, Any]:
@@ -183,6 +204,8 @@ class Simulation:
         self.batched = runtime == "batched"
         self._env_class = BatchedSimEnv if self.batched else SimEnv
         self._disk_rng = random.Random(f"{seed}/disk")
+        self._sync_factors: tuple[float, ...] = ()
+        self._batch_window = 0.0
         self.now = 0.0
         self.events = 0
         self._queue: list[tuple[Any, ...]] = []
@@ -197,6 +220,7 @@ class Simulation:
         # Network state.
         self.network = dataclasses.replace(config.network)
         self._default_params = _link_params(self.network)
+        self._set_disk_and_batches()
         self._link_overrides: dict[tuple[str, str], dict[str, float]] = {}
         self._link_params: dict[tuple[str, str], LinkParams] = {}
         self._partition_cut: set[tuple[str, str]] = set()
@@ -318,13 +342,17 @@ class Simulation:
                         env.depth = ev[7]
                         node.on_message(ev[4], ev[5])
                         if batched:
-                            if not env.batch_inputs:
-                                heappush(q, (now + self.network.batch_window, next(seq), BATCH, env))
-                            env.batch_inputs += 1
-                        elif env.outbox or env.storage.journal:
-                            env.end_batch()
-                        if after_step is not None:
-                            after_step(self, dst)
+                            if after_step is not None:
+                                after_step(self, dst)
+                            if env.batch_inputs:
+                                env.batch_inputs += 1
+                            else:
+                                self._open_batch(env, now, t)
+                        else:
+                            if env.outbox or env.storage.journal:
+                                env.end_batch()
+                            if after_step is not None:
+                                after_step(self, dst)
                 elif kind == TIMER:
                     env = ev[3]
                     if env.dead or env.timer_gen.get(ev[4]) != ev[5]:
@@ -339,13 +367,17 @@ class Simulation:
                         env.depth = 0
                         nodes[node_id].on_timer(ev[4])
                         if batched:
-                            if not env.batch_inputs:
-                                heappush(q, (now + self.network.batch_window, next(seq), BATCH, env))
-                            env.batch_inputs += 1
-                        elif env.outbox or env.storage.journal:
-                            env.end_batch()
-                        if after_step is not None:
-                            after_step(self, node_id)
+                            if after_step is not None:
+                                after_step(self, node_id)
+                            if env.batch_inputs:
+                                env.batch_inputs += 1
+                            else:
+                                self._open_batch(env, now, t)
+                        else:
+                            if env.outbox or env.storage.journal:
+                                env.end_batch()
+                            if after_step is not None:
+                                after_step(self, node_id)
                 elif kind == BATCH:
                     env = ev[3]
                     if env.dead:
@@ -355,13 +387,15 @@ class Simulation:
                         dispatch(ev)
                     else:
                         now = self.now = ev[0]
-                        record((now, "batch", node_id, env.batch_inputs))
+                        if env.batch_inputs > 1:  # a lone input's batch shows in its sends
+                            record((now, "batch", node_id, env.batch_inputs))
                         env.batch_inputs = 0
                         n = len(buf)
                         env.end_batch()
-                        # Checked when the batch's end did something (a record, a send):
-                        # its inputs were checked one by one already.
-                        if after_step is not None and len(buf) != n:
+                        # Checked when the batch's end changed what the protocol records
+                        # (its inputs were checked one by one already; a silent change is
+                        # seen by the next check).
+                        if after_step is not None and len(buf) != n and _recorded(buf, n):
                             after_step(self, node_id)
                 else:
                     dispatch(ev)
@@ -513,17 +547,18 @@ class Simulation:
             self._deferred[node_id].append(ev)
             return
         self.now = ev[0]
-        self._trace_append((self.now, "batch", node_id, env.batch_inputs))
+        if env.batch_inputs > 1:
+            self._trace_append((self.now, "batch", node_id, env.batch_inputs))
         env.batch_inputs = 0
         buf = self.trace._buf
         n = len(buf)
         env.end_batch()
-        if self._after_step is not None and len(buf) != n:
+        if self._after_step is not None and len(buf) != n and _recorded(buf, n):
             self._after_step(self, node_id)
 
     def _durable(self, env: SimEnv, position: int) -> None:
         """After a sync: the node's on_durable, an input like any other (checked when it
-        did something a checker can see: a record or an output)."""
+        changed what the protocol records, e.g. a commit)."""
         buf = self.trace._buf
         n = len(buf)
         env.depth = env.sync_depth
@@ -532,7 +567,7 @@ class Simulation:
             env.batch_inputs += 1  # joins the open batch
         elif env.batch_end is not None or env.outbox or env.disk.dirty:
             env.end_batch()  # a batch of its own, at once (the server's next drain)
-        if self._after_step is not None and len(buf) != n:
+        if self._after_step is not None and len(buf) != n and _recorded(buf, n):
             self._after_step(self, env.node_id)
 
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
@@ -566,17 +601,35 @@ class Simulation:
         make sure a batch is open, ending ``batch_window`` later (batched)."""
         if self.batched:
             if not env.batch_inputs:
-                heappush(self._queue, (self.now + self.network.batch_window, next(self._seq), BATCH, env))
+                heappush(self._queue, (self.now + self._batch_window, next(self._seq), BATCH, env))
             env.batch_inputs += 1
         else:
             env.end_batch()
 
+    def _open_batch(self, env: SimEnv, now: float, until: float) -> None:
+        """A checked input opened ``env``'s batch (run_until's hot path).  When the queue
+        holds nothing up to the batch's end (and the end is within ``until``), nothing
+        can join the batch: it ends right here, at its deadline, exactly as its BATCH
+        event would have been the next one popped.  Otherwise that event is queued."""
+        deadline = now + self._batch_window
+        q = self._queue
+        if deadline > until or (q and q[0][0] <= deadline):
+            env.batch_inputs = 1
+            heappush(q, (deadline, next(self._seq), BATCH, env))
+            return
+        self.now = deadline
+        buf = self.trace._buf
+        n = len(buf)
+        env.end_batch()
+        if self._after_step is not None and len(buf) != n and _recorded(buf, n):
+            self._after_step(self, env.node_id)
+
     def _push_sync(self, env: SimEnv) -> None:
         """Start ``env``'s sync: it completes (a SYNC event) after the disk's time."""
         latency = self.network.fsync_latency
-        sigma = self.network.fsync_sigma
-        if self.batched and sigma > 0 and latency > 0:
-            latency *= self._disk_rng.lognormvariate(-sigma * sigma / 2, sigma)  # mean 1
+        factors = self._sync_factors
+        if factors:
+            latency *= factors[self._disk_rng.getrandbits(8)]
         heappush(self._queue, (self.now + latency, next(self._seq), SYNC, env))
 
     def _release(self, src: str, outputs: list[tuple[str | None, Any, int]]) -> None:
@@ -917,7 +970,14 @@ class Simulation:
         self._rebuild_links()
         self._fault("network", **fields)
 
+    def _set_disk_and_batches(self) -> None:
+        """The batched runtime's window and sync-time factors, from the network config."""
+        if self.batched:
+            self._batch_window = self.network.batch_window
+            self._sync_factors = _lognormal_factors(self.network.fsync_sigma)
+
     def _rebuild_links(self) -> None:
+        self._set_disk_and_batches()
         self._default_params = _link_params(self.network)
         self._link_params = {
             link: _link_params(self.network, o) for link, o in self._link_overrides.items()
