@@ -319,7 +319,6 @@ class Simulation:
         dispatch = self._dispatch
         after_step = self._after_step
         batched = self.batched
-        seq = self._seq
         trace = self.trace
         buf = trace._buf
         record = buf.append
