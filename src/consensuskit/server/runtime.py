@@ -492,9 +492,6 @@ class NodeRuntime(Driver):
         self.stats.sent_early += len(outputs)
         self._release(outputs)
 
-    def release(self, outputs: list[Any]) -> None:
-        self._release(outputs)
-
     def report_durable(self, position: int) -> None:
         if self._on_durable is not None:
             self._enqueue(_DURABLE, position, None)
@@ -551,6 +548,8 @@ class NodeRuntime(Driver):
             self._release_all(outputs)
         except Exception as exc:  # e.g. a message the codec cannot encode: a local bug
             self._halt(exc, "releasing outputs")
+
+    release = _release  # the driver's hook: no extra frame per release
 
     def _release_all(self, outputs: list[tuple[Any, Any]]) -> None:
         transport = self.transport
