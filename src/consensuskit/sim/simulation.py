@@ -90,7 +90,10 @@ def _link_params(net: NetworkConfig, overrides: dict[str, float] | None = None) 
 
 def _recorded(buf: list[tuple[Any, ...]], n: int) -> bool:
     """A protocol record ("rec") among the trace records from ``n`` on."""
-    return any(r[1] == "rec" for r in buf[n:])
+    for i in range(n, len(buf)):  # noqa: SIM110 (a loop: no generator frame)
+        if buf[i][1] == "rec":
+            return True
+    return False
 
 
 @functools.cache
@@ -319,6 +322,8 @@ class Simulation:
         dispatch = self._dispatch
         after_step = self._after_step
         batched = self.batched
+        window = self._batch_window  # a change takes effect at the next run_until
+        seq = self._seq
         trace = self.trace
         buf = trace._buf
         record = buf.append
@@ -346,7 +351,20 @@ class Simulation:
                             if env.batch_inputs:
                                 env.batch_inputs += 1
                             else:
-                                self._open_batch(env, now, t)
+                                # A new batch.  When the queue holds nothing up to its
+                                # end (within t), nothing can join it: it ends right
+                                # here, at its deadline, exactly as its BATCH event
+                                # would have been the next one popped.
+                                deadline = now + window
+                                if deadline > t or (q and q[0][0] <= deadline):
+                                    env.batch_inputs = 1
+                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                else:
+                                    self.now = deadline
+                                    n = len(buf)
+                                    env.end_batch()
+                                    if after_step is not None and len(buf) != n and _recorded(buf, n):
+                                        after_step(self, dst)
                         else:
                             if env.outbox or env.storage.journal:
                                 env.end_batch()
@@ -371,7 +389,17 @@ class Simulation:
                             if env.batch_inputs:
                                 env.batch_inputs += 1
                             else:
-                                self._open_batch(env, now, t)
+                                # A new batch (see above).
+                                deadline = now + window
+                                if deadline > t or (q and q[0][0] <= deadline):
+                                    env.batch_inputs = 1
+                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                else:
+                                    self.now = deadline
+                                    n = len(buf)
+                                    env.end_batch()
+                                    if after_step is not None and len(buf) != n and _recorded(buf, n):
+                                        after_step(self, node_id)
                         else:
                             if env.outbox or env.storage.journal:
                                 env.end_batch()
@@ -604,24 +632,6 @@ class Simulation:
             env.batch_inputs += 1
         else:
             env.end_batch()
-
-    def _open_batch(self, env: SimEnv, now: float, until: float) -> None:
-        """A checked input opened ``env``'s batch (run_until's hot path).  When the queue
-        holds nothing up to the batch's end (and the end is within ``until``), nothing
-        can join the batch: it ends right here, at its deadline, exactly as its BATCH
-        event would have been the next one popped.  Otherwise that event is queued."""
-        deadline = now + self._batch_window
-        q = self._queue
-        if deadline > until or (q and q[0][0] <= deadline):
-            env.batch_inputs = 1
-            heappush(q, (deadline, next(self._seq), BATCH, env))
-            return
-        self.now = deadline
-        buf = self.trace._buf
-        n = len(buf)
-        env.end_batch()
-        if self._after_step is not None and len(buf) != n and _recorded(buf, n):
-            self._after_step(self, env.node_id)
 
     def _push_sync(self, env: SimEnv) -> None:
         """Start ``env``'s sync: it completes (a SYNC event) after the disk's time."""
