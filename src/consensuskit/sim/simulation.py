@@ -36,7 +36,6 @@ import functools
 import itertools
 import math
 import random
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -103,6 +102,8 @@ def _lognormal_factors(sigma: float) -> tuple[float, ...]:
     Empty when sigma is 0: every sync takes the mean."""
     if sigma <= 0:
         return ()
+    import statistics  # here: its imports cost every process's start-up
+
     normal = statistics.NormalDist(-sigma * sigma / 2, sigma)
     factors = [math.exp(normal.inv_cdf((i + 0.5) / 256)) for i in range(256)]
     mean = sum(factors) / len(factors)
