@@ -78,17 +78,17 @@ def test_inputs_within_the_window_form_one_batch():
     assert [m.value for _, _, m in sim.nodes["n2"].seen if isinstance(m, Note)] == [1, 2, 3]
 
 
-def test_batched_sync_times_are_drawn_around_fsync_latency():
+def test_batched_sync_times_are_drawn_around_fsync_latency(monkeypatch):
     sim = raft("batched", node_ids=("n1", "n2", "n3", "n4", "n5"), clients=3, duration=3.0)
     starts: dict[str, float] = {}
     times: list[float] = []
-    push = sim._push_sync
+    run_sync = BatchedSimEnv.run_sync
 
-    def timed(env: Any) -> None:
+    def timed(env: Any, writes: Any) -> None:
         starts[env.node_id] = sim.now
-        push(env)
+        run_sync(env, writes)
 
-    sim._push_sync = timed  # type: ignore[method-assign]
+    monkeypatch.setattr(BatchedSimEnv, "run_sync", timed)
     sim.start_workload()
     while sim.step():
         rec = sim.trace.tail(1)[0]

@@ -3,7 +3,7 @@
 Rules this module owns:
   * an env is a durability driver (core/driver.py): sends and client answers are held
     in ``outbox`` and leave only after every storage write made before them is
-    durable; a sync takes simulated time (``Simulation._push_sync``);
+    durable; a sync takes simulated time (``run_sync`` queues its completion);
   * ``SimEnv`` is the unbatched runtime, ``BatchedSimEnv`` the batched one (the
     server's capabilities: ``calls_batch_end``, ``send_early``); both report
     durability (``reports_durable``);
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.client import ClientResponse
@@ -25,6 +26,11 @@ from consensuskit.sim.storage import Journal, SimStorage
 
 if TYPE_CHECKING:
     from consensuskit.sim.simulation import Simulation
+
+# Event kinds of sim/simulation.py's queue that an env pushes itself: a timer firing
+# (env, key, generation) and a sync's completion (env).
+TIMER = 1
+SYNC = 4
 
 
 @dataclass(slots=True)
@@ -119,7 +125,10 @@ class SimEnv(Driver):
     def set_timer(self, key: str, delay: float) -> None:
         gen = self.timer_gen.get(key, 0) + 1
         self.timer_gen[key] = gen
-        self.sim._push_timer(self, key, gen, delay / self.clock.rate)
+        sim = self.sim
+        delay /= self.clock.rate
+        # Simulation._push_timer, inlined: timers are re-armed on most deliveries.
+        heappush(sim._queue, (sim.now + (delay if delay > 0 else 0.0), next(sim._seq), TIMER, self, key, gen))
 
     def cancel_timer(self, key: str) -> None:
         gen = self.timer_gen.get(key)
@@ -146,7 +155,14 @@ class SimEnv(Driver):
     def run_sync(self, writes: Journal) -> None:
         self.sync_batch = writes
         self.sync_depth = self.depth
-        self.sim._push_sync(self)
+        sim = self.sim
+        # Simulation._push_sync, inlined: the disk takes fsync_latency, times a factor
+        # drawn from the batched runtime's table.
+        latency = sim.network.fsync_latency
+        factors = sim._sync_factors
+        if factors:
+            latency *= factors[sim._disk_rng.getrandbits(8)]
+        heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
 
     def report_durable(self, position: int) -> None:
         if self.durable_input is not None:

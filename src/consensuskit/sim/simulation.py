@@ -49,7 +49,7 @@ from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
-from consensuskit.sim.env import BatchedSimEnv, Clock, SimEnv
+from consensuskit.sim.env import SYNC, TIMER, BatchedSimEnv, Clock, SimEnv
 from consensuskit.sim.errors import InvariantViolation
 from consensuskit.sim.history import History
 from consensuskit.sim.storage import SimStorage
@@ -58,10 +58,10 @@ from consensuskit.sim.workload import Client, OpRun, WorkloadClient
 
 # Event kinds (third tuple element).  Layouts after (time, seq, kind):
 MSG = 0  # dst, src, msg, mid, depth
-TIMER = 1  # env, key, generation
+# TIMER = 1  env, key, generation   (sim/env.py: the envs push these two themselves)
 REQ = 2  # node, request, None
 RESP = 3  # client_id, response, node
-SYNC = 4  # env
+# SYNC = 4   env
 FN = 5  # fn, arg            internal callbacks (clients, nemesis), not traced
 CALL = 6  # fn, label         scripted actions, traced as "sched"
 BATCH = 7  # env              the end of a batch (batched runtime), traced as "batch"
@@ -634,21 +634,6 @@ class Simulation:
         else:
             env.end_batch()
 
-    def _push_sync(self, env: SimEnv) -> None:
-        """Start ``env``'s sync: it completes (a SYNC event) after the disk's time."""
-        latency = self.network.fsync_latency
-        factors = self._sync_factors
-        if factors:
-            latency *= factors[self._disk_rng.getrandbits(8)]
-        heappush(self._queue, (self.now + latency, next(self._seq), SYNC, env))
-
-    def _release(self, src: str, outputs: list[tuple[str | None, Any, int]]) -> None:
-        for dst, msg, depth in outputs:
-            if dst is None:
-                self._respond(src, msg)
-            else:
-                self._transmit(src, dst, msg, depth)
-
     # ------------------------------------------------------------------ network
     def _transmit(self, src: str, dst: str, msg: Any, depth: int = 1, use_filters: bool = True) -> None:
         mid = self._mid = self._mid + 1
@@ -779,12 +764,6 @@ class Simulation:
         return released
 
     # ------------------------------------------------------------------ internals
-    def _push_timer(self, env: SimEnv, key: str, gen: int, delay: float) -> None:
-        heappush(
-            self._queue,
-            (self.now + (delay if delay > 0 else 0.0), next(self._seq), TIMER, env, key, gen),
-        )
-
     def _push_fn(self, t: float, fn: Callable[[Any], None], arg: Any) -> None:
         heappush(self._queue, (max(t, self.now), next(self._seq), FN, fn, arg))
 
