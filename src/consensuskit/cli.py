@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consensuskit.catalog import default_registry
+from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -774,6 +775,10 @@ def status_cmd(endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: U
     raise typer.Exit(status_command(endpoints, as_json=as_json, user=user))
 
 
+# admin verbs: consensuskit member|leader ... (cli_admin.py)
+app.add_typer(member_app, name="member")
+app.add_typer(leader_app, name="leader")
+
 # client auth verbs: consensuskit user|role|auth ... (cli_auth.py)
 app.add_typer(user_app, name="user")
 app.add_typer(role_app, name="role")
@@ -794,7 +799,7 @@ def up_cmd(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="raft or multipaxos (default raft, or what --data-dir's cluster runs)."),
+        typer.Option(help="A catalog protocol (default raft, or what --data-dir's cluster runs)."),
     ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.

@@ -489,7 +489,7 @@ class AsyncClient:
         """The client URL of the node that says it is leader, if one does."""
         statuses = await self.cluster_status()
         leaders = [
-            (s.get("term", 0), e)
+            (s.get("generation", s.get("term", 0)), e)  # term, ballot round, ...
             for e, s in statuses.items()
             if isinstance(s, dict) and s.get("role") == "leader"
         ]

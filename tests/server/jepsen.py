@@ -304,6 +304,13 @@ class Nemesis:
         self.log.append((round(time.monotonic() - self.t0, 3), what))
 
     def kill_leader(self) -> str | None:
+        """SIGKILL the leader; in a protocol without one (no ``has-leader`` capability
+        in the nodes' status), a random node."""
+        if self.cluster.has_leader() is False:
+            victim = self.rng.choice(sorted(self.cluster.nodes))
+            self.cluster.nodes[victim].kill()
+            self.note(f"SIGKILL {victim}")
+            return victim
         leader = self.cluster.leader()
         if leader is None:
             return None

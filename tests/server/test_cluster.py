@@ -256,3 +256,22 @@ def test_test_ports_come_from_below_the_ephemeral_range(tmp_path: Path) -> None:
     (tmp_path / "range").write_text("32768\t60999\n")
     assert ephemeral_port_range(tmp_path / "range") == (32768, 60999)
     assert ephemeral_port_range(tmp_path / "missing") == (49152, 65535)
+
+
+def test_status_command_without_a_leader_capability(capsys: pytest.CaptureFixture[str]) -> None:
+    """A protocol without a leader (basic-paxos) is healthy when its nodes answer; the
+    generation column shows its own number (a ballot round here)."""
+    with running(FakeCluster()) as fake:
+        fake.leader = None
+        eps = ",".join(fake.urls)
+        fake.status_override = {
+            "role": "proposer+acceptor+learner",
+            "capabilities": ["replicated-log"],
+            "generation_name": "round",
+            "generation": 5,
+        }
+        assert status_command(eps, as_json=True) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["term"] for r in rows] == [5, 5, 5] and not any(r["has_leader"] for r in rows)
+        fake.status_override["capabilities"] = ["has-leader", "replicated-log"]
+        assert status_command(eps, as_json=True) == 1  # has a leader, and none leads

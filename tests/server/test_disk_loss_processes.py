@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from consensuskit.catalog import default_registry
 from consensuskit.server.cluster import LocalCluster
 from consensuskit.server.identity import empty_voter_message
 from tests.server.test_processes import PROTOCOLS, make_cluster, wait_exit
+
+# Only protocols whose catalog entry says they survive a disk loss (--rejoin).
+DISK_LOSS = tuple(p for p in PROTOCOLS if default_registry().get(p).survives_disk_loss)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -37,7 +41,7 @@ def wait_for(predicate, timeout: float) -> bool:
     return predicate()
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", DISK_LOSS)
 def test_a_wiped_node_rejoins_as_a_learner_and_no_acknowledged_write_is_lost(
     tmp_path: Path, protocol: str
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.http_raw import check_error_body, exchange, request_bytes
-from tests.server.test_processes import PROTOCOLS, make_cluster
+from tests.server.test_processes import PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,11 +31,11 @@ ITEM_1 = {
 }
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", PROTOCOLS_SLOW_LEADERLESS)
 def test_the_item_1_requests_get_400_and_no_node_exits(tmp_path: Path, protocol: str) -> None:
     with make_cluster(tmp_path / "data", protocol=protocol) as cluster:
         cluster.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         pids = {n: p.pid for n, p in cluster.nodes.items()}
         for name, (method, target, headers, code) in ITEM_1.items():
             for node in cluster.nodes:

@@ -38,7 +38,7 @@ from consensuskit.server.cluster import LocalCluster
 from consensuskit.sim.history import OpRecord
 from tests.server.http_raw import Answer, check_error_body, exchange
 from tests.server.jepsen import ClientLoad, HistoryRecorder, Workload, check_linearizable
-from tests.server.test_processes import MAX_VALUE, PROTOCOLS, make_cluster
+from tests.server.test_processes import MAX_VALUE, PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,12 +62,12 @@ class Target:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module", params=PROTOCOLS)
+@pytest.fixture(scope="module", params=PROTOCOLS_SLOW_LEADERLESS)
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root = tmp_path_factory.mktemp(f"fuzz-http-{request.param}")
     with make_cluster(root / "data", protocol=request.param) as cluster:
         cluster.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         recorder = HistoryRecorder()
         load = ClientLoad(cluster.endpoints, WORKLOAD, recorder).start()
         ports = {n: cluster.layout.node(n).client_port for n in cluster.nodes}

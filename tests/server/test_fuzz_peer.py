@@ -43,7 +43,7 @@ from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, registered_me
 from consensuskit.server import handshake
 from consensuskit.server.cluster import LocalCluster
 from consensuskit.server.framing import frame
-from tests.server.test_processes import PROTOCOLS, make_cluster
+from tests.server.test_processes import PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,12 +64,12 @@ class Target:
     sent: int = 0
 
 
-@pytest.fixture(scope="module", params=PROTOCOLS)
+@pytest.fixture(scope="module", params=PROTOCOLS_SLOW_LEADERLESS)
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root: Path = tmp_path_factory.mktemp(f"fuzz-peer-{request.param}")
     with make_cluster(root / "data", protocol=request.param) as cluster:
         cluster.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         secret = cluster.layout.secret_path.read_bytes().strip()
         yield Target(cluster, secret, {n: p.pid for n, p in cluster.nodes.items()})
 
@@ -79,7 +79,7 @@ def assert_serving(target: Target) -> None:
     dead = cluster.dead_nodes()
     assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
     assert {n: p.pid for n, p in cluster.nodes.items()} == target.pids
-    cluster.wait_for_leader(30)
+    cluster.wait_ready(30)
     with cluster.client(timeout=2, deadline=30) as kv:
         written = kv.put("fuzz-peer-probe", f"after-{target.sent}")
         assert kv.get("fuzz-peer-probe").value == f"after-{target.sent}", written

@@ -11,9 +11,10 @@
   port, malformed HTTP, unknown routes, huge values.  The node stays up and serves.
 * ``consensuskit up``: starts, stops on SIGTERM, recovers on a second run.
 
-The Jepsen-style run, the power loss and the partition run once per log-based protocol
-the server offers (Raft and Multi-Paxos).  The default run is short (CI); ``-m slow``
-runs the long Jepsen tests.
+The Jepsen-style run, the power loss, the restart from disk and the partition run once
+per log protocol of the catalog (Raft, Multi-Paxos, Basic and Fast Paxos; the last two
+have no leader: the nemesis kills a random node instead, and the partition isolates one).
+The default run is short (CI); ``-m slow`` runs the long Jepsen tests.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from consensuskit.catalog import default_registry
 from consensuskit.client import AsyncClient, Client, NotFound
 from consensuskit.server import handshake
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
@@ -68,13 +70,32 @@ NODE_OPTIONS: dict[str, Any] = {
 }
 
 
-# Protocols the server runs as a replicated key-value store (docs/server.md).
-PROTOCOLS = ("raft", "multipaxos")
+# Protocols the server runs as a replicated key-value store (docs/server.md): every log
+# protocol of the catalog.
+PROTOCOLS = tuple(default_registry().names())
+# Basic and Fast Paxos have no election timer or snapshots: their own defaults.
+LEADERLESS_OPTIONS: dict[str, Any] = {"retry_timeout": 0.3}
+# The same list where the leaderless protocols run only with ``-m slow``: suites that
+# test the HTTP edge, fuzzing, or what test_runtime_process.py already runs on them (the
+# session clock of a protocol without a leader); a few minutes saved on the default run.
+LEADERLESS = ("basic-paxos", "fast-paxos")
+PROTOCOLS_SLOW_LEADERLESS = tuple(
+    pytest.param(p, marks=pytest.mark.slow) if p in LEADERLESS else p for p in PROTOCOLS
+)
+
+
+def node_options(protocol: str, **settings: Any) -> dict[str, Any]:
+    """NODE_OPTIONS with ``protocol``'s own options, plus ``settings``."""
+    options = {**NODE_OPTIONS, **settings}
+    if protocol in LEADERLESS:
+        options["options"] = dict(LEADERLESS_OPTIONS)
+    return options
 
 
 def make_cluster(root: Path, nodes: int = 3, protocol: str = "raft") -> LocalCluster:
+    nodes = max(nodes, default_registry().get(protocol).min_nodes)  # fast-paxos: 4
     layout = ClusterLayout.prepare(
-        root, nodes, free_base_port(2 * nodes), node_options=NODE_OPTIONS, protocol=protocol
+        root, nodes, free_base_port(2 * nodes), node_options=node_options(protocol), protocol=protocol
     )
     return LocalCluster(layout)
 
@@ -92,7 +113,7 @@ def any_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loca
     """A running cluster of each protocol in turn."""
     with make_cluster(tmp_path / "data", protocol=request.param) as c:
         c.start()
-        c.wait_for_leader(30)
+        c.wait_ready(30)
         yield c
 
 
@@ -133,7 +154,7 @@ def restart_everyone(cluster: LocalCluster, *, power_loss: bool) -> None:
         cluster.stop()
     for node in cluster.nodes.values():
         node.start()
-    cluster.wait_for_leader(30)
+    cluster.wait_ready(30)
 
 
 def jepsen(tmp_path: Path, nodes: int, seconds: float, seed: int, protocol: str = "raft") -> None:
@@ -141,7 +162,7 @@ def jepsen(tmp_path: Path, nodes: int, seconds: float, seed: int, protocol: str 
     workload = Workload(keys=8, workers=5, seed=seed, timeout=1.0, deadline=4.0)
     with make_cluster(tmp_path / "data", nodes, protocol) as cluster:
         cluster.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         nemesis = Nemesis(cluster, random.Random(seed), partition=partition, heal=heal)
         load = ClientLoad(cluster.endpoints, workload, recorder).start()
         try:
@@ -149,7 +170,7 @@ def jepsen(tmp_path: Path, nodes: int, seconds: float, seed: int, protocol: str 
         finally:
             nemesis.heal_all()
             load.stop()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         keys = [workload.key(i) for i in range(workload.keys)]
         before = final_state(read_all(cluster.endpoints, recorder, keys, "before-restart"))
         restart_everyone(cluster, power_loss=False)
@@ -184,14 +205,14 @@ def test_whole_cluster_power_loss(tmp_path: Path, protocol: str) -> None:
     workload = Workload(keys=8, workers=5, seed=7, mix=(("put", 0.6), ("cas", 0.2), ("get", 0.2)))
     with make_cluster(tmp_path / "data", protocol=protocol) as cluster:
         cluster.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         load = ClientLoad(cluster.endpoints, workload, recorder).start()
         time.sleep(3.0)
         cluster.kill_all()  # every node at once, mid-load: whatever was not fsynced is gone
         load.stop()
         for node in cluster.nodes.values():
             node.start()
-        cluster.wait_for_leader(30)
+        cluster.wait_ready(30)
         keys = [workload.key(i) for i in range(workload.keys)]
         state = final_state(read_all(cluster.endpoints, recorder, keys, "after-power-loss"))
     acknowledged = recorder.acknowledged_versions()
@@ -211,7 +232,7 @@ def test_restart_from_disk_keeps_writes_and_sessions(any_cluster: LocalCluster) 
         assert [(e.key, e.value) for e in kv.list("disk/")] == sorted(
             (f"disk/{i}", f"v{i}") for i in range(20)
         )
-        leader = cluster.leader()
+        leader = cluster.leader() if cluster.has_leader() else "n1"  # leaderless: any node
         assert leader is not None
     # A retry of an acknowledged write (same X-Request-Id) is answered from the session
     # the state machine rebuilt from disk, not applied again.
@@ -224,7 +245,7 @@ def test_restart_from_disk_keeps_writes_and_sessions(any_cluster: LocalCluster) 
     with urllib.request.urlopen(request, timeout=5) as resp:
         first = json.loads(resp.read())
     restart_everyone(cluster, power_loss=False)
-    leader = cluster.leader()
+    leader = cluster.leader() if cluster.has_leader() else "n2"
     assert leader is not None
     request.full_url = cluster.url(leader) + "/v1/kv/disk/0"
     for _ in range(50):  # the new leader may still be waiting out the old lease
@@ -445,13 +466,16 @@ def test_bad_input_leaves_the_node_serving(cluster: LocalCluster) -> None:
 
 
 def test_partition_through_the_fault_endpoint_moves_leadership(any_cluster: LocalCluster) -> None:
+    """The leader (in a protocol without one: a node) is cut off; the rest elect a new
+    leader where there is one and take writes; after the heal the cut node catches up."""
     cluster = any_cluster
-    leader = cluster.leader()
+    leader = cluster.leader() if cluster.has_leader() else sorted(cluster.nodes)[0]
     assert leader is not None
     rest = sorted(n for n in cluster.nodes if n != leader)
     partition(cluster, [[leader], rest])
-    new_leader = cluster.wait_for_leader(20, exclude=[leader])
-    assert new_leader in rest
+    if cluster.has_leader():
+        new_leader = cluster.wait_for_leader(20, exclude=[leader])
+        assert new_leader in rest
     with Client([cluster.url(n) for n in rest], timeout=1, deadline=10) as kv:
         kv.put("during", "partition")
     heal(cluster)
@@ -545,6 +569,27 @@ def test_up_starts_stops_on_sigterm_and_recovers(tmp_path: Path) -> None:
         if again.poll() is None:
             again.kill()
     assert again.returncode == 0, out
+
+
+def test_up_runs_a_protocol_without_a_leader(tmp_path: Path) -> None:
+    """`consensuskit up --protocol fast-paxos`: as many nodes as its defaults need (4),
+    ready once every node answers, any node takes writes."""
+    base = free_base_port(8)
+    up = run_up(tmp_path / "data", base_port=base, protocol="fast-paxos")
+    try:
+        lines = "".join(wait_for_line(up, "endpoints:"))
+        assert "4 fast-paxos nodes" in lines and "fast-paxos has no leader" in lines
+        endpoints = [f"127.0.0.1:{base + i}" for i in range(4)]
+        with Client(endpoints, timeout=1, deadline=10) as kv:
+            kv.put("anywhere", "ok")
+        with Client(endpoints[-1:], timeout=1, deadline=10) as kv:
+            assert kv.get("anywhere").value == "ok"
+        up.send_signal(signal.SIGTERM)
+        out, _ = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, out
 
 
 def test_demo_script_passes(tmp_path: Path) -> None:

@@ -13,14 +13,22 @@ from pathlib import Path
 
 import pytest
 
+from consensuskit.catalog import default_registry
 from consensuskit.server.cluster import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
+# Protocol options of a one-node cluster, by protocol (default: Raft's timers).
+OPTIONS = {
+    "basic-paxos": [],
+    "fast-paxos": ["f = 0"],  # one acceptor: no failure to survive
+}
+TIMERS = ["election_timeout = 0.2", "heartbeat_interval = 0.05"]
 
 
 
-def write_config(tmp_path: Path, data_dir: str = "data") -> tuple[Path, str]:
+
+def write_config(tmp_path: Path, data_dir: str = "data", protocol: str = "raft") -> tuple[Path, str]:
     (tmp_path / "secret").write_text("secret")
     port = free_port()
     path = tmp_path / f"node-{port}.toml"
@@ -32,9 +40,9 @@ def write_config(tmp_path: Path, data_dir: str = "data") -> tuple[Path, str]:
                 f'client_address = "127.0.0.1:{port}"',
                 f'data_dir = "{data_dir}"',
                 'secret_file = "secret"',
+                f'protocol = "{protocol}"',
                 "[options]",
-                "election_timeout = 0.2",
-                "heartbeat_interval = 0.05",
+                *OPTIONS.get(protocol, TIMERS),
             ]
         )
         + "\n"
@@ -61,12 +69,15 @@ def http(method: str, url: str, data: bytes | None = None) -> tuple[int, dict]:
 
 
 def wait_leader(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> dict:
+    """The node serves: it leads with its log committed, or, in a protocol without a
+    leader, it committed something (the session clock's first command)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         try:
             _, body = http("GET", url + "/v1/status")
-            if body.get("role") == "leader" and body["commit"] >= body["last_index"] >= 1:
+            leads = body.get("role") == "leader" or "has-leader" not in body.get("capabilities", [])
+            if leads and body["commit"] >= body["last_index"] >= 1:
                 return body
         except (urllib.error.URLError, ConnectionError):
             pass
@@ -80,12 +91,13 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     return proc.returncode, err.decode()
 
 
-def test_serve_until_sigterm_then_recover_from_the_data_dir(tmp_path):
-    config, url = write_config(tmp_path)
+@pytest.mark.parametrize("protocol", default_registry().names())
+def test_serve_until_sigterm_then_recover_from_the_data_dir(tmp_path, protocol):
+    config, url = write_config(tmp_path, protocol=protocol)
     proc = start(config)
     try:
         status = wait_leader(url, proc)
-        assert status["pid"] == proc.pid and status["id"] == "solo"
+        assert status["pid"] == proc.pid and status["id"] == "solo" and status["protocol"] == protocol
         assert http("PUT", url + "/v1/kv/k", b"durable")[0] == 200
     finally:
         code, err = stop(proc)

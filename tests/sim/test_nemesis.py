@@ -9,7 +9,15 @@ import pytest
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import Op
 from consensuskit.sim import NEMESIS_KINDS, Schedule, SimConfig, Simulation
-from consensuskit.sim.nemesis import Nemesis, bridge_cut, leaders, ring_cut
+from consensuskit.sim.nemesis import (
+    PARTITION_PATTERNS,
+    Nemesis,
+    bridge_cut,
+    has_leader,
+    leaders,
+    partition_patterns,
+    ring_cut,
+)
 
 from .toy import toy_sim
 
@@ -230,3 +238,52 @@ def test_schedule_bad_arguments_fail_when_applied():
     Schedule.parse("0.1 network loss=lots").install(sim)
     with pytest.raises(ValueError, match="needs a number"):
         sim.run_for(1.0)
+
+
+# ---------------------------------------------------------------------- capabilities
+def test_isolate_leader_is_a_pattern_only_where_there_is_a_leader():
+    assert partition_patterns(5, True) == list(PARTITION_PATTERNS)
+    assert partition_patterns(5, False) == ["halves", "majority", "bridge", "ring"]
+    assert partition_patterns(3, True) == ["halves", "majority", "isolate-leader", "bridge"]
+    raft = Simulation(SimConfig(protocol="raft", seed=1))
+    assert has_leader(raft) and raft.run_until_true(lambda: len(leaders(raft)) == 1, 5.0)
+    basic = Simulation(SimConfig(protocol="basic-paxos", seed=1, clients=1))
+    basic.start_workload()
+    basic.run_for(1.0)
+    assert not has_leader(basic) and leaders(basic) == []
+
+
+def test_the_random_nemesis_never_isolates_a_leader_in_a_leaderless_protocol(monkeypatch):
+    chosen: list[list[str]] = []
+    real_choice = random.Random.choice
+
+    def spy(self, seq):
+        pick = real_choice(self, seq)
+        if pick in PARTITION_PATTERNS:
+            chosen.append(list(seq))
+        return pick
+
+    monkeypatch.setattr(random.Random, "choice", spy)
+    sim = Simulation(SimConfig(protocol="basic-paxos", seed=3, clients=1))
+    nem = Nemesis(sim, ("partition",), (0.1, 0.1), random.Random(2))
+    for _ in range(30):
+        nem.partitioned = False
+        nem._partition()
+    assert chosen and all("isolate-leader" not in patterns for patterns in chosen)
+    sim = Simulation(SimConfig(protocol="raft", seed=3, clients=1))
+    chosen.clear()
+    Nemesis(sim, ("partition",), (0.1, 0.1), random.Random(2))._partition()
+    assert chosen == [["halves", "majority", "isolate-leader", "bridge"]]  # 3 nodes: no ring
+
+
+def test_a_scripted_isolate_leader_cuts_nothing_without_a_leader():
+    sim = Simulation(SimConfig(protocol="basic-paxos", seed=1))
+    Schedule.parse("0.1 isolate-leader").install(sim)
+    sim.run_for(0.5)
+    assert not sim._cut
+    sim = Simulation(SimConfig(protocol="raft", seed=1))
+    assert sim.run_until_true(lambda: len(leaders(sim)) == 1, 5.0)
+    Schedule.parse(f"{sim.now + 0.01} isolate-leader").install(sim)
+    [leader] = leaders(sim)
+    sim.run_for(0.05)
+    assert (leader, next(n for n in sim.node_ids if n != leader)) in sim._cut

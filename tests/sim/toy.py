@@ -84,6 +84,13 @@ class ToyNode:
         self.timer_fires = 0
         self.messages: list[tuple[float, str, Any]] = []  # (local time, src, msg) seen
 
+    # -- capabilities (core/capabilities.py): a fixed primary leads -----------------------
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+    def current_leader(self) -> str | None:
+        return self.primary
+
     # -- helpers -----------------------------------------------------------------------
     def _entry(self, index: int) -> ClientRequest:
         storage = self.env.storage

@@ -31,6 +31,9 @@ class ProtocolSpec:
     # caught up and readmitted, so losing a disk cannot undo a vote or an acknowledged
     # write.  The simulator's ``wipe`` fault applies only to such protocols.
     survives_disk_loss: bool = False
+    # The fewest nodes the protocol runs with under its default options (fast-paxos: 4,
+    # n >= 3f+1 with f = 1); ``consensuskit up`` starts at least this many by default.
+    min_nodes: int = 1
 
 
 class Registry:

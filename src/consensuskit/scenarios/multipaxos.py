@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from consensuskit.core.capabilities import leader_of
 from consensuskit.core.client import Op
 from consensuskit.core.registry import Registry
 from consensuskit.scenarios.base import Scenario, ScenarioRun
@@ -57,7 +58,7 @@ def node(sim: Simulation, node_id: str) -> Any:
 
 
 def leaders(sim: Simulation) -> list[str]:
-    return [i for i in sim.node_ids if sim.nodes.get(i) is not None and sim.nodes[i].role == "leader"]
+    return leader_of((i, sim.nodes.get(i)) for i in sim.node_ids)  # the one lookup (HasLeader)
 
 
 def elect(sim: Simulation, node_id: str, timeout: float = 3.0) -> bool:

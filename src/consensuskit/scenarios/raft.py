@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from consensuskit.core.capabilities import leader_of
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -29,7 +30,7 @@ FIVE = ("S1", "S2", "S3", "S4", "S5")
 
 # ---------------------------------------------------------------------- helpers
 def leaders(sim: Simulation) -> list[str]:
-    return [i for i in sim.node_ids if sim.nodes.get(i) is not None and sim.nodes[i].role == "leader"]
+    return leader_of((i, sim.nodes.get(i)) for i in sim.node_ids)  # the one lookup (HasLeader)
 
 
 def node(sim: Simulation, node_id: str) -> Any:

@@ -14,7 +14,9 @@ Rules this module owns:
     started with ``--bootstrap`` only while no node of the cluster has data yet: the
     first start.  After that a node whose directory is empty refuses to start until it
     is started with ``--rejoin`` (server/identity.py);
-  * stopping is terminate, wait, then kill, and always reaps the process.
+  * stopping is terminate, wait, then kill, and always reaps the process;
+  * the cluster is ready when a node leads, or, in a protocol without the ``has-leader``
+    capability (as ``/v1/status`` says), when every running node answers (``wait_ready``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from consensuskit.client import AsyncClient, Client, ClientError
+from consensuskit.core.capabilities import HAS_LEADER, LEADER
 from consensuskit.server.wal_format import IDENTITY_NAME, SEGMENT_PREFIX, SEGMENT_SUFFIX
 
 HOST = "127.0.0.1"
@@ -511,27 +514,59 @@ class LocalCluster:
         return {self.node_of(url): status for url, status in by_url.items()}
 
     def leader(self, timeout: float = 0.5) -> str | None:
-        """The node id that a running node reports as leader with the highest term,
-        agreed on by that node itself."""
-        statuses = self.statuses(timeout)
+        """The node id that a running node reports as leader with the highest generation
+        (term, ballot round), agreed on by that node itself; None in a protocol without
+        a leader (the ``has-leader`` capability, core/capabilities.py)."""
+        return self._leader_in(self.statuses(timeout))
+
+    def _leader_in(self, statuses: dict[str, dict[str, Any] | ClientError]) -> str | None:
         leaders = [
-            (s.get("term", 0), node_id)
+            (s.get("generation", s.get("term", 0)), node_id)
             for node_id, s in statuses.items()
-            if isinstance(s, dict) and s.get("role") == "leader" and not self.nodes[node_id].paused
+            if isinstance(s, dict)
+            and s.get("role") == LEADER
+            and HAS_LEADER in s.get("capabilities", (HAS_LEADER,))
+            and not self.nodes[node_id].paused
         ]
         return max(leaders)[1] if leaders else None
 
+    def has_leader(self, timeout: float = 0.5) -> bool | None:
+        """Whether the protocol has a leader, as the nodes' status says (None: no node
+        answered yet)."""
+        for status in self.statuses(timeout).values():
+            if isinstance(status, dict):
+                return HAS_LEADER in status.get("capabilities", (HAS_LEADER,))
+        return None
+
     def wait_for_leader(self, timeout: float = 20.0, exclude: Sequence[str] = ()) -> str:
         """Block until some node (not in ``exclude``) is leader; raise ``ClusterError`` if none
-        is within ``timeout`` or a node process died."""
+        is within ``timeout``, a node process died, or the protocol has no leader."""
+        leader = self.wait_ready(timeout, exclude)
+        if leader is None:
+            raise ClusterError(f"{self.layout.protocol} has no leader (no has-leader capability)")
+        return leader
+
+    def wait_ready(self, timeout: float = 20.0, exclude: Sequence[str] = ()) -> str | None:
+        """Block until the cluster serves: some node (not in ``exclude``) leads, or, in a
+        protocol without a leader, every running node not in ``exclude`` answers its
+        status.  Returns the leader, or None for a protocol without one; raises
+        ``ClusterError`` on timeout or when every node process died."""
         end = time.monotonic() + timeout
         while True:
             dead = [n for n in self.dead_nodes() if n.node_id not in exclude]
             if dead and len(dead) == len([n for n in self.nodes if n not in exclude]):
                 raise ClusterError("every node process exited:\n" + _death_report(dead))
-            leader = self.leader()
+            statuses = self.statuses()
+            leader = self._leader_in(statuses)
             if leader is not None and leader not in exclude:
                 return leader
+            answered = {n: s for n, s in statuses.items() if isinstance(s, dict) and n not in exclude}
+            leaderless = bool(answered) and all(
+                HAS_LEADER not in s.get("capabilities", (HAS_LEADER,)) for s in answered.values()
+            )
+            wanted = [n for n, p in self.nodes.items() if n not in exclude and p.running and not p.paused]
+            if leaderless and all(n in answered for n in wanted):
+                return None
             if time.monotonic() > end:
                 hint = _death_report(dead) if dead else "see the node logs under " + str(self.layout.root)
                 raise ClusterError(f"no leader elected within {timeout:g} s; {hint}")
@@ -541,7 +576,7 @@ class LocalCluster:
     def running(self, timeout: float = 30.0) -> Iterator[LocalCluster]:
         self.start()
         try:
-            self.wait_for_leader(timeout)
+            self.wait_ready(timeout)
             yield self
         finally:
             self.stop()

@@ -6,7 +6,10 @@ Rules this module owns:
   * ``kv get`` prints the bare value (so shells can use it) and ``--json`` one JSON
     document; errors go to stderr as one line;
   * ``up`` owns its node processes: it stops every one of them however it ends (Ctrl-C,
-    SIGTERM, an error), terminating, waiting, then killing.
+    SIGTERM, an error), terminating, waiting, then killing;
+  * nodes are read through their ``/v1/status`` capabilities: ``status`` exits 0 when a
+    node leads, or, for a protocol without the ``has-leader`` capability, when a node
+    answers; ``up`` of a new cluster starts the catalog entry's ``min_nodes`` at least.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from consensuskit.client import (
 from consensuskit.server.auth_commands import BadInput, cli_client
 from consensuskit.server.cluster import (
     DEFAULT_BASE_PORT,
+    MANIFEST,
     ClusterError,
     ClusterLayout,
     LocalCluster,
@@ -194,7 +198,9 @@ def status_rows(
             row.update(
                 id=status.get("id", name),
                 role=status.get("role"),
-                term=status.get("term"),
+                # The protocol's generation (Raft's term, a ballot round, ...).
+                term=_field(status, "generation", "term"),
+                has_leader="has-leader" in status.get("capabilities", ("has-leader",)),
                 leader=status.get("leader"),
                 commit=_field(status, "commit", "commit_index"),
                 applied=_field(status, "applied", "applied_index", "last_applied"),
@@ -205,6 +211,7 @@ def status_rows(
             )
         else:
             row.update(id=name, role=None, term=None, leader=None, commit=None, applied=None, pid=None)
+            row["has_leader"] = None
             row["error"] = status.message if isinstance(status, Unavailable) else str(status)
         if proc is not None:
             row["pid"] = row["pid"] or proc.pid
@@ -250,7 +257,8 @@ def _dash(value: Any) -> str:
 def status_command(
     endpoints: str | None = None, *, as_json: bool = False, timeout: float = 1.0, user: str | None = None
 ) -> int:
-    """Print every node's status; exit 0 when some node is leader, 1 otherwise."""
+    """Print every node's status; exit 0 when some node is leader (in a protocol without
+    a leader: when some node answered), 1 otherwise."""
     try:
         client = cli_client(endpoints or default_endpoints(), user, timeout=timeout, deadline=timeout)
     except BadInput as exc:
@@ -263,7 +271,13 @@ def status_command(
         print(json.dumps(rows, indent=2, default=str))
     else:
         Console(highlight=False).print(status_table(rows))
-    return 0 if any(r["role"] == "leader" for r in rows) else 1
+    return 0 if any(_serving(r) for r in rows) else 1
+
+
+def _serving(row: dict[str, Any]) -> bool:
+    if row["error"] is not None:
+        return False
+    return row["role"] == "leader" if row["has_leader"] else row["has_leader"] is False
 
 
 # ---------------------------------------------------------------------- up
@@ -302,6 +316,9 @@ def up_command(
     if protocol is not None and protocol not in default_registry().names():
         _err(f"unknown protocol {protocol!r}; valid: {', '.join(default_registry().names())}")
         return 2
+    if nodes is None and protocol is not None and not (Path(data_dir) / MANIFEST).exists():
+        # A new cluster: as many nodes as the protocol needs with its default options.
+        nodes = max(3, default_registry().get(protocol).min_nodes)
     try:
         layout = ClusterLayout.prepare(
             data_dir, nodes, base_port, node_options=node_options, protocol=protocol
@@ -318,7 +335,7 @@ def up_command(
             console.print(
                 f"[bold]consensuskit[/]: {len(layout.nodes)} {layout.protocol} nodes, data in {layout.root}"
             )
-            leader = cluster.wait_for_leader(startup_timeout)
+            leader = cluster.wait_ready(startup_timeout)
             _print_endpoints(console, cluster, leader)
             _watch(console, cluster, refresh)
         except _Stop as stop:
@@ -335,9 +352,12 @@ def up_command(
     return code
 
 
-def _print_endpoints(console: Console, cluster: LocalCluster, leader: str) -> None:
+def _print_endpoints(console: Console, cluster: LocalCluster, leader: str | None) -> None:
     layout = cluster.layout
-    console.print(f"leader: [bold green]{leader}[/] ({cluster.url(leader)})")
+    if leader is None:
+        console.print(f"leader: none ({layout.protocol} has no leader: every node takes requests)")
+    else:
+        console.print(f"leader: [bold green]{leader}[/] ({cluster.url(leader)})")
     console.print(f"endpoints: {','.join(layout.endpoints)}")
     console.print(f"admin token: {layout.admin_token_path}")
     console.print(

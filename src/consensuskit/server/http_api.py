@@ -17,6 +17,10 @@ Rules this module owns:
     URL (503 with no URL when it knows no leader);
   * membership, leadership transfer and fault injection need ``Authorization: Bearer
     <admin token>`` (401 without, 403 with a wrong one or when no token is configured);
+  * the node is read through its capabilities (core/capabilities.py): ``/v1/status`` is
+    its common status plus each capability's fields; a route whose capability the node
+    lacks (membership change, leader transfer) answers 501 ``not-implemented`` naming
+    it in ``capability``, after the admin check and before any other;
   * client auth (users, roles, tokens; off until enabled): every key-value request, and
     ``/v1/status``, ``/v1/members``, ``/metrics`` as configured, passes ``self.auth``
     first (``auth_api.py`` owns those rules and the ``/v1/auth/...`` routes).
@@ -38,6 +42,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestPayloadError
 
+from consensuskit.core.capabilities import (
+    LEADER_TRANSFER,
+    MEMBERSHIP_CHANGE,
+    HasLeader,
+    LeaderTransfer,
+    MembershipChange,
+    is_leading,
+    status_dict,
+)
 from consensuskit.core.client import (
     BUSY,
     CONSISTENCY_LEVELS,
@@ -53,7 +66,7 @@ from consensuskit.core.client import (
 from consensuskit.server import edge
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
 from consensuskit.server.metrics import NodeMetrics
-from consensuskit.server.node_interface import change_visible, config_pending, supported_changes
+from consensuskit.server.node_interface import change_visible, missing, supported_changes
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
 
 log = logging.getLogger("consensuskit.server.http")
@@ -491,6 +504,7 @@ class KVApi:
     # ------------------------------------------------------------------ membership
     async def members(self, request: web.Request) -> web.Response:
         await self.auth.endpoint(request, self.config.auth.status)
+        self._needs_capability(MEMBERSHIP_CHANGE)
         status = _node_status(self.runtime)
         voters, learners = status.get("voters", []), status.get("learners", [])
         members = [
@@ -510,6 +524,7 @@ class KVApi:
 
     async def add_member(self, request: web.Request) -> web.Response:
         self._admin(request)
+        self._needs_capability(MEMBERSHIP_CHANGE)
         body = await _json_object(request)
         node_id = body.get("id")
         if not isinstance(node_id, str) or not node_id:
@@ -540,29 +555,28 @@ class KVApi:
 
     async def remove_member(self, request: web.Request) -> web.Response:
         self._admin(request)
+        self._needs_capability(MEMBERSHIP_CHANGE)
         self._needs_leader()
         return await self._change_membership("remove", request.match_info["id"])
 
     async def _change_membership(self, change: str, node_id: str) -> web.Response:
         supported = supported_changes(self.runtime.node)
-        if not supported:
-            raise ApiError(
-                501, "not-implemented", f"protocol {self.config.protocol} has no membership changes"
-            )
         if change not in supported:
             raise ApiError(
                 501,
                 "not-implemented",
                 f"protocol {self.config.protocol} has no {change} (it supports {', '.join(supported)})",
+                capability=MEMBERSHIP_CHANGE,
             )
         error = await self.runtime.call(lambda n: n.propose_config_change(change, node_id))
         if error is not None:
             raise self._admin_refusal(error)
         committed = await self.runtime.wait_until(
-            lambda n: not config_pending(n.status()), self.config.request_timeout
+            lambda n: isinstance(n, MembershipChange) and not n.membership().config_pending,
+            self.config.request_timeout,
         )
-        status = _node_status(self.runtime)
-        index = status.get("config_index")
+        membership = _membership(self.runtime)
+        index = membership.config_index
         if not committed:
             raise ApiError(
                 503,
@@ -572,7 +586,7 @@ class KVApi:
                 outcome=UNKNOWN,
                 index=index,
             )
-        if not change_visible(change, node_id, status):
+        if not change_visible(change, node_id, membership):
             raise ApiError(
                 503,
                 "leadership-lost",
@@ -585,19 +599,15 @@ class KVApi:
                 "change": change,
                 "id": node_id,
                 "index": index,
-                "voters": status["voters"],
-                "learners": status["learners"],
+                "voters": list(membership.voters),
+                "learners": list(membership.learners),
             }
         )
 
     async def transfer(self, request: web.Request) -> web.Response:
         self._admin(request)
         body = await _json_object(request, allow_empty=True)
-        node = self.runtime.node
-        if not hasattr(node, "transfer_leadership"):
-            raise ApiError(
-                501, "not-implemented", f"protocol {self.config.protocol} has no leadership transfer"
-            )
+        self._needs_capability(LEADER_TRANSFER)
         self._needs_leader()
         target = body.get("to")
         if target is None:
@@ -606,11 +616,11 @@ class KVApi:
                 raise ApiError(409, "no-successor", "no other voter to hand leadership to")
         if not isinstance(target, str):
             raise ApiError(400, "bad-request", '"to" must be a node id')
-        error = await self.runtime.call(lambda n: n.transfer_leadership(target))
+        error = await self.runtime.call(lambda n: _as_transfer(n).transfer_leadership(target))
         if error is not None:
             raise self._admin_refusal(error)
         moved = await self.runtime.wait_until(
-            lambda n: n.status()["leader"] == target, self.config.request_timeout
+            lambda n: isinstance(n, HasLeader) and n.current_leader() == target, self.config.request_timeout
         )
         if not moved:
             raise ApiError(
@@ -622,10 +632,18 @@ class KVApi:
         status = _node_status(self.runtime)
         return _ok({"leader": target, "leader_url": self._url_of(target), "term": status.get("term")})
 
+    def _needs_capability(self, capability: str) -> None:
+        """501 naming ``capability`` when this protocol's nodes lack it."""
+        refusal = missing(self.runtime.node, capability)
+        if refusal is not None:
+            raise ApiError(
+                501, "not-implemented", f"protocol {self.config.protocol}: {refusal}", capability=capability
+            )
+
     def _needs_leader(self) -> None:
-        status = _node_status(self.runtime)
-        if status.get("role") != "leader":
-            raise self._not_leader(status.get("leader"))
+        node = self.runtime.node
+        if not is_leading(node):
+            raise self._not_leader(node.current_leader() if isinstance(node, HasLeader) else None)
 
     def _admin_refusal(self, error: str) -> ApiError:
         if error == NOT_LEADER:
@@ -666,8 +684,19 @@ class KVApi:
 
 
 def _node_status(runtime: NodeRuntime) -> dict[str, Any]:
-    status_fn = getattr(runtime.node, "status", None)
-    return dict(status_fn()) if status_fn is not None else {}
+    """The node's status with its capabilities' fields (``capabilities.status_dict``)."""
+    return status_dict(runtime.node)
+
+
+def _membership(runtime: NodeRuntime) -> Any:
+    node = runtime.node
+    assert isinstance(node, MembershipChange)  # checked by the route (_needs_capability)
+    return node.membership()
+
+
+def _as_transfer(node: Any) -> LeaderTransfer:
+    assert isinstance(node, LeaderTransfer)  # checked by the route (_needs_capability)
+    return node
 
 
 def _best_successor(status: dict[str, Any], me: str) -> str | None:

@@ -98,20 +98,22 @@ class NodeServer:
             raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
         storage = self._storage if self._storage is not None else open_storage(cfg)
         self._storage = storage
-        self.runtime = NodeRuntime(
-            cfg.node_id,
-            spec,
-            cfg.members,
-            cfg.options,
-            storage,
-            on_sync=self.metrics.on_sync,
-            inline_sync_bytes=cfg.inline_sync_bytes,
-        )
+        try:
+            self.runtime = NodeRuntime(
+                cfg.node_id,
+                spec,
+                cfg.members,
+                cfg.options,
+                storage,
+                on_sync=self.metrics.on_sync,
+                inline_sync_bytes=cfg.inline_sync_bytes,
+            )
+        except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
+            _close(storage)
+            raise ConfigError(f"protocol: {cfg.protocol}: {exc}") from None
         problems = status_problems(self.runtime.node)
-        if problems:  # e.g. basic-paxos: no leader, no log of commands to serve
-            close = getattr(storage, "close", None)
-            if close is not None:
-                close()
+        if problems:  # a node without node_status(): nothing to serve /v1/status from
+            _close(storage)
             raise ConfigError(
                 f"protocol: {cfg.protocol} cannot run in the server ({'; '.join(problems)}); "
                 "see docs/server.md, 'What a protocol must offer the server'"
@@ -159,6 +161,7 @@ class NodeServer:
             self.session_clock = SessionClock(
                 self.runtime,
                 cfg.node_id,
+                members=cfg.members,
                 session_ttl=cfg.session_ttl,
                 max_sessions=cfg.max_sessions,
                 timeout=cfg.request_timeout,
@@ -227,6 +230,12 @@ class NodeServer:
 
     def _peer_addresses(self) -> dict[str, tuple[str, int]]:
         return {p: info.peer_address for p, info in self._directory.items()}
+
+
+def _close(storage: Any) -> None:
+    close = getattr(storage, "close", None)
+    if close is not None:
+        close()
 
 
 def _peer_transport(*args: Any, **kwargs: Any) -> Any:

@@ -4,6 +4,11 @@ so several nodes can live in one process, as in tests).
 Hot paths only bump plain counters (``RuntimeStats``, the transport's and the storage's
 stats); this module turns them into metric families when ``/metrics`` is scraped.  Only
 the latency histograms are observed as things happen.
+
+A node's own gauges follow its capabilities (core/capabilities.py): ``generation`` (by
+its name) for every node; ``term``, ``is_leader`` and ``peer_match_index`` where it has a
+leader; the log positions where it has a replicated log; ``lease_remaining_seconds``
+where it serves lease reads.  A metric a node cannot have is absent, never 0.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from consensuskit.core.capabilities import HasLeader, Inspectable, LeaseReads, ReplicatedLog
 from consensuskit.server.runtime import NodeRuntime
 
 PREFIX = "consensuskit"
@@ -127,26 +133,39 @@ def _connection_metrics(guards: Any) -> Iterator[Metric]:
 
 
 def _node_metrics(runtime: NodeRuntime) -> Iterator[Metric]:
-    status_fn = getattr(runtime.node, "status", None)
-    if status_fn is None or runtime.failure is not None:
+    """The node's own gauges, each only where the node has the capability behind it."""
+    node = runtime.node
+    if not isinstance(node, Inspectable) or runtime.failure is not None:
         return
-    status = status_fn()
-    commit = int(status.get("commit", 0))
-    applied = int(status.get("applied", 0))
-    yield _gauge("term", "Current term", status.get("term", 0))
-    yield _gauge("is_leader", "1 if this node is the leader", 1 if status.get("role") == "leader" else 0)
-    yield _gauge("commit_index", "Highest log index known committed", commit)
-    yield _gauge("applied_index", "Highest log index applied to the state machine", applied)
-    yield _gauge("apply_lag", "Committed entries not yet applied", commit - applied)
-    yield _gauge("last_log_index", "Index of the last log entry", status.get("last_index", 0))
-    yield _gauge("snapshot_index", "Last index covered by the snapshot", status.get("snapshot_index", 0))
-    peers = status.get("peers") or {}
-    match = GaugeMetricFamily(
-        f"{PREFIX}_peer_match_index", "Leader only: highest index known replicated on a peer", labels=["peer"]
+    status = node.node_status()
+    generation = GaugeMetricFamily(
+        f"{PREFIX}_generation", "The protocol's generation number (term, ballot round, ...)", labels=["name"]
     )
-    for peer, progress in sorted(peers.items()):
-        match.add_metric([peer], progress.get("match", 0))
-    yield match
+    generation.add_metric([status.generation_name], status.generation)
+    yield generation
+    if isinstance(node, HasLeader):
+        yield _gauge("term", "Current term (the leader's generation)", status.generation)
+        yield _gauge("is_leader", "1 if this node is the leader", 1 if node.is_leader() else 0)
+    if isinstance(node, ReplicatedLog):
+        pos = node.log_position()
+        yield _gauge("commit_index", "Highest log index known committed", pos.commit)
+        yield _gauge("applied_index", "Highest log index applied to the state machine", pos.applied)
+        yield _gauge("apply_lag", "Committed entries not yet applied", pos.commit - pos.applied)
+        yield _gauge("last_log_index", "Index of the last log entry", pos.last_index)
+        yield _gauge("snapshot_index", "Last index covered by the snapshot", pos.snapshot_index)
+    if isinstance(node, LeaseReads):
+        lease = node.lease_remaining()
+        yield _gauge("lease_remaining_seconds", "Leader lease left by this node's clock", lease)
+    peers = status.details.get("peers")
+    if isinstance(node, HasLeader) and isinstance(peers, dict):
+        match = GaugeMetricFamily(
+            f"{PREFIX}_peer_match_index",
+            "Leader only: highest index known replicated on a peer",
+            labels=["peer"],
+        )
+        for peer, progress in sorted(peers.items()):
+            match.add_metric([peer], progress.get("match", 0))
+        yield match
 
 
 def _runtime_metrics(runtime: NodeRuntime) -> Iterator[Metric]:

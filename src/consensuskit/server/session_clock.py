@@ -7,7 +7,8 @@ ordinary ``ClientRequest`` through the runtime, as a client write would, so ever
 protocol the server runs (Raft, Multi-Paxos, ...) carries the clock with no change.
 
 Rules this module owns:
-  * while this node says it leads (``status()["role"] == "leader"``), it submits a clock
+  * while this node is the clock writer (``node_interface.clock_writer``: the leader, or
+    in a protocol without a leader one fixed member), it submits a clock
     command as soon as it notices (polling every ``POLL`` seconds at most) and then every
     ``interval`` = session_ttl / 4, within [``MIN_INTERVAL``, ``MAX_INTERVAL``]: sessions
     expire between ttl and ttl + interval of idleness, plus the moments without a leader;
@@ -29,9 +30,11 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.client import ClientRequest
+from consensuskit.server.node_interface import clock_writer
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
 from consensuskit.statemachines.sessions import ANON_PREFIX, clock_op
 
@@ -54,6 +57,7 @@ class SessionClock:
         runtime: NodeRuntime,
         node_id: str,
         *,
+        members: Sequence[str] = (),
         session_ttl: float,
         max_sessions: int,
         timeout: float,
@@ -61,6 +65,8 @@ class SessionClock:
         if session_ttl <= 0:
             raise ValueError("a session clock needs session_ttl > 0")
         self.runtime = runtime
+        self.node_id = node_id
+        self.members = tuple(members)
         # The reserved anon. prefix: no client can send this id (http_api refuses it).
         self.epoch = f"{ANON_PREFIX}clock.{node_id}.{os.urandom(6).hex()}"
         self.ttl_ms = max(1, round(session_ttl * 1000))
@@ -83,8 +89,7 @@ class SessionClock:
                 await task
 
     def _leading(self) -> bool:
-        status = getattr(self.runtime.node, "status", None)
-        return status is not None and status().get("role") == "leader"
+        return clock_writer(self.runtime.node, self.node_id, self.members)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -15,8 +15,11 @@ Random nemesis rules:
     use it to form a majority): cut the largest minority, leader excluded, away from
     the rest; one interval later wipe a running node of the majority side (each one
     acknowledged the writes chosen meanwhile) and partition it together with the cut
-    nodes against the others.  It uses only node roles, like ``isolate-leader``; no
+    nodes against the others.  It uses only who leads, like ``isolate-leader``; no
     other wipe starts while one is under way;
+  * who leads is read through the ``HasLeader`` capability (core/capabilities.py), in
+    ``leaders`` alone; ``isolate-leader`` is a partition pattern only for a protocol
+    whose nodes have a leader at all (a scripted one isolates nobody elsewhere);
   * clock faults: skew in [-0.5, 0.5] s (a step of the node's clock), drift in
     [-1%, +1%] (small enough that lease bounds hold unless a protocol has a bug);
   * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
@@ -26,7 +29,7 @@ virtual seconds)::
 
     1.5 partition n1,n2|n3,n4,n5     # groups; unlisted nodes form one more group
     2.0 isolate n1                   # n1 alone vs everybody else
-    2.0 isolate-leader               # every node whose role is "leader" vs the rest
+    2.0 isolate-leader               # every node that says it leads vs the rest
     2.5 bridge                       # two halves sharing one node (random by sim.rng)
     2.5 ring                         # each node sees only its ring neighbours
     3.0 heal                         # clear partitions and one-way blocks
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+from consensuskit.core.capabilities import HasLeader, leader_of
 from consensuskit.sim.config import NEMESIS_KINDS
 
 if TYPE_CHECKING:
@@ -81,10 +85,22 @@ def ring_cut(order: list[str]) -> list[tuple[str, str]]:
 
 
 def leaders(sim: Simulation) -> list[str]:
+    """The nodes that say they lead (``HasLeader``), in node order; the one lookup."""
+    return leader_of((n, sim.nodes[n]) for n in sim.node_ids)
+
+
+def has_leader(sim: Simulation) -> bool:
+    """The protocol's nodes have a leader at all (judged on a live one)."""
+    return any(isinstance(node, HasLeader) for node in sim.nodes.values() if node is not None)
+
+
+def partition_patterns(n: int, with_leader: bool) -> list[str]:
+    """The partition patterns that mean something on ``n`` nodes (in
+    PARTITION_PATTERNS order): isolate-leader only where there is a leader."""
     return [
-        n
-        for n in sim.node_ids
-        if (node := sim.nodes[n]) is not None and getattr(node, "role", None) == "leader"
+        p
+        for p in PARTITION_PATTERNS
+        if (p != "bridge" or n >= 3) and (p != "ring" or n >= 4) and (p != "isolate-leader" or with_leader)
     ]
 
 
@@ -150,9 +166,7 @@ class Nemesis:
         n = len(ids)
         if n < 2:
             return
-        patterns = [p for p in PARTITION_PATTERNS if (p != "bridge" or n >= 3)]
-        patterns = [p for p in patterns if (p != "ring" or n >= 4)]
-        pattern = rng.choice(patterns)
+        pattern = rng.choice(partition_patterns(n, has_leader(sim)))
         order = ids[:]
         rng.shuffle(order)
         if pattern == "halves":

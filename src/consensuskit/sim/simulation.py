@@ -293,6 +293,18 @@ class Simulation:
     def env_of(self, node_id: str) -> SimEnv | None:
         return self._envs.get(node_id) if self.nodes[node_id] is not None else None
 
+    def armed_timers(self, node_id: str) -> list[tuple[float, str]]:
+        """(due time, key) of the node's armed timers, earliest first (for scripted
+        tests that fire timers by hand; a scan of the queue, not for hot paths)."""
+        env = self.env_of(node_id)
+        if env is None:
+            return []
+        due: dict[str, float] = {}
+        for ev in self._queue:
+            if ev[2] == TIMER and ev[3] is env and env.timer_gen.get(ev[4]) == ev[5]:
+                due[ev[4]] = ev[0]
+        return sorted((t, key) for key, t in due.items())
+
     def clock_of(self, node_id: str) -> Clock:
         """The node's clock model (skew, drift); checkers read it, faults change it."""
         return self._clocks[node_id]

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consensuskit.core.capabilities import LogPosition, NodeStatus
 from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
@@ -91,6 +92,10 @@ class Instance:
 
 
 class BasicPaxosNode:
+    """Capabilities (core/capabilities.py): ReplicatedLog only.  There is no leader (any
+    proposer takes a request; the server's session clock runs on one designated node),
+    no membership change and no lease."""
+
     protocol = "basic-paxos"
 
     def __init__(
@@ -129,6 +134,9 @@ class BasicPaxosNode:
         self.votes: dict[int, dict[Ballot, dict[str, Any]]] = {}
         self.executed = 0  # Invariant: slots 1..executed are chosen and applied in order
         self.max_known = 0
+        # The highest ballot round this node used, promised, accepted or was told of since
+        # it started (its generation in node_status).  Invariant: never decreases.
+        self.max_round = 0
         self.hole: tuple[int, float] | None = None  # (slot, since) of the oldest hole
         # Proposer.
         self.queue: deque[Any] = deque()
@@ -178,6 +186,25 @@ class BasicPaxosNode:
         return "+".join(roles) or "none"
 
     # ------------------------------------------------------------------ inspection
+    def node_status(self) -> NodeStatus:
+        return NodeStatus(
+            id=self.id,
+            role=self.role_names(),
+            leader=None,
+            generation_name="round",
+            generation=self.max_round,
+            details=self.status(),
+        )
+
+    def log_position(self) -> LogPosition:
+        # Chosen slots execute as soon as every earlier one is chosen: the executed prefix
+        # is the committed one; ``max_known`` the highest slot known chosen.
+        return LogPosition(commit=self.executed, applied=self.executed, last_index=self.max_known)
+
+    def _saw_round(self, round_: int) -> None:
+        if round_ > self.max_round:
+            self.max_round = round_
+
     def status(self) -> dict[str, Any]:
         inst = self.instance
         return {
@@ -272,6 +299,7 @@ class BasicPaxosNode:
     # ------------------------------------------------------------------ acceptor
     def _persist_acceptor(self, slot: int, rec: AcceptorState) -> None:
         self.acceptor_records[slot] = rec
+        self._saw_round(rec.promised.round)
         self.env.storage.put(acceptor_key(slot), rec)
         if self.observer is not None:
             self.observer.on_persist(self, "acceptor", slot, rec)
@@ -472,6 +500,7 @@ class BasicPaxosNode:
         used = self.env.storage.get(round_key(slot), 0)
         round_ = max(used + 1, self.seen_round.get(slot, 0) + 1, wanted, self.min_round())
         self.env.storage.put(round_key(slot), round_)
+        self._saw_round(round_)
         return Ballot(round_, self.number)
 
     def _start_round(self, inst: Instance) -> None:
@@ -521,6 +550,7 @@ class BasicPaxosNode:
     def handle_nack(self, src: str, m: Nack) -> None:
         if m.promised.round > self.seen_round.get(m.slot, 0):
             self.seen_round[m.slot] = m.promised.round
+            self._saw_round(m.promised.round)
         inst = self.instance
         if inst is None or m.slot != inst.slot or m.ballot != inst.ballot or inst.phase == BACKOFF:
             return

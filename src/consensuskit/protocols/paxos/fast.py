@@ -234,6 +234,7 @@ class FastPaxosNode(BasicPaxosNode):
         if used >= nxt.round:
             return  # this node already ran that round (or a later one) for the slot
         self.env.storage.put(round_key(slot), nxt.round)
+        self._saw_round(nxt.round)
         self.env.record(
             "recover", slot=slot, mode="coordinated", base=str(ballot), ballot=str(nxt), value=describe(value)
         )
@@ -273,4 +274,5 @@ def fast_paxos_spec() -> Any:
         make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_fast_options,
+        min_nodes=3 * FastPaxosOptions().f + 1,
     )

@@ -45,6 +45,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from consensuskit.core.capabilities import LogPosition, NodeStatus
+from consensuskit.core.capabilities import Membership as MembershipView
 from consensuskit.core.client import (
     BUSY,
     LEASE,
@@ -111,7 +113,10 @@ Config = tuple[int, tuple[str, ...]]  # (first slot it governs, members)
 
 
 class MultiPaxosNode:
-    # Membership changes the server may ask for (docs/server.md); no leadership transfer.
+    """Capabilities (core/capabilities.py): HasLeader, ReplicatedLog, MembershipChange,
+    LeaseReads; no LeaderTransfer."""
+
+    # Membership changes the server may ask for (docs/server.md).
     config_changes = SERVER_CONFIG_CHANGES
 
     def __init__(
@@ -243,9 +248,55 @@ class MultiPaxosNode:
         """True while this node would answer a lease read from its own state now."""
         return self.role == LEADER and self.ready and self.env.now() < self.lease_until
 
+    def current_leader(self) -> str | None:
+        return self.leader_id
+
+    def node_status(self) -> NodeStatus:
+        ballot = self.ballot if self.role != FOLLOWER else self.promised
+        return NodeStatus(
+            id=self.id,
+            role=self.role,
+            leader=self.leader_id,
+            generation_name="round",
+            generation=ballot.round,
+            details={
+                "term": ballot.round,  # the name the server's status used before
+                "ballot": str(ballot),
+                "promised": str(self.promised),
+                "executed": self.executed,
+                "last_slot": self.log.last,
+                "snapshot_slot": self.snapshot.last_slot if self.snapshot else 0,
+                "members": list(self.members()),
+                "ready": self.ready,
+                "rejoining": self.rejoining,
+                "peers": {p: {"executed": e, "match": e} for p, e in sorted(self.peer_executed.items())},
+            },
+        )
+
+    def log_position(self) -> LogPosition:
+        # Slots are executed as soon as they are known chosen in order: commit == applied.
+        return LogPosition(
+            commit=self.executed,
+            applied=self.executed,
+            last_index=self.log.last,
+            snapshot_index=self.snapshot.last_slot if self.snapshot else 0,
+        )
+
+    def membership(self) -> MembershipView:
+        return MembershipView(
+            # The newest decided configuration (in force alpha slots after config_index).
+            voters=tuple(self.configs[-1][1]),
+            learners=(),
+            config_index=self.config_slot,
+            config_pending=self._config_change_undecided(),
+        )
+
+    def lease_remaining(self) -> float:
+        return max(0.0, self.lease_until - self.env.now()) if self.role == LEADER else 0.0
+
     def status(self) -> dict[str, Any]:
-        """What the node says about itself; the fields the server relies on are listed
-        in docs/server.md ("What a protocol must offer the server")."""
+        """What the node says about itself (the simulator's and tests' view; the server
+        reads ``node_status()`` and the capabilities instead)."""
         ballot = self.ballot if self.role != FOLLOWER else self.promised
         return {
             "id": self.id,

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from consensuskit.core.capabilities import LogPosition, Membership, NodeStatus
 from consensuskit.core.client import (
     BUSY,
     LEASE,
@@ -102,6 +103,11 @@ SNAPSHOT_AMORTIZE_CAP = 100_000
 
 
 class RaftNode:
+    """Capabilities (core/capabilities.py): HasLeader, ReplicatedLog, MembershipChange,
+    LeaderTransfer, LeaseReads."""
+
+    config_changes = CONFIG_CHANGES
+
     def __init__(
         self,
         node_id: str,
@@ -201,6 +207,53 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self.role == LEADER
 
+    def current_leader(self) -> str | None:
+        return self.leader_id
+
+    def node_status(self) -> NodeStatus:
+        return NodeStatus(
+            id=self.id,
+            role=self.role,
+            leader=self.leader_id,
+            generation_name="term",
+            generation=self.term,
+            details={"term": self.term, "rejoining": self.rejoining, "peers": self._peer_progress()},
+        )
+
+    def log_position(self) -> LogPosition:
+        return LogPosition(
+            commit=self.commit_index,
+            applied=self.last_applied,
+            last_index=self.log.last_index,
+            snapshot_index=self.snapshot.last_index if self.snapshot else 0,
+        )
+
+    def membership(self) -> Membership:
+        return Membership(
+            voters=tuple(self.config.voters),
+            learners=tuple(self.config.learners),
+            config_index=self.config_index,
+            # A config entry takes effect when appended (§4.1): pending until committed.
+            config_pending=self.config_index > self.commit_index,
+        )
+
+    def lease_remaining(self) -> float:
+        if self.role != LEADER or not self.opts.check_quorum:
+            return 0.0
+        return max(0.0, self.lease_until - self.env.now())
+
+    def _peer_progress(self) -> dict[str, dict[str, Any]]:
+        """Leader only: what it knows of each follower's log (empty elsewhere)."""
+        return {
+            peer: {
+                "match": pr.match,
+                "next": pr.next,
+                "state": pr.state,
+                **({"rejoining": True} if pr.rejoining else {}),
+            }
+            for peer, pr in sorted(self.progress.items())
+        }
+
     def status(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -215,16 +268,7 @@ class RaftNode:
             "learners": list(self.config.learners),
             "config_index": self.config_index,
             "rejoining": self.rejoining,
-            # Leader only: what it knows of each follower's log (empty elsewhere).
-            "peers": {
-                peer: {
-                    "match": pr.match,
-                    "next": pr.next,
-                    "state": pr.state,
-                    **({"rejoining": True} if pr.rejoining else {}),
-                }
-                for peer, pr in sorted(self.progress.items())
-            },
+            "peers": self._peer_progress(),
         }
 
     # ------------------------------------------------------------------ inputs
