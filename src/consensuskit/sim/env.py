@@ -79,6 +79,7 @@ class SimEnv(Driver):
         "storage",
         "sync_batch",
         "sync_depth",
+        "syncs",
         "timer_gen",
     )
 
@@ -108,6 +109,7 @@ class SimEnv(Driver):
         # depth of the input whose batch started it (on_durable runs at that depth).
         self.sync_batch: Journal = []
         self.sync_depth = 0
+        self.syncs = 0  # completed syncs of this incarnation (checkers poll on a change)
         # Batched runtime: inputs handled in the open batch (0: no batch open).
         self.batch_inputs = 0
         self.durable_input: Any = None  # the node's on_durable, if it has one

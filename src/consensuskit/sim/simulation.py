@@ -574,6 +574,7 @@ class Simulation:
             return
         batch = env.sync_batch
         env.storage.finish_sync(batch)
+        env.syncs += 1
         self._trace_append((self.now, "sync", node_id, len(batch)))
         env.sync_batch = []
         env.advance()
