@@ -74,6 +74,7 @@ class SimEnv(Driver):
         "durable_input",
         "incarnation",
         "node_id",
+        "recs",
         "rng",
         "sim",
         "storage",
@@ -113,6 +114,9 @@ class SimEnv(Driver):
         # Batched runtime: inputs handled in the open batch (0: no batch open).
         self.batch_inputs = 0
         self.durable_input: Any = None  # the node's on_durable, if it has one
+        # Protocol records so far: the simulator checks a batch's end or a durability
+        # report when they recorded something (their inputs are checked one by one).
+        self.recs = 0
 
     def now(self) -> float:
         c = self.clock
@@ -138,6 +142,7 @@ class SimEnv(Driver):
             self.timer_gen[key] = gen + 1
 
     def record(self, kind: str, **fields: Any) -> None:
+        self.recs += 1
         if kind == "learned":
             fields["delays"] = self.depth
             self.sim._note_learned(fields, self.depth)

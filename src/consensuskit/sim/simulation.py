@@ -87,14 +87,6 @@ def _link_params(net: NetworkConfig, overrides: dict[str, float] | None = None) 
     )
 
 
-def _recorded(buf: list[tuple[Any, ...]], n: int) -> bool:
-    """A protocol record ("rec") among the trace records from ``n`` on."""
-    for i in range(n, len(buf)):  # noqa: SIM110 (a loop: no generator frame)
-        if buf[i][1] == "rec":
-            return True
-    return False
-
-
 @functools.cache
 def _lognormal_factors(sigma: float) -> tuple[float, ...]:
     """256 equally likely sync-time factors: the quantiles of a log-normal distribution
@@ -374,9 +366,9 @@ class Simulation:
                                     heappush(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
-                                    n = len(buf)
+                                    n = env.recs
                                     env.end_batch()
-                                    if after_step is not None and len(buf) != n and _recorded(buf, n):
+                                    if after_step is not None and env.recs != n:
                                         after_step(self, dst)
                         else:
                             if env.outbox or env.storage.journal:
@@ -409,9 +401,9 @@ class Simulation:
                                     heappush(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
-                                    n = len(buf)
+                                    n = env.recs
                                     env.end_batch()
-                                    if after_step is not None and len(buf) != n and _recorded(buf, n):
+                                    if after_step is not None and env.recs != n:
                                         after_step(self, node_id)
                         else:
                             if env.outbox or env.storage.journal:
@@ -430,12 +422,12 @@ class Simulation:
                         if env.batch_inputs > 1:  # a lone input's batch shows in its sends
                             record((now, "batch", node_id, env.batch_inputs))
                         env.batch_inputs = 0
-                        n = len(buf)
+                        n = env.recs
                         env.end_batch()
                         # Checked when the batch's end changed what the protocol records
                         # (its inputs were checked one by one already; a silent change is
                         # seen by the next check).
-                        if after_step is not None and len(buf) != n and _recorded(buf, n):
+                        if after_step is not None and env.recs != n:
                             after_step(self, node_id)
                 else:
                     dispatch(ev)
@@ -591,24 +583,22 @@ class Simulation:
         if env.batch_inputs > 1:
             self._trace_append((self.now, "batch", node_id, env.batch_inputs))
         env.batch_inputs = 0
-        buf = self.trace._buf
-        n = len(buf)
+        n = env.recs
         env.end_batch()
-        if self._after_step is not None and len(buf) != n and _recorded(buf, n):
+        if self._after_step is not None and env.recs != n:
             self._after_step(self, node_id)
 
     def _durable(self, env: SimEnv, position: int) -> None:
         """After a sync: the node's on_durable, an input like any other (checked when it
         changed what the protocol records, e.g. a commit)."""
-        buf = self.trace._buf
-        n = len(buf)
+        n = env.recs
         env.depth = env.sync_depth
         env.durable_input(position)
         if env.batch_inputs:
             env.batch_inputs += 1  # joins the open batch
         elif env.batch_end is not None or env.outbox or env.disk.dirty:
             env.end_batch()  # a batch of its own, at once (the server's next drain)
-        if self._after_step is not None and len(buf) != n and _recorded(buf, n):
+        if self._after_step is not None and env.recs != n:
             self._after_step(self, env.node_id)
 
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
