@@ -18,7 +18,9 @@ Rules this module owns:
     inputs reaching the node meanwhile share it; at its end ``on_batch_end`` runs and
     ``send_early`` messages leave; a sync takes ``fsync_latency`` times a seeded
     log-normal factor.  In both, after each sync the node's ``on_durable(position)``
-    runs as an input (joining an open batch, else a batch of its own);
+    runs as an input (joining an open batch, else a batch of its own).  Invariants are
+    checked after every input, and after a batch's end or a durability report when it
+    made a protocol record (a silent change is seen by the next check);
   * a paused node handles nothing: events addressed to it are deferred and replayed in
     order when it resumes;
   * a wipe is a crash that also loses the durable storage: the node restarts at once from
