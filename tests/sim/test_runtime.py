@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from consensuskit.core.client import ClientRequest, Op
-from consensuskit.sim import NetworkConfig, SimConfig, Simulation
-from consensuskit.sim.env import BatchedSimEnv, SimEnv
+from consensuskit.sim import InvariantViolation, NetworkConfig, SimConfig, Simulation
+from consensuskit.sim.env import SYNC, BatchedSimEnv, SimEnv
 
 from .toy import Note, echo_sim
 
@@ -178,3 +178,57 @@ def test_a_batch_cut_short_by_a_crash_sends_nothing():
     sim.crash(leader)
     sim.run_for(0.05)
     assert appends_after(sim, leader, t0) == []
+
+
+class SlowDiskEnv(BatchedSimEnv):
+    """A node whose fsync takes 20 ms (its followers' take the usual time)."""
+
+    __slots__ = ()
+
+    def run_sync(self, writes: Any) -> None:
+        self.sync_batch = writes
+        self.sync_depth = self.depth
+        self.sim.schedule(self.sim.now + 0.02, self._synced, "slow fsync")
+
+    def _synced(self) -> None:
+        if not self.dead:
+            self.sim._on_sync((self.sim.now, 0, SYNC, self))
+
+
+def lose_an_entry_the_leader_counted_before_its_fsync(count_unsynced_self: bool) -> Simulation:
+    """The leader's disk is slow; one follower acknowledges the new entry while the
+    leader's fsync runs, and the leader crashes before it completes.  Then the nodes
+    without the entry (the restarted leader and the other follower) elect a leader."""
+    sim = raft("batched", network=NetworkConfig(latency_min=0.001, latency_max=0.001, fsync_sigma=0.0))
+    leader = lead(sim)
+    near, far = (n for n in sim.node_ids if n != leader)
+    env = sim.env_of(leader)
+    env.__class__ = SlowDiskEnv
+    if count_unsynced_self:
+        sim.nodes[leader].reports_durable = False  # what a count-self-before-durable bug does
+    sim.block(leader, far)
+    put(sim, leader, "x", 1, seq=1)
+    try:
+        sim.run_for(0.01)  # the near follower's ack is back; the leader's fsync is not done
+        node = sim.nodes[leader]
+        assert node.commit_index == (node.log.last_index if count_unsynced_self else 1)
+        sim.crash(leader)
+        sim.partition([[near], [leader, far]])
+        sim.restart(leader)
+        sim.run_for(2.0)
+        sim.heal()
+        sim.run_for(2.0)
+    except InvariantViolation:
+        pass  # recorded in sim.violations
+    return sim
+
+
+def test_the_batched_runtime_reaches_a_leader_that_counts_its_unsynced_entries():
+    """Early replication plus durable-prefix counting run under the invariants: the
+    correct leader survives the crash above, and one that counts its own unsynced log
+    (the control) commits an entry a majority never held, which the checker catches."""
+    safe = lose_an_entry_the_leader_counted_before_its_fsync(count_unsynced_self=False)
+    assert not safe.violations
+    assert any(n.log.last_index >= 2 and n.role == "leader" for n in safe.nodes.values() if n is not None)
+    broken = lose_an_entry_the_leader_counted_before_its_fsync(count_unsynced_self=True)
+    assert [v.name for v in broken.violations] == ["leader-completeness"]
