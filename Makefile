@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test sweep bench lint clean
+.PHONY: demo test sweep bench lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP_RUN)
 	$(BIN)/python benchmarks/check_speed.py
 	$(BIN)/python benchmarks/raft_vs_multipaxos.py
 	$(BIN)/python benchmarks/wal_fsync.py
+
+# The protocol tables of README.md, docs/architecture.md and the protocol READMEs, from the catalog.
+docs: $(STAMP_RUN)
+	$(BIN)/python -m consensuskit.catalog_docs --write
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks

@@ -26,10 +26,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.client import Op
 from consensuskit.core.registry import Registry
-from consensuskit.protocols.paxos import multipaxos_spec
-from consensuskit.protocols.raft import raft_spec
 from consensuskit.sim import SimConfig, Simulation
 
 CLIENT_TYPES = ("ClientRequest", "ClientResponse")
@@ -43,10 +42,8 @@ READ_PATHS = {"raft": ("read-index", "lease"), "multipaxos": ("lease", "quorum")
 
 
 def registry() -> Registry:
-    reg = Registry()
-    reg.add(raft_spec())
-    reg.add(multipaxos_spec())
-    return reg
+    """The catalog's (every spec with its invariant checker wired)."""
+    return default_registry()
 
 
 class Counting:

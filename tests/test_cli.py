@@ -95,6 +95,9 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--nemesis", "partition,meteor"], "reorder"),
         (["sim", "raft", "--bug", "no-such-bug"], "vote-twice"),
         (["sweep", "raft", "--bug", "no-such-bug"], "vote-twice"),
+        (["sim", "raft", "--service", "no-such-service"], "valid: kv"),
+        (["sweep", "multipaxos", "--service", "no-such-service"], "valid: kv"),
+        (["check", "no-file.jsonl", "--service", "no-such-service"], "valid: kv"),
         (["sim", "raft", "--nodes", "0"], "--nodes"),
         (["sim", "raft", "--nodes", "-3"], "--nodes"),
         (["sim", "raft", "--duration", "-1"], "--duration"),
@@ -104,6 +107,9 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--frobnicate"], "--nemesis"),
         (["frobnicate"], "scenario"),
         (["scenario", "run", "raft-election", "--heartbeats", "some"], "collapse"),
+        (["scenario", "list", "--protocol", "zab"], "multipaxos"),
+        (["sweep", "raft", "--seeds", "1", "--dask", "local:0"], "local:N"),
+        (["sweep", "raft", "--seeds", "1", "--dask", "local:many"], "local:N"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -143,6 +149,33 @@ def test_sim_and_sweep_take_a_runtime(capsys: pytest.CaptureFixture[str], runtim
                        "--no-progress", *args, "--json")
     doc = json.loads(out)
     assert doc["runtime"] == runtime and doc["runtimes"] == {runtime: 2} and code == 0
+
+
+def test_a_dask_sweep_without_the_extra_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "distributed" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    code, out, err = run(capsys, "sweep", "raft", "--seeds", "1", "--dask", "local:1")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "pip install 'consensuskit[dask]'" in err
+
+
+def test_scenario_list_reads_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    from consensuskit.catalog import default_catalog
+
+    code, out, _ = run(capsys, "scenario", "list", "--json")
+    assert code == 0
+    assert [s["id"] for s in json.loads(out)] == list(default_catalog().scenarios())
+    code, out, _ = run(capsys, "scenario", "list", "--json", "--protocol", "fast-paxos")
+    listed = json.loads(out)
+    assert code == 0 and listed and {s["protocol"] for s in listed} == {"fast-paxos"}
 
 
 def test_sweep_failures_name_seed_and_reproduce(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -191,13 +224,13 @@ def test_options_only_the_nodes_can_judge_are_bad_input(capsys):
 
 
 def test_demo_runs_every_scenario_and_both_faulty_runs(capsys):
+    from consensuskit.catalog import default_catalog
     from consensuskit.cli import main
-    from consensuskit.scenarios import all_scenarios
 
     with pytest.raises(SystemExit) as exc:
         main(["demo"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and "demo passed" in out
-    for scenario_id in all_scenarios():
+    for scenario_id in default_catalog().scenarios():
         assert f"scenario {scenario_id}" in out
     assert "raft: 5 nodes" in out and "multipaxos: 5 nodes" in out

@@ -8,7 +8,7 @@ import pytest
 
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sim.config import NetworkConfig
-from consensuskit.sweep import reproduce_command, run_seed, run_sweep
+from consensuskit.sweep import DaskUnavailable, parse_dask_address, reproduce_command, run_seed, run_sweep
 
 BASE = SimConfig(
     node_ids=("n1", "n2", "n3"), duration=1.0, settle=1.0, clients=2, nemesis=NEMESIS_KINDS
@@ -91,3 +91,46 @@ def test_without_clients_neither_rule_applies() -> None:
     result = run_sweep(cfg, [0], workers=1, progress=False)
     assert result.outcomes[0].ok
     assert (result.checker_timeouts, result.seeds_without_ops) == (0, 0)
+
+
+def test_a_local_dask_cluster_gives_the_local_pools_results() -> None:
+    """`--dask local:2`: same passed count, events, failures and digests as the local pool
+    for the same seeds (some of which fail, so failures are compared too)."""
+    pytest.importorskip("distributed")
+    cfg = dataclasses.replace(BASE, clients=0, nemesis=(), bugs=frozenset({"vote-twice"}))
+    seeds = range(8)
+    local = run_sweep(cfg, seeds, workers=1, progress=False)
+    on_dask = run_sweep(cfg, seeds, workers=1, progress=False, dask="local:2")
+    assert 0 < local.passed < len(seeds)  # both kinds of seed are compared
+    assert on_dask.engine == "dask local:2" and on_dask.workers == 2
+    volatile = ("wall_seconds", "workers", "engine")
+    assert {k: v for k, v in on_dask.to_json().items() if k not in volatile} == {
+        k: v for k, v in local.to_json().items() if k not in volatile
+    }
+    assert [(o.seed, o.ok, o.reason, o.events, o.trace_sha256) for o in on_dask.outcomes] == [
+        (o.seed, o.ok, o.reason, o.events, o.trace_sha256) for o in local.outcomes
+    ]
+
+
+@pytest.mark.parametrize("address", ["local:", "local:0", "local:two", ""])
+def test_a_malformed_dask_address_is_refused(address: str) -> None:
+    with pytest.raises(ValueError, match=r"local:N|address"):
+        parse_dask_address(address)
+
+
+def test_dask_addresses() -> None:
+    assert parse_dask_address("local:3") == 3
+    assert parse_dask_address("tcp://10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+
+
+def test_without_the_dask_extra_a_dask_sweep_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "distributed" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(DaskUnavailable, match=r"consensuskit\[dask\]"):
+        run_sweep(BASE, [0], workers=1, progress=False, dask="local:1")

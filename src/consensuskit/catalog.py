@@ -1,22 +1,298 @@
-"""The protocols this build ships, by name.
+"""The composition root: every protocol and service this build ships, with its checker
+and scenarios.
 
-The one module that names every protocol: core/ defines what a protocol offers
-(``core.registry.ProtocolSpec``) and knows none of them; the simulator, the server and the
-CLI take a ``Registry`` and default to this one.
+Rules this module owns:
+  * it is the one module that names every protocol; it sits above every layer (core,
+    protocols, check, sim, scenarios, server) and nothing below reads its lists except
+    through ``default_registry()`` / ``default_catalog()``;
+  * a protocol's invariant checker lives in ``check/`` and is wired to its ``ProtocolSpec``
+    here (``Catalog.add_protocol(checker=...)``): protocols never import ``check/``;
+  * scenarios are registered per protocol here; ``consensuskit scenario list/run``, the
+    demo and the docs' protocol tables read them from the catalog, in registration order;
+  * scenario modules (which import ``sim/``) are imported when asked for, never when the
+    catalog is built: ``sim/`` and ``server/`` import the catalog for their default
+    registry, and an eager import would close a cycle (tests/core/test_layers.py holds
+    it); checkers are imported when a simulation builds one, so the catalog stays cheap;
+  * no global state: each ``default_catalog()`` call builds a fresh ``Catalog``; a caller
+    that wants more protocols (a test's toy, a plug-in) builds its own and adds to it;
+  * services (core/service.py) are registered here too (``add_service``) and travel in
+    the ``Registry`` the simulator and the server get; a registry without any (a test's)
+    borrows the built-in ones (``service_for``).
+
+Plug-in point: when the environment variable ``CONSENSUSKIT_CATALOG`` names a
+``module:function``, ``default_catalog()`` / ``default_registry()`` use what that function
+returns: a ``Catalog`` (it may start from ``builtin_catalog()`` and add protocols with
+their checkers and scenarios, and services) or a bare ``Registry``.  Subprocesses inherit it, so a
+sweep's workers and a server started by ``consensuskit up`` see the same catalog as the
+command that started them.
 """
 
 from __future__ import annotations
 
-from consensuskit.core.registry import Registry
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.services.kv import kv_service
+
+if TYPE_CHECKING:
+    from consensuskit.scenarios.base import Scenario
+
+CATALOG_ENV = "CONSENSUSKIT_CATALOG"
+
+CheckerFactory = Callable[[frozenset[str]], Any]
+ScenarioLoader = Callable[[], Sequence["Scenario"]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolEntry:
+    """One protocol as the catalog lists it."""
+
+    spec: ProtocolSpec  # make_checker already wired to the checker in check/
+    family: str  # the package under protocols/ ("raft", "paxos")
+    readme: str  # the protocol's README, relative to the repository root
+    checker: str  # the check/ module holding its invariants (docs)
+    scenarios: ScenarioLoader | None = None
+    demo: bool = False  # `consensuskit demo` runs it on 5 nodes with every fault
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Catalog:
+    """Protocols (with checkers and scenarios) by name, in registration order."""
+
+    def __init__(self) -> None:
+        self._protocols: dict[str, ProtocolEntry] = {}
+        self._services: dict[str, ServiceSpec] = {}
+
+    def add_service(self, spec: ServiceSpec) -> ServiceSpec:
+        if spec.name in self._services:
+            raise ValueError(f"service {spec.name!r} registered twice")
+        self._services[spec.name] = spec
+        return spec
+
+    def services(self) -> list[ServiceSpec]:
+        return list(self._services.values())
+
+    # ------------------------------------------------------------------ building
+    def add_protocol(
+        self,
+        spec: ProtocolSpec,
+        *,
+        family: str,
+        readme: str = "",
+        checker: CheckerFactory | None = None,
+        checker_module: str = "",
+        scenarios: ScenarioLoader | None = None,
+        demo: bool = False,
+    ) -> ProtocolEntry:
+        if spec.name in self._protocols:
+            raise ValueError(f"protocol {spec.name!r} registered twice")
+        if checker is not None:
+            spec = dataclasses.replace(spec, make_checker=checker)
+        entry = ProtocolEntry(
+            spec=spec, family=family, readme=readme, checker=checker_module, scenarios=scenarios, demo=demo
+        )
+        self._protocols[spec.name] = entry
+        return entry
+
+    # ------------------------------------------------------------------ protocols
+    def protocols(self) -> list[ProtocolEntry]:
+        return list(self._protocols.values())
+
+    def protocol(self, name: str) -> ProtocolEntry:
+        try:
+            return self._protocols[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown protocol {name!r}; valid: {', '.join(sorted(self._protocols))}"
+            ) from None
+
+    def registry(self) -> Registry:
+        """The specs the simulator and the server run by name."""
+        registry = Registry()
+        for entry in self._protocols.values():
+            registry.add(entry.spec)
+        for service in self._services.values():
+            registry.add_service(service)
+        return registry
+
+    def demo_protocols(self) -> list[str]:
+        return [e.name for e in self._protocols.values() if e.demo]
+
+    # ------------------------------------------------------------------ scenarios
+    def scenarios(self, protocol: str | None = None) -> dict[str, Scenario]:
+        """Every scenario by id (of one protocol if given), protocols in registration order.
+
+        Raises ValueError when a loader hands back a scenario of another protocol or an id
+        that is already taken: a scenario belongs to exactly one catalog entry.
+        """
+        entries = [self.protocol(protocol)] if protocol is not None else self.protocols()
+        found: dict[str, Scenario] = {}
+        for entry in entries:
+            for scenario in entry.scenarios() if entry.scenarios else ():
+                if scenario.protocol != entry.name:
+                    raise ValueError(
+                        f"scenario {scenario.id!r} runs {scenario.protocol!r} but is registered "
+                        f"under {entry.name!r}"
+                    )
+                if scenario.id in found:
+                    raise ValueError(f"scenario {scenario.id!r} registered twice")
+                found[scenario.id] = scenario
+        return found
+
+    def scenario(self, scenario_id: str) -> Scenario:
+        scenarios = self.scenarios()
+        try:
+            return scenarios[scenario_id]
+        except KeyError:
+            raise KeyError(f"unknown scenario {scenario_id!r}; valid: {', '.join(scenarios)}") from None
+
+
+# ---------------------------------------------------------------------- checkers
+# Imported when a simulation asks for one: check/ imports the protocols' public names.
+def _raft_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.raft import RaftChecker
+
+    return RaftChecker(bugs)
+
+
+def _multipaxos_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.multipaxos import MultiPaxosChecker
+
+    return MultiPaxosChecker()
+
+
+def _paxos_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.paxos import PaxosChecker
+
+    return PaxosChecker()
+
+
+# --------------------------------------------------------------------- scenarios
+def _scenarios_of(module: str) -> ScenarioLoader:
+    def load() -> Sequence[Scenario]:
+        return importlib.import_module(f"consensuskit.scenarios.{module}").SCENARIOS
+
+    return load
+
+
+# ---------------------------------------------------------------------- the build
+def builtin_catalog() -> Catalog:
+    """Every protocol this build ships, in the order of SCENARIOS.md (Paxos first)."""
+    catalog = Catalog()
+    paxos_readme = "src/consensuskit/protocols/paxos/README.md"
+    catalog.add_protocol(
+        basic_paxos_spec(),
+        family="paxos",
+        readme=paxos_readme,
+        checker=_paxos_checker,
+        checker_module="check/paxos.py",
+        scenarios=_scenarios_of("paxos"),
+    )
+    catalog.add_protocol(
+        fast_paxos_spec(),
+        family="paxos",
+        readme=paxos_readme,
+        checker=_paxos_checker,
+        checker_module="check/paxos.py",
+        scenarios=_scenarios_of("fastpaxos"),
+    )
+    catalog.add_protocol(
+        multipaxos_spec(),
+        family="paxos",
+        readme=paxos_readme,
+        checker=_multipaxos_checker,
+        checker_module="check/multipaxos.py",
+        scenarios=_scenarios_of("multipaxos"),
+        demo=True,
+    )
+    catalog.add_protocol(
+        raft_spec(),
+        family="raft",
+        readme="src/consensuskit/protocols/raft/README.md",
+        checker=_raft_checker,
+        checker_module="check/raft.py",
+        scenarios=_scenarios_of("raft"),
+        demo=True,
+    )
+    add_services(catalog)
+    return catalog
+
+
+def add_services(catalog: Catalog | Registry) -> None:
+    """Register the services this build ships."""
+    catalog.add_service(kv_service())
+
+
+def builtin_registry() -> Registry:
+    """Every protocol this build ships, as the simulator and the server run them."""
+    return builtin_catalog().registry()
+
+
+def _plugin() -> Catalog | Registry | None:
+    """What ``CONSENSUSKIT_CATALOG=module:function`` builds, or None when it is unset."""
+    reference = os.environ.get(CATALOG_ENV)
+    if not reference:
+        return None
+    module, _, function = reference.partition(":")
+    if not module or not function:
+        raise ValueError(f"{CATALOG_ENV}: expected MODULE:FUNCTION, got {reference!r}")
+    made = getattr(importlib.import_module(module), function)()
+    if not isinstance(made, Catalog | Registry):
+        kind = type(made).__name__
+        raise TypeError(f"{CATALOG_ENV}={reference} returned {kind}, not a Catalog or Registry")
+    return made
+
+
+def default_catalog() -> Catalog:
+    """The built-in catalog, or the plug-in's (see the module docstring); a plug-in's bare
+    Registry becomes a catalog of its protocols without scenarios."""
+    made = _plugin()
+    if made is None:
+        return builtin_catalog()
+    if isinstance(made, Catalog):
+        return made
+    catalog = Catalog()
+    for name in made.names():
+        spec = made.get(name)
+        catalog.add_protocol(spec, family=spec.make_node.__module__.split(".")[-1])
+    for name in made.services.names():
+        catalog.add_service(made.service(name))
+    return catalog
 
 
 def default_registry() -> Registry:
-    """Every protocol this build ships."""
-    registry = Registry()
-    registry.add(raft_spec())
-    registry.add(multipaxos_spec())
-    registry.add(basic_paxos_spec())
-    registry.add(fast_paxos_spec())
-    return registry
+    """What the simulator and the server run by name: the built-in protocols, or the
+    plug-in's (a plug-in's Registry as it is)."""
+    made = _plugin()
+    if isinstance(made, Registry):
+        return made
+    return (made or builtin_catalog()).registry()
+
+
+def service_for(registry: Registry, protocol: ProtocolSpec, name: str | None = None) -> ServiceSpec:
+    """The service ``protocol`` runs (``name`` or its default).  A registry built with
+    protocols only (as tests do) borrows the built-in services.  KeyError naming the
+    valid choices for an unknown service or one the protocol cannot serve."""
+    if not registry.services:
+        borrowed = Registry()
+        add_services(borrowed)
+        return borrowed.service_for(protocol, name)
+    return registry.service_for(protocol, name)
+
+
+def service_names(registry: Registry | None = None) -> list[str]:
+    registry = registry or default_registry()
+    if not registry.services:
+        registry = builtin_registry()
+    return registry.services.names()

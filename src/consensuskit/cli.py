@@ -8,7 +8,9 @@ Rules this module owns:
   * ``--json`` prints exactly one JSON document on stdout; progress and colour go to
     stderr or stay off, so the output can be piped;
   * no logic lives here that a test or sweep would need: simulations come from
-    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``.
+    ``consensuskit.sim``, sweeps from ``consensuskit.sweep``, pictures from ``viz``;
+  * every list of protocols and scenarios (choices, help, the demo) comes from the
+    catalog (``consensuskit.catalog``); nothing here names a protocol.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import builtin_registry, default_catalog, default_registry, service_for
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
+from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
+    DaskUnavailable,
+    check_dask_installed,
     default_workers,
+    parse_dask_address,
     reproduce_command,
     run_sweep,
     save_failure_traces,
@@ -65,6 +71,10 @@ def parse_nemesis(text: str) -> tuple[str, ...]:
     return tuple(k for k in NEMESIS_KINDS if k in items)
 
 
+def protocol_help() -> str:
+    return f"Protocol: {', '.join(default_registry().names())}."
+
+
 def check_protocol(protocol: str) -> None:
     names = default_registry().names()
     if protocol not in names:
@@ -79,6 +89,18 @@ def check_runtime(runtime: str) -> str:
             f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}", param_hint="'--runtime'"
         )
     return runtime
+
+
+def check_service(protocol: str, service: str | None) -> str | None:
+    """``service`` if ``protocol`` can serve it (None: the protocol's default)."""
+    if service is None:
+        return None
+    registry = default_registry()
+    try:
+        service_for(registry, registry.get(protocol), service)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="'--service'") from None
+    return service
 
 
 def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
@@ -121,6 +143,7 @@ def build_config(
     nemesis: str,
     bugs: list[str] | None,
     options: list[str] | None = None,
+    service: str | None = None,
     runtime: str = "random",
 ) -> SimConfig:
     check_protocol(protocol)
@@ -128,6 +151,7 @@ def build_config(
         runtime=check_runtime(runtime),
         options=parse_options(protocol, options),
         protocol=protocol,
+        service=check_service(protocol, service),
         node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
         seed=seed,
         duration=duration,
@@ -147,6 +171,37 @@ def build_simulation(config: SimConfig) -> Simulation:
         raise typer.Exit(2) from None
 
 
+def _service_model(service: str | None, model: str | None, fmt: str) -> Any:
+    """The model ``check --service`` names: a model name, a model object, or None."""
+    if service is None:
+        return None
+    if model is not None or fmt != "consensuskit":
+        raise typer.BadParameter(
+            "give --service alone (a consensuskit history, no --model)", param_hint="--service"
+        )
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    try:
+        spec = services.get(service)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--service") from None
+    if spec.model is None:
+        raise typer.BadParameter(f"service {service!r} has no linearizability model", param_hint="--service")
+    return spec.model if isinstance(spec.model, str) else spec.model()
+
+
+def _model_of(result: Any) -> Any:
+    """The linearizability model the run's service checks its history with."""
+    from consensuskit.check.linearizability import get_model
+
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    model = services.get(result.service).model if result.service in services else None
+    if model is None:
+        return get_model("kv")
+    return get_model(model) if isinstance(model, str) else model()
+
+
 def _console() -> Console:
     return Console(highlight=False)
 
@@ -160,11 +215,12 @@ def _timeline_width(console: Console) -> int | None:
 @scenario_app.command("list")
 def scenario_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    protocol: Annotated[str | None, typer.Option(help="Only this protocol's scenarios.")] = None,
 ) -> None:
-    """List the seed scenarios."""
-    from consensuskit.scenarios import all_scenarios
-
-    scenarios = list(all_scenarios().values())
+    """List the seed scenarios (the catalog's, protocol by protocol)."""
+    if protocol is not None:
+        check_protocol(protocol)
+    scenarios = list(default_catalog().scenarios(protocol).values())
     if as_json:
         print(
             json.dumps([{"id": s.id, "protocol": s.protocol, "title": s.title} for s in scenarios], indent=2)
@@ -195,10 +251,10 @@ def run_one_scenario(
     bugs: list[str] | None = None,
 ) -> bool:
     """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
-    from consensuskit.scenarios import get_scenario, run_scenario
+    from consensuskit.scenarios import run_scenario
 
     try:
-        scenario = get_scenario(scenario_id)
+        scenario = default_catalog().scenario(scenario_id)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="'ID'") from None
     options = {"bugs": sorted(check_bugs(scenario.protocol, bugs))} if bugs else {}
@@ -303,11 +359,8 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
     if result.linearizable is False:
         console.print("[bold red]the client history is not linearizable[/]")
         if result.linearizability is not None:
-            from consensuskit.check.linearizability import get_model
-
-            console.print(
-                result.linearizability.explain(get_model("kv")), markup=False, highlight=False, soft_wrap=True
-            )
+            explained = result.linearizability.explain(_model_of(result))
+            console.print(explained, markup=False, highlight=False, soft_wrap=True)
     verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
     console.print(verdict)
 
@@ -319,6 +372,9 @@ NemesisOpt = Annotated[
     str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
 ]
 BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
+ServiceOpt = Annotated[
+    str | None, typer.Option(help="Service the clients use (default: the protocol's, kv for a log).")
+]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
@@ -334,7 +390,7 @@ RuntimeOpt = Annotated[
 
 @app.command("sim")
 def sim_cmd(
-    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    protocol: Annotated[str, typer.Argument(help=protocol_help())],
     nodes: NodesOpt = 5,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
     duration: DurationOpt = 10.0,
@@ -342,6 +398,7 @@ def sim_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    service: ServiceOpt = None,
     runtime: RuntimeOpt = "random",
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
@@ -349,7 +406,7 @@ def sim_cmd(
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, runtime)
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, service, runtime)
     config.trace_path = trace
     config.history_path = history
     sim = build_simulation(config)
@@ -378,7 +435,7 @@ def sim_cmd(
 # --------------------------------------------------------------------- sweep
 @app.command("sweep")
 def sweep_cmd(
-    protocol: Annotated[str, typer.Argument(help="Protocol name, e.g. raft.")],
+    protocol: Annotated[str, typer.Argument(help=protocol_help())],
     seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run.")] = 100,
     first_seed: Annotated[int, typer.Option(help="First seed; seeds run S0..S0+K-1.")] = 0,
     nodes: NodesOpt = 5,
@@ -387,6 +444,7 @@ def sweep_cmd(
     nemesis: NemesisOpt = "none",
     bug: BugOpt = None,
     option: OptionOpt = None,
+    service: ServiceOpt = None,
     runtime: RuntimeOpt = "random",
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
@@ -394,11 +452,38 @@ def sweep_cmd(
         str | None, typer.Option(help="Re-run failing seeds writing DIR/seed-S.jsonl traces.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the seeds on a Dask cluster: its scheduler (tcp://HOST:8786), or local:N for "
+            "a local cluster of N worker processes (needs consensuskit[dask]).",
+        ),
+    ] = None,
 ) -> None:
-    """Run K seeds on all cores; exit 0 when every seed passed."""
-    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option, runtime)
+    """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed."""
+    config = build_config(
+        protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service, runtime
+    )
+    if dask is not None:
+        try:
+            parse_dask_address(dask)
+            check_dask_installed()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--dask'") from None
+        except DaskUnavailable as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
     build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
-    result = run_sweep(config, range(first_seed, first_seed + seeds), workers or default_workers(), progress)
+    seed_range = range(first_seed, first_seed + seeds)
+    try:
+        result = run_sweep(config, seed_range, workers or default_workers(), progress, dask=dask)
+    except OSError as exc:  # the scheduler cannot be reached (connection refused, timed out)
+        if dask is None:
+            raise
+        reason = " ".join(str(exc).split())
+        print(f"Error: cannot reach the Dask scheduler at {dask}: {reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
     failures = result.failures
     saved: dict[int, tuple[Path, str]] = {}
     if save_failures and failures:
@@ -417,7 +502,8 @@ def sweep_cmd(
         rate = f"{result.events / wall:,.0f} events/s overall" if wall > 0 else ""
         console.print(
             f"{result.passed}/{len(result.outcomes)} seeds passed, {result.events:,} events in "
-            f"{result.wall_seconds:.2f} s on {result.workers} worker(s) ({rate})"
+            f"{result.wall_seconds:.2f} s on {result.workers} worker(s)"
+            f"{'' if result.engine == 'local' else f' of {result.engine}'} ({rate})"
         )
         if result.checker_timeouts or result.seeds_without_ops:
             console.print(
@@ -440,16 +526,15 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the scenarios and the simulation.")] = 0,
     duration: DurationOpt = 10.0,
 ) -> None:
-    """Every seed scenario (Paxos, Fast Paxos, Multi-Paxos, Raft) with its timeline, then
-    5-node Raft and Multi-Paxos runs with all faults, invariants and linearizability checked."""
-    from consensuskit.scenarios import all_scenarios
-
+    """Every seed scenario of the catalog with its timeline, then 5-node runs with all
+    faults, invariants and linearizability checked, of the catalog's demo protocols."""
+    catalog = default_catalog()
     console = _console()
     ok = True
-    for scenario in all_scenarios().values():
+    for scenario in catalog.scenarios().values():
         console.rule(f"[bold]scenario {scenario.id}")
         ok = run_one_scenario(scenario.id, seed, True, None, False, console=console) and ok
-    for protocol in ("raft", "multipaxos"):
+    for protocol in catalog.demo_protocols():
         console.rule(f"[bold]{protocol}: 5 nodes, 3 clients, all faults")
         config = build_config(protocol, 5, seed, duration, 3, "all", None)
         console.print(f"[dim]{reproduce_command(config, seed)}[/]", soft_wrap=True)
@@ -479,6 +564,9 @@ def check_cmd(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON only.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write a page showing the history here.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Check with this service's model (a consensuskit history).")
+    ] = None,
 ) -> None:
     """Check a history for linearizability: exit 0 linearizable, 1 not, 2 unknown or bad input."""
     from consensuskit.check.linearizability import (
@@ -496,17 +584,24 @@ def check_cmd(
         raise typer.BadParameter(
             f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}", param_hint="--format"
         )
-    name = model or DEFAULT_MODEL[fmt]
-    if name not in MODEL_NAMES:
+    own_model = _service_model(service, model, fmt)
+    name = model or (own_model if isinstance(own_model, str) else None) or DEFAULT_MODEL[fmt]
+    if own_model is None and name not in MODEL_NAMES:
         raise typer.BadParameter(
             f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}", param_hint="--model"
         )
     if not file.is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
-    the_model = model_for(name, fmt)
+    custom = own_model is not None and not isinstance(own_model, str)  # a model object of the service
+    the_model = own_model if custom else model_for(name, fmt)
     console = Console(stderr=True)
     try:
-        ops = read_history(file, fmt)
+        if custom:
+            from consensuskit.check.linearizability.formats import read_consensuskit
+
+            ops = read_consensuskit(file, kinds=None)  # the service's model knows its kinds
+        else:
+            ops = read_history(file, fmt)
         with _check_progress(console, enabled=not as_json and len(ops) >= 2000) as progress:
             result = check_operations(
                 ops, the_model, timeout=timeout, stop_at_first_failure=not all_parts, on_progress=progress
@@ -571,7 +666,12 @@ def server_cmd(
     client_address: Annotated[str | None, typer.Option(help="HOST:PORT of the HTTP API.")] = None,
     client_url: Annotated[str | None, typer.Option(help="URL other nodes hand out for this node.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="WAL and snapshot directory.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Protocol (registry name), default raft.")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help=f"Protocol: {', '.join(default_registry().names())}; default raft.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service (registry name), default the protocol's (kv for a log).")
+    ] = None,
     members: Annotated[str | None, typer.Option(help="Initial voters, comma-separated.")] = None,
     peer: Annotated[
         list[str] | None, typer.Option("--peer", help="Another node: ID=HOST:PORT,CLIENT_URL (repeatable).")
@@ -653,6 +753,7 @@ def server_cmd(
             client_url=client_url,
             data_dir=data_dir,
             protocol=protocol,
+            service=service,
             members=members,
             peer=peer,
             secret_file=secret_file,
@@ -681,90 +782,18 @@ def server_cmd(
     )
 
 
-kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
-app.add_typer(kv_app, name="kv")
-ConsistencyOpt = Annotated[str, typer.Option(help="linearizable, lease or stale.")]
+def _add_service_verbs() -> None:
+    """Each service's verbs (its ``cli`` reference, core/service.py) under its name:
+    ``consensuskit kv get ...`` comes from the kv service (cli_kv.py)."""
+    registry = default_registry()
+    services = registry.services if registry.services else builtin_registry().services
+    for name in services.names():
+        spec = services.get(name)
+        if spec.cli is not None:
+            app.add_typer(resolve(spec.cli), name=name)
 
 
-@kv_app.command("get")
-def kv_get(
-    key: str,
-    endpoints: EndpointsOpt = None,
-    consistency: ConsistencyOpt = "linearizable",
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """Read a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
-    )
-
-
-@kv_app.command("put")
-def kv_put(
-    key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
-) -> None:
-    """Write a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json, user=user))
-
-
-@kv_app.command("delete")
-def kv_delete(
-    key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
-) -> None:
-    """Delete a key."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json, user=user))
-
-
-@kv_app.command("cas")
-def kv_cas(
-    key: str,
-    value: str,
-    expected: Annotated[str | None, typer.Option(help="Swap only if the key holds this value.")] = None,
-    expected_version: Annotated[
-        int | None, typer.Option(min=0, help="Swap only at this version (0 = absent).")
-    ] = None,
-    endpoints: EndpointsOpt = None,
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """Compare-and-swap a key by value or by version."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command(
-            "cas",
-            key,
-            value,
-            endpoints=endpoints,
-            expected=expected,
-            expected_version=expected_version,
-            as_json=as_json,
-            user=user,
-        )
-    )
-
-
-@kv_app.command("list")
-def kv_list(
-    prefix: Annotated[str, typer.Argument(help="Key prefix.")] = "",
-    endpoints: EndpointsOpt = None,
-    consistency: ConsistencyOpt = "linearizable",
-    as_json: JsonOpt = False,
-    user: UserOpt = None,
-) -> None:
-    """List keys under a prefix."""
-    from consensuskit.server.commands import kv_command
-
-    raise typer.Exit(
-        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
-    )
+_add_service_verbs()
 
 
 @app.command("status")
@@ -799,7 +828,13 @@ def up_cmd(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="A catalog protocol (default raft, or what --data-dir's cluster runs)."),
+        typer.Option(
+            help=f"{', '.join(default_registry().names())} "
+            "(default raft, or what --data-dir's cluster runs)."
+        ),
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")
     ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
@@ -809,7 +844,7 @@ def up_cmd(
     start until run by hand with `consensuskit server --config DIR/nI.toml --rejoin`."""
     from consensuskit.server.commands import up_command
 
-    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol))
+    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol, service=service))
 
 
 @app.command("cluster-demo")

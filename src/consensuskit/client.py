@@ -891,6 +891,26 @@ class Client:
     def client_id(self) -> str:
         return self._async.client_id
 
+    def request(self, method: str, path: str, **options: Any) -> Answer:
+        """Any route, with the retries, redirects and sessions of every call
+        (``AsyncClient.request``): what a service's client methods are made of."""
+        return self._run(self._async.request(method, path, **options))
+
+    def service(self, name: str) -> Any:
+        """The client methods of the service ``name`` (its ``client`` reference in the
+        catalog, a class built with this client).  The kv service's methods are this
+        class's own (get, put, delete, cas, list)."""
+        from consensuskit.catalog import default_registry, service_names
+        from consensuskit.core.service import resolve
+
+        registry = default_registry()
+        if name not in registry.services:
+            raise KeyError(f"unknown service {name!r}; valid: {', '.join(service_names(registry))}")
+        reference = registry.service(name).client
+        if reference is None:
+            return self
+        return resolve(reference)(self)
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
             coro.close()

@@ -1,4 +1,4 @@
-"""Seed sweeps: run one simulation config over many seeds on all cores.
+"""Seed sweeps: run one simulation config over many seeds on all cores, or on a Dask cluster.
 
 Rules this module owns:
   * each seed runs in a fresh ``Simulation`` built inside the worker from the same
@@ -10,7 +10,12 @@ Rules this module owns:
   * a protocol exception is a failure of that seed (with its reason), not of the sweep;
   * a seed with clients must earn its pass: one whose history got no verdict (the
     linearizability checker ran out of time) or in which no operation completed fails,
-    and the sweep reports how many seeds failed each way.
+    and the sweep reports how many seeds failed each way;
+  * the engine never changes a result: on a Dask cluster (``dask="tcp://host:8786"``, or
+    ``"local:N"`` for a local cluster of N worker processes) each seed runs the same
+    ``run_seed`` as in the local pool, so passed count, events, failures and trace digests
+    are the same for the same seeds; only wall time and the worker count differ.  Dask is
+    an optional extra (``consensuskit[dask]``), imported only when asked for.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +53,7 @@ class SweepResult:
     outcomes: list[SeedOutcome] = field(default_factory=list)
     wall_seconds: float = 0.0
     workers: int = 1
+    engine: str = "local"  # "local" (this machine's process pool) or "dask ADDRESS"
 
     @property
     def failures(self) -> list[SeedOutcome]:
@@ -75,6 +81,7 @@ class SweepResult:
         cfg = self.config
         return {
             "protocol": cfg.protocol,
+            "service": cfg.service,
             "seeds": len(self.outcomes),
             "first_seed": self.outcomes[0].seed if self.outcomes else None,
             "nodes": len(cfg.node_ids),
@@ -103,6 +110,7 @@ class SweepResult:
             "events": self.events,
             "wall_seconds": round(self.wall_seconds, 3),
             "workers": self.workers,
+            "engine": self.engine,
         }
 
 
@@ -111,6 +119,7 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     parts = [
         "consensuskit sim",
         config.protocol,
+        *([f"--service {config.service}"] if config.service else []),
         f"--nodes {len(config.node_ids)}",
         f"--seed {seed}",
         f"--duration {config.duration:g}",
@@ -149,7 +158,12 @@ def failure_reason(result: Any, config: SimConfig | None = None) -> str:
 
 def _checker_timed_out(result: Any, config: SimConfig) -> bool:
     """A verdict was due (clients ran and checking is on) but none came."""
-    return config.clients > 0 and config.check_linearizability and result.linearizable is None
+    return (
+        config.clients > 0
+        and config.check_linearizability
+        and result.linearizable is None
+        and getattr(result, "verdict_due", True)  # a service without a model owes none
+    )
 
 
 def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
@@ -184,10 +198,48 @@ def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
     )
 
 
-def run_sweep(base_config: SimConfig, seeds: Iterable[int], workers: int, progress: bool) -> SweepResult:
-    """Run ``base_config`` once per seed; ``workers`` <= 1 runs in this process."""
+class DaskUnavailable(RuntimeError):
+    """``--dask`` was asked for but the extra is not installed (bad input: exit 2)."""
+
+
+DASK_MISSING = "sweeping on Dask needs the dask extra: pip install 'consensuskit[dask]'"
+
+
+def parse_dask_address(address: str) -> int | str:
+    """``local:N`` -> N (worker processes of a local cluster); else a scheduler address.
+
+    Raises ValueError with one line for a malformed ``local:N``."""
+    if address.startswith("local:"):
+        count = address.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"expected local:N with N >= 1 worker processes, got {address!r}")
+        return int(count)
+    if not address:
+        raise ValueError("expected a scheduler address (tcp://HOST:8786) or local:N")
+    return address
+
+
+def check_dask_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise DaskUnavailable(DASK_MISSING)
+
+
+def run_sweep(
+    base_config: SimConfig,
+    seeds: Iterable[int],
+    workers: int,
+    progress: bool,
+    dask: str | None = None,
+) -> SweepResult:
+    """Run ``base_config`` once per seed; ``workers`` <= 1 runs in this process.  With
+    ``dask`` (an address or ``local:N``) the seeds run on that cluster instead."""
     base_config.validate()
     seed_list = list(seeds)
+    target = parse_dask_address(dask) if dask is not None else None
+    if target is not None:
+        check_dask_installed()
     workers = max(1, min(workers, len(seed_list) or 1))
     result = SweepResult(config=base_config, workers=workers)
     t0 = time.perf_counter()
@@ -219,7 +271,10 @@ def run_sweep(base_config: SimConfig, seeds: Iterable[int], workers: int, progre
             bar.update(task, advance=1, failed=failed)
 
     try:
-        if workers == 1:
+        if target is not None:
+            result.workers = _run_on_dask(target, base_config, seed_list, done)
+            result.engine = f"dask {dask}"
+        elif workers == 1:
             for seed in seed_list:
                 done(run_seed(base_config, seed))
         else:
@@ -234,6 +289,45 @@ def run_sweep(base_config: SimConfig, seeds: Iterable[int], workers: int, progre
     result.outcomes = [outcomes[s] for s in seed_list]
     result.wall_seconds = time.perf_counter() - t0
     return result
+
+
+def _run_on_dask(
+    target: int | str, config: SimConfig, seeds: list[int], done: Callable[[SeedOutcome], None]
+) -> int:
+    """Run every seed on a Dask cluster; returns how many workers it had.
+
+    ``target`` is a scheduler address, or a worker count for a local cluster of that many
+    processes (one thread each: a simulation holds the GIL).  Each seed is one task of
+    the same top-level ``run_seed`` the local pool runs, so the cluster's workers need the
+    same consensuskit version installed.
+    """
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster: Any = None
+    if isinstance(target, int):
+        cluster = LocalCluster(
+            n_workers=target,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    else:
+        client = Client(target, timeout=10)  # seconds to reach the scheduler
+    try:
+        worker_count = len(client.scheduler_info().get("workers", {})) or 1
+        # pure=False: every seed is its own task, never deduplicated by the scheduler.
+        futures = client.map(run_seed, [config] * len(seeds), seeds, pure=False)
+        for future in as_completed(futures):
+            done(future.result())
+        return worker_count
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def save_failure_traces(

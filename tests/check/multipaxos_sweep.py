@@ -1,5 +1,5 @@
-"""Seed sweeps of Multi-Paxos with a registry that holds it (spawned workers build their
-own, so this does not depend on the default registry listing multipaxos)."""
+"""Seed sweeps of Multi-Paxos with the catalog's registry (spawned workers build their own:
+the catalog wires the Multi-Paxos checker to its spec)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ from consensuskit.sweep import failure_reason
 
 
 def registry() -> Registry:
-    from consensuskit.protocols.paxos import multipaxos_spec
+    from consensuskit.catalog import default_registry
 
-    reg = Registry()
-    reg.add(multipaxos_spec())
-    return reg
+    return default_registry()
 
 
 def config(nodes: int, **overrides: Any) -> SimConfig:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import consensuskit.core.client as client_mod
 import consensuskit.protocols.raft.messages as raft_mod
 from consensuskit.core import messages
-from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op
+from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.messages import (
     CODEC_VERSION,
     EXT_MESSAGE,
@@ -74,7 +74,10 @@ ops = st.builds(
     expected=plain,
     expected_version=st.none() | small_ints,
 )
-client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops)
+service_ops = st.builds(
+    ServiceOp, kind=names.filter(bool), key=names, value=plain, read=st.booleans()
+)
+client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops | service_ops)
 client_responses = st.builds(
     ClientResponse,
     client_id=names,
@@ -108,6 +111,7 @@ snapshots = st.builds(Snapshot, last_index=small_ints, last_term=small_ints, con
 
 STRATEGIES: dict[type, st.SearchStrategy] = {
     Op: ops,
+    ServiceOp: service_ops,
     ClientRequest: client_requests,
     ClientResponse: client_responses,
     ClusterConfig: configs,
@@ -431,6 +435,16 @@ def test_constructor_validation_becomes_codec_error():
     # Op(kind, key, value, expected, expected_version); kind must be one of OP_KINDS
     msg = raises_codec(frame(1, "explode", "k", None, None, None))
     assert msg.startswith("malformed Op: unknown op kind 'explode'")
+
+
+def test_a_request_op_is_an_op_or_a_service_op():
+    # ClientRequest(client_id, seq, op, consistency): a peer's integer where the op belongs
+    assert raises_codec(frame(2, "c", 1, 5, None)) == "malformed ClientRequest: field 'op' has type int"
+    ok = ClientRequest(client_id="c", seq=1, op=ServiceOp(kind="incr", key="x", value=2))
+    assert decode(encode(ok)) == ok
+    # ServiceOp(kind, key, value, read): a kind is needed
+    msg = raises_codec(frame(4, "", "x", None, False))
+    assert msg.startswith("malformed ServiceOp: an operation needs a kind")
 
 
 def test_nested_malformed_message_is_reported():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from consensuskit.scenarios import all_scenarios, get_scenario, run_scenario
+from consensuskit.catalog import default_catalog
+from consensuskit.scenarios import run_scenario
+
+CATALOG = default_catalog()
 
 RAFT_IDS = [
     "raft-election",
@@ -18,31 +21,31 @@ RAFT_IDS = [
 
 
 def test_every_raft_scenario_of_the_seed_list_exists():
-    assert [s for s in all_scenarios() if s.startswith("raft-")] == RAFT_IDS
+    assert [s for s in CATALOG.scenarios() if s.startswith("raft-")] == RAFT_IDS
 
 
 @pytest.mark.parametrize("scenario_id", RAFT_IDS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_scenario_outcome_holds(scenario_id: str, seed: int):
-    run = run_scenario(get_scenario(scenario_id), seed=seed)
+    run = run_scenario(CATALOG.scenario(scenario_id), seed=seed)
     failed = [f"{e.text} ({e.detail})" for e in run.expectations if not e.passed]
     assert run.passed, (failed, [str(v) for v in run.violations], run.error)
 
 
 def test_scenario_is_deterministic():
-    a = run_scenario(get_scenario("raft-partition-5"), seed=3).to_json()
-    b = run_scenario(get_scenario("raft-partition-5"), seed=3).to_json()
+    a = run_scenario(CATALOG.scenario("raft-partition-5"), seed=3).to_json()
+    b = run_scenario(CATALOG.scenario("raft-partition-5"), seed=3).to_json()
     assert a["trace_sha256"] == b["trace_sha256"] and a["events"] == b["events"]
 
 
 def test_figure_8_with_the_unsafe_commit_rule_loses_a_committed_entry():
-    run = run_scenario(get_scenario("raft-figure-8"), options={"bugs": ["commit-previous-term"]})
+    run = run_scenario(CATALOG.scenario("raft-figure-8"), options={"bugs": ["commit-previous-term"]})
     assert not run.passed
     assert {v.name for v in run.violations} & {"commit-rule", "leader-completeness", "unsafe-commit"}
 
 
 def test_split_vote_does_not_split_when_servers_vote_twice():
-    run = run_scenario(get_scenario("raft-split-vote"), options={"bugs": ["vote-twice"]})
+    run = run_scenario(CATALOG.scenario("raft-split-vote"), options={"bugs": ["vote-twice"]})
     assert not run.passed
     failed = [e.text for e in run.expectations if not e.passed]
     assert "votes split 2-2: no majority of four in term 1" in failed
@@ -50,4 +53,4 @@ def test_split_vote_does_not_split_when_servers_vote_twice():
 
 def test_unknown_scenario_names_the_valid_ones():
     with pytest.raises(KeyError, match="raft-election"):
-        get_scenario("raft-nope")
+        CATALOG.scenario("raft-nope")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from consensuskit.cli_kv import kv_command
 from consensuskit.server.cluster import (
     LOWEST_TEST_PORT,
     ClusterError,
@@ -18,7 +19,7 @@ from consensuskit.server.cluster import (
     free_port,
     port_is_free,
 )
-from consensuskit.server.commands import kv_command, status_command, status_rows, up_command
+from consensuskit.server.commands import status_command, status_rows, up_command
 from consensuskit.server.config import load_config
 from tests.test_client import FakeCluster, running
 

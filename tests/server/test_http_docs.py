@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from consensuskit.server.http_api import KVApi
+from consensuskit.catalog import default_registry
+from consensuskit.server.http_api import NodeApi
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 
@@ -41,7 +42,8 @@ def documented() -> set[tuple[str, str]]:
 
 
 def served() -> set[tuple[str, str]]:
-    app = KVApi(_Host()).app()  # type: ignore[arg-type]
+    # The built-in services' routes and the platform's own (one node serves one service).
+    app = NodeApi(_Host(), default_registry().service("kv")).app()  # type: ignore[arg-type]
     routes = set()
     for route in app.router.routes():
         canonical = route.resource.canonical if route.resource is not None else ""

@@ -30,8 +30,13 @@ from typing import Any
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot
-from consensuskit.protocols.paxos.basic import acceptor_key, chosen_key
-from consensuskit.protocols.paxos.basic_messages import AcceptorState, Noop, describe
+from consensuskit.protocols.paxos.basic_messages import (
+    AcceptorState,
+    Noop,
+    acceptor_key,
+    chosen_key,
+    describe,
+)
 
 ACCEPTOR = "acceptor"
 ACCEPTOR_PREFIX = acceptor_key(0).rsplit("/", 1)[0]

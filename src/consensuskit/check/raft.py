@@ -33,8 +33,7 @@ from typing import Any
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.storage import REJOINING_KEY
-from consensuskit.protocols.raft.messages import LogEntry, Snapshot
-from consensuskit.protocols.raft.node import SNAPSHOT_KEY
+from consensuskit.protocols.raft import SNAPSHOT_KEY, LogEntry, Snapshot
 
 COVERED = object()  # "this index lies inside the server's snapshot"
 
@@ -76,7 +75,7 @@ class RaftChecker:
         self.sim = sim
         if not response.ok or not self.watching:
             return  # without per-step watching there is no commit record to compare with
-        if request.op.kind == "get":
+        if request.op.is_read():  # any service's read kinds (kv: get, list)
             pos = bisect.bisect_right(self.commit_times, invoke_time) - 1
             required = self.commit_values[pos] if pos >= 0 else 0
             if response.index < required:

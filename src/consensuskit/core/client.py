@@ -3,6 +3,8 @@
 Every command carries ``(client_id, seq)``.  A state machine with client sessions applies
 each pair at most once and returns the cached result when a retry arrives (exactly-once
 effects over at-least-once delivery; seed 004, stages 3 and 6 of a leader crash).
+
+Tags 1-9 belong to core; append new ones, never reuse.
 """
 
 from __future__ import annotations
@@ -69,14 +71,54 @@ class Op:
         return f"cas {self.key} {self.expected!r}->{self.value!r}"
 
 
+@message(4)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceOp:
+    """One operation of a service other than kv (core/service.py).
+
+    ``kind`` names one of the service's operations (the service validates it at the edge;
+    its state machine refuses any other deterministically), ``key`` what it acts on ("" for
+    nothing in particular), ``value`` its argument (any msgpack value).  ``read`` marks an
+    operation that changes nothing: the service's ``op()`` sets it from its read kinds, and
+    a state machine's ``read`` refuses a write kind whatever the flag says, so a client that
+    lies about it gains nothing.  ``expected``/``expected_version`` are always None: they
+    let histories and session digests treat every op alike.
+    """
+
+    kind: str
+    key: str = ""
+    value: Any = None
+    read: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            raise ValueError("an operation needs a kind")
+
+    @property
+    def expected(self) -> None:
+        return None
+
+    @property
+    def expected_version(self) -> None:
+        return None
+
+    def is_read(self) -> bool:
+        return self.read
+
+    def describe(self) -> str:
+        text = f"{self.kind} {self.key}".rstrip()
+        return text if self.value is None else f"{text} {self.value!r}"
+
+
 @message(2)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientRequest:
-    """``consistency`` applies to reads only; see ``CONSISTENCY_LEVELS``."""
+    """``consistency`` applies to reads only; see ``CONSISTENCY_LEVELS``.  ``op`` is a
+    kv-shaped ``Op`` or another service's ``ServiceOp`` (core/service.py)."""
 
     client_id: str
     seq: int
-    op: Op
+    op: Op | ServiceOp
     consistency: str | None = None
 
     def __post_init__(self) -> None:

@@ -3,6 +3,15 @@
 Neither the simulator nor the server knows any protocol beyond its ``ProtocolSpec``.
 This module knows none at all: the list of protocols a build ships is
 ``consensuskit.catalog`` (core/ imports nothing above it).
+
+Rules this module owns (protocols and services, core/service.py):
+  * a *log* protocol (``log=True``) serves every log service: ``make_node`` then takes the
+    keyword ``state_machine`` (that service's, fresh per node start) and never builds one;
+  * a protocol that is not a log serves the services it names (``services``, its
+    default first) and builds what it needs itself;
+  * a protocol naming no services serves ``DEFAULT_SERVICE``;
+  * the registry also holds the services (``add_service``), so one object tells the
+    simulator, the sweeps and the server everything they may run.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.core.env import Env, NodeId, ProtocolNode
+from consensuskit.core.service import DEFAULT_SERVICE, ServiceRegistry, ServiceSpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +44,35 @@ class ProtocolSpec:
     # The fewest nodes the protocol runs with under its default options (fast-paxos: 4,
     # n >= 3f+1 with f = 1); ``consensuskit up`` starts at least this many by default.
     min_nodes: int = 1
+    # See the module rules: a log protocol takes state_machine= in make_node.
+    log: bool = False
+    services: tuple[str, ...] = ()
+
+    @property
+    def default_service(self) -> str:
+        return self.services[0] if self.services else DEFAULT_SERVICE
+
+    def serves(self, service: ServiceSpec) -> bool:
+        if service.name in self.services:
+            return True
+        if self.log:
+            return service.log
+        return not self.services and service.name == DEFAULT_SERVICE
+
+    def build(
+        self,
+        node_id: NodeId,
+        env: Env,
+        members: Sequence[NodeId],
+        options: dict[str, Any],
+        service: ServiceSpec | None = None,
+    ) -> ProtocolNode:
+        """A node serving ``service`` (a log protocol gets its state machine)."""
+        if self.log and service is not None:
+            return self.make_node(  # type: ignore[call-arg]
+                node_id, env, members, options, state_machine=service.make_state_machine()
+            )
+        return self.make_node(node_id, env, members, options)
 
 
 class Registry:
@@ -41,6 +80,23 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[str, ProtocolSpec] = {}
+        self.services = ServiceRegistry()
+
+    def add_service(self, spec: ServiceSpec) -> None:
+        self.services.add(spec)
+
+    def service(self, name: str) -> ServiceSpec:
+        """The service ``name``; KeyError naming the valid ones."""
+        return self.services.get(name)
+
+    def service_for(self, protocol: ProtocolSpec, name: str | None = None) -> ServiceSpec:
+        """The service ``protocol`` runs: ``name``, or its default.  KeyError (one line,
+        naming the valid choices) for an unknown service or one it cannot serve."""
+        spec = self.service(name or protocol.default_service)
+        if not protocol.serves(spec):
+            valid = ", ".join(n for n in self.services.names() if protocol.serves(self.services.get(n)))
+            raise KeyError(f"{protocol.name} cannot serve {spec.name!r}; valid: {valid or '(none)'}")
+        return spec
 
     def add(self, spec: ProtocolSpec) -> None:
         if spec.name in self._specs:

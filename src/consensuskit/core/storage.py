@@ -18,6 +18,7 @@ readmitted (see the protocol READMEs for what readmitted means).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 REJOINING_KEY = "rejoining"
@@ -58,9 +59,17 @@ class MemoryStorage:
 
     __slots__ = ("_first", "_log", "_records")
 
-    def __init__(self, first_position: int = 1) -> None:
-        self._records: dict[str, Any] = {}
-        self._log: list[Any] = []
+    def __init__(
+        self,
+        first_position: int = 1,
+        *,
+        log: list[Any] | None = None,
+        records: dict[str, Any] | None = None,
+    ) -> None:
+        """Empty, or holding ``log`` (from ``first_position``) and ``records`` as given
+        (taken, not copied: a recovered WAL hands over what it read)."""
+        self._records: dict[str, Any] = records if records is not None else {}
+        self._log: list[Any] = log if log is not None else []
         self._first = first_position
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -96,8 +105,9 @@ class MemoryStorage:
     def log_records(self) -> list[Any]:
         return list(self._log)
 
-    def copy(self) -> MemoryStorage:
-        clone = MemoryStorage(self._first)
-        clone._records = dict(self._records)
-        clone._log = list(self._log)
-        return clone
+    def copy(self, copy_value: Callable[[Any], Any] | None = None) -> MemoryStorage:
+        """A copy; record values are shared unless ``copy_value`` copies them."""
+        records = dict(self._records)
+        if copy_value is not None:
+            records = {key: copy_value(value) for key, value in records.items()}
+        return MemoryStorage(self._first, log=list(self._log), records=records)

@@ -2,8 +2,7 @@
 
 Scripts steer elections with ``MultiPaxosNode.campaign`` (an election timeout firing
 "now") and count messages with a pass-through filter, so each story happens exactly
-as narrated.  The simulation gets a registry holding Multi-Paxos even before the
-default registry lists it.
+as narrated.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from typing import Any
 
 from consensuskit.core.capabilities import leader_of
 from consensuskit.core.client import Op
-from consensuskit.core.registry import Registry
 from consensuskit.scenarios.base import Scenario, ScenarioRun
 from consensuskit.sim import SimConfig, Simulation
 
@@ -23,16 +21,8 @@ PHASE_MESSAGES = ("Prepare", "Promise", "Accept", "Accepted")
 
 
 # ---------------------------------------------------------------------- helpers
-def registry() -> Registry:
-    from consensuskit.protocols.paxos import multipaxos_spec
-
-    reg = Registry()
-    reg.add(multipaxos_spec())
-    return reg
-
-
 def simulation(run: ScenarioRun, node_ids: tuple[str, ...], **config: Any) -> Simulation:
-    """``run.simulation`` with a registry that knows Multi-Paxos."""
+    """``run.simulation`` with ``bugs`` as a config keyword too."""
     if run.sim is not None:
         raise RuntimeError("a scenario builds one simulation")
     options = dict(config.pop("options", {}))
@@ -47,7 +37,7 @@ def simulation(run: ScenarioRun, node_ids: tuple[str, ...], **config: Any) -> Si
         options=options,
         **config,
     )
-    run.sim = Simulation(cfg, registry=registry())
+    run.sim = Simulation(cfg)
     return run.sim
 
 
@@ -134,7 +124,7 @@ def lease_expiry_global(sim: Simulation, node_id: str) -> float:
     """Global time at which ``node_id``'s lease ends on its own clock."""
     n = node(sim, node_id)
     local_now = sim.local_time(node_id)
-    clock = sim._clocks[node_id]  # the rate is the one piece the public API hides
+    clock = sim.clock_of(node_id)
     return sim.now + (n.lease_until - local_now) / clock.rate
 
 

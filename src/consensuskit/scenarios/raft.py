@@ -13,6 +13,7 @@ from typing import Any
 
 from consensuskit.core.capabilities import leader_of
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.protocols.raft import HARD_STATE_KEY
 from consensuskit.protocols.raft.messages import (
     COMMAND,
     AppendEntries,
@@ -21,7 +22,6 @@ from consensuskit.protocols.raft.messages import (
     Heartbeat,
     LogEntry,
 )
-from consensuskit.protocols.raft.node import HARD_STATE_KEY
 from consensuskit.scenarios.base import Scenario, ScenarioRun
 from consensuskit.sim import Simulation
 

@@ -58,7 +58,7 @@ from consensuskit.statemachines.auth import (
 )
 
 if TYPE_CHECKING:
-    from consensuskit.server.http_api import KVApi
+    from consensuskit.server.http_api import NodeApi
 
 # Refusals of the auth state machine -> HTTP status.
 _STATUS = {
@@ -97,9 +97,9 @@ def _denied(message: str) -> ApiError:
 
 
 class AuthGate:
-    """The checks ``KVApi`` runs before serving a request (see the module rules)."""
+    """The checks ``NodeApi`` runs before serving a request (see the module rules)."""
 
-    def __init__(self, api: KVApi) -> None:
+    def __init__(self, api: NodeApi) -> None:
         self.api = api
         self._key: bytes | None = None
         self._sm: Any = None  # the node's state machine, found at first use
@@ -114,7 +114,7 @@ class AuthGate:
             sm = self._sm = getattr(getattr(self.api.runtime, "node", None), "sm", None)
             if sm is None:
                 return None
-        return sm.auth
+        return getattr(sm, "auth", None)  # None: this service keeps no users
 
     @property
     def enabled(self) -> bool:
@@ -242,7 +242,7 @@ def _same(given: str, token: str) -> bool:
 class AuthRoutes:
     """``/v1/auth/...`` (docs/openapi.yaml)."""
 
-    def __init__(self, api: KVApi) -> None:
+    def __init__(self, api: NodeApi) -> None:
         self.api = api
         self.gate: AuthGate = api.auth
 

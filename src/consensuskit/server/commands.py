@@ -1,10 +1,9 @@
-"""What ``consensuskit kv|status|up`` do, and the scripted demo (cli.py only parses options).
+"""What ``consensuskit status|up`` do, and the scripted demo (cli.py only parses options;
+a service's verbs, e.g. ``consensuskit kv``, live with the service: cli_kv.py).
 
 Rules this module owns:
   * exit codes as everywhere in the CLI: 0 = done, 1 = the cluster said no or could not
-    be reached (missing key, failed compare-and-swap, no quorum), 2 = bad input;
-  * ``kv get`` prints the bare value (so shells can use it) and ``--json`` one JSON
-    document; errors go to stderr as one line;
+    be reached (no quorum), 2 = bad input; errors go to stderr as one line;
   * ``up`` owns its node processes: it stops every one of them however it ends (Ctrl-C,
     SIGTERM, an error), terminating, waiting, then killing;
   * nodes are read through their ``/v1/status`` capabilities: ``status`` exits 0 when a
@@ -30,13 +29,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.client import (
-    CONSISTENCY_LEVELS,
-    CasFailed,
     Client,
     ClientError,
-    Entry,
     NotFound,
     Unavailable,
     parse_endpoints,
@@ -53,7 +49,6 @@ from consensuskit.server.cluster import (
 
 ENDPOINTS_ENV = "CONSENSUSKIT_ENDPOINTS"
 DEFAULT_ENDPOINTS = ",".join(f"127.0.0.1:{DEFAULT_BASE_PORT + i}" for i in range(3))
-KV_ACTIONS = ("get", "put", "delete", "cas", "list")
 
 
 def default_endpoints() -> str:
@@ -62,120 +57,6 @@ def default_endpoints() -> str:
 
 def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-
-
-# ---------------------------------------------------------------------- kv
-def kv_command(
-    action: str,
-    key: str | None = None,
-    value: str | None = None,
-    *,
-    endpoints: str | None = None,
-    expected: str | None = None,
-    expected_version: int | None = None,
-    consistency: str = "linearizable",
-    as_json: bool = False,
-    timeout: float = 2.0,
-    deadline: float = 10.0,
-    user: str | None = None,
-) -> int:
-    """Run one key-value operation; returns the exit code.  ``user``: NAME:PASSWORD."""
-    problem = _check_kv_args(action, key, value, expected, expected_version, consistency)
-    if problem:
-        _err(problem)
-        return 2
-    try:
-        client = cli_client(endpoints or default_endpoints(), user, timeout=timeout, deadline=deadline)
-    except BadInput as exc:
-        _err(str(exc))
-        return 2
-    try:
-        with client:
-            doc, text = _run_kv(client, action, key or "", value, expected, expected_version, consistency)
-    except NotFound:
-        doc, text, code = {"error": "not-found", "key": key}, None, 1
-        if not as_json:
-            _err(f"no key {key!r}")
-    except CasFailed as exc:
-        doc = {"error": "cas-failed", "key": key, "value": exc.current_value, "version": exc.current_version}
-        text, code = None, 1
-        if not as_json:
-            _err(
-                f"compare-and-swap failed: {key!r} holds {exc.current_value!r} "
-                f"(version {exc.current_version})"
-            )
-    except Unavailable as exc:
-        doc, text, code = {"error": "unavailable", "message": exc.message}, None, 1
-        if not as_json:
-            _err(exc.message)
-    except ClientError as exc:
-        doc, text = {"error": exc.code, "message": exc.message, "status": exc.status}, None
-        # Bad input is 2; not allowed (401/403: credentials, permissions) is a refusal, 1.
-        code = 2 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403) else 1
-        if not as_json:
-            _err(f"{exc.code}: {exc.message}")
-    else:
-        code = 0
-    if as_json:
-        print(json.dumps(doc, indent=2, default=str))
-    elif text is not None:
-        print(text)
-    return code
-
-
-def _check_kv_args(
-    action: str,
-    key: str | None,
-    value: str | None,
-    expected: str | None,
-    expected_version: int | None,
-    consistency: str,
-) -> str | None:
-    if action not in KV_ACTIONS:
-        return f"unknown action {action!r}; valid: {', '.join(KV_ACTIONS)}"
-    if action != "list" and not key:
-        return f"kv {action} needs a KEY"
-    if action in ("put", "cas") and value is None:
-        return f"kv {action} needs a VALUE"
-    if action == "cas" and (expected is None) == (expected_version is None):
-        return "kv cas needs exactly one of --expected VALUE or --expected-version N (0 = absent)"
-    if expected_version is not None and expected_version < 0:
-        return f"--expected-version must be >= 0, not {expected_version}"
-    if consistency not in CONSISTENCY_LEVELS:
-        return f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}"
-    return None
-
-
-def _entry_doc(e: Entry) -> dict[str, Any]:
-    return {"key": e.key, "value": e.value, "version": e.version}
-
-
-def _run_kv(
-    client: Client,
-    action: str,
-    key: str,
-    value: str | None,
-    expected: str | None,
-    expected_version: int | None,
-    consistency: str,
-) -> tuple[Any, str | None]:
-    if action == "get":
-        entry = client.get(key, consistency=consistency)
-        return _entry_doc(entry), str(entry.value)
-    if action == "put":
-        assert value is not None
-        w = client.put(key, value)
-        return {"key": key, "version": w.version, "index": w.index}, f"ok (version {w.version})"
-    if action == "cas":
-        assert value is not None
-        w = client.cas(key, value, expected=expected, expected_version=expected_version)
-        return {"key": key, "version": w.version, "index": w.index}, f"ok (version {w.version})"
-    if action == "delete":
-        d = client.delete(key)
-        return {"key": key, "deleted": d.deleted}, "deleted" if d.deleted else "absent"
-    entries = client.list(key, consistency=consistency)
-    text = "\n".join(f"{e.key}\t{e.value}" for e in entries)
-    return [_entry_doc(e) for e in entries], text or None
 
 
 # ---------------------------------------------------------------------- status
@@ -308,17 +189,27 @@ def up_command(
     node_options: dict[str, Any] | None = None,
     startup_timeout: float = 30.0,
     protocol: str | None = None,
+    service: str | None = None,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
-    ``protocol`` is a registry name (default raft, or what the directory's cluster runs)."""
+    ``protocol`` is a registry name (default raft, or what the directory's cluster runs);
+    ``service`` one it can serve (default its own)."""
     console = console or Console(highlight=False)
-    if protocol is not None and protocol not in default_registry().names():
-        _err(f"unknown protocol {protocol!r}; valid: {', '.join(default_registry().names())}")
+    registry = default_registry()
+    if protocol is not None and protocol not in registry.names():
+        _err(f"unknown protocol {protocol!r}; valid: {', '.join(registry.names())}")
         return 2
+    if service is not None:
+        try:
+            service_for(registry, registry.get(protocol or "raft"), service)
+        except KeyError as exc:
+            _err(str(exc.args[0]))
+            return 2
+        node_options = {**(node_options or {}), "service": service}
     if nodes is None and protocol is not None and not (Path(data_dir) / MANIFEST).exists():
         # A new cluster: as many nodes as the protocol needs with its default options.
-        nodes = max(3, default_registry().get(protocol).min_nodes)
+        nodes = max(3, registry.get(protocol).min_nodes)
     try:
         layout = ClusterLayout.prepare(
             data_dir, nodes, base_port, node_options=node_options, protocol=protocol
@@ -433,11 +324,11 @@ def _demo_steps(console: Console, cluster: LocalCluster, keys: int, pause: Calla
     console.print(f"   leader [bold green]{leader}[/] elected after {time.monotonic() - t0:.2f} s")
     console.print(status_table(status_rows(cluster.statuses(), cluster.nodes)))
 
-    with cluster.client(timeout=1.0, deadline=20.0) as kv:
+    with cluster.client(timeout=1.0, deadline=20.0) as client:
         say(f"write {keys} keys through the client (it finds the leader itself)")
         written = {f"demo/{i:02d}": f"value-{i}" for i in range(keys)}
         for k, v in written.items():
-            kv.put(k, v)
+            client.put(k, v)
         console.print(f"   {keys} writes acknowledged; the last: {k} = {v!r}")
 
         victim = cluster.leader() or leader
@@ -452,12 +343,12 @@ def _demo_steps(console: Console, cluster: LocalCluster, keys: int, pause: Calla
         )
 
         say("read every write back (linearizable reads from the new leader)")
-        missing = [k for k, v in written.items() if _value(kv, k) != v]
+        missing = [k for k, v in written.items() if _value(client, k) != v]
         if missing:
             console.print(f"   [bold red]lost writes: {', '.join(missing)}[/]")
             return False
         console.print(f"   all {keys} writes are there")
-        kv.put("demo/after-failover", "yes")
+        client.put("demo/after-failover", "yes")
 
         say(f"restart {victim}: it recovers its log from disk and catches up")
         cluster.nodes[victim].start()
@@ -474,9 +365,9 @@ def _term(cluster: LocalCluster, node_id: str) -> Any:
     return status.get("term") if isinstance(status, dict) else "?"
 
 
-def _value(kv: Client, key: str) -> Any:
+def _value(client: Client, key: str) -> Any:
     try:
-        return kv.get(key).value
+        return client.get(key).value
     except NotFound:
         return None
 
@@ -500,9 +391,7 @@ def _wait_caught_up(
 __all__ = [
     "DEFAULT_ENDPOINTS",
     "ENDPOINTS_ENV",
-    "KV_ACTIONS",
     "demo_script",
-    "kv_command",
     "parse_endpoints",
     "status_command",
     "status_rows",

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.server.auth import AuthConfig, parse_auth_table
 from consensuskit.server.conn_guard import ConnectionLimits
@@ -58,6 +58,7 @@ TOP_LEVEL = (
     "client_url",
     "data_dir",
     "protocol",
+    "service",
     "members",
     "secret_file",
     "admin_token_file",
@@ -154,6 +155,7 @@ class ServerConfig:
     peers: dict[str, PeerInfo] = field(default_factory=dict)  # every other node we may talk to
     members: tuple[str, ...] = ()  # initial voters (sorted)
     protocol: str = "raft"
+    service: str | None = None  # the client API (core/service.py); None: the protocol's default
     options: dict[str, Any] = field(default_factory=dict)
     admin_token: str | None = field(default=None, repr=False)
     tls: TLSConfig | None = None
@@ -320,6 +322,12 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         spec = registry.get(protocol)
     except KeyError as exc:
         raise ConfigError(f"protocol: {exc.args[0]}") from None
+    service = raw.get("service")
+    if service is not None:
+        try:
+            service_for(registry, spec, str(service))
+        except KeyError as exc:
+            raise ConfigError(f"service: {exc.args[0]}") from None
     options = _table(raw.get("options"), "options")
     if spec.validate_options is not None:
         try:
@@ -346,6 +354,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         peers=peers,
         members=members,
         protocol=protocol,
+        service=None if service is None else str(service),
         options=dict(options),
         admin_token=_admin_token(raw.get("admin_token_file")),
         tls=tls,

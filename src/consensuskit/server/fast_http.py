@@ -13,7 +13,7 @@ Rules this module owns:
     within ``max_value_bytes``), an ``X-Request-Id`` that passes ``edge.py`` if any, and no header
     that asks for anything special (Transfer-Encoding, Expect, Upgrade, Connection other
     than keep-alive, Accept of raw bytes).  Its answers are byte-for-byte the JSON
-    bodies and status codes of ``http_api.KVApi`` (it uses the same helpers);
+    bodies and status codes of ``http_api.NodeApi`` (it uses the same helpers);
   * the first request it does not serve makes it hand the connection, with every byte
     not yet answered, to aiohttp's own protocol, which then owns the connection for
     good: whatever aiohttp would answer (400, 404, 405, 413, chunked bodies, admin
@@ -47,7 +47,7 @@ from consensuskit.server.http_api import ApiError, encode_value
 from consensuskit.server.runtime import Waiter
 
 if TYPE_CHECKING:
-    from consensuskit.server.http_api import KVApi
+    from consensuskit.server.http_api import NodeApi
 
 KV_PREFIX = b"/v1/kv/"
 MAX_HEAD_BYTES = 8190  # aiohttp's own line limit; a longer head goes to aiohttp
@@ -121,7 +121,7 @@ class FastKVProtocol(asyncio.Protocol):
     )
 
     def __init__(
-        self, api: KVApi, fallback: Callable[[], asyncio.Protocol], connections: set[FastKVProtocol]
+        self, api: NodeApi, fallback: Callable[[], asyncio.Protocol], connections: set[FastKVProtocol]
     ) -> None:
         self._api = api
         self._fallback = fallback
@@ -371,7 +371,7 @@ class FastSite(GuardedSite):
 
     __slots__ = ("_api", "_fast_connections")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, api: KVApi, **kwargs: Any) -> None:
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, api: NodeApi, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self._api = api
         self._fast_connections: set[FastKVProtocol] = set()

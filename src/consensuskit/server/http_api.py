@@ -61,8 +61,8 @@ from consensuskit.core.client import (
     STALE_SESSION,
     ClientRequest,
     ClientResponse,
-    Op,
 )
+from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.server import edge
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
 from consensuskit.server.metrics import NodeMetrics
@@ -72,7 +72,6 @@ from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime,
 log = logging.getLogger("consensuskit.server.http")
 
 REQUEST_ID_HEADER = edge.REQUEST_ID_HEADER
-KV_PATH = "/v1/kv/"
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
@@ -142,10 +141,17 @@ def encode_value(value: Any) -> dict[str, Any]:
     return {"value": value, "encoding": "json"}  # written by something other than this API
 
 
-class KVApi:
-    def __init__(self, host: ApiHost) -> None:
+class NodeApi:
+    """One node's client API: the service's routes (its ``http`` reference) plus the
+    platform's own (status, members, leader transfer, faults, metrics, auth)."""
+
+    def __init__(self, host: ApiHost, service: ServiceSpec | None = None) -> None:
         self.host = host
         self.runtime = host.runtime
+        service = service if service is not None else getattr(host, "service", None)
+        self.service = service
+        # The routes object the service names (None: no HTTP front of its own).
+        self.routes: Any = resolve(service.http) if service is not None and service.http else None
         boot = os.urandom(6).hex()
         # The anonymous sessions of this incarnation: writes without X-Request-Id, and
         # every read (reads never touch sessions; they need a unique key to be answered).
@@ -169,12 +175,10 @@ class KVApi:
             client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
         )
         r = app.router
-        # Any key, even empty (400 bad-key, edge.py, rather than 404) or with a newline
-        # (%0A: "." would not match it). The key itself is read from the raw path.
-        r.add_route("PUT", r"/v1/kv/{key:[\s\S]*}", self.put)
-        r.add_route("GET", r"/v1/kv/{key:[\s\S]*}", self.get)
-        r.add_route("DELETE", r"/v1/kv/{key:[\s\S]*}", self.delete)
-        r.add_route("GET", "/v1/kv", self.list)
+        # The service's own routes (its ``http`` reference, core/service.py).
+        routes = self.routes
+        if routes is not None:
+            routes.mount(self, r)
         r.add_route("GET", "/v1/status", self.status)
         r.add_route("GET", "/v1/members", self.members)
         r.add_route("POST", "/v1/members", self.add_member)
@@ -216,115 +220,15 @@ class KVApi:
             log.exception("internal error serving %s %s", request.method, request.path)
             return error_response(500, "internal", "internal server error (see the node's log)")
 
-    # ------------------------------------------------------------------ key-value
-    async def put(self, request: web.Request) -> web.Response:
-        query = _only_params(request, ("cas_version", "prev_value"))
-        key = self._key(request)
-        cas_version = query.get("cas_version")
-        prev_value = query.get("prev_value")
-        if cas_version is not None and prev_value is not None:
-            raise ApiError(400, "bad-request", "give cas_version or prev_value, not both")
-        # A compare-and-swap reads too: a failed one answers the current value.
-        cas = cas_version is not None or prev_value is not None
-        await self.auth.authorize(request, "readwrite" if cas else "write", key)
-        value = await self._value(request)
-        if cas_version is not None:
-            op = Op(
-                kind="cas", key=key, value=value, expected_version=edge.parse_int(cas_version, "cas_version")
-            )
-        elif prev_value is not None:
-            edge.check_prev_value(prev_value, self.config.max_value_bytes)
-            op = Op(kind="cas", key=key, value=value, expected=prev_value)
-        else:
-            op = Op(kind="put", key=key, value=value)
-        response = await self._submit(request, op, write=True)
-        result = response.result
-        if op.kind == "cas" and not result.get("swapped"):
-            raise ApiError(
-                412,
-                "cas-failed",
-                f"compare-and-swap on {key!r} failed: the key holds another value or version",
-                outcome=NOT_APPLIED,
-                key=key,
-                version=result.get("version", 0),
-                index=response.index,
-                **(encode_value(result.get("value")) if result.get("version") else {"value": None}),
-            )
-        body = {"key": key, "version": result["version"], "index": response.index}
-        if op.kind == "cas":
-            body["swapped"] = True
-        return _ok(body)
-
-    async def get(self, request: web.Request) -> web.StreamResponse:
-        query = _only_params(request, ("consistency",))
-        key = self._key(request)
-        consistency = _consistency(query)
-        await self.auth.authorize(request, "read", key)
-        response = await self._submit(request, Op(kind="get", key=key), consistency=consistency)
-        result = response.result
-        if not result.get("version"):
-            raise ApiError(404, "not-found", f"key {key!r} not found", key=key, index=response.index)
-        accept = request.headers.get("Accept", "")
-        if "application/octet-stream" in accept and "json" not in accept:
-            value = result["value"]
-            raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
-            headers = {"X-Version": str(result["version"]), "X-Index": str(response.index)}
-            return web.Response(body=raw, content_type="application/octet-stream", headers=headers)
-        return _ok(
-            {
-                "key": key,
-                **encode_value(result["value"]),
-                "version": result["version"],
-                "index": response.index,
-            }
-        )
-
-    async def delete(self, request: web.Request) -> web.Response:
-        _only_params(request, ())
-        key = self._key(request)
-        await self.auth.authorize(request, "write", key)
-        response = await self._submit(request, Op(kind="delete", key=key), write=True)
-        return _ok({"key": key, "deleted": bool(response.result.get("deleted")), "index": response.index})
-
-    async def list(self, request: web.Request) -> web.Response:
-        query = _only_params(request, ("prefix", "limit", "consistency"))
-        prefix = edge.check_prefix(query.get("prefix", ""), self.config.max_key_bytes)
-        limit_text = query.get("limit")
-        limit = edge.parse_int(limit_text, "limit") if limit_text is not None else None
-        consistency = _consistency(query)
-        await self.auth.authorize(request, "read", prefix)
-        response = await self._submit(
-            request, Op(kind="list", key=prefix, value=limit), consistency=consistency
-        )
-        items = [{"key": k, **encode_value(v), "version": ver} for k, v, ver in response.result["items"]]
-        return _ok(
-            {
-                "prefix": prefix,
-                "items": items,
-                "truncated": bool(response.result["truncated"]),
-                "index": response.index,
-            }
-        )
-
-    def _key(self, request: web.Request) -> str:
-        # From the raw path, strictly decoded (edge.py): aiohttp's decoded path keeps an
-        # invalid escape such as %FF literally while it decodes the valid ones.
-        return edge.key_from_path(request.rel_url.raw_path, KV_PATH, self.config.max_key_bytes)
-
-    async def _value(self, request: web.Request) -> str | bytes:
-        limit = self.config.max_value_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "too-large", f"value of {request.content_length} bytes is over {limit}")
-        body = await request.read()
-        if len(body) > limit:
-            raise ApiError(413, "too-large", f"value of {len(body)} bytes is over {limit}")
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            return body
+    async def submit(
+        self, request: web.Request, op: Any, *, write: bool = False, consistency: str | None = None
+    ) -> ClientResponse:
+        """Run ``op`` (a valid op of the service) and return the node's answer; raise
+        ApiError for a refusal or a request the runtime could not answer."""
+        return await self._submit(request, op, write=write, consistency=consistency)
 
     async def _submit(
-        self, request: web.Request, op: Op, *, write: bool = False, consistency: str | None = None
+        self, request: web.Request, op: Any, *, write: bool = False, consistency: str | None = None
     ) -> ClientResponse:
         if write:
             client_id, seq = self._request_id(request)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
@@ -44,8 +44,7 @@ from consensuskit.server.config import (
     parse_peer_flag,
 )
 from consensuskit.server.conn_guard import GuardedSite
-from consensuskit.server.fast_http import FastSite
-from consensuskit.server.http_api import KVApi
+from consensuskit.server.http_api import NodeApi
 from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
@@ -85,7 +84,7 @@ class NodeServer:
         self.metrics = NodeMetrics(config.node_id, config.protocol)
         self.runtime: NodeRuntime = None  # type: ignore[assignment]  # set by start()
         self.transport: Any = None
-        self.api: KVApi | None = None
+        self.api: NodeApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
 
@@ -94,6 +93,7 @@ class NodeServer:
         cfg = self.config
         self.started_at = time.monotonic()
         spec = self._registry.get(cfg.protocol)
+        self.service = service_for(self._registry, spec, cfg.service)
         if cfg.rejoin and not spec.survives_disk_loss:
             raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
         storage = self._storage if self._storage is not None else open_storage(cfg)
@@ -107,6 +107,7 @@ class NodeServer:
                 storage,
                 on_sync=self.metrics.on_sync,
                 inline_sync_bytes=cfg.inline_sync_bytes,
+                service=self.service,
             )
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)
@@ -133,7 +134,7 @@ class NodeServer:
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
         await self.transport.start()
         try:
-            self.api = KVApi(self)
+            self.api = NodeApi(self)
             self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
             edge.use_json_errors(self._runner.server)  # malformed HTTP answered as JSON too
@@ -142,8 +143,9 @@ class NodeServer:
                 require_client_certs(ssl_ctx, cfg.auth)  # [auth] client_ca: the CN names the user
             host, port = cfg.client_address
             # Every client connection is guarded: timeouts and caps (conn_guard.py).
-            if ssl_ctx is None:  # the lean front for hot key-value requests (fast_http.py)
-                site: GuardedSite = FastSite(self._runner, host, port, self.api, limits=cfg.limits)
+            fast_site = getattr(self.api.routes, "fast_site", None)
+            if ssl_ctx is None and fast_site is not None:  # the service's lean front (e.g. fast_http.py)
+                site: GuardedSite = fast_site(self._runner, host, port, self.api, limits=cfg.limits)
             else:
                 site = GuardedSite(self._runner, host, port, ssl_context=ssl_ctx, limits=cfg.limits)
             self.client_site = site
@@ -401,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "client_url",
         "data_dir",
         "protocol",
+        "service",
         "members",
         "secret_file",
         "admin_token_file",

@@ -38,6 +38,7 @@ from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.driver import Driver
 from consensuskit.core.env import NodeId, ProtocolNode
 from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import MemoryStorage, Storage
 
 log = logging.getLogger("consensuskit.server.runtime")
@@ -187,6 +188,7 @@ class NodeRuntime(Driver):
         on_sync: Callable[[float, int], None] | None = None,
         rng_seed: int | None = None,
         inline_sync_bytes: int = 0,
+        service: ServiceSpec | None = None,
     ) -> None:
         self.storage = _TrackedStorage(storage)  # what the node sees, and the driver watches
         Driver.__init__(self, self.storage)
@@ -217,7 +219,8 @@ class NodeRuntime(Driver):
         self._handed: set[tuple[str, int]] = set()  # requests the node has seen, unanswered
         self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
         self._leading = False
-        self.node: ProtocolNode = spec.make_node(node_id, self, list(members), dict(options))
+        # A log protocol gets the service's state machine (core/registry.py).
+        self.node: ProtocolNode = spec.build(node_id, self, list(members), dict(options), service)
         self.batch_end = getattr(self.node, "on_batch_end", None)
         self._on_durable: Callable[[int], None] | None = getattr(self.node, "on_durable", None)
 

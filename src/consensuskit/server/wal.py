@@ -242,9 +242,7 @@ class DiskStorage:
         self._next_seq = 1
         if segments:
             recovered = recover(directory, fsync=self._fsync)
-            working = MemoryStorage(recovered.first)
-            working._log = recovered.records
-            working._records = recovered.values
+            working = MemoryStorage(recovered.first, log=recovered.records, records=recovered.values)
             self._forms = recovered.forms
             self._segments: list[SegmentInfo] = recovered.segments
             self._next_generation = recovered.next_generation

@@ -59,6 +59,8 @@ class NetworkConfig:
 @dataclass(slots=True, kw_only=True)
 class SimConfig:
     protocol: str = "raft"
+    # The service the clients use; None: the protocol's default (core/service.py).
+    service: str | None = None
     node_ids: tuple[str, ...] = ("n1", "n2", "n3")
     seed: int = 0
     duration: float = 10.0  # virtual seconds of workload + faults
@@ -76,7 +78,7 @@ class SimConfig:
     trace_path: str | None = None  # stream the trace as JSON lines here
     history_path: str | None = None
     check_every_step: bool = True
-    # Check the client history with the linearizability checker (kv model) at the end of
+    # Check the client history with the linearizability checker (the service's model) at the end of
     # run(); after this many seconds of searching the answer is None ("unknown").
     check_linearizability: bool = True
     linearizability_timeout: float = 60.0

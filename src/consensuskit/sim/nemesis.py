@@ -367,11 +367,11 @@ def apply_action(sim: Simulation, action: str, args: tuple[str, ...]) -> None:
     elif action in ("crash", "restart", "pause", "resume", "wipe"):
         getattr(sim, action)(args[0])
     elif action == "clock":
-        kv = _kv(args[1:], "clock")
-        bad = sorted(set(kv) - {"skew", "drift"})
+        fields = _kv(args[1:], "clock")
+        bad = sorted(set(fields) - {"skew", "drift"})
         if bad:
             raise ValueError(f"clock: unknown field(s) {bad}; valid: skew, drift")
-        sim.set_clock(args[0], kv.get("skew", 0.0), kv.get("drift", 0.0))
+        sim.set_clock(args[0], fields.get("skew", 0.0), fields.get("drift", 0.0))
     elif action == "network":
         sim.set_network(**_kv(args, "network"))
     elif action == "link":

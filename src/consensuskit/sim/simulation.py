@@ -45,10 +45,11 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any
 
-from consensuskit.catalog import default_registry
-from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.catalog import default_registry, service_for
+from consensuskit.core.client import ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
 from consensuskit.sim.env import SYNC, TIMER, BatchedSimEnv, Clock, SimEnv
@@ -140,6 +141,9 @@ class SimResult:
     linearizability: Any = None
     history: History = field(default_factory=History)
     violations: list[InvariantViolation] = field(default_factory=list)
+    service: str = ""  # the service the clients used
+    # False when the service has no linearizability model: no verdict was due.
+    verdict_due: bool = True
     runtime: str = "unbatched"  # the runtime this seed ran ("random" resolved)
 
     @property
@@ -149,6 +153,7 @@ class SimResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "protocol": self.protocol,
+            "service": self.service,
             "nodes": len(self.node_ids),
             "node_ids": list(self.node_ids),
             "seed": self.seed,
@@ -182,7 +187,10 @@ class Simulation:
     def __init__(self, config: SimConfig, registry: Registry | None = None) -> None:
         config.validate()
         self.config = config
-        self.spec: ProtocolSpec = (registry or default_registry()).get(config.protocol)
+        registry = registry or default_registry()
+        self.spec: ProtocolSpec = registry.get(config.protocol)
+        # The client API this run drives: its state machine, workload and checker model.
+        self.service: ServiceSpec = service_for(registry, self.spec, config.service)
         unknown_bugs = sorted(set(config.bugs) - set(self.spec.bugs))
         if unknown_bugs:
             valid = ", ".join(self.spec.bugs) or "(none)"
@@ -787,7 +795,7 @@ class Simulation:
             self._clocks[node_id],
             random.Random(f"{self.seed}/{node_id}/{inc}"),
         )
-        node = self.spec.make_node(node_id, env, self.node_ids, dict(self.options))
+        node = self.spec.build(node_id, env, self.node_ids, dict(self.options), self.service)
         if self.batched:
             env.batch_end = getattr(node, "on_batch_end", None)
         env.durable_input = getattr(node, "on_durable", None)
@@ -1037,7 +1045,7 @@ class Simulation:
 
     def submit(
         self,
-        op: Op,
+        op: Op | ServiceOp,
         node: str | None = None,
         client_id: str | None = None,
         seq: int | None = None,
@@ -1054,7 +1062,7 @@ class Simulation:
     def _start_op(
         self,
         client: Client,
-        op: Op,
+        op: Op | ServiceOp,
         node: str | None,
         seq: int | None,
         on_done: Callable[[OpRun], None] | None,
@@ -1096,7 +1104,10 @@ class Simulation:
         for i in range(1, self.config.clients + 1):
             cid = f"c{i}"
             client = WorkloadClient(
-                self, cid, i, self.config.keys, random.Random(f"{self.seed}/client/{cid}")
+                self,
+                cid,
+                self.service.make_workload(i, self.config.keys),
+                random.Random(f"{self.seed}/client/{cid}"),
             )
             self._clients[cid] = client
             self.workload.append(client)
@@ -1169,6 +1180,8 @@ class Simulation:
         if cfg.history_path:
             self.history.to_jsonl(cfg.history_path)
         return SimResult(
+            service=self.service.name,
+            verdict_due=self.service.model is not None or linearizable is not None,
             protocol=cfg.protocol,
             node_ids=self.node_ids,
             seed=cfg.seed,
@@ -1212,18 +1225,21 @@ class Simulation:
 
     def _check_history(self) -> tuple[bool | None, Any]:
         """(verdict, details): the protocol's own history check if it offers one, else
-        the linearizability checker with the kv model."""
+        the linearizability checker with the service's model (none: no verdict)."""
         fn = getattr(self.checker, "check_history", None) or getattr(self.spec, "check_history", None)
         if fn is not None:
             verdict = fn(self.history)
             if verdict is None:
                 return None, None
             return bool(getattr(verdict, "ok", verdict)), verdict
-        if not self.config.check_linearizability:
+        model = self.service.model
+        if not self.config.check_linearizability or model is None:
             return None, None
         from consensuskit.check.linearizability import check_history
 
-        result = check_history(self.history, model="kv", timeout=self.config.linearizability_timeout)
+        if not isinstance(model, str):
+            model = model()
+        result = check_history(self.history, model=model, timeout=self.config.linearizability_timeout)
         return result.ok, result
 
     def close(self) -> None:

@@ -116,9 +116,5 @@ class SimStorage:
 
 
 def _clone(storage: MemoryStorage) -> MemoryStorage:
-    clone = storage.copy()
-    # MemoryStorage.copy is shallow; break aliasing of mutable record values.
-    for key, value in list(clone._records.items()):
-        if isinstance(value, (list, dict, set)):
-            clone._records[key] = _copy(value)
-    return clone
+    # Break aliasing of mutable record values (MemoryStorage.copy alone shares them).
+    return storage.copy(_copy)

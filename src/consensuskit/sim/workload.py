@@ -12,8 +12,9 @@ Rules this module owns:
   * at ``op_deadline``: "unknown" if any attempt timed out or is still outstanding,
     "fail" only if every attempt was definitely refused.  A late answer to a finished
     op is traced and otherwise ignored;
-  * workload values are unique ints (client index * 1_000_000 + counter) so a history
-    says exactly which write a read observed.
+  * what a workload client asks comes from the service (``ServiceSpec.make_workload``:
+    the ops, and what the client learns from their results); this module only sends,
+    retries and classifies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.service import Workload
 from consensuskit.sim.history import OpRecord
 
 if TYPE_CHECKING:
@@ -206,40 +208,18 @@ class OpRun:
 class WorkloadClient(Client):
     """A sequential client: op, wait for its outcome, think, next op, until stopped."""
 
-    __slots__ = ("counter", "index", "keys", "known", "stopped")
+    __slots__ = ("ops", "stopped")
 
-    def __init__(
-        self, sim: Simulation, client_id: str, index: int, keys: int, rng: random.Random
-    ) -> None:
+    def __init__(self, sim: Simulation, client_id: str, ops: Workload, rng: random.Random) -> None:
         super().__init__(sim, client_id, rng)
-        self.index = index
-        self.keys = keys
-        self.counter = 0
+        self.ops = ops  # the service's choice of operations for this client
         self.stopped = False
-        # key -> (value, version) as last observed by this client, for cas.
-        self.known: dict[str, tuple[Any, int]] = {}
 
     def start(self) -> None:
         self.sim._push_fn(self.sim.now + self.rng.uniform(*THINK_TIME), self._next, 0)
 
-    def _unique(self) -> int:
-        self.counter += 1
-        return self.index * 1_000_000 + self.counter
-
-    def make_op(self) -> Op:
-        rng = self.rng
-        key = f"k{rng.randrange(self.keys)}"
-        r = rng.random()
-        if r < 0.4:
-            return Op(kind="get", key=key)
-        if r < 0.7:
-            return Op(kind="put", key=key, value=self._unique())
-        if r < 0.8:
-            return Op(kind="delete", key=key)
-        value, version = self.known.get(key, (None, 0))
-        if rng.random() < 0.3:
-            return Op(kind="cas", key=key, value=self._unique(), expected_version=version)
-        return Op(kind="cas", key=key, value=self._unique(), expected=value)
+    def make_op(self) -> Any:
+        return self.ops.next_op(self.rng)
 
     def _next(self, _: int) -> None:
         if self.stopped:
@@ -248,19 +228,6 @@ class WorkloadClient(Client):
 
     def _after(self, run: OpRun) -> None:
         if run.status == "ok":
-            self._learn(run.request.op, run.record.result)
+            self.ops.learn(run.request.op, run.record.result)
         if not self.stopped:
             self.sim._push_fn(self.sim.now + self.rng.uniform(*THINK_TIME), self._next, 0)
-
-    def _learn(self, op: Op, result: Any) -> None:
-        # Results follow statemachines/kv.py; other shapes teach the client nothing.
-        if not isinstance(result, dict):
-            return
-        key = op.key
-        if op.kind == "get" or (op.kind == "cas" and not result.get("swapped")):
-            if "version" in result:
-                self.known[key] = (result.get("value"), int(result["version"]))
-        elif op.kind in ("put", "cas") and "version" in result:
-            self.known[key] = (op.value, int(result["version"]))
-        elif op.kind == "delete":
-            self.known[key] = (None, 0)

@@ -411,6 +411,9 @@ def test_a_snapshot_that_does_not_restore_changes_nothing():
         Snapshot(last_slot=50, configs=((1, ("n1", "n2", "n3")),), data="garbage"),
         Snapshot(last_slot=50, configs=(("one", ("n1",)),), data={"data": (), "sessions": ()}),
         Snapshot(last_slot=50, configs=((1, 5),), data={"data": (), "sessions": ()}),
+        # No configuration, or configurations out of slot order (ConfigHistory refuses).
+        Snapshot(last_slot=50, configs=(), data={"data": (), "sessions": ()}),
+        Snapshot(last_slot=50, configs=((9, ("n1",)), (4, ("n2",))), data={"data": (), "sessions": ()}),
     ):
         follower.on_message("n1", InstallSnapshot(ballot=leader.ballot, leader="n1", snapshot=snap))
         assert (follower.executed, follower.snapshot, follower.configs, follower.sm.digest()) == before

@@ -63,15 +63,19 @@ def check_file(
 def check_history(
     history: Iterable[Any],
     *,
-    model: str = "kv",
+    model: str | Model = "kv",
     timeout: float | None = None,
     workers: int | None = None,
 ) -> CheckResult:
     """Check the simulator's ``History`` (or any iterable of records/dicts in the
-    consensuskit per-operation format)."""
+    consensuskit per-operation format) against a model by name or a model object (a
+    service's own model, which then judges which op kinds exist)."""
     records = ((n, r if isinstance(r, dict) else r.to_dict()) for n, r in enumerate(history, start=1))
-    ops = read_consensuskit_records(records, "history")
-    return check_operations(ops, model_for(model, "consensuskit"), timeout=timeout, workers=workers)
+    if isinstance(model, str):
+        ops = read_consensuskit_records(records, "history")
+        return check_operations(ops, model_for(model, "consensuskit"), timeout=timeout, workers=workers)
+    ops = read_consensuskit_records(records, "history", kinds=None)
+    return check_operations(ops, model, timeout=timeout, workers=workers)
 
 
 __all__ = [

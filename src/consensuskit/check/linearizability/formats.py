@@ -59,9 +59,12 @@ def _finish(
 _OPS = ("get", "put", "delete", "cas", "append", "read", "write")
 
 
-def _call_from(record: dict[str, Any], source: str, line: int) -> Call:
+def _call_from(record: dict[str, Any], source: str, line: int, kinds: tuple[str, ...] | None = _OPS) -> Call:
     kind = record.get("op")
-    if kind not in _OPS:
+    if kinds is None:  # the model names the kinds it knows (Model.validate)
+        if not isinstance(kind, str) or not kind:
+            raise HistoryFormatError(source, line, f"op must be a non-empty string, got {kind!r}")
+    elif kind not in kinds:
         raise HistoryFormatError(source, line, f"unknown op {kind!r}; valid: {', '.join(_OPS)}")
     expected_version = record.get("expected_version")
     if expected_version is not None and not isinstance(expected_version, int):
@@ -92,15 +95,18 @@ def _time(record: dict[str, Any], name: str, source: str, line: int) -> float:
     return float(value)
 
 
-def read_consensuskit_records(records: Iterable[tuple[int, dict[str, Any]]], source: str) -> list[Operation]:
-    """Operations from (line number, record) pairs of either consensuskit variant."""
+def read_consensuskit_records(
+    records: Iterable[tuple[int, dict[str, Any]]], source: str, kinds: tuple[str, ...] | None = _OPS
+) -> list[Operation]:
+    """Operations from (line number, record) pairs of either consensuskit variant.
+    ``kinds=None`` accepts any op kind (a service's own model validates them)."""
     ops: list[tuple[str, float, float, Call, Any, int]] = []
     open_ops: dict[str, _Open] = {}
     for line, record in records:
         if not isinstance(record, dict):
             raise HistoryFormatError(source, line, "expected a JSON object")
         if "event" in record:
-            _read_event(record, line, source, open_ops, ops)
+            _read_event(record, line, source, open_ops, ops, kinds)
             continue
         for name in ("process", "op", "invoke"):
             if name not in record:
@@ -108,7 +114,7 @@ def read_consensuskit_records(records: Iterable[tuple[int, dict[str, Any]]], sou
         status = record.get("status")
         if status not in ("ok", "fail", "unknown"):
             raise HistoryFormatError(source, line, f"status must be ok, fail or unknown, got {status!r}")
-        call = _call_from(record, source, line)
+        call = _call_from(record, source, line, kinds)
         invoke = _time(record, "invoke", source, line)
         if status == "fail":
             continue  # definitely not applied: no constraint on anything
@@ -132,6 +138,7 @@ def _read_event(
     source: str,
     open_ops: dict[str, _Open],
     ops: list[tuple[str, float, float, Call, Any, int]],
+    kinds: tuple[str, ...] | None = _OPS,
 ) -> None:
     event = record["event"]
     if "process" not in record:
@@ -144,7 +151,7 @@ def _read_event(
             raise HistoryFormatError(
                 source, line, f"process {process} invokes again while its op from line {first} is open"
             )
-        open_ops[process] = _Open(_call_from(record, source, line), t, line)
+        open_ops[process] = _Open(_call_from(record, source, line, kinds), t, line)
         return
     if event not in ("ok", "fail", "info"):
         raise HistoryFormatError(source, line, f"unknown event {event!r}; valid: invoke, ok, fail, info")
@@ -171,9 +178,9 @@ def _json_lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                 raise HistoryFormatError(str(path), line, f"not JSON ({exc.msg}); truncated line?") from None
 
 
-def read_consensuskit(path: str | Path) -> list[Operation]:
+def read_consensuskit(path: str | Path, kinds: tuple[str, ...] | None = _OPS) -> list[Operation]:
     path = Path(path)
-    return read_consensuskit_records(_json_lines(path), str(path))
+    return read_consensuskit_records(_json_lines(path), str(path), kinds)
 
 
 # -- Porcupine: Jepsen etcd logs ------------------------------------------------------

@@ -9,6 +9,8 @@ Rules this module owns:
   * node numbers come from node ids: the trailing integers of the ids when every member
     has a distinct one ("S5" -> 5, "n12" -> 12), else the 1-based position in the member
     list as given ("A" -> 1, "B" -> 2).
+
+Tag 30 belongs to the Paxos family's ``Ballot``.
 """
 
 from __future__ import annotations

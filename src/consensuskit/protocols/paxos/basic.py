@@ -34,6 +34,7 @@ from typing import Any
 from consensuskit.core.capabilities import LogPosition, NodeStatus
 from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
+from consensuskit.core.service import StateMachine
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.basic_messages import (
     EMPTY_ACCEPTOR,
@@ -47,11 +48,13 @@ from consensuskit.protocols.paxos.basic_messages import (
     Noop,
     Prepare,
     Promise,
+    acceptor_key,
+    chosen_key,
     describe,
 )
 from consensuskit.protocols.paxos.basic_options import BasicPaxosOptions
 from consensuskit.protocols.paxos.quorum import classic_quorum, safe_value
-from consensuskit.statemachines.kv import KVStateMachine
+from consensuskit.statemachines import default_state_machine
 from consensuskit.statemachines.sessions import refusal
 
 PREPARE = "prepare"
@@ -62,14 +65,6 @@ PROPOSE_TIMER = "propose"
 CATCHUP_TIMER = "catchup"
 
 CHOSEN_MAX_KEY = "paxos/chosen-max"
-
-
-def acceptor_key(slot: int) -> str:
-    return f"paxos/acceptor/{slot}"
-
-
-def chosen_key(slot: int) -> str:
-    return f"paxos/chosen/{slot}"
 
 
 def round_key(slot: int) -> str:
@@ -104,6 +99,8 @@ class BasicPaxosNode:
         env: Env,
         members: Sequence[str],
         options: BasicPaxosOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         self.id = node_id
         self.env = env
@@ -125,7 +122,8 @@ class BasicPaxosNode:
         self.quorum = classic_quorum(len(self.acceptors))
         # Set by checkers to watch persisted state and execution; never used for control.
         self.observer: Any = None
-        self.sm = KVStateMachine()
+        # The service's state machine (the protocol serves any log service).
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
 
         # Acceptor: per-slot state, loaded lazily from storage.
         self.acceptor_records: dict[int, AcceptorState] = {}
@@ -587,9 +585,15 @@ class BasicPaxosNode:
 
 # ---------------------------------------------------------------------- registry entry
 def make_basic_paxos_node(
-    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+    node_id: str,
+    env: Env,
+    members: Sequence[str],
+    options: dict[str, Any],
+    *,
+    state_machine: StateMachine | None = None,
 ) -> BasicPaxosNode:
-    return BasicPaxosNode(node_id, env, members, BasicPaxosOptions.from_dict(dict(options)))
+    opts = BasicPaxosOptions.from_dict(dict(options))
+    return BasicPaxosNode(node_id, env, members, opts, state_machine=state_machine)
 
 
 def validate_basic_options(options: dict[str, Any]) -> None:
@@ -600,17 +604,12 @@ def basic_paxos_spec() -> Any:
     from consensuskit.core.registry import ProtocolSpec
     from consensuskit.protocols.paxos.basic_options import BUGS
 
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.paxos import PaxosChecker
-
-        return PaxosChecker()
-
     return ProtocolSpec(
         name="basic-paxos",
         description="Basic Paxos per slot of a replicated log (no leader: 4 message delays "
         "per command), with separable proposer/acceptor/learner roles and randomized backoff",
         make_node=make_basic_paxos_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_basic_options,
+        log=True,
     )

@@ -137,6 +137,16 @@ class Chosen:
         return f"Chosen slots={slots[0]}..{slots[-1]}" if slots else "Chosen none"
 
 
+# Storage keys of the durable per-slot records: public, since check/ reads the acceptors'
+# votes from storage to compute what was chosen.
+def acceptor_key(slot: int) -> str:
+    return f"paxos/acceptor/{slot}"
+
+
+def chosen_key(slot: int) -> str:
+    return f"paxos/chosen/{slot}"
+
+
 @message(38)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AcceptorState:

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.env import Env
+from consensuskit.core.service import StateMachine
 from consensuskit.protocols.paxos.ballot import Ballot
 from consensuskit.protocols.paxos.basic import (
     PROPOSE_TIMER,
@@ -76,9 +77,11 @@ class FastPaxosNode(BasicPaxosNode):
         env: Env,
         members: Sequence[str],
         options: FastPaxosOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         opts = options or FastPaxosOptions()
-        super().__init__(node_id, env, members, opts)
+        super().__init__(node_id, env, members, opts, state_machine=state_machine)
         check_acceptor_count(len(self.acceptors), opts.f)
         self.fast_q = fast_quorum(len(self.acceptors))
         self.coordinator = opts.coordinator or self.members[0]
@@ -245,9 +248,15 @@ class FastPaxosNode(BasicPaxosNode):
 
 # ---------------------------------------------------------------------- registry entry
 def make_fast_paxos_node(
-    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+    node_id: str,
+    env: Env,
+    members: Sequence[str],
+    options: dict[str, Any],
+    *,
+    state_machine: StateMachine | None = None,
 ) -> FastPaxosNode:
-    return FastPaxosNode(node_id, env, members, FastPaxosOptions.from_dict(dict(options)))
+    opts = FastPaxosOptions.from_dict(dict(options))
+    return FastPaxosNode(node_id, env, members, opts, state_machine=state_machine)
 
 
 def validate_fast_options(options: dict[str, Any]) -> None:
@@ -260,19 +269,14 @@ def fast_paxos_spec() -> Any:
     from consensuskit.core.registry import ProtocolSpec
     from consensuskit.protocols.paxos.basic_options import BUGS
 
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.paxos import PaxosChecker
-
-        return PaxosChecker()
-
     return ProtocolSpec(
         name="fast-paxos",
         description="Fast Paxos per slot of a replicated log: proposals go straight to the "
         "acceptors (2 message delays), collisions recovered by the coordinator or by the "
         "acceptors themselves",
         make_node=make_fast_paxos_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_fast_options,
+        log=True,
         min_nodes=3 * FastPaxosOptions().f + 1,
     )

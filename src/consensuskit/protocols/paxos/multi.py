@@ -7,6 +7,7 @@ from typing import Any
 
 from consensuskit.core.env import Env
 from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.service import StateMachine
 from consensuskit.protocols.paxos.multi_node import MultiPaxosNode
 from consensuskit.protocols.paxos.multi_options import BUGS, MultiPaxosOptions
 
@@ -14,13 +15,19 @@ __all__ = ["BUGS", "MultiPaxosNode", "MultiPaxosOptions", "make_multipaxos_node"
 
 
 def make_multipaxos_node(
-    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+    node_id: str,
+    env: Env,
+    members: Sequence[str],
+    options: dict[str, Any],
+    *,
+    state_machine: StateMachine | None = None,
 ) -> MultiPaxosNode:
     """Build a node; ``options["node_options"][node_id]`` overrides options per node."""
     merged = dict(options)
     per_node = merged.pop("node_options", None) or {}
     merged.update(per_node.get(node_id, {}))
-    return MultiPaxosNode(node_id, env, members, MultiPaxosOptions.from_dict(merged))
+    opts = MultiPaxosOptions.from_dict(merged)
+    return MultiPaxosNode(node_id, env, members, opts, state_machine=state_machine)
 
 
 def validate_options(options: dict[str, Any]) -> None:
@@ -31,18 +38,13 @@ def validate_options(options: dict[str, Any]) -> None:
 
 
 def multipaxos_spec() -> ProtocolSpec:
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.multipaxos import MultiPaxosChecker
-
-        return MultiPaxosChecker()
-
     return ProtocolSpec(
         name="multipaxos",
         description="Multi-Paxos in the Chubby style: leader by phase 1 over all slots, "
         "leases with lease reads, forwarding, alpha-delayed membership changes, snapshots",
         make_node=make_multipaxos_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_options,
         survives_disk_loss=True,
+        log=True,
     )

@@ -57,8 +57,14 @@ from consensuskit.core.client import (
     ClientResponse,
 )
 from consensuskit.core.env import Env
-from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.quorum import quorum_size
+from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
+from consensuskit.protocols.common import replies
+from consensuskit.protocols.common.check_quorum import CheckQuorum
+from consensuskit.protocols.common.config_history import ConfigHistory
+from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
+from consensuskit.protocols.common.read_index import ReadIndex
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
 from consensuskit.protocols.paxos.multi_messages import (
@@ -85,8 +91,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Snapshot,
 )
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
-from consensuskit.statemachines.kv import KVStateMachine
-from consensuskit.statemachines.sessions import refusal
+from consensuskit.statemachines import default_state_machine
 
 FOLLOWER = "follower"
 CANDIDATE = "candidate"
@@ -125,12 +130,15 @@ class MultiPaxosNode:
         env: Env,
         members: Sequence[str],
         options: MultiPaxosOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         self.id = node_id
         self.env = env
         self.opts = options or MultiPaxosOptions()
         self.bugs = self.opts.bugs
-        self.sm = KVStateMachine()
+        # The service's state machine (the protocol serves any log service).
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
         # Set by checkers to watch votes, decisions and executions; never used for control.
         self.observer: Any = None
         universe = list(members)
@@ -158,10 +166,10 @@ class MultiPaxosNode:
         snap = self.snapshot
         if snap is not None:
             self.sm.restore(snap.data)
-            self.configs: list[Config] = [(first, tuple(m)) for first, m in snap.configs]
+            self.config_history = ConfigHistory.of((first, tuple(m)) for first, m in snap.configs)
         else:
             initial = tuple(sorted(self.opts.members or members))
-            self.configs = [(1, initial)]
+            self.config_history = ConfigHistory(1, initial)
         # Invariant: log.offset <= executed; every slot <= executed is chosen and applied.
         self.executed = snap.last_slot if snap else 0
         # Chosen values above the compaction point (kept for catch-up), incl. executed ones.
@@ -192,18 +200,16 @@ class MultiPaxosNode:
         # Command -> the nodes that answer it (each one that handed it to us, in order).
         self.waiting: dict[tuple[str, int], list[str]] = {}
         self.ready = False
-        self.heartbeat_round = 0
-        self.round_sent_at: dict[int, float] = {}
+        self.rounds = HeartbeatRounds(node_id)
         self.round_commit: dict[int, int] = {}  # round -> commit it carried (recent rounds)
-        self.acked_round: dict[str, int] = {}
         self.lease_until = 0.0
         self.peer_executed: dict[str, int] = {}
         self.catchup_sent: dict[str, tuple[int, float]] = {}
-        self.recent_active: set[str] = set()
+        self.activity = CheckQuorum()
         self.prepare_sent: set[str] = set()
-        self.reads_awaiting_ready: list[tuple[ClientRequest, str]] = []
-        self.reads_awaiting_round: list[tuple[int, int, ClientRequest, str]] = []
-        self.reads_awaiting_execute: list[tuple[int, ClientRequest, str]] = []
+        # Quorum and lease reads (origin: the node the answer goes back through): held
+        # until ready, then waiting for a heartbeat round, then for execution.
+        self.reads = ReadIndex()
         # A runtime that calls on_batch_end() after each batch of inputs says so; then the
         # quorum reads of a batch share one heartbeat round, started at the batch's end,
         # instead of one round each (the simulator's unbatched runtime: one round per read).
@@ -237,12 +243,12 @@ class MultiPaxosNode:
 
     def config_at(self, slot: int) -> tuple[str, ...]:
         """Members governing ``slot``; known for ``slot <= executed + alpha``."""
-        members = self.configs[0][1]
-        for first, m in self.configs:
-            if first > slot:
-                break
-            members = m
-        return members
+        return self.config_history.at(slot)
+
+    @property
+    def configs(self) -> list[Config]:
+        """Every configuration known, as (first slot it governs, members), oldest first."""
+        return self.config_history.entries
 
     def serving_lease_reads(self) -> bool:
         """True while this node would answer a lease read from its own state now."""
@@ -314,7 +320,7 @@ class MultiPaxosNode:
             "snapshot_index": self.snapshot.last_slot if self.snapshot else 0,
             "members": list(self.members()),
             # The newest decided configuration (in force alpha slots after config_index).
-            "voters": list(self.configs[-1][1]),
+            "voters": list(self.config_history.latest()[1]),
             "learners": [],
             "config_index": self.config_slot,
             "config_pending": self._config_change_undecided(),
@@ -360,9 +366,7 @@ class MultiPaxosNode:
         if self.pump_due:
             self.pump_due = False
             self._pump()
-        if self.role != LEADER or not self.reads_awaiting_round:
-            return
-        if max(r for r, _, _, _ in self.reads_awaiting_round) > self.heartbeat_round:
+        if self.role == LEADER and self.reads.round_due(self.rounds.current):
             self._broadcast_heartbeat()
 
     def on_message(self, src: str, msg: Any) -> None:
@@ -398,7 +402,7 @@ class MultiPaxosNode:
             return NOT_LEADER
         if self._config_change_pending():
             return "a configuration change is already in progress"
-        members = set(self.configs[-1][1])
+        members = set(self.config_history.latest()[1])
         if change == "add":
             if node in members:
                 return f"{node} is already a member"
@@ -489,46 +493,29 @@ class MultiPaxosNode:
 
     def _rejection(self, request: ClientRequest, error: str) -> ClientResponse:
         hint = self.leader_id if self.leader_id != self.id or self.role == LEADER else None
-        return ClientResponse(
-            client_id=request.client_id, seq=request.seq, ok=False, error=error, leader_hint=hint
-        )
+        return replies.refused(request, error, hint)
 
     # ------------------------------------------------------------------ reads
     def _read(self, request: ClientRequest, origin: str) -> None:
         if not self.ready:
-            self.reads_awaiting_ready.append((request, origin))
+            self.reads.hold(request, origin)
             return
         target = self._max_chosen()
         if self._read_mode(request) == "lease" and self.env.now() < self.lease_until:
-            self.reads_awaiting_execute.append((target, request, origin))
+            self.reads.wait_for_apply(target, request, origin)
             self._serve_ready_reads()
             return
         # No lease (or a linearizable read asked for): confirm leadership with a round.
-        self.reads_awaiting_round.append((self.heartbeat_round + 1, target, request, origin))
+        self.reads.wait_for_round(self.rounds.current + 1, target, request, origin)
         if not self.share_read_rounds:
             self._broadcast_heartbeat()
 
     def _serve_ready_reads(self) -> None:
-        waiting = []
-        for target, request, origin in self.reads_awaiting_execute:
-            if target <= self.executed:
-                self._answer_read(request, origin)
-            else:
-                waiting.append((target, request, origin))
-        self.reads_awaiting_execute = waiting
+        self.reads.release(self.executed, self._answer_read)
 
     def _answer_read(self, request: ClientRequest, origin: str) -> None:
-        self._reply(
-            origin,
-            ClientResponse(
-                client_id=request.client_id,
-                seq=request.seq,
-                ok=True,
-                result=self.sm.read(request),
-                leader_hint=self.leader_id,
-                index=self.executed,
-            ),
-        )
+        result = self.sm.read(request)
+        self._reply(origin, replies.ok(request, result, self.leader_id, self.executed))
 
     def _max_chosen(self) -> int:
         return max(self.executed, max(self.chosen, default=0))
@@ -679,10 +666,10 @@ class MultiPaxosNode:
         self.env.record("role", role=LEADER, term=str(self.ballot))
         self.proposals, self.acks, self.proposed_at = {}, {}, {}
         self.peer_executed, self.catchup_sent = {}, {}
-        self.heartbeat_round, self.round_sent_at, self.acked_round = 0, {}, {}
+        self.rounds.reset()
         self.round_commit = {}
         self.lease_until = 0.0
-        self.recent_active = set()
+        self.activity.reset()
         self.ready = False
         if skip_recovery:
             self.next_slot = max(self.executed, self.log.last) + 1
@@ -729,11 +716,7 @@ class MultiPaxosNode:
         self.proposals, self.acks, self.proposed_at, self.to_recover = {}, {}, {}, set()
         # Reads have no effect, so refusing them is a definite answer.  Proposed writes
         # are left unanswered: they may still be chosen under the next leader.
-        reads = [(r, o) for r, o in self.reads_awaiting_ready]
-        reads += [(r, o) for _, _, r, o in self.reads_awaiting_round]
-        reads += [(r, o) for _, r, o in self.reads_awaiting_execute]
-        self.reads_awaiting_ready, self.reads_awaiting_round, self.reads_awaiting_execute = [], [], []
-        for request, origin in reads:
+        for request, origin in self.reads.drain():
             self._reply(origin, self._rejection(request, NOT_LEADER))
         self.waiting = {}
         self._release_queue(leader)
@@ -769,11 +752,10 @@ class MultiPaxosNode:
 
     def _check_quorum(self) -> None:
         self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
-        active, self.recent_active = self.recent_active | {self.id}, set()
         if not self.opts.check_quorum:
+            self.activity.reset()
             return
-        members = self.config_at(self.executed + 1)
-        if sum(1 for p in members if p in active) < quorum_size(len(members)):
+        if not self.activity.check(self.id, self.config_at(self.executed + 1)):
             self.env.record("step-down", reason="check-quorum")
             self._become_follower(None)
 
@@ -892,7 +874,7 @@ class MultiPaxosNode:
     def handle_accepted(self, src: str, m: Accepted) -> None:
         if self.role != LEADER or m.ballot != self.ballot:
             return
-        self.recent_active.add(src)
+        self.activity.heard.add(src)
         self.peer_executed[src] = max(self.peer_executed.get(src, 0), m.executed)
         for slot in m.slots:
             acks = self.acks.get(slot)
@@ -951,13 +933,13 @@ class MultiPaxosNode:
             elif entry.kind == CONFIG:
                 members = tuple(entry.data.members)
                 self.config_slot = slot
-                self.configs.append((slot + self.opts.alpha, members))
+                self.config_history.record(slot + self.opts.alpha, members)
                 self.env.record("config", slot=slot, effective=slot + self.opts.alpha, members=list(members))
             if self.observer is not None:
                 self.observer.on_execute(self, slot, entry)
             if self.role == LEADER and self.id not in self.config_at(self.executed + 1):
                 step_down = True
-        if self.reads_awaiting_execute:
+        if self.reads.awaiting_apply:
             self._serve_ready_reads()
         self._maybe_snapshot()
         if step_down and self.role == LEADER:
@@ -965,21 +947,8 @@ class MultiPaxosNode:
             self._become_follower(None)
 
     def _answer_command(self, request: ClientRequest, result: Any, slot: int, origin: str) -> None:
-        error = refusal(result)  # stale, expired or reused session: nothing applied
-        if error is not None:
-            self._reply(origin, self._rejection(request, error))
-            return
-        self._reply(
-            origin,
-            ClientResponse(
-                client_id=request.client_id,
-                seq=request.seq,
-                ok=True,
-                result=result,
-                leader_hint=self.id,
-                index=slot,
-            ),
-        )
+        # A session refusal (nothing applied) is refused; as leader, leader_id is us.
+        self._reply(origin, replies.command_answer(request, result, self.id, slot))
 
     def _maybe_ready(self) -> None:
         """A new leader serves reads once the old lease ran out and every slot it
@@ -990,16 +959,13 @@ class MultiPaxosNode:
             return
         self.ready = True
         self.env.record("ready", executed=self.executed)
-        waiting, self.reads_awaiting_ready = self.reads_awaiting_ready, []
-        for request, origin in waiting:
+        for request, origin in self.reads.take_held():
             self._read(request, origin)
 
     # ------------------------------------------------------------------ heartbeats
     def _broadcast_heartbeat(self) -> None:
-        self.heartbeat_round += 1
-        round_ = self.heartbeat_round
         now = self.env.now()
-        self.round_sent_at[round_] = now
+        round_ = self.rounds.start(now)
         self.round_commit[round_] = self.executed
         self.round_commit.pop(round_ - 20, None)
         self.grant_holder, self.grant_expiry = self.id, now + self.opts.lease_duration
@@ -1027,10 +993,9 @@ class MultiPaxosNode:
     def handle_heartbeat_ack(self, src: str, m: HeartbeatAck) -> None:
         if self.role != LEADER or m.ballot != self.ballot:
             return
-        self.recent_active.add(src)
+        self.activity.heard.add(src)
         self.peer_executed[src] = max(self.peer_executed.get(src, 0), m.executed)
-        if m.round > self.acked_round.get(src, 0):
-            self.acked_round[src] = m.round
+        if self.rounds.ack(src, m.round):
             self._round_acknowledged()
         # Behind what it should know from the heartbeat's commit (it lacks votes in our
         # ballot), or still catching up after a Learn/snapshot: send chosen values.
@@ -1041,27 +1006,15 @@ class MultiPaxosNode:
     def _round_acknowledged(self) -> None:
         """The newest round a majority of every configuration in force acknowledged
         confirms our leadership (quorum reads) and starts the lease."""
-        acked = dict(self.acked_round)
-        acked[self.id] = self.heartbeat_round
         window = self._configs_between(self.executed + 1, self.executed + self.opts.alpha)
-        quorum_round = min(committed_index(acked, members) for members in window)
+        quorum_round = min(self.rounds.quorum_round(members) for members in window)
         if quorum_round <= 0:
             return
-        sent_at = self.round_sent_at.get(quorum_round)
+        sent_at = self.rounds.settle(quorum_round)
         if sent_at is not None:
             lease = self.opts.lease_duration * (1.0 - self.opts.clock_drift_bound)
             self.lease_until = max(self.lease_until, sent_at + lease)
-        for old in [r for r in self.round_sent_at if r < quorum_round]:
-            del self.round_sent_at[old]
-        if self.reads_awaiting_round:
-            still = []
-            for round_, target, request, origin in self.reads_awaiting_round:
-                if round_ <= quorum_round:
-                    self.reads_awaiting_execute.append((target, request, origin))
-                else:
-                    still.append((round_, target, request, origin))
-            self.reads_awaiting_round = still
-            self._serve_ready_reads()
+        self.reads.confirm(quorum_round, self.executed, self._answer_read)
 
     # ------------------------------------------------------------------ catch-up
     def _maybe_catch_up(self, peer: str, executed: int) -> None:
@@ -1170,9 +1123,13 @@ class MultiPaxosNode:
     def _install(self, snap: Snapshot) -> None:
         """Replace our state with a snapshot ahead of our executed prefix."""
         configs = [(first, tuple(m)) for first, m in snap.configs if isinstance(m, tuple)]
-        if len(configs) != len(snap.configs) or not all(
-            type(first) is int and all(type(n) is str for n in m) for first, m in configs
-        ):
+        try:
+            if len(configs) != len(snap.configs) or not all(
+                type(first) is int and all(type(n) is str for n in m) for first, m in configs
+            ):
+                raise ValueError("malformed")
+            history = ConfigHistory.of(configs)  # none, or slots out of order: ValueError
+        except ValueError:
             self.env.record("ignored", reason="snapshot with malformed configurations")
             return
         try:  # before any change: a snapshot that does not restore (a peer's garbage) changes nothing
@@ -1183,7 +1140,7 @@ class MultiPaxosNode:
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.executed = snap.last_slot
-        self.configs = configs
+        self.config_history = history
         self._compact(snap.last_slot)
         if self.role == LEADER and self.next_slot <= snap.last_slot:
             self.next_slot = snap.last_slot + 1
@@ -1207,20 +1164,14 @@ class MultiPaxosNode:
     # ------------------------------------------------------------------ configurations
     def _configs_from(self, slot: int) -> tuple[tuple[int, tuple[str, ...]], ...]:
         """The configuration in force at ``slot`` and every later one, as (first, members)."""
-        out = [(slot, self.config_at(slot))]
-        out += [(first, members) for first, members in self.configs if first > slot]
-        return tuple(out)
+        return tuple(self.config_history.since(slot))
 
     def _configs_between(self, lo: int, hi: int) -> list[tuple[str, ...]]:
-        out = [self.config_at(lo)]
-        for first, members in self.configs:
-            if lo < first <= hi and members not in out:
-                out.append(members)
-        return out
+        return self.config_history.between(lo, hi)
 
     def _members_from(self, slot: int) -> tuple[str, ...]:
         members: set[str] = set()
-        for _, m in self._configs_from(slot):
+        for _, m in self.config_history.since(slot):
             members.update(m)
         return tuple(sorted(members))
 
@@ -1228,7 +1179,7 @@ class MultiPaxosNode:
         return self.id in self.members()
 
     def _config_change_pending(self) -> bool:
-        if any(first > self.executed + 1 for first, _ in self.configs):
+        if self.config_history.latest()[0] > self.executed + 1:
             return True
         return self._config_change_undecided()
 

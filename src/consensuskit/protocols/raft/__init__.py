@@ -7,38 +7,50 @@ from typing import Any
 
 from consensuskit.core.env import Env
 from consensuskit.core.registry import ProtocolSpec
-from consensuskit.protocols.raft.node import RaftNode
+from consensuskit.core.service import StateMachine
+from consensuskit.protocols.raft.messages import LogEntry, Snapshot
+from consensuskit.protocols.raft.node import HARD_STATE_KEY, SNAPSHOT_KEY, RaftNode
 from consensuskit.protocols.raft.options import BUGS, RaftOptions
 
-__all__ = ["BUGS", "RaftNode", "RaftOptions", "raft_spec"]
+# The public surface other packages may use (check/ reads the durable snapshot and log).
+__all__ = [
+    "BUGS",
+    "HARD_STATE_KEY",
+    "SNAPSHOT_KEY",
+    "LogEntry",
+    "RaftNode",
+    "RaftOptions",
+    "Snapshot",
+    "raft_spec",
+]
 
 
 def make_raft_node(
-    node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
+    node_id: str,
+    env: Env,
+    members: Sequence[str],
+    options: dict[str, Any],
+    *,
+    state_machine: StateMachine | None = None,
 ) -> RaftNode:
     """Build a node; ``options["node_options"][node_id]`` overrides options per node
     (e.g. a shorter election timeout for the node a scenario wants to win)."""
     merged = dict(options)
     per_node = merged.pop("node_options", None) or {}
     merged.update(per_node.get(node_id, {}))
-    return RaftNode(node_id, env, members, RaftOptions.from_dict(merged))
+    return RaftNode(node_id, env, members, RaftOptions.from_dict(merged), state_machine=state_machine)
 
 
 def raft_spec() -> ProtocolSpec:
-    def make_checker(bugs: frozenset[str]) -> Any:
-        from consensuskit.check.raft import RaftChecker
-
-        return RaftChecker(bugs)
-
     return ProtocolSpec(
         name="raft",
         description="Raft with pre-vote, check-quorum, ReadIndex/lease reads, snapshots, "
         "leadership transfer and single-server membership changes",
         make_node=make_raft_node,
-        make_checker=make_checker,
         bugs=BUGS,
         validate_options=validate_options,
         survives_disk_loss=True,
+        log=True,
     )
 
 

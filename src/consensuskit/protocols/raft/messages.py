@@ -1,6 +1,6 @@
 """Raft's messages and persistent records, named as in the paper (Ongaro 2014, fig. 2).
 
-Tags 10-39 belong to Raft; append new ones, never reuse.
+Tags 10-29 belong to Raft; append new ones, never reuse.
 """
 
 from __future__ import annotations

@@ -38,12 +38,17 @@ from consensuskit.core.client import (
     NOT_LEADER,
     STALE_OK,
     ClientRequest,
-    ClientResponse,
 )
 from consensuskit.core.env import Env
 from consensuskit.core.messages import CodecError, decode
 from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
+from consensuskit.protocols.common import replies
+from consensuskit.protocols.common.check_quorum import CheckQuorum
+from consensuskit.protocols.common.config_history import ConfigHistory
+from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
+from consensuskit.protocols.common.read_index import ReadIndex
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -69,8 +74,7 @@ from consensuskit.protocols.raft.messages import (
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from consensuskit.protocols.raft.snapshot_reader import SnapshotReader
-from consensuskit.statemachines.kv import KVStateMachine
-from consensuskit.statemachines.sessions import refusal
+from consensuskit.statemachines import default_state_machine
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -114,12 +118,15 @@ class RaftNode:
         env: Env,
         members: Sequence[str],
         options: RaftOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
     ) -> None:
         self.id = node_id
         self.env = env
         self.opts = options or RaftOptions()
         self.bugs = self.opts.bugs
-        self.sm = KVStateMachine()
+        # The service's state machine (the protocol serves any log service).
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
         # Set by checkers to watch log and state machine changes; never used for control.
         self.observer: Any = None
 
@@ -137,13 +144,17 @@ class RaftNode:
         snap = self.snapshot
         self.log = RaftLog.load(storage, snap.last_index if snap else 0, snap.last_term if snap else 0)
         if snap is not None:
-            self.base_config = snap.config
+            base_config = snap.config
             self.sm.restore(snap.data)
         else:
             voters = tuple(sorted(self.opts.voters or members))
-            self.base_config = ClusterConfig(voters=voters, learners=tuple(sorted(self.opts.learners)))
-        self.config = self.base_config
-        self.config_index = snap.last_index if snap else 0
+            base_config = ClusterConfig(voters=voters, learners=tuple(sorted(self.opts.learners)))
+        # The configuration at each index of the log (in force once appended, §4.1); the
+        # base is the one before the log's first entry.  config/config_index: the latest.
+        self.config_history = ConfigHistory(self.log.offset, base_config)
+        for e in self.log.entries:
+            if e.kind == CONFIG:
+                self.config_history.record(e.index, e.data)
         self._recompute_config()
 
         self.role = FOLLOWER
@@ -157,13 +168,12 @@ class RaftNode:
         self.progress: dict[str, Progress] = {}
         self.term_start_index = 0
         self.transfer_target: str | None = None
-        self.heartbeat_round = 0
-        self.round_sent_at: dict[int, float] = {}
-        self.acked_round: dict[str, int] = {}
+        self.rounds = HeartbeatRounds(node_id)
+        self.activity = CheckQuorum()
         self.lease_until = 0.0
-        self.reads_awaiting_commit: list[ClientRequest] = []
-        self.reads_awaiting_quorum: list[tuple[int, int, ClientRequest]] = []  # round, index
-        self.reads_awaiting_apply: list[tuple[int, ClientRequest]] = []
+        # ReadIndex reads: held until an entry of our term commits, then waiting for a
+        # heartbeat round, then for the apply index.
+        self.reads = ReadIndex()
         self.snapshot_sent_at: dict[str, float] = {}
         # Leader: per follower, the snapshot being streamed to it in chunks.  Encoded as
         # it goes, never whole: a cached 100 MB encoding doubled a large node's memory.
@@ -574,9 +584,8 @@ class RaftNode:
         self.env.record("role", role=LEADER, term=self.term)
         next_index = self.log.last_index + 1
         self.progress = {peer: Progress(next_index) for peer in self.config.members() if peer != self.id}
-        self.heartbeat_round = 0
-        self.round_sent_at = {}
-        self.acked_round = {}
+        self.rounds.reset()
+        self.activity.reset()
         self.lease_until = 0.0
         self.term_start_index = next_index
         self._append_new(NOOP, None)
@@ -596,11 +605,7 @@ class RaftNode:
         self.snapshot_readers = {}
         # Reads have no effect, so refusing them is a definite answer.  Pending writes
         # are left unanswered: they may still commit under the next leader.
-        reads = list(self.reads_awaiting_commit)
-        reads += [r for _, _, r in self.reads_awaiting_quorum]
-        reads += [r for _, r in self.reads_awaiting_apply]
-        self.reads_awaiting_commit, self.reads_awaiting_quorum, self.reads_awaiting_apply = [], [], []
-        for request in reads:
+        for request, _ in self.reads.drain():
             self._reject(request, NOT_LEADER)
 
     def _check_quorum(self) -> None:
@@ -609,12 +614,8 @@ class RaftNode:
         self.env.set_timer(CHECK_QUORUM_TIMER, self.opts.election_timeout)
         if not self.opts.check_quorum:
             return
-        active = [self.id] if self.id in self.config.voters else []
-        for peer, pr in self.progress.items():
-            if pr.recent_active and peer in self.config.voters and not pr.rejoining:
-                active.append(peer)
-            pr.recent_active = False
-        if len(active) < quorum_size(len(self.config.voters)):
+        rejoining = [peer for peer, pr in self.progress.items() if pr.rejoining]
+        if not self.activity.check(self.id, self.config.voters, rejoining):
             self.env.record("step-down", reason="check-quorum")
             self._become_follower(self.term, None)
 
@@ -764,6 +765,7 @@ class RaftNode:
         if self.observer is not None:
             self.observer.on_truncate(self, index)
         self.log.truncate_from(index)
+        self.config_history.truncate_from(index)
         self.durable_index = min(self.durable_index, index - 1)
         if self.config_index >= index:
             self._recompute_config()
@@ -772,7 +774,7 @@ class RaftNode:
         pr = self.progress.get(src)
         if pr is None or self.role != LEADER:
             return
-        pr.recent_active = True
+        self.activity.heard.add(src)
         if m.success:
             updated = pr.update(m.index)
             if updated or (pr.state == PROBE and pr.match == m.index):
@@ -828,9 +830,8 @@ class RaftNode:
         # The leader is always the first to learn an entry is committed.
         self.env.record("learned", slot=n, first=self.commit_index + 1)
         self._commit_to(n)
-        if self.reads_awaiting_commit and self.commit_index >= self.term_start_index:
-            waiting, self.reads_awaiting_commit = self.reads_awaiting_commit, []
-            for request in waiting:
+        if self.reads.held and self.commit_index >= self.term_start_index:
+            for request, _ in self.reads.take_held():
                 self._read(request)
 
     def _commit_to(self, index: int) -> None:
@@ -858,7 +859,7 @@ class RaftNode:
                 step_down = self.id not in entry.data.voters
             if self.observer is not None:
                 self.observer.on_apply(self, entry)
-        if self.reads_awaiting_apply:
+        if self.reads.awaiting_apply:
             self._serve_ready_reads()
         self._maybe_snapshot()
         if step_down:
@@ -866,38 +867,16 @@ class RaftNode:
             self._become_follower(self.term, None)
 
     def _answer(self, request: ClientRequest, result: Any, index: int) -> None:
-        error = refusal(result)  # stale, expired or reused session: nothing applied
-        if error is not None:
-            self._reject(request, error)
-            return
-        self.env.deliver(
-            ClientResponse(
-                client_id=request.client_id,
-                seq=request.seq,
-                ok=True,
-                result=result,
-                leader_hint=self.id,
-                index=index,
-            )
-        )
+        # A session refusal (nothing applied) is refused; as leader, leader_id is us.
+        self.env.deliver(replies.command_answer(request, result, self.id, index))
 
     def _reject(self, request: ClientRequest, error: str) -> None:
-        self.env.deliver(
-            ClientResponse(
-                client_id=request.client_id,
-                seq=request.seq,
-                ok=False,
-                error=error,
-                leader_hint=self.leader_id,
-            )
-        )
+        self.env.deliver(replies.refused(request, error, self.leader_id))
 
     # ------------------------------------------------------------------ heartbeats
     def _broadcast_heartbeat(self) -> None:
         self.read_round_due = False  # this round serves every read waiting for one
-        self.heartbeat_round += 1
-        round_ = self.heartbeat_round
-        self.round_sent_at[round_] = self.env.now()
+        round_ = self.rounds.start(self.env.now())
         for peer, pr in self.progress.items():
             commit = min(pr.match, self.commit_index)
             self._replicate(peer, Heartbeat(term=self.term, leader=self.id, commit=commit, context=round_))
@@ -912,9 +891,8 @@ class RaftNode:
         pr = self.progress.get(src)
         if pr is None or self.role != LEADER:
             return
-        pr.recent_active = True
-        if m.context > self.acked_round.get(src, 0) and not pr.rejoining:
-            self.acked_round[src] = m.context
+        self.activity.heard.add(src)
+        if not pr.rejoining and self.rounds.ack(src, m.context):
             self._round_acknowledged()
         if pr.match < self.log.last_index:
             # Recover from lost messages (etcd): resend a probe, or free one in-flight
@@ -933,34 +911,21 @@ class RaftNode:
     def _round_acknowledged(self) -> None:
         """Track the newest heartbeat round a majority answered: it confirms leadership
         for ReadIndex (§6.4) and starts the lease (§6.4.1)."""
-        acked = dict(self.acked_round)
-        if self.id in self.config.voters:
-            acked[self.id] = self.heartbeat_round
-        quorum_round = committed_index(acked, self.config.voters)
+        quorum_round = self.rounds.quorum_round(self.config.voters)
         if quorum_round <= 0:
             return
-        sent_at = self.round_sent_at.get(quorum_round)
+        sent_at = self.rounds.settle(quorum_round)
         if sent_at is not None and self.transfer_target is None:
             lease = self.opts.election_timeout * (1.0 - self.opts.clock_drift_bound)
             self.lease_until = max(self.lease_until, sent_at + lease)
-        for old in [r for r in self.round_sent_at if r < quorum_round]:
-            del self.round_sent_at[old]
-        if self.reads_awaiting_quorum:
-            still = []
-            for round_, index, request in self.reads_awaiting_quorum:
-                if round_ <= quorum_round:
-                    self.reads_awaiting_apply.append((index, request))
-                else:
-                    still.append((round_, index, request))
-            self.reads_awaiting_quorum = still
-            self._serve_ready_reads()
+        self.reads.confirm(quorum_round, self.last_applied, self._serve_read)
 
     # ------------------------------------------------------------------ reads
     def _read(self, request: ClientRequest) -> None:
         if self.commit_index < self.term_start_index:
             # §6.4 step 1: until an entry of its term commits, the leader's commit index
             # may lag the cluster's; wait for the no-op.
-            self.reads_awaiting_commit.append(request)
+            self.reads.hold(request)
             return
         # The lease is only as good as the followers' promise not to vote while they hear
         # from a leader, which check-quorum makes (§6.4.1); without it, use ReadIndex.
@@ -968,35 +933,22 @@ class RaftNode:
             request.consistency == LEASE or (request.consistency is None and self.opts.read_mode == "lease")
         )
         if lease_ok and self.transfer_target is None and self.env.now() < self.lease_until:
-            self.reads_awaiting_apply.append((self.commit_index, request))
+            self.reads.wait_for_apply(self.commit_index, request)
             self._serve_ready_reads()
             return
-        self.reads_awaiting_quorum.append((self.heartbeat_round + 1, self.commit_index, request))
+        self.reads.wait_for_round(self.rounds.current + 1, self.commit_index, request)
         if self.share_read_rounds:
             self.read_round_due = True
         else:
             self._broadcast_heartbeat()
 
     def _serve_ready_reads(self) -> None:
-        waiting = []
-        for index, request in self.reads_awaiting_apply:
-            if index <= self.last_applied:
-                self._serve_read(request)
-            else:
-                waiting.append((index, request))
-        self.reads_awaiting_apply = waiting
+        self.reads.release(self.last_applied, self._serve_read)
 
     def _serve_read(self, request: ClientRequest, leader_hint: str | None = None) -> None:
-        self.env.deliver(
-            ClientResponse(
-                client_id=request.client_id,
-                seq=request.seq,
-                ok=True,
-                result=self.sm.read(request),
-                leader_hint=leader_hint or self.id,
-                index=self.last_applied,
-            )
-        )
+        # (As the ReadIndex callback the hint is the read's origin: None, so us.)
+        result = self.sm.read(request)
+        self.env.deliver(replies.ok(request, result, leader_hint or self.id, self.last_applied))
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:
@@ -1017,16 +969,15 @@ class RaftNode:
         if term is None:
             return
         snap = Snapshot(
-            last_index=index, last_term=term, config=self._config_at(index), data=self.sm.snapshot()
+            last_index=index, last_term=term, config=self.config_history.at(index), data=self.sm.snapshot()
         )
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.env.record("snapshot", index=index, term=term)
         keep_from = index - self.opts.snapshot_trailing
         if keep_from > self.log.offset:
-            base = self._config_at(keep_from)
+            self.config_history.compact(keep_from)
             self.log.compact(keep_from)
-            self.base_config = base
 
     def handle_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
         self._follow(m.leader)
@@ -1045,15 +996,15 @@ class RaftNode:
             return
         if self.log.term_at(snap.last_index) == snap.last_term:
             self.log.compact(snap.last_index)  # §5.1: keep the entries that follow it
+            self.config_history.rebase(snap.last_index, snap.config)
         else:
             self.log.reset(snap.last_index, snap.last_term)
+            self.config_history.reset(snap.last_index, snap.config)
             # Entries up to the snapshot point are committed: counting them is harmless.
             self.durable_index = min(self.durable_index, snap.last_index)
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.commit_index = self.last_applied = snap.last_index
-        self.base_config = snap.config
-        self.config, self.config_index = snap.config, snap.last_index
         self._recompute_config()
         self.env.record("restore", index=snap.last_index, term=snap.last_term)
         if self.observer is not None:
@@ -1100,7 +1051,7 @@ class RaftNode:
         pr = self.progress.get(src)
         if pr is None or self.role != LEADER:
             return
-        pr.recent_active = True
+        self.activity.heard.add(src)
         if m.next_offset >= 0:
             # A chunk acknowledged: send the next one of the snapshot still in flight.
             reader = self.snapshot_readers.get(src)
@@ -1134,6 +1085,7 @@ class RaftNode:
 
     # ------------------------------------------------------------------ membership
     def _apply_config(self, config: ClusterConfig, index: int) -> None:
+        self.config_history.record(index, config)
         self.config, self.config_index = config, index
         self.env.record("config", index=index, voters=list(config.voters), learners=list(config.learners))
         if self.role != LEADER:
@@ -1144,24 +1096,12 @@ class RaftNode:
                 self.progress[peer] = Progress(self.log.last_index + 1)
         for peer in [p for p in self.progress if p not in members]:
             del self.progress[peer]
-            self.acked_round.pop(peer, None)
+            self.rounds.forget(peer)
+            self.activity.forget(peer)
             self.snapshot_readers.pop(peer, None)
 
-    def _config_at(self, index: int) -> ClusterConfig:
-        """The configuration in force once every entry up to ``index`` is appended."""
-        for pos in range(min(index, self.log.last_index) - self.log.offset - 1, -1, -1):
-            e = self.log.entries[pos]
-            if e.kind == CONFIG:
-                return e.data
-        return self.base_config
-
     def _recompute_config(self) -> None:
-        for e in reversed(self.log.entries):
-            if e.kind == CONFIG:
-                self.config, self.config_index = e.data, e.index
-                return
-        self.config = self.base_config
-        self.config_index = self.log.offset
+        self.config_index, self.config = self.config_history.latest()
 
     # ------------------------------------------------------------------ disk loss
     def _respond(self, leader: str, msg: Any) -> None:
@@ -1176,7 +1116,7 @@ class RaftNode:
         """Follower side: note the committed demotion, then the committed promotion."""
         if not self.rejoining:
             return
-        config = self._config_at(self.commit_index)
+        config = self.config_history.at(self.commit_index)
         if self.id not in config.voters:
             if not self.demoted_at:
                 self.demoted_at = self.commit_index

@@ -26,7 +26,6 @@ class Progress:
         "match",
         "next",
         "probe_sent",
-        "recent_active",
         "rejoining",
         "snapshot_index",
         "state",
@@ -37,7 +36,6 @@ class Progress:
         self.next = next_index
         self.state = PROBE
         self.probe_sent = False
-        self.recent_active = False
         self.snapshot_index = 0
         # (last index of a batch, its estimated bytes), oldest first
         self.inflight: deque[tuple[int, int]] = deque()
