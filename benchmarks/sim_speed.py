@@ -4,7 +4,9 @@ Workload: 5-node Raft, 3 clients, every nemesis kind, seeds 0..K-1, run one afte
 another in this process (one core), once with the invariant checker on every step and
 once without.  Goal from the issue: >= 200,000 simulated events/s on one core.
 
-    python benchmarks/sim_speed.py [--seeds K] [--duration T] [--json-out PATH] [--profile]
+    python benchmarks/sim_speed.py [--seeds K] [--duration T] [--runtime R] [--json-out PATH] [--profile]
+
+``--runtime`` is the simulator's (batched, unbatched, or random: chosen per seed).
 
 A run that stops early on an invariant violation simulates fewer events; such runs are
 counted in the table ("stopped") so a fast-looking figure cannot hide them.
@@ -24,14 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
+from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 
 GOAL_EVENTS_PER_SECOND = 200_000
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sim_speed.json"
 
 
-def config(seed: int, duration: float, check: bool) -> SimConfig:
+def config(seed: int, duration: float, check: bool, runtime: str = "random") -> SimConfig:
     return SimConfig(
+        runtime=runtime,
         protocol="raft",
         node_ids=("n1", "n2", "n3", "n4", "n5"),
         seed=seed,
@@ -42,7 +45,7 @@ def config(seed: int, duration: float, check: bool) -> SimConfig:
     )
 
 
-def measure(seeds: int, duration: float, check: bool) -> dict[str, Any]:
+def measure(seeds: int, duration: float, check: bool, runtime: str = "random") -> dict[str, Any]:
     events = 0
     sim_wall = 0.0
     stopped = 0
@@ -50,7 +53,7 @@ def measure(seeds: int, duration: float, check: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     for seed in range(seeds):
         try:
-            result = Simulation(config(seed, duration, check)).run()
+            result = Simulation(config(seed, duration, check, runtime)).run()
         except Exception as exc:  # a simulator bug must not hide the other figures
             crashed.append(f"seed {seed}: {type(exc).__name__}: {exc}")
             continue
@@ -59,6 +62,7 @@ def measure(seeds: int, duration: float, check: bool) -> dict[str, Any]:
         stopped += bool(result.invariant_violations)
     total_wall = time.perf_counter() - t0
     return {
+        "runtime": runtime,
         "check_every_step": check,
         "seeds": seeds,
         "duration": duration,
@@ -74,9 +78,9 @@ def measure(seeds: int, duration: float, check: bool) -> dict[str, Any]:
     }
 
 
-def profile(duration: float, top: int) -> str:
+def profile(duration: float, top: int, runtime: str = "random") -> str:
     profiler = cProfile.Profile()
-    sim = Simulation(config(0, duration, True))
+    sim = Simulation(config(0, duration, True, runtime))
     profiler.enable()
     try:
         sim.run()
@@ -102,18 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--runtime", choices=RUNTIMES, default="random")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions too")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.duration < 0:
         parser.error("--seeds must be >= 1 and --duration >= 0")
 
-    rows = [measure(args.seeds, args.duration, check) for check in (True, False)]
+    rows = [measure(args.seeds, args.duration, check, args.runtime) for check in (True, False)]
 
     from rich.console import Console
     from rich.table import Table
 
-    title = f"5-node Raft, 3 clients, all faults, {args.seeds} seeds x {args.duration:g} s, one core"
+    title = (
+        f"5-node Raft, 3 clients, all faults, {args.seeds} seeds x {args.duration:g} s, "
+        f"runtime {args.runtime}, one core"
+    )
     table = Table(title=title)
     for col in ("invariant checks", "events", "events/s", "seeds/min", "stopped", "crashed"):
         table.add_column(col, justify="right")
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     console.print(f"wrote {args.json_out}")
     if args.profile:
-        print(profile(args.duration, 25))
+        print(profile(args.duration, 25, args.runtime))
     return 0
 
 

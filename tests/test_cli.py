@@ -60,6 +60,7 @@ def test_sim_json_fields_and_determinism(capsys: pytest.CaptureFixture[str]) -> 
                 "trace_sha256", "events", "wall_seconds"):
         assert key in first
     assert first["protocol"] == "raft" and first["nodes"] == 3 and first["seed"] == 5
+    assert first["runtime"] in ("batched", "unbatched")  # the default "random", resolved
     assert set(first["ops"]) >= {"ok", "fail", "unknown"}
     assert code == (0 if not first["invariant_violations"] and first["linearizable"] is not False else 1)
     _, out, _ = run(capsys, *args, "--json")
@@ -101,6 +102,8 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--nodes", "-3"], "--nodes"),
         (["sim", "raft", "--duration", "-1"], "--duration"),
         (["sweep", "raft", "--seeds", "0"], "--seeds"),
+        (["sim", "raft", "--runtime", "threaded"], "batched, unbatched, random"),
+        (["sweep", "raft", "--runtime", "threaded"], "batched, unbatched, random"),
         (["sim", "raft", "--frobnicate"], "--nemesis"),
         (["frobnicate"], "scenario"),
         (["scenario", "run", "raft-election", "--heartbeats", "some"], "collapse"),
@@ -132,6 +135,20 @@ def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["seeds"] == 4 and doc["passed"] + len(doc["failures"]) == 4
     assert doc["protocol"] == "raft" and doc["nodes"] == 3 and doc["events"] > 0
     assert code == (0 if not doc["failures"] else 1)
+    assert doc["runtime"] == "random" and sum(doc["runtimes"].values()) == 4
+    assert set(doc["runtimes"]) <= {"batched", "unbatched"}
+
+
+@pytest.mark.parametrize("runtime", ["batched", "unbatched"])
+def test_sim_and_sweep_take_a_runtime(capsys: pytest.CaptureFixture[str], runtime: str) -> None:
+    args = ("--nodes", "3", "--duration", "1", "--runtime", runtime)
+    code, out, _ = run(capsys, "sim", "raft", "--seed", "2", *args, "--json")
+    single = json.loads(out)
+    assert single["runtime"] == runtime and code == 0
+    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "2", "--first-seed", "2", "--workers", "1",
+                       "--no-progress", *args, "--json")
+    doc = json.loads(out)
+    assert doc["runtime"] == runtime and doc["runtimes"] == {runtime: 2} and code == 0
 
 
 def test_a_dask_sweep_without_the_extra_is_one_line_exit_2(
@@ -169,6 +186,7 @@ def test_sweep_failures_name_seed_and_reproduce(capsys: pytest.CaptureFixture[st
     assert code == 1 and doc["failures"], "vote-twice should fail some of 12 seeds"
     failure = doc["failures"][0]
     assert failure["reason"].startswith("invariant election-safety")
+    assert failure["runtime"] in ("batched", "unbatched")
     assert (tmp_path / f"seed-{failure['seed']}.jsonl").exists()
     assert doc["saved_traces"][str(failure["seed"])].endswith(f"seed-{failure['seed']}.jsonl")
     assert doc["nondeterministic_seeds"] == []

@@ -31,6 +31,24 @@ def test_sweep_outcome_is_the_single_run_outcome() -> None:
     assert result.outcomes == [dataclasses.replace(alone, wall_seconds=result.outcomes[0].wall_seconds)]
 
 
+def test_each_seed_reports_the_runtime_it_ran_and_the_command_pins_a_chosen_one() -> None:
+    seeds = list(range(6))
+    result = run_sweep(BASE, seeds, workers=1, progress=False)
+    expected = [Simulation(dataclasses.replace(BASE, seed=s)).runtime for s in seeds]
+    assert [o.runtime for o in result.outcomes] == expected
+    assert set(expected) == {"batched", "unbatched"}  # "random" picks per seed
+    doc = result.to_json()
+    assert doc["runtime"] == "random" and doc["runtimes"] == {
+        "batched": expected.count("batched"),
+        "unbatched": expected.count("unbatched"),
+    }
+    assert "--runtime" not in reproduce_command(BASE, 3)  # the seed picks the same again
+    pinned = dataclasses.replace(BASE, runtime="batched")
+    assert "--runtime batched" in reproduce_command(pinned, 3)
+    outcomes = run_sweep(pinned, seeds[:2], workers=1, progress=False).outcomes
+    assert {o.runtime for o in outcomes} == {"batched"}
+
+
 def test_bug_seeds_fail_with_reason() -> None:
     cfg = dataclasses.replace(BASE, clients=0, nemesis=(), bugs=frozenset({"vote-twice"}))
     result = run_sweep(cfg, range(12), workers=1, progress=False)

@@ -30,7 +30,7 @@ from consensuskit.catalog import builtin_registry, default_catalog, default_regi
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.core.service import resolve
-from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
+from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
     DaskUnavailable,
     check_dask_installed,
@@ -81,6 +81,14 @@ def check_protocol(protocol: str) -> None:
         raise typer.BadParameter(
             f"unknown protocol {protocol!r}; valid: {', '.join(names)}", param_hint="'PROTOCOL'"
         )
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise typer.BadParameter(
+            f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}", param_hint="'--runtime'"
+        )
+    return runtime
 
 
 def check_service(protocol: str, service: str | None) -> str | None:
@@ -136,9 +144,11 @@ def build_config(
     bugs: list[str] | None,
     options: list[str] | None = None,
     service: str | None = None,
+    runtime: str = "random",
 ) -> SimConfig:
     check_protocol(protocol)
     return SimConfig(
+        runtime=check_runtime(runtime),
         options=parse_options(protocol, options),
         protocol=protocol,
         service=check_service(protocol, service),
@@ -369,6 +379,13 @@ OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
 ]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        help="How nodes are driven: batched (as the server: batches, early sends, "
+        "on_durable), unbatched (one input per batch), random (picked per seed)."
+    ),
+]
 
 
 @app.command("sim")
@@ -382,13 +399,14 @@ def sim_cmd(
     bug: BugOpt = None,
     option: OptionOpt = None,
     service: ServiceOpt = None,
+    runtime: RuntimeOpt = "random",
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, service)
+    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, service, runtime)
     config.trace_path = trace
     config.history_path = history
     sim = build_simulation(config)
@@ -427,6 +445,7 @@ def sweep_cmd(
     bug: BugOpt = None,
     option: OptionOpt = None,
     service: ServiceOpt = None,
+    runtime: RuntimeOpt = "random",
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -443,7 +462,9 @@ def sweep_cmd(
     ] = None,
 ) -> None:
     """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed."""
-    config = build_config(protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service)
+    config = build_config(
+        protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service, runtime
+    )
     if dask is not None:
         try:
             parse_dask_address(dask)

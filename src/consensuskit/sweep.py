@@ -44,6 +44,7 @@ class SeedOutcome:
     wall_seconds: float
     checker_timed_out: bool = False
     completed_ops: int = 0
+    runtime: str = ""  # the runtime the seed ran (config.runtime "random" resolved)
 
 
 @dataclass(slots=True)
@@ -88,8 +89,19 @@ class SweepResult:
             "clients": cfg.clients,
             "nemesis": list(cfg.nemesis),
             "bugs": sorted(cfg.bugs),
+            "runtime": cfg.runtime,
+            # Seeds per runtime they ran (with "random", chosen per seed).
+            "runtimes": {
+                name: sum(1 for o in self.outcomes if o.runtime == name)
+                for name in sorted({o.runtime for o in self.outcomes if o.runtime})
+            },
             "failures": [
-                {"seed": o.seed, "reason": o.reason, "command": reproduce_command(cfg, o.seed)}
+                {
+                    "seed": o.seed,
+                    "runtime": o.runtime,
+                    "reason": o.reason,
+                    "command": reproduce_command(cfg, o.seed),
+                }
                 for o in self.failures
             ],
             "passed": self.passed,
@@ -114,6 +126,8 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
         f"--clients {config.clients}",
         f"--nemesis {','.join(config.nemesis) or 'none'}",
     ]
+    if config.runtime != "random":  # the default: the seed picks the same runtime again
+        parts.append(f"--runtime {config.runtime}")
     parts += [f"--bug {bug}" for bug in sorted(config.bugs)]
     parts += [
         f"--option {key}={json.dumps(value, separators=(',', ':'))}"
@@ -156,6 +170,7 @@ def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
     """One seed of a sweep; top-level so spawned workers can unpickle it."""
     cfg = dataclasses.replace(config, seed=seed, trace_path=None, history_path=None)
     t0 = time.perf_counter()
+    sim = None
     try:
         sim = Simulation(cfg)
         result = sim.run()
@@ -167,6 +182,7 @@ def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
             events=0,
             trace_sha256="",
             wall_seconds=time.perf_counter() - t0,
+            runtime=sim.runtime if sim is not None else "",
         )
     reason = failure_reason(result, cfg)
     return SeedOutcome(
@@ -178,6 +194,7 @@ def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
         wall_seconds=result.wall_seconds,
         checker_timed_out=_checker_timed_out(result, cfg),
         completed_ops=result.ops.get("ok", 0),
+        runtime=result.runtime,
     )
 
 

@@ -2,6 +2,13 @@
 
 Messages wait in ``sent`` until the test takes them, timers only note their deadline,
 answers and records are kept for assertions.
+
+The env is a durability driver (core/driver.py), like the simulator's and the server's.
+By default every effect ends its batch at once and syncs complete at once, so outputs
+reach ``sent`` / ``delivered`` as they are produced (on a MemoryStorage every write is
+durable anyway).  With ``manual=True`` on a storage that tracks writes (``SimStorage``)
+the test drives the barrier itself: ``end_batch()`` closes a batch, ``complete_sync()``
+finishes the running sync, and durability reports wait in ``durable_reports``.
 """
 
 from __future__ import annotations
@@ -11,11 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.core.client import ClientResponse
+from consensuskit.core.driver import Driver
 from consensuskit.core.storage import MemoryStorage
 
 
+class _InstantDisk:
+    """What the driver watches when every write is durable at once: never dirty."""
+
+    dirty = False
+    truncated_below = None
+
+
 @dataclass
-class FakeEnv:
+class FakeEnv(Driver):
     node_id: str
     storage: MemoryStorage = field(default_factory=MemoryStorage)
     clock: float = 0.0
@@ -24,12 +39,21 @@ class FakeEnv:
     timers: dict[str, float] = field(default_factory=dict)
     delivered: list[ClientResponse] = field(default_factory=list)
     records: list[tuple[str, dict]] = field(default_factory=list)
+    manual: bool = False
+    durable_reports: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Only a SimStorage tracks writes; any other storage is durable at once.
+        Driver.__init__(self, self.storage if hasattr(self.storage, "journal") else _InstantDisk())
+        self.sync_writes: Any = None
 
     def now(self) -> float:
         return self.clock
 
     def send(self, dst: str, msg: Any) -> None:
-        self.sent.append((dst, msg))
+        self.outbox.append((dst, msg))
+        if not self.manual:
+            self.end_batch()
 
     def set_timer(self, key: str, delay: float) -> None:
         self.timers[key] = self.clock + delay
@@ -38,7 +62,9 @@ class FakeEnv:
         self.timers.pop(key, None)
 
     def deliver(self, response: ClientResponse) -> None:
-        self.delivered.append(response)
+        self.outbox.append((None, response))
+        if not self.manual:
+            self.end_batch()
 
     def record(self, kind: str, **fields: Any) -> None:
         self.records.append((kind, fields))
@@ -49,6 +75,46 @@ class FakeEnv:
 
     def recorded(self, kind: str) -> list[dict]:
         return [f for k, f in self.records if k == kind]
+
+    # -- driver hooks -------------------------------------------------------------------
+    def release(self, outputs: list[Any]) -> None:
+        for dst, msg in outputs:
+            if dst is None:
+                self.delivered.append(msg)
+            else:
+                self.sent.append((dst, msg))
+
+    def run_sync(self, writes: Any) -> None:
+        self.sync_writes = writes
+        if not self.manual:
+            self.complete_sync()
+
+    def complete_sync(self) -> None:
+        """The running sync is done: its writes are durable, its outputs leave."""
+        assert self.syncing, "no sync is running"
+        self.storage.finish_sync(self.sync_writes)  # type: ignore[attr-defined]
+        self.sync_writes = None
+        self.advance()
+
+    def report_durable(self, position: int) -> None:
+        self.durable_reports.append(position)
+
+
+@dataclass
+class EarlyFakeEnv(FakeEnv):
+    """The server's capabilities: ``send_early`` and ``reports_durable``."""
+
+    reports_durable: bool = True
+    sent_early: list[tuple[str, Any]] = field(default_factory=list)  # what left early
+
+    def send_early(self, dst: str, msg: Any) -> None:
+        self.early.append((dst, msg))
+        if not self.manual:
+            self.end_batch()
+
+    def release_early(self, outputs: list[Any]) -> None:
+        self.sent_early += outputs
+        self.release(outputs)
 
 
 class LockstepCluster:

@@ -157,13 +157,15 @@ def remove_barrier(server: NodeServer) -> None:
     """The control: release every batch's outputs at once, sync afterwards."""
     runtime = server.runtime
 
-    def after_batch() -> None:
-        out, runtime._outbox = runtime._outbox, []
-        runtime._release(out)
-        if runtime.storage.dirty and not runtime._syncing:
-            runtime._start_sync([])
+    def end_batch() -> None:
+        if runtime.batch_end is not None:
+            runtime.batch_end()
+        early, runtime.early = runtime.early, []
+        out, runtime.outbox = runtime.outbox, []
+        runtime.release(early + out)
+        runtime.flush()  # sync only afterwards
 
-    runtime._after_batch = after_batch  # type: ignore[method-assign]
+    runtime.end_batch = end_batch  # type: ignore[method-assign]
 
 
 def count_unsynced_self(server: NodeServer) -> None:

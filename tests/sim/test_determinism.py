@@ -1,13 +1,15 @@
-"""Same seed and config => same trace digest; the trace file and tail agree."""
+"""Same seed and config => same trace digest, in every runtime; the trace file and tail
+agree."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensuskit.sim import NEMESIS_KINDS, Schedule
+from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, Schedule, SimConfig, Simulation
 
 from .toy import toy_sim
 
@@ -21,13 +23,33 @@ FULL = {
 }
 
 
-def test_same_seed_same_digest_three_runs():
-    results = [toy_sim(seed=7, **FULL).run() for _ in range(3)]
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_same_seed_same_digest_three_runs(runtime):
+    results = [toy_sim(seed=7, runtime=runtime, **FULL).run() for _ in range(3)]
     digests = {r.trace_sha256 for r in results}
     assert len(digests) == 1
     assert len({r.events for r in results}) == 1
     assert len({json.dumps([o.to_dict() for o in r.history]) for r in results}) == 1
     assert results[0].events > 1000 and sum(results[0].faults.values()) > 10
+
+
+@pytest.mark.parametrize("protocol", ["raft", "multipaxos"])
+@pytest.mark.parametrize("runtime", ["batched", "unbatched"])
+def test_same_seed_same_digest_with_batches_early_sends_and_durability_reports(protocol, runtime):
+    config = SimConfig(protocol=protocol, seed=11, runtime=runtime, duration=2.0, settle=1.0, **{
+        k: v for k, v in FULL.items() if k != "duration" and k != "settle"
+    })
+    first, second = (Simulation(config).run() for _ in range(2))
+    assert first.runtime == second.runtime == runtime
+    assert first.trace_sha256 == second.trace_sha256 and first.events == second.events > 500
+    assert first.ok, first.invariant_violations
+
+
+def test_the_runtimes_differ_and_random_is_one_of_them():
+    digests = {rt: toy_sim(seed=7, runtime=rt, **FULL).run() for rt in RUNTIMES}
+    assert digests["batched"].trace_sha256 != digests["unbatched"].trace_sha256
+    picked = digests["random"].runtime
+    assert digests["random"].trace_sha256 == digests[picked].trace_sha256
 
 
 def test_different_seeds_differ():

@@ -289,6 +289,8 @@ def echo_sim(**overrides: Any) -> Any:
 
     registry = Registry()
     registry.add(ProtocolSpec(name="echo", description="test node", make_node=EchoNode))
-    fields: dict[str, Any] = {"protocol": "echo"}
+    # These tests pin exact timings of the unbatched runtime (a fixed sync time; the
+    # batched one has its own tests).
+    fields: dict[str, Any] = {"protocol": "echo", "runtime": "unbatched"}
     fields.update(overrides)
     return Simulation(SimConfig(**fields), registry)

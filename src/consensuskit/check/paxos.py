@@ -139,10 +139,11 @@ class PaxosChecker:
     # ------------------------------------------------------------------ durability
     def _poll(self, sim: Any) -> None:
         # A write becomes durable only when a sync of its node completes (or is lost with
-        # a crash), so a node is looked at again only when its sync state changed.
+        # a crash), so a node is looked at again only when it completed a sync (the env
+        # counts them) or restarted.
         for node_id in sorted(self.unsynced):
             env = sim.env_of(node_id)
-            signature = (env.incarnation, id(env.sync_batch), env.syncing) if env is not None else None
+            signature = (env.incarnation, env.syncs) if env is not None else None
             if self.sync_seen.get(node_id) == signature:
                 continue
             self.sync_seen[node_id] = signature

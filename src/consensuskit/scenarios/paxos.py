@@ -342,7 +342,8 @@ def paxos_dueling_proposers(run: ScenarioRun) -> None:
     P1, each proposer's next Prepare lands between the other's Prepare and its Accept,
     so without backoff each Accept meets a higher promise forever."""
     net = NetworkConfig(latency_min=LATENCY, latency_max=LATENCY, fsync_latency=0.0005)
-    sim = run.simulation(DUEL_NODES, options=DUEL_ROLES, network=net)
+    # The duel is a lock-step race: it needs the unbatched runtime's fixed sync time.
+    sim = run.simulation(DUEL_NODES, options=DUEL_ROLES, network=net, runtime="unbatched")
     log = spy(sim)
 
     def slow_accepts(src: str, dst: str, msg: Any) -> str | None:

@@ -1,30 +1,23 @@
 """The real ``Env``: one protocol node driven by an asyncio event loop, over disk and TCP.
 
-Rules this module owns (the durability rule of ARCHITECTURE.md, as in the simulator's
-``Simulation._after_handler``):
-  * inputs (peer messages, client requests, timer firings, admin calls) are queued; one
-    driver step hands every queued input to the node, then deals with what they produced
-    as one batch;
-  * a batch's sends and client answers are released only once every storage write made
-    before them is durable: ``storage.begin_sync()`` takes the writes so far and its
-    ``complete()`` (the fsyncs) runs in a worker thread, one at a time, or right in the
-    loop thread when the batch writes at most ``inline_sync_bytes`` and no snapshot;
-  * while a sync runs the node keeps handling inputs (pipelining).  Outputs of batches
-    that wrote nothing more ride on the running sync; outputs of batches that did write
-    wait for the next sync, which covers every write made meanwhile (group commit).
-    Releases happen in the order outputs were produced;
+The durability rules (persist -> send -> apply, pipelined syncs, group commit,
+``send_early``, ``on_batch_end``, durability reports) are ``core/driver.py``'s, shared
+with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module owns:
+  * inputs (peer messages, client requests, timer firings, admin calls, durability
+    reports) are queued; one driver step hands every queued input to the node (at most
+    ``MAX_BATCH_INPUTS``), then ends the batch (``Driver.end_batch``);
+  * a sync: ``storage.begin_sync()`` takes the writes so far and its ``complete()``
+    (the fsyncs) runs in a worker thread, one at a time, or right in the loop thread
+    when the batch writes at most ``inline_sync_bytes`` and no snapshot; the driver
+    advances when it is done;
   * an exception in a handler, or a failed sync, halts the node: the state in memory may
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
     queued for the old arming is ignored;
-  * after each batch the node's optional ``on_batch_end()`` runs (``calls_batch_end``),
-    e.g. to start one ReadIndex round for all of the batch's reads;
-  * ``send_early`` is the one exception to the barrier, for messages that depend on no
-    unsynced write of the sender (a Raft leader's replication traffic): they leave at
-    the end of the batch that produced them.  It comes with ``reports_durable``: after
-    each sync the node's ``on_durable(position)`` learns how far its log is on disk (a
-    truncation during the sync lowers that), so a leader counts itself toward a commit
-    quorum only for durable entries (Raft §10.2.1, etcd's parallel leader append).
+  * ``calls_batch_end`` (the node's ``on_batch_end`` runs after each batch) and
+    ``reports_durable`` (after each sync the node's ``on_durable(position)`` runs as an
+    input, so a leader that sends early counts itself toward a commit quorum only for
+    durable entries: Raft §10.2.1, etcd's parallel leader append).
 """
 
 from __future__ import annotations
@@ -42,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.driver import Driver
 from consensuskit.core.env import NodeId, ProtocolNode
 from consensuskit.core.registry import ProtocolSpec
 from consensuskit.core.service import ServiceSpec
@@ -145,6 +139,10 @@ class _TrackedStorage:
         self.dirty = True
         self._inner.log_compact_to(position)
 
+    def begin_sync(self) -> SyncBatch:
+        self.dirty = False
+        return self._inner.begin_sync()  # type: ignore[attr-defined,no-any-return]
+
 
 @dataclass(slots=True)
 class RuntimeStats:
@@ -168,9 +166,9 @@ class RuntimeStats:
     leadership_lost: int = 0
 
 
-class NodeRuntime:
-    """Env + driver for one protocol node.  Everything runs on the loop thread except
-    ``SyncBatch.complete``."""
+class NodeRuntime(Driver):
+    """Env + driver host for one protocol node.  Everything runs on the loop thread
+    except ``SyncBatch.complete``."""
 
     # The driver calls ``node.on_batch_end()`` (when the node has it) after each batch of
     # inputs, so a node can do once per batch what it would otherwise do per input.
@@ -192,10 +190,11 @@ class NodeRuntime:
         inline_sync_bytes: int = 0,
         service: ServiceSpec | None = None,
     ) -> None:
+        self.storage = _TrackedStorage(storage)  # what the node sees, and the driver watches
+        Driver.__init__(self, self.storage)
         self.node_id = node_id
         self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))
         self.raw_storage = storage
-        self.storage = _TrackedStorage(storage)
         self.stats = RuntimeStats()
         self.failure: BaseException | None = None
         self.transport: Transport | None = None
@@ -209,14 +208,8 @@ class NodeRuntime:
         self._halted = self._loop.create_future()
         self._timer_gen: dict[str, int] = {}
         self._timer_handles: dict[str, asyncio.TimerHandle] = {}
-        # Outputs of the batch being handled: (dst, msg); dst None = client answer,
-        # dst a Future = the result of an admin call.
-        self._outbox: list[tuple[Any, Any]] = []
-        self._early: list[tuple[str, Any]] = []  # send_early of the batch being handled
-        self._sync_position = 0  # log_last() when the running sync began
-        self._syncing = False
-        self._sync_outputs: list[tuple[Any, Any]] = []
-        self._next_outputs: list[tuple[Any, Any]] = []
+        # Outputs (the driver's outbox): (dst, msg); dst None = client answer, dst a
+        # Future = the result of an admin call.
         self._sync_idle = asyncio.Event()
         self._sync_idle.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fsync-{node_id}")
@@ -228,25 +221,23 @@ class NodeRuntime:
         self._leading = False
         # A log protocol gets the service's state machine (core/registry.py).
         self.node: ProtocolNode = spec.build(node_id, self, list(members), dict(options), service)
-        self._batch_end: Callable[[], None] | None = getattr(self.node, "on_batch_end", None)
+        self.batch_end = getattr(self.node, "on_batch_end", None)
         self._on_durable: Callable[[int], None] | None = getattr(self.node, "on_durable", None)
 
     # ------------------------------------------------------------------ Env
     def now(self) -> float:
         return time.monotonic()
 
-    def send(self, dst: NodeId, msg: Any) -> None:
-        self._outbox.append((dst, msg))
-
+    # send is the driver's.
     def send_early(self, dst: NodeId, msg: Any) -> None:
         """Send at the end of this batch, before the sync: only for a message that
         depends on no unsynced write of this node."""
-        self._early.append((dst, msg))
+        self.early.append((dst, msg))
 
     def deliver(self, response: ClientResponse) -> None:
         # Answered (once the barrier passes): no longer at risk from a step-down.
         self._handed.discard((response.client_id, response.seq))
-        self._outbox.append((None, response))
+        self.outbox.append((None, response))
 
     def set_timer(self, key: str, delay: float) -> None:
         gen = self._timer_gen.get(key, 0) + 1
@@ -304,8 +295,10 @@ class NodeRuntime:
         if self.failure is None:
             await self._sync_idle.wait()
             if self.storage.dirty and self.failure is None:
-                outputs, self._next_outputs = self._next_outputs, []
-                self._start_sync(outputs)
+                try:
+                    self.flush()
+                except Exception as exc:
+                    self._halt(exc, "starting a sync")
                 await self._sync_idle.wait()
         self._fail_waiters(NodeHalted("the node is shutting down"))
         self._executor.shutdown(wait=True)
@@ -478,65 +471,39 @@ class NodeRuntime:
                         self._timer_handles.pop(a, None)
                         node.on_timer(a)
                 elif kind == _CALL:
-                    self._outbox.append((b, a(node)))
+                    self.outbox.append((b, a(node)))
                 elif self._on_durable is not None:
                     self._on_durable(a)
-            if self._batch_end is not None:
-                self._batch_end()
         except Exception as exc:
             self._halt(exc, "handling an input")
             return
-        if self._early:
-            early, self._early = self._early, []
-            stats.sent_early += len(early)
-            self._release(early)
+        try:
+            self.end_batch()  # on_batch_end, early sends, then hold / release / sync
+        except Exception as exc:
+            self._halt(exc, "ending a batch (on_batch_end or starting a sync)")
+            return
         stats.inputs += handled
         stats.batches += 1
-        self._after_batch()
         if inbox and not self._drain_scheduled:
             self._drain_scheduled = True
             self._loop.call_soon(self._drain)
         if self._watchers:
             self._check_watchers()
 
-    def _after_batch(self) -> None:
-        out = self._outbox
-        storage = self.storage
-        if storage.dirty:
-            if self._syncing:
-                # Depends on writes the running sync does not cover: the next one.
-                if out:
-                    self._next_outputs.extend(out)
-                    self._outbox = []
-            else:
-                self._outbox = []
-                self._start_sync(out)
-        elif out:
-            self._outbox = []
-            if self._syncing:
-                # No new writes, but the outputs may reflect the writes being synced.
-                self._sync_outputs.extend(out)
-            else:
-                self._release(out)
+    # ------------------------------------------------------------------ driver hooks
+    def release_early(self, outputs: list[Any]) -> None:
+        self.stats.sent_early += len(outputs)
+        self._release(outputs)
 
-    def _start_sync(self, outputs: list[tuple[Any, Any]]) -> None:
-        storage = self.storage
-        storage.dirty = False
-        try:
-            batch = self.raw_storage.begin_sync()
-            self._sync_position = storage.log_last()
-        except Exception as exc:
-            self._halt(exc, "starting a sync")
-            return
-        storage.truncated_below = None
+    def report_durable(self, position: int) -> None:
+        if self._on_durable is not None:
+            self._enqueue(_DURABLE, position, None)
+
+    def run_sync(self, batch: SyncBatch) -> None:
         if batch.empty:  # nothing to wait for: all of it is durable already
-            if self._on_durable is not None:
-                self._enqueue(_DURABLE, self._sync_position, None)
-            self._release(outputs)
+            self.advance()
             return
-        self._syncing = True
         self._sync_idle.clear()
-        self._sync_outputs = outputs
         started = time.monotonic()
         if self._inline_sync_bytes and getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes:
             # A small sync right here: handing it to the worker and back costs two thread
@@ -557,31 +524,22 @@ class NodeRuntime:
 
     def _sync_finished(self, exc: BaseException | None, started: float) -> None:
         elapsed = time.monotonic() - started
-        self._syncing = False
         if exc is not None:
-            self._sync_idle.set()
             self._halt(exc, "syncing storage")
+            self._sync_idle.set()
             return
         stats = self.stats
         stats.syncs += 1
         stats.sync_seconds_total += elapsed
         stats.last_sync_seconds = elapsed
-        outputs, self._sync_outputs = self._sync_outputs, []
         if self.failure is None:
             if self._on_sync is not None:
-                self._on_sync(elapsed, len(outputs))
-            if self._on_durable is not None:
-                below = self.storage.truncated_below
-                durable = self._sync_position if below is None else min(self._sync_position, below)
-                self._enqueue(_DURABLE, durable, None)
-            self._release(outputs)
-            if self.storage.dirty:
-                pending, self._next_outputs = self._next_outputs, []
-                self._start_sync(pending)
-            elif self._next_outputs:  # not reachable: next outputs imply writes
-                pending, self._next_outputs = self._next_outputs, []
-                self._release(pending)
-        if not self._syncing:
+                self._on_sync(elapsed, len(self.sync_outputs))
+            try:
+                self.advance()
+            except Exception as exc:  # starting the next sync failed
+                self._halt(exc, "starting a sync")
+        if not self.syncing:
             self._sync_idle.set()
         if self._watchers:
             self._check_watchers()
@@ -593,6 +551,8 @@ class NodeRuntime:
             self._release_all(outputs)
         except Exception as exc:  # e.g. a message the codec cannot encode: a local bug
             self._halt(exc, "releasing outputs")
+
+    release = _release  # the driver's hook: no extra frame per release
 
     def _release_all(self, outputs: list[tuple[Any, Any]]) -> None:
         transport = self.transport
@@ -660,7 +620,7 @@ class NodeRuntime:
         for handle in self._timer_handles.values():
             handle.cancel()
         self._timer_handles.clear()
-        self._outbox, self._sync_outputs, self._next_outputs = [], [], []
+        self.halt()  # the driver drops every held output
         self._fail_waiters(NodeHalted(f"node {self.node_id} halted: {type(exc).__name__}: {exc}"))
         if not self._halted.done():
             self._halted.set_result(None)

@@ -14,6 +14,12 @@ from typing import Any
 # nemesis's choices for the other kinds keep their order.
 NEMESIS_KINDS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew", "wipe", "strike")
 
+# How the simulator drives a node (see Simulation): "batched" models the server (inputs
+# within ``batch_window`` form one batch, on_batch_end / send_early / on_durable, sync
+# times drawn from a distribution); "unbatched" hands over one input per batch, with no
+# early sends and a fixed sync time; "random" picks one of the two per seed, from the seed.
+RUNTIMES = ("batched", "unbatched", "random")
+
 # Fields of NetworkConfig that may be overridden per directed link (set_link).
 LINK_FIELDS = ("latency_min", "latency_max", "loss", "duplicate", "reorder", "reorder_delay")
 
@@ -26,7 +32,13 @@ class NetworkConfig:
     duplicate: float = 0.0
     reorder: float = 0.0  # probability of an extra delay in [0, reorder_delay]
     reorder_delay: float = 0.02
-    fsync_latency: float = 0.0005  # virtual time the storage sync barrier takes
+    fsync_latency: float = 0.0005  # virtual time the storage sync barrier takes (its mean)
+    # Batched runtime only: a sync takes fsync_latency * a log-normal factor of mean 1 and
+    # this sigma (0: always fsync_latency); sigma 1 makes ~2% of syncs 5x slower than mean.
+    fsync_sigma: float = 1.0
+    # Batched runtime only: inputs reaching a node within this window of the batch's
+    # first input are handled as one batch (the server drains its queue the same way).
+    batch_window: float = 0.0002
 
     def validate(self) -> None:
         if not 0 <= self.latency_min <= self.latency_max:
@@ -40,6 +52,8 @@ class NetworkConfig:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
         if self.reorder_delay < 0 or self.fsync_latency < 0:
             raise ValueError("reorder_delay and fsync_latency must be >= 0")
+        if self.fsync_sigma < 0 or self.batch_window < 0:
+            raise ValueError("fsync_sigma and batch_window must be >= 0")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -70,6 +84,7 @@ class SimConfig:
     linearizability_timeout: float = 60.0
     op_timeout: float = 1.0  # per attempt
     op_deadline: float = 3.0  # per op overall; then "unknown" (or "fail", see workload)
+    runtime: str = "random"  # one of RUNTIMES
 
     def validate(self) -> None:
         if not self.node_ids:
@@ -88,6 +103,8 @@ class SimConfig:
             raise ValueError("duration and settle must be >= 0")
         if self.clients < 0 or self.keys < 1:
             raise ValueError("clients must be >= 0 and keys >= 1")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {self.runtime!r}; valid: {', '.join(RUNTIMES)}")
         if self.op_timeout <= 0 or self.op_deadline <= 0:
             raise ValueError("op_timeout and op_deadline must be > 0")
         self.network.validate()

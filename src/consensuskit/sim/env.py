@@ -1,9 +1,12 @@
 """The simulator's implementation of ``core.env.Env``: one object per node incarnation.
 
 Rules this module owns:
-  * sends and client answers produced by a handler are *held* in ``outbox``; the
-    simulator releases them only after every storage write made before them is
-    durable (see ``Simulation._after_handler``);
+  * an env is a durability driver (core/driver.py): sends and client answers are held
+    in ``outbox`` and leave only after every storage write made before them is
+    durable; a sync takes simulated time (``run_sync`` queues its completion);
+  * ``SimEnv`` is the unbatched runtime, ``BatchedSimEnv`` the batched one (the
+    server's capabilities: ``calls_batch_end``, ``send_early``); both report
+    durability (``reports_durable``);
   * timers are keyed; re-arming a key bumps its generation so the older queued
     event is ignored when it pops (no search in the queue);
   * an incarnation dies with its node: a crash sets ``dead`` and every queued event
@@ -14,13 +17,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.client import ClientResponse
+from consensuskit.core.driver import Driver
 from consensuskit.sim.storage import Journal, SimStorage
 
 if TYPE_CHECKING:
     from consensuskit.sim.simulation import Simulation
+
+# Event kinds of sim/simulation.py's queue that an env pushes itself: a timer firing
+# (env, key, generation) and a sync's completion (env).
+TIMER = 1
+SYNC = 4
 
 
 @dataclass(slots=True)
@@ -47,21 +57,30 @@ class Clock:
         self.skew = skew
 
 
-class SimEnv:
+class SimEnv(Driver):
+    """The unbatched runtime's env: the simulator ends a batch after every input, no
+    message leaves early, and each sync takes ``fsync_latency``.  It reports durability
+    (``on_durable``) like the server does."""
+
+    # A node that counts its own log toward a commit quorum counts only what on_durable
+    # reported (both runtimes report after every sync).
+    reports_durable = True
+
     __slots__ = (
+        "batch_inputs",
         "clock",
         "dead",
         "depth",
+        "durable_input",
         "incarnation",
-        "next_outputs",
         "node_id",
-        "outbox",
+        "recs",
         "rng",
         "sim",
         "storage",
         "sync_batch",
-        "sync_outputs",
-        "syncing",
+        "sync_depth",
+        "syncs",
         "timer_gen",
     )
 
@@ -74,10 +93,11 @@ class SimEnv:
         clock: Clock,
         rng: random.Random,
     ) -> None:
+        Driver.__init__(self, storage)
+        self.storage = storage
         self.sim = sim
         self.node_id = node_id
         self.incarnation = incarnation
-        self.storage = storage
         self.clock = clock
         self.rng = rng
         self.dead = False
@@ -85,14 +105,18 @@ class SimEnv:
         # timer or an admin call; d+1 for a message sent while handling depth d.
         self.depth = 0
         self.timer_gen: dict[str, int] = {}
-        # Outputs of the handler now running: (dst, msg); dst None = client answer.
-        self.outbox: list[tuple[str | None, Any, int]] = []
-        # The sync in flight (if any): its writes and the outputs waiting for it.
-        self.syncing = False
+        # Outputs (the driver's): (dst, msg, depth); dst None = client answer.
+        # The writes of the sync in flight (checkers compare journals with it), and the
+        # depth of the input whose batch started it (on_durable runs at that depth).
         self.sync_batch: Journal = []
-        self.sync_outputs: list[tuple[str | None, Any, int]] = []
-        # Outputs that depend on writes the in-flight sync does not cover.
-        self.next_outputs: list[tuple[str | None, Any, int]] = []
+        self.sync_depth = 0
+        self.syncs = 0  # completed syncs of this incarnation (checkers poll on a change)
+        # Batched runtime: inputs handled in the open batch (0: no batch open).
+        self.batch_inputs = 0
+        self.durable_input: Any = None  # the node's on_durable, if it has one
+        # Protocol records so far: the simulator checks a batch's end or a durability
+        # report when they recorded something (their inputs are checked one by one).
+        self.recs = 0
 
     def now(self) -> float:
         c = self.clock
@@ -107,7 +131,10 @@ class SimEnv:
     def set_timer(self, key: str, delay: float) -> None:
         gen = self.timer_gen.get(key, 0) + 1
         self.timer_gen[key] = gen
-        self.sim._push_timer(self, key, gen, delay / self.clock.rate)
+        sim = self.sim
+        delay /= self.clock.rate
+        # Simulation._push_timer, inlined: timers are re-armed on most deliveries.
+        heappush(sim._queue, (sim.now + (delay if delay > 0 else 0.0), next(sim._seq), TIMER, self, key, gen))
 
     def cancel_timer(self, key: str) -> None:
         gen = self.timer_gen.get(key)
@@ -115,9 +142,50 @@ class SimEnv:
             self.timer_gen[key] = gen + 1
 
     def record(self, kind: str, **fields: Any) -> None:
+        self.recs += 1
         if kind == "learned":
             fields["delays"] = self.depth
             self.sim._note_learned(fields, self.depth)
         elif kind == "role" and self.sim._role_watchers:
             self.sim._note_role(self.node_id, fields)
         self.sim._trace_append((self.sim.now, "rec", self.node_id, kind, fields))
+
+    # -- driver hooks -------------------------------------------------------------------
+    def release(self, outputs: list[Any]) -> None:
+        sim = self.sim
+        src = self.node_id
+        transmit = sim._transmit
+        for dst, msg, depth in outputs:
+            if dst is None:
+                sim._respond(src, msg)
+            else:
+                transmit(src, dst, msg, depth)
+
+    def run_sync(self, writes: Journal) -> None:
+        self.sync_batch = writes
+        self.sync_depth = self.depth
+        sim = self.sim
+        # The disk takes fsync_latency (or the node's own, set_disk), times a factor
+        # drawn from the batched runtime's table.
+        latency = sim._disk_latency.get(self.node_id, sim.network.fsync_latency)
+        factors = sim._sync_factors
+        if factors:
+            latency *= factors[sim._disk_rng.getrandbits(8)]
+        heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
+
+    def report_durable(self, position: int) -> None:
+        if self.durable_input is not None:
+            self.sim._durable(self, position)
+
+
+class BatchedSimEnv(SimEnv):
+    """The batched runtime's env, as on the server: inputs within the batch window form
+    one batch, ``on_batch_end`` runs after it and ``send_early`` messages leave at its
+    end, before the sync."""
+
+    calls_batch_end = True
+
+    __slots__ = ()
+
+    def send_early(self, dst: str, msg: Any) -> None:
+        self.early.append((dst, msg, self.depth + 1))

@@ -7,11 +7,20 @@ Rules this module owns:
   * every random choice comes from generators derived from ``config.seed`` by string
     seeds (``f"{seed}/network"``, ``f"{seed}/{node}/{incarnation}"``, ...), so adding
     a fault or a client never perturbs the choices of another source;
-  * the durability barrier: what a handler sends or answers leaves only after every
-    storage write made before it is durable.  One sync is in flight per node; writes
-    and outputs that arrive meanwhile wait for the next one (group commit).  A crash
-    keeps only durable storage and discards held outputs, timers and the sync in
-    flight;
+  * the durability barrier is core/driver.py's (each SimEnv is a driver): what a
+    handler sends or answers leaves only after every storage write made before it is
+    durable, one sync in flight per node, group commit.  A crash keeps only durable
+    storage and discards held outputs, timers and the sync in flight (a crash during a
+    sync loses that batch's writes);
+  * the runtime (``config.runtime``, resolved per seed when "random"): "unbatched" ends
+    a batch after every input and syncs take ``fsync_latency``; "batched" models the
+    server: an input opens a batch that ends ``batch_window`` later (a BATCH event), so
+    inputs reaching the node meanwhile share it; at its end ``on_batch_end`` runs and
+    ``send_early`` messages leave; a sync takes ``fsync_latency`` times a seeded
+    log-normal factor.  In both, after each sync the node's ``on_durable(position)``
+    runs as an input (joining an open batch, else a batch of its own).  Invariants are
+    checked after every input, and after a batch's end or a durability report when it
+    made a protocol record (a silent change is seen by the next check);
   * a paused node handles nothing: events addressed to it are deferred and replayed in
     order when it resumes;
   * a wipe is a crash that also loses the durable storage: the node restarts at once from
@@ -25,7 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
+import math
 import random
 import time
 from collections import Counter
@@ -41,7 +52,7 @@ from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
-from consensuskit.sim.env import Clock, SimEnv
+from consensuskit.sim.env import SYNC, TIMER, BatchedSimEnv, Clock, SimEnv
 from consensuskit.sim.errors import InvariantViolation
 from consensuskit.sim.history import History
 from consensuskit.sim.storage import SimStorage
@@ -50,12 +61,13 @@ from consensuskit.sim.workload import Client, OpRun, WorkloadClient
 
 # Event kinds (third tuple element).  Layouts after (time, seq, kind):
 MSG = 0  # dst, src, msg, mid, depth
-TIMER = 1  # env, key, generation
+# TIMER = 1  env, key, generation   (sim/env.py: the envs push these two themselves)
 REQ = 2  # node, request, None
 RESP = 3  # client_id, response, node
-SYNC = 4  # env
+# SYNC = 4   env
 FN = 5  # fn, arg            internal callbacks (clients, nemesis), not traced
 CALL = 6  # fn, label         scripted actions, traced as "sched"
+BATCH = 7  # env              the end of a batch (batched runtime), traced as "batch"
 
 FILTER_VERDICTS = ("drop", "deliver", "hold")
 
@@ -76,6 +88,21 @@ def _link_params(net: NetworkConfig, overrides: dict[str, float] | None = None) 
         o.get("reorder", net.reorder),
         o.get("reorder_delay", net.reorder_delay),
     )
+
+
+@functools.cache
+def _lognormal_factors(sigma: float) -> tuple[float, ...]:
+    """256 equally likely sync-time factors: the quantiles of a log-normal distribution
+    of mean 1 and this sigma (a seeded byte picks one: cheaper than drawing a variate).
+    Empty when sigma is 0: every sync takes the mean."""
+    if sigma <= 0:
+        return ()
+    import statistics  # here: its imports cost every process's start-up
+
+    normal = statistics.NormalDist(-sigma * sigma / 2, sigma)
+    factors = [math.exp(normal.inv_cdf((i + 0.5) / 256)) for i in range(256)]
+    mean = sum(factors) / len(factors)
+    return tuple(f / mean for f in factors)
 
 
 def summarize_delays(delays: Iterable[int]) -> dict[str, Any]:
@@ -117,6 +144,7 @@ class SimResult:
     service: str = ""  # the service the clients used
     # False when the service has no linearizability model: no verdict was due.
     verdict_due: bool = True
+    runtime: str = "unbatched"  # the runtime this seed ran ("random" resolved)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +157,7 @@ class SimResult:
             "nodes": len(self.node_ids),
             "node_ids": list(self.node_ids),
             "seed": self.seed,
+            "runtime": self.runtime,
             "duration": self.duration,
             "settle": self.settle,
             "ops": dict(self.ops),
@@ -174,6 +203,15 @@ class Simulation:
         self.rng = random.Random(seed)  # master; sources below are derived by name
         self._net_rng = random.Random(f"{seed}/network")
         self._rnd = self._net_rng.random
+        runtime = config.runtime
+        if runtime == "random":
+            runtime = "batched" if random.Random(f"{seed}/runtime").random() < 0.5 else "unbatched"
+        self.runtime = runtime
+        self.batched = runtime == "batched"
+        self._env_class = BatchedSimEnv if self.batched else SimEnv
+        self._disk_rng = random.Random(f"{seed}/disk")
+        self._sync_factors: tuple[float, ...] = ()
+        self._batch_window = 0.0
         self.now = 0.0
         self.events = 0
         self._queue: list[tuple[Any, ...]] = []
@@ -188,6 +226,7 @@ class Simulation:
         # Network state.
         self.network = dataclasses.replace(config.network)
         self._default_params = _link_params(self.network)
+        self._set_disk_and_batches()
         self._link_overrides: dict[tuple[str, str], dict[str, float]] = {}
         self._link_params: dict[tuple[str, str], LinkParams] = {}
         self._partition_cut: set[tuple[str, str]] = set()
@@ -304,8 +343,10 @@ class Simulation:
         envs = self._envs
         paused = self._paused
         dispatch = self._dispatch
-        after_handler = self._after_handler
         after_step = self._after_step
+        batched = self.batched
+        window = self._batch_window  # a change takes effect at the next run_until
+        seq = self._seq
         trace = self.trace
         buf = trace._buf
         record = buf.append
@@ -327,10 +368,31 @@ class Simulation:
                         env = envs[dst]
                         env.depth = ev[7]
                         node.on_message(ev[4], ev[5])
-                        if env.outbox or env.storage.journal:
-                            after_handler(env)
-                        if after_step is not None:
-                            after_step(self, dst)
+                        if batched:
+                            if after_step is not None:
+                                after_step(self, dst)
+                            if env.batch_inputs:
+                                env.batch_inputs += 1
+                            else:
+                                # A new batch.  When the queue holds nothing up to its
+                                # end (within t), nothing can join it: it ends right
+                                # here, at its deadline, exactly as its BATCH event
+                                # would have been the next one popped.
+                                deadline = now + window
+                                if deadline > t or (q and q[0][0] <= deadline):
+                                    env.batch_inputs = 1
+                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                else:
+                                    self.now = deadline
+                                    n = env.recs
+                                    env.end_batch()
+                                    if after_step is not None and env.recs != n:
+                                        after_step(self, dst)
+                        else:
+                            if env.outbox or env.storage.journal:
+                                env.end_batch()
+                            if after_step is not None:
+                                after_step(self, dst)
                 elif kind == TIMER:
                     env = ev[3]
                     if env.dead or env.timer_gen.get(ev[4]) != ev[5]:
@@ -344,9 +406,46 @@ class Simulation:
                         record((now, "timer", node_id, ev[4]))
                         env.depth = 0
                         nodes[node_id].on_timer(ev[4])
-                        if env.outbox or env.storage.journal:
-                            after_handler(env)
-                        if after_step is not None:
+                        if batched:
+                            if after_step is not None:
+                                after_step(self, node_id)
+                            if env.batch_inputs:
+                                env.batch_inputs += 1
+                            else:
+                                # A new batch (see above).
+                                deadline = now + window
+                                if deadline > t or (q and q[0][0] <= deadline):
+                                    env.batch_inputs = 1
+                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                else:
+                                    self.now = deadline
+                                    n = env.recs
+                                    env.end_batch()
+                                    if after_step is not None and env.recs != n:
+                                        after_step(self, node_id)
+                        else:
+                            if env.outbox or env.storage.journal:
+                                env.end_batch()
+                            if after_step is not None:
+                                after_step(self, node_id)
+                elif kind == BATCH:
+                    env = ev[3]
+                    if env.dead:
+                        continue  # the crash lost the batch's outputs
+                    node_id = env.node_id
+                    if node_id in paused:
+                        dispatch(ev)
+                    else:
+                        now = self.now = ev[0]
+                        if env.batch_inputs > 1:  # a lone input's batch shows in its sends
+                            record((now, "batch", node_id, env.batch_inputs))
+                        env.batch_inputs = 0
+                        n = env.recs
+                        env.end_batch()
+                        # Checked when the batch's end changed what the protocol records
+                        # (its inputs were checked one by one already; a silent change is
+                        # seen by the next check).
+                        if after_step is not None and env.recs != n:
                             after_step(self, node_id)
                 else:
                     dispatch(ev)
@@ -381,6 +480,10 @@ class Simulation:
         kind = ev[2]
         if kind == TIMER and (ev[3].dead or ev[3].timer_gen.get(ev[4]) != ev[5]):
             return  # stale timer: not an event
+        if kind == BATCH:
+            # The tail of its inputs' handling: not an event of its own.
+            self._on_batch(ev)
+            return
         self.now = ev[0]
         self.events += 1
         try:
@@ -481,16 +584,40 @@ class Simulation:
             return
         batch = env.sync_batch
         env.storage.finish_sync(batch)
+        env.syncs += 1
         self._trace_append((self.now, "sync", node_id, len(batch)))
-        outputs = env.sync_outputs
         env.sync_batch = []
-        env.sync_outputs = []
-        env.syncing = False
-        if env.storage.journal:
-            pending = env.next_outputs
-            env.next_outputs = []
-            self._start_sync(env, pending)
-        self._release(node_id, outputs)
+        env.advance()
+
+    def _on_batch(self, ev: tuple[Any, ...]) -> None:
+        env: SimEnv = ev[3]
+        if env.dead:
+            return
+        node_id = env.node_id
+        if node_id in self._paused:
+            self._deferred[node_id].append(ev)
+            return
+        self.now = ev[0]
+        if env.batch_inputs > 1:
+            self._trace_append((self.now, "batch", node_id, env.batch_inputs))
+        env.batch_inputs = 0
+        n = env.recs
+        env.end_batch()
+        if self._after_step is not None and env.recs != n:
+            self._after_step(self, node_id)
+
+    def _durable(self, env: SimEnv, position: int) -> None:
+        """After a sync: the node's on_durable, an input like any other (checked when it
+        changed what the protocol records, e.g. a commit)."""
+        n = env.recs
+        env.depth = env.sync_depth
+        env.durable_input(position)
+        if env.batch_inputs:
+            env.batch_inputs += 1  # joins the open batch
+        elif env.batch_end is not None or env.outbox or env.disk.dirty:
+            env.end_batch()  # a batch of its own, at once (the server's next drain)
+        if self._after_step is not None and env.recs != n:
+            self._after_step(self, env.node_id)
 
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
         client_id = ev[3]
@@ -519,45 +646,14 @@ class Simulation:
 
     # ------------------------------------------------------- durability barrier
     def _after_handler(self, env: SimEnv) -> None:
-        out = env.outbox
-        if env.storage.journal:
-            if env.syncing:
-                # Depends on writes the in-flight sync does not cover: next sync.
-                if out:
-                    env.next_outputs.extend(out)
-                    out.clear()
-            else:
-                env.outbox = []
-                self._start_sync(env, out)
-        elif env.syncing:
-            # No new writes, but the outputs may reflect the writes being synced.
-            if out:
-                env.sync_outputs.extend(out)
-                out.clear()
-        elif out:
-            # Nothing to wait for: release now (transmitting never re-enters a node).
-            src = env.node_id
-            transmit = self._transmit
-            for dst, msg, depth in out:
-                if dst is None:
-                    self._respond(src, msg)
-                else:
-                    transmit(src, dst, msg, depth)
-            out.clear()
-
-    def _start_sync(self, env: SimEnv, outputs: list[tuple[str | None, Any, int]]) -> None:
-        env.syncing = True
-        env.sync_batch = env.storage.begin_sync()
-        env.sync_outputs = outputs
-        latency = self._disk_latency.get(env.node_id, self.network.fsync_latency)
-        heappush(self._queue, (self.now + latency, next(self._seq), SYNC, env))
-
-    def _release(self, src: str, outputs: list[tuple[str | None, Any, int]]) -> None:
-        for dst, msg, depth in outputs:
-            if dst is None:
-                self._respond(src, msg)
-            else:
-                self._transmit(src, dst, msg, depth)
+        """An input of ``env``'s node was handled: end its batch now (unbatched) or
+        make sure a batch is open, ending ``batch_window`` later (batched)."""
+        if self.batched:
+            if not env.batch_inputs:
+                heappush(self._queue, (self.now + self._batch_window, next(self._seq), BATCH, env))
+            env.batch_inputs += 1
+        else:
+            env.end_batch()
 
     # ------------------------------------------------------------------ network
     def _transmit(self, src: str, dst: str, msg: Any, depth: int = 1, use_filters: bool = True) -> None:
@@ -689,12 +785,6 @@ class Simulation:
         return released
 
     # ------------------------------------------------------------------ internals
-    def _push_timer(self, env: SimEnv, key: str, gen: int, delay: float) -> None:
-        heappush(
-            self._queue,
-            (self.now + (delay if delay > 0 else 0.0), next(self._seq), TIMER, env, key, gen),
-        )
-
     def _push_fn(self, t: float, fn: Callable[[Any], None], arg: Any) -> None:
         heappush(self._queue, (max(t, self.now), next(self._seq), FN, fn, arg))
 
@@ -705,7 +795,7 @@ class Simulation:
     def _boot(self, node_id: str) -> None:
         inc = self._incarnation[node_id] + 1
         self._incarnation[node_id] = inc
-        env = SimEnv(
+        env = self._env_class(
             self,
             node_id,
             inc,
@@ -714,6 +804,9 @@ class Simulation:
             random.Random(f"{self.seed}/{node_id}/{inc}"),
         )
         node = self.spec.build(node_id, env, self.node_ids, dict(self.options), self.service)
+        if self.batched:
+            env.batch_end = getattr(node, "on_batch_end", None)
+        env.durable_input = getattr(node, "on_durable", None)
         self._envs[node_id] = env
         self.nodes[node_id] = node
         self._deferred[node_id] = []
@@ -753,7 +846,7 @@ class Simulation:
         env = self._envs[node_id]
         env.dead = True
         lost_writes = len(env.storage.journal) + len(env.sync_batch)
-        lost_outputs = len(env.outbox) + len(env.sync_outputs) + len(env.next_outputs)
+        lost_outputs = env.held
         self.nodes[node_id] = None
         self._paused.discard(node_id)
         self._deferred[node_id] = []
@@ -909,7 +1002,14 @@ class Simulation:
         for fn in list(self._role_watchers):
             fn(node_id, fields)
 
+    def _set_disk_and_batches(self) -> None:
+        """The batched runtime's window and sync-time factors, from the network config."""
+        if self.batched:
+            self._batch_window = self.network.batch_window
+            self._sync_factors = _lognormal_factors(self.network.fsync_sigma)
+
     def _rebuild_links(self) -> None:
+        self._set_disk_and_batches()
         self._default_params = _link_params(self.network)
         self._link_params = {
             link: _link_params(self.network, o) for link, o in self._link_overrides.items()
@@ -1131,6 +1231,7 @@ class Simulation:
             message_delays=self.message_delays,
             history=self.history,
             violations=list(self.violations),
+            runtime=self.runtime,
         )
 
     def _note_learned(self, fields: dict[str, Any], depth: int) -> None:

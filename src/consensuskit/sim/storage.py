@@ -43,13 +43,27 @@ class SimStorage:
 
     # Reads go straight to the working view: get, log_first, log_last and log_records
     # are the working MemoryStorage's bound methods (no extra frame on the hot path).
-    __slots__ = ("durable", "get", "journal", "log_first", "log_last", "log_records", "working")
+    __slots__ = (
+        "dirty",
+        "durable",
+        "get",
+        "journal",
+        "log_first",
+        "log_last",
+        "log_records",
+        "truncated_below",
+        "working",
+    )
 
     def __init__(self, durable: MemoryStorage | None = None) -> None:
         self.durable = durable if durable is not None else MemoryStorage()
         working = _clone(self.durable)
         self.working = working
         self.journal: Journal = []  # writes not yet covered by a sync
+        self.dirty = False  # Invariant: dirty == bool(journal) (read by the driver)
+        # Lowest ``position - 1`` truncated since the last begin_sync (None: none); the
+        # durability driver (core/driver.py) reads and resets it.
+        self.truncated_below: int | None = None
         self.get: Callable[..., Any] = working.get
         self.log_first: Callable[[], int] = working.log_first
         self.log_last: Callable[[], int] = working.log_last
@@ -57,19 +71,26 @@ class SimStorage:
 
     # -- Storage interface: writes --------------------------------------------------
     def put(self, key: str, value: Any) -> None:
+        self.dirty = True
         self.working.put(key, value)
         self.journal.append((_PUT, key, _copy(value)))
 
     def log_append(self, records: list[Any]) -> None:
         records = list(records)
+        self.dirty = True
         self.working.log_append(records)
         self.journal.append((_APPEND, records, None))
 
     def log_truncate_from(self, position: int) -> None:
+        below = self.truncated_below
+        if below is None or position - 1 < below:
+            self.truncated_below = position - 1
+        self.dirty = True
         self.working.log_truncate_from(position)
         self.journal.append((_TRUNCATE, position, None))
 
     def log_compact_to(self, position: int) -> None:
+        self.dirty = True
         self.working.log_compact_to(position)
         self.journal.append((_COMPACT, position, None))
 
@@ -78,6 +99,7 @@ class SimStorage:
         """Take every write made so far; they become durable at ``finish_sync``."""
         batch = self.journal
         self.journal = []
+        self.dirty = False
         return batch
 
     def finish_sync(self, batch: Journal) -> None:

@@ -35,6 +35,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "release": ("src", "dst", "mid", "msg"),
     "timer": ("node", "key"),
     "sync": ("node", "writes"),
+    "batch": ("node", "inputs"),
     "rec": ("node", "kind", "fields"),
     "start": ("node", "incarnation"),
     "fault": ("kind", "args"),

@@ -33,6 +33,8 @@ def make_sim(bugs: frozenset[str] = frozenset(), seed: int = 1) -> Simulation:
         bugs=bugs,
         # n1 times out first, so it leads; nobody else campaigns while it is up.
         options={"node_options": {"n1": {"election_timeout": 0.1}}},
+        # The scripted steps below race elections against the unbatched timings.
+        runtime="unbatched",
     )
     sim = Simulation(cfg)
     assert sim.run_until_true(lambda: sim.nodes["n1"].role == "leader", 5.0)

@@ -4,30 +4,22 @@ the runtime reported durable (``on_durable``): §10.2.1 of the dissertation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.raft import RaftNode, RaftOptions
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse, LogEntry
-from tests.protocols.raft.fake import Cluster, FakeEnv
+from consensuskit.sim.storage import SimStorage
+from tests.protocols.fake_env import EarlyFakeEnv
+from tests.protocols.raft.fake import Cluster
 
 
-@dataclass
-class EarlyEnv(FakeEnv):
-    reports_durable: bool = True
-    early: list[tuple[str, Any]] = field(default_factory=list)
-
-    def send_early(self, dst: str, msg: Any) -> None:
-        self.early.append((dst, msg))
-        self.sent.append((dst, msg))  # the fake network delivers both kinds alike
-
-
-def early_cluster(**options: Any) -> Cluster:
-    """Nodes built on EarlyEnv (the fake Cluster wires FakeEnv; swap and rebuild)."""
+def early_cluster(tracked: bool = False, **options: Any) -> Cluster:
+    """Nodes built on EarlyFakeEnv (the fake Cluster wires FakeEnv; swap and rebuild);
+    ``tracked``: on a SimStorage, whose writes the env's driver syncs."""
     c = Cluster(["a", "b", "c"])
     for node_id in c.ids:
-        env = EarlyEnv(node_id)
+        env = EarlyFakeEnv(node_id, storage=SimStorage()) if tracked else EarlyFakeEnv(node_id)
         c.envs[node_id] = env
         c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions(**options))
         c.nodes[node_id].on_start()
@@ -49,8 +41,8 @@ def put(seq: int) -> ClientRequest:
     return ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key="x", value=seq))
 
 
-def elected(**options: Any) -> tuple[Cluster, Any]:
-    c = early_cluster(**options)
+def elected(tracked: bool = False, **options: Any) -> tuple[Cluster, Any]:
+    c = early_cluster(tracked, **options)
     leader = c.elect("a")
     for node in c.nodes.values():
         node.on_durable(node.log.last_index)
@@ -61,12 +53,34 @@ def elected(**options: Any) -> tuple[Cluster, Any]:
 def test_replication_goes_out_early_and_nothing_else_does():
     c, leader = elected()
     env = c.envs["a"]
-    env.early.clear()
+    env.sent_early.clear()
     env.take()
     leader.on_request(put(1))
-    kinds = {type(m).__name__ for _, m in env.early}
-    assert kinds == {"AppendEntries"} and len(env.early) == len(env.sent) == 2
-    assert all(not e.early for i, e in c.envs.items() if i != "a")  # followers never send early
+    kinds = {type(m).__name__ for _, m in env.sent_early}
+    assert kinds == {"AppendEntries"} and len(env.sent_early) == len(env.sent) == 2
+    assert all(not e.sent_early for i, e in c.envs.items() if i != "a")  # followers never send early
+
+
+def test_under_a_held_sync_replication_leaves_and_the_answer_waits_for_it():
+    """The fake env's driver, with the barrier driven by hand: the leader's sync is held
+    while its followers acknowledge; the entry commits on them, but the answer leaves
+    only with the leader's own sync, which then reports the entry durable."""
+    c, leader = elected(tracked=True)
+    env = c.envs["a"]
+    env.manual = True
+    env.take()
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    env.end_batch()
+    assert env.syncing and {type(m).__name__ for _, m in env.take()} == {"AppendEntries"}
+    assert env.disk.durable.log_last() < index  # the leader's copy is not on disk yet
+    for follower in ("b", "c"):
+        leader.on_message(follower, AppendEntriesResponse(term=leader.term, success=True, index=index))
+    env.end_batch()
+    assert leader.commit_index == index and env.delivered == []  # committed, held
+    env.complete_sync()
+    assert [r.seq for r in env.delivered] == [1] and env.durable_reports[-1] == index
+    assert env.disk.durable.log_last() == index
 
 
 def test_one_follower_and_an_unsynced_leader_do_not_commit():

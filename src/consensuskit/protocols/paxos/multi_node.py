@@ -212,7 +212,7 @@ class MultiPaxosNode:
         self.reads = ReadIndex()
         # A runtime that calls on_batch_end() after each batch of inputs says so; then the
         # quorum reads of a batch share one heartbeat round, started at the batch's end,
-        # instead of one round each (the simulator has no batches: one round per read).
+        # instead of one round each (the simulator's unbatched runtime: one round per read).
         self.share_read_rounds = bool(getattr(env, "calls_batch_end", False))
         # Likewise the commands of a batch go out in one Accept, proposed at its end.
         self.pump_due = False
