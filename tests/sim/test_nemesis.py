@@ -292,7 +292,8 @@ def test_a_scripted_isolate_leader_cuts_nothing_without_a_leader():
 
 # ---------------------------------------------------------------------- the strike
 def _raft_with_a_leader(seed: int = 3) -> tuple[Simulation, str]:
-    sim = Simulation(SimConfig(protocol="raft", node_ids=FIVE, seed=seed))
+    # unbatched: the strike tests time faults against the old fixed sync latency
+    sim = Simulation(SimConfig(protocol="raft", node_ids=FIVE, seed=seed, runtime="unbatched"))
     assert sim.run_until_true(lambda: bool(leaders(sim)), 5.0)
     sim.run_for(0.2)  # the leader's no-op committed: nothing uncommitted now
     return sim, leaders(sim)[0]

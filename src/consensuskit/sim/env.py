@@ -165,12 +165,14 @@ class SimEnv(Driver):
         self.sync_batch = writes
         self.sync_depth = self.depth
         sim = self.sim
-        # The disk takes fsync_latency (or the node's own, set_disk), times a factor
-        # drawn from the batched runtime's table.
-        latency = sim._disk_latency.get(self.node_id, sim.network.fsync_latency)
-        factors = sim._sync_factors
-        if factors:
-            latency *= factors[sim._disk_rng.getrandbits(8)]
+        # The disk takes fsync_latency times a factor drawn from the batched runtime's
+        # table; a disk the nemesis set (set_disk) takes exactly its latency.
+        latency = sim._disk_latency.get(self.node_id)
+        if latency is None:
+            latency = sim.network.fsync_latency
+            factors = sim._sync_factors
+            if factors:
+                latency *= factors[sim._disk_rng.getrandbits(8)]
         heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
 
     def report_durable(self, position: int) -> None:
