@@ -4,82 +4,20 @@ prefix invariant (checked by the simulator after every step) and the client rule
 from __future__ import annotations
 
 from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from consensuskit.core.client import Op
 from consensuskit.sim import SimResult
 
+from .test_stateful_protocols import machine_for
 from .toy import toy_registry, toy_sim
 
-NODES = ("n1", "n2", "n3")
-node = st.sampled_from(NODES)
-
-
-class SimMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sim = toy_sim(op_timeout=0.2, op_deadline=0.6)
-        self.handles = []
-        self.value = 0
-
-    @rule(n=node)
-    def crash(self, n):
-        self.sim.crash(n)
-
-    @rule(n=node)
-    def restart(self, n):
-        self.sim.restart(n)
-
-    @rule(n=node)
-    def pause(self, n):
-        self.sim.pause(n)
-
-    @rule(n=node)
-    def resume(self, n):
-        self.sim.resume(n)
-
-    @rule(k=st.integers(1, 2))
-    def partition(self, k):
-        self.sim.partition([list(NODES[:k]), list(NODES[k:])])
-
-    @rule()
-    def heal(self):
-        self.sim.heal()
-
-    @rule(loss=st.sampled_from([0.0, 0.3]), dup=st.sampled_from([0.0, 0.3]))
-    def network(self, loss, dup):
-        self.sim.set_network(loss=loss, duplicate=dup, reorder=0.2)
-
-    @rule(kind=st.sampled_from(["get", "put", "delete"]), at=st.none() | node)
-    def submit(self, kind, at):
-        self.value += 1
-        op = Op(kind=kind, key="k0", value=self.value if kind == "put" else None)
-        self.handles.append(self.sim.submit(op, node=at))
-
-    @rule(dt=st.sampled_from([0.001, 0.01, 0.1, 0.5]))
-    def run(self, dt):
-        self.sim.run_for(dt)
-
-    @invariant()
-    def statuses_follow_the_rules(self):
-        now = self.sim.now
-        for h in self.handles:
-            rec = h.record
-            if h.status is None:
-                assert now <= rec.invoke + self.sim.config.op_deadline + 1e-9
-            elif h.status == "unknown":
-                assert rec.complete is None
-            else:
-                assert rec.complete is not None and rec.complete >= rec.invoke
-
-    def teardown(self) -> None:
-        self.sim.settle()
-        self.sim.run_for(1.0)
-        assert all(h.done for h in self.handles)
-        assert not self.sim.violations
-
-
+# The catalog protocols' machine (test_stateful_protocols.py), over the toy.
+SimMachine = machine_for(
+    "toy",
+    make_sim=lambda: toy_sim(op_timeout=0.2, op_deadline=0.6),
+    nodes=("n1", "n2", "n3"),
+    model=None,
+    run_steps=(0.001, 0.01, 0.1, 0.5),
+)
 SimMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
 TestSimMachine = SimMachine.TestCase
 

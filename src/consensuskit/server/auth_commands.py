@@ -130,10 +130,15 @@ def check_permission(permission: str) -> None:
         raise BadInput(f"unknown permission {permission!r}; valid: {', '.join(PERMISSIONS)}")
 
 
-def auth_command(
+Verbs = dict[str, tuple[Callable[[Client, dict[str, Any]], Any], Callable[[Any], str]]]
+
+
+def run_verb(
+    verbs: Verbs,
     verb: str,
     args: dict[str, Any] | None = None,
     *,
+    check_args: Callable[[dict[str, Any]], None] | None = None,
     endpoints: str | None = None,
     user: str | None = None,
     admin_token_file: str | None = None,
@@ -141,23 +146,29 @@ def auth_command(
     timeout: float = 2.0,
     deadline: float = 10.0,
 ) -> int:
-    """Run one ``user``/``role``/``auth`` verb; returns the exit code."""
+    """Run one verb of ``verbs`` (name -> (call, text)) against the cluster; the exit code.
+
+    The CLI's contract for every admin-style verb: an unknown verb or bad arguments
+    (``check_args`` raises BadInput) exit 2; an unreachable cluster or a refusal exit 1
+    with one line (``--json``: the error document, with whatever the node said); a
+    501 names the missing capability in its message, printed alone.
+    """
     from consensuskit.server.commands import default_endpoints  # commands imports this module
 
     args = dict(args or {})
-    if verb not in VERBS:
-        _err(f"unknown command {verb!r}; valid: {', '.join(VERBS)}")
+    if verb not in verbs:
+        _err(f"unknown command {verb!r}; valid: {', '.join(verbs)}")
         return 2
     try:
-        if "permission" in args:
-            check_permission(args["permission"])
+        if check_args is not None:
+            check_args(args)
         client = cli_client(
             endpoints or default_endpoints(), user, admin_token_file, timeout=timeout, deadline=deadline
         )
     except BadInput as exc:
         _err(str(exc))
         return 2
-    call, text = VERBS[verb]
+    call, text = verbs[verb]
     try:
         with client:
             doc = call(client, args)
@@ -169,7 +180,10 @@ def auth_command(
         return 1
     except ClientError as exc:
         if as_json:
-            print(json.dumps({"error": exc.code, "message": exc.message, "status": exc.status}, indent=2))
+            error = {**exc.details, "error": exc.code, "message": exc.message, "status": exc.status}
+            print(json.dumps(error, indent=2))
+        elif exc.status == 501:  # the message names the protocol and the missing capability
+            _err(exc.message)
         else:
             _err(f"{exc.code}: {exc.message}")
         return exit_code(exc)
@@ -178,3 +192,13 @@ def auth_command(
         return 2
     print(json.dumps(doc, indent=2, default=str) if as_json else text(doc))
     return 0
+
+
+def _check_auth_args(args: dict[str, Any]) -> None:
+    if "permission" in args:
+        check_permission(args["permission"])
+
+
+def auth_command(verb: str, args: dict[str, Any] | None = None, **options: Any) -> int:
+    """Run one ``user``/``role``/``auth`` verb; returns the exit code (``run_verb``)."""
+    return run_verb(VERBS, verb, args, check_args=_check_auth_args, **options)
