@@ -40,6 +40,7 @@ from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.zab import zab_spec
 from consensuskit.services.kv import kv_service
 
 if TYPE_CHECKING:
@@ -172,6 +173,12 @@ def _multipaxos_checker(bugs: frozenset[str]) -> Any:
     return MultiPaxosChecker()
 
 
+def _zab_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.zab import ZabChecker
+
+    return ZabChecker(bugs)
+
+
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
@@ -224,6 +231,13 @@ def builtin_catalog() -> Catalog:
         checker_module="check/raft.py",
         scenarios=_scenarios_of("raft"),
         demo=True,
+    )
+    catalog.add_protocol(
+        zab_spec(),
+        family="zab",
+        readme="src/consensuskit/protocols/zab/README.md",
+        checker=_zab_checker,
+        checker_module="check/zab.py",
     )
     add_services(catalog)
     return catalog

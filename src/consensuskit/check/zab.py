@@ -1,0 +1,219 @@
+"""ZAB's safety properties, checked on every simulation step.
+
+From the Zab paper (Junqueira, Reed, Serafini, DSN 2011) as zookeeper-specifications'
+protocol-spec states them, with "delivered" read as "committed" (a server applies
+exactly its committed prefix, in order):
+
+* leadership          - at most one established leader per epoch (a leader is
+                        established once a quorum ACKed its NEWLEADER);
+* prefix consistency  - no two servers commit different txns at one position, and no
+                        server truncates a txn it committed (agreement and total order
+                        follow: every committed sequence is a prefix of one sequence);
+* integrity           - a committed txn was proposed by some leader, as committed;
+* local primary order - within an epoch the committed txns are that epoch's counters
+                        1, 2, 3, ... in order (a primary's a-before-b is kept, with no
+                        hole);
+* global primary order- committed zxids strictly increase along the committed sequence
+                        (a txn of epoch e is committed before any of e' > e);
+* primary integrity   - once the leader of epoch e broadcasts, no txn of an earlier
+                        epoch that its history lacks is ever committed (it delivered
+                        every such txn before broadcasting);
+* zxid order          - zxids strictly increase along every server's log;
+* known commits       - a server commits only txns it holds (commit <= last index).
+
+Plus, as for Raft: a write answered ok is committed at the position it names with that
+command; at the end of a run every live server converged to one applied state.
+
+The checker watches servers through their ``observer`` hook; it never changes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensuskit.check import InvariantViolation
+from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.protocols.zab import Snapshot, Txn, zxid_str
+
+
+def _epoch(zxid: int) -> int:
+    return zxid >> 32
+
+
+def _counter(zxid: int) -> int:
+    return zxid & 0xFFFFFFFF
+
+
+class ZabChecker:
+    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
+        self.sim: Any = None
+        self.established: dict[int, str] = {}  # epoch -> its established leader
+        self.proposed: dict[int, Txn] = {}  # zxid -> the txn its leader proposed
+        self.committed: dict[int, Txn] = {}  # position -> the committed txn
+        # epoch -> the last zxid of its leader's history when it first broadcast
+        self.history_end: dict[int, int] = {}
+        self.pending: list[InvariantViolation] = []
+
+    # ------------------------------------------------------------------ sim hooks
+    def after_step(self, sim: Any, node_id: str) -> None:
+        self.sim = sim
+        node = sim.nodes.get(node_id)
+        if node is not None:
+            if node.observer is not self:
+                node.observer = self
+            if node.commit_index > node.log.last_index:
+                self._violate(
+                    "known-commits",
+                    f"{node_id} committed up to {node.commit_index} but holds txns only up to "
+                    f"{node.log.last_index}",
+                )
+        if self.pending:
+            violation = self.pending[0]
+            self.pending = []
+            raise violation
+
+    def on_client_response(
+        self, sim: Any, invoke_time: float, request: ClientRequest, response: ClientResponse
+    ) -> None:
+        if not response.ok or request.op.is_read():
+            return
+        txn = self.committed.get(response.index)
+        data = txn.data if txn is not None else None
+        if (
+            txn is None
+            or not isinstance(data, ClientRequest)
+            or (data.client_id, data.seq) != (request.client_id, request.seq)
+        ):
+            raise InvariantViolation(
+                "acknowledged-write",
+                f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at "
+                f"position {response.index}, which is not committed with that command",
+            )
+
+    def final(self, sim: Any) -> None:
+        live = [n for n in (sim.nodes.get(i) for i in sim.node_ids) if n is not None]
+        if not live:
+            return
+        states = {n.id: (n.last_applied, n.sm.digest()) for n in live}
+        applied = {node_id: s[0] for node_id, s in states.items()}
+        if len(set(applied.values())) > 1:
+            raise InvariantViolation("convergence", f"after the settle period applied positions differ: {applied}")
+        if len({s[1] for s in states.values()}) > 1:
+            raise InvariantViolation("convergence", "same applied position but different states")
+
+    # ------------------------------------------------------------------ node observer
+    def on_established(self, node: Any) -> None:
+        epoch = node.epoch
+        holder = self.established.get(epoch)
+        if holder is not None and holder != node.id:
+            self._violate("leadership", f"{holder} and {node.id} are both established leaders of epoch {epoch}")
+        self.established[epoch] = node.id
+
+    def on_propose(self, node: Any, txn: Txn) -> None:
+        epoch = _epoch(txn.zxid)
+        known = self.proposed.get(txn.zxid)
+        if known is not None and known.data != txn.data:
+            self._violate(
+                "integrity", f"{node.id} proposed {txn.summary()}, a zxid already proposed as {known.summary()}"
+            )
+        self.proposed[txn.zxid] = txn
+        if epoch in self.history_end:
+            return
+        end = node.log.zxid_at(txn.index - 1) or 0
+        self.history_end[epoch] = end
+        for pos, c in self.committed.items():
+            if _epoch(c.zxid) < epoch and c.zxid > end:
+                self._violate(
+                    "primary-integrity",
+                    f"{node.id} broadcasts in epoch {epoch} with a history ending at {zxid_str(end)}, "
+                    f"without {c.summary()} committed at position {pos}",
+                )
+                return
+
+    def on_append(self, node: Any, txns: Any) -> None:
+        log = node.log
+        for t in txns:
+            prev = log.zxid_at(t.index - 1)
+            if prev is not None and t.zxid <= prev and t.index - 1 > 0:
+                self._violate(
+                    "zxid-order", f"{node.id} logged {t.summary()} after zxid {zxid_str(prev)} at {t.index - 1}"
+                )
+                return
+
+    def on_truncate(self, node: Any, index: int) -> None:
+        if index <= node.commit_index:
+            self._violate(
+                "prefix-consistency",
+                f"{node.id} truncated its log at {index}, below its commit position {node.commit_index}",
+            )
+
+    def on_commit(self, node: Any, index: int) -> None:
+        log = node.log
+        for i in range(max(node.last_applied, log.offset) + 1, index + 1):
+            txn = log.entry(i)
+            known = self.committed.get(i)
+            if known is not None:
+                if known.zxid != txn.zxid or known.data != txn.data:
+                    self._violate(
+                        "prefix-consistency",
+                        f"{node.id} committed {txn.summary()} at position {i}, where "
+                        f"{known.summary()} was committed",
+                    )
+                    return
+                continue
+            self._first_commit(node, i, txn)
+
+    def _first_commit(self, node: Any, i: int, txn: Txn) -> None:
+        self.committed[i] = txn
+        proposed = self.proposed.get(txn.zxid)
+        if proposed is None or proposed.data != txn.data:
+            self._violate("integrity", f"{node.id} committed {txn.summary()}, which no leader proposed")
+            return
+        prev = self.committed.get(i - 1)
+        if prev is not None:
+            if txn.zxid <= prev.zxid:
+                self._violate(
+                    "global-primary-order",
+                    f"{node.id} committed {txn.summary()} after {prev.summary()}",
+                )
+                return
+            if _epoch(prev.zxid) == _epoch(txn.zxid) and _counter(txn.zxid) != _counter(prev.zxid) + 1:
+                self._violate(
+                    "local-primary-order",
+                    f"{node.id} committed {txn.summary()} right after {prev.summary()}: a txn of "
+                    "that epoch in between is missing",
+                )
+                return
+        nxt = self.committed.get(i + 1)
+        if nxt is not None and nxt.zxid <= txn.zxid:
+            self._violate("global-primary-order", f"{node.id} committed {txn.summary()} before {nxt.summary()}")
+            return
+        epoch = _epoch(txn.zxid)
+        for later, end in self.history_end.items():
+            if later > epoch and txn.zxid > end:
+                self._violate(
+                    "primary-integrity",
+                    f"{node.id} committed {txn.summary()} of epoch {epoch}, after the leader of epoch "
+                    f"{later} broadcast with a history ending at {zxid_str(end)}",
+                )
+                return
+
+    def on_apply(self, node: Any, txn: Txn) -> None:
+        known = self.committed.get(txn.index)
+        if known is not None and known.zxid != txn.zxid:
+            self._violate(
+                "prefix-consistency",
+                f"{node.id} applied {txn.summary()} at position {txn.index}, where {known.summary()} was committed",
+            )
+
+    def on_restore(self, node: Any, snapshot: Snapshot) -> None:
+        known = self.committed.get(snapshot.last_index)
+        if known is not None and known.zxid != snapshot.last_zxid:
+            self._violate(
+                "prefix-consistency",
+                f"{node.id} installed {snapshot.summary()}, where {known.summary()} was committed",
+            )
+
+    # ------------------------------------------------------------------ helpers
+    def _violate(self, name: str, detail: str) -> None:
+        self.pending.append(InvariantViolation(name, detail))

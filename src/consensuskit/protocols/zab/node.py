@@ -1,0 +1,1211 @@
+"""A ZooKeeper server running ZAB, as a deterministic, I/O-free state machine.
+
+Follows ZooKeeper's implementation (QuorumPeer, FastLeaderElection, Leader,
+LearnerHandler, Learner, Follower, Observer) rather than the paper's pseudocode; see
+README.md here for the message table and the deviations.
+
+Rules this module owns:
+  * states LOOKING, FOLLOWING, LEADING, OBSERVING; a server LOOKING runs Fast Leader
+    Election (vote order in vote.py): rounds (logical clock) discard stale notifications,
+    a better vote is adopted and re-broadcast, a quorum of matching votes plus a
+    ``finalize_wait`` without a better one decides, and a LOOKING server adopts the
+    leader that a quorum of FOLLOWING/LEADING servers report (with the leader's own
+    word); observers vote for nobody, are counted in no quorum and never win;
+  * zxid = epoch << 32 | counter; a counter about to pass ``max_counter`` makes the
+    leader give up so that a new epoch starts;
+  * discovery: FOLLOWERINFO(acceptedEpoch) from a quorum -> the new epoch is one above
+    every accepted epoch among them (LEADERINFO); a learner accepts an epoch above its
+    own accepted epoch (persisting it before ACKEPOCH), re-acknowledges its own, and
+    abandons a leader offering a lower one; a leader whose quorum reports a newer
+    history than its own gives up;
+  * synchronisation (sync.py) then NEWLEADER in one message; the learner persists every
+    synced txn, then its current epoch, then ACKs NEWLEADER (all in one batch, so the
+    durability barrier releases the ACK after both; the -before-persist knobs write the
+    txns later, as ZooKeeper's asynchronous log writer did); the leader is established,
+    commits its history and serves only once a quorum ACKed NEWLEADER (UPTODATE);
+  * broadcast: PROPOSAL batches to every synced or syncing follower from a per-learner
+    cursor (pipelined up to ``max_inflight_txns``), ACK after persisting, a quorum of
+    voters' ACKs (the leader counting what is durable) commits, COMMIT to followers and
+    INFORM (the committed txns) to observers; a learner accepts only a txn that follows
+    its last (a gap is reported, a redundant one skipped) and commits only zxids it holds;
+  * reads: ``linearizable`` at the leader after a PING round to a quorum (learners
+    forward), ``sync`` (ask the leader its commit point, apply it, read locally),
+    ``local`` (any server, sequentially consistent); learners forward writes;
+  * snapshots of the applied state, compaction keeping ``snapshot_trailing`` txns for DIFF.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consensuskit.core.capabilities import LogPosition, NodeStatus
+from consensuskit.core.client import LINEARIZABLE, NOT_LEADER, STALE_OK, ClientRequest, ClientResponse
+from consensuskit.core.env import Env
+from consensuskit.core.quorum import committed_index, quorum_size
+from consensuskit.core.service import StateMachine
+from consensuskit.protocols.common import replies
+from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
+from consensuskit.protocols.common.read_index import ReadIndex
+from consensuskit.protocols.zab.log import ZabLog
+from consensuskit.protocols.zab.messages import (
+    COMMAND,
+    FOLLOWING,
+    LEADING,
+    LOOKING,
+    OBSERVING,
+    SNAP,
+    TRUNC,
+    TRUNC_DIFF,
+    Ack,
+    AckEpoch,
+    Commit,
+    FollowerInfo,
+    Forward,
+    ForwardReply,
+    Inform,
+    LeaderInfo,
+    NewLeader,
+    Notification,
+    Ping,
+    PingAck,
+    Proposal,
+    Snapshot,
+    SyncReply,
+    SyncRequest,
+    Txn,
+    UpToDate,
+)
+from consensuskit.protocols.zab.options import ZabOptions
+from consensuskit.protocols.zab.sync import choose_sync, epoch_of
+from consensuskit.protocols.zab.vote import beats, natural_key, ranks
+from consensuskit.statemachines import default_state_machine
+
+ACCEPTED_EPOCH_KEY = "zab/accepted-epoch"
+CURRENT_EPOCH_KEY = "zab/current-epoch"
+SNAPSHOT_KEY = "zab/snapshot"
+
+NOTIFY_TIMER = "notify"
+FINALIZE_TIMER = "finalize"
+TICK_TIMER = "tick"
+FOLLOW_TIMER = "follow"
+LEAD_TIMER = "lead"
+ASYNC_LOG_TIMER = "async-log"
+
+# Learner phases as the leader sees them (LearnerHandler).
+INFO = "info"  # FOLLOWERINFO received
+EPOCH = "epoch"  # ACKEPOCH received
+SYNCING = "syncing"  # NEWLEADER sent
+SYNCED = "synced"  # NEWLEADER ACKed
+
+# A learner's own phase.
+L_INFO = "info"  # sent FOLLOWERINFO, waiting for LEADERINFO
+L_EPOCH = "epoch"  # ACKed the epoch, waiting for NEWLEADER
+L_SYNCED = "synced"  # ACKed NEWLEADER, waiting for UPTODATE
+L_SERVING = "serving"  # UPTODATE
+
+MAX_HELD_REQUESTS = 4096
+STALLED_PINGS = 2  # PING answers without progress before a cursor is rewound
+
+
+@dataclass(slots=True)
+class LearnerState:
+    """What the leader knows of one learner (ZooKeeper's LearnerHandler)."""
+
+    observer: bool
+    accepted_epoch: int
+    phase: str = INFO
+    current_epoch: int = 0
+    last_zxid: int = 0
+    next: int = 1  # next index to send
+    acked: int = 0  # highest index the learner acknowledged holding
+    heard_at: float = 0.0
+    stalled: int = 0
+    fresh: bool = False  # it acknowledged our epoch as newly accepted from us
+
+
+class ZabNode:
+    """Capabilities (core/capabilities.py): HasLeader, ReplicatedLog."""
+
+    def __init__(
+        self,
+        node_id: str,
+        env: Env,
+        members: Sequence[str],
+        options: ZabOptions | None = None,
+        *,
+        state_machine: StateMachine | None = None,
+    ) -> None:
+        self.id = node_id
+        self.env = env
+        self.opts = options or ZabOptions()
+        self.bugs = self.opts.bugs
+        self.sm: Any = state_machine if state_machine is not None else default_state_machine()
+        self.observer: Any = None  # a checker's hook; never used for control
+
+        ordered = sorted(set(members) | {node_id}, key=natural_key)
+        n_obs = min(self.opts.observers, max(0, len(ordered) - 1))
+        self.members = tuple(ordered)
+        self.observers = tuple(ordered[len(ordered) - n_obs :]) if n_obs else ()
+        self.voters = tuple(m for m in ordered if m not in self.observers)
+        self.is_observer = node_id in self.observers
+        self.sid = ranks(ordered)
+
+        storage = env.storage
+        self.accepted_epoch: int = storage.get(ACCEPTED_EPOCH_KEY) or 0
+        self.current_epoch: int = storage.get(CURRENT_EPOCH_KEY) or 0
+        self.snapshot: Snapshot | None = storage.get(SNAPSHOT_KEY)
+        snap = self.snapshot
+        self.log = ZabLog.load(storage, snap.last_index if snap else 0, snap.last_zxid if snap else 0)
+        if snap is not None:
+            self.sm.restore(snap.data)
+        # Invariant: log.offset <= last_applied <= commit_index <= log.last_index
+        self.commit_index = snap.last_index if snap else 0
+        self.last_applied = self.commit_index
+
+        self.state = LOOKING
+        self.leader_id: str | None = None
+        # FLE
+        self.logicalclock = 0
+        self.proposal: tuple[str, int, int] = ("", 0, 0)  # (leader, zxid, peer epoch)
+        self.recvset: dict[str, tuple[str, int, int]] = {}
+        self.outofelection: dict[str, tuple[str, int, int, int, str]] = {}
+        self.finalizing = False
+        # The vote this server acts on (answered to LOOKING servers when not LOOKING).
+        self.current_vote: tuple[str, int, int] = ("", 0, 0)
+        # Learner
+        self.phase = L_INFO
+        self.pending_ack: Ack | None = None  # epoch-before-persist: ACK after the writer
+        # The leader we accepted ``accepted_epoch`` from (None: before this start).
+        self.epoch_from: str | None = None
+        self.sync_token = 0
+        self.sync_reads: dict[int, list[ClientRequest]] = {}
+        self.sync_waiting: list[tuple[int, ClientRequest]] = []
+        # Leader
+        self.epoch = 0  # the epoch this server leads (LEADING)
+        self.epoch_proposed = False
+        self.epoch_acked = False  # a quorum ACKed the epoch (current epoch set)
+        self.established = False
+        self.learners: dict[str, LearnerState] = {}
+        self.held_requests: list[tuple[ClientRequest, str]] = []
+        self.origins: dict[tuple[str, int], str] = {}
+        self.leader_syncs: list[tuple[int, str, int]] = []  # (index, learner, token)
+        self.rounds = HeartbeatRounds(node_id)
+        self.reads = ReadIndex()
+        self.lead_heard: set[str] = set()
+        # Batching runtimes: a batch's appends reach storage together, its writes are
+        # proposed together, its reads share one PING round.
+        self.batched = bool(getattr(env, "calls_batch_end", False))
+        self.log.defer_writes = self.batched
+        self.propose_due = False
+        self.read_round_due = False
+        # A runtime reporting durability lets the leader propose before its own fsync;
+        # it then counts itself only up to the durable prefix.
+        self.reports_durable = bool(getattr(env, "reports_durable", False))
+        self.early_proposals = self.reports_durable and hasattr(env, "send_early")
+        self.durable_index = self.log.last_index
+
+        self._handlers: dict[type, Any] = {
+            Notification: self.handle_notification,
+            FollowerInfo: self.handle_follower_info,
+            LeaderInfo: self.handle_leader_info,
+            AckEpoch: self.handle_ack_epoch,
+            NewLeader: self.handle_new_leader,
+            Ack: self.handle_ack,
+            UpToDate: self.handle_uptodate,
+            Proposal: self.handle_proposal,
+            Commit: self.handle_commit,
+            Inform: self.handle_inform,
+            Ping: self.handle_ping,
+            PingAck: self.handle_ping_ack,
+            SyncRequest: self.handle_sync_request,
+            SyncReply: self.handle_sync_reply,
+            Forward: self.handle_forward,
+            ForwardReply: self.handle_forward_reply,
+        }
+
+    # ------------------------------------------------------------------ inspection
+    def is_leader(self) -> bool:
+        return self.state == LEADING
+
+    def current_leader(self) -> str | None:
+        return self.leader_id
+
+    def node_status(self) -> NodeStatus:
+        return NodeStatus(
+            id=self.id,
+            role=self.state,
+            leader=self.leader_id,
+            generation_name="epoch",
+            generation=self.current_epoch,
+            details={
+                "epoch": self.current_epoch,
+                "accepted_epoch": self.accepted_epoch,
+                "last_zxid": hex(self.log.last_zxid),
+                "established": self.established,
+                "observer": self.is_observer,
+            },
+        )
+
+    def log_position(self) -> LogPosition:
+        return LogPosition(
+            commit=self.commit_index,
+            applied=self.last_applied,
+            last_index=self.log.last_index,
+            snapshot_index=self.snapshot.last_index if self.snapshot else 0,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "leader": self.leader_id,
+            "accepted_epoch": self.accepted_epoch,
+            "current_epoch": self.current_epoch,
+            "last_zxid": self.log.last_zxid,
+            "commit": self.commit_index,
+            "applied": self.last_applied,
+            "last_index": self.log.last_index,
+            "established": self.established,
+        }
+
+    def my_vote(self) -> tuple[int, int, int]:
+        """This server's own candidacy (epoch, zxid, sid); sid 0 for an observer."""
+        return (self.current_epoch, self.log.last_zxid, 0 if self.is_observer else self.sid[self.id])
+
+    # ------------------------------------------------------------------ inputs
+    def on_start(self) -> None:
+        self.env.record("role", role=LOOKING, epoch=self.current_epoch)
+        self._look()
+
+    def on_timer(self, key: str) -> None:
+        if key == NOTIFY_TIMER:
+            if self.state == LOOKING:
+                self._send_notifications()
+                self._arm_notify()
+        elif key == FINALIZE_TIMER:
+            self.finalizing = False
+            # No better vote changed the proposal meanwhile (it would have re-armed
+            # the wait): decide if the quorum still holds.
+            if self.state == LOOKING and self._quorum_for(self.recvset, self.proposal):
+                self._decide(self.proposal)
+        elif key == TICK_TIMER:
+            self._on_tick()
+        elif key == FOLLOW_TIMER:
+            if self.state in (FOLLOWING, OBSERVING):
+                self.env.record("abandon", reason="leader silent", leader=self.leader_id)
+                self._look()
+        elif key == LEAD_TIMER:
+            self._check_lead()
+        elif key == ASYNC_LOG_TIMER:
+            self._async_log_written()
+
+    def on_message(self, src: str, msg: Any) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.env.record("ignored", src=src, reason=f"not a zab message: {type(msg).__name__}")
+            return
+        if src not in self.sid:
+            self.env.record("ignored", src=src, reason="not a member")
+            return
+        try:
+            handler(src, msg)
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+            # A malformed message from a peer: dropped and counted, never raised.
+            self.env.record("ignored", src=src, reason=f"malformed {type(msg).__name__}: {exc}")
+
+    def on_durable(self, index: int) -> None:
+        index = min(index, self.log.last_index)
+        if index <= self.durable_index:
+            return
+        self.durable_index = index
+        if self.state == LEADING and self.established:
+            self._maybe_commit()
+
+    def on_batch_end(self) -> None:
+        self.log.flush()
+        if self.propose_due:
+            self.propose_due = False
+            if self.state == LEADING and self.established:
+                self._broadcast()
+                self._maybe_commit()
+        if self.read_round_due:
+            self.read_round_due = False
+            if self.state == LEADING and self.established:
+                self._ping()
+
+    # ------------------------------------------------------------------ clients
+    def on_request(self, request: ClientRequest) -> None:
+        op = request.op
+        if op.is_read():
+            mode = self._read_mode(request)
+            if mode == "local":
+                self._serve_local(request)
+                return
+            if mode == "sync" and self.state in (FOLLOWING, OBSERVING):
+                self._sync_read(request)
+                return
+        self._handle(request, self.id)
+
+    def _read_mode(self, request: ClientRequest) -> str:
+        if request.consistency == STALE_OK:
+            return "local"
+        if request.consistency is not None:
+            return "linearizable"  # LINEARIZABLE, and LEASE: ZAB has no leases
+        return self.opts.read_mode
+
+    def _handle(self, request: ClientRequest, origin: str) -> None:
+        """A request at the leader (``origin`` the server its client waits at), or at a
+        learner that forwards it."""
+        if self.state == LEADING:
+            if not self.established:
+                if len(self.held_requests) >= MAX_HELD_REQUESTS:
+                    self._reply(origin, replies.refused(request, NOT_LEADER, None))
+                else:
+                    self.held_requests.append((request, origin))
+                return
+            if request.op.is_read():
+                self._leader_read(request, origin)
+            else:
+                self._propose_command(request, origin)
+            return
+        if origin == self.id and self.state in (FOLLOWING, OBSERVING) and self.phase == L_SERVING:
+            assert self.leader_id is not None
+            self.env.send(self.leader_id, Forward(epoch=self.accepted_epoch, request=request))
+            return
+        self._reply(origin, replies.refused(request, NOT_LEADER, self._hint()))
+
+    def _hint(self) -> str | None:
+        if self.state in (FOLLOWING, OBSERVING) and self.leader_id != self.id:
+            return self.leader_id
+        return None
+
+    def _reply(self, origin: str, response: ClientResponse) -> None:
+        if origin == self.id:
+            self.env.deliver(response)
+        else:
+            self.env.send(origin, ForwardReply(epoch=self.epoch, response=response))
+
+    def handle_forward(self, src: str, m: Forward) -> None:
+        if self.state != LEADING or m.epoch != self.epoch:
+            self.env.send(
+                src, ForwardReply(epoch=m.epoch, response=replies.refused(m.request, NOT_LEADER, None))
+            )
+            return
+        self._handle(m.request, src)
+
+    def handle_forward_reply(self, src: str, m: ForwardReply) -> None:
+        response = m.response
+        if not isinstance(response, ClientResponse):
+            raise TypeError("ForwardReply without a ClientResponse")
+        self.env.deliver(response)
+
+    def _serve_local(self, request: ClientRequest, origin: str | None = None) -> None:
+        result = self.sm.read(request)
+        hint = self.id if self.state == LEADING else self.leader_id
+        response = replies.ok(request, result, hint, self.last_applied)
+        self._reply(origin or self.id, response)
+
+    # -- sync + read (learner side)
+    def _sync_read(self, request: ClientRequest) -> None:
+        if self.phase != L_SERVING or self.leader_id is None:
+            self.env.deliver(replies.refused(request, NOT_LEADER, self._hint()))
+            return
+        self.sync_token += 1
+        self.sync_reads[self.sync_token] = [request]
+        self.env.send(self.leader_id, SyncRequest(epoch=self.accepted_epoch, token=self.sync_token))
+
+    def handle_sync_reply(self, src: str, m: SyncReply) -> None:
+        requests = self.sync_reads.pop(m.token, None)
+        if requests is None or src != self.leader_id:
+            return
+        for request in requests:
+            self.sync_waiting.append((m.commit, request))
+        self._serve_sync_reads()
+
+    def _serve_sync_reads(self) -> None:
+        if not self.sync_waiting:
+            return
+        still = []
+        for index, request in self.sync_waiting:
+            if index <= self.last_applied:
+                self._serve_local(request)
+            else:
+                still.append((index, request))
+        self.sync_waiting = still
+
+    def _drop_sync_reads(self) -> None:
+        for requests in self.sync_reads.values():
+            for request in requests:
+                self.env.deliver(replies.refused(request, NOT_LEADER, None))
+        for _, request in self.sync_waiting:
+            self.env.deliver(replies.refused(request, NOT_LEADER, None))
+        self.sync_reads = {}
+        self.sync_waiting = []
+
+    # -- leader side
+    def handle_sync_request(self, src: str, m: SyncRequest) -> None:
+        if self.state != LEADING or m.epoch != self.epoch or not self.established:
+            return
+        # ZooKeeper answers a sync once every proposal outstanding when it came committed.
+        self.leader_syncs.append((self.log.last_index, src, m.token))
+        self._answer_syncs()
+
+    def _answer_syncs(self) -> None:
+        if not self.leader_syncs:
+            return
+        still = []
+        for index, learner, token in self.leader_syncs:
+            if index <= self.commit_index:
+                self.env.send(learner, SyncReply(epoch=self.epoch, token=token, commit=index))
+            else:
+                still.append((index, learner, token))
+        self.leader_syncs = still
+
+    def _leader_read(self, request: ClientRequest, origin: str) -> None:
+        mode = self._read_mode(request)
+        if mode != "linearizable" and request.consistency != LINEARIZABLE:
+            # sync at the leader: its commit point once outstanding proposals commit.
+            self.reads.wait_for_apply(self.log.last_index, request, origin)
+            self.reads.release(self.last_applied, self._serve_leader_read)
+            return
+        self.reads.wait_for_round(self.rounds.current + 1, self.commit_index, request, origin)
+        if self.batched:
+            self.read_round_due = True
+        else:
+            self._ping()
+
+    def _serve_leader_read(self, request: ClientRequest, origin: Any) -> None:
+        result = self.sm.read(request)
+        self._reply(origin, replies.ok(request, result, self.id, self.last_applied))
+
+    def _propose_command(self, request: ClientRequest, origin: str) -> None:
+        if origin != self.id:
+            self.origins[(request.client_id, request.seq)] = origin
+        if not self._append_new(COMMAND, request):
+            self._reply(origin, replies.refused(request, NOT_LEADER, None))
+            return
+        if self.batched:
+            self.propose_due = True
+            return
+        self._broadcast()
+        self._maybe_commit()
+
+    def _append_new(self, kind: str, data: Any) -> bool:
+        last = self.log.last_zxid
+        counter = (last & 0xFFFFFFFF) + 1 if epoch_of(last) == self.epoch else 1
+        if counter > self.opts.max_counter:
+            # ZooKeeper: "zxid lower 32 bits have rolled over, forcing re-election".
+            self.env.record("abandon", reason="zxid counter exhausted", epoch=self.epoch)
+            self._look()
+            return False
+        txn = Txn(zxid=(self.epoch << 32) | counter, index=self.log.last_index + 1, kind=kind, data=data)
+        self._append((txn,))
+        if self.observer is not None:
+            self.observer.on_propose(self, txn)
+        return True
+
+    # ------------------------------------------------------------------ FLE
+    def _look(self) -> None:
+        """Enter LOOKING and start a new election round."""
+        was = self.state
+        if was == LEADING:
+            self._drop_leader_state()
+        elif was in (FOLLOWING, OBSERVING):
+            self._drop_sync_reads()
+        self.state = LOOKING
+        self.leader_id = None
+        self.phase = L_INFO
+        self.pending_ack = None
+        for key in (FOLLOW_TIMER, LEAD_TIMER, TICK_TIMER, FINALIZE_TIMER):
+            self.env.cancel_timer(key)
+        if was != LOOKING:
+            self.env.record("role", role=LOOKING, epoch=self.current_epoch)
+        self.logicalclock += 1
+        epoch, zxid, sid = self.my_vote()
+        self.proposal = (self.id if sid else "", zxid, epoch)
+        self.recvset = {self.id: self.proposal} if sid else {}
+        self.outofelection = {}
+        self.finalizing = False
+        self._send_notifications()
+        self._arm_notify()
+        self._try_decide()
+
+    def _arm_notify(self) -> None:
+        t = self.opts.notification_interval
+        self.env.set_timer(NOTIFY_TIMER, t + self.env.rng.random() * t)
+
+    def _send_notifications(self) -> None:
+        leader, zxid, epoch = self.proposal
+        msg = Notification(
+            leader=leader, zxid=zxid, peer_epoch=epoch, election_epoch=self.logicalclock, state=LOOKING
+        )
+        for peer in self.members:
+            if peer != self.id:
+                self.env.send(peer, msg)
+
+    def _vote_key(self, vote: tuple[str, int, int]) -> tuple[int, int, int]:
+        leader, zxid, epoch = vote
+        return (epoch, zxid, self.sid.get(leader, 0) if leader in self.voters else 0)
+
+    def _better(self, new: tuple[str, int, int], cur: tuple[str, int, int]) -> bool:
+        return beats(self._vote_key(new), self._vote_key(cur), ignore_epoch="vote-ignores-epoch" in self.bugs)
+
+    def handle_notification(self, src: str, m: Notification) -> None:
+        vote = (m.leader, m.zxid, m.peer_epoch)
+        if self.state != LOOKING:
+            if m.state == LOOKING:
+                # Tell a LOOKING server whom we follow (its round may be behind ours).
+                leader, zxid, epoch = self.current_vote
+                self.env.send(
+                    src,
+                    Notification(
+                        leader=leader,
+                        zxid=zxid,
+                        peer_epoch=epoch,
+                        election_epoch=self.logicalclock,
+                        state=self._fle_state(),
+                    ),
+                )
+            return
+        if src not in self.voters:
+            # An observer's notification counts for nothing; answer with our vote.
+            if m.state == LOOKING:
+                self._send_vote_to(src)
+            return
+        if m.state == LOOKING:
+            if m.election_epoch > self.logicalclock:
+                self.logicalclock = m.election_epoch
+                self.recvset = {}
+                epoch, zxid, sid = self.my_vote()
+                mine = (self.id if sid else "", zxid, epoch)
+                self.proposal = vote if self._better(vote, mine) else mine
+                if sid:
+                    self.recvset[self.id] = self.proposal
+                self._send_notifications()
+            elif m.election_epoch < self.logicalclock:
+                self._send_vote_to(src)  # a laggard: show it the current round
+                return
+            elif self._better(vote, self.proposal):
+                self.proposal = vote
+                if self.id in self.recvset:
+                    self.recvset[self.id] = vote
+                self._send_notifications()
+                if self.finalizing:  # a better late vote: wait afresh
+                    self.finalizing = False
+                    self.env.cancel_timer(FINALIZE_TIMER)
+            self.recvset[src] = vote
+            self._try_decide()
+            return
+        # FOLLOWING / LEADING: someone already decided.
+        if m.election_epoch == self.logicalclock:
+            self.recvset[src] = vote
+            if self._quorum_for(self.recvset, vote) and self._check_leader(m.leader, m.election_epoch):
+                self._decide(vote)
+                return
+        self.outofelection[src] = (m.leader, m.zxid, m.peer_epoch, m.election_epoch, m.state)
+        backers = {
+            sid: (v[0], 0, v[2]) for sid, v in self.outofelection.items()
+        }
+        if self._quorum_for(backers, (m.leader, 0, m.peer_epoch)) and self._check_leader(
+            m.leader, m.election_epoch
+        ):
+            self.logicalclock = m.election_epoch
+            self._decide(vote)
+
+    def _fle_state(self) -> str:
+        return LEADING if self.state == LEADING else (OBSERVING if self.is_observer else FOLLOWING)
+
+    def _send_vote_to(self, dst: str) -> None:
+        leader, zxid, epoch = self.proposal
+        self.env.send(
+            dst,
+            Notification(
+                leader=leader, zxid=zxid, peer_epoch=epoch, election_epoch=self.logicalclock, state=LOOKING
+            ),
+        )
+
+    def _quorum_for(self, votes: dict[str, tuple[str, int, int]], vote: tuple[str, int, int]) -> bool:
+        if not vote[0] or vote[0] not in self.voters:
+            return False
+        agree = sum(1 for v in self.voters if votes.get(v) == vote)
+        return agree >= quorum_size(len(self.voters))
+
+    def _check_leader(self, leader: str, election_epoch: int) -> bool:
+        """ZooKeeper's checkLeader: a reported leader counts only if it said so itself
+        (or, when it is us, in our own round)."""
+        if leader == self.id:
+            return election_epoch == self.logicalclock
+        seen = self.outofelection.get(leader)
+        return seen is not None and seen[4] == LEADING
+
+    def _try_decide(self) -> None:
+        if self.state != LOOKING or not self._quorum_for(self.recvset, self.proposal):
+            return
+        if self.opts.finalize_wait <= 0:
+            self._decide(self.proposal)
+            return
+        if not self.finalizing:
+            # Wait for a better late vote; the timer decides if the quorum still holds.
+            self.finalizing = True
+            self.env.set_timer(FINALIZE_TIMER, self.opts.finalize_wait)
+
+    def _decide(self, vote: tuple[str, int, int]) -> None:
+        self.env.cancel_timer(NOTIFY_TIMER)
+        self.env.cancel_timer(FINALIZE_TIMER)
+        self.finalizing = False
+        self.current_vote = vote
+        leader = vote[0]
+        self.env.record("elected", leader=leader, round=self.logicalclock)
+        if leader == self.id:
+            self._become_leading()
+        else:
+            self._become_learner(leader)
+
+    # ------------------------------------------------------------------ learner
+    def _become_learner(self, leader: str) -> None:
+        self.state = OBSERVING if self.is_observer else FOLLOWING
+        self.leader_id = leader
+        self.phase = L_INFO
+        self.env.record("role", role=self.state, epoch=self.current_epoch, leader=leader)
+        self._send_follower_info()
+        self.env.set_timer(TICK_TIMER, self.opts.tick)
+        self._heard_leader()
+
+    def _send_follower_info(self) -> None:
+        assert self.leader_id is not None
+        self.env.send(
+            self.leader_id,
+            FollowerInfo(epoch=self.accepted_epoch, last_zxid=self.log.last_zxid, observer=self.is_observer),
+        )
+
+    def _heard_leader(self) -> None:
+        self.env.set_timer(FOLLOW_TIMER, self.opts.election_timeout)
+
+    def _from_leader(self, src: str, epoch: int) -> bool:
+        """A message from the leader we follow, of the epoch we accepted from it."""
+        if self.state not in (FOLLOWING, OBSERVING) or src != self.leader_id:
+            return False
+        if epoch != self.accepted_epoch or self.phase == L_INFO:
+            return False
+        self._heard_leader()
+        return True
+
+    def handle_leader_info(self, src: str, m: LeaderInfo) -> None:
+        if self.state not in (FOLLOWING, OBSERVING) or src != self.leader_id:
+            return
+        self._heard_leader()
+        if m.epoch < self.accepted_epoch:
+            # A leader behind an epoch we accepted: abandon it (Zab phase 1).
+            self.env.record("abandon", reason="epoch below accepted", epoch=m.epoch, accepted=self.accepted_epoch)
+            self._look()
+            return
+        if m.epoch > self.accepted_epoch:
+            self.accepted_epoch = m.epoch
+            self.env.storage.put(ACCEPTED_EPOCH_KEY, m.epoch)  # durable before ACKEPOCH leaves
+            self.epoch_from = src
+        if self.phase == L_INFO:
+            self.phase = L_EPOCH
+        self.env.send(
+            src,
+            AckEpoch(
+                epoch=m.epoch,
+                current_epoch=self.current_epoch,
+                last_zxid=self.log.last_zxid,
+                last_index=self.log.last_index,
+                fresh=self.epoch_from == src,
+            ),
+        )
+
+    def handle_new_leader(self, src: str, m: NewLeader) -> None:
+        if not self._from_leader(src, m.epoch):
+            return
+        self._apply_sync(m)
+        hold_back = "ack-before-persist" in self.bugs or "epoch-before-persist" in self.bugs
+        if self.log.held_back and not hold_back:
+            self.log.write_held()
+        ack = Ack(epoch=m.epoch, index=self.log.last_index, zxid=self.log.last_zxid, newleader=True)
+        # ZOOKEEPER-3911/-4643: the synced txns are in storage (written above, in this
+        # batch), then the current epoch, then the ACK (released once both are durable).
+        self._set_current_epoch(m.epoch)
+        if self.phase in (L_INFO, L_EPOCH):
+            self.phase = L_SYNCED
+        if self.log.held_back:
+            # The knobs: an asynchronous writer logs the txns a little later.
+            self.env.set_timer(ASYNC_LOG_TIMER, self.opts.async_log_delay)
+            if "epoch-before-persist" in self.bugs and "ack-before-persist" not in self.bugs:
+                self.pending_ack = ack
+                return
+        self.env.send(src, ack)
+        self._commit_to(min(m.commit, self.log.last_index))
+
+    def _async_log_written(self) -> None:
+        self.log.write_held()
+        ack, self.pending_ack = self.pending_ack, None
+        if ack is not None and self.state in (FOLLOWING, OBSERVING) and ack.epoch == self.accepted_epoch:
+            assert self.leader_id is not None
+            self.env.send(self.leader_id, ack)
+
+    def _set_current_epoch(self, epoch: int) -> None:
+        if epoch != self.current_epoch:
+            self.current_epoch = epoch
+            self.env.storage.put(CURRENT_EPOCH_KEY, epoch)
+
+    def _apply_sync(self, m: NewLeader) -> None:
+        hold_back = "ack-before-persist" in self.bugs or "epoch-before-persist" in self.bugs
+        if m.mode == SNAP:
+            snap = m.snapshot
+            if snap is None:
+                raise ValueError("SNAP without a snapshot")
+            self.sm.restore(snap.data)
+            self.log.reset(snap.last_index, snap.last_zxid)
+            self.durable_index = min(self.durable_index, snap.last_index)
+            self.snapshot = snap
+            self.env.storage.put(SNAPSHOT_KEY, snap)
+            self.commit_index = self.last_applied = snap.last_index
+            self.env.record("sync", mode=SNAP, zxid=snap.last_zxid, index=snap.last_index)
+            if self.observer is not None:
+                self.observer.on_restore(self, snap)
+        elif m.mode in (TRUNC, TRUNC_DIFF):
+            keep = self.log.last_at_or_below(m.trunc_zxid)
+            if keep is None or keep < self.log.offset:
+                raise ValueError("TRUNC below the snapshot")
+            self.env.record("sync", mode=m.mode, zxid=m.trunc_zxid)
+            if keep < self.log.last_index:
+                self._truncate_from(keep + 1)
+        else:
+            self.env.record("sync", mode=m.mode, txns=len(m.txns))
+        appended = []
+        next_index = self.log.last_index + 1
+        for t in m.txns:
+            if t.zxid <= self.log.last_zxid and not appended:
+                continue  # already held (a resent sync)
+            appended.append(Txn(zxid=t.zxid, index=next_index, kind=t.kind, data=t.data))
+            next_index += 1
+        if appended:
+            self._append(tuple(appended), hold_back=hold_back)
+
+    def handle_uptodate(self, src: str, m: UpToDate) -> None:
+        if not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
+            return
+        if self.phase != L_SERVING:
+            self.phase = L_SERVING
+            self.env.record("uptodate", epoch=m.epoch)
+        self._commit_to(min(m.commit, self.log.last_index))
+
+    def handle_proposal(self, src: str, m: Proposal) -> None:
+        if self.is_observer or not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
+            return
+        self._accept_txns(src, m.epoch, m.txns)
+
+    def handle_inform(self, src: str, m: Inform) -> None:
+        if not self.is_observer or not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
+            return
+        self._accept_txns(src, m.epoch, m.txns)
+        if m.txns:
+            last = m.txns[-1]
+            if self.log.zxid_at(last.index) == last.zxid:
+                self._commit_to(last.index)
+
+    def _accept_txns(self, src: str, epoch: int, txns: tuple[Txn, ...]) -> None:
+        log = self.log
+        fresh: list[Txn] = []
+        for t in txns:
+            if t.zxid <= log.last_zxid and not fresh:
+                if "paper-redundant-propose" in self.bugs:
+                    # The paper's follower logs a PROPOSAL it already holds.
+                    fresh.append(Txn(zxid=t.zxid, index=log.last_index + 1, kind=t.kind, data=t.data))
+                continue  # redundant: already held (issues.md #2)
+            if not fresh and t.index != log.last_index + 1:
+                if "paper-propose-acked" in self.bugs and t.index > log.last_index + 1:
+                    # The paper's follower logs whatever arrives (TCP FIFO assumed).
+                    fresh.append(Txn(zxid=t.zxid, index=log.last_index + 1, kind=t.kind, data=t.data))
+                    continue
+                self.env.send(src, Ack(epoch=epoch, index=log.last_index, zxid=log.last_zxid, gap=True))
+                return
+            if fresh:
+                t = Txn(zxid=t.zxid, index=fresh[-1].index + 1, kind=t.kind, data=t.data)
+            fresh.append(t)
+        if fresh:
+            self._append(tuple(fresh))
+        self.env.send(src, Ack(epoch=epoch, index=log.last_index, zxid=log.last_zxid))
+
+    def handle_commit(self, src: str, m: Commit) -> None:
+        if not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
+            return
+        self._commit_known(m.index, m.zxid)
+
+    def _commit_known(self, index: int, zxid: int) -> None:
+        """Commit up to ``index`` only if we hold ``zxid`` there: never a COMMIT for
+        an unknown zxid."""
+        held = self.log.zxid_at(index)
+        if held == zxid:
+            self._commit_to(index)
+        elif held is not None or index > self.log.last_index:
+            self.env.record("ignored", reason="commit for an unknown zxid", index=index)
+
+    def handle_ping(self, src: str, m: Ping) -> None:
+        if not self._from_leader(src, m.epoch):
+            return
+        if self.current_epoch == m.epoch and self.phase == L_SERVING:
+            self._commit_known(m.commit, m.commit_zxid)
+        self.env.send(src, PingAck(epoch=m.epoch, round=m.round, last_index=self.log.last_index))
+
+    # ------------------------------------------------------------------ leader
+    def _become_leading(self) -> None:
+        self.state = LEADING
+        self.leader_id = self.id
+        self.epoch = 0
+        self.epoch_proposed = self.epoch_acked = self.established = False
+        self.learners = {}
+        self.rounds.reset()
+        self.env.record("role", role=LEADING, epoch=self.current_epoch)
+        self.env.set_timer(TICK_TIMER, self.opts.tick)
+        self.env.set_timer(LEAD_TIMER, self.opts.election_timeout * 2)
+        self._maybe_propose_epoch()
+
+    def _drop_leader_state(self) -> None:
+        for request, origin in self.held_requests:
+            self._reply(origin, replies.refused(request, NOT_LEADER, None))
+        self.held_requests = []
+        for request, origin in self.reads.drain():
+            self._reply(origin, replies.refused(request, NOT_LEADER, None))
+        self.learners = {}
+        self.origins = {}
+        self.leader_syncs = []
+        self.established = False
+        self.epoch_proposed = self.epoch_acked = False
+        self.epoch = 0
+
+    def handle_follower_info(self, src: str, m: FollowerInfo) -> None:
+        if self.state != LEADING:
+            return
+        observer = src in self.observers
+        ls = self.learners.get(src)
+        if ls is None or ls.phase != INFO or ls.accepted_epoch != m.epoch:
+            ls = self.learners[src] = LearnerState(observer=observer, accepted_epoch=m.epoch)
+        ls.heard_at = self.env.now()
+        if self.epoch_proposed:
+            self.env.send(src, LeaderInfo(epoch=self.epoch))
+        else:
+            self._maybe_propose_epoch()
+
+    def _maybe_propose_epoch(self) -> None:
+        """getEpochToPropose: once a quorum of voters (us included) told their accepted
+        epochs, the new epoch is one above them all."""
+        if self.epoch_proposed:
+            return
+        epochs = {self.id: self.accepted_epoch}
+        for peer, ls in self.learners.items():
+            if not ls.observer:
+                epochs[peer] = ls.accepted_epoch
+        if sum(1 for v in self.voters if v in epochs) < quorum_size(len(self.voters)):
+            return
+        self.epoch = max(epochs.values()) + 1
+        self.epoch_proposed = True
+        self.accepted_epoch = self.epoch
+        self.env.storage.put(ACCEPTED_EPOCH_KEY, self.epoch)
+        self.env.record("new-epoch", epoch=self.epoch)
+        for peer in self.learners:
+            self.env.send(peer, LeaderInfo(epoch=self.epoch))
+
+    def handle_ack_epoch(self, src: str, m: AckEpoch) -> None:
+        ls = self.learners.get(src)
+        if self.state != LEADING or m.epoch != self.epoch or ls is None:
+            return
+        ls.heard_at = self.env.now()
+        ls.current_epoch, ls.last_zxid = m.current_epoch, m.last_zxid
+        if not ls.observer and (m.current_epoch, m.last_zxid) > (self.current_epoch, self.log.last_zxid):
+            if not self.epoch_acked:
+                # waitForEpochAck: "Follower is ahead of the leader".
+                self.env.record("abandon", reason="follower ahead", follower=src)
+                self._look()
+                return
+        ls.phase = EPOCH
+        ls.fresh = ls.fresh or m.fresh
+        if not self.epoch_acked:
+            acked = {self.id} | {p for p, s in self.learners.items() if not s.observer and s.fresh}
+            if sum(1 for v in self.voters if v in acked) < quorum_size(len(self.voters)):
+                return
+            self.epoch_acked = True
+            self._set_current_epoch(self.epoch)
+            for peer, s in self.learners.items():
+                if s.phase == EPOCH:
+                    self._send_new_leader(peer, s)
+            return
+        self._send_new_leader(src, ls)
+
+    def _send_new_leader(self, peer: str, ls: LearnerState) -> None:
+        plan = choose_sync(self.log, ls.last_zxid, trunc_across_epoch="trunc-across-epoch" in self.bugs)
+        snapshot = None
+        if plan.mode == SNAP:
+            snapshot = self._snapshot_for_sync()
+            start = snapshot.last_index + 1
+        else:
+            start = plan.base_index + 1
+        txns = self.log.slice(start, self.log.last_index, self.log.last_index + 1) if start <= self.log.last_index else ()
+        self.env.send(
+            peer,
+            NewLeader(
+                epoch=self.epoch,
+                mode=plan.mode,
+                trunc_index=plan.base_index if plan.mode in (TRUNC, TRUNC_DIFF) else 0,
+                trunc_zxid=plan.base_zxid if plan.mode in (TRUNC, TRUNC_DIFF) else 0,
+                snapshot=snapshot,
+                txns=txns,
+                commit=self.commit_index,
+            ),
+        )
+        self.env.record("sync-sent", learner=peer, mode=plan.mode, txns=len(txns))
+        ls.phase = SYNCING
+        ls.next = self.log.last_index + 1
+        ls.acked = 0
+        ls.stalled = 0
+
+    def _snapshot_for_sync(self) -> Snapshot:
+        """SNAP sends the applied state (ZooKeeper serializes its database)."""
+        snap = self.snapshot
+        if snap is not None and snap.last_index == self.last_applied:
+            return snap
+        zxid = self.log.zxid_at(self.last_applied)
+        assert zxid is not None
+        return Snapshot(last_index=self.last_applied, last_zxid=zxid, data=self.sm.snapshot())
+
+    def handle_ack(self, src: str, m: Ack) -> None:
+        ls = self.learners.get(src)
+        if self.state != LEADING or m.epoch != self.epoch or ls is None:
+            return
+        ls.heard_at = self.env.now()
+        self.lead_heard.add(src)
+        if self.log.zxid_at(m.index) == m.zxid and m.index > ls.acked:
+            ls.acked = m.index
+            ls.stalled = 0
+        if m.newleader:
+            if ls.phase != SYNCING:
+                return
+            ls.phase = SYNCED
+            if "paper-propose-acked" in self.bugs:
+                ls.next = self.log.last_index + 1  # the paper: only new proposals follow
+            if not self.established:
+                synced = {self.id} | {p for p, s in self.learners.items() if not s.observer and s.phase == SYNCED}
+                if sum(1 for v in self.voters if v in synced) >= quorum_size(len(self.voters)):
+                    self._establish()
+                return
+            commit = m.index if "paper-commit-ld-ack" in self.bugs else self.commit_index
+            self.env.send(src, UpToDate(epoch=self.epoch, commit=commit))
+            self._send_txns(src, ls)
+            return
+        if m.gap:
+            ls.next = max(ls.acked, min(m.index, ls.next - 1)) + 1
+        if not ls.observer:
+            self._maybe_commit()
+        self._send_txns(src, ls)
+
+    def _establish(self) -> None:
+        """A quorum ACKed NEWLEADER: the history is committed; serve."""
+        self.established = True
+        self.env.record("established", epoch=self.epoch, zxid=self.log.last_zxid)
+        if self.observer is not None:
+            self.observer.on_established(self)
+        self._commit_to(self.log.last_index)
+        for peer, ls in self.learners.items():
+            if ls.phase == SYNCED:
+                commit = ls.acked if "paper-commit-ld-ack" in self.bugs else self.commit_index
+                self.env.send(peer, UpToDate(epoch=self.epoch, commit=commit))
+        held, self.held_requests = self.held_requests, []
+        for request, origin in held:
+            self._handle(request, origin)
+
+    def _broadcast(self) -> None:
+        for peer, ls in self.learners.items():
+            self._send_txns(peer, ls)
+
+    def _send_txns(self, peer: str, ls: LearnerState) -> None:
+        """PROPOSALs to a follower (syncing or synced), INFORMs of committed txns to an
+        observer (synced), from its cursor, pipelined."""
+        if ls.observer:
+            if ls.phase != SYNCED:
+                return
+            hi = self.commit_index
+        else:
+            if ls.phase not in (SYNCING, SYNCED):
+                return
+            if "paper-propose-acked" in self.bugs and ls.phase != SYNCED:
+                return
+            hi = self.log.last_index
+        opts = self.opts
+        while ls.next <= hi and ls.next - 1 - ls.acked < opts.max_inflight_txns:
+            if ls.next <= self.log.offset:
+                # Behind the retained history: synchronise it again (SNAP).
+                ls.phase = EPOCH
+                self.env.send(peer, LeaderInfo(epoch=self.epoch))
+                return
+            txns = self.log.slice(ls.next, hi, opts.max_batch_txns)
+            prev = ls.next - 1
+            prev_zxid = self.log.zxid_at(prev) or 0
+            kind = Inform if ls.observer else Proposal
+            msg = kind(epoch=self.epoch, prev_index=prev, prev_zxid=prev_zxid, txns=txns)
+            if self.early_proposals and not ls.observer:
+                self.env.send_early(peer, msg)  # type: ignore[attr-defined]
+            else:
+                self.env.send(peer, msg)
+            ls.next = txns[-1].index + 1
+
+    def _maybe_commit(self) -> None:
+        if self.state != LEADING or not self.established:
+            return
+        match = {p: ls.acked for p, ls in self.learners.items() if not ls.observer and ls.phase == SYNCED}
+        match[self.id] = self.durable_index if self.reports_durable else self.log.last_index
+        n = committed_index(match, self.voters)
+        if n <= self.commit_index:
+            return
+        self._commit_to(n)
+        zxid = self.log.zxid_at(n)
+        assert zxid is not None
+        for peer, ls in self.learners.items():
+            if ls.observer:
+                self._send_txns(peer, ls)
+            elif ls.phase == SYNCED:
+                self.env.send(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
+
+    def _on_tick(self) -> None:
+        if self.state in (FOLLOWING, OBSERVING):
+            if self.phase == L_INFO:
+                self._send_follower_info()  # until LEADERINFO comes
+            self.env.set_timer(TICK_TIMER, self.opts.tick)
+            return
+        if self.state != LEADING:
+            return
+        self.env.set_timer(TICK_TIMER, self.opts.tick)
+        now = self.env.now()
+        for peer, ls in self.learners.items():
+            if ls.phase in (EPOCH, SYNCING) and self.epoch_proposed and now - ls.heard_at > self.opts.tick * 2:
+                # Lost LEADERINFO, ACKEPOCH or NEWLEADER: start its handshake again.
+                self.env.send(peer, LeaderInfo(epoch=self.epoch))
+        if self.established:
+            self._ping()
+
+    def _ping(self) -> None:
+        self.read_round_due = False
+        round_ = self.rounds.start(self.env.now())
+        zxid = self.log.zxid_at(self.commit_index) or 0
+        for peer, ls in self.learners.items():
+            if ls.phase in (SYNCED, SYNCING):
+                commit = min(self.commit_index, ls.acked) if not ls.observer else self.commit_index
+                cz = self.log.zxid_at(commit) if commit >= self.log.offset else None
+                self.env.send(
+                    peer,
+                    Ping(epoch=self.epoch, round=round_, commit=commit, commit_zxid=cz if cz is not None else zxid),
+                )
+        self._round_acknowledged()
+
+    def handle_ping_ack(self, src: str, m: PingAck) -> None:
+        ls = self.learners.get(src)
+        if self.state != LEADING or m.epoch != self.epoch or ls is None:
+            return
+        ls.heard_at = self.env.now()
+        self.lead_heard.add(src)
+        if not ls.observer and ls.phase == SYNCED and self.rounds.ack(src, m.round):
+            self._round_acknowledged()
+        if ls.phase == SYNCED and m.last_index < ls.next - 1:
+            ls.stalled += 1
+            if ls.stalled >= STALLED_PINGS:
+                # Lost PROPOSALs at the tail (no later one shows the gap): resend.
+                ls.stalled = 0
+                ls.next = max(ls.acked, m.last_index) + 1
+                self._send_txns(src, ls)
+
+    def _round_acknowledged(self) -> None:
+        synced = [v for v in self.voters if v == self.id or self._synced_voter(v)]
+        if len(synced) < quorum_size(len(self.voters)):
+            return
+        q = self.rounds.quorum_round(self.voters)
+        if q <= 0:
+            return
+        self.rounds.settle(q)
+        self.reads.confirm(q, self.last_applied, self._serve_leader_read)
+
+    def _synced_voter(self, peer: str) -> bool:
+        ls = self.learners.get(peer)
+        return ls is not None and not ls.observer and ls.phase == SYNCED
+
+    def _check_lead(self) -> None:
+        """A leader that is not established within two timeouts, or then does not hear
+        from a quorum in one, goes back to LOOKING (ZooKeeper: initLimit, syncLimit)."""
+        if self.state != LEADING:
+            return
+        heard = self.lead_heard | {self.id}
+        self.lead_heard = set()
+        if not self.established:
+            self.env.record("abandon", reason="not established in time", epoch=self.epoch)
+            self._look()
+            return
+        if sum(1 for v in self.voters if v in heard) < quorum_size(len(self.voters)):
+            self.env.record("abandon", reason="lost quorum", epoch=self.epoch)
+            self._look()
+            return
+        self.env.set_timer(LEAD_TIMER, self.opts.election_timeout)
+
+    # ------------------------------------------------------------------ log and state
+    def _append(self, txns: tuple[Txn, ...], *, hold_back: bool = False) -> None:
+        self.log.append(txns, hold_back=hold_back)
+        if self.observer is not None:
+            self.observer.on_append(self, txns)
+
+    def _truncate_from(self, index: int) -> None:
+        if self.observer is not None:
+            self.observer.on_truncate(self, index)
+        self.log.truncate_from(index)
+        self.durable_index = min(self.durable_index, index - 1)
+        if self.commit_index >= index:
+            # Only a bug truncates committed txns (the checker reports it); keep the
+            # positions inside the log so the server can go on.
+            self.commit_index = min(self.commit_index, index - 1)
+            self.last_applied = min(self.last_applied, index - 1)
+
+    def _commit_to(self, index: int) -> None:
+        if index <= self.commit_index:
+            return
+        self.commit_index = index
+        self.env.record("commit", index=index, zxid=self.log.zxid_at(index))
+        if self.observer is not None:
+            self.observer.on_commit(self, index)
+        self._apply_committed()
+
+    def _apply_committed(self) -> None:
+        while self.last_applied < self.commit_index:
+            index = self.last_applied + 1
+            txn = self.log.entry(index)
+            self.last_applied = index
+            if txn.kind == COMMAND:
+                result = self.sm.apply(txn.data)
+                if self.state == LEADING and epoch_of(txn.zxid) == self.epoch:
+                    request = txn.data
+                    origin = self.origins.pop((request.client_id, request.seq), self.id)
+                    self._reply(origin, replies.command_answer(request, result, self.id, index))
+            if self.observer is not None:
+                self.observer.on_apply(self, txn)
+        if self.state == LEADING:
+            self.reads.release(self.last_applied, self._serve_leader_read)
+            self._answer_syncs()
+        else:
+            self._serve_sync_reads()
+        self._maybe_snapshot()
+
+    def _maybe_snapshot(self) -> None:
+        threshold = self.opts.snapshot_threshold
+        snap_index = self.snapshot.last_index if self.snapshot else 0
+        if threshold <= 0 or self.last_applied - snap_index < threshold:
+            return
+        index = self.last_applied
+        zxid = self.log.zxid_at(index)
+        if zxid is None:
+            return
+        snap = Snapshot(last_index=index, last_zxid=zxid, data=self.sm.snapshot())
+        self.snapshot = snap
+        self.env.storage.put(SNAPSHOT_KEY, snap)
+        self.env.record("snapshot", index=index, zxid=zxid)
+        keep_from = index - self.opts.snapshot_trailing
+        if keep_from > self.log.offset:
+            self.log.compact(keep_from)
