@@ -151,6 +151,9 @@ class NewLeader:
 
     epoch: int
     mode: str
+    # The learner's last zxid this sync was computed from (its ACKEPOCH): a learner
+    # whose history moved since ignores it (a resent handshake crossed a newer one).
+    peer_zxid: int = 0
     trunc_index: int = 0
     trunc_zxid: int = 0
     snapshot: Snapshot | None = None

@@ -721,6 +721,13 @@ class ZabNode:
     def handle_new_leader(self, src: str, m: NewLeader) -> None:
         if not self._from_leader(src, m.epoch):
             return
+        if m.peer_zxid != self.log.last_zxid:
+            # Computed from an older ACKEPOCH: applying it could cut txns we took
+            # (and ACKed) since.  If we synced in this epoch already, say so again.
+            self.env.record("ignored", src=src, reason="stale sync")
+            if self.current_epoch == m.epoch and self.phase != L_EPOCH and not self.pending_ack:
+                self.env.send(src, Ack(epoch=m.epoch, index=self.log.last_index, zxid=self.log.last_zxid, newleader=True))
+            return
         self._apply_sync(m)
         hold_back = "ack-before-persist" in self.bugs or "epoch-before-persist" in self.bugs
         if self.log.held_back and not hold_back:
@@ -950,6 +957,7 @@ class ZabNode:
             NewLeader(
                 epoch=self.epoch,
                 mode=plan.mode,
+                peer_zxid=ls.last_zxid,
                 trunc_index=plan.base_index if plan.mode in (TRUNC, TRUNC_DIFF) else 0,
                 trunc_zxid=plan.base_zxid if plan.mode in (TRUNC, TRUNC_DIFF) else 0,
                 snapshot=snapshot,
