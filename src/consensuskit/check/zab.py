@@ -97,7 +97,9 @@ class ZabChecker:
         states = {n.id: (n.last_applied, n.sm.digest()) for n in live}
         applied = {node_id: s[0] for node_id, s in states.items()}
         if len(set(applied.values())) > 1:
-            raise InvariantViolation("convergence", f"after the settle period applied positions differ: {applied}")
+            raise InvariantViolation(
+                "convergence", f"after the settle period applied positions differ: {applied}"
+            )
         if len({s[1] for s in states.values()}) > 1:
             raise InvariantViolation("convergence", "same applied position but different states")
 
@@ -106,7 +108,9 @@ class ZabChecker:
         epoch = node.epoch
         holder = self.established.get(epoch)
         if holder is not None and holder != node.id:
-            self._violate("leadership", f"{holder} and {node.id} are both established leaders of epoch {epoch}")
+            self._violate(
+                "leadership", f"{holder} and {node.id} are both established leaders of epoch {epoch}"
+            )
         self.established[epoch] = node.id
 
     def on_propose(self, node: Any, txn: Txn) -> None:
@@ -114,7 +118,8 @@ class ZabChecker:
         known = self.proposed.get(txn.zxid)
         if known is not None and known.data != txn.data:
             self._violate(
-                "integrity", f"{node.id} proposed {txn.summary()}, a zxid already proposed as {known.summary()}"
+                "integrity",
+                f"{node.id} proposed {txn.summary()}, a zxid already proposed as {known.summary()}",
             )
         self.proposed[txn.zxid] = txn
         if epoch in self.history_end:
@@ -136,7 +141,8 @@ class ZabChecker:
             prev = log.zxid_at(t.index - 1)
             if prev is not None and t.zxid <= prev and t.index - 1 > 0:
                 self._violate(
-                    "zxid-order", f"{node.id} logged {t.summary()} after zxid {zxid_str(prev)} at {t.index - 1}"
+                    "zxid-order",
+                    f"{node.id} logged {t.summary()} after zxid {zxid_str(prev)} at {t.index - 1}",
                 )
                 return
 
@@ -186,7 +192,9 @@ class ZabChecker:
                 return
         nxt = self.committed.get(i + 1)
         if nxt is not None and nxt.zxid <= txn.zxid:
-            self._violate("global-primary-order", f"{node.id} committed {txn.summary()} before {nxt.summary()}")
+            self._violate(
+                "global-primary-order", f"{node.id} committed {txn.summary()} before {nxt.summary()}"
+            )
             return
         epoch = _epoch(txn.zxid)
         for later, end in self.history_end.items():
@@ -203,7 +211,8 @@ class ZabChecker:
         if known is not None and known.zxid != txn.zxid:
             self._violate(
                 "prefix-consistency",
-                f"{node.id} applied {txn.summary()} at position {txn.index}, where {known.summary()} was committed",
+                f"{node.id} applied {txn.summary()} at position {txn.index}, where "
+                f"{known.summary()} was committed",
             )
 
     def on_restore(self, node: Any, snapshot: Snapshot) -> None:

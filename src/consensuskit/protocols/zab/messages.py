@@ -255,9 +255,14 @@ class Ping:
     round: int
     commit: int
     commit_zxid: int
+    # The leader counts the learner as synced (it has its NEWLEADER ACK): a PING then
+    # repeats UPTODATE for a learner that lost it.
+    uptodate: bool = False
 
     def summary(self) -> str:
-        return f"Ping epoch={self.epoch} round={self.round} commit={zxid_str(self.commit_zxid)}#{self.commit}"
+        up = " uptodate" if self.uptodate else ""
+        commit = f"{zxid_str(self.commit_zxid)}#{self.commit}"
+        return f"Ping epoch={self.epoch} round={self.round} commit={commit}{up}"
 
 
 @message(83)

@@ -123,6 +123,7 @@ class LearnerState:
     heard_at: float = 0.0
     stalled: int = 0
     fresh: bool = False  # it acknowledged our epoch as newly accepted from us
+    handshake_at: float = 0.0  # when LEADERINFO or NEWLEADER last went to it
 
 
 class ZabNode:
@@ -605,9 +606,7 @@ class ZabNode:
                 self._decide(vote)
                 return
         self.outofelection[src] = (m.leader, m.zxid, m.peer_epoch, m.election_epoch, m.state)
-        backers = {
-            sid: (v[0], 0, v[2]) for sid, v in self.outofelection.items()
-        }
+        backers = {sid: (v[0], 0, v[2]) for sid, v in self.outofelection.items()}
         if self._quorum_for(backers, (m.leader, 0, m.peer_epoch)) and self._check_leader(
             m.leader, m.election_epoch
         ):
@@ -698,7 +697,9 @@ class ZabNode:
         self._heard_leader()
         if m.epoch < self.accepted_epoch:
             # A leader behind an epoch we accepted: abandon it (Zab phase 1).
-            self.env.record("abandon", reason="epoch below accepted", epoch=m.epoch, accepted=self.accepted_epoch)
+            self.env.record(
+                "abandon", reason="epoch below accepted", epoch=m.epoch, accepted=self.accepted_epoch
+            )
             self._look()
             return
         if m.epoch > self.accepted_epoch:
@@ -726,7 +727,10 @@ class ZabNode:
             # (and ACKed) since.  If we synced in this epoch already, say so again.
             self.env.record("ignored", src=src, reason="stale sync")
             if self.current_epoch == m.epoch and self.phase != L_EPOCH and not self.pending_ack:
-                self.env.send(src, Ack(epoch=m.epoch, index=self.log.last_index, zxid=self.log.last_zxid, newleader=True))
+                self.env.send(
+                    src,
+                    Ack(epoch=m.epoch, index=self.log.last_index, zxid=self.log.last_zxid, newleader=True),
+                )
             return
         self._apply_sync(m)
         hold_back = "ack-before-persist" in self.bugs or "epoch-before-persist" in self.bugs
@@ -855,6 +859,9 @@ class ZabNode:
     def handle_ping(self, src: str, m: Ping) -> None:
         if not self._from_leader(src, m.epoch):
             return
+        if self.current_epoch == m.epoch and m.uptodate and self.phase == L_SYNCED:
+            self.phase = L_SERVING  # UPTODATE was lost; the PING repeats it
+            self.env.record("uptodate", epoch=m.epoch)
         if self.current_epoch == m.epoch and self.phase == L_SERVING:
             self._commit_known(m.commit, m.commit_zxid)
         self.env.send(src, PingAck(epoch=m.epoch, round=m.round, last_index=self.log.last_index))
@@ -892,7 +899,7 @@ class ZabNode:
         ls = self.learners.get(src)
         if ls is None or ls.phase != INFO or ls.accepted_epoch != m.epoch:
             ls = self.learners[src] = LearnerState(observer=observer, accepted_epoch=m.epoch)
-        ls.heard_at = self.env.now()
+        ls.heard_at = ls.handshake_at = self.env.now()
         if self.epoch_proposed:
             self.env.send(src, LeaderInfo(epoch=self.epoch))
         else:
@@ -923,12 +930,12 @@ class ZabNode:
             return
         ls.heard_at = self.env.now()
         ls.current_epoch, ls.last_zxid = m.current_epoch, m.last_zxid
-        if not ls.observer and (m.current_epoch, m.last_zxid) > (self.current_epoch, self.log.last_zxid):
-            if not self.epoch_acked:
-                # waitForEpochAck: "Follower is ahead of the leader".
-                self.env.record("abandon", reason="follower ahead", follower=src)
-                self._look()
-                return
+        ahead = (m.current_epoch, m.last_zxid) > (self.current_epoch, self.log.last_zxid)
+        if ahead and not ls.observer and not self.epoch_acked:
+            # waitForEpochAck: "Follower is ahead of the leader".
+            self.env.record("abandon", reason="follower ahead", follower=src)
+            self._look()
+            return
         ls.phase = EPOCH
         ls.fresh = ls.fresh or m.fresh
         if not self.epoch_acked:
@@ -951,7 +958,11 @@ class ZabNode:
             start = snapshot.last_index + 1
         else:
             start = plan.base_index + 1
-        txns = self.log.slice(start, self.log.last_index, self.log.last_index + 1) if start <= self.log.last_index else ()
+        txns = (
+            self.log.slice(start, self.log.last_index, self.log.last_index + 1)
+            if start <= self.log.last_index
+            else ()
+        )
         self.env.send(
             peer,
             NewLeader(
@@ -966,6 +977,7 @@ class ZabNode:
             ),
         )
         self.env.record("sync-sent", learner=peer, mode=plan.mode, txns=len(txns))
+        ls.handshake_at = self.env.now()
         ls.phase = SYNCING
         ls.next = self.log.last_index + 1
         ls.acked = 0
@@ -996,7 +1008,9 @@ class ZabNode:
             if "paper-propose-acked" in self.bugs:
                 ls.next = self.log.last_index + 1  # the paper: only new proposals follow
             if not self.established:
-                synced = {self.id} | {p for p, s in self.learners.items() if not s.observer and s.phase == SYNCED}
+                synced = {self.id} | {
+                    p for p, s in self.learners.items() if not s.observer and s.phase == SYNCED
+                }
                 if sum(1 for v in self.voters if v in synced) >= quorum_size(len(self.voters)):
                     self._establish()
                 return
@@ -1047,6 +1061,7 @@ class ZabNode:
             if ls.next <= self.log.offset:
                 # Behind the retained history: synchronise it again (SNAP).
                 ls.phase = EPOCH
+                ls.handshake_at = self.env.now()
                 self.env.send(peer, LeaderInfo(epoch=self.epoch))
                 return
             txns = self.log.slice(ls.next, hi, opts.max_batch_txns)
@@ -1088,8 +1103,13 @@ class ZabNode:
         self.env.set_timer(TICK_TIMER, self.opts.tick)
         now = self.env.now()
         for peer, ls in self.learners.items():
-            if ls.phase in (EPOCH, SYNCING) and self.epoch_proposed and now - ls.heard_at > self.opts.tick * 2:
-                # Lost LEADERINFO, ACKEPOCH or NEWLEADER: start its handshake again.
+            if (
+                ls.phase in (EPOCH, SYNCING)
+                and self.epoch_proposed
+                and now - ls.handshake_at > self.opts.tick * 2
+            ):
+                # Lost LEADERINFO, ACKEPOCH, NEWLEADER or its ACK: start again.
+                ls.handshake_at = now
                 self.env.send(peer, LeaderInfo(epoch=self.epoch))
         if self.established:
             self._ping()
@@ -1104,7 +1124,13 @@ class ZabNode:
                 cz = self.log.zxid_at(commit) if commit >= self.log.offset else None
                 self.env.send(
                     peer,
-                    Ping(epoch=self.epoch, round=round_, commit=commit, commit_zxid=cz if cz is not None else zxid),
+                    Ping(
+                        epoch=self.epoch,
+                        round=round_,
+                        commit=commit,
+                        commit_zxid=cz if cz is not None else zxid,
+                        uptodate=ls.phase == SYNCED,
+                    ),
                 )
         self._round_acknowledged()
 

@@ -30,9 +30,7 @@ def ranks(members: Iterable[str]) -> dict[str, int]:
     return {m: i + 1 for i, m in enumerate(sorted(set(members), key=natural_key))}
 
 
-def beats(
-    new: tuple[int, int, int], cur: tuple[int, int, int], *, ignore_epoch: bool = False
-) -> bool:
+def beats(new: tuple[int, int, int], cur: tuple[int, int, int], *, ignore_epoch: bool = False) -> bool:
     """``new`` (epoch, zxid, sid) wins over ``cur``; sid 0 is a vote for nobody."""
     if new[2] == 0:
         return False
