@@ -606,10 +606,12 @@ class ZabNode:
                 self._decide(vote)
                 return
         self.outofelection[src] = (m.leader, m.zxid, m.peer_epoch, m.election_epoch, m.state)
-        backers = {sid: (v[0], 0, v[2]) for sid, v in self.outofelection.items()}
-        if self._quorum_for(backers, (m.leader, 0, m.peer_epoch)) and self._check_leader(
-            m.leader, m.election_epoch
-        ):
+        # Servers that joined a running leader at different times report different
+        # votes for it (ZooKeeper compares only the leader across vote versions): a
+        # quorum following the same leader, which says itself that it leads, will do;
+        # discovery then rejects a leader whose epoch is behind ours.
+        backers = {sid: (v[0], 0, 0) for sid, v in self.outofelection.items()}
+        if self._quorum_for(backers, (m.leader, 0, 0)) and self._check_leader(m.leader, m.election_epoch):
             self.logicalclock = m.election_epoch
             self._decide(vote)
 
