@@ -18,8 +18,8 @@ roles and permissions: ``statemachines/auth.py``):
     a revision this node has not applied yet waits (up to ``request_timeout``) until it
     has, so a token is good on every node at once;
   * auth management goes through the log like any write (a follower passes it on where
-    its protocol forwards, else answers 421; ``X-Request-Id`` makes retries safe); its reads (and the token route) are
-    linearizable reads; no answer ever carries a password hash.
+    its protocol forwards, else answers 421; ``X-Request-Id`` makes retries safe); its
+    reads (and the token route) are linearizable reads; no answer ever carries a password hash.
 """
 
 from __future__ import annotations
