@@ -21,6 +21,19 @@ exactly its committed prefix, in order):
 * zxid order          - zxids strictly increase along every server's log;
 * known commits       - a server commits only txns it holds (commit <= last index).
 
+Implementation rules whose violations were ZooKeeper's data-loss bugs (wave2 §1.4):
+
+* durable ack         - when the leader receives an ACK (of NEWLEADER or of PROPOSALs),
+                        the learner's durable storage holds what it acknowledged
+                        (ZOOKEEPER-3911, -4646);
+* epoch after history - a server whose durable current epoch is e durably holds the
+                        history it synced in e (ZOOKEEPER-4643);
+* trunc within epoch  - a TRUNC cuts back to a zxid of the learner's last epoch, which
+                        the learner holds (never across an epoch boundary);
+* election order      - a server leaving LOOKING by a quorum of its round's votes picks
+                        a vote no received vote beats (totalOrderPredicate: epoch, zxid,
+                        id).
+
 Plus, as for Raft: a write answered ok is committed at the position it names with that
 command; at the end of a run every live server converged to one applied state.
 
@@ -33,7 +46,15 @@ from typing import Any
 
 from consensuskit.check import InvariantViolation
 from consensuskit.core.client import ClientRequest, ClientResponse
-from consensuskit.protocols.zab import Snapshot, Txn, zxid_str
+from consensuskit.protocols.zab import (
+    ACCEPTED_EPOCH_KEY,
+    CURRENT_EPOCH_KEY,
+    SNAPSHOT_KEY,
+    Snapshot,
+    Txn,
+    beats,
+    zxid_str,
+)
 
 
 def _epoch(zxid: int) -> int:
@@ -52,6 +73,8 @@ class ZabChecker:
         self.committed: dict[int, Txn] = {}  # position -> the committed txn
         # epoch -> the last zxid of its leader's history when it first broadcast
         self.history_end: dict[int, int] = {}
+        # (server, epoch) -> (index, zxid) of the history it synced in that epoch
+        self.synced: dict[tuple[str, int], tuple[int, int]] = {}
         self.pending: list[InvariantViolation] = []
 
     # ------------------------------------------------------------------ sim hooks
@@ -67,6 +90,7 @@ class ZabChecker:
                     f"{node_id} committed up to {node.commit_index} but holds txns only up to "
                     f"{node.log.last_index}",
                 )
+            self._check_durable_epoch(sim, node_id)
         if self.pending:
             violation = self.pending[0]
             self.pending = []
@@ -223,6 +247,79 @@ class ZabChecker:
                 f"{node.id} installed {snapshot.summary()}, where {known.summary()} was committed",
             )
 
+    def on_elected(self, node: Any, vote: tuple[str, int, int], votes: dict[str, Any]) -> None:
+        sid = node.sid
+
+        def key(v: tuple[str, int, int]) -> tuple[int, int, int]:
+            return (v[2], v[1], sid.get(v[0], 0) if v[0] in node.voters else 0)
+
+        for voter, v in votes.items():
+            if beats(key(v), key(vote)):
+                self._violate(
+                    "election-order",
+                    f"{node.id} elected ({vote[2]}, {zxid_str(vote[1])}, {vote[0]}) although {voter} "
+                    f"voted for ({v[2]}, {zxid_str(v[1])}, {v[0]}) in round {node.logicalclock}",
+                )
+                return
+
+    def on_sync(self, node: Any, m: Any) -> None:
+        if m.mode not in ("TRUNC", "TRUNC+DIFF"):
+            return
+        last = node.log.last_zxid
+        if _epoch(m.trunc_zxid) != _epoch(last) or node.log.index_of(m.trunc_zxid) is None:
+            self._violate(
+                "trunc-within-epoch",
+                f"{node.id} (last zxid {zxid_str(last)}) told to TRUNC to {zxid_str(m.trunc_zxid)} "
+                f"in epoch {m.epoch}: across an epoch boundary",
+            )
+
+    def on_synced(self, node: Any, epoch: int, index: int, zxid: int) -> None:
+        self.synced[(node.id, epoch)] = (index, zxid)
+
+    def on_ack(self, leader: Any, src: str, ack: Any) -> None:
+        sim = self.sim
+        if sim is None:
+            return
+        learner = sim.nodes.get(src)
+        storage = sim.storage_of(src).durable
+        accepted = learner.accepted_epoch if learner is not None else storage.get(ACCEPTED_EPOCH_KEY)
+        if accepted != ack.epoch:
+            return  # it moved on (and may have truncated since): a late ACK
+        if not _durable_holds(storage, ack.index, ack.zxid):
+            what = "NEWLEADER" if ack.newleader else "PROPOSALs"
+            self._violate(
+                "durable-ack",
+                f"{src} ACKed {what} up to {zxid_str(ack.zxid)}#{ack.index} in epoch {ack.epoch} "
+                "before its disk held them",
+            )
+
+    def _check_durable_epoch(self, sim: Any, node_id: str) -> None:
+        storage = sim.storage_of(node_id).durable
+        epoch = storage.get(CURRENT_EPOCH_KEY) or 0
+        point = self.synced.get((node_id, epoch))
+        if point is None:
+            return
+        if not _durable_holds(storage, *point):
+            self._violate(
+                "epoch-after-history",
+                f"{node_id}'s disk says current epoch {epoch} without the history it synced in it "
+                f"(up to {zxid_str(point[1])}#{point[0]})",
+            )
+
     # ------------------------------------------------------------------ helpers
     def _violate(self, name: str, detail: str) -> None:
         self.pending.append(InvariantViolation(name, detail))
+
+
+def _durable_holds(storage: Any, index: int, zxid: int) -> bool:
+    """The durable storage (what survives a crash) holds txn ``zxid`` at ``index``, or a
+    snapshot covering it."""
+    snap = storage.get(SNAPSHOT_KEY)
+    if snap is not None and index <= snap.last_index:
+        return True
+    if index == 0:
+        return True
+    first = storage.log_first()
+    records = storage.log_records()
+    pos = index - first
+    return 0 <= pos < len(records) and records[pos].zxid == zxid

@@ -17,6 +17,7 @@ from consensuskit.protocols.zab.node import (
     ZabNode,
 )
 from consensuskit.protocols.zab.options import BUGS, ZabOptions
+from consensuskit.protocols.zab.vote import beats
 
 # The public surface other packages may use (check/ reads txns and durable records).
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Txn",
     "ZabNode",
     "ZabOptions",
+    "beats",
     "zab_spec",
     "zxid_str",
 ]

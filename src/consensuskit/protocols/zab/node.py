@@ -290,7 +290,7 @@ class ZabNode:
             # No better vote changed the proposal meanwhile (it would have re-armed
             # the wait): decide if the quorum still holds.
             if self.state == LOOKING and self._quorum_for(self.recvset, self.proposal):
-                self._decide(self.proposal)
+                self._decide(self.proposal, looking=True)
         elif key == TICK_TIMER:
             self._on_tick()
         elif key == FOLLOW_TIMER:
@@ -645,14 +645,16 @@ class ZabNode:
         if self.state != LOOKING or not self._quorum_for(self.recvset, self.proposal):
             return
         if self.opts.finalize_wait <= 0:
-            self._decide(self.proposal)
+            self._decide(self.proposal, looking=True)
             return
         if not self.finalizing:
             # Wait for a better late vote; the timer decides if the quorum still holds.
             self.finalizing = True
             self.env.set_timer(FINALIZE_TIMER, self.opts.finalize_wait)
 
-    def _decide(self, vote: tuple[str, int, int]) -> None:
+    def _decide(self, vote: tuple[str, int, int], *, looking: bool = False) -> None:
+        if looking and self.observer is not None:
+            self.observer.on_elected(self, vote, dict(self.recvset))
         self.env.cancel_timer(NOTIFY_TIMER)
         self.env.cancel_timer(FINALIZE_TIMER)
         self.finalizing = False
@@ -734,11 +736,16 @@ class ZabNode:
                     Ack(epoch=m.epoch, index=self.log.last_index, zxid=self.log.last_zxid, newleader=True),
                 )
             return
+        if self.observer is not None:
+            self.observer.on_sync(self, m)
         self._apply_sync(m)
         hold_back = "ack-before-persist" in self.bugs or "epoch-before-persist" in self.bugs
         if self.log.held_back and not hold_back:
             self.log.write_held()
         ack = Ack(epoch=m.epoch, index=self.log.last_index, zxid=self.log.last_zxid, newleader=True)
+        if self.observer is not None and self.current_epoch != m.epoch:
+            # The history the current epoch is about to be set over (checkers only).
+            self.observer.on_synced(self, m.epoch, ack.index, ack.zxid)
         # ZOOKEEPER-3911/-4643: the synced txns are in storage (written above, in this
         # batch), then the current epoch, then the ACK (released once both are durable).
         self._set_current_epoch(m.epoch)
@@ -1000,6 +1007,8 @@ class ZabNode:
             return
         ls.heard_at = self.env.now()
         self.lead_heard.add(src)
+        if self.observer is not None:
+            self.observer.on_ack(self, src, m)
         if self.log.zxid_at(m.index) == m.zxid and m.index > ls.acked:
             ls.acked = m.index
             ls.stalled = 0
