@@ -273,6 +273,13 @@ class ZabChecker:
                 f"in epoch {m.epoch}: across an epoch boundary",
             )
 
+    def on_illegal_commit(self, node: Any, m: Any) -> None:
+        self._violate(
+            "commit-order",
+            f"{node.id} got COMMIT {zxid_str(m.zxid)}#{m.index} with its txns committed only up to "
+            f"{node.commit_index}: a COMMIT it cannot take (the spec's illegal COMMIT)",
+        )
+
     def on_synced(self, node: Any, epoch: int, index: int, zxid: int) -> None:
         self.synced[(node.id, epoch)] = (index, zxid)
 

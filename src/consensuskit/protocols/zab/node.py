@@ -854,6 +854,13 @@ class ZabNode:
     def handle_commit(self, src: str, m: Commit) -> None:
         if not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
             return
+        if "paper-commit-ld-ack" in self.bugs and m.index != self.commit_index + 1:
+            # The spec's follower: a COMMIT names the txn after its last committed one.
+            if m.index > self.commit_index + 1:
+                self.env.record("illegal-commit", index=m.index, committed=self.commit_index)
+                if self.observer is not None:
+                    self.observer.on_illegal_commit(self, m)
+            return
         self._commit_known(m.index, m.zxid)
 
     def _commit_known(self, index: int, zxid: int) -> None:
@@ -871,7 +878,11 @@ class ZabNode:
         if self.current_epoch == m.epoch and m.uptodate and self.phase == L_SYNCED:
             self.phase = L_SERVING  # UPTODATE was lost; the PING repeats it
             self.env.record("uptodate", epoch=m.epoch)
-        if self.current_epoch == m.epoch and self.phase == L_SERVING:
+        if (
+            self.current_epoch == m.epoch
+            and self.phase == L_SERVING
+            and "paper-commit-ld-ack" not in self.bugs
+        ):
             self._commit_known(m.commit, m.commit_zxid)
         self.env.send(src, PingAck(epoch=m.epoch, round=m.round, last_index=self.log.last_index))
 
@@ -1092,7 +1103,8 @@ class ZabNode:
         match = {p: ls.acked for p, ls in self.learners.items() if not ls.observer and ls.phase == SYNCED}
         match[self.id] = self.durable_index if self.reports_durable else self.log.last_index
         n = committed_index(match, self.voters)
-        if n <= self.commit_index:
+        old = self.commit_index
+        if n <= old:
             return
         self._commit_to(n)
         zxid = self.log.zxid_at(n)
@@ -1101,7 +1113,11 @@ class ZabNode:
             if ls.observer:
                 self._send_txns(peer, ls)
             elif ls.phase == SYNCED:
-                self.env.send(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
+                if "paper-commit-ld-ack" in self.bugs:
+                    for i in range(old + 1, n + 1):  # the spec: one COMMIT per txn
+                        self.env.send(peer, Commit(epoch=self.epoch, index=i, zxid=self.log.zxid_at(i) or 0))
+                else:
+                    self.env.send(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
 
     def _on_tick(self) -> None:
         if self.state in (FOLLOWING, OBSERVING):
