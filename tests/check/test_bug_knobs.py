@@ -61,7 +61,7 @@ def first_catch(protocol: str, bug: str) -> tuple[int, str] | None:
 
 
 def test_every_protocol_has_knobs_and_the_matrix_names_them_all():
-    assert {"raft", "multipaxos", "basic-paxos", "fast-paxos"} <= set(PROTOCOLS)
+    assert {"raft", "multipaxos", "basic-paxos", "fast-paxos", "zab"} <= set(PROTOCOLS)
     for protocol in ("raft", "multipaxos"):
         assert (protocol, "count-self-before-durable") in KNOBS
     assert all(REGISTRY.get(p).bugs for p in PROTOCOLS)
