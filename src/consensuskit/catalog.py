@@ -261,6 +261,7 @@ def builtin_catalog() -> Catalog:
         readme="src/consensuskit/protocols/zab/README.md",
         checker=_zab_checker,
         checker_module="check/zab.py",
+        scenarios=_scenarios_of("zab"),
     )
     add_services(catalog)
     return catalog

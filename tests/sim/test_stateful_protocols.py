@@ -151,3 +151,19 @@ def test_stateful_test_can_fail():
     )
     with pytest.raises(Exception, match="election-safety"):
         machine.TestCase().runTest()
+
+
+def test_stateful_test_can_fail_on_zab():
+    """The machine catches a broken ZAB rule: a follower logging a PROPOSAL it holds."""
+    machine = machine_for("zab", frozenset({"paper-redundant-propose"}))
+    machine.TestCase.settings = settings(
+        max_examples=30,
+        stateful_step_count=20,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    with pytest.raises(Exception, match="zxid-order"):
+        machine.TestCase().runTest()

@@ -260,7 +260,8 @@ class ZabNode:
     def status(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "state": self.state,
+            "role": self.state,
+            "epoch": self.current_epoch,
             "leader": self.leader_id,
             "accepted_epoch": self.accepted_epoch,
             "current_epoch": self.current_epoch,
