@@ -67,7 +67,21 @@ def slot_paxos_log(node: Any, storage: Any) -> Iterable[str]:
     yield f"executed={node.executed}"
 
 
+def zab_log(node: Any, storage: Any) -> Iterable[str]:
+    snap = node.snapshot
+    if snap is not None:
+        yield snap.summary()
+    log = node.log
+    for index in range(log.first_index, log.last_index + 1):
+        yield log.entry(index).summary()
+    yield (
+        f"accepted={node.accepted_epoch} current={node.current_epoch} "
+        f"commit={node.commit_index} applied={node.last_applied}"
+    )
+
+
 LOG_FORMATTERS: dict[str, Callable[[Any, Any], Iterable[str]]] = {
+    "zab": zab_log,
     "raft": raft_log,
     "multipaxos": multipaxos_log,
     "basic-paxos": slot_paxos_log,

@@ -253,7 +253,12 @@ class ZabChecker:
         def key(v: tuple[str, int, int]) -> tuple[int, int, int]:
             return (v[2], v[1], sid.get(v[0], 0) if v[0] in node.voters else 0)
 
-        for voter, v in votes.items():
+        # Every vote it received, and its own: a LOOKING server adopts only a better vote,
+        # so the one it decides for beats its own (its epoch and zxid do not change while
+        # it looks).
+        epoch, zxid, own_sid = node.my_vote()
+        candidates = {**votes, f"{node.id} (its own vote)": (node.id if own_sid else "", zxid, epoch)}
+        for voter, v in candidates.items():
             if beats(key(v), key(vote)):
                 self._violate(
                     "election-order",

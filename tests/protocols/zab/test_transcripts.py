@@ -26,6 +26,8 @@ def test_transcript(path: Path):
     ("name", "bug"),
     [
         ("fle_order.txt", "vote-ignores-epoch"),
+        ("fle_order.txt", "trunc-across-epoch"),
+        ("newleader_persist.txt", "ack-before-persist"),
     ],
 )
 def test_transcript_fails_when_the_rule_is_broken(name: str, bug: str):

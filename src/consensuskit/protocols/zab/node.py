@@ -76,6 +76,7 @@ from consensuskit.protocols.zab.messages import (
     SyncRequest,
     Txn,
     UpToDate,
+    zxid_str,
 )
 from consensuskit.protocols.zab.options import ZabOptions
 from consensuskit.protocols.zab.sync import choose_sync, epoch_of
@@ -270,6 +271,7 @@ class ZabNode:
             "applied": self.last_applied,
             "last_index": self.log.last_index,
             "established": self.established,
+            "observer": self.is_observer,
         }
 
     def my_vote(self) -> tuple[int, int, int]:
@@ -785,14 +787,14 @@ class ZabNode:
             self.snapshot = snap
             self.env.storage.put(SNAPSHOT_KEY, snap)
             self.commit_index = self.last_applied = snap.last_index
-            self.env.record("sync", mode=SNAP, zxid=snap.last_zxid, index=snap.last_index)
+            self.env.record("sync", mode=SNAP, zxid=zxid_str(snap.last_zxid), index=snap.last_index)
             if self.observer is not None:
                 self.observer.on_restore(self, snap)
         elif m.mode in (TRUNC, TRUNC_DIFF):
             keep = self.log.last_at_or_below(m.trunc_zxid)
             if keep is None or keep < self.log.offset:
                 raise ValueError("TRUNC below the snapshot")
-            self.env.record("sync", mode=m.mode, zxid=m.trunc_zxid)
+            self.env.record("sync", mode=m.mode, zxid=zxid_str(m.trunc_zxid))
             if keep < self.log.last_index:
                 self._truncate_from(keep + 1)
         else:
@@ -1050,7 +1052,7 @@ class ZabNode:
     def _establish(self) -> None:
         """A quorum ACKed NEWLEADER: the history is committed; serve."""
         self.established = True
-        self.env.record("established", epoch=self.epoch, zxid=self.log.last_zxid)
+        self.env.record("established", epoch=self.epoch, zxid=zxid_str(self.log.last_zxid))
         if self.observer is not None:
             self.observer.on_established(self)
         self._commit_to(self.log.last_index)
@@ -1230,7 +1232,7 @@ class ZabNode:
         if index <= self.commit_index:
             return
         self.commit_index = index
-        self.env.record("commit", index=index, zxid=self.log.zxid_at(index))
+        self.env.record("commit", index=index, zxid=zxid_str(self.log.zxid_at(index) or 0))
         if self.observer is not None:
             self.observer.on_commit(self, index)
         self._apply_committed()
@@ -1267,7 +1269,7 @@ class ZabNode:
         snap = Snapshot(last_index=index, last_zxid=zxid, data=self.sm.snapshot())
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
-        self.env.record("snapshot", index=index, zxid=zxid)
+        self.env.record("snapshot", index=index, zxid=zxid_str(zxid))
         keep_from = index - self.opts.snapshot_trailing
         if keep_from > self.log.offset:
             self.log.compact(keep_from)
