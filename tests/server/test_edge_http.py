@@ -27,6 +27,7 @@ MAX_VALUE = 64
 PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {
     "raft": {"election_timeout": 0.3, "heartbeat_interval": 0.05},
     "multipaxos": {"election_timeout": 0.6, "heartbeat_interval": 0.1, "lease_duration": 0.8, "alpha": 3},
+    "zab": {"election_timeout": 0.3, "tick": 0.05},
 }
 PROTOCOLS = tuple(PROTOCOL_OPTIONS)
 FIVE_THOUSAND_DIGITS = b"1" * 5000

@@ -21,7 +21,7 @@ from tests.server.test_http_multipaxos import wait_leader as mp_wait_leader
 pytestmark = pytest.mark.timeout(60)
 
 IDS = ["n1", "n2", "n3"]
-PROTOCOLS = ["raft", "multipaxos"]
+PROTOCOLS = ["raft", "multipaxos", "zab"]
 PATHS = ["fast", "aiohttp"]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.env import Env
-from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec
 from consensuskit.core.service import StateMachine
 from consensuskit.protocols.zab.messages import STATES, Snapshot, Txn, zxid_str
 from consensuskit.protocols.zab.node import (
@@ -60,6 +60,15 @@ def zab_spec() -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         log=True,
+        flags=(
+            ProtocolFlag(
+                name="observers",
+                kind=int,
+                default=0,
+                help="How many servers (the last in id order) observe: they learn commits, "
+                "forward writes and never vote.",
+            ),
+        ),
     )
 
 
