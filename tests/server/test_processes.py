@@ -89,6 +89,8 @@ def node_options(protocol: str, **settings: Any) -> dict[str, Any]:
     options = {**NODE_OPTIONS, **settings}
     if protocol in LEADERLESS:
         options["options"] = dict(LEADERLESS_OPTIONS)
+    elif protocol == "zab":  # ZooKeeper's names: a PING every tick
+        options["options"] = {"election_timeout": 0.5, "tick": 0.05, "snapshot_threshold": 100}
     return options
 
 
