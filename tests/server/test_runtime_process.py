@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 OPTIONS = {
     "basic-paxos": [],
     "fast-paxos": ["f = 0"],  # one acceptor: no failure to survive
+    "zab": ["election_timeout = 0.2", "tick = 0.05"],
 }
 TIMERS = ["election_timeout = 0.2", "heartbeat_interval = 0.05"]
 

@@ -946,6 +946,7 @@ class ZabNode:
         self.env.record("new-epoch", epoch=self.epoch)
         for peer in self.learners:
             self.env.send(peer, LeaderInfo(epoch=self.epoch))
+        self._maybe_epoch_acked()  # a cluster of one
 
     def handle_ack_epoch(self, src: str, m: AckEpoch) -> None:
         ls = self.learners.get(src)
@@ -962,16 +963,29 @@ class ZabNode:
         ls.phase = EPOCH
         ls.fresh = ls.fresh or m.fresh
         if not self.epoch_acked:
-            acked = {self.id} | {p for p, s in self.learners.items() if not s.observer and s.fresh}
-            if sum(1 for v in self.voters if v in acked) < quorum_size(len(self.voters)):
-                return
-            self.epoch_acked = True
-            self._set_current_epoch(self.epoch)
-            for peer, s in self.learners.items():
-                if s.phase == EPOCH:
-                    self._send_new_leader(peer, s)
+            self._maybe_epoch_acked()
             return
         self._send_new_leader(src, ls)
+
+    def _maybe_epoch_acked(self) -> None:
+        """waitForEpochAck: a quorum of voters (us included) took the epoch from us."""
+        acked = {self.id} | {p for p, s in self.learners.items() if not s.observer and s.fresh}
+        if sum(1 for v in self.voters if v in acked) < quorum_size(len(self.voters)):
+            return
+        self.epoch_acked = True
+        self._set_current_epoch(self.epoch)
+        for peer, s in self.learners.items():
+            if s.phase == EPOCH:
+                self._send_new_leader(peer, s)
+        self._maybe_establish()
+
+    def _maybe_establish(self) -> None:
+        """waitForNewLeaderAck: a quorum of voters (us included) ACKed NEWLEADER."""
+        if self.established or not self.epoch_acked:
+            return
+        synced = {self.id} | {p for p, s in self.learners.items() if not s.observer and s.phase == SYNCED}
+        if sum(1 for v in self.voters if v in synced) >= quorum_size(len(self.voters)):
+            self._establish()
 
     def _send_new_leader(self, peer: str, ls: LearnerState) -> None:
         plan = choose_sync(self.log, ls.last_zxid, trunc_across_epoch="trunc-across-epoch" in self.bugs)
@@ -1033,11 +1047,7 @@ class ZabNode:
             if "paper-propose-acked" in self.bugs:
                 ls.next = self.log.last_index + 1  # the paper: only new proposals follow
             if not self.established:
-                synced = {self.id} | {
-                    p for p, s in self.learners.items() if not s.observer and s.phase == SYNCED
-                }
-                if sum(1 for v in self.voters if v in synced) >= quorum_size(len(self.voters)):
-                    self._establish()
+                self._maybe_establish()
                 return
             commit = m.index if "paper-commit-ld-ack" in self.bugs else self.commit_index
             self.env.send(src, UpToDate(epoch=self.epoch, commit=commit))
