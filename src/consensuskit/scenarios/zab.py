@@ -150,6 +150,9 @@ def zab_fast_leader_election(run: ScenarioRun) -> None:
         "zxid beat n3 and n5; the id beats n1)",
         f"leader={third} votes={ {i: (v[0], hex(v[1]), v[2]) for i, v in votes.items()} }",
     )
+    sim.run_until_true(
+        lambda: all(node(sim, i).leader_id == third for i in ("n1", "n2", "n3", "n5")), timeout=2.0
+    )
     rounds = {i: node(sim, i).logicalclock for i in ("n1", "n2", "n3", "n5")}
     run.note(f"election rounds (logical clocks): {rounds}")
     run.expect(

@@ -647,7 +647,10 @@ class ZabNode:
     def _try_decide(self) -> None:
         if self.state != LOOKING or not self._quorum_for(self.recvset, self.proposal):
             return
-        if self.opts.finalize_wait <= 0:
+        # Every voter's vote is in and names our proposal: no better one can come
+        # (ZooKeeper: "if have received from all nodes, then terminate").
+        everyone = all(self.recvset.get(v) == self.proposal for v in self.voters)
+        if self.opts.finalize_wait <= 0 or everyone:
             self._decide(self.proposal, looking=True)
             return
         if not self.finalizing:
