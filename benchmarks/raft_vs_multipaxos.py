@@ -1,13 +1,17 @@
-"""Raft vs Multi-Paxos as built here, measured by the simulator (virtual time, no faults
-except the leader crash of the failover measurement).
+"""Raft vs Multi-Paxos vs ZAB as built here, measured by the simulator (virtual time, no
+faults except the leader crash of the failover measurement and the partition of the
+catch-up measurement).
 
 For each protocol and cluster size:
   * writes: messages between nodes per command (replication only and all, heartbeats
     included), message delays until the first node learns the command, client latency;
   * reads: messages per read and latency, per read path (Raft: ReadIndex, lease;
     Multi-Paxos: lease, quorum round);
-  * failover: after the leader crashes, time until a new leader exists and until the
-    first write succeeds again, and the election messages exchanged (mean over seeds).
+  * failover: after the leader crashes, time until a new leader exists (for ZAB: is
+    established) and until the first write succeeds again, and the election messages
+    exchanged, ZAB's discovery and synchronisation included (mean over seeds);
+  * catch-up: a follower cut off while 300 commands commit (past the snapshot threshold),
+    then healed: time until it applied them all, and the messages spent.
 
 Prints a rich table and writes JSON (default benchmarks/results/raft_vs_multipaxos.json).
 
@@ -35,10 +39,29 @@ CLIENT_TYPES = ("ClientRequest", "ClientResponse")
 REPLICATION = {
     "raft": ("AppendEntries", "AppendEntriesResponse"),
     "multipaxos": ("Accept", "Accepted"),
+    "zab": ("Proposal", "Ack", "Commit"),
 }
-HEARTBEATS = ("Heartbeat", "HeartbeatResponse", "HeartbeatAck")
-ELECTION = ("RequestVote", "RequestVoteResponse", "Prepare", "Promise", "Nack")
-READ_PATHS = {"raft": ("read-index", "lease"), "multipaxos": ("lease", "quorum")}
+HEARTBEATS = ("Heartbeat", "HeartbeatResponse", "HeartbeatAck", "Ping", "PingAck")
+ELECTION = (
+    "RequestVote",
+    "RequestVoteResponse",
+    "Prepare",
+    "Promise",
+    "Nack",
+    # ZAB: FLE, discovery and synchronisation
+    "Notification",
+    "FollowerInfo",
+    "LeaderInfo",
+    "AckEpoch",
+    "NewLeader",
+    "UpToDate",
+)
+READ_PATHS = {
+    "raft": ("read-index", "lease"),
+    "multipaxos": ("lease", "quorum"),
+    "zab": ("linearizable", "sync", "local"),
+}
+PROTOCOLS = ("raft", "multipaxos", "zab")
 
 
 def registry() -> Registry:
@@ -65,7 +88,8 @@ class Counting:
 def leader_of(sim: Simulation) -> str | None:
     for node_id in sim.node_ids:
         node = sim.nodes.get(node_id)
-        if node is not None and node.role == "leader":
+        # A ZAB leader serves once established (a quorum ACKed NEWLEADER).
+        if node is not None and node.is_leader() and getattr(node, "established", True):
             return node_id
     return None
 
@@ -171,6 +195,31 @@ def measure_failover(protocol: str, nodes: int, seeds: int) -> dict[str, Any]:
     }
 
 
+def measure_catchup(protocol: str, nodes: int, commands: int = 300) -> dict[str, Any]:
+    sim = started(protocol, nodes, seed=3)
+    leader = leader_of(sim)
+    assert leader is not None
+    lagging = next(i for i in sim.node_ids if i != leader)
+    sim.partition([[lagging], [i for i in sim.node_ids if i != lagging]])
+    sequential(sim, leader, [Op(kind="put", key=f"k{i % 5}", value=i) for i in range(commands)])
+    counter = Counting()
+    sim.add_filter(counter)
+    healed = sim.now
+    sim.heal()
+
+    def caught_up() -> bool:
+        a, b = sim.nodes[lagging], sim.nodes[leader]
+        return a is not None and b is not None and a.log_position().applied >= b.log_position().applied
+
+    sim.run_until_true(caught_up, timeout=10.0)
+    counts = counter.take()
+    return {
+        "catchup_ms": round(1000 * (sim.now - healed), 1),
+        "messages": sum(v for k, v in counts.items() if k not in HEARTBEATS),
+        "by_type": dict(sorted((k, v) for k, v in counts.items() if k not in HEARTBEATS)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=200)
@@ -180,14 +229,15 @@ def main() -> None:
 
     results: dict[str, Any] = {"commands": args.commands, "seeds": args.seeds, "rows": []}
     for nodes in (3, 5):
-        for protocol in ("raft", "multipaxos"):
+        for protocol in PROTOCOLS:
             row: dict[str, Any] = {"protocol": protocol, "nodes": nodes}
             row["writes"] = measure_writes(protocol, nodes, args.commands)
             row["reads"] = {m: measure_reads(protocol, nodes, args.commands, m) for m in READ_PATHS[protocol]}
             row["failover"] = measure_failover(protocol, nodes, args.seeds)
+            row["catchup"] = measure_catchup(protocol, nodes)
             results["rows"].append(row)
 
-    table = Table(title="Raft vs Multi-Paxos (simulated; latency 1-5 ms per hop, fsync 0.5 ms)")
+    table = Table(title="Raft vs Multi-Paxos vs ZAB (simulated; latency 1-5 ms per hop, fsync 0.5 ms)")
     for col in (
         "protocol",
         "n",
@@ -199,6 +249,7 @@ def main() -> None:
         "new leader ms",
         "first write ms",
         "election msgs",
+        "catch-up ms, msgs",
     ):
         table.add_column(
             col, justify="right" if col not in ("protocol", "read path: msgs/read, ms") else "left"
@@ -219,6 +270,7 @@ def main() -> None:
             str(f["new_leader_ms"]),
             str(f["first_write_ms"]),
             str(f["election_messages"]),
+            f"{row['catchup']['catchup_ms']}, {row['catchup']['messages']}",
         )
     Console().print(table)
     out = Path(args.out)

@@ -90,8 +90,8 @@ LOG_FORMATTERS: dict[str, Callable[[Any, Any], Iterable[str]]] = {
 
 
 # Records a protocol makes that say nothing a transcript line does not already say
-# (Raft's "learned" repeats its "commit").
-HIDDEN_RECORDS: dict[str, tuple[str, ...]] = {"raft": ("learned",)}
+# (Raft's and ZAB's "learned" repeat their "commit").
+HIDDEN_RECORDS: dict[str, tuple[str, ...]] = {"raft": ("learned",), "zab": ("learned",)}
 
 
 def format_log(protocol: str, node: Any, storage: Any) -> Iterable[str]:

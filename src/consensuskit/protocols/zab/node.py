@@ -1122,6 +1122,8 @@ class ZabNode:
         old = self.commit_index
         if n <= old:
             return
+        # The leader is the first to learn a txn is committed (message-delay counts).
+        self.env.record("learned", slot=n, first=old + 1)
         self._commit_to(n)
         zxid = self.log.zxid_at(n)
         assert zxid is not None
