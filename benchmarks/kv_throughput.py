@@ -13,10 +13,10 @@ to benchmarks/results/kv_throughput.json.
     python benchmarks/kv_throughput.py --quick    # 3 nodes, 2 s per point
     python benchmarks/kv_throughput.py --nodes 3 --concurrency 64 --ops put,get-lease --duration 20
     python benchmarks/kv_throughput.py --load python   # the asyncio generator instead of wrk
-    python benchmarks/kv_throughput.py --protocol multipaxos   # one protocol (default: both)
+    python benchmarks/kv_throughput.py --protocol zab   # one protocol (default: all three)
 
-Every consensuskit point runs once per protocol of ``--protocol`` (default raft and
-multipaxos, the protocols the server runs), each on a fresh cluster.
+Every consensuskit point runs once per protocol of ``--protocol`` (default raft,
+multipaxos and zab, the protocols the server runs), each on a fresh cluster.
 
 The load generator runs in its own process(es) (wrk: -t1 for c=1, else -t2; the Python
 one: a uvloop subprocess) and shares this 2-core machine with the nodes, as wrk does in
@@ -55,7 +55,7 @@ RESULTS = ROOT / "results" / "kv_throughput.json"
 SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
 CK_LUA = ROOT / "ck_kv.lua"
 OPS = ("put", "get", "get-lease")  # get = linearizable (ReadIndex); get-lease = lease read
-PROTOCOLS = ("raft", "multipaxos")  # what the server runs (docs/server.md)
+PROTOCOLS = ("raft", "multipaxos", "zab")  # what the server runs (docs/server.md)
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Point:
     loadavg_before: str = ""  # /proc/loadavg (1, 5, 15 min) when the point started
     # Node CPU (user + system) per answered request, microseconds; "*" marks the leader.
     cpu_us_per_op: dict[str, float] = field(default_factory=dict)
-    protocol: str = ""  # consensuskit's protocol (raft / multipaxos); "" for etcd
+    protocol: str = ""  # consensuskit's protocol (raft / multipaxos / zab); "" for etcd
 
 
 # ---------------------------------------------------------------------- load
@@ -513,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=None, help="seconds per point (default 10; --quick: 2)"
     )
     parser.add_argument(
-        "--protocol", default="raft,multipaxos", help="consensuskit protocols, comma list (default both)"
+        "--protocol",
+        default="raft,multipaxos,zab",
+        help="consensuskit protocols, comma list (default all three)",
     )
     parser.add_argument("--quick", action="store_true", help="a short run: 3 nodes, 2 s per point")
     parser.add_argument("--no-etcd", action="store_true", help="skip etcd even when it is installed")
