@@ -1,0 +1,52 @@
+"""Seed sweeps for ZAB, the size of Raft's CI sweep: correct ZAB survives every fault
+with linearizable histories, also with frequent snapshots (SNAP syncs) and observers.
+(The bug knobs' sweeps are tests/check/test_bug_knobs.py and test_zab_knobs.py.)
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from consensuskit.sim import NEMESIS_KINDS, SimConfig
+from consensuskit.sweep import run_sweep
+
+WORKERS = os.cpu_count() or 1
+
+
+def config(nodes: int, **overrides) -> SimConfig:
+    base = dict(
+        protocol="zab",
+        node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
+        duration=5.0,
+        clients=3,
+        nemesis=NEMESIS_KINDS,
+    )
+    base.update(overrides)
+    return SimConfig(**base)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_ci_sweep_all_faults_no_violation(nodes: int):
+    result = run_sweep(config(nodes), range(200), workers=WORKERS, progress=False)
+    assert [(f.seed, f.reason) for f in result.failures] == []
+    assert result.passed == 200
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"snapshot_threshold": 30, "snapshot_trailing": 5},  # learners often need a SNAP
+        {"observers": 2},  # 3 voters, 2 observers
+        {"read_mode": "sync"},  # ZooKeeper's sync + read: checked by the invariants only
+    ],
+    ids=["snapshots", "observers", "sync-reads"],
+)
+def test_sweep_variants(options: dict):
+    cfg = config(5, duration=5.0, options=options)
+    if options.get("read_mode") == "sync":
+        cfg = config(5, duration=5.0, options=options, check_linearizability=False)
+    result = run_sweep(cfg, range(12), workers=WORKERS, progress=False)
+    assert [(f.seed, f.reason) for f in result.failures] == []
