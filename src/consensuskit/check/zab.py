@@ -19,7 +19,8 @@ exactly its committed prefix, in order):
                         epoch that its history lacks is ever committed (it delivered
                         every such txn before broadcasting);
 * zxid order          - zxids strictly increase along every server's log;
-* known commits       - a server commits only txns it holds (commit <= last index).
+* known commits       - a server commits only txns it holds (commit <= last index);
+* epochs              - a server's accepted epoch is never below its current epoch.
 
 Implementation rules whose violations were ZooKeeper's data-loss bugs (wave2 §1.4):
 
@@ -89,6 +90,11 @@ class ZabChecker:
                     "known-commits",
                     f"{node_id} committed up to {node.commit_index} but holds txns only up to "
                     f"{node.log.last_index}",
+                )
+            if node.accepted_epoch < node.current_epoch:
+                self._violate(
+                    "epochs",
+                    f"{node_id} accepted epoch {node.accepted_epoch} < current epoch {node.current_epoch}",
                 )
             self._check_durable_epoch(sim, node_id)
         if self.pending:

@@ -172,6 +172,9 @@ class ZabNode:
         self.logicalclock = 0
         self.proposal: tuple[str, int, int] = ("", 0, 0)  # (leader, zxid, peer epoch)
         self.recvset: dict[str, tuple[str, int, int]] = {}
+        # The senders whose recvset entry came from a LOOKING notification (checkers:
+        # FLE adopts only those votes).
+        self.looking_senders: set[str] = set()
         self.outofelection: dict[str, tuple[str, int, int, int, str]] = {}
         self.finalizing = False
         # The vote this server acts on (answered to LOOKING servers when not LOOKING).
@@ -530,6 +533,7 @@ class ZabNode:
         epoch, zxid, sid = self.my_vote()
         self.proposal = (self.id if sid else "", zxid, epoch)
         self.recvset = {self.id: self.proposal} if sid else {}
+        self.looking_senders = set()
         self.outofelection = {}
         self.finalizing = False
         self._send_notifications()
@@ -574,14 +578,16 @@ class ZabNode:
                 )
             return
         if src not in self.voters:
-            # An observer's notification counts for nothing; answer with our vote.
-            if m.state == LOOKING:
+            # An observer's notification counts for nothing; a voter answers with its
+            # vote (observers never answer each other: two would echo forever).
+            if m.state == LOOKING and not self.is_observer:
                 self._send_vote_to(src)
             return
         if m.state == LOOKING:
             if m.election_epoch > self.logicalclock:
                 self.logicalclock = m.election_epoch
                 self.recvset = {}
+                self.looking_senders = set()
                 epoch, zxid, sid = self.my_vote()
                 mine = (self.id if sid else "", zxid, epoch)
                 self.proposal = vote if self._better(vote, mine) else mine
@@ -589,7 +595,10 @@ class ZabNode:
                     self.recvset[self.id] = self.proposal
                 self._send_notifications()
             elif m.election_epoch < self.logicalclock:
-                self._send_vote_to(src)  # a laggard: show it the current round
+                # A laggard: show it the current round (an observer's round counts for
+                # nothing; its answer would only echo back).
+                if not self.is_observer:
+                    self._send_vote_to(src)
                 return
             elif self._better(vote, self.proposal):
                 self.proposal = vote
@@ -600,11 +609,13 @@ class ZabNode:
                     self.finalizing = False
                     self.env.cancel_timer(FINALIZE_TIMER)
             self.recvset[src] = vote
+            self.looking_senders.add(src)
             self._try_decide()
             return
         # FOLLOWING / LEADING: someone already decided.
         if m.election_epoch == self.logicalclock:
             self.recvset[src] = vote
+            self.looking_senders.discard(src)
             if self._quorum_for(self.recvset, vote) and self._check_leader(m.leader, m.election_epoch):
                 self._decide(vote)
                 return
@@ -660,7 +671,8 @@ class ZabNode:
 
     def _decide(self, vote: tuple[str, int, int], *, looking: bool = False) -> None:
         if looking and self.observer is not None:
-            self.observer.on_elected(self, vote, dict(self.recvset))
+            votes = {v: self.recvset[v] for v in self.looking_senders if v in self.recvset}
+            self.observer.on_elected(self, vote, votes)
         self.env.cancel_timer(NOTIFY_TIMER)
         self.env.cancel_timer(FINALIZE_TIMER)
         self.finalizing = False
