@@ -45,7 +45,9 @@ from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.swim import swim_spec
 from consensuskit.services.kv import kv_service
+from consensuskit.services.membership import membership_service
 
 if TYPE_CHECKING:
     from consensuskit.scenarios.base import Scenario
@@ -195,6 +197,18 @@ def _multipaxos_checker(bugs: frozenset[str]) -> Any:
     return MultiPaxosChecker()
 
 
+def _swim_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.swim import SwimChecker
+
+    return SwimChecker(bugs)
+
+
+def _swim_monitor(config: Any) -> Any:
+    from consensuskit.check.swim_monitor import SwimMonitor
+
+    return SwimMonitor(config)
+
+
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
@@ -248,6 +262,15 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("raft"),
         demo=True,
     )
+    catalog.add_protocol(
+        swim_spec(),
+        family="swim",
+        readme="src/consensuskit/protocols/swim/README.md",
+        checker=_swim_checker,
+        checker_module="check/swim.py",
+        monitor=_swim_monitor,
+        scenarios=_scenarios_of("swim"),
+    )
     add_services(catalog)
     return catalog
 
@@ -255,6 +278,7 @@ def builtin_catalog() -> Catalog:
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+    catalog.add_service(membership_service())
 
 
 def builtin_registry() -> Registry:

@@ -72,8 +72,7 @@ class SwimChecker:
             if entry.transmits > entry.limit:
                 raise InvariantViolation(
                     "dissemination-bound",
-                    f"{node_id} sent {entry.update.summary()} {entry.transmits} times "
-                    f"(limit {entry.limit})",
+                    f"{node_id} sent {entry.update.summary()} {entry.transmits} times (limit {entry.limit})",
                 )
 
     def _note_owner(self, node_id: str, node: Any) -> None:

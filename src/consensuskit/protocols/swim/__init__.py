@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.env import Env
-from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec
 from consensuskit.protocols.swim.lifeguard import (
     Awareness,
     Suspicion,
@@ -26,6 +26,7 @@ __all__ = [
     "ALIVE",
     "BUGS",
     "DEAD",
+    "FLAGS",
     "INCARNATION_KEY",
     "LEFT",
     "STATES",
@@ -55,6 +56,18 @@ def validate_options(options: dict[str, Any]) -> None:
     SwimOptions.from_dict(options)
 
 
+# ``consensuskit sim swim`` flags: the fault ones reach the monitor (check/swim_monitor.py)
+# only; --lifeguard is the member option of the same name.
+FLAGS = (
+    ProtocolFlag(name="loss", kind=float, default=0.0, help="Message loss probability.", option=False),
+    ProtocolFlag(name="crashes", kind=int, default=0, help="Members crashed during the run.", option=False),
+    ProtocolFlag(
+        name="slow-members", kind=int, default=0, help="Members starved of CPU in bursts.", option=False
+    ),
+    ProtocolFlag(name="lifeguard", kind=bool, default=True, help="Lifeguard on or off."),
+)
+
+
 def swim_spec() -> ProtocolSpec:
     return ProtocolSpec(
         name="swim",
@@ -64,4 +77,5 @@ def swim_spec() -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         services=("membership",),
+        flags=FLAGS,
     )

@@ -214,11 +214,15 @@ class SwimNode:
             self._answer(request, ok=False, error=f"unknown member {op.key!r}")
             return
         else:
-            self._answer(request, ok=False, error=f"unknown membership operation {op.kind!r}; valid: members, member")
+            self._answer(
+                request, ok=False, error=f"unknown membership operation {op.kind!r}; valid: members, member"
+            )
             return
         self._answer(request, ok=True, result=result)
 
-    def _answer(self, request: ClientRequest, *, ok: bool, result: Any = None, error: str | None = None) -> None:
+    def _answer(
+        self, request: ClientRequest, *, ok: bool, result: Any = None, error: str | None = None
+    ) -> None:
         self.env.deliver(
             ClientResponse(client_id=request.client_id, seq=request.seq, ok=ok, result=result, error=error)
         )
@@ -275,7 +279,9 @@ class SwimNode:
         )
         nack = self.opts.lifeguard
         for helper in helpers:
-            self._send(helper, PingReq(seq=probe.seq, target=probe.target, nack=nack, updates=self._piggyback()))
+            self._send(
+                helper, PingReq(seq=probe.seq, target=probe.target, nack=nack, updates=self._piggyback())
+            )
         if nack:
             probe.expected_nacks = len(helpers)
 
@@ -556,7 +562,9 @@ class SwimNode:
             return
         if rec.incarnation != suspicion.incarnation or "never-declare-dead" in self.bugs:
             return
-        self.env.record("declare", member=member, incarnation=rec.incarnation, confirmations=suspicion.confirmations)
+        self.env.record(
+            "declare", member=member, incarnation=rec.incarnation, confirmations=suspicion.confirmations
+        )
         self._dead(member, rec.incarnation, self.id)
 
     # ------------------------------------------------------------------ the table

@@ -1,0 +1,3 @@
+"""SWIM scenarios."""
+
+SCENARIOS: list = []
