@@ -240,6 +240,12 @@ class SwimNode:
         self.env.cancel_timer(PROBE_TIMEOUT)
         self.env.record("member", member=self.id, state=LEFT, incarnation=self.incarnation)
 
+    def hear(self, kind: str, member: str, incarnation: int, accuser: str = "") -> None:
+        """Apply one update as if a peer had piggybacked it (transcripts and operators
+        inject facts this way); a malformed one is counted and dropped like any other."""
+        self.changes.clear()
+        self._apply_updates((Update(kind=kind, member=member, incarnation=incarnation, accuser=accuser),))
+
     # ------------------------------------------------------------------ probing
     def _start_probe(self) -> None:
         target = self._next_target()
@@ -528,6 +534,7 @@ class SwimNode:
             self.env.storage.put(INCARNATION_KEY, incarnation)
         self._set(self.id, ALIVE, incarnation, self.env.now())
         self.refutations += 1
+        self.env.record("refute", incarnation=incarnation, accused=accused)
         if self.opts.lifeguard:
             self.awareness.apply(1)
         self.queue.push(self._alive_update())
