@@ -10,8 +10,9 @@ Rules this module owns:
   * measurements, in probe periods (the base ``probe_interval``): from a crash until the
     first live member holds the crashed one suspect or dead (``first_detection_periods``)
     and until every live member does (``full_detection_periods``), each ``{"mean", "p99"}``
-    over the crashes; a member's detection time is when its record last changed state,
-    read by polling every 1/20 period;
+    over the crashes; a member's detection time is when its record last changed state
+    (a suspicion from before the crash counts once it turns dead), read by polling
+    every 1/20 period;
   * ``messages_per_member_per_period``: messages sent by all members over the member-periods
     they were up, until the end of the duration;
   * accuracy: ``false_positives`` counts (member, incarnation) pairs declared dead while
@@ -157,7 +158,11 @@ class SwimMonitor:
                     crash.pending.discard(observer)
                     continue
                 rec = node.members.get(crash.member)
-                if rec is not None and rec.state in (SUSPECT, DEAD, LEFT):
+                if rec is None or rec.state not in (SUSPECT, DEAD, LEFT):
+                    continue
+                # A suspicion older than the crash detected nothing: wait for its next
+                # change (dead); a member already dead at the crash counts at once.
+                if rec.since >= crash.at or rec.state != SUSPECT:
                     crash.detected[observer] = max(rec.since, crash.at)
                     crash.pending.discard(observer)
             if crash.detected and crash.first is None:
