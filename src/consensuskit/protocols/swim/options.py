@@ -12,7 +12,7 @@ from typing import Any
 from consensuskit.core.options import check_bug_names, options_from_dict
 
 # Deliberate protocol bugs that prove the checkers can fail (check/swim.py and the
-# membership monitor, services/membership_monitor.py):
+# membership monitor, check/swim_monitor.py):
 #   foreign-incarnation     a prober suspects a silent member at its incarnation + 1:
 #                           raises an incarnation it does not own
 #   alive-overrides-suspect an alive at the same incarnation clears a suspicion
