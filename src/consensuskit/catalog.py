@@ -271,6 +271,11 @@ def builtin_catalog() -> Catalog:
         monitor=_swim_monitor,
         scenarios=_scenarios_of("swim"),
     )
+    # The membership agent: SWIM as a real process (agent/).
+    catalog.add_command("agent", "consensuskit.agent.commands:agent")
+    catalog.add_command("agent-keygen", "consensuskit.agent.commands:agent_keygen")
+    catalog.add_command("members", "consensuskit.agent.commands:members")
+    catalog.add_command("agent-demo", "consensuskit.agent.commands:agent_demo")
     add_services(catalog)
     return catalog
 
