@@ -104,3 +104,19 @@ def test_cli_names_the_valid_flags_for_an_unknown_one():
 def test_too_many_faults_for_the_group_is_one_line():
     with pytest.raises(ValueError, match="crashes \\+ slow-members < nodes"):
         run(3, 5.0, crashes=2, slow_members=1)
+
+
+def test_the_membership_service_answers_a_members_view():
+    from consensuskit.services.membership import SERVICE
+
+    sim = Simulation(SimConfig(protocol="swim", node_ids=("n1", "n2", "n3"), clients=0))
+    sim.run_until(2.0)
+    listed = sim.submit(SERVICE.op("members"), node="n2")
+    one = sim.submit(SERVICE.op("member", "n3"), node="n2")
+    unknown = sim.submit(SERVICE.op("member", "n9"), node="n2")
+    sim.run_until_true(lambda: listed.done and one.done and unknown.done, 5.0)
+    assert [m["id"] for m in listed.result] == ["n1", "n2", "n3"]
+    assert one.result == {"id": "n3", "address": "n3", "state": "alive", "incarnation": 0}
+    assert unknown.record.status == "ok" and unknown.result is None
+    with pytest.raises(ValueError, match="member needs"):
+        SERVICE.op("member")

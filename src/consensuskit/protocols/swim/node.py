@@ -208,11 +208,9 @@ class SwimNode:
         op = request.op
         if op.kind == "members":
             result: Any = self.member_list()
-        elif op.kind == "member" and op.key in self.members:
-            result = self.member_list(only=op.key)[0]
         elif op.kind == "member":
-            self._answer(request, ok=False, error=f"unknown member {op.key!r}")
-            return
+            # A member this one never heard of is an answer too: None.
+            result = self.member_list(only=op.key)[0] if op.key in self.members else None
         else:
             self._answer(
                 request, ok=False, error=f"unknown membership operation {op.kind!r}; valid: members, member"
