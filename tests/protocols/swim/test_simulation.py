@@ -120,3 +120,25 @@ def test_the_membership_service_answers_a_members_view():
     assert unknown.record.status == "ok" and unknown.result is None
     with pytest.raises(ValueError, match="member needs"):
         SERVICE.op("member")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20))
+def test_sweep_with_every_fault_keeps_every_rule(seed: int):
+    """``make sweep``: random faults (partitions, pauses, crashes, loss, duplication,
+    reordering, skew) on top of the monitor's crashes and slow members: every per-step rule
+    holds.  Strong completeness is not asked for here: a random partition may still cut
+    members off from the news when the duration ends."""
+    config = SimConfig(
+        protocol="swim",
+        node_ids=tuple(f"n{i}" for i in range(1, 11)),
+        seed=seed,
+        duration=90.0,
+        clients=1,
+        nemesis=("partition", "crash", "pause", "loss", "dup", "reorder", "skew"),
+        flags={"crashes": 1, "slow_members": 1, "loss": 0.02},
+    )
+    result = Simulation(config).run()
+    assert not [v for v in result.invariant_violations if v["name"] != "swim-monitor"], (
+        result.invariant_violations
+    )
