@@ -8,6 +8,7 @@ Rules this module owns:
   * no linearizability verdict is due (``model=None``): membership is weakly consistent;
     the properties that matter (completeness, accuracy, the dissemination bound) are
     checked by check/swim.py and check/swim_monitor.py instead;
+  * HTTP: ``GET /v1/members`` and ``GET /v1/members/ID`` (services/membership_http.py);
   * the state machine is a plain table (``MembershipTable``) of those entries, for a
     runtime that wants a member's view as a snapshot; the SWIM member answers from its
     own records and keeps none.
@@ -88,6 +89,7 @@ SERVICE = ServiceSpec(
     validate=_validate,
     model=None,
     log=False,
+    http="consensuskit.services.membership_http:ROUTES",
 )
 
 
