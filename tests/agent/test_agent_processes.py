@@ -155,3 +155,23 @@ def test_sigstop_then_resume_refutes_and_stays_alive(agents: Agents):
     assert "dead" not in seen
     if "suspect" in seen:  # suspected while stopped: it must have refuted above it
         assert min(v[1] for v in agents.view_of(sleeper, observers).values() if v) > incarnation
+
+
+def test_members_and_keygen_verbs(agents: Agents):
+    import json
+
+    from typer.testing import CliRunner
+
+    from consensuskit.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["members", "--agent", agents.addresses[0], "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert {m["id"] for m in listed} >= set(agents.addresses[:4])
+    assert all(set(m) == {"id", "address", "state", "incarnation"} for m in listed)
+    assert all(m["state"] in ("alive", "suspect", "dead", "left") for m in listed)
+    key = runner.invoke(app, ["agent-keygen"])
+    assert key.exit_code == 0 and len(bytes.fromhex(key.stdout.strip())) == 32
+    nobody = runner.invoke(app, ["members", "--agent", "127.0.0.1:1"])
+    assert nobody.exit_code == 1 and "no agent answers" in nobody.output
