@@ -253,7 +253,11 @@ class SwimNode:
         self.seq += 1
         self.probe = Probe(target=target, seq=self.seq, incarnation=rec.incarnation)
         updates = self._piggyback()
-        if self.opts.lifeguard and rec.state == SUSPECT:
+        if (
+            self.opts.lifeguard
+            and rec.state == SUSPECT
+            and not any(u.member == target and u.kind == SUSPECT for u in updates)
+        ):
             # Buddy system: tell a suspect member at once, so it can refute in time.
             buddy = Update(kind=SUSPECT, member=target, incarnation=rec.incarnation, accuser=self.id)
             updates = (buddy, *updates[: self.opts.max_piggyback - 1])
