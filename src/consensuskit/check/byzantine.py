@@ -53,3 +53,60 @@ def check_orders(
 def check_run(run: Any) -> Verdict:
     """The verdict on a ``rounds.GeneralsRun``."""
     return check_orders(run.commander, run.order, run.traitors, run.decisions)
+
+
+# ---------------------------------------------------------------------- the boundary
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One run the boundary search tries."""
+
+    traitors: tuple[str, ...]
+    strategy: str
+    order: str
+    seed: int
+
+
+def placements(generals: tuple[str, ...], m: int) -> list[tuple[str, ...]]:
+    """Where the m traitors sit: m lieutenants (the last, then the first), or the
+    commander with m-1 lieutenants (the last, then the first)."""
+    lieutenants = generals[1:]
+    found: list[tuple[str, ...]] = []
+    for chosen in (
+        lieutenants[len(lieutenants) - m :],
+        lieutenants[:m],
+        (generals[0], *lieutenants[len(lieutenants) - (m - 1) :]) if m > 1 else (generals[0],),
+        (generals[0], *lieutenants[: m - 1]),
+    ):
+        if m and chosen not in found:
+            found.append(tuple(chosen))
+    return found
+
+
+SEARCH_ORDER = ("counterexample", "split", "per-recipient", "silent", "random")
+
+
+def find_violation(n: int, m: int, mode: str = "oral", seeds: int = 20) -> tuple[Case, Verdict] | None:
+    """The first case (m traitors, any strategy, either order, ``seeds`` seeds of the
+    random strategies) where OM(m)/SM(m) among n generals breaks IC1 or IC2; None when
+    every case agrees.  Deterministic: the same arguments try the same cases."""
+    from consensuskit.protocols.byzantine.orders import ORDERS
+    from consensuskit.protocols.byzantine.rounds import general_ids, run_generals
+    from consensuskit.protocols.byzantine.signing import make_keys
+    from consensuskit.protocols.byzantine.strategies import STRATEGIES
+
+    generals = general_ids(n)
+    keys = make_keys("token", generals) if mode == "signed" else None
+    # The constructed strategies first, random lies last (they need the seeds).
+    names = [s for s in SEARCH_ORDER if s in STRATEGIES] + [s for s in STRATEGIES if s not in SEARCH_ORDER]
+    for traitors in placements(generals, m):
+        for name in names:
+            if name == "loyal":
+                continue
+            for order in ORDERS:
+                for seed in range(seeds if name == "random" else 1):
+                    run = run_generals(generals, m, traitors=traitors, strategy_name=name, mode=mode,
+                                       order=order, seed=seed, keys=keys)
+                    verdict = check_run(run)
+                    if not verdict.agreement:
+                        return Case(traitors, name, order, seed), verdict
+    return None
