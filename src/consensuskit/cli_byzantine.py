@@ -20,8 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="The Byzantine generals: OM(m) and SM(m) (Lamport, Shostak, Pease 1982).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The Byzantine generals: OM(m) and SM(m) (Lamport, Shostak, Pease 1982).", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the traitors' random choices.")]
@@ -74,8 +75,16 @@ def generals_cmd(
     _check_choice(scheme, ("ed25519", "token"), "signature scheme")
     mode = "signed" if signed else "oral"
     try:
-        run = run_generals(n, m, traitors=parse_traitors(traitors, n), strategy_name=strategy, mode=mode,
-                           order=order, seed=seed, scheme=scheme)
+        run = run_generals(
+            n,
+            m,
+            traitors=parse_traitors(traitors, n),
+            strategy_name=strategy,
+            mode=mode,
+            order=order,
+            seed=seed,
+            scheme=scheme,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     verdict = check_run(run)
@@ -96,8 +105,10 @@ def generals_cmd(
     else:
         console = Console()
         algorithm = f"{'SM' if signed else 'OM'}({m})"
-        table = Table(title=f"{algorithm}: {n} generals, g1 orders {order}, traitors: "
-                            f"{', '.join(doc['traitors']) or 'none'} ({strategy})")
+        table = Table(
+            title=f"{algorithm}: {n} generals, g1 orders {order}, traitors: "
+            f"{', '.join(doc['traitors']) or 'none'} ({strategy})"
+        )
         table.add_column("lieutenant")
         table.add_column("loyal")
         table.add_column("obeys")
@@ -105,11 +116,15 @@ def generals_cmd(
             table.add_row(g, "no" if g in run.traitors else "yes", d)
         console.print(table)
         formula = f" (formula: {expected})" if expected is not None else ""
-        console.print(f"messages: {run.messages}{formula}, rounds: {run.rounds}"
-                      + (f", forged: {run.forged}, dropped: {run.rejected}" if signed else ""))
+        console.print(
+            f"messages: {run.messages}{formula}, rounds: {run.rounds}"
+            + (f", forged: {run.forged}, dropped: {run.rejected}" if signed else "")
+        )
         held = {True: "holds", False: "BROKEN"}
-        console.print(f"IC1 {held[verdict.ic1]}, IC2 {held[verdict.ic2]}"
-                      + (f": {verdict.detail}" if verdict.detail else ""))
+        console.print(
+            f"IC1 {held[verdict.ic1]}, IC2 {held[verdict.ic2]}"
+            + (f": {verdict.detail}" if verdict.detail else "")
+        )
     raise typer.Exit(0 if verdict.agreement else 1)
 
 
@@ -132,16 +147,23 @@ def boundary_cmd(
     for m in range(1, max_m + 1):
         for n in range(m + 2, max_n + 1):
             found = find_violation(n, m, mode, seeds)
-            rows.append({
-                "n": n,
-                "m": m,
-                "n_gt_3m": n > 3 * m,
-                "agreement": found is None,
-                "counterexample": None if found is None else {
-                    "traitors": list(found[0].traitors), "strategy": found[0].strategy,
-                    "order": found[0].order, "seed": found[0].seed, "detail": found[1].detail,
-                },
-            })
+            rows.append(
+                {
+                    "n": n,
+                    "m": m,
+                    "n_gt_3m": n > 3 * m,
+                    "agreement": found is None,
+                    "counterexample": None
+                    if found is None
+                    else {
+                        "traitors": list(found[0].traitors),
+                        "strategy": found[0].strategy,
+                        "order": found[0].order,
+                        "seed": found[0].seed,
+                        "detail": found[1].detail,
+                    },
+                }
+            )
     # Oral: the theorem says agreement iff n > 3m; signed: always.
     matches = all(r["agreement"] == (r["n_gt_3m"] or signed) for r in rows)
     if as_json:
@@ -203,8 +225,10 @@ def vote_cmd(
         print(json.dumps({"naive": results[0], "interactive": results[1]}, indent=2))
     else:
         console = Console()
-        table = Table(title=f"{len(votes)} generals: {attack} loyal attack, {retreat} loyal retreat, "
-                            f"{traitors} traitor(s) ({strategy})")
+        table = Table(
+            title=f"{len(votes)} generals: {attack} loyal attack, {retreat} loyal retreat, "
+            f"{traitors} traitor(s) ({strategy})"
+        )
         table.add_column("general")
         table.add_column("vote")
         table.add_column("naive majority")
@@ -214,6 +238,8 @@ def vote_cmd(
             table.add_row(g, vote, naive.decisions[g], ic.decisions[g])
         console.print(table)
         for label, r in zip(("naive majority", ic.method), results, strict=True):
-            console.print(f"{label}: loyal generals {'agree' if r['loyal_agree'] else 'SPLIT'}, "
-                          f"{r['messages']} messages")
+            console.print(
+                f"{label}: loyal generals {'agree' if r['loyal_agree'] else 'SPLIT'}, "
+                f"{r['messages']} messages"
+            )
     raise typer.Exit(0 if results[1]["loyal_agree"] else 1)

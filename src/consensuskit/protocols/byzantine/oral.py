@@ -30,6 +30,8 @@ from math import perm
 from consensuskit.protocols.byzantine.orders import DEFAULT, majority
 from consensuskit.protocols.byzantine.strategies import Lie, Strategy
 
+TRUST_COMMANDER = "trust-commander"  # bug knob (node.py)
+
 Path = tuple[str, ...]
 Send = tuple[str, Path, str]  # (recipient, path, value)
 
@@ -53,8 +55,11 @@ class OralGeneral:
         traitors: frozenset[str] = frozenset(),
         rng: random.Random | None = None,
         votes: Mapping[str, str] | None = None,
+        bugs: frozenset[str] = frozenset(),
     ) -> None:
         self.me = me
+        # Bug knob: obey the commander's own message, ignoring the relays (OM(0)).
+        self.trust_commander = TRUST_COMMANDER in bugs
         self.generals = tuple(generals)
         self.commander = self.generals[0]
         self.m = m
@@ -150,6 +155,8 @@ class OralGeneral:
         """The order this general obeys (the commander obeys its own)."""
         if self.is_commander:
             return self.order
+        if self.trust_commander:
+            return self.received.get((self.commander,), DEFAULT)
         return self._resolve((self.commander,))
 
     def _resolve(self, path: Path) -> str:

@@ -105,6 +105,7 @@ def run_generals(
     keys: Keys | None = None,
     votes: Mapping[str, str] | None = None,
     instance: int = 0,
+    bugs: frozenset[str] = frozenset(),
 ) -> GeneralsRun:
     """One run of OM(m) or SM(m); the commander is the first general."""
     generals = general_ids(n) if isinstance(n, int) else tuple(n)
@@ -120,16 +121,32 @@ def run_generals(
     if mode == "oral":
         for g in generals:
             people[g] = OralGeneral(
-                g, generals, m, order=order, strategy=chosen if g in traitor_set else None,
-                traitors=traitor_set, rng=rng(g), votes=votes,
+                g,
+                generals,
+                m,
+                order=order,
+                strategy=chosen if g in traitor_set else None,
+                traitors=traitor_set,
+                rng=rng(g),
+                votes=votes,
+                bugs=bugs,
             )
     else:
         keys = keys or make_keys(scheme, generals, seed)
         for g in generals:
             holders = traitor_set if g in traitor_set else {g}
             people[g] = SignedGeneral(
-                g, generals, m, keys.signer(holders), instance=instance, order=order,
-                strategy=chosen if g in traitor_set else None, traitors=traitor_set, rng=rng(g), votes=votes,
+                g,
+                generals,
+                m,
+                keys.signer(holders),
+                instance=instance,
+                order=order,
+                strategy=chosen if g in traitor_set else None,
+                traitors=traitor_set,
+                rng=rng(g),
+                votes=votes,
+                bugs=bugs,
             )
     rounds = m + 1
     for r in range(1, rounds + 1):

@@ -39,7 +39,8 @@ class Signed:
     signatures: tuple[bytes, ...]
 
 
-SignedSend = tuple[str, Signed]  # (recipient, message)
+SignedSend = tuple[str, Signed]
+ACCEPT_FORGERIES = "accept-forgeries"  # bug knob (node.py)  # (recipient, message)
 
 
 class SignedGeneral:
@@ -58,8 +59,11 @@ class SignedGeneral:
         traitors: frozenset[str] = frozenset(),
         rng: random.Random | None = None,
         votes: Mapping[str, str] | None = None,
+        bugs: frozenset[str] = frozenset(),
     ) -> None:
         self.me = me
+        # Bug knob: take signatures on trust (a forgery then passes for the real thing).
+        self.accept_forgeries = ACCEPT_FORGERIES in bugs
         self.generals = tuple(generals)
         self.commander = self.generals[0]
         self.m = m
@@ -159,6 +163,8 @@ class SignedGeneral:
             or not all(s in members for s in signers)
         ):
             return False
+        if self.accept_forgeries:
+            return True
         for i, s in enumerate(signers):
             data = payload(self.instance, msg.value, signers[:i], signatures[:i])
             if not self.signer.verify(s, data, signatures[i]):

@@ -62,14 +62,30 @@ def naive_vote(
                 continue
             value: str | None = votes[sender]
             if sender in traitor_set:
-                value = lie(Lie(sender=sender, recipient=dst, path=(sender,), honest=votes[sender],
-                                generals=generals, traitors=traitor_set, rng=rng, votes=votes))
+                value = lie(
+                    Lie(
+                        sender=sender,
+                        recipient=dst,
+                        path=(sender,),
+                        honest=votes[sender],
+                        generals=generals,
+                        traitors=traitor_set,
+                        rng=rng,
+                        votes=votes,
+                    )
+                )
             if value is not None:
                 held[dst][sender] = value
                 messages += 1
     decisions = {g: majority(held[g].get(s, DEFAULT) for s in generals) for g in generals}
-    return VoteRun(method="naive", votes=dict(votes), traitors=traitor_set, held=held, decisions=decisions,
-                   messages=messages)
+    return VoteRun(
+        method="naive",
+        votes=dict(votes),
+        traitors=traitor_set,
+        held=held,
+        decisions=decisions,
+        messages=messages,
+    )
 
 
 def interactive_vote(
@@ -88,11 +104,27 @@ def interactive_vote(
     keys = make_keys(scheme, generals, seed) if mode == "signed" else None
     for index, commander in enumerate(generals):
         order = (commander, *(g for g in generals if g != commander))
-        run = run_generals(order, m, traitors=traitor_set, strategy_name=strategy_name, mode=mode,
-                           order=votes[commander], seed=seed, keys=keys, votes=votes, instance=index)
+        run = run_generals(
+            order,
+            m,
+            traitors=traitor_set,
+            strategy_name=strategy_name,
+            mode=mode,
+            order=votes[commander],
+            seed=seed,
+            keys=keys,
+            votes=votes,
+            instance=index,
+        )
         messages += run.messages
         for g, value in run.decisions.items():
             held[g][commander] = value
     decisions = {g: majority(held[g][s] for s in generals) for g in generals}
-    return VoteRun(method=f"{'OM' if mode == 'oral' else 'SM'}({m})", votes=dict(votes), traitors=traitor_set,
-                   held=held, decisions=decisions, messages=messages)
+    return VoteRun(
+        method=f"{'OM' if mode == 'oral' else 'SM'}({m})",
+        votes=dict(votes),
+        traitors=traitor_set,
+        held=held,
+        decisions=decisions,
+        messages=messages,
+    )
