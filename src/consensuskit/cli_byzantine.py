@@ -14,6 +14,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import json
+import random
 from typing import Annotated, Any
 
 import typer
@@ -63,10 +64,7 @@ def generals_cmd(
 ) -> None:
     """Run OM(m) or SM(m) once and check IC1 and IC2."""
     from consensuskit.check.byzantine import check_run
-    from consensuskit.protocols.byzantine.oral import message_count
-    from consensuskit.protocols.byzantine.orders import ORDERS
-    from consensuskit.protocols.byzantine.rounds import run_generals
-    from consensuskit.protocols.byzantine.strategies import STRATEGIES
+    from consensuskit.protocols.byzantine import ORDERS, STRATEGIES, message_count, run_generals
 
     if n < 2:
         raise typer.BadParameter(f"--n must be at least 2, got {n}")
@@ -82,6 +80,7 @@ def generals_cmd(
             strategy_name=strategy,
             mode=mode,
             order=order,
+            rng=random.Random(seed),
             seed=seed,
             scheme=scheme,
         )
@@ -205,8 +204,7 @@ def vote_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Seed 004's vote: naive majority against interactive consistency by OM(m)/SM(m)."""
-    from consensuskit.protocols.byzantine.strategies import STRATEGIES
-    from consensuskit.protocols.byzantine.votes import interactive_vote, naive_vote
+    from consensuskit.protocols.byzantine import STRATEGIES, interactive_vote, naive_vote
 
     _check_choice(strategy, list(STRATEGIES), "strategy")
     if min(attack, retreat, traitors, m) < 0 or attack + retreat + traitors < m + 2:
@@ -215,8 +213,8 @@ def vote_cmd(
     votes.update({f"g{i}": "retreat" for i in range(attack + 1, attack + retreat + 1)})
     votes.update({f"g{i}": "attack" for i in range(attack + retreat + 1, attack + retreat + traitors + 1)})
     bad = [f"g{i}" for i in range(attack + retreat + 1, attack + retreat + traitors + 1)]
-    naive = naive_vote(votes, bad, strategy, seed)
-    ic = interactive_vote(votes, m, bad, strategy, "signed" if signed else "oral", seed)
+    naive = naive_vote(votes, bad, strategy, random.Random(seed))
+    ic = interactive_vote(votes, m, bad, strategy, "signed" if signed else "oral", random.Random(seed), seed)
     results = []
     for run in (naive, ic):
         loyal = run.loyal_decisions()

@@ -12,6 +12,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,10 +92,7 @@ def find_violation(n: int, m: int, mode: str = "oral", seeds: int = 20) -> tuple
     """The first case (m traitors, any strategy, either order, ``seeds`` seeds of the
     random strategies) where OM(m)/SM(m) among n generals breaks IC1 or IC2; None when
     every case agrees.  Deterministic: the same arguments try the same cases."""
-    from consensuskit.protocols.byzantine.orders import ORDERS
-    from consensuskit.protocols.byzantine.rounds import general_ids, run_generals
-    from consensuskit.protocols.byzantine.signing import make_keys
-    from consensuskit.protocols.byzantine.strategies import STRATEGIES
+    from consensuskit.protocols.byzantine import ORDERS, STRATEGIES, general_ids, make_keys, run_generals
 
     generals = general_ids(n)
     keys = make_keys("token", generals) if mode == "signed" else None
@@ -109,6 +107,7 @@ def find_violation(n: int, m: int, mode: str = "oral", seeds: int = 20) -> tuple
                     run = run_generals(
                         generals,
                         m,
+                        rng=random.Random(seed),
                         traitors=traitors,
                         strategy_name=name,
                         mode=mode,
@@ -140,7 +139,7 @@ class GeneralsChecker:
 
     def after_step(self, sim: Any, node_id: str) -> None:
         from consensuskit.check import InvariantViolation
-        from consensuskit.protocols.byzantine.options import parse
+        from consensuskit.protocols.byzantine import parse_options as parse
 
         node = sim.nodes.get(node_id)
         if node is None or node_id == sim.node_ids[0]:
@@ -177,8 +176,8 @@ class GeneralsMonitor:
         pass
 
     def report(self, sim: Any) -> dict[str, Any]:
-        from consensuskit.protocols.byzantine.options import parse
-        from consensuskit.protocols.byzantine.oral import message_count
+        from consensuskit.protocols.byzantine import message_count
+        from consensuskit.protocols.byzantine import parse_options as parse
 
         opts = parse({k: v for k, v in sim.options.items() if k != "bugs"})
         nodes = [n for n in sim.nodes.values() if n is not None]

@@ -19,9 +19,9 @@ from typing import Any
 
 from consensuskit.protocols.byzantine.orders import ORDERS
 from consensuskit.protocols.byzantine.rounds import MODES
+from consensuskit.protocols.byzantine.signing import SCHEMES
 from consensuskit.protocols.byzantine.strategies import STRATEGIES
 
-SCHEMES = ("token", "ed25519")
 ORDER_CHOICES = (*ORDERS, "alternate")
 
 DEFAULTS: dict[str, Any] = {

@@ -66,11 +66,16 @@ class OralGeneral:
         self.order = order if order is not None else DEFAULT
         self.strategy = strategy  # None: loyal
         self.traitors = traitors
-        self.rng = rng or random.Random(0)
+        self.rng = rng  # a traitor's lies draw from it (handed in: the run's, or env.rng)
         self.votes = dict(votes or {})
         self.received: dict[Path, str] = {}
         self.sent = 0
         self.rejected = 0
+
+    def _rng(self) -> random.Random:
+        if self.rng is None:
+            raise ValueError(f"traitor {self.me} has no rng to draw its lies from")
+        return self.rng
 
     @property
     def rounds(self) -> int:
@@ -117,7 +122,7 @@ class OralGeneral:
                     honest=honest,
                     generals=self.generals,
                     traitors=self.traitors,
-                    rng=self.rng,
+                    rng=self._rng(),
                     votes=self.votes,
                 )
             )

@@ -5,8 +5,9 @@ Rules this module owns:
     delivered, unaltered, before round r+1 starts, and the receiver knows the sender;
     a missing message is detected (the receiver uses the default order);
   * generals are ``g1..gN`` unless named, the commander first; traitors are any subset;
-  * each traitor gets its own ``random.Random`` from the seed and its id, so a run is
-    a pure function of its arguments;
+  * the traitors draw their random choices from the one ``rng`` handed in, in the
+    fixed order of the sends, so a run is a pure function of its arguments and the
+    rng's state;
   * deliveries within a round go in a fixed order (senders in general order, each
     sender's messages in the order it produced them);
   * ``run_generals`` runs OM(m) (``mode="oral"``) or SM(m) (``mode="signed"``) once;
@@ -100,6 +101,7 @@ def run_generals(
     strategy_name: str | Strategy = "random",
     mode: str = "oral",
     order: str = ATTACK,
+    rng: random.Random | None = None,
     seed: int = 0,
     scheme: str = "ed25519",
     keys: Keys | None = None,
@@ -107,15 +109,15 @@ def run_generals(
     instance: int = 0,
     bugs: frozenset[str] = frozenset(),
 ) -> GeneralsRun:
-    """One run of OM(m) or SM(m); the commander is the first general."""
+    """One run of OM(m) or SM(m); the commander is the first general.  ``seed`` derives
+    the signing keys (when ``keys`` is not given); ``rng`` feeds the traitors' lies."""
     generals = general_ids(n) if isinstance(n, int) else tuple(n)
     traitor_set = frozenset(traitors)
     validate(generals, m, traitor_set, mode)
+    if traitor_set and rng is None:
+        raise ValueError("traitors need an rng to draw their lies from")
     chosen = strategy(strategy_name) if isinstance(strategy_name, str) else strategy_name
     name = strategy_name if isinstance(strategy_name, str) else getattr(chosen, "__name__", "custom")
-
-    def rng(g: str) -> random.Random:
-        return random.Random(f"{seed}/{instance}/{g}")
 
     people: dict[str, OralGeneral | SignedGeneral] = {}
     if mode == "oral":
@@ -127,7 +129,7 @@ def run_generals(
                 order=order,
                 strategy=chosen if g in traitor_set else None,
                 traitors=traitor_set,
-                rng=rng(g),
+                rng=rng,
                 votes=votes,
                 bugs=bugs,
             )
@@ -144,7 +146,7 @@ def run_generals(
                 order=order,
                 strategy=chosen if g in traitor_set else None,
                 traitors=traitor_set,
-                rng=rng(g),
+                rng=rng,
                 votes=votes,
                 bugs=bugs,
             )

@@ -170,6 +170,9 @@ class TokenSigner:
         return _forgery(signer, data)[:32]
 
 
+SCHEMES = ("ed25519", "token")
+
+
 def make_keys(scheme: str, generals: Iterable[str], seed: int | str = 0) -> Keys:
     """``ed25519`` (real) or ``token`` (simulated); ValueError naming both otherwise."""
     if scheme == "ed25519":

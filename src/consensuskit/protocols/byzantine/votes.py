@@ -48,15 +48,19 @@ class VoteRun:
 
 
 def naive_vote(
-    votes: Mapping[str, str], traitors: Sequence[str] = (), strategy_name: str = "split", seed: int = 0
+    votes: Mapping[str, str],
+    traitors: Sequence[str] = (),
+    strategy_name: str = "split",
+    rng: random.Random | None = None,
 ) -> VoteRun:
     generals = tuple(votes)
     traitor_set = frozenset(traitors)
     lie = strategy(strategy_name)
+    if traitor_set and rng is None:
+        raise ValueError("traitors need an rng to draw their lies from")
     held: dict[str, dict[str, str]] = {g: {g: votes[g]} for g in generals}
     messages = 0
     for sender in generals:
-        rng = random.Random(f"{seed}/naive/{sender}")
         for dst in generals:
             if dst == sender:
                 continue
@@ -70,7 +74,7 @@ def naive_vote(
                         honest=votes[sender],
                         generals=generals,
                         traitors=traitor_set,
-                        rng=rng,
+                        rng=rng,  # type: ignore[arg-type]  # checked above
                         votes=votes,
                     )
                 )
@@ -94,6 +98,7 @@ def interactive_vote(
     traitors: Sequence[str] = (),
     strategy_name: str = "split",
     mode: str = "oral",
+    rng: random.Random | None = None,
     seed: int = 0,
     scheme: str = "ed25519",
 ) -> VoteRun:
@@ -111,6 +116,7 @@ def interactive_vote(
             strategy_name=strategy_name,
             mode=mode,
             order=votes[commander],
+            rng=rng,
             seed=seed,
             keys=keys,
             votes=votes,
