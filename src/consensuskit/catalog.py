@@ -9,6 +9,9 @@ Rules this module owns:
     here (``Catalog.add_protocol(checker=...)``): protocols never import ``check/``;
   * scenarios are registered per protocol here; ``consensuskit scenario list/run``, the
     demo and the docs' protocol tables read them from the catalog, in registration order;
+    a family whose scenarios run no catalog protocol (a direct, round-based computation
+    such as the Byzantine generals) registers them with ``add_scenarios(family, ...)``:
+    they name the family as their ``protocol`` and list after the protocols' scenarios;
   * scenario modules (which import ``sim/``) are imported when asked for, never when the
     catalog is built: ``sim/`` and ``server/`` import the catalog for their default
     registry, and an eager import would close a cycle (tests/core/test_layers.py holds
@@ -79,6 +82,7 @@ class Catalog:
         self._protocols: dict[str, ProtocolEntry] = {}
         self._services: dict[str, ServiceSpec] = {}
         self._commands: dict[str, str] = {}
+        self._family_scenarios: dict[str, ScenarioLoader] = {}
 
     def add_command(self, name: str, reference: str) -> None:
         """A top-level CLI verb: ``reference`` is ``module:attr`` naming a typer.Typer (a
@@ -153,20 +157,39 @@ class Catalog:
         return [e.name for e in self._protocols.values() if e.demo]
 
     # ------------------------------------------------------------------ scenarios
+    def add_scenarios(self, family: str, loader: ScenarioLoader) -> None:
+        """Scenarios of ``family`` that run no catalog protocol (their ``protocol`` is
+        ``family``); listed after every protocol's scenarios, in registration order."""
+        if family in self._family_scenarios or family in self._protocols:
+            raise ValueError(f"scenarios of {family!r} registered twice")
+        self._family_scenarios[family] = loader
+
+    def scenario_families(self) -> list[str]:
+        """The families registered with ``add_scenarios``, in registration order."""
+        return list(self._family_scenarios)
+
     def scenarios(self, protocol: str | None = None) -> dict[str, Scenario]:
-        """Every scenario by id (of one protocol if given), protocols in registration order.
+        """Every scenario by id (of one protocol, or of one family's ``add_scenarios``,
+        if given), protocols in registration order, then the families'.
 
         Raises ValueError when a loader hands back a scenario of another protocol or an id
         that is already taken: a scenario belongs to exactly one catalog entry.
         """
-        entries = [self.protocol(protocol)] if protocol is not None else self.protocols()
+        loaders: list[tuple[str, ScenarioLoader | None]]
+        if protocol is not None and protocol in self._family_scenarios:
+            loaders = [(protocol, self._family_scenarios[protocol])]
+        elif protocol is not None:
+            loaders = [(protocol, self.protocol(protocol).scenarios)]
+        else:
+            loaders = [(e.name, e.scenarios) for e in self.protocols()]
+            loaders += list(self._family_scenarios.items())
         found: dict[str, Scenario] = {}
-        for entry in entries:
-            for scenario in entry.scenarios() if entry.scenarios else ():
-                if scenario.protocol != entry.name:
+        for owner, loader in loaders:
+            for scenario in loader() if loader else ():
+                if scenario.protocol != owner:
                     raise ValueError(
                         f"scenario {scenario.id!r} runs {scenario.protocol!r} but is registered "
-                        f"under {entry.name!r}"
+                        f"under {owner!r}"
                     )
                 if scenario.id in found:
                     raise ValueError(f"scenario {scenario.id!r} registered twice")
