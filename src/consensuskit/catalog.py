@@ -271,7 +271,10 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("raft"),
         demo=True,
     )
+    # The generals run as a direct round-based function, not as a catalog protocol
+    # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
+    catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
     add_services(catalog)
     return catalog
 
