@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
+from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.services.kv import kv_service
@@ -218,6 +219,18 @@ def _multipaxos_checker(bugs: frozenset[str]) -> Any:
     return MultiPaxosChecker()
 
 
+def _generals_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.byzantine import GeneralsChecker
+
+    return GeneralsChecker(bugs)
+
+
+def _generals_monitor(config: Any) -> Any:
+    from consensuskit.check.byzantine import GeneralsMonitor
+
+    return GeneralsMonitor(config)
+
+
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
@@ -282,6 +295,24 @@ def builtin_catalog() -> Catalog:
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+
+
+def generals_catalog() -> Catalog:
+    """The built-in catalog plus the Byzantine generals as a simulated protocol, for
+    ``CONSENSUSKIT_CATALOG=consensuskit.catalog:generals_catalog consensuskit sim
+    byzantine-generals ...``.  Not in the built-in list: OM(m)/SM(m) assume synchronous
+    rounds and lossless links (LSP82 A1-A3), which the generic suites' faults break by
+    design, and they serve no client operations (protocols/byzantine/README.md)."""
+    catalog = builtin_catalog()
+    catalog.add_protocol(
+        generals_spec(),
+        family="byzantine",
+        readme="src/consensuskit/protocols/byzantine/README.md",
+        checker=_generals_checker,
+        checker_module="check/byzantine.py",
+        monitor=_generals_monitor,
+    )
+    return catalog
 
 
 def builtin_registry() -> Registry:
