@@ -109,11 +109,21 @@ def in_the_simulator(run: ScenarioRun) -> None:
         ("SM(1), 3 generals, traitor n1 (split)", ("n1", "n2", "n3"),
          {"m": 1, "mode": "signed", "traitors": ["n1"], "strategy": "split", "instances": 5}),
     )  # fmt: skip
-    for title, nodes, options in cases:
+    for i, (title, nodes, options) in enumerate(cases):
+        last = i == len(cases) - 1
         config = SimConfig(
-            protocol=spec.name, node_ids=nodes, seed=run.seed, duration=1.0, settle=0.2, options=options
+            protocol=spec.name,
+            node_ids=nodes,
+            seed=run.seed,
+            duration=1.0,
+            settle=0.2,
+            options=options,
+            trace_path=run.trace_path if last else None,
         )
-        result = Simulation(config, registry).run()
+        sim = Simulation(config, registry)
+        if last:
+            run.sim = sim  # its trace is the one `scenario run --timeline` draws
+        result = sim.run()
         decided = result.metrics.get("instances_decided", 0)
         run.note(f"simulator, {title}: {decided} instances, {result.metrics.get('messages')} messages")
         run.expect(result.ok and decided == 5, f"simulator: {title}: IC1 and IC2 hold in every instance")
