@@ -192,6 +192,7 @@ class GeneralNode:
                 "mode": self.opts.mode,
                 "m": self.opts.m,
                 "decided": len(self._decisions),
+                "last_decision": self._decisions[max(self._decisions)] if self._decisions else None,
                 "sent": self.sent,
                 "dropped": self.dropped,
             },
