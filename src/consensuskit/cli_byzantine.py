@@ -99,6 +99,8 @@ def generals_cmd(
     }
     if signed:
         doc["scheme"] = scheme
+        if scheme == "token":
+            doc["simulated_cpu_seconds"] = round(run.cpu_seconds, 6)  # the tokens' charged cost
     if as_json:
         print(json.dumps(doc, indent=2))
     else:

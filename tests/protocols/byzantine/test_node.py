@@ -4,6 +4,8 @@ checked by check/byzantine.py's IC1/IC2 checker on every step."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consensuskit.catalog import generals_catalog
 from consensuskit.protocols.byzantine import message_count
@@ -117,3 +119,40 @@ def test_bad_options_are_one_line() -> None:
     with pytest.raises(ValueError, match="unknown strategy 'bribe'; valid: random") as exc:
         simulate(FOUR, {"strategy": "bribe"}).run()
     assert "\n" not in str(exc.value)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    m=st.integers(1, 2),
+    data=st.data(),
+    mode=st.sampled_from(["oral", "signed"]),
+    strategy=st.sampled_from(["random", "split", "silent", "per-recipient", "counterexample"]),
+    seed=st.integers(0, 1000),
+)
+def test_any_m_traitors_among_more_than_3m_simulated_generals_agree(m, data, mode, strategy, seed) -> None:  # type: ignore[no-untyped-def]
+    nodes = tuple(f"n{i}" for i in range(1, 3 * m + 2))
+    traitors = data.draw(st.lists(st.sampled_from(nodes), max_size=m, unique=True))
+    options = {"m": m, "mode": mode, "traitors": traitors, "strategy": strategy, "instances": 2}
+    result = simulate(nodes, options, seed, duration=0.6).run()
+    assert result.ok, result.invariant_violations
+    assert result.metrics["instances_decided"] == 2
+
+
+def test_the_plug_in_runs_the_generals_from_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from consensuskit.catalog import CATALOG_ENV
+    from consensuskit.cli import main
+
+    monkeypatch.setenv(CATALOG_ENV, "consensuskit.catalog:generals_catalog")
+    argv = ["sim", "byzantine-generals", "--nodes", "4", "--duration", "1", "--clients", "0", "--json"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--traitors", "n4", "--strategy", "counterexample"])
+    doc = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 0 and doc["metrics"]["messages_per_instance"] == [9]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--strategy", "bribe"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "bribe" in err
