@@ -15,8 +15,8 @@ Rules this module owns:
     the chain is a traitor: they share their keys) goes out validly signed, any other
     lie goes out with forged signatures (counted in ``forged``) and is dropped;
   * the number of messages depends on what the traitors do (a lieutenant relays each
-    value at most once), so there is no formula: with a loyal commander it is
-    (n-1) + (n-1)(n-2) + ... as in OM(m) only when m = 0.
+    value at most once), so there is no formula: with a loyal commander it is (n-1)
+    for m = 0 and (n-1)^2 for any m >= 1 (each lieutenant relays the one order once).
 """
 
 from __future__ import annotations
