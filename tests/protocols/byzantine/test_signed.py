@@ -106,3 +106,11 @@ def test_tokens_charge_cpu_time() -> None:
 def test_an_unknown_scheme_is_one_line() -> None:
     with pytest.raises(ValueError, match=r"^unknown signature scheme 'rsa'; valid: ed25519, token$"):
         make_keys("rsa", ["g1"])
+
+
+@pytest.mark.parametrize(("n", "m"), [(3, 1), (4, 1), (5, 2), (7, 2), (7, 3)])
+def test_a_loyal_commander_costs_n_minus_1_squared_messages(n: int, m: int) -> None:
+    """Each lieutenant adds the one order to V once and relays it once: (n-1) + (n-1)(n-2)."""
+    run = run_generals(n, m, mode="signed", scheme="token")
+    assert run.messages == (n - 1) ** 2
+    assert run_generals(n, 0, mode="signed", scheme="token").messages == n - 1
