@@ -53,6 +53,7 @@ def test_generals_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
         (("generals", "--n", "x"), "Invalid value for '--n'"),
         (("generals", "--bogus"), "No such option"),
         (("boundary", "--max-m", "0"), "need --max-m >= 1"),
+        (("generals", "--n", "200", "--m", "5"), "at most 1,000,000 are run"),
         (("vote", "--strategy", "bribe"), "unknown strategy 'bribe'"),
     ],
 )

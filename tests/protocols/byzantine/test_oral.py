@@ -115,6 +115,7 @@ def test_the_same_arguments_give_the_same_run() -> None:
         (dict(n=4, m=1, mode="smoke"), "unknown mode"),
         (dict(n=4, m=1, strategy_name="bribe"), "unknown traitor strategy 'bribe'; valid: random"),
         (dict(n=4, m=1, traitors=["g2"]), "traitors need an rng"),
+        (dict(n=200, m=5), "sends 57,852,384,854,419 messages; at most 1,000,000"),
     ],
 )
 def test_bad_cases_are_one_line_errors(kwargs, message) -> None:  # type: ignore[no-untyped-def]

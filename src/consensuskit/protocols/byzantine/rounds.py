@@ -21,13 +21,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensuskit.protocols.byzantine.oral import OralGeneral
+from consensuskit.protocols.byzantine.oral import OralGeneral, message_count
 from consensuskit.protocols.byzantine.orders import ATTACK
 from consensuskit.protocols.byzantine.signed import SignedGeneral
 from consensuskit.protocols.byzantine.signing import Keys, make_keys
 from consensuskit.protocols.byzantine.strategies import Strategy, strategy
 
 MODES = ("oral", "signed")
+# OM(m) sends O(n^(m+1)) messages (SM(m) as many when the commander lies to everyone):
+# a run is refused beyond this many rather than left to run for hours.
+MAX_MESSAGES = 1_000_000
 
 
 def general_ids(n: int) -> tuple[str, ...]:
@@ -88,6 +91,10 @@ def validate(generals: Sequence[str], m: int, traitors: frozenset[str], mode: st
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     if n < m + 2:
         raise ValueError(f"{mode} messages with m={m} need at least m+2={m + 2} generals, got {n}")
+    count = message_count(n, m)
+    if count > MAX_MESSAGES:
+        cap = f"{MAX_MESSAGES:,}"
+        raise ValueError(f"OM({m}) among {n} generals sends {count:,} messages; at most {cap} are run")
     unknown = sorted(traitors - set(generals))
     if unknown:
         raise ValueError(f"unknown traitor(s) {', '.join(unknown)}; generals are {', '.join(generals)}")
