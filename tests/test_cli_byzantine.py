@@ -54,6 +54,8 @@ def test_generals_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
         (("generals", "--bogus"), "No such option"),
         (("boundary", "--max-m", "0"), "need --max-m >= 1"),
         (("generals", "--n", "200", "--m", "5"), "at most 1,000,000 are run"),
+        (("boundary", "--max-n", "40", "--max-m", "5"), "at most 1,000,000 are run"),
+        (("vote", "--attack", "30", "--retreat", "30", "--m", "4"), "at most 1,000,000 are run"),
         (("vote", "--strategy", "bribe"), "unknown strategy 'bribe'"),
     ],
 )

@@ -140,10 +140,15 @@ def boundary_cmd(
     """For every m <= MAX_M and m+2 <= n <= MAX_N, search m traitors' strategies for a run
     that breaks IC1 or IC2.  Oral messages break exactly where n <= 3m."""
     from consensuskit.check.byzantine import find_violation
+    from consensuskit.protocols.byzantine import MAX_MESSAGES, message_count
 
     if max_m < 1 or max_n < 3:
         raise typer.BadParameter(f"need --max-m >= 1 and --max-n >= 3, got {max_m} and {max_n}")
     mode = "signed" if signed else "oral"
+    biggest = max(message_count(max_n, m) for m in range(1, max_m + 1))
+    if biggest > MAX_MESSAGES:  # refused before the small cases run, not after
+        cap = f"{MAX_MESSAGES:,}"
+        raise typer.BadParameter(f"the largest case sends {biggest:,} messages; at most {cap} are run")
     rows: list[dict[str, Any]] = []
     for m in range(1, max_m + 1):
         for n in range(m + 2, max_n + 1):
@@ -215,8 +220,12 @@ def vote_cmd(
     votes.update({f"g{i}": "retreat" for i in range(attack + 1, attack + retreat + 1)})
     votes.update({f"g{i}": "attack" for i in range(attack + retreat + 1, attack + retreat + traitors + 1)})
     bad = [f"g{i}" for i in range(attack + retreat + 1, attack + retreat + traitors + 1)]
-    naive = naive_vote(votes, bad, strategy, random.Random(seed))
-    ic = interactive_vote(votes, m, bad, strategy, "signed" if signed else "oral", random.Random(seed), seed)
+    try:
+        naive = naive_vote(votes, bad, strategy, random.Random(seed))
+        mode = "signed" if signed else "oral"
+        ic = interactive_vote(votes, m, bad, strategy, mode, random.Random(seed), seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     results = []
     for run in (naive, ic):
         loyal = run.loyal_decisions()

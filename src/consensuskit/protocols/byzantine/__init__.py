@@ -13,7 +13,13 @@ from consensuskit.protocols.byzantine.options import GeneralsOptions
 from consensuskit.protocols.byzantine.options import parse as parse_options
 from consensuskit.protocols.byzantine.oral import OralGeneral, message_count
 from consensuskit.protocols.byzantine.orders import ATTACK, DEFAULT, ORDERS, RETREAT, majority
-from consensuskit.protocols.byzantine.rounds import MODES, GeneralsRun, general_ids, run_generals
+from consensuskit.protocols.byzantine.rounds import (
+    MAX_MESSAGES,
+    MODES,
+    GeneralsRun,
+    general_ids,
+    run_generals,
+)
 from consensuskit.protocols.byzantine.signed import SignedGeneral
 from consensuskit.protocols.byzantine.signing import SCHEMES, make_keys
 from consensuskit.protocols.byzantine.spec import generals_spec
@@ -23,6 +29,7 @@ from consensuskit.protocols.byzantine.votes import VoteRun, interactive_vote, na
 __all__ = [
     "ATTACK",
     "DEFAULT",
+    "MAX_MESSAGES",
     "MODES",
     "ORDERS",
     "RETREAT",
