@@ -4,10 +4,15 @@ Rules this module owns:
   * IC1: all loyal lieutenants obey the same order;
   * IC2: if the commander is loyal, every loyal lieutenant obeys the order it sends;
     with a traitor commander IC2 holds vacuously;
-  * ``agreement`` is both; a lieutenant that decided nothing breaks both (a loyal
-    lieutenant must decide);
+  * ``agreement`` is both; a loyal lieutenant that decided nothing breaks IC1 (and
+    IC2 under a loyal commander): a loyal lieutenant must decide;
+  * ``find_violation`` is the boundary search: m traitors placed four ways, every
+    strategy, both orders, seeds of the random one; the first run that breaks
+    agreement, or None (deterministic);
   * ``GeneralsChecker`` checks the same in the simulator, on every step, from the
-    decisions the nodes report (``decisions()``) — a decision, once made, is final.
+    decisions the nodes report (``decisions()``) — a decision, once made, is final;
+    ``GeneralsMonitor`` reports instances, messages per instance against OM(m)'s
+    formula, and drops, and fails a run in which no instance ended.
 """
 
 from __future__ import annotations
