@@ -59,6 +59,9 @@ def generals_cmd(
     signed: SignedOpt = False,
     order: Annotated[str, typer.Option(help="The commander's order: attack or retreat.")] = "attack",
     scheme: Annotated[str, typer.Option(help="Signatures: ed25519 (real) or token (simulated).")] = "ed25519",
+    tie: Annotated[
+        str, typer.Option(help="Oral, no majority: retreat (OM(m)) or commander (obey it; not OM).")
+    ] = "retreat",
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -83,6 +86,7 @@ def generals_cmd(
             rng=random.Random(seed),
             seed=seed,
             scheme=scheme,
+            tie=tie,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -20,7 +20,7 @@ def test_scenario_outcome_holds(seed: int) -> None:
     run = run_scenario(CATALOG.scenario("byzantine-generals"), seed=seed)
     failed = [f"{e.text} ({e.detail})" for e in run.expectations if not e.passed]
     assert run.passed, (failed, [str(v) for v in run.violations], run.error)
-    assert len(run.expectations) == 10 and any("5/4" in n or "attack: g1,g2,g3,g4" in n for n in run.notes)
+    assert len(run.expectations) == 11 and any("5/4" in n or "attack: g1,g2,g3,g4" in n for n in run.notes)
 
 
 def test_the_cli_runs_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -79,6 +79,26 @@ def three_generals(run: ScenarioRun) -> None:
         "g2 cannot tell Fig. 1 from Fig. 2 (same messages): obeying g1 in one means attacking in the other",
         str(first),
     )
+    # The other horn: a lieutenant that obeys the commander when the values tie repairs
+    # Fig. 1 and so attacks in Fig. 2, where g3 (symmetric) retreats.
+    repaired = {}
+    for title, traitors in worlds.items():
+        variant = run_generals(
+            3,
+            1,
+            traitors=traitors,
+            strategy_name="counterexample",
+            rng=random.Random(run.seed),
+            tie="commander",
+        )
+        repaired[title] = check_run(variant)
+        run.note(f"OM(1) obeying the commander on a tie, {title}: {variant.decisions}")
+    fig1, fig2 = repaired.values()
+    run.expect(
+        fig1.agreement and not fig2.ic1,
+        "obeying the commander on a tie repairs Fig. 1 (IC2) and breaks IC1 in Fig. 2",
+        fig2.detail,
+    )
     for title, traitors in worlds.items():
         sm = run_generals(
             3,

@@ -78,6 +78,19 @@ def test_fig_1_and_fig_2_look_the_same_to_the_loyal_lieutenant() -> None:
     assert fig2.views["g3"] == {"g1": RETREAT, "g1:g2": ATTACK}
 
 
+def test_obeying_the_commander_on_a_tie_moves_the_break_from_ic2_to_ic1() -> None:
+    """The impossibility argument's other horn: the only way for g2 to obey in Fig. 1
+    (tie -> the commander's value) makes g2 attack in Fig. 2 while g3 retreats."""
+    lie = dict(strategy_name="counterexample", rng=random.Random(0), tie="commander")
+    run = {t: run_generals(3, 1, traitors=[t], **lie) for t in ("g1", "g3")}  # type: ignore[arg-type]
+    assert check_run(run["g3"]).agreement  # Fig. 1 repaired
+    fig2 = check_run(run["g1"])
+    assert not fig2.ic1 and run["g1"].decisions == {"g2": ATTACK, "g3": RETREAT}
+    # With four generals the same rule is harmless: there is always a majority to obey.
+    four = run_generals(4, 1, traitors=["g1"], **lie)  # type: ignore[arg-type]
+    assert check_run(four).agreement
+
+
 @pytest.mark.parametrize("m", [1, 2, 3])
 def test_n_equal_3m_breaks_with_the_constructed_strategy(m: int) -> None:
     """At n = 3m the counterexample's m traitors make a loyal lieutenant disobey."""
@@ -115,6 +128,7 @@ def test_the_same_arguments_give_the_same_run() -> None:
         (dict(n=4, m=1, mode="smoke"), "unknown mode"),
         (dict(n=4, m=1, strategy_name="bribe"), "unknown traitor strategy 'bribe'; valid: random"),
         (dict(n=4, m=1, traitors=["g2"]), "traitors need an rng"),
+        (dict(n=4, m=1, tie="coin"), "unknown tie rule 'coin'; valid: retreat, commander"),
         (dict(n=200, m=5), "sends 57,852,384,854,419 messages; at most 1,000,000"),
     ],
 )

@@ -17,7 +17,11 @@ Rules this module owns:
     the receiver, at most m+1 long) and arrived in the round its length says; the
     first value along a path wins; anything else is dropped and counted;
   * a traitor runs the same code, but each value it sends goes through its strategy
-    (strategies.py), which may change it or keep it back.
+    (strategies.py), which may change it or keep it back;
+  * ``tie="commander"`` is not OM(m): where no value has a majority, the lieutenant
+    obeys the sub-run's commander (the value received along p) instead of RETREAT.  It
+    exists to run the paper's impossibility argument: it repairs IC2 in Fig. 1 and so
+    breaks IC1 in Fig. 2.
 """
 
 from __future__ import annotations
@@ -31,9 +35,16 @@ from consensuskit.protocols.byzantine.orders import DEFAULT, majority
 from consensuskit.protocols.byzantine.strategies import Lie, Strategy
 
 TRUST_COMMANDER = "trust-commander"  # bug knob (node.py)
+TIE_RETREAT = "retreat"  # OM(m): no majority -> RETREAT
+TIE_COMMANDER = "commander"  # not OM(m): no majority -> the sub-run's commander's value
+TIES = (TIE_RETREAT, TIE_COMMANDER)
 
 Path = tuple[str, ...]
 Send = tuple[str, Path, str]  # (recipient, path, value)
+
+
+def _has_majority(values: list[str], value: str) -> bool:
+    return 2 * values.count(value) > len(values)
 
 
 def message_count(n: int, m: int) -> int:
@@ -56,8 +67,12 @@ class OralGeneral:
         rng: random.Random | None = None,
         votes: Mapping[str, str] | None = None,
         bugs: frozenset[str] = frozenset(),
+        tie: str = TIE_RETREAT,
     ) -> None:
+        if tie not in TIES:
+            raise ValueError(f"unknown tie rule {tie!r}; valid: {', '.join(TIES)}")
         self.me = me
+        self.tie = tie
         # Bug knob: obey the commander's own message, ignoring the relays (OM(0)).
         self.trust_commander = TRUST_COMMANDER in bugs
         self.generals = tuple(generals)
@@ -169,7 +184,11 @@ class OralGeneral:
         if len(path) == self.rounds:
             return got
         subs = [self._resolve((*path, j)) for j in self.generals[1:] if j not in path and j != self.me]
-        return majority([got, *subs])
+        values = [got, *subs]
+        decided = majority(values)
+        if self.tie == TIE_COMMANDER and decided == DEFAULT and not _has_majority(values, DEFAULT):
+            return got
+        return decided
 
     def view(self) -> dict[str, str]:
         """What this lieutenant holds, path by path ("c:l2" -> value), for narration."""

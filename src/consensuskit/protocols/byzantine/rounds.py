@@ -115,6 +115,7 @@ def run_generals(
     votes: Mapping[str, str] | None = None,
     instance: int = 0,
     bugs: frozenset[str] = frozenset(),
+    tie: str = "retreat",
 ) -> GeneralsRun:
     """One run of OM(m) or SM(m); the commander is the first general.  ``seed`` derives
     the signing keys (when ``keys`` is not given); ``rng`` feeds the traitors' lies."""
@@ -139,6 +140,7 @@ def run_generals(
                 rng=rng,
                 votes=votes,
                 bugs=bugs,
+                tie=tie,
             )
     else:
         keys = keys or make_keys(scheme, generals, seed)
