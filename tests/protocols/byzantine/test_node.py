@@ -156,3 +156,16 @@ def test_the_plug_in_runs_the_generals_from_the_cli(
         main([*argv, "--strategy", "bribe"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "bribe" in err
+
+
+def test_a_restarted_general_sits_out_and_rejoins_at_the_next_instance() -> None:
+    """No storage: a crashed lieutenant misses the instances it was down for (it is
+    simply absent, like a silent traitor for that time) and decides again after."""
+    sim = simulate(FOUR, {"m": 1, "instances": 6, "order": "attack"})
+    sim.schedule(0.12, lambda: sim.crash("n4"), "crash n4")
+    sim.schedule(0.33, lambda: sim.restart("n4"), "restart n4")
+    result = sim.run()
+    assert result.ok, result.invariant_violations
+    decided = sim.nodes["n4"].decisions()
+    assert min(decided) >= 3 and max(decided) == 5  # instances 3..5 after the restart at 0.33
+    assert all(len(sim.nodes[n].decisions()) == 6 for n in ("n2", "n3"))
