@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.services.kv import kv_service
 
@@ -178,6 +179,12 @@ def _paxos_checker(bugs: frozenset[str]) -> Any:
     return PaxosChecker()
 
 
+def _pbft_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.pbft import PbftChecker
+
+    return PbftChecker()
+
+
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
@@ -224,6 +231,16 @@ def builtin_catalog() -> Catalog:
         checker_module="check/raft.py",
         scenarios=_scenarios_of("raft"),
         demo=True,
+    )
+    # PBFT is a replicated log (log=True): it takes the service's state machine and
+    # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
+    catalog.add_protocol(
+        pbft_spec(),
+        family="pbft",
+        readme="src/consensuskit/protocols/pbft/README.md",
+        checker=_pbft_checker,
+        checker_module="check/pbft.py",
+        scenarios=_scenarios_of("pbft"),
     )
     add_services(catalog)
     return catalog
