@@ -40,9 +40,24 @@ def short(digest: bytes) -> str:
 
 
 def payload(msg: Any) -> bytes:
-    """The bytes an authenticator covers: every field except ``mac``/``sig``."""
-    values = tuple(getattr(msg, f.name) for f in dataclasses.fields(msg) if f.name not in ("mac", "sig"))
+    """The bytes an authenticator covers: every field except the message's own
+    ``mac``/``sig``; proofs nested inside keep their signatures in canonical form."""
+    values = tuple(
+        _canon(getattr(msg, f.name)) for f in dataclasses.fields(msg) if f.name not in ("mac", "sig")
+    )
     return encode((type(msg).__name__, values))
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_canon(v) for v in value)
+    if isinstance(value, Checkpoint | ViewChange):
+        sig = value.sig
+        if not isinstance(sig, bytes | None):
+            # A simulated token: its signer and digest; the object is checked apart.
+            sig = (str(getattr(sig, "signer", "")), getattr(sig, "digest", b""))
+        return (payload(value), sig)
+    return value
 
 
 @message(160)

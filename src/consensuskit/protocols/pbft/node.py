@@ -61,6 +61,7 @@ from consensuskit.protocols.pbft.messages import (
 )
 from consensuskit.protocols.pbft.options import PbftOptions
 from consensuskit.protocols.pbft.selection import Selection, select
+from consensuskit.statemachines.sessions import refusal
 
 VIEW_KEY = "pbft/view"
 CHECKPOINT_KEY = "pbft/checkpoint"
@@ -416,13 +417,17 @@ class PbftNode:
             seq = e.seq
             hint = self.primary()
             for request in e.batch:
+                last = self.replies.get(request.client_id)
+                if last is not None and last.seq >= request.seq:
+                    continue  # executed before (a batch re-issued after a view change)
                 result = self.sm.apply(request)
                 answer = command_answer(request, result, hint, seq)
-                last = self.replies.get(request.client_id)
-                if last is None or last.seq <= request.seq:
-                    self.replies[request.client_id] = answer
+                self.replies[request.client_id] = answer
                 self.pending.pop((request.client_id, request.seq), None)
-                self.events.append(("executed", request.client_id, request.seq, seq, encode(result)))
+                if refusal(result) is None:
+                    # A session refusal is no decided result: a duplicate met after a
+                    # state transfer (which carries sessions but not our replies).
+                    self.events.append(("executed", request.client_id, request.seq, seq, encode(result)))
                 self.env.deliver(answer)
             self.executed = seq
             ran = True
