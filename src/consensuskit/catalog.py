@@ -208,6 +208,12 @@ def _pbft_checker(bugs: frozenset[str]) -> Any:
     return PbftChecker()
 
 
+def _pbft_monitor(config: Any) -> Any:
+    from consensuskit.check.pbft import PbftMonitor
+
+    return PbftMonitor(config)
+
+
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
@@ -263,6 +269,7 @@ def builtin_catalog() -> Catalog:
         readme="src/consensuskit/protocols/pbft/README.md",
         checker=_pbft_checker,
         checker_module="check/pbft.py",
+        monitor=_pbft_monitor,
         scenarios=_scenarios_of("pbft"),
     )
     add_services(catalog)

@@ -129,3 +129,59 @@ class PbftChecker:
                     f"checkpoint {seq} stable with {_short(first_cp[0])} at {first_cp[1]} "
                     f"and {_short(digest)} at {nid}",
                 )
+
+
+POLL = 0.005  # seconds of virtual time between the monitor's looks
+
+
+class PbftMonitor:
+    """Liveness, measured (no verdict: it is not guaranteed under asynchrony): from the
+    moment correct replicas are in a view whose primary is faulty (the ``byzantine``
+    option) to the next request a correct replica executes under a correct primary.
+
+    It looks every ``POLL`` seconds at the correct replicas' view and executed number."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.correct: tuple[str, ...] = ()
+        self.faulty: dict[str, str] = {}
+        self.since: float | None = None
+        self.recoveries: list[float] = []
+        self.executed = 0
+        self.max_view = 0
+
+    def start(self, sim: Any) -> None:
+        self.faulty = parse_byzantine(sim.options.get("byzantine", ""))
+        self.correct = tuple(n for n in sim.node_ids if n not in self.faulty)
+        sim.schedule(sim.now, lambda: self._poll(sim), "pbft-monitor")
+
+    def _poll(self, sim: Any) -> None:
+        replicas = [r for r in (replica_of(sim.nodes.get(n)) for n in self.correct) if r is not None]
+        if replicas:
+            view = max(r.view for r in replicas if r.active) if any(r.active for r in replicas) else None
+            executed = max(r.executed for r in replicas)
+            self.max_view = max(self.max_view, *(r.view for r in replicas))
+            if view is not None:
+                primary = replicas[0].primary(view)
+                if primary in self.faulty:
+                    if self.since is None:
+                        self.since = sim.now
+                elif self.since is not None and executed > self.executed:
+                    self.recoveries.append(round(sim.now - self.since, 6))
+                    self.since = None
+            self.executed = max(self.executed, executed)
+        if sim.now < sim.config.duration + sim.config.settle:
+            sim.schedule(sim.now + POLL, lambda: self._poll(sim), "pbft-monitor")
+
+    def report(self, sim: Any) -> dict[str, Any]:
+        rec = self.recoveries
+        return {
+            "faulty": dict(sorted(self.faulty.items())),
+            "faulty_primary_episodes": len(rec) + (1 if self.since is not None else 0),
+            "recovered": len(rec),
+            "recovery_seconds": rec,
+            "recovery_max": max(rec) if rec else None,
+            "recovery_mean": round(sum(rec) / len(rec), 6) if rec else None,
+            "views": self.max_view,
+            "executed": self.executed,
+        }

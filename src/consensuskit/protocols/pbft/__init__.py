@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.env import Env
-from consensuskit.core.registry import ProtocolSpec
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec
 from consensuskit.core.service import StateMachine
 from consensuskit.protocols.pbft.auth import Ed25519Signer, Macs, Signer, TokenKeyring
 from consensuskit.protocols.pbft.messages import batch_digest
@@ -93,6 +93,17 @@ def pbft_spec() -> ProtocolSpec:
         validate_options=validate_options,
         min_nodes=4,
         log=True,
+        flags=(
+            ProtocolFlag(
+                name="byzantine",
+                kind=str,
+                default="",
+                help="faulty replicas and their strategies, NODE:STRATEGY[,...]; strategies: "
+                + ", ".join(STRATEGIES),
+            ),
+        ),
+        # The client trusts an answer once f+1 replicas gave it: one of them is correct.
+        reply_quorum=lambda nodes, read: fault_bound(nodes) + 1,
     )
 
 

@@ -51,6 +51,31 @@ NOISE_CLIENT = "byzantine"
 REPLAY_HISTORY = 64
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of a fresh state machine for a twin; helper objects that refuse to be
+    copied (an encoder a session table keeps) are shared, as one thread uses both."""
+    memo: dict[int, Any] = {}
+
+    def visit(value: Any, depth: int) -> None:
+        if depth > 5 or id(value) in memo:
+            return
+        names = [n for cls in type(value).__mro__ for n in getattr(cls, "__slots__", ())]
+        names += list(getattr(value, "__dict__", {}))
+        for name in names:
+            field_value = getattr(value, name, None)
+            if field_value is None or isinstance(field_value, str | bytes | int | float | tuple):
+                continue
+            try:
+                copy.copy(field_value)
+            except TypeError:
+                memo[id(field_value)] = field_value
+            else:
+                visit(field_value, depth + 1)
+
+    visit(obj, 0)
+    return copy.deepcopy(obj, memo)
+
+
 def noisy(batch: Batch, seq: int) -> Batch:
     """The other batch an equivocator names: the batch plus a no-op read."""
     return (*batch, ClientRequest(client_id=NOISE_CLIENT, seq=seq, op=Op(kind="get", key=NOISE_CLIENT)))
@@ -115,7 +140,7 @@ class ByzantineNode:
         self.inner = make_replica(_CopyEnv(self, 0, env.storage))
         self.twin: PbftNode | None = None
         if strategy == "twin":
-            self.twin = make_replica(_CopyEnv(self, 1, MemoryStorage()), copy.deepcopy(self.inner.sm))
+            self.twin = make_replica(_CopyEnv(self, 1, MemoryStorage()), clone(self.inner.sm))
         self.sent: dict[str, list[Any]] = {}
         self.delayed: dict[int, tuple[str, Any]] = {}
         self.delay_ids = 0
