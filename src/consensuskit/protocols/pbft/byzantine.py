@@ -9,10 +9,10 @@ Rules this module owns:
   * peers fall in two groups by their position in the member list (even: A, odd: B), the
     same for every faulty replica, so colluding liars split the correct replicas alike;
   * strategies:
-      equivocate  to group B, every PRE-PREPARE, PREPARE and COMMIT names another batch
-                  for the same (v, n) (the batch plus a no-op request), to group A the
-                  true one: conflicting pre-prepares from a primary, double votes from a
-                  backup;
+      equivocate  every PRE-PREPARE, PREPARE and COMMIT names, for the same (v, n), a
+                  batch of its own to each replica of group B (the batch plus a no-op
+                  request naming that replica) and the true one to group A: conflicting
+                  pre-prepares from a primary, double votes from a backup;
       silent      sends nothing and answers no client;
       forge       sends everything honestly, adds copies that claim another replica's
                   identity (bad MACs) and checkpoints "signed" for another replica, and
@@ -76,9 +76,9 @@ def clone(obj: Any) -> Any:
     return copy.deepcopy(obj, memo)
 
 
-def noisy(batch: Batch, seq: int) -> Batch:
-    """The other batch an equivocator names: the batch plus a no-op read."""
-    return (*batch, ClientRequest(client_id=NOISE_CLIENT, seq=seq, op=Op(kind="get", key=NOISE_CLIENT)))
+def noisy(batch: Batch, seq: int, dst: str) -> Batch:
+    """The batch an equivocator names to ``dst``: the batch plus a no-op read naming it."""
+    return (*batch, ClientRequest(client_id=NOISE_CLIENT, seq=seq, op=Op(kind="get", key=dst)))
 
 
 def plain(batch: Batch) -> Batch:
@@ -224,7 +224,7 @@ class ByzantineNode:
         to_b = dst in self.group_b
         if isinstance(msg, PrePrepare):
             base = plain(msg.batch)
-            batch = noisy(base, msg.seq) if to_b else base
+            batch = noisy(base, msg.seq, dst) if to_b else base
             if batch == msg.batch:
                 return msg
             self.lies += 1
@@ -234,7 +234,7 @@ class ByzantineNode:
             if entry is None or entry.digest != msg.digest:
                 return msg
             base = plain(entry.batch)
-            digest = batch_digest(noisy(base, msg.seq) if to_b else base)
+            digest = batch_digest(noisy(base, msg.seq, dst) if to_b else base)
             if digest == msg.digest:
                 return msg
             self.lies += 1
