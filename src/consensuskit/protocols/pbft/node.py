@@ -277,6 +277,10 @@ class PbftNode:
             return
         handler(self, src, msg)
 
+    def request_view_change(self) -> None:
+        """Admin input: this replica suspects the primary now (its timer firing early)."""
+        self._start_view_change(self.view + 1)
+
     # ------------------------------------------------------------------ normal case
     def _on_relay(self, src: str, msg: Relay) -> None:
         if not self._authentic(src, msg) or not isinstance(msg.request, ClientRequest):
@@ -731,6 +735,10 @@ class PbftNode:
                 "dropped": self.dropped,
             },
         )
+
+    def status(self) -> dict[str, Any]:
+        """The status as one flat dict (transcripts, debugging)."""
+        return {**self.node_status().to_dict(), "view": self.view, "active": self.active}
 
     def is_leader(self) -> bool:
         return self.active and self.primary() == self.id
