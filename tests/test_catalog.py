@@ -18,9 +18,11 @@ from consensuskit.catalog import (
 from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
+from consensuskit.check.pbft import PbftChecker
 from consensuskit.check.raft import RaftChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.scenarios.base import Scenario
 
@@ -34,6 +36,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "multipaxos": MultiPaxosChecker,
         "basic-paxos": PaxosChecker,
         "fast-paxos": PaxosChecker,
+        "pbft": PbftChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted(expected)
@@ -44,7 +47,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
 
 def test_protocol_specs_carry_no_checker_of_their_own() -> None:
     """Protocols do not import check/: only the catalog wires a checker."""
-    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec()):
+    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), pbft_spec()):
         assert spec.make_checker is None, spec.name
 
 
@@ -60,15 +63,15 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
         assert own, f"{entry.name} registers no scenario"
         assert all(s.protocol == entry.name for s in own.values())
     assert sum(len(CATALOG.scenarios(e.name)) for e in CATALOG.protocols()) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft.
-    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1].startswith("raft-")
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, ..., PBFT.
+    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1].startswith("pbft-")
 
 
 def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, raft"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, pbft, raft"):
         CATALOG.protocol("zab")
 
 

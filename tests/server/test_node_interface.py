@@ -45,8 +45,10 @@ EXPECTED = {
     "multipaxos": (HAS_LEADER, REPLICATED_LOG, MEMBERSHIP_CHANGE, LEASE_READS),
     "basic-paxos": (REPLICATED_LOG,),
     "fast-paxos": (REPLICATED_LOG,),
+    "pbft": (HAS_LEADER, REPLICATED_LOG),
 }
 WITH_LEADER = ("raft", "multipaxos")
+LEADS = (*WITH_LEADER, "pbft")  # pbft: a primary, no membership changes
 IDS = ("n1", "n2", "n3", "n4")  # fast paxos needs n >= 3f+1
 
 
@@ -70,13 +72,13 @@ def steady(protocol: str) -> Simulation:
 def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
     sim = steady(protocol)
     leaders = leader_of(sim.nodes.items())
-    assert len(leaders) == (1 if protocol in WITH_LEADER else 0)
+    assert len(leaders) == (1 if protocol in LEADS else 0)
     for node_id, node in sim.nodes.items():
         assert status_problems(node) == [], (protocol, node_id)
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round")
+        assert status.generation_name in ("term", "round", "view")
         pos = node.log_position()
         assert pos.snapshot_index <= pos.applied <= pos.commit and pos.applied <= pos.last_index
         if protocol in WITH_LEADER:
@@ -85,6 +87,10 @@ def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
             assert node.is_leader() == (node_id == leaders[0]) == (status.role == "leader")
             membership = node.membership()
             assert membership.voters == IDS and not membership.config_pending
+        elif protocol in LEADS:
+            assert status.leader == leaders[0] and node.current_leader() == leaders[0]
+            assert node.is_leader() == (node_id == leaders[0]) == (status.role == "leader")
+            assert pos.commit >= 1
         else:
             assert status.leader is None and status.role != "leader"
             assert pos.commit >= 1  # the workload's commands went through the log
