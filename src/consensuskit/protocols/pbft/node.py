@@ -147,6 +147,8 @@ class PbftNode:
         self.replies: dict[str, ClientResponse] = {}
         self.fetching: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None
         self.dropped = 0
+        # Pre-prepares that arrived before their view's NEW-VIEW.
+        self.early: list[tuple[str, PrePrepare]] = []
         # What happened, in order, for the checker (check/pbft.py reads it from an offset):
         # ("preprepared"|"prepared"|"committed", seq, view, digest), ("executed", client,
         # seq, number, result bytes), ("stable", seq, digest).
@@ -325,7 +327,14 @@ class PbftNode:
     def _on_preprepare(self, src: str, pp: PrePrepare) -> None:
         if not self._authentic(src, pp):
             return
-        if not self.active or pp.view != self.view or src != self.primary(pp.view):
+        if src != self.primary(pp.view) or not isinstance(pp.view, int):
+            return
+        if pp.view > self.view or (pp.view == self.view and not self.active):
+            # Ahead of its NEW-VIEW (reordered): kept until this replica enters the view.
+            if pp.view <= self.view + 2 and len(self.early) < 4 * self.opts.watermark_window:
+                self.early.append((src, pp))
+            return
+        if pp.view != self.view:
             return
         if not self.low < pp.seq <= self.high or batch_digest(pp.batch) != pp.digest:
             self.dropped += 1
@@ -705,6 +714,12 @@ class PbftNode:
             if not primary:
                 self._prepare(view, n, digest)
         self.next_seq = max(sel.max_s, self.low) + 1
+        early, self.early = self.early, []
+        for src, pp in early:
+            if pp.view == view and pp.seq > sel.max_s:
+                self._on_preprepare(src, pp)
+            elif pp.view > view:
+                self.early.append((src, pp))
         if not primary:
             # The new primary may not have seen the requests still waiting here.
             for request in self.pending.values():
