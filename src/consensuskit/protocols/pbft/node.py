@@ -274,7 +274,7 @@ class PbftNode:
 
     def on_message(self, src: str, msg: Any) -> None:
         handler = _HANDLERS.get(type(msg))
-        if handler is None:
+        if handler is None or not _well_formed(msg):
             self.dropped += 1
             return
         handler(self, src, msg)
@@ -766,6 +766,19 @@ class PbftNode:
         return LogPosition(
             commit=self.executed, applied=self.executed, last_index=last, snapshot_index=self.low
         )
+
+
+_INT_FIELDS = ("view", "seq", "stable_seq")
+
+
+def _well_formed(msg: Any) -> bool:
+    """Scalar fields of the declared types (the codec checks them on the wire; a message
+    built in memory by a liar gets the same scrutiny here)."""
+    for name in _INT_FIELDS:
+        value = getattr(msg, name, 0)
+        if type(value) is not int or value < 0:
+            return False
+    return isinstance(getattr(msg, "replica", ""), str) and isinstance(getattr(msg, "digest", b""), bytes)
 
 
 _HANDLERS: dict[type, Any] = {
