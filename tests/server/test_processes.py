@@ -84,11 +84,18 @@ PROTOCOLS_SLOW_LEADERLESS = tuple(
 )
 
 
+# PBFT on real processes: real signatures (its simulator tokens have no wire form) and a
+# request timer for a loaded 2-core machine.
+PBFT_OPTIONS: dict[str, Any] = {"signatures": "ed25519", "view_change_timeout": 1.0}
+
+
 def node_options(protocol: str, **settings: Any) -> dict[str, Any]:
     """NODE_OPTIONS with ``protocol``'s own options, plus ``settings``."""
     options = {**NODE_OPTIONS, **settings}
     if protocol in LEADERLESS:
         options["options"] = dict(LEADERLESS_OPTIONS)
+    elif protocol == "pbft":
+        options["options"] = dict(PBFT_OPTIONS)
     return options
 
 

@@ -260,7 +260,12 @@ class PbftNode:
         if self.primary() == self.id:
             self._propose()
         else:
-            self._send(self.primary(), Relay(request=request, replica=self.id))
+            # To every replica, not only the primary: a client that reached one backup
+            # (the HTTP front door does not retransmit to all) still gets every correct
+            # replica's timer running, so a dead primary is replaced (f+1 view changes).
+            relay = Relay(request=request, replica=self.id)
+            for dst in self.others:
+                self._send(dst, relay)
         self._arm_timer()
 
     def on_timer(self, key: str) -> None:
@@ -289,6 +294,12 @@ class PbftNode:
             return
         if self.active and self.primary() == self.id:
             self.on_request(msg.request)
+            return
+        request = msg.request
+        last = self.replies.get(request.client_id)
+        if last is None or last.seq < request.seq:
+            self.pending.setdefault((request.client_id, request.seq), request)
+            self._arm_timer()
 
     def _propose(self) -> None:
         """The primary assigns numbers to waiting requests, a batch per number, while
