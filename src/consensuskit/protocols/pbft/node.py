@@ -139,6 +139,7 @@ class PbftNode:
         self.cp_votes: dict[int, dict[str, Checkpoint]] = {}
         self.vc_msgs: dict[int, dict[str, ViewChange]] = {}
         self.new_view_sent: set[int] = set()
+        self.new_view: NewView | None = None  # the last NEW-VIEW this replica sent
         self.vc_failures = 0
         self.timer_armed = False
         # Requests waiting to execute, in arrival order; those the primary has assigned.
@@ -631,7 +632,10 @@ class PbftNode:
         if vc.replica != src or src not in self.others or not self._signed_by(vc, src):
             self.dropped += 1
             return
-        if not isinstance(vc.view, int) or vc.view < self.view or (vc.view == self.view and self.active):
+        if vc.view < self.view or (vc.view == self.view and self.active):
+            # A replica behind: the primary that started this view shows it the way in.
+            if self.active and self.new_view is not None and self.new_view.view == self.view:
+                self.env.send(src, self.new_view)
             return
         if vc.view > self.view + self.n:  # no unbounded memory for a liar's far views
             return
@@ -662,6 +666,7 @@ class PbftNode:
                 return
             self.new_view_sent.add(view)
             nv = self._sign(NewView(view=view, replica=self.id, view_changes=vcs))
+            self.new_view = nv
             self._broadcast_signed(nv)
             self._install(view, selection)
 
