@@ -142,6 +142,7 @@ class PbftNode:
         self.new_view: NewView | None = None  # the last NEW-VIEW this replica sent
         self.vc_failures = 0
         self.timer_armed = False
+        self.escalate = False  # 2f+1 view changes for the view being entered were seen
         # Requests waiting to execute, in arrival order; those the primary has assigned.
         self.pending: dict[tuple[str, int], ClientRequest] = {}
         self.assigned: set[tuple[str, int]] = set()
@@ -246,6 +247,7 @@ class PbftNode:
         self.env.record("role", role=self._role(), view=self.view)
         self._execute()
         if not self.active:
+            self._arm_view_change_timer()
             self._send_view_change()
 
     def on_request(self, request: ClientRequest) -> None:
@@ -272,9 +274,15 @@ class PbftNode:
     def on_timer(self, key: str) -> None:
         if key == TIMER_VIEW_CHANGE:
             self.timer_armed = False
-            if self.active and not self.pending:
+            if self.active:
+                if self.pending:
+                    self._start_view_change(self.view + 1)
                 return
-            self._start_view_change(self.view + 1)
+            if self.escalate:
+                self._start_view_change(self.view + 1)  # 2f+1 wanted this view: it failed
+            else:
+                self._send_view_change()  # nobody answered yet: say it again
+                self._arm_view_change_timer()
         elif key == TIMER_FETCH and self.fetching is not None:
             self._fetch()
 
@@ -600,7 +608,16 @@ class PbftNode:
         self.timer_armed = False
         self._persist_view()
         self.env.record("role", role=VIEW_CHANGE, view=view)
+        self.escalate = False
+        self._arm_view_change_timer()
         self._send_view_change()
+
+    def _arm_view_change_timer(self) -> None:
+        """While changing view the timer always runs: before 2f+1 replicas want the view
+        it re-sends this replica's view change (a lost one would leave it alone in the
+        view change for good); after, it moves on to the next view."""
+        self.timer_armed = True
+        self.env.set_timer(TIMER_VIEW_CHANGE, self._timeout())
 
     def _send_view_change(self) -> None:
         view = self.view
@@ -656,9 +673,9 @@ class PbftNode:
     def _after_view_change_vote(self, view: int) -> None:
         if self.active or view != self.view:
             return
-        if len(self.vc_msgs.get(view, {})) >= 2 * self.f + 1 and not self.timer_armed:
-            self.timer_armed = True
-            self.env.set_timer(TIMER_VIEW_CHANGE, self._timeout())
+        if len(self.vc_msgs.get(view, {})) >= 2 * self.f + 1 and not self.escalate:
+            self.escalate = True  # the paper's timer starts now (sawtooth-pbft PR #133)
+            self._arm_view_change_timer()
         if self.primary(view) == self.id and view not in self.new_view_sent:
             vcs = tuple(vc for _, vc in sorted(self.vc_msgs.get(view, {}).items()))
             selection = select(vcs, self.f, "new-view-ignores-prepared" in self.bugs)
