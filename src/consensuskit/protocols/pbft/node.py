@@ -337,6 +337,7 @@ class PbftNode:
             )
             self._accept(pp)
             self._multicast(pp)
+            self._check_prepared(seq)  # n = 1 (f = 0): no prepare will come
 
     def _accept(self, pp: PrePrepare) -> None:
         self.log[pp.seq] = Entry(pp.seq, pp.view, pp.digest, pp.batch)
@@ -401,9 +402,7 @@ class PbftNode:
         e = self.log.get(seq)
         if e is None or e.prepared or e.view != self.view or not self.active:
             return
-        votes = self.votes.get((e.view, seq))
-        if votes is None:
-            return
+        votes = self._vote(e.view, seq)
         primary = self.primary(e.view)
         count = sum(1 for r, d in votes.prepares.items() if d == e.digest and r != primary)
         if count < self._prepare_quorum():
