@@ -27,7 +27,9 @@ from tests.server.jepsen import (
 )
 from tests.server.test_processes import NODE_OPTIONS, PBFT_OPTIONS, heal, partition, restart_everyone
 
-pytestmark = pytest.mark.timeout(240)
+# About 40 s on a 2-core machine: with the slow suite (``make sweep``); the default run
+# already covers PBFT's processes through test_processes.py's per-protocol suites.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 def test_a_byzantine_primary_and_sigkills_keep_the_history_linearizable(tmp_path: Path) -> None:
