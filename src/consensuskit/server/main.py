@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -108,6 +110,7 @@ class NodeServer:
                 on_sync=self.metrics.on_sync,
                 inline_sync_bytes=cfg.inline_sync_bytes,
                 service=self.service,
+                cluster_key=protocol_key(cfg.secret),
             )
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)
@@ -346,6 +349,12 @@ def build_config(
         overrides["tls"] = tls
     cfg = load_config(config, overrides)
     return dataclasses.replace(cfg, bootstrap=bool(bootstrap), rejoin=bool(rejoin))
+
+
+def protocol_key(secret: bytes) -> bytes:
+    """The key protocols authenticate with (core/env.py ``cluster_key``): derived from the
+    cluster secret, so no protocol message can reveal the secret the handshake checks."""
+    return hmac.new(secret, b"consensuskit protocol key v1", hashlib.sha256).digest()
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
