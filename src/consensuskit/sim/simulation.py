@@ -61,7 +61,7 @@ from consensuskit.sim.workload import Client, OpRun, WorkloadClient
 
 # Event kinds (third tuple element).  Layouts after (time, seq, kind):
 MSG = 0  # dst, src, msg, mid, depth
-# TIMER = 1  env, key, generation   (sim/env.py: the envs push these two themselves)
+# TIMER = 1  env, key             (sim/env.py: the envs push these two themselves)
 REQ = 2  # node, request, None
 RESP = 3  # client_id, response, node
 # SYNC = 4   env
@@ -309,11 +309,9 @@ class Simulation:
         env = self.env_of(node_id)
         if env is None:
             return []
-        due: dict[str, float] = {}
-        for ev in self._queue:
-            if ev[2] == TIMER and ev[3] is env and env.timer_gen.get(ev[4]) == ev[5]:
-                due[ev[4]] = ev[0]
-        return sorted((t, key) for key, t in due.items())
+        # An armed timer without a carrier is a firing deferred while the node is paused.
+        carriers = env.carriers
+        return sorted((entry[0], key) for key, entry in env.timers.items() if key in carriers)
 
     def clock_of(self, node_id: str) -> Clock:
         """The node's clock model (skew, drift); checkers read it, faults change it."""
@@ -343,6 +341,7 @@ class Simulation:
         envs = self._envs
         paused = self._paused
         dispatch = self._dispatch
+        handle = self._handle
         after_step = self._after_step
         batched = self.batched
         window = self._batch_window  # a change takes effect at the next run_until
@@ -395,17 +394,23 @@ class Simulation:
                                 after_step(self, dst)
                 elif kind == TIMER:
                     env = ev[3]
-                    if env.dead or env.timer_gen.get(ev[4]) != ev[5]:
-                        continue  # stale: re-armed, cancelled or crashed (not counted)
+                    key = ev[4]
+                    if env.dead or env.carriers.get(key) is not ev:
+                        continue  # stale: re-armed earlier, or crashed (not counted)
+                    if env.timers.get(key) is not ev:
+                        self._timer_moved(env, key)  # re-armed later or cancelled
+                        continue
+                    del env.carriers[key]
                     node_id = env.node_id
                     if node_id in paused:
-                        dispatch(ev)
+                        handle(ev)
                     else:
                         now = self.now = ev[0]
                         self.events += 1
-                        record((now, "timer", node_id, ev[4]))
+                        record((now, "timer", node_id, key))
                         env.depth = 0
-                        nodes[node_id].on_timer(ev[4])
+                        del env.timers[key]
+                        nodes[node_id].on_timer(key)
                         if batched:
                             if after_step is not None:
                                 after_step(self, node_id)
@@ -478,12 +483,34 @@ class Simulation:
     def _dispatch(self, ev: tuple[Any, ...]) -> None:
         """Any event, the slow way (``run_until`` inlines the common cases)."""
         kind = ev[2]
-        if kind == TIMER and (ev[3].dead or ev[3].timer_gen.get(ev[4]) != ev[5]):
-            return  # stale timer: not an event
-        if kind == BATCH:
+        if kind == TIMER:
+            env: SimEnv = ev[3]
+            key = ev[4]
+            if env.dead or env.carriers.get(key) is not ev:
+                return  # stale timer: not an event
+            if env.timers.get(key) is not ev:
+                self._timer_moved(env, key)
+                return
+            del env.carriers[key]
+        elif kind == BATCH:
             # The tail of its inputs' handling: not an event of its own.
             self._on_batch(ev)
             return
+        self._handle(ev)
+
+    def _timer_moved(self, env: SimEnv, key: str) -> None:
+        """A key's carrier popped but the timer it stood for was re-armed later (queue
+        the armed entry as the new carrier) or cancelled (nothing is queued)."""
+        entry = env.timers.get(key)
+        if entry is None:
+            del env.carriers[key]
+        else:
+            env.carriers[key] = entry
+            heappush(self._queue, entry)
+
+    def _handle(self, ev: tuple[Any, ...]) -> None:
+        """An event that is due (a timer's: live, its carrier dropped)."""
+        kind = ev[2]
         self.now = ev[0]
         self.events += 1
         try:
@@ -537,16 +564,16 @@ class Simulation:
     def _on_timer(self, ev: tuple[Any, ...]) -> None:
         env: SimEnv = ev[3]
         key = ev[4]
-        if env.dead or env.timer_gen.get(key) != ev[5]:
-            return  # re-armed, cancelled, or the incarnation crashed
         node_id = env.node_id
         if node_id in self._paused:
+            # Still armed, without a carrier: resume() queues it again.
             self._deferred[node_id].append(ev)
             return
         self._trace_append((self.now, "timer", node_id, key))
         node = self.nodes[node_id]
         assert node is not None
         env.depth = 0
+        del env.timers[key]
         node.on_timer(key)
         self._after_handler(env)
         if self._after_step is not None:
@@ -899,7 +926,14 @@ class Simulation:
         self._deferred[node_id] = []
         self._fault("resume", node=node_id, deferred=len(deferred))
         for ev in deferred:
-            heappush(self._queue, (self.now, next(self._seq), *ev[2:]))
+            entry = (self.now, next(self._seq), *ev[2:])
+            if ev[2] == TIMER:
+                env = ev[3]
+                key = ev[4]
+                if env.timers.get(key) is ev:
+                    # Still armed as it was deferred: the new entry is the timer now.
+                    env.timers[key] = env.carriers[key] = entry
+            heappush(self._queue, entry)
 
     def partition(self, groups: list[list[str]]) -> None:
         """Nodes in different groups cannot talk; unlisted nodes form one more group."""
