@@ -174,6 +174,9 @@ class SimEnv(Driver):
             else:
                 transmit(src, dst, msg, depth)
 
+    # Early messages leave like any other (no extra frame per batch end).
+    release_early = release
+
     def run_sync(self, writes: Journal) -> None:
         self.sync_batch = writes
         self.sync_depth = self.depth

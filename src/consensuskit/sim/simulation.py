@@ -3,7 +3,10 @@
 Rules this module owns:
   * the queue holds tuples ``(time, seq, kind, ...)``; ``seq`` is unique and
     increasing, so events at equal times run in insertion order and nothing past
-    ``seq`` is ever compared;
+    ``seq`` is ever compared.  It is a heap plus a FIFO of batch ends (``_batches``,
+    batched runtime): a batch ends ``batch_window`` after it opened, so batch ends
+    arrive in deadline order and need no heap; the next event is the smaller of the
+    two heads (a batch end that would break the FIFO's order goes to the heap);
   * every random choice comes from generators derived from ``config.seed`` by string
     seeds (``f"{seed}/network"``, ``f"{seed}/{node}/{incarnation}"``, ...), so adding
     a fault or a client never perturbs the choices of another source;
@@ -39,7 +42,7 @@ import itertools
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
@@ -215,6 +218,7 @@ class Simulation:
         self.now = 0.0
         self.events = 0
         self._queue: list[tuple[Any, ...]] = []
+        self._batches: deque[tuple[Any, ...]] = deque()  # BATCH entries, in order
         self._seq = itertools.count()
         self.trace = Trace(config.trace_path)
         self._trace_append = self.trace.append
@@ -323,11 +327,28 @@ class Simulation:
     # ------------------------------------------------------------------ stepping
     def step(self) -> bool:
         """Process one event; False when the queue is empty."""
-        if not self._queue:
+        ev = self._pop_next(math.inf)
+        if ev is None:
             return False
-        self._dispatch(heappop(self._queue))
+        self._dispatch(ev)
         self.trace.maybe_flush()
         return True
+
+    def _pop_next(self, t: float) -> tuple[Any, ...] | None:
+        """Take the next event if it is due at or before ``t`` (the slow paths' pop;
+        ``run_until`` inlines it)."""
+        q = self._queue
+        bq = self._batches
+        if bq and (not q or bq[0] < q[0]):
+            return bq.popleft() if bq[0][0] <= t else None
+        return heappop(q) if q and q[0][0] <= t else None
+
+    def _push_batch_end(self, entry: tuple[Any, ...]) -> None:
+        bq = self._batches
+        if not bq or bq[-1][0] <= entry[0]:
+            bq.append(entry)
+        else:  # the window shrank meanwhile: out of the FIFO's order
+            heappush(self._queue, entry)
 
     def run_until(self, t: float) -> None:
         """Process every event due at or before ``t``; then the clock reads ``t``.
@@ -337,11 +358,12 @@ class Simulation:
         """
         q = self._queue
         pop = heappop
+        bq = self._batches
+        bq_pop = bq.popleft
         nodes = self.nodes
         envs = self._envs
         paused = self._paused
         dispatch = self._dispatch
-        handle = self._handle
         after_step = self._after_step
         batched = self.batched
         window = self._batch_window  # a change takes effect at the next run_until
@@ -352,8 +374,23 @@ class Simulation:
         batch = trace.batch
         ev: tuple[Any, ...] = ()
         try:
-            while q and q[0][0] <= t:
-                ev = pop(q)
+            while True:
+                if bq:
+                    # A batch end is due first unless the heap's head sorts before it.
+                    ev = bq[0]
+                    if q and q[0] < ev:
+                        ev = q[0]
+                        if ev[0] > t:
+                            break
+                        pop(q)
+                    else:
+                        if ev[0] > t:
+                            break
+                        bq_pop()
+                elif q and q[0][0] <= t:
+                    ev = pop(q)
+                else:
+                    break
                 kind = ev[2]
                 if kind == MSG:
                     dst = ev[3]
@@ -378,9 +415,12 @@ class Simulation:
                                 # here, at its deadline, exactly as its BATCH event
                                 # would have been the next one popped.
                                 deadline = now + window
-                                if deadline > t or (q and q[0][0] <= deadline):
+                                if deadline > t or bq or (q and q[0][0] <= deadline):
                                     env.batch_inputs = 1
-                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                    if not bq or bq[-1][0] <= deadline:
+                                        bq.append((deadline, next(seq), BATCH, env))
+                                    else:
+                                        heappush(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
                                     n = env.recs
@@ -403,7 +443,7 @@ class Simulation:
                     del env.carriers[key]
                     node_id = env.node_id
                     if node_id in paused:
-                        handle(ev)
+                        dispatch(ev, True)  # deferred: counted, as before
                     else:
                         now = self.now = ev[0]
                         self.events += 1
@@ -419,9 +459,12 @@ class Simulation:
                             else:
                                 # A new batch (see above).
                                 deadline = now + window
-                                if deadline > t or (q and q[0][0] <= deadline):
+                                if deadline > t or bq or (q and q[0][0] <= deadline):
                                     env.batch_inputs = 1
-                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                    if not bq or bq[-1][0] <= deadline:
+                                        bq.append((deadline, next(seq), BATCH, env))
+                                    else:
+                                        heappush(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
                                     n = env.recs
@@ -470,20 +513,21 @@ class Simulation:
 
     def run_until_true(self, pred: Callable[[], bool], timeout: float) -> bool:
         deadline = self.now + timeout
-        q = self._queue
         while True:
             if pred():
                 return True
-            if not q or q[0][0] > deadline:
+            ev = self._pop_next(deadline)
+            if ev is None:
                 self.now = max(self.now, deadline)
                 return pred()
-            self._dispatch(heappop(q))
+            self._dispatch(ev)
             self.trace.maybe_flush()
 
-    def _dispatch(self, ev: tuple[Any, ...]) -> None:
-        """Any event, the slow way (``run_until`` inlines the common cases)."""
+    def _dispatch(self, ev: tuple[Any, ...], live: bool = False) -> None:
+        """Any event, the slow way (``run_until`` inlines the common cases).  ``live``:
+        a timer's entry already found live (its carrier dropped)."""
         kind = ev[2]
-        if kind == TIMER:
+        if kind == TIMER and not live:
             env: SimEnv = ev[3]
             key = ev[4]
             if env.dead or env.carriers.get(key) is not ev:
@@ -496,21 +540,6 @@ class Simulation:
             # The tail of its inputs' handling: not an event of its own.
             self._on_batch(ev)
             return
-        self._handle(ev)
-
-    def _timer_moved(self, env: SimEnv, key: str) -> None:
-        """A key's carrier popped but the timer it stood for was re-armed later (queue
-        the armed entry as the new carrier) or cancelled (nothing is queued)."""
-        entry = env.timers.get(key)
-        if entry is None:
-            del env.carriers[key]
-        else:
-            env.carriers[key] = entry
-            heappush(self._queue, entry)
-
-    def _handle(self, ev: tuple[Any, ...]) -> None:
-        """An event that is due (a timer's: live, its carrier dropped)."""
-        kind = ev[2]
         self.now = ev[0]
         self.events += 1
         try:
@@ -535,6 +564,16 @@ class Simulation:
         except Exception as exc:
             self._note(exc, ev)
             raise
+
+    def _timer_moved(self, env: SimEnv, key: str) -> None:
+        """A key's carrier popped but the timer it stood for was re-armed later (queue
+        the armed entry as the new carrier) or cancelled (nothing is queued)."""
+        entry = env.timers.get(key)
+        if entry is None:
+            del env.carriers[key]
+        else:
+            env.carriers[key] = entry
+            heappush(self._queue, entry)
 
     def _note(self, exc: Exception, ev: tuple[Any, ...]) -> None:
         # Say which event a protocol (or script) blew up in, once.
@@ -677,7 +716,7 @@ class Simulation:
         make sure a batch is open, ending ``batch_window`` later (batched)."""
         if self.batched:
             if not env.batch_inputs:
-                heappush(self._queue, (self.now + self._batch_window, next(self._seq), BATCH, env))
+                self._push_batch_end((self.now + self._batch_window, next(self._seq), BATCH, env))
             env.batch_inputs += 1
         else:
             env.end_batch()
