@@ -192,8 +192,21 @@ class SimEnv(Driver):
         heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
 
     def report_durable(self, position: int) -> None:
-        if self.durable_input is not None:
-            self.sim._durable(self, position)
+        """After a sync: the node's on_durable, an input like any other (checked when it
+        changed what the protocol records, e.g. a commit)."""
+        on_durable = self.durable_input
+        if on_durable is None:
+            return
+        n = self.recs
+        self.depth = self.sync_depth
+        on_durable(position)
+        if self.batch_inputs:
+            self.batch_inputs += 1  # joins the open batch
+        elif self.batch_end is not None or self.outbox or self.disk.dirty:
+            self.end_batch()  # a batch of its own, at once (the server's next drain)
+        after_step = self.sim._after_step
+        if after_step is not None and self.recs != n:
+            after_step(self.sim, self.node_id)
 
 
 class BatchedSimEnv(SimEnv):

@@ -495,6 +495,20 @@ class Simulation:
                         # seen by the next check).
                         if after_step is not None and env.recs != n:
                             after_step(self, node_id)
+                elif kind == SYNC:
+                    env = ev[3]
+                    if env.dead or env.node_id in paused:
+                        dispatch(ev)
+                    else:
+                        # _on_sync, inlined: one completes every few events.
+                        now = self.now = ev[0]
+                        self.events += 1
+                        writes = env.sync_batch
+                        env.storage.finish_sync(writes)
+                        env.syncs += 1
+                        record((now, "sync", env.node_id, len(writes)))
+                        env.sync_batch = []
+                        env.advance()
                 else:
                     dispatch(ev)
                 if len(buf) >= batch:
@@ -671,19 +685,6 @@ class Simulation:
         env.end_batch()
         if self._after_step is not None and env.recs != n:
             self._after_step(self, node_id)
-
-    def _durable(self, env: SimEnv, position: int) -> None:
-        """After a sync: the node's on_durable, an input like any other (checked when it
-        changed what the protocol records, e.g. a commit)."""
-        n = env.recs
-        env.depth = env.sync_depth
-        env.durable_input(position)
-        if env.batch_inputs:
-            env.batch_inputs += 1  # joins the open batch
-        elif env.batch_end is not None or env.outbox or env.disk.dirty:
-            env.end_batch()  # a batch of its own, at once (the server's next drain)
-        if self._after_step is not None and env.recs != n:
-            self._after_step(self, env.node_id)
 
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
         client_id = ev[3]
