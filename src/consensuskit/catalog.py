@@ -40,6 +40,7 @@ from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.services.etcd import etcd_service
 from consensuskit.services.kv import kv_service
 
 if TYPE_CHECKING:
@@ -232,6 +233,7 @@ def builtin_catalog() -> Catalog:
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+    catalog.add_service(etcd_service())
 
 
 def builtin_registry() -> Registry:
