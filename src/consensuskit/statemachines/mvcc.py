@@ -88,6 +88,7 @@ ERRORS = {
 # Compare targets and results, sort orders and targets: etcd's enum numbers.
 VERSION, CREATE, MOD, VALUE, LEASE = range(5)
 EQUAL, GREATER, LESS, NOT_EQUAL = range(4)
+_FIELD_NAMES = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}
 SORT_NONE, SORT_ASCEND, SORT_DESCEND = range(3)
 SORT_KEY, SORT_VERSION, SORT_CREATE, SORT_MOD, SORT_VALUE = range(5)
 PUT_EVENT, DELETE_EVENT = 0, 1
@@ -440,7 +441,7 @@ class MVCCStore:
         end = _bytes(cmp.get("range_end"), "compare range_end")
         target = _int(cmp.get("target"), "compare target")
         result = _int(cmp.get("result"), "compare result")
-        if target not in (VERSION, CREATE, MOD, VALUE, LEASE) or result not in (EQUAL, GREATER, LESS, NOT_EQUAL):
+        if (target not in _FIELD_NAMES and target != VALUE) or result not in range(4):
             raise _bad("unknown compare target or result")
         kvs = list(self._kvs_at(key, end, 0))
         if not kvs:
@@ -450,7 +451,7 @@ class MVCCStore:
         if target == VALUE:
             want: Any = _bytes(cmp.get("value"), "compare value")
         else:
-            name = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}[target]
+            name = _FIELD_NAMES[target]
             want = _int(cmp.get(name), f"compare {name}")
         field = {VERSION: 3, CREATE: 1, MOD: 2, VALUE: 4, LEASE: 5}[target]
         for kv in kvs:

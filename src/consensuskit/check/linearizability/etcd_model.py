@@ -22,6 +22,7 @@ from consensuskit.check.linearizability.operation import UNKNOWN, Call, Operatio
 KINDS = ("range", "put", "delete_range", "txn")
 VERSION, CREATE, MOD, VALUE, LEASE = range(5)
 EQUAL, GREATER, LESS, NOT_EQUAL = range(4)
+_FIELD_NAMES = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}
 
 
 def _b(value: Any) -> bytes:
@@ -41,9 +42,9 @@ def _args(call: Call) -> dict[str, Any]:
 
 def _thaw(value: Any) -> Any:
     """formats._hashable's inverse for what the workload sends (lists of maps)."""
-    if isinstance(value, tuple) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-        if all(isinstance(v[0], str) for v in value):
-            return {k: _thaw(v) for k, v in value}
+    pairs = isinstance(value, tuple) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value)
+    if pairs and all(isinstance(v[0], str) for v in value):
+        return {k: _thaw(v) for k, v in value}
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
     return value
@@ -91,10 +92,7 @@ class EtcdModel:
         if kind == "put":
             value = _b(args.get("value"))
             rev = None if unknown else output.get("revision")
-            if state is None:
-                after = (value, 1, rev, rev)
-            else:
-                after = (value, state[1] + 1, state[2], rev)
+            after = (value, 1, rev, rev) if state is None else (value, state[1] + 1, state[2], rev)
             if unknown:
                 return True, after
             if args.get("prev_kv"):
@@ -159,7 +157,7 @@ class EtcdModel:
         if target == VALUE:
             want: Any = _b(cmp.get("value"))
         else:
-            name = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}[target]
+            name = _FIELD_NAMES[target]
             want = cmp.get(name, 0)
         if result == EQUAL:
             return have == want
