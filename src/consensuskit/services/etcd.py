@@ -152,7 +152,10 @@ def single_key(kind: str, body: dict[str, Any]) -> str:
         keys.add(_text(body.get("key")))
         return True
 
-    if not visit(kind, body) or len(keys) != 1:
+    try:
+        if not visit(kind, body) or len(keys) != 1:
+            return ""
+    except (AttributeError, TypeError, ValueError):  # malformed: validate() names the problem
         return ""
     return next(iter(keys))
 
