@@ -6,7 +6,10 @@ Rules this module owns:
     ``nI/`` (its data) and ``nI.log`` (its stdout and stderr).  A second start on the same
     directory reuses all of it, so the nodes recover their logs;
   * ports: client HTTP on ``base_port .. base_port+N-1``, peer TCP on
-    ``base_port+N .. base_port+2N-1``; every one is checked free before any node starts;
+    ``base_port+N .. base_port+2N-1``, then N ports per extra listener the service names
+    (core/service.py ``ports``, e.g. etcd's gRPC on ``base_port+2N .. base_port+3N-1``),
+    written as each node's ``[listen]`` table; every one is checked free before any node
+    starts;
   * each node is a separate OS process (``python -m consensuskit.server.main --config``),
     so SIGKILL, SIGSTOP and restarts act on real processes;
   * a cluster has an id (``cluster_id`` in the manifest and in every node's config,
@@ -78,6 +81,12 @@ class ClusterLayout:
     nodes: tuple[NodeSpec, ...]
     protocol: str = "raft"
     cluster_id: str | None = None
+    listen: tuple[str, ...] = ()  # the service's extra listeners (core/service.py ``ports``)
+
+    def listen_ports(self, spec: NodeSpec) -> dict[str, int]:
+        """Each extra listener's port on ``spec``'s node (see the module rules)."""
+        n, i = len(self.nodes), self.nodes.index(spec)
+        return {name: self.base_port + (2 + k) * n + i for k, name in enumerate(self.listen)}
 
     @property
     def secret_path(self) -> Path:
@@ -174,6 +183,15 @@ class ClusterLayout:
                 protocol or "raft",
             )
             layout = dataclasses.replace(layout, cluster_id=new_cluster_id())
+        service = (node_options or {}).get("service")
+        if service is not None:
+            from consensuskit.catalog import default_registry  # here: the catalog imports the server
+
+            names = default_registry().services.get(str(service)).ports
+            last = layout.base_port + (2 + len(names)) * len(layout.nodes) - 1
+            if last > 65535:
+                raise ClusterError(f"--base-port {layout.base_port} leaves no room for {service}'s ports")
+            layout = dataclasses.replace(layout, listen=tuple(names))
         layout._write_files(node_options or {}, fresh=not manifest_path.exists())
         return layout
 
@@ -214,6 +232,9 @@ class ClusterLayout:
             f"admin_token_file = {_toml(str(self.admin_token_path))}",
         ]
         lines += [f"{k} = {_toml(v)}" for k, v in sorted(settings.items())]
+        listen = self.listen_ports(spec)
+        if listen:
+            lines += ["", "[listen]"] + [f"{k} = {_toml(f'{HOST}:{p}')}" for k, p in listen.items()]
         for peer in self.nodes:
             if peer.node_id != spec.node_id:
                 lines += [
@@ -233,7 +254,10 @@ class ClusterLayout:
 
     def ports(self) -> list[tuple[int, str]]:
         out = [(n.client_port, f"{n.node_id} client HTTP") for n in self.nodes]
-        return out + [(n.peer_port, f"{n.node_id} peer TCP") for n in self.nodes]
+        out += [(n.peer_port, f"{n.node_id} peer TCP") for n in self.nodes]
+        for n in self.nodes:
+            out += [(p, f"{n.node_id} {name}") for name, p in self.listen_ports(n).items()]
+        return out
 
     def check_ports_free(self) -> None:
         for port, use in self.ports():
@@ -241,7 +265,7 @@ class ClusterLayout:
                 raise ClusterError(
                     f"port {port} ({use}) is already in use on {HOST}; stop whatever holds it "
                     f"or choose another --base-port (this cluster needs {self.base_port}.."
-                    f"{self.base_port + 2 * len(self.nodes) - 1})"
+                    f"{self.base_port + (2 + len(self.listen)) * len(self.nodes) - 1})"
                 )
 
 
