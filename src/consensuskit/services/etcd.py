@@ -247,4 +247,6 @@ def etcd_service() -> ServiceSpec:
         model=etcd_model,
         log=True,
         http="consensuskit.services.etcd_gateway:ROUTES",
+        listeners="consensuskit.services.etcd_api:start",
+        ports=("grpc",),
     )
