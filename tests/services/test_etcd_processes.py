@@ -11,28 +11,21 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
 
-from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2_grpc as epb_grpc
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
+from tests.services.etcd_cluster import EtcdCluster, etcd_cluster
 
 pytestmark = pytest.mark.timeout(180)
-
-OPTIONS: dict[str, Any] = {
-    "request_timeout": 2.0,
-    "enable_fault_injection": True,
-    "options": {"election_timeout": 0.5, "heartbeat_interval": 0.05},
-}
 
 
 def b64(text: str | bytes) -> str:
@@ -44,34 +37,9 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-class EtcdCluster:
-    def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-        self.layout = cluster.layout
-
-    def grpc_address(self, node_id: str) -> str:
-        spec = self.layout.node(node_id)
-        return f"127.0.0.1:{self.layout.listen_ports(spec)['grpc']}"
-
-    def follower(self) -> str:
-        leader = self.cluster.wait_for_leader(30)
-        return sorted(n for n in self.cluster.nodes if n != leader)[0]
-
-
 @pytest.fixture(scope="module", params=["raft", "multipaxos"])
 def etcd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    root: Path = tmp_path_factory.mktemp(f"etcd-{request.param}")
-    layout = ClusterLayout.prepare(
-        root / "data",
-        3,
-        free_base_port(9),
-        node_options={**OPTIONS, "service": "etcd"},
-        protocol=request.param,
-    )
-    with LocalCluster(layout) as cluster:
-        cluster.start()
-        cluster.wait_for_leader(30)
-        yield EtcdCluster(cluster)
+    yield from etcd_cluster(tmp_path_factory, request.param)
 
 
 def run(coro: Any) -> Any:
