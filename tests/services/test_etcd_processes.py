@@ -108,6 +108,31 @@ def test_the_gateway_speaks_etcds_json(etcd: EtcdCluster) -> None:
     run(body())
 
 
+def test_the_gateways_fast_path_answers_as_the_protobuf_path(etcd: EtcdCluster) -> None:
+    url = etcd.cluster.url(etcd.cluster.wait_for_leader(30))
+
+    async def body() -> None:
+        async with aiohttp.ClientSession() as http:
+            # "ignore_lease": false is not a fast-path field: that body takes the protobuf path
+            fast = {"key": b64("fp/k"), "value": b64("v"), "prev_kv": True}
+            _, first = await post(http, url + "/v3/kv/put", fast)
+            _, slow = await post(http, url + "/v3/kv/put", {**fast, "ignore_lease": False})
+            _, again = await post(http, url + "/v3/kv/put", fast)
+            assert set(slow) == set(again) == {"header", "prev_kv"} and "prev_kv" not in first
+            assert slow["prev_kv"]["version"] == "1" and again["prev_kv"]["version"] == "2"
+            assert {k: v for k, v in slow["prev_kv"].items() if k not in ("mod_revision", "version")} == {
+                k: v for k, v in again["prev_kv"].items() if k not in ("mod_revision", "version")
+            }
+            for query in ({"key": b64("fp/k")}, {"key": b64("fp/"), "range_end": b64("fp0"), "limit": "1"}):
+                _, fast_answer = await post(http, url + "/v3/kv/range", query)
+                _, slow_answer = await post(http, url + "/v3/kv/range", {**query, "keys_only": False})
+                assert fast_answer == slow_answer
+            _, missing = await post(http, url + "/v3/kv/range", {"key": b64("fp/none")})
+            assert set(missing) == {"header"}
+
+    run(body())
+
+
 def test_a_gateway_watch_streams_events_from_a_revision(etcd: EtcdCluster) -> None:
     url = etcd.cluster.url(etcd.follower())
 

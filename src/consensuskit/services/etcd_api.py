@@ -87,6 +87,7 @@ MIN_TTL = 2  # seconds: etcd's minimum lease TTL (1.5 election timeouts, rounded
 LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 WAIT_POLL = 0.05  # seconds between a waiting lock's (or campaign's) looks
+TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
 FORWARD_PATH = "/v3/consensuskit/forward"
 FORWARDED_HEADER = "X-Consensuskit-Forwarded"
@@ -126,6 +127,8 @@ class EtcdNode:
         self.expired = 0  # expiry commands this node's lessor had applied
         self.grpc_url: str | None = None
         self._peer_grpc: dict[str, str] = {}  # peer -> its gRPC URL, from its /v1/status
+        self._term = 0
+        self._term_until = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -143,11 +146,16 @@ class EtcdNode:
 
     # ------------------------------------------------------------------ calls
     def term(self) -> int:
-        node = self.api.runtime.node
-        try:
-            return int(node.node_status().generation)
-        except Exception:  # a node without a status: no term to tell
-            return 0
+        """The node's generation (Raft's term), looked up at most every TERM_CACHE seconds:
+        a header's raft_term is informational, and a node's status is not free to build."""
+        now = time.monotonic()
+        if now >= self._term_until:
+            try:
+                self._term = int(self.api.runtime.node.node_status().generation)
+            except Exception:  # a node without a status: no term to tell
+                self._term = 0
+            self._term_until = now + TERM_CACHE
+        return self._term
 
     def header(self, revision: int) -> dict[str, int]:
         return {
