@@ -37,7 +37,8 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-@pytest.fixture(scope="module", params=["raft", "multipaxos"])
+# Multi-Paxos runs these with -m slow (its etcdctl run in test_etcd_clients.py is default).
+@pytest.fixture(scope="module", params=["raft", pytest.param("multipaxos", marks=pytest.mark.slow)])
 def etcd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     yield from etcd_cluster(tmp_path_factory, request.param)
 
