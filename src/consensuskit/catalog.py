@@ -250,6 +250,8 @@ def builtin_catalog() -> Catalog:
         demo=True,
     )
     add_services(catalog)
+    # The etcd service's example resource for its locks (services/fenced_store.py).
+    catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
     return catalog
 
 

@@ -158,3 +158,12 @@ def test_the_store_refuses_a_token_below_the_highest() -> None:
     trusting = FencedStore(fencing=False)
     assert trusting.write(["new"], 9)[0] == 200 and trusting.write(["old"], 1)[0] == 200
     assert trusting.value == ["old"]
+
+
+def test_fenced_store_is_a_consensuskit_verb() -> None:
+    from typer.testing import CliRunner
+
+    from consensuskit.cli import app
+
+    result = CliRunner().invoke(app, ["fenced-store", "--help"])
+    assert result.exit_code == 0 and "--no-fencing" in result.output

@@ -23,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from aiohttp import web
+import typer
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class FencedStore:
@@ -56,6 +59,8 @@ class FencedStore:
         return 200, {"token": self.highest}
 
     def app(self) -> web.Application:
+        from aiohttp import web  # here: the CLI imports this module at start
+
         app = web.Application()
 
         async def get(request: web.Request) -> web.Response:
@@ -91,6 +96,8 @@ class FencedStore:
 
 
 async def serve(host: str, port: int, *, fencing: bool = True, ready: Any = None) -> None:
+    from aiohttp import web
+
     runner = web.AppRunner(FencedStore(fencing=fencing).app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -103,8 +110,15 @@ async def serve(host: str, port: int, *, fencing: bool = True, ready: Any = None
         await runner.cleanup()
 
 
-def fenced_store_command(port: int = 7200, host: str = "127.0.0.1", no_fencing: bool = False) -> None:
-    """Run the fenced store until Ctrl-C (``consensuskit fenced-store --port 7200``)."""
+def fenced_store_command(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 7200,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    fencing: Annotated[
+        bool, typer.Option("--fencing/--no-fencing", help="Refuse tokens below the highest seen.")
+    ] = True,
+) -> None:
+    """A store for lock holders that refuses stale fencing tokens (GET/PUT /value)."""
+    no_fencing = not fencing
     mode = "WITHOUT fencing (any write accepted)" if no_fencing else "with fencing"
     print(f"fenced-store on http://{host}:{port} {mode}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -120,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--no-fencing", action="store_true", help="accept writes without a token")
     args = parser.parse_args(argv)
-    fenced_store_command(args.port, args.host, args.no_fencing)
+    fenced_store_command(args.port, args.host, not args.no_fencing)
     return 0
 
 
