@@ -326,3 +326,53 @@ def test_a_new_leader_extends_leases_rather_than_expiring_them(etcd: EtcdCluster
     finally:
         cluster.nodes[old].start()
         cluster.wait_for_leader(30)
+
+
+def test_a_follower_catches_up_through_a_snapshot_of_the_mvcc_store(etcd: EtcdCluster) -> None:
+    """Past the snapshot threshold (200 entries) a restarted follower is sent the store's
+    snapshot: history, compaction point, leases and their keys all come across."""
+    cluster = etcd.cluster
+    leader = cluster.wait_for_leader(30)
+    lagging = sorted(n for n in cluster.nodes if n != leader)[-1]
+    cluster.nodes[lagging].kill()
+
+    async def write() -> tuple[int, int]:
+        async with grpc.aio.insecure_channel(etcd.grpc_address(leader)) as channel:
+            kv, lease = pb_grpc.KVStub(channel), pb_grpc.LeaseStub(channel)
+            granted = await lease.LeaseGrant(pb.LeaseGrantRequest(TTL=60))
+            await kv.Put(pb.PutRequest(key=b"snap/leased", value=b"x", lease=granted.ID))
+            first = None
+            for i in range(260):
+                put = await kv.Put(pb.PutRequest(key=f"snap/{i % 7}".encode(), value=str(i).encode()))
+                first = first or put.header.revision
+            await kv.Compact(pb.CompactionRequest(revision=first + 10))
+            return granted.ID, put.header.revision
+
+    lease_id, last = run(write())
+    cluster.nodes[lagging].start()
+
+    async def read_follower() -> None:
+        async with grpc.aio.insecure_channel(etcd.grpc_address(lagging)) as channel:
+            kv, lease = pb_grpc.KVStub(channel), pb_grpc.LeaseStub(channel)
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        got = await kv.Range(
+                            pb.RangeRequest(key=b"snap/", range_end=b"snap0", serializable=True)
+                        )
+                        if got.header.revision >= last:
+                            break
+                    except grpc.aio.AioRpcError:
+                        pass
+                    await asyncio.sleep(0.2)
+            assert {kv.key: kv.value for kv in got.kvs}[b"snap/6"] == b"258"
+            assert len(got.kvs) == 8
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await kv.Range(pb.RangeRequest(key=b"snap/1", revision=2, serializable=True))
+            assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
+            ttl = await lease.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_id, keys=True))
+            assert list(ttl.keys) == [b"snap/leased"]
+            await lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease_id))
+
+    run(read_follower())
+    cluster.wait_for_leader(30)
