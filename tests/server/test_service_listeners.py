@@ -109,3 +109,18 @@ async def test_a_listener_that_cannot_bind_is_a_configuration_error(tmp_path):
 def test_a_listen_address_is_checked(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"listen\.grpc"):
         node_config(tmp_path, "a", ["a"], listen={"grpc": "no-port"})
+
+
+@async_test
+async def test_a_service_may_keep_fsyncs_out_of_the_loop_thread(tmp_path):
+    """``sync_inline=False`` (etcd's gRPC front): the runtime never fsyncs inline."""
+    cfg = dataclasses.replace(node_config(tmp_path, "solo", ["solo"]), inline_sync_bytes=4096)
+    for sync_inline, expected in ((True, 4096), (False, 0)):
+        reg = builtin_registry()
+        reg.add_service(dataclasses.replace(kv_service(), name="kv-threaded", sync_inline=sync_inline))
+        server = NodeServer(dataclasses.replace(cfg, service="kv-threaded"), registry=reg)
+        await server.start()
+        try:
+            assert server.runtime._inline_sync_bytes == expected
+        finally:
+            await server.stop()

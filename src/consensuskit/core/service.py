@@ -112,6 +112,11 @@ class ServiceSpec:
     # "module:attribute" of ``async def start(api, listen) -> close`` (see the module rules).
     listeners: str | None = None
     ports: tuple[str, ...] = ()  # names of the extra per-node ports ``listen`` may map
+    # False: the server never fsyncs in its loop thread (its ``inline_sync_bytes`` is 0)
+    # for this service: a front that takes one request per loop wake-up (grpcio's asyncio
+    # server) gets nothing in while an inline fsync blocks the loop, so each write would
+    # make a batch, and a sync, of its own.
+    sync_inline: bool = True
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.kinds:

@@ -111,7 +111,8 @@ class NodeServer:
                 cfg.options,
                 storage,
                 on_sync=self.metrics.on_sync,
-                inline_sync_bytes=cfg.inline_sync_bytes,
+                # A service may need the loop free during every fsync (core/service.py).
+                inline_sync_bytes=cfg.inline_sync_bytes if self.service.sync_inline else 0,
                 service=self.service,
             )
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
