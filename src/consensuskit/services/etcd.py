@@ -249,4 +249,6 @@ def etcd_service() -> ServiceSpec:
         http="consensuskit.services.etcd_gateway:ROUTES",
         listeners="consensuskit.services.etcd_api:start",
         ports=("grpc",),
+        # grpcio's asyncio server takes one call per loop wake-up: keep fsyncs off the loop.
+        sync_inline=False,
     )

@@ -23,6 +23,11 @@ Rules this module owns:
     ``MIN_TTL``, etcd's minimum); every node runs a lessor (services/etcd_lessor.py) fed
     by a poll of its applied leases every ``LESSOR_TICK``; only the leader's proposes
     expiries;
+  * gRPC writes and linearizable reads are handed to the node in groups: grpcio's asyncio
+    server takes one call per loop wake-up, so each alone would make a batch of one (a
+    sync, or a read-index round, of its own); a call waits ``COALESCE`` for the others
+    arriving meanwhile and they go to the node together.  The gateway needs none of it: aiohttp reads
+    every ready request in one go;
   * locks (v3lock) and elections (v3election) are etcd's client recipes run here: the
     key ``NAME/LEASE-in-hex`` is created under the lease; its holder is the key with the
     lowest create revision under ``NAME/``; the create revision is the fencing token.
@@ -88,6 +93,7 @@ LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 WAIT_POLL = 0.05  # seconds between a waiting lock's (or campaign's) looks
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
+COALESCE = 0.0005  # seconds a gRPC write waits for others to share its batch (module rules)
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
 FORWARD_PATH = "/v3/consensuskit/forward"
 FORWARDED_HEADER = "X-Consensuskit-Forwarded"
@@ -129,6 +135,7 @@ class EtcdNode:
         self._peer_grpc: dict[str, str] = {}  # peer -> its gRPC URL, from its /v1/status
         self._term = 0
         self._term_until = 0.0
+        self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # writes to coalesce
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -166,9 +173,16 @@ class EtcdNode:
         }
 
     async def call(
-        self, kind: str, body: dict[str, Any], *, serializable: bool = False, forwarded: bool = False
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        serializable: bool = False,
+        forwarded: bool = False,
+        coalesce: bool = False,
     ) -> dict[str, Any]:
-        """Run one store op; its result, or ``EtcdError``."""
+        """Run one store op; its result, or ``EtcdError``.  ``coalesce``: hand a write to
+        the node together with the others arriving within ``COALESCE`` (module rules)."""
         from consensuskit.server import edge
         from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
 
@@ -188,7 +202,10 @@ class EtcdNode:
         except edge.EdgeError as exc:
             raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc.message}") from None
         try:
-            response = await api.runtime.request(request, api.config.request_timeout)
+            if coalesce and not (read and serializable):
+                response = await self._coalesced(request)
+            else:
+                response = await api.runtime.request(request, api.config.request_timeout)
         except RequestTimeout:
             raise EtcdError(UNAVAILABLE, TIMEOUT) from None
         except LeadershipLost:
@@ -208,6 +225,28 @@ class EtcdNode:
             extra = {k: v for k, v in result.items() if k not in ("error", "message")}
             raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
         return result
+
+    def _coalesced(self, request: ClientRequest) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._held.append((request, fut))
+        if len(self._held) == 1:
+            loop.call_later(COALESCE, self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        held, self._held = self._held, []
+        runtime, timeout = self.api.runtime, self.api.config.request_timeout
+        for request, fut in held:
+            if fut.done():  # its caller gave up
+                continue
+            try:
+                inner = runtime.submit(request, timeout)
+            except Exception as exc:  # NodeHalted: the node is not running
+                fut.set_exception(exc)
+                continue
+            inner.add_done_callback(lambda done, fut=fut: _settle(fut, done))
+            fut.add_done_callback(lambda mine, inner=inner: inner.cancel() if mine.cancelled() else None)
 
     async def _forward(
         self, leader: str, kind: str, body: dict[str, Any], serializable: bool
@@ -502,6 +541,17 @@ class EtcdNode:
                         self._peer_grpc[peer] = url
 
         await asyncio.gather(*(ask(p) for p in missing))
+
+
+def _settle(fut: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    if fut.done():
+        return
+    if done.cancelled():
+        fut.cancel()
+    elif done.exception() is not None:
+        fut.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        fut.set_result(done.result())
 
 
 def _dir_size(path: Any) -> int:

@@ -54,28 +54,30 @@ class _Base:
 class KVServicer(_Base, pb_grpc.KVServicer):
     async def Range(self, request: pb.RangeRequest, context: Any) -> pb.RangeResponse:
         try:
-            r = await self.node.call("range", cv.range_request(request), serializable=request.serializable)
+            r = await self.node.call(
+                "range", cv.range_request(request), serializable=request.serializable, coalesce=True
+            )
         except EtcdError as exc:
             await _abort(context, exc)
         return cv.range_response(r, self.header(r["revision"]))
 
     async def Put(self, request: pb.PutRequest, context: Any) -> pb.PutResponse:
         try:
-            r = await self.node.call("put", cv.put_request(request))
+            r = await self.node.call("put", cv.put_request(request), coalesce=True)
         except EtcdError as exc:
             await _abort(context, exc)
         return cv.put_response(r, self.header(r["revision"]))
 
     async def DeleteRange(self, request: pb.DeleteRangeRequest, context: Any) -> pb.DeleteRangeResponse:
         try:
-            r = await self.node.call("delete_range", cv.delete_request(request))
+            r = await self.node.call("delete_range", cv.delete_request(request), coalesce=True)
         except EtcdError as exc:
             await _abort(context, exc)
         return cv.delete_response(r, self.header(r["revision"]))
 
     async def Txn(self, request: pb.TxnRequest, context: Any) -> pb.TxnResponse:
         try:
-            r = await self.node.call("txn", cv.txn_request(request))
+            r = await self.node.call("txn", cv.txn_request(request), coalesce=True)
         except ValueError as exc:
             await _abort(context, EtcdError(3, f"etcdserver: {exc}"))
         except EtcdError as exc:
