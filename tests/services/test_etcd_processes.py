@@ -47,6 +47,19 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+async def retry(call: Any, seconds: float = 20.0) -> Any:
+    """``call()`` again while the cluster answers UNAVAILABLE (an election on a loaded
+    machine): etcd's clients retry those too."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[int, Any]:
     async with http.post(url, data=json.dumps(body)) as resp:
         return resp.status, await resp.json(content_type=None)
@@ -339,13 +352,14 @@ def test_a_follower_catches_up_through_a_snapshot_of_the_mvcc_store(etcd: EtcdCl
     async def write() -> tuple[int, int]:
         async with grpc.aio.insecure_channel(etcd.grpc_address(leader)) as channel:
             kv, lease = pb_grpc.KVStub(channel), pb_grpc.LeaseStub(channel)
-            granted = await lease.LeaseGrant(pb.LeaseGrantRequest(TTL=60))
-            await kv.Put(pb.PutRequest(key=b"snap/leased", value=b"x", lease=granted.ID))
+            granted = await retry(lambda: lease.LeaseGrant(pb.LeaseGrantRequest(TTL=60)))
+            await retry(lambda: kv.Put(pb.PutRequest(key=b"snap/leased", value=b"x", lease=granted.ID)))
             first = None
             for i in range(260):
-                put = await kv.Put(pb.PutRequest(key=f"snap/{i % 7}".encode(), value=str(i).encode()))
+                request = pb.PutRequest(key=f"snap/{i % 7}".encode(), value=str(i).encode())
+                put = await retry(lambda request=request: kv.Put(request))
                 first = first or put.header.revision
-            await kv.Compact(pb.CompactionRequest(revision=first + 10))
+            await retry(lambda: kv.Compact(pb.CompactionRequest(revision=first + 10)))
             return granted.ID, put.header.revision
 
     lease_id, last = run(write())

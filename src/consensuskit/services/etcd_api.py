@@ -28,6 +28,10 @@ Rules this module owns:
     sync, or a read-index round, of its own); a call waits ``COALESCE`` for the others
     arriving meanwhile and they go to the node together.  The gateway needs none of it: aiohttp reads
     every ready request in one go;
+  * etcd's writes carry no request id, so each goes under this node's anonymous session
+    with the next seq; concurrent writes may reach the log out of seq order (a
+    Multi-Paxos follower forwards them), and the later one is refused stale-session,
+    unapplied: it is submitted again under a new seq (``STALE_RETRIES`` times);
   * locks (v3lock) and elections (v3election) are etcd's client recipes run here: the
     key ``NAME/LEASE-in-hex`` is created under the lease; its holder is the key with the
     lowest create revision under ``NAME/``; the create revision is the fencing token.
@@ -47,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from consensuskit.core.capabilities import is_leading
-from consensuskit.core.client import BUSY, NOT_LEADER, STALE_OK, ClientRequest
+from consensuskit.core.client import BUSY, NOT_LEADER, STALE_OK, STALE_SESSION, ClientRequest
 from consensuskit.services.etcd import make_op, validate
 from consensuskit.services.etcd_lessor import Lessor
 from consensuskit.statemachines.mvcc import (
@@ -93,6 +97,7 @@ LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 WAIT_POLL = 0.05  # seconds between a waiting lock's (or campaign's) looks
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
+STALE_RETRIES = 5  # attempts of a write refused as stale-session (module rules)
 COALESCE = 0.0005  # seconds a gRPC write waits for others to share its batch (module rules)
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
 FORWARD_PATH = "/v3/consensuskit/forward"
@@ -183,14 +188,37 @@ class EtcdNode:
     ) -> dict[str, Any]:
         """Run one store op; its result, or ``EtcdError``.  ``coalesce``: hand a write to
         the node together with the others arriving within ``COALESCE`` (module rules)."""
-        from consensuskit.server import edge
-        from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
-
         op = make_op(kind, "", body)
         try:
             validate(op)
         except ValueError as exc:
             raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc}") from None
+        for _ in range(STALE_RETRIES):
+            response = await self._submit(op, kind, serializable, coalesce)
+            if response.ok or response.error != STALE_SESSION:
+                break
+            # This node's anonymous session already applied a later seq (concurrent writes
+            # reordered on their way, e.g. forwarded by a Multi-Paxos follower): this one
+            # was not applied, so it goes again under a new seq.
+        if not response.ok:
+            if response.error == NOT_LEADER:
+                if forwarded or response.leader_hint in (None, self.node_id):
+                    raise EtcdError(UNAVAILABLE, NO_LEADER)
+                return await self._forward(response.leader_hint, kind, body, serializable)
+            if response.error == BUSY:
+                raise EtcdError(UNAVAILABLE, LEADER_CHANGED)
+            raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
+        result = response.result
+        if isinstance(result, dict) and "error" in result:
+            extra = {k: v for k, v in result.items() if k not in ("error", "message")}
+            raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
+        return result
+
+    async def _submit(self, op: Any, kind: str, serializable: bool, coalesce: bool) -> Any:
+        """One attempt: the node's ``ClientResponse``, or ``EtcdError`` for no answer."""
+        from consensuskit.server import edge
+        from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
+
         api = self.api
         read = kind in READ_KINDS
         client_id, seq = api.read_id() if read else api.request_id(None)
@@ -212,19 +240,7 @@ class EtcdNode:
             raise EtcdError(UNAVAILABLE, LEADER_CHANGED) from None
         except NodeHalted as exc:
             raise EtcdError(UNAVAILABLE, f"etcdserver: {exc}") from None
-        if not response.ok:
-            if response.error == NOT_LEADER:
-                if forwarded or response.leader_hint in (None, self.node_id):
-                    raise EtcdError(UNAVAILABLE, NO_LEADER)
-                return await self._forward(response.leader_hint, kind, body, serializable)
-            if response.error == BUSY:
-                raise EtcdError(UNAVAILABLE, LEADER_CHANGED)
-            raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
-        result = response.result
-        if isinstance(result, dict) and "error" in result:
-            extra = {k: v for k, v in result.items() if k not in ("error", "message")}
-            raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
-        return result
+        return response
 
     def _coalesced(self, request: ClientRequest) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

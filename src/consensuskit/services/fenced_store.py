@@ -120,9 +120,12 @@ def fenced_store_command(
     """A store for lock holders that refuses stale fencing tokens (GET/PUT /value)."""
     no_fencing = not fencing
     mode = "WITHOUT fencing (any write accepted)" if no_fencing else "with fencing"
-    print(f"fenced-store on http://{host}:{port} {mode}", flush=True)
+
+    def ready(bound: int) -> None:  # printed once the port listens: a script may wait for it
+        print(f"fenced-store on http://{host}:{bound} {mode}", flush=True)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, port, fencing=not no_fencing))
+        asyncio.run(serve(host, port, fencing=not no_fencing, ready=ready))
 
 
 def main(argv: list[str] | None = None) -> int:
