@@ -211,12 +211,35 @@ def test_sessions_apply_a_retry_once_and_snapshots_round_trip() -> None:
 
 # ---------------------------------------------------------------------- the naive twin
 class Twin:
-    """A full copy of the store per revision: obviously right, hopelessly slow."""
+    """A full copy of the store per revision: obviously right, hopelessly slow.  Leases
+    are a set of ids; a key's lease is in its key-value; revoking one deletes every key
+    whose current key-value names it."""
 
     def __init__(self) -> None:
         self.rev = 1
         self.states: dict[int, dict[bytes, tuple[Any, ...]]] = {1: {}}
         self.compacted = 0
+        self.leases: set[int] = set()
+
+    def put_leased(self, key: bytes, value: bytes, lease: int) -> bool:
+        if lease and lease not in self.leases:
+            return False
+        state = dict(self.states[self.rev])
+        old = state.get(key)
+        rev = self.rev + 1
+        state[key] = (key, old[1] if old else rev, rev, old[3] + 1 if old else 1, value, lease)
+        self._commit(state)
+        return True
+
+    def revoke(self, lease: int) -> bool:
+        if lease not in self.leases:
+            return False
+        self.leases.discard(lease)
+        state = self.states[self.rev]
+        gone = [k for k, kv in state.items() if kv[5] == lease]
+        if gone:
+            self._commit({k: v for k, v in state.items() if k not in gone})
+        return True
 
     def _commit(self, state: dict[bytes, tuple[Any, ...]]) -> None:
         self.rev += 1
@@ -267,6 +290,9 @@ ops = st.one_of(
     st.tuples(st.just("compact"), st.integers(0, 30)),
     st.tuples(st.just("cas"), keys, st.integers(0, 3), st.binary(max_size=3)),
     st.tuples(st.just("snapshot")),
+    st.tuples(st.just("grant"), st.integers(1, 3)),
+    st.tuples(st.just("leased"), keys, st.binary(max_size=2), st.integers(0, 3)),
+    st.tuples(st.just("revoke"), st.integers(1, 3)),
 )
 
 
@@ -300,12 +326,31 @@ def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) ->
             assert r["succeeded"] == ((cur[3] if cur else 0) == op[2])
             if r["succeeded"]:
                 twin.put(op[1], op[3])
+        elif name == "grant":
+            r = run(s, "lease_grant", id=op[1], ttl=5)
+            assert ("error" in r) == (op[1] in twin.leases)
+            twin.leases.add(op[1])
+        elif name == "leased":
+            r = run(s, "put", key=op[1], value=op[2], lease=op[3])
+            assert ("error" not in r) == twin.put_leased(op[1], op[2], op[3])
+        elif name == "revoke":
+            stamp = s.leases[op[1]].stamp if op[1] in s.leases else 0
+            if op[1] % 2:  # half expire (the lessor's way), half revoke
+                r = run(s, "lease_expire", id=op[1], stamp=stamp)
+                assert bool(r.get("expired")) == twin.revoke(op[1])
+            else:
+                r = run(s, "lease_revoke", id=op[1])
+                assert ("error" not in r) == twin.revoke(op[1])
         else:
             copy = MVCCStore()
             copy.restore(s.snapshot())
             assert copy.digest() == s.digest()
             s = copy
         assert s.revision == twin.rev
+        assert set(s.leases) == twin.leases
+        for lease_id, lease in s.leases.items():  # attached keys follow the key-values
+            live = twin.states[twin.rev]
+            assert lease.keys == {k for k, kv in live.items() if kv[5] == lease_id}
     # every revision still readable agrees
     for rev in range(max(twin.compacted, 1), twin.rev + 1):
         assert run(s, "range", key=b"\0", range_end=b"\0", revision=rev)["kvs"] == twin.range(
