@@ -97,6 +97,7 @@ LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 WAIT_POLL = 0.05  # seconds between a waiting lock's (or campaign's) looks
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
+PROGRESS_INTERVAL = 600.0  # seconds: a quiet watch with progress_notify hears this often (etcd's)
 STALE_RETRIES = 5  # attempts of a write refused as stale-session (module rules)
 COALESCE = 0.0005  # seconds a gRPC write waits for others to share its batch (module rules)
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
@@ -141,6 +142,7 @@ class EtcdNode:
         self._term = 0
         self._term_until = 0.0
         self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # writes to coalesce
+        self.progress_interval = PROGRESS_INTERVAL
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -353,15 +355,21 @@ class EtcdNode:
     # ------------------------------------------------------------------ watches
     async def watch(self, create: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
         """("created", revision), then ("events", (revision, events)) as they are applied
-        here; ("compacted", compact_revision) ends it."""
+        here; with ``progress_notify``, ("progress", revision) after ``progress_interval``
+        without events; ("compacted", compact_revision) ends it."""
         key, end = create.get("key") or b"", create.get("range_end") or b""
         with_prev = bool(create.get("prev_kv"))
         filters = set(create.get("filters") or ())
+        progress = bool(create.get("progress_notify"))
         current = await self.local_revision()
         start = int(create.get("start_revision") or 0) or current + 1
         yield ("created", current)
         nxt = start
+        quiet_since = time.monotonic()
         while not self.closed:
+            if progress and time.monotonic() - quiet_since >= self.progress_interval and nxt > current:
+                quiet_since = time.monotonic()
+                yield ("progress", current)  # nothing new up to here: etcd's progress notify
             if current >= nxt:
                 try:
                     r = await self.call(
@@ -377,6 +385,7 @@ class EtcdNode:
                 events = [e for e in r["events"] if e[0] not in filters]  # NOPUT = 0 = PUT's type
                 nxt = r["next"]
                 if events:
+                    quiet_since = time.monotonic()
                     yield ("events", (r["revision"], events))
                 continue
             await asyncio.sleep(WATCH_POLL)

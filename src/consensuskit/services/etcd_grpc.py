@@ -9,7 +9,9 @@ Rules this module owns:
     the id asked for, or the next free one), then its events in revision order; cancel
     answers ``canceled``; a watcher whose start revision was compacted is answered
     ``canceled`` with ``compact_revision``; a progress request is answered with the
-    current revision and watch id -1 (etcd's stream-wide progress);
+    current revision and watch id -1 (etcd's stream-wide progress); a watcher created with
+    ``progress_notify`` hears the current revision, with no events, after every quiet
+    ``progress_interval`` (etcd's 10 minutes);
   * LeaseKeepAlive: each request is one keep-alive through the log; an unknown lease
     answers TTL 0 (etcd's way), the stream goes on;
   * Lock answers the held key; its create revision (a Range of the key) is the fencing
@@ -114,6 +116,8 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                                 events=[cv.event(e) for e in events],
                             )
                         )
+                    elif kind == "progress":
+                        out.put_nowait(pb.WatchResponse(header=self.header(data), watch_id=watch_id))
                     else:
                         out.put_nowait(
                             pb.WatchResponse(
@@ -157,6 +161,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                             "start_revision": cr.start_revision,
                             "prev_kv": cr.prev_kv,
                             "filters": tuple(cr.filters),
+                            "progress_notify": cr.progress_notify,
                         }
                         watchers[watch_id] = asyncio.ensure_future(run(watch_id, create))
                     elif which == "cancel_request":
