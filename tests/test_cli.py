@@ -98,6 +98,7 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
         (["sweep", "multipaxos", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
         (["check", "no-file.jsonl", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
+        (["up", "--listen-base-port", "grpc"], "expected NAME=PORT"),
         (["sim", "raft", "--nodes", "0"], "--nodes"),
         (["sim", "raft", "--nodes", "-3"], "--nodes"),
         (["sim", "raft", "--duration", "-1"], "--duration"),

@@ -124,3 +124,24 @@ async def test_a_service_may_keep_fsyncs_out_of_the_loop_thread(tmp_path):
             assert server.runtime._inline_sync_bytes == expected
         finally:
             await server.stop()
+
+
+def test_up_gives_each_node_a_port_per_listener_or_from_a_given_base(tmp_path) -> None:
+    from consensuskit.server.cluster import ClusterError, ClusterLayout
+
+    layout = ClusterLayout.prepare(tmp_path / "a", 3, 27500, node_options={"service": "etcd"})
+    assert [layout.listen_ports(n)["grpc"] for n in layout.nodes] == [27506, 27507, 27508]
+    assert 'grpc = "127.0.0.1:27506"' in layout.nodes[0].config_path.read_text()
+    assert (27508, "n3 grpc") in layout.ports()
+    given = ClusterLayout.prepare(
+        tmp_path / "b", 3, 27500, node_options={"service": "etcd"}, listen_base={"grpc": 28000}
+    )
+    assert [given.listen_ports(n)["grpc"] for n in given.nodes] == [28000, 28001, 28002]
+    again = ClusterLayout.prepare(tmp_path / "b")  # a restart remembers the base and the service
+    assert [again.listen_ports(n)["grpc"] for n in again.nodes] == [28000, 28001, 28002]
+    with pytest.raises(ClusterError, match="listens on: grpc"):
+        ClusterLayout.prepare(
+            tmp_path / "c", 3, 27500, node_options={"service": "etcd"}, listen_base={"http2": 1}
+        )
+    with pytest.raises(ClusterError, match="listens on: none"):
+        ClusterLayout.prepare(tmp_path / "d", 3, 27500, listen_base={"grpc": 28000})

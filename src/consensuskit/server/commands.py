@@ -190,6 +190,7 @@ def up_command(
     startup_timeout: float = 30.0,
     protocol: str | None = None,
     service: str | None = None,
+    listen_base: dict[str, int] | None = None,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
@@ -212,7 +213,7 @@ def up_command(
         nodes = max(3, registry.get(protocol).min_nodes)
     try:
         layout = ClusterLayout.prepare(
-            data_dir, nodes, base_port, node_options=node_options, protocol=protocol
+            data_dir, nodes, base_port, node_options=node_options, protocol=protocol, listen_base=listen_base
         )
         layout.check_ports_free()
     except (ClusterError, OSError) as exc:
