@@ -129,8 +129,9 @@ class EtcdNode:
         self.api = api
         cfg = api.config
         self.node_id = cfg.node_id
-        self.member_id = member_id(cfg.node_id)
-        self.cluster_id = member_id(cfg.cluster_id or ",".join(cfg.members))
+        self._cluster = cfg.cluster_id or ",".join(cfg.members)
+        self.cluster_id = member_id(self._cluster)
+        self.member_id = self.member_of(cfg.node_id)
         self.lessor = Lessor()
         self._tasks: list[asyncio.Task[None]] = []
         self._http: Any = None  # aiohttp.ClientSession for forwarding, made on first use
@@ -143,6 +144,10 @@ class EtcdNode:
         self._term_until = 0.0
         self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # writes to coalesce
         self.progress_interval = PROGRESS_INTERVAL
+
+    def member_of(self, node_id: str) -> int:
+        """A node's etcd member id: unique to this cluster (two clusters' n1 differ)."""
+        return member_id(f"{self._cluster}/{node_id}")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -513,7 +518,7 @@ class EtcdNode:
         return {
             "version": VERSION,
             "dbSize": _dir_size(self.api.config.data_dir),
-            "leader": member_id(leader) if leader else 0,
+            "leader": self.member_of(leader) if leader else 0,
             "raftIndex": int(body.get("commit") or 0),
             "raftTerm": int(body.get("generation") or 0),
             "raftAppliedIndex": int(body.get("applied") or 0),
@@ -538,7 +543,7 @@ class EtcdNode:
                 urls = [grpc_url] if grpc_url else [info.client_url]
             members.append(
                 {
-                    "ID": member_id(node_id),
+                    "ID": self.member_of(node_id),
                     "name": node_id,
                     "peerURLs": [f"http://{peer[0]}:{peer[1]}"],
                     "clientURLs": urls,
