@@ -251,6 +251,9 @@ def _print_endpoints(console: Console, cluster: LocalCluster, leader: str | None
     else:
         console.print(f"leader: [bold green]{leader}[/] ({cluster.url(leader)})")
     console.print(f"endpoints: {','.join(layout.endpoints)}")
+    for name in layout.listen:  # the service's own listeners (e.g. etcd's grpc)
+        addresses = ",".join(f"127.0.0.1:{layout.listen_ports(n)[name]}" for n in layout.nodes)
+        console.print(f"{name} endpoints: {addresses}")
     console.print(f"admin token: {layout.admin_token_path}")
     console.print(
         f"try: consensuskit kv put hello world --endpoints {','.join(layout.endpoints)}\n"
