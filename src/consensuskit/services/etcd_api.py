@@ -32,9 +32,8 @@ Rules this module owns:
     with the next seq; concurrent writes may reach the log out of seq order (a
     Multi-Paxos follower forwards them), and the later one is refused stale-session,
     unapplied: it is submitted again under a new seq (``STALE_RETRIES`` times);
-  * locks (v3lock) and elections (v3election) are etcd's client recipes run here: the
-    key ``NAME/LEASE-in-hex`` is created under the lease; its holder is the key with the
-    lowest create revision under ``NAME/``; the create revision is the fencing token.
+  * locks (v3lock) and elections (v3election) are etcd's client recipes, run here
+    (services/etcd_recipes.py).
 """
 
 from __future__ import annotations
@@ -54,14 +53,9 @@ from consensuskit.core.capabilities import is_leading
 from consensuskit.core.client import BUSY, NOT_LEADER, STALE_OK, STALE_SESSION, ClientRequest
 from consensuskit.services.etcd import make_op, validate
 from consensuskit.services.etcd_lessor import Lessor
+from consensuskit.services.etcd_recipes import Recipes
 from consensuskit.statemachines.mvcc import (
-    CREATE,
-    EQUAL,
     READ_KINDS,
-    SORT_ASCEND,
-    SORT_CREATE,
-    SORT_DESCEND,
-    prefix_end,
 )
 
 if TYPE_CHECKING:
@@ -89,13 +83,10 @@ ERROR_CODES = {
 NO_LEADER = "etcdserver: no leader"
 TIMEOUT = "etcdserver: request timed out"
 LEADER_CHANGED = "etcdserver: leader changed"
-ELECTION_NOT_LEADER = "election: not leader"
-ELECTION_NO_LEADER = "election: no leader"
 
 MIN_TTL = 2  # seconds: etcd's minimum lease TTL (1.5 election timeouts, rounded up)
 LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
-WAIT_POLL = 0.05  # seconds between a waiting lock's (or campaign's) looks
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
 PROGRESS_INTERVAL = 600.0  # seconds: a quiet watch with progress_notify hears this often (etcd's)
 STALE_RETRIES = 5  # attempts of a write refused as stale-session (module rules)
@@ -118,12 +109,9 @@ def member_id(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
-def lock_key(name: bytes, lease: int) -> bytes:
-    return name + b"/" + f"{lease:x}".encode()
-
-
-class EtcdNode:
-    """The etcd API of one node (see the module rules)."""
+class EtcdNode(Recipes):
+    """The etcd API of one node (see the module rules; locks and elections:
+    services/etcd_recipes.py)."""
 
     def __init__(self, api: NodeApi) -> None:
         self.api = api
@@ -395,121 +383,6 @@ class EtcdNode:
                 continue
             await asyncio.sleep(WATCH_POLL)
             current = await self.local_revision()
-
-    # ------------------------------------------------------------------ locks and elections
-    async def _claim(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
-        """Create NAME/LEASE under ``lease`` (or find it): (key, create revision, revision)."""
-        key = lock_key(name, lease)
-        r = await self.call(
-            "txn",
-            {
-                "compare": [{"key": key, "target": CREATE, "result": EQUAL, "create_revision": 0}],
-                "success": [{"put": {"key": key, "value": value, "lease": lease}}],
-                "failure": [{"range": {"key": key}}],
-            },
-        )
-        if r["succeeded"]:
-            return key, r["revision"], r["revision"]
-        kvs = r["responses"][0]["range"]["kvs"]
-        if not kvs:  # deleted between compare and read: cannot happen in one txn
-            raise EtcdError(INTERNAL, "etcdserver: lock key vanished")
-        return key, kvs[0][1], r["revision"]
-
-    async def _wait_turn(self, name: bytes, key: bytes, rev: int) -> int:
-        """Wait until no key under NAME/ was created before ``rev``; the revision then."""
-        prefix = name + b"/"
-        while not self.closed:
-            r = await self.call(
-                "range",
-                {
-                    "key": prefix,
-                    "range_end": prefix_end(prefix),
-                    "max_create_revision": rev - 1,
-                    "sort_order": SORT_DESCEND,
-                    "sort_target": SORT_CREATE,
-                    "limit": 1,
-                },
-            )
-            if not r["kvs"]:
-                mine = await self.call("range", {"key": key})
-                if not mine["kvs"] or mine["kvs"][0][1] != rev:
-                    raise EtcdError(NOT_FOUND, "etcdserver: requested lease not found")  # our lease ended
-                return int(r["revision"])
-            await asyncio.sleep(WAIT_POLL)
-        raise EtcdError(UNAVAILABLE, "etcdserver: server stopped")
-
-    async def lock(self, name: bytes, lease: int) -> tuple[bytes, int, int]:
-        """(key, its create revision = the fencing token, revision) once held."""
-        key, rev, _ = await self._claim(name, lease, b"")
-        try:
-            revision = await self._wait_turn(name, key, rev)
-        except asyncio.CancelledError:  # the client gave up: do not leave a waiter behind
-            with contextlib.suppress(EtcdError):
-                await self.call("delete_range", {"key": key})
-            raise
-        return key, rev, revision
-
-    async def campaign(self, name: bytes, lease: int, value: bytes) -> tuple[dict[str, Any], int]:
-        key, rev, _ = await self._claim(name, lease, value)
-        try:
-            revision = await self._wait_turn(name, key, rev)
-        except asyncio.CancelledError:
-            with contextlib.suppress(EtcdError):
-                await self.call("delete_range", {"key": key})
-            raise
-        leader = {"name": name, "key": key, "rev": rev, "lease": lease}
-        current = await self.call("range", {"key": key})
-        if current["kvs"] and current["kvs"][0][4] != value:  # campaigned again with another value
-            revision = (await self.proclaim(leader, value))["revision"]
-        return leader, revision
-
-    async def proclaim(self, leader: dict[str, Any], value: bytes) -> dict[str, Any]:
-        key, rev = leader.get("key") or b"", int(leader.get("rev") or 0)
-        r = await self.call(
-            "txn",
-            {
-                "compare": [{"key": key, "target": CREATE, "result": EQUAL, "create_revision": rev}],
-                "success": [{"put": {"key": key, "value": value, "ignore_lease": True}}],
-            },
-        )
-        if not r["succeeded"] or not rev:
-            raise EtcdError(FAILED_PRECONDITION, ELECTION_NOT_LEADER)
-        return r
-
-    async def leader(self, name: bytes, *, serializable: bool = False) -> tuple[Any, int]:
-        prefix = name + b"/"
-        r = await self.call(
-            "range",
-            {
-                "key": prefix,
-                "range_end": prefix_end(prefix),
-                "sort_order": SORT_ASCEND,
-                "sort_target": SORT_CREATE,
-                "limit": 1,
-            },
-            serializable=serializable,
-        )
-        return (r["kvs"][0] if r["kvs"] else None), int(r["revision"])
-
-    async def observe(self, name: bytes) -> AsyncIterator[tuple[Any, int]]:
-        """Each new leader or proclamation, as (key-value, revision)."""
-        last = None
-        while not self.closed:
-            kv, revision = await self.leader(name, serializable=True)
-            if kv is not None and (kv[0], kv[2]) != last:
-                last = (kv[0], kv[2])
-                yield kv, revision
-            await asyncio.sleep(WATCH_POLL)
-
-    async def resign(self, leader: dict[str, Any]) -> dict[str, Any]:
-        key, rev = leader.get("key") or b"", int(leader.get("rev") or 0)
-        return await self.call(
-            "txn",
-            {
-                "compare": [{"key": key, "target": CREATE, "result": EQUAL, "create_revision": rev}],
-                "success": [{"delete_range": {"key": key}}],
-            },
-        )
 
     # ------------------------------------------------------------------ cluster
     def status(self) -> dict[str, Any]:
