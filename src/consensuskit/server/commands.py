@@ -190,6 +190,7 @@ def up_command(
     startup_timeout: float = 30.0,
     protocol: str | None = None,
     service: str | None = None,
+    listen_base: dict[str, int] | None = None,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
@@ -212,7 +213,7 @@ def up_command(
         nodes = max(3, registry.get(protocol).min_nodes)
     try:
         layout = ClusterLayout.prepare(
-            data_dir, nodes, base_port, node_options=node_options, protocol=protocol
+            data_dir, nodes, base_port, node_options=node_options, protocol=protocol, listen_base=listen_base
         )
         layout.check_ports_free()
     except (ClusterError, OSError) as exc:
@@ -250,6 +251,9 @@ def _print_endpoints(console: Console, cluster: LocalCluster, leader: str | None
     else:
         console.print(f"leader: [bold green]{leader}[/] ({cluster.url(leader)})")
     console.print(f"endpoints: {','.join(layout.endpoints)}")
+    for name in layout.listen:  # the service's own listeners (e.g. etcd's grpc)
+        addresses = ",".join(f"127.0.0.1:{layout.listen_ports(n)[name]}" for n in layout.nodes)
+        console.print(f"{name} endpoints: {addresses}")
     console.print(f"admin token: {layout.admin_token_path}")
     console.print(
         f"try: consensuskit kv put hello world --endpoints {','.join(layout.endpoints)}\n"
