@@ -117,6 +117,10 @@ class ServiceSpec:
     # server) gets nothing in while an inline fsync blocks the loop, so each write would
     # make a batch, and a sync, of its own.
     sync_inline: bool = True
+    # A command line to try against a running cluster, printed by ``consensuskit up``:
+    # ``{endpoints}`` (the HTTP endpoints, comma-separated), ``{url}`` (the first one) and
+    # ``{NAME}`` (a listener's addresses) are filled in; "" prints none.
+    example: str = ""
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.kinds:

@@ -255,10 +255,29 @@ def _print_endpoints(console: Console, cluster: LocalCluster, leader: str | None
         addresses = ",".join(f"127.0.0.1:{layout.listen_ports(n)[name]}" for n in layout.nodes)
         console.print(f"{name} endpoints: {addresses}")
     console.print(f"admin token: {layout.admin_token_path}")
+    example = _service_example(layout)
     console.print(
-        f"try: consensuskit kv put hello world --endpoints {','.join(layout.endpoints)}\n"
-        "Ctrl-C stops every node; `consensuskit up` on the same --data-dir recovers the cluster."
+        (f"try: {example}\n" if example else "")
+        + "Ctrl-C stops every node; `consensuskit up` on the same --data-dir recovers the cluster."
     )
+
+
+def _service_example(layout: Any) -> str:
+    """The cluster's service's example command (core/service.py), its endpoints filled in."""
+    registry = default_registry()
+    try:
+        manifest = json.loads((layout.root / MANIFEST).read_text(encoding="utf-8"))
+        named = (manifest.get("node_options") or {}).get("service")
+        spec = service_for(registry, registry.get(layout.protocol), named)
+    except (OSError, ValueError, KeyError, AttributeError):
+        return ""
+    values = {"endpoints": ",".join(layout.endpoints), "url": layout.endpoints[0]}
+    for name in layout.listen:
+        values[name] = ",".join(f"127.0.0.1:{layout.listen_ports(n)[name]}" for n in layout.nodes)
+    try:
+        return spec.example.format_map(values)
+    except (KeyError, ValueError):  # a placeholder this cluster cannot fill
+        return ""
 
 
 def _watch(console: Console, cluster: LocalCluster, refresh: float) -> None:

@@ -251,4 +251,5 @@ def etcd_service() -> ServiceSpec:
         ports=("grpc",),
         # grpcio's asyncio server takes one call per loop wake-up: keep fsyncs off the loop.
         sync_inline=False,
+        example="etcdctl --endpoints {grpc} put hello world",
     )
