@@ -13,7 +13,9 @@ to benchmarks/results/kv_throughput.json.
     python benchmarks/kv_throughput.py --quick    # 3 nodes, 2 s per point
     python benchmarks/kv_throughput.py --nodes 3 --concurrency 64 --ops put,get-lease --duration 20
     python benchmarks/kv_throughput.py --load python   # the asyncio generator instead of wrk
-    python benchmarks/kv_throughput.py --protocol zab   # one protocol (default: all three)
+    python benchmarks/kv_throughput.py --protocol multipaxos   # one protocol (default: raft, multipaxos, zab)
+    python benchmarks/kv_throughput.py --protocol pbft,raft --nodes 4 --ops put,get --no-etcd
+    python benchmarks/kv_throughput.py --protocol zab   # ZooKeeper's ZAB on the same server
 
 Every consensuskit point runs once per protocol of ``--protocol`` (default raft,
 multipaxos and zab, the protocols the server runs), each on a fresh cluster.
@@ -55,7 +57,10 @@ RESULTS = ROOT / "results" / "kv_throughput.json"
 SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
 CK_LUA = ROOT / "ck_kv.lua"
 OPS = ("put", "get", "get-lease")  # get = linearizable (ReadIndex); get-lease = lease read
-PROTOCOLS = ("raft", "multipaxos", "zab")  # what the server runs (docs/server.md)
+PROTOCOLS = ("raft", "multipaxos", "pbft", "zab")  # what the server runs (docs/server.md)
+# Node options a protocol needs on real processes (none so far: PBFT signs with Ed25519 on
+# a server by default).  PBFT wants n >= 4 (f = 1); --nodes 4 compares it with Raft.
+PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 @dataclass
@@ -76,6 +81,10 @@ class Point:
     # Node CPU (user + system) per answered request, microseconds; "*" marks the leader.
     cpu_us_per_op: dict[str, float] = field(default_factory=dict)
     protocol: str = ""  # consensuskit's protocol (raft / multipaxos / zab); "" for etcd
+    # consensuskit: the node the point drove (the leader when it started) and how many
+    # elections (term / ballot changes) happened during it.
+    leader: str = ""
+    elections: int = 0
 
 
 # ---------------------------------------------------------------------- load
@@ -334,7 +343,10 @@ def run_matrix(
     load: str,
     pids: dict[str, int] | None = None,
     protocol: str = "",
+    locate: Any = None,
 ) -> list[Point]:
+    """``locate()`` (consensuskit) -> (leader id, its URL, generation): called before each
+    point so the load follows a leader change, and after it to count elections."""
     asyncio.run(preload(target))
     points = []
     tick = os.sysconf("SC_CLK_TCK")
@@ -343,8 +355,14 @@ def run_matrix(
             continue  # etcd's gateway has no lease read
         for c in levels:
             loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            leader, generation = "", 0
+            if locate is not None:
+                leader, target.url, generation = locate()
             before = {name: cpu_ticks(pid) for name, pid in (pids or {}).items()}
             point = (run_wrk if load == "wrk" else run_python)(target, op, c, seconds)
+            if locate is not None:
+                point.leader = leader
+                point.elections = max(0, locate()[2] - generation)
             if point.ok:
                 point.cpu_us_per_op = {
                     name: round((cpu_ticks(pid) - before[name]) / tick * 1e6 / point.ok, 1)
@@ -355,6 +373,8 @@ def run_matrix(
             point.loadavg_before = loadavg
             points.append(point)
             note = f" ({point.errors} errors, first: {point.first_error})" if point.errors else ""
+            if point.elections:
+                note += f" [{point.elections} election(s) during the point; drove {point.leader}]"
             cpu = "  cpu/op " + ", ".join(f"{k} {v:.0f}us" for k, v in point.cpu_us_per_op.items())
             console.print(
                 f"  {target.name}{'/' + protocol if protocol else ''} n={nodes} {op} c={c}: "
@@ -395,6 +415,13 @@ def bench_consensuskit(
                 for node_id, proc in sorted(cluster.nodes.items())
                 if proc.pid is not None
             }
+
+            def locate() -> tuple[str, str, int]:
+                now = cluster.wait_for_leader(30)
+                status = cluster.statuses().get(now)
+                generation = status.get("generation", 0) if isinstance(status, dict) else 0
+                return now, cluster.url(now), int(generation or 0)
+
             return run_matrix(
                 ConsensuskitTarget(cluster.url(leader), 1000, 16),
                 nodes,
@@ -405,6 +432,7 @@ def bench_consensuskit(
                 load=load,
                 pids=pids,
                 protocol=protocol,
+                locate=locate,
             )
 
 
@@ -566,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
             waited = machine_load(args.quiet_wait)
             console.print(f"machine before consensuskit/{protocol} n={n}: {waited}")
             machine_before.append(f"consensuskit/{protocol} n={n}: {waited}")
-            points += bench_consensuskit(n, ops, levels, seconds, console, options, load, protocol)
+            own = {**PROTOCOL_OPTIONS.get(protocol, {}), **options}
+            points += bench_consensuskit(n, ops, levels, seconds, console, own, load, protocol)
         if with_etcd:
             waited = machine_load(args.quiet_wait)
             console.print(f"machine before etcd n={n}: {waited}")

@@ -18,11 +18,15 @@ from consensuskit.catalog import (
 from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
+from consensuskit.check.pbft import PbftChecker
 from consensuskit.check.raft import RaftChecker
+from consensuskit.check.swim import SwimChecker
 from consensuskit.check.zab import ZabChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
 from consensuskit.scenarios.base import Scenario
 
@@ -37,6 +41,8 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "basic-paxos": PaxosChecker,
         "fast-paxos": PaxosChecker,
         "zab": ZabChecker,
+        "swim": SwimChecker,
+        "pbft": PbftChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted(expected)
@@ -47,7 +53,15 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
 
 def test_protocol_specs_carry_no_checker_of_their_own() -> None:
     """Protocols do not import check/: only the catalog wires a checker."""
-    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), zab_spec()):
+    for spec in (
+        raft_spec(),
+        multipaxos_spec(),
+        basic_paxos_spec(),
+        fast_paxos_spec(),
+        zab_spec(),
+        swim_spec(),
+        pbft_spec(),
+    ):
         assert spec.make_checker is None, spec.name
 
 
@@ -62,16 +76,41 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
         own = CATALOG.scenarios(entry.name)
         assert own, f"{entry.name} registers no scenario"
         assert all(s.protocol == entry.name for s in own.values())
-    assert sum(len(CATALOG.scenarios(e.name)) for e in CATALOG.protocols()) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, ZAB.
-    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1].startswith("zab-")
+    families = CATALOG.scenario_families()
+    owners = [*(e.name for e in CATALOG.protocols()), *families]
+    assert sum(len(CATALOG.scenarios(name)) for name in owners) == len(scenarios)
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM,
+    # PBFT); then the families' own.
+    of_protocols = [s for s in scenarios.values() if s.protocol not in families]
+    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("pbft-")
+    assert [s.protocol for s in scenarios.values()][len(of_protocols) :] == [
+        s.protocol for s in scenarios.values() if s.protocol in families
+    ]
+
+
+def test_a_family_registers_scenarios_that_run_no_catalog_protocol() -> None:
+    from consensuskit.scenarios import Scenario
+
+    def script(run) -> None:  # type: ignore[no-untyped-def]
+        run.expect(True, "computed directly")
+
+    catalog = builtin_catalog()
+    catalog.add_scenarios("abacus", lambda: [Scenario("abacus-sum", "sum", "abacus", "adds", script)])
+    scenarios = catalog.scenarios()
+    assert list(scenarios)[-1] == "abacus-sum" and catalog.scenario_families()[-1] == "abacus"
+    assert list(catalog.scenarios("abacus")) == ["abacus-sum"]
+    with pytest.raises(ValueError, match="registered twice"):
+        catalog.add_scenarios("abacus", lambda: [])
+    catalog.add_scenarios("slide-rule", lambda: [Scenario("rule", "r", "abacus", "wrong owner", script)])
+    with pytest.raises(ValueError, match="registered under 'slide-rule'"):
+        catalog.scenarios()
 
 
 def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, raft, zab"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, pbft, raft, swim, zab"):
         CATALOG.protocol("gossip")
 
 

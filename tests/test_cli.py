@@ -95,9 +95,10 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--nemesis", "partition,meteor"], "reorder"),
         (["sim", "raft", "--bug", "no-such-bug"], "vote-twice"),
         (["sweep", "raft", "--bug", "no-such-bug"], "vote-twice"),
-        (["sim", "raft", "--service", "no-such-service"], "valid: kv"),
-        (["sweep", "multipaxos", "--service", "no-such-service"], "valid: kv"),
-        (["check", "no-file.jsonl", "--service", "no-such-service"], "valid: kv"),
+        (["sim", "raft", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
+        (["sweep", "multipaxos", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
+        (["check", "no-file.jsonl", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
+        (["up", "--listen-base-port", "grpc"], "expected NAME=PORT"),
         (["sim", "raft", "--nodes", "0"], "--nodes"),
         (["sim", "raft", "--nodes", "-3"], "--nodes"),
         (["sim", "raft", "--duration", "-1"], "--duration"),
@@ -234,3 +235,22 @@ def test_demo_runs_every_scenario_and_both_faulty_runs(capsys):
     for scenario_id in default_catalog().scenarios():
         assert f"scenario {scenario_id}" in out
     assert "raft: 5 nodes" in out and "multipaxos: 5 nodes" in out
+
+
+def test_a_scenario_without_a_simulation_runs_with_a_timeline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A family's scenario that computes directly (Catalog.add_scenarios) leaves no trace
+    to draw: `scenario run --timeline` (and the demo) report it without one."""
+    import consensuskit.cli as cli
+    from consensuskit.catalog import builtin_catalog
+    from consensuskit.scenarios import Scenario
+
+    def script(run) -> None:  # type: ignore[no-untyped-def]
+        run.expect(1 + 1 == 2, "computed directly")
+
+    catalog = builtin_catalog()
+    catalog.add_scenarios("abacus", lambda: [Scenario("abacus-sum", "sum", "abacus", "adds", script)])
+    monkeypatch.setattr(cli, "default_catalog", lambda: catalog)
+    code, out, err = run(capsys, "scenario", "run", "abacus-sum", "--timeline")
+    assert code == 0 and "PASSED abacus-sum" in out, err

@@ -46,9 +46,12 @@ EXPECTED = {
     "basic-paxos": (REPLICATED_LOG,),
     "fast-paxos": (REPLICATED_LOG,),
     "zab": (HAS_LEADER, REPLICATED_LOG),
+    "swim": (),  # a membership protocol: no leader, no log
+    "pbft": (HAS_LEADER, REPLICATED_LOG),
 }
 WITH_LEADER = ("raft", "multipaxos")
-LEADER_WITHOUT_MEMBERSHIP = ("zab",)
+# pbft: a primary, zab: a leader; neither changes membership
+LEADS = (*WITH_LEADER, "pbft", "zab")
 IDS = ("n1", "n2", "n3", "n4")  # fast paxos needs n >= 3f+1
 
 
@@ -62,7 +65,7 @@ def steady(protocol: str) -> Simulation:
     config = SimConfig(protocol=protocol, node_ids=IDS, seed=1, clients=2, check_linearizability=False)
     sim = Simulation(config)
     sim.start_workload()
-    if protocol in WITH_LEADER or protocol in LEADER_WITHOUT_MEMBERSHIP:
+    if protocol in LEADS:
         assert sim.run_until_true(lambda: len(leader_of(sim.nodes.items())) == 1, 10.0)
     sim.run_until(sim.now + 2.0)
     return sim
@@ -72,25 +75,32 @@ def steady(protocol: str) -> Simulation:
 def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
     sim = steady(protocol)
     leaders = leader_of(sim.nodes.items())
-    assert len(leaders) == (1 if protocol in WITH_LEADER or protocol in LEADER_WITHOUT_MEMBERSHIP else 0)
+    assert len(leaders) == (1 if protocol in LEADS else 0)
     for node_id, node in sim.nodes.items():
         assert status_problems(node) == [], (protocol, node_id)
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round", "epoch")
-        pos = node.log_position()
-        assert pos.snapshot_index <= pos.applied <= pos.commit and pos.applied <= pos.last_index
-        if protocol in WITH_LEADER or protocol in LEADER_WITHOUT_MEMBERSHIP:
+        assert status.generation_name in ("term", "round", "incarnation", "view", "epoch")
+        has_log = REPLICATED_LOG in EXPECTED[protocol]
+        if has_log:
+            pos = node.log_position()
+            assert pos.snapshot_index <= pos.applied <= pos.commit and pos.applied <= pos.last_index
+        if protocol in WITH_LEADER:
             assert status.leader == leaders[0] and status.generation >= 1
             assert node.current_leader() == leaders[0]
             assert node.is_leader() == (node_id == leaders[0]) == (status.role == "leader")
         if protocol in WITH_LEADER:
             membership = node.membership()
             assert membership.voters == IDS and not membership.config_pending
-        elif protocol not in LEADER_WITHOUT_MEMBERSHIP:
+        elif protocol in LEADS:
+            assert status.leader == leaders[0] and node.current_leader() == leaders[0]
+            assert node.is_leader() == (node_id == leaders[0]) == (status.role == "leader")
+            assert pos.commit >= 1
+        else:
             assert status.leader is None and status.role != "leader"
-            assert pos.commit >= 1  # the workload's commands went through the log
+            if has_log:
+                assert pos.commit >= 1  # the workload's commands went through the log
 
 
 @pytest.mark.parametrize("protocol", WITH_LEADER)
