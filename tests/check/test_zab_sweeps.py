@@ -48,5 +48,5 @@ def test_sweep_variants(options: dict):
     cfg = config(5, duration=5.0, options=options)
     if options.get("read_mode") == "sync":
         cfg = config(5, duration=5.0, options=options, check_linearizability=False)
-    result = run_sweep(cfg, range(12), workers=WORKERS, progress=False)
+    result = run_sweep(cfg, range(6), workers=WORKERS, progress=False)
     assert [(f.seed, f.reason) for f in result.failures] == []
