@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensuskit.core.capabilities import LogPosition, NodeStatus
-from consensuskit.core.client import LINEARIZABLE, NOT_LEADER, STALE_OK, ClientRequest, ClientResponse
+from consensuskit.core.client import NOT_LEADER, STALE_OK, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.core.quorum import committed_index, quorum_size
 from consensuskit.core.service import StateMachine
@@ -471,8 +471,7 @@ class ZabNode:
         self.leader_syncs = still
 
     def _leader_read(self, request: ClientRequest, origin: str) -> None:
-        mode = self._read_mode(request)
-        if mode != "linearizable" and request.consistency != LINEARIZABLE:
+        if self._read_mode(request) == "sync":
             # sync at the leader: its commit point once outstanding proposals commit.
             self.reads.wait_for_apply(self.log.last_index, request, origin)
             self.reads.release(self.last_applied, self._serve_leader_read)
