@@ -67,7 +67,7 @@ def three_pc_spec() -> ProtocolSpec:
 
     return ProtocolSpec(
         name="3pc",
-        description="three-phase commit with pre-commit and the termination protocol (inconsistent under partitions)",
+        description="three-phase commit: pre-commit and the termination protocol (splits under partitions)",
         make_node=make,
         bugs=BUGS_3PC,
         validate_options=_validator("3pc", BUGS_3PC),

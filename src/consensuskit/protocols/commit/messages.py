@@ -18,8 +18,8 @@ Tags 130-159 belong to Commit; append new ones, never reuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from consensuskit.core.messages import message

@@ -41,7 +41,6 @@ from consensuskit.protocols.commit.messages import (
     UNCERTAIN,
     UNKNOWN,
     ZERO_ROUND,
-    Round,
     Abort,
     Ack,
     Commit,
@@ -50,6 +49,7 @@ from consensuskit.protocols.commit.messages import (
     PreCommit,
     PreCommitAck,
     Prepare,
+    Round,
     StateReport,
     StateRequest,
     TxnPart,
@@ -79,7 +79,9 @@ class PTxn:
         "txn",
     )
 
-    def __init__(self, txn: str, coordinator: str, participants: tuple[str, ...], part: TxnPart | None) -> None:
+    def __init__(
+        self, txn: str, coordinator: str, participants: tuple[str, ...], part: TxnPart | None
+    ) -> None:
         self.txn = txn
         self.state = UNKNOWN
         self.coordinator = coordinator
@@ -216,7 +218,9 @@ class CommitNode:
                 self.ctx[txn].state = "ended"
 
     def on_start(self) -> None:
-        self.env.record("role", role="participant" if self.is_participant else "coordinator", epoch=self.epoch)
+        self.env.record(
+            "role", role="participant" if self.is_participant else "coordinator", epoch=self.epoch
+        )
         for c in list(self.ctx.values()):
             self._coordinator(c, "recover")
         for p in list(self.ptx.values()):
@@ -242,7 +246,9 @@ class CommitNode:
             if c is not None and c.state in ("collecting", "precommitting"):
                 return  # a retry of a transaction under way: its answer comes
             if c is not None and c.state in (COMMITTED, "ended"):
-                self._answer(key, True, result={"succeeded": c.succeeded, "responses": c.responses, "txn": c.txn})
+                self._answer(
+                    key, True, result={"succeeded": c.succeeded, "responses": c.responses, "txn": c.txn}
+                )
                 return
         body = txns.normalize(op.value)
         self.begin(body, key)
@@ -451,7 +457,9 @@ class CommitNode:
         for action in tr.actions:
             if action == "send-prepare":
                 for p, part in c.parts.items():
-                    env.send(p, Prepare(txn=c.txn, coordinator=self.id, participants=c.participants, part=part))
+                    env.send(
+                        p, Prepare(txn=c.txn, coordinator=self.id, participants=c.participants, part=part)
+                    )
             elif action == "arm-timer":
                 delay = {
                     "collecting": self.opts.vote_timeout,
@@ -487,7 +495,9 @@ class CommitNode:
             if c.state == ABORTED:
                 env.cancel_timer(f"c/{c.txn}")
 
-    def _participant(self, p: PTxn, event: str, dst: str = "", reason: str = "", rnd: Round = ZERO_ROUND) -> None:
+    def _participant(
+        self, p: PTxn, event: str, dst: str = "", reason: str = "", rnd: Round = ZERO_ROUND
+    ) -> None:
         tr = tables.step(self.participant_table, p.state, event)
         if tr is None:
             return
@@ -530,7 +540,9 @@ class CommitNode:
                     if node != self.id:
                         env.send(node, DecisionRequest(txn=p.txn))
             elif action in ("reply-uncertain", "reply-commit", "reply-abort"):
-                state = {"reply-uncertain": UNCERTAIN, "reply-commit": COMMITTED, "reply-abort": ABORTED}[action]
+                state = {"reply-uncertain": UNCERTAIN, "reply-commit": COMMITTED, "reply-abort": ABORTED}[
+                    action
+                ]
                 env.send(dst, DecisionReply(txn=p.txn, state=state, succeeded=p.succeeded))
             elif action == "report":
                 env.send(dst, StateReport(txn=p.txn, round=rnd, state=p.state, succeeded=p.succeeded))
@@ -551,6 +563,8 @@ class CommitNode:
                 self.blocked_count += 1
                 p.blocked_since = None
             env.record("outcome", txn=p.txn, outcome=p.state)
+            if p.state == COMMITTED:
+                env.record("learned", slot=p.txn)  # message delays to the first to learn
             self._notify(p.txn, p.state, "participant")
             backup = self.backups.pop(p.txn, None)
             if backup is not None:
@@ -642,11 +656,15 @@ class CommitNode:
         if c.client is None:
             return
         if c.state == COMMITTED:
-            self._answer(c.client, True, result={"succeeded": c.succeeded, "responses": c.responses, "txn": c.txn})
+            self._answer(
+                c.client, True, result={"succeeded": c.succeeded, "responses": c.responses, "txn": c.txn}
+            )
         else:
             self._answer(c.client, False, error=f"aborted: {c.reason or 'a participant refused'}")
 
-    def _answer(self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None) -> None:
+    def _answer(
+        self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None
+    ) -> None:
         self.env.deliver(
             ClientResponse(client_id=client[0], seq=client[1], ok=ok, result=result, error=error)
         )
@@ -676,7 +694,9 @@ class CommitNode:
                 "locks": dict(sorted(self.store.locks.items())),
                 "committed": self.committed,
                 "aborted": self.aborted,
-                "coordinating": sum(1 for c in self.ctx.values() if c.state in ("collecting", "precommitting")),
+                "coordinating": sum(
+                    1 for c in self.ctx.values() if c.state in ("collecting", "precommitting")
+                ),
                 "blocked_seconds": round(self.blocked_seconds, 6),
             },
         )

@@ -32,6 +32,7 @@ from typing import Any
 from consensuskit.core.capabilities import NodeStatus
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.env import Env
+from consensuskit.protocols.commit import coordinator_of
 from consensuskit.protocols.commit import txn as txns
 from consensuskit.protocols.commit.messages import (
     ABORTED,
@@ -39,7 +40,6 @@ from consensuskit.protocols.commit.messages import (
     UNCERTAIN,
     UNKNOWN,
     ZERO_ROUND,
-    Round,
     Abort,
     Commit,
     Phase1a,
@@ -48,9 +48,9 @@ from consensuskit.protocols.commit.messages import (
     Phase2b,
     Prepare,
     RMValue,
+    Round,
     node_numbers,
 )
-from consensuskit.protocols.commit import coordinator_of
 from consensuskit.protocols.commit.node import EPOCH_KEY, TXN_KIND, PTxn
 from consensuskit.protocols.commit.options import BUGS_PAXOS_COMMIT, CommitOptions
 from consensuskit.protocols.commit.store import Store
@@ -61,7 +61,18 @@ ABORT_VALUE = RMValue(prepared=False)
 class LTxn:
     """A leader's view of one transaction (the original leader or a recovery one)."""
 
-    __slots__ = ("ballot", "body", "chosen", "client", "parts", "participants", "promises", "snapshots", "state", "tally")
+    __slots__ = (
+        "ballot",
+        "body",
+        "chosen",
+        "client",
+        "participants",
+        "parts",
+        "promises",
+        "snapshots",
+        "state",
+        "tally",
+    )
 
     def __init__(self, ballot: Round, participants: tuple[str, ...]) -> None:
         self.ballot = ballot
@@ -97,7 +108,8 @@ class PaxosCommitNode:
         n_acceptors = 2 * self.opts.faults + 1
         if n_acceptors > len(self.members):
             raise ValueError(
-                f"paxos-commit: faults={self.opts.faults} needs {n_acceptors} acceptors, got {len(self.members)} nodes"
+                f"paxos-commit: faults={self.opts.faults} needs {n_acceptors} acceptors, "
+                f"got {len(self.members)} nodes"
             )
         self.acceptors = self.members[:n_acceptors]
         self.quorum = self.opts.faults + 1
@@ -190,7 +202,9 @@ class PaxosCommitNode:
             self.clients[client] = txn
         self.env.record("begin", txn=txn, participants=",".join(parts))
         for rm, part in parts.items():
-            self.env.send(rm, Prepare(txn=txn, coordinator=self.id, participants=lead.participants, part=part))
+            self.env.send(
+                rm, Prepare(txn=txn, coordinator=self.id, participants=lead.participants, part=part)
+            )
         self.env.set_timer(f"c/{txn}", self.opts.vote_timeout)
         return txn
 
@@ -217,7 +231,9 @@ class PaxosCommitNode:
                 if p.blocked_since is None:
                     p.blocked_since = self.env.now()
                 lead = self.leading.get(txn)
-                if lead is None or lead.state in ("collecting", "phase1"):
+                if lead is not None and lead.state in (COMMITTED, ABORTED):
+                    self._send_decision(txn, lead)  # this node decided; a copy was lost
+                else:
                     self._recover(txn, p.participants)
                 # Back off a random part of the timeout: two recovering participants
                 # rarely duel twice.
@@ -371,7 +387,9 @@ class PaxosCommitNode:
         self.recoveries += 1
         self.env.record("recover", txn=txn, ballot=str(lead.ballot))
         for acceptor in self.acceptors:
-            self.env.send(acceptor, Phase1a(txn=txn, ballot=lead.ballot, participants=participants, leader=self.id))
+            self.env.send(
+                acceptor, Phase1a(txn=txn, ballot=lead.ballot, participants=participants, leader=self.id)
+            )
         self.env.set_timer(f"c/{txn}", self.opts.decision_timeout * (1 + self.env.rng.random()))
 
     def _decide(self, txn: str, lead: LTxn, commit: bool) -> None:
@@ -381,22 +399,28 @@ class PaxosCommitNode:
         self.env.record("decide", txn=txn, outcome=lead.state)
         if self.observer is not None:
             self.observer.outcome(self.id, txn, lead.state, "coordinator")
-        for rm in lead.participants:
-            if commit:
-                self.env.send(rm, Commit(txn=txn, succeeded=succeeded))
-            else:
-                self.env.send(rm, Abort(txn=txn))
+        self._send_decision(txn, lead)
         if lead.client is None:
             return
         if commit:
             view = txns.view_of([lead.chosen[rm].snapshot for rm in sorted(lead.chosen)])
             ops = lead.body.get("success" if succeeded else "failure", ())
             responses = txns.run_ops(ops, dict(view))
-            self._answer(lead.client, True, result={"succeeded": succeeded, "responses": responses, "txn": txn})
+            self._answer(
+                lead.client, True, result={"succeeded": succeeded, "responses": responses, "txn": txn}
+            )
         else:
             refused = sorted(rm for rm, v in lead.chosen.items() if not v.prepared)
             why = f"{','.join(refused)} refused" if refused else "no decision in time"
             self._answer(lead.client, False, error=f"aborted: {why}")
+
+    def _send_decision(self, txn: str, lead: LTxn) -> None:
+        succeeded = all(v.holds for v in lead.chosen.values())
+        for rm in lead.participants:
+            if lead.state == COMMITTED:
+                self.env.send(rm, Commit(txn=txn, succeeded=succeeded))
+            else:
+                self.env.send(rm, Abort(txn=txn))
 
     def _outcome(self, p: PTxn) -> None:
         self.env.cancel_timer(f"p/{p.txn}")
@@ -409,11 +433,17 @@ class PaxosCommitNode:
             self.blocked_count += 1
             p.blocked_since = None
         self.env.record("outcome", txn=p.txn, outcome=p.state)
+        if p.state == COMMITTED:
+            self.env.record("learned", slot=p.txn)  # message delays to the first to learn
         if self.observer is not None:
             self.observer.outcome(self.id, p.txn, p.state, "participant")
 
-    def _answer(self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None) -> None:
-        self.env.deliver(ClientResponse(client_id=client[0], seq=client[1], ok=ok, result=result, error=error))
+    def _answer(
+        self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None
+    ) -> None:
+        self.env.deliver(
+            ClientResponse(client_id=client[0], seq=client[1], ok=ok, result=result, error=error)
+        )
 
     # ------------------------------------------------------------------ status
     def in_doubt(self) -> list[str]:

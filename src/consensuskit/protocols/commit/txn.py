@@ -60,7 +60,9 @@ def validate(txn: Any) -> None:
         raise ValueError(f"a transaction is a mapping of compare/success/failure, got {type(txn).__name__}")
     unknown = sorted(set(txn) - {"compare", "success", "failure"})
     if unknown:
-        raise ValueError(f"unknown transaction field(s) {', '.join(map(str, unknown))}; valid: compare, success, failure")
+        raise ValueError(
+            f"unknown transaction field(s) {', '.join(map(str, unknown))}; valid: compare, success, failure"
+        )
     for item in txn.get("compare", ()):
         if not (isinstance(item, Sequence) and len(item) == 3 and isinstance(item[0], str)):
             raise ValueError(f"a compare is (key, value|version, target), got {item!r}")
