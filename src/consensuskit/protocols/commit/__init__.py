@@ -7,6 +7,7 @@ record kinds of the write-ahead log, ``validate_txn`` and ``coordinator_of``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.registry import ProtocolSpec
@@ -24,6 +25,13 @@ def validate_txn(value: Any) -> None:
     from consensuskit.protocols.commit.txn import validate
 
     validate(value)
+
+
+def owner(key: str, participants: Sequence[str]) -> str:
+    """The participant owning ``key`` (txn.py: hash ranges)."""
+    from consensuskit.protocols.commit.txn import owner as owner_of
+
+    return owner_of(key, participants)
 
 
 def coordinator_of(txn: str) -> str:
@@ -98,6 +106,7 @@ __all__ = [
     "PREPARED_RECORD",
     "PROMISED_RECORD",
     "coordinator_of",
+    "owner",
     "paxos_commit_spec",
     "three_pc_spec",
     "two_pc_spec",
