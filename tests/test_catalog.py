@@ -16,6 +16,7 @@ from consensuskit.catalog import (
     default_registry,
 )
 from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
+from consensuskit.check.commit import CommitChecker
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.raft import RaftChecker
@@ -34,6 +35,9 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "multipaxos": MultiPaxosChecker,
         "basic-paxos": PaxosChecker,
         "fast-paxos": PaxosChecker,
+        "2pc": CommitChecker,
+        "3pc": CommitChecker,
+        "paxos-commit": CommitChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted(expected)
@@ -60,15 +64,15 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
         assert own, f"{entry.name} registers no scenario"
         assert all(s.protocol == entry.name for s in own.values())
     assert sum(len(CATALOG.scenarios(e.name)) for e in CATALOG.protocols()) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft.
-    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1].startswith("raft-")
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, then the commit protocols.
+    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1] == "paxoscommit-coordinator-crash"
 
 
 def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, raft"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, paxos-commit, raft"):
         CATALOG.protocol("zab")
 
 
