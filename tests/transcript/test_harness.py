@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from consensuskit.catalog import default_registry
+from consensuskit.catalog import default_registry, service_for
 
 from .datadriven import DataDrivenError, parse
 from .harness import Harness
 
-PROTOCOLS = default_registry().names()
+REGISTRY = default_registry()
+# The script below is a kv script (put, get, the kv state): it runs on every protocol
+# whose default service is kv; a protocol bringing its own service (gossip, atomic
+# commit) has its own transcripts.
+PROTOCOLS = [p for p in REGISTRY.names() if service_for(REGISTRY, REGISTRY.get(p)).name == "kv"]
 
 SCRIPT = """\
 add-nodes 4 protocol={protocol}
@@ -52,6 +56,10 @@ def run(text: str, protocol: str = "raft") -> list[str]:
             continue  # leaderless protocols: the proposal itself runs phase 1
         out.append(harness.handle(case))
     return out
+
+
+def test_the_kv_script_covers_every_log_protocol():
+    assert {p for p in REGISTRY.names() if REGISTRY.get(p).log} <= set(PROTOCOLS)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
