@@ -45,6 +45,11 @@ EXPECTED = {
     "multipaxos": (HAS_LEADER, REPLICATED_LOG, MEMBERSHIP_CHANGE, LEASE_READS),
     "basic-paxos": (REPLICATED_LOG,),
     "fast-paxos": (REPLICATED_LOG,),
+    # Atomic commit: no leader, no log; a NodeStatus only (in-doubt and blocked
+    # transactions in its details).
+    "2pc": (),
+    "3pc": (),
+    "paxos-commit": (),
 }
 WITH_LEADER = ("raft", "multipaxos")
 IDS = ("n1", "n2", "n3", "n4")  # fast paxos needs n >= 3f+1
@@ -76,7 +81,10 @@ def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round")
+        assert status.generation_name in ("term", "round", "incarnation")
+        if REPLICATED_LOG not in EXPECTED[protocol]:
+            assert status.leader is None and status.role != "leader"
+            continue
         pos = node.log_position()
         assert pos.snapshot_index <= pos.applied <= pos.commit and pos.applied <= pos.last_index
         if protocol in WITH_LEADER:
