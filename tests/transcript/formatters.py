@@ -77,7 +77,13 @@ LOG_FORMATTERS: dict[str, Callable[[Any, Any], Iterable[str]]] = {
 
 # Records a protocol makes that say nothing a transcript line does not already say
 # (Raft's "learned" repeats its "commit").
-HIDDEN_RECORDS: dict[str, tuple[str, ...]] = {"raft": ("learned",)}
+HIDDEN_RECORDS: dict[str, tuple[str, ...]] = {
+    "raft": ("learned",),
+    # The commit protocols' "learned" repeats a participant's commit outcome.
+    "2pc": ("learned",),
+    "3pc": ("learned",),
+    "paxos-commit": ("learned",),
+}
 
 
 def format_log(protocol: str, node: Any, storage: Any) -> Iterable[str]:

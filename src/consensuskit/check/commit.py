@@ -131,11 +131,23 @@ class CommitChecker:
             self.cursor[node_id] = last
         return self.durable[node_id]
 
-    def _see(self, src: str, dst: str, msg: Any) -> None:
-        """Every message as it leaves (a filter that never decides its fate)."""
+    def received(self, node_id: str, src: str, msg: Any) -> None:
+        """A node's observer hook: ``node_id`` got ``msg`` from ``src``.  The durability
+        rules are checked here too (durable storage only grows, so what had to be
+        durable when sent must be now): a filter added before the checker's (a
+        transcript's "hold everything", a scenario's fault) can keep it from seeing a
+        message leave, never from seeing it arrive."""
+        try:
+            self._see(src, node_id, msg, sent=False)
+        except InvariantViolation as exc:
+            self.errors.append(exc)
+
+    def _see(self, src: str, dst: str, msg: Any, sent: bool = True) -> None:
+        """Every message as it leaves (a filter that never decides its fate), and again
+        as it arrives (``received``)."""
         kind = type(msg)
         txn = getattr(msg, "txn", None)
-        if txn is not None:
+        if txn is not None and sent:
             self.messages[txn] += 1
             if kind is DecisionRequest or kind is StateRequest or kind is Phase1a:
                 self.blocked_from.setdefault((src, txn), self.sim.now)

@@ -280,6 +280,8 @@ class CommitNode:
         return self.begin(txns.normalize({"success": ops}))
 
     def on_message(self, src: str, msg: Any) -> None:
+        if self.observer is not None:
+            self.observer.received(self.id, src, msg)
         handler = self._handlers.get(type(msg))
         if handler is None:
             return  # not ours: dropped
@@ -595,7 +597,7 @@ class CommitNode:
                 backup.succeeded = succeeded
                 return "saw-precommitted"
         if "3pc-commit-when-uncertain" in self.bugs:
-            return "saw-precommitted"
+            return "saw-committed"  # the bug: commits straight from all-uncertain
         return "all-uncertain"
 
     def _termination(self, p: PTxn, backup: Backup, event: str) -> None:

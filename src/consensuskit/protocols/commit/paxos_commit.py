@@ -215,6 +215,8 @@ class PaxosCommitNode:
 
     # ------------------------------------------------------------------ inputs
     def on_message(self, src: str, msg: Any) -> None:
+        if self.observer is not None:
+            self.observer.received(self.id, src, msg)
         handler = self._handlers.get(type(msg))
         if handler is not None:
             handler(self, src, msg)
