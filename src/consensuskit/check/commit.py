@@ -7,8 +7,11 @@
                           decision is durable; a participant's ``Ack`` only once its
                           commit is; a Paxos Commit acceptor's ``Phase2b`` / ``Phase1b``
                           only once the vote / promise it reports is;
-* atomicity             - never one participant (or coordinator) committed while another
-                          aborted the same transaction (TCommit.tla's TCConsistent);
+* atomicity             - never one participant committed while another aborted the same
+                          transaction (TCommit.tla's TCConsistent), nor a client told the
+                          opposite of what the participants did.  A coordinator's decision
+                          counts once it is visible (a participant or the client learned
+                          it): one that died with its decision unsynced decided nothing;
 * validity              - a transaction commits only if every participant voted yes
                           (and none voted no);
 * decision-changed      - a node never changes its outcome of a transaction, across its
@@ -195,8 +198,20 @@ class CommitChecker:
             raise InvariantViolation(name, f"{what} was sent before it was durable")
 
     # ------------------------------------------------------------------ outcomes
+    def on_client_response(self, sim: Any, invoke: float, request: Any, response: Any) -> None:
+        """What the client was told is an outcome too ("client" role)."""
+        if self.sim is None:
+            self.attach(sim)
+        if response.ok and isinstance(response.result, dict) and isinstance(response.result.get("txn"), str):
+            self.outcome(request.client_id, response.result["txn"], "committed", "client")
+        elif not response.ok and (response.error or "").startswith("aborted "):
+            self.outcome(request.client_id, response.error.split()[1].rstrip(":"), "aborted", "client")
+
     def outcome(self, node_id: str, txn: str, outcome: str, role: str) -> None:
-        """A node's observer hook: ``node_id`` (as ``role``) reached ``outcome``."""
+        """A node's observer hook: ``node_id`` (as ``role``) reached ``outcome``.  A
+        coordinator's own decision is not one (see the module docstring)."""
+        if role == "coordinator":
+            return
         previous = self.by_node.get((node_id, txn, role))
         if previous is not None and previous != outcome:
             self._fail("decision-changed", f"{node_id} ({role}) had {previous} {txn}, now {outcome}")

@@ -289,5 +289,19 @@ class Phase1b:
         return f"Phase1b {self.txn} {self.ballot} accepted={votes}"
 
 
+@message(148)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack:
+    """Paxos Commit: an acceptor refused ``ballot`` having promised ``promised``; the
+    leader's next ballot goes above it (a leader that restarted forgot its ballots)."""
+
+    txn: str
+    ballot: Round
+    promised: Round
+
+    def summary(self) -> str:
+        return f"Nack {self.txn} {self.ballot} promised={self.promised}"
+
+
 STATES = (UNKNOWN, UNCERTAIN, PRECOMMITTED, COMMITTED, ABORTED)
 DECISIONS = (Commit, Abort)

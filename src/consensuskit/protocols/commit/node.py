@@ -662,7 +662,7 @@ class CommitNode:
                 c.client, True, result={"succeeded": c.succeeded, "responses": c.responses, "txn": c.txn}
             )
         else:
-            self._answer(c.client, False, error=f"aborted: {c.reason or 'a participant refused'}")
+            self._answer(c.client, False, error=f"aborted {c.txn}: {c.reason or 'a participant refused'}")
 
     def _answer(
         self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None

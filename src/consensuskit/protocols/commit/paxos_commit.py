@@ -42,6 +42,7 @@ from consensuskit.protocols.commit.messages import (
     ZERO_ROUND,
     Abort,
     Commit,
+    Nack,
     Phase1a,
     Phase1b,
     Phase2a,
@@ -120,6 +121,7 @@ class PaxosCommitNode:
         self.ptx: dict[str, PTxn] = {}
         self.leading: dict[str, LTxn] = {}
         self.acc: dict[str, AcceptorTxn] = {}
+        self.seen: dict[str, Round] = {}  # the highest ballot a Nack reported, per txn
         self.clients: dict[tuple[str, int], str] = {}
         self.deferred: dict[str, list[Any]] = {}
         self.observer: Any = None
@@ -309,6 +311,7 @@ class PaxosCommitNode:
             return
         a = self.acc.setdefault(msg.txn, AcceptorTxn())
         if msg.ballot < a.promised:
+            self.env.send(msg.leader, Nack(txn=msg.txn, ballot=msg.ballot, promised=a.promised))
             return
         a.promised = msg.ballot
         a.accepted[msg.rm] = (msg.ballot, msg.value)
@@ -320,6 +323,7 @@ class PaxosCommitNode:
             return
         a = self.acc.setdefault(msg.txn, AcceptorTxn())
         if msg.ballot <= a.promised:
+            self.env.send(msg.leader, Nack(txn=msg.txn, ballot=msg.ballot, promised=a.promised))
             return
         a.promised = msg.ballot
         self.env.storage.log_append([("promised", msg.txn, msg.ballot)])
@@ -359,7 +363,13 @@ class PaxosCommitNode:
             value = best[rm][1] if rm in best else ABORT_VALUE
             self._phase2a_all(msg.txn, rm, lead.ballot, value, self.id)
 
+    def _on_nack(self, src: str, msg: Nack) -> None:
+        seen = self.seen.get(msg.txn)
+        if seen is None or seen < msg.promised:
+            self.seen[msg.txn] = msg.promised
+
     _handlers: dict[type, Any] = {
+        Nack: _on_nack,
         Prepare: _on_prepare,
         Commit: _on_commit,
         Abort: _on_abort,
@@ -381,6 +391,8 @@ class PaxosCommitNode:
         a = self.acc.get(txn)
         if a is not None:
             top = max(top, a.promised.number)
+        if txn in self.seen:
+            top = max(top, self.seen[txn].number)
         lead = LTxn(Round(top + 1, self.numbers[self.id]), participants)
         if old is not None:
             lead.parts, lead.body, lead.client = old.parts, old.body, old.client
@@ -414,7 +426,7 @@ class PaxosCommitNode:
         else:
             refused = sorted(rm for rm, v in lead.chosen.items() if not v.prepared)
             why = f"{','.join(refused)} refused" if refused else "no decision in time"
-            self._answer(lead.client, False, error=f"aborted: {why}")
+            self._answer(lead.client, False, error=f"aborted {txn}: {why}")
 
     def _send_decision(self, txn: str, lead: LTxn) -> None:
         succeeded = all(v.holds for v in lead.chosen.values())
@@ -426,6 +438,11 @@ class PaxosCommitNode:
 
     def _outcome(self, p: PTxn) -> None:
         self.env.cancel_timer(f"p/{p.txn}")
+        lead = self.leading.get(p.txn)
+        if lead is not None and lead.client is None and lead.state in ("collecting", "phase1"):
+            # A recovery this participant started is moot: it knows the outcome.
+            lead.state = p.state
+            self.env.cancel_timer(f"c/{p.txn}")
         if p.state == COMMITTED:
             self.committed += 1
         else:
