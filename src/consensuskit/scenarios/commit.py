@@ -39,7 +39,7 @@ def once(sim: Simulation, op: ServiceOp, at: str, client: str) -> Any:
     """Send ``op`` to ``at`` once, no retries (a retry elsewhere would be another
     transaction); the answer, or None."""
     sim.send_request(at, ClientRequest(client_id=client, seq=1, op=op))
-    sim.run_until_true(lambda: any(r.client_id == client for _, _, r in sim.responses), 1.0)
+    sim.run_until_true(lambda: any(r.client_id == client for _, _, r in sim.responses), 2.0)
     return next((r for _, _, r in sim.responses if r.client_id == client), None)
 
 
@@ -139,7 +139,7 @@ def two_pc_abort(run: ScenarioRun) -> None:
     run.expect(value_at(sim, "P1", k1) is None, "P1 applied nothing")
     run.expect(k1 not in node(sim, "P1").store.locks, "P1 released its lock")
     sim.release_held()
-    sim.run_for(0.3)
+    sim.run_for(0.5)
     run.expect(value_at(sim, "P2", k2) == "first", "the first transaction commits at P2 when released")
 
 
@@ -148,7 +148,7 @@ def two_pc_coordinator_crash(run: ScenarioRun) -> None:
     keys = [key_of(p) for p in PARTICIPANTS]
     crash = crash_when(sim, "Commit", "C")
     sim.submit(puts(*((k, "x") for k in keys)), node="C")
-    sim.run_for(1.0)
+    sim.run_for(2.0)
     run.expect(bool(crash), "C logged its commit decision and crashed before sending it")
     txns = {t for p in PARTICIPANTS for t in node(sim, p).ptx}
     txn = min(txns)
@@ -188,7 +188,7 @@ def three_pc_coordinator_crash(run: ScenarioRun) -> None:
     keys = [key_of(p) for p in PARTICIPANTS]
     crash = crash_when(sim, "Commit", "C")
     sim.submit(puts(*((k, "x") for k in keys)), node="C")
-    sim.run_for(1.0)
+    sim.run_for(2.0)
     run.expect(bool(crash), "C crashed after every participant pre-committed")
     txn = min(t for p in PARTICIPANTS for t in node(sim, p).ptx)
     run.expect(
@@ -215,7 +215,7 @@ def three_pc_partition(run: ScenarioRun) -> None:
 
     sim.add_filter(partition)
     op = sim.submit(puts(*((k, "x") for k in keys)), node="C")
-    sim.run_for(1.0)
+    sim.run_for(2.0)
     txn = min(t for t in node(sim, "P1").ptx)
     run.expect(bool(cut), "the partition C,P1 | P2,P3 falls during pre-commit")
     got = states(sim, txn)
@@ -227,7 +227,7 @@ def three_pc_partition(run: ScenarioRun) -> None:
     )
     run.expect(op.status == "ok", "and the client was told it committed")
     sim.heal()
-    sim.run_for(1.0)
+    sim.run_for(2.0)
     got = states(sim, txn)
     run.expect(
         got == {"P1": "committed", "P2": "aborted", "P3": "aborted"}, "healing does not repair it", str(got)
@@ -252,7 +252,7 @@ def paxos_commit_coordinator_crash(run: ScenarioRun) -> None:
 
     sim.add_filter(fault)
     sim.submit(puts(*((k, "x") for k in keys)), node="C")
-    sim.run_for(1.0)
+    sim.run_for(2.0)
     run.expect(bool(crash), "C crashed after the participants voted (their votes reached the acceptors)")
     txn = min(t for p in PARTICIPANTS for t in node(sim, p).ptx)
     run.expect(

@@ -113,4 +113,5 @@ def txn_service() -> ServiceSpec:
         validate=_validate,
         model=None,
         log=False,
+        http="consensuskit.services.txn_http:ROUTES",
     )

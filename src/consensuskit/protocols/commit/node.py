@@ -173,6 +173,9 @@ class CommitNode:
         self.clients: dict[tuple[str, int], str] = {}
         self.deferred: dict[str, list[Any]] = {}  # bug knobs: records written late
         self.observer: Any = None
+        # Messages to itself, handled after the input that sent them (a server's
+        # transport has no link to its own node: nothing addressed to self leaves).
+        self.local: list[Any] = []
         self.counter = 0
         self.committed = 0
         self.aborted = 0
@@ -218,6 +221,10 @@ class CommitNode:
                 self.ctx[txn].state = "ended"
 
     def on_start(self) -> None:
+        self._on_start()
+        self._drain()
+
+    def _on_start(self) -> None:
         self.env.record(
             "role", role="participant" if self.is_participant else "coordinator", epoch=self.epoch
         )
@@ -269,6 +276,7 @@ class CommitNode:
             self.clients[client] = txn
         self.env.record("begin", txn=txn, participants=",".join(parts))
         self._coordinator(c, "begin")
+        self._drain()
         return txn
 
     def put(self, *pairs: str) -> str:
@@ -282,12 +290,30 @@ class CommitNode:
     def on_message(self, src: str, msg: Any) -> None:
         if self.observer is not None:
             self.observer.received(self.id, src, msg)
+        self._handle(src, msg)
+        self._drain()
+
+    def _send(self, dst: str, msg: Any) -> None:
+        if dst == self.id:
+            self.local.append(msg)
+        else:
+            self.env.send(dst, msg)
+
+    def _drain(self) -> None:
+        while self.local:
+            self._handle(self.id, self.local.pop(0))
+
+    def _handle(self, src: str, msg: Any) -> None:
         handler = self._handlers.get(type(msg))
         if handler is None:
             return  # not ours: dropped
         handler(self, src, msg)
 
     def on_timer(self, key: str) -> None:
+        self._on_timer(key)
+        self._drain()
+
+    def _on_timer(self, key: str) -> None:
         kind, _, txn = key.partition("/")
         if kind == "c":
             c = self.ctx.get(txn)
@@ -459,7 +485,7 @@ class CommitNode:
         for action in tr.actions:
             if action == "send-prepare":
                 for p, part in c.parts.items():
-                    env.send(
+                    self._send(
                         p, Prepare(txn=c.txn, coordinator=self.id, participants=c.participants, part=part)
                     )
             elif action == "arm-timer":
@@ -473,22 +499,22 @@ class CommitNode:
             elif action == "send-commit":
                 for p in c.participants:
                     if p not in c.acks or self.three_phase:
-                        env.send(p, Commit(txn=c.txn, succeeded=c.succeeded))
+                        self._send(p, Commit(txn=c.txn, succeeded=c.succeeded))
             elif action == "send-precommit":
                 for p in c.participants:
-                    env.send(p, PreCommit(txn=c.txn, succeeded=c.succeeded))
+                    self._send(p, PreCommit(txn=c.txn, succeeded=c.succeeded))
             elif action == "send-abort":
                 for p in c.participants:
-                    env.send(p, Abort(txn=c.txn))
+                    self._send(p, Abort(txn=c.txn))
             elif action == "answer-client":
                 self._answer_txn(c)
             elif action == "log-end":
                 env.storage.log_append([("ended", c.txn)])
             elif action == "reply-commit":
-                env.send(dst, DecisionReply(txn=c.txn, state=COMMITTED, succeeded=c.succeeded))
+                self._send(dst, DecisionReply(txn=c.txn, state=COMMITTED, succeeded=c.succeeded))
             elif action == "reply-abort":
                 if isinstance(dst, str) and dst:
-                    env.send(dst, DecisionReply(txn=c.txn, state=ABORTED))
+                    self._send(dst, DecisionReply(txn=c.txn, state=ABORTED))
             else:  # pragma: no cover - a table names an action this role lacks
                 raise AssertionError(f"unknown coordinator action {action!r}")
         if c.state != before and c.state in (COMMITTED, ABORTED):
@@ -514,9 +540,9 @@ class CommitNode:
                 record = ("prepared", p.txn, p.coordinator, p.participants, p.part, p.snapshot)
                 self._log(p.txn, record, "vote-before-log")
             elif action == "send-yes":
-                env.send(p.coordinator, Vote(txn=p.txn, yes=True, snapshot=p.snapshot))
+                self._send(p.coordinator, Vote(txn=p.txn, yes=True, snapshot=p.snapshot))
             elif action == "send-no":
-                env.send(p.coordinator, Vote(txn=p.txn, yes=False, reason=reason or "aborted"))
+                self._send(p.coordinator, Vote(txn=p.txn, yes=False, reason=reason or "aborted"))
             elif action == "arm-timer":
                 env.set_timer(f"p/{p.txn}", self.opts.decision_timeout)
             elif action == "log-commit":
@@ -531,23 +557,23 @@ class CommitNode:
             elif action == "unlock":
                 self.store.unlock(p.txn, keys)
             elif action == "send-ack":
-                env.send(dst or p.coordinator, Ack(txn=p.txn))
+                self._send(dst or p.coordinator, Ack(txn=p.txn))
             elif action == "send-precommit-ack":
-                env.send(dst or p.coordinator, PreCommitAck(txn=p.txn, round=rnd))
+                self._send(dst or p.coordinator, PreCommitAck(txn=p.txn, round=rnd))
             elif action == "ask-everyone":
                 if p.blocked_since is None:
                     p.blocked_since = env.now()
                     env.record("blocked", txn=p.txn, locks=",".join(self.store.held_by(p.txn)))
                 for node in (p.coordinator, *p.participants):
                     if node != self.id:
-                        env.send(node, DecisionRequest(txn=p.txn))
+                        self._send(node, DecisionRequest(txn=p.txn))
             elif action in ("reply-uncertain", "reply-commit", "reply-abort"):
                 state = {"reply-uncertain": UNCERTAIN, "reply-commit": COMMITTED, "reply-abort": ABORTED}[
                     action
                 ]
-                env.send(dst, DecisionReply(txn=p.txn, state=state, succeeded=p.succeeded))
+                self._send(dst, DecisionReply(txn=p.txn, state=state, succeeded=p.succeeded))
             elif action == "report":
-                env.send(dst, StateReport(txn=p.txn, round=rnd, state=p.state, succeeded=p.succeeded))
+                self._send(dst, StateReport(txn=p.txn, round=rnd, state=p.state, succeeded=p.succeeded))
             elif action == "start-termination":
                 self._start_termination(p)
             elif action == "lost-vote":
@@ -611,7 +637,7 @@ class CommitNode:
             if action == "send-state-request":
                 env.record("terminate", txn=p.txn, round=str(backup.round))
                 for node in others:
-                    env.send(node, StateRequest(txn=p.txn, round=backup.round))
+                    self._send(node, StateRequest(txn=p.txn, round=backup.round))
             elif action == "arm-timer":
                 delay = self.opts.report_timeout if backup.state == "collecting" else self.opts.ack_timeout
                 env.set_timer(f"t/{p.txn}", delay)
@@ -619,13 +645,13 @@ class CommitNode:
                 self._log(p.txn, ("decided", p.txn, backup.succeeded, p.participants), "decide-before-log")
             elif action == "send-commit":
                 for node in p.participants:
-                    env.send(node, Commit(txn=p.txn, succeeded=backup.succeeded, round=backup.round))
+                    self._send(node, Commit(txn=p.txn, succeeded=backup.succeeded, round=backup.round))
             elif action == "send-abort":
                 for node in p.participants:
-                    env.send(node, Abort(txn=p.txn, round=backup.round))
+                    self._send(node, Abort(txn=p.txn, round=backup.round))
             elif action == "send-precommit":
                 for node in p.participants:
-                    env.send(node, PreCommit(txn=p.txn, succeeded=backup.succeeded, round=backup.round))
+                    self._send(node, PreCommit(txn=p.txn, succeeded=backup.succeeded, round=backup.round))
             else:  # pragma: no cover
                 raise AssertionError(f"unknown termination action {action!r}")
         if backup.state in ("done", "idle"):

@@ -33,15 +33,16 @@ class CommitOptions:
     faults: int = 1
     # Coordinator: how long it waits for votes (then aborts), for pre-commit
     # acknowledgements (3PC: then commits), and between Commit resends (2PC).
-    vote_timeout: float = 0.05
-    ack_timeout: float = 0.05
-    resend_interval: float = 0.1
+    # (Long enough for real processes on a busy machine: a sync can take tens of ms.)
+    vote_timeout: float = 0.2
+    ack_timeout: float = 0.2
+    resend_interval: float = 0.5
     # Participant: how long it waits, uncertain, before it asks (2PC) or starts the
     # termination protocol (3PC) or a recovery ballot (Paxos Commit), and how long it
     # waits for the states it asked for.  Must exceed vote_timeout + ack_timeout plus
     # the round trips, or a participant takes over from a live coordinator.
-    decision_timeout: float = 0.2
-    report_timeout: float = 0.03
+    decision_timeout: float = 0.6
+    report_timeout: float = 0.1
     # The bug knobs' "a moment later" (see the module docstring).
     lazy_log_delay: float = 0.02
     bugs: frozenset[str] = field(default_factory=frozenset)

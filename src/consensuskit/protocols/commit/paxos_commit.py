@@ -125,6 +125,9 @@ class PaxosCommitNode:
         self.clients: dict[tuple[str, int], str] = {}
         self.deferred: dict[str, list[Any]] = {}
         self.observer: Any = None
+        # Messages to itself, handled after the input that sent them (a server's
+        # transport has no link to its own node: nothing addressed to self leaves).
+        self.local: list[Any] = []
         self.counter = 0
         self.committed = 0
         self.aborted = 0
@@ -165,6 +168,10 @@ class PaxosCommitNode:
                 a.promised = max(a.promised, ballot)
 
     def on_start(self) -> None:
+        self._on_start()
+        self._drain()
+
+    def _on_start(self) -> None:
         roles = [r for r, on in (("participant", self.is_participant), ("acceptor", self.is_acceptor)) if on]
         self.env.record("role", role="+".join(roles) or "leader", epoch=self.epoch)
         for p in self.ptx.values():
@@ -204,10 +211,11 @@ class PaxosCommitNode:
             self.clients[client] = txn
         self.env.record("begin", txn=txn, participants=",".join(parts))
         for rm, part in parts.items():
-            self.env.send(
+            self._send(
                 rm, Prepare(txn=txn, coordinator=self.id, participants=lead.participants, part=part)
             )
         self.env.set_timer(f"c/{txn}", self.opts.vote_timeout)
+        self._drain()
         return txn
 
     def put(self, *pairs: str) -> str:
@@ -219,11 +227,29 @@ class PaxosCommitNode:
     def on_message(self, src: str, msg: Any) -> None:
         if self.observer is not None:
             self.observer.received(self.id, src, msg)
+        self._handle(src, msg)
+        self._drain()
+
+    def _send(self, dst: str, msg: Any) -> None:
+        if dst == self.id:
+            self.local.append(msg)
+        else:
+            self.env.send(dst, msg)
+
+    def _drain(self) -> None:
+        while self.local:
+            self._handle(self.id, self.local.pop(0))
+
+    def _handle(self, src: str, msg: Any) -> None:
         handler = self._handlers.get(type(msg))
         if handler is not None:
             handler(self, src, msg)
 
     def on_timer(self, key: str) -> None:
+        self._on_timer(key)
+        self._drain()
+
+    def _on_timer(self, key: str) -> None:
         kind, _, txn = key.partition("/")
         if kind == "c":
             lead = self.leading.get(txn)
@@ -311,24 +337,24 @@ class PaxosCommitNode:
             return
         a = self.acc.setdefault(msg.txn, AcceptorTxn())
         if msg.ballot < a.promised:
-            self.env.send(msg.leader, Nack(txn=msg.txn, ballot=msg.ballot, promised=a.promised))
+            self._send(msg.leader, Nack(txn=msg.txn, ballot=msg.ballot, promised=a.promised))
             return
         a.promised = msg.ballot
         a.accepted[msg.rm] = (msg.ballot, msg.value)
         self.env.storage.log_append([("accepted", msg.txn, msg.rm, msg.ballot, msg.value)])
-        self.env.send(msg.leader, Phase2b(txn=msg.txn, rm=msg.rm, ballot=msg.ballot, value=msg.value))
+        self._send(msg.leader, Phase2b(txn=msg.txn, rm=msg.rm, ballot=msg.ballot, value=msg.value))
 
     def _on_phase1a(self, src: str, msg: Phase1a) -> None:
         if not self.is_acceptor:
             return
         a = self.acc.setdefault(msg.txn, AcceptorTxn())
         if msg.ballot <= a.promised:
-            self.env.send(msg.leader, Nack(txn=msg.txn, ballot=msg.ballot, promised=a.promised))
+            self._send(msg.leader, Nack(txn=msg.txn, ballot=msg.ballot, promised=a.promised))
             return
         a.promised = msg.ballot
         self.env.storage.log_append([("promised", msg.txn, msg.ballot)])
         accepted = tuple((rm, b, v) for rm, (b, v) in sorted(a.accepted.items()))
-        self.env.send(msg.leader, Phase1b(txn=msg.txn, ballot=msg.ballot, accepted=accepted))
+        self._send(msg.leader, Phase1b(txn=msg.txn, ballot=msg.ballot, accepted=accepted))
 
     # -- leader
     def _on_phase2b(self, src: str, msg: Phase2b) -> None:
@@ -382,7 +408,7 @@ class PaxosCommitNode:
     # ------------------------------------------------------------------ helpers
     def _phase2a_all(self, txn: str, rm: str, ballot: Round, value: RMValue, leader: str) -> None:
         for acceptor in self.acceptors:
-            self.env.send(acceptor, Phase2a(txn=txn, rm=rm, ballot=ballot, value=value, leader=leader))
+            self._send(acceptor, Phase2a(txn=txn, rm=rm, ballot=ballot, value=value, leader=leader))
 
     def _recover(self, txn: str, participants: tuple[str, ...]) -> None:
         """Lead every instance of ``txn`` in a ballot above any this node saw."""
@@ -401,7 +427,7 @@ class PaxosCommitNode:
         self.recoveries += 1
         self.env.record("recover", txn=txn, ballot=str(lead.ballot))
         for acceptor in self.acceptors:
-            self.env.send(
+            self._send(
                 acceptor, Phase1a(txn=txn, ballot=lead.ballot, participants=participants, leader=self.id)
             )
         self.env.set_timer(f"c/{txn}", self.opts.decision_timeout * (1 + self.env.rng.random()))
@@ -432,9 +458,9 @@ class PaxosCommitNode:
         succeeded = all(v.holds for v in lead.chosen.values())
         for rm in lead.participants:
             if lead.state == COMMITTED:
-                self.env.send(rm, Commit(txn=txn, succeeded=succeeded))
+                self._send(rm, Commit(txn=txn, succeeded=succeeded))
             else:
-                self.env.send(rm, Abort(txn=txn))
+                self._send(rm, Abort(txn=txn))
 
     def _outcome(self, p: PTxn) -> None:
         self.env.cancel_timer(f"p/{p.txn}")

@@ -1,0 +1,156 @@
+"""The commit protocols as real node processes (WAL, TCP, HMAC handshake), as
+``consensuskit up --protocol P --participants 3`` starts them: ``POST /v1/txn``, and
+SIGKILL of the coordinator between prepare and decision: 2PC blocks (status shows it)
+and finishes when the coordinator restarts; Paxos Commit decides without it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consensuskit.protocols.commit import owner
+from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+
+PARTICIPANTS = ("n1", "n2", "n3")
+
+
+def key_of(participant: str) -> str:
+    return next(f"k{i}" for i in range(100) if owner(f"k{i}", PARTICIPANTS) == participant)
+
+
+KEYS = [key_of(p) for p in PARTICIPANTS]
+TIMEOUTS = {"vote_timeout": 1.0, "ack_timeout": 1.0, "decision_timeout": 1.5}
+TXN = {"success": [{"put": {"key": k, "value": "x"}} for k in KEYS]}
+
+
+def post(url: str, body: Any, token: str, timeout: float = 10.0) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"{url}/v1/txn",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def statuses(cluster: LocalCluster) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in cluster.statuses(0.5).items() if isinstance(s, dict)}
+
+
+def wait(predicate: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def cluster_of(tmp_path: Path, protocol: str, **timeouts: float) -> LocalCluster:
+    layout = ClusterLayout.prepare(
+        tmp_path,
+        4,
+        free_base_port(8),
+        # Timeouts for real processes on a machine shared with many (the first message
+        # to a peer opens its connection; a sync may take tens of ms).
+        node_options={"request_timeout": 5.0, "options": {"participants": 3, **TIMEOUTS, **timeouts}},
+        protocol=protocol,
+    )
+    return LocalCluster(layout)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["2pc", "paxos-commit"])
+def test_txn_route_commits_across_participants(tmp_path: Path, protocol: str):
+    with cluster_of(tmp_path, protocol) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        token = cluster.layout.admin_token
+        status, body = post(cluster.url("n4"), TXN, token)
+        assert status == 200 and body["succeeded"], body
+        assert [r["put"]["version"] for r in body["responses"]] == [1, 1, 1]
+        compare = {
+            "compare": [{"key": KEYS[0], "version": 5}],
+            "success": [{"put": {"key": KEYS[0], "value": "y"}}],
+            "failure": [{"get": {"key": KEYS[0]}}],
+        }
+        status, body = post(cluster.url("n2"), compare, token)
+        assert status == 200 and not body["succeeded"]
+        assert body["responses"] == [{"get": {"key": KEYS[0], "value": "x", "version": 1}}]
+        status, body = post(cluster.url("n1"), {"success": [{"bogus": {}}]}, token)
+        assert status == 400 and body["error"] == "bad-request"
+
+
+def kill_coordinator_before_deciding(cluster: LocalCluster) -> None:
+    """n3 is paused (it cannot vote), n4 coordinates; n1 and n2 vote yes and hold
+    their locks; n4 is SIGKILLed before any decision; then n3 resumes."""
+    token = cluster.layout.admin_token
+    cluster.nodes["n3"].pause()
+    threading.Thread(target=lambda: _quiet_post(cluster.url("n4"), token), daemon=True).start()
+    assert wait(lambda: all(statuses(cluster).get(p, {}).get("in_doubt") for p in ("n1", "n2")), 10.0)
+    cluster.nodes["n4"].kill()
+    cluster.nodes["n3"].resume()
+
+
+def _quiet_post(url: str, token: str) -> None:
+    with contextlib.suppress(OSError):  # the coordinator dies under the request
+        post(url, TXN, token, timeout=5.0)
+
+
+@pytest.mark.timeout(120)
+def test_2pc_blocks_until_the_killed_coordinator_restarts(tmp_path: Path):
+    # A long vote timeout: n4 is killed while it still waits for n3's vote.
+    with cluster_of(tmp_path, "2pc", vote_timeout=8.0) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        kill_coordinator_before_deciding(cluster)
+        time.sleep(3.0)
+        seen = statuses(cluster)
+        for p, key in zip(PARTICIPANTS, KEYS, strict=True):
+            blocked = seen[p]["blocked"]
+            assert blocked and blocked[0]["locks"] == [key], (p, seen[p])
+        cluster.nodes["n4"].start()
+        assert wait(
+            lambda: all(not statuses(cluster).get(p, {"in_doubt": 1})["in_doubt"] for p in PARTICIPANTS), 20
+        )
+        seen = statuses(cluster)
+        # Presumed abort: n4 never logged a commit, so everyone aborted; nothing half-applied.
+        assert [seen[p]["aborted"] for p in PARTICIPANTS] == [1, 1, 1], seen
+        assert all(not seen[p]["locks"] for p in PARTICIPANTS)
+
+
+@pytest.mark.timeout(120)
+def test_paxos_commit_finishes_without_the_killed_coordinator(tmp_path: Path):
+    with cluster_of(tmp_path, "paxos-commit", vote_timeout=8.0) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        kill_coordinator_before_deciding(cluster)
+
+        def decided() -> bool:
+            seen = statuses(cluster)
+            return all(
+                p in seen and not seen[p]["in_doubt"] and seen[p]["committed"] + seen[p]["aborted"] == 1
+                for p in PARTICIPANTS
+            )
+
+        # A participant leads a higher ballot over every instance; n3's vote, sent
+        # when it resumed, may come after the acceptors promised that ballot, so the
+        # transaction commits or aborts, but it is decided, the same everywhere,
+        # without n4.
+        assert wait(decided, 20)
+        seen = statuses(cluster)
+        assert "n4" not in seen  # still dead
+        assert len({seen[p]["committed"] for p in PARTICIPANTS}) == 1, seen
+        assert all(not seen[p]["locks"] for p in PARTICIPANTS), seen
