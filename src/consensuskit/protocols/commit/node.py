@@ -301,7 +301,10 @@ class CommitNode:
 
     def _drain(self) -> None:
         while self.local:
-            self._handle(self.id, self.local.pop(0))
+            msg = self.local.pop(0)
+            if self.observer is not None:
+                self.observer.local(self.id, msg)
+            self._handle(self.id, msg)
 
     def _handle(self, src: str, msg: Any) -> None:
         handler = self._handlers.get(type(msg))
@@ -591,8 +594,9 @@ class CommitNode:
                 self.blocked_count += 1
                 p.blocked_since = None
             env.record("outcome", txn=p.txn, outcome=p.state)
-            if p.state == COMMITTED:
-                env.record("learned", slot=p.txn)  # message delays to the first to learn
+            if p.state == COMMITTED and dst != self.id:
+                # Message delays until a participant other than the coordinator learns.
+                env.record("learned", slot=p.txn)
             self._notify(p.txn, p.state, "participant")
             backup = self.backups.pop(p.txn, None)
             if backup is not None:

@@ -238,7 +238,10 @@ class PaxosCommitNode:
 
     def _drain(self) -> None:
         while self.local:
-            self._handle(self.id, self.local.pop(0))
+            msg = self.local.pop(0)
+            if self.observer is not None:
+                self.observer.local(self.id, msg)
+            self._handle(self.id, msg)
 
     def _handle(self, src: str, msg: Any) -> None:
         handler = self._handlers.get(type(msg))
@@ -319,7 +322,7 @@ class PaxosCommitNode:
         assert p.part is not None
         self.store.apply(p.part, p.succeeded)
         self.store.unlock(p.txn, p.part.keys())
-        self._outcome(p)
+        self._outcome(p, src)
 
     def _on_abort(self, src: str, msg: Abort) -> None:
         p = self.ptx.get(msg.txn)
@@ -462,7 +465,7 @@ class PaxosCommitNode:
             else:
                 self._send(rm, Abort(txn=txn))
 
-    def _outcome(self, p: PTxn) -> None:
+    def _outcome(self, p: PTxn, src: str = "") -> None:
         self.env.cancel_timer(f"p/{p.txn}")
         lead = self.leading.get(p.txn)
         if lead is not None and lead.client is None and lead.state in ("collecting", "phase1"):
@@ -478,8 +481,9 @@ class PaxosCommitNode:
             self.blocked_count += 1
             p.blocked_since = None
         self.env.record("outcome", txn=p.txn, outcome=p.state)
-        if p.state == COMMITTED:
-            self.env.record("learned", slot=p.txn)  # message delays to the first to learn
+        if p.state == COMMITTED and src != self.id:
+            # Message delays until a participant other than the leader learns.
+            self.env.record("learned", slot=p.txn)
         if self.observer is not None:
             self.observer.outcome(self.id, p.txn, p.state, "participant")
 
