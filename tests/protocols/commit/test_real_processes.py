@@ -154,3 +154,62 @@ def test_paxos_commit_finishes_without_the_killed_coordinator(tmp_path: Path):
         assert "n4" not in seen  # still dead
         assert len({seen[p]["committed"] for p in PARTICIPANTS}) == 1, seen
         assert all(not seen[p]["locks"] for p in PARTICIPANTS), seen
+
+
+@pytest.mark.timeout(120)
+def test_2pc_participant_killed_after_voting_finishes_from_its_log(tmp_path: Path):
+    """n1 votes yes and is SIGKILLed before the decision; the coordinator decides (and
+    keeps resending a commit); n1 restarts, replays its log (prepared, its lock taken
+    again) and finishes the same way as the others: nothing half-applied."""
+    with cluster_of(tmp_path, "2pc", vote_timeout=8.0) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        token = cluster.layout.admin_token
+        answers: list[tuple[int, Any]] = []
+        cluster.nodes["n3"].pause()
+        thread = threading.Thread(target=lambda: answers.append(post(cluster.url("n4"), TXN, token, 20.0)))
+        thread.start()
+        assert wait(lambda: all(statuses(cluster).get(p, {}).get("in_doubt") for p in ("n1", "n2")), 10.0)
+        cluster.nodes["n1"].kill()
+        cluster.nodes["n3"].resume()
+        thread.join(20.0)
+        assert answers and answers[0][0] in (200, 409), answers
+        # 200: every yes vote was in.  409: n3, resumed, heard n2's cooperative-termination
+        # question before n4's Prepare, so it aborted first (and then voted no).
+        outcome = "committed" if answers[0][0] == 200 else "aborted"
+        cluster.nodes["n1"].start()
+        assert wait(lambda: statuses(cluster).get("n1", {}).get(outcome) == 1, 20.0)
+        seen = statuses(cluster)
+        assert [seen[p][outcome] for p in PARTICIPANTS] == [1, 1, 1], seen
+        assert all(not seen[p]["in_doubt"] and not seen[p]["locks"] for p in PARTICIPANTS), seen
+
+
+def read_all(url: str, token: str) -> dict[str, Any]:
+    status, body = post(url, {"success": [{"get": {"key": k}} for k in KEYS]}, token)
+    assert status == 200, body
+    return {r["get"]["key"]: (r["get"]["value"], r["get"]["version"]) for r in body["responses"]}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("protocol", ["2pc", pytest.param("3pc", marks=pytest.mark.slow), "paxos-commit"])
+def test_power_loss_of_every_node_keeps_acknowledged_commits(tmp_path: Path, protocol: str):
+    """Acknowledged transactions, then SIGKILL of every process at once, then a restart:
+    every acknowledged commit is there, on every participant, and nothing is in doubt."""
+    with cluster_of(tmp_path, protocol) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        token = cluster.layout.admin_token
+        acked = 0
+        for i in range(5):
+            body = {"success": [{"put": {"key": k, "value": f"v{i}"}} for k in KEYS]}
+            status, answer = post(cluster.url(f"n{1 + i % 4}"), body, token)
+            if status == 200:
+                acked = i + 1
+                assert answer["succeeded"]
+        assert acked, "no transaction committed"
+        cluster.kill_all()
+        cluster.start()
+        cluster.wait_ready(30.0)
+        assert wait(lambda: all(not s.get("in_doubt") for s in statuses(cluster).values()), 20.0)
+        values = read_all(cluster.url("n4"), token)
+        assert values == dict.fromkeys(KEYS, (f"v{acked - 1}", acked)), values
