@@ -149,13 +149,14 @@ class PaxosCommitNode:
                 self.ptx[txn] = p
                 self.store.lock(txn, part.keys())
             elif kind == "committed":
-                p = self.ptx[txn]
+                p = self._known(txn)
                 p.state = COMMITTED
                 p.succeeded = record[2]
-                self.store.apply(p.part, p.succeeded)
-                self.store.unlock(txn, p.part.keys())
+                if p.part is not None:  # None only if the prepared record was never written (a bug knob)
+                    self.store.apply(p.part, p.succeeded)
+                    self.store.unlock(txn, p.part.keys())
             elif kind == "aborted":
-                p = self.ptx.get(txn) or self.ptx.setdefault(txn, PTxn(txn, coordinator_of(txn), (), None))
+                p = self._known(txn)
                 p.state = ABORTED
                 if p.part is not None:
                     self.store.unlock(txn, p.part.keys())
@@ -166,6 +167,13 @@ class PaxosCommitNode:
                 _, _, rm, ballot, value = record
                 a.accepted[rm] = (ballot, value)
                 a.promised = max(a.promised, ballot)
+
+    def _known(self, txn: str) -> PTxn:
+        """The participant's record of ``txn`` (a bare one if the log has none)."""
+        p = self.ptx.get(txn)
+        if p is None:
+            p = self.ptx[txn] = PTxn(txn, coordinator_of(txn), (), None)
+        return p
 
     def on_start(self) -> None:
         self._on_start()
