@@ -20,8 +20,11 @@ Rules this module owns (the tables own the protocol's):
   * 3PC rounds: a participant answers a termination round only if it is not lower than
     the highest it answered, and from then on ignores PreCommit/Commit/Abort of lower
     rounds (the original coordinator's is the lowest);
-  * what a checker needs it gets through ``observer`` (``outcome(node, txn, outcome,
-    role)``), never through records: records are for the trace.
+  * a message to itself never leaves the node: it is handled right after the input that
+    sent it (a server's transport has no link to its own node);
+  * what a checker needs it gets through ``observer``: ``outcome(node, txn, outcome,
+    role)``, ``received(node, src, msg)`` for each message from the network and
+    ``local(node, msg)`` for each it sent itself; never through records (the trace's).
 """
 
 from __future__ import annotations
