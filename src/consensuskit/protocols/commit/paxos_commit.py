@@ -20,6 +20,10 @@ acceptors (the first 2F+1 members), so no single coordinator's log holds the out
     and a leader crash without blocking; with F = 0 the one acceptor is the
     coordinator's log and this is 2PC.
 
+Acceptors refuse a lower ballot with a Nack naming their promise, so a leader that
+restarted (and forgot its ballots) climbs past it at once.  A message to itself is
+handled inside the node (node.py's rule).
+
 Durable records (one log, replayed at start): participant ``prepared`` / ``committed`` /
 ``aborted`` (as in 2PC) and acceptor ``promised`` / ``accepted``.
 """
