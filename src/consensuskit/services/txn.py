@@ -114,4 +114,6 @@ def txn_service() -> ServiceSpec:
         model=None,
         log=False,
         http="consensuskit.services.txn_http:ROUTES",
+        client="consensuskit.services.txn_http:TxnClient",
+        cli="consensuskit.services.txn_http:CLI",
     )

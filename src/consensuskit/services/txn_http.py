@@ -82,3 +82,67 @@ class _Routes:
 
 
 ROUTES = _Routes()
+
+
+class TxnClient:
+    """The service's client methods (its ``client`` reference): ``Client.service("txn")``.
+    An aborted transaction raises the client's ClientError with code "aborted"."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def txn(self, compare: Any = (), success: Any = (), failure: Any = ()) -> dict[str, Any]:
+        """One transaction in the route's JSON shape; its answer."""
+        body = {"compare": list(compare), "success": list(success), "failure": list(failure)}
+        answer = self.client.request("POST", PATH, body=json.dumps(body).encode(), write=True)
+        return dict(answer.body)
+
+    def put(self, pairs: dict[str, Any]) -> dict[str, Any]:
+        """Put every key (across participants) in one transaction."""
+        return self.txn(success=[{"put": {"key": k, "value": v}} for k, v in pairs.items()])
+
+    def get(self, *keys: str) -> dict[str, Any]:
+        """Read keys in one transaction: key -> value (None when absent)."""
+        answer = self.txn(success=[{"get": {"key": k}} for k in keys])
+        return {r["get"]["key"]: r["get"]["value"] for r in answer["responses"]}
+
+
+def _cli() -> Any:
+    """``consensuskit txn put k1=a k2=b`` / ``consensuskit txn get k1 k2`` (--endpoints)."""
+    import typer
+
+    app = typer.Typer(
+        help="Multi-key transactions on a running 2pc/3pc/paxos-commit cluster.", no_args_is_help=True
+    )
+
+    def run(endpoints: str, fn: Any) -> None:
+        from consensuskit.client import Client, ClientError
+
+        try:
+            with Client(endpoints) as client:
+                print(json.dumps(fn(TxnClient(client))))
+        except ClientError as exc:
+            print(f"Error: {exc}")
+            raise typer.Exit(1) from None
+
+    @app.command("put")
+    def put(pairs: list[str], endpoints: str = "127.0.0.1:7100") -> None:
+        """KEY=VALUE ...: one transaction putting them all."""
+        values = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                print(f"Error: expected KEY=VALUE, got {pair!r}")
+                raise typer.Exit(2)
+            values[key] = value
+        run(endpoints, lambda c: c.put(values))
+
+    @app.command("get")
+    def get(keys: list[str], endpoints: str = "127.0.0.1:7100") -> None:
+        """KEY ...: one transaction reading them all."""
+        run(endpoints, lambda c: c.get(*keys))
+
+    return app
+
+
+CLI = _cli()

@@ -91,6 +91,10 @@ def test_txn_route_commits_across_participants(tmp_path: Path, protocol: str):
         assert body["responses"] == [{"get": {"key": KEYS[0], "value": "x", "version": 1}}]
         status, body = post(cluster.url("n1"), {"success": [{"bogus": {}}]}, token)
         assert status == 400 and body["error"] == "bad-request"
+        with cluster.client() as client:  # the service's client methods
+            txn = client.service("txn")
+            assert txn.put({KEYS[1]: "p", KEYS[2]: "q"})["succeeded"]
+            assert txn.get(*KEYS) == {KEYS[0]: "x", KEYS[1]: "p", KEYS[2]: "q"}
 
 
 def kill_coordinator_before_deciding(cluster: LocalCluster) -> None:
