@@ -20,9 +20,11 @@ from consensuskit.check.commit import CommitChecker
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.raft import RaftChecker
+from consensuskit.check.swim import SwimChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.swim import swim_spec
 from consensuskit.scenarios.base import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "2pc": CommitChecker,
         "3pc": CommitChecker,
         "paxos-commit": CommitChecker,
+        "swim": SwimChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted(expected)
@@ -48,7 +51,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
 
 def test_protocol_specs_carry_no_checker_of_their_own() -> None:
     """Protocols do not import check/: only the catalog wires a checker."""
-    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec()):
+    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), swim_spec()):
         assert spec.make_checker is None, spec.name
 
 
@@ -63,9 +66,34 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
         own = CATALOG.scenarios(entry.name)
         assert own, f"{entry.name} registers no scenario"
         assert all(s.protocol == entry.name for s in own.values())
-    assert sum(len(CATALOG.scenarios(e.name)) for e in CATALOG.protocols()) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, then the commit protocols.
-    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1] == "paxoscommit-coordinator-crash"
+    families = CATALOG.scenario_families()
+    owners = [*(e.name for e in CATALOG.protocols()), *families]
+    assert sum(len(CATALOG.scenarios(name)) for name in owners) == len(scenarios)
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM);
+    # then the families' own.
+    of_protocols = [s for s in scenarios.values() if s.protocol not in families]
+    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("swim-")
+    assert [s.protocol for s in scenarios.values()][len(of_protocols) :] == [
+        s.protocol for s in scenarios.values() if s.protocol in families
+    ]
+
+
+def test_a_family_registers_scenarios_that_run_no_catalog_protocol() -> None:
+    from consensuskit.scenarios import Scenario
+
+    def script(run) -> None:  # type: ignore[no-untyped-def]
+        run.expect(True, "computed directly")
+
+    catalog = builtin_catalog()
+    catalog.add_scenarios("abacus", lambda: [Scenario("abacus-sum", "sum", "abacus", "adds", script)])
+    scenarios = catalog.scenarios()
+    assert list(scenarios)[-1] == "abacus-sum" and catalog.scenario_families()[-1] == "abacus"
+    assert list(catalog.scenarios("abacus")) == ["abacus-sum"]
+    with pytest.raises(ValueError, match="registered twice"):
+        catalog.add_scenarios("abacus", lambda: [])
+    catalog.add_scenarios("slide-rule", lambda: [Scenario("rule", "r", "abacus", "wrong owner", script)])
+    with pytest.raises(ValueError, match="registered under 'slide-rule'"):
+        catalog.scenarios()
 
 
 def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
