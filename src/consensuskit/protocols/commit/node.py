@@ -180,6 +180,7 @@ class CommitNode:
         # transport has no link to its own node: nothing addressed to self leaves).
         self.local: list[Any] = []
         self.counter = 0
+        self.malformed = 0  # peer messages dropped as malformed
         self.committed = 0
         self.aborted = 0
         self.blocked_seconds = 0.0
@@ -353,6 +354,9 @@ class CommitNode:
     def _on_prepare(self, src: str, msg: Prepare) -> None:
         if not self.is_participant:
             return
+        if not txns.well_formed_part(msg.part):
+            self.malformed += 1
+            return
         p = self.ptx.get(msg.txn)
         if p is None:
             p = PTxn(msg.txn, msg.coordinator, tuple(msg.participants), msg.part)
@@ -368,6 +372,9 @@ class CommitNode:
         self._participant(p, "prepare")
 
     def _on_vote(self, src: str, msg: Vote) -> None:
+        if not txns.well_formed_snapshot(msg.snapshot):
+            self.malformed += 1
+            return
         c = self.ctx.get(msg.txn)
         if c is None:
             if coordinator_of(msg.txn) == self.id:
@@ -740,6 +747,7 @@ class CommitNode:
                     1 for c in self.ctx.values() if c.state in ("collecting", "precommitting")
                 ),
                 "blocked_seconds": round(self.blocked_seconds, 6),
+                "malformed": self.malformed,
             },
         )
 

@@ -133,6 +133,7 @@ class PaxosCommitNode:
         # transport has no link to its own node: nothing addressed to self leaves).
         self.local: list[Any] = []
         self.counter = 0
+        self.malformed = 0  # peer messages dropped as malformed
         self.committed = 0
         self.aborted = 0
         self.blocked_seconds = 0.0
@@ -292,6 +293,9 @@ class PaxosCommitNode:
     def _on_prepare(self, src: str, msg: Prepare) -> None:
         if not self.is_participant or msg.txn in self.ptx:
             return
+        if not txns.well_formed_part(msg.part):
+            self.malformed += 1
+            return
         p = PTxn(msg.txn, msg.coordinator, tuple(msg.participants), msg.part)
         self.ptx[msg.txn] = p
         keys = msg.part.keys()
@@ -349,6 +353,9 @@ class PaxosCommitNode:
     # -- acceptor
     def _on_phase2a(self, src: str, msg: Phase2a) -> None:
         if not self.is_acceptor:
+            return
+        if not txns.well_formed_snapshot(msg.value.snapshot):
+            self.malformed += 1
             return
         a = self.acc.setdefault(msg.txn, AcceptorTxn())
         if msg.ballot < a.promised:
@@ -533,6 +540,7 @@ class PaxosCommitNode:
                 "aborted": self.aborted,
                 "recoveries": self.recoveries,
                 "blocked_seconds": round(self.blocked_seconds, 6),
+                "malformed": self.malformed,
             },
         )
 

@@ -80,6 +80,29 @@ def validate(txn: Any) -> None:
         raise ValueError("an empty transaction")
 
 
+def well_formed_part(part: Any) -> bool:
+    """A peer's ``TxnPart`` holds (key, target, value) compares and (op, key, value) ops
+    of the known kinds, keys as strings (a malformed one is dropped, never run)."""
+    try:
+        compares_ok = all(
+            len(c) == 3 and isinstance(c[0], str) and c[1] in COMPARE_TARGETS for c in part.compare
+        )
+        ops_ok = all(
+            len(o) == 3 and o[0] in OPS and isinstance(o[1], str) for o in (*part.success, *part.failure)
+        )
+    except TypeError:
+        return False
+    return compares_ok and ops_ok
+
+
+def well_formed_snapshot(snapshot: Any) -> bool:
+    """A peer's snapshot: (key, value, version) triples, key a string, version an int."""
+    try:
+        return all(len(item) == 3 and isinstance(item[0], str) and type(item[2]) is int for item in snapshot)
+    except TypeError:
+        return False
+
+
 def normalize(txn: Mapping[str, Any]) -> dict[str, tuple[tuple[str, str, Any], ...]]:
     """Tuples all the way down (hashable, msgpack round-trips them as they are)."""
     return {k: tuple(tuple(item) for item in txn.get(k, ())) for k in ("compare", "success", "failure")}
