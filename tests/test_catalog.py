@@ -19,10 +19,12 @@ from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_d
 from consensuskit.check.commit import CommitChecker
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
+from consensuskit.check.pbft import PbftChecker
 from consensuskit.check.raft import RaftChecker
 from consensuskit.check.swim import SwimChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.scenarios.base import Scenario
@@ -41,6 +43,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "3pc": CommitChecker,
         "paxos-commit": CommitChecker,
         "swim": SwimChecker,
+        "pbft": PbftChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted(expected)
@@ -51,7 +54,9 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
 
 def test_protocol_specs_carry_no_checker_of_their_own() -> None:
     """Protocols do not import check/: only the catalog wires a checker."""
-    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), swim_spec()):
+    for spec in (
+        raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), swim_spec(), pbft_spec()
+    ):
         assert spec.make_checker is None, spec.name
 
 
@@ -69,10 +74,10 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
     families = CATALOG.scenario_families()
     owners = [*(e.name for e in CATALOG.protocols()), *families]
     assert sum(len(CATALOG.scenarios(name)) for name in owners) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM);
-    # then the families' own.
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM,
+    # PBFT); then the families' own.
     of_protocols = [s for s in scenarios.values() if s.protocol not in families]
-    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("swim-")
+    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("pbft-")
     assert [s.protocol for s in scenarios.values()][len(of_protocols) :] == [
         s.protocol for s in scenarios.values() if s.protocol in families
     ]
@@ -100,7 +105,7 @@ def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, paxos-commit, raft"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, paxos-commit, pbft, raft"):
         CATALOG.protocol("zab")
 
 

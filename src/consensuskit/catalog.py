@@ -49,8 +49,10 @@ from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.commit import paxos_commit_spec, three_pc_spec, two_pc_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
+from consensuskit.services.etcd import etcd_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
 from consensuskit.services.txn import txn_service
@@ -276,6 +278,18 @@ PARTICIPANTS_FLAG = ProtocolFlag(
 )
 
 
+def _pbft_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.pbft import PbftChecker
+
+    return PbftChecker()
+
+
+def _pbft_monitor(config: Any) -> Any:
+    from consensuskit.check.pbft import PbftMonitor
+
+    return PbftMonitor(config)
+
+
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
@@ -362,13 +376,27 @@ def builtin_catalog() -> Catalog:
     # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
     catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
+    # PBFT is a replicated log (log=True): it takes the service's state machine and
+    # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
+    catalog.add_protocol(
+        pbft_spec(),
+        family="pbft",
+        readme="src/consensuskit/protocols/pbft/README.md",
+        checker=_pbft_checker,
+        checker_module="check/pbft.py",
+        monitor=_pbft_monitor,
+        scenarios=_scenarios_of("pbft"),
+    )
     add_services(catalog)
+    # The etcd service's example resource for its locks (services/fenced_store.py).
+    catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
     return catalog
 
 
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+    catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
 
