@@ -116,4 +116,5 @@ def txn_service() -> ServiceSpec:
         http="consensuskit.services.txn_http:ROUTES",
         client="consensuskit.services.txn_http:TxnClient",
         cli="consensuskit.services.txn_http:CLI",
+        example="consensuskit txn put k1=a k2=b --endpoints {endpoints}",
     )
