@@ -15,6 +15,11 @@ Rules this module owns:
     it); checkers are imported when a simulation builds one, so the catalog stays cheap;
   * no global state: each ``default_catalog()`` call builds a fresh ``Catalog``; a caller
     that wants more protocols (a test's toy, a plug-in) builds its own and adds to it;
+  * a protocol's monitor (measurements and end-of-run properties of a simulation,
+    ``ProtocolSpec.make_monitor``) is wired here like its checker;
+  * a family's own top-level CLI verbs (``consensuskit gossip epidemic``, ``consensuskit
+    agent``) are registered here (``add_command``) as lazy ``module:attr`` references that
+    cli.py mounts: cli.py names no family;
   * services (core/service.py) are registered here too (``add_service``) and travel in
     the ``Registry`` the simulator and the server get; a registry without any (a test's)
     borrows the built-in ones (``service_for``).
@@ -73,6 +78,21 @@ class Catalog:
     def __init__(self) -> None:
         self._protocols: dict[str, ProtocolEntry] = {}
         self._services: dict[str, ServiceSpec] = {}
+        self._commands: dict[str, str] = {}
+
+    def add_command(self, name: str, reference: str) -> None:
+        """A top-level CLI verb: ``reference`` is ``module:attr`` naming a typer.Typer (a
+        command group) or a function (one command); resolved when the CLI starts."""
+        if name in self._commands:
+            raise ValueError(f"command {name!r} registered twice")
+        module, sep, attr = reference.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(f"command {name!r}: expected MODULE:ATTR, got {reference!r}")
+        self._commands[name] = reference
+
+    def commands(self) -> dict[str, str]:
+        """Each family command's name and ``module:attr`` reference, in registration order."""
+        return dict(self._commands)
 
     def add_service(self, spec: ServiceSpec) -> ServiceSpec:
         if spec.name in self._services:
@@ -92,6 +112,7 @@ class Catalog:
         readme: str = "",
         checker: CheckerFactory | None = None,
         checker_module: str = "",
+        monitor: Callable[[Any], Any] | None = None,
         scenarios: ScenarioLoader | None = None,
         demo: bool = False,
     ) -> ProtocolEntry:
@@ -99,6 +120,8 @@ class Catalog:
             raise ValueError(f"protocol {spec.name!r} registered twice")
         if checker is not None:
             spec = dataclasses.replace(spec, make_checker=checker)
+        if monitor is not None:
+            spec = dataclasses.replace(spec, make_monitor=monitor)
         entry = ProtocolEntry(
             spec=spec, family=family, readme=readme, checker=checker_module, scenarios=scenarios, demo=demo
         )

@@ -29,6 +29,7 @@ from rich.table import Table
 from consensuskit.catalog import builtin_registry, default_catalog, default_registry, service_for
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
+from consensuskit.core.registry import flag_options, parse_flags
 from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -114,6 +115,25 @@ def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
     return frozenset(bugs)
 
 
+# Commands that run a protocol accept its own flags (ProtocolSpec.flags) after the
+# generic ones; click hands them over as the context's extra arguments.
+PROTOCOL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def parse_protocol_flags(ctx: typer.Context, protocol: str) -> dict[str, Any]:
+    """The protocol's flags among the command's extra arguments (every flag, defaults
+    filled); anything else is a usage error naming the command's options and the flags."""
+    flags = default_registry().get(protocol).flags
+    try:
+        return parse_flags(flags, list(ctx.args), protocol)
+    except ValueError as exc:
+        own = sorted(o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("--"))
+        theirs = [f"--{f.name}" for f in flags]
+        raise typer.BadParameter(
+            f"{exc}; valid: {', '.join(own + theirs)}" if "no such option" in str(exc) else str(exc)
+        ) from None
+
+
 def parse_options(protocol: str, pairs: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; VALUE is JSON when it parses as JSON, else a string."""
     options: dict[str, Any] = {}
@@ -125,6 +145,10 @@ def parse_options(protocol: str, pairs: list[str] | None) -> dict[str, Any]:
             options[key] = json.loads(raw)
         except json.JSONDecodeError:
             options[key] = raw
+    return validate_protocol_options(protocol, options)
+
+
+def validate_protocol_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     validate = default_registry().get(protocol).validate_options
     if validate is not None:
         try:
@@ -145,11 +169,17 @@ def build_config(
     options: list[str] | None = None,
     service: str | None = None,
     runtime: str = "random",
+    flags: dict[str, Any] | None = None,
 ) -> SimConfig:
     check_protocol(protocol)
+    flags = dict(flags or {})
+    spec = default_registry().get(protocol)
+    # Option flags are options too; an explicit --option KEY=VALUE wins over a flag.
+    merged = {**flag_options(spec.flags, flags), **parse_options(protocol, options)}
     return SimConfig(
         runtime=check_runtime(runtime),
-        options=parse_options(protocol, options),
+        options=validate_protocol_options(protocol, merged) if flags else merged,
+        flags=flags,
         protocol=protocol,
         service=check_service(protocol, service),
         node_ids=tuple(f"n{i}" for i in range(1, nodes + 1)),
@@ -388,8 +418,9 @@ RuntimeOpt = Annotated[
 ]
 
 
-@app.command("sim")
+@app.command("sim", context_settings=PROTOCOL_FLAGS)
 def sim_cmd(
+    ctx: typer.Context,
     protocol: Annotated[str, typer.Argument(help=protocol_help())],
     nodes: NodesOpt = 5,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
@@ -405,8 +436,13 @@ def sim_cmd(
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
-    was not found non-linearizable."""
-    config = build_config(protocol, nodes, seed, duration, clients, nemesis, bug, option, service, runtime)
+    was not found non-linearizable.  A protocol's own flags (e.g. swim's --loss) follow
+    the generic options."""
+    check_protocol(protocol)
+    config = build_config(
+        protocol, nodes, seed, duration, clients, nemesis, bug, option, service, runtime,
+        flags=parse_protocol_flags(ctx, protocol),
+    )
     config.trace_path = trace
     config.history_path = history
     sim = build_simulation(config)
@@ -433,8 +469,9 @@ def sim_cmd(
 
 
 # --------------------------------------------------------------------- sweep
-@app.command("sweep")
+@app.command("sweep", context_settings=PROTOCOL_FLAGS)
 def sweep_cmd(
+    ctx: typer.Context,
     protocol: Annotated[str, typer.Argument(help=protocol_help())],
     seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run.")] = 100,
     first_seed: Annotated[int, typer.Option(help="First seed; seeds run S0..S0+K-1.")] = 0,
@@ -461,9 +498,12 @@ def sweep_cmd(
         ),
     ] = None,
 ) -> None:
-    """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed."""
+    """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed.
+    A protocol's own flags follow the generic options, as for sim."""
+    check_protocol(protocol)
     config = build_config(
-        protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service, runtime
+        protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service, runtime,
+        flags=parse_protocol_flags(ctx, protocol),
     )
     if dask is not None:
         try:
@@ -656,8 +696,9 @@ class _check_progress:
 
 
 # ------------------------------------------------------ a real cluster (server/)
-@app.command("server")
+@app.command("server", context_settings=PROTOCOL_FLAGS)
 def server_cmd(
+    ctx: typer.Context,
     config: Annotated[
         Path | None, typer.Option("--config", help="Node config file (TOML); flags override it.")
     ] = None,
@@ -744,6 +785,21 @@ def server_cmd(
     empty: --bootstrap (a new cluster) or --rejoin (its disk was lost)."""
     from consensuskit.server.main import serve_command
 
+    if ctx.args:
+        # The protocol's own flags: named by --protocol or by the config file.
+        named = protocol or _config_protocol(config) or "raft"
+        check_protocol(named)
+        flags = parse_protocol_flags(ctx, named)
+        spec = default_registry().get(named)
+        given = set(_given_flag_keys(ctx.args))
+        option = [
+            *(option or []),
+            *(
+                f"{k}={json.dumps(v)}"
+                for k, v in flag_options(spec.flags, flags).items()
+                if k in given
+            ),
+        ]
     raise typer.Exit(
         serve_command(
             config,
@@ -782,6 +838,33 @@ def server_cmd(
     )
 
 
+def _config_protocol(path: Path | None) -> str | None:
+    """The protocol a node config file names (None when there is none to read)."""
+    if path is None:
+        return None
+    import tomllib
+
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("protocol")
+    except (OSError, ValueError):
+        return None  # serve_command reports the unreadable file
+    return value if isinstance(value, str) else None
+
+
+def _add_family_commands() -> None:
+    """Each protocol family's own verbs (catalog.add_command): ``consensuskit gossip
+    epidemic`` comes from the gossip family's typer app; a function is one command."""
+    for name, reference in default_catalog().commands().items():
+        target = resolve(reference)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+_add_family_commands()
+
+
 def _add_service_verbs() -> None:
     """Each service's verbs (its ``cli`` reference, core/service.py) under its name:
     ``consensuskit kv get ...`` comes from the kv service (cli_kv.py)."""
@@ -814,8 +897,9 @@ app.add_typer(role_app, name="role")
 app.add_typer(auth_app, name="auth")
 
 
-@app.command("up")
+@app.command("up", context_settings=PROTOCOL_FLAGS)
 def up_cmd(
+    ctx: typer.Context,
     nodes: Annotated[
         int | None, typer.Option(min=1, help="Nodes (default 3, or as --data-dir holds).")
     ] = None,
@@ -836,15 +920,47 @@ def up_cmd(
     service: Annotated[
         str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")
     ] = None,
+    option: OptionOpt = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
+    A protocol's own flags (e.g. zab's --observers) follow the generic options.
 
     The first start of a cluster directory starts the nodes with --bootstrap; later
     starts recover them from disk.  A node whose data directory was lost refuses to
     start until run by hand with `consensuskit server --config DIR/nI.toml --rejoin`."""
     from consensuskit.server.commands import up_command
 
-    raise typer.Exit(up_command(nodes, data_dir, base_port, protocol=protocol, service=service))
+    node_options: dict[str, Any] | None = None
+    if ctx.args or option:
+        named = protocol or _cluster_protocol(data_dir) or "raft"
+        check_protocol(named)
+        flags = parse_protocol_flags(ctx, named) if ctx.args else {}
+        spec = default_registry().get(named)
+        explicit = {f.key for f in spec.flags} & set(_given_flag_keys(ctx.args))
+        merged = {
+            **{k: v for k, v in flag_options(spec.flags, flags).items() if k in explicit},
+            **parse_options(named, option),
+        }
+        node_options = {"options": validate_protocol_options(named, merged)}
+    raise typer.Exit(
+        up_command(nodes, data_dir, base_port, protocol=protocol, service=service, node_options=node_options)
+    )
+
+
+def _cluster_protocol(data_dir: str) -> str | None:
+    """The protocol an existing cluster directory runs (None: a new one)."""
+    from consensuskit.server.cluster import MANIFEST
+
+    try:
+        value = json.loads((Path(data_dir) / MANIFEST).read_text(encoding="utf-8")).get("protocol")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _given_flag_keys(args: list[str]) -> list[str]:
+    """The keys of the flags named in ``args`` (defaults are the nodes' business)."""
+    return [a[2:].partition("=")[0].replace("-", "_") for a in args if a.startswith("--")]
 
 
 @app.command("cluster-demo")

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -132,8 +133,16 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     parts += [
         f"--option {key}={json.dumps(value, separators=(',', ':'))}"
         for key, value in sorted(config.options.items())
+        if not (key in config.flags and config.flags[key] == value)  # said by its flag below
     ]
+    parts += [f"--{key.replace('_', '-')} {_flag_text(value)}" for key, value in config.flags.items()]
     return " ".join(parts)
+
+
+def _flag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return shlex.quote(str(value))
 
 
 def failure_reason(result: Any, config: SimConfig | None = None) -> str:

@@ -247,3 +247,118 @@ def test_a_service_without_a_model_owes_no_verdict():
         Simulation(SimConfig(protocol="raft", clients=2, duration=1.0), reg).run(), linearizable=None
     )
     assert "no linearizability verdict" in failure_reason(unchecked, cfg)
+
+
+# ------------------------------------------------------------ the protocol's own flags
+def test_a_protocols_flags_reach_options_the_monitor_and_the_report(plugged: None):
+    """--primary-index is an option flag (the nodes read it); --crash-primary-at and
+    --need-ok only reach the simulation, where the toy's monitor acts on them."""
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        ["sim", "counter-primary", "--nodes", "3", "--duration", "2", "--json",
+         "--primary-index", "1", "--crash-primary-at=1.0", "--loud", "on"],
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["metrics"]["crashed_at"] == 1.0
+    assert doc["faults"]["crash"] == 1  # the monitor's crash, counted like the nemesis's
+    # The run fails when the monitor's end-of-run property fails.
+    out = runner.invoke(
+        app, ["sim", "counter-primary", "--nodes", "3", "--duration", "1", "--json", "--need-ok", "100000"]
+    )
+    assert out.exit_code == 1, out.output
+    doc = json.loads(out.stdout)
+    assert doc["invariant_violations"][0]["name"] == "counter-primary-monitor"
+    assert "operations completed, 100000 needed" in doc["invariant_violations"][0]["detail"]
+
+
+def test_a_sim_config_with_flags_runs_without_the_cli():
+    config = SimConfig(
+        protocol="counter-primary", node_ids=("a", "b", "c"), duration=1.0, clients=1,
+        flags={"primary_index": 2},
+    )
+    sim = Simulation(config, registry())
+    assert sim.options["primary_index"] == 2 and sim.flags["need_ok"] == 0
+    assert sim.nodes["a"].primary == "c"
+    sim.close()
+    with pytest.raises(ValueError, match=r"unknown flag\(s\) no_such for counter-primary; valid: crash"):
+        Simulation(dataclasses.replace(config, flags={"no_such": 1}), registry())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--primary-index", "x"], "--primary-index: expected int, got 'x'"),
+        (["--style", "odd"], "--style: 'odd' is not one of plain, fancy"),
+        (["--loud", "maybe"], "--loud: expected one of on, true, yes, 1, off, false, no, 0"),
+        (["--no-such", "1"], "no such option '--no-such' for counter-primary"),
+        (["--primary-index"], "--primary-index needs a value"),
+        (["--primary-index", "-3"], "primary_index must be an int >= 0"),
+    ],
+)
+def test_bad_protocol_flags_are_one_line_and_exit_2(plugged: None, args: list[str], message: str):
+    out = CliRunner().invoke(app, ["sim", "counter-primary", "--duration", "1", *args])
+    assert out.exit_code == 2, out.output
+    assert message in out.output
+    if "no such option" in message:  # names the command's options and the protocol's flags
+        assert "--seed" in out.output and "--crash-primary-at" in out.output
+
+
+def test_raft_takes_no_flags_and_says_so(plugged: None):
+    out = CliRunner().invoke(app, ["sweep", "raft", "--seeds", "1", "--loss", "0.1"])
+    assert out.exit_code == 2
+    assert "no such option '--loss' for raft" in out.output
+
+
+def test_a_sweeps_reproduce_line_carries_the_flags():
+    from consensuskit.sweep import reproduce_command
+
+    config = SimConfig(
+        protocol="counter-primary",
+        flags={"primary_index": 1, "loud": True, "style": "a b"},
+        options={"primary_index": 1, "other": 2},
+    )
+    line = reproduce_command(config, 7)
+    assert "--primary-index 1" in line and "--loud on" in line and "--style 'a b'" in line
+    assert "--option other=2" in line and "--option primary_index" not in line
+
+
+def test_the_families_commands_come_from_the_catalog(plugged: None):
+    env = {**os.environ, CATALOG_ENV: PLUGIN}
+    cases = ((["toy-hello", "--name", "you"], "hello you"), (["toy", "count", "--n", "4"], "1 2 3 4"))
+    for argv, expected in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "consensuskit.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
+
+
+def test_up_writes_option_flags_into_the_nodes_configs_and_keeps_them(plugged: None, tmp_path: Path):
+    """``up --primary-index 2`` reaches every node's [options]; a later ``up`` without it
+    keeps it (and the service), as the cluster's manifest remembers them."""
+    layout = ClusterLayout.prepare(
+        tmp_path,
+        3,
+        free_base_port(6),
+        node_options={"options": {"primary_index": 2}},
+        protocol="counter-primary",
+    )
+    assert "primary_index = 2" in layout.nodes[0].config_path.read_text()
+    again = ClusterLayout.prepare(tmp_path)
+    assert "primary_index = 2" in again.nodes[1].config_path.read_text()
+    changed = ClusterLayout.prepare(tmp_path, node_options={"options": {"primary_index": 1}})
+    assert "primary_index = 1" in changed.nodes[2].config_path.read_text()
+
+
+@pytest.mark.parametrize("command", ["up", "server"])
+def test_up_and_server_take_the_protocols_flags_too(plugged: None, command: str, tmp_path: Path):
+    out = CliRunner().invoke(
+        app, [command, "--protocol", "counter-primary", "--data-dir", str(tmp_path), "--style", "odd"]
+    )
+    assert out.exit_code == 2, out.output
+    assert "--style: 'odd' is not one of plain, fancy" in out.output

@@ -21,11 +21,13 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+import typer
+
 from consensuskit.catalog import Catalog, builtin_catalog
 from consensuskit.core.capabilities import LEADER, NodeStatus
 from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
-from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.statemachines.sessioned import Sessioned
 from consensuskit.statemachines.sessions import BAD_COMMAND, refusal
@@ -145,7 +147,8 @@ class CounterPrimaryNode:
         self.id = node_id
         self.env = env
         self.members = tuple(members)
-        self.primary = self.members[0]
+        # --primary-index I (a ProtocolFlag that is an option): which member is primary.
+        self.primary = self.members[int(options.get("primary_index", 0)) % len(self.members)]
         self.role = "leader" if node_id == self.primary else "follower"
         self.leader = self.primary
         self.sm = make_state_machine()
@@ -216,12 +219,79 @@ class CounterPrimaryNode:
         return self.primary
 
 
+def _validate_options(options: dict[str, Any]) -> None:
+    index = options.get("primary_index", 0)
+    if not isinstance(index, int) or index < 0:
+        raise ValueError(f"primary_index must be an int >= 0, got {index!r}")
+
+
 PROTOCOL = ProtocolSpec(
     name="counter-primary",
     description="toy: a fixed primary serving the counter service",
     make_node=CounterPrimaryNode,
     services=("counter",),
+    validate_options=_validate_options,
+    flags=(
+        ProtocolFlag(name="primary-index", kind=int, default=0, help="Which member is the primary."),
+        ProtocolFlag(
+            name="crash-primary-at",
+            kind=float,
+            default=-1.0,
+            help="The monitor crashes the primary at this virtual time (-1: never).",
+            option=False,
+        ),
+        ProtocolFlag(
+            name="need-ok",
+            kind=int,
+            default=0,
+            help="The run fails unless this many operations completed.",
+            option=False,
+        ),
+        ProtocolFlag(name="style", kind=str, default="plain", help="Unused.", choices=("plain", "fancy")),
+        ProtocolFlag(name="loud", kind=bool, default=False, help="Unused.", option=False),
+    ),
 )
+
+
+class CrashMonitor:
+    """The toy's monitor: crashes the primary when the flag says, and reports it."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.crashed_at: float | None = None
+
+    def start(self, sim: Any) -> None:
+        at = sim.flags["crash_primary_at"]
+        if at >= 0:
+            primary = sim.node_ids[sim.options.get("primary_index", 0) % len(sim.node_ids)]
+
+            def crash() -> None:
+                self.crashed_at = sim.now
+                sim.crash(primary)
+
+            sim.schedule(at, crash, "monitor: crash the primary")
+
+    def report(self, sim: Any) -> dict[str, Any]:
+        return {"crashed_at": self.crashed_at, "ok_ops": sim.history.counts().get("ok", 0)}
+
+    def failures(self, sim: Any) -> list[str]:
+        ok = sim.history.counts().get("ok", 0)
+        need = sim.flags["need_ok"]
+        return [f"only {ok} operations completed, {need} needed"] if ok < need else []
+
+
+def hello(name: str = "world") -> None:
+    """A family's command: consensuskit toy-hello (mounted from the catalog)."""
+    print(f"hello {name}")
+
+
+toy_app = typer.Typer(help="The toy family's verbs.", no_args_is_help=True)
+
+
+@toy_app.command("count")
+def toy_count(n: int = 3) -> None:
+    """Print 1..N."""
+    print(" ".join(str(i) for i in range(1, n + 1)))
 
 
 def primary_crash(run: Any) -> None:
@@ -255,8 +325,16 @@ def catalog() -> Catalog:
     """The catalog plug-in (``CONSENSUSKIT_CATALOG=tests.platform.toy_counter:catalog``):
     the built-in catalog plus the toy protocol, its scenario and its service."""
     cat = builtin_catalog()
-    cat.add_protocol(PROTOCOL, family="toy", readme="tests/platform/toy_counter.py", scenarios=scenarios)
+    cat.add_protocol(
+        PROTOCOL,
+        family="toy",
+        readme="tests/platform/toy_counter.py",
+        scenarios=scenarios,
+        monitor=CrashMonitor,
+    )
     cat.add_service(SERVICE)
+    cat.add_command("toy-hello", "tests.platform.toy_counter:hello")
+    cat.add_command("toy", "tests.platform.toy_counter:toy_app")
     return cat
 
 

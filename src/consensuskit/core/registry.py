@@ -11,7 +11,11 @@ Rules this module owns (protocols and services, core/service.py):
     default first) and builds what it needs itself;
   * a protocol naming no services serves ``DEFAULT_SERVICE``;
   * the registry also holds the services (``add_service``), so one object tells the
-    simulator, the sweeps and the server everything they may run.
+    simulator, the sweeps and the server everything they may run;
+  * a protocol's own command-line flags (``flags``) are declared here, once, and every
+    command that runs it (``sim``, ``sweep``, ``up``, ``server``) accepts them: a flag's
+    value lands in ``SimConfig.flags`` and, for an ``option`` flag, in the protocol
+    options the nodes get, in the simulator and on the server alike.
 """
 
 from __future__ import annotations
@@ -22,6 +26,84 @@ from typing import Any
 
 from consensuskit.core.env import Env, NodeId, ProtocolNode
 from consensuskit.core.service import DEFAULT_SERVICE, ServiceRegistry, ServiceSpec
+
+FLAG_KINDS = (int, float, str, bool)
+_TRUE = ("on", "true", "yes", "1")
+_FALSE = ("off", "false", "no", "0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolFlag:
+    """A command-line flag of one protocol: ``--NAME VALUE`` on sim, sweep, up and server.
+
+    ``option`` flags become protocol options (``options[key]``, validated by the spec's
+    ``validate_options`` like ``--option KEY=VALUE``); the others only reach the
+    simulation (``SimConfig.flags``), e.g. for a monitor that schedules crashes.
+    """
+
+    name: str  # without dashes: "loss" is --loss
+    kind: type  # int, float, str or bool (bool takes on/off, true/false, yes/no, 1/0)
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()  # for str flags: the values accepted
+    option: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in FLAG_KINDS:
+            raise TypeError(f"flag --{self.name}: kind must be one of int, float, str, bool")
+
+    @property
+    def key(self) -> str:
+        """The flag's key in ``SimConfig.flags`` and in the options: dashes become _."""
+        return self.name.replace("-", "_")
+
+    def parse(self, text: str) -> Any:
+        """The value of ``--NAME text``; ValueError (one line, naming what is valid)."""
+        if self.kind is bool:
+            lowered = text.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(f"--{self.name}: expected one of {', '.join(_TRUE + _FALSE)}, got {text!r}")
+        if self.kind is str:
+            if self.choices and text not in self.choices:
+                raise ValueError(f"--{self.name}: {text!r} is not one of {', '.join(self.choices)}")
+            return text
+        try:
+            return self.kind(text)
+        except ValueError:
+            raise ValueError(f"--{self.name}: expected {self.kind.__name__}, got {text!r}") from None
+
+
+def parse_flags(flags: Sequence[ProtocolFlag], args: Sequence[str], protocol: str) -> dict[str, Any]:
+    """``--NAME VALUE`` / ``--NAME=VALUE`` pairs of ``args`` -> every flag's value by key,
+    defaults filled.  ValueError (one line naming the valid flags) for anything else."""
+    by_name = {f.name: f for f in flags}
+    values = {f.key: f.default for f in flags}
+    valid = ", ".join(f"--{n}" for n in by_name) or "(none)"
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, inline = arg.partition("=")
+        flag = by_name.get(name[2:]) if name.startswith("--") else None
+        if flag is None:
+            raise ValueError(f"no such option {name!r} for {protocol}; its own flags: {valid}")
+        if eq:
+            text = inline
+            i += 1
+        elif i + 1 < len(args):
+            text = args[i + 1]
+            i += 2
+        else:
+            raise ValueError(f"--{flag.name} needs a value")
+        values[flag.key] = flag.parse(text)
+    return values
+
+
+def flag_options(flags: Sequence[ProtocolFlag], values: dict[str, Any]) -> dict[str, Any]:
+    """The protocol options among parsed flag ``values`` (flags with ``option=True``)."""
+    return {f.key: values[f.key] for f in flags if f.option and f.key in values}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +129,11 @@ class ProtocolSpec:
     # See the module rules: a log protocol takes state_machine= in make_node.
     log: bool = False
     services: tuple[str, ...] = ()
+    # The protocol's own command-line flags (see ProtocolFlag and the module rules).
+    flags: tuple[ProtocolFlag, ...] = ()
+    # make_monitor(config) -> an object with start(sim) and report(sim) -> dict, and
+    # optionally failures(sim) -> list[str]; wired by the catalog like make_checker.
+    make_monitor: Callable[[Any], Any] | None = None
 
     @property
     def default_service(self) -> str:

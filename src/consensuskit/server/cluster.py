@@ -166,6 +166,15 @@ class ClusterLayout:
                 manifest["cluster_id"] = stored_id
                 manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             layout = dataclasses.replace(layout, cluster_id=stored_id)
+            # What the first start was told (service, protocol options) holds on every
+            # later start unless said again: a restart must not change the service.
+            stored_options = manifest.get("node_options")
+            if isinstance(stored_options, dict):
+                node_options = _merge_node_options(stored_options, node_options or {})
+            kept = _kept_options(node_options or {})
+            if kept and kept != stored_options:
+                manifest["node_options"] = kept
+                manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         else:
             layout = cls.plan(
                 root,
@@ -192,6 +201,7 @@ class ClusterLayout:
                 "base_port": self.base_port,
                 "protocol": self.protocol,
                 "cluster_id": self.cluster_id,
+                **({"node_options": kept} if (kept := _kept_options(node_options)) else {}),
             }
             (self.root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -243,6 +253,23 @@ class ClusterLayout:
                     f"or choose another --base-port (this cluster needs {self.base_port}.."
                     f"{self.base_port + 2 * len(self.nodes) - 1})"
                 )
+
+
+# The settings of the first start that later starts keep unless told otherwise: what the
+# cluster is (its service, its protocol options), not how a test runs it.
+KEPT_NODE_OPTIONS = ("service", "options")
+
+
+def _kept_options(node_options: dict[str, Any]) -> dict[str, Any]:
+    return {k: node_options[k] for k in KEPT_NODE_OPTIONS if node_options.get(k)}
+
+
+def _merge_node_options(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over ``stored``, the protocol ``options`` table merged key by key."""
+    merged = {**_kept_options(stored), **given}
+    if isinstance(stored.get("options"), dict) or isinstance(given.get("options"), dict):
+        merged["options"] = {**(stored.get("options") or {}), **(given.get("options") or {})}
+    return merged
 
 
 def new_cluster_id() -> str:

@@ -74,6 +74,9 @@ class SimConfig:
     bugs: frozenset[str] = frozenset()
     # Protocol options, merged over spec.default_options; the sim adds "bugs".
     options: dict[str, Any] = field(default_factory=dict)
+    # Values of the protocol's own flags (ProtocolSpec.flags) by key; missing ones take
+    # their defaults.  Option flags also become options (explicit ``options`` win).
+    flags: dict[str, Any] = field(default_factory=dict)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     trace_path: str | None = None  # stream the trace as JSON lines here
     history_path: str | None = None

@@ -48,7 +48,7 @@ from typing import Any
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.client import ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.env import ProtocolNode
-from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.registry import ProtocolSpec, Registry, flag_options
 from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
@@ -145,6 +145,8 @@ class SimResult:
     # False when the service has no linearizability model: no verdict was due.
     verdict_due: bool = True
     runtime: str = "unbatched"  # the runtime this seed ran ("random" resolved)
+    # What the protocol's monitor reported (ProtocolSpec.make_monitor), else empty.
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -173,6 +175,7 @@ class SimResult:
             "faults": dict(self.faults),
             "message_delays": dict(self.message_delays),
             "linearizability": self._linearizability_json(),
+            "metrics": dict(self.metrics),
         }
 
     def _linearizability_json(self) -> dict[str, Any] | None:
@@ -252,8 +255,18 @@ class Simulation:
         self._disk_latency: dict[str, float] = {}
         # Called with (node, fields) whenever a node records a role change (watch_roles).
         self._role_watchers: list[Callable[[str, dict[str, Any]], None]] = []
+        known_flags = {f.key for f in self.spec.flags}
+        unknown_flags = sorted(set(config.flags) - known_flags)
+        if unknown_flags:
+            valid = ", ".join(sorted(known_flags)) or "(none)"
+            raise ValueError(
+                f"unknown flag(s) {', '.join(unknown_flags)} for {config.protocol}; valid: {valid}"
+            )
+        # Every flag's value, defaults filled: what the monitor and the options read.
+        self.flags: dict[str, Any] = {f.key: f.default for f in self.spec.flags} | config.flags
         self.options: dict[str, Any] = {
             **self.spec.default_options,
+            **flag_options(self.spec.flags, self.flags),
             **config.options,
             "bugs": frozenset(config.bugs),
         }
@@ -265,6 +278,10 @@ class Simulation:
             getattr(self.checker, "after_step", None) if config.check_every_step else None
         )
         self._on_client_response = getattr(self.checker, "on_client_response", None)
+        # Monitor: the protocol's measurements and end-of-run properties (duck-typed:
+        # start(sim), report(sim) -> dict, failures(sim) -> list[str]).
+        make_monitor = self.spec.make_monitor
+        self.monitor: Any = make_monitor(config) if make_monitor else None
 
         # Clients.
         self._clients: dict[str, Client] = {}
@@ -1185,6 +1202,9 @@ class Simulation:
         wall0 = time.perf_counter()
         start = self.now
         try:
+            start_monitor = getattr(self.monitor, "start", None)
+            if start_monitor is not None:
+                start_monitor(self)
             self.start_workload()
             if cfg.nemesis:
                 self.start_nemesis()
@@ -1200,6 +1220,9 @@ class Simulation:
                     final(self)
                 except InvariantViolation as exc:
                     self._violation(exc)
+            monitor_failures = getattr(self.monitor, "failures", None)
+            for reason in monitor_failures(self) if monitor_failures is not None else ():
+                self._violation(InvariantViolation(f"{cfg.protocol}-monitor", reason))
         except InvariantViolation:
             pass  # recorded by _violation; the run stops at the first one
         except BaseException:
@@ -1208,6 +1231,8 @@ class Simulation:
         for run in self.pending_ops():
             run.abandon()
         linearizable, linearizability = self._check_history()
+        report = getattr(self.monitor, "report", None)
+        metrics = dict(report(self)) if report is not None else {}
         self.trace.close()
         if cfg.history_path:
             self.history.to_jsonl(cfg.history_path)
@@ -1232,6 +1257,7 @@ class Simulation:
             history=self.history,
             violations=list(self.violations),
             runtime=self.runtime,
+            metrics=metrics,
         )
 
     def _note_learned(self, fields: dict[str, Any], depth: int) -> None:
