@@ -248,6 +248,7 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("raft"),
         demo=True,
     )
+    catalog.add_command("gossip", "consensuskit.cli_gossip:app")
     add_services(catalog)
     return catalog
 

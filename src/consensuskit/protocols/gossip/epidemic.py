@@ -78,8 +78,10 @@ class RumorConfig:
 
     @property
     def label(self) -> str:
-        loss = "forever" if self.interest == "forever" else (
-            f"{'feedback' if self.feedback else 'blind'}-{self.interest}"
+        loss = (
+            "forever"
+            if self.interest == "forever"
+            else (f"{'feedback' if self.feedback else 'blind'}-{self.interest}")
         )
         limit = f" L={self.connection_limit}" if self.connection_limit else ""
         fan = f" fanout={self.fanout}" if self.fanout > 1 else ""
@@ -106,8 +108,19 @@ class _Epidemic:
     decided in cycle c take effect when it ends, so the hot set is fixed during a cycle.
     """
 
-    __slots__ = ("cfg", "rng", "state", "count", "arrival", "accepted", "outcome",
-                 "messages", "reached", "cycle", "fresh")
+    __slots__ = (
+        "accepted",
+        "arrival",
+        "cfg",
+        "count",
+        "cycle",
+        "fresh",
+        "messages",
+        "outcome",
+        "reached",
+        "rng",
+        "state",
+    )
 
     def __init__(self, cfg: RumorConfig, rng: random.Random, origin: int) -> None:
         self.cfg = cfg
