@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from consensuskit.protocols.gossip.demers_tables import TABLES, PaperRow
-from consensuskit.protocols.gossip.epidemic import RumorConfig, measure, run_rumor, run_seed
+from consensuskit.cli_gossip import run_rngs
+from consensuskit.protocols.gossip import TABLES, PaperRow, RumorConfig, measure, run_rumor
 
 ROOT = Path(__file__).resolve().parent.parent
 # The t_ave columns of Tables 1 and 2 disagree with every push variant we ran (see
@@ -78,7 +78,7 @@ def tables(runs: int, seed: int, console: Console) -> list[dict[str, Any]]:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("variants", total=len(rows))
         for paper, cfg in rows:
-            figures = measure(cfg, runs, seed=seed)
+            figures = measure(cfg, run_rngs(seed, runs))
             source = paper.table.split(":")[0] if paper else "prose only"
             dagger = " †" if paper and source in DOUBTFUL_T_AVE else ""
             table.add_row(
@@ -117,7 +117,7 @@ def tables(runs: int, seed: int, console: Console) -> list[dict[str, Any]]:
 def scale(nodes: int, seed: int, console: Console) -> dict[str, Any]:
     cfg = RumorConfig(n=nodes, mode="push", interest="forever", fanout=3)
     start = time.perf_counter()
-    run = run_rumor(cfg, run_seed(seed, 0))
+    run = run_rumor(cfg, run_rngs(seed, 1)[0])
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     doc = {
@@ -147,7 +147,7 @@ def rounds_vs_n(seed: int, console: Console) -> list[dict[str, Any]]:
             runs = 20 if n <= 10_000 else 5
             cfg = RumorConfig(n=n, mode="push", interest="forever", fanout=3)
             start = time.perf_counter()
-            rounds = [run_rumor(cfg, run_seed(seed, i)).t_last for i in range(runs)]
+            rounds = [run_rumor(cfg, rng).t_last for rng in run_rngs(seed, runs)]
             per_run = (time.perf_counter() - start) / runs
             estimate = math.log(n, 4) + math.log(n) / 3
             mean = statistics.fmean(rounds)

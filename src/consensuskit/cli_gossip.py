@@ -11,10 +11,18 @@ Rules this module owns:
 from __future__ import annotations
 
 import json
+import random
 import sys
 from typing import Annotated
 
 import typer
+
+
+def run_rngs(seed: int, runs: int) -> list[random.Random]:
+    """One generator per run under ``seed``: runs are independent and each can be replayed
+    alone (run i of seed s is ``random.Random(s * 1_000_003 + i)``)."""
+    return [random.Random(seed * 1_000_003 + index) for index in range(runs)]
+
 
 app = typer.Typer(help="Gossip: epidemic models (Demers et al.).", no_args_is_help=True)
 
@@ -51,7 +59,7 @@ def epidemic(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Rumor mongering on n sites in synchronous cycles: residue, traffic, t_ave, t_last."""
-    from consensuskit.protocols.gossip.epidemic import RumorConfig, measure
+    from consensuskit.protocols.gossip import RumorConfig, measure
 
     cfg = RumorConfig(
         n=nodes,
@@ -69,7 +77,7 @@ def epidemic(
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    figures = measure(cfg, runs, seed=seed)
+    figures = measure(cfg, run_rngs(seed, runs))
     doc = {
         "variant": cfg.label,
         "mode": mode,

@@ -9,13 +9,19 @@ import random
 
 import pytest
 
+from consensuskit.cli_gossip import run_rngs
 from consensuskit.protocols.gossip.demers_tables import (
     PULL_FEEDBACK_COUNTER,
     PUSH_FEEDBACK_COUNTER,
     TABLES,
     PaperRow,
 )
-from consensuskit.protocols.gossip.epidemic import RumorConfig, measure, run_rumor
+from consensuskit.protocols.gossip.epidemic import RumorConfig, run_rumor
+from consensuskit.protocols.gossip.epidemic import measure as measure_rngs
+
+
+def measure(cfg: RumorConfig, runs: int, seed: int) -> dict:
+    return measure_rngs(cfg, run_rngs(seed, runs))
 
 
 def test_two_sites_push_feedback_counter_is_exact() -> None:

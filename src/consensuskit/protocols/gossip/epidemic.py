@@ -24,14 +24,15 @@ Rules this module owns:
     (the origin excluded); t_last = arrival cycle of the last site reached.
   * ``interest="forever"`` never loses interest: the simple epidemic (anti-entropy's
     infection curve) used for the scale run; it stops once every site is reached.
-Deterministic given the seed: one ``random.Random`` per run, nothing global.
+Deterministic given the generators the caller hands in (one ``random.Random`` per run,
+seeded by ``cli_gossip.run_rngs``); nothing global.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MODES = ("push", "pull", "push-pull")
@@ -270,25 +271,19 @@ def spread(values: list[float]) -> Spread:
 FIGURES = ("residue", "traffic", "t_ave", "t_last")
 
 
-def run_seed(seed: int, index: int) -> random.Random:
-    """The generator of run ``index`` under ``seed``: runs are independent and each one can
-    be replayed alone."""
-    return random.Random(seed * 1_000_003 + index)
-
-
 def measure(
     cfg: RumorConfig,
-    runs: int,
-    seed: int = 0,
+    rngs: Sequence[random.Random],
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Spread]:
-    """The paper's four figures over ``runs`` epidemics, each a mean with its spread."""
+    """The paper's four figures over one epidemic per generator in ``rngs`` (the caller
+    seeds them: nothing under protocols/ builds a generator), each a mean with its spread."""
     cfg.validate()
-    if runs < 1:
-        raise ValueError(f"runs must be at least 1, got {runs}")
+    if not rngs:
+        raise ValueError("runs must be at least 1, got 0")
     results = []
-    for index in range(runs):
-        results.append(run_rumor(cfg, run_seed(seed, index)))
+    for index, rng in enumerate(rngs):
+        results.append(run_rumor(cfg, rng))
         if progress is not None:
             progress(index + 1)
     return {name: spread([float(getattr(r, name)) for r in results]) for name in FIGURES}
