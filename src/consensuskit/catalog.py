@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
+from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 
 if TYPE_CHECKING:
@@ -195,6 +197,12 @@ def _multipaxos_checker(bugs: frozenset[str]) -> Any:
     return MultiPaxosChecker()
 
 
+def _gossip_monitor(config: Any) -> Any:
+    from consensuskit.check.gossip import GossipMonitor
+
+    return GossipMonitor(config)
+
+
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
@@ -248,6 +256,13 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("raft"),
         demo=True,
     )
+    catalog.add_protocol(
+        gossip_spec(),
+        family="gossip",
+        readme="src/consensuskit/protocols/gossip/README.md",
+        checker_module="check/gossip.py",
+        monitor=_gossip_monitor,
+    )
     catalog.add_command("gossip", "consensuskit.cli_gossip:app")
     add_services(catalog)
     return catalog
@@ -256,6 +271,7 @@ def builtin_catalog() -> Catalog:
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+    catalog.add_service(gossip_map_service())
 
 
 def builtin_registry() -> Registry:

@@ -1,0 +1,104 @@
+"""Gossip's messages: rumor mongering and anti-entropy (full state or Merkle digests).
+
+Tags 90-109 belong to Gossip; append new ones, never reuse.
+
+An ``Entry`` is one versioned key: its stamp ``(counter, origin)`` orders writes (the
+greater stamp wins; ``origin`` breaks ties) and names a write uniquely, since each origin
+numbers its own writes upwards. Exchanges that restrict who may send entries carry the
+``flow`` ("push": initiator to responder, "pull": responder to initiator, "push-pull":
+both) and whether the sender is the exchange's ``initiator``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consensuskit.core.messages import message
+
+
+@message(90)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    key: str
+    counter: int
+    origin: str
+    value: Any = None
+
+    @property
+    def stamp(self) -> tuple[int, str]:
+        return (self.counter, self.origin)
+
+
+@message(91)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rumor:
+    """Hot rumors pushed to one peer (Demers et al. section 1.4)."""
+
+    entries: tuple[Entry, ...]
+
+
+@message(92)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RumorFeedback:
+    """The keys of a ``Rumor`` the receiver already knew (at that stamp or a newer one):
+    the sender's feedback for its loss-of-interest counters."""
+
+    known: tuple[str, ...]
+
+
+@message(93)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FullState:
+    """Anti-entropy by full-state exchange: every entry the sender holds. ``reply`` asks
+    the receiver for its own full state back (push-pull)."""
+
+    entries: tuple[Entry, ...]
+    reply: bool = False
+
+
+@message(94)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateRequest:
+    """Pull by full state: send me everything you hold."""
+
+
+@message(95)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestProbe:
+    """The sender's Merkle hashes at some tree prefixes (b"" where it holds nothing)."""
+
+    flow: str
+    initiator: bool
+    nodes: tuple[tuple[str, bytes], ...]
+
+
+@message(96)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeafDigest:
+    """The sender's (key, counter, origin) for every entry in some leaf buckets whose
+    hashes differ: the receiver answers with exactly the entries either side lacks."""
+
+    flow: str
+    initiator: bool
+    prefixes: tuple[str, ...]
+    stamps: tuple[tuple[str, int, str], ...]
+
+
+@message(97)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Want:
+    """Send me these keys, and everything under these prefixes."""
+
+    flow: str
+    initiator: bool
+    keys: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+
+@message(98)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entries:
+    """Entries the receiver lacks (the end of a digest exchange)."""
+
+    entries: tuple[Entry, ...]
