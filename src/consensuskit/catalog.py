@@ -262,6 +262,7 @@ def builtin_catalog() -> Catalog:
         readme="src/consensuskit/protocols/gossip/README.md",
         checker_module="check/gossip.py",
         monitor=_gossip_monitor,
+        scenarios=_scenarios_of("gossip"),
     )
     catalog.add_command("gossip", "consensuskit.cli_gossip:app")
     add_services(catalog)

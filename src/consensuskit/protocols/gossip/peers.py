@@ -6,8 +6,8 @@ Rules this module owns:
   * ``mesh``: a random graph every member computes alike from the sorted member list and a
     graph seed, with no generator and no coordination: a ring (so the graph is connected)
     plus, from each member, ``degree - 2`` chords to members picked by hashing
-    (graph seed, member, chord number); edges are undirected, so a member's degree is at
-    least ``degree`` when n > degree (chords from others add to it);
+    (graph seed, member, chord number); edges are undirected, so degrees average about
+    ``degree`` and are at least 2 (a chord may land on a ring neighbour);
   * the lists are sorted, so choices drawn from them with the node's rng are
     deterministic.
 """
