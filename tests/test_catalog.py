@@ -36,7 +36,9 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "fast-paxos": PaxosChecker,
     }
     registry = CATALOG.registry()
-    assert registry.names() == sorted(expected)
+    assert registry.names() == sorted([*expected, "gossip"])
+    # Gossip has no per-step invariant: its monitor checks convergence at the end of a run.
+    assert registry.get("gossip").make_checker is None and registry.get("gossip").make_monitor is not None
     for name, checker in expected.items():
         make_checker = registry.get(name).make_checker
         assert make_checker is not None and isinstance(make_checker(frozenset()), checker)
@@ -60,15 +62,17 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
         assert own, f"{entry.name} registers no scenario"
         assert all(s.protocol == entry.name for s in own.values())
     assert sum(len(CATALOG.scenarios(e.name)) for e in CATALOG.protocols()) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft.
-    assert next(iter(scenarios)) == "paxos-x-wins" and list(scenarios)[-1].startswith("raft-")
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, ..., Gossip.
+    ids = list(scenarios)
+    assert ids[0] == "paxos-x-wins" and ids[-1].startswith("gossip-")
+    assert max(i for i, s in enumerate(ids) if s.startswith("raft-")) < ids.index("gossip-rumor")
 
 
 def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, raft"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, gossip, multipaxos, raft"):
         CATALOG.protocol("zab")
 
 
