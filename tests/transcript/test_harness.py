@@ -9,7 +9,8 @@ from consensuskit.catalog import default_registry
 from .datadriven import DataDrivenError, parse
 from .harness import Harness
 
-PROTOCOLS = default_registry().names()
+# The log protocols: the script proposes kv commands (gossip serves its own map).
+PROTOCOLS = [name for name in default_registry().names() if default_registry().get(name).log]
 
 SCRIPT = """\
 add-nodes 4 protocol={protocol}
