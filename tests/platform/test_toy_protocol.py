@@ -136,7 +136,7 @@ def test_cli_check_reads_a_history_with_the_services_model(plugged: None, tmp_pa
     out = runner.invoke(app, ["check", str(history), "--service", "counter"])
     assert out.exit_code == 1, out.output
     out = runner.invoke(app, ["check", str(history), "--service", "nope"])
-    assert out.exit_code == 2 and "unknown service 'nope'; valid: counter, kv" in out.output
+    assert out.exit_code == 2 and "unknown service 'nope'; valid: counter, gossip-map, kv" in out.output
 
 
 def test_sweep_in_process_with_the_plugin(plugged: None):
