@@ -76,6 +76,10 @@ class Point:
     # Node CPU (user + system) per answered request, microseconds; "*" marks the leader.
     cpu_us_per_op: dict[str, float] = field(default_factory=dict)
     protocol: str = ""  # consensuskit's protocol (raft / multipaxos); "" for etcd
+    # consensuskit: the node the point drove (the leader when it started) and how many
+    # elections (term / ballot changes) happened during it.
+    leader: str = ""
+    elections: int = 0
 
 
 # ---------------------------------------------------------------------- load
@@ -334,7 +338,10 @@ def run_matrix(
     load: str,
     pids: dict[str, int] | None = None,
     protocol: str = "",
+    locate: Any = None,
 ) -> list[Point]:
+    """``locate()`` (consensuskit) -> (leader id, its URL, generation): called before each
+    point so the load follows a leader change, and after it to count elections."""
     asyncio.run(preload(target))
     points = []
     tick = os.sysconf("SC_CLK_TCK")
@@ -343,8 +350,14 @@ def run_matrix(
             continue  # etcd's gateway has no lease read
         for c in levels:
             loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            leader, generation = "", 0
+            if locate is not None:
+                leader, target.url, generation = locate()
             before = {name: cpu_ticks(pid) for name, pid in (pids or {}).items()}
             point = (run_wrk if load == "wrk" else run_python)(target, op, c, seconds)
+            if locate is not None:
+                point.leader = leader
+                point.elections = max(0, locate()[2] - generation)
             if point.ok:
                 point.cpu_us_per_op = {
                     name: round((cpu_ticks(pid) - before[name]) / tick * 1e6 / point.ok, 1)
@@ -355,6 +368,8 @@ def run_matrix(
             point.loadavg_before = loadavg
             points.append(point)
             note = f" ({point.errors} errors, first: {point.first_error})" if point.errors else ""
+            if point.elections:
+                note += f" [{point.elections} election(s) during the point; drove {point.leader}]"
             cpu = "  cpu/op " + ", ".join(f"{k} {v:.0f}us" for k, v in point.cpu_us_per_op.items())
             console.print(
                 f"  {target.name}{'/' + protocol if protocol else ''} n={nodes} {op} c={c}: "
@@ -395,6 +410,13 @@ def bench_consensuskit(
                 for node_id, proc in sorted(cluster.nodes.items())
                 if proc.pid is not None
             }
+
+            def locate() -> tuple[str, str, int]:
+                now = cluster.wait_for_leader(30)
+                status = cluster.statuses().get(now)
+                generation = status.get("generation", 0) if isinstance(status, dict) else 0
+                return now, cluster.url(now), int(generation or 0)
+
             return run_matrix(
                 ConsensuskitTarget(cluster.url(leader), 1000, 16),
                 nodes,
@@ -405,6 +427,7 @@ def bench_consensuskit(
                 load=load,
                 pids=pids,
                 protocol=protocol,
+                locate=locate,
             )
 
 

@@ -102,12 +102,33 @@ async def test_list_by_prefix_with_limit(tmp_path):
 
 # ---------------------------------------------------------------------- leaders and followers
 @async_test
-async def test_follower_redirects_writes_and_linearizable_reads_to_the_leader(tmp_path):
+async def test_a_follower_serves_writes_and_linearizable_reads_through_the_leader(tmp_path):
+    """As etcd's members do: the follower forwards the write and answers it once it applied
+    it, and serves a linearizable read at a read index the leader confirmed."""
     async with Cluster(tmp_path, IDS) as c:
         leader = await c.wait_leader()
         follower = next(i for i in IDS if i != leader)
+        status, body, _ = await c.call("PUT", follower, "/v1/kv/x", data=b"via-follower")
+        assert status == 200 and body["version"] == 1, body
+        for node in (follower, leader):
+            status, body, _ = await c.call("GET", node, "/v1/kv/x")
+            assert (status, body["value"]) == (200, "via-follower"), body
+        status, body, _ = await c.call("DELETE", follower, "/v1/kv/x")
+        assert status == 200, body
+        status, body, _ = await c.call("GET", follower, "/v1/kv/x")
+        assert status == 404, body  # the delete, read back linearizably at the follower
+
+
+@async_test
+async def test_follower_redirects_writes_and_linearizable_reads_when_asked_to(tmp_path):
+    async with Cluster(tmp_path, IDS) as c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        only = {"X-Leader-Only": "true"}
         for method, path in (("PUT", "/v1/kv/x"), ("DELETE", "/v1/kv/x"), ("GET", "/v1/kv/x")):
-            status, body, _ = await c.call(method, follower, path, data=b"v" if method == "PUT" else None)
+            status, body, _ = await c.call(
+                method, follower, path, data=b"v" if method == "PUT" else None, headers=only
+            )
             assert status == 421, (method, body)
             assert body["error"] == "not-leader" and body["outcome"] == "not-applied"
             assert body["leader"] == leader and body["leader_url"] == c.url(leader)

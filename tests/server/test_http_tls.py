@@ -28,7 +28,8 @@ async def test_peers_over_mutual_tls_and_clients_over_https(tmp_path):
             async with https.put(c.url(leader) + "/v1/kv/k", data=b"secure") as resp:
                 assert resp.status == 200
             follower = next(i for i in c.ids if i != leader)
-            async with https.put(c.url(follower) + "/v1/kv/k", data=b"x") as resp:
+            only = {"X-Leader-Only": "true"}  # else the follower passes the write on
+            async with https.put(c.url(follower) + "/v1/kv/k", data=b"x", headers=only) as resp:
                 body = await resp.json()
                 assert resp.status == 421 and body["leader_url"] == c.url(leader)
             async with https.get(c.url(leader) + "/v1/kv/k") as resp:

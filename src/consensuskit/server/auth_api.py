@@ -17,9 +17,9 @@ roles and permissions: ``statemachines/auth.py``):
   * permissions are checked against this node's applied auth state.  A token issued at
     a revision this node has not applied yet waits (up to ``request_timeout``) until it
     has, so a token is good on every node at once;
-  * auth management goes through the log like any write (leader only: 421 elsewhere;
-    ``X-Request-Id`` makes retries safe); its reads (and the token route) are
-    linearizable reads; no answer ever carries a password hash.
+  * auth management goes through the log like any write (a follower passes it on where
+    its protocol forwards, else answers 421; ``X-Request-Id`` makes retries safe); its
+    reads (and the token route) are linearizable reads; no answer ever carries a password hash.
 """
 
 from __future__ import annotations

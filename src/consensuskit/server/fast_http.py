@@ -55,7 +55,9 @@ _PLAIN_KEY = re.compile(rb"[A-Za-z0-9_.~:-]+")
 _METHODS = {b"PUT": "put", b"GET": "get", b"DELETE": "delete"}
 _CONSISTENCY = {f"consistency={c}".encode(): c for c in CONSISTENCY_LEVELS}
 # Headers that ask for something the fast path does not do: aiohttp serves those.
-_SPECIAL = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"content-encoding"})
+_SPECIAL = frozenset(
+    {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"x-leader-only"}
+)
 _REASONS = {
     200: "OK",
     400: "Bad Request",

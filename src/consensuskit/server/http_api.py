@@ -14,7 +14,9 @@ Rules this module owns:
   * answers come from the runtime, i.e. after the durability barrier; a request waits at
     most ``request_timeout`` (503 "timeout");
   * a node that is not the leader answers 421 "not-leader" naming the leader's client
-    URL (503 with no URL when it knows no leader);
+    URL (503 with no URL when it knows no leader) when its protocol does not pass the
+    request on, or when the client asks for it with ``X-Leader-Only: true`` (a protocol
+    whose followers forward, as Raft's and Multi-Paxos's do, serves every request);
   * membership, leadership transfer and fault injection need ``Authorization: Bearer
     <admin token>`` (401 without, 403 with a wrong one or when no token is configured);
   * the node is read through its capabilities (core/capabilities.py): ``/v1/status`` is
@@ -85,6 +87,15 @@ _STATUS_CODES = {
     413: "too-large",
     415: "unsupported-media-type",
 }
+
+
+# A client that wants a follower's 421 (and the leader's URL) rather than a forwarded
+# answer says so; the fast path leaves such requests to this module.
+LEADER_ONLY_HEADER = "X-Leader-Only"
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
 
 
 class ApiHost(Protocol):
@@ -236,6 +247,10 @@ class NodeApi:
             client_id, seq = self.read_id()
         client_request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=consistency)
         edge.admit(client_request)
+        if _truthy(request.headers.get(LEADER_ONLY_HEADER)):
+            node = self.runtime.node
+            if isinstance(node, HasLeader) and not node.is_leader():
+                raise self._not_leader(node.current_leader())
         started = time.monotonic()
         try:
             response = await self.runtime.request(client_request, self.config.request_timeout)

@@ -42,11 +42,15 @@ def test_stale_read_is_served_by_a_follower_from_local_state():
     assert env.sent == []
 
 
-def test_linearizable_read_on_a_follower_is_refused_with_the_leader():
-    c = leader_with_value()
+def test_linearizable_read_on_a_follower_is_refused_with_the_leader_when_it_does_not_forward():
+    c = Cluster(["a", "b", "c"], forward_requests=False)
+    c.elect("a")
+    c.nodes["a"].on_request(put("x", 1, 1))
+    c.deliver_all()
     c.nodes["b"].on_request(read(1, "linearizable"))
     answer = c.envs["b"].delivered[-1]
     assert not answer.ok and answer.error == "not-leader" and answer.leader_hint == "a"
+    assert c.envs["b"].sent == []
 
 
 def test_linearizable_overrides_a_lease_read_mode():

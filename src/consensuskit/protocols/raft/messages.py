@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.messages import message
 
 NOOP = "noop"
@@ -277,3 +278,68 @@ class Rejoining:
         inner = getattr(self.response, "summary", None)
         text = inner() if inner is not None else type(self.response).__name__
         return f"Rejoining demoted_at={self.demoted_at} [{text}]"
+
+
+# Requests a follower passes on to its leader (etcd's MsgProp and MsgReadIndex forwarding).
+# They carry term 0: like etcd's, they are not part of the term protocol, so a leader
+# answers a follower that is a term behind and a stale answer is still a correct one (a
+# write is answered where it is applied; a read index was confirmed when it was given).
+
+
+@message(25)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardRequest:
+    """A client command a follower received, for the leader to append; the follower
+    answers its client itself when it applies the entry."""
+
+    term: int
+    request: ClientRequest
+
+    def summary(self) -> str:
+        r = self.request
+        return f"ForwardRequest {r.client_id}#{r.seq} {r.op.describe()}"
+
+
+@message(26)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardRefused:
+    """The leader did not append a forwarded command (it is not the leader, or busy):
+    ``response`` is the definite refusal for the follower to deliver."""
+
+    term: int
+    response: ClientResponse
+
+    def summary(self) -> str:
+        r = self.response
+        return f"ForwardRefused {r.client_id}#{r.seq} {r.error}"
+
+
+@message(27)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexRequest:
+    """A follower asks the leader for a read index for one linearizable read (§6.4)."""
+
+    term: int
+    client_id: str
+    seq: int
+
+    def summary(self) -> str:
+        return f"ReadIndexRequest {self.client_id}#{self.seq}"
+
+
+@message(28)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexResponse:
+    """``index`` > 0: leadership was confirmed after the request arrived, and the read is
+    linearizable once the follower has applied ``index``; 0: refused (``leader``: the
+    sender's best guess of the leader)."""
+
+    term: int
+    client_id: str
+    seq: int
+    index: int
+    leader: str | None = None
+
+    def summary(self) -> str:
+        verdict = f"index={self.index}" if self.index else f"refused leader={self.leader}"
+        return f"ReadIndexResponse {self.client_id}#{self.seq} {verdict}"

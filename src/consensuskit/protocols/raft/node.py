@@ -28,6 +28,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,12 +58,16 @@ from consensuskit.protocols.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     ClusterConfig,
+    ForwardRefused,
+    ForwardRequest,
     HardState,
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
     InstallSnapshotResponse,
     LogEntry,
+    ReadIndexRequest,
+    ReadIndexResponse,
     RejoinConfig,
     Rejoining,
     RequestVote,
@@ -85,6 +90,10 @@ ELECTION_TIMER = "election"
 HEARTBEAT_TIMER = "heartbeat"
 CHECK_QUORUM_TIMER = "check-quorum"
 TRANSFER_TIMER = "transfer"
+
+# The op of the placeholder request a leader keeps for a follower's ReadIndexRequest in
+# its ReadIndex stages: never applied, never sent; told apart by identity.
+_READ_INDEX_OP: Any = object()
 
 HARD_STATE_KEY = "raft/hard-state"
 SNAPSHOT_KEY = "raft/snapshot"
@@ -200,6 +209,13 @@ class RaftNode:
         self.early_replication = self.reports_durable and hasattr(env, "send_early")
         # Invariant (when reports_durable): log entries up to durable_index are on disk.
         self.durable_index = self.log.last_index
+        # Follower serving (opts.forward_requests): commands passed on to the leader,
+        # answered here when applied; linearizable reads waiting for the leader's read
+        # index, then for that index to be applied here.  Both by (client_id, seq) and
+        # bounded: an unanswered one is the client's timeout, as a lost message is.
+        self.forwarded: dict[tuple[str, int], ClientRequest] = {}
+        self.remote_reads: dict[tuple[str, int], ClientRequest] = {}
+        self.follower_reads: list[tuple[int, ClientRequest]] = []
         self._handlers: dict[type, Any] = {
             AppendEntries: self.handle_append_entries,
             AppendEntriesResponse: self.handle_append_response,
@@ -211,6 +227,13 @@ class RaftNode:
             InstallSnapshotResponse: self.handle_snapshot_response,
             TimeoutNow: self.handle_timeout_now,
             Rejoining: self.handle_rejoining,
+        }
+        # Term-free messages (messages.py): handled before the term rules.
+        self._forwarding: dict[type, Any] = {
+            ForwardRequest: self.handle_forward_request,
+            ForwardRefused: self.handle_forward_refused,
+            ReadIndexRequest: self.handle_read_index_request,
+            ReadIndexResponse: self.handle_read_index_response,
         }
 
     # ------------------------------------------------------------------ inspection
@@ -311,14 +334,17 @@ class RaftNode:
         is_read = request.op.is_read()
         if is_read:
             if "stale-read" in self.bugs:
-                self._serve_read(request)  # the bug: answer from local state, wherever we are
+                self._serve_local(request, self.id)  # the bug: answer from local state, wherever we are
                 return
             if request.consistency == STALE_OK:
                 # Asked for: any replica answers from what it has applied.
-                self._serve_read(request, leader_hint=self.leader_id)
+                self._serve_local(request, self.leader_id)
                 return
         if self.role != LEADER:
-            self._reject(request, NOT_LEADER)
+            if self._may_forward():
+                self._forward(request)
+            else:
+                self._reject(request, NOT_LEADER)
             return
         if self.transfer_target is not None:
             self._reject(request, BUSY)
@@ -359,6 +385,10 @@ class RaftNode:
 
     def on_message(self, src: str, msg: Any) -> None:
         kind = type(msg)
+        forwarding = self._forwarding.get(kind)
+        if forwarding is not None:
+            forwarding(src, msg)
+            return
         term = getattr(msg, "term", None)
         if not isinstance(term, int):
             self.env.record("ignored", src=src, reason=f"not a raft message: {kind.__name__}")
@@ -488,6 +518,8 @@ class RaftNode:
             self._persist_hard_state()
             vote_term = self.term
         self.env.record("role", role=self.role, term=vote_term)
+        if self.remote_reads:
+            self._refuse_remote_reads()
         self._reset_election_timer()
         self.votes = {self.id: True}
         if self._tally() == "won":
@@ -577,6 +609,7 @@ class RaftNode:
         self._reset_election_timer()
 
     def _become_leader(self) -> None:
+        self._refuse_remote_reads()
         self.role = LEADER
         self.leader_id = self.id
         self.transfer_target = None
@@ -605,8 +638,13 @@ class RaftNode:
         self.snapshot_readers = {}
         # Reads have no effect, so refusing them is a definite answer.  Pending writes
         # are left unanswered: they may still commit under the next leader.
-        for request, _ in self.reads.drain():
-            self._reject(request, NOT_LEADER)
+        for request, origin in self.reads.drain():
+            if origin is not None and request.op is _READ_INDEX_OP:
+                self.env.send(
+                    origin, ReadIndexResponse(term=0, client_id=request.client_id, seq=request.seq, index=0)
+                )
+            else:
+                self._reject(request, NOT_LEADER)
 
     def _check_quorum(self) -> None:
         """§6.2: a leader that did not hear from a majority in an election timeout
@@ -834,8 +872,11 @@ class RaftNode:
         self.env.record("learned", slot=n, first=self.commit_index + 1)
         self._commit_to(n)
         if self.reads.held and self.commit_index >= self.term_start_index:
-            for request, _ in self.reads.take_held():
-                self._read(request)
+            for request, origin in self.reads.take_held():
+                if origin is not None and request.op is _READ_INDEX_OP:
+                    self._confirm_read_index(request, origin)
+                else:
+                    self._read(request)
 
     def _commit_to(self, index: int) -> None:
         if index <= self.commit_index:
@@ -858,12 +899,18 @@ class RaftNode:
                 result = self.sm.apply(entry.data)
                 if self.role == LEADER and entry.term == self.term:
                     self._answer(entry.data, result, index)
+                elif self.forwarded:
+                    request = entry.data
+                    if self.forwarded.pop((request.client_id, request.seq), None) is not None:
+                        self._answer(request, result, index)
             elif entry.kind == CONFIG and self.role == LEADER and index == self.config_index:
                 step_down = self.id not in entry.data.voters
             if self.observer is not None:
                 self.observer.on_apply(self, entry)
         if self.reads.awaiting_apply:
             self._serve_ready_reads()
+        if self.follower_reads:
+            self._serve_follower_reads()
         self._maybe_snapshot()
         if step_down:
             self.env.record("step-down", reason="removed from configuration")
@@ -875,6 +922,96 @@ class RaftNode:
 
     def _reject(self, request: ClientRequest, error: str) -> None:
         self.env.deliver(replies.refused(request, error, self.leader_id))
+
+    # ------------------------------------------------------------------ follower serving
+    # As etcd's members do, a follower accepts every request: it passes commands on to the
+    # leader and answers them when it applies them, and serves linearizable reads itself
+    # once it has applied a read index the leader confirmed (§6.4, "followers can serve
+    # read-only queries").  Lease and stale reads need nothing of the leader's.
+    def _may_forward(self) -> bool:
+        return (
+            self.opts.forward_requests
+            and self.role == FOLLOWER
+            and self.leader_id is not None
+            and self.leader_id != self.id
+        )
+
+    def _forward(self, request: ClientRequest) -> None:
+        key = (request.client_id, request.seq)
+        leader = self.leader_id
+        assert leader is not None
+        if request.op.is_read() and (self.opts.read_mode != "log" or request.consistency is not None):
+            _bounded_put(self.remote_reads, key, request, self.opts.max_forwarded)
+            self.env.send(leader, ReadIndexRequest(term=0, client_id=request.client_id, seq=request.seq))
+            return
+        _bounded_put(self.forwarded, key, request, self.opts.max_forwarded)
+        self.env.send(leader, ForwardRequest(term=0, request=request))
+
+    def handle_forward_request(self, src: str, m: ForwardRequest) -> None:
+        request = m.request
+        error = NOT_LEADER if self.role != LEADER else BUSY if self.transfer_target is not None else None
+        if error is not None:
+            # No second hop: a chain of stale hints could loop.
+            refusal = replies.refused(request, error, self.leader_id)
+            self.env.send(src, ForwardRefused(term=0, response=refusal))
+            return
+        self._append_new(COMMAND, request)
+        if self.share_read_rounds:
+            self.append_due = True
+            return
+        self._broadcast_append()
+        self._maybe_commit()
+
+    def handle_forward_refused(self, src: str, m: ForwardRefused) -> None:
+        response = m.response
+        if self.forwarded.pop((response.client_id, response.seq), None) is not None:
+            self.env.deliver(response)
+
+    def handle_read_index_request(self, src: str, m: ReadIndexRequest) -> None:
+        if self.role != LEADER or self.transfer_target is not None:
+            refusal = ReadIndexResponse(term=0, client_id=m.client_id, seq=m.seq, index=0)
+            self.env.send(src, dataclasses.replace(refusal, leader=self.leader_id))
+            return
+        # The follower's read joins the leader's own: same stages, same rounds; its
+        # origin says where the confirmed index goes (_serve_read).
+        stub = ClientRequest(client_id=m.client_id, seq=m.seq, op=_READ_INDEX_OP)
+        if self.commit_index < self.term_start_index:
+            self.reads.hold(stub, src)
+            return
+        self._confirm_read_index(stub, src)
+
+    def _confirm_read_index(self, stub: ClientRequest, origin: str) -> None:
+        self.reads.wait_for_round(self.rounds.current + 1, self.commit_index, stub, origin)
+        if self.share_read_rounds:
+            self.read_round_due = True
+        else:
+            self._broadcast_heartbeat()
+
+    def handle_read_index_response(self, src: str, m: ReadIndexResponse) -> None:
+        request = self.remote_reads.pop((m.client_id, m.seq), None)
+        if request is None:
+            return  # answered or given up already
+        if not m.index:
+            self.env.deliver(replies.refused(request, NOT_LEADER, m.leader))
+            return
+        self.follower_reads.append((m.index, request))
+        self._serve_follower_reads()
+
+    def _serve_follower_reads(self) -> None:
+        waiting = []
+        for index, request in self.follower_reads:
+            if index <= self.last_applied:
+                self._serve_local(request, self.leader_id)
+            else:
+                waiting.append((index, request))
+        self.follower_reads = waiting
+
+    def _refuse_remote_reads(self) -> None:
+        """Reads waiting for a leader's index when this node stops following it: a read
+        has no effect, so refusing it is a definite answer."""
+        waiting, self.remote_reads = self.remote_reads, {}
+        for request in waiting.values():
+            self.env.deliver(replies.refused(request, NOT_LEADER, None))
 
     # ------------------------------------------------------------------ heartbeats
     def _broadcast_heartbeat(self) -> None:
@@ -948,10 +1085,21 @@ class RaftNode:
     def _serve_ready_reads(self) -> None:
         self.reads.release(self.last_applied, self._serve_read)
 
-    def _serve_read(self, request: ClientRequest, leader_hint: str | None = None) -> None:
-        # (As the ReadIndex callback the hint is the read's origin: None, so us.)
+    def _serve_read(self, request: ClientRequest, origin: str | None = None) -> None:
+        # As the ReadIndex callback, origin is None for our own reads and a follower's id
+        # for one it asked the index for: that follower serves it once it applied as much.
+        if origin is not None and request.op is _READ_INDEX_OP:
+            index = self.last_applied  # >= the read index: the read waited for it here
+            self.env.send(
+                origin, ReadIndexResponse(term=0, client_id=request.client_id, seq=request.seq, index=index)
+            )
+            return
+        self._serve_local(request, self.id)
+
+    def _serve_local(self, request: ClientRequest, leader_hint: str | None) -> None:
+        """Answer a read from this node's applied state."""
         result = self.sm.read(request)
-        self.env.deliver(replies.ok(request, result, leader_hint or self.id, self.last_applied))
+        self.env.deliver(replies.ok(request, result, leader_hint, self.last_applied))
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:
@@ -1218,3 +1366,14 @@ class RaftNode:
 
     def _persist_hard_state(self) -> None:
         self.env.storage.put(HARD_STATE_KEY, HardState(term=self.term, voted_for=self.voted_for))
+
+
+def _bounded_put(
+    table: dict[tuple[str, int], ClientRequest], key: tuple[str, int], request: ClientRequest, limit: int
+) -> None:
+    """``table[key] = request``, forgetting the oldest entry beyond ``limit`` (its client
+    times out, as when a message is lost)."""
+    table.pop(key, None)
+    table[key] = request
+    if len(table) > limit:
+        del table[next(iter(table))]

@@ -48,6 +48,12 @@ class RaftOptions:
     snapshot_trailing: int = 20
     # Snapshots whose encoding is larger go out in chunks of this size (stop-and-wait).
     snapshot_chunk_bytes: int = 1 << 20
+    # A follower passes commands on to the leader and serves linearizable reads with a
+    # read index from the leader (etcd's proposal forwarding and follower ReadIndex);
+    # off: it refuses them with not-leader and its leader hint (HTTP 421).
+    forward_requests: bool = True
+    # Forwarded commands and reads a follower waits on at most (the oldest is forgotten).
+    max_forwarded: int = 4096
     # Initial voters; empty means the members the runtime passes in.
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
@@ -69,5 +75,7 @@ class RaftOptions:
             raise ValueError("clock_drift_bound must be in [0, 1)")
         if self.snapshot_chunk_bytes < 1:
             raise ValueError("snapshot_chunk_bytes must be at least 1")
+        if self.max_forwarded < 1:
+            raise ValueError("max_forwarded must be at least 1")
         if self.max_batch_entries < 1 or self.max_inflight_msgs < 1:
             raise ValueError("batch and in-flight limits must be at least 1")
