@@ -43,6 +43,7 @@ EXTRA = [
     *(RumorConfig(mode="push-pull", k=k) for k in (1, 2, 3)),
     *(RumorConfig(k=k, connection_limit=1) for k in (1, 2, 3)),
     *(RumorConfig(mode="pull", k=k, connection_limit=1) for k in (1, 2, 3)),
+    *(RumorConfig(mode=mode, k=1, connection_limit=1, hunt=100) for mode in ("push", "pull")),
 ]
 SIZES = (100, 316, 1000, 3162, 10_000, 31_623, 100_000)
 

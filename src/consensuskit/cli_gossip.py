@@ -46,6 +46,9 @@ def epidemic(
     connection_limit: Annotated[
         int | None, typer.Option(help="Incoming connections a site accepts per cycle (default: no limit).")
     ] = None,
+    hunt: Annotated[
+        int, typer.Option(help="After a refused connection, try up to this many other partners.")
+    ] = 0,
     fanout: Annotated[
         int, typer.Option(help="Partners each infective site pushes to per cycle (push only).")
     ] = 1,
@@ -69,6 +72,7 @@ def epidemic(
         k=k,
         fanout=fanout,
         connection_limit=connection_limit,
+        hunt=hunt,
     )
     try:
         cfg.validate()
@@ -87,6 +91,7 @@ def epidemic(
         "nodes": nodes,
         "runs": runs,
         "connection_limit": connection_limit,
+        "hunt": hunt,
         "fanout": fanout,
         "seed": seed,
         **{name: value.as_dict() for name, value in figures.items()},

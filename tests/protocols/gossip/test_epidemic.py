@@ -84,6 +84,7 @@ def test_forever_reaches_everyone() -> None:
         (RumorConfig(k=0), "k must be at least 1"),
         (RumorConfig(mode="pull", fanout=2), "fanout above 1"),
         (RumorConfig(connection_limit=0), "connection limit"),
+        (RumorConfig(hunt=2), "hunting needs a connection limit"),
     ],
 )
 def test_bad_variants_are_one_line_errors(cfg: RumorConfig, message: str) -> None:
@@ -120,6 +121,17 @@ def test_push_gets_better_with_a_connection_limit() -> None:
     free = measure(RumorConfig(k=1), 30, seed=2)["residue"].mean
     limited = measure(RumorConfig(k=1, connection_limit=1), 30, seed=2)["residue"].mean
     assert limited < free * 0.9
+
+
+def test_connection_limit_one_with_unbounded_hunting_makes_push_and_pull_alike() -> None:
+    """Section 1.4: "a connection limit of 1 with an infinite hunt limit results in a
+    complete permutation. Push and pull then become equivalent"."""
+    push = measure(RumorConfig(k=1, connection_limit=1, hunt=100), 30, seed=4)
+    pull = measure(RumorConfig(k=1, mode="pull", connection_limit=1, hunt=100), 30, seed=4)
+    plain_pull = measure(RumorConfig(k=1, mode="pull", connection_limit=1), 30, seed=4)
+    assert abs(push["residue"].mean - pull["residue"].mean) < 0.02
+    assert abs(push["traffic"].mean - pull["traffic"].mean) < 0.05
+    assert pull["residue"].mean < plain_pull["residue"].mean - 0.03  # hunting helps pull
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ Rules this module owns:
     With these rules the paper's Tables 1-3 come out within sampling noise (residue,
     traffic, t_last); the per-send variants do not (pull residue 5x too high).
   * Connection limit L: a site accepts at most L incoming connections per cycle; a refused
-    contact carries nothing, costs no traffic and gives no feedback (no hunting).
+    contact carries nothing, costs no traffic and gives no feedback; with ``hunt`` H the
+    caller then tries up to H other uniform partners.
   * Figures, as the paper defines them: residue s = fraction of sites never reached;
     traffic m = update messages sent / n; t_ave = mean arrival cycle over the sites reached
     (the origin excluded); t_last = arrival cycle of the last site reached.
@@ -58,6 +59,7 @@ class RumorConfig:
     k: int = 1
     fanout: int = 1
     connection_limit: int | None = None
+    hunt: int = 0
     max_cycles: int = 100_000
 
     def validate(self) -> None:
@@ -76,6 +78,10 @@ class RumorConfig:
             raise ValueError("fanout above 1 is defined for push only")
         if self.connection_limit is not None and self.connection_limit < 1:
             raise ValueError(f"connection limit must be at least 1, got {self.connection_limit}")
+        if self.hunt < 0:
+            raise ValueError(f"hunt must be at least 0, got {self.hunt}")
+        if self.hunt and self.connection_limit is None:
+            raise ValueError("hunting needs a connection limit")
 
     @property
     def label(self) -> str:
@@ -85,6 +91,7 @@ class RumorConfig:
             else (f"{'feedback' if self.feedback else 'blind'}-{self.interest}")
         )
         limit = f" L={self.connection_limit}" if self.connection_limit else ""
+        limit += f" hunt={self.hunt}" if self.hunt else ""
         fan = f" fanout={self.fanout}" if self.fanout > 1 else ""
         return f"{self.mode} {loss} k={self.k}{fan}{limit}"
 
@@ -200,22 +207,33 @@ def _partner(rng: random.Random, n: int, site: int) -> int:
     return other + 1 if other >= site else other
 
 
+def _connect(epi: _Epidemic, site: int) -> int | None:
+    """A partner for ``site`` that accepts the connection: the first uniform pick, or after
+    a refusal up to ``hunt`` more picks (section 1.4: "the choosing site can hunt for
+    alternate sites"); None when every pick was refused."""
+    rng, n = epi.rng, epi.cfg.n
+    for _ in range(epi.cfg.hunt + 1):
+        partner = _partner(rng, n, site)
+        if epi.admit(partner):
+            return partner
+    return None
+
+
 def _push_cycle(epi: _Epidemic, hot: list[int]) -> None:
-    rng, n, fanout = epi.rng, epi.cfg.n, epi.cfg.fanout
     for sender in hot:
-        for _ in range(fanout):
-            receiver = _partner(rng, n, sender)
-            if epi.admit(receiver):
+        for _ in range(epi.cfg.fanout):
+            receiver = _connect(epi, sender)
+            if receiver is not None:
                 epi.send(sender, receiver)
 
 
 def _pull_cycle(epi: _Epidemic, push_too: bool) -> None:
     """Every site contacts one partner; rumors hot at the cycle's start flow back to the
     caller (pull) and, in push-pull, from the caller too."""
-    rng, n, state, arrival, cycle = epi.rng, epi.cfg.n, epi.state, epi.arrival, epi.cycle
+    n, state, arrival, cycle = epi.cfg.n, epi.state, epi.arrival, epi.cycle
     for caller in range(n):
-        callee = _partner(rng, n, caller)
-        if not epi.admit(callee):
+        callee = _connect(epi, caller)
+        if callee is None:
             continue
         if push_too and state[caller] == _INFECTIVE and 0 <= arrival[caller] < cycle:
             epi.send(caller, callee)
