@@ -342,7 +342,7 @@ class GossipNode:
                 "keys": len(self.replica),
                 "hot_rumors": len(self.hot),
                 "root": self.replica.root().hex(),
-                "peers": len(self.peers),
+                "peer_count": len(self.peers),
                 "dropped": self.dropped,
             },
         )
