@@ -29,6 +29,9 @@ class Entry:
     def stamp(self) -> tuple[int, str]:
         return (self.counter, self.origin)
 
+    def summary(self) -> str:
+        return f"{self.key}@{self.counter}.{self.origin}"
+
 
 @message(91)
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +39,9 @@ class Rumor:
     """Hot rumors pushed to one peer (Demers et al. section 1.4)."""
 
     entries: tuple[Entry, ...]
+
+    def summary(self) -> str:
+        return f"Rumor [{' '.join(e.summary() for e in self.entries)}]"
 
 
 @message(92)
@@ -45,6 +51,9 @@ class RumorFeedback:
     the sender's feedback for its loss-of-interest counters."""
 
     known: tuple[str, ...]
+
+    def summary(self) -> str:
+        return f"RumorFeedback known=[{' '.join(self.known)}]"
 
 
 @message(93)
@@ -56,11 +65,18 @@ class FullState:
     entries: tuple[Entry, ...]
     reply: bool = False
 
+    def summary(self) -> str:
+        reply = " reply" if self.reply else ""
+        return f"FullState [{' '.join(e.summary() for e in self.entries)}]{reply}"
+
 
 @message(94)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StateRequest:
     """Pull by full state: send me everything you hold."""
+
+    def summary(self) -> str:
+        return "StateRequest"
 
 
 @message(95)
@@ -71,6 +87,11 @@ class DigestProbe:
     flow: str
     initiator: bool
     nodes: tuple[tuple[str, bytes], ...]
+
+    def summary(self) -> str:
+        differing = [p or "root" for p, h in self.nodes if h]
+        side = "initiator" if self.initiator else "responder"
+        return f"DigestProbe {self.flow} from={side} nodes={len(self.nodes)} nonempty=[{' '.join(differing)}]"
 
 
 @message(96)
@@ -84,6 +105,10 @@ class LeafDigest:
     prefixes: tuple[str, ...]
     stamps: tuple[tuple[str, int, str], ...]
 
+    def summary(self) -> str:
+        stamps = " ".join(f"{k}@{c}.{o}" for k, c, o in self.stamps)
+        return f"LeafDigest {self.flow} leaves=[{' '.join(self.prefixes)}] stamps=[{stamps}]"
+
 
 @message(97)
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +120,9 @@ class Want:
     keys: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        return f"Want {self.flow} keys=[{' '.join(self.keys)}] prefixes=[{' '.join(self.prefixes)}]"
+
 
 @message(98)
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,3 +130,6 @@ class Entries:
     """Entries the receiver lacks (the end of a digest exchange)."""
 
     entries: tuple[Entry, ...]
+
+    def summary(self) -> str:
+        return f"Entries [{' '.join(e.summary() for e in self.entries)}]"

@@ -331,6 +331,10 @@ class GossipNode:
         convergence check compares."""
         return self.replica.digest()
 
+    def status(self) -> dict[str, Any]:
+        """``node_status()`` as a flat dict (what transcripts print)."""
+        return self.node_status().to_dict()
+
     def node_status(self) -> NodeStatus:
         return NodeStatus(
             id=self.id,
