@@ -126,9 +126,9 @@ def test_push_gets_better_with_a_connection_limit() -> None:
 def test_connection_limit_one_with_unbounded_hunting_makes_push_and_pull_alike() -> None:
     """Section 1.4: "a connection limit of 1 with an infinite hunt limit results in a
     complete permutation. Push and pull then become equivalent"."""
-    push = measure(RumorConfig(k=1, connection_limit=1, hunt=100), 30, seed=4)
-    pull = measure(RumorConfig(k=1, mode="pull", connection_limit=1, hunt=100), 30, seed=4)
-    plain_pull = measure(RumorConfig(k=1, mode="pull", connection_limit=1), 30, seed=4)
+    push = measure(RumorConfig(n=400, k=1, connection_limit=1, hunt=40), 40, seed=4)
+    pull = measure(RumorConfig(n=400, k=1, mode="pull", connection_limit=1, hunt=40), 40, seed=4)
+    plain_pull = measure(RumorConfig(n=400, k=1, mode="pull", connection_limit=1), 40, seed=4)
     assert abs(push["residue"].mean - pull["residue"].mean) < 0.02
     assert abs(push["traffic"].mean - pull["traffic"].mean) < 0.05
     assert pull["residue"].mean < plain_pull["residue"].mean - 0.03  # hunting helps pull
