@@ -61,3 +61,5 @@ def test_the_tree_covers_exactly_what_the_map_holds(batch: list[Entry]) -> None:
         leaf = leaf_of(key)
         assert len(leaf) == DEPTH and key in {e.key for e in replica.under(leaf)}
     assert (replica.root() == b"") == (len(replica) == 0)
+    assert replica.size_at("") == len(replica)
+    assert all(replica.size_at(p) == sum(1 for _ in replica.under(p)) for p in replica.hashes)

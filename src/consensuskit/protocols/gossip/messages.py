@@ -97,8 +97,9 @@ class DigestProbe:
 @message(96)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeafDigest:
-    """The sender's (key, counter, origin) for every entry in some leaf buckets whose
-    hashes differ: the receiver answers with exactly the entries either side lacks."""
+    """The sender's (key, counter, origin) for every entry under some tree prefixes whose
+    hashes differ (leaves, or subtrees small enough to list): the receiver answers with
+    exactly the entries either side lacks there."""
 
     flow: str
     initiator: bool
@@ -107,7 +108,8 @@ class LeafDigest:
 
     def summary(self) -> str:
         stamps = " ".join(f"{k}@{c}.{o}" for k, c, o in self.stamps)
-        return f"LeafDigest {self.flow} leaves=[{' '.join(self.prefixes)}] stamps=[{stamps}]"
+        prefixes = " ".join(p or "root" for p in self.prefixes)
+        return f"LeafDigest {self.flow} under=[{prefixes}] stamps=[{stamps}]"
 
 
 @message(97)

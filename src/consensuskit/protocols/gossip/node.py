@@ -14,8 +14,10 @@ Rules this node owns:
   * anti-entropy every ``anti_entropy_period`` (0: never) with one random peer, in
     ``mode`` push, pull or push-pull, by ``exchange``: ``full`` ships whole states;
     ``digest`` descends both Merkle trees (replica.py) from the root, only through
-    subtrees whose hashes differ, then swaps exactly the entries one side lacks, so the
-    bytes sent grow with the difference, not with the state;
+    subtrees whose hashes differ, until a subtree is a leaf or holds at most
+    ``LIST_BELOW`` of the responder's entries; then the two sides compare stamps and swap
+    exactly the entries one side lacks, so the bytes grow with the difference, not with
+    the state;
   * peers: all members (``topology`` uniform) or a partial mesh of ``degree`` (peers.py);
   * a malformed message is dropped and counted (``dropped``), never raised.
 Bug knob ``keep-local``: merge never replaces a key the replica already holds (first
@@ -48,6 +50,9 @@ from consensuskit.protocols.gossip.replica import DEPTH, DIGITS, EMPTY, Replica
 FLOWS = ("push", "pull", "push-pull")
 EXCHANGES = ("full", "digest")
 BUGS = ("keep-local",)
+# A differing subtree holding at most this many of our entries is answered with its
+# stamps (a LeafDigest) instead of 16 child hashes: cheaper for small differences.
+LIST_BELOW = 8
 RUMOR_TIMER = "rumor"
 ANTI_ENTROPY_TIMER = "anti-entropy"
 
@@ -256,8 +261,8 @@ class GossipNode:
             elif theirs == EMPTY:
                 if may_send(flow, me_first):
                     giving.extend(replica.under(prefix))
-            elif len(prefix) == DEPTH:
-                leaves.append(prefix)
+            elif len(prefix) == DEPTH or replica.size_at(prefix) <= LIST_BELOW:
+                leaves.append(prefix)  # list this subtree's stamps rather than descend
             else:
                 probes.extend((prefix + d, replica.hash_at(prefix + d)) for d in DIGITS)
         env = self.env

@@ -42,12 +42,15 @@ class Replica:
     """The map and its Merkle tree. Invariant: ``hashes`` holds exactly the non-empty
     prefixes, each with the hash of what lies under it."""
 
-    __slots__ = ("entries", "hashes", "kids", "leaves", "max_counter")
+    __slots__ = ("entries", "hashes", "kids", "leaves", "max_counter", "sizes")
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self.leaves: dict[str, dict[str, Entry]] = {}
         self.kids: dict[str, set[str]] = {}
+        # Entries under each non-empty prefix: a digest exchange stops descending where a
+        # subtree is small enough to list.
+        self.sizes: dict[str, int] = {}
         self.hashes: dict[str, bytes] = {}
         self.max_counter = 0
 
@@ -70,10 +73,14 @@ class Replica:
         for entry in entries:
             if entry.counter > self.max_counter:
                 self.max_counter = entry.counter
-            if not newer(entry, held.get(entry.key)):
+            before = held.get(entry.key)
+            if not newer(entry, before):
                 continue
             held[entry.key] = entry
             leaf = leaf_of(entry.key)
+            if before is None:
+                for depth in range(DEPTH + 1):
+                    self.sizes[leaf[:depth]] = self.sizes.get(leaf[:depth], 0) + 1
             self.leaves.setdefault(leaf, {})[entry.key] = entry
             touched.add(leaf)
             changed.append(entry)
@@ -98,6 +105,9 @@ class Replica:
             for parent in parents:
                 hashes[parent] = _h(b"".join(d.encode() + hashes[parent + d] for d in sorted(kids[parent])))
             level = parents
+
+    def size_at(self, prefix: str) -> int:
+        return self.sizes.get(prefix, 0)
 
     def hash_at(self, prefix: str) -> bytes:
         return self.hashes.get(prefix, EMPTY)
