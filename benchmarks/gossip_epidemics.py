@@ -6,6 +6,9 @@ paper's Tables 1-3 (n = 1000), and a scale run.
     connection-limit variants the paper discusses in prose only (no paper column);
   * scale: one rumor through --scale-nodes sites (default 100,000), push with fan-out 3,
     sites never lose interest; wall time and the process's peak memory (ru_maxrss);
+  * anti-entropy bytes: one push-pull exchange between two gossip nodes of the simulator
+    sharing 1,000 / 10,000 / 100,000 entries and differing in 10 keys each way, by full
+    state and by Merkle digests;
   * rounds vs n: cycles until every site knows, n = 10^2 ... 10^5 (fan-out 3), against
     log4(n) + ln(n)/3 (Pittel's estimate for push with fan-out 3: log base 1+f plus ln n / f);
     a matplotlib PNG (default docs/img/gossip_rounds_vs_n.png).
@@ -46,6 +49,51 @@ EXTRA = [
     *(RumorConfig(mode=mode, k=1, connection_limit=1, hunt=100) for mode in ("push", "pull")),
 ]
 SIZES = (100, 316, 1000, 3162, 10_000, 31_623, 100_000)
+STATES = (1_000, 10_000, 100_000)
+
+
+def exchange_bytes(state: int, differ: int, exchange: str) -> int:
+    """Bytes of one push-pull anti-entropy exchange between two gossip nodes of the
+    simulator that share ``state`` entries and differ in ``differ`` keys each way."""
+    from consensuskit.check.gossip import GOSSIP_TYPES
+    from consensuskit.core.messages import encode
+    from consensuskit.protocols.gossip.messages import Entry
+    from consensuskit.sim import SimConfig, Simulation
+
+    options = {"rumor": False, "anti_entropy_period": 0, "exchange": exchange, "mode": "push-pull"}
+    sim = Simulation(SimConfig(protocol="gossip", node_ids=("a", "b"), seed=1, options=options))
+    shared = [Entry(key=f"key-{i}", counter=1, origin="x", value=i) for i in range(state)]
+    sim.nodes["a"].replica.merge_all(
+        [*shared, *(Entry(key=f"a-{i}", counter=1, origin="a") for i in range(differ))]
+    )
+    sim.nodes["b"].replica.merge_all(
+        [*shared, *(Entry(key=f"b-{i}", counter=1, origin="b") for i in range(differ))]
+    )
+    sent = [0]
+
+    def count(src: str, dst: str, msg: object) -> None:
+        if isinstance(msg, GOSSIP_TYPES):
+            sent[0] += len(encode(msg))
+
+    sim.add_filter(count)
+    sim.invoke("a", lambda node: node.anti_entropy_now(), "anti-entropy now")
+    sim.run_for(1.0)
+    assert sim.nodes["a"].digest() == sim.nodes["b"].digest()
+    sim.close()
+    return sent[0]
+
+
+def exchanges(console: Console) -> list[dict[str, Any]]:
+    table = Table(title="One push-pull anti-entropy exchange, 10 differing keys each way (bytes)")
+    for column in ("shared entries", "full state", "Merkle digests", "full / digests"):
+        table.add_column(column, justify="right")
+    out = []
+    for state in STATES:
+        full, digest = exchange_bytes(state, 10, "full"), exchange_bytes(state, 10, "digest")
+        table.add_row(f"{state:,}", f"{full:,}", f"{digest:,}", f"{full / digest:,.0f}x")
+        out.append({"shared": state, "differ": 10, "full_bytes": full, "digest_bytes": digest})
+    console.print(table)
+    return out
 
 
 def _fmt(value: float) -> str:
@@ -212,6 +260,7 @@ def main() -> None:
     if not args.skip_tables:
         doc["tables"] = tables(args.runs, args.seed, console)
     if not args.skip_scale:
+        doc["anti_entropy_bytes"] = exchanges(console)
         doc["scale"] = scale(args.scale_nodes, args.seed, console)
         doc["rounds_vs_n"] = rounds_vs_n(args.seed, console)
         try:

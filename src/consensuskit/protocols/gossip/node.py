@@ -220,6 +220,10 @@ class GossipNode:
                     self.heard_from.pop(key, None)
 
     # ------------------------------------------------------------------ anti-entropy
+    def anti_entropy_now(self) -> None:
+        """Admin input (like Raft's ``campaign()``): start one exchange now."""
+        self._start_anti_entropy()
+
     def _start_anti_entropy(self) -> None:
         if not self.peers:
             return
