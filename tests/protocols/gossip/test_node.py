@@ -159,6 +159,29 @@ def test_feedback_counter_cools_a_rumor_after_k_known() -> None:
     assert [m for _, m in cluster.envs["a"].take() if isinstance(m, Rumor)] == []
 
 
+def test_blind_counter_cools_after_k_rounds_whatever_the_answers() -> None:
+    cluster = Gossip(["a", "b", "c"], rumor_k=2, rumor_feedback=False, anti_entropy_period=0)
+    a = cluster.nodes["a"]
+    a.on_request(ClientRequest(client_id="c1", seq=1, op=ServiceOp(kind="put", key="k", value=1)))
+    a.on_message("b", RumorFeedback(known=("k",)))  # blind: answers change nothing
+    assert a.hot == {"k": 0}
+    cluster.fire("a", RUMOR_TIMER)
+    assert a.hot == {"k": 1}
+    cluster.fire("a", RUMOR_TIMER)
+    assert a.hot == {}
+    assert sum(isinstance(m, Rumor) for _, m in cluster.envs["a"].take()) == 2 * 2  # 2 rounds, fan-out 2
+
+
+def test_feedback_coin_with_k1_cools_at_the_first_known() -> None:
+    cluster = Gossip(["a", "b"], rumor_k=1, rumor_loss="coin", anti_entropy_period=0)
+    a = cluster.nodes["a"]
+    a.on_request(ClientRequest(client_id="c1", seq=1, op=ServiceOp(kind="put", key="k", value=1)))
+    a.on_message("b", RumorFeedback(known=("other",)))
+    assert a.hot == {"k": 0}
+    a.on_message("b", RumorFeedback(known=("k",)))
+    assert a.hot == {}
+
+
 def test_a_receiver_that_knew_says_so() -> None:
     cluster = Gossip(["a", "b"], anti_entropy_period=0)
     b = cluster.nodes["b"]
@@ -215,6 +238,8 @@ def test_mesh_is_connected_symmetric_and_the_same_everywhere() -> None:
         ({"fanout": 0}, "fanout must be an int >= 1"),
         ({"colour": 1}, "unknown gossip option"),
         ({"rumor_period": 0}, "rumor_period must be > 0"),
+        ({"rumor_loss": "dice"}, "rumor_loss must be one of counter, coin"),
+        ({"rumor_feedback": "yes"}, "rumor_feedback must be true or false"),
     ],
 )
 def test_bad_options_are_one_line_errors(options: dict, message: str) -> None:

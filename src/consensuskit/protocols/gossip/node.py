@@ -9,8 +9,10 @@ Rules this node owns:
   * rumor mongering (``rumor``): an entry that changes the map becomes a hot rumor; every
     ``rumor_period`` a node with hot rumors sends them to ``fanout`` peers, avoiding the
     peer each was heard from (seeds 000, 003: forwarded the next period, not at once);
-    the receiver answers which ones it already knew, and a rumor a node hears ``rumor_k``
-    times as already known goes cold (feedback, counter);
+    the receiver answers which ones it already knew; loss of interest with parameter
+    ``rumor_k`` as Demers et al.: ``rumor_feedback`` counts the answers "already knew"
+    (else, blind, every round that sent the rumor counts), ``rumor_loss`` counter makes
+    it cold at ``rumor_k`` counts, coin with probability 1/``rumor_k`` per count;
   * anti-entropy every ``anti_entropy_period`` (0: never) with one random peer, in
     ``mode`` push, pull or push-pull, by ``exchange``: ``full`` ships whole states;
     ``digest`` descends both Merkle trees (replica.py) from the root, only through
@@ -48,6 +50,7 @@ from consensuskit.protocols.gossip.peers import TOPOLOGIES, peers_of
 from consensuskit.protocols.gossip.replica import DEPTH, DIGITS, EMPTY, Replica
 
 FLOWS = ("push", "pull", "push-pull")
+LOSSES = ("counter", "coin")
 EXCHANGES = ("full", "digest")
 BUGS = ("keep-local",)
 # A differing subtree holding at most this many of our entries is answered with its
@@ -64,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "rumor_period": 0.1,
     "fanout": 2,
     "rumor_k": 2,
+    "rumor_feedback": True,
+    "rumor_loss": "counter",
     "topology": "uniform",
     "degree": 4,
     "graph_seed": 0,
@@ -79,7 +84,9 @@ def validate_options(options: dict[str, Any]) -> None:
             f"unknown gossip option(s) {', '.join(unknown)}; valid: {', '.join(sorted(DEFAULTS))}"
         )
     merged = {**DEFAULTS, **options}
-    for name, allowed in (("mode", FLOWS), ("exchange", EXCHANGES), ("topology", TOPOLOGIES)):
+    for name, allowed in (
+        ("mode", FLOWS), ("exchange", EXCHANGES), ("topology", TOPOLOGIES), ("rumor_loss", LOSSES),
+    ):  # fmt: skip
         if merged[name] not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {merged[name]!r}")
     for name in ("anti_entropy_period", "rumor_period"):
@@ -90,8 +97,9 @@ def validate_options(options: dict[str, Any]) -> None:
     for name, low in (("fanout", 1), ("rumor_k", 1), ("degree", 2), ("graph_seed", 0)):
         if not isinstance(merged[name], int) or isinstance(merged[name], bool) or merged[name] < low:
             raise ValueError(f"{name} must be an int >= {low}, got {merged[name]!r}")
-    if not isinstance(merged["rumor"], bool):
-        raise ValueError(f"rumor must be true or false, got {merged['rumor']!r}")
+    for name in ("rumor", "rumor_feedback"):
+        if not isinstance(merged[name], bool):
+            raise ValueError(f"{name} must be true or false, got {merged[name]!r}")
 
 
 def may_send(flow: str, initiator: bool) -> bool:
@@ -198,6 +206,9 @@ class GossipNode:
             if entries:
                 self.sent_rumors += 1
                 self.env.send(peer, Rumor(entries=entries))
+        if not self.opts["rumor_feedback"]:  # blind: every round that sent a rumor counts
+            for key in sorted(self.hot):
+                self._count_loss(key)
 
     def _on_rumor(self, src: str, msg: Rumor) -> None:
         changed = {e.key for e in self._learn(msg.entries, source=src)}
@@ -212,12 +223,22 @@ class GossipNode:
             self.env.send(src, RumorFeedback(known=known))
 
     def _on_feedback(self, src: str, msg: RumorFeedback) -> None:
-        for key in msg.known:
-            if key in self.hot:
-                self.hot[key] += 1
-                if self.hot[key] >= self.opts["rumor_k"]:
-                    del self.hot[key]
-                    self.heard_from.pop(key, None)
+        if self.opts["rumor_feedback"]:
+            for key in msg.known:
+                if key in self.hot:
+                    self._count_loss(key)
+
+    def _count_loss(self, key: str) -> None:
+        """One count toward losing interest in ``key``: counter or coin, parameter k."""
+        k = self.opts["rumor_k"]
+        if self.opts["rumor_loss"] == "counter":
+            self.hot[key] += 1
+            cold = self.hot[key] >= k
+        else:
+            cold = self.env.rng.random() * k < 1.0
+        if cold:
+            del self.hot[key]
+            self.heard_from.pop(key, None)
 
     # ------------------------------------------------------------------ anti-entropy
     def anti_entropy_now(self) -> None:

@@ -8,7 +8,15 @@ node's defaults; the protocol serves the ``gossip-map`` service.
 from __future__ import annotations
 
 from consensuskit.core.registry import ProtocolFlag, ProtocolSpec
-from consensuskit.protocols.gossip.node import BUGS, DEFAULTS, EXCHANGES, FLOWS, GossipNode, validate_options
+from consensuskit.protocols.gossip.node import (
+    BUGS,
+    DEFAULTS,
+    EXCHANGES,
+    FLOWS,
+    LOSSES,
+    GossipNode,
+    validate_options,
+)
 from consensuskit.protocols.gossip.peers import TOPOLOGIES
 
 SERVICE_NAME = "gossip-map"
@@ -27,6 +35,10 @@ FLAGS = (
                  help="Peers a node sends its hot rumors to per round."),
     ProtocolFlag(name="rumor-k", kind=int, default=DEFAULTS["rumor_k"],
                  help="A rumor goes cold after k peers said they already knew it."),
+    ProtocolFlag(name="rumor-feedback", kind=bool, default=DEFAULTS["rumor_feedback"],
+                 help="Count only 'already knew' answers (on) or every round that sent it (off, blind)."),
+    ProtocolFlag(name="rumor-loss", kind=str, default=DEFAULTS["rumor_loss"], choices=LOSSES,
+                 help="Go cold after k counts (counter) or with probability 1/k per count (coin)."),
     ProtocolFlag(name="topology", kind=str, default=DEFAULTS["topology"], choices=TOPOLOGIES,
                  help="Peers: every member (uniform) or a partial mesh."),
     ProtocolFlag(name="degree", kind=int, default=DEFAULTS["degree"], help="Mesh degree (topology mesh)."),
