@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from consensuskit.core.client import ClientRequest, ServiceOp
 from consensuskit.core.messages import decode, encode
-from consensuskit.protocols.gossip.messages import DigestProbe, Entry, LeafDigest, Rumor, RumorFeedback
+from consensuskit.protocols.gossip.messages import (
+    DigestProbe,
+    Entry,
+    LeafDigest,
+    Rumor,
+    RumorFeedback,
+    RumorRequest,
+)
 from consensuskit.protocols.gossip.node import ANTI_ENTROPY_TIMER, RUMOR_TIMER, GossipNode, validate_options
 from consensuskit.protocols.gossip.peers import mesh
 from tests.protocols.fake_env import FakeEnv, LockstepCluster
@@ -180,6 +187,25 @@ def test_feedback_coin_with_k1_cools_at_the_first_known() -> None:
     assert a.hot == {"k": 0}
     a.on_message("b", RumorFeedback(known=("k",)))
     assert a.hot == {}
+
+
+def test_pull_rumor_mongering_asks_and_is_answered_with_hot_rumors() -> None:
+    """rumor_mode pull: every period a node asks one peer, hot rumors or not; a peer
+    answers with its hot rumors (none: no answer), and the answer gets feedback."""
+    cluster = Gossip(["a", "b"], rumor_mode="pull", anti_entropy_period=0)
+    cluster.fire("b", RUMOR_TIMER)
+    [(dst, request)] = cluster.envs["b"].take()
+    assert dst == "a" and isinstance(request, RumorRequest)
+    cluster.nodes["a"].on_message("b", request)
+    assert cluster.envs["a"].take() == []  # nothing hot: no answer
+    cluster.nodes["a"].on_request(
+        ClientRequest(client_id="c1", seq=1, op=ServiceOp(kind="put", key="k", value=1))
+    )
+    cluster.fire("a", RUMOR_TIMER)
+    assert [type(m) for _, m in cluster.envs["a"].take()] == [RumorRequest]  # pull never pushes
+    cluster.nodes["a"].on_message("b", request)
+    [(dst, answer)] = cluster.envs["a"].take()
+    assert dst == "b" and isinstance(answer, Rumor) and answer.entries[0].key == "k"
 
 
 def test_a_receiver_that_knew_says_so() -> None:

@@ -135,3 +135,13 @@ class Entries:
 
     def summary(self) -> str:
         return f"Entries [{' '.join(e.summary() for e in self.entries)}]"
+
+
+@message(99)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RumorRequest:
+    """Pull rumor mongering: send me your hot rumors (answered by a ``Rumor``, or nothing
+    when the receiver holds none)."""
+
+    def summary(self) -> str:
+        return "RumorRequest"

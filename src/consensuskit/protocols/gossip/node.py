@@ -8,7 +8,9 @@ Rules this node owns:
     a restart replays it;
   * rumor mongering (``rumor``): an entry that changes the map becomes a hot rumor; every
     ``rumor_period`` a node with hot rumors sends them to ``fanout`` peers, avoiding the
-    peer each was heard from (seeds 000, 003: forwarded the next period, not at once);
+    peer each was heard from (seeds 000, 003: forwarded the next period, not at once)
+    (``rumor_mode`` push); with pull every node asks one random peer each period for its
+    hot rumors instead, and push-pull does both;
     the receiver answers which ones it already knew; loss of interest with parameter
     ``rumor_k`` as Demers et al.: ``rumor_feedback`` counts the answers "already knew"
     (else, blind, every round that sent the rumor counts), ``rumor_loss`` counter makes
@@ -43,6 +45,7 @@ from consensuskit.protocols.gossip.messages import (
     LeafDigest,
     Rumor,
     RumorFeedback,
+    RumorRequest,
     StateRequest,
     Want,
 )
@@ -68,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "fanout": 2,
     "rumor_k": 2,
     "rumor_feedback": True,
+    "rumor_mode": "push",
     "rumor_loss": "counter",
     "topology": "uniform",
     "degree": 4,
@@ -84,9 +88,14 @@ def validate_options(options: dict[str, Any]) -> None:
             f"unknown gossip option(s) {', '.join(unknown)}; valid: {', '.join(sorted(DEFAULTS))}"
         )
     merged = {**DEFAULTS, **options}
-    for name, allowed in (
-        ("mode", FLOWS), ("exchange", EXCHANGES), ("topology", TOPOLOGIES), ("rumor_loss", LOSSES),
-    ):  # fmt: skip
+    choices = (
+        ("mode", FLOWS),
+        ("exchange", EXCHANGES),
+        ("topology", TOPOLOGIES),
+        ("rumor_loss", LOSSES),
+        ("rumor_mode", FLOWS),
+    )
+    for name, allowed in choices:
         if merged[name] not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {merged[name]!r}")
     for name in ("anti_entropy_period", "rumor_period"):
@@ -193,9 +202,14 @@ class GossipNode:
 
     # ------------------------------------------------------------------ rumor mongering
     def _spread_rumors(self) -> None:
-        if not self.hot or not self.peers:
+        if not self.peers:
             return
         rng = self.env.rng
+        if self.opts["rumor_mode"] != "push":
+            # Pull: ask one peer for its hot rumors every period, knowing nothing is hot or not.
+            self.env.send(rng.choice(self.peers), RumorRequest())
+        if not self.hot or self.opts["rumor_mode"] == "pull":
+            return
         told_us = {self.heard_from.get(key) for key in self.hot}
         candidates = [p for p in self.peers if p not in told_us] or list(self.peers)
         targets = rng.sample(candidates, min(self.opts["fanout"], len(candidates)))
@@ -209,6 +223,15 @@ class GossipNode:
         if not self.opts["rumor_feedback"]:  # blind: every round that sent a rumor counts
             for key in sorted(self.hot):
                 self._count_loss(key)
+
+    def _on_rumor_request(self, src: str, msg: RumorRequest) -> None:
+        entries = tuple(self.replica.entries[k] for k in sorted(self.hot) if self.heard_from.get(k) != src)
+        if entries:
+            self.sent_rumors += 1
+            self.env.send(src, Rumor(entries=entries))
+            if not self.opts["rumor_feedback"]:  # blind: every answer that sent them counts
+                for entry in entries:
+                    self._count_loss(entry.key)
 
     def _on_rumor(self, src: str, msg: Rumor) -> None:
         changed = {e.key for e in self._learn(msg.entries, source=src)}
@@ -346,6 +369,7 @@ class GossipNode:
 
     _handlers: dict[type, Any] = {
         Rumor: _on_rumor,
+        RumorRequest: _on_rumor_request,
         RumorFeedback: _on_feedback,
         FullState: _on_full_state,
         StateRequest: _on_state_request,

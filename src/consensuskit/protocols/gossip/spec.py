@@ -35,6 +35,8 @@ FLAGS = (
                  help="Peers a node sends its hot rumors to per round."),
     ProtocolFlag(name="rumor-k", kind=int, default=DEFAULTS["rumor_k"],
                  help="A rumor goes cold after k peers said they already knew it."),
+    ProtocolFlag(name="rumor-mode", kind=str, default=DEFAULTS["rumor_mode"], choices=FLOWS,
+                 help="Rumor mongering by push, pull or push-pull."),
     ProtocolFlag(name="rumor-feedback", kind=bool, default=DEFAULTS["rumor_feedback"],
                  help="Count only 'already knew' answers (on) or every round that sent it (off, blind)."),
     ProtocolFlag(name="rumor-loss", kind=str, default=DEFAULTS["rumor_loss"], choices=LOSSES,
