@@ -29,7 +29,8 @@ def test_replicas_converge_under_faults_and_the_metrics_say_so() -> None:
     assert metrics["converged"] and metrics["distinct_states"] == 1 and metrics["residue"] == 0.0
     assert metrics["live_replicas"] == 6 and metrics["messages"] > 0 and metrics["bytes"] > 0
     assert set(metrics["messages_by_type"]) <= {
-        "Rumor", "RumorFeedback", "RumorRequest", "DigestProbe", "LeafDigest", "Want", "Entries", "FullState", "StateRequest",
+        "Rumor", "RumorFeedback", "RumorRequest", "DigestProbe", "LeafDigest", "Want", "Entries",
+        "FullState", "StateRequest",
     }  # fmt: skip
 
 
