@@ -61,11 +61,35 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
         own = CATALOG.scenarios(entry.name)
         assert own, f"{entry.name} registers no scenario"
         assert all(s.protocol == entry.name for s in own.values())
-    assert sum(len(CATALOG.scenarios(e.name)) for e in CATALOG.protocols()) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, ..., Gossip.
-    ids = list(scenarios)
-    assert ids[0] == "paxos-x-wins" and ids[-1].startswith("gossip-")
+    families = CATALOG.scenario_families()
+    owners = [*(e.name for e in CATALOG.protocols()), *families]
+    assert sum(len(CATALOG.scenarios(name)) for name in owners) == len(scenarios)
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, Gossip; then the families' own.
+    of_protocols = [s for s in scenarios.values() if s.protocol not in families]
+    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("gossip-")
+    ids = [s.id for s in of_protocols]
     assert max(i for i, s in enumerate(ids) if s.startswith("raft-")) < ids.index("gossip-rumor")
+    assert [s.protocol for s in scenarios.values()][len(of_protocols) :] == [
+        s.protocol for s in scenarios.values() if s.protocol in families
+    ]
+
+
+def test_a_family_registers_scenarios_that_run_no_catalog_protocol() -> None:
+    from consensuskit.scenarios import Scenario
+
+    def script(run) -> None:  # type: ignore[no-untyped-def]
+        run.expect(True, "computed directly")
+
+    catalog = builtin_catalog()
+    catalog.add_scenarios("abacus", lambda: [Scenario("abacus-sum", "sum", "abacus", "adds", script)])
+    scenarios = catalog.scenarios()
+    assert list(scenarios)[-1] == "abacus-sum" and catalog.scenario_families()[-1] == "abacus"
+    assert list(catalog.scenarios("abacus")) == ["abacus-sum"]
+    with pytest.raises(ValueError, match="registered twice"):
+        catalog.add_scenarios("abacus", lambda: [])
+    catalog.add_scenarios("slide-rule", lambda: [Scenario("rule", "r", "abacus", "wrong owner", script)])
+    with pytest.raises(ValueError, match="registered under 'slide-rule'"):
+        catalog.scenarios()
 
 
 def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:

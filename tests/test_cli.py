@@ -234,3 +234,22 @@ def test_demo_runs_every_scenario_and_both_faulty_runs(capsys):
     for scenario_id in default_catalog().scenarios():
         assert f"scenario {scenario_id}" in out
     assert "raft: 5 nodes" in out and "multipaxos: 5 nodes" in out
+
+
+def test_a_scenario_without_a_simulation_runs_with_a_timeline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A family's scenario that computes directly (Catalog.add_scenarios) leaves no trace
+    to draw: `scenario run --timeline` (and the demo) report it without one."""
+    import consensuskit.cli as cli
+    from consensuskit.catalog import builtin_catalog
+    from consensuskit.scenarios import Scenario
+
+    def script(run) -> None:  # type: ignore[no-untyped-def]
+        run.expect(1 + 1 == 2, "computed directly")
+
+    catalog = builtin_catalog()
+    catalog.add_scenarios("abacus", lambda: [Scenario("abacus-sum", "sum", "abacus", "adds", script)])
+    monkeypatch.setattr(cli, "default_catalog", lambda: catalog)
+    code, out, err = run(capsys, "scenario", "run", "abacus-sum", "--timeline")
+    assert code == 0 and "PASSED abacus-sum" in out, err

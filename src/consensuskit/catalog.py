@@ -9,6 +9,9 @@ Rules this module owns:
     here (``Catalog.add_protocol(checker=...)``): protocols never import ``check/``;
   * scenarios are registered per protocol here; ``consensuskit scenario list/run``, the
     demo and the docs' protocol tables read them from the catalog, in registration order;
+    a family whose scenarios run no catalog protocol (a direct, round-based computation
+    such as the Byzantine generals) registers them with ``add_scenarios(family, ...)``:
+    they name the family as their ``protocol`` and list after the protocols' scenarios;
   * scenario modules (which import ``sim/``) are imported when asked for, never when the
     catalog is built: ``sim/`` and ``server/`` import the catalog for their default
     registry, and an eager import would close a cycle (tests/core/test_layers.py holds
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
+from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
@@ -81,6 +85,7 @@ class Catalog:
         self._protocols: dict[str, ProtocolEntry] = {}
         self._services: dict[str, ServiceSpec] = {}
         self._commands: dict[str, str] = {}
+        self._family_scenarios: dict[str, ScenarioLoader] = {}
 
     def add_command(self, name: str, reference: str) -> None:
         """A top-level CLI verb: ``reference`` is ``module:attr`` naming a typer.Typer (a
@@ -155,20 +160,39 @@ class Catalog:
         return [e.name for e in self._protocols.values() if e.demo]
 
     # ------------------------------------------------------------------ scenarios
+    def add_scenarios(self, family: str, loader: ScenarioLoader) -> None:
+        """Scenarios of ``family`` that run no catalog protocol (their ``protocol`` is
+        ``family``); listed after every protocol's scenarios, in registration order."""
+        if family in self._family_scenarios or family in self._protocols:
+            raise ValueError(f"scenarios of {family!r} registered twice")
+        self._family_scenarios[family] = loader
+
+    def scenario_families(self) -> list[str]:
+        """The families registered with ``add_scenarios``, in registration order."""
+        return list(self._family_scenarios)
+
     def scenarios(self, protocol: str | None = None) -> dict[str, Scenario]:
-        """Every scenario by id (of one protocol if given), protocols in registration order.
+        """Every scenario by id (of one protocol, or of one family's ``add_scenarios``,
+        if given), protocols in registration order, then the families'.
 
         Raises ValueError when a loader hands back a scenario of another protocol or an id
         that is already taken: a scenario belongs to exactly one catalog entry.
         """
-        entries = [self.protocol(protocol)] if protocol is not None else self.protocols()
+        loaders: list[tuple[str, ScenarioLoader | None]]
+        if protocol is not None and protocol in self._family_scenarios:
+            loaders = [(protocol, self._family_scenarios[protocol])]
+        elif protocol is not None:
+            loaders = [(protocol, self.protocol(protocol).scenarios)]
+        else:
+            loaders = [(e.name, e.scenarios) for e in self.protocols()]
+            loaders += list(self._family_scenarios.items())
         found: dict[str, Scenario] = {}
-        for entry in entries:
-            for scenario in entry.scenarios() if entry.scenarios else ():
-                if scenario.protocol != entry.name:
+        for owner, loader in loaders:
+            for scenario in loader() if loader else ():
+                if scenario.protocol != owner:
                     raise ValueError(
                         f"scenario {scenario.id!r} runs {scenario.protocol!r} but is registered "
-                        f"under {entry.name!r}"
+                        f"under {owner!r}"
                     )
                 if scenario.id in found:
                     raise ValueError(f"scenario {scenario.id!r} registered twice")
@@ -197,6 +221,16 @@ def _multipaxos_checker(bugs: frozenset[str]) -> Any:
     return MultiPaxosChecker()
 
 
+def _generals_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.byzantine import GeneralsChecker
+
+    return GeneralsChecker(bugs)
+
+
+def _generals_monitor(config: Any) -> Any:
+    from consensuskit.check.byzantine import GeneralsMonitor
+
+    return GeneralsMonitor(config)
 def _gossip_monitor(config: Any) -> Any:
     from consensuskit.check.gossip import GossipMonitor
 
@@ -265,6 +299,10 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("gossip"),
     )
     catalog.add_command("gossip", "consensuskit.cli_gossip:app")
+    # The generals run as a direct round-based function, not as a catalog protocol
+    # (protocols/byzantine/README.md says why): a family command and scenarios.
+    catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
+    catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
     add_services(catalog)
     return catalog
 
@@ -273,6 +311,24 @@ def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
     catalog.add_service(gossip_map_service())
+
+
+def generals_catalog() -> Catalog:
+    """The built-in catalog plus the Byzantine generals as a simulated protocol, for
+    ``CONSENSUSKIT_CATALOG=consensuskit.catalog:generals_catalog consensuskit sim
+    byzantine-generals ...``.  Not in the built-in list: OM(m)/SM(m) assume synchronous
+    rounds and lossless links (LSP82 A1-A3), which the generic suites' faults break by
+    design, and they serve no client operations (protocols/byzantine/README.md)."""
+    catalog = builtin_catalog()
+    catalog.add_protocol(
+        generals_spec(),
+        family="byzantine",
+        readme="src/consensuskit/protocols/byzantine/README.md",
+        checker=_generals_checker,
+        checker_module="check/byzantine.py",
+        monitor=_generals_monitor,
+    )
+    return catalog
 
 
 def builtin_registry() -> Registry:

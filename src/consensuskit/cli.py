@@ -294,7 +294,9 @@ def run_one_scenario(
         # stream to a file (the user's, or a temporary one) and read it back.
         trace_path = trace or (str(Path(tmp) / "trace.jsonl") if timeline and not as_json else None)
         run = run_scenario(scenario, seed=seed, trace_path=trace_path, options=options)
-        records = _read_trace(trace_path) if timeline and not as_json and trace_path else []
+        # A scenario that ran no simulation (a family's direct computation) has no trace.
+        has_trace = trace_path is not None and run.sim is not None
+        records = _read_trace(trace_path) if timeline and not as_json and has_trace else []
     if as_json:
         print(json.dumps(run.to_json(), indent=2))
         return run.passed

@@ -30,12 +30,16 @@ from consensuskit.protocols.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     ClusterConfig,
+    ForwardRefused,
+    ForwardRequest,
     HardState,
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
     InstallSnapshotResponse,
     LogEntry,
+    ReadIndexRequest,
+    ReadIndexResponse,
     RejoinConfig,
     Rejoining,
     RequestVote,
@@ -151,6 +155,12 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
         rejoining=st.lists(names, max_size=2).map(tuple),
     ),
 }
+STRATEGIES[ForwardRequest] = st.builds(ForwardRequest, term=ints, request=client_requests)
+STRATEGIES[ForwardRefused] = st.builds(ForwardRefused, term=ints, response=client_responses)
+STRATEGIES[ReadIndexRequest] = st.builds(ReadIndexRequest, term=ints, client_id=names, seq=ints)
+STRATEGIES[ReadIndexResponse] = st.builds(
+    ReadIndexResponse, term=ints, client_id=names, seq=ints, index=ints, leader=st.none() | names
+)
 STRATEGIES[Rejoining] = st.builds(
     Rejoining,
     term=ints,
