@@ -260,7 +260,7 @@ def main() -> None:
     if not args.skip_tables:
         doc["tables"] = tables(args.runs, args.seed, console)
     if not args.skip_scale:
-        doc["anti_entropy_bytes"] = exchanges(console)
+        # The scale run first: its peak RSS is the process's so far (tables only).
         doc["scale"] = scale(args.scale_nodes, args.seed, console)
         doc["rounds_vs_n"] = rounds_vs_n(args.seed, console)
         try:
@@ -268,6 +268,7 @@ def main() -> None:
             console.print(f"plot: {args.plot}")
         except ImportError:  # matplotlib comes with the dev extras (make .venv/.installed-dev)
             console.print("plot skipped: matplotlib is not installed (make .venv/.installed-dev)")
+        doc["anti_entropy_bytes"] = exchanges(console)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(doc, indent=2) + "\n")
     console.print(f"JSON: {args.json_out}")
