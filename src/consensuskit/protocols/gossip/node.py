@@ -6,15 +6,15 @@ Rules this node owns:
     ``get`` reads the local replica (eventual consistency: no linearizability verdict);
     every entry that changes the map is appended to storage before anything is sent, and
     a restart replays it;
-  * rumor mongering (``rumor``): an entry that changes the map becomes a hot rumor; every
-    ``rumor_period`` a node with hot rumors sends them to ``fanout`` peers, avoiding the
-    peer each was heard from (seeds 000, 003: forwarded the next period, not at once)
-    (``rumor_mode`` push); with pull every node asks one random peer each period for its
-    hot rumors instead, and push-pull does both;
-    the receiver answers which ones it already knew; loss of interest with parameter
-    ``rumor_k`` as Demers et al.: ``rumor_feedback`` counts the answers "already knew"
-    (else, blind, every round that sent the rumor counts), ``rumor_loss`` counter makes
-    it cold at ``rumor_k`` counts, coin with probability 1/``rumor_k`` per count;
+  * rumor mongering (``rumor``): an entry that changes the map becomes a hot rumor. With
+    ``rumor_mode`` push, every ``rumor_period`` a node with hot rumors sends them to
+    ``fanout`` peers, avoiding the peer each was heard from (seeds 000, 003: forwarded
+    the next period, not at once); with pull, every node asks one random peer per period
+    for its hot rumors; push-pull does both. A receiver answers which ones it already
+    knew. Loss of interest with parameter ``rumor_k``, as Demers et al.: with
+    ``rumor_feedback`` each "already knew" counts (blind: each round that sent the rumor
+    counts); ``rumor_loss`` counter makes it cold at ``rumor_k`` counts, coin with
+    probability 1/``rumor_k`` per count;
   * anti-entropy every ``anti_entropy_period`` (0: never) with one random peer, in
     ``mode`` push, pull or push-pull, by ``exchange``: ``full`` ships whole states;
     ``digest`` descends both Merkle trees (replica.py) from the root, only through
