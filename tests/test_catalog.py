@@ -19,9 +19,11 @@ from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_d
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.raft import RaftChecker
+from consensuskit.check.swim import SwimChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.swim import swim_spec
 from consensuskit.scenarios.base import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "multipaxos": MultiPaxosChecker,
         "basic-paxos": PaxosChecker,
         "fast-paxos": PaxosChecker,
+        "swim": SwimChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted([*expected, "gossip"])
@@ -46,7 +49,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
 
 def test_protocol_specs_carry_no_checker_of_their_own() -> None:
     """Protocols do not import check/: only the catalog wires a checker."""
-    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec()):
+    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), swim_spec()):
         assert spec.make_checker is None, spec.name
 
 
@@ -64,11 +67,10 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
     families = CATALOG.scenario_families()
     owners = [*(e.name for e in CATALOG.protocols()), *families]
     assert sum(len(CATALOG.scenarios(name)) for name in owners) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, Gossip; then the families' own.
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM);
+    # then the families' own.
     of_protocols = [s for s in scenarios.values() if s.protocol not in families]
-    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("gossip-")
-    ids = [s.id for s in of_protocols]
-    assert max(i for i, s in enumerate(ids) if s.startswith("raft-")) < ids.index("gossip-rumor")
+    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("swim-")
     assert [s.protocol for s in scenarios.values()][len(of_protocols) :] == [
         s.protocol for s in scenarios.values() if s.protocol in families
     ]

@@ -50,8 +50,10 @@ from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.swim import swim_spec
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
+from consensuskit.services.membership import membership_service
 
 if TYPE_CHECKING:
     from consensuskit.scenarios.base import Scenario
@@ -221,6 +223,18 @@ def _multipaxos_checker(bugs: frozenset[str]) -> Any:
     return MultiPaxosChecker()
 
 
+def _swim_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.swim import SwimChecker
+
+    return SwimChecker(bugs)
+
+
+def _swim_monitor(config: Any) -> Any:
+    from consensuskit.check.swim_monitor import SwimMonitor
+
+    return SwimMonitor(config)
+
+
 def _generals_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.byzantine import GeneralsChecker
 
@@ -299,6 +313,20 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("gossip"),
     )
     catalog.add_command("gossip", "consensuskit.cli_gossip:app")
+    catalog.add_protocol(
+        swim_spec(),
+        family="swim",
+        readme="src/consensuskit/protocols/swim/README.md",
+        checker=_swim_checker,
+        checker_module="check/swim.py",
+        monitor=_swim_monitor,
+        scenarios=_scenarios_of("swim"),
+    )
+    # The membership agent: SWIM as a real process (agent/).
+    catalog.add_command("agent", "consensuskit.agent.commands:agent")
+    catalog.add_command("agent-keygen", "consensuskit.agent.commands:agent_keygen")
+    catalog.add_command("members", "consensuskit.agent.commands:members")
+    catalog.add_command("agent-demo", "consensuskit.agent.commands:agent_demo")
     # The generals run as a direct round-based function, not as a catalog protocol
     # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
@@ -311,6 +339,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
     catalog.add_service(gossip_map_service())
+    catalog.add_service(membership_service())
 
 
 def generals_catalog() -> Catalog:

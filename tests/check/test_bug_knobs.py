@@ -38,6 +38,13 @@ KNOBS = [(protocol, bug) for protocol in PROTOCOLS for bug in REGISTRY.get(proto
 # leader that counts itself at its durable index while followers already acknowledged
 # its (stalled) no-op.
 NEEDS_BATCHED_RUNTIME = {"count-self-before-durable", "commit-previous-term"}
+# Knobs that break a liveness property (something that must eventually happen), which no
+# per-step invariant can see in a 10 s random sweep: each is caught where that property is
+# measured, by the test named here.
+CAUGHT_ELSEWHERE = {
+    ("swim", "never-declare-dead"): "tests/protocols/swim/test_simulation.py (strong completeness)",
+    ("swim", "drop-stale-alive"): "tests/scenarios/test_swim_scenarios.py (swim-restart-low-incarnation)",
+}
 HAS_RUNTIMES = "runtime" in {f.name for f in dataclasses.fields(SimConfig)}
 
 
@@ -72,6 +79,8 @@ def test_every_protocol_has_knobs_and_the_matrix_names_them_all():
 def test_knob_is_caught_at_default_options(protocol: str, bug: str):
     if bug in NEEDS_BATCHED_RUNTIME and not HAS_RUNTIMES:
         pytest.skip("needs the simulator's batched runtime")
+    if (protocol, bug) in CAUGHT_ELSEWHERE:
+        pytest.skip(f"a liveness knob, caught by {CAUGHT_ELSEWHERE[protocol, bug]}")
     caught = first_catch(protocol, bug)
     assert caught is not None, f"{protocol} --bug {bug} went unnoticed in {SEEDS} default seeds"
 
@@ -96,7 +105,7 @@ def test_full_matrix(protocol: str, capsys):
     assert [(f.seed, f.reason) for f in clean.failures] == []
     table = []
     for bug in REGISTRY.get(protocol).bugs:
-        if bug in NEEDS_BATCHED_RUNTIME and not HAS_RUNTIMES:
+        if (bug in NEEDS_BATCHED_RUNTIME and not HAS_RUNTIMES) or (protocol, bug) in CAUGHT_ELSEWHERE:
             continue
         result = sweep(protocol, [bug])
         seeds = [f.seed for f in result.failures]

@@ -72,7 +72,7 @@ NODE_OPTIONS: dict[str, Any] = {
 
 # Protocols the server runs as a replicated key-value store (docs/server.md): every log
 # protocol of the catalog.
-PROTOCOLS = tuple(name for name in default_registry().names() if default_registry().get(name).log)
+PROTOCOLS = tuple(p for p in default_registry().names() if default_registry().get(p).log)
 # Basic and Fast Paxos have no election timer or snapshots: their own defaults.
 LEADERLESS_OPTIONS: dict[str, Any] = {"retry_timeout": 0.3}
 # The same list where the leaderless protocols run only with ``-m slow``: suites that

@@ -91,7 +91,8 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     return proc.returncode, err.decode()
 
 
-@pytest.mark.parametrize("protocol", [n for n in default_registry().names() if default_registry().get(n).log])
+# The kv service's write survives a restart: the protocols serving kv (the log ones).
+@pytest.mark.parametrize("protocol", [p for p in default_registry().names() if default_registry().get(p).log])
 def test_serve_until_sigterm_then_recover_from_the_data_dir(tmp_path, protocol):
     config, url = write_config(tmp_path, protocol=protocol)
     proc = start(config)

@@ -9,8 +9,11 @@ from consensuskit.catalog import default_registry
 from .datadriven import DataDrivenError, parse
 from .harness import Harness
 
-# The log protocols: the script proposes kv commands (gossip serves its own map).
-PROTOCOLS = [name for name in default_registry().names() if default_registry().get(name).log]
+PROTOCOLS = default_registry().names()
+# The script below writes and reads a key: the protocols serving the kv service (the log
+# protocols); a protocol bringing its own service gets the generic part only.
+KV_PROTOCOLS = [p for p in PROTOCOLS if default_registry().get(p).log]
+OWN_SERVICE = [p for p in PROTOCOLS if not default_registry().get(p).log]
 
 SCRIPT = """\
 add-nodes 4 protocol={protocol}
@@ -55,7 +58,16 @@ def run(text: str, protocol: str = "raft") -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", OWN_SERVICE)
+def test_every_protocol_with_its_own_service_runs_a_transcript(protocol: str):
+    script = "add-nodes 3 protocol={p}\n----\n\nelapse 3\n----\n\nstabilize\n----\n\nlog n1\n----\n"
+    out = run(script.format(p=protocol), protocol)
+    assert out[-1].strip(), out
+    assert "VIOLATION" not in "".join(out) and "error" not in "".join(out)
+    assert run(script.format(p=protocol), protocol) == out
+
+
+@pytest.mark.parametrize("protocol", KV_PROTOCOLS)
 def test_every_catalog_protocol_runs_a_transcript(protocol: str):
     out = run(SCRIPT.format(protocol=protocol), protocol)
     text = "".join(out)
