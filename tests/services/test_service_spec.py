@@ -88,7 +88,7 @@ def test_service_for_refuses_what_a_protocol_cannot_serve():
     solo = ProtocolSpec(name="solo", description="", make_node=lambda *a: None, services=("own",))  # type: ignore[arg-type,return-value]
     reg.add(solo)
     assert service_for(reg, reg.get("raft"), "tally") is TALLY  # a log service on a log protocol
-    with pytest.raises(KeyError, match="unknown service 'nope'; valid: gossip-map, kv, tally"):
+    with pytest.raises(KeyError, match="unknown service 'nope'; valid: gossip-map, kv, membership, tally"):
         service_for(reg, reg.get("raft"), "nope")
     with pytest.raises(KeyError, match=r"solo cannot serve 'kv'; valid: \(none\)"):
         service_for(reg, solo, "kv")
