@@ -14,6 +14,7 @@ to benchmarks/results/kv_throughput.json.
     python benchmarks/kv_throughput.py --nodes 3 --concurrency 64 --ops put,get-lease --duration 20
     python benchmarks/kv_throughput.py --load python   # the asyncio generator instead of wrk
     python benchmarks/kv_throughput.py --protocol multipaxos   # one protocol (default: both)
+    python benchmarks/kv_throughput.py --protocol pbft,raft --nodes 4 --ops put,get --no-etcd
 
 Every consensuskit point runs once per protocol of ``--protocol`` (default raft and
 multipaxos, the protocols the server runs), each on a fresh cluster.
@@ -55,7 +56,10 @@ RESULTS = ROOT / "results" / "kv_throughput.json"
 SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
 CK_LUA = ROOT / "ck_kv.lua"
 OPS = ("put", "get", "get-lease")  # get = linearizable (ReadIndex); get-lease = lease read
-PROTOCOLS = ("raft", "multipaxos")  # what the server runs (docs/server.md)
+PROTOCOLS = ("raft", "multipaxos", "pbft")  # what the server runs (docs/server.md)
+# Node options a protocol needs on real processes (PBFT: real signatures; its simulator
+# tokens have no wire form).  PBFT wants n >= 4 (f = 1); --nodes 4 compares it with Raft.
+PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {"pbft": {"options": {"signatures": "ed25519"}}}
 
 
 @dataclass
@@ -587,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
             waited = machine_load(args.quiet_wait)
             console.print(f"machine before consensuskit/{protocol} n={n}: {waited}")
             machine_before.append(f"consensuskit/{protocol} n={n}: {waited}")
-            points += bench_consensuskit(n, ops, levels, seconds, console, options, load, protocol)
+            own = {**PROTOCOL_OPTIONS.get(protocol, {}), **options}
+            points += bench_consensuskit(n, ops, levels, seconds, console, own, load, protocol)
         if with_etcd:
             waited = machine_load(args.quiet_wait)
             console.print(f"machine before etcd n={n}: {waited}")

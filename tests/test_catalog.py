@@ -18,10 +18,12 @@ from consensuskit.catalog import (
 from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
+from consensuskit.check.pbft import PbftChecker
 from consensuskit.check.raft import RaftChecker
 from consensuskit.check.swim import SwimChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.scenarios.base import Scenario
@@ -37,6 +39,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "basic-paxos": PaxosChecker,
         "fast-paxos": PaxosChecker,
         "swim": SwimChecker,
+        "pbft": PbftChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted([*expected, "gossip"])
@@ -49,7 +52,9 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
 
 def test_protocol_specs_carry_no_checker_of_their_own() -> None:
     """Protocols do not import check/: only the catalog wires a checker."""
-    for spec in (raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), swim_spec()):
+    for spec in (
+        raft_spec(), multipaxos_spec(), basic_paxos_spec(), fast_paxos_spec(), swim_spec(), pbft_spec()
+    ):
         assert spec.make_checker is None, spec.name
 
 
@@ -67,10 +72,10 @@ def test_every_protocol_has_its_scenarios_and_each_scenario_one_protocol() -> No
     families = CATALOG.scenario_families()
     owners = [*(e.name for e in CATALOG.protocols()), *families]
     assert sum(len(CATALOG.scenarios(name)) for name in owners) == len(scenarios)
-    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM);
-    # then the families' own.
+    # SCENARIOS.md order: Paxos, Fast Paxos, Multi-Paxos, Raft, the later protocols (SWIM,
+    # PBFT); then the families' own.
     of_protocols = [s for s in scenarios.values() if s.protocol not in families]
-    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("swim-")
+    assert next(iter(scenarios)) == "paxos-x-wins" and of_protocols[-1].id.startswith("pbft-")
     assert [s.protocol for s in scenarios.values()][len(of_protocols) :] == [
         s.protocol for s in scenarios.values() if s.protocol in families
     ]
@@ -98,7 +103,7 @@ def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, gossip, multipaxos, raft"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, gossip, multipaxos, pbft, raft"):
         CATALOG.protocol("zab")
 
 

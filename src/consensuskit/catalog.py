@@ -49,6 +49,7 @@ from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
+from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.services.gossip_map import gossip_map_service
@@ -257,6 +258,18 @@ def _paxos_checker(bugs: frozenset[str]) -> Any:
     return PaxosChecker()
 
 
+def _pbft_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.pbft import PbftChecker
+
+    return PbftChecker()
+
+
+def _pbft_monitor(config: Any) -> Any:
+    from consensuskit.check.pbft import PbftMonitor
+
+    return PbftMonitor(config)
+
+
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
@@ -331,6 +344,17 @@ def builtin_catalog() -> Catalog:
     # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
     catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
+    # PBFT is a replicated log (log=True): it takes the service's state machine and
+    # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
+    catalog.add_protocol(
+        pbft_spec(),
+        family="pbft",
+        readme="src/consensuskit/protocols/pbft/README.md",
+        checker=_pbft_checker,
+        checker_module="check/pbft.py",
+        monitor=_pbft_monitor,
+        scenarios=_scenarios_of("pbft"),
+    )
     add_services(catalog)
     return catalog
 

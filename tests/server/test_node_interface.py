@@ -47,8 +47,10 @@ EXPECTED = {
     "fast-paxos": (REPLICATED_LOG,),
     "gossip": (),
     "swim": (),  # a membership protocol: no leader, no log
+    "pbft": (HAS_LEADER, REPLICATED_LOG),
 }
 WITH_LEADER = ("raft", "multipaxos")
+LEADS = (*WITH_LEADER, "pbft")  # pbft: a primary, no membership changes
 IDS = ("n1", "n2", "n3", "n4")  # fast paxos needs n >= 3f+1
 
 
@@ -72,13 +74,13 @@ def steady(protocol: str) -> Simulation:
 def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
     sim = steady(protocol)
     leaders = leader_of(sim.nodes.items())
-    assert len(leaders) == (1 if protocol in WITH_LEADER else 0)
+    assert len(leaders) == (1 if protocol in LEADS else 0)
     for node_id, node in sim.nodes.items():
         assert status_problems(node) == [], (protocol, node_id)
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round", "incarnation", "counter")
+        assert status.generation_name in ("term", "round", "incarnation", "counter", "view")
         has_log = REPLICATED_LOG in EXPECTED[protocol]
         if has_log:
             pos = node.log_position()
@@ -89,6 +91,10 @@ def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
             assert node.is_leader() == (node_id == leaders[0]) == (status.role == "leader")
             membership = node.membership()
             assert membership.voters == IDS and not membership.config_pending
+        elif protocol in LEADS:
+            assert status.leader == leaders[0] and node.current_leader() == leaders[0]
+            assert node.is_leader() == (node_id == leaders[0]) == (status.role == "leader")
+            assert pos.commit >= 1
         else:
             assert status.leader is None and status.role != "leader"
             if has_log:

@@ -15,7 +15,9 @@ Rules this module owns (protocols and services, core/service.py):
   * a protocol's own command-line flags (``flags``) are declared here, once, and every
     command that runs it (``sim``, ``sweep``, ``up``, ``server``) accepts them: a flag's
     value lands in ``SimConfig.flags`` and, for an ``option`` flag, in the protocol
-    options the nodes get, in the simulator and on the server alike.
+    options the nodes get, in the simulator and on the server alike;
+  * ``reply_quorum``: how many nodes must give matching answers before a client trusts
+    one (a protocol that tolerates lying nodes); clients honour it (sim/workload.py).
 """
 
 from __future__ import annotations
@@ -134,6 +136,11 @@ class ProtocolSpec:
     # make_monitor(config) -> an object with start(sim) and report(sim) -> dict, and
     # optionally failures(sim) -> list[str]; wired by the catalog like make_checker.
     make_monitor: Callable[[Any], Any] | None = None
+    # Byzantine fault tolerance: a client accepts an answer only once this many distinct
+    # nodes gave it (matching results), ``reply_quorum(nodes, is_read)``; it then sends
+    # its retransmissions to every node (PBFT: f+1 replies; a client cannot trust one
+    # node).  None: the first ok answer is the answer (every crash-fault protocol).
+    reply_quorum: Callable[[int, bool], int] | None = None
 
     @property
     def default_service(self) -> str:

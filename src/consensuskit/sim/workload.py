@@ -12,6 +12,10 @@ Rules this module owns:
   * at ``op_deadline``: "unknown" if any attempt timed out or is still outstanding,
     "fail" only if every attempt was definitely refused.  A late answer to a finished
     op is traced and otherwise ignored;
+  * a protocol with a ``reply_quorum`` (core/registry.py: Byzantine fault tolerance)
+    has an op finish only when that many distinct nodes answered ok with equal results
+    (a node's later answer replaces its earlier one); a refusal from one node proves
+    nothing and is ignored; a timed-out attempt is retransmitted to every node;
   * what a workload client asks comes from the service (``ServiceSpec.make_workload``:
     the ops, and what the client learns from their results); this module only sends,
     retries and classifies.
@@ -68,8 +72,10 @@ class OpRun:
         "_gen",
         "_outstanding",
         "_uncertain",
+        "_votes",
         "attempts",
         "client",
+        "need",
         "node",
         "on_done",
         "record",
@@ -108,6 +114,10 @@ class OpRun:
         self._gen = 0  # invalidates the timers of superseded attempts
         self._outstanding = False  # an attempt is in flight without an answer
         self._uncertain = False  # some attempt timed out: the op may have applied
+        quorum = sim.spec.reply_quorum
+        # Matching answers needed from distinct nodes (1: the first ok answer decides).
+        self.need = quorum(len(sim.node_ids), op.is_read()) if quorum is not None else 1
+        self._votes: dict[str, tuple[str, ClientResponse]] = {}  # node -> (result key, answer)
 
     @property
     def done(self) -> bool:
@@ -145,7 +155,21 @@ class OpRun:
         if not self._time_for_attempt():
             return  # the deadline will call it unknown
         assert self.node is not None
+        if self.need > 1:
+            self._attempt_all()
+            return
         self._attempt(self.client.other_than(self.node))
+
+    def _attempt_all(self) -> None:
+        """Retransmit to every node (a reply quorum: no single node is trusted)."""
+        sim = self.sim
+        self._gen += 1
+        self.attempts += 1
+        self.record.attempts = self.attempts
+        self._outstanding = True
+        for node in sim.node_ids:
+            sim._send_request(node, self.request, self.attempts)
+        sim._push_fn(sim.now + sim.config.op_timeout, self._on_timeout, self._gen)
 
     def _retry(self, gen: int) -> None:
         if self.status is not None or gen != self._gen:
@@ -157,6 +181,9 @@ class OpRun:
         self._attempt(hint if hint is not None else self.client.other_than(self.node))
 
     def on_response(self, node: str, response: ClientResponse) -> None:
+        if self.need > 1:
+            self._on_quorum_response(node, response)
+            return
         self.response = response
         client = self.client
         if response.ok:
@@ -176,6 +203,19 @@ class OpRun:
             client.leader = None
             delay = rng.uniform(*BLIND_BACKOFF)
         self.sim._push_fn(self.sim.now + delay, self._retry, self._gen)
+
+    def _on_quorum_response(self, node: str, response: ClientResponse) -> None:
+        if not response.ok:
+            return  # one node's refusal proves nothing; the deadline decides
+        key = repr(response.result)
+        self._votes[node] = (key, response)
+        agreeing = [r for k, r in self._votes.values() if k == key]
+        if len(agreeing) < self.need:
+            return
+        self.response = response
+        if response.leader_hint is not None:
+            self.client.leader = response.leader_hint
+        self._finish("ok", response.result, min(r.index for r in agreeing))
 
     def _on_deadline(self, _: int) -> None:
         if self.status is not None:

@@ -1,0 +1,111 @@
+"""PBFT (Castro & Liskov, OSDI 1999 / TOCS 2002): see README.md here.
+
+``pbft_spec()`` builds the catalog entry.  Each spec owns one ``TokenKeyring`` (the
+simulator's unforgeable signatures are checked against it by identity), so every node
+built from one spec verifies the others' tokens, and a node built from another spec
+cannot.  Replicas named in the ``byzantine`` option run ``byzantine.py``'s strategies
+around a correct replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consensuskit.core.env import Env
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec
+from consensuskit.core.service import StateMachine
+from consensuskit.protocols.pbft.auth import Ed25519Signer, Macs, Signer, TokenKeyring
+from consensuskit.protocols.pbft.messages import batch_digest
+from consensuskit.protocols.pbft.node import CHECKPOINT_KEY, VIEW_KEY, PbftNode, fault_bound
+from consensuskit.protocols.pbft.options import BUGS, STRATEGIES, PbftOptions, parse_byzantine
+
+__all__ = [
+    "BUGS",
+    "CHECKPOINT_KEY",
+    "STRATEGIES",
+    "VIEW_KEY",
+    "PbftNode",
+    "PbftOptions",
+    "batch_digest",
+    "fault_bound",
+    "parse_byzantine",
+    "pbft_spec",
+    "replica_of",
+]
+
+
+def replica_of(node: Any) -> PbftNode | None:
+    """The correct replica inside ``node`` (a Byzantine wrapper's first inner node)."""
+    if isinstance(node, PbftNode):
+        return node
+    inner = getattr(node, "inner", None)
+    return inner if isinstance(inner, PbftNode) else None
+
+
+def make_signer(keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions) -> Signer:
+    if opts.signatures == "ed25519":
+        return Ed25519Signer(node_id, members, opts.mac_secret.encode())
+    return keyring.signer(node_id)
+
+
+def pbft_spec() -> ProtocolSpec:
+    keyring = TokenKeyring()
+
+    def make_node(
+        node_id: str,
+        env: Env,
+        members: Sequence[str],
+        options: dict[str, Any],
+        *,
+        state_machine: StateMachine | None = None,
+    ) -> Any:
+        opts = PbftOptions.from_dict(options)
+        members = tuple(members)
+        secret = opts.mac_secret.encode()
+
+        def replica(env_: Env, sm: StateMachine | None = None) -> PbftNode:
+            machine = sm if sm is not None else state_machine
+            assert machine is not None, "pbft is a log protocol: it needs state_machine="
+            return PbftNode(
+                node_id,
+                env_,
+                members,
+                opts,
+                state_machine=machine,
+                signer=make_signer(keyring, node_id, members, opts),
+                macs=Macs(node_id, members, secret),
+            )
+
+        strategy = opts.faulty().get(node_id)
+        if strategy is None:
+            return replica(env)
+        from consensuskit.protocols.pbft.byzantine import ByzantineNode
+
+        return ByzantineNode(node_id, env, members, opts, strategy, replica)
+
+    return ProtocolSpec(
+        name="pbft",
+        description="PBFT (Castro & Liskov): n = 3f+1 Byzantine fault tolerance with MACs, batching, "
+        "checkpoints, view changes, state transfer and a Byzantine nemesis",
+        make_node=make_node,
+        bugs=BUGS,
+        validate_options=validate_options,
+        min_nodes=4,
+        log=True,
+        flags=(
+            ProtocolFlag(
+                name="byzantine",
+                kind=str,
+                default="",
+                help="faulty replicas and their strategies, NODE:STRATEGY[,...]; strategies: "
+                + ", ".join(STRATEGIES),
+            ),
+        ),
+        # The client trusts an answer once f+1 replicas gave it: one of them is correct.
+        reply_quorum=lambda nodes, read: fault_bound(nodes) + 1,
+    )
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    PbftOptions.from_dict(options)
