@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test sweep bench lint docs clean
+.PHONY: demo test sweep bench lint docs protos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: $(STAMP_RUN)
 # The protocol tables of README.md, docs/architecture.md and the protocol READMEs, from the catalog.
 docs: $(STAMP_RUN)
 	$(BIN)/python -m consensuskit.catalog_docs --write
+
+# The etcd API's generated protobuf/gRPC modules (committed), from our .proto subset of etcd's.
+ETCDPB := src/consensuskit/services/etcdpb
+protos: $(STAMP_DEV)
+	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		$(patsubst src/%,%,$(wildcard $(ETCDPB)/*/*.proto))
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks

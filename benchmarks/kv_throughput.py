@@ -57,9 +57,9 @@ SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
 CK_LUA = ROOT / "ck_kv.lua"
 OPS = ("put", "get", "get-lease")  # get = linearizable (ReadIndex); get-lease = lease read
 PROTOCOLS = ("raft", "multipaxos", "pbft")  # what the server runs (docs/server.md)
-# Node options a protocol needs on real processes (PBFT: real signatures; its simulator
-# tokens have no wire form).  PBFT wants n >= 4 (f = 1); --nodes 4 compares it with Raft.
-PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {"pbft": {"options": {"signatures": "ed25519"}}}
+# Node options a protocol needs on real processes (none so far: PBFT signs with Ed25519 on
+# a server by default).  PBFT wants n >= 4 (f = 1); --nodes 4 compares it with Raft.
+PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 @dataclass

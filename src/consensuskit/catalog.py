@@ -52,6 +52,7 @@ from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, mult
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
+from consensuskit.services.etcd import etcd_service
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
@@ -356,6 +357,8 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("pbft"),
     )
     add_services(catalog)
+    # The etcd service's example resource for its locks (services/fenced_store.py).
+    catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
     return catalog
 
 
@@ -363,6 +366,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
     catalog.add_service(gossip_map_service())
+    catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
 
 

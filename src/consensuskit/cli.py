@@ -442,7 +442,16 @@ def sim_cmd(
     the generic options."""
     check_protocol(protocol)
     config = build_config(
-        protocol, nodes, seed, duration, clients, nemesis, bug, option, service, runtime,
+        protocol,
+        nodes,
+        seed,
+        duration,
+        clients,
+        nemesis,
+        bug,
+        option,
+        service,
+        runtime,
         flags=parse_protocol_flags(ctx, protocol),
     )
     config.trace_path = trace
@@ -504,7 +513,16 @@ def sweep_cmd(
     A protocol's own flags follow the generic options, as for sim."""
     check_protocol(protocol)
     config = build_config(
-        protocol, nodes, first_seed, duration, clients, nemesis, bug, option, service, runtime,
+        protocol,
+        nodes,
+        first_seed,
+        duration,
+        clients,
+        nemesis,
+        bug,
+        option,
+        service,
+        runtime,
         flags=parse_protocol_flags(ctx, protocol),
     )
     if dask is not None:
@@ -796,11 +814,7 @@ def server_cmd(
         given = set(_given_flag_keys(ctx.args))
         option = [
             *(option or []),
-            *(
-                f"{k}={json.dumps(v)}"
-                for k, v in flag_options(spec.flags, flags).items()
-                if k in given
-            ),
+            *(f"{k}={json.dumps(v)}" for k, v in flag_options(spec.flags, flags).items() if k in given),
         ]
     raise typer.Exit(
         serve_command(
@@ -915,14 +929,21 @@ def up_cmd(
     protocol: Annotated[
         str | None,
         typer.Option(
-            help=f"{', '.join(default_registry().names())} "
-            "(default raft, or what --data-dir's cluster runs)."
+            help=f"{', '.join(default_registry().names())} (default raft, or what --data-dir's cluster runs)."
         ),
     ] = None,
     service: Annotated[
         str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")
     ] = None,
     option: OptionOpt = None,
+    listen_base_port: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--listen-base-port",
+            help="NAME=P: the service's NAME listener (etcd: grpc) on P..P+N-1 "
+            "(default just above the peer ports).",
+        ),
+    ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
     A protocol's own flags (e.g. zab's --observers) follow the generic options.
@@ -944,8 +965,22 @@ def up_cmd(
             **parse_options(named, option),
         }
         node_options = {"options": validate_protocol_options(named, merged)}
+    listen_base: dict[str, int] = {}
+    for pair in listen_base_port or []:
+        name, sep, port = pair.partition("=")
+        if not sep or not name or not port.isdigit():
+            raise typer.BadParameter(f"expected NAME=PORT, got {pair!r}", param_hint="'--listen-base-port'")
+        listen_base[name] = int(port)
     raise typer.Exit(
-        up_command(nodes, data_dir, base_port, protocol=protocol, service=service, node_options=node_options)
+        up_command(
+            nodes,
+            data_dir,
+            base_port,
+            protocol=protocol,
+            service=service,
+            node_options=node_options,
+            listen_base=listen_base or None,
+        )
     )
 
 

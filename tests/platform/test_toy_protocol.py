@@ -83,7 +83,7 @@ def test_the_toy_model_catches_a_counter_that_loses_increments(monkeypatch: pyte
 def test_a_protocol_and_a_service_that_do_not_fit_are_refused():
     with pytest.raises(KeyError, match="counter-primary cannot serve 'kv'; valid: counter"):
         Simulation(SimConfig(protocol="counter-primary", service="kv"), registry())
-    with pytest.raises(KeyError, match="raft cannot serve 'counter'; valid: kv"):
+    with pytest.raises(KeyError, match=r"raft cannot serve 'counter'; valid: (.*, )?kv"):
         Simulation(SimConfig(protocol="raft", service="counter"), registry())
 
 
@@ -118,7 +118,7 @@ def test_cli_sim_and_sweep_through_the_plugin(plugged: None):
     assert doc["passed"] == 4 and doc["failures"] == []
     out = runner.invoke(app, ["sim", "raft", "--service", "counter", "--duration", "1"])
     assert out.exit_code == 2
-    assert "raft cannot serve 'counter'; valid: kv" in out.output
+    assert "raft cannot serve 'counter'; valid: " in out.output
 
 
 def test_cli_check_reads_a_history_with_the_services_model(plugged: None, tmp_path: Path):
@@ -136,7 +136,7 @@ def test_cli_check_reads_a_history_with_the_services_model(plugged: None, tmp_pa
     out = runner.invoke(app, ["check", str(history), "--service", "counter"])
     assert out.exit_code == 1, out.output
     out = runner.invoke(app, ["check", str(history), "--service", "nope"], env={"COLUMNS": "200"})
-    assert out.exit_code == 2 and "unknown service 'nope'; valid: counter, gossip-map, kv" in out.output
+    assert out.exit_code == 2 and "unknown service 'nope'; valid: counter, " in out.output
 
 
 def test_sweep_in_process_with_the_plugin(plugged: None):

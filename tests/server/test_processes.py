@@ -84,10 +84,9 @@ PROTOCOLS_SLOW_LEADERLESS = tuple(
 )
 
 
-# PBFT on real processes: real signatures (its simulator tokens have no wire form) and a
-# request timer for a loaded 2-core machine; frequent checkpoints.
+# PBFT on real processes (Ed25519 signatures keyed by the cluster key, its default there)
+# with a request timer for a loaded 2-core machine; frequent checkpoints.
 PBFT_OPTIONS: dict[str, Any] = {
-    "signatures": "ed25519",
     "view_change_timeout": 1.0,
     # A replica cut off catches up by state transfer at the next stable checkpoint.
     "checkpoint_interval": 4,

@@ -9,6 +9,12 @@ Rules the runtime (not the protocol) enforces:
     the storage writes made so far are durable (persist -> send -> apply);
   * timers fire by the node's own clock (``now()``), which may be skewed or drifting;
   * ``rng`` is the only source of randomness, seeded by the runtime.
+
+Optional attributes a runtime may offer (read with ``getattr(env, name, default)``):
+  * ``cluster_key`` (bytes): a secret every node of the cluster shares, for protocol-level
+    authentication (MACs, signing keys).  The server derives it from the cluster secret
+    (never the secret itself, which guards the peer handshake); the simulator offers
+    none, so a protocol falls back to its deterministic test keys there.
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ Rules this module owns:
   * a *log* service (``log=True``) runs on every log protocol, which receives the
     service's state machine through its factory; a protocol that is not a log brings its
     own services (``ProtocolSpec.services``);
+  * a service may run more than its HTTP routes on a node of the real server (another
+    listener such as a gRPC port, background tasks): ``listeners`` names an
+    ``async def start(api, listen) -> close`` run once the node runs, where ``listen`` maps
+    each name of ``ports`` to the address configured for it (the config's ``[listen]``
+    table; ``consensuskit up`` gives each node one port per name, just above the peer
+    ports); ``close`` is an ``async def close()`` the server awaits before it stops;
   * the checker model, the HTTP routes, the client methods and the CLI verbs live above
     core, so the spec names them lazily: ``model`` is a model name for
     ``check.linearizability.get_model`` or a callable returning a model (None: the
@@ -103,6 +109,18 @@ class ServiceSpec:
     http: str | None = None
     client: str | None = None  # a class built with a consensuskit.client.Client: its methods
     cli: str | None = None  # a typer app of the service's verbs, added under its name
+    # "module:attribute" of ``async def start(api, listen) -> close`` (see the module rules).
+    listeners: str | None = None
+    ports: tuple[str, ...] = ()  # names of the extra per-node ports ``listen`` may map
+    # False: the server never fsyncs in its loop thread (its ``inline_sync_bytes`` is 0)
+    # for this service: a front that takes one request per loop wake-up (grpcio's asyncio
+    # server) gets nothing in while an inline fsync blocks the loop, so each write would
+    # make a batch, and a sync, of its own.
+    sync_inline: bool = True
+    # A command line to try against a running cluster, printed by ``consensuskit up``:
+    # ``{endpoints}`` (the HTTP endpoints, comma-separated), ``{url}`` (the first one) and
+    # ``{NAME}`` (a listener's addresses) are filled in; "" prints none.
+    example: str = ""
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.kinds:

@@ -6,7 +6,11 @@ Rules this module owns:
     ``nI/`` (its data) and ``nI.log`` (its stdout and stderr).  A second start on the same
     directory reuses all of it, so the nodes recover their logs;
   * ports: client HTTP on ``base_port .. base_port+N-1``, peer TCP on
-    ``base_port+N .. base_port+2N-1``; every one is checked free before any node starts;
+    ``base_port+N .. base_port+2N-1``, then N ports per extra listener the service names
+    (core/service.py ``ports``, e.g. etcd's gRPC on ``base_port+2N .. base_port+3N-1``,
+    or from ``--listen-base-port NAME=P`` on ``P .. P+N-1``, kept in the manifest),
+    written as each node's ``[listen]`` table; every one is checked free before any node
+    starts;
   * each node is a separate OS process (``python -m consensuskit.server.main --config``),
     so SIGKILL, SIGSTOP and restarts act on real processes;
   * a cluster has an id (``cluster_id`` in the manifest and in every node's config,
@@ -78,6 +82,17 @@ class ClusterLayout:
     nodes: tuple[NodeSpec, ...]
     protocol: str = "raft"
     cluster_id: str | None = None
+    listen: tuple[str, ...] = ()  # the service's extra listeners (core/service.py ``ports``)
+    listen_base: tuple[tuple[str, int], ...] = ()  # (name, first port) given for some of them
+
+    def listen_ports(self, spec: NodeSpec) -> dict[str, int]:
+        """Each extra listener's port on ``spec``'s node (see the module rules)."""
+        n, i = len(self.nodes), self.nodes.index(spec)
+        given = dict(self.listen_base)
+        return {
+            name: given[name] + i if name in given else self.base_port + (2 + k) * n + i
+            for k, name in enumerate(self.listen)
+        }
 
     @property
     def secret_path(self) -> Path:
@@ -130,6 +145,7 @@ class ClusterLayout:
         *,
         node_options: dict[str, Any] | None = None,
         protocol: str | None = None,
+        listen_base: dict[str, int] | None = None,
     ) -> ClusterLayout:
         """Create the directory (configs, secret, token) or reuse an existing one.
 
@@ -183,6 +199,31 @@ class ClusterLayout:
                 protocol or "raft",
             )
             layout = dataclasses.replace(layout, cluster_id=new_cluster_id())
+        service = (node_options or {}).get("service")
+        if service is not None:
+            from consensuskit.catalog import default_registry  # here: the catalog imports the server
+
+            names = default_registry().services.get(str(service)).ports
+            last = layout.base_port + (2 + len(names)) * len(layout.nodes) - 1
+            if last > 65535:
+                raise ClusterError(f"--base-port {layout.base_port} leaves no room for {service}'s ports")
+            layout = dataclasses.replace(layout, listen=tuple(names))
+        stored_base = _stored_listen_base(manifest_path)
+        bases = {**stored_base, **(listen_base or {})}
+        unknown = sorted(set(bases) - set(layout.listen))
+        if unknown:
+            served = ", ".join(layout.listen) or "none"
+            raise ClusterError(f"--listen-base-port {unknown[0]}: the service listens on: {served}")
+        for name, first in bases.items():
+            if not 1024 <= first <= 65535 - len(layout.nodes):
+                raise ClusterError(
+                    f"--listen-base-port {name}={first}: not a port range for {len(layout.nodes)} nodes"
+                )
+        layout = dataclasses.replace(layout, listen_base=tuple(sorted(bases.items())))
+        if bases and bases != stored_base and manifest_path.exists():
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            manifest["listen_base"] = bases
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         layout._write_files(node_options or {}, fresh=not manifest_path.exists())
         return layout
 
@@ -197,6 +238,7 @@ class ClusterLayout:
             spec.config_path.write_text(self.node_config(spec, node_options), encoding="utf-8")
         if fresh:
             manifest = {
+                **({"listen_base": dict(self.listen_base)} if self.listen_base else {}),
                 "nodes": len(self.nodes),
                 "base_port": self.base_port,
                 "protocol": self.protocol,
@@ -224,6 +266,9 @@ class ClusterLayout:
             f"admin_token_file = {_toml(str(self.admin_token_path))}",
         ]
         lines += [f"{k} = {_toml(v)}" for k, v in sorted(settings.items())]
+        listen = self.listen_ports(spec)
+        if listen:
+            lines += ["", "[listen]"] + [f"{k} = {_toml(f'{HOST}:{p}')}" for k, p in listen.items()]
         for peer in self.nodes:
             if peer.node_id != spec.node_id:
                 lines += [
@@ -243,7 +288,10 @@ class ClusterLayout:
 
     def ports(self) -> list[tuple[int, str]]:
         out = [(n.client_port, f"{n.node_id} client HTTP") for n in self.nodes]
-        return out + [(n.peer_port, f"{n.node_id} peer TCP") for n in self.nodes]
+        out += [(n.peer_port, f"{n.node_id} peer TCP") for n in self.nodes]
+        for n in self.nodes:
+            out += [(p, f"{n.node_id} {name}") for name, p in self.listen_ports(n).items()]
+        return out
 
     def check_ports_free(self) -> None:
         for port, use in self.ports():
@@ -251,7 +299,7 @@ class ClusterLayout:
                 raise ClusterError(
                     f"port {port} ({use}) is already in use on {HOST}; stop whatever holds it "
                     f"or choose another --base-port (this cluster needs {self.base_port}.."
-                    f"{self.base_port + 2 * len(self.nodes) - 1})"
+                    f"{self.base_port + (2 + len(self.listen)) * len(self.nodes) - 1})"
                 )
 
 
@@ -270,6 +318,15 @@ def _merge_node_options(stored: dict[str, Any], given: dict[str, Any]) -> dict[s
     if isinstance(stored.get("options"), dict) or isinstance(given.get("options"), dict):
         merged["options"] = {**(stored.get("options") or {}), **(given.get("options") or {})}
     return merged
+
+
+def _stored_listen_base(manifest_path: Path) -> dict[str, int]:
+    """The ``--listen-base-port`` values an earlier start kept in the manifest."""
+    try:
+        stored = json.loads(manifest_path.read_text(encoding="utf-8")).get("listen_base") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): int(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
 
 
 def new_cluster_id() -> str:

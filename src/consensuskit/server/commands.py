@@ -190,6 +190,7 @@ def up_command(
     startup_timeout: float = 30.0,
     protocol: str | None = None,
     service: str | None = None,
+    listen_base: dict[str, int] | None = None,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
@@ -212,7 +213,7 @@ def up_command(
         nodes = max(3, registry.get(protocol).min_nodes)
     try:
         layout = ClusterLayout.prepare(
-            data_dir, nodes, base_port, node_options=node_options, protocol=protocol
+            data_dir, nodes, base_port, node_options=node_options, protocol=protocol, listen_base=listen_base
         )
         layout.check_ports_free()
     except (ClusterError, OSError) as exc:
@@ -250,11 +251,33 @@ def _print_endpoints(console: Console, cluster: LocalCluster, leader: str | None
     else:
         console.print(f"leader: [bold green]{leader}[/] ({cluster.url(leader)})")
     console.print(f"endpoints: {','.join(layout.endpoints)}")
+    for name in layout.listen:  # the service's own listeners (e.g. etcd's grpc)
+        addresses = ",".join(f"127.0.0.1:{layout.listen_ports(n)[name]}" for n in layout.nodes)
+        console.print(f"{name} endpoints: {addresses}")
     console.print(f"admin token: {layout.admin_token_path}")
+    example = _service_example(layout)
     console.print(
-        f"try: consensuskit kv put hello world --endpoints {','.join(layout.endpoints)}\n"
-        "Ctrl-C stops every node; `consensuskit up` on the same --data-dir recovers the cluster."
+        (f"try: {example}\n" if example else "")
+        + "Ctrl-C stops every node; `consensuskit up` on the same --data-dir recovers the cluster."
     )
+
+
+def _service_example(layout: Any) -> str:
+    """The cluster's service's example command (core/service.py), its endpoints filled in."""
+    registry = default_registry()
+    try:
+        manifest = json.loads((layout.root / MANIFEST).read_text(encoding="utf-8"))
+        named = (manifest.get("node_options") or {}).get("service")
+        spec = service_for(registry, registry.get(layout.protocol), named)
+    except (OSError, ValueError, KeyError, AttributeError):
+        return ""
+    values = {"endpoints": ",".join(layout.endpoints), "url": layout.endpoints[0]}
+    for name in layout.listen:
+        values[name] = ",".join(f"127.0.0.1:{layout.listen_ports(n)[name]}" for n in layout.nodes)
+    try:
+        return spec.example.format_map(values)
+    except (KeyError, ValueError):  # a placeholder this cluster cannot fill
+        return ""
 
 
 def _watch(console: Console, cluster: LocalCluster, refresh: float) -> None:

@@ -80,6 +80,7 @@ TOP_LEVEL = (
     "tls",
     "options",
     "auth",
+    "listen",
 )
 PEER_KEYS = ("peer_address", "client_url")
 TLS_KEYS = ("cert", "key", "ca", "pinned", "client_api")
@@ -177,6 +178,8 @@ class ServerConfig:
     # directory means -- the first start of a new cluster, or a lost disk.
     bootstrap: bool = False
     rejoin: bool = False
+    # [listen]: name -> address of the service's extra listeners (core/service.py ``ports``).
+    listen: dict[str, Address] = field(default_factory=dict)
 
     def client_urls(self) -> dict[str, str]:
         urls = {peer: info.client_url for peer, info in self.peers.items()}
@@ -370,6 +373,10 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         log_level=_log_level(raw.get("log_level", "info")),
         auth=auth,
         cluster_id=_cluster_id(raw.get("cluster_id")),
+        listen={
+            str(name): parse_address(value, f"listen.{name}")
+            for name, value in sorted(_table(raw.get("listen"), "listen").items())
+        },
     )
 
 

@@ -171,6 +171,8 @@ class NodeApi:
         self._anon_seq = itertools.count(1)
         self._read_seq = itertools.count(1)
         self._latency: dict[str, Any] = {}  # op kind -> its request_seconds child
+        # What the service's listeners add to /v1/status (e.g. its gRPC URL).
+        self.status_extra: dict[str, Any] = {}
         from consensuskit.server.auth_api import AuthGate  # here: auth_api imports this module
 
         self.auth = AuthGate(self)
@@ -403,6 +405,7 @@ class NodeApi:
             "uptime_seconds": round(time.monotonic() - host.started_at, 3),
             "syncs": stats.syncs,
             "last_sync_seconds": stats.last_sync_seconds,
+            **self.status_extra,
         }
 
     def _url_of(self, node_id: str | None) -> str | None:

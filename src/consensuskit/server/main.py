@@ -2,7 +2,9 @@
 
 Rules this module owns:
   * start order: open storage (a corrupt log refuses to start, naming file and offset),
-    build the node from it, listen for peers, serve HTTP, then start the node's timers;
+    build the node from it, listen for peers, serve HTTP, start the node's timers, then
+    the service's own listeners (core/service.py ``listeners``: a port it cannot bind is
+    a configuration error); stopping closes them first;
   * SIGTERM and SIGINT stop cleanly: the node stops taking inputs, its last sync finishes
     and releases, waiters get 503, then HTTP, transport and storage close (exit 0);
   * a node that halts (a handler raised, a sync failed) exits 70 without touching its
@@ -18,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +37,7 @@ from aiohttp import web
 
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
+from consensuskit.core.service import resolve
 from consensuskit.server import edge
 from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (
@@ -87,6 +92,8 @@ class NodeServer:
         self.api: NodeApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
+        # The service's listeners' close (core/service.py ``listeners``); None: none runs.
+        self._close_listeners: Callable[[], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -106,8 +113,10 @@ class NodeServer:
                 cfg.options,
                 storage,
                 on_sync=self.metrics.on_sync,
-                inline_sync_bytes=cfg.inline_sync_bytes,
+                # A service may need the loop free during every fsync (core/service.py).
+                inline_sync_bytes=cfg.inline_sync_bytes if self.service.sync_inline else 0,
                 service=self.service,
+                cluster_key=protocol_key(cfg.secret),
             )
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)
@@ -159,6 +168,13 @@ class NodeServer:
             await self.transport.stop()
             raise
         self.runtime.start()
+        if self.service.listeners:
+            start = resolve(self.service.listeners)
+            try:
+                self._close_listeners = await start(self.api, dict(cfg.listen))
+            except OSError as exc:  # e.g. the port is taken
+                await self.stop()
+                raise ConfigError(f"service {self.service.name}: cannot start its listeners: {exc}") from None
         if cfg.session_ttl > 0:  # the leader's clock in the log: client sessions expire
             self.session_clock = SessionClock(
                 self.runtime,
@@ -172,6 +188,7 @@ class NodeServer:
 
     async def stop(self) -> None:
         """Clean shutdown (see the module rules)."""
+        await self._stop_listeners()
         if self.session_clock is not None:
             await self.session_clock.stop()
         if self.runtime is not None:
@@ -186,8 +203,17 @@ class NodeServer:
             if close is not None:
                 close()
 
+    async def _stop_listeners(self) -> None:
+        close, self._close_listeners = self._close_listeners, None
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # stopping must go on: the node's log says what failed
+                log.exception("service %s: closing its listeners failed", self.service.name)
+
     async def abort(self) -> None:
         """After a halt: stop talking, leave storage as it is on disk."""
+        await self._stop_listeners()
         if self.session_clock is not None:
             await self.session_clock.stop()
         if self._runner is not None:
@@ -346,6 +372,12 @@ def build_config(
         overrides["tls"] = tls
     cfg = load_config(config, overrides)
     return dataclasses.replace(cfg, bootstrap=bool(bootstrap), rejoin=bool(rejoin))
+
+
+def protocol_key(secret: bytes) -> bytes:
+    """The key protocols authenticate with (core/env.py ``cluster_key``): derived from the
+    cluster secret, so no protocol message can reveal the secret the handshake checks."""
+    return hmac.new(secret, b"consensuskit protocol key v1", hashlib.sha256).digest()
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:

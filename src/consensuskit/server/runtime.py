@@ -189,8 +189,11 @@ class NodeRuntime(Driver):
         rng_seed: int | None = None,
         inline_sync_bytes: int = 0,
         service: ServiceSpec | None = None,
+        cluster_key: bytes | None = None,
     ) -> None:
-        self.storage = _TrackedStorage(storage)  # what the node sees, and the driver watches
+        self.storage = _TrackedStorage(storage)
+        # core/env.py: the cluster's shared key for protocol-level authentication.
+        self.cluster_key = cluster_key  # what the node sees, and the driver watches
         Driver.__init__(self, self.storage)
         self.node_id = node_id
         self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))

@@ -94,4 +94,5 @@ def kv_service() -> ServiceSpec:
         http="consensuskit.server.kv_routes:ROUTES",
         client=None,  # its methods are consensuskit.client.Client's own (get, put, delete, cas, list)
         cli="consensuskit.cli_kv:kv_app",
+        example="consensuskit kv put hello world --endpoints {endpoints}",
     )

@@ -90,6 +90,7 @@ SERVICE = ServiceSpec(
     model=None,
     log=False,
     http="consensuskit.services.membership_http:ROUTES",
+    example="curl {url}/v1/members",
 )
 
 

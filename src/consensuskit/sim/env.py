@@ -7,8 +7,14 @@ Rules this module owns:
   * ``SimEnv`` is the unbatched runtime, ``BatchedSimEnv`` the batched one (the
     server's capabilities: ``calls_batch_end``, ``send_early``); both report
     durability (``reports_durable``);
-  * timers are keyed; re-arming a key bumps its generation so the older queued
-    event is ignored when it pops (no search in the queue);
+  * timers are keyed.  ``timers[key]`` is the armed timer's queue entry
+    ``(due, seq, TIMER, env, key)`` (its ``seq`` taken when it was set, so it orders
+    as if queued then); ``carriers[key]`` is the one queued entry that stands for it,
+    due no later than it.  Re-arming a key later (an election timer pushed back on
+    every heartbeat) queues nothing: when the carrier pops, the simulator queues the
+    armed entry in its place (``Simulation._timer_moved``).  Re-arming earlier queues
+    the new entry as the carrier.  An entry that is not its key's carrier is stale and
+    ignored when it pops (no search in the queue, and few stale entries in it);
   * an incarnation dies with its node: a crash sets ``dead`` and every queued event
     that still references this env (timers, syncs) is ignored.
 """
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
     from consensuskit.sim.simulation import Simulation
 
 # Event kinds of sim/simulation.py's queue that an env pushes itself: a timer firing
-# (env, key, generation) and a sync's completion (env).
+# (env, key) and a sync's completion (env).
 TIMER = 1
 SYNC = 4
 
@@ -68,6 +74,7 @@ class SimEnv(Driver):
 
     __slots__ = (
         "batch_inputs",
+        "carriers",
         "clock",
         "dead",
         "depth",
@@ -81,7 +88,7 @@ class SimEnv(Driver):
         "sync_batch",
         "sync_depth",
         "syncs",
-        "timer_gen",
+        "timers",
     )
 
     def __init__(
@@ -104,7 +111,10 @@ class SimEnv(Driver):
         # Causal message depth of the input being handled: 0 for a client request, a
         # timer or an admin call; d+1 for a message sent while handling depth d.
         self.depth = 0
-        self.timer_gen: dict[str, int] = {}
+        # key -> queue entry (due, seq, TIMER, env, key): the armed timers, and the
+        # queued entries that stand for them (see the module's rules).
+        self.timers: dict[str, tuple[Any, ...]] = {}
+        self.carriers: dict[str, tuple[Any, ...]] = {}
         # Outputs (the driver's): (dst, msg, depth); dst None = client answer.
         # The writes of the sync in flight (checkers compare journals with it), and the
         # depth of the input whose batch started it (on_durable runs at that depth).
@@ -129,17 +139,20 @@ class SimEnv(Driver):
         self.outbox.append((None, response, self.depth))
 
     def set_timer(self, key: str, delay: float) -> None:
-        gen = self.timer_gen.get(key, 0) + 1
-        self.timer_gen[key] = gen
         sim = self.sim
         delay /= self.clock.rate
-        # Simulation._push_timer, inlined: timers are re-armed on most deliveries.
-        heappush(sim._queue, (sim.now + (delay if delay > 0 else 0.0), next(sim._seq), TIMER, self, key, gen))
+        due = sim.now + (delay if delay > 0 else 0.0)
+        entry = (due, next(sim._seq), TIMER, self, key)
+        self.timers[key] = entry
+        carrier = self.carriers.get(key)
+        # Timers are re-armed on most deliveries, mostly later than before: queue the
+        # entry only when no queued entry of this key pops before it.
+        if carrier is None or carrier[0] > due:
+            self.carriers[key] = entry
+            heappush(sim._queue, entry)
 
     def cancel_timer(self, key: str) -> None:
-        gen = self.timer_gen.get(key)
-        if gen is not None:
-            self.timer_gen[key] = gen + 1
+        self.timers.pop(key, None)
 
     def record(self, kind: str, **fields: Any) -> None:
         self.recs += 1
@@ -161,6 +174,9 @@ class SimEnv(Driver):
             else:
                 transmit(src, dst, msg, depth)
 
+    # Early messages leave like any other (no extra frame per batch end).
+    release_early = release
+
     def run_sync(self, writes: Journal) -> None:
         self.sync_batch = writes
         self.sync_depth = self.depth
@@ -176,8 +192,21 @@ class SimEnv(Driver):
         heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
 
     def report_durable(self, position: int) -> None:
-        if self.durable_input is not None:
-            self.sim._durable(self, position)
+        """After a sync: the node's on_durable, an input like any other (checked when it
+        changed what the protocol records, e.g. a commit)."""
+        on_durable = self.durable_input
+        if on_durable is None:
+            return
+        n = self.recs
+        self.depth = self.sync_depth
+        on_durable(position)
+        if self.batch_inputs:
+            self.batch_inputs += 1  # joins the open batch
+        elif self.batch_end is not None or self.outbox or self.disk.dirty:
+            self.end_batch()  # a batch of its own, at once (the server's next drain)
+        after_step = self.sim._after_step
+        if after_step is not None and self.recs != n:
+            after_step(self.sim, self.node_id)
 
 
 class BatchedSimEnv(SimEnv):

@@ -3,7 +3,10 @@
 Rules this module owns:
   * the queue holds tuples ``(time, seq, kind, ...)``; ``seq`` is unique and
     increasing, so events at equal times run in insertion order and nothing past
-    ``seq`` is ever compared;
+    ``seq`` is ever compared.  It is a heap plus a FIFO of batch ends (``_batches``,
+    batched runtime): a batch ends ``batch_window`` after it opened, so batch ends
+    arrive in deadline order and need no heap; the next event is the smaller of the
+    two heads (a batch end that would break the FIFO's order goes to the heap);
   * every random choice comes from generators derived from ``config.seed`` by string
     seeds (``f"{seed}/network"``, ``f"{seed}/{node}/{incarnation}"``, ...), so adding
     a fault or a client never perturbs the choices of another source;
@@ -39,7 +42,7 @@ import itertools
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
@@ -61,7 +64,7 @@ from consensuskit.sim.workload import Client, OpRun, WorkloadClient
 
 # Event kinds (third tuple element).  Layouts after (time, seq, kind):
 MSG = 0  # dst, src, msg, mid, depth
-# TIMER = 1  env, key, generation   (sim/env.py: the envs push these two themselves)
+# TIMER = 1  env, key             (sim/env.py: the envs push these two themselves)
 REQ = 2  # node, request, None
 RESP = 3  # client_id, response, node
 # SYNC = 4   env
@@ -218,6 +221,7 @@ class Simulation:
         self.now = 0.0
         self.events = 0
         self._queue: list[tuple[Any, ...]] = []
+        self._batches: deque[tuple[Any, ...]] = deque()  # BATCH entries, in order
         self._seq = itertools.count()
         self.trace = Trace(config.trace_path)
         self._trace_append = self.trace.append
@@ -326,11 +330,9 @@ class Simulation:
         env = self.env_of(node_id)
         if env is None:
             return []
-        due: dict[str, float] = {}
-        for ev in self._queue:
-            if ev[2] == TIMER and ev[3] is env and env.timer_gen.get(ev[4]) == ev[5]:
-                due[ev[4]] = ev[0]
-        return sorted((t, key) for key, t in due.items())
+        # An armed timer without a carrier is a firing deferred while the node is paused.
+        carriers = env.carriers
+        return sorted((entry[0], key) for key, entry in env.timers.items() if key in carriers)
 
     def clock_of(self, node_id: str) -> Clock:
         """The node's clock model (skew, drift); checkers read it, faults change it."""
@@ -342,11 +344,28 @@ class Simulation:
     # ------------------------------------------------------------------ stepping
     def step(self) -> bool:
         """Process one event; False when the queue is empty."""
-        if not self._queue:
+        ev = self._pop_next(math.inf)
+        if ev is None:
             return False
-        self._dispatch(heappop(self._queue))
+        self._dispatch(ev)
         self.trace.maybe_flush()
         return True
+
+    def _pop_next(self, t: float) -> tuple[Any, ...] | None:
+        """Take the next event if it is due at or before ``t`` (the slow paths' pop;
+        ``run_until`` inlines it)."""
+        q = self._queue
+        bq = self._batches
+        if bq and (not q or bq[0] < q[0]):
+            return bq.popleft() if bq[0][0] <= t else None
+        return heappop(q) if q and q[0][0] <= t else None
+
+    def _push_batch_end(self, entry: tuple[Any, ...]) -> None:
+        bq = self._batches
+        if not bq or bq[-1][0] <= entry[0]:
+            bq.append(entry)
+        else:  # the window shrank meanwhile: out of the FIFO's order
+            heappush(self._queue, entry)
 
     def run_until(self, t: float) -> None:
         """Process every event due at or before ``t``; then the clock reads ``t``.
@@ -356,6 +375,8 @@ class Simulation:
         """
         q = self._queue
         pop = heappop
+        bq = self._batches
+        bq_pop = bq.popleft
         nodes = self.nodes
         envs = self._envs
         paused = self._paused
@@ -370,8 +391,23 @@ class Simulation:
         batch = trace.batch
         ev: tuple[Any, ...] = ()
         try:
-            while q and q[0][0] <= t:
-                ev = pop(q)
+            while True:
+                if bq:
+                    # A batch end is due first unless the heap's head sorts before it.
+                    ev = bq[0]
+                    if q and q[0] < ev:
+                        ev = q[0]
+                        if ev[0] > t:
+                            break
+                        pop(q)
+                    else:
+                        if ev[0] > t:
+                            break
+                        bq_pop()
+                elif q and q[0][0] <= t:
+                    ev = pop(q)
+                else:
+                    break
                 kind = ev[2]
                 if kind == MSG:
                     dst = ev[3]
@@ -396,9 +432,12 @@ class Simulation:
                                 # here, at its deadline, exactly as its BATCH event
                                 # would have been the next one popped.
                                 deadline = now + window
-                                if deadline > t or (q and q[0][0] <= deadline):
+                                if deadline > t or bq or (q and q[0][0] <= deadline):
                                     env.batch_inputs = 1
-                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                    if not bq or bq[-1][0] <= deadline:
+                                        bq.append((deadline, next(seq), BATCH, env))
+                                    else:
+                                        heappush(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
                                     n = env.recs
@@ -412,17 +451,23 @@ class Simulation:
                                 after_step(self, dst)
                 elif kind == TIMER:
                     env = ev[3]
-                    if env.dead or env.timer_gen.get(ev[4]) != ev[5]:
-                        continue  # stale: re-armed, cancelled or crashed (not counted)
+                    key = ev[4]
+                    if env.dead or env.carriers.get(key) is not ev:
+                        continue  # stale: re-armed earlier, or crashed (not counted)
+                    if env.timers.get(key) is not ev:
+                        self._timer_moved(env, key)  # re-armed later or cancelled
+                        continue
+                    del env.carriers[key]
                     node_id = env.node_id
                     if node_id in paused:
-                        dispatch(ev)
+                        dispatch(ev, True)  # deferred: counted, as before
                     else:
                         now = self.now = ev[0]
                         self.events += 1
-                        record((now, "timer", node_id, ev[4]))
+                        record((now, "timer", node_id, key))
                         env.depth = 0
-                        nodes[node_id].on_timer(ev[4])
+                        del env.timers[key]
+                        nodes[node_id].on_timer(key)
                         if batched:
                             if after_step is not None:
                                 after_step(self, node_id)
@@ -431,9 +476,12 @@ class Simulation:
                             else:
                                 # A new batch (see above).
                                 deadline = now + window
-                                if deadline > t or (q and q[0][0] <= deadline):
+                                if deadline > t or bq or (q and q[0][0] <= deadline):
                                     env.batch_inputs = 1
-                                    heappush(q, (deadline, next(seq), BATCH, env))
+                                    if not bq or bq[-1][0] <= deadline:
+                                        bq.append((deadline, next(seq), BATCH, env))
+                                    else:
+                                        heappush(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
                                     n = env.recs
@@ -464,6 +512,20 @@ class Simulation:
                         # seen by the next check).
                         if after_step is not None and env.recs != n:
                             after_step(self, node_id)
+                elif kind == SYNC:
+                    env = ev[3]
+                    if env.dead or env.node_id in paused:
+                        dispatch(ev)
+                    else:
+                        # _on_sync, inlined: one completes every few events.
+                        now = self.now = ev[0]
+                        self.events += 1
+                        writes = env.sync_batch
+                        env.storage.finish_sync(writes)
+                        env.syncs += 1
+                        record((now, "sync", env.node_id, len(writes)))
+                        env.sync_batch = []
+                        env.advance()
                 else:
                     dispatch(ev)
                 if len(buf) >= batch:
@@ -482,22 +544,30 @@ class Simulation:
 
     def run_until_true(self, pred: Callable[[], bool], timeout: float) -> bool:
         deadline = self.now + timeout
-        q = self._queue
         while True:
             if pred():
                 return True
-            if not q or q[0][0] > deadline:
+            ev = self._pop_next(deadline)
+            if ev is None:
                 self.now = max(self.now, deadline)
                 return pred()
-            self._dispatch(heappop(q))
+            self._dispatch(ev)
             self.trace.maybe_flush()
 
-    def _dispatch(self, ev: tuple[Any, ...]) -> None:
-        """Any event, the slow way (``run_until`` inlines the common cases)."""
+    def _dispatch(self, ev: tuple[Any, ...], live: bool = False) -> None:
+        """Any event, the slow way (``run_until`` inlines the common cases).  ``live``:
+        a timer's entry already found live (its carrier dropped)."""
         kind = ev[2]
-        if kind == TIMER and (ev[3].dead or ev[3].timer_gen.get(ev[4]) != ev[5]):
-            return  # stale timer: not an event
-        if kind == BATCH:
+        if kind == TIMER and not live:
+            env: SimEnv = ev[3]
+            key = ev[4]
+            if env.dead or env.carriers.get(key) is not ev:
+                return  # stale timer: not an event
+            if env.timers.get(key) is not ev:
+                self._timer_moved(env, key)
+                return
+            del env.carriers[key]
+        elif kind == BATCH:
             # The tail of its inputs' handling: not an event of its own.
             self._on_batch(ev)
             return
@@ -525,6 +595,16 @@ class Simulation:
         except Exception as exc:
             self._note(exc, ev)
             raise
+
+    def _timer_moved(self, env: SimEnv, key: str) -> None:
+        """A key's carrier popped but the timer it stood for was re-armed later (queue
+        the armed entry as the new carrier) or cancelled (nothing is queued)."""
+        entry = env.timers.get(key)
+        if entry is None:
+            del env.carriers[key]
+        else:
+            env.carriers[key] = entry
+            heappush(self._queue, entry)
 
     def _note(self, exc: Exception, ev: tuple[Any, ...]) -> None:
         # Say which event a protocol (or script) blew up in, once.
@@ -554,16 +634,16 @@ class Simulation:
     def _on_timer(self, ev: tuple[Any, ...]) -> None:
         env: SimEnv = ev[3]
         key = ev[4]
-        if env.dead or env.timer_gen.get(key) != ev[5]:
-            return  # re-armed, cancelled, or the incarnation crashed
         node_id = env.node_id
         if node_id in self._paused:
+            # Still armed, without a carrier: resume() queues it again.
             self._deferred[node_id].append(ev)
             return
         self._trace_append((self.now, "timer", node_id, key))
         node = self.nodes[node_id]
         assert node is not None
         env.depth = 0
+        del env.timers[key]
         node.on_timer(key)
         self._after_handler(env)
         if self._after_step is not None:
@@ -623,19 +703,6 @@ class Simulation:
         if self._after_step is not None and env.recs != n:
             self._after_step(self, node_id)
 
-    def _durable(self, env: SimEnv, position: int) -> None:
-        """After a sync: the node's on_durable, an input like any other (checked when it
-        changed what the protocol records, e.g. a commit)."""
-        n = env.recs
-        env.depth = env.sync_depth
-        env.durable_input(position)
-        if env.batch_inputs:
-            env.batch_inputs += 1  # joins the open batch
-        elif env.batch_end is not None or env.outbox or env.disk.dirty:
-            env.end_batch()  # a batch of its own, at once (the server's next drain)
-        if self._after_step is not None and env.recs != n:
-            self._after_step(self, env.node_id)
-
     def _on_resp(self, ev: tuple[Any, ...]) -> None:
         client_id = ev[3]
         response: ClientResponse = ev[4]
@@ -667,7 +734,7 @@ class Simulation:
         make sure a batch is open, ending ``batch_window`` later (batched)."""
         if self.batched:
             if not env.batch_inputs:
-                heappush(self._queue, (self.now + self._batch_window, next(self._seq), BATCH, env))
+                self._push_batch_end((self.now + self._batch_window, next(self._seq), BATCH, env))
             env.batch_inputs += 1
         else:
             env.end_batch()
@@ -916,7 +983,14 @@ class Simulation:
         self._deferred[node_id] = []
         self._fault("resume", node=node_id, deferred=len(deferred))
         for ev in deferred:
-            heappush(self._queue, (self.now, next(self._seq), *ev[2:]))
+            entry = (self.now, next(self._seq), *ev[2:])
+            if ev[2] == TIMER:
+                env = ev[3]
+                key = ev[4]
+                if env.timers.get(key) is ev:
+                    # Still armed as it was deferred: the new entry is the timer now.
+                    env.timers[key] = env.carriers[key] = entry
+            heappush(self._queue, entry)
 
     def partition(self, groups: list[list[str]]) -> None:
         """Nodes in different groups cannot talk; unlisted nodes form one more group."""

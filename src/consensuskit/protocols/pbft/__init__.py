@@ -43,9 +43,14 @@ def replica_of(node: Any) -> PbftNode | None:
     return inner if isinstance(inner, PbftNode) else None
 
 
-def make_signer(keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions) -> Signer:
-    if opts.signatures == "ed25519":
-        return Ed25519Signer(node_id, members, opts.mac_secret.encode())
+def make_signer(
+    keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions, key: bytes | None
+) -> Signer:
+    kind = opts.signatures
+    if kind == "auto":
+        kind = "ed25519" if key is not None else "token"
+    if kind == "ed25519":
+        return Ed25519Signer(node_id, members, key if key is not None else opts.mac_secret.encode())
     return keyring.signer(node_id)
 
 
@@ -62,7 +67,8 @@ def pbft_spec() -> ProtocolSpec:
     ) -> Any:
         opts = PbftOptions.from_dict(options)
         members = tuple(members)
-        secret = opts.mac_secret.encode()
+        key: bytes | None = getattr(env, "cluster_key", None)  # core/env.py
+        secret = key if key is not None else opts.mac_secret.encode()
 
         def replica(env_: Env, sm: StateMachine | None = None) -> PbftNode:
             machine = sm if sm is not None else state_machine
@@ -73,7 +79,7 @@ def pbft_spec() -> ProtocolSpec:
                 members,
                 opts,
                 state_machine=machine,
-                signer=make_signer(keyring, node_id, members, opts),
+                signer=make_signer(keyring, node_id, members, opts, key),
                 macs=Macs(node_id, members, secret),
             )
 

@@ -18,7 +18,9 @@ import hmac
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-SIGNATURE_KINDS = ("token", "ed25519")
+# "auto": Ed25519 where the runtime offers a cluster key (the server), tokens elsewhere
+# (the simulator: cheap, and unforgeable by construction).
+SIGNATURE_KINDS = ("auto", "token", "ed25519")
 
 
 def pair_key(secret: bytes, a: str, b: str) -> bytes:

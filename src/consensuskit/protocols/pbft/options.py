@@ -35,9 +35,10 @@ class PbftOptions:
     # Checkpoint every K sequence numbers; the high watermark is h + watermark_window.
     checkpoint_interval: int = 16
     watermark_window: int = 32
-    # MAC keys derive from this secret (the server passes the cluster secret).
+    # MAC and signing keys derive from the runtime's cluster key (the server's, derived
+    # from the cluster secret); this secret only where there is none (the simulator).
     mac_secret: str = "consensuskit-pbft"
-    signatures: str = "token"  # one of auth.SIGNATURE_KINDS
+    signatures: str = "auto"  # one of auth.SIGNATURE_KINDS
     # "n1:equivocate,n2:twin": these replicas run byzantine.py's strategies.
     byzantine: str = ""
     # Delay of the "delay" strategy (seconds), for messages to its victim.

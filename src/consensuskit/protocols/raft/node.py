@@ -372,7 +372,9 @@ class RaftNode:
     def on_batch_end(self) -> None:
         """Called by batching runtimes after each batch of inputs: start the heartbeat
         round the batch's ReadIndex reads wait for, and replicate the batch's writes."""
-        self.log.flush()  # before the runtime's sync, and before anything is sent
+        log = self.log
+        if log.unwritten:  # runs after every batch: no call when nothing is deferred
+            log.flush()  # before the runtime's sync, and before anything is sent
         if self.append_due:
             self.append_due = False
             if self.role == LEADER:

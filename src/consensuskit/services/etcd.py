@@ -1,0 +1,255 @@
+"""The etcd v3 service: etcd's key-value, lease and watch API over any log protocol.
+
+Its ops are ``ServiceOp``s shaped like etcd's requests (statemachines/mvcc.py owns their
+meaning); its state machine is ``MVCCStateMachine``; its checker model is
+``EtcdModel`` (check/linearizability/etcd_model.py); its HTTP front is etcd's JSON gateway
+(services/etcd_gateway.py).
+
+Rules this module owns (the operations at the edge and the workload):
+  * ``validate`` checks an op's shape before it is logged: a map of known fields with
+    the right types (keys and values bytes or str); anything else is one line naming
+    the problem.  The state machine refuses a malformed op anyway (a peer may send one);
+  * an op's ``key`` (used by histories and the checker's partition) is the key it
+    touches when it touches exactly one, else "";
+  * the workload: keys ``k0 .. k{keys-1}``; 35% range, 25% put (prev_kv), 10% delete
+    (prev_kv), 30% txn on one key: compare the version (or, a third of the time, the
+    value) the client last saw, put on success, range on failure; values are unique
+    (client index * 1_000_000 + counter) so a history says which write a read saw.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from consensuskit.core.client import ServiceOp
+from consensuskit.core.service import ServiceSpec
+from consensuskit.statemachines.mvcc import (
+    EQUAL,
+    KINDS,
+    READ_KINDS,
+    VALUE,
+    VERSION,
+    MVCCStateMachine,
+)
+
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "range": {
+        "key": (bytes, str),
+        "range_end": (bytes, str),
+        "limit": (int,),
+        "revision": (int,),
+        "sort_order": (int,),
+        "sort_target": (int,),
+        "serializable": (bool,),
+        "keys_only": (bool,),
+        "count_only": (bool,),
+        "min_mod_revision": (int,),
+        "max_mod_revision": (int,),
+        "min_create_revision": (int,),
+        "max_create_revision": (int,),
+    },
+    "watch": {"key": (bytes, str), "range_end": (bytes, str), "start_revision": (int,), "prev_kv": (bool,)},
+    "put": {
+        "key": (bytes, str),
+        "value": (bytes, str),
+        "lease": (int,),
+        "prev_kv": (bool,),
+        "ignore_value": (bool,),
+        "ignore_lease": (bool,),
+    },
+    "delete_range": {"key": (bytes, str), "range_end": (bytes, str), "prev_kv": (bool,)},
+    "txn": {"compare": (list, tuple), "success": (list, tuple), "failure": (list, tuple)},
+    "compact": {"revision": (int,), "physical": (bool,)},
+    "lease_grant": {"id": (int,), "ttl": (int,)},
+    "lease_revoke": {"id": (int,)},
+    "lease_keepalive": {"id": (int,)},
+    "lease_expire": {"id": (int,), "stamp": (int,)},
+    "lease_ttl": {"id": (int,), "keys": (bool,)},
+    "lease_leases": {},
+}
+_COMPARE = {
+    "key": (bytes, str),
+    "range_end": (bytes, str),
+    "target": (int,),
+    "result": (int,),
+    "value": (bytes, str),
+    "version": (int,),
+    "create_revision": (int,),
+    "mod_revision": (int,),
+    "lease": (int,),
+}
+_TXN_REQUESTS = ("range", "put", "delete_range", "txn")
+
+
+def _check_fields(where: str, body: Any, fields: dict[str, tuple[type, ...]]) -> None:
+    if not isinstance(body, dict):
+        raise ValueError(f"{where}: expected a map, got {type(body).__name__}")
+    for name, value in body.items():
+        types = fields.get(name)
+        if types is None:
+            raise ValueError(f"{where}: unknown field {name!r}; valid: {', '.join(sorted(fields))}")
+        if value is None:
+            continue
+        if type(value) is bool and bool not in types:
+            raise ValueError(f"{where}: {name} must be {' or '.join(t.__name__ for t in types)}")
+        if not isinstance(value, types):
+            raise ValueError(f"{where}: {name} must be {' or '.join(t.__name__ for t in types)}")
+        if type(value) is int and not -(2**63) <= value < 2**64:
+            raise ValueError(f"{where}: {name} out of range")
+
+
+def _check_body(kind: str, body: Any, depth: int = 0) -> None:
+    _check_fields(kind, body, _FIELDS[kind])
+    if kind != "txn":
+        return
+    if depth > 8:
+        raise ValueError("txn: nested more than 8 deep")
+    for cmp in body.get("compare") or ():
+        _check_fields("txn compare", cmp, _COMPARE)
+    for branch in ("success", "failure"):
+        for item in body.get(branch) or ():
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ValueError(f"txn {branch}: each request holds one of {', '.join(_TXN_REQUESTS)}")
+            ((sub, sub_body),) = item.items()
+            if sub not in _TXN_REQUESTS:
+                raise ValueError(f"txn {branch}: unknown request {sub!r}; valid: {', '.join(_TXN_REQUESTS)}")
+            _check_body(sub, sub_body, depth + 1)
+
+
+def validate(op: Any) -> None:
+    if type(op) is not ServiceOp:
+        raise ValueError(f"an etcd operation is a ServiceOp, not a {type(op).__name__}")
+    _check_body(op.kind, op.value if op.value is not None else {})
+
+
+def _text(key: Any) -> str:
+    return key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key or "")
+
+
+def single_key(kind: str, body: dict[str, Any]) -> str:
+    """The one key ``body`` touches, or "" (see the module rules)."""
+    keys: set[str] = set()
+
+    def visit(kind: str, body: dict[str, Any]) -> bool:
+        if kind in ("lease_grant", "lease_revoke", "lease_keepalive", "lease_expire", "lease_ttl"):
+            return False
+        if kind in ("compact", "lease_leases"):
+            return False
+        if kind == "txn":
+            for cmp in body.get("compare") or ():
+                if cmp.get("range_end"):
+                    return False
+                keys.add(_text(cmp.get("key")))
+            for branch in ("success", "failure"):
+                for item in body.get(branch) or ():
+                    ((sub, sub_body),) = item.items()
+                    if not visit(sub, sub_body):
+                        return False
+            return True
+        if body.get("range_end"):
+            return False
+        keys.add(_text(body.get("key")))
+        return True
+
+    try:
+        if not visit(kind, body) or len(keys) != 1:
+            return ""
+    except (AttributeError, TypeError, ValueError):  # malformed: validate() names the problem
+        return ""
+    return next(iter(keys))
+
+
+def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
+    """The op of ``kind`` with request body ``value`` (``key``, when the body has none,
+    becomes the body's key)."""
+    body = dict(value) if isinstance(value, dict) else {}
+    if key and "key" not in body and kind in ("range", "put", "delete_range", "watch"):
+        body["key"] = key
+    return ServiceOp(kind=kind, key=single_key(kind, body), value=body, read=kind in READ_KINDS)
+
+
+class EtcdWorkload:
+    """One simulated etcd client (see the module rules)."""
+
+    __slots__ = ("counter", "index", "keys", "known")
+
+    def __init__(self, index: int, keys: int) -> None:
+        self.index = index
+        self.keys = keys
+        self.counter = 0
+        self.known: dict[str, tuple[str | None, int]] = {}  # key -> (value, version) last seen
+
+    def _unique(self) -> str:
+        self.counter += 1
+        return str(self.index * 1_000_000 + self.counter)
+
+    def next_op(self, rng: random.Random) -> ServiceOp:
+        key = f"k{rng.randrange(self.keys)}"
+        r = rng.random()
+        if r < 0.35:
+            return make_op("range", key, {})
+        if r < 0.6:
+            return make_op("put", key, {"value": self._unique(), "prev_kv": True})
+        if r < 0.7:
+            return make_op("delete_range", key, {"prev_kv": True})
+        value, version = self.known.get(key, (None, 0))
+        if rng.random() < 0.33 and value is not None:
+            cmp = {"key": key, "target": VALUE, "result": EQUAL, "value": value}
+        else:
+            cmp = {"key": key, "target": VERSION, "result": EQUAL, "version": version}
+        body = {
+            "compare": [cmp],
+            "success": [{"put": {"key": key, "value": self._unique()}}],
+            "failure": [{"range": {"key": key}}],
+        }
+        return make_op("txn", key, body)
+
+    def learn(self, op: Any, result: Any) -> None:
+        if not isinstance(result, dict) or "error" in result:
+            return
+        key = op.key
+        body = op.value or {}
+        if op.kind == "range":
+            kvs = result.get("kvs") or ()
+            self.known[key] = (_text(kvs[0][4]), kvs[0][3]) if kvs else (None, 0)
+        elif op.kind == "put":
+            prev = result.get("prev_kv")
+            self.known[key] = (_text(body.get("value")), (prev[3] if prev else 0) + 1)
+        elif op.kind == "delete_range":
+            self.known[key] = (None, 0)
+        elif op.kind == "txn":
+            responses = result.get("responses") or ()
+            if result.get("succeeded"):
+                self.known.pop(key, None)  # the new version is not in the answer: read it again
+            elif responses and "range" in responses[0]:
+                kvs = responses[0]["range"].get("kvs") or ()
+                self.known[key] = (_text(kvs[0][4]), kvs[0][3]) if kvs else (None, 0)
+
+
+def etcd_model() -> Any:
+    """The checker's model (check/ sits above services: imported when a check runs)."""
+    from consensuskit.check.linearizability.etcd_model import EtcdModel
+
+    return EtcdModel()
+
+
+def etcd_service() -> ServiceSpec:
+    return ServiceSpec(
+        name="etcd",
+        description="etcd v3 API: MVCC revisions, ranges at a revision, txn, compaction, leases, watch",
+        kinds=KINDS,
+        read_kinds=READ_KINDS,
+        make_state_machine=MVCCStateMachine,
+        make_workload=EtcdWorkload,
+        validate=validate,
+        make_op=make_op,
+        model=etcd_model,
+        log=True,
+        http="consensuskit.services.etcd_gateway:ROUTES",
+        listeners="consensuskit.services.etcd_api:start",
+        ports=("grpc",),
+        # grpcio's asyncio server takes one call per loop wake-up: keep fsyncs off the loop.
+        sync_inline=False,
+        example="etcdctl --endpoints {grpc} put hello world",
+    )

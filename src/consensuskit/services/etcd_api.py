@@ -1,0 +1,508 @@
+"""The etcd v3 API on one node of the real server, behind both of its fronts: the gRPC
+server (services/etcd_grpc.py) and the JSON gateway (services/etcd_gateway.py).
+
+Requests and results are the store's dicts (statemachines/mvcc.py); the fronts translate
+them from and to etcd's protobuf messages.  This module submits them through the node's
+runtime, turns refusals into etcd's gRPC status codes and texts, forwards to the leader,
+runs the node's lessor, and builds what etcd builds beside its store: watches, locks,
+elections, the status and the member list.
+
+Rules this module owns:
+  * any node serves every call: a write (or a linearizable read) that reaches a node
+    which does not lead is forwarded, once, to the leader's gateway (``FORWARD_PATH``,
+    msgpack), and the answer comes back the same way.  No leader known:
+    ``UNAVAILABLE etcdserver: no leader``;
+  * reads are linearizable unless the request says ``serializable`` (served from this
+    node's applied state, as etcd does); watches, the lessor's polls and the waits of
+    locks and elections read this node's state too (etcd serves them from its member);
+  * errors are ``EtcdError(code, message)`` with etcd's gRPC codes and texts
+    (rpctypes): compacted and future revisions OUT_OF_RANGE, lease not found NOT_FOUND,
+    an existing lease FAILED_PRECONDITION, a bad request INVALID_ARGUMENT, no leader or
+    a timeout UNAVAILABLE;
+  * leases: the TTL is decided here, at the node that takes the grant (at least
+    ``MIN_TTL``, etcd's minimum); every node runs a lessor (services/etcd_lessor.py) fed
+    by a poll of its applied leases every ``LESSOR_TICK``; only the leader's proposes
+    expiries;
+  * gRPC writes and linearizable reads are handed to the node in groups: grpcio's asyncio
+    server takes one call per loop wake-up, so each alone would make a batch of one (a
+    sync, or a read-index round, of its own); a call waits ``COALESCE`` for the others
+    arriving meanwhile and they go to the node together.  The gateway needs none of it: aiohttp reads
+    every ready request in one go;
+  * etcd's writes carry no request id, so each goes under this node's anonymous session
+    with the next seq; concurrent writes may reach the log out of seq order (a
+    Multi-Paxos follower forwards them), and the later one is refused stale-session,
+    unapplied: it is submitted again under a new seq (``STALE_RETRIES`` times);
+  * locks (v3lock) and elections (v3election) are etcd's client recipes, run here
+    (services/etcd_recipes.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from consensuskit.core.capabilities import is_leading
+from consensuskit.core.client import BUSY, NOT_LEADER, STALE_OK, STALE_SESSION, ClientRequest
+from consensuskit.services.etcd import make_op, validate
+from consensuskit.services.etcd_lessor import Lessor
+from consensuskit.services.etcd_recipes import Recipes
+from consensuskit.statemachines.mvcc import (
+    READ_KINDS,
+)
+
+if TYPE_CHECKING:
+    from consensuskit.server.http_api import NodeApi
+
+log = logging.getLogger("consensuskit.etcd")
+
+# gRPC status codes (grpc.StatusCode values), so this module needs no grpc import.
+OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 3, 4, 5
+FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 9, 11, 12, 13, 14
+
+ERROR_CODES = {
+    "empty-key": INVALID_ARGUMENT,
+    "key-not-found": INVALID_ARGUMENT,
+    "value-provided": INVALID_ARGUMENT,
+    "lease-provided": INVALID_ARGUMENT,
+    "duplicate-key": INVALID_ARGUMENT,
+    "bad-request": INVALID_ARGUMENT,
+    "lease-not-found": NOT_FOUND,
+    "lease-exists": FAILED_PRECONDITION,
+    "lease-ttl-too-large": OUT_OF_RANGE,
+    "compacted": OUT_OF_RANGE,
+    "future-revision": OUT_OF_RANGE,
+}
+NO_LEADER = "etcdserver: no leader"
+TIMEOUT = "etcdserver: request timed out"
+LEADER_CHANGED = "etcdserver: leader changed"
+
+MIN_TTL = 2  # seconds: etcd's minimum lease TTL (1.5 election timeouts, rounded up)
+LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
+WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
+TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
+PROGRESS_INTERVAL = 600.0  # seconds: a quiet watch with progress_notify hears this often (etcd's)
+STALE_RETRIES = 5  # attempts of a write refused as stale-session (module rules)
+COALESCE = 0.0005  # seconds a gRPC write waits for others to share its batch (module rules)
+VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
+FORWARD_PATH = "/v3/consensuskit/forward"
+FORWARDED_HEADER = "X-Consensuskit-Forwarded"
+
+
+class EtcdError(Exception):
+    def __init__(self, code: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def member_id(name: str) -> int:
+    """A stable 63-bit id for a node (etcd's member ids are uint64)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
+
+
+class EtcdNode(Recipes):
+    """The etcd API of one node (see the module rules; locks and elections:
+    services/etcd_recipes.py)."""
+
+    def __init__(self, api: NodeApi) -> None:
+        self.api = api
+        cfg = api.config
+        self.node_id = cfg.node_id
+        self._cluster = cfg.cluster_id or ",".join(cfg.members)
+        self.cluster_id = member_id(self._cluster)
+        self.member_id = self.member_of(cfg.node_id)
+        self.lessor = Lessor()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: Any = None  # aiohttp.ClientSession for forwarding, made on first use
+        self.closed = False
+        self.forwarded = 0  # calls this node forwarded to the leader
+        self.expired = 0  # expiry commands this node's lessor had applied
+        self.grpc_url: str | None = None
+        self._peer_grpc: dict[str, str] = {}  # peer -> its gRPC URL, from its /v1/status
+        self._term = 0
+        self._term_until = 0.0
+        self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # writes to coalesce
+        self.progress_interval = PROGRESS_INTERVAL
+
+    def member_of(self, node_id: str) -> int:
+        """A node's etcd member id: unique to this cluster (two clusters' n1 differ)."""
+        return member_id(f"{self._cluster}/{node_id}")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._tasks.append(asyncio.ensure_future(self._lessor_loop()))
+
+    async def close(self) -> None:
+        self.closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._http is not None:
+            await self._http.close()
+
+    # ------------------------------------------------------------------ calls
+    def term(self) -> int:
+        """The node's generation (Raft's term), looked up at most every TERM_CACHE seconds:
+        a header's raft_term is informational, and a node's status is not free to build."""
+        now = time.monotonic()
+        if now >= self._term_until:
+            try:
+                self._term = int(self.api.runtime.node.node_status().generation)
+            except Exception:  # a node without a status: no term to tell
+                self._term = 0
+            self._term_until = now + TERM_CACHE
+        return self._term
+
+    def header(self, revision: int) -> dict[str, int]:
+        return {
+            "cluster_id": self.cluster_id,
+            "member_id": self.member_id,
+            "revision": revision,
+            "raft_term": self.term(),
+        }
+
+    async def call(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        serializable: bool = False,
+        forwarded: bool = False,
+        coalesce: bool = False,
+    ) -> dict[str, Any]:
+        """Run one store op; its result, or ``EtcdError``.  ``coalesce``: hand a write to
+        the node together with the others arriving within ``COALESCE`` (module rules)."""
+        op = make_op(kind, "", body)
+        try:
+            validate(op)
+        except ValueError as exc:
+            raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc}") from None
+        for _ in range(STALE_RETRIES):
+            response = await self._submit(op, kind, serializable, coalesce)
+            if response.ok or response.error != STALE_SESSION:
+                break
+            # This node's anonymous session already applied a later seq (concurrent writes
+            # reordered on their way, e.g. forwarded by a Multi-Paxos follower): this one
+            # was not applied, so it goes again under a new seq.
+        if not response.ok:
+            if response.error == NOT_LEADER:
+                if forwarded or response.leader_hint in (None, self.node_id):
+                    raise EtcdError(UNAVAILABLE, NO_LEADER)
+                return await self._forward(response.leader_hint, kind, body, serializable)
+            if response.error == BUSY:
+                raise EtcdError(UNAVAILABLE, LEADER_CHANGED)
+            raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
+        result = response.result
+        if isinstance(result, dict) and "error" in result:
+            extra = {k: v for k, v in result.items() if k not in ("error", "message")}
+            raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
+        return result
+
+    async def _submit(self, op: Any, kind: str, serializable: bool, coalesce: bool) -> Any:
+        """One attempt: the node's ``ClientResponse``, or ``EtcdError`` for no answer."""
+        from consensuskit.server import edge
+        from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
+
+        api = self.api
+        read = kind in READ_KINDS
+        client_id, seq = api.read_id() if read else api.request_id(None)
+        request = ClientRequest(
+            client_id=client_id, seq=seq, op=op, consistency=STALE_OK if read and serializable else None
+        )
+        try:
+            edge.admit(request)
+        except edge.EdgeError as exc:
+            raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc.message}") from None
+        try:
+            if coalesce and not (read and serializable):
+                response = await self._coalesced(request)
+            else:
+                response = await api.runtime.request(request, api.config.request_timeout)
+        except RequestTimeout:
+            raise EtcdError(UNAVAILABLE, TIMEOUT) from None
+        except LeadershipLost:
+            raise EtcdError(UNAVAILABLE, LEADER_CHANGED) from None
+        except NodeHalted as exc:
+            raise EtcdError(UNAVAILABLE, f"etcdserver: {exc}") from None
+        return response
+
+    def _coalesced(self, request: ClientRequest) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._held.append((request, fut))
+        if len(self._held) == 1:
+            loop.call_later(COALESCE, self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        held, self._held = self._held, []
+        runtime, timeout = self.api.runtime, self.api.config.request_timeout
+        for request, fut in held:
+            if fut.done():  # its caller gave up
+                continue
+            try:
+                inner = runtime.submit(request, timeout)
+            except Exception as exc:  # NodeHalted: the node is not running
+                fut.set_exception(exc)
+                continue
+            inner.add_done_callback(lambda done, fut=fut: _settle(fut, done))
+            fut.add_done_callback(lambda mine, inner=inner: inner.cancel() if mine.cancelled() else None)
+
+    async def _forward(
+        self, leader: str, kind: str, body: dict[str, Any], serializable: bool
+    ) -> dict[str, Any]:
+        import aiohttp
+
+        info = self.api.host.directory().get(leader)
+        if info is None:
+            raise EtcdError(UNAVAILABLE, NO_LEADER)
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        payload = msgpack.packb({"kind": kind, "body": body, "serializable": serializable}, use_bin_type=True)
+        self.forwarded += 1
+        try:
+            async with self._http.post(
+                info.client_url + FORWARD_PATH,
+                data=payload,
+                headers={FORWARDED_HEADER: self.node_id, "Content-Type": "application/msgpack"},
+                timeout=aiohttp.ClientTimeout(total=self.api.config.request_timeout + 1),
+            ) as resp:
+                answer = msgpack.unpackb(await resp.read(), raw=False)
+        except (aiohttp.ClientError, TimeoutError, ValueError, msgpack.UnpackException) as exc:
+            message = f"etcdserver: forwarding to the leader {leader} failed: {exc}"
+            raise EtcdError(UNAVAILABLE, message) from None
+        if not isinstance(answer, dict):
+            raise EtcdError(UNAVAILABLE, f"etcdserver: leader {leader} answered nonsense")
+        if answer.get("ok"):
+            return answer["result"]
+        code, message = int(answer.get("code", UNAVAILABLE)), str(answer.get("message"))
+        raise EtcdError(code, message, **answer.get("extra", {}))
+
+    async def serve_forwarded(self, payload: bytes) -> bytes:
+        """The leader's side of ``_forward``: run the call here, never forward again."""
+        try:
+            req = msgpack.unpackb(payload, raw=False)
+            kind, body = req["kind"], req["body"]
+            if not isinstance(kind, str) or not isinstance(body, dict):
+                raise ValueError("kind and body")
+            result = await self.call(kind, body, serializable=bool(req.get("serializable")), forwarded=True)
+            answer: dict[str, Any] = {"ok": True, "result": result}
+        except EtcdError as exc:
+            answer = {"ok": False, "code": exc.code, "message": exc.message, "extra": exc.extra}
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            message = f"etcdserver: bad forwarded call: {exc}"
+            answer = {"ok": False, "code": INVALID_ARGUMENT, "message": message}
+        return msgpack.packb(answer, use_bin_type=True)
+
+    async def local_revision(self) -> int:
+        return int((await self.call("range", {"key": b""}, serializable=True))["revision"])
+
+    # ------------------------------------------------------------------ leases
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> dict[str, Any]:
+        result = await self.call("lease_grant", {"id": lease_id, "ttl": max(ttl, MIN_TTL)})
+        self.lessor.refreshed(result["id"], 0, result["ttl"], time.monotonic())
+        return result
+
+    async def lease_keepalive(self, lease_id: int) -> dict[str, Any]:
+        result = await self.call("lease_keepalive", {"id": lease_id})
+        if result.get("ttl", 0) > 0 and "stamp" in result:
+            self.lessor.refreshed(lease_id, result["stamp"], result["ttl"], time.monotonic())
+        return result
+
+    async def lease_ttl(self, lease_id: int, keys: bool) -> dict[str, Any]:
+        result = await self.call("lease_ttl", {"id": lease_id, "keys": keys})
+        if result["ttl"] > 0:
+            result["ttl"] = self.lessor.remaining(lease_id, result["granted_ttl"], time.monotonic())
+        return result
+
+    async def _lessor_loop(self) -> None:
+        node = self.api.runtime.node
+        while not self.closed:
+            await asyncio.sleep(LESSOR_TICK)
+            try:
+                leases = (await self.call("lease_leases", {}, serializable=True))["leases"]
+                due = self.lessor.observe(leases, time.monotonic(), is_leading(node))
+                for lease_id, stamp in due:
+                    result = await self.call("lease_expire", {"id": lease_id, "stamp": stamp}, forwarded=True)
+                    if result.get("expired"):
+                        self.expired += 1
+                        log.info("lease %x expired: %s keys deleted", lease_id, result.get("deleted", 0))
+            except EtcdError as exc:
+                log.debug("lessor: %s", exc.message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the lessor must outlive one bad poll; the log says why
+                log.exception("lessor poll failed")
+
+    # ------------------------------------------------------------------ watches
+    async def watch(self, create: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+        """("created", revision), then ("events", (revision, events)) as they are applied
+        here; with ``progress_notify``, ("progress", revision) after ``progress_interval``
+        without events; ("compacted", compact_revision) ends it."""
+        key, end = create.get("key") or b"", create.get("range_end") or b""
+        with_prev = bool(create.get("prev_kv"))
+        filters = set(create.get("filters") or ())
+        progress = bool(create.get("progress_notify"))
+        current = await self.local_revision()
+        start = int(create.get("start_revision") or 0) or current + 1
+        yield ("created", current)
+        nxt = start
+        quiet_since = time.monotonic()
+        while not self.closed:
+            if progress and time.monotonic() - quiet_since >= self.progress_interval and nxt > current:
+                quiet_since = time.monotonic()
+                yield ("progress", current)  # nothing new up to here: etcd's progress notify
+            if current >= nxt:
+                try:
+                    r = await self.call(
+                        "watch",
+                        {"key": key, "range_end": end, "start_revision": nxt, "prev_kv": with_prev},
+                        serializable=True,
+                    )
+                except EtcdError as exc:
+                    if "compact_revision" in exc.extra:
+                        yield ("compacted", exc.extra["compact_revision"])
+                        return
+                    raise
+                events = [e for e in r["events"] if e[0] not in filters]  # NOPUT = 0 = PUT's type
+                nxt = r["next"]
+                if events:
+                    quiet_since = time.monotonic()
+                    yield ("events", (r["revision"], events))
+                continue
+            await asyncio.sleep(WATCH_POLL)
+            current = await self.local_revision()
+
+    # ------------------------------------------------------------------ cluster
+    def status(self) -> dict[str, Any]:
+        body = self.api.status_body()
+        leader = body.get("leader")
+        return {
+            "version": VERSION,
+            "dbSize": _dir_size(self.api.config.data_dir),
+            "leader": self.member_of(leader) if leader else 0,
+            "raftIndex": int(body.get("commit") or 0),
+            "raftTerm": int(body.get("generation") or 0),
+            "raftAppliedIndex": int(body.get("applied") or 0),
+            "isLearner": body.get("role") == "learner",
+        }
+
+    async def members(self) -> list[dict[str, Any]]:
+        cfg = self.api.config
+        directory = self.api.host.directory()
+        await self._learn_peer_grpc(directory)
+        members = []
+        for node_id in sorted({*cfg.members, *directory, cfg.node_id}):
+            if node_id == cfg.node_id:
+                peer = cfg.peer_address
+                urls = [self.grpc_url] if self.grpc_url else [cfg.client_url]
+            else:
+                info = directory.get(node_id)
+                if info is None:
+                    continue
+                peer = info.peer_address
+                grpc_url = self._peer_grpc.get(node_id)
+                urls = [grpc_url] if grpc_url else [info.client_url]
+            members.append(
+                {
+                    "ID": self.member_of(node_id),
+                    "name": node_id,
+                    "peerURLs": [f"http://{peer[0]}:{peer[1]}"],
+                    "clientURLs": urls,
+                    "isLearner": node_id not in cfg.members and node_id != cfg.node_id,
+                }
+            )
+        return members
+
+    async def _learn_peer_grpc(self, directory: dict[str, Any]) -> None:
+        import aiohttp
+
+        missing = [p for p in sorted(directory) if p not in self._peer_grpc]
+        if not missing:
+            return
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+
+        async def ask(peer: str) -> None:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                async with self._http.get(
+                    directory[peer].client_url + "/v1/status", timeout=aiohttp.ClientTimeout(total=0.5)
+                ) as resp:
+                    url = (await resp.json()).get("grpc_url")
+                    if url:
+                        self._peer_grpc[peer] = url
+
+        await asyncio.gather(*(ask(p) for p in missing))
+
+
+def _settle(fut: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    if fut.done():
+        return
+    if done.cancelled():
+        fut.cancel()
+    elif done.exception() is not None:
+        fut.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        fut.set_result(done.result())
+
+
+def _dir_size(path: Any) -> int:
+    import os
+
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            with contextlib.suppress(OSError):
+                if entry.is_file():
+                    total += entry.stat().st_size
+    return total
+
+
+async def start(api: NodeApi, listen: dict[str, tuple[str, int]]) -> Callable[[], Awaitable[None]]:
+    """The etcd service's listeners (core/service.py): the lessor and, when ``[listen]``
+    names a ``grpc`` address, the gRPC server (services/etcd_grpc.py)."""
+    node = etcd_node(api)
+    node.start()
+    close_grpc: Callable[[], Awaitable[None]] | None = None
+    if "grpc" in listen:
+        from consensuskit.services.etcd_grpc import serve_grpc
+
+        try:
+            close_grpc, url = await serve_grpc(node, listen["grpc"])
+        except BaseException:
+            await node.close()
+            raise
+        node.grpc_url = url
+        api.status_extra["grpc_url"] = url
+
+    async def close() -> None:
+        if close_grpc is not None:
+            await close_grpc()
+        await node.close()
+
+    return close
+
+
+# api -> its EtcdNode: the gateway's routes (mounted when the app is built) and the
+# listeners (started once the node runs) share one per node; weak, so a stopped node's
+# api takes its EtcdNode with it.
+_NODES: weakref.WeakKeyDictionary[Any, EtcdNode] = weakref.WeakKeyDictionary()
+
+
+def etcd_node(api: NodeApi) -> EtcdNode:
+    """The one ``EtcdNode`` of ``api``."""
+    node = _NODES.get(api)
+    if node is None:
+        node = _NODES[api] = EtcdNode(api)
+    return node

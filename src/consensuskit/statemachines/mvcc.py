@@ -1,0 +1,710 @@
+"""The MVCC key-value store behind the etcd v3 API (services/etcd.py): revisions, ranges at a
+past revision, compaction, transactions and leases, deterministic and snapshot-able.
+
+Operations are ``ServiceOp``s whose ``value`` is a dict shaped like etcd's request
+messages (keys and values are bytes): ``range``, ``watch`` (events since a revision),
+``lease_ttl`` and ``lease_leases`` read; ``put``, ``delete_range``, ``txn``, ``compact``,
+``lease_grant``, ``lease_revoke``, ``lease_keepalive`` and ``lease_expire`` write.
+``MVCCStateMachine`` adds exactly-once client sessions (statemachines/sessioned.py).
+
+Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
+  * the store revision starts at 1 and grows by exactly one per write *transaction*
+    that changes something: a put always does; a delete or a revoke only when it
+    removes a key; a txn whose chosen branch writes nothing keeps it.  Every change of
+    one transaction carries the same main revision and a sub-revision in execution order;
+  * per key: ``create_revision`` (the revision that created the current generation),
+    ``mod_revision`` (its last change), ``version`` (1 at creation, +1 per put; a delete
+    ends the generation: the next put starts at version 1 with a new create revision)
+    and ``lease`` (0: none);
+  * history: every change of a key is kept (a put as its key-value, a delete as a
+    tombstone) until compaction, so a range at revision R sees each key's last change
+    at or before R.  Compacting at R forgets every change older than R except, per key,
+    the last one at or before R when it is a put (so reads at R still work); ranges and
+    watches below R fail ``compacted``, above the current revision ``future-revision``;
+  * a transaction (txn) evaluates every compare on the state before it, runs the
+    success or the failure branch, and its ranges see its own earlier writes.  A
+    request that fails (lease not found, ignore_value on an absent key, ...) undoes the
+    whole transaction: nothing changes, the revision included;
+  * leases: a lease is (id, granted TTL, attached keys, refresh stamp).  The TTL is in
+    the grant command (the leader's front decides it, enforcing its minimum).  Time never
+    enters this module: a keep-alive is a log command that bumps the lease's stamp, and
+    expiry is a ``lease_expire`` command written by the leader's lessor
+    (services/etcd_lessor.py) naming the stamp it saw expire: a keep-alive applied in
+    between makes it a no-op, so a refreshed lease is never expired.  Revoking or
+    expiring deletes the attached keys in one transaction.  A lease id is the client's
+    (non-zero) or the next of a counter kept in the state, so replicas agree;
+  * errors are results ``{"error": CODE, "message": TEXT}`` with etcd's texts; they
+    change nothing and are cached by sessions like any result.  A malformed op is
+    ``bad-request`` and changes nothing: no op raises;
+  * results are plain msgpack values; a key-value is the tuple
+    ``(key, create_revision, mod_revision, version, value, lease)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from consensuskit.statemachines.sessioned import Sessioned
+
+# Operation kinds (ServiceOp.kind) and which of them read.
+READ_KINDS = ("range", "watch", "lease_ttl", "lease_leases")
+WRITE_KINDS = (
+    "put",
+    "delete_range",
+    "txn",
+    "compact",
+    "lease_grant",
+    "lease_revoke",
+    "lease_keepalive",
+    "lease_expire",
+)
+KINDS = READ_KINDS + WRITE_KINDS
+
+KV = tuple[bytes, int, int, int, bytes, int]  # key, create, mod, version, value, lease
+# One change of a key: (main revision, sub revision, the key-value or None for a delete).
+Change = tuple[int, int, "KV | None"]
+
+MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL (seconds)
+WATCH_BATCH = 1000  # events one watch read returns at most
+SNAPSHOT_FORMAT = 1
+
+# etcd's error texts (api/v3rpc/rpctypes, server/mvcc); the code is ours, for the fronts.
+ERRORS = {
+    "empty-key": "etcdserver: key is not provided",
+    "key-not-found": "etcdserver: key not found",
+    "value-provided": "etcdserver: value is provided",
+    "lease-provided": "etcdserver: lease is provided",
+    "lease-not-found": "etcdserver: requested lease not found",
+    "lease-exists": "etcdserver: lease already exists",
+    "lease-ttl-too-large": "etcdserver: too large lease TTL",
+    "compacted": "etcdserver: mvcc: required revision has been compacted",
+    "future-revision": "etcdserver: mvcc: required revision is a future revision",
+    "duplicate-key": "etcdserver: duplicate key given in txn request",
+    "bad-request": "etcdserver: malformed request",
+}
+
+# Compare targets and results, sort orders and targets: etcd's enum numbers.
+VERSION, CREATE, MOD, VALUE, LEASE = range(5)
+EQUAL, GREATER, LESS, NOT_EQUAL = range(4)
+_FIELD_NAMES = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}
+SORT_NONE, SORT_ASCEND, SORT_DESCEND = range(3)
+SORT_KEY, SORT_VERSION, SORT_CREATE, SORT_MOD, SORT_VALUE = range(5)
+PUT_EVENT, DELETE_EVENT = 0, 1
+
+
+class MVCCError(Exception):
+    def __init__(self, code: str, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message or ERRORS.get(code, code))
+        self.code = code
+        self.message = message or ERRORS.get(code, code)
+        self.extra = extra
+
+    def result(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.extra}
+
+
+def _bad(message: str) -> MVCCError:
+    return MVCCError("bad-request", f"etcdserver: malformed request: {message}")
+
+
+def _bytes(value: Any, name: str, *, default: bytes = b"") -> bytes:
+    if value is None:
+        return default
+    if type(value) is bytes:
+        return value
+    if type(value) is str:
+        return value.encode("utf-8")
+    raise _bad(f"{name} must be bytes")
+
+
+def _int(value: Any, name: str, *, default: int = 0, least: int | None = None) -> int:
+    if value is None:
+        return default
+    if type(value) is not int:
+        raise _bad(f"{name} must be an integer")
+    if least is not None and value < least:
+        raise _bad(f"{name} must be >= {least}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    return bool(value) if value is not None else False
+
+
+def _dict(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(f"{name} must be a map")
+    return value
+
+
+def in_range(key: bytes, start: bytes, end: bytes) -> bool:
+    """etcd's range rule: no end -> the key itself; end ``\\0`` -> every key >= start
+    (start ``\\0`` too: every key); else [start, end)."""
+    if not end:
+        return key == start
+    if end == b"\0":
+        return key >= start
+    return start <= key < end
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end of every key starting with ``prefix`` (clientv3.GetPrefixRangeEnd)."""
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"  # all 0xff (or empty): every key from the prefix on
+
+
+class Lease:
+    __slots__ = ("id", "keys", "stamp", "ttl")
+
+    def __init__(self, lease_id: int, ttl: int, stamp: int = 0) -> None:
+        self.id = lease_id
+        self.ttl = ttl
+        self.stamp = stamp  # bumped by each keep-alive (module rules)
+        self.keys: set[bytes] = set()
+
+
+class MVCCStore:
+    """The executor (statemachines/sessioned.py's ``Executor``): see the module rules."""
+
+    __slots__ = (
+        "_hist",
+        "_journal",
+        "_keys",
+        "_live",
+        "compact_revision",
+        "leases",
+        "next_lease",
+        "revision",
+    )
+
+    def __init__(self) -> None:
+        self.revision = 1
+        self.compact_revision = 0  # 0: never compacted
+        # key -> its changes, oldest first (Invariant: (main, sub) strictly increase).
+        self._hist: dict[bytes, list[Change]] = {}
+        self._keys: list[bytes] = []  # every key in _hist, sorted
+        self._live: dict[bytes, KV] = {}  # the current key-values
+        self.leases: dict[int, Lease] = {}
+        self.next_lease = 1
+        # While a write transaction runs: how to undo each change (None: not in one).
+        self._journal: list[Callable[[], None]] | None = None
+
+    # ------------------------------------------------------------------ dispatch
+    def execute(self, op: Any) -> Any:
+        handler = _HANDLERS.get(op.kind)
+        if handler is None:
+            return MVCCError("bad-request", f"etcdserver: unknown operation {op.kind!r}").result()
+        try:
+            args = _dict(op.value if op.value is not None else {}, "the request")
+            return handler(self, args)
+        except MVCCError as exc:
+            return exc.result()
+
+    # ------------------------------------------------------------------ reads
+    def _range(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = _bytes(req.get("key"), "key")
+        end = _bytes(req.get("range_end"), "range_end")
+        rev = _int(req.get("revision"), "revision", least=0)
+        limit = _int(req.get("limit"), "limit", least=0)
+        order = _int(req.get("sort_order"), "sort_order")
+        target = _int(req.get("sort_target"), "sort_target")
+        self._check_revision(rev)
+        kvs = list(self._kvs_at(key, end, rev))
+        for name, field, cmp in (
+            ("min_mod_revision", 2, 1),
+            ("max_mod_revision", 2, -1),
+            ("min_create_revision", 1, 1),
+            ("max_create_revision", 1, -1),
+        ):
+            bound = _int(req.get(name), name)
+            if bound:
+                kvs = [kv for kv in kvs if (kv[field] - bound) * cmp >= 0]
+        if order == SORT_NONE and target != SORT_KEY:
+            order = SORT_ASCEND  # etcd: a sort target without an order sorts ascending
+        if order != SORT_NONE:
+            field = {SORT_KEY: 0, SORT_VERSION: 3, SORT_CREATE: 1, SORT_MOD: 2, SORT_VALUE: 4}.get(target)
+            if field is None:
+                raise _bad(f"unknown sort_target {target}")
+            kvs.sort(key=lambda kv: kv[field], reverse=order == SORT_DESCEND)
+        count = len(kvs)
+        if limit and count > limit:
+            kvs = kvs[:limit]
+        result: dict[str, Any] = {"revision": self.revision, "count": count, "more": len(kvs) < count}
+        if _flag(req.get("count_only")):
+            result["kvs"], result["more"] = (), False
+        elif _flag(req.get("keys_only")):
+            result["kvs"] = tuple((kv[0], kv[1], kv[2], kv[3], b"", kv[5]) for kv in kvs)
+        else:
+            result["kvs"] = tuple(kvs)
+        return result
+
+    def _check_revision(self, rev: int) -> None:
+        if rev > self.revision:
+            raise MVCCError("future-revision", revision=self.revision)
+        if rev and rev < self.compact_revision:
+            raise MVCCError("compacted", compact_revision=self.compact_revision)
+
+    def _key_span(self, key: bytes, end: bytes) -> Iterator[bytes]:
+        keys = self._keys
+        if not end:
+            if key in self._hist:
+                yield key
+            return
+        i = bisect.bisect_left(keys, key)
+        while i < len(keys):
+            k = keys[i]
+            if end != b"\0" and k >= end:
+                return
+            yield k
+            i += 1
+
+    def _kvs_at(self, key: bytes, end: bytes, rev: int) -> Iterator[KV]:
+        if not rev or rev == self.revision:
+            live = self._live
+            if not end:
+                kv = live.get(key)
+                if kv is not None:
+                    yield kv
+                return
+            for k in self._key_span(key, end):
+                kv = live.get(k)
+                if kv is not None:
+                    yield kv
+            return
+        for k in self._key_span(key, end):
+            kv = self._at(k, rev)
+            if kv is not None:
+                yield kv
+
+    def _at(self, key: bytes, rev: int) -> KV | None:
+        """``key`` as of revision ``rev``: its last change at or before it."""
+        changes = self._hist.get(key, ())
+        i = bisect.bisect_right(changes, (rev, float("inf")), key=lambda c: (c[0], c[1]))
+        return changes[i - 1][2] if i else None
+
+    def _watch(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Events of keys in [key, range_end) from ``start_revision`` on, in revision order
+        (at most WATCH_BATCH, whole revisions only); ``next`` is where to continue."""
+        key = _bytes(req.get("key"), "key")
+        end = _bytes(req.get("range_end"), "range_end")
+        start = _int(req.get("start_revision"), "start_revision", least=0) or self.revision + 1
+        with_prev = _flag(req.get("prev_kv"))
+        if start and start < self.compact_revision:
+            raise MVCCError("compacted", compact_revision=self.compact_revision)
+        events: list[tuple[int, int, int, KV, KV | None]] = []
+        for k in self._key_span(key, end):
+            changes = self._hist[k]
+            lo = bisect.bisect_left(changes, (start,), key=lambda c: (c[0],))
+            for i in range(lo, len(changes)):
+                main, sub, kv = changes[i]
+                prev = changes[i - 1][2] if with_prev and i > 0 else None
+                if kv is None:
+                    # etcd's delete event: the key with the deletion's mod revision, no value
+                    events.append((main, sub, DELETE_EVENT, (k, 0, main, 0, b"", 0), prev))
+                else:
+                    events.append((main, sub, PUT_EVENT, kv, prev))
+        events.sort(key=lambda e: (e[0], e[1]))
+        nxt = self.revision + 1
+        if len(events) > WATCH_BATCH:
+            cut = events[WATCH_BATCH][0]  # stop before a revision that does not fit whole
+            kept = [e for e in events if e[0] < cut]
+            events, nxt = (kept, cut) if kept else (events[:WATCH_BATCH], events[WATCH_BATCH][0] + 1)
+        return {
+            "revision": self.revision,
+            "compact_revision": self.compact_revision,
+            "events": tuple((e[2], e[3], e[4]) for e in events),
+            "next": nxt,
+        }
+
+    # ------------------------------------------------------------------ writes
+    def _write(self, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``body`` as one transaction: undone whole if it raises (module rules)."""
+        self._journal = []
+        revision = self.revision
+        try:
+            result = body()
+        except MVCCError:
+            for undo in reversed(self._journal):
+                undo()
+            self.revision = revision
+            raise
+        finally:
+            journal, self._journal = self._journal, None
+        if journal:
+            self.revision = revision + 1
+            result["revision"] = self.revision
+        return result
+
+    def _change(self, key: bytes, kv: KV | None) -> None:
+        """Record one change at the running transaction's revision."""
+        assert self._journal is not None
+        main = self.revision + 1
+        hist = self._hist
+        changes = hist.get(key)
+        new_key = changes is None
+        if new_key:
+            changes = hist[key] = []
+            bisect.insort(self._keys, key)
+        assert changes is not None
+        sub = len(self._journal)
+        changes.append((main, sub, kv))
+        before = self._live.get(key)
+        if kv is None:
+            self._live.pop(key, None)
+        else:
+            self._live[key] = kv
+        old_lease = before[5] if before is not None else 0
+        new_lease = kv[5] if kv is not None else 0
+        if old_lease != new_lease or kv is None:
+            if old_lease and old_lease in self.leases:
+                self.leases[old_lease].keys.discard(key)
+            if new_lease:
+                self.leases[new_lease].keys.add(key)
+
+        def undo() -> None:
+            changes.pop()
+            if new_key:
+                del hist[key]
+                self._keys.remove(key)
+            if kv is not None and new_lease and new_lease in self.leases:
+                self.leases[new_lease].keys.discard(key)
+            if before is None:
+                self._live.pop(key, None)
+            else:
+                self._live[key] = before
+                if old_lease and old_lease in self.leases:
+                    self.leases[old_lease].keys.add(key)
+
+        self._journal.append(undo)
+
+    def _do_put(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = _bytes(req.get("key"), "key")
+        if not key:
+            raise MVCCError("empty-key")
+        value = _bytes(req.get("value"), "value")
+        lease = _int(req.get("lease"), "lease", least=0)
+        ignore_value = _flag(req.get("ignore_value"))
+        ignore_lease = _flag(req.get("ignore_lease"))
+        if ignore_value and value:
+            raise MVCCError("value-provided")
+        if ignore_lease and lease:
+            raise MVCCError("lease-provided")
+        prev = self._live.get(key)
+        if (ignore_value or ignore_lease) and prev is None:
+            raise MVCCError("key-not-found")
+        if ignore_value:
+            value = prev[4]  # type: ignore[index]
+        if ignore_lease:
+            lease = prev[5]  # type: ignore[index]
+        if lease and lease not in self.leases:
+            raise MVCCError("lease-not-found")
+        main = self.revision + 1
+        if prev is None:
+            kv = (key, main, main, 1, value, lease)
+        else:
+            kv = (key, prev[1], main, prev[3] + 1, value, lease)
+        self._change(key, kv)
+        result: dict[str, Any] = {"revision": main}
+        if _flag(req.get("prev_kv")) and prev is not None:
+            result["prev_kv"] = prev
+        return result
+
+    def _do_delete(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = _bytes(req.get("key"), "key")
+        end = _bytes(req.get("range_end"), "range_end")
+        doomed = list(self._kvs_at(key, end, 0))
+        for kv in doomed:
+            self._change(kv[0], None)
+        result: dict[str, Any] = {"deleted": len(doomed), "revision": self.revision + (1 if doomed else 0)}
+        if _flag(req.get("prev_kv")):
+            result["prev_kvs"] = tuple(doomed)
+        return result
+
+    def _put(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self._write(lambda: self._do_put(req))
+
+    def _delete_range(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self._write(lambda: self._do_delete(req))
+
+    def _txn(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self._write(lambda: self._do_txn(req))
+
+    def _compare(self, cmp: Any) -> bool:
+        cmp = _dict(cmp, "a compare")
+        key = _bytes(cmp.get("key"), "compare key")
+        end = _bytes(cmp.get("range_end"), "compare range_end")
+        target = _int(cmp.get("target"), "compare target")
+        result = _int(cmp.get("result"), "compare result")
+        if (target not in _FIELD_NAMES and target != VALUE) or result not in range(4):
+            raise _bad("unknown compare target or result")
+        kvs = list(self._kvs_at(key, end, 0))
+        if not kvs:
+            if target == VALUE:
+                return False  # etcd: a value compare on an absent key fails
+            kvs = [(key, 0, 0, 0, b"", 0)]
+        if target == VALUE:
+            want: Any = _bytes(cmp.get("value"), "compare value")
+        else:
+            name = _FIELD_NAMES[target]
+            want = _int(cmp.get(name), f"compare {name}")
+        field = {VERSION: 3, CREATE: 1, MOD: 2, VALUE: 4, LEASE: 5}[target]
+        for kv in kvs:
+            have = kv[field]
+            ok = (
+                have == want
+                if result == EQUAL
+                else have > want
+                if result == GREATER
+                else have < want
+                if result == LESS
+                else have != want
+            )
+            if not ok:
+                return False
+        return True
+
+    def _do_txn(self, req: dict[str, Any]) -> dict[str, Any]:
+        compares = req.get("compare") or ()
+        if not isinstance(compares, (list, tuple)):
+            raise _bad("compare must be a list")
+        succeeded = all(self._compare(c) for c in compares)
+        branch = req.get("success" if succeeded else "failure") or ()
+        if not isinstance(branch, (list, tuple)):
+            raise _bad("success and failure must be lists")
+        self._check_duplicates(branch)
+        responses = []
+        for item in branch:
+            item = _dict(item, "a request op")
+            if len(item) != 1:
+                raise _bad("a request op holds exactly one of range, put, delete_range, txn")
+            ((kind, body),) = item.items()
+            body = _dict(body, kind)
+            if kind == "range":
+                rr = self._range(body)
+                responses.append({"range": rr})
+            elif kind == "put":
+                responses.append({"put": self._do_put(body)})
+            elif kind == "delete_range":
+                responses.append({"delete_range": self._do_delete(body)})
+            elif kind == "txn":
+                responses.append({"txn": self._do_txn(body)})
+            else:
+                raise _bad(f"unknown request op {kind!r}")
+        return {"succeeded": succeeded, "responses": tuple(responses), "revision": self.revision}
+
+    def _check_duplicates(self, branch: Any) -> None:
+        """etcd refuses a txn branch that puts one key twice, or puts a key it also deletes."""
+        puts: set[bytes] = set()
+        for item in branch:
+            if isinstance(item, dict) and isinstance(item.get("put"), dict):
+                key = _bytes(item["put"].get("key"), "key")
+                if key in puts:
+                    raise MVCCError("duplicate-key")
+                puts.add(key)
+        for item in branch:
+            if isinstance(item, dict) and isinstance(item.get("delete_range"), dict):
+                d = item["delete_range"]
+                start, end = _bytes(d.get("key"), "key"), _bytes(d.get("range_end"), "range_end")
+                if any(in_range(k, start, end) for k in puts):
+                    raise MVCCError("duplicate-key")
+
+    def _compact(self, req: dict[str, Any]) -> dict[str, Any]:
+        rev = _int(req.get("revision"), "revision", least=0)
+        if rev > self.revision:
+            raise MVCCError("future-revision", revision=self.revision)
+        if rev <= self.compact_revision:
+            raise MVCCError("compacted", compact_revision=self.compact_revision)
+        self.compact_revision = rev
+        emptied = []
+        for key, changes in self._hist.items():
+            i = bisect.bisect_right(changes, (rev, float("inf")), key=lambda c: (c[0], c[1]))
+            if i == 0:
+                continue
+            keep_from = i - 1 if changes[i - 1][2] is not None else i
+            if keep_from:
+                del changes[:keep_from]
+            if not changes:
+                emptied.append(key)
+        for key in emptied:
+            del self._hist[key]
+        if emptied:
+            gone = set(emptied)
+            self._keys = [k for k in self._keys if k not in gone]
+        return {"revision": self.revision, "compact_revision": rev}
+
+    # ------------------------------------------------------------------ leases
+    def _lease_grant(self, req: dict[str, Any]) -> dict[str, Any]:
+        lease_id = _int(req.get("id"), "id", least=0)
+        ttl = _int(req.get("ttl"), "ttl", least=1, default=1)
+        if ttl > MAX_LEASE_TTL:
+            raise MVCCError("lease-ttl-too-large")
+        if lease_id == 0:
+            while self.next_lease in self.leases:
+                self.next_lease += 1
+            lease_id = self.next_lease
+            self.next_lease += 1
+        elif lease_id in self.leases:
+            raise MVCCError("lease-exists")
+        self.leases[lease_id] = Lease(lease_id, ttl)
+        return {"id": lease_id, "ttl": ttl, "revision": self.revision}
+
+    def _lease_revoke(self, req: dict[str, Any]) -> dict[str, Any]:
+        lease_id = _int(req.get("id"), "id")
+        if lease_id not in self.leases:
+            raise MVCCError("lease-not-found")
+        return self._end_lease(lease_id)
+
+    def _end_lease(self, lease_id: int) -> dict[str, Any]:
+        lease = self.leases[lease_id]
+
+        def body() -> dict[str, Any]:
+            doomed = sorted(lease.keys)
+            for key in doomed:
+                self._change(key, None)
+            return {"deleted": len(doomed)}
+
+        result = self._write(body)
+        del self.leases[lease_id]
+        result.setdefault("revision", self.revision)
+        return result
+
+    def _lease_keepalive(self, req: dict[str, Any]) -> dict[str, Any]:
+        lease_id = _int(req.get("id"), "id")
+        lease = self.leases.get(lease_id)
+        if lease is None:  # etcd answers a keep-alive of an unknown lease with TTL 0
+            return {"id": lease_id, "ttl": 0, "revision": self.revision}
+        lease.stamp += 1
+        return {"id": lease_id, "ttl": lease.ttl, "stamp": lease.stamp, "revision": self.revision}
+
+    def _lease_expire(self, req: dict[str, Any]) -> dict[str, Any]:
+        lease_id = _int(req.get("id"), "id")
+        stamp = _int(req.get("stamp"), "stamp")
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.stamp != stamp:
+            return {"expired": False, "revision": self.revision}
+        result = self._end_lease(lease_id)
+        result["expired"] = True
+        return result
+
+    def _lease_ttl(self, req: dict[str, Any]) -> dict[str, Any]:
+        lease_id = _int(req.get("id"), "id")
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return {"id": lease_id, "ttl": -1, "granted_ttl": 0, "keys": (), "revision": self.revision}
+        keys = tuple(sorted(lease.keys)) if _flag(req.get("keys")) else ()
+        return {
+            "id": lease_id,
+            "ttl": lease.ttl,
+            "granted_ttl": lease.ttl,
+            "stamp": lease.stamp,
+            "keys": keys,
+            "revision": self.revision,
+        }
+
+    def _lease_leases(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "leases": tuple((i, self.leases[i].ttl, self.leases[i].stamp) for i in sorted(self.leases)),
+            "revision": self.revision,
+        }
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self) -> Any:
+        """Flat, in key order: per key its changes; leases in id order (attached keys are
+        rebuilt from the live key-values)."""
+        hist = []
+        for key in self._keys:
+            hist.append((key, tuple(self._hist[key])))
+        leases = tuple((i, self.leases[i].ttl, self.leases[i].stamp) for i in sorted(self.leases))
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "revision": self.revision,
+            "compact_revision": self.compact_revision,
+            "next_lease": self.next_lease,
+            "history": tuple(hist),
+            "leases": leases,
+        }
+
+    def restore(self, snapshot: Any) -> None:
+        try:
+            if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
+                raise ValueError(f"expected an MVCC snapshot of format {SNAPSHOT_FORMAT}")
+            hist: dict[bytes, list[Change]] = {}
+            live: dict[bytes, KV] = {}
+            for key, changes in snapshot["history"]:
+                if type(key) is not bytes:
+                    raise ValueError("keys must be bytes")
+                rows: list[Change] = []
+                for main, sub, kv in changes:
+                    rows.append((int(main), int(sub), None if kv is None else _kv(kv)))
+                hist[key] = rows
+                if rows and rows[-1][2] is not None:
+                    live[key] = rows[-1][2]  # type: ignore[assignment]
+            leases = {int(i): Lease(int(i), int(ttl), int(stamp)) for i, ttl, stamp in snapshot["leases"]}
+            for key, kv in live.items():
+                if kv[5]:
+                    leases[kv[5]].keys.add(key)
+            revision = int(snapshot["revision"])
+            compact = int(snapshot["compact_revision"])
+            next_lease = int(snapshot["next_lease"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an MVCC snapshot: {exc}") from exc
+        self._hist, self._live, self.leases = hist, live, leases
+        self._keys = sorted(hist)
+        self.revision, self.compact_revision, self.next_lease = revision, compact, next_lease
+
+    def digest(self) -> Any:
+        return (
+            self.revision,
+            self.compact_revision,
+            tuple(self._live[k] for k in sorted(self._live)),
+            tuple((i, self.leases[i].ttl, self.leases[i].stamp) for i in sorted(self.leases)),
+        )
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._hist.values()) + len(self.leases)
+
+    # ------------------------------------------------------------------ inspection
+    def live(self) -> dict[bytes, KV]:
+        return dict(self._live)
+
+
+def _kv(raw: Any) -> KV:
+    key, create, mod, version, value, lease = raw
+    if type(key) is not bytes or type(value) is not bytes:
+        raise ValueError("a key-value holds bytes")
+    return (key, int(create), int(mod), int(version), value, int(lease))
+
+
+_HANDLERS: dict[str, Callable[[MVCCStore, dict[str, Any]], dict[str, Any]]] = {
+    "range": MVCCStore._range,
+    "watch": MVCCStore._watch,
+    "lease_ttl": MVCCStore._lease_ttl,
+    "lease_leases": MVCCStore._lease_leases,
+    "put": MVCCStore._put,
+    "delete_range": MVCCStore._delete_range,
+    "txn": MVCCStore._txn,
+    "compact": MVCCStore._compact,
+    "lease_grant": MVCCStore._lease_grant,
+    "lease_revoke": MVCCStore._lease_revoke,
+    "lease_keepalive": MVCCStore._lease_keepalive,
+    "lease_expire": MVCCStore._lease_expire,
+}
+
+
+class MVCCStateMachine(Sessioned):
+    """The etcd service's state machine: the store with exactly-once client sessions."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(MVCCStore(), KINDS, READ_KINDS)
+
+    @property
+    def store(self) -> MVCCStore:
+        return self.inner  # type: ignore[return-value]

@@ -1,0 +1,44 @@
+"""A local cluster of real node processes serving the etcd service, for the etcd tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+
+OPTIONS: dict[str, Any] = {
+    "request_timeout": 2.0,
+    "enable_fault_injection": True,
+    "options": {"election_timeout": 0.5, "heartbeat_interval": 0.05},
+}
+
+
+class EtcdCluster:
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.layout = cluster.layout
+
+    def grpc_address(self, node_id: str) -> str:
+        spec = self.layout.node(node_id)
+        return f"127.0.0.1:{self.layout.listen_ports(spec)['grpc']}"
+
+    def grpc_addresses(self) -> list[str]:
+        return [self.grpc_address(n.node_id) for n in self.layout.nodes]
+
+    def follower(self) -> str:
+        leader = self.cluster.wait_for_leader(30)
+        return sorted(n for n in self.cluster.nodes if n != leader)[0]
+
+
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory, protocol: str) -> Iterator[EtcdCluster]:
+    root = tmp_path_factory.mktemp(f"etcd-{protocol}")
+    layout = ClusterLayout.prepare(
+        root / "data", 3, free_base_port(9), node_options={**OPTIONS, "service": "etcd"}, protocol=protocol
+    )
+    with LocalCluster(layout) as cluster:
+        cluster.start()
+        cluster.wait_for_leader(30)
+        yield EtcdCluster(cluster)

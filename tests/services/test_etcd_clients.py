@@ -1,0 +1,192 @@
+"""Clients nobody here wrote, against ``consensuskit up --service etcd`` processes: Debian's
+etcdctl (on Raft and Multi-Paxos) and a Python etcd v3 client from PyPI (pyetcd, the
+``etcd-sdk-python`` package).  Each is skipped, saying why, when it is not installed
+(.ci/run installs etcdctl; ``pip install -e '.[dev]'`` the Python client)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services.etcd_cluster import EtcdCluster, etcd_cluster
+
+pytestmark = pytest.mark.timeout(180)
+
+ETCDCTL = shutil.which("etcdctl")
+needs_etcdctl = pytest.mark.skipif(
+    ETCDCTL is None, reason="etcdctl is not installed (apt-get install etcd-client; .ci/run does)"
+)
+
+
+@pytest.fixture(scope="module", params=["raft", "multipaxos"])
+def etcd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    if ETCDCTL is None and request.param != "raft":
+        pytest.skip("etcdctl is not installed")
+    yield from etcd_cluster(tmp_path_factory, request.param)
+
+
+class Ctl:
+    def __init__(self, endpoints: str) -> None:
+        self.endpoints = endpoints
+        self.env = {**os.environ, "ETCDCTL_API": "3"}
+
+    def args(self, *args: str) -> list[str]:
+        assert ETCDCTL is not None
+        return [ETCDCTL, "--endpoints", self.endpoints, "--command-timeout", "5s", *args]
+
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            self.args(*args), input=stdin, capture_output=True, text=True, timeout=20, env=self.env
+        )
+        assert done.returncode == 0, f"etcdctl {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def background(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.args(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    return out
+
+
+@pytest.fixture
+def ctl(etcd: EtcdCluster) -> Ctl:
+    return Ctl(etcd.grpc_address(etcd.follower()))  # a follower: every call is served anywhere
+
+
+@needs_etcdctl
+def test_etcdctl_put_get_del(ctl: Ctl) -> None:
+    assert ctl("put", "ctl/a", "1").strip() == "OK"
+    rev = json.loads(ctl("get", "ctl/a", "-w", "json"))["kvs"][0]["mod_revision"]
+    ctl("put", "ctl/a", "2")
+    ctl("put", "ctl/b", "3")
+    assert ctl("get", "ctl/a", "--print-value-only").strip() == "2"
+    assert ctl("get", "ctl/a", "--rev", str(rev), "--print-value-only").strip() == "1"
+    assert ctl("get", "ctl/", "--prefix", "--keys-only").split() == ["ctl/a", "ctl/b"]
+    assert ctl("get", "ctl/b", "--from-key", "--keys-only").split()[0] == "ctl/b"
+    assert ctl("del", "ctl/", "--prefix").strip() == "2"
+    assert ctl("get", "ctl/", "--prefix") == ""
+
+
+@needs_etcdctl
+def test_etcdctl_txn_from_a_file(ctl: Ctl, tmp_path: Path) -> None:
+    ctl("put", "ctl/t", "old")
+    script = 'value("ctl/t") = "old"\n\nput ctl/t new\nget ctl/t\n\nput ctl/t lost\n\n'
+    out = ctl("txn", stdin=script)
+    assert out.splitlines()[0] == "SUCCESS" and "new" in out
+    assert ctl("txn", stdin=script).splitlines()[0] == "FAILURE"
+    assert ctl("get", "ctl/t", "--print-value-only").strip() == "lost"
+
+
+@needs_etcdctl
+def test_etcdctl_watch_a_prefix_from_a_revision(ctl: Ctl) -> None:
+    first = json.loads(ctl("put", "ctl/w/1", "a", "-w", "json"))["header"]["revision"]
+    ctl("put", "ctl/w/2", "b")
+    watcher = ctl.background("watch", "ctl/w/", "--prefix", "--rev", str(first))
+    time.sleep(1.5)
+    ctl("del", "ctl/w/1")
+    time.sleep(1.0)
+    lines = stop(watcher).split()
+    assert lines == ["PUT", "ctl/w/1", "a", "PUT", "ctl/w/2", "b", "DELETE", "ctl/w/1"]
+
+
+@needs_etcdctl
+def test_etcdctl_leases(ctl: Ctl) -> None:
+    lease = ctl("lease", "grant", "30").split()[1]
+    ctl("put", "ctl/l", "x", f"--lease={lease}")
+    ttl = ctl("lease", "timetolive", lease, "--keys")
+    assert "granted with TTL(30s)" in ttl and "attached keys([ctl/l])" in ttl
+    assert f"lease {lease} keepalived with TTL(30)" in ctl("lease", "keep-alive", "--once", lease)
+    assert lease in ctl("lease", "list")
+    assert "revoked" in ctl("lease", "revoke", lease)
+    assert ctl("get", "ctl/l") == ""
+    assert "already expired" in ctl("lease", "timetolive", lease)
+
+
+@needs_etcdctl
+def test_etcdctl_lock_and_elect(ctl: Ctl) -> None:
+    assert ctl("lock", "ctl-mutex", "echo", "held").strip() == "held"
+    candidate = ctl.background("elect", "ctl-election", "alice")
+    try:
+        time.sleep(2.0)
+        observed = ctl.background("elect", "-l", "ctl-election")
+        time.sleep(1.5)
+        assert stop(observed).split()[-1] == "alice"
+    finally:
+        stop(candidate)
+
+
+@needs_etcdctl
+def test_etcdctl_endpoint_status_and_member_list(ctl: Ctl, etcd: EtcdCluster) -> None:
+    everyone = ",".join(etcd.grpc_addresses())
+    status = json.loads(Ctl(everyone)("endpoint", "status", "-w", "json"))
+    assert len(status) == 3
+    leaders = {s["Status"]["leader"] for s in status}
+    assert len(leaders) == 1 and leaders.pop() in {s["Status"]["header"]["member_id"] for s in status}
+    members = json.loads(ctl("member", "list", "-w", "json"))["members"]
+    assert sorted(m["name"] for m in members) == ["n1", "n2", "n3"]
+    assert sorted(m["clientURLs"][0] for m in members) == sorted(f"http://{a}" for a in etcd.grpc_addresses())
+
+
+PYPI_CLIENT = """
+import sys
+import pyetcd
+
+host, port = sys.argv[1].split(":")
+client = pyetcd.client(host=host, port=int(port), timeout=5)
+client.put("py/a", "1")
+value, meta = client.get("py/a")
+assert value == b"1" and meta.version == 1, (value, meta)
+ok, _ = client.transaction(
+    compare=[client.transactions.value("py/a") == "1"],
+    success=[client.transactions.put("py/a", "2")],
+    failure=[],
+)
+assert ok and client.get("py/a")[0] == b"2"
+lease = client.lease(30)
+client.put("py/l", "x", lease=lease)
+assert lease.remaining_ttl > 0 and lease.keys == [b"py/l"], lease.keys
+lease.refresh()
+lease.revoke()
+assert client.get("py/l")[0] is None
+events, cancel = client.watch_prefix("py/")
+client.put("py/w", "seen")
+event = next(events)
+cancel()
+assert event.key == b"py/w" and event.value == b"seen", event
+with client.lock("py-lock", ttl=10) as lock:
+    assert lock.is_acquired()
+assert sorted(m.name for m in client.members) == ["n1", "n2", "n3"]
+client.close()
+print("ok")
+"""
+
+
+def test_a_pypi_etcd_client(etcd: EtcdCluster) -> None:
+    """etcd-sdk-python's own put/get/txn/lease/watch/lock helpers.  In a process of its
+    own: its generated modules and ours define the same protobuf names (mvccpb.KeyValue),
+    which one process's default descriptor pool takes only once."""
+    if importlib.util.find_spec("pyetcd") is None:  # not imported here: see the docstring
+        pytest.skip("the etcd-sdk-python package is not installed ('.[dev]')")
+    if etcd.layout.protocol != "raft":
+        pytest.skip("one protocol is enough for this client")
+    done = subprocess.run(
+        [sys.executable, "-c", PYPI_CLIENT, etcd.grpc_address(etcd.follower())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

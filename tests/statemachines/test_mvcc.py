@@ -1,0 +1,358 @@
+"""statemachines/mvcc.py: etcd's MVCC rules, and a property test against a naive twin
+that keeps a full copy of the store at every revision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensuskit.core.client import ClientRequest
+from consensuskit.services.etcd import make_op
+from consensuskit.statemachines.mvcc import (
+    CREATE,
+    EQUAL,
+    GREATER,
+    MOD,
+    VALUE,
+    VERSION,
+    MVCCStateMachine,
+    MVCCStore,
+    prefix_end,
+)
+
+
+def run(store: MVCCStore, kind: str, **body: Any) -> Any:
+    return store.execute(make_op(kind, "", body))
+
+
+def test_revision_starts_at_one_and_grows_by_one_per_write_transaction() -> None:
+    s = MVCCStore()
+    assert run(s, "range", key=b"a")["revision"] == 1
+    assert run(s, "put", key=b"a", value=b"1")["revision"] == 2
+    assert run(s, "put", key=b"a", value=b"2")["revision"] == 3
+    # a delete that deletes nothing and a txn that writes nothing keep the revision
+    assert run(s, "delete_range", key=b"zz")["deleted"] == 0
+    assert s.revision == 3
+    r = run(s, "txn", compare=[], success=[{"range": {"key": b"a"}}])
+    assert r["succeeded"] and s.revision == 3
+    # one txn with two puts: one revision, both keys carry it
+    run(s, "txn", success=[{"put": {"key": b"b", "value": b"x"}}, {"put": {"key": b"c", "value": b"y"}}])
+    assert s.revision == 4
+    kvs = run(s, "range", key=b"b", range_end=b"d")["kvs"]
+    assert [kv[2] for kv in kvs] == [4, 4]
+
+
+def test_create_mod_version_and_a_new_generation_after_delete() -> None:
+    s = MVCCStore()
+    run(s, "put", key=b"k", value=b"1")  # rev 2
+    run(s, "put", key=b"k", value=b"2")  # rev 3
+    (kv,) = run(s, "range", key=b"k")["kvs"]
+    assert kv == (b"k", 2, 3, 2, b"2", 0)
+    run(s, "delete_range", key=b"k")  # rev 4
+    run(s, "put", key=b"k", value=b"3")  # rev 5
+    (kv,) = run(s, "range", key=b"k")["kvs"]
+    assert kv == (b"k", 5, 5, 1, b"3", 0)
+
+
+def test_reads_at_a_past_revision_and_compaction() -> None:
+    s = MVCCStore()
+    for i in range(5):
+        run(s, "put", key=b"k", value=str(i).encode())  # revs 2..6
+    assert run(s, "range", key=b"k", revision=3)["kvs"][0][4] == b"1"
+    assert run(s, "range", key=b"k", revision=99)["error"] == "future-revision"
+    assert run(s, "compact", revision=4)["compact_revision"] == 4
+    assert run(s, "range", key=b"k", revision=3)["error"] == "compacted"
+    assert run(s, "range", key=b"k", revision=4)["kvs"][0][4] == b"2"  # still readable at the compaction
+    assert run(s, "compact", revision=4)["error"] == "compacted"
+    assert run(s, "watch", key=b"k", start_revision=2)["error"] == "compacted"
+    events = run(s, "watch", key=b"k", start_revision=5)["events"]
+    assert [e[1][4] for e in events] == [b"3", b"4"]
+
+
+def test_range_end_prefix_limit_sort_and_counts() -> None:
+    s = MVCCStore()
+    for key in (b"a", b"ab", b"abc", b"b", b"c"):
+        run(s, "put", key=key, value=key * 2)
+    keys = lambda r: [kv[0] for kv in r["kvs"]]  # noqa: E731
+    assert keys(run(s, "range", key=b"ab", range_end=prefix_end(b"ab"))) == [b"ab", b"abc"]
+    assert keys(run(s, "range", key=b"b", range_end=b"\0")) == [b"b", b"c"]
+    assert keys(run(s, "range", key=b"\0", range_end=b"\0")) == [b"a", b"ab", b"abc", b"b", b"c"]
+    r = run(s, "range", key=b"a", range_end=b"\0", limit=2, sort_order=2)
+    assert keys(r) == [b"c", b"b"] and r["count"] == 5 and r["more"]
+    r = run(s, "range", key=b"a", range_end=b"\0", count_only=True)
+    assert r["count"] == 5 and r["kvs"] == ()
+    assert run(s, "range", key=b"a", keys_only=True)["kvs"][0][4] == b""
+    assert prefix_end(b"a\xff") == b"b" and prefix_end(b"\xff") == b"\0"
+
+
+def test_txn_compares_and_nested_requests() -> None:
+    s = MVCCStore()
+    run(s, "put", key=b"k", value=b"v")  # rev 2
+    cmp = lambda target, result, **f: {"key": b"k", "target": target, "result": result, **f}  # noqa: E731
+    ok = lambda *c: run(s, "txn", compare=list(c))["succeeded"]  # noqa: E731
+    assert ok(cmp(VALUE, EQUAL, value=b"v"), cmp(VERSION, EQUAL, version=1))
+    assert ok(cmp(CREATE, EQUAL, create_revision=2), cmp(MOD, GREATER, mod_revision=1))
+    assert not ok(cmp(VERSION, GREATER, version=1))
+    # absent key: a value compare fails, the others compare with 0
+    assert not ok({"key": b"none", "target": VALUE, "result": EQUAL, "value": b""})
+    assert ok({"key": b"none", "target": VERSION, "result": EQUAL, "version": 0})
+    nested = {
+        "compare": [cmp(VERSION, EQUAL, version=99)],
+        "success": [],
+        "failure": [
+            {"txn": {"compare": [], "success": [{"put": {"key": b"n", "value": b"1"}}], "failure": []}},
+            {"range": {"key": b"n"}},
+        ],
+    }
+    r = run(s, "txn", **nested)
+    assert not r["succeeded"]
+    inner = r["responses"][0]["txn"]
+    assert inner["succeeded"] and r["responses"][1]["range"]["kvs"][0][4] == b"1"  # sees its own write
+
+
+def test_a_failing_request_undoes_the_whole_txn() -> None:
+    s = MVCCStore()
+    run(s, "put", key=b"a", value=b"1")
+    before = s.digest()
+    r = run(
+        s,
+        "txn",
+        success=[
+            {"put": {"key": b"a", "value": b"2"}},
+            {"delete_range": {"key": b"b"}},
+            {"put": {"key": b"c", "value": b"3", "lease": 77}},
+        ],
+    )
+    assert r["error"] == "lease-not-found"
+    assert s.digest() == before and run(s, "range", key=b"c")["kvs"] == ()
+    assert run(s, "txn", success=[{"put": {"key": b"x"}}, {"put": {"key": b"x"}}])["error"] == "duplicate-key"
+
+
+def test_put_flags() -> None:
+    s = MVCCStore()
+    assert run(s, "put", key=b"", value=b"x")["error"] == "empty-key"
+    assert run(s, "put", key=b"k", ignore_value=True)["error"] == "key-not-found"
+    lease = run(s, "lease_grant", ttl=10)["id"]
+    run(s, "put", key=b"k", value=b"v", lease=lease)
+    run(s, "put", key=b"k", ignore_value=True, ignore_lease=True)
+    (kv,) = run(s, "range", key=b"k")["kvs"]
+    assert kv[4] == b"v" and kv[5] == lease and kv[3] == 2
+    assert run(s, "put", key=b"k", value=b"x", ignore_value=True)["error"] == "value-provided"
+
+
+def test_leases_keys_keepalive_and_expiry_by_stamp() -> None:
+    s = MVCCStore()
+    g = run(s, "lease_grant", ttl=5)
+    lease = g["id"]
+    assert run(s, "lease_grant", id=lease, ttl=5)["error"] == "lease-exists"
+    run(s, "put", key=b"a", value=b"1", lease=lease)
+    run(s, "put", key=b"b", value=b"2", lease=lease)
+    ttl = run(s, "lease_ttl", id=lease, keys=True)
+    assert ttl["granted_ttl"] == 5 and ttl["keys"] == (b"a", b"b")
+    stamp = ttl["stamp"]
+    assert run(s, "lease_keepalive", id=lease)["ttl"] == 5
+    # an expiry naming the stamp before the keep-alive is a no-op: the lease was refreshed
+    assert run(s, "lease_expire", id=lease, stamp=stamp)["expired"] is False
+    assert lease in s.leases
+    rev = s.revision
+    r = run(s, "lease_expire", id=lease, stamp=stamp + 1)
+    assert r["expired"] and r["deleted"] == 2 and s.revision == rev + 1
+    assert run(s, "range", key=b"a", range_end=b"c")["kvs"] == ()
+    assert run(s, "lease_ttl", id=lease)["ttl"] == -1
+    assert run(s, "lease_revoke", id=lease)["error"] == "lease-not-found"
+    assert run(s, "lease_keepalive", id=lease)["ttl"] == 0
+
+
+def test_moving_a_key_to_another_lease_detaches_it() -> None:
+    s = MVCCStore()
+    one, two = run(s, "lease_grant", ttl=5)["id"], run(s, "lease_grant", ttl=5)["id"]
+    run(s, "put", key=b"k", value=b"v", lease=one)
+    run(s, "put", key=b"k", value=b"v", lease=two)
+    assert run(s, "lease_revoke", id=one)["deleted"] == 0
+    assert run(s, "range", key=b"k")["count"] == 1
+    assert run(s, "lease_revoke", id=two)["deleted"] == 1
+
+
+def test_watch_events_in_revision_order_with_prev_kv() -> None:
+    s = MVCCStore()
+    run(s, "put", key=b"b", value=b"1")  # 2
+    run(s, "put", key=b"a", value=b"1")  # 3
+    run(s, "put", key=b"b", value=b"2")  # 4
+    run(s, "delete_range", key=b"a")  # 5
+    r = run(s, "watch", key=b"a", range_end=b"c", start_revision=2, prev_kv=True)
+    got = [(e[0], e[1][0], e[1][2]) for e in r["events"]]
+    assert got == [(0, b"b", 2), (0, b"a", 3), (0, b"b", 4), (1, b"a", 5)]
+    assert r["events"][2][2][4] == b"1" and r["next"] == 6
+    assert run(s, "watch", key=b"a", range_end=b"c", start_revision=6)["events"] == ()
+
+
+def test_malformed_ops_are_refused_without_raising() -> None:
+    s = MVCCStore()
+    before = s.digest()
+    for body in ({"key": 5}, {"key": b"k", "lease": "x"}, {"compare": "no"}):
+        for kind in ("put", "range", "txn", "delete_range"):
+            assert isinstance(run(s, kind, **body), dict)
+    assert run(s, "put", key=5)["error"] == "bad-request"
+    assert s.execute(make_op("txn", "", {"success": [{"put": {}, "range": {}}]}))["error"] == "bad-request"
+    assert s.digest() == before
+
+
+def test_sessions_apply_a_retry_once_and_snapshots_round_trip() -> None:
+    sm = MVCCStateMachine()
+    request = ClientRequest(client_id="c", seq=1, op=make_op("put", "k", {"value": b"v"}))
+    assert sm.apply(request) == sm.apply(request)
+    assert sm.store.revision == 2
+    copy = MVCCStateMachine()
+    copy.restore(sm.snapshot())
+    assert copy.digest() == sm.digest() and copy.apply(request)["revision"] == 2
+
+
+# ---------------------------------------------------------------------- the naive twin
+class Twin:
+    """A full copy of the store per revision: obviously right, hopelessly slow.  Leases
+    are a set of ids; a key's lease is in its key-value; revoking one deletes every key
+    whose current key-value names it."""
+
+    def __init__(self) -> None:
+        self.rev = 1
+        self.states: dict[int, dict[bytes, tuple[Any, ...]]] = {1: {}}
+        self.compacted = 0
+        self.leases: set[int] = set()
+
+    def put_leased(self, key: bytes, value: bytes, lease: int) -> bool:
+        if lease and lease not in self.leases:
+            return False
+        state = dict(self.states[self.rev])
+        old = state.get(key)
+        rev = self.rev + 1
+        state[key] = (key, old[1] if old else rev, rev, old[3] + 1 if old else 1, value, lease)
+        self._commit(state)
+        return True
+
+    def revoke(self, lease: int) -> bool:
+        if lease not in self.leases:
+            return False
+        self.leases.discard(lease)
+        state = self.states[self.rev]
+        gone = [k for k, kv in state.items() if kv[5] == lease]
+        if gone:
+            self._commit({k: v for k, v in state.items() if k not in gone})
+        return True
+
+    def _commit(self, state: dict[bytes, tuple[Any, ...]]) -> None:
+        self.rev += 1
+        self.states[self.rev] = state
+
+    def put(self, key: bytes, value: bytes) -> None:
+        state = dict(self.states[self.rev])
+        old = state.get(key)
+        rev = self.rev + 1
+        state[key] = (key, old[1] if old else rev, rev, old[3] + 1 if old else 1, value, 0)
+        self._commit(state)
+
+    def delete(self, start: bytes, end: bytes) -> None:
+        state = self.states[self.rev]
+        gone = [k for k in state if _in(k, start, end)]
+        if gone:
+            self._commit({k: v for k, v in state.items() if k not in gone})
+
+    def range(self, start: bytes, end: bytes, rev: int) -> Any:
+        if rev > self.rev:
+            return "future-revision"
+        if rev and rev < self.compacted:
+            return "compacted"
+        state = self.states[rev or self.rev]
+        return tuple(state[k] for k in sorted(state) if _in(k, start, end))
+
+    def compact(self, rev: int) -> Any:
+        if rev > self.rev:
+            return "future-revision"
+        if rev <= self.compacted:
+            return "compacted"
+        self.compacted = rev
+        return None
+
+
+def _in(key: bytes, start: bytes, end: bytes) -> bool:
+    if not end:
+        return key == start
+    return key >= start and (end == b"\0" or key < end)
+
+
+keys = st.sampled_from([b"a", b"b", b"ba", b"c"])
+ends = st.sampled_from([b"", b"", b"b", b"c", b"\0"])
+ops = st.one_of(
+    st.tuples(st.just("put"), keys, st.binary(max_size=3)),
+    st.tuples(st.just("delete"), keys, ends),
+    st.tuples(st.just("range"), keys, ends, st.integers(0, 30)),
+    st.tuples(st.just("compact"), st.integers(0, 30)),
+    st.tuples(st.just("cas"), keys, st.integers(0, 3), st.binary(max_size=3)),
+    st.tuples(st.just("snapshot")),
+    st.tuples(st.just("grant"), st.integers(1, 3)),
+    st.tuples(st.just("leased"), keys, st.binary(max_size=2), st.integers(0, 3)),
+    st.tuples(st.just("revoke"), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ops, max_size=60))
+def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) -> None:
+    s, twin = MVCCStore(), Twin()
+    for op in program:
+        name = op[0]
+        if name == "put":
+            assert run(s, "put", key=op[1], value=op[2])["revision"] == twin.rev + 1
+            twin.put(op[1], op[2])
+        elif name == "delete":
+            run(s, "delete_range", key=op[1], range_end=op[2])
+            twin.delete(op[1], op[2])
+        elif name == "range":
+            r = run(s, "range", key=op[1], range_end=op[2], revision=op[3])
+            want = twin.range(op[1], op[2], op[3])
+            assert r.get("error", r.get("kvs")) == want
+        elif name == "compact":
+            r = run(s, "compact", revision=op[1])
+            assert r.get("error") == twin.compact(op[1])
+        elif name == "cas":  # txn: compare the version, put on success
+            cur = twin.states[twin.rev].get(op[1])
+            r = run(
+                s,
+                "txn",
+                compare=[{"key": op[1], "target": VERSION, "result": EQUAL, "version": op[2]}],
+                success=[{"put": {"key": op[1], "value": op[3]}}],
+            )
+            assert r["succeeded"] == ((cur[3] if cur else 0) == op[2])
+            if r["succeeded"]:
+                twin.put(op[1], op[3])
+        elif name == "grant":
+            r = run(s, "lease_grant", id=op[1], ttl=5)
+            assert ("error" in r) == (op[1] in twin.leases)
+            twin.leases.add(op[1])
+        elif name == "leased":
+            r = run(s, "put", key=op[1], value=op[2], lease=op[3])
+            assert ("error" not in r) == twin.put_leased(op[1], op[2], op[3])
+        elif name == "revoke":
+            stamp = s.leases[op[1]].stamp if op[1] in s.leases else 0
+            if op[1] % 2:  # half expire (the lessor's way), half revoke
+                r = run(s, "lease_expire", id=op[1], stamp=stamp)
+                assert bool(r.get("expired")) == twin.revoke(op[1])
+            else:
+                r = run(s, "lease_revoke", id=op[1])
+                assert ("error" not in r) == twin.revoke(op[1])
+        else:
+            copy = MVCCStore()
+            copy.restore(s.snapshot())
+            assert copy.digest() == s.digest()
+            s = copy
+        assert s.revision == twin.rev
+        assert set(s.leases) == twin.leases
+        for lease_id, lease in s.leases.items():  # attached keys follow the key-values
+            live = twin.states[twin.rev]
+            assert lease.keys == {k for k, kv in live.items() if kv[5] == lease_id}
+    # every revision still readable agrees
+    for rev in range(max(twin.compacted, 1), twin.rev + 1):
+        assert run(s, "range", key=b"\0", range_end=b"\0", revision=rev)["kvs"] == twin.range(
+            b"\0", b"\0", rev
+        )
