@@ -46,7 +46,9 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "pbft": PbftChecker,
     }
     registry = CATALOG.registry()
-    assert registry.names() == sorted(expected)
+    assert registry.names() == sorted([*expected, "gossip"])
+    # Gossip has no per-step invariant: its monitor checks convergence at the end of a run.
+    assert registry.get("gossip").make_checker is None and registry.get("gossip").make_monitor is not None
     for name, checker in expected.items():
         make_checker = registry.get(name).make_checker
         assert make_checker is not None and isinstance(make_checker(frozenset()), checker)
@@ -105,7 +107,7 @@ def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, paxos-commit, pbft, raft"):
+    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, gossip, multipaxos, paxos-commit, pbft, raft"):
         CATALOG.protocol("zab")
 
 

@@ -48,11 +48,13 @@ from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.commit import paxos_commit_spec, three_pc_spec, two_pc_spec
+from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.services.etcd import etcd_service
+from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
 from consensuskit.services.txn import txn_service
@@ -247,6 +249,10 @@ def _generals_monitor(config: Any) -> Any:
     from consensuskit.check.byzantine import GeneralsMonitor
 
     return GeneralsMonitor(config)
+def _gossip_monitor(config: Any) -> Any:
+    from consensuskit.check.gossip import GossipMonitor
+
+    return GossipMonitor(config)
 
 
 def _paxos_checker(bugs: frozenset[str]) -> Any:
@@ -359,6 +365,15 @@ def builtin_catalog() -> Catalog:
             scenarios=_scenarios_for("commit", spec.name),
         )
     catalog.add_protocol(
+        gossip_spec(),
+        family="gossip",
+        readme="src/consensuskit/protocols/gossip/README.md",
+        checker_module="check/gossip.py",
+        monitor=_gossip_monitor,
+        scenarios=_scenarios_of("gossip"),
+    )
+    catalog.add_command("gossip", "consensuskit.cli_gossip:app")
+    catalog.add_protocol(
         swim_spec(),
         family="swim",
         readme="src/consensuskit/protocols/swim/README.md",
@@ -396,6 +411,7 @@ def builtin_catalog() -> Catalog:
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+    catalog.add_service(gossip_map_service())
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())

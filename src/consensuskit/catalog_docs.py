@@ -26,6 +26,7 @@ DOCUMENTS = (
     "src/consensuskit/protocols/raft/README.md",
     "src/consensuskit/protocols/paxos/README.md",
     "src/consensuskit/protocols/commit/README.md",
+    "src/consensuskit/protocols/gossip/README.md",
 )
 BLOCK = re.compile(
     r"(?P<open><!-- catalog:protocols(?: family=(?P<family>[\w-]+))? -->\n)"

@@ -50,6 +50,7 @@ EXPECTED = {
     "2pc": (),
     "3pc": (),
     "paxos-commit": (),
+    "gossip": (),
     "swim": (),  # a membership protocol: no leader, no log
     "pbft": (HAS_LEADER, REPLICATED_LOG),
 }
@@ -84,7 +85,7 @@ def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round", "incarnation", "view")
+        assert status.generation_name in ("term", "round", "incarnation", "counter", "view")
         has_log = REPLICATED_LOG in EXPECTED[protocol]
         if has_log:
             pos = node.log_position()
