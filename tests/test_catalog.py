@@ -16,6 +16,7 @@ from consensuskit.catalog import (
     default_registry,
 )
 from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
+from consensuskit.check.commit import CommitChecker
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.pbft import PbftChecker
@@ -41,11 +42,16 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "basic-paxos": PaxosChecker,
         "fast-paxos": PaxosChecker,
         "zab": ZabChecker,
+        "2pc": CommitChecker,
+        "3pc": CommitChecker,
+        "paxos-commit": CommitChecker,
         "swim": SwimChecker,
         "pbft": PbftChecker,
     }
     registry = CATALOG.registry()
-    assert registry.names() == sorted(expected)
+    assert registry.names() == sorted([*expected, "gossip"])
+    # Gossip has no per-step invariant: its monitor checks convergence at the end of a run.
+    assert registry.get("gossip").make_checker is None and registry.get("gossip").make_monitor is not None
     for name, checker in expected.items():
         make_checker = registry.get(name).make_checker
         assert make_checker is not None and isinstance(make_checker(frozenset()), checker)
@@ -110,8 +116,9 @@ def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    with pytest.raises(KeyError, match="basic-paxos, fast-paxos, multipaxos, pbft, raft, swim, zab"):
-        CATALOG.protocol("gossip")
+    valid = "basic-paxos, fast-paxos, gossip, multipaxos, paxos-commit, pbft, raft, swim, zab"
+    with pytest.raises(KeyError, match=valid):
+        CATALOG.protocol("chubby")
 
 
 def test_the_demo_runs_the_leader_protocols() -> None:

@@ -44,17 +44,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from consensuskit.core.registry import ProtocolSpec, Registry
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
+from consensuskit.protocols.commit import paxos_commit_spec, three_pc_spec, two_pc_spec
+from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
 from consensuskit.services.etcd import etcd_service
+from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
+from consensuskit.services.txn import txn_service
 
 if TYPE_CHECKING:
     from consensuskit.scenarios.base import Scenario
@@ -252,12 +256,39 @@ def _generals_monitor(config: Any) -> Any:
     from consensuskit.check.byzantine import GeneralsMonitor
 
     return GeneralsMonitor(config)
+def _gossip_monitor(config: Any) -> Any:
+    from consensuskit.check.gossip import GossipMonitor
+
+    return GossipMonitor(config)
 
 
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
     return PaxosChecker()
+
+
+def _commit_checker(protocol: str) -> CheckerFactory:
+    def make(bugs: frozenset[str]) -> Any:
+        from consensuskit.check.commit import CommitChecker
+
+        return CommitChecker(protocol, bugs)
+
+    return make
+
+
+def _commit_monitor(config: Any) -> Any:
+    from consensuskit.check.commit import CommitMonitor
+
+    return CommitMonitor(config)
+
+
+PARTICIPANTS_FLAG = ProtocolFlag(
+    name="participants",
+    kind=int,
+    default=0,
+    help="how many of the nodes are participants, each owning a key range (0: all)",
+)
 
 
 def _pbft_checker(bugs: frozenset[str]) -> Any:
@@ -276,6 +307,16 @@ def _pbft_monitor(config: Any) -> Any:
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
         return importlib.import_module(f"consensuskit.scenarios.{module}").SCENARIOS
+
+    return load
+
+
+def _scenarios_for(module: str, protocol: str) -> ScenarioLoader:
+    """A module's scenarios of one protocol (a family module holding several)."""
+
+    def load() -> Sequence[Scenario]:
+        scenarios = importlib.import_module(f"consensuskit.scenarios.{module}").SCENARIOS
+        return [s for s in scenarios if s.protocol == protocol]
 
     return load
 
@@ -319,6 +360,26 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("raft"),
         demo=True,
     )
+    commit_readme = "src/consensuskit/protocols/commit/README.md"
+    for spec in (two_pc_spec(), three_pc_spec(), paxos_commit_spec()):
+        catalog.add_protocol(
+            dataclasses.replace(spec, flags=(PARTICIPANTS_FLAG,)),
+            family="commit",
+            readme=commit_readme,
+            checker=_commit_checker(spec.name),
+            checker_module="check/commit.py",
+            monitor=_commit_monitor,
+            scenarios=_scenarios_for("commit", spec.name),
+        )
+    catalog.add_protocol(
+        gossip_spec(),
+        family="gossip",
+        readme="src/consensuskit/protocols/gossip/README.md",
+        checker_module="check/gossip.py",
+        monitor=_gossip_monitor,
+        scenarios=_scenarios_of("gossip"),
+    )
+    catalog.add_command("gossip", "consensuskit.cli_gossip:app")
     catalog.add_protocol(
         zab_spec(),
         family="zab",
@@ -365,8 +426,10 @@ def builtin_catalog() -> Catalog:
 def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
+    catalog.add_service(gossip_map_service())
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
+    catalog.add_service(txn_service())
 
 
 def generals_catalog() -> Catalog:

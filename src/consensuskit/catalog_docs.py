@@ -25,6 +25,8 @@ DOCUMENTS = (
     "docs/architecture.md",
     "src/consensuskit/protocols/raft/README.md",
     "src/consensuskit/protocols/paxos/README.md",
+    "src/consensuskit/protocols/commit/README.md",
+    "src/consensuskit/protocols/gossip/README.md",
 )
 BLOCK = re.compile(
     r"(?P<open><!-- catalog:protocols(?: family=(?P<family>[\w-]+))? -->\n)"

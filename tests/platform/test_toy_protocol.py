@@ -135,7 +135,7 @@ def test_cli_check_reads_a_history_with_the_services_model(plugged: None, tmp_pa
     history.write_text("".join(json.dumps(r) + "\n" for r in lines))
     out = runner.invoke(app, ["check", str(history), "--service", "counter"])
     assert out.exit_code == 1, out.output
-    out = runner.invoke(app, ["check", str(history), "--service", "nope"])
+    out = runner.invoke(app, ["check", str(history), "--service", "nope"], env={"COLUMNS": "200"})
     assert out.exit_code == 2 and "unknown service 'nope'; valid: counter, " in out.output
 
 

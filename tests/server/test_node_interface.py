@@ -46,6 +46,12 @@ EXPECTED = {
     "basic-paxos": (REPLICATED_LOG,),
     "fast-paxos": (REPLICATED_LOG,),
     "zab": (HAS_LEADER, REPLICATED_LOG),
+    # Atomic commit: no leader, no log; a NodeStatus only (in-doubt and blocked
+    # transactions in its details).
+    "2pc": (),
+    "3pc": (),
+    "paxos-commit": (),
+    "gossip": (),
     "swim": (),  # a membership protocol: no leader, no log
     "pbft": (HAS_LEADER, REPLICATED_LOG),
 }
@@ -81,7 +87,7 @@ def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round", "incarnation", "view", "epoch")
+        assert status.generation_name in ("term", "round", "incarnation", "counter", "view", "epoch")
         has_log = REPLICATED_LOG in EXPECTED[protocol]
         if has_log:
             pos = node.log_position()

@@ -77,7 +77,7 @@ def test_kv_service_is_the_catalogs_default_and_keeps_kv_ops():
     with pytest.raises(ValueError, match="unknown kv operation 'incr'"):
         kv.op("incr", "k")
     for name in reg.names():
-        expected = "kv" if reg.get(name).log else reg.get(name).default_service  # swim: its own
+        expected = "kv" if reg.get(name).log else reg.get(name).default_service  # gossip, swim: their own
         assert service_for(reg, reg.get(name)).name == expected
     assert resolve(kv.http).mount and resolve(kv.cli).registered_commands
 
@@ -111,7 +111,7 @@ def test_log_protocols_get_the_services_state_machine():
     for name in reg.names():
         spec = reg.get(name)
         if not spec.log:
-            continue  # brings its own service (swim: membership)
+            continue  # brings its own service (gossip: gossip-map; swim: membership)
         members = ["n1", "n2", "n3", "n4", "n5"]
         node = spec.build("n1", FakeEnv("n1"), members, dict(spec.default_options), TALLY)
         assert isinstance(node.sm, Sessioned)  # type: ignore[attr-defined]

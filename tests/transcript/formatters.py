@@ -91,7 +91,14 @@ LOG_FORMATTERS: dict[str, Callable[[Any, Any], Iterable[str]]] = {
 
 # Records a protocol makes that say nothing a transcript line does not already say
 # (Raft's and ZAB's "learned" repeat their "commit").
-HIDDEN_RECORDS: dict[str, tuple[str, ...]] = {"raft": ("learned",), "zab": ("learned",)}
+HIDDEN_RECORDS: dict[str, tuple[str, ...]] = {
+    "raft": ("learned",),
+    "zab": ("learned",),
+    # The commit protocols' "learned" repeats a participant's commit outcome.
+    "2pc": ("learned",),
+    "3pc": ("learned",),
+    "paxos-commit": ("learned",),
+}
 
 
 def format_log(protocol: str, node: Any, storage: Any) -> Iterable[str]:
