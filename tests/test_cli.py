@@ -108,7 +108,7 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--frobnicate"], "--nemesis"),
         (["frobnicate"], "scenario"),
         (["scenario", "run", "raft-election", "--heartbeats", "some"], "collapse"),
-        (["scenario", "list", "--protocol", "zab"], "multipaxos"),
+        (["scenario", "list", "--protocol", "viewstamped"], "multipaxos"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:0"], "local:N"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:many"], "local:N"),
     ],

@@ -204,7 +204,14 @@ def frames(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 
 async def send(target: Target, node: str, impersonate: str, when: str, chunks: list[bytes]) -> None:
     port = target.cluster.layout.node(node).peer_port
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for attempt in range(20):  # a loaded machine may refuse a connection for a moment
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except ConnectionRefusedError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
     try:
         if when == "after":
             await asyncio.wait_for(

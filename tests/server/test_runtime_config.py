@@ -128,7 +128,7 @@ def test_session_settings_from_the_file_and_flags(tmp_path):
         (lambda t: t.replace("fsync = false", 'fsync = "no"'), "fsync: expected true or false"),
         (lambda t: "inline_sync_bytes = -1\n" + t, "inline_sync_bytes: expected an integer >= 0, got -1"),
         (lambda t: "inline_sync_bytes = true\n" + t, "inline_sync_bytes: expected an integer >= 0"),
-        (lambda t: 'protocol = "zab"\n' + t, "protocol: unknown protocol 'zab'; valid: "),
+        (lambda t: 'protocol = "viewstamped"\n' + t, "protocol: unknown protocol 'viewstamped'; valid: "),
         (lambda t: t.replace('read_mode = "lease"', 'read_mode = "psychic"'), "options: unknown read mode"),
         (lambda t: 'members = ["n1", "n7"]\n' + t, "members: 'n7' is neither this node nor in [peers]"),
         (lambda t: t + '\n[tls]\ncert = "c.pem"\n', "tls: both cert and key are required"),
