@@ -128,14 +128,8 @@ class AuthGate:
         return self._key
 
     # ------------------------------------------------------------------ checks
-    async def authorize(self, request: web.Request, need: str, key: str, *, fresh: bool = True) -> None:
-        """Raise unless the request's user may ``need`` (read/write/readwrite) ``key``.
-        ``fresh=False`` (a stale read): judged by this node's state as it is, as the data."""
-        # A follower passes requests on to the leader, so it must judge them by auth state
-        # no older than the leader's: catch up first (a user just revoked, auth just
-        # enabled), as the leader would judge them.
-        if fresh:
-            await self.api.follower_barrier()
+    async def authorize(self, request: web.Request, need: str, key: str) -> None:
+        """Raise unless the request's user may ``need`` (read/write/readwrite) ``key``."""
         state = self.state
         if state is None or not state.enabled:
             return

@@ -203,8 +203,7 @@ class FastKVProtocol(asyncio.Protocol):
 
     def _parse(self, head: bytes) -> tuple[_Parsed | None, int]:
         """The request if the fast path serves it (else None), and its body length."""
-        if self._api.auth.enabled or self._api.follows_a_leader():
-            # aiohttp's path checks auth; a follower first catches up (follower_barrier).
+        if self._api.auth.enabled:
             return None, 0
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")

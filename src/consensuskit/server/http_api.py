@@ -56,7 +56,6 @@ from consensuskit.core.capabilities import (
 from consensuskit.core.client import (
     BUSY,
     CONSISTENCY_LEVELS,
-    LINEARIZABLE,
     NOT_LEADER,
     REMOVED,
     REQUEST_ID_REUSED,
@@ -64,7 +63,6 @@ from consensuskit.core.client import (
     STALE_SESSION,
     ClientRequest,
     ClientResponse,
-    Op,
 )
 from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.server import edge
@@ -94,9 +92,6 @@ _STATUS_CODES = {
 # A client that wants a follower's 421 (and the leader's URL) rather than a forwarded
 # answer says so; the fast path leaves such requests to this module.
 LEADER_ONLY_HEADER = "X-Leader-Only"
-# The key a follower's catch-up read names (follower_barrier): any key serves, this one
-# no client is likely to watch.
-BARRIER_KEY = "\x00consensuskit/barrier"
 
 
 def _truthy(value: str | None) -> bool:
@@ -268,35 +263,6 @@ class NodeApi:
         if not response.ok:
             raise self._rejection(response)
         return response
-
-    def follows_a_leader(self) -> bool:
-        """This node follows a leader it knows (requests here are passed on to it)."""
-        node = self.runtime.node
-        return isinstance(node, HasLeader) and not node.is_leader() and node.current_leader() is not None
-
-    async def follower_barrier(self) -> None:
-        """On a node that follows a leader, wait until it has applied everything the leader
-        had committed when this was called (a linearizable read's index, then the local
-        apply), so that what it checks locally (client auth) is as current as the
-        leader's.  Nothing on the leader or on a protocol without one."""
-        node = self.runtime.node
-        if not self.follows_a_leader() or not hasattr(node, "log_position"):
-            return
-        client_id, seq = self.read_id()
-        op = Op(kind="get", key=BARRIER_KEY)
-        barrier = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=LINEARIZABLE)
-        try:
-            response = await self.runtime.request(barrier, self.config.request_timeout)
-        except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
-            raise self.failure(exc, write=False) from None
-        if not response.ok:
-            raise self._rejection(response)
-        index = response.index or 0
-        caught_up = await self.runtime.wait_until(
-            lambda n: n.log_position().applied >= index, self.config.request_timeout
-        )
-        if not caught_up:
-            raise self.failure(RequestTimeout("the follower did not catch up with the leader"), write=False)
 
     def read_id(self) -> tuple[str, int]:
         """A fresh (client_id, seq) for a read: reads never touch sessions."""

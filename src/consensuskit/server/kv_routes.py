@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from consensuskit.core.client import STALE_OK, Op
+from consensuskit.core.client import Op
 from consensuskit.server import edge
 from consensuskit.server.http_api import (
     NOT_APPLIED,
@@ -82,7 +82,7 @@ class KVRoutes:
         query = _only_params(request, ("consistency",))
         key = self._key(request)
         consistency = _consistency(query)
-        await self.api.auth.authorize(request, "read", key, fresh=consistency != STALE_OK)
+        await self.api.auth.authorize(request, "read", key)
         response = await self.api.submit(request, Op(kind="get", key=key), consistency=consistency)
         result = response.result
         if not result.get("version"):
@@ -115,7 +115,7 @@ class KVRoutes:
         limit_text = query.get("limit")
         limit = edge.parse_int(limit_text, "limit") if limit_text is not None else None
         consistency = _consistency(query)
-        await self.api.auth.authorize(request, "read", prefix, fresh=consistency != STALE_OK)
+        await self.api.auth.authorize(request, "read", prefix)
         response = await self.api.submit(
             request, Op(kind="list", key=prefix, value=limit), consistency=consistency
         )
