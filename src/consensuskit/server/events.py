@@ -16,20 +16,25 @@ Rules this module owns:
   * a message is sampled on both ends by the same rule: one in ``sample_every`` by a
     CRC-32 of its encoding, which is also its ``mid``; so a page pairs a ``send`` with
     its ``deliver`` by ``(src, dst, mid)``, first in first out (a link is FIFO);
-  * a client request is sampled when ``seq % sample_every == 0``, its answer likewise;
+  * a client request is sampled when its ``seq % sample_every == 0``, its answer
+    likewise; a request's own ``seq`` (or a record field named so) is sent as ``cseq``;
   * nobody listening costs one ring append per ``env.record`` and nothing per message
     (the runtime's message tap is None);
   * a subscriber reads the ring from its own cursor; one that falls more than the ring
     behind gets a new snapshot and goes on from the newest event: memory stays bounded.
 
 The websocket (``GET /v1/events``; server/http_api.py checks the credentials):
-  * ``?since=SEQ&incarnation=ID`` asks for every event after SEQ of that incarnation;
-    when the ring still holds them they come first, with no snapshot; otherwise (no
-    ``since``, another incarnation, or SEQ older than the ring) the first message is
-    ``{"snapshot": {"node", "incarnation", "epoch", "seq", "pid", "protocol",
-    "status"}}``, where ``seq`` is the newest event it already covers;
+  * the first message is ``{"snapshot": {"node", "incarnation", "epoch", "t", "seq",
+    "resumed", "pid", "protocol", "status", "sent", "received", ...}}``: the node now,
+    and ``seq``, the event after which the stream goes on;
+  * without ``since`` the stream goes on from the newest event (``resumed`` false);
+    with ``?since=SEQ[&incarnation=ID]`` it goes on after SEQ when the ring still holds
+    every later event (``resumed`` true); for another incarnation (the process was
+    restarted) it goes on from its first event when the ring still holds it; otherwise
+    from the newest (``resumed`` false: the events in between are lost);
   * then ``{"records": [event, ...]}`` batches, in seq order, at most every
-    ``FLUSH_INTERVAL`` and at most ``BATCH`` events each;
+    ``FLUSH_INTERVAL`` and at most ``BATCH`` events each; a subscriber that falls a
+    ring behind gets another snapshot (``resumed`` false) and goes on from the newest;
   * the client sends nothing (a text message is ignored).
 """
 
@@ -293,16 +298,26 @@ class EventFeed:
             out["op"] = item[5]
         else:
             out = render(item)
+        if "seq" in out:  # a client request's own seq (or a record's): "seq" is the event's
+            out["cseq"] = out.pop("seq")
         out["node"] = self.node_id
         out["seq"] = seq
         return out
 
-    def start_at(self, since: int | None, incarnation: str | None) -> int | None:
-        """The cursor a new subscriber starts from when the ring can serve ``since`` of
-        ``incarnation``; None when it needs a snapshot first."""
-        if since is None or incarnation != self.incarnation or not self.ring.holds_after(since):
-            return None
-        return since
+    def start_at(self, since: int | None, incarnation: str | None) -> tuple[int, bool]:
+        """Where a new subscriber starts: ``(cursor, resumed)``; see the module rules."""
+        ring = self.ring
+        if since is None:
+            return ring.last, False
+        if incarnation is not None and incarnation != self.incarnation:
+            since = 0  # another run of the process: none of this run's events were seen
+        elif ring.holds_after(since):
+            return since, True
+        return (0, False) if ring.holds_after(0) else (ring.last, False)
+
+    def _snapshot_message(self, cursor: int, resumed: bool) -> str:
+        self.sample_status()  # the snapshot's status is an event too: none is missed
+        return dumps({"snapshot": {**self.snapshot(), "seq": cursor, "resumed": resumed}})
 
     async def serve(self, ws: web.WebSocketResponse, since: int | None, incarnation: str | None) -> None:
         """Stream to one subscriber until it goes away (see the module rules)."""
@@ -312,18 +327,14 @@ class EventFeed:
         self._listen(+1)
         reader = asyncio.get_running_loop().create_task(_read_until_closed(ws))
         try:
-            cursor = self.start_at(since, incarnation)
-            if cursor is None:
-                self.sample_status()  # the snapshot's status is an event too: none is missed
-                await ws.send_str(dumps({"snapshot": self.snapshot()}))
-                cursor = ring.last
+            cursor, resumed = self.start_at(since, incarnation)
+            await ws.send_str(self._snapshot_message(cursor, resumed))
             while not ws.closed and not reader.done():
                 batch = ring.after(cursor)
                 if batch is None:  # fell a ring behind: a snapshot instead of the lost events
                     self.lost += ring.first - cursor - 1
-                    self.sample_status()
-                    await ws.send_str(dumps({"snapshot": self.snapshot()}))
                     cursor = ring.last
+                    await ws.send_str(self._snapshot_message(cursor, False))
                     continue
                 if batch:
                     cursor = batch[-1][0]
