@@ -6,11 +6,14 @@ Rules this module owns:
   * a record keeps its node's ``seq``; ``t`` is rewritten to seconds since this source
     started (from the node's ``epoch``), so every node is on one clock; the node's own
     ``t`` stays as ``t_node``;
-  * records this source makes itself advance no ``seq`` (they carry the node's last one):
-    ``{"ev": "snapshot", ...}`` when a node's stream (re)starts anywhere but right after
-    the last record seen (the page sets the node's next expected ``seq`` to its
-    ``seq + 1``; ``status`` is the node's status then), and ``{"ev": "fault", "kind":
-    "down"}`` when a node's stream breaks (killed, paused past the heartbeat, stopped);
+  * records this source makes itself advance no ``seq``: ``{"ev": "snapshot", ...}``
+    when a node's stream (re)starts anywhere but right after the last record seen
+    carries the ``seq`` the stream goes on after (the page expects ``seq + 1`` next;
+    ``status`` is the node's status then); ``{"ev": "fault", ...}`` records carry no
+    ``seq``: ``"kind": "down"`` when a node's stream breaks (killed, paused past the
+    websocket heartbeat, stopped), and one per action done (``crash`` for a kill,
+    ``restart``, ``pause``, ``resume``, ``partition`` with ``groups``, ``heal``), so
+    the faults are on the timeline;
   * a record whose ``seq`` is not the last + 1 is a gap: it is not passed on; the stream
     is reopened with ``since`` = the last seq seen, so the node replays what is missing
     from its ring, or says with a snapshot that it cannot (``gaps`` counts them);
@@ -47,6 +50,15 @@ RETRY = 0.25  # seconds between two attempts to reopen a node's stream
 CONNECT_TIMEOUT = 2.0
 ACTION_TIMEOUT = 10.0
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# The fault record each action leaves on the timeline (the simulator's kinds: sim/nemesis.py).
+FAULT_KINDS = {
+    "kill": "crash",
+    "restart": "restart",
+    "pause": "pause",
+    "resume": "resume",
+    "partition": "partition",
+    "heal": "heal",
+}
 
 
 class NodeControl(Protocol):
@@ -254,7 +266,6 @@ class LiveCluster:
                     "kind": "down",
                     "node": node,
                     "reason": reason[:200],
-                    "seq": self.last.get(node, 0),
                 }
             )
 
@@ -326,6 +337,7 @@ class LiveCluster:
         name = action["action"]
         try:
             detail = await asyncio.wait_for(self._act(name, action), ACTION_TIMEOUT + 5.0)
+            self._mark(name, action)
         except ActionRefused as exc:
             return {"ok": False, "detail": str(exc)}
         except NotFound:
@@ -337,6 +349,18 @@ class LiveCluster:
         except Exception as exc:  # an action must answer, whatever broke
             return {"ok": False, "detail": f"{name} failed: {type(exc).__name__}: {exc}"}
         return {"ok": True, "detail": detail}
+
+    def _mark(self, name: str, action: dict[str, Any]) -> None:
+        """A fault record for an action done (see the module rules)."""
+        fault = FAULT_KINDS.get(name)
+        if fault is None:
+            return
+        record: dict[str, Any] = {"t": round(time.time() - self.origin, 6), "ev": "fault", "kind": fault}
+        if "node" in action:
+            record["node"] = action["node"]
+        if name == "partition":
+            record["groups"] = " | ".join(",".join(g) for g in action["groups"])
+        self._emit(record)
 
     async def _act(self, name: str, action: dict[str, Any]) -> str:
         if name in ("kill", "restart", "pause", "resume"):
@@ -425,21 +449,26 @@ class LiveCluster:
 def discover(
     endpoints: Sequence[str], admin_token: str | None, timeout: float = 2.0
 ) -> tuple[dict[str, str], str | None]:
-    """(node id -> client URL, protocol): each endpoint's ``/v1/status`` names its node
-    and protocol; an endpoint that does not answer keeps its URL as its id."""
+    """(node id -> client URL, protocol): each endpoint's ``/v1/status`` names its node,
+    its protocol and its peers' client URLs; an endpoint no answer names keeps its URL
+    as its id."""
     from consensuskit.client import Client
 
     urls: dict[str, str] = {}
+    known: dict[str, str] = {}  # client URL -> node id, as the answers name them
     protocol: str | None = None
     with Client(list(endpoints), timeout=timeout, deadline=timeout, admin_token=admin_token) as client:
         statuses = client.cluster_status()
     for url, status in statuses.items():
         if isinstance(status, dict) and isinstance(status.get("id"), str):
-            urls[status["id"]] = url
+            known[url.rstrip("/")] = status["id"]
             protocol = protocol or status.get("protocol")
+            for peer, info in (status.get("peers") or {}).items():
+                if isinstance(info, dict) and isinstance(info.get("client_url"), str):
+                    known.setdefault(info["client_url"].rstrip("/"), str(peer))
     for url in endpoints:
-        if url not in urls.values():
-            urls[url] = url
+        node = known.get(url.rstrip("/"), url)
+        urls[node] = url
     return dict(sorted(urls.items())), protocol
 
 
