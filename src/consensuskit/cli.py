@@ -944,6 +944,12 @@ def up_cmd(
             "(default just above the peer ports).",
         ),
     ] = None,
+    view: Annotated[
+        bool, typer.Option("--view", help="Serve the browser view of the live cluster (fault hooks on).")
+    ] = False,
+    view_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of --view's page (0: any free one).")
+    ] = 7070,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
     A protocol's own flags (e.g. zab's --observers) follow the generic options.
@@ -980,6 +986,8 @@ def up_cmd(
             service=service,
             node_options=node_options,
             listen_base=listen_base or None,
+            view=view,
+            view_port=view_port,
         )
     )
 

@@ -36,6 +36,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
@@ -488,4 +489,100 @@ def make_live_source(
     return LiveCluster(urls, admin_token, control=control, protocol=protocol)
 
 
-__all__ = ["ActionRefused", "ClusterControl", "LiveCluster", "NodeControl", "PidControl", "make_live_source"]
+# ---------------------------------------------------------------------- up --view
+def live_meta(source: LiveCluster, title: str = "") -> dict[str, Any]:
+    """The page's meta for a live source (view/app.py): its protocol's catalog view."""
+    from consensuskit.view.summaries import catalog_views
+
+    views = catalog_views()
+    name = source.protocol if source.protocol in views else None
+    return {
+        "protocol": name or "",
+        "nodes": list(source.node_ids),
+        "view": views[name].to_json() if name is not None else {},
+        "title": title or "live cluster",
+    }
+
+
+class ClusterView:
+    """``consensuskit up --view``: the view of ``cluster`` (a ``LocalCluster``), served
+    from a thread of its own (``up`` keeps its main thread for the status table and
+    its signals); the actions act on ``up``'s own processes (``ClusterControl``)."""
+
+    def __init__(self, cluster: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.cluster = cluster
+        self.host = host
+        self.port = port
+        self.url: str | None = None
+        self.source: LiveCluster | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Serve the page; returns its URL.  Raises OSError (say, the port is taken)."""
+        self._thread = threading.Thread(target=self._run, name="consensuskit-view", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise OSError(f"the view did not start within {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        assert self.url is not None
+        return self.url
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # the caller hears of it through start()
+            self._error = exc if isinstance(exc, OSError) else OSError(f"the view failed: {exc}")
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        from consensuskit.view.app import make_app
+
+        layout = self.cluster.layout
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        urls = {spec.node_id: spec.client_url for spec in layout.nodes}
+        self.source = source = LiveCluster(
+            urls, layout.admin_token, control=ClusterControl(self.cluster), protocol=layout.protocol
+        )
+        runner = web.AppRunner(make_app(live_meta(source), source=source), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            port = self.port
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                port = server.sockets[0].getsockname()[1]
+            shown = f"[{self.host}]" if ":" in self.host else self.host
+            self.url = f"http://{shown}:{port}/"
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()  # the app's cleanup closes the source
+
+
+__all__ = [
+    "ActionRefused",
+    "ClusterControl",
+    "ClusterView",
+    "LiveCluster",
+    "NodeControl",
+    "PidControl",
+    "live_meta",
+    "make_live_source",
+]
