@@ -78,7 +78,10 @@ def test_the_fake_source_keeps_to_the_contract():
 
 
 def test_live_sends_history_then_records_and_answers_actions():
-    records = [{"t": i / 10, "ev": "rec", "kind": "role", "role": "follower", "node": "n1", "seq": i} for i in range(1, 6)]
+    records = [
+        {"t": i / 10, "ev": "rec", "kind": "role", "role": "follower", "node": "n1", "seq": i}
+        for i in range(1, 6)
+    ]
     source = FakeSource(records)
 
     async def go():

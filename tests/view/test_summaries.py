@@ -44,19 +44,23 @@ def test_a_trace_matching_no_view_draws_generically():
 
 
 def test_an_unknown_protocol_is_refused_naming_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown protocol 'nope'; valid: .*raft"):
+    with pytest.raises(ValueError, match=r"unknown protocol 'nope'; valid: .*raft"):
         view_meta([], protocol="nope")
 
 
 def test_votes_and_rumours_match_the_real_summaries(traces):
     views = {e.name: e.spec.view for e in default_catalog().protocols()}
     votes = python_pattern(views["2pc"].vote_pattern)
-    summaries = [r["msg"] for r in read_records(traces["2pc"]) if r["ev"] == "deliver" and r["type"] == "Vote"]
+    summaries = [
+        r["msg"] for r in read_records(traces["2pc"]) if r["ev"] == "deliver" and r["type"] == "Vote"
+    ]
     matched = [votes.match(s) for s in summaries]
     assert summaries and all(matched)
     assert {m["vote"] for m in matched} <= set(views["2pc"].yes_votes) | {"no"}
     rumours = python_pattern(views["gossip"].rumour_pattern)
-    carried = [r["msg"] for r in read_records(traces["gossip"]) if r["ev"] == "deliver" and r["type"] == "Rumor"]
+    carried = [
+        r["msg"] for r in read_records(traces["gossip"]) if r["ev"] == "deliver" and r["type"] == "Rumor"
+    ]
     assert carried and all(rumours.findall(s) for s in carried)
     assert rumours.findall("Rumor [k0@10.n4 k1@12.n4]") == ["k0@10.n4", "k1@12.n4"]
 

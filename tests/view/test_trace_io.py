@@ -14,7 +14,9 @@ def write(tmp_path, lines):
 
 
 def test_loads_records_and_skips_blank_lines(tmp_path):
-    path = write(tmp_path, ['{"t": 0, "ev": "start", "node": "n1"}', "", '{"t": 0.5, "ev": "phase", "name": "x"}'])
+    path = write(
+        tmp_path, ['{"t": 0, "ev": "start", "node": "n1"}', "", '{"t": 0.5, "ev": "phase", "name": "x"}']
+    )
     assert [r["ev"] for r in load_trace(path)] == ["start", "phase"]
 
 
@@ -23,7 +25,7 @@ def test_loads_records_and_skips_blank_lines(tmp_path):
     [
         (['{"t": 0, "ev": "start"}', "{not json"], r"t.jsonl:2: not JSON"),
         (['{"t": 0}'], r"t.jsonl:1: a trace record is an object with an 'ev' string"),
-        (['[1, 2]'], r"t.jsonl:1: a trace record is an object"),
+        (["[1, 2]"], r"t.jsonl:1: a trace record is an object"),
         (['{"t": "soon", "ev": "x"}'], r"t.jsonl:1: a trace record has a numeric 't'"),
     ],
 )

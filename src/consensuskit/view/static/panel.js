@@ -63,7 +63,7 @@ export function renderCluster(root, meta, state) {
     box.dataset.node = id;
     if (!n.up) box.classList.add("down");
     if (n.paused) box.classList.add("paused");
-    if (leaders.has(n.role)) box.classList.add("leader");
+    if (n.up && leaders.has(n.role)) box.classList.add("leader");
     const head = el("div", "head");
     head.appendChild(el("b", "", id));
     head.appendChild(el("span", "role", n.up ? (n.paused ? `${n.role || "?"} (paused)` : n.role || "?") : "down"));
