@@ -334,7 +334,9 @@ def _scenarios_for(module: str, protocol: str) -> ScenarioLoader:
 # names are the classes' names as the trace writes them ("type").
 _PAXOS_PHASES = (
     ViewPhase(name="phase 1 (prepare)", messages=("Prepare", "Promise", "Nack"), colour="#d97706"),
-    ViewPhase(name="phase 2 (accept)", messages=("Accept", "Accepted", "AcceptAny", "Propose"), colour="#2563eb"),
+    ViewPhase(
+        name="phase 2 (accept)", messages=("Accept", "Accepted", "AcceptAny", "Propose"), colour="#2563eb"
+    ),
     ViewPhase(name="learn", messages=("Chosen", "Learn", "CatchUp"), colour="#059669"),
 )
 _COMMIT_VOTES = ViewPhase(name="vote", messages=("Prepare", "Vote"), colour="#d97706")
@@ -350,9 +352,17 @@ VIEWS: dict[str, ViewSpec] = {
         entry="entry",
         panel="log",
         phases=(
-            ViewPhase(name="election", messages=("RequestVote", "RequestVoteResponse", "TimeoutNow"), colour="#d97706"),
-            ViewPhase(name="replication", messages=("AppendEntries", "AppendEntriesResponse"), colour="#2563eb"),
-            ViewPhase(name="snapshot", messages=("InstallSnapshot", "InstallSnapshotResponse"), colour="#7c3aed"),
+            ViewPhase(
+                name="election",
+                messages=("RequestVote", "RequestVoteResponse", "TimeoutNow"),
+                colour="#d97706",
+            ),
+            ViewPhase(
+                name="replication", messages=("AppendEntries", "AppendEntriesResponse"), colour="#2563eb"
+            ),
+            ViewPhase(
+                name="snapshot", messages=("InstallSnapshot", "InstallSnapshotResponse"), colour="#7c3aed"
+            ),
         ),
     ),
     "multipaxos": ViewSpec(
@@ -405,7 +415,9 @@ VIEWS: dict[str, ViewSpec] = {
             ViewPhase(name="prepare", messages=("Prepare",), colour="#2563eb"),
             ViewPhase(name="commit", messages=("Commit",), colour="#059669"),
             ViewPhase(name="view change", messages=("ViewChange", "NewView"), colour="#dc2626"),
-            ViewPhase(name="checkpoint", messages=("Checkpoint", "FetchState", "StateReply"), colour="#7c3aed"),
+            ViewPhase(
+                name="checkpoint", messages=("Checkpoint", "FetchState", "StateReply"), colour="#7c3aed"
+            ),
         ),
     ),
     "2pc": ViewSpec(

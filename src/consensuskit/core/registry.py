@@ -165,7 +165,9 @@ class ViewSpec:
             "heartbeats": list(self.heartbeats),
             "entry": self.entry,
             "panel": self.panel,
-            "phases": [{"name": p.name, "messages": list(p.messages), "colour": p.colour} for p in self.phases],
+            "phases": [
+                {"name": p.name, "messages": list(p.messages), "colour": p.colour} for p in self.phases
+            ],
             "rumours": list(self.rumours),
             "rumour_pattern": self.rumour_pattern,
             "vote_pattern": self.vote_pattern,

@@ -76,7 +76,9 @@ class LiveHub:
             batch, self.pending = self.pending, []
             records = [r for r in batch if "ev" in r or "snapshot" not in r]
             self.history.extend(records)
-            messages = [json.dumps({"snapshot": r["snapshot"]}) for r in batch if "ev" not in r and "snapshot" in r]
+            messages = [
+                json.dumps({"snapshot": r["snapshot"]}) for r in batch if "ev" not in r and "snapshot" in r
+            ]
             if records:
                 messages.append(json.dumps({"records": records}, default=str))
             for ws in list(self.pages):

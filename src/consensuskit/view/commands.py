@@ -46,15 +46,19 @@ def serve_records(
 
 def view_command(
     trace: Annotated[
-        str | None, typer.Argument(metavar="TRACE", help="A JSON-lines trace (sim --trace, scenario run --trace).")
+        str | None,
+        typer.Argument(metavar="TRACE", help="A JSON-lines trace (sim --trace, scenario run --trace)."),
     ] = None,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free one).")] = DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free one).")
+    ] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     html: Annotated[
         str | None, typer.Option("--html", metavar="FILE", help="Write one self-contained HTML page instead.")
     ] = None,
     shiviz: Annotated[
-        str | None, typer.Option("--shiviz", metavar="FILE", help="Write the trace in ShiViz's log format instead.")
+        str | None,
+        typer.Option("--shiviz", metavar="FILE", help="Write the trace in ShiViz's log format instead."),
     ] = None,
     protocol: Annotated[
         str | None, typer.Option(help="The trace's protocol (default: guessed from its messages).")
@@ -101,7 +105,9 @@ def view_command(
     serve(make_app(meta, records=records), host, port)
 
 
-def _live(endpoints: str, token_file: str | None, protocol: str | None, title: str, host: str, port: int) -> None:
+def _live(
+    endpoints: str, token_file: str | None, protocol: str | None, title: str, host: str, port: int
+) -> None:
     try:
         from consensuskit.view.live import make_live_source
     except ImportError:

@@ -58,7 +58,7 @@ export function drawDiagram(canvas, model, opts) {
     }
     ctx.strokeStyle = "#94a3b8"; ctx.lineWidth = 1.5;
     ctx.beginPath(); ctx.moveTo(LEFT, yy); ctx.lineTo(Math.min(x(now), w - 8), yy); ctx.stroke();
-    for (const [kind, a, b] of model.outages[i]) {
+    for (const [a, b, kind] of model.outages[i]) {
       const e = b === null ? now : Math.min(b, now);
       if (e < t0 || a > now) continue;
       ctx.fillStyle = kind === "down" ? "rgba(15,23,42,0.55)" : "rgba(234,179,8,0.45)";

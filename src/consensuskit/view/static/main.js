@@ -26,7 +26,7 @@ function defaultSpan(model) {
   const n = model.t.length;
   if (!n) return 1;
   const total = model.t[n - 1] - model.t[0];
-  return Math.min(2, Math.max(0.05, total / 12));
+  return Math.min(1, Math.max(0.02, total / 40));
 }
 
 function render() {

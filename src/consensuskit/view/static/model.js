@@ -19,7 +19,7 @@ export function createModel(meta) {
     records: [], t: [],
     msgs: [], long: [], pending: new Map(),
     faults: [], violations: [],
-    outages: meta.nodes.map(() => []), // [kind, t0, t1|null] per lane
+    outages: meta.nodes.map(() => []), // [t0, t1|null, kind] per lane
     leads: meta.nodes.map(() => []), // [t0, t1|null, gen] per lane
     state: emptyState(meta), checkpoints: [],
     maxLen: 0,
@@ -81,8 +81,8 @@ export function addRecord(model, r) {
     const i = lane(model, r.node);
     model.faults.push({ idx, t, kind: String(r.kind), lane: i, text: faultText(r) });
     if (i >= 0) {
-      if (r.kind === "crash" || r.kind === "down") { model.outages[i].push(["down", t, null]); closeOpen(model.leads[i], t); }
-      else if (r.kind === "pause") model.outages[i].push(["paused", t, null]);
+      if (r.kind === "crash" || r.kind === "down") { model.outages[i].push([t, null, "down"]); closeOpen(model.leads[i], t); }
+      else if (r.kind === "pause") model.outages[i].push([t, null, "paused"]);
       else if (r.kind === "restart" || r.kind === "resume") closeOpen(model.outages[i], t);
     }
   } else if (ev === "start" || ev === "snapshot") {

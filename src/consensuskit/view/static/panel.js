@@ -5,7 +5,7 @@
 // recent transactions' votes and decisions.  Text only through textContent.
 
 const GEN_COLOURS = ["#93c5fd", "#fca5a5", "#86efac", "#fde68a", "#c4b5fd", "#f9a8d4", "#a5f3fc", "#fdba74"];
-const SHOWN_ENTRIES = 24;
+const SHOWN_ENTRIES = 20;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -23,8 +23,8 @@ export function genColour(gen) {
 
 function logStrip(n, entryName) {
   const strip = el("div", "log");
-  strip.title = `${entryName}s learned, coloured by ${"generation"}`;
-  const last = n.applied;
+  strip.title = `the last ${SHOWN_ENTRIES} ${entryName}s known committed, coloured by the generation that learned them`;
+  const last = n.commit;
   const first = Math.max(1, last - SHOWN_ENTRIES + 1);
   const cells = [];
   for (let i = first; i <= last; i++) cells.push(i);
@@ -39,7 +39,7 @@ function logStrip(n, entryName) {
     c.title = `${entryName} ${i}`;
     strip.appendChild(c);
   }
-  if (!cells.length) strip.appendChild(el("span", "empty", `no ${entryName}s yet`));
+  if (!cells.length) strip.appendChild(el("span", "empty", `no committed ${entryName} yet`));
   return strip;
 }
 
@@ -63,7 +63,7 @@ export function renderCluster(root, meta, state) {
     box.dataset.node = id;
     if (!n.up) box.classList.add("down");
     if (n.paused) box.classList.add("paused");
-    if (leaders.has(n.role)) box.classList.add("leader");
+    if (n.up && leaders.has(n.role)) box.classList.add("leader");
     const head = el("div", "head");
     head.appendChild(el("b", "", id));
     head.appendChild(el("span", "role", n.up ? (n.paused ? `${n.role || "?"} (paused)` : n.role || "?") : "down"));
@@ -71,7 +71,8 @@ export function renderCluster(root, meta, state) {
     const facts = [];
     if (view.generation) facts.push(`${genName} ${n.gen || "-"}`);
     if (n.leader) facts.push(`leader ${n.leader}`);
-    if (view.panel === "log") facts.push(`commit ${n.commit}`, `applied ${n.applied}`);
+    if (view.panel === "log") facts.push(`commit ${n.commit}`);
+    if (n.applied) facts.push(`applied ${n.applied}`);
     if (facts.length) box.appendChild(el("div", "facts", facts.join(" · ")));
     if (view.panel === "log") box.appendChild(logStrip(n, view.entry || "entry"));
     if (view.panel === "members") {

@@ -50,7 +50,7 @@ function learn(n, first, last, gen) {
     runs.push([first, last, gen]);
     if (runs.length > MAX_RUNS) runs.splice(0, runs.length - MAX_RUNS);
   }
-  n.applied = Math.max(n.applied, last);
+  n.commit = Math.max(n.commit, last);
 }
 
 function txnOf(state, id) {
@@ -76,7 +76,9 @@ function applyRec(state, r, cv) {
       break;
     }
     case "commit":
-      if (typeof r.index === "number") n.commit = Math.max(n.commit, r.index);
+      // A commit index moving on learns every entry up to it (RaftScope's colours: the
+      // generation the node was in when it learned them).
+      if (typeof r.index === "number" && r.index > n.commit) learn(n, n.commit + 1, r.index, n.gen);
       break;
     case "learned":
       if (typeof r.slot === "number") {
@@ -85,7 +87,8 @@ function applyRec(state, r, cv) {
       }
       break;
     case "snapshot": case "restore":
-      if (typeof r.index === "number") n.applied = Math.max(n.applied, r.index);
+      // Entries taken from a snapshot: known committed, their generation unknown here.
+      if (typeof r.index === "number") n.commit = Math.max(n.commit, r.index);
       break;
     case "member":
       if (typeof r.member === "string") n.members[r.member] = `${r.state}/${r.incarnation ?? 0}`;
