@@ -228,3 +228,14 @@ async def test_nobody_listening_taps_no_message_and_a_listener_turns_the_tap_on_
                 break
             await asyncio.sleep(0.02)
         assert server.runtime.events_tap is None and server.events.listeners == 0
+
+
+@async_test
+async def test_events_ring_0_keeps_no_feed(tmp_path):
+    async with Cluster(tmp_path, ["n1"], transport="loopback", events_ring=0) as c:
+        await c.wait_leader()
+        server = c.servers["n1"]
+        assert server.events is None and server.runtime.events is None
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        status, body, _ = await c.call("GET", "n1", "/v1/events", headers=auth)
+        assert status == 404 and body["message"] == "this node keeps no event feed"

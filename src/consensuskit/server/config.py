@@ -172,8 +172,8 @@ class ServerConfig:
     session_ttl: float = DEFAULT_SESSION_TTL  # seconds; 0: sessions never expire (no clock commands)
     max_sessions: int = DEFAULT_MAX_SESSIONS
     enable_fault_injection: bool = False
-    # The event feed (server/events.py, ``GET /v1/events``): events kept per node, and
-    # one message in ``events_sample`` streamed while someone listens.
+    # The event feed (server/events.py, ``GET /v1/events``): events kept per node (0: no
+    # feed), and one message in ``events_sample`` streamed while someone listens.
     events_ring: int = DEFAULT_EVENTS_RING
     events_sample: int = 1
     log_level: str = "info"
@@ -377,7 +377,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         session_ttl=_non_negative_float(raw, "session_ttl", DEFAULT_SESSION_TTL),
         max_sessions=_positive_int(raw, "max_sessions", DEFAULT_MAX_SESSIONS),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
-        events_ring=_positive_int(raw, "events_ring", DEFAULT_EVENTS_RING),
+        events_ring=_non_negative_int(raw, "events_ring", DEFAULT_EVENTS_RING),
         events_sample=_positive_int(raw, "events_sample", 1),
         log_level=_log_level(raw.get("log_level", "info")),
         auth=auth,

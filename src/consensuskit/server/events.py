@@ -159,14 +159,15 @@ class EventFeed:
 
     # ------------------------------------------------------------------ events in
     def now(self) -> float:
-        return round(self._clock() - self._t0, 6)
+        """Seconds since the feed started (rounded when rendered: not on the hot path)."""
+        return self._clock() - self._t0
 
     def _add(self, body: tuple[Any, ...]) -> None:
         self.ring.append((self.now(), *body))
 
     def rec(self, kind: str, fields: dict[str, Any]) -> None:
-        """The protocol's ``env.record(kind, **fields)``."""
-        self.ring.append((self.now(), "rec", self.node_id, kind, fields))
+        """The protocol's ``env.record(kind, **fields)``: the one cost with nobody listening."""
+        self.ring.append((self._clock() - self._t0, "rec", self.node_id, kind, fields))
 
     def fault(self, kind: str, **args: Any) -> None:
         """A fault this node applied (e.g. ``block`` from ``/v1/debug/faults``)."""
@@ -229,7 +230,7 @@ class EventFeed:
             "node": self.node_id,
             "incarnation": self.incarnation,
             "epoch": self.epoch,
-            "t": self.now(),
+            "t": round(self.now(), 6),
             "seq": self.ring.last,
             "pid": os.getpid(),
             "protocol": self.protocol,
@@ -287,7 +288,9 @@ class EventFeed:
 
     def render(self, seq: int, item: tuple[Any, ...]) -> dict[str, Any]:
         """One ring item as the event dict the websocket sends."""
-        t, ev = item[0], item[1]
+        ev = item[1]
+        item = (round(item[0], 6), *item[1:])
+        t = item[0]
         if ev in ("status", "beats"):
             out: dict[str, Any] = {"t": t, "ev": ev, "node": item[2], **item[3]}
         elif ev in ("send", "deliver"):

@@ -123,16 +123,16 @@ class NodeServer:
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)
             raise ConfigError(f"protocol: {cfg.protocol}: {exc}") from None
-        # Before the node starts: its first records are events too.
-        self.events = EventFeed(
-            cfg.node_id,
-            self.runtime,
-            capacity=cfg.events_ring,
-            sample_every=cfg.events_sample,
-            heartbeats=heartbeat_types(spec),
-            protocol=cfg.protocol,
-        )
-        self.runtime.events = self.events
+        if cfg.events_ring > 0:  # before the node starts: its first records are events too
+            self.events = EventFeed(
+                cfg.node_id,
+                self.runtime,
+                capacity=cfg.events_ring,
+                sample_every=cfg.events_sample,
+                heartbeats=heartbeat_types(spec),
+                protocol=cfg.protocol,
+            )
+            self.runtime.events = self.events
         problems = status_problems(self.runtime.node)
         if problems:  # a node without node_status(): nothing to serve /v1/status from
             _close(storage)
