@@ -820,6 +820,12 @@ def server_cmd(
     enable_fault_injection: Annotated[
         bool | None, typer.Option("--enable-fault-injection", help="TEST ONLY: POST /v1/debug/faults.")
     ] = None,
+    events_ring: Annotated[
+        int | None, typer.Option(help="Events kept for GET /v1/events (default 10000; 0: no feed).")
+    ] = None,
+    events_sample: Annotated[
+        int | None, typer.Option(help="One message in N streamed to /v1/events listeners (default 1).")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Protocol option KEY=VALUE (JSON value).")
     ] = None,
@@ -888,6 +894,8 @@ def server_cmd(
             max_sessions=max_sessions,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
+            events_ring=events_ring,
+            events_sample=events_sample,
             cluster_id=cluster_id,
             bootstrap=bootstrap or None,
             rejoin=rejoin or None,
