@@ -275,3 +275,55 @@ def test_pid_control_signals_the_pid_a_local_node_reports() -> None:
 
     answer = asyncio.run(run())
     assert answer == {"ok": False, "detail": f"n1 (pid {2**22 + 12345}) is not running"}
+
+
+def test_up_view_serves_the_live_page_with_the_fault_hooks_on(tmp_path: Path) -> None:
+    """``consensuskit up --view`` (up_command in its own process, as the CLI runs it)."""
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    base = free_base_port(6)
+    code = (
+        "import json, sys; from consensuskit.server.commands import up_command; "
+        "sys.exit(up_command(**json.loads(sys.argv[1])))"
+    )
+    args = {"data_dir": str(tmp_path / "data"), "nodes": 3, "base_port": base, "view": True, "view_port": 0}
+    up = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        lines: list[str] = []
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not any(line.startswith("view: ") for line in lines):
+            line = up.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        found = re.search(r"^view: (http://127\.0\.0\.1:\d+/)", "".join(lines), re.M)
+        assert found, "".join(lines)
+        with urllib.request.urlopen(found.group(1) + "view.json", timeout=10) as response:
+            meta = json.loads(response.read())["meta"]
+        assert meta["live"] is True and meta["protocol"] == "raft" and meta["nodes"] == ["n1", "n2", "n3"]
+        token = (tmp_path / "data" / "admin.token").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{base}/v1/debug/faults",
+            data=b'{"block": []}',
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200  # --view turned the fault hooks on
+        up.send_signal(signal.SIGTERM)
+        out, _ = up.communicate(timeout=30)
+        assert up.returncode == 0 and "all nodes stopped" in out, out
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
