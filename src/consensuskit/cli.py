@@ -236,6 +236,16 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
+def _heartbeat_types(protocol: str) -> frozenset[str]:
+    """The protocol's background liveness messages (the catalog's view of it), which the
+    timeline collapses; Raft's for a name the catalog does not know (a family)."""
+    from consensuskit.view.summaries import catalog_views
+    from consensuskit.viz.timeline import HEARTBEAT_TYPES
+
+    view = catalog_views().get(protocol)
+    return frozenset(view.heartbeats) if view is not None else HEARTBEAT_TYPES
+
+
 def _timeline_width(console: Console) -> int | None:
     # Cut rows to the terminal; a pipe or file gets them whole.
     return console.width if console.is_terminal else None
@@ -312,7 +322,9 @@ def run_one_scenario(
     if timeline and run.sim is not None:
         node_ids = list(run.sim.node_ids)
         console.print(
-            timeline_text(records, node_ids, _timeline_width(console), heartbeats),  # type: ignore[arg-type]
+            timeline_text(  # type: ignore[arg-type]
+                records, node_ids, _timeline_width(console), heartbeats, _heartbeat_types(scenario.protocol)
+            ),
             soft_wrap=True,
         )
     for e in run.expectations:
@@ -420,7 +432,13 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
         if v.trace_tail:
             console.print("[bold]trace before the violation:[/]")
             console.print(
-                timeline_text(v.trace_tail, list(result.node_ids), _timeline_width(console), tail_heartbeats),  # type: ignore[arg-type]
+                timeline_text(  # type: ignore[arg-type]
+                    v.trace_tail,
+                    list(result.node_ids),
+                    _timeline_width(console),
+                    tail_heartbeats,
+                    _heartbeat_types(result.protocol),
+                ),
                 soft_wrap=True,
             )
     if result.linearizable is False:
@@ -505,7 +523,12 @@ def sim_cmd(
             console = _console()
             console.print("[bold]trace before the crash:[/]")
             console.print(
-                timeline_text(sim.trace.tail(40), list(config.node_ids), _timeline_width(console)),
+                timeline_text(
+                    sim.trace.tail(40),
+                    list(config.node_ids),
+                    _timeline_width(console),
+                    heartbeat_types=_heartbeat_types(protocol),
+                ),
                 soft_wrap=True,
             )
         traceback.print_exception(exc, file=sys.stderr)
