@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -179,10 +180,7 @@ def serve(app: web.Application, host: str, port: int, announce: Any = print) -> 
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        bound = port
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            bound = server.sockets[0].getsockname()[1]
+        bound = runner.addresses[0][1] if runner.addresses else port
         shown = f"[{host}]" if ":" in host else host
         announce(f"view: http://{shown}:{bound}/  (Ctrl-C to stop)")
         try:
@@ -192,3 +190,44 @@ def serve(app: web.Application, host: str, port: int, announce: Any = print) -> 
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@contextlib.contextmanager
+def running(app: web.Application, host: str = "127.0.0.1") -> Iterator[str]:
+    """``app`` served on a free port by a thread of its own, for as long as the block
+    runs; yields its base URL (the browser tests, the benchmark, the screenshots)."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        box["runner"] = runner
+        box["port"] = runner.addresses[0][1]
+        started.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:  # reported to the caller below
+            box["error"] = exc
+            started.set()
+            return
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="consensuskit-view", daemon=True)
+    thread.start()
+    started.wait()
+    if "error" in box:
+        raise RuntimeError(f"the view did not start: {box['error']}")
+    try:
+        yield f"http://{host}:{box['port']}/"
+    finally:
+        asyncio.run_coroutine_threadsafe(box["runner"].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

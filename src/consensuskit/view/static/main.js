@@ -246,11 +246,13 @@ async function sha256(text) {
 async function main() {
   const started = performance.now();
   const data = await loadData();
+  const loaded = performance.now();
   const meta = data.meta;
   document.title = meta.title || "consensuskit view";
   $("title").textContent = `${meta.title || "trace"}${meta.protocol ? " · " + meta.protocol : ""}`;
   ui.model = meta.live ? createModel(meta) : buildModel(meta, data.records || []);
   if (meta.live && data.records) for (const r of data.records) addRecord(ui.model, r);
+  const indexed = performance.now();
   ui.span = defaultSpan(ui.model);
   legend(meta);
   bindControls();
@@ -261,6 +263,7 @@ async function main() {
   const loadMs = performance.now() - started;
   window.consensusView = {
     loadMs,
+    timings: { data: loaded - started, index: indexed - loaded, draw: performance.now() - indexed },
     get records() { return ui.model.records.length; },
     get received() { return live.received; },
     get gaps() { return live.gaps; },
