@@ -5,7 +5,7 @@
 // recent transactions' votes and decisions.  Text only through textContent.
 
 const GEN_COLOURS = ["#93c5fd", "#fca5a5", "#86efac", "#fde68a", "#c4b5fd", "#f9a8d4", "#a5f3fc", "#fdba74"];
-const SHOWN_ENTRIES = 20;
+const SHOWN_ENTRIES = 15;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -96,8 +96,8 @@ export function renderCluster(root, meta, state) {
   if (view.panel === "votes") root.appendChild(votesTable(meta, state));
   const facts = [];
   if (state.partition) facts.push(`partition ${state.partition}`);
-  if (state.faults) facts.push(`${state.faults} faults`);
-  if (state.violations) facts.push(`${state.violations} violations`);
+  if (state.faults) facts.push(`${state.faults} fault${state.faults === 1 ? "" : "s"}`);
+  if (state.violations) facts.push(`${state.violations} violation${state.violations === 1 ? "" : "s"}`);
   root.appendChild(el("div", "cluster-facts", facts.join(" · ")));
 }
 
