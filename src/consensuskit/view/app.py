@@ -39,6 +39,7 @@ _TYPES = {".js": "text/javascript", ".css": "text/css"}
 META_KEY = web.AppKey("meta", dict)
 RECORDS_KEY = web.AppKey("records", list)
 HUB_KEY = web.AppKey("hub", object)
+BODY_KEY = web.AppKey("body", list)  # view.json, encoded once (a replay never changes)
 
 
 class LiveHub:
@@ -115,11 +116,13 @@ async def _static(request: web.Request) -> web.Response:
 
 async def _data(request: web.Request) -> web.Response:
     app = request.app
-    hub = app.get(HUB_KEY)
-    # Live: the websocket brings the history (so nothing falls between the two).
-    records = [] if isinstance(hub, LiveHub) else app[RECORDS_KEY]
-    body = json.dumps({"meta": app[META_KEY], "records": records}, separators=(",", ":"), default=str)
-    return web.Response(text=body, content_type="application/json")
+    body = app[BODY_KEY]
+    if not body:
+        # Live: the websocket brings the history (so nothing falls between the two).
+        records = [] if isinstance(app.get(HUB_KEY), LiveHub) else app[RECORDS_KEY]
+        data = {"meta": app[META_KEY], "records": records}
+        body.append(json.dumps(data, separators=(",", ":"), default=str).encode())
+    return web.Response(body=body[0], content_type="application/json")
 
 
 async def _live(request: web.Request) -> web.WebSocketResponse:
@@ -160,6 +163,7 @@ def make_app(
     app = web.Application()
     app[META_KEY] = dict(meta, live=source is not None)
     app[RECORDS_KEY] = list(records or [])
+    app[BODY_KEY] = []
     app.router.add_get("/", _page)
     app.router.add_get("/view.json", _data)
     if source is not None:
