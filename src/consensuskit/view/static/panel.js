@@ -66,7 +66,9 @@ export function renderCluster(root, meta, state) {
     if (n.up && leaders.has(n.role)) box.classList.add("leader");
     const head = el("div", "head");
     head.appendChild(el("b", "", id));
-    head.appendChild(el("span", "role", n.up ? (n.paused ? `${n.role || "?"} (paused)` : n.role || "?") : "down"));
+    // A protocol without roles (SWIM: every member is alike) shows none.
+    const role = n.role || ((view.roles || []).length ? "?" : "");
+    head.appendChild(el("span", "role", n.up ? (n.paused ? `${role} (paused)`.trim() : role) : "down"));
     box.appendChild(head);
     const facts = [];
     if (view.generation) facts.push(`${genName} ${n.gen || "-"}`);
