@@ -353,6 +353,102 @@ LEADER_CRASH_STAGES = {
 }
 
 
+# ---------------------------------------------------------------------- lease reads
+LEASE_DRIFT_DEFAULT = 0.01
+
+
+def lease_read(run: ScenarioRun) -> None:
+    """Raft §6.4.1: the leader serves reads alone while its lease runs.  The lease is
+    ``election_timeout * (1 - clock_drift_bound)`` from the send time of a heartbeat
+    round a majority acknowledged, measured on the leader's own clock; the followers'
+    promise (check-quorum: no vote while they hear from a leader) makes it safe as long
+    as the leader's clock runs at least ``1 - clock_drift_bound`` as fast as real time.
+    ``--param drift=D`` slows S1's clock by D: beyond the bound (0.05) its lease
+    outlives the election of the next leader, and S1 answers a stale read."""
+    drift = float(run.param("drift", LEASE_DRIFT_DEFAULT))
+    if not 0 <= drift < 0.5:
+        raise AssertionError(f"drift must be in [0, 0.5), got {drift}")
+    sim = run.simulation(FIVE, options={"read_mode": "lease"}, op_timeout=2.0, op_deadline=2.0)
+    bound = node(sim, "S1").opts.clock_drift_bound
+    beyond = drift > bound
+    sim.set_clock("S1", drift=-drift)
+    run.note(f"S1's clock runs {drift:.0%} slow; the lease assumes at most {bound:.0%} drift")
+    run.expect(elect(sim, "S1"), "S1 leads S1..S5")
+    write1 = sim.submit(put("x", 1), node="S1", client_id="w")
+    sim.run_until_true(lambda: write1.done, timeout=1.0)
+    sim.run_for(0.2)
+    lease_left = node(sim, "S1").lease_remaining()
+    read1 = sim.submit(Op(kind="get", key="x"), node="S1", client_id="r1")
+    sim.run_until_true(lambda: read1.done, timeout=0.05)
+    run.expect(
+        lease_left > 0 and read1.status == "ok" and read1.result == {"value": 1, "version": 1},
+        "S1 holds a lease and answers a read from its own state",
+        f"lease left {lease_left:.3f} s by S1's clock; status={read1.status} result={read1.result}",
+    )
+    # Cut S1 off; clients still reach it.  The rest elect S2 as soon as they will vote.
+    sim.partition([["S1"], ["S2", "S3", "S4", "S5"]])
+    # From now on a client asks S1 every 20 ms: what it answers alone is what its lease
+    # (by its own clock) lets it answer.
+    probes: list[tuple[float, Any]] = []
+
+    def probe() -> None:
+        probes.append((sim.now, sim.submit(Op(kind="get", key="x"), node="S1", client_id=f"p{len(probes)}")))
+
+    for k in range(60):
+        sim.schedule(sim.now + 0.02 * k, probe, "read at S1")
+    # Acknowledgements in flight at the cut may still extend the lease: let them land.
+    sim.run_for(0.05)
+    lease_end = sim.now + (node(sim, "S1").lease_until - sim.local_time("S1")) / sim.clock_of("S1").rate
+    # S2 campaigns every 50 ms: the others grant votes as soon as they have not heard
+    # from S1 for an election timeout (the promise the lease stands on).
+    rest = ("S2", "S3", "S4", "S5")
+
+    def new_leader() -> str | None:
+        return next((i for i in rest if node(sim, i).role == "leader"), None)
+
+    deadline = sim.now + 3.0
+    while new_leader() is None and sim.now < deadline:
+        campaign(sim, "S2")
+        sim.run_until_true(lambda: new_leader() is not None, timeout=0.05)
+    leader2 = new_leader()
+    run.expect(
+        leader2 is not None,
+        "S2..S5 elect a new leader as soon as they stop hearing from S1",
+        f"new leader {leader2} at {sim.now:.3f} s",
+    )
+    write2 = sim.submit(put("x", 2), node=leader2 or "S2", client_id="w")
+    sim.run_until_true(lambda: write2.done, timeout=1.0)
+    run.expect(write2.status == "ok", "the new leader commits x=2", f"{write2.status}")
+    acked_at = sim.now
+    run.note(f"S1's lease ends at {lease_end:.3f} s (real time); x=2 acknowledged at {acked_at:.3f} s")
+    if beyond:
+        run.expect(
+            acked_at < lease_end,
+            "beyond the drift bound, S1's lease outlives the election: x=2 is acknowledged while it runs",
+        )
+        run.note("a read S1 answers alone from now on is stale: the read-freshness invariant stops the run")
+    sim.run_for(0.85)
+    answered = [(at, op) for at, op in probes if op.status == "ok" and op.node == "S1"]
+    last = max((at for at, _ in answered), default=None)
+    run.expect(
+        bool(answered) and last is not None and last < lease_end,
+        "S1 answered alone only reads asked while its lease ran, all with x=1",
+        f"{len(answered)} answered, the last asked at {last:.3f} s" if last is not None else "none answered",
+    )
+    run.expect(
+        lease_end <= acked_at and all(op.result == {"value": 1, "version": 1} for _, op in answered),
+        "within the bound, the lease ended before the new leader committed x=2: no stale read",
+        f"lease end {lease_end:.3f} s, x=2 acknowledged at {acked_at:.3f} s",
+    )
+    settle(sim)
+    read3 = sim.submit(Op(kind="get", key="x"), client_id="r3")
+    sim.run_until_true(lambda: read3.done, timeout=2.0)
+    run.expect(
+        read3.result == {"value": 2, "version": 2}, "after the heal every read returns x=2", f"{read3.result}"
+    )
+    expect_converged(run, sim)
+
+
 def leader_crash(stage: int) -> Callable[[ScenarioRun], None]:
     def script(run: ScenarioRun) -> None:
         options = {"check_quorum": False} if stage == 7 else {}
@@ -512,6 +608,20 @@ SCENARIOS = [
         "old terms, or both; the leader's consistency check backs up and overwrites until every "
         "log matches the leader's.",
         raft_log_divergence,
+    ),
+    Scenario(
+        "lease-read",
+        "Leader lease reads and the clock-drift bound",
+        "raft",
+        "Raft §6.4.1 lease reads: S1 leads five nodes and answers reads alone while its lease "
+        "runs (election timeout * (1 - drift bound) after a heartbeat round a majority "
+        "acknowledged, on its own clock). S1 is cut off; the others elect a leader that commits x=2. With "
+        "S1's clock 1% slow (the default; the bound is 5%) the lease has ended before that commit, "
+        "so S1 never answers x=1 after x=2. With --param drift=0.3 (30% slow, beyond "
+        "the bound) S1's lease outlives the election and S1 answers the stale x=1: the "
+        "read-freshness invariant fails.",
+        lease_read,
+        params={"drift": f"how much slower S1's clock runs (default {LEASE_DRIFT_DEFAULT}; bound 0.05)"},
     ),
     *(
         Scenario(
