@@ -442,7 +442,7 @@ VIEWS: dict[str, ViewSpec] = {
         yes_votes=("yes",),
     ),
     "paxos-commit": ViewSpec(
-        roles=("leader", "acceptor", "participant"),
+        roles=("leader", "participant+acceptor", "acceptor", "participant"),
         generation="epoch",
         panel="votes",
         phases=(

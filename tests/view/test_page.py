@@ -133,7 +133,7 @@ def test_jump_to_the_next_fault_and_violation(browser, traces):
             side = page.js("document.getElementById('side').innerText")
             assert "violation election-safety" in side and "two leaders" in side
             assert page.js("document.querySelectorAll('#side li').length") > 10
-            assert "1 violations" in page.js("document.getElementById('cluster').innerText")
+            assert "1 violation" in page.js("document.getElementById('cluster').innerText")
             before = page.js("consensusView.hash()")
             page.page.click("#heartbeats")  # hide them: the diagram changes
             assert page.js("consensusView.hash()") != before

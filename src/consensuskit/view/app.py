@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -38,6 +39,7 @@ _TYPES = {".js": "text/javascript", ".css": "text/css"}
 META_KEY = web.AppKey("meta", dict)
 RECORDS_KEY = web.AppKey("records", list)
 HUB_KEY = web.AppKey("hub", object)
+BODY_KEY = web.AppKey("body", list)  # view.json, encoded once (a replay never changes)
 
 
 class LiveHub:
@@ -114,11 +116,13 @@ async def _static(request: web.Request) -> web.Response:
 
 async def _data(request: web.Request) -> web.Response:
     app = request.app
-    hub = app.get(HUB_KEY)
-    # Live: the websocket brings the history (so nothing falls between the two).
-    records = [] if isinstance(hub, LiveHub) else app[RECORDS_KEY]
-    body = json.dumps({"meta": app[META_KEY], "records": records}, separators=(",", ":"), default=str)
-    return web.Response(text=body, content_type="application/json")
+    body = app[BODY_KEY]
+    if not body:
+        # Live: the websocket brings the history (so nothing falls between the two).
+        records = [] if isinstance(app.get(HUB_KEY), LiveHub) else app[RECORDS_KEY]
+        data = {"meta": app[META_KEY], "records": records}
+        body.append(json.dumps(data, separators=(",", ":"), default=str).encode())
+    return web.Response(body=body[0], content_type="application/json")
 
 
 async def _live(request: web.Request) -> web.WebSocketResponse:
@@ -159,6 +163,7 @@ def make_app(
     app = web.Application()
     app[META_KEY] = dict(meta, live=source is not None)
     app[RECORDS_KEY] = list(records or [])
+    app[BODY_KEY] = []
     app.router.add_get("/", _page)
     app.router.add_get("/view.json", _data)
     if source is not None:
@@ -179,10 +184,7 @@ def serve(app: web.Application, host: str, port: int, announce: Any = print) -> 
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        bound = port
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            bound = server.sockets[0].getsockname()[1]
+        bound = runner.addresses[0][1] if runner.addresses else port
         shown = f"[{host}]" if ":" in host else host
         announce(f"view: http://{shown}:{bound}/  (Ctrl-C to stop)")
         try:
@@ -192,3 +194,44 @@ def serve(app: web.Application, host: str, port: int, announce: Any = print) -> 
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@contextlib.contextmanager
+def running(app: web.Application, host: str = "127.0.0.1") -> Iterator[str]:
+    """``app`` served on a free port by a thread of its own, for as long as the block
+    runs; yields its base URL (the browser tests, the benchmark, the screenshots)."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        box["runner"] = runner
+        box["port"] = runner.addresses[0][1]
+        started.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:  # reported to the caller below
+            box["error"] = exc
+            started.set()
+            return
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="consensuskit-view", daemon=True)
+    thread.start()
+    started.wait()
+    if "error" in box:
+        raise RuntimeError(f"the view did not start: {box['error']}")
+    try:
+        yield f"http://{host}:{box['port']}/"
+    finally:
+        asyncio.run_coroutine_threadsafe(box["runner"].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

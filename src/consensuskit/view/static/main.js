@@ -29,12 +29,20 @@ function defaultSpan(model) {
   return Math.min(1, Math.max(0.02, total / 40));
 }
 
+// Where the last render spent its time (ms): the state, the cluster panel, the canvas.
+const lastRender = { state: 0, panel: 0, canvas: 0 };
+
 function render() {
   const model = ui.model;
+  const t0 = performance.now();
   const state = stateAt(model, ui.pos);
+  const t1 = performance.now();
   renderCluster($("cluster"), model.meta, state);
+  const t2 = performance.now();
   const canvas = $("diagram");
   drawDiagram(canvas, model, { pos: ui.pos, span: ui.span, heartbeats: ui.heartbeats });
+  const t3 = performance.now();
+  Object.assign(lastRender, { state: t1 - t0, panel: t2 - t1, canvas: t3 - t2 });
   const n = model.records.length;
   $("seek").max = String(n);
   $("seek").value = String(ui.pos);
@@ -246,11 +254,13 @@ async function sha256(text) {
 async function main() {
   const started = performance.now();
   const data = await loadData();
+  const loaded = performance.now();
   const meta = data.meta;
   document.title = meta.title || "consensuskit view";
   $("title").textContent = `${meta.title || "trace"}${meta.protocol ? " · " + meta.protocol : ""}`;
   ui.model = meta.live ? createModel(meta) : buildModel(meta, data.records || []);
   if (meta.live && data.records) for (const r of data.records) addRecord(ui.model, r);
+  const indexed = performance.now();
   ui.span = defaultSpan(ui.model);
   legend(meta);
   bindControls();
@@ -261,6 +271,8 @@ async function main() {
   const loadMs = performance.now() - started;
   window.consensusView = {
     loadMs,
+    timings: { data: loaded - started, index: indexed - loaded, draw: performance.now() - indexed },
+    lastRender,
     get records() { return ui.model.records.length; },
     get received() { return live.received; },
     get gaps() { return live.gaps; },

@@ -5,7 +5,7 @@
 // recent transactions' votes and decisions.  Text only through textContent.
 
 const GEN_COLOURS = ["#93c5fd", "#fca5a5", "#86efac", "#fde68a", "#c4b5fd", "#f9a8d4", "#a5f3fc", "#fdba74"];
-const SHOWN_ENTRIES = 20;
+const SHOWN_ENTRIES = 15;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -66,7 +66,9 @@ export function renderCluster(root, meta, state) {
     if (n.up && leaders.has(n.role)) box.classList.add("leader");
     const head = el("div", "head");
     head.appendChild(el("b", "", id));
-    head.appendChild(el("span", "role", n.up ? (n.paused ? `${n.role || "?"} (paused)` : n.role || "?") : "down"));
+    // A protocol without roles (SWIM: every member is alike) shows none.
+    const role = n.role || ((view.roles || []).length ? "?" : "");
+    head.appendChild(el("span", "role", n.up ? (n.paused ? `${role} (paused)`.trim() : role) : "down"));
     box.appendChild(head);
     const facts = [];
     if (view.generation) facts.push(`${genName} ${n.gen || "-"}`);
@@ -96,8 +98,8 @@ export function renderCluster(root, meta, state) {
   if (view.panel === "votes") root.appendChild(votesTable(meta, state));
   const facts = [];
   if (state.partition) facts.push(`partition ${state.partition}`);
-  if (state.faults) facts.push(`${state.faults} faults`);
-  if (state.violations) facts.push(`${state.violations} violations`);
+  if (state.faults) facts.push(`${state.faults} fault${state.faults === 1 ? "" : "s"}`);
+  if (state.violations) facts.push(`${state.violations} violation${state.violations === 1 ? "" : "s"}`);
   root.appendChild(el("div", "cluster-facts", facts.join(" · ")));
 }
 
