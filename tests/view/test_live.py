@@ -309,7 +309,7 @@ def test_up_view_serves_the_live_page_with_the_fault_hooks_on(tmp_path: Path) ->
             lines.append(line)
         found = re.search(r"^view: (http://127\.0\.0\.1:\d+/)", "".join(lines), re.M)
         assert found, "".join(lines)
-        with urllib.request.urlopen(found.group(1) + "view.json", timeout=10) as response:
+        with urllib.request.urlopen(found.group(1) + "view.json", timeout=60) as response:
             meta = json.loads(response.read())["meta"]
         assert meta["live"] is True and meta["protocol"] == "raft" and meta["nodes"] == ["n1", "n2", "n3"]
         token = (tmp_path / "data" / "admin.token").read_text().strip()
@@ -318,7 +318,7 @@ def test_up_view_serves_the_live_page_with_the_fault_hooks_on(tmp_path: Path) ->
             data=b'{"block": []}',
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             assert response.status == 200  # --view turned the fault hooks on
         up.send_signal(signal.SIGTERM)
         out, _ = up.communicate(timeout=30)
