@@ -94,6 +94,19 @@ async def test_actions_refuse_in_one_line():
     await source.close()
 
 
+@async_test
+async def test_partition_says_in_one_line_why_nodes_refused(tmp_path):
+    async with Cluster(tmp_path, ["n1"], transport="loopback") as c:  # no fault hooks
+        await c.wait_leader()
+        urls = {"n1": c.servers["n1"].config.client_url, "n2": "http://127.0.0.1:1"}
+        source = LiveCluster(urls, ADMIN_TOKEN)
+        answer = await source.act({"action": "partition", "groups": [["n1"], ["n2"]]})
+        assert not answer["ok"] and "\n" not in answer["detail"]
+        disabled = "n1: fault injection is disabled (enable_fault_injection; `up --view` turns it on)"
+        assert answer["detail"].startswith(disabled + "; n2: unreachable ("), answer
+        await source.close()
+
+
 # ---------------------------------------------------------------------- in-process clusters
 async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
     end = time.monotonic() + timeout

@@ -408,12 +408,16 @@ class LiveCluster:
         finally:
             if http is not self._http:
                 await http.close()
-        failed = [a for a in answers if a is not None]
-        if failed:
-            raise ActionRefused("; ".join(failed))
+        # One line: the nodes that refused for the same reason together.
+        by_reason: dict[str, list[str]] = {}
+        for node, reason in zip(blocks, answers, strict=True):
+            if reason is not None:
+                by_reason.setdefault(reason, []).append(node)
+        if by_reason:
+            raise ActionRefused("; ".join(f"{', '.join(nodes)}: {why}" for why, nodes in by_reason.items()))
 
     async def _block_one(self, http: aiohttp.ClientSession, node: str, block: list[str]) -> str | None:
-        """None when ``node`` now blocks ``block``, else why not (one line)."""
+        """None when ``node`` now blocks ``block``, else why not (a short phrase)."""
         try:
             async with http.post(
                 self.urls[node].rstrip("/") + "/v1/debug/faults",
@@ -424,11 +428,11 @@ class LiveCluster:
                 if response.status == 200:
                     return None
                 if response.status == 404:
-                    return f"{node}: fault injection is disabled (enable_fault_injection)"
+                    return "fault injection is disabled (enable_fault_injection; `up --view` turns it on)"
                 body = await response.text()
-                return f"{node}: {response.status} {' '.join(body.split())[:160]}"
+                return f"{response.status} {' '.join(body.split())[:160]}"
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return f"{node}: unreachable ({str(exc) or type(exc).__name__})"
+            return f"unreachable ({str(exc) or type(exc).__name__})"
 
     # ------------------------------------------------------------------ close
     async def close(self) -> None:
