@@ -26,7 +26,9 @@ Rules this module owns:
     the kv client, and ``kill``/``restart``/``pause``/``resume`` a ``NodeControl``:
     the ``up`` process's own (``ClusterControl``: SIGKILL, start again as ``up`` does,
     SIGSTOP, SIGCONT), else ``PidControl`` (the pid a node on this host reports; it
-    cannot restart a node it did not start).
+    cannot restart a node it did not start);
+  * ``ClusterView`` is ``consensuskit up --view``: the page (view/app.py) on this source,
+    served from a thread of ``up``'s own, stopped before ``up`` stops the nodes.
 """
 
 from __future__ import annotations
@@ -341,8 +343,10 @@ class LiveCluster:
             self._mark(name, action)
         except ActionRefused as exc:
             return {"ok": False, "detail": str(exc)}
-        except NotFound:
-            return {"ok": False, "detail": f"{action.get('key')!r} not found"}
+        except NotFound as exc:
+            if name == "get" and "no route" not in str(exc):
+                return {"ok": False, "detail": f"{action.get('key')!r} not found"}
+            return {"ok": False, "detail": f"{name}: this cluster's service has no key-value API ({exc})"}
         except ClientError as exc:
             return {"ok": False, "detail": f"{name}: {' '.join(str(exc).split())}"}
         except TimeoutError:
