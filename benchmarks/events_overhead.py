@@ -4,7 +4,9 @@ nobody listening (the default), and on with the browser view's live source liste
 to every node (every message sampled).
 
 Rounds alternate the three modes (a fresh cluster each time, fsync on), so a noisy
-machine's drift falls on all three alike; the table shows the median of each mode.
+machine's drift falls on all three alike; the table shows the median of each mode, and
+the CPU the three node processes spent per put (from /proc: less sensitive than
+throughput to a machine shared with other work).
 
     python benchmarks/events_overhead.py                       # 3 rounds of 5 s
     python benchmarks/events_overhead.py --rounds 5 --duration 10 --json-out /tmp/events.json
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -48,6 +51,15 @@ async def _load(endpoints: list[str], seconds: float, concurrency: int) -> int:
     return done
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have spent (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def _point(cluster: LocalCluster, mode: str, seconds: float, concurrency: int) -> dict[str, Any]:
     source = None
     received = 0
@@ -64,14 +76,24 @@ async def _point(cluster: LocalCluster, mode: str, seconds: float, concurrency: 
         reader = asyncio.get_running_loop().create_task(read())
         await source.wait_connected()
     await _load(cluster.endpoints, 1.0, concurrency)  # warm up: connections, sessions
+    pids = [p.pid for p in cluster.nodes.values() if p.pid is not None]
+    cpu = _cpu_seconds(pids)
     started = time.monotonic()
     ops = await _load(cluster.endpoints, seconds, concurrency)
     elapsed = time.monotonic() - started
+    cpu = _cpu_seconds(pids) - cpu
     if source is not None:
         await source.close()
         assert reader is not None
         await reader
-    return {"mode": mode, "ops": ops, "seconds": elapsed, "ops_per_s": ops / elapsed, "events": received}
+    return {
+        "mode": mode,
+        "ops": ops,
+        "seconds": elapsed,
+        "ops_per_s": ops / elapsed,
+        "cpu_us_per_op": cpu / max(ops, 1) * 1e6,
+        "events": received,
+    }
 
 
 def run(rounds: int, seconds: float, concurrency: int, console: Console) -> list[dict[str, Any]]:
@@ -105,13 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("event feed")
     table.add_column("puts/s", justify="right")
     table.add_column("vs off", justify="right")
+    table.add_column("node CPU µs/put", justify="right")
     table.add_column("events streamed/s", justify="right")
     medians = {m: statistics.median(p["ops_per_s"] for p in points if p["mode"] == m) for m in MODES}
     for mode in MODES:
         mine = [p for p in points if p["mode"] == mode]
         events = statistics.median(p["events"] / p["seconds"] for p in mine)
+        cpu = statistics.median(p["cpu_us_per_op"] for p in mine)
         table.add_row(
-            mode, f"{medians[mode]:,.0f}", f"{medians[mode] / medians[MODES[0]]:.1%}", f"{events:,.0f}"
+            mode,
+            f"{medians[mode]:,.0f}",
+            f"{medians[mode] / medians[MODES[0]]:.1%}",
+            f"{cpu:,.0f}",
+            f"{events:,.0f}",
         )
     console.print(table)
     if args.json_out:
