@@ -239,3 +239,59 @@ async def test_events_ring_0_keeps_no_feed(tmp_path):
         auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         status, body, _ = await c.call("GET", "n1", "/v1/events", headers=auth)
         assert status == 404 and body["message"] == "this node keeps no event feed"
+
+
+class SlowSocket:
+    """A subscriber's websocket that takes each message only when the test lets it."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed = False
+        self.gate = asyncio.Event()
+        self._done = asyncio.Event()
+
+    async def send_str(self, text: str) -> None:
+        await self.gate.wait()
+        self.sent.append(json.loads(text))
+
+    async def close(self) -> None:
+        self.closed = True
+        self._done.set()
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        await self._done.wait()
+        raise StopAsyncIteration
+
+
+@pytest.mark.timeout(30)
+@async_test
+async def test_a_subscriber_a_ring_behind_gets_a_snapshot_and_goes_on_from_the_newest():
+    f = EventFeed("n1", FakeRuntime(), capacity=8, protocol="raft")
+    ws = SlowSocket()
+    ws.gate.set()
+    serving = asyncio.ensure_future(f.serve(ws, None, None))  # type: ignore[arg-type]
+    while not ws.sent:
+        await asyncio.sleep(0.01)
+    ws.gate.clear()  # the subscriber stops reading ...
+    f.rec("x", {"i": 0})
+    await asyncio.sleep(0.1)  # ... while the feed is sending it that one
+    for i in range(1, 30):  # ... and 29 more come: the ring holds 8
+        f.rec("x", {"i": i})
+    ws.gate.set()
+    while sum("snapshot" in m for m in ws.sent) < 2:  # 1..28 are lost: a new snapshot
+        await asyncio.sleep(0.01)
+    f.rec("x", {"i": 30})  # and the stream goes on after it
+    while not any(r.get("i") == 30 for m in ws.sent for r in m.get("records", ())):
+        await asyncio.sleep(0.01)
+    await ws.close()
+    await asyncio.wait_for(serving, 5)
+    kinds = [next(iter(m)) for m in ws.sent]
+    assert kinds[:2] == ["snapshot", "records"] and "snapshot" in kinds[2:], kinds
+    again = next(m["snapshot"] for m in ws.sent[2:] if "snapshot" in m)
+    assert again["resumed"] is False and f.lost > 0
+    after = [r for m in ws.sent[ws.sent.index({"snapshot": again}) :] for r in m.get("records", ())]
+    assert [r["seq"] for r in after] == list(range(again["seq"] + 1, again["seq"] + 1 + len(after)))
+    assert f.listeners == 0 and f.runtime.events_tap is None

@@ -278,6 +278,37 @@ def test_a_killed_leader_gives_a_new_leader_in_the_stream_and_a_restart_comes_ba
         asyncio.run(run())
 
 
+def test_pid_control_pauses_resumes_and_kills_the_pid_a_local_node_reports() -> None:
+    import subprocess
+
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        source = LiveCluster({"n1": "http://127.0.0.1:1"}, None)
+        source.pids["n1"] = process.pid
+
+        def state() -> str:
+            return Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+        async def run(name: str) -> dict[str, Any]:
+            return await source.act({"action": name, "node": "n1"})
+
+        assert asyncio.run(run("pause")) == {
+            "ok": True,
+            "detail": f"n1 (pid {process.pid}) paused with SIGSTOP",
+        }
+        assert state() == "T"
+        assert asyncio.run(run("resume"))["ok"] and state() != "T"
+        assert asyncio.run(run("kill")) == {
+            "ok": True,
+            "detail": f"n1 (pid {process.pid}) killed with SIGKILL",
+        }
+        assert process.wait(10) == -9
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_pid_control_signals_the_pid_a_local_node_reports() -> None:
     source = LiveCluster({"n1": "http://127.0.0.1:1"}, None)
     assert isinstance(source.control, PidControl)  # no process control given: by pid
