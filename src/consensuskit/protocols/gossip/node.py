@@ -334,7 +334,7 @@ class GossipNode:
                 e
                 for p in msg.prefixes
                 for e in replica.under(p)
-                if e.key not in theirs or e.stamp > theirs[e.key]
+                if e.key not in theirs or self._supersedes(e.stamp, theirs[e.key])
             )
             if giving:
                 self.env.send(src, Entries(entries=giving))
@@ -342,7 +342,7 @@ class GossipNode:
             wanted = tuple(
                 key
                 for key, stamp in sorted(theirs.items())
-                if (mine := replica.get(key)) is None or stamp > mine.stamp
+                if (mine := replica.get(key)) is None or self._supersedes(stamp, mine.stamp)
             )
             if wanted:
                 self.env.send(src, Want(flow=flow, initiator=me_first, keys=wanted))
@@ -360,6 +360,11 @@ class GossipNode:
 
     def _on_entries(self, src: str, msg: Entries) -> None:
         self._learn(msg.entries, source=src)
+
+    def _supersedes(self, stamp: tuple[int, str], other: tuple[int, str]) -> bool:
+        """Whether a version stamped ``stamp`` should replace one stamped ``other`` (what a
+        digest exchange offers and asks for): the greater stamp wins."""
+        return stamp > other
 
     @staticmethod
     def _flow(flow: str) -> str:
