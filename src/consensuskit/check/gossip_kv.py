@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from consensuskit.check.gossip import GossipMonitor, replica_states
+from consensuskit.protocols.gossip import unpack_hlc
 from consensuskit.protocols.gossip.messages import KVEntry
 
 Stamp = tuple[int, str]
@@ -62,7 +63,9 @@ def acknowledged_writes(sim: Any) -> list[tuple[str, Stamp, Stamp | None, Any]]:
             continue
         stamp = (int(result["version"]), str(result["origin"]))
         prev = result.get("prev")
-        writes.append((record.key, stamp, None if prev is None else (int(prev[0]), str(prev[1])), record.value))
+        writes.append(
+            (record.key, stamp, None if prev is None else (int(prev[0]), str(prev[1])), record.value)
+        )
     return writes
 
 
@@ -102,6 +105,12 @@ def classify_writes(
     return out
 
 
+def describe(stamp: Stamp) -> str:
+    """A version's stamp for people: HLC time in seconds, counter, origin."""
+    l, c = unpack_hlc(stamp[0])  # noqa: E741
+    return f"{l / 1e6:.6f}s+{c}@{stamp[1]}"
+
+
 def causality_breaks(links: dict[Stamp, Stamp | None]) -> list[tuple[Stamp, Stamp]]:
     """(version, the version it replaced) where the replacing one is not stamped above."""
     return sorted((stamp, prev) for stamp, prev in links.items() if prev is not None and not stamp > prev)
@@ -132,7 +141,7 @@ class GossipKVMonitor(GossipMonitor):
                 "superseded_writes": len(classes["superseded"]),
                 "lost_writes": len(lost),
                 "lost_write_fraction": round(len(lost) / acked, 4) if acked else 0.0,
-                "lost_write_examples": [f"{k}={v!r}@{s[0]}.{s[1]}" for k, s, v in lost[:5]],
+                "lost_write_examples": [f"{k}={v!r} {describe(s)}" for k, s, v in lost[:5]],
                 "causality_breaks": len(causality_breaks(analysis["links"])),
             }
         )
@@ -145,7 +154,7 @@ class GossipKVMonitor(GossipMonitor):
             (stamp, prev) = breaks[0]
             failures.append(
                 f"{len(breaks)} version(s) stamped at or below the version they replaced where they "
-                f"were written (e.g. {stamp[0]}.{stamp[1]} replaced {prev[0]}.{prev[1]}): an overwrite "
+                f"were written (e.g. {describe(stamp)} replaced {describe(prev)}): an overwrite "
                 "that saw a value lost to it"
             )
         return failures

@@ -80,7 +80,9 @@ class SideClients:
 
     def write(self, side: Side, key: str, value: Any) -> None:
         self.seq += 1
-        request = ClientRequest(client_id=f"{side.name}-client", seq=self.seq, op=Op(kind="put", key=key, value=value))
+        request = ClientRequest(
+            client_id=f"{side.name}-client", seq=self.seq, op=Op(kind="put", key=key, value=value)
+        )
         op = SideOp(request=request, started=self.sim.now, target=side.next_node())
         side.ops.append(op)
         self.by_id[(request.client_id, request.seq)] = (side, op)
@@ -157,7 +159,9 @@ def _raft(run: ScenarioRun) -> dict[str, Any]:
         for key in KEYS:
             op = sim.submit(Op(kind="get", key=key))
             sim.run_until_true(lambda op=op: op.done, 10.0)
-            finals[key] = op.result.get("value") if op.status == "ok" and isinstance(op.result, dict) else None
+            finals[key] = (
+                op.result.get("value") if op.status == "ok" and isinstance(op.result, dict) else None
+            )
         last_acked: dict[str, Any] = {}
         for op in sorted(_acked(minority) + _acked(majority), key=lambda o: o.done_at):
             last_acked[op.request.op.key] = op.request.op.value
@@ -193,7 +197,9 @@ def _gossip(run: ScenarioRun) -> dict[str, Any]:
         result = op.result
         prev = result.get("prev")
         stamp = (int(result["version"]), str(result["origin"]))
-        writes.append((op.request.op.key, stamp, None if prev is None else (prev[0], prev[1]), op.request.op.value))
+        writes.append(
+            (op.request.op.key, stamp, None if prev is None else (prev[0], prev[1]), op.request.op.value)
+        )
     classes = classify_writes(writes, final_versions(replica_states(sim)), links)
     lost_by_side = {
         side.name: sum(1 for k, _s, v in classes["lost"] if v in {op.request.op.value for op in side.ops})
@@ -223,12 +229,16 @@ def cap_partition(run: ScenarioRun) -> None:
     run.expect(raft["lost"] == 0, "raft: after the heal every key reads its last acknowledged write",
                ", ".join(raft["lost_keys"]))  # fmt: skip
     # Gossip kv: available on both sides, converges after the heal, loses concurrent writes.
-    run.expect(len(_acked(gmin)) == len(gmin.ops) and len(_acked(gmaj)) == len(gmaj.ops),
-               "gossip-kv: both sides get every write acknowledged", f"{_counts(gmin)}; {_counts(gmaj)}")  # fmt: skip
-    run.expect(gossip["diverged_before_heal"], "gossip-kv: the two sides hold different values during the partition")
+    everything = len(_acked(gmin)) == len(gmin.ops) and len(_acked(gmaj)) == len(gmaj.ops)
+    run.expect(everything, "gossip-kv: both sides get every write acknowledged",
+               f"{_counts(gmin)}; {_counts(gmaj)}")  # fmt: skip
+    run.expect(
+        gossip["diverged_before_heal"], "gossip-kv: the two sides hold different values during the partition"
+    )
     run.expect(gossip["converged"], "gossip-kv: every replica holds the same map after the heal",
                f"within {gossip['converge_time']:.2f} s")  # fmt: skip
-    run.expect(gossip["lost"] > 0, "gossip-kv: acknowledged writes were overwritten by concurrent ones (measured)",
+    run.expect(gossip["lost"] > 0,
+               "gossip-kv: acknowledged writes were overwritten by concurrent ones (measured)",
                f"{gossip['lost']} lost")  # fmt: skip
     run.expect(gossip["causality_breaks"] == 0, "gossip-kv: no write lost to one it happened before (HLC)")
     converge = f"yes, in {gossip['converge_time']:.2f} s" if gossip["converged"] else "NO"

@@ -20,6 +20,7 @@ from consensuskit.protocols.gossip.epidemic import (
     spread,
 )
 from consensuskit.protocols.gossip.hlc import HybridClock
+from consensuskit.protocols.gossip.hlc import unpack as unpack_hlc
 from consensuskit.protocols.gossip.kv_node import GossipKVNode
 from consensuskit.protocols.gossip.kv_spec import KV_SERVICE_NAME, gossip_kv_spec
 from consensuskit.protocols.gossip.node import GossipNode
@@ -29,13 +30,13 @@ from consensuskit.protocols.gossip.spec import SERVICE_NAME, gossip_spec
 __all__ = [
     "FIGURES",
     "INTEREST",
+    "KV_SERVICE_NAME",
     "MODES",
     "SERVICE_NAME",
     "TABLES",
     "GossipKVNode",
     "GossipNode",
     "HybridClock",
-    "KV_SERVICE_NAME",
     "PaperRow",
     "Replica",
     "RumorConfig",
@@ -46,4 +47,5 @@ __all__ = [
     "measure",
     "run_rumor",
     "spread",
+    "unpack_hlc",
 ]

@@ -28,7 +28,8 @@ older version of a key it holds, so once the rumors of two concurrent versions h
 cold (say on the two sides of a partition) the replicas never converge
 (check/gossip_kv.py catches it); ``physical-clock-only``: stamps come from the local
 physical clock alone (no receive rule, Cassandra's client timestamps), so under clock skew
-an overwrite that saw the old version can be stamped below it and lose (the monitor's causality check catches it).
+an overwrite that saw the old version can be stamped below it and lose (the monitor's
+causality check catches it).
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ class GossipKVNode(GossipNode):
         return {"value": entry.value, "version": entry.counter, "origin": entry.origin}
 
     def _list(self, prefix: str, limit: Any) -> dict[str, Any]:
-        keys = [k for k in sorted(self.replica.entries) if k.startswith(prefix) and _live(self.replica.get(k))]
+        keys = [
+            k for k in sorted(self.replica.entries) if k.startswith(prefix) and _live(self.replica.get(k))
+        ]
         cap = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else None
         shown = keys if cap is None else keys[:cap]
         entries = self.replica.entries

@@ -23,7 +23,7 @@ KV_FLAGS = (
 def gossip_kv_spec() -> ProtocolSpec:
     return ProtocolSpec(
         name="gossip-kv",
-        description="eventually consistent kv (AP): HLC last-writer-wins, tombstones, rumors + Merkle anti-entropy",
+        description="eventually consistent kv (AP): HLC last-writer-wins, tombstones, rumors + anti-entropy",
         make_node=GossipKVNode,
         bugs=KV_BUGS,
         validate_options=validate_options,
