@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.capabilities import NodeStatus
-from consensuskit.core.client import LEASE, LINEARIZABLE, ClientRequest
+from consensuskit.core.client import LEASE, LINEARIZABLE, ClientRequest, unsupported
 from consensuskit.core.env import Env
 from consensuskit.protocols.common.replies import ok, refused
 from consensuskit.protocols.gossip.hlc import HybridClock, pack, physical, unpack
@@ -50,8 +50,10 @@ from consensuskit.protocols.gossip.node import validate_options as validate_goss
 KV_BUGS = ("missing-keys-only", "physical-clock-only")
 KV_DEFAULTS: dict[str, Any] = {"tombstone_ttl": 60.0}
 DEFAULTS: dict[str, Any] = {**GOSSIP_DEFAULTS, **KV_DEFAULTS}
-CAS_REFUSED = "cas-unsupported: gossip-kv is eventually consistent; compare-and-swap needs consensus"
-READ_REFUSED = "consistency-unsupported: gossip-kv serves reads from the local replica only (stale)"
+CAS_REFUSED = unsupported("gossip-kv is eventually consistent; compare-and-swap needs consensus")
+READ_REFUSED = unsupported(
+    "gossip-kv serves reads from the local replica only: ask for consistency=stale"
+)
 
 
 def validate_options(options: dict[str, Any]) -> None:
