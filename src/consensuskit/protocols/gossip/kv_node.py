@@ -86,11 +86,9 @@ class GossipKVNode(GossipNode):
         gossip_options["bugs"] = tuple(b for b in options.get("bugs", ()) if b not in KV_BUGS)
         super().__init__(node_id, env, members, gossip_options)
 
-    # ------------------------------------------------------------------ inputs
-    def on_start(self) -> None:
-        super().on_start()
-        self.env.record("role", role="replica")
+    role_name = "replica"
 
+    # ------------------------------------------------------------------ inputs
     def on_timer(self, key: str) -> None:
         if key == ANTI_ENTROPY_TIMER:
             self._collect_tombstones()

@@ -166,4 +166,6 @@ class KVEntry(Entry):
         return None if self.prev_counter is None else (self.prev_counter, self.prev_origin)
 
     def summary(self) -> str:
-        return f"{self.key}@{self.counter}.{self.origin}{' deleted' if self.deleted else ''}"
+        # The HLC as l+c (l in microseconds; hlc.py packs it as l << 16 | c).
+        stamp = f"{self.counter >> 16}+{self.counter & 0xFFFF}" if isinstance(self.counter, int) else self.counter
+        return f"{self.key}@{stamp}.{self.origin}{' deleted' if self.deleted else ''}"

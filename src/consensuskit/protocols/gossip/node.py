@@ -117,6 +117,9 @@ def may_send(flow: str, initiator: bool) -> bool:
 
 
 class GossipNode:
+    # What a node reports as its role (a family built on this node may name its own).
+    role_name = "member"
+
     def __init__(self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> None:
         self.id = node_id
         self.env = env
@@ -144,7 +147,7 @@ class GossipNode:
         if period > 0:
             # A random phase, so the nodes' exchanges do not all start together.
             env.set_timer(ANTI_ENTROPY_TIMER, period * (0.5 + env.rng.random()))
-        env.record("role", role="member")
+        env.record("role", role=self.role_name)
 
     def on_timer(self, key: str) -> None:
         if key == RUMOR_TIMER:
@@ -397,7 +400,7 @@ class GossipNode:
     def node_status(self) -> NodeStatus:
         return NodeStatus(
             id=self.id,
-            role="member",
+            role=self.role_name,
             leader=None,
             generation_name="counter",
             generation=self.replica.max_counter,
