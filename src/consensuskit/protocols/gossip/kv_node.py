@@ -51,9 +51,7 @@ KV_BUGS = ("missing-keys-only", "physical-clock-only")
 KV_DEFAULTS: dict[str, Any] = {"tombstone_ttl": 60.0}
 DEFAULTS: dict[str, Any] = {**GOSSIP_DEFAULTS, **KV_DEFAULTS}
 CAS_REFUSED = unsupported("gossip-kv is eventually consistent; compare-and-swap needs consensus")
-READ_REFUSED = unsupported(
-    "gossip-kv serves reads from the local replica only: ask for consistency=stale"
-)
+READ_REFUSED = unsupported("gossip-kv serves reads from the local replica only: ask for consistency=stale")
 
 
 def validate_options(options: dict[str, Any]) -> None:

@@ -167,5 +167,6 @@ class KVEntry(Entry):
 
     def summary(self) -> str:
         # The HLC as l+c (l in microseconds; hlc.py packs it as l << 16 | c).
-        stamp = f"{self.counter >> 16}+{self.counter & 0xFFFF}" if isinstance(self.counter, int) else self.counter
+        counter = self.counter
+        stamp = f"{counter >> 16}+{counter & 0xFFFF}" if isinstance(counter, int) else counter
         return f"{self.key}@{stamp}.{self.origin}{' deleted' if self.deleted else ''}"
