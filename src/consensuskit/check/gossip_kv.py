@@ -109,7 +109,7 @@ def classify_writes(
 def describe(stamp: Stamp) -> str:
     """A version's stamp for people: HLC time in seconds, counter, origin."""
     l, c = unpack_hlc(stamp[0])  # noqa: E741
-    return f"{l / 1e6:.6f}s+{c}@{stamp[1]}"
+    return f"{l / 1e3:.3f}s+{c}@{stamp[1]}"
 
 
 def causality_breaks(links: dict[Stamp, Stamp | None]) -> list[tuple[Stamp, Stamp]]:

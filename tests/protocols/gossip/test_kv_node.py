@@ -96,7 +96,7 @@ def test_a_write_is_stamped_by_the_hlc_above_what_the_node_saw() -> None:
     kv = KV(["a", "b"])
     kv.envs["a"].clock = 1.0
     first = kv.request("a", "put", "k", "one").result
-    assert unpack(first["version"]) == (1_000_000, 0) and first["prev"] is None
+    assert unpack(first["version"]) == (1_000, 0) and first["prev"] is None
     # b's clock is behind, but it saw a's version: its overwrite is stamped above it.
     kv.fire("a", "rumor")
     kv.deliver_all()

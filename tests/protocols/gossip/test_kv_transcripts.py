@@ -25,4 +25,4 @@ def test_the_transcript_fails_when_anti_entropy_repairs_only_missing_keys() -> N
     with pytest.raises(AssertionError, match="differs"):
         run_transcript_with_bugs(TESTDATA / "hlc_lww.txt", "gossip-kv", ("missing-keys-only",))
     out = outputs_with_bugs(TESTDATA / "hlc_lww.txt", "gossip-kv", ("missing-keys-only",))
-    assert "result={value:1 version:65536000000 origin:n1}" in out  # n1 kept its own x
+    assert "result={value:1 version:65536000 origin:n1}" in out  # n1 kept its own x

@@ -2,7 +2,8 @@
 Clocks", OPODIS 2014), as pure functions of the physical time a node reads.
 
 Rules this module owns:
-  * a timestamp is ``(l, c)``: ``l`` the greatest physical time (integer microseconds)
+  * a timestamp is ``(l, c)``: ``l`` the greatest physical time (integer milliseconds,
+    as in the paper's 48-bit l)
     the node has heard of, ``c`` a counter that orders events sharing one ``l``;
   * a local or send event (the paper's Fig. 5): ``l = max(l, pt)``; ``c`` counts on if
     ``l`` did not move, else restarts at 0;
@@ -14,8 +15,10 @@ Rules this module owns:
     drift; tests/protocols/gossip/test_hlc.py checks both with hypothesis);
   * ``pack`` maps ``(l, c)`` to one integer that orders as the pair does
     (``l << COUNTER_BITS | c``). The counter stays below ``1 << COUNTER_BITS``: an event
-    that would reach it moves ``l`` on by one microsecond instead, which keeps the order
-    and adds at most one microsecond of drift per 65,536 events in one microsecond.
+    that would reach it moves ``l`` on by one millisecond instead, which keeps the order
+    and adds at most one millisecond of drift per 65,536 events in one millisecond;
+  * a packed stamp fits the wire's int64 while ``l`` is below 2^47 ms (4,400 years of the
+    clock ``env.now()`` reads).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ COUNTER_LIMIT = 1 << COUNTER_BITS
 
 
 def physical(seconds: float) -> int:
-    """A node's clock reading in whole microseconds (never negative)."""
-    return max(0, int(seconds * 1_000_000))
+    """A node's clock reading in whole milliseconds (never negative)."""
+    return max(0, int(seconds * 1_000))
 
 
 def pack(l: int, c: int) -> int:  # noqa: E741 - the paper's names

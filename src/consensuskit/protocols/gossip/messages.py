@@ -166,7 +166,7 @@ class KVEntry(Entry):
         return None if self.prev_counter is None else (self.prev_counter, self.prev_origin)
 
     def summary(self) -> str:
-        # The HLC as l+c (l in microseconds; hlc.py packs it as l << 16 | c).
+        # The HLC as l+c (l in milliseconds; hlc.py packs it as l << 16 | c).
         counter = self.counter
         stamp = f"{counter >> 16}+{counter & 0xFFFF}" if isinstance(counter, int) else counter
         return f"{self.key}@{stamp}.{self.origin}{' deleted' if self.deleted else ''}"
