@@ -30,7 +30,7 @@ def naive_recv(l: int, c: int, lm: int, cm: int, pt: int) -> tuple[int, int]:  #
     return l_new, 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(run=events, skew=offsets)
 def test_monotone_above_everything_received_and_bounded_drift(run: list, skew: list) -> None:
     clocks = [HybridClock() for _ in range(4)]

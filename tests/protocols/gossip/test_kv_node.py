@@ -63,7 +63,7 @@ def merge_replicas(left: list[KVEntry], right: list[KVEntry]) -> list[KVEntry]:
     return list(replica.all_entries())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(a=versions, b=versions, c=versions)
 def test_merge_is_commutative_associative_and_idempotent(a: list, b: list, c: list) -> None:
     ab, ba = merge_replicas(a, b), merge_replicas(b, a)
