@@ -80,8 +80,10 @@ class SideClients:
 
     def write(self, side: Side, key: str, value: Any) -> None:
         self.seq += 1
+        # One client id per write (seq 1): retries of one write never meet a session that
+        # already moved on to the next (Raft's exactly-once sessions would refuse them).
         request = ClientRequest(
-            client_id=f"{side.name}-client", seq=self.seq, op=Op(kind="put", key=key, value=value)
+            client_id=f"{side.name}-{self.seq}", seq=1, op=Op(kind="put", key=key, value=value)
         )
         op = SideOp(request=request, started=self.sim.now, target=side.next_node())
         side.ops.append(op)
