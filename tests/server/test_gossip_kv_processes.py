@@ -2,7 +2,8 @@
 a partition through ``/v1/debug/faults``, a write of the same key on each side (both
 acknowledged: available), the heal, and convergence: every node ends with the same
 values, the key holding the write with the greater HLC stamp; the other acknowledged
-write is gone (last-writer-wins, measured). Then SIGTERM stops the cluster cleanly."""
+write is gone (last-writer-wins, measured). SIGTERM stops the cluster cleanly, and a
+second ``up`` recovers every node's values from its log."""
 
 from __future__ import annotations
 
@@ -80,6 +81,16 @@ def test_up_gossip_kv_partition_both_sides_write_heal_converge(tmp_path: Path) -
         assert all(view == expected for view in views.values()), views
         # The measured cost of availability: one acknowledged write of "k" is lost.
         assert winner == "right"  # n3 wrote later by a clock both nodes share (one machine)
+        up.send_signal(signal.SIGTERM)
+        out, _ = up.communicate(timeout=30)
+        assert up.returncode == 0, out
+        # A second `up` on the same directory: every node replays its log (versions and
+        # their stamps, decoded from disk) and serves the same values.
+        up = run_up(data, base_port=base)
+        wait_for_line(up, "endpoints:")
+        assert {node: {key: read(node, key) for key in expected} for node in NODES} == dict.fromkeys(
+            NODES, expected
+        )
         up.send_signal(signal.SIGTERM)
         out, _ = up.communicate(timeout=30)
     finally:
