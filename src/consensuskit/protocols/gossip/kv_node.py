@@ -22,6 +22,10 @@ Rules this node owns (the gossip node owns dissemination, peers and bad input):
   * reads (``get``, ``list``) are served from the local replica: possibly stale, never
     linearizable. A read asking for ``linearizable`` or ``lease`` consistency is refused
     rather than served weaker than asked; ``cas`` is refused (it needs consensus);
+  * writes are at least once: there are no client sessions (a retry may reach another
+    node, and no node could know what the others applied), so a retried write is a new
+    version with a new stamp; for last-writer-wins that repeats the value, and the retry
+    may win over a write made since, as any later write would;
   * status: no leader; every node is a ``replica``; its generation is its clock's ``l``.
 Bug knobs: ``missing-keys-only``: anti-entropy repairs only keys a replica lacks, never an
 older version of a key it holds, so once the rumors of two concurrent versions have gone
