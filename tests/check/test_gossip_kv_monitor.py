@@ -35,6 +35,9 @@ def test_an_overwrite_that_saw_the_write_supersedes_it_a_concurrent_one_loses_it
     assert [v for _, _, v in classes["survived"]] == ["a3", "y1"]
     assert [v for _, _, v in classes["superseded"]] == ["b1"]
     assert [v for _, _, v in classes["lost"]] == ["a1", "a2"]  # b1 never saw them
+    # A key whose tombstone was collected: nothing says what replaced what.
+    gone = classify_writes([("z", s(1, "a"), None, "z1")], final, links)
+    assert [v for _, _, v in gone["collected"]] == ["z1"] and not gone["lost"]
 
 
 def test_causality_breaks_are_versions_not_above_what_they_replaced() -> None:
@@ -56,7 +59,10 @@ def test_a_clean_run_converges_and_measures_lost_writes() -> None:
     assert result.ok, result.invariant_violations
     m = result.metrics
     assert m["converged"] and m["causality_breaks"] == 0
-    assert m["acknowledged_writes"] == m["survived_writes"] + m["superseded_writes"] + m["lost_writes"]
+    classified = (
+        m["survived_writes"] + m["superseded_writes"] + m["lost_writes"] + m["writes_of_collected_keys"]
+    )
+    assert m["acknowledged_writes"] == classified
     assert m["lost_writes"] > 0 and m["survived_writes"] <= 3  # one final version per key
     assert 0 <= m["converged_within_seconds_of_settle"] < config.settle
     assert run(15).ok

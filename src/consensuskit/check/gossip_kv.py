@@ -20,7 +20,8 @@ Rules this module owns:
     ordinary overwrite), and ``lost`` otherwise: overwritten by a write concurrent with
     it, so its value is never visible in the final state although the client was told
     it was stored. ``prev`` links come from every version any node persisted (each
-    node's storage log) and from the acknowledged answers.
+    node's storage log) and from the acknowledged answers. Writes of a key no live
+    replica holds any more (its tombstone was collected) are counted apart, unclassified.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def classify_writes(
     final: dict[str, Stamp],
     links: dict[Stamp, Stamp | None],
 ) -> dict[str, list[tuple[str, Stamp, Any]]]:
-    """Split acknowledged writes into survived / superseded / lost (the module rules)."""
+    """Split acknowledged writes into survived / superseded / lost (the module rules),
+    and ``collected``: writes of a key no live replica holds any more (a collected
+    tombstone), which nothing can classify."""
     ancestors: dict[str, set[Stamp]] = {}
     for key, stamp in final.items():
         seen: set[Stamp] = set()
@@ -95,9 +98,18 @@ def classify_writes(
             seen.add(cursor)
             cursor = links.get(cursor)
         ancestors[key] = seen
-    out: dict[str, list[tuple[str, Stamp, Any]]] = {"survived": [], "superseded": [], "lost": []}
+    out: dict[str, list[tuple[str, Stamp, Any]]] = {
+        "survived": [],
+        "superseded": [],
+        "lost": [],
+        "collected": [],
+    }
     for key, stamp, _prev, value in writes:
-        if final.get(key) == stamp:
+        if key not in final:
+            # No replica holds the key: its tombstone was collected, and with it the
+            # versions that would say what replaced what. Not counted as lost.
+            out["collected"].append((key, stamp, value))
+        elif final.get(key) == stamp:
             out["survived"].append((key, stamp, value))
         elif stamp in ancestors.get(key, ()):
             out["superseded"].append((key, stamp, value))
@@ -171,6 +183,7 @@ class GossipKVMonitor(GossipMonitor):
                 "survived_writes": len(classes["survived"]),
                 "superseded_writes": len(classes["superseded"]),
                 "lost_writes": len(lost),
+                "writes_of_collected_keys": len(classes["collected"]),
                 "lost_write_fraction": round(len(lost) / acked, 4) if acked else 0.0,
                 "lost_write_examples": [f"{k}={v!r} {describe(s)}" for k, s, v in lost[:5]],
                 "causality_breaks": len(causality_breaks(analysis["links"])),
