@@ -164,6 +164,10 @@ def make_app(
     app[META_KEY] = dict(meta, live=source is not None)
     app[RECORDS_KEY] = list(records or [])
     app[BODY_KEY] = []
+    if source is None:
+        # Encoded now, before the URL is announced: opening the page costs no encoding.
+        data = {"meta": app[META_KEY], "records": app[RECORDS_KEY]}
+        app[BODY_KEY].append(json.dumps(data, separators=(",", ":"), default=str).encode())
     app.router.add_get("/", _page)
     app.router.add_get("/view.json", _data)
     if source is not None:
