@@ -134,6 +134,15 @@ def test_jump_to_the_next_fault_and_violation(browser, traces):
             assert "violation election-safety" in side and "two leaders" in side
             assert page.js("document.querySelectorAll('#side li').length") > 10
             assert "1 violation" in page.js("document.getElementById('cluster').innerText")
+            # Clicking a message line shows it in the side panel.
+            box = page.page.locator("#diagram").bounding_box()
+            shown = ""
+            for dx in range(int(box["width"]) - 40, 60, -3):
+                page.page.mouse.click(box["x"] + dx, box["y"] + 22 + 34 * 2.5)  # between lanes 2 and 3
+                shown = page.js("document.querySelector('#side h3').textContent")
+                if "→" in shown:
+                    break
+            assert "→" in shown and ("delivered" in shown or "dropped" in shown or "in flight" in shown)
             before = page.js("consensusView.hash()")
             page.page.click("#heartbeats")  # hide them: the diagram changes
             assert page.js("consensusView.hash()") != before

@@ -6,7 +6,7 @@
 // window.consensusView exposes the state for tests: seek(pos), hash(), text().
 
 import { addRecord, buildModel, createModel, posAtTime, stateAt, timeAt } from "./model.js";
-import { diagramHeight, drawDiagram } from "./draw.js";
+import { diagramHeight, drawDiagram, messageAt } from "./draw.js";
 import { renderCluster } from "./panel.js";
 
 const MAX_LIVE_RECORDS = 200000; // live mode keeps the newest half when it passes this
@@ -140,6 +140,20 @@ function bindControls() {
   $("zoom-in").onclick = () => { ui.span = Math.max(0.001, ui.span / 2); render(); };
   $("zoom-out").onclick = () => { ui.span = Math.min(3600, ui.span * 2); render(); };
   window.addEventListener("resize", () => { sizeCanvas(); render(); });
+  // Clicking a message shows it, and the records around its delivery, in the side panel.
+  $("diagram").addEventListener("click", (e) => {
+    const canvas = $("diagram");
+    const box = canvas.getBoundingClientRect();
+    const px = (e.clientX - box.left) * (canvas.width / box.width);
+    const py = (e.clientY - box.top) * (canvas.height / box.height);
+    const m = messageAt(canvas, ui.model, { pos: ui.pos, span: ui.span, heartbeats: ui.heartbeats }, px, py);
+    if (!m) return;
+    const nodes = ui.model.meta.nodes;
+    const fate = m.i1 < 0 || m.i1 >= ui.pos ? "in flight" : m.dropped ? "dropped" : "delivered";
+    const idx = m.i1 >= 0 && m.i1 < ui.pos ? m.i1 : m.i0;
+    ui.selected = { idx, t: ui.model.t[idx], label: `${nodes[m.a]} → ${nodes[m.b]} ${m.type} (${fate})`, detail: m.text };
+    renderSide();
+  });
   document.addEventListener("keydown", (e) => {
     if (e.target && ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
     if (e.key === " ") { e.preventDefault(); $("play").click(); }
