@@ -289,3 +289,24 @@ def test_a_gap_is_counted_and_a_snapshot_resets_a_nodes_sequence(browser):
             assert page.js("document.querySelector('.node.leader')?.dataset.node") == "n2"
         finally:
             page.close()
+
+
+@pytest.mark.slow  # eleven simulations and pages: about 15 s on a quiet machine
+def test_every_catalog_protocol_replays_without_a_complaint(browser, tmp_path):
+    """A short run of each catalog protocol: the page draws it, its panel included."""
+    from consensuskit.catalog import default_catalog
+    from tests.view.conftest import write_trace
+
+    panel_marks = {"log": ".log", "members": ".node .facts, .members", "votes": "table.votes"}
+    for entry in default_catalog().protocols():
+        records = read_records(write_trace(tmp_path / f"{entry.name}.jsonl", entry.name, 0.3))
+        path = tmp_path / f"{entry.name}.html"
+        path.write_text(render_html(view_meta(records, entry.name), records), encoding="utf-8")
+        page = Page(browser, path.as_uri())
+        try:
+            page.seek(len(records))
+            assert page.problems == [], entry.name
+            mark = panel_marks[entry.spec.view.panel]
+            assert page.js(f"document.querySelectorAll({mark!r}).length") > 0, entry.name
+        finally:
+            page.close()
