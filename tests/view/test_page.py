@@ -277,15 +277,34 @@ def test_a_gap_is_counted_and_a_snapshot_resets_a_nodes_sequence(browser):
         # n2 restarted: its snapshot says where its stream goes on (no gap after it).
         {"t": 0.5, "ev": "snapshot", "node": "n2", "seq": 10, "status": {"role": "leader", "generation": 9}},
         {"t": 0.6, "node": "n2", "seq": 11, "ev": "rec", "kind": "commit", "index": 3, "term": 9},
+        # A sampled status: log position, membership, lease (core/capabilities.py status_dict).
+        {
+            "t": 0.7,
+            "node": "n2",
+            "seq": 12,
+            "ev": "status",
+            "role": "leader",
+            "generation": 9,
+            "leader": "n2",
+            "commit": 5,
+            "applied": 4,
+            "last_index": 7,
+            "voters": ["n1", "n2", "n3"],
+            "lease": True,
+        },
     ]
     with served(make_app(live_meta(), source=ListSource(records))) as url:
         page = Page(browser, url)
         try:
-            page.page.wait_for_function("consensusView.received >= 6", timeout=60_000)
+            page.page.wait_for_function("consensusView.received >= 7", timeout=60_000)
             page.page.wait_for_timeout(300)
-            assert page.js("consensusView.received") == 6 and page.js("consensusView.gaps") == 1
+            assert page.js("consensusView.received") == 7 and page.js("consensusView.gaps") == 1
             n2 = page.js("document.querySelector('.node[data-node=n2]').innerText")
-            assert "term 9" in n2 and "commit 3" in n2
+            assert (
+                "term 9" in n2 and "commit 5" in n2 and "applied 4" in n2 and "last 7" in n2 and "lease" in n2
+            )
+            assert page.js("document.querySelectorAll('.node[data-node=n2] .log .entry').length") == 5
+            assert "voters n1,n2,n3 · quorum 2" in page.js("document.getElementById('cluster').innerText")
             assert page.js("document.querySelector('.node.leader')?.dataset.node") == "n2"
         finally:
             page.close()
