@@ -10,6 +10,8 @@ Rules this module owns:
     page gets that history on connecting, then batches ``{"records": [...]}`` at most
     every ``FLUSH`` seconds; a record without ``"ev"`` but with ``"snapshot"`` is sent
     as ``{"snapshot": ...}``;
+  * a source whose stream fails is reported to the pages as a ``fault`` record of kind
+    ``source-failed`` (the page stays up, showing what it had);
   * an action ``{"act": {...}, "id": N}`` is checked (source.check_action) and done by
     the source; the answer is always ``{"reply": {"ok", "detail"}, "id": N}``, also for
     a malformed action or a source that raised; other client messages are ignored;
@@ -66,9 +68,15 @@ class LiveHub:
         await self.source.close()
 
     async def _read(self) -> None:
-        async for record in self.source.records():
-            if isinstance(record, dict):
-                self.pending.append(record)
+        t = 0.0
+        try:
+            async for record in self.source.records():
+                if isinstance(record, dict):
+                    self.pending.append(record)
+                    t = record.get("t", t)
+        except Exception as exc:  # the pages are told, as a fault across the cluster
+            detail = f"{type(exc).__name__}: {exc}"
+            self.pending.append({"t": t, "ev": "fault", "kind": "source-failed", "detail": detail})
 
     async def _flush(self) -> None:
         while True:
