@@ -329,3 +329,17 @@ def test_every_catalog_protocol_replays_without_a_complaint(browser, tmp_path):
             assert page.js(f"document.querySelectorAll({mark!r}).length") > 0, entry.name
         finally:
             page.close()
+
+
+def test_an_empty_trace_opens_without_a_complaint(browser, tmp_path):
+    path = tmp_path / "empty.html"
+    path.write_text(render_html(view_meta([], "raft", ["n1", "n2", "n3"]), []), encoding="utf-8")
+    page = Page(browser, path.as_uri())
+    try:
+        page.page.click("#play")
+        page.page.click("#step")
+        page.page.click("#next-fault")
+        assert "no fault after this point" in page.js("document.getElementById('current').textContent")
+        assert page.js("consensusView.pos") == 0 and page.problems == []
+    finally:
+        page.close()
