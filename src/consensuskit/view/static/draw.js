@@ -99,7 +99,12 @@ export function drawDiagram(canvas, model, opts) {
     ctx.fillText(id, 6, yy);
   });
 
-  // Messages sent in the window (or before it, still in flight inside it).
+  // Messages sent in the window (or before it, still in flight inside it), clipped to
+  // the plot so that lines from before the window do not cross the lane names.
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(LEFT, 0, w - LEFT, h);
+  ctx.clip();
   const phases = model.meta.view?.phases || [];
   const from = firstMsgAt(model, t0 - model.maxLen);
   const drawMsg = (m) => {
@@ -136,6 +141,7 @@ export function drawDiagram(canvas, model, opts) {
   const msgs = model.msgs;
   for (let k = from; k < msgs.length && msgs[k].t0 <= t1 && msgs[k].i0 < opts.pos; k++) drawMsg(msgs[k]);
   for (const m of model.long) if (m.t0 < t0 - model.maxLen) drawMsg(m);
+  ctx.restore();
 
   // Faults (node faults on their lane, cluster faults across every lane) and violations.
   const laneTop = TOP, laneBottom = TOP + nodes.length * LANE;

@@ -5,7 +5,7 @@
 // recent transactions' votes and decisions.  Text only through textContent.
 
 const GEN_COLOURS = ["#93c5fd", "#fca5a5", "#86efac", "#fde68a", "#c4b5fd", "#f9a8d4", "#a5f3fc", "#fdba74"];
-const SHOWN_ENTRIES = 15;
+const SHOWN_ENTRIES = 12;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
