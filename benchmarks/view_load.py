@@ -106,7 +106,8 @@ def main() -> int:
         html.write_text(render_html(meta, records), encoding="utf-8")
         results: dict[str, Any] = {"events": len(records), "html_mb": round(html.stat().st_size / 2**20, 1)}
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            args_ = ["--no-sandbox", "--enable-precise-memory-info"]
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=args_)
             with running(make_app(meta, records=records)) as url:
                 results["served"] = measure(browser, url, args.seeks, len(records))
             results["html"] = measure(browser, html.as_uri(), args.seeks, len(records))
