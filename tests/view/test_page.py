@@ -319,6 +319,7 @@ def test_every_catalog_protocol_replays_without_a_complaint(browser, tmp_path):
     panel_marks = {"log": ".log", "members": ".node .facts, .members", "votes": "table.votes"}
     for entry in default_catalog().protocols():
         records = read_records(write_trace(tmp_path / f"{entry.name}.jsonl", entry.name, 0.3))
+        assert view_meta(records)["protocol"] == entry.name  # guessed from its messages
         path = tmp_path / f"{entry.name}.html"
         path.write_text(render_html(view_meta(records, entry.name), records), encoding="utf-8")
         page = Page(browser, path.as_uri())
