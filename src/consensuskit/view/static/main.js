@@ -167,6 +167,7 @@ function legend(meta) {
   root.textContent = "";
   const items = (meta.view?.phases || []).map((p) => [p.name, p.colour]);
   items.push(["other", "#64748b"], ["dropped", "#dc2626"], ["heartbeat", "rgba(148,163,184,0.6)"]);
+  items.push(["leading", "rgba(34,197,94,0.45)"], ["down", "rgba(15,23,42,0.55)"], ["paused", "rgba(234,179,8,0.6)"]);
   for (const [name, colour] of items) {
     const s = document.createElement("span");
     s.className = "key";
