@@ -222,6 +222,20 @@ def test_live_loses_no_record_at_1000_per_second(browser):
             page.close()
 
 
+def test_live_memory_is_bounded(browser):
+    source = FakeCluster(rate=1000, seconds=1.5)
+    with served(make_app(live_meta(), source=source)) as url:
+        page = Page(browser, url, init_script="window.consensusViewMaxLive = 1000")
+        try:
+            page.page.wait_for_function("consensusView.received >= 1503", timeout=60_000)
+            assert page.js("consensusView.records") <= 1000 and page.js("consensusView.gaps") == 0
+            assert page.js("consensusView.pos") == page.js("consensusView.records")  # still following
+            page.seek(0)  # the kept records replay
+            assert page.problems == []
+        finally:
+            page.close()
+
+
 def test_killing_the_leader_from_the_page_shows_a_new_leader(browser):
     source = FakeCluster(rate=100, seconds=0.5)
     with served(make_app(live_meta(), source=source)) as url:

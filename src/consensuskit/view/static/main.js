@@ -9,7 +9,8 @@ import { addRecord, buildModel, createModel, posAtTime, stateAt, timeAt } from "
 import { diagramHeight, drawDiagram, messageAt } from "./draw.js";
 import { renderCluster } from "./panel.js";
 
-const MAX_LIVE_RECORDS = 200000; // live mode keeps the newest half when it passes this
+// Live mode keeps the newest half when it passes this (window.consensusViewMaxLive: tests).
+const MAX_LIVE_RECORDS = window.consensusViewMaxLive || 200000;
 const $ = (id) => document.getElementById(id);
 
 const ui = { model: null, pos: 0, playing: false, speed: 1, span: 1, heartbeats: true, lastFrame: 0, playTime: 0, follow: true, selected: null };
@@ -200,9 +201,11 @@ function liveAppend(records) {
     addRecord(model, r);
   }
   if (model.records.length > MAX_LIVE_RECORDS) {
-    // Bounded memory: start again from the newest half (their state is re-folded).
-    const keep = model.records.slice(model.records.length >> 1);
-    ui.model = buildModel(model.meta, keep);
+    // Bounded memory: start again from the newest half (their state is re-folded; a
+    // node's state from before it is lost until its next record or status).
+    const dropped = model.records.length >> 1;
+    ui.model = buildModel(model.meta, model.records.slice(dropped));
+    ui.pos = Math.max(0, ui.pos - dropped);
   }
   $("live-count").textContent = `${live.received} records · ${live.gaps} gaps`;
   if (atEnd && ui.follow) ui.pos = ui.model.records.length;
