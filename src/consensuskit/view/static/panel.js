@@ -77,6 +77,7 @@ export function renderCluster(root, meta, state) {
     if (n.applied) facts.push(`applied ${n.applied}`);
     if (n.last > n.commit) facts.push(`last ${n.last}`);
     if (n.lease) facts.push("lease");
+    if (n.inc > 1) facts.push(`incarnation ${n.inc}`);
     if (facts.length) box.appendChild(el("div", "facts", facts.join(" · ")));
     if (view.panel === "log") box.appendChild(logStrip(n, view.entry || "entry"));
     if (view.panel === "members") {

@@ -16,7 +16,7 @@ export function emptyState(meta) {
 function emptyNode() {
   return {
     role: "", gen: "", leader: "", up: false, paused: false, inc: 0,
-    commit: 0, applied: 0, last: 0, voters: null, lease: false, runs: [], members: {}, rumours: {}, note: "",
+    commit: 0, applied: 0, last: 0, voters: null, lease: false, runs: [], members: {}, rumours: {},
   };
 }
 
@@ -108,7 +108,7 @@ function applyRec(state, r, cv) {
       if (r.rm !== undefined) txnOf(state, String(r.txn)).votes[String(r.rm)] = String(r.value);
       break;
     default:
-      n.note = String(r.kind);
+      break;
   }
 }
 
