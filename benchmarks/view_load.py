@@ -4,7 +4,8 @@ seek, in headless Chromium (Debian's; Playwright drives it).
 A Raft simulation (5 nodes, every fault) runs until its trace holds --events records
 (its first --events are kept).  The page then loads it twice — served by the view's
 aiohttp app (``consensuskit view TRACE``) and as the ``--html`` export opened from disk —
-and seeks --seeks times to seeded random positions.  Measured: wall time from
+and seeks --seeks times to seeded random positions (the server runs in its own process,
+as ``consensuskit view`` does).  Measured: wall time from
 navigation to the page being ready (the data fetched, parsed and indexed, first frame
 drawn), the page's own time for building its index, each seek's time inside the page
 (state from the nearest checkpoint plus the replay, the cluster panel and the canvas
@@ -20,13 +21,18 @@ target is missed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
+import re
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +64,27 @@ def make_trace(path: Path, events: int, progress: Progress) -> list[dict[str, An
             progress.update(task, completed=1, total=1)
             return records[:events]
         duration *= 1.5 * events / max(len(records), 1)
+
+
+@contextlib.contextmanager
+def serving(trace: Path) -> Iterator[str]:
+    """``consensuskit view TRACE --port 0`` in its own process, as a user runs it."""
+    code = "from consensuskit.cli import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", code, "view", str(trace), "--port", "0", "--protocol", "raft"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"http://\S+", line)
+        if match is None:
+            raise RuntimeError(f"consensuskit view said {line!r}")
+        yield match.group(0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
 
 
 def measure(browser: Any, url: str, seeks: int, n: int) -> dict[str, Any]:
@@ -92,7 +119,6 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from consensuskit.view.app import make_app, running
 
     console = Console()
     with tempfile.TemporaryDirectory(prefix="view-load-") as tmp:
@@ -106,8 +132,11 @@ def main() -> int:
         html.write_text(render_html(meta, records), encoding="utf-8")
         results: dict[str, Any] = {"events": len(records), "html_mb": round(html.stat().st_size / 2**20, 1)}
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            with running(make_app(meta, records=records)) as url:
+            args_ = ["--no-sandbox", "--enable-precise-memory-info"]
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=args_)
+            trace = Path(tmp) / "trace.jsonl"
+            trace.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            with serving(trace) as url:
                 results["served"] = measure(browser, url, args.seeks, len(records))
             results["html"] = measure(browser, html.as_uri(), args.seeks, len(records))
             browser.close()

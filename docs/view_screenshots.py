@@ -23,7 +23,7 @@ from consensuskit.view.trace_io import load_trace
 
 # name -> (protocol, virtual seconds, where to stop as a fraction of the records)
 SHOTS = {
-    "raft": ("raft", 3.0, 0.52),
+    "raft": ("raft", 3.0, 0.74),
     "pbft": ("pbft", 1.0, 0.5),
     "2pc": ("2pc", 2.0, 0.5),
     "gossip": ("gossip", 2.0, 0.3),

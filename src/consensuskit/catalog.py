@@ -339,12 +339,14 @@ def _scenarios_for(module: str, protocol: str) -> ScenarioLoader:
 # How the browser view draws each protocol (view/, ProtocolSpec.view).  Role names and
 # generation fields are what each node records with env.record("role", ...); message
 # names are the classes' names as the trace writes them ("type").
-_PAXOS_PHASES = (
-    ViewPhase(name="phase 1 (prepare)", messages=("Prepare", "Promise", "Nack"), colour="#d97706"),
-    ViewPhase(
-        name="phase 2 (accept)", messages=("Accept", "Accepted", "AcceptAny", "Propose"), colour="#2563eb"
-    ),
-    ViewPhase(name="learn", messages=("Chosen", "Learn", "CatchUp"), colour="#059669"),
+_PAXOS_PHASE_1 = ViewPhase(
+    name="phase 1 (prepare)", messages=("Prepare", "Promise", "Nack"), colour="#d97706"
+)
+_PAXOS_PHASE_2 = ViewPhase(name="phase 2 (accept)", messages=("Accept", "Accepted"), colour="#2563eb")
+_BASIC_PAXOS_PHASES = (
+    _PAXOS_PHASE_1,
+    _PAXOS_PHASE_2,
+    ViewPhase(name="learn", messages=("Chosen", "CatchUp"), colour="#059669"),
 )
 _COMMIT_VOTES = ViewPhase(name="vote", messages=("Prepare", "Vote"), colour="#d97706")
 _COMMIT_DECISION = ViewPhase(
@@ -380,19 +382,26 @@ VIEWS: dict[str, ViewSpec] = {
         heartbeats=("Heartbeat", "HeartbeatAck"),
         entry="slot",
         panel="log",
-        phases=_PAXOS_PHASES,
+        phases=(
+            _PAXOS_PHASE_1,
+            _PAXOS_PHASE_2,
+            ViewPhase(name="learn", messages=("Learn", "InstallSnapshot"), colour="#059669"),
+        ),
     ),
     "basic-paxos": ViewSpec(
         roles=("proposer+acceptor+learner", "proposer", "acceptor", "learner"),
         entry="slot",
         panel="log",
-        phases=_PAXOS_PHASES,
+        phases=_BASIC_PAXOS_PHASES,
     ),
     "fast-paxos": ViewSpec(
         roles=("proposer+acceptor+learner", "proposer", "acceptor", "learner"),
         entry="slot",
         panel="log",
-        phases=_PAXOS_PHASES,
+        phases=(
+            *_BASIC_PAXOS_PHASES,
+            ViewPhase(name="fast round", messages=("AcceptAny", "Propose"), colour="#7c3aed"),
+        ),
     ),
     "zab": ViewSpec(
         roles=("leader", "following", "observing", "looking"),

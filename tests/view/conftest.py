@@ -65,8 +65,12 @@ def browser() -> Iterator[Any]:
 class Page:
     """A page of the view, with what it complained about and what it fetched."""
 
-    def __init__(self, browser: Any, url: str, width: int = 1280, height: int = 800) -> None:
+    def __init__(
+        self, browser: Any, url: str, width: int = 1280, height: int = 800, init_script: str | None = None
+    ) -> None:
         self.page = browser.new_page(viewport={"width": width, "height": height})
+        if init_script is not None:
+            self.page.add_init_script(init_script)
         self.problems: list[str] = []
         self.fetched: list[str] = []
         self.page.on(

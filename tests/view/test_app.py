@@ -155,3 +155,30 @@ def test_well_formed_actions_pass():
         {"action": "get", "key": "k"},
     ):
         assert check_action(action) is None, action
+
+
+class BrokenSource(FakeSource):
+    async def records(self):
+        yield {"t": 1.5, "ev": "rec", "kind": "role", "role": "leader", "node": "n1", "seq": 1}
+        raise ConnectionError("node n1 went away")
+
+
+def test_a_failing_source_is_reported_to_the_page():
+    async def go():
+        client = await client_of(make_app(META, source=BrokenSource([])))
+        try:
+            ws = await client.ws_connect("/live")
+            got: list[dict[str, Any]] = []
+            while not any(r["ev"] == "fault" for r in got):
+                got += json.loads((await ws.receive(timeout=10)).data).get("records", [])
+            assert got[-1] == {
+                "t": 1.5,
+                "ev": "fault",
+                "kind": "source-failed",
+                "detail": "ConnectionError: node n1 went away",
+            }
+            await ws.close()
+        finally:
+            await client.close()
+
+    run(go())

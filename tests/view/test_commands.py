@@ -57,6 +57,17 @@ def test_html_and_shiviz_exports(capsys, tmp_path, traces):
     assert log.read_text(encoding="utf-8").startswith("(?<host>")
 
 
+def test_a_taken_port_is_one_line(capsys, traces):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(capsys, "view", str(traces["raft"]), "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
 def test_view_serves_the_trace(capsys, monkeypatch, traces):
     served = {}
     monkeypatch.setattr(

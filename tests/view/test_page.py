@@ -134,6 +134,15 @@ def test_jump_to_the_next_fault_and_violation(browser, traces):
             assert "violation election-safety" in side and "two leaders" in side
             assert page.js("document.querySelectorAll('#side li').length") > 10
             assert "1 violation" in page.js("document.getElementById('cluster').innerText")
+            # Clicking a message line shows it in the side panel.
+            box = page.page.locator("#diagram").bounding_box()
+            shown = ""
+            for dx in range(int(box["width"]) - 40, 60, -3):
+                page.page.mouse.click(box["x"] + dx, box["y"] + 22 + 34 * 2.5)  # between lanes 2 and 3
+                shown = page.js("document.querySelector('#side h3').textContent")
+                if "→" in shown:
+                    break
+            assert "→" in shown and ("delivered" in shown or "dropped" in shown or "in flight" in shown)
             before = page.js("consensusView.hash()")
             page.page.click("#heartbeats")  # hide them: the diagram changes
             assert page.js("consensusView.hash()") != before
@@ -213,6 +222,20 @@ def test_live_loses_no_record_at_1000_per_second(browser):
             page.close()
 
 
+def test_live_memory_is_bounded(browser):
+    source = FakeCluster(rate=1000, seconds=1.5)
+    with served(make_app(live_meta(), source=source)) as url:
+        page = Page(browser, url, init_script="window.consensusViewMaxLive = 1000")
+        try:
+            page.page.wait_for_function("consensusView.received >= 1503", timeout=60_000)
+            assert page.js("consensusView.records") <= 1000 and page.js("consensusView.gaps") == 0
+            assert page.js("consensusView.pos") == page.js("consensusView.records")  # still following
+            page.seek(0)  # the kept records replay
+            assert page.problems == []
+        finally:
+            page.close()
+
+
 def test_killing_the_leader_from_the_page_shows_a_new_leader(browser):
     source = FakeCluster(rate=100, seconds=0.5)
     with served(make_app(live_meta(), source=source)) as url:
@@ -268,15 +291,70 @@ def test_a_gap_is_counted_and_a_snapshot_resets_a_nodes_sequence(browser):
         # n2 restarted: its snapshot says where its stream goes on (no gap after it).
         {"t": 0.5, "ev": "snapshot", "node": "n2", "seq": 10, "status": {"role": "leader", "generation": 9}},
         {"t": 0.6, "node": "n2", "seq": 11, "ev": "rec", "kind": "commit", "index": 3, "term": 9},
+        # A sampled status: log position, membership, lease (core/capabilities.py status_dict).
+        {
+            "t": 0.7,
+            "node": "n2",
+            "seq": 12,
+            "ev": "status",
+            "role": "leader",
+            "generation": 9,
+            "leader": "n2",
+            "commit": 5,
+            "applied": 4,
+            "last_index": 7,
+            "voters": ["n1", "n2", "n3"],
+            "lease": True,
+        },
     ]
     with served(make_app(live_meta(), source=ListSource(records))) as url:
         page = Page(browser, url)
         try:
-            page.page.wait_for_function("consensusView.received >= 6", timeout=60_000)
+            page.page.wait_for_function("consensusView.received >= 7", timeout=60_000)
             page.page.wait_for_timeout(300)
-            assert page.js("consensusView.received") == 6 and page.js("consensusView.gaps") == 1
+            assert page.js("consensusView.received") == 7 and page.js("consensusView.gaps") == 1
             n2 = page.js("document.querySelector('.node[data-node=n2]').innerText")
-            assert "term 9" in n2 and "commit 3" in n2
+            assert (
+                "term 9" in n2 and "commit 5" in n2 and "applied 4" in n2 and "last 7" in n2 and "lease" in n2
+            )
+            assert page.js("document.querySelectorAll('.node[data-node=n2] .log .entry').length") == 5
+            assert "voters n1,n2,n3 · quorum 2" in page.js("document.getElementById('cluster').innerText")
             assert page.js("document.querySelector('.node.leader')?.dataset.node") == "n2"
         finally:
             page.close()
+
+
+@pytest.mark.slow  # eleven simulations and pages: about 15 s on a quiet machine
+def test_every_catalog_protocol_replays_without_a_complaint(browser, tmp_path):
+    """A short run of each catalog protocol: the page draws it, its panel included."""
+    from consensuskit.catalog import default_catalog
+    from tests.view.conftest import write_trace
+
+    panel_marks = {"log": ".log", "members": ".node .facts, .members", "votes": "table.votes"}
+    for entry in default_catalog().protocols():
+        records = read_records(write_trace(tmp_path / f"{entry.name}.jsonl", entry.name, 0.3))
+        assert view_meta(records)["protocol"] == entry.name  # guessed from its messages
+        path = tmp_path / f"{entry.name}.html"
+        path.write_text(render_html(view_meta(records, entry.name), records), encoding="utf-8")
+        page = Page(browser, path.as_uri())
+        try:
+            page.seek(len(records))
+            assert page.problems == [], entry.name
+            mark = panel_marks[entry.spec.view.panel]
+            assert page.js(f"document.querySelectorAll({mark!r}).length") > 0, entry.name
+        finally:
+            page.close()
+
+
+def test_an_empty_trace_opens_without_a_complaint(browser, tmp_path):
+    path = tmp_path / "empty.html"
+    path.write_text(render_html(view_meta([], "raft", ["n1", "n2", "n3"]), []), encoding="utf-8")
+    page = Page(browser, path.as_uri())
+    try:
+        page.page.click("#play")
+        page.page.click("#step")
+        page.page.click("#next-fault")
+        assert "no fault after this point" in page.js("document.getElementById('current').textContent")
+        assert page.js("consensusView.pos") == 0 and page.problems == []
+    finally:
+        page.close()

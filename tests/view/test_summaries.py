@@ -4,7 +4,13 @@ import pytest
 
 from consensuskit.catalog import default_catalog
 from consensuskit.core.registry import ViewSpec
-from consensuskit.view.summaries import guess_protocol, heartbeat_types, python_pattern, view_meta
+from consensuskit.view.summaries import (
+    guess_protocol,
+    heartbeat_types,
+    message_types,
+    python_pattern,
+    view_meta,
+)
 from consensuskit.viz.timeline import HEARTBEAT_TYPES
 from tests.view.conftest import TRACED, read_records
 
@@ -70,3 +76,13 @@ def test_heartbeats_come_from_the_catalog():
     assert heartbeat_types("zab") == frozenset({"Ping", "PingAck"})
     assert heartbeat_types(None) >= {"Heartbeat", "HeartbeatAck", "Ping", "PingAck"}
     assert set(TRACED) <= {e.name for e in default_catalog().protocols()}
+
+
+def test_every_message_a_view_names_is_a_registered_message():
+    """A typo in a view's phases or heartbeats would silently draw a message grey."""
+    from consensuskit.core.messages import registered_messages
+
+    registered = {cls.__name__ for cls in registered_messages().values()}  # the catalog imported all
+    for entry in default_catalog().protocols():
+        named = message_types(entry.spec.view)
+        assert named <= registered, (entry.name, sorted(named - registered))

@@ -2,14 +2,17 @@
 
 Rules this module owns:
   * ``make_app`` takes either a list of records (replay) or a ``LiveSource`` (live,
-    view/source.py) and serves the same page: ``GET /`` (the page), ``GET /<file>`` (its
-    modules and style, from view/static/ only), ``GET /view.json`` (``{"meta",
+    view/source.py) and serves the same page: ``GET /`` (the page: for a replay the
+    ``--html`` export itself, data inline), ``GET /<file>`` (its modules and style, from
+    view/static/ only), ``GET /view.json`` (``{"meta",
     "records"}``; in live mode ``meta.live`` is true and no records: the websocket
     sends the recent history first) and, in live mode only, the websocket ``GET /live``;
   * live: one task reads the source and keeps the newest ``HISTORY`` records; every
     page gets that history on connecting, then batches ``{"records": [...]}`` at most
     every ``FLUSH`` seconds; a record without ``"ev"`` but with ``"snapshot"`` is sent
     as ``{"snapshot": ...}``;
+  * a source whose stream fails is reported to the pages as a ``fault`` record of kind
+    ``source-failed`` (the page stays up, showing what it had);
   * an action ``{"act": {...}, "id": N}`` is checked (source.check_action) and done by
     the source; the answer is always ``{"reply": {"ok", "detail"}, "id": N}``, also for
     a malformed action or a source that raised; other client messages are ignored;
@@ -28,7 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from consensuskit.view.export import static_text
+from consensuskit.view.export import render_html, static_text
 from consensuskit.view.source import LiveSource, check_action
 
 HISTORY = 50_000
@@ -40,6 +43,7 @@ META_KEY = web.AppKey("meta", dict)
 RECORDS_KEY = web.AppKey("records", list)
 HUB_KEY = web.AppKey("hub", object)
 BODY_KEY = web.AppKey("body", list)  # view.json, encoded once (a replay never changes)
+PAGE_KEY = web.AppKey("page", list)  # a replay's whole page, rendered once
 
 
 class LiveHub:
@@ -66,9 +70,15 @@ class LiveHub:
         await self.source.close()
 
     async def _read(self) -> None:
-        async for record in self.source.records():
-            if isinstance(record, dict):
-                self.pending.append(record)
+        t = 0.0
+        try:
+            async for record in self.source.records():
+                if isinstance(record, dict):
+                    self.pending.append(record)
+                    t = record.get("t", t)
+        except Exception as exc:  # the pages are told, as a fault across the cluster
+            detail = f"{type(exc).__name__}: {exc}"
+            self.pending.append({"t": t, "ev": "fault", "kind": "source-failed", "detail": detail})
 
     async def _flush(self) -> None:
         while True:
@@ -103,7 +113,10 @@ class LiveHub:
         return {"ok": bool(reply.get("ok")), "detail": str(reply.get("detail", ""))}
 
 
-async def _page(_request: web.Request) -> web.Response:
+async def _page(request: web.Request) -> web.Response:
+    page = request.app[PAGE_KEY]
+    if page:  # a replay: the whole page with its data, rendered once
+        return web.Response(body=page[0], content_type="text/html", charset="utf-8")
     return web.Response(text=static_text("index.html"), content_type="text/html")
 
 
@@ -164,6 +177,12 @@ def make_app(
     app[META_KEY] = dict(meta, live=source is not None)
     app[RECORDS_KEY] = list(records or [])
     app[BODY_KEY] = []
+    app[PAGE_KEY] = []
+    if source is None:
+        # A replay's page is the --html export (data, modules and style inline): one
+        # response, parsed by the browser as it arrives, where a fetch of view.json
+        # would read the whole body first.  Rendered now, before the URL is announced.
+        app[PAGE_KEY].append(render_html(app[META_KEY], app[RECORDS_KEY]).encode())
     app.router.add_get("/", _page)
     app.router.add_get("/view.json", _data)
     if source is not None:

@@ -37,11 +37,20 @@ def serve_records(
     port: int = DEFAULT_PORT,
 ) -> None:
     """Serve the page on ``records`` until interrupted (prints its URL)."""
-    from consensuskit.view.app import make_app, serve
+    from consensuskit.view.app import make_app
     from consensuskit.view.summaries import view_meta
 
     meta = view_meta(records, protocol, node_ids, title)
-    serve(make_app(meta, records=records), host, port)
+    _serve(make_app(meta, records=records), host, port)
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    from consensuskit.view import app as view_app
+
+    try:
+        view_app.serve(app, host, port)
+    except OSError as exc:  # the port is taken, the address is not ours: one line
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def view_command(
@@ -100,9 +109,9 @@ def view_command(
         except OSError as exc:
             raise _fail(f"cannot write: {exc}") from None
         return
-    from consensuskit.view.app import make_app, serve
+    from consensuskit.view.app import make_app
 
-    serve(make_app(meta, records=records), host, port)
+    _serve(make_app(meta, records=records), host, port)
 
 
 def _live(
@@ -122,7 +131,7 @@ def _live(
         source = make_live_source(endpoints, token)
     except Exception as exc:  # the cluster's refusal is one line, not a traceback
         raise _fail(f"cannot reach the cluster: {exc}", 1) from None
-    from consensuskit.view.app import make_app, serve
+    from consensuskit.view.app import make_app
     from consensuskit.view.summaries import catalog_views
 
     views = catalog_views()
@@ -133,4 +142,4 @@ def _live(
         "view": views[name].to_json() if name in views else {},
         "title": title or "live cluster",
     }
-    serve(make_app(meta, source=source), host, port)
+    _serve(make_app(meta, source=source), host, port)

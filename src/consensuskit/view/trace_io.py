@@ -58,12 +58,3 @@ def node_ids(records: Iterable[dict[str, Any]]) -> list[str]:
         elif ev == "rec" and isinstance(r.get("node"), str):
             others.setdefault(r["node"], None)
     return list(started) + [n for n in others if n not in started]
-
-
-def protocol_of(records: Iterable[dict[str, Any]], known: Iterable[str]) -> str | None:
-    """The protocol a trace ran, if a record names it (``{"ev": "meta", "protocol"}``)."""
-    names = set(known)
-    for r in records:
-        if r.get("ev") == "meta" and r.get("protocol") in names:
-            return str(r["protocol"])
-    return None

@@ -20,16 +20,47 @@ export function diagramHeight(model) {
 }
 
 // opts: {pos, span (seconds shown), heartbeats (bool), width}
-export function drawDiagram(canvas, model, opts) {
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height;
+// The mapping from time and lane to pixels for one frame (shared by drawing and clicks).
+function geometry(canvas, model, opts) {
   const now = timeAt(model, opts.pos);
   const span = opts.span;
   const t1 = now + span * 0.08;
   const t0 = t1 - span;
-  const plotW = w - LEFT - 8;
-  const x = (t) => LEFT + ((t - t0) / span) * plotW;
-  const y = (lane) => TOP + lane * LANE + LANE / 2;
+  const plotW = canvas.width - LEFT - 8;
+  return {
+    now, span, t0, t1,
+    x: (t) => LEFT + ((t - t0) / span) * plotW,
+    y: (lane) => TOP + lane * LANE + LANE / 2,
+  };
+}
+
+// The drawn message nearest to pixel (px, py), within 6 pixels, or null.
+export function messageAt(canvas, model, opts, px, py) {
+  const { now, t0, t1, x, y } = geometry(canvas, model, opts);
+  let best = null, bestD = 36;
+  const msgs = model.msgs;
+  const consider = (m) => {
+    if (m.i0 >= opts.pos || (m.hb && !opts.heartbeats)) return;
+    const done = m.i1 >= 0 && m.i1 < opts.pos;
+    const end = done ? m.t1 : now;
+    if (end < t0) return;
+    const ax = x(m.t0), ay = y(m.a), bx = x(end), by = y(m.b);
+    const dx = bx - ax, dy = by - ay;
+    const len2 = dx * dx + dy * dy;
+    const f = len2 > 0 ? Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / len2)) : 0;
+    const ex = ax + f * dx - px, ey = ay + f * dy - py;
+    const d = ex * ex + ey * ey;
+    if (d < bestD) { bestD = d; best = m; }
+  };
+  for (let k = firstMsgAt(model, t0 - model.maxLen); k < msgs.length && msgs[k].t0 <= t1 && msgs[k].i0 < opts.pos; k++) consider(msgs[k]);
+  for (const m of model.long) consider(m);
+  return best;
+}
+
+export function drawDiagram(canvas, model, opts) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height;
+  const { now, span, t0, t1, x, y } = geometry(canvas, model, opts);
   const nodes = model.meta.nodes;
   ctx.fillStyle = "#ffffff";
   ctx.fillRect(0, 0, w, h);
@@ -68,7 +99,12 @@ export function drawDiagram(canvas, model, opts) {
     ctx.fillText(id, 6, yy);
   });
 
-  // Messages sent in the window (or before it, still in flight inside it).
+  // Messages sent in the window (or before it, still in flight inside it), clipped to
+  // the plot so that lines from before the window do not cross the lane names.
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(LEFT, 0, w - LEFT, h);
+  ctx.clip();
   const phases = model.meta.view?.phases || [];
   const from = firstMsgAt(model, t0 - model.maxLen);
   const drawMsg = (m) => {
@@ -105,6 +141,7 @@ export function drawDiagram(canvas, model, opts) {
   const msgs = model.msgs;
   for (let k = from; k < msgs.length && msgs[k].t0 <= t1 && msgs[k].i0 < opts.pos; k++) drawMsg(msgs[k]);
   for (const m of model.long) if (m.t0 < t0 - model.maxLen) drawMsg(m);
+  ctx.restore();
 
   // Faults (node faults on their lane, cluster faults across every lane) and violations.
   const laneTop = TOP, laneBottom = TOP + nodes.length * LANE;

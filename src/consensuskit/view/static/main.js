@@ -6,10 +6,11 @@
 // window.consensusView exposes the state for tests: seek(pos), hash(), text().
 
 import { addRecord, buildModel, createModel, posAtTime, stateAt, timeAt } from "./model.js";
-import { diagramHeight, drawDiagram } from "./draw.js";
+import { diagramHeight, drawDiagram, messageAt } from "./draw.js";
 import { renderCluster } from "./panel.js";
 
-const MAX_LIVE_RECORDS = 200000; // live mode keeps the newest half when it passes this
+// Live mode keeps the newest half when it passes this (window.consensusViewMaxLive: tests).
+const MAX_LIVE_RECORDS = window.consensusViewMaxLive || 200000;
 const $ = (id) => document.getElementById(id);
 
 const ui = { model: null, pos: 0, playing: false, speed: 1, span: 1, heartbeats: true, lastFrame: 0, playTime: 0, follow: true, selected: null };
@@ -140,6 +141,20 @@ function bindControls() {
   $("zoom-in").onclick = () => { ui.span = Math.max(0.001, ui.span / 2); render(); };
   $("zoom-out").onclick = () => { ui.span = Math.min(3600, ui.span * 2); render(); };
   window.addEventListener("resize", () => { sizeCanvas(); render(); });
+  // Clicking a message shows it, and the records around its delivery, in the side panel.
+  $("diagram").addEventListener("click", (e) => {
+    const canvas = $("diagram");
+    const box = canvas.getBoundingClientRect();
+    const px = (e.clientX - box.left) * (canvas.width / box.width);
+    const py = (e.clientY - box.top) * (canvas.height / box.height);
+    const m = messageAt(canvas, ui.model, { pos: ui.pos, span: ui.span, heartbeats: ui.heartbeats }, px, py);
+    if (!m) return;
+    const nodes = ui.model.meta.nodes;
+    const fate = m.i1 < 0 || m.i1 >= ui.pos ? "in flight" : m.dropped ? "dropped" : "delivered";
+    const idx = m.i1 >= 0 && m.i1 < ui.pos ? m.i1 : m.i0;
+    ui.selected = { idx, t: ui.model.t[idx], label: `${nodes[m.a]} → ${nodes[m.b]} ${m.type} (${fate})`, detail: m.text };
+    renderSide();
+  });
   document.addEventListener("keydown", (e) => {
     if (e.target && ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
     if (e.key === " ") { e.preventDefault(); $("play").click(); }
@@ -153,6 +168,7 @@ function legend(meta) {
   root.textContent = "";
   const items = (meta.view?.phases || []).map((p) => [p.name, p.colour]);
   items.push(["other", "#64748b"], ["dropped", "#dc2626"], ["heartbeat", "rgba(148,163,184,0.6)"]);
+  items.push(["leading", "rgba(34,197,94,0.45)"], ["down", "rgba(15,23,42,0.55)"], ["paused", "rgba(234,179,8,0.6)"]);
   for (const [name, colour] of items) {
     const s = document.createElement("span");
     s.className = "key";
@@ -185,9 +201,11 @@ function liveAppend(records) {
     addRecord(model, r);
   }
   if (model.records.length > MAX_LIVE_RECORDS) {
-    // Bounded memory: start again from the newest half (their state is re-folded).
-    const keep = model.records.slice(model.records.length >> 1);
-    ui.model = buildModel(model.meta, keep);
+    // Bounded memory: start again from the newest half (their state is re-folded; a
+    // node's state from before it is lost until its next record or status).
+    const dropped = model.records.length >> 1;
+    ui.model = buildModel(model.meta, model.records.slice(dropped));
+    ui.pos = Math.max(0, ui.pos - dropped);
   }
   $("live-count").textContent = `${live.received} records · ${live.gaps} gaps`;
   if (atEnd && ui.follow) ui.pos = ui.model.records.length;

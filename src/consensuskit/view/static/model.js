@@ -1,6 +1,6 @@
 // The index the page draws from, built once from the records (and extended record by
-// record in live mode): times, messages (send -> deliver/drop, paired FIFO by
-// src|dst|mid), faults, violations, per-lane outage and leadership intervals, and
+// record in live mode): times, messages (send -> deliver/drop, paired first in first
+// out by src, dst and mid), faults, violations, per-lane outage and leadership intervals, and
 // state checkpoints every CHECKPOINT records so a seek replays at most that many.
 
 import { applyRecord, compileView, emptyState } from "./state.js";
@@ -53,15 +53,20 @@ export function addRecord(model, r) {
         hb: model.heartbeats.has(r.type), phase: model.phaseOf.has(r.type) ? model.phaseOf.get(r.type) : -1,
       };
       model.msgs.push(m);
-      const key = `${r.src}|${r.dst}|${r.mid}`;
-      const q = model.pending.get(key);
-      if (q) q.push(m); else model.pending.set(key, [m]);
+      // Keyed by mid alone (no string to build per message); the lanes tell apart the
+      // rare live messages whose sampled mids (CRC-32s) collide.
+      const q = model.pending.get(r.mid);
+      if (q) q.push(m); else model.pending.set(r.mid, [m]);
     }
   } else if (ev === "deliver" || ev === "drop") {
-    const key = `${r.src}|${r.dst}|${r.mid}`;
-    const q = model.pending.get(key);
-    let m = q && q.length ? q.shift() : null;
-    if (q && !q.length) model.pending.delete(key);
+    const q = model.pending.get(r.mid);
+    let m = null;
+    if (q) {
+      const a = lane(model, r.src), b = lane(model, r.dst);
+      const k = q.findIndex((x) => x.a === a && x.b === b);
+      if (k >= 0) m = q.splice(k, 1)[0];
+      if (!q.length) model.pending.delete(r.mid);
+    }
     if (!m) {
       // A delivery whose send we did not see (a sampled live stream): a message of length 0.
       const a = lane(model, r.src), b = lane(model, r.dst);

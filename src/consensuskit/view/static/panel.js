@@ -5,7 +5,7 @@
 // recent transactions' votes and decisions.  Text only through textContent.
 
 const GEN_COLOURS = ["#93c5fd", "#fca5a5", "#86efac", "#fde68a", "#c4b5fd", "#f9a8d4", "#a5f3fc", "#fdba74"];
-const SHOWN_ENTRIES = 15;
+const SHOWN_ENTRIES = 12;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -75,6 +75,9 @@ export function renderCluster(root, meta, state) {
     if (n.leader) facts.push(`leader ${n.leader}`);
     if (view.panel === "log") facts.push(`commit ${n.commit}`);
     if (n.applied) facts.push(`applied ${n.applied}`);
+    if (n.last > n.commit) facts.push(`last ${n.last}`);
+    if (n.lease) facts.push("lease");
+    if (n.inc > 1) facts.push(`incarnation ${n.inc}`);
     if (facts.length) box.appendChild(el("div", "facts", facts.join(" · ")));
     if (view.panel === "log") box.appendChild(logStrip(n, view.entry || "entry"));
     if (view.panel === "members") {
@@ -97,6 +100,10 @@ export function renderCluster(root, meta, state) {
   root.appendChild(boxes);
   if (view.panel === "votes") root.appendChild(votesTable(meta, state));
   const facts = [];
+  // The configuration as the leader (else any node) states it, with how many make a quorum.
+  const lead = meta.nodes.map((id) => state.nodes[id]).find((n) => n.up && leaders.has(n.role) && n.voters);
+  const voters = (lead || meta.nodes.map((id) => state.nodes[id]).find((n) => n.voters))?.voters;
+  if (voters) facts.push(`voters ${voters.join(",")} · quorum ${Math.floor(voters.length / 2) + 1}`);
   if (state.partition) facts.push(`partition ${state.partition}`);
   if (state.faults) facts.push(`${state.faults} fault${state.faults === 1 ? "" : "s"}`);
   if (state.violations) facts.push(`${state.violations} violation${state.violations === 1 ? "" : "s"}`);

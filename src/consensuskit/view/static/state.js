@@ -16,7 +16,7 @@ export function emptyState(meta) {
 function emptyNode() {
   return {
     role: "", gen: "", leader: "", up: false, paused: false, inc: 0,
-    commit: 0, applied: 0, runs: [], members: {}, rumours: {}, note: "",
+    commit: 0, applied: 0, last: 0, voters: null, lease: false, runs: [], members: {}, rumours: {},
   };
 }
 
@@ -108,7 +108,7 @@ function applyRec(state, r, cv) {
       if (r.rm !== undefined) txnOf(state, String(r.txn)).votes[String(r.rm)] = String(r.value);
       break;
     default:
-      n.note = String(r.kind);
+      break;
   }
 }
 
@@ -139,14 +139,18 @@ function applyMessage(state, r, cv) {
   }
 }
 
+// A live node's status (core/capabilities.py status_dict): role, generation, leader, its
+// log position, membership and lease.
 function applyStatus(n, s) {
   if (!s || typeof s !== "object") return;
   if (s.role !== undefined) n.role = String(s.role);
   if (s.generation !== undefined) n.gen = String(s.generation);
   if (s.leader !== undefined) n.leader = s.leader === null ? "" : String(s.leader);
-  for (const [k, field] of [["commit", "commit"], ["commit_index", "commit"], ["applied", "applied"], ["applied_index", "applied"]]) {
-    if (typeof s[k] === "number") n[field] = s[k];
-  }
+  if (typeof s.commit === "number" && s.commit > n.commit) learn(n, n.commit + 1, s.commit, n.gen);
+  if (typeof s.applied === "number") n.applied = s.applied;
+  if (typeof s.last_index === "number") n.last = s.last_index;
+  if (Array.isArray(s.voters)) n.voters = s.voters.map(String);
+  if (s.lease !== undefined) n.lease = Boolean(s.lease);
   n.up = true;
 }
 
