@@ -352,6 +352,20 @@ _COMMIT_VOTES = ViewPhase(name="vote", messages=("Prepare", "Vote"), colour="#d9
 _COMMIT_DECISION = ViewPhase(
     name="decision", messages=("Commit", "Abort", "Ack", "DecisionRequest", "DecisionReply"), colour="#059669"
 )
+_GOSSIP_VIEW: dict[str, Any] = {
+    "panel": "members",
+    "phases": (
+        ViewPhase(name="rumour", messages=("Rumor", "RumorFeedback", "RumorRequest"), colour="#dc2626"),
+        ViewPhase(
+            name="anti-entropy",
+            messages=("DigestProbe", "LeafDigest", "Want", "Entries", "FullState", "StateRequest"),
+            colour="#2563eb",
+        ),
+    ),
+    "rumours": ("Rumor", "Entries", "FullState"),
+    # One rumour version: key@counter.origin (gossip) or key@wall+logical.origin (gossip-kv).
+    "rumour_pattern": r"(?<id>[^\s\[\]@]+@\d+(?:\+\d+)?\.[^\s\[\]]+)",
+}
 VIEWS: dict[str, ViewSpec] = {
     "raft": ViewSpec(
         roles=("leader", "candidate", "pre-candidate", "follower"),
@@ -470,20 +484,10 @@ VIEWS: dict[str, ViewSpec] = {
         vote_pattern=r"^Phase2a (?<txn>\S+) rm=(?<rm>\S+) \S+ (?<vote>prepared|aborted)",
         yes_votes=("prepared",),
     ),
-    "gossip": ViewSpec(
-        roles=("member",),
-        panel="members",
-        phases=(
-            ViewPhase(name="rumour", messages=("Rumor", "RumorFeedback", "RumorRequest"), colour="#dc2626"),
-            ViewPhase(
-                name="anti-entropy",
-                messages=("DigestProbe", "LeafDigest", "Want", "Entries", "FullState", "StateRequest"),
-                colour="#2563eb",
-            ),
-        ),
-        rumours=("Rumor", "Entries", "FullState"),
-        rumour_pattern=r"(?<id>[^\s\[\]@]+@\d+\.[^\s\[\]]+)",
-    ),
+    "gossip": ViewSpec(roles=("member",), **_GOSSIP_VIEW),
+    # The AP store on the same epidemics: its stamps are hybrid logical clocks
+    # (key@wall+logical.origin); the rumour's counter is the wall part.
+    "gossip-kv": ViewSpec(roles=("replica",), **_GOSSIP_VIEW),
     "swim": ViewSpec(
         heartbeats=("Ping", "Ack"),
         panel="members",

@@ -69,6 +69,9 @@ def test_votes_and_rumours_match_the_real_summaries(traces):
     ]
     assert carried and all(rumours.findall(s) for s in carried)
     assert rumours.findall("Rumor [k0@10.n4 k1@12.n4]") == ["k0@10.n4", "k1@12.n4"]
+    # gossip-kv's stamps are hybrid logical clocks: key@wall+logical.origin.
+    kv_rumours = python_pattern(views["gossip-kv"].rumour_pattern)
+    assert kv_rumours.findall("Rumor [k0@51+0.n4 k2@79+1.n4 deleted]") == ["k0@51+0.n4", "k2@79+1.n4"]
 
 
 def test_heartbeats_come_from_the_catalog():
