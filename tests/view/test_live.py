@@ -286,8 +286,14 @@ def test_pid_control_pauses_resumes_and_kills_the_pid_a_local_node_reports() -> 
         source = LiveCluster({"n1": "http://127.0.0.1:1"}, None)
         source.pids["n1"] = process.pid
 
-        def state() -> str:
-            return Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        def state(wanted: Callable[[str], bool]) -> str:
+            """The process's state once ``wanted`` (a signal lands asynchronously)."""
+            end = time.monotonic() + 5
+            while True:
+                now = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                if wanted(now) or time.monotonic() > end:
+                    return now
+                time.sleep(0.01)
 
         async def run(name: str) -> dict[str, Any]:
             return await source.act({"action": name, "node": "n1"})
@@ -296,8 +302,8 @@ def test_pid_control_pauses_resumes_and_kills_the_pid_a_local_node_reports() -> 
             "ok": True,
             "detail": f"n1 (pid {process.pid}) paused with SIGSTOP",
         }
-        assert state() == "T"
-        assert asyncio.run(run("resume"))["ok"] and state() != "T"
+        assert state(lambda s: s == "T") == "T"
+        assert asyncio.run(run("resume"))["ok"] and state(lambda s: s != "T") != "T"
         assert asyncio.run(run("kill")) == {
             "ok": True,
             "detail": f"n1 (pid {process.pid}) killed with SIGKILL",
