@@ -13,7 +13,7 @@ import pytest
 
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.protocols.raft.messages import AppendEntries, RequestVote
-from consensuskit.server.events import EventFeed, EventRing, parse_since
+from consensuskit.server.events import EventFeed, EventRing, dumps, parse_since
 from consensuskit.server.runtime import RuntimeStats
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 
@@ -89,6 +89,9 @@ def test_events_are_rendered_trace_records_with_node_and_seq():
     assert response == {**response, "ev": "response", "client": "c1", "cseq": 7, "ok": True}
     assert status["ev"] == "status" and (status["role"], status["generation"]) == ("follower", 3)
     json.dumps(rendered(f))  # every event is JSON
+    f.rec("odd", {"by_pair": {("a", 1): 2, "b": {3}}, "blob": b"\x01"})
+    odd = json.loads(dumps(f.render(f.ring.last, f.ring.after(f.ring.last - 1)[0][1])))
+    assert (odd["by_pair"], odd["blob"]) == ({"b": [3]}, "01")  # what JSON cannot hold, summarised
 
 
 def test_status_is_an_event_only_when_it_changes():

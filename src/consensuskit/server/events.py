@@ -78,8 +78,9 @@ def _jsonable(obj: Any) -> Any:
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON; anything JSON does not know goes through the trace's summaries."""
-    return json.dumps(obj, default=_jsonable, separators=(",", ":"))
+    """Compact JSON; anything JSON does not know goes through the trace's summaries (a
+    dict key JSON cannot hold, say a tuple, is left out: a record never stops the feed)."""
+    return json.dumps(obj, default=_jsonable, separators=(",", ":"), skipkeys=True)
 
 
 class EventRing:
