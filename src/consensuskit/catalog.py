@@ -52,8 +52,10 @@ from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.sharded import sharded_raft_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
+from consensuskit.services.bank import bank_service
 from consensuskit.services.etcd import etcd_service
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
@@ -303,6 +305,18 @@ def _pbft_monitor(config: Any) -> Any:
     return PbftMonitor(config)
 
 
+def _sharded_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.sharded import ShardedChecker
+
+    return ShardedChecker(bugs)
+
+
+def _sharded_monitor(config: Any) -> Any:
+    from consensuskit.check.sharded import ShardedMonitor
+
+    return ShardedMonitor(config)
+
+
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
@@ -417,6 +431,15 @@ def builtin_catalog() -> Catalog:
         monitor=_pbft_monitor,
         scenarios=_scenarios_of("pbft"),
     )
+    # Sharded Raft: S Raft groups in each node, transactions across them (bank, kv, txn).
+    catalog.add_protocol(
+        sharded_raft_spec(),
+        family="sharded",
+        readme="src/consensuskit/protocols/sharded/README.md",
+        checker=_sharded_checker,
+        checker_module="check/sharded.py",
+        monitor=_sharded_monitor,
+    )
     add_services(catalog)
     # The etcd service's example resource for its locks (services/fenced_store.py).
     catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
@@ -430,6 +453,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
+    catalog.add_service(bank_service())
 
 
 def generals_catalog() -> Catalog:
