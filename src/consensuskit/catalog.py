@@ -52,7 +52,7 @@ from consensuskit.protocols.gossip import gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
-from consensuskit.protocols.sharded import sharded_raft_spec
+from consensuskit.protocols.sharded import sharded_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
 from consensuskit.services.bank import bank_service
@@ -420,6 +420,16 @@ def builtin_catalog() -> Catalog:
     # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
     catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
+    # Sharded Raft: S Raft groups in each node, transactions across them (bank, kv, txn).
+    catalog.add_protocol(
+        sharded_spec(raft_spec()),
+        family="sharded",
+        readme="src/consensuskit/protocols/sharded/README.md",
+        checker=_sharded_checker,
+        checker_module="check/sharded.py",
+        monitor=_sharded_monitor,
+        scenarios=_scenarios_of("sharded"),
+    )
     # PBFT is a replicated log (log=True): it takes the service's state machine and
     # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
     catalog.add_protocol(
@@ -430,15 +440,6 @@ def builtin_catalog() -> Catalog:
         checker_module="check/pbft.py",
         monitor=_pbft_monitor,
         scenarios=_scenarios_of("pbft"),
-    )
-    # Sharded Raft: S Raft groups in each node, transactions across them (bank, kv, txn).
-    catalog.add_protocol(
-        sharded_raft_spec(),
-        family="sharded",
-        readme="src/consensuskit/protocols/sharded/README.md",
-        checker=_sharded_checker,
-        checker_module="check/sharded.py",
-        monitor=_sharded_monitor,
     )
     add_services(catalog)
     # The etcd service's example resource for its locks (services/fenced_store.py).

@@ -19,7 +19,9 @@ from typing import Any
 
 from consensuskit.check import InvariantViolation
 from consensuskit.check.serializability import SerializabilityResult, check_transactions
+from consensuskit.core.capabilities import LEADER
 from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.protocols.sharded import ShardedNode
 
 TXN_KINDS = ("transfer", "balances", "txn")
 
@@ -46,13 +48,17 @@ class ShardedChecker:
 
     def after_step(self, sim: Any, node_id: str) -> None:
         node = sim.nodes.get(node_id)
-        for g, group in enumerate(getattr(node, "groups", ())):
-            if group.role != "leader":
+        if not isinstance(node, ShardedNode):
+            return
+        for g in range(node.shards):
+            status = node.group_status(g)
+            if status.role != LEADER:
                 continue
-            first = self.leaders.setdefault((g, group.term), node_id)
+            first = self.leaders.setdefault((g, status.generation), node_id)
             if first != node_id:
                 raise InvariantViolation(
-                    "election-safety", f"group {g} term {group.term}: leaders {first} and {node_id}"
+                    "election-safety",
+                    f"group {g} {status.generation_name} {status.generation}: leaders {first} and {node_id}",
                 )
 
     def on_client_response(
@@ -74,12 +80,13 @@ class ShardedChecker:
             node = sim.nodes.get(node_id)
             if node is None or not sim.alive(node_id):
                 continue
-            for g, group in enumerate(node.groups):
-                if group.role == "leader" and group.sm.prepared:
-                    held = sorted(group.sm.prepared)[:3]
+            for g in range(node.shards):
+                prepared = node.machine(g).prepared
+                if node.group_status(g).role == LEADER and prepared:
+                    held = sorted(prepared)[:3]
                     raise InvariantViolation(
                         "blocked",
-                        f"group {g} (leader {node_id}) still holds {len(group.sm.prepared)} prepared "
+                        f"group {g} (leader {node_id}) still holds {len(prepared)} prepared "
                         f"transaction(s) after the settle period: {', '.join(held)}",
                     )
         verdict = serializability(sim.history)

@@ -1,7 +1,8 @@
-"""Sharded Raft: S Raft groups, each owning a key range, and transactions across them
-committed by two-phase commit whose records live in the groups' logs (README.md here).
+"""Sharded Raft: S groups of a log protocol (Raft in the catalog), each owning a key
+range, and transactions across them committed by two-phase commit whose records live in
+the groups' logs (README.md here).
 
-Public surface: ``sharded_raft_spec``, ``shard_of`` (routing), ``ShardedNode`` and the
+Public surface: ``sharded_spec``, ``shard_of`` (routing), ``ShardedNode`` and the
 shard state machine's outcomes for checkers.
 """
 
@@ -36,20 +37,25 @@ SHARDS_FLAG = ProtocolFlag(
 )
 
 
-def make_sharded_node(node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> ShardedNode:
-    return ShardedNode(node_id, env, members, ShardedOptions.from_dict(options))
+def sharded_spec(group: ProtocolSpec, name: str = "") -> ProtocolSpec:
+    """The sharded protocol whose groups run the log protocol ``group`` (the catalog
+    composes ``sharded_spec(raft_spec())`` as ``sharded-raft``)."""
+    if not group.log:
+        raise ValueError(f"{group.name} is not a log protocol: it cannot replicate a shard")
 
+    def make_node(node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> ShardedNode:
+        return ShardedNode(node_id, env, members, ShardedOptions.from_dict(options), group.make_node)
 
-def validate_options(options: dict[str, Any]) -> None:
-    ShardedOptions.from_dict(options)
+    def validate_options(options: dict[str, Any]) -> None:
+        made = ShardedOptions.from_dict(options)
+        if group.validate_options is not None:
+            group.validate_options(dict(made.group))
 
-
-def sharded_raft_spec() -> ProtocolSpec:
     return ProtocolSpec(
-        name="sharded-raft",
-        description="S Raft groups owning key ranges; cross-shard transactions by 2PC over "
+        name=name or f"sharded-{group.name}",
+        description=f"S {group.name} groups owning key ranges; cross-shard transactions by 2PC over "
         "replicated records (CockroachDB/Spanner style), pushes and recovery",
-        make_node=make_sharded_node,
+        make_node=make_node,
         bugs=BUGS,
         validate_options=validate_options,
         min_nodes=3,

@@ -14,8 +14,7 @@ A host node runs one replica of each of S Raft groups.  The groups share the hos
     the journal position it covers) is written as the named record ``mux/checkpoint``
     and the journal compacted behind it, in that order: a crash between the two keeps
     the checkpoint and replays nothing it covers twice;
-  * randomness: each group gets its own ``random.Random`` seeded from the host's, so a
-    group's draws do not shift the others'.
+  * randomness: the groups draw from the host's ``rng`` (one seeded source per host).
 
 Every write goes through the host's storage, so the host's durability barrier covers
 all groups: a group's message waits for the host's sync like any other.
@@ -23,7 +22,6 @@ all groups: a group's message waits for the host's sync like any other.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from consensuskit.core.client import ClientResponse
@@ -134,7 +132,7 @@ class GroupEnv:
         self.group = group
         self.node_id = host.node_id
         self.storage = storage
-        self.rng = random.Random(host.rng.getrandbits(64))
+        self.rng = host.rng
         self._on_deliver = on_deliver
         self._wrap = wrap
         self._prefix = f"g{group}:"

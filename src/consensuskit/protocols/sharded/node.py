@@ -1,4 +1,5 @@
-"""A host of sharded Raft: one replica of each shard's Raft group, and the transaction
+"""A host of sharded Raft: one replica of each shard's group (a log protocol: Raft in
+the catalog), and the transaction
 layer that makes them one database.
 
 Rules this module owns:
@@ -28,10 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from consensuskit.core.capabilities import NodeStatus
+from consensuskit.core.capabilities import LEADER, NodeStatus
 from consensuskit.core.client import ClientRequest, ClientResponse, ServiceOp
 from consensuskit.core.env import Env
-from consensuskit.protocols.raft import RaftNode
 from consensuskit.protocols.sharded.gateway import Gateway
 from consensuskit.protocols.sharded.messages import GroupMessage
 from consensuskit.protocols.sharded.mux import GroupEnv, GroupStorage, Journal
@@ -43,12 +43,25 @@ RECOVER_TIMER = "tx:recover"
 RETRY_BACKOFF = 0.02
 
 Answer = Callable[[dict[str, Any]], None]
+# make_group(node_id, env, members, options, state_machine=...) -> a log protocol's node
+# (ProtocolSpec.make_node of a log protocol).
+GroupFactory = Callable[..., Any]
 
 
 class ShardedNode:
-    """Capabilities: none of the optional ones (each group has its own leader)."""
+    """Capabilities: none of the optional ones (each group has its own leader).
 
-    def __init__(self, node_id: str, env: Env, members: Sequence[str], options: ShardedOptions) -> None:
+    ``make_group`` builds one group's replica: any log protocol's ``make_node``
+    (core/registry.py), so the sharding layer knows no Raft; the catalog composes them."""
+
+    def __init__(
+        self,
+        node_id: str,
+        env: Env,
+        members: Sequence[str],
+        options: ShardedOptions,
+        make_group: GroupFactory,
+    ) -> None:
         self.id = node_id
         self.env = env
         self.opts = options
@@ -58,12 +71,13 @@ class ShardedNode:
         env.storage.put(INCARNATION_KEY, self.incarnation)
         self.session = f"{node_id}.{self.incarnation}"
         journal = Journal(env.storage, self.shards)
-        raft_options = options.raft_options()
-        self.groups: list[RaftNode] = []
-        for g in range(self.shards):
+        # One replica per group, built by the log protocol's own factory (the catalog
+        # names it: Raft for sharded-raft), each on its shard's state machine.
+        self.machines = [ShardMachine(g, self.bugs) for g in range(self.shards)]
+        self.groups: list[Any] = []
+        for g, sm in enumerate(self.machines):
             genv = GroupEnv(env, g, GroupStorage(journal, g), self._on_group_answer, _wrap)
-            sm = ShardMachine(g, self.bugs)
-            self.groups.append(RaftNode(node_id, genv, members, raft_options, state_machine=sm))
+            self.groups.append(make_group(node_id, genv, members, dict(options.group), state_machine=sm))
         self.next_seq = 1
         # seq -> (group, op, on_answer): commands in flight to the groups.
         self.commands: dict[int, tuple[int, ServiceOp, Answer]] = {}
@@ -75,20 +89,25 @@ class ShardedNode:
 
     # ------------------------------------------------------------------ inspection
     def machine(self, group: int) -> ShardMachine:
-        sm: ShardMachine = self.groups[group].sm
-        return sm
+        return self.machines[group]
+
+    def group_status(self, group: int) -> NodeStatus:
+        status: NodeStatus = self.groups[group].node_status()
+        return status
 
     def node_status(self) -> NodeStatus:
+        statuses = [self.group_status(g) for g in range(self.shards)]
         groups = [
-            {"group": g, "role": r.role, "leader": r.leader_id, "term": r.term, "commit": r.commit_index}
-            for g, r in enumerate(self.groups)
+            {"group": g, "role": s.role, "leader": s.leader, s.generation_name: s.generation}
+            for g, s in enumerate(statuses)
         ]
         return NodeStatus(
             id=self.id,
             role="host",
             leader=None,
-            generation_name="terms",
-            generation=sum(r.term for r in self.groups),
+            # The host's own generation: each group's term is in ``groups``.
+            generation_name="incarnation",
+            generation=self.incarnation,
             details={
                 "shards": self.shards,
                 "groups": groups,
@@ -184,8 +203,8 @@ class ShardedNode:
     def _recover(self) -> None:
         now = self.env.now()
         seen: dict[tuple[int, str], float] = {}
-        for g, group in enumerate(self.groups):
-            if not group.is_leader():
+        for g in range(self.shards):
+            if self.group_status(g).role != LEADER:
                 continue
             for txn, prepared in self.machine(g).prepared.items():
                 since = self.prepared_since.get((g, txn), now)

@@ -6,8 +6,8 @@ pushes the holder (asks the holder's coordinator shard to abort it if undecided)
 ``recover_after``: how long a shard's leader lets a transaction stay prepared before it
 asks the coordinator shard for the outcome itself (the gateway may have died).
 ``attempts``: how many times a gateway retries a transaction that lost a lock conflict
-before it answers ``conflict``.  ``raft``: options for every group's Raft
-(protocols/raft/options.py).
+before it answers ``conflict``.  ``group``: options for every group's replica (the log
+protocol's own, e.g. Raft's ``election_timeout``), validated by that protocol.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensuskit.protocols.raft.options import RaftOptions
-
 BUGS = ("read-ignores-locks",)
-FIELDS = ("shards", "push_after", "recover_after", "command_timeout", "attempts", "raft", "bugs")
+FIELDS = ("shards", "push_after", "recover_after", "command_timeout", "attempts", "group", "bugs")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +26,7 @@ class ShardedOptions:
     recover_after: float = 1.0
     command_timeout: float = 0.5
     attempts: int = 30
-    raft: dict[str, Any] = field(default_factory=dict)
+    group: dict[str, Any] = field(default_factory=dict)
     bugs: frozenset[str] = frozenset()
 
     @classmethod
@@ -48,15 +46,11 @@ class ShardedOptions:
             recover_after=float(options.get("recover_after", 1.0)),
             command_timeout=float(options.get("command_timeout", 0.5)),
             attempts=int(options.get("attempts", 30)),
-            raft=dict(options.get("raft") or {}),
+            group=dict(options.get("group") or {}),
             bugs=bugs,
         )
         if not 1 <= made.shards <= 64:
             raise ValueError(f"shards must be 1..64, got {made.shards}")
         if min(made.push_after, made.recover_after, made.command_timeout) <= 0 or made.attempts < 1:
             raise ValueError("push_after, recover_after and command_timeout must be > 0, attempts >= 1")
-        made.raft_options()
         return made
-
-    def raft_options(self) -> RaftOptions:
-        return RaftOptions.from_dict(dict(self.raft))
