@@ -14,7 +14,10 @@ Rules this module owns:
     the coordinator shard; the client is answered once that record is applied, and
     ``resolve`` then applies the writes and releases the locks at every shard
     (asynchronously, as CockroachDB resolves intents).  A read-only transaction needs
-    no record: all prepared -> answered, then released;
+    its record too: without one, a shard's leader that found it prepared too long could
+    abort it and release its locks at one shard while another was still preparing, and
+    the snapshots would no longer be of one moment (the bank sweep caught exactly that);
+    a commit record proves every lock was still held when the last one was taken;
   * a no vote (a lock held by another transaction): the attempt is abandoned --
     ``resolve abort`` at every shard, with no record needed since only this gateway
     could ever decide commit for it, and it will not -- the holder is pushed (node.py),
@@ -123,11 +126,6 @@ class TxnRun:
         snapshots = [self.snapshots[s] for s in self.parts]
         succeeded, responses, writes = txns.outcome(self.body, txns.view_of(snapshots))
         rows = [row for snapshot in snapshots for row in snapshot]
-        if self.read_only:
-            self._finish_ok(succeeded, responses, rows, [])
-            self._resolve_all(txn, COMMIT, {})
-            return
-
         def decided(result: dict[str, Any]) -> None:
             if txn != self.txn or self.done:
                 return
