@@ -51,9 +51,10 @@ def test_the_first_decision_wins() -> None:
     assert run(sm, "decide", "t1", outcome=None) == {"outcome": None}
     assert run(sm, "decide", "t1", outcome=ABORT)["outcome"] == ABORT
     assert run(sm, "decide", "t1", outcome=COMMIT, writes={"a": [1, 1]})["outcome"] == ABORT
-    assert run(sm, "decide", "t2", outcome=COMMIT, writes={"a": [1, 1]}) == {
+    assert run(sm, "decide", "t2", outcome=COMMIT, writes={"a": [1, 1]}, result={"ok": 1}) == {
         "outcome": COMMIT,
         "writes": {"a": [1, 1]},
+        "result": {"ok": 1},
     }
     assert run(sm, "decide", "t2", outcome=ABORT)["outcome"] == COMMIT
 

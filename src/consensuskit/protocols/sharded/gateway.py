@@ -18,17 +18,21 @@ Rules this module owns:
     abort it and release its locks at one shard while another was still preparing, and
     the snapshots would no longer be of one moment (the bank sweep caught exactly that);
     a commit record proves every lock was still held when the last one was taken;
-  * a no vote (a lock held by another transaction): the attempt is abandoned --
-    ``resolve abort`` at every shard, with no record needed since only this gateway
-    could ever decide commit for it, and it will not -- the holder is pushed (node.py),
-    and the transaction retried under a new id after a random backoff, at most
-    ``attempts`` times; then ``conflict`` (definitely not applied).  A ``decide commit``
-    answered ``abort`` (a pusher got there first) is retried the same way;
-  * transaction ids are ``<host>.<incarnation>.<n>``: unique per attempt, so no two
-    attempts share a lock, a record or a version's writer;
-  * a client's retry of a request in flight joins it; answers of the last
-    ``ANSWER_CACHE`` requests are kept for retries that come after them (a retry at
-    another host runs the request again: at least once across hosts, see README).
+  * a no vote (a lock held by another transaction): the holder is pushed (node.py) and
+    the attempt abandoned -- ``decide abort`` at the coordinator shard, then ``resolve
+    abort`` at every shard -- and the transaction retried as the next attempt after a
+    random backoff, at most ``attempts`` times; then ``conflict`` (definitely not
+    applied).  A ``decide commit`` answered ``abort`` (a pusher got there first) is
+    retried the same way;
+  * exactly once, whichever hosts a client's retries reach: a transaction's id is
+    ``<client>:<seq>`` on one shard (the shard remembers a one-phase answer by id) and
+    ``<client>:<seq>#<attempt>`` across shards.  Every gateway running the request runs
+    the same attempts, and moves past attempt k only once attempt k's record says abort,
+    so at most one attempt ever commits; a gateway that finds its attempt committed
+    (by the record, or a ``resolved commit`` vote) answers from the record, which holds
+    the client's answer;
+  * a client's retry of a request in flight on this host joins it; answers of the last
+    ``ANSWER_CACHE`` requests are kept for retries that come after them.
 """
 
 from __future__ import annotations
@@ -71,11 +75,13 @@ class TxnRun:
     # ------------------------------------------------------------------ attempts
     def start(self) -> None:
         self.attempt += 1
-        self.txn = self.gw.new_txn_id()
         self.snapshots = {}
         self.failed = False
-        txn = self.txn
+        base = f"{self.request.client_id}:{self.request.seq}"
         if len(self.parts) == 1:
+            # One command, applied at most once (the shard keeps its answer by id): every
+            # attempt, at any gateway, is the same transaction.
+            self.txn = txn = base
             shard, keys = next(iter(self.parts.items()))
             if self.read_only:
                 self.host.propose(shard, "read", txn, {"keys": keys}, lambda r: self._single(txn, shard, r))
@@ -84,6 +90,7 @@ class TxnRun:
                     shard, "one-phase", txn, {"txn": self.body}, lambda r: self._single(txn, shard, r)
                 )
             return
+        self.txn = txn = f"{base}#{self.attempt}"
         for shard, keys in self.parts.items():
             value = {"keys": keys, "coord": self.coord, "read_only": self.read_only}
             self.host.propose(shard, "prepare", txn, value, self._on_vote(txn, shard))
@@ -117,8 +124,9 @@ class TxnRun:
                 return
             self.failed = True
             self._conflict(shard, result)
-            self._resolve_all(txn, ABORT, {})
-            self._retry()
+            # Another gateway may run this very attempt (a client's retry): the record
+            # says how it ended -- commit (answer from it) or abort (next attempt).
+            self.host.propose(self.coord, "decide", txn, {"outcome": ABORT}, self._on_record(txn))
 
         return vote
 
@@ -126,17 +134,25 @@ class TxnRun:
         snapshots = [self.snapshots[s] for s in self.parts]
         succeeded, responses, writes = txns.outcome(self.body, txns.view_of(snapshots))
         rows = [row for snapshot in snapshots for row in snapshot]
-        def decided(result: dict[str, Any]) -> None:
+        result = _shape(self.kind, self.request.op, txn, succeeded, responses, rows, sorted(writes))
+        value = {"outcome": COMMIT, "writes": writes, "result": result}
+        self.host.propose(self.coord, "decide", txn, value, self._on_record(txn))
+
+    def _on_record(self, txn: str) -> Any:
+        """What to do with the transaction record of attempt ``txn``."""
+
+        def recorded(record: dict[str, Any]) -> None:
             if txn != self.txn or self.done:
                 return
-            if result.get("outcome") == COMMIT:
-                self._finish_ok(succeeded, responses, rows, sorted(writes))
-                self._resolve_all(txn, COMMIT, writes)
-            else:  # pushed: aborted by a transaction it blocked
+            if record.get("outcome") == COMMIT:
+                self._finish(ClientResponse(client_id=self.request.client_id, seq=self.request.seq, ok=True,
+                                            result=record.get("result")))  # fmt: skip
+                self._resolve_all(txn, COMMIT, record.get("writes") or {})
+            else:  # aborted (by a conflict, or a pusher got there first)
                 self._resolve_all(txn, ABORT, {})
                 self._retry()
 
-        self.host.propose(self.coord, "decide", txn, {"outcome": COMMIT, "writes": writes}, decided)
+        return recorded
 
     def _resolve_all(self, txn: str, outcome: str, writes: dict[str, Any]) -> None:
         for shard, keys in self.parts.items():
@@ -183,10 +199,6 @@ class Gateway:
         self.answers: OrderedDict[tuple[str, int], ClientResponse] = OrderedDict()
         self.counter = 0
         self.blocked_since: dict[str, float] = {}
-
-    def new_txn_id(self) -> str:
-        self.counter += 1
-        return f"{self.host.session}.{self.counter}"
 
     def on_request(self, request: ClientRequest) -> None:
         key = (request.client_id, request.seq)

@@ -15,7 +15,7 @@ gateway may propose one again after a lost answer or a change of leader:
   * ``one-phase`` {txn}: a transaction whose keys all live here: checks the locks,
     computes its outcome (txn.outcome), applies its writes and records it as committed,
     in one entry (one-phase commit);
-  * ``decide`` {outcome, writes}: the transaction record at its coordinator shard.  The first
+  * ``decide`` {outcome, writes, result}: the transaction record at its coordinator shard.  The first
     decision wins and every later ``decide`` answers it: the gateway's commit and a
     pusher's abort race through the log and exactly one of them takes effect;
     ``outcome`` None only asks (the answer may be None: undecided);
@@ -55,8 +55,9 @@ class ShardMachine:
         self.locks: dict[str, str] = {}
         # txn -> {"keys": [...], "coord": shard, "read_only": bool}
         self.prepared: dict[str, dict[str, Any]] = {}
-        # The records this shard coordinates: txn -> {"outcome", "writes"} (a committed
-        # transaction's writes on every shard, so whoever resolves it can apply them).
+        # The records this shard coordinates: txn -> {"outcome", "writes", "result"} (a
+        # committed transaction's writes on every shard, so whoever resolves it can apply
+        # them, and the client's answer, so any gateway running it can give it).
         self.decisions: dict[str, dict[str, Any]] = {}
         self.resolved: dict[str, str] = {}  # participant side: outcome once resolved
         self.one_phase: dict[str, Any] = {}  # one-phase answers, for idempotent retries
@@ -161,8 +162,15 @@ class ShardMachine:
         if wanted is not None and txn not in self.decisions:
             if wanted not in OUTCOMES:
                 raise ValueError(f"outcome {wanted!r}")
-            writes = dict(value.get("writes") or {}) if wanted == COMMIT else {}
-            self.decisions[txn] = {"outcome": wanted, "writes": writes}
+            if wanted == COMMIT:
+                record = {
+                    "outcome": COMMIT,
+                    "writes": dict(value.get("writes") or {}),
+                    "result": value.get("result"),
+                }
+            else:
+                record = {"outcome": ABORT, "writes": {}, "result": None}
+            self.decisions[txn] = record
         return self.decisions.get(txn) or {"outcome": None}
 
     def _resolve(self, txn: str, value: dict[str, Any]) -> Any:
