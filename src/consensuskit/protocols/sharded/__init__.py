@@ -53,8 +53,8 @@ def sharded_spec(group: ProtocolSpec, name: str = "") -> ProtocolSpec:
 
     return ProtocolSpec(
         name=name or f"sharded-{group.name}",
-        description=f"S {group.name} groups owning key ranges; cross-shard transactions by 2PC over "
-        "replicated records (CockroachDB/Spanner style), pushes and recovery",
+        description=f"S {group.name.capitalize()} groups owning key ranges; cross-shard transactions "
+        "by 2PC over replicated records (CockroachDB/Spanner style), pushes and recovery",
         make_node=make_node,
         bugs=BUGS,
         validate_options=validate_options,
