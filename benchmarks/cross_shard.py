@@ -48,7 +48,7 @@ def keys_on(shard: int, shards: int, count: int, prefix: str = "a") -> list[str]
 def sim_run(shards: int, kind: str, clients: int, seconds: float, seed: int = 1) -> dict[str, Any]:
     """Closed loop: each client has one op outstanding; a new one starts when it ends."""
     config = SimConfig(
-        protocol="sharded-raft", service="bank", node_ids=NODES, clients=0, duration=seconds, settle=0.5,
+        protocol="sharded-raft", service="shard-kv", node_ids=NODES, clients=0, duration=seconds, settle=0.5,
         seed=seed, options={"shards": shards}, check_linearizability=False, runtime="batched",
     )  # fmt: skip
     sim = Simulation(config)

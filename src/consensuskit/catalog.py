@@ -55,11 +55,11 @@ from consensuskit.protocols.raft import raft_spec
 from consensuskit.protocols.sharded import sharded_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
-from consensuskit.services.bank import bank_service
 from consensuskit.services.etcd import etcd_service
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
+from consensuskit.services.shard_kv import shard_kv_service
 from consensuskit.services.txn import txn_service
 
 if TYPE_CHECKING:
@@ -454,7 +454,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
-    catalog.add_service(bank_service())
+    catalog.add_service(shard_kv_service())
 
 
 def generals_catalog() -> Catalog:

@@ -49,7 +49,7 @@ def balances(sim: Simulation, node_id: str) -> dict[str, Any]:
 
 
 def start(run: ScenarioRun) -> Simulation:
-    sim = run.simulation(HOSTS, clients=0, service="bank", options={"shards": SHARDS})
+    sim = run.simulation(HOSTS, clients=0, service="shard-kv", options={"shards": SHARDS})
     sim.run_for(2.0)  # every group elects a leader
     return sim
 

@@ -1,5 +1,5 @@
 """Sharded Raft as real node processes (WAL, TCP, HMAC handshake), as ``consensuskit up
---protocol sharded-raft --shards 2 --service txn`` starts them: a Jepsen-style bank over
+--protocol sharded-raft --shards 2`` starts them (service shard-kv): a Jepsen-style bank over
 ``POST /v1/txn`` (transfers as compare-and-put transactions across the two shards, reads
 of every balance as one transaction), with one node SIGKILLed mid-run -- a minority of
 each shard's group -- and restarted: every read sums to 0, and transfers keep
@@ -88,7 +88,7 @@ class Bank:
 def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) -> None:
     layout = ClusterLayout.prepare(
         tmp_path, 3, free_base_port(6), protocol="sharded-raft",
-        node_options={"service": "txn", "request_timeout": 5.0, "options": {"shards": 2}},
+        node_options={"request_timeout": 5.0, "options": {"shards": 2}},
     )  # fmt: skip
     with LocalCluster(layout) as cluster:
         cluster.start()
@@ -115,3 +115,6 @@ def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) ->
         while final is None and time.monotonic() < deadline:
             final = read_all(cluster.url("n3"), bank.token)  # the restarted node serves again
         assert final is not None and sum(v for v, _ in final.values()) == 0
+        with cluster.client() as client:  # the kv API on the same cluster, each key on its shard
+            client.put("hello", "world")
+            assert client.get("hello").value == "world"

@@ -22,7 +22,7 @@ NODES = ("n1", "n2", "n3")
 def bank(seed: int, **overrides: Any) -> SimConfig:
     settings = {
         "protocol": "sharded-raft",
-        "service": "bank",
+        "service": "shard-kv",
         "node_ids": NODES,
         "seed": seed,
         "duration": 6.0,

@@ -59,6 +59,6 @@ def sharded_spec(group: ProtocolSpec, name: str = "") -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         min_nodes=3,
-        services=("bank", "kv", "txn"),
+        services=("shard-kv", "kv", "txn"),
         flags=(SHARDS_FLAG,),
     )
