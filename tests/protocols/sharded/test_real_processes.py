@@ -84,13 +84,17 @@ class Bank:
                     self.committed.append(time.monotonic())
 
 
-@pytest.mark.timeout(180)
-def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) -> None:
+def bank_cluster(tmp_path: Path, **options: Any) -> LocalCluster:
     layout = ClusterLayout.prepare(
         tmp_path, 3, free_base_port(6), protocol="sharded-raft",
-        node_options={"request_timeout": 5.0, "options": {"shards": 2}},
+        node_options={"request_timeout": 5.0, "options": {"shards": 2, **options}},
     )  # fmt: skip
-    with LocalCluster(layout) as cluster:
+    return LocalCluster(layout)
+
+
+@pytest.mark.timeout(180)
+def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) -> None:
+    with bank_cluster(tmp_path) as cluster:
         cluster.start()
         cluster.wait_ready(30.0)
         bank = Bank(cluster)
