@@ -25,7 +25,7 @@ def bank(seed: int, **overrides: Any) -> SimConfig:
         "service": "shard-kv",
         "node_ids": NODES,
         "seed": seed,
-        "duration": 6.0,
+        "duration": 4.0,
         "clients": 4,
         "nemesis": ("partition", "crash", "pause", "loss"),
     }
@@ -53,7 +53,7 @@ def test_the_serializability_checker_alone_catches_the_knob() -> None:
     registry = Registry()
     registry.add(dataclasses.replace(sharded_spec(raft_spec(), name="sharded-raft"), make_checker=None))
     add_services(registry)
-    cfg = bank(0, bugs=frozenset({"read-ignores-locks"}), nemesis=(), duration=5.0, clients=6)
+    cfg = bank(0, bugs=frozenset({"read-ignores-locks"}), nemesis=(), duration=3.0, clients=6)
     result = Simulation(cfg, registry).run()
     verdict = check_transactions(committed_transactions(result.history))
     assert not verdict.ok
