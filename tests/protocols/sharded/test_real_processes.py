@@ -1,8 +1,8 @@
 """Sharded Raft as real node processes (WAL, TCP, HMAC handshake), as ``consensuskit up
 --protocol sharded-raft --shards 2`` starts them (service shard-kv): a Jepsen-style bank over
 ``POST /v1/txn`` (transfers as compare-and-put transactions across the two shards, reads
-of every balance as one transaction), with one node SIGKILLed mid-run -- a minority of
-each shard's group -- and restarted: every read sums to 0, and transfers keep
+of every balance as one transaction), with one node SIGKILLed mid-run (shard 0's leader:
+a minority of each shard's group) and restarted: every read sums to 0, and transfers keep
 committing while the node is down."""
 
 from __future__ import annotations
@@ -84,6 +84,15 @@ class Bank:
                     self.committed.append(time.monotonic())
 
 
+def leader_of_group(cluster: LocalCluster, group: int) -> str:
+    for status in cluster.statuses(2.0).values():
+        if isinstance(status, dict):
+            leader = status["groups"][group]["leader"]
+            if leader in NODES:
+                return str(leader)
+    return "n3"
+
+
 def bank_cluster(tmp_path: Path, **options: Any) -> LocalCluster:
     layout = ClusterLayout.prepare(
         tmp_path, 3, free_base_port(6), protocol="sharded-raft",
@@ -102,10 +111,11 @@ def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) ->
         for t in threads:
             t.start()
         time.sleep(3.0)
-        cluster.nodes["n3"].kill()  # a minority of both shards' groups
+        victim = leader_of_group(cluster, 0)  # one replica of each group, shard 0's leader
+        cluster.nodes[victim].kill()
         killed_at = time.monotonic()
         time.sleep(4.0)
-        cluster.nodes["n3"].start()
+        cluster.nodes[victim].start()
         restarted_at = time.monotonic()
         time.sleep(3.0)
         bank.stop.set()
@@ -117,7 +127,7 @@ def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) ->
         deadline = time.monotonic() + 20.0
         final = None
         while final is None and time.monotonic() < deadline:
-            final = read_all(cluster.url("n3"), bank.token)  # the restarted node serves again
+            final = read_all(cluster.url(victim), bank.token)  # the restarted node serves again
         assert final is not None and sum(v for v, _ in final.values()) == 0
         with cluster.client() as client:  # the kv API on the same cluster, each key on its shard
             client.put("hello", "world")
