@@ -430,6 +430,7 @@ def builtin_catalog() -> Catalog:
         monitor=_sharded_monitor,
         scenarios=_scenarios_of("sharded"),
     )
+    catalog.add_command("serializable", "consensuskit.cli_sharded:serializable")
     # PBFT is a replicated log (log=True): it takes the service's state machine and
     # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
     catalog.add_protocol(
