@@ -98,7 +98,15 @@ class ShardedNode:
     def node_status(self) -> NodeStatus:
         statuses = [self.group_status(g) for g in range(self.shards)]
         groups = [
-            {"group": g, "role": s.role, "leader": s.leader, s.generation_name: s.generation}
+            {
+                "group": g,
+                "role": s.role,
+                "leader": s.leader,
+                s.generation_name: s.generation,
+                # In-doubt transactions this replica has applied, and the locks they hold.
+                "prepared": sorted(self.machines[g].prepared)[:16],
+                "locks": len(self.machines[g].locks),
+            }
             for g, s in enumerate(statuses)
         ]
         return NodeStatus(
