@@ -48,7 +48,7 @@ from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.commit import paxos_commit_spec, three_pc_spec, two_pc_spec
-from consensuskit.protocols.gossip import gossip_spec
+from consensuskit.protocols.gossip import gossip_kv_spec, gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
@@ -56,6 +56,7 @@ from consensuskit.protocols.sharded import sharded_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
 from consensuskit.services.etcd import etcd_service
+from consensuskit.services.eventual_kv import eventual_kv_service
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
@@ -264,6 +265,12 @@ def _gossip_monitor(config: Any) -> Any:
     return GossipMonitor(config)
 
 
+def _gossip_kv_monitor(config: Any) -> Any:
+    from consensuskit.check.gossip_kv import GossipKVMonitor
+
+    return GossipKVMonitor(config)
+
+
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
@@ -394,6 +401,16 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("gossip"),
     )
     catalog.add_command("gossip", "consensuskit.cli_gossip:app")
+    # The AP store beside the linearizable ones (issue 13): the kv routes, no
+    # linearizability model; its monitor checks convergence and measures lost writes.
+    catalog.add_protocol(
+        gossip_kv_spec(),
+        family="gossip",
+        readme="src/consensuskit/protocols/gossip/README.md",
+        checker_module="check/gossip_kv.py",
+        monitor=_gossip_kv_monitor,
+        scenarios=_scenarios_of("gossip_kv"),
+    )
     catalog.add_protocol(
         zab_spec(),
         family="zab",
@@ -452,6 +469,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
     catalog.add_service(gossip_map_service())
+    catalog.add_service(eventual_kv_service())
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
