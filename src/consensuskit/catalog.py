@@ -23,6 +23,9 @@ Rules this module owns:
   * a family's own top-level CLI verbs (``consensuskit gossip epidemic``, ``consensuskit
     agent``) are registered here (``add_command``) as lazy ``module:attr`` references that
     cli.py mounts: cli.py names no family;
+  * how viewers draw each protocol (``ProtocolSpec.view``: role names, heartbeat
+    messages, the generation's name, phases and their colours, the protocol panel) is
+    stated here, in ``VIEWS``, and attached by ``add_protocol``;
   * services (core/service.py) are registered here too (``add_service``) and travel in
     the ``Registry`` the simulator and the server get; a registry without any (a test's)
     borrows the built-in ones (``service_for``).
@@ -44,7 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry, ViewPhase, ViewSpec
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.commit import paxos_commit_spec, three_pc_spec, two_pc_spec
@@ -132,9 +135,13 @@ class Catalog:
         monitor: Callable[[Any], Any] | None = None,
         scenarios: ScenarioLoader | None = None,
         demo: bool = False,
+        view: ViewSpec | None = None,
     ) -> ProtocolEntry:
         if spec.name in self._protocols:
             raise ValueError(f"protocol {spec.name!r} registered twice")
+        view = view if view is not None else VIEWS.get(spec.name)
+        if view is not None:
+            spec = dataclasses.replace(spec, view=view)
         if checker is not None:
             spec = dataclasses.replace(spec, make_checker=checker)
         if monitor is not None:
@@ -342,6 +349,170 @@ def _scenarios_for(module: str, protocol: str) -> ScenarioLoader:
     return load
 
 
+# -------------------------------------------------------------------------- views
+# How the browser view draws each protocol (view/, ProtocolSpec.view).  Role names and
+# generation fields are what each node records with env.record("role", ...); message
+# names are the classes' names as the trace writes them ("type").
+_PAXOS_PHASE_1 = ViewPhase(
+    name="phase 1 (prepare)", messages=("Prepare", "Promise", "Nack"), colour="#d97706"
+)
+_PAXOS_PHASE_2 = ViewPhase(name="phase 2 (accept)", messages=("Accept", "Accepted"), colour="#2563eb")
+_BASIC_PAXOS_PHASES = (
+    _PAXOS_PHASE_1,
+    _PAXOS_PHASE_2,
+    ViewPhase(name="learn", messages=("Chosen", "CatchUp"), colour="#059669"),
+)
+_COMMIT_VOTES = ViewPhase(name="vote", messages=("Prepare", "Vote"), colour="#d97706")
+_COMMIT_DECISION = ViewPhase(
+    name="decision", messages=("Commit", "Abort", "Ack", "DecisionRequest", "DecisionReply"), colour="#059669"
+)
+_GOSSIP_VIEW: dict[str, Any] = {
+    "panel": "members",
+    "phases": (
+        ViewPhase(name="rumour", messages=("Rumor", "RumorFeedback", "RumorRequest"), colour="#dc2626"),
+        ViewPhase(
+            name="anti-entropy",
+            messages=("DigestProbe", "LeafDigest", "Want", "Entries", "FullState", "StateRequest"),
+            colour="#2563eb",
+        ),
+    ),
+    "rumours": ("Rumor", "Entries", "FullState"),
+    # One rumour version: key@counter.origin (gossip) or key@wall+logical.origin (gossip-kv).
+    "rumour_pattern": r"(?<id>[^\s\[\]@]+@\d+(?:\+\d+)?\.[^\s\[\]]+)",
+}
+VIEWS: dict[str, ViewSpec] = {
+    "raft": ViewSpec(
+        roles=("leader", "candidate", "pre-candidate", "follower"),
+        leader_roles=("leader",),
+        generation="term",
+        heartbeats=("Heartbeat", "HeartbeatResponse"),
+        entry="entry",
+        panel="log",
+        phases=(
+            ViewPhase(
+                name="election",
+                messages=("RequestVote", "RequestVoteResponse", "TimeoutNow"),
+                colour="#d97706",
+            ),
+            ViewPhase(
+                name="replication", messages=("AppendEntries", "AppendEntriesResponse"), colour="#2563eb"
+            ),
+            ViewPhase(
+                name="snapshot", messages=("InstallSnapshot", "InstallSnapshotResponse"), colour="#7c3aed"
+            ),
+        ),
+    ),
+    "multipaxos": ViewSpec(
+        roles=("leader", "candidate", "follower"),
+        leader_roles=("leader",),
+        generation="ballot",
+        generation_field="term",
+        heartbeats=("Heartbeat", "HeartbeatAck"),
+        entry="slot",
+        panel="log",
+        phases=(
+            _PAXOS_PHASE_1,
+            _PAXOS_PHASE_2,
+            ViewPhase(name="learn", messages=("Learn", "InstallSnapshot"), colour="#059669"),
+        ),
+    ),
+    "basic-paxos": ViewSpec(
+        roles=("proposer+acceptor+learner", "proposer", "acceptor", "learner"),
+        entry="slot",
+        panel="log",
+        phases=_BASIC_PAXOS_PHASES,
+    ),
+    "fast-paxos": ViewSpec(
+        roles=("proposer+acceptor+learner", "proposer", "acceptor", "learner"),
+        entry="slot",
+        panel="log",
+        phases=(
+            *_BASIC_PAXOS_PHASES,
+            ViewPhase(name="fast round", messages=("AcceptAny", "Propose"), colour="#7c3aed"),
+        ),
+    ),
+    "zab": ViewSpec(
+        roles=("leader", "following", "observing", "looking"),
+        leader_roles=("leader",),
+        generation="epoch",
+        heartbeats=("Ping", "PingAck"),
+        entry="txn",
+        panel="log",
+        phases=(
+            ViewPhase(name="election", messages=("Notification",), colour="#d97706"),
+            ViewPhase(
+                name="discovery + sync",
+                messages=("FollowerInfo", "LeaderInfo", "AckEpoch", "NewLeader", "UpToDate", "Snapshot"),
+                colour="#7c3aed",
+            ),
+            ViewPhase(name="broadcast", messages=("Proposal", "Ack", "Commit", "Inform"), colour="#2563eb"),
+        ),
+    ),
+    "pbft": ViewSpec(
+        roles=("leader", "backup", "view-change"),
+        leader_roles=("leader",),
+        generation="view",
+        entry="request",
+        panel="log",
+        phases=(
+            ViewPhase(name="pre-prepare", messages=("PrePrepare",), colour="#d97706"),
+            ViewPhase(name="prepare", messages=("Prepare",), colour="#2563eb"),
+            ViewPhase(name="commit", messages=("Commit",), colour="#059669"),
+            ViewPhase(name="view change", messages=("ViewChange", "NewView"), colour="#dc2626"),
+            ViewPhase(
+                name="checkpoint", messages=("Checkpoint", "FetchState", "StateReply"), colour="#7c3aed"
+            ),
+        ),
+    ),
+    "2pc": ViewSpec(
+        roles=("coordinator", "participant"),
+        generation="epoch",
+        panel="votes",
+        phases=(_COMMIT_VOTES, _COMMIT_DECISION),
+        vote_pattern=r"^Vote (?<txn>\S+) (?<vote>yes|no)",
+        yes_votes=("yes",),
+    ),
+    "3pc": ViewSpec(
+        roles=("coordinator", "participant"),
+        generation="epoch",
+        panel="votes",
+        phases=(
+            _COMMIT_VOTES,
+            ViewPhase(name="pre-commit", messages=("PreCommit", "PreCommitAck"), colour="#2563eb"),
+            _COMMIT_DECISION,
+            ViewPhase(name="termination", messages=("StateRequest", "StateReport"), colour="#dc2626"),
+        ),
+        vote_pattern=r"^Vote (?<txn>\S+) (?<vote>yes|no)",
+        yes_votes=("yes",),
+    ),
+    "paxos-commit": ViewSpec(
+        roles=("leader", "participant+acceptor", "acceptor", "participant"),
+        generation="epoch",
+        panel="votes",
+        phases=(
+            ViewPhase(name="prepare", messages=("Prepare",), colour="#d97706"),
+            ViewPhase(name="vote (phase 2)", messages=("Phase2a", "Phase2b"), colour="#2563eb"),
+            ViewPhase(name="recovery (phase 1)", messages=("Phase1a", "Phase1b", "Nack"), colour="#dc2626"),
+            _COMMIT_DECISION,
+        ),
+        vote_pattern=r"^Phase2a (?<txn>\S+) rm=(?<rm>\S+) \S+ (?<vote>prepared|aborted)",
+        yes_votes=("prepared",),
+    ),
+    "gossip": ViewSpec(roles=("member",), **_GOSSIP_VIEW),
+    # The AP store on the same epidemics: its stamps are hybrid logical clocks
+    # (key@wall+logical.origin); the rumour's counter is the wall part.
+    "gossip-kv": ViewSpec(roles=("replica",), **_GOSSIP_VIEW),
+    "swim": ViewSpec(
+        heartbeats=("Ping", "Ack"),
+        panel="members",
+        phases=(
+            ViewPhase(name="probe", messages=("Ping", "Ack", "PingReq", "Nack"), colour="#2563eb"),
+            ViewPhase(name="dissemination", messages=("Gossip", "PushPull"), colour="#dc2626"),
+        ),
+    ),
+}
+
+
 # ---------------------------------------------------------------------- the build
 def builtin_catalog() -> Catalog:
     """Every protocol this build ships, in the order of SCENARIOS.md (Paxos first)."""
@@ -460,6 +631,8 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("pbft"),
     )
     add_services(catalog)
+    # The browser view of traces and live clusters (view/).
+    catalog.add_command("view", "consensuskit.view.commands:view_command")
     # The etcd service's example resource for its locks (services/fenced_store.py).
     catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
     return catalog
