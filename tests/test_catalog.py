@@ -21,6 +21,7 @@ from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.pbft import PbftChecker
 from consensuskit.check.raft import RaftChecker
+from consensuskit.check.sharded import ShardedChecker
 from consensuskit.check.swim import SwimChecker
 from consensuskit.check.zab import ZabChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
@@ -47,6 +48,7 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "paxos-commit": CommitChecker,
         "swim": SwimChecker,
         "pbft": PbftChecker,
+        "sharded-raft": ShardedChecker,
     }
     registry = CATALOG.registry()
     assert registry.names() == sorted([*expected, "gossip", "gossip-kv"])
@@ -117,7 +119,10 @@ def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    valid = "basic-paxos, fast-paxos, gossip, gossip-kv, multipaxos, paxos-commit, pbft, raft, swim, zab"
+    valid = (
+        "basic-paxos, fast-paxos, gossip, gossip-kv, multipaxos, paxos-commit, pbft, raft, "
+        "sharded-raft, swim, zab"
+    )
     with pytest.raises(KeyError, match=valid):
         CATALOG.protocol("chubby")
 

@@ -55,6 +55,7 @@ from consensuskit.protocols.gossip import gossip_kv_spec, gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.sharded import sharded_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
 from consensuskit.services.etcd import etcd_service
@@ -62,6 +63,7 @@ from consensuskit.services.eventual_kv import eventual_kv_service
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
+from consensuskit.services.shard_kv import shard_kv_service
 from consensuskit.services.txn import txn_service
 
 if TYPE_CHECKING:
@@ -315,6 +317,18 @@ def _pbft_monitor(config: Any) -> Any:
     from consensuskit.check.pbft import PbftMonitor
 
     return PbftMonitor(config)
+
+
+def _sharded_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.sharded import ShardedChecker
+
+    return ShardedChecker(bugs)
+
+
+def _sharded_monitor(config: Any) -> Any:
+    from consensuskit.check.sharded import ShardedMonitor
+
+    return ShardedMonitor(config)
 
 
 # --------------------------------------------------------------------- scenarios
@@ -594,6 +608,17 @@ def builtin_catalog() -> Catalog:
     # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
     catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
+    # Sharded Raft: S Raft groups in each node, transactions across them (bank, kv, txn).
+    catalog.add_protocol(
+        sharded_spec(raft_spec()),
+        family="sharded",
+        readme="src/consensuskit/protocols/sharded/README.md",
+        checker=_sharded_checker,
+        checker_module="check/sharded.py",
+        monitor=_sharded_monitor,
+        scenarios=_scenarios_of("sharded"),
+    )
+    catalog.add_command("serializable", "consensuskit.cli_sharded:serializable")
     # PBFT is a replicated log (log=True): it takes the service's state machine and
     # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
     catalog.add_protocol(
@@ -621,6 +646,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
+    catalog.add_service(shard_kv_service())
 
 
 def generals_catalog() -> Catalog:

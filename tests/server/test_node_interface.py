@@ -55,6 +55,8 @@ EXPECTED = {
     "gossip-kv": (),  # an AP store: every node a replica, no leader, no log
     "swim": (),  # a membership protocol: no leader, no log
     "pbft": (HAS_LEADER, REPLICATED_LOG),
+    # S Raft groups per node, each with its own leader: the node itself has none.
+    "sharded-raft": (),
 }
 WITH_LEADER = ("raft", "multipaxos")
 # pbft: a primary, zab: a leader; neither changes membership
