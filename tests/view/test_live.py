@@ -374,6 +374,10 @@ def test_up_view_serves_the_live_page_with_the_fault_hooks_on(tmp_path: Path) ->
         out, _ = up.communicate(timeout=30)
         assert up.returncode == 0 and "all nodes stopped" in out, out
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+        if up.poll() is None:  # a failure above: SIGTERM first, so `up` stops its nodes
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
