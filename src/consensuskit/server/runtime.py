@@ -14,6 +14,10 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
     queued for the old arming is ignored;
+  * health is measured with plain counters (``RuntimeStats``): how late the loop runs a
+    timer (``loop_lag``, a tick every ``LAG_TICK`` s), the silence between two messages
+    from one peer (``peer_gap``: a follower's heartbeat gaps) and the longest sync;
+    an election under load is explained by one of them (docs/server.md);
   * ``calls_batch_end`` (the node's ``on_batch_end`` runs after each batch) and
     ``reports_durable`` (after each sync the node's ``on_durable(position)`` runs as an
     input, so a leader that sends early counts itself toward a commit quorum only for
@@ -23,6 +27,7 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import os
@@ -52,6 +57,10 @@ _DURABLE = 4  # (log position, None)
 
 # Inputs handled per driver step at most, so the loop also gets to read sockets.
 MAX_BATCH_INPUTS = 4096
+# The loop-lag probe: a timer every LAG_TICK s, its lateness counted in LAG_BUCKETS.
+LAG_TICK = 0.05
+# Upper bounds (seconds) of the loop-lag and peer-gap histograms (the last is +Inf).
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class SyncBatch(Protocol):
@@ -164,6 +173,19 @@ class RuntimeStats:
     roles: dict[str, int] = field(default_factory=dict)  # role entered -> count
     timeouts: int = 0
     leadership_lost: int = 0
+    # Health (see the module rules): histograms as counts per LAG_BUCKETS bound (+Inf
+    # last), their sums, and the largest values seen.
+    loop_lag: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    loop_lag_sum: float = 0.0
+    loop_lag_max: float = 0.0
+    peer_gap: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    peer_gap_sum: float = 0.0
+    peer_gap_max: float = 0.0
+    sync_seconds_max: float = 0.0
+
+
+def _count(buckets: list[int], value: float) -> None:
+    buckets[bisect.bisect_left(LAG_BUCKETS, value)] += 1
 
 
 class NodeRuntime(Driver):
@@ -222,6 +244,8 @@ class NodeRuntime(Driver):
         self._handed: set[tuple[str, int]] = set()  # requests the node has seen, unanswered
         self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
         self._leading = False
+        self._heard: dict[str, float] = {}  # peer -> when its last message arrived
+        self._lag_handle: asyncio.TimerHandle | None = None
         # A log protocol gets the service's state machine (core/registry.py).
         self.node: ProtocolNode = spec.build(node_id, self, list(members), dict(options), service)
         self.batch_end = getattr(self.node, "on_batch_end", None)
@@ -275,6 +299,18 @@ class NodeRuntime(Driver):
     def start(self) -> None:
         """Run the node's ``on_start`` (as an input, so its effects pass the barrier)."""
         self.call_soon(lambda node: node.on_start())
+        self._lag_handle = self._loop.call_later(LAG_TICK, self._lag_probe, self._loop.time() + LAG_TICK)
+
+    def _lag_probe(self, due: float) -> None:
+        now = self._loop.time()
+        lag = max(0.0, now - due)
+        stats = self.stats
+        _count(stats.loop_lag, lag)
+        stats.loop_lag_sum += lag
+        if lag > stats.loop_lag_max:
+            stats.loop_lag_max = lag
+        if not self._closed and self.failure is None:
+            self._lag_handle = self._loop.call_later(LAG_TICK, self._lag_probe, now + LAG_TICK)
 
     @property
     def halted(self) -> asyncio.Future[None]:
@@ -292,6 +328,8 @@ class NodeRuntime(Driver):
             return
         self._closed = True
         self._inbox.clear()
+        if self._lag_handle is not None:
+            self._lag_handle.cancel()
         for handle in self._timer_handles.values():
             handle.cancel()
         self._timer_handles.clear()
@@ -309,6 +347,16 @@ class NodeRuntime(Driver):
     # ------------------------------------------------------------------ inputs
     def on_peer_message(self, src: NodeId, msg: Any) -> None:
         """Transport callback (loop thread)."""
+        now = time.monotonic()
+        last = self._heard.get(src)
+        self._heard[src] = now
+        if last is not None:
+            gap = now - last
+            stats = self.stats
+            _count(stats.peer_gap, gap)
+            stats.peer_gap_sum += gap
+            if gap > stats.peer_gap_max:
+                stats.peer_gap_max = gap
         self._enqueue(_MESSAGE, src, msg)
 
     async def request(self, request: ClientRequest, timeout: float) -> ClientResponse:
@@ -535,6 +583,8 @@ class NodeRuntime(Driver):
         stats.syncs += 1
         stats.sync_seconds_total += elapsed
         stats.last_sync_seconds = elapsed
+        if elapsed > stats.sync_seconds_max:
+            stats.sync_seconds_max = elapsed
         if self.failure is None:
             if self._on_sync is not None:
                 self._on_sync(elapsed, len(self.sync_outputs))
