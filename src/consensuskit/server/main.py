@@ -110,7 +110,7 @@ class NodeServer:
                 cfg.node_id,
                 spec,
                 cfg.members,
-                cfg.options,
+                spec.node_options(cfg.options),  # the protocol's server defaults under ours
                 storage,
                 on_sync=self.metrics.on_sync,
                 # A service may need the loop free during every fsync (core/service.py).
