@@ -328,7 +328,8 @@ def drive_in_this_process(spec_json: str) -> int:
 
 
 _SAMPLE = re.compile(r'^consensuskit_(loop_lag|peer_gap|fsync)_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
-Samples = dict[tuple[str, str], float]  # (histogram, le) -> cumulative count
+_GC = re.compile(r'^consensuskit_gc_(seconds_total|max_seconds)\{generation="2"\} (\S+)$', re.M)
+Samples = dict[tuple[str, str], float]  # (histogram, le) -> cumulative count; ("gc", ...)
 
 
 def scrape(url: str) -> Samples:
@@ -338,7 +339,9 @@ def scrape(url: str) -> Samples:
             text = resp.read().decode()
     except OSError:
         return {}
-    return {(name, le): float(value) for name, le, value in _SAMPLE.findall(text)}
+    samples = {(name, le): float(value) for name, le, value in _SAMPLE.findall(text)}
+    samples.update((("gc", name), float(value)) for name, value in _GC.findall(text))
+    return samples
 
 
 def _worst(before: Samples, after: Samples, name: str) -> float:
@@ -356,7 +359,8 @@ def _worst(before: Samples, after: Samples, name: str) -> float:
 
 def health(before: dict[str, Samples], after: dict[str, Samples]) -> dict[str, dict[str, float]]:
     """Per node, during a point: the worst loop lag and peer silence (bucket upper bounds,
-    seconds) and how many fsyncs took over 100 ms."""
+    seconds), how many fsyncs took over 100 ms, the seconds spent in full garbage
+    collections and the longest one so far (since the node started)."""
     out = {}
     for node, now in after.items():
         was = before.get(node, {})
@@ -367,6 +371,8 @@ def health(before: dict[str, Samples], after: dict[str, Samples]) -> dict[str, d
             "lag": _worst(was, now, "loop_lag"),
             "gap": _worst(was, now, "peer_gap"),
             "slow_fsync": slow,
+            "gc_s": round(now.get(("gc", "seconds_total"), 0.0) - was.get(("gc", "seconds_total"), 0.0), 3),
+            "gc_max_s": round(now.get(("gc", "max_seconds"), 0.0), 3),
         }
     return out
 
@@ -437,9 +443,11 @@ def run_matrix(
             )
             if point.health:
                 console.print(
-                    "    health (worst loop lag / peer silence, upper bound s; fsyncs > 100 ms): "
+                    "    health (worst loop lag / peer silence, upper bound s; fsyncs > 100 ms; "
+                    "full GC s, longest): "
                     + "; ".join(
                         f"{n} lag<={h['lag']:g} gap<={h['gap']:g} slow-fsync {h['slow_fsync']:g}"
+                        f" gc {h['gc_s']:g}/{h['gc_max_s']:g}"
                         for n, h in sorted(point.health.items())
                     )
                 )

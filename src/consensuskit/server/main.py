@@ -38,7 +38,7 @@ from aiohttp import web
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.core.service import resolve
-from consensuskit.server import edge
+from consensuskit.server import edge, gc_watch
 from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (
     ConfigError,
@@ -287,6 +287,7 @@ def open_storage(config: ServerConfig) -> DurableStorage:
 
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> int:
     """Run one node until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status."""
+    gc_watch.install()  # one node per process: its collector's pauses are the node's
     server = NodeServer(config)
     try:
         await server.start()

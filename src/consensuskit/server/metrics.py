@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from consensuskit.core.capabilities import HasLeader, Inspectable, LeaseReads, ReplicatedLog
+from consensuskit.server import gc_watch
 from consensuskit.server.runtime import LAG_BUCKETS, NodeRuntime
 
 PREFIX = "consensuskit"
@@ -99,6 +100,24 @@ class _Collector:
         if owner._client_connections is not None:
             yield from _connection_metrics(owner._client_connections)
         yield from _storage_metrics(getattr(runtime.raw_storage, "stats", None))
+        yield from _gc_metrics(gc_watch.stats())
+
+
+def _gc_metrics(stats: gc_watch.GcStats | None) -> Iterator[Metric]:
+    if stats is None:
+        return
+    count = CounterMetricFamily(f"{PREFIX}_gc_collections", "Garbage collections", labels=["generation"])
+    seconds = CounterMetricFamily(
+        f"{PREFIX}_gc_seconds", "Time in garbage collections", labels=["generation"]
+    )
+    longest = GaugeMetricFamily(f"{PREFIX}_gc_max_seconds", "The longest collection", labels=["generation"])
+    for generation in range(3):
+        count.add_metric([str(generation)], stats.collections[generation])
+        seconds.add_metric([str(generation)], stats.seconds[generation])
+        longest.add_metric([str(generation)], stats.max_seconds[generation])
+    yield count
+    yield seconds
+    yield longest
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
