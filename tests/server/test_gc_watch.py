@@ -21,3 +21,13 @@ def test_a_full_collection_is_counted_and_timed():
 
 def test_nothing_is_exported_without_the_hook():
     assert list(_gc_metrics(None)) == []
+
+
+def test_what_lives_at_startup_leaves_the_full_collections():
+    try:
+        frozen = gc_watch.freeze_startup()
+        assert frozen > 1000  # at least the imports
+        assert gc.get_freeze_count() == frozen
+        assert not any(o is test_what_lives_at_startup_leaves_the_full_collections for o in gc.get_objects(2))
+    finally:
+        gc.unfreeze()  # other tests of this process expect a normal collector
