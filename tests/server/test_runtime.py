@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.registry import ProtocolSpec
 from consensuskit.core.storage import MemoryStorage
+from consensuskit.server import runtime as runtime_module
 from consensuskit.server.runtime import (
     LeadershipLost,
     NodeHalted,
@@ -343,11 +345,16 @@ class SizedBatch:
 
     def complete(self) -> None:
         self.storage.sync_threads.append((self.nbytes, threading.get_ident()))
+        if self.nbytes in self.storage.slow:
+            time.sleep(0.1)  # a contended disk
         self.storage.durable = self.storage.writes
 
 
 class SizedStorage(GatedStorage):
-    """A sync's size is the size of the last value written."""
+    """A sync's size is the size of the last value written; syncs of a size in ``slow``
+    take 100 ms."""
+
+    slow: frozenset[int] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -378,6 +385,29 @@ async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker()
         (5, True),
     ]
     assert runtime.stats.syncs == 4
+    await runtime.close()
+
+
+@async_test
+async def test_after_a_slow_sync_small_ones_go_to_the_worker_until_one_is_fast_again(monkeypatch):
+    # 50 ms: a worker's handoff stays far below it even on a loaded machine.
+    monkeypatch.setattr(runtime_module, "INLINE_SYNC_SECONDS", 0.05)
+    storage = SizedStorage()
+    storage.slow = frozenset({20})
+    runtime, _node, _ = make_runtime(storage, inline_sync_bytes=100)
+    for seq, size in enumerate([10, 20, 30, 40], start=1):
+        op = Op(kind="put", key="k", value=size)
+        answer = await runtime.request(ClientRequest(client_id="c", seq=seq, op=op), 5)
+        assert answer.ok
+    loop_thread = threading.get_ident()
+    # 20 runs inline and takes 100 ms (over INLINE_SYNC_SECONDS): 30 goes to the worker,
+    # is fast, and 40 is inline again.
+    assert [(n, t == loop_thread) for n, t in storage.sync_threads] == [
+        (10, True),
+        (20, True),
+        (30, False),
+        (40, True),
+    ]
     await runtime.close()
 
 

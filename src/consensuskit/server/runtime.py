@@ -8,8 +8,9 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     ``MAX_BATCH_INPUTS``), then ends the batch (``Driver.end_batch``);
   * a sync: ``storage.begin_sync()`` takes the writes so far and its ``complete()``
     (the fsyncs) runs in a worker thread, one at a time, or right in the loop thread
-    when the batch writes at most ``inline_sync_bytes`` and no snapshot; the driver
-    advances when it is done;
+    when the batch writes at most ``inline_sync_bytes`` and no snapshot and the last
+    sync took at most ``INLINE_SYNC_SECONDS`` (a slow or contended disk would stall the
+    loop: no request read, no heartbeat sent); the driver advances when it is done;
   * an exception in a handler, or a failed sync, halts the node: the state in memory may
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
@@ -57,6 +58,9 @@ _DURABLE = 4  # (log position, None)
 
 # Inputs handled per driver step at most, so the loop also gets to read sockets.
 MAX_BATCH_INPUTS = 4096
+# A sync runs inline only while the last one took at most this long (the module rules):
+# a loaded leader spent a fifth of its loop thread in inline fsyncs of a few ms each.
+INLINE_SYNC_SECONDS = 0.001
 # The loop-lag probe: a timer every LAG_TICK s, its lateness counted in LAG_BUCKETS.
 LAG_TICK = 0.05
 # Upper bounds (seconds) of the loop-lag and peer-gap histograms (the last is +Inf).
@@ -226,6 +230,7 @@ class NodeRuntime(Driver):
         self._loop = loop or asyncio.get_running_loop()
         self._on_sync = on_sync
         self._inline_sync_bytes = inline_sync_bytes
+        self._last_sync_fast = True  # the last sync took at most INLINE_SYNC_SECONDS
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._inbox: collections.deque[tuple[int, Any, Any]] = collections.deque()
         self._drain_scheduled = False
@@ -556,7 +561,11 @@ class NodeRuntime(Driver):
             return
         self._sync_idle.clear()
         started = time.monotonic()
-        if self._inline_sync_bytes and getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes:
+        if (
+            self._inline_sync_bytes
+            and self._last_sync_fast
+            and getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes
+        ):
             # A small sync right here: handing it to the worker and back costs two thread
             # switches and a loop wake-up, more than the fsync of a few KB on a fast disk.
             try:
@@ -575,6 +584,7 @@ class NodeRuntime(Driver):
 
     def _sync_finished(self, exc: BaseException | None, started: float) -> None:
         elapsed = time.monotonic() - started
+        self._last_sync_fast = elapsed <= INLINE_SYNC_SECONDS
         if exc is not None:
             self._halt(exc, "syncing storage")
             self._sync_idle.set()
