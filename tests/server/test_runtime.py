@@ -8,6 +8,7 @@ sync" is observed directly rather than inferred from timing.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -386,6 +387,52 @@ async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker()
     ]
     assert runtime.stats.syncs == 4
     await runtime.close()
+
+
+class OrderNode(ScriptedNode):
+    """Notes, at each timer, how many messages it had seen."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.seen_at_timer: list[int] = []
+
+    def on_timer(self, key: str) -> None:
+        super().on_timer(key)
+        self.seen_at_timer.append(len(self.seen))
+
+
+async def _stalled_timer_and_message() -> list[int]:
+    spec = ProtocolSpec(name="order", description="", make_node=lambda n, env, m, o: OrderNode(env))
+    runtime = NodeRuntime("a", spec, ["a"], {}, GatedStorage(auto=True), rng_seed=1)
+    runtime.start()
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+
+    async def receive() -> None:  # as the transport reads a peer: a stream and its task
+        while data := await reader.read(1024):
+            runtime.on_peer_message("b", data.decode())
+
+    task = asyncio.create_task(receive())
+    await asyncio.sleep(0.05)
+    runtime.set_timer("election", 0.02)
+    theirs.send(b"heartbeat")
+    time.sleep(0.1)  # the loop stalls: the timer is due and the heartbeat waits in the socket
+    await until(lambda: runtime.node.timers == ["election"])
+    task.cancel()
+    writer.close()
+    theirs.close()
+    await runtime.close()
+    return runtime.node.seen_at_timer  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_after_a_stall_the_waiting_message_is_handled_before_the_due_timer(loop):
+    factory = None
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(_stalled_timer_and_message()) == [1]
 
 
 @async_test

@@ -15,6 +15,11 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
     queued for the old arming is ignored;
+  * a timer's firing is queued two loop turns after it fires, behind what the sockets
+    held: after a stall (a collection, a descheduled process) the heartbeat waiting
+    in a socket must reset the election timer, not lose to it.  On uvloop timers run
+    before the I/O poll of an iteration, and a stream's data reaches its reader task
+    one turn after the poll, so one turn is not enough;
   * health is measured with plain counters (``RuntimeStats``): how late the loop runs a
     timer (``loop_lag``, a tick every ``LAG_TICK`` s), the silence between two messages
     from one peer (``peer_gap``: a follower's heartbeat gaps) and the longest sync;
@@ -487,7 +492,8 @@ class NodeRuntime(Driver):
                 self._watchers.remove(entry)
 
     def _timer_fired(self, key: str, gen: int) -> None:
-        self._enqueue(_TIMER, key, gen)
+        # See the module rules: two turns, so pending peer input is queued first.
+        self._loop.call_soon(self._loop.call_soon, self._enqueue, _TIMER, key, gen)
 
     def _enqueue(self, kind: int, a: Any, b: Any) -> None:
         if self._closed or self.failure is not None:
