@@ -127,7 +127,11 @@ class ScriptedNode:
             return
         if op.kind == "put":
             self.env.storage.put(op.key, op.value)
-        self.env.deliver(ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=op.key))
+        answer = ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=op.key)
+        if op.key == "early":  # an answer that depends on no unsynced write
+            self.env.deliver_early(answer)
+        else:
+            self.env.deliver(answer)
 
 
 def scripted_spec() -> ProtocolSpec:
@@ -182,6 +186,24 @@ async def test_answer_waits_for_the_sync_that_covers_its_write():
     open_gate(storage, 0)
     response = await task
     assert response.ok and storage.durable == 1
+    await runtime.close()
+
+
+@async_test
+async def test_an_early_answer_leaves_before_the_sync_of_its_batch():
+    storage = GatedStorage()
+    runtime, _node, _ = make_runtime(storage)
+    early = asyncio.ensure_future(runtime.request(req(1, key="early"), timeout=5))
+    held = asyncio.ensure_future(runtime.request(req(2), timeout=5))
+    assert (await early).ok and storage.durable == 0  # its batch's write is not durable yet
+    await asyncio.sleep(0.05)
+    assert not held.done()  # deliver still waits for the barrier
+    async with asyncio.timeout(5):
+        while not held.done():  # open every sync's gate as it comes
+            for batch in storage.batches:
+                batch.gate.set()
+            await asyncio.sleep(0.001)
+    assert (await held).ok
     await runtime.close()
 
 

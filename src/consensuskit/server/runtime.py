@@ -271,6 +271,12 @@ class NodeRuntime(Driver):
         depends on no unsynced write of this node."""
         self.early.append((dst, msg))
 
+    def deliver_early(self, response: ClientResponse) -> None:
+        """Answer at the end of this batch, before the sync: only for an answer that
+        depends on no unsynced write of this node (core/driver.py)."""
+        self._handed.discard((response.client_id, response.seq))
+        self.early.append((None, response))
+
     def deliver(self, response: ClientResponse) -> None:
         # Answered (once the barrier passes): no longer at risk from a step-down.
         self._handed.discard((response.client_id, response.seq))
