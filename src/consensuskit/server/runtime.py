@@ -24,6 +24,9 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     timer (``loop_lag``, a tick every ``LAG_TICK`` s), the silence between two messages
     from one peer (``peer_gap``: a follower's heartbeat gaps) and the longest sync;
     an election under load is explained by one of them (docs/server.md);
+  * a message a node sends to itself never touches the transport: once released (after
+    the barrier, like any other message) it is queued as an input from itself, as the
+    simulator delivers it; a peer fault (``set_blocked``) never drops it;
   * ``calls_batch_end`` (the node's ``on_batch_end`` runs after each batch) and
     ``reports_durable`` (after each sync the node's ``on_durable(position)`` runs as an
     input, so a leader that sends early counts itself toward a commit quorum only for
@@ -633,11 +636,14 @@ class NodeRuntime(Driver):
         transport = self.transport
         sent = self.stats.sent
         sending = False
+        me = self.node_id
         for dst, msg in outputs:
             if type(dst) is str:
                 name = type(msg).__name__
                 sent[name] = sent.get(name, 0) + 1
-                if transport is not None:
+                if dst == me:
+                    self._enqueue(_MESSAGE, me, msg)
+                elif transport is not None:
                     transport.send(dst, msg)
                     sending = True
             elif dst is None:
