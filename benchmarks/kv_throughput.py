@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ class Point:
     # elections (term / ballot changes) happened during it.
     leader: str = ""
     elections: int = 0
+    # consensuskit: per node, what its /metrics say about the point (see ``health``):
+    # the worst loop lag and peer silence (upper bucket bound, s), fsyncs over 100 ms.
+    health: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- load
@@ -329,6 +333,56 @@ def drive_in_this_process(spec_json: str) -> int:
     return 0
 
 
+_SAMPLE = re.compile(r'^consensuskit_(loop_lag|peer_gap|fsync)_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+_GC = re.compile(r'^consensuskit_gc_(seconds_total|max_seconds)\{generation="2"\} (\S+)$', re.M)
+Samples = dict[tuple[str, str], float]  # (histogram, le) -> cumulative count; ("gc", ...)
+
+
+def scrape(url: str) -> Samples:
+    """The loop-lag, peer-gap and fsync histogram buckets of one node's /metrics."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    samples = {(name, le): float(value) for name, le, value in _SAMPLE.findall(text)}
+    samples.update((("gc", name), float(value)) for name, value in _GC.findall(text))
+    return samples
+
+
+def _worst(before: Samples, after: Samples, name: str) -> float:
+    """The smallest bucket bound that holds every observation of ``name`` made between
+    the two scrapes (0: none; inf: beyond the last bound)."""
+    total = after.get((name, "+Inf"), 0.0) - before.get((name, "+Inf"), 0.0)
+    if not total:
+        return 0.0
+    bounds = sorted((le for (n, le) in after if n == name and le != "+Inf"), key=float)
+    for le in bounds:
+        if after[(name, le)] - before.get((name, le), 0.0) >= total:
+            return float(le)
+    return float("inf")
+
+
+def health(before: dict[str, Samples], after: dict[str, Samples]) -> dict[str, dict[str, float]]:
+    """Per node, during a point: the worst loop lag and peer silence (bucket upper bounds,
+    seconds), how many fsyncs took over 100 ms, the seconds spent in full garbage
+    collections and the longest one so far (since the node started)."""
+    out = {}
+    for node, now in after.items():
+        was = before.get(node, {})
+        slow = (now.get(("fsync", "+Inf"), 0.0) - was.get(("fsync", "+Inf"), 0.0)) - (
+            now.get(("fsync", "0.1"), 0.0) - was.get(("fsync", "0.1"), 0.0)
+        )
+        out[node] = {
+            "lag": _worst(was, now, "loop_lag"),
+            "gap": _worst(was, now, "peer_gap"),
+            "slow_fsync": slow,
+            "gc_s": round(now.get(("gc", "seconds_total"), 0.0) - was.get(("gc", "seconds_total"), 0.0), 3),
+            "gc_max_s": round(now.get(("gc", "max_seconds"), 0.0), 3),
+        }
+    return out
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a process, in clock ticks (0 when it is gone)."""
     try:
@@ -350,9 +404,11 @@ def run_matrix(
     pids: dict[str, int] | None = None,
     protocol: str = "",
     locate: Any = None,
+    probe: Any = None,
 ) -> list[Point]:
     """``locate()`` (consensuskit) -> (leader id, its URL, generation): called before each
-    point so the load follows a leader change, and after it to count elections."""
+    point so the load follows a leader change, and after it to count elections.
+    ``probe()`` -> each node's /metrics samples, before and after the point (``health``)."""
     asyncio.run(preload(target))
     points = []
     tick = os.sysconf("SC_CLK_TCK")
@@ -365,7 +421,10 @@ def run_matrix(
             if locate is not None:
                 leader, target.url, generation = locate()
             before = {name: cpu_ticks(pid) for name, pid in (pids or {}).items()}
+            scraped = probe() if probe is not None else {}
             point = (run_wrk if load == "wrk" else run_python)(target, op, c, seconds)
+            if probe is not None:
+                point.health = health(scraped, probe())
             if locate is not None:
                 point.leader = leader
                 point.elections = max(0, locate()[2] - generation)
@@ -388,6 +447,16 @@ def run_matrix(
                 f"p50 {point.p50_ms:.2f} ms p99 {point.p99_ms:.2f} ms{note}"
                 + (cpu if point.cpu_us_per_op else "")
             )
+            if point.health:
+                console.print(
+                    "    health (worst loop lag / peer silence, upper bound s; fsyncs > 100 ms; "
+                    "full GC s, longest): "
+                    + "; ".join(
+                        f"{n} lag<={h['lag']:g} gap<={h['gap']:g} slow-fsync {h['slow_fsync']:g}"
+                        f" gc {h['gc_s']:g}/{h['gc_max_s']:g}"
+                        for n, h in sorted(point.health.items())
+                    )
+                )
     return points
 
 
@@ -428,6 +497,9 @@ def bench_consensuskit(
                 generation = status.get("generation", 0) if isinstance(status, dict) else 0
                 return now, cluster.url(now), int(generation or 0)
 
+            def probe() -> dict[str, Samples]:
+                return {node_id: scrape(cluster.url(node_id)) for node_id in sorted(cluster.nodes)}
+
             return run_matrix(
                 ConsensuskitTarget(cluster.url(leader), 1000, 16),
                 nodes,
@@ -439,6 +511,7 @@ def bench_consensuskit(
                 pids=pids,
                 protocol=protocol,
                 locate=locate,
+                probe=probe,
             )
 
 

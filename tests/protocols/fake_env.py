@@ -117,6 +117,16 @@ class EarlyFakeEnv(FakeEnv):
         self.release(outputs)
 
 
+@dataclass
+class AnsweringFakeEnv(EarlyFakeEnv):
+    """And ``deliver_early``, as the server and the batched simulator offer."""
+
+    def deliver_early(self, response: ClientResponse) -> None:
+        self.early.append((None, response))
+        if not self.manual:
+            self.end_batch()
+
+
 class LockstepCluster:
     """Nodes wired by hand: ``deliver_all`` moves every queued message, in order.
 

@@ -8,7 +8,9 @@ sync" is observed directly rather than inferred from timing.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.registry import ProtocolSpec
 from consensuskit.core.storage import MemoryStorage
+from consensuskit.server import runtime as runtime_module
 from consensuskit.server.runtime import (
     LeadershipLost,
     NodeHalted,
@@ -126,7 +129,11 @@ class ScriptedNode:
             return
         if op.kind == "put":
             self.env.storage.put(op.key, op.value)
-        self.env.deliver(ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=op.key))
+        answer = ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=op.key)
+        if op.key == "early":  # an answer that depends on no unsynced write
+            self.env.deliver_early(answer)
+        else:
+            self.env.deliver(answer)
 
 
 def scripted_spec() -> ProtocolSpec:
@@ -181,6 +188,24 @@ async def test_answer_waits_for_the_sync_that_covers_its_write():
     open_gate(storage, 0)
     response = await task
     assert response.ok and storage.durable == 1
+    await runtime.close()
+
+
+@async_test
+async def test_an_early_answer_leaves_before_the_sync_of_its_batch():
+    storage = GatedStorage()
+    runtime, _node, _ = make_runtime(storage)
+    early = asyncio.ensure_future(runtime.request(req(1, key="early"), timeout=5))
+    held = asyncio.ensure_future(runtime.request(req(2), timeout=5))
+    assert (await early).ok and storage.durable == 0  # its batch's write is not durable yet
+    await asyncio.sleep(0.05)
+    assert not held.done()  # deliver still waits for the barrier
+    async with asyncio.timeout(5):
+        while not held.done():  # open every sync's gate as it comes
+            for batch in storage.batches:
+                batch.gate.set()
+            await asyncio.sleep(0.001)
+    assert (await held).ok
     await runtime.close()
 
 
@@ -362,11 +387,16 @@ class SizedBatch:
 
     def complete(self) -> None:
         self.storage.sync_threads.append((self.nbytes, threading.get_ident()))
+        if self.nbytes in self.storage.slow:
+            time.sleep(0.1)  # a contended disk
         self.storage.durable = self.storage.writes
 
 
 class SizedStorage(GatedStorage):
-    """A sync's size is the size of the last value written."""
+    """A sync's size is the size of the last value written; syncs of a size in ``slow``
+    take 100 ms."""
+
+    slow: frozenset[int] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -382,7 +412,9 @@ class SizedStorage(GatedStorage):
 
 
 @async_test
-async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker():
+async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker(monkeypatch):
+    # Whatever a loaded machine makes of the worker's handoff, no sync counts as slow.
+    monkeypatch.setattr(runtime_module, "INLINE_SYNC_SECONDS", 10.0)
     storage = SizedStorage()
     runtime, _node, _ = make_runtime(storage, inline_sync_bytes=100)
     for seq, size in enumerate([10, 100, 101, 5], start=1):
@@ -397,6 +429,75 @@ async def test_small_syncs_run_on_the_loop_thread_and_large_ones_in_the_worker()
         (5, True),
     ]
     assert runtime.stats.syncs == 4
+    await runtime.close()
+
+
+class OrderNode(ScriptedNode):
+    """Notes, at each timer, how many messages it had seen."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.seen_at_timer: list[int] = []
+
+    def on_timer(self, key: str) -> None:
+        super().on_timer(key)
+        self.seen_at_timer.append(len(self.seen))
+
+
+async def _stalled_timer_and_message() -> list[int]:
+    spec = ProtocolSpec(name="order", description="", make_node=lambda n, env, m, o: OrderNode(env))
+    runtime = NodeRuntime("a", spec, ["a"], {}, GatedStorage(auto=True), rng_seed=1)
+    runtime.start()
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+
+    async def receive() -> None:  # as the transport reads a peer: a stream and its task
+        while data := await reader.read(1024):
+            runtime.on_peer_message("b", data.decode())
+
+    task = asyncio.create_task(receive())
+    await asyncio.sleep(0.05)
+    runtime.set_timer("election", 0.02)
+    theirs.send(b"heartbeat")
+    time.sleep(0.1)  # the loop stalls: the timer is due and the heartbeat waits in the socket
+    await until(lambda: runtime.node.timers == ["election"])
+    task.cancel()
+    writer.close()
+    theirs.close()
+    await runtime.close()
+    return runtime.node.seen_at_timer  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_after_a_stall_the_waiting_message_is_handled_before_the_due_timer(loop):
+    factory = None
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(_stalled_timer_and_message()) == [1]
+
+
+@async_test
+async def test_after_a_slow_sync_small_ones_go_to_the_worker_until_one_is_fast_again(monkeypatch):
+    # 50 ms: a worker's handoff stays far below it even on a loaded machine.
+    monkeypatch.setattr(runtime_module, "INLINE_SYNC_SECONDS", 0.05)
+    storage = SizedStorage()
+    storage.slow = frozenset({20})
+    runtime, _node, _ = make_runtime(storage, inline_sync_bytes=100)
+    for seq, size in enumerate([10, 20, 30, 40], start=1):
+        op = Op(kind="put", key="k", value=size)
+        answer = await runtime.request(ClientRequest(client_id="c", seq=seq, op=op), 5)
+        assert answer.ok
+    loop_thread = threading.get_ident()
+    # 20 runs inline and takes 100 ms (over INLINE_SYNC_SECONDS): 30 goes to the worker,
+    # is fast, and 40 is inline again.
+    assert [(n, t == loop_thread) for n, t in storage.sync_threads] == [
+        (10, True),
+        (20, True),
+        (30, False),
+        (40, True),
+    ]
     await runtime.close()
 
 

@@ -20,7 +20,10 @@ subclass ``Driver``, so none of them writes these rules again):
     takes every output still waiting for "the next sync" first;
   * ``send_early`` is the one exception to the barrier, for messages that depend on no
     unsynced write of the sender (a Raft leader's replication traffic): they leave at
-    the end of the batch that produced them, before its held outputs;
+    the end of the batch that produced them, before its held outputs.  Its twin for
+    client answers, ``deliver_early`` (hosts that offer it), is for an answer that
+    depends on no unsynced write either (the result of a committed command: durable on
+    a quorum, whatever this node's disk holds); such answers ride in ``early`` too;
   * after each batch the node's ``on_batch_end`` runs (when the host set ``batch_end``:
     runtimes that batch say so with ``calls_batch_end``), before anything is released;
   * ``advance`` reports how far the log is durable (``report_durable``): the log's last

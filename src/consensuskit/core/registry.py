@@ -18,6 +18,10 @@ Rules this module owns (protocols and services, core/service.py):
     options the nodes get, in the simulator and on the server alike;
   * ``reply_quorum``: how many nodes must give matching answers before a client trusts
     one (a protocol that tolerates lying nodes); clients honour it (sim/workload.py);
+  * ``server_options``: option defaults for real processes (the server), under the
+    operator's own options; the simulator never sees them.  Real clocks share CPUs with
+    other work and wait on fsyncs, so timers tuned for simulated time are too tight there
+    (etcd: 100 ms heartbeats, a 1 s election timeout).  ``node_options`` merges them;
   * ``view``: how the browser view (view/) and the terminal timeline draw the protocol
     (``ViewSpec``): plain data, sent to the page as JSON; a protocol without one draws
     generically (roles and messages, no protocol panel).
@@ -208,6 +212,8 @@ class ProtocolSpec:
     # its retransmissions to every node (PBFT: f+1 replies; a client cannot trust one
     # node).  None: the first ok answer is the answer (every crash-fault protocol).
     reply_quorum: Callable[[int, bool], int] | None = None
+    # Option defaults on the server only (see the module rules).
+    server_options: dict[str, Any] = field(default_factory=dict)
     # How viewers draw it (see ViewSpec); filled in by the catalog.
     view: ViewSpec = field(default_factory=ViewSpec)
 
@@ -221,6 +227,10 @@ class ProtocolSpec:
         if self.log:
             return service.log
         return not self.services and service.name == DEFAULT_SERVICE
+
+    def node_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """What a server node runs with: ``server_options`` under ``options``."""
+        return {**self.server_options, **options}
 
     def build(
         self,

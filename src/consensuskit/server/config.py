@@ -340,8 +340,8 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
             raise ConfigError(f"service: {exc.args[0]}") from None
     options = _table(raw.get("options"), "options")
     if spec.validate_options is not None:
-        try:
-            spec.validate_options(dict(options))
+        try:  # as the node will run them: under the protocol's server defaults
+            spec.validate_options(spec.node_options(options))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"options: {exc}") from None
 

@@ -38,7 +38,7 @@ from aiohttp import web
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.core.service import resolve
-from consensuskit.server import edge
+from consensuskit.server import edge, gc_watch
 from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (
     ConfigError,
@@ -112,7 +112,7 @@ class NodeServer:
                 cfg.node_id,
                 spec,
                 cfg.members,
-                cfg.options,
+                spec.node_options(cfg.options),  # the protocol's server defaults under ours
                 storage,
                 on_sync=self.metrics.on_sync,
                 # A service may need the loop free during every fsync (core/service.py).
@@ -303,6 +303,7 @@ def open_storage(config: ServerConfig) -> DurableStorage:
 
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> int:
     """Run one node until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status."""
+    gc_watch.install()  # one node per process: its collector's pauses are the node's
     server = NodeServer(config)
     try:
         await server.start()
@@ -318,6 +319,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
     except OSError as exc:
         log.error("node %s cannot start: %s", config.node_id, exc)
         return EXIT_FAILED
+    frozen = gc_watch.freeze_startup()  # full collections skip the imports (gc_watch.py)
+    log.debug("node %s: %d objects frozen out of garbage collection", config.node_id, frozen)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from consensuskit.core.capabilities import HasLeader, Inspectable, LeaseReads, ReplicatedLog, peer_progress
-from consensuskit.server.runtime import NodeRuntime
+from consensuskit.server import gc_watch
+from consensuskit.server.runtime import LAG_BUCKETS, NodeRuntime
 
 PREFIX = "consensuskit"
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -99,6 +100,24 @@ class _Collector:
         if owner._client_connections is not None:
             yield from _connection_metrics(owner._client_connections)
         yield from _storage_metrics(getattr(runtime.raw_storage, "stats", None))
+        yield from _gc_metrics(gc_watch.stats())
+
+
+def _gc_metrics(stats: gc_watch.GcStats | None) -> Iterator[Metric]:
+    if stats is None:
+        return
+    count = CounterMetricFamily(f"{PREFIX}_gc_collections", "Garbage collections", labels=["generation"])
+    seconds = CounterMetricFamily(
+        f"{PREFIX}_gc_seconds", "Time in garbage collections", labels=["generation"]
+    )
+    longest = GaugeMetricFamily(f"{PREFIX}_gc_max_seconds", "The longest collection", labels=["generation"])
+    for generation in range(3):
+        count.add_metric([str(generation)], stats.collections[generation])
+        seconds.add_metric([str(generation)], stats.seconds[generation])
+        longest.add_metric([str(generation)], stats.max_seconds[generation])
+    yield count
+    yield seconds
+    yield longest
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -185,6 +204,30 @@ def _runtime_metrics(runtime: NodeRuntime) -> Iterator[Metric]:
     yield _labelled_counter("client_requests", "Client requests handed to the node", "op", stats.requests)
     yield _labelled_counter("client_answers", "Answers released, by outcome", "result", stats.answers)
     yield _labelled_counter("events", "Protocol trace events, by kind", "kind", stats.records)
+    yield _histogram(
+        "loop_lag_seconds",
+        "How late the event loop ran a timer (a probe every 50 ms)",
+        stats.loop_lag,
+        stats.loop_lag_sum,
+    )
+    yield _histogram(
+        "peer_gap_seconds",
+        "Silence between two consecutive messages from one peer (a follower's heartbeat gaps)",
+        stats.peer_gap,
+        stats.peer_gap_sum,
+    )
+    yield _gauge("loop_lag_max_seconds", "The largest loop lag seen", stats.loop_lag_max)
+    yield _gauge("peer_gap_max_seconds", "The longest silence of a peer seen", stats.peer_gap_max)
+    yield _gauge("fsync_max_seconds", "The longest group-commit sync seen", stats.sync_seconds_max)
+
+
+def _histogram(name: str, doc: str, counts: list[int], total: float) -> HistogramMetricFamily:
+    """A histogram from plain per-bucket counts (``LAG_BUCKETS`` bounds, then +Inf)."""
+    cumulative, running = [], 0
+    for bound, count in zip((*map(str, LAG_BUCKETS), "+Inf"), counts, strict=True):
+        running += count
+        cumulative.append((bound, running))
+    return HistogramMetricFamily(f"{PREFIX}_{name}", doc, buckets=cumulative, sum_value=total)
 
 
 def _transport_metrics(stats: Any) -> Iterator[Metric]:

@@ -8,12 +8,22 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     ``MAX_BATCH_INPUTS``), then ends the batch (``Driver.end_batch``);
   * a sync: ``storage.begin_sync()`` takes the writes so far and its ``complete()``
     (the fsyncs) runs in a worker thread, one at a time, or right in the loop thread
-    when the batch writes at most ``inline_sync_bytes`` and no snapshot; the driver
-    advances when it is done;
+    when the batch writes at most ``inline_sync_bytes`` and no snapshot and the last
+    sync took at most ``INLINE_SYNC_SECONDS`` (a slow or contended disk would stall the
+    loop: no request read, no heartbeat sent); the driver advances when it is done;
   * an exception in a handler, or a failed sync, halts the node: the state in memory may
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
     queued for the old arming is ignored;
+  * a timer's firing is queued two loop turns after it fires, behind what the sockets
+    held: after a stall (a collection, a descheduled process) the heartbeat waiting
+    in a socket must reset the election timer, not lose to it.  On uvloop timers run
+    before the I/O poll of an iteration, and a stream's data reaches its reader task
+    one turn after the poll, so one turn is not enough;
+  * health is measured with plain counters (``RuntimeStats``): how late the loop runs a
+    timer (``loop_lag``, a tick every ``LAG_TICK`` s), the silence between two messages
+    from one peer (``peer_gap``: a follower's heartbeat gaps) and the longest sync;
+    an election under load is explained by one of them (docs/server.md);
   * a message a node sends to itself never touches the transport: once released (after
     the barrier, like any other message) it is queued as an input from itself, as the
     simulator delivers it; a peer fault (``set_blocked``) never drops it;
@@ -26,6 +36,7 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import os
@@ -55,6 +66,13 @@ _DURABLE = 4  # (log position, None)
 
 # Inputs handled per driver step at most, so the loop also gets to read sockets.
 MAX_BATCH_INPUTS = 4096
+# A sync runs inline only while the last one took at most this long (the module rules):
+# a loaded leader spent a fifth of its loop thread in inline fsyncs of a few ms each.
+INLINE_SYNC_SECONDS = 0.001
+# The loop-lag probe: a timer every LAG_TICK s, its lateness counted in LAG_BUCKETS.
+LAG_TICK = 0.05
+# Upper bounds (seconds) of the loop-lag and peer-gap histograms (the last is +Inf).
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class SyncBatch(Protocol):
@@ -167,6 +185,19 @@ class RuntimeStats:
     roles: dict[str, int] = field(default_factory=dict)  # role entered -> count
     timeouts: int = 0
     leadership_lost: int = 0
+    # Health (see the module rules): histograms as counts per LAG_BUCKETS bound (+Inf
+    # last), their sums, and the largest values seen.
+    loop_lag: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    loop_lag_sum: float = 0.0
+    loop_lag_max: float = 0.0
+    peer_gap: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    peer_gap_sum: float = 0.0
+    peer_gap_max: float = 0.0
+    sync_seconds_max: float = 0.0
+
+
+def _count(buckets: list[int], value: float) -> None:
+    buckets[bisect.bisect_left(LAG_BUCKETS, value)] += 1
 
 
 class NodeRuntime(Driver):
@@ -207,6 +238,7 @@ class NodeRuntime(Driver):
         self._loop = loop or asyncio.get_running_loop()
         self._on_sync = on_sync
         self._inline_sync_bytes = inline_sync_bytes
+        self._last_sync_fast = True  # the last sync took at most INLINE_SYNC_SECONDS
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._inbox: collections.deque[tuple[int, Any, Any]] = collections.deque()
         self._drain_scheduled = False
@@ -230,6 +262,8 @@ class NodeRuntime(Driver):
         # messages, requests and answers too (None: nothing extra per message).
         self.events: Any = None
         self.events_tap: Any = None
+        self._heard: dict[str, float] = {}  # peer -> when its last message arrived
+        self._lag_handle: asyncio.TimerHandle | None = None
         # A log protocol gets the service's state machine (core/registry.py).
         self.node: ProtocolNode = spec.build(node_id, self, list(members), dict(options), service)
         self.batch_end = getattr(self.node, "on_batch_end", None)
@@ -244,6 +278,12 @@ class NodeRuntime(Driver):
         """Send at the end of this batch, before the sync: only for a message that
         depends on no unsynced write of this node."""
         self.early.append((dst, msg))
+
+    def deliver_early(self, response: ClientResponse) -> None:
+        """Answer at the end of this batch, before the sync: only for an answer that
+        depends on no unsynced write of this node (core/driver.py)."""
+        self._handed.discard((response.client_id, response.seq))
+        self.early.append((None, response))
 
     def deliver(self, response: ClientResponse) -> None:
         # Answered (once the barrier passes): no longer at risk from a step-down.
@@ -285,6 +325,18 @@ class NodeRuntime(Driver):
     def start(self) -> None:
         """Run the node's ``on_start`` (as an input, so its effects pass the barrier)."""
         self.call_soon(lambda node: node.on_start())
+        self._lag_handle = self._loop.call_later(LAG_TICK, self._lag_probe, self._loop.time() + LAG_TICK)
+
+    def _lag_probe(self, due: float) -> None:
+        now = self._loop.time()
+        lag = max(0.0, now - due)
+        stats = self.stats
+        _count(stats.loop_lag, lag)
+        stats.loop_lag_sum += lag
+        if lag > stats.loop_lag_max:
+            stats.loop_lag_max = lag
+        if not self._closed and self.failure is None:
+            self._lag_handle = self._loop.call_later(LAG_TICK, self._lag_probe, now + LAG_TICK)
 
     @property
     def halted(self) -> asyncio.Future[None]:
@@ -302,6 +354,8 @@ class NodeRuntime(Driver):
             return
         self._closed = True
         self._inbox.clear()
+        if self._lag_handle is not None:
+            self._lag_handle.cancel()
         for handle in self._timer_handles.values():
             handle.cancel()
         self._timer_handles.clear()
@@ -319,6 +373,16 @@ class NodeRuntime(Driver):
     # ------------------------------------------------------------------ inputs
     def on_peer_message(self, src: NodeId, msg: Any) -> None:
         """Transport callback (loop thread)."""
+        now = time.monotonic()
+        last = self._heard.get(src)
+        self._heard[src] = now
+        if last is not None:
+            gap = now - last
+            stats = self.stats
+            _count(stats.peer_gap, gap)
+            stats.peer_gap_sum += gap
+            if gap > stats.peer_gap_max:
+                stats.peer_gap_max = gap
         self._enqueue(_MESSAGE, src, msg)
 
     async def request(self, request: ClientRequest, timeout: float) -> ClientResponse:
@@ -444,7 +508,8 @@ class NodeRuntime(Driver):
                 self._watchers.remove(entry)
 
     def _timer_fired(self, key: str, gen: int) -> None:
-        self._enqueue(_TIMER, key, gen)
+        # See the module rules: two turns, so pending peer input is queued first.
+        self._loop.call_soon(self._loop.call_soon, self._enqueue, _TIMER, key, gen)
 
     def _enqueue(self, kind: int, a: Any, b: Any) -> None:
         if self._closed or self.failure is not None:
@@ -523,7 +588,11 @@ class NodeRuntime(Driver):
             return
         self._sync_idle.clear()
         started = time.monotonic()
-        if self._inline_sync_bytes and getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes:
+        if (
+            self._inline_sync_bytes
+            and self._last_sync_fast
+            and getattr(batch, "nbytes", sys.maxsize) <= self._inline_sync_bytes
+        ):
             # A small sync right here: handing it to the worker and back costs two thread
             # switches and a loop wake-up, more than the fsync of a few KB on a fast disk.
             try:
@@ -542,6 +611,7 @@ class NodeRuntime(Driver):
 
     def _sync_finished(self, exc: BaseException | None, started: float) -> None:
         elapsed = time.monotonic() - started
+        self._last_sync_fast = elapsed <= INLINE_SYNC_SECONDS
         if exc is not None:
             self._halt(exc, "syncing storage")
             self._sync_idle.set()
@@ -550,6 +620,8 @@ class NodeRuntime(Driver):
         stats.syncs += 1
         stats.sync_seconds_total += elapsed
         stats.last_sync_seconds = elapsed
+        if elapsed > stats.sync_seconds_max:
+            stats.sync_seconds_max = elapsed
         if self.failure is None:
             if self._on_sync is not None:
                 self._on_sync(elapsed, len(self.sync_outputs))

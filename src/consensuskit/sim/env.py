@@ -5,7 +5,7 @@ Rules this module owns:
     in ``outbox`` and leave only after every storage write made before them is
     durable; a sync takes simulated time (``run_sync`` queues its completion);
   * ``SimEnv`` is the unbatched runtime, ``BatchedSimEnv`` the batched one (the
-    server's capabilities: ``calls_batch_end``, ``send_early``); both report
+    server's capabilities: ``calls_batch_end``, ``send_early``, ``deliver_early``); both report
     durability (``reports_durable``);
   * timers are keyed.  ``timers[key]`` is the armed timer's queue entry
     ``(due, seq, TIMER, env, key)`` (its ``seq`` taken when it was set, so it orders
@@ -211,8 +211,8 @@ class SimEnv(Driver):
 
 class BatchedSimEnv(SimEnv):
     """The batched runtime's env, as on the server: inputs within the batch window form
-    one batch, ``on_batch_end`` runs after it and ``send_early`` messages leave at its
-    end, before the sync."""
+    one batch, ``on_batch_end`` runs after it and ``send_early`` messages (and
+    ``deliver_early`` answers) leave at its end, before the sync."""
 
     calls_batch_end = True
 
@@ -220,3 +220,6 @@ class BatchedSimEnv(SimEnv):
 
     def send_early(self, dst: str, msg: Any) -> None:
         self.early.append((dst, msg, self.depth + 1))
+
+    def deliver_early(self, response: ClientResponse) -> None:
+        self.early.append((None, response, self.depth))

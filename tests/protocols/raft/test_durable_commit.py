@@ -10,16 +10,16 @@ from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.raft import RaftNode, RaftOptions
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse, LogEntry
 from consensuskit.sim.storage import SimStorage
-from tests.protocols.fake_env import EarlyFakeEnv
+from tests.protocols.fake_env import AnsweringFakeEnv, EarlyFakeEnv
 from tests.protocols.raft.fake import Cluster
 
 
-def early_cluster(tracked: bool = False, **options: Any) -> Cluster:
+def early_cluster(tracked: bool = False, env_class: type = EarlyFakeEnv, **options: Any) -> Cluster:
     """Nodes built on EarlyFakeEnv (the fake Cluster wires FakeEnv; swap and rebuild);
     ``tracked``: on a SimStorage, whose writes the env's driver syncs."""
     c = Cluster(["a", "b", "c"])
     for node_id in c.ids:
-        env = EarlyFakeEnv(node_id, storage=SimStorage()) if tracked else EarlyFakeEnv(node_id)
+        env = env_class(node_id, storage=SimStorage()) if tracked else env_class(node_id)
         c.envs[node_id] = env
         c.nodes[node_id] = RaftNode(node_id, env, c.ids, RaftOptions(**options))
         c.nodes[node_id].on_start()
@@ -41,8 +41,8 @@ def put(seq: int) -> ClientRequest:
     return ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key="x", value=seq))
 
 
-def elected(tracked: bool = False, **options: Any) -> tuple[Cluster, Any]:
-    c = early_cluster(tracked, **options)
+def elected(tracked: bool = False, env_class: type = EarlyFakeEnv, **options: Any) -> tuple[Cluster, Any]:
+    c = early_cluster(tracked, env_class, **options)
     leader = c.elect("a")
     for node in c.nodes.values():
         node.on_durable(node.log.last_index)
@@ -81,6 +81,24 @@ def test_under_a_held_sync_replication_leaves_and_the_answer_waits_for_it():
     env.complete_sync()
     assert [r.seq for r in env.delivered] == [1] and env.durable_reports[-1] == index
     assert env.disk.durable.log_last() == index
+
+
+def test_with_deliver_early_the_committed_answer_leaves_before_the_leaders_sync():
+    """The same, on a runtime that offers deliver_early: the entry is durable on a
+    quorum (the followers), so its answer does not wait for the leader's own sync."""
+    c, leader = elected(tracked=True, env_class=AnsweringFakeEnv)
+    env = c.envs["a"]
+    env.manual = True
+    env.take()
+    leader.on_request(put(1))
+    index = leader.log.last_index
+    env.end_batch()
+    assert env.syncing and env.disk.durable.log_last() < index
+    for follower in ("b", "c"):
+        leader.on_message(follower, AppendEntriesResponse(term=leader.term, success=True, index=index))
+    env.end_batch()
+    assert leader.commit_index == index and [r.seq for r in env.delivered] == [1]
+    assert env.syncing  # the leader's own copy is still not on disk
 
 
 def test_one_follower_and_an_unsynced_leader_do_not_commit():

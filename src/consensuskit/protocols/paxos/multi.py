@@ -9,7 +9,7 @@ from consensuskit.core.env import Env
 from consensuskit.core.registry import ProtocolSpec
 from consensuskit.core.service import StateMachine
 from consensuskit.protocols.paxos.multi_node import MultiPaxosNode
-from consensuskit.protocols.paxos.multi_options import BUGS, MultiPaxosOptions
+from consensuskit.protocols.paxos.multi_options import BUGS, SERVER_OPTIONS, MultiPaxosOptions
 
 __all__ = ["BUGS", "MultiPaxosNode", "MultiPaxosOptions", "make_multipaxos_node", "multipaxos_spec"]
 
@@ -47,4 +47,5 @@ def multipaxos_spec() -> ProtocolSpec:
         validate_options=validate_options,
         survives_disk_loss=True,
         log=True,
+        server_options=dict(SERVER_OPTIONS),
     )

@@ -22,6 +22,11 @@ READ_MODES = ("lease", "quorum", "log")
 BUGS = ("lease-without-wait", "skip-phase1-on-takeover", "promise-after-wipe", "count-self-before-durable")
 
 
+# Timers on real processes (ProtocolSpec.server_options), as Raft's (raft/options.py):
+# etcd's 100 ms heartbeats and 1 s election timeout; the simulator keeps the defaults.
+SERVER_OPTIONS = {"election_timeout": 1.0, "heartbeat_interval": 0.1}
+
+
 @dataclass(slots=True, kw_only=True)
 class MultiPaxosOptions:
     election_timeout: float = 0.3  # randomized in [T, 2T)

@@ -10,7 +10,7 @@ from consensuskit.core.registry import ProtocolSpec
 from consensuskit.core.service import StateMachine
 from consensuskit.protocols.raft.messages import LogEntry, Snapshot
 from consensuskit.protocols.raft.node import HARD_STATE_KEY, SNAPSHOT_KEY, RaftNode
-from consensuskit.protocols.raft.options import BUGS, RaftOptions
+from consensuskit.protocols.raft.options import BUGS, SERVER_OPTIONS, RaftOptions
 
 # The public surface other packages may use (check/ reads the durable snapshot and log).
 __all__ = [
@@ -51,6 +51,7 @@ def raft_spec() -> ProtocolSpec:
         validate_options=validate_options,
         survives_disk_loss=True,
         log=True,
+        server_options=dict(SERVER_OPTIONS),
     )
 
 

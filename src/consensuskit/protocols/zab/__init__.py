@@ -16,7 +16,7 @@ from consensuskit.protocols.zab.node import (
     SNAPSHOT_KEY,
     ZabNode,
 )
-from consensuskit.protocols.zab.options import BUGS, ZabOptions
+from consensuskit.protocols.zab.options import BUGS, SERVER_OPTIONS, ZabOptions
 from consensuskit.protocols.zab.vote import beats
 
 # The public surface other packages may use (check/ reads txns and durable records).
@@ -60,6 +60,7 @@ def zab_spec() -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         log=True,
+        server_options=dict(SERVER_OPTIONS),
         flags=(
             ProtocolFlag(
                 name="observers",

@@ -209,6 +209,7 @@ class ZabNode:
         # it then counts itself only up to the durable prefix.
         self.reports_durable = bool(getattr(env, "reports_durable", False))
         self.early_proposals = self.reports_durable and hasattr(env, "send_early")
+        self.early_answers = hasattr(env, "deliver_early")  # see _reply
         self.durable_index = self.log.last_index
 
         self._handlers: dict[type, Any] = {
@@ -388,9 +389,15 @@ class ZabNode:
             return self.leader_id
         return None
 
-    def _reply(self, origin: str, response: ClientResponse) -> None:
+    def _reply(self, origin: str, response: ClientResponse, *, committed: bool = False) -> None:
+        """``committed``: the answer to a committed txn, which depends on no unsynced
+        write of ours (a quorum logged it): with a runtime that offers ``deliver_early``
+        it need not wait for the sync of writes made meanwhile."""
         if origin == self.id:
-            self.env.deliver(response)
+            if committed and self.early_answers:
+                self.env.deliver_early(response)  # type: ignore[attr-defined]
+            else:
+                self.env.deliver(response)
         else:
             self.env.send(origin, ForwardReply(epoch=self.epoch, response=response))
 
@@ -1273,7 +1280,8 @@ class ZabNode:
                 if self.state == LEADING and epoch_of(txn.zxid) == self.epoch:
                     request = txn.data
                     origin = self.origins.pop((request.client_id, request.seq), self.id)
-                    self._reply(origin, replies.command_answer(request, result, self.id, index))
+                    answer = replies.command_answer(request, result, self.id, index)
+                    self._reply(origin, answer, committed=True)
             if self.observer is not None:
                 self.observer.on_apply(self, txn)
         if self.state == LEADING:

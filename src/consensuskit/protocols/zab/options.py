@@ -43,6 +43,11 @@ BUGS = (
 MAX_COUNTER = 0xFFFFFFFF
 
 
+# Timers on real processes (ProtocolSpec.server_options), as Raft's (raft/options.py):
+# a 1 s silence limit and PINGs every 100 ms; the simulator keeps the defaults.
+SERVER_OPTIONS = {"election_timeout": 1.0, "tick": 0.1}
+
+
 @dataclass(slots=True, kw_only=True)
 class ZabOptions:
     # A learner that hears nothing from its leader for this long, or a leader that hears
