@@ -595,3 +595,33 @@ def test_a_message_with_its_own_init_is_built_through_it(scratch_registry):
             object.__setattr__(self, "term", term * 10)
 
     assert decode(frame(9004, 3)).term == 30  # a field-by-field build would give 3
+
+
+def test_a_frame_without_appended_fields_decodes_with_their_absent_values(scratch_registry):
+    @message(9005)
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Grown:
+        term: int
+        note: str | None = dataclasses.field(default=None, metadata=messages.appended("old"))
+        count: int = dataclasses.field(default=0, metadata=messages.appended(-1))
+
+    new = Grown(term=1, note=None, count=2)
+    assert decode(encode(new)) == new  # every field is written, the default too
+    # Frames of the releases before ``note`` and before ``count``:
+    assert decode(frame(9005, 1)) == Grown(term=1, note="old", count=-1)
+    assert decode(frame(9005, 1, "x")) == Grown(term=1, note="x", count=-1)
+    # What a frame holds is still checked; a frame without a field never appended is refused.
+    assert raises_codec(frame(9005, 1, 5)) == "malformed Grown: field 'note' has type int"
+    assert raises_codec(frame(9005)) == "malformed Grown: expected 1-3 fields, got 0"
+    assert raises_codec(frame(9005, 1, "x", 2, 3)) == "malformed Grown: expected 1-3 fields, got 4"
+
+
+def test_an_appended_field_must_come_last(scratch_registry):
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Misordered:
+        note: str | None = dataclasses.field(default=None, metadata=messages.appended(None))
+        term: int = 0
+
+    with pytest.raises(TypeError, match="after an appended field"):
+        message(9006)(Misordered)
+    assert 9006 not in registered_messages()
