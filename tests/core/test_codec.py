@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 import consensuskit.core.client as client_mod
 import consensuskit.protocols.raft.messages as raft_mod
 from consensuskit.core import messages
-from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op, ServiceOp
+from consensuskit.core.client import (
+    EDGE_JUDGED,
+    OP_KINDS,
+    VIAS,
+    ClientRequest,
+    ClientResponse,
+    Op,
+    Principal,
+    ServiceOp,
+)
 from consensuskit.core.messages import (
     CODEC_VERSION,
     EXT_MESSAGE,
@@ -78,10 +87,11 @@ ops = st.builds(
     expected=plain,
     expected_version=st.none() | small_ints,
 )
-service_ops = st.builds(
-    ServiceOp, kind=names.filter(bool), key=names, value=plain, read=st.booleans()
+service_ops = st.builds(ServiceOp, kind=names.filter(bool), key=names, value=plain, read=st.booleans())
+principals = st.builds(Principal, name=names, via=st.sampled_from(VIAS), rev=ints)
+client_requests = st.builds(
+    ClientRequest, client_id=names, seq=ints, op=ops | service_ops, principal=st.none() | principals
 )
-client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops | service_ops)
 client_responses = st.builds(
     ClientResponse,
     client_id=names,
@@ -117,6 +127,7 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
     Op: ops,
     ServiceOp: service_ops,
     ClientRequest: client_requests,
+    Principal: principals,
     ClientResponse: client_responses,
     ClusterConfig: configs,
     LogEntry: log_entries,
@@ -625,3 +636,14 @@ def test_an_appended_field_must_come_last(scratch_registry):
     with pytest.raises(TypeError, match="after an appended field"):
         message(9006)(Misordered)
     assert 9006 not in registered_messages()
+
+
+def test_a_client_request_of_the_release_before_principals_decodes_as_judged_at_the_edge():
+    # ClientRequest(client_id, seq, op, consistency) as that release wrote it: 4 fields.
+    op = [marker(1), "put", "k", "v", None, None]
+    old = decode(frame(2, "c", 3, op, None))
+    assert old == ClientRequest(
+        client_id="c", seq=3, op=Op(kind="put", key="k", value="v"), principal=EDGE_JUDGED
+    )
+    # This release writes the field, None included: nobody, not the old release's edge.
+    assert decode(encode(ClientRequest(client_id="c", seq=3, op=Op(kind="get", key="k")))).principal is None
