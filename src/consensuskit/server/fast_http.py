@@ -55,8 +55,11 @@ _PLAIN_KEY = re.compile(rb"[A-Za-z0-9_.~:-]+")
 _METHODS = {b"PUT": "put", b"GET": "get", b"DELETE": "delete"}
 _CONSISTENCY = {f"consistency={c}".encode(): c for c in CONSISTENCY_LEVELS}
 # Headers that ask for something the fast path does not do: aiohttp serves those.
+# Headers the fast path leaves to aiohttp.  Authorization too: with auth off on this node
+# the log may have it on already, and the credentials must travel with the write
+# (auth_api.py); a client that sends none stays on the fast path.
 _SPECIAL = frozenset(
-    {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"x-leader-only"}
+    {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"x-leader-only", b"authorization"}
 )
 _REASONS = {
     200: "OK",

@@ -56,11 +56,14 @@ from consensuskit.core.capabilities import (
 from consensuskit.core.client import (
     BUSY,
     CONSISTENCY_LEVELS,
+    INVALID_TOKEN,
     NOT_LEADER,
+    PERMISSION_DENIED,
     REMOVED,
     REQUEST_ID_REUSED,
     SESSION_EXPIRED,
     STALE_SESSION,
+    UNAUTHENTICATED,
     ClientRequest,
     ClientResponse,
 )
@@ -245,9 +248,14 @@ class NodeApi:
     ) -> ClientResponse:
         if write:
             client_id, seq = self._request_id(request)
+            # Who the edge authenticated (auth_api.py): the node that applies it decides.
+            principal = self.auth.carried(request)
         else:
             client_id, seq = self.read_id()
-        client_request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=consistency)
+            principal = None  # reads are judged at the edge (auth_api.py)
+        client_request = ClientRequest(
+            client_id=client_id, seq=seq, op=op, consistency=consistency, principal=principal
+        )
         edge.admit(client_request)
         if _truthy(request.headers.get(LEADER_ONLY_HEADER)):
             node = self.runtime.node
@@ -337,6 +345,27 @@ class NodeApi:
                 "this id may have been: the write's outcome is unknown. New writes need a new session "
                 "(a new client id, from seq 1)",
                 outcome=UNKNOWN,
+            )
+        if error in (UNAUTHENTICATED, INVALID_TOKEN):  # judged where the write was applied
+            exc = ApiError(
+                401,
+                error,
+                "token revoked (its user was deleted or got a new password, or auth was re-enabled); "
+                "get a new one from POST /v1/auth/token"
+                if error == INVALID_TOKEN
+                else "auth is enabled: send Authorization: Bearer <token> (POST /v1/auth/token) "
+                "or a client certificate of a user",
+                outcome=NOT_APPLIED,
+            )
+            exc.headers["WWW-Authenticate"] = "Bearer"
+            return exc
+        if error == PERMISSION_DENIED:
+            return ApiError(
+                403,
+                error,
+                "the user may not make this change (judged where it was applied, by the cluster's "
+                "current users, roles and permissions)",
+                outcome=NOT_APPLIED,
             )
         if error == REQUEST_ID_REUSED:
             return ApiError(

@@ -56,6 +56,7 @@ AUTH_KINDS = (AUTH, AUTH_READ)
 ROOT = "root"  # the root role, and the user that must hold it before auth is enabled
 READ, WRITE, READWRITE = "read", "write", "readwrite"
 PERMISSIONS = (READ, WRITE, READWRITE)
+ADMINISTER = "administer"  # what auth administration needs (``check``): the root role
 MAX_NAME = 128
 MAX_PREFIX = 4096
 # Letters, digits and _ . @ + = - ; spaces inside (a certificate's CN may have them).
@@ -339,6 +340,19 @@ class AuthState:
         ``sessions`` refusal: not applied, not remembered).  See the module rules."""
         if not self.enabled:
             return None
+        if op.kind == AUTH:
+            need = ADMINISTER
+        elif op.kind == "cas":
+            need = READWRITE
+        else:
+            need = READ if op.is_read() else WRITE
+        return self.check(principal, need, op.key)
+
+    def check(self, principal: Principal | None, need: str, key: str) -> dict[str, str] | None:
+        """``judge`` for ``need`` (read, write, readwrite, or ``ADMINISTER``) on ``key``;
+        the HTTP edge asks it too (its early answer, and reads after their read index)."""
+        if not self.enabled:
+            return None
         if principal is None:
             return NOBODY
         via = principal.via
@@ -353,10 +367,9 @@ class AuthState:
         assert user is not None
         if ROOT in user.roles:
             return None
-        if op.kind == AUTH:
+        if need == ADMINISTER:
             return DENIED  # auth administration needs the root role
-        need = READWRITE if op.kind == "cas" else WRITE
-        return None if self.allowed(user, need, op.key) else DENIED
+        return None if self.allowed(user, need, key) else DENIED
 
     # ------------------------------------------------------------------ checks (the HTTP edge)
     def is_root(self, user: User) -> bool:

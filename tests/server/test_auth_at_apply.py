@@ -1,0 +1,159 @@
+"""Client auth judged where a write is applied (auth_api.py, statemachines/auth.py), on
+in-process 3-node clusters whose followers forward writes (Raft, Multi-Paxos).
+
+A follower that has not yet applied a change of auth (``enable``, a revoked role) still
+admits a write at its edge by its own stale state, and forwards it; the node that applies
+it judges it by the log's state and refuses it, with the edge's status and code.  The
+follower is made to lag by dropping the leader's replication messages to it (its
+heartbeats still arrive, so it neither campaigns nor learns the entries)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
+from tests.server.test_http_auth import FAST_HASH, admin, kv, setup_users, token
+from tests.server.test_http_multipaxos import OPTIONS as MP_OPTIONS
+from tests.server.test_http_multipaxos import wait_leader as mp_wait_leader
+
+pytestmark = pytest.mark.timeout(90)
+
+IDS = ["n1", "n2", "n3"]
+# What carries log entries from the leader to a follower, per protocol.
+REPLICATION = {
+    "raft": {"AppendEntries", "InstallSnapshot"},
+    "multipaxos": {"Accept", "Learn", "InstallSnapshot"},
+}
+PROTOCOLS = sorted(REPLICATION)
+
+
+def cluster(tmp_path: Any, protocol: str) -> Cluster:
+    extra: dict[str, Any] = {"options": dict(MP_OPTIONS)} if protocol == "multipaxos" else {}
+    return Cluster(tmp_path, IDS, transport="loopback", protocol=protocol, auth=FAST_HASH, **extra)
+
+
+async def leader_of(c: Cluster, protocol: str) -> str:
+    return await (mp_wait_leader(c) if protocol == "multipaxos" else c.wait_leader())
+
+
+@contextmanager
+def lagging(c: Cluster, protocol: str, leader: str, follower: str) -> Iterator[None]:
+    """While inside, ``follower`` receives no log entries from ``leader``."""
+    transport = c.network.transports[leader]  # type: ignore[union-attr]
+    send = transport.send
+    kinds = REPLICATION[protocol]
+
+    def filtered(dst: str, msg: Any) -> None:
+        if dst == follower and type(msg).__name__ in kinds:
+            return
+        send(dst, msg)
+
+    transport.send = filtered  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        transport.send = send  # type: ignore[method-assign]
+
+
+def auth_enabled(c: Cluster, node: str) -> bool:
+    return bool(c.servers[node].runtime.node.sm.auth.enabled)
+
+
+def value(c: Cluster, node: str, key: str) -> Any:
+    return c.servers[node].runtime.node.sm.get(key)
+
+
+async def settled(c: Cluster, protocol: str, key: str) -> None:
+    """Every node applied the same value of ``key`` (the refused write changed nothing anywhere)."""
+    await c.wait_until(lambda: len({repr(value(c, i, key)) for i in IDS}) == 1)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@async_test
+async def test_a_write_without_a_token_through_a_follower_that_missed_enable_is_refused(tmp_path, protocol):
+    async with cluster(tmp_path, protocol) as c:
+        leader = await leader_of(c, protocol)
+        follower = next(i for i in IDS if i != leader)
+        await setup_users(c, leader, enable=False)
+        assert (await kv(c, follower, "PUT", "app/x", data="1"))[0] == 200
+        await settled(c, protocol, "app/x")
+        with lagging(c, protocol, leader, follower):
+            await admin(c, leader, "POST", "/v1/auth/enable")
+            assert not auth_enabled(c, follower)  # its edge still believes auth is off
+            write = asyncio.create_task(kv(c, follower, "PUT", "app/x", data="anonymous"))
+            await asyncio.sleep(0.3)  # forwarded; for Raft, the follower waits for the entries
+            assert not auth_enabled(c, follower)
+        status, body = await write
+        assert (status, body["error"], body["outcome"]) == (401, "unauthenticated", "not-applied"), body
+        await c.wait_until(lambda: auth_enabled(c, follower))
+        await settled(c, protocol, "app/x")
+        assert value(c, leader, "app/x") == "1"
+        # With a token the same follower takes it.
+        tok = await token(c, follower, "alice", "alicepw")
+        status, body = await kv(c, follower, "PUT", "app/x", tok, data="2")
+        assert status == 200 and body["version"] == 2
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@async_test
+async def test_a_write_through_a_follower_that_missed_a_revoke_is_refused(tmp_path, protocol):
+    async with cluster(tmp_path, protocol) as c:
+        leader = await leader_of(c, protocol)
+        follower = next(i for i in IDS if i != leader)
+        await setup_users(c, leader)
+        tok = await token(c, follower, "alice", "alicepw")
+        assert (await kv(c, follower, "PUT", "app/x", tok, data="1"))[0] == 200
+        await settled(c, protocol, "app/x")
+        with lagging(c, protocol, leader, follower):
+            await admin(c, leader, "DELETE", "/v1/auth/users/alice/roles/app")
+            # The follower's edge still sees the role and lets the write by.
+            assert "app" in c.servers[follower].runtime.node.sm.auth.users["alice"].roles
+            write = asyncio.create_task(kv(c, follower, "PUT", "app/x", tok, data="2"))
+            await asyncio.sleep(0.3)
+        status, body = await write
+        assert (status, body["error"], body["outcome"]) == (403, "permission-denied", "not-applied"), body
+        await settled(c, protocol, "app/x")
+        assert value(c, leader, "app/x") == "1"
+        # Once the follower caught up its own edge refuses, with the edge's message.
+        auth = lambda: c.servers[follower].runtime.node.sm.auth  # noqa: E731
+        await c.wait_until(lambda: "app" not in auth().users["alice"].roles)
+        status, body = await kv(c, follower, "PUT", "app/x", tok, data="3")
+        assert (status, body["error"]) == (403, "permission-denied")
+        assert body["message"] == "user 'alice' may not write 'app/x'"
+
+
+@async_test
+async def test_a_linearizable_read_is_judged_after_its_read_index(tmp_path):
+    """A Raft follower serves a linearizable read itself, after applying up to the
+    leader's commit index: the revoke committed before the read counts."""
+    async with cluster(tmp_path, "raft") as c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        await setup_users(c, leader)
+        tok = await token(c, follower, "alice", "alicepw")
+        assert (await kv(c, leader, "PUT", "app/x", tok, data="1"))[0] == 200
+        await settled(c, "raft", "app/x")
+        with lagging(c, "raft", leader, follower):
+            await admin(c, leader, "DELETE", "/v1/auth/users/alice/roles/app")
+            read = asyncio.create_task(
+                kv(c, follower, "GET", "app/x", tok, params={"consistency": "linearizable"})
+            )
+            await asyncio.sleep(0.3)
+            assert not read.done()  # waiting to apply up to the read index
+        status, body = await read
+        assert (status, body["error"]) == (403, "permission-denied"), body
+
+
+@async_test
+async def test_the_admin_token_still_passes_where_the_write_is_applied(tmp_path):
+    async with cluster(tmp_path, "raft") as c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        await setup_users(c, leader)
+        status, body = await kv(c, follower, "PUT", "any/key", ADMIN_TOKEN, data="v")
+        assert status == 200 and body["version"] == 1
