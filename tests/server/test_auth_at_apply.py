@@ -10,8 +10,10 @@ heartbeats still arrive, so it neither campaigns nor learns the entries)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +159,26 @@ async def test_the_admin_token_still_passes_where_the_write_is_applied(tmp_path)
         await setup_users(c, leader)
         status, body = await kv(c, follower, "PUT", "any/key", ADMIN_TOKEN, data="v")
         assert status == 200 and body["version"] == 1
+
+
+PREVIOUS_RELEASE = Path(__file__).parent.parent / "data" / "prev_release_auth"
+
+
+@async_test
+async def test_a_log_written_by_the_previous_release_replays_with_every_write(tmp_path):
+    """Its commands carry no principal (they were judged at that release's edge): replayed
+    with auth enabled in the log, every write still applies, and the session it left
+    still answers a retry; new writes are judged where they are applied."""
+    shutil.copytree(PREVIOUS_RELEASE / "n1", tmp_path / "n1")
+    async with Cluster(tmp_path, ["n1"], transport="loopback", auth=FAST_HASH) as c:
+        await c.wait_leader()
+        sm = c.servers["n1"].runtime.node.sm
+        assert sm.auth.enabled and sorted(sm.auth.users) == ["alice", "root"]
+        assert sm.items() == {"app/x": "2", "app/y": "by admin", "before": "auth off", "other": "root"}
+        tok = await token(c, "n1", "alice", "alicepw")
+        headers = {"X-Request-Id": "alice-1:1"}
+        status, body = await kv(c, "n1", "PUT", "app/x", tok, data="2", headers=headers)
+        assert status == 200 and body["version"] == 2  # the cached answer of the old write
+        assert (await kv(c, "n1", "PUT", "app/x", data="3"))[0] == 401
+        status, body = await kv(c, "n1", "PUT", "app/x", tok, data="3")
+        assert status == 200 and body["version"] == 3
