@@ -10,7 +10,11 @@ Rules this module owns:
   * a write is one ``ClientRequest``: ``X-Request-Id: CLIENT:SEQ`` names it, so a retry
     with the same id is applied once and answered with the first result (the state
     machine's sessions).  Without the header the node numbers the write in its own
-    anonymous session, whose sequence only grows, so it cannot be retried safely;
+    anonymous session, whose sequence only grows, so it cannot be retried safely.  Two
+    such writes may reach the log out of order (forwarded by a follower, around a leader
+    change): the earlier-numbered one, refused ``stale-session`` and not applied, is
+    submitted again under a new number (``STALE_RETRIES`` times, within the one
+    ``request_timeout``), here and on the fast path;
   * answers come from the runtime, i.e. after the durability barrier; a request waits at
     most ``request_timeout`` (503 "timeout");
   * a node that is not the leader answers 421 "not-leader" naming the leader's client
@@ -31,6 +35,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import itertools
 import json
@@ -77,6 +82,7 @@ from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime,
 log = logging.getLogger("consensuskit.server.http")
 
 REQUEST_ID_HEADER = edge.REQUEST_ID_HEADER
+STALE_RETRIES = 5  # submissions of an anonymous write refused stale-session (module rules)
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
@@ -262,8 +268,13 @@ class NodeApi:
             if isinstance(node, HasLeader) and not node.is_leader():
                 raise self._not_leader(node.current_leader())
         started = time.monotonic()
+        deadline = started + self.config.request_timeout
         try:
-            response = await self.runtime.request(client_request, self.config.request_timeout)
+            for _ in range(STALE_RETRIES):
+                response = await self.runtime.request(client_request, max(0.0, deadline - time.monotonic()))
+                if not self.renumber(response):
+                    break
+                client_request = dataclasses.replace(client_request, seq=next(self._anon_seq))
         except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
             raise self.failure(exc, write=write) from None
         finally:
@@ -271,6 +282,12 @@ class NodeApi:
         if not response.ok:
             raise self._rejection(response)
         return response
+
+    def renumber(self, response: ClientResponse) -> bool:
+        """Whether to submit the write ``response`` refused again under the next number of
+        this node's anonymous session: it was numbered here, and a later number reached
+        the log first (the module rules)."""
+        return response.error == STALE_SESSION and response.client_id == self._anon_writer
 
     def read_id(self) -> tuple[str, int]:
         """A fresh (client_id, seq) for a read: reads never touch sessions."""
