@@ -182,3 +182,32 @@ async def test_a_log_written_by_the_previous_release_replays_with_every_write(tm
         assert (await kv(c, "n1", "PUT", "app/x", data="3"))[0] == 401
         status, body = await kv(c, "n1", "PUT", "app/x", tok, data="3")
         assert status == 200 and body["version"] == 3
+
+
+@async_test
+async def test_an_auth_read_through_a_follower_that_missed_enable_is_judged_after_its_read_index(tmp_path):
+    """Without an admin token auth management is open while auth is off (as etcd): a
+    follower that has not applied ``enable`` lets the listing in, and refuses it once its
+    read index brought the ``enable``; a write of auth is refused where it is applied."""
+    c = Cluster(tmp_path, IDS, transport="loopback", auth=FAST_HASH, admin_token_file=None)
+    async with c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        for method, path, body in (
+            ("POST", "/v1/auth/users", {"name": "root", "password": "rootpw"}),
+            ("PUT", "/v1/auth/users/root/roles/root", None),
+        ):
+            assert (await c.call(method, leader, path, json=body))[0] == 200
+        with lagging(c, "raft", leader, follower):
+            assert (await c.call("POST", leader, "/v1/auth/enable"))[0] == 200
+            assert not auth_enabled(c, follower)
+            listing = asyncio.create_task(c.call("GET", follower, "/v1/auth/users"))
+            user = {"name": "mallory", "password": "pw"}
+            add = asyncio.create_task(c.call("POST", follower, "/v1/auth/users", json=user))
+            await asyncio.sleep(0.3)
+            assert not listing.done() and not add.done()
+        status, answer, _ = await listing
+        assert (status, answer["error"]) == (401, "unauthenticated"), answer
+        status, answer, _ = await add
+        assert (status, answer["error"]) == (401, "unauthenticated"), answer
+        assert "mallory" not in c.servers[leader].runtime.node.sm.auth.users

@@ -188,6 +188,24 @@ class AuthGate:
             raise _unauthenticated(NO_CREDENTIALS)
         raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
 
+    async def administers(self, request: web.Request) -> None:
+        """Raise unless the request may manage auth by this node's state now (after
+        ``admin`` let it in and a read was served: a root user, or the admin token)."""
+        state = self.state
+        if state is None or not state.enabled:
+            return
+        principal = await self.principal(request)
+        if principal is None:
+            raise _unauthenticated("auth administration needs a root user (or the admin token)")
+        refused = state.check(principal.wire, ADMINISTER, "")
+        if refused is None:
+            return
+        if refused["error"] == INVALID_TOKEN:
+            raise _unauthenticated(TOKEN_REVOKED, INVALID_TOKEN)
+        if refused["error"] == PERMISSION_DENIED:
+            raise _denied(f"user {principal.name!r} does not hold the root role")
+        raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
+
     @staticmethod
     def carried(request: web.Request) -> WirePrincipal | None:
         """The principal a write from ``request`` carries into the log (None: nobody)."""
@@ -349,6 +367,13 @@ class AuthRoutes:
             raise ApiError(_STATUS.get(code, 400), code, str(result.get("message", code)))
         return result
 
+    async def _admin_read(self, request: web.Request, what: str, arg: Any = None) -> Any:
+        """An administrator's read, judged again once served (the node then applied up to
+        its read index: an ``enable`` committed before it counts)."""
+        result = await self._read(request, what, arg)
+        await self.gate.administers(request)
+        return result
+
     @staticmethod
     def _name(value: Any, what: str) -> str:
         # Checked here, before the log: a value msgpack cannot encode (a lone surrogate
@@ -431,11 +456,11 @@ class AuthRoutes:
     # ------------------------------------------------------------------ users
     async def users(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "users"))
+        return _ok(await self._admin_read(request, "users"))
 
     async def user(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        result = await self._read(request, "user", self._name(request.match_info["name"], "user"))
+        result = await self._admin_read(request, "user", self._name(request.match_info["name"], "user"))
         return _ok({k: result[k] for k in ("name", "roles", "has_password", "revision")})
 
     async def add_user(self, request: web.Request) -> web.Response:
@@ -475,11 +500,11 @@ class AuthRoutes:
     # ------------------------------------------------------------------ roles
     async def roles(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "roles"))
+        return _ok(await self._admin_read(request, "roles"))
 
     async def role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "role", self._name(request.match_info["name"], "role")))
+        return _ok(await self._admin_read(request, "role", self._name(request.match_info["name"], "role")))
 
     async def add_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
