@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
+from tests.server.test_fast_http import _exchange, _request, _served_fast
 from tests.server.test_http_auth import FAST_HASH, admin, kv, setup_users, token
 from tests.server.test_http_multipaxos import OPTIONS as MP_OPTIONS
 from tests.server.test_http_multipaxos import wait_leader as mp_wait_leader
@@ -88,10 +89,16 @@ async def test_a_write_without_a_token_through_a_follower_that_missed_enable_is_
             await admin(c, leader, "POST", "/v1/auth/enable")
             assert not auth_enabled(c, follower)  # its edge still believes auth is off
             write = asyncio.create_task(kv(c, follower, "PUT", "app/x", data="anonymous"))
+            # The admin token is carried too (off the fast path, which reads no credentials).
+            # Raw bytes the fast path would serve but for the credentials.
+            raw = _request("PUT", "/v1/kv/y", b"admin", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            by_admin = asyncio.create_task(_exchange(c, follower, raw))
             await asyncio.sleep(0.3)  # forwarded; for Raft, the follower waits for the entries
             assert not auth_enabled(c, follower)
         status, body = await write
         assert (status, body["error"], body["outcome"]) == (401, "unauthenticated", "not-applied"), body
+        status, headers, raw_body = await by_admin
+        assert status == 200 and not _served_fast(headers), raw_body
         await c.wait_until(lambda: auth_enabled(c, follower))
         await settled(c, protocol, "app/x")
         assert value(c, leader, "app/x") == "1"
