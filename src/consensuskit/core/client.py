@@ -187,6 +187,16 @@ UNAUTHENTICATED = "unauthenticated"
 INVALID_TOKEN = "invalid-token"
 PERMISSION_DENIED = "permission-denied"
 
+# "unsupported: <why>": the protocol never serves this request (an operation or a read
+# consistency it does not offer, e.g. compare-and-swap on an eventually consistent store);
+# definitely not applied, and no other node of the cluster would apply it either.
+UNSUPPORTED = "unsupported"
+
+
+def unsupported(reason: str) -> str:
+    """The error of a request the protocol never serves, with the reason (one line)."""
+    return f"{UNSUPPORTED}: {reason}"
+
 
 @message(3)
 @dataclass(frozen=True, slots=True, kw_only=True)
