@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 import consensuskit.core.client as client_mod
 import consensuskit.protocols.raft.messages as raft_mod
 from consensuskit.core import messages
-from consensuskit.core.client import OP_KINDS, ClientRequest, ClientResponse, Op, ServiceOp
+from consensuskit.core.client import (
+    EDGE_JUDGED,
+    OP_KINDS,
+    VIAS,
+    ClientRequest,
+    ClientResponse,
+    Op,
+    Principal,
+    ServiceOp,
+)
 from consensuskit.core.messages import (
     CODEC_VERSION,
     EXT_MESSAGE,
@@ -78,10 +87,11 @@ ops = st.builds(
     expected=plain,
     expected_version=st.none() | small_ints,
 )
-service_ops = st.builds(
-    ServiceOp, kind=names.filter(bool), key=names, value=plain, read=st.booleans()
+service_ops = st.builds(ServiceOp, kind=names.filter(bool), key=names, value=plain, read=st.booleans())
+principals = st.builds(Principal, name=names, via=st.sampled_from(VIAS), rev=ints)
+client_requests = st.builds(
+    ClientRequest, client_id=names, seq=ints, op=ops | service_ops, principal=st.none() | principals
 )
-client_requests = st.builds(ClientRequest, client_id=names, seq=ints, op=ops | service_ops)
 client_responses = st.builds(
     ClientResponse,
     client_id=names,
@@ -117,6 +127,7 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
     Op: ops,
     ServiceOp: service_ops,
     ClientRequest: client_requests,
+    Principal: principals,
     ClientResponse: client_responses,
     ClusterConfig: configs,
     LogEntry: log_entries,
@@ -614,3 +625,44 @@ def test_a_message_with_its_own_init_is_built_through_it(scratch_registry):
             object.__setattr__(self, "term", term * 10)
 
     assert decode(frame(9004, 3)).term == 30  # a field-by-field build would give 3
+
+
+def test_a_frame_without_appended_fields_decodes_with_their_absent_values(scratch_registry):
+    @message(9005)
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Grown:
+        term: int
+        note: str | None = dataclasses.field(default=None, metadata=messages.appended("old"))
+        count: int = dataclasses.field(default=0, metadata=messages.appended(-1))
+
+    new = Grown(term=1, note=None, count=2)
+    assert decode(encode(new)) == new  # every field is written, the default too
+    # Frames of the releases before ``note`` and before ``count``:
+    assert decode(frame(9005, 1)) == Grown(term=1, note="old", count=-1)
+    assert decode(frame(9005, 1, "x")) == Grown(term=1, note="x", count=-1)
+    # What a frame holds is still checked; a frame without a field never appended is refused.
+    assert raises_codec(frame(9005, 1, 5)) == "malformed Grown: field 'note' has type int"
+    assert raises_codec(frame(9005)) == "malformed Grown: expected 1-3 fields, got 0"
+    assert raises_codec(frame(9005, 1, "x", 2, 3)) == "malformed Grown: expected 1-3 fields, got 4"
+
+
+def test_an_appended_field_must_come_last(scratch_registry):
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Misordered:
+        note: str | None = dataclasses.field(default=None, metadata=messages.appended(None))
+        term: int = 0
+
+    with pytest.raises(TypeError, match="after an appended field"):
+        message(9006)(Misordered)
+    assert 9006 not in registered_messages()
+
+
+def test_a_client_request_of_the_release_before_principals_decodes_as_judged_at_the_edge():
+    # ClientRequest(client_id, seq, op, consistency) as that release wrote it: 4 fields.
+    op = [marker(1), "put", "k", "v", None, None]
+    old = decode(frame(2, "c", 3, op, None))
+    assert old == ClientRequest(
+        client_id="c", seq=3, op=Op(kind="put", key="k", value="v"), principal=EDGE_JUDGED
+    )
+    # This release writes the field, None included: nobody, not the old release's edge.
+    assert decode(encode(ClientRequest(client_id="c", seq=3, op=Op(kind="get", key="k")))).principal is None

@@ -3,13 +3,14 @@ determinism across replicas, snapshots old and new, and bounded memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensuskit.core.client import ClientRequest, Op
+from consensuskit.core.client import EDGE_JUDGED, ClientRequest, Op
 from consensuskit.core.messages import decode, encode
 from consensuskit.statemachines.kv import KVStateMachine
 from consensuskit.statemachines.sessions import (
@@ -422,9 +423,10 @@ def test_a_million_distinct_client_ids_leave_the_state_machine_bounded():
 
 
 def test_a_command_logged_by_the_previous_release_still_decodes_and_applies():
-    """No message gained a field (the clock is an op kind): a WAL record of the previous
-    release, pinned as bytes, decodes to the same command."""
+    """A WAL record of the previous release, pinned as bytes, decodes to the same command;
+    ClientRequest gained ``principal`` since (appended: the old frame decodes with
+    EDGE_JUDGED, a command its edge judged)."""
     old = bytes.fromhex("0295d5010002a1630296d5010001a3707574a16ba176c0c0c0")
-    assert decode(old) == write("c", 2)
+    assert decode(old) == dataclasses.replace(write("c", 2), principal=EDGE_JUDGED)
     kv = started()
     assert kv.apply(decode(old)) == {"version": 1}

@@ -46,7 +46,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from consensuskit.catalog import default_registry
-from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.client import (
+    VIA_ADMIN,
+    VIA_CERTIFICATE,
+    VIA_TOKEN,
+    ClientRequest,
+    ClientResponse,
+    Op,
+    Principal,
+)
 from consensuskit.core.registry import Registry
 from consensuskit.sim import InvariantViolation, NetworkConfig, SimConfig, Simulation
 
@@ -113,6 +121,20 @@ def format_response(node: str, r: ClientResponse) -> str:
     return f"{node}->{r.client_id} error={r.error} seq={r.seq}{hint}"
 
 
+def parse_principal(text: str | None) -> Principal | None:
+    """``as=`` of propose: who the edge authenticated; ``admin``, ``NAME:certificate`` or
+    ``NAME:token:REV`` (none given: nobody)."""
+    if text is None:
+        return None
+    if text == "admin":
+        return Principal(name="", via=VIA_ADMIN)
+    name, _, rest = text.partition(":")
+    via, _, rev = rest.partition(":")
+    if via not in (VIA_CERTIFICATE, VIA_TOKEN) or (via == VIA_TOKEN) != rev.isdigit():
+        raise DataDrivenError(f"bad as={text!r}; valid: admin, NAME:certificate, NAME:token:REV")
+    return Principal(name=name, via=via, rev=int(rev or 0))
+
+
 def parse_op(words: list[str]) -> Op:
     if len(words) == 1 and "=" in words[0]:
         key, _, value = words[0].partition("=")
@@ -120,6 +142,8 @@ def parse_op(words: list[str]) -> Op:
     if not words:
         raise DataDrivenError("propose needs an operation: put k v | k=v | get k | delete k | cas k old new")
     kind, rest = words[0], words[1:]
+    if kind == "auth" and rest:  # auth ACTION ARG...: users, roles, enable (statemachines/auth.py)
+        return Op(kind="auth", key=rest[0], value=tuple(parse_value(w) for w in rest[1:]))
     shapes = {"put": 2, "get": 1, "delete": 1, "cas": 3, "list": 1}
     if kind not in shapes or len(rest) != shapes[kind]:
         raise DataDrivenError(
@@ -343,7 +367,7 @@ class Harness:
     def _propose(self, case: Case) -> list[str]:
         words = case.positional()
         # key=value without a known option name is the put shorthand.
-        named = ("client", "consistency")
+        named = ("client", "consistency", "as")
         extra = [f"{a.key}={a.vals[0]}" for a in case.args if a.vals and a.key not in named]
         if len(words) < 1:
             raise DataDrivenError(f"{case.pos}: propose ID OP...")
@@ -356,7 +380,13 @@ class Harness:
             client = f"c{self._clients}"
         seq = self._client_seq.get(client, 0) + 1
         self._client_seq[client] = seq
-        request = ClientRequest(client_id=client, seq=seq, op=op, consistency=case.get("consistency"))
+        request = ClientRequest(
+            client_id=client,
+            seq=seq,
+            op=op,
+            consistency=case.get("consistency"),
+            principal=parse_principal(case.get("as")),
+        )
         self.s.send_request(node_id, request)
         self._settle_now()
         return self._events()

@@ -9,10 +9,10 @@ Tags 1-9 belong to core; append new ones, never reuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from consensuskit.core.messages import message
+from consensuskit.core.messages import appended, message
 
 # Append-only: a kind's position never changes.  "auth" / "auth-read": users, roles and
 # permissions (statemachines/auth.py; key = the action or what to read, value = arguments).
@@ -115,16 +115,51 @@ class ServiceOp:
         return text if self.value is None else f"{text} {self.value!r}"
 
 
+# How the edge that admitted a command authenticated its sender (``Principal.via``).
+VIA_TOKEN = "token"  # a bearer token: ``rev`` is the auth revision it was issued at
+VIA_CERTIFICATE = "certificate"  # a verified client certificate whose CN names the user
+VIA_ADMIN = "admin"  # the operator's admin token: counts as root everywhere
+VIA_EDGE = "edge"  # a command of a release that judged auth only at the edge (module rules)
+VIAS = (VIA_TOKEN, VIA_CERTIFICATE, VIA_ADMIN, VIA_EDGE)
+
+
+@message(5)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """Who sent a command, as the edge that admitted it authenticated them: the user
+    ``name`` ("" for the admin token), ``via`` one of ``VIAS``, and ``rev``, the auth
+    revision the edge checked against (for a token, the revision it was issued at).
+    The state machine that applies the command judges it again against its own state
+    (statemachines/auth.py), so a lagging edge cannot let through what the log refuses."""
+
+    name: str
+    via: str
+    rev: int = 0
+
+    def __post_init__(self) -> None:
+        if self.via not in VIAS:
+            raise ValueError(f"unknown principal kind {self.via!r}; valid: {', '.join(VIAS)}")
+
+
+# ``ClientRequest.principal`` of a command written by a release before principals existed:
+# its edge judged it against that node's state, and replaying it must not judge it again.
+EDGE_JUDGED = Principal(name="", via=VIA_EDGE)
+
+
 @message(2)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientRequest:
     """``consistency`` applies to reads only; see ``CONSISTENCY_LEVELS``.  ``op`` is a
-    kv-shaped ``Op`` or another service's ``ServiceOp`` (core/service.py)."""
+    kv-shaped ``Op`` or another service's ``ServiceOp`` (core/service.py).
+
+    ``principal`` (appended; see core/messages.py): who sent it, None for nobody (no
+    credentials).  A frame of the release before it decodes with ``EDGE_JUDGED``."""
 
     client_id: str
     seq: int
     op: Op | ServiceOp
     consistency: str | None = None
+    principal: Principal | None = field(default=None, metadata=appended(EDGE_JUDGED))
 
     def __post_init__(self) -> None:
         if self.consistency is not None and self.consistency not in CONSISTENCY_LEVELS:
@@ -144,6 +179,14 @@ REMOVED = "removed"
 SESSION_EXPIRED = "session-expired"
 # request-id-reused: the session's last (client_id, seq) names a different command.
 REQUEST_ID_REUSED = "request-id-reused"
+# Auth refusals of the state machine that applied the command (statemachines/auth.py):
+# unauthenticated: auth is enabled and the command names nobody (or a user who is gone);
+# invalid-token: its token was retired (new password, user deleted, auth re-enabled);
+# permission-denied: the user lacks the permission the op needs.
+UNAUTHENTICATED = "unauthenticated"
+INVALID_TOKEN = "invalid-token"
+PERMISSION_DENIED = "permission-denied"
+
 # "unsupported: <why>": the protocol never serves this request (an operation or a read
 # consistency it does not offer, e.g. compare-and-swap on an eventually consistent store);
 # definitely not applied, and no other node of the cluster would apply it either.

@@ -20,6 +20,12 @@ entry or a ballot belongs must not reach a handler.  An instance of M is also on
 registered subclass of M (decoded by its own tag): a family may extend an entry type
 and still send it in its base's messages.
 
+A field appended to a class after a release carries ``metadata=appended(absent)``
+(every such field after the class's other fields): a frame without it, written by that
+release, decodes with ``absent`` in its place (which may differ from the field's default,
+so a reader can tell an old frame from a new one that holds the default).  Encoding
+always writes every field; a frame missing a field that is not appended is refused.
+
 ``iter_encode(obj)`` yields the same bytes as ``encode(obj)`` in pieces of about
 ``piece_bytes``, so a 100 MB snapshot can be written or streamed without a 100 MB copy.
 """
@@ -56,6 +62,15 @@ _CHECKS: dict[type, tuple[tuple[str, tuple[type, ...] | None], ...]] = {}
 _SCALARS = (int, float, str, bytes, bool)
 
 
+_APPENDED = "consensuskit.appended"  # the metadata key ``appended`` sets
+
+
+def appended(absent: Any) -> dict[str, Any]:
+    """Field metadata: this field was appended after a release; frames of that release,
+    which lack it, decode with ``absent`` (module docstring)."""
+    return {_APPENDED: absent}
+
+
 def message(tag: int) -> Callable[[type[T]], type[T]]:
     """Register a dataclass under ``tag`` for the codec."""
 
@@ -65,6 +80,7 @@ def message(tag: int) -> Callable[[type[T]], type[T]]:
         if tag in _BY_TAG and _BY_TAG[tag] is not cls:
             other = _BY_TAG[tag]
             raise ValueError(f"message tag {tag} used by both {other.__name__} and {cls.__name__}")
+        _required_fields(cls)  # appended fields only at the end (raises TypeError)
         _BY_TAG[tag] = cls
         _TAG_OF[cls] = tag
         return cls
@@ -130,15 +146,30 @@ def _element_class(hint: Any) -> type | None:
     return None
 
 
+def _required_fields(cls: type) -> int:
+    """How many leading fields every frame of ``cls`` holds (the rest are appended)."""
+    fields = dataclasses.fields(cls)
+    required = len(fields)
+    for i, f in enumerate(fields):
+        if _APPENDED in f.metadata:
+            required = min(required, i)
+        elif required < len(fields):
+            raise TypeError(f"{cls.__name__}.{f.name}: a field after an appended field must be appended too")
+    return required
+
+
 class _Marker:
     """What the decoder makes of a message's leading extension: the class to build."""
 
-    __slots__ = ("build", "checks", "cls", "elements", "names")
+    __slots__ = ("absent", "build", "checks", "cls", "elements", "names", "required")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
         self.checks = _field_checks(cls)
         self.names = tuple(name for name, _ in self.checks)
+        self.required = _required_fields(cls)
+        # What an older frame without the appended fields decodes with, in field order.
+        self.absent = tuple(f.metadata[_APPENDED] for f in dataclasses.fields(cls)[self.required :])
         hints = typing.get_type_hints(cls)
         self.elements = tuple(_element_class(hints.get(name, Any)) for name in self.names)
         self.build = _compile_builder(self)
@@ -283,9 +314,11 @@ def _marker_for(data: bytes) -> _Marker:
 def _build(marker: _Marker, values: tuple[Any, ...]) -> Any:
     cls = marker.cls
     checks = marker.checks
-    if len(values) != len(checks):
-        raise CodecError(f"malformed {cls.__name__}: expected {len(checks)} fields, got {len(values)}")
-    for (name, accepted), value in zip(checks, values, strict=True):
+    held = len(values)
+    if not marker.required <= held <= len(checks):
+        expected = str(len(checks)) if marker.required == len(checks) else f"{marker.required}-{len(checks)}"
+        raise CodecError(f"malformed {cls.__name__}: expected {expected} fields, got {held}")
+    for (name, accepted), value in zip(checks[:held], values, strict=True):
         if accepted is not None:
             if not isinstance(value, accepted):
                 raise CodecError(f"malformed {cls.__name__}: field {name!r} has type {type(value).__name__}")
@@ -303,6 +336,8 @@ def _build(marker: _Marker, values: tuple[Any, ...]) -> Any:
                         )
         elif type(value) is _Marker:
             raise CodecError(f"malformed {cls.__name__}: field {name!r} is a bare message marker")
+    if held < len(checks):  # an older release's frame: the appended fields it lacks
+        values = (*values, *marker.absent[held - len(checks) :])
     try:
         return cls(**dict(zip(marker.names, values, strict=True)))
     except (TypeError, ValueError) as exc:

@@ -14,9 +14,18 @@ roles and permissions: ``statemachines/auth.py``):
   * the admin token (``admin_token_file``) is the operator's credential: it counts as
     root everywhere, and it alone may manage auth while auth is disabled (when the node
     has none, auth management is open while auth is disabled, as in etcd);
-  * permissions are checked against this node's applied auth state.  A token issued at
-    a revision this node has not applied yet waits (up to ``request_timeout``) until it
-    has, so a token is good on every node at once;
+  * who decides: the edge authenticates (token MAC and expiry, certificate) and answers
+    the obvious refusals early against this node's applied auth state; a write carries
+    the principal it authenticated (``core.client.Principal``: user, how, the token's
+    revision) into the log, and the state machine that applies it decides
+    (``AuthState.judge``), so a follower that has not applied ``enable``, a revoke, a
+    deleted user or a new password yet cannot let through what the log refuses: such a
+    write is refused where it is applied, with the same status and code as here.  While
+    this node's state says auth is off, credentials a request brings are still read (and
+    carried) but never refused.  A read is judged here, again after it was served, i.e.
+    once this node applied up to its read index.  A token issued at a revision this node
+    has not applied yet waits (up to ``request_timeout``) until it has, so a token is
+    good on every node at once;
   * auth management goes through the log like any write (a follower passes it on where
     its protocol forwards, else answers 421; ``X-Request-Id`` makes retries safe); its
     reads (and the token route) are linearizable reads; no answer ever carries a password hash.
@@ -32,7 +41,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from consensuskit.core.client import LINEARIZABLE, Op
+from consensuskit.core.client import (
+    INVALID_TOKEN,
+    LINEARIZABLE,
+    PERMISSION_DENIED,
+    VIA_ADMIN,
+    VIA_CERTIFICATE,
+    VIA_TOKEN,
+    Op,
+)
+from consensuskit.core.client import Principal as WirePrincipal
 from consensuskit.server.auth import (
     TokenError,
     certificate_user,
@@ -45,6 +63,7 @@ from consensuskit.server.auth import (
 )
 from consensuskit.server.http_api import NOT_APPLIED, ApiError, _json_object, _ok, _only_params
 from consensuskit.statemachines.auth import (
+    ADMINISTER,
     AUTH,
     AUTH_READ,
     MAX_PREFIX,
@@ -76,14 +95,27 @@ _STATUS = {
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who sent a request: a user of the auth state, or the holder of the admin token."""
+    """Who sent a request: a user of the auth state, or the holder of the admin token;
+    ``wire`` is what a write carries into the log (module rules)."""
 
     name: str
     user: User | None  # None: the admin token
     root: bool
+    wire: WirePrincipal
 
 
-ADMIN = Principal("(admin token)", None, True)
+ADMIN = Principal("(admin token)", None, True, WirePrincipal(name="", via=VIA_ADMIN))
+# The request's authenticated Principal (None: nobody), found once per request.
+_WHO: web.RequestKey[Principal | None] = web.RequestKey("consensuskit.principal")
+_WHAT = {READ: "read", WRITE: "write", READWRITE: "read and write", ADMINISTER: "manage auth"}
+
+NO_CREDENTIALS = (
+    "auth is enabled: send Authorization: Bearer <token> (POST /v1/auth/token) or a client certificate"
+)
+TOKEN_REVOKED = (
+    "token revoked (its user was deleted or got a new password, or auth was re-enabled); "
+    "get a new one from POST /v1/auth/token"
+)
 
 
 def _unauthenticated(message: str, code: str = "unauthenticated") -> ApiError:
@@ -129,23 +161,56 @@ class AuthGate:
 
     # ------------------------------------------------------------------ checks
     async def authorize(self, request: web.Request, need: str, key: str) -> None:
-        """Raise unless the request's user may ``need`` (read/write/readwrite) ``key``."""
+        """Raise unless the request's user may ``need`` (read/write/readwrite) ``key`` by
+        this node's applied auth state.  A write's principal is remembered for ``carried``;
+        a read asks again once served (module rules)."""
+        state = self.state
+        if state is None:
+            return
+        if not state.enabled:
+            # The log may have auth on already: whoever the credentials name is carried,
+            # and the node that applies the write decides.
+            await self.principal(request, quiet=True)
+            return
+        principal = await self.principal(request)
+        state = self.state  # principal() may have waited for newer state
+        assert state is not None
+        refused = state.check(principal.wire if principal is not None else None, need, key)
+        if refused is None:
+            return
+        code = refused["error"]
+        if code == PERMISSION_DENIED:
+            assert principal is not None
+            raise _denied(f"user {principal.name!r} may not {_WHAT[need]} {key!r}")
+        if code == INVALID_TOKEN:
+            raise _unauthenticated(TOKEN_REVOKED, INVALID_TOKEN)
+        if principal is None:
+            raise _unauthenticated(NO_CREDENTIALS)
+        raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
+
+    async def administers(self, request: web.Request) -> None:
+        """Raise unless the request may manage auth by this node's state now (after
+        ``admin`` let it in and a read was served: a root user, or the admin token)."""
         state = self.state
         if state is None or not state.enabled:
             return
         principal = await self.principal(request)
         if principal is None:
-            raise _unauthenticated(
-                "auth is enabled: send Authorization: Bearer <token> (POST /v1/auth/token) "
-                "or a client certificate"
-            )
-        if principal.root:
+            raise _unauthenticated("auth administration needs a root user (or the admin token)")
+        refused = state.check(principal.wire, ADMINISTER, "")
+        if refused is None:
             return
-        state = self.state  # principal() may have waited for newer state
-        assert principal.user is not None and state is not None
-        if not state.allowed(principal.user, need, key):
-            what = {READ: "read", WRITE: "write", READWRITE: "read and write"}[need]
-            raise _denied(f"user {principal.name!r} may not {what} {key!r}")
+        if refused["error"] == INVALID_TOKEN:
+            raise _unauthenticated(TOKEN_REVOKED, INVALID_TOKEN)
+        if refused["error"] == PERMISSION_DENIED:
+            raise _denied(f"user {principal.name!r} does not hold the root role")
+        raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
+
+    @staticmethod
+    def carried(request: web.Request) -> WirePrincipal | None:
+        """The principal a write from ``request`` carries into the log (None: nobody)."""
+        principal = request.get(_WHO)
+        return principal.wire if principal is not None else None
 
     async def endpoint(self, request: web.Request, access: str) -> None:
         """``/v1/status``, ``/metrics``: ``access`` is the config's "public" or "authenticated"."""
@@ -159,6 +224,7 @@ class AuthGate:
         token = self.api.config.admin_token
         given = _bearer(request)
         if token is not None and given is not None and _same(given, token):
+            request[_WHO] = ADMIN
             return ADMIN
         if self.enabled:
             principal = await self.principal(request)
@@ -168,13 +234,28 @@ class AuthGate:
                 raise _denied(f"user {principal.name!r} does not hold the root role")
             return principal
         if token is None:
-            return None  # auth disabled and no admin token: open, as etcd
+            # Auth disabled here and no admin token: open, as etcd; a root user's
+            # credentials are carried all the same, for a log where auth is on already.
+            return await self.principal(request, quiet=True)
         if given is None:
             raise _unauthenticated("auth administration needs the admin token while auth is disabled")
         raise _denied("wrong admin token (while auth is disabled only the admin token manages auth)")
 
-    async def principal(self, request: web.Request) -> Principal | None:
-        """The request's user (None: no credentials); raises 401 for bad ones."""
+    async def principal(self, request: web.Request, *, quiet: bool = False) -> Principal | None:
+        """The request's user (None: no credentials); raises 401 for bad ones (``quiet``:
+        None instead).  Found once per request."""
+        if _WHO in request:
+            return request[_WHO]
+        try:
+            principal = await self._principal(request)
+        except ApiError:
+            if quiet:
+                return None
+            raise
+        request[_WHO] = principal
+        return principal
+
+    async def _principal(self, request: web.Request) -> Principal | None:
         given = _bearer(request)
         if given is not None:
             token = self.api.config.admin_token
@@ -191,7 +272,9 @@ class AuthGate:
         user = state.users.get(name) if state is not None else None
         if user is None:
             raise _unauthenticated(f"client certificate for {name[:128]!r}, who is no user here")
-        return Principal(name, user, state.is_root(user))  # type: ignore[union-attr]
+        assert state is not None
+        wire = WirePrincipal(name=name, via=VIA_CERTIFICATE, rev=state.revision)
+        return Principal(name, user, state.is_root(user), wire)
 
     async def _token_user(self, token: str) -> Principal:
         try:
@@ -217,12 +300,9 @@ class AuthGate:
             assert state is not None
         user = state.users.get(claims.user)
         if user is None or user.rev > claims.rev or claims.rev < state.enabled_rev:
-            raise _unauthenticated(
-                "token revoked (its user was deleted or got a new password, or auth was re-enabled); "
-                "get a new one from POST /v1/auth/token",
-                "invalid-token",
-            )
-        return Principal(user.name, user, state.is_root(user))
+            raise _unauthenticated(TOKEN_REVOKED, INVALID_TOKEN)
+        wire = WirePrincipal(name=user.name, via=VIA_TOKEN, rev=claims.rev)
+        return Principal(user.name, user, state.is_root(user), wire)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -285,6 +365,13 @@ class AuthRoutes:
         if isinstance(result, dict) and "error" in result:
             code = str(result["error"])
             raise ApiError(_STATUS.get(code, 400), code, str(result.get("message", code)))
+        return result
+
+    async def _admin_read(self, request: web.Request, what: str, arg: Any = None) -> Any:
+        """An administrator's read, judged again once served (the node then applied up to
+        its read index: an ``enable`` committed before it counts)."""
+        result = await self._read(request, what, arg)
+        await self.gate.administers(request)
         return result
 
     @staticmethod
@@ -369,11 +456,11 @@ class AuthRoutes:
     # ------------------------------------------------------------------ users
     async def users(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "users"))
+        return _ok(await self._admin_read(request, "users"))
 
     async def user(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        result = await self._read(request, "user", self._name(request.match_info["name"], "user"))
+        result = await self._admin_read(request, "user", self._name(request.match_info["name"], "user"))
         return _ok({k: result[k] for k in ("name", "roles", "has_password", "revision")})
 
     async def add_user(self, request: web.Request) -> web.Response:
@@ -413,11 +500,11 @@ class AuthRoutes:
     # ------------------------------------------------------------------ roles
     async def roles(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "roles"))
+        return _ok(await self._admin_read(request, "roles"))
 
     async def role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)
-        return _ok(await self._read(request, "role", self._name(request.match_info["name"], "role")))
+        return _ok(await self._admin_read(request, "role", self._name(request.match_info["name"], "role")))
 
     async def add_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)

@@ -24,7 +24,10 @@ Rules this module owns:
   * a request becomes a ``runtime.wait_for_answer`` callback: no task, coroutine,
     future or timer per request;
   * with client auth enabled it serves nothing: aiohttp checks every request
-    (``auth_api.py``), so the fast path cannot bypass a permission;
+    (``auth_api.py``), so the fast path cannot bypass a permission; nor does it serve a
+    request with credentials (``Authorization``), whose principal the write must carry;
+  * an anonymous write refused ``stale-session`` goes again under a new number, as in
+    ``http_api.py``;
   * timeouts, connection and buffer caps are not this module's: every connection sits
     under a ``conn_guard.GuardProtocol``, which this protocol sees only as its transport.
 """
@@ -32,6 +35,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -43,7 +47,7 @@ from aiohttp import web
 from consensuskit.core.client import CACHE, CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
 from consensuskit.server import edge
 from consensuskit.server.conn_guard import GuardedSite
-from consensuskit.server.http_api import ApiError, encode_value
+from consensuskit.server.http_api import STALE_RETRIES, ApiError, encode_value
 from consensuskit.server.runtime import Waiter
 
 if TYPE_CHECKING:
@@ -56,8 +60,11 @@ _METHODS = {b"PUT": "put", b"GET": "get", b"DELETE": "delete"}
 # A cache read's answer carries its lease: the aiohttp route (kv_routes.py) writes it.
 _CONSISTENCY = {f"consistency={c}".encode(): c for c in CONSISTENCY_LEVELS if c != CACHE}
 # Headers that ask for something the fast path does not do: aiohttp serves those.
+# Headers the fast path leaves to aiohttp.  Authorization too: with auth off on this node
+# the log may have it on already, and the credentials must travel with the write
+# (auth_api.py); a client that sends none stays on the fast path.
 _SPECIAL = frozenset(
-    {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"x-leader-only"}
+    {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"x-leader-only", b"authorization"}
 )
 _REASONS = {
     200: "OK",
@@ -96,7 +103,7 @@ def error_bytes(exc: ApiError) -> bytes:
 class _Parsed:
     """One request the fast path will serve."""
 
-    __slots__ = ("client_id", "consistency", "key", "kind", "seq", "value")
+    __slots__ = ("attempts", "client_id", "consistency", "key", "kind", "request", "seq", "value")
 
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
@@ -105,6 +112,8 @@ class _Parsed:
         self.consistency: str | None = None
         self.client_id: str | None = None
         self.seq = 0
+        self.request: ClientRequest | None = None  # as handed to the node
+        self.attempts = 1
 
 
 class FastKVProtocol(asyncio.Protocol):
@@ -284,10 +293,13 @@ class FastKVProtocol(asyncio.Protocol):
             self._write(error_bytes(ApiError(exc.status, exc.code, exc.message)))
             return
         self._started = time.monotonic()
+        parsed.request = request
+        self._submit(request, api.config.request_timeout, parsed)
+
+    def _submit(self, request: ClientRequest, timeout: float, parsed: _Parsed) -> None:
+        api = self._api
         try:
-            self._pending = api.runtime.wait_for_answer(
-                request, api.config.request_timeout, self._answered, parsed
-            )
+            self._pending = api.runtime.wait_for_answer(request, timeout, self._answered, parsed)
         except Exception as exc:  # NodeHalted
             self._write(error_bytes(api.failure(exc, write=parsed.kind != "get")))
 
@@ -299,6 +311,15 @@ class FastKVProtocol(asyncio.Protocol):
             return
         parsed: _Parsed = waiter.context
         api = self._api
+        if response is not None and parsed.attempts < STALE_RETRIES and api.renumber(response):
+            # An anonymous write another one overtook: again, under a new number (http_api.py).
+            remaining = self._started + api.config.request_timeout - time.monotonic()
+            if remaining > 0:
+                assert parsed.request is not None
+                parsed.attempts += 1
+                parsed.request = dataclasses.replace(parsed.request, seq=api.request_id(None)[1])
+                self._submit(parsed.request, remaining, parsed)
+                return
         api.observe(parsed.kind, time.monotonic() - self._started)
         try:
             if error is not None:

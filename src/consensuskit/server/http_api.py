@@ -10,7 +10,11 @@ Rules this module owns:
   * a write is one ``ClientRequest``: ``X-Request-Id: CLIENT:SEQ`` names it, so a retry
     with the same id is applied once and answered with the first result (the state
     machine's sessions).  Without the header the node numbers the write in its own
-    anonymous session, whose sequence only grows, so it cannot be retried safely;
+    anonymous session, whose sequence only grows, so it cannot be retried safely.  Two
+    such writes may reach the log out of order (forwarded by a follower, around a leader
+    change): the earlier-numbered one, refused ``stale-session`` and not applied, is
+    submitted again under a new number (``STALE_RETRIES`` times, within the one
+    ``request_timeout``), here and on the fast path;
   * answers come from the runtime, i.e. after the durability barrier; a request waits at
     most ``request_timeout`` (503 "timeout");
   * a node that is not the leader answers 421 "not-leader" naming the leader's client
@@ -34,6 +38,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import itertools
 import json
@@ -60,11 +65,14 @@ from consensuskit.core.capabilities import (
 from consensuskit.core.client import (
     BUSY,
     CONSISTENCY_LEVELS,
+    INVALID_TOKEN,
     NOT_LEADER,
+    PERMISSION_DENIED,
     REMOVED,
     REQUEST_ID_REUSED,
     SESSION_EXPIRED,
     STALE_SESSION,
+    UNAUTHENTICATED,
     UNSUPPORTED,
     ClientRequest,
     ClientResponse,
@@ -80,6 +88,7 @@ from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime,
 log = logging.getLogger("consensuskit.server.http")
 
 REQUEST_ID_HEADER = edge.REQUEST_ID_HEADER
+STALE_RETRIES = 5  # submissions of an anonymous write refused stale-session (module rules)
 JSON_BODY_LIMIT = 64 * 1024
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
@@ -253,17 +262,27 @@ class NodeApi:
     ) -> ClientResponse:
         if write:
             client_id, seq = self._request_id(request)
+            # Who the edge authenticated (auth_api.py): the node that applies it decides.
+            principal = self.auth.carried(request)
         else:
             client_id, seq = self.read_id()
-        client_request = ClientRequest(client_id=client_id, seq=seq, op=op, consistency=consistency)
+            principal = None  # reads are judged at the edge (auth_api.py)
+        client_request = ClientRequest(
+            client_id=client_id, seq=seq, op=op, consistency=consistency, principal=principal
+        )
         edge.admit(client_request)
         if _truthy(request.headers.get(LEADER_ONLY_HEADER)):
             node = self.runtime.node
             if isinstance(node, HasLeader) and not node.is_leader():
                 raise self._not_leader(node.current_leader())
         started = time.monotonic()
+        deadline = started + self.config.request_timeout
         try:
-            response = await self.runtime.request(client_request, self.config.request_timeout)
+            for _ in range(STALE_RETRIES):
+                response = await self.runtime.request(client_request, max(0.0, deadline - time.monotonic()))
+                if not self.renumber(response):
+                    break
+                client_request = dataclasses.replace(client_request, seq=next(self._anon_seq))
         except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
             raise self.failure(exc, write=write) from None
         finally:
@@ -271,6 +290,12 @@ class NodeApi:
         if not response.ok:
             raise self._rejection(response)
         return response
+
+    def renumber(self, response: ClientResponse) -> bool:
+        """Whether to submit the write ``response`` refused again under the next number of
+        this node's anonymous session: it was numbered here, and a later number reached
+        the log first (the module rules)."""
+        return response.error == STALE_SESSION and response.client_id == self._anon_writer
 
     def read_id(self) -> tuple[str, int]:
         """A fresh (client_id, seq) for a read: reads never touch sessions."""
@@ -345,6 +370,27 @@ class NodeApi:
                 "this id may have been: the write's outcome is unknown. New writes need a new session "
                 "(a new client id, from seq 1)",
                 outcome=UNKNOWN,
+            )
+        if error in (UNAUTHENTICATED, INVALID_TOKEN):  # judged where the write was applied
+            exc = ApiError(
+                401,
+                error,
+                "token revoked (its user was deleted or got a new password, or auth was re-enabled); "
+                "get a new one from POST /v1/auth/token"
+                if error == INVALID_TOKEN
+                else "auth is enabled: send Authorization: Bearer <token> (POST /v1/auth/token) "
+                "or a client certificate of a user",
+                outcome=NOT_APPLIED,
+            )
+            exc.headers["WWW-Authenticate"] = "Bearer"
+            return exc
+        if error == PERMISSION_DENIED:
+            return ApiError(
+                403,
+                error,
+                "the user may not make this change (judged where it was applied, by the cluster's "
+                "current users, roles and permissions)",
+                outcome=NOT_APPLIED,
             )
         if error == REQUEST_ID_REUSED:
             return ApiError(

@@ -7,6 +7,9 @@ Rules this module owns:
   * any key, even empty (400 bad-key, edge.py, rather than 404) or with a newline (%0A:
     "." would not match it), is routed here; the key itself is read from the raw path;
   * a compare-and-swap that fails answers 412 with the current value and version;
+  * auth (auth_api.py): a request is authorized before it is submitted; a read again
+    after it was served (the node then applied up to its read index, so a change of
+    auth committed before the read counts), a write where it is applied;
   * ``fast_site`` is ``fast_http.FastSite``: the plain-text listener's lean front for hot
     kv requests (the server uses it when the service offers one and TLS is off).
 """
@@ -84,6 +87,7 @@ class KVRoutes:
         consistency = _consistency(query)
         await self.api.auth.authorize(request, "read", key)
         response = await self.api.submit(request, Op(kind="get", key=key), consistency=consistency)
+        await self.api.auth.authorize(request, "read", key)  # again, by the state the read saw
         result = response.result
         if not result.get("version"):
             raise ApiError(404, "not-found", f"key {key!r} not found", key=key, index=response.index)
@@ -116,6 +120,7 @@ class KVRoutes:
         response = await self.api.submit(
             request, Op(kind="list", key=prefix, value=limit), consistency=consistency
         )
+        await self.api.auth.authorize(request, "read", prefix)  # again, by the state the read saw
         items = [{"key": k, **encode_value(v), "version": ver} for k, v, ver in response.result["items"]]
         return _ok(
             {

@@ -26,6 +26,16 @@ Rules this module owns:
     readable (writable) when one of the user's roles has a read (write) permission whose
     prefix starts the key; a listing of prefix P needs one read permission whose prefix
     starts P, i.e. that covers every key the listing could return;
+  * ``judge`` decides, where a command is applied, whether its principal (who the edge
+    that admitted it authenticated, ``core.client.Principal``) may run it against this
+    state, as etcd's authApplierV3 does: while auth is enabled a write needs a principal
+    (else ``unauthenticated``), a user who still exists (else ``unauthenticated`` for a
+    certificate, ``invalid-token`` for a token) whose token is not older than the user's
+    ``rev`` nor than ``enabled_rev`` (else ``invalid-token``), and the permission the op
+    needs on its key, or the root role for auth administration (else
+    ``permission-denied``).  The admin token passes, and so does a command of the
+    release that judged only at the edge (``EDGE_JUDGED``: replaying it must give what
+    it gave).  Reads are judged at the edge, once the node applied up to their read index;
   * snapshots list users and roles in name order; an absent or ``None`` snapshot part is
     the empty state (snapshots written before auth existed).
 """
@@ -36,7 +46,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.client import Op
+from consensuskit.core.client import VIA_ADMIN, VIA_EDGE, VIA_TOKEN, Op, Principal
+from consensuskit.statemachines.sessions import DENIED, NOBODY, TOKEN_RETIRED
 
 AUTH = "auth"  # the write kind: key = action, value = its arguments
 AUTH_READ = "auth-read"  # the read kind: key = what, value = its argument
@@ -45,6 +56,7 @@ AUTH_KINDS = (AUTH, AUTH_READ)
 ROOT = "root"  # the root role, and the user that must hold it before auth is enabled
 READ, WRITE, READWRITE = "read", "write", "readwrite"
 PERMISSIONS = (READ, WRITE, READWRITE)
+ADMINISTER = "administer"  # what auth administration needs (``check``): the root role
 MAX_NAME = 128
 MAX_PREFIX = 4096
 # Letters, digits and _ . @ + = - ; spaces inside (a certificate's CN may have them).
@@ -321,6 +333,43 @@ class AuthState:
             "permissions": [{"prefix": p, "permission": perms[p]} for p in sorted(perms)],
             "builtin": False,
         }
+
+    # ------------------------------------------------------------------ checks (apply)
+    def judge(self, principal: Principal | None, op: Op) -> dict[str, str] | None:
+        """None when ``principal`` may run the write ``op`` now, else the refusal (a
+        ``sessions`` refusal: not applied, not remembered).  See the module rules."""
+        if not self.enabled:
+            return None
+        if op.kind == AUTH:
+            need = ADMINISTER
+        elif op.kind == "cas":
+            need = READWRITE
+        else:
+            need = READ if op.is_read() else WRITE
+        return self.check(principal, need, op.key)
+
+    def check(self, principal: Principal | None, need: str, key: str) -> dict[str, str] | None:
+        """``judge`` for ``need`` (read, write, readwrite, or ``ADMINISTER``) on ``key``;
+        the HTTP edge asks it too (its early answer, and reads after their read index)."""
+        if not self.enabled:
+            return None
+        if principal is None:
+            return NOBODY
+        via = principal.via
+        if via in (VIA_ADMIN, VIA_EDGE):
+            return None
+        user = self.users.get(principal.name)
+        if via == VIA_TOKEN:
+            if user is None or user.rev > principal.rev or principal.rev < self.enabled_rev:
+                return TOKEN_RETIRED
+        elif user is None:
+            return NOBODY
+        assert user is not None
+        if ROOT in user.roles:
+            return None
+        if need == ADMINISTER:
+            return DENIED  # auth administration needs the root role
+        return None if self.allowed(user, need, key) else DENIED
 
     # ------------------------------------------------------------------ checks (the HTTP edge)
     def is_root(self, user: User) -> bool:

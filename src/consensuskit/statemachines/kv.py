@@ -14,7 +14,9 @@ Rules this module owns:
     (value, version) tuple: 56 bytes less per key, which a million-key store notices);
     snapshots list keys, values and versions flat, in key order;
   * auth: users, roles and permissions live in an ``AuthState`` (statemachines/auth.py,
-    its own rules) that ``auth``/``auth-read`` ops reach; a snapshot carries it under
+    its own rules) that ``auth``/``auth-read`` ops reach; while auth is enabled every
+    write command (kv and ``auth``) is judged against it by ``AuthState.judge`` with the
+    command's principal before it runs; a snapshot carries it under
     "auth" only once it was used, and one without "auth" restores the empty state.
 """
 
@@ -57,7 +59,21 @@ class KVStateMachine:
     # -- commands -------------------------------------------------------------------
     def apply(self, command: ClientRequest) -> Any:
         """The command's result, or a refusal (``sessions.refusal`` names it)."""
-        return self._sessions.apply(command, self.execute)
+        if not self._auth.enabled:
+            return self._sessions.apply(command, self.execute)
+        principal = command.principal
+
+        def judged(op: Op) -> Any:
+            # Judged here, where the command is applied, not only at the edge that admitted
+            # it (statemachines/auth.py): after the session's dedup, so a retry of a write
+            # that was applied still gets its first answer.
+            if not op.is_read():  # reads are judged at the edge (auth.py)
+                refused = self._auth.judge(principal, op)
+                if refused is not None:
+                    return refused
+            return self.execute(op)
+
+        return self._sessions.apply(command, judged)
 
     def read(self, request: ClientRequest) -> Any:
         if not request.op.is_read():

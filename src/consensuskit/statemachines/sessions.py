@@ -13,7 +13,9 @@ Rules this module owns:
     id names another write: answering it with the first write's result would report a
     success that did not happen).  An older seq is refused as ``stale-session``.  A
     refusal changes nothing, not even the session's place in the eviction order, and
-    neither does an answer from the cache (a retry is not new activity);
+    neither does an answer from the cache (a retry is not new activity).  The executor
+    may refuse too (an auth refusal, judged where the command is applied): that is not
+    recorded either, so the same id may be retried with better credentials;
   * the log clock: time exists for the table only through clock commands (op kind
     ``clock``) that the leader's runtime writes into the log every so often.  A clock
     command carries an epoch (one per leader process) and that process's monotonic clock
@@ -55,9 +57,12 @@ from typing import Any
 import msgpack
 
 from consensuskit.core.client import (
+    INVALID_TOKEN,
+    PERMISSION_DENIED,
     REQUEST_ID_REUSED,
     SESSION_EXPIRED,
     STALE_SESSION,
+    UNAUTHENTICATED,
     ClientRequest,
     Op,
 )
@@ -73,7 +78,11 @@ STALE = {"error": STALE_SESSION}
 EXPIRED = {"error": SESSION_EXPIRED}
 REUSED = {"error": REQUEST_ID_REUSED}
 BAD_COMMAND = {"error": "bad-command"}
-_REFUSALS = {id(r): r["error"] for r in (STALE, EXPIRED, REUSED, BAD_COMMAND)}
+# An executor's auth refusals (statemachines/auth.py ``AuthState.judge``).
+NOBODY = {"error": UNAUTHENTICATED}
+TOKEN_RETIRED = {"error": INVALID_TOKEN}
+DENIED = {"error": PERMISSION_DENIED}
+_REFUSALS = {id(r): r["error"] for r in (STALE, EXPIRED, REUSED, BAD_COMMAND, NOBODY, TOKEN_RETIRED, DENIED)}
 
 Session = tuple[int, Any, bytes | None, int]  # (last seq, its result, its digest, last active)
 
@@ -168,6 +177,8 @@ class SessionTable:
         ):
             return EXPIRED
         result = execute(op)
+        if result.__class__ is dict and id(result) in _REFUSALS:
+            return result  # the executor refused it: nothing changed, nothing to remember
         if session is not None:
             sessions.move_to_end(client)
         else:
