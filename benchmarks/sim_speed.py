@@ -14,10 +14,10 @@ comparison with the code before the durability driver runs every kind but ``stri
 ``--instructions`` counts instructions per simulated event under valgrind
 (``--tool=cachegrind --cache-sim=no``) instead of timing: on a machine shared with other
 jobs wall clock is noise, instruction counts are not.  It runs the seeds in a child
-process under valgrind, and once more with no seed (imports, one construction and one
-empty run: the linearizability checker's lazy imports), and divides the difference by
-the events; checks on, one row per runtime (both when ``--runtime random``).  Slow:
-valgrind runs Python about 50x slower.
+process under valgrind, and once more with one 1-second seed (start-up, imports, bytecode
+compilation, lazy imports such as the linearizability checker's), and reports the
+marginal cost ``(I_seeds - I_short) / (events_seeds - events_short)``; checks on, one row
+per runtime (both when ``--runtime random``).  Slow: valgrind runs Python about 50x slower.
 
 A run that stops early on an invariant violation simulates fewer events; such runs are
 counted in the table ("stopped") so a fast-looking figure cannot hide them.
@@ -138,13 +138,14 @@ def profile(duration: float, top: int, runtime: str = "random") -> str:
     return out.getvalue()
 
 
+SHORT_RUN = 1.0  # virtual seconds of the reference run --instructions subtracts
+
+
 def run_seeds(seeds: int, duration: float, runtime: str, nemesis: tuple[str, ...]) -> int:
     """The child of ``--instructions``: run the seeds with checks on, print the events.
-    With no seed, one empty run (duration and settle 0): what start-up costs."""
+    With no seed, the reference run: seed 0 for SHORT_RUN seconds."""
     if seeds == 0:
-        cfg = config(0, 0.0, True, runtime, nemesis)
-        cfg.settle = 0.0
-        events = Simulation(cfg).run().events
+        events = Simulation(config(0, SHORT_RUN, True, runtime, nemesis)).run().events
     else:
         events = sum(
             Simulation(config(seed, duration, True, runtime, nemesis)).run().events for seed in range(seeds)
@@ -154,7 +155,8 @@ def run_seeds(seeds: int, duration: float, runtime: str, nemesis: tuple[str, ...
 
 
 def count_instructions(seeds: int, duration: float, runtime: str, nemesis: tuple[str, ...]) -> dict[str, Any]:
-    """Instructions per event (checks on) of ``seeds`` seeds, start-up subtracted."""
+    """Marginal instructions per event (checks on) of ``seeds`` seeds: the reference
+    run's instructions and events subtracted (start-up and compilation cancel out)."""
     import re
     import shutil
     import subprocess
@@ -176,8 +178,7 @@ def count_instructions(seeds: int, duration: float, runtime: str, nemesis: tuple
             raise SystemExit(f"valgrind run failed ({proc.returncode}): {proc.stderr[-2000:]}")
         return int(refs.group(1).replace(",", "")), int(events.group(1))
 
-    run(0)  # compiles and caches the bytecode, so neither measured run pays for it
-    base, _ = run(0)
+    base, base_events = run(0)
     total, events = run(seeds)
     return {
         "runtime": runtime,
@@ -186,8 +187,11 @@ def count_instructions(seeds: int, duration: float, runtime: str, nemesis: tuple
         "nemesis": list(nemesis),
         "events": events,
         "instructions": total,
-        "startup_instructions": base,
-        "instructions_per_event": round((total - base) / events) if events else None,
+        "reference_instructions": base,
+        "reference_events": base_events,
+        "instructions_per_event": round((total - base) / (events - base_events))
+        if events > base_events
+        else None,
     }
 
 
@@ -284,14 +288,14 @@ def instructions_main(args: argparse.Namespace, nemesis: tuple[str, ...]) -> int
     table = Table(
         title=f"5-node Raft, 3 clients, {faults}, {args.seeds} seeds x {args.duration:g} s, checks on"
     )
-    for col in ("runtime", "events", "instructions", "start-up", "instructions/event"):
+    for col in ("runtime", "events", "instructions", "reference run", "instructions/event"):
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(
             row["runtime"],
             f"{row['events']:,}",
             f"{row['instructions']:,}",
-            f"{row['startup_instructions']:,}",
+            f"{row['reference_instructions']:,} ({row['reference_events']:,} events)",
             f"{row['instructions_per_event']:,}",
         )
     console = Console()
