@@ -4,9 +4,20 @@ Workload: 5-node Raft, 3 clients, every nemesis kind, seeds 0..K-1, run one afte
 another in this process (one core), once with the invariant checker on every step and
 once without.  Goal from the issue: >= 200,000 simulated events/s on one core.
 
-    python benchmarks/sim_speed.py [--seeds K] [--duration T] [--runtime R] [--json-out PATH] [--profile]
+    python benchmarks/sim_speed.py [--seeds K] [--duration T] [--runtime R] [--nemesis KINDS]
+                                   [--json-out PATH] [--profile] [--instructions]
 
 ``--runtime`` is the simulator's (batched, unbatched, or random: chosen per seed).
+``--nemesis`` is a comma list of fault kinds, or ``all`` (the default); the issue-11
+comparison with the code before the durability driver runs every kind but ``strike``.
+
+``--instructions`` counts instructions per simulated event under valgrind
+(``--tool=cachegrind --cache-sim=no``) instead of timing: on a machine shared with other
+jobs wall clock is noise, instruction counts are not.  It runs the seeds in a child
+process under valgrind, and once more with one 1-second seed (start-up, imports, bytecode
+compilation, lazy imports such as the linearizability checker's), and reports the
+marginal cost ``(I_seeds - I_short) / (events_seeds - events_short)``; checks on, one row
+per runtime (both when ``--runtime random``).  Slow: valgrind runs Python about 50x slower.
 
 A run that stops early on an invariant violation simulates fewer events; such runs are
 counted in the table ("stopped") so a fast-looking figure cannot hide them.
@@ -32,7 +43,13 @@ GOAL_EVENTS_PER_SECOND = 200_000
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sim_speed.json"
 
 
-def config(seed: int, duration: float, check: bool, runtime: str = "random") -> SimConfig:
+def config(
+    seed: int,
+    duration: float,
+    check: bool,
+    runtime: str = "random",
+    nemesis: tuple[str, ...] = NEMESIS_KINDS,
+) -> SimConfig:
     return SimConfig(
         runtime=runtime,
         protocol="raft",
@@ -40,12 +57,31 @@ def config(seed: int, duration: float, check: bool, runtime: str = "random") -> 
         seed=seed,
         duration=duration,
         clients=3,
-        nemesis=NEMESIS_KINDS,
+        nemesis=nemesis,
         check_every_step=check,
     )
 
 
-def measure(seeds: int, duration: float, check: bool, runtime: str = "random") -> dict[str, Any]:
+def parse_nemesis(text: str) -> tuple[str, ...]:
+    """``all`` or a comma list of NEMESIS_KINDS, in NEMESIS_KINDS order."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if items == ["all"]:
+        return NEMESIS_KINDS
+    unknown = [k for k in items if k not in NEMESIS_KINDS]
+    if unknown or not items:
+        raise ValueError(
+            f"unknown fault {', '.join(unknown) or '(none)'}; valid: {', '.join(NEMESIS_KINDS)}, all"
+        )
+    return tuple(k for k in NEMESIS_KINDS if k in items)
+
+
+def measure(
+    seeds: int,
+    duration: float,
+    check: bool,
+    runtime: str = "random",
+    nemesis: tuple[str, ...] = NEMESIS_KINDS,
+) -> dict[str, Any]:
     events = 0
     sim_wall = 0.0
     stopped = 0
@@ -53,7 +89,7 @@ def measure(seeds: int, duration: float, check: bool, runtime: str = "random") -
     t0 = time.perf_counter()
     for seed in range(seeds):
         try:
-            result = Simulation(config(seed, duration, check, runtime)).run()
+            result = Simulation(config(seed, duration, check, runtime, nemesis)).run()
         except Exception as exc:  # a simulator bug must not hide the other figures
             crashed.append(f"seed {seed}: {type(exc).__name__}: {exc}")
             continue
@@ -102,6 +138,63 @@ def profile(duration: float, top: int, runtime: str = "random") -> str:
     return out.getvalue()
 
 
+SHORT_RUN = 1.0  # virtual seconds of the reference run --instructions subtracts
+
+
+def run_seeds(seeds: int, duration: float, runtime: str, nemesis: tuple[str, ...]) -> int:
+    """The child of ``--instructions``: run the seeds with checks on, print the events.
+    With no seed, the reference run: seed 0 for SHORT_RUN seconds."""
+    if seeds == 0:
+        events = Simulation(config(0, SHORT_RUN, True, runtime, nemesis)).run().events
+    else:
+        events = sum(
+            Simulation(config(seed, duration, True, runtime, nemesis)).run().events for seed in range(seeds)
+        )
+    print(f"EVENTS {events}")
+    return 0
+
+
+def count_instructions(seeds: int, duration: float, runtime: str, nemesis: tuple[str, ...]) -> dict[str, Any]:
+    """Marginal instructions per event (checks on) of ``seeds`` seeds: the reference
+    run's instructions and events subtracted (start-up and compilation cancel out)."""
+    import re
+    import shutil
+    import subprocess
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+
+    def run(k: int) -> tuple[int, int]:
+        cmd = [
+            valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+            sys.executable, __file__, "--_run-seeds", str(k), "--duration", str(duration),
+            "--runtime", runtime, "--nemesis", ",".join(nemesis),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        refs = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+        events = re.search(r"^EVENTS (\d+)$", proc.stdout, re.MULTILINE)
+        if proc.returncode != 0 or refs is None or events is None:
+            raise SystemExit(f"valgrind run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return int(refs.group(1).replace(",", "")), int(events.group(1))
+
+    base, base_events = run(0)
+    total, events = run(seeds)
+    return {
+        "runtime": runtime,
+        "seeds": seeds,
+        "duration": duration,
+        "nemesis": list(nemesis),
+        "events": events,
+        "instructions": total,
+        "reference_instructions": base,
+        "reference_events": base_events,
+        "instructions_per_event": round((total - base) / (events - base_events))
+        if events > base_events
+        else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -109,17 +202,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", choices=RUNTIMES, default="random")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions too")
+    parser.add_argument("--nemesis", default="all", help="comma list of fault kinds, or all")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per event under valgrind"
+    )
+    parser.add_argument("--_run-seeds", dest="run_seeds", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        nemesis = parse_nemesis(args.nemesis)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.run_seeds is not None:
+        return run_seeds(args.run_seeds, args.duration, args.runtime, nemesis)
     if args.seeds < 1 or args.duration < 0:
         parser.error("--seeds must be >= 1 and --duration >= 0")
-
-    rows = [measure(args.seeds, args.duration, check, args.runtime) for check in (True, False)]
 
     from rich.console import Console
     from rich.table import Table
 
+    if args.instructions:
+        return instructions_main(args, nemesis)
+
+    rows = [measure(args.seeds, args.duration, check, args.runtime, nemesis) for check in (True, False)]
+
+    faults = "all faults" if nemesis == NEMESIS_KINDS else ",".join(nemesis)
     title = (
-        f"5-node Raft, 3 clients, all faults, {args.seeds} seeds x {args.duration:g} s, "
+        f"5-node Raft, 3 clients, {faults}, {args.seeds} seeds x {args.duration:g} s, "
         f"runtime {args.runtime}, one core"
     )
     table = Table(title=title)
@@ -160,6 +268,48 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"wrote {args.json_out}")
     if args.profile:
         print(profile(args.duration, 25, args.runtime))
+    return 0
+
+
+def instructions_main(args: argparse.Namespace, nemesis: tuple[str, ...]) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    runtimes = ["batched", "unbatched"] if args.runtime == "random" else [args.runtime]
+    rows = []
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("valgrind", total=len(runtimes))
+        for runtime in runtimes:
+            progress.update(task, description=f"valgrind: {runtime}")
+            rows.append(count_instructions(args.seeds, args.duration, runtime, nemesis))
+            progress.advance(task)
+    faults = "all faults" if nemesis == NEMESIS_KINDS else ",".join(nemesis)
+    table = Table(
+        title=f"5-node Raft, 3 clients, {faults}, {args.seeds} seeds x {args.duration:g} s, checks on"
+    )
+    for col in ("runtime", "events", "instructions", "reference run", "instructions/event"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(
+            row["runtime"],
+            f"{row['events']:,}",
+            f"{row['instructions']:,}",
+            f"{row['reference_instructions']:,} ({row['reference_events']:,} events)",
+            f"{row['instructions_per_event']:,}",
+        )
+    console = Console()
+    console.print(table)
+    doc = {
+        "benchmark": "sim_speed",
+        "mode": "instructions",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "results": rows,
+    }
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {args.json_out}")
     return 0
 
 

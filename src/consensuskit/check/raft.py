@@ -61,13 +61,14 @@ class RaftChecker:
 
     # ------------------------------------------------------------------ sim hooks
     def after_step(self, sim: Any, node_id: str) -> None:
+        # Runs after every step: a leader already known for its term is not checked again.
         self.sim = sim
         self.watching = True
         node = sim.nodes.get(node_id)
         if node is not None:
             if node.observer is not self:
                 node.observer = self
-            if node.role == "leader":
+            if node.role == "leader" and self.leader_of_term.get(node.term) != node.id:
                 self._check_leader(node)
         if self.pending:
             violation = self.pending[0]
@@ -136,7 +137,7 @@ class RaftChecker:
                 self.entries[key] = (prev_term, e)
                 continue
             seen_prev, seen_entry = seen
-            if seen_entry != e or (
+            if (seen_entry is not e and seen_entry != e) or (
                 seen_prev is not None and prev_term is not None and seen_prev != prev_term
             ):
                 self._violate(
@@ -166,7 +167,7 @@ class RaftChecker:
             if known is None:
                 self.committed[i] = entry
                 self.commit_term[i] = node.term
-            elif known != entry:
+            elif known is not entry and known != entry:
                 self._violate(
                     "state-machine-safety",
                     f"{node.id} committed {entry.summary()} at index {i}, where "
@@ -189,7 +190,7 @@ class RaftChecker:
 
     def on_apply(self, node: Any, entry: LogEntry) -> None:
         known = self.committed.get(entry.index)
-        if known is not None and known != entry:
+        if known is not None and known is not entry and known != entry:
             self._violate(
                 "state-machine-safety",
                 f"{node.id} applied {entry.summary()} at index {entry.index}, where "
@@ -289,11 +290,17 @@ def _log_view(sim: Any, node_id: str) -> tuple[int, int, Any]:
     snapshot = storage.get(SNAPSHOT_KEY)
     base_index = snapshot.last_index if snapshot else 0
     base_term = snapshot.last_term if snapshot else 0
-    by_index = {first + i: e.term for i, e in enumerate(records)}
-    by_index[base_index] = base_term
-    last_index = max(by_index)
+    # Records hold first .. first+n-1, and the snapshot point stands for base_index (its
+    # term wins where a record overlaps it); read by position, no per-call index map.
+    end = first + len(records)  # one past the last record
+    if records and end - 1 > base_index:
+        last_index, last_term = end - 1, records[-1].term
+    else:
+        last_index, last_term = base_index, base_term
 
     def durable_term(index: int) -> Any:
-        return COVERED if index <= base_index else by_index.get(index)
+        if index <= base_index:
+            return COVERED
+        return records[index - first].term if first <= index < end else None
 
-    return by_index[last_index], last_index, durable_term
+    return last_term, last_index, durable_term

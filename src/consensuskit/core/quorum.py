@@ -11,7 +11,9 @@ def quorum_size(voters: int) -> int:
 
 def committed_index(match: Mapping[str, int], voters: Iterable[str]) -> int:
     """Largest index replicated on a majority of ``voters`` (absent voters count as 0)."""
-    indexes = sorted((match.get(v, 0) for v in voters), reverse=True)
+    get = match.get
+    indexes = [get(v, 0) for v in voters]  # a list, not a generator: no resume per voter
+    indexes.sort(reverse=True)
     if not indexes:
         return 0
     return indexes[quorum_size(len(indexes)) - 1]

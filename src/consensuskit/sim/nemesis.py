@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from consensuskit.core.capabilities import HasLeader, ReplicatedLog, leader_of
+from consensuskit.core.capabilities import HasLeader, ReplicatedLog, implements, leader_of
 from consensuskit.sim.config import NEMESIS_KINDS
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def leaders(sim: Simulation) -> list[str]:
 
 def has_leader(sim: Simulation) -> bool:
     """The protocol's nodes have a leader at all (judged on a live one)."""
-    return any(isinstance(node, HasLeader) for node in sim.nodes.values() if node is not None)
+    return any(implements(node, HasLeader) for node in sim.nodes.values() if node is not None)
 
 
 def partition_patterns(n: int, with_leader: bool) -> list[str]:
@@ -141,7 +141,7 @@ def log_position(sim: Simulation, node_id: str) -> tuple[int, int] | None:
     """(last index, commit index) of the node's log (``ReplicatedLog``); None for a
     crashed node or a protocol without a replicated log."""
     node = sim.nodes[node_id]
-    if not isinstance(node, ReplicatedLog):
+    if not implements(node, ReplicatedLog):
         return None
     pos = node.log_position()
     return pos.last_index, pos.commit
