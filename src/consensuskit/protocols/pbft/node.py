@@ -253,9 +253,10 @@ class PbftNode:
     def on_request(self, request: ClientRequest) -> None:
         key = (request.client_id, request.seq)
         last = self.replies.get(request.client_id)
-        if last is not None and last.seq >= request.seq:
-            if last.seq == request.seq:
-                self.env.deliver(last)  # a retransmission: the reply again
+        if last is not None and last.seq > request.seq:
+            return
+        if last is not None and last.seq == request.seq and self._still_true(last):
+            self.env.deliver(last)  # a retransmission: the reply again
             return
         self.pending.setdefault(key, request)
         if not self.active:
@@ -305,8 +306,7 @@ class PbftNode:
             self.on_request(msg.request)
             return
         request = msg.request
-        last = self.replies.get(request.client_id)
-        if last is None or last.seq < request.seq:
+        if not self._answered(request):
             self.pending.setdefault((request.client_id, request.seq), request)
             self._arm_timer()
 
@@ -449,13 +449,16 @@ class PbftNode:
             seq = e.seq
             hint = self.primary()
             for request in e.batch:
-                last = self.replies.get(request.client_id)
-                if last is not None and last.seq >= request.seq:
+                key = (request.client_id, request.seq)
+                self.pending.pop(key, None)
+                self.assigned.discard(key)
+                if self._answered(request):
                     continue  # executed before (a batch re-issued after a view change)
+                # New, or a retry whose cached reply the session table no longer backs
+                # (expired): the state machine judges it (a refusal, never a second apply).
                 result = self.sm.apply(request)
                 answer = command_answer(request, result, hint, seq)
                 self.replies[request.client_id] = answer
-                self.pending.pop((request.client_id, request.seq), None)
                 if refusal(result) is None:
                     # A session refusal is no decided result: a duplicate met after a
                     # state transfer (which carries sessions but not our replies).
@@ -471,6 +474,28 @@ class PbftNode:
         self.timer_armed = False
         self._arm_timer()
         self._propose()
+
+    def _answered(self, request: ClientRequest) -> bool:
+        """``request`` was executed here and its cached answer still stands (or a newer
+        request of its client was executed: this one is stale)."""
+        last = self.replies.get(request.client_id)
+        if last is None or last.seq < request.seq:
+            return False
+        return last.seq > request.seq or self._still_true(last)
+
+    def _still_true(self, reply: ClientResponse) -> bool:
+        """The cached ``reply`` may answer a retransmission: a refusal always (it stays
+        refused), a result only while the state machine's session table still holds
+        the client's session at that seq.  Once the session expired (the log clock,
+        statemachines/sessions.py), the retry is ordered again and the table refuses
+        it as expired: a cache here must not outlive the session it stands for."""
+        if not reply.ok:
+            return True
+        table = getattr(self.sm, "sessions", None)
+        last_seq = getattr(table, "last_seq", None)
+        if last_seq is None:
+            return True  # a state machine without sessions: the cache is the session
+        return last_seq(reply.client_id) == reply.seq
 
     def _arm_timer(self) -> None:
         if self.pending and self.active and not self.timer_armed:
