@@ -417,6 +417,8 @@ def builtin_catalog() -> Catalog:
         monitor=_pbft_monitor,
         scenarios=_scenarios_of("pbft"),
     )
+    # Each node's own key pair and its entry in the cluster's public keys file.
+    catalog.add_command("node-key", "consensuskit.cli_node_key:node_key")
     add_services(catalog)
     # The etcd service's example resource for its locks (services/fenced_store.py).
     catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
