@@ -10,12 +10,13 @@ request id, the answer f+1 replicas gave alike) reads and writes the true values
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from consensuskit.cli_kv import kv_command
-from consensuskit.client import Client
+from consensuskit.client import Client, Unavailable
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from tests.server.test_processes import NODE_OPTIONS, PBFT_OPTIONS
 
@@ -53,3 +54,19 @@ def test_the_f_plus_1_client_gets_the_truth_past_a_replica_that_lies_to_clients(
         assert kv_command("get", "k", endpoints=urls, protocol="pbft", as_json=True) == 0
         assert json.loads(capsys.readouterr().out) == {"key": "k", "value": "v4", "version": 4}
         assert kv_command("get", "k", endpoints=urls, protocol="nope") == 2
+        # ``up`` gave each node its own key pair: signatures prove who signed.
+        with Client(cluster.endpoints) as admin:
+            for endpoint in cluster.endpoints:
+                assert status_of(admin, endpoint)["signatures"] == "ed25519-node-keys"
+
+
+def status_of(client: Client, endpoint: str) -> dict:
+    """A node's status, waiting for a node a loaded machine started late."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return client.status(endpoint)
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

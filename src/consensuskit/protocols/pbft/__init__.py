@@ -44,14 +44,32 @@ def replica_of(node: Any) -> PbftNode | None:
 
 
 def make_signer(
-    keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions, key: bytes | None
+    keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions, env: Env
 ) -> Signer:
+    key: bytes | None = getattr(env, "cluster_key", None)  # core/env.py
+    node_key, public = _node_keys(env)
     kind = opts.signatures
     if kind == "auto":
-        kind = "ed25519" if key is not None else "token"
+        kind = "ed25519" if key is not None or node_key is not None else "token"
     if kind == "ed25519":
+        if node_key is not None and public is not None:
+            return Ed25519Signer.from_node_keys(node_id, members, node_key, public)
         return Ed25519Signer(node_id, members, key if key is not None else opts.mac_secret.encode())
     return keyring.signer(node_id)
+
+
+def make_macs(node_id: str, members: Sequence[str], opts: PbftOptions, env: Env) -> Macs:
+    """Pairwise keys from the nodes' own key pairs where the runtime gives them, else
+    from the cluster key (or, in the simulator, ``mac_secret``)."""
+    node_key, public = _node_keys(env)
+    if node_key is not None and public is not None:
+        return Macs.from_node_keys(node_id, members, node_key, public)
+    key: bytes | None = getattr(env, "cluster_key", None)
+    return Macs(node_id, members, key if key is not None else opts.mac_secret.encode())
+
+
+def _node_keys(env: Env) -> tuple[bytes | None, dict[str, dict[str, bytes]] | None]:
+    return getattr(env, "node_key", None), getattr(env, "public_keys", None)  # core/env.py
 
 
 def pbft_spec() -> ProtocolSpec:
@@ -67,8 +85,6 @@ def pbft_spec() -> ProtocolSpec:
     ) -> Any:
         opts = PbftOptions.from_dict(options)
         members = tuple(members)
-        key: bytes | None = getattr(env, "cluster_key", None)  # core/env.py
-        secret = key if key is not None else opts.mac_secret.encode()
 
         def replica(env_: Env, sm: StateMachine | None = None) -> PbftNode:
             machine = sm if sm is not None else state_machine
@@ -79,8 +95,8 @@ def pbft_spec() -> ProtocolSpec:
                 members,
                 opts,
                 state_machine=machine,
-                signer=make_signer(keyring, node_id, members, opts, key),
-                macs=Macs(node_id, members, secret),
+                signer=make_signer(keyring, node_id, members, opts, env),
+                macs=make_macs(node_id, members, opts, env),
             )
 
         strategy = opts.faulty().get(node_id)

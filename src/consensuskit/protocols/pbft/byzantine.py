@@ -133,12 +133,13 @@ class ByzantineNode:
         self.members = tuple(members)
         self.strategy = strategy
         self.opts = options
-        self.macs = Macs(node_id, members, options.mac_secret.encode())
         self.group_b = frozenset(m for i, m in enumerate(self.members) if i % 2 == 1 and m != node_id)
         others = [m for m in self.members if m != node_id]
         idx = self.members.index(node_id) if node_id in self.members else 0
         self.victim = self.members[(idx + 1) % len(self.members)] if others else None
         self.inner = make_replica(_CopyEnv(self, 0, env.storage))
+        # Its own keys, as its correct replica has them (the runtime's, in real mode).
+        self.macs: Macs = self.inner.macs
         self.twin: PbftNode | None = None
         if strategy == "twin":
             self.twin = make_replica(_CopyEnv(self, 1, MemoryStorage()), clone(self.inner.sm))

@@ -805,6 +805,8 @@ class PbftNode:
                 "low_watermark": self.low,
                 "pending": len(self.pending),
                 "dropped": self.dropped,
+                # Whose keys sign (auth.py): a member's own pair, a shared secret, tokens.
+                "signatures": getattr(self.signer, "source", "other"),
             },
         )
 
