@@ -215,7 +215,8 @@ def kv_command(
 def reply_options(protocol: str | None, endpoints: str) -> dict[str, int]:
     """The client options a protocol's ``reply_quorum`` asks for (ProtocolSpec): none for
     a crash-fault protocol, ``replies``/``read_replies`` for one whose nodes may lie,
-    counted over the endpoints given (every node of the cluster, for PBFT)."""
+    counted over the endpoints given (every node of the cluster, for PBFT), with the
+    protocol's default options."""
     from consensuskit.catalog import default_registry
     from consensuskit.client import parse_endpoints
     from consensuskit.server.auth_commands import BadInput
@@ -232,7 +233,7 @@ def reply_options(protocol: str | None, endpoints: str) -> dict[str, int]:
         nodes = len(parse_endpoints(endpoints))
     except ValueError as exc:
         raise BadInput(f"bad --endpoints: {exc}") from None
-    return {"replies": quorum(nodes, False), "read_replies": quorum(nodes, True)}
+    return {"replies": quorum(nodes, False, {}), "read_replies": quorum(nodes, True, {})}
 
 
 def _check_kv_args(

@@ -9,7 +9,7 @@ around a correct replica.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from consensuskit.core.env import Env
@@ -125,8 +125,22 @@ def pbft_spec() -> ProtocolSpec:
             ),
         ),
         # The client trusts an answer once f+1 replicas gave it: one of them is correct.
-        reply_quorum=lambda nodes, read: fault_bound(nodes) + 1,
+        reply_quorum=reply_quorum,
     )
+
+
+def reply_quorum(nodes: int, read: bool, options: Mapping[str, Any]) -> int:
+    """Matching replies a client needs: f+1 (one of them is correct, and replicas answer
+    only once a request committed).  With the read-only optimisation (``read_only``)
+    2f+1 for every request (TOCS §5.1.3: reads answered without ordering are
+    linearizable only if reads and writes both wait for 2f+1: any two such sets share a
+    correct replica).  The bug knob ``read-only-f-plus-1`` keeps the normal case's f+1
+    with the optimisation on: then f+1 replicas that have not yet executed a completed
+    write outvote it, and a read is stale."""
+    f = fault_bound(nodes)
+    if not options.get("read_only") or "read-only-f-plus-1" in (options.get("bugs") or ()):
+        return f + 1
+    return 2 * f + 1
 
 
 def validate_options(options: dict[str, Any]) -> None:
