@@ -16,6 +16,7 @@ to benchmarks/results/kv_throughput.json.
     python benchmarks/kv_throughput.py --protocol multipaxos   # one protocol (default: raft, multipaxos, zab)
     python benchmarks/kv_throughput.py --protocol pbft,raft --nodes 4 --ops put,get --no-etcd
     python benchmarks/kv_throughput.py --protocol zab   # ZooKeeper's ZAB on the same server
+    python benchmarks/kv_throughput.py --protocol zab --zookeeper   # ... and ZooKeeper 3.8 itself
 
 Every consensuskit point runs once per protocol of ``--protocol`` (default raft,
 multipaxos and zab, the protocols the server runs), each on a fresh cluster.
@@ -23,6 +24,11 @@ multipaxos and zab, the protocols the server runs), each on a fresh cluster.
 The load generator runs in its own process(es) (wrk: -t1 for c=1, else -t2; the Python
 one: a uvloop subprocess) and shares this 2-core machine with the nodes, as wrk does in
 the etcd figures of ../shared/bench/README.md; both systems meet the same generator.
+With ``--zookeeper`` (needs Debian's ``zookeeper`` and the ``bench`` extra's kazoo) it
+also measures a ZooKeeper ensemble of each size with ../shared/bench/zk_bench.py
+(``benchmarks/zookeeper_anchor.py``: kazoo from 4 processes, 512 sets in flight each) and
+prints its sets/s beside our ZAB's puts: a different load generator, so an indication.
+
 Before each system's points the script waits (up to 120 s) for the machine to be idle
 (../shared/bench/quiet.sh) and records the outcome and the load average per point.
 """
@@ -460,6 +466,50 @@ def bench_etcd(
         subprocess.run([str(script), "stop"], capture_output=True)
 
 
+def bench_zookeeper(nodes: int, seconds: float, console: Console) -> dict[str, Any] | None:
+    """ZooKeeper itself (zookeeper_anchor.py), or None with the reason printed."""
+    sys.path.insert(0, str(ROOT))
+    import zookeeper_anchor
+
+    reason = zookeeper_anchor.unavailable()
+    if reason is not None:
+        console.print(f"[yellow]ZooKeeper not measured:[/] {reason}")
+        return None
+    try:
+        result = zookeeper_anchor.measure(nodes, seconds)
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        console.print(f"[red]ZooKeeper run failed:[/] {exc}")
+        return None
+    console.print(
+        f"[bold]ZooKeeper[/] {nodes} servers: {result['ops_per_s']:,.0f} sets/s, "
+        f"{result['errors']} errors, kazoo client CPU {' '.join(result['client_cpu'])}"
+    )
+    return result
+
+
+def zookeeper_table(points: list[Point], zookeeper: dict[int, dict[str, Any]], console: Console) -> None:
+    table = Table(
+        title="ZAB here vs ZooKeeper 3.8 (puts; ZooKeeper: kazoo sets, 4 processes x 512 in flight)"
+    )
+    for col in ("nodes", "ZooKeeper sets/s", "zab puts/s c=64", "zab puts/s c=256", "best zab / ZooKeeper"):
+        table.add_column(col, justify="right")
+    for n, zk in sorted(zookeeper.items()):
+        ours = {
+            p.concurrency: p.ops_per_s
+            for p in points
+            if p.protocol == "zab" and p.nodes == n and p.op == "put"
+        }
+        best = max(ours.values(), default=0.0)
+        table.add_row(
+            str(n),
+            f"{zk['ops_per_s']:,.0f}",
+            f"{ours[64]:,.0f}" if 64 in ours else "",
+            f"{ours[256]:,.0f}" if 256 in ours else "",
+            f"{best / zk['ops_per_s']:.2f}" if zk["ops_per_s"] else "",
+        )
+    console.print(table)
+
+
 def machine_load(wait: float = 0) -> str | None:
     """quiet.sh's verdict (after waiting up to ``wait`` s for an idle machine) and the load average."""
     quiet = SHARED_BENCH / "quiet.sh"
@@ -548,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run: 3 nodes, 2 s per point")
     parser.add_argument("--no-etcd", action="store_true", help="skip etcd even when it is installed")
     parser.add_argument(
+        "--zookeeper", action="store_true", help="also measure ZooKeeper 3.8 itself (needs zab in --protocol)"
+    )
+    parser.add_argument(
         "--option", action="append", default=[], help="node setting KEY=JSON, e.g. fsync=false"
     )
     parser.add_argument("--json", default=str(RESULTS), help=f"where to write results (default {RESULTS})")
@@ -588,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             "etcd is not on PATH: measuring consensuskit only (apt-get install etcd-server etcd-client)"
         )
     points: list[Point] = []
+    zookeeper: dict[int, dict[str, Any]] = {}
     machine_before: list[str] = []
     for n in nodes:
         for protocol in protocols:
@@ -601,7 +655,16 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"machine before etcd n={n}: {waited}")
             machine_before.append(f"etcd n={n}: {waited}")
             points += bench_etcd(n, ops, levels, seconds, console, load)
+        if args.zookeeper and "zab" in protocols:
+            waited = machine_load(args.quiet_wait)
+            console.print(f"machine before zookeeper n={n}: {waited}")
+            machine_before.append(f"zookeeper n={n}: {waited}")
+            result = bench_zookeeper(n, seconds, console)
+            if result is not None:
+                zookeeper[n] = result
     report(points, console)
+    if zookeeper:
+        zookeeper_table(points, zookeeper, console)
     doc = {
         "benchmark": "kv_throughput",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -626,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "points": [asdict(p) for p in points],
         "ratios_vs_etcd": ratios(points),
+        "zookeeper": {str(n): r for n, r in zookeeper.items()},
     }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

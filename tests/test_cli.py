@@ -30,7 +30,8 @@ def test_scenario_list_table_and_json(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, _ = run(capsys, "scenario", "list", "--json")
     assert code == 0
     rows = json.loads(out)
-    assert {"id", "protocol", "title"} == set(rows[0])
+    assert {"id", "protocol", "title", "params"} == set(rows[0])
+    assert next(r for r in rows if r["id"] == "lease-read")["params"].keys() == {"drift"}
     assert any(r["id"] == "raft-election" and r["protocol"] == "raft" for r in rows)
 
 
@@ -108,6 +109,9 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--frobnicate"], "--nemesis"),
         (["frobnicate"], "scenario"),
         (["scenario", "run", "raft-election", "--heartbeats", "some"], "collapse"),
+        (["scenario", "run", "lease-read", "--param", "speed=2"], "valid: drift"),
+        (["scenario", "run", "raft-election", "--param", "drift=0.3"], "valid: none"),
+        (["scenario", "run", "lease-read", "--param", "drift"], "expected KEY=VALUE"),
         (["scenario", "list", "--protocol", "viewstamped"], "multipaxos"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:0"], "local:N"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:many"], "local:N"),

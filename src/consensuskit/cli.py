@@ -134,18 +134,23 @@ def parse_protocol_flags(ctx: typer.Context, protocol: str) -> dict[str, Any]:
         ) from None
 
 
-def parse_options(protocol: str, pairs: list[str] | None) -> dict[str, Any]:
+def _key_values(pairs: list[str] | None, hint: str) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; VALUE is JSON when it parses as JSON, else a string."""
-    options: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="'--option'")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=hint)
         try:
-            options[key] = json.loads(raw)
+            values[key] = json.loads(raw)
         except json.JSONDecodeError:
-            options[key] = raw
-    return validate_protocol_options(protocol, options)
+            values[key] = raw
+    return values
+
+
+def parse_options(protocol: str, pairs: list[str] | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs, checked by the protocol's option validator."""
+    return validate_protocol_options(protocol, _key_values(pairs, "'--option'"))
 
 
 def validate_protocol_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -253,15 +258,22 @@ def scenario_list(
     scenarios = list(default_catalog().scenarios(protocol).values())
     if as_json:
         print(
-            json.dumps([{"id": s.id, "protocol": s.protocol, "title": s.title} for s in scenarios], indent=2)
+            json.dumps(
+                [
+                    {"id": s.id, "protocol": s.protocol, "title": s.title, "params": dict(s.params)}
+                    for s in scenarios
+                ],
+                indent=2,
+            )
         )
         return
     table = Table(title="scenarios")
     table.add_column("id", style="bold")
     table.add_column("protocol")
     table.add_column("title")
+    table.add_column("--param")
     for s in scenarios:
-        table.add_row(s.id, s.protocol, s.title)
+        table.add_row(s.id, s.protocol, s.title, "\n".join(f"{k}: {v}" for k, v in s.params.items()))
     _console().print(table)
 
 
@@ -279,6 +291,7 @@ def run_one_scenario(
     heartbeats: str = "collapse",
     console: Console | None = None,
     bugs: list[str] | None = None,
+    params: list[str] | None = None,
 ) -> bool:
     """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
     from consensuskit.scenarios import run_scenario
@@ -288,19 +301,27 @@ def run_one_scenario(
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="'ID'") from None
     options = {"bugs": sorted(check_bugs(scenario.protocol, bugs))} if bugs else {}
+    values = _key_values(params, "'--param'")
+    unknown = sorted(set(values) - set(scenario.params))
+    if unknown:
+        valid = ", ".join(f"{k} ({v})" for k, v in sorted(scenario.params.items())) or "none"
+        raise typer.BadParameter(
+            f"scenario {scenario.id} has no parameter {unknown[0]!r}; valid: {valid}", param_hint="'--param'"
+        )
     console = console or _console()
     with tempfile.TemporaryDirectory(prefix="consensuskit-") as tmp:
         # The timeline needs every record; the in-memory trace keeps only a tail, so
         # stream to a file (the user's, or a temporary one) and read it back.
         trace_path = trace or (str(Path(tmp) / "trace.jsonl") if timeline and not as_json else None)
-        run = run_scenario(scenario, seed=seed, trace_path=trace_path, options=options)
+        run = run_scenario(scenario, seed=seed, trace_path=trace_path, options=options, params=values)
         # A scenario that ran no simulation (a family's direct computation) has no trace.
         has_trace = trace_path is not None and run.sim is not None
         records = _read_trace(trace_path) if timeline and not as_json and has_trace else []
     if as_json:
         print(json.dumps(run.to_json(), indent=2))
         return run.passed
-    console.print(f"[bold]{scenario.id}[/] — {scenario.title} (seed {seed})")
+    given = "".join(f", {k}={v}" for k, v in sorted(values.items()))
+    console.print(f"[bold]{scenario.id}[/] — {scenario.title} (seed {seed}{given})")
     if timeline and run.sim is not None:
         node_ids = list(run.sim.node_ids)
         console.print(
@@ -340,6 +361,10 @@ def scenario_run(
     unsafe_commit: Annotated[
         bool, typer.Option("--unsafe-commit", help="Alias of --bug commit-previous-term (figure 8).")
     ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME=VALUE", help="Set a scenario parameter (see `scenario list`)."),
+    ] = None,
 ) -> None:
     """Run one scenario; exit 0 exactly when its expected outcome holds."""
     bugs = list(bug or []) + (["commit-previous-term"] if unsafe_commit else [])
@@ -348,7 +373,7 @@ def scenario_run(
             f"unknown mode {heartbeats!r}; valid: {', '.join(HEARTBEAT_MODES)}", param_hint="'--heartbeats'"
         )
     mode = "hide" if no_heartbeats else heartbeats
-    passed = run_one_scenario(scenario_id, seed, timeline, trace, as_json, mode, bugs=bugs)
+    passed = run_one_scenario(scenario_id, seed, timeline, trace, as_json, mode, bugs=bugs, params=param)
     raise typer.Exit(0 if passed else 1)
 
 

@@ -36,6 +36,11 @@ Rules this module owns:
     the deadline, and its answer is the one N distinct nodes gave alike (an error answer
     too); no node's answer alone is trusted, so up to N-1 lying nodes cannot choose it.
     ``read_replies`` sets another count for reads (PBFT's read-only optimisation: 2f+1);
+  * ``cache=True``: a get asks for a cache lease (``consistency=cache``) and the answer
+    is kept while the lease runs by this process's clock (``client_cache.LeaseCache``:
+    from when the read was sent, shortened by ``drift_bound``); gets of the key answer
+    from it until then, and this client's own writes to the key drop it.  The leader
+    holds other clients' writes to the key back until the lease has run out;
   * an op that runs out of time raises ``Unavailable``; its ``maybe_applied`` says
     whether some attempt could have taken effect (a history records it as unknown,
     never as fail).  Every other error answer becomes a typed ``ClientError``
@@ -51,6 +56,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -58,11 +64,14 @@ from urllib.parse import quote
 
 import aiohttp
 
+from consensuskit.client_cache import MISS, LeaseCache
+
 T = TypeVar("T")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+LEADER_ONLY_HEADER = "X-Leader-Only"
 ADMIN_TOKEN_HEADER = "Authorization"
-CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+CONSISTENCY_LEVELS = ("linearizable", "lease", "stale", "cache")
 
 # Backoff between attempts when no node named a leader (an election takes a few hundred
 # milliseconds); doubled per blind attempt up to the cap.
@@ -358,6 +367,8 @@ class AsyncClient:
         token: str | None = None,
         replies: int = 1,
         read_replies: int | None = None,
+        cache: bool | LeaseCache = False,
+        drift_bound: float = 0.05,
     ) -> None:
         if timeout <= 0 or deadline <= 0:
             raise ValueError("timeout and deadline must be positive")
@@ -391,6 +402,10 @@ class AsyncClient:
         self._max_connections = max_connections
         self._http: aiohttp.ClientSession | None = None
         self._refusal_is_definite = True
+        # Reads kept under cache leases (None: no caching).
+        self.cache: LeaseCache | None = (
+            cache if isinstance(cache, LeaseCache) else LeaseCache(drift_bound) if cache else None
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -422,12 +437,24 @@ class AsyncClient:
         """The key's value; raises ``NotFound`` when it is absent."""
         if consistency not in CONSISTENCY_LEVELS:
             raise ValueError(f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY_LEVELS)}")
+        cache = self.cache
+        asked = time.monotonic()
+        if cache is not None and consistency in ("linearizable", "cache"):
+            cached = cache.lookup(key, asked)
+            if cached is not MISS:
+                return cached  # type: ignore[no-any-return]
+            consistency = "cache"
         answer = await self.request(
             "GET", _key_path(key), params={"consistency": consistency}, leader_only=consistency != "stale"
         )
-        return _entry(key, answer)
+        entry = _entry(key, answer)
+        lease = answer.body.get("lease") if isinstance(answer.body, dict) else None
+        if cache is not None and isinstance(lease, (int, float)):
+            cache.store(key, entry, float(lease), asked)
+        return entry
 
     async def put(self, key: str, value: str | bytes) -> Written:
+        self._forget(key)
         answer = await self.request("PUT", _key_path(key), body=_as_bytes(value), write=True)
         return _written(key, answer)
 
@@ -448,6 +475,7 @@ class AsyncClient:
             if expected_version is not None
             else {"prev_value": _as_bytes(expected).decode("utf-8")}  # type: ignore[arg-type]
         )
+        self._forget(key)
         answer = await self.request("PUT", _key_path(key), params=params, body=_as_bytes(value), write=True)
         body = answer.body if isinstance(answer.body, dict) else {}
         if body.get("swapped") is False:  # a server that answers 200 with the failed comparison
@@ -457,11 +485,16 @@ class AsyncClient:
     async def delete(self, key: str) -> Deleted:
         """Remove the key; ``deleted`` says whether it existed."""
         try:
+            self._forget(key)
             answer = await self.request("DELETE", _key_path(key), write=True)
         except NotFound as exc:
             return Deleted(key, False, exc.details.get("index"))
         body = answer.body if isinstance(answer.body, dict) else {}
         return Deleted(key, bool(body.get("deleted", True)), body.get("index"), answer.request_id)
+
+    def _forget(self, key: str) -> None:
+        if self.cache is not None:
+            self.cache.forget(key)
 
     async def list(self, prefix: str = "", *, consistency: str = "linearizable") -> list[Entry]:
         """Every key starting with ``prefix``, in key order."""
@@ -734,6 +767,8 @@ class AsyncClient:
         reauthenticated = not (authenticate and self._password is not None)
         if json_body:
             headers["Content-Type"] = "application/json"
+        if params and params.get("consistency") == "cache":
+            headers[LEADER_ONLY_HEADER] = "true"  # only the leader grants a cache lease: 421 elsewhere
         pinned = normalize_endpoint(endpoint) if endpoint else None
         target = pinned or (self.leader if leader_only and self.leader else self._rotate(None))
         maybe_applied = False

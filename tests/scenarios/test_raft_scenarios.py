@@ -32,6 +32,42 @@ def test_scenario_outcome_holds(scenario_id: str, seed: int):
     assert run.passed, (failed, [str(v) for v in run.violations], run.error)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lease_reads_are_fresh_within_the_drift_bound(seed: int):
+    run = run_scenario(CATALOG.scenario("lease-read"), seed=seed)
+    failed = [f"{e.text} ({e.detail})" for e in run.expectations if not e.passed]
+    assert run.passed, (failed, [str(v) for v in run.violations], run.error)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beyond_the_drift_bound_the_old_leader_serves_a_stale_read(seed: int):
+    run = run_scenario(CATALOG.scenario("lease-read"), seed=seed, params={"drift": 0.3})
+    assert not run.passed
+    assert [v.name for v in run.violations] == ["read-freshness"]
+    assert all(e.passed for e in run.expectations), [e.text for e in run.expectations if not e.passed]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cached_reads_are_fresh_within_the_drift_bound(seed: int):
+    run = run_scenario(CATALOG.scenario("lease-cache"), seed=seed)
+    failed = [f"{e.text} ({e.detail})" for e in run.expectations if not e.passed]
+    assert run.passed, (failed, [str(v) for v in run.violations], run.error)
+
+
+def test_beyond_the_drift_bound_a_cached_read_is_stale_and_the_checker_says_so():
+    run = run_scenario(CATALOG.scenario("lease-cache"), params={"drift": 0.3})
+    failed = [e.text for e in run.expectations if not e.passed]
+    assert failed == [
+        "C answered x=1 after x=2 committed",
+        "the history, cached reads included, is linearizable",
+    ]
+
+
+def test_a_scenario_refuses_a_parameter_it_does_not_declare():
+    with pytest.raises(ValueError, match="valid: drift"):
+        run_scenario(CATALOG.scenario("lease-read"), params={"speed": 2})
+
+
 def test_scenario_is_deterministic():
     a = run_scenario(CATALOG.scenario("raft-partition-5"), seed=3).to_json()
     b = run_scenario(CATALOG.scenario("raft-partition-5"), seed=3).to_json()

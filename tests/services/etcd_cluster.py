@@ -12,7 +12,12 @@ from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_p
 OPTIONS: dict[str, Any] = {
     "request_timeout": 2.0,
     "enable_fault_injection": True,
-    "options": {"election_timeout": 0.5, "heartbeat_interval": 0.05},
+}
+# Each protocol's names for the same timing: a 0.5 s election timeout, a beat every 50 ms.
+PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {
+    "raft": {"election_timeout": 0.5, "heartbeat_interval": 0.05},
+    "multipaxos": {"election_timeout": 0.5, "heartbeat_interval": 0.05},
+    "zab": {"election_timeout": 0.5, "tick": 0.05},  # ZooKeeper's names: a PING every tick
 }
 
 
@@ -36,7 +41,11 @@ class EtcdCluster:
 def etcd_cluster(tmp_path_factory: pytest.TempPathFactory, protocol: str) -> Iterator[EtcdCluster]:
     root = tmp_path_factory.mktemp(f"etcd-{protocol}")
     layout = ClusterLayout.prepare(
-        root / "data", 3, free_base_port(9), node_options={**OPTIONS, "service": "etcd"}, protocol=protocol
+        root / "data",
+        3,
+        free_base_port(9),
+        node_options={**OPTIONS, "options": PROTOCOL_OPTIONS[protocol], "service": "etcd"},
+        protocol=protocol,
     )
     with LocalCluster(layout) as cluster:
         cluster.start()

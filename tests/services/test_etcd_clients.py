@@ -27,7 +27,7 @@ needs_etcdctl = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module", params=["raft", "multipaxos"])
+@pytest.fixture(scope="module", params=["raft", "multipaxos", "zab"])
 def etcd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     if ETCDCTL is None and request.param != "raft":
         pytest.skip("etcdctl is not installed")

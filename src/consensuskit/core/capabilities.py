@@ -12,6 +12,10 @@ Rules this module owns:
     protocol has none), the protocol's generation number under its own name (Raft's
     ``term``, Multi-Paxos's ballot ``round``, ZAB's ``epoch``, PBFT's ``view``) and a
     ``details`` dict of whatever else the protocol wants to show (JSON-able values);
+  * ``details["peers"]``, when present, is reserved for per-peer replication progress,
+    ``{peer id: {"match": int, "next": int, "state": str, ...}}`` (``/v1/status`` merges
+    it into its peer table, metrics read ``match``); ``peer_progress`` is the one reader,
+    and it ignores any other shape rather than fail a status request;
   * a role named ``LEADER`` ("leader") is reserved for a node that implements
     ``HasLeader`` and says ``is_leader()``; the server's runtime fails the writes a
     node was handed when it stops being leader;
@@ -42,6 +46,15 @@ CAPABILITIES = (HAS_LEADER, REPLICATED_LOG, MEMBERSHIP_CHANGE, LEADER_TRANSFER, 
 
 # The membership changes a server may ask for; a node lists the ones it accepts.
 CONFIG_CHANGES = ("add-voter", "add-learner", "remove")
+
+
+def peer_progress(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``details["peers"]`` as per-peer progress (see the module rules): entries that are
+    not ``{str: dict}`` are left out, and any other shape reads as no progress."""
+    peers = details.get("peers")
+    if not isinstance(peers, dict):
+        return {}
+    return {str(peer): dict(entry) for peer, entry in peers.items() if isinstance(entry, dict)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

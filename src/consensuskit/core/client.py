@@ -25,10 +25,15 @@ READ_KINDS = ("get", "list", "auth-read")
 #   linearizable  confirm leadership with a quorum round first (ReadIndex, §6.4)
 #   lease         serve from the leader's lease when it is safe, else as linearizable
 #   stale         serve from any replica's local state, possibly behind the leader
+#   cache         linearizable, and the leader may grant the client a cache lease on the
+#                 key (Gray and Cheriton): the result then carries "lease" (seconds) and
+#                 the leader holds back writes to the key until the lease has run out;
+#                 a protocol without cache leases serves it as linearizable
 LINEARIZABLE = "linearizable"
 LEASE = "lease"
 STALE_OK = "stale"
-CONSISTENCY_LEVELS = (LINEARIZABLE, LEASE, STALE_OK)
+CACHE = "cache"
+CONSISTENCY_LEVELS = (LINEARIZABLE, LEASE, STALE_OK, CACHE)
 
 
 @message(1)

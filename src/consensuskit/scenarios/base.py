@@ -4,6 +4,11 @@ A scenario is a function taking a ``ScenarioRun``; it builds a ``Simulation`` th
 ``run.simulation(...)``, drives it (faults, client requests, scripted message drops)
 and states its expectations with ``run.expect(condition, text)``.  It passes exactly
 when every expectation holds and no invariant was violated.
+
+A scenario may declare parameters (``params``: name -> what it means, with its
+default), which ``scenario run --param NAME=VALUE`` sets; the script reads them with
+``run.param(name, default)``.  A parameter is the scenario's own knob (how far a clock
+drifts), never a protocol option, and an undeclared one is refused before the run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class Scenario:
     protocol: str
     description: str
     script: Callable[[ScenarioRun], None]
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -37,6 +43,7 @@ class ScenarioRun:
     seed: int = 0
     trace_path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     sim: Simulation | None = None
     expectations: list[Expectation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -66,6 +73,12 @@ class ScenarioRun:
         self.expectations.append(Expectation(text, bool(condition), detail))
         return bool(condition)
 
+    def param(self, name: str, default: Any) -> Any:
+        """The value given with ``--param name=...``, else ``default``."""
+        if name not in self.scenario.params:
+            raise KeyError(f"scenario {self.scenario.id} declares no parameter {name!r}")
+        return self.params.get(name, default)
+
     def note(self, text: str) -> None:
         self.notes.append(text)
 
@@ -85,6 +98,7 @@ class ScenarioRun:
             "title": self.scenario.title,
             "protocol": self.scenario.protocol,
             "seed": self.seed,
+            "params": dict(self.params),
             "passed": self.passed,
             "expectations": [
                 {"text": e.text, "passed": e.passed, "detail": e.detail} for e in self.expectations
@@ -106,8 +120,19 @@ def run_scenario(
     seed: int = 0,
     trace_path: str | None = None,
     options: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> ScenarioRun:
-    run = ScenarioRun(scenario=scenario, seed=seed, trace_path=trace_path, options=dict(options or {}))
+    unknown = sorted(set(params or {}) - set(scenario.params))
+    if unknown:
+        valid = ", ".join(sorted(scenario.params)) or "none"
+        raise ValueError(f"scenario {scenario.id} has no parameter {unknown[0]!r}; valid: {valid}")
+    run = ScenarioRun(
+        scenario=scenario,
+        seed=seed,
+        trace_path=trace_path,
+        options=dict(options or {}),
+        params=dict(params or {}),
+    )
     try:
         scenario.script(run)
     except InvariantViolation as violation:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from consensuskit.client_cache import MISS, LeaseCache
 from consensuskit.core.capabilities import leader_of
-from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.client import CACHE, ClientRequest, ClientResponse, Op
 from consensuskit.protocols.raft import HARD_STATE_KEY
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -24,6 +25,7 @@ from consensuskit.protocols.raft.messages import (
 )
 from consensuskit.scenarios.base import Scenario, ScenarioRun
 from consensuskit.sim import Simulation
+from consensuskit.sim.history import OpRecord
 
 FIVE = ("S1", "S2", "S3", "S4", "S5")
 
@@ -353,6 +355,186 @@ LEADER_CRASH_STAGES = {
 }
 
 
+# ---------------------------------------------------------------------- lease reads
+LEASE_DRIFT_DEFAULT = 0.01
+
+
+def lease_read(run: ScenarioRun) -> None:
+    """Raft §6.4.1: the leader serves reads alone while its lease runs.  The lease is
+    ``election_timeout * (1 - clock_drift_bound)`` from the send time of a heartbeat
+    round a majority acknowledged, measured on the leader's own clock; the followers'
+    promise (check-quorum: no vote while they hear from a leader) makes it safe as long
+    as the leader's clock runs at least ``1 - clock_drift_bound`` as fast as real time.
+    ``--param drift=D`` slows S1's clock by D: beyond the bound (0.05) its lease
+    outlives the election of the next leader, and S1 answers a stale read."""
+    drift = float(run.param("drift", LEASE_DRIFT_DEFAULT))
+    if not 0 <= drift < 0.5:
+        raise AssertionError(f"drift must be in [0, 0.5), got {drift}")
+    sim = run.simulation(FIVE, options={"read_mode": "lease"}, op_timeout=2.0, op_deadline=2.0)
+    bound = node(sim, "S1").opts.clock_drift_bound
+    beyond = drift > bound
+    sim.set_clock("S1", drift=-drift)
+    run.note(f"S1's clock runs {drift:.0%} slow; the lease assumes at most {bound:.0%} drift")
+    run.expect(elect(sim, "S1"), "S1 leads S1..S5")
+    write1 = sim.submit(put("x", 1), node="S1", client_id="w")
+    sim.run_until_true(lambda: write1.done, timeout=1.0)
+    sim.run_for(0.2)
+    lease_left = node(sim, "S1").lease_remaining()
+    read1 = sim.submit(Op(kind="get", key="x"), node="S1", client_id="r1")
+    sim.run_until_true(lambda: read1.done, timeout=0.05)
+    run.expect(
+        lease_left > 0 and read1.status == "ok" and read1.result == {"value": 1, "version": 1},
+        "S1 holds a lease and answers a read from its own state",
+        f"lease left {lease_left:.3f} s by S1's clock; status={read1.status} result={read1.result}",
+    )
+    # Cut S1 off; clients still reach it.  The rest elect S2 as soon as they will vote.
+    sim.partition([["S1"], ["S2", "S3", "S4", "S5"]])
+    # From now on a client asks S1 every 20 ms: what it answers alone is what its lease
+    # (by its own clock) lets it answer.
+    probes: list[tuple[float, Any]] = []
+
+    def probe() -> None:
+        probes.append((sim.now, sim.submit(Op(kind="get", key="x"), node="S1", client_id=f"p{len(probes)}")))
+
+    for k in range(60):
+        sim.schedule(sim.now + 0.02 * k, probe, "read at S1")
+    # Acknowledgements in flight at the cut may still extend the lease: let them land.
+    sim.run_for(0.05)
+    lease_end = sim.now + (node(sim, "S1").lease_until - sim.local_time("S1")) / sim.clock_of("S1").rate
+    # S2 campaigns every 50 ms: the others grant votes as soon as they have not heard
+    # from S1 for an election timeout (the promise the lease stands on).
+    rest = ("S2", "S3", "S4", "S5")
+
+    def new_leader() -> str | None:
+        return next((i for i in rest if node(sim, i).role == "leader"), None)
+
+    deadline = sim.now + 3.0
+    while new_leader() is None and sim.now < deadline:
+        campaign(sim, "S2")
+        sim.run_until_true(lambda: new_leader() is not None, timeout=0.05)
+    leader2 = new_leader()
+    run.expect(
+        leader2 is not None,
+        "S2..S5 elect a new leader as soon as they stop hearing from S1",
+        f"new leader {leader2} at {sim.now:.3f} s",
+    )
+    write2 = sim.submit(put("x", 2), node=leader2 or "S2", client_id="w")
+    sim.run_until_true(lambda: write2.done, timeout=1.0)
+    run.expect(write2.status == "ok", "the new leader commits x=2", f"{write2.status}")
+    acked_at = sim.now
+    run.note(f"S1's lease ends at {lease_end:.3f} s (real time); x=2 acknowledged at {acked_at:.3f} s")
+    if beyond:
+        run.expect(
+            acked_at < lease_end,
+            "beyond the drift bound, S1's lease outlives the election: x=2 is acknowledged while it runs",
+        )
+        run.note("a read S1 answers alone from now on is stale: the read-freshness invariant stops the run")
+    sim.run_for(0.85)
+    answered = [(at, op) for at, op in probes if op.status == "ok" and op.node == "S1"]
+    last = max((at for at, _ in answered), default=None)
+    run.expect(
+        bool(answered) and last is not None and last < lease_end,
+        "S1 answered alone only reads asked while its lease ran, all with x=1",
+        f"{len(answered)} answered, the last asked at {last:.3f} s" if last is not None else "none answered",
+    )
+    run.expect(
+        lease_end <= acked_at and all(op.result == {"value": 1, "version": 1} for _, op in answered),
+        "within the bound, the lease ended before the new leader committed x=2: no stale read",
+        f"lease end {lease_end:.3f} s, x=2 acknowledged at {acked_at:.3f} s",
+    )
+    settle(sim)
+    read3 = sim.submit(Op(kind="get", key="x"), client_id="r3")
+    sim.run_until_true(lambda: read3.done, timeout=2.0)
+    run.expect(
+        read3.result == {"value": 2, "version": 2}, "after the heal every read returns x=2", f"{read3.result}"
+    )
+    expect_converged(run, sim)
+
+
+# ---------------------------------------------------------------------- cache leases
+CACHE_LEASE = 1.0
+
+
+def lease_cache(run: ScenarioRun) -> None:
+    """Gray and Cheriton's cache leases on the Raft kv (``cache_lease`` option,
+    protocols/raft/cache_leases.py and client_cache.py).  Client C reads x with
+    ``consistency="cache"`` and keeps the answer for the lease, shortened by the drift
+    bound, counted on its own clock from when it asked; the leader holds every write to
+    x back until the lease ran out on its clock, lengthened by the bound.
+    ``--param drift=D`` slows C's clock by D: beyond the bound C keeps answering x=1 from
+    its cache after x=2 committed."""
+    drift = float(run.param("drift", LEASE_DRIFT_DEFAULT))
+    if not 0 <= drift < 0.9:
+        raise AssertionError(f"drift must be in [0, 0.9), got {drift}")
+    three = FIVE[:3]
+    sim = run.simulation(three, options={"cache_lease": CACHE_LEASE}, op_timeout=3.0, op_deadline=6.0)
+    bound = node(sim, "S1").opts.clock_drift_bound
+    cache = LeaseCache(drift_bound=bound)
+    origin = sim.now
+
+    def client_clock() -> float:  # C's clock runs (1 - drift) as fast as real time
+        return origin + (sim.now - origin) * (1.0 - drift)
+
+    run.note(f"C's clock runs {drift:.0%} slow; leases assume at most {bound:.0%} drift")
+    run.expect(elect(sim, "S1"), "S1 leads S1..S3")
+    write1 = sim.submit(put("x", 1), node="S1", client_id="w")
+    sim.run_until_true(lambda: write1.done, timeout=3.0)
+    run.expect(write1.status == "ok", "x=1 commits (a new leader first waits out leases it cannot know)")
+    asked = client_clock()
+    read1 = sim.submit(Op(kind="get", key="x"), node="S1", client_id="c", consistency=CACHE)
+    sim.run_until_true(lambda: read1.done, timeout=1.0)
+    result = read1.result if isinstance(read1.result, dict) else {}
+    lease = float(result.get("lease", 0.0))
+    run.expect(
+        read1.status == "ok" and result.get("value") == 1 and lease == CACHE_LEASE,
+        f"C reads x=1 with a {CACHE_LEASE:g} s cache lease",
+        f"result={read1.result}",
+    )
+    cache.store("x", {"value": result.get("value"), "version": result.get("version")}, lease, asked)
+    written_at = sim.now
+    write2 = sim.submit(put("x", 2), node="S2", client_id="w")  # through a follower
+    hits: list[tuple[float, Any]] = []
+    seqs = iter(range(1000, 10_000))
+
+    def read_from_cache() -> None:
+        entry = cache.lookup("x", client_clock())
+        if entry is MISS:
+            return
+        # The cached answer, in the history as a read that took no time.
+        sim.history.append(
+            OpRecord(process="c", seq=next(seqs), op="get", key="x", invoke=sim.now, complete=sim.now,
+                     status="ok", result=dict(entry))
+        )  # fmt: skip
+        hits.append((sim.now, entry["value"]))
+
+    for k in range(60):
+        sim.schedule(sim.now + 0.05 * k, read_from_cache, "C reads x from its cache")
+    sim.run_until_true(lambda: write2.done, timeout=4.0)
+    committed_at = sim.now
+    run.expect(
+        write2.status == "ok" and committed_at - written_at >= CACHE_LEASE * 0.9,
+        "the leader holds x=2 back until C's lease ran out, then commits it",
+        f"sent at {written_at:.3f} s, acknowledged at {committed_at:.3f} s",
+    )
+    sim.run_for(3.0 - (sim.now - written_at))
+    late = [(at, value) for at, value in hits if at >= committed_at]
+    if hits:
+        run.note(f"C answered {len(hits)} reads from its cache, the last at {hits[-1][0]:.3f} s")
+    run.expect(bool(hits), "C answers reads of x from its cache while its lease runs, with no message")
+    run.expect(
+        not late,
+        "every cached answer came before x=2 committed" if not late else "C answered x=1 after x=2 committed",
+        f"{len(late)} stale cached reads" if late else "",
+    )
+    read2 = sim.submit(Op(kind="get", key="x"), node="S3", client_id="c2")
+    sim.run_until_true(lambda: read2.done, timeout=2.0)
+    run.expect(read2.result == {"value": 2, "version": 2}, "a read after that returns x=2", f"{read2.result}")
+    from consensuskit.check.linearizability import check_history
+
+    check = check_history(sim.history, model="kv", timeout=10)
+    run.expect(check.ok, "the history, cached reads included, is linearizable")
+
+
 def leader_crash(stage: int) -> Callable[[ScenarioRun], None]:
     def script(run: ScenarioRun) -> None:
         options = {"check_quorum": False} if stage == 7 else {}
@@ -512,6 +694,34 @@ SCENARIOS = [
         "old terms, or both; the leader's consistency check backs up and overwrites until every "
         "log matches the leader's.",
         raft_log_divergence,
+    ),
+    Scenario(
+        "lease-read",
+        "Leader lease reads and the clock-drift bound",
+        "raft",
+        "Raft §6.4.1 lease reads: S1 leads five nodes and answers reads alone while its lease "
+        "runs (election timeout * (1 - drift bound) after a heartbeat round a majority "
+        "acknowledged, on its own clock). S1 is cut off; the others elect a leader that commits x=2. With "
+        "S1's clock 1% slow (the default; the bound is 5%) the lease has ended before that commit, "
+        "so S1 never answers x=1 after x=2. With --param drift=0.3 (30% slow, beyond "
+        "the bound) S1's lease outlives the election and S1 answers the stale x=1: the "
+        "read-freshness invariant fails.",
+        lease_read,
+        params={"drift": f"how much slower S1's clock runs (default {LEASE_DRIFT_DEFAULT}; bound 0.05)"},
+    ),
+    Scenario(
+        "lease-cache",
+        "Client cache leases and the clock-drift bound",
+        "raft",
+        "Gray and Cheriton's leases for cache consistency: C reads x=1 with a cache lease "
+        f"({CACHE_LEASE:g} s) and answers later reads of x from its cache; a write x=2 waits "
+        "at the leader until the lease ran out (the leader's clock, lengthened by the drift "
+        "bound), so C never answers x=1 after x=2 committed and the history, cached reads "
+        "included, is linearizable. With --param drift=0.3 C's clock runs 30% slow, beyond "
+        "the 5% bound: it keeps its copy too long and answers a stale x=1; the "
+        "linearizability checker fails.",
+        lease_cache,
+        params={"drift": f"how much slower C's clock runs (default {LEASE_DRIFT_DEFAULT}; bound 0.05)"},
     ),
     *(
         Scenario(

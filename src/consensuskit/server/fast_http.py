@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from consensuskit.core.client import CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
+from consensuskit.core.client import CACHE, CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
 from consensuskit.server import edge
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.http_api import ApiError, encode_value
@@ -53,7 +53,8 @@ KV_PREFIX = b"/v1/kv/"
 MAX_HEAD_BYTES = 8190  # aiohttp's own line limit; a longer head goes to aiohttp
 _PLAIN_KEY = re.compile(rb"[A-Za-z0-9_.~:-]+")
 _METHODS = {b"PUT": "put", b"GET": "get", b"DELETE": "delete"}
-_CONSISTENCY = {f"consistency={c}".encode(): c for c in CONSISTENCY_LEVELS}
+# A cache read's answer carries its lease: the aiohttp route (kv_routes.py) writes it.
+_CONSISTENCY = {f"consistency={c}".encode(): c for c in CONSISTENCY_LEVELS if c != CACHE}
 # Headers that ask for something the fast path does not do: aiohttp serves those.
 _SPECIAL = frozenset(
     {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"x-leader-only"}

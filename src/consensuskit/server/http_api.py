@@ -51,6 +51,7 @@ from consensuskit.core.capabilities import (
     LeaderTransfer,
     MembershipChange,
     is_leading,
+    peer_progress,
     status_dict,
 )
 from consensuskit.core.client import (
@@ -379,7 +380,8 @@ class NodeApi:
         directory = host.directory()
         node_status = _node_status(runtime)
         leader = node_status.get("leader")
-        progress = node_status.pop("peers", {}) or {}
+        progress = peer_progress(node_status)
+        node_status.pop("peers", None)
         transport = host.transport_status()
         peers = {}
         for peer in sorted(set(directory) | set(progress)):

@@ -93,14 +93,11 @@ class KVRoutes:
             raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
             headers = {"X-Version": str(result["version"]), "X-Index": str(response.index)}
             return web.Response(body=raw, content_type="application/octet-stream", headers=headers)
-        return _ok(
-            {
-                "key": key,
-                **encode_value(result["value"]),
-                "version": result["version"],
-                "index": response.index,
-            }
-        )
+        value = encode_value(result["value"])
+        body = {"key": key, **value, "version": result["version"], "index": response.index}
+        if "lease" in result:  # a cache lease the leader granted (consistency=cache)
+            body["lease"] = result["lease"]
+        return _ok(body)
 
     async def delete(self, request: web.Request) -> web.Response:
         _only_params(request, ())

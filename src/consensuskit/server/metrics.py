@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from consensuskit.core.capabilities import HasLeader, Inspectable, LeaseReads, ReplicatedLog
+from consensuskit.core.capabilities import HasLeader, Inspectable, LeaseReads, ReplicatedLog, peer_progress
 from consensuskit.server.runtime import NodeRuntime
 
 PREFIX = "consensuskit"
@@ -156,8 +156,8 @@ def _node_metrics(runtime: NodeRuntime) -> Iterator[Metric]:
     if isinstance(node, LeaseReads):
         lease = node.lease_remaining()
         yield _gauge("lease_remaining_seconds", "Leader lease left by this node's clock", lease)
-    peers = status.details.get("peers")
-    if isinstance(node, HasLeader) and isinstance(peers, dict):
+    peers = peer_progress(status.details)
+    if isinstance(node, HasLeader) and isinstance(status.details.get("peers"), dict):
         match = GaugeMetricFamily(
             f"{PREFIX}_peer_match_index",
             "Leader only: highest index known replicated on a peer",

@@ -14,6 +14,9 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     be half-updated, so nothing more is handled or released (``failure`` says why);
   * timers are keyed; re-arming a key bumps its generation, so a firing that was already
     queued for the old arming is ignored;
+  * a message a node sends to itself never touches the transport: once released (after
+    the barrier, like any other message) it is queued as an input from itself, as the
+    simulator delivers it; a peer fault (``set_blocked``) never drops it;
   * ``calls_batch_end`` (the node's ``on_batch_end`` runs after each batch) and
     ``reports_durable`` (after each sync the node's ``on_durable(position)`` runs as an
     input, so a leader that sends early counts itself toward a commit quorum only for
@@ -566,11 +569,14 @@ class NodeRuntime(Driver):
         transport = self.transport
         sent = self.stats.sent
         sending = False
+        me = self.node_id
         for dst, msg in outputs:
             if type(dst) is str:
                 name = type(msg).__name__
                 sent[name] = sent.get(name, 0) + 1
-                if transport is not None:
+                if dst == me:
+                    self._enqueue(_MESSAGE, me, msg)
+                elif transport is not None:
                     transport.send(dst, msg)
                     sending = True
             elif dst is None:

@@ -1170,15 +1170,17 @@ class Simulation:
         node: str | None = None,
         client_id: str | None = None,
         seq: int | None = None,
+        consistency: str | None = None,
     ) -> OpRun:
         """Run ``op`` through a client with the workload's retry rules; returns its handle.
 
         Without ``client_id`` each call gets a fresh client ("s1", "s2", ...), so
-        concurrent submits never trip session dedup.
+        concurrent submits never trip session dedup.  ``consistency`` is the request's
+        (a read's; None: the protocol's default).
         """
         if client_id is None:
             client_id = f"s{next(self._adhoc)}"
-        return self._start_op(self._client(client_id), op, node, seq, None)
+        return self._start_op(self._client(client_id), op, node, seq, None, consistency)
 
     def _start_op(
         self,
@@ -1187,13 +1189,14 @@ class Simulation:
         node: str | None,
         seq: int | None,
         on_done: Callable[[OpRun], None] | None,
+        consistency: str | None = None,
     ) -> OpRun:
         if node is not None:
             self._check_node(node)
         if seq is None:
             seq = client.next_seq
         client.next_seq = max(client.next_seq, seq + 1)
-        request = ClientRequest(client_id=client.client_id, seq=seq, op=op)
+        request = ClientRequest(client_id=client.client_id, seq=seq, op=op, consistency=consistency)
         run = OpRun(self, client, request, on_done)
         self._ops[(client.client_id, seq)] = run
         self.history.append(run.record)

@@ -49,6 +49,7 @@ from consensuskit.core.capabilities import LogPosition, NodeStatus
 from consensuskit.core.capabilities import Membership as MembershipView
 from consensuskit.core.client import (
     BUSY,
+    CACHE,
     LEASE,
     LINEARIZABLE,
     NOT_LEADER,
@@ -503,7 +504,7 @@ class MultiPaxosNode:
     def _read_mode(self, request: ClientRequest) -> str:
         if request.consistency == LEASE:
             return "lease"
-        if request.consistency == LINEARIZABLE:
+        if request.consistency in (LINEARIZABLE, CACHE):  # no cache leases here: linearizable
             return "quorum"
         return self.opts.read_mode
 

@@ -16,6 +16,9 @@ Rules this module owns:
     starts every term;
   * §5 snapshots; §6.4 ReadIndex and lease reads (a request may ask for linearizable,
     lease or stale; stale reads are served by any node); §3.10 leadership transfer;
+  * client cache leases (``cache_lease`` > 0, cache_leases.py): the leader grants one
+    with a "cache" read it serves itself, and holds back writes to the key until it ran
+    out; a follower serves a cache read as a linearizable one, with no lease;
   * §4.1 single-server membership changes, with learners; a config entry takes effect
     when appended; one change in flight at a time, only after the leader committed an
     entry of its own term (the fix to the bug in §4.1 of the original dissertation);
@@ -35,6 +38,7 @@ from typing import Any
 from consensuskit.core.capabilities import LogPosition, Membership, NodeStatus
 from consensuskit.core.client import (
     BUSY,
+    CACHE,
     LEASE,
     NOT_LEADER,
     STALE_OK,
@@ -50,6 +54,7 @@ from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
+from consensuskit.protocols.raft.cache_leases import CacheLeases
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
     COMMAND,
@@ -90,6 +95,7 @@ ELECTION_TIMER = "election"
 HEARTBEAT_TIMER = "heartbeat"
 CHECK_QUORUM_TIMER = "check-quorum"
 TRANSFER_TIMER = "transfer"
+CACHE_TIMER = "cache-lease"
 
 # The op of the placeholder request a leader keeps for a follower's ReadIndexRequest in
 # its ReadIndex stages: never applied, never sent; told apart by identity.
@@ -180,6 +186,10 @@ class RaftNode:
         self.rounds = HeartbeatRounds(node_id)
         self.activity = CheckQuorum()
         self.lease_until = 0.0
+        # Client cache leases the leader granted, and the writes they hold back.
+        self.cache: CacheLeases | None = None
+        if self.opts.cache_lease:
+            self.cache = CacheLeases(self.opts.cache_lease, self.opts.clock_drift_bound)
         # ReadIndex reads: held until an entry of our term commits, then waiting for a
         # heartbeat round, then for the apply index.
         self.reads = ReadIndex()
@@ -329,6 +339,8 @@ class RaftNode:
                 self._check_quorum()
         elif key == TRANSFER_TIMER:
             self.transfer_target = None
+        elif key == CACHE_TIMER:
+            self._release_held_writes()
 
     def on_request(self, request: ClientRequest) -> None:
         is_read = request.op.is_read()
@@ -351,6 +363,8 @@ class RaftNode:
             return
         if is_read and (self.opts.read_mode != "log" or request.consistency is not None):
             self._read(request)
+            return
+        if self.cache is not None and self._hold_write(request, None):
             return
         self._append_new(COMMAND, request)
         if self.share_read_rounds:
@@ -622,6 +636,8 @@ class RaftNode:
         self.rounds.reset()
         self.activity.reset()
         self.lease_until = 0.0
+        if self.cache is not None:
+            self.cache.start_term(self.env.now())
         self.term_start_index = next_index
         self._append_new(NOOP, None)
         self._broadcast_append()
@@ -633,6 +649,10 @@ class RaftNode:
         self.env.cancel_timer(HEARTBEAT_TIMER)
         self.env.cancel_timer(CHECK_QUORUM_TIMER)
         self.env.cancel_timer(TRANSFER_TIMER)
+        if self.cache is not None:
+            self.env.cancel_timer(CACHE_TIMER)
+            for request, origin in self.cache.drain():  # never appended: a definite refusal
+                self._refuse_held(request, origin, NOT_LEADER)
         self.progress = {}
         self.transfer_target = None
         self.lease_until = 0.0
@@ -957,6 +977,8 @@ class RaftNode:
             refusal = replies.refused(request, error, self.leader_id)
             self.env.send(src, ForwardRefused(term=0, response=refusal))
             return
+        if self.cache is not None and self._hold_write(request, src):
+            return
         self._append_new(COMMAND, request)
         if self.share_read_rounds:
             self.append_due = True
@@ -1101,7 +1123,60 @@ class RaftNode:
     def _serve_local(self, request: ClientRequest, leader_hint: str | None) -> None:
         """Answer a read from this node's applied state."""
         result = self.sm.read(request)
+        if request.consistency == CACHE and self.cache is not None and self.role == LEADER:
+            result = self._with_cache_lease(request, result)
         self.env.deliver(replies.ok(request, result, leader_hint, self.last_applied))
+
+    # ------------------------------------------------------------------ cache leases
+    def _with_cache_lease(self, request: ClientRequest, result: Any) -> Any:
+        cache = self.cache
+        op = request.op
+        if cache is None or op.kind != "get" or not isinstance(result, dict) or not cache.may_grant(op.key):
+            return result
+        lease = cache.grant(op.key, self.env.now())
+        self.env.record("cache-lease", key=op.key, lease=lease)
+        return {**result, "lease": lease}
+
+    def _hold_write(self, request: ClientRequest, origin: str | None) -> bool:
+        """Hold a write back while a cache lease covers its key (True: held or refused)."""
+        cache = self.cache
+        assert cache is not None
+        now = self.env.now()
+        if not cache.must_wait(request, now):
+            return False
+        if not cache.hold_back(request, origin):
+            self._refuse_held(request, origin, BUSY)
+            return True
+        self.env.record("cache-wait", client=request.client_id, seq=request.seq)
+        if len(cache) == 1:
+            self._arm_cache_timer(now)
+        return True
+
+    def _arm_cache_timer(self, now: float) -> None:
+        assert self.cache is not None
+        at = self.cache.next_release(now)
+        if at is not None:
+            self.env.set_timer(CACHE_TIMER, max(0.0, at - now))
+
+    def _release_held_writes(self) -> None:
+        cache = self.cache
+        if cache is None or self.role != LEADER:
+            return
+        now = self.env.now()
+        released = cache.released(now)
+        for request, _origin in released:
+            self._append_new(COMMAND, request)
+        if released:
+            self._broadcast_append()
+            self._maybe_commit()
+        self._arm_cache_timer(now)
+
+    def _refuse_held(self, request: ClientRequest, origin: str | None, error: str) -> None:
+        if origin is None:
+            self._reject(request, error)
+        else:
+            refusal = replies.refused(request, error, self.leader_id)
+            self.env.send(origin, ForwardRefused(term=0, response=refusal))
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:

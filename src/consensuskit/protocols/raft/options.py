@@ -38,6 +38,9 @@ class RaftOptions:
     read_mode: str = "read-index"
     # Lease reads assume clocks drift apart by at most this fraction (§6.4.1).
     clock_drift_bound: float = 0.05
+    # Seconds of client cache lease the leader grants on a "cache" read (cache_leases.py);
+    # 0: none, a cache read is an ordinary linearizable read.
+    cache_lease: float = 0.0
     max_batch_entries: int = 64
     max_batch_bytes: int = 64 * 1024
     max_inflight_msgs: int = 8
@@ -73,6 +76,8 @@ class RaftOptions:
             raise ValueError("need 0 < heartbeat_interval < election_timeout")
         if not 0 <= self.clock_drift_bound < 1:
             raise ValueError("clock_drift_bound must be in [0, 1)")
+        if not 0 <= self.cache_lease <= 3600:
+            raise ValueError("cache_lease must be in [0, 3600] seconds")
         if self.snapshot_chunk_bytes < 1:
             raise ValueError("snapshot_chunk_bytes must be at least 1")
         if self.max_forwarded < 1:
