@@ -17,10 +17,13 @@ from typing import Any
 
 import pytest
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.client import Op
+from consensuskit.core.storage import MemoryStorage
 from consensuskit.protocols.pbft import replica_of
 from consensuskit.sim import SimConfig, Simulation
 from consensuskit.sim.config import NetworkConfig
+from tests.protocols.fake_env import FakeEnv
 
 FOUR = ("n1", "n2", "n3", "n4")
 
@@ -113,3 +116,12 @@ def test_f_faulty_replicas_keep_reads_without_ordering_linearizable(strategy: st
     result = Simulation(config).run()
     assert result.invariant_violations == []
     assert result.linearizable is True and result.ops["ok"] > 0
+
+
+def test_the_read_only_optimisation_is_refused_on_a_server():
+    """A server's env has a cluster key; its HTTP clients do not wait for 2f+1."""
+    env = FakeEnv("n1", storage=MemoryStorage())
+    env.cluster_key = b"k" * 32  # type: ignore[attr-defined]
+    spec = default_registry().get("pbft")
+    with pytest.raises(ValueError, match="read_only runs in the simulator only"):
+        spec.build("n1", env, ("n1", "n2", "n3", "n4"), {"read_only": True}, None)

@@ -9,13 +9,8 @@ real PBFT processes (tests/server/test_processes_sessions.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from consensuskit.catalog import default_registry
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
-from consensuskit.core.storage import MemoryStorage
 from consensuskit.statemachines.sessions import clock_op
-from tests.protocols.fake_env import FakeEnv
 from tests.transcript.datadriven import parse
 from tests.transcript.harness import Harness
 
@@ -66,12 +61,3 @@ def test_a_retry_after_its_session_expired_is_refused_not_answered_from_the_cach
     # "v" was applied once: a new session writes version 2.
     fresh = request(h, "d", 1, Op(kind="put", key="k", value="w"))
     assert fresh and all(r.ok and r.result == {"version": 2} for r in fresh), fresh
-
-
-def test_the_read_only_optimisation_is_refused_on_a_server():
-    """A server's env has a cluster key; its HTTP clients do not wait for 2f+1."""
-    env = FakeEnv("n1", storage=MemoryStorage())
-    env.cluster_key = b"k" * 32  # type: ignore[attr-defined]
-    spec = default_registry().get("pbft")
-    with pytest.raises(ValueError, match="read_only runs in the simulator only"):
-        spec.build("n1", env, ("n1", "n2", "n3", "n4"), {"read_only": True}, None)
