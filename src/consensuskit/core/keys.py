@@ -84,3 +84,35 @@ def pair_secret(seed: bytes, me: str, peer: str, peer_keys: dict[str, bytes], pu
     lo, hi = sorted((me, peer))
     info = b"consensuskit pair v1/" + purpose + b"/" + lo.encode() + b"/" + hi.encode()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
+
+
+# ---------------------------------------------------------------------- signed answers
+# A node whose clients need a reply quorum signs each client answer with its own key
+# (server/reply_signing.py); the client counts answers by the verified signer, not by the
+# endpoint that gave them.  The header is "NODE_ID HEX_SIGNATURE".
+REPLY_SIGNATURE_HEADER = "X-Node-Signature"
+
+
+def reply_message(request_id: str, status: int, body: bytes) -> bytes:
+    """What a node signs for an answer: the request id (empty without one), the HTTP
+    status and the body's bytes."""
+    return b"consensuskit reply v1\n%s\n%d\n%s" % (request_id.encode("utf-8"), status, body)
+
+
+def verify_reply(
+    header: str | None, request_id: str, status: int, body: bytes, public_keys: dict[str, bytes]
+) -> str | None:
+    """The node id whose valid signature ``header`` carries for this answer, else None
+    (never raises).  ``public_keys``: node id -> raw Ed25519 public key."""
+    if not header:
+        return None
+    node, _, sig = header.strip().partition(" ")
+    public = public_keys.get(node)
+    if public is None:
+        return None
+    try:
+        key = verifying_key(node, {"ed25519": public})
+        key.verify(bytes.fromhex(sig), reply_message(request_id, status, body))
+    except Exception:  # InvalidSignature, bad hex, a malformed key
+        return None
+    return node

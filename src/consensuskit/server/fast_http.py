@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from consensuskit.core.client import CACHE, CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
+from consensuskit.core.keys import REPLY_SIGNATURE_HEADER
 from consensuskit.server import edge
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.http_api import ApiError, encode_value
@@ -88,6 +89,14 @@ def _response(status: int, body: bytes, extra_headers: dict[str, str] | None = N
     return (head + "\r\n").encode("latin-1") + body
 
 
+def _signed(data: bytes, signer: Any, request_id: str) -> bytes:
+    """``data`` (a whole answer) with the node's signature header (reply_signing.py)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    header = f"{REPLY_SIGNATURE_HEADER}: {signer.header(request_id, status, body)}\r\n".encode("latin-1")
+    return head + b"\r\n" + header + b"\r\n" + body
+
+
 def error_bytes(exc: ApiError) -> bytes:
     body = _dumps({"error": exc.code, "message": exc.message, **exc.extra})
     return _response(exc.status, body, exc.headers)
@@ -96,7 +105,7 @@ def error_bytes(exc: ApiError) -> bytes:
 class _Parsed:
     """One request the fast path will serve."""
 
-    __slots__ = ("client_id", "consistency", "key", "kind", "seq", "value")
+    __slots__ = ("client_id", "consistency", "key", "kind", "request_id", "seq", "value")
 
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
@@ -105,6 +114,7 @@ class _Parsed:
         self.consistency: str | None = None
         self.client_id: str | None = None
         self.seq = 0
+        self.request_id: str | None = None  # the X-Request-Id header as sent
 
 
 class FastKVProtocol(asyncio.Protocol):
@@ -250,6 +260,7 @@ class FastKVProtocol(asyncio.Protocol):
                     return None, 0
             elif name in _SPECIAL:
                 return None, 0
+        parsed.request_id = request_id
         if kind == "put":
             if length < 0 or length > api.config.max_value_bytes:
                 return None, 0
@@ -306,6 +317,9 @@ class FastKVProtocol(asyncio.Protocol):
             data = self._body(response, parsed)  # type: ignore[arg-type]
         except ApiError as exc:
             data = error_bytes(exc)
+        signer = api.reply_signer
+        if signer is not None:
+            data = _signed(data, signer, parsed.request_id or "")
         self._write(data)
 
     def _body(self, response: ClientResponse, parsed: _Parsed) -> bytes:

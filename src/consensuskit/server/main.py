@@ -54,6 +54,7 @@ from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.node_keys import KeysError, node_keys
+from consensuskit.server.reply_signing import ReplySigner, reply_signer
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.session_clock import SessionClock
 from consensuskit.server.transport import PeerTransport
@@ -93,6 +94,8 @@ class NodeServer:
         self.api: NodeApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
+        # Signs client answers (server/reply_signing.py); None: a node that does not.
+        self.reply_signer: ReplySigner | None = None
         # The service's listeners' close (core/service.py ``listeners``); None: none runs.
         self._close_listeners: Callable[[], Awaitable[None]] | None = None
 
@@ -105,11 +108,13 @@ class NodeServer:
         if cfg.rejoin and not spec.survives_disk_loss:
             raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
         node_key, public_keys = None, None
+        self.reply_signer = None
         if cfg.keys_file is not None:
             try:
                 node_key, public_keys = node_keys(cfg.node_id, cfg.data_dir, cfg.keys_file, cfg.members)
             except KeysError as exc:
                 raise ConfigError(str(exc)) from None
+            self.reply_signer = reply_signer(cfg.node_id, node_key, spec)
         storage = self._storage if self._storage is not None else open_storage(cfg)
         self._storage = storage
         try:
