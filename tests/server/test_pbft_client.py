@@ -17,6 +17,7 @@ import pytest
 
 from consensuskit.cli_kv import kv_command
 from consensuskit.client import Client, Unavailable
+from consensuskit.core.keys import REPLY_SIGNATURE_HEADER, verify_reply
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from tests.server.test_processes import NODE_OPTIONS, PBFT_OPTIONS
 
@@ -36,13 +37,21 @@ def test_the_f_plus_1_client_gets_the_truth_past_a_replica_that_lies_to_clients(
         cluster.start()
         cluster.wait_ready(30)
         liar = cluster.url("n2")
-        with Client(cluster.endpoints, replies=F + 1, timeout=2.0, deadline=20.0) as kv:
+        # reply_keys: answers count by the node whose signature they carry (up's keys.json).
+        quorum = {"replies": F + 1, "reply_keys": layout.keys_path}
+        with Client(cluster.endpoints, timeout=2.0, deadline=20.0, **quorum) as kv:
             for i in range(1, 4):
                 written = kv.put("k", f"v{i}")
                 assert written.version == i
                 entry = kv.get("k")
                 assert (entry.value, entry.version) == (f"v{i}", i)
             assert kv.cas("k", "v4", expected="v3").version == 4
+            # Each answer is signed by its node (X-Node-Signature), on the fast path too.
+            answer = kv.request("GET", "/v1/kv/k", endpoint=cluster.endpoints[0], leader_only=False)
+            header = answer.headers.get(REPLY_SIGNATURE_HEADER)
+            public = {n: bytes.fromhex(e["ed25519"]) for n, e in keys_doc(layout)["nodes"].items()}
+            assert verify_reply(header, "", answer.status, answer.raw, public) == "n1"
+            assert verify_reply(header, "", answer.status, answer.raw + b" ", public) is None
         # The liar alone: what a client trusting one replica would have believed.
         with Client([liar], timeout=2.0, deadline=20.0) as one:
             entry = one.get("k")
@@ -70,3 +79,7 @@ def status_of(client: Client, endpoint: str) -> dict:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def keys_doc(layout: ClusterLayout) -> dict:
+    return json.loads(layout.keys_path.read_text(encoding="utf-8"))
