@@ -61,3 +61,8 @@ def test_up_gives_each_node_a_key_pair_and_writes_the_public_keys_file(tmp_path:
     # Prepared again (a restart): the keys stay.
     again = ClusterLayout.prepare(tmp_path / "c")
     assert json.loads(again.keys_path.read_text()) == doc
+    # A crash-fault protocol's nodes get none (nothing to republish after a disk loss).
+    raft = ClusterLayout.prepare(tmp_path / "r", 3, 29100, protocol="raft")
+    assert not raft.keys_path.exists()
+    assert load_config(raft.nodes[0].config_path).keys_file is None
+    assert not (raft.nodes[0].data_dir / NODE_KEY_NAME).exists()
