@@ -96,7 +96,10 @@ REPLY_SIGNATURE_HEADER = "X-Node-Signature"
 def reply_message(request_id: str, status: int, body: bytes) -> bytes:
     """What a node signs for an answer: the request id (empty without one), the HTTP
     status and the body's bytes."""
-    return b"consensuskit reply v1\n%s\n%d\n%s" % (request_id.encode("utf-8"), status, body)
+    # surrogateescape: a header's undecodable bytes (a request refused at the edge) must
+    # not make signing its refusal fail.
+    rid = request_id.encode("utf-8", "surrogateescape")
+    return b"consensuskit reply v1\n%s\n%d\n%s" % (rid, status, body)
 
 
 def verify_reply(

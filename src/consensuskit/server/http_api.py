@@ -219,8 +219,12 @@ class NodeApi:
         signer = self.reply_signer
         if signer is not None and isinstance(response, web.Response) and isinstance(response.body, bytes):
             request_id = request.headers.get(REQUEST_ID_HEADER, "")
-            signature = signer.header(request_id, response.status, response.body)
-            response.headers[REPLY_SIGNATURE_HEADER] = signature
+            try:
+                signature = signer.header(request_id, response.status, response.body)
+            except (UnicodeError, ValueError):  # an id no client could verify against: unsigned
+                log.warning("answer to %s %s left unsigned", request.method, request.path)
+            else:
+                response.headers[REPLY_SIGNATURE_HEADER] = signature
         return response
 
     @web.middleware
