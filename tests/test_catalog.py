@@ -21,6 +21,7 @@ from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
 from consensuskit.check.pbft import PbftChecker
 from consensuskit.check.raft import RaftChecker
+from consensuskit.check.sharded import ShardedChecker
 from consensuskit.check.swim import SwimChecker
 from consensuskit.check.zab import ZabChecker
 from consensuskit.core.registry import ProtocolSpec, Registry
@@ -47,11 +48,13 @@ def test_the_catalog_wires_each_protocols_checker_from_check() -> None:
         "paxos-commit": CommitChecker,
         "swim": SwimChecker,
         "pbft": PbftChecker,
+        "sharded-raft": ShardedChecker,
     }
     registry = CATALOG.registry()
-    assert registry.names() == sorted([*expected, "gossip"])
+    assert registry.names() == sorted([*expected, "gossip", "gossip-kv"])
     # Gossip has no per-step invariant: its monitor checks convergence at the end of a run.
-    assert registry.get("gossip").make_checker is None and registry.get("gossip").make_monitor is not None
+    for name in ("gossip", "gossip-kv"):
+        assert registry.get(name).make_checker is None and registry.get(name).make_monitor is not None
     for name, checker in expected.items():
         make_checker = registry.get(name).make_checker
         assert make_checker is not None and isinstance(make_checker(frozenset()), checker)
@@ -116,7 +119,10 @@ def test_unknown_names_are_one_line_naming_the_valid_ones() -> None:
     with pytest.raises(KeyError, match="raft-election") as exc:
         CATALOG.scenario("raft-nope")
     assert "\n" not in str(exc.value)
-    valid = "basic-paxos, fast-paxos, gossip, multipaxos, paxos-commit, pbft, raft, swim, zab"
+    valid = (
+        "basic-paxos, fast-paxos, gossip, gossip-kv, multipaxos, paxos-commit, pbft, raft, "
+        "sharded-raft, swim, zab"
+    )
     with pytest.raises(KeyError, match=valid):
         CATALOG.protocol("chubby")
 

@@ -23,6 +23,9 @@ Rules this module owns:
   * a family's own top-level CLI verbs (``consensuskit gossip epidemic``, ``consensuskit
     agent``) are registered here (``add_command``) as lazy ``module:attr`` references that
     cli.py mounts: cli.py names no family;
+  * how viewers draw each protocol (``ProtocolSpec.view``: role names, heartbeat
+    messages, the generation's name, phases and their colours, the protocol panel) is
+    stated here, in ``VIEWS``, and attached by ``add_protocol``;
   * services (core/service.py) are registered here too (``add_service``) and travel in
     the ``Registry`` the simulator and the server get; a registry without any (a test's)
     borrows the built-in ones (``service_for``).
@@ -44,20 +47,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry
+from consensuskit.core.registry import ProtocolFlag, ProtocolSpec, Registry, ViewPhase, ViewSpec
 from consensuskit.core.service import ServiceSpec
 from consensuskit.protocols.byzantine import generals_spec
 from consensuskit.protocols.commit import paxos_commit_spec, three_pc_spec, two_pc_spec
-from consensuskit.protocols.gossip import gossip_spec
+from consensuskit.protocols.gossip import gossip_kv_spec, gossip_spec
 from consensuskit.protocols.paxos import basic_paxos_spec, fast_paxos_spec, multipaxos_spec
 from consensuskit.protocols.pbft import pbft_spec
 from consensuskit.protocols.raft import raft_spec
+from consensuskit.protocols.sharded import sharded_spec
 from consensuskit.protocols.swim import swim_spec
 from consensuskit.protocols.zab import zab_spec
 from consensuskit.services.etcd import etcd_service
+from consensuskit.services.eventual_kv import eventual_kv_service
 from consensuskit.services.gossip_map import gossip_map_service
 from consensuskit.services.kv import kv_service
 from consensuskit.services.membership import membership_service
+from consensuskit.services.shard_kv import shard_kv_service
 from consensuskit.services.txn import txn_service
 
 if TYPE_CHECKING:
@@ -129,9 +135,13 @@ class Catalog:
         monitor: Callable[[Any], Any] | None = None,
         scenarios: ScenarioLoader | None = None,
         demo: bool = False,
+        view: ViewSpec | None = None,
     ) -> ProtocolEntry:
         if spec.name in self._protocols:
             raise ValueError(f"protocol {spec.name!r} registered twice")
+        view = view if view is not None else VIEWS.get(spec.name)
+        if view is not None:
+            spec = dataclasses.replace(spec, view=view)
         if checker is not None:
             spec = dataclasses.replace(spec, make_checker=checker)
         if monitor is not None:
@@ -262,6 +272,12 @@ def _gossip_monitor(config: Any) -> Any:
     return GossipMonitor(config)
 
 
+def _gossip_kv_monitor(config: Any) -> Any:
+    from consensuskit.check.gossip_kv import GossipKVMonitor
+
+    return GossipKVMonitor(config)
+
+
 def _paxos_checker(bugs: frozenset[str]) -> Any:
     from consensuskit.check.paxos import PaxosChecker
 
@@ -303,6 +319,18 @@ def _pbft_monitor(config: Any) -> Any:
     return PbftMonitor(config)
 
 
+def _sharded_checker(bugs: frozenset[str]) -> Any:
+    from consensuskit.check.sharded import ShardedChecker
+
+    return ShardedChecker(bugs)
+
+
+def _sharded_monitor(config: Any) -> Any:
+    from consensuskit.check.sharded import ShardedMonitor
+
+    return ShardedMonitor(config)
+
+
 # --------------------------------------------------------------------- scenarios
 def _scenarios_of(module: str) -> ScenarioLoader:
     def load() -> Sequence[Scenario]:
@@ -319,6 +347,170 @@ def _scenarios_for(module: str, protocol: str) -> ScenarioLoader:
         return [s for s in scenarios if s.protocol == protocol]
 
     return load
+
+
+# -------------------------------------------------------------------------- views
+# How the browser view draws each protocol (view/, ProtocolSpec.view).  Role names and
+# generation fields are what each node records with env.record("role", ...); message
+# names are the classes' names as the trace writes them ("type").
+_PAXOS_PHASE_1 = ViewPhase(
+    name="phase 1 (prepare)", messages=("Prepare", "Promise", "Nack"), colour="#d97706"
+)
+_PAXOS_PHASE_2 = ViewPhase(name="phase 2 (accept)", messages=("Accept", "Accepted"), colour="#2563eb")
+_BASIC_PAXOS_PHASES = (
+    _PAXOS_PHASE_1,
+    _PAXOS_PHASE_2,
+    ViewPhase(name="learn", messages=("Chosen", "CatchUp"), colour="#059669"),
+)
+_COMMIT_VOTES = ViewPhase(name="vote", messages=("Prepare", "Vote"), colour="#d97706")
+_COMMIT_DECISION = ViewPhase(
+    name="decision", messages=("Commit", "Abort", "Ack", "DecisionRequest", "DecisionReply"), colour="#059669"
+)
+_GOSSIP_VIEW: dict[str, Any] = {
+    "panel": "members",
+    "phases": (
+        ViewPhase(name="rumour", messages=("Rumor", "RumorFeedback", "RumorRequest"), colour="#dc2626"),
+        ViewPhase(
+            name="anti-entropy",
+            messages=("DigestProbe", "LeafDigest", "Want", "Entries", "FullState", "StateRequest"),
+            colour="#2563eb",
+        ),
+    ),
+    "rumours": ("Rumor", "Entries", "FullState"),
+    # One rumour version: key@counter.origin (gossip) or key@wall+logical.origin (gossip-kv).
+    "rumour_pattern": r"(?<id>[^\s\[\]@]+@\d+(?:\+\d+)?\.[^\s\[\]]+)",
+}
+VIEWS: dict[str, ViewSpec] = {
+    "raft": ViewSpec(
+        roles=("leader", "candidate", "pre-candidate", "follower"),
+        leader_roles=("leader",),
+        generation="term",
+        heartbeats=("Heartbeat", "HeartbeatResponse"),
+        entry="entry",
+        panel="log",
+        phases=(
+            ViewPhase(
+                name="election",
+                messages=("RequestVote", "RequestVoteResponse", "TimeoutNow"),
+                colour="#d97706",
+            ),
+            ViewPhase(
+                name="replication", messages=("AppendEntries", "AppendEntriesResponse"), colour="#2563eb"
+            ),
+            ViewPhase(
+                name="snapshot", messages=("InstallSnapshot", "InstallSnapshotResponse"), colour="#7c3aed"
+            ),
+        ),
+    ),
+    "multipaxos": ViewSpec(
+        roles=("leader", "candidate", "follower"),
+        leader_roles=("leader",),
+        generation="ballot",
+        generation_field="term",
+        heartbeats=("Heartbeat", "HeartbeatAck"),
+        entry="slot",
+        panel="log",
+        phases=(
+            _PAXOS_PHASE_1,
+            _PAXOS_PHASE_2,
+            ViewPhase(name="learn", messages=("Learn", "InstallSnapshot"), colour="#059669"),
+        ),
+    ),
+    "basic-paxos": ViewSpec(
+        roles=("proposer+acceptor+learner", "proposer", "acceptor", "learner"),
+        entry="slot",
+        panel="log",
+        phases=_BASIC_PAXOS_PHASES,
+    ),
+    "fast-paxos": ViewSpec(
+        roles=("proposer+acceptor+learner", "proposer", "acceptor", "learner"),
+        entry="slot",
+        panel="log",
+        phases=(
+            *_BASIC_PAXOS_PHASES,
+            ViewPhase(name="fast round", messages=("AcceptAny", "Propose"), colour="#7c3aed"),
+        ),
+    ),
+    "zab": ViewSpec(
+        roles=("leader", "following", "observing", "looking"),
+        leader_roles=("leader",),
+        generation="epoch",
+        heartbeats=("Ping", "PingAck"),
+        entry="txn",
+        panel="log",
+        phases=(
+            ViewPhase(name="election", messages=("Notification",), colour="#d97706"),
+            ViewPhase(
+                name="discovery + sync",
+                messages=("FollowerInfo", "LeaderInfo", "AckEpoch", "NewLeader", "UpToDate", "Snapshot"),
+                colour="#7c3aed",
+            ),
+            ViewPhase(name="broadcast", messages=("Proposal", "Ack", "Commit", "Inform"), colour="#2563eb"),
+        ),
+    ),
+    "pbft": ViewSpec(
+        roles=("leader", "backup", "view-change"),
+        leader_roles=("leader",),
+        generation="view",
+        entry="request",
+        panel="log",
+        phases=(
+            ViewPhase(name="pre-prepare", messages=("PrePrepare",), colour="#d97706"),
+            ViewPhase(name="prepare", messages=("Prepare",), colour="#2563eb"),
+            ViewPhase(name="commit", messages=("Commit",), colour="#059669"),
+            ViewPhase(name="view change", messages=("ViewChange", "NewView"), colour="#dc2626"),
+            ViewPhase(
+                name="checkpoint", messages=("Checkpoint", "FetchState", "StateReply"), colour="#7c3aed"
+            ),
+        ),
+    ),
+    "2pc": ViewSpec(
+        roles=("coordinator", "participant"),
+        generation="epoch",
+        panel="votes",
+        phases=(_COMMIT_VOTES, _COMMIT_DECISION),
+        vote_pattern=r"^Vote (?<txn>\S+) (?<vote>yes|no)",
+        yes_votes=("yes",),
+    ),
+    "3pc": ViewSpec(
+        roles=("coordinator", "participant"),
+        generation="epoch",
+        panel="votes",
+        phases=(
+            _COMMIT_VOTES,
+            ViewPhase(name="pre-commit", messages=("PreCommit", "PreCommitAck"), colour="#2563eb"),
+            _COMMIT_DECISION,
+            ViewPhase(name="termination", messages=("StateRequest", "StateReport"), colour="#dc2626"),
+        ),
+        vote_pattern=r"^Vote (?<txn>\S+) (?<vote>yes|no)",
+        yes_votes=("yes",),
+    ),
+    "paxos-commit": ViewSpec(
+        roles=("leader", "participant+acceptor", "acceptor", "participant"),
+        generation="epoch",
+        panel="votes",
+        phases=(
+            ViewPhase(name="prepare", messages=("Prepare",), colour="#d97706"),
+            ViewPhase(name="vote (phase 2)", messages=("Phase2a", "Phase2b"), colour="#2563eb"),
+            ViewPhase(name="recovery (phase 1)", messages=("Phase1a", "Phase1b", "Nack"), colour="#dc2626"),
+            _COMMIT_DECISION,
+        ),
+        vote_pattern=r"^Phase2a (?<txn>\S+) rm=(?<rm>\S+) \S+ (?<vote>prepared|aborted)",
+        yes_votes=("prepared",),
+    ),
+    "gossip": ViewSpec(roles=("member",), **_GOSSIP_VIEW),
+    # The AP store on the same epidemics: its stamps are hybrid logical clocks
+    # (key@wall+logical.origin); the rumour's counter is the wall part.
+    "gossip-kv": ViewSpec(roles=("replica",), **_GOSSIP_VIEW),
+    "swim": ViewSpec(
+        heartbeats=("Ping", "Ack"),
+        panel="members",
+        phases=(
+            ViewPhase(name="probe", messages=("Ping", "Ack", "PingReq", "Nack"), colour="#2563eb"),
+            ViewPhase(name="dissemination", messages=("Gossip", "PushPull"), colour="#dc2626"),
+        ),
+    ),
+}
 
 
 # ---------------------------------------------------------------------- the build
@@ -380,6 +572,16 @@ def builtin_catalog() -> Catalog:
         scenarios=_scenarios_of("gossip"),
     )
     catalog.add_command("gossip", "consensuskit.cli_gossip:app")
+    # The AP store beside the linearizable ones (issue 13): the kv routes, no
+    # linearizability model; its monitor checks convergence and measures lost writes.
+    catalog.add_protocol(
+        gossip_kv_spec(),
+        family="gossip",
+        readme="src/consensuskit/protocols/gossip/README.md",
+        checker_module="check/gossip_kv.py",
+        monitor=_gossip_kv_monitor,
+        scenarios=_scenarios_of("gossip_kv"),
+    )
     catalog.add_protocol(
         zab_spec(),
         family="zab",
@@ -406,6 +608,17 @@ def builtin_catalog() -> Catalog:
     # (protocols/byzantine/README.md says why): a family command and scenarios.
     catalog.add_command("byzantine", "consensuskit.cli_byzantine:app")
     catalog.add_scenarios("byzantine", _scenarios_of("byzantine"))
+    # Sharded Raft: S Raft groups in each node, transactions across them (bank, kv, txn).
+    catalog.add_protocol(
+        sharded_spec(raft_spec()),
+        family="sharded",
+        readme="src/consensuskit/protocols/sharded/README.md",
+        checker=_sharded_checker,
+        checker_module="check/sharded.py",
+        monitor=_sharded_monitor,
+        scenarios=_scenarios_of("sharded"),
+    )
+    catalog.add_command("serializable", "consensuskit.cli_sharded:serializable")
     # PBFT is a replicated log (log=True): it takes the service's state machine and
     # serves every log service; its clients wait for f+1 matching replies (reply_quorum).
     catalog.add_protocol(
@@ -420,6 +633,8 @@ def builtin_catalog() -> Catalog:
     # Each node's own key pair and its entry in the cluster's public keys file.
     catalog.add_command("node-key", "consensuskit.cli_node_key:node_key")
     add_services(catalog)
+    # The browser view of traces and live clusters (view/).
+    catalog.add_command("view", "consensuskit.view.commands:view_command")
     # The etcd service's example resource for its locks (services/fenced_store.py).
     catalog.add_command("fenced-store", "consensuskit.services.fenced_store:fenced_store_command")
     return catalog
@@ -429,9 +644,11 @@ def add_services(catalog: Catalog | Registry) -> None:
     """Register the services this build ships."""
     catalog.add_service(kv_service())
     catalog.add_service(gossip_map_service())
+    catalog.add_service(eventual_kv_service())
     catalog.add_service(etcd_service())
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
+    catalog.add_service(shard_kv_service())
 
 
 def generals_catalog() -> Catalog:

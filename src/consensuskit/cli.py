@@ -241,12 +241,30 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
+def _heartbeat_types(protocol: str) -> frozenset[str]:
+    """The protocol's background liveness messages (the catalog's view of it), which the
+    timeline collapses; Raft's for a name the catalog does not know (a family)."""
+    from consensuskit.view.summaries import catalog_views
+    from consensuskit.viz.timeline import HEARTBEAT_TYPES
+
+    view = catalog_views().get(protocol)
+    return frozenset(view.heartbeats) if view is not None else HEARTBEAT_TYPES
+
+
 def _timeline_width(console: Console) -> int | None:
     # Cut rows to the terminal; a pipe or file gets them whole.
     return console.width if console.is_terminal else None
 
 
 # ----------------------------------------------------------------- scenarios
+ViewOpt = Annotated[
+    bool, typer.Option("--view", help="Then serve the run in the browser view (Ctrl-C to stop).")
+]
+ViewPortOpt = Annotated[
+    int, typer.Option(min=0, max=65535, help="Port of the --view page (0: any free one).")
+]
+
+
 @scenario_app.command("list")
 def scenario_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
@@ -325,7 +343,9 @@ def run_one_scenario(
     if timeline and run.sim is not None:
         node_ids = list(run.sim.node_ids)
         console.print(
-            timeline_text(records, node_ids, _timeline_width(console), heartbeats),  # type: ignore[arg-type]
+            timeline_text(  # type: ignore[arg-type]
+                records, node_ids, _timeline_width(console), heartbeats, _heartbeat_types(scenario.protocol)
+            ),
             soft_wrap=True,
         )
     for e in run.expectations:
@@ -365,6 +385,8 @@ def scenario_run(
         list[str] | None,
         typer.Option(metavar="NAME=VALUE", help="Set a scenario parameter (see `scenario list`)."),
     ] = None,
+    view: ViewOpt = False,
+    view_port: ViewPortOpt = 7070,
 ) -> None:
     """Run one scenario; exit 0 exactly when its expected outcome holds."""
     bugs = list(bug or []) + (["commit-previous-term"] if unsafe_commit else [])
@@ -373,8 +395,35 @@ def scenario_run(
             f"unknown mode {heartbeats!r}; valid: {', '.join(HEARTBEAT_MODES)}", param_hint="'--heartbeats'"
         )
     mode = "hide" if no_heartbeats else heartbeats
-    passed = run_one_scenario(scenario_id, seed, timeline, trace, as_json, mode, bugs=bugs, params=param)
+    with tempfile.TemporaryDirectory(prefix="consensuskit-view-") as tmp:
+        trace_path = trace or (str(Path(tmp) / "trace.jsonl") if view else None)
+        passed = run_one_scenario(
+            scenario_id, seed, timeline, trace_path, as_json, mode, bugs=bugs, params=param
+        )
+        if view and trace_path is not None:
+            scenario = default_catalog().scenario(scenario_id)
+            title = f"{scenario.id} (seed {seed})"
+            _serve_view(trace_path, scenario.protocol, None, title, view_port)
     raise typer.Exit(0 if passed else 1)
+
+
+def _serve_view(trace_path: str, protocol: str, node_ids: list[str] | None, title: str, port: int) -> None:
+    """Serve the browser view (view/) of the trace a run just wrote, until Ctrl-C."""
+    from consensuskit.view import commands as view_commands
+    from consensuskit.view.summaries import catalog_views
+    from consensuskit.view.trace_io import TraceError, load_trace
+
+    try:
+        records = load_trace(trace_path)
+    except TraceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--view'") from None
+    if not records:
+        _console().print("[yellow]this run wrote no trace (no simulation ran): nothing to view[/]")
+        return
+    views = catalog_views()
+    view_commands.serve_records(
+        records, protocol if protocol in views else None, node_ids, title, port=port
+    )
 
 
 # ----------------------------------------------------------------------- sim
@@ -410,7 +459,13 @@ def print_summary(result: Any, console: Console, tail_heartbeats: str = "collaps
         if v.trace_tail:
             console.print("[bold]trace before the violation:[/]")
             console.print(
-                timeline_text(v.trace_tail, list(result.node_ids), _timeline_width(console), tail_heartbeats),  # type: ignore[arg-type]
+                timeline_text(  # type: ignore[arg-type]
+                    v.trace_tail,
+                    list(result.node_ids),
+                    _timeline_width(console),
+                    tail_heartbeats,
+                    _heartbeat_types(result.protocol),
+                ),
                 soft_wrap=True,
             )
     if result.linearizable is False:
@@ -461,6 +516,8 @@ def sim_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
+    view: ViewOpt = False,
+    view_port: ViewPortOpt = 7070,
 ) -> None:
     """Run one randomized simulation; exit 0 when no invariant broke and the history
     was not found non-linearizable.  A protocol's own flags (e.g. swim's --loss) follow
@@ -479,7 +536,8 @@ def sim_cmd(
         runtime,
         flags=parse_protocol_flags(ctx, protocol),
     )
-    config.trace_path = trace
+    view_dir = tempfile.TemporaryDirectory(prefix="consensuskit-view-") if view and not trace else None
+    config.trace_path = trace or (str(Path(view_dir.name) / "trace.jsonl") if view_dir else None)
     config.history_path = history
     sim = build_simulation(config)
     try:
@@ -492,7 +550,12 @@ def sim_cmd(
             console = _console()
             console.print("[bold]trace before the crash:[/]")
             console.print(
-                timeline_text(sim.trace.tail(40), list(config.node_ids), _timeline_width(console)),
+                timeline_text(
+                    sim.trace.tail(40),
+                    list(config.node_ids),
+                    _timeline_width(console),
+                    heartbeat_types=_heartbeat_types(protocol),
+                ),
                 soft_wrap=True,
             )
         traceback.print_exception(exc, file=sys.stderr)
@@ -501,6 +564,11 @@ def sim_cmd(
         print(json.dumps(result.to_json(), indent=2))
     else:
         print_summary(result, _console())
+    if view and config.trace_path is not None:
+        sim.close()  # the trace file is whole before the page reads it
+        _serve_view(config.trace_path, protocol, list(config.node_ids), f"{protocol} seed {seed}", view_port)
+    if view_dir is not None:
+        view_dir.cleanup()
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -424,6 +424,25 @@ def test_a_tuple_of_messages_holds_only_that_class():
     assert msg == "malformed AppendEntries: field 'entries' holds a Heartbeat, not a LogEntry"
 
 
+def test_a_tuple_of_messages_takes_a_registered_subclass_of_its_class():
+    """A family may extend an entry type (gossip's KVEntry is an Entry) and send it in its
+    base's messages; a sibling class is still refused."""
+    from consensuskit.protocols.gossip.messages import Entry, KVEntry, Rumor
+
+    mixed = Rumor(
+        entries=(
+            Entry(key="a", counter=1, origin="n1"),
+            KVEntry(key="b", counter=2, origin="n2", deleted=True),
+        )
+    )
+    back = decode(encode(mixed))
+    assert back == mixed and [type(e) for e in back.entries] == [Entry, KVEntry]
+    heartbeat = raft_mod.Heartbeat(term=1, leader="n1", commit=0)
+    assert raises_codec(encode(Rumor(entries=(heartbeat,)))) == (  # type: ignore[arg-type]
+        "malformed Rumor: field 'entries' holds a Heartbeat, not a Entry"
+    )
+
+
 def test_int_where_bool_declared():
     # RequestVoteResponse(term, granted, pre_vote)
     msg = raises_codec(frame(13, 1, 1, False))

@@ -52,8 +52,11 @@ EXPECTED = {
     "3pc": (),
     "paxos-commit": (),
     "gossip": (),
+    "gossip-kv": (),  # an AP store: every node a replica, no leader, no log
     "swim": (),  # a membership protocol: no leader, no log
     "pbft": (HAS_LEADER, REPLICATED_LOG),
+    # S Raft groups per node, each with its own leader: the node itself has none.
+    "sharded-raft": (),
 }
 WITH_LEADER = ("raft", "multipaxos")
 # pbft: a primary, zab: a leader; neither changes membership
@@ -87,7 +90,7 @@ def test_every_protocol_offers_its_capabilities(protocol: str) -> None:
         assert capabilities(node) == EXPECTED[protocol]
         status = node.node_status()
         assert isinstance(status, NodeStatus) and status.id == node_id
-        assert status.generation_name in ("term", "round", "incarnation", "counter", "view", "epoch")
+        assert status.generation_name in ("term", "round", "incarnation", "counter", "view", "epoch", "hlc")
         has_log = REPLICATED_LOG in EXPECTED[protocol]
         if has_log:
             pos = node.log_position()

@@ -157,3 +157,30 @@ def test_filters_drop_deliver_hold():
     with pytest.raises(ValueError):
         blast(sim, "n1", "n2", 1)
     sim.remove_filter(bad)
+
+
+def test_observers_see_every_send_once_and_change_nothing():
+    """An observer sees node-to-node sends, also those a partition or a filter drops and
+    those held (once, not again on release), changes no fate, and is no fault: the trace
+    is the same as without it."""
+
+    def run(observe: bool) -> tuple[list, str, dict]:
+        sim = echo_sim(network=FIXED)
+        seen: list[tuple[str, str, int]] = []
+        if observe:
+            sim.add_observer(lambda s, d, m: seen.append((s, d, m.value)))
+        sim.partition([["n1"], ["n2", "n3"]])
+        blast(sim, "n1", "n2", 2)  # dropped by the partition
+        sim.heal()
+        sim.add_filter(lambda s, d, m: "hold" if d == "n3" else None)
+        blast(sim, "n1", "n3", 1)
+        blast(sim, "n1", "n2", 1)
+        sim.run_for(0.1)
+        sim.release_held()
+        sim.run_for(0.1)
+        return seen, sim.trace.sha256(), dict(sim.faults)
+
+    seen, traced, faults = run(observe=True)
+    assert seen == [("n1", "n2", 0), ("n1", "n2", 1), ("n1", "n3", 0), ("n1", "n2", 0)]
+    _, plain, plain_faults = run(observe=False)
+    assert traced == plain and faults == plain_faults

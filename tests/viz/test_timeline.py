@@ -107,3 +107,17 @@ def test_restart_lane_comes_back_and_unknown_endpoints_are_labelled() -> None:
         "   1.500    S     |     |    n1 starts (incarnation 2)",
         "   1.600    |     x     |    dropped c1 -> n2 ClientRequest (crashed)",
     ]
+
+
+def test_a_protocols_own_heartbeats_collapse_when_given() -> None:
+    """Which messages are heartbeats comes from the catalog (ViewSpec.heartbeats): ZAB's
+    Ping is one there, not by Raft's default."""
+    from consensuskit.view.summaries import heartbeat_types
+
+    records = [
+        deliver(1.0, "n1", "n2", "Ping", "Ping epoch=1"),
+        deliver(1.1, "n2", "n1", "PingAck", "PingAck"),
+    ]
+    assert len(render_timeline(records, NODES).splitlines()) == 3  # drawn as messages
+    collapsed = render_timeline(records, NODES, heartbeat_types=heartbeat_types("zab")).splitlines()
+    assert collapsed[1:] == ["   1.100    |     |     |    … 2 heartbeats since 1.000"]

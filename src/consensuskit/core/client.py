@@ -144,6 +144,15 @@ REMOVED = "removed"
 SESSION_EXPIRED = "session-expired"
 # request-id-reused: the session's last (client_id, seq) names a different command.
 REQUEST_ID_REUSED = "request-id-reused"
+# "unsupported: <why>": the protocol never serves this request (an operation or a read
+# consistency it does not offer, e.g. compare-and-swap on an eventually consistent store);
+# definitely not applied, and no other node of the cluster would apply it either.
+UNSUPPORTED = "unsupported"
+
+
+def unsupported(reason: str) -> str:
+    """The error of a request the protocol never serves, with the reason (one line)."""
+    return f"{UNSUPPORTED}: {reason}"
 
 
 @message(3)

@@ -16,7 +16,9 @@ declared scalar types, and raises ``CodecError`` naming what was wrong.  A field
 receiver's next term, ballot or index unstorable (a halt, issue 10).  A field declared as
 a registered message class (or a union with one) must hold that class, and a
 ``tuple[M, ...]`` of a message class only instances of M: a peer's integer where a log
-entry or a ballot belongs must not reach a handler.
+entry or a ballot belongs must not reach a handler.  An instance of M is also one of a
+registered subclass of M (decoded by its own tag): a family may extend an entry type
+and still send it in its base's messages.
 
 ``iter_encode(obj)`` yields the same bytes as ``encode(obj)`` in pieces of about
 ``piece_bytes``, so a 100 MB snapshot can be written or streamed without a 100 MB copy.
@@ -191,7 +193,8 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
         element = marker.elements[i]
         if element is not None:  # tuple[M, ...]: every item an M
             env[f"elem{i}"] = element
-            lines.append(f"    if v{i}.__class__ is tuple and not all(e.__class__ is elem{i} for e in v{i}):")
+            check = f"e.__class__ is elem{i} or isinstance(e, elem{i})"  # the exact class first: cheap
+            lines.append(f"    if v{i}.__class__ is tuple and not all({check} for e in v{i}):")
             lines.append("        return slow(marker, values[1:])")
     setters = _slot_setters(marker.cls, marker.names)
     if setters is None:
@@ -293,7 +296,7 @@ def _build(marker: _Marker, values: tuple[Any, ...]) -> Any:
             element = marker.elements[marker.names.index(name)]
             if element is not None and type(value) is tuple:
                 for item in value:
-                    if type(item) is not element:
+                    if not isinstance(item, element):
                         raise CodecError(
                             f"malformed {cls.__name__}: field {name!r} holds a {type(item).__name__}, "
                             f"not a {element.__name__}"

@@ -18,7 +18,10 @@ Rules this module owns (protocols and services, core/service.py):
     options the nodes get, in the simulator and on the server alike;
   * ``reply_quorum``: how many nodes must give matching answers before a client trusts
     one (a protocol that tolerates lying nodes), given the run's protocol options (a
-    protocol option or bug knob may change it); clients honour it (sim/workload.py).
+    protocol option or bug knob may change it); clients honour it (sim/workload.py);
+  * ``view``: how the browser view (view/) and the terminal timeline draw the protocol
+    (``ViewSpec``): plain data, sent to the page as JSON; a protocol without one draws
+    generically (roles and messages, no protocol panel).
 """
 
 from __future__ import annotations
@@ -109,6 +112,70 @@ def flag_options(flags: Sequence[ProtocolFlag], values: dict[str, Any]) -> dict[
     return {f.key: values[f.key] for f in flags if f.option and f.key in values}
 
 
+VIEW_PANELS: tuple[str, ...] = ("none", "log", "members", "votes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewPhase:
+    """A named step of the protocol, drawn in one colour: the message types in it."""
+
+    name: str
+    messages: tuple[str, ...]
+    colour: str  # a CSS colour
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewSpec:
+    """What a viewer of traces needs to know of a protocol, as data.
+
+    The fields are read from trace records (sim/trace.py): ``rec`` records of kind
+    ``role`` carry ``role``, the generation (``generation_field``) and ``leader``;
+    ``commit``/``learned`` records move the log's indices.  Patterns are JavaScript
+    regular expressions (named groups ``(?<name>...)``) matched against a message's
+    summary; the page runs them, tests run them in Python too.
+    """
+
+    roles: tuple[str, ...] = ()  # role names as recorded; the leading ones first
+    leader_roles: tuple[str, ...] = ()  # roles meaning "this node leads"
+    generation: str = ""  # what the protocol calls it: term, epoch, view, ballot
+    generation_field: str = ""  # the role records' field holding it ("" = generation)
+    heartbeats: tuple[str, ...] = ()  # message types that are background liveness traffic
+    entry: str = ""  # what one log entry is called ("entry", "txn", "request"); "" = no log
+    panel: str = "none"  # the protocol panel: one of VIEW_PANELS
+    phases: tuple[ViewPhase, ...] = ()
+    # panel "members" (gossip): messages of these types spread rumours; each match of
+    # rumour_pattern (group "id") in the summary names one rumour version.
+    rumours: tuple[str, ...] = ()
+    rumour_pattern: str = ""
+    # panel "votes" (atomic commit): a message matching vote_pattern (groups "txn",
+    # "vote" and optionally "rm", else the sender) is a vote; ``yes_votes`` are the yeses.
+    vote_pattern: str = ""
+    yes_votes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.panel not in VIEW_PANELS:
+            raise ValueError(f"view panel {self.panel!r}: expected one of {', '.join(VIEW_PANELS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as the page reads it (JSON types only)."""
+        return {
+            "roles": list(self.roles),
+            "leader_roles": list(self.leader_roles),
+            "generation": self.generation,
+            "generation_field": self.generation_field or self.generation,
+            "heartbeats": list(self.heartbeats),
+            "entry": self.entry,
+            "panel": self.panel,
+            "phases": [
+                {"name": p.name, "messages": list(p.messages), "colour": p.colour} for p in self.phases
+            ],
+            "rumours": list(self.rumours),
+            "rumour_pattern": self.rumour_pattern,
+            "vote_pattern": self.vote_pattern,
+            "yes_votes": list(self.yes_votes),
+        }
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProtocolSpec:
     name: str
@@ -143,6 +210,8 @@ class ProtocolSpec:
     # every node (PBFT: f+1 replies; a client cannot trust one node).  None: the first ok
     # answer is the answer (every crash-fault protocol).
     reply_quorum: Callable[[int, bool, Mapping[str, Any]], int] | None = None
+    # How viewers draw it (see ViewSpec); filled in by the catalog.
+    view: ViewSpec = field(default_factory=ViewSpec)
 
     @property
     def default_service(self) -> str:

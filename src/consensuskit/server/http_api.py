@@ -22,7 +22,10 @@ Rules this module owns:
   * the node is read through its capabilities (core/capabilities.py): ``/v1/status`` is
     its common status plus each capability's fields; a route whose capability the node
     lacks (membership change, leader transfer) answers 501 ``not-implemented`` naming
-    it in ``capability``, after the admin check and before any other;
+    it in ``capability``, after the admin check and before any other; a request the
+    protocol never serves (its node refuses it as ``unsupported: <why>``, core/client.py:
+    compare-and-swap or a linearizable read on an eventually consistent store) answers
+    501 ``not-implemented`` with the reason;
   * client auth (users, roles, tokens; off until enabled): every key-value request, and
     ``/v1/status``, ``/v1/members``, ``/metrics`` as configured, passes ``self.auth``
     first (``auth_api.py`` owns those rules and the ``/v1/auth/...`` routes).
@@ -62,6 +65,7 @@ from consensuskit.core.client import (
     REQUEST_ID_REUSED,
     SESSION_EXPIRED,
     STALE_SESSION,
+    UNSUPPORTED,
     ClientRequest,
     ClientResponse,
 )
@@ -368,6 +372,12 @@ class NodeApi:
                 f"this {REQUEST_ID_HEADER} already names another command (the session's last write); "
                 "nothing was applied: a new write needs the next seq",
                 outcome=NOT_APPLIED,
+            )
+        if error is not None and error.startswith(f"{UNSUPPORTED}: "):
+            # The protocol never serves it (core/client.py): the client must ask differently.
+            reason = error.removeprefix(f"{UNSUPPORTED}: ")
+            return ApiError(
+                501, "not-implemented", f"protocol {self.config.protocol}: {reason}", outcome=NOT_APPLIED
             )
         return ApiError(500, "rejected", f"the node refused the request: {error}", outcome=NOT_APPLIED)
 

@@ -1,8 +1,10 @@
 """The gossip-map service: an eventually consistent map served by the gossip protocol.
 
 ``put KEY VALUE`` is accepted by any node and stamped there; ``get KEY`` reads that
-node's replica. There is no linearizability verdict (``model=None``): the property the
-gossip family checks is convergence (check/gossip.py), after the run settles.
+node's replica. Front doors: ``PUT/GET /v1/map/KEY``, ``Client.service("gossip-map")``
+and ``consensuskit gossip-map put|get`` (services/gossip_map_http.py). There is no
+linearizability verdict (``model=None``): the property the gossip family checks is
+convergence (check/gossip.py), after the run settles.
 
 Rules this module owns (the workload): keys ``k0 .. k{keys-1}``; 70% put, 30% get; values
 are unique ints (client index * 1_000_000 + counter).
@@ -93,4 +95,8 @@ SERVICE = ServiceSpec(
     make_workload=MapWorkload,
     model=None,
     log=False,
+    http="consensuskit.services.gossip_map_http:ROUTES",
+    client="consensuskit.services.gossip_map_http:GossipMapClient",
+    cli="consensuskit.services.gossip_map_http:CLI",
+    example="consensuskit gossip-map put hello world --endpoints {url}",
 )

@@ -240,6 +240,7 @@ class Simulation:
         self._blocked: set[tuple[str, str]] = set()
         self._cut: set[tuple[str, str]] = set()
         self._filters: dict[int, Callable[[str, str, Any], str | None]] = {}
+        self._observers: list[Callable[[str, str, Any], None]] = []
         self._filter_ids = itertools.count(1)
         self.held: list[tuple[str, str, int, Any]] = []
         self._held_depth: dict[int, int] = {}
@@ -745,6 +746,9 @@ class Simulation:
         now = self.now
         tr = self._trace_append
         tr((now, "send", src, dst, mid, msg))
+        if self._observers and use_filters:  # a held message is observed once, when sent
+            for observe in self._observers:
+                observe(src, dst, msg)
         if self._filters and use_filters:
             verdict = self._filter(src, dst, msg)
             if verdict is not None:
@@ -1126,6 +1130,13 @@ class Simulation:
         self._filters[handle] = fn
         self._fault("filter", handle=handle)
         return handle
+
+    def add_observer(self, fn: Callable[[str, str, Any], None]) -> None:
+        """``fn(src, dst, msg)`` sees every message a node sends to a node, once, before
+        filters and the network decide its fate; it cannot change that fate.  Unlike a
+        filter it is not a fault: it leaves the trace as it was (a monitor counting
+        traffic uses it)."""
+        self._observers.append(fn)
 
     def remove_filter(self, handle: int) -> None:
         self._filters.pop(handle, None)

@@ -9,15 +9,16 @@ Rules this module owns:
   * a message is drawn when it is delivered (or dropped), from the source lane to the
     destination lane; sends, syncs, timers and client network hops are not drawn,
     because the delivery / role change / completion they cause says it better;
-  * heartbeat traffic (Heartbeat / HeartbeatResponse) is collapsed by default into one
-    line per run, ended by the next message, fault or client row and stamped with the
-    time of its last heartbeat (so times stay in order), or shown, or hidden;
+  * heartbeat traffic (the protocol's background liveness messages: the catalog's
+    ``ViewSpec.heartbeats``, passed as ``heartbeat_types``; Raft's by default) is
+    collapsed by default into one line per run, ended by the next message, fault or
+    client row and stamped with the time of its last heartbeat (so times stay in order), or shown, or hidden;
   * output is plain text; ``timeline_text`` adds rich styles per row kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +26,8 @@ HeartbeatMode = Literal["collapse", "show", "hide"]
 HEARTBEAT_MODES: tuple[str, ...] = ("collapse", "show", "hide")
 
 # Message types that only prove liveness; a run of them says nothing new per message.
+# Raft's, the default; a caller that knows the protocol passes its own (the catalog's
+# ``ProtocolSpec.view.heartbeats``, view/summaries.py ``heartbeat_types``).
 HEARTBEAT_TYPES = frozenset({"Heartbeat", "HeartbeatResponse"})
 
 # Row kinds -> rich style (used only by timeline_text).
@@ -64,11 +67,17 @@ class Row:
 class _Renderer:
     """Holds the per-node state the rows depend on (down lanes, last role)."""
 
-    def __init__(self, node_ids: list[str], heartbeats: HeartbeatMode) -> None:
+    def __init__(
+        self,
+        node_ids: list[str],
+        heartbeats: HeartbeatMode,
+        heartbeat_types: Collection[str] = HEARTBEAT_TYPES,
+    ) -> None:
         if heartbeats not in HEARTBEAT_MODES:
             raise ValueError(f"unknown heartbeat mode {heartbeats!r}; valid: {', '.join(HEARTBEAT_MODES)}")
         self.node_ids = list(node_ids)
         self.heartbeats = heartbeats
+        self.heartbeat_types = frozenset(heartbeat_types)
         self.lane_w = max([len(n) for n in self.node_ids] + [1]) + 4
         self.col = {n: i * self.lane_w + self.lane_w // 2 for i, n in enumerate(self.node_ids)}
         self.down: set[str] = set()
@@ -156,7 +165,7 @@ class _Renderer:
     def _message(self, t: float, r: dict[str, Any], dropped: bool) -> None:
         src, dst = r.get("src"), r.get("dst")
         summary = str(r.get("msg") or r.get("type") or "?")
-        if r.get("type") in HEARTBEAT_TYPES and self.heartbeats != "show":
+        if r.get("type") in self.heartbeat_types and self.heartbeats != "show":
             if self.heartbeats == "collapse":
                 self.heartbeat(t, dropped)
             return
@@ -272,9 +281,10 @@ def timeline_rows(
     records: Iterable[dict[str, Any]],
     node_ids: list[str],
     heartbeats: HeartbeatMode = "collapse",
+    heartbeat_types: Collection[str] = HEARTBEAT_TYPES,
 ) -> list[Row]:
     """The diagram as rows (header first); the shared core of both renderings."""
-    renderer = _Renderer(node_ids, heartbeats)
+    renderer = _Renderer(node_ids, heartbeats, heartbeat_types)
     for record in records:
         renderer.feed(record)
     renderer.flush_heartbeats()
@@ -292,9 +302,10 @@ def render_timeline(
     node_ids: list[str],
     width: int | None = None,
     heartbeats: HeartbeatMode = "collapse",
+    heartbeat_types: Collection[str] = HEARTBEAT_TYPES,
 ) -> str:
     """Plain-text space-time diagram; lines longer than ``width`` are cut with '…'."""
-    rows = timeline_rows(records, node_ids, heartbeats)
+    rows = timeline_rows(records, node_ids, heartbeats, heartbeat_types)
     return "\n".join(_fit(row.text(), width) for row in rows)
 
 
@@ -303,12 +314,13 @@ def timeline_text(
     node_ids: list[str],
     width: int | None = None,
     heartbeats: HeartbeatMode = "collapse",
+    heartbeat_types: Collection[str] = HEARTBEAT_TYPES,
 ) -> Any:
     """The same diagram as a ``rich.text.Text`` with a style per row kind."""
     from rich.text import Text
 
     text = Text(no_wrap=True, overflow="ellipsis")
-    rows = timeline_rows(records, node_ids, heartbeats)
+    rows = timeline_rows(records, node_ids, heartbeats, heartbeat_types)
     for i, row in enumerate(rows):
         if i:
             text.append("\n")

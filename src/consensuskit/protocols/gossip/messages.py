@@ -7,6 +7,11 @@ greater stamp wins; ``origin`` breaks ties) and names a write uniquely, since ea
 numbers its own writes upwards. Exchanges that restrict who may send entries carry the
 ``flow`` ("push": initiator to responder, "pull": responder to initiator, "push-pull":
 both) and whether the sender is the exchange's ``initiator``.
+
+A ``KVEntry`` is the gossip kv's entry (kv_node.py): its ``counter`` is a packed hybrid
+logical clock (hlc.py), ``deleted`` marks a tombstone, and ``prev_counter``/``prev_origin``
+name the write it replaced where it was written (None: the key was absent or deleted
+there), which is how a checker tells a sequential overwrite from a concurrent one.
 """
 
 from __future__ import annotations
@@ -145,3 +150,23 @@ class RumorRequest:
 
     def summary(self) -> str:
         return "RumorRequest"
+
+
+@message(100)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KVEntry(Entry):
+    """One version of a gossip kv key: a value, or a tombstone (``deleted``)."""
+
+    deleted: bool = False
+    prev_counter: int | None = None
+    prev_origin: str = ""
+
+    @property
+    def replaces(self) -> tuple[int, str] | None:
+        return None if self.prev_counter is None else (self.prev_counter, self.prev_origin)
+
+    def summary(self) -> str:
+        # The HLC as l+c (l in milliseconds; hlc.py packs it as l << 16 | c).
+        counter = self.counter
+        stamp = f"{counter >> 16}+{counter & 0xFFFF}" if isinstance(counter, int) else counter
+        return f"{self.key}@{stamp}.{self.origin}{' deleted' if self.deleted else ''}"

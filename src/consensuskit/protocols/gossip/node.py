@@ -117,6 +117,9 @@ def may_send(flow: str, initiator: bool) -> bool:
 
 
 class GossipNode:
+    # What a node reports as its role (a family built on this node may name its own).
+    role_name = "member"
+
     def __init__(self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> None:
         self.id = node_id
         self.env = env
@@ -144,7 +147,7 @@ class GossipNode:
         if period > 0:
             # A random phase, so the nodes' exchanges do not all start together.
             env.set_timer(ANTI_ENTROPY_TIMER, period * (0.5 + env.rng.random()))
-        env.record("role", role="member")
+        env.record("role", role=self.role_name)
 
     def on_timer(self, key: str) -> None:
         if key == RUMOR_TIMER:
@@ -334,7 +337,7 @@ class GossipNode:
                 e
                 for p in msg.prefixes
                 for e in replica.under(p)
-                if e.key not in theirs or e.stamp > theirs[e.key]
+                if e.key not in theirs or self._supersedes(e.stamp, theirs[e.key])
             )
             if giving:
                 self.env.send(src, Entries(entries=giving))
@@ -342,7 +345,7 @@ class GossipNode:
             wanted = tuple(
                 key
                 for key, stamp in sorted(theirs.items())
-                if (mine := replica.get(key)) is None or stamp > mine.stamp
+                if (mine := replica.get(key)) is None or self._supersedes(stamp, mine.stamp)
             )
             if wanted:
                 self.env.send(src, Want(flow=flow, initiator=me_first, keys=wanted))
@@ -360,6 +363,11 @@ class GossipNode:
 
     def _on_entries(self, src: str, msg: Entries) -> None:
         self._learn(msg.entries, source=src)
+
+    def _supersedes(self, stamp: tuple[int, str], other: tuple[int, str]) -> bool:
+        """Whether a version stamped ``stamp`` should replace one stamped ``other`` (what a
+        digest exchange offers and asks for): the greater stamp wins."""
+        return stamp > other
 
     @staticmethod
     def _flow(flow: str) -> str:
@@ -392,7 +400,7 @@ class GossipNode:
     def node_status(self) -> NodeStatus:
         return NodeStatus(
             id=self.id,
-            role="member",
+            role=self.role_name,
             leader=None,
             generation_name="counter",
             generation=self.replica.max_counter,

@@ -10,7 +10,9 @@ Rules this module owns:
     stamps, an inner node's hash its non-empty children's digits and hashes; the empty
     subtree's hash is b"" (and is not stored). Equal hashes at a prefix mean (up to hash
     collisions) equal entries under it.
-  * hashing is keyed BLAKE2b, 8 bytes: deterministic, no I/O.
+  * hashing is keyed BLAKE2b, 8 bytes: deterministic, no I/O;
+  * ``drop`` forgets a key outright (the gossip kv's tombstone collection): the tree is
+    rehashed as if the key had never been merged.
 """
 
 from __future__ import annotations
@@ -88,10 +90,29 @@ class Replica:
             self._rehash(touched)
         return changed
 
+    def drop(self, key: str) -> bool:
+        """Forget ``key`` (see the module rules); True if it was held."""
+        if self.entries.pop(key, None) is None:
+            return False
+        leaf = leaf_of(key)
+        del self.leaves[leaf][key]
+        for depth in range(DEPTH + 1):
+            prefix = leaf[:depth]
+            self.sizes[prefix] -= 1
+            if not self.sizes[prefix]:
+                del self.sizes[prefix]
+        if not self.leaves[leaf]:
+            del self.leaves[leaf]
+        self._rehash({leaf})
+        return True
+
     def _rehash(self, leaves: set[str]) -> None:
         hashes, kids = self.hashes, self.kids
         for leaf in leaves:
-            bucket = self.leaves[leaf]
+            bucket = self.leaves.get(leaf)
+            if not bucket:
+                hashes.pop(leaf, None)
+                continue
             hashes[leaf] = _h(
                 b"\x00".join(f"{k}\x01{e.counter}\x01{e.origin}".encode() for k, e in sorted(bucket.items()))
             )
@@ -100,10 +121,18 @@ class Replica:
             parents: set[str] = set()
             for child in level:
                 parent = child[:depth]
-                kids.setdefault(parent, set()).add(child[depth])
+                if child in hashes:
+                    kids.setdefault(parent, set()).add(child[depth])
+                elif parent in kids:
+                    kids[parent].discard(child[depth])
                 parents.add(parent)
             for parent in parents:
-                hashes[parent] = _h(b"".join(d.encode() + hashes[parent + d] for d in sorted(kids[parent])))
+                present = sorted(kids.get(parent, ()))
+                if present:
+                    hashes[parent] = _h(b"".join(d.encode() + hashes[parent + d] for d in present))
+                else:
+                    hashes.pop(parent, None)
+                    kids.pop(parent, None)
             level = parents
 
     def size_at(self, prefix: str) -> int:

@@ -1,0 +1,1 @@
+"""The browser view: a replay of a simulator trace or a live cluster, served as one page."""
