@@ -498,6 +498,16 @@ VIEWS: dict[str, ViewSpec] = {
         vote_pattern=r"^Phase2a (?<txn>\S+) rm=(?<rm>\S+) \S+ (?<vote>prepared|aborted)",
         yes_votes=("prepared",),
     ),
+    # S Raft groups per host: every message is a GroupMessage (its summary names the
+    # group), and role records carry a "group" field; the log panel shows the latest.
+    "sharded-raft": ViewSpec(
+        roles=("leader", "candidate", "pre-candidate", "follower"),
+        leader_roles=("leader",),
+        generation="term",
+        entry="entry",
+        panel="log",
+        phases=(ViewPhase(name="group traffic", messages=("GroupMessage",), colour="#2563eb"),),
+    ),
     "gossip": ViewSpec(roles=("member",), **_GOSSIP_VIEW),
     # The AP store on the same epidemics: its stamps are hybrid logical clocks
     # (key@wall+logical.origin); the rumour's counter is the wall part.

@@ -870,6 +870,12 @@ def server_cmd(
     enable_fault_injection: Annotated[
         bool | None, typer.Option("--enable-fault-injection", help="TEST ONLY: POST /v1/debug/faults.")
     ] = None,
+    events_ring: Annotated[
+        int | None, typer.Option(help="Events kept for GET /v1/events (default 10000; 0: no feed).")
+    ] = None,
+    events_sample: Annotated[
+        int | None, typer.Option(help="One message in N streamed to /v1/events listeners (default 1).")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Protocol option KEY=VALUE (JSON value).")
     ] = None,
@@ -938,6 +944,8 @@ def server_cmd(
             max_sessions=max_sessions,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
+            events_ring=events_ring,
+            events_sample=events_sample,
             cluster_id=cluster_id,
             bootstrap=bootstrap or None,
             rejoin=rejoin or None,
@@ -1037,6 +1045,12 @@ def up_cmd(
             "(default just above the peer ports).",
         ),
     ] = None,
+    view: Annotated[
+        bool, typer.Option("--view", help="Serve the browser view of the live cluster (fault hooks on).")
+    ] = False,
+    view_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of --view's page (0: any free one).")
+    ] = 7070,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
     A protocol's own flags (e.g. zab's --observers) follow the generic options.
@@ -1073,6 +1087,8 @@ def up_cmd(
             service=service,
             node_options=node_options,
             listen_base=listen_base or None,
+            view=view,
+            view_port=view_port,
         )
     )
 

@@ -287,3 +287,32 @@ def test_limits_come_from_the_file_and_the_flags(tmp_path):
     assert flagged.limits.max_buffered_bytes == 1000 and flagged.limits.max_connections == 7
     with pytest.raises(ConfigError, match="max_buffered_bytes: 1000 is below max_value_bytes"):
         build_config(path, max_buffered_bytes=1000)
+
+
+@async_test
+async def test_an_upgraded_connection_is_no_longer_framed_as_http_requests(tmp_path):
+    """A websocket (``GET /v1/events``) after its 101: the client's frames are not a
+    request head (no 408 at the header timeout) and it outlives the idle timeout."""
+    import aiohttp
+
+    from tests.server.runtime_harness import ADMIN_TOKEN
+
+    async with Cluster(tmp_path, ["n1"], transport="loopback", **LIMITS) as c:
+        await c.wait_leader()
+        url = c.servers["n1"].config.client_url + "/v1/events"
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=auth) as ws:
+            first = await ws.receive(timeout=5)
+            assert "snapshot" in json.loads(first.data)
+            end = time.monotonic() + 3 * LIMITS["idle_timeout"]
+            while time.monotonic() < end:  # frames from the client, then silence
+                await ws.ping()
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2 * LIMITS["idle_timeout"])
+            c.servers["n1"].runtime.record("still-here")
+            while True:  # the record arrives: the stream is still open
+                msg = await ws.receive(timeout=5)
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                if any(r.get("kind") == "still-here" for r in json.loads(msg.data).get("records", ())):
+                    break
+        assert guards(c).stats.header_timeouts == 0

@@ -48,6 +48,7 @@ from consensuskit.server.cluster import (
 )
 
 ENDPOINTS_ENV = "CONSENSUSKIT_ENDPOINTS"
+DEFAULT_VIEW_PORT = 7070  # `up --view`, as `consensuskit view`
 DEFAULT_ENDPOINTS = ",".join(f"127.0.0.1:{DEFAULT_BASE_PORT + i}" for i in range(3))
 
 
@@ -191,11 +192,15 @@ def up_command(
     protocol: str | None = None,
     service: str | None = None,
     listen_base: dict[str, int] | None = None,
+    view: bool = False,
+    view_port: int = DEFAULT_VIEW_PORT,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
 
     ``protocol`` is a registry name (default raft, or what the directory's cluster runs);
-    ``service`` one it can serve (default its own)."""
+    ``service`` one it can serve (default its own).  ``view`` serves the browser view of
+    the running cluster on ``view_port`` (view/live.py), with the test-only fault hooks
+    on (its partition buttons need them)."""
     console = console or Console(highlight=False)
     registry = default_registry()
     if protocol is not None and protocol not in registry.names():
@@ -208,6 +213,8 @@ def up_command(
             _err(str(exc.args[0]))
             return 2
         node_options = {**(node_options or {}), "service": service}
+    if view:  # not kept in the manifest: a later `up` without --view turns it off again
+        node_options = {**(node_options or {}), "enable_fault_injection": True}
     if nodes is None and protocol is not None and not (Path(data_dir) / MANIFEST).exists():
         # A new cluster: as many nodes as the protocol needs with its default options.
         nodes = max(3, registry.get(protocol).min_nodes)
@@ -221,6 +228,7 @@ def up_command(
         return 2
     cluster = LocalCluster(layout)
     code = 0
+    viewer: Any = None
     with _stop_on_signals():
         try:
             cluster.start(check_ports=False)
@@ -229,6 +237,14 @@ def up_command(
             )
             leader = cluster.wait_ready(startup_timeout)
             _print_endpoints(console, cluster, leader)
+            if view:
+                from consensuskit.view.live import ClusterView
+
+                viewer = ClusterView(cluster, port=view_port)
+                try:
+                    console.print(f"view: {viewer.start()}  (kill, pause, partition, put ... from the page)")
+                except OSError as exc:
+                    raise ClusterError(f"--view: cannot serve the view on port {view_port}: {exc}") from None
             _watch(console, cluster, refresh)
         except _Stop as stop:
             console.print(f"\n{stop.args[0]}: stopping {len(layout.nodes)} nodes ...")
@@ -239,6 +255,8 @@ def up_command(
             # A second Ctrl-C during shutdown must not leave processes behind.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if viewer is not None:
+                viewer.stop()  # first: its buttons act on the processes
             cluster.stop()
     console.print("all nodes stopped")
     return code

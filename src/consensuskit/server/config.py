@@ -49,6 +49,7 @@ DEFAULT_INLINE_SYNC_BYTES = 4096
 # hour is far beyond any client's retry deadline; 100k sessions cost about 50-70 MB.
 DEFAULT_SESSION_TTL = 3600.0
 DEFAULT_MAX_SESSIONS = 100_000
+DEFAULT_EVENTS_RING = 10_000  # events a node keeps for GET /v1/events (server/events.py)
 
 TOP_LEVEL = (
     "id",
@@ -76,6 +77,8 @@ TOP_LEVEL = (
     "session_ttl",
     "max_sessions",
     "enable_fault_injection",
+    "events_ring",
+    "events_sample",
     "log_level",
     "peers",
     "tls",
@@ -170,6 +173,10 @@ class ServerConfig:
     session_ttl: float = DEFAULT_SESSION_TTL  # seconds; 0: sessions never expire (no clock commands)
     max_sessions: int = DEFAULT_MAX_SESSIONS
     enable_fault_injection: bool = False
+    # The event feed (server/events.py, ``GET /v1/events``): events kept per node (0: no
+    # feed), and one message in ``events_sample`` streamed while someone listens.
+    events_ring: int = DEFAULT_EVENTS_RING
+    events_sample: int = 1
     log_level: str = "info"
     auth: AuthConfig = field(default_factory=AuthConfig)  # [auth]: client auth (server/auth.py)
     # Checked against the data directory's identity (server/identity.py); None: only the
@@ -374,6 +381,8 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         session_ttl=_non_negative_float(raw, "session_ttl", DEFAULT_SESSION_TTL),
         max_sessions=_positive_int(raw, "max_sessions", DEFAULT_MAX_SESSIONS),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
+        events_ring=_non_negative_int(raw, "events_ring", DEFAULT_EVENTS_RING),
+        events_sample=_positive_int(raw, "events_sample", 1),
         log_level=_log_level(raw.get("log_level", "info")),
         auth=auth,
         cluster_id=_cluster_id(raw.get("cluster_id")),

@@ -16,6 +16,8 @@ limits"):
   * the guard frames requests itself, only as far as it needs: the head ends at the
     first empty line, the body is ``Content-Length`` bytes; a body of unknown length
     (chunked, or a head too long to keep) ends when the answer starts;
+  * an answer ``101 Switching Protocols`` (a websocket) ends the guard's work on that
+    connection but its count: no framing, no clock (the new protocol keeps its own);
   * a connection with no request in progress is closed after ``idle_timeout`` (a fresh
     connection too), silently, as keep-alive connections are.  The idle clock starts
     again with every answer written; a request read in full and waiting for its
@@ -56,8 +58,8 @@ HEAD_KEEP_BYTES = 64 * 2**10  # the guard keeps at most this much of a head to f
 LINGER_SECONDS = 2.0  # after a refusal, how long bytes still arriving are read and dropped
 
 # Where the current request is.  WAIT: read in full, answer pending.  OPEN: a body of
-# unknown length, read until the answer starts.
-IDLE, HEAD, BODY, OPEN, WAIT = range(5)
+# unknown length, read until the answer starts.  UPGRADED: no more requests (after a 101).
+IDLE, HEAD, BODY, OPEN, WAIT, UPGRADED = range(6)
 # Which clock runs.
 _NO_CLOCK, _HEADER_CLOCK, _BODY_CLOCK, _IDLE_CLOCK = range(4)
 _NEVER = float("inf")
@@ -189,6 +191,9 @@ class GuardProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._inner is None:
             return
+        if self._state == UPGRADED:  # another protocol's bytes now (a websocket): not requests
+            self._inner.data_received(data)
+            return
         guards = self._guards
         self._unanswered += len(data)
         guards.buffered += len(data)
@@ -302,17 +307,30 @@ class GuardProtocol(asyncio.Protocol):
             self._state = WAIT
             self._clock, self.deadline = _NO_CLOCK, _NEVER
 
-    def on_write(self) -> None:
-        """An answer (or part of one) is being written."""
+    def on_write(self, data: Any = b"") -> None:
+        """An answer (or part of one) is being written: ``data``, or its first piece."""
+        state = self._state
+        if state == UPGRADED:
+            return
+        if not self._answered and data[:12] == b"HTTP/1.1 101":
+            self._upgraded()
+            return
         self._answered = True
         if self._unanswered:
             self._guards.buffered -= self._unanswered
             self._unanswered = 0
-        state = self._state
         if state != HEAD and state != BODY:  # WAIT, OPEN, IDLE: the idle clock (re)starts
             self._state = IDLE
             self._clock = _IDLE_CLOCK
             self.deadline = _now() + self._guards.limits.idle_timeout
+
+    def _upgraded(self) -> None:
+        """101 Switching Protocols: the connection speaks another protocol from now on
+        (a websocket), which keeps its own liveness (pings); no clock, no framing."""
+        self._answered = True
+        self._release()
+        self._state = UPGRADED
+        self._clock, self.deadline = _NO_CLOCK, _NEVER
 
     def _detach(self) -> None:
         """The parser is done with this connection: it is told the connection is lost, so
@@ -399,13 +417,14 @@ class GuardedTransport(asyncio.Transport):
     def write(self, data: Any) -> None:
         if self._guard._closing:
             return  # refused or timed out: the guard wrote the last answer
-        self._guard.on_write()
+        self._guard.on_write(data)
         self._real.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
         if self._guard._closing:
             return
-        self._guard.on_write()
+        list_of_data = list(list_of_data)
+        self._guard.on_write(list_of_data[0] if list_of_data else b"")
         self._real.writelines(list_of_data)
 
     def write_eof(self) -> None:

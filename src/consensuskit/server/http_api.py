@@ -73,6 +73,7 @@ from consensuskit.core.keys import REPLY_SIGNATURE_HEADER
 from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.server import edge
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
+from consensuskit.server.events import EventFeed, parse_since
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import change_visible, missing, supported_changes
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
@@ -111,6 +112,7 @@ class ApiHost(Protocol):
     runtime: NodeRuntime
     metrics: NodeMetrics
     started_at: float
+    events: EventFeed | None  # GET /v1/events (server/events.py)
 
     def directory(self) -> dict[str, PeerInfo]: ...
 
@@ -204,6 +206,7 @@ class NodeApi:
         r.add_route("DELETE", "/v1/members/{id}", self.remove_member)
         r.add_route("POST", "/v1/leader/transfer", self.transfer)
         r.add_route("POST", "/v1/debug/faults", self.faults)
+        r.add_route("GET", "/v1/events", self.events)
         r.add_route("GET", "/metrics", self.metrics)
         from consensuskit.server.auth_api import AuthRoutes
 
@@ -624,6 +627,28 @@ class NodeApi:
         self.host.set_blocked(set(block))
         log.warning("fault injection: node %s now blocks %s", self.config.node_id, sorted(block) or "nobody")
         return _ok({"blocked": sorted(set(block))})
+
+    # ------------------------------------------------------------------ events
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """The node's event feed over a websocket (server/events.py): the admin token
+        when one is configured, else what ``/v1/status`` needs."""
+        if self.config.admin_token is not None:
+            self._admin(request)
+        else:
+            await self.auth.endpoint(request, self.config.auth.status)
+        feed = self.host.events
+        if feed is None:
+            raise ApiError(404, "not-found", "this node keeps no event feed")
+        try:
+            since, incarnation = parse_since(_only_params(request, ("since", "incarnation")))
+        except ValueError as exc:
+            raise ApiError(400, "bad-request", str(exc)) from None
+        ws = web.WebSocketResponse(heartbeat=15.0)
+        if not ws.can_prepare(request).ok:
+            raise ApiError(400, "bad-request", "GET /v1/events is a websocket: send Upgrade: websocket")
+        await ws.prepare(request)
+        await feed.serve(ws, since, incarnation)
+        return ws
 
     def _admin(self, request: web.Request) -> None:
         token = self.config.admin_token

@@ -49,6 +49,7 @@ from consensuskit.server.config import (
     parse_peer_flag,
 )
 from consensuskit.server.conn_guard import GuardedSite
+from consensuskit.server.events import EventFeed, heartbeat_types
 from consensuskit.server.http_api import NodeApi
 from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
@@ -96,6 +97,7 @@ class NodeServer:
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
         # Signs client answers (server/reply_signing.py); None: a node that does not.
         self.reply_signer: ReplySigner | None = None
+        self.events: EventFeed | None = None  # GET /v1/events (server/events.py)
         # The service's listeners' close (core/service.py ``listeners``); None: none runs.
         self._close_listeners: Callable[[], Awaitable[None]] | None = None
 
@@ -135,6 +137,16 @@ class NodeServer:
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)
             raise ConfigError(f"protocol: {cfg.protocol}: {exc}") from None
+        if cfg.events_ring > 0:  # before the node starts: its first records are events too
+            self.events = EventFeed(
+                cfg.node_id,
+                self.runtime,
+                capacity=cfg.events_ring,
+                sample_every=cfg.events_sample,
+                heartbeats=heartbeat_types(spec),
+                protocol=cfg.protocol,
+            )
+            self.runtime.events = self.events
         problems = status_problems(self.runtime.node)
         if problems:  # a node without node_status(): nothing to serve /v1/status from
             _close(storage)
@@ -205,6 +217,8 @@ class NodeServer:
         await self._stop_listeners()
         if self.session_clock is not None:
             await self.session_clock.stop()
+        if self.events is not None:
+            self.events.close()
         if self.runtime is not None:
             await self.runtime.close()
         if self._runner is not None:
@@ -264,6 +278,8 @@ class NodeServer:
 
     def set_blocked(self, peers: set[str]) -> None:
         self.transport.set_blocked(peers)
+        if self.events is not None:
+            self.events.fault("block", peers=sorted(peers))
 
     def transport_status(self) -> dict[str, dict[str, Any]]:
         stats = getattr(self.transport, "stats", None)
@@ -468,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-ttl", dest="session_ttl", type=float)
     parser.add_argument("--max-sessions", dest="max_sessions", type=int)
     parser.add_argument("--inline-sync-bytes", dest="inline_sync_bytes", type=int)
+    parser.add_argument("--events-ring", dest="events_ring", type=int)
+    parser.add_argument("--events-sample", dest="events_sample", type=int)
     parser.add_argument("--fsync", dest="fsync", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
         "--enable-fault-injection", dest="enable_fault_injection", action="store_true", default=None

@@ -230,6 +230,11 @@ class NodeRuntime(Driver):
         self._handed: set[tuple[str, int]] = set()  # requests the node has seen, unanswered
         self._watchers: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
         self._leading = False
+        # The event feed (server/events.py): ``events`` takes every ``env.record``;
+        # ``events_tap`` is the same feed only while someone listens, and then sees the
+        # messages, requests and answers too (None: nothing extra per message).
+        self.events: Any = None
+        self.events_tap: Any = None
         # A log protocol gets the service's state machine (core/registry.py).
         self.node: ProtocolNode = spec.build(node_id, self, list(members), dict(options), service)
         self.batch_end = getattr(self.node, "on_batch_end", None)
@@ -276,6 +281,8 @@ class NodeRuntime(Driver):
             if self._leading and not leading:
                 self._leadership_lost()
             self._leading = leading
+        if self.events is not None:
+            self.events.rec(kind, fields)
         if self._debug:
             log.debug("%s %s %s", self.node_id, kind, fields)
 
@@ -461,6 +468,7 @@ class NodeRuntime(Driver):
         inbox = self._inbox
         stats = self.stats
         received = stats.received
+        tap = self.events_tap
         handled = 0
         try:
             while inbox and handled < MAX_BATCH_INPUTS:
@@ -469,8 +477,12 @@ class NodeRuntime(Driver):
                 if kind == _MESSAGE:
                     name = type(b).__name__
                     received[name] = received.get(name, 0) + 1
+                    if tap is not None:
+                        tap.on_deliver(a, b)
                     node.on_message(a, b)
                 elif kind == _REQUEST:
+                    if tap is not None:
+                        tap.on_request(a)
                     op_kind = a.op.kind
                     stats.requests[op_kind] = stats.requests.get(op_kind, 0) + 1
                     self._handed.add((a.client_id, a.seq))
@@ -568,12 +580,15 @@ class NodeRuntime(Driver):
     def _release_all(self, outputs: list[tuple[Any, Any]]) -> None:
         transport = self.transport
         sent = self.stats.sent
+        tap = self.events_tap
         sending = False
         me = self.node_id
         for dst, msg in outputs:
             if type(dst) is str:
                 name = type(msg).__name__
                 sent[name] = sent.get(name, 0) + 1
+                if tap is not None:
+                    tap.on_send(dst, msg)
                 if dst == me:
                     self._enqueue(_MESSAGE, me, msg)
                 elif transport is not None:
@@ -594,6 +609,8 @@ class NodeRuntime(Driver):
         answers = self.stats.answers
         code = "ok" if response.ok else str(response.error)
         answers[code] = answers.get(code, 0) + 1
+        if self.events_tap is not None:
+            self.events_tap.on_answer(response)
         waiting = self._waiters.pop(key, None)
         if waiting is None:
             return

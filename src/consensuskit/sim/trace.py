@@ -10,7 +10,9 @@ Rules this module owns:
     are encoded in batches, but the bytes are the same as one record at a time, so
     the digest does not depend on when ``sha256()`` is called;
   * the last ``keep`` (>= 2000) records stay in memory for ``tail()``;
-  * JSON lines are rendered only when a path was given.
+  * JSON lines are rendered only when a path was given; a ``rec``/``fault`` field named
+    like one of the record's own keys (``t``, ``ev``, ``node``, ``kind``) is rendered as
+    ``rec_<name>``, so it never overwrites which node the record belongs to.
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ def render(record: tuple[Any, ...]) -> dict[str, Any]:
             out["msg"] = summarize(value)
         elif name == "fields" or name == "args":
             if isinstance(value, dict):
-                out.update(value)
+                for key, item in value.items():
+                    # A field named like the record's own keys (a protocol's
+                    # record("rejoin-promote", node=peer)) must not rename the record's node.
+                    out[f"rec_{key}" if key in out else key] = item
             elif value is not None:
                 out[name] = value
         else:
