@@ -640,6 +640,8 @@ def builtin_catalog() -> Catalog:
         monitor=_pbft_monitor,
         scenarios=_scenarios_of("pbft"),
     )
+    # Each node's own key pair and its entry in the cluster's public keys file.
+    catalog.add_command("node-key", "consensuskit.cli_node_key:node_key")
     add_services(catalog)
     # The browser view of traces and live clusters (view/).
     catalog.add_command("view", "consensuskit.view.commands:view_command")

@@ -31,6 +31,14 @@ def _err(message: str) -> None:
 
 kv_app = typer.Typer(help="Read and write keys on a running cluster.", no_args_is_help=True)
 ConsistencyOpt = Annotated[str, typer.Option(help="linearizable, lease or stale.")]
+ProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol",
+        help="The cluster's protocol: one whose nodes may lie (pbft) makes the client ask every "
+        "endpoint and trust an answer only once its reply quorum (f+1) gave it alike.",
+    ),
+]
 
 
 @kv_app.command("get")
@@ -40,27 +48,49 @@ def kv_get(
     consistency: ConsistencyOpt = "linearizable",
     as_json: JsonOpt = False,
     user: UserOpt = None,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """Read a key."""
     raise typer.Exit(
-        kv_command("get", key, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
+        kv_command(
+            "get",
+            key,
+            endpoints=endpoints,
+            consistency=consistency,
+            as_json=as_json,
+            user=user,
+            protocol=protocol,
+        )
     )
 
 
 @kv_app.command("put")
 def kv_put(
-    key: str, value: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
+    key: str,
+    value: str,
+    endpoints: EndpointsOpt = None,
+    as_json: JsonOpt = False,
+    user: UserOpt = None,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """Write a key."""
-    raise typer.Exit(kv_command("put", key, value, endpoints=endpoints, as_json=as_json, user=user))
+    raise typer.Exit(
+        kv_command("put", key, value, endpoints=endpoints, as_json=as_json, user=user, protocol=protocol)
+    )
 
 
 @kv_app.command("delete")
 def kv_delete(
-    key: str, endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: UserOpt = None
+    key: str,
+    endpoints: EndpointsOpt = None,
+    as_json: JsonOpt = False,
+    user: UserOpt = None,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """Delete a key."""
-    raise typer.Exit(kv_command("delete", key, endpoints=endpoints, as_json=as_json, user=user))
+    raise typer.Exit(
+        kv_command("delete", key, endpoints=endpoints, as_json=as_json, user=user, protocol=protocol)
+    )
 
 
 @kv_app.command("cas")
@@ -74,6 +104,7 @@ def kv_cas(
     endpoints: EndpointsOpt = None,
     as_json: JsonOpt = False,
     user: UserOpt = None,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """Compare-and-swap a key by value or by version."""
     raise typer.Exit(
@@ -86,6 +117,7 @@ def kv_cas(
             expected_version=expected_version,
             as_json=as_json,
             user=user,
+            protocol=protocol,
         )
     )
 
@@ -97,10 +129,19 @@ def kv_list(
     consistency: ConsistencyOpt = "linearizable",
     as_json: JsonOpt = False,
     user: UserOpt = None,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """List keys under a prefix."""
     raise typer.Exit(
-        kv_command("list", prefix, endpoints=endpoints, consistency=consistency, as_json=as_json, user=user)
+        kv_command(
+            "list",
+            prefix,
+            endpoints=endpoints,
+            consistency=consistency,
+            as_json=as_json,
+            user=user,
+            protocol=protocol,
+        )
     )
 
 
@@ -118,8 +159,10 @@ def kv_command(
     timeout: float = 2.0,
     deadline: float = 10.0,
     user: str | None = None,
+    protocol: str | None = None,
 ) -> int:
-    """Run one key-value operation; returns the exit code.  ``user``: NAME:PASSWORD."""
+    """Run one key-value operation; returns the exit code.  ``user``: NAME:PASSWORD;
+    ``protocol``: the cluster's, for its reply quorum (``reply_options``)."""
     from consensuskit.client import CasFailed, ClientError, NotFound, Unavailable
     from consensuskit.server.auth_commands import BadInput, cli_client
     from consensuskit.server.commands import default_endpoints
@@ -129,7 +172,9 @@ def kv_command(
         _err(problem)
         return 2
     try:
-        client = cli_client(endpoints or default_endpoints(), user, timeout=timeout, deadline=deadline)
+        urls = endpoints or default_endpoints()
+        quorum = reply_options(protocol, urls)
+        client = cli_client(urls, user, timeout=timeout, deadline=deadline, **quorum)
     except BadInput as exc:
         _err(str(exc))
         return 2
@@ -165,6 +210,30 @@ def kv_command(
     elif text is not None:
         print(text)
     return code
+
+
+def reply_options(protocol: str | None, endpoints: str) -> dict[str, int]:
+    """The client options a protocol's ``reply_quorum`` asks for (ProtocolSpec): none for
+    a crash-fault protocol, ``replies``/``read_replies`` for one whose nodes may lie,
+    counted over the endpoints given (every node of the cluster, for PBFT), with the
+    protocol's default options."""
+    from consensuskit.catalog import default_registry
+    from consensuskit.client import parse_endpoints
+    from consensuskit.server.auth_commands import BadInput
+
+    if protocol is None:
+        return {}
+    registry = default_registry()
+    if protocol not in registry.names():
+        raise BadInput(f"unknown protocol {protocol!r}; valid: {', '.join(registry.names())}")
+    quorum = registry.get(protocol).reply_quorum
+    if quorum is None:
+        return {}
+    try:
+        nodes = len(parse_endpoints(endpoints))
+    except ValueError as exc:
+        raise BadInput(f"bad --endpoints: {exc}") from None
+    return {"replies": quorum(nodes, False, {}), "read_replies": quorum(nodes, True, {})}
 
 
 def _check_kv_args(

@@ -31,6 +31,14 @@ Rules this module owns:
     else the admin token when one is given; admin requests prefer the admin token.  A
     cluster with auth disabled answers the token request 409 ``auth-not-enabled``: the
     client then sends no token until a 401 says otherwise;
+  * ``replies=N`` (N > 1: a Byzantine fault-tolerant cluster, PBFT's f+1): an operation
+    goes to every endpoint at once under one request id, each retried on its own until
+    the deadline, and its answer is the one N distinct nodes gave alike (an error answer
+    too); no node's answer alone is trusted, so up to N-1 lying nodes cannot choose it.
+    ``read_replies`` sets another count for reads (PBFT's read-only optimisation: 2f+1).
+    With ``reply_keys`` (the cluster's public keys file, or node id -> Ed25519 public
+    key) a successful answer counts only with a valid ``X-Node-Signature`` of its node
+    (server/reply_signing.py), and answers are counted by signer, not by endpoint;
   * ``cache=True``: a get asks for a cache lease (``consistency=cache``) and the answer
     is kept while the lease runs by this process's clock (``client_cache.LeaseCache``:
     from when the read was sent, shortened by ``drift_bound``); gets of the key answer
@@ -46,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import itertools
 import json
 import os
@@ -241,6 +250,7 @@ class Answer:
     attempts: int
     request_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""  # the body as received (what a node's signature covers)
 
 
 # ---------------------------------------------------------------------- sessions
@@ -319,6 +329,19 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> list[str]:
     return out
 
 
+def _reply_keys(given: str | os.PathLike[str] | dict[str, bytes] | None) -> dict[str, bytes] | None:
+    """node id -> Ed25519 public key, from a public keys file (server/node_keys.py's
+    format) or as given; ValueError (one line) for a file that is not one."""
+    if given is None or isinstance(given, dict):
+        return given
+    try:
+        with open(given, encoding="utf-8") as f:
+            nodes = json.load(f)["nodes"]
+        return {str(node): bytes.fromhex(entry["ed25519"]) for node, entry in nodes.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"reply_keys {given}: not a public keys file ({exc})") from None
+
+
 def _leader_url(body: Any, headers: Any) -> str | None:
     if isinstance(body, dict):
         for name in ("leader_url", "leader_client_url", "leader_address", "location"):
@@ -359,16 +382,29 @@ class AsyncClient:
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        replies: int = 1,
+        read_replies: int | None = None,
+        reply_keys: str | os.PathLike[str] | dict[str, bytes] | None = None,
         cache: bool | LeaseCache = False,
         drift_bound: float = 0.05,
     ) -> None:
         if timeout <= 0 or deadline <= 0:
             raise ValueError("timeout and deadline must be positive")
+        if replies < 1 or (read_replies is not None and read_replies < 1):
+            raise ValueError("replies and read_replies must be at least 1")
         if (user is None) != (password is None):
             raise ValueError("give user and password together")
         if token is not None and user is not None:
             raise ValueError("give a token or a user and password, not both")
         self.endpoints = parse_endpoints(endpoints)
+        self.replies = replies
+        self.read_replies = replies if read_replies is None else read_replies
+        self.reply_keys = _reply_keys(reply_keys)
+        if max(self.replies, self.read_replies) > len(self.endpoints):
+            raise ValueError(
+                f"{max(self.replies, self.read_replies)} matching replies need as many endpoints, "
+                f"not {len(self.endpoints)}"
+            )
         self.timeout = timeout
         self.deadline = deadline
         self.admin_token = admin_token
@@ -674,8 +710,13 @@ class AsyncClient:
         and starts at the remembered leader.
         """
         deadline = asyncio.get_running_loop().time() + self.deadline
+        quorum = self.replies if write else self.read_replies
+        if quorum > 1 and endpoint is None and not admin:
+            send: Any = functools.partial(self._send_to_quorum, quorum)
+        else:
+            send = self._send_until_answered
         if not write:
-            return await self._send_until_answered(
+            return await send(
                 method, path, params, body, None, write, leader_only, endpoint, admin, json_body, deadline
             )
         pool = self._sessions
@@ -685,7 +726,7 @@ class AsyncClient:
                 assert session is not None
                 request_id = session.next_request_id()
                 try:
-                    return await self._send_until_answered(
+                    return await send(
                         method,
                         path,
                         params,
@@ -787,7 +828,7 @@ class AsyncClient:
                 if 200 <= status < 300:
                     if leader_only and not pinned:
                         self.leader = target
-                    return Answer(target, status, decoded, attempts, request_id, resp_headers)
+                    return Answer(target, status, decoded, attempts, request_id, resp_headers, raw)
                 if _is_redirect(status, decoded) and not pinned:
                     hint = _leader_url(decoded, resp_headers)
                     last_error = f"{target}: not the leader" + (f" (leader {hint})" if hint else "")
@@ -828,6 +869,106 @@ class AsyncClient:
             target = self._rotate(avoid=target)
             misses += 1
             await self._back_off(misses, deadline)
+
+    async def _send_to_quorum(
+        self,
+        quorum: int,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: bytes | None,
+        request_id: str | None,
+        write: bool,
+        leader_only: bool,
+        endpoint: str | None,
+        admin: bool,
+        json_body: bool,
+        deadline: float,
+    ) -> Answer:
+        """Every endpoint at once, one request id; the answer ``quorum`` nodes gave alike
+        (see the module rules).  A read's ``index`` is left out of the comparison: each
+        node orders the read under its own id, so each answers at its own index."""
+        loop = asyncio.get_running_loop()
+
+        async def one(target: str) -> tuple[str, Answer | ClientError]:
+            misses = 0
+            while True:
+                try:
+                    return target, await self._send_until_answered(
+                        method,
+                        path,
+                        params,
+                        body,
+                        request_id,
+                        write,
+                        False,
+                        target,
+                        False,
+                        json_body,
+                        deadline,
+                    )
+                except Unavailable:
+                    if loop.time() >= deadline:
+                        raise
+                    misses += 1
+                    await asyncio.sleep(min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(misses, 10)))
+                except ClientError as exc:
+                    return target, exc
+
+        def key(outcome: Answer | ClientError) -> str:
+            if isinstance(outcome, Answer):
+                doc: Any = ("ok", outcome.status, outcome.body)
+            else:
+                doc = ("error", outcome.status, outcome.code, {**outcome.details, "message": None})
+            if not write and isinstance(doc[-1], dict):
+                doc = (*doc[:-1], {k: v for k, v in doc[-1].items() if k != "index"})
+            return json.dumps(doc, sort_keys=True, default=repr)
+
+        def signer(target: str, outcome: Answer | ClientError) -> str | None:
+            """Who the answer counts for: its endpoint, or with ``reply_keys`` the node
+            whose signature it carries (None: none valid).  Error answers carry none."""
+            if not isinstance(outcome, Answer) or self.reply_keys is None:
+                return target
+            from consensuskit.core.keys import REPLY_SIGNATURE_HEADER, verify_reply
+
+            header = next(
+                (v for k, v in outcome.headers.items() if k.lower() == REPLY_SIGNATURE_HEADER.lower()), None
+            )
+            return verify_reply(header, request_id or "", outcome.status, outcome.raw, self.reply_keys)
+
+        tasks = {asyncio.ensure_future(one(target)): target for target in self.endpoints}
+        tally: dict[str, dict[str, Answer | ClientError]] = {}
+        failures: list[str] = []
+        try:
+            for done in asyncio.as_completed(tasks):
+                try:
+                    target, outcome = await done
+                except Unavailable as exc:
+                    failures.append(exc.message)
+                    continue
+                who = signer(target, outcome)
+                if who is None:
+                    failures.append(f"{target}: an answer without a valid node signature")
+                    continue
+                alike = tally.setdefault(key(outcome), {})
+                alike[who] = outcome
+                if len(alike) >= quorum:
+                    if isinstance(outcome, ClientError):
+                        raise outcome
+                    return outcome
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        answers = sorted((len(v), k) for k, v in tally.items())
+        raise Unavailable(
+            f"{method} {path}: no {quorum} matching answers from {', '.join(self.endpoints)} within "
+            f"{self.deadline:g} s (answers alike: {[n for n, _ in answers] or 0}; "
+            f"{len(failures)} nodes unanswered)",
+            maybe_applied=write,
+            attempts=len(self.endpoints),
+            last_error=failures[-1] if failures else None,
+        )
 
     async def _back_off(self, misses: int, deadline: float) -> None:
         # The first round over the endpoints goes at once; after that, attempts that keep

@@ -147,6 +147,8 @@ class Workload:
     deadline: float = 4.0
     seed: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    # More AsyncClient options (a reply quorum: ``replies=2`` for PBFT at n = 4).
+    client_options: dict[str, Any] = field(default_factory=dict)
 
     def key(self, i: int) -> str:
         return f"k{i}"
@@ -214,7 +216,9 @@ class ClientLoad:
         self._stop = asyncio.Event()
         self._ready.set()
         w = self.workload
-        async with AsyncClient(self.endpoints, timeout=w.timeout, deadline=w.deadline) as client:
+        async with AsyncClient(
+            self.endpoints, timeout=w.timeout, deadline=w.deadline, **w.client_options
+        ) as client:
             await asyncio.gather(
                 *(_worker(i, w, client, self.recorder, self._stop) for i in range(w.workers))
             )
@@ -240,11 +244,12 @@ def read_all(
     keys: list[str],
     process: str = "final",
     deadline: float = 20.0,
+    **client_options: Any,
 ) -> dict[str, OpRecord]:
     """A linearizable read of every key, recorded in the history."""
 
     async def main() -> dict[str, OpRecord]:
-        async with AsyncClient(endpoints, timeout=2.0, deadline=deadline) as client:
+        async with AsyncClient(endpoints, timeout=2.0, deadline=deadline, **client_options) as client:
             out = {}
             for seq, key in enumerate(keys, 1):
                 out[key] = await recorded(recorder, client, process, seq, "get", key)

@@ -2,9 +2,10 @@
 (an equivocating primary) while the Jepsen-style nemesis SIGKILLs the primary, pauses
 and partitions nodes.  The history stays linearizable and no acknowledged write is lost.
 
-The client is the platform's HTTP client, which trusts the one replica that answered
-(the f+1-reply client is the simulator's): so the faulty replica here lies to the other
-replicas, never to clients (its replies come from the correct replica inside it).
+The first test's client trusts the one replica that answered, so its faulty replica lies
+to the other replicas, never to clients.  The second's faulty replica lies to clients
+(``forge``: made-up results) and its client is the f+1 one (``replies=2``): every
+operation to every replica, the answer two gave alike.
 """
 
 from __future__ import annotations
@@ -58,5 +59,36 @@ def test_a_byzantine_primary_and_sigkills_keep_the_history_linearizable(tmp_path
     assert recorder.unexpected == []
     assert counts["ok"] > 20, f"too little got through the faults: {counts}"
     assert after == before
+    assert_acknowledged_writes_survive(recorder, after)
+    check_linearizable(recorder, tmp_path / "history.jsonl")
+
+
+def test_a_replica_lying_to_clients_and_sigkills_keep_the_f_plus_1_history_linearizable(
+    tmp_path: Path,
+) -> None:
+    options = {**NODE_OPTIONS, "options": {**PBFT_OPTIONS, "byzantine": "n2:forge"}}
+    layout = ClusterLayout.prepare(
+        tmp_path / "data", 4, free_base_port(8), node_options=options, protocol="pbft"
+    )
+    recorder = HistoryRecorder()
+    quorum = {"replies": 2}
+    workload = Workload(keys=8, workers=4, seed=7, timeout=1.0, deadline=6.0, client_options=quorum)
+    with LocalCluster(layout) as cluster:
+        cluster.start()
+        cluster.wait_ready(30)
+        nemesis = Nemesis(cluster, random.Random(7), partition=partition, heal=heal)
+        load = ClientLoad(cluster.endpoints, workload, recorder).start()
+        try:
+            nemesis.run(10.0)
+        finally:
+            nemesis.heal_all()
+            load.stop()
+        cluster.wait_ready(30)
+        keys = [workload.key(i) for i in range(workload.keys)]
+        after = final_state(read_all(cluster.endpoints, recorder, keys, "final", **quorum))
+        counts = recorder.counts()
+    assert recorder.unexpected == []
+    assert counts["ok"] > 20, f"too little got through the faults: {counts}"
+    assert not any("forged" in str(v) for v, _ in after.values())
     assert_acknowledged_writes_survive(recorder, after)
     check_linearizable(recorder, tmp_path / "history.jsonl")

@@ -48,13 +48,8 @@ def put(cluster: LocalCluster, key: str, value: bytes, request_id: str) -> tuple
 
 @pytest.mark.parametrize("protocol", PROTOCOLS_SLOW_LEADERLESS)
 def test_a_session_expires_over_real_time_and_stays_expired_across_restarts(
-    tmp_path: Path, protocol: str, request: pytest.FixtureRequest
+    tmp_path: Path, protocol: str
 ) -> None:
-    if protocol == "pbft":
-        # Known defect (issue 16's note): on real PBFT processes the session never expires
-        # within the test's 30 s; the primary's clock commands do not seem to advance the
-        # replicas' session clocks.  Strict: this fails once it is fixed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="pbft: sessions never expire"))
     options = node_options(protocol, session_ttl=1.0)
     nodes = max(3, default_registry().get(protocol).min_nodes)
     layout = ClusterLayout.prepare(

@@ -66,17 +66,31 @@ def test_without_a_reply_quorum_the_first_answer_wins_even_a_liars():
 
 
 def test_a_reply_quorum_needs_matching_answers_from_distinct_nodes():
-    run = _run(lambda n, read: 2, liars=("n1",))
+    run = _run(lambda n, read, options: 2, liars=("n1",))
     assert run.status == "ok" and run.result == {"value": 1}
 
 
 def test_one_liar_cannot_complete_an_op_alone():
-    run = _run(lambda n, read: 4, liars=("n1",))
+    run = _run(lambda n, read, options: 4, liars=("n1",))
     assert run.status != "ok"
 
 
 def test_a_timed_out_attempt_is_retransmitted_to_every_node():
     # Without relaying only n1 hears the first attempt: one answer is not two.
-    run = _run(lambda n, read: 2, relay=False)
+    run = _run(lambda n, read, options: 2, relay=False)
     assert run.status == "ok" and run.result == {"value": 1}
     assert run.attempts == 2
+
+
+def test_the_reply_quorum_sees_the_runs_protocol_options():
+    """An option (or bug knob) may change the quorum: here the option says 4, so the
+    liar's answer keeps a quorum of all four nodes from forming before the deadline."""
+    seen: list[Any] = []
+
+    def quorum(nodes: int, read: bool, options: Any) -> int:
+        seen.append((nodes, read, options.get("need")))
+        return int(options.get("need", 1))
+
+    run = _run(quorum, liars=("n1",), need=4)
+    assert seen == [(4, True, 4)]
+    assert run.status != "ok"

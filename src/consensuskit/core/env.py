@@ -15,6 +15,11 @@ Optional attributes a runtime may offer (read with ``getattr(env, name, default)
     authentication (MACs, signing keys).  The server derives it from the cluster secret
     (never the secret itself, which guards the peer handshake); the simulator offers
     none, so a protocol falls back to its deterministic test keys there.
+  * ``node_key`` (bytes) and ``public_keys`` (node id -> ``{"ed25519": bytes, "x25519":
+    bytes}``): this node's own secret key and every member's public keys (core/keys.py),
+    for a protocol that must prove to a third node who signed (Byzantine fault
+    tolerance), and for keys two nodes share alone (``keys.pair_secret``).  The server
+    offers them when its config names a ``keys_file``; the simulator offers none.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Rules this module owns (protocols and services, core/service.py):
     value lands in ``SimConfig.flags`` and, for an ``option`` flag, in the protocol
     options the nodes get, in the simulator and on the server alike;
   * ``reply_quorum``: how many nodes must give matching answers before a client trusts
-    one (a protocol that tolerates lying nodes); clients honour it (sim/workload.py);
+    one (a protocol that tolerates lying nodes), given the run's protocol options (a
+    protocol option or bug knob may change it); clients honour it (sim/workload.py);
   * ``server_options``: option defaults for real processes (the server), under the
     operator's own options; the simulator never sees them.  Real clocks share CPUs with
     other work and wait on fsyncs, so timers tuned for simulated time are too tight there
@@ -29,7 +30,7 @@ Rules this module owns (protocols and services, core/service.py):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,10 +209,11 @@ class ProtocolSpec:
     # optionally failures(sim) -> list[str]; wired by the catalog like make_checker.
     make_monitor: Callable[[Any], Any] | None = None
     # Byzantine fault tolerance: a client accepts an answer only once this many distinct
-    # nodes gave it (matching results), ``reply_quorum(nodes, is_read)``; it then sends
-    # its retransmissions to every node (PBFT: f+1 replies; a client cannot trust one
-    # node).  None: the first ok answer is the answer (every crash-fault protocol).
-    reply_quorum: Callable[[int, bool], int] | None = None
+    # nodes gave it (matching results), ``reply_quorum(nodes, is_read, options)`` (the
+    # protocol options of the run, bugs included); it then sends its retransmissions to
+    # every node (PBFT: f+1 replies; a client cannot trust one node).  None: the first ok
+    # answer is the answer (every crash-fault protocol).
+    reply_quorum: Callable[[int, bool, Mapping[str, Any]], int] | None = None
     # Option defaults on the server only (see the module rules).
     server_options: dict[str, Any] = field(default_factory=dict)
     # How viewers draw it (see ViewSpec); filled in by the catalog.

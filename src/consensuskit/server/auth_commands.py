@@ -63,13 +63,20 @@ def credentials(user: str | None, admin_token_file: str | None = None) -> dict[s
 
 
 def cli_client(
-    endpoints: str, user: str | None, admin_token_file: str | None = None, *, timeout: float, deadline: float
+    endpoints: str,
+    user: str | None,
+    admin_token_file: str | None = None,
+    *,
+    timeout: float,
+    deadline: float,
+    **client_options: Any,
 ) -> Client:
-    """The CLI's client for ``--endpoints`` and the credentials above; BadInput (exit 2) for
-    bad endpoints or credentials."""
+    """The CLI's client for ``--endpoints`` and the credentials above (``client_options``:
+    more ``Client`` options, e.g. a reply quorum); BadInput (exit 2) for bad endpoints or
+    credentials."""
     options = credentials(user, admin_token_file)
     try:
-        return Client(endpoints, timeout=timeout, deadline=deadline, **options)
+        return Client(endpoints, timeout=timeout, deadline=deadline, **options, **client_options)
     except ValueError as exc:
         raise BadInput(f"bad --endpoints: {exc}") from None
 

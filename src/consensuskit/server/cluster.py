@@ -43,6 +43,7 @@ from typing import IO, Any
 
 from consensuskit.client import AsyncClient, Client, ClientError
 from consensuskit.core.capabilities import HAS_LEADER, LEADER
+from consensuskit.server import node_keys
 from consensuskit.server.wal_format import IDENTITY_NAME, SEGMENT_PREFIX, SEGMENT_SUFFIX
 
 HOST = "127.0.0.1"
@@ -97,6 +98,22 @@ class ClusterLayout:
     @property
     def secret_path(self) -> Path:
         return self.root / SECRET_FILE
+
+    @property
+    def keys_path(self) -> Path:
+        """The nodes' public keys (server/node_keys.py), written at every prepare."""
+        return self.root / "keys.json"
+
+    def uses_node_keys(self) -> bool:
+        """Each node gets its own key pair when its protocol's nodes may lie (a reply
+        quorum, core/registry.py): a crash-fault protocol keeps none, so a node of it
+        that lost its disk rejoins without a key to republish."""
+        from consensuskit.catalog import default_registry  # here: the catalog imports the server
+
+        registry = default_registry()
+        if self.protocol not in registry.names():
+            return False
+        return registry.get(self.protocol).reply_quorum is not None
 
     @property
     def admin_token_path(self) -> Path:
@@ -232,8 +249,15 @@ class ClusterLayout:
         for path, make in ((self.secret_path, 32), (self.admin_token_path, 24)):
             if not path.exists():
                 _write_private(path, secrets.token_hex(make) + "\n")
+        entries = {}
         for spec in self.nodes:
             spec.data_dir.mkdir(exist_ok=True)
+            if self.uses_node_keys():
+                # Each node's own key pair (kept), their public keys in one file (rewritten).
+                entries[spec.node_id] = node_keys.entry(node_keys.load_or_create(spec.data_dir))
+        if entries:
+            node_keys.write_keys_file(self.keys_path, entries)
+        for spec in self.nodes:
             # Configs are rewritten each time (they follow from the manifest); data is not.
             spec.config_path.write_text(self.node_config(spec, node_options), encoding="utf-8")
         if fresh:
@@ -264,6 +288,7 @@ class ClusterLayout:
             f"peer_address = {_toml(spec.peer_address)}",
             f"secret_file = {_toml(str(self.secret_path))}",
             f"admin_token_file = {_toml(str(self.admin_token_path))}",
+            *([f"keys_file = {_toml(str(self.keys_path))}"] if self.uses_node_keys() else []),
         ]
         lines += [f"{k} = {_toml(v)}" for k, v in sorted(settings.items())]
         listen = self.listen_ports(spec)

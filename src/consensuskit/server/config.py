@@ -63,6 +63,7 @@ TOP_LEVEL = (
     "members",
     "secret_file",
     "admin_token_file",
+    "keys_file",
     "max_value_bytes",
     "max_key_bytes",
     "fsync",
@@ -187,6 +188,9 @@ class ServerConfig:
     rejoin: bool = False
     # [listen]: name -> address of the service's extra listeners (core/service.py ``ports``).
     listen: dict[str, Address] = field(default_factory=dict)
+    # The cluster's public keys (server/node_keys.py); None: the node offers its protocol
+    # no key pair (core/env.py ``node_key``, ``public_keys``).
+    keys_file: Path | None = None
 
     def client_urls(self) -> dict[str, str]:
         urls = {peer: info.client_url for peer, info in self.peers.items()}
@@ -258,7 +262,7 @@ def load_config(
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     out = dict(raw)
-    for key in ("data_dir", "secret_file", "admin_token_file"):
+    for key in ("data_dir", "secret_file", "admin_token_file", "keys_file"):
         if isinstance(out.get(key), str):
             out[key] = str(base / out[key])
     tls = out.get("tls")
@@ -386,6 +390,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
             str(name): parse_address(value, f"listen.{name}")
             for name, value in sorted(_table(raw.get("listen"), "listen").items())
         },
+        keys_file=None if raw.get("keys_file") is None else Path(str(raw["keys_file"])),
     )
 
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from consensuskit.core.client import CACHE, CONSISTENCY_LEVELS, ClientRequest, ClientResponse, Op
+from consensuskit.core.keys import REPLY_SIGNATURE_HEADER
 from consensuskit.server import edge
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.http_api import STALE_RETRIES, ApiError, encode_value
@@ -95,6 +96,14 @@ def _response(status: int, body: bytes, extra_headers: dict[str, str] | None = N
     return (head + "\r\n").encode("latin-1") + body
 
 
+def _signed(data: bytes, signer: Any, request_id: str) -> bytes:
+    """``data`` (a whole answer) with the node's signature header (reply_signing.py)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    header = f"{REPLY_SIGNATURE_HEADER}: {signer.header(request_id, status, body)}\r\n".encode("latin-1")
+    return head + b"\r\n" + header + b"\r\n" + body
+
+
 def error_bytes(exc: ApiError) -> bytes:
     body = _dumps({"error": exc.code, "message": exc.message, **exc.extra})
     return _response(exc.status, body, exc.headers)
@@ -103,7 +112,17 @@ def error_bytes(exc: ApiError) -> bytes:
 class _Parsed:
     """One request the fast path will serve."""
 
-    __slots__ = ("attempts", "client_id", "consistency", "key", "kind", "request", "seq", "value")
+    __slots__ = (
+        "attempts",
+        "client_id",
+        "consistency",
+        "key",
+        "kind",
+        "request",
+        "request_id",
+        "seq",
+        "value",
+    )
 
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
@@ -114,6 +133,7 @@ class _Parsed:
         self.seq = 0
         self.request: ClientRequest | None = None  # as handed to the node
         self.attempts = 1
+        self.request_id: str | None = None  # the X-Request-Id header as sent
 
 
 class FastKVProtocol(asyncio.Protocol):
@@ -259,6 +279,7 @@ class FastKVProtocol(asyncio.Protocol):
                     return None, 0
             elif name in _SPECIAL:
                 return None, 0
+        parsed.request_id = request_id
         if kind == "put":
             if length < 0 or length > api.config.max_value_bytes:
                 return None, 0
@@ -327,6 +348,9 @@ class FastKVProtocol(asyncio.Protocol):
             data = self._body(response, parsed)  # type: ignore[arg-type]
         except ApiError as exc:
             data = error_bytes(exc)
+        signer = api.reply_signer
+        if signer is not None:
+            data = _signed(data, signer, parsed.request_id or "")
         self._write(data)
 
     def _body(self, response: ClientResponse, parsed: _Parsed) -> bytes:

@@ -77,6 +77,7 @@ from consensuskit.core.client import (
     ClientRequest,
     ClientResponse,
 )
+from consensuskit.core.keys import REPLY_SIGNATURE_HEADER
 from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.server import edge
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
@@ -200,7 +201,7 @@ class NodeApi:
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._errors],
+            middlewares=[self._signed, self._errors],
             client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
         )
         r = app.router
@@ -220,6 +221,27 @@ class NodeApi:
 
         AuthRoutes(self).add_to(r)
         return app
+
+    @property
+    def reply_signer(self) -> Any:
+        """The host's signer of client answers (server/reply_signing.py), or None."""
+        return getattr(self.host, "reply_signer", None)
+
+    @web.middleware
+    async def _signed(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        signer = self.reply_signer
+        if signer is not None and isinstance(response, web.Response) and isinstance(response.body, bytes):
+            request_id = request.headers.get(REQUEST_ID_HEADER, "")
+            try:
+                signature = signer.header(request_id, response.status, response.body)
+            except (UnicodeError, ValueError):  # an id no client could verify against: unsigned
+                log.warning("answer to %s %s left unsigned", request.method, request.path)
+            else:
+                response.headers[REPLY_SIGNATURE_HEADER] = signature
+        return response
 
     @web.middleware
     async def _errors(

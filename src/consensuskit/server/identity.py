@@ -42,6 +42,7 @@ from consensuskit.server.wal import DiskStorage, fsync_directory
 from consensuskit.server.wal_format import (
     IDENTITY_NAME,
     LOCK_NAME,
+    NODE_KEY_NAME,
     SEGMENT_PREFIX,
     SEGMENT_SUFFIX,
     TMP_SUFFIX,
@@ -114,12 +115,13 @@ def _has_wal(directory: Path) -> bool:
 
 
 def _looks_empty(directory: Path) -> bool:
-    """Missing, or holding nothing but a lock file and unfinished temp files."""
+    """Missing, or holding nothing but a lock file, a node key and unfinished temp files."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return True
-    return all(n == LOCK_NAME or n.endswith(TMP_SUFFIX) for n in names)
+    # A node key (server/node_keys.py) made before the first start is no data.
+    return all(n in (LOCK_NAME, NODE_KEY_NAME) or n.endswith(TMP_SUFFIX) for n in names)
 
 
 def empty_voter_message(node_id: str, directory: Path) -> str:

@@ -54,6 +54,8 @@ from consensuskit.server.http_api import NodeApi
 from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
+from consensuskit.server.node_keys import KeysError, node_keys
+from consensuskit.server.reply_signing import ReplySigner, reply_signer
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.session_clock import SessionClock
 from consensuskit.server.transport import PeerTransport
@@ -93,6 +95,8 @@ class NodeServer:
         self.api: NodeApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
+        # Signs client answers (server/reply_signing.py); None: a node that does not.
+        self.reply_signer: ReplySigner | None = None
         self.events: EventFeed | None = None  # GET /v1/events (server/events.py)
         # The service's listeners' close (core/service.py ``listeners``); None: none runs.
         self._close_listeners: Callable[[], Awaitable[None]] | None = None
@@ -105,6 +109,14 @@ class NodeServer:
         self.service = service_for(self._registry, spec, cfg.service)
         if cfg.rejoin and not spec.survives_disk_loss:
             raise ConfigError(f"--rejoin: {cfg.protocol} cannot rejoin after a disk loss (docs/server.md)")
+        node_key, public_keys = None, None
+        self.reply_signer = None
+        if cfg.keys_file is not None:
+            try:
+                node_key, public_keys = node_keys(cfg.node_id, cfg.data_dir, cfg.keys_file, cfg.members)
+            except KeysError as exc:
+                raise ConfigError(str(exc)) from None
+            self.reply_signer = reply_signer(cfg.node_id, node_key, spec)
         storage = self._storage if self._storage is not None else open_storage(cfg)
         self._storage = storage
         try:
@@ -119,6 +131,8 @@ class NodeServer:
                 inline_sync_bytes=cfg.inline_sync_bytes if self.service.sync_inline else 0,
                 service=self.service,
                 cluster_key=protocol_key(cfg.secret),
+                node_key=node_key,
+                public_keys=public_keys,
             )
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)

@@ -224,10 +224,15 @@ class NodeRuntime(Driver):
         inline_sync_bytes: int = 0,
         service: ServiceSpec | None = None,
         cluster_key: bytes | None = None,
+        node_key: bytes | None = None,
+        public_keys: dict[str, dict[str, bytes]] | None = None,
     ) -> None:
         self.storage = _TrackedStorage(storage)
         # core/env.py: the cluster's shared key for protocol-level authentication.
         self.cluster_key = cluster_key  # what the node sees, and the driver watches
+        # core/env.py: this node's own key and its cluster's public keys (keys_file).
+        self.node_key = node_key
+        self.public_keys = public_keys
         Driver.__init__(self, self.storage)
         self.node_id = node_id
         self.rng = random.Random(rng_seed if rng_seed is not None else int.from_bytes(os.urandom(8)))

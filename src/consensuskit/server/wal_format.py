@@ -50,6 +50,8 @@ TMP_SUFFIX = ".tmp"
 LOCK_NAME = "LOCK"
 # Which cluster and node the directory belongs to (server/identity.py); not the WAL's.
 IDENTITY_NAME = "identity.json"
+# The node's own secret key (server/node_keys.py); not the WAL's either.
+NODE_KEY_NAME = "node.key"
 
 _ZEROS = bytes(SECTOR)
 

@@ -29,6 +29,7 @@ from consensuskit.server.wal_format import (
     FILE_SUFFIX,
     IDENTITY_NAME,
     LOCK_NAME,
+    NODE_KEY_NAME,
     OP_APPEND,
     OP_COMPACT,
     OP_PUT,
@@ -103,7 +104,7 @@ def list_directory(directory: Path) -> tuple[dict[int, str], dict[int, str], lis
             segments[number] = name
         elif (number := parse_number(name, FILE_PREFIX, FILE_SUFFIX)) is not None:
             files[number] = name
-        elif name not in (LOCK_NAME, IDENTITY_NAME):
+        elif name not in (LOCK_NAME, IDENTITY_NAME, NODE_KEY_NAME):
             unknown.append(name)
     return segments, files, tmps, unknown
 

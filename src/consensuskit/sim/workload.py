@@ -116,7 +116,7 @@ class OpRun:
         self._uncertain = False  # some attempt timed out: the op may have applied
         quorum = sim.spec.reply_quorum
         # Matching answers needed from distinct nodes (1: the first ok answer decides).
-        self.need = quorum(len(sim.node_ids), op.is_read()) if quorum is not None else 1
+        self.need = quorum(len(sim.node_ids), op.is_read(), sim.options) if quorum is not None else 1
         self._votes: dict[str, tuple[str, ClientResponse]] = {}  # node -> (result key, answer)
 
     @property

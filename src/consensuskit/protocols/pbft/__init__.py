@@ -9,7 +9,7 @@ around a correct replica.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from consensuskit.core.env import Env
@@ -44,14 +44,32 @@ def replica_of(node: Any) -> PbftNode | None:
 
 
 def make_signer(
-    keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions, key: bytes | None
+    keyring: TokenKeyring, node_id: str, members: Sequence[str], opts: PbftOptions, env: Env
 ) -> Signer:
+    key: bytes | None = getattr(env, "cluster_key", None)  # core/env.py
+    node_key, public = _node_keys(env)
     kind = opts.signatures
     if kind == "auto":
-        kind = "ed25519" if key is not None else "token"
+        kind = "ed25519" if key is not None or node_key is not None else "token"
     if kind == "ed25519":
+        if node_key is not None and public is not None:
+            return Ed25519Signer.from_node_keys(node_id, members, node_key, public)
         return Ed25519Signer(node_id, members, key if key is not None else opts.mac_secret.encode())
     return keyring.signer(node_id)
+
+
+def make_macs(node_id: str, members: Sequence[str], opts: PbftOptions, env: Env) -> Macs:
+    """Pairwise keys from the nodes' own key pairs where the runtime gives them, else
+    from the cluster key (or, in the simulator, ``mac_secret``)."""
+    node_key, public = _node_keys(env)
+    if node_key is not None and public is not None:
+        return Macs.from_node_keys(node_id, members, node_key, public)
+    key: bytes | None = getattr(env, "cluster_key", None)
+    return Macs(node_id, members, key if key is not None else opts.mac_secret.encode())
+
+
+def _node_keys(env: Env) -> tuple[bytes | None, dict[str, dict[str, bytes]] | None]:
+    return getattr(env, "node_key", None), getattr(env, "public_keys", None)  # core/env.py
 
 
 def pbft_spec() -> ProtocolSpec:
@@ -67,8 +85,10 @@ def pbft_spec() -> ProtocolSpec:
     ) -> Any:
         opts = PbftOptions.from_dict(options)
         members = tuple(members)
-        key: bytes | None = getattr(env, "cluster_key", None)  # core/env.py
-        secret = key if key is not None else opts.mac_secret.encode()
+        if opts.read_only and getattr(env, "cluster_key", None) is not None:
+            # A server's HTTP front door orders each node's reads under its own id, and
+            # its clients do not know the 2f+1 this option needs: simulator only.
+            raise ValueError("read_only runs in the simulator only (its clients wait for 2f+1 replies)")
 
         def replica(env_: Env, sm: StateMachine | None = None) -> PbftNode:
             machine = sm if sm is not None else state_machine
@@ -79,8 +99,8 @@ def pbft_spec() -> ProtocolSpec:
                 members,
                 opts,
                 state_machine=machine,
-                signer=make_signer(keyring, node_id, members, opts, key),
-                macs=Macs(node_id, members, secret),
+                signer=make_signer(keyring, node_id, members, opts, env),
+                macs=make_macs(node_id, members, opts, env),
             )
 
         strategy = opts.faulty().get(node_id)
@@ -109,8 +129,22 @@ def pbft_spec() -> ProtocolSpec:
             ),
         ),
         # The client trusts an answer once f+1 replicas gave it: one of them is correct.
-        reply_quorum=lambda nodes, read: fault_bound(nodes) + 1,
+        reply_quorum=reply_quorum,
     )
+
+
+def reply_quorum(nodes: int, read: bool, options: Mapping[str, Any]) -> int:
+    """Matching replies a client needs: f+1 (one of them is correct, and replicas answer
+    only once a request committed).  With the read-only optimisation (``read_only``)
+    2f+1 for every request (TOCS §5.1.3: reads answered without ordering are
+    linearizable only if reads and writes both wait for 2f+1: any two such sets share a
+    correct replica).  The bug knob ``read-only-f-plus-1`` keeps the normal case's f+1
+    with the optimisation on: then f+1 replicas that have not yet executed a completed
+    write outvote it, and a read is stale."""
+    f = fault_bound(nodes)
+    if not options.get("read_only") or "read-only-f-plus-1" in (options.get("bugs") or ()):
+        return f + 1
+    return 2 * f + 1
 
 
 def validate_options(options: dict[str, Any]) -> None:

@@ -2,12 +2,17 @@
 
 Rules this module owns:
   * a MAC is HMAC-SHA256 over ``messages.payload(msg)`` with the key the two replicas
-    share, derived from the cluster secret and the pair's ids (deterministic, so the
-    simulator replays a seed exactly);
+    share: where the runtime gives each node its own key pair (``Env.node_key`` and
+    ``public_keys``, core/keys.py: the server with a ``keys_file``) the pair's X25519
+    secret (``keys.pair_secret``), which no third replica can compute; elsewhere derived
+    from a shared secret and the pair's ids (deterministic, so the simulator replays a
+    seed exactly; every member could compute every pair's key);
   * a signature goes through a small ``Signer`` interface chosen by the ``signatures``
     option: ``token`` (the simulator's unforgeable tokens: an object only the signer's
     own ``TokenSigner`` can mint, checked by identity against the keyring of the run) or
-    ``ed25519`` (``cryptography``; real mode, where messages cross a wire);
+    ``ed25519`` (``cryptography``; real mode, where messages cross a wire: each node's
+    own key pair where the runtime gives one, so a member can sign only as itself; else
+    keys derived from a shared secret, which prove nothing against a member);
   * verification never raises: anything malformed is simply not authentic.
 """
 
@@ -35,6 +40,20 @@ class Macs:
 
     def __init__(self, node_id: str, members: Iterable[str], secret: bytes) -> None:
         self._keys = {peer: pair_key(secret, node_id, peer) for peer in members}
+
+    @classmethod
+    def from_node_keys(
+        cls, node_id: str, members: Iterable[str], node_key: bytes, public_keys: dict[str, dict[str, bytes]]
+    ) -> Macs:
+        """Pairwise keys from this node's own key and the others' public keys."""
+        from consensuskit.core.keys import pair_secret
+
+        macs = cls(node_id, (), b"")
+        macs._keys = {
+            peer: pair_secret(node_key, node_id, peer, _public(public_keys, peer), b"pbft-mac")
+            for peer in members
+        }
+        return macs
 
     def mac(self, peer: str, data: bytes) -> bytes:
         key = self._keys.get(peer)
@@ -92,6 +111,7 @@ class TokenKeyring:
 
 class TokenSigner:
     __slots__ = ("_keyring", "_seal", "node_id")
+    source = "token"
 
     def __init__(self, keyring: TokenKeyring, node_id: str) -> None:
         self._keyring = keyring
@@ -111,11 +131,25 @@ class TokenSigner:
 
 
 class Ed25519Signer:
-    """Real signatures.  Keys derive from the cluster secret and the node id, so every
-    replica knows every public key without a key exchange (a deployment would load the
-    private key from a file; see README.md)."""
+    """Real signatures: each node's own key pair (``from_node_keys``), or, without one,
+    keys derived from the cluster secret and the node id (every replica can then derive
+    every other's private key: no proof against a member; see README.md)."""
 
-    __slots__ = ("_private", "_public", "node_id")
+    __slots__ = ("_private", "_public", "node_id", "source")
+
+    @classmethod
+    def from_node_keys(
+        cls, node_id: str, members: Iterable[str], node_key: bytes, public_keys: dict[str, dict[str, bytes]]
+    ) -> Ed25519Signer:
+        """This node's own signing key; every member's published verifying key."""
+        from consensuskit.core.keys import signing_key, verifying_key
+
+        signer = cls.__new__(cls)
+        signer.source = "ed25519-node-keys"
+        signer.node_id = node_id
+        signer._private = signing_key(node_key)
+        signer._public = {peer: verifying_key(peer, _public(public_keys, peer)) for peer in members}
+        return signer
 
     def __init__(self, node_id: str, members: Iterable[str], secret: bytes) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -124,6 +158,7 @@ class Ed25519Signer:
             seed = hashlib.sha256(secret + b"/ed25519/" + peer.encode()).digest()
             return Ed25519PrivateKey.from_private_bytes(seed)
 
+        self.source = "ed25519-shared-secret"
         self.node_id = node_id
         self._private = key(node_id)
         self._public = {peer: key(peer).public_key() for peer in members}
@@ -140,3 +175,10 @@ class Ed25519Signer:
         except Exception:  # InvalidSignature, or a malformed one
             return False
         return True
+
+
+def _public(public_keys: dict[str, dict[str, bytes]], peer: str) -> dict[str, bytes]:
+    keys = public_keys.get(peer)
+    if keys is None:
+        raise ValueError(f"no public keys for member {peer}")
+    return keys

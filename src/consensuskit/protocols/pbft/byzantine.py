@@ -16,7 +16,8 @@ Rules this module owns:
       silent      sends nothing and answers no client;
       forge       sends everything honestly, adds copies that claim another replica's
                   identity (bad MACs) and checkpoints "signed" for another replica, and
-                  answers clients with a made-up result;
+                  answers clients with a made-up result of the true one's shape (a kv
+                  read: another value and version);
       replay      sends everything honestly and, with each message, an old one again;
       delay       holds every message to one victim (the next replica) ``byzantine_delay``;
       twin        two copies of the replica under one id, each talking to one group and
@@ -132,12 +133,13 @@ class ByzantineNode:
         self.members = tuple(members)
         self.strategy = strategy
         self.opts = options
-        self.macs = Macs(node_id, members, options.mac_secret.encode())
         self.group_b = frozenset(m for i, m in enumerate(self.members) if i % 2 == 1 and m != node_id)
         others = [m for m in self.members if m != node_id]
         idx = self.members.index(node_id) if node_id in self.members else 0
         self.victim = self.members[(idx + 1) % len(self.members)] if others else None
         self.inner = make_replica(_CopyEnv(self, 0, env.storage))
+        # Its own keys, as its correct replica has them (the runtime's, in real mode).
+        self.macs: Macs = self.inner.macs
         self.twin: PbftNode | None = None
         if strategy == "twin":
             self.twin = make_replica(_CopyEnv(self, 1, MemoryStorage()), clone(self.inner.sm))
@@ -185,8 +187,18 @@ class ByzantineNode:
             return
         if self.strategy == "forge" and response.ok:
             self.lies += 1
-            response = dataclasses.replace(response, result={"forged": self.id})
+            response = dataclasses.replace(response, result=self.lie(response.result))
         self.env.deliver(response)
+
+    def lie(self, result: Any) -> Any:
+        """A made-up result in the shape of the true one, so a client that trusts one
+        replica takes it for an answer (a kv read: another value and version)."""
+        if not isinstance(result, dict) or "version" not in result:
+            return {"forged": self.id}
+        forged = {**result, "version": int(result.get("version") or 0) + 1000}
+        if "value" in result:
+            forged["value"] = f"forged-by-{self.id}"
+        return forged
 
     def outgoing(self, index: int, dst: str, msg: Any) -> None:
         strategy = self.strategy

@@ -203,3 +203,18 @@ class StateReply:
 
     def summary(self) -> str:
         return f"StateReply n={self.seq}"
+
+
+@message(170)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadOnly:
+    """A replica hands a read-only request a client sent it to every other replica, each
+    of which answers it from its executed state (TOCS §5.1.3: the client multicasts it;
+    ours reach one replica first)."""
+
+    request: ClientRequest
+    replica: str
+    mac: bytes = b""
+
+    def summary(self) -> str:
+        return f"ReadOnly {self.request.client_id}#{self.request.seq}"

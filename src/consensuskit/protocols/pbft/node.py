@@ -41,7 +41,7 @@ from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.core.messages import encode
 from consensuskit.core.service import StateMachine
-from consensuskit.protocols.common.replies import command_answer
+from consensuskit.protocols.common.replies import command_answer, ok
 from consensuskit.protocols.pbft.auth import Macs, Signer
 from consensuskit.protocols.pbft.messages import (
     Batch,
@@ -52,6 +52,7 @@ from consensuskit.protocols.pbft.messages import (
     NewView,
     Prepare,
     PrePrepare,
+    ReadOnly,
     Relay,
     StateReply,
     ViewChange,
@@ -68,6 +69,7 @@ CHECKPOINT_KEY = "pbft/checkpoint"
 TIMER_VIEW_CHANGE = "view-change"
 TIMER_FETCH = "fetch-state"
 FETCH_RETRY = 0.2
+READS_REMEMBERED = 4096
 BACKUP = "backup"
 VIEW_CHANGE = "view-change"
 
@@ -149,6 +151,9 @@ class PbftNode:
         self.replies: dict[str, ClientResponse] = {}
         self.fetching: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None
         self.dropped = 0
+        # Reads answered by the read-only optimisation, oldest first (a second sighting
+        # is ordered): insertion-ordered keys, at most READS_REMEMBERED.
+        self.reads_seen: dict[tuple[str, int], None] = {}
         # Pre-prepares that arrived before their view's NEW-VIEW.
         self.early: list[tuple[str, PrePrepare]] = []
         # What happened, in order, for the checker (check/pbft.py reads it from an offset):
@@ -251,11 +256,20 @@ class PbftNode:
             self._send_view_change()
 
     def on_request(self, request: ClientRequest) -> None:
+        if self._read_only(request):
+            for dst in self.others:
+                self._send(dst, ReadOnly(request=request, replica=self.id))
+            return
+        self._order(request)
+
+    def _order(self, request: ClientRequest) -> None:
+        """A request for the three phases (the primary proposes it, a backup relays it)."""
         key = (request.client_id, request.seq)
         last = self.replies.get(request.client_id)
-        if last is not None and last.seq >= request.seq:
-            if last.seq == request.seq:
-                self.env.deliver(last)  # a retransmission: the reply again
+        if last is not None and last.seq > request.seq:
+            return
+        if last is not None and last.seq == request.seq and self._still_true(last):
+            self.env.deliver(last)  # a retransmission: the reply again
             return
         self.pending.setdefault(key, request)
         if not self.active:
@@ -302,13 +316,40 @@ class PbftNode:
         if not self._authentic(src, msg) or not isinstance(msg.request, ClientRequest):
             return
         if self.active and self.primary() == self.id:
-            self.on_request(msg.request)
+            self._order(msg.request)  # relayed: to be ordered, even a read
             return
         request = msg.request
-        last = self.replies.get(request.client_id)
-        if last is None or last.seq < request.seq:
+        if not self._answered(request):
             self.pending.setdefault((request.client_id, request.seq), request)
             self._arm_timer()
+
+    def _read_only(self, request: ClientRequest) -> bool:
+        """The read-only optimisation (TOCS §5.1.3): the first time this replica sees a
+        read, it answers from its executed state -- every request it executed committed
+        -- without ordering it and changes nothing; the client needs 2f+1 matching
+        answers.  A second sighting is the client retrying (no 2f+1 agreed): ordered."""
+        if not self.opts.read_only or not request.op.is_read():
+            return False
+        key = (request.client_id, request.seq)
+        if key in self.reads_seen:
+            return False
+        self.reads_seen[key] = None
+        if len(self.reads_seen) > READS_REMEMBERED:
+            del self.reads_seen[next(iter(self.reads_seen))]
+        try:
+            result = self.sm.read(request)
+        except (TypeError, ValueError):
+            return False  # a kind the state machine does not serve as a read: ordered
+        self.env.deliver(ok(request, result, self.primary() if self.active else None, self.executed))
+        return True
+
+    def _on_read_only(self, src: str, msg: ReadOnly) -> None:
+        if not self._authentic(src, msg) or not isinstance(msg.request, ClientRequest):
+            return
+        if self.opts.read_only and msg.request.op.is_read():
+            key = (msg.request.client_id, msg.request.seq)
+            if key not in self.reads_seen:
+                self._read_only(msg.request)
 
     def _propose(self) -> None:
         """The primary assigns numbers to waiting requests, a batch per number, while
@@ -449,13 +490,16 @@ class PbftNode:
             seq = e.seq
             hint = self.primary()
             for request in e.batch:
-                last = self.replies.get(request.client_id)
-                if last is not None and last.seq >= request.seq:
+                key = (request.client_id, request.seq)
+                self.pending.pop(key, None)
+                self.assigned.discard(key)
+                if self._answered(request):
                     continue  # executed before (a batch re-issued after a view change)
+                # New, or a retry whose cached reply the session table no longer backs
+                # (expired): the state machine judges it (a refusal, never a second apply).
                 result = self.sm.apply(request)
                 answer = command_answer(request, result, hint, seq)
                 self.replies[request.client_id] = answer
-                self.pending.pop((request.client_id, request.seq), None)
                 if refusal(result) is None:
                     # A session refusal is no decided result: a duplicate met after a
                     # state transfer (which carries sessions but not our replies).
@@ -471,6 +515,28 @@ class PbftNode:
         self.timer_armed = False
         self._arm_timer()
         self._propose()
+
+    def _answered(self, request: ClientRequest) -> bool:
+        """``request`` was executed here and its cached answer still stands (or a newer
+        request of its client was executed: this one is stale)."""
+        last = self.replies.get(request.client_id)
+        if last is None or last.seq < request.seq:
+            return False
+        return last.seq > request.seq or self._still_true(last)
+
+    def _still_true(self, reply: ClientResponse) -> bool:
+        """The cached ``reply`` may answer a retransmission: a refusal always (it stays
+        refused), a result only while the state machine's session table still holds
+        the client's session at that seq.  Once the session expired (the log clock,
+        statemachines/sessions.py), the retry is ordered again and the table refuses
+        it as expired: a cache here must not outlive the session it stands for."""
+        if not reply.ok:
+            return True
+        table = getattr(self.sm, "sessions", None)
+        last_seq = getattr(table, "last_seq", None)
+        if last_seq is None:
+            return True  # a state machine without sessions: the cache is the session
+        return last_seq(reply.client_id) == reply.seq
 
     def _arm_timer(self) -> None:
         if self.pending and self.active and not self.timer_armed:
@@ -780,6 +846,8 @@ class PbftNode:
                 "low_watermark": self.low,
                 "pending": len(self.pending),
                 "dropped": self.dropped,
+                # Whose keys sign (auth.py): a member's own pair, a shared secret, tokens.
+                "signatures": getattr(self.signer, "source", "other"),
             },
         )
 
@@ -815,6 +883,7 @@ def _well_formed(msg: Any) -> bool:
 
 _HANDLERS: dict[type, Any] = {
     Relay: PbftNode._on_relay,
+    ReadOnly: PbftNode._on_read_only,
     PrePrepare: PbftNode._on_preprepare,
     Prepare: PbftNode._on_prepare,
     Commit: PbftNode._on_commit,

@@ -17,7 +17,11 @@ from consensuskit.protocols.pbft.auth import SIGNATURE_KINDS
 #   small-quorums              prepared with f prepares and committed with f+1 commits
 #                              (the crash-fault majority): an equivocating primary gets two
 #                              requests decided at one number
-BUGS = ("early-commit", "new-view-ignores-prepared", "small-quorums")
+#   read-only-f-plus-1         with ``read_only``, clients keep the normal case's f+1
+#                              matching replies instead of 2f+1 (reads answered without
+#                              ordering, writes alike): f+1 replicas that have not yet
+#                              executed a completed write outvote it, the read is stale
+BUGS = ("early-commit", "new-view-ignores-prepared", "small-quorums", "read-only-f-plus-1")
 
 STRATEGIES = ("equivocate", "silent", "forge", "replay", "twin", "delay")
 
@@ -39,6 +43,11 @@ class PbftOptions:
     # from the cluster secret); this secret only where there is none (the simulator).
     mac_secret: str = "consensuskit-pbft"
     signatures: str = "auto"  # one of auth.SIGNATURE_KINDS
+    # The read-only optimisation (TOCS §5.1.3): a replica answers a read it sees for the
+    # first time from its executed state, without ordering, and hands it to every other
+    # replica; clients then wait for 2f+1 matching replies (writes too), and a read
+    # retransmitted (no 2f+1 agreed) is ordered as a regular request.
+    read_only: bool = False
     # "n1:equivocate,n2:twin": these replicas run byzantine.py's strategies.
     byzantine: str = ""
     # Delay of the "delay" strategy (seconds), for messages to its victim.
