@@ -151,9 +151,8 @@ def test_a_scenario_of_the_toy_runs_from_the_catalog(plugged: None):
     runner = CliRunner()
     out = runner.invoke(app, ["scenario", "list", "--json"])
     assert out.exit_code == 0, out.output
-    assert {"id": "toy-primary-crash", "protocol": "counter-primary", "title": "primary crash"} in json.loads(
-        out.stdout
-    )
+    row = {"id": "toy-primary-crash", "protocol": "counter-primary", "title": "primary crash", "params": {}}
+    assert row in json.loads(out.stdout)
     out = runner.invoke(app, ["scenario", "run", "toy-primary-crash", "--json"])
     assert out.exit_code == 0, out.output
 
