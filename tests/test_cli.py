@@ -100,6 +100,7 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sweep", "multipaxos", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
         (["check", "no-file.jsonl", "--service", "no-such-service"], "service 'no-such-service'; valid:"),
         (["up", "--listen-base-port", "grpc"], "expected NAME=PORT"),
+        (["up", "--shards", "x"], "--shards: expected int"),  # sharded Raft's flag, not raft's
         (["sim", "raft", "--nodes", "0"], "--nodes"),
         (["sim", "raft", "--nodes", "-3"], "--nodes"),
         (["sim", "raft", "--duration", "-1"], "--duration"),

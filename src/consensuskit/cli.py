@@ -29,7 +29,7 @@ from rich.table import Table
 from consensuskit.catalog import builtin_registry, default_catalog, default_registry, service_for
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
-from consensuskit.core.registry import flag_options, parse_flags
+from consensuskit.core.registry import flag_options, parse_flags, protocol_named_by_flags
 from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
@@ -1061,6 +1061,9 @@ def up_cmd(
     from consensuskit.server.commands import up_command
 
     node_options: dict[str, Any] | None = None
+    if protocol is None and ctx.args and _cluster_protocol(data_dir) is None:
+        registry = default_registry()
+        protocol = protocol_named_by_flags([registry.get(n) for n in registry.names()], ctx.args)
     if ctx.args or option:
         named = protocol or _cluster_protocol(data_dir) or "raft"
         check_protocol(named)

@@ -49,6 +49,9 @@ class ProtocolFlag:
     ``option`` flags become protocol options (``options[key]``, validated by the spec's
     ``validate_options`` like ``--option KEY=VALUE``); the others only reach the
     simulation (``SimConfig.flags``), e.g. for a monitor that schedules crashes.
+    ``names_protocol``: the flag says which protocol is meant, so ``up --NAME V`` without
+    ``--protocol`` (on a new cluster) runs the one protocol whose flag it is (sharded
+    Raft's ``--shards``: ``consensuskit up --shards 2``).
     """
 
     name: str  # without dashes: "loss" is --loss
@@ -57,6 +60,7 @@ class ProtocolFlag:
     help: str
     choices: tuple[str, ...] = ()  # for str flags: the values accepted
     option: bool = True
+    names_protocol: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FLAG_KINDS:
@@ -109,6 +113,14 @@ def parse_flags(flags: Sequence[ProtocolFlag], args: Sequence[str], protocol: st
             raise ValueError(f"--{flag.name} needs a value")
         values[flag.key] = flag.parse(text)
     return values
+
+
+def protocol_named_by_flags(specs: Sequence[ProtocolSpec], args: Sequence[str]) -> str | None:
+    """The one protocol a ``names_protocol`` flag among ``args`` belongs to (None: none
+    is given, or flags of two protocols are)."""
+    given = {a[2:].partition("=")[0] for a in args if a.startswith("--")}
+    owners = {spec.name for spec in specs for f in spec.flags if f.names_protocol and f.name in given}
+    return owners.pop() if len(owners) == 1 else None
 
 
 def flag_options(flags: Sequence[ProtocolFlag], values: dict[str, Any]) -> dict[str, Any]:

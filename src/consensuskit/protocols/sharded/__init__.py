@@ -34,6 +34,7 @@ SHARDS_FLAG = ProtocolFlag(
     kind=int,
     default=2,
     help="how many Raft groups (shards), each owning a key range; every node hosts one replica of each",
+    names_protocol=True,  # `consensuskit up --shards S` means sharded Raft
 )
 
 
