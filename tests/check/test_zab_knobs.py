@@ -11,9 +11,9 @@ from consensuskit.sweep import run_seed
 
 # knob -> (a catching seed, the invariant that catches it)
 CATCHES = {
-    "ack-before-persist": (1, "durable-ack"),
+    "ack-before-persist": (2, "durable-ack"),
     "epoch-before-persist": (0, "epoch-after-history"),
-    "trunc-across-epoch": (6, "trunc-within-epoch"),
+    "trunc-across-epoch": (21, "trunc-within-epoch"),
     "vote-ignores-epoch": (10, "election-order"),
     "paper-propose-acked": (1, "prefix-consistency"),
     "paper-redundant-propose": (0, "zxid-order"),
