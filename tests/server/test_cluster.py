@@ -14,6 +14,7 @@ from consensuskit.server.cluster import (
     LOWEST_TEST_PORT,
     ClusterError,
     ClusterLayout,
+    LocalCluster,
     ephemeral_port_range,
     free_base_port,
     free_port,
@@ -276,3 +277,39 @@ def test_status_command_without_a_leader_capability(capsys: pytest.CaptureFixtur
         assert [r["term"] for r in rows] == [5, 5, 5] and not any(r["has_leader"] for r in rows)
         fake.status_override["capabilities"] = ["has-leader", "replicated-log"]
         assert status_command(eps, as_json=True) == 1  # has a leader, and none leads
+
+
+class _Running:
+    """A stand-in node process: running, never paused, never exited."""
+
+    running, paused, popen = True, False, None
+
+
+def test_wait_ready_every_node_waits_for_the_last_listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A majority elects before the last process listens: with ``every_node`` a leader
+    alone is not ready (a request to n3 would be refused), and it is once n3 answers."""
+    cluster = LocalCluster(ClusterLayout.prepare(tmp_path / "data", 3, 7300))
+    cluster.nodes = {n: _Running() for n in ("n1", "n2", "n3")}  # type: ignore[misc]
+    leader = {"role": "leader", "term": 1}
+    follower = {"role": "follower", "term": 1}
+    answers = iter(
+        [
+            {"n1": leader, "n2": follower, "n3": ClusterError("refused")},
+            {"n1": leader, "n2": follower, "n3": ClusterError("refused")},
+            {"n1": leader, "n2": follower, "n3": follower},
+        ]
+    )
+    seen: list[int] = []
+
+    def statuses(timeout: float = 0.5) -> dict[str, object]:
+        seen.append(1)
+        return next(answers)
+
+    monkeypatch.setattr(cluster, "statuses", statuses)
+    monkeypatch.setattr("consensuskit.server.cluster.time.sleep", lambda s: None)
+    assert cluster.wait_ready(5, every_node=True) == "n1"
+    assert len(seen) == 3
+    answers = iter([{"n1": leader, "n2": follower, "n3": ClusterError("refused")}])
+    assert cluster.wait_ready(5) == "n1"  # without it, the leader is enough

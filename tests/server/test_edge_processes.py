@@ -35,7 +35,7 @@ ITEM_1 = {
 def test_the_item_1_requests_get_400_and_no_node_exits(tmp_path: Path, protocol: str) -> None:
     with make_cluster(tmp_path / "data", protocol=protocol) as cluster:
         cluster.start()
-        cluster.wait_ready(30)
+        cluster.wait_ready(30, every_node=True)
         pids = {n: p.pid for n, p in cluster.nodes.items()}
         for name, (method, target, headers, code) in ITEM_1.items():
             for node in cluster.nodes:

@@ -67,7 +67,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     root = tmp_path_factory.mktemp(f"fuzz-http-{request.param}")
     with make_cluster(root / "data", protocol=request.param) as cluster:
         cluster.start()
-        cluster.wait_ready(30)
+        cluster.wait_ready(30, every_node=True)
         recorder = HistoryRecorder()
         load = ClientLoad(cluster.endpoints, WORKLOAD, recorder).start()
         ports = {n: cluster.layout.node(n).client_port for n in cluster.nodes}

@@ -655,11 +655,15 @@ class LocalCluster:
             raise ClusterError(f"{self.layout.protocol} has no leader (no has-leader capability)")
         return leader
 
-    def wait_ready(self, timeout: float = 20.0, exclude: Sequence[str] = ()) -> str | None:
+    def wait_ready(
+        self, timeout: float = 20.0, exclude: Sequence[str] = (), *, every_node: bool = False
+    ) -> str | None:
         """Block until the cluster serves: some node (not in ``exclude``) leads, or, in a
         protocol without a leader, every running node not in ``exclude`` answers its
-        status.  Returns the leader, or None for a protocol without one; raises
-        ``ClusterError`` on timeout or when every node process died."""
+        status.  With ``every_node`` a leader is not enough: every running node not in
+        ``exclude`` must answer too (a majority elects before the last process listens).
+        Returns the leader, or None for a protocol without one; raises ``ClusterError``
+        on timeout or when every node process died."""
         end = time.monotonic() + timeout
         while True:
             dead = [n for n in self.dead_nodes() if n.node_id not in exclude]
@@ -667,14 +671,15 @@ class LocalCluster:
                 raise ClusterError("every node process exited:\n" + _death_report(dead))
             statuses = self.statuses()
             leader = self._leader_in(statuses)
-            if leader is not None and leader not in exclude:
-                return leader
             answered = {n: s for n, s in statuses.items() if isinstance(s, dict) and n not in exclude}
+            wanted = [n for n, p in self.nodes.items() if n not in exclude and p.running and not p.paused]
+            all_answered = all(n in answered for n in wanted)
+            if leader is not None and leader not in exclude and (all_answered or not every_node):
+                return leader
             leaderless = bool(answered) and all(
                 HAS_LEADER not in s.get("capabilities", (HAS_LEADER,)) for s in answered.values()
             )
-            wanted = [n for n, p in self.nodes.items() if n not in exclude and p.running and not p.paused]
-            if leaderless and all(n in answered for n in wanted):
+            if leaderless and all_answered:
                 return None
             if time.monotonic() > end:
                 hint = _death_report(dead) if dead else "see the node logs under " + str(self.layout.root)
