@@ -4,6 +4,7 @@ in-process clusters (real HTTP, websockets and TCP) and, last, on real node proc
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
-from consensuskit.view.live import ClusterControl, LiveCluster, PidControl, make_live_source
+from consensuskit.view.live import ClusterControl, Launch, LiveCluster, PidControl, make_live_source
 from consensuskit.view.source import LiveSource
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 
@@ -87,11 +88,44 @@ async def test_actions_refuse_in_one_line():
     answer = await source.act({"action": "kill", "node": "n1"})
     assert not answer["ok"] and "another host" in answer["detail"]
     answer = await source.act({"action": "restart", "node": "n1"})
-    assert answer == {
+    assert not answer["ok"] and "another host" in answer["detail"]
+    await source.close()
+
+
+@async_test
+async def test_restart_without_a_known_launch_says_so():
+    source = LiveCluster({"n1": "http://127.0.0.1:1"}, None)
+    source.pids["n1"] = 2**22 + 12345
+    assert await source.act({"action": "restart", "node": "n1"}) == {
         "ok": False,
-        "detail": "restart needs the process that started the cluster: run it with `consensuskit up --view`",
+        "detail": "n1's command line is unknown (/proc did not show it): restart it where it was "
+        "started, or run the cluster with `consensuskit up --view`",
     }
     await source.close()
+
+
+def test_launch_reads_a_process_command_directory_environment_and_log(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    log = tmp_path / "node.log"
+    with open(log, "ab") as out:
+        argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+        process = subprocess.Popen([*argv, "--bootstrap"], cwd=tmp_path, env={"CK_MARK": "1"}, stdout=out)
+    try:
+        end = time.monotonic() + 5
+        launch = Launch.of(process.pid)
+        while (launch is None or launch.argv[:1] != (sys.executable,)) and time.monotonic() < end:
+            time.sleep(0.01)  # between fork and exec /proc shows the parent's, or nothing
+            launch = Launch.of(process.pid)
+        assert launch is not None
+        assert launch.argv == tuple(argv) and launch.cwd == str(tmp_path)
+        assert launch.env == {"CK_MARK": "1"} and launch.output == str(log)
+    finally:
+        process.kill()
+        process.wait()
+    assert Launch.of(process.pid) is None  # gone
+    assert Launch.of(os.getpid()) is not None
 
 
 @async_test
@@ -276,6 +310,57 @@ def test_a_killed_leader_gives_a_new_leader_in_the_stream_and_a_restart_comes_ba
                 await seen.close()
 
         asyncio.run(run())
+
+
+def test_view_endpoints_kills_and_restarts_a_node_it_did_not_start(tmp_path: Path) -> None:
+    """``consensuskit view --endpoints`` (``PidControl``): the node's command is read from
+    /proc when its stream opens, so a killed node starts again, its output appended to
+    its log, and streams from its first event; the restart drops ``--bootstrap``."""
+    layout = ClusterLayout.prepare(tmp_path / "data", 3, free_base_port(6))
+    with LocalCluster(layout) as cluster:
+        cluster.start()
+        cluster.wait_ready(30, every_node=True)
+        killed = cluster.nodes["n2"].pid
+
+        async def run() -> PidControl:
+            source = make_live_source(cluster.endpoints, layout.admin_token)
+            assert isinstance(source.control, PidControl)
+            seen = Collector(source)
+            try:
+                assert await source.wait_connected(20)
+                await until(lambda: len(seen.of("snapshot")) == 3, what="snapshots")
+                assert source.launches["n2"].argv[-2:] == ("--config", str(layout.node("n2").config_path))
+                assert "--bootstrap" not in source.launches["n2"].argv
+                answer = await source.act({"action": "kill", "node": "n2"})
+                assert answer == {"ok": True, "detail": f"n2 (pid {killed}) killed with SIGKILL"}
+                await until(lambda: seen.of("fault", kind="down", node="n2"), what="the kill")
+                answer = await source.act({"action": "restart", "node": "n2"})
+                assert answer["ok"] and answer["detail"].startswith("n2 started again (pid "), answer
+                await until(lambda: len(seen.of("snapshot", node="n2")) == 2, 30, "the restarted node")
+                assert seen.of("snapshot", node="n2")[1]["seq"] == 0
+                assert source.pids["n2"] != killed
+                # A restart of a running node stops it first.
+                running = source.pids["n2"]
+                answer = await source.act({"action": "restart", "node": "n2"})
+                assert answer["ok"], answer
+                await until(lambda: len(seen.of("snapshot", node="n2")) == 3, 30, "the second restart")
+                assert source.pids["n2"] not in (killed, running)
+                return source.control
+            finally:
+                await seen.close()
+
+        control = asyncio.run(run())
+        try:
+            log = layout.node("n2").log_path.read_text()
+            assert log.count("--- consensuskit view: starting again") == 2
+            assert cluster.wait_ready(30, every_node=True)
+            with cluster.client() as kv:
+                kv.put("after", "restart")
+                assert kv.get("after").value == "restart"
+        finally:
+            for process in control.started:
+                process.terminate()
+                process.wait(10)
 
 
 def test_pid_control_pauses_resumes_and_kills_the_pid_a_local_node_reports() -> None:

@@ -25,8 +25,10 @@ Rules this module owns:
     ``/v1/debug/faults`` block list, ``transfer`` ``/v1/leader/transfer``, ``put``/``get``
     the kv client, and ``kill``/``restart``/``pause``/``resume`` a ``NodeControl``:
     the ``up`` process's own (``ClusterControl``: SIGKILL, start again as ``up`` does,
-    SIGSTOP, SIGCONT), else ``PidControl`` (the pid a node on this host reports; it
-    cannot restart a node it did not start);
+    SIGSTOP, SIGCONT), else ``PidControl`` (the pid a node on this host reports, and
+    the launch that /proc shows for it when its stream opens: a restart stops the node
+    if it runs and starts that command again, in the same directory with the same
+    environment, its output appended where it went before);
   * ``ClusterView`` is ``consensuskit up --view``: the page (view/app.py) on this source,
     served from a thread of ``up``'s own, stopped before ``up`` stops the nodes.
 """
@@ -38,9 +40,12 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -125,12 +130,58 @@ class ClusterControl:
         return f"{node} (pid {process.pid}) resumed with SIGCONT"
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How a local node process was started, as /proc shows it: enough to start it again."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+    output: str | None  # the regular file its stdout went to (its log), if any
+
+    @classmethod
+    def of(cls, pid: int) -> Launch | None:
+        """The launch of ``pid``, or None where /proc does not tell it (another user's
+        process, not Linux, already gone)."""
+        proc = Path(f"/proc/{pid}")
+        try:
+            argv = tuple(
+                a.decode(errors="surrogateescape") for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]
+            )
+            cwd = os.readlink(proc / "cwd")
+            env = dict(
+                item.decode(errors="surrogateescape").partition("=")[::2]
+                for item in (proc / "environ").read_bytes().split(b"\0")
+                if b"=" in item
+            )
+            stdout = os.readlink(proc / "fd" / "1")
+        except OSError:
+            return None
+        if not argv:
+            return None  # a zombie: it shows no command line
+        output = stdout if stdout.startswith("/") and Path(stdout).is_file() else None
+        # A restart is never a cluster's first start.
+        return cls(tuple(a for a in argv if a != "--bootstrap"), cwd, env, output)
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (gone, or a zombie its parent has not reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 class PidControl:
-    """Signals to the pid a node reports in its snapshot, when it runs on this host.
-    A node this process did not start cannot be started again from here."""
+    """Signals to the pid a node reports in its snapshot, when it runs on this host; a
+    restart starts the command /proc showed for it again (``Launch``)."""
+
+    STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL on a restart
 
     def __init__(self, source: LiveCluster) -> None:
         self.source = source
+        self.started: list[subprocess.Popen[bytes]] = []  # kept so that they are reaped
 
     def _pid(self, node: str) -> int:
         url = self.source.urls.get(node)
@@ -157,9 +208,58 @@ class PidControl:
         return f"{node} (pid {self._signal(node, signal.SIGKILL)}) killed with SIGKILL"
 
     async def restart(self, node: str) -> str:
-        raise ActionRefused(
-            "restart needs the process that started the cluster: run it with `consensuskit up --view`"
-        )
+        pid = self._pid(node)
+        launch = self.source.launches.get(node)
+        if launch is None:
+            raise ActionRefused(
+                f"{node}'s command line is unknown (/proc did not show it): restart it where it was "
+                "started, or run the cluster with `consensuskit up --view`"
+            )
+        if not _pid_gone(pid):
+            await asyncio.to_thread(self._stop, pid)
+        process = await asyncio.to_thread(self._launch, launch)
+        return f"{node} started again (pid {process.pid})"
+
+    def _stop(self, pid: int) -> None:
+        """SIGTERM (after SIGCONT, so a paused node can act on it), wait, then SIGKILL."""
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        end = time.monotonic() + self.STOP_GRACE
+        while not _pid_gone(pid):
+            if time.monotonic() > end:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                end = float("inf")
+            time.sleep(0.02)
+
+    def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
+        self.started = [p for p in self.started if p.poll() is None]
+        try:
+            log = open(launch.output, "ab") if launch.output else None  # noqa: SIM115 - closed below
+        except OSError:
+            log = None
+        try:
+            if log is not None:
+                log.write(f"--- consensuskit view: starting again at {time.ctime()}\n".encode())
+                log.flush()
+            try:
+                process = subprocess.Popen(
+                    launch.argv,
+                    cwd=launch.cwd,
+                    env=launch.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log if log is not None else subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # it outlives this page's process
+                )
+            except OSError as exc:
+                raise ActionRefused(f"could not start {launch.argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own descriptor
+        self.started.append(process)
+        return process
 
     async def pause(self, node: str) -> str:
         return f"{node} (pid {self._signal(node, signal.SIGSTOP)}) paused with SIGSTOP"
@@ -191,6 +291,7 @@ class LiveCluster:
         self.incarnations: dict[str, str] = {}
         self.epochs: dict[str, float] = {}
         self.pids: dict[str, int] = {}
+        self.launches: dict[str, Launch] = {}  # how each local node was started (PidControl)
         self.connected: dict[str, bool] = dict.fromkeys(self.node_ids, False)
         self.gaps: dict[str, int] = dict.fromkeys(self.node_ids, 0)
         self.received = 0  # records passed on
@@ -290,12 +391,20 @@ class LiveCluster:
                 return  # reopen with since = the last seq seen
         # The loop ends when the node closes the stream.
 
+    def _local(self, node: str) -> bool:
+        url = self.urls.get(node)
+        return url is not None and urlsplit(url).hostname in LOOPBACK
+
     def _on_snapshot(self, node: str, snap: dict[str, Any]) -> None:
         self.connected[node] = True
         if self.protocol is None and isinstance(snap.get("protocol"), str):
             self.protocol = snap["protocol"]
         self.epochs[node] = float(snap.get("epoch", self.origin))
         if isinstance(snap.get("pid"), int):
+            if self.pids.get(node) != snap["pid"] or node not in self.launches:
+                launch = Launch.of(snap["pid"]) if self._local(node) else None
+                if launch is not None:
+                    self.launches[node] = launch
             self.pids[node] = snap["pid"]
         same_run = snap.get("incarnation") == self.incarnations.get(node)
         self.incarnations[node] = str(snap.get("incarnation"))
