@@ -654,7 +654,10 @@ def _from_wire(value: Any) -> Any:
         if value:
             head = value[0]
             if head.__class__ is _WIRE_EXT:
-                return _MARKERS[head.data].wire_build(value)  # KeyError: first of its tag
+                marker = _MARKERS.get(head.data)
+                if marker is None:
+                    marker = _marker_for(head.data)  # CodecError: the reference explains
+                return marker.wire_build(value)
         if _WIRE_SCALARS.issuperset(map(type, value)):
             return tuple(value)
         return tuple([_from_wire(item) for item in value])
