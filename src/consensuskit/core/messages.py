@@ -690,8 +690,9 @@ def _compile_wire_builder(marker: _Marker) -> Callable[[list[Any]], Any]:
         f"    (_head, {''.join(f'v{i}, ' for i in range(n))}) = values",
     ]
     for i, (_, accepted) in enumerate(marker.checks):
-        lines.append(f"    if v{i}.__class__ not in scalars:")
-        lines.append(f"        v{i} = wire(v{i})")
+        if accepted is None or not _WIRE_SCALARS.issuperset(accepted):  # may hold an array or a map
+            lines.append(f"    if v{i}.__class__ not in scalars:")
+            lines.append(f"        v{i} = wire(v{i})")
         if accepted is None:
             continue
         env[f"acc{i}"] = frozenset(accepted)
