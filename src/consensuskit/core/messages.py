@@ -633,12 +633,15 @@ def _compile_converter(cls: type) -> Callable[[Any], list[Any]] | None:
         "marker": _WIRE_EXT(EXT_MESSAGE, encoder[0].data),
         "scalars": _WIRE_SCALARS,
         "wire": _to_wire,
+        "converters": _CONVERTERS,
     }
     lines = ["def convert(obj):"]
     for i, name in enumerate(names):
+        # A nested message goes straight to its converter (one frame less per message).
         lines.append(f"    v{i} = obj.{name}")
         lines.append(f"    if v{i}.__class__ not in scalars:")
-        lines.append(f"        v{i} = wire(v{i})")
+        lines.append(f"        c = converters.get(v{i}.__class__)")
+        lines.append(f"        v{i} = wire(v{i}) if c is None else c(v{i})")
     lines.append(f"    return [marker, {''.join(f'v{i}, ' for i in range(len(names)))}]")
     exec("\n".join(lines), env)  # the source holds only dataclass field names
     convert: Callable[[Any], list[Any]] = env["convert"]
@@ -682,6 +685,8 @@ def _compile_wire_builder(marker: _Marker) -> Callable[[list[Any]], Any]:
         "NotWire": _NotWire,
         "scalars": _WIRE_SCALARS,
         "wire": _from_wire,
+        "markers": _MARKERS,
+        "Ext": _WIRE_EXT,
     }
     lines = [
         "def build(values):",
@@ -691,7 +696,11 @@ def _compile_wire_builder(marker: _Marker) -> Callable[[list[Any]], Any]:
     ]
     for i, (_, accepted) in enumerate(marker.checks):
         if accepted is None or not _WIRE_SCALARS.issuperset(accepted):  # may hold an array or a map
-            lines.append(f"    if v{i}.__class__ not in scalars:")
+            # A nested message goes straight to its builder (one frame less per message).
+            lines.append(f"    if v{i}.__class__ is list and v{i} and v{i}[0].__class__ is Ext:")
+            lines.append(f"        m = markers.get(v{i}[0].data)")
+            lines.append(f"        v{i} = wire(v{i}) if m is None else m.wire_build(v{i})")
+            lines.append(f"    elif v{i}.__class__ not in scalars:")
             lines.append(f"        v{i} = wire(v{i})")
         if accepted is None:
             continue
