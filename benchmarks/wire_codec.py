@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json-out", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=120)  # the table is wider than a pipe's 80 columns
     rows = []
     for name, msg in ours(args.batch).items():
         data = encode(msg)

@@ -261,3 +261,34 @@ def test_the_engine_handles_the_samples_and_their_log_records(no_reference):
         assert same(decode(encode(msg)), msg)
     records = [LogEntry(term=1, index=i, kind=COMMAND, data=SAMPLES[0]) for i in range(100)]
     assert same(decode(encode(records)), tuple(records))
+
+
+def test_a_snapshot_sized_value_is_left_to_the_reference(monkeypatch):
+    # The engine would copy every container of a large state; the reference's C needs none.
+    calls: list[str] = []
+    for name in ("_reference_encode", "_reference_decode"):
+        real = getattr(messages, name)
+        monkeypatch.setattr(messages, name, lambda arg, real=real, name=name: calls.append(name) or real(arg))
+    state = {f"key{i:06d}": (f"value{i}", i) for i in range(messages._ENGINE_MAX_ITEMS + 1)}
+    snap = Snapshot(last_index=1, last_term=1, config=ClusterConfig(voters=("a",)), data=state)
+    data = encode(snap)
+    assert calls == ["_reference_encode"]
+    blob = encode(
+        Snapshot(last_index=1, last_term=1, config=ClusterConfig(voters=("a",)), data=b"x" * (1 << 20))
+    )
+    assert calls == ["_reference_encode"]  # one large scalar: no container to copy
+    assert len(blob) > messages._ENGINE_MAX_FRAME
+    assert same(decode(data), snap)  # a frame under _ENGINE_MAX_FRAME: the engine's
+    assert calls == ["_reference_encode"]
+    assert decode(blob).data == b"x" * (1 << 20)
+    assert calls == ["_reference_encode", "_reference_decode"]
+    small = encode(
+        Snapshot(
+            last_index=1,
+            last_term=1,
+            config=ClusterConfig(voters=("a",)),
+            data=dict(list(state.items())[:10]),
+        )
+    )
+    decode(small)
+    assert len(calls) == 2

@@ -28,6 +28,13 @@ always writes every field; a frame missing a field that is not appended is refus
 
 ``iter_encode(obj)`` yields the same bytes as ``encode(obj)`` in pieces of about
 ``piece_bytes``, so a 100 MB snapshot can be written or streamed without a 100 MB copy.
+
+Two implementations write and read this format.  The reference, on msgpack
+(``_reference_encode``/``_reference_decode``), defines it: its bytes, values and errors.
+``encode``/``decode`` run msgspec's msgpack engine instead (2-2.5x faster to encode,
+about 1.3x to decode: benchmarks/wire_codec.py) and hand the reference anything they are
+not sure to do exactly as it does, so the wire and the WAL did not change by a byte (the
+engine section below; tests/core/test_codec_engines.py holds them to it).
 """
 
 from __future__ import annotations
@@ -596,6 +603,12 @@ _WIRE_EXT = msgspec.msgpack.Ext
 _HEADER = bytes([CODEC_VERSION])
 # Exact classes msgspec writes as the Packer does and reads as the Unpacker does.
 _WIRE_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+# Past these sizes (a snapshot's state, not a message) the reference does the work: the
+# engine's Python walk would copy every container (lists become tuples on the way in,
+# a map of tuples is rebuilt on the way out) where msgpack's C needs no copy, so it
+# would cost memory and time where it saves nothing.
+_ENGINE_MAX_ITEMS = 4096
+_ENGINE_MAX_FRAME = 1 << 20
 
 
 class _NotWire(Exception):
@@ -616,10 +629,14 @@ def _to_wire(value: Any) -> Any:
     if kind is tuple or kind is list:
         if _WIRE_SCALARS.issuperset(map(type, value)):
             return value
+        if len(value) > _ENGINE_MAX_ITEMS:
+            raise _NotWire
         return [_to_wire(item) for item in value]
     if kind is dict:
         if _WIRE_SCALARS.issuperset(map(type, value)) and _WIRE_SCALARS.issuperset(map(type, value.values())):
             return value
+        if len(value) > _ENGINE_MAX_ITEMS:
+            raise _NotWire
         return {_to_wire(key): _to_wire(item) for key, item in value.items()}
     raise _NotWire  # a set (sorted by the reference), a subclass, something unencodable
 
@@ -746,7 +763,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     """Inverse of ``encode``; raises ``CodecError`` on anything it cannot trust.
 
     Any bytes-like object works and is not copied (a 100 MB snapshot stays one buffer)."""
-    if data and data[0] == CODEC_VERSION:
+    if data and data[0] == CODEC_VERSION and len(data) <= _ENGINE_MAX_FRAME:
         try:
             return _from_wire(_WIRE_DECODER.decode(memoryview(data)[1:]))
         except Exception:  # the reference decodes it, or explains why not
