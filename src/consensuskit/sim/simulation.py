@@ -440,7 +440,7 @@ class Simulation:
                                 # here, at its deadline, exactly as its BATCH event
                                 # would have been the next one popped.
                                 deadline = now + window
-                                if deadline > t or bq or (q and q[0][0] <= deadline):
+                                if bq or (q and q[0][0] <= deadline) or deadline > t:
                                     env.batch_inputs = 1
                                     if not bq or bq[-1][0] <= deadline:
                                         bq.append((deadline, next(seq), BATCH, env))
@@ -484,7 +484,7 @@ class Simulation:
                             else:
                                 # A new batch (see above).
                                 deadline = now + window
-                                if deadline > t or bq or (q and q[0][0] <= deadline):
+                                if bq or (q and q[0][0] <= deadline) or deadline > t:
                                     env.batch_inputs = 1
                                     if not bq or bq[-1][0] <= deadline:
                                         bq.append((deadline, next(seq), BATCH, env))
