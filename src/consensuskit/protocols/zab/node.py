@@ -944,6 +944,15 @@ class ZabNode:
         if ls is None or ls.phase != INFO or ls.accepted_epoch != m.epoch:
             ls = self.learners[src] = LearnerState(observer=observer, accepted_epoch=m.epoch)
         ls.heard_at = ls.handshake_at = self.env.now()
+        if self.epoch_proposed and m.epoch > self.epoch:
+            # The learner promised a later epoch (to a leader that never established): it
+            # will abandon our LEADERINFO, and would rejoin us after every election that
+            # finds us leading again, forever (ZooKeeper's getEpochToPropose answers an
+            # established leader's epoch regardless).  Step down: the next discovery
+            # proposes an epoch at least as high, which it accepts.
+            self.env.record("abandon", reason="learner accepted a later epoch", learner=src, accepted=m.epoch)
+            self._look()
+            return
         if self.epoch_proposed:
             self.env.send(src, LeaderInfo(epoch=self.epoch))
         else:
