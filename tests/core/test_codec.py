@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 
 import msgpack
 import pytest
@@ -666,3 +667,57 @@ def test_a_client_request_of_the_release_before_principals_decodes_as_judged_at_
     )
     # This release writes the field, None included: nobody, not the old release's edge.
     assert decode(encode(ClientRequest(client_id="c", seq=3, op=Op(kind="get", key="k")))).principal is None
+
+
+def test_registering_a_frozen_slotted_message_speeds_up_its_init_and_keeps_its_behaviour(scratch_registry):
+    def make():
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class Mixed:
+            term: int
+            leader: str = "n1"
+            entries: tuple = dataclasses.field(default=(), kw_only=True)
+            commit: int = dataclasses.field(kw_only=True)
+
+            def __post_init__(self) -> None:
+                seen.append(self.term)
+
+        return Mixed
+
+    seen: list[int] = []
+    plain, fast = make(), make()
+    generated = fast.__init__
+    message(9007)(fast)
+    assert fast.__init__ is not generated  # the descriptor-setting __init__ took its place
+    assert "__setattr__" not in fast.__init__.__code__.co_names
+    assert str(inspect.signature(fast)) == str(inspect.signature(plain))
+    assert fast.__init__.__qualname__ == generated.__qualname__
+    for cls in (plain, fast):
+        msg = cls(3, commit=7)
+        assert (msg.term, msg.leader, msg.entries, msg.commit) == (3, "n1", (), 7)
+        assert cls(4, "n2", entries=(1,), commit=0).leader == "n2"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            msg.term = 5  # type: ignore[misc]
+    assert seen == [3, 4, 3, 4]  # __post_init__ once per build, in both
+    for call in (lambda c: c(commit=1), lambda c: c(1), lambda c: c(1, commit=1, other=2)):
+        with pytest.raises(TypeError) as plain_error:
+            call(plain)
+        with pytest.raises(TypeError) as fast_error:
+            call(fast)
+        assert str(fast_error.value) == str(plain_error.value)
+    assert decode(encode(fast(9, commit=1))) == fast(9, commit=1)
+
+
+def test_a_message_with_a_default_factory_keeps_the_generated_init(scratch_registry):
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Listed:
+        items: list = dataclasses.field(default_factory=list)
+
+    generated = Listed.__init__
+    message(9008)(Listed)
+    assert Listed.__init__ is generated
+    assert Listed().items == [] and Listed().items is not Listed().items
+
+
+def test_every_registered_frozen_raft_and_client_message_has_the_fast_init():
+    for cls in (AppendEntries, AppendEntriesResponse, ClientRequest, ClientResponse, Op):
+        assert "__setattr__" not in cls.__init__.__code__.co_names, cls.__name__

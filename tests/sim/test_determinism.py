@@ -3,6 +3,7 @@ agree."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, Schedule, SimConfig, Simulation
+from consensuskit.sim.simulation import GC_YOUNG_THRESHOLD
 
 from .toy import toy_sim
 
@@ -113,3 +115,54 @@ def test_random_schedules_are_deterministic(lines, seed):
         return result.trace_sha256, result.ops
 
     assert once() == once()
+
+
+def _thresholds_during_run(sim):
+    seen = []
+    inner = sim.run_until
+
+    def run_until(t):
+        seen.append(gc.get_threshold())
+        inner(t)
+
+    sim.run_until = run_until
+    return seen
+
+
+def test_run_raises_the_collectors_first_threshold_and_restores_it():
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        sim = toy_sim(seed=5, **FULL)
+        seen = _thresholds_during_run(sim)
+        sim.run()
+        assert seen and set(seen) == {(GC_YOUNG_THRESHOLD, 10, 10)}
+        assert gc.get_threshold() == (700, 10, 10)
+        # A higher threshold (or 0: automatic collection off) is left as it is.
+        for mine in ((10 * GC_YOUNG_THRESHOLD, 5, 5), (0, 10, 10)):
+            gc.set_threshold(*mine)
+            sim = toy_sim(seed=5, **FULL)
+            seen = _thresholds_during_run(sim)
+            sim.run()
+            assert set(seen) == {mine} and gc.get_threshold() == mine
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_digest_independent_of_the_collector():
+    before = gc.get_threshold()
+    try:
+        digests = set()
+        for threshold in (50, 0):  # a young collection every 50 allocations, then none
+            sim = toy_sim(seed=9, **FULL)
+            inner = sim.run_until
+
+            def run_until(t, inner=inner, threshold=threshold):
+                gc.set_threshold(threshold, 1, 1)  # inside run(), which set its own
+                inner(t)
+
+            sim.run_until = run_until
+            digests.add(sim.run().trace_sha256)
+        assert len(digests) == 1
+    finally:
+        gc.set_threshold(*before)
