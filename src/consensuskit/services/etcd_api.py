@@ -183,11 +183,7 @@ class EtcdNode(Recipes):
     ) -> dict[str, Any]:
         """Run one store op; its result, or ``EtcdError``.  ``coalesce``: hand a write to
         the node together with the others arriving within ``COALESCE`` (module rules)."""
-        op = make_op(kind, "", body)
-        try:
-            validate(op)
-        except ValueError as exc:
-            raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc}") from None
+        op = self.prepare(kind, body)
         for _ in range(STALE_RETRIES):
             response = await self._submit(op, kind, serializable, coalesce)
             if response.ok or response.error != STALE_SESSION:
@@ -195,27 +191,29 @@ class EtcdNode(Recipes):
             # This node's anonymous session already applied a later seq (concurrent writes
             # reordered on their way, e.g. forwarded by a Multi-Paxos follower): this one
             # was not applied, so it goes again under a new seq.
-        if not response.ok:
-            if response.error == NOT_LEADER:
-                if forwarded or response.leader_hint in (None, self.node_id):
-                    raise EtcdError(UNAVAILABLE, NO_LEADER)
-                return await self._forward(response.leader_hint, kind, body, serializable)
-            if response.error == BUSY:
-                raise EtcdError(UNAVAILABLE, LEADER_CHANGED)
-            raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
-        result = response.result
-        if isinstance(result, dict) and "error" in result:
-            extra = {k: v for k, v in result.items() if k not in ("error", "message")}
-            raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
-        return result
+        leader = self.leader_to_ask(response, forwarded)
+        if leader is not None:
+            return await self.forward(leader, kind, body, serializable)
+        return self.result(response)
 
-    async def _submit(self, op: Any, kind: str, serializable: bool, coalesce: bool) -> Any:
-        """One attempt: the node's ``ClientResponse``, or ``EtcdError`` for no answer."""
+    # The steps of ``call``, which a front that answers from callbacks (the gateway's lean
+    # front, services/etcd_gateway.py) takes one by one.
+    def prepare(self, kind: str, body: dict[str, Any]) -> Any:
+        """The op of ``kind`` with request ``body``, validated (else ``EtcdError``)."""
+        op = make_op(kind, "", body)
+        try:
+            validate(op)
+        except ValueError as exc:
+            raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc}") from None
+        return op
+
+    def request(self, op: Any, serializable: bool) -> ClientRequest:
+        """One attempt's request: a write under the next seq of this node's anonymous
+        session, a read under a read id; admitted at the edge (else ``EtcdError``)."""
         from consensuskit.server import edge
-        from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
 
         api = self.api
-        read = kind in READ_KINDS
+        read = op.kind in READ_KINDS
         client_id, seq = api.read_id() if read else api.request_id(None)
         request = ClientRequest(
             client_id=client_id, seq=seq, op=op, consistency=STALE_OK if read and serializable else None
@@ -224,17 +222,54 @@ class EtcdNode(Recipes):
             edge.admit(request)
         except edge.EdgeError as exc:
             raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc.message}") from None
+        return request
+
+    @staticmethod
+    def failure(exc: BaseException) -> EtcdError:
+        """The ``EtcdError`` for a request the node did not answer."""
+        from consensuskit.server.runtime import LeadershipLost, RequestTimeout
+
+        if isinstance(exc, RequestTimeout):
+            return EtcdError(UNAVAILABLE, TIMEOUT)
+        if isinstance(exc, LeadershipLost):
+            return EtcdError(UNAVAILABLE, LEADER_CHANGED)
+        return EtcdError(UNAVAILABLE, f"etcdserver: {exc}")  # NodeHalted
+
+    def leader_to_ask(self, response: Any, forwarded: bool) -> str | None:
+        """The leader to forward the call to when this node refused it as a follower
+        (``EtcdError`` when there is none to ask); None: the answer stands."""
+        if response.ok or response.error != NOT_LEADER:
+            return None
+        if forwarded or response.leader_hint in (None, self.node_id):
+            raise EtcdError(UNAVAILABLE, NO_LEADER)
+        return str(response.leader_hint)
+
+    @staticmethod
+    def result(response: Any) -> dict[str, Any]:
+        """The store's result in ``response``, or its refusal as ``EtcdError``."""
+        if not response.ok:
+            if response.error == BUSY:
+                raise EtcdError(UNAVAILABLE, LEADER_CHANGED)
+            raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
+        result = response.result
+        if isinstance(result, dict) and "error" in result:
+            extra = {k: v for k, v in result.items() if k not in ("error", "message")}
+            raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
+        return result  # type: ignore[no-any-return]
+
+    async def _submit(self, op: Any, kind: str, serializable: bool, coalesce: bool) -> Any:
+        """One attempt: the node's ``ClientResponse``, or ``EtcdError`` for no answer."""
+        from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
+
+        api = self.api
+        request = self.request(op, serializable)
         try:
-            if coalesce and not (read and serializable):
+            if coalesce and not (kind in READ_KINDS and serializable):
                 response = await self._coalesced(request)
             else:
                 response = await api.runtime.request(request, api.config.request_timeout)
-        except RequestTimeout:
-            raise EtcdError(UNAVAILABLE, TIMEOUT) from None
-        except LeadershipLost:
-            raise EtcdError(UNAVAILABLE, LEADER_CHANGED) from None
-        except NodeHalted as exc:
-            raise EtcdError(UNAVAILABLE, f"etcdserver: {exc}") from None
+        except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
+            raise self.failure(exc) from None
         return response
 
     def _coalesced(self, request: ClientRequest) -> asyncio.Future[Any]:
@@ -259,7 +294,7 @@ class EtcdNode(Recipes):
             inner.add_done_callback(lambda done, fut=fut: _settle(fut, done))
             fut.add_done_callback(lambda mine, inner=inner: inner.cancel() if mine.cancelled() else None)
 
-    async def _forward(
+    async def forward(
         self, leader: str, kind: str, body: dict[str, Any], serializable: bool
     ) -> dict[str, Any]:
         import aiohttp
