@@ -25,9 +25,12 @@ Rules this module owns:
     expiries;
   * gRPC writes and linearizable reads are handed to the node in groups: grpcio's asyncio
     server takes one call per loop wake-up, so each alone would make a batch of one (a
-    sync, or a read-index round, of its own); a call waits ``COALESCE`` for the others
-    arriving meanwhile and they go to the node together.  The gateway needs none of it: aiohttp reads
-    every ready request in one go;
+    sync, or a read-index round, of its own).  A call that finds none of ours in the node
+    goes on the same loop turn (a lone client waits for nobody); otherwise it waits, with
+    the others arriving meanwhile, until the group in the node is answered or
+    ``COALESCE`` has passed, and they go to the node together (measured: 10 ms cut the
+    leader's CPU per gRPC put from about 1.0-1.2 ms to 0.6-0.75 ms at concurrency 64).
+    The gateway needs none of it: its lean front reads every ready request in one go;
   * etcd's writes carry no request id, so each goes under this node's anonymous session
     with the next seq; concurrent writes may reach the log out of seq order (a
     Multi-Paxos follower forwards them), and the later one is refused stale-session,
@@ -90,7 +93,7 @@ WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
 PROGRESS_INTERVAL = 600.0  # seconds: a quiet watch with progress_notify hears this often (etcd's)
 STALE_RETRIES = 5  # attempts of a write refused as stale-session (module rules)
-COALESCE = 0.0005  # seconds a gRPC write waits for others to share its batch (module rules)
+COALESCE = 0.01  # seconds at most a gRPC call waits for others to share its batch (module rules)
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
 FORWARD_PATH = "/v3/consensuskit/forward"
 FORWARDED_HEADER = "X-Consensuskit-Forwarded"
@@ -130,7 +133,9 @@ class EtcdNode(Recipes):
         self._peer_grpc: dict[str, str] = {}  # peer -> its gRPC URL, from its /v1/status
         self._term = 0
         self._term_until = 0.0
-        self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # writes to coalesce
+        self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # calls to coalesce
+        self._in_node = 0  # coalesced calls handed to the node and not answered yet
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.progress_interval = PROGRESS_INTERVAL
 
     def member_of(self, node_id: str) -> int:
@@ -277,22 +282,40 @@ class EtcdNode(Recipes):
         fut: asyncio.Future[Any] = loop.create_future()
         self._held.append((request, fut))
         if len(self._held) == 1:
-            loop.call_later(COALESCE, self._flush)
+            # Nothing of ours in the node: go on this loop turn (a lone client waits for
+            # nobody); else wait for the batch in the node to be answered, or COALESCE.
+            if self._in_node == 0:
+                self._flush_timer = loop.call_soon(self._flush)  # type: ignore[assignment]
+            else:
+                self._flush_timer = loop.call_later(COALESCE, self._flush)
         return fut
 
     def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         held, self._held = self._held, []
         runtime, timeout = self.api.runtime, self.api.config.request_timeout
         for request, fut in held:
             if fut.done():  # its caller gave up
                 continue
             try:
-                inner = runtime.submit(request, timeout)
+                runtime.wait_for_answer(request, timeout, self._coalesced_answer, fut)
             except Exception as exc:  # NodeHalted: the node is not running
                 fut.set_exception(exc)
                 continue
-            inner.add_done_callback(lambda done, fut=fut: _settle(fut, done))
-            fut.add_done_callback(lambda mine, inner=inner: inner.cancel() if mine.cancelled() else None)
+            self._in_node += 1
+
+    def _coalesced_answer(self, waiter: Any, response: Any, error: BaseException | None) -> None:
+        self._in_node -= 1
+        fut: asyncio.Future[Any] = waiter.context
+        if not fut.done():  # else its caller gave up (the node may still apply a write)
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(response)
+        if self._in_node == 0 and self._held:
+            self._flush()  # the batch in the node is answered: the next one goes
 
     async def forward(
         self, leader: str, kind: str, body: dict[str, Any], serializable: bool
@@ -479,17 +502,6 @@ class EtcdNode(Recipes):
                         self._peer_grpc[peer] = url
 
         await asyncio.gather(*(ask(p) for p in missing))
-
-
-def _settle(fut: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
-    if fut.done():
-        return
-    if done.cancelled():
-        fut.cancel()
-    elif done.exception() is not None:
-        fut.set_exception(done.exception())  # type: ignore[arg-type]
-    else:
-        fut.set_result(done.result())
 
 
 def _dir_size(path: Any) -> int:
