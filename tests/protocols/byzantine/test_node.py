@@ -88,14 +88,31 @@ def test_malformed_and_stray_messages_are_dropped_and_counted() -> None:
     sim.run_for(0.01)  # instance 0, round 1
     node = sim.nodes["n2"]
     before = node.dropped
-    node.on_message("n3", OralOrder(instance=0, path=("n2", "n3"), value="attack"))  # not from the commander
+    # A round-2 path, a round early: held until round 2 begins here, then judged (it
+    # does not start at the commander) and dropped.
+    node.on_message("n3", OralOrder(instance=0, path=("n2", "n3"), value="attack"))
     node.on_message("n3", OralOrder(instance=0, path=("n1",), value="attack"))  # path does not end at n3
     node.on_message("n1", OralOrder(instance=7, path=("n1",), value="attack"))  # another instance
     node.on_message("n1", SignedOrder(instance=0, value="attack", signers=("n1",), signatures=(b"x",)))
     node.on_message("n9", OralOrder(instance=0, path=("n9",), value="attack"))  # not a general
     node.on_message("n1", "garbage")
+    assert node.dropped == before + 5
+    sim.run_for(node.opts.round)  # into round 2
     assert node.dropped == before + 6
     assert sim.run().ok
+
+
+def test_a_message_a_hair_early_is_held_for_its_round() -> None:
+    """The commander's clock (or event loop) ran ahead: its order reaches n2 while n2's
+    instance is armed but its round 1 has not begun.  It is held, not dropped, and n2
+    obeys it (on real processes this decided retreat now and then)."""
+    sim = simulate(FOUR, {"m": 1, "instances": 1, "order": "attack"})
+    node = sim.nodes["n2"]
+    assert node.instance == 0 and node.round == 0
+    node.on_message("n1", OralOrder(instance=0, path=("n1",), value="attack"))
+    assert node.dropped == 0
+    result = sim.run()
+    assert result.ok and node.decisions() == {0: "attack"}
 
 
 def test_late_messages_count_as_missing() -> None:

@@ -13,6 +13,11 @@ Rules this module owns:
   * signed mode in the simulator uses tokens (signing.py) whose CPU cost delays a
     node's messages: a round's sends leave once the CPU time spent since the last
     sends has elapsed;
+  * a message of this instance that arrives a hair before its round begins here (the
+    sender's clock, or its event loop, ran ahead of ours) is held until our round
+    catches up, then judged as if it had arrived then: clocks that agree only within a
+    bound still meet A1-A3.  At most ``EARLY_LIMIT`` are held; more are dropped and
+    counted;
   * a node that (re)starts joins at the next instance boundary; it keeps nothing on
     storage (an instance is short-lived and a restarted general is simply absent);
   * ``decisions()`` (instance -> order; the commander's own order for its instances)
@@ -42,6 +47,8 @@ NOT_SERVED = "not-served"
 # A boundary fires this much after its instant, so that a timer set "at" the boundary
 # never lands a hair before it through float rounding.
 EPSILON = 1e-9
+# The most early messages held (OM(m) sends a lieutenant at most (n-1)^m per round).
+EARLY_LIMIT = 1024
 
 
 class GeneralNode:
@@ -71,6 +78,7 @@ class GeneralNode:
         self.dropped = 0
         self._cpu_flushed = 0.0
         self._held: list[tuple[str, Any]] = []
+        self._early: list[tuple[str, Any]] = []  # this instance's, for a round still ahead
 
     # ------------------------------------------------------------------ lifecycle
     def on_start(self) -> None:
@@ -89,6 +97,8 @@ class GeneralNode:
         self.instance = k
         self.round = 0
         self.general = None
+        self.dropped += len(self._early)  # the last instance's, never reached
+        self._early = []
         self.env.set_timer(ROUND_TIMER, max(0.0, k * self.period - now) + EPSILON)
 
     def _new_general(self, k: int) -> OralGeneral | SignedGeneral:
@@ -118,6 +128,10 @@ class GeneralNode:
             self.general = self._new_general(self.instance)
         general = self.general
         assert general is not None
+        if self._early:
+            early, self._early = self._early, []
+            for src, msg in early:
+                self.on_message(src, msg)  # judged in this round; later rounds' held again
         if self.round <= general.rounds:
             self._send(general.sends(self.round))
             self.env.set_timer(ROUND_TIMER, self.opts.round)
@@ -158,8 +172,14 @@ class GeneralNode:
     # ------------------------------------------------------------------ messages
     def on_message(self, src: str, msg: Any) -> None:
         general = self.general
-        if general is None or getattr(msg, "instance", None) != self.instance or src not in self.generals:
+        if getattr(msg, "instance", None) != self.instance or src not in self.generals:
             self.dropped += 1
+            return
+        if general is None or _round_of(msg) > self.round:
+            if len(self._early) < EARLY_LIMIT and self.instance >= 0:
+                self._early.append((src, msg))
+            else:
+                self.dropped += 1
             return
         if isinstance(msg, OralOrder) and isinstance(general, OralGeneral):
             ok = general.receive(src, msg.path, msg.value, self.round)
@@ -197,3 +217,13 @@ class GeneralNode:
                 "dropped": self.dropped,
             },
         )
+
+
+def _round_of(msg: Any) -> int:
+    """The round a message belongs to: the length of its path (oral) or of its chain of
+    signers (signed); 0 for anything else (judged, and dropped, at once)."""
+    if isinstance(msg, OralOrder) and isinstance(msg.path, tuple):
+        return len(msg.path)
+    if isinstance(msg, SignedOrder) and isinstance(msg.signers, tuple):
+        return len(msg.signers)
+    return 0
