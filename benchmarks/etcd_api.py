@@ -17,11 +17,11 @@ by the same generator: the most any grpcio asyncio server gets here.
 
 What bounds each path (measured on a shared 2-core machine, README "etcd v3 API vs
 etcd"): the gateway's hot calls are served by the server's lean HTTP front
-(server/fast_http.py), and the leader's CPU per put (about 0.22 ms, less than etcd's
+(server/fast_http.py), and the leader's CPU per put (0.17-0.25 ms, less than etcd's
 leader spends on its own gateway) goes mostly to the platform's per-batch and per-socket
 work (WAL sync hand-offs, peer and client writes); the etcd-specific work is about 15%
 of it.  gRPC is bounded by the leader's CPU per call, most of it grpcio's: the empty
-server costs 0.31-0.55 ms of CPU per put here (etcd's whole leader 0.18-0.21 ms per gRPC
+server costs 0.31-0.55 ms of CPU per put here (etcd's whole leader 0.11-0.21 ms per gRPC
 request), and the node's own work adds about 0.22 ms.
 """
 
