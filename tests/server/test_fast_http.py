@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from consensuskit.server.fast_http import FastConnection, json_answer
 from tests.server.runtime_harness import Cluster, async_test
 
 pytestmark = pytest.mark.timeout(60)
@@ -167,3 +168,76 @@ async def test_client_gone_before_its_answer_harms_nothing(tmp_path):
         runtime = c.servers[leader].runtime
         await c.wait_until(lambda: not runtime._waiters)
         assert runtime.failure is None
+
+
+# ---------------------------------------------------------------------- a service's own routes
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.protocol: object = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def set_protocol(self, protocol: object) -> None:
+        self.protocol = protocol
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Fallback(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+class _EchoRoutes:
+    """POST /echo answers its body; a body "decline" is left to aiohttp."""
+
+    def route(self, head):
+        return ("echo", 100) if head.method == b"POST" and head.target == b"/echo" else None
+
+    def serve(self, connection, request, body):
+        if body == b"decline":
+            return False
+        connection.answer(json_answer(json.dumps({"echo": body.decode()}).encode()))
+        return True
+
+
+@async_test
+async def test_a_service_declares_its_own_fast_routes():
+    """FastConnection serves what a service's FastRoutes take, in order, and hands the
+    connection (every byte not answered) to aiohttp at the first request they decline,
+    whether from the head (an unknown route) or from the body."""
+    from types import SimpleNamespace
+
+    api = SimpleNamespace(
+        auth=SimpleNamespace(enabled=False), config=SimpleNamespace(max_value_bytes=1000), reply_signer=None
+    )
+
+    def post(body: bytes) -> bytes:
+        return b"POST /echo HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    for rest, left in (
+        (post(b"decline") + post(b"b"), post(b"decline") + post(b"b")),
+        (b"GET /x HTTP/1.1\r\n\r\n", b"GET /x HTTP/1.1\r\n\r\n"),
+    ):
+        fallback = _Fallback()
+        transport = _Transport()
+        connection = FastConnection(api, _EchoRoutes(), lambda fallback=fallback: fallback, set())
+        connection.connection_made(transport)
+        data = post(b"a") + post(b"")
+        connection.data_received(data[:7])  # a head cut short waits for the rest
+        assert transport.written == []
+        connection.data_received(data[7:] + rest)
+        assert [json.loads(w.partition(b"\r\n\r\n")[2]) for w in transport.written] == [
+            {"echo": "a"},
+            {"echo": ""},
+        ]
+        assert transport.protocol is fallback and fallback.data == left

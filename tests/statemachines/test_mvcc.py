@@ -127,6 +127,7 @@ def test_a_failing_request_undoes_the_whole_txn() -> None:
     )
     assert r["error"] == "lease-not-found"
     assert s.digest() == before and run(s, "range", key=b"c")["kvs"] == ()
+    assert len(s) == 1  # the undone change is not counted (len() is a running count)
     assert run(s, "txn", success=[{"put": {"key": b"x"}}, {"put": {"key": b"x"}}])["error"] == "duplicate-key"
 
 
@@ -348,6 +349,7 @@ def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) ->
             s = copy
         assert s.revision == twin.rev
         assert set(s.leases) == twin.leases
+        assert len(s) == sum(len(c) for c in s._hist.values()) + len(s.leases)  # counted, not summed
         for lease_id, lease in s.leases.items():  # attached keys follow the key-values
             live = twin.states[twin.rev]
             assert lease.keys == {k for k, kv in live.items() if kv[5] == lease_id}

@@ -2,7 +2,7 @@
 
 A ``GuardProtocol`` is the protocol of every accepted client transport (the plain fast
 path and the TLS listener alike).  It passes bytes to the protocol that parses HTTP
-(``fast_http.FastKVProtocol`` or aiohttp's ``RequestHandler``) through a thin transport
+(``fast_http.FastConnection`` or aiohttp's ``RequestHandler``) through a thin transport
 proxy, so it sees every byte in and every answer out, and it keeps owning the
 connection when the fast path hands it to aiohttp (``set_protocol`` on the proxy only
 swaps the inner protocol).

@@ -14,9 +14,14 @@ Rules this module owns:
   * a failed call answers ``{"error": TEXT, "code": GRPC_CODE, "message": TEXT}`` with
     grpc-gateway's HTTP status for the code (400, 404, 503, ...); a body that is not the
     method's JSON is 400 with code 3;
-  * the hot bodies (a put or a range naming only plain fields, as etcd's wrk script
-    sends them) skip protobuf: they are read and answered as JSON directly, with the same
-    result as the protobuf path (a test holds the two paths to the same answers);
+  * the hot bodies (a put, a range or a delete naming only plain fields, as etcd's wrk
+    script sends them) skip protobuf: they are read and answered as JSON directly, with
+    the same result as the protobuf path (a test holds the two paths to the same answers);
+  * those hot bodies skip aiohttp too on a plain-text listener: ``fast_site`` puts
+    ``FastGateway`` on the server's lean front (server/fast_http.py), which answers them
+    from the node's callbacks, byte for byte as the aiohttp route answers (a test holds
+    the two fronts to the same bytes); whatever else comes, or a body it does not read
+    (malformed JSON or base64, other fields), goes to the aiohttp routes below;
   * ``FORWARD_PATH`` is the node-to-node route a follower forwards calls through
     (services/etcd_api.py), msgpack in and out.
 """
@@ -34,13 +39,17 @@ import grpc
 from aiohttp import web
 from google.protobuf import json_format
 
+from consensuskit.core.client import STALE_SESSION
+from consensuskit.server.fast_http import FastSite, json_answer
 from consensuskit.services import etcd_grpc as eg
-from consensuskit.services.etcd_api import FORWARD_PATH, EtcdError, etcd_node
+from consensuskit.services.etcd_api import FORWARD_PATH, STALE_RETRIES, EtcdError, EtcdNode, etcd_node
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
 
 if TYPE_CHECKING:
+    from consensuskit.core.client import ClientResponse
+    from consensuskit.server.fast_http import FastConnection, Head
     from consensuskit.server.http_api import NodeApi
 
 # grpc-gateway's HTTP status for each gRPC code (runtime.HTTPStatusFromCode).
@@ -106,9 +115,16 @@ _RANGE_FIELDS = {"key": _B64, "range_end": _B64, "limit": _INT, "revision": _INT
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+_DELETE_FIELDS = {"key": _B64, "range_end": _B64, "prev_kv": _BOOL}
+
+
 async def _fast_body(request: web.Request, fields: dict[str, str]) -> dict[str, Any] | None:
     """The store's request for a plain body, or None (then the protobuf path decides)."""
-    raw = await request.read()
+    return plain_body(await request.read(), fields)
+
+
+def plain_body(raw: bytes, fields: dict[str, str]) -> dict[str, Any] | None:
+    """The store's request for a JSON body of ``fields`` only, or None."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -157,6 +173,37 @@ def _json_kv(kv: Any) -> dict[str, Any]:
     if lease:
         out["lease"] = str(lease)
     return out
+
+
+def _put_answer(node: Any, r: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"header": _json_header(node.header(r["revision"]))}
+    if r.get("prev_kv"):
+        out["prev_kv"] = _json_kv(r["prev_kv"])
+    return out
+
+
+def _range_answer(node: Any, r: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"header": _json_header(node.header(r["revision"]))}
+    if r["kvs"]:
+        out["kvs"] = [_json_kv(kv) for kv in r["kvs"]]
+    if r.get("more"):
+        out["more"] = True
+    if r.get("count"):
+        out["count"] = str(r["count"])
+    return out
+
+
+def _delete_answer(node: Any, r: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"header": _json_header(node.header(r["revision"]))}
+    if r.get("deleted"):
+        out["deleted"] = str(r["deleted"])
+    if r.get("prev_kvs"):
+        out["prev_kvs"] = [_json_kv(kv) for kv in r["prev_kvs"]]
+    return out
+
+
+# The JSON answer (as protobuf's JSON mapping gives it) to each fast kind's result.
+_ANSWERS = {"put": _put_answer, "range": _range_answer, "delete_range": _delete_answer}
 
 
 class _Gateway:
@@ -220,39 +267,147 @@ class _Gateway:
         return handler
 
     async def fast_put(self, request: web.Request) -> web.Response | None:
-        body = await _fast_body(request, _PUT_FIELDS)
-        if body is None:
-            return None
-        try:
-            r = await self.node.call("put", body)
-        except EtcdError as exc:
-            return _error(_CODES[exc.code], exc.message)
-        out: dict[str, Any] = {"header": _json_header(self.node.header(r["revision"]))}
-        if r.get("prev_kv"):
-            out["prev_kv"] = _json_kv(r["prev_kv"])
-        return web.json_response(out)
+        return await self._fast(request, "put", _PUT_FIELDS)
 
     async def fast_range(self, request: web.Request) -> web.Response | None:
-        body = await _fast_body(request, _RANGE_FIELDS)
+        return await self._fast(request, "range", _RANGE_FIELDS)
+
+    async def fast_delete(self, request: web.Request) -> web.Response | None:
+        return await self._fast(request, "delete_range", _DELETE_FIELDS)
+
+    async def _fast(self, request: web.Request, kind: str, fields: dict[str, str]) -> web.Response | None:
+        body = await _fast_body(request, fields)
         if body is None:
             return None
         serializable = bool(body.pop("serializable", False))
         try:
-            r = await self.node.call("range", body, serializable=serializable)
+            r = await self.node.call(kind, body, serializable=serializable)
         except EtcdError as exc:
             return _error(_CODES[exc.code], exc.message)
-        out: dict[str, Any] = {"header": _json_header(self.node.header(r["revision"]))}
-        if r["kvs"]:
-            out["kvs"] = [_json_kv(kv) for kv in r["kvs"]]
-        if r.get("more"):
-            out["more"] = True
-        if r.get("count"):
-            out["count"] = str(r["count"])
-        return web.json_response(out)
+        return web.json_response(_ANSWERS[kind](self.node, r))
 
     async def forward(self, request: web.Request) -> web.Response:
         answer = await self.node.serve_forwarded(await request.read())
         return web.Response(body=answer, content_type="application/msgpack")
+
+
+# ---------------------------------------------------------------------- the lean front
+class _FastRoute:
+    __slots__ = ("fields", "kind")
+
+    def __init__(self, kind: str, fields: dict[str, str]) -> None:
+        self.kind = kind
+        self.fields = fields
+
+
+_FAST_ROUTES = {
+    b"/v3/kv/put": _FastRoute("put", _PUT_FIELDS),
+    b"/v3/kv/range": _FastRoute("range", _RANGE_FIELDS),
+    b"/v3/kv/deleterange": _FastRoute("delete_range", _DELETE_FIELDS),
+}
+
+
+class _FastCall:
+    """One call on the lean front, from its body to its answer."""
+
+    __slots__ = ("attempts", "body", "connection", "op", "route", "serializable")
+
+    def __init__(
+        self, connection: FastConnection, route: _FastRoute, body: dict[str, Any], serializable: bool
+    ) -> None:
+        self.connection = connection
+        self.route = route
+        self.body = body
+        self.serializable = serializable
+        self.op: Any = None
+        self.attempts = 1
+
+
+class FastGateway:
+    """The hot gateway calls on the server's lean front (``fast_http.FastRoutes``): the
+    steps of ``EtcdNode.call`` run from the node's callbacks, the answers those of
+    ``_Gateway.fast_put`` and the rest (see the module rules)."""
+
+    __slots__ = ("max_body", "node")
+
+    def __init__(self, api: NodeApi) -> None:
+        self.node: EtcdNode = etcd_node(api)
+        cfg = api.config
+        # base64 makes 3 bytes 4; anything larger is aiohttp's to answer.
+        self.max_body = 2 * (cfg.max_value_bytes + cfg.max_key_bytes) + 1024
+
+    def route(self, head: Head) -> tuple[_FastRoute, int] | None:
+        route = _FAST_ROUTES.get(head.target) if head.method == b"POST" else None
+        if route is None or head.content_length < 0:
+            return None
+        return route, self.max_body
+
+    def serve(self, connection: FastConnection, route: _FastRoute, raw: bytes) -> bool:
+        body = plain_body(raw, route.fields)
+        if body is None:
+            return False  # aiohttp's route reads it through protobuf (or says what is wrong)
+        call = _FastCall(connection, route, body, bool(body.pop("serializable", False)))
+        try:
+            call.op = self.node.prepare(route.kind, body)
+            self._submit(call)
+        except EtcdError as exc:
+            connection.answer(_error_bytes(exc))
+        return True
+
+    def _submit(self, call: _FastCall) -> None:
+        node = self.node
+        request = node.request(call.op, call.serializable)
+        try:
+            call.connection.submit(
+                request, node.api.config.request_timeout, lambda r, e: self._answered(call, r, e)
+            )
+        except Exception as exc:  # NodeHalted
+            raise node.failure(exc) from None
+
+    def _answered(
+        self, call: _FastCall, response: ClientResponse | None, error: BaseException | None
+    ) -> None:
+        node = self.node
+        try:
+            if error is not None:
+                raise node.failure(error)
+            assert response is not None
+            if not response.ok and response.error == STALE_SESSION and call.attempts < STALE_RETRIES:
+                call.attempts += 1  # as EtcdNode.call: not applied, so again under a new seq
+                self._submit(call)
+                return
+            leader = node.leader_to_ask(response, forwarded=False)
+            if leader is not None:
+                forward = node.forward(leader, call.route.kind, call.body, call.serializable)
+                call.connection.wait(forward, lambda task: self._forwarded(call, task))
+                return
+            data = self._ok(call, node.result(response))
+        except EtcdError as exc:
+            data = _error_bytes(exc)
+        call.connection.answer(data)
+
+    def _forwarded(self, call: _FastCall, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            data = _error_bytes(EtcdError(_CODES_BY_NAME["CANCELLED"], "context canceled"))
+        elif isinstance(task.exception(), EtcdError):
+            data = _error_bytes(task.exception())  # type: ignore[arg-type]
+        elif task.exception() is not None:
+            data = _error_bytes(EtcdError(_CODES_BY_NAME["UNAVAILABLE"], f"etcdserver: {task.exception()}"))
+        else:
+            data = self._ok(call, task.result())
+        call.connection.answer(data)
+
+    def _ok(self, call: _FastCall, result: dict[str, Any]) -> bytes:
+        # json.dumps as web.json_response writes it: the same bytes as the aiohttp route.
+        return json_answer(json.dumps(_ANSWERS[call.route.kind](self.node, result)).encode())
+
+
+_CODES_BY_NAME = {code.name: code.value[0] for code in grpc.StatusCode}
+
+
+def _error_bytes(exc: EtcdError) -> bytes:
+    code = _CODES[exc.code]
+    return json_answer(json.dumps(_error_body(code, exc.message)).encode(), HTTP_STATUS.get(code, 500))
 
 
 class _Routes:
@@ -283,7 +438,11 @@ class _Routes:
             "/v3/election/leader": (g.election.Leader, epb.LeaderRequest),
             "/v3/election/resign": (g.election.Resign, epb.ResignRequest),
         }
-        fast = {"/v3/kv/put": _Gateway.fast_put, "/v3/kv/range": _Gateway.fast_range}
+        fast = {
+            "/v3/kv/put": _Gateway.fast_put,
+            "/v3/kv/range": _Gateway.fast_range,
+            "/v3/kv/deleterange": _Gateway.fast_delete,
+        }
         for path, (method, message_type) in unary.items():
             router.add_route("POST", path, g.unary(method, message_type, fast.get(path)))
         router.add_route(
@@ -302,6 +461,11 @@ class _Routes:
             g.streamed(g.election.Observe, epb.LeaderRequest, client_stream=False),
         )
         router.add_route("POST", FORWARD_PATH, g.forward)
+
+    @staticmethod
+    def fast_site(runner: Any, host: str, port: int, api: NodeApi, **kwargs: Any) -> FastSite:
+        """The plain-text listener's lean front (server/fast_http.py) with the hot calls."""
+        return FastSite(runner, host, port, api, routes=FastGateway(api), **kwargs)
 
 
 ROUTES = _Routes()

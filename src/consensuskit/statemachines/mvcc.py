@@ -173,6 +173,7 @@ class MVCCStore:
     """The executor (statemachines/sessioned.py's ``Executor``): see the module rules."""
 
     __slots__ = (
+        "_changes",
         "_hist",
         "_journal",
         "_keys",
@@ -189,6 +190,7 @@ class MVCCStore:
         # key -> its changes, oldest first (Invariant: (main, sub) strictly increase).
         self._hist: dict[bytes, list[Change]] = {}
         self._keys: list[bytes] = []  # every key in _hist, sorted
+        self._changes = 0  # the changes in _hist, counted (len() is asked after every batch)
         self._live: dict[bytes, KV] = {}  # the current key-values
         self.leases: dict[int, Lease] = {}
         self.next_lease = 1
@@ -354,6 +356,7 @@ class MVCCStore:
         assert changes is not None
         sub = len(self._journal)
         changes.append((main, sub, kv))
+        self._changes += 1
         before = self._live.get(key)
         if kv is None:
             self._live.pop(key, None)
@@ -369,6 +372,7 @@ class MVCCStore:
 
         def undo() -> None:
             changes.pop()
+            self._changes -= 1
             if new_key:
                 del hist[key]
                 self._keys.remove(key)
@@ -529,6 +533,7 @@ class MVCCStore:
             keep_from = i - 1 if changes[i - 1][2] is not None else i
             if keep_from:
                 del changes[:keep_from]
+                self._changes -= keep_from
             if not changes:
                 emptied.append(key)
         for key in emptied:
@@ -656,6 +661,7 @@ class MVCCStore:
             raise ValueError(f"not an MVCC snapshot: {exc}") from exc
         self._hist, self._live, self.leases = hist, live, leases
         self._keys = sorted(hist)
+        self._changes = sum(len(c) for c in hist.values())
         self.revision, self.compact_revision, self.next_lease = revision, compact, next_lease
 
     def digest(self) -> Any:
@@ -667,7 +673,7 @@ class MVCCStore:
         )
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self._hist.values()) + len(self.leases)
+        return self._changes + len(self.leases)
 
     # ------------------------------------------------------------------ inspection
     def live(self) -> dict[bytes, KV]:
