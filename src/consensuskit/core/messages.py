@@ -252,6 +252,17 @@ def _slot_setters(cls: type, names: tuple[str, ...]) -> list[Callable[[Any, Any]
     return setters
 
 
+def _slot_building_lines(setters: list[Callable[[Any, Any], None]], env: dict[str, Any]) -> list[str]:
+    """Generated lines that make ``obj`` of ``cls`` from ``v0, v1, ...`` through the slot
+    setters (put into ``env``), as a builder does without calling the frozen __init__."""
+    env["new"] = object.__new__
+    lines = ["    obj = new(cls)"]
+    for i, setter in enumerate(setters):
+        env[f"set{i}"] = setter
+        lines.append(f"    set{i}(obj, v{i})")
+    return lines
+
+
 def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
     """A per-class decoder with the field checks unrolled (as dataclasses generates its
     __init__): several times faster than a loop.  Any doubt falls back to ``_build``,
@@ -297,11 +308,7 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
     else:
         # What the generated frozen __init__ does, minus its object.__setattr__ per field
         # (half the cost of building an entry); __post_init__ still validates.
-        env["new"] = object.__new__
-        lines.append("    obj = new(cls)")
-        for i, setter in enumerate(setters):
-            env[f"set{i}"] = setter
-            lines.append(f"    set{i}(obj, v{i})")
+        lines += _slot_building_lines(setters, env)
         if hasattr(marker.cls, "__post_init__"):
             lines += [
                 "    try:",
@@ -788,11 +795,7 @@ def _compile_wire_builder(marker: _Marker) -> Callable[[list[Any]], Any]:
         kwargs = ", ".join(f"{name}=v{i}" for i, name in enumerate(marker.names))
         lines.append(f"    return cls({kwargs})")
     else:
-        env["new"] = object.__new__
-        lines.append("    obj = new(cls)")
-        for i, setter in enumerate(setters):
-            env[f"set{i}"] = setter
-            lines.append(f"    set{i}(obj, v{i})")
+        lines += _slot_building_lines(setters, env)
         if hasattr(marker.cls, "__post_init__"):
             lines.append("    obj.__post_init__()")
         lines.append("    return obj")
