@@ -645,6 +645,31 @@ def parse_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def bench_etcd_api(
+    nodes: int, protocol: str, concurrency: int, seconds: float, with_etcd: bool, console: Console
+) -> list[dict[str, Any]]:
+    """The etcd v3 API rows (issue 15): ``benchmarks/etcd_api.py``'s measurement of the
+    JSON gateway (wrk, etcd's own script) and gRPC (one Python generator for both), for
+    consensuskit (``--service etcd``) and, when installed, etcd, in this run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import etcd_api
+
+    api_args = argparse.Namespace(
+        nodes=nodes,
+        protocol=protocol,
+        concurrency=concurrency,
+        duration=seconds,
+        paths=["gateway", "grpc"],
+        ops=["put", "get"],
+    )
+    waited = machine_load(0)
+    console.print(f"machine before the etcd API rows: {waited}")
+    rows = etcd_api.bench_consensuskit(api_args, console)
+    if with_etcd:
+        rows += etcd_api.bench_etcd(api_args, console)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default=None, help="cluster sizes, comma list (default 3,5; --quick: 3)")
@@ -675,6 +700,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--option", action="append", default=[], help="node setting KEY=JSON, e.g. fsync=false"
+    )
+    parser.add_argument(
+        "--etcd-api",
+        action="store_true",
+        help="also the etcd v3 API's paths (JSON gateway and gRPC, puts and linearizable ranges at "
+        "concurrency 64), consensuskit on the first --protocol beside etcd (benchmarks/etcd_api.py)",
     )
     parser.add_argument("--json", default=str(RESULTS), help=f"where to write results (default {RESULTS})")
     args = parser.parse_args(argv)
@@ -735,9 +766,16 @@ def main(argv: list[str] | None = None) -> int:
             result = bench_zookeeper(n, seconds, console)
             if result is not None:
                 zookeeper[n] = result
+    etcd_api_rows: list[dict[str, Any]] = []
+    if args.etcd_api:
+        etcd_api_rows = bench_etcd_api(nodes[0], protocols[0], 64, seconds, with_etcd, console)
     report(points, console)
     if zookeeper:
         zookeeper_table(points, zookeeper, console)
+    if etcd_api_rows:
+        import etcd_api
+
+        etcd_api.report(etcd_api_rows, console)
     doc = {
         "benchmark": "kv_throughput",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -763,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         "points": [asdict(p) for p in points],
         "ratios_vs_etcd": ratios(points),
         "zookeeper": {str(n): r for n, r in zookeeper.items()},
+        "etcd_api": etcd_api_rows,
     }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
