@@ -651,8 +651,7 @@ def bench_etcd_api(
     """The etcd v3 API rows (issue 15): ``benchmarks/etcd_api.py``'s measurement of the
     JSON gateway (wrk, etcd's own script) and gRPC (one Python generator for both), for
     consensuskit (``--service etcd``) and, when installed, etcd, in this run."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import etcd_api
+    import etcd_api  # beside this script (run as one, its directory is on sys.path)
 
     api_args = argparse.Namespace(
         nodes=nodes,

@@ -42,7 +42,15 @@ from google.protobuf import json_format
 from consensuskit.core.client import STALE_SESSION
 from consensuskit.server.fast_http import FastSite, json_answer
 from consensuskit.services import etcd_grpc as eg
-from consensuskit.services.etcd_api import FORWARD_PATH, STALE_RETRIES, EtcdError, EtcdNode, etcd_node
+from consensuskit.services.etcd_api import (
+    CANCELLED,
+    FORWARD_PATH,
+    STALE_RETRIES,
+    UNAVAILABLE,
+    EtcdError,
+    EtcdNode,
+    etcd_node,
+)
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
@@ -116,11 +124,6 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 _DELETE_FIELDS = {"key": _B64, "range_end": _B64, "prev_kv": _BOOL}
-
-
-async def _fast_body(request: web.Request, fields: dict[str, str]) -> dict[str, Any] | None:
-    """The store's request for a plain body, or None (then the protobuf path decides)."""
-    return plain_body(await request.read(), fields)
 
 
 def plain_body(raw: bytes, fields: dict[str, str]) -> dict[str, Any] | None:
@@ -276,8 +279,8 @@ class _Gateway:
         return await self._fast(request, "delete_range", _DELETE_FIELDS)
 
     async def _fast(self, request: web.Request, kind: str, fields: dict[str, str]) -> web.Response | None:
-        body = await _fast_body(request, fields)
-        if body is None:
+        body = plain_body(await request.read(), fields)
+        if body is None:  # the protobuf path decides
             return None
         serializable = bool(body.pop("serializable", False))
         try:
@@ -388,21 +391,18 @@ class FastGateway:
 
     def _forwarded(self, call: _FastCall, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
-            data = _error_bytes(EtcdError(_CODES_BY_NAME["CANCELLED"], "context canceled"))
-        elif isinstance(task.exception(), EtcdError):
-            data = _error_bytes(task.exception())  # type: ignore[arg-type]
-        elif task.exception() is not None:
-            data = _error_bytes(EtcdError(_CODES_BY_NAME["UNAVAILABLE"], f"etcdserver: {task.exception()}"))
-        else:
+            data = _error_bytes(EtcdError(CANCELLED, "context canceled"))
+        elif (exc := task.exception()) is None:
             data = self._ok(call, task.result())
+        elif isinstance(exc, EtcdError):
+            data = _error_bytes(exc)
+        else:
+            data = _error_bytes(EtcdError(UNAVAILABLE, f"etcdserver: {exc}"))
         call.connection.answer(data)
 
     def _ok(self, call: _FastCall, result: dict[str, Any]) -> bytes:
         # json.dumps as web.json_response writes it: the same bytes as the aiohttp route.
         return json_answer(json.dumps(_ANSWERS[call.route.kind](self.node, result)).encode())
-
-
-_CODES_BY_NAME = {code.name: code.value[0] for code in grpc.StatusCode}
 
 
 def _error_bytes(exc: EtcdError) -> bytes:

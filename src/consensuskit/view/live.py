@@ -187,7 +187,7 @@ class PidControl:
         url = self.source.urls.get(node)
         if url is None:
             raise ActionRefused(f"no node {node!r}; nodes: {', '.join(self.source.node_ids)}")
-        if urlsplit(url).hostname not in LOOPBACK:
+        if not self.source.local(node):
             raise ActionRefused(f"{node} runs on another host ({url}): its process is out of reach")
         pid = self.source.pids.get(node)
         if pid is None:
@@ -391,7 +391,8 @@ class LiveCluster:
                 return  # reopen with since = the last seq seen
         # The loop ends when the node closes the stream.
 
-    def _local(self, node: str) -> bool:
+    def local(self, node: str) -> bool:
+        """Whether ``node``'s URL is on this host (its process is within reach)."""
         url = self.urls.get(node)
         return url is not None and urlsplit(url).hostname in LOOPBACK
 
@@ -402,7 +403,7 @@ class LiveCluster:
         self.epochs[node] = float(snap.get("epoch", self.origin))
         if isinstance(snap.get("pid"), int):
             if self.pids.get(node) != snap["pid"] or node not in self.launches:
-                launch = Launch.of(snap["pid"]) if self._local(node) else None
+                launch = Launch.of(snap["pid"]) if self.local(node) else None
                 if launch is not None:
                     self.launches[node] = launch
             self.pids[node] = snap["pid"]
