@@ -114,7 +114,10 @@ class Catalog:
         """Each family command's name and ``module:attr`` reference, in registration order."""
         return dict(self._commands)
 
-    def add_service(self, spec: ServiceSpec) -> ServiceSpec:
+    def add_service(self, spec: ServiceSpec, *, monitor: Callable[[Any], Any] | None = None) -> ServiceSpec:
+        """Register a service; ``monitor`` is its simulation monitor (core/service.py)."""
+        if monitor is not None:
+            spec = dataclasses.replace(spec, make_monitor=monitor)
         if spec.name in self._services:
             raise ValueError(f"service {spec.name!r} registered twice")
         self._services[spec.name] = spec

@@ -104,8 +104,13 @@ def check_service(protocol: str, service: str | None) -> str | None:
     return service
 
 
-def check_bugs(protocol: str, bugs: list[str]) -> frozenset[str]:
-    valid = default_registry().get(protocol).bugs
+def check_bugs(protocol: str, bugs: list[str], service: str | None = None) -> frozenset[str]:
+    """The protocol's bug knobs, and the service's own (``ServiceSpec.bugs``) when named."""
+    registry = default_registry()
+    spec = registry.get(protocol)
+    valid = spec.bugs
+    if service is not None:
+        valid = (*valid, *service_for(registry, spec, service).bugs)
     unknown = [b for b in bugs if b not in valid]
     if unknown:
         raise typer.BadParameter(
@@ -192,7 +197,7 @@ def build_config(
         duration=duration,
         clients=clients,
         nemesis=parse_nemesis(nemesis),
-        bugs=check_bugs(protocol, list(bugs or [])),
+        bugs=check_bugs(protocol, list(bugs or []), check_service(protocol, service)),
     )
 
 

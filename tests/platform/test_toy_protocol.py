@@ -232,6 +232,57 @@ def test_every_log_protocol_serves_another_log_service(protocol: str):
     assert all(type(node.sm).__name__ == "Sessioned" for node in sim.nodes.values() if node is not None)
 
 
+class _CountingMonitor:
+    """A service monitor: it makes every node's state machine (and so sees each start),
+    runs something beside the log, and reports and fails the run by the config's bugs."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.bugs = config.bugs
+        self.made: list[str] = []
+        self.started = False
+
+    def make_state_machine(self, node_id: str) -> Any:
+        self.made.append(node_id)
+        return SERVICE.make_state_machine()
+
+    def start(self, sim: Simulation) -> None:
+        self.started = True
+
+    def report(self, sim: Simulation) -> dict[str, Any]:
+        return {"machines_made": len(self.made)}
+
+    def failures(self, sim: Simulation) -> list[str]:
+        return ["the knob says so"] if "fail-me" in self.bugs else []
+
+
+def test_a_services_monitor_makes_the_state_machines_reports_and_fails_the_run():
+    reg = builtin_registry()
+    monitors: list[_CountingMonitor] = []
+
+    def make(config: SimConfig) -> _CountingMonitor:
+        monitors.append(_CountingMonitor(config))
+        return monitors[-1]
+
+    spec = dataclasses.replace(
+        SERVICE, name="counter-watched", log=True, make_monitor=make, bugs=("fail-me",)
+    )
+    reg.add_service(spec)
+    cfg = SimConfig(
+        protocol="raft", service="counter-watched", clients=2, duration=2.0, nemesis=("crash",), seed=3
+    )
+    sim = Simulation(cfg, reg)
+    result = sim.run()
+    monitor = monitors[-1]
+    assert result.ok and monitor.started
+    assert sorted(set(monitor.made)) == list(sim.node_ids)
+    assert result.metrics["machines_made"] == len(monitor.made) >= len(sim.node_ids)
+    assert all(type(node.sm).__name__ == "Sessioned" for node in sim.nodes.values() if node is not None)
+    failed = Simulation(dataclasses.replace(cfg, bugs=frozenset({"fail-me"})), reg).run()
+    assert [v["name"] for v in failed.invariant_violations] == ["counter-watched-monitor"]
+    with pytest.raises(ValueError, match=r"valid: .*fail-me"):
+        Simulation(dataclasses.replace(cfg, bugs=frozenset({"nope"})), reg)
+
+
 def test_a_service_without_a_model_owes_no_verdict():
     """A service that is not linearizable (model None) is not failed by a sweep for the
     verdict it never owed; the kv service's runs still owe one."""

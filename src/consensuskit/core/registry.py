@@ -253,11 +253,15 @@ class ProtocolSpec:
         members: Sequence[NodeId],
         options: dict[str, Any],
         service: ServiceSpec | None = None,
+        state_machine: Any = None,
     ) -> ProtocolNode:
-        """A node serving ``service`` (a log protocol gets its state machine)."""
+        """A node serving ``service`` (a log protocol gets its state machine: the caller's
+        ``state_machine`` when given, e.g. one a simulation's service monitor watches)."""
         if self.log and service is not None:
+            if state_machine is None:
+                state_machine = service.make_state_machine()
             return self.make_node(  # type: ignore[call-arg]
-                node_id, env, members, options, state_machine=service.make_state_machine()
+                node_id, env, members, options, state_machine=state_machine
             )
         return self.make_node(node_id, env, members, options)
 

@@ -24,6 +24,14 @@ Rules this module owns:
     each name of ``ports`` to the address configured for it (the config's ``[listen]``
     table; ``consensuskit up`` gives each node one port per name, just above the peer
     ports); ``close`` is an ``async def close()`` the server awaits before it stops;
+  * in a simulation a service may have a monitor (``make_monitor(config)``, wired by the
+    catalog like a protocol's): duck-typed ``start(sim)``, ``report(sim) -> dict``,
+    ``failures(sim) -> list[str]`` as a protocol's monitor, and optionally
+    ``make_state_machine(node_id)``, the state machine a log protocol's node gets at each
+    start of that run (the service's own, which the monitor may watch or instrument).  It
+    is where a service runs what its real server runs beside the log (etcd's lessor) and
+    checks what only the service knows; ``bugs`` are the service's own bug knobs,
+    accepted by ``--bug`` beside the protocol's and read by its monitor from the config;
   * the checker model, the HTTP routes, the client methods and the CLI verbs live above
     core, so the spec names them lazily: ``model`` is a model name for
     ``check.linearizability.get_model`` or a callable returning a model (None: the
@@ -121,6 +129,9 @@ class ServiceSpec:
     # ``{endpoints}`` (the HTTP endpoints, comma-separated), ``{url}`` (the first one) and
     # ``{NAME}`` (a listener's addresses) are filled in; "" prints none.
     example: str = ""
+    # The simulator's service monitor (see the module rules), set by the catalog.
+    make_monitor: Callable[[Any], Any] | None = None
+    bugs: tuple[str, ...] = ()  # the service's own bug knobs (see the module rules)
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.kinds:

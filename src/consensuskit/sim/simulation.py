@@ -201,9 +201,10 @@ class Simulation:
         self.spec: ProtocolSpec = registry.get(config.protocol)
         # The client API this run drives: its state machine, workload and checker model.
         self.service: ServiceSpec = service_for(registry, self.spec, config.service)
-        unknown_bugs = sorted(set(config.bugs) - set(self.spec.bugs))
+        known_bugs = (*self.spec.bugs, *self.service.bugs)
+        unknown_bugs = sorted(set(config.bugs) - set(known_bugs))
         if unknown_bugs:
-            valid = ", ".join(self.spec.bugs) or "(none)"
+            valid = ", ".join(known_bugs) or "(none)"
             raise ValueError(
                 f"unknown bug(s) {', '.join(unknown_bugs)} for {config.protocol}; valid: {valid}"
             )
@@ -277,12 +278,13 @@ class Simulation:
             **self.spec.default_options,
             **flag_options(self.spec.flags, self.flags),
             **config.options,
-            "bugs": frozenset(config.bugs),
+            # The protocol's own knobs; the service's are its monitor's (from the config).
+            "bugs": frozenset(config.bugs) & frozenset(self.spec.bugs),
         }
 
         # Checker: duck-typed, call only what exists.
         make_checker = self.spec.make_checker
-        self.checker: Any = make_checker(frozenset(config.bugs)) if make_checker else None
+        self.checker: Any = make_checker(self.options["bugs"]) if make_checker else None
         self._after_step: Callable[[Simulation, str], None] | None = (
             getattr(self.checker, "after_step", None) if config.check_every_step else None
         )
@@ -291,6 +293,13 @@ class Simulation:
         # start(sim), report(sim) -> dict, failures(sim) -> list[str]).
         make_monitor = self.spec.make_monitor
         self.monitor: Any = make_monitor(config) if make_monitor else None
+        # The service's monitor (core/service.py): the same interface, and it may make
+        # the state machine each node starts with.
+        make_service_monitor = self.service.make_monitor
+        self.service_monitor: Any = make_service_monitor(config) if make_service_monitor else None
+        self._make_state_machine: Callable[[str], Any] | None = (
+            getattr(self.service_monitor, "make_state_machine", None) if self.spec.log else None
+        )
 
         # Clients.
         self._clients: dict[str, Client] = {}
@@ -912,7 +921,9 @@ class Simulation:
             self._clocks[node_id],
             random.Random(f"{self.seed}/{node_id}/{inc}"),
         )
-        node = self.spec.build(node_id, env, self.node_ids, dict(self.options), self.service)
+        make_sm = self._make_state_machine
+        sm = make_sm(node_id) if make_sm is not None else None
+        node = self.spec.build(node_id, env, self.node_ids, dict(self.options), self.service, sm)
         if self.batched:
             env.batch_end = getattr(node, "on_batch_end", None)
         env.durable_input = getattr(node, "on_durable", None)
@@ -1330,9 +1341,10 @@ class Simulation:
         wall0 = time.perf_counter()
         start = self.now
         try:
-            start_monitor = getattr(self.monitor, "start", None)
-            if start_monitor is not None:
-                start_monitor(self)
+            for monitor in (self.monitor, self.service_monitor):
+                start_monitor = getattr(monitor, "start", None)
+                if start_monitor is not None:
+                    start_monitor(self)
             self.start_workload()
             if cfg.nemesis:
                 self.start_nemesis()
@@ -1348,9 +1360,11 @@ class Simulation:
                     final(self)
                 except InvariantViolation as exc:
                     self._violation(exc)
-            monitor_failures = getattr(self.monitor, "failures", None)
-            for reason in monitor_failures(self) if monitor_failures is not None else ():
-                self._violation(InvariantViolation(f"{cfg.protocol}-monitor", reason))
+            monitors = ((self.monitor, cfg.protocol), (self.service_monitor, self.service.name))
+            for monitor, name in monitors:
+                monitor_failures = getattr(monitor, "failures", None)
+                for reason in monitor_failures(self) if monitor_failures is not None else ():
+                    self._violation(InvariantViolation(f"{name}-monitor", reason))
         except InvariantViolation:
             pass  # recorded by _violation; the run stops at the first one
         except BaseException:
@@ -1359,8 +1373,11 @@ class Simulation:
         for run in self.pending_ops():
             run.abandon()
         linearizable, linearizability = self._check_history()
-        report = getattr(self.monitor, "report", None)
-        metrics = dict(report(self)) if report is not None else {}
+        metrics: dict[str, Any] = {}
+        for monitor in (self.monitor, self.service_monitor):
+            report = getattr(monitor, "report", None)
+            if report is not None:
+                metrics.update(report(self))
         self.trace.close()
         if cfg.history_path:
             self.history.to_jsonl(cfg.history_path)
