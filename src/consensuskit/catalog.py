@@ -253,6 +253,13 @@ def _swim_checker(bugs: frozenset[str]) -> Any:
     return SwimChecker(bugs)
 
 
+def _etcd_monitor(config: Any) -> Any:
+    """The etcd service's lessors and lease checks in a simulation."""
+    from consensuskit.check.etcd_leases import EtcdLeaseMonitor
+
+    return EtcdLeaseMonitor(config)
+
+
 def _swim_monitor(config: Any) -> Any:
     from consensuskit.check.swim_monitor import SwimMonitor
 
@@ -658,7 +665,7 @@ def add_services(catalog: Catalog | Registry) -> None:
     catalog.add_service(kv_service())
     catalog.add_service(gossip_map_service())
     catalog.add_service(eventual_kv_service())
-    catalog.add_service(etcd_service())
+    catalog.add_service(etcd_service(), monitor=_etcd_monitor)
     catalog.add_service(membership_service())
     catalog.add_service(txn_service())
     catalog.add_service(shard_kv_service())

@@ -106,3 +106,76 @@ def test_an_unknown_write_may_or_may_not_have_happened() -> None:
     assert check_history(history, model=EtcdModel()).ok
     history.append(record(4, "range", {"key": "k"}, 6, 7, {"kvs": (kv(b"1", 1, 9, 10),)}))
     assert not check_history(history, model=EtcdModel()).ok
+
+
+def leased(value: bytes, version: int, create: int, mod: int, lease: int) -> tuple[Any, ...]:
+    return (b"k", create, mod, version, value, lease)
+
+
+def put_leased(
+    seq: int, value: str, lease: int, invoke: float, complete: float | None, rev: int | None
+) -> dict:
+    result = {"revision": rev} if complete is not None else None
+    return record(
+        seq, "put", {"key": "k", "value": value, "lease": lease, "prev_kv": True}, invoke, complete, result
+    )
+
+
+def test_a_leased_key_may_vanish_on_its_own_and_stays_gone() -> None:
+    """An expiry is no client operation: the key goes between two reads, legally; seen
+    again without a put, it is a violation."""
+    history = [
+        put_leased(1, "1", 7, 0, 1, 2),
+        record(2, "range", {"key": "k"}, 2, 3, {"kvs": (leased(b"1", 1, 2, 2, 7),)}),
+        record(3, "range", {"key": "k"}, 4, 5, {"kvs": ()}),
+    ]
+    assert check_history(history, model=EtcdModel()).ok
+    history.append(record(4, "range", {"key": "k"}, 6, 7, {"kvs": (leased(b"1", 1, 2, 2, 7),)}))
+    assert not check_history(history, model=EtcdModel()).ok
+
+
+def test_a_key_without_a_lease_never_vanishes() -> None:
+    history = [
+        record(1, "put", {"key": "k", "value": "1"}, 0, 1, {"revision": 2}),
+        record(2, "range", {"key": "k"}, 2, 3, {"kvs": ()}),
+    ]
+    assert not check_history(history, model=EtcdModel()).ok
+    # ... nor does one whose later put dropped the lease
+    history = [
+        put_leased(1, "1", 7, 0, 1, 2),
+        record(2, "put", {"key": "k", "value": "2"}, 2, 3, {"revision": 3}),
+        record(3, "range", {"key": "k"}, 4, 5, {"kvs": ()}),
+    ]
+    assert not check_history(history, model=EtcdModel()).ok
+
+
+def test_after_an_expiry_a_put_starts_a_new_generation() -> None:
+    """prev_kv absent and version 1 again: the key expired before the put."""
+    history = [
+        put_leased(1, "1", 7, 0, 1, 2),
+        record(2, "put", {"key": "k", "value": "2", "prev_kv": True}, 2, 3, {"revision": 4}),
+        record(3, "range", {"key": "k"}, 4, 5, {"kvs": ((b"k", 4, 4, 1, b"2", 0),)}),
+    ]
+    assert check_history(history, model=EtcdModel()).ok
+    # the put saw the key still there (prev_kv): then the version is 2, not 1
+    history[1]["result"] = {"revision": 4, "prev_kv": leased(b"1", 1, 2, 2, 7)}
+    assert not check_history(history, model=EtcdModel()).ok
+
+
+def test_a_read_must_show_the_lease_the_put_attached() -> None:
+    history = [
+        put_leased(1, "1", 7, 0, 1, 2),
+        record(2, "range", {"key": "k"}, 2, 3, {"kvs": (leased(b"1", 1, 2, 2, 8),)}),
+    ]
+    assert not check_history(history, model=EtcdModel()).ok
+
+
+def test_lease_operations_touch_no_key() -> None:
+    history = [
+        record(1, "lease_grant", {"id": 7, "ttl": 2}, 0, 1, {"id": 7, "ttl": 2, "revision": 1}),
+        record(2, "lease_keepalive", {"id": 7}, 2, 3, {"id": 7, "ttl": 2, "stamp": 1, "revision": 1}),
+        record(3, "lease_revoke", {"id": 7}, 4, 5, {"deleted": 0, "revision": 1}),
+    ]
+    for op in history:
+        op["key"] = ""
+    assert check_history(history, model=EtcdModel()).ok

@@ -11,10 +11,16 @@ Rules this module owns (the operations at the edge and the workload):
     the problem.  The state machine refuses a malformed op anyway (a peer may send one);
   * an op's ``key`` (used by histories and the checker's partition) is the key it
     touches when it touches exactly one, else "";
-  * the workload: keys ``k0 .. k{keys-1}``; 35% range, 25% put (prev_kv), 10% delete
-    (prev_kv), 30% txn on one key: compare the version (or, a third of the time, the
+  * the workload: keys ``k0 .. k{keys-1}``; 32% range, 23% put (prev_kv), 9% delete
+    (prev_kv), 26% txn on one key: compare the version (or, a third of the time, the
     value) the client last saw, put on success, range on failure; values are unique
-    (client index * 1_000_000 + counter) so a history says which write a read saw.
+    (client index * 1_000_000 + counter) so a history says which write a read saw;
+  * leases in the workload (10% of ops, and 40% of the puts carry one of the client's
+    leases): a client grants leases of ``LEASE_TTLS`` seconds under ids of its own
+    (unique like values, so an unanswered grant still names its lease), keeps about
+    half of them alive with keep-alives, revokes some, and lets the others lapse (the
+    leader's lessor expires them); it holds at most ``MAX_LEASES`` and forgets a lease
+    that a keep-alive finds gone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import Any
 
 from consensuskit.core.client import ServiceOp
 from consensuskit.core.service import ServiceSpec
+from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
+from consensuskit.statemachines.mvcc import BUGS as STORE_BUGS
 from consensuskit.statemachines.mvcc import (
     EQUAL,
     KINDS,
@@ -169,29 +177,56 @@ def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
     return ServiceOp(kind=kind, key=single_key(kind, body), value=body, read=kind in READ_KINDS)
 
 
+LEASE_TTLS = (1, 2, 3)  # seconds: short against a 10 s run, long against its timers
+MAX_LEASES = 3  # leases one client holds (kept alive or left to lapse)
+
+
 class EtcdWorkload:
     """One simulated etcd client (see the module rules)."""
 
-    __slots__ = ("counter", "index", "keys", "known")
+    __slots__ = ("counter", "index", "keys", "known", "leases")
 
     def __init__(self, index: int, keys: int) -> None:
         self.index = index
         self.keys = keys
         self.counter = 0
         self.known: dict[str, tuple[str | None, int]] = {}  # key -> (value, version) last seen
+        self.leases: dict[int, bool] = {}  # lease id -> kept alive (False: left to lapse)
 
     def _unique(self) -> str:
         self.counter += 1
         return str(self.index * 1_000_000 + self.counter)
 
+    def _lease_op(self, rng: random.Random) -> ServiceOp:
+        held = sorted(self.leases)
+        kept = [i for i in held if self.leases[i]]
+        lapsing = [i for i in held if not self.leases[i]]
+        r = rng.random()
+        if held and r < 0.1:
+            lease_id = rng.choice(held)
+            del self.leases[lease_id]
+            return make_op("lease_revoke", "", {"id": lease_id})
+        if kept and (r < 0.7 or (len(held) == MAX_LEASES and not lapsing)):
+            return make_op("lease_keepalive", "", {"id": rng.choice(kept)})
+        if len(held) == MAX_LEASES:
+            del self.leases[lapsing[0]]  # stop using the oldest lapsing lease: room for one
+        lease_id = int(self._unique())
+        self.leases[lease_id] = rng.random() < 0.5
+        return make_op("lease_grant", "", {"id": lease_id, "ttl": rng.choice(LEASE_TTLS)})
+
     def next_op(self, rng: random.Random) -> ServiceOp:
         key = f"k{rng.randrange(self.keys)}"
         r = rng.random()
-        if r < 0.35:
+        if r < 0.1:
+            return self._lease_op(rng)
+        if r < 0.42:
             return make_op("range", key, {})
-        if r < 0.6:
-            return make_op("put", key, {"value": self._unique(), "prev_kv": True})
-        if r < 0.7:
+        if r < 0.65:
+            body: dict[str, Any] = {"value": self._unique(), "prev_kv": True}
+            if self.leases and rng.random() < 0.4:
+                body["lease"] = rng.choice(sorted(self.leases))
+            return make_op("put", key, body)
+        if r < 0.74:
             return make_op("delete_range", key, {"prev_kv": True})
         value, version = self.known.get(key, (None, 0))
         if rng.random() < 0.33 and value is not None:
@@ -210,7 +245,9 @@ class EtcdWorkload:
             return
         key = op.key
         body = op.value or {}
-        if op.kind == "range":
+        if op.kind == "lease_keepalive" and not result.get("ttl"):
+            self.leases.pop(body.get("id"), None)  # expired or revoked: forget it
+        elif op.kind == "range":
             kvs = result.get("kvs") or ()
             self.known[key] = (_text(kvs[0][4]), kvs[0][3]) if kvs else (None, 0)
         elif op.kind == "put":
@@ -252,4 +289,6 @@ def etcd_service() -> ServiceSpec:
         # grpcio's asyncio server takes one call per loop wake-up: keep fsyncs off the loop.
         sync_inline=False,
         example="etcdctl --endpoints {grpc} put hello world",
+        # The simulator's lease checks (check/etcd_leases.py) catch each.
+        bugs=STORE_BUGS + LESSOR_BUGS,
     )

@@ -15,7 +15,9 @@ Rules this module owns (``now`` is the caller's monotonic clock, in seconds):
   * ``expired`` lists, in id order, the (id, stamp) of each lease past its deadline, each
     at most once per stamp (the expiry command may fail: after ``RETRY`` seconds it is
     listed again);
-  * ``remaining`` is what TimeToLive answers: whole seconds left, at least 0, rounded up.
+  * ``remaining`` is what TimeToLive answers: whole seconds left, at least 0, rounded up;
+  * bug knob ``no-promote-extend`` (the simulator's lease checks): a node that becomes
+    leader keeps the deadlines it counted as a follower.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ import math
 from collections.abc import Iterable
 
 RETRY = 1.0  # seconds before an expiry that was not applied is proposed again
+BUGS = ("no-promote-extend",)
 
 
 class Lessor:
-    __slots__ = ("_asked", "_deadlines", "leading")
+    __slots__ = ("_asked", "_deadlines", "bugs", "leading")
 
-    def __init__(self) -> None:
+    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
+        self.bugs = bugs
         self._deadlines: dict[int, tuple[int, int, float]] = {}  # id -> (stamp, ttl, deadline)
         self._asked: dict[int, tuple[int, float]] = {}  # id -> (stamp, when) of its expiry command
         self.leading = False
@@ -39,7 +43,7 @@ class Lessor:
     ) -> list[tuple[int, int]]:
         """Take the store's leases ``(id, ttl, stamp)`` as seen at ``now``; the (id, stamp)
         pairs to expire if this node leads (see the module rules)."""
-        if leading and not self.leading:
+        if leading and not self.leading and "no-promote-extend" not in self.bugs:
             self._deadlines.clear()  # promoted: every lease gets a whole TTL from now
             self._asked.clear()
         self.leading = leading

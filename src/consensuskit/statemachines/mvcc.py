@@ -33,6 +33,9 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
     between makes it a no-op, so a refreshed lease is never expired.  Revoking or
     expiring deletes the attached keys in one transaction.  A lease id is the client's
     (non-zero) or the next of a counter kept in the state, so replicas agree;
+  * bug knobs (``bugs``, for the simulator's lease checks, check/etcd_leases.py):
+    ``expire-ignores-keepalive`` honours an expiry whatever its stamp, and
+    ``lease-keys-survive`` expires a lease without deleting its keys;
   * errors are results ``{"error": CODE, "message": TEXT}`` with etcd's texts; they
     change nothing and are cached by sessions like any result.  A malformed op is
     ``bad-request`` and changes nothing: no op raises;
@@ -66,6 +69,8 @@ KV = tuple[bytes, int, int, int, bytes, int]  # key, create, mod, version, value
 # One change of a key: (main revision, sub revision, the key-value or None for a delete).
 Change = tuple[int, int, "KV | None"]
 
+# Bug knobs of the store (module rules); the service lists them (services/etcd.py).
+BUGS = ("expire-ignores-keepalive", "lease-keys-survive")
 MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL (seconds)
 WATCH_BATCH = 1000  # events one watch read returns at most
 SNAPSHOT_FORMAT = 1
@@ -178,13 +183,15 @@ class MVCCStore:
         "_journal",
         "_keys",
         "_live",
+        "bugs",
         "compact_revision",
         "leases",
         "next_lease",
         "revision",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
+        self.bugs = bugs
         self.revision = 1
         self.compact_revision = 0  # 0: never compacted
         # key -> its changes, oldest first (Invariant: (main, sub) strictly increase).
@@ -565,11 +572,11 @@ class MVCCStore:
             raise MVCCError("lease-not-found")
         return self._end_lease(lease_id)
 
-    def _end_lease(self, lease_id: int) -> dict[str, Any]:
+    def _end_lease(self, lease_id: int, keep_keys: bool = False) -> dict[str, Any]:
         lease = self.leases[lease_id]
 
         def body() -> dict[str, Any]:
-            doomed = sorted(lease.keys)
+            doomed = [] if keep_keys else sorted(lease.keys)
             for key in doomed:
                 self._change(key, None)
             return {"deleted": len(doomed)}
@@ -591,9 +598,10 @@ class MVCCStore:
         lease_id = _int(req.get("id"), "id")
         stamp = _int(req.get("stamp"), "stamp")
         lease = self.leases.get(lease_id)
-        if lease is None or lease.stamp != stamp:
+        stale = lease is not None and lease.stamp != stamp and "expire-ignores-keepalive" not in self.bugs
+        if lease is None or stale:
             return {"expired": False, "revision": self.revision}
-        result = self._end_lease(lease_id)
+        result = self._end_lease(lease_id, keep_keys="lease-keys-survive" in self.bugs)
         result["expired"] = True
         return result
 
@@ -708,8 +716,8 @@ class MVCCStateMachine(Sessioned):
 
     __slots__ = ()
 
-    def __init__(self) -> None:
-        super().__init__(MVCCStore(), KINDS, READ_KINDS)
+    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
+        super().__init__(MVCCStore(bugs), KINDS, READ_KINDS)
 
     @property
     def store(self) -> MVCCStore:

@@ -3,12 +3,23 @@
 The etcd workload (services/etcd.py) touches one key per operation: ``range`` of the key,
 ``put`` (with prev_kv), ``delete_range`` of the key (with prev_kv), and ``txn`` whose
 compares and requests all name that key.  A key's state is ``None`` (absent) or
-``(value, version, create_revision, mod_revision)``; a revision is ``None`` while the
-history has not told it (the write that made it never answered), and the first read that
-shows it pins it.  Revisions are global, so this model checks what one key can: values,
-versions, prev_kv, a txn's compare outcome, and that every revision a read shows is the
-one its write answered.  Errors (``{"error": ...}``) are outputs of operations that changed
-nothing.
+``(value, version, create_revision, mod_revision, lease)``; a revision is ``None`` while
+the history has not told it (the write that made it never answered), and the first read
+that shows it pins it.  Revisions are global, so this model checks what one key can:
+values, versions, leases, prev_kv, a txn's compare outcome, and that every revision a
+read shows is the one its write answered.  Errors (``{"error": ...}``) are outputs of
+operations that changed nothing.
+
+Leases: an expiry (or a revoke, which names no key) is no client operation of the key,
+so the model lets it happen on its own: a key put with a lease may vanish at any moment
+after that put, until a later put replaces it.  The model's state is therefore the
+frozenset of the key states still possible, closed under that vanishing; a step is legal
+if it is legal from one of them.  A key seen gone must stay gone until a put: a read
+that shows it again, or a put whose prev_kv does, is a violation.  (A put refused for
+a lease already gone answers an error, which changes nothing; an unanswered one may be
+placed last, as every unanswered operation.)  The lease operations themselves (grant,
+keep-alive, revoke) touch no key and are accepted as answered; the lease rules they
+imply are checked on every node's applied state by check/etcd_leases.py.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from consensuskit.check.linearizability.models import ModelError, partition_by_k
 from consensuskit.check.linearizability.operation import UNKNOWN, Call, Operation
 
 KINDS = ("range", "put", "delete_range", "txn")
+LEASE_KINDS = ("lease_grant", "lease_keepalive", "lease_revoke")
 VERSION, CREATE, MOD, VALUE, LEASE = range(5)
 EQUAL, GREATER, LESS, NOT_EQUAL = range(4)
 _FIELD_NAMES = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}
@@ -57,26 +69,44 @@ def _kv_matches(state: Any, kv: Any) -> tuple[bool, Any]:
         return kv is None, state
     if kv is None:
         return False, state
-    value, version, create, mod = state
-    if _b(kv[4]) != value or kv[3] != version:
+    value, version, create, mod, lease = state
+    if _b(kv[4]) != value or kv[3] != version or (kv[5] if len(kv) > 5 else 0) != lease:
         return False, state
     if (create is not None and kv[1] != create) or (mod is not None and kv[2] != mod):
         return False, state
-    return True, (value, version, kv[1], kv[2])
+    return True, (value, version, kv[1], kv[2], lease)
+
+
+def _closed(states: set[Any]) -> frozenset[Any]:
+    """``states`` and, for each that holds a lease, the key gone by its expiry."""
+    if any(s is not None and s[4] for s in states):
+        states.add(None)
+    return frozenset(states)
 
 
 class EtcdModel:
     name = "etcd"
 
     def init(self) -> Hashable:
-        return None
+        return frozenset((None,))
 
     def validate(self, call: Call) -> None:
-        if call.kind not in KINDS:
-            raise ModelError(f"the etcd model has no {call.kind!r} operation; valid: {', '.join(KINDS)}")
+        if call.kind not in KINDS + LEASE_KINDS:
+            valid = ", ".join(KINDS + LEASE_KINDS)
+            raise ModelError(f"the etcd model has no {call.kind!r} operation; valid: {valid}")
 
     def step(self, state: Any, call: Call, output: Any) -> tuple[bool, Hashable]:
-        return self._step(state, call.kind, _args(call), output)
+        if call.kind in LEASE_KINDS:
+            return True, state
+        args = _args(call)
+        after: set[Any] = set()
+        for one in state:
+            ok, nxt = self._step(one, call.kind, args, output)
+            if ok:
+                after.add(nxt)
+        if not after:
+            return False, state
+        return True, _closed(after)
 
     def _step(self, state: Any, kind: str, args: dict[str, Any], output: Any) -> tuple[bool, Any]:
         unknown = output is UNKNOWN
@@ -91,8 +121,12 @@ class EtcdModel:
             return _kv_matches(state, kvs[0] if kvs else None)
         if kind == "put":
             value = _b(args.get("value"))
+            lease = args.get("lease") or 0
             rev = None if unknown else output.get("revision")
-            after = (value, 1, rev, rev) if state is None else (value, state[1] + 1, state[2], rev)
+            if state is None:
+                after = (value, 1, rev, rev, lease)
+            else:
+                after = (value, state[1] + 1, state[2], rev, lease)
             if unknown:
                 return True, after
             if args.get("prev_kv"):
@@ -153,7 +187,7 @@ class EtcdModel:
             if have is None:
                 raise ModelError("the etcd model cannot compare a revision it has not seen")
         else:
-            have = 0  # the workload attaches no leases
+            have = state[4]
         if target == VALUE:
             want: Any = _b(cmp.get("value"))
         else:
@@ -183,7 +217,10 @@ class EtcdModel:
         return f"{text} → {shown}"
 
     def describe_state(self, state: Any) -> str:
+        if isinstance(state, frozenset):
+            return " or ".join(sorted(self.describe_state(s) for s in state))
         if state is None:
             return "absent"
-        value, version, create, mod = state
-        return f"{value!r} (version {version}, create {create}, mod {mod})"
+        value, version, create, mod, lease = state
+        held = f", lease {lease}" if lease else ""
+        return f"{value!r} (version {version}, create {create}, mod {mod}{held})"

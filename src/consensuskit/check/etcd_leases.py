@@ -1,0 +1,192 @@
+"""The etcd service's lease rules, checked in a simulation on what every node applies.
+
+The etcd service's simulation monitor (wired in catalog.py).  It runs each node's lessor
+as the real server does (services/etcd_sim_lessor.py) and gives every node start a state
+machine it watches (``WatchedMVCC``): it sees each command a node applies, in log order,
+and the node's leases right before and after.  What it judges comes from the log and the
+node's clock, the environment, not from what the implementation says it did.
+
+Invariants (a broken one fails the run as ``etcd-monitor``, naming the rule):
+  * ``lease-keys-deleted``: once a node has applied the revoke or the expiry of lease L,
+    none of its live keys names L;
+  * ``expire-honours-keepalive``: an expiry ``(L, stamp)`` removes L on a node only if
+    L's stamp there is still ``stamp``: no keep-alive of L was applied in between;
+  * ``promote-extends``: a node's lessor asks to expire L only a whole TTL after the
+    moment it last became leader and after the moment its node applied L's current stamp
+    (the grant or the last keep-alive), both by the node's own clock: a new leader never
+    expires a lease it could not have seen kept alive (etcd's Promote).
+The leased keys' disappearance itself is the linearizability model's business
+(check/linearizability/etcd_model.py: a leased key may vanish once attached).
+
+Bug knobs (``ServiceSpec.bugs`` of the etcd service), one per invariant:
+``lease-keys-survive`` and ``expire-ignores-keepalive`` (the store, statemachines/mvcc.py)
+and ``no-promote-extend`` (the lessor, services/etcd_lessor.py).
+
+Report: ``etcd_leases_granted``, ``etcd_lease_expiries_asked``, ``etcd_leases_expired``,
+``etcd_leases_revoked`` and ``etcd_lease_keys_expired`` (keys deleted by expiries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
+from consensuskit.services.etcd_sim_lessor import SimLessors
+from consensuskit.statemachines.mvcc import MVCCStateMachine, MVCCStore
+
+_WATCHED = frozenset({"lease_grant", "lease_keepalive", "lease_revoke", "lease_expire"})
+MAX_FAILURES = 10  # a broken rule breaks again and again: the first few say it
+EPS = 1e-9  # float sums of clock readings
+
+
+class WatchedMVCC(MVCCStateMachine):
+    """The etcd state machine, reporting each lease command it applies to the monitor."""
+
+    __slots__ = ("_monitor", "_node_id")
+
+    def __init__(self, node_id: str, monitor: EtcdLeaseMonitor, bugs: frozenset[str]) -> None:
+        super().__init__(bugs)
+        self._node_id = node_id
+        self._monitor = monitor
+
+    def apply(self, command: Any) -> Any:
+        op = command.op
+        if op.kind not in _WATCHED:
+            return super().apply(command)
+        body = op.value if isinstance(op.value, dict) else {}
+        lease_id = body.get("id")
+        lease = self.store.leases.get(lease_id) if type(lease_id) is int else None
+        before = lease.stamp if lease is not None else None
+        result = super().apply(command)
+        self._monitor.applied(self._node_id, self.store, op.kind, body, before, result)
+        return result
+
+    def restore(self, snapshot: Any) -> None:
+        super().restore(snapshot)
+        self._monitor.restored(self._node_id, self.store)
+
+
+class EtcdLeaseMonitor:
+    """See the module rules."""
+
+    def __init__(self, config: Any) -> None:
+        bugs = frozenset(config.bugs)
+        self.store_bugs = bugs - frozenset(LESSOR_BUGS)
+        self.lessors = SimLessors(bugs & frozenset(LESSOR_BUGS), listener=self)
+        self.sim: Any = None
+        self.machines: dict[str, WatchedMVCC] = {}
+        # Per node (this start): lease id -> (stamp, local time its node applied it).
+        self.seen: dict[str, dict[int, tuple[int, float]]] = {}
+        self.lead_since: dict[str, float] = {}  # node -> local time it last became leader
+        self.problems: list[str] = []
+        self.granted: set[int] = set()
+        self.expired: dict[int, int] = {}  # lease id -> keys its expiry deleted
+        self.revoked: set[int] = set()
+
+    # ------------------------------------------------------------------ the platform's
+    def make_state_machine(self, node_id: str) -> WatchedMVCC:
+        machine = WatchedMVCC(node_id, self, self.store_bugs)
+        self.machines[node_id] = machine
+        self.seen[node_id] = {}
+        self.lead_since.pop(node_id, None)
+        self.lessors.started(node_id, machine)
+        return machine
+
+    def start(self, sim: Any) -> None:
+        self.sim = sim
+        self.lessors.start(sim)
+
+    def failures(self, sim: Any) -> list[str]:
+        return list(self.problems)
+
+    def report(self, sim: Any) -> dict[str, Any]:
+        return {
+            "etcd_leases_granted": len(self.granted),
+            "etcd_lease_expiries_asked": self.lessors.asked,
+            "etcd_leases_expired": len(self.expired),
+            "etcd_leases_revoked": len(self.revoked),
+            "etcd_lease_keys_expired": sum(self.expired.values()),
+        }
+
+    # ------------------------------------------------------------------ observations
+    def _now(self, node_id: str) -> float:
+        return self.sim.local_time(node_id) if self.sim is not None else 0.0
+
+    def _fail(self, rule: str, text: str) -> None:
+        if len(self.problems) < MAX_FAILURES:
+            when = f"t={self.sim.now:.3f} " if self.sim is not None else ""
+            self.problems.append(f"{rule}: {when}{text}")
+
+    def applied(
+        self, node_id: str, store: MVCCStore, kind: str, body: dict[str, Any], before: int | None, result: Any
+    ) -> None:
+        """``node_id`` applied a lease command; ``before``: the lease's stamp before it
+        (None: no such lease)."""
+        if not isinstance(result, dict) or "error" in result:
+            return
+        lease_id = result.get("id") if kind == "lease_grant" else body.get("id")
+        if type(lease_id) is not int:
+            return
+        if kind in ("lease_grant", "lease_keepalive"):
+            lease = store.leases.get(lease_id)
+            seen = self.seen[node_id].get(lease_id)
+            # A retry answered from the session cache changed no stamp: the time stays.
+            if lease is not None and (seen is None or seen[0] != lease.stamp):
+                self.seen[node_id][lease_id] = (lease.stamp, self._now(node_id))
+                if kind == "lease_grant":
+                    self.granted.add(lease_id)
+            return
+        if before is None or lease_id in store.leases:
+            return  # nothing ended here
+        self.seen[node_id].pop(lease_id, None)
+        if kind == "lease_expire":
+            stamp = body.get("stamp")
+            if stamp != before:
+                self._fail(
+                    "expire-honours-keepalive",
+                    f"{node_id} applied the expiry of lease {lease_id} at stamp {stamp} "
+                    f"though a keep-alive had brought it to stamp {before}",
+                )
+            self.expired[lease_id] = max(self.expired.get(lease_id, 0), int(result.get("deleted", 0)))
+        else:
+            self.revoked.add(lease_id)
+        left = sorted(kv[0] for kv in store.live().values() if kv[5] == lease_id)
+        if left:
+            ended = "expiry" if kind == "lease_expire" else "revoke"
+            self._fail(
+                "lease-keys-deleted",
+                f"{node_id} applied the {ended} of lease {lease_id}, and keys {left!r} still name it",
+            )
+
+    def restored(self, node_id: str, store: MVCCStore) -> None:
+        """A snapshot replaced the node's state: its leases are seen from now on."""
+        now = self._now(node_id)
+        self.seen[node_id] = {i: (lease.stamp, now) for i, lease in store.leases.items()}
+
+    # ------------------------------------------------------------------ the lessors'
+    def polled(self, node_id: str, leading: bool, now: float) -> None:
+        if not leading:
+            self.lead_since.pop(node_id, None)
+        elif node_id not in self.lead_since:
+            self.lead_since[node_id] = now
+
+    def asked(self, node_id: str, lease_id: int, stamp: int, now: float) -> None:
+        lease = self.machines[node_id].store.leases.get(lease_id)
+        if lease is None:
+            return
+        ttl = lease.ttl
+        since = self.lead_since.get(node_id)
+        if since is not None and now + EPS < since + ttl:
+            self._fail(
+                "promote-extends",
+                f"{node_id} asked to expire lease {lease_id} (TTL {ttl}s) {now - since:.3f}s after "
+                "it became leader: a new leader gives every lease a whole TTL",
+            )
+            return
+        seen = self.seen[node_id].get(lease_id)
+        if seen is not None and seen[0] == stamp and now + EPS < seen[1] + ttl:
+            self._fail(
+                "promote-extends",
+                f"{node_id} asked to expire lease {lease_id} (TTL {ttl}s) {now - seen[1]:.3f}s after "
+                f"it applied its stamp {stamp}",
+            )

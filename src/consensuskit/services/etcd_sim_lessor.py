@@ -1,0 +1,99 @@
+"""Each node's lessor in a simulation: what services/etcd_api.py runs beside the log on
+the real server, driven by the simulator's virtual time and the node's own clock.
+
+The simulator is duck-typed here (services sit below sim/): ``schedule``, ``now``,
+``nodes``, ``paused``, ``local_time`` and ``send_request`` are all this module uses.
+
+Rules this module owns:
+  * every node start gets a fresh ``Lessor`` (a restarted process remembers no deadline)
+    and a client id of its own, ``lessor/NODE/START`` (its seqs never collide with an
+    earlier start's in the sessions table);
+  * every ``POLL`` seconds of virtual time each running node's lessor looks at the leases
+    its state machine has applied, at the node's local clock, leading or not (a follower
+    counts deadlines too; only a leader acts on them, as on the real server);
+  * an expiry the leader's lessor asks for is a ``lease_expire(id, stamp)`` request sent
+    to that node as a client would, once, with no retry: the lessor proposes it again
+    after ``RETRY`` if the lease is still there (services/etcd_lessor.py).  These
+    requests are the environment's, not a client's: they are not in the history;
+  * ``listener`` (the lease checker) hears each poll's leading state and each expiry
+    asked, with the node's local time, before the request leaves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from consensuskit.core.capabilities import is_leading
+from consensuskit.core.client import ClientRequest
+from consensuskit.services.etcd import make_op
+from consensuskit.services.etcd_lessor import Lessor
+
+POLL = 0.1  # seconds between a lessor's looks at the leases (etcd_api.LESSOR_TICK)
+
+
+class LessorListener(Protocol):
+    def polled(self, node_id: str, leading: bool, now: float) -> None: ...
+
+    def asked(self, node_id: str, lease_id: int, stamp: int, now: float) -> None: ...
+
+
+class _NodeLessor:
+    __slots__ = ("client_id", "lessor", "machine", "seq")
+
+    def __init__(self, client_id: str, machine: Any, bugs: frozenset[str]) -> None:
+        self.client_id = client_id
+        self.machine = machine  # the MVCCStateMachine this start of the node applies to
+        self.lessor = Lessor(bugs)
+        self.seq = 0
+
+
+class SimLessors:
+    """The lessors of every node of one simulation (see the module rules)."""
+
+    def __init__(self, bugs: frozenset[str] = frozenset(), listener: LessorListener | None = None) -> None:
+        self.bugs = bugs
+        self.listener = listener
+        self._nodes: dict[str, _NodeLessor] = {}
+        self._starts: dict[str, int] = {}
+        self.sim: Any = None
+        self.asked = 0  # expiry requests sent
+
+    def started(self, node_id: str, machine: Any) -> None:
+        """``node_id`` (re)starts with state machine ``machine``: a fresh lessor."""
+        start = self._starts.get(node_id, 0) + 1
+        self._starts[node_id] = start
+        self._nodes[node_id] = _NodeLessor(f"lessor/{node_id}/{start}", machine, self.bugs)
+
+    def start(self, sim: Any) -> None:
+        self.sim = sim
+        self._schedule()
+
+    def _schedule(self) -> None:
+        sim = self.sim
+        sim.schedule(sim.now + POLL, self._tick, "lessor")
+
+    def _tick(self) -> None:
+        sim = self.sim
+        for node_id in sorted(self._nodes):
+            node = sim.nodes.get(node_id)
+            if node is None or sim.paused(node_id):
+                continue  # a crashed or stopped process runs no lessor
+            self._poll(node_id, node, self._nodes[node_id])
+        self._schedule()
+
+    def _poll(self, node_id: str, node: Any, mine: _NodeLessor) -> None:
+        sim = self.sim
+        now = sim.local_time(node_id)
+        leading = is_leading(node)
+        store = mine.machine.store
+        leases = [(i, lease.ttl, lease.stamp) for i, lease in sorted(store.leases.items())]
+        if self.listener is not None:
+            self.listener.polled(node_id, leading, now)
+        for lease_id, stamp in mine.lessor.observe(leases, now, leading):
+            if self.listener is not None:
+                self.listener.asked(node_id, lease_id, stamp, now)
+            mine.seq += 1
+            op = make_op("lease_expire", "", {"id": lease_id, "stamp": stamp})
+            sim.send_request(node_id, ClientRequest(client_id=mine.client_id, seq=mine.seq, op=op))
+            self.asked += 1
+
