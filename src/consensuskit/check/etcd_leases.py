@@ -23,7 +23,9 @@ Bug knobs (``ServiceSpec.bugs`` of the etcd service), one per invariant:
 and ``no-promote-extend`` (the lessor, services/etcd_lessor.py).
 
 Report: ``etcd_leases_granted``, ``etcd_lease_expiries_asked``, ``etcd_leases_expired``,
-``etcd_leases_revoked`` and ``etcd_lease_keys_expired`` (keys deleted by expiries).
+``etcd_leases_revoked``, ``etcd_lease_keys_expired`` (keys deleted by expiries) and
+``etcd_lease_expiries_stale`` (leases whose expiry reached the log after a keep-alive:
+how often the race that ``expire-honours-keepalive`` judges happened).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class EtcdLeaseMonitor:
         self.granted: set[int] = set()
         self.expired: dict[int, int] = {}  # lease id -> keys its expiry deleted
         self.revoked: set[int] = set()
+        self.stale: set[int] = set()  # leases whose expiry met a newer keep-alive
 
     # ------------------------------------------------------------------ the platform's
     def make_state_machine(self, node_id: str) -> WatchedMVCC:
@@ -106,6 +109,7 @@ class EtcdLeaseMonitor:
             "etcd_leases_expired": len(self.expired),
             "etcd_leases_revoked": len(self.revoked),
             "etcd_lease_keys_expired": sum(self.expired.values()),
+            "etcd_lease_expiries_stale": len(self.stale),
         }
 
     # ------------------------------------------------------------------ observations
@@ -137,6 +141,8 @@ class EtcdLeaseMonitor:
                     self.granted.add(lease_id)
             return
         if before is None or lease_id in store.leases:
+            if kind == "lease_expire" and before is not None and body.get("stamp") != before:
+                self.stale.add(lease_id)  # a keep-alive came first: the race the stamp settles
             return  # nothing ended here
         self.seen[node_id].pop(lease_id, None)
         if kind == "lease_expire":

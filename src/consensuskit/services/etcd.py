@@ -178,7 +178,7 @@ def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
 
 
 LEASE_TTLS = (1, 2, 3)  # seconds: short against a 10 s run, long against its timers
-MAX_LEASES = 3  # leases one client holds (kept alive or left to lapse)
+MAX_LEASES = 2  # leases one client holds (kept alive or left to lapse)
 
 
 class EtcdWorkload:
@@ -217,16 +217,16 @@ class EtcdWorkload:
     def next_op(self, rng: random.Random) -> ServiceOp:
         key = f"k{rng.randrange(self.keys)}"
         r = rng.random()
-        if r < 0.1:
+        if r < 0.2:
             return self._lease_op(rng)
-        if r < 0.42:
+        if r < 0.48:
             return make_op("range", key, {})
-        if r < 0.65:
+        if r < 0.68:
             body: dict[str, Any] = {"value": self._unique(), "prev_kv": True}
             if self.leases and rng.random() < 0.4:
                 body["lease"] = rng.choice(sorted(self.leases))
             return make_op("put", key, body)
-        if r < 0.74:
+        if r < 0.76:
             return make_op("delete_range", key, {"prev_kv": True})
         value, version = self.known.get(key, (None, 0))
         if rng.random() < 0.33 and value is not None:
