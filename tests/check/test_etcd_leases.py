@@ -164,7 +164,7 @@ def test_a_faulty_run_expires_leases_and_keeps_every_rule(protocol: str) -> None
 
 
 def test_an_unknown_service_bug_is_one_line() -> None:
-    with pytest.raises(ValueError, match="valid: .*lease-keys-survive"):
+    with pytest.raises(ValueError, match=r"valid: .*lease-keys-survive"):
         Simulation(SimConfig(protocol="raft", service="etcd", bugs=frozenset({"lease-keys-vanish"})))
 
 
