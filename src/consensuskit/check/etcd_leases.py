@@ -12,9 +12,11 @@ Invariants (a broken one fails the run as ``etcd-monitor``, naming the rule):
   * ``expire-honours-keepalive``: an expiry ``(L, stamp)`` removes L on a node only if
     L's stamp there is still ``stamp``: no keep-alive of L was applied in between;
   * ``promote-extends``: a node's lessor asks to expire L only a whole TTL after the
-    moment it last became leader and after the moment its node applied L's current stamp
-    (the grant or the last keep-alive), both by the node's own clock: a new leader never
-    expires a lease it could not have seen kept alive (etcd's Promote).
+    moment it last became leader and after the first look at its node's leases that
+    showed L's current stamp (the grant or the last keep-alive), both by the node's own
+    clock, read when the lessor reads it (so a clock that steps is judged as the lessor
+    saw it): a new leader never expires a lease it could not have seen kept alive (etcd's
+    Promote), and no leader expires a lease within a TTL of its last keep-alive.
 The leased keys' disappearance itself is the linearizability model's business
 (check/linearizability/etcd_model.py: a leased key may vanish once attached).
 
@@ -63,9 +65,6 @@ class WatchedMVCC(MVCCStateMachine):
         self._monitor.applied(self._node_id, self.store, op.kind, body, before, result)
         return result
 
-    def restore(self, snapshot: Any) -> None:
-        super().restore(snapshot)
-        self._monitor.restored(self._node_id, self.store)
 
 
 class EtcdLeaseMonitor:
@@ -77,7 +76,7 @@ class EtcdLeaseMonitor:
         self.lessors = SimLessors(bugs & frozenset(LESSOR_BUGS), listener=self)
         self.sim: Any = None
         self.machines: dict[str, WatchedMVCC] = {}
-        # Per node (this start): lease id -> (stamp, local time its node applied it).
+        # Per node (this start): lease id -> (stamp, local time a look first showed it).
         self.seen: dict[str, dict[int, tuple[int, float]]] = {}
         self.lead_since: dict[str, float] = {}  # node -> local time it last became leader
         self.problems: list[str] = []
@@ -113,9 +112,6 @@ class EtcdLeaseMonitor:
         }
 
     # ------------------------------------------------------------------ observations
-    def _now(self, node_id: str) -> float:
-        return self.sim.local_time(node_id) if self.sim is not None else 0.0
-
     def _fail(self, rule: str, text: str) -> None:
         if len(self.problems) < MAX_FAILURES:
             when = f"t={self.sim.now:.3f} " if self.sim is not None else ""
@@ -132,19 +128,13 @@ class EtcdLeaseMonitor:
         if type(lease_id) is not int:
             return
         if kind in ("lease_grant", "lease_keepalive"):
-            lease = store.leases.get(lease_id)
-            seen = self.seen[node_id].get(lease_id)
-            # A retry answered from the session cache changed no stamp: the time stays.
-            if lease is not None and (seen is None or seen[0] != lease.stamp):
-                self.seen[node_id][lease_id] = (lease.stamp, self._now(node_id))
-                if kind == "lease_grant":
-                    self.granted.add(lease_id)
+            if kind == "lease_grant" and lease_id in store.leases:
+                self.granted.add(lease_id)
             return
         if before is None or lease_id in store.leases:
             if kind == "lease_expire" and before is not None and body.get("stamp") != before:
                 self.stale.add(lease_id)  # a keep-alive came first: the race the stamp settles
             return  # nothing ended here
-        self.seen[node_id].pop(lease_id, None)
         if kind == "lease_expire":
             stamp = body.get("stamp")
             if stamp != before:
@@ -164,13 +154,17 @@ class EtcdLeaseMonitor:
                 f"{node_id} applied the {ended} of lease {lease_id}, and keys {left!r} still name it",
             )
 
-    def restored(self, node_id: str, store: MVCCStore) -> None:
-        """A snapshot replaced the node's state: its leases are seen from now on."""
-        now = self._now(node_id)
-        self.seen[node_id] = {i: (lease.stamp, now) for i, lease in store.leases.items()}
-
     # ------------------------------------------------------------------ the lessors'
     def polled(self, node_id: str, leading: bool, now: float) -> None:
+        """The node's lessor is about to look at its leases, at local time ``now``."""
+        seen = self.seen[node_id]
+        leases = self.machines[node_id].store.leases
+        for lease_id in [i for i in seen if i not in leases]:
+            del seen[lease_id]
+        for lease_id, lease in leases.items():
+            known = seen.get(lease_id)
+            if known is None or known[0] != lease.stamp:
+                seen[lease_id] = (lease.stamp, now)
         if not leading:
             self.lead_since.pop(node_id, None)
         elif node_id not in self.lead_since:
@@ -194,5 +188,5 @@ class EtcdLeaseMonitor:
             self._fail(
                 "promote-extends",
                 f"{node_id} asked to expire lease {lease_id} (TTL {ttl}s) {now - seen[1]:.3f}s after "
-                f"it applied its stamp {stamp}",
+                f"it first saw its stamp {stamp}",
             )

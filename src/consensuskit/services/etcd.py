@@ -11,11 +11,11 @@ Rules this module owns (the operations at the edge and the workload):
     the problem.  The state machine refuses a malformed op anyway (a peer may send one);
   * an op's ``key`` (used by histories and the checker's partition) is the key it
     touches when it touches exactly one, else "";
-  * the workload: keys ``k0 .. k{keys-1}``; 32% range, 23% put (prev_kv), 9% delete
-    (prev_kv), 26% txn on one key: compare the version (or, a third of the time, the
+  * the workload: keys ``k0 .. k{keys-1}``; 28% range, 20% put (prev_kv), 8% delete
+    (prev_kv), 24% txn on one key: compare the version (or, a third of the time, the
     value) the client last saw, put on success, range on failure; values are unique
     (client index * 1_000_000 + counter) so a history says which write a read saw;
-  * leases in the workload (10% of ops, and 40% of the puts carry one of the client's
+  * leases in the workload (20% of ops, and half of the puts carry one of the client's
     leases): a client grants leases of ``LEASE_TTLS`` seconds under ids of its own
     (unique like values, so an unanswered grant still names its lease), keeps about
     half of them alive with keep-alives, revokes some, and lets the others lapse (the
@@ -223,7 +223,7 @@ class EtcdWorkload:
             return make_op("range", key, {})
         if r < 0.68:
             body: dict[str, Any] = {"value": self._unique(), "prev_kv": True}
-            if self.leases and rng.random() < 0.4:
+            if self.leases and rng.random() < 0.5:
                 body["lease"] = rng.choice(sorted(self.leases))
             return make_op("put", key, body)
         if r < 0.76:

@@ -2,15 +2,19 @@
 the real server, driven by the simulator's virtual time and the node's own clock.
 
 The simulator is duck-typed here (services sit below sim/): ``schedule``, ``now``,
-``nodes``, ``paused``, ``local_time`` and ``send_request`` are all this module uses.
+``nodes``, ``paused``, ``local_time``, ``clock_of`` and ``send_request`` are all this
+module uses.
 
 Rules this module owns:
   * every node start gets a fresh ``Lessor`` (a restarted process remembers no deadline)
     and a client id of its own, ``lessor/NODE/START`` (its seqs never collide with an
     earlier start's in the sessions table);
   * every ``POLL`` seconds of virtual time each running node's lessor looks at the leases
-    its state machine has applied, at the node's local clock, leading or not (a follower
-    counts deadlines too; only a leader acts on them, as on the real server);
+    its state machine has applied, leading or not (a follower counts deadlines too; only
+    a leader acts on them, as on the real server);
+  * a lessor's clock is the node's monotonic clock (``monotonic``): the real one reads
+    ``time.monotonic()``, which the node's clock drift moves and a step of its wall clock
+    (the simulator's skew) does not;
   * an expiry the leader's lessor asks for is a ``lease_expire(id, stamp)`` request sent
     to that node as a client would, once, with no retry: the lessor proposes it again
     after ``RETRY`` if the lease is still there (services/etcd_lessor.py).  These
@@ -81,9 +85,14 @@ class SimLessors:
             self._poll(node_id, node, self._nodes[node_id])
         self._schedule()
 
+    def monotonic(self, node_id: str) -> float:
+        """The node's clock without its steps (see the module rules)."""
+        sim = self.sim
+        return sim.local_time(node_id) - sim.clock_of(node_id).skew
+
     def _poll(self, node_id: str, node: Any, mine: _NodeLessor) -> None:
         sim = self.sim
-        now = sim.local_time(node_id)
+        now = self.monotonic(node_id)
         leading = is_leading(node)
         store = mine.machine.store
         leases = [(i, lease.ttl, lease.stamp) for i, lease in sorted(store.leases.items())]
