@@ -255,9 +255,10 @@ def _swim_checker(bugs: frozenset[str]) -> Any:
 
 def _etcd_monitor(config: Any) -> Any:
     """The etcd service's lessors and lease checks in a simulation."""
-    from consensuskit.check.etcd_leases import EtcdLeaseMonitor
+    from consensuskit.check.etcd_leases import LeaseChecker
+    from consensuskit.services.etcd_sim_lessor import EtcdSimMonitor
 
-    return EtcdLeaseMonitor(config)
+    return EtcdSimMonitor(config, LeaseChecker())
 
 
 def _swim_monitor(config: Any) -> Any:

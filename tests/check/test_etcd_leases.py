@@ -40,7 +40,7 @@ def failures(sim: Simulation) -> list[str]:
 
 
 def lease_of(sim: Simulation, node: str, lease_id: int) -> Any:
-    return sim.service_monitor.machines[node].store.leases.get(lease_id)
+    return sim.service_monitor.checker.machines[node].store.leases.get(lease_id)
 
 
 def test_a_lapsed_lease_expires_through_the_log_and_takes_its_keys() -> None:
@@ -52,7 +52,7 @@ def test_a_lapsed_lease_expires_through_the_log_and_takes_its_keys() -> None:
     assert all(lease_of(sim, n, 7) is not None for n in NODES)  # not before its TTL
     sim.run_for(1.0)
     for node in NODES:  # every replica applied the expiry: the lease and its key are gone
-        store = sim.service_monitor.machines[node].store
+        store = sim.service_monitor.checker.machines[node].store
         assert 7 not in store.leases and set(store.live()) == {b"j"}
     assert failures(sim) == []
     assert sim.service_monitor.report(sim)["etcd_leases_expired"] == 1

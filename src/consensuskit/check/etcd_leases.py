@@ -1,10 +1,13 @@
 """The etcd service's lease rules, checked in a simulation on what every node applies.
 
-The etcd service's simulation monitor (wired in catalog.py).  It runs each node's lessor
-as the real server does (services/etcd_sim_lessor.py) and gives every node start a state
-machine it watches (``WatchedMVCC``): it sees each command a node applies, in log order,
-and the node's leases right before and after.  What it judges comes from the log and the
-node's clock, the environment, not from what the implementation says it did.
+``LeaseChecker`` is what the etcd service's simulation monitor
+(services/etcd_sim_lessor.py, which runs each node's lessor as the real server does)
+reports to; catalog.py puts the two together.  The checker makes the state machine of
+every node start, one it watches (``WatchedMVCC``): it sees each command a node applies,
+in log order, and the node's leases right before and after; the lessors tell it when
+they look and what they ask.
+What it judges comes from the log and the node's clock, the environment, not from what
+the implementation says it did.
 
 Invariants (a broken one fails the run as ``etcd-monitor``, naming the rule):
   * ``lease-keys-deleted``: once a node has applied the revoke or the expiry of lease L,
@@ -24,7 +27,7 @@ Bug knobs (``ServiceSpec.bugs`` of the etcd service), one per invariant:
 ``lease-keys-survive`` and ``expire-ignores-keepalive`` (the store, statemachines/mvcc.py)
 and ``no-promote-extend`` (the lessor, services/etcd_lessor.py).
 
-Report: ``etcd_leases_granted``, ``etcd_lease_expiries_asked``, ``etcd_leases_expired``,
+Report: ``etcd_leases_granted``, ``etcd_leases_expired``,
 ``etcd_leases_revoked``, ``etcd_lease_keys_expired`` (keys deleted by expiries) and
 ``etcd_lease_expiries_stale`` (leases whose expiry reached the log after a keep-alive:
 how often the race that ``expire-honours-keepalive`` judges happened).
@@ -34,8 +37,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
-from consensuskit.services.etcd_sim_lessor import SimLessors
 from consensuskit.statemachines.mvcc import MVCCStateMachine, MVCCStore
 
 _WATCHED = frozenset({"lease_grant", "lease_keepalive", "lease_revoke", "lease_expire"})
@@ -44,11 +45,11 @@ EPS = 1e-9  # float sums of clock readings
 
 
 class WatchedMVCC(MVCCStateMachine):
-    """The etcd state machine, reporting each lease command it applies to the monitor."""
+    """The etcd state machine, reporting each lease command it applies to the checker."""
 
     __slots__ = ("_monitor", "_node_id")
 
-    def __init__(self, node_id: str, monitor: EtcdLeaseMonitor, bugs: frozenset[str]) -> None:
+    def __init__(self, node_id: str, monitor: LeaseChecker, bugs: frozenset[str]) -> None:
         super().__init__(bugs)
         self._node_id = node_id
         self._monitor = monitor
@@ -66,14 +67,10 @@ class WatchedMVCC(MVCCStateMachine):
         return result
 
 
-
-class EtcdLeaseMonitor:
+class LeaseChecker:
     """See the module rules."""
 
-    def __init__(self, config: Any) -> None:
-        bugs = frozenset(config.bugs)
-        self.store_bugs = bugs - frozenset(LESSOR_BUGS)
-        self.lessors = SimLessors(bugs & frozenset(LESSOR_BUGS), listener=self)
+    def __init__(self) -> None:
         self.sim: Any = None
         self.machines: dict[str, WatchedMVCC] = {}
         # Per node (this start): lease id -> (stamp, local time a look first showed it).
@@ -85,18 +82,17 @@ class EtcdLeaseMonitor:
         self.revoked: set[int] = set()
         self.stale: set[int] = set()  # leases whose expiry met a newer keep-alive
 
-    # ------------------------------------------------------------------ the platform's
-    def make_state_machine(self, node_id: str) -> WatchedMVCC:
-        machine = WatchedMVCC(node_id, self, self.store_bugs)
+    # ------------------------------------------------------------------ the monitor's
+    def make_state_machine(self, node_id: str, bugs: frozenset[str]) -> WatchedMVCC:
+        """The state machine of a node's start (a fresh lessor, a fresh record)."""
+        machine = WatchedMVCC(node_id, self, bugs)
         self.machines[node_id] = machine
         self.seen[node_id] = {}
         self.lead_since.pop(node_id, None)
-        self.lessors.started(node_id, machine)
         return machine
 
     def start(self, sim: Any) -> None:
         self.sim = sim
-        self.lessors.start(sim)
 
     def failures(self, sim: Any) -> list[str]:
         return list(self.problems)
@@ -104,7 +100,6 @@ class EtcdLeaseMonitor:
     def report(self, sim: Any) -> dict[str, Any]:
         return {
             "etcd_leases_granted": len(self.granted),
-            "etcd_lease_expiries_asked": self.lessors.asked,
             "etcd_leases_expired": len(self.expired),
             "etcd_leases_revoked": len(self.revoked),
             "etcd_lease_keys_expired": sum(self.expired.values()),

@@ -20,7 +20,12 @@ Rules this module owns:
     after ``RETRY`` if the lease is still there (services/etcd_lessor.py).  These
     requests are the environment's, not a client's: they are not in the history;
   * ``listener`` (the lease checker) hears each poll's leading state and each expiry
-    asked, with the node's local time, before the request leaves.
+    asked, with the lessor's clock reading, before the request leaves;
+  * ``EtcdSimMonitor`` is the etcd service's simulation monitor (core/service.py): the
+    lessors, and a checker (check/etcd_leases.py, given by the catalog: services sit
+    below check/) that makes each node start's state machine and judges the run.  The
+    service's bug knobs split between the lessor's (``no-promote-extend``) and the
+    store's (the rest, handed to the state machines).
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from typing import Any, Protocol
 from consensuskit.core.capabilities import is_leading
 from consensuskit.core.client import ClientRequest
 from consensuskit.services.etcd import make_op
+from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
 from consensuskit.services.etcd_lessor import Lessor
+from consensuskit.statemachines.mvcc import MVCCStateMachine
 
 POLL = 0.1  # seconds between a lessor's looks at the leases (etcd_api.LESSOR_TICK)
 
@@ -106,3 +113,34 @@ class SimLessors:
             sim.send_request(node_id, ClientRequest(client_id=mine.client_id, seq=mine.seq, op=op))
             self.asked += 1
 
+
+
+class EtcdSimMonitor:
+    """The etcd service's simulation monitor (see the module rules)."""
+
+    def __init__(self, config: Any, checker: Any = None) -> None:
+        bugs = frozenset(config.bugs)
+        self.store_bugs = bugs - frozenset(LESSOR_BUGS)
+        self.checker = checker
+        self.lessors = SimLessors(bugs & frozenset(LESSOR_BUGS), listener=checker)
+
+    def make_state_machine(self, node_id: str) -> Any:
+        make = getattr(self.checker, "make_state_machine", None)
+        machine = make(node_id, self.store_bugs) if make is not None else MVCCStateMachine(self.store_bugs)
+        self.lessors.started(node_id, machine)
+        return machine
+
+    def start(self, sim: Any) -> None:
+        start = getattr(self.checker, "start", None)
+        if start is not None:
+            start(sim)
+        self.lessors.start(sim)
+
+    def failures(self, sim: Any) -> list[str]:
+        failures = getattr(self.checker, "failures", None)
+        return failures(sim) if failures is not None else []
+
+    def report(self, sim: Any) -> dict[str, Any]:
+        report = getattr(self.checker, "report", None)
+        checked = report(sim) if report is not None else {}
+        return {"etcd_lease_expiries_asked": self.lessors.asked, **checked}
