@@ -34,6 +34,12 @@ def test_a_new_leader_extends_every_lease_it_could_not_have_refreshed() -> None:
     assert lessor.observe([(1, 5, 0), (2, 5, 0)], now=12.0, leading=True) == [(1, 0), (2, 0)]
 
 
+def test_no_promote_extend_keeps_a_followers_deadlines() -> None:
+    lessor = Lessor(frozenset({"no-promote-extend"}))
+    lessor.observe([(1, 5, 0)], now=0.0, leading=False)
+    assert lessor.observe([(1, 5, 0)], now=7.0, leading=True) == [(1, 0)]
+
+
 def test_an_expiry_is_asked_once_then_again_after_retry() -> None:
     lessor = Lessor()
     lessor.observe([(1, 2, 0)], now=0.0, leading=True)

@@ -166,6 +166,20 @@ def test_leases_keys_keepalive_and_expiry_by_stamp() -> None:
     assert run(s, "lease_keepalive", id=lease)["ttl"] == 0
 
 
+def test_the_lease_bug_knobs_break_what_they_name() -> None:
+    """The simulator's lease checks (check/etcd_leases.py) must see these: a stale expiry
+    honoured, and an expiry that leaves its keys."""
+    s = MVCCStore(frozenset({"expire-ignores-keepalive"}))
+    lease = run(s, "lease_grant", ttl=5)["id"]
+    run(s, "lease_keepalive", id=lease)
+    assert run(s, "lease_expire", id=lease, stamp=0)["expired"] is True
+    s = MVCCStore(frozenset({"lease-keys-survive"}))
+    lease = run(s, "lease_grant", ttl=5)["id"]
+    run(s, "put", key=b"a", value=b"1", lease=lease)
+    assert run(s, "lease_expire", id=lease, stamp=0)["deleted"] == 0
+    assert lease not in s.leases and s.live()[b"a"][5] == lease
+
+
 def test_moving_a_key_to_another_lease_detaches_it() -> None:
     s = MVCCStore()
     one, two = run(s, "lease_grant", ttl=5)["id"], run(s, "lease_grant", ttl=5)["id"]
