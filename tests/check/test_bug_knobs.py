@@ -59,15 +59,18 @@ SERVICE_KNOBS = [
 # Service knobs a random sweep rarely exposes, caught by a test that makes their
 # situation on purpose.
 SERVICE_CAUGHT_ELSEWHERE = {
-    ("etcd", "expire-ignores-keepalive"): "tests/check/test_etcd_leases.py (a keep-alive racing the expiry: "
-    "a random run makes that race about once in ten seeds)",
+    # The race needs a keep-alive committed between the lessor's look and its expiry's
+    # place in the log (a few ms): 1 of 60 default seeds (20 each on raft, multipaxos
+    # and zab) caught it when measured.
+    ("etcd", "expire-ignores-keepalive"): "tests/check/test_etcd_leases.py (a keep-alive made to race "
+    "the expiry)",
 }
 # One seed of the default sweep that catches each service knob (the default suite runs
 # just that seed; the slow matrix sweeps 40).
 SERVICE_CATCHING_SEED = {
     ("raft", "lease-keys-survive"): 1,
-    ("multipaxos", "lease-keys-survive"): 0,
-    ("zab", "lease-keys-survive"): 0,
+    ("multipaxos", "lease-keys-survive"): 3,
+    ("zab", "lease-keys-survive"): 2,
     ("raft", "no-promote-extend"): 0,
     ("multipaxos", "no-promote-extend"): 0,
     ("zab", "no-promote-extend"): 0,
@@ -156,13 +159,6 @@ def test_service_knob_is_caught_at_default_options(protocol: str, service: str, 
         pytest.skip(f"caught by {SERVICE_CAUGHT_ELSEWHERE[service, bug]}")
     outcome = run_seed(default_config(protocol, [bug], service), SERVICE_CATCHING_SEED[protocol, bug])
     assert not outcome.ok and is_catch(outcome.reason), outcome.reason
-
-
-@pytest.mark.parametrize("protocol", SERVICE_PROTOCOLS)
-def test_default_etcd_sweep_without_a_knob_passes(protocol: str):
-    """The etcd workload with leases, every fault: a few seeds, no violation."""
-    result = run_sweep(default_config(protocol, service="etcd"), range(2), workers=WORKERS, progress=False)
-    assert [(f.seed, f.reason) for f in result.failures] == []
 
 
 @pytest.mark.slow
