@@ -108,13 +108,14 @@ def check_bugs(protocol: str, bugs: list[str], service: str | None = None) -> fr
     """The protocol's bug knobs, and the service's own (``ServiceSpec.bugs``) when named."""
     registry = default_registry()
     spec = registry.get(protocol)
-    valid = spec.bugs
+    valid, name = spec.bugs, protocol
     if service is not None:
         valid = (*valid, *service_for(registry, spec, service).bugs)
+        name = f"{protocol} --service {service}"
     unknown = [b for b in bugs if b not in valid]
     if unknown:
         raise typer.BadParameter(
-            f"unknown bug {', '.join(unknown)} for {protocol}; valid: {', '.join(valid) or '(none)'}",
+            f"unknown bug {', '.join(unknown)} for {name}; valid: {', '.join(valid) or '(none)'}",
             param_hint="'--bug'",
         )
     return frozenset(bugs)
@@ -488,7 +489,9 @@ ClientsOpt = Annotated[int, typer.Option(min=0, help="Concurrent workload client
 NemesisOpt = Annotated[
     str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
 ]
-BugOpt = Annotated[list[str] | None, typer.Option("--bug", help="Enable a deliberate protocol bug.")]
+BugOpt = Annotated[
+    list[str] | None, typer.Option("--bug", help="Enable a deliberate bug of the protocol (or its service).")
+]
 ServiceOpt = Annotated[
     str | None, typer.Option(help="Service the clients use (default: the protocol's, kv for a log).")
 ]
