@@ -20,9 +20,8 @@ from typing import Any
 
 from consensuskit.core.client import Op
 from consensuskit.core.service import ServiceSpec
-from consensuskit.protocols.gossip import KV_SERVICE_NAME
+from consensuskit.protocols.gossip import KV_SERVICE_NAME, ReplicaMachine
 from consensuskit.protocols.gossip.messages import KVEntry
-from consensuskit.protocols.gossip.replica import ReplicaMachine
 
 KINDS = ("get", "put", "delete", "list")
 READS = ("get", "list")

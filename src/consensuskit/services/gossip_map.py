@@ -17,9 +17,8 @@ from typing import Any
 
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.service import ServiceSpec
-from consensuskit.protocols.gossip import SERVICE_NAME
+from consensuskit.protocols.gossip import SERVICE_NAME, ReplicaMachine
 from consensuskit.protocols.gossip.messages import Entry
-from consensuskit.protocols.gossip.replica import ReplicaMachine
 
 KINDS = ("put", "get")
 READS = ("get",)
