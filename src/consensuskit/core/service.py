@@ -26,8 +26,8 @@ Rules this module owns:
     each name of ``ports`` to the address configured for it (the config's ``[listen]``
     table; ``consensuskit up`` gives each node one port per name, just above the peer
     ports); ``close`` is an ``async def close()`` the server awaits before it stops;
-  * in a simulation a service may have a monitor (``make_monitor(config)``, wired by the
-    catalog like a protocol's): duck-typed ``start(sim)``, ``report(sim) -> dict``,
+  * in a simulation a service may have a monitor (``make_monitor(config)``, set by the
+    catalog, like a protocol's): duck-typed ``start(sim)``, ``report(sim) -> dict``,
     ``failures(sim) -> list[str]`` as a protocol's monitor, and optionally
     ``make_state_machine(node_id)``, the state machine a log protocol's node gets at each
     start of that run (the service's own, which the monitor may watch or instrument).  It
