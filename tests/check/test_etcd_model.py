@@ -170,12 +170,31 @@ def test_a_read_must_show_the_lease_the_put_attached() -> None:
     assert not check_history(history, model=EtcdModel()).ok
 
 
-def test_lease_operations_touch_no_key() -> None:
+def lease_op(seq: int, kind: str, lease: int, invoke: float, complete: float | None, result: Any) -> dict:
+    op = record(
+        seq, kind, {"id": lease, **({"ttl": 2} if kind == "lease_grant" else {})}, invoke, complete, result
+    )
+    op["key"] = ""
+    return op
+
+
+def test_a_lease_lives_until_revoked_or_expired_and_never_comes_back() -> None:
     history = [
-        record(1, "lease_grant", {"id": 7, "ttl": 2}, 0, 1, {"id": 7, "ttl": 2, "revision": 1}),
-        record(2, "lease_keepalive", {"id": 7}, 2, 3, {"id": 7, "ttl": 2, "stamp": 1, "revision": 1}),
-        record(3, "lease_revoke", {"id": 7}, 4, 5, {"deleted": 0, "revision": 1}),
+        lease_op(1, "lease_grant", 7, 0, 1, {"id": 7, "ttl": 2, "revision": 1}),
+        lease_op(2, "lease_keepalive", 7, 2, 3, {"id": 7, "ttl": 2, "stamp": 1, "revision": 1}),
+        lease_op(3, "lease_keepalive", 7, 4, 5, {"id": 7, "ttl": 0, "revision": 1}),  # expired
+        lease_op(4, "lease_revoke", 7, 6, 7, {"error": "lease-not-found"}),
+        lease_op(5, "lease_grant", 8, 0, 1, {"id": 8, "ttl": 2, "revision": 1}),  # its own partition
+        lease_op(6, "lease_revoke", 8, 2, 3, {"deleted": 0, "revision": 1}),
     ]
-    for op in history:
-        op["key"] = ""
     assert check_history(history, model=EtcdModel()).ok
+    # kept alive after it was seen gone: a lease does not come back
+    history.append(lease_op(7, "lease_keepalive", 7, 8, 9, {"id": 7, "ttl": 2, "stamp": 2, "revision": 1}))
+    assert not check_history(history, model=EtcdModel()).ok
+    # a revoke that succeeds twice
+    history[-1] = lease_op(7, "lease_revoke", 8, 8, 9, {"deleted": 0, "revision": 1})
+    assert not check_history(history, model=EtcdModel()).ok
+    # a keep-alive that finds a lease before its grant
+    history[-1] = lease_op(7, "lease_keepalive", 9, 0, 1, {"id": 9, "ttl": 2, "stamp": 1, "revision": 1})
+    history.append(lease_op(8, "lease_grant", 9, 2, 3, {"id": 9, "ttl": 2, "revision": 1}))
+    assert not check_history(history, model=EtcdModel()).ok

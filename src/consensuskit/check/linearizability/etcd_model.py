@@ -17,21 +17,29 @@ frozenset of the key states still possible, closed under that vanishing; a step 
 if it is legal from one of them.  A key seen gone must stay gone until a put: a read
 that shows it again, or a put whose prev_kv does, is a violation.  (A put refused for
 a lease already gone answers an error, which changes nothing; an unanswered one may be
-placed last, as every unanswered operation.)  The lease operations themselves (grant,
-keep-alive, revoke) touch no key and are accepted as answered; the lease rules they
-imply are checked on every node's applied state by check/etcd_leases.py.
+placed last, as every unanswered operation.)
+
+A lease's own operations (grant, keep-alive, revoke) touch no key: they form one
+partition per lease id, whose state is ``None`` (not granted), ``LIVE`` or ``GONE``, with
+the same vanishing (a live lease may expire at any moment).  A grant answered ok needs
+the lease not granted yet; a keep-alive answers a TTL above 0 only for a live lease, 0
+otherwise; a revoke succeeds only on a live lease and answers lease-not-found otherwise.
+So a lease seen gone never comes back.  The timing rules of expiry are checked on every
+node's applied state by check/etcd_leases.py.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Hashable
 from typing import Any
 
-from consensuskit.check.linearizability.models import ModelError, partition_by_key
+from consensuskit.check.linearizability.models import ModelError
 from consensuskit.check.linearizability.operation import UNKNOWN, Call, Operation
 
 KINDS = ("range", "put", "delete_range", "txn")
 LEASE_KINDS = ("lease_grant", "lease_keepalive", "lease_revoke")
+LIVE, GONE = "live", "gone"  # a lease's states (None: not granted)
 VERSION, CREATE, MOD, VALUE, LEASE = range(5)
 EQUAL, GREATER, LESS, NOT_EQUAL = range(4)
 _FIELD_NAMES = {VERSION: "version", CREATE: "create_revision", MOD: "mod_revision", LEASE: "lease"}
@@ -78,10 +86,34 @@ def _kv_matches(state: Any, kv: Any) -> tuple[bool, Any]:
 
 
 def _closed(states: set[Any]) -> frozenset[Any]:
-    """``states`` and, for each that holds a lease, the key gone by its expiry."""
-    if any(s is not None and s[4] for s in states):
+    """``states`` and what an expiry may make of them: a key that holds a lease gone, a
+    live lease gone."""
+    if LIVE in states:
+        states.add(GONE)
+    if any(isinstance(s, tuple) and s[4] for s in states):
         states.add(None)
     return frozenset(states)
+
+
+def _lease_step(state: Any, kind: str, output: Any) -> tuple[bool, Any]:
+    """One lease operation on a lease's state (see the module docstring)."""
+    unknown = output is UNKNOWN
+    error = None if unknown or not isinstance(output, dict) else output.get("error")
+    if kind == "lease_grant":
+        if unknown:
+            return True, LIVE if state is None else state
+        if error is not None:
+            return error != "lease-exists" or state is not None, state
+        return state is None, LIVE
+    if kind == "lease_keepalive":
+        if unknown or error is not None:
+            return True, state
+        return ((output.get("ttl") or 0) > 0) == (state == LIVE), state
+    if unknown:
+        return True, GONE if state == LIVE else state
+    if error is not None:
+        return error != "lease-not-found" or state != LIVE, state
+    return state == LIVE, GONE
 
 
 class EtcdModel:
@@ -96,12 +128,13 @@ class EtcdModel:
             raise ModelError(f"the etcd model has no {call.kind!r} operation; valid: {valid}")
 
     def step(self, state: Any, call: Call, output: Any) -> tuple[bool, Hashable]:
-        if call.kind in LEASE_KINDS:
-            return True, state
         args = _args(call)
         after: set[Any] = set()
         for one in state:
-            ok, nxt = self._step(one, call.kind, args, output)
+            if call.kind in LEASE_KINDS:
+                ok, nxt = _lease_step(one, call.kind, output)
+            else:
+                ok, nxt = self._step(one, call.kind, args, output)
             if ok:
                 after.add(nxt)
         if not after:
@@ -202,18 +235,26 @@ class EtcdModel:
         return have != want
 
     def partition(self, ops: list[Operation]) -> list[list[Operation]]:
-        return partition_by_key(ops)
+        """One partition per key, and one per lease id for the lease operations."""
+        groups: dict[Any, list[Operation]] = defaultdict(list)
+        for op in ops:
+            if op.input.kind in LEASE_KINDS:
+                groups[("lease", _args(op.input).get("id"))].append(op)
+            else:
+                groups[op.input.key].append(op)
+        return list(groups.values())
 
     def describe_operation(self, call: Call, output: Any) -> str:
         args = _args(call)
-        text = f"{call.kind} {call.key}"
+        text = f"{call.kind} {args.get('id') if call.kind in LEASE_KINDS else call.key}"
         if call.kind == "put":
             text += f"={args.get('value')!r}"
         if output is UNKNOWN:
             return f"{text} → outcome unknown"
         if not isinstance(output, dict):
             return f"{text} → {output!r}"
-        shown = {k: v for k, v in output.items() if k in ("succeeded", "deleted", "revision", "error", "kvs")}
+        fields = ("succeeded", "deleted", "revision", "error", "kvs", "ttl")
+        shown = {k: v for k, v in output.items() if k in fields}
         return f"{text} → {shown}"
 
     def describe_state(self, state: Any) -> str:
@@ -221,6 +262,8 @@ class EtcdModel:
             return " or ".join(sorted(self.describe_state(s) for s in state))
         if state is None:
             return "absent"
+        if state in (LIVE, GONE):
+            return f"lease {state}"
         value, version, create, mod, lease = state
         held = f", lease {lease}" if lease else ""
         return f"{value!r} (version {version}, create {create}, mod {mod}{held})"
