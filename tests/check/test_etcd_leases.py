@@ -170,3 +170,10 @@ def test_raw_expiry_answers_are_not_in_the_history() -> None:
     assert [r.op for r in sim.history] == ["lease_grant"]
     answers = [r for _, _, r in sim.responses if isinstance(r, ClientResponse)]
     assert any(r.client_id.startswith("lessor/") and r.ok for r in answers)
+
+
+def test_lessors_keep_a_run_deterministic() -> None:
+    config = build_config("zab", 5, 5, 4.0, 3, "all", [], service="etcd")
+    first, second = Simulation(config).run(), Simulation(config).run()
+    assert first.trace_sha256 == second.trace_sha256 and first.metrics == second.metrics
+    assert first.metrics["etcd_lease_expiries_asked"] > 0
