@@ -56,12 +56,12 @@ SERVICE_KNOBS = [
     for bug in REGISTRY.service(name).bugs
     for protocol in SERVICE_PROTOCOLS
 ]
-# Service knobs a random sweep rarely exposes, caught by a test that makes their
-# situation on purpose.
+# Service knobs a random sweep rarely exposes, also caught by a test that makes their
+# situation on purpose (the slow matrix still sweeps them and prints what it found).
 SERVICE_CAUGHT_ELSEWHERE = {
     # The race needs a keep-alive committed between the lessor's look and its expiry's
-    # place in the log (a few ms): 1 of 60 default seeds (20 each on raft, multipaxos
-    # and zab) caught it when measured.
+    # place in the log (a few ms): measured, seed 23 of 40 on raft, seed 9 of 20 on
+    # multipaxos, none of 20 on zab.
     ("etcd", "expire-ignores-keepalive"): "tests/check/test_etcd_leases.py (a keep-alive made to race "
     "the expiry)",
 }
@@ -74,6 +74,8 @@ SERVICE_CATCHING_SEED = {
     ("raft", "no-promote-extend"): 0,
     ("multipaxos", "no-promote-extend"): 0,
     ("zab", "no-promote-extend"): 0,
+    ("raft", "expire-ignores-keepalive"): 23,
+    ("multipaxos", "expire-ignores-keepalive"): 9,
 }
 
 
@@ -155,7 +157,7 @@ def test_every_service_knob_has_a_seed_or_a_test_that_catches_it():
 @pytest.mark.parametrize(("protocol", "service", "bug"), SERVICE_KNOBS)
 def test_service_knob_is_caught_at_default_options(protocol: str, service: str, bug: str):
     """A fixed seed of ``sweep PROTOCOL --service S --nemesis all --bug B`` catches it."""
-    if (service, bug) in SERVICE_CAUGHT_ELSEWHERE:
+    if (protocol, bug) not in SERVICE_CATCHING_SEED:
         pytest.skip(f"caught by {SERVICE_CAUGHT_ELSEWHERE[service, bug]}")
     outcome = run_seed(default_config(protocol, [bug], service), SERVICE_CATCHING_SEED[protocol, bug])
     assert not outcome.ok and is_catch(outcome.reason), outcome.reason
