@@ -16,9 +16,9 @@ Invariants (a broken one fails the run as ``etcd-monitor``, naming the rule):
     L's stamp there is still ``stamp``: no keep-alive of L was applied in between;
   * ``promote-extends``: a node's lessor asks to expire L only a whole TTL after the
     moment it last became leader and after the first look at its node's leases that
-    showed L's current stamp (the grant or the last keep-alive), both by the node's own
-    clock, read when the lessor reads it (so a clock that steps is judged as the lessor
-    saw it): a new leader never expires a lease it could not have seen kept alive (etcd's
+    showed L's current stamp (the grant or the last keep-alive), both by the lessor's own
+    clock (the node's monotonic clock: its drift counts, a step of its wall clock does
+    not), read when the lessor reads it: a new leader never expires a lease it could not have seen kept alive (etcd's
     Promote), and no leader expires a lease within a TTL of its last keep-alive.
 The leased keys' disappearance itself is the linearizability model's business
 (check/linearizability/etcd_model.py: a leased key may vanish once attached).
@@ -27,9 +27,9 @@ Bug knobs (``ServiceSpec.bugs`` of the etcd service), one per invariant:
 ``lease-keys-survive`` and ``expire-ignores-keepalive`` (the store, statemachines/mvcc.py)
 and ``no-promote-extend`` (the lessor, services/etcd_lessor.py).
 
-Report: ``etcd_leases_granted``, ``etcd_leases_expired``,
-``etcd_leases_revoked``, ``etcd_lease_keys_expired`` (keys deleted by expiries) and
-``etcd_lease_expiries_stale`` (leases whose expiry reached the log after a keep-alive:
+Report (beside the monitor's ``etcd_lease_expiries_asked``): ``etcd_leases_granted``,
+``etcd_leases_expired``, ``etcd_leases_revoked``, ``etcd_lease_keys_expired`` (keys
+deleted by expiries) and ``etcd_lease_expiries_stale`` (leases whose expiry reached the log after a keep-alive:
 how often the race that ``expire-honours-keepalive`` judges happened).
 """
 
@@ -73,9 +73,11 @@ class LeaseChecker:
     def __init__(self) -> None:
         self.sim: Any = None
         self.machines: dict[str, WatchedMVCC] = {}
-        # Per node (this start): lease id -> (stamp, local time a look first showed it).
+        # Per node (this start): lease id -> (stamp, the lessor's clock when a look first
+        # showed it).
         self.seen: dict[str, dict[int, tuple[int, float]]] = {}
-        self.lead_since: dict[str, float] = {}  # node -> local time it last became leader
+        # Node -> its lessor's clock when it last became leader.
+        self.lead_since: dict[str, float] = {}
         self.problems: list[str] = []
         self.granted: set[int] = set()
         self.expired: dict[int, int] = {}  # lease id -> keys its expiry deleted
@@ -84,7 +86,7 @@ class LeaseChecker:
 
     # ------------------------------------------------------------------ the monitor's
     def make_state_machine(self, node_id: str, bugs: frozenset[str]) -> WatchedMVCC:
-        """The state machine of a node's start (a fresh lessor, a fresh record)."""
+        """The state machine of a node's start (and a fresh record of what it saw)."""
         machine = WatchedMVCC(node_id, self, bugs)
         self.machines[node_id] = machine
         self.seen[node_id] = {}
@@ -151,7 +153,7 @@ class LeaseChecker:
 
     # ------------------------------------------------------------------ the lessors'
     def polled(self, node_id: str, leading: bool, now: float) -> None:
-        """The node's lessor is about to look at its leases, at local time ``now``."""
+        """The node's lessor is about to look at its leases, its clock reading ``now``."""
         seen = self.seen[node_id]
         leases = self.machines[node_id].store.leases
         for lease_id in [i for i in seen if i not in leases]:
