@@ -18,8 +18,9 @@ Invariants (a broken one fails the run as ``etcd-monitor``, naming the rule):
     moment it last became leader and after the first look at its node's leases that
     showed L's current stamp (the grant or the last keep-alive), both by the lessor's own
     clock (the node's monotonic clock: its drift counts, a step of its wall clock does
-    not), read when the lessor reads it: a new leader never expires a lease it could not have seen kept alive (etcd's
-    Promote), and no leader expires a lease within a TTL of its last keep-alive.
+    not), read when the lessor reads it: a new leader never expires a lease it could not
+    have seen kept alive (etcd's Promote), and no leader expires a lease within a TTL of
+    its last keep-alive.
 The leased keys' disappearance itself is the linearizability model's business
 (check/linearizability/etcd_model.py: a leased key may vanish once attached).
 
@@ -29,8 +30,8 @@ and ``no-promote-extend`` (the lessor, services/etcd_lessor.py).
 
 Report (beside the monitor's ``etcd_lease_expiries_asked``): ``etcd_leases_granted``,
 ``etcd_leases_expired``, ``etcd_leases_revoked``, ``etcd_lease_keys_expired`` (keys
-deleted by expiries) and ``etcd_lease_expiries_stale`` (leases whose expiry reached the log after a keep-alive:
-how often the race that ``expire-honours-keepalive`` judges happened).
+deleted by expiries) and ``etcd_lease_expiries_stale`` (leases whose expiry reached the
+log after a keep-alive: how often the race ``expire-honours-keepalive`` judges happened).
 """
 
 from __future__ import annotations
