@@ -57,11 +57,12 @@ SERVICE_KNOBS = [
     for protocol in SERVICE_PROTOCOLS
 ]
 # Service knobs a random sweep rarely exposes, also caught by a test that makes their
-# situation on purpose (the slow matrix still sweeps them and prints what it found).
+# situation on purpose (the slow matrix sweeps them, prints what it found and does not
+# fail when a change of the simulator moves the one catching seed away).
 SERVICE_CAUGHT_ELSEWHERE = {
     # The race needs a keep-alive committed between the lessor's look and its expiry's
-    # place in the log (a few ms): measured, seed 23 of 40 on raft, seed 9 of 20 on
-    # multipaxos, none of 20 on zab.
+    # place in the log (a few ms): measured, one seed of 40 on each of raft (23),
+    # multipaxos (9) and zab (30).
     ("etcd", "expire-ignores-keepalive"): "tests/check/test_etcd_leases.py (a keep-alive made to race "
     "the expiry)",
 }
@@ -76,6 +77,7 @@ SERVICE_CATCHING_SEED = {
     ("zab", "no-promote-extend"): 0,
     ("raft", "expire-ignores-keepalive"): 23,
     ("multipaxos", "expire-ignores-keepalive"): 9,
+    ("zab", "expire-ignores-keepalive"): 30,
 }
 
 
