@@ -48,3 +48,10 @@ def test_an_expiry_is_asked_once_then_again_after_retry() -> None:
     assert lessor.observe([(1, 2, 0)], now=2.0 + RETRY, leading=True) == [(1, 0)]
     assert lessor.observe([], now=5.0, leading=True) == []  # gone: forgotten
     assert lessor.remaining(1, 2, now=5.0) == 2
+
+
+def test_ignore_new_leases_counts_only_what_the_leader_knew_when_promoted() -> None:
+    lessor = Lessor(frozenset({"ignore-new-leases"}))
+    lessor.observe([(1, 2, 0)], now=0.0, leading=True)  # promoted: lease 1 is counted
+    assert lessor.observe([(1, 2, 0), (2, 2, 0)], now=1.0, leading=True) == []
+    assert lessor.observe([(1, 2, 0), (2, 2, 0)], now=9.0, leading=True) == [(1, 0)]

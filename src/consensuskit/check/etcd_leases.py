@@ -20,13 +20,16 @@ Invariants (a broken one fails the run as ``etcd-monitor``, naming the rule):
     clock (the node's monotonic clock: its drift counts, a step of its wall clock does
     not), read when the lessor reads it: a new leader never expires a lease it could not
     have seen kept alive (etcd's Promote), and no leader expires a lease within a TTL of
-    its last keep-alive.
+    its last keep-alive;
+  * ``lease-expires`` (at the end of a run, after the faults have healed): the leader
+    holds no lease more than ``EXPIRY_SLACK`` past its deadline (a whole TTL after its
+    current stamp's first look or the leader's promotion, whichever is later).
 The leased keys' disappearance itself is the linearizability model's business
 (check/linearizability/etcd_model.py: a leased key may vanish once attached).
 
 Bug knobs (``ServiceSpec.bugs`` of the etcd service), one per invariant:
-``lease-keys-survive`` and ``expire-ignores-keepalive`` (the store, statemachines/mvcc.py)
-and ``no-promote-extend`` (the lessor, services/etcd_lessor.py).
+``lease-keys-survive`` and ``expire-ignores-keepalive`` (the store, statemachines/mvcc.py),
+``no-promote-extend`` and ``ignore-new-leases`` (the lessor, services/etcd_lessor.py).
 
 Report (beside the monitor's ``etcd_lease_expiries_asked``): ``etcd_leases_granted``,
 ``etcd_leases_expired``, ``etcd_leases_revoked``, ``etcd_lease_keys_expired`` (keys
@@ -43,6 +46,9 @@ from consensuskit.statemachines.mvcc import MVCCStateMachine, MVCCStore
 _WATCHED = frozenset({"lease_grant", "lease_keepalive", "lease_revoke", "lease_expire"})
 MAX_FAILURES = 10  # a broken rule breaks again and again: the first few say it
 EPS = 1e-9  # float sums of clock readings
+# Seconds a lapsed lease may outlive its deadline on a leader: the lessor's retry after
+# a lost expiry (1 s), its polls (0.1 s each) and the expiry's commit, with room to spare.
+EXPIRY_SLACK = 2.0
 
 
 class WatchedMVCC(MVCCStateMachine):
@@ -79,6 +85,7 @@ class LeaseChecker:
         self.seen: dict[str, dict[int, tuple[int, float]]] = {}
         # Node -> its lessor's clock when it last became leader.
         self.lead_since: dict[str, float] = {}
+        self.last_look: dict[str, float] = {}  # node -> its lessor's clock at its last look
         self.problems: list[str] = []
         self.granted: set[int] = set()
         self.expired: dict[int, int] = {}  # lease id -> keys its expiry deleted
@@ -98,7 +105,26 @@ class LeaseChecker:
         self.sim = sim
 
     def failures(self, sim: Any) -> list[str]:
-        return list(self.problems)
+        """The broken rules; ``lease-expires`` is judged when asked (the end of a run)."""
+        overdue = [text for node_id in sorted(self.lead_since) for text in self._overdue(sim, node_id)]
+        return self.problems + overdue[: max(0, MAX_FAILURES - len(self.problems))]
+
+    def _overdue(self, sim: Any, node_id: str) -> list[str]:
+        if sim.nodes.get(node_id) is None:
+            return []
+        since, now = self.lead_since[node_id], self.last_look[node_id]
+        late = []
+        for lease_id, lease in sorted(self.machines[node_id].store.leases.items()):
+            seen = self.seen[node_id].get(lease_id)
+            if seen is None or seen[0] != lease.stamp:
+                continue  # a change its lessor has not looked at yet
+            deadline = max(seen[1], since) + lease.ttl
+            if now > deadline + EXPIRY_SLACK:
+                late.append(
+                    f"lease-expires: leader {node_id} still holds lease {lease_id} (TTL {lease.ttl}s) "
+                    f"{now - deadline:.3f}s past its deadline"
+                )
+        return late
 
     def report(self, sim: Any) -> dict[str, Any]:
         return {
@@ -163,6 +189,7 @@ class LeaseChecker:
             known = seen.get(lease_id)
             if known is None or known[0] != lease.stamp:
                 seen[lease_id] = (lease.stamp, now)
+        self.last_look[node_id] = now
         if not leading:
             self.lead_since.pop(node_id, None)
         elif node_id not in self.lead_since:

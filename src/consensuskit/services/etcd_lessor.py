@@ -16,8 +16,9 @@ Rules this module owns (``now`` is the caller's monotonic clock, in seconds):
     at most once per stamp (the expiry command may fail: after ``RETRY`` seconds it is
     listed again);
   * ``remaining`` is what TimeToLive answers: whole seconds left, at least 0, rounded up;
-  * bug knob ``no-promote-extend`` (the simulator's lease checks): a node that becomes
-    leader keeps the deadlines it counted as a follower.
+  * bug knobs (the simulator's lease checks): ``no-promote-extend``, a node that becomes
+    leader keeps the deadlines it counted as a follower; ``ignore-new-leases``, a leader
+    never counts a lease it first sees while it leads (only those it knew when promoted).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 from collections.abc import Iterable
 
 RETRY = 1.0  # seconds before an expiry that was not applied is proposed again
-BUGS = ("no-promote-extend",)
+BUGS = ("no-promote-extend", "ignore-new-leases")
 
 
 class Lessor:
@@ -43,16 +44,20 @@ class Lessor:
     ) -> list[tuple[int, int]]:
         """Take the store's leases ``(id, ttl, stamp)`` as seen at ``now``; the (id, stamp)
         pairs to expire if this node leads (see the module rules)."""
-        if leading and not self.leading and "no-promote-extend" not in self.bugs:
+        promoted = leading and not self.leading
+        if promoted and "no-promote-extend" not in self.bugs:
             self._deadlines.clear()  # promoted: every lease gets a whole TTL from now
             self._asked.clear()
         self.leading = leading
         old = self._deadlines
         fresh: dict[int, tuple[int, int, float]] = {}
+        ignore_new = leading and not promoted and "ignore-new-leases" in self.bugs
         for lease_id, ttl, stamp in leases:
             seen = old.get(lease_id)
             if seen is not None and seen[0] == stamp and seen[1] == ttl:
                 fresh[lease_id] = seen
+            elif seen is None and ignore_new:
+                continue
             else:
                 fresh[lease_id] = (stamp, ttl, now + ttl)
         self._deadlines = fresh

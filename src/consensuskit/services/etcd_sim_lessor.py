@@ -6,9 +6,11 @@ The simulator is duck-typed here (services sit below sim/): ``schedule``, ``now`
 module uses.
 
 Rules this module owns:
-  * every node start gets a fresh ``Lessor`` (a restarted process remembers no deadline)
-    and a client id of its own, ``lessor/NODE/START`` (its seqs never collide with an
-    earlier start's in the sessions table);
+  * every node start gets a fresh ``Lessor`` (a restarted process remembers no deadline);
+    each expiry it asks goes under a client id of its own, ``lessor/NODE/START/N``, seq
+    1: the expiries of one look travel side by side and may reach the log in any order,
+    and a session refuses a seq older than one it applied (the real server submits such
+    a refused write again under a new seq; here no two share a session);
   * every ``POLL`` seconds of virtual time each running node's lessor looks at the leases
     its state machine has applied, leading or not (a follower counts deadlines too; only
     a leader acts on them, as on the real server);
@@ -49,13 +51,13 @@ class LessorListener(Protocol):
 
 
 class _NodeLessor:
-    __slots__ = ("client_id", "lessor", "machine", "seq")
+    __slots__ = ("asked", "client_id", "lessor", "machine")
 
     def __init__(self, client_id: str, machine: Any, bugs: frozenset[str]) -> None:
         self.client_id = client_id
         self.machine = machine  # the MVCCStateMachine this start of the node applies to
         self.lessor = Lessor(bugs)
-        self.seq = 0
+        self.asked = 0  # expiries this start asked
 
 
 class SimLessors:
@@ -108,9 +110,10 @@ class SimLessors:
         for lease_id, stamp in mine.lessor.observe(leases, now, leading):
             if self.listener is not None:
                 self.listener.asked(node_id, lease_id, stamp, now)
-            mine.seq += 1
+            mine.asked += 1
             op = make_op("lease_expire", "", {"id": lease_id, "stamp": stamp})
-            sim.send_request(node_id, ClientRequest(client_id=mine.client_id, seq=mine.seq, op=op))
+            client_id = f"{mine.client_id}/{mine.asked}"
+            sim.send_request(node_id, ClientRequest(client_id=client_id, seq=1, op=op))
             self.asked += 1
 
 
