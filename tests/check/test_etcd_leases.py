@@ -147,6 +147,18 @@ def test_no_promote_extend_is_caught() -> None:
     assert failures(sim) and failures(sim)[0].startswith("promote-extends:")
 
 
+def test_ignore_new_leases_is_caught() -> None:
+    """lease-expires: a lease granted under this leader lapses and is never expired."""
+    sim = cluster("ignore-new-leases")
+    sim.run_for(0.2)  # the leader's lessor has looked as a leader: lease 7 will be new
+    call(sim, "lease_grant", "", {"id": 7, "ttl": 1})
+    sim.run_for(2.5)
+    assert failures(sim) == []  # not yet past its deadline and the slack
+    sim.run_for(1.0)
+    assert lease_of(sim, leader(sim), 7) is not None
+    assert [f.split(":")[0] for f in failures(sim)] == ["lease-expires"]
+
+
 @pytest.mark.parametrize("protocol", ["raft", "multipaxos", "zab"])
 def test_a_default_sweep_seed_expires_leases_and_keeps_every_rule(protocol: str) -> None:
     """``consensuskit sweep P --service etcd --nemesis all``'s seed 0 (the slow matrix in
