@@ -34,7 +34,8 @@ Rules this module owns:
     by one within a cycle, so that a site reached earlier in the cycle already sends
     (t_ave 6.6-7.5, t_last 13-14); one by one but sending from the next cycle, with
     feedback judged at the moment of the send (t_ave unchanged, push residue 15-30% high,
-    traffic 4-9% low); and, as statistics in place of the mean arrival, the mean cycle of
+    traffic 4-9% low); counting time from another origin (it moves t_last, which agrees,
+    by as much); and, as statistics in place of the mean arrival, the mean cycle of
     all sends, of wasted sends, of removals, of a site's last receipt, the midpoint of
     arrival and removal, unreached sites counted at t_last or at the end of the epidemic,
     and a mean pooled over runs. So Tables 1 and 2 keep their printed t_ave, listed in
