@@ -20,11 +20,13 @@ Rules this module owns:
   * t_ave, by the paper's definition ("the difference between the time of the initial
     injection of an update and the arrival of the update at a given site, averaged over all
     sites"), is the mean arrival cycle. Ours runs 1.2-2.7 cycles below Table 1 and 0.9-1.9
-    below Table 2 (k >= 2) while s, m and t_last agree. Table 1's t_ave cannot be reached by
-    any simulation rule, because it contradicts the table's own s and t_last columns: a
-    larger k only keeps senders longer (our arrival curves confirm it: the fraction reached
-    by every cycle grows with k), so every site k reaches is reached no later with
-    k' > k, and the extra s_k - s_k' of the sites arrive by t_last_k'. Hence
+    below Table 2 (k >= 2) while s, m and t_last agree. Table 1's t_ave is out of reach of
+    any simulation in which a larger k never slows the spread, because it then contradicts
+    the table's own s and t_last columns. A larger k keeps senders longer (it is not a
+    proof: with feedback a sender's counter may also fill sooner, as more sites know; but
+    our arrival curves agree: the expected fraction reached by every cycle grows with k),
+    so the sites k reaches are reached no later, on average, with k' > k, and the extra
+    s_k - s_k' of the sites arrive by t_last_k'. Hence
     t_ave_k' <= ((1 - s_k) t_ave_k + (s_k - s_k') t_last_k') / (1 - s_k')
     (``t_ave_ceiling``). From the k=1 row this allows 11.85 / 12.07 / 12.12 / 12.17 for
     k = 2..5; the table prints 12.1 / 12.5 / 12.7 / 12.8, beyond printing and sampling error
