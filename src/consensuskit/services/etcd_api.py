@@ -21,7 +21,7 @@ Rules this module owns:
     a timeout UNAVAILABLE;
   * leases: the TTL is decided here, at the node that takes the grant (at least
     ``MIN_TTL``, etcd's minimum); every node runs a lessor (services/etcd_lessor.py) fed
-    by a poll of its applied leases every ``LESSOR_TICK``; only the leader's proposes
+    by a poll of its applied leases every ``etcd_lessor.LOOK``; only the leader's proposes
     expiries;
   * gRPC writes and linearizable reads are handed to the node in groups: grpcio's asyncio
     server takes one call per loop wake-up, so each alone would make a batch of one (a
@@ -55,7 +55,7 @@ import msgpack
 from consensuskit.core.capabilities import is_leading
 from consensuskit.core.client import BUSY, NOT_LEADER, STALE_OK, STALE_SESSION, ClientRequest
 from consensuskit.services.etcd import make_op, validate
-from consensuskit.services.etcd_lessor import Lessor
+from consensuskit.services.etcd_lessor import LOOK, Lessor
 from consensuskit.services.etcd_recipes import Recipes
 from consensuskit.statemachines.mvcc import (
     READ_KINDS,
@@ -88,7 +88,6 @@ TIMEOUT = "etcdserver: request timed out"
 LEADER_CHANGED = "etcdserver: leader changed"
 
 MIN_TTL = 2  # seconds: etcd's minimum lease TTL (1.5 election timeouts, rounded up)
-LESSOR_TICK = 0.1  # seconds between the lessor's looks at the leases
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
 PROGRESS_INTERVAL = 600.0  # seconds: a quiet watch with progress_notify hears this often (etcd's)
@@ -387,7 +386,7 @@ class EtcdNode(Recipes):
     async def _lessor_loop(self) -> None:
         node = self.api.runtime.node
         while not self.closed:
-            await asyncio.sleep(LESSOR_TICK)
+            await asyncio.sleep(LOOK)
             try:
                 leases = (await self.call("lease_leases", {}, serializable=True))["leases"]
                 due = self.lessor.observe(leases, time.monotonic(), is_leading(node))

@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable
 
 RETRY = 1.0  # seconds before an expiry that was not applied is proposed again
+LOOK = 0.1  # seconds between a lessor's looks at its node's leases (server and simulator)
 BUGS = ("no-promote-extend", "ignore-new-leases")
 
 

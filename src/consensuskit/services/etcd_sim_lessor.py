@@ -11,7 +11,7 @@ Rules this module owns:
     1: the expiries of one look travel side by side and may reach the log in any order,
     and a session refuses a seq older than one it applied (the real server submits such
     a refused write again under a new seq; here no two share a session);
-  * every ``POLL`` seconds of virtual time each running node's lessor looks at the leases
+  * every ``LOOK`` seconds (etcd_lessor.py) of virtual time each running node's lessor looks at the leases
     its state machine has applied, leading or not (a follower counts deadlines too; only
     a leader acts on them, as on the real server);
   * a lessor's clock is the node's monotonic clock (``monotonic``): the real one reads
@@ -38,10 +38,8 @@ from consensuskit.core.capabilities import is_leading
 from consensuskit.core.client import ClientRequest
 from consensuskit.services.etcd import make_op
 from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
-from consensuskit.services.etcd_lessor import Lessor
+from consensuskit.services.etcd_lessor import LOOK, Lessor
 from consensuskit.statemachines.mvcc import MVCCStateMachine
-
-POLL = 0.1  # seconds between a lessor's looks at the leases (etcd_api.LESSOR_TICK)
 
 
 class LessorListener(Protocol):
@@ -83,7 +81,7 @@ class SimLessors:
 
     def _schedule(self) -> None:
         sim = self.sim
-        sim.schedule(sim.now + POLL, self._tick, "lessor")
+        sim.schedule(sim.now + LOOK, self._tick, "lessor")
 
     def _tick(self) -> None:
         sim = self.sim
