@@ -15,12 +15,14 @@ Rules this module owns (the operations at the edge and the workload):
     (prev_kv), 24% txn on one key: compare the version (or, a third of the time, the
     value) the client last saw, put on success, range on failure; values are unique
     (client index * 1_000_000 + counter) so a history says which write a read saw;
-  * leases in the workload (20% of ops, and half of the puts carry one of the client's
-    leases): a client grants leases of ``LEASE_TTLS`` seconds under ids of its own
+  * leases in the workload (20% of ops): a client grants leases of ``LEASE_TTLS`` seconds under ids of its own
     (unique like values, so an unanswered grant still names its lease), keeps about
     half of them alive with keep-alives, revokes some, and lets the others lapse (the
     leader's lessor expires them); it holds at most ``MAX_LEASES`` and forgets a lease
-    that a keep-alive finds gone.
+    that a keep-alive finds gone.  Half of its puts carry one of its leases and go to
+    keys of their own, ``l0 .. l{keys-1}``, which only such puts write (a third of the
+    ranges read them): written about once a second each, they often outlive a lapsed
+    lease, so histories show keys vanishing by expiry mid-run.
 """
 
 from __future__ import annotations
@@ -220,11 +222,12 @@ class EtcdWorkload:
         if r < 0.2:
             return self._lease_op(rng)
         if r < 0.48:
-            return make_op("range", key, {})
+            return make_op("range", f"l{key[1:]}" if rng.random() < 1 / 3 else key, {})
         if r < 0.68:
             body: dict[str, Any] = {"value": self._unique(), "prev_kv": True}
             if self.leases and rng.random() < 0.5:
                 body["lease"] = rng.choice(sorted(self.leases))
+                key = f"l{key[1:]}"
             return make_op("put", key, body)
         if r < 0.76:
             return make_op("delete_range", key, {"prev_kv": True})
