@@ -660,7 +660,9 @@ class MVCCStore:
                     live[key] = rows[-1][2]  # type: ignore[assignment]
             leases = {int(i): Lease(int(i), int(ttl), int(stamp)) for i, ttl, stamp in snapshot["leases"]}
             for key, kv in live.items():
-                if kv[5]:
+                # A key naming a lease the snapshot lacks (only the lease-keys-survive
+                # knob leaves one) stays as it is, attached to nothing.
+                if kv[5] in leases:
                     leases[kv[5]].keys.add(key)
             revision = int(snapshot["revision"])
             compact = int(snapshot["compact_revision"])
