@@ -31,7 +31,9 @@ Rules this module owns:
   * reads: ``linearizable`` at the leader after a PING round to a quorum (learners
     forward), ``sync`` (ask the leader its commit point, apply it, read locally),
     ``local`` (any server, sequentially consistent); learners forward writes;
-  * snapshots of the applied state, compaction keeping ``snapshot_trailing`` txns for DIFF.
+  * snapshots of the applied state (every ``snapshot_threshold`` txns, a large state
+    less often: common/snapshot_policy.py), compaction keeping ``snapshot_trailing``
+    txns for DIFF.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from consensuskit.core.service import StateMachine
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
+from consensuskit.protocols.common.snapshot_policy import snapshot_due
 from consensuskit.protocols.zab.log import ZabLog
 from consensuskit.protocols.zab.messages import (
     COMMAND,
@@ -1301,9 +1304,10 @@ class ZabNode:
         self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:
-        threshold = self.opts.snapshot_threshold
         snap_index = self.snapshot.last_index if self.snapshot else 0
-        if threshold <= 0 or self.last_applied - snap_index < threshold:
+        # A large state snapshots less often (its copy, encoding and write are paid once
+        # per as many txns as it has keys), as Raft's does.
+        if not snapshot_due(self.last_applied - snap_index, self.opts.snapshot_threshold, len(self.sm)):
             return
         index = self.last_applied
         zxid = self.log.zxid_at(index)
