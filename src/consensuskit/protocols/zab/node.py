@@ -208,6 +208,10 @@ class ZabNode:
         self.log.defer_writes = self.batched
         self.propose_due = False
         self.read_round_due = False
+        # Commits of a batch are announced once, at its end (one cumulative COMMIT per
+        # follower, leaving with the batch's PROPOSALs), not once per ACK.
+        self.commit_due = False
+        self.commit_sent = 0  # the commit point last announced to the learners
         # A runtime reporting durability lets the leader propose before its own fsync;
         # it then counts itself only up to the durable prefix.
         self.reports_durable = bool(getattr(env, "reports_durable", False))
@@ -341,6 +345,10 @@ class ZabNode:
             if self.state == LEADING and self.established:
                 self._broadcast()
                 self._maybe_commit()
+        if self.commit_due:
+            self.commit_due = False
+            if self.state == LEADING and self.established:
+                self._announce_commit()
         if self.read_round_due:
             self.read_round_due = False
             if self.state == LEADING and self.established:
@@ -938,6 +946,7 @@ class ZabNode:
         self.established = False
         self.epoch_proposed = self.epoch_acked = False
         self.epoch = 0
+        self.commit_due = False
 
     def handle_follower_info(self, src: str, m: FollowerInfo) -> None:
         if self.state != LEADING:
@@ -1099,6 +1108,7 @@ class ZabNode:
         if self.observer is not None:
             self.observer.on_established(self)
         self._commit_to(self.log.last_index)
+        self.commit_sent = self.commit_index  # UPTODATE carries it
         for peer, ls in self.learners.items():
             if ls.phase == SYNCED:
                 commit = ls.acked if "paper-commit-ld-ack" in self.bugs else self.commit_index
@@ -1137,11 +1147,20 @@ class ZabNode:
             prev_zxid = self.log.zxid_at(prev) or 0
             kind = Inform if ls.observer else Proposal
             msg = kind(epoch=self.epoch, prev_index=prev, prev_zxid=prev_zxid, txns=txns)
-            if self.early_proposals and not ls.observer:
-                self.env.send_early(peer, msg)  # type: ignore[attr-defined]
-            else:
+            if ls.observer:
                 self.env.send(peer, msg)
+            else:
+                self._replicate(peer, msg)
             ls.next = txns[-1].index + 1
+
+    def _replicate(self, peer: str, msg: Proposal | Commit) -> None:
+        """PROPOSALs and COMMITs depend on no unsynced write of ours (we count our own
+        log toward a commit only once durable): where the runtime reports durability they
+        leave at the end of their batch, before our own sync completes."""
+        if self.early_proposals:
+            self.env.send_early(peer, msg)  # type: ignore[attr-defined]
+        else:
+            self.env.send(peer, msg)
 
     def _maybe_commit(self) -> None:
         if self.state != LEADING or not self.established:
@@ -1155,6 +1174,18 @@ class ZabNode:
         # The leader is the first to learn a txn is committed (message-delay counts).
         self.env.record("learned", slot=n, first=old + 1)
         self._commit_to(n)
+        if self.batched:
+            self.commit_due = True  # on_batch_end: one COMMIT for the whole batch
+        else:
+            self._announce_commit()
+
+    def _announce_commit(self) -> None:
+        """COMMIT (cumulative) to synced followers, INFORM to observers, for everything
+        committed since the last announcement."""
+        old, n = self.commit_sent, self.commit_index
+        if n <= old:
+            return
+        self.commit_sent = n
         zxid = self.log.zxid_at(n)
         assert zxid is not None
         for peer, ls in self.learners.items():
@@ -1163,9 +1194,10 @@ class ZabNode:
             elif ls.phase == SYNCED:
                 if "paper-commit-ld-ack" in self.bugs:
                     for i in range(old + 1, n + 1):  # the spec: one COMMIT per txn
-                        self.env.send(peer, Commit(epoch=self.epoch, index=i, zxid=self.log.zxid_at(i) or 0))
+                        zxid_i = self.log.zxid_at(i) or 0
+                        self._replicate(peer, Commit(epoch=self.epoch, index=i, zxid=zxid_i))
                 else:
-                    self.env.send(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
+                    self._replicate(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
 
     def _on_tick(self) -> None:
         if self.state in (FOLLOWING, OBSERVING):
