@@ -124,6 +124,9 @@ class LearnerState:
     last_zxid: int = 0
     next: int = 1  # next index to send
     acked: int = 0  # highest index the learner acknowledged holding
+    # The last index of the history its latest NEWLEADER brings it to: the in-flight
+    # window counts from there while its ACK is on the way (acked restarts at 0).
+    sync_end: int = 0
     heard_at: float = 0.0
     stalled: int = 0
     fresh: bool = False  # it acknowledged our epoch as newly accepted from us
@@ -1060,6 +1063,7 @@ class ZabNode:
         ls.phase = SYNCING
         ls.next = self.log.last_index + 1
         ls.acked = 0
+        ls.sync_end = self.log.last_index
         ls.stalled = 0
 
     def _snapshot_for_sync(self) -> Snapshot:
@@ -1079,7 +1083,12 @@ class ZabNode:
         self.lead_heard.add(src)
         if self.observer is not None:
             self.observer.on_ack(self, src, m)
-        if self.log.zxid_at(m.index) == m.zxid and m.index > ls.acked:
+        held = self.log.zxid_at(m.index)
+        # An index we compacted since is committed, and an ACK of our epoch comes from a
+        # learner synced in it, whose history is a prefix of ours: it counts (else a
+        # learner whose sync we compacted under load would stay unacknowledged, its
+        # window closed for good).
+        if m.index > ls.acked and (held == m.zxid or (held is None and m.index < self.log.offset)):
             ls.acked = m.index
             ls.stalled = 0
         if m.newleader:
@@ -1135,7 +1144,8 @@ class ZabNode:
                 return
             hi = self.log.last_index
         opts = self.opts
-        while ls.next <= hi and ls.next - 1 - ls.acked < opts.max_inflight_txns:
+        base = max(ls.acked, ls.sync_end)
+        while ls.next <= hi and ls.next - 1 - base < opts.max_inflight_txns:
             if ls.next <= self.log.offset:
                 # Behind the retained history: synchronise it again (SNAP).
                 ls.phase = EPOCH
