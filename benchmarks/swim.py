@@ -16,7 +16,9 @@ check/swim_monitor.py, measures them):
     python benchmarks/swim.py [--quick] [--sizes 10,30,100,300,1000] [--seeds 2]
         [--json-out PATH] [--plot docs/img/swim.png]
 
-``--quick`` runs n = 10, 30, 100 and one accuracy seed.  Results depend on the machine
+``--quick`` runs n = 10, 30, 100 and one accuracy seed.  n = 10,000 does not fit on a
+2-core, 24 GB machine: every member's view holds all n members (n^2 records, about 11 GB),
+and building them alone takes about 15 minutes (README, SWIM section).  Results depend on the machine
 only through wall time; the figures are deterministic per seed.
 """
 

@@ -14,7 +14,9 @@ Rules this module owns:
   * the state machine (``StateMachine`` below) is deterministic: the same commands in the
     same order give the same results, snapshots and digests on every replica.  It answers
     ``is_read``: a protocol asks the op (``op.is_read()``), a state machine refuses to
-    serve a write kind from ``read`` whatever the op says;
+    serve a write kind from ``read`` whatever the op says; a service whose protocol keeps
+    the state itself (commit participants, shards) gives ``ProtocolKeepsState``, which
+    refuses to execute;
   * a *log* service (``log=True``) runs on every log protocol, which receives the
     service's state machine through its factory; a protocol that is not a log brings its
     own services (``ProtocolSpec.services``);
@@ -70,6 +72,32 @@ class StateMachine(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+
+class ProtocolKeepsState:
+    """The state machine of a service whose protocol keeps the state itself (commit
+    participants, shards): it exists for the platform's interfaces, holds nothing and
+    refuses to execute, naming who does in ``refusal``."""
+
+    refusal = "this service's protocol executes its operations itself"
+
+    def apply(self, command: ClientRequest) -> Any:
+        raise ValueError(self.refusal)
+
+    def read(self, request: ClientRequest) -> Any:
+        raise ValueError(self.refusal)
+
+    def snapshot(self) -> Any:
+        return ()
+
+    def restore(self, snapshot: Any) -> None:
+        pass
+
+    def digest(self) -> Any:
+        return ()
+
+    def __len__(self) -> int:
+        return 0
 
 
 class Workload(Protocol):

@@ -20,19 +20,16 @@ from typing import Any
 
 from consensuskit.core.client import Op
 from consensuskit.core.service import ServiceSpec
-from consensuskit.protocols.gossip import KV_SERVICE_NAME, Replica
+from consensuskit.protocols.gossip import KV_SERVICE_NAME, ReplicaMachine
 from consensuskit.protocols.gossip.messages import KVEntry
 
 KINDS = ("get", "put", "delete", "list")
 READS = ("get", "list")
 
 
-class EventualKVMachine:
+class EventualKVMachine(ReplicaMachine):
     """One replica's map as a state machine, for tools that replay a history on one
     replica (the gossip kv node keeps its own replica): writes are stamped in order."""
-
-    def __init__(self) -> None:
-        self.replica = Replica()
 
     def apply(self, command: Any) -> Any:
         op = command.op
@@ -67,19 +64,6 @@ class EventualKVMachine:
         if entry is None or getattr(entry, "deleted", False):
             return {"value": None, "version": 0}
         return {"value": entry.value, "version": entry.counter}
-
-    def snapshot(self) -> Any:
-        return self.replica.all_entries()
-
-    def restore(self, snapshot: Any) -> None:
-        self.replica = Replica()
-        self.replica.merge_all(snapshot)
-
-    def digest(self) -> Any:
-        return self.replica.digest()
-
-    def __len__(self) -> int:
-        return len(self.replica)
 
 
 class EventualKVWorkload:

@@ -17,19 +17,16 @@ from typing import Any
 
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.service import ServiceSpec
-from consensuskit.protocols.gossip import SERVICE_NAME, Replica
+from consensuskit.protocols.gossip import SERVICE_NAME, ReplicaMachine
 from consensuskit.protocols.gossip.messages import Entry
 
 KINDS = ("put", "get")
 READS = ("get",)
 
 
-class MapMachine:
+class MapMachine(ReplicaMachine):
     """The map a single replica holds, as a state machine (for tools that replay a
     history on one replica; the gossip node keeps its own ``Replica``)."""
-
-    def __init__(self) -> None:
-        self.replica = Replica()
 
     def apply(self, command: ClientRequest) -> Any:
         op = command.op
@@ -46,19 +43,6 @@ class MapMachine:
             raise ValueError(f"{request.op.kind!r} is not a read")
         entry = self.replica.get(request.op.key)
         return None if entry is None else entry.value
-
-    def snapshot(self) -> Any:
-        return self.replica.all_entries()
-
-    def restore(self, snapshot: Any) -> None:
-        self.replica = Replica()
-        self.replica.merge_all(snapshot)
-
-    def digest(self) -> Any:
-        return self.replica.digest()
-
-    def __len__(self) -> int:
-        return len(self.replica)
 
 
 class MapWorkload:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consensuskit.core.client import ClientRequest, Op, ServiceOp
-from consensuskit.core.service import ServiceSpec
+from consensuskit.core.client import Op, ServiceOp
+from consensuskit.core.service import ProtocolKeepsState, ServiceSpec
 
 KV_KINDS = ("get", "put", "delete", "cas", "list")
 BANK_KINDS = ("transfer", "balances")
@@ -38,26 +38,10 @@ def accounts(keys: int) -> list[str]:
     return [f"a{i}" for i in range(max(keys, MIN_ACCOUNTS))]
 
 
-class BankExecutor:
+class BankExecutor(ProtocolKeepsState):
     """For the platform's interfaces only: sharded-raft keeps its keys in its shards."""
 
-    def apply(self, command: ClientRequest) -> Any:
-        raise ValueError("sharded-raft executes these operations in its shards")
-
-    def read(self, request: ClientRequest) -> Any:
-        raise ValueError("sharded-raft executes these operations in its shards")
-
-    def snapshot(self) -> Any:
-        return ()
-
-    def restore(self, snapshot: Any) -> None:
-        pass
-
-    def digest(self) -> Any:
-        return ()
-
-    def __len__(self) -> int:
-        return 0
+    refusal = "sharded-raft executes these operations in its shards"
 
 
 class BankWorkload:

@@ -24,35 +24,19 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consensuskit.core.client import ClientRequest, ServiceOp
-from consensuskit.core.service import ServiceSpec
+from consensuskit.core.client import ServiceOp
+from consensuskit.core.service import ProtocolKeepsState, ServiceSpec
 
 KINDS = ("txn",)
 MIN_KEYS = 12
 
 
-class TxnExecutor:
+class TxnExecutor(ProtocolKeepsState):
     """The service's state machine, for the platform's interfaces only: the commit
     protocols keep their keys in their participants (protocols/commit/store.py) and
     never hand a transaction to a state machine."""
 
-    def apply(self, command: ClientRequest) -> Any:
-        raise ValueError("transactions are executed by the commit protocols' participants")
-
-    def read(self, request: ClientRequest) -> Any:
-        raise ValueError("transactions are executed by the commit protocols' participants")
-
-    def snapshot(self) -> Any:
-        return ()
-
-    def restore(self, snapshot: Any) -> None:
-        pass
-
-    def digest(self) -> Any:
-        return ()
-
-    def __len__(self) -> int:
-        return 0
+    refusal = "transactions are executed by the commit protocols' participants"
 
 
 class TxnWorkload:

@@ -97,6 +97,47 @@ class PTxn:
         self.promised = ZERO_ROUND
 
 
+def known_ptxn(ptx: dict[str, PTxn], txn: str) -> PTxn:
+    """A participant's record of ``txn`` (a bare one if the log has none)."""
+    p = ptx.get(txn)
+    if p is None:
+        p = ptx[txn] = PTxn(txn, coordinator_of(txn), (), None)
+    return p
+
+
+def replay_participant_record(record: Any, ptx: dict[str, PTxn], store: Store) -> bool:
+    """Rebuild a participant's state from one of its log records (prepared, precommitted,
+    committed, aborted): the record's transaction, its key values and its locks.  False
+    when the record is not a participant's (the caller's role replays it)."""
+    kind, txn = record[0], record[1]
+    if kind == "prepared":
+        _, _, coordinator, participants, part, snapshot = record
+        p = PTxn(txn, coordinator, tuple(participants), part)
+        p.state = UNCERTAIN
+        p.snapshot = tuple(snapshot)
+        ptx[txn] = p
+        store.lock(txn, part.keys())
+    elif kind == "precommitted":
+        p = known_ptxn(ptx, txn)
+        p.state = PRECOMMITTED
+        p.succeeded = record[2]
+    elif kind == "committed":
+        p = known_ptxn(ptx, txn)
+        p.state = COMMITTED
+        p.succeeded = record[2]
+        if p.part is not None:  # None only if the prepared record was never written (a bug knob)
+            store.apply(p.part, p.succeeded)
+            store.unlock(txn, p.part.keys())
+    elif kind == "aborted":
+        p = known_ptxn(ptx, txn)
+        p.state = ABORTED
+        if p.part is not None:
+            store.unlock(txn, p.part.keys())
+    else:
+        return False
+    return True
+
+
 class CTxn:
     """A coordinator's view of one transaction."""
 
@@ -192,44 +233,16 @@ class CommitNode:
     # ------------------------------------------------------------------ recovery
     def _replay(self, records: list[Any]) -> None:
         for record in records:
+            if replay_participant_record(record, self.ptx, self.store):
+                continue
             kind, txn = record[0], record[1]
-            if kind == "prepared":
-                _, _, coordinator, participants, part, snapshot = record
-                p = PTxn(txn, coordinator, tuple(participants), part)
-                p.state = UNCERTAIN
-                p.snapshot = tuple(snapshot)
-                self.ptx[txn] = p
-                self.store.lock(txn, part.keys())
-            elif kind == "precommitted":
-                p = self._known(txn)
-                p.state = PRECOMMITTED
-                p.succeeded = record[2]
-            elif kind == "committed":
-                p = self._known(txn)
-                p.state = COMMITTED
-                p.succeeded = record[2]
-                if p.part is not None:  # None only if the prepared record was never written (a bug knob)
-                    self.store.apply(p.part, p.succeeded)
-                    self.store.unlock(txn, p.part.keys())
-            elif kind == "aborted":
-                p = self._known(txn)
-                p.state = ABORTED
-                if p.part is not None:
-                    self.store.unlock(txn, p.part.keys())
-            elif kind == "decided":
+            if kind == "decided":
                 c = CTxn(txn, tuple(record[3]))
                 c.state = COMMITTED
                 c.succeeded = record[2]
                 self.ctx[txn] = c
             elif kind == "ended" and txn in self.ctx:  # else: decided never written (a bug knob)
                 self.ctx[txn].state = "ended"
-
-    def _known(self, txn: str) -> PTxn:
-        """The participant's record of ``txn`` (a bare one if the log has none)."""
-        p = self.ptx.get(txn)
-        if p is None:
-            p = self.ptx[txn] = PTxn(txn, coordinator_of(txn), (), None)
-        return p
 
     def on_start(self) -> None:
         self._on_start()

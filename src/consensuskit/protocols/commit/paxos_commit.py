@@ -56,7 +56,12 @@ from consensuskit.protocols.commit.messages import (
     Round,
     node_numbers,
 )
-from consensuskit.protocols.commit.node import EPOCH_KEY, TXN_KIND, PTxn
+from consensuskit.protocols.commit.node import (
+    EPOCH_KEY,
+    TXN_KIND,
+    PTxn,
+    replay_participant_record,
+)
 from consensuskit.protocols.commit.options import BUGS_PAXOS_COMMIT, CommitOptions
 from consensuskit.protocols.commit.store import Store
 
@@ -145,40 +150,16 @@ class PaxosCommitNode:
 
     def _replay(self, records: list[Any]) -> None:
         for record in records:
+            if replay_participant_record(record, self.ptx, self.store):
+                continue
             kind, txn = record[0], record[1]
-            if kind == "prepared":
-                _, _, leader, participants, part, snapshot = record
-                p = PTxn(txn, leader, tuple(participants), part)
-                p.state = UNCERTAIN
-                p.snapshot = tuple(snapshot)
-                self.ptx[txn] = p
-                self.store.lock(txn, part.keys())
-            elif kind == "committed":
-                p = self._known(txn)
-                p.state = COMMITTED
-                p.succeeded = record[2]
-                if p.part is not None:  # None only if the prepared record was never written (a bug knob)
-                    self.store.apply(p.part, p.succeeded)
-                    self.store.unlock(txn, p.part.keys())
-            elif kind == "aborted":
-                p = self._known(txn)
-                p.state = ABORTED
-                if p.part is not None:
-                    self.store.unlock(txn, p.part.keys())
-            elif kind == "promised":
+            if kind == "promised":
                 self.acc.setdefault(txn, AcceptorTxn()).promised = record[2]
             elif kind == "accepted":
                 a = self.acc.setdefault(txn, AcceptorTxn())
                 _, _, rm, ballot, value = record
                 a.accepted[rm] = (ballot, value)
                 a.promised = max(a.promised, ballot)
-
-    def _known(self, txn: str) -> PTxn:
-        """The participant's record of ``txn`` (a bare one if the log has none)."""
-        p = self.ptx.get(txn)
-        if p is None:
-            p = self.ptx[txn] = PTxn(txn, coordinator_of(txn), (), None)
-        return p
 
     def on_start(self) -> None:
         self._on_start()

@@ -24,7 +24,7 @@ from consensuskit.protocols.gossip.hlc import unpack as unpack_hlc
 from consensuskit.protocols.gossip.kv_node import GossipKVNode
 from consensuskit.protocols.gossip.kv_spec import KV_SERVICE_NAME, gossip_kv_spec
 from consensuskit.protocols.gossip.node import GossipNode
-from consensuskit.protocols.gossip.replica import Replica
+from consensuskit.protocols.gossip.replica import Replica, ReplicaMachine
 from consensuskit.protocols.gossip.spec import SERVICE_NAME, gossip_spec
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "HybridClock",
     "PaperRow",
     "Replica",
+    "ReplicaMachine",
     "RumorConfig",
     "RumorRun",
     "Spread",

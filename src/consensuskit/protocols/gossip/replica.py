@@ -12,7 +12,9 @@ Rules this module owns:
     collisions) equal entries under it.
   * hashing is keyed BLAKE2b, 8 bytes: deterministic, no I/O;
   * ``drop`` forgets a key outright (the gossip kv's tombstone collection): the tree is
-    rehashed as if the key had never been merged.
+    rehashed as if the key had never been merged;
+  * ``ReplicaMachine`` is the state-machine face of one replica (snapshot, restore,
+    digest, size) that the gossip services' machines build on.
 """
 
 from __future__ import annotations
@@ -159,3 +161,24 @@ class Replica:
     def digest(self) -> tuple[tuple[str, int, str], ...]:
         """A comparable summary of the whole map (for convergence checks)."""
         return tuple((k, e.counter, e.origin) for k, e in sorted(self.entries.items()))
+
+
+class ReplicaMachine:
+    """One replica as a state machine's durable half: what the platform snapshots,
+    restores and compares.  A service's machine adds ``apply`` and ``read``."""
+
+    def __init__(self) -> None:
+        self.replica = Replica()
+
+    def snapshot(self) -> tuple[Entry, ...]:
+        return self.replica.all_entries()
+
+    def restore(self, snapshot: Iterable[Entry]) -> None:
+        self.replica = Replica()
+        self.replica.merge_all(snapshot)
+
+    def digest(self) -> tuple[tuple[str, int, str], ...]:
+        return self.replica.digest()
+
+    def __len__(self) -> int:
+        return len(self.replica)
