@@ -11,11 +11,11 @@ from consensuskit.sweep import run_seed
 
 # knob -> (a catching seed, the invariant that catches it)
 CATCHES = {
-    "ack-before-persist": (2, "durable-ack"),
+    "ack-before-persist": (1, "durable-ack"),
     "epoch-before-persist": (0, "epoch-after-history"),
-    "trunc-across-epoch": (21, "trunc-within-epoch"),
-    "vote-ignores-epoch": (10, "election-order"),
-    "paper-propose-acked": (1, "prefix-consistency"),
+    "trunc-across-epoch": (36, "trunc-within-epoch"),
+    "vote-ignores-epoch": (3, "election-order"),
+    "paper-propose-acked": (0, "prefix-consistency"),
     "paper-redundant-propose": (0, "zxid-order"),
     "paper-commit-ld-ack": (0, "commit-order"),
 }

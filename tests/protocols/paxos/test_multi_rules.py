@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 from consensuskit.core.client import LINEARIZABLE, STALE_OK
+from consensuskit.protocols.common.snapshot_policy import AMORTIZE_FLOOR
 from consensuskit.protocols.paxos.ballot import Ballot
 from consensuskit.protocols.paxos.multi_messages import (
     COMMAND,
@@ -379,6 +382,26 @@ def test_lagging_node_catches_up_by_snapshot_after_compaction():
     assert c.nodes["n3"].executed == leader.executed == 10
     assert c.nodes["n3"].sm.digest() == leader.sm.digest()
 
+
+
+def test_a_large_state_snapshots_once_per_as_many_slots_as_keys():
+    """The shared snapshot policy (protocols/common/snapshot_policy.py): a state above
+    AMORTIZE_FLOOR keys waits for as many executed slots as keys, not for the threshold
+    (a 1,000-key store snapshotted every 200 puts paid five copies per 1,000 puts)."""
+    threshold, keyspace = 50, AMORTIZE_FLOOR + 100
+    c = Cluster(IDS, snapshot_threshold=threshold, snapshot_trailing=0)
+    leader = c.elect("n1")
+    taken: list[tuple[int, int]] = []  # (snapshot slot, keys in the state when taken)
+    for seq in range(1, 3 * keyspace):
+        c.request("n1", put("c", seq, f"k{seq % keyspace}", seq))
+        snap = leader.snapshot
+        if snap is not None and (not taken or taken[-1][0] != snap.last_slot):
+            taken.append((snap.last_slot, len(leader.sm)))
+    gaps = [(b - a, keys) for (a, _), (b, keys) in itertools.pairwise(taken)]
+    assert any(keys <= AMORTIZE_FLOOR for _, keys in gaps)
+    assert all(gap == threshold for gap, keys in gaps if keys <= AMORTIZE_FLOOR)
+    large = [(gap, keys) for gap, keys in gaps if keys > AMORTIZE_FLOOR]
+    assert len(large) >= 2 and large[-1] == (keyspace, keyspace), large
 
 def test_promise_carries_a_snapshot_when_the_candidate_lacks_compacted_slots():
     c = Cluster(IDS, snapshot_threshold=4, snapshot_trailing=0)

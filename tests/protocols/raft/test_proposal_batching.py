@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 
 from consensuskit.core.client import ClientRequest, Op
+from consensuskit.protocols.common.snapshot_policy import AMORTIZE_FLOOR as SNAPSHOT_AMORTIZE_FLOOR
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse
-from consensuskit.protocols.raft.node import SNAPSHOT_AMORTIZE_FLOOR
 from tests.protocols.raft.fake import Cluster
 
 

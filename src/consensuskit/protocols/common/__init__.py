@@ -8,5 +8,6 @@ state-machine interface, each tested alone against a naive twin
   * ``read_index``       - leader reads waiting for a round and for the state machine;
   * ``check_quorum``     - a leader steps down when a quorum went silent;
   * ``config_history``   - the configuration in force at a log position;
-  * ``replies``          - the ClientResponse builders (ok, refused, command answers).
+  * ``replies``          - the ClientResponse builders (ok, refused, command answers);
+  * ``snapshot_policy``  - when to snapshot (a large state less often, amortized).
 """

@@ -66,6 +66,7 @@ from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
+from consensuskit.protocols.common.snapshot_policy import snapshot_due
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
 from consensuskit.protocols.paxos.multi_messages import (
@@ -1163,9 +1164,8 @@ class MultiPaxosNode:
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:
-        threshold = self.opts.snapshot_threshold
         last = self.snapshot.last_slot if self.snapshot else 0
-        if threshold <= 0 or self.executed - last < threshold:
+        if not snapshot_due(self.executed - last, self.opts.snapshot_threshold, len(self.sm)):
             return
         snap = Snapshot(
             last_slot=self.executed,

@@ -54,6 +54,7 @@ from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
+from consensuskit.protocols.common.snapshot_policy import snapshot_due
 from consensuskit.protocols.raft.cache_leases import CacheLeases
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
@@ -114,11 +115,6 @@ CONFIG_CHANGES = ("add-learner", "add-voter", "remove")
 # A term beyond this comes only from a broken or hostile peer (a billion elections a
 # second would need 146 years to get here); messages carrying one are ignored.
 MAX_TERM = 2**62
-
-# States above FLOOR keys wait for as many entries as keys between snapshots, at most
-# CAP (see _maybe_snapshot); smaller ones snapshot every ``snapshot_threshold`` entries.
-SNAPSHOT_AMORTIZE_FLOOR = 512
-SNAPSHOT_AMORTIZE_CAP = 100_000
 
 
 class RaftNode:
@@ -1192,17 +1188,8 @@ class RaftNode:
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:
-        threshold = self.opts.snapshot_threshold
         snap_index = self.snapshot.last_index if self.snapshot else 0
-        if threshold <= 0 or self.last_applied - snap_index < threshold:
-            return
-        # A snapshot copies the whole state: a large one waits for as many entries as it
-        # has keys (up to a cap, which bounds the log), so its cost per entry stays
-        # constant instead of growing with the state.
-        keys = len(self.sm)
-        if keys > SNAPSHOT_AMORTIZE_FLOOR and self.last_applied - snap_index < min(
-            keys, SNAPSHOT_AMORTIZE_CAP
-        ):
+        if not snapshot_due(self.last_applied - snap_index, self.opts.snapshot_threshold, len(self.sm)):
             return
         index = self.last_applied
         term = self.log.term_at(index)

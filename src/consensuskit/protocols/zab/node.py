@@ -31,7 +31,9 @@ Rules this module owns:
   * reads: ``linearizable`` at the leader after a PING round to a quorum (learners
     forward), ``sync`` (ask the leader its commit point, apply it, read locally),
     ``local`` (any server, sequentially consistent); learners forward writes;
-  * snapshots of the applied state, compaction keeping ``snapshot_trailing`` txns for DIFF.
+  * snapshots of the applied state (every ``snapshot_threshold`` txns, a large state
+    less often: common/snapshot_policy.py), compaction keeping ``snapshot_trailing``
+    txns for DIFF.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from consensuskit.core.service import StateMachine
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
+from consensuskit.protocols.common.snapshot_policy import snapshot_due
 from consensuskit.protocols.zab.log import ZabLog
 from consensuskit.protocols.zab.messages import (
     COMMAND,
@@ -121,6 +124,9 @@ class LearnerState:
     last_zxid: int = 0
     next: int = 1  # next index to send
     acked: int = 0  # highest index the learner acknowledged holding
+    # The last index of the history its latest NEWLEADER brings it to: the in-flight
+    # window counts from there while its ACK is on the way (acked restarts at 0).
+    sync_end: int = 0
     heard_at: float = 0.0
     stalled: int = 0
     fresh: bool = False  # it acknowledged our epoch as newly accepted from us
@@ -205,6 +211,10 @@ class ZabNode:
         self.log.defer_writes = self.batched
         self.propose_due = False
         self.read_round_due = False
+        # Commits of a batch are announced once, at its end (one cumulative COMMIT per
+        # follower, leaving with the batch's PROPOSALs), not once per ACK.
+        self.commit_due = False
+        self.commit_sent = 0  # the commit point last announced to the learners
         # A runtime reporting durability lets the leader propose before its own fsync;
         # it then counts itself only up to the durable prefix.
         self.reports_durable = bool(getattr(env, "reports_durable", False))
@@ -338,6 +348,10 @@ class ZabNode:
             if self.state == LEADING and self.established:
                 self._broadcast()
                 self._maybe_commit()
+        if self.commit_due:
+            self.commit_due = False
+            if self.state == LEADING and self.established:
+                self._announce_commit()
         if self.read_round_due:
             self.read_round_due = False
             if self.state == LEADING and self.established:
@@ -935,6 +949,7 @@ class ZabNode:
         self.established = False
         self.epoch_proposed = self.epoch_acked = False
         self.epoch = 0
+        self.commit_due = False
 
     def handle_follower_info(self, src: str, m: FollowerInfo) -> None:
         if self.state != LEADING:
@@ -1048,6 +1063,7 @@ class ZabNode:
         ls.phase = SYNCING
         ls.next = self.log.last_index + 1
         ls.acked = 0
+        ls.sync_end = self.log.last_index
         ls.stalled = 0
 
     def _snapshot_for_sync(self) -> Snapshot:
@@ -1067,7 +1083,12 @@ class ZabNode:
         self.lead_heard.add(src)
         if self.observer is not None:
             self.observer.on_ack(self, src, m)
-        if self.log.zxid_at(m.index) == m.zxid and m.index > ls.acked:
+        held = self.log.zxid_at(m.index)
+        # An index we compacted since is committed, and an ACK of our epoch comes from a
+        # learner synced in it, whose history is a prefix of ours: it counts (else a
+        # learner whose sync we compacted under load would stay unacknowledged, its
+        # window closed for good).
+        if m.index > ls.acked and (held == m.zxid or (held is None and m.index < self.log.offset)):
             ls.acked = m.index
             ls.stalled = 0
         if m.newleader:
@@ -1096,6 +1117,7 @@ class ZabNode:
         if self.observer is not None:
             self.observer.on_established(self)
         self._commit_to(self.log.last_index)
+        self.commit_sent = self.commit_index  # UPTODATE carries it
         for peer, ls in self.learners.items():
             if ls.phase == SYNCED:
                 commit = ls.acked if "paper-commit-ld-ack" in self.bugs else self.commit_index
@@ -1122,7 +1144,8 @@ class ZabNode:
                 return
             hi = self.log.last_index
         opts = self.opts
-        while ls.next <= hi and ls.next - 1 - ls.acked < opts.max_inflight_txns:
+        base = max(ls.acked, ls.sync_end)
+        while ls.next <= hi and ls.next - 1 - base < opts.max_inflight_txns:
             if ls.next <= self.log.offset:
                 # Behind the retained history: synchronise it again (SNAP).
                 ls.phase = EPOCH
@@ -1134,11 +1157,20 @@ class ZabNode:
             prev_zxid = self.log.zxid_at(prev) or 0
             kind = Inform if ls.observer else Proposal
             msg = kind(epoch=self.epoch, prev_index=prev, prev_zxid=prev_zxid, txns=txns)
-            if self.early_proposals and not ls.observer:
-                self.env.send_early(peer, msg)  # type: ignore[attr-defined]
-            else:
+            if ls.observer:
                 self.env.send(peer, msg)
+            else:
+                self._replicate(peer, msg)
             ls.next = txns[-1].index + 1
+
+    def _replicate(self, peer: str, msg: Proposal | Commit) -> None:
+        """PROPOSALs and COMMITs depend on no unsynced write of ours (we count our own
+        log toward a commit only once durable): where the runtime reports durability they
+        leave at the end of their batch, before our own sync completes."""
+        if self.early_proposals:
+            self.env.send_early(peer, msg)  # type: ignore[attr-defined]
+        else:
+            self.env.send(peer, msg)
 
     def _maybe_commit(self) -> None:
         if self.state != LEADING or not self.established:
@@ -1152,6 +1184,18 @@ class ZabNode:
         # The leader is the first to learn a txn is committed (message-delay counts).
         self.env.record("learned", slot=n, first=old + 1)
         self._commit_to(n)
+        if self.batched:
+            self.commit_due = True  # on_batch_end: one COMMIT for the whole batch
+        else:
+            self._announce_commit()
+
+    def _announce_commit(self) -> None:
+        """COMMIT (cumulative) to synced followers, INFORM to observers, for everything
+        committed since the last announcement."""
+        old, n = self.commit_sent, self.commit_index
+        if n <= old:
+            return
+        self.commit_sent = n
         zxid = self.log.zxid_at(n)
         assert zxid is not None
         for peer, ls in self.learners.items():
@@ -1160,9 +1204,10 @@ class ZabNode:
             elif ls.phase == SYNCED:
                 if "paper-commit-ld-ack" in self.bugs:
                     for i in range(old + 1, n + 1):  # the spec: one COMMIT per txn
-                        self.env.send(peer, Commit(epoch=self.epoch, index=i, zxid=self.log.zxid_at(i) or 0))
+                        zxid_i = self.log.zxid_at(i) or 0
+                        self._replicate(peer, Commit(epoch=self.epoch, index=i, zxid=zxid_i))
                 else:
-                    self.env.send(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
+                    self._replicate(peer, Commit(epoch=self.epoch, index=n, zxid=zxid))
 
     def _on_tick(self) -> None:
         if self.state in (FOLLOWING, OBSERVING):
@@ -1301,9 +1346,10 @@ class ZabNode:
         self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:
-        threshold = self.opts.snapshot_threshold
         snap_index = self.snapshot.last_index if self.snapshot else 0
-        if threshold <= 0 or self.last_applied - snap_index < threshold:
+        # A large state snapshots less often (its copy, encoding and write are paid once
+        # per as many txns as it has keys), as Raft's does.
+        if not snapshot_due(self.last_applied - snap_index, self.opts.snapshot_threshold, len(self.sm)):
             return
         index = self.last_applied
         zxid = self.log.zxid_at(index)
