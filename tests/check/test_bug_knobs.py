@@ -67,7 +67,8 @@ SERVICE_CAUGHT_ELSEWHERE = {
     "the expiry)",
 }
 # One seed of the default sweep that catches each service knob (the default suite runs
-# just that seed; the slow matrix sweeps 40).
+# just that seed; the slow matrix sweeps 40 and prints the catching seeds: a change of a
+# protocol moves them, and this table takes one from its output).
 SERVICE_CATCHING_SEED = {
     ("raft", "lease-keys-survive"): 0,
     ("multipaxos", "lease-keys-survive"): 0,
@@ -79,7 +80,7 @@ SERVICE_CATCHING_SEED = {
     ("zab", "expire-ignores-keepalive"): 7,
     ("raft", "ignore-new-leases"): 8,
     ("multipaxos", "ignore-new-leases"): 6,
-    ("zab", "ignore-new-leases"): 3,
+    ("zab", "ignore-new-leases"): 1,
 }
 
 
