@@ -65,3 +65,35 @@ def test_an_exhausted_counter_forces_a_new_epoch():
     assert all(1 <= x & 0xFFFFFFFF <= 3 for x in zxids)
     assert len({x >> 32 for x in zxids}) >= 4  # 10 txns, 3 per epoch
     assert zxids == sorted(zxids)
+
+
+def test_epochs_and_rounds_past_their_bounds_are_dropped_not_adopted():
+    """A fuzzed or broken peer's epoch at the int64 top would be adopted and incremented
+    past what the wire carries: the cluster could then never agree again (found by
+    tests/server/test_fuzz_peer.py).  Such a message is malformed: dropped, counted."""
+    from consensuskit.protocols.zab.messages import LeaderInfo, Notification
+    from consensuskit.protocols.zab.node import MAX_EPOCH, MAX_ROUND
+
+    from .fake import Cluster
+
+    c = Cluster(["n1", "n2", "n3"])
+    target, env = c.node("n1"), c.envs["n1"]
+    for bad in (
+        Notification(leader="n2", zxid=0, peer_epoch=2**63 - 1, election_epoch=1, state="leading"),
+        Notification(leader="n2", zxid=0, peer_epoch=MAX_EPOCH + 1, election_epoch=1, state="looking"),
+        Notification(leader="n2", zxid=0, peer_epoch=0, election_epoch=MAX_ROUND + 1, state="looking"),
+        Notification(leader="n2", zxid=0, peer_epoch=-1, election_epoch=1, state="looking"),
+        LeaderInfo(epoch=2**63 - 1),
+    ):
+        before = len(env.recorded("ignored"))
+        target.on_message("n2", bad)
+        reasons = [r["reason"] for r in env.recorded("ignored")[before:]]
+        assert len(reasons) == 1 and "outside 0.." in reasons[0], (bad, reasons)
+    assert target.current_epoch == 0 and target.accepted_epoch == 0
+    leader = c.establish()  # the cluster still elects and serves epoch 1
+    assert leader.current_epoch == 1
+    # At the bound itself a message is still taken.
+    ok = Notification(leader="n2", zxid=0, peer_epoch=MAX_EPOCH, election_epoch=MAX_ROUND, state="looking")
+    before = len(env.recorded("ignored"))
+    target.on_message("n2", ok)
+    assert not any("outside" in r["reason"] for r in env.recorded("ignored")[before:])

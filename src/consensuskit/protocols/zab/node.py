@@ -110,7 +110,27 @@ L_SYNCED = "synced"  # ACKed NEWLEADER, waiting for UPTODATE
 L_SERVING = "serving"  # UPTODATE
 
 MAX_HELD_REQUESTS = 4096
+
+# Bounds on a peer's numbers.  zxid = epoch << 32 | counter is a signed 64-bit integer on
+# the wire (ZooKeeper's long), so an epoch is at most MAX_EPOCH; an election round grows
+# by one per round.  Neither gets near its bound in a real cluster, and adopting one at
+# the bound would leave no higher epoch or round to move to (a cluster stuck for good),
+# so a message past them is malformed: dropped and counted.
+MAX_EPOCH = 2**31 - 1
+MAX_ROUND = 2**62
+_EPOCH_FIELDS = ("epoch", "peer_epoch", "current_epoch")
+_ROUND_FIELDS = ("election_epoch",)
 STALLED_PINGS = 2  # PING answers without progress before a cursor is rewound
+
+
+def _out_of_range(msg: Any) -> str:
+    """Which of a peer message's epochs or rounds is past its bound ("" when none)."""
+    for fields, bound in ((_EPOCH_FIELDS, MAX_EPOCH), (_ROUND_FIELDS, MAX_ROUND)):
+        for name in fields:
+            value = getattr(msg, name, 0)
+            if type(value) is int and not 0 <= value <= bound:
+                return f"{name} {value} outside 0..{bound}"
+    return ""
 
 
 @dataclass(slots=True)
@@ -326,6 +346,10 @@ class ZabNode:
             return
         if src not in self.sid:
             self.env.record("ignored", src=src, reason="not a member")
+            return
+        out_of_range = _out_of_range(msg)
+        if out_of_range:
+            self.env.record("ignored", src=src, reason=f"malformed {type(msg).__name__}: {out_of_range}")
             return
         try:
             handler(src, msg)
