@@ -394,6 +394,10 @@ def test_a_large_state_snapshots_once_per_as_many_slots_as_keys():
     taken: list[tuple[int, int]] = []  # (snapshot slot, keys in the state when taken)
     for seq in range(1, 3 * keyspace):
         c.request("n1", put("c", seq, f"k{seq % keyspace}", seq))
+        # A read's target, kept as a running maximum, agrees with ``chosen`` across
+        # every compaction.
+        for node in c.nodes.values():
+            assert node._max_chosen() == max(node.executed, max(node.chosen, default=0))
         snap = leader.snapshot
         if snap is not None and (not taken or taken[-1][0] != snap.last_slot):
             taken.append((snap.last_slot, len(leader.sm)))

@@ -176,6 +176,10 @@ class MultiPaxosNode:
         self.executed = snap.last_slot if snap else 0
         # Chosen values above the compaction point (kept for catch-up), incl. executed ones.
         self.chosen: dict[int, Entry] = {}
+        # The highest slot ever put in ``chosen``: a read's target is max(executed, this),
+        # without a pass over ``chosen`` (up to a snapshot's worth of slots) per read.  A
+        # slot leaves ``chosen`` only at or below ``executed``, so the two agree.
+        self.top_chosen = 0
         # Slot that decided the newest configuration executed since start (0: none).
         self.config_slot = 0
         self.max_round = max([self.promised.round, *(v.ballot.round for v in self.log.votes.values())])
@@ -559,7 +563,7 @@ class MultiPaxosNode:
         self._reply(origin, replies.ok(request, result, self.leader_id, self.executed))
 
     def _max_chosen(self) -> int:
-        return max(self.executed, max(self.chosen, default=0))
+        return max(self.executed, self.top_chosen)
 
     # ------------------------------------------------------------------ phase 1
     def _on_election_timeout(self) -> None:
@@ -960,6 +964,8 @@ class MultiPaxosNode:
         if slot <= self.executed or slot in self.chosen:
             return
         self.chosen[slot] = entry
+        if slot > self.top_chosen:
+            self.top_chosen = slot
         self.env.record("learned", slot=slot)
         if self.observer is not None:
             self.observer.on_decide(self, slot, entry)
