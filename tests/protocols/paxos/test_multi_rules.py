@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 from consensuskit.core.client import LINEARIZABLE, STALE_OK
 from consensuskit.protocols.common.snapshot_policy import AMORTIZE_FLOOR
 from consensuskit.protocols.paxos.ballot import Ballot
@@ -27,6 +25,7 @@ from consensuskit.protocols.paxos.multi_messages import (
 from consensuskit.protocols.paxos.multi_node import MAX_ROUND, PROMISED_KEY, MultiPaxosNode
 from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
 
+from ..snapshot_gaps import assert_amortized, note_snapshot
 from .multi_fake import Cluster, get, make_node, put
 
 IDS = ["n1", "n2", "n3"]
@@ -398,14 +397,8 @@ def test_a_large_state_snapshots_once_per_as_many_slots_as_keys():
         # every compaction.
         for node in c.nodes.values():
             assert node._max_chosen() == max(node.executed, max(node.chosen, default=0))
-        snap = leader.snapshot
-        if snap is not None and (not taken or taken[-1][0] != snap.last_slot):
-            taken.append((snap.last_slot, len(leader.sm)))
-    gaps = [(b - a, keys) for (a, _), (b, keys) in itertools.pairwise(taken)]
-    assert any(keys <= AMORTIZE_FLOOR for _, keys in gaps)
-    assert all(gap == threshold for gap, keys in gaps if keys <= AMORTIZE_FLOOR)
-    large = [(gap, keys) for gap, keys in gaps if keys > AMORTIZE_FLOOR]
-    assert len(large) >= 2 and large[-1] == (keyspace, keyspace), large
+        note_snapshot(taken, leader.snapshot.last_slot if leader.snapshot else None, len(leader.sm))
+    assert_amortized(taken, threshold, keyspace)
 
 def test_promise_carries_a_snapshot_when_the_candidate_lacks_compacted_slots():
     c = Cluster(IDS, snapshot_threshold=4, snapshot_trailing=0)

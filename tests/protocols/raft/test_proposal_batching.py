@@ -3,12 +3,11 @@ AppendEntries per follower; large states snapshot less often (amortized)."""
 
 from __future__ import annotations
 
-import itertools
-
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.common.snapshot_policy import AMORTIZE_FLOOR as SNAPSHOT_AMORTIZE_FLOOR
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse
 from tests.protocols.raft.fake import Cluster
+from tests.protocols.snapshot_gaps import assert_amortized, note_snapshot
 
 
 def put(key: str, seq: int) -> ClientRequest:
@@ -104,16 +103,9 @@ def test_a_large_state_waits_for_as_many_entries_as_keys_between_snapshots():
     threshold, keyspace = 50, SNAPSHOT_AMORTIZE_FLOOR + 100
     c = Cluster(["a"], snapshot_threshold=threshold, snapshot_trailing=0)
     leader = c.elect("a")
-    taken = []  # (snapshot index, keys in the state when it was taken)
+    taken: list[tuple[int, int]] = []  # (snapshot index, keys in the state when taken)
     for seq in range(1, 5 * keyspace):
         leader.on_request(put(f"key{seq % keyspace}", seq))
         c.deliver_all()
-        snap = leader.snapshot
-        if snap is not None and (not taken or taken[-1][0] != snap.last_index):
-            taken.append((snap.last_index, len(leader.sm)))
-    gaps = [(b - a, keys) for (a, _), (b, keys) in itertools.pairwise(taken)]
-    small = [gap for gap, keys in gaps if keys <= SNAPSHOT_AMORTIZE_FLOOR]
-    large = [(gap, keys) for gap, keys in gaps if keys > SNAPSHOT_AMORTIZE_FLOOR]
-    assert small and all(gap == threshold for gap in small)
-    assert len(large) >= 3 and all(gap == keys for gap, keys in large[1:]), large
-    assert large[-1] == (keyspace, keyspace)
+        note_snapshot(taken, leader.snapshot.last_index if leader.snapshot else None, len(leader.sm))
+    assert_amortized(taken, threshold, keyspace, min_large=3)
