@@ -115,7 +115,6 @@ class SimLessors:
             self.asked += 1
 
 
-
 class EtcdSimMonitor:
     """The etcd service's simulation monitor (see the module rules)."""
 
