@@ -38,7 +38,11 @@ class Env(Protocol):
 
     node_id: NodeId
     rng: random.Random
-    storage: Storage
+
+    @property
+    def storage(self) -> Storage:
+        """The node's durable storage (read-only here so a runtime may hold a subclass)."""
+        ...
 
     def now(self) -> float:
         """The node's own clock in seconds (virtual in the simulator, monotonic for real)."""
