@@ -142,7 +142,10 @@ class SimEnv(Driver):
         sim = self.sim
         delay /= self.clock.rate
         due = sim.now + (delay if delay > 0 else 0.0)
-        entry = (due, next(sim._seq), TIMER, self, key)
+        # One boxed tuple, shared by timers, carriers and the queue: the simulator tells
+        # a live entry from a stale one by identity (typed as a fixed tuple, mypyc would
+        # box a fresh copy at each store).
+        entry: tuple[Any, ...] = (due, next(sim._seq), TIMER, self, key)
         self.timers[key] = entry
         carrier = self.carriers.get(key)
         # Timers are re-armed on most deliveries, mostly later than before: queue the
@@ -174,8 +177,11 @@ class SimEnv(Driver):
             else:
                 transmit(src, dst, msg, depth)
 
-    # Early messages leave like any other (no extra frame per batch end).
-    release_early = release
+    def release_early(self, outputs: list[Any]) -> None:
+        # Early messages leave like any other.  A method, not an alias of release
+        # (``release_early = release``): mypyc cannot compile a class attribute bound to
+        # a method, and an extra frame per batch end costs nothing measurable.
+        self.release(outputs)
 
     def run_sync(self, writes: Journal) -> None:
         self.sync_batch = writes

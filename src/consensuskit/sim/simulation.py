@@ -484,7 +484,9 @@ class Simulation:
                         record((now, "timer", node_id, key))
                         env.depth = 0
                         del env.timers[key]
-                        nodes[node_id].on_timer(key)
+                        node = nodes[node_id]
+                        assert node is not None  # a crashed node's timers are dropped with its env
+                        node.on_timer(key)
                         if batched:
                             if after_step is not None:
                                 after_step(self, node_id)

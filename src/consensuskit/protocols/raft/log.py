@@ -10,6 +10,8 @@ offset >= 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from consensuskit.core.storage import Storage
 from consensuskit.protocols.raft.messages import LogEntry
 
@@ -106,7 +108,7 @@ class RaftLog:
         return last_term > mine or (last_term == mine and last_index >= self.last_index)
 
     # -- mutations (write through to storage) --------------------------------------------
-    def append(self, entries: list[LogEntry] | tuple[LogEntry, ...]) -> None:
+    def append(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
         expected = self.last_index + 1

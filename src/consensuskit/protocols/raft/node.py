@@ -780,6 +780,7 @@ class RaftNode:
         log = self.log
         entries = m.entries
         prev = m.prev_log_index
+        local_term: int | None
         if prev < self.commit_index:
             # Committed entries are in every current leader's log (§3.6.3), so they
             # match; skip them rather than re-check entries we may have compacted.
