@@ -44,6 +44,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from consensuskit.core.compiled import mypyc_attr
+
 
 class SyncingStorage(Protocol):
     """What the driver needs of the node's storage (besides the node's own use)."""
@@ -58,6 +60,8 @@ class SyncingStorage(Protocol):
     def log_last(self) -> int: ...
 
 
+# Hosts subclass it: the server's runtime, the simulator's envs, the tests' fake env.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Driver:
     """The output half of an ``Env``: holds outputs behind the durability barrier.
 
