@@ -24,9 +24,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from heapq import heappush
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from consensuskit.core.client import ClientResponse
+from consensuskit.core.compiled import mypyc_attr
 from consensuskit.core.driver import Driver
 from consensuskit.sim.storage import Journal, SimStorage
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 
 # Event kinds of sim/simulation.py's queue that an env pushes itself: a timer firing
 # (env, key) and a sync's completion (env).
-TIMER = 1
-SYNC = 4
+TIMER: Final = 1
+SYNC: Final = 4
 
 
 @dataclass(slots=True)
@@ -63,6 +64,8 @@ class Clock:
         self.skew = skew
 
 
+# Tests subclass the envs (a slow disk): allowed when this module is compiled (mypyc).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SimEnv(Driver):
     """The unbatched runtime's env: the simulator ends a batch after every input, no
     message leaves early, and each sync takes ``fsync_latency``.  It reports durability
@@ -215,6 +218,7 @@ class SimEnv(Driver):
             after_step(self.sim, self.node_id)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BatchedSimEnv(SimEnv):
     """The batched runtime's env, as on the server: inputs within the batch window form
     one batch, ``on_batch_end`` runs after it and ``send_early`` messages (and

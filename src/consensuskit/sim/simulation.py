@@ -47,7 +47,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.client import ClientRequest, ClientResponse, Op, ServiceOp
@@ -64,19 +64,19 @@ from consensuskit.sim.trace import Trace
 from consensuskit.sim.workload import Client, OpRun, WorkloadClient
 
 # Event kinds (third tuple element).  Layouts after (time, seq, kind):
-MSG = 0  # dst, src, msg, mid, depth
+MSG: Final = 0  # dst, src, msg, mid, depth
 # TIMER = 1  env, key             (sim/env.py: the envs push these two themselves)
-REQ = 2  # node, request, None
-RESP = 3  # client_id, response, node
+REQ: Final = 2  # node, request, None
+RESP: Final = 3  # client_id, response, node
 # SYNC = 4   env
-FN = 5  # fn, arg            internal callbacks (clients, nemesis), not traced
-CALL = 6  # fn, label         scripted actions, traced as "sched"
-BATCH = 7  # env              the end of a batch (batched runtime), traced as "batch"
+FN: Final = 5  # fn, arg            internal callbacks (clients, nemesis), not traced
+CALL: Final = 6  # fn, label         scripted actions, traced as "sched"
+BATCH: Final = 7  # env              the end of a batch (batched runtime), traced as "batch"
 
 FILTER_VERDICTS = ("drop", "deliver", "hold")
 
 # The cyclic collector's first threshold while run() runs (see Simulation.run).
-GC_YOUNG_THRESHOLD = 50_000
+GC_YOUNG_THRESHOLD: Final = 50_000
 
 LinkParams = tuple[float, float, float, float, float, float]
 
@@ -425,7 +425,7 @@ class Simulation:
                     ev = pop(q)
                 else:
                     break
-                kind = ev[2]
+                kind: int = ev[2]
                 if kind == MSG:
                     dst = ev[3]
                     node = nodes.get(dst)

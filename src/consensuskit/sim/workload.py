@@ -24,7 +24,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.service import Workload
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from consensuskit.sim.simulation import Simulation
 
 # Backoff after a definite rejection: short when the answer named a leader to try.
-HINT_BACKOFF = (0.001, 0.005)
-BLIND_BACKOFF = (0.01, 0.05)
-THINK_TIME = (0.0, 0.01)
+HINT_BACKOFF: Final = (0.001, 0.005)
+BLIND_BACKOFF: Final = (0.01, 0.05)
+THINK_TIME: Final = (0.0, 0.01)
 
 
 class Client:

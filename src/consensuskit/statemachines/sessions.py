@@ -154,7 +154,7 @@ class SessionTable:
 
     # -- commands ---------------------------------------------------------------------
     def apply(self, command: ClientRequest, execute: Callable[[Op], Any]) -> Any:
-        op = command.op
+        op: Any = command.op  # an Op, or a service's own op (ServiceOp)
         if op.kind == CLOCK:
             return self._tick(op)
         client, seq = command.client_id, command.seq
@@ -194,7 +194,9 @@ class SessionTable:
         value = op.value
         if type(value) is not dict:
             return BAD_COMMAND
-        now, ttl, cap = value.get("now"), value.get("ttl"), value.get("max_sessions")
+        now: Any = value.get("now")
+        ttl: Any = value.get("ttl")
+        cap: Any = value.get("max_sessions")
         if not (_is_int(now, 0) and _is_int(ttl, 0) and _is_int(cap, 1)):
             return BAD_COMMAND
         first = self._epoch is None

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from consensuskit.core.capabilities import LogPosition, Membership, NodeStatus
 from consensuskit.core.client import (
@@ -87,34 +87,34 @@ from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Pro
 from consensuskit.protocols.raft.snapshot_reader import SnapshotReader
 from consensuskit.statemachines import default_state_machine
 
-FOLLOWER = "follower"
-PRE_CANDIDATE = "pre-candidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
+FOLLOWER: Final = "follower"
+PRE_CANDIDATE: Final = "pre-candidate"
+CANDIDATE: Final = "candidate"
+LEADER: Final = "leader"
 
-ELECTION_TIMER = "election"
-HEARTBEAT_TIMER = "heartbeat"
-CHECK_QUORUM_TIMER = "check-quorum"
-TRANSFER_TIMER = "transfer"
-CACHE_TIMER = "cache-lease"
+ELECTION_TIMER: Final = "election"
+HEARTBEAT_TIMER: Final = "heartbeat"
+CHECK_QUORUM_TIMER: Final = "check-quorum"
+TRANSFER_TIMER: Final = "transfer"
+CACHE_TIMER: Final = "cache-lease"
 
 # The op of the placeholder request a leader keeps for a follower's ReadIndexRequest in
 # its ReadIndex stages: never applied, never sent; told apart by identity.
 _READ_INDEX_OP: Any = object()
 
-HARD_STATE_KEY = "raft/hard-state"
-SNAPSHOT_KEY = "raft/snapshot"
+HARD_STATE_KEY: Final = "raft/hard-state"
+SNAPSHOT_KEY: Final = "raft/snapshot"
 # While rejoining: the commit index at which the node saw a committed configuration that
 # does not count it as a voter (0: not yet).
-REJOIN_DEMOTED_KEY = "raft/rejoin-demoted"
+REJOIN_DEMOTED_KEY: Final = "raft/rejoin-demoted"
 
 # The answers a follower sends its leader; a rejoining follower wraps them in Rejoining.
 FOLLOWER_RESPONSES = (AppendEntriesResponse, HeartbeatResponse, InstallSnapshotResponse)
 
-CONFIG_CHANGES = ("add-learner", "add-voter", "remove")
+CONFIG_CHANGES: Final = ("add-learner", "add-voter", "remove")
 # A term beyond this comes only from a broken or hostile peer (a billion elections a
 # second would need 146 years to get here); messages carrying one are ignored.
-MAX_TERM = 2**62
+MAX_TERM: Final = 2**62
 
 
 class RaftNode:

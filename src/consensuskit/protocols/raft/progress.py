@@ -11,10 +11,11 @@ Invariant: match < next.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
-PROBE = "probe"
-REPLICATE = "replicate"
-SNAPSHOT = "snapshot"
+PROBE: Final = "probe"
+REPLICATE: Final = "replicate"
+SNAPSHOT: Final = "snapshot"
 
 
 class Progress:
