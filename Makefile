@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_FAST := $(VENV)/.installed-fast
 
-.PHONY: demo test sweep bench lint docs protos clean
+.PHONY: demo test sweep bench lint docs protos clean compiled uncompiled
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
+
+$(STAMP_FAST): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[fast]'
+	touch $@
 
 demo: $(STAMP_RUN)
 	$(BIN)/consensuskit demo
@@ -52,5 +57,16 @@ protos: $(STAMP_DEV)
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
 
-clean:
+# Opt-in: the simulator's hot path compiled with mypyc (the modules setup_mypyc.py lists),
+# extensions left next to their sources in src/ (Python prefers them to the .py files).
+# A compiled module does not see later edits of its source: rerun it, or undo it with
+# `make uncompiled`.  Nothing else (make test, CI, pip install) builds them.
+compiled: $(STAMP_FAST)
+	$(BIN)/python setup_mypyc.py build_ext --inplace --build-temp build/mypyc-temp
+
+uncompiled:
+	find src -name '*.so' -delete
+	rm -rf build/mypyc build/mypyc-temp build/lib.*
+
+clean: uncompiled
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -21,6 +21,9 @@ per runtime (both when ``--runtime random``).  Slow: valgrind runs Python about 
 
 A run that stops early on an invariant violation simulates fewer events; such runs are
 counted in the table ("stopped") so a fast-looking figure cannot hide them.
+
+The title and the JSON say whether the modules it runs are compiled (``make compiled``,
+mypyc) or interpreted: "build" is ``interpreted``, ``compiled`` or ``partly compiled``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import importlib
 import io
 import json
 import platform
@@ -37,10 +41,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from consensuskit.core.compiled import is_compiled
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 
 GOAL_EVENTS_PER_SECOND = 200_000
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sim_speed.json"
+# The hottest modules of this workload: reported compiled or not (setup_mypyc.py lists more).
+HOT_MODULES = (
+    "consensuskit.protocols.raft.node",
+    "consensuskit.sim.simulation",
+    "consensuskit.sim.env",
+    "consensuskit.check.raft",
+)
+
+
+def build_info() -> dict[str, Any]:
+    """Which of HOT_MODULES were imported compiled (mypyc extensions) rather than as source."""
+    modules = {name: is_compiled(importlib.import_module(name)) for name in HOT_MODULES}
+    n = sum(modules.values())
+    build = "interpreted" if n == 0 else "compiled" if n == len(modules) else "partly compiled"
+    return {"build": build, "compiled_modules": modules}
 
 
 def config(
@@ -226,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(args.seeds, args.duration, check, args.runtime, nemesis) for check in (True, False)]
 
     faults = "all faults" if nemesis == NEMESIS_KINDS else ",".join(nemesis)
+    info = build_info()
     title = (
         f"5-node Raft, 3 clients, {faults}, {args.seeds} seeds x {args.duration:g} s, "
-        f"runtime {args.runtime}, one core"
+        f"runtime {args.runtime}, one core, {info['build']}"
     )
     table = Table(title=title)
     for col in ("invariant checks", "events", "events/s", "seeds/min", "stopped", "crashed"):
@@ -261,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "processor": platform.processor(),
         "goal_events_per_second": GOAL_EVENTS_PER_SECOND,
+        **info,
         "results": rows,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,8 +307,10 @@ def instructions_main(args: argparse.Namespace, nemesis: tuple[str, ...]) -> int
             rows.append(count_instructions(args.seeds, args.duration, runtime, nemesis))
             progress.advance(task)
     faults = "all faults" if nemesis == NEMESIS_KINDS else ",".join(nemesis)
+    info = build_info()  # the valgrind children import the same files as this process
     table = Table(
-        title=f"5-node Raft, 3 clients, {faults}, {args.seeds} seeds x {args.duration:g} s, checks on"
+        title=f"5-node Raft, 3 clients, {faults}, {args.seeds} seeds x {args.duration:g} s, checks on, "
+        f"{info['build']}"
     )
     for col in ("runtime", "events", "instructions", "reference run", "instructions/event"):
         table.add_column(col, justify="right")
@@ -305,6 +329,7 @@ def instructions_main(args: argparse.Namespace, nemesis: tuple[str, ...]) -> int
         "mode": "instructions",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
+        **info,
         "results": rows,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
