@@ -7,6 +7,12 @@ on which one it gets: the same seed gives the same trace either way.
 
     python setup_mypyc.py build_ext --inplace      # what `make compiled` runs
 
+Left interpreted on purpose: statemachines/sessions.py (PBFT's twin replica deep-copies the
+state machine and shares what cannot be copied by walking ``__slots__``, which a compiled
+class does not expose: the session table's msgpack packer then fails to copy), the message
+modules (``@message`` builds classes mypyc cannot compile natively), core/capabilities.py
+(runtime-checkable protocols).
+
 Rules this file owns:
   * only modules listed here are compiled; the rest of the package (and every module a
     test subclasses or monkeypatches without ``allow_interpreted_subclasses``) stays
@@ -32,8 +38,11 @@ MODULES = (
     "consensuskit.sim.storage",
     "consensuskit.protocols.raft.progress",
     "consensuskit.protocols.common.heartbeat_rounds",
-    "consensuskit.statemachines.sessions",
     "consensuskit.core.quorum",
+    "consensuskit.sim.nemesis",
+    "consensuskit.protocols.common.read_index",
+    "consensuskit.protocols.common.snapshot_policy",
+    "consensuskit.protocols.common.replies",
 )
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

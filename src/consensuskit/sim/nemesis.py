@@ -140,7 +140,7 @@ def partition_patterns(n: int, with_leader: bool) -> list[str]:
 def log_position(sim: Simulation, node_id: str) -> tuple[int, int] | None:
     """(last index, commit index) of the node's log (``ReplicatedLog``); None for a
     crashed node or a protocol without a replicated log."""
-    node = sim.nodes[node_id]
+    node: Any = sim.nodes[node_id]  # a ReplicatedLog once implements() says so
     if not implements(node, ReplicatedLog):
         return None
     pos = node.log_position()

@@ -575,7 +575,9 @@ class Simulation:
     def run_for(self, dt: float) -> None:
         self.run_until(self.now + dt)
 
-    def run_until_true(self, pred: Callable[[], bool], timeout: float) -> bool:
+    def run_until_true(self, pred: Callable[[], object], timeout: float) -> bool:
+        # ``pred`` is read for its truth (callers pass dict lookups, counts...): typed
+        # object, or a compiled build would insist on a bool.
         deadline = self.now + timeout
         while True:
             if pred():
@@ -583,7 +585,7 @@ class Simulation:
             ev = self._pop_next(deadline)
             if ev is None:
                 self.now = max(self.now, deadline)
-                return pred()
+                return bool(pred())
             self._dispatch(ev)
             self.trace.maybe_flush()
 
@@ -875,7 +877,7 @@ class Simulation:
             (now + self._client_latency(), next(self._seq), REQ, node_id, request, None),
         )
 
-    def release_held(self, pred: Callable[[str, str, Any], bool] | None = None) -> int:
+    def release_held(self, pred: Callable[[str, str, Any], object] | None = None) -> int:
         """Send held messages whose ``pred(src, dst, msg)`` is true (all if None) now.
 
         Released messages skip the filters (or they would be held again) but meet the

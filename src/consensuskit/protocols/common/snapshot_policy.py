@@ -14,10 +14,12 @@ Rules this module owns:
 
 from __future__ import annotations
 
+from typing import Final
+
 # States above FLOOR keys wait for as many entries as keys between snapshots, at most
 # CAP; smaller ones snapshot every ``threshold`` entries.
-AMORTIZE_FLOOR = 512
-AMORTIZE_CAP = 100_000
+AMORTIZE_FLOOR: Final = 512
+AMORTIZE_CAP: Final = 100_000
 
 
 def snapshot_due(applied_since: int, threshold: int, keys: int) -> bool:
