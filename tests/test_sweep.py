@@ -9,6 +9,7 @@ import pytest
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sim.config import NetworkConfig
 from consensuskit.sweep import DaskUnavailable, parse_dask_address, reproduce_command, run_seed, run_sweep
+from tests.sim.build import interpreted_only
 
 BASE = SimConfig(
     node_ids=("n1", "n2", "n3"), duration=1.0, settle=1.0, clients=2, nemesis=NEMESIS_KINDS
@@ -60,6 +61,7 @@ def test_bug_seeds_fail_with_reason() -> None:
     assert "--bug vote-twice" in doc["failures"][0]["command"]
 
 
+@interpreted_only  # patches Simulation._check_history
 def test_a_checker_time_out_fails_the_seed_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A seed whose history got no verdict was not checked: it must not count as a pass.
     (Histories this small finish long before any real budget: the time-out is forced.)"""

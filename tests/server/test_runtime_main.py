@@ -8,6 +8,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from consensuskit.core.compiled import is_compiled
+from consensuskit.protocols.raft import node as raft_node_module
 from consensuskit.protocols.raft.node import RaftNode
 from consensuskit.server.cluster import free_port
 from consensuskit.server.main import EXIT_HALTED, EXIT_OK, serve
@@ -48,6 +50,7 @@ async def test_stop_event_is_a_clean_shutdown(tmp_path):
     assert await task == EXIT_OK
 
 
+@pytest.mark.skipif(is_compiled(raft_node_module), reason="patches RaftNode: needs the interpreted build")
 @async_test
 async def test_a_handler_exception_halts_with_status_70(tmp_path, monkeypatch):
     port = free_port()

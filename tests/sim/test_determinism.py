@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, Schedule, SimConfig, Simulation
 from consensuskit.sim.simulation import GC_YOUNG_THRESHOLD
 
+from .build import interpreted_only
 from .toy import toy_sim
 
 FULL = {
@@ -129,6 +130,7 @@ def _thresholds_during_run(sim):
     return seen
 
 
+@interpreted_only
 def test_run_raises_the_collectors_first_threshold_and_restores_it():
     before = gc.get_threshold()
     try:
@@ -149,6 +151,7 @@ def test_run_raises_the_collectors_first_threshold_and_restores_it():
         gc.set_threshold(*before)
 
 
+@interpreted_only
 def test_digest_independent_of_the_collector():
     before = gc.get_threshold()
     try:

@@ -20,6 +20,7 @@ from consensuskit.sim.nemesis import (
     uncommitted,
 )
 
+from .build import interpreted_only
 from .toy import toy_sim
 
 FIVE = ("n1", "n2", "n3", "n4", "n5")
@@ -46,6 +47,7 @@ def test_nemesis_generates_every_kind_and_settle_repairs():
     assert all(sim._clocks[n].rate == 1.0 and sim._clocks[n].skew == 0.0 for n in FIVE)
 
 
+@interpreted_only
 def test_wipe_counts_a_rejoining_node_as_down_and_every_wiped_node_is_readmitted():
     sim = Simulation(
         SimConfig(protocol="raft", node_ids=FIVE, seed=2, clients=2, duration=6.0, settle=4.0,

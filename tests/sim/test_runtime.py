@@ -13,6 +13,7 @@ from consensuskit.core.client import ClientRequest, Op
 from consensuskit.sim import InvariantViolation, NetworkConfig, SimConfig, Simulation
 from consensuskit.sim.env import SYNC, BatchedSimEnv, SimEnv
 
+from .build import interpreted_only
 from .toy import Note, echo_sim
 
 FIXED = NetworkConfig(latency_min=0.001, latency_max=0.001, fsync_latency=0.01, fsync_sigma=0.0)
@@ -78,6 +79,7 @@ def test_inputs_within_the_window_form_one_batch():
     assert [m.value for _, _, m in sim.nodes["n2"].seen if isinstance(m, Note)] == [1, 2, 3]
 
 
+@interpreted_only
 def test_batched_sync_times_are_drawn_around_fsync_latency(monkeypatch):
     sim = raft("batched", node_ids=("n1", "n2", "n3", "n4", "n5"), clients=3, duration=3.0)
     starts: dict[str, float] = {}
@@ -223,6 +225,7 @@ def lose_an_entry_the_leader_counted_before_its_fsync(count_unsynced_self: bool)
     return sim
 
 
+@interpreted_only
 def test_the_batched_runtime_reaches_a_leader_that_counts_its_unsynced_entries():
     """Early replication plus durable-prefix counting run under the invariants: the
     correct leader survives the crash above, and one that counts its own unsynced log
