@@ -73,7 +73,8 @@ PARTITION_PATTERNS = ("halves", "majority", "isolate-leader", "bridge", "ring")
 
 # The strike's timings (virtual seconds; see Nemesis._strike).
 # isolate twice as often; amnesia only where wipes are on (else it isolates)
-STRIKE_ACTIONS = ("crash", "isolate", "thaw", "slow-link", "isolate", "amnesia")
+# tuple[str, ...]: tests swap in a shorter tuple (a compiled build checks the global's type).
+STRIKE_ACTIONS: tuple[str, ...] = ("crash", "isolate", "thaw", "slow-link", "isolate", "amnesia")
 STRIKE_WAIT = 0.3  # longest wait for a leader with entries it does not know committed
 STRIKE_POLL = 0.002
 QUICK_RESTART = (0.02, 0.3)
