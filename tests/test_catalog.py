@@ -15,7 +15,7 @@ from consensuskit.catalog import (
     default_catalog,
     default_registry,
 )
-from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, stale_documents
+from consensuskit.catalog_docs import DOCUMENTS, protocol_table, render, service_table, stale_documents
 from consensuskit.check.commit import CommitChecker
 from consensuskit.check.multipaxos import MultiPaxosChecker
 from consensuskit.check.paxos import PaxosChecker
@@ -174,6 +174,20 @@ def test_the_docs_protocol_tables_are_the_catalogs() -> None:
     assert stale_documents(ROOT) == [], "run `make docs`"
     for document in DOCUMENTS:
         assert "<!-- catalog:protocols" in (ROOT / document).read_text(encoding="utf-8"), document
+
+
+def test_the_service_table_names_each_services_protocols_knobs_and_monitor() -> None:
+    """A service's own bug knobs and monitor are in the table (the protocol table lists only
+    the protocols' knobs), with the protocols that serve it."""
+    table = service_table(CATALOG)
+    etcd = next(line for line in table.splitlines() if line.startswith("| `etcd` |"))
+    assert "`lease-keys-survive`" in etcd and etcd.endswith("| yes |")
+    assert "`raft`" in etcd and "`swim`" not in etcd
+    membership = next(line for line in table.splitlines() if line.startswith("| `membership` |"))
+    assert "| `swim` | — | — |" in membership
+    text = "a\n<!-- catalog:services -->\nold\n<!-- /catalog:services -->\nb\n"
+    fresh = render(text, CATALOG)
+    assert fresh == f"a\n<!-- catalog:services -->\n{table}<!-- /catalog:services -->\nb\n"
 
 
 def test_render_regenerates_only_between_the_markers() -> None:

@@ -1,12 +1,15 @@
-"""The docs' protocol tables, generated from the catalog (``make docs`` rewrites them).
+"""The docs' protocol and service tables, generated from the catalog (``make docs``
+rewrites them).
 
 Rules this module owns:
-  * a table lives between ``<!-- catalog:protocols -->`` and ``<!-- /catalog:protocols -->``
-    (``<!-- catalog:protocols family=paxos -->`` keeps one family); everything between
-    the markers is generated, everything outside them is left alone;
+  * a protocol table lives between ``<!-- catalog:protocols -->`` and
+    ``<!-- /catalog:protocols -->`` (``<!-- catalog:protocols family=paxos -->`` keeps one
+    family), a service table between ``<!-- catalog:services -->`` and
+    ``<!-- /catalog:services -->``; everything between the markers is generated,
+    everything outside them is left alone;
   * the text is a pure function of the catalog, so a test regenerates every table and
-    fails when a document differs (a protocol, bug knob or scenario added without
-    ``make docs``);
+    fails when a document differs (a protocol, service, bug knob or scenario added
+    without ``make docs``);
   * ``python -m consensuskit.catalog_docs`` checks (exit 1 and the stale files when a
     table differs), ``--write`` rewrites.
 """
@@ -18,6 +21,7 @@ import sys
 from pathlib import Path
 
 from consensuskit.catalog import Catalog, ProtocolEntry, builtin_catalog
+from consensuskit.core.service import ServiceSpec
 
 # The documents holding tables, relative to the repository root.
 DOCUMENTS = (
@@ -29,9 +33,9 @@ DOCUMENTS = (
     "src/consensuskit/protocols/gossip/README.md",
 )
 BLOCK = re.compile(
-    r"(?P<open><!-- catalog:protocols(?: family=(?P<family>[\w-]+))? -->\n)"
+    r"(?P<open><!-- catalog:(?P<kind>protocols|services)(?: family=(?P<family>[\w-]+))? -->\n)"
     r"(?P<body>.*?)"
-    r"(?P<close><!-- /catalog:protocols -->)",
+    r"(?P<close><!-- /catalog:(?P=kind) -->)",
     re.DOTALL,
 )
 
@@ -61,11 +65,35 @@ def _row(catalog: Catalog, entry: ProtocolEntry, link_root: str) -> str:
     return f"| {name} | {description} | {bugs} | {scenarios} | {checker} | {disk} |"
 
 
+def service_table(catalog: Catalog) -> str:
+    """A markdown table of the catalog's services: what each is, its operations, the
+    protocols that serve it, its own bug knobs and whether the simulator runs a monitor
+    of its own beside the protocol's checker."""
+    lines = [
+        "| service | what it is | operations | runs on | bug knobs | its own monitor in the simulator |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [_service_row(catalog, service) for service in catalog.services()]
+    return "\n".join(lines) + "\n"
+
+
+def _service_row(catalog: Catalog, service: ServiceSpec) -> str:
+    kinds = ", ".join(f"`{kind}`" for kind in service.kinds)
+    protocols = ", ".join(f"`{e.name}`" for e in catalog.protocols() if e.spec.serves(service)) or "—"
+    bugs = ", ".join(f"`{b}`" for b in service.bugs) or "—"
+    monitor = "yes" if service.make_monitor is not None else "—"
+    description = " ".join(service.description.split()).replace("|", "\\|")
+    return f"| `{service.name}` | {description} | {kinds} | {protocols} | {bugs} | {monitor} |"
+
+
 def render(text: str, catalog: Catalog, link_root: str = "") -> str:
     """``text`` with every table block regenerated."""
 
     def block(match: re.Match[str]) -> str:
-        table = protocol_table(catalog, match.group("family"), link_root)
+        if match.group("kind") == "services":
+            table = service_table(catalog)
+        else:
+            table = protocol_table(catalog, match.group("family"), link_root)
         return f"{match.group('open')}{table}{match.group('close')}"
 
     return BLOCK.sub(block, text)
@@ -99,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for document in stale:
         print(f"{'rewrote' if write else 'stale'}: {document}")
     if stale and not write:
-        print("the protocol tables differ from the catalog: run `make docs`", file=sys.stderr)
+        print("the catalog tables differ from the catalog: run `make docs`", file=sys.stderr)
         return 1
     return 0
 

@@ -79,6 +79,22 @@ def test_compact_to_just_past_the_end_empties():
     assert state(s) == (6, 5, [])
 
 
+def test_an_empty_log_restarts_before_its_old_start():
+    """ZAB's SNAP sync restores a leader's snapshot older than the node's own: the emptied
+    log must start right after it, or positions and txn indexes part ways."""
+    s = filled(first=251)
+    s.log_compact_to(201)  # holding records: nothing to drop, nothing moves
+    assert state(s) == (251, 255, ["r251", "r252", "r253", "r254", "r255"])
+    s.log_truncate_from(251)
+    s.log_compact_to(201)
+    assert state(s) == (201, 200, [])
+    s.log_append(["r201"])
+    assert state(s) == (201, 201, ["r201"])
+    empty = MemoryStorage(first_position=5)
+    empty.log_compact_to(0)  # positions start at 1
+    assert state(empty) == (5, 4, [])
+
+
 def test_compact_beyond_the_end_restarts_the_log_there():
     s = filled()
     s.log_compact_to(42)
@@ -153,6 +169,8 @@ class StorageVsDictModel(RuleBasedStateMachine):
             for p in [p for p in self.model if p < position]:
                 del self.model[p]
             self.first = position
+        elif not self.model and position >= 1:
+            self.first = position  # an empty log restarts anywhere
         self.real.log_compact_to(position)
 
     @rule(key=st.sampled_from(["a", "b"]), value=st.integers())

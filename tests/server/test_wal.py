@@ -76,6 +76,26 @@ def test_compact_beyond_the_end_leaves_an_empty_log_starting_there(store: DiskSt
     store.close()
 
 
+def test_an_empty_log_restarted_before_its_start_survives_a_reopen(store: DiskStorage):
+    """ZAB's SNAP onto an older snapshot: truncate everything, restart the log earlier,
+    append; recovery replays the same positions (and mirrors MemoryStorage)."""
+    model = MemoryStorage()
+    for s in (store, model):
+        s.log_append(["a", "b", "c", "d", "e", "f"])
+        s.log_compact_to(5)
+        s.log_compact_to(2)  # records held: nothing moves
+        s.log_truncate_from(5)
+        s.log_compact_to(3)
+        s.log_append(["x", "y"])
+    assert state(store) == state(model) == (3, 4, ["x", "y"])
+    store.sync()
+    store = reopen(store, fsync=False)
+    assert state(store) == (3, 4, ["x", "y"])
+    store.log_append(["z"])
+    assert state(store) == (3, 5, ["x", "y", "z"])
+    store.close()
+
+
 def test_round_trip_across_reopen(store: DiskStorage):
     store.put("hard", HardState(term=3, voted_for="n2"))
     store.put("config", {"voters": ("a", "b"), "n": None, "blob": b"\x00\x01"})

@@ -41,7 +41,10 @@ class Storage(Protocol):
         """Drop records before ``position``; ``log_first()`` becomes ``position``.
 
         ``position`` may exceed ``log_last()+1`` (a snapshot from the leader ahead of the
-        whole local log); the log is then empty and starts there.
+        whole local log); the log is then empty and starts there.  At or before
+        ``log_first()`` it drops nothing and, on a log holding records, changes nothing;
+        an *empty* log starts at any ``position`` >= 1, also before its old start (a
+        snapshot older than the one the node had: ZAB's SNAP sync restores the leader's).
         """
         ...
 
@@ -88,6 +91,8 @@ class MemoryStorage:
 
     def log_compact_to(self, position: int) -> None:
         if position <= self._first:
+            if not self._log and 1 <= position < self._first:
+                self._first = position  # an empty log restarts earlier (see Storage)
             return
         drop = position - self._first
         if drop >= len(self._log):

@@ -370,8 +370,9 @@ class DiskStorage:
     def log_compact_to(self, position: int) -> None:
         self._check_open()
         working = self._working
-        if position <= working.log_first():
-            return
+        first = working.log_first()
+        if position == first or (position < first and (position < 1 or working.log_last() >= first)):
+            return  # nothing to drop, and no empty log to restart earlier (core/storage.py)
         working.log_compact_to(position)
         self._ops.append([OP_COMPACT, position])
 

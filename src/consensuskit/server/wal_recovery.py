@@ -343,6 +343,8 @@ class _Replay:
         elif code == OP_COMPACT and len(op) == 2:
             position = _int(op[1], "compact position")
             if position <= self.first:
+                if not self.chunks and position >= 1:
+                    self.first = position  # an empty log restarted earlier (core/storage.py)
                 return
             chunks = self.chunks
             drop = 0
