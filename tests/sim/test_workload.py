@@ -154,3 +154,44 @@ def test_submitted_request_finds_both_client_paths():
     assert sim.submitted_request("c", 7) == h.request
     assert sim.submitted_request("r", 3) == raw
     assert sim.submitted_request("c", 8) is None and sim.submitted_request("nobody", 1) is None
+
+
+class _TimedWorkload:
+    """A workload that paces itself: idle until 0.2 s, then one put per call."""
+
+    def __init__(self) -> None:
+        self.now = -1.0
+        self.wake_at = 0.0
+        self.seen: list[tuple[str, float]] = []
+
+    def next_op(self, rng):
+        self.seen.append(("next_op", self.now))
+        if self.now < 0.2:
+            self.wake_at = 0.2
+            return None
+        return Op(kind="put", key="k0", value=len(self.seen))
+
+    def learn(self, op, result):
+        self.seen.append(("learn", self.now))
+
+
+def test_a_timed_workload_reads_the_clock_and_may_wait_for_its_moment():
+    """A workload with ``now`` gets the virtual time before each call; ``next_op`` may
+    answer None and is asked again at its ``wake_at`` (etcd's keep-alives, services/etcd.py)."""
+    import random
+
+    from consensuskit.sim.workload import WorkloadClient
+
+    sim = toy_sim()
+    ops = _TimedWorkload()
+    client = WorkloadClient(sim, "timed", ops, random.Random(1))
+    client.start()
+    sim.run_until(0.5)
+    client.stopped = True
+    assert ops.seen[0][0] == "next_op" and ops.seen[0][1] < 0.2
+    assert ops.seen[1] == ("next_op", 0.2)  # asked again exactly at wake_at, not before
+    invokes = [r.invoke for r in sim.history if r.process == "timed"]
+    assert invokes and min(invokes) == 0.2
+    learned = [t for kind, t in ops.seen if kind == "learn"]
+    completes = sorted(r.complete for r in sim.history if r.process == "timed" and r.complete is not None)
+    assert learned and learned == completes[: len(learned)]  # the time of each answer

@@ -114,7 +114,10 @@ class Workload(Protocol):
     ``next_op(rng)`` picks the next operation with the client's own seeded rng;
     ``learn(op, result)`` sees the result of each op that succeeded (e.g. a kv client
     remembers versions for its compare-and-swaps).  Values written should be unique so
-    a history says which write a read observed.
+    a history says which write a read observed.  A workload that paces itself (an etcd
+    client keeps its leases alive by their TTL) has an attribute ``now``: the simulator
+    sets it to the virtual time, in seconds, before each ``next_op`` and ``learn``; its
+    ``next_op`` may return None to stay idle until its attribute ``wake_at`` (a time).
     """
 
     def next_op(self, rng: random.Random) -> Any: ...

@@ -15,24 +15,34 @@ Rules this module owns (the operations at the edge and the workload):
     (prev_kv), 24% txn on one key: compare the version (or, a third of the time, the
     value) the client last saw, put on success, range on failure; values are unique
     (client index * 1_000_000 + counter) so a history says which write a read saw;
-  * leases in the workload (20% of ops): a client grants leases of ``LEASE_TTLS`` seconds under ids of its own
-    (unique like values, so an unanswered grant still names its lease), keeps about
-    half of them alive with keep-alives, revokes some, and lets the others lapse (the
-    leader's lessor expires them); it holds at most ``MAX_LEASES`` and forgets a lease
-    that a keep-alive finds gone.  Half of its puts carry one of its leases and go to
-    keys of their own, ``l0 .. l{keys-1}``, which only such puts write (a third of the
-    ranges read them): written about once a second each, they often outlive a lapsed
-    lease, so histories show keys vanishing by expiry mid-run.
+  * leases in the workload: a client grants leases of ``LEASE_TTLS`` seconds under ids
+    of its own (unique like values, so an unanswered grant still names its lease), keeps
+    about half of them alive and lets the others lapse (the leader's lessor expires
+    them), revokes some; it holds at most ``MAX_LEASES`` and forgets a lease that a
+    keep-alive finds gone.  It keeps a lease alive as etcd's client does, a third of the
+    TTL after the last refresh it saw answered (the simulator's clock: ``now``), except
+    that a ``LATE_SHARE`` of refreshes go out late on purpose, aimed up to ``RACE_AIM``
+    before the leader's lessor looks (every ``LOOK`` from the run's start) and finds the
+    lease a TTL old: then the keep-alive is in the log but not yet applied when the
+    leader asks for the expiry, which the store must refuse (etcd's race of a keep-alive
+    with an expiry); aimed a little off, it finds the lease gone or keeps it.  A client
+    that close to an aimed refresh waits for it, idle.  Grants and revokes are 20% of the
+    other ops (fewer while it holds as many kept leases as it may).  Half of its puts
+    carry one of its leases and go to keys of their own, ``l0 .. l{keys-1}``, which only
+    such puts write (a third of the ranges read them): written about once a second each,
+    they often outlive a lapsed lease, so histories show keys vanishing by expiry mid-run.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 from consensuskit.core.client import ServiceOp
 from consensuskit.core.service import ServiceSpec
 from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
+from consensuskit.services.etcd_lessor import LOOK
 from consensuskit.statemachines.mvcc import BUGS as STORE_BUGS
 from consensuskit.statemachines.mvcc import (
     EQUAL,
@@ -181,46 +191,101 @@ def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
 
 LEASE_TTLS = (1, 2, 3)  # seconds: short against a 10 s run, long against its timers
 MAX_LEASES = 2  # leases one client holds (kept alive or left to lapse)
+KEEPALIVE_AFTER = 1 / 3  # of the TTL, after the last refresh answered (etcd's clientv3)
+LATE_SHARE = 0.5  # of refreshes sent at the TTL, to race the leader's expiry
+# A keep-alive's way from a client into the leader's log and then to its apply: a few
+# one-way latencies of the simulator's links (1-5 ms) and a sync.
+RACE_AIM = 0.012
+WAIT_FOR_AIM = 0.05  # a client this close to an aimed refresh waits for it, idle
+
+
+class _Lease:
+    """What a client knows of one of its leases."""
+
+    __slots__ = ("due", "early_by", "kept", "ttl")
+
+    def __init__(self, ttl: int, kept: bool, early_by: float | None) -> None:
+        self.ttl = ttl
+        self.kept = kept  # kept alive (False: left to lapse)
+        # The next refresh goes out this long before the look that expires the lease; None:
+        # on time (KEEPALIVE_AFTER).
+        self.early_by = early_by
+        self.due: float | None = None  # when to refresh (None: not granted as far as we know)
+
+    def refresh_at(self, now: float) -> float:
+        """When to refresh, the last refresh being answered at ``now``."""
+        if self.early_by is None:
+            return now + self.ttl * KEEPALIVE_AFTER
+        expiring_look = (math.floor((now + self.ttl) / LOOK) + 1) * LOOK
+        return expiring_look - self.early_by
 
 
 class EtcdWorkload:
     """One simulated etcd client (see the module rules)."""
 
-    __slots__ = ("counter", "index", "keys", "known", "leases")
+    __slots__ = ("counter", "index", "keys", "known", "leases", "now", "wake_at")
 
     def __init__(self, index: int, keys: int) -> None:
         self.index = index
         self.keys = keys
         self.counter = 0
         self.known: dict[str, tuple[str | None, int]] = {}  # key -> (value, version) last seen
-        self.leases: dict[int, bool] = {}  # lease id -> kept alive (False: left to lapse)
+        self.leases: dict[int, _Lease] = {}
+        self.now = 0.0  # the simulator's clock, set before each call
+        self.wake_at = 0.0  # when next_op answered None: when to ask again
 
     def _unique(self) -> str:
         self.counter += 1
         return str(self.index * 1_000_000 + self.counter)
 
-    def _lease_op(self, rng: random.Random) -> ServiceOp:
+    @staticmethod
+    def _plan(rng: random.Random) -> float | None:
+        return rng.uniform(0, RACE_AIM) if rng.random() < LATE_SHARE else None
+
+    def _keepalive(self, lease_id: int, rng: random.Random) -> ServiceOp:
+        lease = self.leases[lease_id]
+        lease.early_by = self._plan(rng)
+        lease.due = lease.refresh_at(self.now)  # unanswered: try again as if it were
+        return make_op("lease_keepalive", "", {"id": lease_id})
+
+    def _soonest(self) -> tuple[float, int] | None:
+        """(when, id) of the kept lease whose refresh is due soonest."""
+        due = [(lease.due, i) for i, lease in self.leases.items() if lease.kept and lease.due is not None]
+        return min(due) if due else None
+
+    def _lease_op(self, rng: random.Random) -> ServiceOp | None:
+        """A grant or a revoke; None when the client holds all the kept leases it may."""
         held = sorted(self.leases)
-        kept = [i for i in held if self.leases[i]]
-        lapsing = [i for i in held if not self.leases[i]]
-        r = rng.random()
-        if held and r < 0.1:
+        lapsing = [i for i in held if not self.leases[i].kept]
+        if held and rng.random() < 0.1:
             lease_id = rng.choice(held)
             del self.leases[lease_id]
             return make_op("lease_revoke", "", {"id": lease_id})
-        if kept and (r < 0.7 or (len(held) == MAX_LEASES and not lapsing)):
-            return make_op("lease_keepalive", "", {"id": rng.choice(kept)})
         if len(held) == MAX_LEASES:
+            if not lapsing:
+                return None  # (an early refresh would spoil a late one's aim)
             del self.leases[lapsing[0]]  # stop using the oldest lapsing lease: room for one
         lease_id = int(self._unique())
-        self.leases[lease_id] = rng.random() < 0.5
-        return make_op("lease_grant", "", {"id": lease_id, "ttl": rng.choice(LEASE_TTLS)})
+        ttl = rng.choice(LEASE_TTLS)
+        self.leases[lease_id] = _Lease(ttl, rng.random() < 0.5, self._plan(rng))
+        return make_op("lease_grant", "", {"id": lease_id, "ttl": ttl})
 
-    def next_op(self, rng: random.Random) -> ServiceOp:
+    def next_op(self, rng: random.Random) -> ServiceOp | None:
+        soonest = self._soonest()
+        if soonest is not None:
+            when, lease_id = soonest
+            if when <= self.now:
+                return self._keepalive(lease_id, rng)
+            if self.leases[lease_id].early_by is not None and when - self.now < WAIT_FOR_AIM:
+                self.wake_at = when  # a refresh aimed at an expiry: be idle, not in an op, then
+                return None
         key = f"k{rng.randrange(self.keys)}"
         r = rng.random()
         if r < 0.2:
-            return self._lease_op(rng)
+            lease_op = self._lease_op(rng)
+            if lease_op is not None:
+                return lease_op
+            r = 0.2 + rng.random() * 0.8  # one of the other ops instead
         if r < 0.48:
             return make_op("range", f"l{key[1:]}" if rng.random() < 1 / 3 else key, {})
         if r < 0.68:
@@ -248,8 +313,14 @@ class EtcdWorkload:
             return
         key = op.key
         body = op.value or {}
-        if op.kind == "lease_keepalive" and not result.get("ttl"):
-            self.leases.pop(body.get("id"), None)  # expired or revoked: forget it
+        if op.kind in ("lease_grant", "lease_keepalive"):
+            lease = self.leases.get(body.get("id"))
+            if lease is None:
+                return
+            if not result.get("ttl"):
+                del self.leases[body["id"]]  # expired or revoked: forget it
+            else:
+                lease.due = lease.refresh_at(self.now)
         elif op.kind == "range":
             kvs = result.get("kvs") or ()
             self.known[key] = (_text(kvs[0][4]), kvs[0][3]) if kvs else (None, 0)

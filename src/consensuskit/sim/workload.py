@@ -18,7 +18,9 @@ Rules this module owns:
     nothing and is ignored; a timed-out attempt is retransmitted to every node;
   * what a workload client asks comes from the service (``ServiceSpec.make_workload``:
     the ops, and what the client learns from their results); this module only sends,
-    retries and classifies.
+    retries and classifies, and tells a workload that has a ``now`` the virtual time
+    before each of its calls; such a workload may answer ``next_op`` with None, to be
+    asked again at its ``wake_at`` (a client idle until its next keep-alive).
 """
 
 from __future__ import annotations
@@ -248,26 +250,36 @@ class OpRun:
 class WorkloadClient(Client):
     """A sequential client: op, wait for its outcome, think, next op, until stopped."""
 
-    __slots__ = ("ops", "stopped")
+    __slots__ = ("ops", "stopped", "timed")
 
     def __init__(self, sim: Simulation, client_id: str, ops: Workload, rng: random.Random) -> None:
         super().__init__(sim, client_id, rng)
         self.ops = ops  # the service's choice of operations for this client
         self.stopped = False
+        self.timed = hasattr(ops, "now")  # a workload that paces itself reads the clock
 
     def start(self) -> None:
         self.sim._push_fn(self.sim.now + self.rng.uniform(*THINK_TIME), self._next, 0)
 
     def make_op(self) -> Any:
+        if self.timed:
+            self.ops.now = self.sim.now  # type: ignore[attr-defined]
         return self.ops.next_op(self.rng)
 
     def _next(self, _: int) -> None:
         if self.stopped:
             return
-        self.sim._start_op(self, self.make_op(), None, None, self._after)
+        op = self.make_op()
+        if op is None:  # a timed workload waits for its moment: ask again at its wake_at
+            wake = self.ops.wake_at  # type: ignore[attr-defined]
+            self.sim._push_fn(max(wake, self.sim.now), self._next, 0)
+            return
+        self.sim._start_op(self, op, None, None, self._after)
 
     def _after(self, run: OpRun) -> None:
         if run.status == "ok":
+            if self.timed:
+                self.ops.now = self.sim.now  # type: ignore[attr-defined]
             self.ops.learn(run.request.op, run.record.result)
         if not self.stopped:
             self.sim._push_fn(self.sim.now + self.rng.uniform(*THINK_TIME), self._next, 0)

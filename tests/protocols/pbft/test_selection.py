@@ -73,3 +73,16 @@ def test_the_bug_knob_ignores_every_prepared_certificate():
     p, q = Cert(seq=1, view=0, digest=DA), Cert(seq=1, view=0, digest=DA, batch=A)
     sel = select([vc("n1", [p], [q]), vc("n2", [p], [q]), vc("n3", [p], [q])], F, ignore_prepared=True)
     assert sel is not None and sel.decisions == {}
+
+
+def test_with_five_replicas_three_view_changes_are_not_a_quorum():
+    """n = 5, f = 1: certificates need 4 (node.byzantine_quorum).  Three view changes
+    that report nothing may come from the replicas that missed a request the other two
+    committed with one of them; with 2f+1 = 3 they would open the view without it."""
+    three = [vc("n3"), vc("n4"), vc("n5")]
+    assert select(three, F) is not None  # n = 3f+1's rule
+    assert select(three, F, quorum=4) is None
+    prepared = [Cert(seq=1, view=0, digest=DA)], [Cert(seq=1, view=0, digest=DA, batch=A)]
+    four = [vc("n2", *prepared), vc("n1", *prepared), *three[:2]]
+    sel = select(four, F, quorum=4)
+    assert sel is not None and sel.decisions == {1: (DA, A)}

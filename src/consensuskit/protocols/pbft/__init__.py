@@ -17,7 +17,7 @@ from consensuskit.core.registry import ProtocolFlag, ProtocolSpec
 from consensuskit.core.service import StateMachine
 from consensuskit.protocols.pbft.auth import Ed25519Signer, Macs, Signer, TokenKeyring
 from consensuskit.protocols.pbft.messages import batch_digest
-from consensuskit.protocols.pbft.node import CHECKPOINT_KEY, VIEW_KEY, PbftNode, fault_bound
+from consensuskit.protocols.pbft.node import CHECKPOINT_KEY, VIEW_KEY, PbftNode, byzantine_quorum, fault_bound
 from consensuskit.protocols.pbft.options import BUGS, STRATEGIES, PbftOptions, parse_byzantine
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "PbftNode",
     "PbftOptions",
     "batch_digest",
+    "byzantine_quorum",
     "fault_bound",
     "parse_byzantine",
     "pbft_spec",
@@ -136,15 +137,15 @@ def pbft_spec() -> ProtocolSpec:
 def reply_quorum(nodes: int, read: bool, options: Mapping[str, Any]) -> int:
     """Matching replies a client needs: f+1 (one of them is correct, and replicas answer
     only once a request committed).  With the read-only optimisation (``read_only``)
-    2f+1 for every request (TOCS §5.1.3: reads answered without ordering are
-    linearizable only if reads and writes both wait for 2f+1: any two such sets share a
-    correct replica).  The bug knob ``read-only-f-plus-1`` keeps the normal case's f+1
+    2f+1 for every request, ceil((n+f+1)/2) when n > 3f+1 (TOCS §5.1.3: reads answered
+    without ordering are linearizable only if reads and writes both wait for such a
+    quorum: any two share a correct replica).  The bug knob ``read-only-f-plus-1`` keeps the normal case's f+1
     with the optimisation on: then f+1 replicas that have not yet executed a completed
     write outvote it, and a read is stale."""
     f = fault_bound(nodes)
     if not options.get("read_only") or "read-only-f-plus-1" in (options.get("bugs") or ()):
         return f + 1
-    return 2 * f + 1
+    return byzantine_quorum(nodes)  # 2f+1 when n = 3f+1
 
 
 def validate_options(options: dict[str, Any]) -> None:

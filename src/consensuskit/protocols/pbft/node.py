@@ -100,6 +100,14 @@ def fault_bound(n: int) -> int:
     return (n - 1) // 3
 
 
+def byzantine_quorum(n: int) -> int:
+    """The replicas a certificate needs: ceil((n+f+1)/2), so that any two such sets share
+    f+1 replicas, one of them correct.  2f+1 when n = 3f+1 (the paper's); with more
+    replicas than that, 2f+1 would not do (n = 5, f = 1: two sets of 3 share one
+    replica, which may be the faulty one)."""
+    return (n + fault_bound(n)) // 2 + 1
+
+
 class PbftNode:
     def __init__(
         self,
@@ -118,6 +126,7 @@ class PbftNode:
         self.others = tuple(m for m in self.members if m != node_id)
         self.n = len(self.members)
         self.f = fault_bound(self.n)
+        self.quorum = byzantine_quorum(self.n)  # 2f+1 when n = 3f+1
         self.opts = options
         self.bugs = options.bugs
         self.sm = state_machine
@@ -171,10 +180,10 @@ class PbftNode:
         return self.low + self.opts.watermark_window
 
     def _prepare_quorum(self) -> int:
-        return self.f if "small-quorums" in self.bugs else 2 * self.f
+        return self.f if "small-quorums" in self.bugs else self.quorum - 1
 
     def _commit_quorum(self) -> int:
-        return self.f + 1 if "small-quorums" in self.bugs else 2 * self.f + 1
+        return self.f + 1 if "small-quorums" in self.bugs else self.quorum
 
     def _authentic(self, src: str, msg: Any) -> bool:
         if getattr(msg, "replica", None) != src or src not in self.others:
@@ -576,9 +585,9 @@ class PbftNode:
         for cp in self.cp_votes.get(seq, {}).values():
             by_digest.setdefault(cp.digest, []).append(cp)
         for digest, cps in sorted(by_digest.items()):
-            if len(cps) < 2 * self.f + 1:
+            if len(cps) < self.quorum:
                 continue
-            proof = tuple(sorted(cps, key=lambda c: c.replica))[: 2 * self.f + 1]
+            proof = tuple(sorted(cps, key=lambda c: c.replica))[: self.quorum]
             mine = self.snapshots.get(seq)
             if mine is not None and mine[0] == digest:
                 self._make_stable(seq, digest, proof, mine[1])
@@ -587,7 +596,12 @@ class PbftNode:
                 self._fetch()
             return
 
-    def _make_stable(self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], snapshot: Any) -> None:
+    def _make_stable(
+        self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], snapshot: Any, propose: bool = True
+    ) -> None:
+        """Adopt the stable checkpoint ``seq``; then a primary fills the moved window
+        (not while it installs a new view: the numbers above the checkpoint are the view
+        changes' to settle first)."""
         self.low = seq
         self.stable_digest = digest
         self.stable_proof = proof
@@ -610,7 +624,8 @@ class PbftNode:
             self._persist_entry(n)
         storage.log_compact_to(first_live)
         self.next_seq = max(self.next_seq, seq + 1)
-        self._propose()
+        if propose:
+            self._propose()
 
     # ------------------------------------------------------------------ state transfer
     def _fetch(self) -> None:
@@ -660,7 +675,7 @@ class PbftNode:
                 return False
             if cp.replica in self.members and self._signed_by(cp, cp.replica):
                 signers.add(cp.replica)
-        return len(signers) >= 2 * self.f + 1
+        return len(signers) >= self.quorum
 
     def _start_view_change(self, view: int) -> None:
         if view <= self.view and not self.active:
@@ -738,12 +753,12 @@ class PbftNode:
     def _after_view_change_vote(self, view: int) -> None:
         if self.active or view != self.view:
             return
-        if len(self.vc_msgs.get(view, {})) >= 2 * self.f + 1 and not self.escalate:
+        if len(self.vc_msgs.get(view, {})) >= self.quorum and not self.escalate:
             self.escalate = True  # the paper's timer starts now (sawtooth-pbft PR #133)
             self._arm_view_change_timer()
         if self.primary(view) == self.id and view not in self.new_view_sent:
             vcs = tuple(vc for _, vc in sorted(self.vc_msgs.get(view, {}).items()))
-            selection = select(vcs, self.f, "new-view-ignores-prepared" in self.bugs)
+            selection = select(vcs, self.f, "new-view-ignores-prepared" in self.bugs, quorum=self.quorum)
             if selection is None:
                 return
             self.new_view_sent.add(view)
@@ -774,7 +789,8 @@ class PbftNode:
                 self.dropped += 1
                 return
             seen.add(vc.replica)
-        selection = select(nv.view_changes, self.f, "new-view-ignores-prepared" in self.bugs)
+        ignore_prepared = "new-view-ignores-prepared" in self.bugs
+        selection = select(nv.view_changes, self.f, ignore_prepared, quorum=self.quorum)
         if selection is None:
             self.dropped += 1
             return
@@ -793,7 +809,10 @@ class PbftNode:
             mine = self.snapshots.get(sel.min_s)
             proof = sel.source.proof if sel.source is not None else ()
             if mine is not None and mine[0] == sel.min_digest:
-                self._make_stable(sel.min_s, sel.min_digest, proof, mine[1])
+                # No proposal here: it would number a new batch at next_seq, a number
+                # the decisions below may give to a prepared batch (two digests for
+                # one number in this view).
+                self._make_stable(sel.min_s, sel.min_digest, proof, mine[1], propose=False)
             elif self.executed < sel.min_s:
                 self.fetching = (sel.min_s, sel.min_digest, proof)
                 self._fetch()

@@ -9,6 +9,8 @@ Rules this module owns (n = 3f+1):
   * the starting checkpoint ``min_s`` is the highest stable checkpoint any view change
     proves (each carries 2f+1 signed checkpoint messages, verified by the caller);
   * ``max_s`` is the highest sequence number any view change reports prepared;
+  * quorums: 2f+1 below stands for the certificate size, ceil((n+f+1)/2) (2f+1 when
+    n = 3f+1; node.byzantine_quorum);
   * for each n in (min_s, max_s] a batch with digest d prepared in view v is chosen when
     A1: 2f+1 view changes report for n nothing prepared in a view above v, nor in v with
         another digest, and
@@ -44,10 +46,14 @@ class Selection:
         return max(self.decisions, default=self.min_s)
 
 
-def select(vcs: Sequence[ViewChange], f: int, ignore_prepared: bool = False) -> Selection | None:
+def select(
+    vcs: Sequence[ViewChange], f: int, ignore_prepared: bool = False, quorum: int | None = None
+) -> Selection | None:
     """The new view's decisions, or None while the view changes do not settle every
-    number (``ignore_prepared``: the ``new-view-ignores-prepared`` bug knob)."""
-    if len(vcs) < 2 * f + 1:
+    number (``ignore_prepared``: the ``new-view-ignores-prepared`` bug knob).  ``quorum``
+    is the replicas' certificate size (node.byzantine_quorum), 2f+1 when n = 3f+1."""
+    quorum = 2 * f + 1 if quorum is None else quorum
+    if len(vcs) < quorum:
         return None
     best = max(vcs, key=lambda vc: (vc.stable_seq, vc.replica))
     min_s, min_digest = best.stable_seq, best.stable_digest
@@ -56,14 +62,14 @@ def select(vcs: Sequence[ViewChange], f: int, ignore_prepared: bool = False) -> 
         max_s = min_s
     decisions: dict[int, tuple[bytes, Batch]] = {}
     for n in range(min_s + 1, max_s + 1):
-        choice = _choose(vcs, n, f)
+        choice = _choose(vcs, n, f, quorum)
         if choice is None:
             return None
         decisions[n] = choice
     return Selection(min_s, min_digest, decisions, best)
 
 
-def _choose(vcs: Sequence[ViewChange], n: int, f: int) -> tuple[bytes, Batch] | None:
+def _choose(vcs: Sequence[ViewChange], n: int, f: int, quorum: int) -> tuple[bytes, Batch] | None:
     prepared = {vc.replica: [c for c in vc.prepared if c.seq == n] for vc in vcs}
     candidates = sorted({(c.view, c.digest) for certs in prepared.values() for c in certs}, reverse=True)
     for view, digest in candidates:
@@ -73,7 +79,7 @@ def _choose(vcs: Sequence[ViewChange], n: int, f: int) -> tuple[bytes, Batch] | 
             if vc.stable_seq < n
             and all(c.view < view or (c.view == view and c.digest == digest) for c in prepared[vc.replica])
         )
-        if a1 < 2 * f + 1:
+        if a1 < quorum:
             continue
         a2 = sum(
             1
@@ -87,6 +93,6 @@ def _choose(vcs: Sequence[ViewChange], n: int, f: int) -> tuple[bytes, Batch] | 
                 if c.seq == n and c.digest == digest and batch_digest(c.batch) == digest:
                     return digest, c.batch
     nothing = sum(1 for vc in vcs if vc.stable_seq < n and not prepared[vc.replica])
-    if nothing >= 2 * f + 1:
+    if nothing >= quorum:
         return batch_digest(NULL_BATCH), NULL_BATCH
     return None
