@@ -12,6 +12,9 @@
                           opposite of what the participants did.  A coordinator's decision
                           counts once it is visible (a participant or the client learned
                           it): one that died with its decision unsynced decided nothing;
+                          a participant's outcome counts once its disk holds what the
+                          node had written when it reached it (a coordinator tells its
+                          own participant at once: a crash before the sync erases both);
 * validity              - a transaction commits only if every participant voted yes
                           (and none voted no);
 * decision-changed      - a node never changes its outcome of a transaction, across its
@@ -78,6 +81,8 @@ class CommitChecker:
         self.no: dict[str, set[str]] = defaultdict(set)
         self.outcomes: dict[str, dict[str, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
         self.by_node: dict[tuple[str, str, str], str] = {}
+        # Outcomes not durable yet: (node, its storage, log position written, txn, outcome, role).
+        self.pending: list[tuple[str, Any, int, str, str, str]] = []
         self.anomalies: set[str] = set()
         self.errors: list[InvariantViolation] = []
         # Accounting (the monitor reports it): messages per transaction, and blocked
@@ -101,6 +106,8 @@ class CommitChecker:
             self.attach(sim)
         else:
             self._attach(node_id)
+        if self.pending:
+            self._settle()
         if self.errors:
             raise self.errors.pop(0)
 
@@ -214,17 +221,42 @@ class CommitChecker:
 
     def outcome(self, node_id: str, txn: str, outcome: str, role: str) -> None:
         """A node's observer hook: ``node_id`` (as ``role``) reached ``outcome``.  A
-        coordinator's own decision is not one (see the module docstring)."""
+        coordinator's own decision is not one (see the module docstring).  A node's
+        outcome counts once its disk holds what the node had written when it reached it:
+        before that, a crash erases it unseen (every output after it waits for that sync;
+        a coordinator's decision reaches its own participant at once, not through the
+        network)."""
         if role == "coordinator":
             return
+        since = self.blocked_from.pop((node_id, txn), None)
+        if since is not None and role == "participant":
+            self.blocked.append(self.sim.now - since)  # it stopped waiting now, durable or not
+        if role != "client" and self.sim is not None and node_id in self.sim.node_ids:
+            storage = self.sim.storage_of(node_id)
+            written = storage.working.log_last()
+            if storage.durable.log_last() < written:
+                self.pending.append((node_id, storage, written, txn, outcome, role))
+                return
+        self._counted_outcome(node_id, txn, outcome, role)
+
+    def _settle(self) -> None:
+        """Count the pending outcomes that became durable; forget those a crash erased."""
+        pending, self.pending = self.pending, []
+        for entry in pending:
+            node_id, storage, written, txn, outcome, role = entry
+            if self.sim.storage_of(node_id) is not storage:
+                continue  # the node restarted from a disk without it
+            if storage.durable.log_last() >= written:
+                self._counted_outcome(node_id, txn, outcome, role)
+            else:
+                self.pending.append(entry)
+
+    def _counted_outcome(self, node_id: str, txn: str, outcome: str, role: str) -> None:
         previous = self.by_node.get((node_id, txn, role))
         if previous is not None and previous != outcome:
             self._fail("decision-changed", f"{node_id} ({role}) had {previous} {txn}, now {outcome}")
             return
         self.by_node[(node_id, txn, role)] = outcome
-        since = self.blocked_from.pop((node_id, txn), None)
-        if since is not None and role == "participant":
-            self.blocked.append(self.sim.now - since)
         seen = self.outcomes[txn]
         seen[outcome].add((node_id, role))
         if outcome == "committed":
