@@ -371,10 +371,9 @@ class DiskStorage:
         self._check_open()
         working = self._working
         first = working.log_first()
-        if position == first or (position < first and (position < 1 or working.log_last() >= first)):
-            return  # nothing to drop, and no empty log to restart earlier (core/storage.py)
-        working.log_compact_to(position)
-        self._ops.append([OP_COMPACT, position])
+        working.log_compact_to(position)  # MemoryStorage owns the rule (core/storage.py)
+        if working.log_first() != first:  # logged only when it moved the start
+            self._ops.append([OP_COMPACT, position])
 
     # ------------------------------------------------------------------- syncing
     def begin_sync(self) -> SyncBatch:
