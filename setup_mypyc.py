@@ -27,6 +27,7 @@ import sys
 MODULES = (
     "consensuskit.protocols.raft.node",
     "consensuskit.sim.simulation",
+    "consensuskit.sim.events",
     "consensuskit.sim.env",
     "consensuskit.protocols.raft.log",
     "consensuskit.core.driver",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from heapq import heappush
 from typing import TYPE_CHECKING, Any, Final
 
 from consensuskit.core.client import ClientResponse
@@ -155,7 +154,7 @@ class SimEnv(Driver):
         # entry only when no queued entry of this key pops before it.
         if carrier is None or carrier[0] > due:
             self.carriers[key] = entry
-            heappush(sim._queue, entry)
+            sim._queue.push(entry)
 
     def cancel_timer(self, key: str) -> None:
         self.timers.pop(key, None)
@@ -198,7 +197,7 @@ class SimEnv(Driver):
             factors = sim._sync_factors
             if factors:
                 latency *= factors[sim._disk_rng.getrandbits(8)]
-        heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
+        sim._queue.push((sim.now + latency, next(sim._seq), SYNC, self))
 
     def report_durable(self, position: int) -> None:
         """After a sync: the node's on_durable, an input like any other (checked when it
