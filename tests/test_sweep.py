@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
+from consensuskit.catalog import default_registry
+from consensuskit.cli import build_config
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sim.config import NetworkConfig
 from consensuskit.sweep import DaskUnavailable, parse_dask_address, reproduce_command, run_seed, run_sweep
@@ -136,3 +139,39 @@ def test_without_the_dask_extra_a_dask_sweep_is_refused(monkeypatch: pytest.Monk
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(DaskUnavailable, match=r"consensuskit\[dask\]"):
         run_sweep(BASE, [0], workers=1, progress=False, dask="local:1")
+
+
+# -- the wide sweep (make sweep) ---------------------------------------------------------
+# Every protocol with every service it serves, at 4 and 5 nodes, all faults: the default
+# suite sweeps 8 clean seeds per protocol (tests/check/test_bug_knobs.py), and each of the
+# safety bugs found on 2026-12-03 needed 100-200 seeds, two of them a service other than
+# kv and one 5 replicas.  CK_WIDE_SEEDS sets the seeds per cell (default 150).
+WIDE_SEEDS = int(os.environ.get("CK_WIDE_SEEDS", "150"))
+
+
+def _wide_cells() -> list[tuple[str, str, int]]:
+    registry = default_registry()
+    return [
+        (protocol, service.name, nodes)
+        for protocol in registry.names()
+        for service in map(registry.service, registry.services.names())
+        if registry.get(protocol).serves(service)
+        for nodes in (4, 5)
+    ]
+
+
+def test_the_wide_sweep_covers_every_service_of_every_protocol() -> None:
+    cells = _wide_cells()
+    registry = default_registry()
+    assert {protocol for protocol, _, _ in cells} == set(registry.names())
+    assert ("raft", "etcd", 5) in cells and ("zab", "etcd", 4) in cells and ("2pc", "txn", 4) in cells
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+@pytest.mark.parametrize(("protocol", "service", "nodes"), _wide_cells())
+def test_wide_sweep_passes(protocol: str, service: str, nodes: int) -> None:
+    config = build_config(protocol, nodes, 0, 10.0, 3, "all", None, service=service)
+    result = run_sweep(config, range(WIDE_SEEDS), workers=os.cpu_count() or 1, progress=False)
+    failures = [(f.seed, f.reason) for f in result.failures]
+    assert failures == [], f"consensuskit sweep {protocol} --service {service} --nodes {nodes}: {failures}"

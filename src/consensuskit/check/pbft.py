@@ -95,10 +95,13 @@ class PbftChecker:
                 )
             preparers = self.prepared.get((seq, view, digest), set())
             if len(preparers) < self.f + 1:
+                who = "no correct replica"
+                if preparers:
+                    who = f"only {', '.join(sorted(preparers))} of the correct replicas"
                 raise InvariantViolation(
                     "committed-prepared",
-                    f"{nid} committed n={seq} v={view} {_short(digest)} but only "
-                    f"{sorted(preparers) or 'no'} correct replica(s) prepared it (need {self.f + 1})",
+                    f"{nid} committed n={seq} v={view} {_short(digest)} but {who} prepared it"
+                    f" (need {self.f + 1})",
                 )
             for other_view, other in self.accepted.get(seq, ()):
                 if other_view > view and other != digest:

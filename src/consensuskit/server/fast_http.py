@@ -41,6 +41,13 @@ Rules this module owns:
     under a new number, as in ``http_api.py``;
   * timeouts, connection and buffer caps are not this module's: every connection sits
     under a ``conn_guard.GuardProtocol``, which this protocol sees only as its transport.
+
+Why the head is split by hand rather than parsed by httptools (llhttp): measured on a wrk
+put (2026-12-03), ``_parse`` takes 3.6 us; httptools takes 2.5 us with one parser per
+connection fed whole requests (which the one-request-at-a-time hand-off would have to keep
+in step with this buffer) and 3.0 us with a fresh parser per head.  About 1 us of a
+leader's 65-90 us of CPU per put: not worth a second parser to keep in agreement with
+aiohttp's.  Anything this split does not understand goes to aiohttp's parser anyway.
 """
 
 from __future__ import annotations
