@@ -18,7 +18,7 @@ def timer_records(sim) -> list[tuple[float, str, str]]:
 
 
 def queued(sim, key: str) -> int:
-    return sum(1 for ev in sim._queue.entries() if ev[2] == TIMER and ev[4] == key)
+    return sum(1 for ev in sim._queue if ev[2] == TIMER and ev[4] == key)
 
 
 def test_a_timer_rearmed_later_fires_once_at_its_new_time_in_the_order_it_was_set():
@@ -49,7 +49,7 @@ def test_a_timer_rearmed_earlier_or_cancelled():
     assert sim.armed_timers("n1") == [(0.5, "x")]
     sim.run_until(3.0)
     assert timer_records(sim) == [(0.5, "n1", "x")]
-    assert all(ev[2] != TIMER for ev in sim._queue.entries())
+    assert all(ev[2] != TIMER for ev in sim._queue)
 
 
 def test_a_paused_nodes_timer_fires_on_resume_unless_rearmed_meanwhile():
