@@ -7,9 +7,7 @@ on which one it gets: the same seed gives the same trace either way.
 
     python setup_mypyc.py build_ext --inplace      # what `make compiled` runs
 
-Left interpreted on purpose: statemachines/sessions.py (PBFT's twin replica deep-copies the
-state machine and shares what cannot be copied by walking ``__slots__``, which a compiled
-class does not expose: the session table's msgpack packer then fails to copy), the message
+Left interpreted on purpose: the message
 modules (``@message`` builds classes mypyc cannot compile natively), core/capabilities.py
 (runtime-checkable protocols).
 
@@ -29,6 +27,7 @@ import sys
 MODULES = (
     "consensuskit.protocols.raft.node",
     "consensuskit.sim.simulation",
+    "consensuskit.sim.events",
     "consensuskit.sim.env",
     "consensuskit.protocols.raft.log",
     "consensuskit.core.driver",
@@ -43,6 +42,11 @@ MODULES = (
     "consensuskit.protocols.common.read_index",
     "consensuskit.protocols.common.snapshot_policy",
     "consensuskit.protocols.common.replies",
+    "consensuskit.statemachines.sessions",
+    "consensuskit.statemachines.kv",
+    "consensuskit.statemachines.sessioned",
+    "consensuskit.core.storage",
+    "consensuskit.services.kv",
 )
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

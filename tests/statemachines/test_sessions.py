@@ -266,6 +266,27 @@ def test_snapshot_round_trip_keeps_order_clock_and_record():
     assert copy.apply(write("c3", 1)) is EXPIRED
 
 
+@pytest.mark.parametrize("machine", ["kv", "sessioned"])
+def test_a_deep_copy_is_a_twin_that_shares_nothing(machine):
+    """PBFT's twin replica deep-copies a state machine (protocols/pbft/byzantine.py):
+    the copy has the same state and its own session table and encoder, also compiled."""
+    import copy as copying
+
+    from consensuskit.statemachines.mvcc import MVCCStateMachine
+
+    sm = started(0, max_sessions=4) if machine == "kv" else MVCCStateMachine()
+    if machine == "kv":
+        sm.apply(write("c1", 1))
+    twin = copying.deepcopy(sm)
+    assert twin.snapshot() == sm.snapshot()
+    assert twin.sessions is not sm.sessions
+    assert twin.sessions._packer is not sm.sessions._packer
+    if machine == "kv":
+        assert twin.apply(write("c2", 1)) == {"version": 2}
+        assert "c2" in twin.sessions and "c2" not in sm.sessions
+        assert sm.apply(write("c1", 1)) == twin.apply(write("c1", 1)) == {"version": 1}
+
+
 def test_the_previous_release_snapshot_still_restores():
     """Sessions as (client, seq, result) triples in client order, no clock."""
     old = {

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from consensuskit.core.compiled import mypyc_attr
+
 REJOINING_KEY = "rejoining"
 
 
@@ -57,6 +59,7 @@ class Storage(Protocol):
         ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed by interpreted code
 class MemoryStorage:
     """Reference in-memory storage in which every write is immediately durable."""
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from heapq import heappush
 from typing import TYPE_CHECKING, Any, Final
 
 from consensuskit.core.client import ClientResponse
 from consensuskit.core.compiled import mypyc_attr
 from consensuskit.core.driver import Driver
+from consensuskit.sim.events import push_event
 from consensuskit.sim.storage import Journal, SimStorage
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class SimEnv(Driver):
         # entry only when no queued entry of this key pops before it.
         if carrier is None or carrier[0] > due:
             self.carriers[key] = entry
-            heappush(sim._queue, entry)
+            push_event(sim._queue, entry)
 
     def cancel_timer(self, key: str) -> None:
         self.timers.pop(key, None)
@@ -198,7 +198,7 @@ class SimEnv(Driver):
             factors = sim._sync_factors
             if factors:
                 latency *= factors[sim._disk_rng.getrandbits(8)]
-        heappush(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
+        push_event(sim._queue, (sim.now + latency, next(sim._seq), SYNC, self))
 
     def report_durable(self, position: int) -> None:
         """After a sync: the node's on_durable, an input like any other (checked when it

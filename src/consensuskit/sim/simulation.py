@@ -3,10 +3,11 @@
 Rules this module owns:
   * the queue holds tuples ``(time, seq, kind, ...)``; ``seq`` is unique and
     increasing, so events at equal times run in insertion order and nothing past
-    ``seq`` is ever compared.  It is a heap plus a FIFO of batch ends (``_batches``,
-    batched runtime): a batch ends ``batch_window`` after it opened, so batch ends
-    arrive in deadline order and need no heap; the next event is the smaller of the
-    two heads (a batch end that would break the FIFO's order goes to the heap);
+    ``seq`` is ever compared.  It is a heap (sim/events.py ``push_event``/``pop_event``:
+    heapq's order, kept cheaper when compiled) plus a FIFO of batch ends (``_batches``,
+    batched runtime): a batch ends ``batch_window`` after it opened, so batch ends arrive in
+    deadline order and need no heap; the next event is the smaller of the two heads (a
+    batch end that would break the FIFO's order goes to the queue);
   * every random choice comes from generators derived from ``config.seed`` by string
     seeds (``f"{seed}/network"``, ``f"{seed}/{node}/{incarnation}"``, ...), so adding
     a fault or a client never perturbs the choices of another source;
@@ -46,7 +47,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
 from typing import Any, Final
 
 from consensuskit.catalog import default_registry, service_for
@@ -58,6 +58,7 @@ from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
 from consensuskit.sim.env import SYNC, TIMER, BatchedSimEnv, Clock, SimEnv
 from consensuskit.sim.errors import InvariantViolation
+from consensuskit.sim.events import pop_event, push_event
 from consensuskit.sim.history import History
 from consensuskit.sim.storage import SimStorage
 from consensuskit.sim.trace import Trace
@@ -225,7 +226,7 @@ class Simulation:
         self._batch_window = 0.0
         self.now = 0.0
         self.events = 0
-        self._queue: list[tuple[Any, ...]] = []
+        self._queue: list[tuple[Any, ...]] = []  # a heap (sim/events.py)
         self._batches: deque[tuple[Any, ...]] = deque()  # BATCH entries, in order
         self._seq = itertools.count()
         self.trace = Trace(config.trace_path)
@@ -372,14 +373,14 @@ class Simulation:
         bq = self._batches
         if bq and (not q or bq[0] < q[0]):
             return bq.popleft() if bq[0][0] <= t else None
-        return heappop(q) if q and q[0][0] <= t else None
+        return pop_event(q) if q and q[0][0] <= t else None
 
     def _push_batch_end(self, entry: tuple[Any, ...]) -> None:
         bq = self._batches
         if not bq or bq[-1][0] <= entry[0]:
             bq.append(entry)
         else:  # the window shrank meanwhile: out of the FIFO's order
-            heappush(self._queue, entry)
+            push_event(self._queue, entry)
 
     def run_until(self, t: float) -> None:
         """Process every event due at or before ``t``; then the clock reads ``t``.
@@ -389,7 +390,6 @@ class Simulation:
         goes through ``_dispatch``.  Keep it lean.
         """
         q = self._queue
-        pop = heappop
         bq = self._batches
         bq_pop = bq.popleft
         nodes = self.nodes
@@ -413,16 +413,15 @@ class Simulation:
                     # A batch end is due first unless the heap's head sorts before it.
                     ev = bq[0]
                     if q and q[0] < ev:
-                        ev = q[0]
-                        if ev[0] > t:
+                        if q[0][0] > t:
                             break
-                        pop(q)
+                        ev = pop_event(q)
                     else:
                         if ev[0] > t:
                             break
                         bq_pop()
                 elif q and q[0][0] <= t:
-                    ev = pop(q)
+                    ev = pop_event(q)
                 else:
                     break
                 kind: int = ev[2]
@@ -454,7 +453,7 @@ class Simulation:
                                     if not bq or bq[-1][0] <= deadline:
                                         bq.append((deadline, next(seq), BATCH, env))
                                     else:
-                                        heappush(q, (deadline, next(seq), BATCH, env))
+                                        push_event(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
                                     n = env.recs
@@ -500,7 +499,7 @@ class Simulation:
                                     if not bq or bq[-1][0] <= deadline:
                                         bq.append((deadline, next(seq), BATCH, env))
                                     else:
-                                        heappush(q, (deadline, next(seq), BATCH, env))
+                                        push_event(q, (deadline, next(seq), BATCH, env))
                                 else:
                                     self.now = deadline
                                     n = env.recs
@@ -639,7 +638,7 @@ class Simulation:
             del env.carriers[key]
         else:
             env.carriers[key] = entry
-            heappush(self._queue, entry)
+            push_event(self._queue, entry)
 
     def _note(self, exc: Exception, ev: tuple[Any, ...]) -> None:
         # Say which event a protocol (or script) blew up in, once.
@@ -797,7 +796,7 @@ class Simulation:
                 # "deliver": bypass partitions, loss, duplication and reordering.
                 lo, span = self._link_params.get((src, dst), self._default_params)[:2]
                 delay = lo + span * self._rnd()
-                heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
+                push_event(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
                 return
         if self._cut and (src, dst) in self._cut:
             tr((now, "drop", src, dst, mid, msg, "partition"))
@@ -813,13 +812,13 @@ class Simulation:
         delay = lo + span * rnd()
         if reorder and rnd() < reorder:
             delay += reorder_delay * rnd()
-        heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
+        push_event(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
         if dup and rnd() < dup:
             delay = lo + span * rnd()
             if reorder and rnd() < reorder:
                 delay += reorder_delay * rnd()
             tr((now, "dup", src, dst, mid, msg))
-            heappush(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
+            push_event(self._queue, (now + delay, next(self._seq), MSG, dst, src, msg, mid, depth))
 
     def _filter(self, src: str, dst: str, msg: Any) -> str | None:
         for fn in list(self._filters.values()):
@@ -851,9 +850,9 @@ class Simulation:
                 self.held.append((node_id, client_id, mid, response))
                 self._trace_append((self.now, "hold", node_id, client_id, mid, response))
                 return
-        heappush(
+        push_event(
             self._queue,
-            (self.now + self._client_latency(), next(self._seq), RESP, client_id, response, node_id),
+            (self.now + self._client_latency(), next(self._seq), RESP, client_id, response, node_id)
         )
 
     def _send_request(self, node_id: str, request: ClientRequest, attempt: int) -> None:
@@ -872,9 +871,9 @@ class Simulation:
                 self.held.append((client_id, node_id, 0, request))
                 self._trace_append((now, "hold", client_id, node_id, 0, request))
                 return
-        heappush(
+        push_event(
             self._queue,
-            (now + self._client_latency(), next(self._seq), REQ, node_id, request, None),
+            (now + self._client_latency(), next(self._seq), REQ, node_id, request, None)
         )
 
     def release_held(self, pred: Callable[[str, str, Any], object] | None = None) -> int:
@@ -892,14 +891,14 @@ class Simulation:
             released += 1
             self._trace_append((self.now, "release", src, dst, mid, msg))
             if isinstance(msg, ClientResponse):
-                heappush(
+                push_event(
                     self._queue,
-                    (self.now + self._client_latency(), next(self._seq), RESP, dst, msg, src),
+                    (self.now + self._client_latency(), next(self._seq), RESP, dst, msg, src)
                 )
             elif isinstance(msg, ClientRequest):
-                heappush(
+                push_event(
                     self._queue,
-                    (self.now + self._client_latency(), next(self._seq), REQ, dst, msg, None),
+                    (self.now + self._client_latency(), next(self._seq), REQ, dst, msg, None)
                 )
             else:
                 self._transmit(src, dst, msg, self._held_depth.pop(mid, 1), use_filters=False)
@@ -908,7 +907,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ internals
     def _push_fn(self, t: float, fn: Callable[[Any], None], arg: Any) -> None:
-        heappush(self._queue, (max(t, self.now), next(self._seq), FN, fn, arg))
+        push_event(self._queue, (max(t, self.now), next(self._seq), FN, fn, arg))
 
     def _check_node(self, node_id: str) -> None:
         if node_id not in self._storages:
@@ -1030,7 +1029,7 @@ class Simulation:
                 if env.timers.get(key) is ev:
                     # Still armed as it was deferred: the new entry is the timer now.
                     env.timers[key] = env.carriers[key] = entry
-            heappush(self._queue, entry)
+            push_event(self._queue, entry)
 
     def partition(self, groups: list[list[str]]) -> None:
         """Nodes in different groups cannot talk; unlisted nodes form one more group."""
@@ -1201,7 +1200,7 @@ class Simulation:
 
     def schedule(self, at: float, fn: Callable[[], None], label: str) -> None:
         """Run ``fn`` at virtual time ``at`` (not earlier than now), traced as ``label``."""
-        heappush(self._queue, (max(at, self.now), next(self._seq), CALL, fn, label))
+        push_event(self._queue, (max(at, self.now), next(self._seq), CALL, fn, label))
 
     # ------------------------------------------------------------------ clients
     def _client(self, client_id: str) -> Client:

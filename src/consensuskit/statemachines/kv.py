@@ -76,9 +76,10 @@ class KVStateMachine:
         return self._sessions.apply(command, judged)
 
     def read(self, request: ClientRequest) -> Any:
-        if not request.op.is_read():
-            raise ValueError(f"read() serves only get, not {request.op.kind} (reads: get, list)")
-        return self.execute(request.op)
+        op = request.op
+        if not isinstance(op, Op) or not op.is_read():  # kv's edge admits Ops only
+            raise ValueError(f"read() serves only get, not {op.kind} (reads: get, list)")
+        return self.execute(op)
 
     def execute(self, op: Op) -> Any:
         """Apply one op ignoring sessions; the result dict depends only on the state."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from consensuskit.core.client import ClientRequest
+from consensuskit.core.compiled import mypyc_attr
 from consensuskit.statemachines.sessions import BAD_COMMAND, CLOCK, SessionTable
 
 
@@ -40,6 +41,7 @@ class Executor(Protocol):
     def __len__(self) -> int: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed by interpreted code
 class Sessioned:
     """A ``core.service.StateMachine`` made of an executor and a session table."""
 

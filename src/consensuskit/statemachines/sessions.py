@@ -49,6 +49,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -151,6 +152,19 @@ class SessionTable:
         self.max_sessions = 0  # 0: no cap
         self.forgotten_total = 0  # sessions ever forgotten (expired or evicted)
         self._packer = _packer()  # a state machine is applied by one thread at a time
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SessionTable:
+        """A copy with a packer of its own: a msgpack Packer cannot be copied, and a copy
+        (PBFT's twin replica deep-copies its state machine) may be applied apart from
+        the original.  Written out because a compiled class exposes no ``__slots__``."""
+        table = SessionTable()
+        memo[id(self)] = table
+        table._sessions = copy.deepcopy(self._sessions, memo)
+        table._forgotten = OrderedDict(self._forgotten)
+        table.clock, table._epoch, table._mono = self.clock, self._epoch, self._mono
+        table.ttl, table.max_sessions = self.ttl, self.max_sessions
+        table.forgotten_total = self.forgotten_total
+        return table
 
     # -- commands ---------------------------------------------------------------------
     def apply(self, command: ClientRequest, execute: Callable[[Op], Any]) -> Any:

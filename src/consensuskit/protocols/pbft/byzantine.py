@@ -53,28 +53,9 @@ REPLAY_HISTORY = 64
 
 
 def clone(obj: Any) -> Any:
-    """A deep copy of a fresh state machine for a twin; helper objects that refuse to be
-    copied (an encoder a session table keeps) are shared, as one thread uses both."""
-    memo: dict[int, Any] = {}
-
-    def visit(value: Any, depth: int) -> None:
-        if depth > 5 or id(value) in memo:
-            return
-        names = [n for cls in type(value).__mro__ for n in getattr(cls, "__slots__", ())]
-        names += list(getattr(value, "__dict__", {}))
-        for name in names:
-            field_value = getattr(value, name, None)
-            if field_value is None or isinstance(field_value, str | bytes | int | float | tuple):
-                continue
-            try:
-                copy.copy(field_value)
-            except TypeError:
-                memo[id(field_value)] = field_value
-            else:
-                visit(field_value, depth + 1)
-
-    visit(obj, 0)
-    return copy.deepcopy(obj, memo)
+    """A deep copy of a fresh state machine for a twin.  A part that cannot be copied
+    field by field (the session table's encoder) says how with ``__deepcopy__``."""
+    return copy.deepcopy(obj)
 
 
 def noisy(batch: Batch, seq: int, dst: str) -> Batch:
