@@ -39,10 +39,9 @@ def _before(a: Entry, b: Entry) -> bool:
     return bool(a < b)
 
 
-def native_push(heap: list[Entry], entry: Entry) -> None:
-    """``heapq.heappush`` with ``_before`` as the order (heapq's ``_siftdown``)."""
-    heap.append(entry)
-    pos = len(heap) - 1
+def _rise(heap: list[Entry], pos: int, entry: Entry) -> None:
+    """Put ``entry`` at ``pos`` or above it, moving the parents it sorts before one
+    level down (heapq's ``_siftdown``)."""
     while pos > 0:
         parent_pos = (pos - 1) >> 1
         parent = heap[parent_pos]
@@ -53,13 +52,19 @@ def native_push(heap: list[Entry], entry: Entry) -> None:
     heap[pos] = entry
 
 
+def native_push(heap: list[Entry], entry: Entry) -> None:
+    """``heapq.heappush`` with ``_before`` as the order."""
+    heap.append(entry)
+    _rise(heap, len(heap) - 1, entry)
+
+
 def native_pop(heap: list[Entry]) -> Entry:
     """``heapq.heappop`` with ``_before`` as the order (IndexError when empty)."""
     last = heap.pop()
     if not heap:
         return last
     first = heap[0]
-    # heapq._siftup: move the smaller child up until a leaf, then sift ``last`` down.
+    # heapq._siftup: move the smaller child up until a leaf, then let ``last`` rise from there.
     end = len(heap)
     pos = 0
     child = 1
@@ -70,14 +75,7 @@ def native_pop(heap: list[Entry]) -> Entry:
         heap[pos] = heap[child]
         pos = child
         child = 2 * pos + 1
-    while pos > 0:
-        parent_pos = (pos - 1) >> 1
-        parent = heap[parent_pos]
-        if not _before(last, parent):
-            break
-        heap[pos] = parent
-        pos = parent_pos
-    heap[pos] = last
+    _rise(heap, pos, last)
     return first
 
 
