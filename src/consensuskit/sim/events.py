@@ -1,20 +1,19 @@
 """The simulator's timed event queue: a list of entries ``(time, seq, kind, ...)`` kept
-as a binary heap, which ``push_event`` and ``pop_event`` maintain; entries leave in ``(time, seq)``
-order.
+as a binary heap by ``push_event`` and ``pop_event``; entries leave in ``(time, seq)`` order.
 
 Rules this module owns:
   * the order is exactly that of ``heapq`` on the entry tuples: the earliest time first,
     and among entries of one time the smallest ``seq`` first (``seq`` is unique, so
     nothing past it is ever compared).  ``q[0]`` is the head, as with ``heapq``;
-  * compiled (``make compiled``), ``push_event``/``pop_event`` are this module's own heap, which
-    compares two float times as floats and then the seqs when the times are equal.
-    ``heapq`` compares tuples, testing equality and then order element by element
+  * compiled (``make compiled``), ``push_event``/``pop_event`` are this module's own
+    heap, which compares two float times as floats and then the seqs when the times are
+    equal.  ``heapq`` compares tuples, testing equality and then order element by element
     through the generic comparison (about five times the cost, and compiled this is the
     simulator's busiest loop); a time that is not a float (an int from a script) falls
     back to the tuples' own comparison, so the order never differs;
-  * interpreted (the default install), ``push_event``/``pop_event`` are ``heapq.heappush`` and
-    ``heapq.heappop`` themselves: C code, faster than any heap written in Python, and no
-    Python frame per event.
+  * interpreted (the default install), ``push_event``/``pop_event`` are
+    ``heapq.heappush`` and ``heapq.heappop`` themselves: C code, faster than any heap
+    written in Python, and no Python frame per event.
 """
 
 from __future__ import annotations

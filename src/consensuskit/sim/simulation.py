@@ -852,7 +852,7 @@ class Simulation:
                 return
         push_event(
             self._queue,
-            (self.now + self._client_latency(), next(self._seq), RESP, client_id, response, node_id)
+            (self.now + self._client_latency(), next(self._seq), RESP, client_id, response, node_id),
         )
 
     def _send_request(self, node_id: str, request: ClientRequest, attempt: int) -> None:
@@ -873,7 +873,7 @@ class Simulation:
                 return
         push_event(
             self._queue,
-            (now + self._client_latency(), next(self._seq), REQ, node_id, request, None)
+            (now + self._client_latency(), next(self._seq), REQ, node_id, request, None),
         )
 
     def release_held(self, pred: Callable[[str, str, Any], object] | None = None) -> int:
@@ -893,12 +893,12 @@ class Simulation:
             if isinstance(msg, ClientResponse):
                 push_event(
                     self._queue,
-                    (self.now + self._client_latency(), next(self._seq), RESP, dst, msg, src)
+                    (self.now + self._client_latency(), next(self._seq), RESP, dst, msg, src),
                 )
             elif isinstance(msg, ClientRequest):
                 push_event(
                     self._queue,
-                    (self.now + self._client_latency(), next(self._seq), REQ, dst, msg, None)
+                    (self.now + self._client_latency(), next(self._seq), REQ, dst, msg, None),
                 )
             else:
                 self._transmit(src, dst, msg, self._held_depth.pop(mid, 1), use_filters=False)
