@@ -174,6 +174,11 @@ class MultiPaxosNode:
             self.config_history = ConfigHistory(1, initial)
         # Invariant: log.offset <= executed; every slot <= executed is chosen and applied.
         self.executed = snap.last_slot if snap else 0
+        # Commands (a slot counts its batch, at least 1) executed since the last snapshot:
+        # what the snapshot policy counts.  Counting slots let a slot batching 64 commands
+        # keep 64 times the log of an unbatched one; under load a leader held some 64,000
+        # commands between snapshots and paused ~50 ms in each full garbage collection.
+        self.executed_since_snapshot = 0
         # Chosen values above the compaction point (kept for catch-up), incl. executed ones.
         self.chosen: dict[int, Entry] = {}
         # The highest slot ever put in ``chosen``: a read's target is max(executed, this),
@@ -988,13 +993,17 @@ class MultiPaxosNode:
             entry = self.chosen[slot]
             self.executed = slot
             if entry.kind in (COMMAND, BATCH):
-                for request in entry.commands():
+                commands = entry.commands()
+                self.executed_since_snapshot += len(commands) or 1
+                for request in commands:
                     result = self.sm.apply(request)
                     origins = self.waiting.pop((request.client_id, request.seq), ())
                     if self.role == LEADER:
                         for origin in origins:
                             self._answer_command(request, result, slot, origin)
-            elif entry.kind == CONFIG:
+            else:
+                self.executed_since_snapshot += 1
+            if entry.kind == CONFIG:
                 members = tuple(entry.data.members)
                 self.config_slot = slot
                 self.config_history.record(slot + self.opts.alpha, members)
@@ -1170,9 +1179,9 @@ class MultiPaxosNode:
 
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:
-        last = self.snapshot.last_slot if self.snapshot else 0
-        if not snapshot_due(self.executed - last, self.opts.snapshot_threshold, len(self.sm)):
+        if not snapshot_due(self.executed_since_snapshot, self.opts.snapshot_threshold, len(self.sm)):
             return
+        self.executed_since_snapshot = 0
         snap = Snapshot(
             last_slot=self.executed,
             configs=self._configs_from(self.executed + 1),
@@ -1203,6 +1212,7 @@ class MultiPaxosNode:
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.executed = snap.last_slot
+        self.executed_since_snapshot = 0
         self.config_history = history
         self._compact(snap.last_slot)
         if self.role == LEADER and self.next_slot <= snap.last_slot:

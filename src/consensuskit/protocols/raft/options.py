@@ -33,7 +33,12 @@ BUGS = (
 # 1 s election timeout.  On a loaded 2-core machine a follower's silence reached 250 ms
 # with no fault at all (benchmarks/kv_throughput.py, docs/server.md), too close to the
 # simulator's 300 ms; the simulator keeps the defaults below.
-SERVER_OPTIONS = {"election_timeout": 1.0, "heartbeat_interval": 0.1}
+# Batches: at 256 clients a leader's runtime batch held more than 64 commands and went
+# out as several AppendEntries per follower, each paying its own write, decode, WAL
+# record and response; up to 1,024 entries a message (max_batch_bytes still caps it, as
+# etcd's MaxSizePerMsg does) cut the leader's CPU per put by 10-20%
+# (benchmarks/kv_throughput.py, issue 18).
+SERVER_OPTIONS = {"election_timeout": 1.0, "heartbeat_interval": 0.1, "max_batch_entries": 1024}
 
 
 @dataclass(slots=True, kw_only=True)
