@@ -112,8 +112,13 @@ TRIPS: dict[tuple[str, str], frozenset[str]] = {
         ("multipaxos", "skip-phase1-on-takeover"): {"one-value-per-slot"},
         ("multipaxos", "promise-after-wipe"): {"one-value-per-slot"},
         # A leader that counts itself before its disk holds the slot can lose a chosen
-        # value in a crash: a later read is served from before it, or the slot is rechosen.
-        ("multipaxos", "count-self-before-durable"): {"read-freshness", "one-value-per-slot"},
+        # value in a crash: a later read is served from before it, or the slot is rechosen
+        # (seen by the votes, or by a node that learned the first value).
+        ("multipaxos", "count-self-before-durable"): {
+            "read-freshness",
+            "one-value-per-slot",
+            "learned-agreement",
+        },
         ("pbft", "early-commit"): {"committed-prepared"},
         ("pbft", "new-view-ignores-prepared"): {"committed-keeps-seq"},
         ("pbft", "small-quorums"): {"committed-keeps-seq", "committed-prepared"},
