@@ -50,7 +50,7 @@ class MultiPaxosOptions:
     # flight, so without this it bounds the commands in flight too.
     commands_per_slot: int = 64
     max_queue: int = 1000  # commands a leader holds while it cannot propose
-    snapshot_threshold: int = 200  # executed slots in the log before a snapshot; 0 = never
+    snapshot_threshold: int = 200  # executed commands (a slot counts its batch) before a snapshot; 0 = never
     snapshot_trailing: int = 20  # slots kept after a snapshot for slightly lagging nodes
     members: tuple[str, ...] = ()  # initial configuration; empty = the runtime's members
     bugs: frozenset[str] = field(default_factory=frozenset)
