@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,13 +134,23 @@ def test_bad_numbers_are_refused(tmp_path: Path) -> None:
         ClusterLayout.prepare(tmp_path / "c")
 
 
+@contextlib.contextmanager
+def listening_holder(port: int) -> Iterator[socket.socket]:
+    """A listener that takes ``port``.  With SO_REUSEADDR, as the servers bind: without it
+    the bind fails on a port free_base_port found free that an earlier test's connection
+    still holds in TIME_WAIT (a CI flake: EADDRINUSE in the holder itself)."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        yield holder
+
+
 def test_a_taken_port_is_named(tmp_path: Path) -> None:
     base = free_base_port(6)
     layout = ClusterLayout.prepare(tmp_path, 3, base)
     layout.check_ports_free()
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", base + 4))
-        holder.listen()
+    with listening_holder(base + 4):
         assert not port_is_free(base + 4)
         with pytest.raises(ClusterError, match=f"port {base + 4} \\(n2 peer TCP\\) is already in use"):
             layout.check_ports_free()
@@ -148,9 +160,7 @@ def test_up_exits_2_with_a_message_when_a_port_is_taken(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = free_base_port(6)
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", base + 1))
-        holder.listen()
+    with listening_holder(base + 1):
         code = up_command(3, str(tmp_path), base)
     assert code == 2
     err = capsys.readouterr().err
