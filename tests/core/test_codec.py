@@ -721,3 +721,19 @@ def test_a_message_with_a_default_factory_keeps_the_generated_init(scratch_regis
 def test_every_registered_frozen_raft_and_client_message_has_the_fast_init():
     for cls in (AppendEntries, AppendEntriesResponse, ClientRequest, ClientResponse, Op):
         assert "__setattr__" not in cls.__init__.__code__.co_names, cls.__name__
+
+
+def test_estimated_size_counts_what_a_message_carries():
+    from consensuskit.core.client import ClientRequest, Op
+    from consensuskit.core.messages import estimated_size, iter_encode
+
+    request = ClientRequest(client_id="c", seq=1, op=Op(kind="put", key="k", value=b"\0" * 70_000))
+    encoded = sum(len(piece) for piece in iter_encode(request))
+    assert encoded - 100 <= estimated_size(request) <= encoded + 100
+    assert estimated_size("é" * 10) == 40  # up to 4 bytes a character when not ASCII
+    assert estimated_size({"a": ["bc", 1, None]}) == 5 + 1 + 5 + 2 + 9 + 1
+    deep: list = []
+    for _ in range(10_000):  # nesting is bounded, not a RecursionError
+        deep = [deep]
+    assert estimated_size(deep) < 10_000 * 6
+    assert estimated_size(object()) == 9

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.storage import MemoryStorage
 from consensuskit.protocols.raft.log import RaftLog
-from consensuskit.protocols.raft.messages import NOOP, LogEntry
+from consensuskit.protocols.raft.messages import COMMAND, NOOP, LogEntry
 
 
 def entries(start: int, terms: list[int]) -> list[LogEntry]:
@@ -255,3 +256,42 @@ def test_load_with_gap_after_snapshot_raises():
     storage.log_append(entries(6, [3]))
     with pytest.raises(ValueError, match="log starts at 6, after the snapshot point 3"):
         RaftLog.load(storage, 3, 2)
+
+
+# ---------------------------------------------------------------------- sizes of large values
+def put_entry(index: int, value: str, term: int = 1) -> LogEntry:
+    request = ClientRequest(client_id="c", seq=index, op=Op(kind="put", key=f"k{index}", value=value))
+    return LogEntry(term=term, index=index, kind=COMMAND, data=request)
+
+
+def test_a_commands_estimated_size_counts_its_value():
+    small, large = put_entry(1, "x").size(), put_entry(1, "x" * 100_000).size()
+    assert 48 <= small < 200
+    assert large - small == 100_000 - 1
+
+
+def test_max_bytes_bounds_a_slice_of_large_values():
+    """With the estimate at a fixed 48 bytes, 1,024 entries of 64 KiB values fitted a
+    64 KiB cap: an AppendEntries of 64 MiB, over the peer transport's frame limit, which
+    is never delivered (the follower would never catch up)."""
+    log = RaftLog(MemoryStorage())
+    log.append([put_entry(i, "v" * 40_000) for i in range(1, 11)])
+    entries, nbytes = log.slice_sized(1, 1024, 64 * 1024)
+    assert indexes(entries) == [1]  # a second would pass 64 KiB
+    assert nbytes == entries[0].size() > 40_000
+    assert indexes(log.slice(1, 1024, 100_000)) == [1, 2]
+    assert indexes(log.slice(5, 1024, 0)) == [5]  # at least one, however large
+
+
+def test_sizes_follow_an_index_whose_entry_was_replaced():
+    """Sizes are cached by index: truncation and reset drop them, compaction prunes them."""
+    log = RaftLog(MemoryStorage())
+    log.append([put_entry(1, "a"), put_entry(2, "b" * 50_000)])
+    assert log.slice_sized(1, 10, 10**9)[1] == put_entry(1, "a").size() + put_entry(2, "b" * 50_000).size()
+    log.truncate_from(2)
+    log.append([put_entry(2, "c", term=2)])
+    assert log.slice_sized(1, 10, 10**9)[1] == put_entry(1, "a").size() + put_entry(2, "c").size()
+    log.compact(1)
+    assert sorted(log.sizes) == [2]
+    log.reset(5, 3)
+    assert log.sizes == {}

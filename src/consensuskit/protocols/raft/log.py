@@ -17,7 +17,7 @@ from consensuskit.protocols.raft.messages import LogEntry
 
 
 class RaftLog:
-    __slots__ = ("defer_writes", "entries", "offset", "offset_term", "storage", "unwritten")
+    __slots__ = ("defer_writes", "entries", "offset", "offset_term", "sizes", "storage", "unwritten")
 
     def __init__(self, storage: Storage, offset: int = 0, offset_term: int = 0) -> None:
         self.storage = storage
@@ -29,6 +29,10 @@ class RaftLog:
         # before the sync, so a batch of client writes costs one storage append.
         self.defer_writes = False
         self.unwritten: list[LogEntry] = []
+        # Estimated sizes (LogEntry.size) by index, filled by slice_sized: a leader
+        # estimates each entry once, not once per follower.  An index's entry changes
+        # only through truncate_from and reset, which drop what they replace.
+        self.sizes: dict[int, int] = {}
 
     @classmethod
     def load(cls, storage: Storage, offset: int, offset_term: int) -> RaftLog:
@@ -75,16 +79,24 @@ class RaftLog:
 
     def slice(self, lo: int, max_entries: int, max_bytes: int) -> tuple[LogEntry, ...]:
         """Entries from ``lo`` on, at least one if any, within both limits."""
+        return self.slice_sized(lo, max_entries, max_bytes)[0]
+
+    def slice_sized(self, lo: int, max_entries: int, max_bytes: int) -> tuple[tuple[LogEntry, ...], int]:
+        """``slice`` and the estimated size of what it returns."""
         start = lo - self.offset - 1
         if start < 0:
             raise IndexError(f"entry {lo} was compacted (log starts at {self.first_index})")
         out = self.entries[start : start + max_entries]
+        sizes = self.sizes
         total = 0
         for i, e in enumerate(out):
-            total += e.size()
-            if total > max_bytes and i > 0:
-                return tuple(out[:i])
-        return tuple(out)
+            size = sizes.get(e.index)
+            if size is None:
+                size = sizes[e.index] = e.size()
+            if total + size > max_bytes and i > 0:
+                return tuple(out[:i]), total
+            total += size
+        return tuple(out), total
 
     def first_index_of_term(self, index: int) -> int:
         """First index of the run of entries sharing ``index``'s term (fast backtracking)."""
@@ -131,6 +143,8 @@ class RaftLog:
             raise ValueError(f"cannot truncate at {index}: compacted up to {self.offset}")
         self.flush()
         del self.entries[index - self.offset - 1 :]
+        if self.sizes:
+            self.sizes = {i: size for i, size in self.sizes.items() if i < index}
         self.storage.log_truncate_from(index)
 
     def compact(self, index: int) -> None:
@@ -142,6 +156,8 @@ class RaftLog:
             raise ValueError(f"cannot compact to {index}: not in the log")
         self.flush()
         del self.entries[: index - self.offset]
+        if self.sizes:
+            self.sizes = {i: size for i, size in self.sizes.items() if i > index}
         self.offset, self.offset_term = index, term
         self.storage.log_compact_to(index + 1)
 
@@ -149,6 +165,7 @@ class RaftLog:
         """Discard the whole log; it now starts after a snapshot at ``offset``."""
         self.unwritten = []  # never written, now never needed
         self.entries = []
+        self.sizes = {}
         self.offset, self.offset_term = offset, offset_term
         self.storage.log_truncate_from(self.storage.log_first())
         self.storage.log_compact_to(offset + 1)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.client import ClientRequest, ClientResponse
-from consensuskit.core.messages import message
+from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.messages import estimated_size, message
 
 NOOP = "noop"
 COMMAND = "command"
@@ -71,8 +71,23 @@ class LogEntry:
     data: Any = None
 
     def size(self) -> int:
-        """Estimated encoded size, for flow control (cheap; not exact)."""
-        return 48
+        """Estimated encoded size, for flow control (cheap; not exact): 48 bytes plus
+        what the entry carries, so that ``max_batch_bytes`` bounds an AppendEntries of
+        large values too (RaftLog caches it per index)."""
+        data = self.data
+        if data is None:
+            return 48
+        if type(data) is ClientRequest:
+            op = data.op
+            if type(op) is Op:  # the common command: its strings, without the generic walk
+                return (
+                    64
+                    + len(data.client_id)
+                    + len(op.key)
+                    + estimated_size(op.value)
+                    + estimated_size(op.expected)
+                )
+        return 48 + estimated_size(data)
 
     def summary(self) -> str:
         if self.kind == COMMAND:

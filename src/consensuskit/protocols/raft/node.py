@@ -717,8 +717,9 @@ class RaftNode:
                 pr.become_probe()
                 return
             entries: tuple[LogEntry, ...] = ()
+            nbytes = 0
             if pr.next <= self.log.last_index:
-                entries = self.log.slice(pr.next, opts.max_batch_entries, opts.max_batch_bytes)
+                entries, nbytes = self.log.slice_sized(pr.next, opts.max_batch_entries, opts.max_batch_bytes)
             if not entries and not (allow_empty or pr.state == PROBE):
                 return
             self._replicate(
@@ -733,7 +734,7 @@ class RaftNode:
                 ),
             )
             if entries:
-                pr.sent(entries[-1].index, sum(e.size() for e in entries))
+                pr.sent(entries[-1].index, nbytes)
             elif pr.state == PROBE:
                 pr.probe_sent = True
             # Pipelining: keep sending batches while in replicate state and not paused.

@@ -35,9 +35,9 @@ BUGS = (
 # simulator's 300 ms; the simulator keeps the defaults below.
 # Batches: at 256 clients a leader's runtime batch held more than 64 commands and went
 # out as several AppendEntries per follower, each paying its own write, decode, WAL
-# record and response; up to 1,024 entries a message (max_batch_bytes still caps it, as
-# etcd's MaxSizePerMsg does) cut the leader's CPU per put by 10-20%
-# (benchmarks/kv_throughput.py, issue 18).
+# record and response; up to 1,024 entries a message (max_batch_bytes, over each entry's
+# estimated size with its value, still caps it, as etcd's MaxSizePerMsg does) cut the
+# leader's CPU per put by 10-20% (benchmarks/kv_throughput.py, issue 18).
 SERVER_OPTIONS = {"election_timeout": 1.0, "heartbeat_interval": 0.1, "max_batch_entries": 1024}
 
 
