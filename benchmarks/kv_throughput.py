@@ -858,7 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.etcd_api:
         etcd_api_rows = bench_etcd_api(nodes[0], protocols[0], 64, seconds, with_etcd, console)
     report(points, console)
-    summary = round_summary(ratios(points)) if args.rounds > 1 else []
+    ratio_rows = ratios(points)
+    summary = round_summary(ratio_rows) if args.rounds > 1 else []
     if summary:
         summary_table(summary, console)
     if zookeeper:
@@ -891,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
             "etcd": with_etcd,
         },
         "points": [asdict(p) for p in points],
-        "ratios_vs_etcd": ratios(points),
+        "ratios_vs_etcd": ratio_rows,
         "ratios_over_rounds": summary,
         "zookeeper": {str(n): r for n, r in zookeeper.items()},
         "etcd_api": etcd_api_rows,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensuskit.core.messages import appended, message
+from consensuskit.core.messages import appended, estimated_size, message
 
 # Append-only: a kind's position never changes.  "auth" / "auth-read": users, roles and
 # permissions (statemachines/auth.py; key = the action or what to read, value = arguments).
@@ -160,6 +160,15 @@ class ClientRequest:
     op: Op | ServiceOp
     consistency: str | None = None
     principal: Principal | None = field(default=None, metadata=appended(EDGE_JUDGED))
+
+    def size_hint(self) -> int:
+        """``core.messages.estimated_size`` of this request, without the walk over its
+        fields for the common kv ``Op``."""
+        op = self.op
+        if type(op) is Op:
+            key_and_values = len(op.key) + estimated_size(op.value) + estimated_size(op.expected)
+            return 16 + len(self.client_id) + key_and_values
+        return 16 + len(self.client_id) + estimated_size(op)
 
     def __post_init__(self) -> None:
         if self.consistency is not None and self.consistency not in CONSISTENCY_LEVELS:

@@ -145,7 +145,8 @@ def _fast_frozen_init(cls: type) -> None:
     cls.__init__ = fast  # type: ignore[misc]
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+# Per registered class: its size_hint method (or None) and its field names.
+_SIZERS: dict[type, tuple[Callable[[Any], int] | None, tuple[str, ...]]] = {}
 _ESTIMATE_DEPTH = 16
 
 
@@ -155,7 +156,11 @@ def estimated_size(obj: Any, depth: int = 0) -> int:
     other scalar, a few bytes per container and registered message; anything nested
     deeper than 16 levels, or unknown, counts 9.  What matters is that a large value
     counts as large: a batch capped by an estimate that ignored it could outgrow the
-    peer transport's frame limit, and a message over it is never delivered."""
+    peer transport's frame limit, and a message over it is never delivered.
+
+    A registered class may define ``size_hint(self) -> int`` for a faster answer than
+    the walk over its fields (ClientRequest does: every log entry of a command holds
+    one, and the walk costs several microseconds)."""
     kind = type(obj)
     if kind is str:
         return len(obj) if obj.isascii() else 4 * len(obj)
@@ -170,9 +175,15 @@ def estimated_size(obj: Any, depth: int = 0) -> int:
     if kind is dict:
         return 5 + sum([estimated_size(k, depth + 1) + estimated_size(v, depth + 1) for k, v in obj.items()])
     if kind in _TAG_OF:
-        names = _FIELD_NAMES.get(kind)
-        if names is None:
-            names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+        sizer = _SIZERS.get(kind)
+        if sizer is None:
+            sizer = _SIZERS[kind] = (
+                getattr(kind, "size_hint", None),
+                tuple(f.name for f in dataclasses.fields(kind)),
+            )
+        hint, names = sizer
+        if hint is not None:
+            return hint(obj)
         return 4 + sum([estimated_size(getattr(obj, name), depth + 1) for name in names])
     return 9
 

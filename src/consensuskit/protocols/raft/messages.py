@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.client import ClientRequest, ClientResponse, Op
+from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.messages import estimated_size, message
 
 NOOP = "noop"
@@ -75,19 +75,7 @@ class LogEntry:
         what the entry carries, so that ``max_batch_bytes`` bounds an AppendEntries of
         large values too (RaftLog caches it per index)."""
         data = self.data
-        if data is None:
-            return 48
-        if type(data) is ClientRequest:
-            op = data.op
-            if type(op) is Op:  # the common command: its strings, without the generic walk
-                return (
-                    64
-                    + len(data.client_id)
-                    + len(op.key)
-                    + estimated_size(op.value)
-                    + estimated_size(op.expected)
-                )
-        return 48 + estimated_size(data)
+        return 48 if data is None else 48 + estimated_size(data)
 
     def summary(self) -> str:
         if self.kind == COMMAND:
