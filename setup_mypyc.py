@@ -41,6 +41,7 @@ MODULES = (
     "consensuskit.sim.nemesis",
     "consensuskit.protocols.common.read_index",
     "consensuskit.protocols.common.snapshot_policy",
+    "consensuskit.protocols.common.batching",
     "consensuskit.protocols.common.replies",
     "consensuskit.statemachines.sessions",
     "consensuskit.statemachines.kv",

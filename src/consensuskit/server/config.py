@@ -34,12 +34,17 @@ from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.server.auth import AuthConfig, parse_auth_table
 from consensuskit.server.conn_guard import ConnectionLimits
+from consensuskit.server.framing import PEER_MAX_FRAME_BYTES
 from consensuskit.server.peer_tls import PeerIdentity, certificate_fingerprint
 
 Address = tuple[str, int]
 
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 DEFAULT_MAX_KEY_BYTES = 4096
+# One command carries at most two values and two keys (a compare-and-set's new and
+# expected value) plus its request's other fields; it must fit in one peer message, or
+# it could never replicate and every write after it would wait behind it for good.
+COMMAND_OVERHEAD_BYTES = 1 << 20
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # A sync batch up to this size (and without a snapshot) is fsynced in the loop thread:
@@ -372,7 +377,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         options=dict(options),
         admin_token=_admin_token(raw.get("admin_token_file")),
         tls=tls,
-        max_value_bytes=_positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES),
+        max_value_bytes=_value_limit(raw),
         max_key_bytes=_positive_int(raw, "max_key_bytes", DEFAULT_MAX_KEY_BYTES),
         fsync=_bool(raw, "fsync", True),
         inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
@@ -392,6 +397,24 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         },
         keys_file=None if raw.get("keys_file") is None else Path(str(raw["keys_file"])),
     )
+
+
+def largest_value_bytes(max_key_bytes: int) -> int:
+    """The largest ``max_value_bytes`` whose commands still fit in one peer message."""
+    return (PEER_MAX_FRAME_BYTES - COMMAND_OVERHEAD_BYTES) // 2 - max_key_bytes
+
+
+def _value_limit(raw: dict[str, Any]) -> int:
+    value = _positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)
+    key = _positive_int(raw, "max_key_bytes", DEFAULT_MAX_KEY_BYTES)
+    largest = largest_value_bytes(key)
+    if value > largest:
+        raise ConfigError(
+            f"max_value_bytes: {value} is too large: a command (two values and keys, for a "
+            f"compare-and-set) must fit in one peer message of at most {PEER_MAX_FRAME_BYTES} bytes; "
+            f"the largest allowed with max_key_bytes {key} is {largest}"
+        )
+    return value
 
 
 def _limits(raw: dict[str, Any], max_value_bytes: int) -> ConnectionLimits:

@@ -13,6 +13,10 @@ import struct
 
 HEADER = struct.Struct(">I")
 MAX_LENGTH = 2**32 - 1
+# The peer transport's frame limit: one protocol message, encoded.  A larger message is
+# never sent (transport.py), so batches stay far below it (protocols/common/batching.py)
+# and one command must fit in it (server/config.py bounds max_value_bytes).
+PEER_MAX_FRAME_BYTES = 64 * 2**20
 
 
 class FrameError(ValueError):

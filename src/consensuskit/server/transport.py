@@ -40,7 +40,7 @@ from typing import Any
 
 from consensuskit.core.messages import CodecError, decode, encode
 from consensuskit.server import handshake, peer_tls
-from consensuskit.server.framing import HEADER, FrameDecoder, FrameError, frame
+from consensuskit.server.framing import HEADER, PEER_MAX_FRAME_BYTES, FrameDecoder, FrameError, frame
 
 Address = tuple[str, int]
 
@@ -147,7 +147,7 @@ class PeerTransport:
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
         tls_identity: peer_tls.PeerIdentity | None = None,
-        max_frame_bytes: int = 64 * 2**20,
+        max_frame_bytes: int = PEER_MAX_FRAME_BYTES,
         queue_limit: int = 4096,
         queue_limit_bytes: int = 256 * 2**20,
         handshake_timeout: float = 5.0,

@@ -382,7 +382,6 @@ def test_lagging_node_catches_up_by_snapshot_after_compaction():
     assert c.nodes["n3"].sm.digest() == leader.sm.digest()
 
 
-
 def test_a_large_state_snapshots_once_per_as_many_slots_as_keys():
     """The shared snapshot policy (protocols/common/snapshot_policy.py): a state above
     AMORTIZE_FLOOR keys waits for as many executed commands (one a slot here) as keys,
@@ -400,6 +399,7 @@ def test_a_large_state_snapshots_once_per_as_many_slots_as_keys():
             assert node._max_chosen() == max(node.executed, max(node.chosen, default=0))
         note_snapshot(taken, leader.snapshot.last_slot if leader.snapshot else None, len(leader.sm))
     assert_amortized(taken, threshold, keyspace)
+
 
 def test_promise_carries_a_snapshot_when_the_candidate_lacks_compacted_slots():
     c = Cluster(IDS, snapshot_threshold=4, snapshot_trailing=0)
@@ -534,3 +534,77 @@ def test_a_slot_counts_its_commands_toward_the_snapshot_threshold():
     assert leader.snapshot is not None and leader.snapshot.last_slot == leader.executed
     assert leader.log.offset == leader.executed and leader.chosen == {}
     assert len(leader.sm) == 20
+
+
+# ---------------------------------------------------------------------- byte caps
+def big(seq: int, size: int = 400_000):
+    return put("w", seq, f"k{seq}", "v" * size)
+
+
+def test_a_slots_batch_stops_at_max_batch_bytes():
+    """commands_per_slot alone let 64 commands of 1 MiB share one slot: an Accept of
+    64 MiB, over the peer transport's frame limit, never delivered."""
+    c = Cluster(IDS, alpha=1)
+    leader = c.elect("n1")
+    env = c.envs["n1"]
+    c.partition(["n1"], ["n2", "n3"])  # slot 1 stays in flight: the rest queue
+    env.take()
+    for seq in range(1, 9):
+        leader.on_request(big(seq))
+    c.heal()
+    c.deliver_all()
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert leader.executed >= 3
+    batches = [leader.chosen.get(s) or leader.log.vote(s).entry for s in range(2, leader.executed + 1)]
+    sizes = [len(e.data) if e.kind == "batch" else 1 for e in batches]
+    assert max(sizes) == 2  # 3 x 400 kB would pass 1 MiB
+    assert sum(sizes) + 1 == 8 and all(n.sm.get("k8") == "v" * 400_000 for n in c.nodes.values())
+
+
+def test_an_accept_of_many_slots_splits_at_max_batch_bytes():
+    c = Cluster(IDS)
+    env = c.envs["n1"]
+    env.calls_batch_end = True  # type: ignore[attr-defined]
+    c.nodes["n1"] = leader = MultiPaxosNode("n1", env, IDS, MultiPaxosOptions(alpha=4, commands_per_slot=1))
+    leader.on_start()
+    c.elect("n1")
+    c.advance(1.0)
+    c.deliver_all()
+    env.take()
+    for seq in range(1, 5):
+        leader.on_request(big(seq))
+    leader.on_batch_end()
+    to_n2 = [m for dst, m in env.sent if dst == "n2" and isinstance(m, Accept)]
+    assert [len(m.values) for m in to_n2] == [2, 2]
+    c.deliver_all()
+    assert leader.executed >= 4
+
+
+def test_a_command_larger_than_max_batch_bytes_still_goes_alone():
+    c = Cluster(IDS, alpha=1, max_batch_bytes=1_000)
+    leader = c.elect("n1")
+    for seq in range(1, 4):
+        c.request("n1", big(seq, 5_000))
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert leader.executed == 3 and all(n.sm.get("k3") == "v" * 5_000 for n in c.nodes.values())
+
+
+def test_catch_up_learns_stop_at_max_batch_bytes():
+    c = Cluster(IDS, commands_per_slot=1, snapshot_threshold=0)
+    leader = c.elect("n1")
+    c.partition(["n1", "n2"], ["n3"])
+    for seq in range(1, 7):
+        c.request("n1", big(seq))
+    c.heal()
+    c.fire("n1", "heartbeat")
+    learns: list[Learn] = []
+    for _ in range(50):  # deliver_all, watching what reaches n3
+        batch = [(src, dst, m) for src in IDS for dst, m in c.envs[src].take()]
+        for src, dst, msg in batch:
+            if dst == "n3" and isinstance(msg, Learn):
+                learns.append(msg)
+            c.nodes[dst].on_message(src, msg)
+    assert [len(m.values) for m in learns] == [2, 2, 2]
+    assert c.nodes["n3"].executed == leader.executed and c.nodes["n3"].sm.get("k6") == "v" * 400_000

@@ -79,3 +79,42 @@ def test_without_batches_each_commit_is_announced_at_once():
         leader.on_message(f, m)
     commits = [m.index for _, m in env.take() if isinstance(m, Commit)]
     assert commits and commits[-1] == first + 1
+
+
+def test_a_batch_of_large_values_leaves_as_several_proposals_within_max_batch_bytes():
+    """max_batch_txns alone let 64 values of 1 MiB form one PROPOSAL of 64 MiB, over
+    the peer transport's frame limit: never delivered, so nothing would ever commit."""
+    c, leader = batching_leader()
+    env = c.envs[leader.id]
+    first = leader.log.last_index + 1
+    big = "v" * 400_000  # three fit in max_batch_bytes (1 MiB), not four
+    for seq in range(1, 11):
+        leader.on_request(ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key=f"k{seq}", value=big)))
+    leader.on_batch_end()
+    to_a = [m for dst, m in env.take() if dst == "a" and isinstance(m, Proposal)]
+    assert [[t.index - first for t in m.txns] for m in to_a] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert all(sum(t.size() for t in m.txns) <= leader.opts.max_batch_bytes for m in to_a)
+    # What the log measured for the first learner it reuses for the second.
+    assert sorted(leader.log.sizes.by_index) == list(range(first, first + 10))
+
+
+def test_a_txn_larger_than_max_batch_bytes_still_leaves_alone():
+    c, leader = batching_leader()
+    env = c.envs[leader.id]
+    leader.opts.max_batch_bytes = 1_000
+    for seq in range(1, 4):
+        leader.on_request(
+            ClientRequest(client_id="w", seq=seq, op=Op(kind="put", key=f"k{seq}", value="v" * 5_000))
+        )
+    leader.on_batch_end()
+    to_b = [m for dst, m in env.take() if dst == "b" and isinstance(m, Proposal)]
+    assert [len(m.txns) for m in to_b] == [1, 1, 1]
+
+
+def test_a_txns_estimated_size_counts_its_value():
+    _, leader = batching_leader()
+    leader.on_request(ClientRequest(client_id="w", seq=1, op=Op(kind="put", key="k", value="x" * 100_000)))
+    leader.on_request(put("k2", 2))
+    big, small = leader.log.entries[-2], leader.log.entries[-1]
+    assert 48 <= small.size() < 200
+    assert big.size() - small.size() >= 100_000 - 10

@@ -62,6 +62,7 @@ from consensuskit.core.quorum import quorum_size
 from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.common import replies
+from consensuskit.protocols.common.batching import batch_length, entry_size
 from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
@@ -821,6 +822,7 @@ class MultiPaxosNode:
             return
         limit = self.executed + self.opts.alpha
         values: list[SlotValue] = []
+        sizes: list[int] = []  # each value's estimated bytes, to split the Accepts
         for s in sorted(self.to_recover):
             if s > limit or not self._ready_for_slot(s):
                 break
@@ -828,27 +830,39 @@ class MultiPaxosNode:
             if s in self.chosen or s <= self.executed:
                 continue
             vote = self.best_votes.get(s)
-            values.append(self._propose(s, vote.entry if vote is not None else NOOP_ENTRY))
+            entry = vote.entry if vote is not None else NOOP_ENTRY
+            values.append(self._propose(s, entry))
+            sizes.append(entry_size(entry))
         while self.queue and self.next_slot <= limit and self._ready_for_slot(self.next_slot):
             slot = self.next_slot
             self.next_slot += 1
-            values.append(self._propose(slot, self._next_value()))
+            entry, size = self._next_value()
+            values.append(self._propose(slot, entry))
+            sizes.append(size)
         if values:
-            self._send_accepts(values)
+            self._send_accepts(values, sizes)
             for v in values:
                 self._maybe_chosen(v.slot)
             self._execute()
         self._maybe_ready()
 
-    def _next_value(self) -> Entry:
-        """The queue's head, or its leading run of commands as one batch."""
+    def _next_value(self) -> tuple[Entry, int]:
+        """The queue's head, or its leading run of commands as one batch (at most
+        ``commands_per_slot`` commands and, past the first, ``max_batch_bytes``), with
+        its estimated size."""
         entry, _ = self.queue.pop(0)
+        size = entry_size(entry.data)
         if entry.kind != COMMAND or self.opts.commands_per_slot == 1:
-            return entry
+            return entry, size
         commands = [entry.data]
-        while self.queue and len(commands) < self.opts.commands_per_slot and self.queue[0][0].kind == COMMAND:
-            commands.append(self.queue.pop(0)[0].data)
-        return entry if len(commands) == 1 else Entry(kind=BATCH, data=tuple(commands))
+        queue = self.queue
+        while queue and len(commands) < self.opts.commands_per_slot and queue[0][0].kind == COMMAND:
+            more = entry_size(queue[0][0].data)
+            if size + more > self.opts.max_batch_bytes:
+                break
+            commands.append(queue.pop(0)[0].data)
+            size += more
+        return (entry, size) if len(commands) == 1 else (Entry(kind=BATCH, data=tuple(commands)), size)
 
     def _ready_for_slot(self, slot: int) -> bool:
         """We may propose at ``slot``: its configuration is known and promised us."""
@@ -876,15 +890,22 @@ class MultiPaxosNode:
                 self.unsynced_votes.add(slot)
         return SlotValue(slot=slot, entry=entry)
 
-    def _send_accepts(self, values: list[SlotValue]) -> None:
+    def _send_accepts(self, values: list[SlotValue], sizes: list[int]) -> None:
+        """One Accept per peer for ``values``, or several when their estimated bytes
+        (``sizes``) pass ``max_batch_bytes``: alpha slots of large batches in one message
+        could outgrow the peer transport's frame limit, and such a message never arrives."""
         peers: set[str] = set()
         for v in values:
             peers.update(self.config_at(v.slot))
         peers.update(self.members())
-        msg = Accept(ballot=self.ballot, values=tuple(values), commit=self.executed)
-        for peer in sorted(peers):
-            if peer != self.id:
+        targets = [peer for peer in sorted(peers) if peer != self.id]
+        start = 0
+        while start < len(values):
+            n, _ = batch_length(sizes[start:], len(values), self.opts.max_batch_bytes)
+            msg = Accept(ballot=self.ballot, values=tuple(values[start : start + n]), commit=self.executed)
+            for peer in targets:
                 self._replicate(peer, msg)
+            start += n
 
     def _replicate(self, peer: str, msg: Accept) -> None:
         """An Accept depends on no unsynced write of ours: our promise of the ballot was
@@ -908,9 +929,12 @@ class MultiPaxosNode:
                 if peer != self.id and peer not in self.acks[slot]:
                     per_peer.setdefault(peer, []).append(SlotValue(slot=slot, entry=self.proposals[slot]))
         for peer in sorted(per_peer):
-            self._replicate(
-                peer, Accept(ballot=self.ballot, values=tuple(per_peer[peer]), commit=self.executed)
+            pending = per_peer[peer]
+            n, _ = batch_length(
+                [entry_size(v.entry) for v in pending], len(pending), self.opts.max_batch_bytes
             )
+            # The rest wait for the next resend round: a lost Accept is the rare case.
+            self._replicate(peer, Accept(ballot=self.ballot, values=tuple(pending[:n]), commit=self.executed))
 
     def handle_accept(self, src: str, m: Accept) -> None:
         """Phase 2b: vote unless we promised a higher ballot."""
@@ -1101,11 +1125,16 @@ class MultiPaxosNode:
         nxt = executed + 1
         if nxt in self.chosen:
             values = []
+            nbytes = 0
             for s in range(nxt, min(self.executed, executed + self.opts.max_batch) + 1):
                 entry = self.chosen.get(s)
                 if entry is None:
                     break
+                size = entry_size(entry)
+                if values and nbytes + size > self.opts.max_batch_bytes:
+                    break  # the peer's next HeartbeatAck asks for the rest
                 values.append(SlotValue(slot=s, entry=entry))
+                nbytes += size
             self.env.send(peer, Learn(ballot=self.ballot, leader=self.id, values=tuple(values)))
         elif self.snapshot is not None and self.snapshot.last_slot >= nxt:
             self.env.send(peer, InstallSnapshot(ballot=self.ballot, leader=self.id, snapshot=self.snapshot))

@@ -49,6 +49,10 @@ class MultiPaxosOptions:
     # Commands a leader puts in one slot when several wait: alpha bounds the slots in
     # flight, so without this it bounds the commands in flight too.
     commands_per_slot: int = 64
+    # Past its first value, a slot's batch, an Accept and a Learn stay within this many
+    # estimated bytes, values included: capped by count alone (64 commands of 1 MiB), a
+    # message could outgrow the peer transport's 64 MiB frame limit and never arrive.
+    max_batch_bytes: int = 1024 * 1024
     max_queue: int = 1000  # commands a leader holds while it cannot propose
     snapshot_threshold: int = 200  # executed commands (a slot counts its batch) before a snapshot; 0 = never
     snapshot_trailing: int = 20  # slots kept after a snapshot for slightly lagging nodes
@@ -73,5 +77,7 @@ class MultiPaxosOptions:
             raise ValueError("clock_drift_bound must be in [0, 0.5)")
         if self.alpha < 1 or self.max_batch < 1 or self.max_queue < 1 or self.commands_per_slot < 1:
             raise ValueError("alpha, max_batch, max_queue and commands_per_slot must be at least 1")
+        if self.max_batch_bytes < 1:
+            raise ValueError("max_batch_bytes must be at least 1")
         if self.snapshot_threshold < 0 or self.snapshot_trailing < 0:
             raise ValueError("snapshot_threshold and snapshot_trailing must be >= 0")

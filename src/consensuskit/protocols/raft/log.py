@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensuskit.core.storage import Storage
+from consensuskit.protocols.common.batching import EntrySizes
 from consensuskit.protocols.raft.messages import LogEntry
 
 
@@ -32,7 +33,7 @@ class RaftLog:
         # Estimated sizes (LogEntry.size) by index, filled by slice_sized: a leader
         # estimates each entry once, not once per follower.  An index's entry changes
         # only through truncate_from and reset, which drop what they replace.
-        self.sizes: dict[int, int] = {}
+        self.sizes = EntrySizes(LogEntry.size)
 
     @classmethod
     def load(cls, storage: Storage, offset: int, offset_term: int) -> RaftLog:
@@ -87,16 +88,8 @@ class RaftLog:
         if start < 0:
             raise IndexError(f"entry {lo} was compacted (log starts at {self.first_index})")
         out = self.entries[start : start + max_entries]
-        sizes = self.sizes
-        total = 0
-        for i, e in enumerate(out):
-            size = sizes.get(e.index)
-            if size is None:
-                size = sizes[e.index] = e.size()
-            if total + size > max_bytes and i > 0:
-                return tuple(out[:i]), total
-            total += size
-        return tuple(out), total
+        n, total = self.sizes.take(out, lo, max_bytes)
+        return tuple(out[:n]), total
 
     def first_index_of_term(self, index: int) -> int:
         """First index of the run of entries sharing ``index``'s term (fast backtracking)."""
@@ -143,8 +136,7 @@ class RaftLog:
             raise ValueError(f"cannot truncate at {index}: compacted up to {self.offset}")
         self.flush()
         del self.entries[index - self.offset - 1 :]
-        if self.sizes:
-            self.sizes = {i: size for i, size in self.sizes.items() if i < index}
+        self.sizes.drop_from(index)
         self.storage.log_truncate_from(index)
 
     def compact(self, index: int) -> None:
@@ -156,8 +148,7 @@ class RaftLog:
             raise ValueError(f"cannot compact to {index}: not in the log")
         self.flush()
         del self.entries[: index - self.offset]
-        if self.sizes:
-            self.sizes = {i: size for i, size in self.sizes.items() if i > index}
+        self.sizes.drop_through(index)
         self.offset, self.offset_term = index, term
         self.storage.log_compact_to(index + 1)
 
@@ -165,7 +156,7 @@ class RaftLog:
         """Discard the whole log; it now starts after a snapshot at ``offset``."""
         self.unwritten = []  # never written, now never needed
         self.entries = []
-        self.sizes = {}
+        self.sizes.clear()
         self.offset, self.offset_term = offset, offset_term
         self.storage.log_truncate_from(self.storage.log_first())
         self.storage.log_compact_to(offset + 1)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, ClientResponse
-from consensuskit.core.messages import estimated_size, message
+from consensuskit.core.messages import message
+from consensuskit.protocols.common.batching import entry_size
 
 NOOP = "noop"
 COMMAND = "command"
@@ -74,8 +75,7 @@ class LogEntry:
         """Estimated encoded size, for flow control (cheap; not exact): 48 bytes plus
         what the entry carries, so that ``max_batch_bytes`` bounds an AppendEntries of
         large values too (RaftLog caches it per index)."""
-        data = self.data
-        return 48 if data is None else 48 + estimated_size(data)
+        return entry_size(self.data)
 
     def summary(self) -> str:
         if self.kind == COMMAND:

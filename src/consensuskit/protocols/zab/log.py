@@ -12,11 +12,21 @@ from __future__ import annotations
 import bisect
 
 from consensuskit.core.storage import Storage
+from consensuskit.protocols.common.batching import EntrySizes
 from consensuskit.protocols.zab.messages import Txn
 
 
 class ZabLog:
-    __slots__ = ("defer_writes", "entries", "held_back", "offset", "offset_zxid", "storage", "unwritten")
+    __slots__ = (
+        "defer_writes",
+        "entries",
+        "held_back",
+        "offset",
+        "offset_zxid",
+        "sizes",
+        "storage",
+        "unwritten",
+    )
 
     def __init__(self, storage: Storage, offset: int = 0, offset_zxid: int = 0) -> None:
         self.storage = storage
@@ -29,6 +39,9 @@ class ZabLog:
         # Appends an asynchronous log writer has not written yet (the *-before-persist
         # knobs): flush() leaves them; write_held() writes them.
         self.held_back: list[Txn] = []
+        # Estimated sizes (Txn.size) by index: the leader measures each txn once, not
+        # once per learner.  truncate_from and reset drop what they replace.
+        self.sizes = EntrySizes(Txn.size)
 
     @classmethod
     def load(cls, storage: Storage, offset: int, offset_zxid: int) -> ZabLog:
@@ -85,13 +98,18 @@ class ZabLog:
         pos = bisect.bisect_right(self.entries, zxid, key=lambda t: t.zxid)
         return self.offset + pos
 
-    def slice(self, lo: int, hi: int, max_txns: int) -> tuple[Txn, ...]:
-        """Txns lo..hi (inclusive), at most ``max_txns``."""
+    def slice(self, lo: int, hi: int, max_txns: int, max_bytes: int | None = None) -> tuple[Txn, ...]:
+        """Txns lo..hi (inclusive), at most ``max_txns`` and, when ``max_bytes`` is
+        given, at most that many estimated bytes (at least one txn if any)."""
         start = lo - self.offset - 1
         if start < 0:
             raise IndexError(f"txn {lo} was compacted (log starts at {self.first_index})")
         end = min(hi - self.offset, start + max_txns)
-        return tuple(self.entries[start:end])
+        out = self.entries[start:end]
+        if max_bytes is not None:
+            n, _ = self.sizes.take(out, lo, max_bytes)
+            del out[n:]
+        return tuple(out)
 
     # -- mutations (write through to storage) --------------------------------------------
     def append(self, txns: list[Txn] | tuple[Txn, ...], *, hold_back: bool = False) -> None:
@@ -125,6 +143,7 @@ class ZabLog:
         self.flush()
         self.held_back = [t for t in self.held_back if t.index < index]
         del self.entries[index - self.offset - 1 :]
+        self.sizes.drop_from(index)
         if index <= self.storage.log_last():
             self.storage.log_truncate_from(index)
 
@@ -136,6 +155,7 @@ class ZabLog:
             raise ValueError(f"cannot compact to {index}: not in the log")
         self.write_held()
         del self.entries[: index - self.offset]
+        self.sizes.drop_through(index)
         self.offset, self.offset_zxid = index, zxid
         self.storage.log_compact_to(index + 1)
 
@@ -143,6 +163,7 @@ class ZabLog:
         self.unwritten = []
         self.held_back = []
         self.entries = []
+        self.sizes.clear()
         self.offset, self.offset_zxid = offset, offset_zxid
         self.storage.log_truncate_from(self.storage.log_first())
         self.storage.log_compact_to(offset + 1)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensuskit.core.messages import message
+from consensuskit.protocols.common.batching import entry_size
 
 COMMAND = "command"
 NOOP = "noop"
@@ -52,7 +53,9 @@ class Txn:
     data: Any = None
 
     def size(self) -> int:
-        return 48
+        """Estimated encoded size, values included, so that ``max_batch_bytes`` bounds
+        a PROPOSAL of large values (ZabLog caches it per index)."""
+        return entry_size(self.data)
 
     def summary(self) -> str:
         if self.kind == COMMAND:

@@ -1176,7 +1176,7 @@ class ZabNode:
                 ls.handshake_at = self.env.now()
                 self.env.send(peer, LeaderInfo(epoch=self.epoch))
                 return
-            txns = self.log.slice(ls.next, hi, opts.max_batch_txns)
+            txns = self.log.slice(ls.next, hi, opts.max_batch_txns, opts.max_batch_bytes)
             prev = ls.next - 1
             prev_zxid = self.log.zxid_at(prev) or 0
             kind = Inform if ls.observer else Proposal

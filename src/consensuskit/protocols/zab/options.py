@@ -62,7 +62,11 @@ class ZabOptions:
     read_mode: str = "linearizable"
     # The last ``observers`` servers (in id order) observe: they never vote.
     observers: int = 0
+    # A PROPOSAL (or INFORM) carries at most this many txns and, past its first, this
+    # many estimated bytes, values included: a batch capped by count alone (64 values
+    # of 1 MiB) outgrows the peer transport's 64 MiB frame limit and is never delivered.
     max_batch_txns: int = 64
+    max_batch_bytes: int = 1024 * 1024
     # Txns sent to a learner and not yet acknowledged; more wait.
     max_inflight_txns: int = 1024
     # Snapshot once this many applied txns sit in the log (0: never); the leader keeps
@@ -92,7 +96,7 @@ class ZabOptions:
             raise ValueError("finalize_wait must be >= 0 and notification_interval > 0")
         if self.observers < 0:
             raise ValueError("observers must be >= 0")
-        if self.max_batch_txns < 1 or self.max_inflight_txns < 1:
+        if self.max_batch_txns < 1 or self.max_inflight_txns < 1 or self.max_batch_bytes < 1:
             raise ValueError("batch and in-flight limits must be at least 1")
         if not 1 <= self.max_counter <= MAX_COUNTER:
             raise ValueError(f"max_counter must be in 1..{MAX_COUNTER}")

@@ -1,0 +1,62 @@
+"""Batches bounded by count and estimated bytes (protocols/common/batching.py),
+against a naive twin."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consensuskit.core.client import ClientRequest, Op
+from consensuskit.protocols.common.batching import ENTRY_OVERHEAD, EntrySizes, batch_length, entry_size
+
+
+def naive_batch(sizes: list[int], max_items: int, max_bytes: int) -> tuple[int, int]:
+    best = 0
+    for n in range(1, min(len(sizes), max_items) + 1):
+        if n == 1 or sum(sizes[:n]) <= max_bytes:
+            best = n
+        else:
+            break
+    return best, sum(sizes[:best])
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=5_000), max_size=30),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=0, max_value=20_000),
+)
+def test_batch_length_matches_its_naive_twin(sizes, max_items, max_bytes):
+    assert batch_length(sizes, max_items, max_bytes) == naive_batch(sizes, max_items, max_bytes)
+    cache = EntrySizes(lambda size: size)
+    assert cache.take(sizes[:max_items], 1, max_bytes) == naive_batch(sizes, max_items, max_bytes)
+
+
+def test_the_first_item_goes_whatever_its_size():
+    assert batch_length([10_000, 1], 64, 100) == (1, 10_000)
+    assert batch_length([], 64, 100) == (0, 0)
+
+
+def test_an_entrys_size_counts_its_command_value():
+    request = ClientRequest(client_id="c", seq=1, op=Op(kind="put", key="k", value="x" * 50_000))
+    assert entry_size(None) == ENTRY_OVERHEAD
+    assert 50_000 + ENTRY_OVERHEAD < entry_size(request) < 50_000 + ENTRY_OVERHEAD + 100
+
+
+def test_sizes_are_measured_once_and_dropped_with_their_index():
+    measured: list[int] = []
+
+    def measure(entry: int) -> int:
+        measured.append(entry)
+        return entry
+
+    cache = EntrySizes(measure)
+    assert cache.take([5, 6, 7], 10, 100) == (3, 18)
+    assert cache.take([5, 6, 7], 10, 100) == (3, 18)
+    assert measured == [5, 6, 7]  # the second peer's batch reused them
+    cache.drop_from(12)  # index 12 truncated: its replacement is measured again
+    assert cache.take([5, 6, 70], 10, 100) == (3, 81)
+    assert measured == [5, 6, 7, 70]
+    cache.drop_through(10)
+    assert sorted(cache.by_index) == [11, 12]
+    cache.clear()
+    assert cache.by_index == {}
