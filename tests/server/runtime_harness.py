@@ -23,6 +23,7 @@ from consensuskit.core.messages import decode, encode
 from consensuskit.server.config import PeerInfo, ServerConfig, load_config
 from consensuskit.server.main import NodeServer
 from consensuskit.server.runtime import DurableStorage
+from consensuskit.server.transport import PeerTransport
 
 ADMIN_TOKEN = "test-admin-token"
 FAST_RAFT = {"election_timeout": 0.3, "heartbeat_interval": 0.05}
@@ -152,9 +153,12 @@ class Cluster:
         *,
         transport: str = "tcp",
         storage: Callable[[str], DurableStorage] | None = None,
+        transport_options: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
         self.base = base
+        # PeerTransport keyword options (tcp only): small frames, short queues.
+        self.transport_options = dict(transport_options or {})
         self.ids = list(ids)
         self.settings = settings
         self.network = LoopbackNetwork() if transport == "loopback" else None
@@ -187,6 +191,12 @@ class Cluster:
         if self.make_storage is not None and node_id not in self.storages:
             self.storages[node_id] = self.make_storage(node_id)
         factory = self.network.factory if self.network is not None else None
+        if factory is None and self.transport_options:
+            options = self.transport_options
+
+            def factory(*args: Any, **kwargs: Any) -> PeerTransport:
+                return PeerTransport(*args, **{**kwargs, **options})
+
         server = NodeServer(config, storage=self.storages.get(node_id), transport_factory=factory)
         await server.start()
         self.servers[node_id] = server

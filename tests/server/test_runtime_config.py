@@ -126,10 +126,10 @@ def test_session_settings_from_the_file_and_flags(tmp_path):
             "max_value_bytes: expected a positive",
         ),
         (
-            lambda t: t.replace("max_value_bytes = 2048", "max_value_bytes = 40000000"),
-            "max_value_bytes: 40000000 is too large: a command (two values and keys, for a "
-            "compare-and-set) must fit in one peer message of at most 67108864 bytes; the "
-            "largest allowed with max_key_bytes 4096 is 33026048",
+            lambda t: t.replace("max_value_bytes = 2048", "max_value_bytes = 600000000"),
+            "max_value_bytes: 600000000 is too large: a command (two values and keys, for a "
+            "compare-and-set) must fit in one peer message of at most 1073741824 bytes; the "
+            "largest allowed with max_key_bytes 4096 is 536342528",
         ),
         (lambda t: t.replace("fsync = false", 'fsync = "no"'), "fsync: expected true or false"),
         (lambda t: "inline_sync_bytes = -1\n" + t, "inline_sync_bytes: expected an integer >= 0, got -1"),
@@ -184,15 +184,16 @@ def test_serve_command_exits_2_with_one_line_on_a_bad_config(tmp_path, capsys):
 
 
 def test_the_largest_value_limit_leaves_room_for_a_compare_and_set_in_one_peer_message(tmp_path):
-    """A value limit above it accepted writes whose AppendEntries (one entry) outgrew the
-    peer frame limit: never sent, never committed, and every later write stuck behind it."""
+    """A value limit above it would accept writes whose AppendEntries (one entry) outgrew
+    the peer message limit: never sent, never committed, every later write stuck behind it."""
     from consensuskit.server.config import COMMAND_OVERHEAD_BYTES, largest_value_bytes
-    from consensuskit.server.framing import PEER_MAX_FRAME_BYTES
+    from consensuskit.server.framing import PEER_MAX_MESSAGE_BYTES
 
     largest = largest_value_bytes(4096)
-    assert 2 * (largest + 4096) + COMMAND_OVERHEAD_BYTES <= PEER_MAX_FRAME_BYTES
-    path = write(tmp_path, GOOD.replace("max_value_bytes = 2048", f"max_value_bytes = {largest}"))
+    assert 2 * (largest + 4096) + COMMAND_OVERHEAD_BYTES <= PEER_MAX_MESSAGE_BYTES
+    budget = f"max_buffered_bytes = {2**31}\n"
+    path = write(tmp_path, budget + GOOD.replace("max_value_bytes = 2048", f"max_value_bytes = {largest}"))
     assert load_config(path).max_value_bytes == largest
-    path.write_text(GOOD.replace("max_value_bytes = 2048", f"max_value_bytes = {largest + 1}"))
+    path.write_text(budget + GOOD.replace("max_value_bytes = 2048", f"max_value_bytes = {largest + 1}"))
     with pytest.raises(ConfigError, match="is too large"):
         load_config(path)

@@ -113,8 +113,6 @@ async def settle(seconds: float = 0.2) -> None:
     await asyncio.sleep(seconds)
 
 
-
-
 # -- delivery and order ------------------------------------------------------------------
 
 
@@ -243,11 +241,34 @@ def test_a_large_message_crosses_intact():
     run(main())
 
 
-def test_a_message_over_the_frame_limit_is_dropped_by_the_sender_and_logged(caplog):
-    caplog.set_level(logging.ERROR)
+def test_a_message_over_the_frame_limit_crosses_in_fragments_between_the_others():
+    """A message larger than one frame (a snapshot of a large state) travels as fragment
+    frames; before, the sender refused it forever and the peer it was for never caught up."""
+    entry = LogEntry(term=1, index=1, kind="command", data=bytes(range(256)) * 40)  # 10 kB
+    big = AppendEntries(
+        term=1, leader="a", prev_log_index=0, prev_log_term=0, entries=(entry,), leader_commit=0
+    )
 
     async def main() -> None:
         nodes = await start_cluster("a", "b", max_frame_bytes=1000)
+        a, b = nodes["a"], nodes["b"]
+        a.transport.send("b", hb(1))
+        a.transport.send("b", big)
+        a.transport.send("b", hb(2))
+        await eventually(lambda: len(b.inbox) == 3, "all three, in order")
+        assert b.inbox == [("a", hb(1)), ("a", big), ("a", hb(2))]
+        assert a.stats("b").fragmented == 1 and a.stats("b").dropped_oversize == 0
+        assert b.stats("a").frames_received == 3 and b.stats("a").protocol_errors == 0
+        await stop_all(nodes)
+
+    run(main())
+
+
+def test_a_message_over_the_message_limit_is_dropped_by_the_sender_and_logged(caplog):
+    caplog.set_level(logging.ERROR)
+
+    async def main() -> None:
+        nodes = await start_cluster("a", "b", max_frame_bytes=1000, max_message_bytes=1500)
         a, b = nodes["a"], nodes["b"]
         entry = LogEntry(term=1, index=1, kind="command", data=b"x" * 2000)
         a.transport.send("b", AppendEntries(term=1, leader="a", prev_log_index=0, prev_log_term=0,
@@ -260,6 +281,35 @@ def test_a_message_over_the_frame_limit_is_dropped_by_the_sender_and_logged(capl
 
     run(main())
     assert "not sending AppendEntries to peer b" in caplog.text
+    assert "over max_message_bytes=1500" in caplog.text
+
+
+def test_a_queue_evicts_a_fragmented_message_whole():
+    """Eviction takes whole messages: never some fragments of one, which would break the
+    run the receiver reassembles."""
+    port = free_port()
+    entry = LogEntry(term=1, index=1, kind="command", data=b"y" * 5000)
+    big = AppendEntries(
+        term=1, leader="a", prev_log_index=0, prev_log_term=0, entries=(entry,), leader_commit=0
+    )
+
+    async def main() -> None:
+        a = Node("a", queue_limit=2, max_frame_bytes=1000)
+        await a.transport.start()
+        a.transport.update_peers({"b": (LOCAL, port)})
+        for msg in (hb(1), big, hb(2), big, hb(3)):
+            a.transport.send("b", msg)
+        assert a.stats("b").queue_length == 2 and a.stats("b").dropped_overflow == 3
+        b = Node("b", port=port, max_frame_bytes=1000)
+        await b.transport.start()
+        b.transport.update_peers({"a": a.address})
+        await eventually(lambda: len(b.inbox) == 2, "the newest two messages")
+        assert b.inbox == [("a", big), ("a", hb(3))]
+        assert b.stats("a").protocol_errors == 0
+        await a.transport.stop()
+        await b.transport.stop()
+
+    run(main())
 
 
 def test_unknown_destination_is_counted_and_dropped():

@@ -13,7 +13,7 @@ import pytest
 
 from consensuskit.core.messages import CODEC_VERSION, encode
 from consensuskit.server import handshake
-from consensuskit.server.framing import HEADER, frame
+from consensuskit.server.framing import FRAGMENT_MARK, HEADER, MORE, fragment_frames, frame
 from tests.server.test_transport import (
     LOCAL,
     SECRET,
@@ -194,6 +194,18 @@ BAD_STREAMS = {
     "not-a-message": (frame(encode(12345)), "frame holds a int, not a protocol message"),
     "empty-frame": (frame(b""), "empty frame"),
     "truncated-frame": (frame(encode(hb(1)))[:-3], "stream ended inside a frame"),
+    "whole-message-inside-fragments": (
+        frame(bytes([FRAGMENT_MARK, MORE]) + encode(hb(1))[:3]) + frame(encode(hb(2))),
+        "a whole message inside a fragmented one",
+    ),
+    "fragmented-message-over-the-limit": (
+        fragment_frames(encode(hb(1)) + b"x" * (2 * LIMIT), LIMIT),
+        f"fragmented message over the limit of {2 * LIMIT} bytes",
+    ),
+    "undecodable-fragmented-message": (
+        fragment_frames(bytes([CODEC_VERSION]) + b"\x92\x01" * (LIMIT // 2 + 10), LIMIT),
+        "malformed",
+    ),
 }
 
 
@@ -203,7 +215,7 @@ def test_a_bad_frame_from_an_authenticated_peer_drops_only_that_connection(case,
     caplog.set_level(logging.WARNING)
 
     async def main() -> int:
-        nodes = await cluster_with_rogue_slot(max_frame_bytes=LIMIT)
+        nodes = await cluster_with_rogue_slot(max_frame_bytes=LIMIT, max_message_bytes=2 * LIMIT)
         a = nodes["a"]
         reader, writer = await asyncio.open_connection(*a.address)
         await handshake.dial(reader, writer, node_id="c", secret=SECRET, expected_peer="a")

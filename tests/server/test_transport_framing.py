@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consensuskit.server.framing import FrameDecoder, FrameError, frame
+from consensuskit.server.framing import (
+    FRAGMENT_MARK,
+    LAST,
+    MORE,
+    FrameDecoder,
+    FrameError,
+    Reassembler,
+    fragment_frames,
+    frame,
+)
 
 
 def feed_bytewise(decoder: FrameDecoder, data: bytes) -> list[bytes]:
@@ -93,3 +102,66 @@ def test_any_split_of_a_frame_stream_yields_the_same_payloads(payloads, cuts):
         out.extend(decoder.payloads(stream[start:end]))
     assert out == payloads
     decoder.check_clean_end()
+
+
+# ---------------------------------------------------------------------- fragments
+def reassemble(stream: bytes, max_frame_bytes: int, max_message_bytes: int = 10**9) -> list[bytes]:
+    decoder, reassembler = FrameDecoder(max_frame_bytes), Reassembler(max_message_bytes)
+    out = []
+    for payload in decoder.payloads(stream):
+        whole = reassembler.whole(payload)
+        if whole is not None:
+            out.append(whole)
+    decoder.check_clean_end()
+    assert reassembler.pending == 0
+    return out
+
+
+def test_a_payload_over_the_frame_limit_becomes_marked_fragments():
+    stream = fragment_frames(b"abcdefgh", 5)  # three bytes of payload per fragment
+    assert stream == (
+        frame(bytes([FRAGMENT_MARK, MORE]) + b"abc")
+        + frame(bytes([FRAGMENT_MARK, MORE]) + b"def")
+        + frame(bytes([FRAGMENT_MARK, LAST]) + b"gh")
+    )
+    assert reassemble(stream, 5) == [b"abcdefgh"]
+
+
+@given(
+    st.lists(st.tuples(st.binary(min_size=1, max_size=300), st.booleans()), max_size=8),
+    st.integers(min_value=3, max_value=64),
+)
+def test_whole_and_fragmented_messages_come_out_whole_in_order(messages, max_frame_bytes):
+    """Codec payloads never start with FRAGMENT_MARK (msgpack never uses 0xC1; ours start
+    with the codec version), so the generated ones are kept clear of it."""
+    payloads = [(b"\x02" + body, split) for body, split in messages]
+    stream = b"".join(
+        fragment_frames(p, max_frame_bytes) if split or len(p) > max_frame_bytes else frame(p)
+        for p, split in payloads
+    )
+    assert reassemble(stream, max(max_frame_bytes, 301)) == [p for p, _ in payloads]
+
+
+@pytest.mark.parametrize(
+    ("stream", "error"),
+    [
+        (
+            frame(bytes([FRAGMENT_MARK, MORE]) + b"ab") + frame(b"\x02whole"),
+            "a whole message inside a fragmented one",
+        ),
+        (frame(bytes([FRAGMENT_MARK])), "malformed fragment header"),
+        (frame(bytes([FRAGMENT_MARK, 7]) + b"ab"), "malformed fragment header"),
+        (fragment_frames(b"x" * 50, 12), "fragmented message over the limit of 40 bytes"),
+    ],
+)
+def test_a_broken_run_of_fragments_is_a_frame_error(stream, error):
+    with pytest.raises(FrameError, match=error):
+        reassemble(stream, 100, max_message_bytes=40)
+
+
+def test_a_codec_payload_never_starts_with_the_fragment_mark():
+    from consensuskit.core.messages import CODEC_VERSION
+
+    assert CODEC_VERSION != FRAGMENT_MARK
+    with pytest.raises(ValueError, match="two header bytes"):
+        fragment_frames(b"abc", 2)

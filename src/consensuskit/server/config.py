@@ -34,7 +34,7 @@ from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.registry import Registry
 from consensuskit.server.auth import AuthConfig, parse_auth_table
 from consensuskit.server.conn_guard import ConnectionLimits
-from consensuskit.server.framing import PEER_MAX_FRAME_BYTES
+from consensuskit.server.framing import PEER_MAX_MESSAGE_BYTES
 from consensuskit.server.peer_tls import PeerIdentity, certificate_fingerprint
 
 Address = tuple[str, int]
@@ -401,7 +401,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
 
 def largest_value_bytes(max_key_bytes: int) -> int:
     """The largest ``max_value_bytes`` whose commands still fit in one peer message."""
-    return (PEER_MAX_FRAME_BYTES - COMMAND_OVERHEAD_BYTES) // 2 - max_key_bytes
+    return (PEER_MAX_MESSAGE_BYTES - COMMAND_OVERHEAD_BYTES) // 2 - max_key_bytes
 
 
 def _value_limit(raw: dict[str, Any]) -> int:
@@ -411,7 +411,7 @@ def _value_limit(raw: dict[str, Any]) -> int:
     if value > largest:
         raise ConfigError(
             f"max_value_bytes: {value} is too large: a command (two values and keys, for a "
-            f"compare-and-set) must fit in one peer message of at most {PEER_MAX_FRAME_BYTES} bytes; "
+            f"compare-and-set) must fit in one peer message of at most {PEER_MAX_MESSAGE_BYTES} bytes; "
             f"the largest allowed with max_key_bytes {key} is {largest}"
         )
     return value

@@ -1,10 +1,19 @@
-"""Length-prefixed frames on a byte stream, as a sans-I/O decoder.
+"""Length-prefixed frames on a byte stream, as a sans-I/O decoder, and messages larger
+than one frame carried as a run of fragment frames.
 
 A frame is a 4-byte big-endian payload length followed by that many payload bytes.  The
 decoder owns two rules: a length above ``max_frame_bytes`` is refused as soon as its
 four header bytes arrive (before any payload is buffered), and bytes left over when the
 stream ends are a truncated frame.  Everything else (what a payload means) is the
 caller's business.
+
+Fragments (``fragment_frames``, ``Reassembler``): a payload larger than one frame
+travels as consecutive frames whose payloads start with ``FRAGMENT_MARK`` (0xC1, the one
+byte msgpack never uses, so no encoded message starts with it; an older release refuses
+it as an unknown codec version, where it refused the whole message before) and then
+``MORE`` or ``LAST``.  The fragments of one message are consecutive on the stream: a
+whole payload between them, a malformed fragment header, or a message growing past
+``max_message_bytes`` is a FrameError (the connection drops, nothing is delivered).
 """
 
 from __future__ import annotations
@@ -17,6 +26,12 @@ MAX_LENGTH = 2**32 - 1
 # never sent (transport.py), so batches stay far below it (protocols/common/batching.py)
 # and one command must fit in it (server/config.py bounds max_value_bytes).
 PEER_MAX_FRAME_BYTES = 64 * 2**20
+# The largest message, fragmented over several frames (a snapshot of a large state, a
+# ZAB DIFF, a Promise carrying chosen values): what one message may cost in memory.
+PEER_MAX_MESSAGE_BYTES = 2**30
+FRAGMENT_MARK = 0xC1
+MORE = 1
+LAST = 0
 
 
 class FrameError(ValueError):
@@ -28,6 +43,55 @@ def frame(payload: bytes) -> bytes:
     if len(payload) > MAX_LENGTH:
         raise ValueError(f"payload of {len(payload)} bytes does not fit a 4-byte length prefix")
     return HEADER.pack(len(payload)) + payload
+
+
+def fragment_frames(payload: bytes, max_frame_bytes: int) -> bytes:
+    """``payload`` as consecutive fragment frames of at most ``max_frame_bytes`` each."""
+    if max_frame_bytes <= 2:
+        raise ValueError("max_frame_bytes must leave room for a fragment's two header bytes")
+    piece = max_frame_bytes - 2
+    view = memoryview(payload)
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(payload), piece):
+        chunk = view[start : start + piece]
+        parts.append(HEADER.pack(len(chunk) + 2))
+        parts.append(bytes((FRAGMENT_MARK, MORE if start + piece < len(payload) else LAST)))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class Reassembler:
+    """Turns the payloads of one stream back into whole messages' payloads."""
+
+    __slots__ = ("_parts", "_size", "max_message_bytes")
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def whole(self, payload: bytes) -> bytes | None:
+        """The whole message's payload that ``payload`` is or completes; None while a
+        fragmented message is still arriving.  Raises FrameError on a broken run."""
+        if not payload or payload[0] != FRAGMENT_MARK:
+            if self._parts:
+                raise FrameError("a whole message inside a fragmented one")
+            return payload
+        if len(payload) < 2 or payload[1] not in (MORE, LAST):
+            raise FrameError("malformed fragment header")
+        self._size += len(payload) - 2
+        if self._size > self.max_message_bytes:
+            raise FrameError(f"fragmented message over the limit of {self.max_message_bytes} bytes")
+        self._parts.append(payload[2:])
+        if payload[1] == MORE:
+            return None
+        parts, self._parts, self._size = self._parts, [], 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a fragmented message received so far."""
+        return self._size
 
 
 class FrameDecoder:

@@ -15,8 +15,14 @@ Rules this module owns:
 - Per ordered pair, messages are delivered in send order with no duplicates; frames can be
   lost (queue overflow, a connection that breaks), never reordered.  A newer inbound
   connection from a peer supersedes the older one, which delivers nothing more.
-- A bad frame (length above ``max_frame_bytes``, truncated, or undecodable) drops that one
-  connection with a warning naming the peer and the reason; nothing else is affected.
+- A message whose encoding exceeds ``max_frame_bytes`` travels as consecutive fragment
+  frames (framing.py), up to ``max_message_bytes``: a snapshot of a large state or a long
+  catch-up reaches a lagging peer instead of being refused forever.  Larger ones are
+  dropped by the sender, counted and logged.  The fragments of a message are one item of
+  the peer's queue, so eviction drops whole messages, never part of one.
+- A bad frame (length above ``max_frame_bytes``, truncated, undecodable, or a broken run
+  of fragments) drops that one connection with a warning naming the peer and the reason;
+  nothing else is affected.
 - Frames queued in one loop turn are written together, with one write per peer, by
   ``flush`` (straight from the caller: no task switch per message); a connection with a
   backlog is left to its pump task, which writes in batches with one ``drain`` each.
@@ -40,7 +46,16 @@ from typing import Any
 
 from consensuskit.core.messages import CodecError, decode, encode
 from consensuskit.server import handshake, peer_tls
-from consensuskit.server.framing import HEADER, PEER_MAX_FRAME_BYTES, FrameDecoder, FrameError, frame
+from consensuskit.server.framing import (
+    HEADER,
+    PEER_MAX_FRAME_BYTES,
+    PEER_MAX_MESSAGE_BYTES,
+    FrameDecoder,
+    FrameError,
+    Reassembler,
+    fragment_frames,
+    frame,
+)
 
 Address = tuple[str, int]
 
@@ -53,14 +68,15 @@ MAX_PENDING_HANDSHAKES = 128  # unauthenticated inbound connections held at once
 class PeerStats:
     """Counters for one peer (a snapshot; ``PeerTransport.stats`` makes a new one)."""
 
-    frames_sent: int = 0  # written to the connection (not proof of arrival)
+    frames_sent: int = 0  # messages written to the connection (not proof of arrival)
     bytes_sent: int = 0  # including the 4-byte length prefixes
     batches_sent: int = 0  # writes followed by one drain; frames_sent / batches_sent = coalescing
     frames_received: int = 0  # decoded and handed to on_message
     bytes_received: int = 0
     dropped_overflow: int = 0  # oldest queued frames evicted by a full queue
     dropped_blocked: int = 0  # discarded by the set_blocked fault hook, either direction
-    dropped_oversize: int = 0  # messages whose encoding exceeded max_frame_bytes
+    dropped_oversize: int = 0  # messages whose encoding exceeded max_message_bytes
+    fragmented: int = 0  # messages sent as several frames (over max_frame_bytes)
     connects: int = 0  # outbound connections that passed the handshake
     accepts: int = 0  # inbound connections from this peer that passed the handshake
     connect_failures: int = 0  # dial attempts that failed (refused, unreachable, timeout, TLS)
@@ -148,6 +164,7 @@ class PeerTransport:
         ssl_client: ssl.SSLContext | None = None,
         tls_identity: peer_tls.PeerIdentity | None = None,
         max_frame_bytes: int = PEER_MAX_FRAME_BYTES,
+        max_message_bytes: int = PEER_MAX_MESSAGE_BYTES,
         queue_limit: int = 4096,
         queue_limit_bytes: int = 256 * 2**20,
         handshake_timeout: float = 5.0,
@@ -164,8 +181,11 @@ class PeerTransport:
             raise ValueError("peer TLS needs tls_identity (the channel binding covers the certificates)")
         if not secret:
             raise ValueError("a non-empty cluster secret is required")
-        if queue_limit < 1 or queue_limit_bytes < 1 or max_frame_bytes < 1:
-            raise ValueError("queue_limit, queue_limit_bytes and max_frame_bytes must be positive")
+        if queue_limit < 1 or queue_limit_bytes < 1 or max_frame_bytes <= 2 or max_message_bytes < 1:
+            raise ValueError(
+                "queue_limit, queue_limit_bytes and max_message_bytes must be positive, "
+                "max_frame_bytes above 2"
+            )
         self._node_id = node_id
         self._listen = listen
         self._secret = bytes(secret)
@@ -174,6 +194,7 @@ class PeerTransport:
         self._ssl_client = ssl_client
         self._tls_identity = tls_identity
         self._max_frame_bytes = max_frame_bytes
+        self._max_message_bytes = max_message_bytes
         self._queue_limit = queue_limit
         self._queue_limit_bytes = queue_limit_bytes
         self._handshake_timeout = handshake_timeout
@@ -292,17 +313,21 @@ class PeerTransport:
                 )
                 return
             self._last_sent = (msg, payload)
-        if len(payload) > self._max_frame_bytes:
+        if len(payload) <= self._max_frame_bytes:
+            data = frame(payload)
+        elif len(payload) <= self._max_message_bytes:
+            data = fragment_frames(payload, self._max_frame_bytes)
+            link.stats.fragmented += 1
+        else:
             link.stats.dropped_oversize += 1
             self._log.error(
-                "not sending %s to peer %s: %d bytes encoded, over max_frame_bytes=%d",
+                "not sending %s to peer %s: %d bytes encoded, over max_message_bytes=%d",
                 type(msg).__name__,
                 dst,
                 len(payload),
-                self._max_frame_bytes,
+                self._max_message_bytes,
             )
             return
-        data = frame(payload)
         queue = link.queue
         queue.append(data)
         link.queued_bytes += len(data)
@@ -613,6 +638,7 @@ class PeerTransport:
         stats = link.stats
         stats.accepts += 1
         decoder = FrameDecoder(self._max_frame_bytes)
+        reassembler = Reassembler(self._max_message_bytes)
         try:
             while True:
                 data = await reader.read(READ_CHUNK_BYTES)
@@ -623,6 +649,10 @@ class PeerTransport:
                 decoder.feed(data)
                 while not connection.closed and (payload := decoder.next_payload()) is not None:
                     stats.bytes_received += HEADER.size + len(payload)
+                    whole = reassembler.whole(payload)
+                    if whole is None:
+                        continue  # a fragment: the rest of its message follows
+                    payload = whole
                     if src in self._blocked:
                         stats.dropped_blocked += 1
                         continue

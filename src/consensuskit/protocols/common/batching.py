@@ -1,8 +1,10 @@
 """Batches of log entries bounded by count and by estimated bytes, for every log protocol.
 
-Why bytes: the peer transport refuses a frame over its limit (64 MiB) and a refused
-message is never delivered, so a batch capped only by count (64 values of 1 MiB) would
-stall replication for good.  A byte cap keeps every batch far below the limit.
+Why bytes: a message holds its peer link while it is written (heartbeats and votes
+queue behind it) and is held whole in memory at both ends; one over the peer transport's
+message limit is never delivered.  A batch capped only by count (64 values of 1 MiB) made
+64 MiB messages, which the transport refused outright until it learnt to fragment them:
+replication stalled for good.  A byte cap keeps every batch small.
 
 Rules this module owns:
   * a batch holds at least one item, whatever its size: an entry larger than the cap

@@ -893,7 +893,7 @@ class MultiPaxosNode:
     def _send_accepts(self, values: list[SlotValue], sizes: list[int]) -> None:
         """One Accept per peer for ``values``, or several when their estimated bytes
         (``sizes``) pass ``max_batch_bytes``: alpha slots of large batches in one message
-        could outgrow the peer transport's frame limit, and such a message never arrives."""
+        would hold the peer link for alpha times a slot's bytes (common/batching.py)."""
         peers: set[str] = set()
         for v in values:
             peers.update(self.config_at(v.slot))

@@ -51,7 +51,7 @@ class MultiPaxosOptions:
     commands_per_slot: int = 64
     # Past its first value, a slot's batch, an Accept and a Learn stay within this many
     # estimated bytes, values included: capped by count alone (64 commands of 1 MiB), a
-    # message could outgrow the peer transport's 64 MiB frame limit and never arrive.
+    # message held its peer link for 64 MiB (protocols/common/batching.py).
     max_batch_bytes: int = 1024 * 1024
     max_queue: int = 1000  # commands a leader holds while it cannot propose
     snapshot_threshold: int = 200  # executed commands (a slot counts its batch) before a snapshot; 0 = never

@@ -64,7 +64,7 @@ class ZabOptions:
     observers: int = 0
     # A PROPOSAL (or INFORM) carries at most this many txns and, past its first, this
     # many estimated bytes, values included: a batch capped by count alone (64 values
-    # of 1 MiB) outgrows the peer transport's 64 MiB frame limit and is never delivered.
+    # of 1 MiB) holds its peer link for 64 MiB (protocols/common/batching.py).
     max_batch_txns: int = 64
     max_batch_bytes: int = 1024 * 1024
     # Txns sent to a learner and not yet acknowledged; more wait.
