@@ -9,5 +9,6 @@ state-machine interface, each tested alone against a naive twin
   * ``check_quorum``     - a leader steps down when a quorum went silent;
   * ``config_history``   - the configuration in force at a log position;
   * ``replies``          - the ClientResponse builders (ok, refused, command answers);
-  * ``snapshot_policy``  - when to snapshot (a large state less often, amortized).
+  * ``snapshot_policy``  - when to snapshot (a large state less often, amortized);
+  * ``batching``         - batches bounded by count and estimated bytes (values included).
 """
