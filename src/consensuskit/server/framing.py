@@ -61,37 +61,40 @@ def fragment_frames(payload: bytes, max_frame_bytes: int) -> bytes:
 
 
 class Reassembler:
-    """Turns the payloads of one stream back into whole messages' payloads."""
+    """Turns the payloads of one stream back into whole messages' payloads.
 
-    __slots__ = ("_parts", "_size", "max_message_bytes")
+    The pieces are copied once, into one buffer that ``decode`` reads in place: a 72 MB
+    snapshot costs 72 MB here, not a list of pieces plus their join."""
+
+    __slots__ = ("_buffer", "_open", "max_message_bytes")
 
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
-        self._parts: list[bytes] = []
-        self._size = 0
+        self._buffer = bytearray()
+        self._open = False  # a fragmented message has started and not ended
 
-    def whole(self, payload: bytes) -> bytes | None:
+    def whole(self, payload: bytes) -> bytes | bytearray | None:
         """The whole message's payload that ``payload`` is or completes; None while a
         fragmented message is still arriving.  Raises FrameError on a broken run."""
         if not payload or payload[0] != FRAGMENT_MARK:
-            if self._parts:
+            if self._open:
                 raise FrameError("a whole message inside a fragmented one")
             return payload
         if len(payload) < 2 or payload[1] not in (MORE, LAST):
             raise FrameError("malformed fragment header")
-        self._size += len(payload) - 2
-        if self._size > self.max_message_bytes:
+        if len(self._buffer) + len(payload) - 2 > self.max_message_bytes:
             raise FrameError(f"fragmented message over the limit of {self.max_message_bytes} bytes")
-        self._parts.append(payload[2:])
+        self._buffer += memoryview(payload)[2:]
+        self._open = True
         if payload[1] == MORE:
             return None
-        parts, self._parts, self._size = self._parts, [], 0
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        whole, self._buffer, self._open = self._buffer, bytearray(), False
+        return whole
 
     @property
     def pending(self) -> int:
         """Bytes of a fragmented message received so far."""
-        return self._size
+        return len(self._buffer)
 
 
 class FrameDecoder:
