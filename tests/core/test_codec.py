@@ -737,3 +737,14 @@ def test_estimated_size_counts_what_a_message_carries():
         deep = [deep]
     assert estimated_size(deep) < 10_000 * 6
     assert estimated_size(object()) == 9
+
+
+def test_streamed_marks_only_the_classes_registered_so():
+    from consensuskit.core.messages import is_streamed
+    from consensuskit.protocols.paxos.multi_messages import InstallSnapshot, Promise
+    from consensuskit.protocols.raft.messages import AppendEntries
+    from consensuskit.protocols.zab.messages import NewLeader
+
+    assert is_streamed(object.__new__(InstallSnapshot)) and is_streamed(object.__new__(Promise))
+    assert is_streamed(object.__new__(NewLeader))
+    assert not is_streamed(object.__new__(AppendEntries)) and not is_streamed(b"bytes")

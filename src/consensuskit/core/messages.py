@@ -65,6 +65,8 @@ class CodecError(ValueError):
 
 _BY_TAG: dict[int, type] = {}
 _TAG_OF: dict[type, int] = {}
+# Classes registered with streamed=True (see ``message``).
+_STREAMED: set[type] = set()
 _CHECKS: dict[type, tuple[tuple[str, tuple[type, ...] | None], ...]] = {}
 
 _SCALARS = (int, float, str, bytes, bool)
@@ -79,8 +81,13 @@ def appended(absent: Any) -> dict[str, Any]:
     return {_APPENDED: absent}
 
 
-def message(tag: int) -> Callable[[type[T]], type[T]]:
-    """Register a dataclass under ``tag`` for the codec."""
+def message(tag: int, *, streamed: bool = False) -> Callable[[type[T]], type[T]]:
+    """Register a dataclass under ``tag`` for the codec.
+
+    ``streamed``: the message may carry a whole state (a snapshot).  The peer transport
+    then encodes it piece by piece as it writes it (``iter_encode``), so the sender's
+    event loop is never held for the whole encoding of a large state (which stops its
+    heartbeats).  The bytes on the wire are the same."""
 
     def register(cls: type[T]) -> type[T]:
         if not dataclasses.is_dataclass(cls):
@@ -91,10 +98,17 @@ def message(tag: int) -> Callable[[type[T]], type[T]]:
         _required_fields(cls)  # appended fields only at the end (raises TypeError)
         _BY_TAG[tag] = cls
         _TAG_OF[cls] = tag
+        if streamed:
+            _STREAMED.add(cls)
         _fast_frozen_init(cls)
         return cls
 
     return register
+
+
+def is_streamed(obj: Any) -> bool:
+    """``obj``'s class was registered with ``streamed=True``."""
+    return type(obj) in _STREAMED
 
 
 def _fast_frozen_init(cls: type) -> None:

@@ -20,6 +20,12 @@ Rules this module owns:
   catch-up reaches a lagging peer instead of being refused forever.  Larger ones are
   dropped by the sender, counted and logged.  The fragments of a message are one item of
   the peer's queue, so eviction drops whole messages, never part of one.
+- A message of a class registered ``streamed`` (one that may carry a whole state: a
+  snapshot, a ZAB DIFF) is queued unencoded and encoded by the peer's pump as it writes
+  it, piece by piece, yielding to the event loop between pieces: a 100 MB snapshot never
+  holds the sender's loop (its heartbeats, its clients) for the whole encoding.  The bytes
+  are the ones ``encode`` gives.  One that turns out to exceed ``max_message_bytes`` after
+  some of its fragments left closes that connection (the receiver drops the partial run).
 - A bad frame (length above ``max_frame_bytes``, truncated, undecodable, or a broken run
   of fragments) drops that one connection with a warning naming the peer and the reason;
   nothing else is affected.
@@ -44,10 +50,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.messages import CodecError, decode, encode
+from consensuskit.core.messages import CodecError, decode, encode, is_streamed, iter_encode
 from consensuskit.server import handshake, peer_tls
 from consensuskit.server.framing import (
+    FRAGMENT_MARK,
     HEADER,
+    LAST,
+    MORE,
     PEER_MAX_FRAME_BYTES,
     PEER_MAX_MESSAGE_BYTES,
     FrameDecoder,
@@ -58,6 +67,23 @@ from consensuskit.server.framing import (
 )
 
 Address = tuple[str, int]
+
+# What a streamed message counts toward queue_limit_bytes while queued (its size is known
+# only once written).
+STREAMED_QUEUE_BYTES = 1 << 20
+
+
+class _Streamed:
+    """A queued message of a ``streamed`` class, to be encoded as it is written."""
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+    def __len__(self) -> int:
+        return STREAMED_QUEUE_BYTES
+
 
 WRITE_BATCH_BYTES = 1 << 20  # frames written per drain, at most (always at least one frame)
 READ_CHUNK_BYTES = 1 << 18
@@ -119,7 +145,7 @@ class _Link:
     def __init__(self, peer_id: str, address: Address) -> None:
         self.peer_id = peer_id
         self.address = address
-        self.queue: collections.deque[bytes] = collections.deque()
+        self.queue: collections.deque[bytes | _Streamed] = collections.deque()
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
         self.connection: _Connection | None = None  # the outbound connection while it is up
@@ -296,6 +322,9 @@ class PeerTransport:
         if dst in self._blocked:
             link.stats.dropped_blocked += 1
             return
+        if is_streamed(msg):
+            self._enqueue(link, _Streamed(msg))
+            return
         last = self._last_sent
         if last is not None and _same_message(msg, last[0]):
             # A broadcast (the same AppendEntries to every follower in step): encode once.
@@ -328,6 +357,9 @@ class PeerTransport:
                 self._max_message_bytes,
             )
             return
+        self._enqueue(link, data)
+
+    def _enqueue(self, link: _Link, data: bytes | _Streamed) -> None:
         queue = link.queue
         queue.append(data)
         link.queued_bytes += len(data)
@@ -372,12 +404,15 @@ class PeerTransport:
             link.wakeup.set()  # a backlog, a closed connection, or no connection yet: the pump
 
     def _write_queued(self, link: _Link, writer: asyncio.StreamWriter) -> None:
-        """One write of the oldest queued frames (at least one, about WRITE_BATCH_BYTES)."""
+        """One write of the oldest queued frames (at least one, about WRITE_BATCH_BYTES),
+        up to a streamed message, which only the pump writes (nothing if it is first)."""
         queue, stats = link.queue, link.stats
-        batch = [queue.popleft()]
+        if type(queue[0]) is _Streamed:
+            return
+        batch: list[bytes] = [queue.popleft()]  # type: ignore[list-item]
         size = len(batch[0])
-        while queue and size < WRITE_BATCH_BYTES:
-            data = queue.popleft()
+        while queue and size < WRITE_BATCH_BYTES and type(queue[0]) is not _Streamed:
+            data = queue.popleft()  # type: ignore[assignment]
             batch.append(data)
             size += len(data)
         link.queued_bytes -= size
@@ -385,6 +420,48 @@ class PeerTransport:
         stats.frames_sent += len(batch)
         stats.bytes_sent += size
         stats.batches_sent += 1
+
+    async def _write_streamed(self, link: _Link, writer: asyncio.StreamWriter, item: _Streamed) -> None:
+        """Encode a streamed message as it is written: a whole frame if the encoding fits
+        one, else fragments as the pieces come, the loop free between pieces."""
+        msg, stats = item.msg, link.stats
+        limit, piece = self._max_frame_bytes, self._max_frame_bytes - 2
+        pending = bytearray()
+        total = fragments = written = 0
+        try:
+            for chunk in iter_encode(msg):
+                total += len(chunk)
+                if total > self._max_message_bytes:
+                    raise ValueError(
+                        f"{total} bytes encoded so far, over max_message_bytes={self._max_message_bytes}"
+                    )
+                pending += chunk
+                if fragments or len(pending) > limit:
+                    while len(pending) > piece:
+                        data = HEADER.pack(piece + 2) + bytes((FRAGMENT_MARK, MORE)) + pending[:piece]
+                        del pending[:piece]
+                        writer.write(data)
+                        written += len(data)
+                        fragments += 1
+                        await writer.drain()
+                await asyncio.sleep(0)  # the loop runs between pieces
+        except (OverflowError, TypeError, ValueError) as exc:  # too large, or not encodable
+            if total > self._max_message_bytes:
+                stats.dropped_oversize += 1
+            self._log.error("not sending %s to peer %s: %s", type(msg).__name__, link.peer_id, exc)
+            if fragments:  # the peer holds part of it: only a new connection clears that
+                raise ConnectionResetError("a streamed message was cut short") from exc
+            return
+        if fragments:
+            data = HEADER.pack(len(pending) + 2) + bytes((FRAGMENT_MARK, LAST)) + pending
+            stats.fragmented += 1
+        else:
+            data = frame(bytes(pending))
+        writer.write(data)
+        stats.frames_sent += 1
+        stats.bytes_sent += written + len(data)
+        stats.batches_sent += 1
+        await writer.drain()
 
     def update_peers(self, peers: dict[str, Address]) -> None:
         """Adopt a new membership: dial new peers, forget removed ones (closing their
@@ -532,6 +609,11 @@ class PeerTransport:
                         await link.wakeup.wait()
                     finally:
                         link.idle = False
+                    continue
+                if type(queue[0]) is _Streamed:
+                    item = queue.popleft()
+                    link.queued_bytes -= len(item)
+                    await self._write_streamed(link, writer, item)  # type: ignore[arg-type]
                     continue
                 self._write_queued(link, writer)
                 await writer.drain()

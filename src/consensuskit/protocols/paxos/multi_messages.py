@@ -107,7 +107,7 @@ class Snapshot:
         return f"snapshot@{self.last_slot}"
 
 
-@message(56)
+@message(56, streamed=True)  # may carry a snapshot and many chosen values
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Promise:
     """Phase 1b.  ``accepted``: the acceptor's votes for slots >= ``from_slot``;
@@ -218,7 +218,7 @@ class Learn:
         return f"Learn {self.ballot} slots={self.values[0].slot}..{self.values[-1].slot}"
 
 
-@message(63)
+@message(63, streamed=True)  # carries a snapshot
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshot:
     ballot: Ballot

@@ -143,7 +143,7 @@ class Snapshot:
         return f"snapshot {zxid_str(self.last_zxid)}#{self.last_index}"
 
 
-@message(76)
+@message(76, streamed=True)  # may carry a snapshot (SNAP) or a long DIFF
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewLeader:
     """The synchronisation (DIFF, TRUNC, TRUNC+DIFF or SNAP) followed by NEWLEADER(e),
