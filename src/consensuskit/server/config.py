@@ -347,6 +347,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
             service_for(registry, spec, str(service))
         except KeyError as exc:
             raise ConfigError(f"service: {exc.args[0]}") from None
+    max_value_bytes = _value_limit(raw)
     options = _table(raw.get("options"), "options")
     if spec.validate_options is not None:
         try:  # as the node will run them: under the protocol's server defaults
@@ -377,12 +378,12 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         options=dict(options),
         admin_token=_admin_token(raw.get("admin_token_file")),
         tls=tls,
-        max_value_bytes=_value_limit(raw),
+        max_value_bytes=max_value_bytes,
         max_key_bytes=_positive_int(raw, "max_key_bytes", DEFAULT_MAX_KEY_BYTES),
         fsync=_bool(raw, "fsync", True),
         inline_sync_bytes=_non_negative_int(raw, "inline_sync_bytes", DEFAULT_INLINE_SYNC_BYTES),
         request_timeout=_positive_float(raw, "request_timeout", 5.0),
-        limits=_limits(raw, _positive_int(raw, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)),
+        limits=_limits(raw, max_value_bytes),
         session_ttl=_non_negative_float(raw, "session_ttl", DEFAULT_SESSION_TTL),
         max_sessions=_positive_int(raw, "max_sessions", DEFAULT_MAX_SESSIONS),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),

@@ -22,12 +22,11 @@ import struct
 
 HEADER = struct.Struct(">I")
 MAX_LENGTH = 2**32 - 1
-# The peer transport's frame limit: one protocol message, encoded.  A larger message is
-# never sent (transport.py), so batches stay far below it (protocols/common/batching.py)
-# and one command must fit in it (server/config.py bounds max_value_bytes).
+# The peer transport's frame limit; a larger message travels as fragments.
 PEER_MAX_FRAME_BYTES = 64 * 2**20
 # The largest message, fragmented over several frames (a snapshot of a large state, a
-# ZAB DIFF, a Promise carrying chosen values): what one message may cost in memory.
+# ZAB DIFF, a Promise carrying chosen values): what one message may cost in memory.  One
+# command must fit in it (server/config.py bounds max_value_bytes).
 PEER_MAX_MESSAGE_BYTES = 2**30
 FRAGMENT_MARK = 0xC1
 MORE = 1
@@ -38,11 +37,16 @@ class FrameError(ValueError):
     """The byte stream is not a valid sequence of frames (remote misbehaviour)."""
 
 
-def frame(payload: bytes) -> bytes:
+def frame(payload: bytes | bytearray) -> bytes:
     """One wire frame carrying ``payload``."""
     if len(payload) > MAX_LENGTH:
         raise ValueError(f"payload of {len(payload)} bytes does not fit a 4-byte length prefix")
     return HEADER.pack(len(payload)) + payload
+
+
+def fragment_frame(piece: bytes | bytearray | memoryview, last: bool) -> bytes:
+    """One fragment frame carrying ``piece`` of a message's encoding."""
+    return b"".join((HEADER.pack(len(piece) + 2), bytes((FRAGMENT_MARK, LAST if last else MORE)), piece))
 
 
 def fragment_frames(payload: bytes, max_frame_bytes: int) -> bytes:
@@ -51,13 +55,10 @@ def fragment_frames(payload: bytes, max_frame_bytes: int) -> bytes:
         raise ValueError("max_frame_bytes must leave room for a fragment's two header bytes")
     piece = max_frame_bytes - 2
     view = memoryview(payload)
-    parts: list[bytes | memoryview] = []
-    for start in range(0, len(payload), piece):
-        chunk = view[start : start + piece]
-        parts.append(HEADER.pack(len(chunk) + 2))
-        parts.append(bytes((FRAGMENT_MARK, MORE if start + piece < len(payload) else LAST)))
-        parts.append(chunk)
-    return b"".join(parts)
+    return b"".join(
+        fragment_frame(view[start : start + piece], start + piece >= len(payload))
+        for start in range(0, len(payload), piece)
+    )
 
 
 class Reassembler:

@@ -53,15 +53,13 @@ from typing import Any
 from consensuskit.core.messages import CodecError, decode, encode, is_streamed, iter_encode
 from consensuskit.server import handshake, peer_tls
 from consensuskit.server.framing import (
-    FRAGMENT_MARK,
     HEADER,
-    LAST,
-    MORE,
     PEER_MAX_FRAME_BYTES,
     PEER_MAX_MESSAGE_BYTES,
     FrameDecoder,
     FrameError,
     Reassembler,
+    fragment_frame,
     fragment_frames,
     frame,
 )
@@ -438,7 +436,7 @@ class PeerTransport:
                 pending += chunk
                 if fragments or len(pending) > limit:
                     while len(pending) > piece:
-                        data = HEADER.pack(piece + 2) + bytes((FRAGMENT_MARK, MORE)) + pending[:piece]
+                        data = fragment_frame(memoryview(pending)[:piece], last=False)
                         del pending[:piece]
                         writer.write(data)
                         written += len(data)
@@ -453,10 +451,10 @@ class PeerTransport:
                 raise ConnectionResetError("a streamed message was cut short") from exc
             return
         if fragments:
-            data = HEADER.pack(len(pending) + 2) + bytes((FRAGMENT_MARK, LAST)) + pending
+            data = fragment_frame(pending, last=True)
             stats.fragmented += 1
         else:
-            data = frame(bytes(pending))
+            data = frame(pending)
         writer.write(data)
         stats.frames_sent += 1
         stats.bytes_sent += written + len(data)

@@ -8,8 +8,8 @@ replication stalled for good.  A byte cap keeps every batch small.
 
 Rules this module owns:
   * a batch holds at least one item, whatever its size: an entry larger than the cap
-    travels alone (the server's configuration bounds one command well below the frame
-    limit, see server/config.py);
+    travels alone (the server's configuration bounds one command below the transport's
+    message limit, see server/config.py);
   * after the first, an item joins only while the batch stays within ``max_items`` and
     its estimated bytes within ``max_bytes``;
   * sizes are ``core/messages.estimated_size`` estimates (plus a fixed overhead a log
@@ -20,7 +20,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from consensuskit.core.messages import estimated_size
@@ -34,12 +34,13 @@ def entry_size(data: Any) -> int:
     return ENTRY_OVERHEAD if data is None else ENTRY_OVERHEAD + estimated_size(data)
 
 
-def batch_length(sizes: Sequence[int], max_items: int, max_bytes: int) -> tuple[int, int]:
-    """How many leading items of ``sizes`` form one batch, and their total bytes."""
+def batch_length(sizes: Iterable[int], max_items: int, max_bytes: int) -> tuple[int, int]:
+    """How many leading items of ``sizes`` form one batch, and their total bytes.  Reads
+    ``sizes`` only as far as the batch goes (plus the item that ends it)."""
     total = 0
     n = 0
-    for size in sizes[:max_items]:
-        if n and total + size > max_bytes:
+    for size in sizes:
+        if n == max_items or (n and total + size > max_bytes):
             break
         total += size
         n += 1
@@ -58,19 +59,16 @@ class EntrySizes:
     def take(self, entries: Sequence[Any], first_index: int, max_bytes: int) -> tuple[int, int]:
         """How many leading ``entries`` (the first at ``first_index``) fit one batch of at
         most ``max_bytes`` (at least one), and their total bytes."""
+        return batch_length(self._sizes(entries, first_index), len(entries), max_bytes)
+
+    def _sizes(self, entries: Sequence[Any], index: int) -> Iterator[int]:
         by_index = self.by_index
-        measure = self.measure
-        total = 0
-        index = first_index
-        for n, entry in enumerate(entries):
+        for entry in entries:
             size = by_index.get(index)
             if size is None:
-                size = by_index[index] = measure(entry)
-            if n and total + size > max_bytes:
-                return n, total
-            total += size
+                size = by_index[index] = self.measure(entry)
+            yield size
             index += 1
-        return len(entries), total
 
     def drop_from(self, index: int) -> None:
         """Entries from ``index`` on were truncated (and may be replaced)."""

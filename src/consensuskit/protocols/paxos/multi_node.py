@@ -832,7 +832,7 @@ class MultiPaxosNode:
             vote = self.best_votes.get(s)
             entry = vote.entry if vote is not None else NOOP_ENTRY
             values.append(self._propose(s, entry))
-            sizes.append(entry_size(entry))
+            sizes.append(entry_size(entry.data))
         while self.queue and self.next_slot <= limit and self._ready_for_slot(self.next_slot):
             slot = self.next_slot
             self.next_slot += 1
@@ -931,7 +931,7 @@ class MultiPaxosNode:
         for peer in sorted(per_peer):
             pending = per_peer[peer]
             n, _ = batch_length(
-                [entry_size(v.entry) for v in pending], len(pending), self.opts.max_batch_bytes
+                [entry_size(v.entry.data) for v in pending], len(pending), self.opts.max_batch_bytes
             )
             # The rest wait for the next resend round: a lost Accept is the rare case.
             self._replicate(peer, Accept(ballot=self.ballot, values=tuple(pending[:n]), commit=self.executed))
@@ -1125,17 +1125,15 @@ class MultiPaxosNode:
         nxt = executed + 1
         if nxt in self.chosen:
             values = []
-            nbytes = 0
             for s in range(nxt, min(self.executed, executed + self.opts.max_batch) + 1):
                 entry = self.chosen.get(s)
                 if entry is None:
                     break
-                size = entry_size(entry)
-                if values and nbytes + size > self.opts.max_batch_bytes:
-                    break  # the peer's next HeartbeatAck asks for the rest
                 values.append(SlotValue(slot=s, entry=entry))
-                nbytes += size
-            self.env.send(peer, Learn(ballot=self.ballot, leader=self.id, values=tuple(values)))
+            # Within max_batch_bytes: the peer's next HeartbeatAck asks for the rest.
+            sizes = (entry_size(v.entry.data) for v in values)
+            n, _ = batch_length(sizes, len(values), self.opts.max_batch_bytes)
+            self.env.send(peer, Learn(ballot=self.ballot, leader=self.id, values=tuple(values[:n])))
         elif self.snapshot is not None and self.snapshot.last_slot >= nxt:
             self.env.send(peer, InstallSnapshot(ballot=self.ballot, leader=self.id, snapshot=self.snapshot))
 
