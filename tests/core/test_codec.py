@@ -741,10 +741,16 @@ def test_estimated_size_counts_what_a_message_carries():
 
 def test_streamed_marks_only_the_classes_registered_so():
     from consensuskit.core.messages import is_streamed
+    from consensuskit.protocols.paxos import multi_messages
     from consensuskit.protocols.paxos.multi_messages import InstallSnapshot, Promise
+    from consensuskit.protocols.raft import messages as raft_messages
     from consensuskit.protocols.raft.messages import AppendEntries
+    from consensuskit.protocols.zab import messages as zab_messages
     from consensuskit.protocols.zab.messages import NewLeader
 
     assert is_streamed(object.__new__(InstallSnapshot)) and is_streamed(object.__new__(Promise))
     assert is_streamed(object.__new__(NewLeader))
+    # The stored snapshots: the disk WAL encodes them in its sync worker.
+    for module in (raft_messages, zab_messages, multi_messages):
+        assert is_streamed(object.__new__(module.Snapshot))
     assert not is_streamed(object.__new__(AppendEntries)) and not is_streamed(b"bytes")

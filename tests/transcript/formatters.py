@@ -110,8 +110,9 @@ def format_log(protocol: str, node: Any, storage: Any) -> Iterable[str]:
 
 
 def kv_state(sm: Any) -> list[str]:
-    flat = sm.snapshot()["flat"]
-    return [f"{flat[i]}={flat[i + 1]!r} v{flat[i + 2]}" for i in range(0, len(flat), 3)]
+    flat = sm.snapshot()["flat"]  # in the store's order: in key order here, for the eye
+    starts = sorted(range(0, len(flat), 3), key=flat.__getitem__)
+    return [f"{flat[i]}={flat[i + 1]!r} v{flat[i + 2]}" for i in starts]
 
 
 # State machine class name -> formatter (state machines come from services, not protocols).

@@ -84,10 +84,12 @@ def appended(absent: Any) -> dict[str, Any]:
 def message(tag: int, *, streamed: bool = False) -> Callable[[type[T]], type[T]]:
     """Register a dataclass under ``tag`` for the codec.
 
-    ``streamed``: the message may carry a whole state (a snapshot).  The peer transport
-    then encodes it piece by piece as it writes it (``iter_encode``), so the sender's
-    event loop is never held for the whole encoding of a large state (which stops its
-    heartbeats).  The bytes on the wire are the same."""
+    ``streamed``: the message may carry a whole state (a snapshot), and is a value: what
+    it holds never changes once it is made (a state machine's snapshot is immutable,
+    ``core.service.StateMachine``).  So whoever writes one may encode it later, piece by
+    piece (``iter_encode``): the peer transport as it writes it to the socket, the disk
+    WAL in its sync worker thread.  The sender's event loop is never held for the whole
+    encoding of a large state (which stops its heartbeats).  The bytes are the same."""
 
     def register(cls: type[T]) -> type[T]:
         if not dataclasses.is_dataclass(cls):

@@ -93,7 +93,7 @@ class Prepare:
         return f"Prepare {self.ballot} from={self.from_slot}"
 
 
-@message(55)
+@message(55, streamed=True)  # a whole state: stored by the WAL's sync worker
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """State machine image after executing every slot up to ``last_slot``; ``configs``

@@ -183,7 +183,7 @@ class HeartbeatResponse:
         return f"HeartbeatResp term={self.term}{ctx}"
 
 
-@message(18)
+@message(18, streamed=True)  # a whole state: stored by the WAL's sync worker
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """State machine image covering every entry up to ``last_index``."""

@@ -130,7 +130,7 @@ class AckEpoch:
         )
 
 
-@message(75)
+@message(75, streamed=True)  # a whole state: stored by the WAL's sync worker
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """State machine image covering every txn up to ``last_index`` / ``last_zxid``."""
