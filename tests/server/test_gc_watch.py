@@ -31,3 +31,16 @@ def test_what_lives_at_startup_leaves_the_full_collections():
         assert not any(o is test_what_lives_at_startup_leaves_the_full_collections for o in gc.get_objects(2))
     finally:
         gc.unfreeze()  # other tests of this process expect a normal collector
+
+
+def test_raise_young_threshold_keeps_the_older_thresholds_and_a_disabled_collector():
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        gc_watch.raise_young_threshold()
+        assert gc.get_threshold() == (gc_watch.YOUNG_THRESHOLD, 10, 10)
+        gc.set_threshold(0, 10, 10)  # the collector off: stays off
+        gc_watch.raise_young_threshold()
+        assert gc.get_threshold() == (0, 10, 10)
+    finally:
+        gc.set_threshold(*saved)

@@ -334,6 +334,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
         log.error("node %s cannot start: %s", config.node_id, exc)
         return EXIT_FAILED
     frozen = gc_watch.freeze_startup()  # full collections skip the imports (gc_watch.py)
+    gc_watch.raise_young_threshold()  # what is in flight dies young (gc_watch.py)
     log.debug("node %s: %d objects frozen out of garbage collection", config.node_id, frozen)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
