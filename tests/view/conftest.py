@@ -89,6 +89,19 @@ class Page:
     def js(self, expression: str) -> Any:
         return self.page.evaluate(expression)
 
+    def wait_until(self, expression: str, show: str, timeout: float = 60_000) -> None:
+        """Wait for ``expression`` to hold; if it never does, fail with what ``show``
+        evaluates to then, and the page's problems (a bare timeout says nothing of why)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(expression, timeout=timeout)
+        except PlaywrightTimeout:
+            raise AssertionError(
+                f"{expression} still false after {timeout / 1000:g} s: {show} = {self.js(show)!r}; "
+                f"problems: {self.problems}"
+            ) from None
+
     def seek(self, pos: int) -> float:
         return float(self.js(f"consensusView.seek({pos})"))
 

@@ -203,6 +203,13 @@ class FakeCluster:
         pass
 
 
+# What a live page has received, for a failed wait's message.
+LIVE_STATE = (
+    "({received: consensusView.received, gaps: consensusView.gaps, records: consensusView.records, "
+    "state: document.getElementById('live-state').textContent})"
+)
+
+
 def live_meta() -> dict[str, Any]:
     return view_meta([], "raft", ["n1", "n2", "n3"], "live")
 
@@ -212,7 +219,7 @@ def test_live_loses_no_record_at_1000_per_second(browser):
     with served(make_app(live_meta(), source=source)) as url:
         page = Page(browser, url)
         try:
-            page.page.wait_for_function("consensusView.received >= 3003", timeout=60_000)
+            page.wait_until("consensusView.received >= 3003", LIVE_STATE)
             page.page.wait_for_timeout(300)
             assert page.js("consensusView.received") == 3003  # 3 role records + 3,000
             assert page.js("consensusView.gaps") == 0
@@ -227,7 +234,7 @@ def test_live_memory_is_bounded(browser):
     with served(make_app(live_meta(), source=source)) as url:
         page = Page(browser, url, init_script="window.consensusViewMaxLive = 1000")
         try:
-            page.page.wait_for_function("consensusView.received >= 1503", timeout=60_000)
+            page.wait_until("consensusView.received >= 1503", LIVE_STATE)
             assert page.js("consensusView.records") <= 1000 and page.js("consensusView.gaps") == 0
             assert page.js("consensusView.pos") == page.js("consensusView.records")  # still following
             page.seek(0)  # the kept records replay
