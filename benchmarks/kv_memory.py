@@ -158,6 +158,11 @@ def stalls(url: str) -> dict[str, Any]:
             text = resp.read().decode()
     except OSError as exc:
         return {"error": str(exc)}
+    return parse_stalls(text)
+
+
+def parse_stalls(text: str) -> dict[str, Any]:
+    """``stalls`` from the text of a /metrics page."""
     plain: dict[str, float] = {}
     by_generation: dict[str, dict[str, float]] = {}
     for name, generation, value in _METRIC.findall(text):

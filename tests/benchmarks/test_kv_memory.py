@@ -1,0 +1,48 @@
+"""benchmarks/kv_memory.py's readings: wrk's durations and a node's stall figures."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from kv_memory import _ms, parse_stalls
+
+METRICS = """\
+# HELP consensuskit_term Current term
+consensuskit_term 3.0
+consensuskit_elections_total 2.0
+consensuskit_loop_lag_max_seconds 0.4125
+consensuskit_loop_lag_seconds_bucket{le="0.5"} 10.0
+consensuskit_gc_collections_total{generation="0"} 55.0
+consensuskit_gc_collections_total{generation="2"} 4.0
+consensuskit_gc_seconds_total{generation="0"} 1.25
+consensuskit_gc_seconds_total{generation="1"} 0.5
+consensuskit_gc_seconds_total{generation="2"} 2.0
+consensuskit_gc_max_seconds{generation="0"} 0.1
+consensuskit_gc_max_seconds{generation="2"} 0.3
+"""
+
+
+def test_stalls_read_from_metrics():
+    assert parse_stalls(METRICS) == {
+        "loop_lag_max_s": 0.412,
+        "elections": 2,
+        "term": 3,
+        "full_gcs": 4,
+        "gc_s": 3.75,
+        "gc_max_s": 0.3,
+    }
+
+
+def test_a_page_without_the_figures_reads_as_unknown_or_zero():
+    got = parse_stalls("# nothing here\n")
+    assert math.isnan(got["loop_lag_max_s"])
+    assert (got["elections"], got["term"], got["full_gcs"], got["gc_s"], got["gc_max_s"]) == (0, 0, 0, 0, 0.0)
+
+
+def test_wrk_durations_in_milliseconds():
+    assert (_ms("812.00us"), _ms("42.5ms"), _ms("1.21s"), _ms("1.50m")) == (0.81, 42.5, 1210.0, 90000.0)
+    assert math.isnan(_ms("soon"))
