@@ -23,7 +23,9 @@ garbage collections (full ones, seconds in all, the longest pause) from its /met
 and the elections.  Nodes run with the server's defaults (a 1 s election timeout,
 heartbeats every 0.1 s).  This benchmark used to raise the timeout to 2 s: a snapshot of
 a million keys held a node's loop for one to two seconds (docs/server.md, "Timers on a
-real machine").  The load passes when no leader changed.
+real machine").  The load passes when no leader changed.  etcd takes the same load in the
+same run (the anchor; ``--no-etcd`` skips it): its members' memory, the writes' worst
+p99 and maximum, its leader changes.
 Writes JSON to benchmarks/results/kv_memory.json.
 """
 
@@ -69,6 +71,37 @@ function request()
   return wrk.format("PUT", string.format("/v1/kv/key%07d", i), headers, value)
 end
 """
+
+
+# The same keys and values through etcd's v3 JSON gateway (base64 key and value).
+ETCD_LOADER_LUA = """
+local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    out[#out + 1] = b64chars:sub(math.floor(n / 262144) % 64 + 1, math.floor(n / 262144) % 64 + 1)
+      .. b64chars:sub(math.floor(n / 4096) % 64 + 1, math.floor(n / 4096) % 64 + 1)
+      .. (b and b64chars:sub(math.floor(n / 64) % 64 + 1, math.floor(n / 64) % 64 + 1) or "=")
+      .. (c and b64chars:sub(n % 64 + 1, n % 64 + 1) or "=")
+  end
+  return table.concat(out)
+end
+local nkeys = tonumber(os.getenv("KV_KEYS"))
+local value = b64(string.rep("v", tonumber(os.getenv("KV_VSIZE"))))
+local start = tonumber(os.getenv("KV_START") or "0")
+local counter = 0
+local headers = { ["Content-Type"] = "application/json" }
+function request()
+  local i = (start + counter) % nkeys
+  counter = counter + 1
+  local body = '{"key":"' .. b64(string.format("key%07d", i)) .. '","value":"' .. value .. '"}'
+  return wrk.format("POST", "/v3/kv/put", headers, body)
+end
+"""
+ETCD_SCRIPT = SHARED_BENCH / "start_etcd_cluster.sh"
+ETCD_PIDS = Path(os.environ.get("ETCD_DATA_ROOT", f"{tempfile.gettempdir()}/anchors/etcd-data")) / "pids"
 
 
 def vm(pid: int, field: str = "VmRSS") -> float:
@@ -213,6 +246,41 @@ def wait_applied(cluster: LocalCluster, timeout: float) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+def load_keys(
+    url: str,
+    lua: Path,
+    args: argparse.Namespace,
+    pids: dict[str, int],
+    console: Console,
+    died: Any = lambda: [],
+) -> dict[str, Any]:
+    """Write ``args.keys`` keys through ``url`` with wrk runs of ``lua``: the errors and
+    the worst p99 and maximum latency of any run."""
+    done = errors = 0
+    worst_p99 = worst_max = 0.0
+    # Each wrk run continues where the last one's answered requests ended; a run's
+    # unanswered tail (at most `concurrency` requests) is written again by the next.
+    while done < args.keys:
+        env = {"KV_KEYS": str(args.keys), "KV_VSIZE": str(args.value_bytes), "KV_START": str(done)}
+        left = args.keys - done
+        seconds = max(3, min(60, left // 3000))  # wrk takes whole seconds
+        result = wrk_put(url, lua, env, seconds, args.concurrency)
+        done += max(0, result["requests"] - args.concurrency)
+        errors += result["errors"]
+        worst_p99 = max(worst_p99, result["p99_ms"])
+        worst_max = max(worst_max, result["max_ms"])
+        console.print(
+            f"  loaded {min(done, args.keys):,}/{args.keys:,} keys ({result['ops_per_s']:,.0f}/s, "
+            f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms, "
+            f"{result['errors']} errors); VmRSS now "
+            + ", ".join(f"{k} {vm(p):.0f} MB" for k, p in pids.items())
+        )
+        dead = died()
+        if dead:
+            raise RuntimeError(f"a node died: {dead}")
+    return {"errors": errors, "worst_p99_ms": worst_p99, "worst_max_ms": worst_max}
+
+
 # ---------------------------------------------------------------------- part 1
 def part_load(args: argparse.Namespace, work: Path, console: Console) -> dict[str, Any]:
     cluster, leader = start_cluster(work / "load", args.nodes, console)
@@ -223,28 +291,15 @@ def part_load(args: argparse.Namespace, work: Path, console: Console) -> dict[st
         lua.write_text(LOADER_LUA)
         sampler = Sampler(pids, period=1.0)
         sampler.start()
-        done = errors = 0
-        worst_p99 = worst_max = 0.0
         started = time.monotonic()
-        # Each wrk run continues where the last one's answered requests ended; a run's
-        # unanswered tail (at most `concurrency` requests) is written again by the next.
-        while done < args.keys:
-            env = {"KV_KEYS": str(args.keys), "KV_VSIZE": str(args.value_bytes), "KV_START": str(done)}
-            left = args.keys - done
-            seconds = max(3, min(60, left // 3000))  # wrk takes whole seconds
-            result = wrk_put(cluster.url(leader), lua, env, seconds)
-            done += max(0, result["requests"] - args.concurrency)
-            errors += result["errors"]
-            worst_p99 = max(worst_p99, result["p99_ms"])
-            worst_max = max(worst_max, result["max_ms"])
-            console.print(
-                f"  loaded {min(done, args.keys):,}/{args.keys:,} keys ({result['ops_per_s']:,.0f}/s, "
-                f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms, "
-                f"{result['errors']} errors); VmRSS now "
-                + ", ".join(f"{k} {vm(p):.0f} MB" for k, p in pids.items())
-            )
-            if cluster.dead_nodes():
-                raise RuntimeError(f"a node died: {[n.node_id for n in cluster.dead_nodes()]}")
+        loaded = load_keys(
+            cluster.url(leader),
+            lua,
+            args,
+            pids,
+            console,
+            died=lambda: [n.node_id for n in cluster.dead_nodes()],
+        )
         load_seconds = time.monotonic() - started
         statuses = wait_applied(cluster, 120)
         health = {node_id: stalls(cluster.url(node_id)) for node_id in sorted(cluster.nodes)}
@@ -275,9 +330,9 @@ def part_load(args: argparse.Namespace, work: Path, console: Console) -> dict[st
             "keys": args.keys,
             "value_bytes": args.value_bytes,
             "load_seconds": round(load_seconds, 1),
-            "load_errors": errors,
-            "worst_p99_ms": worst_p99,
-            "worst_max_ms": worst_max,
+            "load_errors": loaded["errors"],
+            "worst_p99_ms": loaded["worst_p99_ms"],
+            "worst_max_ms": loaded["worst_max_ms"],
             # A term that moved during the load is a leader that fell over.
             "terms": [start_term, end_term],
             "leader_kept": end_term == start_term,
@@ -286,6 +341,59 @@ def part_load(args: argparse.Namespace, work: Path, console: Console) -> dict[st
             "under_target": all(n["rss_mb"] < TARGET_MB for n in nodes.values()),
             "peak_under_target": all(n["peak_rss_mb"] < TARGET_MB for n in nodes.values()),
         }
+
+
+def part_load_etcd(args: argparse.Namespace, work: Path, console: Console) -> dict[str, Any] | None:
+    """Part 1's load on etcd (the anchor, same machine, same run), or None with the reason
+    printed: its members' memory, the writes' worst p99 and maximum, its leader changes."""
+    if not (shutil.which("etcd") and ETCD_SCRIPT.exists()):
+        console.print(
+            "[yellow]etcd not measured:[/] needs etcd (apt-get install etcd-server) and ../shared/bench"
+        )
+        return None
+    subprocess.run([str(ETCD_SCRIPT), "stop"], capture_output=True)
+    started = subprocess.run([str(ETCD_SCRIPT), str(args.nodes)], capture_output=True, text=True)
+    if started.returncode != 0:
+        console.print(f"[red]etcd did not start:[/] {started.stderr.strip() or started.stdout.strip()}")
+        return None
+    try:
+        leader = subprocess.run([str(ETCD_SCRIPT), "leader"], capture_output=True, text=True).stdout.strip()
+        leader = leader.splitlines()[0] if leader else "http://127.0.0.1:23010"
+        members = [int(line) for line in ETCD_PIDS.read_text().split()]
+        pids = {f"m{i}": pid for i, pid in enumerate(members, 1)}
+        console.print(f"etcd: {len(members)} members, leader {leader}")
+        lua = work / "etcd_loader.lua"
+        lua.write_text(ETCD_LOADER_LUA)
+        changes_before = _etcd_leader_changes(leader)
+        t0 = time.monotonic()
+        loaded = load_keys(leader, lua, args, pids, console)
+        load_seconds = time.monotonic() - t0
+        time.sleep(2)
+        return {
+            "keys": args.keys,
+            "load_seconds": round(load_seconds, 1),
+            "load_errors": loaded["errors"],
+            "worst_p99_ms": loaded["worst_p99_ms"],
+            "worst_max_ms": loaded["worst_max_ms"],
+            "leader_changes": _etcd_leader_changes(leader) - changes_before,
+            "members": {
+                name: {"rss_mb": round(vm(pid), 1), "peak_rss_mb": round(vm(pid, "VmHWM"), 1)}
+                for name, pid in pids.items()
+            },
+        }
+    finally:
+        subprocess.run([str(ETCD_SCRIPT), "stop"], capture_output=True)
+
+
+def _etcd_leader_changes(url: str) -> int:
+    """etcd_server_leader_changes_seen_total of the member at ``url`` (-1: unreadable)."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return -1
+    match = re.search(r"^etcd_server_leader_changes_seen_total (\S+)$", text, re.MULTILINE)
+    return int(float(match.group(1))) if match else -1
 
 
 # ---------------------------------------------------------------------- part 2
@@ -370,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-seconds", type=float, default=10.0)
     parser.add_argument("--bound-mb", type=float, default=64.0, help="allowed leader growth in part 2")
     parser.add_argument("--quiet-wait", type=float, default=120.0)
+    parser.add_argument("--no-etcd", action="store_true", help="skip etcd's run of part 1 (the anchor)")
     parser.add_argument("--json", default=str(RESULTS))
     parser.add_argument("--workdir", help="keep the clusters (data, node logs) here instead of a temp dir")
     args = parser.parse_args(argv)
@@ -405,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         if args.part in ("both", "load"):
             doc["load"] = part_load(args, work, console)
+            if not args.no_etcd:
+                doc["load_etcd"] = part_load_etcd(args, work, console)
         if args.part in ("both", "stopped-follower"):
             doc["stopped_follower"] = part_stopped_follower(args, work, console)
     table = Table(title="memory (VmRSS, MB)")
@@ -435,6 +546,14 @@ def main(argv: list[str] | None = None) -> int:
                 str(n.get("elections", "?")),
             )
         console.print(stall_table)
+    etcd = doc.get("load_etcd")
+    if etcd:
+        console.print(
+            f"etcd, the same {etcd['keys']:,} keys: writes p99 <= {etcd['worst_p99_ms']:.0f} ms, "
+            f"max {etcd['worst_max_ms']:.0f} ms (worst wrk run), {etcd['load_errors']} errors, "
+            f"{etcd['leader_changes']} leader changes, "
+            + ", ".join(f"{k} {m['rss_mb']:.0f} MB" for k, m in etcd["members"].items())
+        )
     if "stopped_follower" in doc:
         s = doc["stopped_follower"]
         rss = s["leader_rss_mb"]
