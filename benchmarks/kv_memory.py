@@ -52,6 +52,9 @@ from rich.table import Table
 
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kv_throughput import _ms  # wrk's durations, read one way
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "kv_memory.json"
 SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
@@ -169,15 +172,6 @@ def wrk_put(
         "p99_ms": _ms(p99.group(1)) if p99 else float("nan"),
         "max_ms": _ms(latency.group(1)) if latency else float("nan"),
     }
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    """A wrk duration (``812.00us``, ``1.21s``) in milliseconds."""
-    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
-    return round(float(match.group(1)) * _UNITS[match.group(2)], 2) if match else float("nan")
 
 
 _METRIC = re.compile(r'^consensuskit_(\w+?)(?:\{generation="(\d)"\})? (\S+)$', re.MULTILINE)

@@ -1,4 +1,4 @@
-"""benchmarks/kv_memory.py's readings: wrk's durations and a node's stall figures."""
+"""benchmarks/kv_memory.py's reading of a node's stall figures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from kv_memory import _ms, parse_stalls
+from kv_memory import parse_stalls
 
 METRICS = """\
 # HELP consensuskit_term Current term
@@ -41,8 +41,3 @@ def test_a_page_without_the_figures_reads_as_unknown_or_zero():
     got = parse_stalls("# nothing here\n")
     assert math.isnan(got["loop_lag_max_s"])
     assert (got["elections"], got["term"], got["full_gcs"], got["gc_s"], got["gc_max_s"]) == (0, 0, 0, 0, 0.0)
-
-
-def test_wrk_durations_in_milliseconds():
-    assert (_ms("812.00us"), _ms("42.5ms"), _ms("1.21s"), _ms("1.50m")) == (0.81, 42.5, 1210.0, 90000.0)
-    assert math.isnan(_ms("soon"))
