@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensuskit.core.client import ClientRequest, Op
-from consensuskit.core.messages import CODEC_VERSION, decode, encode, iter_encode
+from consensuskit.core.messages import CODEC_VERSION, LazyArray, decode, encode, iter_encode
 from consensuskit.protocols.raft.messages import (
     COMMAND,
     ClusterConfig,
@@ -42,10 +42,18 @@ sets = (
 keys = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(max_size=6)
 
 
+def lazy(items: list, group: int) -> LazyArray:
+    """A LazyArray of ``items`` (whole groups of them)."""
+    count = len(items) // group
+    items = items[: count * group]
+    return LazyArray(count, group, lambda start, stop: tuple(items[start * group : stop * group]))
+
+
 def containers(inner: st.SearchStrategy) -> st.SearchStrategy:
     # Lists up to 40 items, so that small slice sizes cut them into several slices.
     return (
         st.lists(inner, max_size=40)
+        | st.builds(lazy, st.lists(inner, max_size=40), st.integers(1, 4))
         | st.lists(inner, max_size=40).map(tuple)
         | st.dictionaries(keys, inner, max_size=8)
         | st.builds(
@@ -204,3 +212,38 @@ def test_nesting_limit_matches_encode(wrap, inner):
 def test_sizes_must_be_positive(kwargs):
     with pytest.raises(ValueError, match="must be positive"):
         iter_encode(1, **kwargs)
+
+
+def test_a_lazy_array_is_encoded_as_the_tuple_of_its_items():
+    items = tuple(f"k{i}" for i in range(5000))
+    calls: list[tuple[int, int]] = []
+
+    def chunk(start: int, stop: int) -> tuple:
+        calls.append((start, stop))
+        return items[start * 2 : stop * 2]
+
+    array = LazyArray(2500, 2, chunk)
+    value = {"flat": array, "n": 1}
+    assert encode(value) == encode({"flat": items, "n": 1})
+    calls.clear()
+    pieces = list(iter_encode(value, slice_items=64, piece_bytes=256))
+    assert b"".join(pieces) == encode({"flat": items, "n": 1})
+    assert len(calls) > 10 and all(stop - start <= 32 for start, stop in calls)  # built a chunk at a time
+    assert decode(encode(value)) == {"flat": items, "n": 1}
+
+
+def test_a_lazy_array_reads_as_the_sequence_of_its_items():
+    items = (1, "a", 2, "b", 3, "c")
+    array = LazyArray(3, 2, lambda start, stop: items[start * 2 : stop * 2])
+    assert len(array) == 6 and tuple(array) == items and list(array) == list(items)
+    assert array == items and items == array and array == list(items)
+    assert array != items[:4] and array != (1, "a", 2, "b", 3, "x") and array != "1a2b3c"
+    assert (array[0], array[3], array[-1], array[1:4]) == (1, "b", "c", ("a", 2, "b"))
+    with pytest.raises(IndexError):
+        array[6]
+    assert repr(array) == "LazyArray(1, 'a', 2, 'b', 3, 'c')"
+    assert LazyArray(0, 3, lambda start, stop: ()) == () and len(LazyArray(0, 3, lambda a, b: ())) == 0
+    with pytest.raises(ValueError, match="count >= 0 and group >= 1"):
+        LazyArray(1, 0, lambda start, stop: ())
+    with pytest.raises(TypeError):
+        hash(array)
