@@ -180,12 +180,17 @@ _METRIC = re.compile(r'^consensuskit_(\w+?)(?:\{generation="(\d)"\})? (\S+)$', r
 def stalls(url: str) -> dict[str, Any]:
     """One node's stall figures from its /metrics: worst loop lag, elections it started,
     its term, its full collections, its seconds of collection and the longest pause."""
+    text = metrics_text(url)
+    return parse_stalls(text) if text is not None else {"error": f"{url}/metrics unreadable"}
+
+
+def metrics_text(url: str) -> str | None:
+    """The /metrics page of the server at ``url`` (ours or etcd), or None."""
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError as exc:
-        return {"error": str(exc)}
-    return parse_stalls(text)
+            return resp.read().decode()
+    except OSError:
+        return None
 
 
 def parse_stalls(text: str) -> dict[str, Any]:
@@ -381,10 +386,8 @@ def part_load_etcd(args: argparse.Namespace, work: Path, console: Console) -> di
 
 def _etcd_leader_changes(url: str) -> int:
     """etcd_server_leader_changes_seen_total of the member at ``url`` (-1: unreadable)."""
-    try:
-        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
+    text = metrics_text(url)
+    if text is None:
         return -1
     match = re.search(r"^etcd_server_leader_changes_seen_total (\S+)$", text, re.MULTILINE)
     return int(float(match.group(1))) if match else -1

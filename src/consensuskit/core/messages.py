@@ -422,19 +422,19 @@ class LazyArray:
     transport between writes) does the flattening.  Like any snapshot it is a value:
     ``chunk`` must give the same items every time (it reads only what it captured)."""
 
-    __slots__ = ("_chunk", "count", "group")
+    __slots__ = ("chunk", "count", "group")
 
     def __init__(self, count: int, group: int, chunk: Callable[[int, int], tuple[Any, ...]]) -> None:
         if count < 0 or group < 1:
             raise ValueError(f"a LazyArray needs count >= 0 and group >= 1, got {count}, {group}")
         self.count = count
         self.group = group
-        self._chunk = chunk
+        self.chunk = chunk
 
     def chunks(self, elements: int) -> Iterator[tuple[Any, ...]]:
         """The items, ``elements`` elements (``elements * group`` items) a chunk."""
         for start in range(0, self.count, elements):
-            yield self._chunk(start, min(self.count, start + elements))
+            yield self.chunk(start, min(self.count, start + elements))
 
     def __len__(self) -> int:
         return self.count * self.group
@@ -453,7 +453,7 @@ class LazyArray:
         if not 0 <= i < n:
             raise IndexError("LazyArray index out of range")
         element, offset = divmod(i, self.group)
-        return self._chunk(element, element + 1)[offset]
+        return self.chunk(element, element + 1)[offset]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, (LazyArray, tuple, list)):
@@ -592,32 +592,22 @@ class _Slice:
         self.nbytes = 0  # set once packed as a run: how the next slice is sized
 
 
-def _slices(seq: Sequence[Any], most: int, target: int) -> Iterator[_Slice]:
-    n = len(seq)
-    step = _short(most)
-    i = 0
-    while i < n:
-        piece = _Slice(seq[i : i + step])
-        yield piece
-        i += step
-        if piece.nbytes:
-            # Aim at ``target`` bytes: a fixed item count would let 32k large values
-            # make one giant piece.
-            step = max(1, min(most, target * step // piece.nbytes))
-
-
-def _lazy_slices(array: LazyArray, most: int, target: int) -> Iterator[_Slice]:
-    """``_slices`` of a LazyArray: its chunks, sized the same way (whole elements)."""
-    group = array.group
+def _slices(
+    count: int, group: int, take: Callable[[int, int], Sequence[Any]], most: int, target: int
+) -> Iterator[_Slice]:
+    """Consecutive slices of an array of ``count`` elements of ``group`` items each
+    (``take(start, stop)``: the items of elements [start, stop)): the first about
+    ``_short(most)`` items, each later one sized from the bytes per item seen so far to
+    about ``target`` bytes (a fixed item count would let 32k large values make one giant
+    piece), never more than ``most`` items, always whole elements."""
     start, step = 0, max(1, _short(most) // group)
-    while start < array.count:
-        stop = min(array.count, start + step)
-        piece = _Slice(array._chunk(start, stop))
+    while start < count:
+        stop = min(count, start + step)
+        piece = _Slice(take(start, stop))
         yield piece
         start = stop
         if piece.nbytes:
-            items = max(1, min(most, target * step * group // piece.nbytes))
-            step = max(1, items // group)
+            step = max(1, min(most, target * step * group // piece.nbytes) // group)
 
 
 def _short(most: int) -> int:
@@ -652,13 +642,15 @@ def _open(item: Any, out: msgpack.Packer, most: int, target: int, depth: int) ->
             out.pack(item)
             return None
         out.pack_array_header(n)
-        return iter(item) if n <= short else _slices(item, most, target)
+        if n <= short:
+            return iter(item)
+        return _slices(n, 1, lambda start, stop: item[start:stop], most, target)
     if kind is LazyArray:
         n = len(item)
         if n and depth >= _MAX_DEPTH:
             raise _too_deep()
         out.pack_array_header(n)
-        return _lazy_slices(item, most, target)
+        return _slices(item.count, item.group, item.chunk, most, target)
     if kind is dict:
         if item and depth >= _MAX_DEPTH:
             raise _too_deep()
