@@ -174,12 +174,14 @@ def wrk_put(
     }
 
 
-_METRIC = re.compile(r'^consensuskit_(\w+?)(?:\{generation="(\d)"\})? (\S+)$', re.MULTILINE)
+# name, its one label's value if any (generation="2", kind="snapshot"), value.
+_METRIC = re.compile(r'^consensuskit_(\w+?)(?:\{\w+="([\w-]*)"\})? (\S+)$', re.MULTILINE)
 
 
 def stalls(url: str) -> dict[str, Any]:
     """One node's stall figures from its /metrics: worst loop lag, elections it started,
-    its term, its full collections, its seconds of collection and the longest pause."""
+    its term, its full collections, its seconds of collection and the longest pause, the
+    snapshots it took and those it restored (installed from the leader)."""
     text = metrics_text(url)
     return parse_stalls(text) if text is not None else {"error": f"{url}/metrics unreadable"}
 
@@ -196,12 +198,13 @@ def metrics_text(url: str) -> str | None:
 def parse_stalls(text: str) -> dict[str, Any]:
     """``stalls`` from the text of a /metrics page."""
     plain: dict[str, float] = {}
-    by_generation: dict[str, dict[str, float]] = {}
-    for name, generation, value in _METRIC.findall(text):
-        if generation:
-            by_generation.setdefault(name, {})[generation] = float(value)
+    by_generation: dict[str, dict[str, float]] = {}  # or by kind, by type...
+    for name, label, value in _METRIC.findall(text):
+        if label:
+            by_generation.setdefault(name, {})[label] = float(value)
         else:
             plain[name] = float(value)
+    events = by_generation.get("events_total", {})
     return {
         "loop_lag_max_s": round(plain.get("loop_lag_max_seconds", float("nan")), 3),
         "elections": int(plain.get("elections_total", 0)),
@@ -209,6 +212,8 @@ def parse_stalls(text: str) -> dict[str, Any]:
         "full_gcs": int(by_generation.get("gc_collections_total", {}).get("2", 0)),
         "gc_s": round(sum(by_generation.get("gc_seconds_total", {}).values()), 2),
         "gc_max_s": round(max(by_generation.get("gc_max_seconds", {}).values(), default=0.0), 3),
+        "snapshots": int(events.get("snapshot", 0)),
+        "restores": int(events.get("restore", 0)),
     }
 
 
@@ -531,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             f"max {load['worst_max_ms']:.0f} ms (worst wrk run); term {load['terms'][0]} -> "
             f"{load['terms'][1]}"
         )
-        for col in ("node", "loop lag max s", "full GCs", "GC s", "longest GC s", "elections started"):
+        columns = ("node", "loop lag max s", "full GCs", "GC s", "longest GC s", "elections started")
+        for col in (*columns, "snapshots taken / installed"):
             stall_table.add_column(col)
         for name, n in load["nodes"].items():
             stall_table.add_row(
@@ -541,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{n.get('gc_s', float('nan')):.1f}",
                 f"{n.get('gc_max_s', float('nan')):.3f}",
                 str(n.get("elections", "?")),
+                f"{n.get('snapshots', '?')} / {n.get('restores', '?')}",
             )
         console.print(stall_table)
     etcd = doc.get("load_etcd")

@@ -23,6 +23,10 @@ consensuskit_gc_seconds_total{generation="1"} 0.5
 consensuskit_gc_seconds_total{generation="2"} 2.0
 consensuskit_gc_max_seconds{generation="0"} 0.1
 consensuskit_gc_max_seconds{generation="2"} 0.3
+consensuskit_events_total{kind="snapshot"} 7.0
+consensuskit_events_total{kind="restore"} 1.0
+consensuskit_events_total{kind="step-down"} 1.0
+consensuskit_messages_received_total{type="AppendEntries"} 9.0
 """
 
 
@@ -34,6 +38,8 @@ def test_stalls_read_from_metrics():
         "full_gcs": 4,
         "gc_s": 3.75,
         "gc_max_s": 0.3,
+        "snapshots": 7,
+        "restores": 1,
     }
 
 
@@ -41,3 +47,4 @@ def test_a_page_without_the_figures_reads_as_unknown_or_zero():
     got = parse_stalls("# nothing here\n")
     assert math.isnan(got["loop_lag_max_s"])
     assert (got["elections"], got["term"], got["full_gcs"], got["gc_s"], got["gc_max_s"]) == (0, 0, 0, 0, 0.0)
+    assert (got["snapshots"], got["restores"]) == (0, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.common.snapshot_policy import AMORTIZE_FLOOR as SNAPSHOT_AMORTIZE_FLOOR
+from consensuskit.protocols.common.snapshot_policy import entries_kept
 from consensuskit.protocols.raft.messages import AppendEntries, AppendEntriesResponse
 from tests.protocols.raft.fake import Cluster
 from tests.protocols.snapshot_gaps import assert_amortized, note_snapshot
@@ -109,3 +110,9 @@ def test_a_large_state_waits_for_as_many_entries_as_keys_between_snapshots():
         c.deliver_all()
         note_snapshot(taken, leader.snapshot.last_index if leader.snapshot else None, len(leader.sm))
     assert_amortized(taken, threshold, keyspace, min_large=3)
+    # It keeps a quarter of the interval in the log for followers a little behind.
+    assert (
+        leader.log.offset
+        == leader.snapshot.last_index - entries_kept(0, keyspace)
+        == leader.snapshot.last_index - 153
+    )

@@ -67,7 +67,7 @@ from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
-from consensuskit.protocols.common.snapshot_policy import snapshot_due
+from consensuskit.protocols.common.snapshot_policy import entries_kept, snapshot_due, stagger_turn
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.multi_log import AcceptorLog
 from consensuskit.protocols.paxos.multi_messages import (
@@ -1205,8 +1205,18 @@ class MultiPaxosNode:
         return self._is_member() and not self.rejoining
 
     # ------------------------------------------------------------------ snapshots
+    def _snapshot_turn(self) -> tuple[int, int]:
+        # The replicas of the newest configuration take turns (snapshot_policy).
+        return stagger_turn(self.id, self.members())
+
     def _maybe_snapshot(self) -> None:
-        if not snapshot_due(self.executed_since_snapshot, self.opts.snapshot_threshold, len(self.sm)):
+        if not snapshot_due(
+            self.executed_since_snapshot,
+            self.opts.snapshot_threshold,
+            len(self.sm),
+            self.executed,
+            self._snapshot_turn,
+        ):
             return
         self.executed_since_snapshot = 0
         snap = Snapshot(
@@ -1217,7 +1227,7 @@ class MultiPaxosNode:
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.env.record("snapshot", slot=snap.last_slot)
-        self._compact(self.executed - self.opts.snapshot_trailing)
+        self._compact(self.executed - entries_kept(self.opts.snapshot_trailing, len(self.sm)))
 
     def _install(self, snap: Snapshot) -> None:
         """Replace our state with a snapshot ahead of our executed prefix."""

@@ -55,7 +55,7 @@ class MultiPaxosOptions:
     max_batch_bytes: int = 1024 * 1024
     max_queue: int = 1000  # commands a leader holds while it cannot propose
     snapshot_threshold: int = 200  # executed commands (a slot counts its batch) before a snapshot; 0 = never
-    snapshot_trailing: int = 20  # slots kept after a snapshot for slightly lagging nodes
+    snapshot_trailing: int = 20  # slots kept after a snapshot for lagging nodes (more for a large state)
     members: tuple[str, ...] = ()  # initial configuration; empty = the runtime's members
     bugs: frozenset[str] = field(default_factory=frozenset)
 

@@ -54,7 +54,7 @@ from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
-from consensuskit.protocols.common.snapshot_policy import snapshot_due
+from consensuskit.protocols.common.snapshot_policy import entries_kept, snapshot_due, stagger_turn
 from consensuskit.protocols.raft.cache_leases import CacheLeases
 from consensuskit.protocols.raft.log import RaftLog
 from consensuskit.protocols.raft.messages import (
@@ -1191,7 +1191,10 @@ class RaftNode:
     # ------------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:
         snap_index = self.snapshot.last_index if self.snapshot else 0
-        if not snapshot_due(self.last_applied - snap_index, self.opts.snapshot_threshold, len(self.sm)):
+        applied = self.last_applied
+        if not snapshot_due(
+            applied - snap_index, self.opts.snapshot_threshold, len(self.sm), applied, self._snapshot_turn
+        ):
             return
         index = self.last_applied
         term = self.log.term_at(index)
@@ -1203,10 +1206,14 @@ class RaftNode:
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.env.record("snapshot", index=index, term=term)
-        keep_from = index - self.opts.snapshot_trailing
+        keep_from = index - entries_kept(self.opts.snapshot_trailing, len(self.sm))
         if keep_from > self.log.offset:
             self.config_history.compact(keep_from)
             self.log.compact(keep_from)
+
+    def _snapshot_turn(self) -> tuple[int, int]:
+        # Voters and learners all write snapshots: they take turns (snapshot_policy).
+        return stagger_turn(self.id, (*self.config.voters, *self.config.learners))
 
     def handle_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
         self._follow(m.leader)

@@ -59,7 +59,8 @@ class RaftOptions:
     max_inflight_bytes: int = 256 * 1024
     # Take a snapshot once this many applied entries sit in the log; 0 disables.
     snapshot_threshold: int = 200
-    # Entries kept after a snapshot so slightly lagging followers need no snapshot.
+    # Entries kept after a snapshot so slightly lagging followers need no snapshot (a
+    # large state keeps more: common/snapshot_policy.py entries_kept).
     snapshot_trailing: int = 20
     # Snapshots whose encoding is larger go out in chunks of this size (stop-and-wait).
     snapshot_chunk_bytes: int = 1 << 20

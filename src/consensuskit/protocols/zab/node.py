@@ -50,7 +50,7 @@ from consensuskit.core.service import StateMachine
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
-from consensuskit.protocols.common.snapshot_policy import snapshot_due
+from consensuskit.protocols.common.snapshot_policy import entries_kept, snapshot_due, stagger_turn
 from consensuskit.protocols.zab.log import ZabLog
 from consensuskit.protocols.zab.messages import (
     COMMAND,
@@ -1369,11 +1369,19 @@ class ZabNode:
             self._serve_sync_reads()
         self._maybe_snapshot()
 
+    def _snapshot_turn(self) -> tuple[int, int]:
+        # Every member, observers included, writes snapshots: they take turns
+        # (snapshot_policy).
+        return stagger_turn(self.id, self.members)
+
     def _maybe_snapshot(self) -> None:
         snap_index = self.snapshot.last_index if self.snapshot else 0
         # A large state snapshots less often (its copy, encoding and write are paid once
         # per as many txns as it has keys), as Raft's does.
-        if not snapshot_due(self.last_applied - snap_index, self.opts.snapshot_threshold, len(self.sm)):
+        applied = self.last_applied
+        if not snapshot_due(
+            applied - snap_index, self.opts.snapshot_threshold, len(self.sm), applied, self._snapshot_turn
+        ):
             return
         index = self.last_applied
         zxid = self.log.zxid_at(index)
@@ -1383,6 +1391,6 @@ class ZabNode:
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.env.record("snapshot", index=index, zxid=zxid_str(zxid))
-        keep_from = index - self.opts.snapshot_trailing
+        keep_from = index - entries_kept(self.opts.snapshot_trailing, len(self.sm))
         if keep_from > self.log.offset:
             self.log.compact(keep_from)

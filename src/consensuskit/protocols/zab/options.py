@@ -70,7 +70,8 @@ class ZabOptions:
     # Txns sent to a learner and not yet acknowledged; more wait.
     max_inflight_txns: int = 1024
     # Snapshot once this many applied txns sit in the log (0: never); the leader keeps
-    # ``snapshot_trailing`` committed txns after it for DIFF (its committedLog).
+    # ``snapshot_trailing`` committed txns after it for DIFF (its committedLog; a large
+    # state keeps more: common/snapshot_policy.py entries_kept).
     snapshot_threshold: int = 200
     snapshot_trailing: int = 20
     # The counter half of a zxid; reaching it forces a new epoch (ZooKeeper: 2^32 - 1).
