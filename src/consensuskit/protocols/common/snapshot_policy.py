@@ -16,11 +16,13 @@ Rules this module owns:
     replicas).  Writing a large snapshot holds the replica's disk for a while (half a
     second at a million keys) and every fsync behind it waits; replicas that all
     reached the same position at once would leave no quorum free to commit, whereas one
-    writing at a time leaves the others one.  Any placement is safe (when to snapshot is
-    a local choice), and all replicas compute the same turns at one position because
-    ``keys`` is a function of the commands applied.  A replica that jumped past its turn
-    (a catch-up applying many entries at once) snapshots anyway at twice the interval,
-    so the log stays bounded;
+    writing at a time leaves the others one.  (ZooKeeper draws a random point between
+    half and all of ``snapCount`` for the same reason; turns are deterministic, so a seed
+    replays, and keep the replicas apart rather than probably apart.)  Any placement is
+    safe (when to snapshot is a local choice), and all replicas compute the same turns
+    at one position because ``keys`` is a function of the commands applied.  A replica
+    that jumped past its turn (a catch-up applying many entries at once) snapshots
+    anyway at twice the interval, so the log stays bounded;
   * after a large state's snapshot the log keeps at least a ``TRAIL_FRACTION`` of the
     interval (``entries_kept``), not just ``trailing`` entries: a follower that fell a
     few seconds behind (its own snapshot write held its disk) catches up from the log
