@@ -40,15 +40,26 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
     change nothing and are cached by sessions like any result.  A malformed op is
     ``bad-request`` and changes nothing: no op raises;
   * results are plain msgpack values; a key-value is the tuple
-    ``(key, create_revision, mod_revision, version, value, lease)``.
+    ``(key, create_revision, mod_revision, version, value, lease)``;
+  * a snapshot is a value taken in two C-speed copies (it is taken on the event loop,
+    where a Python loop over a million keys costs half a second): the keys and their
+    history lists, in the store's own order (its insertion order: the same on every
+    replica at one revision, and ``restore`` keeps it), flattened into (key, changes)
+    pairs only when encoded (``core.messages.LazyArray``).  So a history list is only
+    ever changed at its end (a change appended, an undone one popped), and the changes a
+    snapshot at revision R saw are the list's prefix up to R; compaction gives a key a
+    new, shorter list instead of cutting the old one, which snapshots may still hold.
 """
 
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
+from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.sessioned import Sessioned
 
 # Operation kinds (ServiceOp.kind) and which of them read.
@@ -539,7 +550,8 @@ class MVCCStore:
                 continue
             keep_from = i - 1 if changes[i - 1][2] is not None else i
             if keep_from:
-                del changes[:keep_from]
+                # A new list, not a cut of this one: a snapshot may hold it (module rules).
+                changes = self._hist[key] = changes[keep_from:]
                 self._changes -= keep_from
             if not changes:
                 emptied.append(key)
@@ -628,18 +640,18 @@ class MVCCStore:
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> Any:
-        """Flat, in key order: per key its changes; leases in id order (attached keys are
-        rebuilt from the live key-values)."""
-        hist = []
-        for key in self._keys:
-            hist.append((key, tuple(self._hist[key])))
+        """Per key its changes, in the store's order; leases in id order (attached keys
+        are rebuilt from the live key-values).  The history is flattened when encoded."""
+        hist = self._hist
+        keys, histories = tuple(hist), tuple(hist.values())
+        history = LazyArray(len(keys), 1, partial(_history_chunk, keys, histories, self.revision))
         leases = tuple((i, self.leases[i].ttl, self.leases[i].stamp) for i in sorted(self.leases))
         return {
             "format": SNAPSHOT_FORMAT,
             "revision": self.revision,
             "compact_revision": self.compact_revision,
             "next_lease": self.next_lease,
-            "history": tuple(hist),
+            "history": history,
             "leases": leases,
         }
 
@@ -695,6 +707,29 @@ def _kv(raw: Any) -> KV:
     if type(key) is not bytes or type(value) is not bytes:
         raise ValueError("a key-value holds bytes")
     return (key, int(create), int(mod), int(version), value, int(lease))
+
+
+_main_revision = operator.itemgetter(0)
+_last_change = operator.itemgetter(-1)
+
+
+def _history_chunk(
+    keys: tuple[bytes, ...], histories: tuple[list[Change], ...], revision: int, start: int, stop: int
+) -> tuple[tuple[bytes, tuple[Change, ...]], ...]:
+    """Keys [start, stop) of a snapshot taken at ``revision``, as (key, its changes)
+    pairs: the changes up to ``revision``, a prefix of the key's list (module rules).
+    A snapshot's lists are never empty (an emptied key leaves the store)."""
+    lists = histories[start:stop]
+    pairs = tuple(zip(keys[start:stop], map(tuple, lists), strict=True))
+    # In C: whether any of these keys changed since (then cut those back).
+    if max(map(_main_revision, map(_last_change, lists)), default=0) > revision:
+        pairs = tuple(
+            (key, changes[: bisect.bisect_right(changes, revision, key=_main_revision)])
+            if changes[-1][0] > revision
+            else (key, changes)
+            for key, changes in pairs
+        )
+    return pairs
 
 
 _HANDLERS: dict[str, Callable[[MVCCStore, dict[str, Any]], dict[str, Any]]] = {
