@@ -42,18 +42,22 @@ sets = (
 keys = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(max_size=6)
 
 
-def lazy(items: list, group: int) -> LazyArray:
-    """A LazyArray of ``items`` (whole groups of them)."""
+def lazy(items: list, group: int, small_items: bool = False) -> LazyArray:
+    """A LazyArray of ``items`` (whole groups of them); ``small_items`` packs its slices
+    whole (messages, sets and nested containers included: the same bytes)."""
     count = len(items) // group
     items = items[: count * group]
-    return LazyArray(count, group, lambda start, stop: tuple(items[start * group : stop * group]))
+    def chunk(start: int, stop: int) -> tuple:
+        return tuple(items[start * group : stop * group])
+
+    return LazyArray(count, group, chunk, small_items)
 
 
 def containers(inner: st.SearchStrategy) -> st.SearchStrategy:
     # Lists up to 40 items, so that small slice sizes cut them into several slices.
     return (
         st.lists(inner, max_size=40)
-        | st.builds(lazy, st.lists(inner, max_size=40), st.integers(1, 4))
+        | st.builds(lazy, st.lists(inner, max_size=40), st.integers(1, 4), st.booleans())
         | st.lists(inner, max_size=40).map(tuple)
         | st.dictionaries(keys, inner, max_size=8)
         | st.builds(

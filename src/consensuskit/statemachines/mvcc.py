@@ -644,7 +644,9 @@ class MVCCStore:
         are rebuilt from the live key-values).  The history is flattened when encoded."""
         hist = self._hist
         keys, histories = tuple(hist), tuple(hist.values())
-        history = LazyArray(len(keys), 1, partial(_history_chunk, keys, histories, self.revision))
+        history = LazyArray(
+            len(keys), 1, partial(_history_chunk, keys, histories, self.revision), small_items=True
+        )
         leases = tuple((i, self.leases[i].ttl, self.leases[i].stamp) for i in sorted(self.leases))
         return {
             "format": SNAPSHOT_FORMAT,
