@@ -1,4 +1,4 @@
-"""benchmarks/kv_memory.py's reading of a node's stall figures."""
+"""benchmarks/kv_memory.py: its reading of a node's stall figures, and its arguments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from kv_memory import parse_stalls
+import pytest
+from kv_memory import main, parse_stalls
 
 METRICS = """\
 # HELP consensuskit_term Current term
@@ -48,3 +49,10 @@ def test_a_page_without_the_figures_reads_as_unknown_or_zero():
     assert math.isnan(got["loop_lag_max_s"])
     assert (got["elections"], got["term"], got["full_gcs"], got["gc_s"], got["gc_max_s"]) == (0, 0, 0, 0, 0.0)
     assert (got["snapshots"], got["restores"]) == (0, 0)
+
+
+def test_the_etcd_service_runs_part_one_only(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--service", "etcd"])
+    assert exit_info.value.code == 2
+    assert "--service etcd runs part 1 only: add --part load" in capsys.readouterr().err
