@@ -3,6 +3,7 @@ that keeps a full copy of the store at every revision."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from consensuskit.statemachines.mvcc import (
     EQUAL,
     GREATER,
     MOD,
+    SHORT_HISTORY,
     VALUE,
     VERSION,
     MVCCStateMachine,
@@ -226,6 +228,39 @@ def test_sessions_apply_a_retry_once_and_snapshots_round_trip() -> None:
     copy = MVCCStateMachine()
     copy.restore(sm.snapshot())
     assert copy.digest() == sm.digest() and copy.apply(request)["revision"] == 2
+
+
+def test_a_short_history_is_a_tuple_the_collector_does_not_track() -> None:
+    """A million one-change keys kept as lists made every full collection walk a million
+    lists (pauses near a second on the event loop); a short history is a tuple."""
+    s = MVCCStore()
+    run(s, "put", key=b"a", value=b"1")
+    for _ in range(3):  # the collector untracks nested tuples one level per collection
+        gc.collect()
+    assert type(s._hist[b"a"]) is tuple and not gc.is_tracked(s._hist[b"a"])
+    for i in range(2, SHORT_HISTORY + 1):
+        run(s, "put", key=b"a", value=b"%d" % i)
+    assert type(s._hist[b"a"]) is tuple and len(s._hist[b"a"]) == SHORT_HISTORY
+    at_eight = s.digest()
+    # A change that would make it a list, undone: the tuple it was comes back.
+    failing = [{"put": {"key": b"a", "value": b"x"}}, {"put": {"key": b"z", "lease": 9}}]
+    failed = run(s, "txn", success=failing)
+    assert failed["error"] == "lease-not-found"
+    assert type(s._hist[b"a"]) is tuple and len(s._hist[b"a"]) == SHORT_HISTORY and s.digest() == at_eight
+    run(s, "put", key=b"a", value=b"9")
+    assert type(s._hist[b"a"]) is list and len(s._hist[b"a"]) == SHORT_HISTORY + 1
+    before = s.digest()
+    failed = run(s, "txn", success=failing)
+    assert failed["error"] == "lease-not-found"
+    assert len(s._hist[b"a"]) == SHORT_HISTORY + 1 and s.digest() == before  # popped in place
+    assert [kv[4] for kv in (run(s, "range", key=b"a", revision=r)["kvs"][0] for r in range(2, 11))] == [
+        b"%d" % i for i in range(1, 10)
+    ]
+    run(s, "compact", revision=s.revision)  # the last change is kept: a tuple again
+    assert s._hist[b"a"] == ((s.revision, 0, s._live[b"a"]),) and type(s._hist[b"a"]) is tuple
+    copy = MVCCStore()
+    copy.restore(s.snapshot())
+    assert copy.digest() == s.digest() and type(copy._hist[b"a"]) is tuple
 
 
 def test_a_snapshot_is_a_value_whatever_happens_after_it() -> None:

@@ -41,21 +41,27 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
     ``bad-request`` and changes nothing: no op raises;
   * results are plain msgpack values; a key-value is the tuple
     ``(key, create_revision, mod_revision, version, value, lease)``;
+  * a key's history is a tuple while it holds at most ``SHORT_HISTORY`` changes, a list
+    beyond: the garbage collector stops tracking a tuple of untracked items (a change
+    is ints and a key-value of bytes and ints), and a million one-change keys kept as
+    lists made every full collection walk a million lists (pauses of up to a second on
+    the event loop, against an election timeout of one);
   * a snapshot is a value taken in two C-speed copies (it is taken on the event loop,
     where a Python loop over a million keys costs half a second): the keys and their
-    history lists, in the store's own order (its insertion order: the same on every
-    replica at one revision, and ``restore`` keeps it), flattened into (key, changes)
-    pairs only when encoded (``core.messages.LazyArray``).  So a history list is only
-    ever changed at its end (a change appended, an undone one popped), and the changes a
-    snapshot at revision R saw are the list's prefix up to R; compaction gives a key a
-    new, shorter list instead of cutting the old one, which snapshots may still hold.
+    histories, in the store's own order (its insertion order: the same on every replica
+    at one revision, and ``restore`` keeps it), flattened into (key, changes) pairs only
+    when encoded (``core.messages.LazyArray``).  So a history list is only ever changed
+    at its end (a change appended, an undone one popped; a tuple is replaced), and the
+    changes a snapshot at revision R saw are its history's prefix up to R; compaction
+    gives a key a new, shorter history instead of cutting the old one, which snapshots
+    may still hold.
 """
 
 from __future__ import annotations
 
 import bisect
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -79,11 +85,14 @@ KINDS = READ_KINDS + WRITE_KINDS
 KV = tuple[bytes, int, int, int, bytes, int]  # key, create, mod, version, value, lease
 # One change of a key: (main revision, sub revision, the key-value or None for a delete).
 Change = tuple[int, int, "KV | None"]
+# A key's changes, oldest first: a tuple while short, a list beyond (module rules).
+History = tuple[Change, ...] | list[Change]
 
 # Bug knobs of the store (module rules); the service lists them (services/etcd.py).
 BUGS = ("expire-ignores-keepalive", "lease-keys-survive")
 MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL (seconds)
 WATCH_BATCH = 1000  # events one watch read returns at most
+SHORT_HISTORY = 8  # changes a key's history holds as a tuple (module rules)
 SNAPSHOT_FORMAT = 1
 
 # etcd's error texts (api/v3rpc/rpctypes, server/mvcc); the code is ours, for the fronts.
@@ -206,7 +215,7 @@ class MVCCStore:
         self.revision = 1
         self.compact_revision = 0  # 0: never compacted
         # key -> its changes, oldest first (Invariant: (main, sub) strictly increase).
-        self._hist: dict[bytes, list[Change]] = {}
+        self._hist: dict[bytes, History] = {}
         self._keys: list[bytes] = []  # every key in _hist, sorted
         self._changes = 0  # the changes in _hist, counted (len() is asked after every batch)
         self._live: dict[bytes, KV] = {}  # the current key-values
@@ -369,11 +378,16 @@ class MVCCStore:
         changes = hist.get(key)
         new_key = changes is None
         if new_key:
-            changes = hist[key] = []
             bisect.insort(self._keys, key)
-        assert changes is not None
-        sub = len(self._journal)
-        changes.append((main, sub, kv))
+        change = (main, len(self._journal), kv)
+        grown: History
+        if changes is None:
+            grown = hist[key] = (change,)
+        elif type(changes) is tuple:
+            grown = hist[key] = (*changes, change) if len(changes) < SHORT_HISTORY else [*changes, change]
+        else:
+            changes.append(change)  # type: ignore[union-attr]
+            grown = changes
         self._changes += 1
         before = self._live.get(key)
         if kv is None:
@@ -389,11 +403,14 @@ class MVCCStore:
                 self.leases[new_lease].keys.add(key)
 
         def undo() -> None:
-            changes.pop()
             self._changes -= 1
             if new_key:
                 del hist[key]
                 self._keys.remove(key)
+            elif grown is changes:
+                grown.pop()  # type: ignore[union-attr]  # a list grown in place
+            else:
+                hist[key] = changes  # type: ignore[assignment]  # the history it replaced
             if kv is not None and new_lease and new_lease in self.leases:
                 self.leases[new_lease].keys.discard(key)
             if before is None:
@@ -550,8 +567,8 @@ class MVCCStore:
                 continue
             keep_from = i - 1 if changes[i - 1][2] is not None else i
             if keep_from:
-                # A new list, not a cut of this one: a snapshot may hold it (module rules).
-                changes = self._hist[key] = changes[keep_from:]
+                # A new history, not a cut of this one: a snapshot may hold it.
+                changes = self._hist[key] = _history(changes[keep_from:])
                 self._changes -= keep_from
             if not changes:
                 emptied.append(key)
@@ -661,7 +678,7 @@ class MVCCStore:
         try:
             if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
                 raise ValueError(f"expected an MVCC snapshot of format {SNAPSHOT_FORMAT}")
-            hist: dict[bytes, list[Change]] = {}
+            hist: dict[bytes, History] = {}
             live: dict[bytes, KV] = {}
             for key, changes in snapshot["history"]:
                 if type(key) is not bytes:
@@ -669,7 +686,7 @@ class MVCCStore:
                 rows: list[Change] = []
                 for main, sub, kv in changes:
                     rows.append((int(main), int(sub), None if kv is None else _kv(kv)))
-                hist[key] = rows
+                hist[key] = _history(rows)
                 if rows and rows[-1][2] is not None:
                     live[key] = rows[-1][2]  # type: ignore[assignment]
             leases = {int(i): Lease(int(i), int(ttl), int(stamp)) for i, ttl, stamp in snapshot["leases"]}
@@ -711,17 +728,22 @@ def _kv(raw: Any) -> KV:
     return (key, int(create), int(mod), int(version), value, int(lease))
 
 
+def _history(changes: Sequence[Change]) -> History:
+    """A key's history as it is kept: a tuple while short, a list beyond."""
+    return tuple(changes) if len(changes) <= SHORT_HISTORY else list(changes)
+
+
 _main_revision = operator.itemgetter(0)
 _last_change = operator.itemgetter(-1)
 
 
 def _history_chunk(
-    keys: tuple[bytes, ...], histories: tuple[list[Change], ...], revision: int, start: int, stop: int
+    keys: tuple[bytes, ...], histories: tuple[History, ...], revision: int, start: int, stop: int
 ) -> tuple[tuple[bytes, tuple[Change, ...]], ...]:
     """Keys [start, stop) of a snapshot taken at ``revision``, as (key, its changes)
-    pairs: the changes up to ``revision``, a prefix of the key's list (module rules).
-    A snapshot's lists are never empty (an emptied key leaves the store)."""
-    lists = histories[start:stop]
+    pairs: the changes up to ``revision``, a prefix of the key's history (module rules).
+    A snapshot's histories are never empty (an emptied key leaves the store)."""
+    lists = histories[start:stop]  # tuples and lists
     pairs = tuple(zip(keys[start:stop], map(tuple, lists), strict=True))
     # In C: whether any of these keys changed since (then cut those back).
     if max(map(_main_revision, map(_last_change, lists)), default=0) > revision:
