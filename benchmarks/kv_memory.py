@@ -66,23 +66,35 @@ SHARED_BENCH = ROOT.parent.parent / "shared" / "bench"
 TARGET_MB = 500.0
 NODE_OPTIONS: dict[str, Any] = {}  # the server's defaults
 
-# Sequential keys: each request takes the next index (wrap-around after KV_KEYS).
-LOADER_LUA = """
+# Sequential keys: each request takes the next index (wrap-around after KV_KEYS),
+# starting at KV_START; both loaders below build on it.
+_NEXT_KEY_LUA = """
 local nkeys = tonumber(os.getenv("KV_KEYS"))
-local value = string.rep("v", tonumber(os.getenv("KV_VSIZE")))
 local start = tonumber(os.getenv("KV_START") or "0")
 local counter = 0
-local headers = { ["Content-Type"] = "application/octet-stream" }
-function request()
+local function next_key()
   local i = (start + counter) % nkeys
   counter = counter + 1
-  return wrk.format("PUT", string.format("/v1/kv/key%07d", i), headers, value)
+  return string.format("key%07d", i)
 end
 """
 
+LOADER_LUA = (
+    _NEXT_KEY_LUA
+    + """
+local value = string.rep("v", tonumber(os.getenv("KV_VSIZE")))
+local headers = { ["Content-Type"] = "application/octet-stream" }
+function request()
+  return wrk.format("PUT", "/v1/kv/" .. next_key(), headers, value)
+end
+"""
+)
+
 
 # The same keys and values through etcd's v3 JSON gateway (base64 key and value).
-ETCD_LOADER_LUA = """
+ETCD_LOADER_LUA = (
+    _NEXT_KEY_LUA
+    + """
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function b64(s)
   local out = {}
@@ -96,18 +108,14 @@ local function b64(s)
   end
   return table.concat(out)
 end
-local nkeys = tonumber(os.getenv("KV_KEYS"))
 local value = b64(string.rep("v", tonumber(os.getenv("KV_VSIZE"))))
-local start = tonumber(os.getenv("KV_START") or "0")
-local counter = 0
 local headers = { ["Content-Type"] = "application/json" }
 function request()
-  local i = (start + counter) % nkeys
-  counter = counter + 1
-  local body = '{"key":"' .. b64(string.format("key%07d", i)) .. '","value":"' .. value .. '"}'
+  local body = '{"key":"' .. b64(next_key()) .. '","value":"' .. value .. '"}'
   return wrk.format("POST", "/v3/kv/put", headers, body)
 end
 """
+)
 ETCD_SCRIPT = SHARED_BENCH / "start_etcd_cluster.sh"
 ETCD_PIDS = Path(os.environ.get("ETCD_DATA_ROOT", f"{tempfile.gettempdir()}/anchors/etcd-data")) / "pids"
 
@@ -203,20 +211,20 @@ def metrics_text(url: str) -> str | None:
 def parse_stalls(text: str) -> dict[str, Any]:
     """``stalls`` from the text of a /metrics page."""
     plain: dict[str, float] = {}
-    by_generation: dict[str, dict[str, float]] = {}  # or by kind, by type...
+    labelled: dict[str, dict[str, float]] = {}  # by generation, by kind...
     for name, label, value in _METRIC.findall(text):
         if label:
-            by_generation.setdefault(name, {})[label] = float(value)
+            labelled.setdefault(name, {})[label] = float(value)
         else:
             plain[name] = float(value)
-    events = by_generation.get("events_total", {})
+    events = labelled.get("events_total", {})
     return {
         "loop_lag_max_s": round(plain.get("loop_lag_max_seconds", float("nan")), 3),
         "elections": int(plain.get("elections_total", 0)),
         "term": int(plain.get("term", 0)),
-        "full_gcs": int(by_generation.get("gc_collections_total", {}).get("2", 0)),
-        "gc_s": round(sum(by_generation.get("gc_seconds_total", {}).values()), 2),
-        "gc_max_s": round(max(by_generation.get("gc_max_seconds", {}).values(), default=0.0), 3),
+        "full_gcs": int(labelled.get("gc_collections_total", {}).get("2", 0)),
+        "gc_s": round(sum(labelled.get("gc_seconds_total", {}).values()), 2),
+        "gc_max_s": round(max(labelled.get("gc_max_seconds", {}).values(), default=0.0), 3),
         "snapshots": int(events.get("snapshot", 0)),
         "restores": int(events.get("restore", 0)),
     }

@@ -384,7 +384,7 @@ class MVCCStore:
         if changes is None:
             grown = hist[key] = (change,)
         elif type(changes) is tuple:
-            grown = hist[key] = (*changes, change) if len(changes) < SHORT_HISTORY else [*changes, change]
+            grown = hist[key] = _history((*changes, change))
         else:
             changes.append(change)  # type: ignore[union-attr]
             grown = changes
@@ -729,8 +729,11 @@ def _kv(raw: Any) -> KV:
 
 
 def _history(changes: Sequence[Change]) -> History:
-    """A key's history as it is kept: a tuple while short, a list beyond."""
-    return tuple(changes) if len(changes) <= SHORT_HISTORY else list(changes)
+    """A key's history as it is kept: a tuple while short, a list beyond (``changes``
+    itself when it already is the right kind)."""
+    if len(changes) <= SHORT_HISTORY:
+        return tuple(changes)
+    return changes if type(changes) is list else list(changes)
 
 
 _main_revision = operator.itemgetter(0)

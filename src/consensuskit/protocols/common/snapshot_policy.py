@@ -60,9 +60,7 @@ def snapshot_due(
     if keys <= AMORTIZE_FLOOR:
         return True
     interval = min(keys, AMORTIZE_CAP)
-    if turn is None:
-        return applied_since >= interval
-    rank, replicas = turn()
+    rank, replicas = turn() if turn is not None else (0, 1)
     if replicas <= 1:
         return applied_since >= interval
     width = interval // replicas

@@ -1196,7 +1196,7 @@ class RaftNode:
             applied - snap_index, self.opts.snapshot_threshold, len(self.sm), applied, self._snapshot_turn
         ):
             return
-        index = self.last_applied
+        index = applied
         term = self.log.term_at(index)
         if term is None:
             return

@@ -1383,7 +1383,7 @@ class ZabNode:
             applied - snap_index, self.opts.snapshot_threshold, len(self.sm), applied, self._snapshot_turn
         ):
             return
-        index = self.last_applied
+        index = applied
         zxid = self.log.zxid_at(index)
         if zxid is None:
             return
