@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import inspect
 
 import msgpack
@@ -338,10 +339,22 @@ def test_unknown_tag():
     assert raises_codec(frame(9999, 1, 2)) == "unknown message tag 9999"
 
 
-@pytest.mark.parametrize("payload", [b"", b"\x00", b"\x00\x16\x00"], ids=["empty", "short", "long"])
+@pytest.mark.parametrize("payload", [b"", b"\x00"], ids=["empty", "short"])
 def test_marker_that_is_not_a_two_byte_tag(payload):
     data = bytes([CODEC_VERSION]) + msgpack.packb([msgpack.ExtType(EXT_MESSAGE, payload), 1, None])
     assert raises_codec(data) == "malformed message marker"
+
+
+LONG_EXTENSION = (
+    "malformed frame: an extension longer than a message marker (2 bytes): "
+    "msgpack's timestamp, or another we never write"
+)
+
+
+@pytest.mark.parametrize("code", [EXT_MESSAGE, 7])
+def test_an_extension_longer_than_a_marker_is_refused_while_parsing(code):
+    data = bytes([CODEC_VERSION]) + msgpack.packb([msgpack.ExtType(code, b"\x00\x16\x00"), 1, None])
+    assert raises_codec(data) == LONG_EXTENSION
 
 
 @pytest.mark.parametrize(
@@ -501,8 +514,35 @@ def test_unknown_ext_type(code):
 
 def test_timestamp_ext_type_is_rejected():
     data = bytes([CODEC_VERSION]) + b"\xd6\xff\x00\x00\x00\x01"  # fixext4, type -1
-    with pytest.raises(CodecError):
-        decode(data)
+    assert raises_codec(data) == LONG_EXTENSION
+    # Shorter than any timestamp msgpack writes: msgpack refuses those itself.
+    short = raises_codec(bytes([CODEC_VERSION]) + b"\xd4\xff\x01")
+    assert short.startswith("malformed frame: invalid timestamp")
+
+
+BIG = 1 << 21  # past the engine's frame limit: the reference decodes these
+
+
+def test_a_timestamp_deep_in_a_large_frame_is_refused():
+    """In a snapshot-sized frame, nested in a map key, a message field and tuples: found
+    while parsing, wherever it sits (no walk of the decoded value)."""
+    stamp = datetime.datetime.now(datetime.UTC)
+    entry = [marker(messages._TAG_OF[LogEntry]), 1, 1, COMMAND, [("k", stamp)]]
+    state = {"pad": b"x" * BIG, (1, 2): [entry]}
+    with pytest.raises(CodecError, match="longer than a message marker"):
+        decode(bytes([CODEC_VERSION]) + msgpack.packb(state, datetime=True))
+    without = {"pad": b"x" * BIG, (1, 2): [[*entry[:4], ("k", 1)]]}  # the same, no timestamp
+    assert decode(bytes([CODEC_VERSION]) + msgpack.packb(without))[(1, 2)][0].data == ("k", 1)
+    keyed = {"pad": b"x" * BIG, (1, (stamp,)): 3}
+    with pytest.raises(CodecError, match="longer than a message marker"):
+        decode(bytes([CODEC_VERSION]) + msgpack.packb(keyed, datetime=True))
+
+
+def test_timestamp_header_bytes_inside_a_large_value_are_not_an_extension():
+    """The bytes that begin a timestamp, inside a bin, a str and an int of a large frame,
+    decode as those values."""
+    state = (b"\xd6\xff\x00\x00\x00\x01" * (BIG // 6), "\u00d6\u00ff", 0xD7FF, 0xC70CFF)
+    assert decode(encode(state)) == state
 
 
 @settings(max_examples=300, deadline=None)
