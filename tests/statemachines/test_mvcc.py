@@ -4,13 +4,15 @@ that keeps a full copy of the store at every revision."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensuskit.core.client import ClientRequest
-from consensuskit.core.messages import LazyArray, encode
+from consensuskit.core.messages import LazyArray, decode, encode
 from consensuskit.services.etcd import make_op
 from consensuskit.statemachines.mvcc import (
     CREATE,
@@ -286,6 +288,72 @@ def test_a_snapshot_is_a_value_whatever_happens_after_it() -> None:
     copy.restore(snap)
     assert copy.digest() == digest
     assert run(copy, "range", key=b"a", revision=2)["kvs"][0][4] == b"1"  # its history is whole
+
+
+def _decoded_snapshot() -> tuple[MVCCStore, dict[str, Any]]:
+    """A store with a lease, a long history, a deleted key; its snapshot as a peer or
+    the disk hands it over (decoded: tuples)."""
+    s = MVCCStore()
+    lease = run(s, "lease_grant", ttl=10)["id"]
+    run(s, "put", key=b"leased", value=b"v", lease=lease)
+    for i in range(SHORT_HISTORY + 2):
+        run(s, "put", key=b"long", value=b"%d" % i)
+    run(s, "put", key=b"gone", value=b"x")
+    run(s, "delete_range", key=b"gone")
+    return s, decode(encode(s.snapshot()))
+
+
+def test_a_decoded_snapshot_restores_the_same_store() -> None:
+    s, snap = _decoded_snapshot()
+    copy = MVCCStore()
+    copy.restore(snap)
+    assert copy.digest() == s.digest() and copy.live() == s.live() and len(copy) == len(s)
+    assert list(copy._hist) == list(s._hist) and copy._keys == sorted(s._hist)  # its order kept
+    assert type(copy._hist[b"long"]) is list and type(copy._hist[b"leased"]) is tuple
+    attached = {i: lease.keys for i, lease in s.leases.items()}
+    assert {i: lease.keys for i, lease in copy.leases.items()} == attached and attached
+    assert run(copy, "range", key=b"gone", revision=s.revision - 1)["kvs"][0][4] == b"x"  # a tombstone kept
+    run(copy, "put", key=b"long", value=b"new")  # a restored long history grows
+    assert run(copy, "range", key=b"long")["kvs"][0][4] == b"new"
+
+
+def _replace(snap: dict[str, Any], key: bytes, change: Callable[[Any], Any]) -> dict[str, Any]:
+    """``snap`` with the (key, changes) entry of ``key`` replaced by ``change(entry)``."""
+    history = tuple(change(pair) if pair[0] == key else pair for pair in snap["history"])
+    return {**snap, "history": history}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda snap: {**snap, "history": 5},
+        lambda snap: _replace(snap, b"leased", lambda pair: (*pair, 1)),
+        lambda snap: _replace(snap, b"leased", lambda pair: ("leased", pair[1])),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], ())),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], [*pair[1]])),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], ((1, 0),))),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], (("2", 0, None),))),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], ((2, True, None),))),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], ((2, 0, (b"k", 1)),))),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], ((2, 0, (b"k", 1, 1, 1, "v", 0)),))),
+        lambda snap: _replace(snap, b"leased", lambda pair: (pair[0], ((2, 0, (b"k", 1, 1, 1, b"", None)),))),
+        lambda snap: _replace(snap, b"long", lambda pair: (pair[0], (*pair[1], (3, 0, "kv")))),
+        lambda snap: {key: value for key, value in snap.items() if key != "leases"},
+    ],
+    ids=[
+        "history-not-an-array", "entry-of-three", "key-a-str", "no-changes", "changes-a-list",
+        "change-of-two", "revision-a-str", "sub-revision-a-bool", "key-value-of-two",
+        "value-a-str", "lease-none", "last-of-a-long-history", "no-leases",
+    ],
+)  # fmt: skip
+def test_a_malformed_snapshot_is_refused_and_changes_nothing(change: Callable[[Any], Any]) -> None:
+    _, snap = _decoded_snapshot()
+    target = MVCCStore()
+    run(target, "put", key=b"mine", value=b"1")
+    before = target.digest()
+    with pytest.raises(ValueError, match="not an MVCC snapshot"):
+        target.restore(change(snap))
+    assert target.digest() == before and list(target._hist) == [b"mine"]
 
 
 # ---------------------------------------------------------------------- the naive twin
