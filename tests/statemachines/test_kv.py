@@ -280,6 +280,31 @@ def test_failed_restore_leaves_state_unchanged():
     assert kv.snapshot() == before
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=3),
+            st.one_of(st.text(max_size=2), st.binary(max_size=2), st.integers(0, 3), st.none()),
+            st.sampled_from([1, 2, True]),
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_restore_builds_the_store_a_snapshot_of_triples_describes(triples, bare_only):
+    """Fast path (every value bare at version 1) or not, the dict is the one the triples
+    describe: a value at version 1 kept bare when a str or bytes, else (value, version)."""
+    if bare_only:
+        triples = [(k, v if type(v) in (str, bytes) else "s", 1) for k, v, _ in triples]
+    flat = tuple(item for triple in triples for item in triple)
+    kv = KVStateMachine()
+    kv.restore({**KVStateMachine().snapshot(), "flat": flat})
+    expected = {k: v if ver == 1 and type(v) in (str, bytes) else (v, ver) for k, v, ver in triples}
+    assert kv._data == expected
+    assert [type(entry) for entry in kv._data.values()] == [type(entry) for entry in expected.values()]
+
+
 # -- property tests ------------------------------------------------------------------------
 
 keys = st.sampled_from(["x", "y", "z"])

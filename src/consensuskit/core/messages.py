@@ -10,8 +10,9 @@ array ``[marker, field1, field2, ...]`` (fields in declaration order) whose firs
 the marker, is msgpack extension type ``EXT_MESSAGE`` holding the tag as 2 big-endian
 bytes.  Messages are packed inline, in one pass (version 1 nested a packed payload per
 message, which cost several times more).  The marker is the only extension a frame may
-hold: any other, msgpack's own timestamp included, is refused while parsing.  Decoding checks the version, the tag, the field count and the
-declared scalar types, and raises ``CodecError`` naming what was wrong.  A field declared
+hold: any other, msgpack's own timestamp included, is refused while parsing.  Decoding
+checks the version, the tag, the field count and the declared scalar types, and raises
+``CodecError`` naming what was wrong.  A field declared
 ``int`` (alone or in a union) must hold a value within int64, ``WIRE_INT_MIN`` …
 ``WIRE_INT_MAX``: msgpack carries up to 2^64-1, and a peer's 2^64-1 would make the
 receiver's next term, ballot or index unstorable (a halt, issue 10).  A field declared as
