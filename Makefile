@@ -42,6 +42,7 @@ bench: $(STAMP_RUN)
 	$(BIN)/python benchmarks/check_speed.py
 	$(BIN)/python benchmarks/raft_vs_multipaxos.py
 	$(BIN)/python benchmarks/wal_fsync.py
+	$(BIN)/python benchmarks/snapshot_install.py
 	$(BIN)/python benchmarks/gossip_epidemics.py
 
 # The protocol tables of README.md, docs/architecture.md and the protocol READMEs, from the catalog.
