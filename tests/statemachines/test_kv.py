@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import gc
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -281,48 +278,6 @@ def test_failed_restore_leaves_state_unchanged():
     with pytest.raises(ValueError):
         kv.restore({"data": (("new", 1, 1),), "sessions": (("c",),)})
     assert kv.snapshot() == before
-
-
-def test_a_snapshot_holds_no_container_the_collector_walks():
-    """A store of keys written once (bare values) is a dict the collector does not
-    track; its snapshot is a copy of it, not two tuples of every key and value (the
-    first young collection after each snapshot walked those: 67 ms at a million keys)."""
-    kv = KVStateMachine()
-    for i in range(2000):
-        kv.apply(req(put(f"k{i:05d}", b"v%d" % i), client="c", seq=i + 1))
-    snap = kv.snapshot()
-    walked = [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, (tuple, list, dict)) and len(o) >= 2000 and ("k01999" in o or b"v1999" in o)
-    ]
-    assert walked == [] and not gc.is_tracked(kv._data)
-    flat = snap["flat"]
-    assert flat == tuple(item for i in range(2000) for item in (f"k{i:05d}", b"v%d" % i, 1))
-
-
-def test_a_snapshot_read_by_several_readers_at_once_gives_each_the_same_items():
-    """The WAL worker and each follower's stream read one snapshot, from several
-    threads, at their own positions; a read anywhere else (an index) works too."""
-    kv = KVStateMachine()
-    for i in range(5000):
-        kv.apply(req(put(f"k{i:05d}", f"v{i}" if i % 3 else (i,)), client="c", seq=i + 1))
-    snap = kv.snapshot()
-    flat = snap["flat"]
-    expected = tuple(flat)
-    assert len(expected) == 15000
-    read = flat.chunk
-    assert read(0, 10) + read(10, 20) == expected[:60]  # one reader, in order
-    assert read(4990, 5000) == expected[-30:] and read(20, 25) == expected[60:75]  # another, then back
-    assert flat[3 * 4321] == "k04321" and flat[3 * 7 + 1] == "v7" and flat[2] == 1
-
-    def whole(step: int) -> tuple[object, ...]:
-        return tuple(item for start in range(0, 5000, step) for item in read(start, min(5000, start + step)))
-
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(whole, [7, 64, 500, 4096] * 3))
-    assert all(result == expected for result in results)
-    assert encode(snap) == encode({**snap, "flat": expected})  # the same bytes as a tuple
 
 
 @settings(max_examples=200, deadline=None)

@@ -419,11 +419,10 @@ class LazyArray:
     sequence with the same items.
 
     Why: a state machine's snapshot is taken on the event loop, and flattening a million
-    keys into one tuple there costs a fifth of a second.  With a LazyArray it copies what
-    it holds (a dict, or two tuples: tens of ms) and whoever encodes the snapshot (the
-    WAL's sync worker, the peer transport between writes) does the flattening.  Like any
-    snapshot it is a value: ``chunk`` must give the same items every time (it reads only
-    what it captured).
+    keys into one tuple there costs a fifth of a second.  With a LazyArray it copies two
+    tuples (a few ms) and whoever encodes the snapshot (the WAL's sync worker, the peer
+    transport between writes) does the flattening.  Like any snapshot it is a value:
+    ``chunk`` must give the same items every time (it reads only what it captured).
 
     ``small_items``: every item is small (a key and its short history, not a whole
     state), so ``iter_encode`` packs a slice of items in one C call instead of walking

@@ -23,9 +23,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from itertools import islice
+from functools import partial
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
@@ -45,44 +43,6 @@ def _pack(value: Any, version: int) -> Any:
 
 def _unpack(entry: Any) -> tuple[Any, int]:
     return entry if type(entry) is tuple else (entry, 1)
-
-
-class _StoreCopy:
-    """A snapshot's copy of the store's dict, read by ``LazyArray`` a chunk at a time.
-
-    ``dict.copy`` copies the table in C, and the copy is untracked by the garbage
-    collector when the store's dict is (bare str or bytes values, as a store of keys
-    written once holds): the two million-item tuples a snapshot took before were walked
-    by the first young collection after every snapshot, 67 ms of loop at a million keys
-    on a quiet machine.  A dict has no random access, so each reader's position keeps
-    its iterators: readers go in order (the WAL worker, each follower's stream), from
-    several threads, hence the lock; a read elsewhere skips to its start in C."""
-
-    __slots__ = ("_data", "_lock", "_readers")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-        self._lock = threading.Lock()
-        # Next element -> (keys, entries) iterators positioned there.
-        self._readers: dict[int, tuple[Iterator[str], Iterator[Any]]] = {}
-
-    def __call__(self, start: int, stop: int) -> tuple[Any, ...]:
-        count = stop - start
-        with self._lock:
-            reader = self._readers.pop(start, None)
-            if reader is None:
-                if len(self._readers) >= _MAX_READERS:
-                    self._readers.clear()  # abandoned readers: start over when they return
-                data = self._data
-                reader = (islice(iter(data), start, None), islice(iter(data.values()), start, None))
-            keys = tuple(islice(reader[0], count))
-            entries = tuple(islice(reader[1], count))
-            if stop < len(self._data):
-                self._readers[stop] = reader
-        return _flat_chunk(keys, entries, 0, count)
-
-
-_MAX_READERS = 16  # positions kept per snapshot copy
 
 
 def _flat_chunk(keys: tuple[str, ...], entries: tuple[Any, ...], start: int, stop: int) -> tuple[Any, ...]:
@@ -194,11 +154,12 @@ class KVStateMachine:
         replica at the same point of the log: a dict's order is its insertion order, a
         function of the commands applied, and ``restore`` rebuilds the snapshot's order.
         (A snapshot of an earlier release, in key order, restores just as well.)"""
-        # One C copy of the dict here (tens of ms for a million keys); the flattening
-        # into (key, value, version) triples happens a chunk at a time when the snapshot
-        # is encoded, off the loop (LazyArray), and no (key, entry) pair per key is made.
-        data = self._data.copy()
-        flat = LazyArray(len(data), 3, _StoreCopy(data))
+        # Two tuples copied here (a few ms for a million keys); the flattening into
+        # (key, value, version) triples happens a chunk at a time when the snapshot is
+        # encoded, off the loop (LazyArray), and no (key, entry) pair per key is made.
+        data = self._data
+        keys, entries = tuple(data), tuple(data.values())
+        flat = LazyArray(len(keys), 3, partial(_flat_chunk, keys, entries))
         snap = {"flat": flat, **self._sessions.snapshot()}
         if self._auth:
             snap["auth"] = self._auth.snapshot()
