@@ -142,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with Progress(console=console, transient=True) as progress:
         for store in args.store:
-            gc.unfreeze()
-            gc.collect()
             rows.append(measure(store, args.keys, args.value_bytes, args.repeat, progress))
     title = f"installing a snapshot, {args.keys:,} keys x {args.value_bytes} B, one core, wall time"
     table = Table(title=title)

@@ -684,9 +684,7 @@ class MVCCStore:
             if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
                 raise ValueError(f"expected an MVCC snapshot of format {SNAPSHOT_FORMAT}")
             pairs = tuple(snapshot["history"])  # decoded: a tuple; in-process: a LazyArray
-            _only(tuple, pairs, "a key's entry is (key, changes)")
-            if set(map(len, pairs)) - {2}:
-                raise ValueError("a key's entry is (key, changes)")
+            _tuples_of(2, pairs, "a key's entry is (key, changes)")
             keys = tuple(map(_first, pairs))
             histories = tuple(map(_second, pairs))
             _only(bytes, keys, "keys must be bytes")
@@ -694,15 +692,11 @@ class MVCCStore:
             if 0 in map(len, histories):
                 raise ValueError("a key without changes")
             changes = tuple(chain.from_iterable(histories))
-            _only(tuple, changes, "a change is (revision, sub-revision, key-value)")
-            if set(map(len, changes)) - {3}:
-                raise ValueError("a change is (revision, sub-revision, key-value)")
+            _tuples_of(3, changes, "a change is (revision, sub-revision, key-value)")
             _only(int, map(_first, changes), "revisions are integers")
             _only(int, map(_second, changes), "revisions are integers")
             kvs = tuple(filter(_is_not_none, map(_third, changes)))
-            _only(tuple, kvs, "a key-value is an array")
-            if set(map(len, kvs)) - {6}:
-                raise ValueError("a key-value is (key, create, mod, version, value, lease)")
+            _tuples_of(6, kvs, "a key-value is (key, create, mod, version, value, lease)")
             for field, kind in enumerate((bytes, int, int, int, bytes, int)):
                 _only(kind, map(operator.itemgetter(field), kvs), "a key-value holds bytes and integers")
             lasts = tuple(map(_third, map(_last_change, histories)))
@@ -752,9 +746,9 @@ def _history(changes: Sequence[Change]) -> History:
     return changes if type(changes) is list else list(changes)
 
 
-_main_revision = operator.itemgetter(0)
-_last_change = operator.itemgetter(-1)
 _first, _second, _third = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+_main_revision = _first  # of a change
+_last_change = operator.itemgetter(-1)
 _lease_of = operator.itemgetter(5)  # of a key-value
 _is_not_none = partial(operator.is_not, None)
 
@@ -762,6 +756,13 @@ _is_not_none = partial(operator.is_not, None)
 def _only(kind: type, values: Iterable[Any], what: str) -> None:
     """ValueError(what) unless every value is exactly of ``kind`` (bool is not an int)."""
     if not set(map(type, values)) <= {kind}:
+        raise ValueError(what)
+
+
+def _tuples_of(length: int, values: tuple[Any, ...], what: str) -> None:
+    """ValueError(what) unless every value is a tuple of ``length`` items."""
+    _only(tuple, values, what)
+    if set(map(len, values)) - {length}:
         raise ValueError(what)
 
 
