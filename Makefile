@@ -61,7 +61,8 @@ lint: $(STAMP_DEV)
 # Opt-in: the simulator's hot path compiled with mypyc (the modules setup_mypyc.py lists),
 # extensions left next to their sources in src/ (Python prefers them to the .py files).
 # A compiled module does not see later edits of its source: rerun it, or undo it with
-# `make uncompiled`.  Nothing else (make test, CI, pip install) builds them.
+# `make uncompiled`.  Nothing else (pip install, make test) builds them here; make test
+# builds a temporary copy and checks it runs the interpreted build's traces.
 compiled: $(STAMP_FAST)
 	$(BIN)/python setup_mypyc.py build_ext --inplace --build-temp build/mypyc-temp
 
