@@ -105,6 +105,10 @@ class Point:
     # the worst loop lag and peer silence (upper bucket bound, s), fsyncs over 100 ms.
     health: dict[str, dict[str, float]] = field(default_factory=dict)
     round: int = 1  # --rounds: which round measured it (ratios pair points of one round)
+    # The whole machine during the point (/proc/stat), percent of its CPU time: "steal" is
+    # time the hypervisor gave another guest while ours wanted to run, "idle" what nobody
+    # used.  A round slower than its neighbours with steal up was the machine, not us.
+    machine: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- load
@@ -402,6 +406,32 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+# /proc/stat's "cpu" line, in order: user nice system idle iowait irq softirq steal (guest
+# time is already counted in user and nice).
+_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_ticks() -> dict[str, int]:
+    """The whole machine's CPU time by kind, in clock ticks (empty where /proc is not)."""
+    try:
+        line = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return {}
+    return dict(zip(_STAT_FIELDS, map(int, line[1 : 1 + len(_STAT_FIELDS)]), strict=False))
+
+
+def machine_shares(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Steal and idle (idle + iowait) over an interval, percent of all CPU time in it."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in _STAT_FIELDS}
+    total = sum(delta.values())
+    if not before or not after or total <= 0:
+        return {}
+    return {
+        "steal_pct": round(100 * delta["steal"] / total, 1),
+        "idle_pct": round(100 * (delta["idle"] + delta["iowait"]) / total, 1),
+    }
+
+
 def run_matrix(
     target: Target,
     nodes: int,
@@ -432,7 +462,9 @@ def run_matrix(
                 leader, target.url, generation = locate()
             before = {name: cpu_ticks(pid) for name, pid in (pids or {}).items()}
             scraped = probe() if probe is not None else {}
+            machine = machine_ticks()
             point = (run_wrk if load == "wrk" else run_python)(target, op, c, seconds)
+            point.machine = machine_shares(machine, machine_ticks())
             if probe is not None:
                 point.health = health(scraped, probe())
             if locate is not None:
@@ -451,6 +483,8 @@ def run_matrix(
             if point.elections:
                 note += f" [{point.elections} election(s) during the point; drove {point.leader}]"
             cpu = "  cpu/op " + ", ".join(f"{k} {v:.0f}us" for k, v in point.cpu_us_per_op.items())
+            if point.machine.get("steal_pct", 0) >= 1:
+                note += f" [steal {point.machine['steal_pct']:g}% of the machine's CPU]"
             console.print(
                 f"  {target.name}{'/' + protocol if protocol else ''} n={nodes} {op} c={c}: "
                 f"{point.ops_per_s:,.0f}/s "
@@ -661,6 +695,9 @@ def ratios(points: list[Point]) -> list[dict[str, Any]]:
                     "p50_ratio": round(p.p50_ms / other.p50_ms, 3) if other.p50_ms else None,
                     "p99_ratio": round(p.p99_ms / other.p99_ms, 3) if other.p99_ms else None,
                     "errors": p.errors,
+                    # The machine's steal during our point and during etcd's (percent).
+                    "steal_pct": p.machine.get("steal_pct"),
+                    "etcd_steal_pct": other.machine.get("steal_pct"),
                 }
             )
     return out

@@ -59,3 +59,21 @@ def test_rounds_below_one_are_refused_in_one_line(capsys):
         kv_throughput.main(["--rounds", "0"])
     assert exit_info.value.code == 2
     assert "--rounds must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_machine_shares_are_steal_and_idle_over_the_interval():
+    before = dict.fromkeys(kv_throughput._STAT_FIELDS, 1000)
+    after = {**before, "user": 1600, "system": 1200, "idle": 1100, "iowait": 1050, "steal": 1050}
+    # 600 + 200 user/system, 100 + 50 idle/iowait, 50 steal: 1,000 ticks in all.
+    assert kv_throughput.machine_shares(before, after) == {"steal_pct": 5.0, "idle_pct": 15.0}
+    assert kv_throughput.machine_shares({}, after) == {}
+    assert kv_throughput.machine_shares(before, before) == {}
+    now = kv_throughput.machine_ticks()
+    assert set(now) == set(kv_throughput._STAT_FIELDS) and all(v >= 0 for v in now.values())
+
+
+def test_ratios_carry_the_machines_steal_of_both_points():
+    ours, etcd = point("consensuskit", 1, 150.0, 5.0), point("etcd", 1, 100.0, 10.0)
+    ours.machine, etcd.machine = {"steal_pct": 7.5, "idle_pct": 2.0}, {"steal_pct": 0.4, "idle_pct": 1.0}
+    [row] = ratios([ours, etcd])
+    assert (row["steal_pct"], row["etcd_steal_pct"]) == (7.5, 0.4)
