@@ -19,7 +19,6 @@ are deterministic; times are wall-clock on this machine (noisy when it is shared
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -32,6 +31,7 @@ from rich.table import Table
 
 from consensuskit.check.byzantine import find_violation
 from consensuskit.protocols.byzantine import message_count, run_generals
+from results_file import write_json
 
 
 def boundary(max_n: int, max_m: int, seeds: int, progress: Progress) -> list[dict[str, Any]]:
@@ -194,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"max_n": args.max_n, "max_m": args.max_m, "seeds": args.seeds, "boundary": grid, "costs": counts,
            "matches_theorem": matches, "counts_equal_formula": exact}  # fmt: skip
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json_out, doc)
         console.print(f"wrote {args.json_out}")
     if args.plot:
         plot(args.plot, grid, counts, args.max_n, args.max_m)

@@ -32,6 +32,7 @@ from typing import Any
 
 from consensuskit.check.linearizability import check_history, check_operations, model_for, read_history
 from consensuskit.check.linearizability.synthetic import generate_kv_history
+from results_file import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "porcupine"
@@ -239,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic": {"keys": SYNTHETIC_KEYS, "clients": SYNTHETIC_CLIENTS, "seed": 0},
         "results": rows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json_out, doc)
     console.print(f"wrote {args.json_out}")
     if args.profile:
         print(profile(max(n for n in SYNTHETIC_SIZES if not (args.quick and n >= 100_000)), 25))

@@ -45,9 +45,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kv_throughput import SHARED_BENCH, EtcdTarget, Point, cpu_ticks, machine_load, preload, run_wrk
-
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from kv_throughput import SHARED_BENCH, EtcdTarget, Point, cpu_ticks, machine_load, preload, run_wrk
 
 ROOT = Path(__file__).resolve().parent
 KEYS = [f"key{i:06d}".encode() for i in range(1000)]

@@ -23,7 +23,6 @@ Prints rich tables and writes JSON (default benchmarks/results/gossip_epidemics.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import resource
 import statistics
@@ -38,6 +37,7 @@ from rich.table import Table
 from consensuskit.cli_gossip import run_rngs
 from consensuskit.protocols.gossip import TABLES, PaperRow, RumorConfig, measure, run_rumor
 from consensuskit.protocols.gossip.demers_tables import T_AVE_UNMATCHED, t_ave_ceiling
+from results_file import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA = [
@@ -273,8 +273,7 @@ def main() -> None:
         except ImportError:  # matplotlib comes with the dev extras (make .venv/.installed-dev)
             console.print("plot skipped: matplotlib is not installed (make .venv/.installed-dev)")
         doc["anti_entropy_bytes"] = exchanges(console)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.json_out, doc)
     console.print(f"JSON: {args.json_out}")
 
 

@@ -59,6 +59,7 @@ from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_p
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kv_throughput import _ms  # wrk's durations, read one way
+from results_file import write_json
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "kv_memory.json"
@@ -607,8 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(table)
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(out, doc)
     console.print(f"results written to {out}")
     load = doc.get("load", {})
     ok = (

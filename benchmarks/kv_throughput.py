@@ -67,6 +67,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from results_file import write_json
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "kv_throughput.json"
@@ -935,8 +936,7 @@ def main(argv: list[str] | None = None) -> int:
         "etcd_api": etcd_api_rows,
     }
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(out, doc)
     console.print(f"results written to {out}")
     return 0 if all(p.ok > 0 for p in points) else 1
 

@@ -33,7 +33,6 @@ import cProfile
 import datetime
 import importlib
 import io
-import json
 import platform
 import pstats
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 from consensuskit.core.compiled import is_compiled
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
+from results_file import write_json
 
 GOAL_EVENTS_PER_SECOND = 200_000
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sim_speed.json"
@@ -285,8 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         **info,
         "results": rows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json_out, doc)
     console.print(f"wrote {args.json_out}")
     if args.profile:
         print(profile(args.duration, 25, args.runtime))
@@ -332,8 +331,7 @@ def instructions_main(args: argparse.Namespace, nemesis: tuple[str, ...]) -> int
         **info,
         "results": rows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json_out, doc)
     console.print(f"wrote {args.json_out}")
     return 0
 

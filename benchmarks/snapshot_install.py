@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import json
 import os
 import platform
 import random
@@ -44,6 +43,7 @@ from consensuskit.server import gc_watch
 from consensuskit.services.etcd import make_op
 from consensuskit.statemachines.kv import KVStateMachine
 from consensuskit.statemachines.mvcc import MVCCStore
+from results_file import write_json
 
 STORES = ("kv", "mvcc")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "snapshot_install.json"
@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "collector": f"a node's: frozen startup, first threshold {gc_watch.YOUNG_THRESHOLD}",
         "rows": rows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json_out, doc)
     console.print(f"wrote {args.json_out}")
     return 0
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from rich.table import Table
 
 from consensuskit.check.swim_monitor import summary
 from consensuskit.sim import SimConfig, Simulation
+from results_file import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "swim.json"
@@ -252,8 +252,7 @@ def main() -> None:
         "sizes": size_rows,
         "accuracy": accuracy_rows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.json_out, doc)
     console.print(f"wrote {args.json_out}")
     if args.plot is not None:
         plot(size_rows, accuracy_rows, args.plot)

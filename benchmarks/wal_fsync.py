@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.protocols.raft.messages import COMMAND, LogEntry
 from consensuskit.server.wal import DiskStorage
+from results_file import write_json
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "wal_fsync.json"
 BATCH_SIZES = (1, 16, 256)
@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_start": load_at_start,
         "results": rows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json_out, doc)
     console.print(f"wrote {args.json_out}")
     return 0
 

@@ -14,12 +14,10 @@ implementations interleaved so that a loaded machine slows them alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import timeit
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -30,6 +28,7 @@ from consensuskit.core import messages
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 from consensuskit.core.messages import decode, encode
 from consensuskit.protocols.raft.messages import COMMAND, AppendEntries, AppendEntriesResponse, LogEntry
+from results_file import write_json
 
 
 def ours(batch: int) -> dict[str, Any]:
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg": os.getloadavg(),
             "rows": rows,
         }
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json_out, doc)
     return 0
 
 

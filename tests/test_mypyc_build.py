@@ -95,7 +95,10 @@ def _toolchain_missing() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_toolchain_missing() is not None, reason=str(_toolchain_missing()))
+TOOLCHAIN_MISSING = _toolchain_missing()
+
+
+@pytest.mark.skipif(TOOLCHAIN_MISSING is not None, reason=str(TOOLCHAIN_MISSING))
 @pytest.mark.timeout(900)  # the build alone takes about a minute on one core
 def test_the_compiled_build_builds_and_gives_the_interpreted_traces(tmp_path):
     """`make compiled` on a copy of the sources: every listed module builds, imports as an

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import pytest
+
 from kv_memory import main, parse_stalls
 
 METRICS = """\

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import gc
 
 import pytest
+
 from snapshot_install import main
 
 
