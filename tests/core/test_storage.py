@@ -66,6 +66,19 @@ def test_compact_drops_prefix():
     assert state(s) == (3, 6, ["r3", "r4", "r5", "r6"])
 
 
+def test_detach_drops_the_prefix_as_compact_does_and_hands_it_back():
+    everything = ["r1", "r2", "r3", "r4", "r5"]
+    cases = [(3, ["r1", "r2"]), (1, []), (6, everything), (9, everything)]
+    for position, dropped in cases:
+        detached, compacted = filled(), filled()
+        assert detached.log_detach_to(position) == dropped
+        compacted.log_compact_to(position)
+        assert state(detached) == state(compacted)
+    empty = MemoryStorage(5)
+    assert empty.log_detach_to(2) == []
+    assert state(empty) == (2, 1, [])  # an empty log restarts earlier, as with compact
+
+
 def test_compact_to_first_or_before_is_a_no_op():
     s = filled(first=3)
     s.log_compact_to(3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,36 @@ def test_writes_are_visible_at_once_and_mirror_memory_storage(store: DiskStorage
         s.log_compact_to(1)  # behind the start: nothing to drop
     assert state(store) == state(model) == (2, 3, ["b", "x"])
     assert store.get("k") == ("v", 1)
+
+
+def test_compacted_records_are_freed_a_slice_per_sync_not_at_once(
+    store: DiskStorage, monkeypatch: pytest.MonkeyPatch
+):
+    # Freeing 100,000 compacted entries at once held a loaded node's loop for up to
+    # 0.1 s: the storage frees RELEASE_PER_SYNC of them per begin_sync instead.
+    monkeypatch.setattr(wal, "RELEASE_PER_SYNC", 100)
+    records = [entry(1, i) for i in range(1, 351)]
+    store.log_append(records)
+    store.sync()
+
+    def refs() -> list[int]:
+        return [sys.getrefcount(r) for r in records]
+
+    held = refs()  # ours, the storage's, the loop's and the call's
+
+    def freed() -> int:
+        return sum(1 for now, before in zip(refs()[:300], held[:300], strict=True) if now < before)
+
+    store.log_compact_to(301)
+    assert state(store) == (301, 350, records[300:])  # gone from the log at once
+    assert freed() == 0  # but not freed yet
+    for expected in (100, 200, 300, 300):
+        store.begin_sync().complete()
+        assert freed() == expected
+    assert refs()[300:] == held[300:]  # still in the log
+    store.log_compact_to(351)
+    store.close()  # frees what is left
+    assert refs()[300:] == [n - 1 for n in held[300:]]
 
 
 def test_compact_beyond_the_end_leaves_an_empty_log_starting_there(store: DiskStorage):

@@ -93,16 +93,24 @@ class MemoryStorage:
         del self._log[position - self._first :]
 
     def log_compact_to(self, position: int) -> None:
+        self.log_detach_to(position)  # the dropped records are freed right here
+
+    def log_detach_to(self, position: int) -> list[Any]:
+        """``log_compact_to``, handing the dropped records back instead of freeing them,
+        so that the caller chooses when that happens (``server/wal.py`` frees a long
+        log's a slice at a time, off the path of the request that compacted it)."""
         if position <= self._first:
             if not self._log and 1 <= position < self._first:
                 self._first = position  # an empty log restarts earlier (see Storage)
-            return
+            return []
         drop = position - self._first
         if drop >= len(self._log):
-            self._log = []
+            dropped, self._log = self._log, []
         else:
-            del self._log[:drop]
+            dropped = self._log[:drop]
+            del self._log[:drop]  # references only: ``dropped`` keeps the records alive
         self._first = position
+        return dropped
 
     def log_first(self) -> int:
         return self._first
