@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import gc
 import inspect
 
 import msgpack
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -759,8 +761,54 @@ def test_a_message_with_a_default_factory_keeps_the_generated_init(scratch_regis
 
 
 def test_every_registered_frozen_raft_and_client_message_has_the_fast_init():
-    for cls in (AppendEntries, AppendEntriesResponse, ClientRequest, ClientResponse, Op):
+    for cls in (AppendEntries, AppendEntriesResponse, ClientResponse):
         assert "__setattr__" not in cls.__init__.__code__.co_names, cls.__name__
+
+
+def test_a_log_entry_its_request_and_its_op_are_never_tracked_by_the_collector():
+    # A long log holds a hundred thousand of each: tracked, they made the collector's
+    # young collections walk the log's newest entries (core/messages.py).
+    entry = LogEntry(
+        term=1, index=2, kind=COMMAND, data=ClientRequest(client_id="c", seq=1, op=Op(kind="get", key="k"))
+    )
+    decoded = decode(encode(entry))
+    assert decoded == entry
+    for obj in (entry, entry.data, entry.data.op, decoded, decoded.data, decoded.data.op):
+        assert not gc.is_tracked(obj), type(obj).__name__
+    assert gc.is_tracked(
+        AppendEntries(
+            term=1, leader="n1", prev_log_index=0, prev_log_term=0, entries=(entry,), leader_commit=0
+        )
+    )
+
+
+def test_a_struct_message_must_be_frozen_and_encodes_as_a_dataclass_would(scratch_registry):
+    class Loose(msgspec.Struct, kw_only=True):
+        term: int
+
+    with pytest.raises(TypeError, match="Loose must be a dataclass"):
+        message(9010)(Loose)
+
+    @message(9011)
+    class Point(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+        x: int
+        label: str = ""
+        note: str | None = None
+        __appended__ = {"note": "old"}
+
+    @message(9012)
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Twin:
+        x: int
+        label: str = ""
+        note: str | None = dataclasses.field(default=None, metadata=messages.appended("old"))
+
+    point = Point(x=1, label="a")
+    assert encode(point)[6:] == encode(Twin(x=1, label="a"))[6:]  # all but the tag
+    assert decode(encode(point)) == point
+    assert decode(messages._reference_encode(point)) == point
+    assert decode(frame(9011, 2, "b")) == Point(x=2, label="b", note="old")  # an older frame
+    assert raises_codec(frame(9011, "2", "b")) == "malformed Point: field 'x' has type str"
 
 
 def test_estimated_size_counts_what_a_message_carries():

@@ -40,8 +40,9 @@ def same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(
             same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
-    if hasattr(a, "__dataclass_fields__"):
-        return all(same(getattr(a, name), getattr(b, name)) for name in a.__dataclass_fields__)
+    names = getattr(a, "__dataclass_fields__", None) or getattr(a, "__struct_fields__", None)
+    if names:
+        return type(a) is type(b) and all(same(getattr(a, name), getattr(b, name)) for name in names)
     return bool(a == b)
 
 

@@ -39,7 +39,7 @@ import consensuskit.protocols.paxos.basic_messages
 import consensuskit.protocols.paxos.fast_messages
 import consensuskit.protocols.paxos.multi_messages
 import consensuskit.protocols.raft.messages  # noqa: F401 - registers every message class
-from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, registered_messages
+from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, message_fields, registered_messages
 from consensuskit.server import handshake
 from consensuskit.server.cluster import LocalCluster
 from consensuskit.server.framing import frame
@@ -150,7 +150,7 @@ def _value_for(hint: Any, depth: int) -> st.SearchStrategy[Any]:
         if len(args) == 2 and args[1] is Ellipsis:
             return st.lists(_value_for(args[0], depth + 1), max_size=3)
         return st.tuples(*(_value_for(a, depth + 1) for a in args)).map(list)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and hint in MESSAGES.values():
+    if isinstance(hint, type) and hint in MESSAGES.values():
         return _message(hint, depth + 1)
     return _any(depth)  # Any, dict, ...
 
@@ -171,7 +171,7 @@ def _message(cls: type, depth: int) -> st.SearchStrategy[Raw]:
         st.one_of(_value_for(hints.get(f.name, Any), depth), _any(depth + 2))
         if depth > 0
         else _value_for(hints.get(f.name, Any), depth)
-        for f in dataclasses.fields(cls)
+        for f in message_fields(cls)
     ]
     return st.tuples(*fields).map(lambda values: Raw(tag, list(values)))
 

@@ -107,7 +107,7 @@ def summarize(msg: Any) -> str:
     summary = getattr(msg, "summary", None)
     if callable(summary):
         return str(summary())
-    fields = getattr(msg, "__dataclass_fields__", None)
+    fields = getattr(msg, "__dataclass_fields__", None) or getattr(msg, "__struct_fields__", None)
     if fields:
         return f"{type(msg).__name__} " + " ".join(f"{k}={fmt(getattr(msg, k))}" for k in fields)
     return type(msg).__name__

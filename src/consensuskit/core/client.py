@@ -9,10 +9,12 @@ Tags 1-9 belong to core; append new ones, never reuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.messages import appended, estimated_size, message
+import msgspec
+
+from consensuskit.core.messages import estimated_size, message
 
 # Append-only: a kind's position never changes.  "auth" / "auth-read": users, roles and
 # permissions (statemachines/auth.py; key = the action or what to read, value = arguments).
@@ -36,9 +38,10 @@ CACHE = "cache"
 CONSISTENCY_LEVELS = (LINEARIZABLE, LEASE, STALE_OK, CACHE)
 
 
+# Op and ClientRequest are msgspec Structs the collector never tracks (gc=False; they
+# hold no cycle): every command in a log holds one of each (core/messages.py).
 @message(1)
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Op:
+class Op(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One key-value operation.
 
     ``cas`` compares ``expected`` with the current value (``None`` = key absent), or,
@@ -147,8 +150,7 @@ EDGE_JUDGED = Principal(name="", via=VIA_EDGE)
 
 
 @message(2)
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientRequest:
+class ClientRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """``consistency`` applies to reads only; see ``CONSISTENCY_LEVELS``.  ``op`` is a
     kv-shaped ``Op`` or another service's ``ServiceOp`` (core/service.py).
 
@@ -159,7 +161,8 @@ class ClientRequest:
     seq: int
     op: Op | ServiceOp
     consistency: str | None = None
-    principal: Principal | None = field(default=None, metadata=appended(EDGE_JUDGED))
+    principal: Principal | None = None
+    __appended__ = {"principal": EDGE_JUDGED}  # core/messages.py
 
     def size_hint(self) -> int:
         """``core.messages.estimated_size`` of this request, without the walk over its
@@ -169,6 +172,10 @@ class ClientRequest:
             key_and_values = len(op.key) + estimated_size(op.value) + estimated_size(op.expected)
             return 16 + len(self.client_id) + key_and_values
         return 16 + len(self.client_id) + estimated_size(op)
+
+    def renumbered(self, seq: int) -> ClientRequest:
+        """The same request under another sequence number."""
+        return msgspec.structs.replace(self, seq=seq)
 
     def __post_init__(self) -> None:
         if self.consistency is not None and self.consistency not in CONSISTENCY_LEVELS:

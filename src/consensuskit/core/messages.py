@@ -2,7 +2,13 @@
 
 A message class is a frozen, slotted, keyword-only dataclass registered with a unique
 integer tag via ``@message(tag)``.  Tags are only ever appended, never reused, so peers
-of different versions agree on what they can decode.
+of different versions agree on what they can decode.  A class whose instances a node
+keeps by the hundred thousand may instead be a frozen, keyword-only ``msgspec.Struct``
+declared ``gc=False`` (the log's entry, its request and operation): the collector never
+tracks those, so its collections do not walk a long log (docs/server.md, "the
+collector").  Such a class must never be part of a reference cycle (one would leak), and
+says which of its fields are appended in a class attribute, ``__appended__ = {name:
+absent}``.  Either kind encodes the same way; ``message_fields`` reads both.
 
 Wire format of ``encode(obj)``: one version byte (``CODEC_VERSION``) followed by a
 msgpack document.  Registered dataclasses, at any nesting depth, travel as a msgpack
@@ -94,8 +100,8 @@ def message(tag: int, *, streamed: bool = False) -> Callable[[type[T]], type[T]]
     encoding of a large state (which stops its heartbeats).  The bytes are the same."""
 
     def register(cls: type[T]) -> type[T]:
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"{cls.__name__} must be a dataclass to be a message")
+        if not dataclasses.is_dataclass(cls) and not _is_frozen_struct(cls):
+            raise TypeError(f"{cls.__name__} must be a dataclass (or a frozen Struct) to be a message")
         if tag in _BY_TAG and _BY_TAG[tag] is not cls:
             other = _BY_TAG[tag]
             raise ValueError(f"message tag {tag} used by both {other.__name__} and {cls.__name__}")
@@ -113,6 +119,34 @@ def message(tag: int, *, streamed: bool = False) -> Callable[[type[T]], type[T]]
 def is_streamed(obj: Any) -> bool:
     """``obj``'s class was registered with ``streamed=True``."""
     return type(obj) in _STREAMED
+
+
+def _is_frozen_struct(cls: type) -> bool:
+    return isinstance(cls, type) and issubclass(cls, msgspec.Struct) and cls.__struct_config__.frozen
+
+
+class _StructField:
+    """What the codec reads of a Struct's field, as of a dataclass field."""
+
+    __slots__ = ("metadata", "name")
+    init = True
+    default_factory = dataclasses.MISSING
+
+    def __init__(self, name: str, metadata: dict[str, Any]) -> None:
+        self.name = name
+        self.metadata = metadata
+
+
+def message_fields(cls: type) -> tuple[Any, ...]:
+    """A message class's fields in declaration order, each with ``name`` and ``metadata``
+    (``appended``): a dataclass's own, or a Struct's (module docstring)."""
+    if dataclasses.is_dataclass(cls):
+        return dataclasses.fields(cls)
+    appended_fields: dict[str, Any] = getattr(cls, "__appended__", {})
+    return tuple(
+        _StructField(name, {_APPENDED: appended_fields[name]} if name in appended_fields else {})
+        for name in cls.__struct_fields__  # type: ignore[attr-defined]
+    )
 
 
 def _fast_frozen_init(cls: type) -> None:
@@ -197,7 +231,7 @@ def estimated_size(obj: Any, depth: int = 0) -> int:
         if sizer is None:
             sizer = _SIZERS[kind] = (
                 getattr(kind, "size_hint", None),
-                tuple(f.name for f in dataclasses.fields(kind)),
+                tuple(f.name for f in message_fields(kind)),
             )
         hint, names = sizer
         if hint is not None:
@@ -221,7 +255,7 @@ def _field_checks(cls: type) -> tuple[tuple[str, tuple[type, ...] | None], ...]:
         return cached
     hints = typing.get_type_hints(cls)
     checks: list[tuple[str, tuple[type, ...] | None]] = []
-    for f in dataclasses.fields(cls):
+    for f in message_fields(cls):
         checks.append((f.name, _accepted_types(hints.get(f.name, Any))))
     result = tuple(checks)
     _CHECKS[cls] = result
@@ -266,7 +300,7 @@ def _element_class(hint: Any) -> type | None:
 
 def _required_fields(cls: type) -> int:
     """How many leading fields every frame of ``cls`` holds (the rest are appended)."""
-    fields = dataclasses.fields(cls)
+    fields = message_fields(cls)
     required = len(fields)
     for i, f in enumerate(fields):
         if _APPENDED in f.metadata:
@@ -287,7 +321,7 @@ class _Marker:
         self.names = tuple(name for name, _ in self.checks)
         self.required = _required_fields(cls)
         # What an older frame without the appended fields decodes with, in field order.
-        self.absent = tuple(f.metadata[_APPENDED] for f in dataclasses.fields(cls)[self.required :])
+        self.absent = tuple(f.metadata[_APPENDED] for f in message_fields(cls)[self.required :])
         hints = typing.get_type_hints(cls)
         self.elements = tuple(_element_class(hints.get(name, Any)) for name in self.names)
         self.build = _compile_builder(self)
@@ -394,7 +428,7 @@ def _encoder(cls: type) -> tuple[msgpack.ExtType, Callable[[Any], tuple[Any, ...
     tag = _TAG_OF.get(cls)
     if tag is None:
         return None
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in message_fields(cls)]
     if not names:
         getter: Callable[[Any], tuple[Any, ...]] = lambda obj: ()  # noqa: E731
     elif len(names) == 1:
@@ -866,7 +900,7 @@ def _compile_converter(cls: type) -> Callable[[Any], list[Any]] | None:
     encoder = _encoder(cls)
     if encoder is None:
         return None
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in message_fields(cls)]
     env: dict[str, Any] = {
         "marker": _WIRE_EXT(EXT_MESSAGE, encoder[0].data),
         "scalars": _WIRE_SCALARS,

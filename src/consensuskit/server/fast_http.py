@@ -53,7 +53,6 @@ aiohttp's.  Anything this split does not understand goes to aiohttp's parser any
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 import time
@@ -504,7 +503,7 @@ class KVFastRoutes:
             if remaining > 0:
                 assert parsed.request is not None
                 parsed.attempts += 1
-                parsed.request = dataclasses.replace(parsed.request, seq=api.request_id(None)[1])
+                parsed.request = parsed.request.renumbered(api.request_id(None)[1])
                 self._submit(parsed, remaining)
                 return
         api.observe(parsed.kind, time.monotonic() - parsed.started)

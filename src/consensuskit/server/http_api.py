@@ -38,7 +38,6 @@ Rules this module owns:
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hmac
 import itertools
 import json
@@ -304,7 +303,7 @@ class NodeApi:
                 response = await self.runtime.request(client_request, max(0.0, deadline - time.monotonic()))
                 if not self.renumber(response):
                     break
-                client_request = dataclasses.replace(client_request, seq=next(self._anon_seq))
+                client_request = client_request.renumbered(next(self._anon_seq))
         except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
             raise self.failure(exc, write=write) from None
         finally:

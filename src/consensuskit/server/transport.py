@@ -772,7 +772,7 @@ def _same_message(a: Any, b: Any) -> bool:
     kind = type(a)
     if kind is not type(b):
         return False
-    fields = getattr(kind, "__dataclass_fields__", None)
+    fields = getattr(kind, "__dataclass_fields__", None) or getattr(kind, "__struct_fields__", None)
     if fields is None:
         return False
     for name in fields:
@@ -794,9 +794,10 @@ def _same_message(a: Any, b: Any) -> bool:
 
 
 def _is_message(obj: Any) -> bool:
-    """Registered messages are dataclass instances; decode builds no other dataclasses.
-    (Checked on the type: a dataclass *class* is not a message.)"""
-    return hasattr(type(obj), "__dataclass_fields__")
+    """Registered messages are dataclass or msgspec Struct instances; decode builds no
+    other ones.  (Checked on the type: a dataclass *class* is not a message.)"""
+    kind = type(obj)
+    return hasattr(kind, "__dataclass_fields__") or hasattr(kind, "__struct_fields__")
 
 
 def _format(address: Any) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.messages import message
 from consensuskit.protocols.common.batching import entry_size
@@ -62,9 +64,10 @@ def make_config(
 
 
 @message(11)
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogEntry:
-    """``data`` is a ClientRequest (command), a ClusterConfig (config) or None (no-op)."""
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``data`` is a ClientRequest (command), a ClusterConfig (config) or None (no-op).
+    A msgspec Struct the collector never tracks (gc=False): a long log holds a hundred
+    thousand of them (core/messages.py)."""
 
     term: int
     index: int
