@@ -60,6 +60,7 @@ from consensuskit.protocols.raft.messages import (
     Snapshot,
     TimeoutNow,
 )
+from consensuskit.protocols.zab.messages import Txn
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -765,7 +766,7 @@ def test_every_registered_frozen_raft_and_client_message_has_the_fast_init():
         assert "__setattr__" not in cls.__init__.__code__.co_names, cls.__name__
 
 
-def test_a_log_entry_its_request_and_its_op_are_never_tracked_by_the_collector():
+def test_log_entries_their_requests_and_ops_are_never_tracked_by_the_collector():
     # A long log holds a hundred thousand of each: tracked, they made the collector's
     # young collections walk the log's newest entries (core/messages.py).  Each holds a
     # value the collector tracks here, so only gc=False keeps it untracked.
@@ -774,7 +775,12 @@ def test_a_log_entry_its_request_and_its_op_are_never_tracked_by_the_collector()
     request = ClientRequest(client_id="c", seq=1, op=op, principal=Principal(name="u", via=VIAS[0]))
     config = ClusterConfig(voters=("n1",), learners=())
     assert gc.is_tracked(value) and gc.is_tracked(request.principal) and gc.is_tracked(config)
-    for obj in (op, request, LogEntry(term=1, index=2, kind=CONFIG, data=config)):
+    for obj in (
+        op,
+        request,
+        LogEntry(term=1, index=2, kind=CONFIG, data=config),
+        Txn(zxid=1 << 32 | 1, index=1, kind="config", data=config),  # ZAB's entry
+    ):
         assert not gc.is_tracked(obj), type(obj).__name__
     entry = LogEntry(
         term=1, index=3, kind=COMMAND, data=ClientRequest(client_id="c", seq=2, op=Op(kind="get", key="k"))

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from consensuskit.core.messages import message
 from consensuskit.protocols.common.batching import entry_size
 
@@ -42,10 +44,11 @@ def zxid_str(zxid: int) -> str:
 
 
 @message(70)
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Txn:
+class Txn(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One transaction of the history: ``zxid`` = epoch << 32 | counter; ``index`` is
-    its position in the log (the storage position, 1-based, contiguous)."""
+    its position in the log (the storage position, 1-based, contiguous).  A msgspec
+    Struct the collector never tracks (gc=False), as Raft's LogEntry: a long log holds
+    a hundred thousand of them (core/messages.py)."""
 
     zxid: int
     index: int
