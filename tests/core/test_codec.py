@@ -796,6 +796,20 @@ def test_log_entries_their_requests_and_ops_are_never_tracked_by_the_collector()
     )
 
 
+def test_message_field_names_reads_both_kinds_of_message_class_and_nothing_else():
+    @dataclasses.dataclass(frozen=True)
+    class Empty:
+        pass
+
+    assert messages.message_field_names(Empty) == ()  # a message with no field is one
+    assert messages.message_field_names(AppendEntriesResponse) == tuple(
+        f.name for f in dataclasses.fields(AppendEntriesResponse)
+    )
+    assert messages.message_field_names(LogEntry) == ("term", "index", "kind", "data")
+    for other in (int, tuple, dict, type):
+        assert messages.message_field_names(other) is None
+
+
 def test_a_struct_message_must_be_frozen_and_encodes_as_a_dataclass_would(scratch_registry):
     class Loose(msgspec.Struct, kw_only=True):
         term: int

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from consensuskit.core import messages
 from consensuskit.core.client import ClientRequest, Op
-from consensuskit.core.messages import CODEC_VERSION, CodecError, decode, encode
+from consensuskit.core.messages import CODEC_VERSION, CodecError, decode, encode, message_field_names
 from consensuskit.protocols.raft.messages import COMMAND, ClusterConfig, LogEntry, RejoinConfig, Snapshot
 
 from .test_codec import SAMPLES, any_message, frame, marker
@@ -40,8 +40,8 @@ def same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(
             same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
-    names = getattr(a, "__dataclass_fields__", None) or getattr(a, "__struct_fields__", None)
-    if names:
+    names = message_field_names(type(a))
+    if names is not None:
         return type(a) is type(b) and all(same(getattr(a, name), getattr(b, name)) for name in names)
     return bool(a == b)
 

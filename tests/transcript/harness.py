@@ -55,6 +55,7 @@ from consensuskit.core.client import (
     Op,
     Principal,
 )
+from consensuskit.core.messages import message_field_names
 from consensuskit.core.registry import Registry
 from consensuskit.sim import InvariantViolation, NetworkConfig, SimConfig, Simulation
 
@@ -107,7 +108,7 @@ def summarize(msg: Any) -> str:
     summary = getattr(msg, "summary", None)
     if callable(summary):
         return str(summary())
-    fields = getattr(msg, "__dataclass_fields__", None) or getattr(msg, "__struct_fields__", None)
+    fields = message_field_names(type(msg))
     if fields:
         return f"{type(msg).__name__} " + " ".join(f"{k}={fmt(getattr(msg, k))}" for k in fields)
     return type(msg).__name__

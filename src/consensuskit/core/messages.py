@@ -137,6 +137,25 @@ class _StructField:
         self.metadata = metadata
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+_UNSEEN = object()
+
+
+def message_field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass or msgspec Struct type (the two kinds a message
+    class may be), in declaration order; None for any other type.  Cached per type."""
+    names = _FIELD_NAMES.get(kind, _UNSEEN)
+    if names is _UNSEEN:
+        if dataclasses.is_dataclass(kind):
+            names = tuple(f.name for f in dataclasses.fields(kind))
+        elif isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            names = kind.__struct_fields__
+        else:
+            names = None
+        _FIELD_NAMES[kind] = names
+    return names  # type: ignore[return-value]
+
+
 def message_fields(cls: type) -> tuple[Any, ...]:
     """A message class's fields in declaration order, each with ``name`` and ``metadata``
     (``appended``): a dataclass's own, or a Struct's (module docstring)."""

@@ -50,7 +50,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.messages import CodecError, decode, encode, is_streamed, iter_encode
+from consensuskit.core.messages import (
+    CodecError,
+    decode,
+    encode,
+    is_streamed,
+    iter_encode,
+    message_field_names,
+)
 from consensuskit.server import handshake, peer_tls
 from consensuskit.server.framing import (
     HEADER,
@@ -772,7 +779,7 @@ def _same_message(a: Any, b: Any) -> bool:
     kind = type(a)
     if kind is not type(b):
         return False
-    fields = getattr(kind, "__dataclass_fields__", None) or getattr(kind, "__struct_fields__", None)
+    fields = message_field_names(kind)
     if fields is None:
         return False
     for name in fields:
@@ -796,8 +803,7 @@ def _same_message(a: Any, b: Any) -> bool:
 def _is_message(obj: Any) -> bool:
     """Registered messages are dataclass or msgspec Struct instances; decode builds no
     other ones.  (Checked on the type: a dataclass *class* is not a message.)"""
-    kind = type(obj)
-    return hasattr(kind, "__dataclass_fields__") or hasattr(kind, "__struct_fields__")
+    return message_field_names(type(obj)) is not None
 
 
 def _format(address: Any) -> str:
