@@ -777,6 +777,7 @@ def test_log_entries_their_requests_and_ops_are_never_tracked_by_the_collector()
     assert gc.is_tracked(value) and gc.is_tracked(request.principal) and gc.is_tracked(config)
     for obj in (
         op,
+        ServiceOp(kind="put", key="k", value=value),  # the etcd and txn services' op
         request,
         LogEntry(term=1, index=2, kind=CONFIG, data=config),
         Txn(zxid=1 << 32 | 1, index=1, kind="config", data=config),  # ZAB's entry

@@ -79,9 +79,9 @@ class Op(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return f"cas {self.key} {self.expected!r}->{self.value!r}"
 
 
+# A Struct the collector never tracks, as Op: the etcd service's log holds one per command.
 @message(4)
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceOp:
+class ServiceOp(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One operation of a service other than kv (core/service.py).
 
     ``kind`` names one of the service's operations (the service validates it at the edge;
