@@ -13,7 +13,7 @@ from consensuskit.sweep import run_seed
 CATCHES = {
     "ack-before-persist": (1, "durable-ack"),
     "epoch-before-persist": (0, "epoch-after-history"),
-    "trunc-across-epoch": (36, "trunc-within-epoch"),
+    "trunc-across-epoch": (4, "trunc-within-epoch"),
     "vote-ignores-epoch": (3, "election-order"),
     "paper-propose-acked": (0, "prefix-consistency"),
     "paper-redundant-propose": (0, "zxid-order"),

@@ -121,6 +121,13 @@ MAX_ROUND = 2**62
 _EPOCH_FIELDS = ("epoch", "peer_epoch", "current_epoch")
 _ROUND_FIELDS = ("election_epoch",)
 STALLED_PINGS = 2  # PING answers without progress before a cursor is rewound
+# A learner's handshake unanswered this many ticks is started again (a LEADERINFO,
+# ACKEPOCH, NEWLEADER or its ACK was lost); each restart doubles the wait, up to
+# ZooKeeper's default initLimit (10 tickTimes, 20 of our ticks).  Without the doubling a
+# learner receiving a large SNAP, which answers nothing until the SNAP is in, was handed a
+# new LEADERINFO every 2 ticks of the transfer (11 of them in a 2.4 s SNAP).
+HANDSHAKE_FIRST_WAIT_TICKS = 2
+HANDSHAKE_MAX_WAIT_TICKS = 20
 
 
 def _out_of_range(msg: Any) -> str:
@@ -151,6 +158,7 @@ class LearnerState:
     stalled: int = 0
     fresh: bool = False  # it acknowledged our epoch as newly accepted from us
     handshake_at: float = 0.0  # when LEADERINFO or NEWLEADER last went to it
+    handshake_wait: int = HANDSHAKE_FIRST_WAIT_TICKS  # ticks before the handshake restarts
 
 
 class ZabNode:
@@ -1247,10 +1255,11 @@ class ZabNode:
             if (
                 ls.phase in (EPOCH, SYNCING)
                 and self.epoch_proposed
-                and now - ls.handshake_at > self.opts.tick * 2
+                and now - ls.handshake_at > self.opts.tick * ls.handshake_wait
             ):
-                # Lost LEADERINFO, ACKEPOCH, NEWLEADER or its ACK: start again.
+                # Lost LEADERINFO, ACKEPOCH, NEWLEADER or its ACK (or a long SNAP): start again.
                 ls.handshake_at = now
+                ls.handshake_wait = min(ls.handshake_wait * 2, HANDSHAKE_MAX_WAIT_TICKS)
                 self.env.send(peer, LeaderInfo(epoch=self.epoch))
         if self.established:
             self._ping()
