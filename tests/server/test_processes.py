@@ -587,6 +587,32 @@ def test_up_starts_stops_on_sigterm_and_recovers(tmp_path: Path) -> None:
     assert again.returncode == 0, out
 
 
+@pytest.mark.parametrize("first_signal", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_up_exits_once_every_node_it_started_has_exited(tmp_path: Path, first_signal: signal.Signals) -> None:
+    """Nodes stopped from outside leave `up` nothing to watch: it says how each ended and
+    exits, 0 when every node stopped cleanly, 1 when one was killed."""
+    base = free_base_port(6)
+    up = run_up(tmp_path / "data", nodes=3, base_port=base, refresh=0.2)
+    try:
+        wait_for_line(up, "endpoints:")
+        endpoints = [f"127.0.0.1:{base + i}" for i in range(3)]
+        with Client(endpoints, timeout=1, deadline=10) as kv:
+            pids = [kv.status(f"http://{e}")["pid"] for e in endpoints]
+        os.kill(pids[0], first_signal)
+        time.sleep(0.5)
+        assert up.poll() is None  # two nodes still run: still watching
+        for pid in pids[1:]:
+            os.kill(pid, signal.SIGTERM)
+        out, _ = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    first = "exit 0" if first_signal == signal.SIGTERM else "killed by SIGKILL"
+    assert f"every node has exited (n1 {first}, n2 exit 0, n3 exit 0): nothing left to watch" in out, out
+    assert up.returncode == (0 if first_signal == signal.SIGTERM else 1), out
+    assert "all nodes stopped" in out
+
+
 def test_up_runs_a_protocol_without_a_leader(tmp_path: Path) -> None:
     """`consensuskit up --protocol fast-paxos`: as many nodes as its defaults need (4),
     ready once every node answers, any node takes writes."""

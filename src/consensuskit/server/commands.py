@@ -195,7 +195,8 @@ def up_command(
     view: bool = False,
     view_port: int = DEFAULT_VIEW_PORT,
 ) -> int:
-    """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM.
+    """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM, or until
+    every node it started has exited (0 when each exited cleanly, else 1; not with ``view``).
 
     ``protocol`` is a registry name (default raft, or what the directory's cluster runs);
     ``service`` one it can serve (default its own).  ``view`` serves the browser view of
@@ -245,7 +246,7 @@ def up_command(
                     console.print(f"view: {viewer.start()}  (kill, pause, partition, put ... from the page)")
                 except OSError as exc:
                     raise ClusterError(f"--view: cannot serve the view on port {view_port}: {exc}") from None
-            _watch(console, cluster, refresh)
+            code = _watch(console, cluster, refresh, until_all_exit=not view)
         except _Stop as stop:
             console.print(f"\n{stop.args[0]}: stopping {len(layout.nodes)} nodes ...")
         except ClusterError as exc:
@@ -298,27 +299,53 @@ def _service_example(layout: Any) -> str:
         return ""
 
 
-def _watch(console: Console, cluster: LocalCluster, refresh: float) -> None:
+def _watch(console: Console, cluster: LocalCluster, refresh: float, *, until_all_exit: bool = True) -> int:
+    """Show the cluster's status until a signal (``_Stop``) or, with ``until_all_exit``,
+    until every node process ``up`` started has exited (stopped from outside: nothing is
+    left to watch, as docker compose's ``up`` returns once its containers exited).  Then
+    the exit code: 0 when every node exited cleanly, 1 otherwise.  ``up --view`` keeps
+    watching: its page can start a node again."""
+
     def render() -> tuple[Table, list[dict[str, Any]]]:
         rows = status_rows(cluster.statuses(timeout=min(0.5, refresh)), cluster.nodes)
         return status_table(rows, title=f"cluster {cluster.layout.root} (Ctrl-C stops it)"), rows
 
+    def all_exited() -> bool:
+        return until_all_exit and all(not node.running for node in cluster.nodes.values())
+
     if console.is_terminal:
         table, _ = render()
         with Live(table, console=console, auto_refresh=False) as live:
-            while True:
+            while not all_exited():
                 time.sleep(refresh)
                 live.update(render()[0], refresh=True)
-    # Not a terminal (a pipe, a log file): one line per change instead of a redrawn table.
-    last = None
-    while True:
-        _, rows = render()
-        summary = tuple((r["id"], r["role"], r["term"], r["error"]) for r in rows)
-        if summary != last:
-            parts = [f"{r['id']}={r['role'] or 'down'}@{_dash(r['term'])}" for r in rows]
-            console.print(f"{time.strftime('%H:%M:%S')} " + " ".join(parts), soft_wrap=True)
-            last = summary
-        time.sleep(refresh)
+    else:
+        # Not a terminal (a pipe, a log file): one line per change instead of a redrawn table.
+        last = None
+        while True:
+            _, rows = render()
+            summary = tuple((r["id"], r["role"], r["term"], r["error"]) for r in rows)
+            if summary != last:
+                parts = [f"{r['id']}={r['role'] or 'down'}@{_dash(r['term'])}" for r in rows]
+                console.print(f"{time.strftime('%H:%M:%S')} " + " ".join(parts), soft_wrap=True)
+                last = summary
+            if all_exited():
+                break
+            time.sleep(refresh)
+    codes = {node_id: node.returncode for node_id, node in cluster.nodes.items()}
+    listed = ", ".join(f"{node_id} {_exit_status(code)}" for node_id, code in codes.items())
+    console.print(f"every node has exited ({listed}): nothing left to watch", soft_wrap=True)
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def _exit_status(code: int | None) -> str:
+    """A child's exit as people read it: ``exit 0``, ``exit 3``, ``killed by SIGKILL``."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
 
 # ---------------------------------------------------------------------- demo
