@@ -7,6 +7,7 @@ it a new LEADERINFO every 2 ticks of the transfer (11 in a 2.4 s SNAP on real pr
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from consensuskit.protocols.zab.messages import Ack, LeaderInfo
@@ -50,7 +51,7 @@ def test_an_unanswered_handshake_is_restarted_after_2_4_8_16_then_20_ticks():
             if dst != "a":
                 c.nodes[dst].on_message("c", m)
         c.deliver_all()
-    gaps = [round((t - s) / tick) for s, t in zip(restarts, restarts[1:], strict=False)]
+    gaps = [round((t - s) / tick) for s, t in itertools.pairwise(restarts)]
     first = round((restarts[0] - newleader_sent) / tick)
     waits = [HANDSHAKE_FIRST_WAIT_TICKS, 4, 8, 16, HANDSHAKE_MAX_WAIT_TICKS, HANDSHAKE_MAX_WAIT_TICKS]
     # The wait is "more than N ticks": the tick after the Nth restarts it, or the Nth
