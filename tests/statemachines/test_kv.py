@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.messages import decode, encode
 from consensuskit.statemachines.kv import STALE, KVStateMachine
+from consensuskit.statemachines.kv_entry import Versioned
 from consensuskit.statemachines.sessions import REUSED, command_digest, refusal
 
 FAST = settings(max_examples=80, deadline=None)
@@ -250,6 +253,53 @@ def test_snapshot_is_isolated_from_later_writes():
     assert other.get("a") == b"bytes"
 
 
+def test_a_store_of_str_and_bytes_and_its_snapshot_copies_are_never_tracked_by_the_collector():
+    # Overwrites, cas and deletes included: a (value, version) tuple per overwritten key
+    # made the store tracked, and each full collection walked every key and value
+    # (statemachines/kv_entry.py); two tuples per snapshot were walked by the next one.
+    kv = KVStateMachine()
+    for seq in range(1, 200):
+        key = f"k{seq % 37}"
+        value = "".join(["v", str(seq)])  # built at run time, as a decoded value is
+        kv.apply(req(put(key, value if seq % 2 else value.encode()), client="w", seq=seq))
+    kv.apply(req(cas("k1", "x", expected_version=6), client="w", seq=200))
+    kv.apply(req(delete("k2"), client="w", seq=201))
+    assert kv.get("k1") == "x" and kv.get("k2") is None
+    store = kv._data
+    assert not gc.is_tracked(store)
+    snap = kv.snapshot()
+    assert not gc.is_tracked(snap["flat"].chunk.__self__._data)
+    # Nor is it when a value is one the collector tracks (a list from a command): its
+    # Versioned hides it, which is safe because a command's value holds no cycle.
+    kv.apply(req(put("k3", ["a", "list"]), client="w", seq=202))
+    assert not gc.is_tracked(store) and kv.get("k3") == ["a", "list"]
+
+
+def test_a_snapshot_reads_the_same_from_readers_in_any_order_and_after_later_writes():
+    kv = KVStateMachine()
+    for seq in range(1, 2001):
+        kv.apply(req(put(f"k{seq % 700}", f"v{seq}"), client="w", seq=seq))
+    snap = kv.snapshot()
+    whole = tuple(snap["flat"])  # one reader, in order
+    assert len(whole) == 3 * 700 and whole[:6] == ("k1", "v1401", 3, "k2", "v1402", 3)
+    for seq in range(2001, 2101):  # the store moves on; the snapshot does not
+        kv.apply(req(put(f"k{seq % 900}", "later"), client="w", seq=seq))
+    flat = snap["flat"]
+    a, b = flat.chunks(64), flat.chunks(50)  # two readers interleaved (disk and a peer)
+    got_a, got_b = [], []
+    for _ in range(20):
+        got_a.extend(next(a, ()))
+        got_b.extend(next(b, ()))
+    got_a.extend(x for chunk in a for x in chunk)
+    got_b.extend(x for chunk in b for x in chunk)
+    assert tuple(got_a) == tuple(got_b) == whole
+    assert flat[3 * 699] == whole[3 * 699] and flat[4] == whole[4]  # out of order
+    assert decode(encode(snap))["flat"] == whole
+    other = KVStateMachine()
+    other.restore(snap)
+    assert other.get("k1") == "v1401" and len(other) == 700
+
+
 @pytest.mark.parametrize(
     "garbage",
     [None, 5, "snapshot", (), {"data": ()}, {"sessions": ()}, {"data": ((1, 2),), "sessions": ()}],
@@ -294,13 +344,13 @@ def test_failed_restore_leaves_state_unchanged():
 )
 def test_restore_builds_the_store_a_snapshot_of_triples_describes(triples, bare_only):
     """Fast path (every value bare at version 1) or not, the dict is the one the triples
-    describe: a value at version 1 kept bare when a str or bytes, else (value, version)."""
+    describe: a value at version 1 kept bare when a str or bytes, else Versioned."""
     if bare_only:
         triples = [(k, v if type(v) in (str, bytes) else "s", 1) for k, v, _ in triples]
     flat = tuple(item for triple in triples for item in triple)
     kv = KVStateMachine()
     kv.restore({**KVStateMachine().snapshot(), "flat": flat})
-    expected = {k: v if ver == 1 and type(v) in (str, bytes) else (v, ver) for k, v, ver in triples}
+    expected = {k: v if ver == 1 and type(v) in (str, bytes) else Versioned(v, ver) for k, v, ver in triples}
     assert kv._data == expected
     assert [type(entry) for entry in kv._data.values()] == [type(entry) for entry in expected.values()]
 

@@ -10,10 +10,11 @@ Rules this module owns:
     ``sessions.SessionTable`` (retries, expiry by the log clock, digests of commands:
     the rules are in statemachines/sessions.py);
   * results are plain msgpack-able values, identical on every replica;
-  * memory: a key at version 1 holding str or bytes is stored as the bare value (no
-    (value, version) tuple: 56 bytes less per key, which a million-key store notices);
-    snapshots list keys, values and versions flat, in the store's order (not sorted: see
-    ``snapshot``), flattened only when encoded (``core.messages.LazyArray``);
+  * memory: a key at version 1 holding str or bytes is stored as the bare value, any
+    other as a ``Versioned`` (statemachines/kv_entry.py: 32 bytes, and never tracked by
+    the collector, so neither is a store of str/bytes values); snapshots list keys,
+    values and versions flat, in the store's order (not sorted: see ``snapshot``),
+    flattened only when encoded (``core.messages.LazyArray``) from a copy of the store;
   * auth: users, roles and permissions live in an ``AuthState`` (statemachines/auth.py,
     its own rules) that ``auth``/``auth-read`` ops reach; while auth is enabled every
     write command (kv and ``auth``) is judged against it by ``AuthState.judge`` with the
@@ -23,12 +24,15 @@ Rules this module owns:
 
 from __future__ import annotations
 
-from functools import partial
+import itertools
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
+from consensuskit.statemachines.kv_entry import Versioned
 from consensuskit.statemachines.sessions import STALE, SessionTable
 
 __all__ = ["STALE", "KVStateMachine"]
@@ -38,25 +42,67 @@ _BARE = (str, bytes)  # value types stored without a tuple at version 1
 
 
 def _pack(value: Any, version: int) -> Any:
-    return value if version == 1 and type(value) in _BARE else (value, version)
+    return value if version == 1 and type(value) in _BARE else Versioned(value, version)
 
 
 def _unpack(entry: Any) -> tuple[Any, int]:
-    return entry if type(entry) is tuple else (entry, 1)
+    return (entry.value, entry.version) if type(entry) is Versioned else (entry, 1)
 
 
-def _flat_chunk(keys: tuple[str, ...], entries: tuple[Any, ...], start: int, stop: int) -> tuple[Any, ...]:
-    """Keys [start, stop) of a snapshot as (key, value, version, key, ...)."""
-    flat: list[Any] = [None] * (3 * (stop - start))
-    flat[0::3] = keys[start:stop]
-    i = 1
-    for entry in entries[start:stop]:
-        if type(entry) is tuple:
-            flat[i], flat[i + 1] = entry
-        else:
-            flat[i], flat[i + 1] = entry, 1
-        i += 3
-    return tuple(flat)
+# Cursors a store copy keeps for readers part-way through it (see _StoreCopy).
+_MAX_CURSORS = 8
+
+
+class _StoreCopy:
+    """A snapshot's copy of the store, read a chunk at a time (LazyArray) in its order.
+
+    A copy of the dict, not two tuples of its keys and values: the copy of an untracked
+    store is untracked too, where two new tuples of a million items were each walked by
+    the next young collection (about 70 ms).  A dict cannot be sliced by position, so
+    each reader (the WAL's sync worker, a peer's transport, perhaps both at once from two
+    threads) keeps a cursor, found by where its last chunk ended: reading it all in order
+    is one pass, not a skip from the start for every chunk.  The copy is never changed,
+    so its iterators stay valid."""
+
+    __slots__ = ("_cursors", "_data", "_lock")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+        self._cursors: dict[int, tuple[Iterator[str], Iterator[Any]]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def chunk(self, start: int, stop: int) -> tuple[Any, ...]:
+        """Keys [start, stop) as (key, value, version, key, ...)."""
+        n = stop - start
+        with self._lock:
+            cursor = self._cursors.pop(start, None)
+            if cursor is None:  # a new reader, or one out of order: skip to ``start``
+                keys_it, entries_it = iter(self._data), iter(self._data.values())
+                next(itertools.islice(keys_it, start, start), None)
+                next(itertools.islice(entries_it, start, start), None)
+            else:
+                keys_it, entries_it = cursor
+            keys = tuple(itertools.islice(keys_it, n))
+            entries = tuple(itertools.islice(entries_it, n))
+            if stop < len(self._data):
+                if len(self._cursors) >= _MAX_CURSORS:
+                    del self._cursors[next(iter(self._cursors))]
+                self._cursors[stop] = (keys_it, entries_it)
+        flat: list[Any] = [None] * (3 * len(keys))
+        flat[0::3] = keys
+        i = 1
+        for entry in entries:
+            if type(entry) is Versioned:
+                flat[i] = entry.value
+                flat[i + 1] = entry.version
+            else:
+                flat[i] = entry
+                flat[i + 1] = 1
+            i += 3
+        return tuple(flat)
 
 
 class KVStateMachine:
@@ -154,12 +200,12 @@ class KVStateMachine:
         replica at the same point of the log: a dict's order is its insertion order, a
         function of the commands applied, and ``restore`` rebuilds the snapshot's order.
         (A snapshot of an earlier release, in key order, restores just as well.)"""
-        # Two tuples copied here (a few ms for a million keys); the flattening into
-        # (key, value, version) triples happens a chunk at a time when the snapshot is
-        # encoded, off the loop (LazyArray), and no (key, entry) pair per key is made.
-        data = self._data
-        keys, entries = tuple(data), tuple(data.values())
-        flat = LazyArray(len(keys), 3, partial(_flat_chunk, keys, entries))
+        # The store copied here (a dict copy: tens of ms for a million keys, most of it
+        # touching every key and value); the flattening into (key, value, version)
+        # triples happens a chunk at a time when the snapshot is encoded, off the loop
+        # (LazyArray), and no (key, entry) pair per key is made.
+        copy = _StoreCopy(self._data.copy())
+        flat = LazyArray(len(copy), 3, copy.chunk)
         snap = {"flat": flat, **self._sessions.snapshot()}
         if self._auth:
             snap["auth"] = self._auth.snapshot()
