@@ -48,6 +48,7 @@ MODULES = (
     "consensuskit.protocols.common.replies",
     "consensuskit.statemachines.sessions",
     "consensuskit.statemachines.kv",
+    "consensuskit.statemachines.store",
     "consensuskit.statemachines.sessioned",
     "consensuskit.core.storage",
     "consensuskit.services.kv",

@@ -208,8 +208,9 @@ def populated() -> KVStateMachine:
 
 def test_snapshot_shape():
     assert populated().snapshot() == {
-        # in the store's order (insertion: b first), not sorted (KVStateMachine.snapshot)
-        "flat": ("b", (1, "two"), 1, "a", b"bytes", 2),
+        # in the store's order, shard by shard (statemachines/store.py: "a" is in shard
+        # 67, "b" in 249), each shard in insertion order; not sorted
+        "flat": ("a", b"bytes", 2, "b", (1, "two"), 1),
         "session_format": 2,
         # in order of last activity: (client, seq, result, digest, last active)
         "sessions": (
@@ -265,23 +266,25 @@ def test_a_store_of_str_and_bytes_and_its_snapshot_copies_are_never_tracked_by_t
     kv.apply(req(cas("k1", "x", expected_version=6), client="w", seq=200))
     kv.apply(req(delete("k2"), client="w", seq=201))
     assert kv.get("k1") == "x" and kv.get("k2") is None
-    store = kv._data
-    assert not gc.is_tracked(store)
-    snap = kv.snapshot()
-    assert not gc.is_tracked(snap["flat"].chunk.__self__._data)
+    shards = kv._data._shards
+    assert not any(gc.is_tracked(shard) for shard in shards)
+    kv.snapshot()  # frozen: the next writes copy the shards they reach
+    kv.apply(req(put("k1", "after"), client="w", seq=202))
+    assert kv._data._shards is shards and not any(gc.is_tracked(shard) for shard in shards)
     # Nor is it when a value is one the collector tracks (a list from a command): its
     # Versioned hides it, which is safe because a command's value holds no cycle.
-    kv.apply(req(put("k3", ["a", "list"]), client="w", seq=202))
-    assert not gc.is_tracked(store) and kv.get("k3") == ["a", "list"]
+    kv.apply(req(put("k3", ["a", "list"]), client="w", seq=203))
+    assert not any(gc.is_tracked(shard) for shard in shards) and kv.get("k3") == ["a", "list"]
 
 
 def test_a_snapshot_reads_the_same_from_readers_in_any_order_and_after_later_writes():
     kv = KVStateMachine()
     for seq in range(1, 2001):
         kv.apply(req(put(f"k{seq % 700}", f"v{seq}"), client="w", seq=seq))
+    store_then = tuple(x for key, entry in kv._data.items() for x in (key, entry.value, entry.version))
     snap = kv.snapshot()
     whole = tuple(snap["flat"])  # one reader, in order
-    assert len(whole) == 3 * 700 and whole[:6] == ("k1", "v1401", 3, "k2", "v1402", 3)
+    assert len(whole) == 3 * 700 and whole == store_then
     for seq in range(2001, 2101):  # the store moves on; the snapshot does not
         kv.apply(req(put(f"k{seq % 900}", "later"), client="w", seq=seq))
     flat = snap["flat"]
@@ -351,8 +354,9 @@ def test_restore_builds_the_store_a_snapshot_of_triples_describes(triples, bare_
     kv = KVStateMachine()
     kv.restore({**KVStateMachine().snapshot(), "flat": flat})
     expected = {k: v if ver == 1 and type(v) in (str, bytes) else Versioned(v, ver) for k, v, ver in triples}
-    assert kv._data == expected
-    assert [type(entry) for entry in kv._data.values()] == [type(entry) for entry in expected.values()]
+    stored = dict(kv._data.items())
+    assert stored == expected
+    assert [type(stored[k]) for k in expected] == [type(entry) for entry in expected.values()]
 
 
 # -- property tests ------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Rules this module owns:
     other as a ``Versioned`` (statemachines/kv_entry.py: 32 bytes, and never tracked by
     the collector, so neither is a store of str/bytes values); snapshots list keys,
     values and versions flat, in the store's order (not sorted: see ``snapshot``),
-    flattened only when encoded (``core.messages.LazyArray``) from a copy of the store;
+    flattened only when encoded (``core.messages.LazyArray``) from the store as it was
+    frozen, which copies nothing (statemachines/store.py);
   * auth: users, roles and permissions live in an ``AuthState`` (statemachines/auth.py,
     its own rules) that ``auth``/``auth-read`` ops reach; while auth is enabled every
     write command (kv and ``auth``) is judged against it by ``AuthState.judge`` with the
@@ -24,9 +25,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
-import itertools
-import threading
-from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op
@@ -34,6 +33,7 @@ from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
 from consensuskit.statemachines.kv_entry import Versioned
 from consensuskit.statemachines.sessions import STALE, SessionTable
+from consensuskit.statemachines.store import FrozenStore, ShardedStore
 
 __all__ = ["STALE", "KVStateMachine"]
 
@@ -49,68 +49,29 @@ def _unpack(entry: Any) -> tuple[Any, int]:
     return (entry.value, entry.version) if type(entry) is Versioned else (entry, 1)
 
 
-# Cursors a store copy keeps for readers part-way through it (see _StoreCopy).
-_MAX_CURSORS = 8
-
-
-class _StoreCopy:
-    """A snapshot's copy of the store, read a chunk at a time (LazyArray) in its order.
-
-    A copy of the dict, not two tuples of its keys and values: the copy of an untracked
-    store is untracked too, where two new tuples of a million items were each walked by
-    the next young collection (about 70 ms).  A dict cannot be sliced by position, so
-    each reader (the WAL's sync worker, a peer's transport, perhaps both at once from two
-    threads) keeps a cursor, found by where its last chunk ended: reading it all in order
-    is one pass, not a skip from the start for every chunk.  The copy is never changed,
-    so its iterators stay valid."""
-
-    __slots__ = ("_cursors", "_data", "_lock")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-        self._cursors: dict[int, tuple[Iterator[str], Iterator[Any]]] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def chunk(self, start: int, stop: int) -> tuple[Any, ...]:
-        """Keys [start, stop) as (key, value, version, key, ...)."""
-        n = stop - start
-        with self._lock:
-            cursor = self._cursors.pop(start, None)
-            if cursor is None:  # a new reader, or one out of order: skip to ``start``
-                keys_it, entries_it = iter(self._data), iter(self._data.values())
-                next(itertools.islice(keys_it, start, start), None)
-                next(itertools.islice(entries_it, start, start), None)
-            else:
-                keys_it, entries_it = cursor
-            keys = tuple(itertools.islice(keys_it, n))
-            entries = tuple(itertools.islice(entries_it, n))
-            if stop < len(self._data):
-                if len(self._cursors) >= _MAX_CURSORS:
-                    del self._cursors[next(iter(self._cursors))]
-                self._cursors[stop] = (keys_it, entries_it)
-        flat: list[Any] = [None] * (3 * len(keys))
-        flat[0::3] = keys
-        i = 1
-        for entry in entries:
-            if type(entry) is Versioned:
-                flat[i] = entry.value
-                flat[i + 1] = entry.version
-            else:
-                flat[i] = entry
-                flat[i + 1] = 1
-            i += 3
-        return tuple(flat)
+def _flat_slice(store: FrozenStore, start: int, stop: int) -> tuple[Any, ...]:
+    """Keys [start, stop) of a frozen store as (key, value, version, key, ...)."""
+    keys, entries = store.slice(start, stop)
+    flat: list[Any] = [None] * (3 * len(keys))
+    flat[0::3] = keys
+    i = 1
+    for entry in entries:
+        if type(entry) is Versioned:
+            flat[i] = entry.value
+            flat[i + 1] = entry.version
+        else:
+            flat[i] = entry
+            flat[i + 1] = 1
+        i += 3
+    return tuple(flat)
 
 
 class KVStateMachine:
     __slots__ = ("_auth", "_data", "_sessions")
 
     def __init__(self) -> None:
-        # key -> _pack(value, version): (value, version), or the bare value at version 1
-        self._data: dict[str, Any] = {}
+        # key -> _pack(value, version): a Versioned, or the bare value at version 1
+        self._data = ShardedStore()
         self._sessions = SessionTable()
         self._auth = AuthState()
 
@@ -158,10 +119,10 @@ class KVStateMachine:
             return {"value": current[0], "version": current[1]}
         if op.kind == "put":
             version = (current[1] if current else 0) + 1
-            self._data[op.key] = _pack(op.value, version)
+            self._data.set(op.key, _pack(op.value, version))
             return {"version": version}
         if op.kind == "delete":
-            existed = self._data.pop(op.key, None) is not None
+            existed = self._data.pop(op.key) is not None
             return {"deleted": existed}
         if op.kind != "cas":  # a clock command: SessionTable.apply takes those
             raise ValueError(f"execute() does not take {op.kind} commands")
@@ -176,7 +137,7 @@ class KVStateMachine:
                 "version": current[1] if current else 0,
             }
         version = (current[1] if current else 0) + 1
-        self._data[op.key] = _pack(op.value, version)
+        self._data.set(op.key, _pack(op.value, version))
         return {"swapped": True, "version": version}
 
     def _list(self, prefix: str, limit: Any) -> Any:
@@ -185,7 +146,7 @@ class KVStateMachine:
         if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(keys):
             keys, truncated = keys[:limit], True
         data = self._data
-        return {"items": tuple((k, *_unpack(data[k])) for k in keys), "truncated": truncated}
+        return {"items": tuple((k, *_unpack(data.get(k))) for k in keys), "truncated": truncated}
 
     # -- snapshots --------------------------------------------------------------------
     def snapshot(self) -> Any:
@@ -197,15 +158,15 @@ class KVStateMachine:
         Keys come in the store's own order, not sorted: a protocol takes a snapshot on
         its event loop, and sorting a million keys there costs up to a second (a leader
         that long silent loses its followers).  The order is still the same on every
-        replica at the same point of the log: a dict's order is its insertion order, a
-        function of the commands applied, and ``restore`` rebuilds the snapshot's order.
-        (A snapshot of an earlier release, in key order, restores just as well.)"""
-        # The store copied here (a dict copy: tens of ms for a million keys, most of it
-        # touching every key and value); the flattening into (key, value, version)
-        # triples happens a chunk at a time when the snapshot is encoded, off the loop
-        # (LazyArray), and no (key, entry) pair per key is made.
-        copy = _StoreCopy(self._data.copy())
-        flat = LazyArray(len(copy), 3, copy.chunk)
+        replica at the same point of the log: the store's order (statemachines/store.py)
+        is a function of the commands applied, and ``restore`` rebuilds it.  (A snapshot
+        of an earlier release, in insertion or key order, restores just as well.)"""
+        # Nothing is copied here: the store is frozen (its shards are copied as later
+        # writes reach them); the flattening into (key, value, version) triples happens
+        # a chunk at a time when the snapshot is encoded, off the loop (LazyArray), and no
+        # (key, entry) pair per key is made.
+        frozen = self._data.freeze()
+        flat = LazyArray(len(frozen), 3, partial(_flat_slice, frozen))
         snap = {"flat": flat, **self._sessions.snapshot()}
         if self._auth:
             snap["auth"] = self._auth.snapshot()
@@ -224,9 +185,10 @@ class KVStateMachine:
                 if len(flat) % 3:
                     raise ValueError("'flat' must hold key, value, version triples")
                 it = iter(flat)
-                data = {k: _pack(v, ver) for k, v, ver in zip(it, it, it, strict=True)}
+                triples = zip(it, it, it, strict=True)
+                data = ShardedStore.from_items((k, _pack(v, ver)) for k, v, ver in triples)
             else:
-                data = {k: _pack(v, ver) for k, v, ver in snapshot["data"]}
+                data = ShardedStore.from_items((k, _pack(v, ver)) for k, v, ver in snapshot["data"])
             sessions = SessionTable.restore(snapshot)
             auth = AuthState.restored(snapshot.get("auth"))
         except (KeyError, TypeError, ValueError) as exc:
