@@ -10,8 +10,8 @@ Rules this module owns:
     walked all its keys and values (about 70 ms at a million keys);
   * it is a storage detail of statemachines/kv.py, never a message: snapshots list keys,
     values and versions flat, as before;
-  * it lives in its own interpreted module because a mypyc-compiled module (kv.py is one,
-    setup_mypyc.py) cannot define a msgspec Struct.
+  * it lives in its own module, out of kv.py, which the mypyc build compiles
+    (setup_mypyc.py): like the message classes, a Struct stays in interpreted code.
 """
 
 from __future__ import annotations
