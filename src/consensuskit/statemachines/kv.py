@@ -33,7 +33,7 @@ from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
 from consensuskit.statemachines.kv_entry import Versioned
 from consensuskit.statemachines.sessions import STALE, SessionTable
-from consensuskit.statemachines.store import FrozenStore, ShardedStore
+from consensuskit.statemachines.store import FrozenStore, ShardedStore, shard_of
 
 __all__ = ["STALE", "KVStateMachine"]
 
@@ -111,7 +111,8 @@ class KVStateMachine:
             return self._list(op.key, op.value)
         if op.kind in AUTH_KINDS:
             return self._auth.execute(op)
-        entry = self._data.get(op.key)
+        data, shard = self._data, shard_of(op.key)  # one CRC for the read and the write
+        entry = data.get_in(shard, op.key)
         current = None if entry is None else _unpack(entry)
         if op.kind == "get":
             if current is None:
@@ -119,10 +120,10 @@ class KVStateMachine:
             return {"value": current[0], "version": current[1]}
         if op.kind == "put":
             version = (current[1] if current else 0) + 1
-            self._data.set(op.key, _pack(op.value, version))
+            data.set_in(shard, op.key, _pack(op.value, version))
             return {"version": version}
         if op.kind == "delete":
-            existed = self._data.pop(op.key) is not None
+            existed = data.pop_in(shard, op.key) is not None
             return {"deleted": existed}
         if op.kind != "cas":  # a clock command: SessionTable.apply takes those
             raise ValueError(f"execute() does not take {op.kind} commands")
@@ -137,7 +138,7 @@ class KVStateMachine:
                 "version": current[1] if current else 0,
             }
         version = (current[1] if current else 0) + 1
-        self._data.set(op.key, _pack(op.value, version))
+        data.set_in(shard, op.key, _pack(op.value, version))
         return {"swapped": True, "version": version}
 
     def _list(self, prefix: str, limit: Any) -> Any:
@@ -185,10 +186,10 @@ class KVStateMachine:
                 if len(flat) % 3:
                     raise ValueError("'flat' must hold key, value, version triples")
                 it = iter(flat)
-                triples = zip(it, it, it, strict=True)
-                data = ShardedStore.from_items((k, _pack(v, ver)) for k, v, ver in triples)
+                triples: Any = zip(it, it, it, strict=True)
             else:
-                data = ShardedStore.from_items((k, _pack(v, ver)) for k, v, ver in snapshot["data"])
+                triples = snapshot["data"]
+            data = ShardedStore.from_items((k, _pack(v, ver)) for k, v, ver in triples)
             sessions = SessionTable.restore(snapshot)
             auth = AuthState.restored(snapshot.get("auth"))
         except (KeyError, TypeError, ValueError) as exc:

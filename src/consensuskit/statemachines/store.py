@@ -71,28 +71,41 @@ class ShardedStore:
     def __len__(self) -> int:
         return self._count
 
+    # ``get``, ``set`` and ``pop`` find the key's shard; a read-modify-write finds it once
+    # (``shard_of``) and passes it to the ``*_in`` forms.
     def get(self, key: Any) -> Any:
         return self._shards[shard_of(key)].get(key)
 
     def set(self, key: Any, entry: Any) -> None:
-        if self._retired:
-            self._retired.pop()
-        shard = self._writable(shard_of(key))
-        before = len(shard)
-        shard[key] = entry
-        self._count += len(shard) - before
+        self.set_in(shard_of(key), key, entry)
 
     def pop(self, key: Any) -> Any:
-        """Remove ``key``; its entry, or None when it was absent (nothing is copied then)."""
-        i = shard_of(key)
-        if key not in self._shards[i]:
+        return self.pop_in(shard_of(key), key)
+
+    def get_in(self, shard: int, key: Any) -> Any:
+        """``get(key)``, where ``shard == shard_of(key)``."""
+        return self._shards[shard].get(key)
+
+    def set_in(self, shard: int, key: Any, entry: Any) -> None:
+        """``set(key, entry)``, where ``shard == shard_of(key)``."""
+        writable = self._writable(shard)
+        before = len(writable)
+        writable[key] = entry
+        self._count += len(writable) - before
+
+    def pop_in(self, shard: int, key: Any) -> Any:
+        """Remove ``key`` (``shard == shard_of(key)``); its entry, or None when it was
+        absent (nothing is copied then)."""
+        if key not in self._shards[shard]:
             return None
-        if self._retired:
-            self._retired.pop()
         self._count -= 1
-        return self._writable(i).pop(key)
+        return self._writable(shard).pop(key)
 
     def _writable(self, i: int) -> dict[Any, Any]:
+        """Shard ``i``, copied first if a frozen store shares it; every write comes here,
+        and drops one retired shard (module rules)."""
+        if self._retired:
+            self._retired.pop()
         shard = self._shards[i]
         if self._shared[i]:
             shard = self._shards[i] = shard.copy()
