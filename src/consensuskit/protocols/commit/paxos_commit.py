@@ -18,7 +18,9 @@ acceptors (the first 2F+1 members), so no single coordinator's log holds the out
     the transaction, then phase 2 with, per instance, the value accepted in the highest
     ballot reported, or aborted when none was.  It commits through F acceptor failures
     and a leader crash without blocking; with F = 0 the one acceptor is the
-    coordinator's log and this is 2PC.
+    coordinator's log and this is 2PC;
+  * a participant told of an abort before the Prepare reached it remembers the
+    transaction as aborted (presumed abort, as 2PC), so a late Prepare takes no locks.
 
 Acceptors refuse a lower ballot with a Nack naming their promise, so a leader that
 restarted (and forgot its ballots) climbs past it at once.  A message to itself is
@@ -323,7 +325,18 @@ class PaxosCommitNode:
 
     def _on_abort(self, src: str, msg: Abort) -> None:
         p = self.ptx.get(msg.txn)
-        if p is None or p.state != UNCERTAIN:
+        if p is None:
+            if not self.is_participant:
+                return
+            # The abort of a transaction whose Prepare never arrived (its leader died
+            # first), as 2PC's ("unknown", "abort"): remembered, so a Prepare still in
+            # the network cannot take this node's locks for a decided transaction.
+            # Not logged: presumed abort covers a restart.
+            p = self.ptx[msg.txn] = PTxn(msg.txn, coordinator_of(msg.txn), (), None)
+            p.state = ABORTED
+            self._outcome(p)
+            return
+        if p.state != UNCERTAIN:
             return
         p.state = ABORTED
         self.env.storage.log_append([("aborted", p.txn)])
