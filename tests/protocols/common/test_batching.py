@@ -3,7 +3,7 @@ against a naive twin."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensuskit.core.client import ClientRequest, Op
@@ -57,6 +57,67 @@ def test_sizes_are_measured_once_and_dropped_with_their_index():
     assert cache.take([5, 6, 70], 10, 100) == (3, 81)
     assert measured == [5, 6, 7, 70]
     cache.drop_through(10)
-    assert sorted(cache.by_index) == [11, 12]
+    assert list(cache.cached()) == [11, 12]
     cache.clear()
-    assert cache.by_index == {}
+    assert list(cache.cached()) == []
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.lists(st.integers(min_value=0, max_value=500), max_size=8)),
+            st.tuples(st.sampled_from(["truncate", "compact"]), st.integers(min_value=0, max_value=1_000)),
+            st.tuples(st.just("take"), st.integers(min_value=0, max_value=1_000), st.integers(0, 2_000)),
+        ),
+        max_size=60,
+    )
+)
+def test_cached_sizes_always_match_the_log_they_cache(steps):
+    """A log of entries whose size is their value, truncated (and rewritten with other
+    sizes), compacted and read from anywhere: every batch the cache measures is the one
+    the log's current entries make."""
+    log: dict[int, int] = {}  # index -> entry (= its size)
+    first, last = 1, 0
+    cache = EntrySizes(lambda entry: entry)
+    for step in steps:
+        if step[0] == "append":
+            for entry in step[1]:
+                last += 1
+                log[last] = entry
+            continue
+        if last < first:
+            continue
+        index = first + step[1] % (last - first + 1)  # an index the log holds
+        if step[0] == "truncate":
+            for i in range(index, last + 1):
+                del log[i]
+            last = index - 1
+            cache.drop_from(index)
+        elif step[0] == "compact":
+            for i in range(first, index + 1):
+                del log[i]
+            first = index + 1
+            cache.drop_through(index)
+        else:
+            entries = [log[i] for i in range(index, last + 1)]
+            assert cache.take(entries, index, step[2]) == naive_batch(entries, len(entries), step[2])
+        assert all(i in log for i in cache.cached())  # nothing cached outside the log
+
+
+def test_a_compaction_keeps_the_sizes_after_it():
+    measured: list[int] = []
+
+    def measure(entry: int) -> int:
+        measured.append(entry)
+        return entry
+
+    cache = EntrySizes(measure)
+    cache.take(list(range(1, 101)), 1, 10**9)
+    cache.drop_through(90)
+    assert list(cache.cached()) == list(range(91, 101))
+    measured.clear()
+    assert cache.take(list(range(91, 101)), 91, 10**9) == (10, sum(range(91, 101)))
+    assert measured == []  # still cached after the compaction
+    assert cache.take([7, 8], 5, 10**9) == (2, 15)  # below the run: measured, not cached
+    assert measured == [7, 8] and list(cache.cached()) == list(range(91, 101))

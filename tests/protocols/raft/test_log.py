@@ -292,6 +292,6 @@ def test_sizes_follow_an_index_whose_entry_was_replaced():
     log.append([put_entry(2, "c", term=2)])
     assert log.slice_sized(1, 10, 10**9)[1] == put_entry(1, "a").size() + put_entry(2, "c").size()
     log.compact(1)
-    assert sorted(log.sizes.by_index) == [2]
+    assert list(log.sizes.cached()) == [2]
     log.reset(5, 3)
-    assert log.sizes.by_index == {}
+    assert list(log.sizes.cached()) == []

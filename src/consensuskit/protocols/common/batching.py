@@ -15,11 +15,18 @@ Rules this module owns:
   * sizes are ``core/messages.estimated_size`` estimates (plus a fixed overhead a log
     entry adds), cached by log index where a leader sends the same entry to several
     peers (``EntrySizes``); a cache entry goes when its index is truncated, compacted or
-    the log is reset, so a replaced entry is measured again.
+    the log is reset, so a replaced entry is measured again;
+  * the cache is one contiguous run of indexes in a flat array of machine integers,
+    grown at its end: a compaction of 100,000 entries drops a prefix with one memmove
+    (no Python object per size to free, no dict to rebuild: that took 5-10 ms, in the
+    request that triggered the snapshot).  An index outside the run and not at its end
+    (a peer behind where the leader first measured, or ahead of the run) is measured
+    each time, uncached.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -48,13 +55,16 @@ def batch_length(sizes: Iterable[int], max_items: int, max_bytes: int) -> tuple[
 
 
 class EntrySizes:
-    """Estimated entry sizes by log index, measured once however many peers get them."""
+    """Estimated entry sizes by log index, measured once however many peers get them.
 
-    __slots__ = ("by_index", "measure")
+    ``sizes[i]`` is the size of index ``base + i``; the run only grows at its end."""
+
+    __slots__ = ("base", "measure", "sizes")
 
     def __init__(self, measure: Callable[[Any], int]) -> None:
         self.measure = measure
-        self.by_index: dict[int, int] = {}
+        self.base = 0
+        self.sizes = array("q")
 
     def take(self, entries: Sequence[Any], first_index: int, max_bytes: int) -> tuple[int, int]:
         """How many leading ``entries`` (the first at ``first_index``) fit one batch of at
@@ -62,23 +72,42 @@ class EntrySizes:
         return batch_length(self._sizes(entries, first_index), len(entries), max_bytes)
 
     def _sizes(self, entries: Sequence[Any], index: int) -> Iterator[int]:
-        by_index = self.by_index
+        sizes = self.sizes
+        if not sizes:
+            self.base = index
+        pos = index - self.base
         for entry in entries:
-            size = by_index.get(index)
-            if size is None:
-                size = by_index[index] = self.measure(entry)
-            yield size
-            index += 1
+            if 0 <= pos < len(sizes):
+                yield sizes[pos]
+            elif pos == len(sizes):
+                size = self.measure(entry)
+                sizes.append(size)
+                yield size
+            else:
+                yield self.measure(entry)
+            pos += 1
+
+    def cached(self) -> range:
+        """The indexes whose sizes are cached."""
+        return range(self.base, self.base + len(self.sizes))
 
     def drop_from(self, index: int) -> None:
         """Entries from ``index`` on were truncated (and may be replaced)."""
-        if self.by_index:
-            self.by_index = {i: size for i, size in self.by_index.items() if i < index}
+        keep = index - self.base
+        if keep <= 0:
+            self.clear()
+        elif keep < len(self.sizes):
+            del self.sizes[keep:]
 
     def drop_through(self, index: int) -> None:
         """Entries up to ``index`` were compacted away."""
-        if self.by_index:
-            self.by_index = {i: size for i, size in self.by_index.items() if i > index}
+        drop = index + 1 - self.base
+        if drop >= len(self.sizes):
+            self.clear()
+        elif drop > 0:
+            del self.sizes[:drop]
+            self.base = index + 1
 
     def clear(self) -> None:
-        self.by_index = {}
+        self.sizes = array("q")
+        self.base = 0
