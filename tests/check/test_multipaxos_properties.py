@@ -20,14 +20,20 @@ from .multipaxos_sweep import config, run_seed
     faults=st.sets(st.sampled_from(NEMESIS_KINDS), min_size=1),
     alpha=st.integers(1, 6),
     snapshot_threshold=st.sampled_from([0, 5, 30]),
+    pre_vote=st.booleans(),
 )
-def test_random_faults_never_break_safety(nodes, seed, faults, alpha, snapshot_threshold):
+def test_random_faults_never_break_safety(nodes, seed, faults, alpha, snapshot_threshold, pre_vote):
     cfg = config(
         nodes,
         duration=2.0,
         settle=3.0,
         nemesis=tuple(sorted(faults)),
-        options={"alpha": alpha, "snapshot_threshold": snapshot_threshold, "snapshot_trailing": 2},
+        options={
+            "alpha": alpha,
+            "snapshot_threshold": snapshot_threshold,
+            "snapshot_trailing": 2,
+            "pre_vote": pre_vote,
+        },
     )
     _, reason, _ = run_seed(cfg, seed)
     assert reason == ""

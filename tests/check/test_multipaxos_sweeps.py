@@ -24,6 +24,16 @@ def test_ci_sweep_all_faults_no_violation(nodes: int):
     assert all(delays["count"] > 0 for _, _, delays in outcomes)
 
 
+
+@pytest.mark.timeout(600)
+def test_ci_sweep_with_pre_vote_no_violation():
+    """Pre-vote (on for real processes) under every fault: safe, live, and converging."""
+    cfg = config(3, duration=3.0, options={"pre_vote": True})
+    outcomes = sweep(cfg, range(100), workers=WORKERS)
+    assert [(seed, reason) for seed, reason, _ in outcomes if reason] == []
+    assert all(delays["count"] > 0 for _, _, delays in outcomes)
+
+
 # Each bug with the properties allowed to report it.
 BUG_SWEEPS = {
     "lease-without-wait": {"lease-uniqueness", "read-freshness"},

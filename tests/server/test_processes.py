@@ -508,6 +508,31 @@ def test_partition_through_the_fault_endpoint_moves_leadership(any_cluster: Loca
         pytest.fail(f"{leader} never caught up after the partition healed")
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["raft", "multipaxos", "zab"])
+def test_a_paused_follower_resumes_without_deposing_the_leader(tmp_path: Path, protocol: str) -> None:
+    """A follower SIGSTOPped for five election timeouts (a long GC pause, a VM stall)
+    finds its election timer overdue when it resumes.  Raft's and Multi-Paxos's
+    pre-vote, and ZAB's leader election answering with the current leader, keep the
+    leader the majority still hears: same leader, same term, round or epoch."""
+    with make_cluster(tmp_path / "data", protocol=protocol) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader(30)
+        with Client([cluster.url(leader)], timeout=2, deadline=10) as kv:
+            kv.put("k", "before")
+        before = cluster.statuses()[leader]
+        assert isinstance(before, dict)
+        follower = sorted(n for n in cluster.nodes if n != leader)[0]
+        cluster.nodes[follower].pause()
+        time.sleep(2.5)
+        cluster.nodes[follower].resume()
+        time.sleep(3.0)
+        after = {n: s for n, s in cluster.statuses(timeout=2).items() if isinstance(s, dict)}
+        assert after[leader]["role"] == "leader", after
+        assert after[leader]["generation"] == before["generation"], (before, after[leader])
+        assert after[follower]["leader"] == leader, after[follower]
+
+
 # ---------------------------------------------------------------------- consensuskit up
 def run_up(data_dir: Path, **kwargs: Any) -> subprocess.Popen[str]:
     """``up_command`` in its own process, as the CLI runs it."""

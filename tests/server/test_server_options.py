@@ -17,7 +17,7 @@ from tests.server.runtime_harness import Cluster, async_test, node_config
 
 SERVER_DEFAULTS = {
     "raft": {"election_timeout": 1.0, "heartbeat_interval": 0.1, "max_batch_entries": 1024},
-    "multipaxos": {"election_timeout": 1.0, "heartbeat_interval": 0.1},
+    "multipaxos": {"election_timeout": 1.0, "heartbeat_interval": 0.1, "pre_vote": True},
     "zab": {"election_timeout": 1.0, "tick": 0.1},
 }
 
@@ -45,6 +45,8 @@ def test_the_simulator_keeps_the_protocols_own_defaults(protocol):
         assert node.opts.election_timeout == 0.3
         if protocol == "raft":
             assert node.opts.max_batch_entries == 64
+        if protocol == "multipaxos":
+            assert not node.opts.pre_vote  # Chubby's plain phase 1, the seeds' story
     finally:
         sim.close()
 

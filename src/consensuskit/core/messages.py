@@ -71,6 +71,11 @@ class CodecError(ValueError):
     """Bytes from outside that are not a valid message (remote misbehaviour)."""
 
 
+class UnknownMessage(CodecError):
+    """A well-formed frame naming a message tag this release does not know: most likely
+    a newer release's message (a rolling upgrade), which a peer can skip."""
+
+
 _BY_TAG: dict[int, type] = {}
 _TAG_OF: dict[type, int] = {}
 # Classes registered with streamed=True (see ``message``).
@@ -551,7 +556,7 @@ def _marker_for(data: bytes) -> _Marker:
     tag = int.from_bytes(data, "big")
     cls = _BY_TAG.get(tag)
     if cls is None:
-        raise CodecError(f"unknown message tag {tag}")
+        raise UnknownMessage(f"unknown message tag {tag}")
     marker = _MARKERS[data] = _Marker(cls)
     return marker
 

@@ -29,6 +29,10 @@ Rules this module owns:
 - A bad frame (length above ``max_frame_bytes``, truncated, undecodable, or a broken run
   of fragments) drops that one connection with a warning naming the peer and the reason;
   nothing else is affected.
+- A well-framed message of a type this release does not know (``UnknownMessage``: a
+  newer release's, during a rolling upgrade) is skipped and counted, with one warning per
+  connection and tag; the connection and the messages after it are kept.  Dropping the
+  connection would cost the newer peer everything queued behind its new message.
 - Frames queued in one loop turn are written together, with one write per peer, by
   ``flush`` (straight from the caller: no task switch per message); a connection with a
   backlog is left to its pump task, which writes in batches with one ``drain`` each.
@@ -52,6 +56,7 @@ from typing import Any
 
 from consensuskit.core.messages import (
     CodecError,
+    UnknownMessage,
     decode,
     encode,
     is_streamed,
@@ -113,6 +118,7 @@ class PeerStats:
     connect_failures: int = 0  # dial attempts that failed (refused, unreachable, timeout, TLS)
     auth_failures: int = 0  # handshakes with this peer that failed, either direction
     protocol_errors: int = 0  # inbound connections dropped for a bad frame
+    unknown_messages: int = 0  # well-framed messages of a type this release lacks, skipped
     queue_length: int = 0  # frames waiting to be sent now
     queued_bytes: int = 0
     connected: bool = False  # the outbound connection is up
@@ -724,6 +730,7 @@ class PeerTransport:
         self._connections.add(connection)
         stats = link.stats
         stats.accepts += 1
+        warned: set[str] = set()  # unknown message tags already logged on this connection
         decoder = FrameDecoder(self._max_frame_bytes)
         reassembler = Reassembler(self._max_message_bytes)
         try:
@@ -743,7 +750,11 @@ class PeerTransport:
                     if src in self._blocked:
                         stats.dropped_blocked += 1
                         continue
-                    msg = decode(payload)
+                    try:
+                        msg = decode(payload)
+                    except UnknownMessage as exc:
+                        self._skip_unknown(src, address, exc, stats, warned)
+                        continue
                     if not _is_message(msg):
                         raise CodecError(f"frame holds a {type(msg).__name__}, not a protocol message")
                     stats.frames_received += 1
@@ -761,6 +772,19 @@ class PeerTransport:
             self._connections.discard(connection)
             if self._inbound.get(src) is connection:
                 del self._inbound[src]
+
+    def _skip_unknown(
+        self, src: str, address: str, exc: UnknownMessage, stats: PeerStats, warned: set[str]
+    ) -> None:
+        stats.unknown_messages += 1
+        if str(exc) not in warned:  # once per tag and connection: a newer peer repeats it
+            warned.add(str(exc))
+            self._log.warning(
+                "skipped a message from peer %s at %s: %s (a newer release's? the connection stays)",
+                src,
+                address,
+                exc,
+            )
 
     def _deliver(self, src: str, msg: Any) -> None:
         try:

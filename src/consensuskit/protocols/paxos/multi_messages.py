@@ -266,3 +266,30 @@ class RejoinRequest:
 
     def summary(self) -> str:
         return f"RejoinRequest {self.ballot}"
+
+
+@message(67)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrePrepare:
+    """Pre-vote (Raft §9.6, for phase 1): "would you promise me a ballot of ``round`` if
+    I ran phase 1 now?"  Nothing changes, and nothing is written, at either end."""
+
+    round: int
+
+    def summary(self) -> str:
+        return f"PrePrepare round={self.round}"
+
+
+@message(68)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrePromise:
+    """Answer to ``PrePrepare``: granted unless this node heard from a live leader within
+    the election timeout (or leads); ``promised`` lets the asker pick a higher round."""
+
+    round: int
+    granted: bool
+    promised: Ballot
+
+    def summary(self) -> str:
+        answer = "granted" if self.granted else "refused"
+        return f"PrePromise round={self.round} {answer} promised={self.promised}"

@@ -5,6 +5,12 @@ proposer).  Seed 001 describes Chubby's choices; the rules below fill in the det
 the seed leaves open.
 
 Rules this module owns:
+  * pre-vote (``pre_vote``, on for real processes): a node whose election timer fires
+    first asks the members ``PrePrepare`` -- "would you promise me a ballot now?" --
+    changing and writing nothing; a node refuses while it leads or heard from a leader
+    within the election timeout.  Only with a majority's grants does it run phase 1, so a
+    node that was cut off or paused (its rounds climbing alone) rejoins without
+    deposing a leader that a majority still hears (Raft §9.6's rule, for phase 1);
   * election: a candidate runs phase 1 once for every slot from its first unexecuted
     one, with ballot ``Ballot(round, node)`` above every round it has seen; acceptors
     promise a ballot above their promise (persisted before the promise leaves) and
@@ -88,6 +94,8 @@ from consensuskit.protocols.paxos.multi_messages import (
     Membership,
     Nack,
     Prepare,
+    PrePrepare,
+    PrePromise,
     Promise,
     RejoinRequest,
     SlotValue,
@@ -97,6 +105,7 @@ from consensuskit.protocols.paxos.multi_options import MultiPaxosOptions
 from consensuskit.statemachines import default_state_machine
 
 FOLLOWER = "follower"
+PRE_CANDIDATE = "pre-candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
 
@@ -193,6 +202,11 @@ class MultiPaxosNode:
         self.role = FOLLOWER
         self.leader_id: str | None = None
         self.ballot: Ballot = ZERO_BALLOT  # ours, as candidate or leader
+        # Pre-vote: when a leader's message last arrived (our clock), the round we asked
+        # about as pre-candidate, and who granted it.
+        self.leader_heard_at = float("-inf")
+        self.pre_round = 0
+        self.pre_votes: set[str] = set()
         # Acceptor side of the lease: whom we last granted one, until when (our clock).
         self.grant_holder: str | None = None
         self.grant_expiry = 0.0
@@ -247,6 +261,8 @@ class MultiPaxosNode:
         self.noop_on_lead = False
         self._handlers: dict[type, Any] = {
             Prepare: self.handle_prepare,
+            PrePrepare: self.handle_pre_prepare,
+            PrePromise: self.handle_pre_promise,
             Promise: self.handle_promise,
             Nack: self.handle_nack,
             Accept: self.handle_accept,
@@ -285,7 +301,7 @@ class MultiPaxosNode:
         return self.leader_id
 
     def node_status(self) -> NodeStatus:
-        ballot = self.ballot if self.role != FOLLOWER else self.promised
+        ballot = self.ballot if self.role in (CANDIDATE, LEADER) else self.promised
         return NodeStatus(
             id=self.id,
             role=self.role,
@@ -330,7 +346,7 @@ class MultiPaxosNode:
     def status(self) -> dict[str, Any]:
         """What the node says about itself (the simulator's and tests' view; the server
         reads ``node_status()`` and the capabilities instead)."""
-        ballot = self.ballot if self.role != FOLLOWER else self.promised
+        ballot = self.ballot if self.role in (CANDIDATE, LEADER) else self.promised
         return {
             "id": self.id,
             "role": self.role,
@@ -431,10 +447,10 @@ class MultiPaxosNode:
 
     # ------------------------------------------------------------------ admin inputs
     def campaign(self) -> None:
-        """Start phase 1 now, as if the election timer fired."""
+        """Campaign now (the pre-vote first, when on), as if the election timer fired."""
         if self.role == LEADER or not self._may_campaign():
             return
-        self._start_phase1()
+        self._campaign()
 
     def propose_config_change(self, change: str, node: str) -> str | None:
         """Add or remove one member through the log; effective alpha slots after the
@@ -477,15 +493,15 @@ class MultiPaxosNode:
             else:
                 self._submit_command(request, origin)
             return
-        if self.role == CANDIDATE:
+        if self.role in (PRE_CANDIDATE, CANDIDATE):
             self._hold(request, origin)
             return
         if self.leader_id is not None and self.leader_id != self.id and origin == self.id:
             self.env.send(self.leader_id, Forward(request=request, origin=self.id))
             return
         if origin == self.id and self.opts.campaign_on_request and self._may_campaign():
-            self._start_phase1()
-            if self.role in (CANDIDATE, LEADER):
+            self._campaign()
+            if self.role in (PRE_CANDIDATE, CANDIDATE, LEADER):
                 self._handle_request(request, origin)
                 return
         self._reply(origin, self._rejection(request, NOT_LEADER))
@@ -579,7 +595,56 @@ class MultiPaxosNode:
             # Removed, not yet added, or rejoining after a disk loss: never campaign.
             self._reset_election_timer()
             return
-        self._start_phase1()
+        self._campaign()
+
+    def _campaign(self) -> None:
+        if self.opts.pre_vote:
+            self._start_pre_vote()
+        else:
+            self._start_phase1()
+
+    def _start_pre_vote(self) -> None:
+        self.role = PRE_CANDIDATE
+        self.leader_id = None
+        self.pre_round = self.max_round + 1
+        self.pre_votes = {self.id}
+        self.env.record("role", role=PRE_CANDIDATE, term=str(Ballot(self.pre_round, self.number)))
+        self._reset_election_timer()
+        ask = PrePrepare(round=self.pre_round)
+        for peer in self.members():
+            if peer != self.id:
+                self.env.send(peer, ask)
+        self._maybe_end_pre_vote()
+
+    def handle_pre_prepare(self, src: str, m: PrePrepare) -> None:
+        """Grant unless we lead or a leader was heard within the election timeout (its
+        lower bound: every follower of a live leader hears it that often).  Nothing is
+        changed or written, and the election timer keeps running."""
+        if self.rejoining:
+            return  # silent, as to a Prepare (module rules)
+        why = ""
+        if src not in self.members():
+            why = "not a member"
+        elif self.role == LEADER:
+            why = "this node leads"
+        elif self.env.now() - self.leader_heard_at < self.opts.election_timeout:
+            why = f"heard leader {self.leader_id} within the election timeout"
+        granted = not why
+        if not granted:
+            self.env.record("ignored", src=src, reason=f"pre-vote refused: {why}")
+        self.env.send(src, PrePromise(round=m.round, granted=granted, promised=self.promised))
+
+    def handle_pre_promise(self, src: str, m: PrePromise) -> None:
+        self._see_round(m.promised.round)
+        if self.role != PRE_CANDIDATE or m.round != self.pre_round or not m.granted:
+            return
+        self.pre_votes.add(src)
+        self._maybe_end_pre_vote()
+
+    def _maybe_end_pre_vote(self) -> None:
+        granted = sum(1 for p in self.members() if p in self.pre_votes)
+        if granted >= quorum_size(len(self.members())):
+            self._start_phase1()
 
     def _start_phase1(self) -> None:
         was = self.role
@@ -755,7 +820,7 @@ class MultiPaxosNode:
         self.leader_id = leader
         if was == LEADER:
             self._drop_leader_state(leader)
-        elif was == CANDIDATE:
+        elif was in (PRE_CANDIDATE, CANDIDATE):
             self._release_queue(leader)
         self.env.record("role", role=FOLLOWER, term=str(self.promised), leader=leader)
         self._reset_election_timer()
@@ -788,11 +853,12 @@ class MultiPaxosNode:
                 self._reply(origin, self._rejection(request, NOT_LEADER))
 
     def _step_down_if_behind(self, ballot: Ballot, leader: str) -> None:
-        if self.role != FOLLOWER and ballot > self.ballot:
+        if self.role == PRE_CANDIDATE or (self.role != FOLLOWER and ballot > self.ballot):
             self._become_follower(leader)
 
     def _follow(self, ballot: Ballot, leader: str) -> None:
         """A message from the leader of a ballot we accept: adopt it, restart the timer."""
+        self.leader_heard_at = self.env.now()
         if ballot > self.promised:
             self.promised = ballot
             self.env.storage.put(PROMISED_KEY, ballot)

@@ -24,7 +24,9 @@ BUGS = ("lease-without-wait", "skip-phase1-on-takeover", "promise-after-wipe", "
 
 # Timers on real processes (ProtocolSpec.server_options), as Raft's (raft/options.py):
 # etcd's 100 ms heartbeats and 1 s election timeout; the simulator keeps the defaults.
-SERVER_OPTIONS = {"election_timeout": 1.0, "heartbeat_interval": 0.1}
+# Pre-vote too: a paused or cut-off node must not depose a leader a majority still hears
+# (the simulator keeps Chubby's plain phase 1, the seeds' narrative).
+SERVER_OPTIONS = {"election_timeout": 1.0, "heartbeat_interval": 0.1, "pre_vote": True}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -43,6 +45,9 @@ class MultiPaxosOptions:
     alpha: int = 10
     # A leader that did not hear from a majority in an election timeout steps down.
     check_quorum: bool = True
+    # Ask the members before phase 1, which runs only if a majority has not heard from
+    # a leader within the election timeout (multi_node.py's rules).
+    pre_vote: bool = False
     # A node with no known leader that gets a client command starts phase 1 at once.
     campaign_on_request: bool = True
     max_batch: int = 64  # values per Learn / re-sent Accept
