@@ -19,6 +19,8 @@ from consensuskit.protocols.paxos.multi_messages import (
     Learn,
     Nack,
     Prepare,
+    PrePrepare,
+    PrePromise,
     Promise,
     SlotValue,
 )
@@ -106,6 +108,45 @@ def test_candidate_preempted_by_a_higher_promise_steps_down_and_jumps_ahead():
     c.fire("n1", "election")
     c.deliver_all()
     assert n1.role == "leader" and n1.ballot == Ballot(8, 1)
+
+
+def test_a_pre_vote_changes_nothing_and_a_node_that_hears_a_leader_refuses_it():
+    """Pre-vote (Raft §9.6 for phase 1): a grant writes nothing, moves no promise and no
+    election timer; a node that heard from a leader within the election timeout, or
+    leads, refuses; once the timeout passed unheard, it grants."""
+    node, env = make_node("n2", IDS, pre_vote=True)
+    timer = env.timers["election"]
+    writes = env.storage.get(PROMISED_KEY)
+    node.on_message("n3", PrePrepare(round=4))
+    [(dst, answer)] = env.take()
+    assert dst == "n3" and answer == PrePromise(round=4, granted=True, promised=Ballot(0, 0))
+    assert env.storage.get(PROMISED_KEY) == writes and node.promised == Ballot(0, 0)
+    assert env.timers["election"] == timer and node.role == "follower"
+    node.on_message("n1", Heartbeat(ballot=Ballot(1, 1), leader="n1", commit=0, round=1))
+    env.take()
+    env.clock += node.opts.election_timeout * 0.9
+    node.on_message("n3", PrePrepare(round=4))
+    [(_, answer)] = env.take()
+    assert not answer.granted and answer.promised == Ballot(1, 1)
+    env.clock += node.opts.election_timeout * 0.2
+    node.on_message("n3", PrePrepare(round=4))
+    [(_, answer)] = env.take()
+    assert answer.granted
+
+
+def test_a_pre_candidate_runs_phase_1_on_a_majority_and_yields_to_a_leader():
+    c = Cluster(IDS, pre_vote=True)
+    c.partition(["n1"], ["n2", "n3"])
+    c.fire("n1", "election")
+    c.deliver_all()
+    n1 = c.nodes["n1"]
+    assert n1.role == "pre-candidate" and n1.promised == Ballot(0, 0)  # nothing written
+    c.fire("n1", "election")  # again and again, alone: its round does not climb
+    c.deliver_all()
+    assert n1.max_round == 0 and c.envs["n1"].storage.get(PROMISED_KEY) is None
+    c.heal()
+    c.elect("n2")  # n2 pre-votes, gets n3's grant, runs phase 1 and leads
+    assert n1.role == "follower" and n1.leader_id == "n2" and n1.promised == Ballot(1, 2)
 
 
 def test_restarted_acceptor_reports_a_full_lease_to_an_unknown_holder():

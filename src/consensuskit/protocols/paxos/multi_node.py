@@ -48,7 +48,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 from consensuskit.core.capabilities import LogPosition, NodeStatus
@@ -642,8 +642,11 @@ class MultiPaxosNode:
         self._maybe_end_pre_vote()
 
     def _maybe_end_pre_vote(self) -> None:
-        granted = sum(1 for p in self.members() if p in self.pre_votes)
-        if granted >= quorum_size(len(self.members())):
+        # The quorums phase 1 will need: a majority of every configuration governing
+        # the next alpha slots (handle_promise).
+        first = self.executed + 1
+        window = self._configs_between(first, first + self.opts.alpha - 1)
+        if all(self._majority_of(members, self.pre_votes) for members in window):
             self._start_phase1()
 
     def _start_phase1(self) -> None:
@@ -771,8 +774,11 @@ class MultiPaxosNode:
         self._become_follower(hint)
 
     def _prepared(self, members: tuple[str, ...]) -> bool:
-        promised = sum(1 for p in members if p in self.promises)
-        return promised >= quorum_size(len(members))
+        return self._majority_of(members, self.promises)
+
+    @staticmethod
+    def _majority_of(members: tuple[str, ...], granted: Container[str]) -> bool:
+        return sum(1 for p in members if p in granted) >= quorum_size(len(members))
 
     # ------------------------------------------------------------------ role changes
     def _become_leader(self, *, skip_recovery: bool) -> None:
