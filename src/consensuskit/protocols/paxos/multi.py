@@ -40,7 +40,7 @@ def validate_options(options: dict[str, Any]) -> None:
 def multipaxos_spec() -> ProtocolSpec:
     return ProtocolSpec(
         name="multipaxos",
-        description="Multi-Paxos in the Chubby style: leader by phase 1 over all slots, "
+        description="Multi-Paxos in the Chubby style: leader by phase 1 over all slots, pre-vote, "
         "leases with lease reads, forwarding, alpha-delayed membership changes, snapshots",
         make_node=make_multipaxos_node,
         bugs=BUGS,
