@@ -42,14 +42,19 @@ def test_an_entrys_size_counts_its_command_value():
     assert 50_000 + ENTRY_OVERHEAD < entry_size(request) < 50_000 + ENTRY_OVERHEAD + 100
 
 
-def test_sizes_are_measured_once_and_dropped_with_their_index():
+def recording_cache() -> tuple[EntrySizes, list[int]]:
+    """A cache of entries that are their own size, and the list of what it measured."""
     measured: list[int] = []
 
     def measure(entry: int) -> int:
         measured.append(entry)
         return entry
 
-    cache = EntrySizes(measure)
+    return EntrySizes(measure), measured
+
+
+def test_sizes_are_measured_once_and_dropped_with_their_index():
+    cache, measured = recording_cache()
     assert cache.take([5, 6, 7], 10, 100) == (3, 18)
     assert cache.take([5, 6, 7], 10, 100) == (3, 18)
     assert measured == [5, 6, 7]  # the second peer's batch reused them
@@ -106,13 +111,7 @@ def test_cached_sizes_always_match_the_log_they_cache(steps):
 
 
 def test_a_compaction_keeps_the_sizes_after_it():
-    measured: list[int] = []
-
-    def measure(entry: int) -> int:
-        measured.append(entry)
-        return entry
-
-    cache = EntrySizes(measure)
+    cache, measured = recording_cache()
     cache.take(list(range(1, 101)), 1, 10**9)
     cache.drop_through(90)
     assert list(cache.cached()) == list(range(91, 101))
