@@ -8,7 +8,10 @@ sync" is observed directly rather than inferred from timing.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -476,6 +479,60 @@ def test_after_a_stall_the_waiting_message_is_handled_before_the_due_timer(loop)
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         assert runner.run(_stalled_timer_and_message()) == [1]
+
+
+# The stall a SIGSTOP makes: a helper process stops this one while its loop waits in the
+# I/O poll, writes the heartbeat meanwhile, and lets it go once the timer is long due.
+_STOP_AND_WRITE = """
+import os, signal, sys, time
+pid, fd = int(sys.argv[1]), int(sys.argv[2])
+time.sleep(0.1)
+os.kill(pid, signal.SIGSTOP)
+time.sleep(0.05)
+os.write(fd, b"heartbeat")
+time.sleep(0.3)
+os.kill(pid, signal.SIGCONT)
+"""
+
+
+async def _stopped_process_timer_and_message() -> list[int]:
+    spec = ProtocolSpec(name="order", description="", make_node=lambda n, env, m, o: OrderNode(env))
+    runtime = NodeRuntime("a", spec, ["a"], {}, GatedStorage(auto=True), rng_seed=1)
+    runtime.start()
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+
+    async def receive() -> None:
+        while data := await reader.read(1024):
+            runtime.on_peer_message("b", data.decode())
+
+    task = asyncio.create_task(receive())
+    await asyncio.sleep(0.02)
+    runtime.set_timer("election", 0.2)  # due while this process is stopped
+    helper = subprocess.Popen(
+        [sys.executable, "-c", _STOP_AND_WRITE, str(os.getpid()), str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+    )
+    await until(lambda: runtime.node.timers == ["election"], timeout=10)
+    helper.wait(5)
+    task.cancel()
+    writer.close()
+    theirs.close()
+    await runtime.close()
+    return runtime.node.seen_at_timer  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_after_a_sigstop_the_waiting_message_is_handled_before_the_due_timer(loop):
+    """SIGSTOP interrupts the loop's poll: on SIGCONT it returns with no events (EINTR),
+    so a turn passes before the socket's data is seen and the two turns of the stall
+    rule are not enough.  The timer fired late, so it waits for the sockets first."""
+    factory = None
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(_stopped_process_timer_and_message()) == [1]
 
 
 @async_test

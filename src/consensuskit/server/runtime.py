@@ -19,7 +19,11 @@ with the simulator; ``NodeRuntime`` is a ``Driver`` host.  Rules this module own
     held: after a stall (a collection, a descheduled process) the heartbeat waiting
     in a socket must reset the election timer, not lose to it.  On uvloop timers run
     before the I/O poll of an iteration, and a stream's data reaches its reader task
-    one turn after the poll, so one turn is not enough;
+    one turn after the poll, so one turn is not enough.  A timer that fires more than
+    ``LATE_TIMER_SECONDS`` late (the loop stalled) first waits ``STALL_READ_SECONDS``:
+    a SIGSTOP interrupts the poll, which returns on SIGCONT with no events, so the
+    socket's data is seen a turn later than the two turns count on (a follower resumed
+    after a pause deposed its leader that way, where pre-vote was off);
   * health is measured with plain counters (``RuntimeStats``): how late the loop runs a
     timer (``loop_lag``, a tick every ``LAG_TICK`` s), the silence between two messages
     from one peer (``peer_gap``: a follower's heartbeat gaps) and the longest sync;
@@ -71,6 +75,10 @@ MAX_BATCH_INPUTS = 4096
 INLINE_SYNC_SECONDS = 0.001
 # The loop-lag probe: a timer every LAG_TICK s, its lateness counted in LAG_BUCKETS.
 LAG_TICK = 0.05
+# A timer this late means the loop stalled; its firing then waits STALL_READ_SECONDS more,
+# so that the sockets are polled and read first (the module rules).
+LATE_TIMER_SECONDS = 0.05
+STALL_READ_SECONDS = 0.005
 # Upper bounds (seconds) of the loop-lag and peer-gap histograms (the last is +Inf).
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -301,7 +309,9 @@ class NodeRuntime(Driver):
         old = self._timer_handles.get(key)
         if old is not None:
             old.cancel()
-        self._timer_handles[key] = self._loop.call_later(max(0.0, delay), self._timer_fired, key, gen)
+        delay = max(0.0, delay)
+        due = self._loop.time() + delay
+        self._timer_handles[key] = self._loop.call_later(delay, self._timer_fired, key, gen, due)
 
     def cancel_timer(self, key: str) -> None:
         gen = self._timer_gen.get(key)
@@ -512,7 +522,14 @@ class NodeRuntime(Driver):
             if entry in self._watchers:
                 self._watchers.remove(entry)
 
-    def _timer_fired(self, key: str, gen: int) -> None:
+    def _timer_fired(self, key: str, gen: int, due: float) -> None:
+        if self._loop.time() - due > LATE_TIMER_SECONDS:
+            # The loop stalled (module rules): let the sockets be read first.
+            self._timer_handles[key] = self._loop.call_later(STALL_READ_SECONDS, self._timer_ready, key, gen)
+            return
+        self._timer_ready(key, gen)
+
+    def _timer_ready(self, key: str, gen: int) -> None:
         # See the module rules: two turns, so pending peer input is queued first.
         self._loop.call_soon(self._loop.call_soon, self._enqueue, _TIMER, key, gen)
 
