@@ -447,38 +447,10 @@ class OrderNode(ScriptedNode):
         self.seen_at_timer.append(len(self.seen))
 
 
-async def _stalled_timer_and_message() -> list[int]:
-    spec = ProtocolSpec(name="order", description="", make_node=lambda n, env, m, o: OrderNode(env))
-    runtime = NodeRuntime("a", spec, ["a"], {}, GatedStorage(auto=True), rng_seed=1)
-    runtime.start()
-    ours, theirs = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=ours)
-
-    async def receive() -> None:  # as the transport reads a peer: a stream and its task
-        while data := await reader.read(1024):
-            runtime.on_peer_message("b", data.decode())
-
-    task = asyncio.create_task(receive())
-    await asyncio.sleep(0.05)
-    runtime.set_timer("election", 0.02)
+def _sleep_stall(theirs: socket.socket) -> None:
+    """The loop stalls (a collection, a descheduled process) with the heartbeat waiting."""
     theirs.send(b"heartbeat")
-    time.sleep(0.1)  # the loop stalls: the timer is due and the heartbeat waits in the socket
-    await until(lambda: runtime.node.timers == ["election"])
-    task.cancel()
-    writer.close()
-    theirs.close()
-    await runtime.close()
-    return runtime.node.seen_at_timer  # type: ignore[attr-defined,no-any-return]
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_after_a_stall_the_waiting_message_is_handled_before_the_due_timer(loop):
-    factory = None
-    if loop == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        assert runner.run(_stalled_timer_and_message()) == [1]
+    time.sleep(0.1)
 
 
 # The stall a SIGSTOP makes: a helper process stops this one while its loop waits in the
@@ -495,26 +467,39 @@ os.kill(pid, signal.SIGCONT)
 """
 
 
-async def _stopped_process_timer_and_message() -> list[int]:
+def _sigstop_stall(theirs: socket.socket) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _STOP_AND_WRITE, str(os.getpid()), str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+    )
+
+
+# How the loop stalls, and the election timer's delay (due during the stall).
+STALLS: dict[str, tuple[Callable[[socket.socket], Any], float]] = {
+    "sleep": (_sleep_stall, 0.02),
+    "sigstop": (_sigstop_stall, 0.2),
+}
+
+
+async def _timers_seen_after_a_stall(stall: str) -> list[int]:
+    make_stall, delay = STALLS[stall]
     spec = ProtocolSpec(name="order", description="", make_node=lambda n, env, m, o: OrderNode(env))
     runtime = NodeRuntime("a", spec, ["a"], {}, GatedStorage(auto=True), rng_seed=1)
     runtime.start()
     ours, theirs = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=ours)
 
-    async def receive() -> None:
+    async def receive() -> None:  # as the transport reads a peer: a stream and its task
         while data := await reader.read(1024):
             runtime.on_peer_message("b", data.decode())
 
     task = asyncio.create_task(receive())
-    await asyncio.sleep(0.02)
-    runtime.set_timer("election", 0.2)  # due while this process is stopped
-    helper = subprocess.Popen(
-        [sys.executable, "-c", _STOP_AND_WRITE, str(os.getpid()), str(theirs.fileno())],
-        pass_fds=[theirs.fileno()],
-    )
+    await asyncio.sleep(0.05)
+    runtime.set_timer("election", delay)
+    helper = make_stall(theirs)
     await until(lambda: runtime.node.timers == ["election"], timeout=10)
-    helper.wait(5)
+    if helper is not None:
+        helper.wait(5)
     task.cancel()
     writer.close()
     theirs.close()
@@ -522,17 +507,20 @@ async def _stopped_process_timer_and_message() -> list[int]:
     return runtime.node.seen_at_timer  # type: ignore[attr-defined,no-any-return]
 
 
+@pytest.mark.parametrize("stall", sorted(STALLS))
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_after_a_sigstop_the_waiting_message_is_handled_before_the_due_timer(loop):
-    """SIGSTOP interrupts the loop's poll: on SIGCONT it returns with no events (EINTR),
-    so a turn passes before the socket's data is seen and the two turns of the stall
-    rule are not enough.  The timer fired late, so it waits for the sockets first."""
+def test_after_a_stall_the_waiting_message_is_handled_before_the_due_timer(loop, stall):
+    """A heartbeat that waited in the socket through the stall resets the election timer
+    before that timer's firing is handled.  A SIGSTOP interrupts the loop's poll: on
+    SIGCONT it returns with no events (EINTR), so a turn passes before the socket's
+    data is seen and the two turns of the stall rule are not enough; the timer fired
+    late, so it waits for the sockets first (server/runtime.py)."""
     factory = None
     if loop == "uvloop":
         uvloop = pytest.importorskip("uvloop")
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        assert runner.run(_stopped_process_timer_and_message()) == [1]
+        assert runner.run(_timers_seen_after_a_stall(stall)) == [1]
 
 
 @async_test
