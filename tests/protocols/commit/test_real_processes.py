@@ -97,10 +97,23 @@ def test_txn_route_commits_across_participants(tmp_path: Path, protocol: str):
             assert txn.get(*KEYS) == {KEYS[0]: "x", KEYS[1]: "p", KEYS[2]: "q"}
 
 
+def all_connected(cluster: LocalCluster) -> bool:
+    """Every node's outbound connection to every peer is up.  The commit protocols send
+    nothing until a transaction, so a node's first dial may have met a peer not yet
+    listening, and its retry waits out a backoff."""
+    seen = statuses(cluster)
+    return len(seen) == len(cluster.nodes) and all(
+        all(peer["connected"] for peer in status["peers"].values()) for status in seen.values()
+    )
+
+
 def kill_coordinator_before_deciding(cluster: LocalCluster) -> None:
     """n3 is paused (it cannot vote), n4 coordinates; n1 and n2 vote yes and hold
-    their locks; n4 is SIGKILLed before any decision; then n3 resumes."""
+    their locks; n4 is SIGKILLed before any decision; then n3 resumes.  n4's connection
+    to n3 is up first, so its Prepare waits in n3's socket and n3 prepares on resuming
+    (were n4 to dial the paused n3, the Prepare would die with n4 in the handshake)."""
     token = cluster.layout.admin_token
+    assert wait(lambda: all_connected(cluster), 20), statuses(cluster)
     cluster.nodes["n3"].pause()
     threading.Thread(target=lambda: _quiet_post(cluster.url("n4"), token), daemon=True).start()
     assert wait(lambda: all(statuses(cluster).get(p, {}).get("in_doubt") for p in ("n1", "n2")), 10.0)
@@ -153,9 +166,8 @@ def test_paxos_commit_finishes_without_the_killed_coordinator(tmp_path: Path):
         # A participant leads a higher ballot over every instance; n3's vote, sent
         # when it resumed, may come after the acceptors promised that ballot, so the
         # transaction commits or aborts, but it is decided, the same everywhere,
-        # without n4.  n4's Prepare may never reach n3 (n4's connection to the paused
-        # n3 was still in its handshake when n4 died): n3 then learns the abort
-        # without having prepared (testdata/paxos_commit_prepare_lost.txt).
+        # without n4.  (Had n4's Prepare never reached n3, n3 would learn the abort
+        # without having prepared: testdata/paxos_commit_prepare_lost.txt.)
         assert wait(decided, 20), json.dumps(statuses(cluster))
         seen = statuses(cluster)
         assert "n4" not in seen  # still dead
@@ -174,6 +186,7 @@ def test_2pc_participant_killed_after_voting_finishes_from_its_log(tmp_path: Pat
         cluster.wait_ready(30.0)
         token = cluster.layout.admin_token
         answers: list[tuple[int, Any]] = []
+        assert wait(lambda: all_connected(cluster), 20), statuses(cluster)  # as above
         cluster.nodes["n3"].pause()
         thread = threading.Thread(target=lambda: answers.append(post(cluster.url("n4"), TXN, token, 20.0)))
         thread.start()
