@@ -38,7 +38,6 @@ from typing import Any
 from consensuskit.core.capabilities import NodeStatus
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.env import Env
-from consensuskit.protocols.commit import coordinator_of
 from consensuskit.protocols.commit import txn as txns
 from consensuskit.protocols.commit.messages import (
     ABORTED,
@@ -62,6 +61,7 @@ from consensuskit.protocols.commit.node import (
     EPOCH_KEY,
     TXN_KIND,
     PTxn,
+    known_ptxn,
     replay_participant_record,
 )
 from consensuskit.protocols.commit.options import BUGS_PAXOS_COMMIT, CommitOptions
@@ -308,10 +308,8 @@ class PaxosCommitNode:
         if p is None:
             if not self.is_participant:
                 return
-            p = self.ptx[msg.txn] = PTxn(msg.txn, coordinator_of(msg.txn), (), None)
-            p.state = ABORTED  # a commit for a vote this node lost: nothing to apply
-            self.env.record("lost-vote", txn=msg.txn)
-            self._outcome(p)
+            self.env.record("lost-vote", txn=msg.txn)  # a commit for a vote this node lost
+            self._abort_unknown(msg.txn)
             return
         if p.state != UNCERTAIN:
             return
@@ -329,12 +327,8 @@ class PaxosCommitNode:
             if not self.is_participant:
                 return
             # The abort of a transaction whose Prepare never arrived (its leader died
-            # first), as 2PC's ("unknown", "abort"): remembered, so a Prepare still in
-            # the network cannot take this node's locks for a decided transaction.
-            # Not logged: presumed abort covers a restart.
-            p = self.ptx[msg.txn] = PTxn(msg.txn, coordinator_of(msg.txn), (), None)
-            p.state = ABORTED
-            self._outcome(p)
+            # first), as 2PC's ("unknown", "abort").
+            self._abort_unknown(msg.txn)
             return
         if p.state != UNCERTAIN:
             return
@@ -342,6 +336,14 @@ class PaxosCommitNode:
         self.env.storage.log_append([("aborted", p.txn)])
         if p.part is not None:
             self.store.unlock(p.txn, p.part.keys())
+        self._outcome(p)
+
+    def _abort_unknown(self, txn: str) -> None:
+        """A decision for a transaction this participant never prepared: it ends aborted,
+        with nothing to apply or unlock, and is remembered, so a Prepare still in the
+        network cannot take its locks.  Not logged: presumed abort covers a restart."""
+        p = known_ptxn(self.ptx, txn)
+        p.state = ABORTED
         self._outcome(p)
 
     # -- acceptor

@@ -300,8 +300,12 @@ class MultiPaxosNode:
     def current_leader(self) -> str | None:
         return self.leader_id
 
+    def _shown_ballot(self) -> Ballot:
+        """Our own ballot while we campaign or lead, else the one we promised."""
+        return self.ballot if self.role in (CANDIDATE, LEADER) else self.promised
+
     def node_status(self) -> NodeStatus:
-        ballot = self.ballot if self.role in (CANDIDATE, LEADER) else self.promised
+        ballot = self._shown_ballot()
         return NodeStatus(
             id=self.id,
             role=self.role,
@@ -346,7 +350,7 @@ class MultiPaxosNode:
     def status(self) -> dict[str, Any]:
         """What the node says about itself (the simulator's and tests' view; the server
         reads ``node_status()`` and the capabilities instead)."""
-        ballot = self.ballot if self.role in (CANDIDATE, LEADER) else self.promised
+        ballot = self._shown_ballot()
         return {
             "id": self.id,
             "role": self.role,
