@@ -511,20 +511,30 @@ def test_partition_through_the_fault_endpoint_moves_leadership(any_cluster: Loca
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("protocol", "pre_vote"),
-    [("raft", True), ("multipaxos", True), ("raft", False), ("multipaxos", False)],
+    [
+        ("raft", True),
+        ("multipaxos", True),
+        ("raft", False),
+        ("multipaxos", False),
+        ("zab", None),  # ZAB has no pre-vote: a follower rejoins through leader election
+    ],
 )
 def test_a_paused_follower_resumes_without_deposing_the_leader(
-    tmp_path: Path, protocol: str, pre_vote: bool
+    tmp_path: Path, protocol: str, pre_vote: bool | None
 ) -> None:
     """A follower SIGSTOPped for five election timeouts (a long GC pause, a VM stall)
     finds its election timer overdue when it resumes.  The runtime handles the
     heartbeats waiting in its socket before that timer (server/runtime.py: a late timer
     waits for the sockets), so even without pre-vote it follows again; pre-vote would
-    keep the leader anyway.  Same leader, same term or round.  (ZAB is not here: in
-    about one run in five its leader was re-established in a new epoch, with or without
-    the runtime's rule; noted on issue 18.)"""
+    keep the leader anyway.  Same leader, same term, round or epoch.
+
+    The pause starts once every node follows the leader: in a 3-node cluster that has
+    elected with two nodes, pausing the one follower costs the leader its quorum, and it
+    must step down (ZAB did, in about one run in five, while the late-started third node
+    waited out its peers' dial backoff; the transport now dials back at once)."""
     options = node_options(protocol)
-    options["options"] = {**options["options"], "pre_vote": pre_vote}
+    if pre_vote is not None:
+        options["options"] = {**options["options"], "pre_vote": pre_vote}
     layout = ClusterLayout.prepare(
         tmp_path / "data", 3, free_base_port(6), node_options=options, protocol=protocol
     )
@@ -533,8 +543,13 @@ def test_a_paused_follower_resumes_without_deposing_the_leader(
         leader = cluster.wait_for_leader(30)
         with Client([cluster.url(leader)], timeout=2, deadline=10) as kv:
             kv.put("k", "before")
-        before = cluster.statuses()[leader]
-        assert isinstance(before, dict)
+        end = time.monotonic() + 20
+        while True:
+            before = cluster.statuses()
+            if all(isinstance(s, dict) and s.get("leader") == leader for s in before.values()):
+                break
+            assert time.monotonic() < end, f"not every node follows {leader}: {before}"
+            time.sleep(0.1)
         follower = sorted(n for n in cluster.nodes if n != leader)[0]
         cluster.nodes[follower].pause()
         time.sleep(2.5)
@@ -542,7 +557,7 @@ def test_a_paused_follower_resumes_without_deposing_the_leader(
         time.sleep(3.0)
         after = {n: s for n, s in cluster.statuses(timeout=2).items() if isinstance(s, dict)}
         assert after[leader]["role"] == "leader", after
-        assert after[leader]["generation"] == before["generation"], (before, after[leader])
+        assert after[leader]["generation"] == before[leader]["generation"], (before, after[leader])
         assert after[follower]["leader"] == leader, after[follower]
 
 

@@ -378,6 +378,31 @@ def test_reconnects_after_the_peer_restarts(loop):
     run(main(), loop)
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_peer_that_starts_late_is_dialed_as_soon_as_it_dials_us(loop):
+    """a's first dial to b is refused (b not listening yet) and a backs off for 4-8 s.
+    When b starts and its own connection to a passes the handshake, a dials b at once."""
+
+    async def main() -> None:
+        b_port = free_port()
+        a = Node("a", backoff_base=8.0, backoff_cap=8.0)
+        await a.transport.start()
+        a.transport.update_peers({"b": (LOCAL, b_port)})
+        await eventually(lambda: a.stats("b").connect_failures >= 1, "a's first dial refused")
+        a.transport.send("b", hb(1))
+        b = Node("b", port=b_port)
+        await b.transport.start()
+        b.transport.update_peers({"a": a.address})
+        b.transport.send("a", hb(2, leader="b"))
+        await eventually(lambda: a.received_from("b"), "b's message to a")
+        await eventually(lambda: b.commits_from("a") == [1], "a's queued message to b", timeout=2.0)
+        assert a.stats("b").connect_failures == 1
+        await a.transport.stop()
+        await b.transport.stop()
+
+    run(main(), loop)
+
+
 def test_queue_to_a_down_peer_is_bounded_and_keeps_the_newest():
     port = free_port()
 

@@ -36,6 +36,10 @@ Rules this module owns:
 - Frames queued in one loop turn are written together, with one write per peer, by
   ``flush`` (straight from the caller: no task switch per message); a connection with a
   backlog is left to its pump task, which writes in batches with one ``drain`` each.
+- A dialer waiting out its backoff dials at once when that peer's own connection to us
+  passes the handshake: the peer is up now.  A node that starts after its peers (their
+  first dials refused) is then reachable both ways within a round trip, not after up to
+  ``backoff_cap`` of backoff, whatever the protocol on top.
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -148,6 +152,7 @@ class _Link:
         "peer_id",
         "queue",
         "queued_bytes",
+        "redial",
         "stats",
         "task",
         "wakeup",
@@ -159,6 +164,7 @@ class _Link:
         self.queue: collections.deque[bytes | _Streamed] = collections.deque()
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
+        self.redial = asyncio.Event()  # set when the peer dialed us: end the backoff now
         self.connection: _Connection | None = None  # the outbound connection while it is up
         self.idle = False  # its pump waits for frames (not for a drain): flush may write
         self.dirty = False  # queued frames since the last flush
@@ -534,6 +540,7 @@ class PeerTransport:
     async def _run_link(self, link: _Link) -> None:
         failures = 0
         while True:
+            link.redial.clear()  # a peer that dials us while this dial fails cuts its backoff
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that races with the dial finishing, and stop() would then wait forever.
@@ -558,7 +565,15 @@ class PeerTransport:
             if self._stopped:
                 return
             failures += 1
-            await asyncio.sleep(self._backoff(failures))
+            await self._wait_backoff(link, self._backoff(failures))
+
+    async def _wait_backoff(self, link: _Link, delay: float) -> None:
+        try:
+            async with asyncio.timeout(delay):
+                await link.redial.wait()
+        except TimeoutError:
+            return
+        self._log.debug("peer %s connected to us: dialing it now", link.peer_id)
 
     def _note_dial_failure(self, link: _Link, reason: str) -> None:
         """Warn once per distinct reason, so a peer that stays down does not flood the log."""
@@ -730,6 +745,8 @@ class PeerTransport:
         self._connections.add(connection)
         stats = link.stats
         stats.accepts += 1
+        if link.connection is None:
+            link.redial.set()  # our dialer may be in backoff from before the peer was up
         warned: set[str] = set()  # unknown message tags already logged on this connection
         decoder = FrameDecoder(self._max_frame_bytes)
         reassembler = Reassembler(self._max_message_bytes)
