@@ -7,7 +7,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from consensuskit.core.storage import MemoryStorage
+from consensuskit.core.storage import MemoryStorage, log_after_snapshot
 
 
 def state(s: MemoryStorage) -> tuple[int, int, list]:
@@ -204,3 +204,35 @@ class StorageVsDictModel(RuleBasedStateMachine):
 
 TestStorageVsDictModel = StorageVsDictModel.TestCase
 TestStorageVsDictModel.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
+
+
+# ---------------------------------------------------------------------- log_after_snapshot
+def log_of(first: int, last: int) -> MemoryStorage:
+    storage = MemoryStorage(first_position=first)
+    storage.log_append([f"r{p}" for p in range(first, last + 1)])
+    return storage
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "offset", "records", "new_first"),
+    [
+        (1, 5, 0, ["r1", "r2", "r3", "r4", "r5"], 1),  # no snapshot
+        (1, 5, 3, ["r4", "r5"], 4),  # a crash between the snapshot and the compaction
+        (4, 5, 3, ["r4", "r5"], 4),  # compacted as it should be
+        (1, 2, 5, [], 6),  # the snapshot covers the whole log
+        (1, 0, 0, [], 1),  # empty
+        (7, 6, 6, [], 7),  # empty, after a snapshot
+    ],
+)
+def test_log_after_snapshot_skips_and_compacts_what_it_covers(first, last, offset, records, new_first):
+    storage = log_of(first, last)
+    assert log_after_snapshot(storage, offset) == records
+    assert storage.log_first() == new_first
+    assert storage.log_records() == records
+
+
+def test_log_after_snapshot_refuses_a_gap_after_the_snapshot_point():
+    storage = log_of(6, 8)
+    with pytest.raises(ValueError, match="log starts at 6, after the snapshot point 3"):
+        log_after_snapshot(storage, 3)
+    assert storage.log_records() == ["r6", "r7", "r8"]  # nothing dropped

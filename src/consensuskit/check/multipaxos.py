@@ -25,10 +25,10 @@ The checker watches nodes through their ``observer`` hook; it never changes them
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 from consensuskit.check import InvariantViolation
+from consensuskit.check.common import check_converged, check_read_fresh
 from consensuskit.core.client import STALE_OK, ClientRequest, ClientResponse
 from consensuskit.protocols.paxos.multi_messages import BATCH, COMMAND, CONFIG, AcceptedValue, Entry, Snapshot
 
@@ -96,15 +96,10 @@ class MultiPaxosChecker:
         if request.op.is_read():
             if request.consistency == STALE_OK:
                 return
-            pos = bisect.bisect_right(self.exec_times, invoke_time) - 1
-            required = self.exec_values[pos] if pos >= 0 else 0
-            if response.index < required:
-                raise InvariantViolation(
-                    "read-freshness",
-                    f"{request.client_id}#{request.seq} {request.op.describe()} invoked at "
-                    f"{invoke_time:.6f}, when slot {required} was already executed, was served "
-                    f"from slot {response.index}: result {response.result!r} is stale",
-                )
+            check_read_fresh(
+                self.exec_times, self.exec_values, invoke_time, request, response,
+                unit="slot", reached="executed",
+            )
             return
         known = self.executed.get(response.index)
         entry = known[1] if known is not None else None
@@ -124,13 +119,7 @@ class MultiPaxosChecker:
         newest = max(live, key=lambda n: n.executed)
         members = set(newest.members())
         states = {n.id: (n.executed, n.sm.digest()) for n in live if n.id in members}
-        executed = {node_id: s[0] for node_id, s in states.items()}
-        if len(set(executed.values())) > 1:
-            raise InvariantViolation(
-                "convergence", f"after the settle period executed prefixes differ: {executed}"
-            )
-        if len({s[1] for s in states.values()}) > 1:
-            raise InvariantViolation("convergence", "same executed prefix but different key-value states")
+        check_converged(states, what="executed prefix")
 
     # ------------------------------------------------------------------ node observer
     def on_vote(self, node: Any, vote: AcceptedValue) -> None:

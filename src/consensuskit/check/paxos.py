@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensuskit.check import InvariantViolation
+from consensuskit.check.common import check_converged
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot
 from consensuskit.protocols.paxos.basic_messages import (
@@ -110,13 +111,7 @@ class PaxosChecker:
         live = [n for n in (sim.nodes.get(i) for i in sim.node_ids) if n is not None and n.is_learner]
         if not live:
             return
-        executed = {n.id: n.executed for n in live}
-        if len(set(executed.values())) > 1:
-            raise InvariantViolation(
-                "convergence", f"after the settle period executed slots differ: {executed}"
-            )
-        if len({n.sm.digest() for n in live}) > 1:
-            raise InvariantViolation("convergence", "same executed slot but different key-value states")
+        check_converged({n.id: (n.executed, n.sm.digest()) for n in live}, what="executed slot")
 
     # ------------------------------------------------------------------ node observer
     def on_persist(self, node: Any, kind: str, slot: int, record: Any) -> None:

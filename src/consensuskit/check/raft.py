@@ -30,10 +30,10 @@ The checker watches nodes through their ``observer`` hook; it never changes them
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 from consensuskit.check import InvariantViolation
+from consensuskit.check.common import check_converged, check_read_fresh
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.raft import SNAPSHOT_KEY, LogEntry, Snapshot
@@ -82,15 +82,10 @@ class RaftChecker:
         if not response.ok or not self.watching:
             return  # without per-step watching there is no commit record to compare with
         if request.op.is_read():  # any service's read kinds (kv: get, list)
-            pos = bisect.bisect_right(self.commit_times, invoke_time) - 1
-            required = self.commit_values[pos] if pos >= 0 else 0
-            if response.index < required:
-                raise InvariantViolation(
-                    "read-freshness",
-                    f"{request.client_id}#{request.seq} {request.op.describe()} invoked at "
-                    f"{invoke_time:.6f}, when index {required} was already committed, was "
-                    f"served from index {response.index}: result {response.result!r} is stale",
-                )
+            check_read_fresh(
+                self.commit_times, self.commit_values, invoke_time, request, response,
+                unit="index", reached="committed",
+            )
             return
         entry = self.committed.get(response.index)
         data = entry.data if entry is not None else None
@@ -112,19 +107,8 @@ class RaftChecker:
             return
         newest = max(live, key=lambda n: (n.term, n.commit_index))
         members = set(newest.config.members())
-        states = {
-            n.id: (n.last_applied, n.sm.digest()) for n in live if n.id in members
-        }
-        applied = {node_id: s[0] for node_id, s in states.items()}
-        if len(set(applied.values())) > 1:
-            raise InvariantViolation(
-                "convergence", f"after the settle period applied indexes differ: {applied}"
-            )
-        digests = {s[1] for s in states.values()}
-        if len(digests) > 1:
-            raise InvariantViolation(
-                "convergence", "same applied index but different key-value states"
-            )
+        states = {n.id: (n.last_applied, n.sm.digest()) for n in live if n.id in members}
+        check_converged(states, what="applied index")
 
     # ------------------------------------------------------------------ node observer
     def on_append(self, node: Any, entries: Any) -> None:

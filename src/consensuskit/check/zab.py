@@ -46,6 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensuskit.check import InvariantViolation
+from consensuskit.check.common import check_converged
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.zab import (
     ACCEPTED_EPOCH_KEY,
@@ -126,14 +127,7 @@ class ZabChecker:
         live = [n for n in (sim.nodes.get(i) for i in sim.node_ids) if n is not None]
         if not live:
             return
-        states = {n.id: (n.last_applied, n.sm.digest()) for n in live}
-        applied = {node_id: s[0] for node_id, s in states.items()}
-        if len(set(applied.values())) > 1:
-            raise InvariantViolation(
-                "convergence", f"after the settle period applied positions differ: {applied}"
-            )
-        if len({s[1] for s in states.values()}) > 1:
-            raise InvariantViolation("convergence", "same applied position but different states")
+        check_converged({n.id: (n.last_applied, n.sm.digest()) for n in live}, what="applied position")
 
     # ------------------------------------------------------------------ node observer
     def on_established(self, node: Any) -> None:

@@ -59,6 +59,21 @@ class Storage(Protocol):
         ...
 
 
+def log_after_snapshot(storage: Storage, offset: int) -> list[Any]:
+    """The log records after a snapshot at position ``offset``, for a log rebuilt on
+    start.  Records at or before it are redundant (a crash between writing the snapshot
+    and compacting the log): they are skipped and compacted away now.  A log that starts
+    after ``offset + 1`` has lost records the snapshot does not cover: ``ValueError``."""
+    first = storage.log_first()
+    records = storage.log_records()
+    skip = max(0, offset + 1 - first)
+    if records and first + skip != offset + 1 and skip < len(records):
+        raise ValueError(f"log starts at {first}, after the snapshot point {offset}")
+    if skip:
+        storage.log_compact_to(offset + 1)
+    return records[skip:]
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)  # subclassed by interpreted code
 class MemoryStorage:
     """Reference in-memory storage in which every write is immediately durable."""

@@ -20,11 +20,11 @@ Rules this module owns (the tables own the protocol's):
   * 3PC rounds: a participant answers a termination round only if it is not lower than
     the highest it answered, and from then on ignores PreCommit/Commit/Abort of lower
     rounds (the original coordinator's is the lowest);
-  * a message to itself never leaves the node: it is handled right after the input that
-    sent it (a server's transport has no link to its own node);
   * what a checker needs it gets through ``observer``: ``outcome(node, txn, outcome,
-    role)``, ``received(node, src, msg)`` for each message from the network and
-    ``local(node, msg)`` for each it sent itself; never through records (the trace's).
+    role)``, and what base.py sends it; never through records (the trace's).
+
+Messages to itself, incarnations, the participant's records and their replay are
+base.py's rules, shared with Paxos Commit.
 """
 
 from __future__ import annotations
@@ -33,10 +33,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.capabilities import NodeStatus
-from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.client import ClientRequest
 from consensuskit.core.env import Env
 from consensuskit.protocols.commit import coordinator_of, tables
 from consensuskit.protocols.commit import txn as txns
+from consensuskit.protocols.commit.base import (
+    PTxn,
+    TxnNode,
+    replay_participant_record,
+)
 from consensuskit.protocols.commit.messages import (
     ABORTED,
     COMMITTED,
@@ -57,85 +62,8 @@ from consensuskit.protocols.commit.messages import (
     StateRequest,
     TxnPart,
     Vote,
-    node_numbers,
 )
 from consensuskit.protocols.commit.options import CommitOptions
-from consensuskit.protocols.commit.store import Store
-
-EPOCH_KEY = "commit/epoch"
-TXN_KIND = "txn"
-
-
-class PTxn:
-    """A participant's view of one transaction."""
-
-    __slots__ = (
-        "blocked_since",
-        "coordinator",
-        "part",
-        "participants",
-        "promised",
-        "since",
-        "snapshot",
-        "state",
-        "succeeded",
-        "txn",
-    )
-
-    def __init__(
-        self, txn: str, coordinator: str, participants: tuple[str, ...], part: TxnPart | None
-    ) -> None:
-        self.txn = txn
-        self.state = UNKNOWN
-        self.coordinator = coordinator
-        self.participants = participants
-        self.part = part
-        self.snapshot: tuple[tuple[str, Any, int], ...] = ()
-        self.succeeded = True
-        self.since = 0.0
-        self.blocked_since: float | None = None
-        self.promised = ZERO_ROUND
-
-
-def known_ptxn(ptx: dict[str, PTxn], txn: str) -> PTxn:
-    """A participant's record of ``txn`` (a bare one if the log has none)."""
-    p = ptx.get(txn)
-    if p is None:
-        p = ptx[txn] = PTxn(txn, coordinator_of(txn), (), None)
-    return p
-
-
-def replay_participant_record(record: Any, ptx: dict[str, PTxn], store: Store) -> bool:
-    """Rebuild a participant's state from one of its log records (prepared, precommitted,
-    committed, aborted): the record's transaction, its key values and its locks.  False
-    when the record is not a participant's (the caller's role replays it)."""
-    kind, txn = record[0], record[1]
-    if kind == "prepared":
-        _, _, coordinator, participants, part, snapshot = record
-        p = PTxn(txn, coordinator, tuple(participants), part)
-        p.state = UNCERTAIN
-        p.snapshot = tuple(snapshot)
-        ptx[txn] = p
-        store.lock(txn, part.keys())
-    elif kind == "precommitted":
-        p = known_ptxn(ptx, txn)
-        p.state = PRECOMMITTED
-        p.succeeded = record[2]
-    elif kind == "committed":
-        p = known_ptxn(ptx, txn)
-        p.state = COMMITTED
-        p.succeeded = record[2]
-        if p.part is not None:  # None only if the prepared record was never written (a bug knob)
-            store.apply(p.part, p.succeeded)
-            store.unlock(txn, p.part.keys())
-    elif kind == "aborted":
-        p = known_ptxn(ptx, txn)
-        p.state = ABORTED
-        if p.part is not None:
-            store.unlock(txn, p.part.keys())
-    else:
-        return False
-    return True
 
 
 class CTxn:
@@ -184,8 +112,10 @@ class Backup:
         self.succeeded = True
 
 
-class CommitNode:
+class CommitNode(TxnNode):
     """2PC (``three_phase=False``) or 3PC, coordinator and participant in one node."""
+
+    DOUBT_STATES = (UNCERTAIN, PRECOMMITTED)
 
     def __init__(
         self,
@@ -198,37 +128,13 @@ class CommitNode:
         protocol: str,
         bugs: Sequence[str],
     ) -> None:
-        self.id = node_id
-        self.env = env
-        self.protocol = protocol
-        self.opts = CommitOptions.from_dict(options, protocol, bugs)
-        self.bugs = self.opts.bugs
+        super().__init__(node_id, env, members, CommitOptions.from_dict(options, protocol, bugs), protocol)
         self.three_phase = three_phase
-        self.members = tuple(members)
-        self.participants = self.opts.participants_of(self.members, protocol)
-        self.is_participant = node_id in self.participants
-        self.numbers = node_numbers(self.members)
         self.coordinator_table = tables.COORDINATOR_3PC if three_phase else tables.COORDINATOR_2PC
         self.participant_table = tables.PARTICIPANT_3PC if three_phase else tables.PARTICIPANT_2PC
-        self.store = Store()
-        self.ptx: dict[str, PTxn] = {}
         self.ctx: dict[str, CTxn] = {}
         self.backups: dict[str, Backup] = {}
-        self.clients: dict[tuple[str, int], str] = {}
-        self.deferred: dict[str, list[Any]] = {}  # bug knobs: records written late
-        self.observer: Any = None
-        # Messages to itself, handled after the input that sent them (a server's
-        # transport has no link to its own node: nothing addressed to self leaves).
-        self.local: list[Any] = []
-        self.counter = 0
-        self.malformed = 0  # peer messages dropped as malformed
-        self.committed = 0
-        self.aborted = 0
-        self.blocked_seconds = 0.0
-        self.blocked_count = 0
-        self._replay(env.storage.log_records())
-        self.epoch = int(env.storage.get(EPOCH_KEY, 0)) + 1
-        env.storage.put(EPOCH_KEY, self.epoch)
+        self._open_log()
 
     # ------------------------------------------------------------------ recovery
     def _replay(self, records: list[Any]) -> None:
@@ -244,10 +150,6 @@ class CommitNode:
             elif kind == "ended" and txn in self.ctx:  # else: decided never written (a bug knob)
                 self.ctx[txn].state = "ended"
 
-    def on_start(self) -> None:
-        self._on_start()
-        self._drain()
-
     def _on_start(self) -> None:
         self.env.record(
             "role", role="participant" if self.is_participant else "coordinator", epoch=self.epoch
@@ -261,16 +163,9 @@ class CommitNode:
 
     # ------------------------------------------------------------------ inputs
     def on_request(self, request: ClientRequest) -> None:
-        op = request.op
+        if self._refuse(request):
+            return
         key = (request.client_id, request.seq)
-        if getattr(op, "kind", None) != TXN_KIND:
-            self._answer(key, False, error=f"{self.protocol} serves only txn operations")
-            return
-        try:
-            txns.validate(op.value)
-        except ValueError as exc:
-            self._answer(key, False, error=f"bad transaction: {exc}")
-            return
         known = self.clients.get(key)
         if known is not None:
             c = self.ctx.get(known)
@@ -281,14 +176,12 @@ class CommitNode:
                     key, True, result={"succeeded": c.succeeded, "responses": c.responses, "txn": c.txn}
                 )
                 return
-        body = txns.normalize(op.value)
-        self.begin(body, key)
+        self.begin(txns.normalize(request.op.value), key)
 
     def begin(self, body: dict[str, Any], client: tuple[str, int] | None = None) -> str:
         """Start a transaction (``body`` as txn.normalize makes it); returns its id.
         Public for scripted tests: ``call n1 begin ...`` in transcripts."""
-        self.counter += 1
-        txn = f"{self.id}.{self.epoch}.{self.counter}"
+        txn = self._new_txn_id()
         parts = txns.split(body, self.participants)
         c = CTxn(txn, tuple(parts))
         c.parts = parts
@@ -302,43 +195,6 @@ class CommitNode:
         self._coordinator(c, "begin")
         self._drain()
         return txn
-
-    def put(self, *pairs: str) -> str:
-        """Scripted tests: a transaction of blind puts, ``put k1:a k2:b``."""
-        ops = []
-        for pair in pairs:
-            key, _, value = str(pair).partition(":")
-            ops.append(("put", key, value))
-        return self.begin(txns.normalize({"success": ops}))
-
-    def on_message(self, src: str, msg: Any) -> None:
-        if self.observer is not None:
-            self.observer.received(self.id, src, msg)
-        self._handle(src, msg)
-        self._drain()
-
-    def _send(self, dst: str, msg: Any) -> None:
-        if dst == self.id:
-            self.local.append(msg)
-        else:
-            self.env.send(dst, msg)
-
-    def _drain(self) -> None:
-        while self.local:
-            msg = self.local.pop(0)
-            if self.observer is not None:
-                self.observer.local(self.id, msg)
-            self._handle(self.id, msg)
-
-    def _handle(self, src: str, msg: Any) -> None:
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            return  # not ours: dropped
-        handler(self, src, msg)
-
-    def on_timer(self, key: str) -> None:
-        self._on_timer(key)
-        self._drain()
 
     def _on_timer(self, key: str) -> None:
         kind, _, txn = key.partition("/")
@@ -724,25 +580,7 @@ class CommitNode:
         else:
             self._answer(c.client, False, error=f"aborted {c.txn}: {c.reason or 'a participant refused'}")
 
-    def _answer(
-        self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None
-    ) -> None:
-        self.env.deliver(
-            ClientResponse(client_id=client[0], seq=client[1], ok=ok, result=result, error=error)
-        )
-
     # ------------------------------------------------------------------ status
-    def in_doubt(self) -> list[str]:
-        return sorted(t for t, p in self.ptx.items() if p.state in (UNCERTAIN, PRECOMMITTED))
-
-    def blocked(self) -> list[dict[str, Any]]:
-        """Transactions this participant waits on after asking, with the locks it holds."""
-        return [
-            {"txn": t, "since": round(p.blocked_since, 6), "locks": self.store.held_by(t)}
-            for t, p in sorted(self.ptx.items())
-            if p.blocked_since is not None and p.state in (UNCERTAIN, PRECOMMITTED)
-        ]
-
     def node_status(self) -> NodeStatus:
         return NodeStatus(
             id=self.id,
@@ -763,6 +601,3 @@ class CommitNode:
                 "malformed": self.malformed,
             },
         )
-
-    def status(self) -> dict[str, Any]:
-        return self.node_status().to_dict()

@@ -24,7 +24,7 @@ acceptors (the first 2F+1 members), so no single coordinator's log holds the out
 
 Acceptors refuse a lower ballot with a Nack naming their promise, so a leader that
 restarted (and forgot its ballots) climbs past it at once.  A message to itself is
-handled inside the node (node.py's rule).
+handled inside the node (base.py's rule).
 
 Durable records (one log, replayed at start): participant ``prepared`` / ``committed`` /
 ``aborted`` (as in 2PC) and acceptor ``promised`` / ``accepted``.
@@ -36,9 +36,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensuskit.core.capabilities import NodeStatus
-from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.client import ClientRequest
 from consensuskit.core.env import Env
 from consensuskit.protocols.commit import txn as txns
+from consensuskit.protocols.commit.base import PTxn, TxnNode, known_ptxn, replay_participant_record
 from consensuskit.protocols.commit.messages import (
     ABORTED,
     COMMITTED,
@@ -55,17 +56,8 @@ from consensuskit.protocols.commit.messages import (
     Prepare,
     RMValue,
     Round,
-    node_numbers,
-)
-from consensuskit.protocols.commit.node import (
-    EPOCH_KEY,
-    TXN_KIND,
-    PTxn,
-    known_ptxn,
-    replay_participant_record,
 )
 from consensuskit.protocols.commit.options import BUGS_PAXOS_COMMIT, CommitOptions
-from consensuskit.protocols.commit.store import Store
 
 ABORT_VALUE = RMValue(prepared=False)
 
@@ -108,15 +100,13 @@ class AcceptorTxn:
         self.accepted: dict[str, tuple[Round, RMValue]] = {}
 
 
-class PaxosCommitNode:
+class PaxosCommitNode(TxnNode):
+    DOUBT_STATES = (UNCERTAIN,)
+
     def __init__(self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> None:
-        self.id = node_id
-        self.env = env
-        self.protocol = "paxos-commit"
-        self.opts = CommitOptions.from_dict(options, self.protocol, BUGS_PAXOS_COMMIT)
-        self.bugs = self.opts.bugs
-        self.members = tuple(members)
-        self.participants = self.opts.participants_of(self.members, self.protocol)
+        protocol = "paxos-commit"
+        opts = CommitOptions.from_dict(options, protocol, BUGS_PAXOS_COMMIT)
+        super().__init__(node_id, env, members, opts, protocol)
         n_acceptors = 2 * self.opts.faults + 1
         if n_acceptors > len(self.members):
             raise ValueError(
@@ -125,30 +115,12 @@ class PaxosCommitNode:
             )
         self.acceptors = self.members[:n_acceptors]
         self.quorum = self.opts.faults + 1
-        self.is_participant = node_id in self.participants
         self.is_acceptor = node_id in self.acceptors
-        self.numbers = node_numbers(self.members)
-        self.store = Store()
-        self.ptx: dict[str, PTxn] = {}
         self.leading: dict[str, LTxn] = {}
         self.acc: dict[str, AcceptorTxn] = {}
         self.seen: dict[str, Round] = {}  # the highest ballot a Nack reported, per txn
-        self.clients: dict[tuple[str, int], str] = {}
-        self.deferred: dict[str, list[Any]] = {}
-        self.observer: Any = None
-        # Messages to itself, handled after the input that sent them (a server's
-        # transport has no link to its own node: nothing addressed to self leaves).
-        self.local: list[Any] = []
-        self.counter = 0
-        self.malformed = 0  # peer messages dropped as malformed
-        self.committed = 0
-        self.aborted = 0
-        self.blocked_seconds = 0.0
-        self.blocked_count = 0
         self.recoveries = 0
-        self._replay(env.storage.log_records())
-        self.epoch = int(env.storage.get(EPOCH_KEY, 0)) + 1
-        env.storage.put(EPOCH_KEY, self.epoch)
+        self._open_log()
 
     def _replay(self, records: list[Any]) -> None:
         for record in records:
@@ -163,10 +135,6 @@ class PaxosCommitNode:
                 a.accepted[rm] = (ballot, value)
                 a.promised = max(a.promised, ballot)
 
-    def on_start(self) -> None:
-        self._on_start()
-        self._drain()
-
     def _on_start(self) -> None:
         roles = [r for r, on in (("participant", self.is_participant), ("acceptor", self.is_acceptor)) if on]
         self.env.record("role", role="+".join(roles) or "leader", epoch=self.epoch)
@@ -177,26 +145,18 @@ class PaxosCommitNode:
 
     # ------------------------------------------------------------------ client
     def on_request(self, request: ClientRequest) -> None:
-        op = request.op
+        if self._refuse(request):
+            return
         key = (request.client_id, request.seq)
-        if getattr(op, "kind", None) != TXN_KIND:
-            self._answer(key, False, error="paxos-commit serves only txn operations")
-            return
-        try:
-            txns.validate(op.value)
-        except ValueError as exc:
-            self._answer(key, False, error=f"bad transaction: {exc}")
-            return
         known = self.clients.get(key)
         if known is not None:
             lead = self.leading.get(known)
             if lead is not None and lead.state != ABORTED:
                 return  # under way (or answered: the answer was sent when decided)
-        self.begin(txns.normalize(op.value), key)
+        self.begin(txns.normalize(request.op.value), key)
 
     def begin(self, body: dict[str, Any], client: tuple[str, int] | None = None) -> str:
-        self.counter += 1
-        txn = f"{self.id}.{self.epoch}.{self.counter}"
+        txn = self._new_txn_id()
         parts = txns.split(body, self.participants)
         lead = LTxn(ZERO_ROUND, tuple(parts))
         lead.parts = parts
@@ -214,40 +174,7 @@ class PaxosCommitNode:
         self._drain()
         return txn
 
-    def put(self, *pairs: str) -> str:
-        """Scripted tests: a transaction of blind puts, ``put k1:a k2:b``."""
-        ops = [("put", *str(pair).partition(":")[::2]) for pair in pairs]
-        return self.begin(txns.normalize({"success": ops}))
-
     # ------------------------------------------------------------------ inputs
-    def on_message(self, src: str, msg: Any) -> None:
-        if self.observer is not None:
-            self.observer.received(self.id, src, msg)
-        self._handle(src, msg)
-        self._drain()
-
-    def _send(self, dst: str, msg: Any) -> None:
-        if dst == self.id:
-            self.local.append(msg)
-        else:
-            self.env.send(dst, msg)
-
-    def _drain(self) -> None:
-        while self.local:
-            msg = self.local.pop(0)
-            if self.observer is not None:
-                self.observer.local(self.id, msg)
-            self._handle(self.id, msg)
-
-    def _handle(self, src: str, msg: Any) -> None:
-        handler = self._handlers.get(type(msg))
-        if handler is not None:
-            handler(self, src, msg)
-
-    def on_timer(self, key: str) -> None:
-        self._on_timer(key)
-        self._drain()
-
     def _on_timer(self, key: str) -> None:
         kind, _, txn = key.partition("/")
         if kind == "c":
@@ -502,24 +429,7 @@ class PaxosCommitNode:
         if self.observer is not None:
             self.observer.outcome(self.id, p.txn, p.state, "participant")
 
-    def _answer(
-        self, client: tuple[str, int], ok: bool, result: Any = None, error: str | None = None
-    ) -> None:
-        self.env.deliver(
-            ClientResponse(client_id=client[0], seq=client[1], ok=ok, result=result, error=error)
-        )
-
     # ------------------------------------------------------------------ status
-    def in_doubt(self) -> list[str]:
-        return sorted(t for t, p in self.ptx.items() if p.state == UNCERTAIN)
-
-    def blocked(self) -> list[dict[str, Any]]:
-        return [
-            {"txn": t, "since": round(p.blocked_since, 6), "locks": self.store.held_by(t)}
-            for t, p in sorted(self.ptx.items())
-            if p.blocked_since is not None and p.state == UNCERTAIN
-        ]
-
     def node_status(self) -> NodeStatus:
         roles = [r for r, on in (("participant", self.is_participant), ("acceptor", self.is_acceptor)) if on]
         return NodeStatus(
@@ -539,9 +449,6 @@ class PaxosCommitNode:
                 "malformed": self.malformed,
             },
         )
-
-    def status(self) -> dict[str, Any]:
-        return self.node_status().to_dict()
 
 
 __all__ = ["UNKNOWN", "PaxosCommitNode"]

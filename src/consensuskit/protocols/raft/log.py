@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consensuskit.core.storage import Storage
+from consensuskit.core.storage import Storage, log_after_snapshot
 from consensuskit.protocols.common.batching import EntrySizes
 from consensuskit.protocols.raft.messages import LogEntry
 
@@ -39,16 +39,7 @@ class RaftLog:
     def load(cls, storage: Storage, offset: int, offset_term: int) -> RaftLog:
         """Rebuild from durable storage: records after the snapshot point."""
         log = cls(storage, offset, offset_term)
-        first = storage.log_first()
-        records = storage.log_records()
-        # Records at or before the snapshot point are redundant (a crash between writing
-        # the snapshot and compacting); skip them.
-        skip = max(0, offset + 1 - first)
-        if records and first + skip != offset + 1 and skip < len(records):
-            raise ValueError(f"log starts at {first}, after the snapshot point {offset}")
-        log.entries = list(records[skip:])
-        if skip:
-            storage.log_compact_to(offset + 1)
+        log.entries = log_after_snapshot(storage, offset)
         return log
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 
-from consensuskit.core.storage import Storage
+from consensuskit.core.storage import Storage, log_after_snapshot
 from consensuskit.protocols.common.batching import EntrySizes
 from consensuskit.protocols.zab.messages import Txn
 
@@ -46,14 +46,7 @@ class ZabLog:
     @classmethod
     def load(cls, storage: Storage, offset: int, offset_zxid: int) -> ZabLog:
         log = cls(storage, offset, offset_zxid)
-        first = storage.log_first()
-        records = storage.log_records()
-        skip = max(0, offset + 1 - first)
-        if records and first + skip != offset + 1 and skip < len(records):
-            raise ValueError(f"log starts at {first}, after the snapshot point {offset}")
-        log.entries = list(records[skip:])
-        if skip:
-            storage.log_compact_to(offset + 1)
+        log.entries = log_after_snapshot(storage, offset)
         return log
 
     @property
