@@ -259,3 +259,32 @@ def test_a_scenario_without_a_simulation_runs_with_a_timeline(
     monkeypatch.setattr(cli, "default_catalog", lambda: catalog)
     code, out, err = run(capsys, "scenario", "run", "abacus-sum", "--timeline")
     assert code == 0 and "PASSED abacus-sum" in out, err
+
+
+def every_command() -> list[tuple[str, object]]:
+    import typer
+
+    from consensuskit.cli import app
+
+    found: list[tuple[str, object]] = []
+
+    def walk(command: object, path: str) -> None:
+        found.append((path, command))
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_every_command_has_a_one_line_summary_for_the_command_lists():
+    """The command lists show a help's first paragraph with its line breaks (rich
+    markup), so a summary wrapped over two lines breaks mid-sentence there."""
+    import inspect
+
+    wrapped = [
+        path or "consensuskit"
+        for path, command in every_command()
+        if "\n" in inspect.cleandoc(getattr(command, "help", None) or "").split("\n\n")[0]
+    ]
+    assert wrapped == []

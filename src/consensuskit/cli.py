@@ -527,9 +527,10 @@ def sim_cmd(
     view: ViewOpt = False,
     view_port: ViewPortOpt = 7070,
 ) -> None:
-    """Run one randomized simulation; exit 0 when no invariant broke and the history
-    was not found non-linearizable.  A protocol's own flags (e.g. swim's --loss) follow
-    the generic options."""
+    """Run one randomized simulation; exit 0 when no invariant broke.
+
+    Exit 0 also needs the history not found non-linearizable.  A protocol's own flags
+    (e.g. swim's --loss) follow the generic options."""
     check_protocol(protocol)
     config = build_config(
         protocol,
@@ -611,6 +612,7 @@ def sweep_cmd(
     ] = None,
 ) -> None:
     """Run K seeds on all cores (or on a Dask cluster); exit 0 when every seed passed.
+
     A protocol's own flags follow the generic options, as for sim."""
     check_protocol(protocol)
     config = build_config(
@@ -687,8 +689,10 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the scenarios and the simulation.")] = 0,
     duration: DurationOpt = 10.0,
 ) -> None:
-    """Every seed scenario of the catalog with its timeline, then 5-node runs with all
-    faults, invariants and linearizability checked, of the catalog's demo protocols."""
+    """Every seed scenario with its timeline, then checked 5-node runs with all faults.
+
+    The scenarios are the catalog's; the runs (invariants and linearizability checked)
+    are of the catalog's demo protocols."""
     catalog = default_catalog()
     console = _console()
     ok = True
@@ -1061,6 +1065,7 @@ def up_cmd(
     ] = 7070,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
+
     A protocol's own flags (e.g. zab's --observers) follow the generic options.
 
     The first start of a cluster directory starts the nodes with --bootstrap; later

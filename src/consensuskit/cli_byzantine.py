@@ -141,8 +141,10 @@ def boundary_cmd(
     seeds: Annotated[int, typer.Option(min=1, help="Seeds of the random strategy per case.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """For every m <= MAX_M and m+2 <= n <= MAX_N, search m traitors' strategies for a run
-    that breaks IC1 or IC2.  Oral messages break exactly where n <= 3m."""
+    """Search traitors' strategies for a run that breaks IC1 or IC2, for every n and m.
+
+    For every m <= MAX_M and m+2 <= n <= MAX_N, m traitors.  Oral messages break exactly
+    where n <= 3m."""
     from consensuskit.check.byzantine import find_violation
     from consensuskit.protocols.byzantine import MAX_MESSAGES, message_count
 
