@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensuskit.check import InvariantViolation
-from consensuskit.check.common import check_converged, check_read_fresh
+from consensuskit.check.common import check_acknowledged_write, check_converged, check_read_fresh
 from consensuskit.core.client import ClientRequest, ClientResponse, Op
 
 READ = ClientRequest(client_id="c1", seq=4, op=Op(kind="get", key="x"))
@@ -54,3 +54,28 @@ def test_members_at_one_position_with_different_states_have_not_converged():
     with pytest.raises(InvariantViolation) as caught:
         check_converged({"n1": (5, "d"), "n2": (5, "e")}, what="executed slot")
     assert caught.value.detail == "the same executed slot but different states"
+
+
+WRITE = ClientRequest(client_id="c1", seq=5, op=Op(kind="put", key="x", value="1"))
+
+
+def test_a_write_acknowledged_at_the_position_of_its_command_passes():
+    check_acknowledged_write(WRITE, WRITE, served_from(8), unit="index")
+
+
+@pytest.mark.parametrize(
+    "committed",
+    [
+        None,
+        ClientRequest(client_id="c1", seq=4, op=WRITE.op),
+        ClientRequest(client_id="c2", seq=5, op=WRITE.op),
+        "noop",
+    ],
+)
+def test_a_write_acknowledged_where_another_or_no_command_is_committed_fails(committed):
+    with pytest.raises(InvariantViolation) as caught:
+        check_acknowledged_write(committed, WRITE, served_from(8), unit="position")
+    assert caught.value.name == "acknowledged-write"
+    assert caught.value.detail == (
+        f"c1#5 {WRITE.op.describe()} answered ok at position 8, which is not committed with that command"
+    )

@@ -6,6 +6,8 @@ position in its log (Raft's index, ZAB's position, a Paxos slot).
                    simulator's global knowledge can check at once.  The checker records
                    the growth of that prefix as two parallel lists (time, position),
                    appended on its hot path; the check reads them only per read.
+* acknowledged   - a write answered ok is committed, with that very command, at the
+  writes           position the answer names (Raft, ZAB: one command per position);
 * convergence    - after the settle period (every fault repaired), the members reached
                    the same position and hold the same state.
 """
@@ -39,6 +41,22 @@ def check_read_fresh(
             f"{request.client_id}#{request.seq} {request.op.describe()} invoked at "
             f"{invoke_time:.6f}, when {unit} {required} was already {reached}, was "
             f"served from {unit} {response.index}: result {response.result!r} is stale",
+        )
+
+
+def check_acknowledged_write(
+    committed: Any, request: ClientRequest, response: ClientResponse, *, unit: str
+) -> None:
+    """``committed``: the command committed at ``response.index`` (None: nothing known
+    committed there).  It must be ``request`` itself (same client and sequence number)."""
+    if not isinstance(committed, ClientRequest) or (committed.client_id, committed.seq) != (
+        request.client_id,
+        request.seq,
+    ):
+        raise InvariantViolation(
+            "acknowledged-write",
+            f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at "
+            f"{unit} {response.index}, which is not committed with that command",
         )
 
 

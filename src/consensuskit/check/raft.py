@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensuskit.check import InvariantViolation
-from consensuskit.check.common import check_converged, check_read_fresh
+from consensuskit.check.common import check_acknowledged_write, check_converged, check_read_fresh
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.raft import SNAPSHOT_KEY, LogEntry, Snapshot
@@ -88,17 +88,7 @@ class RaftChecker:
             )
             return
         entry = self.committed.get(response.index)
-        data = entry.data if entry is not None else None
-        if (
-            entry is None
-            or not isinstance(data, ClientRequest)
-            or (data.client_id, data.seq) != (request.client_id, request.seq)
-        ):
-            raise InvariantViolation(
-                "acknowledged-write",
-                f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at "
-                f"index {response.index}, which is not committed with that command",
-            )
+        check_acknowledged_write(entry.data if entry is not None else None, request, response, unit="index")
 
     def final(self, sim: Any) -> None:
         self.sim = sim

@@ -46,7 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensuskit.check import InvariantViolation
-from consensuskit.check.common import check_converged
+from consensuskit.check.common import check_acknowledged_write, check_converged
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.zab import (
     ACCEPTED_EPOCH_KEY,
@@ -111,17 +111,7 @@ class ZabChecker:
             # reports its commits to us and there is nothing to compare the answer with.
             return
         txn = self.committed.get(response.index)
-        data = txn.data if txn is not None else None
-        if (
-            txn is None
-            or not isinstance(data, ClientRequest)
-            or (data.client_id, data.seq) != (request.client_id, request.seq)
-        ):
-            raise InvariantViolation(
-                "acknowledged-write",
-                f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at "
-                f"position {response.index}, which is not committed with that command",
-            )
+        check_acknowledged_write(txn.data if txn is not None else None, request, response, unit="position")
 
     def final(self, sim: Any) -> None:
         live = [n for n in (sim.nodes.get(i) for i in sim.node_ids) if n is not None]
