@@ -151,6 +151,11 @@ class LearnerState:
     last_zxid: int = 0
     next: int = 1  # next index to send
     acked: int = 0  # highest index the learner acknowledged holding
+    # The last index its latest PINGACK reported.  Not an acknowledgement (it counts
+    # toward no quorum): it only lets a PING announce the commits the learner holds
+    # when the ACK of its last txn was lost, with no later txn to carry it (the
+    # learner checks the zxid anyway).
+    reported: int = 0
     # The last index of the history its latest NEWLEADER brings it to: the in-flight
     # window counts from there while its ACK is on the way (acked restarts at 0).
     sync_end: int = 0
@@ -1270,7 +1275,9 @@ class ZabNode:
         zxid = self.log.zxid_at(self.commit_index) or 0
         for peer, ls in self.learners.items():
             if ls.phase in (SYNCED, SYNCING):
-                commit = min(self.commit_index, ls.acked) if not ls.observer else self.commit_index
+                commit = self.commit_index
+                if not ls.observer:
+                    commit = min(commit, max(ls.acked, ls.reported))
                 cz = self.log.zxid_at(commit) if commit >= self.log.offset else None
                 self.env.send(
                     peer,
@@ -1290,6 +1297,8 @@ class ZabNode:
             return
         ls.heard_at = self.env.now()
         self.lead_heard.add(src)
+        if ls.phase == SYNCED:
+            ls.reported = m.last_index
         if not ls.observer and ls.phase == SYNCED and self.rounds.ack(src, m.round):
             self._round_acknowledged()
         if ls.phase == SYNCED and m.last_index < ls.next - 1:
