@@ -4,6 +4,8 @@ a FIFO beside the heap (one that would break its order goes to the heap)."""
 
 from __future__ import annotations
 
+import math
+
 from consensuskit.sim.env import TIMER
 
 from .toy import echo_sim
@@ -88,3 +90,16 @@ def test_batch_ends_and_heap_events_pop_in_time_order():
     sim.run()
     times = [r["t"] for r in sim.trace.tail(2000)]
     assert len(times) > 500 and times == sorted(times)
+
+
+def test_a_positive_delay_below_the_clocks_resolution_fires_at_a_later_instant():
+    """At t=1000 s a delay of 1e-14 s is below the float resolution (about 1e-13): it
+    must still fire after now, or a node that re-arms for what is left of a deadline
+    its local clock has not reached would spin at one instant forever."""
+    sim = echo_sim(node_ids=("n1", "n2"))
+    sim.run_until(1000.0)
+    arm(sim, "n1", "x", 1e-14)
+    (due, key), = sim.armed_timers("n1")
+    assert key == "x" and due > 1000.0 and due == math.nextafter(1000.0, math.inf)
+    arm(sim, "n1", "now", 0.0)  # a zero delay still fires at this instant
+    assert (1000.0, "now") in sim.armed_timers("n1")

@@ -15,12 +15,15 @@ Rules this module owns:
     armed entry in its place (``Simulation._timer_moved``).  Re-arming earlier queues
     the new entry as the carrier.  An entry that is not its key's carrier is stale and
     ignored when it pops (no search in the queue, and few stale entries in it);
+  * a timer with a positive delay fires strictly after now, at the next representable
+    instant if the delay is below the float resolution of now (a zero delay fires now);
   * an incarnation dies with its node: a crash sets ``dead`` and every queued event
     that still references this env (timers, syncs) is ignored.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -145,6 +148,12 @@ class SimEnv(Driver):
         sim = self.sim
         delay /= self.clock.rate
         due = sim.now + (delay if delay > 0 else 0.0)
+        if due == sim.now and delay > 0:
+            # A positive delay below the clock's resolution at this instant: fire at the
+            # next representable instant.  Firing at this one would show the node the
+            # same local time, short of its deadline, and a node that re-arms for what is
+            # left would spin here forever (SWIM's relays did, seed 7142).
+            due = math.nextafter(due, math.inf)
         # One boxed tuple, shared by timers, carriers and the queue: the simulator tells
         # a live entry from a stale one by identity (typed as a fixed tuple, mypyc would
         # box a fresh copy at each store).
