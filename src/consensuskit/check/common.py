@@ -45,10 +45,16 @@ def check_read_fresh(
 
 
 def check_acknowledged_write(
-    committed: Any, request: ClientRequest, response: ClientResponse, *, unit: str
+    committed: Any,
+    request: ClientRequest,
+    response: ClientResponse,
+    *,
+    unit: str,
+    found: str = "which is not committed with that command",
 ) -> None:
     """``committed``: the command committed at ``response.index`` (None: nothing known
-    committed there).  It must be ``request`` itself (same client and sequence number)."""
+    committed there).  It must be ``request`` itself (same client and sequence number);
+    ``found`` says what stands there instead, for the evidence."""
     if not isinstance(committed, ClientRequest) or (committed.client_id, committed.seq) != (
         request.client_id,
         request.seq,
@@ -56,7 +62,7 @@ def check_acknowledged_write(
         raise InvariantViolation(
             "acknowledged-write",
             f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at "
-            f"{unit} {response.index}, which is not committed with that command",
+            f"{unit} {response.index}, {found}",
         )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensuskit.check import InvariantViolation
-from consensuskit.check.common import check_converged
+from consensuskit.check.common import check_acknowledged_write, check_converged
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot
 from consensuskit.protocols.paxos.basic_messages import (
@@ -97,15 +97,8 @@ class PaxosChecker:
         if not response.ok or not self.watching:
             return
         executed = self.executed.get(response.index)
-        if not isinstance(executed, ClientRequest) or (executed.client_id, executed.seq) != (
-            request.client_id,
-            request.seq,
-        ):
-            raise InvariantViolation(
-                "acknowledged-write",
-                f"{request.client_id}#{request.seq} {request.op.describe()} answered ok at slot "
-                f"{response.index}, which executes {describe(executed) if executed else 'nothing'}",
-            )
+        found = f"which executes {describe(executed) if executed else 'nothing'}"
+        check_acknowledged_write(executed, request, response, unit="slot", found=found)
 
     def final(self, sim: Any) -> None:
         live = [n for n in (sim.nodes.get(i) for i in sim.node_ids) if n is not None and n.is_learner]
