@@ -73,6 +73,7 @@ def test_a_checker_time_out_fails_the_seed_and_is_counted(monkeypatch: pytest.Mo
     assert [o.ok for o in result.outcomes] == [False, False]
     assert all(o.reason.startswith("no linearizability verdict") for o in result.outcomes)
     assert all(o.checker_timed_out for o in result.outcomes)
+    assert "(raise --linearizability-timeout)" in result.outcomes[0].reason  # a flag a user can pass
     doc = result.to_json()
     assert (doc["passed"], doc["checker_timeouts"], doc["seeds_without_ops"]) == (0, 2, 0)
     # With checking switched off, no verdict is what was asked for.
@@ -175,3 +176,17 @@ def test_wide_sweep_passes(protocol: str, service: str, nodes: int) -> None:
     result = run_sweep(config, range(WIDE_SEEDS), workers=os.cpu_count() or 1, progress=False)
     failures = [(f.seed, f.reason) for f in result.failures]
     assert failures == [], f"consensuskit sweep {protocol} --service {service} --nodes {nodes}: {failures}"
+
+
+def test_a_raised_checker_budget_is_a_flag_and_part_of_the_reproduce_command(capsys) -> None:
+    from consensuskit.cli import main
+
+    assert "--linearizability-timeout" not in reproduce_command(BASE, 3)  # the default
+    raised = build_config("raft", 3, 0, 1.0, 2, "none", None, linearizability_timeout=600.0)
+    assert raised.linearizability_timeout == 600.0
+    command = reproduce_command(raised, 3)
+    assert command.endswith("--linearizability-timeout 600")
+    with pytest.raises(SystemExit) as done:
+        main([*command.split()[1:], "--json"])  # the command parses and runs
+    assert done.value.code == 0
+    assert '"linearizable": true' in capsys.readouterr().out

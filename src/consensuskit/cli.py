@@ -32,6 +32,7 @@ from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role
 from consensuskit.core.registry import flag_options, parse_flags, protocol_named_by_flags
 from consensuskit.core.service import resolve
 from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
+from consensuskit.sim.config import DEFAULT_LINEARIZABILITY_TIMEOUT
 from consensuskit.sweep import (
     DaskUnavailable,
     check_dask_installed,
@@ -181,6 +182,7 @@ def build_config(
     service: str | None = None,
     runtime: str = "random",
     flags: dict[str, Any] | None = None,
+    linearizability_timeout: float = DEFAULT_LINEARIZABILITY_TIMEOUT,
 ) -> SimConfig:
     check_protocol(protocol)
     flags = dict(flags or {})
@@ -199,6 +201,7 @@ def build_config(
         clients=clients,
         nemesis=parse_nemesis(nemesis),
         bugs=check_bugs(protocol, list(bugs or []), check_service(protocol, service)),
+        linearizability_timeout=linearizability_timeout,
     )
 
 
@@ -499,6 +502,14 @@ OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", help='Protocol option KEY=VALUE (JSON value), e.g. read_mode="lease".'),
 ]
+CheckTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.001,
+        help="Seconds the linearizability checker may search a history before it answers "
+        "unknown (a sweep counts that as a failure).",
+    ),
+]
 RuntimeOpt = Annotated[
     str,
     typer.Option(
@@ -521,6 +532,7 @@ def sim_cmd(
     option: OptionOpt = None,
     service: ServiceOpt = None,
     runtime: RuntimeOpt = "random",
+    linearizability_timeout: CheckTimeoutOpt = DEFAULT_LINEARIZABILITY_TIMEOUT,
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
     trace: Annotated[str | None, typer.Option(help="Write the trace as JSON lines here.")] = None,
     history: Annotated[str | None, typer.Option(help="Write the client history as JSON lines here.")] = None,
@@ -544,6 +556,7 @@ def sim_cmd(
         service,
         runtime,
         flags=parse_protocol_flags(ctx, protocol),
+        linearizability_timeout=linearizability_timeout,
     )
     view_dir = tempfile.TemporaryDirectory(prefix="consensuskit-view-") if view and not trace else None
     config.trace_path = trace or (str(Path(view_dir.name) / "trace.jsonl") if view_dir else None)
@@ -596,6 +609,7 @@ def sweep_cmd(
     option: OptionOpt = None,
     service: ServiceOpt = None,
     runtime: RuntimeOpt = "random",
+    linearizability_timeout: CheckTimeoutOpt = DEFAULT_LINEARIZABILITY_TIMEOUT,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -627,6 +641,7 @@ def sweep_cmd(
         service,
         runtime,
         flags=parse_protocol_flags(ctx, protocol),
+        linearizability_timeout=linearizability_timeout,
     )
     if dask is not None:
         try:

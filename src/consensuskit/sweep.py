@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from consensuskit.sim import SimConfig, Simulation
+from consensuskit.sim.config import DEFAULT_LINEARIZABILITY_TIMEOUT
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,6 +130,8 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     ]
     if config.runtime != "random":  # the default: the seed picks the same runtime again
         parts.append(f"--runtime {config.runtime}")
+    if config.linearizability_timeout != DEFAULT_LINEARIZABILITY_TIMEOUT:
+        parts.append(f"--linearizability-timeout {config.linearizability_timeout:g}")
     parts += [f"--bug {bug}" for bug in sorted(config.bugs)]
     parts += [
         f"--option {key}={json.dumps(value, separators=(',', ':'))}"
@@ -159,7 +162,7 @@ def failure_reason(result: Any, config: SimConfig | None = None) -> str:
         return "history is not linearizable"
     if config is not None and config.clients > 0:
         if _checker_timed_out(result, config):
-            return "no linearizability verdict: the checker ran out of time (raise linearizability_timeout)"
+            return "no linearizability verdict: the checker ran out of time (raise --linearizability-timeout)"
         if result.ops.get("ok", 0) == 0:
             return f"no operation completed (ops {dict(result.ops)}): nothing was checked"
     return ""

@@ -19,6 +19,8 @@ NEMESIS_KINDS = ("partition", "crash", "pause", "loss", "dup", "reorder", "skew"
 # times drawn from a distribution); "unbatched" hands over one input per batch, with no
 # early sends and a fixed sync time; "random" picks one of the two per seed, from the seed.
 RUNTIMES = ("batched", "unbatched", "random")
+# Seconds the linearizability checker searches a run's history before answering unknown.
+DEFAULT_LINEARIZABILITY_TIMEOUT = 60.0
 
 # Fields of NetworkConfig that may be overridden per directed link (set_link).
 LINK_FIELDS = ("latency_min", "latency_max", "loss", "duplicate", "reorder", "reorder_delay")
@@ -84,7 +86,7 @@ class SimConfig:
     # Check the client history with the linearizability checker (the service's model) at the end of
     # run(); after this many seconds of searching the answer is None ("unknown").
     check_linearizability: bool = True
-    linearizability_timeout: float = 60.0
+    linearizability_timeout: float = DEFAULT_LINEARIZABILITY_TIMEOUT
     op_timeout: float = 1.0  # per attempt
     op_deadline: float = 3.0  # per op overall; then "unknown" (or "fail", see workload)
     runtime: str = "random"  # one of RUNTIMES
