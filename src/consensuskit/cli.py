@@ -31,8 +31,7 @@ from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.core.registry import flag_options, parse_flags, protocol_named_by_flags
 from consensuskit.core.service import resolve
-from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
-from consensuskit.sim.config import DEFAULT_LINEARIZABILITY_TIMEOUT
+from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
     DaskUnavailable,
     check_dask_installed,

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensuskit.sim import SimConfig, Simulation
-from consensuskit.sim.config import DEFAULT_LINEARIZABILITY_TIMEOUT
+from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, SimConfig, Simulation
 
 
 @dataclass(slots=True, frozen=True)

@@ -4,7 +4,13 @@ One event queue ordered by (virtual time, sequence number), one seed from which 
 random choice is derived: same seed and config => same trace, byte for byte.
 """
 
-from consensuskit.sim.config import NEMESIS_KINDS, RUNTIMES, NetworkConfig, SimConfig
+from consensuskit.sim.config import (
+    DEFAULT_LINEARIZABILITY_TIMEOUT,
+    NEMESIS_KINDS,
+    RUNTIMES,
+    NetworkConfig,
+    SimConfig,
+)
 from consensuskit.sim.errors import InvariantViolation
 from consensuskit.sim.history import History, OpRecord
 from consensuskit.sim.nemesis import Nemesis, Schedule
@@ -12,6 +18,7 @@ from consensuskit.sim.simulation import SimResult, Simulation
 from consensuskit.sim.workload import OpRun
 
 __all__ = [
+    "DEFAULT_LINEARIZABILITY_TIMEOUT",
     "NEMESIS_KINDS",
     "RUNTIMES",
     "History",

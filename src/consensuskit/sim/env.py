@@ -147,13 +147,15 @@ class SimEnv(Driver):
     def set_timer(self, key: str, delay: float) -> None:
         sim = self.sim
         delay /= self.clock.rate
-        due = sim.now + (delay if delay > 0 else 0.0)
-        if due == sim.now and delay > 0:
-            # A positive delay below the clock's resolution at this instant: fire at the
-            # next representable instant.  Firing at this one would show the node the
-            # same local time, short of its deadline, and a node that re-arms for what is
-            # left would spin here forever (SWIM's relays did, seed 7142).
-            due = math.nextafter(due, math.inf)
+        due = sim.now
+        if delay > 0:
+            due += delay
+            if due == sim.now:
+                # A positive delay below the clock's resolution at this instant: fire at
+                # the next representable instant.  Firing at this one would show the node
+                # the same local time, short of its deadline, and a node that re-arms for
+                # what is left would spin here forever (SWIM's relays did, seed 7142).
+                due = math.nextafter(due, math.inf)
         # One boxed tuple, shared by timers, carriers and the queue: the simulator tells
         # a live entry from a stale one by identity (typed as a fixed tuple, mypyc would
         # box a fresh copy at each store).
