@@ -234,6 +234,10 @@ class EtcdModel:
             return have < want
         return have != want
 
+    def read_only(self, call: Call) -> bool:
+        """Unanswered, a range or a keep-alive changes no state (search.py leaves it out)."""
+        return call.kind in ("range", "lease_keepalive")
+
     def partition(self, ops: list[Operation]) -> list[list[Operation]]:
         """One partition per key, and one per lease id for the lease operations."""
         groups: dict[Any, list[Operation]] = defaultdict(list)

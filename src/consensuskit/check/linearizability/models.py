@@ -13,12 +13,23 @@ and compare with ``==`` (the search memoises (linearized set, state) pairs):
   explanations and the HTML page;
 * ``validate(call)`` — raise ``ModelError`` for an operation the model does not know.
 
+Two optional methods let the search (search.py) cut histories with many unanswered
+operations down to size; a model without them is searched in full:
+
+* ``read_only(call)`` — true when an operation of this kind whose answer never came
+  changes nothing (a read);
+* ``forget_unread_values(ops)`` — the ops' calls with every written value that no
+  operation reads or compares against replaced by ``UNREAD``; it must leave every
+  step's legality unchanged, so only models whose steps merely compare values for
+  equality offer it.
+
 Built in: ``register`` (read/write), ``cas-register`` (read/write/cas) and ``kv``
 (get/put/delete/cas by value or version, and append as in Porcupine's kv model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Hashable
 from typing import Any, Protocol
@@ -44,6 +55,52 @@ class Model(Protocol):
     def describe_state(self, state: Any) -> str: ...
 
     def validate(self, call: Call) -> None: ...
+
+
+class _Unread:
+    """A written value that no operation of the history reads or compares against."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+    def __reduce__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Any = _Unread()
+
+
+def forget_unread_values(ops: list[Operation], writes: tuple[str, ...]) -> list[Call]:
+    """The ops' calls, each write (a kind in ``writes``, cas included) of a value that
+    no output shows and no cas expects rewritten to write ``UNREAD``.
+
+    Sound for models that only compare a state's value for equality with what an output
+    shows or a cas expects: such a value and ``UNREAD`` both differ from all of those,
+    so every step answers alike.  Unhashable values are left as they are."""
+    seen: set[Any] = set()
+    calls = [op.input for op in ops]
+    try:
+        for op in ops:
+            if op.input.kind == "cas":
+                seen.add(op.input.expected)
+            out = op.output
+            if out is UNKNOWN:
+                continue
+            if isinstance(out, dict):
+                if "value" in out:
+                    seen.add(out["value"])
+            else:
+                seen.add(out)
+        return [
+            dataclasses.replace(call, value=UNREAD)
+            if (call.kind in writes or call.kind == "cas") and call.value not in seen
+            else call
+            for call in calls
+        ]
+    except TypeError:  # an unhashable value
+        return calls
 
 
 def partition_by_key(ops: list[Operation]) -> list[list[Operation]]:
@@ -110,6 +167,12 @@ class RegisterModel:
 
     def partition(self, ops: list[Operation]) -> list[list[Operation]]:
         return partition_by_key(ops)
+
+    def read_only(self, call: Call) -> bool:
+        return call.kind in _READS
+
+    def forget_unread_values(self, ops: list[Operation]) -> list[Call]:
+        return forget_unread_values(ops, _WRITES)
 
     def describe_operation(self, call: Call, output: Any) -> str:
         return f"{call.describe()} → {_describe_output(output)}"
@@ -198,6 +261,14 @@ class KVModel:
 
     def partition(self, ops: list[Operation]) -> list[list[Operation]]:
         return partition_by_key(ops) if self.partitioned else [ops]
+
+    def read_only(self, call: Call) -> bool:
+        return call.kind == "get"
+
+    def forget_unread_values(self, ops: list[Operation]) -> list[Call]:
+        if any(op.input.kind == "append" for op in ops):
+            return [op.input for op in ops]  # values are concatenated, not compared
+        return forget_unread_values(ops, ("put",))
 
     def describe_operation(self, call: Call, output: Any) -> str:
         return f"{call.describe()} → {_describe_output(output)}"

@@ -11,6 +11,20 @@ is linearizable iff the list empties.
 Ties: entries are sorted by time with calls before returns, so intervals are closed (an
 operation invoked at the instant another returned may be ordered either way).
 Operations that never returned have their return at the end of the history.
+
+Three reductions keep histories with many unanswered operations tractable (each leaves
+the verdict unchanged; the search is exponential in the operations it may reorder, and
+an unanswered one may go anywhere after its call):
+
+* a read whose answer never came (the model's ``read_only``) changes nothing and
+  constrains nothing: it is left out of the search and placed in the linearization
+  afterwards, after every operation that returned before it was invoked;
+* a written value that no operation ever reads or compares against (the model's
+  ``forget_unread_values``) is replaced by one token: no step can tell such values
+  apart, and states that differ only in them are then one state to the memo;
+* unanswered operations with equal calls (after the previous rule) are twins: either
+  may stand wherever the other does, so the search linearizes twins in the order they
+  were invoked only.  k twins cost k+1 choices, not 2^k.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.check.linearizability.models import Model
-from consensuskit.check.linearizability.operation import Operation
+from consensuskit.check.linearizability.operation import UNKNOWN, Operation
 
 OK = "ok"
 ILLEGAL = "illegal"
@@ -69,6 +83,58 @@ def check_partition(
 
     ``deadline`` is a ``time.time()`` value after which the answer is "unknown"."""
     started = time.perf_counter()
+    read_only = getattr(model, "read_only", None)
+    searched = [
+        i
+        for i, op in enumerate(ops)
+        if not (op.output is UNKNOWN and read_only is not None and read_only(op.input))
+    ]
+    if len(searched) == len(ops):
+        result = _search(ops, model, key, deadline)
+    else:
+        result = _search([ops[i] for i in searched], model, key, deadline)
+        result.ops = ops
+        result.linearization = [searched[i] for i in result.linearization]
+        result.unplaced = [(searched[i], why) for i, why in result.unplaced]
+        if result.verdict == OK:
+            result.linearization = _with_unanswered_reads(ops, result.linearization)
+    result.states = _states(ops, model, result.linearization)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _with_unanswered_reads(ops: list[Operation], order: list[int]) -> list[int]:
+    """``order`` (a linearization of the searched ops) with every op left out of the
+    search put right after the last op that returned before it was invoked: every op
+    that must precede it then does, and none that must follow it precedes it."""
+    placed = set(order)
+    out = list(order)
+    for i in sorted((i for i in range(len(ops)) if i not in placed), key=lambda i: ops[i].call):
+        position = 0
+        for n, j in enumerate(out):
+            if ops[j].ret < ops[i].call:
+                position = n + 1
+        out.insert(position, i)
+    return out
+
+
+def _twins(ops: list[Operation], calls: list[Any]) -> list[int]:
+    """For each op, the unanswered op with an equal call invoked just before it (-1
+    if none): the search linearizes an op only after its twin."""
+    twin = [-1] * len(ops)
+    last: dict[Any, int] = {}
+    for i in sorted(range(len(ops)), key=lambda i: (ops[i].call, i)):
+        if ops[i].output is not UNKNOWN or not ops[i].pending:
+            continue
+        try:
+            twin[i] = last.get(calls[i], -1)
+            last[calls[i]] = i
+        except TypeError:  # an unhashable call: no twins for it
+            continue
+    return twin
+
+
+def _search(ops: list[Operation], model: Model, key: Any, deadline: float) -> PartitionResult:
     n = len(ops)
     # Entry e: 0 is the head sentinel; 1..2n are calls and returns in time order.
     order = sorted(
@@ -87,8 +153,10 @@ def check_partition(
             match[call_entry[i]] = e
         else:
             call_entry[i] = e
-    calls = [op.input for op in ops]
+    forget = getattr(model, "forget_unread_values", None)
+    calls = forget(ops) if forget is not None else [op.input for op in ops]
     outputs = [op.output for op in ops]
+    twin = _twins(ops, calls)
     step = model.step
 
     state: Hashable = model.init()
@@ -96,7 +164,6 @@ def check_partition(
     seen: set[tuple[int, Hashable]] = set()
     stack: list[tuple[int, Hashable]] = []  # (call entry, state before it)
     best: list[int] = []
-    best_state: Hashable = state
     best_pending = False  # stack grew beyond ``best`` since it was saved
     explored = 0
     entry = nxt[0]
@@ -109,6 +176,10 @@ def check_partition(
         m = match[entry]
         if m != -1:  # a call
             i = opid[entry]
+            t = twin[i]
+            if t != -1 and not (linearized >> t) & 1:
+                entry = nxt[entry]  # its twin first
+                continue
             legal, after = step(state, calls[i], outputs[i])
             if legal:
                 bit = linearized | (1 << i)
@@ -136,7 +207,6 @@ def check_partition(
         # a return whose operation is not linearized: backtrack
         if best_pending:
             best = [opid[e] for e, _ in stack]
-            best_state = state
             best_pending = False
         if not stack:
             verdict = ILLEGAL
@@ -161,12 +231,9 @@ def check_partition(
     else:
         if best_pending or len(stack) > len(best):
             best = [opid[e] for e, _ in stack]
-            best_state = state
         result.linearization = best
         if verdict == ILLEGAL:
-            result.unplaced = _unplaced(ops, model, best, best_state)
-    result.states = _states(ops, model, result.linearization)
-    result.seconds = time.perf_counter() - started
+            result.unplaced = _unplaced(ops, model, best)
     return result
 
 
@@ -179,13 +246,15 @@ def _states(ops: list[Operation], model: Model, order: list[int]) -> list[str]:
     return out
 
 
-def _unplaced(
-    ops: list[Operation], model: Model, prefix: list[int], state: Hashable
-) -> list[tuple[int, str]]:
+def _unplaced(ops: list[Operation], model: Model, prefix: list[int]) -> list[tuple[int, str]]:
     """The operations that must come next after ``prefix`` and none of which fits.
 
     After a partial linearization, the next operation must be one invoked no later
-    than the earliest return among the rest (intervals are closed)."""
+    than the earliest return among the rest (intervals are closed).  The state is
+    replayed from the ops themselves: the search's may hold the unread-value token."""
+    state = model.init()
+    for i in prefix:
+        _, state = model.step(state, ops[i].input, ops[i].output)
     done = set(prefix)
     rest = [i for i in range(len(ops)) if i not in done]
     if not rest:
