@@ -33,6 +33,7 @@ from consensuskit.core.registry import flag_options, parse_flags, protocol_named
 from consensuskit.core.service import resolve
 from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
 from consensuskit.sweep import (
+    DEFAULT_SEED_TIMEOUT,
     DaskUnavailable,
     check_dask_installed,
     default_workers,
@@ -609,6 +610,14 @@ def sweep_cmd(
     service: ServiceOpt = None,
     runtime: RuntimeOpt = "random",
     linearizability_timeout: CheckTimeoutOpt = DEFAULT_LINEARIZABILITY_TIMEOUT,
+    seed_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Wall-clock seconds a seed may take before it fails as hung (0: no limit; "
+            "not enforced on --dask, whose workers run seeds on threads).",
+        ),
+    ] = DEFAULT_SEED_TIMEOUT,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep JSON only.")] = False,
     save_failures: Annotated[
@@ -654,7 +663,9 @@ def sweep_cmd(
     build_simulation(config).close()  # options only nodes can judge fail here, once, as bad input
     seed_range = range(first_seed, first_seed + seeds)
     try:
-        result = run_sweep(config, seed_range, workers or default_workers(), progress, dask=dask)
+        result = run_sweep(
+            config, seed_range, workers or default_workers(), progress, dask=dask, seed_timeout=seed_timeout
+        )
     except OSError as exc:  # the scheduler cannot be reached (connection refused, timed out)
         if dask is None:
             raise
@@ -664,7 +675,7 @@ def sweep_cmd(
     failures = result.failures
     saved: dict[int, tuple[Path, str]] = {}
     if save_failures and failures:
-        saved = save_failure_traces(config, [f.seed for f in failures], save_failures)
+        saved = save_failure_traces(config, [f.seed for f in failures], save_failures, seed_timeout)
     # Same seed, same trace: a re-run that differs means the sweep's seed cannot be trusted.
     drifted = [f.seed for f in failures if f.seed in saved and saved[f.seed][1] != f.trace_sha256]
     if as_json:
@@ -682,10 +693,11 @@ def sweep_cmd(
             f"{result.wall_seconds:.2f} s on {result.workers} worker(s)"
             f"{'' if result.engine == 'local' else f' of {result.engine}'} ({rate})"
         )
-        if result.checker_timeouts or result.seeds_without_ops:
+        if result.checker_timeouts or result.seeds_without_ops or result.hung:
             console.print(
                 f"{result.checker_timeouts} seed(s) without a linearizability verdict (checker timed out), "
-                f"{result.seeds_without_ops} seed(s) with no completed operation: both count as failures"
+                f"{result.seeds_without_ops} seed(s) with no completed operation, "
+                f"{result.hung} seed(s) hung (no result within --seed-timeout): all count as failures"
             )
         for f in failures:
             console.print(f"[bold red]seed {f.seed} failed:[/] {f.reason}", soft_wrap=True)

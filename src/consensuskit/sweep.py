@@ -11,6 +11,12 @@ Rules this module owns:
   * a seed with clients must earn its pass: one whose history got no verdict (the
     linearizability checker ran out of time) or in which no operation completed fails,
     and the sweep reports how many seeds failed each way;
+  * a seed gets ``seed_timeout`` seconds of wall time (default ``DEFAULT_SEED_TIMEOUT``,
+    0 for none): a livelock (events forever at one virtual instant) or a search that
+    never ends becomes that seed's "hung" failure, with its reproduce command, instead
+    of a sweep frozen for good.  The limit is an alarm signal in the process running
+    the seed, so it holds where seeds run on a process's main thread (the local pool,
+    ``--workers 1``); a Dask worker runs seeds on threads, where no signal reaches;
   * the engine never changes a result: on a Dask cluster (``dask="tcp://host:8786"``, or
     ``"local:N"`` for a local cluster of N worker processes) each seed runs the same
     ``run_seed`` as in the local pool, so passed count, events, failures and trace digests
@@ -25,14 +31,22 @@ import json
 import multiprocessing
 import os
 import shlex
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, SimConfig, Simulation
+
+# Wall-clock seconds a seed may take: far above any seed that ends (the longest
+# all-fault runs take well under a minute, with the checker's own budget of 60 s), so
+# it only ever stops a seed that would not.
+DEFAULT_SEED_TIMEOUT = 600.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,6 +60,7 @@ class SeedOutcome:
     checker_timed_out: bool = False
     completed_ops: int = 0
     runtime: str = ""  # the runtime the seed ran (config.runtime "random" resolved)
+    hung: bool = False  # stopped by the sweep's seed timeout
 
 
 @dataclass(slots=True)
@@ -74,9 +89,16 @@ class SweepResult:
         return sum(1 for o in self.outcomes if o.checker_timed_out)
 
     @property
+    def hung(self) -> int:
+        """Seeds stopped by the seed timeout."""
+        return sum(1 for o in self.outcomes if o.hung)
+
+    @property
     def seeds_without_ops(self) -> int:
         """Seeds with clients in which no operation completed."""
-        return sum(1 for o in self.outcomes if self.config.clients > 0 and o.completed_ops == 0 and o.events)
+        if self.config.clients == 0:
+            return 0
+        return sum(1 for o in self.outcomes if o.completed_ops == 0 and o.events and not o.hung)
 
     def to_json(self) -> dict[str, Any]:
         cfg = self.config
@@ -107,6 +129,7 @@ class SweepResult:
             ],
             "passed": self.passed,
             "checker_timeouts": self.checker_timeouts,
+            "hung": self.hung,
             "seeds_without_ops": self.seeds_without_ops,
             "events": self.events,
             "wall_seconds": round(self.wall_seconds, 3),
@@ -177,14 +200,73 @@ def _checker_timed_out(result: Any, config: SimConfig) -> bool:
     )
 
 
-def run_seed(config: SimConfig, seed: int) -> SeedOutcome:
+class SeedHung(BaseException):
+    """A seed's wall-clock time ran out.  A BaseException: protocol code that catches
+    Exception must not swallow it."""
+
+
+@contextmanager
+def wall_clock_limit(seconds: float) -> Iterator[None]:
+    """Raise ``SeedHung`` in this thread after ``seconds`` of wall time (0: never).
+
+    An alarm signal, so only on a process's main thread; elsewhere it limits nothing.
+    A caller's own alarm (pytest-timeout sets one) is kept: when it is due first this
+    limit stands aside, otherwise it is put back afterwards with the time it had left.
+    The handler disarms itself before raising, so an alarm that lands as the body ends
+    raises at most once."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if seconds <= 0 or not hasattr(signal, "setitimer") or not on_main_thread:
+        yield
+        return
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if outer_left and outer_left <= seconds:
+        yield  # the caller's alarm comes first
+        return
+    armed = [True]
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise SeedHung
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_left:
+            left = max(outer_left - (time.monotonic() - started), 1e-6)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
+
+
+def run_seed(config: SimConfig, seed: int, seed_timeout: float = 0.0) -> SeedOutcome:
     """One seed of a sweep; top-level so spawned workers can unpickle it."""
     cfg = dataclasses.replace(config, seed=seed, trace_path=None, history_path=None)
     t0 = time.perf_counter()
     sim = None
     try:
-        sim = Simulation(cfg)
-        result = sim.run()
+        with wall_clock_limit(seed_timeout):
+            sim = Simulation(cfg)
+            result = sim.run()
+    except SeedHung:
+        at = f"virtual time {sim.now:.6f} of {cfg.duration + cfg.settle:g}" if sim is not None else "setup"
+        return SeedOutcome(
+            seed=seed,
+            ok=False,
+            reason=(
+                f"hung: no result after {seed_timeout:g} s of wall time (stopped at {at}, "
+                f"{sim.events if sim is not None else 0:,} events); raise --seed-timeout if it was only slow"
+            ),
+            events=sim.events if sim is not None else 0,
+            trace_sha256="",
+            wall_seconds=time.perf_counter() - t0,
+            runtime=sim.runtime if sim is not None else "",
+            hung=True,
+        )
     except Exception as exc:  # a crash in protocol code is this seed's failure
         return SeedOutcome(
             seed=seed,
@@ -243,9 +325,11 @@ def run_sweep(
     workers: int,
     progress: bool,
     dask: str | None = None,
+    seed_timeout: float = DEFAULT_SEED_TIMEOUT,
 ) -> SweepResult:
     """Run ``base_config`` once per seed; ``workers`` <= 1 runs in this process.  With
-    ``dask`` (an address or ``local:N``) the seeds run on that cluster instead."""
+    ``dask`` (an address or ``local:N``) the seeds run on that cluster instead.
+    ``seed_timeout``: wall-clock seconds per seed (0: no limit; see the module rules)."""
     base_config.validate()
     seed_list = list(seeds)
     target = parse_dask_address(dask) if dask is not None else None
@@ -283,15 +367,15 @@ def run_sweep(
 
     try:
         if target is not None:
-            result.workers = _run_on_dask(target, base_config, seed_list, done)
+            result.workers = _run_on_dask(target, base_config, seed_list, seed_timeout, done)
             result.engine = f"dask {dask}"
         elif workers == 1:
             for seed in seed_list:
-                done(run_seed(base_config, seed))
+                done(run_seed(base_config, seed, seed_timeout))
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = [pool.submit(run_seed, base_config, seed) for seed in seed_list]
+                futures = [pool.submit(run_seed, base_config, seed, seed_timeout) for seed in seed_list]
                 for future in as_completed(futures):
                     done(future.result())
     finally:
@@ -303,7 +387,11 @@ def run_sweep(
 
 
 def _run_on_dask(
-    target: int | str, config: SimConfig, seeds: list[int], done: Callable[[SeedOutcome], None]
+    target: int | str,
+    config: SimConfig,
+    seeds: list[int],
+    seed_timeout: float,
+    done: Callable[[SeedOutcome], None],
 ) -> int:
     """Run every seed on a Dask cluster; returns how many workers it had.
 
@@ -331,7 +419,9 @@ def _run_on_dask(
     try:
         worker_count = len(client.scheduler_info().get("workers", {})) or 1
         # pure=False: every seed is its own task, never deduplicated by the scheduler.
-        futures = client.map(run_seed, [config] * len(seeds), seeds, pure=False)
+        futures = client.map(
+            run_seed, [config] * len(seeds), seeds, [seed_timeout] * len(seeds), pure=False
+        )
         for future in as_completed(futures):
             done(future.result())
         return worker_count
@@ -342,12 +432,16 @@ def _run_on_dask(
 
 
 def save_failure_traces(
-    base_config: SimConfig, seeds: Iterable[int], directory: str | Path
+    base_config: SimConfig,
+    seeds: Iterable[int],
+    directory: str | Path,
+    seed_timeout: float = DEFAULT_SEED_TIMEOUT,
 ) -> dict[int, tuple[Path, str]]:
     """Re-run ``seeds`` writing ``DIR/seed-S.jsonl``; returns seed -> (path, trace digest).
 
     The digest must equal the sweep's for that seed (same seed, same trace); the caller
-    compares, because a mismatch means the simulation is not deterministic.
+    compares, because a mismatch means the simulation is not deterministic.  A seed that
+    hung hangs again: it gets the same ``seed_timeout`` and keeps its trace up to there.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -357,9 +451,10 @@ def save_failure_traces(
         cfg = dataclasses.replace(base_config, seed=seed, trace_path=str(path), history_path=None)
         sim = Simulation(cfg)
         try:
-            digest = sim.run().trace_sha256
-        except Exception:
-            # A protocol crash is why this seed failed: keep the trace up to it.
+            with wall_clock_limit(seed_timeout):
+                digest = sim.run().trace_sha256
+        except (Exception, SeedHung):
+            # A protocol crash or a hang is why this seed failed: keep the trace up to it.
             sim.close()
             digest = ""
         saved[seed] = (path, digest)
