@@ -614,8 +614,7 @@ def sweep_cmd(
         float,
         typer.Option(
             min=0,
-            help="Wall-clock seconds a seed may take before it fails as hung (0: no limit; "
-            "not enforced on --dask, whose workers run seeds on threads).",
+            help="Wall-clock seconds a seed's run may take before it fails as hung (0: no limit).",
         ),
     ] = DEFAULT_SEED_TIMEOUT,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,

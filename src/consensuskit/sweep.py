@@ -11,12 +11,11 @@ Rules this module owns:
   * a seed with clients must earn its pass: one whose history got no verdict (the
     linearizability checker ran out of time) or in which no operation completed fails,
     and the sweep reports how many seeds failed each way;
-  * a seed gets ``seed_timeout`` seconds of wall time (default ``DEFAULT_SEED_TIMEOUT``,
-    0 for none): a livelock (events forever at one virtual instant) or a search that
-    never ends becomes that seed's "hung" failure, with its reproduce command, instead
-    of a sweep frozen for good.  The limit is an alarm signal in the process running
-    the seed, so it holds where seeds run on a process's main thread (the local pool,
-    ``--workers 1``); a Dask worker runs seeds on threads, where no signal reaches;
+  * a seed's run gets ``seed_timeout`` seconds of wall time (default
+    ``DEFAULT_SEED_TIMEOUT``, 0 for none; ``Simulation.run(wall_limit=)``, on every
+    engine): a livelock (events forever at one virtual instant) becomes that seed's
+    "hung" failure, with its reproduce command, instead of a sweep frozen for good.
+    The history's check after the run has its own budget (linearizability_timeout);
   * the engine never changes a result: on a Dask cluster (``dask="tcp://host:8786"``, or
     ``"local:N"`` for a local cluster of N worker processes) each seed runs the same
     ``run_seed`` as in the local pool, so passed count, events, failures and trace digests
@@ -31,21 +30,17 @@ import json
 import multiprocessing
 import os
 import shlex
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, SimConfig, Simulation
+from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, SimConfig, Simulation, WallClockExceeded
 
-# Wall-clock seconds a seed may take: far above any seed that ends (the longest
-# all-fault runs take well under a minute, with the checker's own budget of 60 s), so
-# it only ever stops a seed that would not.
+# Wall-clock seconds a seed's run may take: far above any run that ends (30 virtual
+# seconds with every fault take well under a minute), so it only stops one that would not.
 DEFAULT_SEED_TIMEOUT = 600.0
 
 
@@ -200,71 +195,28 @@ def _checker_timed_out(result: Any, config: SimConfig) -> bool:
     )
 
 
-class SeedHung(BaseException):
-    """A seed's wall-clock time ran out.  A BaseException: protocol code that catches
-    Exception must not swallow it."""
-
-
-@contextmanager
-def wall_clock_limit(seconds: float) -> Iterator[None]:
-    """Raise ``SeedHung`` in this thread after ``seconds`` of wall time (0: never).
-
-    An alarm signal, so only on a process's main thread; elsewhere it limits nothing.
-    A caller's own alarm (pytest-timeout sets one) is kept: when it is due first this
-    limit stands aside, otherwise it is put back afterwards with the time it had left.
-    The handler disarms itself before raising, so an alarm that lands as the body ends
-    raises at most once."""
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    if seconds <= 0 or not hasattr(signal, "setitimer") or not on_main_thread:
-        yield
-        return
-    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
-    if outer_left and outer_left <= seconds:
-        yield  # the caller's alarm comes first
-        return
-    armed = [True]
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        if armed[0]:
-            armed[0] = False
-            raise SeedHung
-
-    started = time.monotonic()
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        armed[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer_left:
-            left = max(outer_left - (time.monotonic() - started), 1e-6)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
-
-
 def run_seed(config: SimConfig, seed: int, seed_timeout: float = 0.0) -> SeedOutcome:
     """One seed of a sweep; top-level so spawned workers can unpickle it."""
     cfg = dataclasses.replace(config, seed=seed, trace_path=None, history_path=None)
     t0 = time.perf_counter()
     sim = None
     try:
-        with wall_clock_limit(seed_timeout):
-            sim = Simulation(cfg)
-            result = sim.run()
-    except SeedHung:
-        at = f"virtual time {sim.now:.6f} of {cfg.duration + cfg.settle:g}" if sim is not None else "setup"
+        sim = Simulation(cfg)
+        result = sim.run(wall_limit=seed_timeout or None)
+    except WallClockExceeded:
+        assert sim is not None
         return SeedOutcome(
             seed=seed,
             ok=False,
             reason=(
-                f"hung: no result after {seed_timeout:g} s of wall time (stopped at {at}, "
-                f"{sim.events if sim is not None else 0:,} events); raise --seed-timeout if it was only slow"
+                f"hung: the run did not end in {seed_timeout:g} s of wall time (stopped at virtual time "
+                f"{sim.now:.6f} of {cfg.duration + cfg.settle:g}, {sim.events:,} events); "
+                "raise --seed-timeout if it was only slow"
             ),
-            events=sim.events if sim is not None else 0,
+            events=sim.events,
             trace_sha256="",
             wall_seconds=time.perf_counter() - t0,
-            runtime=sim.runtime if sim is not None else "",
+            runtime=sim.runtime,
             hung=True,
         )
     except Exception as exc:  # a crash in protocol code is this seed's failure
@@ -451,9 +403,8 @@ def save_failure_traces(
         cfg = dataclasses.replace(base_config, seed=seed, trace_path=str(path), history_path=None)
         sim = Simulation(cfg)
         try:
-            with wall_clock_limit(seed_timeout):
-                digest = sim.run().trace_sha256
-        except (Exception, SeedHung):
+            digest = sim.run(wall_limit=seed_timeout or None).trace_sha256
+        except (Exception, WallClockExceeded):
             # A protocol crash or a hang is why this seed failed: keep the trace up to it.
             sim.close()
             digest = ""

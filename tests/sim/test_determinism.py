@@ -3,14 +3,16 @@ agree."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, Schedule, SimConfig, Simulation
+from consensuskit.sim import NEMESIS_KINDS, RUNTIMES, Schedule, SimConfig, Simulation, WallClockExceeded
 from consensuskit.sim.simulation import GC_YOUNG_THRESHOLD
 
 from .build import interpreted_only
@@ -169,3 +171,16 @@ def test_digest_independent_of_the_collector():
         assert len(digests) == 1
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_wall_clock_limit_ends_a_run_that_would_not_end_and_changes_no_other() -> None:
+    config = SimConfig(node_ids=("n1", "n2", "n3"), seed=4, duration=2.0, clients=2)
+    unlimited = Simulation(config).run()
+    limited = Simulation(config).run(wall_limit=600)
+    assert limited.trace_sha256 == unlimited.trace_sha256  # the clock is only read
+    crawling = dataclasses.replace(config, options={"heartbeat_interval": 1e-9})
+    sim = Simulation(crawling)
+    started = time.perf_counter()
+    with pytest.raises(WallClockExceeded, match=r"stopped at virtual time 0\.\d+"):
+        sim.run(wall_limit=0.5)
+    assert time.perf_counter() - started < 10

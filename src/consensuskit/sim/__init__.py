@@ -11,7 +11,7 @@ from consensuskit.sim.config import (
     NetworkConfig,
     SimConfig,
 )
-from consensuskit.sim.errors import InvariantViolation
+from consensuskit.sim.errors import InvariantViolation, WallClockExceeded
 from consensuskit.sim.history import History, OpRecord
 from consensuskit.sim.nemesis import Nemesis, Schedule
 from consensuskit.sim.simulation import SimResult, Simulation
@@ -31,4 +31,5 @@ __all__ = [
     "SimConfig",
     "SimResult",
     "Simulation",
+    "WallClockExceeded",
 ]

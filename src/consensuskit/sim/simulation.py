@@ -31,7 +31,11 @@ Rules this module owns:
     an empty storage holding only the platform's REJOINING_KEY (core/storage.py), and
     only protocols that declare ``survives_disk_loss`` can be wiped;
   * clients sit outside the partition model: client<->node links only have latency
-    (and scripted filters); a crashed or paused node simply does not answer.
+    (and scripted filters); a crashed or paused node simply does not answer;
+  * ``run(wall_limit=S)`` raises ``WallClockExceeded`` once the run has taken S seconds
+    of wall time, checked whenever the trace buffer flushes (every few thousand
+    records: off the per-event path), so a livelock ends as an error instead of a hang.
+    The clock is only read, never consulted by the run: same trace until it fires.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from consensuskit.core.service import ServiceSpec
 from consensuskit.core.storage import REJOINING_KEY, MemoryStorage
 from consensuskit.sim.config import LINK_FIELDS, NetworkConfig, SimConfig
 from consensuskit.sim.env import SYNC, TIMER, BatchedSimEnv, Clock, SimEnv
-from consensuskit.sim.errors import InvariantViolation
+from consensuskit.sim.errors import InvariantViolation, WallClockExceeded
 from consensuskit.sim.events import pop_event, push_event
 from consensuskit.sim.history import History
 from consensuskit.sim.storage import SimStorage
@@ -226,6 +230,7 @@ class Simulation:
         self._batch_window = 0.0
         self.now = 0.0
         self.events = 0
+        self._wall_deadline = math.inf  # a perf_counter() instant: run(wall_limit=)
         self._queue: list[tuple[Any, ...]] = []  # a heap (sim/events.py)
         self._batches: deque[tuple[Any, ...]] = deque()  # BATCH entries, in order
         self._seq = itertools.count()
@@ -363,8 +368,22 @@ class Simulation:
         if ev is None:
             return False
         self._dispatch(ev)
-        self.trace.maybe_flush()
+        self._maybe_flush()
         return True
+
+    def _maybe_flush(self) -> None:
+        """Flush a full trace buffer, and then hold the run to its wall-clock limit."""
+        trace = self.trace
+        if len(trace._buf) >= trace.batch:
+            trace.flush()
+            self._check_wall_clock()
+
+    def _check_wall_clock(self) -> None:
+        if time.perf_counter() > self._wall_deadline:
+            raise WallClockExceeded(
+                f"the run took its whole wall-clock limit (stopped at virtual time {self.now:.6f}, "
+                f"{self.events:,} events)"
+            )
 
     def _pop_next(self, t: float) -> tuple[Any, ...] | None:
         """Take the next event if it is due at or before ``t`` (the slow paths' pop;
@@ -562,6 +581,7 @@ class Simulation:
                     dispatch(ev)
                 if len(buf) >= batch:
                     trace.flush()
+                    self._check_wall_clock()
         except InvariantViolation as exc:
             self._violation(exc)
             raise
@@ -586,7 +606,7 @@ class Simulation:
                 self.now = max(self.now, deadline)
                 return bool(pred())
             self._dispatch(ev)
-            self.trace.maybe_flush()
+            self._maybe_flush()
 
     def _dispatch(self, ev: tuple[Any, ...], live: bool = False) -> None:
         """Any event, the slow way (``run_until`` inlines the common cases).  ``live``:
@@ -1320,8 +1340,12 @@ class Simulation:
             if self.nodes[node_id] is None:
                 self.restart(node_id)
 
-    def run(self) -> SimResult:
+    def run(self, wall_limit: float | None = None) -> SimResult:
         """Run the workload and faults for ``duration``, settle, check; the result.
+
+        ``wall_limit``: seconds of wall time the run may take before it raises
+        ``WallClockExceeded`` (the history's check after it has its own budget,
+        ``config.linearizability_timeout``).
 
         The collector's first threshold is raised to ``GC_YOUNG_THRESHOLD`` meanwhile
         (restored after): a run allocates containers on every event (queue entries,
@@ -1333,9 +1357,12 @@ class Simulation:
         raise_it = 0 < old[0] < GC_YOUNG_THRESHOLD
         if raise_it:
             gc.set_threshold(GC_YOUNG_THRESHOLD, *old[1:])
+        if wall_limit is not None:
+            self._wall_deadline = time.perf_counter() + wall_limit
         try:
             return self._run()
         finally:
+            self._wall_deadline = math.inf
             if raise_it:
                 gc.set_threshold(*old)
 

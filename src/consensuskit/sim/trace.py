@@ -108,18 +108,14 @@ class Trace:
         self._pack = msgpack.Packer(default=_type_name, use_bin_type=True).pack
         self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
 
-    # The simulator appends tuples straight to this list (bound method) and calls
-    # maybe_flush() once per event; everything else goes through add().
+    # The simulator appends tuples straight to this list (bound method) and flushes it
+    # when it holds ``batch`` records; everything else goes through add().
     @property
     def append(self) -> Any:
         return self._buf.append
 
     def add(self, t: float, ev: str, *fields: Any) -> None:
         self._buf.append((t, ev, *fields))
-
-    def maybe_flush(self) -> None:
-        if len(self._buf) >= self.batch:
-            self.flush()
 
     def flush(self) -> None:
         if not self._buf:
