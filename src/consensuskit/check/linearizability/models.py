@@ -18,10 +18,10 @@ operations down to size; a model without them is searched in full:
 
 * ``read_only(call)`` — true when an operation of this kind whose answer never came
   changes nothing (a read);
-* ``forget_unread_values(ops)`` — the ops' calls with every written value that no
-  operation reads or compares against replaced by ``UNREAD``; it must leave every
-  step's legality unchanged, so only models whose steps merely compare values for
-  equality offer it.
+* ``forget_unread_values(ops)`` — the ops' calls with the value of every unanswered
+  write that no operation reads or compares against replaced by ``UNREAD``; it must
+  leave every step's legality unchanged, so only models whose steps merely compare
+  values for equality offer it.
 
 Built in: ``register`` (read/write), ``cas-register`` (read/write/cas) and ``kv``
 (get/put/delete/cas by value or version, and append as in Porcupine's kv model).
@@ -29,7 +29,6 @@ Built in: ``register`` (read/write), ``cas-register`` (read/write/cas) and ``kv`
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Hashable
 from typing import Any, Protocol
@@ -73,12 +72,14 @@ UNREAD: Any = _Unread()
 
 
 def forget_unread_values(ops: list[Operation], writes: tuple[str, ...]) -> list[Call]:
-    """The ops' calls, each write (a kind in ``writes``, cas included) of a value that
-    no output shows and no cas expects rewritten to write ``UNREAD``.
+    """The ops' calls, each unanswered write (a kind in ``writes``, cas included) of a
+    value that no output shows and no cas expects rewritten to write ``UNREAD``.
 
     Sound for models that only compare a state's value for equality with what an output
     shows or a cas expects: such a value and ``UNREAD`` both differ from all of those,
-    so every step answers alike.  Unhashable values are left as they are."""
+    so every step answers alike.  Only unanswered writes: the search's twins are
+    unanswered ops, and rewriting answered ones too cost a tenth of an easy history's
+    check for no gain seen.  Unhashable values are left as they are."""
     seen: set[Any] = set()
     calls = [op.input for op in ops]
     try:
@@ -93,12 +94,13 @@ def forget_unread_values(ops: list[Operation], writes: tuple[str, ...]) -> list[
                     seen.add(out["value"])
             else:
                 seen.add(out)
-        return [
-            dataclasses.replace(call, value=UNREAD)
-            if (call.kind in writes or call.kind == "cas") and call.value not in seen
-            else call
-            for call in calls
-        ]
+        for i, op in enumerate(ops):
+            call = op.input
+            if op.output is not UNKNOWN or not (call.kind in writes or call.kind == "cas"):
+                continue
+            if call.value not in seen:
+                calls[i] = Call(call.kind, call.key, UNREAD, call.expected, call.expected_version)
+        return calls
     except TypeError:  # an unhashable value
         return calls
 

@@ -19,9 +19,10 @@ an unanswered one may go anywhere after its call):
 * a read whose answer never came (the model's ``read_only``) changes nothing and
   constrains nothing: it is left out of the search and placed in the linearization
   afterwards, after every operation that returned before it was invoked;
-* a written value that no operation ever reads or compares against (the model's
-  ``forget_unread_values``) is replaced by one token: no step can tell such values
-  apart, and states that differ only in them are then one state to the memo;
+* the value of an unanswered write that no operation ever reads or compares against
+  (the model's ``forget_unread_values``) is replaced by one token: no step can tell
+  such values apart, so such writes become equal calls (twins, below) and states that
+  differ only in them are one state to the memo;
 * unanswered operations with equal calls (after the previous rule) are twins: either
   may stand wherever the other does, so the search linearizes twins in the order they
   were invoked only.  k twins cost k+1 choices, not 2^k.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,16 +107,25 @@ def check_partition(
 
 def _with_unanswered_reads(ops: list[Operation], order: list[int]) -> list[int]:
     """``order`` (a linearization of the searched ops) with every op left out of the
-    search put right after the last op that returned before it was invoked: every op
-    that must precede it then does, and none that must follow it precedes it."""
+    search put right after the last op of ``order`` that returned before it was invoked
+    (ties in invocation order): every op that must precede it then does, and none that
+    must follow it precedes it.  That point only moves on as invocations come later, so
+    one pass over ``order`` by return time places them all."""
     placed = set(order)
-    out = list(order)
-    for i in sorted((i for i in range(len(ops)) if i not in placed), key=lambda i: ops[i].call):
-        position = 0
-        for n, j in enumerate(out):
-            if ops[j].ret < ops[i].call:
-                position = n + 1
-        out.insert(position, i)
+    left_out = sorted((i for i in range(len(ops)) if i not in placed), key=lambda i: (ops[i].call, i))
+    by_return = sorted(range(len(order)), key=lambda n: ops[order[n]].ret)
+    before: dict[int, list[int]] = defaultdict(list)  # position in order -> ops to put there
+    k = position = 0
+    for i in left_out:
+        while k < len(by_return) and ops[order[by_return[k]]].ret < ops[i].call:
+            position = max(position, by_return[k] + 1)
+            k += 1
+        before[position].append(i)
+    out: list[int] = []
+    for n, j in enumerate(order):
+        out += before.get(n, ())
+        out.append(j)
+    out += before.get(len(order), ())
     return out
 
 
@@ -122,10 +133,9 @@ def _twins(ops: list[Operation], calls: list[Any]) -> list[int]:
     """For each op, the unanswered op with an equal call invoked just before it (-1
     if none): the search linearizes an op only after its twin."""
     twin = [-1] * len(ops)
+    unanswered = [i for i, op in enumerate(ops) if op.output is UNKNOWN and op.pending]
     last: dict[Any, int] = {}
-    for i in sorted(range(len(ops)), key=lambda i: (ops[i].call, i)):
-        if ops[i].output is not UNKNOWN or not ops[i].pending:
-            continue
+    for i in sorted(unanswered, key=lambda i: (ops[i].call, i)):
         try:
             twin[i] = last.get(calls[i], -1)
             last[calls[i]] = i
@@ -153,9 +163,11 @@ def _search(ops: list[Operation], model: Model, key: Any, deadline: float) -> Pa
             match[call_entry[i]] = e
         else:
             call_entry[i] = e
-    forget = getattr(model, "forget_unread_values", None)
-    calls = forget(ops) if forget is not None else [op.input for op in ops]
     outputs = [op.output for op in ops]
+    # Both reductions serve unanswered operations: without any, the history is searched
+    # as it is.
+    forget = getattr(model, "forget_unread_values", None) if UNKNOWN in outputs else None
+    calls = forget(ops) if forget is not None else [op.input for op in ops]
     twin = _twins(ops, calls)
     step = model.step
 
@@ -165,6 +177,9 @@ def _search(ops: list[Operation], model: Model, key: Any, deadline: float) -> Pa
     stack: list[tuple[int, Hashable]] = []  # (call entry, state before it)
     best: list[int] = []
     best_pending = False  # stack grew beyond ``best`` since it was saved
+    # The stack was never shorter than this since ``best`` was saved, so its first
+    # ``kept`` entries are still best's: a save copies only the rest.
+    kept = 0
     explored = 0
     entry = nxt[0]
     verdict = OK
@@ -206,12 +221,16 @@ def _search(ops: list[Operation], model: Model, key: Any, deadline: float) -> Pa
             continue
         # a return whose operation is not linearized: backtrack
         if best_pending:
-            best = [opid[e] for e, _ in stack]
+            del best[kept:]
+            best += [opid[e] for e, _ in stack[kept:]]
             best_pending = False
+            kept = len(stack)
         if not stack:
             verdict = ILLEGAL
             break
         entry, state = stack.pop()
+        if len(stack) < kept:
+            kept = len(stack)
         linearized &= ~(1 << opid[entry])
         m = match[entry]
         # unlift: the return first, then the call (the reverse of lift)
