@@ -5,13 +5,14 @@ Tags 10-29 belong to Raft; append new ones, never reuse.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from consensuskit.core.client import ClientRequest, ClientResponse
-from consensuskit.core.messages import message
+from consensuskit.core.messages import appended, message
 from consensuskit.protocols.common.batching import entry_size
 
 NOOP = "noop"
@@ -45,21 +46,46 @@ class RejoinConfig(ClusterConfig):
     previous release, and by this one otherwise, stay plain ClusterConfigs."""
 
     rejoining: tuple[str, ...] = ()
+    # The incarnation (Rejoining.incarnation) of each of ``rejoining``, in the same
+    # order: which disk loss the demotion answers.  A node that lost its disk twice
+    # finds the first loss's demotion and promotion in the log it catches up on; only
+    # a demotion naming its own incarnation is its own.  Empty in configurations of
+    # releases before it, and 0 for a node that reported none: unknown (any will do).
+    incarnations: tuple[int, ...] = dataclasses.field(default=(), metadata=appended(()))
 
     def summary(self) -> str:
         return f"{ClusterConfig.summary(self)} rejoining={','.join(self.rejoining)}"
+
+    def demotes(self, node: str, incarnation: int) -> bool:
+        """Is this the demotion of ``node``'s disk loss ``incarnation``?"""
+        if node not in self.rejoining:
+            return False
+        recorded = dict(zip(self.rejoining, self.incarnations, strict=False)).get(node, 0)
+        return recorded in (0, incarnation)
+
+
+def rejoining_of(config: ClusterConfig) -> dict[str, int]:
+    """The rejoining learners of ``config`` with their incarnations (0: unknown)."""
+    if not isinstance(config, RejoinConfig):
+        return {}
+    incarnations = dict(zip(config.rejoining, config.incarnations, strict=False))
+    return {node: incarnations.get(node, 0) for node in config.rejoining}
 
 
 def make_config(
     voters: set[str] | tuple[str, ...],
     learners: set[str] | tuple[str, ...] = (),
-    rejoining: set[str] | tuple[str, ...] = (),
+    rejoining: dict[str, int] | None = None,
 ) -> ClusterConfig:
-    """A sorted configuration; a RejoinConfig only when a learner is rejoining."""
+    """A sorted configuration; a RejoinConfig only when a learner is rejoining.
+    ``rejoining``: node -> the incarnation its demotion answers (rejoining_of)."""
+    rejoining = rejoining or {}
     marked = tuple(sorted(set(rejoining) & set(learners)))
     v, lr = tuple(sorted(voters)), tuple(sorted(learners))
     if marked:
-        return RejoinConfig(voters=v, learners=lr, rejoining=marked)
+        return RejoinConfig(
+            voters=v, learners=lr, rejoining=marked, incarnations=tuple(rejoining[n] for n in marked)
+        )
     return ClusterConfig(voters=v, learners=lr)
 
 
@@ -272,8 +298,10 @@ class Rejoining:
     quorum (commit, ReadIndex, check-quorum), demotes it to a learner and promotes it
     back once it caught up.  ``demoted_at`` > 0: the follower has seen a committed
     configuration, in force at that index, in which it is not a voter.  ``incarnation``
-    is drawn at random when the node starts: a new one means the node was (re)started,
-    so the leader takes its ``demoted_at`` as it is instead of the highest seen."""
+    is drawn at random when the node starts rejoining and persisted with its first
+    answer: a new one means the node lost its disk again, so the leader takes its
+    ``demoted_at`` as it is instead of the highest seen, and records it in the demotion
+    (RejoinConfig.incarnations)."""
 
     term: int
     response: Any

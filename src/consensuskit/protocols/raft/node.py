@@ -81,6 +81,7 @@ from consensuskit.protocols.raft.messages import (
     Snapshot,
     TimeoutNow,
     make_config,
+    rejoining_of,
 )
 from consensuskit.protocols.raft.options import RaftOptions
 from consensuskit.protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
@@ -107,6 +108,9 @@ SNAPSHOT_KEY: Final = "raft/snapshot"
 # While rejoining: the commit index at which the node saw a committed configuration that
 # does not count it as a voter (0: not yet).
 REJOIN_DEMOTED_KEY: Final = "raft/rejoin-demoted"
+# While rejoining: the incarnation the node answers with (messages.Rejoining), kept
+# across restarts so that the demotion naming it stays its own.
+REJOIN_INCARNATION_KEY: Final = "raft/rejoin-incarnation"
 
 # The answers a follower sends its leader; a rejoining follower wraps them in Rejoining.
 FOLLOWER_RESPONSES = (AppendEntriesResponse, HeartbeatResponse, InstallSnapshotResponse)
@@ -146,8 +150,12 @@ class RaftNode:
         # leader has caught it up and promoted it.  The bug knob ignores the key.
         self.rejoining = bool(storage.get(REJOINING_KEY)) and "vote-after-wipe" not in self.bugs
         self.demoted_at: int = (storage.get(REJOIN_DEMOTED_KEY) or 0) if self.rejoining else 0
-        # Tells the leader apart answers of this start from a stale one of an earlier.
-        self.incarnation = env.rng.getrandbits(31) + 1 if self.rejoining else 0
+        # Which disk loss this is, so that the leader tells answers of this loss from a
+        # stale one of an earlier and names it in the demotion (RejoinConfig): drawn when
+        # the rejoin starts, persisted with the first answer.
+        saved = storage.get(REJOIN_INCARNATION_KEY) if self.rejoining else None
+        self.incarnation: int = saved or (env.rng.getrandbits(31) + 1 if self.rejoining else 0)
+        self._incarnation_saved = saved is not None
         hard: HardState | None = storage.get(HARD_STATE_KEY)
         self.term = hard.term if hard else 0
         self.voted_for: str | None = hard.voted_for if hard else None
@@ -487,7 +495,7 @@ class RaftNode:
         if self.commit_index < self.term_start_index:
             return "leader has not committed an entry of its term yet"
         voters, learners = set(self.config.voters), set(self.config.learners)
-        rejoining = set(getattr(self.config, "rejoining", ()))
+        rejoining = rejoining_of(self.config)
         if change == "add-learner":
             if node in voters or node in learners:
                 return f"{node} is already a member"
@@ -1343,6 +1351,9 @@ class RaftNode:
     def _respond(self, leader: str, msg: Any) -> None:
         """A follower's answer to its leader; wrapped while we rejoin."""
         if self.rejoining:
+            if not self._incarnation_saved:
+                self.env.storage.put(REJOIN_INCARNATION_KEY, self.incarnation)
+                self._incarnation_saved = True
             msg = Rejoining(
                 term=self.term, response=msg, demoted_at=self.demoted_at, incarnation=self.incarnation
             )
@@ -1354,7 +1365,11 @@ class RaftNode:
             return
         config = self.config_history.at(self.commit_index)
         if self.id not in config.voters:
-            if not self.demoted_at:
+            # Only a demotion of this disk loss: one of an earlier loss (caught up on with
+            # the log, its promotion after it) would readmit us unasked, a voter again
+            # before the leader demoted us, to count as up while we are not.
+            mine = isinstance(config, RejoinConfig) and config.demotes(self.id, self.incarnation)
+            if not self.demoted_at and mine:
                 self.demoted_at = self.commit_index
                 self.env.storage.put(REJOIN_DEMOTED_KEY, self.demoted_at)
                 self.env.record("rejoin-demoted", index=self.commit_index)
@@ -1371,6 +1386,7 @@ class RaftNode:
             self.voted_for = self.id
             self._persist_hard_state()
         self.env.storage.put(REJOIN_DEMOTED_KEY, 0)
+        self.env.storage.put(REJOIN_INCARNATION_KEY, 0)
         self.env.storage.put(REJOINING_KEY, False)
         self.env.record("rejoined", index=self.commit_index, term=self.term)
 
@@ -1382,18 +1398,24 @@ class RaftNode:
             return
         config = self.config
         voters, learners = set(config.voters), set(config.learners)
-        rejoining = set(getattr(config, "rejoining", ()))
+        rejoining = rejoining_of(config)
         if peer in voters:
             if not pr.rejoining or pr.demoted_at:
                 return  # healthy, or promoted and about to learn it
             voters.discard(peer)
             learners.add(peer)
-            rejoining.add(peer)
+            rejoining[peer] = pr.incarnation
             self.env.record("rejoin-demote", node=peer)
         elif peer in rejoining:
+            if pr.rejoining and pr.incarnation and rejoining[peer] not in (0, pr.incarnation):
+                # It lost its disk again while demoted: this loss needs a demotion naming it.
+                rejoining[peer] = pr.incarnation
+                self.env.record("rejoin-demote", node=peer)
+                self._propose_config(make_config(voters, learners, rejoining))
+                return
             if pr.match < self.commit_index or (pr.rejoining and not pr.demoted_at):
                 return  # not caught up, or has not yet seen its demotion committed
-            rejoining.discard(peer)
+            del rejoining[peer]
             learners.discard(peer)
             voters.add(peer)
             self.env.record("rejoin-promote", node=peer, match=pr.match)
