@@ -203,16 +203,12 @@ def run_seed(config: SimConfig, seed: int, seed_timeout: float = 0.0) -> SeedOut
     try:
         sim = Simulation(cfg)
         result = sim.run(wall_limit=seed_timeout or None)
-    except WallClockExceeded:
+    except WallClockExceeded as exc:
         assert sim is not None
         return SeedOutcome(
             seed=seed,
             ok=False,
-            reason=(
-                f"hung: the run did not end in {seed_timeout:g} s of wall time (stopped at virtual time "
-                f"{sim.now:.6f} of {cfg.duration + cfg.settle:g}, {sim.events:,} events); "
-                "raise --seed-timeout if it was only slow"
-            ),
+            reason=f"hung: {exc}; raise --seed-timeout if it was only slow",
             events=sim.events,
             trace_sha256="",
             wall_seconds=time.perf_counter() - t0,

@@ -230,7 +230,8 @@ class Simulation:
         self._batch_window = 0.0
         self.now = 0.0
         self.events = 0
-        self._wall_deadline = math.inf  # a perf_counter() instant: run(wall_limit=)
+        self._wall_limit = math.inf  # run(wall_limit=), and the perf_counter() instant it ends
+        self._wall_deadline = math.inf
         self._queue: list[tuple[Any, ...]] = []  # a heap (sim/events.py)
         self._batches: deque[tuple[Any, ...]] = deque()  # BATCH entries, in order
         self._seq = itertools.count()
@@ -380,9 +381,10 @@ class Simulation:
 
     def _check_wall_clock(self) -> None:
         if time.perf_counter() > self._wall_deadline:
+            cfg = self.config
             raise WallClockExceeded(
-                f"the run took its whole wall-clock limit (stopped at virtual time {self.now:.6f}, "
-                f"{self.events:,} events)"
+                f"the run did not end in {self._wall_limit:g} s of wall time (stopped at virtual "
+                f"time {self.now:.6f} of {cfg.duration + cfg.settle:g}, {self.events:,} events)"
             )
 
     def _pop_next(self, t: float) -> tuple[Any, ...] | None:
@@ -1358,6 +1360,7 @@ class Simulation:
         if raise_it:
             gc.set_threshold(GC_YOUNG_THRESHOLD, *old[1:])
         if wall_limit is not None:
+            self._wall_limit = wall_limit
             self._wall_deadline = time.perf_counter() + wall_limit
         try:
             return self._run()

@@ -58,10 +58,7 @@ class RejoinConfig(ClusterConfig):
 
     def demotes(self, node: str, incarnation: int) -> bool:
         """Is this the demotion of ``node``'s disk loss ``incarnation``?"""
-        if node not in self.rejoining:
-            return False
-        recorded = dict(zip(self.rejoining, self.incarnations, strict=False)).get(node, 0)
-        return recorded in (0, incarnation)
+        return node in self.rejoining and rejoining_of(self)[node] in (0, incarnation)
 
 
 def rejoining_of(config: ClusterConfig) -> dict[str, int]:

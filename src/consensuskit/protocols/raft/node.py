@@ -1411,14 +1411,13 @@ class RaftNode:
                 # It lost its disk again while demoted: this loss needs a demotion naming it.
                 rejoining[peer] = pr.incarnation
                 self.env.record("rejoin-demote", node=peer)
-                self._propose_config(make_config(voters, learners, rejoining))
-                return
-            if pr.match < self.commit_index or (pr.rejoining and not pr.demoted_at):
+            elif pr.match < self.commit_index or (pr.rejoining and not pr.demoted_at):
                 return  # not caught up, or has not yet seen its demotion committed
-            del rejoining[peer]
-            learners.discard(peer)
-            voters.add(peer)
-            self.env.record("rejoin-promote", node=peer, match=pr.match)
+            else:
+                del rejoining[peer]
+                learners.discard(peer)
+                voters.add(peer)
+                self.env.record("rejoin-promote", node=peer, match=pr.match)
         else:
             return
         self._propose_config(make_config(voters, learners, rejoining))
