@@ -2,16 +2,16 @@
 
 Phase 1 (``Prepare``/``Promise``) covers every slot from the candidate's first
 unexecuted one; phase 2 (``Accept``/``Accepted``) runs per command under a stable
-leader.  Tags 50-69 belong to Multi-Paxos; append new ones, never reuse.
+leader.  Tags 50-69 belong to Multi-Paxos (all taken); append new ones, never reuse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, ClientResponse
-from consensuskit.core.messages import message
+from consensuskit.core.messages import appended, message
 from consensuskit.protocols.paxos.ballot import Ballot
 
 COMMAND = "command"
@@ -259,13 +259,16 @@ class ForwardReply:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RejoinRequest:
     """From an acceptor that lost its disk and caught up to the leader of ``ballot``:
-    "run phase 1 again" -- it may speak again only after it saw a slot decided in a
-    ballot whose phase 1 started after it restarted (Paxos Made Live §5.1)."""
+    "run phase 1 again, and tell me (``Readmit``, echoing ``nonce``) through which slot
+    the values chosen before it lie" (README, "Disk loss").  ``nonce`` was appended: a
+    previous release's frame decodes with 0, and its sender gets the old answer (a new
+    phase 1 deciding a no-op, and no ``Readmit``, which it could not decode)."""
 
     ballot: Ballot
+    nonce: int = field(default=0, metadata=appended(0))
 
     def summary(self) -> str:
-        return f"RejoinRequest {self.ballot}"
+        return f"RejoinRequest {self.ballot} nonce={self.nonce}"
 
 
 @message(67)
@@ -293,3 +296,19 @@ class PrePromise:
     def summary(self) -> str:
         answer = "granted" if self.granted else "refused"
         return f"PrePromise round={self.round} {answer} promised={self.promised}"
+
+
+@message(69)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Readmit:
+    """The leader's answer to ``RejoinRequest(nonce)``, once it leads ``ballot``, whose
+    phase 1 it started on that request: every value chosen before that phase 1 is at a
+    slot up to ``through``.  The acceptor votes again once it has executed them and
+    stored them in a snapshot (they replace the votes it lost)."""
+
+    ballot: Ballot
+    through: int
+    nonce: int
+
+    def summary(self) -> str:
+        return f"Readmit {self.ballot} through={self.through} nonce={self.nonce}"

@@ -40,10 +40,12 @@ Rules this module owns:
   * catch-up by chosen values (``Learn``) or, behind the compaction point, a snapshot;
   * disk loss (Paxos Made Live §5.1; README): an acceptor built on a storage holding the
     platform's REJOINING_KEY sends no Promise and no Accepted, acknowledges heartbeats
-    only for catch-up (round 0: no lease, no quorum read) and never campaigns, until it
-    has caught up and seen a slot decided in a ballot whose Prepare reached it after it
-    restarted (once caught up it asks the leader for such a ballot: ``RejoinRequest``);
-    then it adopts that ballot as its promise and clears the key.
+    only for catch-up (round 0: no lease, no quorum read) and never campaigns.  Caught
+    up, it asks the leader (``RejoinRequest``) for a phase 1 started after the request;
+    leading it, the leader answers ``Readmit``: every value chosen before lies at a slot
+    up to its recovery end.  Once the acceptor executed through that slot, it stores
+    its state in a snapshot (the values may stand in for votes it lost), promises the
+    highest ballot prepared since its restart and clears the key.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     PrePrepare,
     PrePromise,
     Promise,
+    Readmit,
     RejoinRequest,
     SlotValue,
     Snapshot,
@@ -167,11 +170,14 @@ class MultiPaxosNode:
         # Lost its disk (the platform's key): a silent acceptor until readmitted (see
         # _rejoin_check).  The bug knob ignores the key.
         self.rejoining = bool(storage.get(REJOINING_KEY)) and "promise-after-wipe" not in self.bugs
-        # While rejoining: ballots whose Prepare reached us since the restart -> the first
-        # slot we saw proposed in it (0: none yet), and whether we saw that slot decided.
-        self.rejoin_ballots: dict[Ballot, int] = {}
-        self.rejoin_decided: set[Ballot] = set()
-        self.rejoin_asked: Ballot | None = None
+        # While rejoining: names our RejoinRequests, so that only a Readmit answering this
+        # incarnation's request counts (one for an earlier one, delayed, may predate a
+        # second disk loss); the highest ballot prepared since the restart (the promise
+        # we adopt); when we last asked; the Readmit we hold (ballot, through).
+        self.rejoin_nonce = env.rng.getrandbits(31) + 1 if self.rejoining else 0
+        self.rejoin_ballot = ZERO_BALLOT
+        self.rejoin_asked_at = float("-inf")
+        self.readmit: tuple[Ballot, int] | None = None
         self.promised: Ballot = storage.get(PROMISED_KEY) or ZERO_BALLOT
         self.log = AcceptorLog(storage)
         self.snapshot: Snapshot | None = storage.get(SNAPSHOT_KEY)
@@ -257,7 +263,9 @@ class MultiPaxosNode:
         self.durable_slot = self.log.last
         # Leader: slots of our ballot whose own vote counts once durable_slot reaches them.
         self.unsynced_votes: set[int] = set()
-        # A rejoining acceptor asked for a new ballot: lead it with a slot decided in it.
+        # Leader: rejoining acceptors whose RejoinRequest started our phase 1 -> its nonce
+        # (0: a previous release's request, answered with a no-op in the new ballot).
+        self.readmit_pending: dict[str, int] = {}
         self.noop_on_lead = False
         self._handlers: dict[type, Any] = {
             Prepare: self.handle_prepare,
@@ -274,6 +282,7 @@ class MultiPaxosNode:
             Forward: self.handle_forward,
             ForwardReply: self.handle_forward_reply,
             RejoinRequest: self.handle_rejoin_request,
+            Readmit: self.handle_readmit,
         }
 
     # ------------------------------------------------------------------ inspection
@@ -690,9 +699,8 @@ class MultiPaxosNode:
         self._see_round(m.ballot.round)
         if self.rejoining:
             # Silent: we cannot know what we promised before the disk loss.  Note the
-            # ballot: its phase 1 started after our restart.
-            if m.ballot > ZERO_BALLOT and m.ballot not in self.rejoin_ballots:
-                self.rejoin_ballots[m.ballot] = 0
+            # ballot: readmitted, we promise the highest one seen.
+            self.rejoin_ballot = max(self.rejoin_ballot, m.ballot)
             return
         if src not in self._members_from(min(self.executed + 1, m.from_slot)) and src != self.id:
             self.env.send(src, Nack(ballot=m.ballot, promised=self.promised, leader_hint=self.leader_id))
@@ -807,6 +815,10 @@ class MultiPaxosNode:
             self.next_slot = top + 1
             self.to_recover = {s for s in range(self.executed + 1, top + 1) if s not in self.chosen}
         self.recovery_end = self.next_slot - 1
+        for node, nonce in sorted(self.readmit_pending.items()):
+            if nonce:
+                self.env.send(node, Readmit(ballot=self.ballot, through=self.recovery_end, nonce=nonce))
+        self.readmit_pending = {}
         if self.wait_until > self.env.now():
             self.env.set_timer(LEASE_WAIT_TIMER, self.wait_until - self.env.now())
             self.env.record("lease-wait", seconds=round(self.wait_until - self.env.now(), 6))
@@ -828,6 +840,7 @@ class MultiPaxosNode:
         was = self.role
         self.role = FOLLOWER
         self.leader_id = leader
+        self.readmit_pending = {}  # they ask the next leader
         if was == LEADER:
             self._drop_leader_state(leader)
         elif was in (PRE_CANDIDATE, CANDIDATE):
@@ -1020,8 +1033,6 @@ class MultiPaxosNode:
             return
         self._follow(m.ballot, src)
         if self.rejoining:
-            if m.values and self.rejoin_ballots.get(m.ballot) == 0:
-                self.rejoin_ballots[m.ballot] = min(v.slot for v in m.values)
             self._rejoin_check(m.ballot, m.commit, src)
             return  # no vote, no Accepted: we take part in no quorum yet
         self._vote([AcceptedValue(slot=v.slot, ballot=m.ballot, entry=v.entry) for v in m.values])
@@ -1238,30 +1249,43 @@ class MultiPaxosNode:
 
     # ------------------------------------------------------------------ disk loss
     def _rejoin_check(self, ballot: Ballot, commit: int | None, leader: str) -> None:
-        """While rejoining, on a message of ``ballot``'s leader carrying its ``commit``:
-        readmit ourselves once a slot proposed in a ballot whose Prepare we saw since the
-        restart is decided and executed here; else, caught up, ask for such a ballot."""
-        first = self.rejoin_ballots.get(ballot, 0)
-        if first and commit is not None and commit >= first:
-            self.rejoin_decided.add(ballot)
-        for b in sorted(self.rejoin_decided, reverse=True):
-            if self.executed >= self.rejoin_ballots[b]:
-                self._rejoined(b)
-                return
-        if commit is None or first or self.rejoin_asked == ballot:
-            return  # (first: a slot of this ballot is known; its decision will come)
-        # Caught up, and this ballot either started before the restart or has proposed
-        # nothing we saw (an idle cluster would leave us silent until the next write).
-        if self.executed >= commit:
-            self.rejoin_asked = ballot
-            self.env.send(leader, RejoinRequest(ballot=ballot))
+        """While rejoining, on a message of ``ballot``'s leader carrying its ``commit``
+        (None: a catch-up message): readmit ourselves once we executed through our
+        Readmit's slot; without one, once caught up, ask the leader for one."""
+        if self.readmit is not None:
+            if self.executed >= self.readmit[1]:
+                self._rejoined()
+            return  # (the slots it names will come)
+        if commit is None or self.executed < commit:
+            return
+        # Its answer is a phase 1 and then a Readmit: while they travel, messages of the
+        # ballot we asked in (or of the new one) show us caught up again; asking again
+        # then would start another phase 1, and again.  A lost answer is asked for anew.
+        if self.env.now() - self.rejoin_asked_at < 2 * self.opts.election_timeout:
+            return
+        self.rejoin_asked_at = self.env.now()
+        self.env.send(leader, RejoinRequest(ballot=ballot, nonce=self.rejoin_nonce))
 
-    def _rejoined(self, ballot: Ballot) -> None:
-        # Promise the highest ballot whose Prepare reached us since the restart: it may
-        # be one we promised before the loss and a candidate is still counting on.
-        ballot = max(ballot, *self.rejoin_ballots)
+    def handle_readmit(self, src: str, m: Readmit) -> None:
+        if not self.rejoining or m.nonce != self.rejoin_nonce:
+            self.env.record("ignored", src=src, reason="readmit for another rejoin")
+            return
+        self.rejoin_ballot = max(self.rejoin_ballot, m.ballot)
+        if self.readmit is None or m.through < self.readmit[1]:
+            self.readmit = (m.ballot, m.through)
+        self._rejoin_check(m.ballot, None, src)
+
+    def _rejoined(self) -> None:
+        """Vote again.  The values we executed may be all that is left of votes we cast
+        before the loss (a slot chosen by a bare majority that included us): they go
+        into a snapshot first, and the log is compacted behind it, so that a Promise of
+        ours reports them to any candidate that lacks them, as the lost votes would."""
+        self._take_snapshot(compact_to=self.executed)
+        # Promise the highest ballot prepared since the restart: our Readmit's, or one
+        # we may have promised before the loss and whose candidate is still counting.
+        ballot = self.rejoin_ballot
         self.rejoining = False
-        self.rejoin_ballots, self.rejoin_decided, self.rejoin_asked = {}, set(), None
+        self.rejoin_asked_at, self.readmit = float("-inf"), None
         if ballot > self.promised:
             self.promised = ballot
             self.env.storage.put(PROMISED_KEY, ballot)
@@ -1269,12 +1293,17 @@ class MultiPaxosNode:
         self.env.record("rejoined", ballot=str(ballot), executed=self.executed)
 
     def handle_rejoin_request(self, src: str, m: RejoinRequest) -> None:
-        """A caught-up acceptor that lost its disk needs a ballot started after its
-        restart: run phase 1 again, and decide a no-op in the new ballot."""
+        """A caught-up acceptor that lost its disk needs a phase 1 started after its
+        request: every value chosen before it then lies at a slot our Promises reported
+        (a majority without the silent acceptor still meets every chosen value's
+        majority in a node that kept its vote), up to ``recovery_end``.  Readmit names
+        that slot once we lead the new ballot."""
         if self.role != LEADER or m.ballot != self.ballot or src not in self.members():
             return
         self.env.record("rejoin-ballot", node=src)
-        self.noop_on_lead = True
+        self.readmit_pending[src] = m.nonce
+        if not m.nonce:
+            self.noop_on_lead = True  # the previous release's rule: readmitted by a decided slot
         self._start_phase1()
 
     def _may_campaign(self) -> bool:
@@ -1294,6 +1323,10 @@ class MultiPaxosNode:
             self._snapshot_turn,
         ):
             return
+        kept = entries_kept(self.opts.snapshot_trailing, len(self.sm))
+        self._take_snapshot(compact_to=self.executed - kept)
+
+    def _take_snapshot(self, *, compact_to: int) -> None:
         self.executed_since_snapshot = 0
         snap = Snapshot(
             last_slot=self.executed,
@@ -1303,7 +1336,7 @@ class MultiPaxosNode:
         self.snapshot = snap
         self.env.storage.put(SNAPSHOT_KEY, snap)
         self.env.record("snapshot", slot=snap.last_slot)
-        self._compact(self.executed - entries_kept(self.opts.snapshot_trailing, len(self.sm)))
+        self._compact(compact_to)
 
     def _install(self, snap: Snapshot) -> None:
         """Replace our state with a snapshot ahead of our executed prefix."""
