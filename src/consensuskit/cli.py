@@ -31,7 +31,14 @@ from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
 from consensuskit.core.registry import flag_options, parse_flags, protocol_named_by_flags
 from consensuskit.core.service import resolve
-from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, NEMESIS_KINDS, RUNTIMES, SimConfig, Simulation
+from consensuskit.sim import (
+    ALL_NEMESIS,
+    DEFAULT_LINEARIZABILITY_TIMEOUT,
+    NEMESIS_KINDS,
+    RUNTIMES,
+    SimConfig,
+    Simulation,
+)
 from consensuskit.sweep import (
     DEFAULT_SEED_TIMEOUT,
     DaskUnavailable,
@@ -58,19 +65,19 @@ app.add_typer(scenario_app, name="scenario")
 
 # ---------------------------------------------------------------- validation
 def parse_nemesis(text: str) -> tuple[str, ...]:
-    """'partition,crash' / 'all' / 'none' / '' -> kinds in NEMESIS_KINDS order."""
+    """'partition,crash' / 'all' / 'all,membership' / 'none' / '' -> kinds in
+    NEMESIS_KINDS order ('all': ALL_NEMESIS, every kind but membership)."""
     items = [part.strip() for part in text.split(",") if part.strip()]
     if not items or items == ["none"]:
         return ()
-    if "all" in items:
-        return NEMESIS_KINDS
-    unknown = [k for k in items if k not in NEMESIS_KINDS]
+    unknown = [k for k in items if k not in NEMESIS_KINDS and k != "all"]
     if unknown:
         raise typer.BadParameter(
             f"unknown fault {', '.join(unknown)}; valid: {', '.join(NEMESIS_KINDS)}, all, none",
             param_hint="'--nemesis'",
         )
-    return tuple(k for k in NEMESIS_KINDS if k in items)
+    wanted = set(items) | (set(ALL_NEMESIS) if "all" in items else set())
+    return tuple(k for k in NEMESIS_KINDS if k in wanted)
 
 
 def protocol_help() -> str:
@@ -490,7 +497,10 @@ NodesOpt = Annotated[int, typer.Option(min=1, help="Number of nodes n1..nN.")]
 DurationOpt = Annotated[float, typer.Option(min=0.0, help="Virtual seconds of workload and faults.")]
 ClientsOpt = Annotated[int, typer.Option(min=0, help="Concurrent workload clients.")]
 NemesisOpt = Annotated[
-    str, typer.Option(help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all / none.")
+    str,
+    typer.Option(
+        help=f"Comma list of faults: {', '.join(NEMESIS_KINDS)}, or all (every one but membership) / none."
+    ),
 ]
 BugOpt = Annotated[
     list[str] | None, typer.Option("--bug", help="Enable a deliberate bug of the protocol (or its service).")

@@ -33,9 +33,10 @@ def test_nemesis_generates_every_kind_and_settle_repairs():
     )
     result = sim.run()
     injected = sim.nemesis.injected
-    # The toy protocol cannot survive a disk loss: no wipe for it.
-    assert "wipe" not in sim.nemesis.kinds
-    assert set(injected) == set(NEMESIS_KINDS) - {"wipe"}, injected
+    # The toy protocol cannot survive a disk loss nor change membership: no wipe for it,
+    # and no membership change.
+    assert "wipe" not in sim.nemesis.kinds and "membership" not in sim.nemesis.kinds
+    assert set(injected) == set(NEMESIS_KINDS) - {"wipe", "membership"}, injected
     for kind in ("partition", "crash", "restart", "pause", "resume", "network", "clock"):
         assert result.faults.get(kind, 0) > 0, kind
     assert result.invariant_violations == []
@@ -403,3 +404,93 @@ def test_the_flip_sides_the_crashed_stalled_leader_with_the_nodes_the_strike_cut
     assert new not in cut_off and any(f["kind"] == "disk" and f["node"] == new for f in _faults(sim))
     flip = [f["groups"] for f in _faults(sim) if f["kind"] == "partition"][-1]
     assert flip.split("|")[0].split(",") == sorted([*cut_off, new])  # now a majority of five
+
+
+# ------------------------------------------------------------------ membership
+def test_all_names_every_kind_but_membership_which_is_asked_for_by_name():
+    from consensuskit.cli import parse_nemesis
+    from consensuskit.sim import ALL_NEMESIS
+
+    assert "membership" in NEMESIS_KINDS and "membership" not in ALL_NEMESIS
+    assert parse_nemesis("all") == ALL_NEMESIS
+    assert parse_nemesis("all,membership") == NEMESIS_KINDS
+    assert parse_nemesis("membership,crash") == ("crash", "membership")
+
+
+@pytest.mark.parametrize("protocol", ["raft", "multipaxos"])
+def test_the_membership_kind_removes_a_voter_and_adds_it_back_through_the_leader(protocol):
+    sim = Simulation(
+        SimConfig(protocol=protocol, node_ids=FIVE, seed=4, clients=3, duration=12.0, settle=3.0,
+                  nemesis=("membership",), nemesis_interval=(0.3, 0.6))
+    )
+    changes: list[tuple[str, str, str | None]] = []
+    original = sim.change_membership
+
+    def watched(change: str, node_id: str) -> str | None:
+        error = original(change, node_id)
+        changes.append((change, node_id, error))
+        return error
+
+    sim.change_membership = watched  # type: ignore[method-assign]
+    result = sim.run()
+    assert result.invariant_violations == [] and result.linearizable is True
+    removed = [node for change, node, error in changes if change == "remove" and error is None]
+    added = [node for change, node, error in changes if change == "add-voter" and error is None]
+    assert len(removed) >= 2 and added, changes
+    # Only a node a removal was proposed for is added back (a proposal may come to
+    # nothing when its leader is deposed); at most one is out at a time.
+    assert set(added) <= set(removed), changes
+    assert sim.nemesis.injected["membership"] == len(removed)
+    for node in sim.nodes.values():
+        view = node.membership()
+        assert len(view.voters) >= 4
+
+
+def test_no_membership_change_for_a_protocol_without_the_capability():
+    sim = Simulation(SimConfig(protocol="zab", node_ids=FIVE, seed=1, nemesis=("membership", "crash")))
+    assert sim.nemesis is None or "membership" not in sim.nemesis.kinds
+    sim.start_nemesis()
+    assert sim.nemesis.kinds == ("crash",)
+
+
+def test_a_removal_shrinks_the_fault_budget():
+    sim = Simulation(SimConfig(protocol="raft", node_ids=FIVE, seed=1, nemesis=("membership",)))
+    assert sim.run_until_true(lambda: sim.membership_leader() is not None, 5.0)
+    sim.run_for(0.5)  # (Raft changes membership once an entry of the leader's term committed)
+    sim.start_nemesis()
+    nemesis = sim.nemesis
+    assert nemesis.max_down == 2
+    nemesis._membership()  # five voters, none absent: one is removed
+    assert nemesis.members == 4 and nemesis.max_down == 1
+    assert sim.run_until_true(lambda: not sim.nodes[sim.membership_leader()].membership().config_pending, 5.0)
+    nemesis._membership()  # the removed node is added back
+    assert nemesis.members == 4
+    assert sim.run_until_true(
+        lambda: len(sim.nodes[sim.membership_leader()].membership().voters) == 5, 5.0
+    )
+    nemesis._membership()
+    assert nemesis.max_down == 2 or nemesis.members == 4  # (the next removal may follow at once)
+
+
+def test_a_scripted_membership_change_and_its_errors():
+    sim = Simulation(SimConfig(protocol="multipaxos", node_ids=FIVE, seed=1))
+    assert sim.run_until_true(lambda: sim.membership_leader() is not None, 5.0)
+    leader = sim.membership_leader()
+    gone = "n5" if leader != "n5" else "n4"
+    Schedule.parse(f"{sim.now + 0.1} member remove {gone}\n").install(sim)
+
+    def removed() -> bool:
+        view = sim.nodes[leader].membership()
+        return gone not in view.voters and not view.config_pending
+
+    assert sim.run_until_true(removed, 5.0)  # in force on an idle cluster too (no-ops)
+    assert sim.change_membership("remove", gone) == f"{gone} is not a member"
+    with pytest.raises(ValueError, match="line 1: unknown membership change 'evict'; valid: add-voter"):
+        Schedule.parse("1.0 member evict n5\n")
+    with pytest.raises(ValueError, match=r"member takes 2\.\.2 arguments"):
+        Schedule.parse("1.0 member remove\n")
+    sim.crash(leader)
+    for node in FIVE:
+        if node != leader:
+            sim.pause(node)
+    assert sim.change_membership("add-voter", gone) == "no running leader that changes membership"

@@ -8,9 +8,12 @@
                          nodes learned there and the one the votes chose;
 * execution agreement  - every node executes the same command at each slot, in order;
 * lease uniqueness     - at every instant at most one node would serve a lease read from
-                         its own state (the drift bound is the lease arithmetic's premise;
-                         the simulator's clock faults stay within it unless a scenario
-                         says otherwise).
+                         its own state.  The drift bound is the lease arithmetic's premise;
+                         a clock *step* (the nemesis's skew) is outside it, as a monotonic
+                         clock never steps: a lease measured before its holder's clock
+                         jumped back is not counted until it could have been renewed, and
+                         no lease counts as exclusive while a grant or wait measured before
+                         some clock jumped forward may still run (``_note_clock_steps``).
 
 Client-visible properties (global knowledge of the simulator):
 * read freshness       - a read (other than a requested ``stale`` one) reflects every slot
@@ -63,6 +66,9 @@ class MultiPaxosChecker:
         # (global time) a lease it measured before a step may outlive its grant.
         self.skews: dict[str, float] = {}
         self.excused_until: dict[str, float] = {}
+        # Until when (global time) a forward step of some clock may have cut a grant or a
+        # new leader's wait short: no lease counts as exclusive then.
+        self.forward_step_until = float("-inf")
         self.configs: list[tuple[int, tuple[str, ...]]] = []
         # (global time, highest executed slot anywhere) whenever it grew
         self.exec_times: list[float] = []
@@ -237,6 +243,8 @@ class MultiPaxosChecker:
 
     def _check_leases(self, sim: Any) -> None:
         self._note_clock_steps(sim)
+        if sim.now < self.forward_step_until:
+            return
         holders = []
         for node_id in sim.node_ids:
             node = sim.nodes.get(node_id)
@@ -256,7 +264,15 @@ class MultiPaxosChecker:
         for node_id in sim.node_ids:
             skew = sim.clock_of(node_id).skew
             back = self.skews.get(node_id, 0.0) - skew
-            if back > 0:
+            if back < 0:
+                # A clock that jumps forward ends what it measures early: an acceptor's
+                # grant (seed 91187: a new leader elected with no wait while the old one's
+                # lease ran) or a new leader's wait for the old lease (seed 90730).  The
+                # effect lasts until every grant or wait measured before the jump is over.
+                node = sim.nodes.get(node_id)
+                period = 2 * node.opts.lease_duration if node is not None else 0.0
+                self.forward_step_until = max(self.forward_step_until, sim.now + period - back)
+            elif back > 0:
                 # A lease measured before the step runs ``back`` seconds longer than its
                 # grantors allowed (and one measured before an earlier step, too).
                 node = sim.nodes.get(node_id)

@@ -5,6 +5,7 @@ random choice is derived: same seed and config => same trace, byte for byte.
 """
 
 from consensuskit.sim.config import (
+    ALL_NEMESIS,
     DEFAULT_LINEARIZABILITY_TIMEOUT,
     NEMESIS_KINDS,
     RUNTIMES,
@@ -18,6 +19,7 @@ from consensuskit.sim.simulation import SimResult, Simulation
 from consensuskit.sim.workload import OpRun
 
 __all__ = [
+    "ALL_NEMESIS",
     "DEFAULT_LINEARIZABILITY_TIMEOUT",
     "NEMESIS_KINDS",
     "RUNTIMES",

@@ -36,6 +36,13 @@ Random nemesis rules:
     writes sync slowly while its followers answer fast; half the time it crashes that
     leader during the stall.  Within max_down, like every kind.  Protocols without a
     leader get the same faults on a random node;
+  * ``membership`` (not in "all": sim/config.py) changes the configuration through the
+    leader, as an operator would (``Simulation.change_membership``), one change at a
+    time: a node the leader's configuration lacks is added back as a voter, else a
+    voter (the leader too; never a rejoining one) is removed while more than three
+    remain.  A removed node keeps running with its state (clients may still reach it)
+    and is added back with it.  Only for protocols whose nodes have the
+    ``MembershipChange`` capability (dropped from the kinds elsewhere);
   * the nemesis only injects; ``Simulation.settle`` heals everything at the end.
 
 Schedule text (one action per line, ``#`` starts a comment, times are absolute
@@ -54,6 +61,7 @@ virtual seconds)::
     5.0 network loss=0.3 duplicate=0.1 reorder=0.2
     6.0 link n1 n2 loss=0.5 latency_min=0.05 latency_max=0.1
     6.0 link n1 n2                   # clear that link's overrides
+    7.0 member remove n3             # through the leader (also add-voter, add-learner)
 """
 
 from __future__ import annotations
@@ -63,7 +71,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from consensuskit.core.capabilities import HasLeader, ReplicatedLog, implements, leader_of
+from consensuskit.core.capabilities import (
+    CONFIG_CHANGES,
+    HasLeader,
+    MembershipChange,
+    ReplicatedLog,
+    implements,
+    leader_of,
+)
 from consensuskit.sim.config import NEMESIS_KINDS
 
 if TYPE_CHECKING:
@@ -173,11 +188,16 @@ class Nemesis:
         # Canonical order: the same set of kinds means the same choices.
         if not sim.spec.survives_disk_loss:
             kinds = tuple(k for k in kinds if k != "wipe")
+        if not any(implements(node, MembershipChange) for node in sim.nodes.values() if node is not None):
+            kinds = tuple(k for k in kinds if k != "membership")
         self.kinds = tuple(k for k in NEMESIS_KINDS if k in kinds)
         self.interval = interval
         self.rng = rng
         n = len(sim.node_ids)
-        self.max_down = (n - 1) // 2 if max_down is None else max_down
+        self.down_limit = (n - 1) // 2 if max_down is None else max_down
+        # Members (voters and learners) of the smallest configuration that may be in
+        # force: only the membership kind changes it; fewer members tolerate fewer down.
+        self.members = n
         self.stopped = False
         self.partitioned = False
         self.bursts: dict[str, bool] = {"loss": False, "dup": False, "reorder": False}
@@ -231,6 +251,10 @@ class Nemesis:
         kind = self.rng.choice(self.tick_kinds)
         getattr(self, "_" + kind)()
         self._schedule_next()
+
+    @property
+    def max_down(self) -> int:
+        return min(self.down_limit, (self.members - 1) // 2)
 
     def _count(self, kind: str) -> None:
         self.injected[kind] = self.injected.get(kind, 0) + 1
@@ -295,6 +319,29 @@ class Nemesis:
             if up:
                 sim.pause(rng.choice(up))
                 self._count("pause")
+
+    def _membership(self) -> None:
+        sim, rng = self.sim, self.rng
+        leader = sim.membership_leader()
+        if leader is None:
+            return
+        view = sim.nodes[leader].membership()
+        members = len(view.voters) + len(view.learners)
+        if view.config_pending:
+            self.members = min(self.members, members)
+            return
+        self.members = members
+        absent = [n for n in sim.node_ids if n not in view.voters and n not in view.learners]
+        if absent:
+            sim.change_membership("add-voter", rng.choice(absent))
+            return
+        removable = [n for n in view.voters if not sim.rejoining(n)]
+        # Removing one must leave the faults in place within the smaller budget.
+        if len(view.voters) <= 3 or not removable or self._down() > (members - 2) // 2:
+            return
+        if sim.change_membership("remove", rng.choice(removable)) is None:
+            self.members = members - 1
+            self._count("membership")
 
     def _wipe(self) -> None:
         sim, rng = self.sim, self.rng
@@ -582,6 +629,7 @@ ACTIONS: dict[str, tuple[int, int]] = {
     "clock": (1, 3),
     "network": (1, 8),
     "link": (1, 9),
+    "member": (2, 2),
 }
 
 
@@ -641,6 +689,10 @@ def apply_action(sim: Simulation, action: str, args: tuple[str, ...]) -> None:
         sim.set_clock(args[0], fields.get("skew", 0.0), fields.get("drift", 0.0))
     elif action == "network":
         sim.set_network(**_kv(args, "network"))
+    elif action == "member":
+        if args[0] not in CONFIG_CHANGES:
+            raise ValueError(f"member: unknown change {args[0]!r}; valid: {', '.join(CONFIG_CHANGES)}")
+        sim.change_membership(args[0], args[1])
     elif action == "link":
         src, dst = _pair(args[:1]) if "->" in args[0] else (args[0], args[1])
         rest = args[1:] if "->" in args[0] else args[2:]
@@ -681,6 +733,9 @@ class Schedule:
                 raise ValueError(
                     f"line {lineno}: {action} takes {lo}..{hi} arguments, got {len(args)}"
                 )
+            if action == "member" and args[0] not in CONFIG_CHANGES:
+                valid = ", ".join(CONFIG_CHANGES)
+                raise ValueError(f"line {lineno}: unknown membership change {args[0]!r}; valid: {valid}")
             items.append((at, action, args))
         items.sort(key=lambda item: item[0])  # stable: equal times keep file order
         return cls(items)

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from consensuskit.catalog import default_registry, service_for
+from consensuskit.core.capabilities import MembershipChange, implements, leader_of
 from consensuskit.core.client import ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry, flag_options
@@ -1219,6 +1220,26 @@ class Simulation:
         self._after_handler(env)
         self._checked(node_id)  # a violation gets its time and trace tail attached
         return result
+
+    def membership_leader(self) -> str | None:
+        """A running (neither crashed nor paused) node that says it leads and changes
+        membership (``MembershipChange``); of two, the newer generation (term, round)."""
+        running = [(n, self.nodes[n]) for n in self.node_ids if n not in self._paused]
+        able = [n for n in leader_of(running) if implements(self.nodes[n], MembershipChange)]
+        return max(able, key=lambda n: self.nodes[n].node_status().generation, default=None)
+
+    def change_membership(self, change: str, node_id: str) -> str | None:
+        """Ask the leader (``membership_leader``) to make ``change`` (CONFIG_CHANGES of
+        core/capabilities.py) to ``node_id`` through the protocol, as an operator's
+        ``consensuskit admin`` call would.  None once proposed, else why not (no such
+        leader, or its refusal).  Traced as a fault when a leader was asked."""
+        self._check_node(node_id)
+        leader = self.membership_leader()
+        if leader is None:
+            return "no running leader that changes membership"
+        error = self.invoke(leader, lambda n: n.propose_config_change(change, node_id), f"{change} {node_id}")
+        self._fault("membership", change=change, node=node_id, via=leader, error=error)
+        return error
 
     def schedule(self, at: float, fn: Callable[[], None], label: str) -> None:
         """Run ``fn`` at virtual time ``at`` (not earlier than now), traced as ``label``."""

@@ -220,3 +220,23 @@ def test_the_previous_releases_rejoin_request_still_decodes_and_gets_a_new_ballo
     assert n1.ballot > ballot and n1.noop_on_lead
     assert sim.run_until_true(lambda: n1.role == "leader" and n1.ballot > ballot, 2.0)
     assert not any(isinstance(m, Readmit) for _, m, _ in env.outbox[before:])
+
+
+def test_a_phase_1_run_again_for_a_rejoiner_keeps_the_wait_for_the_old_lease():
+    """Seed 92175 (5 nodes, 60 s): a new leader waiting out its predecessor's lease ran
+    phase 1 again for a rejoining acceptor; the new promises no longer told of that lease
+    (the acceptors' grants had passed to the new leader), and it served at once while the
+    old leader, cut off, still served its lease.  The wait it learned stays."""
+    sim = make_sim()
+    sim.run_for(0.3)  # n1 holds a lease the others granted
+    sim.partition([["n1"], ["n2", "n3"]])
+    sim.invoke("n2", lambda n: n.campaign(), "campaign n2")
+    n2 = sim.nodes["n2"]
+    assert sim.run_until_true(lambda: n2.role == "leader", 1.0)
+    waiting_until = n2.wait_until
+    assert waiting_until > sim.local_time("n2")
+    sim.invoke("n2", lambda n: n.on_message("n3", RejoinRequest(ballot=n.ballot, nonce=1)), "rejoin")
+    assert sim.run_until_true(lambda: n2.role == "leader" and n2.ballot.round > 2, 1.0)
+    assert n2.wait_until >= waiting_until
+    sim.run_for(1.0)
+    assert not sim.violations, sim.violations[0]

@@ -498,11 +498,15 @@ def test_configuration_takes_effect_alpha_slots_later():
         "n4 is already a member",
         "a configuration change is already in progress",
     )
+    # With no command to carry the log to slot 4, no-ops fill slots 2 and 3: the
+    # configuration is in force on an idle cluster, and the next change may start.
+    assert [leader.chosen[s].kind for s in (2, 3)] == ["noop", "noop"]
+    assert leader.executed == 3 and leader.membership().config_pending is False
     for seq in range(1, 5):
         c.request("n1", put("c", seq, "x", seq))
     c.fire("n1", "heartbeat")
     c.deliver_all()
-    assert c.nodes["n4"].executed == leader.executed == 5
+    assert c.nodes["n4"].executed == leader.executed == 7
 
 
 def test_server_membership_names_and_a_new_node_gets_a_ballot_number():

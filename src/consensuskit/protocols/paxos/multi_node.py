@@ -350,7 +350,9 @@ class MultiPaxosNode:
             voters=tuple(self.configs[-1][1]),
             learners=(),
             config_index=self.config_slot,
-            config_pending=self._config_change_undecided(),
+            # Proposed and not yet in force (the capability's meaning): an operator's next
+            # change would be refused until then.
+            config_pending=self._config_change_pending(),
         )
 
     def lease_remaining(self) -> float:
@@ -379,7 +381,7 @@ class MultiPaxosNode:
             "voters": list(self.config_history.latest()[1]),
             "learners": [],
             "config_index": self.config_slot,
-            "config_pending": self._config_change_undecided(),
+            "config_pending": self._config_change_pending(),
             "ready": self.ready,
             "rejoining": self.rejoining,
             "lease_remaining": max(0.0, self.lease_until - self.env.now()) if self.role == LEADER else 0.0,
@@ -672,7 +674,10 @@ class MultiPaxosNode:
         self.promises = {}
         self.best_votes = {}
         self.prepare_sent = set()
-        self.wait_until = 0.0
+        # wait_until is kept: a lease an earlier phase 1 of ours learned of may still run
+        # (on our clock), and this one's promises may no longer tell of it, their grants
+        # having passed to us since (seed 92175: a leader that ran phase 1 again for a
+        # rejoining acceptor served at once while the old leader's lease ran).
         self.prepare_from = self.executed + 1
         self._reset_election_timer()
         if was == LEADER:
@@ -928,6 +933,19 @@ class MultiPaxosNode:
             entry, size = self._next_value()
             values.append(self._propose(slot, entry))
             sizes.append(size)
+        # A configuration decided at slot s governs slots from s + alpha on: with no
+        # command to carry the log there, no-ops do, so that it comes into force (and the
+        # next change may start) on an idle cluster too.
+        in_force_at = self.config_history.latest()[0]
+        while (
+            not self.queue
+            and self.next_slot < in_force_at
+            and self.next_slot <= limit
+            and self._ready_for_slot(self.next_slot)
+        ):
+            values.append(self._propose(self.next_slot, NOOP_ENTRY))
+            sizes.append(entry_size(NOOP_ENTRY.data))
+            self.next_slot += 1
         if values:
             self._send_accepts(values, sizes)
             for v in values:
