@@ -1286,7 +1286,8 @@ class MultiPaxosNode:
 
     def handle_readmit(self, src: str, m: Readmit) -> None:
         if not self.rejoining or m.nonce != self.rejoin_nonce:
-            self.env.record("ignored", src=src, reason="readmit for another rejoin")
+            why = "not rejoining" if not self.rejoining else "it answers another incarnation's request"
+            self.env.record("ignored", src=src, reason=f"readmit: {why}")
             return
         self.rejoin_ballot = max(self.rejoin_ballot, m.ballot)
         if self.readmit is None or m.through < self.readmit[1]:
