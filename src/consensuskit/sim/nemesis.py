@@ -69,7 +69,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from consensuskit.core.capabilities import (
     CONFIG_CHANGES,
@@ -325,7 +325,7 @@ class Nemesis:
         leader = sim.membership_leader()
         if leader is None:
             return
-        view = sim.nodes[leader].membership()
+        view = cast("MembershipChange", sim.nodes[leader]).membership()
         members = len(view.voters) + len(view.learners)
         if view.config_pending:
             self.members = min(self.members, members)

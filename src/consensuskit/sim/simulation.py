@@ -51,10 +51,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from consensuskit.catalog import default_registry, service_for
-from consensuskit.core.capabilities import MembershipChange, implements, leader_of
+from consensuskit.core.capabilities import Inspectable, MembershipChange, implements, leader_of
 from consensuskit.core.client import ClientRequest, ClientResponse, Op, ServiceOp
 from consensuskit.core.env import ProtocolNode
 from consensuskit.core.registry import ProtocolSpec, Registry, flag_options
@@ -1226,7 +1226,8 @@ class Simulation:
         membership (``MembershipChange``); of two, the newer generation (term, round)."""
         running = [(n, self.nodes[n]) for n in self.node_ids if n not in self._paused]
         able = [n for n in leader_of(running) if implements(self.nodes[n], MembershipChange)]
-        return max(able, key=lambda n: self.nodes[n].node_status().generation, default=None)
+        generation = {n: cast("Inspectable", self.nodes[n]).node_status().generation for n in able}
+        return max(able, key=generation.__getitem__, default=None)
 
     def change_membership(self, change: str, node_id: str) -> str | None:
         """Ask the leader (``membership_leader``) to make ``change`` (CONFIG_CHANGES of
