@@ -654,3 +654,32 @@ def test_catch_up_learns_stop_at_max_batch_bytes():
             c.nodes[dst].on_message(src, msg)
     assert [len(m.values) for m in learns] == [2, 2, 2]
     assert c.nodes["n3"].executed == leader.executed and c.nodes["n3"].sm.get("k6") == "v" * 400_000
+
+
+def test_a_lost_prepare_to_a_new_configurations_member_is_sent_again():
+    """Seed 121113 (membership changes): a leader elected by the old configuration's
+    majority recovers a slot the new configuration governs; its one Prepare to the new
+    member was lost, and the slot waited forever.  Unanswered Prepares go out again with
+    each heartbeat while a slot waits for them."""
+    c = Cluster(["n1", "n2", "n3", "n4"], members=("n1", "n2", "n3"), alpha=3)
+    leader = c.elect("n1")
+    c.partition(["n1", "n2", "n4"], ["n3"])  # n3 lags behind everything below
+    assert leader.propose_config_change("add", "n4") is None
+    c.deliver_all()
+    c.fire("n1", "heartbeat")
+    c.deliver_all()
+    assert leader.config_at(4) == ("n1", "n2", "n3", "n4") and leader.executed == 3
+    c.request("n1", put("c", 1, "x", 1))  # slot 4, in the new configuration
+    c.request("n1", put("c", 2, "x", 2))  # slot 5: n2 votes, but never hears it chosen
+    assert leader.executed == 5 and c.nodes["n2"].executed == 4
+    c.down.add("n1")
+    c.partition(["n1", "n2", "n3"], ["n4"])  # n3's Prepare to n4 is lost
+    n3 = c.elect("n3")  # by the old configuration's majority (n2, n3)
+    assert n3.executed == 4 and n3.to_recover == {5}
+    c.fire("n3", "lease-wait")  # n1's lease ran out: slot 5 needs n4's promise now
+    c.deliver_all()
+    assert "n4" in n3.prepare_sent and n3.executed == 4
+    c.heal()
+    c.fire("n3", "heartbeat")
+    c.deliver_all()
+    assert n3.executed == 5 and n3.sm.digest() == leader.sm.digest()

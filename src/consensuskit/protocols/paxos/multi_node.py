@@ -404,6 +404,7 @@ class MultiPaxosNode:
             if self.role == LEADER:
                 self._broadcast_heartbeat()
                 self._resend_proposals()
+                self._resend_prepares()
                 self.env.set_timer(HEARTBEAT_TIMER, self.opts.heartbeat_interval)
         elif key == CHECK_QUORUM_TIMER:
             if self.role == LEADER:
@@ -984,6 +985,17 @@ class MultiPaxosNode:
             self.prepare_sent.add(peer)
             self.env.send(peer, prepare)
         return False
+
+    def _resend_prepares(self) -> None:
+        """A leader's Prepare to a member of a later configuration may be lost, or reach
+        it down; the slots that configuration governs wait for a majority of its
+        promises.  Unanswered Prepares go out again each heartbeat while a slot waits
+        (seed 121113, with membership changes: a leader that had its old configuration's
+        promises sent heartbeats for 5 s, its recovered slots stuck behind the new one)."""
+        unanswered = self.prepare_sent - self.promises.keys()
+        if unanswered:
+            self.prepare_sent -= unanswered
+            self._pump()
 
     def _propose(self, slot: int, entry: Entry) -> SlotValue:
         self.proposals[slot] = entry
