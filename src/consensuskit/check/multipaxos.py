@@ -264,22 +264,22 @@ class MultiPaxosChecker:
         for node_id in sim.node_ids:
             skew = sim.clock_of(node_id).skew
             back = self.skews.get(node_id, 0.0) - skew
+            self.skews[node_id] = skew
+            if back == 0:
+                continue
+            node = sim.nodes.get(node_id)
+            period = 2 * node.opts.lease_duration if node is not None else 0.0
             if back < 0:
                 # A clock that jumps forward ends what it measures early: an acceptor's
                 # grant (seed 91187: a new leader elected with no wait while the old one's
                 # lease ran) or a new leader's wait for the old lease (seed 90730).  The
                 # effect lasts until every grant or wait measured before the jump is over.
-                node = sim.nodes.get(node_id)
-                period = 2 * node.opts.lease_duration if node is not None else 0.0
                 self.forward_step_until = max(self.forward_step_until, sim.now + period - back)
-            elif back > 0:
+            else:
                 # A lease measured before the step runs ``back`` seconds longer than its
                 # grantors allowed (and one measured before an earlier step, too).
-                node = sim.nodes.get(node_id)
-                period = 2 * node.opts.lease_duration if node is not None else 0.0
                 until = max(self.excused_until.get(node_id, 0.0), sim.now + period)
                 self.excused_until[node_id] = until + back
-            self.skews[node_id] = skew
 
     def _stepped_back(self, sim: Any, node: Any) -> bool:
         """Could this node's lease have been measured before its clock jumped backward?

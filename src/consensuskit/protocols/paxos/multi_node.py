@@ -264,7 +264,7 @@ class MultiPaxosNode:
         # Leader: slots of our ballot whose own vote counts once durable_slot reaches them.
         self.unsynced_votes: set[int] = set()
         # Leader: rejoining acceptors whose RejoinRequest started our phase 1 -> its nonce
-        # (0: a previous release's request, answered with a no-op in the new ballot).
+        # (a previous release's request has none: it is answered with a no-op instead).
         self.readmit_pending: dict[str, int] = {}
         self.noop_on_lead = False
         self._handlers: dict[type, Any] = {
@@ -822,8 +822,7 @@ class MultiPaxosNode:
             self.to_recover = {s for s in range(self.executed + 1, top + 1) if s not in self.chosen}
         self.recovery_end = self.next_slot - 1
         for node, nonce in sorted(self.readmit_pending.items()):
-            if nonce:
-                self.env.send(node, Readmit(ballot=self.ballot, through=self.recovery_end, nonce=nonce))
+            self.env.send(node, Readmit(ballot=self.ballot, through=self.recovery_end, nonce=nonce))
         self.readmit_pending = {}
         if self.wait_until > self.env.now():
             self.env.set_timer(LEASE_WAIT_TIMER, self.wait_until - self.env.now())
@@ -1332,8 +1331,9 @@ class MultiPaxosNode:
         if self.role != LEADER or m.ballot != self.ballot or src not in self.members():
             return
         self.env.record("rejoin-ballot", node=src)
-        self.readmit_pending[src] = m.nonce
-        if not m.nonce:
+        if m.nonce:
+            self.readmit_pending[src] = m.nonce
+        else:
             self.noop_on_lead = True  # the previous release's rule: readmitted by a decided slot
         self._start_phase1()
 
