@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from consensuskit.cli import main, parse_nemesis
+from consensuskit.cli import main, parse_nemesis, parse_nemesis_interval
 from consensuskit.sim import NEMESIS_KINDS
 
 
@@ -108,6 +108,11 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["sim", "raft", "--runtime", "threaded"], "batched, unbatched, random"),
         (["sweep", "raft", "--runtime", "threaded"], "batched, unbatched, random"),
         (["sim", "raft", "--frobnicate"], "--nemesis"),
+        (["sim", "raft", "--nemesis-interval", "2,1"], "0 < LO <= HI"),
+        (["sweep", "raft", "--nemesis-interval", "0,1"], "0 < LO <= HI"),
+        (["sim", "raft", "--nemesis-interval", "soon"], "expected LO,HI"),
+        (["sim", "raft", "--nemesis-interval", "1,2,3"], "expected LO,HI"),
+        (["sim", "raft", "--server-options", "--option", "election_timeout=-1"], "election_timeout"),
         (["frobnicate"], "scenario"),
         (["scenario", "run", "raft-election", "--heartbeats", "some"], "collapse"),
         (["scenario", "run", "lease-read", "--param", "speed=2"], "valid: drift"),
@@ -133,6 +138,48 @@ def test_parse_nemesis() -> None:
     assert parse_nemesis("all") == tuple(k for k in NEMESIS_KINDS if k != "membership")
     assert parse_nemesis("all,membership") == NEMESIS_KINDS
     assert parse_nemesis("skew, crash") == ("crash", "skew")  # canonical order
+
+
+def test_parse_nemesis_interval() -> None:
+    assert parse_nemesis_interval("2,6") == (2.0, 6.0)
+    assert parse_nemesis_interval(" 0.5 , 0.5 ") == (0.5, 0.5)
+    assert parse_nemesis_interval("3") == (3.0, 3.0)  # one number: a fixed gap
+
+
+def test_server_options_run_the_servers_timers_and_an_option_still_wins() -> None:
+    from consensuskit.catalog import default_registry
+    from consensuskit.cli import build_config
+
+    server = default_registry().get("raft").server_options
+    assert server["election_timeout"] == 1.0  # what a real node runs (raft/options.py)
+    config = build_config("raft", 3, 0, 1.0, 0, "none", None, server_options=True)
+    assert config.options == server
+    config = build_config("raft", 3, 0, 1.0, 0, "none", None, ["election_timeout=2.0"], server_options=True)
+    assert config.options == {**server, "election_timeout": 2.0}
+    assert build_config("raft", 3, 0, 1.0, 0, "none", None).options == {}
+
+
+def test_a_sweep_with_the_servers_timers_and_slower_faults_reproduces_its_seeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The faults come no faster than an election at 1 s timeouts can finish, so every
+    # seed completes operations; the reproduce command carries the interval.
+    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "2", "--nodes", "3", "--duration", "8",
+                       "--clients", "2", "--nemesis", "partition,crash", "--nemesis-interval", "2,4",
+                       "--server-options", "--workers", "1", "--no-progress", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["passed"] == 2 and doc["seeds_without_ops"] == 0
+    from consensuskit.cli import build_config
+    from consensuskit.sweep import reproduce_command
+
+    config = build_config("raft", 3, 0, 8.0, 2, "partition,crash", None, nemesis_interval="2,4",
+                          server_options=True)
+    assert config.nemesis_interval == (2.0, 4.0)
+    command = reproduce_command(config, 1)
+    assert "--nemesis-interval 2,4" in command and "--option election_timeout=1.0" in command
+    code, out, _ = run(capsys, *command.split()[1:], "--json")
+    assert code == 0 and json.loads(out)["faults"]
+    assert "--nemesis-interval" not in reproduce_command(build_config("raft", 3, 0, 1.0, 0, "all", None), 1)
 
 
 def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:

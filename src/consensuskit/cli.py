@@ -80,6 +80,23 @@ def parse_nemesis(text: str) -> tuple[str, ...]:
     return tuple(k for k in NEMESIS_KINDS if k in wanted)
 
 
+def parse_nemesis_interval(text: str) -> tuple[float, float]:
+    """'LO,HI' (seconds) -> (LO, HI) with 0 < LO <= HI; one number: that fixed gap."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not 0 < values[0] <= values[1] or values[1] == float("inf"):
+        raise typer.BadParameter(
+            f"expected LO,HI seconds with 0 < LO <= HI (e.g. 0.5,2), got {text!r}",
+            param_hint="'--nemesis-interval'",
+        )
+    return values[0], values[1]
+
+
 def protocol_help() -> str:
     return f"Protocol: {', '.join(default_registry().names())}."
 
@@ -190,12 +207,20 @@ def build_config(
     runtime: str = "random",
     flags: dict[str, Any] | None = None,
     linearizability_timeout: float = DEFAULT_LINEARIZABILITY_TIMEOUT,
+    nemesis_interval: str | None = None,
+    server_options: bool = False,
 ) -> SimConfig:
     check_protocol(protocol)
     flags = dict(flags or {})
     spec = default_registry().get(protocol)
-    # Option flags are options too; an explicit --option KEY=VALUE wins over a flag.
-    merged = {**flag_options(spec.flags, flags), **parse_options(protocol, options)}
+    # Option flags are options too; an explicit --option KEY=VALUE wins over a flag, and
+    # either over the server's defaults (--server-options: the timers real nodes run).
+    merged = {
+        **(spec.server_options if server_options else {}),
+        **flag_options(spec.flags, flags),
+        **parse_options(protocol, options),
+    }
+    interval = parse_nemesis_interval(nemesis_interval) if nemesis_interval is not None else None
     return SimConfig(
         runtime=check_runtime(runtime),
         options=validate_protocol_options(protocol, merged) if flags else merged,
@@ -209,6 +234,7 @@ def build_config(
         nemesis=parse_nemesis(nemesis),
         bugs=check_bugs(protocol, list(bugs or []), check_service(protocol, service)),
         linearizability_timeout=linearizability_timeout,
+        **({"nemesis_interval": interval} if interval is not None else {}),
     )
 
 
@@ -520,6 +546,22 @@ CheckTimeoutOpt = Annotated[
         "unknown (a sweep counts that as a failure).",
     ),
 ]
+NemesisIntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LO,HI",
+        help="Seconds between random faults, drawn uniformly (default 0.5,2). Scale it with "
+        "the protocol's timers: faults faster than an election leave no leader.",
+    ),
+]
+ServerOptionsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--server-options",
+        help="Start from the options real nodes run with (the server's timers, e.g. 1 s "
+        "election timeouts); --option and the protocol's flags still override them.",
+    ),
+]
 RuntimeOpt = Annotated[
     str,
     typer.Option(
@@ -538,9 +580,11 @@ def sim_cmd(
     duration: DurationOpt = 10.0,
     clients: ClientsOpt = 3,
     nemesis: NemesisOpt = "none",
+    nemesis_interval: NemesisIntervalOpt = None,
     bug: BugOpt = None,
     option: OptionOpt = None,
     service: ServiceOpt = None,
+    server_options: ServerOptionsOpt = False,
     runtime: RuntimeOpt = "random",
     linearizability_timeout: CheckTimeoutOpt = DEFAULT_LINEARIZABILITY_TIMEOUT,
     as_json: Annotated[bool, typer.Option("--json", help="Print SimResult JSON only.")] = False,
@@ -567,6 +611,8 @@ def sim_cmd(
         runtime,
         flags=parse_protocol_flags(ctx, protocol),
         linearizability_timeout=linearizability_timeout,
+        nemesis_interval=nemesis_interval,
+        server_options=server_options,
     )
     view_dir = tempfile.TemporaryDirectory(prefix="consensuskit-view-") if view and not trace else None
     config.trace_path = trace or (str(Path(view_dir.name) / "trace.jsonl") if view_dir else None)
@@ -615,9 +661,11 @@ def sweep_cmd(
     duration: DurationOpt = 10.0,
     clients: ClientsOpt = 3,
     nemesis: NemesisOpt = "none",
+    nemesis_interval: NemesisIntervalOpt = None,
     bug: BugOpt = None,
     option: OptionOpt = None,
     service: ServiceOpt = None,
+    server_options: ServerOptionsOpt = False,
     runtime: RuntimeOpt = "random",
     linearizability_timeout: CheckTimeoutOpt = DEFAULT_LINEARIZABILITY_TIMEOUT,
     seed_timeout: Annotated[
@@ -659,6 +707,8 @@ def sweep_cmd(
         runtime,
         flags=parse_protocol_flags(ctx, protocol),
         linearizability_timeout=linearizability_timeout,
+        nemesis_interval=nemesis_interval,
+        server_options=server_options,
     )
     if dask is not None:
         try:

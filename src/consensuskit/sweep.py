@@ -145,6 +145,9 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
         f"--clients {config.clients}",
         f"--nemesis {','.join(config.nemesis) or 'none'}",
     ]
+    if config.nemesis_interval != SimConfig().nemesis_interval:
+        lo, hi = config.nemesis_interval
+        parts.append(f"--nemesis-interval {lo:g},{hi:g}")
     if config.runtime != "random":  # the default: the seed picks the same runtime again
         parts.append(f"--runtime {config.runtime}")
     if config.linearizability_timeout != DEFAULT_LINEARIZABILITY_TIMEOUT:
