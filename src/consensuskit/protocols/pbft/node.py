@@ -24,7 +24,10 @@ Rules this module owns (n = 3f+1 replicas, the primary of view v is members[v mo
   * persist before sending: the view, each log entry (accepted pre-prepare, prepared,
     commit sent, committed, P and Q) and the stable checkpoint are written before the
     messages that depend on them leave (the durability driver holds them), so a replica
-    restarted from its disk never contradicts what it sent;
+    restarted from its disk never contradicts what it sent; the view is stored with
+    the checkpoint it started from (its floor: nothing at or below it is accepted or
+    numbered in that view), and with ``read_only`` the highest number executed (a
+    restarted replica behind it orders reads instead of answering them);
   * anything not authentic (bad MAC or signature, a replica field that is not the
     sender) is dropped and counted in ``dropped``; it never raises.
 """
@@ -66,6 +69,7 @@ from consensuskit.statemachines.sessions import refusal
 
 VIEW_KEY = "pbft/view"
 CHECKPOINT_KEY = "pbft/checkpoint"
+EXECUTED_KEY = "pbft/executed"  # with read_only: the highest number executed (read floor)
 TIMER_VIEW_CHANGE = "view-change"
 TIMER_FETCH = "fetch-state"
 FETCH_RETRY = 0.2
@@ -134,12 +138,28 @@ class PbftNode:
         self.macs = macs
         self.view = 0
         self.active = True  # False while changing view
+        # The stable checkpoint the current view started from (its NEW-VIEW's min-s):
+        # every number at or below it is settled, so this view accepts and proposes
+        # only above it, even while this replica's own checkpoint is older (its state
+        # still being fetched, or its checkpoint write lost in a crash).  Persisted with
+        # the view (seed 143015: a new primary restarted before its fetched checkpoint
+        # was on disk came back with its old low watermark and numbered a request at a
+        # number committed two views before).
+        self.view_floor = 0
         # Stable checkpoint: low watermark h, its digest and its 2f+1 signed proof.
         self.low = 0
         self.stable_digest = state_digest(state_machine.snapshot())
         self.stable_proof: tuple[Checkpoint, ...] = ()
         self.snapshots: dict[int, tuple[bytes, Any]] = {0: (self.stable_digest, state_machine.snapshot())}
         self.executed = 0
+        # With read_only: the highest number this replica ever executed (persisted).  A
+        # restart rebuilds the state from the stable checkpoint and the log's committed
+        # entries only; entries a later view re-issued are no longer committed here, so
+        # the state can come back older than replies this replica already gave.  It
+        # answers reads from its state again only once it is back at this point (seed
+        # 141000: two replicas restarted at their checkpoint outvoted the third with a
+        # value two writes old).
+        self.read_floor = 0
         self.next_seq = 1  # the primary's next number
         self.log: dict[int, Entry] = {}
         self.votes: dict[tuple[int, int], Votes] = {}
@@ -223,7 +243,7 @@ class PbftNode:
 
     # ------------------------------------------------------------------ persistence
     def _persist_view(self) -> None:
-        self.env.storage.put(VIEW_KEY, (self.view, self.active))
+        self.env.storage.put(VIEW_KEY, (self.view, self.active, self.view_floor))
 
     def _persist_entry(self, seq: int) -> None:
         e = self.log.get(seq)
@@ -235,7 +255,10 @@ class PbftNode:
         storage = self.env.storage
         view = storage.get(VIEW_KEY)
         if view is not None:
-            self.view, self.active = view
+            # (view, active) before the floor was kept: the view's floor unknown, 0.
+            self.view, self.active = view[0], view[1]
+            self.view_floor = view[2] if len(view) > 2 else 0
+        self.read_floor = storage.get(EXECUTED_KEY) or 0
         cp = storage.get(CHECKPOINT_KEY)
         if cp is not None:
             seq, digest, proof, snapshot = cp
@@ -254,7 +277,7 @@ class PbftNode:
             if p is not None:
                 self.p_info[seq] = p
             self.q_info[seq] = {d: (v, b) for d, v, b in q}
-        self.next_seq = max([self.low, *self.log]) + 1
+        self.next_seq = max([self.low, self.view_floor, *self.log]) + 1
 
     # ------------------------------------------------------------------ inputs
     def on_start(self) -> None:
@@ -339,6 +362,8 @@ class PbftNode:
         answers.  A second sighting is the client retrying (no 2f+1 agreed): ordered."""
         if not self.opts.read_only or not request.op.is_read():
             return False
+        if self.executed < self.read_floor:
+            return False  # restarted behind what it executed before: ordered
         key = (request.client_id, request.seq)
         if key in self.reads_seen:
             return False
@@ -407,7 +432,7 @@ class PbftNode:
             return
         if pp.view != self.view:
             return
-        if not self.low < pp.seq <= self.high or batch_digest(pp.batch) != pp.digest:
+        if not max(self.low, self.view_floor) < pp.seq <= self.high or batch_digest(pp.batch) != pp.digest:
             self.dropped += 1
             return
         if not all(isinstance(r, ClientRequest) for r in pp.batch):
@@ -520,6 +545,10 @@ class PbftNode:
                 self._take_checkpoint(seq)
         if not ran:
             return
+        if self.opts.read_only and self.executed > self.read_floor:
+            # Written with the replies it backs: they leave only once it is durable.
+            self.read_floor = self.executed
+            self.env.storage.put(EXECUTED_KEY, self.executed)
         self.env.cancel_timer(TIMER_VIEW_CHANGE)
         self.timer_armed = False
         self._arm_timer()
@@ -800,6 +829,7 @@ class PbftNode:
         """Enter ``view`` with the batches the view changes settle re-issued."""
         self.view = view
         self.active = True
+        self.view_floor = sel.min_s
         self.vc_failures = 0
         self.env.cancel_timer(TIMER_VIEW_CHANGE)
         self.timer_armed = False
