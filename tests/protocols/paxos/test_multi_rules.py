@@ -16,6 +16,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Entry,
     Forward,
     Heartbeat,
+    HeartbeatAck,
     Learn,
     Nack,
     Prepare,
@@ -654,6 +655,35 @@ def test_catch_up_learns_stop_at_max_batch_bytes():
             c.nodes[dst].on_message(src, msg)
     assert [len(m.values) for m in learns] == [2, 2, 2]
     assert c.nodes["n3"].executed == leader.executed and c.nodes["n3"].sm.get("k6") == "v" * 400_000
+
+
+def test_duplicated_and_reordered_acks_do_not_multiply_catch_up_learns():
+    """Seed 195060 (max_batch=1, every fault): a peer catching up a slot a Learn answers
+    each Learn, duplicates included, with an ack; the leader answered every ack whose
+    executed differed from the last one it answered, so reordered duplicates doubled the
+    Learns in flight on every round trip (6 million in half a virtual second).  Only an
+    ack showing progress past the last one answered gets a Learn, or one after two
+    heartbeats (a lost Learn)."""
+    c = Cluster(IDS, commands_per_slot=1, max_batch=1, snapshot_threshold=0)
+    leader = c.elect("n1")
+    c.partition(["n1", "n2"], ["n3"])
+    for seq in range(1, 6):
+        c.request("n1", put("c", seq, "k", seq))
+    c.heal()
+    c.deliver_all()
+    ballot = leader.ballot
+    c.envs["n1"].take()
+
+    def learns_for(*executed: int) -> list[int]:
+        for e in executed:
+            leader.on_message("n3", HeartbeatAck(ballot=ballot, round=0, executed=e))
+        return [m.values[0].slot for dst, m in c.envs["n1"].take() if dst == "n3" and isinstance(m, Learn)]
+
+    assert learns_for(1) == [2]
+    assert learns_for(1, 0, 1) == []  # a duplicate, an older one reordered, the duplicate again
+    assert learns_for(2, 2, 1, 2) == [3]  # one Learn per step of progress
+    c.envs["n1"].clock += 2 * leader.opts.heartbeat_interval
+    assert learns_for(2) == [3]  # two heartbeats on: the Learn was lost, sent again
 
 
 def test_a_lost_prepare_to_a_new_configurations_member_is_sent_again():
