@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from consensuskit.cli import main, parse_nemesis, parse_nemesis_interval
-from consensuskit.sim import NEMESIS_KINDS
+from consensuskit.core.client import CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE
+from consensuskit.sim import NEMESIS_KINDS, Simulation
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -177,8 +179,12 @@ def test_a_sweep_with_the_servers_timers_and_slower_faults_reproduces_its_seeds(
     assert config.nemesis_interval == (2.0, 4.0)
     command = reproduce_command(config, 1)
     assert "--nemesis-interval 2,4" in command and "--option election_timeout=1.0" in command
+    assert "--server-options" in command  # the clients' timeouts are the real client's
+    assert (config.op_timeout, config.op_deadline) == (CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE)
     code, out, _ = run(capsys, *command.split()[1:], "--json")
-    assert code == 0 and json.loads(out)["faults"]
+    replayed = json.loads(out)
+    assert code == 0 and replayed["faults"]
+    assert replayed["trace_sha256"] == Simulation(dataclasses.replace(config, seed=1)).run().trace_sha256
     assert "--nemesis-interval" not in reproduce_command(build_config("raft", 3, 0, 1.0, 0, "all", None), 1)
 
 

@@ -68,6 +68,7 @@ from urllib.parse import quote
 import aiohttp
 
 from consensuskit.client_cache import MISS, LeaseCache
+from consensuskit.core.client import CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE
 
 T = TypeVar("T")
 
@@ -374,8 +375,8 @@ class AsyncClient:
         self,
         endpoints: str | Sequence[str],
         *,
-        timeout: float = 2.0,
-        deadline: float = 10.0,
+        timeout: float = CLIENT_ATTEMPT_TIMEOUT,
+        deadline: float = CLIENT_DEADLINE,
         admin_token: str | None = None,
         client_id: str | None = None,
         max_connections: int = 0,

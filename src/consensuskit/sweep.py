@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consensuskit.core.client import CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE
 from consensuskit.sim import DEFAULT_LINEARIZABILITY_TIMEOUT, SimConfig, Simulation, WallClockExceeded
 
 # Wall-clock seconds a seed's run may take: far above any run that ends (30 virtual
@@ -148,6 +149,8 @@ def reproduce_command(config: SimConfig, seed: int) -> str:
     if config.nemesis_interval != SimConfig().nemesis_interval:
         lo, hi = config.nemesis_interval
         parts.append(f"--nemesis-interval {lo:g},{hi:g}")
+    if (config.op_timeout, config.op_deadline) == (CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE):
+        parts.append("--server-options")  # its clients' timeouts; its options follow as --option
     if config.runtime != "random":  # the default: the seed picks the same runtime again
         parts.append(f"--runtime {config.runtime}")
     if config.linearizability_timeout != DEFAULT_LINEARIZABILITY_TIMEOUT:

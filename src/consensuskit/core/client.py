@@ -20,6 +20,12 @@ from consensuskit.core.messages import estimated_size, message
 # permissions (statemachines/auth.py; key = the action or what to read, value = arguments).
 # "clock" is the leader's clock command (statemachines/sessions.py), written by the server
 # runtime, never by a client.
+# The client library's patience (client.py): one attempt, and the whole operation with
+# its retries.  The simulator's clients use them too when a run takes the server's timers
+# (``sim --server-options``).
+CLIENT_ATTEMPT_TIMEOUT = 2.0
+CLIENT_DEADLINE = 10.0
+
 OP_KINDS = ("get", "put", "delete", "cas", "list", "auth", "auth-read", "clock")
 READ_KINDS = ("get", "list", "auth-read")
 
