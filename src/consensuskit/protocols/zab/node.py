@@ -1181,7 +1181,12 @@ class ZabNode:
                 return
             hi = self.log.last_index
         opts = self.opts
-        base = max(ls.acked, ls.sync_end)
+        # In flight: sent, and not yet known held.  What a PINGACK reports held counts
+        # too (for the window only, never toward a quorum): when the ACK of the txn that
+        # filled the window was lost, the learner held every txn sent, acked stayed
+        # behind, and with no later txn to send nothing else would ever be acked (seed
+        # 202058, max_inflight_txns=1: a follower two txns behind for good).
+        base = max(ls.acked, ls.sync_end, ls.reported)
         while ls.next <= hi and ls.next - 1 - base < opts.max_inflight_txns:
             if ls.next <= self.log.offset:
                 # Behind the retained history: synchronise it again (SNAP).
@@ -1298,7 +1303,10 @@ class ZabNode:
         ls.heard_at = self.env.now()
         self.lead_heard.add(src)
         if ls.phase == SYNCED:
+            opened = m.last_index > ls.reported
             ls.reported = m.last_index
+            if opened:
+                self._send_txns(src, ls)
         if not ls.observer and ls.phase == SYNCED and self.rounds.ack(src, m.round):
             self._round_acknowledged()
         if ls.phase == SYNCED and m.last_index < ls.next - 1:
