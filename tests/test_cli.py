@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from consensuskit.cli import main, parse_nemesis, parse_nemesis_interval
+from consensuskit.catalog import default_registry
+from consensuskit.cli import build_config, main, parse_nemesis, parse_nemesis_interval
 from consensuskit.core.client import CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE
 from consensuskit.sim import NEMESIS_KINDS, Simulation
+from consensuskit.sweep import reproduce_command
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -149,9 +151,6 @@ def test_parse_nemesis_interval() -> None:
 
 
 def test_server_options_run_the_servers_timers_and_an_option_still_wins() -> None:
-    from consensuskit.catalog import default_registry
-    from consensuskit.cli import build_config
-
     server = default_registry().get("raft").server_options
     assert server["election_timeout"] == 1.0  # what a real node runs (raft/options.py)
     config = build_config("raft", 3, 0, 1.0, 0, "none", None, server_options=True)
@@ -171,9 +170,6 @@ def test_a_sweep_with_the_servers_timers_and_slower_faults_reproduces_its_seeds(
                        "--server-options", "--workers", "1", "--no-progress", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["passed"] == 2 and doc["seeds_without_ops"] == 0
-    from consensuskit.cli import build_config
-    from consensuskit.sweep import reproduce_command
-
     config = build_config("raft", 3, 0, 8.0, 2, "partition,crash", None, nemesis_interval="2,4",
                           server_options=True)
     assert config.nemesis_interval == (2.0, 4.0)

@@ -221,7 +221,15 @@ def build_config(
         **flag_options(spec.flags, flags),
         **parse_options(protocol, options),
     }
-    interval = parse_nemesis_interval(nemesis_interval) if nemesis_interval is not None else None
+    # Only what was asked for; the rest keeps SimConfig's defaults.
+    timing: dict[str, Any] = {}
+    if nemesis_interval is not None:
+        timing["nemesis_interval"] = parse_nemesis_interval(nemesis_interval)
+    if server_options:
+        # Real nodes' timers with the real client's patience: at 1 s election timeouts
+        # the simulator's 1 s attempts and 3 s deadline left a third of the operations
+        # unknown, and their histories beyond the checker (seed 176181).
+        timing.update(op_timeout=CLIENT_ATTEMPT_TIMEOUT, op_deadline=CLIENT_DEADLINE)
     return SimConfig(
         runtime=check_runtime(runtime),
         options=validate_protocol_options(protocol, merged) if flags else merged,
@@ -235,11 +243,7 @@ def build_config(
         nemesis=parse_nemesis(nemesis),
         bugs=check_bugs(protocol, list(bugs or []), check_service(protocol, service)),
         linearizability_timeout=linearizability_timeout,
-        **({"nemesis_interval": interval} if interval is not None else {}),
-        # Real nodes' timers with the real client's patience: at 1 s election timeouts
-        # the simulator's 1 s attempts and 3 s deadline left a third of the operations
-        # unknown, and their histories beyond the checker (seed 176181).
-        **({"op_timeout": CLIENT_ATTEMPT_TIMEOUT, "op_deadline": CLIENT_DEADLINE} if server_options else {}),
+        **timing,
     )
 
 
