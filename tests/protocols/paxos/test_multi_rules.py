@@ -661,7 +661,7 @@ def test_duplicated_and_reordered_acks_do_not_multiply_catch_up_learns():
     """Seed 195060 (max_batch=1, every fault): a peer catching up a slot a Learn answers
     each Learn, duplicates included, with an ack; the leader answered every ack whose
     executed differed from the last one it answered, so reordered duplicates doubled the
-    Learns in flight on every round trip (6 million in half a virtual second).  Only an
+    Learns in flight on every round trip (2.3 million in 0.4 virtual seconds).  Only an
     ack showing progress past the last one answered gets a Learn, or one after two
     heartbeats (a lost Learn)."""
     c = Cluster(IDS, commands_per_slot=1, max_batch=1, snapshot_threshold=0)

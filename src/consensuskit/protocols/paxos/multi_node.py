@@ -1238,8 +1238,8 @@ class MultiPaxosNode:
         # Answer only an ack that shows progress past the last one answered (or one
         # that waited two heartbeats: a Learn was lost).  Answering each ack that
         # differs from the last let duplicated and reordered acks multiply: a peer
-        # catching up one slot a Learn (max_batch=1) got 6 million Learns in half a
-        # virtual second (seed 195060: minutes of wall time for one 30 s run).
+        # catching up one slot a Learn (max_batch=1) got 2.3 million Learns in 0.4
+        # virtual seconds (seed 195060: minutes of wall time for one 30 s run).
         if sent is not None and executed <= sent[0] and now - sent[1] < 2 * self.opts.heartbeat_interval:
             return
         self.catchup_sent[peer] = (executed, now)
