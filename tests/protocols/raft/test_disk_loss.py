@@ -162,11 +162,12 @@ def test_admin_changes_keep_the_rejoin_marker_and_a_rejoin_config_round_trips():
     assert sim.run_until_true(lambda: isinstance(sim.nodes["n1"].config, RejoinConfig), 5.0)
     sim.crash("n3")  # keep it from being promoted meanwhile
     sim.run_for(0.5)
-    n1 = sim.nodes["n1"]
-    assert sim.invoke("n1", lambda n: n.propose_config_change("add-learner", "n4"), "add n4") is None
+    # n1 stepped down (check-quorum) while n2 was paused; either survivor may lead now.
+    leader = next(n for n in ("n1", "n2") if sim.nodes[n].role == "leader")
+    assert sim.invoke(leader, lambda n: n.propose_config_change("add-learner", "n4"), "add n4") is None
     sim.run_for(0.5)
     incarnation = sim.storage_of("n3").durable.get(REJOIN_INCARNATION_KEY)
-    assert incarnation and n1.config == RejoinConfig(
+    assert incarnation and sim.nodes[leader].config == RejoinConfig(
         voters=("n1", "n2"), learners=("n3", "n4"), rejoining=("n3",), incarnations=(incarnation,)
     )
 

@@ -632,7 +632,11 @@ class RaftNode:
         if was == LEADER:
             self._drop_leader_state()
         self.env.record("role", role=FOLLOWER, term=self.term, leader=leader)
-        self._reset_election_timer()
+        if was != FOLLOWER or leader is not None:
+            # Figure 3.1: a follower's timer restarts on hearing from a leader or on
+            # granting a vote, not on a higher term. Otherwise candidates whose logs are
+            # behind keep resetting the one server that can win (seed 70101, no pre-vote).
+            self._reset_election_timer()
 
     def _become_leader(self) -> None:
         self._refuse_remote_reads()
