@@ -240,6 +240,35 @@ def test_grpc_watch_sees_puts_and_deletes_and_a_compacted_start(etcd: EtcdCluste
     run(body())
 
 
+def test_a_grpc_watch_outlives_the_clients_half_close_and_can_start_ahead(etcd: EtcdCluster) -> None:
+    """A client that sends its creates and closes its side (grpcurl, one-shot scripts)
+    keeps its watchers, as with etcd; a watch may start at a revision not yet written."""
+
+    async def body() -> None:
+        async with grpc.aio.insecure_channel(etcd.grpc_address(etcd.follower())) as channel:
+            kv, watch = pb_grpc.KVStub(channel), pb_grpc.WatchStub(channel)
+            now = (await retry(lambda: kv.Range(pb.RangeRequest(key=b"hc/")))).header.revision
+
+            async def creates() -> Any:
+                yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"hc/a"))
+                ahead = pb.WatchCreateRequest(key=b"hc/b", start_revision=now + 3)
+                yield pb.WatchRequest(create_request=ahead)
+
+            call = watch.Watch(creates())
+            async with asyncio.timeout(10):
+                assert (await call.read()).created and (await call.read()).created
+                for key, value in ((b"hc/a", b"1"), (b"hc/b", b"early"), (b"hc/b", b"late")):
+                    await kv.Put(pb.PutRequest(key=key, value=value))
+                seen: list[tuple[int, bytes]] = []
+                while len(seen) < 2:
+                    resp = await call.read()
+                    seen += [(resp.watch_id, e.kv.value) for e in resp.events]
+            assert seen == [(0, b"1"), (1, b"late")]
+            call.cancel()
+
+    run(body())
+
+
 def test_grpc_leases_keep_alive_expire_and_delete_their_keys(etcd: EtcdCluster) -> None:
     async def body() -> None:
         async with grpc.aio.insecure_channel(etcd.grpc_address(etcd.follower())) as channel:

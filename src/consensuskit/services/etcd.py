@@ -9,6 +9,13 @@ Rules this module owns (the operations at the edge and the workload):
   * ``validate`` checks an op's shape before it is logged: a map of known fields with
     the right types (keys and values bytes or str); anything else is one line naming
     the problem.  The state machine refuses a malformed op anyway (a peer may send one);
+  * it also makes etcd's own checks before the log, with etcd's texts: a range, put,
+    delete or compare names a key ("key is not provided"); a txn holds at most
+    ``MAX_TXN_OPS`` compares and ops per branch ("too many operations in txn request");
+    no key is put twice, or put and deleted, in either branch, nested txns included
+    ("duplicate key given in txn request"; the store checks the branch it runs, and
+    only at the top level: a check moved into the store would change what a log
+    written by an earlier release means on replay);
   * an op's ``key`` (used by histories and the checker's partition) is the key it
     touches when it touches exactly one, else "";
   * the workload: keys ``k0 .. k{keys-1}``; 28% range, 20% put (prev_kv), 8% delete
@@ -51,7 +58,11 @@ from consensuskit.statemachines.mvcc import (
     VALUE,
     VERSION,
     MVCCStateMachine,
+    in_range,
 )
+
+MAX_TXN_OPS = 128  # etcd's --max-txn-ops default: ops in a txn's compares or one branch
+DUPLICATE_KEY = "duplicate key given in txn request"  # etcd's text, after "etcdserver: "
 
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "range": {
@@ -137,10 +148,84 @@ def _check_body(kind: str, body: Any, depth: int = 0) -> None:
             _check_body(sub, sub_body, depth + 1)
 
 
+def _key(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else value or b""
+
+
+def _check_keys_and_size(kind: str, body: dict[str, Any], budget: int) -> None:
+    """etcd's checks before a request reaches the log (api/v3rpc/key.go): a range, put,
+    delete or compare names a key; a txn's compares and each branch hold at most
+    ``budget`` ops, its nested txns what is left."""
+    if kind in ("range", "put", "delete_range"):
+        if not body.get("key"):
+            raise ValueError("key is not provided")
+        return
+    if kind != "txn":
+        return
+    compares = body.get("compare") or ()
+    success, failure = body.get("success") or (), body.get("failure") or ()
+    ops = max(len(compares), len(success), len(failure))
+    if ops > budget:
+        raise ValueError("too many operations in txn request")
+    if any(not cmp.get("key") for cmp in compares):
+        raise ValueError("key is not provided")
+    for item in (*success, *failure):
+        ((sub, sub_body),) = item.items()
+        _check_keys_and_size(sub, sub_body, budget - ops)
+
+
+def _deleted(key: bytes, deletes: list[tuple[bytes, bytes]]) -> bool:
+    return any(in_range(key, start, end) for start, end in deletes)
+
+
+def _writes(ops: Any) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
+    """The keys a txn branch puts and the ranges it deletes, nested txns included;
+    ValueError when one key is written twice (etcd's checkIntervals).  A key that both
+    branches of a nested txn put is fine: only one of them runs."""
+    deletes = [
+        (_key(body.get("key")), _key(body.get("range_end")))
+        for item in ops
+        for kind, body in item.items()
+        if kind == "delete_range"
+    ]
+    puts: set[bytes] = set()
+    nested_deletes: list[tuple[bytes, bytes]] = []
+    for item in ops:
+        for kind, body in item.items():
+            if kind != "txn":
+                continue
+            then_puts, then_deletes = _writes(body.get("success") or ())
+            else_puts, else_deletes = _writes(body.get("failure") or ())
+            for key in then_puts:
+                if key in puts or _deleted(key, deletes):
+                    raise ValueError(DUPLICATE_KEY)
+                puts.add(key)
+            for key in else_puts:
+                if (key in puts and key not in then_puts) or _deleted(key, deletes):
+                    raise ValueError(DUPLICATE_KEY)
+                puts.add(key)
+            nested_deletes += then_deletes + else_deletes
+    deletes += nested_deletes
+    for item in ops:
+        for kind, body in item.items():
+            if kind != "put":
+                continue
+            key = _key(body.get("key"))
+            if key in puts or _deleted(key, deletes):
+                raise ValueError(DUPLICATE_KEY)
+            puts.add(key)
+    return puts, deletes
+
+
 def validate(op: Any) -> None:
     if type(op) is not ServiceOp:
         raise ValueError(f"an etcd operation is a ServiceOp, not a {type(op).__name__}")
-    _check_body(op.kind, op.value if op.value is not None else {})
+    body = op.value if op.value is not None else {}
+    _check_body(op.kind, body)
+    _check_keys_and_size(op.kind, body, MAX_TXN_OPS)
+    if op.kind == "txn":
+        _writes(body.get("success") or ())
+        _writes(body.get("failure") or ())
 
 
 def _text(key: Any) -> str:

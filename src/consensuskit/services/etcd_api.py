@@ -363,7 +363,8 @@ class EtcdNode(Recipes):
         return msgpack.packb(answer, use_bin_type=True)
 
     async def local_revision(self) -> int:
-        return int((await self.call("range", {"key": b""}, serializable=True))["revision"])
+        # A one-key range (etcd refuses an empty key) that reads nothing: its header.
+        return int((await self.call("range", {"key": b"\0"}, serializable=True))["revision"])
 
     # ------------------------------------------------------------------ leases
     async def lease_grant(self, ttl: int, lease_id: int = 0) -> dict[str, Any]:
