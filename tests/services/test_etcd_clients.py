@@ -141,6 +141,29 @@ def test_etcdctl_endpoint_status_and_member_list(ctl: Ctl, etcd: EtcdCluster) ->
     assert sorted(m["clientURLs"][0] for m in members) == sorted(f"http://{a}" for a in etcd.grpc_addresses())
 
 
+@needs_etcdctl
+def test_etcdctl_health_alarms_defrag_and_hashkv(ctl: Ctl, etcd: EtcdCluster) -> None:
+    """The operator's checks: endpoint health (etcdctl 3.5 also lists alarms, and calls a
+    member that cannot answer unhealthy), alarm list and disarm (none), defrag (nothing
+    to do), and endpoint hashkv, where members that applied as far agree."""
+    everyone = Ctl(",".join(etcd.grpc_addresses()))
+    health = json.loads(everyone("endpoint", "health", "-w", "json"))
+    assert len(health) == 3 and all(h["health"] for h in health), health
+    assert ctl("alarm", "list") == "" and ctl("alarm", "disarm") == ""
+    assert "Finished defragmenting" in ctl("defrag")
+    revision = json.loads(ctl("put", "hk/a", "1", "-w", "json"))["header"]["revision"]
+    ctl("put", "hk/b", "2")
+    deadline = time.monotonic() + 10
+    while True:  # the members apply the puts at their own pace
+        hashes = json.loads(everyone("endpoint", "hashkv", "--rev", str(revision), "-w", "json"))
+        if len({h["HashKV"]["hash"] for h in hashes}) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(hashes) == 3 and len({h["HashKV"]["hash"] for h in hashes}) == 1, hashes
+    newer = json.loads(ctl("endpoint", "hashkv", "-w", "json"))[0]["HashKV"]
+    assert newer["hash"] != hashes[0]["HashKV"]["hash"]
+
+
 PYPI_CLIENT = """
 import sys
 import pyetcd

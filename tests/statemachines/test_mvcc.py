@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.messages import LazyArray, decode, encode
 from consensuskit.services.etcd import make_op
+from consensuskit.statemachines import mvcc
 from consensuskit.statemachines.mvcc import (
     CREATE,
     EQUAL,
@@ -74,6 +75,43 @@ def test_reads_at_a_past_revision_and_compaction() -> None:
     assert run(s, "watch", key=b"k", start_revision=2)["error"] == "compacted"
     events = run(s, "watch", key=b"k", start_revision=5)["events"]
     assert [e[1][4] for e in events] == [b"3", b"4"]
+
+
+def test_hash_kv_agrees_between_replicas_up_to_a_revision() -> None:
+    """etcd's HashKV: two stores that applied the same writes give the same hash; one
+    that went further gives it too when asked at the other's revision (its later keys
+    are left out), and a restored snapshot gives it as well."""
+    a, b = MVCCStore(), MVCCStore()
+    for store in (a, b):
+        run(store, "put", key=b"k", value=b"1")
+        run(store, "put", key=b"j", value=b"2")
+        run(store, "delete_range", key=b"k")
+    first = run(a, "hash_kv")
+    assert first == run(b, "hash_kv") and first["hash_revision"] == first["revision"] == 4
+    run(a, "put", key=b"j", value=b"3")  # a changed key
+    run(a, "put", key=b"a", value=b"4")  # a key first written after revision 4
+    assert run(a, "hash_kv")["hash"] != first["hash"]
+    assert run(a, "hash_kv", revision=4)["hash"] == first["hash"]
+    restored = MVCCStore()
+    restored.restore(decode(encode(a.snapshot())))
+    assert run(restored, "hash_kv") == run(a, "hash_kv")
+    assert run(a, "hash_kv", revision=99)["error"] == "future-revision"
+    run(a, "compact", revision=5)
+    assert run(a, "hash_kv", revision=4)["error"] == "compacted"
+    assert run(a, "hash_kv", revision=5)["compact_revision"] == 5
+
+
+def test_hash_kv_over_many_chunks_cuts_every_chunk_at_the_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mvcc, "HASH_CHUNK", 7)
+    ahead, behind = MVCCStore(), MVCCStore()
+    for i in range(25):
+        for store in (ahead, behind):
+            run(store, "put", key=b"k%02d" % i, value=b"v")
+    for i in range(0, 25, 3):  # later changes in most chunks, and a new key at the end
+        run(ahead, "put", key=b"k%02d" % i, value=b"w")
+    run(ahead, "put", key=b"z", value=b"new")
+    assert run(ahead, "hash_kv", revision=behind.revision)["hash"] == run(behind, "hash_kv")["hash"]
+    assert run(ahead, "hash_kv")["hash"] != run(behind, "hash_kv")["hash"]
 
 
 def test_range_end_prefix_limit_sort_and_counts() -> None:

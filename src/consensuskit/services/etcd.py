@@ -97,6 +97,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "lease_keepalive": {"id": (int,)},
     "lease_expire": {"id": (int,), "stamp": (int,)},
     "lease_ttl": {"id": (int,), "keys": (bool,)},
+    "hash_kv": {"revision": (int,)},
     "lease_leases": {},
 }
 _COMPARE = {
@@ -239,7 +240,7 @@ def single_key(kind: str, body: dict[str, Any]) -> str:
     def visit(kind: str, body: dict[str, Any]) -> bool:
         if kind in ("lease_grant", "lease_revoke", "lease_keepalive", "lease_expire", "lease_ttl"):
             return False
-        if kind in ("compact", "lease_leases"):
+        if kind in ("compact", "lease_leases", "hash_kv"):
             return False
         if kind == "txn":
             for cmp in body.get("compare") or ():

@@ -79,6 +79,10 @@ def request_op(m: pb.RequestOp) -> dict[str, Any]:
     raise ValueError("a RequestOp holds no request")
 
 
+def hash_kv_request(m: pb.HashKVRequest) -> dict[str, Any]:
+    return _set_fields(m, ("revision",))
+
+
 def txn_request(m: pb.TxnRequest) -> dict[str, Any]:
     return {
         "compare": [compare(c) for c in m.compare],

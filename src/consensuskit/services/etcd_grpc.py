@@ -1,5 +1,6 @@
 """etcd's gRPC API on a node (grpcio's asyncio server, beside the HTTP API): KV, Watch,
-Lease, Cluster.MemberList, Maintenance.Status, Lock and Election.
+Lease, Cluster.MemberList, Maintenance (Status, Alarm, Defragment, HashKV), Lock and
+Election.
 
 Rules this module owns:
   * each call is translated (services/etcd_convert.py) and run by the node's
@@ -30,7 +31,7 @@ from typing import Any
 import grpc
 
 from consensuskit.services import etcd_convert as cv
-from consensuskit.services.etcd_api import EtcdError, EtcdNode
+from consensuskit.services.etcd_api import UNIMPLEMENTED, EtcdError, EtcdNode
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from consensuskit.services.etcdpb.mvccpb import kv_pb2 as mvccpb
@@ -259,6 +260,35 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
     async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
         revision = await self.node.local_revision()
         return pb.StatusResponse(header=self.header(revision), **self.node.status())
+
+    async def Alarm(self, request: pb.AlarmRequest, context: Any) -> pb.AlarmResponse:
+        """No alarm is ever raised here (no space quota, no corruption check): listing or
+        disarming finds none, as on an etcd without alarms (etcdctl's endpoint health
+        asks, and calls a member that cannot answer unhealthy); raising one is refused."""
+        if request.action == pb.AlarmRequest.ACTIVATE:
+            await _abort(context, EtcdError(UNIMPLEMENTED, "etcdserver: this server raises no alarms"))
+        revision = await self.node.local_revision()
+        return pb.AlarmResponse(header=self.header(revision))
+
+    async def Defragment(self, request: pb.DefragmentRequest, context: Any) -> pb.DefragmentResponse:
+        # Nothing to compact on disk: the store is in memory; the WAL and snapshots are
+        # trimmed as the log is (etcd's defrag rewrites its bolt file).
+        revision = await self.node.local_revision()
+        return pb.DefragmentResponse(header=self.header(revision))
+
+    async def HashKV(self, request: pb.HashKVRequest, context: Any) -> pb.HashKVResponse:
+        """This member's hash of its store up to a revision (etcdctl endpoint hashkv):
+        members that applied as far give the same hash."""
+        try:
+            r = await self.node.call("hash_kv", cv.hash_kv_request(request), serializable=True)
+        except EtcdError as exc:
+            await _abort(context, exc)
+        return pb.HashKVResponse(
+            header=self.header(r["revision"]),
+            hash=r["hash"],
+            compact_revision=r["compact_revision"],
+            hash_revision=r["hash_revision"],
+        )
 
 
 class LockServicer(_Base, lpb_grpc.LockServicer):
