@@ -58,6 +58,7 @@ from consensuskit.statemachines.mvcc import (
     VALUE,
     VERSION,
     MVCCStateMachine,
+    as_bytes,
     in_range,
 )
 
@@ -131,48 +132,34 @@ def _check_fields(where: str, body: Any, fields: dict[str, tuple[type, ...]]) ->
             raise ValueError(f"{where}: {name} out of range")
 
 
-def _check_body(kind: str, body: Any, depth: int = 0) -> None:
+def _check_body(kind: str, body: Any, depth: int = 0, budget: int = MAX_TXN_OPS) -> None:
+    """The op's shape, and etcd's own checks before the log (api/v3rpc/key.go): a range,
+    put, delete or compare names a key; a txn's compares and each branch hold at most
+    ``budget`` ops, its nested txns what is left."""
     _check_fields(kind, body, _FIELDS[kind])
+    if kind in ("range", "put", "delete_range") and not body.get("key"):
+        raise ValueError("key is not provided")
     if kind != "txn":
         return
     if depth > 8:
         raise ValueError("txn: nested more than 8 deep")
-    for cmp in body.get("compare") or ():
+    compares = body.get("compare") or ()
+    branches = {branch: body.get(branch) or () for branch in ("success", "failure")}
+    ops = max(len(compares), *map(len, branches.values()))
+    if ops > budget:
+        raise ValueError("too many operations in txn request")
+    for cmp in compares:
         _check_fields("txn compare", cmp, _COMPARE)
-    for branch in ("success", "failure"):
-        for item in body.get(branch) or ():
+        if not cmp.get("key"):
+            raise ValueError("key is not provided")
+    for branch, items in branches.items():
+        for item in items:
             if not isinstance(item, dict) or len(item) != 1:
                 raise ValueError(f"txn {branch}: each request holds one of {', '.join(_TXN_REQUESTS)}")
             ((sub, sub_body),) = item.items()
             if sub not in _TXN_REQUESTS:
                 raise ValueError(f"txn {branch}: unknown request {sub!r}; valid: {', '.join(_TXN_REQUESTS)}")
-            _check_body(sub, sub_body, depth + 1)
-
-
-def _key(value: Any) -> bytes:
-    return value.encode() if isinstance(value, str) else value or b""
-
-
-def _check_keys_and_size(kind: str, body: dict[str, Any], budget: int) -> None:
-    """etcd's checks before a request reaches the log (api/v3rpc/key.go): a range, put,
-    delete or compare names a key; a txn's compares and each branch hold at most
-    ``budget`` ops, its nested txns what is left."""
-    if kind in ("range", "put", "delete_range"):
-        if not body.get("key"):
-            raise ValueError("key is not provided")
-        return
-    if kind != "txn":
-        return
-    compares = body.get("compare") or ()
-    success, failure = body.get("success") or (), body.get("failure") or ()
-    ops = max(len(compares), len(success), len(failure))
-    if ops > budget:
-        raise ValueError("too many operations in txn request")
-    if any(not cmp.get("key") for cmp in compares):
-        raise ValueError("key is not provided")
-    for item in (*success, *failure):
-        ((sub, sub_body),) = item.items()
-        _check_keys_and_size(sub, sub_body, budget - ops)
+            _check_body(sub, sub_body, depth + 1, budget - ops)
 
 
 def _deleted(key: bytes, deletes: list[tuple[bytes, bytes]]) -> bool:
@@ -184,7 +171,7 @@ def _writes(ops: Any) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
     ValueError when one key is written twice (etcd's checkIntervals).  A key that both
     branches of a nested txn put is fine: only one of them runs."""
     deletes = [
-        (_key(body.get("key")), _key(body.get("range_end")))
+        (as_bytes(body.get("key"), "key"), as_bytes(body.get("range_end"), "range_end"))
         for item in ops
         for kind, body in item.items()
         if kind == "delete_range"
@@ -211,7 +198,7 @@ def _writes(ops: Any) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
         for kind, body in item.items():
             if kind != "put":
                 continue
-            key = _key(body.get("key"))
+            key = as_bytes(body.get("key"), "key")
             if key in puts or _deleted(key, deletes):
                 raise ValueError(DUPLICATE_KEY)
             puts.add(key)
@@ -223,7 +210,6 @@ def validate(op: Any) -> None:
         raise ValueError(f"an etcd operation is a ServiceOp, not a {type(op).__name__}")
     body = op.value if op.value is not None else {}
     _check_body(op.kind, body)
-    _check_keys_and_size(op.kind, body, MAX_TXN_OPS)
     if op.kind == "txn":
         _writes(body.get("success") or ())
         _writes(body.get("failure") or ())

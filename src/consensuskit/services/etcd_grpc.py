@@ -140,55 +140,51 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                 )
 
         async def read() -> None:
+            nonlocal next_id
             try:
-                await read_requests()
-            except EtcdError:
-                out.put_nowait(None)  # this node cannot serve the stream: end it
-            except Exception:
-                out.put_nowait(None)
-                raise
+                async for req in request_iterator:
+                    which = req.WhichOneof("request_union")
+                    if which == "create_request":
+                        cr = req.create_request
+                        watch_id = cr.watch_id or next_id
+                        if watch_id in watchers:
+                            out.put_nowait(
+                                pb.WatchResponse(
+                                    header=self.header(0),
+                                    watch_id=watch_id,
+                                    canceled=True,
+                                    cancel_reason="etcdserver: duplicate watch ID",
+                                )
+                            )
+                            continue
+                        next_id = max(next_id, watch_id) + 1
+                        create = {
+                            "key": cr.key,
+                            "range_end": cr.range_end,
+                            "start_revision": cr.start_revision,
+                            "prev_kv": cr.prev_kv,
+                            "filters": tuple(cr.filters),
+                            "progress_notify": cr.progress_notify,
+                        }
+                        watchers[watch_id] = asyncio.ensure_future(run(watch_id, create))
+                    elif which == "cancel_request":
+                        watch_id = req.cancel_request.watch_id
+                        task = watchers.pop(watch_id, None)
+                        if task is not None:
+                            task.cancel()
+                        revision = await self.node.local_revision()
+                        out.put_nowait(
+                            pb.WatchResponse(header=self.header(revision), watch_id=watch_id, canceled=True)
+                        )
+                    elif which == "progress_request":
+                        revision = await self.node.local_revision()
+                        out.put_nowait(pb.WatchResponse(header=self.header(revision), watch_id=-1))
+            except Exception as exc:
+                out.put_nowait(None)  # this node cannot serve the stream, or reading it broke
+                if not isinstance(exc, EtcdError):
+                    raise
             # A client that closed its side keeps its watchers until it cancels the call
             # (etcd's recvLoop ends at EOF and leaves the stream to the watchers).
-
-        async def read_requests() -> None:
-            nonlocal next_id
-            async for req in request_iterator:
-                which = req.WhichOneof("request_union")
-                if which == "create_request":
-                    cr = req.create_request
-                    watch_id = cr.watch_id or next_id
-                    if watch_id in watchers:
-                        out.put_nowait(
-                            pb.WatchResponse(
-                                header=self.header(0),
-                                watch_id=watch_id,
-                                canceled=True,
-                                cancel_reason="etcdserver: duplicate watch ID",
-                            )
-                        )
-                        continue
-                    next_id = max(next_id, watch_id) + 1
-                    create = {
-                        "key": cr.key,
-                        "range_end": cr.range_end,
-                        "start_revision": cr.start_revision,
-                        "prev_kv": cr.prev_kv,
-                        "filters": tuple(cr.filters),
-                        "progress_notify": cr.progress_notify,
-                    }
-                    watchers[watch_id] = asyncio.ensure_future(run(watch_id, create))
-                elif which == "cancel_request":
-                    watch_id = req.cancel_request.watch_id
-                    task = watchers.pop(watch_id, None)
-                    if task is not None:
-                        task.cancel()
-                    revision = await self.node.local_revision()
-                    out.put_nowait(
-                        pb.WatchResponse(header=self.header(revision), watch_id=watch_id, canceled=True)
-                    )
-                elif which == "progress_request":
-                    revision = await self.node.local_revision()
-                    out.put_nowait(pb.WatchResponse(header=self.header(revision), watch_id=-1))
 
         reader = asyncio.ensure_future(read())
         try:

@@ -140,7 +140,9 @@ def _bad(message: str) -> MVCCError:
     return MVCCError("bad-request", f"etcdserver: malformed request: {message}")
 
 
-def _bytes(value: Any, name: str, *, default: bytes = b"") -> bytes:
+def as_bytes(value: Any, name: str, *, default: bytes = b"") -> bytes:
+    """A key or value as the store keeps it (a str is UTF-8); ``bad-request`` otherwise.
+    The service's edge uses it too (services/etcd.py)."""
     if value is None:
         return default
     if type(value) is bytes:
@@ -243,8 +245,8 @@ class MVCCStore:
 
     # ------------------------------------------------------------------ reads
     def _range(self, req: dict[str, Any]) -> dict[str, Any]:
-        key = _bytes(req.get("key"), "key")
-        end = _bytes(req.get("range_end"), "range_end")
+        key = as_bytes(req.get("key"), "key")
+        end = as_bytes(req.get("range_end"), "range_end")
         rev = _int(req.get("revision"), "revision", least=0)
         limit = _int(req.get("limit"), "limit", least=0)
         order = _int(req.get("sort_order"), "sort_order")
@@ -326,8 +328,8 @@ class MVCCStore:
     def _watch(self, req: dict[str, Any]) -> dict[str, Any]:
         """Events of keys in [key, range_end) from ``start_revision`` on, in revision order
         (at most WATCH_BATCH, whole revisions only); ``next`` is where to continue."""
-        key = _bytes(req.get("key"), "key")
-        end = _bytes(req.get("range_end"), "range_end")
+        key = as_bytes(req.get("key"), "key")
+        end = as_bytes(req.get("range_end"), "range_end")
         start = _int(req.get("start_revision"), "start_revision", least=0) or self.revision + 1
         with_prev = _flag(req.get("prev_kv"))
         if start and start < self.compact_revision:
@@ -429,10 +431,10 @@ class MVCCStore:
         self._journal.append(undo)
 
     def _do_put(self, req: dict[str, Any]) -> dict[str, Any]:
-        key = _bytes(req.get("key"), "key")
+        key = as_bytes(req.get("key"), "key")
         if not key:
             raise MVCCError("empty-key")
-        value = _bytes(req.get("value"), "value")
+        value = as_bytes(req.get("value"), "value")
         lease = _int(req.get("lease"), "lease", least=0)
         ignore_value = _flag(req.get("ignore_value"))
         ignore_lease = _flag(req.get("ignore_lease"))
@@ -461,8 +463,8 @@ class MVCCStore:
         return result
 
     def _do_delete(self, req: dict[str, Any]) -> dict[str, Any]:
-        key = _bytes(req.get("key"), "key")
-        end = _bytes(req.get("range_end"), "range_end")
+        key = as_bytes(req.get("key"), "key")
+        end = as_bytes(req.get("range_end"), "range_end")
         doomed = list(self._kvs_at(key, end, 0))
         for kv in doomed:
             self._change(kv[0], None)
@@ -482,8 +484,8 @@ class MVCCStore:
 
     def _compare(self, cmp: Any) -> bool:
         cmp = _dict(cmp, "a compare")
-        key = _bytes(cmp.get("key"), "compare key")
-        end = _bytes(cmp.get("range_end"), "compare range_end")
+        key = as_bytes(cmp.get("key"), "compare key")
+        end = as_bytes(cmp.get("range_end"), "compare range_end")
         target = _int(cmp.get("target"), "compare target")
         result = _int(cmp.get("result"), "compare result")
         if (target not in _FIELD_NAMES and target != VALUE) or result not in range(4):
@@ -494,7 +496,7 @@ class MVCCStore:
                 return False  # etcd: a value compare on an absent key fails
             kvs = [(key, 0, 0, 0, b"", 0)]
         if target == VALUE:
-            want: Any = _bytes(cmp.get("value"), "compare value")
+            want: Any = as_bytes(cmp.get("value"), "compare value")
         else:
             name = _FIELD_NAMES[target]
             want = _int(cmp.get(name), f"compare {name}")
@@ -548,14 +550,14 @@ class MVCCStore:
         puts: set[bytes] = set()
         for item in branch:
             if isinstance(item, dict) and isinstance(item.get("put"), dict):
-                key = _bytes(item["put"].get("key"), "key")
+                key = as_bytes(item["put"].get("key"), "key")
                 if key in puts:
                     raise MVCCError("duplicate-key")
                 puts.add(key)
         for item in branch:
             if isinstance(item, dict) and isinstance(item.get("delete_range"), dict):
                 d = item["delete_range"]
-                start, end = _bytes(d.get("key"), "key"), _bytes(d.get("range_end"), "range_end")
+                start, end = as_bytes(d.get("key"), "key"), as_bytes(d.get("range_end"), "range_end")
                 if any(in_range(k, start, end) for k in puts):
                     raise MVCCError("duplicate-key")
 
