@@ -160,8 +160,13 @@ def test_etcdctl_health_alarms_defrag_and_hashkv(ctl: Ctl, etcd: EtcdCluster) ->
             break
         time.sleep(0.2)
     assert len(hashes) == 3 and len({h["HashKV"]["hash"] for h in hashes}) == 1, hashes
-    newer = json.loads(ctl("endpoint", "hashkv", "-w", "json"))[0]["HashKV"]
-    assert newer["hash"] != hashes[0]["HashKV"]["hash"]
+    deadline = time.monotonic() + 10
+    while True:  # this member may answer the second put before applying it
+        newer = json.loads(ctl("endpoint", "hashkv", "-w", "json"))[0]["HashKV"]
+        if newer["header"]["revision"] > revision or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert newer["header"]["revision"] > revision and newer["hash"] != hashes[0]["HashKV"]["hash"]
 
 
 PYPI_CLIENT = """
