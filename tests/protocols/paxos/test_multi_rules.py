@@ -713,3 +713,61 @@ def test_a_lost_prepare_to_a_new_configurations_member_is_sent_again():
     c.fire("n3", "heartbeat")
     c.deliver_all()
     assert n3.executed == 5 and n3.sm.digest() == leader.sm.digest()
+
+
+def lagging_candidate_takes_over() -> tuple[MultiPaxosNode, MultiPaxosNode]:
+    """Two membership changes pass a node by, then it leads.  n3 is cut off while n4 and
+    n5 join ({n1,n2,n3} to {n1..n4} at slot 1 to {n1..n5} at slot 2; alpha 1), and
+    n2 is cut off too before x=chosen goes into slot 3, whose configuration is the
+    five-node one: it is chosen by n1, n4 and n5, a quorum that shares no node with
+    n2 and n3.  n1 goes down; n3 campaigns with what it knows, the first
+    configuration, whose majority n2 and n3 are.  Returns (n1, n3)."""
+    c = Cluster(["n1", "n2", "n3", "n4", "n5"], members=("n1", "n2", "n3"), alpha=1)
+    n1 = c.elect("n1")
+    c.partition(["n1", "n2", "n4", "n5"], ["n3"])
+    for node in ("n4", "n5"):
+        assert n1.propose_config_change("add", node) is None
+        c.deliver_all()
+        c.fire("n1", "heartbeat")
+        c.deliver_all()
+    assert n1.config_at(3) == ("n1", "n2", "n3", "n4", "n5")
+    c.partition(["n1", "n4", "n5"], ["n2"], ["n3"])
+    c.request("n1", put("c", 1, "x", "chosen"))
+    assert n1.executed == 3 and c.nodes["n2"].executed == 2 and c.nodes["n3"].executed == 0
+    c.down.add("n1")
+    c.heal()
+    n3 = c.elect("n3")  # by n2 and n3, who tell it of slots 1 and 2 only
+    c.request("n3", put("d", 1, "x", "other"))
+    c.fire("n3", "lease-wait")
+    c.deliver_all()
+    c.fire("n3", "heartbeat")
+    c.deliver_all()
+    return n1, n3
+
+
+def test_a_lagging_candidate_proposes_in_a_slot_only_with_its_configurations_promises():
+    """A leader elected by an old configuration's majority learns of newer ones from the
+    promises, and proposes in a slot only once a majority of the configuration that
+    governs that slot promised it (``_ready_for_slot``).  Here n3 needs n4's or n5's
+    promise for slot 3, which reports x=chosen: it re-proposes that, and its own
+    command takes slot 4."""
+    n1, n3 = lagging_candidate_takes_over()
+    assert n3.chosen[3] == n1.chosen[3]
+    assert n3.chosen[3].data.op.value == "chosen"
+    assert n3.chosen[4].data.op.value == "other"
+    assert n3.executed == 4
+
+
+def test_without_its_configurations_promises_a_lagging_candidate_overwrites_a_chosen_slot(monkeypatch):
+    """The rule the previous test checks, broken: a leader that proposes in every slot
+    once the configuration that elected it promised puts d's command in slot 3, and n4
+    and n5 accept it (its ballot is the highest they saw).  Two values are chosen in
+    one slot: the scenario does exercise the rule."""
+
+    def electing_configuration_only(self: MultiPaxosNode, slot: int) -> bool:
+        return self._prepared(self.config_at(self.prepare_from))
+
+    monkeypatch.setattr(MultiPaxosNode, "_ready_for_slot", electing_configuration_only)
+    n1, n3 = lagging_candidate_takes_over()
+    assert n1.chosen[3].data.op.value == "chosen"
+    assert n3.chosen[3].data.op.value == "other"
