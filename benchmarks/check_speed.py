@@ -5,11 +5,13 @@ Porcupine's files (tests/data/porcupine, listed with their expected verdicts in
 verdicts.tsv) are read and checked one by one, and each verdict is asserted.  The
 synthetic histories (check/linearizability/synthetic.py) have 1k, 10k and 100k
 operations over 100 keys from 16 concurrent clients and are linearizable by
-construction; they are checked with the kv model.  The simulated ones are 5-node ZAB
-runs of 30 virtual seconds with every fault and 6 clients (``consensuskit sim zab
---duration 30 --clients 6 --nemesis all --seed S``): few keys and dozens of unanswered
-operations per key, the histories whose search is exponential without the reductions
-for unanswered operations (search.py); before them, these took minutes each.  Goals
+construction; they are checked with the kv model.  The simulated ones are 5-node runs
+of 30 virtual seconds with every fault: three ZAB runs with 6 clients (``consensuskit sim
+zab --duration 30 --clients 6 --nemesis all --seed S``), a Multi-Paxos run with 16 and
+two Raft runs with 32:
+few keys and dozens of unanswered operations per key, the histories whose search is
+exponential without the reductions for unanswered operations (search.py); before them,
+these took minutes each.  Goals
 from the issue: every etcd history decided in under 5 s, the 100k-operation history in
 under 30 s.
 
@@ -49,9 +51,20 @@ GOAL_100K_SECONDS = 30.0
 SYNTHETIC_SIZES = (1_000, 10_000, 100_000)
 SYNTHETIC_KEYS = 100
 SYNTHETIC_CLIENTS = 16
-# (protocol, seed) of the simulated runs: the three seeds of 150 whose histories the
-# checker could not decide in 60 s before the reductions (all linearizable).
-SIMULATED = (("zab", 30006), ("zab", 30029), ("zab", 30104))
+# (protocol, seed, clients) of the simulated runs, all linearizable: the three ZAB seeds
+# of 150 whose histories the checker could not decide in 60 s before the first three
+# reductions for unanswered operations (docs/linearizability.md); a Multi-Paxos seed of
+# a 16-client sweep that took 325 s and a Raft seed of a 32-client one that got no
+# verdict in 60 s before the second search order; and a 32-client Raft seed whose long
+# keys only the first order decides in seconds.
+SIMULATED = (
+    ("zab", 30006, 6),
+    ("zab", 30029, 6),
+    ("zab", 30104, 6),
+    ("multipaxos", 261054, 16),
+    ("raft", 240010, 32),
+    ("raft", 240005, 32),
+)
 # verdicts.tsv's model column -> (reader format, checker model)
 PORCUPINE_KINDS = {
     "etcd-register": ("porcupine-etcd", "cas-register"),
@@ -71,6 +84,7 @@ class Case:
     ops: int = 0  # synthetic only: how many to generate
     protocol: str = ""  # simulated only: the run's protocol and seed
     seed: int = 0
+    clients: int = 6
 
 
 def porcupine_cases() -> list[Case]:
@@ -96,8 +110,16 @@ def synthetic_cases(quick: bool) -> list[Case]:
 
 def simulated_cases() -> list[Case]:
     return [
-        Case(f"sim {protocol} 30 s seed {seed}", "simulated", "ok", None, protocol=protocol, seed=seed)
-        for protocol, seed in SIMULATED
+        Case(
+            f"sim {protocol} 30 s seed {seed}" + (f" {clients} clients" if clients != 6 else ""),
+            "simulated",
+            "ok",
+            None,
+            protocol=protocol,
+            seed=seed,
+            clients=clients,
+        )
+        for protocol, seed, clients in SIMULATED
     ]
 
 
@@ -105,7 +127,7 @@ def simulated_history(case: Case) -> list[dict[str, Any]]:
     from consensuskit.cli import build_config
     from consensuskit.sim import Simulation
 
-    config = build_config(case.protocol, 5, case.seed, 30.0, 6, "all", None)
+    config = build_config(case.protocol, 5, case.seed, 30.0, case.clients, "all", None)
     config = dataclasses.replace(config, check_linearizability=False)
     return [record.to_dict() for record in Simulation(config).run().history]
 
