@@ -8,12 +8,10 @@ operations over 100 keys from 16 concurrent clients and are linearizable by
 construction; they are checked with the kv model.  The simulated ones are 5-node runs
 of 30 virtual seconds with every fault: three ZAB runs with 6 clients (``consensuskit sim
 zab --duration 30 --clients 6 --nemesis all --seed S``), a Multi-Paxos run with 16 and
-two Raft runs with 32:
-few keys and dozens of unanswered operations per key, the histories whose search is
-exponential without the reductions for unanswered operations (search.py); before them,
-these took minutes each.  Goals
-from the issue: every etcd history decided in under 5 s, the 100k-operation history in
-under 30 s.
+two Raft runs with 32: few keys and dozens of unanswered operations per key, the
+histories whose search is exponential without the reductions for unanswered operations
+(search.py); before them, these took minutes each.  Goals from the issue: every etcd
+history decided in under 5 s, the 100k-operation history in under 30 s.
 
     python benchmarks/check_speed.py [--quick] [--workers N] [--timeout S] [--json-out PATH] [--profile]
 

@@ -225,26 +225,25 @@ def _search(
         _walk(history, model, walk, free_last=name == RETURNED_FIRST)
         for name, walk in zip(orders, walks, strict=True)
     ]
-    decided: _Walk | None = None
-    while decided is None:
+    decided = verdict = None
+    while verdict is None:
         for walk, turn in zip(walks, turns, strict=True):
             next(turn, None)
             if walk.verdict is not None:
-                decided = walk
+                decided, verdict = walk, walk.verdict
                 break
         else:
             if time.time() > deadline:
-                break
-    explored = sum(walk.explored for walk in walks)
-    if decided is None:
-        longest = max(walks, key=lambda walk: len(walk.linearization))
-        return PartitionResult(
-            key=key, verdict=UNKNOWN_VERDICT, ops=ops, explored=explored, linearization=longest.linearization
-        )
+                decided, verdict = max(walks, key=lambda walk: len(walk.linearization)), UNKNOWN_VERDICT
+    assert decided is not None
     result = PartitionResult(
-        key=key, verdict=decided.verdict, ops=ops, explored=explored, linearization=decided.linearization
+        key=key,
+        verdict=verdict,
+        ops=ops,
+        explored=sum(walk.explored for walk in walks),
+        linearization=decided.linearization,
     )
-    if decided.verdict == ILLEGAL:
+    if verdict == ILLEGAL:
         result.unplaced = _unplaced(ops, model, decided.linearization)
     return result
 
@@ -291,8 +290,11 @@ def _walk(
         while bound_left:
             explored += 1
             if explored % _CHECK_CLOCK_EVERY == 0:
+                # What an "unknown" verdict would show if the time ran out here.
                 walk.explored = explored
-                walk.linearization = round_best if len(round_best) > len(best) else best
+                walk.linearization = max(best, round_best, key=len)
+                if len(stack) > len(walk.linearization):
+                    walk.linearization = [opid[e] for e, _, _ in stack]
                 yield
             m = match[entry]
             if m != -1:  # a call
