@@ -29,6 +29,7 @@ from rich.table import Table
 from consensuskit.catalog import builtin_registry, default_catalog, default_registry, service_for
 from consensuskit.cli_admin import leader_app, member_app
 from consensuskit.cli_auth import EndpointsOpt, JsonOpt, UserOpt, auth_app, role_app, user_app
+from consensuskit.cli_backup import backup_app
 from consensuskit.core.client import CLIENT_ATTEMPT_TIMEOUT, CLIENT_DEADLINE
 from consensuskit.core.registry import flag_options, parse_flags, protocol_named_by_flags
 from consensuskit.core.service import resolve
@@ -1113,6 +1114,8 @@ def status_cmd(endpoints: EndpointsOpt = None, as_json: JsonOpt = False, user: U
 # admin verbs: consensuskit member|leader ... (cli_admin.py)
 app.add_typer(member_app, name="member")
 app.add_typer(leader_app, name="leader")
+# backup verbs: consensuskit backup save|restore|status (cli_backup.py)
+app.add_typer(backup_app, name="backup")
 
 # client auth verbs: consensuskit user|role|auth ... (cli_auth.py)
 app.add_typer(user_app, name="user")
@@ -1157,6 +1160,13 @@ def up_cmd(
     view_port: Annotated[
         int, typer.Option(min=0, max=65535, help="Port of --view's page (0: any free one).")
     ] = 7070,
+    restore: Annotated[
+        str | None,
+        typer.Option(
+            help="A backup file (consensuskit backup save) to restore once the cluster runs; "
+            "the cluster must hold no data.",
+        ),
+    ] = None,
 ) -> None:
     """Start (or recover) a local cluster of node processes; Ctrl-C stops them all.
 
@@ -1199,6 +1209,7 @@ def up_cmd(
             listen_base=listen_base or None,
             view=view,
             view_port=view_port,
+            restore=restore,
         )
     )
 

@@ -586,6 +586,17 @@ class AsyncClient:
         answer = await self.request("POST", "/v1/leader/transfer", body=body, admin=True, json_body=True)
         return answer.body
 
+    async def backup(self) -> bytes:
+        """The backup file of the cluster's whole state (admin token; docs/server.md,
+        "Backup and restore"): every write acknowledged before the call is in it."""
+        answer = await self.request("GET", "/v1/backup", admin=True, leader_only=False)
+        return answer.raw
+
+    async def restore(self, backup: bytes) -> Any:
+        """Restore a backup file's state into this cluster, which must hold no data."""
+        answer = await self.request("POST", "/v1/restore", body=bytes(backup), admin=True, write=True)
+        return answer.body
+
     # ------------------------------------------------------------------ auth (docs/server.md)
     async def fetch_token(self) -> str | None:
         """A fresh token for ``user``/``password`` (None when the cluster has auth disabled)."""
@@ -1001,6 +1012,8 @@ def _as_bytes(value: str | bytes | None) -> bytes:
 
 
 def _decode(raw: bytes, content_type: str) -> Any:
+    if content_type == "application/octet-stream":  # a backup file: kept as bytes
+        return raw
     if content_type == "application/json" or raw[:1] in (b"{", b"["):
         try:
             return json.loads(raw)
@@ -1151,6 +1164,12 @@ class Client:
 
     def transfer_leadership(self, target: str | None = None) -> Any:
         return self._run(self._async.transfer_leadership(target))
+
+    def backup(self) -> bytes:
+        return self._run(self._async.backup())
+
+    def restore(self, backup: bytes) -> Any:
+        return self._run(self._async.restore(backup))
 
     # auth administration (AsyncClient's methods of the same names)
     def fetch_token(self) -> str | None:

@@ -194,9 +194,14 @@ def up_command(
     listen_base: dict[str, int] | None = None,
     view: bool = False,
     view_port: int = DEFAULT_VIEW_PORT,
+    restore: str | None = None,
 ) -> int:
     """Start (or recover) a local cluster and watch it until Ctrl-C or SIGTERM, or until
     every node it started has exited (0 when each exited cleanly, else 1; not with ``view``).
+
+    ``restore``: a backup file (server/backup_file.py) restored into the cluster once it
+    has a leader; the cluster must hold no data, and a new one runs the backup's service
+    unless ``service`` names one.  A refused restore stops the nodes (exit 1).
 
     ``protocol`` is a registry name (default raft, or what the directory's cluster runs);
     ``service`` one it can serve (default its own).  ``view`` serves the browser view of
@@ -207,6 +212,17 @@ def up_command(
     if protocol is not None and protocol not in registry.names():
         _err(f"unknown protocol {protocol!r}; valid: {', '.join(registry.names())}")
         return 2
+    backup: Any = None
+    if restore is not None:
+        from consensuskit.server.backup_commands import load_file
+
+        try:
+            backup = load_file(restore)
+        except BadInput as exc:
+            _err(f"--restore: {exc}")
+            return 2
+        if service is None and not (Path(data_dir) / MANIFEST).exists():
+            service = backup.service
     if service is not None:
         try:
             service_for(registry, registry.get(protocol or "raft"), service)
@@ -237,6 +253,8 @@ def up_command(
                 f"[bold]consensuskit[/]: {len(layout.nodes)} {layout.protocol} nodes, data in {layout.root}"
             )
             leader = cluster.wait_ready(startup_timeout)
+            if backup is not None:
+                _restore_backup(console, layout, str(restore), backup)
             _print_endpoints(console, cluster, leader)
             if view:
                 from consensuskit.view.live import ClusterView
@@ -261,6 +279,25 @@ def up_command(
             cluster.stop()
     console.print("all nodes stopped")
     return code
+
+
+def _restore_backup(console: Console, layout: ClusterLayout, path: str, backup: Any) -> None:
+    """``up --restore``: the backup into the started cluster; ClusterError if refused."""
+    from consensuskit.server.backup_api import RESTORE_TIMEOUT
+
+    token = layout.admin_token_path.read_text(encoding="utf-8").strip()
+    data = Path(path).read_bytes()
+    wait = RESTORE_TIMEOUT
+    with Client(layout.endpoints, admin_token=token, timeout=wait, deadline=wait) as client:
+        try:
+            doc = client.restore(data)
+        except ClientError as exc:
+            raise ClusterError(f"--restore {path}: {exc.code}: {exc.message}") from None
+    restored = doc.get("restored") if isinstance(doc, dict) else None
+    console.print(
+        f"restored {path}: {restored} entries of service {backup.service} "
+        f"(taken from {backup.header['node']} at index {backup.header['index']})"
+    )
 
 
 def _print_endpoints(console: Console, cluster: LocalCluster, leader: str | None) -> None:

@@ -21,8 +21,9 @@ Rules this module owns:
     URL (503 with no URL when it knows no leader) when its protocol does not pass the
     request on, or when the client asks for it with ``X-Leader-Only: true`` (a protocol
     whose followers forward, as Raft's and Multi-Paxos's do, serves every request);
-  * membership, leadership transfer and fault injection need ``Authorization: Bearer
-    <admin token>`` (401 without, 403 with a wrong one or when no token is configured);
+  * membership, leadership transfer, backup and restore (backup_api.py) and fault
+    injection need ``Authorization: Bearer <admin token>`` (401 without, 403 with a
+    wrong one or when no token is configured);
   * the node is read through its capabilities (core/capabilities.py): ``/v1/status`` is
     its common status plus each capability's fields; a route whose capability the node
     lacks (membership change, leader transfer) answers 501 ``not-implemented`` naming
@@ -84,6 +85,7 @@ from consensuskit.server.events import EventFeed, parse_since
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import change_visible, missing, supported_changes
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
+from consensuskit.statemachines.sessions import BAD_BACKUP, NOT_EMPTY
 
 log = logging.getLogger("consensuskit.server.http")
 
@@ -219,6 +221,9 @@ class NodeApi:
         from consensuskit.server.auth_api import AuthRoutes
 
         AuthRoutes(self).add_to(r)
+        from consensuskit.server.backup_api import BackupRoutes
+
+        BackupRoutes(self).add_to(r)
         return app
 
     @property
@@ -272,14 +277,27 @@ class NodeApi:
             return error_response(500, "internal", "internal server error (see the node's log)")
 
     async def submit(
-        self, request: web.Request, op: Any, *, write: bool = False, consistency: str | None = None
+        self,
+        request: web.Request,
+        op: Any,
+        *,
+        write: bool = False,
+        consistency: str | None = None,
+        timeout: float | None = None,
     ) -> ClientResponse:
         """Run ``op`` (a valid op of the service) and return the node's answer; raise
-        ApiError for a refusal or a request the runtime could not answer."""
-        return await self._submit(request, op, write=write, consistency=consistency)
+        ApiError for a refusal or a request the runtime could not answer.  ``timeout``:
+        the wait for an answer (default ``request_timeout``)."""
+        return await self._submit(request, op, write=write, consistency=consistency, timeout=timeout)
 
     async def _submit(
-        self, request: web.Request, op: Any, *, write: bool = False, consistency: str | None = None
+        self,
+        request: web.Request,
+        op: Any,
+        *,
+        write: bool = False,
+        consistency: str | None = None,
+        timeout: float | None = None,
     ) -> ClientResponse:
         if write:
             client_id, seq = self._request_id(request)
@@ -297,7 +315,8 @@ class NodeApi:
             if isinstance(node, HasLeader) and not node.is_leader():
                 raise self._not_leader(node.current_leader())
         started = time.monotonic()
-        deadline = started + self.config.request_timeout
+        wait = self.config.request_timeout if timeout is None else timeout
+        deadline = started + wait
         try:
             for _ in range(STALE_RETRIES):
                 response = await self.runtime.request(client_request, max(0.0, deadline - time.monotonic()))
@@ -305,7 +324,7 @@ class NodeApi:
                     break
                 client_request = client_request.renumbered(next(self._anon_seq))
         except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
-            raise self.failure(exc, write=write) from None
+            raise self.failure(exc, write=write, waited=wait) from None
         finally:
             self.observe(op.kind, time.monotonic() - started)
         if not response.ok:
@@ -328,13 +347,14 @@ class NodeApi:
             child = self._latency[kind] = self.host.metrics.request_seconds.labels(kind)
         child.observe(seconds)
 
-    def failure(self, exc: BaseException, *, write: bool) -> ApiError:
+    def failure(self, exc: BaseException, *, write: bool, waited: float | None = None) -> ApiError:
         """The answer to a request the runtime could not answer (``runtime.request``'s errors)."""
         if isinstance(exc, RequestTimeout):
+            waited = self.config.request_timeout if waited is None else waited
             return ApiError(
                 503,
                 "timeout",
-                f"no answer within {self.config.request_timeout:g}s (no quorum?); "
+                f"no answer within {waited:g}s (no quorum?); "
                 + ("the write may or may not have been applied" if write else "retry"),
                 outcome=UNKNOWN if write else NOT_APPLIED,
             )
@@ -420,6 +440,18 @@ class NodeApi:
                 f"this {REQUEST_ID_HEADER} already names another command (the session's last write); "
                 "nothing was applied: a new write needs the next seq",
                 outcome=NOT_APPLIED,
+            )
+        if error == NOT_EMPTY["error"]:  # a restore (server/backup_api.py)
+            return ApiError(
+                409,
+                error,
+                "the cluster already holds data: a backup is restored only into an empty cluster "
+                "(a new one, or one whose every key was deleted)",
+                outcome=NOT_APPLIED,
+            )
+        if error == BAD_BACKUP["error"]:
+            return ApiError(
+                400, error, "the backup's state does not restore into this service", outcome=NOT_APPLIED
             )
         if error is not None and error.startswith(f"{UNSUPPORTED}: "):
             # The protocol never serves it (core/client.py): the client must ask differently.

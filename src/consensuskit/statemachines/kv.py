@@ -20,7 +20,9 @@ Rules this module owns:
     its own rules) that ``auth``/``auth-read`` ops reach; while auth is enabled every
     write command (kv and ``auth``) is judged against it by ``AuthState.judge`` with the
     command's principal before it runs; a snapshot carries it under
-    "auth" only once it was used, and one without "auth" restores the empty state.
+    "auth" only once it was used, and one without "auth" restores the empty state;
+  * a ``ServiceOp`` is a backup or a restore (statemachines/backup.py, its rules), or
+    refused ``bad-command`` whatever its kind, changing nothing.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from consensuskit.core.client import ClientRequest, Op
+from consensuskit.core.client import ClientRequest, Op, ServiceOp
 from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
+from consensuskit.statemachines.backup import is_platform_op, platform_result
 from consensuskit.statemachines.kv_entry import Versioned
-from consensuskit.statemachines.sessions import STALE, SessionTable
+from consensuskit.statemachines.sessions import BAD_COMMAND, STALE, SessionTable
 from consensuskit.statemachines.store import FrozenStore, ShardedStore, shard_of
 
 __all__ = ["STALE", "KVStateMachine"]
@@ -83,6 +86,8 @@ class KVStateMachine:
     # -- commands -------------------------------------------------------------------
     def apply(self, command: ClientRequest) -> Any:
         """The command's result, or a refusal (``sessions.refusal`` names it)."""
+        if command.op.__class__ is ServiceOp:  # kv's own ops are Ops: a backup or restore
+            return platform_result(self, command.op) if is_platform_op(command.op) else BAD_COMMAND
         if not self._auth.enabled:
             return self._sessions.apply(command, self.execute)
         principal = command.principal
@@ -101,6 +106,8 @@ class KVStateMachine:
 
     def read(self, request: ClientRequest) -> Any:
         op = request.op
+        if is_platform_op(op) and op.is_read():
+            return platform_result(self, op)
         if not isinstance(op, Op) or not op.is_read():  # kv's edge admits Ops only
             raise ValueError(f"read() serves only get, not {op.kind} (reads: get, list)")
         return self.execute(op)

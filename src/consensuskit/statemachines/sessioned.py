@@ -11,7 +11,9 @@ Rules this module owns:
     as ``bad-command`` and changes nothing (a peer or client cannot crash a replica with
     one, and every replica refuses it alike);
   * ``read`` serves read kinds only, from the current state, without touching sessions;
-  * a snapshot is ``{"state": inner.snapshot(), **SessionTable.snapshot()}``.
+  * a snapshot is ``{"state": inner.snapshot(), **SessionTable.snapshot()}``;
+  * a backup or a restore (statemachines/backup.py) is answered beside the service's
+    kinds, unless the service names one of those kinds itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.compiled import mypyc_attr
+from consensuskit.statemachines.backup import is_platform_op, platform_result
 from consensuskit.statemachines.sessions import BAD_COMMAND, CLOCK, SessionTable
 
 
@@ -64,12 +67,14 @@ class Sessioned:
     def apply(self, command: ClientRequest) -> Any:
         op = command.op
         if op.kind not in self._kinds or (op.is_read() and op.kind not in self._reads):
-            return BAD_COMMAND
+            return platform_result(self, op) if is_platform_op(op) else BAD_COMMAND
         return self._sessions.apply(command, self._inner.execute)
 
     def read(self, request: ClientRequest) -> Any:
         kind = request.op.kind
         if kind not in self._reads:
+            if is_platform_op(request.op) and request.op.is_read():
+                return platform_result(self, request.op)
             raise ValueError(f"read() serves only {', '.join(sorted(self._reads))}, not {kind}")
         return self._inner.execute(request.op)
 

@@ -79,11 +79,17 @@ STALE = {"error": STALE_SESSION}
 EXPIRED = {"error": SESSION_EXPIRED}
 REUSED = {"error": REQUEST_ID_REUSED}
 BAD_COMMAND = {"error": "bad-command"}
+# A restore (statemachines/backup.py) into a state that holds data, or of a bad snapshot.
+NOT_EMPTY = {"error": "not-empty"}
+BAD_BACKUP = {"error": "bad-backup"}
 # An executor's auth refusals (statemachines/auth.py ``AuthState.judge``).
 NOBODY = {"error": UNAUTHENTICATED}
 TOKEN_RETIRED = {"error": INVALID_TOKEN}
 DENIED = {"error": PERMISSION_DENIED}
-_REFUSALS = {id(r): r["error"] for r in (STALE, EXPIRED, REUSED, BAD_COMMAND, NOBODY, TOKEN_RETIRED, DENIED)}
+_REFUSALS = {
+    id(r): r["error"]
+    for r in (STALE, EXPIRED, REUSED, BAD_COMMAND, NOT_EMPTY, BAD_BACKUP, NOBODY, TOKEN_RETIRED, DENIED)
+}
 
 Session = tuple[int, Any, bytes | None, int]  # (last seq, its result, its digest, last active)
 

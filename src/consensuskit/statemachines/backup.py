@@ -1,0 +1,72 @@
+"""Backing up a log service's whole state, and restoring it into an empty cluster: two
+operations every log service's state machine answers beside its own.
+
+They are operations, not a side door, so every log protocol orders them as it orders
+any other (Raft's ReadIndex, Multi-Paxos's leader, ZAB, Basic Paxos's slots), in the
+simulator and on the server alike, and no protocol needs to know about them.
+
+Rules this module owns:
+  * ``backup_op()`` is a read (``ServiceOp(kind="backup", read=True)``).  Served like a
+    linearizable read, its result is the state machine's ``snapshot()`` at that point:
+    every write acknowledged before the backup was asked for is in it.  A state machine
+    answers it from ``read`` and, where a protocol orders reads through its log, from
+    ``apply``; it never touches sessions;
+  * ``restore_op(snapshot)`` is a command whose value is the snapshot as encoded bytes
+    (``core.messages.encode``, one value however large the state).  Applied, it
+    replaces the whole state (data, auth, client sessions) with the snapshot's, on
+    every replica alike, and only in a state machine that holds nothing (``len()`` is
+    0): otherwise it is refused ``not-empty`` and changes nothing, so a restore cannot
+    overwrite a cluster's data by mistake.  Bytes that do not decode, or a snapshot the
+    state machine's ``restore`` refuses (another service's), are refused
+    ``bad-backup``.  Like the clock it bypasses sessions: the snapshot brings its own;
+  * ``platform_result(machine, op)``: what a state machine answers to either of them;
+    ``is_platform_op(op)`` tells them from the service's own.  A state machine calls it
+    before its own kinds (statemachines/kv.py, statemachines/sessioned.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensuskit.core.client import ServiceOp
+from consensuskit.core.messages import decode, encode
+from consensuskit.statemachines.sessions import BAD_BACKUP, NOT_EMPTY
+
+BACKUP = "backup"
+RESTORE = "restore"
+PLATFORM_KINDS = frozenset((BACKUP, RESTORE))
+
+
+def backup_op() -> ServiceOp:
+    """The read whose result is the whole state (see the module rules)."""
+    return ServiceOp(kind=BACKUP, read=True)
+
+
+def restore_op(snapshot: Any) -> ServiceOp:
+    """The command that restores ``snapshot`` into an empty state machine."""
+    return ServiceOp(kind=RESTORE, value=encode(snapshot))
+
+
+def restore_op_of_encoded(encoded: bytes) -> ServiceOp:
+    """``restore_op`` of a snapshot already encoded (a backup file's state section)."""
+    return ServiceOp(kind=RESTORE, value=bytes(encoded))
+
+
+def is_platform_op(op: Any) -> bool:
+    return op.__class__ is ServiceOp and op.kind in PLATFORM_KINDS
+
+
+def platform_result(machine: Any, op: ServiceOp) -> Any:
+    """``machine``'s answer to a backup or restore op (see the module rules)."""
+    if op.kind == BACKUP:
+        return machine.snapshot()
+    if len(machine):
+        return NOT_EMPTY
+    if not isinstance(op.value, bytes):
+        return BAD_BACKUP
+    try:
+        snapshot = decode(op.value)
+        machine.restore(snapshot)  # builds before it replaces: a refusal changes nothing
+    except Exception:  # a crafted value must not halt a replica, and changed nothing
+        return BAD_BACKUP
+    return {"restored": len(machine)}
