@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -69,23 +69,10 @@ class BackupRoutes:
         service = self._check(request)
         api = self.api
         response = await api.submit(request, backup_op(), consistency=LINEARIZABLE)
-        cfg = api.config
-        header = {
-            "service": service,
-            "protocol": cfg.protocol,
-            "cluster_id": cfg.cluster_id or "",
-            "node": cfg.node_id,
-            "index": max(0, int(response.index or 0)),
-            "taken_at": time.time(),
-            "codec": CODEC_VERSION,
-        }
-        # The snapshot never changes once made (core/service.py): encoded off the loop.
-        body = await asyncio.to_thread(lambda: backup_file.build(header, encode(response.result)))
-        return web.Response(
-            body=body,
-            content_type=CONTENT_TYPE,
-            headers={"Content-Disposition": f'attachment; filename="{service}-{cfg.node_id}.ckbackup"'},
-        )
+        body = await backup_bytes(api, response.result, response.index)
+        disposition = f'attachment; filename="{service}-{api.config.node_id}.ckbackup"'
+        headers = {"Content-Disposition": disposition}
+        return web.Response(body=body, content_type=CONTENT_TYPE, headers=headers)
 
     async def restore(self, request: web.Request) -> web.Response:
         from consensuskit.server.http_api import ApiError
@@ -110,6 +97,24 @@ class BackupRoutes:
         result = response.result if isinstance(response.result, dict) else {}
         body = {"restored": result.get("restored"), "index": response.index, "from": backup.header}
         return web.json_response(body)
+
+
+async def backup_bytes(api: NodeApi, snapshot: Any, index: int | None) -> bytes:
+    """The backup file of ``snapshot``, the result of a backup op this node answered at
+    log position ``index`` (also the etcd service's Maintenance.Snapshot)."""
+    cfg = api.config
+    service = api.service.name if api.service is not None else ""
+    header = {
+        "service": service,
+        "protocol": cfg.protocol,
+        "cluster_id": cfg.cluster_id or "",
+        "node": cfg.node_id,
+        "index": max(0, int(index or 0)),
+        "taken_at": time.time(),
+        "codec": CODEC_VERSION,
+    }
+    # The snapshot never changes once made (core/service.py): encoded off the loop.
+    return await asyncio.to_thread(lambda: backup_file.build(header, encode(snapshot)))
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

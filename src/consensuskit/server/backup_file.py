@@ -10,6 +10,9 @@ Format, version 1 (all integers big-endian):
     10      4     header length H
     14      H     header: a msgpack map (below)
     14+H    S     the state: ``core.messages.encode`` of the state machine's snapshot
+    14+H+S  P     zero bytes, P < 512, so the bytes before the checksum are whole
+                  512-byte blocks (etcdctl's ``snapshot save`` takes a stream only when
+                  its length is 32 more than a multiple of 512: bolt pages and a SHA-256)
     end-32  32    SHA-256 of every byte before it
 
 The header names the ``service`` (a restore refuses another service's backup), and says
@@ -20,9 +23,9 @@ service's, not a protocol's: a kv backup of a Multi-Paxos cluster restores into 
 
 Rules this module owns:
   * ``parse`` trusts nothing: a short file, another magic, a version this release does
-    not read, a header that is not a map of the fields above, a state length that does
-    not match, or a checksum that does not, each raise ``BackupError`` with one line
-    saying which;
+    not read, a header that is not a map of the fields above, a state length or padding
+    that does not match, or a checksum that does not, each raise ``BackupError`` with
+    one line saying which;
   * a later release reads every earlier version (a new one gets its own parser here).
 """
 
@@ -39,6 +42,7 @@ MAGIC = b"ckbackup"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct(">8sHI")
 DIGEST_BYTES = 32
+BLOCK = 512
 # Header fields and their types; every one is required.
 HEADER_FIELDS: dict[str, type | tuple[type, ...]] = {
     "service": str,
@@ -76,9 +80,10 @@ def build(header: dict[str, Any], state: bytes) -> bytes:
     packed = msgpack.packb(fields, use_bin_type=True)
     digest = hashlib.sha256()
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed))
-    for part in (prefix, packed, state):
+    padding = bytes(-(len(prefix) + len(packed) + len(state)) % BLOCK)
+    for part in (prefix, packed, state, padding):
         digest.update(part)
-    return b"".join((prefix, packed, state, digest.digest()))
+    return b"".join((prefix, packed, state, padding, digest.digest()))
 
 
 def parse(data: bytes | bytearray | memoryview) -> Backup:
@@ -106,9 +111,13 @@ def parse(data: bytes | bytearray | memoryview) -> Backup:
     except (ValueError, msgpack.UnpackException) as exc:
         raise BackupError(f"backup header does not decode: {exc}") from None
     _check_header(header)
-    state = view[start + header_len : body_end]
-    if len(state) != header["state_bytes"]:
-        raise BackupError(f"backup state is {len(state)} bytes, its header says {header['state_bytes']}")
+    state_end = start + header_len + header["state_bytes"]
+    padding = view[state_end:body_end] if state_end <= body_end else None
+    if padding is None or len(padding) >= BLOCK or body_end % BLOCK or any(padding):
+        raise BackupError(
+            f"backup state of {header['state_bytes']} bytes (as its header says) does not fit the file"
+        )
+    state = view[start + header_len : state_end]
     return Backup(header=header, state=state, sha256=actual.hex())
 
 

@@ -200,6 +200,28 @@ class EtcdNode(Recipes):
             return await self.forward(leader, kind, body, serializable)
         return self.result(response)
 
+    async def snapshot(self) -> bytes:
+        """Maintenance.Snapshot: the backup file of the whole store, read as a
+        linearizable read on this node (server/backup_api.py; docs/server.md, "Backup
+        and restore"); ``EtcdError`` when the node cannot answer."""
+        from consensuskit.core.client import LINEARIZABLE
+        from consensuskit.server.backup_api import backup_bytes
+        from consensuskit.server.runtime import LeadershipLost, NodeHalted, RequestTimeout
+        from consensuskit.statemachines.backup import backup_op
+
+        api = self.api
+        client_id, seq = api.read_id()
+        request = ClientRequest(client_id=client_id, seq=seq, op=backup_op(), consistency=LINEARIZABLE)
+        try:
+            response = await api.runtime.request(request, api.config.request_timeout)
+        except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
+            raise self.failure(exc) from None
+        if not response.ok:
+            if response.error == NOT_LEADER:
+                raise EtcdError(UNAVAILABLE, NO_LEADER if response.leader_hint is None else LEADER_CHANGED)
+            raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
+        return await backup_bytes(api, response.result, response.index)
+
     # The steps of ``call``, which a front that answers from callbacks (the gateway's lean
     # front, services/etcd_gateway.py) takes one by one.
     def prepare(self, kind: str, body: dict[str, Any]) -> Any:

@@ -1,6 +1,6 @@
 """etcd's gRPC API on a node (grpcio's asyncio server, beside the HTTP API): KV, Watch,
-Lease, Cluster.MemberList, Maintenance (Status, Alarm, Defragment, HashKV), Lock and
-Election.
+Lease, Cluster.MemberList, Maintenance (Status, Alarm, Defragment, HashKV, Snapshot), Lock
+and Election.
 
 Rules this module owns:
   * each call is translated (services/etcd_convert.py) and run by the node's
@@ -42,6 +42,7 @@ from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
+SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshot stream sends 32 KiB blobs
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: EtcdError) -> None:
@@ -265,6 +266,20 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
             await _abort(context, EtcdError(UNIMPLEMENTED, "etcdserver: this server raises no alarms"))
         revision = await self.node.local_revision()
         return pb.AlarmResponse(header=self.header(revision))
+
+    async def Snapshot(self, request: pb.SnapshotRequest, context: Any) -> AsyncIterator[pb.SnapshotResponse]:
+        """The store as a consensuskit backup file (`etcdctl snapshot save` keeps it;
+        `consensuskit backup restore` or `up --restore` restores it: it is not a bolt
+        database, so `etcdctl snapshot restore` cannot), in SNAPSHOT_CHUNK pieces."""
+        try:
+            data = await self.node.snapshot()
+        except EtcdError as exc:
+            await _abort(context, exc)
+        revision = await self.node.local_revision()
+        header = self.header(revision)
+        for start in range(0, len(data), SNAPSHOT_CHUNK):
+            blob = data[start : start + SNAPSHOT_CHUNK]
+            yield pb.SnapshotResponse(header=header, remaining_bytes=len(data) - start - len(blob), blob=blob)
 
     async def Defragment(self, request: pb.DefragmentRequest, context: Any) -> pb.DefragmentResponse:
         # Nothing to compact on disk: the store is in memory; the WAL and snapshots are
