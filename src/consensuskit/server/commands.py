@@ -296,7 +296,9 @@ def _restore_backup(console: Console, layout: ClusterLayout, path: str, backup: 
     restored = doc.get("restored") if isinstance(doc, dict) else None
     console.print(
         f"restored {path}: {restored} entries of service {backup.service} "
-        f"(taken from {backup.header['node']} at index {backup.header['index']})"
+        f"(taken from {backup.header['node']} at index {backup.header['index']})",
+        soft_wrap=True,
+        markup=False,
     )
 
 
