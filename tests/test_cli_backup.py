@@ -77,7 +77,7 @@ async def test_save_status_and_restore(tmp_path: Path, capsys: pytest.CaptureFix
         code, out, err = await cli(c, "backup", "restore", str(path), "--admin-token-file", token_b)
         assert code == 0, err
         assert out.startswith(f"restored {path}: 3 entries of service kv")
-        status, body, _ = await c.call("GET", leader, "/v1/kv?prefix=k")
+        _, body, _ = await c.call("GET", leader, "/v1/kv?prefix=k")
         assert [i["value"] for i in body["items"]] == ["v0", "v1", "v2"]
         code, _, err = await cli(c, "backup", "restore", str(path), "--admin-token-file", token_b)
         assert code == 1 and "not-empty: the cluster already holds data" in err

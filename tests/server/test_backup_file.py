@@ -54,7 +54,10 @@ GOOD = build(HEADER, b"\x02\xc0")
         (b"x" * 600, "not a consensuskit backup"),
         (GOOD[:-1], "checksum mismatch"),
         (GOOD[:-33] + b"\x01" + GOOD[-32:], "checksum mismatch"),
-        (_reframed({**HEADER, "state_bytes": 2}, version=2), "format version 2: this release reads version 1"),
+        (
+            _reframed({**HEADER, "state_bytes": 2}, version=2),
+            "format version 2: this release reads version 1 (the file was written by a newer release)",
+        ),
         (_reframed([1, 2]), "header is not a map"),
         (_reframed({**HEADER}), "'state_bytes' is missing"),
         (_reframed({**HEADER, "index": "42", "state_bytes": 2}), "'index' is missing or not int"),

@@ -195,7 +195,8 @@ def test_etcdctl_snapshot_save_and_a_restore_into_a_new_cluster(
         token = target.layout.admin_token_path.read_text().strip()
         with Client(target.layout.endpoints, admin_token=token, timeout=30.0, deadline=60.0) as client:
             assert client.restore(path.read_bytes())["restored"] > 0
-        after = json.loads(Ctl(target.grpc_address(target.follower()))("get", "snap/", "--prefix", "-w", "json"))
+        follower = Ctl(target.grpc_address(target.follower()))
+        after = json.loads(follower("get", "snap/", "--prefix", "-w", "json"))
         assert after["kvs"] == before["kvs"]  # keys, values, create and mod revisions, versions
     finally:
         fresh.close()

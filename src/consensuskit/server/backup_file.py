@@ -96,7 +96,9 @@ def parse(data: bytes | bytearray | memoryview) -> Backup:
         raise BackupError("not a consensuskit backup (it does not start with b'ckbackup')")
     if version != FORMAT_VERSION:
         newer = " (the file was written by a newer release)" if version > FORMAT_VERSION else ""
-        raise BackupError(f"backup format version {version}: this release reads version {FORMAT_VERSION}{newer}")
+        raise BackupError(
+            f"backup format version {version}: this release reads version {FORMAT_VERSION}{newer}"
+        )
     body_end = len(view) - DIGEST_BYTES
     actual = hashlib.sha256(view[:body_end]).digest()
     if actual != bytes(view[body_end:]):
