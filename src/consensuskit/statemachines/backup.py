@@ -56,7 +56,7 @@ def is_platform_op(op: Any) -> bool:
     return op.__class__ is ServiceOp and op.kind in PLATFORM_KINDS
 
 
-def platform_result(machine: Any, op: ServiceOp) -> Any:
+def platform_result(machine: Any, op: Any) -> Any:
     """``machine``'s answer to a backup or restore op (see the module rules)."""
     if op.kind == BACKUP:
         return machine.snapshot()
