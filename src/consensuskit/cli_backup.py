@@ -48,8 +48,9 @@ def backup_restore(
     admin_token_file: AdminTokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore FILE into a running cluster of the same service that holds no data yet
-    (or start a new one with `consensuskit up --restore FILE`)."""
+    """Restore FILE into a running cluster of its service that holds no data yet.
+
+    To start a new cluster holding it: `consensuskit up --restore FILE`."""
     from consensuskit.server.backup_commands import backup_command
 
     raise typer.Exit(
