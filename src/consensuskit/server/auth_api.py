@@ -349,7 +349,7 @@ class AuthRoutes:
     # ------------------------------------------------------------------ plumbing
     async def _change(self, request: web.Request, action: str, *args: Any) -> web.Response:
         op = Op(kind=AUTH, key=action, value=args)
-        response = await self.api._submit(request, op, write=True)
+        response = await self.api.submit(request, op, write=True)
         result = response.result
         if isinstance(result, dict) and "error" in result:
             code = str(result["error"])
@@ -360,7 +360,7 @@ class AuthRoutes:
 
     async def _read(self, request: web.Request, what: str, arg: Any = None) -> Any:
         op = Op(kind=AUTH_READ, key=what, value=arg)
-        response = await self.api._submit(request, op, consistency=LINEARIZABLE)
+        response = await self.api.submit(request, op, consistency=LINEARIZABLE)
         result = response.result
         if isinstance(result, dict) and "error" in result:
             code = str(result["error"])

@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from consensuskit.core.client import LINEARIZABLE
 from consensuskit.core.messages import CODEC_VERSION, encode
 from consensuskit.server import backup_file
+from consensuskit.server.http_api import ApiError, NodeApi
 from consensuskit.statemachines.backup import backup_op, restore_op_of_encoded
-
-if TYPE_CHECKING:
-    from consensuskit.server.http_api import NodeApi
 
 RESTORE_TIMEOUT = 120.0
 CONTENT_TYPE = "application/octet-stream"
@@ -51,8 +49,6 @@ class BackupRoutes:
 
     def _check(self, request: web.Request) -> str:
         """The admin check, then the service's name (501 for a service without a log)."""
-        from consensuskit.server.http_api import ApiError
-
         api = self.api
         api._admin(request)
         service = api.service
@@ -75,8 +71,6 @@ class BackupRoutes:
         return web.Response(body=body, content_type=CONTENT_TYPE, headers=headers)
 
     async def restore(self, request: web.Request) -> web.Response:
-        from consensuskit.server.http_api import ApiError
-
         service = self._check(request)
         api = self.api
         limit = api.config.limits.max_buffered_bytes
@@ -118,8 +112,6 @@ async def backup_bytes(api: NodeApi, snapshot: Any, index: int | None) -> bytes:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    from consensuskit.server.http_api import ApiError
-
     def too_large(size: str) -> ApiError:
         exc = ApiError(413, "too-large", f"backup of {size} is over max_buffered_bytes ({limit} bytes)")
         # The rest of the body is never read: the connection cannot carry another request.

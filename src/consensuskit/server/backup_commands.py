@@ -50,7 +50,8 @@ def save_file(path: Path, data: bytes) -> None:
 
 
 def load_file(path: str) -> Backup:
-    """The backup in ``path``; BadInput (exit 2) when it cannot be read or is not one."""
+    """The backup in ``path`` (its ``state`` a view of the file's bytes, ``data``);
+    BadInput (exit 2) when it cannot be read or is not one."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -103,8 +104,7 @@ VERBS: Verbs = {"backup-save": (_save, _save_text), "backup-restore": (_restore,
 
 def _load_for_restore(args: dict[str, Any]) -> None:
     backup = load_file(args["file"])
-    args["backup"] = backup
-    args["data"] = Path(args["file"]).read_bytes()
+    args["backup"], args["data"] = backup, backup.data
 
 
 def _check_target(args: dict[str, Any]) -> None:
@@ -122,14 +122,12 @@ def backup_command(verb: str, args: dict[str, Any], **options: Any) -> int:
     return run_verb(VERBS, verb, args, timeout=wait, deadline=wait + 30.0, **options)
 
 
-def describe(backup: Backup, *, restore: bool = True) -> dict[str, Any]:
-    """The file's header and checksum, and with ``restore`` how many entries its state
-    holds once restored into a fresh state machine of its service (BackupError if it
-    does not restore)."""
+def describe(backup: Backup) -> dict[str, Any]:
+    """The file's header and checksum, and how many entries its state holds once
+    restored into a fresh state machine of its service (BackupError if it does not)."""
     doc: dict[str, Any] = {"sha256": backup.sha256, **backup.header}
     doc["taken_at_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(backup.header["taken_at"])))
-    if restore:
-        doc["entries"] = trial_restore(backup)
+    doc["entries"] = trial_restore(backup)
     return doc
 
 

@@ -68,6 +68,11 @@ class Backup:
     sha256: str  # the file's checksum, hex
 
     @property
+    def data(self) -> bytes:
+        """The whole file, as ``parse`` was given it."""
+        return bytes(self.state.obj)  # type: ignore[arg-type]
+
+    @property
     def service(self) -> str:
         return str(self.header["service"])
 

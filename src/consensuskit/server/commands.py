@@ -286,7 +286,7 @@ def _restore_backup(console: Console, layout: ClusterLayout, path: str, backup: 
     from consensuskit.server.backup_api import RESTORE_TIMEOUT
 
     token = layout.admin_token_path.read_text(encoding="utf-8").strip()
-    data = Path(path).read_bytes()
+    data = backup.data
     wait = RESTORE_TIMEOUT
     with Client(layout.endpoints, admin_token=token, timeout=wait, deadline=wait) as client:
         try:

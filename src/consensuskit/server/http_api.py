@@ -288,17 +288,6 @@ class NodeApi:
         """Run ``op`` (a valid op of the service) and return the node's answer; raise
         ApiError for a refusal or a request the runtime could not answer.  ``timeout``:
         the wait for an answer (default ``request_timeout``)."""
-        return await self._submit(request, op, write=write, consistency=consistency, timeout=timeout)
-
-    async def _submit(
-        self,
-        request: web.Request,
-        op: Any,
-        *,
-        write: bool = False,
-        consistency: str | None = None,
-        timeout: float | None = None,
-    ) -> ClientResponse:
         if write:
             client_id, seq = self._request_id(request)
             # Who the edge authenticated (auth_api.py): the node that applies it decides.

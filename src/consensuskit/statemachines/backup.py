@@ -44,7 +44,7 @@ def backup_op() -> ServiceOp:
 
 def restore_op(snapshot: Any) -> ServiceOp:
     """The command that restores ``snapshot`` into an empty state machine."""
-    return ServiceOp(kind=RESTORE, value=encode(snapshot))
+    return restore_op_of_encoded(encode(snapshot))
 
 
 def restore_op_of_encoded(encoded: bytes) -> ServiceOp:
