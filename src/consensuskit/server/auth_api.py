@@ -261,7 +261,7 @@ class AuthGate:
             token = self.api.config.admin_token
             if token is not None and _same(given, token):
                 return ADMIN
-            return await self._token_user(given)
+            return await self.token_user(given)
         if request.headers.get("Authorization") is not None:
             raise _unauthenticated("only Authorization: Bearer <token> is understood")
         transport = request.transport
@@ -276,7 +276,9 @@ class AuthGate:
         wire = WirePrincipal(name=name, via=VIA_CERTIFICATE, rev=state.revision)
         return Principal(name, user, state.is_root(user), wire)
 
-    async def _token_user(self, token: str) -> Principal:
+    async def token_user(self, token: str) -> Principal:
+        """The user a bearer token names (ApiError 401 for a bad one, 503 when this node
+        has not applied the auth revision it was issued at within the request timeout)."""
         try:
             claims = read_token(self.key, token, time.time())
         except TokenError as exc:

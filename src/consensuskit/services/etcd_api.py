@@ -53,10 +53,23 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from consensuskit.core.capabilities import is_leading
-from consensuskit.core.client import BUSY, NOT_LEADER, STALE_OK, STALE_SESSION, ClientRequest
+from consensuskit.core.client import (
+    BUSY,
+    INVALID_TOKEN,
+    NOT_LEADER,
+    PERMISSION_DENIED,
+    STALE_OK,
+    STALE_SESSION,
+    UNAUTHENTICATED,
+    ClientRequest,
+    ServiceOp,
+)
+from consensuskit.services import etcd_auth
 from consensuskit.services.etcd import make_op, validate
+from consensuskit.services.etcd_auth import CALLER, EtcdAuth
 from consensuskit.services.etcd_lessor import LOOK, Lessor
 from consensuskit.services.etcd_recipes import Recipes
+from consensuskit.statemachines.auth import AUTH, AUTH_READ
 from consensuskit.statemachines.mvcc import (
     READ_KINDS,
 )
@@ -136,6 +149,7 @@ class EtcdNode(Recipes):
         self._in_node = 0  # coalesced calls handed to the node and not answered yet
         self._flush_timer: asyncio.TimerHandle | None = None
         self.progress_interval = PROGRESS_INTERVAL
+        self.auth = EtcdAuth(self)
 
     def member_of(self, node_id: str) -> int:
         """A node's etcd member id: unique to this cluster (two clusters' n1 differ)."""
@@ -198,7 +212,10 @@ class EtcdNode(Recipes):
         leader = self.leader_to_ask(response, forwarded)
         if leader is not None:
             return await self.forward(leader, kind, body, serializable)
-        return self.result(response)
+        result = self.result(response)
+        if kind in READ_KINDS or kind == AUTH_READ:
+            self.auth.check_read(kind, body)  # once served: services/etcd_auth.py
+        return result
 
     async def snapshot(self) -> bytes:
         """Maintenance.Snapshot: the backup file of the whole store, read as a
@@ -226,6 +243,12 @@ class EtcdNode(Recipes):
     # front, services/etcd_gateway.py) takes one by one.
     def prepare(self, kind: str, body: dict[str, Any]) -> Any:
         """The op of ``kind`` with request ``body``, validated (else ``EtcdError``)."""
+        if kind in (AUTH, AUTH_READ):  # body: {"action": ..., "args": [...]}
+            action, args = body.get("action"), body.get("args")
+            if not isinstance(action, str) or not isinstance(args, (list, tuple)):
+                raise EtcdError(INVALID_ARGUMENT, "etcdserver: malformed auth request")
+            args = tuple(args) if kind == AUTH else (args[0] if args else None)
+            return ServiceOp(kind=kind, key=action, value=args, read=kind == AUTH_READ)
         op = make_op(kind, "", body)
         try:
             validate(op)
@@ -239,10 +262,14 @@ class EtcdNode(Recipes):
         from consensuskit.server import edge
 
         api = self.api
-        read = op.kind in READ_KINDS
+        read = op.is_read()
         client_id, seq = api.read_id() if read else api.request_id(None)
         request = ClientRequest(
-            client_id=client_id, seq=seq, op=op, consistency=STALE_OK if read and serializable else None
+            client_id=client_id,
+            seq=seq,
+            op=op,
+            consistency=STALE_OK if read and serializable else None,
+            principal=None if read else CALLER.get().principal,
         )
         try:
             edge.admit(request)
@@ -276,9 +303,13 @@ class EtcdNode(Recipes):
         if not response.ok:
             if response.error == BUSY:
                 raise EtcdError(UNAVAILABLE, LEADER_CHANGED)
+            if response.error in (UNAUTHENTICATED, INVALID_TOKEN, PERMISSION_DENIED):
+                raise etcd_auth.refusal(response.error)
             raise EtcdError(INTERNAL, f"etcdserver: {response.error}")
         result = response.result
         if isinstance(result, dict) and "error" in result:
+            if result["error"] in etcd_auth.ERRORS or result["error"] == "bad-command":
+                raise etcd_auth.refusal(result["error"], result.get("message"))
             extra = {k: v for k, v in result.items() if k not in ("error", "message")}
             raise EtcdError(ERROR_CODES.get(result["error"], INTERNAL), str(result.get("message")), **extra)
         return result  # type: ignore[no-any-return]
@@ -348,13 +379,24 @@ class EtcdNode(Recipes):
             raise EtcdError(UNAVAILABLE, NO_LEADER)
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        payload = msgpack.packb({"kind": kind, "body": body, "serializable": serializable}, use_bin_type=True)
+        principal = CALLER.get().principal
+        call = {
+            "kind": kind,
+            "body": body,
+            "serializable": serializable,
+            "principal": None if principal is None else (principal.name, principal.via, principal.rev),
+        }
+        payload = msgpack.packb(call, use_bin_type=True)
         self.forwarded += 1
         try:
             async with self._http.post(
                 info.client_url + FORWARD_PATH,
                 data=payload,
-                headers={FORWARDED_HEADER: self.node_id, "Content-Type": "application/msgpack"},
+                headers={
+                    FORWARDED_HEADER: self.node_id,
+                    etcd_auth.MAC_HEADER: self.auth.sign(payload),
+                    "Content-Type": "application/msgpack",
+                },
                 timeout=aiohttp.ClientTimeout(total=self.api.config.request_timeout + 1),
             ) as resp:
                 answer = msgpack.unpackb(await resp.read(), raw=False)
@@ -368,14 +410,21 @@ class EtcdNode(Recipes):
         code, message = int(answer.get("code", UNAVAILABLE)), str(answer.get("message"))
         raise EtcdError(code, message, **answer.get("extra", {}))
 
-    async def serve_forwarded(self, payload: bytes) -> bytes:
-        """The leader's side of ``_forward``: run the call here, never forward again."""
+    async def serve_forwarded(self, payload: bytes, mac: str | None = None) -> bytes:
+        """The leader's side of ``forward``: run the call here, as the caller it names
+        when its HMAC ``mac`` holds (services/etcd_auth.py), never forward again."""
         try:
             req = msgpack.unpackb(payload, raw=False)
             kind, body = req["kind"], req["body"]
             if not isinstance(kind, str) or not isinstance(body, dict):
                 raise ValueError("kind and body")
-            result = await self.call(kind, body, serializable=bool(req.get("serializable")), forwarded=True)
+            caller = self.auth.forwarded_caller(req.get("principal"), payload, mac)
+            token = CALLER.set(caller)
+            try:
+                serializable = bool(req.get("serializable"))
+                result = await self.call(kind, body, serializable=serializable, forwarded=True)
+            finally:
+                CALLER.reset(token)
             answer: dict[str, Any] = {"ok": True, "result": result}
         except EtcdError as exc:
             answer = {"ok": False, "code": exc.code, "message": exc.message, "extra": exc.extra}
@@ -385,8 +434,8 @@ class EtcdNode(Recipes):
         return msgpack.packb(answer, use_bin_type=True)
 
     async def local_revision(self) -> int:
-        # A one-key range (etcd refuses an empty key) that reads nothing: its header.
-        return int((await self.call("range", {"key": b"\0"}, serializable=True))["revision"])
+        """The revision this node's store applied (a serializable read's header)."""
+        return int(self.api.runtime.node.sm.store.revision)
 
     # ------------------------------------------------------------------ leases
     async def lease_grant(self, ttl: int, lease_id: int = 0) -> dict[str, Any]:
@@ -408,6 +457,7 @@ class EtcdNode(Recipes):
 
     async def _lessor_loop(self) -> None:
         node = self.api.runtime.node
+        CALLER.set(etcd_auth.INTERNAL)  # the node's own calls (this task's context only)
         while not self.closed:
             await asyncio.sleep(LOOK)
             try:
@@ -514,10 +564,15 @@ class EtcdNode(Recipes):
         if self._http is None:
             self._http = aiohttp.ClientSession()
 
+        admin = self.api.config.admin_token  # /v1/status may need credentials (auth enabled)
+        headers = {"Authorization": f"Bearer {admin}"} if admin else {}
+
         async def ask(peer: str) -> None:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
                 async with self._http.get(
-                    directory[peer].client_url + "/v1/status", timeout=aiohttp.ClientTimeout(total=0.5)
+                    directory[peer].client_url + "/v1/status",
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=0.5),
                 ) as resp:
                     url = (await resp.json()).get("grpc_url")
                     if url:

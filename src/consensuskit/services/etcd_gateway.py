@@ -51,6 +51,7 @@ from consensuskit.services.etcd_api import (
     EtcdNode,
     etcd_node,
 )
+from consensuskit.services.etcd_auth import CALLER, MAC_HEADER
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
@@ -221,9 +222,18 @@ class _Gateway:
         self.locks = eg.LockServicer(node)
         self.election = eg.ElectionServicer(node)
 
+    async def _as_caller(self, request: web.Request) -> None:
+        """Run the rest of this request as the user its ``Authorization`` header names
+        (etcd's gateway: the token alone; ``Bearer TOKEN`` too)."""
+        given = request.headers.get("Authorization")
+        if given is not None and given[:7].lower() == "bearer ":
+            given = given[7:].strip()
+        CALLER.set(await self.node.auth.caller_of(given))
+
     def unary(self, method: Any, message_type: type, fast: Any = None) -> Any:
         async def handler(request: web.Request) -> web.Response:
             try:
+                await self._as_caller(request)
                 if fast is not None:
                     answer = await fast(self, request)
                     if answer is not None:
@@ -232,6 +242,8 @@ class _Gateway:
                 reply = await method(msg, _Context())
             except _Aborted as exc:
                 return _error(exc.code, exc.message)
+            except EtcdError as exc:  # the caller's token
+                return _error(_CODES[exc.code], exc.message)
             return web.json_response(_to_json(reply))
 
         return handler
@@ -241,9 +253,12 @@ class _Gateway:
 
         async def handler(request: web.Request) -> web.StreamResponse:
             try:
+                await self._as_caller(request)
                 msg = await _parse(request, message_type)
             except _Aborted as exc:
                 return _error(exc.code, exc.message)
+            except EtcdError as exc:
+                return _error(_CODES[exc.code], exc.message)
 
             async def one() -> AsyncIterator[Any]:
                 yield msg
@@ -290,7 +305,8 @@ class _Gateway:
         return web.json_response(_ANSWERS[kind](self.node, r))
 
     async def forward(self, request: web.Request) -> web.Response:
-        answer = await self.node.serve_forwarded(await request.read())
+        mac = request.headers.get(MAC_HEADER)
+        answer = await self.node.serve_forwarded(await request.read(), mac)
         return web.Response(body=answer, content_type="application/msgpack")
 
 

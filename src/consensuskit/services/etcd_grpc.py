@@ -1,8 +1,12 @@
 """etcd's gRPC API on a node (grpcio's asyncio server, beside the HTTP API): KV, Watch,
-Lease, Cluster.MemberList, Maintenance (Status, Alarm, Defragment, HashKV, Snapshot), Lock
-and Election.
+Lease, Cluster.MemberList, Maintenance (Status, Alarm, Defragment, HashKV, Snapshot), Auth,
+Lock and Election.
 
 Rules this module owns:
+  * every call runs as the user its metadata's token names (``_AsCaller``, an
+    interceptor: services/etcd_auth.py), before its method sees it; a bad token ends it
+    UNAUTHENTICATED.  Maintenance's Snapshot and HashKV need the root role while auth is
+    enabled, as in etcd; Status, Alarm, Defragment and MemberList do not;
   * each call is translated (services/etcd_convert.py) and run by the node's
     ``EtcdNode`` (services/etcd_api.py), which forwards to the leader where needed; an
     ``EtcdError`` ends the call with its gRPC code and etcd's text;
@@ -32,6 +36,8 @@ import grpc
 
 from consensuskit.services import etcd_convert as cv
 from consensuskit.services.etcd_api import UNIMPLEMENTED, EtcdError, EtcdNode
+from consensuskit.services.etcd_auth import CALLER, ROOT_ONLY_NEEDS, EtcdAuth
+from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from consensuskit.services.etcdpb.mvccpb import kv_pb2 as mvccpb
@@ -272,6 +278,7 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
         `consensuskit backup restore` or `up --restore` restores it: it is not a bolt
         database, so `etcdctl snapshot restore` cannot), in SNAPSHOT_CHUNK pieces."""
         try:
+            self.node.auth.require(ROOT_ONLY_NEEDS)
             data = await self.node.snapshot()
         except EtcdError as exc:
             await _abort(context, exc)
@@ -299,6 +306,176 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
             hash=r["hash"],
             compact_revision=r["compact_revision"],
             hash_revision=r["hash_revision"],
+        )
+
+
+class AuthServicer(_Base, pb_grpc.AuthServicer):
+    """etcd's Auth service over the cluster's users and roles (services/etcd_auth.py)."""
+
+    @property
+    def auth(self) -> EtcdAuth:
+        return self.node.auth
+
+    async def _answer(self, context: Any, work: Any, reply: Any, **fields: Any) -> Any:
+        try:
+            result = await work
+        except EtcdError as exc:
+            await _abort(context, exc)
+        revision = await self.node.local_revision()
+        extra = {k: v(result) for k, v in fields.items()}
+        return reply(header=self.header(revision), **extra)
+
+    async def AuthEnable(self, request: pb.AuthEnableRequest, context: Any) -> pb.AuthEnableResponse:
+        return await self._answer(context, self.auth.enable(), pb.AuthEnableResponse)
+
+    async def AuthDisable(self, request: pb.AuthDisableRequest, context: Any) -> pb.AuthDisableResponse:
+        return await self._answer(context, self.auth.change("disable"), pb.AuthDisableResponse)
+
+    async def AuthStatus(self, request: pb.AuthStatusRequest, context: Any) -> pb.AuthStatusResponse:
+        return await self._answer(
+            context,
+            self.auth.status(),
+            pb.AuthStatusResponse,
+            enabled=lambda r: r["enabled"],
+            authRevision=lambda r: r["revision"],
+        )
+
+    async def Authenticate(self, request: pb.AuthenticateRequest, context: Any) -> pb.AuthenticateResponse:
+        return await self._answer(
+            context,
+            self.auth.authenticate(request.name, request.password),
+            pb.AuthenticateResponse,
+            token=lambda token: token,
+        )
+
+    async def UserAdd(self, request: pb.AuthUserAddRequest, context: Any) -> pb.AuthUserAddResponse:
+        no_password = request.options.no_password
+        work = self.auth.user_add(request.name, request.password, no_password)
+        return await self._answer(context, work, pb.AuthUserAddResponse)
+
+    async def UserGet(self, request: pb.AuthUserGetRequest, context: Any) -> pb.AuthUserGetResponse:
+        return await self._answer(
+            context, self.auth.read("user", request.name), pb.AuthUserGetResponse, roles=lambda r: r["roles"]
+        )
+
+    async def UserList(self, request: pb.AuthUserListRequest, context: Any) -> pb.AuthUserListResponse:
+        return await self._answer(
+            context,
+            self.auth.read("users"),
+            pb.AuthUserListResponse,
+            users=lambda r: [u["name"] for u in r["users"]],
+        )
+
+    async def UserDelete(self, request: pb.AuthUserDeleteRequest, context: Any) -> pb.AuthUserDeleteResponse:
+        work = self.auth.change("user-delete", request.name)
+        return await self._answer(context, work, pb.AuthUserDeleteResponse)
+
+    async def UserChangePassword(
+        self, request: pb.AuthUserChangePasswordRequest, context: Any
+    ) -> pb.AuthUserChangePasswordResponse:
+        work = self.auth.user_change_password(request.name, request.password)
+        return await self._answer(context, work, pb.AuthUserChangePasswordResponse)
+
+    async def UserGrantRole(
+        self, request: pb.AuthUserGrantRoleRequest, context: Any
+    ) -> pb.AuthUserGrantRoleResponse:
+        work = self.auth.change("user-grant-role", request.user, request.role)
+        return await self._answer(context, work, pb.AuthUserGrantRoleResponse)
+
+    async def UserRevokeRole(
+        self, request: pb.AuthUserRevokeRoleRequest, context: Any
+    ) -> pb.AuthUserRevokeRoleResponse:
+        work = self.auth.change("user-revoke-role", request.name, request.role)
+        return await self._answer(context, work, pb.AuthUserRevokeRoleResponse)
+
+    async def RoleAdd(self, request: pb.AuthRoleAddRequest, context: Any) -> pb.AuthRoleAddResponse:
+        return await self._answer(context, self.auth.role_add(request.name), pb.AuthRoleAddResponse)
+
+    async def RoleGet(self, request: pb.AuthRoleGetRequest, context: Any) -> pb.AuthRoleGetResponse:
+        def perms(view: Any) -> list[authpb.Permission]:
+            return [
+                authpb.Permission(permType=kind, key=key, range_end=end)
+                for kind, key, end in EtcdAuth.role_permissions(view)
+            ]
+
+        work = self.auth.read("role", request.role)
+        return await self._answer(context, work, pb.AuthRoleGetResponse, perm=perms)
+
+    async def RoleList(self, request: pb.AuthRoleListRequest, context: Any) -> pb.AuthRoleListResponse:
+        return await self._answer(
+            context,
+            self.auth.read("roles"),
+            pb.AuthRoleListResponse,
+            roles=lambda r: [role["name"] for role in r["roles"]],
+        )
+
+    async def RoleDelete(self, request: pb.AuthRoleDeleteRequest, context: Any) -> pb.AuthRoleDeleteResponse:
+        work = self.auth.change("role-delete", request.role)
+        return await self._answer(context, work, pb.AuthRoleDeleteResponse)
+
+    async def RoleGrantPermission(
+        self, request: pb.AuthRoleGrantPermissionRequest, context: Any
+    ) -> pb.AuthRoleGrantPermissionResponse:
+        perm = request.perm
+        work = self.auth.grant_permission(request.name, perm.permType, perm.key, perm.range_end)
+        return await self._answer(context, work, pb.AuthRoleGrantPermissionResponse)
+
+    async def RoleRevokePermission(
+        self, request: pb.AuthRoleRevokePermissionRequest, context: Any
+    ) -> pb.AuthRoleRevokePermissionResponse:
+        work = self.auth.revoke_permission(request.role, request.key, request.range_end)
+        return await self._answer(context, work, pb.AuthRoleRevokePermissionResponse)
+
+
+class _AsCaller(grpc.aio.ServerInterceptor):
+    """Runs every call as the user its metadata's token names (module rules)."""
+
+    def __init__(self, node: EtcdNode) -> None:
+        self.node = node
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        token = EtcdAuth.token_in(details.invocation_metadata)
+        node = self.node
+        if handler.request_streaming or handler.response_streaming:
+            behaviour = handler.stream_stream or handler.unary_stream or handler.stream_unary
+
+            async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
+                try:
+                    CALLER.set(await node.auth.caller_of(token))
+                except EtcdError as exc:
+                    await _abort(context, exc)
+                async for reply in behaviour(request, context):
+                    yield reply
+
+            make = (
+                grpc.stream_stream_rpc_method_handler
+                if handler.request_streaming
+                else grpc.unary_stream_rpc_method_handler
+            )
+            if handler.stream_unary is not None:  # none of etcd's methods: left as it is
+                return handler
+            return make(
+                streamed,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        unary = handler.unary_unary
+
+        async def called(request: Any, context: Any) -> Any:
+            try:
+                CALLER.set(await node.auth.caller_of(token))
+            except EtcdError as exc:
+                await _abort(context, exc)
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            called,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
         )
 
 
@@ -363,12 +540,13 @@ class ElectionServicer(_Base, epb_grpc.ElectionServicer):
 
 async def serve_grpc(node: EtcdNode, address: tuple[str, int]) -> tuple[Callable[[], Awaitable[None]], str]:
     """Start the gRPC server on ``address``; (its close, its URL)."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[_AsCaller(node)])
     pb_grpc.add_KVServicer_to_server(KVServicer(node), server)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(node), server)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(node), server)
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(node), server)
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(node), server)
+    pb_grpc.add_AuthServicer_to_server(AuthServicer(node), server)
     lpb_grpc.add_LockServicer_to_server(LockServicer(node), server)
     epb_grpc.add_ElectionServicer_to_server(ElectionServicer(node), server)
     host, port = address

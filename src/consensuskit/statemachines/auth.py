@@ -22,10 +22,14 @@ Rules this module owns:
     ``root`` holding the role ``root`` (as etcd); while enabled, that user can neither be
     deleted nor lose the role, so nobody locks the cluster out by accident;
   * a permission is ``read``, ``write`` or ``readwrite`` on a key prefix (``""``: every
-    key); a role holds at most one per prefix (granting again replaces it).  A key is
-    readable (writable) when one of the user's roles has a read (write) permission whose
-    prefix starts the key; a listing of prefix P needs one read permission whose prefix
-    starts P, i.e. that covers every key the listing could return;
+    key), or on a key range as etcd grants them (``role-grant-range``: ``(key, end)``,
+    the keys from ``key`` up to ``end`` excluded; ``end`` "" is the one key ``key``,
+    "\0" every key from ``key`` on).  A role holds at most one per prefix or range
+    (granting again replaces it).  A request reaches a set of keys (one key, a listing's
+    prefix, an etcd range): it may ``need`` read (write) when the keys its user's read
+    (write) permissions reach, taken together, hold all of them (etcd's interval
+    check).  Keys compare as strings: the etcd service maps its byte keys to strings
+    one byte per character (``latin-1``), so the order is etcd's byte order;
   * ``judge`` decides, where a command is applied, whether its principal (who the edge
     that admitted it authenticated, ``core.client.Principal``) may run it against this
     state, as etcd's authApplierV3 does: while auth is enabled a write needs a principal
@@ -43,10 +47,11 @@ Rules this module owns:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from consensuskit.core.client import VIA_ADMIN, VIA_EDGE, VIA_TOKEN, Op, Principal
+from consensuskit.core.client import VIA_ADMIN, VIA_EDGE, VIA_TOKEN, Op, Principal, ServiceOp
 from consensuskit.statemachines.sessions import DENIED, NOBODY, TOKEN_RETIRED
 
 AUTH = "auth"  # the write kind: key = action, value = its arguments
@@ -73,12 +78,18 @@ ACTIONS = (
     "role-delete",  # (role,)
     "role-grant",  # (role, prefix, permission)
     "role-revoke",  # (role, prefix)
+    "role-grant-range",  # (role, key, end, permission): etcd's ranges (module rules)
+    "role-revoke-range",  # (role, key, end)
     "enable",  # ()
     "disable",  # ()
 )
 READS = ("status", "user", "users", "role", "roles")
 
 SNAPSHOT_VERSION = 1
+Grant = str | tuple[str, str]  # a prefix, or an etcd range (key, end): module rules
+# A set of keys as a half-open interval [start, end); end None: no end.
+Span = tuple[str, "str | None"]
+TOP = chr(0x10FFFF)  # the greatest character: a prefix ending in it has no next prefix
 
 
 def valid_name(name: Any) -> bool:
@@ -139,15 +150,15 @@ class AuthState:
         self.revision = 0
         self.enabled_rev = 0
         self.users: dict[str, User] = {}
-        # role -> {prefix: permission}; the root role is implicit, never stored
-        self.roles: dict[str, dict[str, str]] = {}
+        # role -> {prefix or (key, end): permission}; the root role is implicit, never stored
+        self.roles: dict[str, dict[Grant, str]] = {}
 
     def __bool__(self) -> bool:
         """False for the state nobody touched (then snapshots carry no auth part)."""
         return bool(self.revision or self.users or self.roles or self.enabled)
 
     # ------------------------------------------------------------------ commands
-    def execute(self, op: Op) -> Any:
+    def execute(self, op: Op | ServiceOp) -> Any:
         if op.kind == AUTH_READ:
             return self.read(op.key, op.value)
         action, args = op.key, op.value
@@ -274,6 +285,32 @@ class AuthState:
         del perms[prefix]
         return True
 
+    def _role_grant_range(self, role: Any, key: Any, end: Any, permission: Any) -> bool:
+        role = self._role_name(role)
+        if role == ROOT:
+            raise AuthError("root-protected", "the root role already has every permission")
+        for part in (key, end):
+            if type(part) is not str or len(part) > MAX_PREFIX:
+                raise AuthError("bad-command", f"a range bound is a string of at most {MAX_PREFIX} chars")
+        if permission not in PERMISSIONS:
+            raise AuthError("bad-command", f"permission must be one of {', '.join(PERMISSIONS)}")
+        perms = self.roles[role]
+        if perms.get((key, end)) == permission:
+            return False
+        perms[(key, end)] = permission
+        return True
+
+    def _role_revoke_range(self, role: Any, key: Any, end: Any) -> bool:
+        role = self._role_name(role)
+        perms = self.roles.get(role, {})
+        if type(key) is not str or type(end) is not str or (key, end) not in perms:
+            raise AuthError(
+                "permission-not-granted",
+                f"role {role!r} has no permission on range {str(key)[:100]!r}..{str(end)[:100]!r}",
+            )
+        del perms[(key, end)]
+        return True
+
     def _enable(self) -> bool:
         if self.enabled:
             return False
@@ -330,7 +367,7 @@ class AuthState:
         perms = self.roles.get(role, {})
         return {
             "name": role,
-            "permissions": [{"prefix": p, "permission": perms[p]} for p in sorted(perms)],
+            "permissions": [_grant_view(g, perms[g]) for g in sorted(perms, key=_grant_order)],
             "builtin": False,
         }
 
@@ -351,6 +388,14 @@ class AuthState:
     def check(self, principal: Principal | None, need: str, key: str) -> dict[str, str] | None:
         """``judge`` for ``need`` (read, write, readwrite, or ``ADMINISTER``) on ``key``;
         the HTTP edge asks it too (its early answer, and reads after their read index)."""
+        return self.check_spans(principal, ((need, prefix_span(key)),))
+
+    def check_spans(
+        self, principal: Principal | None, needs: Iterable[tuple[str, Span]]
+    ) -> dict[str, str] | None:
+        """None when ``principal`` may do every ``(need, keys)`` of ``needs`` (``need``
+        read, write, readwrite on those keys, or ``ADMINISTER``; no needs at all: any
+        user may), else the refusal."""
         if not self.enabled:
             return None
         if principal is None:
@@ -367,9 +412,12 @@ class AuthState:
         assert user is not None
         if ROOT in user.roles:
             return None
-        if need == ADMINISTER:
-            return DENIED  # auth administration needs the root role
-        return None if self.allowed(user, need, key) else DENIED
+        for need, span in needs:
+            if need == ADMINISTER:
+                return DENIED  # auth administration needs the root role
+            if not self.allowed_span(user, need, span):
+                return DENIED
+        return None
 
     # ------------------------------------------------------------------ checks (the HTTP edge)
     def is_root(self, user: User) -> bool:
@@ -377,19 +425,26 @@ class AuthState:
 
     def allowed(self, user: User, need: str, key: str) -> bool:
         """May ``user`` ``need`` (read/write/readwrite) ``key``?  For a listing, ``key`` is its
-        prefix P: a permission on Q covers every key the listing may return when P starts
-        with Q, the same test as for one key."""
+        prefix P: the permissions must reach every key the listing may return."""
+        return self.allowed_span(user, need, prefix_span(key))
+
+    def allowed_span(self, user: User, need: str, span: Span) -> bool:
+        """May ``user`` ``need`` every key of ``span`` (module rules: the union of the
+        user's permissions of that kind must hold it)."""
         if ROOT in user.roles:
             return True
-        wants_read = need in (READ, READWRITE)
-        wants_write = need in (WRITE, READWRITE)
-        can_read = can_write = False
+        readable: list[Span] = []
+        writable: list[Span] = []
         for role in user.roles:
-            for prefix, permission in self.roles.get(role, {}).items():
-                if key.startswith(prefix):
-                    can_read = can_read or permission in (READ, READWRITE)
-                    can_write = can_write or permission in (WRITE, READWRITE)
-        return (can_read or not wants_read) and (can_write or not wants_write)
+            for grant, permission in self.roles.get(role, {}).items():
+                reach = grant_span(grant)
+                if permission in (READ, READWRITE):
+                    readable.append(reach)
+                if permission in (WRITE, READWRITE):
+                    writable.append(reach)
+        if need in (READ, READWRITE) and not covers(readable, span):
+            return False
+        return not (need in (WRITE, READWRITE) and not covers(writable, span))
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> dict[str, Any]:
@@ -400,7 +455,7 @@ class AuthState:
             "enabled_rev": self.enabled_rev,
             "users": tuple((u.name, u.password, u.roles, u.rev) for _, u in sorted(self.users.items())),
             "roles": tuple(
-                (role, tuple((p, perms[p]) for p in sorted(perms)))
+                (role, tuple((g, perms[g]) for g in sorted(perms, key=_grant_order)))
                 for role, perms in sorted(self.roles.items())
             ),
         }
@@ -424,7 +479,72 @@ class AuthState:
                     name=name, password=_freeze(password), roles=tuple(roles), rev=int(rev)
                 )
             for role, perms in data["roles"]:
-                state.roles[role] = {p: perm for p, perm in perms}
+                state.roles[role] = {_grant_of(g): perm for g, perm in perms}
         except (KeyError, TypeError) as exc:
             raise ValueError(f"auth part: {exc!r}") from exc
         return state
+
+
+# ---------------------------------------------------------------------- key sets
+def next_prefix(prefix: str) -> str | None:
+    """The least string greater than every string that starts with ``prefix`` (None: none)."""
+    while prefix and prefix[-1] == TOP:
+        prefix = prefix[:-1]
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
+
+
+def prefix_span(prefix: str) -> Span:
+    """The keys starting with ``prefix``."""
+    return (prefix, next_prefix(prefix))
+
+
+def key_span(key: str) -> Span:
+    """The one key ``key``."""
+    return (key, key + "\0")
+
+
+def range_span(key: str, end: str) -> Span:
+    """An etcd range: ``end`` "" the key alone, "\0" every key from ``key`` on."""
+    if end == "":
+        return key_span(key)
+    return (key, None if end == "\0" else end)
+
+
+def grant_span(grant: Grant) -> Span:
+    return prefix_span(grant) if isinstance(grant, str) else range_span(*grant)
+
+
+def covers(spans: list[Span], wanted: Span) -> bool:
+    """Do ``spans`` together hold every key of ``wanted``?"""
+    start, end = wanted
+    if end is not None and end <= start:
+        return True  # an empty range
+    reached = start  # every key below ``reached`` (from ``start``) is held
+    for lo, hi in sorted(spans, key=lambda s: s[0]):
+        if lo > reached:
+            break
+        if hi is None:
+            return True
+        if hi > reached:
+            reached = hi
+            if end is not None and reached >= end:
+                return True
+    return False
+
+
+def _grant_order(grant: Grant) -> tuple[str, str, int]:
+    return (grant, "", 0) if isinstance(grant, str) else (grant[0], grant[1], 1)
+
+
+def _grant_of(stored: Any) -> Grant:
+    if isinstance(stored, str):
+        return stored
+    if isinstance(stored, (tuple, list)) and len(stored) == 2 and all(type(p) is str for p in stored):
+        return (stored[0], stored[1])
+    raise ValueError(f"bad permission key {str(stored)[:60]!r}")
+
+
+def _grant_view(grant: Grant, permission: str) -> dict[str, str]:
+    if isinstance(grant, str):
+        return {"prefix": grant, "permission": permission}
+    return {"key": grant[0], "range_end": grant[1], "permission": permission}

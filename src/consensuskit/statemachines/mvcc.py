@@ -70,7 +70,10 @@ from typing import Any
 
 import msgpack
 
+from consensuskit.core.client import ClientRequest
 from consensuskit.core.messages import LazyArray
+from consensuskit.statemachines.auth import AUTH_KINDS, AUTH_READ, AuthState
+from consensuskit.statemachines.mvcc_auth import ROOT_ONLY, needs
 from consensuskit.statemachines.sessioned import Sessioned
 
 # Operation kinds (ServiceOp.kind) and which of them read.
@@ -833,13 +836,71 @@ _HANDLERS: dict[str, Callable[[MVCCStore, dict[str, Any]], dict[str, Any]]] = {
 
 
 class MVCCStateMachine(Sessioned):
-    """The etcd service's state machine: the store with exactly-once client sessions."""
+    """The etcd service's state machine: the store with exactly-once client sessions, and
+    etcd's users and roles (statemachines/auth.py, judged by statemachines/mvcc_auth.py).
 
-    __slots__ = ()
+    ``auth``/``auth-read`` ops reach the ``AuthState``; while auth is enabled every write
+    is judged with the command's principal where it is applied, after the session's
+    dedup (a retry of an applied write still gets its first answer), as the kv state
+    machine does.  A snapshot carries the auth part under "auth" once it was used; one
+    without it restores the empty state."""
+
+    __slots__ = ("_auth",)
 
     def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
-        super().__init__(MVCCStore(bugs), KINDS, READ_KINDS)
+        super().__init__(MVCCStore(bugs), KINDS + AUTH_KINDS, (*READ_KINDS, AUTH_READ))
+        self._auth = AuthState()
 
     @property
     def store(self) -> MVCCStore:
         return self.inner  # type: ignore[return-value]
+
+    @property
+    def auth(self) -> AuthState:
+        """Users, roles, permissions (read by the fronts to authorize requests)."""
+        return self._auth
+
+    def executor(self, command: ClientRequest) -> Callable[[Any], Any]:
+        auth, store = self._auth, self.store
+        if command.op.kind in AUTH_KINDS:
+            principal = command.principal
+
+            def administer(op: Any) -> Any:
+                if not op.is_read():
+                    refused = auth.check_spans(principal, ROOT_ONLY)
+                    if refused is not None:
+                        return refused
+                return auth.execute(op)
+
+            return administer
+        if not auth.enabled:
+            return store.execute
+        principal = command.principal
+
+        def judged(op: Any) -> Any:
+            if not op.is_read():  # reads are judged by the front, after their read index
+                refused = auth.check_spans(principal, needs(op.kind, op.value, store.leases))
+                if refused is not None:
+                    return refused
+            return store.execute(op)
+
+        return judged
+
+    def read(self, request: ClientRequest) -> Any:
+        if request.op.kind == AUTH_READ:
+            return self._auth.execute(request.op)
+        return super().read(request)
+
+    def snapshot(self) -> Any:
+        snap = super().snapshot()
+        if self._auth:
+            snap["auth"] = self._auth.snapshot()
+        return snap
+
+    def restore(self, snapshot: Any) -> None:
+        try:
+            auth = AuthState.restored(snapshot.get("auth") if isinstance(snapshot, dict) else None)
+        except ValueError as exc:
+            raise ValueError(f"not a snapshot of this service: {exc}") from exc
+        super().restore(snapshot)
+        self._auth = auth

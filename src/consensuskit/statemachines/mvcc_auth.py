@@ -1,0 +1,88 @@
+"""Who may run which etcd operation: etcd's auth checks (its authApplierV3) over the MVCC
+store's operations, against the users and roles of ``statemachines/auth.py``.
+
+Rules this module owns:
+  * a key is bytes; ``AuthState`` compares strings: a key becomes the string of its bytes
+    one per character (``latin-1``), so string order is etcd's byte order and a prefix of
+    the bytes is a prefix of the string;
+  * what each operation needs (``needs``), as etcd asks it:
+      - ``range``, ``watch``: read on ``[key, range_end)`` (etcd's ranges: ``range_end``
+        empty is the key alone, "\\0" every key from ``key`` on);
+      - ``put``: write on the key, and read too when it asks for the previous value
+        (``prev_kv``); ``delete_range``: write on its range, read too with ``prev_kv``;
+      - ``txn``: read on every compare's range, and what each op of *both* branches
+        needs, nested txns included (etcd checks both: which branch runs must not
+        decide whether a request is allowed);
+      - ``lease_revoke``: write on every key attached to the lease (etcd's
+        checkLeasePuts), found in the store where the revoke is applied;
+      - ``lease_grant``, ``lease_keepalive``, ``lease_ttl``, ``lease_leases``: any user;
+      - ``compact``, ``hash_kv``, ``lease_expire``: the root role (compaction forgets
+        every key's history; an expiry is the leader's lessor's, sent with the admin
+        principal), and so does every kind this module does not know;
+  * a body this module cannot read needs the root role (the store refuses it anyway;
+    no check may raise where a command is applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from consensuskit.statemachines.auth import ADMINISTER, READ, READWRITE, WRITE, Span, range_span
+
+ANY_USER: tuple[tuple[str, Span], ...] = ()
+ROOT_ONLY: tuple[tuple[str, Span], ...] = ((ADMINISTER, ("", None)),)
+_ANY_USER_KINDS = frozenset(("lease_grant", "lease_keepalive", "lease_ttl", "lease_leases"))
+
+
+def key_text(key: bytes) -> str:
+    """An etcd key as the string ``AuthState`` compares (module rules)."""
+    return key.decode("latin-1")
+
+
+def text_key(text: str) -> bytes:
+    """The etcd key a string of ``key_text`` names."""
+    return text.encode("latin-1")
+
+
+def span_of(key: Any, end: Any) -> Span:
+    return range_span(key_text(bytes(key or b"")), key_text(bytes(end or b"")))
+
+
+def needs(kind: str, body: Any, lease_keys: Any = None) -> tuple[tuple[str, Span], ...]:
+    """What an op of ``kind`` with request ``body`` needs (module rules).  ``lease_keys``
+    maps a lease id to its attached keys (the store's leases), for ``lease_revoke``."""
+    if kind in _ANY_USER_KINDS:
+        return ANY_USER
+    try:
+        if kind == "lease_revoke":
+            lease = (lease_keys or {}).get(body.get("id"))
+            keys = sorted(getattr(lease, "keys", ()) or ())
+            return tuple((WRITE, span_of(k, b"")) for k in keys)
+        found = tuple(_needs(kind, body))
+    except (AttributeError, TypeError, ValueError, UnicodeDecodeError):
+        return ROOT_ONLY
+    if not found:
+        return ANY_USER if kind == "txn" else ROOT_ONLY  # a txn of nothing reads nothing
+    return found
+
+
+def _needs(kind: str, body: Any) -> Iterator[tuple[str, Span]]:
+    if kind in ("range", "watch"):
+        yield READ, span_of(body.get("key"), body.get("range_end"))
+    elif kind == "put":
+        yield (READWRITE if body.get("prev_kv") else WRITE), span_of(body.get("key"), b"")
+    elif kind == "delete_range":
+        need = READWRITE if body.get("prev_kv") else WRITE
+        yield need, span_of(body.get("key"), body.get("range_end"))
+    elif kind == "txn":
+        for cmp in body.get("compare") or ():
+            yield READ, span_of(cmp.get("key"), cmp.get("range_end"))
+        for branch in ("success", "failure"):
+            for item in body.get(branch) or ():
+                ((sub, sub_body),) = item.items()
+                found = tuple(_needs(sub, sub_body))
+                if not found:
+                    raise ValueError(f"unknown request op {sub!r}")
+                yield from found
+    # anything else: nothing yielded, so ``needs`` asks for the root role
