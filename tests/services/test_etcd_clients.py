@@ -202,6 +202,67 @@ def test_etcdctl_snapshot_save_and_a_restore_into_a_new_cluster(
         fresh.close()
 
 
+def refused(ctl: Ctl, *args: str) -> str:
+    """etcdctl's error line for a call that must fail."""
+    done = subprocess.run(ctl.args(*args), capture_output=True, text=True, timeout=20, env=ctl.env)
+    assert done.returncode != 0, f"etcdctl {' '.join(args)} succeeded: {done.stdout}"
+    return done.stderr.strip().splitlines()[-1]
+
+
+@needs_etcdctl
+def test_etcdctl_auth_users_roles_and_permissions(ctl: Ctl, etcd: EtcdCluster) -> None:
+    """etcd's auth as its documentation walks it, through a follower: a root user, a role
+    with a prefix and a one-key permission, `auth enable` (etcdctl adds the root role to
+    root itself), then what each user may do, with etcd's error texts; a new password
+    retires the old one; `auth disable` opens the cluster again."""
+    assert ctl("user", "add", "root:rootpw") == "User root created\n"
+    assert ctl("role", "add", "app") == "Role app created\n"
+    updated = "Role app updated\n"
+    assert ctl("role", "grant-permission", "app", "--prefix=true", "readwrite", "/app/") == updated
+    assert ctl("role", "grant-permission", "app", "read", "/config") == "Role app updated\n"
+    assert ctl("user", "add", "alice:alicepw") == "User alice created\n"
+    assert ctl("user", "grant-role", "alice", "app") == "Role app is granted to user alice\n"
+    assert ctl("role", "get", "app") == (
+        "Role app\nKV Read:\n\t[/app/, /app0) (prefix /app/)\n\t/config\n"
+        "KV Write:\n\t[/app/, /app0) (prefix /app/)\n"
+    )
+    ctl("put", "/config", "c1")
+    ctl("put", "/other", "o1")
+    assert ctl("auth", "enable") == "Authentication Enabled\n"
+    root = ["--user", "root:rootpw"]
+    alice = ["--user", "alice:alicepw"]
+    try:
+        assert refused(ctl, "get", "/other") == "Error: etcdserver: user name is empty"
+        assert refused(ctl, "put", "/app/x", "1") == "Error: etcdserver: user name is empty"
+        assert ctl(*alice, "put", "/app/x", "1") == "OK\n"
+        assert ctl(*alice, "get", "/app/", "--prefix") == "/app/x\n1\n"
+        assert ctl(*alice, "get", "/config") == "/config\nc1\n"
+        denied = "Error: etcdserver: permission denied"
+        assert refused(ctl, *alice, "put", "/config", "c2") == denied
+        assert refused(ctl, *alice, "get", "/other") == denied
+        assert refused(ctl, *alice, "get", "/", "--prefix") == denied  # reaches keys beyond /app/
+        assert refused(ctl, *alice, "user", "list") == denied
+        assert refused(ctl, *alice, "snapshot", "save", os.devnull).endswith(denied)
+        wrong = "Error: etcdserver: authentication failed, invalid user ID or password"
+        assert refused(ctl, "--user", "alice:nope", "get", "/config") == wrong
+        assert ctl(*root, "get", "/other") == "/other\no1\n"
+        assert ctl(*root, "user", "list") == "alice\nroot\n"
+        assert ctl(*root, "user", "get", "alice") == "User: alice\nRoles: app\n"
+        assert ctl(*alice, "lock", "/app/lock", "echo", "held") == "held\n"
+        assert refused(ctl, *alice, "lock", "/elsewhere", "echo", "held") == denied
+        ctl(*root, "user", "passwd", "alice", "--interactive=false", stdin="newpw\n")
+        assert refused(ctl, *alice, "get", "/config") == wrong
+        assert ctl("--user", "alice:newpw", "get", "/config") == "/config\nc1\n"
+        assert refused(ctl, *root, "user", "delete", "root") == "Error: etcdserver: invalid auth management"
+        assert refused(ctl, *root, "role", "add", "app") == "Error: etcdserver: role name already exists"
+    finally:
+        ctl(*root, "auth", "disable")
+    assert ctl("put", "/other", "o2") == "OK\n"
+    ctl("user", "delete", "alice")
+    ctl("user", "delete", "root")
+    ctl("role", "delete", "app")
+
+
 PYPI_CLIENT = """
 import sys
 import pyetcd

@@ -214,8 +214,23 @@ class EtcdNode(Recipes):
             return await self.forward(leader, kind, body, serializable)
         result = self.result(response)
         if kind in READ_KINDS or kind == AUTH_READ:
-            self.auth.check_read(kind, body)  # once served: services/etcd_auth.py
+            # Judged by this node's state once it applied what the read saw (a protocol
+            # may have served it at the leader): services/etcd_auth.py.
+            await self._applied_to(response.index)
+            self.auth.check_read(kind, body)
         return result
+
+    async def _applied_to(self, index: int) -> None:
+        """Wait (up to the request timeout) until this node applied up to ``index``."""
+        node = self.api.runtime.node
+        position = getattr(node, "log_position", None)
+        if position is None or position().applied >= index:
+            return
+        caught_up = await self.api.runtime.wait_until(
+            lambda n: n.log_position().applied >= index, self.api.config.request_timeout
+        )
+        if not caught_up:
+            raise EtcdError(UNAVAILABLE, TIMEOUT)
 
     async def snapshot(self) -> bytes:
         """Maintenance.Snapshot: the backup file of the whole store, read as a
