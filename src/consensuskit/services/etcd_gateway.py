@@ -22,6 +22,9 @@ Rules this module owns:
     from the node's callbacks, byte for byte as the aiohttp route answers (a test holds
     the two fronts to the same bytes); whatever else comes, or a body it does not read
     (malformed JSON or base64, other fields), goes to the aiohttp routes below;
+  * a call runs as the user its ``Authorization`` header's token names (etcd's gateway
+    takes the token alone; ``Bearer TOKEN`` works too), ``/v3/auth/authenticate`` and
+    the rest of ``/v3/auth/`` are etcd's Auth service (services/etcd_auth.py);
   * ``FORWARD_PATH`` is the node-to-node route a follower forwards calls through
     (services/etcd_api.py), msgpack in and out.
 """
@@ -221,6 +224,7 @@ class _Gateway:
         self.maintenance = eg.MaintenanceServicer(node)
         self.locks = eg.LockServicer(node)
         self.election = eg.ElectionServicer(node)
+        self.auth = eg.AuthServicer(node)
 
     async def _as_caller(self, request: web.Request) -> None:
         """Run the rest of this request as the user its ``Authorization`` header names
@@ -456,6 +460,23 @@ class _Routes:
             "/v3/election/proclaim": (g.election.Proclaim, epb.ProclaimRequest),
             "/v3/election/leader": (g.election.Leader, epb.LeaderRequest),
             "/v3/election/resign": (g.election.Resign, epb.ResignRequest),
+            "/v3/auth/enable": (g.auth.AuthEnable, pb.AuthEnableRequest),
+            "/v3/auth/disable": (g.auth.AuthDisable, pb.AuthDisableRequest),
+            "/v3/auth/status": (g.auth.AuthStatus, pb.AuthStatusRequest),
+            "/v3/auth/authenticate": (g.auth.Authenticate, pb.AuthenticateRequest),
+            "/v3/auth/user/add": (g.auth.UserAdd, pb.AuthUserAddRequest),
+            "/v3/auth/user/get": (g.auth.UserGet, pb.AuthUserGetRequest),
+            "/v3/auth/user/list": (g.auth.UserList, pb.AuthUserListRequest),
+            "/v3/auth/user/delete": (g.auth.UserDelete, pb.AuthUserDeleteRequest),
+            "/v3/auth/user/changepw": (g.auth.UserChangePassword, pb.AuthUserChangePasswordRequest),
+            "/v3/auth/user/grant": (g.auth.UserGrantRole, pb.AuthUserGrantRoleRequest),
+            "/v3/auth/user/revoke": (g.auth.UserRevokeRole, pb.AuthUserRevokeRoleRequest),
+            "/v3/auth/role/add": (g.auth.RoleAdd, pb.AuthRoleAddRequest),
+            "/v3/auth/role/get": (g.auth.RoleGet, pb.AuthRoleGetRequest),
+            "/v3/auth/role/list": (g.auth.RoleList, pb.AuthRoleListRequest),
+            "/v3/auth/role/delete": (g.auth.RoleDelete, pb.AuthRoleDeleteRequest),
+            "/v3/auth/role/grant": (g.auth.RoleGrantPermission, pb.AuthRoleGrantPermissionRequest),
+            "/v3/auth/role/revoke": (g.auth.RoleRevokePermission, pb.AuthRoleRevokePermissionRequest),
         }
         fast = {
             "/v3/kv/put": _Gateway.fast_put,

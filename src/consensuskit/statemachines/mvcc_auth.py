@@ -46,7 +46,18 @@ def text_key(text: str) -> bytes:
 
 
 def span_of(key: Any, end: Any) -> Span:
-    return range_span(key_text(bytes(key or b"")), key_text(bytes(end or b"")))
+    return range_span(key_text(_raw(key)), key_text(_raw(end)))
+
+
+def _raw(value: Any) -> bytes:
+    """A key or range end of a request body as the store reads it (``as_bytes``)."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise TypeError(f"a key is bytes, not {type(value).__name__}")
 
 
 def needs(kind: str, body: Any, lease_keys: Any = None) -> tuple[tuple[str, Span], ...]:

@@ -1,0 +1,254 @@
+"""etcd's auth on an in-process node (services/etcd_auth.py): tokens in gRPC metadata and
+the gateway's Authorization header, etcd's error codes and texts, the forward route's
+signature, and the HTTP /v1/auth routes managing the same users.  etcdctl's walk through
+it on real processes: tests/services/test_etcd_clients.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import grpc
+import msgpack
+import pytest
+
+from consensuskit.server.cluster import free_port
+from consensuskit.server.main import NodeServer
+from consensuskit.services.etcd_api import FORWARD_PATH, etcd_node
+from consensuskit.services.etcd_auth import AUTH_FAILED, MAC_HEADER, ROOT_ROLE_MISSING
+from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
+from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
+from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from tests.server.runtime_harness import ADMIN_TOKEN, async_test, node_config
+
+pytestmark = pytest.mark.timeout(90)
+
+FAST_HASH = {"password_iterations": 1000}  # the minimum: these tests sign in often
+
+
+class Node:
+    def __init__(self, server: NodeServer, channel: grpc.aio.Channel, http: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.kv = pb_grpc.KVStub(channel)
+        self.auth = pb_grpc.AuthStub(channel)
+        self.lease = pb_grpc.LeaseStub(channel)
+        self.maintenance = pb_grpc.MaintenanceStub(channel)
+        self.http = http
+        assert server.api is not None
+        self.url = server.api.config.client_url
+
+    async def token(self, name: str, password: str) -> list[tuple[str, str]]:
+        reply = await self.auth.Authenticate(pb.AuthenticateRequest(name=name, password=password))
+        return [("token", reply.token)]
+
+    async def gateway(self, path: str, body: dict[str, Any], token: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": token} if token else {}
+        async with self.http.post(self.url + path, json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def setup_users(self) -> None:
+        """root (rootpw), alice (alicepw) with role app: readwrite on prefix a/, read on the key cfg."""
+        await self.auth.UserAdd(pb.AuthUserAddRequest(name="root", password="rootpw"))
+        await self.auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"))
+        await self.auth.RoleAdd(pb.AuthRoleAddRequest(name="app"))
+        prefix = authpb.Permission(permType=authpb.Permission.READWRITE, key=b"a/", range_end=b"a0")
+        await self.auth.RoleGrantPermission(pb.AuthRoleGrantPermissionRequest(name="app", perm=prefix))
+        one = authpb.Permission(permType=authpb.Permission.READ, key=b"cfg")
+        await self.auth.RoleGrantPermission(pb.AuthRoleGrantPermissionRequest(name="app", perm=one))
+        await self.auth.UserAdd(pb.AuthUserAddRequest(name="alice", password="alicepw"))
+        await self.auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="alice", role="app"))
+
+
+@asynccontextmanager
+async def etcd_node_running(tmp_path: Any) -> AsyncIterator[Node]:
+    port = free_port()
+    config = node_config(
+        tmp_path, "solo", ["solo"], service="etcd", listen={"grpc": f"127.0.0.1:{port}"}, auth=FAST_HASH
+    )
+    server = NodeServer(config)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, aiohttp.ClientSession() as http:
+            node = Node(server, channel, http)
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        await node.kv.Put(pb.PutRequest(key=b"boot", value=b"1"))
+                        break
+                    except grpc.aio.AioRpcError:  # no leader yet
+                        await asyncio.sleep(0.1)
+            yield node
+    finally:
+        await server.stop()
+
+
+async def refused(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value.code(), caught.value.details()
+
+
+USER_EMPTY = (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: user name is empty")
+DENIED = (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
+BAD_TOKEN = (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+
+
+@async_test
+async def test_tokens_permissions_and_etcds_errors(tmp_path):
+    async with etcd_node_running(tmp_path) as node:
+        disabled = await refused(node.auth.Authenticate(pb.AuthenticateRequest(name="root", password="x")))
+        assert disabled == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+        # While auth is disabled a token is not looked at, even a bad one.
+        await node.kv.Put(pb.PutRequest(key=b"a/1", value=b"v"), metadata=[("token", "nonsense")])
+        await node.setup_users()
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        root = await node.token("root", "rootpw")
+        status = await node.auth.AuthStatus(pb.AuthStatusRequest(), metadata=root)
+        assert status.enabled and status.authRevision > 0
+
+        assert await refused(node.kv.Range(pb.RangeRequest(key=b"a/1"))) == USER_EMPTY
+        assert await refused(node.kv.Put(pb.PutRequest(key=b"a/2", value=b"v"))) == USER_EMPTY
+        forged = [("token", "bad")]
+        assert await refused(node.kv.Range(pb.RangeRequest(key=b"a/1"), metadata=forged)) == BAD_TOKEN
+        wrong = await refused(node.auth.Authenticate(pb.AuthenticateRequest(name="alice", password="nope")))
+        assert wrong == (grpc.StatusCode.INVALID_ARGUMENT, AUTH_FAILED)
+        ghost = await refused(node.auth.Authenticate(pb.AuthenticateRequest(name="ghost", password="nope")))
+        assert ghost == wrong
+
+        alice = await node.token("alice", "alicepw")
+        await node.kv.Put(pb.PutRequest(key=b"a/2", value=b"v2"), metadata=alice)
+        got = await node.kv.Range(pb.RangeRequest(key=b"a/", range_end=b"a0"), metadata=alice)
+        assert [kv.key for kv in got.kvs] == [b"a/1", b"a/2"]
+        assert (await node.kv.Range(pb.RangeRequest(key=b"cfg"), metadata=alice)).count == 0
+        assert await refused(node.kv.Put(pb.PutRequest(key=b"cfg", value=b"x"), metadata=alice)) == DENIED
+        assert await refused(node.kv.Range(pb.RangeRequest(key=b"a"), metadata=alice)) == DENIED
+        # [a/, b) reaches keys beyond a/'s prefix: refused, though none exist.
+        wide = pb.RangeRequest(key=b"a/", range_end=b"b")
+        assert await refused(node.kv.Range(wide, metadata=alice)) == DENIED
+        assert await refused(node.kv.Compact(pb.CompactionRequest(revision=2), metadata=alice)) == DENIED
+        hashkv = node.maintenance.HashKV(pb.HashKVRequest(), metadata=alice)
+        assert await refused(hashkv) == DENIED
+        assert await refused(node.auth.UserList(pb.AuthUserListRequest(), metadata=alice)) == DENIED
+        # A txn needs what both branches need, whichever runs.
+        txn = pb.TxnRequest(
+            compare=[pb.Compare(key=b"a/1", target=pb.Compare.VERSION, result=pb.Compare.GREATER, version=0)],
+            success=[pb.RequestOp(request_put=pb.PutRequest(key=b"a/3", value=b"x"))],
+            failure=[pb.RequestOp(request_put=pb.PutRequest(key=b"zz", value=b"x"))],
+        )
+        assert await refused(node.kv.Txn(txn, metadata=alice)) == DENIED
+        del txn.failure[:]
+        assert (await node.kv.Txn(txn, metadata=alice)).succeeded
+        # Revoking a lease deletes its keys: it needs write on each.
+        lease = await node.lease.LeaseGrant(pb.LeaseGrantRequest(TTL=60), metadata=alice)
+        await node.kv.Put(pb.PutRequest(key=b"other", value=b"x", lease=lease.ID), metadata=root)
+        revoke = node.lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease.ID), metadata=alice)
+        assert await refused(revoke) == DENIED
+        await node.lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease.ID), metadata=root)
+
+        # The admin token counts as root.
+        admin = [("token", ADMIN_TOKEN)]
+        assert sorted((await node.auth.UserList(pb.AuthUserListRequest(), metadata=admin)).users) == [
+            "alice",
+            "root",
+        ]
+        role = await node.auth.RoleGet(pb.AuthRoleGetRequest(role="app"), metadata=root)
+        assert [(p.permType, p.key, p.range_end) for p in role.perm] == [
+            (authpb.Permission.READWRITE, b"a/", b"a0"),
+            (authpb.Permission.READ, b"cfg", b""),
+        ]
+        # A new password retires the tokens issued before it.
+        change = pb.AuthUserChangePasswordRequest(name="alice", password="newpw")
+        await node.auth.UserChangePassword(change, metadata=root)
+        assert await refused(node.kv.Range(pb.RangeRequest(key=b"a/1"), metadata=alice)) == BAD_TOKEN
+        await node.kv.Range(pb.RangeRequest(key=b"a/1"), metadata=await node.token("alice", "newpw"))
+        # etcd's texts for auth management.
+        mgmt = await refused(node.auth.UserDelete(pb.AuthUserDeleteRequest(name="root"), metadata=root))
+        assert mgmt == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: invalid auth management")
+        exists = await refused(node.auth.RoleAdd(pb.AuthRoleAddRequest(name="app"), metadata=root))
+        assert exists == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: role name already exists")
+        await node.auth.RoleAdd(pb.AuthRoleAddRequest(name="root"), metadata=root)  # built in: OK
+        nobody = await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="bob"), metadata=root))
+        assert nobody == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: user name not found")
+        await node.auth.AuthDisable(pb.AuthDisableRequest(), metadata=root)
+        await node.kv.Put(pb.PutRequest(key=b"open", value=b"again"))
+
+
+@async_test
+async def test_auth_enable_needs_a_root_user(tmp_path):
+    async with etcd_node_running(tmp_path) as node:
+        missing = await refused(node.auth.AuthEnable(pb.AuthEnableRequest()))
+        assert missing == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: root user does not exist")
+        await node.auth.UserAdd(pb.AuthUserAddRequest(name="root", password="pw"))
+        no_role = await refused(node.auth.AuthEnable(pb.AuthEnableRequest()))
+        assert no_role == (grpc.StatusCode.FAILED_PRECONDITION, ROOT_ROLE_MISSING)
+        empty = await refused(node.auth.UserAdd(pb.AuthUserAddRequest(name="", password="pw")))
+        assert empty == USER_EMPTY
+
+
+@async_test
+async def test_the_gateway_takes_the_token_in_the_authorization_header(tmp_path):
+    async with etcd_node_running(tmp_path) as node:
+        await node.setup_users()
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        status, body = await node.gateway("/v3/auth/authenticate", {"name": "alice", "password": "alicepw"})
+        assert status == 200, body
+        token = body["token"]
+        key = base64.b64encode(b"a/g").decode()
+        status, body = await node.gateway("/v3/kv/put", {"key": key, "value": key})
+        assert (status, body["message"]) == (400, "etcdserver: user name is empty")
+        status, body = await node.gateway("/v3/kv/put", {"key": key, "value": key}, token)
+        assert status == 200, body
+        status, body = await node.gateway("/v3/kv/range", {"key": key}, f"Bearer {token}")
+        assert status == 200 and body["kvs"][0]["value"] == key
+        other = base64.b64encode(b"zz").decode()
+        status, body = await node.gateway("/v3/kv/range", {"key": other}, token)
+        assert (status, body["message"]) == (403, "etcdserver: permission denied")
+        status, body = await node.gateway("/v3/kv/range", {"key": key}, "forged")
+        assert (status, body["message"]) == (401, "etcdserver: invalid auth token")
+
+
+@async_test
+async def test_a_forwarded_call_runs_as_its_principal_only_when_signed(tmp_path):
+    """The forward route is reachable by any client: a call naming the admin without the
+    cluster's signature runs as nobody, and a wrong signature is refused."""
+    async with etcd_node_running(tmp_path) as node:
+        await node.setup_users()
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        body = {"key": b"f", "value": b"1"}
+        call = {"kind": "put", "body": body, "serializable": False, "principal": ("", "admin", 0)}
+        payload = msgpack.packb(call, use_bin_type=True)
+
+        async def forward(headers: dict[str, str]) -> dict[str, Any]:
+            async with node.http.post(node.url + FORWARD_PATH, data=payload, headers=headers) as resp:
+                return msgpack.unpackb(await resp.read(), raw=False)
+
+        assert (await forward({}))["message"] == "etcdserver: user name is empty"
+        bad = await forward({MAC_HEADER: "00" * 32})
+        assert bad["message"] == "etcdserver: forwarded call with a bad signature"
+        assert node.server.api is not None
+        signed = await forward({MAC_HEADER: etcd_node(node.server.api).auth.sign(payload)})
+        assert signed["ok"], signed
+
+
+@async_test
+async def test_the_http_auth_routes_manage_the_same_users(tmp_path):
+    """`consensuskit auth` (the HTTP /v1/auth routes) on an etcd cluster: a user added there
+    signs in over gRPC."""
+    async with etcd_node_running(tmp_path) as node:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with node.http.post(
+            node.url + "/v1/auth/users", json={"name": "carol", "password": "carolpw"}, headers=headers
+        ) as resp:
+            assert resp.status in (200, 201), await resp.text()
+        await node.auth.UserAdd(pb.AuthUserAddRequest(name="root", password="rootpw"))
+        await node.auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"))
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        assert (await node.token("carol", "carolpw"))[0][1]
+        async with node.http.get(node.url + "/v1/auth/users", headers=headers) as resp:
+            names = [u["name"] for u in json.loads(await resp.text())["users"]]
+        assert names == ["carol", "root"]
