@@ -34,6 +34,7 @@ FAST_HASH = {"password_iterations": 1000}  # the minimum: these tests sign in of
 class Node:
     def __init__(self, server: NodeServer, channel: grpc.aio.Channel, http: aiohttp.ClientSession) -> None:
         self.server = server
+        self.channel = channel
         self.kv = pb_grpc.KVStub(channel)
         self.auth = pb_grpc.AuthStub(channel)
         self.lease = pb_grpc.LeaseStub(channel)
@@ -149,6 +150,17 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         revoke = node.lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease.ID), metadata=alice)
         assert await refused(revoke) == DENIED
         await node.lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease.ID), metadata=root)
+
+        # A watch the user may not read is canceled at once, with etcd's reason.
+        watch = pb_grpc.WatchStub(node.channel)
+        create = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"zz"))
+        stream = watch.Watch(iter([create]), metadata=alice)
+        first = await stream.read()
+        assert first.canceled and first.cancel_reason == "etcdserver: permission denied"
+        allowed = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"a/", range_end=b"a0"))
+        stream = watch.Watch(iter([allowed]), metadata=alice)
+        assert (await stream.read()).created
+        stream.cancel()
 
         # The admin token counts as root.
         admin = [("token", ADMIN_TOKEN)]

@@ -450,7 +450,8 @@ class EtcdNode(Recipes):
 
     async def local_revision(self) -> int:
         """The revision this node's store applied (a serializable read's header)."""
-        return int(self.api.runtime.node.sm.store.revision)
+        node: Any = self.api.runtime.node
+        return int(node.sm.store.revision)
 
     # ------------------------------------------------------------------ leases
     async def lease_grant(self, ttl: int, lease_id: int = 0) -> dict[str, Any]:
@@ -499,6 +500,7 @@ class EtcdNode(Recipes):
         with_prev = bool(create.get("prev_kv"))
         filters = set(create.get("filters") or ())
         progress = bool(create.get("progress_notify"))
+        self.auth.check_read("watch", {"key": key, "range_end": end})  # before "created", as etcd
         current = await self.local_revision()
         start = int(create.get("start_revision") or 0) or current + 1
         yield ("created", current)

@@ -404,7 +404,12 @@ class FastGateway:
                 forward = node.forward(leader, call.route.kind, call.body, call.serializable)
                 call.connection.wait(forward, lambda task: self._forwarded(call, task))
                 return
-            data = self._ok(call, node.result(response))
+            result = node.result(response)
+            if call.route.kind == "range":
+                # Admitted while this node had auth off; it may have applied an enable
+                # since, up to the read's index: judged now, as the aiohttp route would.
+                node.auth.check_read("range", call.body)
+            data = self._ok(call, result)
         except EtcdError as exc:
             data = _error_bytes(exc)
         call.connection.answer(data)

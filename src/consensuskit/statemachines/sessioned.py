@@ -18,7 +18,6 @@ Rules this module owns:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from consensuskit.core.client import ClientRequest
@@ -69,12 +68,7 @@ class Sessioned:
         op = command.op
         if op.kind not in self._kinds or (op.is_read() and op.kind not in self._reads):
             return platform_result(self, op) if is_platform_op(op) else BAD_COMMAND
-        return self._sessions.apply(command, self.executor(command))
-
-    def executor(self, command: ClientRequest) -> Callable[[Any], Any]:
-        """What runs ``command``'s op once its session let it through: the service's
-        executor (a subclass may judge the command first)."""
-        return self._inner.execute
+        return self._sessions.apply(command, self._inner.execute)
 
     def read(self, request: ClientRequest) -> Any:
         kind = request.op.kind
