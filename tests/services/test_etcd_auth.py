@@ -135,6 +135,7 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         hashkv = node.maintenance.HashKV(pb.HashKVRequest(), metadata=alice)
         assert await refused(hashkv) == DENIED
         assert await refused(node.auth.UserList(pb.AuthUserListRequest(), metadata=alice)) == DENIED
+        assert await refused(node.auth.RoleAdd(pb.AuthRoleAddRequest(name="root"), metadata=alice)) == DENIED
         # A txn needs what both branches need, whichever runs.
         txn = pb.TxnRequest(
             compare=[pb.Compare(key=b"a/1", target=pb.Compare.VERSION, result=pb.Compare.GREATER, version=0)],

@@ -67,6 +67,18 @@ from consensuskit.core.client import (
 from consensuskit.services import etcd_auth
 from consensuskit.services.etcd import make_op, validate
 from consensuskit.services.etcd_auth import CALLER, EtcdAuth
+from consensuskit.services.etcd_errors import (
+    FAILED_PRECONDITION,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    LEADER_CHANGED,
+    NO_LEADER,
+    NOT_FOUND,
+    OUT_OF_RANGE,
+    TIMEOUT,
+    UNAVAILABLE,
+    EtcdError,
+)
 from consensuskit.services.etcd_lessor import LOOK, Lessor
 from consensuskit.services.etcd_recipes import Recipes
 from consensuskit.statemachines.auth import AUTH, AUTH_READ
@@ -79,9 +91,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("consensuskit.etcd")
 
-# gRPC status codes (grpc.StatusCode values), so this module needs no grpc import.
-OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 3, 4, 5
-FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 9, 11, 12, 13, 14
 
 ERROR_CODES = {
     "empty-key": INVALID_ARGUMENT,
@@ -96,10 +105,6 @@ ERROR_CODES = {
     "compacted": OUT_OF_RANGE,
     "future-revision": OUT_OF_RANGE,
 }
-NO_LEADER = "etcdserver: no leader"
-TIMEOUT = "etcdserver: request timed out"
-LEADER_CHANGED = "etcdserver: leader changed"
-
 MIN_TTL = 2  # seconds: etcd's minimum lease TTL (1.5 election timeouts, rounded up)
 WATCH_POLL = 0.02  # seconds between a watch's looks at the revision
 TERM_CACHE = 0.05  # seconds a header's raft_term may lag the node's
@@ -109,14 +114,6 @@ COALESCE = 0.01  # seconds at most a gRPC call waits for others to share its bat
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
 FORWARD_PATH = "/v3/consensuskit/forward"
 FORWARDED_HEADER = "X-Consensuskit-Forwarded"
-
-
-class EtcdError(Exception):
-    def __init__(self, code: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 def member_id(name: str) -> int:

@@ -60,6 +60,15 @@ from consensuskit.core.client import (
     Principal,
 )
 from consensuskit.server.auth import check_password, hash_password, mint_token, verify_password
+from consensuskit.services.etcd_errors import (
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    TIMEOUT,
+    UNAVAILABLE,
+    EtcdError,
+)
+from consensuskit.services.etcd_errors import PERMISSION_DENIED as PERMISSION_DENIED_STATUS
+from consensuskit.services.etcd_errors import UNAUTHENTICATED as UNAUTHENTICATED_STATUS
 from consensuskit.statemachines.auth import AUTH, AUTH_READ, ROOT, AuthState, next_prefix, valid_name
 from consensuskit.statemachines.mvcc import prefix_end
 from consensuskit.statemachines.mvcc_auth import ANY_USER, ROOT_ONLY, key_text, needs, text_key
@@ -67,9 +76,6 @@ from consensuskit.statemachines.mvcc_auth import ANY_USER, ROOT_ONLY, key_text, 
 if TYPE_CHECKING:
     from consensuskit.services.etcd_api import EtcdNode
 
-# gRPC status codes beside those of services/etcd_api.py.
-INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED_CODE, UNAUTHENTICATED_CODE = 3, 9, 7, 16
-UNAVAILABLE = 14
 TOKEN_METADATA = ("token", "authorization")  # etcd's TokenFieldNameGRPC and TokenFieldNameSwagger
 MAC_HEADER = "X-Consensuskit-Forward-Mac"
 
@@ -84,8 +90,8 @@ ROOT_ROLE_MISSING = "etcdserver: root user does not have root role"
 # The refusals of the state machine (sessions' and AuthState's codes) -> etcd's errors.
 ERRORS: dict[str, tuple[int, str]] = {
     UNAUTHENTICATED: (INVALID_ARGUMENT, USER_EMPTY),
-    INVALID_TOKEN: (UNAUTHENTICATED_CODE, INVALID_AUTH_TOKEN),
-    PERMISSION_DENIED: (PERMISSION_DENIED_CODE, PERMISSION_DENIED_TEXT),
+    INVALID_TOKEN: (UNAUTHENTICATED_STATUS, INVALID_AUTH_TOKEN),
+    PERMISSION_DENIED: (PERMISSION_DENIED_STATUS, PERMISSION_DENIED_TEXT),
     "user-exists": (FAILED_PRECONDITION, "etcdserver: user name already exists"),
     "user-not-found": (FAILED_PRECONDITION, "etcdserver: user name not found"),
     "role-exists": (FAILED_PRECONDITION, "etcdserver: role name already exists"),
@@ -105,7 +111,6 @@ class Caller:
     principal: Principal | None
 
 
-ROOT_ONLY_NEEDS = ROOT_ONLY
 NOBODY = Caller(None)
 INTERNAL = Caller(Principal(name="", via=VIA_ADMIN))
 CALLER: ContextVar[Caller] = ContextVar("consensuskit.etcd.caller", default=NOBODY)
@@ -130,7 +135,6 @@ class EtcdAuth:
     async def caller_of(self, token: str | None) -> Caller:
         """The caller a token names (None: nobody); ``EtcdError`` for a bad one."""
         from consensuskit.server.http_api import ApiError
-        from consensuskit.services.etcd_api import EtcdError
 
         if not token:
             return NOBODY
@@ -144,8 +148,8 @@ class EtcdAuth:
             if not self.enabled:
                 return NOBODY  # auth is off here: a token is not looked at (module rules)
             if exc.code == "timeout":
-                raise EtcdError(UNAVAILABLE, "etcdserver: request timed out") from None
-            raise EtcdError(UNAUTHENTICATED_CODE, INVALID_AUTH_TOKEN) from None
+                raise EtcdError(UNAVAILABLE, TIMEOUT) from None
+            raise EtcdError(UNAUTHENTICATED_STATUS, INVALID_AUTH_TOKEN) from None
         return Caller(principal.wire)
 
     @staticmethod
@@ -162,7 +166,7 @@ class EtcdAuth:
         this node's state, once the read was served: module rules).  Of auth's reads,
         the status is anyone's; users and roles are the root role's."""
         if kind == AUTH_READ:
-            self.require(ANY_USER if body.get("action") == "status" else ROOT_ONLY_NEEDS)
+            self.require(ANY_USER if body.get("action") == "status" else ROOT_ONLY)
         else:
             self.require(needs(kind, body))
 
@@ -176,19 +180,16 @@ class EtcdAuth:
             raise refusal(refused["error"])
 
     # ------------------------------------------------------------------ forwarding
-    def _mac(self, payload: bytes) -> str:
-        return hmac.new(self.node.api.auth.key, b"etcd-forward\0" + payload, hashlib.sha256).hexdigest()
-
     def sign(self, payload: bytes) -> str:
-        return self._mac(payload)
+        """The HMAC a forwarded call carries (module rules)."""
+        return hmac.new(self.node.api.auth.key, b"etcd-forward\0" + payload, hashlib.sha256).hexdigest()
 
     def forwarded_caller(self, principal: Any, payload: bytes, mac: str | None) -> Caller:
         """The caller a forwarded call names, if its HMAC holds (module rules)."""
-        from consensuskit.services.etcd_api import EtcdError
 
         if mac is None:
             return NOBODY
-        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(payload).encode()):
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self.sign(payload).encode()):
             raise EtcdError(INVALID_ARGUMENT, "etcdserver: forwarded call with a bad signature")
         if principal is None:
             return NOBODY
@@ -208,7 +209,6 @@ class EtcdAuth:
         return await self.read("status")
 
     async def authenticate(self, name: str, password: str) -> str:
-        from consensuskit.services.etcd_api import EtcdError
 
         if not name:
             raise EtcdError(INVALID_ARGUMENT, USER_EMPTY)
@@ -244,12 +244,12 @@ class EtcdAuth:
 
     async def role_add(self, name: str) -> dict[str, Any]:
         self._name(name, "role")
-        if name == ROOT:  # built in (module rules)
-            return {"revision": (await self.read("status"))["revision"]}
+        if name == ROOT:  # built in: nothing to add, for whoever may manage auth (module rules)
+            self.require(ROOT_ONLY)
+            return {}
         return await self.change("role-add", name)
 
     async def enable(self) -> dict[str, Any]:
-        from consensuskit.services.etcd_api import EtcdError
 
         try:
             return await self.change("enable")
@@ -265,7 +265,6 @@ class EtcdAuth:
             raise
 
     async def grant_permission(self, role: str, perm_type: int, key: bytes, end: bytes) -> dict[str, Any]:
-        from consensuskit.services.etcd_api import EtcdError
 
         self._name(role, "role")
         if perm_type not in range(len(PERMISSION_TYPES)):
@@ -301,7 +300,6 @@ class EtcdAuth:
         return out
 
     async def _hash(self, password: str) -> Any:
-        from consensuskit.services.etcd_api import EtcdError
 
         problem = check_password(password)
         if problem:
@@ -311,7 +309,6 @@ class EtcdAuth:
 
     @staticmethod
     def _name(name: str, what: str) -> None:
-        from consensuskit.services.etcd_api import EtcdError
 
         if not name:
             raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {what} name is empty")
@@ -338,7 +335,6 @@ def _etcd_key(text: str) -> bytes:
 
 def refusal(code: str, message: str | None = None) -> Any:
     """The ``EtcdError`` for a refusal or an auth result's error ``code``."""
-    from consensuskit.services.etcd_api import EtcdError
 
     grpc_code, text = ERRORS.get(code, (INVALID_ARGUMENT, f"etcdserver: {message or code}"))
     return EtcdError(grpc_code, text)

@@ -45,16 +45,9 @@ from google.protobuf import json_format
 from consensuskit.core.client import STALE_SESSION
 from consensuskit.server.fast_http import FastSite, json_answer
 from consensuskit.services import etcd_grpc as eg
-from consensuskit.services.etcd_api import (
-    CANCELLED,
-    FORWARD_PATH,
-    STALE_RETRIES,
-    UNAVAILABLE,
-    EtcdError,
-    EtcdNode,
-    etcd_node,
-)
+from consensuskit.services.etcd_api import FORWARD_PATH, STALE_RETRIES, EtcdNode, etcd_node
 from consensuskit.services.etcd_auth import CALLER, MAC_HEADER
+from consensuskit.services.etcd_errors import CANCELLED, UNAVAILABLE, EtcdError
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb

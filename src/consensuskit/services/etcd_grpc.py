@@ -35,8 +35,9 @@ from typing import Any
 import grpc
 
 from consensuskit.services import etcd_convert as cv
-from consensuskit.services.etcd_api import UNIMPLEMENTED, EtcdError, EtcdNode
-from consensuskit.services.etcd_auth import CALLER, ROOT_ONLY_NEEDS, EtcdAuth
+from consensuskit.services.etcd_api import EtcdNode
+from consensuskit.services.etcd_auth import CALLER, EtcdAuth
+from consensuskit.services.etcd_errors import UNIMPLEMENTED, EtcdError
 from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
@@ -45,6 +46,7 @@ from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
 from consensuskit.services.etcdpb.v3electionpb import v3election_pb2_grpc as epb_grpc
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
+from consensuskit.statemachines.mvcc_auth import ROOT_ONLY
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
@@ -278,7 +280,7 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
         `consensuskit backup restore` or `up --restore` restores it: it is not a bolt
         database, so `etcdctl snapshot restore` cannot), in SNAPSHOT_CHUNK pieces."""
         try:
-            self.node.auth.require(ROOT_ONLY_NEEDS)
+            self.node.auth.require(ROOT_ONLY)
             data = await self.node.snapshot()
         except EtcdError as exc:
             await _abort(context, exc)
@@ -439,30 +441,27 @@ class _AsCaller(grpc.aio.ServerInterceptor):
             return None
         token = EtcdAuth.token_in(details.invocation_metadata)
         node = self.node
-        if handler.request_streaming or handler.response_streaming:
-            behaviour = handler.stream_stream or handler.unary_stream or handler.stream_unary
+        if handler.unary_stream is not None or handler.stream_stream is not None:
+            replies = handler.unary_stream or handler.stream_stream
 
             async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
                 try:
                     CALLER.set(await node.auth.caller_of(token))
                 except EtcdError as exc:
                     await _abort(context, exc)
-                async for reply in behaviour(request, context):
+                async for reply in replies(request, context):
                     yield reply
 
-            make = (
-                grpc.stream_stream_rpc_method_handler
-                if handler.request_streaming
-                else grpc.unary_stream_rpc_method_handler
-            )
-            if handler.stream_unary is not None:  # none of etcd's methods: left as it is
-                return handler
+            make = grpc.unary_stream_rpc_method_handler
+            if handler.stream_stream is not None:
+                make = grpc.stream_stream_rpc_method_handler
             return make(
                 streamed,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-
+        if handler.unary_unary is None:  # a client stream with one answer: none of etcd's
+            return handler
         unary = handler.unary_unary
 
         async def called(request: Any, context: Any) -> Any:

@@ -23,6 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from consensuskit.services.etcd_errors import FAILED_PRECONDITION, INTERNAL, NOT_FOUND, UNAVAILABLE, EtcdError
 from consensuskit.statemachines.mvcc import (
     CREATE,
     EQUAL,
@@ -32,8 +33,6 @@ from consensuskit.statemachines.mvcc import (
     prefix_end,
 )
 
-# gRPC codes and etcd's texts (services/etcd_api.py has them all).
-NOT_FOUND, FAILED_PRECONDITION, INTERNAL, UNAVAILABLE = 5, 9, 13, 14
 ELECTION_NOT_LEADER = "election: not leader"
 WAIT_POLL = 0.05  # seconds between a waiting claimant's looks
 OBSERVE_POLL = 0.02  # seconds between an observer's looks
@@ -51,12 +50,6 @@ class Recipes:
     async def call(self, kind: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    @staticmethod
-    def error(code: int, message: str) -> Exception:
-        from consensuskit.services.etcd_api import EtcdError  # here: etcd_api imports this module
-
-        return EtcdError(code, message)
-
     async def _claim(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
         """Create NAME/LEASE under ``lease`` (or find it): (key, create revision, revision)."""
         key = lock_key(name, lease)
@@ -72,7 +65,7 @@ class Recipes:
             return key, r["revision"], r["revision"]
         kvs = r["responses"][0]["range"]["kvs"]
         if not kvs:  # deleted between compare and read: cannot happen in one txn
-            raise self.error(INTERNAL, "etcdserver: lock key vanished")
+            raise EtcdError(INTERNAL, "etcdserver: lock key vanished")
         return key, kvs[0][1], r["revision"]
 
     async def _wait_turn(self, name: bytes, key: bytes, rev: int) -> int:
@@ -93,10 +86,10 @@ class Recipes:
             if not r["kvs"]:
                 mine = await self.call("range", {"key": key})
                 if not mine["kvs"] or mine["kvs"][0][1] != rev:
-                    raise self.error(NOT_FOUND, "etcdserver: requested lease not found")  # our lease ended
+                    raise EtcdError(NOT_FOUND, "etcdserver: requested lease not found")  # our lease ended
                 return int(r["revision"])
             await asyncio.sleep(WAIT_POLL)
-        raise self.error(UNAVAILABLE, "etcdserver: server stopped")
+        raise EtcdError(UNAVAILABLE, "etcdserver: server stopped")
 
     async def lock(self, name: bytes, lease: int) -> tuple[bytes, int, int]:
         """(key, its create revision = the fencing token, revision) once held."""
@@ -133,7 +126,7 @@ class Recipes:
             },
         )
         if not r["succeeded"] or not rev:
-            raise self.error(FAILED_PRECONDITION, ELECTION_NOT_LEADER)
+            raise EtcdError(FAILED_PRECONDITION, ELECTION_NOT_LEADER)
         return r
 
     async def leader(self, name: bytes, *, serializable: bool = False) -> tuple[Any, int]:

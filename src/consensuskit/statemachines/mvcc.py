@@ -72,7 +72,7 @@ import msgpack
 
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.messages import LazyArray
-from consensuskit.statemachines.auth import AUTH_KINDS, AUTH_READ, AuthState
+from consensuskit.statemachines.auth import AUTH, AUTH_KINDS, AUTH_READ, AuthState
 from consensuskit.statemachines.mvcc_auth import ROOT_ONLY, needs
 from consensuskit.statemachines.sessioned import Sessioned
 
@@ -835,8 +835,7 @@ _HANDLERS: dict[str, Callable[[MVCCStore, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-_JUDGED_KINDS = frozenset(KINDS + AUTH_KINDS)
-_READS_AND_AUTH_READ = frozenset((*READ_KINDS, AUTH_READ))
+_WRITE_KINDS = frozenset(WRITE_KINDS)
 
 
 class MVCCStateMachine(Sessioned):
@@ -865,19 +864,10 @@ class MVCCStateMachine(Sessioned):
         return self._auth
 
     def apply(self, command: ClientRequest) -> Any:
-        op = command.op
-        if not (op.kind in AUTH_KINDS or self._auth.enabled) or op.kind not in _JUDGED_KINDS:
-            return super().apply(command)  # also what Sessioned refuses or answers itself
-        if op.is_read() and op.kind not in _READS_AND_AUTH_READ:
-            return super().apply(command)
         # Overridden here rather than through a hook of Sessioned: its compiled build
         # (setup_mypyc.py) calls its own methods without looking them up.
-        return self.sessions.apply(command, self._executor(command))
-
-    def _executor(self, command: ClientRequest) -> Callable[[Any], Any]:
-        auth, store = self._auth, self.store
-        if command.op.kind in AUTH_KINDS:
-            principal = command.principal
+        op, auth, store, principal = command.op, self._auth, self.store, command.principal
+        if op.kind == AUTH or (op.kind == AUTH_READ and op.is_read()):
 
             def administer(op: Any) -> Any:
                 if not op.is_read():
@@ -886,19 +876,16 @@ class MVCCStateMachine(Sessioned):
                         return refused
                 return auth.execute(op)
 
-            return administer
-        if not auth.enabled:
-            return store.execute
-        principal = command.principal
+            return self.sessions.apply(command, administer)
+        if auth.enabled and op.kind in _WRITE_KINDS and not op.is_read():
+            # Reads are judged by the front, once served (services/etcd_auth.py).
 
-        def judged(op: Any) -> Any:
-            if not op.is_read():  # reads are judged by the front, after their read index
+            def judged(op: Any) -> Any:
                 refused = auth.check_spans(principal, needs(op.kind, op.value, store.leases))
-                if refused is not None:
-                    return refused
-            return store.execute(op)
+                return store.execute(op) if refused is None else refused
 
-        return judged
+            return self.sessions.apply(command, judged)
+        return super().apply(command)  # and what Sessioned refuses or answers itself
 
     def read(self, request: ClientRequest) -> Any:
         if request.op.kind == AUTH_READ:
