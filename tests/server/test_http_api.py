@@ -359,6 +359,62 @@ async def test_membership_add_learner_promote_and_remove(tmp_path):
 
 
 @async_test
+async def test_a_member_added_with_its_addresses_is_known_to_every_node_and_after_restarts(tmp_path):
+    """``peer_address``/``client_url`` go through the log (statemachines/peers.py): after
+    a leader change a node that never had n4 in its [peers] replicates to it, and a node
+    restarted from its disk still knows it; removing n4 drops the addresses everywhere."""
+    from consensuskit.server.config import PeerInfo
+
+    async with Cluster(tmp_path, IDS) as c:
+        n4 = await c.start_node("n4", wire=False, members=IDS)  # nobody else knows n4
+        others = {
+            i: PeerInfo(peer_address=("127.0.0.1", c.servers[i].peer_port), client_url=c.url(i)) for i in IDS
+        }
+        n4.set_directory(others)
+        leader = await c.wait_leader()
+        n4_info = {"peer_address": f"127.0.0.1:{n4.peer_port}", "client_url": c.url("n4")}
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/members", json={"id": "n4", "voter": False, **n4_info}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and body["learners"] == ["n4"], body
+        await c.wait_until(lambda: all("n4" in c.servers[i].directory() for i in IDS))
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
+        assert status == 200 and body["voters"] == [*IDS, "n4"]
+        # Leadership moves to a node whose [peers] never named n4: n4 still gets writes.
+        target = next(i for i in IDS if i != leader)
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/leader/transfer", json={"to": target}, token=ADMIN_TOKEN
+        )
+        assert status == 200
+        assert (await put(c, target, "after-transfer", "v"))[0] == 200
+        index = c.servers[target].runtime.node.commit_index
+        await c.wait_until(lambda: n4.runtime.node.last_applied >= index)
+        status, body, _ = await c.call("GET", "n4", "/v1/kv/after-transfer", params={"consistency": "stale"})
+        assert body["value"] == "v"
+        status, body, _ = await c.call("GET", target, "/v1/members")
+        assert {m["id"]: m["client_url"] for m in body["members"]}["n4"] == c.url("n4")
+        # A node restarted from its disk, whose [peers] never named n4, knows it again
+        # once it applied its log (Raft learns how far that is from the leader).
+        follower = next(i for i in IDS if i not in (leader, target))
+        await c.stop_node(follower)
+        restarted = await c.start_node(follower, wire=False)
+        others[follower] = PeerInfo(
+            peer_address=("127.0.0.1", restarted.peer_port), client_url=c.url(follower)
+        )
+        for i in IDS:
+            c.servers[i].set_directory(others)
+        n4.set_directory(others)
+        await c.wait_until(lambda: "n4" in restarted.directory())
+        assert restarted.directory()["n4"] == PeerInfo(
+            peer_address=("127.0.0.1", n4.peer_port), client_url=c.url("n4")
+        )
+        # Removed: its addresses are dropped on every node.
+        status, body, _ = await c.call("DELETE", target, "/v1/members/n4", token=ADMIN_TOKEN)
+        assert status == 200 and body["voters"] == IDS
+        await c.wait_until(lambda: all("n4" not in c.servers[i].directory() for i in IDS))
+
+
+@async_test
 async def test_leader_transfer(tmp_path):
     async with Cluster(tmp_path, IDS) as c:
         leader = await c.wait_leader()

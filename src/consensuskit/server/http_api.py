@@ -39,6 +39,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import itertools
 import json
@@ -80,12 +81,13 @@ from consensuskit.core.client import (
 from consensuskit.core.keys import REPLY_SIGNATURE_HEADER
 from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.server import edge
-from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, parse_address
+from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, format_address, parse_address
 from consensuskit.server.events import EventFeed, parse_since
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import change_visible, missing, supported_changes
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
-from consensuskit.statemachines.sessions import BAD_BACKUP, NOT_EMPTY
+from consensuskit.statemachines.peers import forget_peer_op, peer_op
+from consensuskit.statemachines.sessions import BAD_BACKUP, NOT_EMPTY, refusal
 
 log = logging.getLogger("consensuskit.server.http")
 
@@ -127,6 +129,8 @@ class ApiHost(Protocol):
     def directory(self) -> dict[str, PeerInfo]: ...
 
     def add_peer(self, node_id: str, info: PeerInfo) -> None: ...
+
+    def follow_peers(self) -> None: ...
 
     def set_blocked(self, peers: set[str]) -> None: ...
 
@@ -567,6 +571,20 @@ class NodeApi:
                 raise ApiError(400, "bad-request", str(exc)) from None
         else:
             info = None
+        return _ok(await self.add_member_as(node_id, voter=voter, info=info))
+
+    async def remove_member(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        return _ok(await self.remove_member_as(request.match_info["id"]))
+
+    # The membership changes themselves, shared by the routes above and the etcd API's
+    # Cluster service (services/etcd_cluster.py); each raises ApiError for a refusal.
+    async def add_member_as(
+        self, node_id: str, *, voter: bool, info: PeerInfo | None = None
+    ) -> dict[str, Any]:
+        """Add ``node_id`` (a learner unless ``voter``), recording its addresses ``info``
+        in the replicated directory first (statemachines/peers.py)."""
+        self._needs_capability(MEMBERSHIP_CHANGE)
         if node_id != self.config.node_id and node_id not in self.host.directory() and info is None:
             raise ApiError(
                 400,
@@ -574,17 +592,47 @@ class NodeApi:
                 f"{node_id} is not in this node's [peers]; give peer_address and client_url",
             )
         self._needs_leader()
+        change = "add-voter" if voter else "add-learner"
+        self._needs_change(change)
         if info is not None:
-            self.host.add_peer(node_id, info)
-        return await self._change_membership("add-voter" if voter else "add-learner", node_id)
+            await self.record_peer(node_id, info)
+        return await self._change_membership(change, node_id)
 
-    async def remove_member(self, request: web.Request) -> web.Response:
-        self._admin(request)
+    async def remove_member_as(self, node_id: str) -> dict[str, Any]:
+        """Remove ``node_id``; once that committed, drop its recorded addresses."""
         self._needs_capability(MEMBERSHIP_CHANGE)
         self._needs_leader()
-        return await self._change_membership("remove", request.match_info["id"])
+        body = await self._change_membership("remove", node_id)
+        if node_id in _recorded_peers(self.runtime):
+            with contextlib.suppress(ApiError):  # left recorded: harmless, and the change stands
+                await self.record_peer(node_id, None)
+        return body
 
-    async def _change_membership(self, change: str, node_id: str) -> web.Response:
+    async def record_peer(self, node_id: str, info: PeerInfo | None) -> None:
+        """Record ``node_id``'s addresses (None: drop them) in the replicated directory,
+        through the log (statemachines/peers.py); a service whose state machine keeps no
+        directory gets them in this node's only."""
+        if not hasattr(getattr(self.runtime.node, "sm", None), "set_peers"):
+            if info is not None:
+                self.host.add_peer(node_id, info)
+            return
+        if info is None:
+            op = forget_peer_op(node_id)
+        else:
+            op = peer_op(node_id, format_address(info.peer_address), info.client_url)
+        client_id, seq = self.request_id(None)
+        request = ClientRequest(client_id=client_id, seq=seq, op=op)
+        try:
+            response = await self.runtime.request(request, self.config.request_timeout)
+        except (RequestTimeout, LeadershipLost, NodeHalted) as exc:
+            raise self.failure(exc, write=True) from None
+        if not response.ok:
+            raise self._rejection(response)
+        if refusal(response.result) is not None:
+            raise ApiError(400, "bad-request", f"cannot record {node_id}'s addresses: {response.result}")
+        self.host.follow_peers()
+
+    def _needs_change(self, change: str) -> None:
         supported = supported_changes(self.runtime.node)
         if change not in supported:
             raise ApiError(
@@ -593,6 +641,9 @@ class NodeApi:
                 f"protocol {self.config.protocol} has no {change} (it supports {', '.join(supported)})",
                 capability=MEMBERSHIP_CHANGE,
             )
+
+    async def _change_membership(self, change: str, node_id: str) -> dict[str, Any]:
+        self._needs_change(change)
         error = await self.runtime.call(lambda n: n.propose_config_change(change, node_id))
         if error is not None:
             raise self._admin_refusal(error)
@@ -619,33 +670,36 @@ class NodeApi:
                 "it may or may not take effect (see GET /v1/members)",
                 outcome=UNKNOWN,
             )
-        return _ok(
-            {
-                "change": change,
-                "id": node_id,
-                "index": index,
-                "voters": list(membership.voters),
-                "learners": list(membership.learners),
-            }
-        )
+        return {
+            "change": change,
+            "id": node_id,
+            "index": index,
+            "voters": list(membership.voters),
+            "learners": list(membership.learners),
+        }
 
     async def transfer(self, request: web.Request) -> web.Response:
         self._admin(request)
         body = await _json_object(request, allow_empty=True)
+        target = body.get("to")
+        if target is not None and not isinstance(target, str):
+            raise ApiError(400, "bad-request", '"to" must be a node id')
+        return _ok(await self.transfer_as(target))
+
+    async def transfer_as(self, target: str | None) -> dict[str, Any]:
+        """Hand leadership to ``target`` (None: the most up-to-date other voter)."""
         self._needs_capability(LEADER_TRANSFER)
         self._needs_leader()
-        target = body.get("to")
         if target is None:
             target = _best_successor(_node_status(self.runtime), self.config.node_id)
             if target is None:
                 raise ApiError(409, "no-successor", "no other voter to hand leadership to")
-        if not isinstance(target, str):
-            raise ApiError(400, "bad-request", '"to" must be a node id')
-        error = await self.runtime.call(lambda n: _as_transfer(n).transfer_leadership(target))
+        chosen = target
+        error = await self.runtime.call(lambda n: _as_transfer(n).transfer_leadership(chosen))
         if error is not None:
             raise self._admin_refusal(error)
         moved = await self.runtime.wait_until(
-            lambda n: isinstance(n, HasLeader) and n.current_leader() == target, self.config.request_timeout
+            lambda n: isinstance(n, HasLeader) and n.current_leader() == chosen, self.config.request_timeout
         )
         if not moved:
             raise ApiError(
@@ -655,7 +709,7 @@ class NodeApi:
                 outcome=UNKNOWN,
             )
         status = _node_status(self.runtime)
-        return _ok({"leader": target, "leader_url": self._url_of(target), "term": status.get("term")})
+        return {"leader": target, "leader_url": self._url_of(target), "term": status.get("term")}
 
     def _needs_capability(self, capability: str) -> None:
         """501 naming ``capability`` when this protocol's nodes lack it."""
@@ -739,6 +793,11 @@ def _membership(runtime: NodeRuntime) -> Any:
     node = runtime.node
     assert isinstance(node, MembershipChange)  # checked by the route (_needs_capability)
     return node.membership()
+
+
+def _recorded_peers(runtime: NodeRuntime) -> dict[str, Any]:
+    """The replicated directory of member addresses (statemachines/peers.py), if kept."""
+    return getattr(getattr(runtime.node, "sm", None), "peers", None) or {}
 
 
 def _as_transfer(node: Any) -> LeaderTransfer:

@@ -12,7 +12,10 @@ Rules this module owns:
   * a bad configuration is one line on stderr and exit status 2;
   * the data directory's identity is checked before the node is built, and an empty
     directory needs --bootstrap or --rejoin for a configured voter (server/identity.py);
-    a refusal is one line on stderr and exit status 1.
+    a refusal is one line on stderr and exit status 1;
+  * the peers a node talks to are its ``[peers]`` with the replicated directory of
+    member addresses over them (statemachines/peers.py): taken at start from what the
+    node recovered, then every ``PEERS_LOOK`` seconds when it changed.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from consensuskit.server.config import (
     ServerConfig,
     format_address,
     load_config,
+    parse_address,
     parse_peer_flag,
 )
 from consensuskit.server.conn_guard import GuardedSite
@@ -67,6 +71,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # could not start (corrupt log, address in use)
 EXIT_CONFIG = 2
 EXIT_HALTED = 70  # the node halted on an internal error
+PEERS_LOOK = 0.2  # seconds between looks at the replicated directory of member addresses
 
 TransportFactory = Callable[..., Any]
 
@@ -86,7 +91,12 @@ class NodeServer:
         self._storage = storage
         self._transport_factory = transport_factory
         self._registry = registry or default_registry()
+        # The peers this node talks to: [peers] (or what set_directory gave), with the
+        # replicated directory of member addresses over it (statemachines/peers.py).
+        self._configured: dict[str, PeerInfo] = dict(config.peers)
+        self._recorded: dict[str, tuple[str, str]] = {}  # the state machine's, last seen
         self._directory: dict[str, PeerInfo] = dict(config.peers)
+        self._peer_follower: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.started_at = time.monotonic()
         self.metrics = NodeMetrics(config.node_id, config.protocol)
@@ -154,6 +164,7 @@ class NodeServer:
                 f"protocol: {cfg.protocol} cannot run in the server ({'; '.join(problems)}); "
                 "see docs/server.md, 'What a protocol must offer the server'"
             )
+        self.follow_peers()  # what the node recovered from its disk
         factory = self._transport_factory or _peer_transport
         self.transport = factory(
             cfg.node_id,
@@ -194,6 +205,7 @@ class NodeServer:
             await self.transport.stop()
             raise
         self.runtime.start()
+        self._peer_follower = asyncio.ensure_future(self._follow_peers_loop())
         if self.service.listeners:
             start = resolve(self.service.listeners)
             try:
@@ -214,6 +226,7 @@ class NodeServer:
 
     async def stop(self) -> None:
         """Clean shutdown (see the module rules)."""
+        await self._stop_peer_follower()
         await self._stop_listeners()
         if self.session_clock is not None:
             await self.session_clock.stop()
@@ -241,6 +254,7 @@ class NodeServer:
 
     async def abort(self) -> None:
         """After a halt: stop talking, leave storage as it is on disk."""
+        await self._stop_peer_follower()
         await self._stop_listeners()
         if self.session_clock is not None:
             await self.session_clock.stop()
@@ -268,13 +282,48 @@ class NodeServer:
         return self._directory
 
     def set_directory(self, peers: dict[str, PeerInfo]) -> None:
-        """Replace the peer table (e.g. once ephemeral ports are known)."""
-        self._directory = {p: info for p, info in sorted(peers.items()) if p != self.config.node_id}
+        """Replace the configured peer table (e.g. once ephemeral ports are known); the
+        replicated directory's entries still win over it."""
+        self._configured = dict(peers)
+        self._merge_directory()
+
+    def add_peer(self, node_id: str, info: PeerInfo) -> None:
+        self.set_directory({**self._configured, node_id: info})
+
+    def follow_peers(self) -> None:
+        """Take the replicated directory of member addresses (statemachines/peers.py)
+        into the peer table when it changed (it is replaced on every change)."""
+        node = self.runtime.node if self.runtime is not None else None
+        recorded = getattr(getattr(node, "sm", None), "peers", None)
+        if recorded is None or recorded is self._recorded:
+            return
+        self._recorded = recorded
+        self._merge_directory()
+
+    def _merge_directory(self) -> None:
+        merged = dict(self._configured)
+        for node_id, (address, url) in self._recorded.items():
+            try:
+                peer_address = parse_address(address, "peer_address")
+            except ConfigError:  # checked where it was applied; this node cannot use it
+                log.warning("recorded peer address %r of %s is unusable here", address, node_id)
+                continue
+            merged[node_id] = PeerInfo(peer_address=peer_address, client_url=url)
+        self._directory = {p: info for p, info in sorted(merged.items()) if p != self.config.node_id}
         if self.transport is not None:
             self.transport.update_peers(self._peer_addresses())
 
-    def add_peer(self, node_id: str, info: PeerInfo) -> None:
-        self.set_directory({**self._directory, node_id: info})
+    async def _follow_peers_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PEERS_LOOK)
+            self.follow_peers()
+
+    async def _stop_peer_follower(self) -> None:
+        task, self._peer_follower = self._peer_follower, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def set_blocked(self, peers: set[str]) -> None:
         self.transport.set_blocked(peers)

@@ -19,9 +19,13 @@ Rules this module owns:
     overwrite a cluster's data by mistake.  Bytes that do not decode, or a snapshot the
     state machine's ``restore`` refuses (another service's), are refused
     ``bad-backup``.  Like the clock it bypasses sessions: the snapshot brings its own;
-  * ``platform_result(machine, op)``: what a state machine answers to either of them;
-    ``is_platform_op(op)`` tells them from the service's own.  A state machine calls it
-    before its own kinds (statemachines/kv.py, statemachines/sessioned.py).
+  * the cluster's directory of member addresses (statemachines/peers.py) is not the
+    service's state: a backup leaves it out, a restore keeps the restoring cluster's;
+  * ``platform_result(machine, op)``: what a state machine answers to either of them,
+    and to a ``peer`` op (statemachines/peers.py: ``machine.peers`` and
+    ``machine.set_peers``); ``is_platform_op(op)`` tells them from the service's own.  A
+    state machine calls it before its own kinds (statemachines/kv.py,
+    statemachines/sessioned.py).
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from typing import Any
 
 from consensuskit.core.client import ServiceOp
 from consensuskit.core.messages import decode, encode
-from consensuskit.statemachines.sessions import BAD_BACKUP, NOT_EMPTY
+from consensuskit.statemachines import peers
+from consensuskit.statemachines.sessions import BAD_BACKUP, BAD_COMMAND, NOT_EMPTY
 
 BACKUP = "backup"
 RESTORE = "restore"
-PLATFORM_KINDS = frozenset((BACKUP, RESTORE))
+PLATFORM_KINDS = frozenset((BACKUP, RESTORE, peers.PEER))
 
 
 def backup_op() -> ServiceOp:
@@ -57,16 +62,29 @@ def is_platform_op(op: Any) -> bool:
 
 
 def platform_result(machine: Any, op: Any) -> Any:
-    """``machine``'s answer to a backup or restore op (see the module rules)."""
+    """``machine``'s answer to a backup, restore or peer op (see the module rules)."""
     if op.kind == BACKUP:
-        return machine.snapshot()
+        snapshot = machine.snapshot()
+        if isinstance(snapshot, dict) and peers.SNAPSHOT_KEY in snapshot:
+            snapshot = {k: v for k, v in snapshot.items() if k != peers.SNAPSHOT_KEY}
+        return snapshot
+    if op.kind == peers.PEER:
+        if op.is_read():
+            return BAD_COMMAND
+        directory = peers.applied(machine.peers, op)
+        if directory is None:
+            return BAD_COMMAND
+        machine.set_peers(directory)
+        return {"peer": op.key, "known": op.key in directory}
     if len(machine):
         return NOT_EMPTY
     if not isinstance(op.value, bytes):
         return BAD_BACKUP
     try:
         snapshot = decode(op.value)
+        directory = machine.peers  # the cluster's, not the backup's (module rules)
         machine.restore(snapshot)  # builds before it replaces: a refusal changes nothing
     except Exception:  # a crafted value must not halt a replica, and changed nothing
         return BAD_BACKUP
+    machine.set_peers(directory)
     return {"restored": len(machine)}

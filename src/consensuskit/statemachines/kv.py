@@ -21,8 +21,10 @@ Rules this module owns:
     write command (kv and ``auth``) is judged against it by ``AuthState.judge`` with the
     command's principal before it runs; a snapshot carries it under
     "auth" only once it was used, and one without "auth" restores the empty state;
-  * a ``ServiceOp`` is a backup or a restore (statemachines/backup.py, its rules), or
-    refused ``bad-command`` whatever its kind, changing nothing.
+  * a ``ServiceOp`` is a backup, a restore or a peer op (statemachines/backup.py and
+    statemachines/peers.py, their rules), or refused ``bad-command`` whatever its kind,
+    changing nothing; a snapshot carries the peer directory under "peers" once it holds
+    anything.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
 from consensuskit.statemachines.backup import is_platform_op, platform_result
 from consensuskit.statemachines.kv_entry import Versioned
+from consensuskit.statemachines.peers import SNAPSHOT_KEY as PEERS_KEY
+from consensuskit.statemachines.peers import Directory, restored, snapshot_part
 from consensuskit.statemachines.sessions import BAD_COMMAND, STALE, SessionTable
 from consensuskit.statemachines.store import FrozenStore, ShardedStore, shard_of
 
@@ -70,13 +74,22 @@ def _flat_slice(store: FrozenStore, start: int, stop: int) -> tuple[Any, ...]:
 
 
 class KVStateMachine:
-    __slots__ = ("_auth", "_data", "_sessions")
+    __slots__ = ("_auth", "_data", "_peers", "_sessions")
 
     def __init__(self) -> None:
         # key -> _pack(value, version): a Versioned, or the bare value at version 1
         self._data = ShardedStore()
         self._sessions = SessionTable()
         self._auth = AuthState()
+        self._peers: Directory = {}
+
+    @property
+    def peers(self) -> Directory:
+        """The cluster's directory of member addresses (statemachines/peers.py)."""
+        return self._peers
+
+    def set_peers(self, directory: Directory) -> None:
+        self._peers = directory
 
     @property
     def auth(self) -> AuthState:
@@ -178,6 +191,8 @@ class KVStateMachine:
         snap = {"flat": flat, **self._sessions.snapshot()}
         if self._auth:
             snap["auth"] = self._auth.snapshot()
+        if self._peers:
+            snap[PEERS_KEY] = snapshot_part(self._peers)
         return snap
 
     def restore(self, snapshot: Any) -> None:
@@ -199,9 +214,10 @@ class KVStateMachine:
             data = ShardedStore.from_items((k, _pack(v, ver)) for k, v, ver in triples)
             sessions = SessionTable.restore(snapshot)
             auth = AuthState.restored(snapshot.get("auth"))
+            peers = restored(snapshot.get(PEERS_KEY))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
-        self._data, self._sessions, self._auth = data, sessions, auth
+        self._data, self._sessions, self._auth, self._peers = data, sessions, auth, peers
 
     def digest(self) -> Any:
         return tuple((k, *_unpack(entry)) for k, entry in sorted(self._data.items()))

@@ -11,9 +11,10 @@ Rules this module owns:
     as ``bad-command`` and changes nothing (a peer or client cannot crash a replica with
     one, and every replica refuses it alike);
   * ``read`` serves read kinds only, from the current state, without touching sessions;
-  * a snapshot is ``{"state": inner.snapshot(), **SessionTable.snapshot()}``;
-  * a backup or a restore (statemachines/backup.py) is answered beside the service's
-    kinds, unless the service names one of those kinds itself.
+  * a snapshot is ``{"state": inner.snapshot(), **SessionTable.snapshot()}``, and the
+    peer directory under "peers" once it holds anything (statemachines/peers.py);
+  * a backup, a restore or a peer op (statemachines/backup.py) is answered beside the
+    service's kinds, unless the service names one of those kinds itself.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, Protocol
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.compiled import mypyc_attr
 from consensuskit.statemachines.backup import is_platform_op, platform_result
+from consensuskit.statemachines.peers import SNAPSHOT_KEY as PEERS_KEY
+from consensuskit.statemachines.peers import Directory, restored, snapshot_part
 from consensuskit.statemachines.sessions import BAD_COMMAND, CLOCK, SessionTable
 
 
@@ -48,13 +51,22 @@ class Executor(Protocol):
 class Sessioned:
     """A ``core.service.StateMachine`` made of an executor and a session table."""
 
-    __slots__ = ("_inner", "_kinds", "_reads", "_sessions")
+    __slots__ = ("_inner", "_kinds", "_peers", "_reads", "_sessions")
 
     def __init__(self, inner: Executor, kinds: tuple[str, ...], read_kinds: tuple[str, ...]) -> None:
         self._inner = inner
         self._kinds = frozenset(kinds) | {CLOCK}
         self._reads = frozenset(read_kinds)
         self._sessions = SessionTable()
+        self._peers: Directory = {}
+
+    @property
+    def peers(self) -> Directory:
+        """The cluster's directory of member addresses (statemachines/peers.py)."""
+        return self._peers
+
+    def set_peers(self, directory: Directory) -> None:
+        self._peers = directory
 
     @property
     def inner(self) -> Executor:
@@ -79,17 +91,21 @@ class Sessioned:
         return self._inner.execute(request.op)
 
     def snapshot(self) -> Any:
-        return {"state": self._inner.snapshot(), **self._sessions.snapshot()}
+        snap = {"state": self._inner.snapshot(), **self._sessions.snapshot()}
+        if self._peers:
+            snap[PEERS_KEY] = snapshot_part(self._peers)
+        return snap
 
     def restore(self, snapshot: Any) -> None:
         if not isinstance(snapshot, dict) or "state" not in snapshot or "sessions" not in snapshot:
             raise ValueError("not a snapshot of this service: expected a map with 'state' and 'sessions'")
         try:
             sessions = SessionTable.restore(snapshot)
+            peers = restored(snapshot.get(PEERS_KEY))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a snapshot of this service: {exc}") from exc
         self._inner.restore(snapshot["state"])
-        self._sessions = sessions
+        self._sessions, self._peers = sessions, peers
 
     def digest(self) -> Any:
         return self._inner.digest()
