@@ -5,7 +5,7 @@ Requests and results are the store's dicts (statemachines/mvcc.py); the fronts t
 them from and to etcd's protobuf messages.  This module submits them through the node's
 runtime, turns refusals into etcd's gRPC status codes and texts, forwards to the leader,
 runs the node's lessor, and builds what etcd builds beside its store: watches, locks,
-elections, the status and the member list.
+elections and the status (the member list: services/etcd_cluster.py).
 
 Rules this module owns:
   * any node serves every call: a write (or a linearizable read) that reaches a node
@@ -67,6 +67,7 @@ from consensuskit.core.client import (
 from consensuskit.services import etcd_auth
 from consensuskit.services.etcd import make_op, validate
 from consensuskit.services.etcd_auth import CALLER, EtcdAuth
+from consensuskit.services.etcd_cluster import CLUSTER, EtcdCluster
 from consensuskit.services.etcd_errors import (
     FAILED_PRECONDITION,
     INTERNAL,
@@ -139,7 +140,6 @@ class EtcdNode(Recipes):
         self.forwarded = 0  # calls this node forwarded to the leader
         self.expired = 0  # expiry commands this node's lessor had applied
         self.grpc_url: str | None = None
-        self._peer_grpc: dict[str, str] = {}  # peer -> its gRPC URL, from its /v1/status
         self._term = 0
         self._term_until = 0.0
         self._held: list[tuple[ClientRequest, asyncio.Future[Any]]] = []  # calls to coalesce
@@ -147,6 +147,15 @@ class EtcdNode(Recipes):
         self._flush_timer: asyncio.TimerHandle | None = None
         self.progress_interval = PROGRESS_INTERVAL
         self.auth = EtcdAuth(self)
+        self.cluster = EtcdCluster(self)
+
+    def http_session(self) -> Any:
+        """This node's aiohttp session to its peers' HTTP APIs (made on first use)."""
+        import aiohttp
+
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
 
     def member_of(self, node_id: str) -> int:
         """A node's etcd member id: unique to this cluster (two clusters' n1 differ)."""
@@ -389,8 +398,7 @@ class EtcdNode(Recipes):
         info = self.api.host.directory().get(leader)
         if info is None:
             raise EtcdError(UNAVAILABLE, NO_LEADER)
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
+        session = self.http_session()
         principal = CALLER.get().principal
         call = {
             "kind": kind,
@@ -401,7 +409,7 @@ class EtcdNode(Recipes):
         payload = msgpack.packb(call, use_bin_type=True)
         self.forwarded += 1
         try:
-            async with self._http.post(
+            async with session.post(
                 info.client_url + FORWARD_PATH,
                 data=payload,
                 headers={
@@ -433,8 +441,11 @@ class EtcdNode(Recipes):
             caller = self.auth.forwarded_caller(req.get("principal"), payload, mac)
             token = CALLER.set(caller)
             try:
-                serializable = bool(req.get("serializable"))
-                result = await self.call(kind, body, serializable=serializable, forwarded=True)
+                if kind == CLUSTER:  # a membership change (services/etcd_cluster.py)
+                    result = await self.cluster.change(body["action"], body["args"], forwarded=True)
+                else:
+                    serializable = bool(req.get("serializable"))
+                    result = await self.call(kind, body, serializable=serializable, forwarded=True)
             finally:
                 CALLER.reset(token)
             answer: dict[str, Any] = {"ok": True, "result": result}
@@ -541,58 +552,6 @@ class EtcdNode(Recipes):
             "raftAppliedIndex": int(body.get("applied") or 0),
             "isLearner": body.get("role") == "learner",
         }
-
-    async def members(self) -> list[dict[str, Any]]:
-        cfg = self.api.config
-        directory = self.api.host.directory()
-        await self._learn_peer_grpc(directory)
-        members = []
-        for node_id in sorted({*cfg.members, *directory, cfg.node_id}):
-            if node_id == cfg.node_id:
-                peer = cfg.peer_address
-                urls = [self.grpc_url] if self.grpc_url else [cfg.client_url]
-            else:
-                info = directory.get(node_id)
-                if info is None:
-                    continue
-                peer = info.peer_address
-                grpc_url = self._peer_grpc.get(node_id)
-                urls = [grpc_url] if grpc_url else [info.client_url]
-            members.append(
-                {
-                    "ID": self.member_of(node_id),
-                    "name": node_id,
-                    "peerURLs": [f"http://{peer[0]}:{peer[1]}"],
-                    "clientURLs": urls,
-                    "isLearner": node_id not in cfg.members and node_id != cfg.node_id,
-                }
-            )
-        return members
-
-    async def _learn_peer_grpc(self, directory: dict[str, Any]) -> None:
-        import aiohttp
-
-        missing = [p for p in sorted(directory) if p not in self._peer_grpc]
-        if not missing:
-            return
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-
-        admin = self.api.config.admin_token  # /v1/status may need credentials (auth enabled)
-        headers = {"Authorization": f"Bearer {admin}"} if admin else {}
-
-        async def ask(peer: str) -> None:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-                async with self._http.get(
-                    directory[peer].client_url + "/v1/status",
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=0.5),
-                ) as resp:
-                    url = (await resp.json()).get("grpc_url")
-                    if url:
-                        self._peer_grpc[peer] = url
-
-        await asyncio.gather(*(ask(p) for p in missing))
 
 
 def _dir_size(path: Any) -> int:

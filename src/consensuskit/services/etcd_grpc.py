@@ -255,10 +255,37 @@ class LeaseServicer(_Base, pb_grpc.LeaseServicer):
 
 
 class ClusterServicer(_Base, pb_grpc.ClusterServicer):
+    """etcd's Cluster service on the platform's membership changes (services/etcd_cluster.py)."""
+
     async def MemberList(self, request: pb.MemberListRequest, context: Any) -> pb.MemberListResponse:
-        members = await self.node.members()
+        members = await self.node.cluster.members()
         revision = await self.node.local_revision()
         return pb.MemberListResponse(header=self.header(revision), members=[pb.Member(**m) for m in members])
+
+    async def _change(self, context: Any, action: str, args: dict[str, Any], reply: Any) -> Any:
+        try:
+            result = await self.node.cluster.change(action, args)
+        except EtcdError as exc:
+            await _abort(context, exc)
+        revision = await self.node.local_revision()
+        fields = {"members": [pb.Member(**m) for m in result["members"]]}
+        if "member" in result:
+            fields["member"] = pb.Member(**result["member"])
+        return reply(header=self.header(revision), **fields)
+
+    async def MemberAdd(self, request: pb.MemberAddRequest, context: Any) -> pb.MemberAddResponse:
+        args = {"peerURLs": list(request.peerURLs), "isLearner": request.isLearner}
+        return await self._change(context, "add", args, pb.MemberAddResponse)
+
+    async def MemberRemove(self, request: pb.MemberRemoveRequest, context: Any) -> pb.MemberRemoveResponse:
+        return await self._change(context, "remove", {"ID": request.ID}, pb.MemberRemoveResponse)
+
+    async def MemberUpdate(self, request: pb.MemberUpdateRequest, context: Any) -> pb.MemberUpdateResponse:
+        args = {"ID": request.ID, "peerURLs": list(request.peerURLs)}
+        return await self._change(context, "update", args, pb.MemberUpdateResponse)
+
+    async def MemberPromote(self, request: pb.MemberPromoteRequest, context: Any) -> pb.MemberPromoteResponse:
+        return await self._change(context, "promote", {"ID": request.ID}, pb.MemberPromoteResponse)
 
 
 class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
@@ -295,6 +322,15 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
         # trimmed as the log is (etcd's defrag rewrites its bolt file).
         revision = await self.node.local_revision()
         return pb.DefragmentResponse(header=self.header(revision))
+
+    async def MoveLeader(self, request: pb.MoveLeaderRequest, context: Any) -> pb.MoveLeaderResponse:
+        """Hand leadership to a voter (services/etcd_cluster.py): the leader only."""
+        try:
+            await self.node.cluster.change("move_leader", {"targetID": request.targetID})
+        except EtcdError as exc:
+            await _abort(context, exc)
+        revision = await self.node.local_revision()
+        return pb.MoveLeaderResponse(header=self.header(revision))
 
     async def HashKV(self, request: pb.HashKVRequest, context: Any) -> pb.HashKVResponse:
         """This member's hash of its store up to a revision (etcdctl endpoint hashkv):
