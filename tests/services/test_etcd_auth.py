@@ -136,6 +136,18 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         assert await refused(hashkv) == DENIED
         assert await refused(node.auth.UserList(pb.AuthUserListRequest(), metadata=alice)) == DENIED
         assert await refused(node.auth.RoleAdd(pb.AuthRoleAddRequest(name="root"), metadata=alice)) == DENIED
+        # Membership changes need the root role (services/etcd_cluster.py); the list does not.
+        cluster = pb_grpc.ClusterStub(node.channel)
+        solo = (await cluster.MemberList(pb.MemberListRequest(), metadata=alice)).members[0].ID
+        add = pb.MemberAddRequest(peerURLs=["http://127.0.0.1:9"], isLearner=True)
+        assert await refused(cluster.MemberAdd(add, metadata=alice)) == DENIED
+        assert await refused(cluster.MemberRemove(pb.MemberRemoveRequest(ID=solo), metadata=alice)) == DENIED
+        assert await refused(cluster.MemberPromote(pb.MemberPromoteRequest(ID=solo))) == USER_EMPTY
+        move = node.maintenance.MoveLeader(pb.MoveLeaderRequest(targetID=solo), metadata=alice)
+        assert await refused(move) == DENIED
+        await node.maintenance.MoveLeader(pb.MoveLeaderRequest(targetID=solo), metadata=root)  # already leads
+        unknown = await refused(cluster.MemberAdd(add, metadata=root))
+        assert unknown[0] == grpc.StatusCode.FAILED_PRECONDITION and "consensuskit member add" in unknown[1]
         # A txn needs what both branches need, whichever runs.
         txn = pb.TxnRequest(
             compare=[pb.Compare(key=b"a/1", target=pb.Compare.VERSION, result=pb.Compare.GREATER, version=0)],
