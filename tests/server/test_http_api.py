@@ -380,6 +380,13 @@ async def test_a_member_added_with_its_addresses_is_known_to_every_node_and_afte
         await c.wait_until(lambda: all("n4" in c.servers[i].directory() for i in IDS))
         status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
         assert status == 200 and body["voters"] == [*IDS, "n4"]
+        # Adding it again with other addresses is refused before anything is recorded.
+        bogus = {"peer_address": "127.0.0.1:1", "client_url": "http://127.0.0.1:1"}
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/members", json={"id": "n4", **bogus}, token=ADMIN_TOKEN
+        )
+        assert (status, body["error"]) == (409, "conflict")
+        assert c.servers[leader].directory()["n4"].peer_address == ("127.0.0.1", n4.peer_port)
         # Leadership moves to a node whose [peers] never named n4: n4 still gets writes.
         target = next(i for i in IDS if i != leader)
         status, body, _ = await c.call(

@@ -595,6 +595,9 @@ class NodeApi:
         change = "add-voter" if voter else "add-learner"
         self._needs_change(change)
         if info is not None:
+            membership = _membership(self.runtime)
+            if node_id in membership.voters or (not voter and node_id in membership.learners):
+                raise ApiError(409, "conflict", f"{node_id} is already a {'voter' if voter else 'member'}")
             await self.record_peer(node_id, info)
         return await self._change_membership(change, node_id)
 
