@@ -159,6 +159,7 @@ def _check_in_pool(
     # part can terminate the workers still searching others.
     context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
     pool = context.Pool(processes=min(workers, len(which)))
+    every_result = False
     try:
         jobs = [(n, parts[n], model, keys[n], deadline) for n in which]
         # Largest first keeps both cores busy to the end; results are re-ordered by index.
@@ -171,6 +172,14 @@ def _check_in_pool(
                 on_progress(done, len(parts))
             if stop_at_first_failure and result.verdict == ILLEGAL:
                 break
+        else:
+            every_result = True
     finally:
-        pool.terminate()
+        # Terminate only workers still searching: killing one that holds the result
+        # queue's lock can hang terminate() itself (seen in CI), so a pool whose every
+        # result came back is closed and its workers exit on their own.
+        if every_result:
+            pool.close()
+        else:
+            pool.terminate()
         pool.join()
