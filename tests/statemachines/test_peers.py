@@ -32,21 +32,21 @@ def apply(machine: Any, op: ServiceOp, seq: int = 1) -> Any:
 @pytest.mark.parametrize("service", sorted(MACHINES))
 def test_a_peer_op_records_and_drops_a_nodes_addresses(service: str) -> None:
     machine = MACHINES[service]()
-    assert machine.peers == {}
+    assert machine.peer_directory == {}
     assert apply(machine, peer_op("n4", *N4)) == {"peer": "n4", "known": True}
-    first = machine.peers
+    first = machine.peer_directory
     assert first == {"n4": N4}
     # Replaced on every change, never changed in place (the server follows it by identity).
     assert apply(machine, peer_op("n5", "10.0.0.5:7005", "http://10.0.0.5:8005"), seq=2)["known"]
-    assert first == {"n4": N4} and machine.peers is not first
+    assert first == {"n4": N4} and machine.peer_directory is not first
     assert apply(machine, peer_op("n4", "10.0.0.9:7004", N4[1]), seq=3)["known"]
-    assert machine.peers["n4"] == ("10.0.0.9:7004", N4[1])
+    assert machine.peer_directory["n4"] == ("10.0.0.9:7004", N4[1])
     assert apply(machine, forget_peer_op("n4"), seq=4) == {"peer": "n4", "known": False}
-    assert set(machine.peers) == {"n5"}
+    assert set(machine.peer_directory) == {"n5"}
     # Dropping a node that is not there changes nothing (and says so).
-    before = machine.peers
+    before = machine.peer_directory
     assert apply(machine, forget_peer_op("n9"), seq=5) == {"peer": "n9", "known": False}
-    assert machine.peers is before
+    assert machine.peer_directory is before
     assert len(machine) == 0  # the directory is not the service's data
 
 
@@ -70,10 +70,10 @@ def test_a_peer_op_records_and_drops_a_nodes_addresses(service: str) -> None:
 def test_a_malformed_peer_op_is_refused_and_changes_nothing(service: str, op: ServiceOp) -> None:
     machine = MACHINES[service]()
     apply(machine, peer_op("n5", "10.0.0.5:7005", "http://10.0.0.5:8005"))
-    before = machine.peers
+    before = machine.peer_directory
     result = apply(machine, op, seq=2)
     assert result is BAD_COMMAND and refusal(result) == "bad-command"
-    assert machine.peers is before
+    assert machine.peer_directory is before
 
 
 @pytest.mark.parametrize("service", sorted(MACHINES))
@@ -81,7 +81,7 @@ def test_a_peer_op_is_never_served_as_a_read(service: str) -> None:
     machine = MACHINES[service]()
     read = ServiceOp(kind="peer", key="n4", value=N4, read=True)
     assert machine.read(ClientRequest(client_id="r", seq=1, op=read)) is BAD_COMMAND
-    assert machine.peers == {}
+    assert machine.peer_directory == {}
 
 
 @pytest.mark.parametrize("service", sorted(MACHINES))
@@ -95,10 +95,10 @@ def test_snapshots_carry_the_directory_and_older_ones_restore_an_empty_one(servi
     assert [list(e) for e in snapshot[peers.SNAPSHOT_KEY]] == [["n4", *N4]]
     copy = MACHINES[service]()
     copy.restore(snapshot)
-    assert copy.peers == {"n4": N4} and copy.digest() == machine.digest()
+    assert copy.peer_directory == {"n4": N4} and copy.digest() == machine.digest()
     older = {k: v for k, v in snapshot.items() if k != peers.SNAPSHOT_KEY}
     copy.restore(older)
-    assert copy.peers == {}
+    assert copy.peer_directory == {}
 
 
 @pytest.mark.parametrize("service", sorted(MACHINES))
@@ -108,10 +108,10 @@ def test_a_snapshot_with_a_bad_directory_is_refused_and_changes_nothing(service:
     write(machine, service, 1)
     apply(machine, peer_op("n5", "10.0.0.5:7005", "http://10.0.0.5:8005"))
     bad = {**machine.snapshot(), peers.SNAPSHOT_KEY: part}
-    before = (machine.digest(), machine.peers)
+    before = (machine.digest(), machine.peer_directory)
     with pytest.raises(ValueError):
         machine.restore(decode(encode(bad)))
-    assert (machine.digest(), machine.peers) == before
+    assert (machine.digest(), machine.peer_directory) == before
 
 
 @pytest.mark.parametrize("service", sorted(MACHINES))
@@ -126,12 +126,12 @@ def test_a_backup_leaves_the_directory_out_and_a_restore_keeps_the_targets(servi
     apply(target, peer_op("m7", "10.1.0.7:7007", "http://10.1.0.7:8007"))
     result = target.apply(ClientRequest(client_id="admin", seq=2, op=restore_op(backup)))
     assert refusal(result) is None and target.digest() == source.digest()
-    assert target.peers == {"m7": ("10.1.0.7:7007", "http://10.1.0.7:8007")}
+    assert target.peer_directory == {"m7": ("10.1.0.7:7007", "http://10.1.0.7:8007")}
     # A refused restore keeps it too.
     assert (
         refusal(target.apply(ClientRequest(client_id="admin", seq=3, op=restore_op(backup)))) == "not-empty"
     )
-    assert set(target.peers) == {"m7"}
+    assert set(target.peer_directory) == {"m7"}
 
 
 NODE = st.sampled_from(["n1", "n2", "n3", "n4"])
@@ -152,5 +152,5 @@ def test_property_the_directory_is_the_last_word_on_each_node(changes: list[tupl
             expected[node] = entry
         copy = KVStateMachine()
         copy.restore(decode(encode(machine.snapshot())))
-        assert copy.peers == machine.peers
-    assert machine.peers == expected
+        assert copy.peer_directory == machine.peer_directory
+    assert machine.peer_directory == expected

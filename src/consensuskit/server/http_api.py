@@ -86,7 +86,7 @@ from consensuskit.server.events import EventFeed, parse_since
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import change_visible, missing, supported_changes
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
-from consensuskit.statemachines.peers import forget_peer_op, peer_op
+from consensuskit.statemachines.peers import directory_of, forget_peer_op, peer_op
 from consensuskit.statemachines.sessions import BAD_BACKUP, NOT_EMPTY, refusal
 
 log = logging.getLogger("consensuskit.server.http")
@@ -606,7 +606,7 @@ class NodeApi:
         self._needs_capability(MEMBERSHIP_CHANGE)
         self._needs_leader()
         body = await self._change_membership("remove", node_id)
-        if node_id in _recorded_peers(self.runtime):
+        if node_id in (directory_of(self.runtime.node) or {}):
             with contextlib.suppress(ApiError):  # left recorded: harmless, and the change stands
                 await self.record_peer(node_id, None)
         return body
@@ -615,7 +615,7 @@ class NodeApi:
         """Record ``node_id``'s addresses (None: drop them) in the replicated directory,
         through the log (statemachines/peers.py); a service whose state machine keeps no
         directory gets them in this node's only."""
-        if not hasattr(getattr(self.runtime.node, "sm", None), "set_peers"):
+        if directory_of(self.runtime.node) is None:
             if info is not None:
                 self.host.add_peer(node_id, info)
             return
@@ -796,11 +796,6 @@ def _membership(runtime: NodeRuntime) -> Any:
     node = runtime.node
     assert isinstance(node, MembershipChange)  # checked by the route (_needs_capability)
     return node.membership()
-
-
-def _recorded_peers(runtime: NodeRuntime) -> dict[str, Any]:
-    """The replicated directory of member addresses (statemachines/peers.py), if kept."""
-    return getattr(getattr(runtime.node, "sm", None), "peers", None) or {}
 
 
 def _as_transfer(node: Any) -> LeaderTransfer:

@@ -64,6 +64,7 @@ from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.session_clock import SessionClock
 from consensuskit.server.transport import PeerTransport
 from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
+from consensuskit.statemachines.peers import directory_of
 
 log = logging.getLogger("consensuskit.server")
 
@@ -293,8 +294,7 @@ class NodeServer:
     def follow_peers(self) -> None:
         """Take the replicated directory of member addresses (statemachines/peers.py)
         into the peer table when it changed (it is replaced on every change)."""
-        node = self.runtime.node if self.runtime is not None else None
-        recorded = getattr(getattr(node, "sm", None), "peers", None)
+        recorded = directory_of(self.runtime.node) if self.runtime is not None else None
         if recorded is None or recorded is self._recorded:
             return
         self._recorded = recorded

@@ -50,6 +50,7 @@ from consensuskit.services.etcd_errors import (
     EtcdError,
 )
 from consensuskit.statemachines.mvcc_auth import ROOT_ONLY
+from consensuskit.statemachines.peers import directory_of
 
 if TYPE_CHECKING:
     from consensuskit.server.http_api import ApiError
@@ -85,7 +86,7 @@ class EtcdCluster:
     def _peer_address(self, node_id: str) -> tuple[str, int] | None:
         api = self.node.api
         if node_id == api.config.node_id:
-            recorded = api.runtime.node.sm.peers.get(node_id)  # as the others reach it
+            recorded = (directory_of(api.runtime.node) or {}).get(node_id)  # as the others reach it
             if recorded is not None:
                 with contextlib.suppress(ConfigError):
                     return parse_address(recorded[0], "peer_address")
@@ -97,29 +98,29 @@ class EtcdCluster:
 
     async def members(self) -> list[dict[str, Any]]:
         """Every member as etcd's ``Member`` fields."""
-        api = self.node.api
         voters, learners = self._membership()
-        directory = api.host.directory()
+        directory = self.node.api.host.directory()
         await self._learn_peer_grpc({p: directory[p] for p in {*voters, *learners} if p in directory})
-        members = []
-        for node_id in sorted({*voters, *learners}):
-            address = self._peer_address(node_id)
-            if node_id == api.config.node_id:
-                urls = [self.node.grpc_url or api.config.client_url]
-            elif node_id in directory:
-                urls = [self._peer_grpc.get(node_id) or directory[node_id].client_url]
-            else:
-                urls = []  # a member whose addresses this node does not know
-            members.append(
-                {
-                    "ID": self.node.member_of(node_id),
-                    "name": node_id,
-                    "peerURLs": [] if address is None else [f"http://{format_address(address)}"],
-                    "clientURLs": urls,
-                    "isLearner": node_id in learners,
-                }
-            )
-        return members
+        return [self._member(node_id, node_id in learners) for node_id in sorted({*voters, *learners})]
+
+    def _member(self, node_id: str, learner: bool) -> dict[str, Any]:
+        """One member's etcd ``Member`` fields."""
+        api = self.node.api
+        info = api.host.directory().get(node_id)
+        if node_id == api.config.node_id:
+            urls = [self.node.grpc_url or api.config.client_url]
+        elif info is not None:
+            urls = [self._peer_grpc.get(node_id) or info.client_url]
+        else:
+            urls = []  # a member whose addresses this node does not know
+        address = self._peer_address(node_id)
+        return {
+            "ID": self.node.member_of(node_id),
+            "name": node_id,
+            "peerURLs": [] if address is None else [f"http://{format_address(address)}"],
+            "clientURLs": urls,
+            "isLearner": learner,
+        }
 
     def _member_named(self, member_id: int) -> str:
         """The node id of the member with etcd ID ``member_id`` (else NOT_FOUND)."""
@@ -200,16 +201,7 @@ class EtcdCluster:
             raise EtcdError(FAILED_PRECONDITION, PEER_URL_EXISTS)
         learner = bool(args.get("isLearner"))
         await self._platform(self.node.api.add_member_as(node_id, voter=not learner))
-        address = self._peer_address(node_id)
-        info = self.node.api.host.directory().get(node_id)
-        member = {
-            "ID": self.node.member_of(node_id),
-            "name": node_id,
-            "peerURLs": [] if address is None else [f"http://{format_address(address)}"],
-            "clientURLs": [] if info is None else [info.client_url],
-            "isLearner": learner,
-        }
-        return {"member": member}
+        return {"member": self._member(node_id, learner)}
 
     async def _remove(self, args: dict[str, Any]) -> dict[str, Any]:
         node_id = self._member_named(int(args["ID"]))
@@ -276,9 +268,7 @@ class EtcdCluster:
 def _etcd_error(exc: ApiError) -> EtcdError:
     if exc.status == 501:
         return EtcdError(UNIMPLEMENTED, f"etcdserver: {exc.message}")
-    if exc.status == 421:
-        return EtcdError(UNAVAILABLE, LEADER_CHANGED)
-    if exc.code == "leadership-lost":
+    if exc.status == 421 or exc.code == "leadership-lost":
         return EtcdError(UNAVAILABLE, LEADER_CHANGED)
     if exc.code == "timeout":
         return EtcdError(UNAVAILABLE, TIMEOUT)

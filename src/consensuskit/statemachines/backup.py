@@ -22,8 +22,8 @@ Rules this module owns:
   * the cluster's directory of member addresses (statemachines/peers.py) is not the
     service's state: a backup leaves it out, a restore keeps the restoring cluster's;
   * ``platform_result(machine, op)``: what a state machine answers to either of them,
-    and to a ``peer`` op (statemachines/peers.py: ``machine.peers`` and
-    ``machine.set_peers``); ``is_platform_op(op)`` tells them from the service's own.  A
+    and to a ``peer`` op (statemachines/peers.py: ``machine.peer_directory``);
+    ``is_platform_op(op)`` tells them from the service's own.  A
     state machine calls it before its own kinds (statemachines/kv.py,
     statemachines/sessioned.py).
 """
@@ -71,10 +71,10 @@ def platform_result(machine: Any, op: Any) -> Any:
     if op.kind == peers.PEER:
         if op.is_read():
             return BAD_COMMAND
-        directory = peers.applied(machine.peers, op)
+        directory = peers.applied(machine.peer_directory, op)
         if directory is None:
             return BAD_COMMAND
-        machine.set_peers(directory)
+        machine.peer_directory = directory
         return {"peer": op.key, "known": op.key in directory}
     if len(machine):
         return NOT_EMPTY
@@ -82,9 +82,9 @@ def platform_result(machine: Any, op: Any) -> Any:
         return BAD_BACKUP
     try:
         snapshot = decode(op.value)
-        directory = machine.peers  # the cluster's, not the backup's (module rules)
+        directory = machine.peer_directory  # the cluster's, not the backup's (module rules)
         machine.restore(snapshot)  # builds before it replaces: a refusal changes nothing
     except Exception:  # a crafted value must not halt a replica, and changed nothing
         return BAD_BACKUP
-    machine.set_peers(directory)
+    machine.peer_directory = directory
     return {"restored": len(machine)}

@@ -74,22 +74,16 @@ def _flat_slice(store: FrozenStore, start: int, stop: int) -> tuple[Any, ...]:
 
 
 class KVStateMachine:
-    __slots__ = ("_auth", "_data", "_peers", "_sessions")
+    __slots__ = ("_auth", "_data", "_sessions", "peer_directory")
 
     def __init__(self) -> None:
         # key -> _pack(value, version): a Versioned, or the bare value at version 1
         self._data = ShardedStore()
         self._sessions = SessionTable()
         self._auth = AuthState()
-        self._peers: Directory = {}
+        # The cluster's member addresses (statemachines/peers.py).
+        self.peer_directory: Directory = {}
 
-    @property
-    def peers(self) -> Directory:
-        """The cluster's directory of member addresses (statemachines/peers.py)."""
-        return self._peers
-
-    def set_peers(self, directory: Directory) -> None:
-        self._peers = directory
 
     @property
     def auth(self) -> AuthState:
@@ -191,8 +185,8 @@ class KVStateMachine:
         snap = {"flat": flat, **self._sessions.snapshot()}
         if self._auth:
             snap["auth"] = self._auth.snapshot()
-        if self._peers:
-            snap[PEERS_KEY] = snapshot_part(self._peers)
+        if self.peer_directory:
+            snap[PEERS_KEY] = snapshot_part(self.peer_directory)
         return snap
 
     def restore(self, snapshot: Any) -> None:
@@ -217,7 +211,7 @@ class KVStateMachine:
             peers = restored(snapshot.get(PEERS_KEY))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
-        self._data, self._sessions, self._auth, self._peers = data, sessions, auth, peers
+        self._data, self._sessions, self._auth, self.peer_directory = data, sessions, auth, peers
 
     def digest(self) -> Any:
         return tuple((k, *_unpack(entry)) for k, entry in sorted(self._data.items()))

@@ -14,9 +14,9 @@ Rules this module owns:
     every replica alike, beside the client sessions (a retry records the same thing
     again).  A malformed one (``key`` not a node id, ``value`` neither None nor two
     strings "HOST:PORT" and a URL) is refused ``bad-command`` and changes nothing;
-  * the directory is a ``dict`` node id -> ``(peer_address, client_url)`` that is
-    replaced, never changed in place, so a server follows it by identity
-    (server/main.py);
+  * the directory is a state machine's ``peer_directory``: a ``dict`` node id ->
+    ``(peer_address, client_url)`` that is replaced, never changed in place, so a server
+    follows it by identity (server/main.py, through ``directory_of``);
   * a snapshot carries it under "peers" once it holds anything; a snapshot without it
     restores an empty directory (every earlier snapshot);
   * it belongs to the cluster, not to the service's data: a backup leaves it out, and a
@@ -36,6 +36,11 @@ SNAPSHOT_KEY = "peers"
 
 Directory = dict[str, tuple[str, str]]
 EMPTY: Directory = {}
+
+
+def directory_of(node: Any) -> Directory | None:
+    """The directory a protocol node's state machine keeps (None: its service keeps none)."""
+    return getattr(getattr(node, "sm", None), "peer_directory", None)
 
 
 def peer_op(node: str, peer_address: str, client_url: str) -> ServiceOp:

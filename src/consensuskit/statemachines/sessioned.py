@@ -51,22 +51,16 @@ class Executor(Protocol):
 class Sessioned:
     """A ``core.service.StateMachine`` made of an executor and a session table."""
 
-    __slots__ = ("_inner", "_kinds", "_peers", "_reads", "_sessions")
+    __slots__ = ("_inner", "_kinds", "_reads", "_sessions", "peer_directory")
 
     def __init__(self, inner: Executor, kinds: tuple[str, ...], read_kinds: tuple[str, ...]) -> None:
         self._inner = inner
         self._kinds = frozenset(kinds) | {CLOCK}
         self._reads = frozenset(read_kinds)
         self._sessions = SessionTable()
-        self._peers: Directory = {}
+        # The cluster's member addresses (statemachines/peers.py).
+        self.peer_directory: Directory = {}
 
-    @property
-    def peers(self) -> Directory:
-        """The cluster's directory of member addresses (statemachines/peers.py)."""
-        return self._peers
-
-    def set_peers(self, directory: Directory) -> None:
-        self._peers = directory
 
     @property
     def inner(self) -> Executor:
@@ -92,8 +86,8 @@ class Sessioned:
 
     def snapshot(self) -> Any:
         snap = {"state": self._inner.snapshot(), **self._sessions.snapshot()}
-        if self._peers:
-            snap[PEERS_KEY] = snapshot_part(self._peers)
+        if self.peer_directory:
+            snap[PEERS_KEY] = snapshot_part(self.peer_directory)
         return snap
 
     def restore(self, snapshot: Any) -> None:
@@ -105,7 +99,7 @@ class Sessioned:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a snapshot of this service: {exc}") from exc
         self._inner.restore(snapshot["state"])
-        self._sessions, self._peers = sessions, peers
+        self._sessions, self.peer_directory = sessions, peers
 
     def digest(self) -> Any:
         return self._inner.digest()
