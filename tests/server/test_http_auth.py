@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from consensuskit.server.auth import mint_token, token_key
+from consensuskit.server.fast_http import FastConnection
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 from tests.server.test_fast_http import _open, _read_response, _request, _served_fast
 
@@ -179,6 +180,39 @@ async def test_the_fast_path_does_not_bypass_auth(tmp_path):
         finally:
             writer.close()
         assert c.servers[leader].runtime.node.sm.get("app-fast") == "v1"
+
+
+@async_test
+async def test_a_fast_read_admitted_before_auth_was_enabled_is_judged_when_answered(tmp_path, monkeypatch):
+    """The window between admitting a read (auth off: no check) and answering it after
+    the node applied an enable up to the read's index: the answer is 401, as aiohttp's."""
+    async with Cluster(tmp_path, IDS, auth=FAST_HASH) as c:
+        leader = await c.wait_leader()
+        await setup_users(c, leader, enable=False)
+        await kv(c, leader, "PUT", "app-window", data="secret")
+        held: list = []
+        submit = FastConnection.submit
+
+        def hold(self, request, timeout, callback):  # admitted; the node sees it later
+            held.append(lambda: submit(self, request, timeout, callback))
+
+        monkeypatch.setattr(FastConnection, "submit", hold)
+        reader, writer = await _open(c, leader)
+        try:
+            writer.write(_request("GET", "/v1/kv/app-window"))
+            for _ in range(200):
+                if held:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(held) == 1
+            monkeypatch.setattr(FastConnection, "submit", submit)
+            await admin(c, leader, "POST", "/v1/auth/enable")
+            held[0]()
+            status, headers, raw = await _read_response(reader)
+            assert _served_fast(headers)
+            assert status == 401 and b'"unauthenticated"' in raw and b"secret" not in raw, raw
+        finally:
+            writer.close()
 
 
 # ---------------------------------------------------------------------- tokens

@@ -188,6 +188,13 @@ class AuthGate:
             raise _unauthenticated(NO_CREDENTIALS)
         raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
 
+    def check_anonymous_read(self) -> None:
+        """Raise what ``authorize`` raises for a request without credentials once auth is
+        on: the fast path's reads (which carry none) ask it when answered, since the node
+        may have applied an ``enable`` up to their read index after admitting them."""
+        if self.enabled:
+            raise _unauthenticated(NO_CREDENTIALS)
+
     async def administers(self, request: web.Request) -> None:
         """Raise unless the request may manage auth by this node's state now (after
         ``admin`` let it in and a read was served: a root user, or the admin token)."""

@@ -31,7 +31,10 @@ Rules this module owns:
     replies (reply_signing.py), against the request's ``X-Request-Id``;
   * with client auth enabled it serves nothing: aiohttp checks every request
     (``auth_api.py``), so the fast path cannot bypass a permission; nor does it serve a
-    request with credentials (``Authorization``), whose principal the write must carry;
+    request with credentials (``Authorization``), whose principal the write must carry.
+    A read admitted while auth was off is judged again when answered (the node may have
+    applied an ``enable`` up to its read index meanwhile); a write is judged where it is
+    applied;
   * kv (``KVFastRoutes``): ``PUT|GET|DELETE /v1/kv/KEY`` with a plain key (letters,
     digits, ``_ . - ~ :``: no escape, so its decoding under the rules of ``edge.py`` is
     the key itself), no query except a valid ``consistency`` on GET, a body only on PUT
@@ -510,6 +513,10 @@ class KVFastRoutes:
         try:
             if error is not None:
                 raise api.failure(error, write=parsed.kind != "get") from None
+            if parsed.kind == "get":
+                # Admitted while this node had auth off; it may have applied an enable
+                # since, up to the read's index: judged now, as the aiohttp route would.
+                api.auth.check_anonymous_read()
             data = self._body(response, parsed)  # type: ignore[arg-type]
         except ApiError as exc:
             data = error_bytes(exc)
