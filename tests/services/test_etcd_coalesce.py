@@ -23,7 +23,9 @@ class _Runtime:
 
 def _node() -> tuple[EtcdNode, _Runtime]:
     runtime = _Runtime()
-    config = SimpleNamespace(node_id="n1", cluster_id="c", members=["n1"], request_timeout=5.0)
+    config = SimpleNamespace(
+        node_id="n1", cluster_id="c", members=["n1"], request_timeout=5.0, max_value_bytes=1, max_key_bytes=1
+    )
     return EtcdNode(SimpleNamespace(config=config, runtime=runtime)), runtime  # type: ignore[arg-type]
 
 

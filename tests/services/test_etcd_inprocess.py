@@ -58,3 +58,86 @@ async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
             silent.cancel()
     finally:
         await server.stop()
+
+
+async def _kv_when_led(channel: grpc.aio.Channel) -> pb_grpc.KVStub:
+    kv = pb_grpc.KVStub(channel)
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await kv.Put(pb.PutRequest(key=b"ready", value=b"1"))
+                return kv
+            except grpc.aio.AioRpcError:  # no leader yet
+                await asyncio.sleep(0.1)
+
+
+@async_test
+async def test_a_request_over_the_limit_is_refused_as_etcd_refuses_it(tmp_path):
+    """etcd's --max-request-bytes (1.5 MiB): 'request is too large', and grpcio's own
+    RESOURCE_EXHAUSTED past the gRPC margin; nothing of either is written."""
+    port = free_port()
+    config = node_config(tmp_path, "solo", ["solo"], service="etcd", listen={"grpc": f"127.0.0.1:{port}"})
+    server = NodeServer(config)
+    await server.start()
+    try:
+        assert server.api is not None
+        limit = etcd_node(server.api).max_request_bytes
+        assert limit == (1 << 20) + 4096 + 512 * 1024  # the defaults: about etcd's 1.5 MiB
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            kv = await _kv_when_led(channel)
+            fits = await kv.Put(pb.PutRequest(key=b"big", value=b"v" * (limit - 1000)))
+            too_large = [
+                pb.PutRequest(key=b"big", value=b"w" * (limit + 1)),
+                pb.PutRequest(key=b"k" * 4096, value=b"w" * (limit - 3000)),
+            ]
+            for request in too_large:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await kv.Put(request)
+                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert refused.value.details() == "etcdserver: request is too large"
+            half = b"t" * (limit // 2 + 1000)
+            txn = pb.TxnRequest(
+                success=[
+                    pb.RequestOp(request_put=pb.PutRequest(key=b"a", value=half)),
+                    pb.RequestOp(request_put=pb.PutRequest(key=b"b", value=half)),
+                ]
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await kv.Txn(txn)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.details() == "etcdserver: request is too large"
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await kv.Put(pb.PutRequest(key=b"big", value=b"x" * (limit + 512 * 1024 + 1)))
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            got = await kv.Range(pb.RangeRequest(key=b"big"))
+            assert got.kvs[0].value == b"v" * (limit - 1000)
+            assert got.header.revision == fits.header.revision  # the refusals wrote nothing
+            assert not (await kv.Range(pb.RangeRequest(key=b"a"))).kvs
+    finally:
+        await server.stop()
+
+
+@async_test
+async def test_the_request_limit_follows_the_nodes_value_limit(tmp_path):
+    port = free_port()
+    config = node_config(
+        tmp_path,
+        "solo",
+        ["solo"],
+        service="etcd",
+        listen={"grpc": f"127.0.0.1:{port}"},
+        max_value_bytes=4 << 20,
+    )
+    server = NodeServer(config)
+    await server.start()
+    try:
+        # etcd's clients take answers of any size (clientv3's MaxCallRecvMsgSize).
+        options = [("grpc.max_receive_message_length", -1)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            kv = await _kv_when_led(channel)
+            value = b"v" * (4 << 20)  # over grpcio's 4 MiB default too
+            put = await kv.Put(pb.PutRequest(key=b"big", value=value))
+            got = await kv.Range(pb.RangeRequest(key=b"big"))
+            assert got.kvs[0].value == value and got.header.revision == put.header.revision
+    finally:
+        await server.stop()

@@ -178,11 +178,12 @@ def check_prev_value(value: str, max_value_bytes: int) -> str:
 
 
 # ---------------------------------------------------------------------- encoded once
-def admit(request: ClientRequest) -> None:
+def admit(request: ClientRequest) -> int:
     """Encode ``request`` as the log would (defence in depth: whatever slipped past the
-    checks above and cannot be stored fails this request, not the node)."""
+    checks above and cannot be stored fails this request, not the node); its size in
+    bytes, for a service that bounds whole requests (the etcd API)."""
     try:
-        encode(request)
+        return len(encode(request))
     except (OverflowError, TypeError, ValueError, CodecError) as exc:  # UnicodeEncodeError is a ValueError
         raise EdgeError(
             "bad-request", f"the request cannot be stored: {type(exc).__name__}: {str(exc)[:200]}"

@@ -35,6 +35,13 @@ Rules this module owns:
     with the next seq; concurrent writes may reach the log out of seq order (a
     Multi-Paxos follower forwards them), and the later one is refused stale-session,
     unapplied: it is submitted again under a new seq (``STALE_RETRIES`` times);
+  * a write whose command, encoded for the log, is over ``max_request_bytes`` is
+    refused ``INVALID_ARGUMENT etcdserver: request is too large`` before the node sees
+    it, as etcd refuses a proposal over ``--max-request-bytes``.  The limit follows the
+    node's own settings: ``max_value_bytes + max_key_bytes + REQUEST_SLACK_BYTES``,
+    1.5 MiB and 4 KiB with the defaults (etcd's default is 1.5 MiB).  The gRPC server
+    takes messages up to ``GRPC_OVERHEAD_BYTES`` more (etcd's margin); a bigger one is
+    grpcio's RESOURCE_EXHAUSTED, as with etcd;
   * locks (v3lock) and elections (v3election) are etcd's client recipes, run here
     (services/etcd_recipes.py).
 """
@@ -113,6 +120,9 @@ PROGRESS_INTERVAL = 600.0  # seconds: a quiet watch with progress_notify hears t
 STALE_RETRIES = 5  # attempts of a write refused as stale-session (module rules)
 COALESCE = 0.01  # seconds at most a gRPC call waits for others to share its batch (module rules)
 VERSION = "3.5.0"  # the etcd API version we answer to (Maintenance.Status)
+REQUEST_SLACK_BYTES = 512 * 1024  # over max_value_bytes + max_key_bytes (module rules)
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes: the gRPC limit's margin
+REQUEST_TOO_LARGE = "etcdserver: request is too large"
 FORWARD_PATH = "/v3/consensuskit/forward"
 FORWARDED_HEADER = "X-Consensuskit-Forwarded"
 
@@ -133,6 +143,7 @@ class EtcdNode(Recipes):
         self._cluster = cfg.cluster_id or ",".join(cfg.members)
         self.cluster_id = member_id(self._cluster)
         self.member_id = self.member_of(cfg.node_id)
+        self.max_request_bytes = cfg.max_value_bytes + cfg.max_key_bytes + REQUEST_SLACK_BYTES
         self.lessor = Lessor()
         self._tasks: list[asyncio.Task[None]] = []
         self._http: Any = None  # aiohttp.ClientSession for forwarding, made on first use
@@ -293,9 +304,11 @@ class EtcdNode(Recipes):
             principal=None if read else CALLER.get().principal,
         )
         try:
-            edge.admit(request)
+            size = edge.admit(request)
         except edge.EdgeError as exc:
             raise EtcdError(INVALID_ARGUMENT, f"etcdserver: {exc.message}") from None
+        if size > self.max_request_bytes and not read:
+            raise EtcdError(INVALID_ARGUMENT, REQUEST_TOO_LARGE)
         return request
 
     @staticmethod

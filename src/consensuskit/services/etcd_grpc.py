@@ -35,7 +35,7 @@ from typing import Any
 import grpc
 
 from consensuskit.services import etcd_convert as cv
-from consensuskit.services.etcd_api import EtcdNode
+from consensuskit.services.etcd_api import GRPC_OVERHEAD_BYTES, EtcdNode
 from consensuskit.services.etcd_auth import CALLER, EtcdAuth
 from consensuskit.services.etcd_errors import UNIMPLEMENTED, EtcdError
 from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
@@ -575,7 +575,11 @@ class ElectionServicer(_Base, epb_grpc.ElectionServicer):
 
 async def serve_grpc(node: EtcdNode, address: tuple[str, int]) -> tuple[Callable[[], Awaitable[None]], str]:
     """Start the gRPC server on ``address``; (its close, its URL)."""
-    server = grpc.aio.server(interceptors=[_AsCaller(node)])
+    # etcd's margin over its request limit: a bigger message is grpcio's RESOURCE_EXHAUSTED.
+    receive = node.max_request_bytes + GRPC_OVERHEAD_BYTES
+    server = grpc.aio.server(
+        interceptors=[_AsCaller(node)], options=[("grpc.max_receive_message_length", receive)]
+    )
     pb_grpc.add_KVServicer_to_server(KVServicer(node), server)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(node), server)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(node), server)
