@@ -13,6 +13,14 @@ import typer
 
 from consensuskit.cli_auth import AdminTokenOpt, EndpointsOpt, JsonOpt, UserOpt
 
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Change even if the voters left up would be fewer than a quorum (the cluster stops).",
+    ),
+]
+
 member_app = typer.Typer(
     help="Cluster membership (protocols with the membership-change capability).", no_args_is_help=True
 )
@@ -43,24 +51,32 @@ def member_add(
     learner: Annotated[bool, typer.Option("--learner", help="Add as a non-voting learner.")] = False,
     peer_address: Annotated[str | None, typer.Option(help="HOST:PORT, for a node not in [peers].")] = None,
     client_url: Annotated[str | None, typer.Option(help="Its client URL, with --peer-address.")] = None,
+    force: ForceOpt = False,
     endpoints: EndpointsOpt = None,
     admin_token_file: AdminTokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a voter (or a learner); waits until the change commits."""
-    args = {"id": node_id, "voter": not learner, "peer_address": peer_address, "client_url": client_url}
+    args = {
+        "id": node_id,
+        "voter": not learner,
+        "peer_address": peer_address,
+        "client_url": client_url,
+        "force": force or None,
+    }
     _admin("member-add", args, endpoints, None, admin_token_file, as_json)
 
 
 @member_app.command("remove")
 def member_remove(
     node_id: Annotated[str, typer.Argument(help="The member to remove.")],
+    force: ForceOpt = False,
     endpoints: EndpointsOpt = None,
     admin_token_file: AdminTokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove a member; waits until the change commits."""
-    _admin("member-remove", {"id": node_id}, endpoints, None, admin_token_file, as_json)
+    _admin("member-remove", {"id": node_id, "force": force}, endpoints, None, admin_token_file, as_json)
 
 
 @leader_app.command("transfer")

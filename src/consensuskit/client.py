@@ -577,8 +577,10 @@ class AsyncClient:
         answer = await self.request("POST", "/v1/members", body=body, admin=True, json_body=True)
         return answer.body
 
-    async def remove_member(self, node_id: str) -> Any:
-        answer = await self.request("DELETE", f"/v1/members/{quote(node_id, safe='')}", admin=True)
+    async def remove_member(self, node_id: str, *, force: bool = False) -> Any:
+        """``force``: even if the voters left up would be fewer than a quorum."""
+        path = f"/v1/members/{quote(node_id, safe='')}" + ("?force=true" if force else "")
+        answer = await self.request("DELETE", path, admin=True)
         return answer.body
 
     async def transfer_leadership(self, target: str | None = None) -> Any:
@@ -1159,8 +1161,8 @@ class Client:
     def add_member(self, node_id: str, **fields: Any) -> Any:
         return self._run(self._async.add_member(node_id, **fields))
 
-    def remove_member(self, node_id: str) -> Any:
-        return self._run(self._async.remove_member(node_id))
+    def remove_member(self, node_id: str, *, force: bool = False) -> Any:
+        return self._run(self._async.remove_member(node_id, force=force))
 
     def transfer_leadership(self, target: str | None = None) -> Any:
         return self._run(self._async.transfer_leadership(target))

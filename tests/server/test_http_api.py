@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consensuskit.server import http_api
+from consensuskit.server.admin_commands import admin_command
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 
 pytestmark = pytest.mark.timeout(60)
@@ -356,6 +359,59 @@ async def test_membership_add_learner_promote_and_remove(tmp_path):
         assert status == 400 and body["error"] == "unknown-peer"
         status, body, _ = await c.call("GET", leader, "/v1/members")
         assert body["voters"] == ["n1", "n2", "n3"]
+
+
+@async_test
+async def test_a_change_that_would_leave_too_few_voters_up_is_refused_unless_forced(
+    tmp_path, monkeypatch, capsys
+):
+    """etcd's strict reconfiguration check: with one of three voters down, removing a
+    live voter or adding a voter would stop the cluster at once."""
+    ids = ["n1", "n2", "n3", "n4"]
+    async with Cluster(tmp_path, ids[:3], members=["n1", "n2", "n3"]) as c:
+        c.ids = ids  # n4 is known to everyone's [peers] from now on, but down
+        await c.start_node("n4", members=["n1", "n2", "n3"])
+        leader = await c.wait_leader()
+        down, other = (i for i in ids[:3] if i != leader)
+        await c.stop_node("n4")
+        await c.stop_node(down)
+        await asyncio.sleep(http_api.ACTIVE_WITHIN + 0.3)
+        status, body, _ = await c.call("DELETE", leader, f"/v1/members/{other}", token=ADMIN_TOKEN)
+        assert status == 409 and body["error"] == "unhealthy" and body["unreachable"] == [down], body
+        assert f"would leave 1 of 2 voters up ({leader})" in body["message"]
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
+        assert status == 409 and body["error"] == "unhealthy" and body["unreachable"] == sorted([down, "n4"])
+        assert "2 of 4 voters up" in body["message"] and "the 3 a quorum needs" in body["message"]
+        status, body, _ = await c.call("GET", leader, "/v1/members")
+        assert body["voters"] == ids[:3] and body["learners"] == []
+        # A learner counts toward no quorum; the voter that is down may go.
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/members", json={"id": "n4", "voter": False}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and body["learners"] == ["n4"], body
+        status, body, _ = await c.call("DELETE", leader, f"/v1/members/{down}", token=ADMIN_TOKEN)
+        assert status == 200 and body["voters"] == sorted([leader, other]), body
+        # Nobody heard lately (as if every peer were down): refused, and force goes through.
+        monkeypatch.setattr(http_api, "ACTIVE_WITHIN", -1.0)
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
+        assert status == 409 and body["unreachable"] == sorted([other, "n4"]), body
+        status, body, _ = await c.call(
+            "POST", leader, "/v1/members", json={"id": "n4", "force": True}, token=ADMIN_TOKEN
+        )
+        assert status == 200 and "n4" in body["voters"], body
+        # The CLI's verb (consensuskit member remove n4 [--force]).
+        eps, token = c.url(leader), str(tmp_path / "admin-token")
+        remove = functools.partial(admin_command, "member-remove", endpoints=eps, admin_token_file=token)
+        assert await asyncio.to_thread(remove, {"id": "n4"}) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: unhealthy: removing n4 would leave 1 of 2 voters up"), err
+        assert await asyncio.to_thread(remove, {"id": "n4", "force": True}) == 0
+        status, body, _ = await c.call("GET", leader, "/v1/members")
+        assert body["voters"] == sorted([leader, other]), body
+        for bad in ({"json": {"id": "n4", "force": "yes"}}, {"params": {"force": "1"}}):
+            method, path = ("POST", "/v1/members") if "json" in bad else ("DELETE", "/v1/members/n4")
+            status, body, _ = await c.call(method, leader, path, token=ADMIN_TOKEN, **bad)
+            assert status == 400 and body["error"] == "bad-request", body
 
 
 @async_test

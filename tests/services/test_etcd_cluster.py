@@ -6,18 +6,20 @@ tests/services/test_etcd_clients.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
 import pytest
 
 from consensuskit.server.config import PeerInfo
+from consensuskit.server.http_api import ACTIVE_WITHIN
 from tests.server.runtime_harness import Cluster, async_test
 
 pytestmark = pytest.mark.timeout(120)
 
 IDS = ["n1", "n2", "n3"]
-FAILED_PRECONDITION, NOT_FOUND, INVALID_ARGUMENT = 9, 5, 3
+FAILED_PRECONDITION, NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE = 9, 5, 3, 14
 
 
 def b64(text: str) -> str:
@@ -183,3 +185,34 @@ async def test_a_node_added_with_its_addresses_is_listed_by_every_node(tmp_path)
         # And etcd's MemberAdd now finds it by its peer URL (already a member).
         status, answer = await cluster_call(c, leader, "add", {"peerURLs": [peer_url(c, "n4")]})
         assert answer["message"] == "etcdserver: Peer URLs already exists"
+
+
+@async_test
+async def test_changes_that_would_leave_too_few_members_up_get_etcds_strict_refusals(tmp_path):
+    """etcd's --strict-reconfig-check (on by default): with a voter down, adding a voter
+    or removing a live one is refused with etcd's texts, and nothing changes."""
+    ids = [*IDS, "n4"]
+    async with Cluster(tmp_path, IDS, service="etcd") as c:
+        c.ids = ids
+        await c.start_node("n4", members=IDS)
+        leader = await c.wait_leader()
+        down, other = (i for i in IDS if i != leader)
+        before = await members(c, leader)
+        n4_url = peer_url(c, "n4")
+        await c.stop_node(down)
+        await c.stop_node("n4")
+        await asyncio.sleep(ACTIVE_WITHIN + 0.3)
+        status, answer = await cluster_call(c, other, "add", {"peerURLs": [n4_url]})
+        assert (answer["code"], answer["message"]) == (
+            FAILED_PRECONDITION,
+            "etcdserver: re-configuration failed due to not enough started members",
+        ), answer
+        status, answer = await cluster_call(c, leader, "remove", {"ID": str(before[other]["ID"])})
+        assert (status, answer["code"], answer["message"]) == (
+            503,
+            UNAVAILABLE,
+            "etcdserver: unhealthy cluster",
+        ), answer
+        assert sorted(await members(c, leader)) == IDS
+        status, answer = await cluster_call(c, leader, "remove", {"ID": str(before[down]["ID"])})
+        assert status == 200 and sorted(by_name(answer)) == sorted([leader, other]), answer

@@ -36,7 +36,7 @@ VERBS: Verbs = {
         lambda c, a: c.add_member(a["id"], **{k: v for k, v in a.items() if k != "id" and v is not None}),
         _change_text,
     ),
-    "member-remove": (lambda c, a: c.remove_member(a["id"]), _change_text),
+    "member-remove": (lambda c, a: c.remove_member(a["id"], force=bool(a.get("force"))), _change_text),
     "leader-transfer": (
         lambda c, a: c.transfer_leadership(a.get("to")),
         lambda doc: f"leader: {doc.get('leader')} ({doc.get('leader_url')})",

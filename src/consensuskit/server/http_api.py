@@ -24,6 +24,10 @@ Rules this module owns:
   * membership, leadership transfer, backup and restore (backup_api.py) and fault
     injection need ``Authorization: Bearer <admin token>`` (401 without, 403 with a
     wrong one or when no token is configured);
+  * a membership change is strict (etcd's ``--strict-reconfig-check``): adding or
+    promoting a voter, or removing one, is refused 409 ``unhealthy`` when the voters the
+    leader heard from within ``ACTIVE_WITHIN`` would not make a quorum of the new
+    configuration (the cluster would stop at once); ``force`` skips the check;
   * the node is read through its capabilities (core/capabilities.py): ``/v1/status`` is
     its common status plus each capability's fields; a route whose capability the node
     lacks (membership change, leader transfer) answers 501 ``not-implemented`` naming
@@ -94,6 +98,9 @@ log = logging.getLogger("consensuskit.server.http")
 REQUEST_ID_HEADER = edge.REQUEST_ID_HEADER
 STALE_RETRIES = 5  # submissions of an anonymous write refused stale-session (module rules)
 JSON_BODY_LIMIT = 64 * 1024
+# A member the leader heard from this recently counts as up for a strict membership change
+# (module rules): twice the servers' default election timeout, twenty heartbeats.
+ACTIVE_WITHIN = 2.0
 NOT_APPLIED = "not-applied"
 UNKNOWN = "unknown"
 
@@ -558,9 +565,9 @@ class NodeApi:
         node_id = body.get("id")
         if not isinstance(node_id, str) or not node_id:
             raise ApiError(400, "bad-request", 'body needs "id": the new member\'s node id')
-        voter = body.get("voter", True)
-        if not isinstance(voter, bool):
-            raise ApiError(400, "bad-request", '"voter" must be true or false')
+        voter, force = body.get("voter", True), body.get("force", False)
+        if not isinstance(voter, bool) or not isinstance(force, bool):
+            raise ApiError(400, "bad-request", '"voter" and "force" must be true or false')
         address, url = body.get("peer_address"), body.get("client_url")
         if address is not None or url is not None:
             if not isinstance(address, str) or not isinstance(url, str):
@@ -571,19 +578,23 @@ class NodeApi:
                 raise ApiError(400, "bad-request", str(exc)) from None
         else:
             info = None
-        return _ok(await self.add_member_as(node_id, voter=voter, info=info))
+        return _ok(await self.add_member_as(node_id, voter=voter, info=info, force=force))
 
     async def remove_member(self, request: web.Request) -> web.Response:
         self._admin(request)
-        return _ok(await self.remove_member_as(request.match_info["id"]))
+        force = request.query.get("force", "false")
+        if force not in ("true", "false"):
+            raise ApiError(400, "bad-request", "force must be true or false")
+        return _ok(await self.remove_member_as(request.match_info["id"], force=force == "true"))
 
     # The membership changes themselves, shared by the routes above and the etcd API's
     # Cluster service (services/etcd_cluster.py); each raises ApiError for a refusal.
     async def add_member_as(
-        self, node_id: str, *, voter: bool, info: PeerInfo | None = None
+        self, node_id: str, *, voter: bool, info: PeerInfo | None = None, force: bool = False
     ) -> dict[str, Any]:
         """Add ``node_id`` (a learner unless ``voter``), recording its addresses ``info``
-        in the replicated directory first (statemachines/peers.py)."""
+        in the replicated directory first (statemachines/peers.py).  Adding a voter is
+        strict unless ``force`` (module rules)."""
         self._needs_capability(MEMBERSHIP_CHANGE)
         if node_id != self.config.node_id and node_id not in self.host.directory() and info is None:
             raise ApiError(
@@ -594,6 +605,8 @@ class NodeApi:
         self._needs_leader()
         change = "add-voter" if voter else "add-learner"
         self._needs_change(change)
+        if not force:
+            self._keeps_quorum(change, node_id)
         if info is not None:
             membership = _membership(self.runtime)
             if node_id in membership.voters or (not voter and node_id in membership.learners):
@@ -601,10 +614,13 @@ class NodeApi:
             await self.record_peer(node_id, info)
         return await self._change_membership(change, node_id)
 
-    async def remove_member_as(self, node_id: str) -> dict[str, Any]:
-        """Remove ``node_id``; once that committed, drop its recorded addresses."""
+    async def remove_member_as(self, node_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Remove ``node_id``; once that committed, drop its recorded addresses.  Removing
+        a voter is strict unless ``force`` (module rules)."""
         self._needs_capability(MEMBERSHIP_CHANGE)
         self._needs_leader()
+        if not force:
+            self._keeps_quorum("remove", node_id)
         body = await self._change_membership("remove", node_id)
         if node_id in (directory_of(self.runtime.node) or {}):
             with contextlib.suppress(ApiError):  # left recorded: harmless, and the change stands
@@ -634,6 +650,31 @@ class NodeApi:
         if refusal(response.result) is not None:
             raise ApiError(400, "bad-request", f"cannot record {node_id}'s addresses: {response.result}")
         self.host.follow_peers()
+
+    def _keeps_quorum(self, change: str, node_id: str) -> None:
+        """409 ``unhealthy`` when, after ``change`` of ``node_id``, the voters this leader
+        heard from lately (itself included) would be fewer than a quorum."""
+        voters = set(_membership(self.runtime).voters)
+        if change == "add-voter":
+            after = voters | {node_id}
+        elif change == "remove" and node_id in voters:
+            after = voters - {node_id}
+        else:
+            return  # a learner counts toward no quorum
+        up = self.runtime.heard_within(ACTIVE_WITHIN) | {self.config.node_id}
+        active = sorted(after & up)
+        quorum = len(after) // 2 + 1
+        if len(active) >= quorum:
+            return
+        verb = {"add-voter": "adding", "remove": "removing"}[change]
+        raise ApiError(
+            409,
+            "unhealthy",
+            f"{verb} {node_id} would leave {len(active)} of {len(after)} voters up "
+            f"({', '.join(active)}), fewer than the {quorum} a quorum needs: the cluster would "
+            f"stop; bring {', '.join(sorted(after - up))} back first, or force the change",
+            unreachable=sorted(after - up),
+        )
 
     def _needs_change(self, change: str) -> None:
         supported = supported_changes(self.runtime.node)

@@ -400,6 +400,12 @@ class NodeRuntime(Driver):
                 stats.peer_gap_max = gap
         self._enqueue(_MESSAGE, src, msg)
 
+    def heard_within(self, seconds: float) -> set[NodeId]:
+        """The peers a message arrived from in the last ``seconds`` (this node's view of
+        who is up: a leader hears every member at each heartbeat)."""
+        since = time.monotonic() - seconds
+        return {peer for peer, when in self._heard.items() if when >= since}
+
     async def request(self, request: ClientRequest, timeout: float) -> ClientResponse:
         """Hand ``request`` to the node and wait for its answer, released after the
         barrier.  Raises ``RequestTimeout``, ``LeadershipLost`` or ``NodeHalted``."""

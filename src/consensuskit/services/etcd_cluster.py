@@ -26,7 +26,11 @@ Rules this module owns:
   * refusals use etcd's texts: ``member not found`` (NOT_FOUND), ``Peer URLs already
     exists``, ``can only promote a learner member``, ``... which is in sync with
     leader`` (FAILED_PRECONDITION), ``given member URLs are invalid`` (INVALID_ARGUMENT);
-    a protocol without the capability: UNIMPLEMENTED naming it.
+    a protocol without the capability: UNIMPLEMENTED naming it;
+  * changes are strict, as etcd's default ``--strict-reconfig-check`` (the platform's
+    check, server/http_api.py): adding or promoting a voter that would leave fewer voters
+    up than a quorum is ``re-configuration failed due to not enough started members``
+    (FAILED_PRECONDITION), removing one ``unhealthy cluster`` (UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ NOT_LEARNER = "etcdserver: can only promote a learner member"
 LEARNER_NOT_READY = "etcdserver: can only promote a learner member which is in sync with leader"
 NOT_LEADER = "etcdserver: not leader"
 BAD_TRANSFEREE = "etcdserver: bad leader transferee"
+NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
+UNHEALTHY = "etcdserver: unhealthy cluster"
 ACTIONS = ("add", "remove", "update", "promote", "move_leader")
 
 
@@ -205,7 +211,7 @@ class EtcdCluster:
 
     async def _remove(self, args: dict[str, Any]) -> dict[str, Any]:
         node_id = self._member_named(int(args["ID"]))
-        await self._platform(self.node.api.remove_member_as(node_id))
+        await self._platform(self.node.api.remove_member_as(node_id), unhealthy=UNHEALTHY)
         return {}
 
     async def _update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -255,13 +261,17 @@ class EtcdCluster:
         return {}
 
     @staticmethod
-    async def _platform(work: Any) -> Any:
-        """Await one of the platform's membership calls, its ApiError as etcd's error."""
+    async def _platform(work: Any, *, unhealthy: str = NOT_ENOUGH_STARTED) -> Any:
+        """Await one of the platform's membership calls, its ApiError as etcd's error
+        (``unhealthy``: etcd's text for a change the strict check refused)."""
         from consensuskit.server.http_api import ApiError
 
         try:
             return await work
         except ApiError as exc:
+            if exc.code == "unhealthy":
+                code = UNAVAILABLE if unhealthy == UNHEALTHY else FAILED_PRECONDITION
+                raise EtcdError(code, unhealthy) from None
             raise _etcd_error(exc) from None
 
 
