@@ -18,6 +18,17 @@ from tests.server.runtime_harness import async_test, node_config
 pytestmark = pytest.mark.timeout(60)
 
 
+async def _kv_when_led(channel: grpc.aio.Channel) -> pb_grpc.KVStub:
+    kv = pb_grpc.KVStub(channel)
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await kv.Put(pb.PutRequest(key=b"ready", value=b"1"))
+                return kv
+            except grpc.aio.AioRpcError:  # no leader yet
+                await asyncio.sleep(0.1)
+
+
 @async_test
 async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
     port = free_port()
@@ -28,14 +39,8 @@ async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
         assert server.api is not None
         etcd_node(server.api).progress_interval = 0.3
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            kv = pb_grpc.KVStub(channel)
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        put = await kv.Put(pb.PutRequest(key=b"p", value=b"1"))
-                        break
-                    except grpc.aio.AioRpcError:  # no leader yet
-                        await asyncio.sleep(0.1)
+            kv = await _kv_when_led(channel)
+            put = await kv.Put(pb.PutRequest(key=b"p", value=b"1"))
             watch = pb_grpc.WatchStub(channel)
 
             async def requests(progress: bool):
@@ -58,17 +63,6 @@ async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
             silent.cancel()
     finally:
         await server.stop()
-
-
-async def _kv_when_led(channel: grpc.aio.Channel) -> pb_grpc.KVStub:
-    kv = pb_grpc.KVStub(channel)
-    async with asyncio.timeout(20):
-        while True:
-            try:
-                await kv.Put(pb.PutRequest(key=b"ready", value=b"1"))
-                return kv
-            except grpc.aio.AioRpcError:  # no leader yet
-                await asyncio.sleep(0.1)
 
 
 @async_test
