@@ -137,3 +137,26 @@ async def test_bodies_the_lean_front_does_not_read_get_the_aiohttp_answers(tmp_p
         )
         status, _, body = await exchange(c, leader, "/v3/kv/range", b'{"key": "Zm9v", "limit": "x"}')
         assert status == 400 and json.loads(body)["code"] == 3
+
+
+@async_test
+async def test_a_put_near_the_request_limit_goes_through_both_paths_and_one_over_it_is_refused(tmp_path):
+    """The gateway reads a body as large as a request at etcd's limit, base64'd, on the
+    lean front and on aiohttp alike; a larger request gets etcd's 'request is too large'."""
+    async with Cluster(tmp_path, IDS, service="etcd") as c:
+        leader = await c.wait_leader()
+        limit = (1 << 20) + 4096 + 512 * 1024  # the defaults' (services/etcd_api.py)
+        fits = base64.b64encode(b"v" * (limit - 1000)).decode()
+        over = base64.b64encode(b"w" * (limit + 1)).decode()
+        for slow in (False, True):
+            body = json.dumps({"key": b64(f"big{slow}"), "value": fits}).encode()
+            status, headers, raw = await exchange(c, leader, "/v3/kv/put", body, slow=slow)
+            assert status == 200 and served_fast(headers) is not slow, raw[:300]
+            body = json.dumps({"key": b64(f"big{slow}"), "value": over}).encode()
+            status, headers, raw = await exchange(c, leader, "/v3/kv/put", body, slow=slow)
+            answer = json.loads(raw)
+            assert (status, answer["code"], answer["message"]) == (
+                400,
+                3,
+                "etcdserver: request is too large",
+            ), (slow, answer)

@@ -144,7 +144,8 @@ class ServiceSpec:
     log: bool = True
     # "module:attribute" references (see the module rules); None: the service has none.
     # An object with mount(api, router), adding the service's routes to a node's HTTP app,
-    # and optionally fast_site(runner, host, port, api, limits=...): a lean plain-text front.
+    # and optionally fast_site(runner, host, port, api, limits=...): a lean plain-text front,
+    # and max_body_bytes(config): the largest body its routes read, when over a value's.
     http: str | None = None
     client: str | None = None  # a class built with a consensuskit.client.Client: its methods
     cli: str | None = None  # a typer app of the service's verbs, added under its name

@@ -212,13 +212,15 @@ class NodeApi:
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self._signed, self._errors],
-            client_max_size=self.config.max_value_bytes + JSON_BODY_LIMIT,
-        )
-        r = app.router
-        # The service's own routes (its ``http`` reference, core/service.py).
+        # The service's own routes (its ``http`` reference, core/service.py) may read
+        # larger bodies than a value and its JSON (the etcd gateway's base64).
         routes = self.routes
+        max_body = self.config.max_value_bytes + JSON_BODY_LIMIT
+        service_max = getattr(routes, "max_body_bytes", None)
+        if service_max is not None:
+            max_body = max(max_body, service_max(self.config))
+        app = web.Application(middlewares=[self._signed, self._errors], client_max_size=max_body)
+        r = app.router
         if routes is not None:
             routes.mount(self, r)
         r.add_route("GET", "/v1/status", self.status)

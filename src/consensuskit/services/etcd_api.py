@@ -127,6 +127,17 @@ FORWARD_PATH = "/v3/consensuskit/forward"
 FORWARDED_HEADER = "X-Consensuskit-Forwarded"
 
 
+def max_request_bytes(cfg: Any) -> int:
+    """The largest write command a node with settings ``cfg`` takes (module rules)."""
+    return int(cfg.max_value_bytes) + int(cfg.max_key_bytes) + REQUEST_SLACK_BYTES
+
+
+def max_gateway_body_bytes(cfg: Any) -> int:
+    """The largest JSON body the gateway reads: a request at the limit, base64'd (3 bytes
+    make 4), with room for the JSON around it."""
+    return max_request_bytes(cfg) * 4 // 3 + 64 * 1024
+
+
 def member_id(name: str) -> int:
     """A stable 63-bit id for a node (etcd's member ids are uint64)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
@@ -143,7 +154,7 @@ class EtcdNode(Recipes):
         self._cluster = cfg.cluster_id or ",".join(cfg.members)
         self.cluster_id = member_id(self._cluster)
         self.member_id = self.member_of(cfg.node_id)
-        self.max_request_bytes = cfg.max_value_bytes + cfg.max_key_bytes + REQUEST_SLACK_BYTES
+        self.max_request_bytes = max_request_bytes(cfg)
         self.lessor = Lessor()
         self._tasks: list[asyncio.Task[None]] = []
         self._http: Any = None  # aiohttp.ClientSession for forwarding, made on first use

@@ -45,7 +45,13 @@ from google.protobuf import json_format
 from consensuskit.core.client import STALE_SESSION
 from consensuskit.server.fast_http import FastSite, json_answer
 from consensuskit.services import etcd_grpc as eg
-from consensuskit.services.etcd_api import FORWARD_PATH, STALE_RETRIES, EtcdNode, etcd_node
+from consensuskit.services.etcd_api import (
+    FORWARD_PATH,
+    STALE_RETRIES,
+    EtcdNode,
+    etcd_node,
+    max_gateway_body_bytes,
+)
 from consensuskit.services.etcd_auth import CALLER, MAC_HEADER
 from consensuskit.services.etcd_errors import CANCELLED, UNAVAILABLE, EtcdError
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
@@ -348,9 +354,8 @@ class FastGateway:
 
     def __init__(self, api: NodeApi) -> None:
         self.node: EtcdNode = etcd_node(api)
-        cfg = api.config
-        # base64 makes 3 bytes 4; anything larger is aiohttp's to answer.
-        self.max_body = 2 * (cfg.max_value_bytes + cfg.max_key_bytes) + 1024
+        # The same limit as the aiohttp routes' (``_Routes.max_body_bytes``).
+        self.max_body = max_gateway_body_bytes(api.config)
 
     def route(self, head: Head) -> tuple[_FastRoute, int] | None:
         route = _FAST_ROUTES.get(head.target) if head.method == b"POST" else None
@@ -504,6 +509,11 @@ class _Routes:
             g.streamed(g.election.Observe, epb.LeaderRequest, client_stream=False),
         )
         router.add_route("POST", FORWARD_PATH, g.forward)
+
+    @staticmethod
+    def max_body_bytes(config: Any) -> int:
+        """The gateway's bodies carry base64: a request at the etcd limit fits."""
+        return max_gateway_body_bytes(config)
 
     @staticmethod
     def fast_site(runner: Any, host: str, port: int, api: NodeApi, **kwargs: Any) -> FastSite:
