@@ -4,6 +4,8 @@ reach, such as a short progress-notify interval."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -29,14 +31,25 @@ async def _kv_when_led(channel: grpc.aio.Channel) -> pb_grpc.KVStub:
                 await asyncio.sleep(0.1)
 
 
-@async_test
-async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
+@contextlib.asynccontextmanager
+async def _solo(tmp_path, **settings) -> AsyncIterator[tuple[NodeServer, int]]:
+    """A one-node etcd cluster; (its server, its gRPC port)."""
     port = free_port()
-    config = node_config(tmp_path, "solo", ["solo"], service="etcd", listen={"grpc": f"127.0.0.1:{port}"})
+    config = node_config(
+        tmp_path, "solo", ["solo"], service="etcd", listen={"grpc": f"127.0.0.1:{port}"}, **settings
+    )
     server = NodeServer(config)
     await server.start()
     try:
         assert server.api is not None
+        yield server, port
+    finally:
+        await server.stop()
+
+
+@async_test
+async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
+    async with _solo(tmp_path) as (server, port):
         etcd_node(server.api).progress_interval = 0.3
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             kv = await _kv_when_led(channel)
@@ -61,20 +74,13 @@ async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
                     await silent.read()
             notified.cancel()
             silent.cancel()
-    finally:
-        await server.stop()
 
 
 @async_test
 async def test_a_request_over_the_limit_is_refused_as_etcd_refuses_it(tmp_path):
     """etcd's --max-request-bytes (1.5 MiB): 'request is too large', and grpcio's own
     RESOURCE_EXHAUSTED past the gRPC margin; nothing of either is written."""
-    port = free_port()
-    config = node_config(tmp_path, "solo", ["solo"], service="etcd", listen={"grpc": f"127.0.0.1:{port}"})
-    server = NodeServer(config)
-    await server.start()
-    try:
-        assert server.api is not None
+    async with _solo(tmp_path) as (server, port):
         limit = etcd_node(server.api).max_request_bytes
         assert limit == (1 << 20) + 4096 + 512 * 1024  # the defaults: about etcd's 1.5 MiB
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -107,24 +113,11 @@ async def test_a_request_over_the_limit_is_refused_as_etcd_refuses_it(tmp_path):
             assert got.kvs[0].value == b"v" * (limit - 1000)
             assert got.header.revision == fits.header.revision  # the refusals wrote nothing
             assert not (await kv.Range(pb.RangeRequest(key=b"a"))).kvs
-    finally:
-        await server.stop()
 
 
 @async_test
 async def test_the_request_limit_follows_the_nodes_value_limit(tmp_path):
-    port = free_port()
-    config = node_config(
-        tmp_path,
-        "solo",
-        ["solo"],
-        service="etcd",
-        listen={"grpc": f"127.0.0.1:{port}"},
-        max_value_bytes=4 << 20,
-    )
-    server = NodeServer(config)
-    await server.start()
-    try:
+    async with _solo(tmp_path, max_value_bytes=4 << 20) as (_, port):
         # etcd's clients take answers of any size (clientv3's MaxCallRecvMsgSize).
         options = [("grpc.max_receive_message_length", -1)]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
@@ -133,5 +126,3 @@ async def test_the_request_limit_follows_the_nodes_value_limit(tmp_path):
             put = await kv.Put(pb.PutRequest(key=b"big", value=value))
             got = await kv.Range(pb.RangeRequest(key=b"big"))
             assert got.kvs[0].value == value and got.header.revision == put.header.revision
-    finally:
-        await server.stop()
