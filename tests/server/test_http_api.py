@@ -393,6 +393,9 @@ async def test_a_change_that_would_leave_too_few_voters_up_is_refused_unless_for
         assert status == 200 and body["voters"] == sorted([leader, other]), body
         # Nobody heard lately (as if every peer were down): refused, and force goes through.
         monkeypatch.setattr(http_api, "ACTIVE_WITHIN", -1.0)
+        # A repeated add changes no quorum: the usual conflict, not the strict refusal.
+        status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": other}, token=ADMIN_TOKEN)
+        assert status == 409 and body["error"] == "conflict", body
         status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": "n4"}, token=ADMIN_TOKEN)
         assert status == 409 and body["unreachable"] == sorted([other, "n4"]), body
         status, body, _ = await c.call(

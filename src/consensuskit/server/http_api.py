@@ -657,12 +657,12 @@ class NodeApi:
         """409 ``unhealthy`` when, after ``change`` of ``node_id``, the voters this leader
         heard from lately (itself included) would be fewer than a quorum."""
         voters = set(_membership(self.runtime).voters)
-        if change == "add-voter":
+        if change == "add-voter" and node_id not in voters:
             after = voters | {node_id}
         elif change == "remove" and node_id in voters:
             after = voters - {node_id}
         else:
-            return  # a learner counts toward no quorum
+            return  # the voters stay as they are: a learner's change, or a repeated one
         up = self.runtime.heard_within(ACTIVE_WITHIN) | {self.config.node_id}
         active = sorted(after & up)
         quorum = len(after) // 2 + 1

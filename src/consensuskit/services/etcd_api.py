@@ -134,8 +134,10 @@ def max_request_bytes(cfg: Any) -> int:
 
 def max_gateway_body_bytes(cfg: Any) -> int:
     """The largest JSON body the gateway reads: a request at the limit, base64'd (3 bytes
-    make 4), with room for the JSON around it."""
-    return max_request_bytes(cfg) * 4 // 3 + 64 * 1024
+    make 4), with the platform's room for the JSON around it."""
+    from consensuskit.server.http_api import JSON_BODY_LIMIT
+
+    return max_request_bytes(cfg) * 4 // 3 + JSON_BODY_LIMIT
 
 
 def member_id(name: str) -> int:

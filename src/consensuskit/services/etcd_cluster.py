@@ -69,8 +69,12 @@ NOT_LEARNER = "etcdserver: can only promote a learner member"
 LEARNER_NOT_READY = "etcdserver: can only promote a learner member which is in sync with leader"
 NOT_LEADER = "etcdserver: not leader"
 BAD_TRANSFEREE = "etcdserver: bad leader transferee"
-NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
-UNHEALTHY = "etcdserver: unhealthy cluster"
+# etcd's answers to a change the strict check refused (module rules): (code, text).
+NOT_ENOUGH_STARTED = (
+    FAILED_PRECONDITION,
+    "etcdserver: re-configuration failed due to not enough started members",
+)
+UNHEALTHY = (UNAVAILABLE, "etcdserver: unhealthy cluster")
 ACTIONS = ("add", "remove", "update", "promote", "move_leader")
 
 
@@ -261,17 +265,16 @@ class EtcdCluster:
         return {}
 
     @staticmethod
-    async def _platform(work: Any, *, unhealthy: str = NOT_ENOUGH_STARTED) -> Any:
+    async def _platform(work: Any, *, unhealthy: tuple[int, str] = NOT_ENOUGH_STARTED) -> Any:
         """Await one of the platform's membership calls, its ApiError as etcd's error
-        (``unhealthy``: etcd's text for a change the strict check refused)."""
+        (``unhealthy``: etcd's code and text for a change the strict check refused)."""
         from consensuskit.server.http_api import ApiError
 
         try:
             return await work
         except ApiError as exc:
             if exc.code == "unhealthy":
-                code = UNAVAILABLE if unhealthy == UNHEALTHY else FAILED_PRECONDITION
-                raise EtcdError(code, unhealthy) from None
+                raise EtcdError(*unhealthy) from None
             raise _etcd_error(exc) from None
 
 
