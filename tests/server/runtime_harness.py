@@ -182,9 +182,10 @@ class Cluster:
             await self.http.close()
 
     async def start_node(
-        self, node_id: str, *, wire: bool = True, members: list[str] | None = None
+        self, node_id: str, *, wire: bool = True, members: list[str] | None = None, **settings: Any
     ) -> NodeServer:
-        settings = dict(self.settings)
+        """Start ``node_id``; ``settings`` override the cluster's for this node only."""
+        settings = {**self.settings, **settings}
         if members is not None:
             settings["members"] = members
         config = node_config(self.base, node_id, self.ids, **settings)

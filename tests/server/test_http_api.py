@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consensuskit.server import http_api
 from consensuskit.server.admin_commands import admin_command
+from consensuskit.server.cluster import free_port
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 
 pytestmark = pytest.mark.timeout(60)
@@ -478,6 +479,59 @@ async def test_a_member_added_with_its_addresses_is_known_to_every_node_and_afte
         status, body, _ = await c.call("DELETE", target, "/v1/members/n4", token=ADMIN_TOKEN)
         assert status == 200 and body["voters"] == IDS
         await c.wait_until(lambda: all("n4" not in c.servers[i].directory() for i in IDS))
+
+
+@async_test
+async def test_a_cluster_whose_members_were_replaced_restarts_from_its_disks(tmp_path):
+    """n4 and n5 join with their addresses, n2 and n3 leave, and then the whole cluster
+    stops.  Restarted with the files it was started with, n1 knows nobody alive and n4
+    and n5 know only n1: the addresses are in the log, which no node can apply before a
+    leader is elected.  Every node remembers the directory it applied (server/main.py),
+    so they find each other and the cluster serves again with its data."""
+    ids = ["n1", "n2", "n3", "n4", "n5"]
+    address = {i: f"127.0.0.1:{free_port()}" for i in ids}
+
+    def settings(node_id: str, known: list[str]) -> dict[str, object]:
+        peers = {p: {"peer_address": address[p], "client_url": "http://127.0.0.1:1"} for p in known}
+        return {"peer_address": address[node_id], "peers": peers, "members": IDS}
+
+    files = {i: settings(i, [p for p in IDS if p != i]) for i in ids}  # n4, n5 know n1..n3
+    async with Cluster(tmp_path, []) as c:
+        c.ids = ids
+        for i in ids:
+            await c.start_node(i, wire=False, **files[i])
+        leader = await c.wait_leader()
+        assert (await put(c, leader, "before", "v"))[0] == 200
+        for new in ("n4", "n5"):
+            info = {"peer_address": address[new], "client_url": c.url(new)}
+            status, body, _ = await c.call(
+                "POST", leader, "/v1/members", json={"id": new, "voter": False, **info}, token=ADMIN_TOKEN
+            )
+            assert status == 200, body
+            index = c.servers[leader].runtime.node.commit_index
+            await c.wait_until(lambda new=new, index=index: c.servers[new].runtime.node.last_applied >= index)
+            status, body, _ = await c.call("POST", leader, "/v1/members", json={"id": new}, token=ADMIN_TOKEN)
+            assert status == 200, body
+        for old in ("n2", "n3"):
+            leader = await c.wait_leader()
+            status, body, _ = await c.call("DELETE", leader, f"/v1/members/{old}", token=ADMIN_TOKEN)
+            assert status == 200, body
+        assert body["voters"] == ["n1", "n4", "n5"]
+        for old in ("n2", "n3"):
+            await c.stop_node(old)
+        leader = await c.wait_leader()
+        assert (await put(c, leader, "after", "w"))[0] == 200
+        index = c.servers[leader].runtime.node.commit_index
+        await c.wait_until(lambda: all(s.runtime.node.last_applied >= index for s in c.servers.values()))
+        for i in list(c.servers):
+            await c.stop_node(i)
+        for i in ("n1", "n4", "n5"):
+            await c.start_node(i, wire=False, **files[i])
+        leader = await c.wait_leader(timeout=15)
+        for key, value in (("before", "v"), ("after", "w")):
+            status, body, _ = await c.call("GET", leader, f"/v1/kv/{key}")
+            assert (status, body["value"]) == (200, value)
+        assert (await put(c, leader, "restarted", "x"))[0] == 200
 
 
 @async_test

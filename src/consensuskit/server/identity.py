@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensuskit.core.storage import REJOINING_KEY
-from consensuskit.server.wal import DiskStorage, fsync_directory
+from consensuskit.server.wal import DiskStorage, write_file_atomically
 from consensuskit.server.wal_format import (
     IDENTITY_NAME,
     LOCK_NAME,
@@ -90,20 +90,9 @@ def read_identity(directory: Path) -> Identity | None:
 
 def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -> None:
     """Atomically (re)write the identity file."""
-    path = directory / IDENTITY_NAME
-    tmp = directory / (IDENTITY_NAME + TMP_SUFFIX)
     body = {"format": IDENTITY_FORMAT, "cluster_id": identity.cluster_id, "node_id": identity.node_id}
     data = (json.dumps(body, sort_keys=True) + "\n").encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if fsync:
-        fsync_directory(directory)
+    write_file_atomically(directory / IDENTITY_NAME, data, fsync=fsync)
 
 
 def _has_wal(directory: Path) -> bool:

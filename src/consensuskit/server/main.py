@@ -15,7 +15,9 @@ Rules this module owns:
     a refusal is one line on stderr and exit status 1;
   * the peers a node talks to are its ``[peers]`` with the replicated directory of
     member addresses over them (statemachines/peers.py): taken at start from what the
-    node recovered, then every ``PEERS_LOOK`` seconds when it changed.
+    node recovered, then every ``PEERS_LOOK`` seconds when it changed.  Until the node
+    has applied as far as the directory it remembers (server/remembered_peers.py), the
+    remembered addresses are over both.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from consensuskit.catalog import default_registry, service_for
+from consensuskit.core.capabilities import ReplicatedLog
 from consensuskit.core.registry import Registry
 from consensuskit.core.service import resolve
 from consensuskit.server import edge, gc_watch
@@ -59,12 +62,13 @@ from consensuskit.server.identity import IdentityError, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.node_keys import KeysError, node_keys
+from consensuskit.server.remembered_peers import Remembered, read_remembered, write_remembered
 from consensuskit.server.reply_signing import ReplySigner, reply_signer
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.session_clock import SessionClock
 from consensuskit.server.transport import PeerTransport
 from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
-from consensuskit.statemachines.peers import directory_of
+from consensuskit.statemachines.peers import EMPTY, Directory, directory_of
 
 log = logging.getLogger("consensuskit.server")
 
@@ -95,7 +99,11 @@ class NodeServer:
         # The peers this node talks to: [peers] (or what set_directory gave), with the
         # replicated directory of member addresses over it (statemachines/peers.py).
         self._configured: dict[str, PeerInfo] = dict(config.peers)
-        self._recorded: dict[str, tuple[str, str]] = {}  # the state machine's, last seen
+        self._recorded: Directory = EMPTY  # the state machine's, last seen
+        # The directory this node applied before it stopped (server/remembered_peers.py):
+        # held over the others until the node has applied as far again (None: caught up).
+        self._remembered: Remembered | None = None
+        self._written: Directory = EMPTY  # what the data directory's file holds
         self._directory: dict[str, PeerInfo] = dict(config.peers)
         self._peer_follower: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -165,6 +173,8 @@ class NodeServer:
                 f"protocol: {cfg.protocol} cannot run in the server ({'; '.join(problems)}); "
                 "see docs/server.md, 'What a protocol must offer the server'"
             )
+        self._remembered = read_remembered(cfg.data_dir)
+        self._written = self._remembered.peers if self._remembered is not None else EMPTY
         self.follow_peers()  # what the node recovered from its disk
         factory = self._transport_factory or _peer_transport
         self.transport = factory(
@@ -293,16 +303,35 @@ class NodeServer:
 
     def follow_peers(self) -> None:
         """Take the replicated directory of member addresses (statemachines/peers.py)
-        into the peer table when it changed (it is replaced on every change)."""
-        recorded = directory_of(self.runtime.node) if self.runtime is not None else None
-        if recorded is None or recorded is self._recorded:
+        into the peer table when it changed (it is replaced on every change), and keep
+        it in the data directory once the node has applied past what that remembers."""
+        node = self.runtime.node if self.runtime is not None else None
+        recorded = directory_of(node)
+        if recorded is None:
+            return
+        changed = recorded is not self._recorded
+        applied = node.log_position().applied if isinstance(node, ReplicatedLog) else None
+        if self._remembered is not None and (applied is None or applied >= self._remembered.applied):
+            self._remembered, changed = None, True  # the state machine caught up with it
+        if not changed:
             return
         self._recorded = recorded
         self._merge_directory()
+        if self._remembered is None and applied is not None and recorded != self._written:
+            self._remember(Remembered(applied=applied, peers=recorded))
+
+    def _remember(self, remembered: Remembered) -> None:
+        try:
+            write_remembered(self.config.data_dir, remembered, fsync=self.config.fsync)
+        except OSError as exc:  # a hint only: the log still holds every address
+            log.warning("cannot keep the member addresses in %s: %s", self.config.data_dir, exc)
+            return
+        self._written = remembered.peers
 
     def _merge_directory(self) -> None:
         merged = dict(self._configured)
-        for node_id, (address, url) in self._recorded.items():
+        remembered = self._remembered.peers if self._remembered is not None else EMPTY
+        for node_id, (address, url) in {**self._recorded, **remembered}.items():
             try:
                 peer_address = parse_address(address, "peer_address")
             except ConfigError:  # checked where it was applied; this node cannot use it

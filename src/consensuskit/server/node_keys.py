@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from consensuskit.core import keys
+from consensuskit.server.wal import write_file_atomically
 from consensuskit.server.wal_format import NODE_KEY_NAME
 
 __all__ = ["NODE_KEY_NAME", "KeysError", "entry", "load_or_create", "load_public_keys", "node_keys"]
@@ -41,14 +42,7 @@ def load_or_create(data_dir: Path) -> bytes:
     except FileNotFoundError:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         seed = keys.new_node_key()
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, (seed.hex() + "\n").encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_file_atomically(path, (seed.hex() + "\n").encode("ascii"), mode=0o600)
         return seed
     except (OSError, UnicodeDecodeError) as exc:
         raise KeysError(f"cannot read {path}: {exc}") from None

@@ -633,3 +633,19 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_file_atomically(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one,
+    never a part: a temp file beside it, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        fsync_directory(path.parent)
