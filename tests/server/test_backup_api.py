@@ -70,11 +70,17 @@ async def test_a_backup_from_a_follower_holds_every_acknowledged_write_and_resto
 
     async with Cluster(tmp_path / "b", IDS) as c:
         leader = await c.wait_leader()
+        restore_id = {"X-Request-Id": "ops:1"}
         status, body, _ = await c.call(
-            "POST", leader, "/v1/restore", data=data, token=ADMIN_TOKEN
+            "POST", leader, "/v1/restore", data=data, token=ADMIN_TOKEN, headers=restore_id
         )
         assert status == 200, body
         assert body["restored"] == len(expected) and body["from"]["node"] == follower
+        # Its answer lost, the client retries: the first answer, not "not-empty".
+        status, retried, _ = await c.call(
+            "POST", leader, "/v1/restore", data=data, token=ADMIN_TOKEN, headers=restore_id
+        )
+        assert status == 200 and {**retried, "index": None} == {**body, "index": None}
         for node in IDS:
             assert await values(c, node) == expected  # values and versions alike
         status, again, _ = await c.call(

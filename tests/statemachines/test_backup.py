@@ -1,6 +1,7 @@
 """The backup and restore operations every log service's state machine answers
 (statemachines/backup.py): a backup is the whole state, a restore brings it back into an
-empty state machine only, refusals change nothing, and neither touches sessions; every log
+empty state machine only, refusals change nothing, a backup touches no session and a
+restore is remembered in the sessions it brings; every log
 protocol orders them (in the simulator) as it orders any other operation."""
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def backup(machine: Any, *, via_apply: bool = False) -> Any:
     return machine.apply(request) if via_apply else machine.read(request)
 
 
+def restore_request(snapshot: Any) -> ClientRequest:
+    return ClientRequest(client_id="admin", seq=1, op=restore_op(snapshot))
+
+
 def restore(machine: Any, snapshot: Any) -> Any:
-    return machine.apply(ClientRequest(client_id="admin", seq=1, op=restore_op(snapshot)))
+    return machine.apply(restore_request(snapshot))
 
 
 @pytest.mark.parametrize("service", sorted(MACHINES))
@@ -56,8 +61,36 @@ def test_a_backup_restores_the_same_state_and_sessions(service: str, via_apply: 
     first = write(source, service, 11)
     assert write(target, service, 11) == first
     assert target.digest() == source.digest()
-    # Nothing about the backup read itself was remembered in a session.
+    # Nothing about the backup read itself was remembered in a session; the restore is,
+    # as its client's last command.
+    source.sessions.remember(restore_request(snapshot), result)
     assert encode(backup(source)) == encode(backup(target))
+
+
+@pytest.mark.parametrize("service", sorted(MACHINES))
+def test_a_retry_of_an_applied_restore_gets_its_first_answer(service: str) -> None:
+    """The answer to a restore can be lost (a large one takes long, a leader can change):
+    the client retries with the same request id and must not read ``not-empty`` as a
+    failure.  Another restore is still refused, and so is a refused one's retry."""
+    source = MACHINES[service]()
+    for i in range(4):
+        write(source, service, i)
+    snapshot = backup(source)
+    target = MACHINES[service]()
+    first = restore(target, snapshot)
+    assert refusal(first) is None
+    before = encode(backup(target))
+    assert target.apply(restore_request(snapshot)) == first
+    assert encode(backup(target)) == before
+    write(target, service, 9, client="later")  # still the first answer after other writes
+    assert target.apply(restore_request(snapshot)) == first
+    for again in (
+        ClientRequest(client_id="admin", seq=2, op=restore_op(snapshot)),  # a new restore
+        ClientRequest(client_id="other", seq=1, op=restore_op(snapshot)),
+        ClientRequest(client_id="admin", seq=1, op=restore_op({"not": "it"})),  # the id reused
+    ):
+        assert refusal(target.apply(again)) == "not-empty"
+        assert refusal(target.apply(again)) == "not-empty"  # a refusal is never remembered
 
 
 @pytest.mark.parametrize("service", sorted(MACHINES))
@@ -115,10 +148,12 @@ def test_property_restore_of_a_backup_is_the_identity_on_kv(ops: list[tuple[str,
         op = Op(kind=kind, key=f"k{key}", value=value, expected=value if kind == "cas" else None)
         source.apply(ClientRequest(client_id="p", seq=seq, op=op))
     target = KVStateMachine()
-    result = restore(target, backup(source))
+    snapshot = backup(source)
+    result = restore(target, snapshot)
     if len(source) == 0:
         assert result == {"restored": 0}
     assert target.digest() == source.digest() and target.items() == source.items()
+    source.sessions.remember(restore_request(snapshot), result)  # the only difference
     assert encode(target.sessions.snapshot()) == encode(source.sessions.snapshot())
 
 

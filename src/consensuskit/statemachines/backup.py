@@ -18,13 +18,17 @@ Rules this module owns:
     0): otherwise it is refused ``not-empty`` and changes nothing, so a restore cannot
     overwrite a cluster's data by mistake.  Bytes that do not decode, or a snapshot the
     state machine's ``restore`` refuses (another service's), are refused
-    ``bad-backup``.  Like the clock it bypasses sessions: the snapshot brings its own;
+    ``bad-backup``.  The snapshot brings its own client sessions, and the restore is
+    then remembered in them as its client's last command (``platform_command``): a
+    retry of a restore that was applied (its answer lost, or too late) gets the first
+    answer, not ``not-empty``;
   * the cluster's directory of member addresses (statemachines/peers.py) is not the
     service's state: a backup leaves it out, a restore keeps the restoring cluster's;
   * ``platform_result(machine, op)``: what a state machine answers to either of them,
     and to a ``peer`` op (statemachines/peers.py: ``machine.peer_directory``);
-    ``is_platform_op(op)`` tells them from the service's own.  A
-    state machine calls it before its own kinds (statemachines/kv.py,
+    ``platform_command(machine, command)`` the same for one applied from the log (it
+    needs ``machine.sessions``); ``is_platform_op(op)`` tells them from the service's
+    own.  A state machine calls them before its own kinds (statemachines/kv.py,
     statemachines/sessioned.py).
 """
 
@@ -32,10 +36,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from consensuskit.core.client import ServiceOp
+from consensuskit.core.client import ClientRequest, ServiceOp
 from consensuskit.core.messages import decode, encode
 from consensuskit.statemachines import peers
-from consensuskit.statemachines.sessions import BAD_BACKUP, BAD_COMMAND, NOT_EMPTY
+from consensuskit.statemachines.sessions import BAD_BACKUP, BAD_COMMAND, NOT_EMPTY, refusal
 
 BACKUP = "backup"
 RESTORE = "restore"
@@ -59,6 +63,21 @@ def restore_op_of_encoded(encoded: bytes) -> ServiceOp:
 
 def is_platform_op(op: Any) -> bool:
     return op.__class__ is ServiceOp and op.kind in PLATFORM_KINDS
+
+
+def platform_command(machine: Any, command: ClientRequest) -> Any:
+    """``machine``'s answer to a backup, restore or peer op applied as a command; a
+    restore's is remembered in the sessions it restored (see the module rules)."""
+    op = command.op
+    if op.kind != RESTORE:
+        return platform_result(machine, op)
+    first = machine.sessions.first_answer(command)
+    if first is not None:
+        return first
+    result = platform_result(machine, op)
+    if refusal(result) is None:
+        machine.sessions.remember(command, result)  # the restored table, not the one before
+    return result
 
 
 def platform_result(machine: Any, op: Any) -> Any:

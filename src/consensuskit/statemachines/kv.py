@@ -35,7 +35,7 @@ from typing import Any
 from consensuskit.core.client import ClientRequest, Op, ServiceOp
 from consensuskit.core.messages import LazyArray
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
-from consensuskit.statemachines.backup import is_platform_op, platform_result
+from consensuskit.statemachines.backup import is_platform_op, platform_command, platform_result
 from consensuskit.statemachines.kv_entry import Versioned
 from consensuskit.statemachines.peers import SNAPSHOT_KEY as PEERS_KEY
 from consensuskit.statemachines.peers import Directory, restored, snapshot_part
@@ -94,7 +94,7 @@ class KVStateMachine:
     def apply(self, command: ClientRequest) -> Any:
         """The command's result, or a refusal (``sessions.refusal`` names it)."""
         if command.op.__class__ is ServiceOp:  # kv's own ops are Ops: a backup or restore
-            return platform_result(self, command.op) if is_platform_op(command.op) else BAD_COMMAND
+            return platform_command(self, command) if is_platform_op(command.op) else BAD_COMMAND
         if not self._auth.enabled:
             return self._sessions.apply(command, self.execute)
         principal = command.principal

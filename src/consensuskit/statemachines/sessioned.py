@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.compiled import mypyc_attr
-from consensuskit.statemachines.backup import is_platform_op, platform_result
+from consensuskit.statemachines.backup import is_platform_op, platform_command, platform_result
 from consensuskit.statemachines.peers import SNAPSHOT_KEY as PEERS_KEY
 from consensuskit.statemachines.peers import Directory, restored, snapshot_part
 from consensuskit.statemachines.sessions import BAD_COMMAND, CLOCK, SessionTable
@@ -73,7 +73,7 @@ class Sessioned:
     def apply(self, command: ClientRequest) -> Any:
         op = command.op
         if op.kind not in self._kinds or (op.is_read() and op.kind not in self._reads):
-            return platform_result(self, op) if is_platform_op(op) else BAD_COMMAND
+            return platform_command(self, command) if is_platform_op(op) else BAD_COMMAND
         return self._sessions.apply(command, self._inner.execute)
 
     def read(self, request: ClientRequest) -> Any:

@@ -199,7 +199,12 @@ class SessionTable:
         result = execute(op)
         if result.__class__ is dict and id(result) in _REFUSALS:
             return result  # the executor refused it: nothing changed, nothing to remember
-        if session is not None:
+        self._record(client, session is not None, seq, result, digest)
+        return result
+
+    def _record(self, client: str, known: bool, seq: int, result: Any, digest: bytes) -> None:
+        sessions = self._sessions
+        if known:
             sessions.move_to_end(client)
         else:
             if self._forgotten:
@@ -208,7 +213,24 @@ class SessionTable:
             while cap and len(sessions) >= cap:
                 self._forget(next(iter(sessions)))
         sessions[client] = (seq, result, digest, self.clock)
-        return result
+
+    def first_answer(self, command: ClientRequest) -> Any | None:
+        """The result ``command`` got when it was applied, if this table remembers it as
+        its session's last command; None otherwise."""
+        session = self._sessions.get(command.client_id)
+        if session is None or session[0] != command.seq:
+            return None
+        if session[2] is not None and session[2] != command_digest(command.op, self._packer):
+            return None
+        return session[1]
+
+    def remember(self, command: ClientRequest, result: Any) -> None:
+        """Record ``result`` as ``command``'s answer without applying anything: for a
+        command that replaced this table's whole state machine, this table included (a
+        restore, statemachines/backup.py), so that a retry of it gets its first answer."""
+        client = command.client_id
+        digest = command_digest(command.op, self._packer)
+        self._record(client, client in self._sessions, command.seq, result, digest)
 
     def _tick(self, op: Op) -> Any:
         value = op.value
