@@ -220,7 +220,8 @@ class SessionTable:
         session = self._sessions.get(command.client_id)
         if session is None or session[0] != command.seq:
             return None
-        if session[2] is not None and session[2] != command_digest(command.op, self._packer):
+        op: Any = command.op  # an Op, or a service's own op (ServiceOp)
+        if session[2] is not None and session[2] != command_digest(op, self._packer):
             return None
         return session[1]
 
@@ -228,8 +229,9 @@ class SessionTable:
         """Record ``result`` as ``command``'s answer without applying anything: for a
         command that replaced this table's whole state machine, this table included (a
         restore, statemachines/backup.py), so that a retry of it gets its first answer."""
+        op: Any = command.op  # an Op, or a service's own op (ServiceOp)
         client = command.client_id
-        digest = command_digest(command.op, self._packer)
+        digest = command_digest(op, self._packer)
         self._record(client, client in self._sessions, command.seq, result, digest)
 
     def _tick(self, op: Op) -> Any:
