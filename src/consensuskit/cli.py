@@ -1146,6 +1146,14 @@ def up_cmd(
         str | None, typer.Option(help="Service (default the protocol's, kv for a log protocol).")
     ] = None,
     option: OptionOpt = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Server setting KEY=VALUE (JSON value) for every node, e.g. max_value_bytes=4194304, "
+            "session_ttl=600, auth.token_ttl=300; kept for later starts.",
+        ),
+    ] = None,
     listen_base_port: Annotated[
         list[str] | None,
         typer.Option(
@@ -1192,6 +1200,14 @@ def up_cmd(
             **parse_options(named, option),
         }
         node_options = {"options": validate_protocol_options(named, merged)}
+    if setting:
+        from consensuskit.server.cluster import ClusterError, parse_settings
+
+        try:
+            node_options = {**(node_options or {}), **parse_settings(setting)}
+        except ClusterError as exc:
+            message = str(exc).removeprefix("--set").lstrip(": ")
+            raise typer.BadParameter(message, param_hint="'--set'") from None
     listen_base: dict[str, int] = {}
     for pair in listen_base_port or []:
         name, sep, port = pair.partition("=")

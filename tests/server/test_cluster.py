@@ -20,6 +20,7 @@ from consensuskit.server.cluster import (
     ephemeral_port_range,
     free_base_port,
     free_port,
+    parse_settings,
     port_is_free,
 )
 from consensuskit.server.commands import status_command, status_rows, up_command
@@ -84,6 +85,54 @@ def test_every_node_config_loads_and_names_the_others(tmp_path: Path) -> None:
         for peer_id, info in config.peers.items():
             assert info.peer_address == ("127.0.0.1", others[peer_id].peer_port)
             assert info.client_url == others[peer_id].client_url
+
+
+def test_server_settings_reach_every_node_and_are_kept_for_later_starts(tmp_path: Path) -> None:
+    """``up --set``: written into every node's config, kept in the manifest (falsy values
+    too), given again over what was kept, the auth table merged key by key."""
+    settings = parse_settings(
+        ["max_value_bytes=4096", "fsync=false", "session_ttl=0", "auth.token_ttl=60", "log_level=debug"]
+    )
+    assert settings == {
+        "max_value_bytes": 4096,
+        "fsync": False,
+        "session_ttl": 0,
+        "auth": {"token_ttl": 60},
+        "log_level": "debug",
+    }
+    def check(layout: ClusterLayout, value_bytes: int, status: str) -> None:
+        for spec in layout.nodes:
+            config = load_config(spec.config_path)
+            assert (config.max_value_bytes, config.fsync, config.session_ttl) == (value_bytes, False, 0.0)
+            assert (config.auth.token_ttl, config.auth.status, config.log_level) == (60, status, "debug")
+
+    check(ClusterLayout.prepare(tmp_path, 3, 7300, node_options=settings), 4096, "authenticated")
+    check(ClusterLayout.prepare(tmp_path), 4096, "authenticated")  # a later `up` without --set
+    later = parse_settings(["max_value_bytes=8192", "auth.status=public"])
+    check(ClusterLayout.prepare(tmp_path, node_options=later), 8192, "public")
+    check(ClusterLayout.prepare(tmp_path), 8192, "public")
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("fsync", "--set: expected KEY=VALUE, got 'fsync'"),
+        ("=1", "--set: expected KEY=VALUE, got '=1'"),
+        ("peers=1", "--set peers: not a setting up passes to its nodes; valid: max_value_bytes, "),
+        ("auth=1", "--set auth: not a setting up passes to its nodes"),
+        ("options.alpha=1", "--set options.alpha: not a setting up passes to its nodes"),
+        ("enable_fault_injection=true", "--set enable_fault_injection: not a setting up passes"),
+        ("max_value_bytes=lots", "--set: max_value_bytes: expected a positive integer, got 'lots'"),
+        ("fsync=1", "--set: fsync: expected true or false, got 1"),
+        ("log_level=chatty", "--set: log_level: "),
+        ("auth.token_ttl=0", "--set: auth.token_ttl: expected seconds in (0, 604800], got 0"),
+        ("auth.nope=1", "--set: unknown setting 'nope' in auth; valid: token_ttl"),
+    ],
+)
+def test_a_bad_server_setting_is_refused_naming_it(pair: str, message: str) -> None:
+    with pytest.raises(ClusterError) as refused:
+        parse_settings([pair])
+    assert str(refused.value).startswith(message), str(refused.value)
 
 
 def test_a_second_prepare_reuses_secret_token_and_ports(tmp_path: Path) -> None:

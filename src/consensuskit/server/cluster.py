@@ -13,6 +13,10 @@ Rules this module owns:
     starts;
   * each node is a separate OS process (``python -m consensuskit.server.main --config``),
     so SIGKILL, SIGSTOP and restarts act on real processes;
+  * what a start was told beyond ports -- the service, protocol options (``--option``) and
+    server settings (``--set``, ``UP_SETTINGS``; checked as a node checks them before
+    anything is written) -- is kept in the manifest and holds on every later start
+    unless said again (the ``options`` and ``auth`` tables merged key by key);
   * a cluster has an id (``cluster_id`` in the manifest and in every node's config,
     generated once; a manifest of an earlier release gets one), and the nodes are
     started with ``--bootstrap`` only while no node of the cluster has data yet: the
@@ -275,9 +279,10 @@ class ClusterLayout:
         """The node's TOML config (format of server/config.py).
 
         ``options`` are extra top-level settings (``max_value_bytes``, ``fsync``,
-        ``enable_fault_injection``, ...); its ``options`` table goes to the protocol.
+        ``enable_fault_injection``, ...); its ``options`` table goes to the protocol, its
+        ``auth`` table to client auth.
         """
-        settings = {k: v for k, v in options.items() if k != "options"}
+        settings = {k: v for k, v in options.items() if k not in TABLES}
         lines = [
             f"# node {spec.node_id} of the local cluster in {self.root} (written by consensuskit up)",
             f"id = {_toml(spec.node_id)}",
@@ -302,9 +307,10 @@ class ClusterLayout:
                     f"peer_address = {_toml(peer.peer_address)}",
                     f"client_url = {_toml(peer.client_url)}",
                 ]
-        protocol_options = options.get("options") or {}
-        if protocol_options:
-            lines += ["", "[options]"] + [f"{k} = {_toml(v)}" for k, v in sorted(protocol_options.items())]
+        for table in TABLES:  # [options] goes to the protocol, [auth] to client auth
+            values = options.get(table) or {}
+            if values:
+                lines += ["", f"[{table}]"] + [f"{k} = {_toml(v)}" for k, v in sorted(values.items())]
         return "\n".join(lines) + "\n"
 
     def never_started(self) -> bool:
@@ -330,18 +336,90 @@ class ClusterLayout:
 
 # The settings of the first start that later starts keep unless told otherwise: what the
 # cluster is (its service, its protocol options), not how a test runs it.
-KEPT_NODE_OPTIONS = ("service", "options")
+# The server settings (server/config.py) ``up --set KEY=VALUE`` gives every node: the
+# rest are up's own (ids, addresses, files, peers) or have a flag of their own
+# (--service, --option, --listen-base-port, --view).  A table's keys are set one by one
+# (``--set auth.token_ttl=600``).
+UP_SETTINGS = (
+    "max_value_bytes",
+    "max_key_bytes",
+    "fsync",
+    "inline_sync_bytes",
+    "request_timeout",
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "max_connections",
+    "max_buffered_bytes",
+    "session_ttl",
+    "max_sessions",
+    "events_ring",
+    "events_sample",
+    "log_level",
+)
+UP_TABLES = ("auth",)
+TABLES = ("options", *UP_TABLES)  # merged key by key with what a cluster kept
+KEPT_NODE_OPTIONS = ("service", "options", *UP_SETTINGS, *UP_TABLES)
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``up --set KEY=VALUE`` pairs as node options: VALUE is JSON when it parses as JSON,
+    else a string; every one is checked as a node would check it (ClusterError, one line
+    naming the setting)."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        table, dot, name = key.partition(".")
+        if not sep or not key:
+            raise ClusterError(f"--set: expected KEY=VALUE, got {pair!r}")
+        if key not in UP_SETTINGS and not (dot and name and table in UP_TABLES):
+            valid = ", ".join([*UP_SETTINGS, *(f"{t}.KEY" for t in UP_TABLES)])
+            raise ClusterError(f"--set {key}: not a setting up passes to its nodes; valid: {valid}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if dot:
+            settings.setdefault(table, {})[name] = value
+        else:
+            settings[key] = value
+    _check_settings(settings)
+    return settings
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Build one node's config with ``settings``, as the node will at its start."""
+    import tempfile
+
+    from consensuskit.server.config import ConfigError, load_config  # the config imports the catalog
+
+    with tempfile.TemporaryDirectory() as tmp:
+        secret = Path(tmp) / SECRET_FILE
+        secret.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+        trial = {
+            "id": "n1",
+            "peer_address": f"{HOST}:1",
+            "client_address": f"{HOST}:2",
+            "data_dir": tmp,
+            "secret_file": str(secret),
+            **settings,
+        }
+        try:
+            load_config(None, trial)
+        except ConfigError as exc:
+            raise ClusterError(f"--set: {exc}") from None
 
 
 def _kept_options(node_options: dict[str, Any]) -> dict[str, Any]:
-    return {k: node_options[k] for k in KEPT_NODE_OPTIONS if node_options.get(k)}
+    return {k: v for k in KEPT_NODE_OPTIONS if (v := node_options.get(k)) is not None and v != {}}
 
 
 def _merge_node_options(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` over ``stored``, the protocol ``options`` table merged key by key."""
+    """``given`` over ``stored``, the ``options`` and ``auth`` tables merged key by key."""
     merged = {**_kept_options(stored), **given}
-    if isinstance(stored.get("options"), dict) or isinstance(given.get("options"), dict):
-        merged["options"] = {**(stored.get("options") or {}), **(given.get("options") or {})}
+    for table in TABLES:
+        if isinstance(stored.get(table), dict) or isinstance(given.get(table), dict):
+            merged[table] = {**(stored.get(table) or {}), **(given.get(table) or {})}
     return merged
 
 
