@@ -160,3 +160,13 @@ async def test_a_put_near_the_request_limit_goes_through_both_paths_and_one_over
                 3,
                 "etcdserver: request is too large",
             ), (slow, answer)
+            # A body over the gateway's own limit, never read whole: the same answer.
+            huge = json.dumps({"key": b64(f"huge{slow}"), "value": fits + fits}).encode()
+            status, headers, raw = await exchange(c, leader, "/v3/kv/put", huge, slow=slow)
+            answer = json.loads(raw)
+            assert (status, answer["code"], answer["message"]) == (
+                400,
+                3,
+                "etcdserver: request is too large",
+            ), (slow, answer)
+            assert headers["connection"] == "close"

@@ -192,6 +192,7 @@ class NodeApi:
         self.service = service
         # The routes object the service names (None: no HTTP front of its own).
         self.routes: Any = resolve(service.http) if service is not None and service.http else None
+        self.max_body_bytes = self.config.max_value_bytes + JSON_BODY_LIMIT  # app() may raise it
         boot = os.urandom(6).hex()
         # The anonymous sessions of this incarnation: writes without X-Request-Id, and
         # every read (reads never touch sessions; they need a unique key to be answered).
@@ -219,6 +220,7 @@ class NodeApi:
         service_max = getattr(routes, "max_body_bytes", None)
         if service_max is not None:
             max_body = max(max_body, service_max(self.config))
+        self.max_body_bytes = max_body  # named in a 413's message
         app = web.Application(middlewares=[self._signed, self._errors], client_max_size=max_body)
         r = app.router
         if routes is not None:
@@ -282,7 +284,7 @@ class NodeApi:
             elif exc.status == 405:
                 message = f"{request.method} is not allowed on {request.path}"
             elif exc.status == 413:
-                message = f"request body over the limit of {self.config.max_value_bytes} bytes"
+                message = f"request body over the limit of {self.max_body_bytes} bytes"
             headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
             return error_response(exc.status, code, message, headers=headers)
         except Exception:

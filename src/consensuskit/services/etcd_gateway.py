@@ -13,7 +13,9 @@ Rules this module owns:
     objects, ending with an ``{"error": ...}`` object if the call fails midway;
   * a failed call answers ``{"error": TEXT, "code": GRPC_CODE, "message": TEXT}`` with
     grpc-gateway's HTTP status for the code (400, 404, 503, ...); a body that is not the
-    method's JSON is 400 with code 3;
+    method's JSON is 400 with code 3, and one over the gateway's limit (a request at
+    etcd's limit, base64'd) is 400 code 3 ``etcdserver: request is too large``, as a
+    request over the limit inside it is;
   * the hot bodies (a put, a range or a delete naming only plain fields, as etcd's wrk
     script sends them) skip protobuf: they are read and answered as JSON directly, with
     the same result as the protobuf path (a test holds the two paths to the same answers);
@@ -47,6 +49,7 @@ from consensuskit.server.fast_http import FastSite, json_answer
 from consensuskit.services import etcd_grpc as eg
 from consensuskit.services.etcd_api import (
     FORWARD_PATH,
+    REQUEST_TOO_LARGE,
     STALE_RETRIES,
     EtcdNode,
     etcd_node,
@@ -104,6 +107,15 @@ def _error_body(code: grpc.StatusCode, message: str) -> dict[str, Any]:
 
 def _error(code: grpc.StatusCode, message: str) -> web.Response:
     return web.json_response(_error_body(code, message), status=HTTP_STATUS.get(code, 500))
+
+
+def _too_large() -> web.Response:
+    """A body over the gateway's limit (``max_gateway_body_bytes``): etcd's answer to a
+    request over its limit, as one just under the body limit gets it from the node.  The
+    rest of the body was never read, so the connection cannot carry another request."""
+    response = _error(grpc.StatusCode.INVALID_ARGUMENT, REQUEST_TOO_LARGE)
+    response.headers["Connection"] = "close"
+    return response
 
 
 def _to_json(msg: Any) -> dict[str, Any]:
@@ -243,6 +255,8 @@ class _Gateway:
                         return answer
                 msg = await _parse(request, message_type)
                 reply = await method(msg, _Context())
+            except web.HTTPRequestEntityTooLarge:
+                return _too_large()
             except _Aborted as exc:
                 return _error(exc.code, exc.message)
             except EtcdError as exc:  # the caller's token
@@ -258,6 +272,8 @@ class _Gateway:
             try:
                 await self._as_caller(request)
                 msg = await _parse(request, message_type)
+            except web.HTTPRequestEntityTooLarge:
+                return _too_large()
             except _Aborted as exc:
                 return _error(exc.code, exc.message)
             except EtcdError as exc:
