@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 
 import pytest
@@ -209,3 +210,62 @@ def test_result_json_shape() -> None:
     assert doc["verdict"] == "not-linearizable" and doc["linearizable"] is False
     assert doc["ops"] == 1 and doc["partitions"][0]["verdict"] == "illegal"
     assert doc["failing_partition"]["unplaced"][0]["op"]["input"] == "get a"
+
+
+class SlowOnKeyModel(KVModel):
+    """The kv model, slowed down on one key (``slow``, seconds per step) or raising there
+    in a worker process (``slow`` None): a part a worker is stuck on, or one it fails
+    on.  Defined at module level so the checker's worker processes can import it."""
+
+    def __init__(self, key: str, slow: float | None) -> None:
+        super().__init__()
+        self.key, self.slow = key, slow
+
+    def step(self, state, call, output):
+        if call.key == self.key:
+            if self.slow is None:
+                if multiprocessing.parent_process() is None:
+                    return super().step(state, call, output)  # the caller's own head start
+                raise RuntimeError(f"a model error on {self.key}")
+            time.sleep(self.slow)
+        return super().step(state, call, output)
+
+
+def _history(*, bad_read: bool, keys: int = 3, writes: int = 20) -> list[Operation]:
+    """Writes to ``keys`` keys and, with ``bad_read``, a read of k0 no order explains."""
+    ops = []
+    for k in range(keys):
+        for i in range(writes):
+            ops.append(
+                op(len(ops), 2 * i, 2 * i + 1, "put", i, {"version": i + 1}, key=f"k{k}", client=f"c{k}")
+            )
+    if bad_read:
+        ops.append(op(len(ops), 100, 101, "get", output={"value": 3, "version": 4}, key="k0", client="z"))
+    return ops
+
+
+def test_a_failure_found_in_one_part_stops_the_workers_searching_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """k0's part is illegal; k1's worker would step for 40 s or more.  The check returns
+    as soon as k0 fails, and no worker process is left behind (killing one never hangs
+    the parent: each has a pipe of its own, no shared lock)."""
+    monkeypatch.setattr(checker_module, "PARALLEL_THRESHOLD", 10)
+    # No in-process head start (one step of each part): every part goes to a worker.
+    monkeypatch.setattr(checker_module, "IN_PROCESS_SECONDS", 0.0)
+    monkeypatch.setattr(search_module, "_CHECK_CLOCK_EVERY", 1)
+    started = time.monotonic()
+    result = check_operations(_history(bad_read=True), SlowOnKeyModel("k1", 2.0), workers=2)
+    assert time.monotonic() - started < 30
+    assert result.ok is False and result.failing is not None and result.failing.key == "k0"
+    assert {p.key: p.verdict for p in result.partitions}["k1"] == "skipped"
+    assert multiprocessing.active_children() == []
+
+
+def test_an_error_in_a_worker_is_raised_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checker_module, "PARALLEL_THRESHOLD", 10)
+    monkeypatch.setattr(checker_module, "IN_PROCESS_SECONDS", 0.0)
+    monkeypatch.setattr(search_module, "_CHECK_CLOCK_EVERY", 1)
+    with pytest.raises(RuntimeError, match="a model error on k2"):
+        check_operations(_history(bad_read=False), SlowOnKeyModel("k2", None), workers=2)
+    assert multiprocessing.active_children() == []

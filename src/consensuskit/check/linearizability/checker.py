@@ -7,6 +7,7 @@ Parts are checked in parallel on all cores when the history is large.  The verdi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -14,7 +15,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
 
 from consensuskit.check.linearizability.models import Model
 from consensuskit.check.linearizability.operation import Operation
@@ -143,6 +146,23 @@ def _check_one(args: tuple[int, list[Operation], Model, Any, float]) -> tuple[in
     return n, result
 
 
+def _worker(conn: Connection) -> None:
+    """One checker process: parts in, results (or the exception a part raised) out, over
+    its own pipe, until it is sent None."""
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:  # the parent went away
+            return
+        if job is None:
+            return
+        try:
+            answer: Any = _check_one(job)
+        except Exception as exc:  # the parent raises it, as a pool would
+            answer = exc
+        conn.send(answer)
+
+
 def _check_in_pool(
     parts: list[list[Operation]],
     keys: list[Any],
@@ -155,31 +175,60 @@ def _check_in_pool(
     on_progress: Callable[[int, int], None] | None,
     done: int,
 ) -> None:
-    # A multiprocessing.Pool (not concurrent.futures) so that a failure found in one
-    # part can terminate the workers still searching others.
-    context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
-    pool = context.Pool(processes=min(workers, len(which)))
-    every_result = False
+    # Worker processes of our own, each with a pipe of its own, rather than a
+    # multiprocessing.Pool: a failure found in one part kills the workers still searching
+    # others, and a Pool's terminate() can hang on a shared queue lock that a killed
+    # worker held (seen in CI).  A killed worker here holds nothing anyone waits for.
+    context: Any = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+    jobs = [(n, parts[n], model, keys[n], deadline) for n in which]
+    # Largest first keeps both cores busy to the end; results are re-ordered by index.
+    jobs.sort(key=lambda job: -len(job[1]))
+    pending = iter(jobs)
+    processes: dict[Connection, BaseProcess] = {}
+    finished = False
     try:
-        jobs = [(n, parts[n], model, keys[n], deadline) for n in which]
-        # Largest first keeps both cores busy to the end; results are re-ordered by index.
-        jobs.sort(key=lambda job: -len(job[1]))
-        for n, result in pool.imap_unordered(_check_one, jobs):
-            result.ops = parts[n]
-            results[n] = result
-            done += 1
-            if on_progress is not None:
-                on_progress(done, len(parts))
-            if stop_at_first_failure and result.verdict == ILLEGAL:
-                break
-        else:
-            every_result = True
+        for _ in range(min(workers, len(jobs))):
+            conn, child = context.Pipe()
+            process = context.Process(target=_worker, args=(child,), daemon=True)
+            process.start()
+            child.close()
+            processes[conn] = process
+        busy: set[Connection] = set()
+        for conn in processes:
+            job = next(pending, None)
+            if job is not None:
+                conn.send(job)
+                busy.add(conn)
+        while busy:
+            for ready in wait(list(busy)):
+                conn = cast(Connection, ready)
+                try:
+                    answer = conn.recv()
+                except EOFError:
+                    raise RuntimeError("a linearizability checker process died") from None
+                if isinstance(answer, BaseException):
+                    raise answer
+                n, result = answer
+                result.ops = parts[n]
+                results[n] = result
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, len(parts))
+                if stop_at_first_failure and result.verdict == ILLEGAL:
+                    return  # the others are killed below
+                job = next(pending, None)
+                if job is None:
+                    busy.discard(conn)
+                else:
+                    conn.send(job)
+        finished = True
     finally:
-        # Terminate only workers still searching: killing one that holds the result
-        # queue's lock can hang terminate() itself (seen in CI), so a pool whose every
-        # result came back is closed and its workers exit on their own.
-        if every_result:
-            pool.close()
-        else:
-            pool.terminate()
-        pool.join()
+        for conn, process in processes.items():
+            if finished:
+                with contextlib.suppress(OSError):
+                    conn.send(None)  # idle: it exits on its own
+            else:
+                process.kill()
+        for conn, process in processes.items():
+            process.join()
+            conn.close()
