@@ -154,19 +154,12 @@ async def test_a_put_near_the_request_limit_goes_through_both_paths_and_one_over
             assert status == 200 and served_fast(headers) is not slow, raw[:300]
             body = json.dumps({"key": b64(f"big{slow}"), "value": over}).encode()
             status, headers, raw = await exchange(c, leader, "/v3/kv/put", body, slow=slow)
+            too_large = (400, 3, "etcdserver: request is too large")
             answer = json.loads(raw)
-            assert (status, answer["code"], answer["message"]) == (
-                400,
-                3,
-                "etcdserver: request is too large",
-            ), (slow, answer)
+            assert (status, answer["code"], answer["message"]) == too_large, (slow, answer)
             # A body over the gateway's own limit, never read whole: the same answer.
             huge = json.dumps({"key": b64(f"huge{slow}"), "value": fits + fits}).encode()
             status, headers, raw = await exchange(c, leader, "/v3/kv/put", huge, slow=slow)
             answer = json.loads(raw)
-            assert (status, answer["code"], answer["message"]) == (
-                400,
-                3,
-                "etcdserver: request is too large",
-            ), (slow, answer)
+            assert (status, answer["code"], answer["message"]) == too_large, (slow, answer)
             assert headers["connection"] == "close"

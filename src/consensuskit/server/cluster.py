@@ -39,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from typing import IO, Any
 from consensuskit.client import AsyncClient, Client, ClientError
 from consensuskit.core.capabilities import HAS_LEADER, LEADER
 from consensuskit.server import node_keys
+from consensuskit.server.config import NODE_IDENTITY, TOP_LEVEL, ConfigError, load_config
 from consensuskit.server.wal_format import IDENTITY_NAME, SEGMENT_PREFIX, SEGMENT_SUFFIX
 
 HOST = "127.0.0.1"
@@ -336,28 +338,13 @@ class ClusterLayout:
 
 # The settings of the first start that later starts keep unless told otherwise: what the
 # cluster is (its service, its protocol options), not how a test runs it.
-# The server settings (server/config.py) ``up --set KEY=VALUE`` gives every node: the
-# rest are up's own (ids, addresses, files, peers) or have a flag of their own
-# (--service, --option, --listen-base-port, --view).  A table's keys are set one by one
+# The server settings (server/config.py) ``up --set KEY=VALUE`` gives every node: all but
+# up's own (ids, addresses, files, peers) and those with a flag of their own (--service,
+# --option, --listen-base-port, --view).  A table's keys are set one by one
 # (``--set auth.token_ttl=600``).
-UP_SETTINGS = (
-    "max_value_bytes",
-    "max_key_bytes",
-    "fsync",
-    "inline_sync_bytes",
-    "request_timeout",
-    "header_timeout",
-    "body_timeout",
-    "idle_timeout",
-    "max_connections",
-    "max_buffered_bytes",
-    "session_ttl",
-    "max_sessions",
-    "events_ring",
-    "events_sample",
-    "log_level",
-)
+UP_OWNS = (*NODE_IDENTITY, "keys_file", "enable_fault_injection", "peers", "tls", "options", "listen")
 UP_TABLES = ("auth",)
+UP_SETTINGS = tuple(k for k in TOP_LEVEL if k not in UP_OWNS and k not in UP_TABLES)
 TABLES = ("options", *UP_TABLES)  # merged key by key with what a cluster kept
 KEPT_NODE_OPTIONS = ("service", "options", *UP_SETTINGS, *UP_TABLES)
 
@@ -389,10 +376,6 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _check_settings(settings: dict[str, Any]) -> None:
     """Build one node's config with ``settings``, as the node will at its start."""
-    import tempfile
-
-    from consensuskit.server.config import ConfigError, load_config  # the config imports the catalog
-
     with tempfile.TemporaryDirectory() as tmp:
         secret = Path(tmp) / SECRET_FILE
         secret.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")

@@ -56,7 +56,8 @@ DEFAULT_SESSION_TTL = 3600.0
 DEFAULT_MAX_SESSIONS = 100_000
 DEFAULT_EVENTS_RING = 10_000  # events a node keeps for GET /v1/events (server/events.py)
 
-TOP_LEVEL = (
+# Who a node is, where it listens and keeps its data, and what it runs.
+NODE_IDENTITY = (
     "id",
     "cluster_id",
     "peer_address",
@@ -68,6 +69,9 @@ TOP_LEVEL = (
     "members",
     "secret_file",
     "admin_token_file",
+)
+TOP_LEVEL = (
+    *NODE_IDENTITY,
     "keys_file",
     "max_value_bytes",
     "max_key_bytes",

@@ -47,6 +47,7 @@ from consensuskit.core.service import resolve
 from consensuskit.server import edge, gc_watch
 from consensuskit.server.auth import require_client_certs
 from consensuskit.server.config import (
+    NODE_IDENTITY,
     ConfigError,
     PeerInfo,
     ServerConfig,
@@ -539,23 +540,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="consensuskit-server", description="Run one consensuskit node.")
     parser.add_argument("--config", type=Path, help="TOML config file (flags override it)")
-    for name in (
-        "id",
-        "cluster_id",
-        "peer_address",
-        "client_address",
-        "client_url",
-        "data_dir",
-        "protocol",
-        "service",
-        "members",
-        "secret_file",
-        "admin_token_file",
-        "tls_cert",
-        "tls_key",
-        "tls_ca",
-        "log_level",
-    ):
+    for name in (*NODE_IDENTITY, "tls_cert", "tls_key", "tls_ca", "log_level"):
         parser.add_argument("--" + name.replace("_", "-"), dest=name)
     parser.add_argument("--max-value-bytes", dest="max_value_bytes", type=int)
     parser.add_argument("--request-timeout", dest="request_timeout", type=float)
