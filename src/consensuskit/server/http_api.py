@@ -25,9 +25,10 @@ Rules this module owns:
     injection need ``Authorization: Bearer <admin token>`` (401 without, 403 with a
     wrong one or when no token is configured);
   * a membership change is strict (etcd's ``--strict-reconfig-check``): adding or
-    promoting a voter, or removing one, is refused 409 ``unhealthy`` when the voters the
-    leader heard from within ``ACTIVE_WITHIN`` would not make a quorum of the new
-    configuration (the cluster would stop at once); ``force`` skips the check;
+    promoting a voter, or removing one, is refused 409 ``unhealthy`` when the voters up
+    would not make a quorum of the new configuration (the cluster would stop at once):
+    those the leader heard from within ``ACTIVE_WITHIN`` whose connection to it is still
+    open (``NodeRuntime.heard_within``); ``force`` skips the check;
   * the node is read through its capabilities (core/capabilities.py): ``/v1/status`` is
     its common status plus each capability's fields; a route whose capability the node
     lacks (membership change, leader transfer) answers 501 ``not-implemented`` naming

@@ -401,10 +401,14 @@ class NodeRuntime(Driver):
         self._enqueue(_MESSAGE, src, msg)
 
     def heard_within(self, seconds: float) -> set[NodeId]:
-        """The peers a message arrived from in the last ``seconds`` (this node's view of
-        who is up: a leader hears every member at each heartbeat)."""
+        """The peers a message arrived from in the last ``seconds`` whose connection to
+        us is still open, where the transport tells (this node's view of who is up: a
+        leader hears every member at each heartbeat, and a member that exits drops its
+        connection at once, long before ``seconds`` pass)."""
         since = time.monotonic() - seconds
-        return {peer for peer, when in self._heard.items() if when >= since}
+        heard = {peer for peer, when in self._heard.items() if when >= since}
+        connected_from = getattr(self.transport, "connected_from", None)
+        return heard & connected_from() if connected_from is not None else heard
 
     async def request(self, request: ClientRequest, timeout: float) -> ClientResponse:
         """Hand ``request`` to the node and wait for its answer, released after the

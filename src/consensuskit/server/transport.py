@@ -505,6 +505,11 @@ class PeerTransport:
                 if running:
                     self._start_link(link)
 
+    def connected_from(self) -> set[str]:
+        """The peers whose connection to us is open now.  A peer process that exits
+        closes it at once (its kernel does); one that hangs keeps it."""
+        return set(self._inbound)
+
     def set_blocked(self, peers: set[str]) -> None:
         """TEST-ONLY fault hook: discard all traffic to and from ``peers`` (counted as
         ``dropped_blocked``), including what is queued for them now; ``set()`` heals."""
