@@ -154,6 +154,18 @@ async def test_requests_are_allowed_and_denied_per_prefix_and_permission(tmp_pat
         # Non-root users cannot manage auth.
         status, body, _ = await c.call("GET", leader, "/v1/auth/users", token=alice)
         assert (status, body["error"]) == (403, "permission-denied")
+        # As in etcd, a user reads its own record and the roles it holds, nothing else.
+        follower = next(i for i in IDS if i != leader)
+        for node in (leader, follower):
+            status, body, _ = await c.call("GET", node, "/v1/auth/users/alice", token=alice)
+            assert status == 200 and body["roles"] == ["app"], body
+            status, body, _ = await c.call("GET", node, "/v1/auth/roles/app", token=alice)
+            assert status == 200 and body["permissions"], body
+            for path in ("/v1/auth/users/bob", "/v1/auth/roles/reader", "/v1/auth/roles/root"):
+                status, body, _ = await c.call("GET", node, path, token=alice)
+                assert (status, body["error"]) == (403, "permission-denied"), (path, body)
+        status, body, _ = await c.call("GET", leader, "/v1/auth/users/alice")
+        assert (status, body["error"]) == (401, "unauthenticated")
         status, body, _ = await c.call("GET", leader, "/v1/auth/users", token=root)
         assert status == 200 and [u["name"] for u in body["users"]] == ["alice", "bob", "root", "wo"]
 

@@ -135,6 +135,14 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         hashkv = node.maintenance.HashKV(pb.HashKVRequest(), metadata=alice)
         assert await refused(hashkv) == DENIED
         assert await refused(node.auth.UserList(pb.AuthUserListRequest(), metadata=alice)) == DENIED
+        # As in etcd, a user may read its own record and the roles it holds, nothing else.
+        own = await node.auth.UserGet(pb.AuthUserGetRequest(name="alice"), metadata=alice)
+        assert list(own.roles) == ["app"]
+        held = await node.auth.RoleGet(pb.AuthRoleGetRequest(role="app"), metadata=alice)
+        assert len(held.perm) == 2
+        assert await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="root"), metadata=alice)) == DENIED
+        assert await refused(node.auth.RoleGet(pb.AuthRoleGetRequest(role="root"), metadata=alice)) == DENIED
+        assert await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="alice"))) == USER_EMPTY
         assert await refused(node.auth.RoleAdd(pb.AuthRoleAddRequest(name="root"), metadata=alice)) == DENIED
         # Membership changes need the root role (services/etcd_cluster.py); the list does not.
         cluster = pb_grpc.ClusterStub(node.channel)

@@ -29,6 +29,8 @@ roles and permissions: ``statemachines/auth.py``):
   * auth management goes through the log like any write (a follower passes it on where
     its protocol forwards, else answers 421; ``X-Request-Id`` makes retries safe); its
     reads (and the token route) are linearizable reads; no answer ever carries a password hash.
+    Reading users and roles needs root, except a user's own record and the roles it
+    holds (as etcd's UserGet and RoleGet allow).
 """
 
 from __future__ import annotations
@@ -187,6 +189,24 @@ class AuthGate:
         if principal is None:
             raise _unauthenticated(NO_CREDENTIALS)
         raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
+
+    async def reads_own(
+        self, request: web.Request, *, user: str | None = None, role: str | None = None
+    ) -> bool:
+        """True when auth is on and the request's user reads its own record (``user``) or
+        a role it holds (``role``): any user may, as in etcd (its UserGet and RoleGet).
+        By this node's state now: a route asks again once the read was served."""
+        state = self.state
+        if state is None or not state.enabled:
+            return False
+        principal = await self.principal(request)
+        state = self.state  # principal() may have waited for newer state
+        if principal is None or principal.user is None or state is None:
+            return False
+        current = state.users.get(principal.name)
+        if current is None or state.check_spans(principal.wire, ()) is not None:
+            return False  # a retired token or a deleted user: admin() says why
+        return principal.name == user if user is not None else role in current.roles
 
     def check_anonymous_read(self) -> None:
         """Raise what ``authorize`` raises for a request without credentials once auth is
@@ -376,6 +396,18 @@ class AuthRoutes:
             raise ApiError(_STATUS.get(code, 400), code, str(result.get("message", code)))
         return result
 
+    async def _own_or_admin_read(self, request: web.Request, what: str, name: str) -> Any:
+        """A read of a user or role record: the user's own, or a role it holds, needs no
+        root (``AuthGate.reads_own``); any other is an administrator's."""
+        own = {"user": name} if what == "user" else {"role": name}
+        if not await self.gate.reads_own(request, **own):
+            await self.gate.admin(request)
+            return await self._admin_read(request, what, name)
+        result = await self._read(request, what, name)
+        if not await self.gate.reads_own(request, **own):  # judged again once served
+            await self.gate.administers(request)
+        return result
+
     async def _admin_read(self, request: web.Request, what: str, arg: Any = None) -> Any:
         """An administrator's read, judged again once served (the node then applied up to
         its read index: an ``enable`` committed before it counts)."""
@@ -468,8 +500,8 @@ class AuthRoutes:
         return _ok(await self._admin_read(request, "users"))
 
     async def user(self, request: web.Request) -> web.Response:
-        await self.gate.admin(request)
-        result = await self._admin_read(request, "user", self._name(request.match_info["name"], "user"))
+        name = self._name(request.match_info["name"], "user")
+        result = await self._own_or_admin_read(request, "user", name)
         return _ok({k: result[k] for k in ("name", "roles", "has_password", "revision")})
 
     async def add_user(self, request: web.Request) -> web.Response:
@@ -512,8 +544,8 @@ class AuthRoutes:
         return _ok(await self._admin_read(request, "roles"))
 
     async def role(self, request: web.Request) -> web.Response:
-        await self.gate.admin(request)
-        return _ok(await self._admin_read(request, "role", self._name(request.match_info["name"], "role")))
+        name = self._name(request.match_info["name"], "role")
+        return _ok(await self._own_or_admin_read(request, "role", name))
 
     async def add_role(self, request: web.Request) -> web.Response:
         await self.gate.admin(request)

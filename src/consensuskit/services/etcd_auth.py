@@ -19,7 +19,8 @@ statemachines/mvcc_auth.py):
   * a write carries its caller's principal into the log and is judged where it is
     applied, nowhere before (an early check against this node's state could refuse what
     the log allows).  A read is judged here once served, i.e. once this node applied up
-    to its read index, as the HTTP edge does;
+    to its read index, as the HTTP edge does.  Reading users and roles needs the root
+    role, except a user's own record and the roles it holds (etcd's UserGet, RoleGet);
   * errors are etcd's (api/v3rpc/rpctypes): no user while auth is enabled
     INVALID_ARGUMENT "user name is empty"; a bad, expired or retired token
     UNAUTHENTICATED "invalid auth token" (etcd's clients then sign in again); a missing
@@ -164,11 +165,23 @@ class EtcdAuth:
     def check_read(self, kind: str, body: Any) -> None:
         """Raise unless the current caller may see what a read of ``kind`` answered (by
         this node's state, once the read was served: module rules).  Of auth's reads,
-        the status is anyone's; users and roles are the root role's."""
+        the status is anyone's; users and roles are the root role's, except that a user
+        may read its own record and the roles it holds, as in etcd (its auth applier's
+        UserGet and RoleGet)."""
         if kind == AUTH_READ:
-            self.require(ANY_USER if body.get("action") == "status" else ROOT_ONLY)
+            self.require(self._auth_read_needs(body.get("action"), (body.get("args") or [None])[0]))
         else:
             self.require(needs(kind, body))
+
+    def _auth_read_needs(self, action: Any, name: Any) -> Any:
+        if action == "status":
+            return ANY_USER
+        caller, state = CALLER.get().principal, self.state
+        if caller is not None and state is not None and action in ("user", "role"):
+            user = state.users.get(caller.name)
+            if user is not None and (name == user.name if action == "user" else name in user.roles):
+                return ANY_USER  # still a valid caller: check_spans refuses a retired token
+        return ROOT_ONLY
 
     def require(self, wanted: Any) -> None:
         """Raise unless the current caller may do every ``(need, keys)`` of ``wanted``."""
