@@ -19,7 +19,9 @@ Rules this module owns:
   * the server (server/main.py) holds the remembered addresses over its [peers] and over
     the directory the node recovered until the node has applied index N, and only then
     rewrites the file: it never holds a directory older than one it held before.  From
-    then on the state machine's directory alone is followed, removals included.
+    then on the state machine's directory alone is followed, removals included.  (A
+    node that tells no log position, core/capabilities.py ReplicatedLog, neither keeps
+    nor uses the file: every protocol whose services keep a directory tells one.)
 """
 
 from __future__ import annotations
