@@ -68,7 +68,9 @@ def test_reads_at_a_past_revision_and_compaction() -> None:
         run(s, "put", key=b"k", value=str(i).encode())  # revs 2..6
     assert run(s, "range", key=b"k", revision=3)["kvs"][0][4] == b"1"
     assert run(s, "range", key=b"k", revision=99)["error"] == "future-revision"
+    assert run(s, "compact", revision=0) == {"revision": 6, "compact_revision": 0}  # as etcd: a no-op
     assert run(s, "compact", revision=4)["compact_revision"] == 4
+    assert run(s, "compact", revision=0)["error"] == "compacted"
     assert run(s, "range", key=b"k", revision=3)["error"] == "compacted"
     assert run(s, "range", key=b"k", revision=4)["kvs"][0][4] == b"2"  # still readable at the compaction
     assert run(s, "compact", revision=4)["error"] == "compacted"
@@ -454,6 +456,8 @@ class Twin:
     def compact(self, rev: int) -> Any:
         if rev > self.rev:
             return "future-revision"
+        if rev == 0 and self.compacted == 0:
+            return None  # nothing compacted yet: nothing to do
         if rev <= self.compacted:
             return "compacted"
         self.compacted = rev

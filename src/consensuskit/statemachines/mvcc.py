@@ -21,7 +21,9 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
     tombstone) until compaction, so a range at revision R sees each key's last change
     at or before R.  Compacting at R forgets every change older than R except, per key,
     the last one at or before R when it is a put (so reads at R still work); ranges and
-    watches below R fail ``compacted``, above the current revision ``future-revision``;
+    watches below R fail ``compacted``, above the current revision ``future-revision``.
+    Compacting at or below R again fails ``compacted``, except at 0 before any
+    compaction: nothing to do, no error (etcd's store starts compacted at -1);
   * a transaction (txn) evaluates every compare on the state before it, runs the
     success or the failure branch, and its ranges see its own earlier writes.  A
     request that fails (lease not found, ignore_value on an absent key, ...) undoes the
@@ -568,6 +570,9 @@ class MVCCStore:
         rev = _int(req.get("revision"), "revision", least=0)
         if rev > self.revision:
             raise MVCCError("future-revision", revision=self.revision)
+        if rev == 0 and self.compact_revision == 0:
+            # As etcd (whose never-compacted store is at -1): nothing to compact, no error.
+            return {"revision": self.revision, "compact_revision": 0}
         if rev <= self.compact_revision:
             raise MVCCError("compacted", compact_revision=self.compact_revision)
         self.compact_revision = rev
