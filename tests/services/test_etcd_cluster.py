@@ -216,3 +216,26 @@ async def test_changes_that_would_leave_too_few_members_up_get_etcds_strict_refu
         assert sorted(await members(c, leader)) == IDS
         status, answer = await cluster_call(c, leader, "remove", {"ID": str(before[down]["ID"])})
         assert status == 200 and sorted(by_name(answer)) == sorted([leader, other]), answer
+
+
+@async_test
+async def test_a_linearizable_member_list_waits_for_a_read_barrier(tmp_path):
+    """MemberList's ``linearizable`` (etcd's linearizableReadNotify): a follower cut off
+    from the others cannot confirm its view, so it answers with an error, not a list that
+    may miss a committed change; the default (serializable) list is its own view."""
+    async with Cluster(tmp_path, IDS, service="etcd") as c:
+        leader = await c.wait_leader()
+        follower = next(i for i in IDS if i != leader)
+        status, answer = await cluster_call(c, follower, "list", {"linearizable": True})
+        assert status == 200 and sorted(by_name(answer)) == IDS, answer
+        for node in IDS:  # the follower on one side, the other two on the other
+            c.servers[node].set_blocked({i for i in IDS if i != node} if node == follower else {follower})
+        status, answer = await cluster_call(c, follower, "list", {"linearizable": True})
+        assert (status, answer["code"]) == (503, UNAVAILABLE), answer
+        assert sorted(await members(c, follower)) == IDS
+        for node in IDS:
+            c.servers[node].set_blocked(set())
+        await c.wait_leader()
+        await c.wait_until(lambda: c.servers[follower].runtime.node.status()["leader"] is not None)
+        status, answer = await cluster_call(c, follower, "list", {"linearizable": True})
+        assert status == 200 and sorted(by_name(answer)) == IDS, answer

@@ -8,6 +8,9 @@ Rules this module owns:
     membership-change capability; a protocol without it: the configured members).  Its
     etcd ``ID`` is ``EtcdNode.member_of(node id)``, its ``name`` the node id, its peer URL
     ``http://`` its peer address, its client URL its gRPC URL (else its HTTP API's);
+  * MemberList with ``linearizable`` runs a read barrier first (etcd's
+    ``linearizableReadNotify``), so a follower lists every change committed before the
+    call; without it, the node's own view;
   * MemberAdd names the node by its peer URL: the node whose peer address (in ``[peers]``
     or the replicated directory, statemachines/peers.py) the URL gives.  etcd's request
     carries no name (etcdctl keeps it to print ``ETCD_NAME``), so a node this cluster does
@@ -42,6 +45,7 @@ from urllib.parse import urlsplit
 
 from consensuskit.core.capabilities import HasLeader, is_leading, peer_progress, status_dict
 from consensuskit.server.config import ConfigError, PeerInfo, format_address, parse_address
+from consensuskit.services.etcd_auth import CALLER, INTERNAL
 from consensuskit.services.etcd_errors import (
     FAILED_PRECONDITION,
     INVALID_ARGUMENT,
@@ -106,12 +110,28 @@ class EtcdCluster:
         info = api.host.directory().get(node_id)
         return None if info is None else info.peer_address
 
-    async def members(self) -> list[dict[str, Any]]:
-        """Every member as etcd's ``Member`` fields."""
+    async def members(self, *, linearizable: bool = False) -> list[dict[str, Any]]:
+        """Every member as etcd's ``Member`` fields; ``linearizable`` (MemberList's flag):
+        after a read barrier, so every change committed before the call shows."""
+        if linearizable:
+            await self._read_barrier()
         voters, learners = self._membership()
         directory = self.node.api.host.directory()
         await self._learn_peer_grpc({p: directory[p] for p in {*voters, *learners} if p in directory})
         return [self._member(node_id, node_id in learners) for node_id in sorted({*voters, *learners})]
+
+    async def _read_barrier(self) -> None:
+        """etcd's ``linearizableReadNotify``: a linearizable read of the node's own (the
+        auth status: cheap, and MemberList needs no user), then the member addresses
+        this node applied up to it."""
+        token = CALLER.set(INTERNAL)
+        try:
+            await self.node.auth.status()
+        finally:
+            CALLER.reset(token)
+        follow = getattr(self.node.api.host, "follow_peers", None)
+        if follow is not None:
+            follow()
 
     def _member(self, node_id: str, learner: bool) -> dict[str, Any]:
         """One member's etcd ``Member`` fields."""

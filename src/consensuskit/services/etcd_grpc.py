@@ -258,7 +258,10 @@ class ClusterServicer(_Base, pb_grpc.ClusterServicer):
     """etcd's Cluster service on the platform's membership changes (services/etcd_cluster.py)."""
 
     async def MemberList(self, request: pb.MemberListRequest, context: Any) -> pb.MemberListResponse:
-        members = await self.node.cluster.members()
+        try:
+            members = await self.node.cluster.members(linearizable=request.linearizable)
+        except EtcdError as exc:
+            await _abort(context, exc)
         revision = await self.node.local_revision()
         return pb.MemberListResponse(header=self.header(revision), members=[pb.Member(**m) for m in members])
 
