@@ -106,6 +106,7 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["up", "--listen-base-port", "grpc"], "expected NAME=PORT"),
         (["up", "--set", "data_dir=/tmp/x"], "not a setting up passes to its nodes; valid: max_value_bytes"),
         (["up", "--set", "max_sessions=0"], "max_sessions: expected a positive integer"),
+        (["up", "--set", "fsync"], "expected KEY=VALUE, got 'fsync'"),
         (["up", "--shards", "x"], "--shards: expected int"),  # sharded Raft's flag, not raft's
         (["sim", "raft", "--nodes", "0"], "--nodes"),
         (["sim", "raft", "--nodes", "-3"], "--nodes"),

@@ -1204,7 +1204,7 @@ def up_cmd(
         from consensuskit.server.cluster import ClusterError, parse_settings
 
         try:
-            node_options = {**(node_options or {}), **parse_settings(setting)}
+            node_options = {**(node_options or {}), **parse_settings(_key_values(setting, "'--set'"))}
         except ClusterError as exc:
             message = str(exc).removeprefix("--set").lstrip(": ")
             raise typer.BadParameter(message, param_hint="'--set'") from None

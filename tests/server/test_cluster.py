@@ -90,9 +90,8 @@ def test_every_node_config_loads_and_names_the_others(tmp_path: Path) -> None:
 def test_server_settings_reach_every_node_and_are_kept_for_later_starts(tmp_path: Path) -> None:
     """``up --set``: written into every node's config, kept in the manifest (falsy values
     too), given again over what was kept, the auth table merged key by key."""
-    settings = parse_settings(
-        ["max_value_bytes=4096", "fsync=false", "session_ttl=0", "auth.token_ttl=60", "log_level=debug"]
-    )
+    given = {"max_value_bytes": 4096, "fsync": False, "session_ttl": 0, "auth.token_ttl": 60}
+    settings = parse_settings({**given, "log_level": "debug"})
     assert settings == {
         "max_value_bytes": 4096,
         "fsync": False,
@@ -108,30 +107,28 @@ def test_server_settings_reach_every_node_and_are_kept_for_later_starts(tmp_path
 
     check(ClusterLayout.prepare(tmp_path, 3, 7300, node_options=settings), 4096, "authenticated")
     check(ClusterLayout.prepare(tmp_path), 4096, "authenticated")  # a later `up` without --set
-    later = parse_settings(["max_value_bytes=8192", "auth.status=public"])
+    later = parse_settings({"max_value_bytes": 8192, "auth.status": "public"})
     check(ClusterLayout.prepare(tmp_path, node_options=later), 8192, "public")
     check(ClusterLayout.prepare(tmp_path), 8192, "public")
 
 
 @pytest.mark.parametrize(
-    ("pair", "message"),
+    ("key", "value", "message"),
     [
-        ("fsync", "--set: expected KEY=VALUE, got 'fsync'"),
-        ("=1", "--set: expected KEY=VALUE, got '=1'"),
-        ("peers=1", "--set peers: not a setting up passes to its nodes; valid: max_value_bytes, "),
-        ("auth=1", "--set auth: not a setting up passes to its nodes"),
-        ("options.alpha=1", "--set options.alpha: not a setting up passes to its nodes"),
-        ("enable_fault_injection=true", "--set enable_fault_injection: not a setting up passes"),
-        ("max_value_bytes=lots", "--set: max_value_bytes: expected a positive integer, got 'lots'"),
-        ("fsync=1", "--set: fsync: expected true or false, got 1"),
-        ("log_level=chatty", "--set: log_level: "),
-        ("auth.token_ttl=0", "--set: auth.token_ttl: expected seconds in (0, 604800], got 0"),
-        ("auth.nope=1", "--set: unknown setting 'nope' in auth; valid: token_ttl"),
+        ("peers", 1, "--set peers: not a setting up passes to its nodes; valid: max_value_bytes, "),
+        ("auth", 1, "--set auth: not a setting up passes to its nodes"),
+        ("options.alpha", 1, "--set options.alpha: not a setting up passes to its nodes"),
+        ("enable_fault_injection", True, "--set enable_fault_injection: not a setting up passes"),
+        ("max_value_bytes", "lots", "--set: max_value_bytes: expected a positive integer, got 'lots'"),
+        ("fsync", 1, "--set: fsync: expected true or false, got 1"),
+        ("log_level", "chatty", "--set: log_level: "),
+        ("auth.token_ttl", 0, "--set: auth.token_ttl: expected seconds in (0, 604800], got 0"),
+        ("auth.nope", 1, "--set: unknown setting 'nope' in auth; valid: token_ttl"),
     ],
 )
-def test_a_bad_server_setting_is_refused_naming_it(pair: str, message: str) -> None:
+def test_a_bad_server_setting_is_refused_naming_it(key: str, value: object, message: str) -> None:
     with pytest.raises(ClusterError) as refused:
-        parse_settings([pair])
+        parse_settings({key: value})
     assert str(refused.value).startswith(message), str(refused.value)
 
 

@@ -190,12 +190,10 @@ class AuthGate:
             raise _unauthenticated(NO_CREDENTIALS)
         raise _unauthenticated(f"client certificate for {principal.name[:128]!r}, who is no user here")
 
-    async def reads_own(
-        self, request: web.Request, *, user: str | None = None, role: str | None = None
-    ) -> bool:
-        """True when auth is on and the request's user reads its own record (``user``) or
-        a role it holds (``role``): any user may, as in etcd (its UserGet and RoleGet).
-        By this node's state now: a route asks again once the read was served."""
+    async def reads_own(self, request: web.Request, what: str, name: str) -> bool:
+        """True when auth is on and the request's user reads its own record (``what``
+        "user") or a role it holds ("role"; ``AuthState.reads_own``).  By this node's
+        state now: a route asks again once the read was served."""
         state = self.state
         if state is None or not state.enabled:
             return False
@@ -203,10 +201,9 @@ class AuthGate:
         state = self.state  # principal() may have waited for newer state
         if principal is None or principal.user is None or state is None:
             return False
-        current = state.users.get(principal.name)
-        if current is None or state.check_spans(principal.wire, ()) is not None:
+        if state.check_spans(principal.wire, ()) is not None:
             return False  # a retired token or a deleted user: admin() says why
-        return principal.name == user if user is not None else role in current.roles
+        return state.reads_own(principal.wire, what, name)
 
     def check_anonymous_read(self) -> None:
         """Raise what ``authorize`` raises for a request without credentials once auth is
@@ -399,12 +396,11 @@ class AuthRoutes:
     async def _own_or_admin_read(self, request: web.Request, what: str, name: str) -> Any:
         """A read of a user or role record: the user's own, or a role it holds, needs no
         root (``AuthGate.reads_own``); any other is an administrator's."""
-        own = {"user": name} if what == "user" else {"role": name}
-        if not await self.gate.reads_own(request, **own):
+        if not await self.gate.reads_own(request, what, name):
             await self.gate.admin(request)
             return await self._admin_read(request, what, name)
         result = await self._read(request, what, name)
-        if not await self.gate.reads_own(request, **own):  # judged again once served
+        if not await self.gate.reads_own(request, what, name):  # judged again once served
             await self.gate.administers(request)
         return result
 

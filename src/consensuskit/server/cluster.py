@@ -336,12 +336,11 @@ class ClusterLayout:
                 )
 
 
-# The settings of the first start that later starts keep unless told otherwise: what the
-# cluster is (its service, its protocol options), not how a test runs it.
 # The server settings (server/config.py) ``up --set KEY=VALUE`` gives every node: all but
 # up's own (ids, addresses, files, peers) and those with a flag of their own (--service,
 # --option, --listen-base-port, --view).  A table's keys are set one by one
-# (``--set auth.token_ttl=600``).
+# (``--set auth.token_ttl=600``).  What later starts keep unless told otherwise is these
+# and the service and protocol options (not --view's fault hooks).
 UP_OWNS = (*NODE_IDENTITY, "keys_file", "enable_fault_injection", "peers", "tls", "options", "listen")
 UP_TABLES = ("auth",)
 UP_SETTINGS = tuple(k for k in TOP_LEVEL if k not in UP_OWNS and k not in UP_TABLES)
@@ -349,23 +348,15 @@ TABLES = ("options", *UP_TABLES)  # merged key by key with what a cluster kept
 KEPT_NODE_OPTIONS = ("service", "options", *UP_SETTINGS, *UP_TABLES)
 
 
-def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
-    """``up --set KEY=VALUE`` pairs as node options: VALUE is JSON when it parses as JSON,
-    else a string; every one is checked as a node would check it (ClusterError, one line
-    naming the setting)."""
+def parse_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """``up --set`` values by key (``auth.KEY`` for a table's) as node options, every one
+    checked as a node would check it (ClusterError, one line naming the setting)."""
     settings: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
+    for key, value in values.items():
         table, dot, name = key.partition(".")
-        if not sep or not key:
-            raise ClusterError(f"--set: expected KEY=VALUE, got {pair!r}")
         if key not in UP_SETTINGS and not (dot and name and table in UP_TABLES):
             valid = ", ".join([*UP_SETTINGS, *(f"{t}.KEY" for t in UP_TABLES)])
             raise ClusterError(f"--set {key}: not a setting up passes to its nodes; valid: {valid}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
         if dot:
             settings.setdefault(table, {})[name] = value
         else:

@@ -84,6 +84,7 @@ from consensuskit.core.client import (
     ClientResponse,
 )
 from consensuskit.core.keys import REPLY_SIGNATURE_HEADER
+from consensuskit.core.quorum import quorum_size
 from consensuskit.core.service import ServiceSpec, resolve
 from consensuskit.server import edge
 from consensuskit.server.config import ConfigError, PeerInfo, ServerConfig, format_address, parse_address
@@ -193,7 +194,13 @@ class NodeApi:
         self.service = service
         # The routes object the service names (None: no HTTP front of its own).
         self.routes: Any = resolve(service.http) if service is not None and service.http else None
-        self.max_body_bytes = self.config.max_value_bytes + JSON_BODY_LIMIT  # app() may raise it
+        # The largest body a route reads (named in a 413's message): a value and its JSON,
+        # or more where the service's routes say so (the etcd gateway's base64).
+        service_max = getattr(self.routes, "max_body_bytes", None)
+        self.max_body_bytes = max(
+            self.config.max_value_bytes + JSON_BODY_LIMIT,
+            service_max(self.config) if service_max is not None else 0,
+        )
         boot = os.urandom(6).hex()
         # The anonymous sessions of this incarnation: writes without X-Request-Id, and
         # every read (reads never touch sessions; they need a unique key to be answered).
@@ -214,16 +221,12 @@ class NodeApi:
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
-        # The service's own routes (its ``http`` reference, core/service.py) may read
-        # larger bodies than a value and its JSON (the etcd gateway's base64).
-        routes = self.routes
-        max_body = self.config.max_value_bytes + JSON_BODY_LIMIT
-        service_max = getattr(routes, "max_body_bytes", None)
-        if service_max is not None:
-            max_body = max(max_body, service_max(self.config))
-        self.max_body_bytes = max_body  # named in a 413's message
-        app = web.Application(middlewares=[self._signed, self._errors], client_max_size=max_body)
+        app = web.Application(
+            middlewares=[self._signed, self._errors], client_max_size=self.max_body_bytes
+        )
         r = app.router
+        # The service's own routes (its ``http`` reference, core/service.py).
+        routes = self.routes
         if routes is not None:
             routes.mount(self, r)
         r.add_route("GET", "/v1/status", self.status)
@@ -668,7 +671,7 @@ class NodeApi:
             return  # the voters stay as they are: a learner's change, or a repeated one
         up = self.runtime.heard_within(ACTIVE_WITHIN) | {self.config.node_id}
         active = sorted(after & up)
-        quorum = len(after) // 2 + 1
+        quorum = quorum_size(len(after))
         if len(active) >= quorum:
             return
         verb = {"add-voter": "adding", "remove": "removing"}[change]

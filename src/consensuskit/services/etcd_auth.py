@@ -176,11 +176,9 @@ class EtcdAuth:
     def _auth_read_needs(self, action: Any, name: Any) -> Any:
         if action == "status":
             return ANY_USER
-        caller, state = CALLER.get().principal, self.state
-        if caller is not None and state is not None and action in ("user", "role"):
-            user = state.users.get(caller.name)
-            if user is not None and (name == user.name if action == "user" else name in user.roles):
-                return ANY_USER  # still a valid caller: check_spans refuses a retired token
+        state = self.state
+        if state is not None and state.reads_own(CALLER.get().principal, action, name):
+            return ANY_USER  # still a valid caller: check_spans refuses a retired token
         return ROOT_ONLY
 
     def require(self, wanted: Any) -> None:

@@ -129,9 +129,7 @@ class EtcdCluster:
             await self.node.auth.status()
         finally:
             CALLER.reset(token)
-        follow = getattr(self.node.api.host, "follow_peers", None)
-        if follow is not None:
-            follow()
+        self.node.api.host.follow_peers()
 
     def _member(self, node_id: str, learner: bool) -> dict[str, Any]:
         """One member's etcd ``Member`` fields."""

@@ -419,6 +419,15 @@ class AuthState:
                 return DENIED
         return None
 
+    def reads_own(self, principal: Principal | None, what: Any, name: Any) -> bool:
+        """``principal`` reads its own user record (``what`` "user") or a role it holds
+        ("role"): any user may, as in etcd (its UserGet and RoleGet).  Whether the
+        principal is still good is ``check_spans``'s to say."""
+        user = self.users.get(principal.name) if principal is not None else None
+        if user is None:
+            return False
+        return name == user.name if what == "user" else what == "role" and name in user.roles
+
     # ------------------------------------------------------------------ checks (the HTTP edge)
     def is_root(self, user: User) -> bool:
         return ROOT in user.roles
