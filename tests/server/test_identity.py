@@ -13,8 +13,11 @@ from consensuskit.server.identity import (
     IDENTITY_FORMAT,
     Identity,
     IdentityError,
+    Owner,
+    adopt_owner,
     empty_voter_message,
     open_data_dir,
+    owner_mismatch_message,
     read_identity,
     write_identity,
 )
@@ -207,3 +210,121 @@ def test_status_shows_a_rejoining_node():
     console = Console(record=True, width=200)
     console.print(status_table(rows))
     assert "rejoining (lost its disk; no vote yet)" in console.export_text()
+
+
+RAFT_KV = Owner("raft", "kv")
+
+
+def test_a_fresh_directory_records_its_owner_and_refuses_another(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, bootstrap=True, owner=RAFT_KV).close()
+    assert identity_of(data) == {
+        "format": IDENTITY_FORMAT,
+        "cluster_id": "c-1",
+        "node_id": "n1",
+        "protocol": "raft",
+        "service": "kv",
+    }
+    opened(data, owner=RAFT_KV).close()
+    opened(data).close()  # no owner given: not checked
+    for other in (Owner("multipaxos", "kv"), Owner("raft", "etcd")):
+        with pytest.raises(IdentityError) as caught:
+            opened(data, owner=other)
+        assert str(caught.value) == owner_mismatch_message(data, RAFT_KV, other)
+    message = owner_mismatch_message(data, RAFT_KV, Owner("zab", "etcd"))
+    assert "protocol 'raft' with service 'kv'" in message and "protocol 'zab' with service 'etcd'" in message
+    assert 'protocol = "raft" and service = "kv"' in message  # as the config file spells it
+    assert "\n" not in message
+
+
+def test_an_identity_without_an_owner_is_adopted_once_and_kept(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, bootstrap=True).close()
+    assert read_identity(data) == Identity("n1", "c-1")  # an earlier release's file
+    opened(data, owner=Owner("zab", "kv")).close()  # nothing recorded: nothing to check yet
+    assert read_identity(data).owner is None  # opening does not adopt: building does
+    assert adopt_owner(data, RAFT_KV, fsync=False) is True
+    assert adopt_owner(data, Owner("zab", "kv"), fsync=False) is False  # owned already
+    assert read_identity(data) == Identity("n1", "c-1", RAFT_KV)
+    opened(data, cluster_id=None, owner=RAFT_KV).close()
+    assert read_identity(data).owner == RAFT_KV
+    assert adopt_owner(tmp_path / "none", RAFT_KV) is False  # no identity: nothing to adopt
+
+
+def test_adopting_a_cluster_id_keeps_the_owner(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, cluster_id=None, bootstrap=True, owner=RAFT_KV).close()
+    opened(data, cluster_id="c-9", owner=RAFT_KV).close()
+    assert read_identity(data) == Identity("n1", "c-9", RAFT_KV)
+
+
+def test_an_owner_field_that_is_half_there_or_not_a_string_is_refused(tmp_path):
+    data = tmp_path / "n1"
+    data.mkdir()
+    for body in ({"protocol": "raft"}, {"protocol": "raft", "service": 3}, {"service": "kv"}):
+        fields = {"format": 1, "node_id": "n1", "cluster_id": None, **body}
+        (data / "identity.json").write_text(json.dumps(fields))
+        with pytest.raises(IdentityError, match="protocol and service must be strings"):
+            read_identity(data)
+
+
+def _serve_briefly(config) -> int:
+    import asyncio
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.5, stop.set)
+        return await serve(config, stop=stop)
+
+    return run(go())
+
+
+def test_a_node_of_another_protocol_or_service_refuses_the_directory_with_one_line(tmp_path, capsys):
+    import dataclasses
+
+    from consensuskit.server.main import EXIT_OK
+
+    raft = node_config(tmp_path, "n1", ["n1"])
+    assert _serve_briefly(raft) == EXIT_OK  # a one-node Raft cluster: it leads, writes its log
+    assert read_identity(raft.data_dir).owner == RAFT_KV
+    capsys.readouterr()
+    restart = dataclasses.replace(raft, bootstrap=False)
+    multipaxos = dataclasses.replace(restart, protocol="multipaxos", options={})
+    assert run(serve(multipaxos)) == EXIT_FAILED
+    found = Owner("raft", "kv")
+    assert capsys.readouterr().err == (
+        f"error: {owner_mismatch_message(raft.data_dir, found, Owner('multipaxos', 'kv'))}\n"
+    )
+    etcd = dataclasses.replace(restart, service="etcd")
+    assert run(serve(etcd)) == EXIT_FAILED
+    refusal = owner_mismatch_message(raft.data_dir, found, Owner("raft", "etcd"))
+    assert capsys.readouterr().err == f"error: {refusal}\n"
+    assert read_identity(raft.data_dir).owner == RAFT_KV  # unchanged by the refusals
+    assert _serve_briefly(restart) == EXIT_OK
+
+
+def test_an_earlier_release_directory_another_protocol_cannot_read_is_refused_and_not_adopted(
+    tmp_path, capsys
+):
+    import dataclasses
+
+    from consensuskit.server.main import EXIT_OK
+
+    raft = node_config(tmp_path, "n1", ["n1"])
+    assert _serve_briefly(raft) == EXIT_OK
+    write_identity(raft.data_dir, Identity("n1", raft.cluster_id), fsync=False)  # as an earlier release
+    capsys.readouterr()
+    restart = dataclasses.replace(raft, bootstrap=False)
+    multipaxos = dataclasses.replace(restart, protocol="multipaxos", options={})
+    assert run(serve(multipaxos)) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: cannot build a node of protocol 'multipaxos' with service 'kv' from data directory "
+        f"{raft.data_dir} ("
+    ), err
+    assert err.endswith("if another protocol or service wrote it, start the node with those "
+                        "(the traceback is in the log above)\n")
+    assert err.count("\n") == 1
+    assert read_identity(raft.data_dir).owner is None  # never marked as the protocol that failed
+    assert _serve_briefly(restart) == EXIT_OK
+    assert read_identity(raft.data_dir).owner == RAFT_KV  # adopted by the node built from it

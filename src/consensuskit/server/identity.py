@@ -6,12 +6,23 @@ leader that lacks acknowledged writes (issue 10: 12 of 20 writes lost).  So:
 
 Rules this module owns (checked before the node is built):
   * every data directory holds ``identity.json``: ``{"format": 1, "cluster_id": ID or
-    null, "node_id": ID}``, written atomically (temp file, fsync, rename, directory
-    fsync, as the WAL writes its files);
+    null, "node_id": ID, "protocol": NAME, "service": NAME}``, written atomically (temp
+    file, fsync, rename, directory fsync, as the WAL writes its files).  ``protocol`` and
+    ``service`` (the *owner*) are optional: files of earlier releases lack them, and
+    those releases read a file that has them (unknown keys are ignored);
   * a directory with an identity must name this node and, when both sides know one, this
     cluster (``cluster_id`` in the config); otherwise the node refuses (exit 1).  A
     directory without a cluster id adopts the configured one.  An identity without a WAL
     means the log was lost: refused too;
+  * a directory whose identity names an owner must be started by that protocol and
+    service: another protocol misreads its log (a traceback at best), and another
+    service applies the same log to another state machine (silently: its answers and,
+    once it leads, its writes diverge from every other replica's).  Refused (exit 1),
+    naming both and the way to move data between them (a backup restored into a new
+    cluster).  A directory without an owner (an earlier release's) is owned by whoever
+    first builds a node on it: ``adopt_owner``, called once the node was built from the
+    directory's data, so a directory another protocol cannot read is never marked as
+    that protocol's;
   * a directory with WAL data but no identity was written by the previous release: the
     identity is written (migration) and the node starts as before;
   * an empty directory (missing, or only a lock file; or a WAL holding nothing at all,
@@ -59,9 +70,21 @@ class IdentityError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """The protocol and service whose data a directory holds (their catalog names)."""
+
+    protocol: str
+    service: str
+
+    def __str__(self) -> str:
+        return f"protocol {self.protocol!r} with service {self.service!r}"
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     node_id: str
     cluster_id: str | None
+    owner: Owner | None = None  # None: written by an earlier release, or not yet adopted
 
 
 def read_identity(directory: Path) -> Identity | None:
@@ -85,14 +108,47 @@ def read_identity(directory: Path) -> Identity | None:
     node_id, cluster_id = data.get("node_id"), data.get("cluster_id")
     if not isinstance(node_id, str) or not (cluster_id is None or isinstance(cluster_id, str)):
         raise IdentityError(f"{path}: node_id must be a string and cluster_id a string or null")
-    return Identity(node_id=node_id, cluster_id=cluster_id)
+    protocol, service = data.get("protocol"), data.get("service")
+    if protocol is None and service is None:
+        return Identity(node_id=node_id, cluster_id=cluster_id)
+    if not (isinstance(protocol, str) and isinstance(service, str)):
+        raise IdentityError(f"{path}: protocol and service must be strings, both present or both absent")
+    return Identity(node_id=node_id, cluster_id=cluster_id, owner=Owner(protocol, service))
 
 
 def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -> None:
     """Atomically (re)write the identity file."""
-    body = {"format": IDENTITY_FORMAT, "cluster_id": identity.cluster_id, "node_id": identity.node_id}
+    body: dict[str, str | int | None] = {
+        "format": IDENTITY_FORMAT,
+        "cluster_id": identity.cluster_id,
+        "node_id": identity.node_id,
+    }
+    if identity.owner is not None:
+        body["protocol"] = identity.owner.protocol
+        body["service"] = identity.owner.service
     data = (json.dumps(body, sort_keys=True) + "\n").encode()
     write_file_atomically(directory / IDENTITY_NAME, data, fsync=fsync)
+
+
+def adopt_owner(directory: Path, owner: Owner, *, fsync: bool = True) -> bool:
+    """Record ``owner`` in a directory's identity that names none (an earlier release's,
+    or one whose node was not built yet); True when it wrote.  Call it only once a node of
+    ``owner`` was built from the directory's data (the rules above)."""
+    identity = read_identity(directory)
+    if identity is None or identity.owner is not None:
+        return False
+    write_identity(directory, Identity(identity.node_id, identity.cluster_id, owner), fsync=fsync)
+    return True
+
+
+def owner_mismatch_message(directory: Path, found: Owner, configured: Owner) -> str:
+    return (
+        f"refusing to start: data directory {directory} holds the data of {found}, but this node "
+        f"is configured for {configured}; it would misread that data. Start it with protocol = "
+        f"{json.dumps(found.protocol)} and service = {json.dumps(found.service)}, or, to move the data "
+        "to another protocol or service, back it up and restore it into a new cluster "
+        "(docs/server.md, 'Backup and restore')"
+    )
 
 
 def _has_wal(directory: Path) -> bool:
@@ -131,9 +187,11 @@ def open_data_dir(
     bootstrap: bool = False,
     rejoin: bool = False,
     fsync: bool = True,
+    owner: Owner | None = None,
 ) -> DiskStorage:
     """Apply the rules above and return the opened storage (raises IdentityError, or the
-    WAL's CorruptLogError / DirectoryInUseError)."""
+    WAL's CorruptLogError / DirectoryInUseError).  ``owner``: the configured protocol and
+    service (None: not checked); a fresh directory's identity records it."""
     identity = read_identity(directory)
     if identity is not None:
         if identity.node_id != node_id:
@@ -146,6 +204,8 @@ def open_data_dir(
                 f"refusing to start: data directory {directory} belongs to cluster {identity.cluster_id}, "
                 f"not {cluster_id} (wrong data_dir or cluster_id?)"
             )
+        if identity.owner is not None and owner is not None and identity.owner != owner:
+            raise IdentityError(owner_mismatch_message(directory, identity.owner, owner))
         if not _has_wal(directory):
             raise IdentityError(
                 f"refusing to start: data directory {directory} has an identity but no write-ahead "
@@ -153,7 +213,7 @@ def open_data_dir(
             )
         storage = DiskStorage.open(directory, fsync=fsync)
         if identity.cluster_id is None and cluster_id is not None:
-            write_identity(directory, Identity(node_id, cluster_id), fsync=fsync)
+            write_identity(directory, Identity(node_id, cluster_id, identity.owner), fsync=fsync)
         _ignored_flags(node_id, bootstrap, rejoin)
         return storage
 
@@ -179,7 +239,7 @@ def open_data_dir(
         storage.put(REJOINING_KEY, True)
         storage.sync()
         log.warning("node %s: rejoining on an empty data directory; it will vote once readmitted", node_id)
-    write_identity(directory, Identity(node_id, cluster_id), fsync=fsync)
+    write_identity(directory, Identity(node_id, cluster_id, owner), fsync=fsync)
     return storage
 
 

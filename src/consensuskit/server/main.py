@@ -59,7 +59,7 @@ from consensuskit.server.config import (
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.events import EventFeed, heartbeat_types
 from consensuskit.server.http_api import NodeApi
-from consensuskit.server.identity import IdentityError, open_data_dir
+from consensuskit.server.identity import IdentityError, Owner, adopt_owner, open_data_dir
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.node_keys import KeysError, node_keys
@@ -137,7 +137,9 @@ class NodeServer:
             except KeysError as exc:
                 raise ConfigError(str(exc)) from None
             self.reply_signer = reply_signer(cfg.node_id, node_key, spec)
-        storage = self._storage if self._storage is not None else open_storage(cfg)
+        owner = Owner(spec.name, self.service.name)
+        opened_here = self._storage is None  # else a test's storage: no directory to mark
+        storage = self._storage if self._storage is not None else open_storage(cfg, owner)
         self._storage = storage
         try:
             self.runtime = NodeRuntime(
@@ -157,6 +159,19 @@ class NodeServer:
         except ValueError as exc:  # the protocol refuses this membership (fast-paxos: n < 3f+1)
             _close(storage)
             raise ConfigError(f"protocol: {cfg.protocol}: {exc}") from None
+        except Exception as exc:
+            # The node is built from what the directory holds.  An owner recorded in its
+            # identity was checked already, so this is an earlier release's directory
+            # another protocol or service wrote, or a bug: say which directory, keep the trace.
+            _close(storage)
+            log.exception("node %s: building the node from %s failed", cfg.node_id, cfg.data_dir)
+            raise IdentityError(
+                f"cannot build a node of {owner} from data directory {cfg.data_dir} "
+                f"({type(exc).__name__}: {exc}); if another protocol or service wrote it, start "
+                "the node with those (the traceback is in the log above)"
+            ) from None
+        if opened_here:
+            adopt_owner(cfg.data_dir, owner, fsync=cfg.fsync)  # built from its data: it is this owner's
         if cfg.events_ring > 0:  # before the node starts: its first records are events too
             self.events = EventFeed(
                 cfg.node_id,
@@ -379,7 +394,7 @@ def _peer_transport(*args: Any, **kwargs: Any) -> Any:
     return PeerTransport(*args, **kwargs)
 
 
-def open_storage(config: ServerConfig) -> DurableStorage:
+def open_storage(config: ServerConfig, owner: Owner | None = None) -> DurableStorage:
     storage: DiskStorage = open_data_dir(
         config.data_dir,
         config.node_id,
@@ -388,6 +403,7 @@ def open_storage(config: ServerConfig) -> DurableStorage:
         bootstrap=config.bootstrap,
         rejoin=config.rejoin,
         fsync=config.fsync,
+        owner=owner,
     )
     for note in getattr(storage, "recovery_notes", ()) or ():
         log.warning("node %s recovery: %s", config.node_id, note)
