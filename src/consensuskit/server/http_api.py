@@ -511,6 +511,8 @@ class NodeApi:
                 "next": None,
                 "state": None,
                 "connected": transport.get(peer, {}).get("connected"),
+                # Why its messages are dropped (server/peer_hello.py); None: they are not.
+                "refused": transport.get(peer, {}).get("refused"),
             }
             entry.update(progress.get(peer, {}))
             peers[peer] = entry

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from consensuskit import __version__
 from consensuskit.catalog import default_registry, service_for
 from consensuskit.core.capabilities import ReplicatedLog
 from consensuskit.core.registry import Registry
@@ -63,6 +64,7 @@ from consensuskit.server.identity import IdentityError, Owner, adopt_owner, open
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.node_keys import KeysError, node_keys
+from consensuskit.server.peer_hello import PeerHello
 from consensuskit.server.remembered_peers import Remembered, read_remembered, write_remembered
 from consensuskit.server.reply_signing import ReplySigner, reply_signer
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
@@ -202,6 +204,7 @@ class NodeServer:
             ssl_server=cfg.tls.server_context() if cfg.tls else None,
             ssl_client=cfg.tls.client_context() if cfg.tls else None,
             tls_identity=cfg.tls.identity() if cfg.tls else None,
+            hello=PeerHello(owner.protocol, owner.service, cfg.cluster_id or "", __version__),
         )
         self.runtime.transport = self.transport
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
@@ -378,7 +381,10 @@ class NodeServer:
     def transport_status(self) -> dict[str, dict[str, Any]]:
         stats = getattr(self.transport, "stats", None)
         peers = getattr(stats, "peers", None) or {}
-        return {p: {"connected": bool(getattr(s, "connected", False))} for p, s in peers.items()}
+        return {
+            p: {"connected": bool(getattr(s, "connected", False)), "refused": getattr(s, "refused", None)}
+            for p, s in peers.items()
+        }
 
     def _peer_addresses(self) -> dict[str, tuple[str, int]]:
         return {p: info.peer_address for p, info in self._directory.items()}

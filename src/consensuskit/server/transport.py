@@ -40,6 +40,11 @@ Rules this module owns:
   passes the handshake: the peer is up now.  A node that starts after its peers (their
   first dials refused) is then reachable both ways within a round trip, not after up to
   ``backoff_cap`` of backoff, whatever the protocol on top.
+- A node given a ``hello`` (peer_hello.py) writes it as the first frame of every
+  connection it dials, and checks each hello it receives against its own: a peer that
+  runs another protocol, service or cluster gets its connection marked *foreign* (every
+  message on it dropped and counted, the reason logged once per connection and kept in
+  ``PeerStats.refused``).  A connection with no hello (an earlier release) is accepted.
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -79,6 +84,7 @@ from consensuskit.server.framing import (
     fragment_frames,
     frame,
 )
+from consensuskit.server.peer_hello import PeerHello
 
 Address = tuple[str, int]
 
@@ -123,6 +129,8 @@ class PeerStats:
     auth_failures: int = 0  # handshakes with this peer that failed, either direction
     protocol_errors: int = 0  # inbound connections dropped for a bad frame
     unknown_messages: int = 0  # well-framed messages of a type this release lacks, skipped
+    dropped_foreign: int = 0  # messages on a connection whose hello another setup sent
+    refused: str | None = None  # why the peer's current connection is foreign (None: it is not)
     queue_length: int = 0  # frames waiting to be sent now
     queued_bytes: int = 0
     connected: bool = False  # the outbound connection is up
@@ -182,12 +190,13 @@ class _Link:
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
-    __slots__ = ("closed", "peer_id", "writer")
+    __slots__ = ("closed", "foreign", "peer_id", "writer")
 
     def __init__(self, peer_id: str, writer: asyncio.StreamWriter) -> None:
         self.peer_id = peer_id
         self.writer = writer
         self.closed = False
+        self.foreign = False  # its hello named another setup (inbound only): deliver nothing
 
     def close(self) -> None:
         self.closed = True
@@ -214,11 +223,14 @@ class PeerTransport:
         backoff_base: float = 0.05,
         backoff_cap: float = 1.0,
         logger: logging.Logger | None = None,
+        hello: PeerHello | None = None,
     ) -> None:
         """``peers`` may include ``node_id`` itself (ignored).  The queue to each peer holds
         at most ``queue_limit`` frames and ``queue_limit_bytes`` bytes (beyond one frame).
         TLS contexts come with ``tls_identity`` (this node's certificate fingerprint, and
-        the pins if any): the handshake binds itself to each TLS connection."""
+        the pins if any): the handshake binds itself to each TLS connection.  ``hello``:
+        what this node runs, sent first on each connection it dials and checked against
+        the hellos it receives (None: neither)."""
         handshake.node_id_bytes(node_id)
         if (ssl_server is not None or ssl_client is not None) and tls_identity is None:
             raise ValueError("peer TLS needs tls_identity (the channel binding covers the certificates)")
@@ -244,6 +256,8 @@ class PeerTransport:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._log = logger or logging.getLogger(__name__)
+        self._hello = hello
+        self._hello_frame = frame(encode(hello)) if hello is not None else b""
         self._rng = random.Random()
         self._links: dict[str, _Link] = {}
         for peer_id, address in self._normalize_peers(peers).items():
@@ -508,7 +522,7 @@ class PeerTransport:
     def connected_from(self) -> set[str]:
         """The peers whose connection to us is open now.  A peer process that exits
         closes it at once (its kernel does); one that hangs keeps it."""
-        return set(self._inbound)
+        return {peer for peer, connection in self._inbound.items() if not connection.foreign}
 
     def set_blocked(self, peers: set[str]) -> None:
         """TEST-ONLY fault hook: discard all traffic to and from ``peers`` (counted as
@@ -630,6 +644,9 @@ class PeerTransport:
         stats, queue = link.stats, link.queue
         link.connection = connection
         try:
+            if self._hello_frame:  # before anything queued: the receiver judges it first
+                writer.write(self._hello_frame)
+                stats.bytes_sent += len(self._hello_frame)  # as the receiver counts it
             while True:
                 if connection.closed:
                     raise ConnectionResetError("the peer closed the connection")
@@ -779,6 +796,12 @@ class PeerTransport:
                         continue
                     if not _is_message(msg):
                         raise CodecError(f"frame holds a {type(msg).__name__}, not a protocol message")
+                    if type(msg) is PeerHello:
+                        self._judge_hello(src, address, connection, msg, stats)
+                        continue
+                    if connection.foreign:
+                        stats.dropped_foreign += 1
+                        continue
                     stats.frames_received += 1
                     self._deliver(src, msg)
                 if connection.closed:
@@ -794,6 +817,22 @@ class PeerTransport:
             self._connections.discard(connection)
             if self._inbound.get(src) is connection:
                 del self._inbound[src]
+                stats.refused = None
+
+    def _judge_hello(
+        self, src: str, address: str, connection: _Connection, hello: PeerHello, stats: PeerStats
+    ) -> None:
+        refusal = self._hello.refusal(hello) if self._hello is not None else None
+        if refusal is None:
+            if connection.foreign:
+                self._log.info("peer %s at %s: its hello matches now; taking its messages", src, address)
+            connection.foreign = False
+            stats.refused = None
+            return
+        if not connection.foreign:
+            self._log.error("peer %s at %s: dropping its messages: %s", src, address, refusal)
+        connection.foreign = True
+        stats.refused = refusal
 
     def _skip_unknown(
         self, src: str, address: str, exc: UnknownMessage, stats: PeerStats, warned: set[str]

@@ -1,0 +1,56 @@
+"""PeerHello: what a node says about itself as the first message of each connection it dials.
+
+The handshake (handshake.py) proves a peer holds the cluster secret; it says nothing about
+what the peer runs.  A node whose config names another protocol (a typo in one
+hand-written config, a node rebuilt with the wrong file) speaks messages its peers'
+protocol ignores, so it sits silent; one that names another *service* on the same
+protocol is worse: its messages are understood, and it applies the same log to another
+state machine, its answers diverging from every other replica's.  So:
+
+Rules this module owns:
+  * every node sends ``PeerHello(protocol, service, cluster_id, release)`` as the first
+    frame of every connection it dials (transport.py writes it before any queued frame);
+  * a receiver compares it with its own (``refusal``): another protocol or service, or
+    another cluster id when both know one, makes the connection *foreign*: every message
+    on it is dropped and counted (``dropped_foreign``), the reason is logged once per
+    connection and shown in ``/v1/status`` (``peers.ID.refused``), and the peer does not
+    count as connected.  The connection stays open: closing it would only have the peer
+    redial and both logs repeat the same line every second;
+  * each side checks the hello of the connection the other dialed, so both logs name
+    the mismatch;
+  * ``release`` is informational (logged with a refusal);
+  * a connection without a hello (an earlier release's node) is accepted as before;
+    such a node skips the hello (an unknown tag: one warning per connection, and the
+    connection stays: transport.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensuskit.core.messages import message
+
+
+@message(6)
+@dataclass(frozen=True, slots=True)
+class PeerHello:
+    protocol: str
+    service: str
+    cluster_id: str  # "" when the node's config names none
+    release: str
+
+    def refusal(self, theirs: PeerHello) -> str | None:
+        """Why a node saying ``self`` must not take messages from one saying ``theirs``
+        (None: it may).  One line naming both sides."""
+        if (theirs.protocol, theirs.service) != (self.protocol, self.service):
+            return (
+                f"it runs protocol {theirs.protocol!r} with service {theirs.service!r} (release "
+                f"{theirs.release}), this node protocol {self.protocol!r} with service "
+                f"{self.service!r}: every node of a cluster needs the same protocol and service"
+            )
+        if self.cluster_id and theirs.cluster_id and theirs.cluster_id != self.cluster_id:
+            return (
+                f"it belongs to cluster {theirs.cluster_id}, this node to {self.cluster_id} "
+                "(a config of another cluster holding this cluster's secret?)"
+            )
+        return None
