@@ -136,8 +136,10 @@ def test_a_node_configured_for_another_service_takes_no_part_and_every_status_sa
     """Without the hello, n3 (etcd on Raft, among kv nodes) would take the kv log and apply
     it to its etcd state machine: a replica silently diverging from the others."""
     import aiohttp
+    from rich.console import Console
 
     from consensuskit import __version__
+    from consensuskit.server.commands import status_rows, status_table
     from tests.server.runtime_harness import Cluster
 
     async def main() -> None:
@@ -165,6 +167,14 @@ def test_a_node_configured_for_another_service_takes_no_part_and_every_status_sa
             assert "service 'etcd'" in body["peers"]["n3"]["refused"]
             other = "n2" if leader == "n1" else "n1"
             assert body["peers"][other]["refused"] is None
+            statuses = {node: (await c.call("GET", node, "/v1/status"))[1] for node in ("n1", "n2", "n3")}
+            rows = {row["node"]: row for row in status_rows(statuses)}
+            assert list(rows["n3"]["refuses"]) == ["n1", "n2"] and list(rows[leader]["refuses"]) == ["n3"]
+            console = Console(record=True, width=400)
+            console.print(status_table(list(rows.values())))
+            text = console.export_text()
+            assert "drops the messages of n1, n2: n1: it runs protocol 'raft' with service 'kv'" in text
+            assert "drops the messages of n3: n3: it runs protocol 'raft' with service 'etcd'" in text
         finally:
             for server in c.servers.values():
                 await server.stop()

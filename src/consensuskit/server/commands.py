@@ -90,6 +90,12 @@ def status_rows(
                 error=None,
                 # Started with --rejoin after a disk loss and not readmitted yet.
                 rejoining=bool(status.get("rejoining")),
+                # Peers whose hello named another protocol, service or cluster (peer_hello.py).
+                refuses={
+                    peer: entry["refused"]
+                    for peer, entry in sorted((status.get("peers") or {}).items())
+                    if isinstance(entry, dict) and entry.get("refused")
+                },
             )
         else:
             row.update(id=name, role=None, term=None, leader=None, commit=None, applied=None, pid=None)
@@ -125,11 +131,19 @@ def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
             _dash(row["leader"]),
             _dash(row["commit"]),
             _dash(row["applied"]),
-            f"[red]{row['error']}[/]"
-            if row["error"]
-            else ("[yellow]rejoining (lost its disk; no vote yet)[/]" if row.get("rejoining") else ""),
+            _note(row),
         )
     return table
+
+
+def _note(row: dict[str, Any]) -> str:
+    if row["error"]:
+        return f"[red]{row['error']}[/]"
+    refuses = row.get("refuses") or {}
+    if refuses:
+        peer, reason = next(iter(refuses.items()))
+        return f"[red]drops the messages of {', '.join(refuses)}: {peer}: {reason}[/]"
+    return "[yellow]rejoining (lost its disk; no vote yet)[/]" if row.get("rejoining") else ""
 
 
 def _dash(value: Any) -> str:
