@@ -369,3 +369,19 @@ def test_wait_ready_every_node_waits_for_the_last_listener(
     assert len(seen) == 3
     answers = iter([{"n1": leader, "n2": follower, "n3": ClusterError("refused")}])
     assert cluster.wait_ready(5) == "n1"  # without it, the leader is enough
+
+
+def test_a_second_prepare_that_changes_the_service_is_refused(tmp_path: Path) -> None:
+    ClusterLayout.prepare(tmp_path / "kv", 3, 7400)  # the protocol's default: kv
+    with pytest.raises(ClusterError) as caught:
+        ClusterLayout.prepare(tmp_path / "kv", node_options={"service": "etcd"})
+    assert str(caught.value) == (
+        f"{tmp_path / 'kv'} holds a cluster that serves kv; --service etcd contradicts it (its nodes "
+        "hold that service's data; omit --service to recover that cluster, or choose another --data-dir)"
+    )
+    assert ClusterLayout.prepare(tmp_path / "kv", node_options={"service": "kv"}).protocol == "raft"
+    ClusterLayout.prepare(tmp_path / "etcd", 3, 7500, node_options={"service": "etcd"})
+    with pytest.raises(ClusterError, match="serves etcd; --service kv contradicts it"):
+        ClusterLayout.prepare(tmp_path / "etcd", node_options={"service": "kv"})
+    for spec in ClusterLayout.prepare(tmp_path / "etcd").nodes:  # recovered as it was
+        assert load_config(spec.config_path).service == "etcd"

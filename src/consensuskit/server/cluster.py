@@ -208,6 +208,7 @@ class ClusterLayout:
             # What the first start was told (service, protocol options) holds on every
             # later start unless said again: a restart must not change the service.
             stored_options = manifest.get("node_options")
+            _check_same_service(root, layout, stored_options, node_options)
             if isinstance(stored_options, dict):
                 node_options = _merge_node_options(stored_options, node_options or {})
             kept = _kept_options(node_options or {})
@@ -382,6 +383,30 @@ def _check_settings(settings: dict[str, Any]) -> None:
             load_config(None, trial)
         except ConfigError as exc:
             raise ClusterError(f"--set: {exc}") from None
+
+
+def _check_same_service(root: Path, layout: ClusterLayout, stored: Any, given: dict[str, Any] | None) -> None:
+    """A restart must not change the service either: its nodes' data is the old one's
+    (each node would refuse it, server/identity.py; say so once, before writing a config)."""
+    asked = (given or {}).get("service")
+    if asked is None:
+        return
+    from consensuskit.catalog import default_registry, service_for  # the catalog imports the server
+
+    registry = default_registry()
+    spec = registry.get(layout.protocol)
+    kept = stored.get("service") if isinstance(stored, dict) else None
+    try:
+        serves = service_for(registry, spec, None if kept is None else str(kept)).name
+        wanted = service_for(registry, spec, str(asked)).name
+    except KeyError:
+        return  # a service the protocol cannot serve: refused where the configs are checked
+    if wanted != serves:
+        raise ClusterError(
+            f"{root} holds a cluster that serves {serves}; --service {asked} contradicts it (its "
+            "nodes hold that service's data; omit --service to recover that cluster, or choose "
+            "another --data-dir)"
+        )
 
 
 def _kept_options(node_options: dict[str, Any]) -> dict[str, Any]:
