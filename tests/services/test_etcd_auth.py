@@ -134,6 +134,11 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         assert await refused(node.kv.Compact(pb.CompactionRequest(revision=2), metadata=alice)) == DENIED
         hashkv = node.maintenance.HashKV(pb.HashKVRequest(), metadata=alice)
         assert await refused(hashkv) == DENIED
+        # Defragment is the root role's, as in etcd, and answered without a header.
+        assert await refused(node.maintenance.Defragment(pb.DefragmentRequest(), metadata=alice)) == DENIED
+        assert await refused(node.maintenance.Defragment(pb.DefragmentRequest())) == USER_EMPTY
+        root_defrag = await node.maintenance.Defragment(pb.DefragmentRequest(), metadata=root)
+        assert root_defrag == pb.DefragmentResponse()
         assert await refused(node.auth.UserList(pb.AuthUserListRequest(), metadata=alice)) == DENIED
         # As in etcd, a user may read its own record and the roles it holds, nothing else.
         own = await node.auth.UserGet(pb.AuthUserGetRequest(name="alice"), metadata=alice)
@@ -146,7 +151,10 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         assert await refused(node.auth.RoleAdd(pb.AuthRoleAddRequest(name="root"), metadata=alice)) == DENIED
         # Membership changes need the root role (services/etcd_cluster.py); the list does not.
         cluster = pb_grpc.ClusterStub(node.channel)
-        solo = (await cluster.MemberList(pb.MemberListRequest(), metadata=alice)).members[0].ID
+        listed = await cluster.MemberList(pb.MemberListRequest(), metadata=alice)
+        solo = listed.members[0].ID
+        # etcd's Cluster service says no revision in its header
+        assert listed.header.revision == 0 and listed.header.cluster_id and listed.header.member_id
         add = pb.MemberAddRequest(peerURLs=["http://127.0.0.1:9"], isLearner=True)
         assert await refused(cluster.MemberAdd(add, metadata=alice)) == DENIED
         assert await refused(cluster.MemberRemove(pb.MemberRemoveRequest(ID=solo), metadata=alice)) == DENIED
@@ -172,12 +180,20 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         assert await refused(revoke) == DENIED
         await node.lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease.ID), metadata=root)
 
-        # A watch the user may not read is canceled at once, with etcd's reason.
+        # A watch the user may not read is canceled at once as etcd cancels it: created
+        # and canceled, of watch id -1, the reason the gRPC error's text (clientv3 reads it
+        # as the watch's error; etcdctl prints it and exits).
         watch = pb_grpc.WatchStub(node.channel)
         create = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"zz"))
-        stream = watch.Watch(iter([create]), metadata=alice)
-        first = await stream.read()
-        assert first.canceled and first.cancel_reason == "etcdserver: permission denied"
+        for metadata, reason in (
+            (alice, "rpc error: code = PermissionDenied desc = etcdserver: permission denied"),
+            (None, "rpc error: code = InvalidArgument desc = etcdserver: user name is empty"),
+        ):
+            stream = watch.Watch(iter([create]), metadata=metadata)
+            first = await stream.read()
+            assert (first.watch_id, first.created, first.canceled) == (-1, True, True), first
+            assert first.cancel_reason == reason and first.header.revision > 0
+            stream.cancel()
         allowed = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"a/", range_end=b"a0"))
         stream = watch.Watch(iter([allowed]), metadata=alice)
         assert (await stream.read()).created

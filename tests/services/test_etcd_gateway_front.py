@@ -140,6 +140,28 @@ async def test_bodies_the_lean_front_does_not_read_get_the_aiohttp_answers(tmp_p
 
 
 @async_test
+async def test_the_gateway_ignores_fields_it_does_not_know_as_etcds_does(tmp_path):
+    """etcd's grpc-gateway drops unknown fields, at any depth (a newer client's); an
+    unknown enum name or a body that is no JSON object is still refused, 400 code 3."""
+    async with Cluster(tmp_path, IDS, service="etcd") as c:
+        leader = await c.wait_leader()
+        put = b'{"key": "Zm9v", "value": "YmFy", "newer_field": {"x": 1}}'
+        assert (await exchange(c, leader, "/v3/kv/put", put))[0] == 200
+        txn = (
+            b'{"compare": [{"key": "Zm9v", "target": "VALUE", "value": "YmFy", "extra": 1}],'
+            b' "success": [{"request_range": {"key": "Zm9v", "extra": true}}], "extra": []}'
+        )
+        status, _, body = await exchange(c, leader, "/v3/kv/txn", txn)
+        answer = json.loads(body)
+        assert status == 200 and answer["succeeded"], answer
+        assert answer["responses"][0]["response_range"]["kvs"][0]["value"] == "YmFy"
+        for refused in (b'{"key": "Zm9v", "sort_order": "SIDEWAYS"}', b"[]", b'"Zm9v"'):
+            status, _, body = await exchange(c, leader, "/v3/kv/range", refused)
+            assert status == 400 and json.loads(body)["code"] == 3, refused
+            assert json.loads(body)["error"].startswith("bad request body"), refused
+
+
+@async_test
 async def test_a_put_near_the_request_limit_goes_through_both_paths_and_one_over_it_is_refused(tmp_path):
     """The gateway reads a body as large as a request at etcd's limit, base64'd, on the
     lean front and on aiohttp alike; a larger request gets etcd's 'request is too large'."""

@@ -126,3 +126,26 @@ async def test_the_request_limit_follows_the_nodes_value_limit(tmp_path):
             put = await kv.Put(pb.PutRequest(key=b"big", value=value))
             got = await kv.Range(pb.RangeRequest(key=b"big"))
             assert got.kvs[0].value == value and got.header.revision == put.header.revision
+
+
+@async_test
+async def test_txn_and_status_answer_etcds_fields(tmp_path):
+    """A nested txn's response has an empty header and its ops say the outer txn's
+    revision once it wrote (etcd's applyTxn); Status tells the size in use (etcdctl's
+    endpoint status shows it): all of it, nothing being left to defragment."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        nested = pb.TxnRequest(success=[pb.RequestOp(request_range=pb.RangeRequest(key=b"t"))])
+        txn = pb.TxnRequest(
+            success=[
+                pb.RequestOp(request_put=pb.PutRequest(key=b"t", value=b"1")),
+                pb.RequestOp(request_txn=nested),
+            ]
+        )
+        answer = await kv.Txn(txn)
+        inner = answer.responses[1].response_txn
+        assert inner.HasField("header") and inner.header == pb.ResponseHeader()
+        assert inner.responses[0].response_range.header.revision == answer.header.revision
+        assert inner.responses[0].response_range.kvs[0].value == b"1"
+        status = await pb_grpc.MaintenanceStub(channel).Status(pb.StatusRequest())
+        assert status.dbSizeInUse == status.dbSize > 0

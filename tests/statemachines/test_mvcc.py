@@ -157,6 +157,25 @@ def test_txn_compares_and_nested_requests() -> None:
     assert inner["succeeded"] and r["responses"][1]["range"]["kvs"][0][4] == b"1"  # sees its own write
 
 
+def test_a_read_or_delete_in_a_txn_says_the_txns_revision_once_it_wrote() -> None:
+    """etcd's write txn: a range or delete before the txn's first change says the store's
+    revision, one after it the txn's own (a range sees the put before it)."""
+    s = MVCCStore()
+    run(s, "put", key=b"k", value=b"v")  # rev 2
+    ops = [
+        {"range": {"key": b"k"}},
+        {"delete_range": {"key": b"none"}},
+        {"put": {"key": b"k", "value": b"w"}},
+        {"range": {"key": b"k"}},
+        {"delete_range": {"key": b"none"}},
+    ]
+    r = run(s, "txn", success=ops)
+    assert [next(iter(op.values()))["revision"] for op in r["responses"]] == [2, 2, 3, 3, 3]
+    assert r["revision"] == 3 and r["responses"][3]["range"]["kvs"][0][4] == b"w"
+    r = run(s, "txn", success=[{"range": {"key": b"k"}}, {"delete_range": {"key": b"none"}}])
+    assert [next(iter(op.values()))["revision"] for op in r["responses"]] == [3, 3] and r["revision"] == 3
+
+
 def test_a_failing_request_undoes_the_whole_txn() -> None:
     s = MVCCStore()
     run(s, "put", key=b"a", value=b"1")

@@ -569,9 +569,11 @@ class EtcdNode(Recipes):
     def status(self) -> dict[str, Any]:
         body = self.api.status_body()
         leader = body.get("leader")
+        size = _dir_size(self.api.config.data_dir)
         return {
             "version": VERSION,
-            "dbSize": _dir_size(self.api.config.data_dir),
+            "dbSize": size,
+            "dbSizeInUse": size,  # nothing to defragment: all of it is in use
             "leader": self.member_of(leader) if leader else 0,
             "raftIndex": int(body.get("commit") or 0),
             "raftTerm": int(body.get("generation") or 0),

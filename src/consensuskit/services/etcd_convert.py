@@ -133,8 +133,8 @@ def txn_response(r: dict[str, Any], h: pb.ResponseHeader) -> pb.TxnResponse:
             responses.append(pb.ResponseOp(response_put=put_response(sub, inner)))
         elif kind == "delete_range":
             responses.append(pb.ResponseOp(response_delete_range=delete_response(sub, inner)))
-        else:
-            responses.append(pb.ResponseOp(response_txn=txn_response(sub, inner)))
+        else:  # etcd leaves a nested txn's header empty (its ops' headers say the revision)
+            responses.append(pb.ResponseOp(response_txn=txn_response(sub, pb.ResponseHeader())))
     return pb.TxnResponse(header=h, succeeded=bool(r.get("succeeded")), responses=responses)
 
 

@@ -13,7 +13,8 @@ Rules this module owns:
     objects, ending with an ``{"error": ...}`` object if the call fails midway;
   * a failed call answers ``{"error": TEXT, "code": GRPC_CODE, "message": TEXT}`` with
     grpc-gateway's HTTP status for the code (400, 404, 503, ...); a body that is not the
-    method's JSON is 400 with code 3, and one over the gateway's limit (a request at
+    method's JSON is 400 with code 3 (fields the method lacks are dropped, at any depth,
+    as etcd's grpc-gateway drops them), and one over the gateway's limit (a request at
     etcd's limit, base64'd) is 400 code 3 ``etcdserver: request is too large``, as a
     request over the limit inside it is;
   * the hot bodies (a put, a range or a delete naming only plain fields, as etcd's wrk
@@ -126,9 +127,31 @@ async def _parse(request: web.Request, message_type: type) -> Any:
     raw = await request.read()
     try:
         body = json.loads(raw) if raw.strip() else {}
-        return json_format.ParseDict(body, message_type(), ignore_unknown_fields=False)
+        if not isinstance(body, dict):
+            raise ValueError(f"a JSON object is expected, not {type(body).__name__}")
+        message = message_type()
+        return json_format.ParseDict(known_fields(body, message.DESCRIPTOR), message)
     except (ValueError, json_format.ParseError) as exc:
         raise _Aborted(grpc.StatusCode.INVALID_ARGUMENT, f"bad request body: {str(exc)[:300]}") from None
+
+
+def known_fields(body: dict[str, Any], descriptor: Any) -> dict[str, Any]:
+    """``body`` without the fields ``descriptor``'s message lacks, at every depth: etcd's
+    grpc-gateway ignores them (a newer client's, say).  Not protobuf's own
+    ``ignore_unknown_fields``, which would also let an unknown enum name through."""
+    kept: dict[str, Any] = {}
+    for name, value in body.items():
+        field = descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(name)
+        if field is None:
+            continue
+        sub = field.message_type
+        if sub is not None and not sub.GetOptions().map_entry:
+            if isinstance(value, dict):
+                value = known_fields(value, sub)
+            elif isinstance(value, list):
+                value = [known_fields(v, sub) if isinstance(v, dict) else v for v in value]
+        kept[name] = value
+    return kept
 
 
 # The fast path (see the module rules): bodies of these plain fields only.

@@ -5,8 +5,9 @@ Lock and Election.
 Rules this module owns:
   * every call runs as the user its metadata's token names (``_AsCaller``, an
     interceptor: services/etcd_auth.py), before its method sees it; a bad token ends it
-    UNAUTHENTICATED.  Maintenance's Snapshot and HashKV need the root role while auth is
-    enabled, as in etcd; Status, Alarm, Defragment and MemberList do not;
+    UNAUTHENTICATED.  Maintenance's Snapshot, HashKV and Defragment need the root role
+    while auth is enabled, as in etcd; Status, Alarm and MemberList do not.  The
+    Cluster service's answers carry no revision in their header, as etcd's;
   * each call is translated (services/etcd_convert.py) and run by the node's
     ``EtcdNode`` (services/etcd_api.py), which forwards to the leader where needed; an
     ``EtcdError`` ends the call with its gRPC code and etcd's text;
@@ -50,11 +51,18 @@ from consensuskit.statemachines.mvcc_auth import ROOT_ONLY
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
+INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID: the id of a watch refused at its creation
 SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshot stream sends 32 KiB blobs
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: EtcdError) -> None:
     await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message)
+
+
+def go_code_name(code: int) -> str:
+    """A gRPC status code as Go's grpc prints it (``codes.Code.String``): InvalidArgument."""
+    name = _CODES[code].name if code in _CODES else "UNKNOWN"
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 class _Base:
@@ -113,9 +121,11 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
         next_id = 0
 
         async def run(watch_id: int, create: dict[str, Any]) -> None:
+            created = False
             try:
                 async for kind, data in self.node.watch(create):
                     if kind == "created":
+                        created = True
                         out.put_nowait(
                             pb.WatchResponse(header=self.header(data), watch_id=watch_id, created=True)
                         )
@@ -142,9 +152,24 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         )
                         return
             except EtcdError as exc:
+                if created:
+                    out.put_nowait(
+                        pb.WatchResponse(
+                            header=self.header(0), watch_id=watch_id, canceled=True, cancel_reason=exc.message
+                        )
+                    )
+                    return
+                # Refused at creation (no user, no permission): etcd answers a created and
+                # canceled watch of id -1 (clientv3.InvalidWatchID), which its client reads
+                # as the watch's error (one of the asked id it would never match), the
+                # reason being the gRPC error's text.
                 out.put_nowait(
                     pb.WatchResponse(
-                        header=self.header(0), watch_id=watch_id, canceled=True, cancel_reason=exc.message
+                        header=self.header(await self.node.local_revision()),
+                        watch_id=INVALID_WATCH_ID,
+                        created=True,
+                        canceled=True,
+                        cancel_reason=f"rpc error: code = {go_code_name(exc.code)} desc = {exc.message}",
                     )
                 )
 
@@ -262,19 +287,17 @@ class ClusterServicer(_Base, pb_grpc.ClusterServicer):
             members = await self.node.cluster.members(linearizable=request.linearizable)
         except EtcdError as exc:
             await _abort(context, exc)
-        revision = await self.node.local_revision()
-        return pb.MemberListResponse(header=self.header(revision), members=[pb.Member(**m) for m in members])
+        return pb.MemberListResponse(header=self.header(0), members=[pb.Member(**m) for m in members])
 
     async def _change(self, context: Any, action: str, args: dict[str, Any], reply: Any) -> Any:
         try:
             result = await self.node.cluster.change(action, args)
         except EtcdError as exc:
             await _abort(context, exc)
-        revision = await self.node.local_revision()
         fields = {"members": [pb.Member(**m) for m in result["members"]]}
         if "member" in result:
             fields["member"] = pb.Member(**result["member"])
-        return reply(header=self.header(revision), **fields)
+        return reply(header=self.header(0), **fields)
 
     async def MemberAdd(self, request: pb.MemberAddRequest, context: Any) -> pb.MemberAddResponse:
         args = {"peerURLs": list(request.peerURLs), "isLearner": request.isLearner}
@@ -322,9 +345,13 @@ class MaintenanceServicer(_Base, pb_grpc.MaintenanceServicer):
 
     async def Defragment(self, request: pb.DefragmentRequest, context: Any) -> pb.DefragmentResponse:
         # Nothing to compact on disk: the store is in memory; the WAL and snapshots are
-        # trimmed as the log is (etcd's defrag rewrites its bolt file).
-        revision = await self.node.local_revision()
-        return pb.DefragmentResponse(header=self.header(revision))
+        # trimmed as the log is (etcd's defrag rewrites its bolt file).  Still the root
+        # role's call while auth is enabled, and answered without a header, as etcd's.
+        try:
+            self.node.auth.require(ROOT_ONLY)
+        except EtcdError as exc:
+            await _abort(context, exc)
+        return pb.DefragmentResponse()
 
     async def MoveLeader(self, request: pb.MoveLeaderRequest, context: Any) -> pb.MoveLeaderResponse:
         """Hand leadership to a voter (services/etcd_cluster.py): the leader only."""

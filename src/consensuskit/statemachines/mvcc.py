@@ -277,7 +277,7 @@ class MVCCStore:
         count = len(kvs)
         if limit and count > limit:
             kvs = kvs[:limit]
-        result: dict[str, Any] = {"revision": self.revision, "count": count, "more": len(kvs) < count}
+        result: dict[str, Any] = {"revision": self._seen_revision(), "count": count, "more": len(kvs) < count}
         if _flag(req.get("count_only")):
             result["kvs"], result["more"] = (), False
         elif _flag(req.get("keys_only")):
@@ -285,6 +285,12 @@ class MVCCStore:
         else:
             result["kvs"] = tuple(kvs)
         return result
+
+    def _seen_revision(self) -> int:
+        """The revision a read or delete inside the running transaction answers with: the
+        transaction's own once it has changed something, as etcd's write txn answers
+        (so a range after a put in one txn says the put's revision)."""
+        return self.revision + 1 if self._journal else self.revision
 
     def _check_revision(self, rev: int) -> None:
         if rev > self.revision:
@@ -473,7 +479,7 @@ class MVCCStore:
         doomed = list(self._kvs_at(key, end, 0))
         for kv in doomed:
             self._change(kv[0], None)
-        result: dict[str, Any] = {"deleted": len(doomed), "revision": self.revision + (1 if doomed else 0)}
+        result: dict[str, Any] = {"deleted": len(doomed), "revision": self._seen_revision()}
         if _flag(req.get("prev_kv")):
             result["prev_kvs"] = tuple(doomed)
         return result
