@@ -106,11 +106,16 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
         assert disabled == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
         # While auth is disabled a token is not looked at, even a bad one.
         await node.kv.Put(pb.PutRequest(key=b"a/1", value=b"v"), metadata=[("token", "nonsense")])
+        assert not (await node.auth.AuthStatus(pb.AuthStatusRequest())).enabled  # disabled: anyone's
         await node.setup_users()
         await node.auth.AuthEnable(pb.AuthEnableRequest())
         root = await node.token("root", "rootpw")
         status = await node.auth.AuthStatus(pb.AuthStatusRequest(), metadata=root)
         assert status.enabled and status.authRevision > 0
+        # While auth is enabled the status is the root role's (etcd's needAdminPermission).
+        assert await refused(node.auth.AuthStatus(pb.AuthStatusRequest())) == USER_EMPTY
+        alice_token = await node.token("alice", "alicepw")
+        assert await refused(node.auth.AuthStatus(pb.AuthStatusRequest(), metadata=alice_token)) == DENIED
 
         assert await refused(node.kv.Range(pb.RangeRequest(key=b"a/1"))) == USER_EMPTY
         assert await refused(node.kv.Put(pb.PutRequest(key=b"a/2", value=b"v"))) == USER_EMPTY

@@ -164,18 +164,16 @@ class EtcdAuth:
     # ------------------------------------------------------------------ checks
     def check_read(self, kind: str, body: Any) -> None:
         """Raise unless the current caller may see what a read of ``kind`` answered (by
-        this node's state, once the read was served: module rules).  Of auth's reads,
-        the status is anyone's; users and roles are the root role's, except that a user
-        may read its own record and the roles it holds, as in etcd (its auth applier's
-        UserGet and RoleGet)."""
+        this node's state, once the read was served: module rules).  Auth's reads are
+        the root role's while auth is enabled, the status too (etcd's
+        ``needAdminPermission``), except that a user may read its own record and the roles
+        it holds, as in etcd (its auth applier's UserGet and RoleGet)."""
         if kind == AUTH_READ:
             self.require(self._auth_read_needs(body.get("action"), (body.get("args") or [None])[0]))
         else:
             self.require(needs(kind, body))
 
     def _auth_read_needs(self, action: Any, name: Any) -> Any:
-        if action == "status":
-            return ANY_USER
         state = self.state
         if state is not None and state.reads_own(CALLER.get().principal, action, name):
             return ANY_USER  # still a valid caller: check_spans refuses a retired token
