@@ -286,7 +286,7 @@ def _search(
         orders = orders[:1]  # without free ops the orders are one
     walks = [_Walk() for _ in orders]
     turns = [
-        _walk(history, model, walk, free_last=name == RETURNED_FIRST, budget=budget)
+        _walk(history, model, walk, free_last=name == RETURNED_FIRST, only_budget=budget)
         for name, walk in zip(orders, walks, strict=True)
     ]
     decided = verdict = None
@@ -350,7 +350,7 @@ def _walk(
     walk: _Walk,
     *,
     free_last: bool,
-    budget: int | None = None,
+    only_budget: int | None = None,
 ) -> Iterator[None]:
     """The search, yielding every _CHECK_CLOCK_EVERY steps; its outcome goes to ``walk``.
 
@@ -376,9 +376,9 @@ def _walk(
     uncached: dict[Hashable, tuple[bool, Hashable, bool]] = {}  # never written
 
     def remember(i: int, state: Hashable, outcome: tuple[bool, Hashable, bool]) -> None:
-        known = outcomes[i]
-        if len(known) < _STEPS_KEPT_PER_OP:
-            known[state] = outcome
+        cached = outcomes[i]
+        if len(cached) < _STEPS_KEPT_PER_OP:
+            cached[state] = outcome
         else:  # so many states that they seldom recur (appends): keep none
             outcomes[:] = [uncached] * n
 
@@ -388,31 +388,13 @@ def _walk(
     best: list[int] = []
     explored = 0
     next_yield = _CHECK_CLOCK_EVERY
-    # ``budget`` given (tests): that round only, which fails if no linearization lets at
-    # most that many free ops take effect.
-    only_round = budget is not None
-    if budget is None:
-        budget = 0 if free_last else free_total
-
-    def forgettable(freed: int) -> int:
-        """A failed configuration's free ops as the memo keeps them in a round of a
-        binding budget (module docstring): without the kinds of twins that have at
-        least as many left, already invoked, as the budget has left, and with how
-        many free ops were spent, in unary above bit n."""
-        spent = free_total - free_left
-        left = budget - spent
-        if left <= 0:
-            return ((1 << spent) - 1) << n  # nothing more may take effect
-        first_return = nxt[0]
-        while match[first_return] != -1:
-            first_return = nxt[first_return]
-        for mask, entries in kinds:
-            used = (freed & mask).bit_count()
-            if used and bisect_left(entries, first_return) - used >= left:
-                freed &= ~mask
-        return freed | ((1 << spent) - 1) << n
+    # ``only_budget`` (tests): the round of that budget only, which fails if no
+    # linearization lets at most that many free ops take effect.
+    budget = (0 if free_last else free_total) if only_budget is None else only_budget
 
     while True:
+        # Only a budget below the number of free ops can run short: then the memo keeps
+        # how many were spent and may forget which (_forgettable).
         bounded = budget < free_total
         state: Hashable = model.init()
         linearized = 0
@@ -456,12 +438,12 @@ def _walk(
                     i = opid[e]
                     if still[i]:
                         explored += 1
-                        known = outcomes[i]
-                        outcome = known.get(state)
+                        cached = outcomes[i]
+                        outcome = cached.get(state)
                         if outcome is None:
                             legal, after = step(state, calls[i], outputs[i])
                             same = after == state
-                            if known is not uncached:
+                            if cached is not uncached:
                                 remember(i, state, (legal, after, same))
                         else:
                             legal, after, same = outcome
@@ -486,12 +468,12 @@ def _walk(
                         budget_met = True
                         entry = nxt[entry]
                         continue
-                    known = outcomes[i]
-                    outcome = known.get(state)
+                    cached = outcomes[i]
+                    outcome = cached.get(state)
                     if outcome is None:
                         legal, after = step(state, calls[i], outputs[i])
                         same = after == state
-                        if known is not uncached:
+                        if cached is not uncached:
                             remember(i, state, (legal, after, same))
                     else:
                         legal, after, same = outcome
@@ -560,7 +542,7 @@ def _walk(
                     freed = linearized & free_mask
                     memo = (linearized ^ freed, state)
                     if bounded:
-                        freed = forgettable(freed)
+                        freed = _forgettable(freed, free_total - free_left, budget, n, kinds, nxt, match)
                     known = failed.get(memo)
                     if known is None:
                         failed[memo] = [freed]
@@ -600,12 +582,39 @@ def _walk(
             return
         if len(round_best) > len(best):
             best = round_best
-        if not budget_met or only_round:
+        if not budget_met or only_budget is not None:
             walk.linearization = best
             walk.verdict = ILLEGAL
             return
         # Failed within the budget: the list is whole again (every lift undone).
         budget = max(1, 2 * budget)
+
+
+def _forgettable(
+    freed: int,
+    spent: int,
+    budget: int,
+    n: int,
+    kinds: list[tuple[int, list[int]]],
+    nxt: list[int],
+    match: list[int],
+) -> int:
+    """A failed configuration's free ops ``freed`` as the memo keeps them in a round of
+    a binding budget (module docstring): without the kinds of twins that have at least
+    as many left, already invoked, as the budget has left, and with how many free ops
+    were spent, in unary above bit ``n``."""
+    unary = ((1 << spent) - 1) << n
+    left = budget - spent
+    if left <= 0:
+        return unary  # no more free op may take effect: which ones did is all one
+    first_return = nxt[0]
+    while match[first_return] != -1:
+        first_return = nxt[first_return]
+    for mask, entries in kinds:
+        used = (freed & mask).bit_count()
+        if used and bisect_left(entries, first_return) - used >= left:
+            freed &= ~mask
+    return freed | unary
 
 
 def _states(ops: list[Operation], model: Model, order: list[int]) -> list[str]:
