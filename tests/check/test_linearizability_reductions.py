@@ -30,7 +30,13 @@ from consensuskit.check.linearizability import (
     read_history,
 )
 from consensuskit.check.linearizability.models import UNREAD, forget_unread_values
-from consensuskit.check.linearizability.search import ORDERS, RETURNED_FIRST, TIME_ORDER, _search
+from consensuskit.check.linearizability.search import (
+    ORDERS,
+    RETURNED_FIRST,
+    TIME_ORDER,
+    _forgettable,
+    _search,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "linearizability"
 
@@ -428,3 +434,26 @@ def test_budgeted_rounds_forget_the_free_ops_that_cannot_run_short(tmp_path: Pat
     assert_a_real_linearization(ops, KVModel(), result.linearization)
     assert result.explored < 10_000_000
     assert check_partition(ops, KVModel(), deadline=time.time() + 60).verdict == "ok"
+
+
+def test_the_memo_forgets_only_the_twins_that_cannot_run_short() -> None:
+    """_forgettable on one kind of four twins (ops 0-3), whose call entries are 1-4 or
+    1, 2, 6, 7, the first return entry left being 5.  A kind is forgotten when at
+    least as many of it are left, already invoked, as the budget has left; the count
+    spent is kept in unary above bit n (here 4); with no budget left only that count."""
+    n = 4
+    nxt = [1, 2, 3, 4, 5, -1]
+    match = [-1, 9, 9, 9, 9, -1]  # entries 1-4 are calls, 5 a return
+    unary = [((1 << k) - 1) << n for k in range(6)]
+    invoked = [(0b1111, [1, 2, 3, 4])]
+    # one spent, 2 of budget left, 3 left invoked: forgotten
+    assert _forgettable(0b0001, 1, 3, n, invoked, nxt, match) == unary[1]
+    # two spent, 2 of budget left, 2 left invoked: forgotten
+    assert _forgettable(0b0011, 2, 4, n, invoked, nxt, match) == unary[2]
+    # three spent, 2 of budget left, 1 left: kept
+    assert _forgettable(0b0111, 3, 5, n, invoked, nxt, match) == 0b0111 | unary[3]
+    # two of the four not invoked yet: one spent, 2 of budget left, 1 left invoked: kept
+    late = [(0b1111, [1, 2, 6, 7])]
+    assert _forgettable(0b0001, 1, 3, n, late, nxt, match) == 0b0001 | unary[1]
+    # no budget left: which free ops were spent is all one
+    assert _forgettable(0b0011, 2, 2, n, late, nxt, match) == unary[2]
