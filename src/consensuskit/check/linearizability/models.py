@@ -13,7 +13,7 @@ and compare with ``==`` (the search memoises (linearized set, state) pairs):
   explanations and the HTML page;
 * ``validate(call)`` — raise ``ModelError`` for an operation the model does not know.
 
-Two optional methods let the search (search.py) cut histories with many unanswered
+Three optional methods let the search (search.py) cut histories with many unanswered
 operations down to size; a model without them is searched in full:
 
 * ``read_only(call)`` — true when an operation of this kind whose answer never came
@@ -21,7 +21,12 @@ operations down to size; a model without them is searched in full:
 * ``forget_unread_values(ops)`` — the ops' calls with the value of every unanswered
   write that no operation reads or compares against replaced by ``UNREAD``; it must
   leave every step's legality unchanged, so only models whose steps merely compare
-  values for equality offer it.
+  values for equality offer it;
+* ``changes_nothing(call, output)`` — true when an operation with this answer leaves
+  *every* state in which it is legal as it was (a read with its answer; a cas answered
+  not swapped): the search then takes it as soon as it fits.  Not true of an op that
+  merely happens to change nothing in some state (a write of the value already there,
+  an unanswered cas): elsewhere it changes the state.
 
 Built in: ``register`` (read/write), ``cas-register`` (read/write/cas) and ``kv``
 (get/put/delete/cas by value or version, and append as in Porcupine's kv model).
@@ -173,6 +178,12 @@ class RegisterModel:
     def read_only(self, call: Call) -> bool:
         return call.kind in _READS
 
+    def changes_nothing(self, call: Call, output: Any) -> bool:
+        if output is UNKNOWN:
+            return False
+        # a cas answered not swapped is legal only where it does not match
+        return call.kind in _READS or (call.kind == "cas" and not _field(output, "swapped"))
+
     def forget_unread_values(self, ops: list[Operation]) -> list[Call]:
         return forget_unread_values(ops, _WRITES)
 
@@ -266,6 +277,16 @@ class KVModel:
 
     def read_only(self, call: Call) -> bool:
         return call.kind == "get"
+
+    def changes_nothing(self, call: Call, output: Any) -> bool:
+        if output is UNKNOWN:
+            return False
+        kind = call.kind
+        if kind == "cas":  # answered not swapped: legal only where it does not match
+            return not _field(output, "swapped")
+        if kind == "delete":  # answered deleted=False: legal only when absent
+            return isinstance(output, dict) and "deleted" in output and not output["deleted"]
+        return kind == "get"
 
     def forget_unread_values(self, ops: list[Operation]) -> list[Call]:
         if any(op.input.kind == "append" for op in ops):
