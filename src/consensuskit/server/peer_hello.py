@@ -22,6 +22,8 @@ Rules this module owns:
   * a connection without a hello (an earlier release's node) is accepted as before;
     such a node skips the hello (an unknown tag: one warning per connection, and the
     connection stays: transport.py).
+
+Tags 200-209 belong to the server; append new ones, never reuse.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from consensuskit.core.messages import message
 
 
-@message(6)
+@message(200)
 @dataclass(frozen=True, slots=True)
 class PeerHello:
     protocol: str
