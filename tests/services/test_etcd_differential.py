@@ -476,6 +476,19 @@ REQUESTS: tuple[Request, ...] = (
     Request("POST", "/v3/lease/revoke", b'{"ID": 1234}'),
     Request("POST", "/v3/lease/timetolive", b'{"ID": 1234}'),
     Request("POST", "/v3/maintenance/alarm", b'{"action": "GET"}'),
+    # Lock and Election errors: etcd's recipes run an in-process client, so every error is
+    # code 2 (Unknown, HTTP 500) with its text.
+    Request("POST", "/v3/election/leader", b'{"name": "bm9ib2R5"}'),
+    Request("POST", "/v3/election/proclaim", b'{"value": "dg=="}'),
+    Request("POST", "/v3/election/resign", b"{}"),
+    Request(
+        "POST",
+        "/v3/election/proclaim",
+        b'{"leader": {"name": "ZQ==", "key": "ZS8x", "rev": 5, "lease": 1}, "value": "dg=="}',
+    ),
+    Request("POST", "/v3/election/campaign", b'{"name": "ZQ==", "lease": 12345, "value": "dg=="}'),
+    Request("POST", "/v3/lock/lock", b'{"name": "bQ==", "lease": 12345}'),
+    Request("POST", "/v3/lock/unlock", b"{}"),
 )
 
 

@@ -38,7 +38,8 @@ import grpc
 from consensuskit.services import etcd_convert as cv
 from consensuskit.services.etcd_api import GRPC_OVERHEAD_BYTES, EtcdNode
 from consensuskit.services.etcd_auth import CALLER, EtcdAuth
-from consensuskit.services.etcd_errors import UNIMPLEMENTED, EtcdError
+from consensuskit.services.etcd_errors import UNIMPLEMENTED, UNKNOWN, EtcdError
+from consensuskit.services.etcd_recipes import ELECTION_NO_LEADER
 from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
@@ -544,19 +545,29 @@ class _AsCaller(grpc.aio.ServerInterceptor):
         )
 
 
+# etcd's Lock and Election services run an in-process client (clientv3's concurrency
+# recipes) whose errors reach the caller as plain Go errors: gRPC code Unknown, whatever
+# the error (a lease not found, "election: not leader", a missing key), with its text.
+MISSING_LEADER = '"leader" field must be provided'  # v3election's ErrMissingLeaderKey
+
+
+async def _abort_recipe(context: grpc.aio.ServicerContext, exc: EtcdError) -> None:
+    await context.abort(grpc.StatusCode.UNKNOWN, exc.message)
+
+
 class LockServicer(_Base, lpb_grpc.LockServicer):
     async def Lock(self, request: lpb.LockRequest, context: Any) -> lpb.LockResponse:
         try:
             key, _, revision = await self.node.lock(request.name, request.lease)
         except EtcdError as exc:
-            await _abort(context, exc)
+            await _abort_recipe(context, exc)
         return lpb.LockResponse(header=self.header(revision), key=key)
 
     async def Unlock(self, request: lpb.UnlockRequest, context: Any) -> lpb.UnlockResponse:
         try:
             r = await self.node.call("delete_range", {"key": request.key})
         except EtcdError as exc:
-            await _abort(context, exc)
+            await _abort_recipe(context, exc)
         return lpb.UnlockResponse(header=self.header(r["revision"]))
 
 
@@ -569,23 +580,25 @@ class ElectionServicer(_Base, epb_grpc.ElectionServicer):
         try:
             leader, revision = await self.node.campaign(request.name, request.lease, request.value)
         except EtcdError as exc:
-            await _abort(context, exc)
+            await _abort_recipe(context, exc)
         return epb.CampaignResponse(header=self.header(revision), leader=epb.LeaderKey(**leader))
 
     async def Proclaim(self, request: epb.ProclaimRequest, context: Any) -> epb.ProclaimResponse:
         try:
+            if not request.HasField("leader"):
+                raise EtcdError(UNKNOWN, MISSING_LEADER)
             r = await self.node.proclaim(_leader_key(request.leader), request.value)
         except EtcdError as exc:
-            await _abort(context, exc)
+            await _abort_recipe(context, exc)
         return epb.ProclaimResponse(header=self.header(r["revision"]))
 
     async def Leader(self, request: epb.LeaderRequest, context: Any) -> epb.LeaderResponse:
         try:
             kv, revision = await self.node.leader(request.name)
+            if kv is None:
+                raise EtcdError(UNKNOWN, ELECTION_NO_LEADER)
         except EtcdError as exc:
-            await _abort(context, exc)
-        if kv is None:
-            await _abort(context, EtcdError(5, "election: no leader"))
+            await _abort_recipe(context, exc)
         return epb.LeaderResponse(header=self.header(revision), kv=cv.key_value(kv))
 
     async def Observe(self, request: epb.LeaderRequest, context: Any) -> AsyncIterator[Any]:
@@ -593,13 +606,15 @@ class ElectionServicer(_Base, epb_grpc.ElectionServicer):
             async for kv, revision in self.node.observe(request.name):
                 yield epb.LeaderResponse(header=self.header(revision), kv=cv.key_value(kv))
         except EtcdError as exc:
-            await _abort(context, exc)
+            await _abort_recipe(context, exc)
 
     async def Resign(self, request: epb.ResignRequest, context: Any) -> epb.ResignResponse:
         try:
+            if not request.HasField("leader"):
+                raise EtcdError(UNKNOWN, MISSING_LEADER)
             r = await self.node.resign(_leader_key(request.leader))
         except EtcdError as exc:
-            await _abort(context, exc)
+            await _abort_recipe(context, exc)
         return epb.ResignResponse(header=self.header(r["revision"]))
 
 

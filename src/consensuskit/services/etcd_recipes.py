@@ -13,7 +13,8 @@ Rules this module owns:
     behind;
   * Proclaim and Resign act only while the leader key still has the leader's create
     revision (``election: not leader`` otherwise); Leader is the lowest claimant's
-    key-value (``election: no leader`` when none).
+    key-value (``election: no leader`` when none).  The fronts answer every error of
+    these services with gRPC code Unknown (services/etcd_grpc.py), as etcd does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from consensuskit.statemachines.mvcc import (
 )
 
 ELECTION_NOT_LEADER = "election: not leader"
+ELECTION_NO_LEADER = "election: no leader"
 WAIT_POLL = 0.05  # seconds between a waiting claimant's looks
 OBSERVE_POLL = 0.02  # seconds between an observer's looks
 
