@@ -702,11 +702,21 @@ def healthy(client_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Target, Target]]:
-    """(the real etcd, a follower of our 3-node Raft cluster), both empty at first."""
+@pytest.fixture(
+    scope="module",
+    params=[
+        "raft",
+        # The service is the same on every log protocol; these two run with `make sweep`.
+        pytest.param("multipaxos", marks=pytest.mark.slow),
+        pytest.param("zab", marks=pytest.mark.slow),
+    ],
+)
+def targets(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Target, Target]]:
+    """(the real etcd, a follower of our 3-node cluster of the protocol), both empty at first."""
     for real in real_etcd(tmp_path_factory.mktemp("real-etcd")):
-        for cluster in etcd_cluster(tmp_path_factory, "raft"):
+        for cluster in etcd_cluster(tmp_path_factory, request.param):
             follower = cluster.follower()  # a follower: every call is served anywhere
             yield real, Target(endpoint=cluster.grpc_address(follower), gateway=cluster.cluster.url(follower))
 
