@@ -375,12 +375,18 @@ def _walk(
 
     uncached: dict[Hashable, tuple[bool, Hashable, bool]] = {}  # never written
 
-    def remember(i: int, state: Hashable, outcome: tuple[bool, Hashable, bool]) -> None:
+    def stepped(i: int, state: Hashable) -> tuple[bool, Hashable, bool]:
+        """Op ``i``'s step from ``state``, not in the cache: taken, and cached.  (The hit
+        is looked up inline, where the search asks: a call there costs.)"""
+        legal, after = step(state, calls[i], outputs[i])
+        outcome = (legal, after, after == state)
         cached = outcomes[i]
         if len(cached) < _STEPS_KEPT_PER_OP:
-            cached[state] = outcome
+            if cached is not uncached:
+                cached[state] = outcome
         else:  # so many states that they seldom recur (appends): keep none
             outcomes[:] = [uncached] * n
+        return outcome
 
     nxt = list(range(1, 2 * n + 2))
     nxt[-1] = -1
@@ -438,15 +444,10 @@ def _walk(
                     i = opid[e]
                     if still[i]:
                         explored += 1
-                        cached = outcomes[i]
-                        outcome = cached.get(state)
+                        outcome = outcomes[i].get(state)
                         if outcome is None:
-                            legal, after = step(state, calls[i], outputs[i])
-                            same = after == state
-                            if cached is not uncached:
-                                remember(i, state, (legal, after, same))
-                        else:
-                            legal, after, same = outcome
+                            outcome = stepped(i, state)
+                        legal, after, same = outcome
                         if legal:
                             forced = True
                             entry, m = e, match[e]
@@ -468,15 +469,10 @@ def _walk(
                         budget_met = True
                         entry = nxt[entry]
                         continue
-                    cached = outcomes[i]
-                    outcome = cached.get(state)
+                    outcome = outcomes[i].get(state)
                     if outcome is None:
-                        legal, after = step(state, calls[i], outputs[i])
-                        same = after == state
-                        if cached is not uncached:
-                            remember(i, state, (legal, after, same))
-                    else:
-                        legal, after, same = outcome
+                        outcome = stepped(i, state)
+                    legal, after, same = outcome
                     if same:
                         if free[i]:
                             legal = False  # a free op that changes nothing may as well never happen
