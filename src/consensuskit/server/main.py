@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -269,10 +271,15 @@ class NodeServer:
             self._runner = None
         if self.transport is not None:
             await self.transport.stop()
-        if self.runtime is not None and self.runtime.failure is None and self._storage is not None:
-            close = getattr(self._storage, "close", None)
-            if close is not None:
-                close()
+        self._release_storage()
+
+    def _release_storage(self) -> None:
+        """Close the storage and unlock its directory.  After a halt this writes nothing:
+        DiskStorage.close drops unsynced writes as a crash would, and a node embedded in a
+        process (tests, a supervisor) can then be started again on the same directory."""
+        close = getattr(self._storage, "close", None)
+        if close is not None:
+            close()
 
     async def _stop_listeners(self) -> None:
         close, self._close_listeners = self._close_listeners, None
@@ -283,7 +290,7 @@ class NodeServer:
                 log.exception("service %s: closing its listeners failed", self.service.name)
 
     async def abort(self) -> None:
-        """After a halt: stop talking, leave storage as it is on disk."""
+        """After a halt: stop talking, leave storage as it is on disk (unsynced writes dropped)."""
         await self._stop_peer_follower()
         await self._stop_listeners()
         if self.session_clock is not None:
@@ -295,6 +302,7 @@ class NodeServer:
             await self.transport.stop()
         if self.runtime is not None:
             await self.runtime.close()
+        self._release_storage()
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -457,12 +465,33 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
         stopping.cancel()
     if server.runtime.failure is not None:
         await server.abort()
+        advice = disk_full_advice(server.runtime.failure, config.data_dir)
+        if advice:
+            log.critical("node %s: %s", config.node_id, advice)
         log.critical("node %s exits after halting (status %d)", config.node_id, EXIT_HALTED)
         return EXIT_HALTED
     log.info("node %s stopping", config.node_id)
     await server.stop()
     log.info("node %s stopped", config.node_id)
     return EXIT_OK
+
+
+def disk_full_advice(failure: BaseException, data_dir: Path) -> str | None:
+    """The operator's way out when the node halted because its disk is full, else None.
+
+    A full disk is the one storage failure an operator fixes in a minute, so it gets its own
+    line instead of only the OSError: what was written but not synced was never
+    acknowledged, and recovery discards the torn tail the failed write left."""
+    if not isinstance(failure, OSError) or failure.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        free = f"{shutil.disk_usage(data_dir).free:,} bytes free now"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"the disk holding {data_dir} is full ({free}): free space there and start the node "
+        "again; every write it acknowledged is on disk, and it catches up from its peers"
+    )
 
 
 def run(coro: Any) -> Any:
