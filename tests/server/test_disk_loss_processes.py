@@ -95,3 +95,59 @@ def test_a_wiped_node_rejoins_as_a_learner_and_no_acknowledged_write_is_lost(
         with cluster.client(timeout=1.0, deadline=20.0) as kv:
             values = {e.key: e.value for e in kv.list("story/")}
         assert values == {f"story/{i}": f"v{i}" for i in range(20)}
+
+
+@pytest.mark.parametrize("protocol", DISK_LOSS)
+def test_a_wiped_node_started_with_bootstrap_by_mistake_is_refused_and_no_write_is_lost(
+    tmp_path: Path, protocol: str
+) -> None:
+    """The same story with the wrong flag: --bootstrap (a new cluster's) instead of
+    --rejoin.  The peers that knew the node on its lost directory drop its messages
+    (server/incarnations.py), so the stale follower still cannot win with its vote."""
+    with make_cluster(tmp_path / "data", protocol=protocol) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader(30)
+        paused, wiped = sorted(n for n in cluster.nodes if n != leader)
+        cluster.nodes[paused].pause()
+        with cluster.client(timeout=1.0, deadline=20.0) as kv:
+            for i in range(20):
+                kv.put(f"story/{i}", f"v{i}")
+        cluster.nodes[leader].kill()
+        cluster.nodes[wiped].kill()
+        data_dir = cluster.layout.node(wiped).data_dir
+        shutil.rmtree(data_dir)
+        data_dir.mkdir()
+
+        cluster.nodes[wiped].start(["--bootstrap"])
+        cluster.nodes[paused].resume()
+
+        def refused_by_paused() -> bool:
+            status = status_of(cluster, paused)
+            refused = (status or {}).get("peers", {}).get(wiped, {}).get("refused") or ""
+            return "made by --bootstrap" in refused and "--rejoin" in refused
+
+        assert wait_for(refused_by_paused, 20), status_of(cluster, paused)
+        assert wait_for(lambda: "knew this node on data directory" in cluster.nodes[wiped].log_tail(50), 10)
+        time.sleep(3.0)  # `paused` campaigns meanwhile: `wiped`'s vote does not count
+        assert cluster.leader() is None, cluster.statuses()
+
+        cluster.nodes[leader].start()
+        cluster.wait_for_leader(30, exclude=[wiped])
+        with cluster.client(timeout=1.0, deadline=20.0) as kv:
+            values = {e.key: e.value for e in kv.list("story/")}
+        assert values == {f"story/{i}": f"v{i}" for i in range(20)}
+
+        # The way out the refusal names: an empty directory and --rejoin.
+        cluster.nodes[wiped].kill()
+        shutil.rmtree(data_dir)
+        data_dir.mkdir()
+        cluster.nodes[wiped].start(["--rejoin"])
+
+        def readmitted() -> bool:
+            status = status_of(cluster, wiped)
+            return (
+                status is not None and status.get("rejoining") is False and wiped in status.get("voters", ())
+            )
+
+        assert wait_for(readmitted, 30), status_of(cluster, wiped)
+        assert wait_for(lambda: not (status_of(cluster, paused) or {})["peers"][wiped]["refused"], 10)

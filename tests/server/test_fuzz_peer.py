@@ -43,17 +43,19 @@ from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, message_field
 from consensuskit.server import handshake
 from consensuskit.server.cluster import LocalCluster
 from consensuskit.server.framing import frame
-from consensuskit.server.peer_hello import PeerHello
+from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
 from tests.server.test_processes import PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
 DEFAULT_EXAMPLES = 400
 SLOW_EXAMPLES = 3000
-# tag -> class, every protocol's (a node must ignore the others').  Not PeerHello: one
-# naming another setup makes the receiver drop the rest of that connection's frames, so
-# the fuzzing would stop at the first one (test_peer_hello.py covers it).
-MESSAGES = {tag: cls for tag, cls in registered_messages().items() if cls is not PeerHello}
+# tag -> class, every protocol's (a node must ignore the others').  Not PeerHello nor
+# PeerIncarnation: one naming another setup or data directory makes the receiver drop
+# the rest of that connection's frames, so the fuzzing would stop at the first one
+# (test_peer_hello.py and test_incarnations.py cover them).
+GREETINGS = (PeerHello, PeerIncarnation)
+MESSAGES = {tag: cls for tag, cls in registered_messages().items() if cls not in GREETINGS}
 assert len(MESSAGES) > 20, MESSAGES
 EDGE_INTS = [-(2**63), -(2**31), -1, 0, 1, 2, 3, 10, 2**31, 2**63 - 2, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]
 NODE_IDS = ["n1", "n2", "n3", "n9", "", "x" * 300]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,9 @@ def test_bootstrap_writes_the_identity_and_starts_fresh(tmp_path):
     storage = opened(data, bootstrap=True)
     assert storage.get(REJOINING_KEY) is None and storage.is_empty()
     storage.close()
-    assert identity_of(data) == {"format": IDENTITY_FORMAT, "cluster_id": "c-1", "node_id": "n1"}
+    written = identity_of(data)
+    assert re.fullmatch("[0-9a-f]{16}", written.pop("incarnation"))
+    assert written == {"format": IDENTITY_FORMAT, "cluster_id": "c-1", "node_id": "n1", "origin": "bootstrap"}
     again = opened(data)  # a restart needs no flag
     assert again.recovery_notes == []  # the identity file is no stranger to the WAL
     again.close()
@@ -218,12 +221,15 @@ RAFT_KV = Owner("raft", "kv")
 def test_a_fresh_directory_records_its_owner_and_refuses_another(tmp_path):
     data = tmp_path / "n1"
     opened(data, bootstrap=True, owner=RAFT_KV).close()
-    assert identity_of(data) == {
+    written = identity_of(data)
+    del written["incarnation"]
+    assert written == {
         "format": IDENTITY_FORMAT,
         "cluster_id": "c-1",
         "node_id": "n1",
         "protocol": "raft",
         "service": "kv",
+        "origin": "bootstrap",
     }
     opened(data, owner=RAFT_KV).close()
     opened(data).close()  # no owner given: not checked
@@ -240,12 +246,13 @@ def test_a_fresh_directory_records_its_owner_and_refuses_another(tmp_path):
 def test_an_identity_without_an_owner_is_adopted_once_and_kept(tmp_path):
     data = tmp_path / "n1"
     opened(data, bootstrap=True).close()
-    assert read_identity(data) == Identity("n1", "c-1")  # an earlier release's file
+    made = read_identity(data)
+    assert made == Identity("n1", "c-1", None, made.incarnation, "bootstrap")  # no owner yet
     opened(data, owner=Owner("zab", "kv")).close()  # nothing recorded: nothing to check yet
     assert read_identity(data).owner is None  # opening does not adopt: building does
     assert adopt_owner(data, RAFT_KV, fsync=False) is True
     assert adopt_owner(data, Owner("zab", "kv"), fsync=False) is False  # owned already
-    assert read_identity(data) == Identity("n1", "c-1", RAFT_KV)
+    assert read_identity(data) == Identity("n1", "c-1", RAFT_KV, made.incarnation, "bootstrap")
     opened(data, cluster_id=None, owner=RAFT_KV).close()
     assert read_identity(data).owner == RAFT_KV
     assert adopt_owner(tmp_path / "none", RAFT_KV) is False  # no identity: nothing to adopt
@@ -254,8 +261,50 @@ def test_an_identity_without_an_owner_is_adopted_once_and_kept(tmp_path):
 def test_adopting_a_cluster_id_keeps_the_owner(tmp_path):
     data = tmp_path / "n1"
     opened(data, cluster_id=None, bootstrap=True, owner=RAFT_KV).close()
+    made = read_identity(data).incarnation
     opened(data, cluster_id="c-9", owner=RAFT_KV).close()
-    assert read_identity(data) == Identity("n1", "c-9", RAFT_KV)
+    assert read_identity(data) == Identity("n1", "c-9", RAFT_KV, made, "bootstrap")
+
+
+@pytest.mark.parametrize(
+    ("flags", "origin"),
+    [({"bootstrap": True}, "bootstrap"), ({"rejoin": True}, "rejoin"), ({"voter": False}, "join")],
+)
+def test_a_new_directory_gets_an_incarnation_of_its_own_and_its_origin(tmp_path, flags, origin):
+    made = set()
+    for attempt in range(2):  # the same node's directory, lost and made again
+        data = tmp_path / f"n1-{attempt}"
+        opened(data, **flags).close()
+        identity = read_identity(data)
+        assert identity.origin == origin and re.fullmatch("[0-9a-f]{16}", identity.incarnation)
+        made.add(identity.incarnation)
+        opened(data).close()  # a restart keeps both
+        assert read_identity(data) == identity
+    assert len(made) == 2
+
+
+def test_an_earlier_release_directory_gets_an_incarnation_once(tmp_path):
+    data = tmp_path / "n1"
+    opened(data, bootstrap=True, owner=RAFT_KV).close()
+    earlier = {k: v for k, v in identity_of(data).items() if k not in ("incarnation", "origin")}
+    (data / "identity.json").write_text(json.dumps(earlier))  # as the previous release wrote it
+    assert read_identity(data) == Identity("n1", "c-1", RAFT_KV)
+    opened(data).close()
+    given = read_identity(data)
+    assert given.origin == "earlier" and given.incarnation and given.owner == RAFT_KV
+    opened(data).close()
+    assert read_identity(data) == given  # given once, then kept
+
+
+def test_a_malformed_incarnation_is_refused(tmp_path):
+    data = tmp_path / "n1"
+    data.mkdir()
+    for body in ({"incarnation": "ab"}, {"origin": "bootstrap"}, {"incarnation": "", "origin": "join"},
+                 {"incarnation": "ab", "origin": "restore"}, {"incarnation": 7, "origin": "join"}):
+        fields = {"format": 1, "node_id": "n1", "cluster_id": None, **body}
+        (data / "identity.json").write_text(json.dumps(fields))
+        with pytest.raises(IdentityError, match="incarnation must be a non-empty string and origin one of"):
+            read_identity(data)
 
 
 def test_an_owner_field_that_is_half_there_or_not_a_string_is_refused(tmp_path):

@@ -6,10 +6,15 @@ leader that lacks acknowledged writes (issue 10: 12 of 20 writes lost).  So:
 
 Rules this module owns (checked before the node is built):
   * every data directory holds ``identity.json``: ``{"format": 1, "cluster_id": ID or
-    null, "node_id": ID, "protocol": NAME, "service": NAME}``, written atomically (temp
-    file, fsync, rename, directory fsync, as the WAL writes its files).  ``protocol`` and
-    ``service`` (the *owner*) are optional: files of earlier releases lack them, and
-    those releases read a file that has them (unknown keys are ignored);
+    null, "node_id": ID, "protocol": NAME, "service": NAME, "incarnation": HEX,
+    "origin": HOW}``, written atomically (temp file, fsync, rename, directory fsync, as the
+    WAL writes its files).  ``protocol`` and ``service`` (the *owner*) and ``incarnation``
+    and ``origin`` are optional: files of earlier releases lack them, and those releases
+    read a file that has them (unknown keys are ignored);
+  * ``incarnation`` names this directory (random, made with it: a wiped and re-created
+    directory has another) and ``origin`` says how it began (peer_hello.py ORIGINS:
+    bootstrap, rejoin, join, or earlier for a directory made before either was kept, which
+    gets both at its next start).  Peers judge a node by them (server/incarnations.py);
   * a directory with an identity must name this node and, when both sides know one, this
     cluster (``cluster_id`` in the config); otherwise the node refuses (exit 1).  A
     directory without a cluster id adopts the configured one.  An identity without a WAL
@@ -42,13 +47,22 @@ Rules this module owns (checked before the node is built):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from consensuskit.core.storage import REJOINING_KEY
+from consensuskit.server.peer_hello import (
+    ORIGIN_BOOTSTRAP,
+    ORIGIN_EARLIER,
+    ORIGIN_JOIN,
+    ORIGIN_REJOIN,
+    ORIGINS,
+)
 from consensuskit.server.wal import DiskStorage, write_file_atomically
 from consensuskit.server.wal_format import (
     IDENTITY_NAME,
@@ -85,6 +99,12 @@ class Identity:
     node_id: str
     cluster_id: str | None
     owner: Owner | None = None  # None: written by an earlier release, or not yet adopted
+    incarnation: str | None = None  # None: written by an earlier release
+    origin: str | None = None  # one of peer_hello.ORIGINS; None with incarnation None
+
+
+def new_incarnation() -> str:
+    return secrets.token_hex(8)
 
 
 def read_identity(directory: Path) -> Identity | None:
@@ -109,11 +129,20 @@ def read_identity(directory: Path) -> Identity | None:
     if not isinstance(node_id, str) or not (cluster_id is None or isinstance(cluster_id, str)):
         raise IdentityError(f"{path}: node_id must be a string and cluster_id a string or null")
     protocol, service = data.get("protocol"), data.get("service")
-    if protocol is None and service is None:
-        return Identity(node_id=node_id, cluster_id=cluster_id)
-    if not (isinstance(protocol, str) and isinstance(service, str)):
-        raise IdentityError(f"{path}: protocol and service must be strings, both present or both absent")
-    return Identity(node_id=node_id, cluster_id=cluster_id, owner=Owner(protocol, service))
+    owner = None
+    if protocol is not None or service is not None:
+        if not (isinstance(protocol, str) and isinstance(service, str)):
+            raise IdentityError(f"{path}: protocol and service must be strings, both present or both absent")
+        owner = Owner(protocol, service)
+    incarnation, origin = data.get("incarnation"), data.get("origin")
+    if (incarnation is not None or origin is not None) and not (
+        isinstance(incarnation, str) and incarnation and origin in ORIGINS
+    ):
+        raise IdentityError(
+            f"{path}: incarnation must be a non-empty string and origin one of {', '.join(ORIGINS)}, "
+            "both present or both absent"
+        )
+    return Identity(node_id, cluster_id, owner, incarnation, origin)
 
 
 def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -> None:
@@ -126,6 +155,9 @@ def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -
     if identity.owner is not None:
         body["protocol"] = identity.owner.protocol
         body["service"] = identity.owner.service
+    if identity.incarnation is not None:
+        body["incarnation"] = identity.incarnation
+        body["origin"] = identity.origin
     data = (json.dumps(body, sort_keys=True) + "\n").encode()
     write_file_atomically(directory / IDENTITY_NAME, data, fsync=fsync)
 
@@ -137,7 +169,7 @@ def adopt_owner(directory: Path, owner: Owner, *, fsync: bool = True) -> bool:
     identity = read_identity(directory)
     if identity is None or identity.owner is not None:
         return False
-    write_identity(directory, Identity(identity.node_id, identity.cluster_id, owner), fsync=fsync)
+    write_identity(directory, dataclasses.replace(identity, owner=owner), fsync=fsync)
     return True
 
 
@@ -212,8 +244,13 @@ def open_data_dir(
                 "log (its data was lost); move it aside and start the node with --rejoin"
             )
         storage = DiskStorage.open(directory, fsync=fsync)
+        updated = identity
         if identity.cluster_id is None and cluster_id is not None:
-            write_identity(directory, Identity(node_id, cluster_id, identity.owner), fsync=fsync)
+            updated = dataclasses.replace(updated, cluster_id=cluster_id)
+        if identity.incarnation is None:  # an earlier release's directory
+            updated = dataclasses.replace(updated, incarnation=new_incarnation(), origin=ORIGIN_EARLIER)
+        if updated != identity:
+            write_identity(directory, updated, fsync=fsync)
         _ignored_flags(node_id, bootstrap, rejoin)
         return storage
 
@@ -223,7 +260,8 @@ def open_data_dir(
         # refuses that one); a WAL holding nothing at all is an empty directory.
         storage = DiskStorage.open(directory, fsync=fsync)
         if not storage.is_empty():
-            write_identity(directory, Identity(node_id, cluster_id), fsync=fsync)
+            migrated = Identity(node_id, cluster_id, None, new_incarnation(), ORIGIN_EARLIER)
+            write_identity(directory, migrated, fsync=fsync)
             log.info("node %s: wrote %s into %s (an earlier release's)", node_id, IDENTITY_NAME, directory)
             _ignored_flags(node_id, bootstrap, rejoin)
             return storage
@@ -239,7 +277,8 @@ def open_data_dir(
         storage.put(REJOINING_KEY, True)
         storage.sync()
         log.warning("node %s: rejoining on an empty data directory; it will vote once readmitted", node_id)
-    write_identity(directory, Identity(node_id, cluster_id, owner), fsync=fsync)
+    origin = ORIGIN_REJOIN if rejoin else ORIGIN_BOOTSTRAP if bootstrap else ORIGIN_JOIN
+    write_identity(directory, Identity(node_id, cluster_id, owner, new_incarnation(), origin), fsync=fsync)
     return storage
 
 

@@ -62,7 +62,8 @@ from consensuskit.server.config import (
 from consensuskit.server.conn_guard import GuardedSite
 from consensuskit.server.events import EventFeed, heartbeat_types
 from consensuskit.server.http_api import NodeApi
-from consensuskit.server.identity import IdentityError, Owner, adopt_owner, open_data_dir
+from consensuskit.server.identity import IdentityError, Owner, adopt_owner, open_data_dir, read_identity
+from consensuskit.server.incarnations import IncarnationBook
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.node_keys import KeysError, node_keys
@@ -197,6 +198,9 @@ class NodeServer:
         self._written = self._remembered.peers if self._remembered is not None else EMPTY
         self.follow_peers()  # what the node recovered from its disk
         factory = self._transport_factory or _peer_transport
+        # A node of a protocol that takes a node back after a disk loss (--rejoin) keeps
+        # a book of its peers' data directories (server/incarnations.py).
+        book = incarnation_book(cfg) if opened_here and spec.survives_disk_loss else None
         self.transport = factory(
             cfg.node_id,
             cfg.peer_address,
@@ -207,6 +211,7 @@ class NodeServer:
             ssl_client=cfg.tls.client_context() if cfg.tls else None,
             tls_identity=cfg.tls.identity() if cfg.tls else None,
             hello=PeerHello(owner.protocol, owner.service, cfg.cluster_id or "", __version__),
+            **({"incarnations": book} if book is not None else {}),
         )
         self.runtime.transport = self.transport
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
@@ -406,6 +411,16 @@ def _close(storage: Any) -> None:
 
 def _peer_transport(*args: Any, **kwargs: Any) -> Any:
     return PeerTransport(*args, **kwargs)
+
+
+def incarnation_book(config: ServerConfig) -> IncarnationBook | None:
+    """The node's book of incarnations, from the identity its data directory holds."""
+    identity = read_identity(config.data_dir)
+    if identity is None or identity.incarnation is None or identity.origin is None:
+        return None  # open_data_dir gives every directory one: a test's storage
+    return IncarnationBook(
+        config.node_id, identity.incarnation, identity.origin, config.data_dir, fsync=config.fsync
+    )
 
 
 def open_storage(config: ServerConfig, owner: Owner | None = None) -> DurableStorage:

@@ -21,7 +21,12 @@ Rules this module owns:
   * ``release`` is informational (logged with a refusal);
   * a connection without a hello (an earlier release's node) is accepted as before;
     such a node skips the hello (an unknown tag: one warning per connection, and the
-    connection stays: transport.py).
+    connection stays: transport.py);
+  * a node that keeps an incarnation book (server/incarnations.py) sends
+    ``PeerIncarnation`` right after its hello: which data directory it runs on and how
+    that directory began, and which directory it knows the receiver by.  A new message,
+    not fields appended to PeerHello: an earlier release refuses a frame with more fields
+    than it knows (and drops the connection), but skips a tag it does not know.
 
 Tags 200-209 belong to the server; append new ones, never reuse.
 """
@@ -56,3 +61,23 @@ class PeerHello:
                 "(a config of another cluster holding this cluster's secret?)"
             )
         return None
+
+
+# How a data directory began (server/identity.py writes it into identity.json).
+ORIGIN_BOOTSTRAP = "bootstrap"  # --bootstrap: the first start of a new cluster
+ORIGIN_REJOIN = "rejoin"  # --rejoin: a replacement for a lost disk, votes once readmitted
+ORIGIN_JOIN = "join"  # an empty directory of a node not among the initial voters
+ORIGIN_EARLIER = "earlier"  # written before directories recorded their incarnation
+ORIGINS = (ORIGIN_BOOTSTRAP, ORIGIN_REJOIN, ORIGIN_JOIN, ORIGIN_EARLIER)
+
+
+@message(201)
+@dataclass(frozen=True, slots=True)
+class PeerIncarnation:
+    """The sender's data directory (``incarnation``, made when the directory was) and how
+    it began (``origin``, one of ORIGINS), and the incarnation the sender knows the
+    receiver by (``known_as``; "" when it knows none)."""
+
+    incarnation: str
+    origin: str
+    known_as: str

@@ -45,6 +45,10 @@ Rules this module owns:
   runs another protocol, service or cluster gets its connection marked *foreign* (every
   message on it dropped and counted, the reason logged once per connection and kept in
   ``PeerStats.refused``).  A connection with no hello (an earlier release) is accepted.
+  A node given an ``incarnations`` book (incarnations.py) writes its ``PeerIncarnation``
+  right after the hello, and a peer the book refuses gets its connection marked foreign
+  the same way; a PeerIncarnation saying this node is known by another directory is
+  logged once per connection (the book says when).
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -84,7 +88,8 @@ from consensuskit.server.framing import (
     fragment_frames,
     frame,
 )
-from consensuskit.server.peer_hello import PeerHello
+from consensuskit.server.incarnations import IncarnationBook
+from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
 
 Address = tuple[str, int]
 
@@ -224,13 +229,15 @@ class PeerTransport:
         backoff_cap: float = 1.0,
         logger: logging.Logger | None = None,
         hello: PeerHello | None = None,
+        incarnations: IncarnationBook | None = None,
     ) -> None:
         """``peers`` may include ``node_id`` itself (ignored).  The queue to each peer holds
         at most ``queue_limit`` frames and ``queue_limit_bytes`` bytes (beyond one frame).
         TLS contexts come with ``tls_identity`` (this node's certificate fingerprint, and
         the pins if any): the handshake binds itself to each TLS connection.  ``hello``:
         what this node runs, sent first on each connection it dials and checked against
-        the hellos it receives (None: neither)."""
+        the hellos it receives (None: neither).  ``incarnations``: this node's book of data
+        directories, introduced after the hello and judging the peers' (None: neither)."""
         handshake.node_id_bytes(node_id)
         if (ssl_server is not None or ssl_client is not None) and tls_identity is None:
             raise ValueError("peer TLS needs tls_identity (the channel binding covers the certificates)")
@@ -258,6 +265,7 @@ class PeerTransport:
         self._log = logger or logging.getLogger(__name__)
         self._hello = hello
         self._hello_frame = frame(encode(hello)) if hello is not None else b""
+        self._incarnations = incarnations
         self._rng = random.Random()
         self._links: dict[str, _Link] = {}
         for peer_id, address in self._normalize_peers(peers).items():
@@ -644,9 +652,12 @@ class PeerTransport:
         stats, queue = link.stats, link.queue
         link.connection = connection
         try:
-            if self._hello_frame:  # before anything queued: the receiver judges it first
-                writer.write(self._hello_frame)
-                stats.bytes_sent += len(self._hello_frame)  # as the receiver counts it
+            greeting = self._hello_frame
+            if self._incarnations is not None:
+                greeting += frame(encode(self._incarnations.introduce(link.peer_id)))
+            if greeting:  # before anything queued: the receiver judges it first
+                writer.write(greeting)
+                stats.bytes_sent += len(greeting)  # as the receiver counts it
             while True:
                 if connection.closed:
                     raise ConnectionResetError("the peer closed the connection")
@@ -799,6 +810,9 @@ class PeerTransport:
                     if type(msg) is PeerHello:
                         self._judge_hello(src, address, connection, msg, stats)
                         continue
+                    if type(msg) is PeerIncarnation:
+                        self._judge_incarnation(src, address, connection, msg, stats)
+                        continue
                     if connection.foreign:
                         stats.dropped_foreign += 1
                         continue
@@ -829,6 +843,23 @@ class PeerTransport:
             connection.foreign = False
             stats.refused = None
             return
+        if not connection.foreign:
+            self._log.error("peer %s at %s: dropping its messages: %s", src, address, refusal)
+        connection.foreign = True
+        stats.refused = refusal
+
+    def _judge_incarnation(
+        self, src: str, address: str, connection: _Connection, said: PeerIncarnation, stats: PeerStats
+    ) -> None:
+        book = self._incarnations
+        if book is None:
+            return
+        about_us = book.refused_here(src, said)
+        if about_us is not None:
+            self._log.error("%s", about_us)
+        refusal = book.judge(src, said)
+        if refusal is None:
+            return  # the hello's judgment stands
         if not connection.foreign:
             self._log.error("peer %s at %s: dropping its messages: %s", src, address, refusal)
         connection.foreign = True

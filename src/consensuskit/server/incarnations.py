@@ -1,0 +1,149 @@
+"""Which data directory each peer runs on, so a voter that lost its disk cannot come back
+as if it were new.
+
+A voter's votes and acknowledgements live in its data directory.  ``--rejoin`` brings a
+node back on an empty one safely (it votes only once caught up: server/identity.py), but
+nothing stopped an operator from starting it with ``--bootstrap`` instead (the flag of a
+cluster's first start, one word away in the same error message), or a second process
+from running with a copied config: either votes with an empty log and, with a stale peer,
+can elect a leader that lacks acknowledged writes.  etcd refuses such a member at start
+("member has already been bootstrapped"); here the peers that knew the node refuse it.
+
+Rules this module owns:
+  * every data directory has an incarnation and an origin (identity.json); a node sends
+    both to each peer it dials (``PeerIncarnation``, after its PeerHello), with the
+    incarnation it knows that peer by;
+  * ``incarnations.json`` in the data directory, ``{"format": 1, "peers": {node:
+    incarnation}}``, keeps the incarnation this node first accepted for each peer,
+    written atomically when it changes (rarely: once per peer per directory);
+  * the judgment (``IncarnationBook.judge``): a peer not known yet, or known by this
+    incarnation, is accepted (the first is recorded); another incarnation is accepted
+    (and recorded) only when its directory began with ``--rejoin``, the one way a node
+    comes back safely.  Any other is refused: its connection is foreign (transport.py:
+    every message dropped, the reason in ``/v1/status`` ``peers.ID.refused`` and logged
+    once per connection).  It stays refused whatever it does: the remedy is to stop it
+    and start it on an empty directory with ``--rejoin``;
+  * a node told by a peer that it is known by another incarnation, while its own
+    directory did not begin with ``--rejoin``, logs why that peer refuses it and what to
+    do (once per connection): the operator sees the cause on the node they started;
+  * only protocols that can take a node back after a disk loss keep a book (the catalog's
+    ``survives_disk_loss``): for the others ``--rejoin`` does not exist, and a refusal
+    would strand a node with no way back;
+  * a missing file is nothing known (a fresh directory, an earlier release's); an
+    unreadable or malformed one is ignored with a warning (the node then knows no peer
+    yet: no worse off than the previous release).  A peer without a PeerIncarnation (an
+    earlier release) is judged by its hello alone, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from consensuskit.server.peer_hello import ORIGIN_REJOIN, PeerIncarnation
+from consensuskit.server.wal import write_file_atomically
+
+log = logging.getLogger("consensuskit.server")
+
+INCARNATIONS_NAME = "incarnations.json"
+INCARNATIONS_FORMAT = 1
+
+
+class IncarnationBook:
+    """This node's incarnation, and the ones it has accepted for its peers (the rules above)."""
+
+    __slots__ = ("_directory", "_fsync", "_peers", "incarnation", "node_id", "origin")
+
+    def __init__(
+        self, node_id: str, incarnation: str, origin: str, directory: Path, *, fsync: bool = True
+    ) -> None:
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.origin = origin
+        self._directory = Path(directory)
+        self._fsync = fsync
+        self._peers = read_incarnations(self._directory)
+
+    def known(self, peer: str) -> str | None:
+        return self._peers.get(peer)
+
+    def introduce(self, peer: str) -> PeerIncarnation:
+        """What this node tells ``peer`` on a connection it dials."""
+        return PeerIncarnation(self.incarnation, self.origin, self._peers.get(peer, ""))
+
+    def judge(self, peer: str, said: PeerIncarnation) -> str | None:
+        """Why messages from ``peer`` saying ``said`` must be dropped (None: take them)."""
+        known = self._peers.get(peer)
+        if said.incarnation == known:
+            return None
+        if known is not None and said.origin != ORIGIN_REJOIN:
+            how = "by --bootstrap" if said.origin == "bootstrap" else f"(origin {said.origin!r})"
+            return (
+                f"it runs on data directory {said.incarnation}, made {how}, but this node knew "
+                f"{peer} on {known}: a voter that lost its disk would vote without what it "
+                f"acknowledged. Stop it: if {peer} lost its disk, start it again on an empty "
+                f"directory with --rejoin; if it is a second process running as {peer}, leave it stopped"
+            )
+        if known is not None:
+            log.warning(
+                "node %s: peer %s came back on a new data directory (%s, was %s) by --rejoin",
+                self.node_id,
+                peer,
+                said.incarnation,
+                known,
+            )
+        self._record(peer, said.incarnation)
+        return None
+
+    def refused_here(self, peer: str, said: PeerIncarnation) -> str | None:
+        """Why ``peer`` (which said ``said``) refuses this node, when it will (None: it
+        will not, or this node came back by --rejoin and the peer learns that itself)."""
+        if not said.known_as or said.known_as == self.incarnation or self.origin == ORIGIN_REJOIN:
+            return None
+        return (
+            f"peer {peer} knew this node on data directory {said.known_as}, not this one "
+            f"({self.incarnation}, made by {self.origin}), and drops its messages. If "
+            f"{self.node_id} lost its disk, stop it and start it on an empty directory with "
+            f"--rejoin; if another process runs as {self.node_id}, stop this one"
+        )
+
+    def _record(self, peer: str, incarnation: str) -> None:
+        self._peers[peer] = incarnation
+        body = {"format": INCARNATIONS_FORMAT, "peers": dict(sorted(self._peers.items()))}
+        try:
+            write_file_atomically(
+                self._directory / INCARNATIONS_NAME,
+                (json.dumps(body, sort_keys=True) + "\n").encode(),
+                fsync=self._fsync,
+            )
+        except OSError as exc:  # kept in memory only: a restart forgets it
+            log.warning(
+                "node %s: cannot keep peer incarnations in %s: %s", self.node_id, self._directory, exc
+            )
+
+
+def read_incarnations(directory: Path) -> dict[str, str]:
+    """The peers' incarnations ``directory`` keeps ({} when none: see the module rules)."""
+    path = Path(directory) / INCARNATIONS_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        log.warning("ignoring %s: cannot read it: %s", path, exc.strerror)
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    peers = data.get("peers") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != INCARNATIONS_FORMAT
+        or not isinstance(peers, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items())
+    ):
+        log.warning("ignoring %s: not an incarnations file of format %d", path, INCARNATIONS_FORMAT)
+        return {}
+    return dict(peers)
