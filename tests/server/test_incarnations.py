@@ -10,6 +10,7 @@ import logging
 
 import pytest
 
+from consensuskit.catalog import default_registry
 from consensuskit.core.messages import decode, encode
 from consensuskit.server.incarnations import INCARNATIONS_NAME, IncarnationBook, read_incarnations
 from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
@@ -49,12 +50,35 @@ def test_a_new_directory_not_made_by_rejoin_is_refused_and_nothing_recorded(tmp_
     n1.judge("n3", PeerIncarnation("old", "bootstrap", ""))
     refusal = n1.judge("n3", PeerIncarnation("new", origin, ""))
     assert refusal is not None and "\n" not in refusal
-    assert refusal.startswith("it runs on data directory new, made ")
-    assert "but this node knew n3 on old" in refusal
-    assert "start it again on an empty directory with --rejoin" in refusal
-    assert ("made by --bootstrap" in refusal) == (origin == "bootstrap")
+    assert "but this node knew n3 on old:" in refusal
+    assert "start n3 again on an empty directory with --rejoin" in refusal
+    made = {"bootstrap": "by --bootstrap", "join": "empty for a node outside the initial members",
+            "earlier": "by an earlier release"}
+    assert refusal.startswith(f"it runs on data directory new, made {made[origin]}, but this node knew n3 on")
     assert n1.known("n3") == "old" and read_incarnations(tmp_path / "n1") == {"n3": "old"}
     assert n1.judge("n3", PeerIncarnation("new", origin, "")) == refusal  # every time
+
+
+def test_a_protocol_without_rejoin_names_the_ways_it_has(tmp_path):
+    n1 = IncarnationBook("n1", "i-n1", "bootstrap", tmp_path, fsync=False, protocol="zab", rejoins=False)
+    n1.judge("n3", PeerIncarnation("old", "bootstrap", ""))
+    refusal = n1.judge("n3", PeerIncarnation("new", "bootstrap", ""))
+    assert refusal is not None and "--rejoin" not in refusal.replace("(no --rejoin)", "")
+    assert "zab cannot take a node back after a disk loss (no --rejoin)" in refusal
+    assert "add a node under another id and remove n3, or restore a backup into a new cluster" in refusal
+    fresh = IncarnationBook(
+        "n3", "new", "bootstrap", tmp_path / "n3", fsync=False, protocol="zab", rejoins=False
+    )
+    why = fresh.refused_here("n1", PeerIncarnation("i-n1", "bootstrap", "old"))
+    assert why is not None and "zab cannot take a node back" in why and "remove n3" in why
+
+
+def test_every_protocol_keeps_a_book_but_those_whose_peers_give_a_wiped_node_its_state_back():
+    registry = default_registry()
+    exempt = {name for name in registry.names() if registry.get(name).amnesia_safe}
+    assert exempt == {"gossip", "gossip-kv", "swim"}
+    # --rejoin is a way back only where the catalog says so.
+    assert {n for n in registry.names() if registry.get(n).survives_disk_loss} == {"raft", "multipaxos"}
 
 
 def test_a_node_back_by_rejoin_is_taken_and_its_directory_recorded(tmp_path, caplog):
@@ -75,7 +99,7 @@ def test_a_node_told_it_is_known_by_another_directory_hears_why(tmp_path):
     why = fresh.refused_here("n1", said)
     assert why is not None and "\n" not in why
     assert why.startswith("peer n1 knew this node on data directory old, not this one (new, made by")
-    assert "start it on an empty directory with --rejoin" in why
+    assert "stop it and start n3 again on an empty directory with --rejoin" in why
     assert fresh.refused_here("n1", PeerIncarnation("i-n1", "earlier", "")) is None  # knows none
     assert fresh.refused_here("n1", PeerIncarnation("i-n1", "earlier", "new")) is None  # knows this one
     # A node back by --rejoin is taken by the peer once it introduces itself: no alarm.

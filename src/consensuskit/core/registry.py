@@ -209,6 +209,12 @@ class ProtocolSpec:
     # caught up and readmitted, so losing a disk cannot undo a vote or an acknowledged
     # write.  The simulator's ``wipe`` fault applies only to such protocols.
     survives_disk_loss: bool = False
+    # A node restarted on an empty data directory forgets nothing the protocol relies on:
+    # its peers give its state back (gossip, SWIM).  The server then keeps no book of its
+    # peers' data directories (server/incarnations.py): every other protocol's node
+    # holds promises (votes, acknowledged writes) that one back on a new directory, other
+    # than by --rejoin, has forgotten, so its peers refuse it.
+    amnesia_safe: bool = False
     # The fewest nodes the protocol runs with under its default options (fast-paxos: 4,
     # n >= 3f+1 with f = 1); ``consensuskit up`` starts at least this many by default.
     min_nodes: int = 1

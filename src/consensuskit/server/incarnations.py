@@ -1,13 +1,14 @@
-"""Which data directory each peer runs on, so a voter that lost its disk cannot come back
+"""Which data directory each peer runs on, so a node that lost its disk cannot come back
 as if it were new.
 
-A voter's votes and acknowledgements live in its data directory.  ``--rejoin`` brings a
-node back on an empty one safely (it votes only once caught up: server/identity.py), but
-nothing stopped an operator from starting it with ``--bootstrap`` instead (the flag of a
-cluster's first start, one word away in the same error message), or a second process
-from running with a copied config: either votes with an empty log and, with a stale peer,
-can elect a leader that lacks acknowledged writes.  etcd refuses such a member at start
-("member has already been bootstrapped"); here the peers that knew the node refuse it.
+A node's promises (votes, acknowledgements, a participant's commit vote) live in its
+data directory.  ``--rejoin`` brings a Raft or Multi-Paxos node back on an empty one
+safely (it votes only once caught up: server/identity.py), but nothing stopped an
+operator from starting it with ``--bootstrap`` instead (the flag of a cluster's first
+start, one word away in the same error message), or a second process from running with a
+copied config: either votes with an empty log and, with a stale peer, can elect a leader
+that lacks acknowledged writes.  etcd refuses such a member at start ("member has
+already been bootstrapped"); here the peers that knew the node refuse it.
 
 Rules this module owns:
   * every data directory has an incarnation and an origin (identity.json); a node sends
@@ -22,13 +23,16 @@ Rules this module owns:
     comes back safely.  Any other is refused: its connection is foreign (transport.py:
     every message dropped, the reason in ``/v1/status`` ``peers.ID.refused`` and logged
     once per connection).  It stays refused whatever it does: the remedy is to stop it
-    and start it on an empty directory with ``--rejoin``;
+    and start it on an empty directory with ``--rejoin`` or, for a protocol without it
+    (the catalog's ``survives_disk_loss``), to replace it by a node of another id;
   * a node told by a peer that it is known by another incarnation, while its own
     directory did not begin with ``--rejoin``, logs why that peer refuses it and what to
     do (once per connection): the operator sees the cause on the node they started;
-  * only protocols that can take a node back after a disk loss keep a book (the catalog's
-    ``survives_disk_loss``): for the others ``--rejoin`` does not exist, and a refusal
-    would strand a node with no way back;
+  * every protocol's node keeps a book but those whose nodes forget nothing their peers
+    cannot give back (the catalog's ``amnesia_safe``: gossip, SWIM).  A protocol without
+    ``--rejoin`` (ZAB, Basic Paxos, the commit protocols, ...) cannot take a wiped node
+    back under its id at all: refusing it is what keeps its acknowledged writes, and the
+    refusal says to replace it;
   * a missing file is nothing known (a fresh directory, an earlier release's); an
     unreadable or malformed one is ignored with a warning (the node then knows no peer
     yet: no worse off than the previous release).  A peer without a PeerIncarnation (an
@@ -41,7 +45,13 @@ import json
 import logging
 from pathlib import Path
 
-from consensuskit.server.peer_hello import ORIGIN_REJOIN, PeerIncarnation
+from consensuskit.server.peer_hello import (
+    ORIGIN_BOOTSTRAP,
+    ORIGIN_EARLIER,
+    ORIGIN_JOIN,
+    ORIGIN_REJOIN,
+    PeerIncarnation,
+)
 from consensuskit.server.wal import write_file_atomically
 
 log = logging.getLogger("consensuskit.server")
@@ -53,14 +63,26 @@ INCARNATIONS_FORMAT = 1
 class IncarnationBook:
     """This node's incarnation, and the ones it has accepted for its peers (the rules above)."""
 
-    __slots__ = ("_directory", "_fsync", "_peers", "incarnation", "node_id", "origin")
+    __slots__ = ("_directory", "_fsync", "_peers", "incarnation", "node_id", "origin", "protocol", "rejoins")
 
     def __init__(
-        self, node_id: str, incarnation: str, origin: str, directory: Path, *, fsync: bool = True
+        self,
+        node_id: str,
+        incarnation: str,
+        origin: str,
+        directory: Path,
+        *,
+        fsync: bool = True,
+        protocol: str = "raft",
+        rejoins: bool = True,
     ) -> None:
+        """``rejoins``: ``protocol`` takes a node back after a disk loss (--rejoin); the
+        refusals name the way out that the protocol has."""
         self.node_id = node_id
         self.incarnation = incarnation
         self.origin = origin
+        self.protocol = protocol
+        self.rejoins = rejoins
         self._directory = Path(directory)
         self._fsync = fsync
         self._peers = read_incarnations(self._directory)
@@ -78,12 +100,12 @@ class IncarnationBook:
         if said.incarnation == known:
             return None
         if known is not None and said.origin != ORIGIN_REJOIN:
-            how = "by --bootstrap" if said.origin == "bootstrap" else f"(origin {said.origin!r})"
+            how = _MADE.get(said.origin, f"(origin {said.origin!r})")
             return (
                 f"it runs on data directory {said.incarnation}, made {how}, but this node knew "
-                f"{peer} on {known}: a voter that lost its disk would vote without what it "
-                f"acknowledged. Stop it: if {peer} lost its disk, start it again on an empty "
-                f"directory with --rejoin; if it is a second process running as {peer}, leave it stopped"
+                f"{peer} on {known}: a node that lost its disk has forgotten what it promised "
+                f"(votes, acknowledged writes). Stop it: if {peer} lost its disk, "
+                f"{self._way_back(peer)}; if it is a second process running as {peer}, leave it stopped"
             )
         if known is not None:
             log.warning(
@@ -104,8 +126,16 @@ class IncarnationBook:
         return (
             f"peer {peer} knew this node on data directory {said.known_as}, not this one "
             f"({self.incarnation}, made by {self.origin}), and drops its messages. If "
-            f"{self.node_id} lost its disk, stop it and start it on an empty directory with "
-            f"--rejoin; if another process runs as {self.node_id}, stop this one"
+            f"{self.node_id} lost its disk, stop it and {self._way_back(self.node_id)}; if "
+            f"another process runs as {self.node_id}, stop this one"
+        )
+
+    def _way_back(self, node: str) -> str:
+        if self.rejoins:
+            return f"start {node} again on an empty directory with --rejoin"
+        return (
+            f"replace it: {self.protocol} cannot take a node back after a disk loss (no --rejoin), "
+            f"so add a node under another id and remove {node}, or restore a backup into a new cluster"
         )
 
     def _record(self, peer: str, incarnation: str) -> None:
@@ -121,6 +151,13 @@ class IncarnationBook:
             log.warning(
                 "node %s: cannot keep peer incarnations in %s: %s", self.node_id, self._directory, exc
             )
+
+
+_MADE = {
+    ORIGIN_BOOTSTRAP: "by --bootstrap",
+    ORIGIN_JOIN: "empty for a node outside the initial members",
+    ORIGIN_EARLIER: "by an earlier release",
+}
 
 
 def read_incarnations(directory: Path) -> dict[str, str]:

@@ -198,9 +198,10 @@ class NodeServer:
         self._written = self._remembered.peers if self._remembered is not None else EMPTY
         self.follow_peers()  # what the node recovered from its disk
         factory = self._transport_factory or _peer_transport
-        # A node of a protocol that takes a node back after a disk loss (--rejoin) keeps
-        # a book of its peers' data directories (server/incarnations.py).
-        book = incarnation_book(cfg) if opened_here and spec.survives_disk_loss else None
+        # A node whose protocol relies on what each node promised keeps a book of its
+        # peers' data directories (server/incarnations.py).
+        keeps_book = opened_here and not spec.amnesia_safe
+        book = incarnation_book(cfg, spec.survives_disk_loss) if keeps_book else None
         self.transport = factory(
             cfg.node_id,
             cfg.peer_address,
@@ -413,13 +414,20 @@ def _peer_transport(*args: Any, **kwargs: Any) -> Any:
     return PeerTransport(*args, **kwargs)
 
 
-def incarnation_book(config: ServerConfig) -> IncarnationBook | None:
-    """The node's book of incarnations, from the identity its data directory holds."""
+def incarnation_book(config: ServerConfig, rejoins: bool) -> IncarnationBook | None:
+    """The node's book of incarnations, from the identity its data directory holds
+    (``rejoins``: the protocol takes a node back after a disk loss, with --rejoin)."""
     identity = read_identity(config.data_dir)
     if identity is None or identity.incarnation is None or identity.origin is None:
         return None  # open_data_dir gives every directory one: a test's storage
     return IncarnationBook(
-        config.node_id, identity.incarnation, identity.origin, config.data_dir, fsync=config.fsync
+        config.node_id,
+        identity.incarnation,
+        identity.origin,
+        config.data_dir,
+        fsync=config.fsync,
+        protocol=config.protocol,
+        rejoins=rejoins,
     )
 
 

@@ -30,4 +30,5 @@ def gossip_kv_spec() -> ProtocolSpec:
         services=(KV_SERVICE_NAME,),
         flags=KV_FLAGS,
         min_nodes=1,
+        amnesia_safe=True,  # anti-entropy gives a wiped node the state back
     )

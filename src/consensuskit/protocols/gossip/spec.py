@@ -59,4 +59,5 @@ def gossip_spec() -> ProtocolSpec:
         services=(SERVICE_NAME,),
         flags=FLAGS,
         min_nodes=1,
+        amnesia_safe=True,  # anti-entropy gives a wiped node the state back
     )

@@ -78,4 +78,5 @@ def swim_spec() -> ProtocolSpec:
         validate_options=validate_options,
         services=("membership",),
         flags=FLAGS,
+        amnesia_safe=True,  # a wiped member joins again and refutes with a higher incarnation
     )
