@@ -59,18 +59,20 @@ def test_a_new_directory_not_made_by_rejoin_is_refused_and_nothing_recorded(tmp_
     assert n1.judge("n3", PeerIncarnation("new", origin, "")) == refusal  # every time
 
 
-def test_a_protocol_without_rejoin_names_the_ways_it_has(tmp_path):
-    n1 = IncarnationBook("n1", "i-n1", "bootstrap", tmp_path, fsync=False, protocol="zab", rejoins=False)
+@pytest.mark.parametrize("replaceable", [True, False])
+def test_a_protocol_without_rejoin_names_the_ways_it_has(tmp_path, replaceable):
+    options = {"fsync": False, "protocol": "2pc", "rejoins": False, "replaceable": replaceable}
+    n1 = IncarnationBook("n1", "i-n1", "bootstrap", tmp_path, **options)
     n1.judge("n3", PeerIncarnation("old", "bootstrap", ""))
     refusal = n1.judge("n3", PeerIncarnation("new", "bootstrap", ""))
     assert refusal is not None and "--rejoin" not in refusal.replace("(no --rejoin)", "")
-    assert "zab cannot take a node back after a disk loss (no --rejoin)" in refusal
-    assert "add a node under another id and remove n3, or restore a backup into a new cluster" in refusal
-    fresh = IncarnationBook(
-        "n3", "new", "bootstrap", tmp_path / "n3", fsync=False, protocol="zab", rejoins=False
-    )
+    assert "2pc cannot take a node back after a disk loss (no --rejoin)" in refusal
+    assert ("add a node under another id and remove n3" in refusal) == replaceable
+    assert ("nor replace it (no membership change)" in refusal) == (not replaceable)
+    assert "restore a backup into a new cluster" in refusal
+    fresh = IncarnationBook("n3", "new", "bootstrap", tmp_path / "n3", **options)
     why = fresh.refused_here("n1", PeerIncarnation("i-n1", "bootstrap", "old"))
-    assert why is not None and "zab cannot take a node back" in why and "remove n3" in why
+    assert why is not None and "2pc cannot take a node back" in why
 
 
 def test_every_protocol_keeps_a_book_but_those_whose_peers_give_a_wiped_node_its_state_back():

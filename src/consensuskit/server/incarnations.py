@@ -63,7 +63,17 @@ INCARNATIONS_FORMAT = 1
 class IncarnationBook:
     """This node's incarnation, and the ones it has accepted for its peers (the rules above)."""
 
-    __slots__ = ("_directory", "_fsync", "_peers", "incarnation", "node_id", "origin", "protocol", "rejoins")
+    __slots__ = (
+        "_directory",
+        "_fsync",
+        "_peers",
+        "incarnation",
+        "node_id",
+        "origin",
+        "protocol",
+        "rejoins",
+        "replaceable",
+    )
 
     def __init__(
         self,
@@ -75,14 +85,17 @@ class IncarnationBook:
         fsync: bool = True,
         protocol: str = "raft",
         rejoins: bool = True,
+        replaceable: bool = True,
     ) -> None:
-        """``rejoins``: ``protocol`` takes a node back after a disk loss (--rejoin); the
-        refusals name the way out that the protocol has."""
+        """``rejoins``: ``protocol`` takes a node back after a disk loss (--rejoin);
+        ``replaceable``: its nodes change membership.  The refusals name the ways out
+        that the protocol has."""
         self.node_id = node_id
         self.incarnation = incarnation
         self.origin = origin
         self.protocol = protocol
         self.rejoins = rejoins
+        self.replaceable = replaceable
         self._directory = Path(directory)
         self._fsync = fsync
         self._peers = read_incarnations(self._directory)
@@ -133,9 +146,14 @@ class IncarnationBook:
     def _way_back(self, node: str) -> str:
         if self.rejoins:
             return f"start {node} again on an empty directory with --rejoin"
+        if self.replaceable:
+            return (
+                f"replace it: {self.protocol} cannot take a node back after a disk loss (no --rejoin), "
+                f"so add a node under another id and remove {node}, or restore a backup into a new cluster"
+            )
         return (
-            f"replace it: {self.protocol} cannot take a node back after a disk loss (no --rejoin), "
-            f"so add a node under another id and remove {node}, or restore a backup into a new cluster"
+            f"{self.protocol} cannot take a node back after a disk loss (no --rejoin) nor replace "
+            "it (no membership change): restore a backup into a new cluster"
         )
 
     def _record(self, peer: str, incarnation: str) -> None:

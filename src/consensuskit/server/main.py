@@ -44,7 +44,7 @@ from aiohttp import web
 
 from consensuskit import __version__
 from consensuskit.catalog import default_registry, service_for
-from consensuskit.core.capabilities import ReplicatedLog
+from consensuskit.core.capabilities import MEMBERSHIP_CHANGE, ReplicatedLog, capabilities
 from consensuskit.core.registry import Registry
 from consensuskit.core.service import resolve
 from consensuskit.server import edge, gc_watch
@@ -201,7 +201,8 @@ class NodeServer:
         # A node whose protocol relies on what each node promised keeps a book of its
         # peers' data directories (server/incarnations.py).
         keeps_book = opened_here and not spec.amnesia_safe
-        book = incarnation_book(cfg, spec.survives_disk_loss) if keeps_book else None
+        replaceable = MEMBERSHIP_CHANGE in capabilities(self.runtime.node)
+        book = incarnation_book(cfg, spec.survives_disk_loss, replaceable) if keeps_book else None
         self.transport = factory(
             cfg.node_id,
             cfg.peer_address,
@@ -414,9 +415,10 @@ def _peer_transport(*args: Any, **kwargs: Any) -> Any:
     return PeerTransport(*args, **kwargs)
 
 
-def incarnation_book(config: ServerConfig, rejoins: bool) -> IncarnationBook | None:
+def incarnation_book(config: ServerConfig, rejoins: bool, replaceable: bool) -> IncarnationBook | None:
     """The node's book of incarnations, from the identity its data directory holds
-    (``rejoins``: the protocol takes a node back after a disk loss, with --rejoin)."""
+    (``rejoins``: the protocol takes a node back after a disk loss, with --rejoin;
+    ``replaceable``: its nodes change membership)."""
     identity = read_identity(config.data_dir)
     if identity is None or identity.incarnation is None or identity.origin is None:
         return None  # open_data_dir gives every directory one: a test's storage
@@ -428,6 +430,7 @@ def incarnation_book(config: ServerConfig, rejoins: bool) -> IncarnationBook | N
         fsync=config.fsync,
         protocol=config.protocol,
         rejoins=rejoins,
+        replaceable=replaceable,
     )
 
 
