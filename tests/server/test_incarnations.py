@@ -190,3 +190,30 @@ def test_a_peer_without_a_book_an_earlier_release_is_judged_by_its_hello_alone(t
             await node.transport.stop()
 
     run(main())
+
+
+@pytest.mark.parametrize("incarnation", ["", "x" * 65, "ab\ncd", "é1"])
+def test_a_malformed_incarnation_is_refused_and_not_recorded(tmp_path, incarnation):
+    n1 = book(tmp_path)
+    refusal = n1.judge("n3", PeerIncarnation(incarnation, "bootstrap", ""))
+    assert refusal is not None and refusal.startswith("its data directory's incarnation is malformed")
+    assert "\n" not in refusal and n1.known("n3") is None
+    assert n1.judge("n3", PeerIncarnation("x" * 64, "bootstrap", "")) is None  # the longest allowed
+
+
+def test_only_the_first_incarnation_on_a_connection_is_judged(tmp_path):
+    async def main() -> None:
+        a_book, b_book = book(tmp_path, "a", "i-a"), book(tmp_path, "b", "i-b")
+        a, b = await _pair(a_book, b_book)
+        a.transport.send("b", hb(1))
+        await eventually(lambda: b.inbox, "a's first message")
+        for n in range(3):  # as if a claimed to have rejoined, over and over
+            a.transport.send("b", PeerIncarnation(f"again-{n}", "rejoin", "i-b"))
+        a.transport.send("b", hb(2))
+        await eventually(lambda: len(b.inbox) == 2, "a's second message")
+        assert b.commits_from("a") == [1, 2] and b.stats("a").refused is None
+        assert b_book.known("a") == "i-a" and read_incarnations(tmp_path / "b") == {"a": "i-a"}
+        for node in (a, b):
+            await node.transport.stop()
+
+    run(main())

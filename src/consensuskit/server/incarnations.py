@@ -17,8 +17,9 @@ Rules this module owns:
   * ``incarnations.json`` in the data directory, ``{"format": 1, "peers": {node:
     incarnation}}``, keeps the incarnation this node first accepted for each peer,
     written atomically when it changes (rarely: once per peer per directory);
-  * the judgment (``IncarnationBook.judge``): a peer not known yet, or known by this
-    incarnation, is accepted (the first is recorded); another incarnation is accepted
+  * the judgment (``IncarnationBook.judge``), once per connection: a peer not known
+    yet, or known by this incarnation, is accepted (the first is recorded); a malformed
+    incarnation (not 1-64 printable ASCII characters) is refused; another incarnation is accepted
     (and recorded) only when its directory began with ``--rejoin``, the one way a node
     comes back safely.  Any other is refused: its connection is foreign (transport.py:
     every message dropped, the reason in ``/v1/status`` ``peers.ID.refused`` and logged
@@ -112,6 +113,8 @@ class IncarnationBook:
         known = self._peers.get(peer)
         if said.incarnation == known:
             return None
+        if not _well_formed(said.incarnation):
+            return f"its data directory's incarnation is malformed ({said.incarnation[:80]!r})"
         if known is not None and said.origin != ORIGIN_REJOIN:
             how = _MADE.get(said.origin, f"(origin {said.origin!r})")
             return (
@@ -169,6 +172,17 @@ class IncarnationBook:
             log.warning(
                 "node %s: cannot keep peer incarnations in %s: %s", self.node_id, self._directory, exc
             )
+
+
+MAX_INCARNATION_CHARS = 64
+
+
+def _well_formed(incarnation: str) -> bool:
+    """1-64 printable ASCII characters: what identity.json holds (16 hex digits) and fits
+    a log line and incarnations.json."""
+    return (
+        0 < len(incarnation) <= MAX_INCARNATION_CHARS and incarnation.isascii() and incarnation.isprintable()
+    )
 
 
 _MADE = {

@@ -46,9 +46,10 @@ Rules this module owns:
   message on it dropped and counted, the reason logged once per connection and kept in
   ``PeerStats.refused``).  A connection with no hello (an earlier release) is accepted.
   A node given an ``incarnations`` book (incarnations.py) writes its ``PeerIncarnation``
-  right after the hello, and a peer the book refuses gets its connection marked foreign
-  the same way; a PeerIncarnation saying this node is known by another directory is
-  logged once per connection (the book says when).
+  right after the hello, and a peer the book refuses (it judges the first one on each
+  connection; later ones are ignored) gets its connection marked foreign the same way;
+  a PeerIncarnation saying this node is known by another directory is logged once per
+  connection (the book says when).
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -195,13 +196,14 @@ class _Link:
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
-    __slots__ = ("closed", "foreign", "peer_id", "writer")
+    __slots__ = ("closed", "foreign", "introduced", "peer_id", "writer")
 
     def __init__(self, peer_id: str, writer: asyncio.StreamWriter) -> None:
         self.peer_id = peer_id
         self.writer = writer
         self.closed = False
         self.foreign = False  # its hello named another setup (inbound only): deliver nothing
+        self.introduced = False  # its PeerIncarnation was judged: later ones are ignored
 
     def close(self) -> None:
         self.closed = True
@@ -852,8 +854,9 @@ class PeerTransport:
         self, src: str, address: str, connection: _Connection, said: PeerIncarnation, stats: PeerStats
     ) -> None:
         book = self._incarnations
-        if book is None:
-            return
+        if book is None or connection.introduced:
+            return  # one judgment per connection: a peer cannot make us rewrite the book per frame
+        connection.introduced = True
         about_us = book.refused_here(src, said)
         if about_us is not None:
             self._log.error("%s", about_us)
