@@ -19,9 +19,9 @@ Rules this module owns:
     written atomically when it changes (rarely: once per peer per directory);
   * the judgment (``IncarnationBook.judge``), once per connection: a peer not known
     yet, or known by this incarnation, is accepted (the first is recorded); a malformed
-    incarnation (not 1-64 printable ASCII characters) is refused; another incarnation is accepted
-    (and recorded) only when its directory began with ``--rejoin``, the one way a node
-    comes back safely.  Any other is refused: its connection is foreign (transport.py:
+    incarnation (not 1-64 printable ASCII characters) is refused; another incarnation is
+    accepted (and recorded) only when its directory began with ``--rejoin``, the one way
+    a node comes back safely.  Any other is refused: its connection is foreign (transport.py:
     every message dropped, the reason in ``/v1/status`` ``peers.ID.refused`` and logged
     once per connection).  It stays refused whatever it does: the remedy is to stop it
     and start it on an empty directory with ``--rejoin`` or, for a protocol without it
@@ -116,10 +116,9 @@ class IncarnationBook:
         if not _well_formed(said.incarnation):
             return f"its data directory's incarnation is malformed ({said.incarnation[:80]!r})"
         if known is not None and said.origin != ORIGIN_REJOIN:
-            how = _MADE.get(said.origin, f"(origin {said.origin!r})")
             return (
-                f"it runs on data directory {said.incarnation}, made {how}, but this node knew "
-                f"{peer} on {known}: a node that lost its disk has forgotten what it promised "
+                f"it runs on data directory {said.incarnation}, made {_made(said.origin)}, but this "
+                f"node knew {peer} on {known}: a node that lost its disk has forgotten what it promised "
                 f"(votes, acknowledged writes). Stop it: if {peer} lost its disk, "
                 f"{self._way_back(peer)}; if it is a second process running as {peer}, leave it stopped"
             )
@@ -141,7 +140,7 @@ class IncarnationBook:
             return None
         return (
             f"peer {peer} knew this node on data directory {said.known_as}, not this one "
-            f"({self.incarnation}, made by {self.origin}), and drops its messages. If "
+            f"({self.incarnation}, made {_made(self.origin)}), and drops its messages. If "
             f"{self.node_id} lost its disk, stop it and {self._way_back(self.node_id)}; if "
             f"another process runs as {self.node_id}, stop this one"
         )
@@ -190,6 +189,10 @@ _MADE = {
     ORIGIN_JOIN: "empty for a node outside the initial members",
     ORIGIN_EARLIER: "by an earlier release",
 }
+
+
+def _made(origin: str) -> str:
+    return _MADE.get(origin, f"(origin {origin[:40]!r})")
 
 
 def read_incarnations(directory: Path) -> dict[str, str]:

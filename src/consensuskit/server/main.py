@@ -278,15 +278,7 @@ class NodeServer:
             self._runner = None
         if self.transport is not None:
             await self.transport.stop()
-        self._release_storage()
-
-    def _release_storage(self) -> None:
-        """Close the storage and unlock its directory.  After a halt this writes nothing:
-        DiskStorage.close drops unsynced writes as a crash would, and a node embedded in a
-        process (tests, a supervisor) can then be started again on the same directory."""
-        close = getattr(self._storage, "close", None)
-        if close is not None:
-            close()
+        _close(self._storage)
 
     async def _stop_listeners(self) -> None:
         close, self._close_listeners = self._close_listeners, None
@@ -309,7 +301,10 @@ class NodeServer:
             await self.transport.stop()
         if self.runtime is not None:
             await self.runtime.close()
-        self._release_storage()
+        # Unlocks the directory, writing nothing: DiskStorage.close drops unsynced writes as
+        # a crash would, and a node embedded in a process (tests, a supervisor) can then be
+        # started again on it.
+        _close(self._storage)
 
     # ------------------------------------------------------------------ addresses
     @property
