@@ -67,6 +67,7 @@ from consensuskit.server.incarnations import IncarnationBook
 from consensuskit.server.metrics import NodeMetrics
 from consensuskit.server.node_interface import status_problems
 from consensuskit.server.node_keys import KeysError, node_keys
+from consensuskit.server.open_files import connection_cap, raise_open_file_limit
 from consensuskit.server.peer_hello import PeerHello
 from consensuskit.server.remembered_peers import Remembered, read_remembered, write_remembered
 from consensuskit.server.reply_signing import ReplySigner, reply_signer
@@ -448,6 +449,10 @@ def open_storage(config: ServerConfig, owner: Owner | None = None) -> DurableSto
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> int:
     """Run one node until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status."""
     gc_watch.install()  # one node per process: its collector's pauses are the node's
+    # Client connections must leave the storage its descriptors (server/open_files.py).
+    cap = connection_cap(config.limits.max_connections, raise_open_file_limit())
+    if cap != config.limits.max_connections:
+        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_connections=cap))
     server = NodeServer(config)
     try:
         await server.start()

@@ -26,6 +26,9 @@ Rules this module owns (docs/wal.md has the on-disk format and the recovery rule
   ``log_first()`` can be, and is, deleted.
 - After any I/O error the storage is failed: later syncs raise StorageFailedError (an
   fsync error cannot be retried safely: the kernel may have dropped the dirty pages).
+  Running out of file descriptors is kept from being one: the storage opens its files
+  with a descriptor of its own in reserve (``_FileOpener``; server/open_files.py caps
+  client connections below the process's limit).
 - A compaction drops its log records from the working view at once, but frees them
   ``RELEASE_PER_SYNC`` at a time, one slice per ``begin_sync`` (the event loop's batch
   boundary): a compaction after a snapshot of a large state drops 100,000 entries, half
@@ -36,6 +39,7 @@ Rules this module owns (docs/wal.md has the on-disk format and the recovery rule
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import os
@@ -183,6 +187,7 @@ class DiskStorage:
         "_max_appended",
         "_next_generation",
         "_next_seq",
+        "_opener",
         "_ops",
         "_queue",
         "_queue_lock",
@@ -233,6 +238,7 @@ class DiskStorage:
         self._segment_bytes = segment_bytes
         self._inline_limit = inline_limit
         self._lock_fd = _lock_directory(directory)
+        self._opener = _FileOpener()
         self._dir_fd = -1
         self._segment_fd = -1
         try:
@@ -338,13 +344,12 @@ class DiskStorage:
         self._ops.append([OP_PUT_FILE, key, generation])
         self._forms[key] = (OP_PUT_FILE, generation)
 
-    @staticmethod
-    def _write_temp_file(tmp: Path, generation: int, key: str, pieces: Iterable[bytes]) -> int:
+    def _write_temp_file(self, tmp: Path, generation: int, key: str, pieces: Iterable[bytes]) -> int:
         """Stream an encoding into ``tmp``, the temp file of named-record file
         ``generation``; return the file's size.  On any error the temp file is gone and
         the error raised."""
         key_bytes = _check_file_key(key)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = self._opener.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             # The header needs the length and checksum: zeros until they are known.  A
             # crash meanwhile leaves only a temp file, which open() removes.
@@ -501,7 +506,7 @@ class DiskStorage:
             pieces, f.pieces = f.pieces, None
             f.size = self._write_temp_file(f.tmp, f.generation, f.key, pieces)
         if self._fsync:
-            fd = os.open(f.tmp, os.O_WRONLY)
+            fd = self._opener.open(f.tmp, os.O_WRONLY)
             try:
                 self._timed_fsync(fd, _datasync)
             finally:
@@ -531,7 +536,7 @@ class DiskStorage:
         data = segment_header(number) + frame_record(RECORD_STATE, msgpack.packb(state, use_bin_type=True))
         final = self._directory / segment_name(number)
         tmp = final.with_name(final.name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = self._opener.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             write_all(fd, data)
             if self._fsync:
@@ -541,7 +546,7 @@ class DiskStorage:
         os.replace(tmp, final)
         if self._fsync:
             self._timed_fsync(self._dir_fd, os.fsync)
-        fd = os.open(final, os.O_WRONLY | os.O_APPEND)
+        fd = self._opener.open(final, os.O_WRONLY | os.O_APPEND)
         if self._segment_fd >= 0:
             os.close(self._segment_fd)
         self._segment_fd = fd
@@ -589,6 +594,7 @@ class DiskStorage:
             if fd >= 0:
                 os.close(fd)  # closing the lock fd releases the flock
         self._segment_fd = self._dir_fd = self._lock_fd = -1
+        self._opener.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -604,6 +610,45 @@ class DiskStorage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _FileOpener:
+    """Opens the storage's files with one descriptor held in reserve (``/dev/null``): a
+    process out of descriptors (client connections took them: server/open_files.py)
+    gives it up to open the file, rather than fail the storage and halt the node.  The
+    reserve is taken again at the next open that finds a free descriptor."""
+
+    __slots__ = ("_lock", "_spare")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the loop thread (put) and the sync thread open files
+        self._spare = _take_spare()
+
+    def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
+        with self._lock:
+            if self._spare < 0:
+                self._spare = _take_spare()
+            try:
+                return os.open(path, flags, mode)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE) or self._spare < 0:
+                    raise
+            os.close(self._spare)
+            self._spare = -1
+            return os.open(path, flags, mode)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._spare >= 0:
+                os.close(self._spare)
+                self._spare = -1
+
+
+def _take_spare() -> int:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return -1
 
 
 def _lock_directory(directory: Path) -> int:
