@@ -14,6 +14,7 @@ import pytest
 from consensuskit.core.messages import CODEC_VERSION, encode
 from consensuskit.server import handshake
 from consensuskit.server.framing import FRAGMENT_MARK, HEADER, MORE, fragment_frames, frame
+from consensuskit.server.transport import RefusalLog
 from tests.server.test_transport import (
     LOCAL,
     SECRET,
@@ -313,3 +314,22 @@ def test_unauthenticated_connections_are_capped(monkeypatch, caplog):
 
     run(main())
     assert "too many pending handshakes" in caplog.text
+
+
+def test_refused_connections_are_logged_at_most_so_many_a_minute(caplog):
+    now = [0.0]
+    refusals = RefusalLog(logging.getLogger("test.refusals"), per_window=3, window=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.refusals"):
+        for i in range(10):
+            refusals.warn("refused peer connection from %s: %s", f"10.0.0.{i}:1", "bad proof")
+        now[0] = 59.0
+        refusals.warn("refused peer connection from %s: %s", "10.0.0.99:1", "bad proof")  # same minute
+        now[0] = 61.0
+        refusals.warn("refused peer connection from %s: %s", "10.0.0.100:1", "bad proof")
+    assert caplog.messages == [
+        "refused peer connection from 10.0.0.0:1: bad proof",
+        "refused peer connection from 10.0.0.1:1: bad proof",
+        "refused peer connection from 10.0.0.2:1: bad proof",
+        "8 more peer connections were refused, not logged one by one (at most 3 lines in 60 s)",
+        "refused peer connection from 10.0.0.100:1: bad proof",
+    ]

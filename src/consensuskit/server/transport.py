@@ -64,6 +64,7 @@ import dataclasses
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,50 @@ class _Link:
         return dropped
 
 
+class RefusalLog:
+    """Warnings about connections refused before they authenticated, at most
+    ``per_window`` a ``window`` (seconds); the rest are counted and summed up in one line
+    when the next window opens.  Anyone who can reach the peer port can have a connection
+    refused, as often as they like: one line each would fill the disk the log shares
+    with the WAL, and a full disk halts the node."""
+
+    __slots__ = ("_clock", "_log", "_opened", "_said", "_silenced", "per_window", "window")
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        *,
+        per_window: int = 20,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._clock = clock
+        self.per_window = per_window
+        self.window = window
+        self._opened = float("-inf")
+        self._said = 0
+        self._silenced = 0
+
+    def warn(self, message: str, *args: Any) -> None:
+        now = self._clock()
+        if now - self._opened >= self.window:
+            if self._silenced:
+                self._log.warning(
+                    "%d more peer connections were refused, not logged one by one (at most %d "
+                    "lines in %g s)",
+                    self._silenced,
+                    self.per_window,
+                    self.window,
+                )
+            self._opened, self._said, self._silenced = now, 0, 0
+        if self._said < self.per_window:
+            self._said += 1
+            self._log.warning(message, *args)
+        else:
+            self._silenced += 1
+
+
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
@@ -265,6 +310,7 @@ class PeerTransport:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._log = logger or logging.getLogger(__name__)
+        self._refusals = RefusalLog(self._log)
         self._hello = hello
         self._hello_frame = frame(encode(hello)) if hello is not None else b""
         self._incarnations = incarnations
@@ -722,7 +768,7 @@ class PeerTransport:
             if self._stopped:
                 return
             if self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
-                self._log.warning("refused peer connection from %s: too many pending handshakes", address)
+                self._refusals.warn("refused peer connection from %s: too many pending handshakes", address)
                 return
             src = await self._authenticate(reader, writer, address)
             if src is not None and not self._stopped:
@@ -763,7 +809,7 @@ class PeerTransport:
         finally:
             self._pending_handshakes -= 1
         self._auth_failures += 1
-        self._log.warning("refused peer connection from %s: %s", address, reason)
+        self._refusals.warn("refused peer connection from %s: %s", address, reason)
         return None
 
     async def _receive(
