@@ -19,7 +19,11 @@ Rules this module owns:
     ``progress_notify`` hears the current revision, with no events, after every quiet
     ``progress_interval`` (etcd's 10 minutes).  The stream lasts until the client
     cancels the call: one that closes its sending side (a single create, then EOF)
-    keeps its watchers, as with etcd;
+    keeps its watchers, as with etcd.  At most ``WATCH_RESPONSES_QUEUED`` answers wait for
+    a stream's client (etcd's ``chanBufLen``): a client that does not read holds its
+    watchers where they are, and they go on from the store's history (or end
+    ``compacted``) when it reads again.  Before, a watch whose client never read
+    queued every event: 10 KB puts grew the node by about 20 MB a thousand;
   * LeaseKeepAlive: each request is one keep-alive through the log; an unknown lease
     answers TTL 0 (etcd's way), the stream goes on;
   * Lock answers the held key; its create revision (a Range of the key) is the fencing
@@ -54,6 +58,7 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID: the id of a watch refused at its creation
 SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshot stream sends 32 KiB blobs
+WATCH_RESPONSES_QUEUED = 128  # answers waiting for one Watch stream's client (etcd's chanBufLen)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: EtcdError) -> None:
@@ -117,7 +122,9 @@ class KVServicer(_Base, pb_grpc.KVServicer):
 
 class WatchServicer(_Base, pb_grpc.WatchServicer):
     async def Watch(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.WatchResponse]:
-        out: asyncio.Queue[pb.WatchResponse | None] = asyncio.Queue()
+        # Bounded: a watcher whose client does not read stops pulling events (the node's
+        # watch is pulled from the store's history), instead of queueing them all here.
+        out: asyncio.Queue[pb.WatchResponse | None] = asyncio.Queue(WATCH_RESPONSES_QUEUED)
         watchers: dict[int, asyncio.Task[None]] = {}
         next_id = 0
 
@@ -127,12 +134,12 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                 async for kind, data in self.node.watch(create):
                     if kind == "created":
                         created = True
-                        out.put_nowait(
+                        await out.put(
                             pb.WatchResponse(header=self.header(data), watch_id=watch_id, created=True)
                         )
                     elif kind == "events":
                         revision, events = data
-                        out.put_nowait(
+                        await out.put(
                             pb.WatchResponse(
                                 header=self.header(revision),
                                 watch_id=watch_id,
@@ -140,9 +147,9 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                             )
                         )
                     elif kind == "progress":
-                        out.put_nowait(pb.WatchResponse(header=self.header(data), watch_id=watch_id))
+                        await out.put(pb.WatchResponse(header=self.header(data), watch_id=watch_id))
                     else:
-                        out.put_nowait(
+                        await out.put(
                             pb.WatchResponse(
                                 header=self.header(await self.node.local_revision()),
                                 watch_id=watch_id,
@@ -154,7 +161,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         return
             except EtcdError as exc:
                 if created:
-                    out.put_nowait(
+                    await out.put(
                         pb.WatchResponse(
                             header=self.header(0), watch_id=watch_id, canceled=True, cancel_reason=exc.message
                         )
@@ -164,7 +171,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                 # canceled watch of id -1 (clientv3.InvalidWatchID), which its client reads
                 # as the watch's error (one of the asked id it would never match), the
                 # reason being the gRPC error's text.
-                out.put_nowait(
+                await out.put(
                     pb.WatchResponse(
                         header=self.header(await self.node.local_revision()),
                         watch_id=INVALID_WATCH_ID,
@@ -183,7 +190,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         cr = req.create_request
                         watch_id = cr.watch_id or next_id
                         if watch_id in watchers:
-                            out.put_nowait(
+                            await out.put(
                                 pb.WatchResponse(
                                     header=self.header(0),
                                     watch_id=watch_id,
@@ -208,14 +215,14 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         if task is not None:
                             task.cancel()
                         revision = await self.node.local_revision()
-                        out.put_nowait(
+                        await out.put(
                             pb.WatchResponse(header=self.header(revision), watch_id=watch_id, canceled=True)
                         )
                     elif which == "progress_request":
                         revision = await self.node.local_revision()
-                        out.put_nowait(pb.WatchResponse(header=self.header(revision), watch_id=-1))
+                        await out.put(pb.WatchResponse(header=self.header(revision), watch_id=-1))
             except Exception as exc:
-                out.put_nowait(None)  # this node cannot serve the stream, or reading it broke
+                await out.put(None)  # this node cannot serve the stream, or reading it broke
                 if not isinstance(exc, EtcdError):
                     raise
             # A client that closed its side keeps its watchers until it cancels the call
