@@ -231,3 +231,38 @@ async def test_idle_watches_share_one_look_at_the_revision(tmp_path, monkeypatch
             event = await stream.read()
         assert [e.kv.key for e in event.events] == [b"idle/7"] and event.watch_id == 7
         stream.cancel()
+
+
+@async_test
+async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tmp_path, monkeypatch):
+    """A Lock waiting its turn read the claimants every 50 ms, each waiter: now each looks
+    again when the node's applied revision moved, and the next in line still gets the
+    lock as soon as the holder lets go."""
+    from consensuskit.services import etcd_api
+    from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
+    from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
+
+    ranges = [0]
+    original = etcd_api.EtcdNode.call
+
+    async def counting(self, kind, body, **kwargs):
+        ranges[0] += kind == "range"
+        return await original(self, kind, body, **kwargs)
+
+    monkeypatch.setattr(etcd_api.EtcdNode, "call", counting)
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _kv_when_led(channel)
+        leases, locks = pb_grpc.LeaseStub(channel), lpb_grpc.LockStub(channel)
+        ids = [(await leases.LeaseGrant(pb.LeaseGrantRequest(TTL=60))).ID for _ in range(11)]
+        held = await locks.Lock(lpb.LockRequest(name=b"L", lease=ids[0]))
+        waiting = [asyncio.ensure_future(locks.Lock(lpb.LockRequest(name=b"L", lease=i))) for i in ids[1:]]
+        await asyncio.sleep(0.5)
+        ranges[0] = 0
+        await asyncio.sleep(1.0)
+        assert ranges[0] <= 10  # ten waiters each reading every 50 ms: 200
+        await locks.Unlock(lpb.UnlockRequest(key=held.key))
+        async with asyncio.timeout(5):
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1  # the next in line, and only it
+        for task in waiting:
+            task.cancel()

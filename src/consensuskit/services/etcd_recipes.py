@@ -36,8 +36,9 @@ from consensuskit.statemachines.mvcc import (
 
 ELECTION_NOT_LEADER = "election: not leader"
 ELECTION_NO_LEADER = "election: no leader"
-WAIT_POLL = 0.05  # seconds between a waiting claimant's looks
-OBSERVE_POLL = 0.02  # seconds between an observer's looks
+# A waiting claimant or an observer looks again when the node's applied revision moved
+# (EtcdNode.revision_after: one look for the node, not one per waiter), or after this long.
+RECHECK = 10.0
 
 
 def lock_key(name: bytes, lease: int) -> bytes:
@@ -50,6 +51,9 @@ class Recipes:
     closed: bool
 
     async def call(self, kind: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def revision_after(self, revision: int, timeout: float) -> int:
         raise NotImplementedError
 
     async def _claim(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
@@ -90,7 +94,7 @@ class Recipes:
                 if not mine["kvs"] or mine["kvs"][0][1] != rev:
                     raise EtcdError(NOT_FOUND, "etcdserver: requested lease not found")  # our lease ended
                 return int(r["revision"])
-            await asyncio.sleep(WAIT_POLL)
+            await self.revision_after(int(r["revision"]), RECHECK)
         raise EtcdError(UNAVAILABLE, "etcdserver: server stopped")
 
     async def lock(self, name: bytes, lease: int) -> tuple[bytes, int, int]:
@@ -154,7 +158,7 @@ class Recipes:
             if kv is not None and (kv[0], kv[2]) != last:
                 last = (kv[0], kv[2])
                 yield kv, revision
-            await asyncio.sleep(OBSERVE_POLL)
+            await self.revision_after(revision, RECHECK)
 
     async def resign(self, leader: dict[str, Any]) -> dict[str, Any]:
         key, rev = leader.get("key") or b"", int(leader.get("rev") or 0)
