@@ -200,10 +200,17 @@ class EtcdNode(Recipes):
         self._revision_looks = True
 
     async def _revision_loop(self) -> None:
-        seen = await self.local_revision()
+        seen, failing = -1, False
         while not self.closed:
             await asyncio.sleep(WATCH_POLL)
-            now = await self.local_revision()
+            try:
+                now = await self.local_revision()
+            except Exception:  # the watches must outlive a bad look; the log says why, once
+                if not failing:
+                    log.exception("watch: reading the applied revision failed")
+                failing = True
+                continue
+            failing = False
             if now != seen:
                 seen = now
                 moved, self._revision_moved = self._revision_moved, asyncio.Event()
