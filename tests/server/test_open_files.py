@@ -37,6 +37,11 @@ def test_the_cap_leaves_the_reserve_and_says_so(caplog):
     ]
     assert connection_cap(1024, 200) == 50  # a limit below the reserve: a quarter of it
     assert connection_cap(10, 3) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # HTTP and gRPC share what the limit leaves
+        assert connection_cap(1024, 1024 + RESERVED_FILES, listeners=2) == 512
+    assert "lowered to 512" in caplog.text and "shared by its 2 client listeners" in caplog.text
+    assert connection_cap(1024, 2 * 1024 + RESERVED_FILES, listeners=2) == 1024
 
 
 def run_python(code: str) -> str:

@@ -266,3 +266,24 @@ async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tm
         assert len(done) == 1  # the next in line, and only it
         for task in waiting:
             task.cancel()
+
+
+@async_test
+async def test_the_grpc_listener_holds_at_most_max_connections(tmp_path):
+    """grpcio has no connection cap by default: a flood of gRPC connections could take
+    the descriptors the storage needs (server/open_files.py).  It takes the client
+    listener's max_connections."""
+    async with _solo(tmp_path, max_connections=3) as (_, port):
+        own = [("grpc.use_local_subchannel_pool", 1)]  # a connection each, not one shared
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=own) for _ in range(5)]
+        try:
+            await _kv_when_led(channels[0])
+            served = 0
+            for channel in channels:  # each its own connection
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await pb_grpc.KVStub(channel).Range(pb.RangeRequest(key=b"ready"), timeout=2)
+                    served += 1
+            assert served == 3
+        finally:
+            for channel in channels:
+                await channel.close()

@@ -450,7 +450,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
     """Run one node until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status."""
     gc_watch.install()  # one node per process: its collector's pauses are the node's
     # Client connections must leave the storage its descriptors (server/open_files.py).
-    cap = connection_cap(config.limits.max_connections, raise_open_file_limit())
+    listeners = 1 + len(config.listen)  # HTTP, and the service's own (etcd's gRPC)
+    cap = connection_cap(config.limits.max_connections, raise_open_file_limit(), listeners)
     if cap != config.limits.max_connections:
         config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_connections=cap))
     server = NodeServer(config)

@@ -15,13 +15,13 @@ Rules this module owns:
     refusal, leaves the limit as it is;
   * ``connection_cap``: ``RESERVED_FILES`` descriptors are kept for everything but
     client connections (the WAL and its files, the peer connections and up to 128
-    pending peer handshakes, the listeners, the gRPC server's, the log).  A client
-    listener's ``max_connections`` above what the limit leaves is lowered to it, with one
-    warning naming the setting, the limit and how to raise it; with a limit too small
-    for the reserve, a quarter of the limit;
+    pending peer handshakes, the listeners, the gRPC server's, the log); the rest are
+    shared by the client listeners (HTTP, and the service's own: etcd's gRPC, whose
+    server takes the same cap).  ``max_connections`` above a listener's share is lowered
+    to it, with one warning naming the setting, the limit and how to raise it; with a
+    limit too small for the reserve, a quarter of the limit is shared;
   * the storage keeps one descriptor of its own in reserve for a file it must open when
-    the process is out of them anyway (wal.py), for what no cap bounds (the gRPC
-    listener's connections).
+    the process is out of them anyway (wal.py), for what no cap bounds.
 """
 
 from __future__ import annotations
@@ -61,22 +61,25 @@ def raise_open_file_limit() -> int | None:
     return open_file_limit()
 
 
-def connection_cap(requested: int, limit: int | None) -> int:
-    """The most client connections a listener may hold under an open-file ``limit``."""
+def connection_cap(requested: int, limit: int | None, listeners: int = 1) -> int:
+    """The most client connections each of ``listeners`` client listeners may hold under
+    an open-file ``limit``."""
     if limit is None:
         return requested
     available = limit - RESERVED_FILES
     if available <= 0:
         available = max(1, limit // 4)
+    available = max(1, available // max(1, listeners))
     if requested <= available:
         return requested
     log.warning(
         "max_connections %d lowered to %d: the open-file limit is %d and %d descriptors are "
-        "kept for the node's storage and peers (raise the limit: ulimit -n, or LimitNOFILE= "
+        "kept for the node's storage and peers%s (raise the limit: ulimit -n, or LimitNOFILE= "
         "in a systemd unit)",
         requested,
         available,
         limit,
         RESERVED_FILES,
+        f", the rest shared by its {listeners} client listeners" if listeners > 1 else "",
     )
     return available

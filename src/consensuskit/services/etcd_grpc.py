@@ -629,9 +629,13 @@ async def serve_grpc(node: EtcdNode, address: tuple[str, int]) -> tuple[Callable
     """Start the gRPC server on ``address``; (its close, its URL)."""
     # etcd's margin over its request limit: a bigger message is grpcio's RESOURCE_EXHAUSTED.
     receive = node.max_request_bytes + GRPC_OVERHEAD_BYTES
-    server = grpc.aio.server(
-        interceptors=[_AsCaller(node)], options=[("grpc.max_receive_message_length", receive)]
-    )
+    options = [
+        ("grpc.max_receive_message_length", receive),
+        # The client listener's cap holds here too (server/open_files.py): a connection
+        # more is closed by grpc at once, before it costs a descriptor for long.
+        ("grpc.max_allowed_incoming_connections", node.api.config.limits.max_connections),
+    ]
+    server = grpc.aio.server(interceptors=[_AsCaller(node)], options=options)
     pb_grpc.add_KVServicer_to_server(KVServicer(node), server)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(node), server)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(node), server)
