@@ -9,7 +9,8 @@ Rules this module owns:
     ``0x01`` + 4-byte length + a sealed packet (push-pull), or ``0x02`` + a query line
     (``members`` or ``stats``) answered in plain JSON: the query is read-only and is what
     ``consensuskit members --agent`` uses, so anyone who can reach the port may read the
-    member list (as Serf's RPC without a token);
+    member list (as Serf's RPC without a token).  At most ``MAX_TCP_CONNECTIONS`` are
+    served at once; one more is closed at once and counted (``refused_tcp``);
   * the incarnation lives in ``DATA_DIR/incarnation.json`` (written and fsynced before the
     handler that raised it returns, so before any message announcing it leaves): a
     restarted agent comes back one above it;
@@ -41,6 +42,9 @@ from consensuskit.protocols.swim.messages import PushPull
 FRAME = 1
 QUERY = 2
 MAX_FRAME = 8 << 20
+# TCP connections served at once (memberlist's maxPushPullRequests); one more is closed at
+# once and counted: anyone who reaches the port can open them, each may hold MAX_FRAME.
+MAX_TCP_CONNECTIONS = 128
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -157,6 +161,7 @@ class Agent:
         self.transport: asyncio.DatagramTransport | None = None
         self.server: asyncio.base_events.Server | None = None
         self.stopping = asyncio.Event()
+        self._tcp_open = 0  # TCP connections being served (MAX_TCP_CONNECTIONS)
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
@@ -210,6 +215,11 @@ class Agent:
             self.log("error", {"error": f"{type(exc).__name__}: {exc}"})
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._tcp_open >= MAX_TCP_CONNECTIONS:
+            self.stats["refused_tcp"] += 1
+            writer.close()
+            return
+        self._tcp_open += 1
         try:
             kind = (await asyncio.wait_for(reader.readexactly(1), 5.0))[0]
             if kind == FRAME:
@@ -227,6 +237,7 @@ class Agent:
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             self.stats["broken_tcp"] += 1
         finally:
+            self._tcp_open -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
