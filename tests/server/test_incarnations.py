@@ -217,3 +217,19 @@ def test_only_the_first_incarnation_on_a_connection_is_judged(tmp_path):
             await node.transport.stop()
 
     run(main())
+
+
+def test_a_hello_after_a_refused_incarnation_does_not_lift_the_refusal(tmp_path):
+    async def main() -> None:
+        a_book = book(tmp_path, "a", "i-a")
+        a_book.judge("b", PeerIncarnation("b-before", "bootstrap", ""))
+        a, b = await _pair(a_book, book(tmp_path, "b", "b-now", "bootstrap"))
+        await eventually(lambda: a.stats("b").refused is not None, "a's refusal")
+        b.transport.send("a", HELLO)  # the same setup again, as if that settled it
+        b.transport.send("a", hb(3))
+        await eventually(lambda: a.stats("b").dropped_foreign == 1, "the drop")
+        assert a.inbox == [] and "b-now" in a.stats("b").refused
+        for node in (a, b):
+            await node.transport.stop()
+
+    run(main())

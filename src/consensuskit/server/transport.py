@@ -241,7 +241,7 @@ class RefusalLog:
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
-    __slots__ = ("closed", "foreign", "introduced", "peer_id", "writer")
+    __slots__ = ("barred", "closed", "foreign", "introduced", "peer_id", "writer")
 
     def __init__(self, peer_id: str, writer: asyncio.StreamWriter) -> None:
         self.peer_id = peer_id
@@ -249,6 +249,7 @@ class _Connection:
         self.closed = False
         self.foreign = False  # its hello named another setup (inbound only): deliver nothing
         self.introduced = False  # its PeerIncarnation was judged: later ones are ignored
+        self.barred: str | None = None  # the incarnation book refused it (for good)
 
     def close(self) -> None:
         self.closed = True
@@ -885,12 +886,18 @@ class PeerTransport:
         self, src: str, address: str, connection: _Connection, hello: PeerHello, stats: PeerStats
     ) -> None:
         refusal = self._hello.refusal(hello) if self._hello is not None else None
-        if refusal is None:
+        if refusal is None and connection.barred is None:
             if connection.foreign:
                 self._log.info("peer %s at %s: its hello matches now; taking its messages", src, address)
             connection.foreign = False
             stats.refused = None
-            return
+        elif refusal is not None:
+            self._refuse(src, address, connection, refusal, stats)
+
+    def _refuse(
+        self, src: str, address: str, connection: _Connection, refusal: str, stats: PeerStats
+    ) -> None:
+        """Drop every later message of ``connection``; the reason logged once, and shown."""
         if not connection.foreign:
             self._log.error("peer %s at %s: dropping its messages: %s", src, address, refusal)
         connection.foreign = True
@@ -907,12 +914,9 @@ class PeerTransport:
         if about_us is not None:
             self._log.error("%s", about_us)
         refusal = book.judge(src, said)
-        if refusal is None:
-            return  # the hello's judgment stands
-        if not connection.foreign:
-            self._log.error("peer %s at %s: dropping its messages: %s", src, address, refusal)
-        connection.foreign = True
-        stats.refused = refusal
+        if refusal is not None:  # else the hello's judgment stands
+            connection.barred = refusal  # for good: a later hello cannot lift it
+            self._refuse(src, address, connection, refusal, stats)
 
     def _skip_unknown(
         self, src: str, address: str, exc: UnknownMessage, stats: PeerStats, warned: set[str]
