@@ -182,3 +182,90 @@ def test_a_failing_source_is_reported_to_the_page():
             await client.close()
 
     run(go())
+
+
+class EndlessSource(FakeSource):
+    """Commit records for n1, numbered from 1, twenty every few milliseconds."""
+
+    async def records(self):
+        seq = 0
+        while True:
+            for _ in range(20):
+                seq += 1
+                yield {"t": seq / 1000, "ev": "rec", "kind": "commit", "node": "n1", "seq": seq}
+            await asyncio.sleep(0.005)
+
+
+async def received_seqs(ws, count: int) -> list[int]:
+    seqs: list[int] = []
+    while len(seqs) < count:
+        msg = await ws.receive(timeout=10)
+        seqs += [r["seq"] for r in json.loads(msg.data).get("records", [])]
+    return seqs
+
+
+def test_the_history_arrives_before_any_later_batch_however_slow_its_send(monkeypatch):
+    # CI's flake: aiohttp compresses a large message in a thread, so a batch flushed
+    # while a page's history was being sent could reach the page first, and the page
+    # took the history's records for repeats.  Here each page's first send is slow.
+    from aiohttp import web
+
+    plain = web.WebSocketResponse.send_str
+    started: set[int] = set()
+
+    async def slow_first(self, data, compress=None):
+        if id(self) not in started:
+            started.add(id(self))
+            await asyncio.sleep(0.3)
+        await plain(self, data, compress)
+
+    monkeypatch.setattr(web.WebSocketResponse, "send_str", slow_first)
+
+    async def go():
+        client = await client_of(make_app(META, source=EndlessSource([])))
+        try:
+            await asyncio.sleep(0.2)  # a history of hundreds of records
+            ws = await client.ws_connect("/live")
+            seqs = await received_seqs(ws, 1_000)
+            assert seqs == list(range(1, len(seqs) + 1))
+            await ws.close()
+        finally:
+            await client.close()
+
+    run(go())
+
+
+def test_a_page_that_stops_reading_holds_up_nobody_and_is_closed_when_too_far_behind(monkeypatch):
+    from aiohttp import WSCloseCode, WSMsgType, web
+
+    import consensuskit.view.app as app_module
+
+    monkeypatch.setattr(app_module, "OUTBOX", 5)
+    plain = web.WebSocketResponse.send_str
+    stuck: list[object] = []  # the first page's sends never finish (it stopped reading)
+
+    async def send(self, data, compress=None):
+        if not stuck:
+            stuck.append(self)
+        if self is stuck[0]:
+            await asyncio.Event().wait()
+        await plain(self, data, compress)
+
+    monkeypatch.setattr(web.WebSocketResponse, "send_str", send)
+
+    async def go():
+        client = await client_of(make_app(META, source=EndlessSource([])))
+        try:
+            slow = await client.ws_connect("/live")
+            await asyncio.sleep(0.1)
+            reader = await client.ws_connect("/live")
+            seqs = await received_seqs(reader, 500)
+            assert seqs == list(range(1, len(seqs) + 1))
+            msg = await slow.receive(timeout=10)
+            assert (msg.type, slow.close_code) == (WSMsgType.CLOSE, WSCloseCode.TRY_AGAIN_LATER)
+            assert msg.extra == "too far behind"
+            await reader.close()
+        finally:
+            await client.close()
+
+    run(go())

@@ -11,6 +11,11 @@ Rules this module owns:
     page gets that history on connecting, then batches ``{"records": [...]}`` at most
     every ``FLUSH`` seconds; a record without ``"ev"`` but with ``"snapshot"`` is sent
     as ``{"snapshot": ...}``;
+  * each page has its own outbox, written by one task in order: the history always
+    arrives before the first batch (two sends racing on one websocket can overtake each
+    other: aiohttp compresses a large message in a thread), and a slow page holds up
+    nobody else; a page more than ``OUTBOX`` messages behind is closed (code 1013), not
+    buffered without bound;
   * a source whose stream fails is reported to the pages as a ``fault`` record of kind
     ``source-failed`` (the page stays up, showing what it had);
   * an action ``{"act": {...}, "id": N}`` is checked (source.check_action) and done by
@@ -29,13 +34,14 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from consensuskit.view.export import render_html, static_text
 from consensuskit.view.source import LiveSource, check_action
 
 HISTORY = 50_000
 FLUSH = 0.05
+OUTBOX = 1_000  # messages a page may fall behind (50 s of flushes) before it is closed
 STATIC = {"main.js", "model.js", "state.js", "draw.js", "panel.js", "style.css"}
 _TYPES = {".js": "text/javascript", ".css": "text/css"}
 
@@ -46,13 +52,49 @@ BODY_KEY = web.AppKey("body", list)  # view.json, encoded once (a replay never c
 PAGE_KEY = web.AppKey("page", list)  # a replay's whole page, rendered once
 
 
+class Outbox:
+    """One page's messages, sent in the order given by one task of its own."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.task = asyncio.create_task(self._write())
+        self.closing: asyncio.Task[bool] | None = None
+
+    def put(self, text: str) -> None:
+        if self.closing is not None:
+            return
+        if self.queue.qsize() >= OUTBOX:
+            # Too far behind to catch up: closed (the page says so), never buffered
+            # without bound.
+            self.task.cancel()
+            self.queue = asyncio.Queue()
+            self.closing = asyncio.create_task(
+                self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too far behind")
+            )
+            return
+        self.queue.put_nowait(text)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self.ws.send_str(await self.queue.get())
+        except (ConnectionError, RuntimeError):
+            pass  # the page went away; its handler ends with the socket
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
 class LiveHub:
     """Reads one LiveSource, keeps its recent history and fans it out to every page."""
 
     def __init__(self, source: LiveSource) -> None:
         self.source = source
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
-        self.pages: set[web.WebSocketResponse] = set()
+        self.pages: dict[web.WebSocketResponse, Outbox] = {}
         self.pending: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -93,12 +135,9 @@ class LiveHub:
             ]
             if records:
                 messages.append(json.dumps({"records": records}, default=str))
-            for ws in list(self.pages):
+            for outbox in self.pages.values():
                 for text in messages:
-                    try:
-                        await ws.send_str(text)
-                    except (ConnectionError, RuntimeError):
-                        self.pages.discard(ws)
+                    outbox.put(text)
 
     async def act(self, action: Any) -> dict[str, Any]:
         problem = check_action(action)
@@ -144,12 +183,13 @@ async def _live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     # The history, then every later flush: nothing between them is lost (no await
-    # between taking the history and joining the pages).
-    history = list(hub.history)
-    hub.pages.add(ws)
+    # between taking the history and joining the pages) and nothing overtakes it (one
+    # outbox, written in order).
+    outbox = Outbox(ws)
+    if hub.history:
+        outbox.put(json.dumps({"records": list(hub.history)}, default=str))
+    hub.pages[ws] = outbox
     try:
-        if history:
-            await ws.send_str(json.dumps({"records": history}, default=str))
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
@@ -159,9 +199,10 @@ async def _live(request: web.Request) -> web.WebSocketResponse:
                 continue
             if isinstance(data, dict) and "act" in data:
                 reply = await hub.act(data["act"])
-                await ws.send_str(json.dumps({"reply": reply, "id": data.get("id")}))
+                outbox.put(json.dumps({"reply": reply, "id": data.get("id")}))
     finally:
-        hub.pages.discard(ws)
+        hub.pages.pop(ws, None)
+        await outbox.close()
     return ws
 
 
