@@ -243,6 +243,20 @@ def test_live_memory_is_bounded(browser):
             page.close()
 
 
+def test_a_page_closed_by_the_server_says_why(browser, monkeypatch):
+    import consensuskit.view.app as app_module
+
+    monkeypatch.setattr(app_module, "OUTBOX", 0)  # every page is too far behind at once
+    with served(make_app(live_meta(), source=FakeCluster(rate=100, seconds=1))) as url:
+        page = Page(browser, url)
+        try:
+            state = "document.getElementById('live-state').textContent"
+            page.wait_until(f"{state} === 'disconnected: too far behind'", state)
+            assert page.problems == []
+        finally:
+            page.close()
+
+
 def test_killing_the_leader_from_the_page_shows_a_new_leader(browser):
     source = FakeCluster(rate=100, seconds=0.5)
     with served(make_app(live_meta(), source=source)) as url:

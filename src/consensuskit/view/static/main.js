@@ -234,7 +234,7 @@ function startLive() {
       $("replies").prepend(line);
     }
   };
-  ws.onclose = () => { $("live-state").textContent = "disconnected"; };
+  ws.onclose = (e) => { $("live-state").textContent = e.reason ? `disconnected: ${e.reason}` : "disconnected"; };
   ws.onopen = () => { $("live-state").textContent = "connected"; };
   setInterval(() => { if (dirty) { dirty = false; render(); } }, 100);
   const select = $("act-node"), to = $("act-to");
