@@ -11,13 +11,14 @@ from consensuskit.sweep import run_seed
 
 # knob -> (a catching seed, the invariant that catches it)
 CATCHES = {
-    "ack-before-persist": (1, "durable-ack"),
+    "ack-before-persist": (0, "durable-ack"),
     "epoch-before-persist": (0, "epoch-after-history"),
     "trunc-across-epoch": (4, "trunc-within-epoch"),
-    "vote-ignores-epoch": (2, "election-order"),
+    "vote-ignores-epoch": (1, "election-order"),
     "paper-propose-acked": (0, "prefix-consistency"),
     "paper-redundant-propose": (0, "zxid-order"),
     "paper-commit-ld-ack": (0, "commit-order"),
+    "vote-after-wipe": (2, "primary-integrity"),
 }
 
 

@@ -472,6 +472,19 @@ def test_a_removal_shrinks_the_fault_budget():
     assert nemesis.max_down == 2 or nemesis.members == 4  # (the next removal may follow at once)
 
 
+def test_observers_add_nothing_to_the_fault_budget():
+    # ZAB with one observer of five: four voters tolerate one down (or rejoining) voter,
+    # and two rejoining voters would never find a quorum without them again.
+    sim = Simulation(
+        SimConfig(protocol="zab", node_ids=FIVE, seed=1, options={"observers": 1}, nemesis=("wipe",))
+    )
+    sim.start_nemesis()
+    assert (sim.nemesis.members, sim.nemesis.max_down) == (4, 1)
+    plain = Simulation(SimConfig(protocol="zab", node_ids=FIVE, seed=1, nemesis=("wipe",)))
+    plain.start_nemesis()
+    assert (plain.nemesis.members, plain.nemesis.max_down) == (5, 2)
+
+
 def test_a_scripted_membership_change_and_its_errors():
     sim = Simulation(SimConfig(protocol="multipaxos", node_ids=FIVE, seed=1))
     assert sim.run_until_true(lambda: sim.membership_leader() is not None, 5.0)

@@ -32,6 +32,7 @@ Commands (the file format is in ``datadriven.py``):
   stabilize [ID...]                 deliver rounds until no message is held
   partition A B | C D               cut the links between groups; heal
   crash ID | restart ID
+  wipe ID                           crash, lose every byte of storage, restart rejoining
   tick ID [N]                       fire the node's earliest armed timer, N times
   tick-heartbeat ID | fire ID KEY   fire the "heartbeat" timer / a named one
   elapse SECONDS                    let virtual time pass; due timers fire
@@ -184,6 +185,7 @@ class Harness:
             "heal": self._heal,
             "crash": self._crash,
             "restart": self._restart,
+            "wipe": self._wipe,
             "tick": self._tick,
             "tick-heartbeat": self._tick_heartbeat,
             "fire": self._fire,
@@ -472,6 +474,12 @@ class Harness:
     def _restart(self, case: Case) -> list[str]:
         for node_id in self._ids(case):
             self.s.restart(node_id)
+            self._settle_now()
+        return self._events()
+
+    def _wipe(self, case: Case) -> list[str]:
+        for node_id in self._ids(case):
+            self.s.wipe(node_id)
             self._settle_now()
         return self._events()
 

@@ -7,7 +7,7 @@ exactly its committed prefix, in order):
 * leadership          - at most one established leader per epoch (a leader is
                         established once a quorum ACKed its NEWLEADER);
 * prefix consistency  - no two servers commit different txns at one position, and no
-                        server truncates a txn it committed (agreement and total order
+                        server truncates a committed txn (agreement and total order
                         follow: every committed sequence is a prefix of one sequence);
 * integrity           - a committed txn was proposed by some leader, as committed;
 * local primary order - within an epoch the committed txns are that epoch's counters
@@ -168,6 +168,19 @@ class ZabChecker:
                 "prefix-consistency",
                 f"{node.id} truncated its log at {index}, below its commit position {node.commit_index}",
             )
+            return
+        # Nor a txn someone committed: every later leader's history holds it at its
+        # position, so no TRUNC reaches it (a server restarted since its commit, or one
+        # that never learned the commit, does not know it is committed; we do).
+        log = node.log
+        for i in range(max(index, log.offset + 1), log.last_index + 1):
+            committed = self.committed.get(i)
+            if committed is not None and log.zxid_at(i) == committed.zxid:
+                self._violate(
+                    "prefix-consistency",
+                    f"{node.id} truncated {committed.summary()}, committed at position {i}",
+                )
+                return
 
     def on_commit(self, node: Any, index: int) -> None:
         log = node.log

@@ -29,7 +29,10 @@ Rules this module owns:
     the simulator's nemesis asks who leads hundreds of times per simulated second);
     a negative answer is never memoised, so it stays exactly ``isinstance``'s;
   * capability methods are read-only inspection, except ``propose_config_change`` and
-    ``transfer_leadership``, admin inputs that return an error text or None.
+    ``transfer_leadership``, admin inputs that return an error text or None;
+  * ``FixedVoters`` is a fact for fault budgets, not a capability a status lists: the
+    node's voters are fixed at start and may be fewer than the nodes (ZAB's observers),
+    so the simulator's nemesis keeps its faults within what the voters tolerate.
 
 Imports nothing above core/.
 """
@@ -163,6 +166,13 @@ class MembershipChange(Protocol):
     def propose_config_change(self, change: str, node: str) -> str | None:
         """Start ``change`` of ``node``; an error text (e.g. NOT_LEADER) or None."""
         ...
+
+
+@runtime_checkable
+class FixedVoters(Protocol):
+    """The voters, fixed at start: the nodes that are not observers."""
+
+    voters: tuple[str, ...]
 
 
 @runtime_checkable

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from consensuskit.core.capabilities import (
     CONFIG_CHANGES,
+    FixedVoters,
     HasLeader,
     MembershipChange,
     ReplicatedLog,
@@ -197,7 +198,13 @@ class Nemesis:
         self.down_limit = (n - 1) // 2 if max_down is None else max_down
         # Members (voters and learners) of the smallest configuration that may be in
         # force: only the membership kind changes it; fewer members tolerate fewer down.
+        # Observers (FixedVoters) add nothing to what the voters tolerate: two rejoining
+        # voters of ZAB's four never find a quorum without them again.
         self.members = n
+        for node in sim.nodes.values():
+            voters: Any = getattr(node, "voters", None) if implements(node, FixedVoters) else None
+            if voters is not None:
+                self.members = min(self.members, len(voters))
         self.stopped = False
         self.partitioned = False
         self.bursts: dict[str, bool] = {"loss": False, "dup": False, "reorder": False}

@@ -28,6 +28,7 @@ def test_transcript(path: Path):
         ("fle_order.txt", "vote-ignores-epoch"),
         ("fle_order.txt", "trunc-across-epoch"),
         ("newleader_persist.txt", "ack-before-persist"),
+        ("rejoin_after_disk_loss.txt", "vote-after-wipe"),
     ],
 )
 def test_transcript_fails_when_the_rule_is_broken(name: str, bug: str):

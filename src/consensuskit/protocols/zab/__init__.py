@@ -60,6 +60,7 @@ def zab_spec() -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         log=True,
+        survives_disk_loss=True,
         server_options=dict(SERVER_OPTIONS),
         flags=(
             ProtocolFlag(

@@ -33,7 +33,13 @@ Rules this module owns:
     ``local`` (any server, sequentially consistent); learners forward writes;
   * snapshots of the applied state (every ``snapshot_threshold`` txns, a large state
     less often: common/snapshot_policy.py), compaction keeping ``snapshot_trailing``
-    txns for DIFF.
+    txns for DIFF;
+  * a server that lost its disk (the platform's REJOINING_KEY: ``--rejoin``, the
+    simulator's ``wipe``) forgot its promises and the txns it ACKed, so it counts in no
+    quorum until it is readmitted: it observes (votes for nobody, says OBSERVERINFO, gets
+    INFORMs), and other voters take a notification that votes for nobody or says
+    OBSERVING as an observer's; once an established leader (a quorum without it) synced
+    it and sent UPTODATE, it clears the key and follows that leader as a voter.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from consensuskit.core.client import NOT_LEADER, STALE_OK, ClientRequest, Client
 from consensuskit.core.env import Env
 from consensuskit.core.quorum import committed_index, quorum_size
 from consensuskit.core.service import StateMachine
+from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
 from consensuskit.protocols.common.read_index import ReadIndex
@@ -190,10 +197,12 @@ class ZabNode:
         self.members = tuple(ordered)
         self.observers = tuple(ordered[len(ordered) - n_obs :]) if n_obs else ()
         self.voters = tuple(m for m in ordered if m not in self.observers)
-        self.is_observer = node_id in self.observers
         self.sid = ranks(ordered)
 
         storage = env.storage
+        # Lost its disk: it observes until readmitted (see the module rules).
+        self.rejoining = bool(storage.get(REJOINING_KEY)) and "vote-after-wipe" not in self.bugs
+        self.is_observer = node_id in self.observers or self.rejoining
         self.accepted_epoch: int = storage.get(ACCEPTED_EPOCH_KEY) or 0
         self.current_epoch: int = storage.get(CURRENT_EPOCH_KEY) or 0
         self.snapshot: Snapshot | None = storage.get(SNAPSHOT_KEY)
@@ -294,6 +303,7 @@ class ZabNode:
                 "last_zxid": hex(self.log.last_zxid),
                 "established": self.established,
                 "observer": self.is_observer,
+                "rejoining": self.rejoining,
             },
         )
 
@@ -319,6 +329,7 @@ class ZabNode:
             "last_index": self.log.last_index,
             "established": self.established,
             "observer": self.is_observer,
+            "rejoining": self.rejoining,
         }
 
     def my_vote(self) -> tuple[int, int, int]:
@@ -602,7 +613,7 @@ class ZabNode:
         self.env.set_timer(NOTIFY_TIMER, t + self.env.rng.random() * t)
 
     def _send_notifications(self) -> None:
-        leader, zxid, epoch = self.proposal
+        leader, zxid, epoch = self._announced()
         msg = Notification(
             leader=leader, zxid=zxid, peer_epoch=epoch, election_epoch=self.logicalclock, state=LOOKING
         )
@@ -634,9 +645,11 @@ class ZabNode:
                     ),
                 )
             return
-        if src not in self.voters:
+        if src not in self.voters or m.state == OBSERVING or (m.state == LOOKING and not m.leader):
             # An observer's notification counts for nothing; a voter answers with its
-            # vote (observers never answer each other: two would echo forever).
+            # vote (observers never answer each other: two would echo forever).  A voter
+            # that lost its disk observes until readmitted: it votes for nobody while
+            # LOOKING and says OBSERVING after, and counts for nothing either.
             if m.state == LOOKING and not self.is_observer:
                 self._send_vote_to(src)
             return
@@ -689,8 +702,15 @@ class ZabNode:
     def _fle_state(self) -> str:
         return LEADING if self.state == LEADING else (OBSERVING if self.is_observer else FOLLOWING)
 
+    def _announced(self) -> tuple[str, int, int]:
+        """The vote we send while LOOKING: a rejoining server adopts votes only to find
+        whom to observe, and tells everyone it votes for nobody (its vote must not count)."""
+        if self.rejoining:
+            return ("", *self.proposal[1:])
+        return self.proposal
+
     def _send_vote_to(self, dst: str) -> None:
-        leader, zxid, epoch = self.proposal
+        leader, zxid, epoch = self._announced()
         self.env.send(
             dst,
             Notification(
@@ -885,9 +905,30 @@ class ZabNode:
         if not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
             return
         if self.phase != L_SERVING:
-            self.phase = L_SERVING
-            self.env.record("uptodate", epoch=m.epoch)
+            self._serving(m.epoch)
         self._commit_to(min(m.commit, self.log.last_index))
+        if self.rejoining:
+            self._readmit()
+
+    def _serving(self, epoch: int) -> None:
+        self.phase = L_SERVING
+        self.env.record("uptodate", epoch=epoch)
+
+    def _readmit(self) -> None:
+        """UPTODATE: a leader established by a quorum without us (we were in none)
+        synced us, so our disk holds its history, which holds every txn ever committed,
+        and our epochs are its epoch.  We vote and ACK again: as a follower of this leader
+        now (a fresh FOLLOWERINFO; the leader drops our observer handshake for it)."""
+        self.rejoining = False
+        self.env.storage.put(REJOINING_KEY, False)  # durable before the FOLLOWERINFO leaves
+        self.is_observer = self.id in self.observers
+        self.env.record("readmitted", epoch=self.current_epoch, zxid=zxid_str(self.log.last_zxid))
+        if self.is_observer:
+            return
+        self.state = FOLLOWING
+        self.phase = L_INFO
+        self.env.record("role", role=FOLLOWING, epoch=self.current_epoch, leader=self.leader_id)
+        self._send_follower_info()
 
     def handle_proposal(self, src: str, m: Proposal) -> None:
         if self.is_observer or not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
@@ -951,8 +992,7 @@ class ZabNode:
         if not self._from_leader(src, m.epoch):
             return
         if self.current_epoch == m.epoch and m.uptodate and self.phase == L_SYNCED:
-            self.phase = L_SERVING  # UPTODATE was lost; the PING repeats it
-            self.env.record("uptodate", epoch=m.epoch)
+            self._serving(m.epoch)  # UPTODATE was lost; the PING repeats it
         if (
             self.current_epoch == m.epoch
             and self.phase == L_SERVING
@@ -960,6 +1000,8 @@ class ZabNode:
         ):
             self._commit_known(m.commit, m.commit_zxid)
         self.env.send(src, PingAck(epoch=m.epoch, round=m.round, last_index=self.log.last_index))
+        if self.rejoining and self.phase == L_SERVING and self.current_epoch == m.epoch:
+            self._readmit()
 
     # ------------------------------------------------------------------ leader
     def _become_leading(self) -> None:
@@ -991,7 +1033,9 @@ class ZabNode:
     def handle_follower_info(self, src: str, m: FollowerInfo) -> None:
         if self.state != LEADING:
             return
-        observer = src in self.observers
+        # A voter that lost its disk says it observes until readmitted; the learner's word
+        # can only make it count for less, never a configured observer for more.
+        observer = src in self.observers or m.observer
         ls = self.learners.get(src)
         if ls is None or ls.phase != INFO or ls.accepted_epoch != m.epoch:
             ls = self.learners[src] = LearnerState(observer=observer, accepted_epoch=m.epoch)
@@ -1117,7 +1161,8 @@ class ZabNode:
         if self.state != LEADING or m.epoch != self.epoch or ls is None:
             return
         ls.heard_at = self.env.now()
-        self.lead_heard.add(src)
+        if not ls.observer:
+            self.lead_heard.add(src)
         if self.observer is not None:
             self.observer.on_ack(self, src, m)
         held = self.log.zxid_at(m.index)
@@ -1301,7 +1346,8 @@ class ZabNode:
         if self.state != LEADING or m.epoch != self.epoch or ls is None:
             return
         ls.heard_at = self.env.now()
-        self.lead_heard.add(src)
+        if not ls.observer:
+            self.lead_heard.add(src)
         if ls.phase == SYNCED:
             opened = m.last_index > ls.reported
             ls.reported = m.last_index

@@ -30,6 +30,8 @@ READ_MODES = ("linearizable", "sync", "local")
 #                         holds (a late joiner gets one in its DIFF and again live)
 #   paper-commit-ld-ack   (issues.md #3) UPTODATE (COMMIT-LD) commits up to the zxid
 #                         of the learner's ACK-LD, not the leader's commit point
+#   vote-after-wipe       a server that lost its disk votes and ACKs at once, as if it
+#                         had never promised anything (README, "A server that lost its disk")
 BUGS = (
     "ack-before-persist",
     "epoch-before-persist",
@@ -38,6 +40,7 @@ BUGS = (
     "paper-propose-acked",
     "paper-redundant-propose",
     "paper-commit-ld-ack",
+    "vote-after-wipe",
 )
 
 MAX_COUNTER = 0xFFFFFFFF
