@@ -80,7 +80,8 @@ def test_every_protocol_keeps_a_book_but_those_whose_peers_give_a_wiped_node_its
     exempt = {name for name in registry.names() if registry.get(name).amnesia_safe}
     assert exempt == {"gossip", "gossip-kv", "swim"}
     # --rejoin is a way back only where the catalog says so.
-    assert {n for n in registry.names() if registry.get(n).survives_disk_loss} == {"raft", "multipaxos", "zab"}
+    rejoins = {n for n in registry.names() if registry.get(n).survives_disk_loss}
+    assert rejoins == {"raft", "multipaxos", "zab", "sharded-raft"}
 
 
 def test_a_node_back_by_rejoin_is_taken_and_its_directory_recorded(tmp_path, caplog):

@@ -60,6 +60,8 @@ def sharded_spec(group: ProtocolSpec, name: str = "") -> ProtocolSpec:
         bugs=BUGS,
         validate_options=validate_options,
         min_nodes=3,
+        # A host hands a lost disk's rejoining to its groups' replicas (node.py).
+        survives_disk_loss=group.survives_disk_loss,
         services=("shard-kv", "kv", "txn"),
         flags=(SHARDS_FLAG,),
     )

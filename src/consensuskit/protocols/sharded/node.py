@@ -21,7 +21,12 @@ Rules this module owns:
     ``recover_after / 4``; one prepared for longer than ``recover_after`` (by this
     leader's clock) is pushed the same way.  So while a majority of every group lives,
     no lock is held forever, whoever died: a transaction's outcome lives in its
-    coordinator shard's log, and everything else is retried.
+    coordinator shard's log, and everything else is retried;
+  * a host that lost its disk (the platform's REJOINING_KEY in its empty storage) hands
+    the key to every group's replica, which rejoins by its protocol's own rule, and
+    says it is rejoining until every one of them is readmitted, then clears its own key.
+    Its session gets a fresh random incarnation: the lost one's count is gone, and a
+    session id used before would have its new commands taken for repeats.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 from consensuskit.core.capabilities import LEADER, NodeStatus
 from consensuskit.core.client import ClientRequest, ClientResponse, ServiceOp
 from consensuskit.core.env import Env
+from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.sharded.gateway import Gateway
 from consensuskit.protocols.sharded.messages import GroupMessage
 from consensuskit.protocols.sharded.mux import GroupEnv, GroupStorage, Journal
@@ -39,6 +45,9 @@ from consensuskit.protocols.sharded.options import ShardedOptions
 from consensuskit.protocols.sharded.shard import ABORT, ShardMachine
 
 INCARNATION_KEY = "sharded/incarnation"
+# A host back from a lost disk counts its incarnations from here plus a random 30-bit
+# number: no host restarts 2^30 times, so no session id repeats.
+REJOIN_INCARNATIONS = 2**30
 RECOVER_TIMER = "tx:recover"
 RETRY_BACKOFF = 0.02
 
@@ -67,16 +76,26 @@ class ShardedNode:
         self.opts = options
         self.bugs = options.bugs
         self.shards = options.shards
-        self.incarnation = int(env.storage.get(INCARNATION_KEY) or 0) + 1
-        env.storage.put(INCARNATION_KEY, self.incarnation)
+        storage = env.storage
+        # Lost its disk: a new random incarnation (see the module rules), above any count
+        # a host reaches by restarting.
+        self.host_rejoining = bool(storage.get(REJOINING_KEY))
+        counted = storage.get(INCARNATION_KEY)
+        if counted is None and self.host_rejoining:
+            counted = REJOIN_INCARNATIONS + env.rng.getrandbits(30)
+        self.incarnation = int(counted or 0) + 1
+        storage.put(INCARNATION_KEY, self.incarnation)
         self.session = f"{node_id}.{self.incarnation}"
-        journal = Journal(env.storage, self.shards)
+        journal = Journal(storage, self.shards)
         # One replica per group, built by the log protocol's own factory (the catalog
         # names it: Raft for sharded-raft), each on its shard's state machine.
         self.machines = [ShardMachine(g, self.bugs) for g in range(self.shards)]
         self.groups: list[Any] = []
         for g, sm in enumerate(self.machines):
-            genv = GroupEnv(env, g, GroupStorage(journal, g), self._on_group_answer, _wrap)
+            group_storage = GroupStorage(journal, g)
+            if self.host_rejoining and group_storage.get(REJOINING_KEY) is None:
+                group_storage.put(REJOINING_KEY, True)  # its replica clears it when readmitted
+            genv = GroupEnv(env, g, group_storage, self._on_group_answer, _wrap)
             self.groups.append(make_group(node_id, genv, members, dict(options.group), state_machine=sm))
         self.next_seq = 1
         # seq -> (group, op, on_answer): commands in flight to the groups.
@@ -88,6 +107,17 @@ class ShardedNode:
         self.gateway = Gateway(self)
 
     # ------------------------------------------------------------------ inspection
+    @property
+    def rejoining(self) -> bool:
+        """Some group's replica has not been readmitted since the host lost its disk."""
+        return self.host_rejoining and any(getattr(g, "rejoining", False) for g in self.groups)
+
+    def _check_readmitted(self) -> None:
+        if self.host_rejoining and not self.rejoining:
+            self.host_rejoining = False
+            self.env.storage.put(REJOINING_KEY, False)
+            self.env.record("readmitted", groups=self.shards)
+
     def machine(self, group: int) -> ShardMachine:
         return self.machines[group]
 
@@ -121,6 +151,7 @@ class ShardedNode:
                 "groups": groups,
                 "transactions": len(self.gateway.runs),
                 "dropped": self.dropped,
+                "rejoining": self.rejoining,
             },
         )
 
@@ -136,6 +167,8 @@ class ShardedNode:
     def on_message(self, src: str, msg: Any) -> None:
         if type(msg) is GroupMessage and type(msg.group) is int and 0 <= msg.group < self.shards:
             self.groups[msg.group].on_message(src, msg.msg)
+            if self.host_rejoining:
+                self._check_readmitted()
             return
         self.dropped += 1
         self.env.record("ignored", src=src, reason=f"not a sharded-raft message: {type(msg).__name__}")
@@ -144,6 +177,8 @@ class ShardedNode:
         if key.startswith("g"):
             group, _, inner = key.partition(":")
             self.groups[int(group[1:])].on_timer(inner)
+            if self.host_rejoining:
+                self._check_readmitted()
         elif key == RECOVER_TIMER:
             self._recover()
             self.env.set_timer(RECOVER_TIMER, self.opts.recover_after / 4)
