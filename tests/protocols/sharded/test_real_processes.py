@@ -8,6 +8,7 @@ committing while the node is down."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import urllib.error
@@ -132,3 +133,41 @@ def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) ->
         with cluster.client() as client:  # the kv API on the same cluster, each key on its shard
             client.put("hello", "world")
             assert client.get("hello").value == "world"
+
+
+@pytest.mark.timeout(180)
+def test_a_host_that_lost_its_disk_rejoins_every_group_and_counts_again(tmp_path: Path) -> None:
+    """--rejoin on a host's emptied directory: every group's replica rejoins (Raft's rule),
+    the host says rejoining until all are readmitted; then, with another host killed, the
+    groups' majorities need it, and transfers still commit with every total 0."""
+    with bank_cluster(tmp_path) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        bank = Bank(cluster)
+        threads = [threading.Thread(target=bank.client, args=(i,), daemon=True) for i in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        wiped = "n3"
+        cluster.nodes[wiped].kill()
+        data_dir = cluster.layout.node(wiped).data_dir
+        shutil.rmtree(data_dir)
+        data_dir.mkdir()
+        cluster.nodes[wiped].start(["--rejoin"])
+
+        def rejoining() -> Any:
+            status = cluster.statuses(1.0).get(wiped)
+            return status.get("rejoining") if isinstance(status, dict) else None
+
+        deadline = time.monotonic() + 30.0
+        while rejoining() is not False and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rejoining() is False, cluster.statuses(1.0).get(wiped)
+        cluster.nodes["n1"].kill()
+        killed_at = time.monotonic()
+        time.sleep(4.0)
+        bank.stop.set()
+        for t in threads:
+            t.join(10.0)
+        assert bank.sums and set(bank.sums) == {0}, sorted(set(bank.sums))
+        assert [t for t in bank.committed if t > killed_at + 1.0], len(bank.committed)
