@@ -377,3 +377,27 @@ def test_an_earlier_release_directory_another_protocol_cannot_read_is_refused_an
     assert read_identity(raft.data_dir).owner is None  # never marked as the protocol that failed
     assert _serve_briefly(restart) == EXIT_OK
     assert read_identity(raft.data_dir).owner == RAFT_KV  # adopted by the node built from it
+
+
+@pytest.mark.parametrize(
+    ("flags", "founders"),
+    [({"bootstrap": True}, ("n1", "n2", "n3")), ({"rejoin": True}, None), ({"voter": False}, None)],
+)
+def test_only_a_bootstrapped_directory_records_the_members_it_founded(tmp_path, flags, founders):
+    data = tmp_path / "n1"
+    opened(data, members=("n3", "n1", "n2"), **flags).close()
+    identity = read_identity(data)
+    assert identity.founders == founders
+    assert ("founders" in identity_of(data)) == (founders is not None)
+    opened(data, members=("n1",)).close()  # a later start's members change nothing
+    assert read_identity(data) == identity
+
+
+def test_a_malformed_founders_list_is_refused(tmp_path):
+    data = tmp_path / "n1"
+    data.mkdir()
+    for founders in ([], "n1,n2", [1, 2], ["n1", ""]):
+        fields = {"format": 1, "node_id": "n1", "cluster_id": None, "founders": founders}
+        (data / "identity.json").write_text(json.dumps(fields))
+        with pytest.raises(IdentityError, match="founders must be a non-empty list of node ids"):
+            read_identity(data)

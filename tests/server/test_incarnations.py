@@ -122,6 +122,68 @@ def test_a_malformed_file_is_ignored_with_a_warning(tmp_path, caplog, content):
     assert f"ignoring {tmp_path / INCARNATIONS_NAME}" in caplog.text
 
 
+def founding(tmp_path, node_id, founders, sub=None):
+    directory = tmp_path / (sub or node_id)
+    directory.mkdir(exist_ok=True)
+    return IncarnationBook(node_id, f"i-{node_id}", "bootstrap", directory, fsync=False, founders=founders)
+
+
+def test_a_peer_founded_with_other_members_is_refused_and_not_recorded(tmp_path):
+    n1 = founding(tmp_path, "n1", ("n3", "n2", "n1"))
+    assert n1.introduce("n3").founders == ("n1", "n2", "n3")
+    refusal = n1.judge("n3", PeerIncarnation("i-n3", "bootstrap", "", ("n3",)))
+    assert refusal is not None and "\n" not in refusal
+    assert refusal.startswith(
+        "it was bootstrapped as a member of a cluster of n3, this node of n1, n2, n3: nodes started "
+        "with --bootstrap from configs whose members differ form different clusters"
+    )
+    assert n1.known("n3") is None and read_incarnations(tmp_path / "n1") == {}
+    # Corrected and bootstrapped again on an empty directory: taken, as a first start.
+    assert n1.judge("n3", PeerIncarnation("i-n3-new", "bootstrap", "", ("n1", "n2", "n3"))) is None
+    assert n1.known("n3") == "i-n3-new"
+
+
+def test_founders_are_compared_only_where_both_sides_know_theirs(tmp_path):
+    n1 = founding(tmp_path, "n1", ("n1", "n2", "n3"))
+    assert n1.judge("n2", PeerIncarnation("i-n2", "bootstrap", "", ("n3", "n2", "n1"))) is None  # same set
+    assert n1.judge("n4", PeerIncarnation("i-n4", "join", "")) is None  # a node added later knows none
+    unknowing = book(tmp_path, "n5")  # a directory of an earlier release, or made by --rejoin
+    assert unknowing.judge("n3", PeerIncarnation("i-n3", "bootstrap", "", ("n3",))) is None
+
+
+@pytest.mark.parametrize("founders", [("",), ("x" * 65,), tuple(f"n{i}" for i in range(257)), ("n1", 7)])
+def test_a_malformed_founders_list_is_refused(tmp_path, founders):
+    n1 = founding(tmp_path, "n1", ("n1", "n2", "n3"))
+    refusal = n1.judge("n3", PeerIncarnation("i-n3", "bootstrap", "", founders))
+    assert refusal is not None and refusal.startswith("its list of founding members is malformed")
+    assert n1.known("n3") is None
+
+
+def test_peers_founded_apart_refuse_each_other_over_the_transport(tmp_path, caplog):
+    async def main() -> None:
+        a_book = founding(tmp_path, "a", ("a", "b"))
+        b_book = founding(tmp_path, "b", ("b",))  # its config named only itself
+        a, b = await _pair(a_book, b_book)
+        await eventually(lambda: a.stats("b").refused and b.stats("a").refused, "both refusals")
+        for _ in range(3):
+            b.transport.send("a", hb(2))
+            a.transport.send("b", hb(1))
+        await eventually(
+            lambda: a.stats("b").dropped_foreign == 3 and b.stats("a").dropped_foreign == 3, "drops"
+        )
+        assert a.inbox == [] and b.inbox == []
+        assert a_book.known("b") is None and b_book.known("a") is None
+        for node in (a, b):
+            await node.transport.stop()
+
+    with caplog.at_level(logging.ERROR):
+        run(main())
+    lines = [r.getMessage() for r in caplog.records]
+    said = "it was bootstrapped as a member of a cluster of"
+    assert sum(f"{said} b, this node of a, b" in line for line in lines) == 1
+    assert sum(f"{said} a, b, this node of b" in line for line in lines) == 1
+
+
 def test_no_file_is_nothing_known(tmp_path):
     assert read_incarnations(tmp_path) == {}
 
@@ -234,3 +296,17 @@ def test_a_hello_after_a_refused_incarnation_does_not_lift_the_refusal(tmp_path)
             await node.transport.stop()
 
     run(main())
+
+
+def test_a_bootstrapped_node_tells_its_peers_the_members_it_founded(tmp_path):
+    # The wiring: open_storage records the configured members, the book sends them.
+    from consensuskit.server.main import incarnation_book, open_storage
+    from tests.server.runtime_harness import node_config
+
+    config = node_config(tmp_path, "n2", ["n1", "n2", "n3"])
+    storage = open_storage(config)
+    try:
+        made = incarnation_book(config, rejoins=True, replaceable=True)
+        assert made is not None and made.introduce("n1").founders == ("n1", "n2", "n3")
+    finally:
+        storage.close()

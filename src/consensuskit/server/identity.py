@@ -7,14 +7,20 @@ leader that lacks acknowledged writes (issue 10: 12 of 20 writes lost).  So:
 Rules this module owns (checked before the node is built):
   * every data directory holds ``identity.json``: ``{"format": 1, "cluster_id": ID or
     null, "node_id": ID, "protocol": NAME, "service": NAME, "incarnation": HEX,
-    "origin": HOW}``, written atomically (temp file, fsync, rename, directory fsync, as the
-    WAL writes its files).  ``protocol`` and ``service`` (the *owner*) and ``incarnation``
-    and ``origin`` are optional: files of earlier releases lack them, and those releases
-    read a file that has them (unknown keys are ignored);
+    "origin": HOW, "founders": [ID, ...]}``, written atomically (temp file, fsync,
+    rename, directory fsync, as the WAL writes its files).  ``protocol`` and ``service``
+    (the *owner*), ``incarnation`` and ``origin``, and ``founders`` are optional: files
+    of earlier releases lack them, and those releases read a file that has them
+    (unknown keys are ignored);
   * ``incarnation`` names this directory (random, made with it: a wiped and re-created
     directory has another) and ``origin`` says how it began (peer_hello.py ORIGINS:
     bootstrap, rejoin, join, or earlier for a directory made before either was kept, which
     gets both at its next start).  Peers judge a node by them (server/incarnations.py);
+  * ``founders``, written by ``--bootstrap`` only, is the configured ``members`` (sorted):
+    the cluster this directory founded.  Peers founded with other members are refused
+    (server/incarnations.py): nodes bootstrapped from configs whose member lists differ
+    would form overlapping clusters, each able to elect its own leader (etcd derives its
+    cluster id from ``--initial-cluster`` for the same reason).  Optional, as the others;
   * a directory with an identity must name this node and, when both sides know one, this
     cluster (``cluster_id`` in the config); otherwise the node refuses (exit 1).  A
     directory without a cluster id adopts the configured one.  An identity without a WAL
@@ -52,6 +58,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +108,7 @@ class Identity:
     owner: Owner | None = None  # None: written by an earlier release, or not yet adopted
     incarnation: str | None = None  # None: written by an earlier release
     origin: str | None = None  # one of peer_hello.ORIGINS; None with incarnation None
+    founders: tuple[str, ...] | None = None  # the members --bootstrap founded it with
 
 
 def new_incarnation() -> str:
@@ -142,12 +150,17 @@ def read_identity(directory: Path) -> Identity | None:
             f"{path}: incarnation must be a non-empty string and origin one of {', '.join(ORIGINS)}, "
             "both present or both absent"
         )
-    return Identity(node_id, cluster_id, owner, incarnation, origin)
+    founders = data.get("founders")
+    if founders is not None:
+        if not (isinstance(founders, list) and founders and all(isinstance(f, str) and f for f in founders)):
+            raise IdentityError(f"{path}: founders must be a non-empty list of node ids")
+        founders = tuple(founders)
+    return Identity(node_id, cluster_id, owner, incarnation, origin, founders)
 
 
 def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -> None:
     """Atomically (re)write the identity file."""
-    body: dict[str, str | int | None] = {
+    body: dict[str, str | int | list[str] | None] = {
         "format": IDENTITY_FORMAT,
         "cluster_id": identity.cluster_id,
         "node_id": identity.node_id,
@@ -158,6 +171,8 @@ def write_identity(directory: Path, identity: Identity, *, fsync: bool = True) -
     if identity.incarnation is not None:
         body["incarnation"] = identity.incarnation
         body["origin"] = identity.origin
+    if identity.founders is not None:
+        body["founders"] = list(identity.founders)
     data = (json.dumps(body, sort_keys=True) + "\n").encode()
     write_file_atomically(directory / IDENTITY_NAME, data, fsync=fsync)
 
@@ -220,10 +235,13 @@ def open_data_dir(
     rejoin: bool = False,
     fsync: bool = True,
     owner: Owner | None = None,
+    members: Sequence[str] = (),
 ) -> DiskStorage:
     """Apply the rules above and return the opened storage (raises IdentityError, or the
     WAL's CorruptLogError / DirectoryInUseError).  ``owner``: the configured protocol and
-    service (None: not checked); a fresh directory's identity records it."""
+    service (None: not checked); a fresh directory's identity records it.  ``members``:
+    the configured initial voters, which a ``bootstrap`` directory records as its
+    founders."""
     identity = read_identity(directory)
     if identity is not None:
         if identity.node_id != node_id:
@@ -278,7 +296,10 @@ def open_data_dir(
         storage.sync()
         log.warning("node %s: rejoining on an empty data directory; it will vote once readmitted", node_id)
     origin = ORIGIN_REJOIN if rejoin else ORIGIN_BOOTSTRAP if bootstrap else ORIGIN_JOIN
-    write_identity(directory, Identity(node_id, cluster_id, owner, new_incarnation(), origin), fsync=fsync)
+    founders = tuple(sorted(set(members))) if origin == ORIGIN_BOOTSTRAP and members else None
+    write_identity(
+        directory, Identity(node_id, cluster_id, owner, new_incarnation(), origin, founders), fsync=fsync
+    )
     return storage
 
 

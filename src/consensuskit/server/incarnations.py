@@ -26,6 +26,13 @@ Rules this module owns:
     once per connection).  It stays refused whatever it does: the remedy is to stop it
     and start it on an empty directory with ``--rejoin`` or, for a protocol without it
     (the catalog's ``survives_disk_loss``), to replace it by a node of another id;
+  * first of all, a peer whose directory founded a cluster of other members than this
+    node's did (both began with ``--bootstrap``; identity.py's ``founders``) is refused,
+    and not recorded: the two were started from configs whose ``members`` differ, and
+    would form overlapping clusters, each able to elect a leader and acknowledge writes
+    the other never sees.  Both sides refuse each other and log why, naming both lists;
+    a malformed list (more than MAX_FOUNDERS ids, or an id that is not 1-64 printable
+    ASCII characters) is refused too;
   * a node told by a peer that it is known by another incarnation, while its own
     directory did not begin with ``--rejoin``, logs why that peer refuses it and what to
     do (once per connection): the operator sees the cause on the node they started;
@@ -68,6 +75,7 @@ class IncarnationBook:
         "_directory",
         "_fsync",
         "_peers",
+        "founders",
         "incarnation",
         "node_id",
         "origin",
@@ -87,11 +95,14 @@ class IncarnationBook:
         protocol: str = "raft",
         rejoins: bool = True,
         replaceable: bool = True,
+        founders: tuple[str, ...] = (),
     ) -> None:
         """``rejoins``: ``protocol`` takes a node back after a disk loss (--rejoin);
         ``replaceable``: its nodes change membership.  The refusals name the ways out
-        that the protocol has."""
+        that the protocol has.  ``founders``: the members this node's directory was
+        bootstrapped with (empty: it was not)."""
         self.node_id = node_id
+        self.founders = tuple(sorted(founders))
         self.incarnation = incarnation
         self.origin = origin
         self.protocol = protocol
@@ -106,10 +117,13 @@ class IncarnationBook:
 
     def introduce(self, peer: str) -> PeerIncarnation:
         """What this node tells ``peer`` on a connection it dials."""
-        return PeerIncarnation(self.incarnation, self.origin, self._peers.get(peer, ""))
+        return PeerIncarnation(self.incarnation, self.origin, self._peers.get(peer, ""), self.founders)
 
     def judge(self, peer: str, said: PeerIncarnation) -> str | None:
         """Why messages from ``peer`` saying ``said`` must be dropped (None: take them)."""
+        other_cluster = self._other_cluster(said.founders)
+        if other_cluster is not None:
+            return other_cluster
         known = self._peers.get(peer)
         if said.incarnation == known:
             return None
@@ -132,6 +146,22 @@ class IncarnationBook:
             )
         self._record(peer, said.incarnation)
         return None
+
+    def _other_cluster(self, theirs: tuple[str, ...]) -> str | None:
+        if not isinstance(theirs, tuple) or len(theirs) > MAX_FOUNDERS or not all(
+            isinstance(f, str) and _well_formed(f) for f in theirs
+        ):
+            return f"its list of founding members is malformed ({str(theirs)[:80]})"
+        if not self.founders or not theirs or set(theirs) == set(self.founders):
+            return None
+        return (
+            f"it was bootstrapped as a member of a cluster of {', '.join(sorted(theirs))}, this node "
+            f"of {', '.join(self.founders)}: nodes started with --bootstrap from configs whose "
+            "members differ form different clusters, each able to elect a leader and acknowledge "
+            "writes the other never sees. Stop the node whose members setting is wrong, correct it, "
+            "and start it on an empty directory with --bootstrap (what it acknowledged on its own "
+            "was never this cluster's)"
+        )
 
     def refused_here(self, peer: str, said: PeerIncarnation) -> str | None:
         """Why ``peer`` (which said ``said``) refuses this node, when it will (None: it
@@ -174,6 +204,7 @@ class IncarnationBook:
 
 
 MAX_INCARNATION_CHARS = 64
+MAX_FOUNDERS = 256  # more initial voters than any cluster has: a list longer is garbage
 
 
 def _well_formed(incarnation: str) -> bool:

@@ -427,6 +427,7 @@ def incarnation_book(config: ServerConfig, rejoins: bool, replaceable: bool) -> 
         protocol=config.protocol,
         rejoins=rejoins,
         replaceable=replaceable,
+        founders=identity.founders or (),
     )
 
 
@@ -440,6 +441,7 @@ def open_storage(config: ServerConfig, owner: Owner | None = None) -> DurableSto
         rejoin=config.rejoin,
         fsync=config.fsync,
         owner=owner,
+        members=config.members,
     )
     for note in getattr(storage, "recovery_notes", ()) or ():
         log.warning("node %s recovery: %s", config.node_id, note)

@@ -24,9 +24,10 @@ Rules this module owns:
     connection stays: transport.py);
   * a node that keeps an incarnation book (server/incarnations.py) sends
     ``PeerIncarnation`` right after its hello: which data directory it runs on and how
-    that directory began, and which directory it knows the receiver by.  A new message,
-    not fields appended to PeerHello: an earlier release refuses a frame with more fields
-    than it knows (and drops the connection), but skips a tag it does not know.
+    that directory began, the members its cluster was bootstrapped with when it was one
+    of them, and which directory it knows the receiver by.  A new message, not fields
+    appended to PeerHello: an earlier release refuses a frame with more fields than it
+    knows (and drops the connection), but skips a tag it does not know.
 
 Tags 200-209 belong to the server; append new ones, never reuse.
 """
@@ -75,9 +76,11 @@ ORIGINS = (ORIGIN_BOOTSTRAP, ORIGIN_REJOIN, ORIGIN_JOIN, ORIGIN_EARLIER)
 @dataclass(frozen=True, slots=True)
 class PeerIncarnation:
     """The sender's data directory (``incarnation``, made when the directory was) and how
-    it began (``origin``, one of ORIGINS), and the incarnation the sender knows the
-    receiver by (``known_as``; "" when it knows none)."""
+    it began (``origin``, one of ORIGINS), the incarnation the sender knows the receiver by
+    (``known_as``; "" when it knows none), and the members the sender's directory was
+    bootstrapped with (``founders``, sorted; empty unless its origin is bootstrap)."""
 
     incarnation: str
     origin: str
     known_as: str
+    founders: tuple[str, ...] = ()
