@@ -148,8 +148,10 @@ class IncarnationBook:
         return None
 
     def _other_cluster(self, theirs: tuple[str, ...]) -> str | None:
-        if not isinstance(theirs, tuple) or len(theirs) > MAX_FOUNDERS or not all(
-            isinstance(f, str) and _well_formed(f) for f in theirs
+        if (
+            not isinstance(theirs, tuple)
+            or len(theirs) > MAX_FOUNDERS
+            or not all(isinstance(f, str) and _well_formed(f) for f in theirs)
         ):
             return f"its list of founding members is malformed ({str(theirs)[:80]})"
         if not self.founders or not theirs or set(theirs) == set(self.founders):
