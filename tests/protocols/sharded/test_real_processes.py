@@ -56,6 +56,17 @@ class Bank:
         self.lock = threading.Lock()
         self.sums: list[int] = []
         self.committed: list[float] = []  # when each transfer was acknowledged
+        self.threads: list[threading.Thread] = []
+
+    def start(self, clients: int) -> None:
+        self.threads = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(10.0)
 
     def client(self, index: int) -> None:
         n = index
@@ -108,9 +119,7 @@ def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) ->
         cluster.start()
         cluster.wait_ready(30.0)
         bank = Bank(cluster)
-        threads = [threading.Thread(target=bank.client, args=(i,), daemon=True) for i in range(3)]
-        for t in threads:
-            t.start()
+        bank.start(clients=3)
         time.sleep(3.0)
         victim = leader_of_group(cluster, 0)  # one replica of each group, shard 0's leader
         cluster.nodes[victim].kill()
@@ -119,9 +128,7 @@ def test_bank_over_txn_with_a_node_killed_conserves_the_total(tmp_path: Path) ->
         cluster.nodes[victim].start()
         restarted_at = time.monotonic()
         time.sleep(3.0)
-        bank.stop.set()
-        for t in threads:
-            t.join(10.0)
+        bank.finish()
         assert bank.sums and set(bank.sums) == {0}, sorted(set(bank.sums))
         while_down = [t for t in bank.committed if killed_at < t < restarted_at]
         assert len(bank.committed) >= 10 and while_down, (len(bank.committed), len(while_down))
@@ -144,9 +151,7 @@ def test_a_host_that_lost_its_disk_rejoins_every_group_and_counts_again(tmp_path
         cluster.start()
         cluster.wait_ready(30.0)
         bank = Bank(cluster)
-        threads = [threading.Thread(target=bank.client, args=(i,), daemon=True) for i in range(3)]
-        for t in threads:
-            t.start()
+        bank.start(clients=3)
         time.sleep(2.0)
         wiped = "n3"
         cluster.nodes[wiped].kill()
@@ -166,8 +171,6 @@ def test_a_host_that_lost_its_disk_rejoins_every_group_and_counts_again(tmp_path
         cluster.nodes["n1"].kill()
         killed_at = time.monotonic()
         time.sleep(4.0)
-        bank.stop.set()
-        for t in threads:
-            t.join(10.0)
+        bank.finish()
         assert bank.sums and set(bank.sums) == {0}, sorted(set(bank.sums))
         assert [t for t in bank.committed if t > killed_at + 1.0], len(bank.committed)
