@@ -16,6 +16,7 @@ ZAB_IDS = [
     "zab-broadcast",
     "zab-observer",
     "zab-old-leader-returns",
+    "zab-disk-loss",
     "zab-issue1-propose-to-acked",
     "zab-issue2-redundant-propose",
     "zab-issue3-commit-ld",
@@ -48,3 +49,9 @@ def test_issue_scenario_fails_with_the_papers_rule(scenario_id: str, bug: str, h
     assert not run.passed
     failed = [e.text for e in run.expectations if not e.passed] + [str(v) for v in run.violations]
     assert any(how in f for f in failed), failed
+
+
+def test_the_disk_loss_scenario_elects_a_leader_without_the_writes_when_an_empty_server_votes():
+    run = run_scenario(CATALOG.scenario("zab-disk-loss"), options={"bugs": ["vote-after-wipe"]})
+    assert not run.passed
+    assert [str(v).split(":")[0] for v in run.violations] == ["primary-integrity"], run.violations

@@ -15,9 +15,10 @@ exactly its committed prefix, in order):
                         hole);
 * global primary order- committed zxids strictly increase along the committed sequence
                         (a txn of epoch e is committed before any of e' > e);
-* primary integrity   - once the leader of epoch e broadcasts, no txn of an earlier
-                        epoch that its history lacks is ever committed (it delivered
-                        every such txn before broadcasting);
+* primary integrity   - an established leader's history holds every txn committed
+                        before, and once the leader of epoch e broadcasts, no txn of an
+                        earlier epoch that its history lacks is ever committed (it
+                        delivered every such txn before broadcasting);
 * zxid order          - zxids strictly increase along every server's log;
 * known commits       - a server commits only txns it holds (commit <= last index);
 * epochs              - a server's accepted epoch is never below its current epoch.
@@ -128,6 +129,17 @@ class ZabChecker:
                 "leadership", f"{holder} and {node.id} are both established leaders of epoch {epoch}"
             )
         self.established[epoch] = node.id
+        # Its history holds every txn committed so far (Zab's primary integrity, at the
+        # moment it holds: a leader that never broadcasts must not lose them either).
+        log = node.log
+        for pos, c in self.committed.items():
+            if pos > log.offset and log.zxid_at(pos) != c.zxid:
+                self._violate(
+                    "primary-integrity",
+                    f"{node.id} is established in epoch {epoch} with a history that lacks "
+                    f"{c.summary()}, committed at position {pos}",
+                )
+                return
 
     def on_propose(self, node: Any, txn: Txn) -> None:
         epoch = _epoch(txn.zxid)

@@ -326,6 +326,43 @@ def zab_old_leader_returns(run: ScenarioRun) -> None:
     expect_converged(run, sim)
 
 
+def zab_disk_loss(run: ScenarioRun) -> None:
+    sim = run.simulation(THREE)
+    lead = wait_established(sim)
+    if lead is None:
+        run.expect(False, "a leader is established")
+        return
+    paused, wiped = (i for i in THREE if i != lead)
+    sim.partition([[paused], [lead, wiped]])
+    acked = [write(sim, f"acked{k}", k, via=lead) for k in range(10)]
+    run.expect(all(acked), f"10 writes acknowledged by {lead} and {wiped} while {paused} is cut off")
+    sim.crash(lead)
+    sim.wipe(wiped)  # its disk is lost: it restarts empty, as `consensuskit server --rejoin`
+    sim.heal()
+    run.expect(node(sim, wiped).rejoining, f"{wiped} comes back empty, rejoining")
+    sim.run_for(3.0)
+    run.expect(
+        established(sim) is None,
+        f"{paused}, which lacks the writes, cannot win: {wiped} votes for nobody",
+        f"established={established(sim)}",
+    )
+    sim.restart(lead)
+    back = wait_established(sim)
+    run.expect(back == lead, f"{lead}, which holds the writes, leads again", f"leader={back}")
+    sim.run_until_true(lambda: not node(sim, wiped).rejoining, timeout=5.0)
+    run.expect(
+        not node(sim, wiped).rejoining and node(sim, wiped).state == "following",
+        f"{wiped} observes until UPTODATE, then follows as a voter",
+        f"state={node(sim, wiped).state}",
+    )
+    reads = [sim.submit(Op(kind="get", key=f"acked{k}"), node=lead) for k in range(10)]
+    sim.run_until_true(lambda: all(r.status is not None for r in reads), timeout=3.0)
+    values = [r.result.get("value") if r.status == "ok" and r.result else None for r in reads]
+    run.expect(values == list(range(10)), "every acknowledged write is there", f"{values}")
+    settle(sim)
+    expect_converged(run, sim)
+
+
 def _late_joiner(run: ScenarioRun) -> tuple[Simulation, str] | None:
     """n1 restarts into an established epoch; its ACK of NEWLEADER is held while the
     leader commits a write."""
@@ -432,6 +469,17 @@ SCENARIOS = [
         "A leader cut off with uncommitted proposals is replaced in a higher epoch; when it "
         "returns nobody follows it, it follows the new leader and its proposals are truncated.",
         zab_old_leader_returns,
+    ),
+    Scenario(
+        "zab-disk-loss",
+        "A server that lost its disk observes until readmitted",
+        "zab",
+        "Two servers acknowledge writes while the third is cut off; the leader dies and the "
+        "other loses its disk. The stale server cannot win with the empty one's vote; the old "
+        "leader returns and leads, the empty one observes until UPTODATE and votes again, and no "
+        "write is lost. With --bug vote-after-wipe (ZooKeeper's own behaviour with an empty "
+        "dataDir) the stale server wins and the writes are gone.",
+        zab_disk_loss,
     ),
     Scenario(
         "zab-issue1-propose-to-acked",

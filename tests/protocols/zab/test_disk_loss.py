@@ -32,18 +32,18 @@ def leader(sim: Simulation) -> str:
 
 
 def story(sim: Simulation, lead: str) -> tuple[str, bool]:
-    """`paused` stopped while the leader and `wiped` acknowledge 20 writes; the leader
-    killed and `wiped` wiped; `paused` resumed; 3 s later the leader comes back.
+    """`stale` cut off while the leader and `wiped` acknowledge 20 writes; the leader
+    killed and `wiped` wiped; the network healed; 3 s later the leader comes back.
     Returns `wiped` and whether a leader rose while the old one was down."""
-    paused, wiped = (n for n in NODES if n != lead)
-    sim.pause(paused)
+    stale, wiped = (n for n in NODES if n != lead)
+    sim.partition([[stale], [lead, wiped]])
     writes = [sim.submit(Op(kind="put", key=f"k{i}", value=str(i)), node=lead) for i in range(20)]
     assert sim.run_until_true(lambda: all(w.done for w in writes), 5.0)
     assert all(w.status == "ok" for w in writes)
     sim.crash(lead)
     sim.wipe(wiped)
-    sim.resume(paused)
-    sim.run_for(3.0)  # only `wiped`'s vote could make `paused` a leader
+    sim.heal()
+    sim.run_for(3.0)  # only `wiped`'s vote could make `stale` a leader
     rose = any(n.state == "leader" for n in live(sim))
     sim.restart(lead)
     sim.run_for(5.0)
@@ -71,7 +71,7 @@ def test_the_story_loses_nothing_and_the_wiped_server_votes_again():
 
 def test_with_the_knob_the_wiped_server_votes_at_once_and_committed_txns_are_lost():
     sim, lead = make_sim(frozenset({"vote-after-wipe"}))
-    with pytest.raises(InvariantViolation, match=r"prefix-consistency"):
+    with pytest.raises(InvariantViolation, match=r"primary-integrity"):
         story(sim, lead)
 
 
