@@ -12,6 +12,7 @@ IDS = [
     "multipaxos-leader-election",
     "multipaxos-lease-read",
     "multipaxos-membership",
+    "multipaxos-disk-loss",
     "multipaxos-partition-5",
 ]
 BY_ID = {s.id: s for s in SCENARIOS}
@@ -51,3 +52,10 @@ def test_lease_read_without_the_wait_serves_a_stale_lease():
 def test_partition_with_skipped_phase_1_is_caught():
     run = run_scenario(BY_ID["multipaxos-partition-5"], options={"bugs": ["skip-phase1-on-takeover"]})
     assert not run.passed
+
+
+def test_the_disk_loss_scenario_loses_the_writes_when_an_empty_replica_promises():
+    run = run_scenario(BY_ID["multipaxos-disk-loss"], options={"bugs": ["promise-after-wipe"]})
+    assert not run.passed
+    names = {str(v).split(":")[0] for v in run.violations}
+    assert names and names <= {"read-freshness", "one-value-per-slot"}, run.violations

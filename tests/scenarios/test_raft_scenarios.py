@@ -15,6 +15,7 @@ RAFT_IDS = [
     "raft-partition-5",
     "raft-partition-set",
     "raft-figure-8",
+    "raft-disk-loss",
     "raft-log-divergence",
     *(f"raft-leader-crash-{i}" for i in range(1, 8)),
 ]
@@ -90,3 +91,9 @@ def test_split_vote_does_not_split_when_servers_vote_twice():
 def test_unknown_scenario_names_the_valid_ones():
     with pytest.raises(KeyError, match="raft-election"):
         CATALOG.scenario("raft-nope")
+
+
+def test_the_disk_loss_scenario_elects_a_leader_without_the_writes_when_an_empty_server_votes():
+    run = run_scenario(CATALOG.scenario("raft-disk-loss"), options={"bugs": ["vote-after-wipe"]})
+    assert not run.passed
+    assert [str(v).split(":")[0] for v in run.violations] == ["leader-completeness"], run.violations

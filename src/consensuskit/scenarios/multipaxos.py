@@ -434,6 +434,42 @@ def multipaxos_partition_5(run: ScenarioRun) -> None:
     expect_converged(run, sim)
 
 
+def multipaxos_disk_loss(run: ScenarioRun) -> None:
+    sim = simulation(run, ("S1", "S2", "S3"))
+    sim.run_for(0.01)
+    run.expect(elect(sim, "S1"), "S1 leads")
+    sim.partition([["S3"], ["S1", "S2"]])
+    writes = [sim.submit(put(f"acked{k}", k), node="S1") for k in range(10)]
+    sim.run_until_true(lambda: all(w.status is not None for w in writes), timeout=3.0)
+    acked = all(w.status == "ok" for w in writes)
+    run.expect(acked, "10 writes chosen by S1 and S2 while S3 is cut off")
+    sim.crash("S1")
+    sim.wipe("S2")  # its disk is lost: it restarts empty, as `consensuskit server --rejoin`
+    sim.heal()
+    run.expect(node(sim, "S2").rejoining, "S2 comes back empty, rejoining")
+    sim.run_for(3.0)
+    stale = "S3, which lacks the writes, cannot win phase 1: S2 promises nothing"
+    run.expect(not leaders(sim), stale, f"{leaders(sim)}")
+    sim.restart("S1")
+    sim.run_until_true(lambda: len(leaders(sim)) == 1 and not node(sim, "S2").rejoining, timeout=5.0)
+    lead = leaders(sim)[0] if len(leaders(sim)) == 1 else "S1"
+    run.expect(
+        len(leaders(sim)) == 1,
+        "with S1 back a leader is elected (a phase 1 that hears S1 learns the chosen values)",
+        f"{leaders(sim)}",
+    )
+    run.expect(
+        not node(sim, "S2").rejoining,
+        "S2 is caught up, asks for a new phase 1, and promises again once it saw a slot decided in it",
+    )
+    reads = [sim.submit(get(f"acked{k}"), node=lead) for k in range(10)]
+    sim.run_until_true(lambda: all(r.status is not None for r in reads), timeout=3.0)
+    values = [r.result.get("value") if r.status == "ok" and r.result else None for r in reads]
+    run.expect(values == list(range(10)), "every acknowledged write is there", f"{values}")
+    settle(sim)
+    expect_converged(run, sim)
+
+
 SCENARIOS = [
     Scenario(
         "multipaxos-steady-state",
@@ -471,6 +507,18 @@ SCENARIOS = [
         "in the log, each taking effect alpha=3 slots later, while a client keeps writing; then "
         "only the new configuration's majority (S1,S4) is needed to commit.",
         multipaxos_membership,
+    ),
+    Scenario(
+        "multipaxos-disk-loss",
+        "A replica that lost its disk promises nothing until caught up",
+        "multipaxos",
+        "S1 and S2 choose writes while S3 is cut off; S1 dies and S2 loses its disk. S3 "
+        "cannot win phase 1 without S2, which promises and votes nothing while rejoining; once "
+        "S1 returns a phase 1 that hears it learns the chosen values, S2 is caught up and "
+        "speaks again after a slot decided in a later phase 1 (Paxos Made Live 5.1), and no "
+        "write is lost. With --bug promise-after-wipe "
+        "S2 promises at once and S3 chooses other values in the writes' slots.",
+        multipaxos_disk_loss,
     ),
     Scenario(
         "multipaxos-partition-5",

@@ -309,6 +309,37 @@ FIGURE_7 = {
 }
 
 
+def raft_disk_loss(run: ScenarioRun) -> None:
+    sim = run.simulation(("S1", "S2", "S3"))
+    run.expect(elect(sim, "S1"), "S1 leads")
+    sim.partition([["S3"], ["S1", "S2"]])
+    writes = [sim.submit(put(f"acked{k}", k), node="S1") for k in range(10)]
+    sim.run_until_true(lambda: all(w.status is not None for w in writes), timeout=3.0)
+    acked = all(w.status == "ok" for w in writes)
+    run.expect(acked, "10 writes acknowledged by S1 and S2 while S3 is cut off")
+    sim.crash("S1")
+    sim.wipe("S2")  # its disk is lost: it restarts empty, as `consensuskit server --rejoin`
+    sim.heal()
+    run.expect(node(sim, "S2").rejoining, "S2 comes back empty, rejoining")
+    sim.run_for(3.0)
+    stale = "S3, which lacks the writes, cannot win: S2 does not vote"
+    run.expect(not leaders(sim), stale, f"{leaders(sim)}")
+    sim.restart("S1")
+    sim.run_until_true(lambda: leaders(sim) == ["S1"], timeout=5.0)
+    run.expect(leaders(sim) == ["S1"], "S1, which holds the writes, leads again", f"{leaders(sim)}")
+    sim.run_until_true(lambda: not node(sim, "S2").rejoining, timeout=5.0)
+    run.expect(
+        not node(sim, "S2").rejoining and "S2" in node(sim, "S1").config.voters,
+        "S1 demotes S2 to a learner, catches it up and promotes it: a voter again",
+    )
+    reads = [sim.submit(Op(kind="get", key=f"acked{k}"), node="S1") for k in range(10)]
+    sim.run_until_true(lambda: all(r.status is not None for r in reads), timeout=3.0)
+    values = [r.result.get("value") if r.status == "ok" and r.result else None for r in reads]
+    run.expect(values == list(range(10)), "every acknowledged write is there", f"{values}")
+    settle(sim)
+    expect_converged(run, sim)
+
+
 def raft_log_divergence(run: ScenarioRun) -> None:
     ids = tuple(FIGURE_7)
     sim = run.simulation(ids, options={"check_quorum": False, "election_timeout": 5.0})
@@ -685,6 +716,17 @@ SCENARIOS = [
         "commit-previous-term (alias --unsafe-commit) the entry is committed and then "
         "overwritten: the state-machine-safety invariant fails.",
         raft_figure_8,
+    ),
+    Scenario(
+        "raft-disk-loss",
+        "A server that lost its disk rejoins as a learner",
+        "raft",
+        "S1 and S2 acknowledge writes while S3 is cut off; S1 dies and S2 loses its disk. "
+        "S3 cannot win without S2, which votes for nobody while rejoining; S1 returns, "
+        "leads, demotes S2 to a learner, catches it up and promotes it, and no write is "
+        "lost. With --bug vote-after-wipe S2 votes at once, S3 wins without the writes, "
+        "and leader-completeness fails.",
+        raft_disk_loss,
     ),
     Scenario(
         "raft-log-divergence",
