@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from consensuskit.check import InvariantViolation
-from consensuskit.core.client import Op
+from consensuskit.core.client import ClientRequest, Op
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.zab.messages import FollowerInfo
 from consensuskit.sim import SimConfig, Simulation
@@ -107,3 +107,23 @@ def test_a_leader_takes_a_voters_word_that_it_observes_and_counts_it_for_nothing
     lead2._become_leading()
     lead2.on_message("c", FollowerInfo(epoch=0, last_zxid=0, observer=False))
     assert lead2.learners["c"].observer
+
+
+def test_a_follower_taken_for_an_observer_by_a_late_observerinfo_says_again_that_it_follows():
+    c = Cluster(["a", "b", "c"])
+    lead = c.establish()
+    follower = next(n for n in ("a", "b") if c.nodes[n].state == "following")
+    # A late OBSERVERINFO of the follower's rejoin reaches the leader: it restarts the
+    # follower's handshake as an observer's, and then INFORMs it of commits.
+    lead.on_message(follower, FollowerInfo(epoch=lead.epoch, last_zxid=0, observer=True))
+    assert lead.learners[follower].observer
+    for _ in range(6):
+        c.deliver_all()
+        c.fire(lead.id, "tick")
+    lead.on_request(ClientRequest(client_id="c1", seq=1, op=Op(kind="put", key="x", value="1")))
+    for _ in range(10):
+        c.deliver_all()
+        if not lead.learners[follower].observer and lead.learners[follower].phase == "synced":
+            break
+        c.fire(lead.id, "tick")
+    assert not lead.learners[follower].observer and lead.learners[follower].phase == "synced"

@@ -936,7 +936,17 @@ class ZabNode:
         self._accept_txns(src, m.epoch, m.txns)
 
     def handle_inform(self, src: str, m: Inform) -> None:
-        if not self.is_observer or not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
+        if not self._from_leader(src, m.epoch) or self.current_epoch != m.epoch:
+            return
+        if not self.is_observer:
+            # Our leader takes us for an observer: a late OBSERVERINFO of our rejoin
+            # (duplicated or reordered on the way) restarted our handshake as one.  Say
+            # again that we follow, or our ACKs would count for nothing until the next
+            # election.
+            if self.state == FOLLOWING and self.phase == L_SERVING:
+                self.env.record("ignored", src=src, reason="INFORM to a follower: FOLLOWERINFO again")
+                self.phase = L_INFO
+                self._send_follower_info()
             return
         self._accept_txns(src, m.epoch, m.txns)
         if m.txns:
