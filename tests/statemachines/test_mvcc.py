@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consensuskit.core.client import ClientRequest
@@ -501,11 +501,33 @@ ops = st.one_of(
     st.tuples(st.just("grant"), st.integers(1, 3)),
     st.tuples(st.just("leased"), keys, st.binary(max_size=2), st.integers(0, 3)),
     st.tuples(st.just("revoke"), st.integers(1, 3)),
+    st.tuples(st.just("watch"), keys, ends, st.integers(0, 30)),
+    st.tuples(st.just("undone"), keys),
 )
+
+
+def check_watch_index(s: MVCCStore, key: bytes, end: bytes, start: int) -> None:
+    """The recent changes name exactly the keys of the range changed at ``start`` or
+    later, and a watch answers the same whether it looks there or at every key."""
+    assert all(main >= s.compact_revision for main, _ in s._recent)  # compaction prunes them
+    if end and start >= s._recent_from:
+        named = {k for main, k in s._recent if main >= start and _in(k, key, end)}
+        changed = {k for k, h in s._hist.items() if _in(k, key, end) and any(c[0] >= start for c in h)}
+        assert named == changed
+    body = {"key": key, "range_end": end, "start_revision": start, "prev_kv": True}
+    indexed = run(s, "watch", **body)
+    s._recent_from, kept = 2**62, s._recent_from  # every key looked at
+    try:
+        assert run(s, "watch", **body) == indexed
+    finally:
+        s._recent_from = kept
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(ops, max_size=60))
+# The recent changes: an undone txn's change leaves none; compaction prunes them.
+@example([("put", b"a", b"1"), ("undone", b"b"), ("put", b"c", b"2"), ("watch", b"a", b"\0", 2)])
+@example([("put", b"a", b"1"), ("put", b"a", b"2"), ("compact", 3), ("watch", b"a", b"c", 3)])
 def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) -> None:
     s, twin = MVCCStore(), Twin()
     # (snapshot, its encoding and the digest when taken): still the same at the end.
@@ -543,6 +565,12 @@ def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) ->
         elif name == "leased":
             r = run(s, "put", key=op[1], value=op[2], lease=op[3])
             assert ("error" not in r) == twin.put_leased(op[1], op[2], op[3])
+        elif name == "watch":
+            check_watch_index(s, op[1], op[2], op[3])
+        elif name == "undone":  # a txn that puts, then fails: undone whole
+            absent = {"key": b"zz", "ignore_value": True}  # no such key: fails after the first put
+            r = run(s, "txn", success=[{"put": {"key": op[1], "value": b"x"}}, {"put": absent}])
+            assert r.get("error") == "key-not-found"
         elif name == "revoke":
             stamp = s.leases[op[1]].stamp if op[1] in s.leases else 0
             if op[1] % 2:  # half expire (the lessor's way), half revoke
@@ -578,3 +606,29 @@ def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) ->
         assert run(s, "range", key=b"\0", range_end=b"\0", revision=rev)["kvs"] == twin.range(
             b"\0", b"\0", rev
         )
+
+
+def test_a_watch_over_many_keys_finds_one_change_among_the_recent_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = MVCCStore()
+    for i in range(300):
+        run(s, "put", key=b"k%03d" % i, value=b"v")
+    start = s.revision + 1
+    run(s, "put", key=b"k150", value=b"w")
+    looked: list[bytes] = []
+    span = MVCCStore._key_span
+
+    def counting(self: MVCCStore, key: bytes, end: bytes):  # type: ignore[no-untyped-def]
+        for k in span(self, key, end):
+            looked.append(k)
+            yield k
+
+    monkeypatch.setattr(MVCCStore, "_key_span", counting)
+    r = run(s, "watch", key=b"k", range_end=prefix_end(b"k"), start_revision=start)
+    assert [e[1][0] for e in r["events"]] == [b"k150"] and looked == []  # no key scanned
+    r = run(s, "watch", key=b"k", range_end=prefix_end(b"k"), start_revision=2)  # behind: a scan
+    assert len(r["events"]) == 301 and len(looked) == 300
+    restored = MVCCStore()
+    restored.restore(s.snapshot())
+    assert restored._recent == [] and restored._recent_from == s.revision + 1

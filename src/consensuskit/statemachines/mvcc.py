@@ -49,6 +49,12 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
     is ints and a key-value of bytes and ints), and a million one-change keys kept as
     lists made every full collection walk a million lists (pauses of up to a second on
     the event loop, against an election timeout of one);
+  * a watch finds the keys its range changed since its start revision from the recent
+    changes, ``(revision, key)`` in revision order since the store was built or
+    restored (``_recent``, pruned by compaction), when they are fewer than the keys in
+    its range; else by looking at every key of the range.  So a watch over a prefix of a
+    100,000 keys wakes to one write by looking at one key, not 100,000 histories.  Both
+    ways give the same events; ``_recent`` is derived, never in a snapshot or a digest;
   * a snapshot is a value taken in two C-speed copies (it is taken on the event loop,
     where a Python loop over a million keys costs half a second): the keys and their
     histories, in the store's own order (its insertion order: the same on every replica
@@ -216,6 +222,8 @@ class MVCCStore:
         "_journal",
         "_keys",
         "_live",
+        "_recent",
+        "_recent_from",
         "bugs",
         "compact_revision",
         "leases",
@@ -232,6 +240,10 @@ class MVCCStore:
         self._keys: list[bytes] = []  # every key in _hist, sorted
         self._changes = 0  # the changes in _hist, counted (len() is asked after every batch)
         self._live: dict[bytes, KV] = {}  # the current key-values
+        # (main revision, key) of every change from revision _recent_from on, in order
+        # (module rules: the watches' index; rebuilt empty by restore).
+        self._recent: list[tuple[int, bytes]] = []
+        self._recent_from = self.revision + 1
         self.leases: dict[int, Lease] = {}
         self.next_lease = 1
         # While a write transaction runs: how to undo each change (None: not in one).
@@ -346,7 +358,7 @@ class MVCCStore:
         if start and start < self.compact_revision:
             raise MVCCError("compacted", compact_revision=self.compact_revision)
         events: list[tuple[int, int, int, KV, KV | None]] = []
-        for k in self._key_span(key, end):
+        for k in self._changed_keys(key, end, start):
             changes = self._hist[k]
             lo = bisect.bisect_left(changes, (start,), key=lambda c: (c[0],))
             for i in range(lo, len(changes)):
@@ -369,6 +381,20 @@ class MVCCStore:
             "events": tuple((e[2], e[3], e[4]) for e in events),
             "next": nxt,
         }
+
+    def _changed_keys(self, key: bytes, end: bytes, start: int) -> Iterable[bytes]:
+        """Keys of [key, range_end) that may have changed at ``start`` or later: from the
+        recent changes when they are fewer than the range's keys (module rules)."""
+        if not end or start < self._recent_from:
+            return self._key_span(key, end)
+        recent = self._recent
+        since = recent[bisect.bisect_left(recent, (start,)) :]
+        keys = self._keys
+        lo = bisect.bisect_left(keys, key)
+        hi = len(keys) if end == b"\0" else bisect.bisect_left(keys, end, lo)
+        if len(since) >= hi - lo:
+            return self._key_span(key, end)
+        return sorted({k for _, k in since if in_range(k, key, end)})
 
     # ------------------------------------------------------------------ writes
     def _write(self, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -408,6 +434,7 @@ class MVCCStore:
             changes.append(change)  # type: ignore[union-attr]
             grown = changes
         self._changes += 1
+        self._recent.append((main, key))
         before = self._live.get(key)
         if kv is None:
             self._live.pop(key, None)
@@ -423,6 +450,7 @@ class MVCCStore:
 
         def undo() -> None:
             self._changes -= 1
+            self._recent.pop()
             if new_key:
                 del hist[key]
                 self._keys.remove(key)
@@ -599,6 +627,9 @@ class MVCCStore:
         if emptied:
             gone = set(emptied)
             self._keys = [k for k in self._keys if k not in gone]
+        # A new list, not a cut of this one, as for the histories.
+        self._recent = self._recent[bisect.bisect_left(self._recent, (rev,)) :]
+        self._recent_from = max(self._recent_from, rev)
         return {"revision": self.revision, "compact_revision": rev}
 
     # ------------------------------------------------------------------ leases
@@ -763,6 +794,7 @@ class MVCCStore:
         self._keys = sorted(hist)
         self._changes = sum(map(len, hist.values()))
         self.revision, self.compact_revision, self.next_lease = revision, compact, next_lease
+        self._recent, self._recent_from = [], revision + 1
 
     def digest(self) -> Any:
         return (
