@@ -632,3 +632,23 @@ def test_a_watch_over_many_keys_finds_one_change_among_the_recent_changes(
     restored = MVCCStore()
     restored.restore(s.snapshot())
     assert restored._recent == [] and restored._recent_from == s.revision + 1
+
+
+def test_the_recent_changes_are_bounded_and_a_watch_before_them_looks_at_every_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mvcc, "RECENT_KEPT", 4)
+    s = MVCCStore()
+    for i in range(6):
+        run(s, "put", key=b"k%d" % i, value=b"v")  # revisions 2..7
+    run(s, "txn", success=[{"put": {"key": b"k0", "value": b"w"}}, {"put": {"key": b"k1", "value": b"w"}}])
+    assert len(s._recent) <= 8
+    run(s, "txn", success=[{"put": {"key": b"k2", "value": b"w"}}, {"put": {"key": b"k3", "value": b"w"}}])
+    # Past 2 x 4: the newest 4, less revision 8, which the cut might have split.
+    assert s._recent == [(9, b"k2"), (9, b"k3")] and s._recent_from == 9
+    for start in range(2, s.revision + 1):  # before, at and after what is kept: the same events
+        body = {"key": b"k", "range_end": prefix_end(b"k"), "start_revision": start}
+        indexed = run(s, "watch", **body)
+        s._recent_from, kept = 2**62, s._recent_from
+        assert run(s, "watch", **body) == indexed
+        s._recent_from = kept

@@ -52,9 +52,11 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
   * a watch finds the keys its range changed since its start revision from the recent
     changes, ``(revision, key)`` in revision order since the store was built or
     restored (``_recent``, pruned by compaction), when they are fewer than the keys in
-    its range; else by looking at every key of the range.  So a watch over a prefix of a
+    its range; else by looking at every key of the range.  So a watch over a prefix of
     100,000 keys wakes to one write by looking at one key, not 100,000 histories.  Both
-    ways give the same events; ``_recent`` is derived, never in a snapshot or a digest;
+    ways give the same events; ``_recent`` is derived, never in a snapshot or a digest,
+    and holds at most about 2 x RECENT_KEPT changes (the newest, whole revisions), so its
+    memory is bounded where the history's grows until compaction;
   * a snapshot is a value taken in two C-speed copies (it is taken on the event loop,
     where a Python loop over a million keys costs half a second): the keys and their
     histories, in the store's own order (its insertion order: the same on every replica
@@ -211,6 +213,11 @@ class Lease:
         self.ttl = ttl
         self.stamp = stamp  # bumped by each keep-alive (module rules)
         self.keys: set[bytes] = set()
+
+
+# The recent changes a store keeps for its watches (module rules): past twice this, the
+# newest this many, whole revisions.  Watches wake to the newest revisions.
+RECENT_KEPT = 65_536
 
 
 class MVCCStore:
@@ -413,7 +420,16 @@ class MVCCStore:
         if journal:
             self.revision = revision + 1
             result["revision"] = self.revision
+            if len(self._recent) > 2 * RECENT_KEPT:
+                self._trim_recent()
         return result
+
+    def _trim_recent(self) -> None:
+        """Keep the newest RECENT_KEPT recent changes, and only whole revisions of them
+        (a watch starting before what is kept looks at every key, as before)."""
+        kept = self._recent[-RECENT_KEPT:]
+        self._recent_from = kept[0][0] + 1  # that revision may have lost changes to the cut
+        self._recent = kept[bisect.bisect_left(kept, (self._recent_from,)) :]
 
     def _change(self, key: bytes, kv: KV | None) -> None:
         """Record one change at the running transaction's revision."""
