@@ -13,6 +13,7 @@ from typing import Any
 from consensuskit.core.capabilities import leader_of
 from consensuskit.core.client import Op
 from consensuskit.scenarios.base import Scenario, ScenarioRun
+from consensuskit.scenarios.disk_loss import expect_writes_kept, lose_a_disk
 from consensuskit.sim import SimConfig, Simulation
 
 FIVE = ("S1", "S2", "S3", "S4", "S5")
@@ -438,15 +439,7 @@ def multipaxos_disk_loss(run: ScenarioRun) -> None:
     sim = simulation(run, ("S1", "S2", "S3"))
     sim.run_for(0.01)
     run.expect(elect(sim, "S1"), "S1 leads")
-    sim.partition([["S3"], ["S1", "S2"]])
-    writes = [sim.submit(put(f"acked{k}", k), node="S1") for k in range(10)]
-    sim.run_until_true(lambda: all(w.status is not None for w in writes), timeout=3.0)
-    acked = all(w.status == "ok" for w in writes)
-    run.expect(acked, "10 writes chosen by S1 and S2 while S3 is cut off")
-    sim.crash("S1")
-    sim.wipe("S2")  # its disk is lost: it restarts empty, as `consensuskit server --rejoin`
-    sim.heal()
-    run.expect(node(sim, "S2").rejoining, "S2 comes back empty, rejoining")
+    lose_a_disk(run, sim, lead="S1", stale="S3", wiped="S2", how="chosen")
     sim.run_for(3.0)
     stale = "S3, which lacks the writes, cannot win phase 1: S2 promises nothing"
     run.expect(not leaders(sim), stale, f"{leaders(sim)}")
@@ -462,10 +455,7 @@ def multipaxos_disk_loss(run: ScenarioRun) -> None:
         not node(sim, "S2").rejoining,
         "S2 is caught up, asks for a new phase 1, and promises again once it saw a slot decided in it",
     )
-    reads = [sim.submit(get(f"acked{k}"), node=lead) for k in range(10)]
-    sim.run_until_true(lambda: all(r.status is not None for r in reads), timeout=3.0)
-    values = [r.result.get("value") if r.status == "ok" and r.result else None for r in reads]
-    run.expect(values == list(range(10)), "every acknowledged write is there", f"{values}")
+    expect_writes_kept(run, sim, via=lead)
     settle(sim)
     expect_converged(run, sim)
 

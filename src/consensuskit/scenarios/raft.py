@@ -24,6 +24,7 @@ from consensuskit.protocols.raft.messages import (
     LogEntry,
 )
 from consensuskit.scenarios.base import Scenario, ScenarioRun
+from consensuskit.scenarios.disk_loss import expect_writes_kept, lose_a_disk
 from consensuskit.sim import Simulation
 from consensuskit.sim.history import OpRecord
 
@@ -312,15 +313,7 @@ FIGURE_7 = {
 def raft_disk_loss(run: ScenarioRun) -> None:
     sim = run.simulation(("S1", "S2", "S3"))
     run.expect(elect(sim, "S1"), "S1 leads")
-    sim.partition([["S3"], ["S1", "S2"]])
-    writes = [sim.submit(put(f"acked{k}", k), node="S1") for k in range(10)]
-    sim.run_until_true(lambda: all(w.status is not None for w in writes), timeout=3.0)
-    acked = all(w.status == "ok" for w in writes)
-    run.expect(acked, "10 writes acknowledged by S1 and S2 while S3 is cut off")
-    sim.crash("S1")
-    sim.wipe("S2")  # its disk is lost: it restarts empty, as `consensuskit server --rejoin`
-    sim.heal()
-    run.expect(node(sim, "S2").rejoining, "S2 comes back empty, rejoining")
+    lose_a_disk(run, sim, lead="S1", stale="S3", wiped="S2", how="acknowledged")
     sim.run_for(3.0)
     stale = "S3, which lacks the writes, cannot win: S2 does not vote"
     run.expect(not leaders(sim), stale, f"{leaders(sim)}")
@@ -332,10 +325,7 @@ def raft_disk_loss(run: ScenarioRun) -> None:
         not node(sim, "S2").rejoining and "S2" in node(sim, "S1").config.voters,
         "S1 demotes S2 to a learner, catches it up and promotes it: a voter again",
     )
-    reads = [sim.submit(Op(kind="get", key=f"acked{k}"), node="S1") for k in range(10)]
-    sim.run_until_true(lambda: all(r.status is not None for r in reads), timeout=3.0)
-    values = [r.result.get("value") if r.status == "ok" and r.result else None for r in reads]
-    run.expect(values == list(range(10)), "every acknowledged write is there", f"{values}")
+    expect_writes_kept(run, sim, via="S1")
     settle(sim)
     expect_converged(run, sim)
 

@@ -16,6 +16,7 @@ from consensuskit.core.capabilities import leader_of
 from consensuskit.core.client import Op
 from consensuskit.protocols.zab.messages import Ack, NewLeader
 from consensuskit.scenarios.base import Scenario, ScenarioRun
+from consensuskit.scenarios.disk_loss import expect_writes_kept, lose_a_disk
 from consensuskit.sim import Simulation
 
 THREE = ("n1", "n2", "n3")
@@ -332,18 +333,12 @@ def zab_disk_loss(run: ScenarioRun) -> None:
     if lead is None:
         run.expect(False, "a leader is established")
         return
-    paused, wiped = (i for i in THREE if i != lead)
-    sim.partition([[paused], [lead, wiped]])
-    acked = [write(sim, f"acked{k}", k, via=lead) for k in range(10)]
-    run.expect(all(acked), f"10 writes acknowledged by {lead} and {wiped} while {paused} is cut off")
-    sim.crash(lead)
-    sim.wipe(wiped)  # its disk is lost: it restarts empty, as `consensuskit server --rejoin`
-    sim.heal()
-    run.expect(node(sim, wiped).rejoining, f"{wiped} comes back empty, rejoining")
+    stale, wiped = (i for i in THREE if i != lead)
+    lose_a_disk(run, sim, lead=lead, stale=stale, wiped=wiped, how="acknowledged")
     sim.run_for(3.0)
     run.expect(
         established(sim) is None,
-        f"{paused}, which lacks the writes, cannot win: {wiped} votes for nobody",
+        f"{stale}, which lacks the writes, cannot win: {wiped} votes for nobody",
         f"established={established(sim)}",
     )
     sim.restart(lead)
@@ -355,10 +350,7 @@ def zab_disk_loss(run: ScenarioRun) -> None:
         f"{wiped} observes until UPTODATE, then follows as a voter",
         f"state={node(sim, wiped).state}",
     )
-    reads = [sim.submit(Op(kind="get", key=f"acked{k}"), node=lead) for k in range(10)]
-    sim.run_until_true(lambda: all(r.status is not None for r in reads), timeout=3.0)
-    values = [r.result.get("value") if r.status == "ok" and r.result else None for r in reads]
-    run.expect(values == list(range(10)), "every acknowledged write is there", f"{values}")
+    expect_writes_kept(run, sim, via=lead)
     settle(sim)
     expect_converged(run, sim)
 
