@@ -162,7 +162,8 @@ class IncarnationBook:
             "members differ form different clusters, each able to elect a leader and acknowledge "
             "writes the other never sees. Stop the node whose members setting is wrong, correct it, "
             "and start it on an empty directory with --bootstrap (what it acknowledged on its own "
-            "was never this cluster's)"
+            "was never this cluster's); a node being added to a running cluster is left out of "
+            "members and started without --bootstrap: it joins as a learner"
         )
 
     def refused_here(self, peer: str, said: PeerIncarnation) -> str | None:
