@@ -200,11 +200,8 @@ class Nemesis:
         # force: only the membership kind changes it; fewer members tolerate fewer down.
         # Observers (FixedVoters) add nothing to what the voters tolerate: two rejoining
         # voters of ZAB's four never find a quorum without them again.
-        self.members = n
-        for node in sim.nodes.values():
-            voters: Any = getattr(node, "voters", None) if implements(node, FixedVoters) else None
-            if voters is not None:
-                self.members = min(self.members, len(voters))
+        fixed = [len(cast(FixedVoters, v).voters) for v in sim.nodes.values() if implements(v, FixedVoters)]
+        self.members = min([n, *fixed])
         self.stopped = False
         self.partitioned = False
         self.bursts: dict[str, bool] = {"loss": False, "dup": False, "reorder": False}

@@ -394,14 +394,13 @@ class MVCCStore:
         recent changes when they are fewer than the range's keys (module rules)."""
         if not end or start < self._recent_from:
             return self._key_span(key, end)
-        recent = self._recent
-        since = recent[bisect.bisect_left(recent, (start,)) :]
-        keys = self._keys
+        recent, keys = self._recent, self._keys
+        first = bisect.bisect_left(recent, (start,))
         lo = bisect.bisect_left(keys, key)
         hi = len(keys) if end == b"\0" else bisect.bisect_left(keys, end, lo)
-        if len(since) >= hi - lo:
+        if len(recent) - first >= hi - lo:  # counted without copying the tail
             return self._key_span(key, end)
-        return sorted({k for _, k in since if in_range(k, key, end)})
+        return sorted({k for _, k in recent[first:] if in_range(k, key, end)})
 
     # ------------------------------------------------------------------ writes
     def _write(self, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:

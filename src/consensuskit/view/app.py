@@ -68,7 +68,6 @@ class Outbox:
             # Too far behind to catch up: closed (the page says so), never buffered
             # without bound.
             self.task.cancel()
-            self.queue = asyncio.Queue()
             self.closing = asyncio.create_task(
                 self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too far behind")
             )
