@@ -528,6 +528,17 @@ def check_watch_index(s: MVCCStore, key: bytes, end: bytes, start: int) -> None:
 # The recent changes: an undone txn's change leaves none; compaction prunes them.
 @example([("put", b"a", b"1"), ("undone", b"b"), ("put", b"c", b"2"), ("watch", b"a", b"\0", 2)])
 @example([("put", b"a", b"1"), ("put", b"a", b"2"), ("compact", 3), ("watch", b"a", b"c", 3)])
+# A deletion at the compact revision leaves no recent change (the key's history is gone).
+@example(
+    [
+        ("put", b"a", b"1"),
+        ("put", b"b", b"1"),
+        ("put", b"ba", b"1"),
+        ("delete", b"a", b""),
+        ("compact", 5),
+        ("watch", b"a", b"\0", 5),
+    ]
+)
 def test_the_store_agrees_with_its_naive_twin(program: list[tuple[Any, ...]]) -> None:
     s, twin = MVCCStore(), Twin()
     # (snapshot, its encoding and the digest when taken): still the same at the end.

@@ -639,11 +639,14 @@ class MVCCStore:
                 emptied.append(key)
         for key in emptied:
             del self._hist[key]
+        # A new list, not a cut of this one, as for the histories.
+        self._recent = self._recent[bisect.bisect_left(self._recent, (rev,)) :]
         if emptied:
             gone = set(emptied)
             self._keys = [k for k in self._keys if k not in gone]
-        # A new list, not a cut of this one, as for the histories.
-        self._recent = self._recent[bisect.bisect_left(self._recent, (rev,)) :]
+            # A deletion at the compact revision went with its key's history: its recent
+            # change goes too (a watch from that revision would look the key up).
+            self._recent = [change for change in self._recent if change[1] not in gone]
         self._recent_from = max(self._recent_from, rev)
         return {"revision": self.revision, "compact_revision": rev}
 
