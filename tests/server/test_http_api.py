@@ -50,6 +50,32 @@ async def test_put_get_delete_and_versions(tmp_path):
 
 
 @async_test
+async def test_a_read_the_state_machine_fails_is_a_500_and_the_node_goes_on(tmp_path, monkeypatch) -> None:
+    """A bug in a state machine's read halted the node (protocols/common/replies.py): it
+    is refused ``read-failed``, a 500 that says nothing changed, and the node serves on."""
+    from consensuskit.statemachines import kv
+
+    execute = kv.KVStateMachine.execute
+
+    def with_a_bug(self, op):
+        if op.kind == "get" and op.key == "boom":
+            raise KeyError(op.key)
+        return execute(self, op)
+
+    monkeypatch.setattr(kv.KVStateMachine, "execute", with_a_bug)
+    async with Cluster(tmp_path, ["n1"]) as c:
+        await c.wait_leader()
+        for consistency in ("linearizable", "stale"):
+            status, body, _ = await c.call("GET", "n1", f"/v1/kv/boom?consistency={consistency}")
+            assert status == 500 and body["error"] == "read-failed", body
+            assert body["outcome"] == "not-applied" and "goes on serving" in body["message"]
+        status, body, _ = await c.call("PUT", "n1", "/v1/kv/after", data="1")
+        assert status == 200, body
+        status, body, _ = await c.call("GET", "n1", "/v1/kv/after")
+        assert status == 200 and body["value"] == "1", body
+
+
+@async_test
 async def test_binary_values_slashes_in_keys_and_raw_reads(tmp_path):
     async with Cluster(tmp_path, IDS) as c:
         leader = await c.wait_leader()

@@ -379,6 +379,36 @@ async def test_a_watch_from_the_compact_revision_after_a_deletion_there(tmp_path
 
 
 @async_test
+async def test_a_read_the_store_fails_is_refused_and_the_node_goes_on(tmp_path, monkeypatch, caplog):
+    """A bug in the store's read (the recent-changes KeyError above was one) halted the
+    node: every node a client retried the read at would halt.  A read changes nothing,
+    so it is refused (INTERNAL ``etcdserver: read-failed``), the node logs the traceback
+    and goes on serving (protocols/common/replies.py)."""
+    from consensuskit.statemachines import mvcc
+
+    served = mvcc._HANDLERS["range"]
+
+    def range_with_a_bug(store, req):
+        if req.get("key") == b"boom":
+            raise KeyError(b"boom")
+        return served(store, req)
+
+    monkeypatch.setitem(mvcc._HANDLERS, "range", range_with_a_bug)
+    async with _solo(tmp_path) as (server, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        for serializable in (False, True):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await kv.Range(pb.RangeRequest(key=b"boom", serializable=serializable))
+            assert refused.value.code() == grpc.StatusCode.INTERNAL
+            assert refused.value.details() == "etcdserver: read-failed"
+        put = await kv.Put(pb.PutRequest(key=b"after", value=b"1"))
+        got = await kv.Range(pb.RangeRequest(key=b"after"))
+        assert [(g.key, g.mod_revision) for g in got.kvs] == [(b"after", put.header.revision)]
+        assert server.runtime is not None and not server.runtime.halted.done()
+        assert "a range read failed and was refused" in caplog.text and "KeyError" in caplog.text
+
+
+@async_test
 async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tmp_path, monkeypatch):
     """A Lock waiting its turn read the claimants every 50 ms, each waiter: now each looks
     again when the node's applied revision moved, and the next in line still gets the

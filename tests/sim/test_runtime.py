@@ -235,3 +235,23 @@ def test_the_batched_runtime_reaches_a_leader_that_counts_its_unsynced_entries()
     assert any(n.log.last_index >= 2 and n.role == "leader" for n in safe.nodes.values() if n is not None)
     broken = lose_an_entry_the_leader_counted_before_its_fsync(count_unsynced_self=True)
     assert [v.name for v in broken.violations] == ["leader-completeness"]
+
+
+@pytest.mark.parametrize("runtime", ["batched", "unbatched"])
+def test_a_read_the_state_machine_fails_fails_the_simulation(runtime, monkeypatch):
+    """The server refuses such a read and goes on (protocols/common/replies.py); in the
+    simulator it is a bug to report, so the run stops with it."""
+    sim = raft(runtime)
+    leader = lead(sim)
+    node = sim.nodes[leader]
+    assert node is not None
+
+    def broken(self: Any, request: ClientRequest) -> Any:
+        raise KeyError(request.op.key)
+
+    monkeypatch.setattr(type(node.sm), "read", broken)
+    get = ClientRequest(client_id="c1", seq=1, op=Op(kind="get", key="k"), consistency="linearizable")
+    sim.send_request(leader, get)
+    with pytest.raises(RuntimeError, match=f"{leader}: a get read failed: ") as failed:
+        sim.run_for(1.0)
+    assert "KeyError: 'k'" in str(failed.value)

@@ -209,6 +209,11 @@ UNAUTHENTICATED = "unauthenticated"
 INVALID_TOKEN = "invalid-token"
 PERMISSION_DENIED = "permission-denied"
 
+# read-failed: the state machine's read raised (a bug, the node's log has the traceback);
+# a read changes nothing, so the node answers this instead of halting (protocols/common/
+# replies.py).
+READ_FAILED = "read-failed"
+
 # "unsupported: <why>": the protocol never serves this request (an operation or a read
 # consistency it does not offer, e.g. compare-and-swap on an eventually consistent store);
 # definitely not applied, and no other node of the cluster would apply it either.

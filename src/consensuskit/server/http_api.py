@@ -74,6 +74,7 @@ from consensuskit.core.client import (
     INVALID_TOKEN,
     NOT_LEADER,
     PERMISSION_DENIED,
+    READ_FAILED,
     REMOVED,
     REQUEST_ID_REUSED,
     SESSION_EXPIRED,
@@ -460,6 +461,14 @@ class NodeApi:
         if error == BAD_BACKUP["error"]:
             return ApiError(
                 400, error, "the backup's state does not restore into this service", outcome=NOT_APPLIED
+            )
+        if error == READ_FAILED:
+            return ApiError(
+                500,
+                error,
+                f"node {self.config.node_id} could not serve this read (a bug: its log has the "
+                "traceback); nothing changed, the node goes on serving",
+                outcome=NOT_APPLIED,
             )
         if error is not None and error.startswith(f"{UNSUPPORTED}: "):
             # The protocol never serves it (core/client.py): the client must ask differently.

@@ -324,6 +324,14 @@ class NodeRuntime(Driver):
     def record(self, kind: str, **fields: Any) -> None:
         records = self.stats.records
         records[kind] = records.get(kind, 0) + 1
+        if kind == "read-failed":  # a bug in a state machine's read: the read was refused
+            log.error(
+                "node %s: a %s read failed and was refused (the node goes on): %s\n%s",
+                self.node_id,
+                fields.get("op"),
+                fields.get("error"),
+                fields.get("trace", ""),
+            )
         if kind == "role":
             role = str(fields.get("role"))
             self.stats.roles[role] = self.stats.roles.get(role, 0) + 1

@@ -54,3 +54,24 @@ def test_agrees_with_the_naive_twin(result, hint, index):
     assert replies.ok(REQUEST, result, hint, index) == ClientResponse(
         client_id="c1", seq=7, ok=True, result=result, leader_hint=hint, index=index
     )
+
+
+class _Store:
+    def read(self, request):
+        if request.op.key == "boom":
+            raise KeyError("boom")
+        return {"value": request.op.key}
+
+
+def test_a_read_answers_its_result_or_is_refused_when_the_state_machine_raises():
+    from consensuskit.core.client import READ_FAILED
+    from tests.protocols.fake_env import FakeEnv
+
+    env = FakeEnv("n1")
+    read = ClientRequest(client_id="c1", seq=8, op=Op(kind="get", key="k"))
+    assert replies.read_answer(_Store(), read, env, "n1", 4) == replies.ok(read, {"value": "k"}, "n1", 4)
+    boom = ClientRequest(client_id="c1", seq=9, op=Op(kind="get", key="boom"))
+    assert replies.read_answer(_Store(), boom, env, "n2", 4) == replies.refused(boom, READ_FAILED, "n2")
+    (failed,) = env.recorded("read-failed")
+    assert failed["op"] == "get" and failed["error"] == "KeyError: 'boom'"
+    assert 'raise KeyError("boom")' in failed["trace"]  # the operator's log gets where it broke

@@ -8,14 +8,23 @@ Rules this module owns:
     a session refusal, ...) and the protocol's best guess of the leader, None if it has
     none (each protocol decides what it may hint);
   * ``command_answer``: a state machine's own refusal of a command (a stale, expired or
-    reused session: nothing was applied) becomes a refusal, never an ``ok``.
+    reused session: nothing was applied) becomes a refusal, never an ``ok``;
+  * ``read_answer``: a read served from the state machine; when its ``read`` raises (a
+    bug), the read is refused ``READ_FAILED`` and recorded (``read-failed``, with the
+    traceback: the server logs it, the simulator fails the run) instead of the exception
+    halting the node.  A read changes nothing, so nothing is lost by going on, and one
+    request retried at every node cannot halt the cluster.  A command's failure still
+    halts: it may have changed half the state.
 """
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
-from consensuskit.core.client import ClientRequest, ClientResponse
+from consensuskit.core.client import READ_FAILED, ClientRequest, ClientResponse
+from consensuskit.core.env import Env
+from consensuskit.core.service import StateMachine
 from consensuskit.statemachines.sessions import refusal
 
 
@@ -43,4 +52,21 @@ def command_answer(
     error = refusal(result)
     if error is not None:
         return refused(request, error, leader_hint)
+    return ok(request, result, leader_hint, index)
+
+
+def read_answer(
+    sm: StateMachine, request: ClientRequest, env: Env, leader_hint: str | None, index: int
+) -> ClientResponse:
+    """The answer to a read served from ``sm`` at applied ``index`` (module rules)."""
+    try:
+        result = sm.read(request)
+    except Exception as exc:
+        env.record(
+            "read-failed",
+            op=str(getattr(request.op, "kind", request.op)),
+            error=f"{type(exc).__name__}: {exc}",
+            trace="".join(traceback.format_exception(exc)),
+        )
+        return refused(request, READ_FAILED, leader_hint)
     return ok(request, result, leader_hint, index)

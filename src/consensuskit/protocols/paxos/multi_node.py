@@ -597,8 +597,7 @@ class MultiPaxosNode:
         self.reads.release(self.executed, self._answer_read)
 
     def _answer_read(self, request: ClientRequest, origin: str) -> None:
-        result = self.sm.read(request)
-        self._reply(origin, replies.ok(request, result, self.leader_id, self.executed))
+        self._reply(origin, replies.read_answer(self.sm, request, self.env, self.leader_id, self.executed))
 
     def _max_chosen(self) -> int:
         return max(self.executed, self.top_chosen)

@@ -1144,10 +1144,10 @@ class RaftNode:
 
     def _serve_local(self, request: ClientRequest, leader_hint: str | None) -> None:
         """Answer a read from this node's applied state."""
-        result = self.sm.read(request)
-        if request.consistency == CACHE and self.cache is not None and self.role == LEADER:
-            result = self._with_cache_lease(request, result)
-        self.env.deliver(replies.ok(request, result, leader_hint, self.last_applied))
+        response = replies.read_answer(self.sm, request, self.env, leader_hint, self.last_applied)
+        if response.ok and request.consistency == CACHE and self.cache is not None and self.role == LEADER:
+            response = dataclasses.replace(response, result=self._with_cache_lease(request, response.result))
+        self.env.deliver(response)
 
     # ------------------------------------------------------------------ cache leases
     def _with_cache_lease(self, request: ClientRequest, result: Any) -> Any:

@@ -478,9 +478,8 @@ class ZabNode:
         self.env.deliver(response)
 
     def _serve_local(self, request: ClientRequest, origin: str | None = None) -> None:
-        result = self.sm.read(request)
         hint = self.id if self.state == LEADING else self.leader_id
-        response = replies.ok(request, result, hint, self.last_applied)
+        response = replies.read_answer(self.sm, request, self.env, hint, self.last_applied)
         self._reply(origin or self.id, response)
 
     # -- sync + read (learner side)
@@ -552,8 +551,7 @@ class ZabNode:
             self._ping()
 
     def _serve_leader_read(self, request: ClientRequest, origin: Any) -> None:
-        result = self.sm.read(request)
-        self._reply(origin, replies.ok(request, result, self.id, self.last_applied))
+        self._reply(origin, replies.read_answer(self.sm, request, self.env, self.id, self.last_applied))
 
     def _propose_command(self, request: ClientRequest, origin: str) -> None:
         if origin != self.id:
