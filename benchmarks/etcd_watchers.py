@@ -1,0 +1,222 @@
+"""Puts while many watches wait, on consensuskit's etcd service and on etcd in the same run:
+the cost of idle watches (each on a key nobody writes) to the writes of a one-node cluster.
+
+For each count of idle watches, the run opens them on one gRPC Watch stream, plus one
+watch on the written keys whose events are counted (every put must reach it), then drives
+puts for ``--duration`` seconds with ``--concurrency`` callers and reports puts/s, p99,
+the server's CPU per put, and puts/s against the same system with no idle watch.  A node
+that reads the store once per watch per write (consensuskit before its watch hub,
+services/etcd_watch_hub.py) loses most of its puts to 1,000 idle watches; etcd's
+watchableStore reads once per write.
+
+    python benchmarks/etcd_watchers.py                       # 0, 100, 1,000 watches, 5 s each
+    python benchmarks/etcd_watchers.py --watches 0,5000 --json-out /tmp/etcd_watchers.json
+    python benchmarks/etcd_watchers.py --no-etcd --duration 2
+
+etcd is started with ../shared/bench/start_etcd_cluster.sh when ``etcd`` is on PATH (on
+ETCD_BASE_PORT, default here 33100); without it only consensuskit's rows are printed.
+The load generator runs in this process (grpcio's asyncio client), alike for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from kv_throughput import SHARED_BENCH, cpu_ticks
+from results_file import write_json
+
+TICKS = os.sysconf("SC_CLK_TCK")
+WRITTEN = b"bench/"  # the keys the puts write; the counted watch covers them
+
+
+async def measure(address: str, pid: int, watches: int, concurrency: int, seconds: float) -> dict[str, Any]:
+    """One point: ``watches`` idle watches and the counted one open, then puts."""
+    import grpc
+
+    from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
+    from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+
+    channel = grpc.aio.insecure_channel(address)
+    opened = asyncio.Event()
+    created = events = 0
+
+    async def requests() -> Any:
+        end = WRITTEN[:-1] + bytes([WRITTEN[-1] + 1])
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=WRITTEN, range_end=end))
+        for i in range(watches):
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"idle/%06d" % i))
+        await asyncio.Event().wait()  # the stream stays open
+
+    stream = pb_grpc.WatchStub(channel).Watch(requests())
+
+    async def read() -> None:
+        nonlocal created, events
+        async for response in stream:
+            if response.created:
+                created += 1
+                if created == watches + 1:
+                    opened.set()
+            events += len(response.events)
+
+    reader = asyncio.ensure_future(read())
+    async with asyncio.timeout(120):
+        await opened.wait()
+    kv = pb_grpc.KVStub(channel)
+    latencies: list[float] = []
+    errors = 0
+
+    async def caller(c: int) -> None:
+        nonlocal errors
+        n = 0
+        while (now := time.perf_counter()) < end:
+            try:
+                await kv.Put(pb.PutRequest(key=WRITTEN + b"%d/%d" % (c, n), value=b"v" * 16), timeout=10)
+                latencies.append(time.perf_counter() - now)
+            except grpc.aio.AioRpcError:
+                errors += 1
+            n += 1
+
+    cpu0, t0 = cpu_ticks(pid), time.perf_counter()
+    end = t0 + seconds
+    await asyncio.gather(*(caller(c) for c in range(concurrency)))
+    elapsed, cpu = time.perf_counter() - t0, cpu_ticks(pid) - cpu0
+    async with asyncio.timeout(30):  # every put reaches the counted watch
+        while events < len(latencies):
+            await asyncio.sleep(0.05)
+    reader.cancel()
+    stream.cancel()
+    await channel.close()
+    latencies.sort()
+    puts = len(latencies)
+    return {
+        "watches": watches,
+        "puts": puts,
+        "errors": errors,
+        "puts_per_s": round(puts / elapsed, 1),
+        "p99_ms": round(1000 * latencies[min(puts - 1, int(0.99 * puts))], 2) if puts else None,
+        "server_cpu_us_per_put": round(1e6 * cpu / TICKS / max(puts, 1), 1),
+        "watch_events": events,
+    }
+
+
+def run_points(
+    system: str, address: str, pid: int, args: argparse.Namespace, progress: Progress
+) -> list[dict[str, Any]]:
+    rows = []
+    task = progress.add_task(system, total=len(args.watches))
+    for watches in args.watches:
+        row = asyncio.run(measure(address, pid, watches, args.concurrency, args.duration))
+        rows.append({"system": system, **row})
+        progress.advance(task)
+    return rows
+
+
+def bench_consensuskit(args: argparse.Namespace, progress: Progress) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="ck-watchers-") as tmp:
+        layout = ClusterLayout.prepare(
+            Path(tmp), 1, free_base_port(3), node_options={"log_level": "warning", "service": "etcd"}
+        )
+        with LocalCluster(layout) as cluster:
+            cluster.start()
+            leader = cluster.wait_for_leader(30)
+            address = f"127.0.0.1:{layout.listen_ports(layout.node(leader))['grpc']}"
+            pid = cluster.nodes[leader].pid
+            assert pid is not None
+            return run_points("consensuskit", address, pid, args, progress)
+
+
+def bench_etcd(args: argparse.Namespace, progress: Progress, console: Console) -> list[dict[str, Any]]:
+    script = SHARED_BENCH / "start_etcd_cluster.sh"
+    if not script.exists() or shutil.which("etcd") is None:
+        console.print("[yellow]etcd is not installed: its rows are left out[/]")
+        return []
+    env = {
+        **os.environ,
+        "ETCD_BASE_PORT": os.environ.get("ETCD_BASE_PORT", "33100"),
+        "ETCD_DATA_ROOT": tempfile.mkdtemp(prefix="etcd-watchers-"),
+    }
+    subprocess.run([str(script), "stop"], capture_output=True, env=env)
+    try:
+        started = subprocess.run([str(script), "1"], capture_output=True, text=True, env=env)
+        if started.returncode != 0:
+            console.print(f"[red]etcd did not start:[/] {started.stderr.strip() or started.stdout.strip()}")
+            return []
+        leader = subprocess.run([str(script), "leader"], capture_output=True, text=True, env=env)
+        address = leader.stdout.strip().splitlines()[0].removeprefix("http://")
+        pid = int((Path(env["ETCD_DATA_ROOT"]) / "pids").read_text().split()[0])
+        return run_points("etcd", address, pid, args, progress)
+    finally:
+        subprocess.run([str(script), "stop"], capture_output=True, env=env)
+        shutil.rmtree(env["ETCD_DATA_ROOT"], ignore_errors=True)
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, console: Console) -> None:
+    table = Table(
+        title=f"puts while idle watches wait: one node, c={args.concurrency}, {args.duration:g} s per row"
+    )
+    table.add_column("system", no_wrap=True)
+    for column in ("idle watches", "puts/s", "p99 ms", "errors", "cpu us/put", "vs no watches"):
+        table.add_column(column, justify="right")
+    alone = {r["system"]: r["puts_per_s"] for r in rows if r["watches"] == 0}
+    for r in rows:
+        base = alone.get(r["system"])
+        r["vs_no_watches"] = round(r["puts_per_s"] / base, 3) if base else None
+        table.add_row(
+            r["system"],
+            f"{r['watches']:,}",
+            f"{r['puts_per_s']:,.0f}",
+            f"{r['p99_ms']:.2f}" if r["p99_ms"] is not None else "",
+            str(r["errors"]),
+            f"{r['server_cpu_us_per_put']:,.0f}",
+            f"{r['vs_no_watches']:.2f}x" if r["vs_no_watches"] is not None else "",
+        )
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--watches", default="0,100,1000", help="comma list of idle watch counts")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of puts per row")
+    parser.add_argument("--no-etcd", action="store_true", help="consensuskit's rows only")
+    parser.add_argument("--json-out")
+    args = parser.parse_args(argv)
+    try:
+        args.watches = [int(w) for w in args.watches.split(",")]
+    except ValueError:
+        parser.error(f"--watches: a comma list of counts, not {args.watches!r}")
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        rows = bench_consensuskit(args, progress)
+        if not args.no_etcd:
+            rows += bench_etcd(args, progress, console)
+    report(rows, args, console)
+    if args.json_out:
+        doc = {
+            "benchmark": "etcd_watchers",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "concurrency": args.concurrency,
+            "duration": args.duration,
+            "rows": rows,
+        }
+        print(f"wrote {write_json(args.json_out, doc)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
