@@ -47,6 +47,21 @@ async def _solo(tmp_path, **settings) -> AsyncIterator[tuple[NodeServer, int]]:
         await server.stop()
 
 
+def _count_calls(monkeypatch, kind: str) -> list[int]:
+    """[n]: the store ops of ``kind`` the node's etcd API runs from now on."""
+    from consensuskit.services import etcd_api
+
+    count = [0]
+    original = etcd_api.EtcdNode.call
+
+    async def counting(self, op_kind, body, **kwargs):
+        count[0] += op_kind == kind
+        return await original(self, op_kind, body, **kwargs)
+
+    monkeypatch.setattr(etcd_api.EtcdNode, "call", counting)
+    return count
+
+
 @async_test
 async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
     async with _solo(tmp_path) as (server, port):
@@ -241,14 +256,7 @@ async def test_a_write_costs_one_read_however_many_watches_wait(tmp_path, monkey
     (services/etcd_watch_hub.py)."""
     from consensuskit.services import etcd_api
 
-    reads = [0]
-    original = etcd_api.EtcdNode.call
-
-    async def counting(self, kind, body, **kwargs):
-        reads[0] += kind == "watch"
-        return await original(self, kind, body, **kwargs)
-
-    monkeypatch.setattr(etcd_api.EtcdNode, "call", counting)
+    reads = _count_calls(monkeypatch, "watch")
     async with _solo(tmp_path) as (server, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         kv = await _kv_when_led(channel)
         watches = 200
@@ -413,18 +421,10 @@ async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tm
     """A Lock waiting its turn read the claimants every 50 ms, each waiter: now each looks
     again when the node's applied revision moved, and the next in line still gets the
     lock as soon as the holder lets go."""
-    from consensuskit.services import etcd_api
     from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
     from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
 
-    ranges = [0]
-    original = etcd_api.EtcdNode.call
-
-    async def counting(self, kind, body, **kwargs):
-        ranges[0] += kind == "range"
-        return await original(self, kind, body, **kwargs)
-
-    monkeypatch.setattr(etcd_api.EtcdNode, "call", counting)
+    ranges = _count_calls(monkeypatch, "range")
     async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await _kv_when_led(channel)
         leases, locks = pb_grpc.LeaseStub(channel), lpb_grpc.LockStub(channel)

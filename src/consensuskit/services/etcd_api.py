@@ -184,7 +184,6 @@ class EtcdNode(Recipes):
         self._revision_moved = asyncio.Event()
         self._revision_looks = False  # start() runs the loop; without it, watches look themselves
         self.hub = WatchHub()  # the watches the loop hands events to (module rules)
-        self.hub_reads = 0  # reads the loop made for the hub
         self.auth = EtcdAuth(self)
         self.cluster = EtcdCluster(self)
 
@@ -215,8 +214,6 @@ class EtcdNode(Recipes):
                 now = await self.local_revision()
                 if now != seen:
                     await self._feed_hub(now)
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the watches must outlive a bad look; the log says why, once
                 if not failing:
                     log.exception("watch: reading the applied revision failed")
@@ -247,7 +244,6 @@ class EtcdNode(Recipes):
                     raise
                 hub.compacted(int(exc.extra["compact_revision"]))
                 continue
-            self.hub_reads += 1
             hub.dispatch(answer)
 
     async def revision_after(self, revision: int, timeout: float) -> int:
