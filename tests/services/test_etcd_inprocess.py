@@ -92,6 +92,53 @@ async def test_a_quiet_watch_with_progress_notify_hears_the_revision(tmp_path):
 
 
 @async_test
+async def test_a_progress_answer_comes_after_every_event_up_to_its_revision(tmp_path):
+    """RequestProgress promises the stream's watches have sent every event up to the
+    answer's revision (etcd 3.5.8+, which Kubernetes' consistent reads from its watch
+    cache rely on).  It was answered at once with the applied revision, ahead of the
+    events of the last writes, which the watches hand out at their next look."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        asks: asyncio.Queue[pb.WatchRequest] = asyncio.Queue()
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"p/", range_end=b"p0"))
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"p/3"))
+            while True:
+                yield await asks.get()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        assert (await stream.read()).created and (await stream.read()).created
+        seen: dict[int, set[int]] = {0: set(), 1: set()}  # watch id -> revisions received
+        written: dict[int, bytes] = {}
+        answers = []
+        for i in range(30):
+            put = await kv.Put(pb.PutRequest(key=b"p/%d" % (i % 5), value=b"v"))
+            written[put.header.revision] = b"p/%d" % (i % 5)
+            await asks.put(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+            async with asyncio.timeout(5):
+                while True:
+                    response = await stream.read()
+                    if response.watch_id == -1:
+                        break
+                    seen[response.watch_id] |= {e.kv.mod_revision for e in response.events}
+            answer = response.header.revision
+            answers.append(answer)
+            # every event up to the answer's revision came before it, on both watches
+            assert seen[0] >= {r for r in written if r <= answer}, (i, answer)
+            assert seen[1] >= {r for r, k in written.items() if r <= answer and k == b"p/3"}, (i, answer)
+        assert answers == sorted(answers)
+        # The answer may lag the store by the node's next look (WATCH_POLL), no more.
+        await asyncio.sleep(0.2)
+        await asks.put(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+        async with asyncio.timeout(5):
+            while (response := await stream.read()).watch_id != -1:
+                pass
+        assert response.header.revision == max(written)
+        stream.cancel()
+
+
+@async_test
 async def test_a_request_over_the_limit_is_refused_as_etcd_refuses_it(tmp_path):
     """etcd's --max-request-bytes (1.5 MiB): 'request is too large', and grpcio's own
     RESOURCE_EXHAUSTED past the gRPC margin; nothing of either is written."""

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from consensuskit.services import etcd_watch_hub
 from consensuskit.services.etcd import make_op
-from consensuskit.services.etcd_watch_hub import ALL_KEYS, QUEUED, Watcher, WatchHub
+from consensuskit.services.etcd_watch_hub import ALL_KEYS, QUEUED, StreamProgress, Watcher, WatchHub
 from consensuskit.statemachines.mvcc import DELETE_EVENT, MVCCStore, in_range
 
 KEYS = [b"a", b"b", b"b1", b"c"]
@@ -227,3 +227,24 @@ def test_a_compaction_the_hub_fell_behind_ends_its_watches():
     assert not client.watcher.synced and hub.synced == 1  # the other missed nothing
     assert [e[1][2] for e in ahead.watcher.pending[0][1][1]] == [store.revision]
 
+
+
+def test_a_progress_request_waits_for_every_watch_of_the_stream_to_catch_up():
+    stream = StreamProgress()
+    assert stream.answer() == (False, None)  # nothing asked
+    stream.ask()
+    assert stream.answer() == (True, None)  # no watch: the store's revision, at once
+    a, b = (Watcher(b"a", b"", False, frozenset(), 5) for _ in range(2))
+    stream.watchers.update({1: a, 2: b})
+    stream.ask()
+    assert a.progress_asked and b.progress_asked and a.wake.is_set()
+    stream.caught_up(1, 9)
+    assert stream.answer() == (False, None)  # watch 2 has not caught up
+    stream.ask()  # a second request while one waits: answered with it
+    stream.caught_up(2, 7)
+    assert stream.answer() == (True, 7)  # the least: both have every event up to 7
+    assert stream.answer() == (False, None)
+    stream.ask()
+    stream.caught_up(1, 12)
+    stream.gone(2)  # a watch that ends owes nothing
+    assert stream.answer() == (True, 12) and list(stream.watchers) == [1]

@@ -598,10 +598,14 @@ class EtcdNode(Recipes):
                 log.exception("lessor poll failed")
 
     # ------------------------------------------------------------------ watches
-    async def watch(self, create: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+    async def watch(
+        self, create: dict[str, Any], on_watcher: Callable[[Watcher], None] | None = None
+    ) -> AsyncIterator[tuple[str, Any]]:
         """("created", revision), then ("events", (revision, events)) as they are applied
         here; with ``progress_notify``, ("progress", revision) after ``progress_interval``
-        without events; ("compacted", compact_revision) ends it."""
+        without events; ("caught-up", revision) once it has every event up to there after
+        its stream asked (``Watcher.progress_asked``; ``on_watcher`` gets the watch's
+        ``Watcher`` once created); ("compacted", compact_revision) ends it."""
         span = {"key": create.get("key") or b"", "range_end": create.get("range_end") or b""}
         progress = bool(create.get("progress_notify"))
         self.auth.check_read("watch", span)  # before "created", as etcd
@@ -615,6 +619,8 @@ class EtcdNode(Recipes):
             frozenset(create.get("filters") or ()),  # NOPUT = 0 = PUT's type
             start,
         )
+        if on_watcher is not None:
+            on_watcher(watcher)
         quiet_since = time.monotonic()
         try:
             while not self.closed:
@@ -643,6 +649,10 @@ class EtcdNode(Recipes):
                         continue
                 elif self.hub.revision is not None:
                     current = max(self.hub.revision, watcher.next - 1)  # all handed up to here
+                if watcher.progress_asked:
+                    watcher.progress_asked = False
+                    yield ("caught-up", current)
+                    continue
                 if progress and time.monotonic() - quiet_since >= self.progress_interval:
                     quiet_since = time.monotonic()
                     yield ("progress", current)  # nothing new up to here: etcd's progress notify

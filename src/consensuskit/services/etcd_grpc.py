@@ -14,8 +14,11 @@ Rules this module owns:
   * Watch: one stream carries many watchers; each create is answered ``created`` (with
     the id asked for, or the next free one), then its events in revision order; cancel
     answers ``canceled``; a watcher whose start revision was compacted is answered
-    ``canceled`` with ``compact_revision``; a progress request is answered with the
-    current revision and watch id -1 (etcd's stream-wide progress); a watcher created with
+    ``canceled`` with ``compact_revision``; a progress request is answered with watch id
+    -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with a
+    revision each has sent every event up to (etcd 3.5.8+; earlier etcd, and this server
+    before, answered the current revision at once, which could pass events still on
+    their way: services/etcd_watch_hub.StreamProgress); a watcher created with
     ``progress_notify`` hears the current revision, with no events, after every quiet
     ``progress_interval`` (etcd's 10 minutes).  The stream lasts until the client
     cancels the call: one that closes its sending side (a single create, then EOF)
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -44,6 +48,7 @@ from consensuskit.services.etcd_api import GRPC_OVERHEAD_BYTES, EtcdNode
 from consensuskit.services.etcd_auth import CALLER, EtcdAuth
 from consensuskit.services.etcd_errors import UNIMPLEMENTED, UNKNOWN, EtcdError
 from consensuskit.services.etcd_recipes import ELECTION_NO_LEADER
+from consensuskit.services.etcd_watch_hub import StreamProgress
 from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
@@ -126,13 +131,32 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
         # watch is pulled from the store's history), instead of queueing them all here.
         out: asyncio.Queue[pb.WatchResponse | None] = asyncio.Queue(WATCH_RESPONSES_QUEUED)
         watchers: dict[int, asyncio.Task[None]] = {}
+        progress = StreamProgress()
         next_id = 0
 
+        async def answer_progress() -> None:
+            done, revision = progress.answer()
+            if done:
+                if revision is None:  # no watch: every event up to the store's revision
+                    revision = await self.node.local_revision()
+                await out.put(pb.WatchResponse(header=self.header(revision), watch_id=-1))
+
         async def run(watch_id: int, create: dict[str, Any]) -> None:
+            try:
+                await watch(watch_id, create)
+            finally:
+                progress.gone(watch_id)
+            await answer_progress()  # a request may have waited for this watch alone
+
+        async def watch(watch_id: int, create: dict[str, Any]) -> None:
             created = False
             try:
-                async for kind, data in self.node.watch(create):
-                    if kind == "created":
+                registered = partial(progress.watchers.__setitem__, watch_id)
+                async for kind, data in self.node.watch(create, registered):
+                    if kind == "caught-up":
+                        progress.caught_up(watch_id, data)
+                        await answer_progress()
+                    elif kind == "created":
                         created = True
                         await out.put(
                             pb.WatchResponse(header=self.header(data), watch_id=watch_id, created=True)
@@ -214,13 +238,17 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         task = watchers.pop(watch_id, None)
                         if task is not None:
                             task.cancel()
+                        progress.gone(watch_id)
                         revision = await self.node.local_revision()
                         await out.put(
                             pb.WatchResponse(header=self.header(revision), watch_id=watch_id, canceled=True)
                         )
+                        await answer_progress()
                     elif which == "progress_request":
-                        revision = await self.node.local_revision()
-                        await out.put(pb.WatchResponse(header=self.header(revision), watch_id=-1))
+                        # Answered once every watch of the stream has caught up (etcd 3.5.8+):
+                        # the client has every event up to its revision (StreamProgress).
+                        progress.ask()
+                        await answer_progress()
             except Exception as exc:
                 await out.put(None)  # this node cannot serve the stream, or reading it broke
                 if not isinstance(exc, EtcdError):

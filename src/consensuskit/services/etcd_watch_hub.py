@@ -20,6 +20,8 @@ Rules this module owns:
     compact revision, as its own read would have; the hub goes on from the compact
     revision (a watch that joined past it missed nothing).
 
+``StreamProgress`` answers a Watch stream's progress requests by the same accounts.
+
 The hub itself does no I/O: its owner (services/etcd_api.py) reads the store and hands it
 each answer (``dispatch``), in order.
 """
@@ -48,6 +50,7 @@ class Watcher:
     pending: deque[tuple[str, Any]] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     synced: bool = False
+    progress_asked: bool = False  # its stream asked for progress (StreamProgress)
 
     def hand(self, item: tuple[str, Any]) -> None:
         self.pending.append(item)
@@ -164,3 +167,43 @@ class WatchHub:
             for members in table.values():
                 for watcher in members:
                     watcher.wake.set()
+
+
+class StreamProgress:
+    """One Watch stream's progress requests (etcd's RequestProgress, answered as etcd
+    3.5.8 and later answer it): the answer waits until every watch the stream had when
+    it asked has caught up (handed its client every event it was owed, then said so:
+    ``caught_up``), and carries the least revision they have each handed every event up
+    to; so a client that reads it has had every event of its watches up to that
+    revision.  A watch whose client lags delays the answer, as an unsynced watcher delays
+    etcd's.  A request made while one waits is answered with it."""
+
+    def __init__(self) -> None:
+        self.watchers: dict[int, Watcher] = {}  # the stream's watches, by watch id
+        self._owed: dict[int, int | None] | None = None  # a waiting request: who caught up where
+
+    def ask(self) -> None:
+        if self._owed is None:
+            self._owed = dict.fromkeys(self.watchers)
+            for watch_id in self._owed:
+                watcher = self.watchers[watch_id]
+                watcher.progress_asked = True
+                watcher.wake.set()
+
+    def caught_up(self, watch_id: int, revision: int) -> None:
+        if self._owed is not None and watch_id in self._owed:
+            self._owed[watch_id] = revision
+
+    def gone(self, watch_id: int) -> None:
+        self.watchers.pop(watch_id, None)
+        if self._owed is not None:
+            self._owed.pop(watch_id, None)
+
+    def answer(self) -> tuple[bool, int | None]:
+        """(True, revision) once the waiting request can be answered, and forget it (the
+        revision None: the stream had no watch, answer with the store's); else (False, None)."""
+        owed = self._owed
+        if owed is None or any(revision is None for revision in owed.values()):
+            return False, None
+        self._owed = None
+        return True, min((r for r in owed.values() if r is not None), default=None)
