@@ -139,6 +139,44 @@ async def test_a_progress_answer_comes_after_every_event_up_to_its_revision(tmp_
 
 
 @async_test
+async def test_a_watch_that_fails_is_canceled_with_a_reason_and_the_stream_goes_on(tmp_path, monkeypatch):
+    """A watch whose node side raised something other than an etcd error (a bug) died
+    silently: its client waited for events forever.  It is canceled, the reason saying
+    the node's log has the rest, and the stream's other watches go on."""
+    from consensuskit.services import etcd_api
+
+    original = etcd_api.EtcdNode.watch
+
+    async def failing(self, create, *args):
+        async for kind, data in original(self, create, *args):
+            if create["key"] == b"bad" and kind == "events":
+                raise RuntimeError("a bug")
+            yield kind, data
+
+    monkeypatch.setattr(etcd_api.EtcdNode, "watch", failing)
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"bad", watch_id=1))
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"good", watch_id=2))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        assert (await stream.read()).created and (await stream.read()).created
+        await kv.Put(pb.PutRequest(key=b"bad", value=b"1"))
+        async with asyncio.timeout(5):
+            canceled = await stream.read()
+        assert (canceled.watch_id, canceled.canceled) == (1, True)
+        assert canceled.cancel_reason == "etcdserver: the watch failed (the node's log says why)"
+        put = await kv.Put(pb.PutRequest(key=b"good", value=b"2"))
+        async with asyncio.timeout(5):
+            event = await stream.read()
+        assert event.watch_id == 2 and [e.kv.mod_revision for e in event.events] == [put.header.revision]
+        stream.cancel()
+
+
+@async_test
 async def test_a_request_over_the_limit_is_refused_as_etcd_refuses_it(tmp_path):
     """etcd's --max-request-bytes (1.5 MiB): 'request is too large', and grpcio's own
     RESOURCE_EXHAUSTED past the gRPC margin; nothing of either is written."""
@@ -224,8 +262,8 @@ async def test_a_watch_whose_client_does_not_read_stops_pulling_events(tmp_path,
     pulled = [0]
     original = etcd_api.EtcdNode.watch
 
-    async def counting(self, create):
-        async for kind, data in original(self, create):
+    async def counting(self, create, *args):
+        async for kind, data in original(self, create, *args):
             if kind == "events":
                 pulled[0] += 1
             yield kind, data

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -46,7 +47,7 @@ import grpc
 from consensuskit.services import etcd_convert as cv
 from consensuskit.services.etcd_api import GRPC_OVERHEAD_BYTES, EtcdNode
 from consensuskit.services.etcd_auth import CALLER, EtcdAuth
-from consensuskit.services.etcd_errors import UNIMPLEMENTED, UNKNOWN, EtcdError
+from consensuskit.services.etcd_errors import INTERNAL, UNIMPLEMENTED, UNKNOWN, EtcdError
 from consensuskit.services.etcd_recipes import ELECTION_NO_LEADER
 from consensuskit.services.etcd_watch_hub import StreamProgress
 from consensuskit.services.etcdpb.authpb import auth_pb2 as authpb
@@ -58,6 +59,8 @@ from consensuskit.services.etcdpb.v3electionpb import v3election_pb2_grpc as epb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
 from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
 from consensuskit.statemachines.mvcc_auth import ROOT_ONLY
+
+log = logging.getLogger("consensuskit.etcd")
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
@@ -183,7 +186,11 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                             )
                         )
                         return
-            except EtcdError as exc:
+            except Exception as failure:
+                exc = failure if isinstance(failure, EtcdError) else None
+                if exc is None:  # a bug: the client hears of it instead of waiting on a dead watch
+                    log.exception("watch %d failed", watch_id)
+                    exc = EtcdError(INTERNAL, "etcdserver: the watch failed (the node's log says why)")
                 if created:
                     await out.put(
                         pb.WatchResponse(
