@@ -4,7 +4,9 @@ the cost of idle watches (each on a key nobody writes) to the writes of a one-no
 For each count of idle watches, the run opens them on one gRPC Watch stream, plus one
 watch on the written keys whose events are counted (every put must reach it), then drives
 puts for ``--duration`` seconds with ``--concurrency`` callers and reports puts/s, p99,
-the server's CPU per put, and puts/s against the same system with no idle watch.  A node
+the server's CPU per put, and puts/s against the same system with no idle watch; then
+makes ``LATENCY_PUTS`` puts one at a time and reports how long after each put's answer
+its event reached the counted watch (median and 90th percentile; negative: before).  A node
 that reads the store once per watch per write (consensuskit before its watch hub,
 services/etcd_watch_hub.py) loses most of its puts to 1,000 idle watches; etcd's
 watchableStore reads once per write.
@@ -42,6 +44,7 @@ from results_file import write_json
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WRITTEN = b"bench/"  # the keys the puts write; the counted watch covers them
+LATENCY_PUTS = 50  # puts made one at a time after each point, to time their events
 
 
 async def measure(address: str, pid: int, watches: int, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -64,14 +67,20 @@ async def measure(address: str, pid: int, watches: int, concurrency: int, second
 
     stream = pb_grpc.WatchStub(channel).Watch(requests())
 
+    arrived = asyncio.Event()
+    heard_at = 0.0  # when the last events arrived
+
     async def read() -> None:
-        nonlocal created, events
+        nonlocal created, events, heard_at
         async for response in stream:
             if response.created:
                 created += 1
                 if created == watches + 1:
                     opened.set()
-            events += len(response.events)
+            if response.events:
+                events += len(response.events)
+                heard_at = time.perf_counter()
+                arrived.set()
 
     reader = asyncio.ensure_future(read())
     async with asyncio.timeout(120):
@@ -98,6 +107,21 @@ async def measure(address: str, pid: int, watches: int, concurrency: int, second
     async with asyncio.timeout(30):  # every put reaches the counted watch
         while events < len(latencies):
             await asyncio.sleep(0.05)
+    counted = events
+    # then one put at a time: from its answer to its event on the counted watch (negative
+    # when the event came first)
+    delays: list[float] = []
+    for n in range(LATENCY_PUTS):
+        expected = events + 1
+        await kv.Put(pb.PutRequest(key=WRITTEN + b"one", value=b"%d" % n), timeout=10)
+        answered = time.perf_counter()
+        async with asyncio.timeout(10):
+            while events < expected:
+                arrived.clear()
+                await arrived.wait()
+        delays.append(heard_at - answered)
+        await asyncio.sleep(0.005)
+    delays.sort()
     reader.cancel()
     stream.cancel()
     await channel.close()
@@ -110,7 +134,9 @@ async def measure(address: str, pid: int, watches: int, concurrency: int, second
         "puts_per_s": round(puts / elapsed, 1),
         "p99_ms": round(1000 * latencies[min(puts - 1, int(0.99 * puts))], 2) if puts else None,
         "server_cpu_us_per_put": round(1e6 * cpu / TICKS / max(puts, 1), 1),
-        "watch_events": events,
+        "watch_events": counted,
+        "event_after_answer_ms_p50": round(1000 * delays[len(delays) // 2], 2),
+        "event_after_answer_ms_p90": round(1000 * delays[int(0.9 * len(delays))], 2),
     }
 
 
@@ -172,6 +198,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, console: Consol
     table.add_column("system", no_wrap=True)
     for column in ("idle watches", "puts/s", "p99 ms", "errors", "cpu us/put", "vs no watches"):
         table.add_column(column, justify="right")
+    for column in ("event ms p50", "event ms p90"):
+        table.add_column(column, justify="right")
     alone = {r["system"]: r["puts_per_s"] for r in rows if r["watches"] == 0}
     for r in rows:
         base = alone.get(r["system"])
@@ -184,6 +212,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, console: Consol
             str(r["errors"]),
             f"{r['server_cpu_us_per_put']:,.0f}",
             f"{r['vs_no_watches']:.2f}x" if r["vs_no_watches"] is not None else "",
+            f"{r['event_after_answer_ms_p50']:.2f}",
+            f"{r['event_after_answer_ms_p90']:.2f}",
         )
     console.print(table)
 
