@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
-from kv_throughput import SHARED_BENCH, EtcdTarget, Point, cpu_ticks, machine_load, preload, run_wrk
+from etcd_anchor import etcd_cluster
+from kv_throughput import EtcdTarget, Point, cpu_ticks, machine_load, preload, run_wrk
 
 ROOT = Path(__file__).resolve().parent
 KEYS = [f"key{i:06d}".encode() for i in range(1000)]
@@ -265,38 +265,21 @@ def bench_consensuskit(args: argparse.Namespace, console: Console) -> list[dict[
 
 
 def bench_etcd(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
-    script = SHARED_BENCH / "start_etcd_cluster.sh"
-    if not (
-        script.exists()
-        and subprocess.run(["sh", "-c", "command -v etcd"], capture_output=True).returncode == 0
-    ):
-        console.print("[yellow]etcd is not installed: its rows are left out[/]")
-        return []
-    env = {
-        **os.environ,
-        "ETCD_BASE_PORT": os.environ.get("ETCD_BASE_PORT", "33000"),
-        "ETCD_DATA_ROOT": tempfile.mkdtemp(prefix="etcd-bench-"),
-    }
-    subprocess.run([str(script), "stop"], capture_output=True, env=env)
-    try:
-        started = subprocess.run([str(script), str(args.nodes)], capture_output=True, text=True, env=env)
-        if started.returncode != 0:
-            console.print(f"[red]etcd did not start:[/] {started.stderr.strip() or started.stdout.strip()}")
+    with etcd_cluster(args.nodes, 33000, console) as etcd:
+        if etcd is None:
             return []
-        leader = subprocess.run(
-            [str(script), "leader"], capture_output=True, text=True, env=env
-        ).stdout.strip()
-        leader = leader.splitlines()[0]
-        console.print(f"[bold]etcd[/] {args.nodes} members, leader {leader}")
-        address = leader.removeprefix("http://")
-        pid_file = Path(env["ETCD_DATA_ROOT"]) / "pids"
-        pids = {f"m{i + 1}": int(p) for i, p in enumerate(pid_file.read_text().split())}
+        console.print(f"[bold]etcd[/] {args.nodes} members, leader {etcd.leader_url}")
         return measure(
-            "etcd", leader, address, args.paths, args.ops, args.concurrency, args.duration, console, pids
+            "etcd",
+            etcd.leader_url,
+            etcd.leader_address,
+            args.paths,
+            args.ops,
+            args.concurrency,
+            args.duration,
+            console,
+            etcd.pids,
         )
-    finally:  # a start that failed halfway leaves members running too
-        subprocess.run([str(script), "stop"], capture_output=True, env=env)
-        shutil.rmtree(env["ETCD_DATA_ROOT"], ignore_errors=True)
 
 
 def report(rows: list[dict[str, Any]], console: Console) -> None:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
-from kv_throughput import SHARED_BENCH, cpu_ticks
+from etcd_anchor import etcd_cluster
+from kv_throughput import cpu_ticks
 from results_file import write_json
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -167,28 +166,10 @@ def bench_consensuskit(args: argparse.Namespace, progress: Progress) -> list[dic
 
 
 def bench_etcd(args: argparse.Namespace, progress: Progress, console: Console) -> list[dict[str, Any]]:
-    script = SHARED_BENCH / "start_etcd_cluster.sh"
-    if not script.exists() or shutil.which("etcd") is None:
-        console.print("[yellow]etcd is not installed: its rows are left out[/]")
-        return []
-    env = {
-        **os.environ,
-        "ETCD_BASE_PORT": os.environ.get("ETCD_BASE_PORT", "33100"),
-        "ETCD_DATA_ROOT": tempfile.mkdtemp(prefix="etcd-watchers-"),
-    }
-    subprocess.run([str(script), "stop"], capture_output=True, env=env)
-    try:
-        started = subprocess.run([str(script), "1"], capture_output=True, text=True, env=env)
-        if started.returncode != 0:
-            console.print(f"[red]etcd did not start:[/] {started.stderr.strip() or started.stdout.strip()}")
+    with etcd_cluster(1, 33100, console) as etcd:
+        if etcd is None:
             return []
-        leader = subprocess.run([str(script), "leader"], capture_output=True, text=True, env=env)
-        address = leader.stdout.strip().splitlines()[0].removeprefix("http://")
-        pid = int((Path(env["ETCD_DATA_ROOT"]) / "pids").read_text().split()[0])
-        return run_points("etcd", address, pid, args, progress)
-    finally:
-        subprocess.run([str(script), "stop"], capture_output=True, env=env)
-        shutil.rmtree(env["ETCD_DATA_ROOT"], ignore_errors=True)
+        return run_points("etcd", etcd.leader_address, etcd.pids["m1"], args, progress)
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, console: Console) -> None:
