@@ -228,7 +228,6 @@ def test_a_compaction_the_hub_fell_behind_ends_its_watches():
     assert [e[1][2] for e in ahead.watcher.pending[0][1][1]] == [store.revision]
 
 
-
 def test_a_progress_request_waits_for_every_watch_of_the_stream_to_catch_up():
     stream = StreamProgress()
     assert stream.answer() == (False, None)  # nothing asked
