@@ -477,9 +477,11 @@ async def test_a_read_the_store_fails_is_refused_and_the_node_goes_on(tmp_path, 
 
 @async_test
 async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tmp_path, monkeypatch):
-    """A Lock waiting its turn read the claimants every 50 ms, each waiter: now each looks
-    again when the node's applied revision moved, and the next in line still gets the
-    lock as soon as the holder lets go."""
+    """A Lock waiting its turn read the claimants every 50 ms, each waiter; then each
+    looked again whenever the node's applied revision moved, so writes to other keys
+    woke every waiter (a linearizable read each).  Now a waiter looks again only when a
+    key under its lock's NAME/ changed, and the next in line still gets the lock as soon
+    as the holder lets go."""
     from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
     from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
 
@@ -494,6 +496,11 @@ async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tm
         ranges[0] = 0
         await asyncio.sleep(1.0)
         assert ranges[0] <= 10  # ten waiters each reading every 50 ms: 200
+        kv = pb_grpc.KVStub(channel)
+        for i in range(50):  # writes to another key: 50 moves of the revision
+            await kv.Put(pb.PutRequest(key=b"other", value=b"%d" % i))
+            await asyncio.sleep(0.01)
+        assert ranges[0] <= 10  # ten waiters woken by every move: 500
         await locks.Unlock(lpb.UnlockRequest(key=held.key))
         async with asyncio.timeout(5):
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)

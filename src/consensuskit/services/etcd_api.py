@@ -268,6 +268,25 @@ class EtcdNode(Recipes):
                 await moved.wait()
         return await self.local_revision()
 
+    async def changed_after(self, key: bytes, end: bytes, revision: int, timeout: float) -> None:
+        """Return once a key of [key, end) may have changed after ``revision`` (a watch
+        of the hub's, woken by an event of its range, or by falling behind), or after
+        ``timeout`` seconds (services/etcd_recipes.py: a claimant is not woken by other
+        keys' writes)."""
+        watcher = Watcher(key, end, False, frozenset(), revision + 1)
+        if not self.hub.join(watcher):
+            if self.hub.revision is None:  # no hub yet (the node not started)
+                await self.revision_after(revision, timeout)
+            return  # the hub is past ``revision``: look again
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    while not (watcher.pending or not watcher.synced or self.closed):
+                        watcher.wake.clear()
+                        await watcher.wake.wait()
+        finally:
+            self.hub.leave(watcher)
+
     async def close(self) -> None:
         self.closed = True
         self._revision_moved.set()  # every waiting watch sees the node closed

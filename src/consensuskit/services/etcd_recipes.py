@@ -36,8 +36,9 @@ from consensuskit.statemachines.mvcc import (
 
 ELECTION_NOT_LEADER = "election: not leader"
 ELECTION_NO_LEADER = "election: no leader"
-# A waiting claimant or an observer looks again when the node's applied revision moved
-# (EtcdNode.revision_after: one look for the node, not one per waiter), or after this long.
+# A waiting claimant or an observer looks again when a key under its NAME/ changed
+# (EtcdNode.changed_after, a watch of the node's hub: other keys' writes do not wake it),
+# or after this long.
 RECHECK = 10.0
 
 
@@ -53,7 +54,7 @@ class Recipes:
     async def call(self, kind: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def revision_after(self, revision: int, timeout: float) -> int:
+    async def changed_after(self, key: bytes, end: bytes, revision: int, timeout: float) -> None:
         raise NotImplementedError
 
     async def _claim(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
@@ -94,7 +95,7 @@ class Recipes:
                 if not mine["kvs"] or mine["kvs"][0][1] != rev:
                     raise EtcdError(NOT_FOUND, "etcdserver: requested lease not found")  # our lease ended
                 return int(r["revision"])
-            await self.revision_after(int(r["revision"]), RECHECK)
+            await self.changed_after(prefix, prefix_end(prefix), int(r["revision"]), RECHECK)
         raise EtcdError(UNAVAILABLE, "etcdserver: server stopped")
 
     async def lock(self, name: bytes, lease: int) -> tuple[bytes, int, int]:
@@ -158,7 +159,7 @@ class Recipes:
             if kv is not None and (kv[0], kv[2]) != last:
                 last = (kv[0], kv[2])
                 yield kv, revision
-            await self.revision_after(revision, RECHECK)
+            await self.changed_after(name + b"/", prefix_end(name + b"/"), revision, RECHECK)
 
     async def resign(self, leader: dict[str, Any]) -> dict[str, Any]:
         key, rev = leader.get("key") or b"", int(leader.get("rev") or 0)
