@@ -73,6 +73,8 @@ async def test_a_read_the_state_machine_fails_is_a_500_and_the_node_goes_on(tmp_
         assert status == 200, body
         status, body, _ = await c.call("GET", "n1", "/v1/kv/after")
         assert status == 200 and body["value"] == "1", body
+        status, text, _ = await c.call("GET", "n1", "/metrics")
+        assert 'consensuskit_events_total{kind="read-failed"} 2.0' in text  # what an alert watches
 
 
 @async_test
