@@ -446,6 +446,38 @@ async def test_a_watch_from_the_compact_revision_after_a_deletion_there(tmp_path
 
 
 @async_test
+async def test_a_watch_hears_every_key_of_a_delete_bigger_than_a_batch(tmp_path, monkeypatch):
+    """A watch read returned at most WATCH_BATCH events and went on after the revision it
+    cut: `etcdctl del --prefix` of more keys than that lost the rest of the deletes on
+    every watch of the prefix (a Kubernetes informer would keep the deleted objects)."""
+    from consensuskit.statemachines import mvcc
+
+    monkeypatch.setattr(mvcc, "WATCH_BATCH", 10)  # 1,000 in the node: 25 keys make it show
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        for i in range(25):
+            await kv.Put(pb.PutRequest(key=b"d/%02d" % i, value=b"v"))
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"d/", range_end=b"d0"))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        assert (await stream.read()).created
+        deleted = await kv.DeleteRange(pb.DeleteRangeRequest(key=b"d/", range_end=b"d0"))
+        after = await kv.Put(pb.PutRequest(key=b"d/after", value=b"1"))
+        assert deleted.deleted == 25
+        keys: list[tuple[bytes, int]] = []
+        async with asyncio.timeout(5):
+            while len(keys) < 26:
+                keys += [(e.kv.key, e.kv.mod_revision) for e in (await stream.read()).events]
+        assert keys == [(b"d/%02d" % i, deleted.header.revision) for i in range(25)] + [
+            (b"d/after", after.header.revision)
+        ]
+        stream.cancel()
+
+
+@async_test
 async def test_a_read_the_store_fails_is_refused_and_the_node_goes_on(tmp_path, monkeypatch, caplog):
     """A bug in the store's read (the recent-changes KeyError above was one) halted the
     node: every node a client retried the read at would halt.  A read changes nothing,

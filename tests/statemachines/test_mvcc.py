@@ -663,3 +663,31 @@ def test_the_recent_changes_are_bounded_and_a_watch_before_them_looks_at_every_k
         s._recent_from, kept = 2**62, s._recent_from
         assert run(s, "watch", **body) == indexed
         s._recent_from = kept
+
+
+def test_a_watch_read_returns_whole_revisions_and_a_big_one_whole(monkeypatch) -> None:
+    """At most WATCH_BATCH events, whole revisions only; a revision holding more (a delete
+    of many keys, a lease's keys) goes whole.  It was cut at WATCH_BATCH and the read went
+    on after it: a watch lost the rest of a big delete."""
+    monkeypatch.setattr(mvcc, "WATCH_BATCH", 10)
+    s = MVCCStore()
+    start = s.revision + 1
+    for i in range(15):  # 15 revisions of one event: 10, then 5
+        run(s, "put", key=b"p/%02d" % i, value=b"v")
+    first = run(s, "watch", key=b"p/", range_end=b"p0", start_revision=start)
+    assert [e[1][2] for e in first["events"]] == list(range(start, start + 10))
+    assert first["next"] == start + 10
+    rest = run(s, "watch", key=b"p/", range_end=b"p0", start_revision=first["next"])
+    assert len(rest["events"]) == 5 and rest["next"] == s.revision + 1
+    # 6 puts in one txn (revision a), then 15 deletes in one (b), then one put (c)
+    a = s.revision + 1
+    run(s, "txn", success=[{"put": {"key": b"q/%d" % i, "value": b"v"}} for i in range(6)])
+    run(s, "delete_range", key=b"p/", range_end=b"p0")
+    run(s, "put", key=b"p/x", value=b"1")
+    got = run(s, "watch", key=b"\0", range_end=b"\0", start_revision=a)
+    assert [e[1][2] for e in got["events"]] == [a] * 6 and got["next"] == a + 1  # b does not fit
+    got = run(s, "watch", key=b"\0", range_end=b"\0", start_revision=a + 1)
+    assert len(got["events"]) == 15 and {e[0] for e in got["events"]} == {mvcc.DELETE_EVENT}
+    assert got["next"] == a + 2  # the big delete whole, then c in the next read
+    got = run(s, "watch", key=b"\0", range_end=b"\0", start_revision=got["next"])
+    assert [e[1][0] for e in got["events"]] == [b"p/x"]

@@ -356,8 +356,10 @@ class MVCCStore:
         return changes[i - 1][2] if i else None
 
     def _watch(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Events of keys in [key, range_end) from ``start_revision`` on, in revision order
-        (at most WATCH_BATCH, whole revisions only); ``next`` is where to continue."""
+        """Events of keys in [key, range_end) from ``start_revision`` on, in revision order:
+        whole revisions, as many as fit in WATCH_BATCH events, and the first one whole
+        however many it holds (a delete of many keys, a lease's keys); ``next`` is where
+        to continue."""
         key = as_bytes(req.get("key"), "key")
         end = as_bytes(req.get("range_end"), "range_end")
         start = _int(req.get("start_revision"), "start_revision", least=0) or self.revision + 1
@@ -379,9 +381,11 @@ class MVCCStore:
         events.sort(key=lambda e: (e[0], e[1]))
         nxt = self.revision + 1
         if len(events) > WATCH_BATCH:
-            cut = events[WATCH_BATCH][0]  # stop before a revision that does not fit whole
-            kept = [e for e in events if e[0] < cut]
-            events, nxt = (kept, cut) if kept else (events[:WATCH_BATCH], events[WATCH_BATCH][0] + 1)
+            cut = events[WATCH_BATCH][0]  # stop before a revision that does not fit whole,
+            if cut == events[0][0]:  # unless it is the first: it goes whole (a big delete)
+                cut += 1
+            events = [e for e in events if e[0] < cut]
+            nxt = cut
         return {
             "revision": self.revision,
             "compact_revision": self.compact_revision,
