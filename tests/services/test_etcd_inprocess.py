@@ -477,6 +477,63 @@ async def test_a_watch_hears_every_key_of_a_delete_bigger_than_a_batch(tmp_path,
         stream.cancel()
 
 
+def test_fragments_keep_each_part_under_the_limit_and_one_event_at_least():
+    from consensuskit.services.etcd_grpc import fragments
+    from consensuskit.services.etcdpb.mvccpb import kv_pb2 as mvccpb
+
+    def event(size: int) -> mvccpb.Event:
+        return mvccpb.Event(kv=mvccpb.KeyValue(key=b"k", value=b"v" * size))
+
+    small = [event(10) for _ in range(5)]
+    assert fragments(small, 10_000) == [small]  # fits: one part
+    big = [event(400) for _ in range(6)]
+    parts = fragments(big, 1_000)
+    assert [len(p) for p in parts] == [2, 2, 2] and [e for p in parts for e in p] == big
+    huge = [event(5_000), event(10), event(5_000)]
+    assert [len(p) for p in fragments(huge, 1_000)] == [1, 1, 1]  # an event over the limit goes alone
+    assert fragments([event(5_000)], 1_000) == [[event(5_000)]]
+
+
+@async_test
+async def test_a_watch_asking_for_fragments_gets_a_big_response_in_parts(tmp_path):
+    """etcd's ``fragment``: a response over the request limit goes in parts, each but the
+    last marked; a watch that did not ask gets it whole."""
+    async with _solo(tmp_path) as (server, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        limit = etcd_node(server.api).max_request_bytes
+        start = (await kv.Put(pb.PutRequest(key=b"f/start", value=b"x"))).header.revision + 1
+        big = b"v" * (limit // 4)
+        for n in range(2):  # two revisions of three big values: together over the limit
+            puts = [
+                pb.RequestOp(request_put=pb.PutRequest(key=b"f/%d/%d" % (n, i), value=big)) for i in range(3)
+            ]
+            await kv.Txn(pb.TxnRequest(success=puts))
+        watch = pb_grpc.WatchStub(channel)
+        for fragment in (True, False):
+
+            async def requests(fragment=fragment):
+                create = pb.WatchCreateRequest(
+                    key=b"f/", range_end=b"f0", start_revision=start, fragment=fragment
+                )
+                yield pb.WatchRequest(create_request=create)
+                await asyncio.Event().wait()
+
+            stream = watch.Watch(requests())
+            assert (await stream.read()).created
+            responses = []
+            async with asyncio.timeout(10):
+                while sum(len(r.events) for r in responses) < 6:
+                    responses.append(await stream.read())
+            stream.cancel()
+            keys = [e.kv.key for r in responses for e in r.events]
+            assert keys == [b"f/%d/%d" % (n, i) for n in range(2) for i in range(3)]
+            if fragment:
+                assert len(responses) > 1 and all(r.ByteSize() < limit for r in responses)
+                assert [r.fragment for r in responses] == [True] * (len(responses) - 1) + [False]
+            else:
+                assert len(responses) == 1 and not responses[0].fragment
+
+
 @async_test
 async def test_a_read_the_store_fails_is_refused_and_the_node_goes_on(tmp_path, monkeypatch, caplog):
     """A bug in the store's read (the recent-changes KeyError above was one) halted the

@@ -15,18 +15,20 @@ Rules this module owns:
     the id asked for, or the next free one), then its events in revision order; cancel
     answers ``canceled``; a watcher whose start revision was compacted is answered
     ``canceled`` with ``compact_revision``; a progress request is answered with watch id
-    -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with a
-    revision each has sent every event up to (etcd 3.5.8+; earlier etcd, and this server
-    before, answered the current revision at once, which could pass events still on
-    their way: services/etcd_watch_hub.StreamProgress); a watcher created with
+    -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with
+    a revision each has sent every event up to (etcd 3.5.8+; earlier etcd, and this
+    server before, answered the current revision at once, which could pass events still
+    on their way: services/etcd_watch_hub.StreamProgress); a watcher created with
     ``progress_notify`` hears the current revision, with no events, after every quiet
-    ``progress_interval`` (etcd's 10 minutes).  The stream lasts until the client
-    cancels the call: one that closes its sending side (a single create, then EOF)
-    keeps its watchers, as with etcd.  At most ``WATCH_RESPONSES_QUEUED`` answers wait for
-    a stream's client (etcd's ``chanBufLen``): a client that does not read holds its
-    watchers where they are, and they go on from the store's history (or end
-    ``compacted``) when it reads again.  Before, a watch whose client never read
-    queued every event: 10 KB puts grew the node by about 20 MB a thousand;
+    ``progress_interval`` (etcd's 10 minutes); one created with ``fragment`` gets a
+    response over the node's request limit in parts (``fragments``), as etcd sends them.
+    The stream lasts until the client cancels the call: one that closes its sending side
+    (a single create, then EOF) keeps its watchers, as with etcd. At most
+    ``WATCH_RESPONSES_QUEUED`` answers wait for a stream's client (etcd's
+    ``chanBufLen``): a client that does not read holds its watchers where they are, and
+    they go on from the store's history (or end ``compacted``) when it reads again.
+    Before, a watch whose client never read queued every event: 10 KB puts grew the node
+    by about 20 MB a thousand;
   * LeaseKeepAlive: each request is one keep-alive through the log; an unknown lease
     answers TTL 0 (etcd's way), the stream goes on;
   * Lock answers the held key; its create revision (a Range of the key) is the fencing
@@ -153,6 +155,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
 
         async def watch(watch_id: int, create: dict[str, Any]) -> None:
             created = False
+            fragment = bool(create.get("fragment"))
             try:
                 registered = partial(progress.watchers.__setitem__, watch_id)
                 async for kind, data in self.node.watch(create, registered):
@@ -166,13 +169,17 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         )
                     elif kind == "events":
                         revision, events = data
-                        await out.put(
-                            pb.WatchResponse(
-                                header=self.header(revision),
-                                watch_id=watch_id,
-                                events=[cv.event(e) for e in events],
+                        converted = [cv.event(e) for e in events]
+                        parts = fragments(converted, self.node.max_request_bytes) if fragment else [converted]
+                        for i, part in enumerate(parts):
+                            await out.put(
+                                pb.WatchResponse(
+                                    header=self.header(revision),
+                                    watch_id=watch_id,
+                                    events=part,
+                                    fragment=i < len(parts) - 1,
+                                )
                             )
-                        )
                     elif kind == "progress":
                         await out.put(pb.WatchResponse(header=self.header(data), watch_id=watch_id))
                     else:
@@ -238,6 +245,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                             "prev_kv": cr.prev_kv,
                             "filters": tuple(cr.filters),
                             "progress_notify": cr.progress_notify,
+                            "fragment": cr.fragment,
                         }
                         watchers[watch_id] = asyncio.ensure_future(run(watch_id, create))
                     elif which == "cancel_request":
@@ -274,6 +282,24 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
             reader.cancel()
             for task in watchers.values():
                 task.cancel()
+
+
+def fragments(events: list[Any], limit: int) -> list[list[Any]]:
+    """A watch response's events in parts of under ``limit`` bytes each (one event at
+    least), for a watcher created with ``fragment`` (etcd's sendFragments: the client
+    joins the parts, each but the last marked ``fragment``); one part when it fits."""
+    sizes = [e.ByteSize() + 6 for e in events]  # the event, its field tag and length
+    if sum(sizes) < limit or len(events) < 2:
+        return [events]
+    parts: list[list[Any]] = [[]]
+    used = 0
+    for event, size in zip(events, sizes, strict=True):
+        if parts[-1] and used + size >= limit:
+            parts.append([])
+            used = 0
+        parts[-1].append(event)
+        used += size
+    return parts
 
 
 class LeaseServicer(_Base, pb_grpc.LeaseServicer):
