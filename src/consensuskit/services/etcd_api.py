@@ -184,8 +184,8 @@ class EtcdNode(Recipes):
         self._in_node = 0  # coalesced calls handed to the node and not answered yet
         self._flush_timer: asyncio.TimerHandle | None = None
         self.progress_interval = PROGRESS_INTERVAL
-        # Set, and replaced, when the applied revision moves (_revision_loop): one look
-        # for the node, however many watches and lock claimants wait on it.
+        # Set, and replaced, when the applied revision moves (_revision_loop): what
+        # revision_after waits on (watches and waiters before the hub starts).
         self._revision_moved = asyncio.Event()
         self._revision_looks = False  # start() runs the loop; without it, watches look themselves
         self.hub = WatchHub()  # the watches the loop hands events to (module rules)
