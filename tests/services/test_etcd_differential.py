@@ -109,6 +109,11 @@ TXN_BAD_COMPARE = b'value("t/a") ~ "1"\n\nput t/b x\n\n\n'
 TXN_SAME_KEY_TWICE = b"\nput t/d 1\nput t/d 2\n\n\n"
 TXN_PUT_AND_DEL = b"\nput t/e 1\ndel t/e\n\n\n"
 TXN_EMPTY = b"\n\n\n"
+# 1,080 keys in nine txns of 120 puts (etcd's --max-txn-ops is 128): more than one watch
+# read of ours holds (mvcc.WATCH_BATCH, 1,000), to delete in one revision
+BIG_PUTS = tuple(
+    b"\n" + b"".join(b"put big/%04d v\n" % (i * 120 + j) for j in range(120)) + b"\n\n" for i in range(9)
+)
 TXN_READS_ITS_OWN_WRITE = b"\nget t/f\nput t/f 1\nget t/f\ndel t/nothing\n\n\n"
 
 # What a status names that differs between any two servers: sizes, indexes, the leader.
@@ -260,6 +265,10 @@ STEPS: tuple[Step, ...] = (
     ctl("watch", "t/a", "--rev", "{rev_now}", limit=2.0),
     ctl("watch", limit=2.0),
     ctl("watch", "t/a", "t/z", "--prefix", limit=2.0),
+    # --- a delete of more keys than one watch read held: every delete is heard
+    *(ctl("txn", stdin=puts) for puts in BIG_PUTS),
+    ctl("del", "big/", "--prefix", "-w", "json", capture=r'"revision":(?P<rev_big_del>\d+)'),
+    ctl("watch", "big/", "--prefix", "--rev", "{rev_big_del}", limit=3.0),
     # --- leases
     ctl("lease", "grant", "30", capture=r"lease (?P<lease_a>[0-9a-f]+) granted"),
     ctl("lease", "grant", "1", capture=r"lease (?P<lease_short>[0-9a-f]+) granted"),
