@@ -37,6 +37,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from consensuskit.statemachines.mvcc import prefix_end
 from etcd_anchor import etcd_cluster
 from kv_throughput import cpu_ticks
 from results_file import write_json
@@ -58,8 +59,8 @@ async def measure(address: str, pid: int, watches: int, concurrency: int, second
     created = events = 0
 
     async def requests() -> Any:
-        end = WRITTEN[:-1] + bytes([WRITTEN[-1] + 1])
-        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=WRITTEN, range_end=end))
+        on_written = pb.WatchCreateRequest(key=WRITTEN, range_end=prefix_end(WRITTEN))
+        yield pb.WatchRequest(create_request=on_written)
         for i in range(watches):
             yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"idle/%06d" % i))
         await asyncio.Event().wait()  # the stream stays open

@@ -184,10 +184,6 @@ class EtcdNode(Recipes):
         self._in_node = 0  # coalesced calls handed to the node and not answered yet
         self._flush_timer: asyncio.TimerHandle | None = None
         self.progress_interval = PROGRESS_INTERVAL
-        # Set, and replaced, when the applied revision moves (_revision_loop): what
-        # revision_after waits on (watches and waiters before the hub starts).
-        self._revision_moved = asyncio.Event()
-        self._revision_looks = False  # start() runs the loop; without it, watches look themselves
         self.hub = WatchHub()  # the watches the loop hands events to (module rules)
         self.auth = EtcdAuth(self)
         self.cluster = EtcdCluster(self)
@@ -208,7 +204,7 @@ class EtcdNode(Recipes):
     def start(self) -> None:
         self._tasks.append(asyncio.ensure_future(self._lessor_loop()))
         self._tasks.append(asyncio.ensure_future(self._revision_loop()))
-        self._revision_looks = True
+        self.hub.start(_applied_revision(self.api.runtime.node))  # watches join from the first
 
     async def _revision_loop(self) -> None:
         CALLER.set(etcd_auth.INTERNAL)  # the hub's reads are the node's (this task's context)
@@ -228,11 +224,7 @@ class EtcdNode(Recipes):
                     log.exception("watch: reading the applied revision failed")
                 failing = True
                 continue
-            failing = False
-            if now != seen:
-                seen = now
-                moved, self._revision_moved = self._revision_moved, asyncio.Event()
-                moved.set()
+            failing, seen = False, now
 
     async def _feed_hub(self, now: int) -> None:
         """Read the events since the hub's revision, up to ``now`` at least, and hand
@@ -255,19 +247,6 @@ class EtcdNode(Recipes):
                 continue
             hub.dispatch(answer)
 
-    async def revision_after(self, revision: int, timeout: float) -> int:
-        """The applied revision once it is past ``revision``, or after ``timeout`` seconds."""
-        moved = self._revision_moved  # before the look: a move after it sets this one
-        now = await self.local_revision()
-        if now > revision or timeout <= 0:
-            return now
-        if not self._revision_looks:
-            timeout = min(timeout, WATCH_POLL)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await moved.wait()
-        return await self.local_revision()
-
     async def changed_after(self, key: bytes, end: bytes, revision: int, timeout: float) -> None:
         """Return once a key of [key, end) may have changed after ``revision`` (a watch
         of the hub's, woken by an event of its range, or by falling behind), or after
@@ -275,8 +254,8 @@ class EtcdNode(Recipes):
         keys' writes)."""
         watcher = Watcher(key, end, False, frozenset(), revision + 1)
         if not self.hub.join(watcher):
-            if self.hub.revision is None:  # no hub yet (the node not started)
-                await self.revision_after(revision, timeout)
+            if self.hub.revision is None:  # no hub (the node not started): look again soon
+                await asyncio.sleep(min(timeout, WATCH_POLL))
             return  # the hub is past ``revision``: look again
         try:
             with contextlib.suppress(TimeoutError):
@@ -289,8 +268,7 @@ class EtcdNode(Recipes):
 
     async def close(self) -> None:
         self.closed = True
-        self._revision_moved.set()  # every waiting watch sees the node closed
-        self.hub.close()
+        self.hub.close()  # every waiting watch sees the node closed
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -692,8 +670,8 @@ class EtcdNode(Recipes):
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wake):
                             await watcher.wake.wait()
-                else:  # no hub yet (the node not started): wait for the revision to move
-                    current = await self.revision_after(current, wake)
+                else:  # no hub (the node not started): look again soon
+                    await asyncio.sleep(min(wake, WATCH_POLL))
         finally:
             self.hub.leave(watcher)
 
