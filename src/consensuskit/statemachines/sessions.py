@@ -60,6 +60,7 @@ import msgpack
 from consensuskit.core.client import (
     INVALID_TOKEN,
     PERMISSION_DENIED,
+    READ_FAILED,
     REQUEST_ID_REUSED,
     SESSION_EXPIRED,
     STALE_SESSION,
@@ -86,9 +87,22 @@ BAD_BACKUP = {"error": "bad-backup"}
 NOBODY = {"error": UNAUTHENTICATED}
 TOKEN_RETIRED = {"error": INVALID_TOKEN}
 DENIED = {"error": PERMISSION_DENIED}
+# A read ordered through the log whose execution raised (protocols/common/replies.applied).
+FAILED_READ = {"error": READ_FAILED}
 _REFUSALS = {
     id(r): r["error"]
-    for r in (STALE, EXPIRED, REUSED, BAD_COMMAND, NOT_EMPTY, BAD_BACKUP, NOBODY, TOKEN_RETIRED, DENIED)
+    for r in (
+        STALE,
+        EXPIRED,
+        REUSED,
+        BAD_COMMAND,
+        NOT_EMPTY,
+        BAD_BACKUP,
+        NOBODY,
+        TOKEN_RETIRED,
+        DENIED,
+        FAILED_READ,
+    )
 }
 
 Session = tuple[int, Any, bytes | None, int]  # (last seq, its result, its digest, last active)

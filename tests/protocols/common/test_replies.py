@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +78,71 @@ def test_a_read_answers_its_result_or_is_refused_when_the_state_machine_raises()
     (failed,) = env.recorded("read-failed")
     assert failed["op"] == "get" and failed["error"] == "KeyError: 'boom'"
     assert 'raise KeyError("boom")' in failed["trace"]  # the operator's log gets where it broke
+
+
+class _Machine:
+    def __init__(self) -> None:
+        self.applied: list[ClientRequest] = []
+
+    def apply(self, command: ClientRequest) -> object:
+        self.applied.append(command)
+        if command.op.key == "boom":
+            raise KeyError("boom")
+        return {"version": len(self.applied)}
+
+
+def test_an_entry_whose_read_raises_is_refused_and_a_command_that_raises_halts():
+    from consensuskit.core.client import READ_FAILED
+    from tests.protocols.fake_env import FakeEnv
+
+    env = FakeEnv("n1")
+    machine = _Machine()
+    put = ClientRequest(client_id="c1", seq=1, op=Op(kind="put", key="k", value=1))
+    assert replies.applied(machine, put, env) == {"version": 1}
+    read = ClientRequest(client_id="c1", seq=2, op=Op(kind="get", key="boom"))
+    result = replies.applied(machine, read, env)
+    assert result is sessions.FAILED_READ  # the refusal object: never remembered as an answer
+    assert replies.command_answer(read, result, "n1", 9) == replies.refused(read, READ_FAILED, "n1")
+    (failed,) = env.recorded("read-failed")
+    assert failed["op"] == "get" and failed["error"] == "KeyError: 'boom'"
+    # A command may have changed half the state before it raised: that still halts.
+    write = ClientRequest(client_id="c1", seq=3, op=Op(kind="put", key="boom", value=2))
+    with pytest.raises(KeyError):
+        replies.applied(machine, write, env)
+    assert len(env.recorded("read-failed")) == 1
+
+
+# Every way a read reaches a state machine through a protocol's log (or PBFT's ordering)
+# and PBFT's read-only path: each goes through ``applied`` / ``read_answer``, which the
+# simulator turns into an error naming the failed read, not the state machine's KeyError.
+READS_THROUGH = {
+    "raft-log": "add-nodes 3 protocol=raft read_mode=log",
+    "multipaxos-log": "add-nodes 3 protocol=multipaxos read_mode=log",
+    "basic-paxos": "add-nodes 3 protocol=basic-paxos",
+    "pbft-ordered": "add-nodes 4 protocol=pbft",
+    "pbft-read-only": "add-nodes 4 protocol=pbft read_only=true",
+}
+
+
+@pytest.mark.parametrize("path", sorted(READS_THROUGH))
+def test_a_read_failing_in_the_state_machine_fails_the_simulation_as_a_failed_read(path, monkeypatch):
+    from consensuskit.statemachines import kv
+    from tests.transcript.datadriven import parse
+    from tests.transcript.harness import Harness
+
+    execute = kv.KVStateMachine.execute
+
+    def with_a_bug(self, op):
+        if op.kind == "get" and op.key == "boom":
+            raise KeyError(op.key)
+        return execute(self, op)
+
+    monkeypatch.setattr(kv.KVStateMachine, "execute", with_a_bug)
+    harness = Harness()
+    steps = [READS_THROUGH[path], "campaign n1", "stabilize", "propose n1 get boom", "stabilize\n----\n"]
+    if path.startswith(("basic", "pbft")):
+        steps.remove("campaign n1")  # no election: n1 proposes / is view 0's primary
+    script = "\n----\n\n".join(steps)
+    out = "".join(harness.handle(case) for case in parse(script).cases)
+    assert re.search(r"error: n\d: a get read failed: Traceback", out), out
+    assert out.rstrip().endswith("KeyError: 'boom'"), out

@@ -14,7 +14,12 @@ Rules this module owns:
     traceback: the server logs it, the simulator fails the run) instead of the exception
     halting the node.  A read changes nothing, so nothing is lost by going on, and one
     request retried at every node cannot halt the cluster.  A command's failure still
-    halts: it may have changed half the state.
+    halts: it may have changed half the state;
+  * ``applied``: a log entry applied to the state machine; a *read* ordered through the
+    log (a log read mode, PBFT's ordered fallback) whose execution raises is refused the
+    same way, with the state machine's ``FAILED_READ`` refusal, which every replica
+    reaches alike (the same read on the same state raises alike, and a refusal is never
+    remembered in a session), so their states stay equal.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 from consensuskit.core.client import READ_FAILED, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.core.service import StateMachine
-from consensuskit.statemachines.sessions import refusal
+from consensuskit.statemachines.sessions import FAILED_READ, refusal
 
 
 def ok(request: ClientRequest, result: Any, leader_hint: str | None, index: int) -> ClientResponse:
@@ -56,17 +61,42 @@ def command_answer(
 
 
 def read_answer(
-    sm: StateMachine, request: ClientRequest, env: Env, leader_hint: str | None, index: int
+    sm: StateMachine,
+    request: ClientRequest,
+    env: Env,
+    leader_hint: str | None,
+    index: int,
+    passing: tuple[type[Exception], ...] = (),
 ) -> ClientResponse:
-    """The answer to a read served from ``sm`` at applied ``index`` (module rules)."""
+    """The answer to a read served from ``sm`` at applied ``index`` (module rules).
+    Exceptions of the ``passing`` kinds are the caller's to handle: they reach it."""
     try:
         result = sm.read(request)
+    except passing:
+        raise
     except Exception as exc:
-        env.record(
-            "read-failed",
-            op=str(getattr(request.op, "kind", request.op)),
-            error=f"{type(exc).__name__}: {exc}",
-            trace="".join(traceback.format_exception(exc)),
-        )
+        _record_failed_read(env, request, exc)
         return refused(request, READ_FAILED, leader_hint)
     return ok(request, result, leader_hint, index)
+
+
+def applied(sm: StateMachine, command: Any, env: Env) -> Any:
+    """``sm.apply(command)``, for a log entry's command (module rules): its result, or
+    ``FAILED_READ`` when ``command`` is a read whose execution raised."""
+    try:
+        return sm.apply(command)
+    except Exception as exc:
+        op = getattr(command, "op", None)
+        if op is None or not op.is_read():
+            raise  # a command may have changed half the state: the node halts
+        _record_failed_read(env, command, exc)
+        return FAILED_READ
+
+
+def _record_failed_read(env: Env, request: ClientRequest, exc: Exception) -> None:
+    env.record(
+        "read-failed",
+        op=str(getattr(request.op, "kind", request.op)),
+        error=f"{type(exc).__name__}: {exc}",
+        trace="".join(traceback.format_exception(exc)),
+    )

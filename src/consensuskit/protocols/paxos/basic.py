@@ -35,6 +35,7 @@ from consensuskit.core.capabilities import LogPosition, NodeStatus
 from consensuskit.core.client import NOT_LEADER, ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.core.service import StateMachine
+from consensuskit.protocols.common import replies
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
 from consensuskit.protocols.paxos.basic_messages import (
     EMPTY_ACCEPTOR,
@@ -418,7 +419,7 @@ class BasicPaxosNode:
             value = chosen[slot]
             self.executed = slot
             if isinstance(value, ClientRequest):
-                result = self.sm.apply(value)
+                result = replies.applied(self.sm, value, self.env)
                 self._executed_command(slot, value, result)
             if self.observer is not None:
                 self.observer.on_execute(self, slot, value)

@@ -1135,7 +1135,7 @@ class MultiPaxosNode:
                 commands = entry.commands()
                 self.executed_since_snapshot += len(commands) or 1
                 for request in commands:
-                    result = self.sm.apply(request)
+                    result = replies.applied(self.sm, request, self.env)
                     origins = self.waiting.pop((request.client_id, request.seq), ())
                     if self.role == LEADER:
                         for origin in origins:

@@ -44,7 +44,7 @@ from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.env import Env
 from consensuskit.core.messages import encode
 from consensuskit.core.service import StateMachine
-from consensuskit.protocols.common.replies import command_answer, ok
+from consensuskit.protocols.common.replies import applied, command_answer, read_answer
 from consensuskit.protocols.pbft.auth import Macs, Signer
 from consensuskit.protocols.pbft.messages import (
     Batch,
@@ -74,6 +74,8 @@ TIMER_VIEW_CHANGE = "view-change"
 TIMER_FETCH = "fetch-state"
 FETCH_RETRY = 0.2
 READS_REMEMBERED = 4096
+# What a state machine's read raises for a kind it serves only as an ordered command.
+ORDERED_READS: tuple[type[Exception], ...] = (TypeError, ValueError)
 BACKUP = "backup"
 VIEW_CHANGE = "view-change"
 
@@ -370,11 +372,13 @@ class PbftNode:
         self.reads_seen[key] = None
         if len(self.reads_seen) > READS_REMEMBERED:
             del self.reads_seen[next(iter(self.reads_seen))]
+        hint = self.primary() if self.active else None
         try:
-            result = self.sm.read(request)
-        except (TypeError, ValueError):
+            # Any other exception is a bug in the read: refused, the node goes on.
+            answer = read_answer(self.sm, request, self.env, hint, self.executed, passing=ORDERED_READS)
+        except ORDERED_READS:
             return False  # a kind the state machine does not serve as a read: ordered
-        self.env.deliver(ok(request, result, self.primary() if self.active else None, self.executed))
+        self.env.deliver(answer)
         return True
 
     def _on_read_only(self, src: str, msg: ReadOnly) -> None:
@@ -531,7 +535,7 @@ class PbftNode:
                     continue  # executed before (a batch re-issued after a view change)
                 # New, or a retry whose cached reply the session table no longer backs
                 # (expired): the state machine judges it (a refusal, never a second apply).
-                result = self.sm.apply(request)
+                result = applied(self.sm, request, self.env)
                 answer = command_answer(request, result, hint, seq)
                 self.replies[request.client_id] = answer
                 if refusal(result) is None:

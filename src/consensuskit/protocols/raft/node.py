@@ -934,7 +934,7 @@ class RaftNode:
             entry = self.log.entry(index)
             self.last_applied = index
             if entry.kind == COMMAND:
-                result = self.sm.apply(entry.data)
+                result = replies.applied(self.sm, entry.data, self.env)
                 if self.role == LEADER and entry.term == self.term:
                     self._answer(entry.data, result, index)
                 elif self.forwarded:

@@ -1434,7 +1434,7 @@ class ZabNode:
             txn = self.log.entry(index)
             self.last_applied = index
             if txn.kind == COMMAND:
-                result = self.sm.apply(txn.data)
+                result = replies.applied(self.sm, txn.data, self.env)
                 if self.state == LEADING and epoch_of(txn.zxid) == self.epoch:
                     request = txn.data
                     origin = self.origins.pop((request.client_id, request.seq), self.id)
