@@ -617,3 +617,50 @@ async def test_the_grpc_listener_holds_at_most_max_connections(tmp_path):
         finally:
             for channel in channels:
                 await channel.close()
+
+
+@async_test
+async def test_request_bytes_that_are_not_the_message_end_the_call_internal_as_etcd(tmp_path):
+    """Found by the gRPC fuzz (tests/services/test_etcd_grpc_fuzz.py): grpcio answered
+    UNKNOWN "Unexpected <class 'DecodeError'>..." to bytes that are no protobuf message of
+    the method, and a Watch stream given them ended OK, silently.  etcd (Go grpc) answers
+    INTERNAL "grpc: error unmarshalling request: ..." (in a stream: "grpc: failed to
+    unmarshal the received message ..."), checked against etcd 3.4."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        for method in ("/etcdserverpb.KV/Range", "/etcdserverpb.KV/Txn", "/v3lockpb.Lock/Lock"):
+            call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await call(b"\xff\xff\xff", timeout=5)
+            assert failed.value.code() == grpc.StatusCode.INTERNAL, (method, failed.value)
+            assert failed.value.details().startswith("grpc: error unmarshalling request: ")
+        observe = channel.unary_stream(
+            "/v3electionpb.Election/Observe", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            async for _ in observe(b"\x0a\x05ab", timeout=5):
+                pass
+        assert failed.value.code() == grpc.StatusCode.INTERNAL, failed.value
+        good_create = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"w")).SerializeToString()
+        for method, first in (
+            ("/etcdserverpb.Watch/Watch", [good_create]),
+            ("/etcdserverpb.Watch/Watch", []),
+            ("/etcdserverpb.Lease/LeaseKeepAlive", []),
+        ):
+            stream = channel.stream_stream(method, request_serializer=None, response_deserializer=None)
+
+            async def requests(first=first):
+                for item in first:
+                    yield item
+                await asyncio.sleep(0.2)
+                yield b"\xff\xff\xff"
+                await asyncio.Event().wait()
+
+            answers = []
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                async for answer in stream(requests(), timeout=5):
+                    answers.append(pb.WatchResponse.FromString(answer))
+            assert failed.value.code() == grpc.StatusCode.INTERNAL, (method, failed.value)
+            assert failed.value.details().startswith("grpc: failed to unmarshal the received message ")
+            assert [a.created for a in answers] == [True] * len(first)
+        await kv.Put(pb.PutRequest(key=b"after", value=b"1"))  # the node serves on

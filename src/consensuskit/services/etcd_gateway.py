@@ -133,6 +133,8 @@ async def _parse(request: web.Request, message_type: type) -> Any:
         return json_format.ParseDict(known_fields(body, message.DESCRIPTOR), message)
     except (ValueError, json_format.ParseError) as exc:
         raise _Aborted(grpc.StatusCode.INVALID_ARGUMENT, f"bad request body: {str(exc)[:300]}") from None
+    except RecursionError:  # "[[[[..." or Txns in Txns deeper than the parsers go: a 400, not a 500
+        raise _Aborted(grpc.StatusCode.INVALID_ARGUMENT, "bad request body: nested too deep") from None
 
 
 def known_fields(body: dict[str, Any], descriptor: Any) -> dict[str, Any]:
@@ -168,7 +170,7 @@ def plain_body(raw: bytes, fields: dict[str, str]) -> dict[str, Any] | None:
     """The store's request for a JSON body of ``fields`` only, or None."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep: the protobuf path says so (a 400)
         return None
     if not isinstance(body, dict) or not body.keys() <= fields.keys():
         return None

@@ -5,9 +5,13 @@ Lock and Election.
 Rules this module owns:
   * every call runs as the user its metadata's token names (``_AsCaller``, an
     interceptor: services/etcd_auth.py), before its method sees it; a bad token ends it
-    UNAUTHENTICATED.  Maintenance's Snapshot, HashKV and Defragment need the root role
-    while auth is enabled, as in etcd; Status, Alarm and MemberList do not.  The
-    Cluster service's answers carry no revision in their header, as etcd's;
+    UNAUTHENTICATED.  A request whose bytes are not the method's protobuf message ends
+    the call INTERNAL with Go grpc's text, as etcd's does (``grpc: error unmarshalling
+    request: ...``; in a stream, ``grpc: failed to unmarshal the received message ...``);
+    grpcio would answer UNKNOWN naming the Python exception.  Maintenance's Snapshot,
+    HashKV and Defragment need the root role while auth is enabled, as in etcd; Status,
+    Alarm and MemberList do not.  The Cluster service's answers carry no revision in
+    their header, as etcd's;
   * each call is translated (services/etcd_convert.py) and run by the node's
     ``EtcdNode`` (services/etcd_api.py), which forwards to the leader where needed; an
     ``EtcdError`` ends the call with its gRPC code and etcd's text;
@@ -564,8 +568,46 @@ class AuthServicer(_Base, pb_grpc.AuthServicer):
         return await self._answer(context, work, pb.AuthRoleRevokePermissionResponse)
 
 
+UNMARSHAL_REQUEST = "grpc: error unmarshalling request: "  # Go grpc's text, unary calls
+UNMARSHAL_STREAMED = "grpc: failed to unmarshal the received message "  # in a client stream
+
+
+class _Undecodable:
+    """What a request's bytes decode to when they are not the method's message: the
+    call's wrapper ends it INTERNAL (module rules), its method never sees it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError; RecursionError for messages nested too deep
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    return decode
+
+
+async def _checked(requests: AsyncIterator[Any], bad: list[EtcdError]) -> AsyncIterator[Any]:
+    """A client stream's requests; an undecodable one ends it with an ``EtcdError`` (kept
+    in ``bad``: a method may swallow its stream's errors, as Watch does at the end)."""
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            bad.append(EtcdError(INTERNAL, UNMARSHAL_STREAMED + request.error))
+            raise bad[-1]
+        yield request
+
+
 class _AsCaller(grpc.aio.ServerInterceptor):
-    """Runs every call as the user its metadata's token names (module rules)."""
+    """Runs every call as the user its metadata's token names, and ends one whose request
+    is not the method's message (module rules)."""
 
     def __init__(self, node: EtcdNode) -> None:
         self.node = node
@@ -576,23 +618,36 @@ class _AsCaller(grpc.aio.ServerInterceptor):
             return None
         token = EtcdAuth.token_in(details.invocation_metadata)
         node = self.node
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_stream is not None or handler.stream_stream is not None:
             replies = handler.unary_stream or handler.stream_stream
+            client_stream = handler.stream_stream is not None
 
             async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
+                if isinstance(request, _Undecodable):
+                    await _abort(context, EtcdError(INTERNAL, UNMARSHAL_REQUEST + request.error))
                 try:
                     CALLER.set(await node.auth.caller_of(token))
                 except EtcdError as exc:
                     await _abort(context, exc)
-                async for reply in replies(request, context):
-                    yield reply
+                bad: list[EtcdError] = []
+                try:
+                    async for reply in replies(_checked(request, bad) if client_stream else request, context):
+                        yield reply
+                except EtcdError as exc:
+                    if not bad or exc is not bad[0]:
+                        raise
+                if bad:
+                    await _abort(context, bad[0])
 
-            make = grpc.unary_stream_rpc_method_handler
-            if handler.stream_stream is not None:
-                make = grpc.stream_stream_rpc_method_handler
+            make = (
+                grpc.stream_stream_rpc_method_handler
+                if client_stream
+                else grpc.unary_stream_rpc_method_handler
+            )
             return make(
                 streamed,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_unary is None:  # a client stream with one answer: none of etcd's
@@ -600,6 +655,8 @@ class _AsCaller(grpc.aio.ServerInterceptor):
         unary = handler.unary_unary
 
         async def called(request: Any, context: Any) -> Any:
+            if isinstance(request, _Undecodable):
+                await _abort(context, EtcdError(INTERNAL, UNMARSHAL_REQUEST + request.error))
             try:
                 CALLER.set(await node.auth.caller_of(token))
             except EtcdError as exc:
@@ -608,7 +665,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             called,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 

@@ -6,6 +6,12 @@ Body, in the shape of etcd's Txn: ``{"compare": [{"key": K, "value": V} | {"key"
 ``200 {"succeeded": bool, "responses": [...], "txn": id}`` (a put's response carries the
 key's new version), or ``409 {"error": "aborted", "message": "aborted ID: why"}``.  A
 write like any other: ``X-Request-Id: CLIENT:SEQ`` makes a retry find its answer.
+
+Rules this module owns (the edge): the body is UTF-8 JSON whatever charset its
+Content-Type names; ``compare``, ``success`` and ``failure`` are lists (or absent or
+null); every key is 1..``max_key_bytes`` UTF-8 bytes, as a kv key (server/edge.py); JSON
+nested deeper than Python's parser goes, and the non-JSON constants ``NaN`` and
+``Infinity``, are refused.  Anything else malformed is 400 ``bad-request`` naming what.
 """
 
 from __future__ import annotations
@@ -16,39 +22,87 @@ from typing import Any
 from aiohttp import web
 
 from consensuskit.core.client import ServiceOp
+from consensuskit.server import edge
 
 PATH = "/v1/txn"
+MAX_SHOWN = 200  # characters of a refused item quoted in the error message
 
 
-def parse(body: Any) -> dict[str, list[tuple[str, str, Any]]]:
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN and Infinity, which are not JSON: the answer carrying such a
+    # value back (json.dumps writes them bare) would be unreadable by strict clients.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def load_body(raw: bytes) -> Any:
+    """The request body as JSON; ValueError (one line) if it is not UTF-8 JSON.  The
+    bytes are decoded as UTF-8 whatever charset the Content-Type names (JSON is UTF-8:
+    RFC 8259), so a bogus charset is no LookupError."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8: {exc}") from None
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:  # "[[[[..." deeper than the parser goes
+        raise ValueError("the body is JSON nested too deep") from None
+    except ValueError as exc:
+        raise ValueError(f"the body is not valid JSON: {exc}") from None
+
+
+def _items(body: dict[str, Any], field: str) -> list[Any]:
+    items = body.get(field)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValueError(f"{field} is a list, got {type(items).__name__}")
+    return items
+
+
+def _key(key: Any, item: Any, max_key_bytes: int) -> str:
+    try:
+        return edge.check_key(key, max_key_bytes)
+    except edge.EdgeError as exc:
+        raise ValueError(f"{exc.message}: {_show(item)}") from None
+
+
+def _show(item: Any) -> str:
+    text = repr(item)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
+
+
+def parse(body: Any, max_key_bytes: int = 4096) -> dict[str, list[tuple[str, str, Any]]]:
     """The JSON body -> the service's transaction shape; ValueError (one line)."""
     if not isinstance(body, dict):
         raise ValueError("the body is a JSON object with compare, success and failure")
     unknown = sorted(set(body) - {"compare", "success", "failure"})
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; valid: compare, success, failure")
+        raise ValueError(f"unknown field(s) {_show(unknown)[1:-1]}; valid: compare, success, failure")
     txn: dict[str, list[tuple[str, str, Any]]] = {"compare": [], "success": [], "failure": []}
-    for item in body.get("compare") or []:
+    for item in _items(body, "compare"):
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise ValueError(f"a compare is {{key, value}} or {{key, version}}, got {item!r}")
+            raise ValueError(f"a compare is {{key, value}} or {{key, version}}, got {_show(item)}")
+        _key(item["key"], item, max_key_bytes)
         if "version" in item:
             txn["compare"].append((item["key"], "version", item["version"]))
         elif "value" in item:
             txn["compare"].append((item["key"], "value", item["value"]))
         else:
-            raise ValueError(f"a compare needs value or version: {item!r}")
+            raise ValueError(f"a compare needs value or version: {_show(item)}")
     for branch in ("success", "failure"):
-        for item in body.get(branch) or []:
+        for item in _items(body, branch):
             if not isinstance(item, dict) or len(item) != 1:
-                raise ValueError(f"an op is {{put|delete|get: {{key, ...}}}}, got {item!r}")
+                raise ValueError(f"an op is {{put|delete|get: {{key, ...}}}}, got {_show(item)}")
             ((op, args),) = item.items()
             if (
                 op not in ("put", "delete", "get")
                 or not isinstance(args, dict)
                 or not isinstance(args.get("key"), str)
             ):
-                raise ValueError(f"an op is {{put|delete|get: {{key, ...}}}}, got {item!r}")
-            txn[branch].append((op, args["key"], args.get("value")))
+                raise ValueError(f"an op is {{put|delete|get: {{key, ...}}}}, got {_show(item)}")
+            txn[branch].append((op, _key(args["key"], item, max_key_bytes), args.get("value")))
     return txn
 
 
@@ -59,8 +113,7 @@ class _Routes:
             from consensuskit.protocols.commit import validate_txn
 
             try:
-                body = json.loads(await request.text() or "null")
-                value = parse(body)
+                value = parse(load_body(await request.read()), api.config.max_key_bytes)
                 validate_txn(value)
             except ValueError as exc:
                 return web.json_response({"error": "bad-request", "message": str(exc)}, status=400)
