@@ -177,6 +177,40 @@ async def test_a_watch_that_fails_is_canceled_with_a_reason_and_the_stream_goes_
 
 
 @async_test
+async def test_watch_ids_chosen_by_the_client_leave_the_automatic_ones_alone(tmp_path):
+    """The next automatic watch id was the largest id given + 1: a client's 2^63-1 made
+    it 2^63, which no WatchResponse can carry (the watch died unanswered).  As etcd's
+    watchStream: an automatic id is the next free one from 0; a duplicate is refused as
+    etcd 3.4 refuses it (checked against it: the same five answers)."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        largest = 2**63 - 1
+        creates = [(b"a", largest), (b"b", 0), (b"c", 1), (b"d", 0), (b"e", largest)]
+
+        async def requests():
+            for key, watch_id in creates:
+                yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key, watch_id=watch_id))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            answers = [await stream.read() for _ in creates]
+        assert [(a.watch_id, a.created, a.canceled) for a in answers] == [
+            (largest, True, False),
+            (0, True, False),
+            (1, True, False),
+            (2, True, False),  # 1 was taken by the client
+            (-1, True, True),
+        ]
+        assert answers[-1].cancel_reason == "mvcc: duplicate watch ID provided on the WatchStream"
+        put = await kv.Put(pb.PutRequest(key=b"d", value=b"1"))
+        async with asyncio.timeout(5):
+            event = await stream.read()
+        assert event.watch_id == 2 and [e.kv.mod_revision for e in event.events] == [put.header.revision]
+        stream.cancel()
+
+
+@async_test
 async def test_a_request_over_the_limit_is_refused_as_etcd_refuses_it(tmp_path):
     """etcd's --max-request-bytes (1.5 MiB): 'request is too large', and grpcio's own
     RESOURCE_EXHAUSTED past the gRPC margin; nothing of either is written."""

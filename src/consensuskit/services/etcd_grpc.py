@@ -71,6 +71,8 @@ log = logging.getLogger("consensuskit.etcd")
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID: the id of a watch refused at its creation
+AUTO_WATCH_ID = 0  # mvcc.AutoWatchID: a create request that lets the stream pick the id
+DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"  # etcd 3.4's text
 SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshot stream sends 32 KiB blobs
 WATCH_RESPONSES_QUEUED = 128  # answers waiting for one Watch stream's client (etcd's chanBufLen)
 
@@ -230,18 +232,27 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     which = req.WhichOneof("request_union")
                     if which == "create_request":
                         cr = req.create_request
-                        watch_id = cr.watch_id or next_id
-                        if watch_id in watchers:
+                        watch_id = cr.watch_id
+                        if watch_id == AUTO_WATCH_ID:
+                            # etcd's watchStream: the next free id; a client's own ids
+                            # (2^63-1 too) never move it, so it stays within int64.
+                            while next_id in watchers:
+                                next_id += 1
+                            watch_id = next_id
+                            next_id += 1
+                        elif watch_id in watchers:
+                            # etcd's answer: created and canceled, of id -1 (the watch
+                            # that has the id goes on).
                             await out.put(
                                 pb.WatchResponse(
-                                    header=self.header(0),
-                                    watch_id=watch_id,
+                                    header=self.header(await self.node.local_revision()),
+                                    watch_id=INVALID_WATCH_ID,
+                                    created=True,
                                     canceled=True,
-                                    cancel_reason="etcdserver: duplicate watch ID",
+                                    cancel_reason=DUPLICATE_WATCH_ID,
                                 )
                             )
                             continue
-                        next_id = max(next_id, watch_id) + 1
                         create = {
                             "key": cr.key,
                             "range_end": cr.range_end,
