@@ -241,3 +241,46 @@ async def test_a_service_declares_its_own_fast_routes():
             {"echo": ""},
         ]
         assert transport.protocol is fallback and fallback.data == left
+
+
+# Where a route's code runs: when the head arrives (``route``), when the body did
+# (``serve``), when the node answers (the route's callback); and how each call names
+# the request's key.
+RAISING = {
+    "route": ("route", lambda head: b"boom" in head.target),
+    "serve": ("serve", lambda connection, parsed, body: parsed.key == "boom"),
+    "answer": ("_answered", lambda parsed, response, error: parsed.key == "boom"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(RAISING))
+@async_test
+async def test_a_route_that_raises_answers_500_and_closes_the_connection(tmp_path, monkeypatch, where):
+    """A bug in a route broke the connection unanswered (the exception reached asyncio:
+    "Fatal error on transport"): the client gets the aiohttp API's answer to a handler
+    that raises, 500 ``internal``, and the connection closes; the node serves on."""
+    from consensuskit.server import fast_http
+
+    name, of_boom = RAISING[where]
+    original = getattr(fast_http.KVFastRoutes, name)
+
+    def with_a_bug(self, *args):
+        if of_boom(*args):
+            raise RuntimeError("a bug")
+        return original(self, *args)
+
+    monkeypatch.setattr(fast_http.KVFastRoutes, name, with_a_bug)
+    async with Cluster(tmp_path, ["n1"]) as c:
+        await c.wait_leader()
+        reader, writer = await _open(c, "n1")
+        try:
+            # Pipelined: the request after the failing one is never read.
+            writer.write(_request("PUT", "/v1/kv/boom", b"1") + _request("GET", "/v1/kv/boom"))
+            status, headers, body = await asyncio.wait_for(_read_response(reader), 5)
+            assert (status, json.loads(body)["error"]) == (500, "internal"), body
+            assert headers["connection"] == "close" and _served_fast(headers)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing more
+        finally:
+            writer.close()
+        status, _, body = await _exchange(c, "n1", _request("PUT", "/v1/kv/fine", b"2"))
+        assert status == 200, body

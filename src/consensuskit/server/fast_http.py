@@ -29,6 +29,10 @@ Rules this module owns:
     connection that closes withdraws (or cancels) what it waits for;
   * every answer is signed as the aiohttp middleware signs it when the node signs its
     replies (reply_signing.py), against the request's ``X-Request-Id``;
+  * a route that raises (a bug) gets the request the aiohttp API's answer to a handler
+    that raises, 500 ``internal`` (logged with its traceback), and the connection is
+    closed after it: how far the route got with the request is unknown.  Before, the
+    exception reached asyncio and the connection broke unanswered;
   * with client auth enabled it serves nothing: aiohttp checks every request
     (``auth_api.py``), so the fast path cannot bypass a permission; nor does it serve a
     request with credentials (``Authorization``), whose principal the write must carry.
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -73,6 +78,8 @@ from consensuskit.server.runtime import Waiter
 
 if TYPE_CHECKING:
     from consensuskit.server.http_api import NodeApi
+
+log = logging.getLogger("consensuskit.server.http")
 
 KV_PREFIX = b"/v1/kv/"
 MAX_HEAD_BYTES = 8190  # aiohttp's own line limit; a longer head goes to aiohttp
@@ -256,7 +263,10 @@ class FastConnection(asyncio.Protocol):
             return
         self._pending = None
         if not self._closed:
-            waiter.context(response, error)
+            try:
+                waiter.context(response, error)
+            except Exception:
+                self._internal_error()
 
     def wait(self, awaitable: Awaitable[Any], callback: Callable[[asyncio.Future[Any]], None]) -> None:
         """Run ``awaitable`` as a task; ``callback(task)`` when it ends, unless the
@@ -268,7 +278,10 @@ class FastConnection(asyncio.Protocol):
             if self._pending is finished:
                 self._pending = None
                 if not self._closed:
-                    callback(finished)
+                    try:
+                        callback(finished)
+                    except Exception:
+                        self._internal_error()
 
         task.add_done_callback(done)
 
@@ -295,7 +308,11 @@ class FastConnection(asyncio.Protocol):
                     self._hand_off()
                 return
             head = self._parse(bytes(buffer[:end]))
-            routed = self._routes.route(head) if head is not None else None
+            try:
+                routed = self._routes.route(head) if head is not None else None
+            except Exception:
+                self._internal_error()
+                return
             if routed is None:
                 self._hand_off()
                 return
@@ -312,11 +329,31 @@ class FastConnection(asyncio.Protocol):
             body = bytes(buffer[end + 4 : total]) if body_length else b""
             self._busy = True
             self._request_id = head.request_id  # type: ignore[union-attr]
-            if not self._routes.serve(self, request, body):
+            try:
+                taken = self._routes.serve(self, request, body)
+            except Exception:
+                self._internal_error()
+                return
+            if not taken:
                 self._busy = False
                 self._hand_off()
                 return
             del buffer[:total]
+
+    def _internal_error(self) -> None:
+        """A route raised (module rules): answer 500 ``internal`` and close."""
+        log.exception("internal error serving a request on the lean HTTP front")
+        if self._closed or self._transport is None:
+            return
+        pending, self._pending = self._pending, None
+        if isinstance(pending, Waiter):
+            self.api.runtime.withdraw(pending)
+        elif pending is not None:
+            pending.cancel()
+        self._buffer.clear()
+        body = _dumps({"error": "internal", "message": "internal server error (see the node's log)"})
+        self.answer(_response(500, body, {"Connection": "close"}))
+        self._transport.close()  # after the answer is written; nothing more is read
 
     def _parse(self, head: bytes) -> Head | None:
         """The request's line and headers if the front may serve it (else None)."""
