@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consensuskit.core.client import ClientRequest, Op
+from consensuskit.core.client import ClientRequest, Op, ServiceOp
 from consensuskit.core.messages import decode, encode
 from consensuskit.server import edge
 from consensuskit.server.edge import EdgeError
@@ -192,22 +192,38 @@ def test_prefix_and_prev_value_limits():
 
 
 # ---------------------------------------------------------------------- encoded once
+BEYOND_64_BITS = "an integer is outside the 64-bit range (-2^63 .. 2^64-1) the log stores"
+LONE_SURROGATE = "a string holds '\\udcff', a lone surrogate (JSON's \\udXXX escape alone): not Unicode text"
+
+
 @pytest.mark.parametrize(
-    "request_",
+    ("request_", "why"),
     [
-        ClientRequest(client_id="c", seq=2**64, op=Op(kind="put", key="k", value="v")),  # OverflowError
-        ClientRequest(
-            client_id="c\udcff", seq=1, op=Op(kind="put", key="k", value="v")
-        ),  # UnicodeEncodeError
-        ClientRequest(client_id="c", seq=1, op=Op(kind="put", key="k", value=object())),  # TypeError
-        ClientRequest(client_id="c", seq=1, op=Op(kind="cas", key="k", value="v", expected_version=-(2**64))),
+        (ClientRequest(client_id="c", seq=2**64, op=Op(kind="put", key="k", value="v")), BEYOND_64_BITS),
+        (ClientRequest(client_id="c\udcff", seq=1, op=Op(kind="put", key="k", value="v")), LONE_SURROGATE),
+        (
+            ClientRequest(client_id="c", seq=1, op=Op(kind="put", key="k", value=object())),
+            "TypeError: cannot encode object: not a registered message",
+        ),
+        (
+            ClientRequest(
+                client_id="c", seq=1, op=Op(kind="cas", key="k", value="v", expected_version=-(2**64))
+            ),
+            BEYOND_64_BITS,
+        ),
+        # Inside a service's value (a transaction's JSON): it said "TypeError: cannot
+        # encode int: not a registered message", Python's words, not the client's.
+        (
+            ClientRequest(client_id="c", seq=1, op=ServiceOp(kind="txn", key="k", value={"v": [2**70]})),
+            BEYOND_64_BITS,
+        ),
     ],
 )
-def test_admit_refuses_what_the_log_could_not_store(request_):
+def test_admit_refuses_what_the_log_could_not_store(request_, why):
     with pytest.raises(EdgeError) as info:
         edge.admit(request_)
     assert (info.value.status, info.value.code) == (400, "bad-request")
-    assert "cannot be stored" in info.value.message
+    assert info.value.message == f"the request cannot be stored: {why}"
 
 
 def test_admit_accepts_what_the_log_can_store():

@@ -544,6 +544,8 @@ def _default(obj: Any) -> Any:
         return tuple(obj)
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
+    if type(obj) is int:  # msgpack hands over an int beyond its range: its own error
+        raise OverflowError("Integer value out of range")
     raise TypeError(f"cannot encode {type(obj).__name__}: not a registered message")
 
 

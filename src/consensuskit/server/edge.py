@@ -185,9 +185,17 @@ def admit(request: ClientRequest) -> int:
     try:
         return len(encode(request))
     except (OverflowError, TypeError, ValueError, CodecError) as exc:  # UnicodeEncodeError is a ValueError
-        raise EdgeError(
-            "bad-request", f"the request cannot be stored: {type(exc).__name__}: {str(exc)[:200]}"
-        ) from None
+        raise EdgeError("bad-request", f"the request cannot be stored: {_unstorable(exc)}") from None
+
+
+def _unstorable(exc: Exception) -> str:
+    """Why ``admit`` refused, in the client's terms where the cause is a known one."""
+    if isinstance(exc, OverflowError):
+        return "an integer is outside the 64-bit range (-2^63 .. 2^64-1) the log stores"
+    if isinstance(exc, UnicodeEncodeError):
+        bad = exc.object[exc.start : exc.end]
+        return f"a string holds {bad!r}, a lone surrogate (JSON's \\udXXX escape alone): not Unicode text"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _show(text: str) -> str:
