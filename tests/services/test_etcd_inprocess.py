@@ -633,6 +633,56 @@ async def test_waiting_lock_claimants_look_again_only_when_the_revision_moves(tm
 
 
 @async_test
+async def test_a_lock_or_campaign_of_lease_0_gets_a_lease_of_its_own_as_etcd(tmp_path):
+    """Every Lock of lease 0 on a name claimed the key NAME/0, without a lease: a second
+    such Lock found the key and held the lock too, and the lock never ended.  As etcd's
+    servers (checked against etcd 3.4: the key under a fresh lease, granted TTL 60, a
+    second Lock waits): each claimant gets a lease of its own, never kept alive."""
+    from consensuskit.services.etcdpb.v3electionpb import v3election_pb2 as epb
+    from consensuskit.services.etcdpb.v3electionpb import v3election_pb2_grpc as epb_grpc
+    from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2 as lpb
+    from consensuskit.services.etcdpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
+
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        leases, locks = pb_grpc.LeaseStub(channel), lpb_grpc.LockStub(channel)
+
+        async def lease_of(key: bytes) -> tuple[int, int]:
+            (held,) = (await kv.Range(pb.RangeRequest(key=key))).kvs
+            ttl = await leases.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=held.lease))
+            return held.lease, ttl.grantedTTL
+
+        first = await locks.Lock(lpb.LockRequest(name=b"L", lease=0))
+        lease, granted = await lease_of(first.key)
+        assert lease != 0 and granted == 60 and first.key == b"L/%x" % lease
+        second = asyncio.ensure_future(locks.Lock(lpb.LockRequest(name=b"L", lease=0)))
+        await asyncio.sleep(1.0)
+        assert not second.done()  # mutual exclusion: the second waits its turn
+        claims = (await kv.Range(pb.RangeRequest(key=b"L/", range_end=b"L0"))).kvs
+        assert len(claims) == 2 and len({c.lease for c in claims}) == 2
+        await leases.LeaseRevoke(pb.LeaseRevokeRequest(ID=lease))  # the holder's lease ends
+        async with asyncio.timeout(5):
+            taken = await second
+        assert taken.key != first.key and (await lease_of(taken.key))[1] == 60
+        # A waiter whose client gives up leaves neither its claim nor its lease behind.
+        third = asyncio.ensure_future(locks.Lock(lpb.LockRequest(name=b"L", lease=0)))
+        await asyncio.sleep(0.5)
+        granted_leases = {lease.ID for lease in (await leases.LeaseLeases(pb.LeaseLeasesRequest())).leases}
+        third.cancel()
+        await asyncio.sleep(0.5)
+        claims = (await kv.Range(pb.RangeRequest(key=b"L/", range_end=b"L0"))).kvs
+        assert [c.key for c in claims] == [taken.key]
+        left = {lease.ID for lease in (await leases.LeaseLeases(pb.LeaseLeasesRequest())).leases}
+        assert len(granted_leases) == 2 and left == {claims[0].lease}
+
+        campaign = await epb_grpc.ElectionStub(channel).Campaign(
+            epb.CampaignRequest(name=b"E", lease=0, value=b"v")
+        )
+        assert campaign.leader.lease != 0 and campaign.leader.key == b"E/%x" % campaign.leader.lease
+        assert await lease_of(campaign.leader.key) == (campaign.leader.lease, 60)
+
+
+@async_test
 async def test_the_grpc_listener_holds_at_most_max_connections(tmp_path):
     """grpcio has no connection cap by default: a flood of gRPC connections could take
     the descriptors the storage needs (server/open_files.py).  It takes the client

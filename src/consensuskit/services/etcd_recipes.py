@@ -9,8 +9,13 @@ Rules this module owns:
   * the holder is the claimant with the lowest create revision under ``NAME/``: a
     claimant waits until no key under ``NAME/`` was created before its own, then checks
     its own key still stands (its lease may have ended meanwhile: NOT_FOUND);
+  * a Lock or Campaign of lease 0 runs under a lease of its own, granted for 60 s and
+    never kept alive, as etcd's servers run them (a ``concurrency.Session`` on the
+    request's lease, orphaned; 60 s is its default TTL): the claim ends with the lease
+    unless released first.  (Before, every lease-0 claimant of a name shared the key
+    ``NAME/0``, so each of them held the lock at once, and for ever);
   * a waiting Lock or Campaign whose client gives up deletes its claim, leaving no waiter
-    behind;
+    behind (and revokes the lease it granted itself);
   * Proclaim and Resign act only while the leader key still has the leader's create
     revision (``election: not leader`` otherwise); Leader is the lowest claimant's
     key-value (``election: no leader`` when none).  The fronts answer every error of
@@ -40,6 +45,8 @@ ELECTION_NO_LEADER = "election: no leader"
 # (EtcdNode.changed_after, a watch of the node's hub: other keys' writes do not wake it),
 # or after this long.
 RECHECK = 10.0
+# clientv3/concurrency's defaultSessionTTL: the lease a Lock or Campaign of lease 0 gets.
+SESSION_TTL = 60
 
 
 def lock_key(name: bytes, lease: int) -> bytes:
@@ -56,6 +63,28 @@ class Recipes:
 
     async def changed_after(self, key: bytes, end: bytes, revision: int, timeout: float) -> None:
         raise NotImplementedError
+
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _claimed(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int, int]:
+        """Claim NAME under ``lease`` (a lease of its own for 0, module rules) and wait for
+        its turn: (key, create revision, revision, lease) once first.  A client that gives
+        up leaves no claim behind."""
+        granted = 0
+        if lease == 0:
+            lease = granted = int((await self.lease_grant(SESSION_TTL))["id"])
+        try:
+            key, rev, _ = await self._claim(name, lease, value)
+            revision = await self._wait_turn(name, key, rev)
+        except asyncio.CancelledError:  # the client gave up: do not leave a waiter behind
+            with contextlib.suppress(Exception):
+                if granted:
+                    await self.call("lease_revoke", {"id": granted})  # its keys go with it
+                else:
+                    await self.call("delete_range", {"key": lock_key(name, lease)})
+            raise
+        return key, rev, revision, lease
 
     async def _claim(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
         """Create NAME/LEASE under ``lease`` (or find it): (key, create revision, revision)."""
@@ -100,23 +129,11 @@ class Recipes:
 
     async def lock(self, name: bytes, lease: int) -> tuple[bytes, int, int]:
         """(key, its create revision = the fencing token, revision) once held."""
-        key, rev, _ = await self._claim(name, lease, b"")
-        try:
-            revision = await self._wait_turn(name, key, rev)
-        except asyncio.CancelledError:  # the client gave up: do not leave a waiter behind
-            with contextlib.suppress(Exception):
-                await self.call("delete_range", {"key": key})
-            raise
+        key, rev, revision, _ = await self._claimed(name, lease, b"")
         return key, rev, revision
 
     async def campaign(self, name: bytes, lease: int, value: bytes) -> tuple[dict[str, Any], int]:
-        key, rev, _ = await self._claim(name, lease, value)
-        try:
-            revision = await self._wait_turn(name, key, rev)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await self.call("delete_range", {"key": key})
-            raise
+        key, rev, revision, lease = await self._claimed(name, lease, value)
         leader = {"name": name, "key": key, "rev": rev, "lease": lease}
         current = await self.call("range", {"key": key})
         if current["kvs"] and current["kvs"][0][4] != value:  # campaigned again with another value
