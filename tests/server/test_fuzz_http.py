@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from consensuskit.server import edge
 from consensuskit.server.cluster import LocalCluster
 from consensuskit.sim.history import OpRecord
+from tests.fuzzing import live_fuzz
 from tests.server.http_raw import Answer, check_error_body, exchange
 from tests.server.jepsen import ClientLoad, HistoryRecorder, Workload, check_linearizable
 from tests.server.test_processes import MAX_VALUE, PROTOCOLS_SLOW_LEADERLESS, make_cluster
@@ -449,21 +450,34 @@ def _expects_continue(fuzzed: Fuzzed) -> bool:
     return any(name == b"Expect" for name, _ in fuzzed.headers)
 
 
+def exchange_fuzzed(
+    cluster: LocalCluster,
+    port: int,
+    fuzzed: Fuzzed,
+    request_id: bytes,
+    check_all: Callable[[Fuzzed, list[Answer]], None] = check_answers,
+) -> list[Answer]:
+    """Send ``fuzzed`` as ``request_id``; its answers, checked by ``check_all``, once it
+    is sure no node of ``cluster`` died of it."""
+    answers = exchange(
+        port,
+        fuzzed.payload(request_id),
+        head=fuzzed.method == b"HEAD",
+        complete=fuzzed.complete,
+        expect=1 if fuzzed.single and fuzzed.complete and not _expects_continue(fuzzed) else None,
+    )
+    check_all(fuzzed, answers)
+    dead = cluster.dead_nodes()
+    assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
+    return answers
+
+
 def send_everywhere(target: Target, fuzzed: Fuzzed) -> None:
     for node in sorted(target.ports):
         n = next(target.counter)
         request_id = b"fz%d:1" % n
         invoke = target.recorder.now()
-        answers = exchange(
-            target.ports[node],
-            fuzzed.payload(request_id),
-            head=fuzzed.method == b"HEAD",
-            complete=fuzzed.complete,
-            expect=1 if fuzzed.single and fuzzed.complete and not _expects_continue(fuzzed) else None,
-        )
-        check_answers(fuzzed, answers)
-        dead = target.cluster.dead_nodes()
-        assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
+        answers = exchange_fuzzed(target.cluster, target.ports[node], fuzzed, request_id)
         target.sent += 1
         for answer in answers:
             target.statuses[answer.status] = target.statuses.get(answer.status, 0) + 1
@@ -490,13 +504,7 @@ def _valid_ids_are_fresh(fuzzed: Fuzzed) -> Fuzzed:
 
 
 def run_fuzz(target: Target, examples: int) -> None:
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @live_fuzz(examples)
     @given(st.one_of(plain_requests(), wild_requests()).map(_valid_ids_are_fresh))
     def one(fuzzed: Fuzzed) -> None:
         send_everywhere(target, fuzzed)

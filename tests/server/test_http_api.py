@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consensuskit.server import http_api
 from consensuskit.server.admin_commands import admin_command
 from consensuskit.server.cluster import free_port
+from tests.protocols.common.test_replies import break_reads_of_boom
 from tests.server.runtime_harness import ADMIN_TOKEN, Cluster, async_test
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,16 +68,7 @@ async def test_a_read_the_state_machine_fails_is_a_500_and_the_node_goes_on(
     """A bug in a state machine's read halted the node (protocols/common/replies.py): it
     is refused ``read-failed``, a 500 that says nothing changed, and the node serves on,
     whichever way the read is served."""
-    from consensuskit.statemachines import kv
-
-    execute = kv.KVStateMachine.execute
-
-    def with_a_bug(self, op):
-        if op.kind == "get" and op.key == "boom":
-            raise KeyError(op.key)
-        return execute(self, op)
-
-    monkeypatch.setattr(kv.KVStateMachine, "execute", with_a_bug)
+    break_reads_of_boom(monkeypatch)
     settings, queries = READ_PATHS[path]
     async with Cluster(tmp_path, ["n1"], **settings) as c:
         if path != "pbft":  # a lone PBFT replica is its view's primary from the start

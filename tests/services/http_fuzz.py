@@ -19,19 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from tests.fuzzing import live_fuzz
 from tests.server.http_raw import Answer, exchange, request_bytes
 from tests.server.test_fuzz_http import (
     EXTRA_HEADERS,
     FRESH,
     ODD_METHODS,
     Fuzzed,
-    _expects_continue,
     _valid_ids_are_fresh,
     check_answers,
+    exchange_fuzzed,
     query_values,
     request_ids,
 )
@@ -149,16 +150,7 @@ def send(
     """Send ``fuzzed`` to one node; check its answers (``check_all``: the kv fuzz's
     ``check_answers`` unless a service answers differently) and that no node died."""
     request_id = b"fz%d:1" % next(live.fresh)
-    answers = exchange(
-        live.port(node_index),
-        fuzzed.payload(request_id),
-        head=fuzzed.method == b"HEAD",
-        complete=fuzzed.complete,
-        expect=1 if fuzzed.single and fuzzed.complete and not _expects_continue(fuzzed) else None,
-    )
-    check_all(fuzzed, answers)
-    dead = live.cluster.dead_nodes()
-    assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
+    answers = exchange_fuzzed(live.cluster, live.port(node_index), fuzzed, request_id, check_all)
     live.sent += 1
     for answer in answers:
         live.statuses[answer.status] = live.statuses.get(answer.status, 0) + 1
@@ -173,13 +165,7 @@ def run_fuzz(
     check: Callable[[Fuzzed, Answer], None] | None = None,
     check_all: Callable[[Fuzzed, list[Answer]], None] = check_answers,
 ) -> None:
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @live_fuzz(examples)
     @given(requests, st.integers(0, 10))
     def one(fuzzed: Fuzzed, node_index: int) -> None:
         send(live, node_index, fuzzed, check, check_all)

@@ -23,11 +23,12 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2 as pb
 from consensuskit.services.etcdpb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from tests.fuzzing import live_fuzz
 from tests.services.etcd_cluster import EtcdCluster, etcd_cluster
 from tests.services.etcd_messages import METHODS, messages, raw_bytes
 from tests.services.http_fuzz import Live, assert_all_alive
@@ -113,13 +114,7 @@ def run_fuzz(live: tuple[EtcdCluster, Live, list[grpc.Channel]], examples: int) 
     _, found, channels = live
     codes: dict[str, int] = {}
 
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @live_fuzz(examples)
     @given(fuzzed_calls(), st.integers(0, 2))
     def one(fuzzed: tuple[str, tuple[bool, bool], list[bytes]], node: int) -> None:
         path, streams, requests = fuzzed

@@ -112,6 +112,20 @@ def test_an_entry_whose_read_raises_is_refused_and_a_command_that_raises_halts()
     assert len(env.recorded("read-failed")) == 1
 
 
+def break_reads_of_boom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kv state machine, with a bug: a get of the key ``boom`` raises KeyError."""
+    from consensuskit.statemachines import kv
+
+    execute = kv.KVStateMachine.execute
+
+    def with_a_bug(self, op):
+        if op.kind == "get" and op.key == "boom":
+            raise KeyError(op.key)
+        return execute(self, op)
+
+    monkeypatch.setattr(kv.KVStateMachine, "execute", with_a_bug)
+
+
 # Every way a read reaches a state machine through a protocol's log (or PBFT's ordering)
 # and PBFT's read-only path: each goes through ``applied`` / ``read_answer``, which the
 # simulator turns into an error naming the failed read, not the state machine's KeyError.
@@ -126,18 +140,10 @@ READS_THROUGH = {
 
 @pytest.mark.parametrize("path", sorted(READS_THROUGH))
 def test_a_read_failing_in_the_state_machine_fails_the_simulation_as_a_failed_read(path, monkeypatch):
-    from consensuskit.statemachines import kv
     from tests.transcript.datadriven import parse
     from tests.transcript.harness import Harness
 
-    execute = kv.KVStateMachine.execute
-
-    def with_a_bug(self, op):
-        if op.kind == "get" and op.key == "boom":
-            raise KeyError(op.key)
-        return execute(self, op)
-
-    monkeypatch.setattr(kv.KVStateMachine, "execute", with_a_bug)
+    break_reads_of_boom(monkeypatch)
     harness = Harness()
     steps = [READS_THROUGH[path], "campaign n1", "stabilize", "propose n1 get boom", "stabilize\n----\n"]
     if path.startswith(("basic", "pbft")):
