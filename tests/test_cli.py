@@ -125,6 +125,11 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["scenario", "run", "lease-read", "--param", "speed=2"], "valid: drift"),
         (["scenario", "run", "raft-election", "--param", "drift=0.3"], "valid: none"),
         (["scenario", "run", "lease-read", "--param", "drift"], "expected KEY=VALUE"),
+        # A value the script cannot run with: a traceback (ValueError) or a failed run before.
+        (["scenario", "run", "lease-read", "--param", "drift=abc"], "drift must be a number, got 'abc'"),
+        (["scenario", "run", "lease-read", "--param", "drift=true"], "drift must be a number, got True"),
+        (["scenario", "run", "lease-read", "--param", "drift=0.5"], "drift must be in [0, 0.5), got 0.5"),
+        (["scenario", "run", "lease-cache", "--param", "drift=-0.1"], "drift must be in [0, 0.9), got -0.1"),
         (["scenario", "list", "--protocol", "viewstamped"], "multipaxos"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:0"], "local:N"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:many"], "local:N"),

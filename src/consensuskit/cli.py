@@ -364,7 +364,7 @@ def run_one_scenario(
     params: list[str] | None = None,
 ) -> bool:
     """Run and report one scenario; returns ``run.passed``.  Shared with ``demo``."""
-    from consensuskit.scenarios import run_scenario
+    from consensuskit.scenarios import BadParam, run_scenario
 
     try:
         scenario = default_catalog().scenario(scenario_id)
@@ -383,7 +383,10 @@ def run_one_scenario(
         # The timeline needs every record; the in-memory trace keeps only a tail, so
         # stream to a file (the user's, or a temporary one) and read it back.
         trace_path = trace or (str(Path(tmp) / "trace.jsonl") if timeline and not as_json else None)
-        run = run_scenario(scenario, seed=seed, trace_path=trace_path, options=options, params=values)
+        try:
+            run = run_scenario(scenario, seed=seed, trace_path=trace_path, options=options, params=values)
+        except BadParam as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--param'") from None
         # A scenario that ran no simulation (a family's direct computation) has no trace.
         has_trace = trace_path is not None and run.sim is not None
         records = _read_trace(trace_path) if timeline and not as_json and has_trace else []

@@ -7,6 +7,6 @@ them from there (``default_catalog().scenarios()`` / ``.scenario(id)``).
 
 from __future__ import annotations
 
-from consensuskit.scenarios.base import Scenario, ScenarioRun, run_scenario
+from consensuskit.scenarios.base import BadParam, Scenario, ScenarioRun, run_scenario
 
-__all__ = ["Scenario", "ScenarioRun", "run_scenario"]
+__all__ = ["BadParam", "Scenario", "ScenarioRun", "run_scenario"]

@@ -8,7 +8,10 @@ when every expectation holds and no invariant was violated.
 A scenario may declare parameters (``params``: name -> what it means, with its
 default), which ``scenario run --param NAME=VALUE`` sets; the script reads them with
 ``run.param(name, default)``.  A parameter is the scenario's own knob (how far a clock
-drifts), never a protocol option, and an undeclared one is refused before the run.
+drifts), never a protocol option, and an undeclared one is refused before the run.  A
+given value takes the type of the default (a number for a number) and may be held to a
+range; one that is not raises ``BadParam`` (the command line: a one-line error, exit 2),
+never a failed run.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensuskit.sim import InvariantViolation, SimConfig, Simulation
+
+
+class BadParam(ValueError):
+    """A ``--param`` value the scenario cannot run with (module rules)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +80,20 @@ class ScenarioRun:
         self.expectations.append(Expectation(text, bool(condition), detail))
         return bool(condition)
 
-    def param(self, name: str, default: Any) -> Any:
-        """The value given with ``--param name=...``, else ``default``."""
+    def param(self, name: str, default: Any, low: float | None = None, below: float | None = None) -> Any:
+        """The value given with ``--param name=...``, else ``default``; a number when the
+        default is one, within [``low``, ``below``) when they are given (module rules)."""
         if name not in self.scenario.params:
             raise KeyError(f"scenario {self.scenario.id} declares no parameter {name!r}")
-        return self.params.get(name, default)
+        value = self.params.get(name, default)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            kinds, what = ((int, float), "a number") if isinstance(default, float) else ((int,), "an integer")
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise BadParam(f"{name} must be {what}, got {value!r}")
+            value = type(default)(value)
+            if (low is not None and value < low) or (below is not None and value >= below):
+                raise BadParam(f"{name} must be in [{low}, {below}), got {value}")
+        return value
 
     def note(self, text: str) -> None:
         self.notes.append(text)

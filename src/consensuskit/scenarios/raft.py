@@ -388,9 +388,7 @@ def lease_read(run: ScenarioRun) -> None:
     as the leader's clock runs at least ``1 - clock_drift_bound`` as fast as real time.
     ``--param drift=D`` slows S1's clock by D: beyond the bound (0.05) its lease
     outlives the election of the next leader, and S1 answers a stale read."""
-    drift = float(run.param("drift", LEASE_DRIFT_DEFAULT))
-    if not 0 <= drift < 0.5:
-        raise AssertionError(f"drift must be in [0, 0.5), got {drift}")
+    drift = run.param("drift", LEASE_DRIFT_DEFAULT, low=0, below=0.5)
     sim = run.simulation(FIVE, options={"read_mode": "lease"}, op_timeout=2.0, op_deadline=2.0)
     bound = node(sim, "S1").opts.clock_drift_bound
     beyond = drift > bound
@@ -484,9 +482,7 @@ def lease_cache(run: ScenarioRun) -> None:
     x back until the lease ran out on its clock, lengthened by the bound.
     ``--param drift=D`` slows C's clock by D: beyond the bound C keeps answering x=1 from
     its cache after x=2 committed."""
-    drift = float(run.param("drift", LEASE_DRIFT_DEFAULT))
-    if not 0 <= drift < 0.9:
-        raise AssertionError(f"drift must be in [0, 0.9), got {drift}")
+    drift = run.param("drift", LEASE_DRIFT_DEFAULT, low=0, below=0.9)
     three = FIVE[:3]
     sim = run.simulation(three, options={"cache_lease": CACHE_LEASE}, op_timeout=3.0, op_deadline=6.0)
     bound = node(sim, "S1").opts.clock_drift_bound
