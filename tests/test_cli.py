@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,8 @@ def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[st
         (["scenario", "run", "lease-cache", "--param", "drift=-0.1"], "drift must be in [0, 0.9), got -0.1"),
         (["scenario", "list", "--protocol", "viewstamped"], "multipaxos"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:0"], "local:N"),
+        (["fenced-store", "--port", "-5"], "--port"),  # a traceback (OverflowError from bind) before
+        (["fenced-store", "--port", "65536"], "--port"),
         (["sweep", "raft", "--seeds", "1", "--dask", "local:many"], "local:N"),
     ],
 )
@@ -346,3 +349,20 @@ def test_every_command_has_a_one_line_summary_for_the_command_lists():
         if "\n" in inspect.cleandoc(getattr(command, "help", None) or "").split("\n\n")[0]
     ]
     assert wrapped == []
+
+
+def test_a_history_that_is_not_text_and_a_taken_port_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "history.jsonl"
+    binary.write_bytes(b"\xed\xa0\x80 not utf-8")
+    code, out, err = run(capsys, "check", str(binary))
+    assert (code, out) == (2, "")
+    assert err.strip() == f"Error: {binary}: not UTF-8 text (invalid continuation byte at byte 0)"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "fenced-store", "--port", str(port))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and "address already in use" in err

@@ -869,8 +869,11 @@ def check_cmd(
             result = check_operations(
                 ops, the_model, timeout=timeout, stop_at_first_failure=not all_parts, on_progress=progress
             )
-    except (HistoryFormatError, ModelError, UnicodeDecodeError) as exc:
+    except (HistoryFormatError, ModelError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError as exc:
+        print(f"Error: {file}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
         raise typer.Exit(2) from None
     if html is not None:
         from consensuskit.check.linearizability.html import render_html

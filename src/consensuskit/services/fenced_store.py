@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -111,7 +112,7 @@ async def serve(host: str, port: int, *, fencing: bool = True, ready: Any = None
 
 
 def fenced_store_command(
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 7200,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="HTTP port (0: any free one).")] = 7200,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     fencing: Annotated[
         bool, typer.Option("--fencing/--no-fencing", help="Refuse tokens below the highest seen.")
@@ -124,8 +125,20 @@ def fenced_store_command(
     def ready(bound: int) -> None:  # printed once the port listens: a script may wait for it
         print(f"fenced-store on http://{host}:{bound} {mode}", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, port, fencing=not no_fencing, ready=ready))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(host, port, fencing=not no_fencing, ready=ready))
+    except OSError as exc:  # the port is taken, the address is not this host's
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="fenced-store", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=7200)
+    parser.add_argument("--port", type=_port, default=7200)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--no-fencing", action="store_true", help="accept writes without a token")
     args = parser.parse_args(argv)
