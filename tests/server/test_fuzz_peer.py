@@ -1,5 +1,9 @@
 """Fuzzing the peer port of a live 3-node cluster of each server protocol (issue 10).
 
+Every protocol the server runs: the log protocols (the kv service) and the others
+(2PC, 3PC and Paxos Commit behind the txn service, the gossip map, the gossip kv, SWIM's
+membership, sharded Raft's txn and kv).
+
 Hypothesis draws what an intruder or a broken peer could send:
   * random bytes, before the handshake and after a good one;
   * well-framed random msgpack (the codec's version byte, then any msgpack value,
@@ -7,16 +11,26 @@ Hypothesis draws what an intruder or a broken peer could send:
   * valid message types — every registered one, of any protocol — whose fields hold
     out-of-range values: integers at and beyond the int64 and uint64 bounds, negative
     indexes and terms, empty and unknown node ids, NaN, and now and then a field of the
-    wrong type or a nested message of the wrong class.
+    wrong type or a nested message of the wrong class;
+  * for a protocol that is not a log protocol, half the time its own traffic, harvested
+    from a simulated run of it (tests/protocols/hostile_peers.py) and replayed or mutated
+    at any depth, sent as its sender to its receiver; otherwise mostly its own family's
+    messages (sharded Raft's a Raft message in a ``GroupMessage``, of a group that may
+    not exist), their strings now and then naming a transaction or key that exists or
+    not, now and then sent twice in a row (a replay).
 Frames after the handshake are sent authenticated (the cluster secret, as a member
 would), impersonating another member of the cluster.
 
 Asserted: no node process exits or halts, and the cluster serves a write and a
 linearizable read afterwards (so a term or ballot round no cluster could reach, such as
 2^63-1, must be ignored, not adopted: adopting it leaves no higher one to campaign in).
+A protocol that serves no kv must serve its own service instead (``SERVICE_PROBES``): a
+multi-key transaction commits and reads back, a gossip write reaches every node, each
+member lists every member alive.
 What the suite does not send: well-typed messages whose *meaning* is a lie (a log
 entry that is not a command, a forged vote); an authenticated peer is trusted to run the
-protocol (docs/transport.md).
+protocol (docs/transport.md).  A few hundred frames find only the commonest faults: the
+in-process fuzzing (tests/protocols/test_fuzz_messages.py) sends many more.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import types
 import typing
 from collections.abc import Iterator
@@ -35,16 +50,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# Each family's messages module registers its message classes (MESSAGES).
+import consensuskit.protocols.byzantine.messages
+import consensuskit.protocols.commit.messages
+import consensuskit.protocols.gossip.messages
 import consensuskit.protocols.paxos.basic_messages
 import consensuskit.protocols.paxos.fast_messages
 import consensuskit.protocols.paxos.multi_messages
-import consensuskit.protocols.raft.messages  # noqa: F401 - registers every message class
+import consensuskit.protocols.pbft.messages
+import consensuskit.protocols.raft.messages
+import consensuskit.protocols.sharded.messages
+import consensuskit.protocols.swim.messages
+import consensuskit.protocols.zab.messages
+from consensuskit.client import Client, ClientError, NotFound
 from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, message_fields, registered_messages
 from consensuskit.server import handshake
-from consensuskit.server.cluster import LocalCluster
+from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.server.framing import frame
 from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
-from tests.server.test_processes import PROTOCOLS_SLOW_LEADERLESS, make_cluster
+from tests.protocols.hostile_peers import Raw, harvest, mutated, payload_of
+from tests.server.test_processes import NODE_OPTIONS, PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,25 +84,75 @@ MESSAGES = {tag: cls for tag, cls in registered_messages().items() if cls not in
 assert len(MESSAGES) > 20, MESSAGES
 EDGE_INTS = [-(2**63), -(2**31), -1, 0, 1, 2, 3, 10, 2**31, 2**63 - 2, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]
 NODE_IDS = ["n1", "n2", "n3", "n9", "", "x" * 300]
+# Transaction ids ("coordinator.incarnation.counter": the probes' own transactions among
+# them), keys and words a message's strings are checked against, so that a fuzzed
+# message is now and then about one that exists and gets past the first check.
+NAMES = [f"n{n}.1.{i}" for n in (1, 2, 3) for i in (1, 2, 3)] + ["n1.0.0", "n1.1", "n1.x.1", "k0", "k1", "k7"]
+# The words of a transaction's parts (ops and compare targets) and of SWIM's states.
+NAMES += ["put", "get", "delete", "value", "version", "alive", "suspect", "dead", "left"]
+
+# The protocols that are not log protocols, each fuzzed mostly with the messages of its
+# family (the module that defines them), and the options of their real-process tests.
+FAMILIES = {
+    "2pc": "consensuskit.protocols.commit.",
+    "3pc": "consensuskit.protocols.commit.",
+    "paxos-commit": "consensuskit.protocols.commit.",
+    "gossip": "consensuskit.protocols.gossip.",
+    "gossip-kv": "consensuskit.protocols.gossip.",
+    "swim": "consensuskit.protocols.swim.",
+    "sharded-raft": "consensuskit.protocols.raft.",  # wrapped in a GroupMessage (frames)
+}
+COMMIT_OPTIONS = {"vote_timeout": 1.0, "ack_timeout": 1.0, "decision_timeout": 1.5}
+GOSSIP_OPTIONS = {"anti_entropy_period": 0.3, "rumor_period": 0.05}
+SERVICE_OPTIONS: dict[str, dict[str, Any]] = {
+    "2pc": COMMIT_OPTIONS,
+    "3pc": COMMIT_OPTIONS,
+    "paxos-commit": COMMIT_OPTIONS,
+    "gossip": GOSSIP_OPTIONS,
+    "gossip-kv": GOSSIP_OPTIONS,
+    "swim": {},
+    "sharded-raft": {"shards": 2},
+}
 
 
 # ---------------------------------------------------------------------- the cluster
 @dataclasses.dataclass
 class Target:
+    protocol: str
     cluster: LocalCluster
     secret: bytes
     pids: dict[str, int | None]
+    # What a simulated run of the protocol sends (hostile_peers.harvest): the messages
+    # the fuzzing replays and mutates; empty for a log protocol.
+    harvested: list[tuple[str, str, Raw]] = dataclasses.field(default_factory=list)
     sent: int = 0
 
 
-@pytest.fixture(scope="module", params=PROTOCOLS_SLOW_LEADERLESS)
+def service_cluster(root: Path, protocol: str) -> LocalCluster:
+    options = {**NODE_OPTIONS, "request_timeout": 5.0, "options": SERVICE_OPTIONS[protocol]}
+    layout = ClusterLayout.prepare(root, 3, free_base_port(6), node_options=options, protocol=protocol)
+    return LocalCluster(layout)
+
+
+@pytest.fixture(scope="module", params=[*PROTOCOLS_SLOW_LEADERLESS, *FAMILIES])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    root: Path = tmp_path_factory.mktemp(f"fuzz-peer-{request.param}")
-    with make_cluster(root / "data", protocol=request.param) as cluster:
+    protocol: str = request.param
+    root: Path = tmp_path_factory.mktemp(f"fuzz-peer-{protocol}")
+    made = (
+        service_cluster(root / "data", protocol)
+        if protocol in FAMILIES
+        else make_cluster(root / "data", protocol=protocol)
+    )
+    with made as cluster:
         cluster.start()
         cluster.wait_ready(30)
         secret = cluster.layout.secret_path.read_bytes().strip()
-        yield Target(cluster, secret, {n: p.pid for n, p in cluster.nodes.items()})
+        target = Target(protocol, cluster, secret, {n: p.pid for n, p in cluster.nodes.items()})
+        if protocol in FAMILIES:
+            target.harvested = harvest(protocol)
+            # Transactions and writes that exist before the fuzzing starts (NAMES).
+            SERVICE_PROBES[protocol](target)
+        yield target
 
 
 def assert_serving(target: Target) -> None:
@@ -86,42 +161,119 @@ def assert_serving(target: Target) -> None:
     assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
     assert {n: p.pid for n, p in cluster.nodes.items()} == target.pids
     cluster.wait_ready(30)
-    with cluster.client(timeout=2, deadline=30) as kv:
-        written = kv.put("fuzz-peer-probe", f"after-{target.sent}")
-        assert kv.get("fuzz-peer-probe").value == f"after-{target.sent}", written
+    with cluster.client(timeout=2, deadline=30) as client:
         for node in cluster.nodes:
-            status = kv.status(cluster.url(node))
+            status = client.status(cluster.url(node))
             assert status["halted"] is False, (node, status)
+    SERVICE_PROBES.get(target.protocol, probe_kv)(target)
     for node in cluster.nodes.values():
         assert "halted" not in node.log_tail(400), node.log_tail(60)
 
 
+# ---------------------------------------------------------------------- still serving
+PROBE_DEADLINE = 30.0  # seconds a service may take to serve again (a lock to time out)
+
+
+def eventually(what: str, attempt: Any) -> Any:
+    """``attempt()`` until it returns a value other than None, for PROBE_DEADLINE."""
+    end = time.monotonic() + PROBE_DEADLINE
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            got = attempt()
+        except ClientError as exc:  # an abort (a lock a fuzzed prepare took), a timeout
+            got, last = None, exc
+        if got is not None:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not served within {PROBE_DEADLINE:g} s; last error {last!r}")
+
+
+def probe_kv(target: Target) -> None:
+    with target.cluster.client(timeout=2, deadline=30) as kv:
+        written = kv.put("fuzz-peer-probe", f"after-{target.sent}")
+        assert kv.get("fuzz-peer-probe").value == f"after-{target.sent}", written
+
+
+def probe_txn(target: Target) -> None:
+    """A transaction over keys of every participant commits and reads back."""
+    values = {f"k{i}": f"after-{target.sent}" for i in range(8)}
+    with target.cluster.client(timeout=5, deadline=10) as client:
+        txn = client.service("txn")
+        eventually("a txn put", lambda: txn.put(values) or None)
+        assert eventually("a txn get", lambda: txn.get(*values)) == values
+
+
+def probe_sharded(target: Target) -> None:
+    probe_txn(target)
+    probe_kv(target)
+
+
+def probe_gossip_map(target: Target) -> None:
+    """A write on one node reaches every node's replica."""
+    cluster, value = target.cluster, f"after-{target.sent}"
+    with cluster.client(timeout=2, deadline=10) as client:
+        client.service("gossip-map").put("fuzz-peer-probe", value)
+    for node in cluster.nodes:
+        with Client(
+            [cluster.url(node)], timeout=2, deadline=5, admin_token=cluster.layout.admin_token
+        ) as one:
+            gossip = one.service("gossip-map")
+
+            def read(gossip: Any = gossip) -> bool | None:
+                try:
+                    return gossip.get("fuzz-peer-probe") == value or None
+                except NotFound:
+                    return None
+
+            eventually(f"the gossip write on {node}", read)
+
+
+def probe_eventual_kv(target: Target) -> None:
+    cluster, value = target.cluster, f"after-{target.sent}"
+    with cluster.client(timeout=2, deadline=10) as kv:
+        kv.put("fuzz-peer-probe", value)
+    for node in cluster.nodes:
+        with Client(
+            [cluster.url(node)], timeout=2, deadline=5, admin_token=cluster.layout.admin_token
+        ) as one:
+
+            def read(one: Any = one) -> bool | None:
+                try:
+                    return one.get("fuzz-peer-probe", consistency="stale").value == value or None
+                except NotFound:
+                    return None
+
+            eventually(f"the gossip kv write on {node}", read)
+
+
+def probe_members(target: Target) -> None:
+    """Each member lists every member alive (a suspicion a fuzzed update raised is refuted)."""
+    cluster = target.cluster
+    for node in cluster.nodes:
+        with Client(
+            [cluster.url(node)], timeout=2, deadline=5, admin_token=cluster.layout.admin_token
+        ) as one:
+
+            def alive(one: Any = one) -> bool | None:
+                states = {m["id"]: m["state"] for m in one.members()}
+                return all(states.get(n) == "alive" for n in cluster.nodes) or None
+
+            eventually(f"{node}'s member list", alive)
+
+
+SERVICE_PROBES = {
+    "2pc": probe_txn,
+    "3pc": probe_txn,
+    "paxos-commit": probe_txn,
+    "gossip": probe_gossip_map,
+    "gossip-kv": probe_eventual_kv,
+    "swim": probe_members,
+    "sharded-raft": probe_sharded,
+}
+
+
 # ---------------------------------------------------------------------- frames
-class Raw:
-    """A value packed as is (a message built by hand, whatever its field values)."""
-
-    def __init__(self, tag: int, fields: list[Any]) -> None:
-        self.tag, self.fields = tag, fields
-
-
-def _pack(value: Any) -> Any:
-    if isinstance(value, Raw):
-        return [msgpack.ExtType(EXT_MESSAGE, value.tag.to_bytes(2, "big")), *(_pack(f) for f in value.fields)]
-    if isinstance(value, (list, tuple)):
-        return [_pack(v) for v in value]
-    if isinstance(value, dict):
-        return {_pack_key(k): _pack(v) for k, v in value.items()}
-    return value
-
-
-def _pack_key(key: Any) -> Any:
-    return tuple(_pack(key)) if isinstance(key, (list, tuple)) else key
-
-
-def payload_of(value: Any) -> bytes:
-    return bytes([CODEC_VERSION]) + msgpack.packb(_pack(value), use_bin_type=True)
-
-
 scalars = st.one_of(
     st.sampled_from(EDGE_INTS),
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
@@ -142,7 +294,7 @@ def _value_for(hint: Any, depth: int) -> st.SearchStrategy[Any]:
     if hint is float:
         return st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(EDGE_INTS))
     if hint is str:
-        return st.one_of(st.sampled_from(NODE_IDS), st.text(max_size=12))
+        return st.one_of(st.sampled_from(NODE_IDS), st.sampled_from(NAMES), st.text(max_size=12))
     if hint is bool:
         return st.booleans()
     if hint is bytes:
@@ -152,13 +304,22 @@ def _value_for(hint: Any, depth: int) -> st.SearchStrategy[Any]:
     if hint is type(None):
         return st.none()
     if origin is tuple:
+        # The codec checks a tuple's items only when they are messages: now and then an
+        # item of any type (a dict where a node id belongs halted 2PC).
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return st.lists(_value_for(args[0], depth + 1), max_size=3)
-        return st.tuples(*(_value_for(a, depth + 1) for a in args)).map(list)
+            return st.lists(_mostly(_value_for(args[0], depth + 1), depth), max_size=3)
+        return st.tuples(*(_mostly(_value_for(a, depth + 1), depth) for a in args)).map(list)
     if isinstance(hint, type) and hint in MESSAGES.values():
         return _message(hint, depth + 1)
     return _any(depth)  # Any, dict, ...
+
+
+def _mostly(strategy: st.SearchStrategy[Any], depth: int) -> st.SearchStrategy[Any]:
+    """``strategy``, or one time in four a value of any type (``one_of`` would not do:
+    it draws each distinct branch alike)."""
+    anything = _any(depth + 2)
+    return st.integers(0, 3).flatmap(lambda pick: anything if pick == 0 else strategy)
 
 
 def _any(depth: int) -> st.SearchStrategy[Any]:
@@ -173,8 +334,9 @@ def _message(cls: type, depth: int) -> st.SearchStrategy[Raw]:
         return st.just(Raw(tag, []))  # a marker with too few fields
     hints = typing.get_type_hints(cls)
     fields = [
-        # Now and then a value of any type at all in place of the declared one.
-        st.one_of(_value_for(hints.get(f.name, Any), depth), _any(depth + 2))
+        # Now and then a value of any type at all in place of the declared one (not
+        # too often: the codec refuses the whole frame for one, so most must pass).
+        _mostly(_value_for(hints.get(f.name, Any), depth), depth)
         if depth > 0
         else _value_for(hints.get(f.name, Any), depth)
         for f in message_fields(cls)
@@ -186,14 +348,47 @@ def _some_message(depth: int) -> st.SearchStrategy[Raw]:
     return st.sampled_from(sorted(MESSAGES)).flatmap(lambda tag: _message(MESSAGES[tag], depth))
 
 
+GROUP_MESSAGE = next(
+    t for t, c in MESSAGES.items() if c is consensuskit.protocols.sharded.messages.GroupMessage
+)
+
+
+def _family_message(protocol: str) -> st.SearchStrategy[Raw]:
+    """A message of ``protocol``'s own family (FAMILIES); sharded Raft's in a group."""
+    prefix = FAMILIES[protocol]
+    tags = sorted(t for t, c in MESSAGES.items() if c.__module__.startswith(prefix))
+    own = st.sampled_from(tags).flatmap(lambda tag: _message(MESSAGES[tag], 0))
+    if protocol != "sharded-raft":
+        return own
+    groups = st.one_of(st.sampled_from([0, 1]), st.sampled_from(EDGE_INTS))
+    return st.tuples(groups, own).map(lambda g: Raw(GROUP_MESSAGE, [g[0], g[1]]))
+
+
+Route = tuple[str, str] | None  # (impersonated sender, receiver) or None: any
+
+
 @st.composite
-def frames(draw: st.DrawFn) -> tuple[str, list[bytes]]:
-    """(when, byte strings): ``when`` is "before" (no handshake) or "after" one."""
+def frames(
+    draw: st.DrawFn, protocol: str, harvested: list[tuple[str, str, Raw]]
+) -> tuple[str, list[bytes], Route]:
+    """(when, byte strings, route): ``when`` is "before" (no handshake) or "after" one.
+
+    For a protocol with harvested traffic, half the examples are its own messages,
+    replayed or mutated (hostile_peers.mutated), sent as their sender to their receiver.
+    """
+    if harvested and draw(st.booleans()):
+        out: list[bytes] = []
+        for _ in range(draw(st.integers(1, 3))):
+            src, dst, message = draw(mutated(harvested))
+            out.append(frame(payload_of(message)))
+        if draw(st.integers(0, 3)) == 0:
+            out.append(out[-1])  # a replay
+        return "after", out, (src, dst)
     kind = draw(st.sampled_from(["message"] * 6 + ["msgpack", "msgpack", "bytes", "unauthenticated"]))
     if kind == "unauthenticated":
-        return "before", [draw(st.binary(min_size=1, max_size=200))]
+        return "before", [draw(st.binary(min_size=1, max_size=200))], None
     if kind == "bytes":
-        return "after", [draw(st.binary(min_size=1, max_size=200))]
+        return "after", [draw(st.binary(min_size=1, max_size=200))], None
     count = draw(st.integers(1, 4))
     out = []
     for _ in range(count):
@@ -204,8 +399,12 @@ def frames(draw: st.DrawFn) -> tuple[str, list[bytes]]:
                 value = [msgpack.ExtType(EXT_MESSAGE, tag.to_bytes(2, "big")), value]
             out.append(frame(bytes([CODEC_VERSION]) + msgpack.packb(value, use_bin_type=True)))
         else:
-            out.append(frame(payload_of(draw(_some_message(0)))))
-    return "after", out
+            family = protocol in FAMILIES and draw(st.integers(0, 3)) > 0
+            message = draw(_family_message(protocol) if family else _some_message(0))
+            out.append(frame(payload_of(message)))
+            if protocol in FAMILIES and draw(st.integers(0, 4)) == 0:
+                out.append(out[-1])  # a replay
+    return "after", out, None
 
 
 async def send(target: Target, node: str, impersonate: str, when: str, chunks: list[bytes]) -> None:
@@ -247,11 +446,13 @@ def run_fuzz(target: Target, examples: int) -> None:
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(frames(), st.sampled_from(nodes), st.sampled_from(nodes))
-    def one(sent: tuple[str, list[bytes]], node: str, impersonate: str) -> None:
+    @given(frames(target.protocol, target.harvested), st.sampled_from(nodes), st.sampled_from(nodes))
+    def one(sent: tuple[str, list[bytes], Route], node: str, impersonate: str) -> None:
+        when, chunks, route = sent
+        if route is not None:
+            impersonate, node = route
         if impersonate == node:
             impersonate = nodes[(nodes.index(node) + 1) % len(nodes)]
-        when, chunks = sent
         asyncio.run(send(target, node, impersonate, when, chunks))
         target.sent += 1
         dead = target.cluster.dead_nodes()

@@ -220,3 +220,15 @@ def test_kv_entries_survive_the_codec_and_bad_ones_are_dropped() -> None:
 def test_bad_options_are_one_line_errors(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_options(options)
+
+
+def test_a_stamp_near_the_int64_limit_is_dropped() -> None:
+    """Found by the peer-port fuzzing: a stamp of 2^63-1 moved the node's clock to it, and
+    its next write was stamped 2^63, which no peer can decode (and so neither its log)."""
+    kv = KV(["a", "b"])
+    a = kv.nodes["a"]
+    far = KVEntry(key="k", counter=2**63 - 1, origin="b", value="x")
+    a.on_message("b", decode(encode(Rumor(entries=(far,)))))
+    assert a.dropped == 1 and a.replica.get("k") is None
+    version = kv.request("a", "put", "k", "v").result["version"]
+    assert decode(encode(a.replica.get("k"))).counter == version < 2**62

@@ -271,3 +271,15 @@ def test_mesh_is_connected_symmetric_and_the_same_everywhere() -> None:
 def test_bad_options_are_one_line_errors(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_options(options)
+
+
+def test_an_entry_with_a_counter_near_the_int64_limit_is_dropped() -> None:
+    """Found by the peer-port fuzzing: a Rumor stamped 2^63-1, merged, made the node's
+    next write 2^63, which no peer can decode; each dropped the connection carrying it,
+    and the node was cut off for good (its log held it too)."""
+    cluster = two()
+    a = cluster.nodes["a"]
+    a.on_message("b", decode(encode(Rumor(entries=(entry("k", 2**63 - 1, "b"), entry("j", -1, "b"))))))
+    assert a.dropped == 2 and a.replica.get("k") is None and a.replica.get("j") is None
+    a.on_request(ClientRequest(client_id="c1", seq=1, op=ServiceOp(kind="put", key="k", value="v")))
+    assert decode(encode(a.replica.get("k"))).counter == 1

@@ -12,12 +12,18 @@ Rules this module owns:
   * a client is answered through ``env.deliver``; a transaction that is not a ``txn``
     operation, or not a valid one, is refused at once (``_refuse``);
   * what a checker needs it gets through ``observer``: ``received(node, src, msg)`` for
-    each message from the network and ``local(node, msg)`` for each it sent itself.
+    each message from the network and ``local(node, msg)`` for each it sent itself;
+  * a peer's message that is malformed past what the codec checks (``malformed``) is
+    dropped, counted and recorded as ignored before any handler sees it: a round beyond
+    ``MAX_ROUND``, a Prepare whose coordinator is not the member its transaction id
+    names, participants that are not participants, a promise's accepted values or a vote
+    value's snapshot of the wrong shape.  The codec checks declared scalar types only, so
+    the items of a ``tuple[str, ...]`` and the inside of an ``Any`` are checked here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from consensuskit.core.client import ClientRequest, ClientResponse
@@ -31,6 +37,11 @@ from consensuskit.protocols.commit.messages import (
     UNCERTAIN,
     UNKNOWN,
     ZERO_ROUND,
+    Phase1a,
+    Phase1b,
+    Prepare,
+    RMValue,
+    Round,
     TxnPart,
     node_numbers,
 )
@@ -39,6 +50,54 @@ from consensuskit.protocols.commit.store import Store
 
 EPOCH_KEY = "commit/epoch"
 TXN_KIND = "txn"
+# Rounds grow by one per takeover: only a broken or hostile peer sends one beyond this,
+# and adopting it would leave no higher round to take over with (the next one would not
+# fit the wire's int64: every message of the takeover dropped, the transaction in doubt
+# and its locks held for good).
+MAX_ROUND = 2**62
+ROUND_FIELDS = ("round", "ballot", "promised")
+
+
+def _valid_round(value: Any) -> bool:
+    return type(value) is Round and 0 <= value.number <= MAX_ROUND and 0 <= value.node <= MAX_ROUND
+
+
+def _valid_value(value: Any) -> bool:
+    return type(value) is RMValue and txns.well_formed_snapshot(value.snapshot)
+
+
+def malformed(msg: Any, members: Collection[str], participants: Collection[str]) -> str | None:
+    """Why a peer's ``msg`` must not reach a handler (module rules), or None."""
+    for name in ROUND_FIELDS:
+        value = getattr(msg, name, None)
+        if value is not None and not _valid_round(value):
+            return f"{name} {value} outside 0..{MAX_ROUND}"
+    kind = type(msg)
+    # Each participant is sent to on the way to a decision: a name that is no
+    # participant's (or no string: a node id is a dict key and a destination) would leave
+    # the transaction waiting for someone who never answers.
+    if (kind is Prepare or kind is Phase1a) and not all(
+        type(n) is str and n in participants for n in msg.participants
+    ):
+        return "participants that are not participants"
+    if kind is Prepare and (msg.coordinator not in members or coordinator_of(msg.txn) != msg.coordinator):
+        # The coordinator answers a participant's inquiry about a transaction it does not
+        # know with presumed abort, so the one its id names must be the one asked.
+        return f"coordinator {msg.coordinator!r} of {msg.txn!r}"
+    value = getattr(msg, "value", None)
+    if value is not None and not _valid_value(value):
+        return "a vote value of the wrong shape"
+    if kind is Phase1b:
+        for item in msg.accepted:
+            if not (
+                type(item) is tuple
+                and len(item) == 3
+                and type(item[0]) is str
+                and _valid_round(item[1])
+                and _valid_value(item[2])
+            ):
+                return f"an accepted value of the wrong shape: {item!r}"
+    return None
 
 
 class PTxn:
@@ -172,6 +231,11 @@ class TxnNode:
     def on_message(self, src: str, msg: Any) -> None:
         if self.observer is not None:
             self.observer.received(self.id, src, msg)
+        reason = malformed(msg, self.members, self.participants) if type(msg) in self._handlers else None
+        if reason is not None:
+            self.malformed += 1
+            self.env.record("ignored", src=src, reason=reason)
+            return
         self._handle(src, msg)
         self._drain()
 

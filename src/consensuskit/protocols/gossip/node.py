@@ -23,7 +23,11 @@ Rules this node owns:
     exactly the entries one side lacks, so the bytes grow with the difference, not with
     the state;
   * peers: all members (``topology`` uniform) or a partial mesh of ``degree`` (peers.py);
-  * a malformed message is dropped and counted (``dropped``), never raised.
+  * a malformed message is dropped and counted (``dropped``), never raised; so is a
+    peer's entry whose counter is outside 0..``MAX_COUNTER``: counters grow by one per
+    write (gossip-kv's by the clock, hlc.py), and merging one near the int64 limit
+    would stamp this node's next write beyond it, an entry no peer can decode (each
+    drops the connection that carries it: the node cut off for good).
 Bug knob ``keep-local``: merge never replaces a key the replica already holds (first
 writer wins locally), so concurrent writes leave replicas that never converge.
 """
@@ -59,6 +63,9 @@ BUGS = ("keep-local",)
 # A differing subtree holding at most this many of our entries is answered with its
 # stamps (a LeafDigest) instead of 16 child hashes: cheaper for small differences.
 LIST_BELOW = 8
+# The greatest counter a peer's entry may carry (module rules): far below int64's
+# limit, so a write stamped above it (by one, or gossip-kv's clock tick) still fits.
+MAX_COUNTER = 2**62
 RUMOR_TIMER = "rumor"
 ANTI_ENTROPY_TIMER = "anti-entropy"
 
@@ -191,6 +198,10 @@ class GossipNode:
 
     def _learn(self, entries: Sequence[Entry], source: str | None) -> list[Entry]:
         """Merge ``entries``; persist and make hot those that changed the map."""
+        if source is not None:
+            fit = [e for e in entries if 0 <= e.counter <= MAX_COUNTER]
+            self.dropped += len(entries) - len(fit)
+            entries = fit
         changed = [e for e in entries if self._merge(e)]
         if changed:
             self.env.storage.log_append(list(changed))
