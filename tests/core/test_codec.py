@@ -452,6 +452,35 @@ def test_a_tuple_of_messages_holds_only_that_class():
     assert msg == "malformed AppendEntries: field 'entries' holds a Heartbeat, not a LogEntry"
 
 
+def test_a_tuple_of_a_scalar_type_holds_only_that_type():
+    """A peer's map among a Prepare's participants (declared ``tuple[str, ...]``) became a
+    message destination and halted a 2PC participant: items are checked like fields."""
+    from consensuskit.protocols.commit.messages import Prepare, TxnPart
+
+    part = TxnPart(compare=(), success=(("put", "k", "v"),), failure=())
+    good = Prepare(txn="n1.1.1", coordinator="n1", participants=("n1", "n2"), part=part)
+    assert decode(encode(good)) == good
+    for bad, why in [
+        ({"a": "b"}, "holds a dict, not a str"),
+        (5, "holds a int, not a str"),
+        (b"n2", "holds a bytes, not a str"),
+        (None, "holds a NoneType, not a str"),
+        (("n2",), "holds a tuple, not a str"),
+    ]:
+        forged = dataclasses.replace(good, participants=("n1", bad))  # type: ignore[arg-type]
+        assert raises_codec(encode(forged)) == f"malformed Prepare: field 'participants' {why}"
+    # tuple[int, ...]: within int64, never a bool (a rejoin's incarnations).
+    config = raft_mod.RejoinConfig(voters=("n1",), rejoining=("n1",), incarnations=(3,))
+    assert decode(encode(config)) == config
+    for bad, why in [
+        (2**63, f"holds {2**63}, outside int64"),
+        (True, "holds a bool, not a int"),
+        ("3", "holds a str, not a int"),
+    ]:
+        forged = dataclasses.replace(config, incarnations=(bad,))
+        assert raises_codec(encode(forged)) == f"malformed RejoinConfig: field 'incarnations' {why}"
+
+
 def test_a_tuple_of_messages_takes_a_registered_subclass_of_its_class():
     """A family may extend an entry type (gossip's KVEntry is an Entry) and send it in its
     base's messages; a sibling class is still refused."""

@@ -24,7 +24,9 @@ checks the version, the tag, the field count and the declared scalar types, and 
 receiver's next term, ballot or index unstorable (a halt, issue 10).  A field declared as
 a registered message class (or a union with one) must hold that class, and a
 ``tuple[M, ...]`` of a message class only instances of M: a peer's integer where a log
-entry or a ballot belongs must not reach a handler.  An instance of M is also one of a
+entry or a ballot belongs must not reach a handler.  Likewise a ``tuple[S, ...]`` of a
+scalar type (``str``, ``int`` within int64, ...) holds only S: a peer's map where a node
+id belongs once became a message destination and halted a 2PC participant.  An instance of M is also one of a
 registered subclass of M (decoded by its own tag): a family may extend an entry type
 and still send it in its base's messages.
 
@@ -311,14 +313,36 @@ def _accepted_types(hint: Any) -> tuple[type, ...] | None:
     return None
 
 
-def _element_class(hint: Any) -> type | None:
-    """M for a field declared ``tuple[M, ...]`` (or that or None) with M a registered message."""
+def _element_class(hint: Any) -> type | tuple[type, ...] | None:
+    """For a field declared ``tuple[X, ...]`` (or that or None): M when X is a registered
+    message M, the scalar types X accepts when X is a scalar type (or a union of them),
+    else None (not checked)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         found = [_element_class(arg) for arg in typing.get_args(hint) if arg is not type(None)]
         return found[0] if len(found) == 1 else None
     args = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
-    if len(args) == 2 and args[1] is Ellipsis and isinstance(args[0], type) and args[0] in _TAG_OF:
+    if len(args) != 2 or args[1] is not Ellipsis:
+        return None
+    if isinstance(args[0], type) and args[0] in _TAG_OF:
         return args[0]
+    accepted = _accepted_types(args[0])
+    if accepted is not None and set(accepted) <= set(_SCALARS) | {type(None)}:
+        return accepted
+    return None
+
+
+def _element_error(
+    cls: type, name: str, element: type | tuple[type, ...], items: tuple[Any, ...]
+) -> str | None:
+    """Why a decoded ``tuple[X, ...]`` field's ``items`` are not all X, or None."""
+    kinds = element if isinstance(element, tuple) else (element,)
+    for item in items:
+        wrong = not isinstance(item, kinds) or ((item is True or item is False) and bool not in kinds)
+        if wrong:
+            want = " or ".join(k.__name__ for k in kinds)
+            return f"malformed {cls.__name__}: field {name!r} holds a {type(item).__name__}, not a {want}"
+        if type(item) is int and not WIRE_INT_MIN <= item <= WIRE_INT_MAX:
+            return f"malformed {cls.__name__}: field {name!r} holds {item}, outside int64"
     return None
 
 
@@ -410,7 +434,14 @@ def _compile_builder(marker: _Marker) -> Callable[[tuple[Any, ...]], Any]:
                 lines.append(f"    if v{i}.__class__ is int and not {bounds}:")
         lines.append("        return slow(marker, values[1:])")
         element = marker.elements[i]
-        if element is not None:  # tuple[M, ...]: every item an M
+        if isinstance(element, tuple):  # tuple[S, ...] of a scalar type: the exact classes
+            env[f"elem{i}"] = frozenset(element)
+            check = f"e.__class__ in elem{i}"
+            if int in element:
+                check += f" and (e.__class__ is not int or {WIRE_INT_MIN} <= e <= {WIRE_INT_MAX})"
+            lines.append(f"    if v{i}.__class__ is tuple and not all({check} for e in v{i}):")
+            lines.append("        return slow(marker, values[1:])")
+        elif element is not None:  # tuple[M, ...]: every item an M
             env[f"elem{i}"] = element
             check = f"e.__class__ is elem{i} or isinstance(e, elem{i})"  # the exact class first: cheap
             lines.append(f"    if v{i}.__class__ is tuple and not all({check} for e in v{i}):")
@@ -580,12 +611,9 @@ def _build(marker: _Marker, values: tuple[Any, ...]) -> Any:
                 raise CodecError(f"malformed {cls.__name__}: field {name!r} is {value}, outside int64")
             element = marker.elements[marker.names.index(name)]
             if element is not None and type(value) is tuple:
-                for item in value:
-                    if not isinstance(item, element):
-                        raise CodecError(
-                            f"malformed {cls.__name__}: field {name!r} holds a {type(item).__name__}, "
-                            f"not a {element.__name__}"
-                        )
+                error = _element_error(cls, name, element, value)
+                if error is not None:
+                    raise CodecError(error)
         elif type(value) is _Marker:
             raise CodecError(f"malformed {cls.__name__}: field {name!r} is a bare message marker")
     if held < len(checks):  # an older release's frame: the appended fields it lacks
@@ -1009,7 +1037,18 @@ def _compile_wire_builder(marker: _Marker) -> Callable[[list[Any]], Any]:
             lines.append(f"    if v{i}.__class__ is int and not {WIRE_INT_MIN} <= v{i} <= {WIRE_INT_MAX}:")
             lines.append("        raise NotWire")
         element = marker.elements[i]
-        if element is not None:  # tuple[M, ...]: exactly M (a subclass: the reference)
+        if isinstance(element, tuple):  # tuple[S, ...] of a scalar type: the exact classes
+            env[f"elem{i}"] = frozenset(element)
+            lines.append(f"    if v{i}.__class__ is tuple:")
+            lines.append(f"        for e in v{i}:")
+            lines.append(f"            if e.__class__ not in elem{i}:")
+            lines.append("                raise NotWire")
+            if int in element:
+                lines.append(
+                    f"            if e.__class__ is int and not {WIRE_INT_MIN} <= e <= {WIRE_INT_MAX}:"
+                )
+                lines.append("                raise NotWire")
+        elif element is not None:  # tuple[M, ...]: exactly M (a subclass: the reference)
             env[f"elem{i}"] = element
             lines.append(f"    if v{i}.__class__ is tuple:")
             lines.append(f"        for e in v{i}:")

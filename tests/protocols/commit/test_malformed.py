@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from consensuskit.core.messages import decode, encode
+from consensuskit.core.messages import CodecError, decode, encode
 from consensuskit.protocols.commit.messages import (
     ZERO_ROUND,
     Phase1a,
@@ -58,8 +58,11 @@ def quiet_sim(protocol: str) -> Simulation:
     return sim
 
 
-def feed(sim: Simulation, node: str, src: str, msg: Any) -> None:
-    sim.invoke(node, lambda n: n.on_message(src, from_wire(msg)), f"{src}->{node} {type(msg).__name__}")
+def feed(sim: Simulation, node: str, src: str, msg: Any, wire: bool = True) -> None:
+    """``msg`` handled by ``node`` as from ``src``: through the codec (``wire``), or as is
+    (what the codec refuses, to hold the node's own gate to it too)."""
+    msg = from_wire(msg) if wire else msg
+    sim.invoke(node, lambda n: n.on_message(src, msg), f"{src}->{node} {type(msg).__name__}")
 
 
 GOOD_PART = TxnPart(success=(("put", "k1", "v"),))
@@ -69,10 +72,10 @@ GOOD_PART = TxnPart(success=(("put", "k1", "v"),))
 @pytest.mark.parametrize(
     "prepare",
     [
-        # A dict where a participant belongs (the codec checks only that it is a tuple):
-        # the timed-out participant's DecisionRequest went to it, and the server's
-        # runtime halted ("releasing outputs failed with AttributeError: 'dict' object
-        # has no attribute 'done'").
+        # A dict where a participant belongs (the codec then checked only that it was a
+        # tuple; it refuses the frame now): the timed-out participant's DecisionRequest
+        # went to it, and the server's runtime halted ("releasing outputs failed with
+        # AttributeError: 'dict' object has no attribute 'done'").
         Prepare(txn="n2.1.9", coordinator="n2", participants=({"a": "b"},), part=GOOD_PART),  # type: ignore[arg-type]
         # A coordinator that is not a member: nobody answers the participant's inquiry,
         # so it would hold its locks in doubt for good.
@@ -84,7 +87,11 @@ GOOD_PART = TxnPart(success=(("put", "k1", "v"),))
 )
 def test_prepare_naming_no_member_is_dropped(protocol: str, prepare: Prepare):
     sim = quiet_sim(protocol)
-    feed(sim, "n1", "n2", prepare)
+    wire = all(isinstance(p, str) for p in prepare.participants)
+    if not wire:
+        with pytest.raises(CodecError, match="field 'participants' holds a dict, not a str"):
+            from_wire(prepare)
+    feed(sim, "n1", "n2", prepare, wire=wire)
     sim.run_until(30.0)  # every timeout fires (the DecisionRequest, the recovery)
     node = sim.nodes["n1"]
     assert node.status()["malformed"] == 1
