@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import consensuskit.protocols.commit.messages
@@ -33,6 +33,7 @@ import consensuskit.protocols.sharded.messages
 import consensuskit.protocols.swim.messages  # noqa: F401 - registers the families' classes
 from consensuskit.core.messages import CodecError, decode
 from consensuskit.sim import SimConfig, Simulation
+from tests.fuzzing import live_fuzz
 from tests.protocols.hostile_peers import harvest, mutated, payload_of
 
 PROTOCOLS = ("2pc", "3pc", "paxos-commit", "gossip", "gossip-kv", "swim", "sharded-raft")
@@ -68,13 +69,7 @@ def run_fuzz(protocol: str, examples: int) -> None:
     harvested = harvest(protocol)
     sim = loaded_sim(protocol)
 
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @live_fuzz(examples)
     @given(
         st.lists(st.tuples(mutated(harvested), st.sampled_from(NODES)), min_size=1, max_size=4),
         st.sampled_from([0.0, 0.01, 0.2, 2.0]),

@@ -47,7 +47,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 # Each family's messages module registers its message classes (MESSAGES).
@@ -68,6 +68,7 @@ from consensuskit.server import handshake
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.server.framing import frame
 from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
+from tests.fuzzing import live_fuzz
 from tests.protocols.hostile_peers import Raw, harvest, mutated, payload_of
 from tests.server.test_processes import NODE_OPTIONS, PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
@@ -439,13 +440,7 @@ async def send(target: Target, node: str, impersonate: str, when: str, chunks: l
 def run_fuzz(target: Target, examples: int) -> None:
     nodes = sorted(target.cluster.nodes)
 
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @live_fuzz(examples)
     @given(frames(target.protocol, target.harvested), st.sampled_from(nodes), st.sampled_from(nodes))
     def one(sent: tuple[str, list[bytes], Route], node: str, impersonate: str) -> None:
         when, chunks, route = sent
