@@ -394,7 +394,7 @@ sequences = st.lists(operations, min_size=1, max_size=14)
 
 @settings(
     derandomize=True,
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

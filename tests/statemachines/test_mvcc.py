@@ -228,6 +228,22 @@ def test_a_range_takes_a_negative_limit_as_none_and_a_negative_revision_as_now()
     assert len(in_txn["responses"][0]["range"]["kvs"]) == 3
 
 
+def test_a_ranges_count_is_before_its_revision_bounds_filter_it() -> None:
+    """etcd counts the keys in the range, then filters by min/max mod and create
+    revision (apply.go Range); "more" says whether the limit cut the filtered ones.
+    Ours counted after filtering.  Checked against etcd 3.4."""
+    s = MVCCStore()
+    for key in (b"a", b"b", b"c"):
+        run(s, "put", key=key, value=b"v")  # revs 2, 3, 4
+    r = run(s, "range", key=b"a", range_end=b"\0", max_create_revision=1)
+    assert r["kvs"] == () and r["count"] == 3 and not r["more"]
+    r = run(s, "range", key=b"a", range_end=b"\0", min_mod_revision=3, limit=1)
+    assert [kv[0] for kv in r["kvs"]] == [b"b"] and r["count"] == 3 and r["more"]
+    r = run(s, "range", key=b"a", range_end=b"\0", min_mod_revision=4, limit=1)
+    assert [kv[0] for kv in r["kvs"]] == [b"c"] and r["count"] == 3 and not r["more"]
+    assert run(s, "range", key=b"a", range_end=b"\0", min_mod_revision=4, count_only=True)["count"] == 3
+
+
 def test_compacting_at_a_negative_revision_is_compacted() -> None:
     """etcd's store starts compacted at -1: a negative revision is at or below it."""
     s = MVCCStore()

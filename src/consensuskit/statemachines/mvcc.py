@@ -303,6 +303,9 @@ class MVCCStore:
         target = _int(req.get("sort_target"), "sort_target")
         self._check_revision(rev)
         kvs = list(self._kvs_at(key, end, rev))
+        # etcd's count is of the range's keys, before the revision bounds filter them
+        # (apply.go Range: pruneKVs leaves the store's count alone); "more" is after.
+        count = len(kvs)
         for name, field, cmp in (
             ("min_mod_revision", 2, 1),
             ("max_mod_revision", 2, -1),
@@ -319,10 +322,10 @@ class MVCCStore:
             if field is None:
                 raise _bad(f"unknown sort_target {target}")
             kvs.sort(key=lambda kv: kv[field], reverse=order == SORT_DESCEND)
-        count = len(kvs)
-        if limit and count > limit:
+        more = bool(limit) and len(kvs) > limit
+        if more:
             kvs = kvs[:limit]
-        result: dict[str, Any] = {"revision": self._seen_revision(), "count": count, "more": len(kvs) < count}
+        result: dict[str, Any] = {"revision": self._seen_revision(), "count": count, "more": more}
         if _flag(req.get("count_only")):
             result["kvs"], result["more"] = (), False
         elif _flag(req.get("keys_only")):
