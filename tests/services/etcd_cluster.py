@@ -38,12 +38,14 @@ class EtcdCluster:
         return sorted(n for n in self.cluster.nodes if n != leader)[0]
 
 
-def etcd_cluster(tmp_path_factory: pytest.TempPathFactory, protocol: str) -> Iterator[EtcdCluster]:
+def etcd_cluster(
+    tmp_path_factory: pytest.TempPathFactory, protocol: str, nodes: int = 3
+) -> Iterator[EtcdCluster]:
     root = tmp_path_factory.mktemp(f"etcd-{protocol}")
     layout = ClusterLayout.prepare(
         root / "data",
-        3,
-        free_base_port(9),
+        nodes,
+        free_base_port(3 * nodes),
         node_options={**OPTIONS, "options": PROTOCOL_OPTIONS[protocol], "service": "etcd"},
         protocol=protocol,
     )

@@ -286,6 +286,25 @@ async def test_txn_and_status_answer_etcds_fields(tmp_path):
 
 
 @async_test
+async def test_a_txn_with_an_empty_request_op_is_refused_in_etcds_order(tmp_path):
+    """etcd's checkTxnRequest refuses a RequestOp that holds no request as "key not
+    found", in its place among the txn's ops (an earlier op's empty key first); ours
+    said "a RequestOp holds no request" ahead of every other check.  Checked against
+    etcd 3.4."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        empty_key = pb.RequestOp(request_range=pb.RangeRequest(key=b""))
+        for ops, text in (
+            ([pb.RequestOp(request_range=pb.RangeRequest(key=b"a")), pb.RequestOp()], "key not found"),
+            ([empty_key, pb.RequestOp()], "key is not provided"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await kv.Txn(pb.TxnRequest(failure=ops))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.details() == f"etcdserver: {text}"
+
+
+@async_test
 async def test_a_watch_whose_client_does_not_read_stops_pulling_events(tmp_path, monkeypatch):
     """A Watch stream whose client reads nothing: at most WATCH_RESPONSES_QUEUED answers
     wait in the stream (grpc's own buffers aside), and its watcher stops pulling from the

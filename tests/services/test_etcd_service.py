@@ -77,6 +77,9 @@ def test_a_txn_holds_at_most_128_ops_in_its_compares_and_each_branch() -> None:
         # Only one branch of a nested txn runs: both may put the same key.
         ([{"txn": {"success": [put("a")], "failure": [put("a")]}}], False),
         ([put("a"), put("b"), {"delete_range": {"key": "c", "range_end": "d"}}], False),
+        # etcd reads a delete to "\0" as [key, "\0"): empty, no put conflicts with it.
+        ([put("a"), {"delete_range": {"key": "0", "range_end": "\0"}}], False),
+        ([{"delete_range": {"key": "a", "range_end": "\0"}}, {"txn": {"success": [put("a")]}}], False),
     ],
 )
 def test_a_txn_writes_a_key_once_in_either_branch_nested_txns_included(ops: list[Any], duplicate: bool):
@@ -87,6 +90,25 @@ def test_a_txn_writes_a_key_once_in_either_branch_nested_txns_included(ops: list
                 validate(op)
         else:
             validate(op)
+
+
+def test_a_txn_is_checked_in_etcds_order_before_the_log() -> None:
+    """etcd's checkTxnRequest, op by op (success, then failure, nested in place): an
+    empty key, a value with ignore_value, a lease with ignore_lease, an empty request op
+    ("key not found"), even in the branch that will not run.  Checked against etcd 3.4."""
+    cases = (
+        (txn(failure=[{"put": {"key": "a", "value": "v", "ignore_value": True}}]), "value is provided"),
+        (txn(failure=[{"put": {"key": "a", "lease": 5, "ignore_lease": True}}]), "lease is provided"),
+        (txn(success=[{"range": {"key": "a"}}, {}]), "key not found"),
+        (txn(success=[{"txn": {"success": [{}]}}, {"put": {"key": ""}}]), "key not found"),
+        (txn(success=[{"put": {"key": "", "value": "v", "ignore_value": True}}]), "key is not provided"),
+        (txn(success=[{"put": {"key": "a", "value": "v", "ignore_value": True}}, {}]), "value is provided"),
+    )
+    for op, text in cases:
+        with pytest.raises(ValueError, match=f"^{text}$"):
+            validate(op)
+    with pytest.raises(ValueError, match=r"^lease is provided$"):
+        validate(make_op("put", "a", {"lease": 5, "ignore_lease": True}))
 
 
 def test_an_op_names_its_key_only_when_it_touches_one() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from consensuskit.core.client import ClientRequest
+from consensuskit.core.client import ClientRequest, ServiceOp
 from consensuskit.core.messages import LazyArray, decode, encode
 from consensuskit.services.etcd import make_op
 from consensuskit.statemachines import mvcc
@@ -205,6 +205,117 @@ def test_put_flags() -> None:
     (kv,) = run(s, "range", key=b"k")["kvs"]
     assert kv[4] == b"v" and kv[5] == lease and kv[3] == 2
     assert run(s, "put", key=b"k", value=b"x", ignore_value=True)["error"] == "value-provided"
+
+
+def test_a_plain_put_looks_its_lease_up_before_its_key() -> None:
+    """etcd's applier (apply.go Put) looks a plain put's lease up first; in a txn,
+    checkRequestPut looks at the key first.  Checked against etcd 3.4."""
+    s = MVCCStore()
+    assert run(s, "put", key=b"k", ignore_value=True, lease=77)["error"] == "lease-not-found"
+    bad = {"put": {"key": b"k", "ignore_value": True, "lease": 77}}
+    assert run(s, "txn", success=[bad])["error"] == "key-not-found"
+
+
+def test_a_range_takes_a_negative_limit_as_none_and_a_negative_revision_as_now() -> None:
+    """etcd: a limit is applied only when positive; a revision <= 0 reads the current
+    one (mvcc rangeKeys).  Both were refused as malformed."""
+    s = MVCCStore()
+    for key in (b"a", b"b", b"c"):
+        run(s, "put", key=key, value=b"v")
+    r = run(s, "range", key=b"a", range_end=b"\0", limit=-1, revision=-5)
+    assert [kv[0] for kv in r["kvs"]] == [b"a", b"b", b"c"] and not r["more"] and r["revision"] == 4
+    in_txn = run(s, "txn", success=[{"range": {"key": b"a", "range_end": b"\0", "limit": -2}}])
+    assert len(in_txn["responses"][0]["range"]["kvs"]) == 3
+
+
+def test_a_ranges_count_is_before_its_revision_bounds_filter_it() -> None:
+    """etcd counts the keys in the range, then filters by min/max mod and create
+    revision (apply.go Range); "more" says whether the limit cut the filtered ones.
+    Ours counted after filtering.  Checked against etcd 3.4."""
+    s = MVCCStore()
+    for key in (b"a", b"b", b"c"):
+        run(s, "put", key=key, value=b"v")  # revs 2, 3, 4
+    r = run(s, "range", key=b"a", range_end=b"\0", max_create_revision=1)
+    assert r["kvs"] == () and r["count"] == 3 and not r["more"]
+    r = run(s, "range", key=b"a", range_end=b"\0", min_mod_revision=3, limit=1)
+    assert [kv[0] for kv in r["kvs"]] == [b"b"] and r["count"] == 3 and r["more"]
+    r = run(s, "range", key=b"a", range_end=b"\0", min_mod_revision=4, limit=1)
+    assert [kv[0] for kv in r["kvs"]] == [b"c"] and r["count"] == 3 and not r["more"]
+    assert run(s, "range", key=b"a", range_end=b"\0", min_mod_revision=4, count_only=True)["count"] == 3
+
+
+def test_compacting_at_a_negative_revision_is_compacted() -> None:
+    """etcd's store starts compacted at -1: a negative revision is at or below it."""
+    s = MVCCStore()
+    assert run(s, "compact", revision=-1)["error"] == "compacted"
+    assert run(s, "compact", revision=-7)["error"] == "compacted"
+
+
+def test_a_nested_txn_compares_on_the_state_before_the_txn() -> None:
+    """etcd's compareToPath judges every compare, nested ones included, before any op
+    runs: a nested compare does not see the put ahead of it.  Checked against etcd 3.4."""
+    s = MVCCStore()
+    nested = {
+        "compare": [{"key": b"n", "target": VALUE, "result": EQUAL, "value": b"1"}],
+        "success": [{"range": {"key": b"n"}}],
+        "failure": [{"delete_range": {"key": b"zz"}}],
+    }
+    r = run(s, "txn", success=[{"put": {"key": b"n", "value": b"1"}}, {"txn": nested}])
+    inner = r["responses"][1]["txn"]
+    assert r["succeeded"] and not inner["succeeded"] and "delete_range" in inner["responses"][0]
+
+
+def test_a_txn_checks_every_put_then_every_range_before_it_runs() -> None:
+    """etcd's applier checks the puts a txn will run (the key for ignore_value or
+    ignore_lease, then the lease), nested ones in place, then every range's revision,
+    and only then runs it: the first error is the first put's, whatever comes before."""
+    s = MVCCStore()
+    run(s, "put", key=b"a", value=b"1")  # rev 2
+    future = {"range": {"key": b"a", "revision": 99}}
+    unknown_lease = {"put": {"key": b"b", "lease": 77}}
+    assert run(s, "txn", success=[future, unknown_lease])["error"] == "lease-not-found"
+    absent = {"put": {"key": b"zz", "ignore_value": True}}
+    nested = {"txn": {"success": [absent]}}
+    assert run(s, "txn", success=[unknown_lease, nested])["error"] == "lease-not-found"
+    assert run(s, "txn", success=[nested, unknown_lease])["error"] == "key-not-found"
+    assert run(s, "txn", success=[future])["error"] == "future-revision"
+    # Below etcd's first revision (-1 before any compaction, then the compact revision)
+    # a txn's range is compacted, where a plain range reads the current revision.
+    at = lambda rev: [{"range": {"key": b"a", "revision": rev}}]  # noqa: E731
+    assert "error" not in run(s, "txn", success=at(-1))
+    assert run(s, "txn", success=at(-2))["error"] == "compacted"
+    run(s, "compact", revision=2)
+    assert run(s, "txn", success=at(-1))["error"] == "compacted"
+    assert run(s, "range", key=b"a", revision=-1)["revision"] == 2
+    assert s.revision == 2
+
+
+def test_a_txn_an_earlier_release_logged_runs_as_it_did() -> None:
+    """A txn without ``precheck`` (what the log of an earlier release holds) keeps its
+    old meaning on replay: nested compares after the ops ahead of them, a negative
+    limit malformed."""
+    s = MVCCStore()
+    nested = {
+        "compare": [{"key": b"n", "target": VALUE, "result": EQUAL, "value": b"1"}],
+        "success": [{"range": {"key": b"n"}}],
+        "failure": [],
+    }
+    old = {"success": [{"put": {"key": b"n", "value": b"1"}}, {"txn": nested}]}
+    r = s.execute(ServiceOp(kind="txn", value=old))
+    assert r["responses"][1]["txn"]["succeeded"]
+    negative = {"success": [{"range": {"key": b"n", "limit": -1}}]}
+    assert s.execute(ServiceOp(kind="txn", value=negative))["error"] == "bad-request"
+    assert make_op("txn", "", old).value["precheck"] is True
+
+
+def test_a_delete_to_the_end_conflicts_with_no_put_in_a_txn() -> None:
+    """etcd's checkIntervals reads a delete to "\\0" as the interval [key, "\\0"),
+    which holds no key: a put beside it is no duplicate.  Checked against etcd 3.4."""
+    s = MVCCStore()
+    run(s, "put", key=b"a", value=b"1")
+    r = run(s, "txn", success=[{"delete_range": {"key": b"a", "range_end": b"\0"}}, {"put": {"key": b"b"}}])
+    assert r["responses"][0]["delete_range"]["deleted"] == 1
+    assert [kv[0] for kv in run(s, "range", key=b"a", range_end=b"\0")["kvs"]] == [b"b"]
 
 
 def test_leases_keys_keepalive_and_expiry_by_stamp() -> None:

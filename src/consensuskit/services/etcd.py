@@ -15,7 +15,13 @@ Rules this module owns (the operations at the edge and the workload):
     no key is put twice, or put and deleted, in either branch, nested txns included
     ("duplicate key given in txn request"; the store checks the branch it runs, and
     only at the top level: a check moved into the store would change what a log
-    written by an earlier release means on replay);
+    written by an earlier release means on replay); a delete to "\\0" conflicts with no
+    put (etcd's interval check reads it as empty: mvcc.conflicts); a put with
+    ignore_value and a value, or ignore_lease and a lease, is refused ("value is
+    provided", "lease is provided"), and an empty request op in a txn ("key not found"),
+    each in etcd's order (api/v3rpc/key.go checkTxnRequest);
+  * every txn op it makes carries ``precheck``: the store runs it in etcd's order
+    (statemachines/mvcc.py);
   * an op's ``key`` (used by histories and the checker's partition) is the key it
     touches when it touches exactly one, else "";
   * the workload: keys ``k0 .. k{keys-1}``; 28% range, 20% put (prev_kv), 8% delete
@@ -59,7 +65,7 @@ from consensuskit.statemachines.mvcc import (
     VERSION,
     MVCCStateMachine,
     as_bytes,
-    in_range,
+    conflicts,
 )
 
 MAX_TXN_OPS = 128  # etcd's --max-txn-ops default: ops in a txn's compares or one branch
@@ -91,7 +97,12 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
         "ignore_lease": (bool,),
     },
     "delete_range": {"key": (bytes, str), "range_end": (bytes, str), "prev_kv": (bool,)},
-    "txn": {"compare": (list, tuple), "success": (list, tuple), "failure": (list, tuple)},
+    "txn": {
+        "compare": (list, tuple),
+        "success": (list, tuple),
+        "failure": (list, tuple),
+        "precheck": (bool,),
+    },
     "compact": {"revision": (int,), "physical": (bool,)},
     "lease_grant": {"id": (int,), "ttl": (int,)},
     "lease_revoke": {"id": (int,)},
@@ -139,6 +150,10 @@ def _check_body(kind: str, body: Any, depth: int = 0, budget: int = MAX_TXN_OPS)
     _check_fields(kind, body, _FIELDS[kind])
     if kind in ("range", "put", "delete_range") and not body.get("key"):
         raise ValueError("key is not provided")
+    if kind == "put" and body.get("ignore_value") and body.get("value"):
+        raise ValueError("value is provided")
+    if kind == "put" and body.get("ignore_lease") and body.get("lease"):
+        raise ValueError("lease is provided")
     if kind != "txn":
         return
     if depth > 8:
@@ -154,6 +169,8 @@ def _check_body(kind: str, body: Any, depth: int = 0, budget: int = MAX_TXN_OPS)
             raise ValueError("key is not provided")
     for branch, items in branches.items():
         for item in items:
+            if item == {}:  # an empty RequestOp: etcd's checkRequestOp says this
+                raise ValueError("key not found")
             if not isinstance(item, dict) or len(item) != 1:
                 raise ValueError(f"txn {branch}: each request holds one of {', '.join(_TXN_REQUESTS)}")
             ((sub, sub_body),) = item.items()
@@ -163,7 +180,7 @@ def _check_body(kind: str, body: Any, depth: int = 0, budget: int = MAX_TXN_OPS)
 
 
 def _deleted(key: bytes, deletes: list[tuple[bytes, bytes]]) -> bool:
-    return any(in_range(key, start, end) for start, end in deletes)
+    return any(conflicts(key, start, end) for start, end in deletes)
 
 
 def _writes(ops: Any) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
@@ -258,6 +275,8 @@ def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
     body = dict(value) if isinstance(value, dict) else {}
     if key and "key" not in body and kind in ("range", "put", "delete_range", "watch"):
         body["key"] = key
+    if kind == "txn":
+        body.setdefault("precheck", True)  # etcd's order of checks (statemachines/mvcc.py)
     return ServiceOp(kind=kind, key=single_key(kind, body), value=body, read=kind in READ_KINDS)
 
 

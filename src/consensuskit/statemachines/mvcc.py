@@ -28,6 +28,18 @@ Rules this module owns (etcd's mvcc and lessor, server/mvcc and server/lease):
     success or the failure branch, and its ranges see its own earlier writes.  A
     request that fails (lease not found, ignore_value on an absent key, ...) undoes the
     whole transaction: nothing changes, the revision included;
+  * a txn with ``precheck`` (every txn the service's edge makes since it was added)
+    runs as etcd's applier does (apply.go Txn): the compares of nested txns are judged
+    on the state before the txn too, not after the ops ahead of them; then every put
+    it will run is checked (ignore_value/ignore_lease on an absent key, then an unknown
+    lease), then every range's revision (future; below etcd's first revision, the
+    compact revision or -1 before any: compacted), and only then does anything run.
+    Its ranges take a negative limit as none and a negative revision as the current
+    one, as a plain range does.  A txn without it (a log an earlier release wrote)
+    runs as it did: ops in order, each checked as it runs, a negative limit or
+    revision malformed, so replaying that log gives the state it gave;
+  * a plain put looks its lease up before its key (etcd: "requested lease not found"
+    before "key not found"); compacting at a negative revision is ``compacted``;
   * leases: a lease is (id, granted TTL, attached keys, refresh stamp).  The TTL is in
     the grant command (the leader's front decides it, enforcing its minimum).  Time never
     enters this module: a keep-alive is a log command that bumps the lease's stamp, and
@@ -101,6 +113,8 @@ WRITE_KINDS = (
 KINDS = READ_KINDS + WRITE_KINDS
 
 KV = tuple[bytes, int, int, int, bytes, int]  # key, create, mod, version, value, lease
+# A precheck txn's plan: (succeeded, its branch's ops as (kind, body, a nested txn's plan)).
+Plan = tuple[bool, list[tuple[str, dict[str, Any], "Plan | None"]]]
 # One change of a key: (main revision, sub revision, the key-value or None for a delete).
 Change = tuple[int, int, "KV | None"]
 # A key's changes, oldest first: a tuple while short, a list beyond (module rules).
@@ -195,6 +209,14 @@ def in_range(key: bytes, start: bytes, end: bytes) -> bool:
     return start <= key < end
 
 
+def conflicts(key: bytes, start: bytes, end: bytes) -> bool:
+    """Whether a put of ``key`` and a delete of [start, end) in one txn are refused as
+    "duplicate key" (etcd's checkIntervals): as ``in_range``, except that a delete to
+    ``\\0`` (every key from start on) conflicts with none, for etcd's interval tree
+    reads that range as [start, "\\0"), which holds no key (etcd 3.4 to 3.6 alike)."""
+    return end != b"\0" and in_range(key, start, end)
+
+
 def prefix_end(prefix: bytes) -> bytes:
     """The range end of every key starting with ``prefix`` (clientv3.GetPrefixRangeEnd)."""
     end = bytearray(prefix)
@@ -268,15 +290,22 @@ class MVCCStore:
             return exc.result()
 
     # ------------------------------------------------------------------ reads
-    def _range(self, req: dict[str, Any]) -> dict[str, Any]:
+    def _range(self, req: dict[str, Any], *, strict: bool = False) -> dict[str, Any]:
+        """A range; as etcd, a negative limit is no limit and a negative revision the
+        current one.  ``strict``: refused as malformed, as a txn without ``precheck``
+        always was (module rules: the meaning of a log an earlier release wrote)."""
         key = as_bytes(req.get("key"), "key")
         end = as_bytes(req.get("range_end"), "range_end")
-        rev = _int(req.get("revision"), "revision", least=0)
-        limit = _int(req.get("limit"), "limit", least=0)
+        least = 0 if strict else None
+        rev = max(_int(req.get("revision"), "revision", least=least), 0)
+        limit = max(_int(req.get("limit"), "limit", least=least), 0)
         order = _int(req.get("sort_order"), "sort_order")
         target = _int(req.get("sort_target"), "sort_target")
         self._check_revision(rev)
         kvs = list(self._kvs_at(key, end, rev))
+        # etcd's count is of the range's keys, before the revision bounds filter them
+        # (apply.go Range: pruneKVs leaves the store's count alone); "more" is after.
+        count = len(kvs)
         for name, field, cmp in (
             ("min_mod_revision", 2, 1),
             ("max_mod_revision", 2, -1),
@@ -293,10 +322,10 @@ class MVCCStore:
             if field is None:
                 raise _bad(f"unknown sort_target {target}")
             kvs.sort(key=lambda kv: kv[field], reverse=order == SORT_DESCEND)
-        count = len(kvs)
-        if limit and count > limit:
+        more = bool(limit) and len(kvs) > limit
+        if more:
             kvs = kvs[:limit]
-        result: dict[str, Any] = {"revision": self._seen_revision(), "count": count, "more": len(kvs) < count}
+        result: dict[str, Any] = {"revision": self._seen_revision(), "count": count, "more": more}
         if _flag(req.get("count_only")):
             result["kvs"], result["more"] = (), False
         elif _flag(req.get("keys_only")):
@@ -488,7 +517,9 @@ class MVCCStore:
 
         self._journal.append(undo)
 
-    def _do_put(self, req: dict[str, Any]) -> dict[str, Any]:
+    def _do_put(self, req: dict[str, Any], *, alone: bool = False) -> dict[str, Any]:
+        """A put; ``alone``: not in a txn, where etcd looks its lease up before its key
+        (apply.go's Put; in a txn, checkRequestPut looks at the key first)."""
         key = as_bytes(req.get("key"), "key")
         if not key:
             raise MVCCError("empty-key")
@@ -500,6 +531,8 @@ class MVCCStore:
             raise MVCCError("value-provided")
         if ignore_lease and lease:
             raise MVCCError("lease-provided")
+        if alone and lease and lease not in self.leases:
+            raise MVCCError("lease-not-found")
         prev = self._live.get(key)
         if (ignore_value or ignore_lease) and prev is None:
             raise MVCCError("key-not-found")
@@ -532,12 +565,14 @@ class MVCCStore:
         return result
 
     def _put(self, req: dict[str, Any]) -> dict[str, Any]:
-        return self._write(lambda: self._do_put(req))
+        return self._write(lambda: self._do_put(req, alone=True))
 
     def _delete_range(self, req: dict[str, Any]) -> dict[str, Any]:
         return self._write(lambda: self._do_delete(req))
 
     def _txn(self, req: dict[str, Any]) -> dict[str, Any]:
+        if _flag(req.get("precheck")):
+            return self._write(lambda: self._run_plan(self._plan(req)))
         return self._write(lambda: self._do_txn(req))
 
     def _compare(self, cmp: Any) -> bool:
@@ -591,7 +626,7 @@ class MVCCStore:
             ((kind, body),) = item.items()
             body = _dict(body, kind)
             if kind == "range":
-                rr = self._range(body)
+                rr = self._range(body, strict=True)
                 responses.append({"range": rr})
             elif kind == "put":
                 responses.append({"put": self._do_put(body)})
@@ -601,6 +636,70 @@ class MVCCStore:
                 responses.append({"txn": self._do_txn(body)})
             else:
                 raise _bad(f"unknown request op {kind!r}")
+        return {"succeeded": succeeded, "responses": tuple(responses), "revision": self.revision}
+
+    def _plan(self, req: dict[str, Any]) -> Plan:
+        """What a ``precheck`` txn will run: whether it succeeded and its branch's ops,
+        a nested txn with its own plan.  Every compare, nested ones included, is judged
+        here on the state before the txn (etcd's compareToPath)."""
+        compares = req.get("compare") or ()
+        if not isinstance(compares, (list, tuple)):
+            raise _bad("compare must be a list")
+        succeeded = all(self._compare(c) for c in compares)
+        branch = req.get("success" if succeeded else "failure") or ()
+        if not isinstance(branch, (list, tuple)):
+            raise _bad("success and failure must be lists")
+        self._check_duplicates(branch)
+        ops: list[tuple[str, dict[str, Any], Plan | None]] = []
+        for item in branch:
+            item = _dict(item, "a request op")
+            if len(item) != 1:
+                raise _bad("a request op holds exactly one of range, put, delete_range, txn")
+            ((kind, body),) = item.items()
+            body = _dict(body, kind)
+            if kind not in ("range", "put", "delete_range", "txn"):
+                raise _bad(f"unknown request op {kind!r}")
+            ops.append((kind, body, self._plan(body) if kind == "txn" else None))
+        return succeeded, ops
+
+    def _check_plan(self, plan: Plan, kind: str) -> None:
+        """etcd's checkRequests over the ops a plan runs, nested ones in place, on the
+        state before the txn: each put (``kind`` "put") or each range's revision."""
+        for op_kind, body, nested in plan[1]:
+            if nested is not None:
+                self._check_plan(nested, kind)
+            elif op_kind == kind == "put":
+                ignores = _flag(body.get("ignore_value")) or _flag(body.get("ignore_lease"))
+                if ignores and as_bytes(body.get("key"), "key") not in self._live:
+                    raise MVCCError("key-not-found")
+                lease = _int(body.get("lease"), "lease", least=0)
+                if lease and lease not in self.leases:
+                    raise MVCCError("lease-not-found")
+            elif op_kind == kind == "range":
+                rev = _int(body.get("revision"), "revision")
+                if rev > self.revision:
+                    raise MVCCError("future-revision", revision=self.revision)
+                # Below etcd's first revision: its compact revision, -1 before any.
+                if rev and rev < (self.compact_revision or -1):
+                    raise MVCCError("compacted", compact_revision=self.compact_revision)
+
+    def _run_plan(self, plan: Plan, top: bool = True) -> dict[str, Any]:
+        """Run a ``precheck`` txn as etcd's applier does: every put checked, then every
+        range's revision, before anything runs (module rules)."""
+        if top:
+            self._check_plan(plan, "put")
+            self._check_plan(plan, "range")
+        succeeded, ops = plan
+        responses: list[dict[str, Any]] = []
+        for kind, body, nested in ops:
+            if nested is not None:
+                responses.append({"txn": self._run_plan(nested, top=False)})
+            elif kind == "range":
+                responses.append({"range": self._range(body)})
+            elif kind == "put":
+                responses.append({"put": self._do_put(body)})
+            else:
+                responses.append({"delete_range": self._do_delete(body)})
         return {"succeeded": succeeded, "responses": tuple(responses), "revision": self.revision}
 
     def _check_duplicates(self, branch: Any) -> None:
@@ -616,11 +715,13 @@ class MVCCStore:
             if isinstance(item, dict) and isinstance(item.get("delete_range"), dict):
                 d = item["delete_range"]
                 start, end = as_bytes(d.get("key"), "key"), as_bytes(d.get("range_end"), "range_end")
-                if any(in_range(k, start, end) for k in puts):
+                if any(conflicts(k, start, end) for k in puts):
                     raise MVCCError("duplicate-key")
 
     def _compact(self, req: dict[str, Any]) -> dict[str, Any]:
-        rev = _int(req.get("revision"), "revision", least=0)
+        rev = _int(req.get("revision"), "revision")
+        if rev < 0:  # etcd's store starts compacted at -1: a negative revision is below it
+            raise MVCCError("compacted", compact_revision=self.compact_revision)
         if rev > self.revision:
             raise MVCCError("future-revision", revision=self.revision)
         if rev == 0 and self.compact_revision == 0:
