@@ -609,7 +609,9 @@ class MVCCStore:
                 return False
         return True
 
-    def _do_txn(self, req: dict[str, Any]) -> dict[str, Any]:
+    def _branch(self, req: dict[str, Any]) -> tuple[bool, list[tuple[str, dict[str, Any]]]]:
+        """A txn's compares judged on the store as it stands, and the ops of the branch
+        they pick, as (kind, body), checked for shape and duplicate keys."""
         compares = req.get("compare") or ()
         if not isinstance(compares, (list, tuple)):
             raise _bad("compare must be a list")
@@ -618,49 +620,39 @@ class MVCCStore:
         if not isinstance(branch, (list, tuple)):
             raise _bad("success and failure must be lists")
         self._check_duplicates(branch)
-        responses = []
+        ops: list[tuple[str, dict[str, Any]]] = []
         for item in branch:
             item = _dict(item, "a request op")
             if len(item) != 1:
                 raise _bad("a request op holds exactly one of range, put, delete_range, txn")
             ((kind, body),) = item.items()
-            body = _dict(body, kind)
+            if kind not in ("range", "put", "delete_range", "txn"):
+                raise _bad(f"unknown request op {kind!r}")
+            ops.append((kind, _dict(body, kind)))
+        return succeeded, ops
+
+    def _do_txn(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A txn without ``precheck`` (module rules): its ops in order, a nested txn's
+        compares judged when it is reached."""
+        succeeded, ops = self._branch(req)
+        responses = []
+        for kind, body in ops:
             if kind == "range":
-                rr = self._range(body, strict=True)
-                responses.append({"range": rr})
+                responses.append({"range": self._range(body, strict=True)})
             elif kind == "put":
                 responses.append({"put": self._do_put(body)})
             elif kind == "delete_range":
                 responses.append({"delete_range": self._do_delete(body)})
-            elif kind == "txn":
-                responses.append({"txn": self._do_txn(body)})
             else:
-                raise _bad(f"unknown request op {kind!r}")
+                responses.append({"txn": self._do_txn(body)})
         return {"succeeded": succeeded, "responses": tuple(responses), "revision": self.revision}
 
     def _plan(self, req: dict[str, Any]) -> Plan:
         """What a ``precheck`` txn will run: whether it succeeded and its branch's ops,
         a nested txn with its own plan.  Every compare, nested ones included, is judged
         here on the state before the txn (etcd's compareToPath)."""
-        compares = req.get("compare") or ()
-        if not isinstance(compares, (list, tuple)):
-            raise _bad("compare must be a list")
-        succeeded = all(self._compare(c) for c in compares)
-        branch = req.get("success" if succeeded else "failure") or ()
-        if not isinstance(branch, (list, tuple)):
-            raise _bad("success and failure must be lists")
-        self._check_duplicates(branch)
-        ops: list[tuple[str, dict[str, Any], Plan | None]] = []
-        for item in branch:
-            item = _dict(item, "a request op")
-            if len(item) != 1:
-                raise _bad("a request op holds exactly one of range, put, delete_range, txn")
-            ((kind, body),) = item.items()
-            body = _dict(body, kind)
-            if kind not in ("range", "put", "delete_range", "txn"):
-                raise _bad(f"unknown request op {kind!r}")
-            ops.append((kind, body, self._plan(body) if kind == "txn" else None))
-        return succeeded, ops
+        succeeded, ops = self._branch(req)
+        return succeeded, [(kind, body, self._plan(body) if kind == "txn" else None) for kind, body in ops]
 
     def _check_plan(self, plan: Plan, kind: str) -> None:
         """etcd's checkRequests over the ops a plan runs, nested ones in place, on the
