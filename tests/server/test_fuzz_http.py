@@ -83,7 +83,9 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         assert recorder.counts()["ok"] > 20, recorder.counts()
 
 
-def assert_all_alive(target: Target) -> None:
+def assert_all_alive(target: Any) -> None:
+    """No node of ``target.cluster`` exited or was restarted (``target.pids``), and none
+    says it halted (every service's fuzz asks this)."""
     cluster = target.cluster
     dead = cluster.dead_nodes()
     assert dead == [], [(n.node_id, n.returncode, n.log_tail(30)) for n in dead]

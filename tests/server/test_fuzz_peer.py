@@ -69,7 +69,7 @@ from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_p
 from consensuskit.server.framing import frame
 from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
 from tests.fuzzing import live_fuzz
-from tests.protocols.hostile_peers import Raw, harvest, mutated, payload_of
+from tests.protocols.hostile_peers import EDGE_INTS, NODE_IDS, Raw, harvest, mutated, payload_of, scalars
 from tests.server.test_processes import NODE_OPTIONS, PROTOCOLS_SLOW_LEADERLESS, make_cluster
 
 pytestmark = pytest.mark.timeout(300)
@@ -83,8 +83,6 @@ SLOW_EXAMPLES = 3000
 GREETINGS = (PeerHello, PeerIncarnation)
 MESSAGES = {tag: cls for tag, cls in registered_messages().items() if cls not in GREETINGS}
 assert len(MESSAGES) > 20, MESSAGES
-EDGE_INTS = [-(2**63), -(2**31), -1, 0, 1, 2, 3, 10, 2**31, 2**63 - 2, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]
-NODE_IDS = ["n1", "n2", "n3", "n9", "", "x" * 300]
 # Transaction ids ("coordinator.incarnation.counter": the probes' own transactions among
 # them), keys and words a message's strings are checked against, so that a fuzzed
 # message is now and then about one that exists and gets past the first check.
@@ -275,18 +273,6 @@ SERVICE_PROBES = {
 
 
 # ---------------------------------------------------------------------- frames
-scalars = st.one_of(
-    st.sampled_from(EDGE_INTS),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.sampled_from(NODE_IDS),
-    st.text(max_size=8),
-    st.binary(max_size=8),
-    st.booleans(),
-    st.none(),
-    st.floats(allow_nan=True, allow_infinity=True),
-)
-
-
 def _value_for(hint: Any, depth: int) -> st.SearchStrategy[Any]:
     """Values shaped like ``hint`` but at the edges of (or beyond) their range."""
     origin = typing.get_origin(hint)

@@ -31,6 +31,7 @@ from tests.server.test_fuzz_http import (
     ODD_METHODS,
     Fuzzed,
     _valid_ids_are_fresh,
+    assert_all_alive,
     check_answers,
     exchange_fuzzed,
     query_values,
@@ -81,17 +82,6 @@ def live_cluster(root: Path, protocol: str, nodes: int, node_options: dict[str, 
         live = Live(cluster, {n: p.pid for n, p in cluster.nodes.items()}, ports, layout.admin_token)
         yield live
         assert_all_alive(live)
-
-
-def assert_all_alive(live: Live) -> None:
-    """No node exited or was restarted, and none says it halted."""
-    cluster = live.cluster
-    dead = cluster.dead_nodes()
-    assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
-    assert {n: p.pid for n, p in cluster.nodes.items()} == live.pids
-    for node, status in cluster.statuses(timeout=5).items():
-        assert isinstance(status, dict), (node, status)
-        assert status.get("halted") is False, (node, status)
 
 
 # ---------------------------------------------------------------------- requests

@@ -771,3 +771,30 @@ def test_without_its_configurations_promises_a_lagging_candidate_overwrites_a_ch
     n1, n3 = lagging_candidate_takes_over()
     assert n1.chosen[3].data.op.value == "chosen"
     assert n3.chosen[3].data.op.value == "other"
+
+
+def test_one_message_cannot_set_a_cluster_at_the_round_ceiling():
+    """A Heartbeat of ballot round 2^62 (the ceiling) to every node: promising it left no
+    higher round to lead with (protocols/common/number_bounds.py).  It is ignored now; a
+    round STEP above the nodes' is taken, and a leader is elected in a round after it."""
+    from consensuskit.protocols.common.number_bounds import CEILING, STEP
+    from consensuskit.protocols.paxos.multi_messages import Ballot, Heartbeat
+    from consensuskit.sim import SimConfig, Simulation
+
+    for ignored in (True, False):
+        sim = Simulation(
+            SimConfig(protocol="multipaxos", node_ids=("n1", "n2", "n3"), check_every_step=False)
+        )
+        sim.run_until(3.0)
+        before = {n.max_round for n in sim.nodes.values()}
+        assert max(before) <= 2, before
+        round_ = CEILING if ignored else min(before) + STEP  # within every node's reach
+        for node_id in sim.nodes:
+            src = "n2" if node_id != "n2" else "n1"
+            forged = Heartbeat(ballot=Ballot(round=round_, node=9), leader=src, commit=0, round=0)
+            sim.invoke(node_id, lambda n, m=forged, s=src: n.on_message(s, m), "forged heartbeat")
+        sim.run_until(40.0)
+        roles = sorted(n.role for n in sim.nodes.values())
+        assert roles == ["follower", "follower", "leader"], (round_, roles)
+        rounds = {n.max_round for n in sim.nodes.values()}
+        assert (max(rounds) <= 2) if ignored else (min(rounds) > round_), (round_, rounds)

@@ -6,6 +6,7 @@ Section numbers refer to Ongaro's dissertation.
 from __future__ import annotations
 
 from consensuskit.core.client import ClientRequest, Op
+from consensuskit.protocols.common.number_bounds import STEP
 from consensuskit.protocols.raft.messages import (
     COMMAND,
     AppendEntries,
@@ -452,12 +453,37 @@ def test_follower_that_lost_acknowledged_entries_is_repaired():
 
 
 def test_a_term_no_cluster_could_reach_is_ignored():
-    """A term beyond MAX_TERM (2^62) comes only from a broken or hostile peer: adopting
-    2^63-1 would leave no term to campaign in, and the cluster could never elect again
-    (found by the peer fuzz suite).  The message is ignored; the node keeps its term."""
+    """A term beyond MAX_TERM (2^62), or more than STEP (2^40) above the node's own, comes
+    only from a broken or hostile peer: adopting 2^63-1 would leave no term to campaign in
+    (found by the peer fuzz suite), and so did adopting MAX_TERM itself (below).  The
+    message is ignored; the node keeps its term."""
     node, _ = make_node("f", ["f", "c", "l"])
-    for term in (MAX_TERM + 1, 2**63 - 1, -1):
+    for term in (STEP + 1, MAX_TERM, MAX_TERM + 1, 2**63 - 1, -1):
         node.on_message("c", RequestVote(term=term, candidate="c", last_log_index=0, last_log_term=0))
         assert node.term == 0 and node.voted_for is None
+    node.on_message("c", RequestVote(term=STEP, candidate="c", last_log_index=0, last_log_term=0))
+    assert node.term == STEP
     node.on_message("c", RequestVote(term=MAX_TERM, candidate="c", last_log_index=0, last_log_term=0))
-    assert node.term == MAX_TERM
+    assert node.term == STEP  # still out of reach: 2^22 such steps would be needed
+
+
+def test_one_message_cannot_set_a_cluster_at_the_term_ceiling():
+    """A Heartbeat of term 2^62 (the ceiling) to every node of a cluster: each adopted
+    it, and the next term, 2^62+1, was refused by all, so the three nodes pre-campaigned
+    forever.  It is ignored now; a term STEP above the nodes' is adopted and the cluster
+    elects a leader in the term after it."""
+    from consensuskit.sim import SimConfig, Simulation
+
+    for term, ignored in ((MAX_TERM, True), (1 + STEP, False)):
+        sim = Simulation(SimConfig(protocol="raft", node_ids=("n1", "n2", "n3"), check_every_step=False))
+        sim.run_until(3.0)
+        assert {n.term for n in sim.nodes.values()} == {1}
+        for node_id in sim.nodes:
+            src = "n2" if node_id != "n2" else "n1"
+            forged = Heartbeat(term=term, leader=src, commit=0)
+            sim.invoke(node_id, lambda n, m=forged, s=src: n.on_message(s, m), "forged heartbeat")
+        sim.run_until(30.0)
+        roles = sorted(n.role for n in sim.nodes.values())
+        assert roles == ["follower", "follower", "leader"], (term, roles)
+        terms = {n.term for n in sim.nodes.values()}
+        assert terms == ({1} if ignored else {term + 1}), (term, terms)

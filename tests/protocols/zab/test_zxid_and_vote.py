@@ -70,30 +70,42 @@ def test_an_exhausted_counter_forces_a_new_epoch():
 def test_epochs_and_rounds_past_their_bounds_are_dropped_not_adopted():
     """A fuzzed or broken peer's epoch at the int64 top would be adopted and incremented
     past what the wire carries: the cluster could then never agree again (found by
-    tests/server/test_fuzz_peer.py).  Such a message is malformed: dropped, counted."""
+    tests/server/test_fuzz_peer.py), and so would one at the bound itself.  A message
+    past the bound, or more than a step above the node's own number, is malformed:
+    dropped, counted."""
+    from consensuskit.protocols.common.number_bounds import STEP
     from consensuskit.protocols.zab.messages import LeaderInfo, Notification
-    from consensuskit.protocols.zab.node import MAX_EPOCH, MAX_ROUND
+    from consensuskit.protocols.zab.node import EPOCH_STEP, MAX_EPOCH, MAX_ROUND
 
     from .fake import Cluster
 
     c = Cluster(["n1", "n2", "n3"])
     target, env = c.node("n1"), c.envs["n1"]
+    clock = target.logicalclock
     for bad in (
         Notification(leader="n2", zxid=0, peer_epoch=2**63 - 1, election_epoch=1, state="leading"),
         Notification(leader="n2", zxid=0, peer_epoch=MAX_EPOCH + 1, election_epoch=1, state="looking"),
         Notification(leader="n2", zxid=0, peer_epoch=0, election_epoch=MAX_ROUND + 1, state="looking"),
         Notification(leader="n2", zxid=0, peer_epoch=-1, election_epoch=1, state="looking"),
         LeaderInfo(epoch=2**63 - 1),
+        # At the bounds, and a step and one above the node's own numbers.
+        Notification(leader="n2", zxid=0, peer_epoch=MAX_EPOCH, election_epoch=1, state="looking"),
+        Notification(leader="n2", zxid=0, peer_epoch=0, election_epoch=MAX_ROUND, state="looking"),
+        Notification(leader="n2", zxid=0, peer_epoch=EPOCH_STEP + 1, election_epoch=1, state="looking"),
+        Notification(leader="n2", zxid=0, peer_epoch=0, election_epoch=clock + STEP + 1, state="looking"),
     ):
         before = len(env.recorded("ignored"))
         target.on_message("n2", bad)
         reasons = [r["reason"] for r in env.recorded("ignored")[before:]]
-        assert len(reasons) == 1 and "outside 0.." in reasons[0], (bad, reasons)
+        assert len(reasons) == 1 and "out of reach" in reasons[0], (bad, reasons)
     assert target.current_epoch == 0 and target.accepted_epoch == 0
     leader = c.establish()  # the cluster still elects and serves epoch 1
     assert leader.current_epoch == 1
-    # At the bound itself a message is still taken.
-    ok = Notification(leader="n2", zxid=0, peer_epoch=MAX_EPOCH, election_epoch=MAX_ROUND, state="looking")
+    # A step above the node's own numbers a message is still taken.
+    epoch, clock = max(target.current_epoch, target.accepted_epoch), target.logicalclock
+    ok = Notification(
+        leader="n2", zxid=0, peer_epoch=epoch + EPOCH_STEP, election_epoch=clock + STEP, state="looking"
+    )
     before = len(env.recorded("ignored"))
     target.on_message("n2", ok)
-    assert not any("outside" in r["reason"] for r in env.recorded("ignored")[before:])
+    assert not any("out of reach" in r["reason"] for r in env.recorded("ignored")[before:])

@@ -74,6 +74,7 @@ from consensuskit.protocols.common.batching import batch_length, entry_size
 from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
+from consensuskit.protocols.common.number_bounds import CEILING, out_of_reach, within_reach
 from consensuskit.protocols.common.read_index import ReadIndex
 from consensuskit.protocols.common.snapshot_policy import entries_kept, snapshot_due, stagger_turn
 from consensuskit.protocols.paxos.ballot import ZERO_BALLOT, Ballot, node_numbers
@@ -123,7 +124,7 @@ SNAPSHOT_KEY = "multipaxos/snapshot"
 CONFIG_CHANGES = ("add", "remove")
 # A ballot round beyond this comes only from a broken or hostile peer; such messages are
 # ignored (see on_message).
-MAX_ROUND = 2**62
+MAX_ROUND = CEILING
 # The server's names for membership changes (docs/server.md); "add-voter" means "add".
 # There are no learners: every member is an acceptor.
 SERVER_CONFIG_CHANGES = ("add-voter", "remove")
@@ -453,10 +454,11 @@ class MultiPaxosNode:
             return
         for field in ("ballot", "promised"):
             ballot = getattr(msg, field, None)
-            if isinstance(ballot, Ballot) and not 0 <= ballot.round <= MAX_ROUND:
+            if isinstance(ballot, Ballot) and not within_reach(ballot.round, self.max_round, MAX_ROUND):
                 # Rounds grow by one per phase 1: only a broken or hostile peer sends one
-                # this high, and promising it would leave no higher round to lead with.
-                reason = f"{field} round {ballot.round} outside 0..{MAX_ROUND}"
+                # far above ours, and promising one at the ceiling would leave no higher
+                # round to lead with (protocols/common/number_bounds.py).
+                reason = out_of_reach(f"{field} round", ballot.round, self.max_round, MAX_ROUND)
                 self.env.record("ignored", src=src, reason=reason)
                 return
         handler(src, msg)

@@ -53,6 +53,7 @@ from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.check_quorum import CheckQuorum
 from consensuskit.protocols.common.config_history import ConfigHistory
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
+from consensuskit.protocols.common.number_bounds import CEILING, STEP, out_of_reach
 from consensuskit.protocols.common.read_index import ReadIndex
 from consensuskit.protocols.common.snapshot_policy import entries_kept, snapshot_due, stagger_turn
 from consensuskit.protocols.raft.cache_leases import CacheLeases
@@ -116,9 +117,10 @@ REJOIN_INCARNATION_KEY: Final = "raft/rejoin-incarnation"
 FOLLOWER_RESPONSES = (AppendEntriesResponse, HeartbeatResponse, InstallSnapshotResponse)
 
 CONFIG_CHANGES: Final = ("add-learner", "add-voter", "remove")
-# A term beyond this comes only from a broken or hostile peer (a billion elections a
-# second would need 146 years to get here); messages carrying one are ignored.
-MAX_TERM: Final = 2**62
+# A term beyond this, or more than STEP above the node's own, comes only from a broken or
+# hostile peer (a billion elections a second would need 146 years to get here); messages
+# carrying one are ignored (protocols/common/number_bounds.py).
+MAX_TERM: Final = CEILING
 
 
 class RaftNode:
@@ -419,10 +421,11 @@ class RaftNode:
         if not isinstance(term, int):
             self.env.record("ignored", src=src, reason=f"not a raft message: {kind.__name__}")
             return
-        if not 0 <= term <= MAX_TERM:
-            # Terms grow by one per election: no real cluster gets near this.  Adopting
-            # one would leave no term to campaign in (a cluster stuck for good).
-            self.env.record("ignored", src=src, reason=f"term {term} outside 0..{MAX_TERM}")
+        if not 0 <= term <= self.term + STEP or term > MAX_TERM:
+            # Terms grow by one per election: only a broken or hostile peer sends one far
+            # above ours, and adopting one at the ceiling would leave no term to campaign
+            # in (a cluster stuck for good: protocols/common/number_bounds.py).
+            self.env.record("ignored", src=src, reason=out_of_reach("term", term, self.term, MAX_TERM))
             return
         if term > self.term:
             if kind is RequestVote:

@@ -56,6 +56,7 @@ from consensuskit.core.service import StateMachine
 from consensuskit.core.storage import REJOINING_KEY
 from consensuskit.protocols.common import replies
 from consensuskit.protocols.common.heartbeat_rounds import HeartbeatRounds
+from consensuskit.protocols.common.number_bounds import CEILING, STEP, out_of_reach
 from consensuskit.protocols.common.read_index import ReadIndex
 from consensuskit.protocols.common.snapshot_policy import entries_kept, snapshot_due, stagger_turn
 from consensuskit.protocols.zab.log import ZabLog
@@ -120,11 +121,13 @@ MAX_HELD_REQUESTS = 4096
 
 # Bounds on a peer's numbers.  zxid = epoch << 32 | counter is a signed 64-bit integer on
 # the wire (ZooKeeper's long), so an epoch is at most MAX_EPOCH; an election round grows
-# by one per round.  Neither gets near its bound in a real cluster, and adopting one at
-# the bound would leave no higher epoch or round to move to (a cluster stuck for good),
-# so a message past them is malformed: dropped and counted.
+# by one per round.  Neither gets near its bound in a real cluster, nor far above this
+# node's own, and adopting one at the bound would leave no higher epoch or round to move
+# to (a cluster stuck for good), so a message past its bound, or more than a step above
+# this node's number, is malformed: dropped and counted (protocols/common/number_bounds.py).
 MAX_EPOCH = 2**31 - 1
-MAX_ROUND = 2**62
+EPOCH_STEP = 2**20  # a million elections: the 32-bit epoch then takes 2^11 such messages
+MAX_ROUND = CEILING
 _EPOCH_FIELDS = ("epoch", "peer_epoch", "current_epoch")
 _ROUND_FIELDS = ("election_epoch",)
 STALLED_PINGS = 2  # PING answers without progress before a cursor is rewound
@@ -137,13 +140,19 @@ HANDSHAKE_FIRST_WAIT_TICKS = 2
 HANDSHAKE_MAX_WAIT_TICKS = 20
 
 
-def _out_of_range(msg: Any) -> str:
-    """Which of a peer message's epochs or rounds is past its bound ("" when none)."""
-    for fields, bound in ((_EPOCH_FIELDS, MAX_EPOCH), (_ROUND_FIELDS, MAX_ROUND)):
+def _out_of_range(msg: Any, epoch: int, round_: int) -> str:
+    """Which of a peer message's epochs or rounds is out of reach of this node's
+    ``epoch`` and election ``round_`` ("" when none)."""
+    for fields, own, bound, step in (
+        (_EPOCH_FIELDS, epoch, MAX_EPOCH, EPOCH_STEP),
+        (_ROUND_FIELDS, round_, MAX_ROUND, STEP),
+    ):
         for name in fields:
             value = getattr(msg, name, 0)
-            if type(value) is int and not 0 <= value <= bound:
-                return f"{name} {value} outside 0..{bound}"
+            if type(value) is int:
+                why = out_of_reach(name, value, own, bound, step)
+                if why:
+                    return why
     return ""
 
 
@@ -371,7 +380,7 @@ class ZabNode:
         if src not in self.sid:
             self.env.record("ignored", src=src, reason="not a member")
             return
-        out_of_range = _out_of_range(msg)
+        out_of_range = _out_of_range(msg, max(self.accepted_epoch, self.current_epoch), self.logicalclock)
         if out_of_range:
             self.env.record("ignored", src=src, reason=f"malformed {type(msg).__name__}: {out_of_range}")
             return
