@@ -283,3 +283,23 @@ def test_an_entry_with_a_counter_near_the_int64_limit_is_dropped() -> None:
     assert a.dropped == 2 and a.replica.get("k") is None and a.replica.get("j") is None
     a.on_request(ClientRequest(client_id="c1", seq=1, op=ServiceOp(kind="put", key="k", value="v")))
     assert decode(encode(a.replica.get("k"))).counter == 1
+
+
+def test_an_entry_beyond_a_step_above_the_nodes_counters_is_dropped() -> None:
+    """A counter at the ceiling itself (2^62) was merged, so the node's next write was
+    stamped 2^62+1, which every peer dropped: its writes never spread again.  A counter
+    more than a step above the node's greatest is dropped now; one within it is merged,
+    and the next write is stamped above it."""
+    from consensuskit.protocols.common.number_bounds import CEILING, STEP
+
+    cluster = two()
+    a = cluster.nodes["a"]
+    own = a.replica.max_counter
+    a.on_message(
+        "b", decode(encode(Rumor(entries=(entry("k", CEILING, "b"), entry("j", own + STEP + 1, "b")))))
+    )
+    assert a.dropped == 2 and a.replica.get("k") is None and a.replica.get("j") is None
+    a.on_message("b", decode(encode(Rumor(entries=(entry("j", own + STEP, "b"),)))))
+    assert a.dropped == 2 and a.replica.get("j").counter == own + STEP
+    a.on_request(ClientRequest(client_id="c1", seq=1, op=ServiceOp(kind="put", key="k", value="v")))
+    assert decode(encode(a.replica.get("k"))).counter == own + STEP + 1

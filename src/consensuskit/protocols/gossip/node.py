@@ -40,6 +40,7 @@ from typing import Any
 from consensuskit.core.capabilities import NodeStatus
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.env import Env
+from consensuskit.protocols.common.number_bounds import CEILING, STEP
 from consensuskit.protocols.common.replies import ok, refused
 from consensuskit.protocols.gossip.messages import (
     DigestProbe,
@@ -65,7 +66,7 @@ BUGS = ("keep-local",)
 LIST_BELOW = 8
 # The greatest counter a peer's entry may carry (module rules): far below int64's
 # limit, so a write stamped above it (by one, or gossip-kv's clock tick) still fits.
-MAX_COUNTER = 2**62
+MAX_COUNTER = CEILING
 RUMOR_TIMER = "rumor"
 ANTI_ENTROPY_TIMER = "anti-entropy"
 
@@ -124,6 +125,10 @@ def may_send(flow: str, initiator: bool) -> bool:
 
 
 class GossipNode:
+    # A peer's entry is merged only this far above the greatest counter this node holds
+    # (protocols/common/number_bounds.py): a counter at MAX_COUNTER itself would stamp
+    # the node's next write beyond it.  None: the ceiling alone.
+    COUNTER_STEP: int | None = STEP
     # What a node reports as its role (a family built on this node may name its own).
     role_name = "member"
 
@@ -199,7 +204,9 @@ class GossipNode:
     def _learn(self, entries: Sequence[Entry], source: str | None) -> list[Entry]:
         """Merge ``entries``; persist and make hot those that changed the map."""
         if source is not None:
-            fit = [e for e in entries if 0 <= e.counter <= MAX_COUNTER]
+            step = self.COUNTER_STEP
+            reach = MAX_COUNTER if step is None else min(self.replica.max_counter + step, MAX_COUNTER)
+            fit = [e for e in entries if 0 <= e.counter <= reach]
             self.dropped += len(entries) - len(fit)
             entries = fit
         changed = [e for e in entries if self._merge(e)]

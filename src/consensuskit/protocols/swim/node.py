@@ -28,13 +28,14 @@ Rules this module owns:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from consensuskit.core.capabilities import NodeStatus
 from consensuskit.core.client import ClientRequest, ClientResponse
 from consensuskit.core.env import Env
+from consensuskit.protocols.common.number_bounds import CEILING, within_reach
 from consensuskit.protocols.swim.broadcasts import BroadcastQueue
 from consensuskit.protocols.swim.lifeguard import (
     Awareness,
@@ -63,8 +64,10 @@ from consensuskit.protocols.swim.options import SwimOptions
 
 INCARNATION_KEY = "swim/incarnation"
 # Incarnations at or above this are refused as implausible: refuting one would overflow
-# the wire's int64 (memberlist #358).
-MAX_INCARNATION = 2**62
+# the wire's int64 (memberlist #358).  So is one more than a step above what this node
+# knows of the member: one update at the bound left the member unable to refute
+# (protocols/common/number_bounds.py).
+MAX_INCARNATION = CEILING
 # How long a dead member still receives gossip (memberlist's GossipToTheDeadTime).
 GOSSIP_TO_THE_DEAD = 30.0
 # The node keeps at most this many of its newest death declarations (for monitors).
@@ -381,7 +384,7 @@ class SwimNode:
             self.joined = True
             self.env.cancel_timer(JOIN)
         for update in msg.states:
-            if not _valid(update):
+            if not _valid(update, self._known_incarnation):
                 self.malformed += 1
                 continue
             kind = update.kind
@@ -417,12 +420,18 @@ class SwimNode:
         return retransmit_limit(self.opts.retransmit_mult, self.live)
 
     # ------------------------------------------------------------------ updates
+    def _known_incarnation(self, member: str) -> int:
+        if member == self.id:
+            return self.incarnation
+        rec = self.members.get(member)
+        return rec.incarnation if rec is not None else 0
+
     def _apply_updates(self, updates: Any) -> None:
         if type(updates) is not tuple:
             self.malformed += 1
             return
         for update in updates:
-            if not _valid(update):
+            if not _valid(update, self._known_incarnation):
                 self.malformed += 1
                 continue
             kind = update.kind
@@ -673,14 +682,15 @@ class SwimNode:
 _HANDLED = frozenset({Ping, Ack, PingReq, Nack, Gossip, PushPull})
 
 
-def _valid(update: Any) -> bool:
+def _valid(update: Any, known: Callable[[str], int]) -> bool:
+    """A well-formed update whose incarnation is within reach of ``known(member)``."""
     return (
         type(update) is Update
         and update.kind in STATES
         and type(update.member) is str
         and bool(update.member)
         and type(update.incarnation) is int
-        and 0 <= update.incarnation < MAX_INCARNATION
+        and within_reach(update.incarnation, known(update.member), MAX_INCARNATION - 1)
         and type(update.accuser) is str
         and type(update.address) is str
     )
