@@ -15,10 +15,12 @@ Rules this module owns:
     each message from the network and ``local(node, msg)`` for each it sent itself;
   * a peer's message that is malformed past what the codec checks (``malformed``) is
     dropped, counted and recorded as ignored before any handler sees it: a round beyond
-    ``MAX_ROUND``, a Prepare whose coordinator is not the member its transaction id
-    names, participants that are not participants, a promise's accepted values or a vote
-    value's snapshot of the wrong shape.  The codec checks declared scalar types only, so
-    the items of a ``tuple[str, ...]`` and the inside of an ``Any`` are checked here.
+    ``MAX_ROUND`` or more than a step above the greatest this node knows for the
+    transaction (protocols/common/number_bounds.py), a Prepare whose coordinator is not
+    the member its transaction id names, participants that are not participants, a
+    promise's accepted values or a vote value's snapshot of the wrong shape.  The codec
+    checks declared types (a ``tuple[str, ...]``'s items too), so what is checked here is
+    the meaning, and the inside of an ``Any``.
 """
 
 from __future__ import annotations
@@ -47,31 +49,37 @@ from consensuskit.protocols.commit.messages import (
 )
 from consensuskit.protocols.commit.options import CommitOptions
 from consensuskit.protocols.commit.store import Store
+from consensuskit.protocols.common.number_bounds import CEILING, STEP, within_reach
 
 EPOCH_KEY = "commit/epoch"
 TXN_KIND = "txn"
 # Rounds grow by one per takeover: only a broken or hostile peer sends one beyond this,
-# and adopting it would leave no higher round to take over with (the next one would not
-# fit the wire's int64: every message of the takeover dropped, the transaction in doubt
-# and its locks held for good).
-MAX_ROUND = 2**62
+# or far above the transaction's rounds this node knows, and adopting it would leave no
+# higher round to take over with (every message of the takeover refused, the
+# transaction in doubt and its locks held for good).
+MAX_ROUND = CEILING
 ROUND_FIELDS = ("round", "ballot", "promised")
 
 
-def _valid_round(value: Any) -> bool:
-    return type(value) is Round and 0 <= value.number <= MAX_ROUND and 0 <= value.node <= MAX_ROUND
+def _valid_round(value: Any, known: int) -> bool:
+    return (
+        type(value) is Round and within_reach(value.number, known, MAX_ROUND) and 0 <= value.node <= MAX_ROUND
+    )
 
 
 def _valid_value(value: Any) -> bool:
     return type(value) is RMValue and txns.well_formed_snapshot(value.snapshot)
 
 
-def malformed(msg: Any, members: Collection[str], participants: Collection[str]) -> str | None:
-    """Why a peer's ``msg`` must not reach a handler (module rules), or None."""
+def malformed(
+    msg: Any, members: Collection[str], participants: Collection[str], known_round: int = 0
+) -> str | None:
+    """Why a peer's ``msg`` must not reach a handler (module rules), or None;
+    ``known_round``: the greatest round number this node knows for the message's txn."""
     for name in ROUND_FIELDS:
         value = getattr(msg, name, None)
-        if value is not None and not _valid_round(value):
-            return f"{name} {value} outside 0..{MAX_ROUND}"
+        if value is not None and not _valid_round(value, known_round):
+            return f"{name} {value} out of reach (0..{min(known_round + STEP, MAX_ROUND)})"
     kind = type(msg)
     # Each participant is sent to on the way to a decision: a name that is no
     # participant's (or no string: a node id is a dict key and a destination) would leave
@@ -93,7 +101,7 @@ def malformed(msg: Any, members: Collection[str], participants: Collection[str])
                 type(item) is tuple
                 and len(item) == 3
                 and type(item[0]) is str
-                and _valid_round(item[1])
+                and _valid_round(item[1], known_round)
                 and _valid_value(item[2])
             ):
                 return f"an accepted value of the wrong shape: {item!r}"
@@ -231,7 +239,11 @@ class TxnNode:
     def on_message(self, src: str, msg: Any) -> None:
         if self.observer is not None:
             self.observer.received(self.id, src, msg)
-        reason = malformed(msg, self.members, self.participants) if type(msg) in self._handlers else None
+        reason = None
+        if type(msg) in self._handlers:
+            txn = getattr(msg, "txn", None)
+            known = self._round_known(txn) if type(txn) is str else 0
+            reason = malformed(msg, self.members, self.participants, known)
         if reason is not None:
             self.malformed += 1
             self.env.record("ignored", src=src, reason=reason)
@@ -242,6 +254,12 @@ class TxnNode:
     def on_timer(self, key: str) -> None:
         self._on_timer(key)
         self._drain()
+
+    def _round_known(self, txn: str) -> int:
+        """The greatest round number this node knows for ``txn`` (0: none yet); a
+        protocol with more round-holding roles adds theirs."""
+        p = self.ptx.get(txn)
+        return p.promised.number if p is not None else 0
 
     def _on_timer(self, key: str) -> None:
         raise NotImplementedError

@@ -137,6 +137,10 @@ class CommitNode(TxnNode):
         self._open_log()
 
     # ------------------------------------------------------------------ recovery
+    def _round_known(self, txn: str) -> int:
+        backup = self.backups.get(txn)
+        return max(super()._round_known(txn), backup.round.number if backup is not None else 0)
+
     def _replay(self, records: list[Any]) -> None:
         for record in records:
             if replay_participant_record(record, self.ptx, self.store):

@@ -122,6 +122,14 @@ class PaxosCommitNode(TxnNode):
         self.recoveries = 0
         self._open_log()
 
+    def _round_known(self, txn: str) -> int:
+        acceptor, leader = self.acc.get(txn), self.leading.get(txn)
+        return max(
+            super()._round_known(txn),
+            acceptor.promised.number if acceptor is not None else 0,
+            leader.ballot.number if leader is not None else 0,
+        )
+
     def _replay(self, records: list[Any]) -> None:
         for record in records:
             if replay_participant_record(record, self.ptx, self.store):
