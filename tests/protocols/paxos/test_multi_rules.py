@@ -549,16 +549,19 @@ def test_accepted_from_an_old_ballot_is_ignored():
 
 
 def test_a_ballot_round_no_cluster_could_reach_is_ignored():
-    """A round beyond MAX_ROUND (2^62) comes only from a broken or hostile peer: promising
-    2^63-1 would leave no higher round to lead with (the peer fuzz suite's finding, as for
-    Raft's terms).  Neither a Prepare nor a Nack's ``promised`` moves the node."""
+    """A round beyond MAX_ROUND (2^62), or more than a step above the node's greatest,
+    comes only from a broken or hostile peer: promising 2^63-1 would leave no higher
+    round to lead with (the peer fuzz suite's finding, as for Raft's terms), and so would
+    MAX_ROUND itself.  Neither a Prepare nor a Nack's ``promised`` moves the node."""
+    from consensuskit.protocols.common.number_bounds import STEP
+
     node, env = make_node("n2", IDS)
-    for bad in (Ballot(MAX_ROUND + 1, 3), Ballot(2**63 - 1, 3), Ballot(-1, 3)):
+    for bad in (Ballot(MAX_ROUND, 3), Ballot(MAX_ROUND + 1, 3), Ballot(2**63 - 1, 3), Ballot(-1, 3)):
         node.on_message("n3", Prepare(ballot=bad, from_slot=1))
         node.on_message("n3", Nack(ballot=Ballot(1, 2), promised=bad, leader_hint="n3"))
         assert env.take() == [] and env.storage.get(PROMISED_KEY) is None
-    node.on_message("n3", Prepare(ballot=Ballot(MAX_ROUND, 3), from_slot=1))
-    assert env.storage.get(PROMISED_KEY) == Ballot(MAX_ROUND, 3)
+    node.on_message("n3", Prepare(ballot=Ballot(node.max_round + STEP, 3), from_slot=1))
+    assert env.storage.get(PROMISED_KEY) == Ballot(STEP, 3)
 
 
 def test_a_slot_counts_its_commands_toward_the_snapshot_threshold():
