@@ -98,8 +98,12 @@ async def test_members_are_added_promoted_moved_to_updated_and_removed(tmp_path)
         )
         # ... but once in sync; a voter cannot be promoted again.
         n4 = await c.start_node("n4", members=IDS)
-        index = c.servers[leader].runtime.node.log_position().last_index
+        lead = c.servers[leader].runtime.node
+        index = lead.log_position().last_index
         await c.wait_until(lambda: n4.runtime.node.last_applied >= index)
+        # In sync as the leader sees it (its progress of n4, from n4's next answer): on a
+        # loaded machine the leader once heard of it after n4 had applied.
+        await c.wait_until(lambda: lead.progress["n4"].match >= index)
         status, answer = await cluster_call(c, follower, "promote", {"ID": n4_id})
         assert status == 200 and by_name(answer)["n4"].get("isLearner", False) is False, answer
         status, answer = await cluster_call(c, follower, "promote", {"ID": n4_id})
