@@ -767,3 +767,26 @@ async def test_request_bytes_that_are_not_the_message_end_the_call_internal_as_e
             assert failed.value.details().startswith("grpc: failed to unmarshal the received message ")
             assert [a.created for a in answers] == [True] * len(first)
         await kv.Put(pb.PutRequest(key=b"after", value=b"1"))  # the node serves on
+
+
+@async_test
+async def test_a_watch_from_a_compacted_revision_is_canceled_as_etcd_cancels_it(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: its answer to a watch whose
+    start revision was compacted has header revision 0 (the compacted WatchResponse's
+    own) and no cancel reason; ours said the current revision and etcd's KV error."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        put = await kv.Put(pb.PutRequest(key=b"k", value=b"1"))
+        await kv.Compact(pb.CompactionRequest(revision=put.header.revision))
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k", start_revision=1))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            created, canceled = await stream.read(), await stream.read()
+        assert created.created and created.header.revision == put.header.revision
+        assert (canceled.canceled, canceled.compact_revision) == (True, put.header.revision)
+        assert (canceled.header.revision, canceled.cancel_reason) == (0, "")
+        stream.cancel()

@@ -18,8 +18,8 @@ Rules this module owns:
   * Watch: one stream carries many watchers; each create is answered ``created`` (with
     the id asked for, or the next free one), then its events in revision order; cancel
     answers ``canceled``; a watcher whose start revision was compacted is answered
-    ``canceled`` with ``compact_revision``; a progress request is answered with watch id
-    -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with
+    ``canceled`` with ``compact_revision``, header revision 0 and no reason (etcd's
+    sendLoop); a progress request is answered with watch id -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with
     a revision each has sent every event up to (etcd 3.5.8+; earlier etcd, and this
     server before, answered the current revision at once, which could pass events still
     on their way: services/etcd_watch_hub.StreamProgress); a watcher created with
@@ -69,7 +69,6 @@ from consensuskit.statemachines.mvcc_auth import ROOT_ONLY
 log = logging.getLogger("consensuskit.etcd")
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID: the id of a watch refused at its creation
 AUTO_WATCH_ID = 0  # mvcc.AutoWatchID: a create request that lets the stream pick the id
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"  # etcd 3.4's text
@@ -189,13 +188,12 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     elif kind == "progress":
                         await out.put(pb.WatchResponse(header=self.header(data), watch_id=watch_id))
                     else:
+                        # As etcd's sendLoop sends it: its header's revision is the
+                        # compacted WatchResponse's own, 0, and there is no cancel reason
+                        # (clients read compact_revision).  Checked against etcd 3.4.
                         await out.put(
                             pb.WatchResponse(
-                                header=self.header(await self.node.local_revision()),
-                                watch_id=watch_id,
-                                canceled=True,
-                                compact_revision=data,
-                                cancel_reason=COMPACTED,
+                                header=self.header(0), watch_id=watch_id, canceled=True, compact_revision=data
                             )
                         )
                         return
