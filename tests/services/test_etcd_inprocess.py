@@ -790,3 +790,29 @@ async def test_a_watch_from_a_compacted_revision_is_canceled_as_etcd_cancels_it(
         assert (canceled.canceled, canceled.compact_revision) == (True, put.header.revision)
         assert (canceled.header.revision, canceled.cancel_reason) == (0, "")
         stream.cancel()
+
+
+@async_test
+async def test_a_watch_of_an_empty_range_is_refused_as_etcd_refuses_it(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: a create whose range_end is not
+    after its key (and is not "\\0", every key from it on) is refused, created and
+    canceled of id -1 with etcd's reason, before it takes an id; ours watched nothing."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _kv_when_led(channel)
+        creates = [(b"b", b"a"), (b"a", b"a"), (b"a", b"\x00"), (b"", b"a")]
+
+        async def requests():
+            for key, end in creates:
+                yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key, range_end=end))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            answers = [await stream.read() for _ in creates]
+        assert [(a.watch_id, a.created, a.canceled, a.cancel_reason) for a in answers] == [
+            (-1, True, True, "mvcc: watcher range is empty"),
+            (-1, True, True, "mvcc: watcher range is empty"),
+            (0, True, False, ""),
+            (1, True, False, ""),
+        ]
+        stream.cancel()

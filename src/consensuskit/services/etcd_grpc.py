@@ -72,6 +72,7 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID: the id of a watch refused at its creation
 AUTO_WATCH_ID = 0  # mvcc.AutoWatchID: a create request that lets the stream pick the id
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"  # etcd 3.4's text
+EMPTY_WATCH_RANGE = "mvcc: watcher range is empty"  # etcd 3.4's text: a range_end not after the key
 SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshot stream sends 32 KiB blobs
 WATCH_RESPONSES_QUEUED = 128  # answers waiting for one Watch stream's client (etcd's chanBufLen)
 
@@ -231,6 +232,19 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     if which == "create_request":
                         cr = req.create_request
                         watch_id = cr.watch_id
+                        if cr.range_end not in (b"", b"\x00") and (cr.key or b"\x00") >= cr.range_end:
+                            # etcd's watchStream refuses a range with no key in it before
+                            # it takes an id: created and canceled, of id -1.
+                            await out.put(
+                                pb.WatchResponse(
+                                    header=self.header(await self.node.local_revision()),
+                                    watch_id=INVALID_WATCH_ID,
+                                    created=True,
+                                    canceled=True,
+                                    cancel_reason=EMPTY_WATCH_RANGE,
+                                )
+                            )
+                            continue
                         if watch_id == AUTO_WATCH_ID:
                             # etcd's watchStream: the next free id; a client's own ids
                             # (2^63-1 too) never move it, so it stays within int64.
