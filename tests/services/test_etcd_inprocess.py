@@ -816,3 +816,27 @@ async def test_a_watch_of_an_empty_range_is_refused_as_etcd_refuses_it(tmp_path)
             (1, True, False, ""),
         ]
         stream.cancel()
+
+
+@async_test
+async def test_a_cancel_of_no_watch_is_not_answered_as_in_etcd(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: etcd answers a cancel only when
+    its watchStream had the watch; ours answered ``canceled`` for any id."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _kv_when_led(channel)
+
+        async def requests():
+            yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=7))
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k"))
+            yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=0))
+            yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=0))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            answers = [await stream.read() for _ in range(2)]
+        assert [(a.watch_id, a.created, a.canceled) for a in answers] == [(0, True, False), (0, False, True)]
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await stream.read()
+        stream.cancel()

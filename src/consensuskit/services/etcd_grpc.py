@@ -17,12 +17,14 @@ Rules this module owns:
     ``EtcdError`` ends the call with its gRPC code and etcd's text;
   * Watch: one stream carries many watchers; each create is answered ``created`` (with
     the id asked for, or the next free one), then its events in revision order; cancel
-    answers ``canceled``; a watcher whose start revision was compacted is answered
-    ``canceled`` with ``compact_revision``, header revision 0 and no reason (etcd's
-    sendLoop); a progress request is answered with watch id -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with
-    a revision each has sent every event up to (etcd 3.5.8+; earlier etcd, and this
-    server before, answered the current revision at once, which could pass events still
-    on their way: services/etcd_watch_hub.StreamProgress); a watcher created with
+    answers ``canceled`` (a cancel of an id no watch of the stream has is not answered,
+    as in etcd); a watcher whose start revision was compacted is answered ``canceled``
+    with ``compact_revision``, header revision 0 and no reason (etcd's sendLoop); a
+    progress request is answered with watch id -1 (etcd's stream-wide progress) once
+    every watch of the stream has caught up, with a revision each has sent every event
+    up to (etcd 3.5.8+; earlier etcd, and this server before, answered the current
+    revision at once, which could pass events still on their way:
+    services/etcd_watch_hub.StreamProgress); a watcher created with
     ``progress_notify`` hears the current revision, with no events, after every quiet
     ``progress_interval`` (etcd's 10 minutes); one created with ``fragment`` gets a
     response over the node's request limit in parts (``fragments``), as etcd sends them.
@@ -278,8 +280,9 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     elif which == "cancel_request":
                         watch_id = req.cancel_request.watch_id
                         task = watchers.pop(watch_id, None)
-                        if task is not None:
-                            task.cancel()
+                        if task is None:
+                            continue  # no such watch: etcd's watchStream.Cancel fails, unanswered
+                        task.cancel()
                         progress.gone(watch_id)
                         revision = await self.node.local_revision()
                         await out.put(
