@@ -643,6 +643,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         token = EtcdAuth.token_in(details.invocation_metadata)
+        method = details.method.rsplit("/", 1)[-1]  # "/etcdserverpb.KV/Range": "Range"
         node = self.node
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_stream is not None or handler.stream_stream is not None:
@@ -653,7 +654,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
                 if isinstance(request, _Undecodable):
                     await _abort(context, EtcdError(INTERNAL, UNMARSHAL_REQUEST + request.error))
                 try:
-                    CALLER.set(await node.auth.caller_of(token))
+                    CALLER.set(await node.auth.caller_of(token, method))
                 except EtcdError as exc:
                     await _abort(context, exc)
                 bad: list[EtcdError] = []
@@ -684,7 +685,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
             if isinstance(request, _Undecodable):
                 await _abort(context, EtcdError(INTERNAL, UNMARSHAL_REQUEST + request.error))
             try:
-                CALLER.set(await node.auth.caller_of(token))
+                CALLER.set(await node.auth.caller_of(token, method))
             except EtcdError as exc:
                 await _abort(context, exc)
             return await unary(request, context)
