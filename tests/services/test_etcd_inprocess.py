@@ -840,3 +840,28 @@ async def test_a_cancel_of_no_watch_is_not_answered_as_in_etcd(tmp_path):
             async with asyncio.timeout(0.5):
                 await stream.read()
         stream.cancel()
+
+
+@async_test
+async def test_progress_of_a_watch_that_starts_ahead_names_the_stores_revision(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: a progress request on a stream
+    whose watch starts at a revision not yet written was answered with the revision
+    before that start, one the store had not reached; etcd answers its own revision."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        now = (await kv.Put(pb.PutRequest(key=b"k", value=b"1"))).header.revision
+        asked = asyncio.Event()
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k", start_revision=now + 5))
+            await asyncio.wait_for(asked.wait(), 5)
+            yield pb.WatchRequest(progress_request=pb.WatchProgressRequest())
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            assert (await stream.read()).created
+            asked.set()
+            progress = await stream.read()
+        assert (progress.watch_id, progress.header.revision) == (-1, now)
+        stream.cancel()

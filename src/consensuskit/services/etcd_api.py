@@ -653,7 +653,12 @@ class EtcdNode(Recipes):
                             yield ("events", answer)
                         continue
                 elif self.hub.revision is not None:
-                    current = max(self.hub.revision, watcher.next - 1)  # all handed up to here
+                    # All handed up to here (the hub's revision may lag the store's while
+                    # it had no watch).  A watch that starts ahead of the store is owed
+                    # nothing up to the store's revision, but not beyond: etcd's progress
+                    # names a written revision.
+                    ahead = min(watcher.next - 1, await self.local_revision())
+                    current = max(self.hub.revision, ahead)
                 if watcher.progress_asked:
                     watcher.progress_asked = False
                     yield ("caught-up", current)
