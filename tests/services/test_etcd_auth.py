@@ -328,3 +328,23 @@ async def test_a_token_while_auth_is_disabled_is_refused_as_etcd_refuses_it(tmp_
         await node.auth.AuthDisable(pb.AuthDisableRequest(), metadata=root)
         assert await refused(node.kv.Put(put, metadata=root)) == BAD_TOKEN  # a token from before
         await node.kv.Put(put)
+
+
+@async_test
+async def test_reading_a_user_or_role_that_does_not_exist_is_judged_first(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: while auth is enabled, a UserGet
+    or RoleGet by a caller who may not make it is refused as etcd refuses it (no user:
+    "user name is empty"; a user without the root role: "permission denied") also when
+    the user or role does not exist; ours answered "user name not found" first, which
+    told anyone whether a user exists."""
+    async with etcd_node_running(tmp_path) as node:
+        await node.setup_users()
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        alice = await node.token("alice", "alicepw")
+        assert await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="ghost"))) == USER_EMPTY
+        assert await refused(node.auth.RoleGet(pb.AuthRoleGetRequest(role="ghost"))) == USER_EMPTY
+        assert await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="ghost"), metadata=alice)) == DENIED
+        assert await refused(node.auth.RoleGet(pb.AuthRoleGetRequest(role="ghost"), metadata=alice)) == DENIED
+        root = await node.token("root", "rootpw")
+        ghost = await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="ghost"), metadata=root))
+        assert ghost == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: user name not found")

@@ -320,13 +320,14 @@ class EtcdNode(Recipes):
         leader = self.leader_to_ask(response, forwarded)
         if leader is not None:
             return await self.forward(leader, kind, body, serializable)
-        result = self.result(response)
-        if kind in READ_KINDS or kind == AUTH_READ:
+        if response.ok and (kind in READ_KINDS or kind == AUTH_READ):
             # Judged by this node's state once it applied what the read saw (a protocol
-            # may have served it at the leader): services/etcd_auth.py.
+            # may have served it at the leader): services/etcd_auth.py.  Before the
+            # read's own refusal, as etcd judges the caller first: a caller without the
+            # right learnt from "user name not found" whether a user exists.
             await self._applied_to(response.index)
             self.auth.check_read(kind, body)
-        return result
+        return self.result(response)
 
     async def _applied_to(self, index: int) -> None:
         """Wait (up to the request timeout) until this node applied up to ``index``."""
