@@ -104,8 +104,8 @@ async def test_tokens_permissions_and_etcds_errors(tmp_path):
     async with etcd_node_running(tmp_path) as node:
         disabled = await refused(node.auth.Authenticate(pb.AuthenticateRequest(name="root", password="x")))
         assert disabled == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
-        # While auth is disabled a token is not looked at, even a bad one.
-        await node.kv.Put(pb.PutRequest(key=b"a/1", value=b"v"), metadata=[("token", "nonsense")])
+        # While auth is disabled no token is good (test_a_token_while_auth_is_disabled_...).
+        await node.kv.Put(pb.PutRequest(key=b"a/1", value=b"v"))
         assert not (await node.auth.AuthStatus(pb.AuthStatusRequest())).enabled  # disabled: anyone's
         await node.setup_users()
         await node.auth.AuthEnable(pb.AuthEnableRequest())
@@ -306,3 +306,45 @@ async def test_the_http_auth_routes_manage_the_same_users(tmp_path):
         async with node.http.get(node.url + "/v1/auth/users", headers=headers) as resp:
             names = [u["name"] for u in json.loads(await resp.text())["users"]]
         assert names == ["carol", "root"]
+
+
+@async_test
+async def test_a_token_while_auth_is_disabled_is_refused_as_etcd_refuses_it(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: while auth is disabled etcd
+    holds no token (disabling drops them all), so a call that reads its token refuses a
+    bad or stale one "invalid auth token"; the few calls that never read it (Status,
+    LeaseLeases, ...) are served.  Ours ignored every token while disabled."""
+    async with etcd_node_running(tmp_path) as node:
+        nonsense = [("token", "nonsense")]
+        put = pb.PutRequest(key=b"a/1", value=b"v")
+        assert await refused(node.kv.Put(put, metadata=nonsense)) == BAD_TOKEN
+        assert await refused(node.kv.Range(pb.RangeRequest(key=b"a/1"), metadata=nonsense)) == BAD_TOKEN
+        assert await refused(node.auth.UserList(pb.AuthUserListRequest(), metadata=nonsense)) == BAD_TOKEN
+        await node.maintenance.Status(pb.StatusRequest(), metadata=nonsense)
+        await node.lease.LeaseLeases(pb.LeaseLeasesRequest(), metadata=nonsense)
+        await node.setup_users()
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        root = await node.token("root", "rootpw")
+        await node.auth.AuthDisable(pb.AuthDisableRequest(), metadata=root)
+        assert await refused(node.kv.Put(put, metadata=root)) == BAD_TOKEN  # a token from before
+        await node.kv.Put(put)
+
+
+@async_test
+async def test_reading_a_user_or_role_that_does_not_exist_is_judged_first(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: while auth is enabled, a UserGet
+    or RoleGet by a caller who may not make it is refused as etcd refuses it (no user:
+    "user name is empty"; a user without the root role: "permission denied") also when
+    the user or role does not exist; ours answered "user name not found" first, which
+    told anyone whether a user exists."""
+    async with etcd_node_running(tmp_path) as node:
+        await node.setup_users()
+        await node.auth.AuthEnable(pb.AuthEnableRequest())
+        alice = await node.token("alice", "alicepw")
+        assert await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="ghost"))) == USER_EMPTY
+        assert await refused(node.auth.RoleGet(pb.AuthRoleGetRequest(role="ghost"))) == USER_EMPTY
+        assert await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="ghost"), metadata=alice)) == DENIED
+        assert await refused(node.auth.RoleGet(pb.AuthRoleGetRequest(role="ghost"), metadata=alice)) == DENIED
+        root = await node.token("root", "rootpw")
+        ghost = await refused(node.auth.UserGet(pb.AuthUserGetRequest(name="ghost"), metadata=root))
+        assert ghost == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: user name not found")

@@ -767,3 +767,101 @@ async def test_request_bytes_that_are_not_the_message_end_the_call_internal_as_e
             assert failed.value.details().startswith("grpc: failed to unmarshal the received message ")
             assert [a.created for a in answers] == [True] * len(first)
         await kv.Put(pb.PutRequest(key=b"after", value=b"1"))  # the node serves on
+
+
+@async_test
+async def test_a_watch_from_a_compacted_revision_is_canceled_as_etcd_cancels_it(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: its answer to a watch whose
+    start revision was compacted has header revision 0 (the compacted WatchResponse's
+    own) and no cancel reason; ours said the current revision and etcd's KV error."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        put = await kv.Put(pb.PutRequest(key=b"k", value=b"1"))
+        await kv.Compact(pb.CompactionRequest(revision=put.header.revision))
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k", start_revision=1))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            created, canceled = await stream.read(), await stream.read()
+        assert created.created and created.header.revision == put.header.revision
+        assert (canceled.canceled, canceled.compact_revision) == (True, put.header.revision)
+        assert (canceled.header.revision, canceled.cancel_reason) == (0, "")
+        stream.cancel()
+
+
+@async_test
+async def test_a_watch_of_an_empty_range_is_refused_as_etcd_refuses_it(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: a create whose range_end is not
+    after its key (and is not "\\0", every key from it on) is refused, created and
+    canceled of id -1 with etcd's reason, before it takes an id; ours watched nothing."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _kv_when_led(channel)
+        creates = [(b"b", b"a"), (b"a", b"a"), (b"a", b"\x00"), (b"", b"a")]
+
+        async def requests():
+            for key, end in creates:
+                yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key, range_end=end))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            answers = [await stream.read() for _ in creates]
+        assert [(a.watch_id, a.created, a.canceled, a.cancel_reason) for a in answers] == [
+            (-1, True, True, "mvcc: watcher range is empty"),
+            (-1, True, True, "mvcc: watcher range is empty"),
+            (0, True, False, ""),
+            (1, True, False, ""),
+        ]
+        stream.cancel()
+
+
+@async_test
+async def test_a_cancel_of_no_watch_is_not_answered_as_in_etcd(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: etcd answers a cancel only when
+    its watchStream had the watch; ours answered ``canceled`` for any id."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _kv_when_led(channel)
+
+        async def requests():
+            yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=7))
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k"))
+            yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=0))
+            yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=0))
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            answers = [await stream.read() for _ in range(2)]
+        assert [(a.watch_id, a.created, a.canceled) for a in answers] == [(0, True, False), (0, False, True)]
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await stream.read()
+        stream.cancel()
+
+
+@async_test
+async def test_progress_of_a_watch_that_starts_ahead_names_the_stores_revision(tmp_path):
+    """Found by the randomized comparison with etcd 3.4: a progress request on a stream
+    whose watch starts at a revision not yet written was answered with the revision
+    before that start, one the store had not reached; etcd answers its own revision."""
+    async with _solo(tmp_path) as (_, port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        kv = await _kv_when_led(channel)
+        now = (await kv.Put(pb.PutRequest(key=b"k", value=b"1"))).header.revision
+        asked = asyncio.Event()
+
+        async def requests():
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k", start_revision=now + 5))
+            await asyncio.wait_for(asked.wait(), 5)
+            yield pb.WatchRequest(progress_request=pb.WatchProgressRequest())
+            await asyncio.Event().wait()
+
+        stream = pb_grpc.WatchStub(channel).Watch(requests())
+        async with asyncio.timeout(5):
+            assert (await stream.read()).created
+            asked.set()
+            progress = await stream.read()
+        assert (progress.watch_id, progress.header.revision) == (-1, now)
+        stream.cancel()

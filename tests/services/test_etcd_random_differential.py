@@ -190,19 +190,31 @@ operations = st.one_of(
 
 @dataclass
 class Server:
-    """One server under test: its stubs and, for this example, its leases by creation."""
+    """One server under test: its stubs, its JSON gateway's base URL and, for this
+    example, its leases by creation."""
 
     name: str
     channel: grpc.Channel
     kv: pb_grpc.KVStub
     lease: pb_grpc.LeaseStub
+    watch: pb_grpc.WatchStub
+    auth: pb_grpc.AuthStub
+    gateway: str
     base: int = 0
     leases: list[int] = field(default_factory=list)
 
     @classmethod
-    def at(cls, name: str, endpoint: str) -> Server:
+    def at(cls, name: str, endpoint: str, gateway: str) -> Server:
         channel = grpc.insecure_channel(endpoint)
-        return cls(name, channel, pb_grpc.KVStub(channel), pb_grpc.LeaseStub(channel))
+        return cls(
+            name,
+            channel,
+            pb_grpc.KVStub(channel),
+            pb_grpc.LeaseStub(channel),
+            pb_grpc.WatchStub(channel),
+            pb_grpc.AuthStub(channel),
+            gateway,
+        )
 
     def reset(self) -> int:
         """Revoke every lease, delete every key; the revision it then stands at."""
@@ -228,7 +240,11 @@ class Pair:
         cluster = self.stack.enter_context(
             contextlib.contextmanager(etcd_cluster)(self.tmp_path_factory, "raft", 1)
         )
-        servers = Server.at("etcd", real.endpoint), Server.at("ours", cluster.grpc_addresses()[0])
+        node = cluster.layout.nodes[0].node_id
+        servers = (
+            Server.at("etcd", real.endpoint, real.gateway),
+            Server.at("ours", cluster.grpc_address(node), cluster.cluster.url(node)),
+        )
         for server in servers:
             self.stack.callback(server.channel.close)
             # A known difference, left alone: etcd tells a store compacted at revision 0

@@ -217,3 +217,41 @@ def test_the_auth_part_rides_in_snapshots():
     assert len(broken) == 0 and not broken.auth  # nothing changed
     untouched = MVCCStateMachine()
     assert "auth" not in untouched.snapshot()
+
+
+def test_a_range_that_ends_before_its_key_needs_what_etcd_asks_for_it():
+    """Found by the randomized comparison with etcd 3.4: a range that ends at or before
+    its key holds no key, and ours let anyone read or delete it; etcd's interval check
+    asks for the keys from its end to its key, both included ([b, a) needs a and b;
+    [a, a) needs a).  Reads (judged at the edge) always ask so; a write asks so when
+    its op is marked ``empty_ranges`` (make_op marks every one), and one logged by the
+    previous release without the mark is judged as it was then."""
+    assert needs("range", {"key": b"b", "range_end": b"a"}) == ((READ, ("a", "b\0")),)
+    assert needs("range", {"key": b"a", "range_end": b"a"}) == ((READ, ("a", "a\0")),)
+    assert needs("range", {"key": b"a", "range_end": b"\0"}) == ((READ, ("a", None)),)  # not inverted
+    assert needs("delete_range", {"key": b"b", "range_end": b"a"}) == ((WRITE, ("b", "a")),)
+    marked = {"key": b"b", "range_end": b"a", "empty_ranges": True}
+    assert needs("delete_range", marked) == ((WRITE, ("a", "b\0")),)
+    nested = {
+        "compare": [{"key": b"b", "range_end": b"a"}],
+        "success": [{"delete_range": {"key": b"d", "range_end": b"c"}}],
+    }
+    assert needs("txn", {**nested, "empty_ranges": True}) == ((READ, ("a", "b\0")), (WRITE, ("c", "d\0")))
+
+    log = Log()
+    alice = log.setup()  # read and write on a/ only
+    old = ServiceOp(kind="delete_range", value={"key": b"b", "range_end": b"a"})
+    assert "error" not in log.apply(old, alice)  # the previous release's op: as it was
+    new = ServiceOp(kind="delete_range", value={**old.value, "empty_ranges": True})
+    assert refusal(log.apply(new, alice)) == "permission-denied"
+    inside = ServiceOp(kind="delete_range", value={"key": b"a/2", "range_end": b"a/1", "empty_ranges": True})
+    assert "error" not in log.apply(inside, alice)
+
+
+def test_make_op_marks_the_ops_whose_empty_ranges_etcd_judges():
+    from consensuskit.services.etcd import make_op, validate
+
+    for kind in ("delete_range", "txn"):
+        op = make_op(kind, value={"key": b"b", "range_end": b"a"} if kind == "delete_range" else {})
+        assert op.value["empty_ranges"] is True
+        validate(op)

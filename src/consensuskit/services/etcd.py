@@ -21,7 +21,9 @@ Rules this module owns (the operations at the edge and the workload):
     provided", "lease is provided"), and an empty request op in a txn ("key not found"),
     each in etcd's order (api/v3rpc/key.go checkTxnRequest);
   * every txn op it makes carries ``precheck``: the store runs it in etcd's order
-    (statemachines/mvcc.py);
+    (statemachines/mvcc.py); every txn and delete_range op, ``empty_ranges``: a range
+    that ends at or before its key needs the permission etcd asks for it
+    (statemachines/mvcc_auth.py);
   * an op's ``key`` (used by histories and the checker's partition) is the key it
     touches when it touches exactly one, else "";
   * the workload: keys ``k0 .. k{keys-1}``; 28% range, 20% put (prev_kv), 8% delete
@@ -96,12 +98,18 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
         "ignore_value": (bool,),
         "ignore_lease": (bool,),
     },
-    "delete_range": {"key": (bytes, str), "range_end": (bytes, str), "prev_kv": (bool,)},
+    "delete_range": {
+        "key": (bytes, str),
+        "range_end": (bytes, str),
+        "prev_kv": (bool,),
+        "empty_ranges": (bool,),
+    },
     "txn": {
         "compare": (list, tuple),
         "success": (list, tuple),
         "failure": (list, tuple),
         "precheck": (bool,),
+        "empty_ranges": (bool,),
     },
     "compact": {"revision": (int,), "physical": (bool,)},
     "lease_grant": {"id": (int,), "ttl": (int,)},
@@ -277,6 +285,8 @@ def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
         body["key"] = key
     if kind == "txn":
         body.setdefault("precheck", True)  # etcd's order of checks (statemachines/mvcc.py)
+    if kind in ("txn", "delete_range"):
+        body.setdefault("empty_ranges", True)  # etcd's permission on a range that ends early
     return ServiceOp(kind=kind, key=single_key(kind, body), value=body, read=kind in READ_KINDS)
 
 

@@ -320,13 +320,14 @@ class EtcdNode(Recipes):
         leader = self.leader_to_ask(response, forwarded)
         if leader is not None:
             return await self.forward(leader, kind, body, serializable)
-        result = self.result(response)
-        if kind in READ_KINDS or kind == AUTH_READ:
+        if response.ok and (kind in READ_KINDS or kind == AUTH_READ):
             # Judged by this node's state once it applied what the read saw (a protocol
-            # may have served it at the leader): services/etcd_auth.py.
+            # may have served it at the leader): services/etcd_auth.py.  Before the
+            # read's own refusal, as etcd judges the caller first: a caller without the
+            # right learnt from "user name not found" whether a user exists.
             await self._applied_to(response.index)
             self.auth.check_read(kind, body)
-        return result
+        return self.result(response)
 
     async def _applied_to(self, index: int) -> None:
         """Wait (up to the request timeout) until this node applied up to ``index``."""
@@ -653,7 +654,12 @@ class EtcdNode(Recipes):
                             yield ("events", answer)
                         continue
                 elif self.hub.revision is not None:
-                    current = max(self.hub.revision, watcher.next - 1)  # all handed up to here
+                    # All handed up to here (the hub's revision may lag the store's while
+                    # it had no watch).  A watch that starts ahead of the store is owed
+                    # nothing up to the store's revision, but not beyond: etcd's progress
+                    # names a written revision.
+                    ahead = min(watcher.next - 1, await self.local_revision())
+                    current = max(self.hub.revision, ahead)
                 if watcher.progress_asked:
                     watcher.progress_asked = False
                     yield ("caught-up", current)

@@ -10,8 +10,13 @@ statemachines/mvcc_auth.py):
     ``authorization``: the gateway's ``Authorization`` header), obtained from
     ``Authenticate``.  The token is the HTTP API's (server/auth.py): every node checks
     it, it lasts ``auth.token_ttl`` and dies with its user's password or a re-enable.
-    The admin token counts as root.  While this node's state has auth disabled, a bad
-    token is ignored (etcd ignores tokens then);
+    The admin token counts as root.  While this node's state has auth disabled, any
+    other token is refused "invalid auth token" as etcd 3.4 refuses it (its token
+    store is empty then: disabling drops every token), except on the calls etcd never
+    reads a token for (``TOKEN_UNREAD``: Status, MemberList, LeaseLeases,
+    LeaseTimeToLive, LeaseKeepAlive, Authenticate), where it is ignored.  Before, it was
+    ignored everywhere: a client holding a token from before the disable, or a wrong
+    one, was served where etcd refuses it (checked against etcd 3.4);
   * who a call runs as (``Caller``) is set per call by the front in ``CALLER``, a
     context variable: the tasks a call starts inherit it, so its lock, election and
     watch steps run as its client.  Its default is nobody; the node's own calls (the
@@ -102,6 +107,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "root-protected": (INVALID_ARGUMENT, "etcdserver: invalid auth management"),
     "root-required": (FAILED_PRECONDITION, ROOT_ROLE_MISSING),
 }
+# The calls etcd 3.4 serves without reading their token (so a bad one is never refused
+# while auth is disabled): checked against etcd 3.4, call by call.
+TOKEN_UNREAD = frozenset(
+    {"Status", "MemberList", "LeaseLeases", "LeaseTimeToLive", "LeaseKeepAlive", "Authenticate"}
+)
 PERMISSION_TYPES = ("read", "write", "readwrite")  # authpb.Permission.Type's numbers
 
 
@@ -133,8 +143,9 @@ class EtcdAuth:
         return state is not None and state.enabled
 
     # ------------------------------------------------------------------ callers
-    async def caller_of(self, token: str | None) -> Caller:
-        """The caller a token names (None: nobody); ``EtcdError`` for a bad one."""
+    async def caller_of(self, token: str | None, method: str | None = None) -> Caller:
+        """The caller a token names (None: nobody) on a call of ``method`` (its bare
+        name, "Range"; None: one that reads tokens); ``EtcdError`` for a bad one."""
         from consensuskit.server.http_api import ApiError
 
         if not token:
@@ -143,11 +154,13 @@ class EtcdAuth:
         admin = self.node.api.config.admin_token
         if admin is not None and hmac.compare_digest(token.encode("utf-8", "replace"), admin.encode()):
             return INTERNAL
+        if not self.enabled:  # no token is good while auth is off (module rules)
+            if method in TOKEN_UNREAD:
+                return NOBODY
+            raise EtcdError(UNAUTHENTICATED_STATUS, INVALID_AUTH_TOKEN)
         try:
             principal = await gate.token_user(token)
         except ApiError as exc:
-            if not self.enabled:
-                return NOBODY  # auth is off here: a token is not looked at (module rules)
             if exc.code == "timeout":
                 raise EtcdError(UNAVAILABLE, TIMEOUT) from None
             raise EtcdError(UNAUTHENTICATED_STATUS, INVALID_AUTH_TOKEN) from None

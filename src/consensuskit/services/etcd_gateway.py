@@ -262,18 +262,19 @@ class _Gateway:
         self.election = eg.ElectionServicer(node)
         self.auth = eg.AuthServicer(node)
 
-    async def _as_caller(self, request: web.Request) -> None:
-        """Run the rest of this request as the user its ``Authorization`` header names
-        (etcd's gateway: the token alone; ``Bearer TOKEN`` too)."""
+    async def _as_caller(self, request: web.Request, method: str | None = None) -> None:
+        """Run the rest of this request, a call of ``method`` (its gRPC name), as the
+        user its ``Authorization`` header names (etcd's gateway: the token alone;
+        ``Bearer TOKEN`` too)."""
         given = request.headers.get("Authorization")
         if given is not None and given[:7].lower() == "bearer ":
             given = given[7:].strip()
-        CALLER.set(await self.node.auth.caller_of(given))
+        CALLER.set(await self.node.auth.caller_of(given, method))
 
     def unary(self, method: Any, message_type: type, fast: Any = None) -> Any:
         async def handler(request: web.Request) -> web.Response:
             try:
-                await self._as_caller(request)
+                await self._as_caller(request, getattr(method, "__name__", None))
                 if fast is not None:
                     answer = await fast(self, request)
                     if answer is not None:
@@ -295,7 +296,7 @@ class _Gateway:
 
         async def handler(request: web.Request) -> web.StreamResponse:
             try:
-                await self._as_caller(request)
+                await self._as_caller(request, getattr(method, "__name__", None))
                 msg = await _parse(request, message_type)
             except web.HTTPRequestEntityTooLarge:
                 return _too_large()

@@ -17,12 +17,14 @@ Rules this module owns:
     ``EtcdError`` ends the call with its gRPC code and etcd's text;
   * Watch: one stream carries many watchers; each create is answered ``created`` (with
     the id asked for, or the next free one), then its events in revision order; cancel
-    answers ``canceled``; a watcher whose start revision was compacted is answered
-    ``canceled`` with ``compact_revision``; a progress request is answered with watch id
-    -1 (etcd's stream-wide progress) once every watch of the stream has caught up, with
-    a revision each has sent every event up to (etcd 3.5.8+; earlier etcd, and this
-    server before, answered the current revision at once, which could pass events still
-    on their way: services/etcd_watch_hub.StreamProgress); a watcher created with
+    answers ``canceled`` (a cancel of an id no watch of the stream has is not answered,
+    as in etcd); a watcher whose start revision was compacted is answered ``canceled``
+    with ``compact_revision``, header revision 0 and no reason (etcd's sendLoop); a
+    progress request is answered with watch id -1 (etcd's stream-wide progress) once
+    every watch of the stream has caught up, with a revision each has sent every event
+    up to (etcd 3.5.8+; earlier etcd, and this server before, answered the current
+    revision at once, which could pass events still on their way:
+    services/etcd_watch_hub.StreamProgress); a watcher created with
     ``progress_notify`` hears the current revision, with no events, after every quiet
     ``progress_interval`` (etcd's 10 minutes); one created with ``fragment`` gets a
     response over the node's request limit in parts (``fragments``), as etcd sends them.
@@ -69,10 +71,10 @@ from consensuskit.statemachines.mvcc_auth import ROOT_ONLY
 log = logging.getLogger("consensuskit.etcd")
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID: the id of a watch refused at its creation
 AUTO_WATCH_ID = 0  # mvcc.AutoWatchID: a create request that lets the stream pick the id
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"  # etcd 3.4's text
+EMPTY_WATCH_RANGE = "mvcc: watcher range is empty"  # etcd 3.4's text: a range_end not after the key
 SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshot stream sends 32 KiB blobs
 WATCH_RESPONSES_QUEUED = 128  # answers waiting for one Watch stream's client (etcd's chanBufLen)
 
@@ -189,13 +191,12 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     elif kind == "progress":
                         await out.put(pb.WatchResponse(header=self.header(data), watch_id=watch_id))
                     else:
+                        # As etcd's sendLoop sends it: its header's revision is the
+                        # compacted WatchResponse's own, 0, and there is no cancel reason
+                        # (clients read compact_revision).  Checked against etcd 3.4.
                         await out.put(
                             pb.WatchResponse(
-                                header=self.header(await self.node.local_revision()),
-                                watch_id=watch_id,
-                                canceled=True,
-                                compact_revision=data,
-                                cancel_reason=COMPACTED,
+                                header=self.header(0), watch_id=watch_id, canceled=True, compact_revision=data
                             )
                         )
                         return
@@ -233,6 +234,19 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     if which == "create_request":
                         cr = req.create_request
                         watch_id = cr.watch_id
+                        if cr.range_end not in (b"", b"\x00") and (cr.key or b"\x00") >= cr.range_end:
+                            # etcd's watchStream refuses a range with no key in it before
+                            # it takes an id: created and canceled, of id -1.
+                            await out.put(
+                                pb.WatchResponse(
+                                    header=self.header(await self.node.local_revision()),
+                                    watch_id=INVALID_WATCH_ID,
+                                    created=True,
+                                    canceled=True,
+                                    cancel_reason=EMPTY_WATCH_RANGE,
+                                )
+                            )
+                            continue
                         if watch_id == AUTO_WATCH_ID:
                             # etcd's watchStream: the next free id; a client's own ids
                             # (2^63-1 too) never move it, so it stays within int64.
@@ -266,8 +280,9 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     elif which == "cancel_request":
                         watch_id = req.cancel_request.watch_id
                         task = watchers.pop(watch_id, None)
-                        if task is not None:
-                            task.cancel()
+                        if task is None:
+                            continue  # no such watch: etcd's watchStream.Cancel fails, unanswered
+                        task.cancel()
                         progress.gone(watch_id)
                         revision = await self.node.local_revision()
                         await out.put(
@@ -628,6 +643,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         token = EtcdAuth.token_in(details.invocation_metadata)
+        method = details.method.rsplit("/", 1)[-1]  # "/etcdserverpb.KV/Range": "Range"
         node = self.node
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_stream is not None or handler.stream_stream is not None:
@@ -638,7 +654,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
                 if isinstance(request, _Undecodable):
                     await _abort(context, EtcdError(INTERNAL, UNMARSHAL_REQUEST + request.error))
                 try:
-                    CALLER.set(await node.auth.caller_of(token))
+                    CALLER.set(await node.auth.caller_of(token, method))
                 except EtcdError as exc:
                     await _abort(context, exc)
                 bad: list[EtcdError] = []
@@ -669,7 +685,7 @@ class _AsCaller(grpc.aio.ServerInterceptor):
             if isinstance(request, _Undecodable):
                 await _abort(context, EtcdError(INTERNAL, UNMARSHAL_REQUEST + request.error))
             try:
-                CALLER.set(await node.auth.caller_of(token))
+                CALLER.set(await node.auth.caller_of(token, method))
             except EtcdError as exc:
                 await _abort(context, exc)
             return await unary(request, context)

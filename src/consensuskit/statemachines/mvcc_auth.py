@@ -7,7 +7,13 @@ Rules this module owns:
     the bytes is a prefix of the string;
   * what each operation needs (``needs``), as etcd asks it:
       - ``range``, ``watch``: read on ``[key, range_end)`` (etcd's ranges: ``range_end``
-        empty is the key alone, "\\0" every key from ``key`` on);
+        empty is the key alone, "\\0" every key from ``key`` on).  A range that ends at or
+        before its key holds no key, but etcd's interval check asks for the keys from
+        its end to its key, both included (checked against etcd 3.4: [b, a) needs a
+        and b); so do reads here, and the writes (``delete_range``, a txn's compares
+        and ops) of an op marked ``empty_ranges`` (services/etcd.make_op marks every
+        one since; one without, written by an earlier release, is judged as it was
+        then: such a range needs nothing);
       - ``put``: write on the key, and read too when it asks for the previous value
         (``prev_kv``); ``delete_range``: write on its range, read too with ``prev_kv``;
       - ``txn``: read on every compare's range, and what each op of *both* branches
@@ -45,8 +51,14 @@ def text_key(text: str) -> bytes:
     return text.encode("latin-1")
 
 
-def span_of(key: Any, end: Any) -> Span:
-    return range_span(key_text(_raw(key)), key_text(_raw(end)))
+def span_of(key: Any, end: Any, inverted: bool = False) -> Span:
+    """The keys of etcd's ``[key, end)``.  ``inverted``: a range that ends at or before
+    its key (no key in it) spans the keys from ``end`` to ``key`` itself, as etcd's
+    interval check reads it (module rules); without, it is empty (and always allowed)."""
+    start, stop = key_text(_raw(key)), key_text(_raw(end))
+    if inverted and stop not in ("", "\0") and stop <= start:
+        return (stop, start + "\0")
+    return range_span(start, stop)
 
 
 def _raw(value: Any) -> bytes:
@@ -78,21 +90,24 @@ def needs(kind: str, body: Any, lease_keys: Any = None) -> tuple[tuple[str, Span
     return found
 
 
-def _needs(kind: str, body: Any) -> Iterator[tuple[str, Span]]:
+def _needs(kind: str, body: Any, inverted: bool | None = None) -> Iterator[tuple[str, Span]]:
+    if inverted is None:  # the op's own flag (a nested op goes by its top txn's)
+        inverted = body.get("empty_ranges") is True
     if kind in ("range", "watch"):
-        yield READ, span_of(body.get("key"), body.get("range_end"))
+        # Judged at the edge, never where a log is applied: etcd's reading always.
+        yield READ, span_of(body.get("key"), body.get("range_end"), True)
     elif kind == "put":
         yield (READWRITE if body.get("prev_kv") else WRITE), span_of(body.get("key"), b"")
     elif kind == "delete_range":
         need = READWRITE if body.get("prev_kv") else WRITE
-        yield need, span_of(body.get("key"), body.get("range_end"))
+        yield need, span_of(body.get("key"), body.get("range_end"), inverted)
     elif kind == "txn":
         for cmp in body.get("compare") or ():
-            yield READ, span_of(cmp.get("key"), cmp.get("range_end"))
+            yield READ, span_of(cmp.get("key"), cmp.get("range_end"), inverted)
         for branch in ("success", "failure"):
             for item in body.get(branch) or ():
                 ((sub, sub_body),) = item.items()
-                found = tuple(_needs(sub, sub_body))
+                found = tuple(_needs(sub, sub_body, inverted))
                 if not found:
                     raise ValueError(f"unknown request op {sub!r}")
                 yield from found
