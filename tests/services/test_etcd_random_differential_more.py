@@ -556,6 +556,21 @@ def touches_nothing(op: Op) -> bool:
     )
 
 
+def nested_txn_hole(op: Op, real: Any, ours: Any) -> bool:
+    """Kept on purpose: etcd 3.4.23's checkTxnAuth never looks inside a nested txn, so a
+    user without permission reads and writes through one (checked: a put to a key it may
+    not write, nested one level, succeeds); later etcd releases judge them, as ours does."""
+    nested = op[0] == "txn" and any(
+        sub[0] == "txn" for part in ("success", "failure") for sub in op[1].get(part) or ()
+    )
+    return (
+        nested
+        and not isinstance(real, tuple)
+        and isinstance(ours, tuple)
+        and tuple(ours[1:]) in AUTH_REFUSALS
+    )
+
+
 def auth_differences(pair: Pair, ops: list[tuple[str | None, Op]]) -> list[str]:
     on_both(pair, auth_reset)
     pair.reset()
@@ -564,7 +579,10 @@ def auth_differences(pair: Pair, ops: list[tuple[str | None, Op]]) -> list[str]:
         for i, (caller, op) in enumerate(ops):
             real = auth_answer(pair.real, auth_send(pair.real, tokens, caller, op))
             ours = auth_answer(pair.ours, auth_send(pair.ours, tokens, caller, op))
-            if real != ours and not same_refusal(real, ours) and not empty_txn_by_nobody(op, real, ours):
+            if nested_txn_hole(op, real, ours):
+                return []  # etcd wrote what ours refused: the stores differ from here on
+            kept = same_refusal(real, ours) or empty_txn_by_nobody(op, real, ours)
+            if real != ours and not kept:
                 return [f"step {i}: as {caller}: {op!r}\n  etcd: {real!r}\n  ours: {ours!r}"]
         return []
     finally:
