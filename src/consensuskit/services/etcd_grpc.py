@@ -226,6 +226,14 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                     )
                 )
 
+        async def refuse_create(reason: str) -> None:
+            """etcd's answer to a create its watchStream refuses: created and canceled,
+            of id -1, with the reason."""
+            header = self.header(await self.node.local_revision())
+            refused = pb.WatchResponse(header=header, watch_id=INVALID_WATCH_ID, created=True, canceled=True)
+            refused.cancel_reason = reason
+            await out.put(refused)
+
         async def read() -> None:
             nonlocal next_id
             try:
@@ -236,16 +244,8 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         watch_id = cr.watch_id
                         if cr.range_end not in (b"", b"\x00") and (cr.key or b"\x00") >= cr.range_end:
                             # etcd's watchStream refuses a range with no key in it before
-                            # it takes an id: created and canceled, of id -1.
-                            await out.put(
-                                pb.WatchResponse(
-                                    header=self.header(await self.node.local_revision()),
-                                    watch_id=INVALID_WATCH_ID,
-                                    created=True,
-                                    canceled=True,
-                                    cancel_reason=EMPTY_WATCH_RANGE,
-                                )
-                            )
+                            # it takes an id.
+                            await refuse_create(EMPTY_WATCH_RANGE)
                             continue
                         if watch_id == AUTO_WATCH_ID:
                             # etcd's watchStream: the next free id; a client's own ids
@@ -254,18 +254,8 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                                 next_id += 1
                             watch_id = next_id
                             next_id += 1
-                        elif watch_id in watchers:
-                            # etcd's answer: created and canceled, of id -1 (the watch
-                            # that has the id goes on).
-                            await out.put(
-                                pb.WatchResponse(
-                                    header=self.header(await self.node.local_revision()),
-                                    watch_id=INVALID_WATCH_ID,
-                                    created=True,
-                                    canceled=True,
-                                    cancel_reason=DUPLICATE_WATCH_ID,
-                                )
-                            )
+                        elif watch_id in watchers:  # the watch that has the id goes on
+                            await refuse_create(DUPLICATE_WATCH_ID)
                             continue
                         create = {
                             "key": cr.key,
