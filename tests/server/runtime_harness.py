@@ -24,6 +24,7 @@ from consensuskit.server.config import PeerInfo, ServerConfig, load_config
 from consensuskit.server.main import NodeServer
 from consensuskit.server.runtime import DurableStorage
 from consensuskit.server.transport import PeerTransport
+from consensuskit.statemachines.levels import RELEASE_LEVEL
 
 ADMIN_TOKEN = "test-admin-token"
 FAST_RAFT = {"election_timeout": 0.3, "heartbeat_interval": 0.05}
@@ -94,6 +95,11 @@ class LoopbackTransport:
 
     def set_blocked(self, peers: set[str]) -> None:
         self.blocked = set(peers)
+
+    def peer_levels(self) -> dict[str, int]:
+        """Every running peer offers this release's cluster level (server/cluster_level.py)."""
+        running = self.net.transports
+        return {p: RELEASE_LEVEL for p in self.peers if p in running and running[p].running}
 
     @property
     def stats(self) -> _Stats:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
+from consensuskit.statemachines.levels import RELEASE_LEVEL
 
 OPTIONS: dict[str, Any] = {
     "request_timeout": 2.0,
@@ -52,4 +54,22 @@ def etcd_cluster(
     with LocalCluster(layout) as cluster:
         cluster.start()
         cluster.wait_for_leader(30)
+        wait_for_level(cluster, RELEASE_LEVEL)
         yield EtcdCluster(cluster)
+
+
+def wait_for_level(cluster: LocalCluster, level: int, timeout: float = 30.0) -> None:
+    """Until every node applied cluster level ``level``: a new cluster starts at the
+    earliest release's rules and raises them within a beat (server/cluster_level.py)."""
+    end = time.monotonic() + timeout
+    while True:
+        statuses = cluster.statuses()
+        applied = {
+            node: status.get("cluster_level", {}).get("applied") if isinstance(status, dict) else None
+            for node, status in statuses.items()
+        }
+        if all(value == level for value in applied.values()):
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"cluster level {level} not applied within {timeout} s: {applied}")
+        time.sleep(0.05)

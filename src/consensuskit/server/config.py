@@ -36,6 +36,7 @@ from consensuskit.server.auth import AuthConfig, parse_auth_table
 from consensuskit.server.conn_guard import ConnectionLimits
 from consensuskit.server.framing import PEER_MAX_MESSAGE_BYTES
 from consensuskit.server.peer_tls import PeerIdentity, certificate_fingerprint
+from consensuskit.statemachines.levels import BASE_LEVEL, RELEASE_LEVEL, valid_level
 
 Address = tuple[str, int]
 
@@ -85,6 +86,7 @@ TOP_LEVEL = (
     "max_buffered_bytes",
     "session_ttl",
     "max_sessions",
+    "cluster_level",
     "enable_fault_injection",
     "events_ring",
     "events_sample",
@@ -181,6 +183,9 @@ class ServerConfig:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # client connections
     session_ttl: float = DEFAULT_SESSION_TTL  # seconds; 0: sessions never expire (no clock commands)
     max_sessions: int = DEFAULT_MAX_SESSIONS
+    # The highest cluster level this node agrees to (statemachines/levels.py): lower, it
+    # keeps the cluster at an earlier release's rules (server/cluster_level.py).
+    cluster_level: int = RELEASE_LEVEL
     enable_fault_injection: bool = False
     # The event feed (server/events.py, ``GET /v1/events``): events kept per node (0: no
     # feed), and one message in ``events_sample`` streamed while someone listens.
@@ -390,6 +395,7 @@ def _build(raw: dict[str, Any], registry: Registry) -> ServerConfig:
         limits=_limits(raw, max_value_bytes),
         session_ttl=_non_negative_float(raw, "session_ttl", DEFAULT_SESSION_TTL),
         max_sessions=_positive_int(raw, "max_sessions", DEFAULT_MAX_SESSIONS),
+        cluster_level=_cluster_level(raw),
         enable_fault_injection=_bool(raw, "enable_fault_injection", False),
         events_ring=_non_negative_int(raw, "events_ring", DEFAULT_EVENTS_RING),
         events_sample=_positive_int(raw, "events_sample", 1),
@@ -542,6 +548,16 @@ def _positive_int(raw: dict[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
     return value
+
+
+def _cluster_level(raw: dict[str, Any]) -> int:
+    value = raw.get("cluster_level", RELEASE_LEVEL)
+    if not valid_level(value):
+        raise ConfigError(
+            f"cluster_level: expected an integer {BASE_LEVEL}..{RELEASE_LEVEL} (the levels this "
+            f"release applies), got {value!r}"
+        )
+    return int(value)
 
 
 def _non_negative_int(raw: dict[str, Any], key: str, default: int) -> int:

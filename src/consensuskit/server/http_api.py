@@ -146,6 +146,8 @@ class ApiHost(Protocol):
 
     def transport_status(self) -> dict[str, Any]: ...
 
+    def cluster_level(self) -> dict[str, Any]: ...
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
@@ -522,6 +524,8 @@ class NodeApi:
                 "connected": transport.get(peer, {}).get("connected"),
                 # Why its messages are dropped (server/peer_hello.py); None: they are not.
                 "refused": transport.get(peer, {}).get("refused"),
+                # The cluster level its connection offers (server/cluster_level.py).
+                "level": transport.get(peer, {}).get("level"),
             }
             entry.update(progress.get(peer, {}))
             peers[peer] = entry
@@ -534,6 +538,7 @@ class NodeApi:
             "client_url": cfg.client_url,
             "leader_url": self._url_of(leader),
             "peers": peers,
+            "cluster_level": host.cluster_level(),
             "halted": runtime.failure is not None,
             "uptime_seconds": round(time.monotonic() - host.started_at, 3),
             "syncs": stats.syncs,

@@ -49,6 +49,7 @@ from consensuskit.core.registry import Registry
 from consensuskit.core.service import resolve
 from consensuskit.server import edge, gc_watch
 from consensuskit.server.auth import require_client_certs
+from consensuskit.server.cluster_level import ClusterLevels, LevelRaiser
 from consensuskit.server.config import (
     NODE_IDENTITY,
     ConfigError,
@@ -75,6 +76,7 @@ from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.session_clock import SessionClock
 from consensuskit.server.transport import PeerTransport
 from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
+from consensuskit.statemachines.levels import level_of
 from consensuskit.statemachines.peers import EMPTY, Directory, directory_of
 
 log = logging.getLogger("consensuskit.server")
@@ -121,6 +123,8 @@ class NodeServer:
         self.api: NodeApi | None = None
         self.client_site: GuardedSite | None = None  # its .guards counts timeouts and refusals
         self.session_clock: SessionClock | None = None  # None: session_ttl = 0
+        self.levels: ClusterLevels | None = None  # the cluster level (server/cluster_level.py)
+        self.level_raiser: LevelRaiser | None = None
         # Signs client answers (server/reply_signing.py); None: a node that does not.
         self.reply_signer: ReplySigner | None = None
         self.events: EventFeed | None = None  # GET /v1/events (server/events.py)
@@ -204,6 +208,8 @@ class NodeServer:
         keeps_book = opened_here and not spec.amnesia_safe
         replaceable = MEMBERSHIP_CHANGE in capabilities(self.runtime.node)
         book = incarnation_book(cfg, spec.survives_disk_loss, replaceable) if keeps_book else None
+        runtime = self.runtime
+        self.levels = ClusterLevels(cfg.cluster_level, lambda: level_of(runtime.node))
         self.transport = factory(
             cfg.node_id,
             cfg.peer_address,
@@ -215,6 +221,7 @@ class NodeServer:
             tls_identity=cfg.tls.identity() if cfg.tls else None,
             hello=PeerHello(owner.protocol, owner.service, cfg.cluster_id or "", __version__),
             **({"incarnations": book} if book is not None else {}),
+            levels=self.levels,
         )
         self.runtime.transport = self.transport
         self.metrics.attach(self.runtime, lambda: getattr(self.transport, "stats", None))
@@ -263,13 +270,24 @@ class NodeServer:
                 timeout=cfg.request_timeout,
             )
             self.session_clock.start()
+        if level_of(self.runtime.node) is not None:
+            transport = self.transport
+            self.level_raiser = LevelRaiser(
+                self.runtime,
+                cfg.node_id,
+                self.levels,
+                lambda: _peer_levels(transport),
+                members=cfg.members,
+                timeout=cfg.request_timeout,
+                on_raised=lambda _level: _judge_levels(transport),
+            )
+            self.level_raiser.start()
 
     async def stop(self) -> None:
         """Clean shutdown (see the module rules)."""
         await self._stop_peer_follower()
         await self._stop_listeners()
-        if self.session_clock is not None:
-            await self.session_clock.stop()
+        await self._stop_writers()
         if self.events is not None:
             self.events.close()
         if self.runtime is not None:
@@ -280,6 +298,13 @@ class NodeServer:
         if self.transport is not None:
             await self.transport.stop()
         _close(self._storage)
+
+    async def _stop_writers(self) -> None:
+        """Stop what writes into the log on the node's own account."""
+        if self.session_clock is not None:
+            await self.session_clock.stop()
+        if self.level_raiser is not None:
+            await self.level_raiser.stop()
 
     async def _stop_listeners(self) -> None:
         close, self._close_listeners = self._close_listeners, None
@@ -293,8 +318,7 @@ class NodeServer:
         """After a halt: stop talking, leave storage as it is on disk (unsynced writes dropped)."""
         await self._stop_peer_follower()
         await self._stop_listeners()
-        if self.session_clock is not None:
-            await self.session_clock.stop()
+        await self._stop_writers()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -392,9 +416,21 @@ class NodeServer:
     def transport_status(self) -> dict[str, dict[str, Any]]:
         stats = getattr(self.transport, "stats", None)
         peers = getattr(stats, "peers", None) or {}
+        levels = _peer_levels(self.transport)
         return {
-            p: {"connected": bool(getattr(s, "connected", False)), "refused": getattr(s, "refused", None)}
+            p: {
+                "connected": bool(getattr(s, "connected", False)),
+                "refused": getattr(s, "refused", None),
+                "level": levels.get(p),
+            }
             for p, s in peers.items()
+        }
+
+    def cluster_level(self) -> dict[str, Any]:
+        """What ``/v1/status`` says of the cluster level (server/cluster_level.py)."""
+        return {
+            "applied": level_of(self.runtime.node) if self.runtime is not None else None,
+            "offered": self.config.cluster_level,
         }
 
     def _peer_addresses(self) -> dict[str, tuple[str, int]]:
@@ -405,6 +441,18 @@ def _close(storage: Any) -> None:
     close = getattr(storage, "close", None)
     if close is not None:
         close()
+
+
+def _peer_levels(transport: Any) -> dict[str, int]:
+    """The levels ``transport``'s peers offer (a test's transport may know none)."""
+    peer_levels = getattr(transport, "peer_levels", None)
+    return peer_levels() if peer_levels is not None else {}
+
+
+def _judge_levels(transport: Any) -> None:
+    judge = getattr(transport, "judge_levels", None)
+    if judge is not None:
+        judge()
 
 
 def _peer_transport(*args: Any, **kwargs: Any) -> Any:

@@ -27,7 +27,11 @@ Rules this module owns:
     that directory began, the members its cluster was bootstrapped with when it was one
     of them, and which directory it knows the receiver by.  A new message, not fields
     appended to PeerHello: an earlier release refuses a frame with more fields than it
-    knows (and drops the connection), but skips a tag it does not know.
+    knows (and drops the connection), but skips a tag it does not know;
+  * a node whose state machine keeps a cluster level (statemachines/levels.py) sends
+    ``PeerLevel`` after those: the highest level it applies (server/cluster_level.py).
+    A connection whose first other message comes without one is an earlier release's
+    (level 1).
 
 Tags 200-209 belong to the server; append new ones, never reuse.
 """
@@ -84,3 +88,11 @@ class PeerIncarnation:
     origin: str
     known_as: str
     founders: tuple[str, ...] = ()
+
+
+@message(202)
+@dataclass(frozen=True, slots=True)
+class PeerLevel:
+    """The highest cluster level the sender applies (statemachines/levels.py)."""
+
+    level: int

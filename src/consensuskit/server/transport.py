@@ -49,7 +49,11 @@ Rules this module owns:
   right after the hello, and a peer the book refuses (it judges the first one on each
   connection; later ones are ignored) gets its connection marked foreign the same way;
   a PeerIncarnation saying this node is known by another directory is logged once per
-  connection (the book says when).
+  connection (the book says when).  A node given ``levels`` (cluster_level.py) writes its
+  ``PeerLevel`` after those, keeps each inbound connection's level (``peer_levels``;
+  BASE_LEVEL when another message comes first: an earlier release) and refuses a peer
+  below the cluster's level both ways: its connection foreign, nothing sent to it
+  (``dropped_level``); ``judge_levels`` judges every connection again when that level rises.
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -67,7 +71,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensuskit.core.messages import (
     CodecError,
@@ -91,7 +95,11 @@ from consensuskit.server.framing import (
     frame,
 )
 from consensuskit.server.incarnations import IncarnationBook
-from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
+from consensuskit.server.peer_hello import PeerHello, PeerIncarnation, PeerLevel
+from consensuskit.statemachines.levels import BASE_LEVEL
+
+if TYPE_CHECKING:
+    from consensuskit.server.cluster_level import ClusterLevels
 
 Address = tuple[str, int]
 
@@ -137,6 +145,7 @@ class PeerStats:
     protocol_errors: int = 0  # inbound connections dropped for a bad frame
     unknown_messages: int = 0  # well-framed messages of a type this release lacks, skipped
     dropped_foreign: int = 0  # messages on a connection whose hello another setup sent
+    dropped_level: int = 0  # messages not sent to a peer below the cluster's level
     refused: str | None = None  # why the peer's current connection is foreign (None: it is not)
     queue_length: int = 0  # frames waiting to be sent now
     queued_bytes: int = 0
@@ -241,7 +250,7 @@ class RefusalLog:
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
-    __slots__ = ("barred", "closed", "foreign", "introduced", "peer_id", "writer")
+    __slots__ = ("barred", "closed", "foreign", "introduced", "level", "peer_id", "writer")
 
     def __init__(self, peer_id: str, writer: asyncio.StreamWriter) -> None:
         self.peer_id = peer_id
@@ -250,6 +259,7 @@ class _Connection:
         self.foreign = False  # its hello named another setup (inbound only): deliver nothing
         self.introduced = False  # its PeerIncarnation was judged: later ones are ignored
         self.barred: str | None = None  # the incarnation book refused it (for good)
+        self.level: int | None = None  # the cluster level it offers (inbound; None: not known yet)
 
     def close(self) -> None:
         self.closed = True
@@ -278,6 +288,7 @@ class PeerTransport:
         logger: logging.Logger | None = None,
         hello: PeerHello | None = None,
         incarnations: IncarnationBook | None = None,
+        levels: ClusterLevels | None = None,
     ) -> None:
         """``peers`` may include ``node_id`` itself (ignored).  The queue to each peer holds
         at most ``queue_limit`` frames and ``queue_limit_bytes`` bytes (beyond one frame).
@@ -285,7 +296,8 @@ class PeerTransport:
         the pins if any): the handshake binds itself to each TLS connection.  ``hello``:
         what this node runs, sent first on each connection it dials and checked against
         the hellos it receives (None: neither).  ``incarnations``: this node's book of data
-        directories, introduced after the hello and judging the peers' (None: neither)."""
+        directories, introduced after the hello and judging the peers' (None: neither).
+        ``levels``: this node's cluster level, introduced last and judging the peers'."""
         handshake.node_id_bytes(node_id)
         if (ssl_server is not None or ssl_client is not None) and tls_identity is None:
             raise ValueError("peer TLS needs tls_identity (the channel binding covers the certificates)")
@@ -315,6 +327,7 @@ class PeerTransport:
         self._hello = hello
         self._hello_frame = frame(encode(hello)) if hello is not None else b""
         self._incarnations = incarnations
+        self._levels = levels
         self._rng = random.Random()
         self._links: dict[str, _Link] = {}
         for peer_id, address in self._normalize_peers(peers).items():
@@ -323,7 +336,9 @@ class PeerTransport:
         self._connections: set[_Connection] = set()  # every authenticated one, both directions
         self._accepted: set[asyncio.StreamWriter] = set()  # every accepted stream still open
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._blocked: frozenset[str] = frozenset()
+        self._blocked: frozenset[str] = frozenset()  # no traffic either way: faults, levels
+        self._fault_blocked: frozenset[str] = frozenset()  # set_blocked's
+        self._level_barred: dict[str, str] = {}  # peers below the cluster's level, and why
         self._last_sent: tuple[Any, bytes] | None = None  # the last message encoded, and its bytes
         self._dirty: list[_Link] = []  # links with frames queued since the last flush
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
@@ -408,7 +423,10 @@ class PeerTransport:
         if self._stopped:
             return
         if dst in self._blocked:
-            link.stats.dropped_blocked += 1
+            if dst in self._fault_blocked:
+                link.stats.dropped_blocked += 1
+            else:
+                link.stats.dropped_level += 1
             return
         if is_streamed(msg):
             self._enqueue(link, _Streamed(msg))
@@ -584,11 +602,27 @@ class PeerTransport:
     def set_blocked(self, peers: set[str]) -> None:
         """TEST-ONLY fault hook: discard all traffic to and from ``peers`` (counted as
         ``dropped_blocked``), including what is queued for them now; ``set()`` heals."""
-        self._blocked = frozenset(peers)
-        for peer_id in sorted(self._blocked):
+        self._fault_blocked = frozenset(peers)
+        self._blocked = self._fault_blocked | self._level_barred.keys()
+        for peer_id in sorted(self._fault_blocked):
             link = self._links.get(peer_id)
             if link is not None:
                 link.stats.dropped_blocked += link.clear_queue()
+
+    def peer_levels(self) -> dict[str, int]:
+        """The cluster level each peer's current inbound connection offers (those known)."""
+        return {
+            peer: connection.level
+            for peer, connection in self._inbound.items()
+            if connection.level is not None and not connection.closed
+        }
+
+    def judge_levels(self) -> None:
+        """Judge every inbound connection's level again (the cluster's level rose)."""
+        for peer, connection in list(self._inbound.items()):
+            link = self._links.get(peer)
+            if connection.level is not None and link is not None:
+                self._judge_level(peer, "its connection", connection, connection.level, link)
 
     @property
     def stats(self) -> TransportStats:
@@ -704,6 +738,8 @@ class PeerTransport:
             greeting = self._hello_frame
             if self._incarnations is not None:
                 greeting += frame(encode(self._incarnations.introduce(link.peer_id)))
+            if self._levels is not None:
+                greeting += frame(encode(self._levels.introduce()))
             if greeting:  # before anything queued: the receiver judges it first
                 writer.write(greeting)
                 stats.bytes_sent += len(greeting)  # as the receiver counts it
@@ -846,7 +882,7 @@ class PeerTransport:
                     if whole is None:
                         continue  # a fragment: the rest of its message follows
                     payload = whole
-                    if src in self._blocked:
+                    if src in self._fault_blocked:
                         stats.dropped_blocked += 1
                         continue
                     try:
@@ -862,6 +898,13 @@ class PeerTransport:
                     if type(msg) is PeerIncarnation:
                         self._judge_incarnation(src, address, connection, msg, stats)
                         continue
+                    if connection.level is None:  # its offer, or the first other message
+                        offer = type(msg) is PeerLevel
+                        self._judge_level(src, address, connection, msg.level if offer else BASE_LEVEL, link)
+                        if offer:
+                            continue
+                    elif type(msg) is PeerLevel:
+                        continue  # one offer per connection: later ones change nothing
                     if connection.foreign:
                         stats.dropped_foreign += 1
                         continue
@@ -917,6 +960,21 @@ class PeerTransport:
         if refusal is not None:  # else the hello's judgment stands
             connection.barred = refusal  # for good: a later hello cannot lift it
             self._refuse(src, address, connection, refusal, stats)
+
+    def _judge_level(self, src: str, address: str, connection: _Connection, level: int, link: _Link) -> None:
+        """Record ``level`` as what ``connection`` offers, and refuse or take the peer."""
+        connection.level = level
+        if self._levels is None or self._inbound.get(src) is not connection:
+            return
+        refusal = self._levels.refusal(level)
+        if refusal is not None:
+            if src not in self._level_barred:
+                link.stats.dropped_level += link.clear_queue()
+            self._level_barred[src] = refusal
+            self._refuse(src, address, connection, refusal, link.stats)
+        elif self._level_barred.pop(src, None) is not None:  # a new connection: upgraded
+            self._log.info("peer %s at %s offers cluster level %d: talking to it again", src, address, level)
+        self._blocked = self._fault_blocked | self._level_barred.keys()
 
     def _skip_unknown(
         self, src: str, address: str, exc: UnknownMessage, stats: PeerStats, warned: set[str]

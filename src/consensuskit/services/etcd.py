@@ -23,7 +23,9 @@ Rules this module owns (the operations at the edge and the workload):
   * every txn op it makes carries ``precheck``: the store runs it in etcd's order
     (statemachines/mvcc.py); every txn and delete_range op, ``empty_ranges``: a range
     that ends at or before its key needs the permission etcd asks for it
-    (statemachines/mvcc_auth.py);
+    (statemachines/mvcc_auth.py).  Both are cluster level 2's rules
+    (statemachines/levels.py): a node's edge adds them only once the cluster's level it
+    applied is 2, so no replica of an earlier release applies such an op by its old rules;
   * an op's ``key`` (used by histories and the checker's partition) is the key it
     touches when it touches exactly one, else "";
   * the workload: keys ``k0 .. k{keys-1}``; 28% range, 20% put (prev_kv), 8% delete
@@ -58,6 +60,7 @@ from consensuskit.core.client import ServiceOp
 from consensuskit.core.service import ServiceSpec
 from consensuskit.services.etcd_lessor import BUGS as LESSOR_BUGS
 from consensuskit.services.etcd_lessor import LOOK
+from consensuskit.statemachines.levels import ETCD_CHECKS, RELEASE_LEVEL
 from consensuskit.statemachines.mvcc import BUGS as STORE_BUGS
 from consensuskit.statemachines.mvcc import (
     EQUAL,
@@ -277,15 +280,15 @@ def single_key(kind: str, body: dict[str, Any]) -> str:
     return next(iter(keys))
 
 
-def make_op(kind: str, key: str = "", value: Any = None) -> ServiceOp:
+def make_op(kind: str, key: str = "", value: Any = None, *, level: int = RELEASE_LEVEL) -> ServiceOp:
     """The op of ``kind`` with request body ``value`` (``key``, when the body has none,
-    becomes the body's key)."""
+    becomes the body's key), for a cluster of ``level`` (module rules)."""
     body = dict(value) if isinstance(value, dict) else {}
     if key and "key" not in body and kind in ("range", "put", "delete_range", "watch"):
         body["key"] = key
-    if kind == "txn":
+    if kind == "txn" and level >= ETCD_CHECKS:
         body.setdefault("precheck", True)  # etcd's order of checks (statemachines/mvcc.py)
-    if kind in ("txn", "delete_range"):
+    if kind in ("txn", "delete_range") and level >= ETCD_CHECKS:
         body.setdefault("empty_ranges", True)  # etcd's permission on a range that ends early
     return ServiceOp(kind=kind, key=single_key(kind, body), value=body, read=kind in READ_KINDS)
 

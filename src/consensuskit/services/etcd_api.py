@@ -102,6 +102,7 @@ from consensuskit.services.etcd_lessor import LOOK, Lessor
 from consensuskit.services.etcd_recipes import Recipes
 from consensuskit.services.etcd_watch_hub import ALL_KEYS, Watcher, WatchHub
 from consensuskit.statemachines.auth import AUTH, AUTH_READ
+from consensuskit.statemachines.levels import BASE_LEVEL, level_of
 from consensuskit.statemachines.mvcc import (
     READ_KINDS,
 )
@@ -373,7 +374,8 @@ class EtcdNode(Recipes):
                 raise EtcdError(INVALID_ARGUMENT, "etcdserver: malformed auth request")
             args = tuple(args) if kind == AUTH else (args[0] if args else None)
             return ServiceOp(kind=kind, key=action, value=args, read=kind == AUTH_READ)
-        op = make_op(kind, "", body)
+        level = level_of(self.api.runtime.node) or BASE_LEVEL  # the rules every replica applies
+        op = make_op(kind, "", body, level=level)
         try:
             validate(op)
         except ValueError as exc:

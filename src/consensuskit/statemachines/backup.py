@@ -24,8 +24,11 @@ Rules this module owns:
     answer, not ``not-empty``;
   * the cluster's directory of member addresses (statemachines/peers.py) is not the
     service's state: a backup leaves it out, a restore keeps the restoring cluster's;
+  * the cluster's level (statemachines/levels.py) is not the service's state either: a
+    backup leaves it out, a restore keeps the restoring cluster's;
   * ``platform_result(machine, op)``: what a state machine answers to either of them,
-    and to a ``peer`` op (statemachines/peers.py: ``machine.peer_directory``);
+    to a ``peer`` op (statemachines/peers.py: ``machine.peer_directory``) and to a
+    ``level`` op (statemachines/levels.py: ``machine.cluster_level``);
     ``platform_command(machine, command)`` the same for one applied from the log (it
     needs ``machine.sessions``); ``is_platform_op(op)`` tells them from the service's
     own.  A state machine calls them before its own kinds (statemachines/kv.py,
@@ -38,12 +41,14 @@ from typing import Any
 
 from consensuskit.core.client import ClientRequest, ServiceOp
 from consensuskit.core.messages import decode, encode
-from consensuskit.statemachines import peers
+from consensuskit.statemachines import levels, peers
 from consensuskit.statemachines.sessions import BAD_BACKUP, BAD_COMMAND, NOT_EMPTY, refusal
 
 BACKUP = "backup"
 RESTORE = "restore"
-PLATFORM_KINDS = frozenset((BACKUP, RESTORE, peers.PEER))
+# What a snapshot holds about the cluster rather than the service's data.
+_CLUSTER_KEYS = frozenset((peers.SNAPSHOT_KEY, levels.SNAPSHOT_KEY))
+PLATFORM_KINDS = frozenset((BACKUP, RESTORE, peers.PEER, levels.LEVEL))
 
 
 def backup_op() -> ServiceOp:
@@ -81,12 +86,18 @@ def platform_command(machine: Any, command: ClientRequest) -> Any:
 
 
 def platform_result(machine: Any, op: Any) -> Any:
-    """``machine``'s answer to a backup, restore or peer op (see the module rules)."""
+    """``machine``'s answer to a backup, restore, peer or level op (see the module rules)."""
     if op.kind == BACKUP:
         snapshot = machine.snapshot()
-        if isinstance(snapshot, dict) and peers.SNAPSHOT_KEY in snapshot:
-            snapshot = {k: v for k, v in snapshot.items() if k != peers.SNAPSHOT_KEY}
+        if isinstance(snapshot, dict) and _CLUSTER_KEYS.intersection(snapshot):
+            snapshot = {k: v for k, v in snapshot.items() if k not in _CLUSTER_KEYS}
         return snapshot
+    if op.kind == levels.LEVEL:
+        level = None if op.is_read() else levels.applied(machine.cluster_level, op)
+        if level is None:
+            return BAD_COMMAND
+        machine.cluster_level = level
+        return {"level": level}
     if op.kind == peers.PEER:
         if op.is_read():
             return BAD_COMMAND
@@ -101,9 +112,10 @@ def platform_result(machine: Any, op: Any) -> Any:
         return BAD_BACKUP
     try:
         snapshot = decode(op.value)
-        directory = machine.peer_directory  # the cluster's, not the backup's (module rules)
+        # The cluster's, not the backup's (module rules).
+        directory, level = machine.peer_directory, machine.cluster_level
         machine.restore(snapshot)  # builds before it replaces: a refusal changes nothing
     except Exception:  # a crafted value must not halt a replica, and changed nothing
         return BAD_BACKUP
-    machine.peer_directory = directory
+    machine.peer_directory, machine.cluster_level = directory, level
     return {"restored": len(machine)}

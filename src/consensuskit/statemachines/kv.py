@@ -34,6 +34,7 @@ from typing import Any
 
 from consensuskit.core.client import ClientRequest, Op, ServiceOp
 from consensuskit.core.messages import LazyArray
+from consensuskit.statemachines import levels
 from consensuskit.statemachines.auth import AUTH_KINDS, AuthState
 from consensuskit.statemachines.backup import is_platform_op, platform_command, platform_result
 from consensuskit.statemachines.kv_entry import Versioned
@@ -74,7 +75,7 @@ def _flat_slice(store: FrozenStore, start: int, stop: int) -> tuple[Any, ...]:
 
 
 class KVStateMachine:
-    __slots__ = ("_auth", "_data", "_sessions", "peer_directory")
+    __slots__ = ("_auth", "_data", "_sessions", "cluster_level", "peer_directory")
 
     def __init__(self) -> None:
         # key -> _pack(value, version): a Versioned, or the bare value at version 1
@@ -83,6 +84,7 @@ class KVStateMachine:
         self._auth = AuthState()
         # The cluster's member addresses (statemachines/peers.py).
         self.peer_directory: Directory = {}
+        self.cluster_level = levels.BASE_LEVEL  # which rules every replica applies (levels.py)
 
 
     @property
@@ -187,6 +189,7 @@ class KVStateMachine:
             snap["auth"] = self._auth.snapshot()
         if self.peer_directory:
             snap[PEERS_KEY] = snapshot_part(self.peer_directory)
+        snap.update(levels.snapshot_part(self.cluster_level))
         return snap
 
     def restore(self, snapshot: Any) -> None:
@@ -209,9 +212,11 @@ class KVStateMachine:
             sessions = SessionTable.restore(snapshot)
             auth = AuthState.restored(snapshot.get("auth"))
             peers = restored(snapshot.get(PEERS_KEY))
+            level = levels.restored(snapshot.get(levels.SNAPSHOT_KEY))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
         self._data, self._sessions, self._auth, self.peer_directory = data, sessions, auth, peers
+        self.cluster_level = level
 
     def digest(self) -> Any:
         return tuple((k, *_unpack(entry)) for k, entry in sorted(self._data.items()))

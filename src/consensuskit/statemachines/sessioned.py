@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from consensuskit.core.client import ClientRequest
 from consensuskit.core.compiled import mypyc_attr
+from consensuskit.statemachines import levels
 from consensuskit.statemachines.backup import is_platform_op, platform_command, platform_result
 from consensuskit.statemachines.peers import SNAPSHOT_KEY as PEERS_KEY
 from consensuskit.statemachines.peers import Directory, restored, snapshot_part
@@ -51,7 +52,7 @@ class Executor(Protocol):
 class Sessioned:
     """A ``core.service.StateMachine`` made of an executor and a session table."""
 
-    __slots__ = ("_inner", "_kinds", "_reads", "_sessions", "peer_directory")
+    __slots__ = ("_inner", "_kinds", "_reads", "_sessions", "cluster_level", "peer_directory")
 
     def __init__(self, inner: Executor, kinds: tuple[str, ...], read_kinds: tuple[str, ...]) -> None:
         self._inner = inner
@@ -60,6 +61,7 @@ class Sessioned:
         self._sessions = SessionTable()
         # The cluster's member addresses (statemachines/peers.py).
         self.peer_directory: Directory = {}
+        self.cluster_level = levels.BASE_LEVEL  # which rules every replica applies (levels.py)
 
 
     @property
@@ -88,6 +90,7 @@ class Sessioned:
         snap = {"state": self._inner.snapshot(), **self._sessions.snapshot()}
         if self.peer_directory:
             snap[PEERS_KEY] = snapshot_part(self.peer_directory)
+        snap.update(levels.snapshot_part(self.cluster_level))
         return snap
 
     def restore(self, snapshot: Any) -> None:
@@ -96,10 +99,12 @@ class Sessioned:
         try:
             sessions = SessionTable.restore(snapshot)
             peers = restored(snapshot.get(PEERS_KEY))
+            level = levels.restored(snapshot.get(levels.SNAPSHOT_KEY))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a snapshot of this service: {exc}") from exc
         self._inner.restore(snapshot["state"])
         self._sessions, self.peer_directory = sessions, peers
+        self.cluster_level = level
 
     def digest(self) -> Any:
         return self._inner.digest()

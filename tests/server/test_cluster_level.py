@@ -1,0 +1,235 @@
+"""The cluster level on the server (server/cluster_level.py): each node offers its level
+to its peers, the cluster's level is raised once every member offers it, and a peer below
+the cluster's level is refused both ways.  A rolling upgrade keeps the earlier release's
+rules until its last node runs the new one; a node of the earlier release started after
+the raise takes no part (it would apply the log by other rules)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+
+from consensuskit.server.cluster_level import ClusterLevels
+from consensuskit.server.main import NodeServer
+from consensuskit.server.peer_hello import PeerLevel
+from consensuskit.server.transport import PeerTransport
+from consensuskit.statemachines.levels import RELEASE_LEVEL
+from tests.server.runtime_harness import Cluster, node_config
+from tests.server.test_transport import Node, eventually, hb, run, settle
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Applied:
+    """A stand-in for a node's applied level."""
+
+    def __init__(self, level: int | None) -> None:
+        self.level = level
+
+    def __call__(self) -> int | None:
+        return self.level
+
+
+async def _pair(a_offer: int | None, b_offer: int | None, applied: Applied) -> tuple[Node, Node]:
+    """a judges with ``applied``; b offers ``b_offer`` (None: an earlier release, no offer)."""
+    a = Node("a", levels=ClusterLevels(a_offer or RELEASE_LEVEL, applied))
+    b = Node("b", **({"levels": ClusterLevels(b_offer, Applied(None))} if b_offer is not None else {}))
+    await a.transport.start()
+    await b.transport.start()
+    for node in (a, b):
+        node.transport.update_peers({"a": a.address, "b": b.address})
+    return a, b
+
+
+def test_the_offer_round_trips_and_names_the_levels():
+    from consensuskit.core.messages import decode, encode
+
+    assert decode(encode(PeerLevel(2))) == PeerLevel(2)
+    levels = ClusterLevels(2, Applied(2))
+    assert levels.introduce() == PeerLevel(2)
+    assert levels.refusal(2) is None and levels.refusal(3) is None
+    assert levels.refusal(1) == (
+        "it applies cluster level 1 at most, this cluster's level is 2: it would apply this "
+        "cluster's commands by other rules; run this release on it, with no cluster_level below 2 "
+        "in its config"
+    )
+    assert ClusterLevels(2, Applied(None)).refusal(1) is None  # a node that keeps no level
+
+
+@pytest.mark.parametrize("b_offer", [1, None], ids=["offers-1", "earlier-release"])
+def test_a_peer_below_the_clusters_level_is_refused_both_ways(b_offer, caplog):
+    async def main() -> None:
+        a, b = await _pair(2, b_offer, Applied(2))
+        b.transport.send("a", hb(1))  # an earlier release's first message says its level
+        await eventually(lambda: a.stats("b").refused is not None, "the refusal")
+        assert "cluster level 1 at most" in a.stats("b").refused
+        assert a.transport.peer_levels() == {"b": 1}
+        for i in range(3):
+            a.transport.send("b", hb(10 + i))
+            b.transport.send("a", hb(20 + i))
+        await eventually(lambda: a.stats("b").dropped_foreign >= 3, "b's messages dropped")
+        await settle()
+        assert a.inbox == [] and b.commits_from("a") == []  # nothing either way
+        assert a.stats("b").dropped_level == 3 and a.stats("b").frames_sent == 0
+        for node in (a, b):
+            await node.transport.stop()
+
+    with caplog.at_level(logging.ERROR):
+        run(main())
+    assert sum("dropping its messages" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("b_offer", [1, None], ids=["offers-1", "earlier-release"])
+def test_below_the_level_is_fine_while_the_cluster_is_at_it(b_offer):
+    async def main() -> None:
+        applied = Applied(1)
+        a, b = await _pair(2, b_offer, applied)
+        b.transport.send("a", hb(1))
+        a.transport.send("b", hb(2))
+        await eventually(lambda: a.inbox and b.inbox, "one message each way")
+        assert a.transport.peer_levels() == {"b": 1} and a.stats("b").refused is None
+        # The level rises (a peer cannot be a member then, but one may be connected):
+        # judged again, b is refused from now on.
+        applied.level = 2
+        a.transport.judge_levels()
+        assert "cluster level 1 at most" in a.stats("b").refused
+        b.transport.send("a", hb(3))
+        a.transport.send("b", hb(4))
+        await eventually(lambda: a.stats("b").dropped_foreign == 1, "b's message dropped")
+        assert a.commits_from("b") == [1] and a.stats("b").dropped_level == 1
+        for node in (a, b):
+            await node.transport.stop()
+
+    run(main())
+
+
+def test_an_upgraded_peer_is_taken_again_on_its_new_connection():
+    async def main() -> None:
+        a, b = await _pair(2, 1, Applied(2))
+        b.transport.send("a", hb(1))
+        await eventually(lambda: a.stats("b").refused is not None, "the refusal")
+        port = b.address[1]
+        await b.transport.stop()  # the operator upgrades b and starts it again
+        upgraded = Node("b", port=port, levels=ClusterLevels(2, Applied(None)))
+        await upgraded.transport.start()
+        upgraded.transport.update_peers({"a": a.address})
+        upgraded.transport.send("a", hb(5))
+        await eventually(lambda: a.commits_from("b") == [5], "the upgraded node's message")
+        assert a.transport.peer_levels() == {"b": 2} and a.stats("b").refused is None
+        a.transport.send("b", hb(6))
+        await eventually(lambda: upgraded.commits_from("a") == [6], "a talks to it again")
+        for node in (a, upgraded):
+            await node.transport.stop()
+
+    run(main())
+
+
+# -- a cluster of servers ------------------------------------------------------------------
+async def _status(c: Cluster, node: str) -> dict[str, Any]:
+    status, body, _ = await c.call("GET", node, "/v1/status")
+    assert status == 200, body
+    return body
+
+
+async def _levels(c: Cluster) -> dict[str, int]:
+    return {node: (await _status(c, node))["cluster_level"]["applied"] for node in c.servers}
+
+
+async def _wait_levels(c: Cluster, level: int, timeout: float = 15.0) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while set((await _levels(c)).values()) != {level}:
+        if loop.time() > end:
+            raise AssertionError(f"not every node at level {level}: {await _levels(c)}")
+        await asyncio.sleep(0.05)
+
+
+async def _start_earlier_release(c: Cluster, node_id: str) -> NodeServer:
+    """``node_id`` as a node of the release before levels: it sends no PeerLevel."""
+
+    def factory(*args: Any, **kwargs: Any) -> PeerTransport:
+        kwargs.pop("levels", None)
+        return PeerTransport(*args, **kwargs)
+
+    config = node_config(c.base, node_id, c.ids, **c.settings)
+    server = NodeServer(config, transport_factory=factory)
+    await server.start()
+    c.servers[node_id] = server
+    c.wire()
+    return server
+
+
+def test_a_rolling_upgrade_raises_the_level_with_its_last_node_and_refuses_a_downgrade(tmp_path):
+    async def main() -> None:
+        c = Cluster(tmp_path, ["n1", "n2", "n3"])
+        c.http = aiohttp.ClientSession()
+        try:
+            # n3 still runs the earlier release: the cluster stays at its rules.
+            await c.start_node("n1", wire=False)
+            await c.start_node("n2", wire=False)
+            await _start_earlier_release(c, "n3")
+            leader = await c.wait_leader()
+            status, body, _ = await c.call("PUT", leader, "/v1/kv/a", data=b"1")
+            assert status == 200, body
+            await settle(1.5)  # several looks of the level raiser
+            assert await _levels(c) == {"n1": 1, "n2": 1, "n3": 1}
+            body = await _status(c, leader)
+            others = sorted({"n1", "n2", "n3"} - {leader})
+            assert {p: body["peers"][p]["level"] for p in others} == {
+                p: (1 if p == "n3" else RELEASE_LEVEL) for p in others
+            }
+            assert body["cluster_level"] == {"applied": 1, "offered": RELEASE_LEVEL}
+            # n3 upgraded: the level rises on every node.
+            await c.stop_node("n3")
+            await c.start_node("n3")
+            await _wait_levels(c, RELEASE_LEVEL)
+            # n3 back on the earlier release: refused by both others, and the cluster goes on.
+            await c.stop_node("n3")
+            await _start_earlier_release(c, "n3")
+            leader = await c.wait_leader(exclude=("n3",))
+            for node in ("n1", "n2"):
+                for _ in range(100):
+                    refused = (await _status(c, node))["peers"]["n3"]["refused"]
+                    if refused:
+                        break
+                    await settle(0.05)
+                assert refused and "cluster level 1 at most, this cluster's level is 2" in refused
+            status, body, _ = await c.call("PUT", leader, "/v1/kv/b", data=b"2")
+            assert status == 200, body
+            await settle(0.5)
+            n3 = c.servers["n3"].runtime.node
+            assert n3.sm.get("b") is None  # it got nothing to apply by the wrong rules
+        finally:
+            for server in c.servers.values():
+                await server.stop()
+            await c.http.close()
+
+    run(main())
+
+
+def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path):
+    async def main() -> None:
+        c = Cluster(tmp_path, ["n1", "n2", "n3"])
+        c.http = aiohttp.ClientSession()
+        try:
+            await c.start_node("n1", wire=False)
+            await c.start_node("n2", wire=False)
+            await c.start_node("n3", wire=False, cluster_level=1)
+            c.wire()
+            await c.wait_leader()
+            await settle(1.5)
+            assert await _levels(c) == {"n1": 1, "n2": 1, "n3": 1}
+            await c.stop_node("n3")
+            await c.start_node("n3")  # the operator lifts the pin
+            await _wait_levels(c, RELEASE_LEVEL)
+        finally:
+            for server in c.servers.values():
+                await server.stop()
+            await c.http.close()
+
+    run(main())
