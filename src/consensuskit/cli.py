@@ -976,6 +976,10 @@ def server_cmd(
         float | None, typer.Option(help="Seconds an idle client session is kept (0: forever).")
     ] = None,
     max_sessions: Annotated[int | None, typer.Option(help="Client sessions kept at most.")] = None,
+    cluster_level: Annotated[
+        int | None,
+        typer.Option(help="The highest cluster level this node agrees to (default: this release's)."),
+    ] = None,
     inline_sync_bytes: Annotated[
         int | None,
         typer.Option(help="Sync batches up to this size are fsynced on the loop thread (0: never)."),
@@ -1055,6 +1059,7 @@ def server_cmd(
             fsync=fsync,
             session_ttl=session_ttl,
             max_sessions=max_sessions,
+            cluster_level=cluster_level,
             inline_sync_bytes=inline_sync_bytes,
             enable_fault_injection=enable_fault_injection or None,
             events_ring=events_ring,

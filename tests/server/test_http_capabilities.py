@@ -89,6 +89,7 @@ async def test_metrics_export_only_what_the_node_has(tmp_path) -> None:
         for absent in ("consensuskit_is_leader", "consensuskit_term", "consensuskit_peer_match_index"):
             assert absent not in names, absent
         assert "consensuskit_lease_remaining_seconds" not in names
+        assert found[("consensuskit_cluster_level", ())] in (1, 2)  # raised within a beat
 
 
 @async_test
@@ -100,6 +101,7 @@ async def test_a_raft_leader_exports_every_capability_metric(tmp_path) -> None:
         assert found[("consensuskit_is_leader", ())] == 1
         assert found[("consensuskit_generation", (("name", "term"),))] == found[("consensuskit_term", ())]
         assert ("consensuskit_lease_remaining_seconds", ()) in found
+        assert ("consensuskit_cluster_level", ()) in found
         _status, body, _ = await c.call("GET", leader, "/v1/status")
         assert body["capabilities"] == [
             "has-leader",

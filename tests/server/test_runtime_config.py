@@ -102,6 +102,16 @@ def test_session_settings_from_the_file_and_flags(tmp_path):
     assert (cfg.session_ttl, cfg.max_sessions) == (0.0, 7)
 
 
+def test_the_cluster_level_from_the_file_and_flags(tmp_path):
+    assert load_config(write(tmp_path, GOOD)).cluster_level == 2  # this release's
+    path = write(tmp_path, "cluster_level = 1\n" + GOOD)
+    assert load_config(path).cluster_level == 1
+    assert build_config(path, cluster_level=2).cluster_level == 2
+    for bad in ("0", "3", '"2"', "true", "1.0"):
+        with pytest.raises(ConfigError, match=r"cluster_level: expected an integer 1\.\.2 \(the levels this"):
+            load_config(write(tmp_path, f"cluster_level = {bad}\n" + GOOD))
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

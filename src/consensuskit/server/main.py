@@ -678,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-buffered-bytes", dest="max_buffered_bytes", type=int)
     parser.add_argument("--session-ttl", dest="session_ttl", type=float)
     parser.add_argument("--max-sessions", dest="max_sessions", type=int)
+    parser.add_argument("--cluster-level", dest="cluster_level", type=int)
     parser.add_argument("--inline-sync-bytes", dest="inline_sync_bytes", type=int)
     parser.add_argument("--events-ring", dest="events_ring", type=int)
     parser.add_argument("--events-sample", dest="events_sample", type=int)

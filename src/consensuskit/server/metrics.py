@@ -11,7 +11,8 @@ observed once per group commit, are prometheus_client's own.
 A node's own gauges follow its capabilities (core/capabilities.py): ``generation`` (by
 its name) for every node; ``term``, ``is_leader`` and ``peer_match_index`` where it has a
 leader; the log positions where it has a replicated log; ``lease_remaining_seconds``
-where it serves lease reads.  A metric a node cannot have is absent, never 0.
+where it serves lease reads; ``cluster_level`` where its state machine keeps one.  A
+metric a node cannot have is absent, never 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from consensuskit.core.capabilities import HasLeader, Inspectable, LeaseReads, ReplicatedLog, peer_progress
 from consensuskit.server import gc_watch
 from consensuskit.server.runtime import LAG_BUCKETS, NodeRuntime
+from consensuskit.statemachines.levels import level_of
 
 PREFIX = "consensuskit"
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -216,6 +218,9 @@ def _node_metrics(runtime: NodeRuntime) -> Iterator[Metric]:
     if isinstance(node, LeaseReads):
         lease = node.lease_remaining()
         yield _gauge("lease_remaining_seconds", "Leader lease left by this node's clock", lease)
+    level = level_of(node)
+    if level is not None:
+        yield _gauge("cluster_level", "The cluster level this node applied (statemachines/levels.py)", level)
     peers = peer_progress(status.details)
     if isinstance(node, HasLeader) and isinstance(status.details.get("peers"), dict):
         match = GaugeMetricFamily(
