@@ -303,6 +303,23 @@ def test_status_rows_mark_dead_and_paused_processes() -> None:
     assert rows[1]["error"] == "paused (SIGSTOP)"
 
 
+def test_the_status_table_says_when_the_cluster_waits_below_a_nodes_level() -> None:
+    from rich.console import Console
+
+    from consensuskit.server.commands import status_table
+
+    def note(applied: int | None, offered: int) -> str:
+        status = {"id": "n1", "role": "leader", "cluster_level": {"applied": applied, "offered": offered}}
+        console = Console(record=True, width=300)
+        console.print(status_table(status_rows({"n1": status})))
+        return console.export_text()
+
+    waits = "cluster level 1 (offers 2: a member runs an earlier release, or a lower cluster_level)"
+    assert waits in note(1, 2)
+    for applied, offered in ((2, 2), (1, 1), (None, 2)):
+        assert "cluster level" not in note(applied, offered)
+
+
 def test_test_ports_come_from_below_the_ephemeral_range(tmp_path: Path) -> None:
     """A port inside the kernel's ephemeral range can be taken by any outgoing connection
     between the check and the bind (a real EADDRINUSE flake): tests draw below it."""

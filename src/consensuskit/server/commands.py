@@ -96,6 +96,8 @@ def status_rows(
                     for peer, entry in sorted((status.get("peers") or {}).items())
                     if isinstance(entry, dict) and entry.get("refused")
                 },
+                # The cluster level it applied and the one it offers (server/cluster_level.py).
+                level=status.get("cluster_level") or {},
             )
         else:
             row.update(id=name, role=None, term=None, leader=None, commit=None, applied=None, pid=None)
@@ -143,7 +145,16 @@ def _note(row: dict[str, Any]) -> str:
     if refuses:
         peer, reason = next(iter(refuses.items()))
         return f"[red]drops the messages of {', '.join(refuses)}: {peer}: {reason}[/]"
-    return "[yellow]rejoining (lost its disk; no vote yet)[/]" if row.get("rejoining") else ""
+    if row.get("rejoining"):
+        return "[yellow]rejoining (lost its disk; no vote yet)[/]"
+    level = row.get("level") or {}
+    applied, offered = level.get("applied"), level.get("offered")
+    if isinstance(applied, int) and isinstance(offered, int) and applied < offered:
+        return (
+            f"[yellow]cluster level {applied} (offers {offered}: a member runs an earlier release, "
+            "or a lower cluster_level)[/]"
+        )
+    return ""
 
 
 def _dash(value: Any) -> str:
