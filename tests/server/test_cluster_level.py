@@ -6,7 +6,10 @@ the raise takes no part (it would apply the log by other rules)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -149,6 +152,19 @@ async def _wait_levels(c: Cluster, level: int, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def _three(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Three nodes' cluster, each started by the test; all stopped at the end."""
+    c = Cluster(tmp_path, ["n1", "n2", "n3"])
+    c.http = aiohttp.ClientSession()
+    try:
+        yield c
+    finally:
+        for server in c.servers.values():
+            await server.stop()
+        await c.http.close()
+
+
 async def _start_earlier_release(c: Cluster, node_id: str) -> NodeServer:
     """``node_id`` as a node of the release before levels: it sends no PeerLevel."""
 
@@ -166,9 +182,7 @@ async def _start_earlier_release(c: Cluster, node_id: str) -> NodeServer:
 
 def test_a_rolling_upgrade_raises_the_level_with_its_last_node_and_refuses_a_downgrade(tmp_path):
     async def main() -> None:
-        c = Cluster(tmp_path, ["n1", "n2", "n3"])
-        c.http = aiohttp.ClientSession()
-        try:
+        async with _three(tmp_path) as c:
             # n3 still runs the earlier release: the cluster stays at its rules.
             await c.start_node("n1", wire=False)
             await c.start_node("n2", wire=False)
@@ -204,19 +218,13 @@ def test_a_rolling_upgrade_raises_the_level_with_its_last_node_and_refuses_a_dow
             await settle(0.5)
             n3 = c.servers["n3"].runtime.node
             assert n3.sm.get("b") is None  # it got nothing to apply by the wrong rules
-        finally:
-            for server in c.servers.values():
-                await server.stop()
-            await c.http.close()
 
     run(main())
 
 
 def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path):
     async def main() -> None:
-        c = Cluster(tmp_path, ["n1", "n2", "n3"])
-        c.http = aiohttp.ClientSession()
-        try:
+        async with _three(tmp_path) as c:
             await c.start_node("n1", wire=False)
             await c.start_node("n2", wire=False)
             await c.start_node("n3", wire=False, cluster_level=1)
@@ -227,9 +235,5 @@ def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path):
             await c.stop_node("n3")
             await c.start_node("n3")  # the operator lifts the pin
             await _wait_levels(c, RELEASE_LEVEL)
-        finally:
-            for server in c.servers.values():
-                await server.stop()
-            await c.http.close()
 
     run(main())

@@ -34,7 +34,6 @@ Rules this module owns:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -46,6 +45,7 @@ from consensuskit.core.client import ClientRequest
 from consensuskit.server.node_interface import clock_writer
 from consensuskit.server.peer_hello import PeerLevel
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
+from consensuskit.server.tasks import cancel_and_wait
 from consensuskit.statemachines.levels import BASE_LEVEL, level_of, level_op
 from consensuskit.statemachines.sessions import ANON_PREFIX, refusal
 
@@ -122,10 +122,7 @@ class LevelRaiser:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def target(self) -> int | None:
         """The level to raise the cluster's to now, or None (module rules)."""

@@ -74,6 +74,7 @@ from consensuskit.server.remembered_peers import Remembered, read_remembered, wr
 from consensuskit.server.reply_signing import ReplySigner, reply_signer
 from consensuskit.server.runtime import DurableStorage, NodeRuntime
 from consensuskit.server.session_clock import SessionClock
+from consensuskit.server.tasks import cancel_and_wait
 from consensuskit.server.transport import PeerTransport
 from consensuskit.server.wal import CorruptLogError, DirectoryInUseError, DiskStorage
 from consensuskit.statemachines.levels import level_of
@@ -403,10 +404,7 @@ class NodeServer:
 
     async def _stop_peer_follower(self) -> None:
         task, self._peer_follower = self._peer_follower, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def set_blocked(self, peers: set[str]) -> None:
         self.transport.set_blocked(peers)

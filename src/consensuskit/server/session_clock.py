@@ -25,7 +25,6 @@ Rules this module owns:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any
 from consensuskit.core.client import ClientRequest
 from consensuskit.server.node_interface import clock_writer
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
+from consensuskit.server.tasks import cancel_and_wait
 from consensuskit.statemachines.sessions import ANON_PREFIX, clock_op
 
 log = logging.getLogger("consensuskit.server.sessions")
@@ -83,10 +83,7 @@ class SessionClock:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def _leading(self) -> bool:
         return clock_writer(self.runtime.node, self.node_id, self.members)
