@@ -41,6 +41,7 @@ import dataclasses
 import time
 import types
 import typing
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,12 @@ import consensuskit.protocols.sharded.messages
 import consensuskit.protocols.swim.messages
 import consensuskit.protocols.zab.messages
 from consensuskit.client import Client, ClientError, NotFound
-from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, message_fields, registered_messages
+from consensuskit.core.messages import CODEC_VERSION, EXT_MESSAGE, encode, message_fields, registered_messages
 from consensuskit.server import handshake
 from consensuskit.server.cluster import ClusterLayout, LocalCluster, free_base_port
 from consensuskit.server.framing import frame
-from consensuskit.server.peer_hello import PeerHello, PeerIncarnation
+from consensuskit.server.peer_hello import PeerHello, PeerIncarnation, PeerLevel
+from consensuskit.statemachines.levels import RELEASE_LEVEL
 from tests.fuzzing import live_fuzz
 from tests.protocols.hostile_peers import EDGE_INTS, NODE_IDS, Raw, harvest, mutated, payload_of, scalars
 from tests.server.test_processes import NODE_OPTIONS, PROTOCOLS_SLOW_LEADERLESS, make_cluster
@@ -76,11 +78,15 @@ pytestmark = pytest.mark.timeout(300)
 
 DEFAULT_EXAMPLES = 400
 SLOW_EXAMPLES = 3000
-# tag -> class, every protocol's (a node must ignore the others').  Not PeerHello nor
-# PeerIncarnation: one naming another setup or data directory makes the receiver drop
-# the rest of that connection's frames, so the fuzzing would stop at the first one
-# (test_peer_hello.py and test_incarnations.py cover them).
-GREETINGS = (PeerHello, PeerIncarnation)
+# tag -> class, every protocol's (a node must ignore the others').  Not PeerHello,
+# PeerIncarnation nor PeerLevel: one naming another setup, data directory or a level
+# below the cluster's makes the receiver drop the rest of that connection's frames, so
+# the fuzzing would stop at the first one (test_peer_hello.py, test_incarnations.py and
+# test_cluster_level.py cover them).  Each fuzzing connection offers this release's
+# level first: without an offer it counts as an earlier release's, refused once the
+# cluster's level is raised.
+GREETINGS = (PeerHello, PeerIncarnation, PeerLevel)
+OFFER = frame(encode(PeerLevel(RELEASE_LEVEL)))
 MESSAGES = {tag: cls for tag, cls in registered_messages().items() if cls not in GREETINGS}
 assert len(MESSAGES) > 20, MESSAGES
 # Transaction ids ("coordinator.incarnation.counter": the probes' own transactions among
@@ -410,6 +416,7 @@ async def send(target: Target, node: str, impersonate: str, when: str, chunks: l
                 handshake.dial(reader, writer, node_id=impersonate, secret=target.secret, expected_peer=node),
                 10,
             )
+            writer.write(OFFER)
         for chunk in chunks:
             writer.write(chunk)
         await writer.drain()
@@ -439,8 +446,23 @@ def run_fuzz(target: Target, examples: int) -> None:
         dead = target.cluster.dead_nodes()
         assert dead == [], [(n.node_id, n.returncode, n.log_tail(40)) for n in dead]
 
+    before = foreign_drops(target)
     one()
     assert_serving(target)
+    # The fuzz reached the protocols: its frames were not dropped as a foreign peer's
+    # (an earlier release's, below the cluster's level, without the OFFER).
+    assert foreign_drops(target) - before <= max(5, target.sent // 20), (before, target.sent)
+
+
+def foreign_drops(target: Target) -> int:
+    """Messages the nodes dropped as a foreign peer's, in all."""
+    total = 0.0
+    for node in target.cluster.nodes:
+        with urllib.request.urlopen(target.cluster.url(node) + "/metrics", timeout=10) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith("consensuskit_transport_dropped_foreign_total{"):
+                    total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def test_fuzzed_peer_frames_never_halt_a_node(target: Target) -> None:
