@@ -10,10 +10,12 @@ Rules this module owns:
   * a node offers its config's ``cluster_level`` (default: this release's,
     ``RELEASE_LEVEL``).  An operator may set a lower one on upgraded nodes to keep the
     cluster at the previous release's rules, and so the option of going back to it;
-  * it introduces its offer to each peer it dials (``PeerLevel``, after its
-    PeerIncarnation: transport.py).  A peer's level is the one its current inbound
-    connection introduced; ``BASE_LEVEL`` when that connection's first other message
-    came first (an earlier release, which sends none); unknown while neither arrived;
+  * it introduces its offer to each peer it dials (``PeerLevel``, the first frame of the
+    connection, before its hello: transport.py).  A peer's level is the one its current
+    inbound connection introduced; ``BASE_LEVEL`` when that connection's first frame is
+    another (an earlier release, which sends none: known as soon as it dialed, before
+    this node sends it anything on a connection of its own, as a rule); unknown while no
+    frame arrived;
   * raising (``LevelRaiser``): every ``POLL`` seconds the node that writes the session
     clock (the leader: node_interface.clock_writer) computes the lowest offer of itself
     and every member (the protocol's voters and learners, else the configured members).

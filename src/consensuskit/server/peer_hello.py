@@ -1,4 +1,4 @@
-"""PeerHello: what a node says about itself as the first message of each connection it dials.
+"""PeerHello: what a node says about itself at the start of each connection it dials.
 
 The handshake (handshake.py) proves a peer holds the cluster secret; it says nothing about
 what the peer runs.  A node whose config names another protocol (a typo in one
@@ -8,8 +8,9 @@ protocol is worse: its messages are understood, and it applies the same log to a
 state machine, its answers diverging from every other replica's.  So:
 
 Rules this module owns:
-  * every node sends ``PeerHello(protocol, service, cluster_id, release)`` as the first
-    frame of every connection it dials (transport.py writes it before any queued frame);
+  * every node sends ``PeerHello(protocol, service, cluster_id, release)`` at the start
+    of every connection it dials, after its PeerLevel (below) and before any queued
+    frame (transport.py);
   * a receiver compares it with its own (``refusal``): another protocol or service, or
     another cluster id when both know one, makes the connection *foreign*: every message
     on it is dropped and counted (``dropped_foreign``), the reason is logged once per
@@ -28,10 +29,10 @@ Rules this module owns:
     of them, and which directory it knows the receiver by.  A new message, not fields
     appended to PeerHello: an earlier release refuses a frame with more fields than it
     knows (and drops the connection), but skips a tag it does not know;
-  * a node whose state machine keeps a cluster level (statemachines/levels.py) sends
-    ``PeerLevel`` after those: the highest level it applies (server/cluster_level.py).
-    A connection whose first other message comes without one is an earlier release's
-    (level 1).
+  * every node opens each connection it dials with ``PeerLevel``, before its hello: the
+    highest cluster level it applies (server/cluster_level.py).  A connection whose
+    first frame is another is an earlier release's (level 1), known at once; an earlier
+    release skips the unknown tag and judges the hello after it as before.
 
 Tags 200-209 belong to the server; append new ones, never reuse.
 """

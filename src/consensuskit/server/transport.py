@@ -50,10 +50,11 @@ Rules this module owns:
   connection; later ones are ignored) gets its connection marked foreign the same way;
   a PeerIncarnation saying this node is known by another directory is logged once per
   connection (the book says when).  A node given ``levels`` (cluster_level.py) writes its
-  ``PeerLevel`` after those, keeps each inbound connection's level (``peer_levels``;
-  BASE_LEVEL when another message comes first: an earlier release) and refuses a peer
-  below the cluster's level both ways: its connection foreign, nothing sent to it
-  (``dropped_level``); ``judge_levels`` judges every connection again when that level rises.
+  ``PeerLevel`` before those, keeps each inbound connection's level (``peer_levels``;
+  BASE_LEVEL when its first frame is another: an earlier release, judged at once) and
+  refuses a peer below the cluster's level both ways, for good on that connection: it
+  is foreign, nothing is sent to the peer (``dropped_level``); ``judge_levels`` judges
+  every connection again when that level rises.
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -250,15 +251,18 @@ class RefusalLog:
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
-    __slots__ = ("barred", "closed", "foreign", "introduced", "level", "peer_id", "writer")
+    __slots__ = ("address", "barred", "closed", "foreign", "introduced", "level", "peer_id", "writer")
 
-    def __init__(self, peer_id: str, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, peer_id: str, writer: asyncio.StreamWriter, address: str = "") -> None:
         self.peer_id = peer_id
         self.writer = writer
+        self.address = address  # the peer's, as logged (inbound)
         self.closed = False
         self.foreign = False  # its hello named another setup (inbound only): deliver nothing
         self.introduced = False  # its PeerIncarnation was judged: later ones are ignored
-        self.barred: str | None = None  # the incarnation book refused it (for good)
+        # The incarnation book or the cluster level refused it (for good: a later hello
+        # cannot lift it).
+        self.barred: str | None = None
         self.level: int | None = None  # the cluster level it offers (inbound; None: not known yet)
 
     def close(self) -> None:
@@ -297,7 +301,7 @@ class PeerTransport:
         what this node runs, sent first on each connection it dials and checked against
         the hellos it receives (None: neither).  ``incarnations``: this node's book of data
         directories, introduced after the hello and judging the peers' (None: neither).
-        ``levels``: this node's cluster level, introduced last and judging the peers'."""
+        ``levels``: this node's cluster level, introduced first and judging the peers'."""
         handshake.node_id_bytes(node_id)
         if (ssl_server is not None or ssl_client is not None) and tls_identity is None:
             raise ValueError("peer TLS needs tls_identity (the channel binding covers the certificates)")
@@ -622,7 +626,7 @@ class PeerTransport:
         for peer, connection in list(self._inbound.items()):
             link = self._links.get(peer)
             if connection.level is not None and link is not None:
-                self._judge_level(peer, "its connection", connection, connection.level, link)
+                self._judge_level(peer, connection.address, connection, connection.level, link)
 
     @property
     def stats(self) -> TransportStats:
@@ -735,11 +739,12 @@ class PeerTransport:
         stats, queue = link.stats, link.queue
         link.connection = connection
         try:
-            greeting = self._hello_frame
+            # The offer first: a connection opening with anything else is an earlier
+            # release's, judged at its first frame (cluster_level.py).
+            greeting = frame(encode(self._levels.introduce())) if self._levels is not None else b""
+            greeting += self._hello_frame
             if self._incarnations is not None:
                 greeting += frame(encode(self._incarnations.introduce(link.peer_id)))
-            if self._levels is not None:
-                greeting += frame(encode(self._levels.introduce()))
             if greeting:  # before anything queued: the receiver judges it first
                 writer.write(greeting)
                 stats.bytes_sent += len(greeting)  # as the receiver counts it
@@ -855,7 +860,7 @@ class PeerTransport:
         link = self._links.get(src)
         if link is None:  # removed from the membership during the handshake
             return
-        connection = _Connection(src, writer)
+        connection = _Connection(src, writer, address)
         previous = self._inbound.get(src)
         if previous is not None:
             previous.close()  # it may still hold buffered frames; they are older than ours
@@ -892,19 +897,19 @@ class PeerTransport:
                         continue
                     if not _is_message(msg):
                         raise CodecError(f"frame holds a {type(msg).__name__}, not a protocol message")
-                    if type(msg) is PeerHello:
-                        self._judge_hello(src, address, connection, msg, stats)
-                        continue
-                    if type(msg) is PeerIncarnation:
-                        self._judge_incarnation(src, address, connection, msg, stats)
-                        continue
-                    if connection.level is None:  # its offer, or the first other message
+                    if connection.level is None:  # the first frame: its offer, or none (earlier)
                         offer = type(msg) is PeerLevel
                         self._judge_level(src, address, connection, msg.level if offer else BASE_LEVEL, link)
                         if offer:
                             continue
                     elif type(msg) is PeerLevel:
                         continue  # one offer per connection: later ones change nothing
+                    if type(msg) is PeerHello:
+                        self._judge_hello(src, address, connection, msg, stats)
+                        continue
+                    if type(msg) is PeerIncarnation:
+                        self._judge_incarnation(src, address, connection, msg, stats)
+                        continue
                     if connection.foreign:
                         stats.dropped_foreign += 1
                         continue
@@ -971,7 +976,10 @@ class PeerTransport:
             if src not in self._level_barred:
                 link.stats.dropped_level += link.clear_queue()
             self._level_barred[src] = refusal
-            self._refuse(src, address, connection, refusal, link.stats)
+            if connection.barred is None:  # else refused already, and that reason stands
+                connection.barred = refusal
+                if not connection.foreign:  # nor does a foreign hello's reason give way
+                    self._refuse(src, address, connection, refusal, link.stats)
         elif self._level_barred.pop(src, None) is not None:  # a new connection: upgraded
             self._log.info("peer %s at %s offers cluster level %d: talking to it again", src, address, level)
         self._blocked = self._fault_blocked | self._level_barred.keys()
