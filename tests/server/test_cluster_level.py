@@ -36,10 +36,12 @@ class Applied:
         return self.level
 
 
-async def _pair(a_offer: int | None, b_offer: int | None, applied: Applied) -> tuple[Node, Node]:
-    """a judges with ``applied``; b offers ``b_offer`` (None: an earlier release, no offer)."""
+async def _pair(a_offer: int | None, b_applies: int | None, applied: Applied) -> tuple[Node, Node]:
+    """a judges with ``applied``; b's release applies levels up to ``b_applies`` (None: an
+    earlier release, which says nothing)."""
     a = Node("a", levels=ClusterLevels(a_offer or RELEASE_LEVEL, applied))
-    b = Node("b", **({"levels": ClusterLevels(b_offer, Applied(None))} if b_offer is not None else {}))
+    b_levels = ClusterLevels(1, Applied(None), applies=b_applies) if b_applies is not None else None
+    b = Node("b", **({"levels": b_levels} if b_levels is not None else {}))
     await a.transport.start()
     await b.transport.start()
     for node in (a, b):
@@ -50,22 +52,22 @@ async def _pair(a_offer: int | None, b_offer: int | None, applied: Applied) -> t
 def test_the_offer_round_trips_and_names_the_levels():
     from consensuskit.core.messages import decode, encode
 
-    assert decode(encode(PeerLevel(2))) == PeerLevel(2)
+    assert decode(encode(PeerLevel(1, 2))) == PeerLevel(1, 2)
     levels = ClusterLevels(2, Applied(2))
-    assert levels.introduce() == PeerLevel(2)
+    assert levels.introduce() == PeerLevel(2, RELEASE_LEVEL)
+    assert ClusterLevels(1, Applied(2)).introduce() == PeerLevel(1, RELEASE_LEVEL)
     assert levels.refusal(2) is None and levels.refusal(3) is None
     assert levels.refusal(1) == (
         "it applies cluster level 1 at most, this cluster's level is 2: it would apply this "
-        "cluster's commands by other rules; run this release on it, with no cluster_level below 2 "
-        "in its config"
+        "cluster's commands by other rules; run this release on it"
     )
     assert ClusterLevels(2, Applied(None)).refusal(1) is None  # a node that keeps no level
 
 
-@pytest.mark.parametrize("b_offer", [1, None], ids=["offers-1", "earlier-release"])
-def test_a_peer_below_the_clusters_level_is_refused_both_ways(b_offer, caplog):
+@pytest.mark.parametrize("b_applies", [1, None], ids=["applies-1", "earlier-release"])
+def test_a_peer_below_the_clusters_level_is_refused_both_ways(b_applies, caplog):
     async def main() -> None:
-        a, b = await _pair(2, b_offer, Applied(2))
+        a, b = await _pair(2, b_applies, Applied(2))
         b.transport.send("a", hb(1))  # an earlier release's first message says its level
         await eventually(lambda: a.stats("b").refused is not None, "the refusal")
         assert "cluster level 1 at most" in a.stats("b").refused
@@ -90,11 +92,11 @@ def test_a_peer_below_the_clusters_level_is_refused_both_ways(b_offer, caplog):
     assert sum("dropping its messages" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.parametrize("b_offer", [1, None], ids=["offers-1", "earlier-release"])
-def test_below_the_level_is_fine_while_the_cluster_is_at_it(b_offer):
+@pytest.mark.parametrize("b_applies", [1, None], ids=["applies-1", "earlier-release"])
+def test_below_the_level_is_fine_while_the_cluster_is_at_it(b_applies):
     async def main() -> None:
         applied = Applied(1)
-        a, b = await _pair(2, b_offer, applied)
+        a, b = await _pair(2, b_applies, applied)
         b.transport.send("a", hb(1))
         a.transport.send("b", hb(2))
         await eventually(lambda: a.inbox and b.inbox, "one message each way")
@@ -121,12 +123,12 @@ def test_an_upgraded_peer_is_taken_again_on_its_new_connection():
         await eventually(lambda: a.stats("b").refused is not None, "the refusal")
         port = b.address[1]
         await b.transport.stop()  # the operator upgrades b and starts it again
-        upgraded = Node("b", port=port, levels=ClusterLevels(2, Applied(None)))
+        upgraded = Node("b", port=port, levels=ClusterLevels(1, Applied(None)))  # offers 1, applies 2
         await upgraded.transport.start()
         upgraded.transport.update_peers({"a": a.address})
         upgraded.transport.send("a", hb(5))
         await eventually(lambda: a.commits_from("b") == [5], "the upgraded node's message")
-        assert a.transport.peer_levels() == {"b": 2} and a.stats("b").refused is None
+        assert a.transport.peer_levels() == {"b": 1} and a.stats("b").refused is None
         a.transport.send("b", hb(6))
         await eventually(lambda: upgraded.commits_from("a") == [6], "a talks to it again")
         for node in (a, upgraded):
@@ -155,6 +157,14 @@ async def _wait_levels(c: Cluster, level: int, timeout: float = 15.0) -> None:
         if loop.time() > end:
             raise AssertionError(f"not every node at level {level}: {await _levels(c)}")
         await asyncio.sleep(0.05)
+
+
+def _warned(caplog: pytest.LogCaptureFixture) -> bool:
+    """n3 said its cluster_level = 1 changes nothing now."""
+    return any(
+        "cluster_level = 1 is below the level this cluster applied (2)" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 @contextlib.asynccontextmanager
@@ -225,7 +235,7 @@ def test_a_rolling_upgrade_raises_the_level_with_its_last_node_and_refuses_a_dow
     run(main())
 
 
-def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path):
+def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path, caplog):
     async def main() -> None:
         async with _three(tmp_path) as c:
             await c.start_node("n1", wire=False)
@@ -238,5 +248,22 @@ def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path):
             await c.stop_node("n3")
             await c.start_node("n3")  # the operator lifts the pin
             await _wait_levels(c, RELEASE_LEVEL)
+            # Pinned again after the raise: nothing changes (the level never falls), and
+            # n3 is not refused: its release applies level 2.
+            await c.stop_node("n3")
+            with caplog.at_level(logging.WARNING):
+                await c.start_node("n3", cluster_level=1)
+                leader = await c.wait_leader()
+                status, body, _ = await c.call("PUT", leader, "/v1/kv/pinned", data=b"1")
+                assert status == 200, body
+                for _ in range(100):
+                    if c.servers["n3"].runtime.node.sm.get("pinned") == "1" and _warned(caplog):
+                        break
+                    await settle(0.05)
+            assert c.servers["n3"].runtime.node.sm.get("pinned") == "1"
+            assert await _levels(c) == dict.fromkeys(("n1", "n2", "n3"), RELEASE_LEVEL)
+            for node in ("n1", "n2"):
+                assert (await _status(c, node))["peers"]["n3"]["refused"] is None
+            assert _warned(caplog)
 
     run(main())

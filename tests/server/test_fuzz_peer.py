@@ -86,7 +86,7 @@ SLOW_EXAMPLES = 3000
 # level first: without an offer it counts as an earlier release's, refused once the
 # cluster's level is raised.
 GREETINGS = (PeerHello, PeerIncarnation, PeerLevel)
-OFFER = frame(encode(PeerLevel(RELEASE_LEVEL)))
+OFFER = frame(encode(PeerLevel(RELEASE_LEVEL, RELEASE_LEVEL)))
 MESSAGES = {tag: cls for tag, cls in registered_messages().items() if cls not in GREETINGS}
 assert len(MESSAGES) > 20, MESSAGES
 # Transaction ids ("coordinator.incarnation.counter": the probes' own transactions among

@@ -7,15 +7,18 @@ from the versions its members publish, so a rolling upgrade needs no flag day: t
 cluster keeps the previous release's rules until its last member runs the new one.
 
 Rules this module owns:
-  * a node offers its config's ``cluster_level`` (default: this release's,
-    ``RELEASE_LEVEL``).  An operator may set a lower one on upgraded nodes to keep the
-    cluster at the previous release's rules, and so the option of going back to it;
-  * it introduces its offer to each peer it dials (``PeerLevel``, the first frame of the
-    connection, before its hello: transport.py).  A peer's level is the one its current
-    inbound connection introduced; ``BASE_LEVEL`` when that connection's first frame is
-    another (an earlier release, which sends none: known as soon as it dialed, before
-    this node sends it anything on a connection of its own, as a rule); unknown while no
-    frame arrived;
+  * a node *offers* its config's ``cluster_level`` (default: this release's,
+    ``RELEASE_LEVEL``), the highest level it agrees to raise the cluster's to, and
+    *applies* this release's.  An operator may set a lower offer on upgraded nodes to
+    keep the cluster at the previous release's rules, and so the option of going back
+    to it.  Once the cluster's level is raised a lower offer changes nothing (a
+    cluster's level never falls; the node logs so once);
+  * it introduces both to each peer it dials (``PeerLevel``, the first frame of the
+    connection, before its hello: transport.py).  A peer's levels are the ones its
+    current inbound connection introduced; ``BASE_LEVEL`` both when that connection's
+    first frame is another (an earlier release, which sends none: known as soon as it
+    dialed, before this node sends it anything on a connection of its own, as a rule);
+    unknown while no frame arrived;
   * raising (``LevelRaiser``): every ``POLL`` seconds the node that writes the session
     clock (the leader: node_interface.clock_writer) computes the lowest offer of itself
     and every member (the protocol's voters and learners, else the configured members).
@@ -23,12 +26,14 @@ Rules this module owns:
     above the applied level, it submits ``level_op`` of it through its runtime, as any
     write: one in flight, a failure retried at the next look.  Every node logs each
     level it applies;
-  * refusing: a peer whose level is below the applied one would apply this cluster's
-    commands by another release's rules, so it is refused both ways: its connection is
-    foreign (its messages dropped; the reason logged once per connection and shown in
-    ``/v1/status`` ``peers.ID.refused``) and nothing is sent to it.  A connection is
-    judged once its level is known and again when the applied level rises; a new
-    connection offering enough lifts the refusal (the peer was upgraded);
+  * refusing: a peer whose release applies less than the applied level would apply this
+    cluster's commands by another release's rules, so it is refused both ways: its
+    connection is foreign (its messages dropped; the reason logged once per connection
+    and shown in ``/v1/status`` ``peers.ID.refused``) and nothing is sent to it.  A
+    connection is judged once its levels are known and again when the applied level
+    rises; a new connection that applies enough lifts the refusal (the peer was
+    upgraded).  A peer's offer never gets it refused: a cluster whose every node was
+    given a lower ``cluster_level`` after the raise keeps serving;
   * a node whose state machine keeps no level (a protocol that is not a log, or a
     service with a state machine of its own) introduces its offer and refuses no one.
 """
@@ -48,7 +53,7 @@ from consensuskit.server.node_interface import clock_writer
 from consensuskit.server.peer_hello import PeerLevel
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
 from consensuskit.server.tasks import cancel_and_wait
-from consensuskit.statemachines.levels import BASE_LEVEL, level_of, level_op
+from consensuskit.statemachines.levels import BASE_LEVEL, RELEASE_LEVEL, level_of, level_op
 from consensuskit.statemachines.sessions import ANON_PREFIX, refusal
 
 log = logging.getLogger("consensuskit.server")
@@ -59,27 +64,30 @@ POLL = 0.2  # seconds between looks at the members' levels (a few dict lookups)
 class ClusterLevels:
     """This node's offer, and its judgment of a peer's (see the module rules)."""
 
-    __slots__ = ("_applied", "offered")
+    __slots__ = ("_applied", "applies", "offered")
 
-    def __init__(self, offered: int, applied: Callable[[], int | None]) -> None:
-        self.offered = offered
+    def __init__(
+        self, offered: int, applied: Callable[[], int | None], applies: int = RELEASE_LEVEL
+    ) -> None:
+        self.offered = offered  # the highest level it agrees to raise the cluster's to
+        self.applies = applies  # the highest its release applies (another only in tests)
         self._applied = applied  # the level the node's state machine applied; None: it keeps none
 
     def introduce(self) -> PeerLevel:
-        return PeerLevel(self.offered)
+        return PeerLevel(self.offered, self.applies)
 
     def applied(self) -> int | None:
         return self._applied()
 
-    def refusal(self, level: int) -> str | None:
-        """Why a peer offering ``level`` must be refused now (None: it need not be)."""
+    def refusal(self, applies: int) -> str | None:
+        """Why a peer whose release applies levels up to ``applies`` must be refused now
+        (None: it need not be)."""
         applied = self._applied()
-        if applied is None or level >= applied:
+        if applied is None or applies >= applied:
             return None
         return (
-            f"it applies cluster level {level} at most, this cluster's level is {applied}: it "
-            "would apply this cluster's commands by other rules; run this release on it, with "
-            f"no cluster_level below {applied} in its config"
+            f"it applies cluster level {applies} at most, this cluster's level is {applied}: it "
+            "would apply this cluster's commands by other rules; run this release on it"
         )
 
 
@@ -115,7 +123,7 @@ class LevelRaiser:
         # The reserved anon. prefix: no client can send this id (http_api refuses it).
         self.client_id = f"{ANON_PREFIX}level.{node_id}.{os.urandom(6).hex()}"
         self._seq = itertools.count(1)
-        self._seen = self.levels.applied()
+        self._seen: int | None = BASE_LEVEL  # so a level restored above it is logged
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -144,11 +152,20 @@ class LevelRaiser:
         return lowest if lowest > applied else None
 
     def look(self) -> None:
-        """Tell ``on_raised`` about a level applied since the last look."""
+        """Tell ``on_raised`` about a level applied since the last look (and say once
+        when it is above this node's offer)."""
         applied = self.levels.applied()
         if applied is not None and applied != self._seen:
             self._seen = applied
             log.info("node %s: the cluster's level is now %d", self.node_id, applied)
+            if applied > self.levels.offered:
+                log.warning(
+                    "node %s: cluster_level = %d is below the level this cluster applied (%d), "
+                    "which never falls: the setting changes nothing now",
+                    self.node_id,
+                    self.levels.offered,
+                    applied,
+                )
             if self.on_raised is not None:
                 self.on_raised(applied)
 

@@ -30,9 +30,10 @@ Rules this module owns:
     appended to PeerHello: an earlier release refuses a frame with more fields than it
     knows (and drops the connection), but skips a tag it does not know;
   * every node opens each connection it dials with ``PeerLevel``, before its hello: the
-    highest cluster level it applies (server/cluster_level.py).  A connection whose
-    first frame is another is an earlier release's (level 1), known at once; an earlier
-    release skips the unknown tag and judges the hello after it as before.
+    highest cluster level it agrees to and the highest its release applies
+    (server/cluster_level.py).  A connection whose first frame is another is an earlier
+    release's (``EARLIER``: level 1 both), known at once; an earlier release skips the
+    unknown tag and judges the hello after it as before.
 
 Tags 200-209 belong to the server; append new ones, never reuse.
 """
@@ -94,6 +95,12 @@ class PeerIncarnation:
 @message(202)
 @dataclass(frozen=True, slots=True)
 class PeerLevel:
-    """The highest cluster level the sender applies (statemachines/levels.py)."""
+    """The highest cluster level the sender agrees to raise the cluster's to (its
+    ``cluster_level`` setting: ``offered``) and the highest its release applies
+    (``applies``; statemachines/levels.py)."""
 
-    level: int
+    offered: int
+    applies: int
+
+
+EARLIER = PeerLevel(1, 1)  # what a connection without a PeerLevel says: a release before levels

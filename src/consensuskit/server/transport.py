@@ -50,11 +50,12 @@ Rules this module owns:
   connection; later ones are ignored) gets its connection marked foreign the same way;
   a PeerIncarnation saying this node is known by another directory is logged once per
   connection (the book says when).  A node given ``levels`` (cluster_level.py) writes its
-  ``PeerLevel`` before those, keeps each inbound connection's level (``peer_levels``;
-  BASE_LEVEL when its first frame is another: an earlier release, judged at once) and
-  refuses a peer below the cluster's level both ways, for good on that connection: it
-  is foreign, nothing is sent to the peer (``dropped_level``); ``judge_levels`` judges
-  every connection again when that level rises.
+  ``PeerLevel`` before those, keeps each inbound connection's (``peer_levels``: the
+  offers; ``EARLIER`` when its first frame is another: an earlier release, judged at
+  once) and refuses a peer whose release applies less than the cluster's level both
+  ways, for good on that connection: it is foreign, nothing is sent to the peer
+  (``dropped_level``); ``judge_levels`` judges every connection again when that level
+  rises.
 - ``set_blocked`` is a fault hook for tests (partitions between real processes): traffic to
   and from blocked peers is discarded and counted, connections stay up.
 - Every method runs on the event loop thread; ``on_message(src, msg)`` is called there with
@@ -96,8 +97,7 @@ from consensuskit.server.framing import (
     frame,
 )
 from consensuskit.server.incarnations import IncarnationBook
-from consensuskit.server.peer_hello import PeerHello, PeerIncarnation, PeerLevel
-from consensuskit.statemachines.levels import BASE_LEVEL
+from consensuskit.server.peer_hello import EARLIER, PeerHello, PeerIncarnation, PeerLevel
 
 if TYPE_CHECKING:
     from consensuskit.server.cluster_level import ClusterLevels
@@ -251,7 +251,7 @@ class RefusalLog:
 class _Connection:
     """One authenticated connection; ``closed`` once it must not be used (or delivered from)."""
 
-    __slots__ = ("address", "barred", "closed", "foreign", "introduced", "level", "peer_id", "writer")
+    __slots__ = ("address", "barred", "closed", "foreign", "introduced", "offer", "peer_id", "writer")
 
     def __init__(self, peer_id: str, writer: asyncio.StreamWriter, address: str = "") -> None:
         self.peer_id = peer_id
@@ -263,7 +263,7 @@ class _Connection:
         # The incarnation book or the cluster level refused it (for good: a later hello
         # cannot lift it).
         self.barred: str | None = None
-        self.level: int | None = None  # the cluster level it offers (inbound; None: not known yet)
+        self.offer: PeerLevel | None = None  # its cluster levels (inbound; None: not known yet)
 
     def close(self) -> None:
         self.closed = True
@@ -616,17 +616,17 @@ class PeerTransport:
     def peer_levels(self) -> dict[str, int]:
         """The cluster level each peer's current inbound connection offers (those known)."""
         return {
-            peer: connection.level
+            peer: connection.offer.offered
             for peer, connection in self._inbound.items()
-            if connection.level is not None and not connection.closed
+            if connection.offer is not None and not connection.closed
         }
 
     def judge_levels(self) -> None:
         """Judge every inbound connection's level again (the cluster's level rose)."""
         for peer, connection in list(self._inbound.items()):
             link = self._links.get(peer)
-            if connection.level is not None and link is not None:
-                self._judge_level(peer, connection.address, connection, connection.level, link)
+            if connection.offer is not None and link is not None:
+                self._judge_level(peer, connection.address, connection, connection.offer, link)
 
     @property
     def stats(self) -> TransportStats:
@@ -897,9 +897,9 @@ class PeerTransport:
                         continue
                     if not _is_message(msg):
                         raise CodecError(f"frame holds a {type(msg).__name__}, not a protocol message")
-                    if connection.level is None:  # the first frame: its offer, or none (earlier)
+                    if connection.offer is None:  # the first frame: its offer, or none (earlier)
                         offer = type(msg) is PeerLevel
-                        self._judge_level(src, address, connection, msg.level if offer else BASE_LEVEL, link)
+                        self._judge_level(src, address, connection, msg if offer else EARLIER, link)
                         if offer:
                             continue
                     elif type(msg) is PeerLevel:
@@ -966,12 +966,14 @@ class PeerTransport:
             connection.barred = refusal  # for good: a later hello cannot lift it
             self._refuse(src, address, connection, refusal, stats)
 
-    def _judge_level(self, src: str, address: str, connection: _Connection, level: int, link: _Link) -> None:
-        """Record ``level`` as what ``connection`` offers, and refuse or take the peer."""
-        connection.level = level
+    def _judge_level(
+        self, src: str, address: str, connection: _Connection, offer: PeerLevel, link: _Link
+    ) -> None:
+        """Record ``offer`` as what ``connection`` says, and refuse or take the peer."""
+        connection.offer = offer
         if self._levels is None or self._inbound.get(src) is not connection:
             return
-        refusal = self._levels.refusal(level)
+        refusal = self._levels.refusal(offer.applies)
         if refusal is not None:
             if src not in self._level_barred:
                 link.stats.dropped_level += link.clear_queue()
@@ -981,7 +983,9 @@ class PeerTransport:
                 if not connection.foreign:  # nor does a foreign hello's reason give way
                     self._refuse(src, address, connection, refusal, link.stats)
         elif self._level_barred.pop(src, None) is not None:  # a new connection: upgraded
-            self._log.info("peer %s at %s offers cluster level %d: talking to it again", src, address, level)
+            self._log.info(
+                "peer %s at %s applies cluster level %d: talking to it again", src, address, offer.applies
+            )
         self._blocked = self._fault_blocked | self._level_barred.keys()
 
     def _skip_unknown(
