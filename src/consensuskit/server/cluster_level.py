@@ -52,7 +52,7 @@ from consensuskit.core.client import ClientRequest
 from consensuskit.server.node_interface import clock_writer
 from consensuskit.server.peer_hello import PeerLevel
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
-from consensuskit.server.tasks import cancel_and_wait
+from consensuskit.server.tasks import Background
 from consensuskit.statemachines.levels import BASE_LEVEL, RELEASE_LEVEL, level_of, level_op
 from consensuskit.statemachines.sessions import ANON_PREFIX, refusal
 
@@ -99,7 +99,7 @@ def members_of(node: Any, configured: Sequence[str]) -> tuple[str, ...]:
     return tuple(configured)
 
 
-class LevelRaiser:
+class LevelRaiser(Background):
     """Raises the cluster's level once every member offers it (see the module rules)."""
 
     def __init__(
@@ -124,15 +124,6 @@ class LevelRaiser:
         self.client_id = f"{ANON_PREFIX}level.{node_id}.{os.urandom(6).hex()}"
         self._seq = itertools.count(1)
         self._seen: int | None = BASE_LEVEL  # so a level restored above it is logged
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
 
     def target(self) -> int | None:
         """The level to raise the cluster's to now, or None (module rules)."""

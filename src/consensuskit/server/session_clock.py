@@ -35,7 +35,7 @@ from typing import Any
 from consensuskit.core.client import ClientRequest
 from consensuskit.server.node_interface import clock_writer
 from consensuskit.server.runtime import LeadershipLost, NodeHalted, NodeRuntime, RequestTimeout
-from consensuskit.server.tasks import cancel_and_wait
+from consensuskit.server.tasks import Background
 from consensuskit.statemachines.sessions import ANON_PREFIX, clock_op
 
 log = logging.getLogger("consensuskit.server.sessions")
@@ -49,7 +49,7 @@ def clock_interval(session_ttl: float) -> float:
     return max(MIN_INTERVAL, min(session_ttl / 4, MAX_INTERVAL))
 
 
-class SessionClock:
+class SessionClock(Background):
     """Submits clock commands while the node leads (see the module rules)."""
 
     def __init__(
@@ -75,15 +75,6 @@ class SessionClock:
         self.timeout = timeout
         self.ticks = 0  # clock commands answered ok
         self._seq = itertools.count(1)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
 
     def _leading(self) -> bool:
         return clock_writer(self.runtime.node, self.node_id, self.members)
