@@ -157,3 +157,29 @@ def test_every_log_protocol_orders_a_raise_as_its_other_operations(protocol: str
     assert (handle.status, handle.result) == ("ok", {"level": 2})
     sim.run_for(2.0)
     assert {i: sim.nodes[i].sm.cluster_level for i in ids} == dict.fromkeys(ids, 2)
+
+
+def test_the_gate_matters_the_same_txn_by_both_rules_leaves_different_states() -> None:
+    """Why level 2's ops wait for level 2: a nested txn comparing a key the same txn
+    wrote picks its branch on the state before the txn by etcd's order (``precheck``),
+    after the put by the earlier rules; two replicas applying one op by the two rules
+    would hold different values.  The edge at level 1 makes the op every release applies
+    alike."""
+    then = {"key": b"k/then", "value": b"success"}
+    nested = {
+        "compare": [{"key": b"k", "target": 0, "result": 0, "version": 0}],  # VERSION == 0
+        "success": [{"put": then}],
+        "failure": [{"put": {**then, "value": b"failure"}}],
+    }
+    body = {"compare": [], "success": [{"put": {"key": b"k", "value": b"v"}}, {"txn": nested}], "failure": []}
+
+    def value_after(op: ServiceOp) -> bytes:
+        machine = MVCCStateMachine()
+        machine.apply(ClientRequest(client_id="c", seq=1, op=op))
+        read = make_op("range", "", {"key": b"k/then"})
+        return machine.read(ClientRequest(client_id="read.1", seq=1, op=read))["kvs"][0][4]
+
+    assert value_after(make_op("txn", "", body, level=2)) == b"success"  # etcd's order
+    earlier = make_op("txn", "", body, level=1)
+    assert "precheck" not in earlier.value
+    assert value_after(earlier) == b"failure"  # what an earlier release does with either
