@@ -267,3 +267,21 @@ def test_a_node_configured_below_the_release_keeps_the_cluster_there(tmp_path, c
             assert _warned(caplog)
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    ("protocol", "nodes"),
+    [("raft", 3), ("multipaxos", 3), ("zab", 3), ("basic-paxos", 3), ("fast-paxos", 4)],
+)
+def test_every_log_protocols_new_cluster_reaches_this_releases_level(tmp_path, protocol, nodes):
+    """The raise is an ordinary write, ordered by each protocol as any other (with or
+    without a leader)."""
+
+    async def main() -> None:
+        ids = [f"n{i + 1}" for i in range(nodes)]
+        async with Cluster(tmp_path, ids, protocol=protocol, options={}) as c:
+            await _wait_levels(c, RELEASE_LEVEL, timeout=30)
+            status, body, _ = await c.call("PUT", ids[-1], "/v1/kv/after", data=b"1")
+            assert status == 200, body
+
+    run(main())
