@@ -14,9 +14,12 @@ statemachines/mvcc_auth.py):
     other token is refused "invalid auth token" as etcd 3.4 refuses it (its token
     store is empty then: disabling drops every token), except on the calls etcd never
     reads a token for (``TOKEN_UNREAD``: Status, MemberList, LeaseLeases,
-    LeaseTimeToLive, LeaseKeepAlive, Authenticate), where it is ignored.  Before, it was
-    ignored everywhere: a client holding a token from before the disable, or a wrong
-    one, was served where etcd refuses it (checked against etcd 3.4);
+    LeaseTimeToLive, LeaseKeepAlive, Authenticate), where it is ignored.  Of those,
+    Status, MemberList and Authenticate need no user here either (``NEEDS_NOBODY``):
+    any token but the admin's is ignored there with auth enabled too, as etcd ignores
+    it, so a bad or expired one is no error (checked against etcd 3.4).  The lease calls
+    need a user here while auth is enabled (stricter than etcd on purpose), so they
+    read the token then, and a bad one is "invalid auth token" (a client signs in again);
   * who a call runs as (``Caller``) is set per call by the front in ``CALLER``, a
     context variable: the tasks a call starts inherit it, so its lock, election and
     watch steps run as its client.  Its default is nobody; the node's own calls (the
@@ -112,6 +115,8 @@ ERRORS: dict[str, tuple[int, str]] = {
 TOKEN_UNREAD = frozenset(
     {"Status", "MemberList", "LeaseLeases", "LeaseTimeToLive", "LeaseKeepAlive", "Authenticate"}
 )
+# Of those, the calls that need no user here either: a token is ignored on them always.
+NEEDS_NOBODY = frozenset({"Status", "MemberList", "Authenticate"})
 PERMISSION_TYPES = ("read", "write", "readwrite")  # authpb.Permission.Type's numbers
 
 
@@ -154,6 +159,8 @@ class EtcdAuth:
         admin = self.node.api.config.admin_token
         if admin is not None and hmac.compare_digest(token.encode("utf-8", "replace"), admin.encode()):
             return INTERNAL
+        if method in NEEDS_NOBODY:  # etcd never reads it there, auth enabled or not
+            return NOBODY
         if not self.enabled:  # no token is good while auth is off (module rules)
             if method in TOKEN_UNREAD:
                 return NOBODY

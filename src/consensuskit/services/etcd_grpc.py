@@ -138,6 +138,12 @@ class KVServicer(_Base, pb_grpc.KVServicer):
         return pb.CompactionResponse(header=self.header(r["revision"]))
 
 
+def _as_cancel_reason(exc: EtcdError) -> str:
+    """A refusal at a watch's creation as etcd's watch response says it: the text of the
+    gRPC error it would have been."""
+    return f"rpc error: code = {go_code_name(exc.code)} desc = {exc.message}"
+
+
 class WatchServicer(_Base, pb_grpc.WatchServicer):
     async def Watch(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.WatchResponse]:
         # Bounded: a watcher whose client does not read stops pulling events (the node's
@@ -222,7 +228,7 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                         watch_id=INVALID_WATCH_ID,
                         created=True,
                         canceled=True,
-                        cancel_reason=f"rpc error: code = {go_code_name(exc.code)} desc = {exc.message}",
+                        cancel_reason=_as_cancel_reason(exc),
                     )
                 )
 
@@ -246,6 +252,11 @@ class WatchServicer(_Base, pb_grpc.WatchServicer):
                             # etcd's watchStream refuses a range with no key in it before
                             # it takes an id.
                             await refuse_create(EMPTY_WATCH_RANGE)
+                            continue
+                        try:  # etcd's recvLoop judges it before its watchStream takes an id
+                            self.node.auth.check_read("watch", {"key": cr.key, "range_end": cr.range_end})
+                        except EtcdError as exc:
+                            await refuse_create(_as_cancel_reason(exc))
                             continue
                         if watch_id == AUTO_WATCH_ID:
                             # etcd's watchStream: the next free id; a client's own ids
