@@ -66,9 +66,7 @@ class ClusterLevels:
 
     __slots__ = ("_applied", "applies", "offered")
 
-    def __init__(
-        self, offered: int, applied: Callable[[], int | None], applies: int = RELEASE_LEVEL
-    ) -> None:
+    def __init__(self, offered: int, applied: Callable[[], int | None], applies: int = RELEASE_LEVEL) -> None:
         self.offered = offered  # the highest level it agrees to raise the cluster's to
         self.applies = applies  # the highest its release applies (another only in tests)
         self._applied = applied  # the level the node's state machine applied; None: it keeps none
@@ -123,7 +121,7 @@ class LevelRaiser(Background):
         # The reserved anon. prefix: no client can send this id (http_api refuses it).
         self.client_id = f"{ANON_PREFIX}level.{node_id}.{os.urandom(6).hex()}"
         self._seq = itertools.count(1)
-        self._seen: int | None = BASE_LEVEL  # so a level restored above it is logged
+        self._seen = BASE_LEVEL  # so a level restored above it is logged
 
     def target(self) -> int | None:
         """The level to raise the cluster's to now, or None (module rules)."""
@@ -186,4 +184,4 @@ class LevelRaiser(Background):
         return True
 
 
-__all__ = ["BASE_LEVEL", "POLL", "ClusterLevels", "LevelRaiser", "members_of"]
+__all__ = ["POLL", "ClusterLevels", "LevelRaiser", "members_of"]

@@ -342,7 +342,7 @@ class PeerTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._blocked: frozenset[str] = frozenset()  # no traffic either way: faults, levels
         self._fault_blocked: frozenset[str] = frozenset()  # set_blocked's
-        self._level_barred: dict[str, str] = {}  # peers below the cluster's level, and why
+        self._level_barred: set[str] = set()  # peers below the cluster's level (why: stats.refused)
         self._last_sent: tuple[Any, bytes] | None = None  # the last message encoded, and its bytes
         self._dirty: list[_Link] = []  # links with frames queued since the last flush
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
@@ -607,7 +607,7 @@ class PeerTransport:
         """TEST-ONLY fault hook: discard all traffic to and from ``peers`` (counted as
         ``dropped_blocked``), including what is queued for them now; ``set()`` heals."""
         self._fault_blocked = frozenset(peers)
-        self._blocked = self._fault_blocked | self._level_barred.keys()
+        self._blocked = self._fault_blocked | self._level_barred
         for peer_id in sorted(self._fault_blocked):
             link = self._links.get(peer_id)
             if link is not None:
@@ -977,16 +977,17 @@ class PeerTransport:
         if refusal is not None:
             if src not in self._level_barred:
                 link.stats.dropped_level += link.clear_queue()
-            self._level_barred[src] = refusal
+                self._level_barred.add(src)
             if connection.barred is None:  # else refused already, and that reason stands
                 connection.barred = refusal
                 if not connection.foreign:  # nor does a foreign hello's reason give way
                     self._refuse(src, address, connection, refusal, link.stats)
-        elif self._level_barred.pop(src, None) is not None:  # a new connection: upgraded
+        elif src in self._level_barred:  # a new connection: upgraded
+            self._level_barred.discard(src)
             self._log.info(
                 "peer %s at %s applies cluster level %d: talking to it again", src, address, offer.applies
             )
-        self._blocked = self._fault_blocked | self._level_barred.keys()
+        self._blocked = self._fault_blocked | self._level_barred
 
     def _skip_unknown(
         self, src: str, address: str, exc: UnknownMessage, stats: PeerStats, warned: set[str]
