@@ -15,10 +15,11 @@ exactly its committed prefix, in order):
                         hole);
 * global primary order- committed zxids strictly increase along the committed sequence
                         (a txn of epoch e is committed before any of e' > e);
-* primary integrity   - an established leader's history holds every txn committed
-                        before, and once the leader of epoch e broadcasts, no txn of an
-                        earlier epoch that its history lacks is ever committed (it
-                        delivered every such txn before broadcasting);
+* primary integrity   - an established leader's history holds every txn of an earlier
+                        epoch committed before, and once the leader of epoch e
+                        broadcasts, no txn of an earlier epoch that its history lacks
+                        is ever committed (it delivered every such txn before
+                        broadcasting);
 * zxid order          - zxids strictly increase along every server's log;
 * known commits       - a server commits only txns it holds (commit <= last index);
 * epochs              - a server's accepted epoch is never below its current epoch.
@@ -129,11 +130,14 @@ class ZabChecker:
                 "leadership", f"{holder} and {node.id} are both established leaders of epoch {epoch}"
             )
         self.established[epoch] = node.id
-        # Its history holds every txn committed so far (Zab's primary integrity, at the
-        # moment it holds: a leader that never broadcasts must not lose them either).
+        # Its history holds every txn of an earlier epoch committed so far (Zab's primary
+        # integrity, at the moment it holds: a leader that never broadcasts must not lose
+        # them either).  Not those of later epochs: a leader-elect paused through them
+        # establishes its stale epoch on the NEWLEADER acks queued for it (as ZooKeeper's
+        # would), and can commit nothing, every quorum having moved past its epoch.
         log = node.log
         for pos, c in self.committed.items():
-            if pos > log.offset and log.zxid_at(pos) != c.zxid:
+            if _epoch(c.zxid) < epoch and pos > log.offset and log.zxid_at(pos) != c.zxid:
                 self._violate(
                     "primary-integrity",
                     f"{node.id} is established in epoch {epoch} with a history that lacks "
