@@ -15,13 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from consensuskit.server.cluster import free_port
 from consensuskit.server.cluster_level import ClusterLevels
 from consensuskit.server.main import NodeServer
 from consensuskit.server.peer_hello import PeerHello, PeerLevel
 from consensuskit.server.transport import PeerTransport
 from consensuskit.statemachines.levels import RELEASE_LEVEL
 from tests.server.runtime_harness import Cluster, node_config
-from tests.server.test_transport import Node, eventually, hb, run, settle
+from tests.server.test_transport import LOCAL, Node, eventually, hb, run, settle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -137,6 +138,58 @@ def test_an_upgraded_peer_is_taken_again_on_its_new_connection():
     run(main())
 
 
+@pytest.mark.parametrize("release", ["earlier", "this"])
+def test_a_restarted_peer_gets_nothing_until_its_first_frame_says_its_level(release):
+    """The peer may have been put back on an earlier release: a's own connection to it,
+    dialed again, must carry nothing until the peer's connection to a says its level (a
+    node of an earlier release would apply the log by other rules)."""
+
+    async def main() -> None:
+        a, b = await _pair(2, RELEASE_LEVEL, Applied(2))
+        b.transport.send("a", hb(1))
+        a.transport.send("b", hb(2))
+        await eventually(lambda: a.commits_from("b") == [1] and b.commits_from("a") == [2], "both ways")
+        port = b.address[1]
+        await b.transport.stop()
+        options = {"levels": ClusterLevels(RELEASE_LEVEL, Applied(None))} if release == "this" else {}
+        restarted = Node("b", port=port, **options)
+        await restarted.transport.start()
+        # It takes a's connection but has not dialed a yet (its dial to a fails for now).
+        restarted.transport.update_peers({"a": (LOCAL, free_port())})
+        await eventually(lambda: a.stats("b").connects == 2, "a dialed the restarted b")
+        a.transport.send("b", hb(3))
+        await settle()
+        assert restarted.inbox == [] and a.stats("b").queue_length == 1  # held, not sent
+        assert a.stats("b").awaiting_level
+        restarted.transport.update_peers({"a": a.address})  # it dials a: its first frame says
+        restarted.transport.send("a", hb(9))  # (a bare transport sends no greeting of its own)
+        if release == "this":
+            await eventually(lambda: restarted.commits_from("a") == [3], "the held message")
+            assert not a.stats("b").awaiting_level and a.stats("b").dropped_level == 0
+        else:
+            await eventually(lambda: a.stats("b").refused is not None, "the refusal")
+            a.transport.send("b", hb(4))
+            await settle()
+            assert restarted.inbox == [] and a.stats("b").dropped_level == 2
+        for node in (a, restarted):
+            await node.transport.stop()
+
+    run(main())
+
+
+def test_nothing_waits_for_a_peers_level_while_the_cluster_is_at_the_base_level():
+    async def main() -> None:
+        a, b = await _pair(2, None, Applied(1))  # b: an earlier release
+        b.transport.update_peers({"a": (LOCAL, free_port())})  # b's dials to a fail
+        a.transport.send("b", hb(1))
+        await eventually(lambda: b.commits_from("a") == [1], "a's message")
+        assert not a.stats("b").awaiting_level
+        for node in (a, b):
+            await node.transport.stop()
+
+    run(main())
+
+
 # -- a cluster of servers ------------------------------------------------------------------
 async def _status(c: Cluster, node: str) -> dict[str, Any]:
     status, body, _ = await c.call("GET", node, "/v1/status")
@@ -215,8 +268,14 @@ def test_a_rolling_upgrade_raises_the_level_with_its_last_node_and_refuses_a_dow
             await c.stop_node("n3")
             await c.start_node("n3")
             await _wait_levels(c, RELEASE_LEVEL)
+            assert (await _status(c, "n1"))["peers"]["n3"]["awaiting_level"] is False
             # n3 back on the earlier release: refused by both others, and the cluster goes on.
             await c.stop_node("n3")
+            for _ in range(100):  # its connection closed with it: its level is not known now
+                if (await _status(c, "n1"))["peers"]["n3"]["awaiting_level"]:
+                    break
+                await settle(0.05)
+            assert (await _status(c, "n1"))["peers"]["n3"]["awaiting_level"] is True
             await _start_earlier_release(c, "n3")
             leader = await c.wait_leader(exclude=("n3",))
             for node in ("n1", "n2"):

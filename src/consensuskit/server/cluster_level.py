@@ -17,8 +17,9 @@ Rules this module owns:
     connection, before its hello: transport.py).  A peer's levels are the ones its
     current inbound connection introduced; ``BASE_LEVEL`` both when that connection's
     first frame is another (an earlier release, which sends none: known as soon as it
-    dialed, before this node sends it anything on a connection of its own, as a rule);
-    unknown while no frame arrived;
+    dialed); unknown while no frame arrived.  Once the applied level is above the base,
+    a peer whose level is unknown (it restarted: maybe on an earlier release) gets
+    nothing until it is known, even on a connection this node dialed (``raised``);
   * raising (``LevelRaiser``): every ``POLL`` seconds the node that writes the session
     clock (the leader: node_interface.clock_writer) computes the lowest offer of itself
     and every member (the protocol's voters and learners, else the configured members).
@@ -76,6 +77,12 @@ class ClusterLevels:
 
     def applied(self) -> int | None:
         return self._applied()
+
+    def raised(self) -> bool:
+        """Whether the applied level is above every earlier release's: from then on a
+        peer gets nothing before its level is known (transport.py)."""
+        applied = self._applied()
+        return applied is not None and applied > BASE_LEVEL
 
     def refusal(self, applies: int) -> str | None:
         """Why a peer whose release applies levels up to ``applies`` must be refused now

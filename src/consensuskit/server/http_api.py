@@ -526,6 +526,8 @@ class NodeApi:
                 "refused": transport.get(peer, {}).get("refused"),
                 # The cluster level its connection offers (server/cluster_level.py).
                 "level": transport.get(peer, {}).get("level"),
+                # Frames for it wait until its connection says its level (transport.py).
+                "awaiting_level": transport.get(peer, {}).get("awaiting_level"),
             }
             entry.update(progress.get(peer, {}))
             peers[peer] = entry

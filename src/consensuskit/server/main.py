@@ -420,6 +420,7 @@ class NodeServer:
                 "connected": bool(getattr(s, "connected", False)),
                 "refused": getattr(s, "refused", None),
                 "level": levels.get(p),
+                "awaiting_level": bool(getattr(s, "awaiting_level", False)),
             }
             for p, s in peers.items()
         }

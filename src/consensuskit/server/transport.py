@@ -151,6 +151,9 @@ class PeerStats:
     queue_length: int = 0  # frames waiting to be sent now
     queued_bytes: int = 0
     connected: bool = False  # the outbound connection is up
+    # Frames for it wait for its level: the cluster's is raised and no connection of the
+    # peer said its own yet (it may have restarted on an earlier release).
+    awaiting_level: bool = False
 
     @property
     def dropped(self) -> int:
@@ -500,6 +503,7 @@ class PeerTransport:
             connection = link.connection
             if (
                 link.idle
+                and not self._awaits_level(link)
                 and connection is not None
                 and not connection.closed
                 and connection.writer.transport.get_write_buffer_size() < WRITE_BATCH_BYTES
@@ -628,12 +632,26 @@ class PeerTransport:
             if connection.offer is not None and link is not None:
                 self._judge_level(peer, connection.address, connection, connection.offer, link)
 
+    def _awaits_level(self, link: _Link) -> bool:
+        """Whether frames for ``link``'s peer must wait: the cluster's level is above the
+        base and no open connection of the peer said its own.  A peer that restarted
+        (its connection to us closed with its process) may run an earlier release now,
+        which would apply this cluster's log by other rules: it gets nothing until its
+        own connection says its level, which it opens as soon as it starts."""
+        inbound = self._inbound.get(link.peer_id)
+        if self._levels is None or (inbound is not None and inbound.offer is not None):
+            return False
+        return self._levels.raised()
+
     @property
     def stats(self) -> TransportStats:
         peers = {}
         for peer_id, link in sorted(self._links.items()):
             peers[peer_id] = dataclasses.replace(
-                link.stats, queue_length=len(link.queue), queued_bytes=link.queued_bytes
+                link.stats,
+                queue_length=len(link.queue),
+                queued_bytes=link.queued_bytes,
+                awaiting_level=self._awaits_level(link),
             )
         return TransportStats(
             peers=peers,
@@ -751,7 +769,7 @@ class PeerTransport:
             while True:
                 if connection.closed:
                     raise ConnectionResetError("the peer closed the connection")
-                if not queue:
+                if not queue or self._awaits_level(link):
                     link.wakeup.clear()
                     link.idle = True
                     try:
@@ -982,11 +1000,13 @@ class PeerTransport:
                 connection.barred = refusal
                 if not connection.foreign:  # nor does a foreign hello's reason give way
                     self._refuse(src, address, connection, refusal, link.stats)
-        elif src in self._level_barred:  # a new connection: upgraded
-            self._level_barred.discard(src)
-            self._log.info(
-                "peer %s at %s applies cluster level %d: talking to it again", src, address, offer.applies
-            )
+        else:
+            link.wakeup.set()  # frames held for its level go now
+            if src in self._level_barred:  # a new connection: upgraded
+                self._level_barred.discard(src)
+                self._log.info(
+                    "peer %s at %s applies cluster level %d: talking to it again", src, address, offer.applies
+                )
         self._blocked = self._fault_blocked | self._level_barred
 
     def _skip_unknown(
