@@ -38,7 +38,15 @@ Rules this module owns:
     501 ``not-implemented`` with the reason;
   * client auth (users, roles, tokens; off until enabled): every key-value request, and
     ``/v1/status``, ``/v1/members``, ``/metrics`` as configured, passes ``self.auth``
-    first (``auth_api.py`` owns those rules and the ``/v1/auth/...`` routes).
+    first (``auth_api.py`` owns those rules and the ``/v1/auth/...`` routes);
+  * ``/health`` answers as etcd's does, to probes that carry no token (load balancers,
+    Kubernetes): 200 ``{"health": "true", "reason": ""}``, else 503 with ``"false"`` and
+    the first failed check: the node halted; its protocol has leaders and it knows none;
+    a linearizable read of the key ``health`` through the service's first read kind
+    (the log's round trip etcd's check makes; a service with no linearizable read skips
+    it), within ``request_timeout``.  ``?serializable=true`` skips the read (etcd's
+    liveness probe); ``exclude`` (etcd's alarm names) is taken and ignored: no alarm is
+    ever raised here.
 """
 
 from __future__ import annotations
@@ -105,6 +113,7 @@ JSON_BODY_LIMIT = 64 * 1024
 # (module rules): twice the servers' default election timeout, twenty heartbeats.
 ACTIVE_WITHIN = 2.0
 NOT_APPLIED = "not-applied"
+HEALTH_KEY = "health"  # the key /health reads, as etcd's check does
 UNKNOWN = "unknown"
 
 _STATUS_CODES = {
@@ -240,6 +249,7 @@ class NodeApi:
         r.add_route("POST", "/v1/debug/faults", self.faults)
         r.add_route("GET", "/v1/events", self.events)
         r.add_route("GET", "/metrics", self.metrics)
+        r.add_route("GET", "/health", self.health)
         from consensuskit.server.auth_api import AuthRoutes
 
         AuthRoutes(self).add_to(r)
@@ -562,6 +572,42 @@ class NodeApi:
         ctype, _, params = content_type.partition(";")
         charset = params.partition("charset=")[2].strip() or "utf-8"
         return web.Response(body=body, content_type=ctype.strip(), charset=charset)
+
+    async def health(self, request: web.Request) -> web.Response:
+        query = _only_params(request, ("serializable", "exclude"))
+        reason = await self.health_failure(request, serializable=_truthy(query.get("serializable")))
+        return _ok({"health": "false" if reason else "true", "reason": reason or ""}, 503 if reason else 200)
+
+    async def health_failure(self, request: web.Request, *, serializable: bool) -> str | None:
+        """The first of ``/health``'s checks that fails (module rules); None: healthy."""
+        runtime = self.runtime
+        if runtime.failure is not None:
+            return f"NODE HALTED: {runtime.failure}"
+        node = runtime.node
+        if isinstance(node, HasLeader) and node.current_leader() is None:
+            return "NO LEADER"
+        op = None if serializable else self._health_read()
+        if op is None:
+            return None
+        try:
+            await self.submit(request, op, consistency="linearizable")
+        except ApiError as exc:
+            # 501: the protocol serves no linearizable read; 421: a follower of a protocol whose
+            # followers pass nothing on, and it knows a leader: nothing this node can check.
+            if exc.status in (421, 501):
+                return None
+            return f"LINEARIZABLE READ FAILED: {exc.message}"
+        return None
+
+    def _health_read(self) -> Any:
+        """The read ``/health`` makes (None: the service has none a key can name)."""
+        service = self.service
+        if service is None or not service.read_kinds:
+            return None
+        try:
+            return service.op(service.read_kinds[0], HEALTH_KEY)
+        except ValueError:
+            return None
 
     # ------------------------------------------------------------------ membership
     async def members(self, request: web.Request) -> web.Response:

@@ -29,7 +29,10 @@ Rules this module owns:
     takes the token alone; ``Bearer TOKEN`` works too), ``/v3/auth/authenticate`` and
     the rest of ``/v3/auth/`` are etcd's Auth service (services/etcd_auth.py);
   * ``FORWARD_PATH`` is the node-to-node route a follower forwards calls through
-    (services/etcd_api.py), msgpack in and out.
+    (services/etcd_api.py), msgpack in and out;
+  * ``GET /version`` answers as etcd's client port does, ``{"etcdserver": VERSION,
+    "etcdcluster": "MAJOR.MINOR.0"}`` (tools such as Patroni read it to pick the API);
+    ``/health`` is every node's (server/http_api.py).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from consensuskit.services.etcd_api import (
     FORWARD_PATH,
     REQUEST_TOO_LARGE,
     STALE_RETRIES,
+    VERSION,
     EtcdNode,
     etcd_node,
     max_gateway_body_bytes,
@@ -475,6 +479,12 @@ def _error_bytes(exc: EtcdError) -> bytes:
     return json_answer(json.dumps(_error_body(code, exc.message)).encode(), HTTP_STATUS.get(code, 500))
 
 
+async def _version(request: web.Request) -> web.Response:
+    """etcd's ``/version`` (module rules): the server's version and the cluster's."""
+    major, minor, _ = VERSION.split(".", 2)
+    return web.json_response({"etcdserver": VERSION, "etcdcluster": f"{major}.{minor}.0"})
+
+
 class _Routes:
     """What ``services/etcd.py`` names: ``mount`` adds the gateway to a node's HTTP app."""
 
@@ -551,6 +561,7 @@ class _Routes:
             g.streamed(g.election.Observe, epb.LeaderRequest, client_stream=False),
         )
         router.add_route("POST", FORWARD_PATH, g.forward)
+        router.add_route("GET", "/version", _version)
 
     @staticmethod
     def max_body_bytes(config: Any) -> int:
