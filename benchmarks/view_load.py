@@ -119,7 +119,6 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-
     console = Console()
     with tempfile.TemporaryDirectory(prefix="view-load-") as tmp:
         if args.trace:

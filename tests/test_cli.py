@@ -62,8 +62,17 @@ def test_sim_json_fields_and_determinism(capsys: pytest.CaptureFixture[str]) -> 
     args = ("sim", "raft", "--nodes", "3", "--duration", "2", "--seed", "5", "--nemesis", "crash,partition")
     code, out, _ = run(capsys, *args, "--json")
     first = json.loads(out)
-    for key in ("protocol", "nodes", "seed", "ops", "invariant_violations", "linearizable",
-                "trace_sha256", "events", "wall_seconds"):
+    for key in (
+        "protocol",
+        "nodes",
+        "seed",
+        "ops",
+        "invariant_violations",
+        "linearizable",
+        "trace_sha256",
+        "events",
+        "wall_seconds",
+    ):
         assert key in first
     assert first["protocol"] == "raft" and first["nodes"] == 3 and first["seed"] == 5
     assert first["runtime"] in ("batched", "unbatched")  # the default "random", resolved
@@ -82,8 +91,19 @@ def test_sim_human_summary(capsys: pytest.CaptureFixture[str]) -> None:
 def test_sim_exit_1_and_trace_tail_on_violation(capsys: pytest.CaptureFixture[str]) -> None:
     # vote-twice breaks election safety; some seed among the first few shows it quickly.
     for seed in range(20):
-        code, out, _ = run(capsys, "sim", "raft", "--seed", str(seed), "--duration", "2",
-                           "--bug", "vote-twice", "--clients", "0")
+        code, out, _ = run(
+            capsys,
+            "sim",
+            "raft",
+            "--seed",
+            str(seed),
+            "--duration",
+            "2",
+            "--bug",
+            "vote-twice",
+            "--clients",
+            "0",
+        )
         if code == 1:
             assert "invariant violated: election-safety" in out
             assert "!! VIOLATION election-safety" in out
@@ -176,13 +196,33 @@ def test_a_sweep_with_the_servers_timers_and_slower_faults_reproduces_its_seeds(
 ) -> None:
     # The faults come no faster than an election at 1 s timeouts can finish, so every
     # seed completes operations; the reproduce command carries the interval.
-    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "2", "--nodes", "3", "--duration", "8",
-                       "--clients", "2", "--nemesis", "partition,crash", "--nemesis-interval", "2,4",
-                       "--server-options", "--workers", "1", "--no-progress", "--json")
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "raft",
+        "--seeds",
+        "2",
+        "--nodes",
+        "3",
+        "--duration",
+        "8",
+        "--clients",
+        "2",
+        "--nemesis",
+        "partition,crash",
+        "--nemesis-interval",
+        "2,4",
+        "--server-options",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--json",
+    )
     doc = json.loads(out)
     assert code == 0 and doc["passed"] == 2 and doc["seeds_without_ops"] == 0
-    config = build_config("raft", 3, 0, 8.0, 2, "partition,crash", None, nemesis_interval="2,4",
-                          server_options=True)
+    config = build_config(
+        "raft", 3, 0, 8.0, 2, "partition,crash", None, nemesis_interval="2,4", server_options=True
+    )
     assert config.nemesis_interval == (2.0, 4.0)
     command = reproduce_command(config, 1)
     assert "--nemesis-interval 2,4" in command and "--option election_timeout=1.0" in command
@@ -196,8 +236,9 @@ def test_a_sweep_with_the_servers_timers_and_slower_faults_reproduces_its_seeds(
 
 
 def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "4", "--nodes", "3", "--duration", "1",
-                       "--workers", "2", "--json")
+    code, out, _ = run(
+        capsys, "sweep", "raft", "--seeds", "4", "--nodes", "3", "--duration", "1", "--workers", "2", "--json"
+    )
     doc = json.loads(out)  # stdout holds the JSON only: the progress bar went to stderr
     assert doc["seeds"] == 4 and doc["passed"] + len(doc["failures"]) == 4
     assert doc["protocol"] == "raft" and doc["nodes"] == 3 and doc["events"] > 0
@@ -212,8 +253,20 @@ def test_sim_and_sweep_take_a_runtime(capsys: pytest.CaptureFixture[str], runtim
     code, out, _ = run(capsys, "sim", "raft", "--seed", "2", *args, "--json")
     single = json.loads(out)
     assert single["runtime"] == runtime and code == 0
-    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "2", "--first-seed", "2", "--workers", "1",
-                       "--no-progress", *args, "--json")
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "raft",
+        "--seeds",
+        "2",
+        "--first-seed",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        *args,
+        "--json",
+    )
     doc = json.loads(out)
     assert doc["runtime"] == runtime and doc["runtimes"] == {runtime: 2} and code == 0
 
@@ -246,9 +299,27 @@ def test_scenario_list_reads_the_catalog(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_sweep_failures_name_seed_and_reproduce(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(capsys, "sweep", "raft", "--seeds", "12", "--nodes", "3", "--duration", "1",
-                       "--clients", "0", "--bug", "vote-twice", "--workers", "1", "--json", "--no-progress",
-                       "--save-failures", str(tmp_path))
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "raft",
+        "--seeds",
+        "12",
+        "--nodes",
+        "3",
+        "--duration",
+        "1",
+        "--clients",
+        "0",
+        "--bug",
+        "vote-twice",
+        "--workers",
+        "1",
+        "--json",
+        "--no-progress",
+        "--save-failures",
+        str(tmp_path),
+    )
     doc = json.loads(out)
     assert code == 1 and doc["failures"], "vote-twice should fail some of 12 seeds"
     failure = doc["failures"][0]
@@ -264,16 +335,20 @@ def test_sweep_failures_name_seed_and_reproduce(capsys: pytest.CaptureFixture[st
     assert json.loads(out)["invariant_violations"][0]["name"] == "election-safety"
 
 
-@pytest.mark.skipif(shutil.which("consensuskit", path=str(Path(sys.executable).parent)) is None,
-                    reason="console script not installed")
+@pytest.mark.skipif(
+    shutil.which("consensuskit", path=str(Path(sys.executable).parent)) is None,
+    reason="console script not installed",
+)
 def test_console_script_bad_input_has_no_traceback() -> None:
     exe = str(Path(sys.executable).parent / "consensuskit")
-    proc = subprocess.run([exe, "sim", "raft", "--nemesis", "meteor"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [exe, "sim", "raft", "--nemesis", "meteor"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    proc = subprocess.run([exe, "scenario", "run", "raft-election"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [exe, "scenario", "run", "raft-election"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -22,9 +22,7 @@ from consensuskit.sweep import (
 )
 from tests.sim.build import interpreted_only
 
-BASE = SimConfig(
-    node_ids=("n1", "n2", "n3"), duration=1.0, settle=1.0, clients=2, nemesis=NEMESIS_KINDS
-)
+BASE = SimConfig(node_ids=("n1", "n2", "n3"), duration=1.0, settle=1.0, clients=2, nemesis=NEMESIS_KINDS)
 
 
 def test_same_seeds_give_same_digests_in_process_and_in_workers() -> None:

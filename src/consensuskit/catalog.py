@@ -274,6 +274,8 @@ def _generals_monitor(config: Any) -> Any:
     from consensuskit.check.byzantine import GeneralsMonitor
 
     return GeneralsMonitor(config)
+
+
 def _gossip_monitor(config: Any) -> Any:
     from consensuskit.check.gossip import GossipMonitor
 

@@ -476,9 +476,7 @@ def _serve_view(trace_path: str, protocol: str, node_ids: list[str] | None, titl
         _console().print("[yellow]this run wrote no trace (no simulation ran): nothing to view[/]")
         return
     views = catalog_views()
-    view_commands.serve_records(
-        records, protocol if protocol in views else None, node_ids, title, port=port
-    )
+    view_commands.serve_records(records, protocol if protocol in views else None, node_ids, title, port=port)
 
 
 # ----------------------------------------------------------------------- sim

@@ -373,9 +373,7 @@ def _run_on_dask(
     try:
         worker_count = len(client.scheduler_info().get("workers", {})) or 1
         # pure=False: every seed is its own task, never deduplicated by the scheduler.
-        futures = client.map(
-            run_seed, [config] * len(seeds), seeds, [seed_timeout] * len(seeds), pure=False
-        )
+        futures = client.map(run_seed, [config] * len(seeds), seeds, [seed_timeout] * len(seeds), pure=False)
         for future in as_completed(futures):
             done(future.result())
         return worker_count

@@ -151,8 +151,6 @@ def test_3pc_is_safe_and_non_blocking_under_crashes_only():
     assert outcome.ok, outcome.reason
 
 
-
-
 def consequences_only(protocol: str) -> Registry:
     """The catalog's registry with ``protocol``'s checker blind to the durability rules."""
     built = builtin_catalog().registry()

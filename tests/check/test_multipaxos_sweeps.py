@@ -24,7 +24,6 @@ def test_ci_sweep_all_faults_no_violation(nodes: int):
     assert all(delays["count"] > 0 for _, _, delays in outcomes)
 
 
-
 @pytest.mark.timeout(600)
 def test_ci_sweep_with_pre_vote_no_violation():
     """Pre-vote (on for real processes) under every fault: safe, live, and converging."""
@@ -65,7 +64,11 @@ def test_every_bug_knob_is_caught_by_a_sweep(bug: str):
 # writes: a second value for a chosen slot, or a second leader serving lease reads (seen
 # as two leases, or by a client as a stale read).
 WIPE_PROPERTIES = {
-    "one-value-per-slot", "learned-agreement", "execution-agreement", "lease-uniqueness", "read-freshness"
+    "one-value-per-slot",
+    "learned-agreement",
+    "execution-agreement",
+    "lease-uniqueness",
+    "read-freshness",
 }
 
 

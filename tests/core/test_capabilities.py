@@ -86,4 +86,3 @@ def test_leader_lookup_and_capabilities_use_it() -> None:
     assert leader_of(nodes) == ["a", "b"]
     assert capabilities(LogLeader(False)) == (HAS_LEADER, REPLICATED_LOG)
     assert capabilities(Leaderless()) == ()
-

@@ -47,6 +47,7 @@ def lazy(items: list, group: int, small_items: bool = False) -> LazyArray:
     whole (messages, sets and nested containers included: the same bytes)."""
     count = len(items) // group
     items = items[: count * group]
+
     def chunk(start: int, stop: int) -> tuple:
         return tuple(items[start * group : stop * group])
 

@@ -306,8 +306,20 @@ def test_a_protocols_flags_reach_options_the_monitor_and_the_report(plugged: Non
     runner = CliRunner()
     out = runner.invoke(
         app,
-        ["sim", "counter-primary", "--nodes", "3", "--duration", "2", "--json",
-         "--primary-index", "1", "--crash-primary-at=1.0", "--loud", "on"],
+        [
+            "sim",
+            "counter-primary",
+            "--nodes",
+            "3",
+            "--duration",
+            "2",
+            "--json",
+            "--primary-index",
+            "1",
+            "--crash-primary-at=1.0",
+            "--loud",
+            "on",
+        ],
     )
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
@@ -325,7 +337,10 @@ def test_a_protocols_flags_reach_options_the_monitor_and_the_report(plugged: Non
 
 def test_a_sim_config_with_flags_runs_without_the_cli():
     config = SimConfig(
-        protocol="counter-primary", node_ids=("a", "b", "c"), duration=1.0, clients=1,
+        protocol="counter-primary",
+        node_ids=("a", "b", "c"),
+        duration=1.0,
+        clients=1,
         flags={"primary_index": 2},
     )
     sim = Simulation(config, registry())

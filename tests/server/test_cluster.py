@@ -99,6 +99,7 @@ def test_server_settings_reach_every_node_and_are_kept_for_later_starts(tmp_path
         "auth": {"token_ttl": 60},
         "log_level": "debug",
     }
+
     def check(layout: ClusterLayout, value_bytes: int, status: str) -> None:
         for spec in layout.nodes:
             config = load_config(spec.config_path)

@@ -185,9 +185,7 @@ async def test_events_websocket_streams_snapshot_then_records_and_resumes_after_
                 assert snap["status"]["role"] == "leader"
                 assert {"epoch", "incarnation", "pid", "seq", "protocol"} <= set(snap)
                 assert (await c.call("PUT", leader, "/v1/kv/k", data="v"))[0] == 200
-                got = await _messages(
-                    ws, lambda out: any(r["ev"] == "response" for r in _records(out))
-                )
+                got = await _messages(ws, lambda out: any(r["ev"] == "response" for r in _records(out)))
                 records = _records(got)
                 seqs = [r["seq"] for r in records]
                 assert seqs == list(range(snap["seq"] + 1, snap["seq"] + 1 + len(seqs)))

@@ -432,7 +432,11 @@ async def test_admin_routes_answers_and_errors(tmp_path):
         await admin(c, leader, "POST", "/v1/auth/roles", {"name": "still-serving"})
         # Changes go to the leader: a follower passes them on, or points there when asked.
         status, body, _ = await c.call(
-            "POST", follower, "/v1/auth/roles", json={"name": "z"}, token=ADMIN_TOKEN,
+            "POST",
+            follower,
+            "/v1/auth/roles",
+            json={"name": "z"},
+            token=ADMIN_TOKEN,
             headers={"X-Leader-Only": "1"},
         )
         assert (status, body["error"], body["leader_url"]) == (421, "not-leader", c.url(leader))

@@ -299,8 +299,13 @@ def test_an_earlier_release_directory_gets_an_incarnation_once(tmp_path):
 def test_a_malformed_incarnation_is_refused(tmp_path):
     data = tmp_path / "n1"
     data.mkdir()
-    for body in ({"incarnation": "ab"}, {"origin": "bootstrap"}, {"incarnation": "", "origin": "join"},
-                 {"incarnation": "ab", "origin": "restore"}, {"incarnation": 7, "origin": "join"}):
+    for body in (
+        {"incarnation": "ab"},
+        {"origin": "bootstrap"},
+        {"incarnation": "", "origin": "join"},
+        {"incarnation": "ab", "origin": "restore"},
+        {"incarnation": 7, "origin": "join"},
+    ):
         fields = {"format": 1, "node_id": "n1", "cluster_id": None, **body}
         (data / "identity.json").write_text(json.dumps(fields))
         with pytest.raises(IdentityError, match="incarnation must be a non-empty string and origin one of"):
@@ -371,8 +376,10 @@ def test_an_earlier_release_directory_another_protocol_cannot_read_is_refused_an
         f"error: cannot build a node of protocol 'multipaxos' with service 'kv' from data directory "
         f"{raft.data_dir} ("
     ), err
-    assert err.endswith("if another protocol or service wrote it, start the node with those "
-                        "(the traceback is in the log above)\n")
+    assert err.endswith(
+        "if another protocol or service wrote it, start the node with those "
+        "(the traceback is in the log above)\n"
+    )
     assert err.count("\n") == 1
     assert read_identity(raft.data_dir).owner is None  # never marked as the protocol that failed
     assert _serve_briefly(restart) == EXIT_OK

@@ -52,8 +52,11 @@ def test_a_new_directory_not_made_by_rejoin_is_refused_and_nothing_recorded(tmp_
     assert refusal is not None and "\n" not in refusal
     assert "but this node knew n3 on old:" in refusal
     assert "start n3 again on an empty directory with --rejoin" in refusal
-    made = {"bootstrap": "by --bootstrap", "join": "empty for a node outside the initial members",
-            "earlier": "by an earlier release"}
+    made = {
+        "bootstrap": "by --bootstrap",
+        "join": "empty for a node outside the initial members",
+        "earlier": "by an earlier release",
+    }
     assert refusal.startswith(f"it runs on data directory new, made {made[origin]}, but this node knew n3 on")
     assert n1.known("n3") == "old" and read_incarnations(tmp_path / "n1") == {"n3": "old"}
     assert n1.judge("n3", PeerIncarnation("new", origin, "")) == refusal  # every time
@@ -112,8 +115,13 @@ def test_a_node_told_it_is_known_by_another_directory_hears_why(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    ["not json", json.dumps({"format": 2, "peers": {}}), json.dumps({"format": 1, "peers": {"n3": 7}}),
-     json.dumps({"format": 1, "peers": {"n3": ""}}), json.dumps([1])],
+    [
+        "not json",
+        json.dumps({"format": 2, "peers": {}}),
+        json.dumps({"format": 1, "peers": {"n3": 7}}),
+        json.dumps({"format": 1, "peers": {"n3": ""}}),
+        json.dumps([1]),
+    ],
 )
 def test_a_malformed_file_is_ignored_with_a_warning(tmp_path, caplog, content):
     (tmp_path / INCARNATIONS_NAME).write_text(content)

@@ -62,8 +62,11 @@ def test_nodes_that_agree_deliver_as_before():
 
 @pytest.mark.parametrize(
     "other",
-    [PeerHello("multipaxos", "kv", "c-1", "0.1.0"), PeerHello("raft", "etcd", "c-1", "0.1.0"),
-     PeerHello("raft", "kv", "c-2", "0.1.0")],
+    [
+        PeerHello("multipaxos", "kv", "c-1", "0.1.0"),
+        PeerHello("raft", "etcd", "c-1", "0.1.0"),
+        PeerHello("raft", "kv", "c-2", "0.1.0"),
+    ],
     ids=["protocol", "service", "cluster"],
 )
 def test_a_peer_that_runs_something_else_is_refused_by_both_sides(other, caplog):

@@ -37,8 +37,6 @@ def single_node(tmp_path, port: int):
     return node_config(tmp_path, "solo", ["solo"], client_address=f"127.0.0.1:{port}")
 
 
-
-
 @async_test
 async def test_stop_event_is_a_clean_shutdown(tmp_path):
     port = free_port()

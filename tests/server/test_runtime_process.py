@@ -28,8 +28,6 @@ OPTIONS = {
 TIMERS = ["election_timeout = 0.2", "heartbeat_interval = 0.05"]
 
 
-
-
 def write_config(tmp_path: Path, data_dir: str = "data", protocol: str = "raft") -> tuple[Path, str]:
     (tmp_path / "secret").write_text("secret")
     port = free_port()

@@ -60,9 +60,7 @@ def test_group_commit_and_waiting_for_inflight_sync():
     sim.schedule(0.005, lambda: put(sim, "n1", "c", 3, seq=3), "c")  # at 0.006: same batch
     sim.schedule(
         0.006,
-        lambda: sim.send_request(
-            "n1", ClientRequest(client_id="c1", seq=4, op=Op(kind="get", key="a"))
-        ),
+        lambda: sim.send_request("n1", ClientRequest(client_id="c1", seq=4, op=Op(kind="get", key="a"))),
         "read",
     )  # at 0.007: no write, but nothing may overtake unsynced writes
     sim.run_until(0.0115)

@@ -41,9 +41,14 @@ def test_same_seed_same_digest_three_runs(runtime):
 @pytest.mark.parametrize("protocol", ["raft", "multipaxos"])
 @pytest.mark.parametrize("runtime", ["batched", "unbatched"])
 def test_same_seed_same_digest_with_batches_early_sends_and_durability_reports(protocol, runtime):
-    config = SimConfig(protocol=protocol, seed=11, runtime=runtime, duration=2.0, settle=1.0, **{
-        k: v for k, v in FULL.items() if k != "duration" and k != "settle"
-    })
+    config = SimConfig(
+        protocol=protocol,
+        seed=11,
+        runtime=runtime,
+        duration=2.0,
+        settle=1.0,
+        **{k: v for k, v in FULL.items() if k != "duration" and k != "settle"},
+    )
     first, second = (Simulation(config).run() for _ in range(2))
     assert first.runtime == second.runtime == runtime
     assert first.trace_sha256 == second.trace_sha256 and first.events == second.events > 500
@@ -93,15 +98,17 @@ def test_digest_independent_of_when_it_is_read():
 _times = st.floats(min_value=0.0, max_value=1.5, allow_nan=False).map(lambda t: round(t, 3))
 _nodes = st.sampled_from(["n1", "n2", "n3"])
 _lines = st.one_of(
-    st.tuples(_times, st.sampled_from(["crash", "restart", "pause", "resume", "isolate"]), _nodes)
-    .map(lambda x: f"{x[0]} {x[1]} {x[2]}"),
-    st.tuples(_times, st.sampled_from(["heal", "bridge", "isolate-leader"]))
-    .map(lambda x: f"{x[0]} {x[1]}"),
+    st.tuples(_times, st.sampled_from(["crash", "restart", "pause", "resume", "isolate"]), _nodes).map(
+        lambda x: f"{x[0]} {x[1]} {x[2]}"
+    ),
+    st.tuples(_times, st.sampled_from(["heal", "bridge", "isolate-leader"])).map(lambda x: f"{x[0]} {x[1]}"),
     st.tuples(_times, _nodes, _nodes).map(lambda x: f"{x[0]} block {x[1]} {x[2]}"),
-    st.tuples(_times, st.floats(0, 0.9).map(lambda p: round(p, 2)))
-    .map(lambda x: f"{x[0]} network loss={x[1]}"),
-    st.tuples(_times, _nodes, st.floats(-0.5, 0.5).map(lambda s: round(s, 2)))
-    .map(lambda x: f"{x[0]} clock {x[1]} skew={x[2]} drift=0.01"),
+    st.tuples(_times, st.floats(0, 0.9).map(lambda p: round(p, 2))).map(
+        lambda x: f"{x[0]} network loss={x[1]}"
+    ),
+    st.tuples(_times, _nodes, st.floats(-0.5, 0.5).map(lambda s: round(s, 2))).map(
+        lambda x: f"{x[0]} clock {x[1]} skew={x[2]} drift=0.01"
+    ),
 )
 
 

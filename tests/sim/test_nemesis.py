@@ -28,8 +28,12 @@ FIVE = ("n1", "n2", "n3", "n4", "n5")
 
 def test_nemesis_generates_every_kind_and_settle_repairs():
     sim = toy_sim(
-        node_ids=FIVE, clients=2, duration=6.0, settle=1.0,
-        nemesis=NEMESIS_KINDS, nemesis_interval=(0.02, 0.05),
+        node_ids=FIVE,
+        clients=2,
+        duration=6.0,
+        settle=1.0,
+        nemesis=NEMESIS_KINDS,
+        nemesis_interval=(0.02, 0.05),
     )
     result = sim.run()
     injected = sim.nemesis.injected
@@ -51,8 +55,16 @@ def test_nemesis_generates_every_kind_and_settle_repairs():
 @interpreted_only
 def test_wipe_counts_a_rejoining_node_as_down_and_every_wiped_node_is_readmitted():
     sim = Simulation(
-        SimConfig(protocol="raft", node_ids=FIVE, seed=2, clients=2, duration=6.0, settle=4.0,
-                  nemesis=("wipe", "crash"), nemesis_interval=(0.05, 0.2))
+        SimConfig(
+            protocol="raft",
+            node_ids=FIVE,
+            seed=2,
+            clients=2,
+            duration=6.0,
+            settle=4.0,
+            nemesis=("wipe", "crash"),
+            nemesis_interval=(0.05, 0.2),
+        )
     )
     worst = 0
     original = sim.wipe
@@ -118,7 +130,10 @@ def test_the_amnesia_attack_catches_an_acceptor_that_promises_after_a_wipe():
     # A second value for a chosen slot, or (the forgotten promise also held a lease) two
     # leaders serving lease reads at once.
     assert sim.violations and sim.violations[0].name in {
-        "one-value-per-slot", "learned-agreement", "execution-agreement", "lease-uniqueness"
+        "one-value-per-slot",
+        "learned-agreement",
+        "execution-agreement",
+        "lease-uniqueness",
     }
 
 
@@ -213,8 +228,19 @@ def test_schedule_parse_and_install():
     assert result.invariant_violations == []
     labels = [r["label"] for r in sim.trace.tail(2000) if r["ev"] == "sched"]
     assert len(labels) == 17 and labels[0] == "partition n1,n2|n3"
-    for kind in ("partition", "block", "unblock", "heal", "crash", "restart", "pause",
-                 "resume", "clock", "network", "link"):
+    for kind in (
+        "partition",
+        "block",
+        "unblock",
+        "heal",
+        "crash",
+        "restart",
+        "pause",
+        "resume",
+        "clock",
+        "network",
+        "link",
+    ):
         assert result.faults.get(kind, 0) > 0, kind
 
 
@@ -354,14 +380,18 @@ def test_a_strike_stalls_the_next_leaders_disk_as_it_is_elected(monkeypatch):
     assert sim.run_until_true(lambda: any(n != leader for n in leaders(sim)), 3.0)
     [new] = [n for n in leaders(sim) if n != leader]
     records = sim.trace.tail(5000)
-    [elected] = [r for r in records if r["ev"] == "rec" and r["kind"] == "role" and r["node"] == new
-                 and r["role"] == "leader"]
+    [elected] = [
+        r
+        for r in records
+        if r["ev"] == "rec" and r["kind"] == "role" and r["node"] == new and r["role"] == "leader"
+    ]
     [stall] = [f for f in _faults(sim) if f["kind"] == "disk"]
     assert stall["node"] == new and stall["t"] == elected["t"] and stall["latency"] > 0.005
     sim.run_for(0.1)
     # Its first sync (the election's no-op) took the stalled disk's latency.
-    [first] = [r for r in sim.trace.tail(5000) if r["ev"] == "sync" and r["node"] == new
-               and r["t"] > elected["t"]][:1]
+    [first] = [
+        r for r in sim.trace.tail(5000) if r["ev"] == "sync" and r["node"] == new and r["t"] > elected["t"]
+    ][:1]
     assert first["t"] == pytest.approx(elected["t"] + stall["latency"])
     sim.run_for(1.2)  # STALL_FOR is at most 1.2 s
     assert [f["latency"] for f in _faults(sim) if f["kind"] == "disk"] == [stall["latency"], None]
@@ -420,8 +450,16 @@ def test_all_names_every_kind_but_membership_which_is_asked_for_by_name():
 @pytest.mark.parametrize("protocol", ["raft", "multipaxos"])
 def test_the_membership_kind_removes_a_voter_and_adds_it_back_through_the_leader(protocol):
     sim = Simulation(
-        SimConfig(protocol=protocol, node_ids=FIVE, seed=4, clients=3, duration=12.0, settle=3.0,
-                  nemesis=("membership",), nemesis_interval=(0.3, 0.6))
+        SimConfig(
+            protocol=protocol,
+            node_ids=FIVE,
+            seed=4,
+            clients=3,
+            duration=12.0,
+            settle=3.0,
+            nemesis=("membership",),
+            nemesis_interval=(0.3, 0.6),
+        )
     )
     changes: list[tuple[str, str, str | None]] = []
     original = sim.change_membership
@@ -465,9 +503,7 @@ def test_a_removal_shrinks_the_fault_budget():
     assert sim.run_until_true(lambda: not sim.nodes[sim.membership_leader()].membership().config_pending, 5.0)
     nemesis._membership()  # the removed node is added back
     assert nemesis.members == 4
-    assert sim.run_until_true(
-        lambda: len(sim.nodes[sim.membership_leader()].membership().voters) == 5, 5.0
-    )
+    assert sim.run_until_true(lambda: len(sim.nodes[sim.membership_leader()].membership().voters) == 5, 5.0)
     nemesis._membership()
     assert nemesis.max_down == 2 or nemesis.members == 4  # (the next removal may follow at once)
 

@@ -99,7 +99,7 @@ def test_a_positive_delay_below_the_clocks_resolution_fires_at_a_later_instant()
     sim = echo_sim(node_ids=("n1", "n2"))
     sim.run_until(1000.0)
     arm(sim, "n1", "x", 1e-14)
-    (due, key), = sim.armed_timers("n1")
+    ((due, key),) = sim.armed_timers("n1")
     assert key == "x" and due > 1000.0 and due == math.nextafter(1000.0, math.inf)
     arm(sim, "n1", "now", 0.0)  # a zero delay still fires at this instant
     assert (1000.0, "now") in sim.armed_timers("n1")

@@ -38,14 +38,25 @@ def test_check_history_hook_and_result_json():
     from consensuskit.sim import SimConfig, Simulation
 
     reg = Registry()
-    reg.add(ProtocolSpec(name="toy", description="", make_node=spec.make_node,
-                         make_checker=HistoryChecker))
+    reg.add(ProtocolSpec(name="toy", description="", make_node=spec.make_node, make_checker=HistoryChecker))
     sim = Simulation(SimConfig(protocol="toy", clients=2, duration=1.0, settle=0.5), reg)
     result = sim.run()
     assert isinstance(result, SimResult)
     assert result.linearizable is False and sim.checker.seen == len(result.history) > 0
     j = result.to_json()
     assert "history" not in j
-    assert {"protocol", "nodes", "node_ids", "seed", "duration", "ops", "invariant_violations",
-            "linearizable", "trace_sha256", "events", "wall_seconds", "faults"} <= set(j)
+    assert {
+        "protocol",
+        "nodes",
+        "node_ids",
+        "seed",
+        "duration",
+        "ops",
+        "invariant_violations",
+        "linearizable",
+        "trace_sha256",
+        "events",
+        "wall_seconds",
+        "faults",
+    } <= set(j)
     assert j["nodes"] == 3 and j["events"] == sim.events > 0

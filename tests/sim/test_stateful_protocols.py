@@ -52,9 +52,7 @@ def machine_for(
                 self.sim = make_sim()
             else:
                 self.sim = Simulation(
-                    SimConfig(
-                        protocol=protocol, node_ids=nodes, bugs=bugs, op_timeout=0.2, op_deadline=0.6
-                    )
+                    SimConfig(protocol=protocol, node_ids=nodes, bugs=bugs, op_timeout=0.2, op_deadline=0.6)
                 )
             self.handles = []
             self.value = 0

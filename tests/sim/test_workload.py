@@ -97,20 +97,27 @@ def test_workload_history_is_well_formed(tmp_path):
     assert len(lines) == len(hist)
     first = json.loads(lines[0])
     assert set(first) >= {
-        "process", "seq", "op", "key", "value", "expected", "expected_version",
-        "invoke", "complete", "status", "result", "index",
+        "process",
+        "seq",
+        "op",
+        "key",
+        "value",
+        "expected",
+        "expected_version",
+        "invoke",
+        "complete",
+        "status",
+        "result",
+        "index",
     }
     again = History.from_jsonl(str(path))
-    assert [r.to_dict() for r in again] == [
-        json.loads(json.dumps(r.to_dict())) for r in hist
-    ]
+    assert [r.to_dict() for r in again] == [json.loads(json.dumps(r.to_dict())) for r in hist]
     assert sim.checker.responses > 0 and sim.checker.finals == 1
 
 
 def test_history_from_jsonl_rejects_bad_lines(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"process": "c1", "seq": 1, "op": "get", "key": "k0", "invoke": 0, '
-                    '"status": "maybe"}\n')
+    path.write_text('{"process": "c1", "seq": 1, "op": "get", "key": "k0", "invoke": 0, "status": "maybe"}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         History.from_jsonl(str(path))
 

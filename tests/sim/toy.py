@@ -66,9 +66,7 @@ def execute(kv: dict[str, tuple[Any, int]], op: Op) -> Any:
 
 
 class ToyNode:
-    def __init__(
-        self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
-    ) -> None:
+    def __init__(self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> None:
         self.node_id = node_id
         self.env = env
         self.members = tuple(members)
@@ -130,9 +128,7 @@ class ToyNode:
         session = self.sessions.get(request.client_id)
         if session is not None and session[0] == request.seq:
             env.deliver(
-                ClientResponse(
-                    client_id=request.client_id, seq=request.seq, ok=True, result=session[1]
-                )
+                ClientResponse(client_id=request.client_id, seq=request.seq, ok=True, result=session[1])
             )
             return
         env.storage.log_append([request])
@@ -254,9 +250,7 @@ class EchoNode:
     exactly what the simulator delivered and when.
     """
 
-    def __init__(
-        self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]
-    ) -> None:
+    def __init__(self, node_id: str, env: Env, members: Sequence[str], options: dict[str, Any]) -> None:
         self.node_id = node_id
         self.env = env
         self.others = [m for m in members if m != node_id]

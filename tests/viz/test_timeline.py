@@ -24,8 +24,16 @@ ELECTION = [
     deliver(0.312, "n1", "n3", "RequestVote", "RequestVote term=2 last=1/3"),
     deliver(0.315, "n3", "n1", "RequestVoteResponse", "VoteResp term=2 granted"),
     {"t": 0.315, "ev": "rec", "node": "n1", "kind": "role", "role": "leader", "term": 2},
-    {"t": 0.316, "ev": "drop", "src": "n1", "dst": "n2", "mid": 4, "type": "AppendEntries",
-     "msg": "AppendEntries term=2 prev=1/3 commit=3 entries=[2/4]", "reason": "partition"},
+    {
+        "t": 0.316,
+        "ev": "drop",
+        "src": "n1",
+        "dst": "n2",
+        "mid": 4,
+        "type": "AppendEntries",
+        "msg": "AppendEntries term=2 prev=1/3 commit=3 entries=[2/4]",
+        "reason": "partition",
+    },
     {"t": 0.32, "ev": "rec", "node": "n1", "kind": "commit", "index": 4, "term": 2},
     {"t": 0.33, "ev": "fault", "kind": "partition", "groups": "n1,n2|n3"},
     {"t": 0.34, "ev": "fault", "kind": "crash", "node": "n2", "lost_writes": 0, "lost_outputs": 0},
@@ -57,8 +65,15 @@ def test_small_election_renders_exact_rows() -> None:
 
 def test_heartbeat_runs_collapse_into_one_line_each() -> None:
     commit = {"t": 1.2, "ev": "rec", "node": "n2", "kind": "commit", "index": 5, "term": 2}
-    records = [hb(1.0), hb(1.05, "n2", "n1"), hb(1.1), commit, hb(1.3),
-               deliver(1.4, "n1", "n2", "AppendEntries", "AppendEntries term=2"), hb(1.5)]
+    records = [
+        hb(1.0),
+        hb(1.05, "n2", "n1"),
+        hb(1.1),
+        commit,
+        hb(1.3),
+        deliver(1.4, "n1", "n2", "AppendEntries", "AppendEntries term=2"),
+        hb(1.5),
+    ]
     lines = render_timeline(records, NODES).splitlines()
     # The commit does not split the run; the message does.  Times stay in order.
     assert lines[1:] == [
@@ -98,8 +113,16 @@ def test_restart_lane_comes_back_and_unknown_endpoints_are_labelled() -> None:
         {"t": 1.0, "ev": "fault", "kind": "crash", "node": "n1"},
         {"t": 1.5, "ev": "fault", "kind": "restart", "node": "n1", "incarnation": 2},
         {"t": 1.5, "ev": "start", "node": "n1", "incarnation": 2},
-        {"t": 1.6, "ev": "drop", "src": "c1", "dst": "n2", "mid": 0, "type": "ClientRequest",
-         "msg": "ClientRequest", "reason": "crashed"},
+        {
+            "t": 1.6,
+            "ev": "drop",
+            "src": "c1",
+            "dst": "n2",
+            "mid": 0,
+            "type": "ClientRequest",
+            "msg": "ClientRequest",
+            "reason": "crashed",
+        },
     ]
     assert render_timeline(records, NODES).splitlines()[1:] == [
         "   1.000    X     |     |    !! crash n1",

@@ -104,8 +104,13 @@ class MultiPaxosChecker:
             if request.consistency == STALE_OK:
                 return
             check_read_fresh(
-                self.exec_times, self.exec_values, invoke_time, request, response,
-                unit="slot", reached="executed",
+                self.exec_times,
+                self.exec_values,
+                invoke_time,
+                request,
+                response,
+                unit="slot",
+                reached="executed",
             )
             return
         known = self.executed.get(response.index)

@@ -83,8 +83,13 @@ class RaftChecker:
             return  # without per-step watching there is no commit record to compare with
         if request.op.is_read():  # any service's read kinds (kv: get, list)
             check_read_fresh(
-                self.commit_times, self.commit_values, invoke_time, request, response,
-                unit="index", reached="committed",
+                self.commit_times,
+                self.commit_values,
+                invoke_time,
+                request,
+                response,
+                unit="index",
+                reached="committed",
             )
             return
         entry = self.committed.get(response.index)
@@ -123,14 +128,11 @@ class RaftChecker:
 
     def on_truncate(self, node: Any, index: int) -> None:
         if node.role == "leader":
-            self._violate(
-                "leader-append-only", f"leader {node.id} of term {node.term} truncated at {index}"
-            )
+            self._violate("leader-append-only", f"leader {node.id} of term {node.term} truncated at {index}")
         if index <= node.commit_index:
             self._violate(
                 "state-machine-safety",
-                f"{node.id} truncated its log at {index}, below its commit index "
-                f"{node.commit_index}",
+                f"{node.id} truncated its log at {index}, below its commit index {node.commit_index}",
             )
 
     def on_commit(self, node: Any, index: int) -> None:

@@ -248,9 +248,7 @@ def leader_of(nodes: Iterable[tuple[str, Any]]) -> list[str]:
     return [
         node_id
         for node_id, node in nodes
-        if node is not None
-        and (type(node) in known or implements(node, HasLeader))
-        and node.is_leader()
+        if node is not None and (type(node) in known or implements(node, HasLeader)) and node.is_leader()
     ]
 
 

@@ -304,10 +304,7 @@ class Registry:
         try:
             return self._specs[name]
         except KeyError:
-            raise KeyError(
-                f"unknown protocol {name!r}; valid: {', '.join(sorted(self._specs))}"
-            ) from None
+            raise KeyError(f"unknown protocol {name!r}; valid: {', '.join(sorted(self._specs))}") from None
 
     def names(self) -> list[str]:
         return sorted(self._specs)
-

@@ -382,8 +382,6 @@ def parse_since(query: dict[str, str]) -> tuple[int | None, str | None]:
     return since, incarnation
 
 
-
-
 def heartbeat_types(spec: Any) -> frozenset[str]:
     """The message types the protocol's catalog entry calls background heartbeats (its
     view metadata, core/registry.py); none when it names none."""

@@ -233,9 +233,7 @@ class NodeApi:
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self._signed, self._errors], client_max_size=self.max_body_bytes
-        )
+        app = web.Application(middlewares=[self._signed, self._errors], client_max_size=self.max_body_bytes)
         r = app.router
         # The service's own routes (its ``http`` reference, core/service.py).
         routes = self.routes

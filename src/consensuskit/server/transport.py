@@ -237,8 +237,7 @@ class RefusalLog:
         if now - self._opened >= self.window:
             if self._silenced:
                 self._log.warning(
-                    "%d more peer connections were refused, not logged one by one (at most %d "
-                    "lines in %g s)",
+                    "%d more peer connections were refused, not logged one by one (at most %d lines in %g s)",
                     self._silenced,
                     self.per_window,
                     self.window,

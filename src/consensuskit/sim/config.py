@@ -13,7 +13,16 @@ from typing import Any
 # protocols whose registry entry says survives_disk_loss; appended last, so the random
 # nemesis's choices for the other kinds keep their order.
 NEMESIS_KINDS = (
-    "partition", "crash", "pause", "loss", "dup", "reorder", "skew", "wipe", "strike", "membership"
+    "partition",
+    "crash",
+    "pause",
+    "loss",
+    "dup",
+    "reorder",
+    "skew",
+    "wipe",
+    "strike",
+    "membership",
 )
 # "all" names every kind but "membership" (a member removed and added back through the
 # leader, for protocols with the MembershipChange capability), which came later: a
@@ -52,8 +61,7 @@ class NetworkConfig:
     def validate(self) -> None:
         if not 0 <= self.latency_min <= self.latency_max:
             raise ValueError(
-                f"need 0 <= latency_min <= latency_max, got {self.latency_min}, "
-                f"{self.latency_max}"
+                f"need 0 <= latency_min <= latency_max, got {self.latency_min}, {self.latency_max}"
             )
         for name in ("loss", "duplicate", "reorder"):
             p = getattr(self, name)

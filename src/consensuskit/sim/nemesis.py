@@ -727,14 +727,10 @@ class Schedule:
                 raise ValueError(f"line {lineno}: time must be >= 0")
             action, args = words[1], tuple(words[2:])
             if action not in ACTIONS:
-                raise ValueError(
-                    f"line {lineno}: unknown action {action!r}; valid: {', '.join(ACTIONS)}"
-                )
+                raise ValueError(f"line {lineno}: unknown action {action!r}; valid: {', '.join(ACTIONS)}")
             lo, hi = ACTIONS[action]
             if not lo <= len(args) <= hi:
-                raise ValueError(
-                    f"line {lineno}: {action} takes {lo}..{hi} arguments, got {len(args)}"
-                )
+                raise ValueError(f"line {lineno}: {action} takes {lo}..{hi} arguments, got {len(args)}")
             if action == "member" and args[0] not in CONFIG_CHANGES:
                 valid = ", ".join(CONFIG_CHANGES)
                 raise ValueError(f"line {lineno}: unknown membership change {args[0]!r}; valid: {valid}")
@@ -743,8 +739,7 @@ class Schedule:
         return cls(items)
 
     def to_text(self) -> str:
-        return "".join(f"{at:g} {action} {' '.join(args)}".rstrip() + "\n"
-                       for at, action, args in self.items)
+        return "".join(f"{at:g} {action} {' '.join(args)}".rstrip() + "\n" for at, action, args in self.items)
 
     def install(self, sim: Simulation) -> None:
         """Schedule every action as a traced event on ``sim``."""

@@ -181,9 +181,7 @@ class SimResult:
             "trace_sha256": self.trace_sha256,
             "events": self.events,
             "wall_seconds": round(self.wall_seconds, 3),
-            "events_per_second": (
-                round(self.events / self.wall_seconds) if self.wall_seconds > 0 else None
-            ),
+            "events_per_second": (round(self.events / self.wall_seconds) if self.wall_seconds > 0 else None),
             "virtual_time": round(self.virtual_time, 6),
             "faults": dict(self.faults),
             "message_delays": dict(self.message_delays),
@@ -711,9 +709,7 @@ class Simulation:
         request: ClientRequest = ev[4]
         node = self.nodes.get(node_id)
         if node is None:
-            self._trace_append(
-                (self.now, "drop", request.client_id, node_id, 0, request, "crashed")
-            )
+            self._trace_append((self.now, "drop", request.client_id, node_id, 0, request, "crashed"))
             return
         if node_id in self._paused:
             self._deferred[node_id].append(ev)
@@ -766,9 +762,7 @@ class Simulation:
         node_id = ev[5]
         now = self.now
         self.responses.append((now, node_id, response))
-        self._trace_append(
-            (now, "response", node_id, client_id, response.seq, response.ok, response.error)
-        )
+        self._trace_append((now, "response", node_id, client_id, response.seq, response.ok, response.error))
         key = (client_id, response.seq)
         run = self._ops.get(key)
         if self._on_client_response is not None:
@@ -882,9 +876,7 @@ class Simulation:
         self._check_node(node_id)
         now = self.now
         client_id = request.client_id
-        self._trace_append(
-            (now, "invoke", client_id, request.seq, node_id, attempt, request.op.describe())
-        )
+        self._trace_append((now, "invoke", client_id, request.seq, node_id, attempt, request.op.describe()))
         if self._filters:
             verdict = self._filter(client_id, node_id, request)
             if verdict == "drop":
@@ -997,9 +989,7 @@ class Simulation:
         self._paused.discard(node_id)
         self._deferred[node_id] = []
         self._storages[node_id] = SimStorage(env.storage.durable)
-        self._fault(
-            "crash", node=node_id, lost_writes=lost_writes, lost_outputs=lost_outputs
-        )
+        self._fault("crash", node=node_id, lost_writes=lost_writes, lost_outputs=lost_outputs)
         self._checked(node_id)
 
     def restart(self, node_id: str) -> None:
@@ -1164,9 +1154,7 @@ class Simulation:
     def _rebuild_links(self) -> None:
         self._set_disk_and_batches()
         self._default_params = _link_params(self.network)
-        self._link_params = {
-            link: _link_params(self.network, o) for link, o in self._link_overrides.items()
-        }
+        self._link_params = {link: _link_params(self.network, o) for link, o in self._link_overrides.items()}
 
     def set_clock(self, node_id: str, skew: float = 0.0, drift: float = 0.0) -> None:
         """Node-local clock = global * (1 + drift) + skew (re-anchored, see Clock)."""

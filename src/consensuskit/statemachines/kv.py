@@ -86,7 +86,6 @@ class KVStateMachine:
         self.peer_directory: Directory = {}
         self.cluster_level = levels.BASE_LEVEL  # which rules every replica applies (levels.py)
 
-
     @property
     def auth(self) -> AuthState:
         """Users, roles, permissions (read by the HTTP edge to authorize requests)."""

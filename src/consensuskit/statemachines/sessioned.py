@@ -63,7 +63,6 @@ class Sessioned:
         self.peer_directory: Directory = {}
         self.cluster_level = levels.BASE_LEVEL  # which rules every replica applies (levels.py)
 
-
     @property
     def inner(self) -> Executor:
         return self._inner

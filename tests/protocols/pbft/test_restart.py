@@ -103,7 +103,13 @@ def test_a_new_view_stores_its_floor_with_the_view():
 
 def test_seed_143015_runs_clean():
     config = build_config(
-        "pbft", 4, 143015, 30.0, 8, "all", None,
+        "pbft",
+        4,
+        143015,
+        30.0,
+        8,
+        "all",
+        None,
         ["batch_size=1", "checkpoint_interval=4", "max_inflight=8", "watermark_window=8"],
     )
     result = Simulation(config).run()

@@ -97,8 +97,17 @@ def test_a_rejoining_node_refuses_votes_and_pre_votes_and_never_campaigns():
     for pre_vote in (True, False):
         env = sim.env_of("n3")
         sent_before = len(env.outbox)
-        n3.on_message("n2", RequestVote(term=50, candidate="n2", last_log_index=10**6,
-                                        last_log_term=49, pre_vote=pre_vote, transfer=True))
+        n3.on_message(
+            "n2",
+            RequestVote(
+                term=50,
+                candidate="n2",
+                last_log_index=10**6,
+                last_log_term=49,
+                pre_vote=pre_vote,
+                transfer=True,
+            ),
+        )
         answers = [m for _, m, _ in env.outbox[sent_before:] if isinstance(m, RequestVoteResponse)]
         assert answers and not answers[-1].granted
     n3.campaign()

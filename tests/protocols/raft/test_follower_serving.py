@@ -81,7 +81,7 @@ def test_a_follower_read_waits_for_the_leaders_round_and_its_own_apply():
     b = c.nodes["b"]
     c.envs["b"].take()
     b.on_request(get("x", 5))
-    (dst, request), = sent_of(c, "b", ReadIndexRequest)
+    ((dst, request),) = sent_of(c, "b", ReadIndexRequest)
     assert dst == "a" and c.envs["b"].delivered == []
     # The leader answers only after a heartbeat round sent after the request.
     c.envs["a"].take()

@@ -175,9 +175,7 @@ class PaxosCommitNode(TxnNode):
             self.clients[client] = txn
         self.env.record("begin", txn=txn, participants=",".join(parts))
         for rm, part in parts.items():
-            self._send(
-                rm, Prepare(txn=txn, coordinator=self.id, participants=lead.participants, part=part)
-            )
+            self._send(rm, Prepare(txn=txn, coordinator=self.id, participants=lead.participants, part=part))
         self.env.set_timer(f"c/{txn}", self.opts.vote_timeout)
         self._drain()
         return txn

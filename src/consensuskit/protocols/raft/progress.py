@@ -92,10 +92,7 @@ class Progress:
         if self.state == PROBE:
             return self.probe_sent
         if self.state == REPLICATE:
-            return (
-                len(self.inflight) >= max_inflight_msgs
-                or self.inflight_bytes >= max_inflight_bytes
-            )
+            return len(self.inflight) >= max_inflight_msgs or self.inflight_bytes >= max_inflight_bytes
         return True
 
     def _clear_inflight(self) -> None:
