@@ -184,6 +184,24 @@ def test_wide_sweep_passes(protocol: str, service: str, nodes: int) -> None:
     assert failures == [], f"consensuskit sweep {protocol} --service {service} --nodes {nodes}: {failures}"
 
 
+# Long runs with membership changes: 60 virtual seconds, 6 clients, every fault and
+# membership changes, for the log protocols that change membership.  The 10 s cells above
+# never reached the path that 150 such seeds of ZAB did on 2026-12-08 (a leader-elect
+# paused through six later epochs, tests/check/test_zab_sweeps.py).  CK_LONG_SEEDS: seeds
+# per protocol (default 300).
+LONG_SEEDS = int(os.environ.get("CK_LONG_SEEDS", "300"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+@pytest.mark.parametrize("protocol", ["raft", "multipaxos", "zab"])
+def test_long_sweep_with_membership_changes_passes(protocol: str) -> None:
+    config = build_config(protocol, 5, 0, 60.0, 6, "all,membership", None)
+    result = run_sweep(config, range(LONG_SEEDS), workers=os.cpu_count() or 1, progress=False)
+    failures = [(f.seed, f.reason) for f in result.failures]
+    assert failures == [], f"consensuskit sweep {protocol} --duration 60 --clients 6: {failures}"
+
+
 def test_a_raised_checker_budget_is_a_flag_and_part_of_the_reproduce_command(capsys) -> None:
     from consensuskit.cli import main
 
