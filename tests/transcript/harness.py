@@ -23,8 +23,8 @@ Commands (the file format is in ``datadriven.py``):
 
   add-nodes N [protocol=P] [bugs=(a,b)] [seed=S] [option=value ...]
   campaign ID                       start an election / phase 1 (the node's campaign())
-  propose ID OP... [client=C] [consistency=L]   a client request: put k v | k=v | get k
-                                    | delete k | cas k old new
+  propose ID OP... [client=C] [seq=N] [consistency=L]   a client request: put k v | k=v | get k
+                                    | delete k | cas k old new (seq=N: a retry of request N)
   call ID METHOD [args...] [k=v]    any public method of the node, as an admin input
   deliver [from=A] [to=B] [type=T] [count=N]   deliver held messages, one round
   drop [from=A] [to=B] [type=T] [count=N]      lose held messages
@@ -370,7 +370,7 @@ class Harness:
     def _propose(self, case: Case) -> list[str]:
         words = case.positional()
         # key=value without a known option name is the put shorthand.
-        named = ("client", "consistency", "as")
+        named = ("client", "consistency", "as", "seq")
         extra = [f"{a.key}={a.vals[0]}" for a in case.args if a.vals and a.key not in named]
         if len(words) < 1:
             raise DataDrivenError(f"{case.pos}: propose ID OP...")
@@ -381,8 +381,11 @@ class Harness:
         if client is None:
             self._clients += 1
             client = f"c{self._clients}"
-        seq = self._client_seq.get(client, 0) + 1
-        self._client_seq[client] = seq
+        if case.get("seq") is not None:  # a retry: the same client and sequence number
+            seq = int(case.get("seq"))
+        else:
+            seq = self._client_seq.get(client, 0) + 1
+            self._client_seq[client] = seq
         request = ClientRequest(
             client_id=client,
             seq=seq,

@@ -367,11 +367,12 @@ class RaftNode:
         if self.role != LEADER:
             if self._may_forward():
                 self._forward(request)
-            else:
+            elif is_read or not self._may_apply(request):
                 self._reject(request, NOT_LEADER)
             return
         if self.transfer_target is not None:
-            self._reject(request, BUSY)
+            if is_read or not self._may_apply(request):
+                self._reject(request, BUSY)
             return
         if is_read and (self.opts.read_mode != "log" or request.consistency is not None):
             self._read(request)
@@ -998,6 +999,8 @@ class RaftNode:
         request = m.request
         error = NOT_LEADER if self.role != LEADER else BUSY if self.transfer_target is not None else None
         if error is not None:
+            if self._may_apply(request):
+                return  # it may be applied: no definite answer (_may_apply)
             # No second hop: a chain of stale hints could loop.
             refusal = replies.refused(request, error, self.leader_id)
             self.env.send(src, ForwardRefused(term=0, response=refusal))
@@ -1010,6 +1013,31 @@ class RaftNode:
             return
         self._broadcast_append()
         self._maybe_commit()
+
+    def _may_apply(self, request: ClientRequest) -> bool:
+        """Whether ``request``'s id was applied here (its session is at that seq or
+        later) or a command of that id waits unapplied in our log.  A refusal (not-leader,
+        busy) says the request was not applied, and the client counts it so; but a copy
+        of it that we appended as leader (a duplicate of the message, or an earlier
+        attempt) may have been applied, or still commit under the next leader.  So we
+        leave such a request unanswered: its sender's timeout makes the outcome unknown
+        (seed 11300007: a duplicated ForwardRequest, the first copy appended just before a
+        check-quorum step-down, the second refused, and the write applied after all)."""
+        last_seq = getattr(getattr(self.sm, "sessions", None), "last_seq", None)
+        if last_seq is not None:
+            seen = last_seq(request.client_id)
+            if seen is not None and seen >= request.seq:
+                return True
+        log = self.log
+        for index in range(max(self.last_applied + 1, log.first_index), log.last_index + 1):
+            entry = log.entry(index)
+            if (
+                entry.kind == COMMAND
+                and entry.data.client_id == request.client_id
+                and entry.data.seq == request.seq
+            ):
+                return True
+        return False
 
     def handle_forward_refused(self, src: str, m: ForwardRefused) -> None:
         response = m.response
