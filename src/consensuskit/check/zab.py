@@ -28,7 +28,9 @@ Implementation rules whose violations were ZooKeeper's data-loss bugs (wave2 §1
 
 * durable ack         - when the leader receives an ACK (of NEWLEADER or of PROPOSALs),
                         the learner's durable storage holds what it acknowledged
-                        (ZOOKEEPER-3911, -4646);
+                        (ZOOKEEPER-3911, -4646); an ACK that arrives after the learner
+                        lost its disk, before its new life synced, was sent by the old
+                        one and is not judged against the new disk;
 * epoch after history - a server whose durable current epoch is e durably holds the
                         history it synced in e (ZOOKEEPER-4643);
 * trunc within epoch  - a TRUNC cuts back to a zxid of the learner's last epoch, which
@@ -79,6 +81,8 @@ class ZabChecker:
         self.history_end: dict[int, int] = {}
         # (server, epoch) -> (index, zxid) of the history it synced in that epoch
         self.synced: dict[tuple[str, int], tuple[int, int]] = {}
+        # server -> the storage its last sync went to (a wipe gives it a new one)
+        self.synced_on: dict[str, Any] = {}
         self.pending: list[InvariantViolation] = []
 
     # ------------------------------------------------------------------ sim hooks
@@ -308,12 +312,19 @@ class ZabChecker:
 
     def on_synced(self, node: Any, epoch: int, index: int, zxid: int) -> None:
         self.synced[(node.id, epoch)] = (index, zxid)
+        if self.sim is not None:
+            self.synced_on[node.id] = self.sim.storage_of(node.id)
 
     def on_ack(self, leader: Any, src: str, ack: Any) -> None:
         sim = self.sim
         if sim is None:
             return
         learner = sim.nodes.get(src)
+        if self.synced_on.get(src, sim.storage_of(src)) is not sim.storage_of(src):
+            # Sent by its life before a wipe, when that disk held it (seed 11300609: the
+            # ACK left, the server lost its disk a few ms later, the ACK arrived after).
+            # Its new life has not synced yet, so it acknowledges nothing itself.
+            return
         storage = sim.storage_of(src).durable
         accepted = learner.accepted_epoch if learner is not None else storage.get(ACCEPTED_EPOCH_KEY)
         if accepted != ack.epoch:
