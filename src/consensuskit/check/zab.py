@@ -81,7 +81,8 @@ class ZabChecker:
         self.history_end: dict[int, int] = {}
         # (server, epoch) -> (index, zxid) of the history it synced in that epoch
         self.synced: dict[tuple[str, int], tuple[int, int]] = {}
-        # server -> the storage its last sync went to (a wipe gives it a new one)
+        # server -> the disk its last sync went to (a wipe gives it a new one; a crash
+        # keeps it)
         self.synced_on: dict[str, Any] = {}
         self.pending: list[InvariantViolation] = []
 
@@ -313,19 +314,19 @@ class ZabChecker:
     def on_synced(self, node: Any, epoch: int, index: int, zxid: int) -> None:
         self.synced[(node.id, epoch)] = (index, zxid)
         if self.sim is not None:
-            self.synced_on[node.id] = self.sim.storage_of(node.id)
+            self.synced_on[node.id] = self.sim.storage_of(node.id).durable
 
     def on_ack(self, leader: Any, src: str, ack: Any) -> None:
         sim = self.sim
         if sim is None:
             return
         learner = sim.nodes.get(src)
-        if self.synced_on.get(src, sim.storage_of(src)) is not sim.storage_of(src):
+        storage = sim.storage_of(src).durable
+        if self.synced_on.get(src, storage) is not storage:
             # Sent by its life before a wipe, when that disk held it (seed 11300609: the
             # ACK left, the server lost its disk a few ms later, the ACK arrived after).
             # Its new life has not synced yet, so it acknowledges nothing itself.
             return
-        storage = sim.storage_of(src).durable
         accepted = learner.accepted_epoch if learner is not None else storage.get(ACCEPTED_EPOCH_KEY)
         if accepted != ack.epoch:
             return  # it moved on (and may have truncated since): a late ACK
