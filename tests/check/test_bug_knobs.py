@@ -84,7 +84,7 @@ SERVICE_CATCHING_SEED = {
     ("multipaxos", "expire-ignores-keepalive"): 0,
     ("zab", "expire-ignores-keepalive"): 0,
     ("raft", "ignore-new-leases"): 3,
-    ("multipaxos", "ignore-new-leases"): 4,
+    ("multipaxos", "ignore-new-leases"): 5,
     ("zab", "ignore-new-leases"): 4,
 }
 

@@ -15,6 +15,7 @@ from consensuskit.protocols.paxos.multi_messages import (
     Accepted,
     Entry,
     Forward,
+    ForwardReply,
     Heartbeat,
     HeartbeatAck,
     Learn,
@@ -801,3 +802,26 @@ def test_one_message_cannot_set_a_cluster_at_the_round_ceiling():
         assert roles == ["follower", "follower", "leader"], (round_, roles)
         rounds = {n.max_round for n in sim.nodes.values()}
         assert (max(rounds) <= 2) if ignored else (min(rounds) > round_), (round_, rounds)
+
+
+def test_no_refusal_for_a_write_voted_in_a_slot_not_yet_executed():
+    """A refusal says the write was not applied; an acceptor holding a vote for a copy of
+    it (accepted from a leader since deposed) must not give one: that copy may still be
+    chosen (protocols/common/replies.py, may_apply).  A write it holds no copy of is
+    refused as before; so is a read."""
+    node, env = make_node("n2", IDS)
+    held = put("c1", 1, "x", 1)
+    node.on_message(
+        "n1",
+        Accept(
+            ballot=Ballot(1, 1), values=(SlotValue(slot=1, entry=Entry(kind=COMMAND, data=held)),), commit=0
+        ),
+    )
+    node.on_message("n1", Forward(request=held, origin="n3"))  # a duplicate, or a retry
+    node.on_message("n1", Forward(request=put("c2", 1, "y", 2), origin="n3"))
+    node.on_message("n1", Forward(request=get("c3", 1, "x"), origin="n3"))
+    replies = [m.response for _, m in env.take() if isinstance(m, ForwardReply)]
+    assert [(r.client_id, r.ok, r.error) for r in replies] == [
+        ("c2", False, "not-leader"),
+        ("c3", False, "not-leader"),
+    ]

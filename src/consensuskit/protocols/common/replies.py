@@ -7,6 +7,10 @@ Rules this module owns:
   * ``refused``: definitely not applied; it carries the error (``NOT_LEADER``, ``BUSY``,
     a session refusal, ...) and the protocol's best guess of the leader, None if it has
     none (each protocol decides what it may hint);
+  * no refusal for a write the node may apply after all (``may_apply``: its session is
+    at that seq, or a command of its id waits unapplied here, a copy appended or
+    accepted earlier, from a duplicate of the message or an earlier attempt): the
+    node leaves it unanswered, and the sender's timeout makes the outcome unknown;
   * ``command_answer``: a state machine's own refusal of a command (a stale, expired or
     reused session: nothing was applied) becomes a refusal, never an ``ok``;
   * ``read_answer``: a read served from the state machine; when its ``read`` raises (a
@@ -25,6 +29,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable
 from typing import Any
 
 from consensuskit.core.client import READ_FAILED, ClientRequest, ClientResponse
@@ -48,6 +53,22 @@ def refused(request: ClientRequest, error: str, leader_hint: str | None) -> Clie
     return ClientResponse(
         client_id=request.client_id, seq=request.seq, ok=False, error=error, leader_hint=leader_hint
     )
+
+
+def may_apply(sm: Any, request: ClientRequest, unapplied: Iterable[Any]) -> bool:
+    """Whether the write ``request`` may take effect here after all (module rules):
+    ``sm``'s session of its client is at its seq or later, or a command of its id is
+    among ``unapplied`` (the commands this node holds and has not applied; anything else
+    in it is skipped).  Seed 11300007 of a 60 s Raft sweep: a duplicated ForwardRequest,
+    the first copy appended just before a step-down, the second refused not-leader,
+    and the write applied after all."""
+    last_seq = getattr(getattr(sm, "sessions", None), "last_seq", None)
+    if last_seq is not None:
+        seen = last_seq(request.client_id)
+        if seen is not None and seen >= request.seq:
+            return True
+    client, seq = request.client_id, request.seq
+    return any(type(c) is ClientRequest and c.client_id == client and c.seq == seq for c in unapplied)
 
 
 def command_answer(

@@ -50,6 +50,7 @@ Rules this module owns:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
@@ -522,7 +523,7 @@ class MultiPaxosNode:
             if self.role in (PRE_CANDIDATE, CANDIDATE, LEADER):
                 self._handle_request(request, origin)
                 return
-        self._reply(origin, self._rejection(request, NOT_LEADER))
+        self._refuse(origin, request, NOT_LEADER)
 
     def _hold(self, request: ClientRequest, origin: str) -> None:
         if len(self.queue) >= self.opts.max_queue:
@@ -538,7 +539,7 @@ class MultiPaxosNode:
                 origins.append(origin)  # its client may wait there too: answer both
             return
         if len(self.queue) >= self.opts.max_queue:
-            self._reply(origin, self._rejection(request, BUSY))
+            self._refuse(origin, request, BUSY)
             return
         self.waiting[key] = [origin]
         self.queue.append((Entry(kind=COMMAND, data=request), origin))
@@ -557,7 +558,7 @@ class MultiPaxosNode:
     def handle_forward(self, src: str, m: Forward) -> None:
         if self.role == FOLLOWER:
             # No second hop: a chain of stale hints could loop.
-            self._reply(m.origin, self._rejection(m.request, NOT_LEADER))
+            self._refuse(m.origin, m.request, NOT_LEADER)
             return
         self._handle_request(m.request, m.origin)
 
@@ -575,6 +576,23 @@ class MultiPaxosNode:
                 self.env.deliver(response)
         else:
             self.env.send(origin, ForwardReply(response=response))
+
+    def _refuse(self, origin: str, request: ClientRequest, error: str) -> None:
+        """Refuse ``request`` (definitely not applied), unless it is a write this node
+        may apply after all: then it stays unanswered (replies.may_apply)."""
+        if request.op.is_read() or not self._may_apply(request):
+            self._reply(origin, self._rejection(request, error))
+
+    def _may_apply(self, request: ClientRequest) -> bool:
+        """Applied here, or a copy of it proposed, accepted or chosen in a slot not yet
+        executed."""
+        executed = self.executed
+        entries = itertools.chain(
+            self.proposals.values(),
+            (entry for slot, entry in self.chosen.items() if slot > executed),
+            (vote.entry for slot, vote in self.log.votes.items() if slot > executed),
+        )
+        return replies.may_apply(self.sm, request, (c for entry in entries for c in entry.commands()))
 
     def _rejection(self, request: ClientRequest, error: str) -> ClientResponse:
         hint = self.leader_id if self.leader_id != self.id or self.role == LEADER else None
@@ -879,7 +897,7 @@ class MultiPaxosNode:
             if leader is not None and leader != self.id and origin == self.id:
                 self.env.send(leader, Forward(request=request, origin=origin))
             else:
-                self._reply(origin, self._rejection(request, NOT_LEADER))
+                self._refuse(origin, request, NOT_LEADER)
 
     def _step_down_if_behind(self, ballot: Ballot, leader: str) -> None:
         if self.role == PRE_CANDIDATE or (self.role != FOLLOWER and ballot > self.ballot):

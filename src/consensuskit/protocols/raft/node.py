@@ -1015,29 +1015,12 @@ class RaftNode:
         self._maybe_commit()
 
     def _may_apply(self, request: ClientRequest) -> bool:
-        """Whether ``request``'s id was applied here (its session is at that seq or
-        later) or a command of that id waits unapplied in our log.  A refusal (not-leader,
-        busy) says the request was not applied, and the client counts it so; but a copy
-        of it that we appended as leader (a duplicate of the message, or an earlier
-        attempt) may have been applied, or still commit under the next leader.  So we
-        leave such a request unanswered: its sender's timeout makes the outcome unknown
-        (seed 11300007: a duplicated ForwardRequest, the first copy appended just before a
-        check-quorum step-down, the second refused, and the write applied after all)."""
-        last_seq = getattr(getattr(self.sm, "sessions", None), "last_seq", None)
-        if last_seq is not None:
-            seen = last_seq(request.client_id)
-            if seen is not None and seen >= request.seq:
-                return True
+        """Whether a refusal of the write ``request`` would be a lie (replies.may_apply):
+        applied here, or a copy of it waits unapplied in our log."""
         log = self.log
-        for index in range(max(self.last_applied + 1, log.first_index), log.last_index + 1):
-            entry = log.entry(index)
-            if (
-                entry.kind == COMMAND
-                and entry.data.client_id == request.client_id
-                and entry.data.seq == request.seq
-            ):
-                return True
-        return False
+        first = max(self.last_applied + 1, log.first_index)
+        unapplied = (log.entry(i).data for i in range(first, log.last_index + 1))
+        return replies.may_apply(self.sm, request, unapplied)
 
     def handle_forward_refused(self, src: str, m: ForwardRefused) -> None:
         response = m.response
