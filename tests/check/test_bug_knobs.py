@@ -85,7 +85,7 @@ SERVICE_CATCHING_SEED = {
     ("zab", "expire-ignores-keepalive"): 0,
     ("raft", "ignore-new-leases"): 3,
     ("multipaxos", "ignore-new-leases"): 5,
-    ("zab", "ignore-new-leases"): 4,
+    ("zab", "ignore-new-leases"): 15,
 }
 
 

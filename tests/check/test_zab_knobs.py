@@ -14,7 +14,7 @@ CATCHES = {
     "ack-before-persist": (0, "durable-ack"),
     "epoch-before-persist": (0, "epoch-after-history"),
     "trunc-across-epoch": (4, "trunc-within-epoch"),
-    "vote-ignores-epoch": (1, "election-order"),
+    "vote-ignores-epoch": (3, "election-order"),
     "paper-propose-acked": (0, "prefix-consistency"),
     "paper-redundant-propose": (0, "zxid-order"),
     "paper-commit-ld-ack": (0, "commit-order"),

@@ -7,12 +7,15 @@ promised a later epoch and never rejoined (protocols/zab/README.md, "Deviations"
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
+import types
 
 import pytest
 
+from consensuskit.check.zab import ZabChecker
+from consensuskit.core.client import ClientRequest, Op
+from consensuskit.core.storage import MemoryStorage
+from consensuskit.protocols.zab.messages import COMMAND, Ack, Txn
 from consensuskit.sim import NEMESIS_KINDS, SimConfig, Simulation
 from consensuskit.sweep import run_sweep
 
@@ -64,33 +67,66 @@ def test_a_run_without_step_checks_reports_no_false_violation():
     assert sum(1 for r in sim.history if r.status == "ok") > 100
 
 
-def test_a_leader_elect_paused_through_later_epochs_may_establish_its_own(tmp_path):
-    """Seed 9100046 of ``sweep zab --duration 60 --clients 6 --nemesis all,membership``:
-    n3, the leader-elect of epoch 14, is paused before a quorum's NEWLEADER acks reach
-    it; the cluster goes on to epoch 21.  Resumed, it handles the queued acks first and
-    is established in epoch 14, as ZooKeeper's leader would be, with a history that
-    lacks the later epochs' txns.  It can commit nothing (every quorum moved past epoch
-    14): primary integrity asks only for the txns of earlier epochs, and the run passes
-    (the checker reported a violation here before)."""
-    from consensuskit.cli import build_config
+def test_a_leader_elect_paused_through_later_epochs_may_establish_its_own():
+    """Seed 9100046 of ``sweep zab --duration 60 --clients 6 --nemesis all,membership``
+    (2026-12-08): n3, the leader-elect of epoch 14, was paused before a quorum's
+    NEWLEADER acks reached it while the cluster went on to epoch 21.  Resumed, it handled
+    the queued acks first and was established in epoch 14, as ZooKeeper's leader would
+    be, with a history that lacks the later epochs' txns; it can commit nothing (every
+    quorum moved past epoch 14) and went back to LOOKING 0.3 s later.  Primary integrity
+    asks an established leader only for the txns of earlier epochs (the checker
+    reported a violation there before); a leader of a later epoch lacking one is still
+    caught."""
+    checker = ZabChecker()
+    later = Txn(zxid=(15 << 32) | 1, index=422, kind=COMMAND, data=put("c3", 1, "k1", 3))
+    earlier = Txn(zxid=(13 << 32) | 2, index=421, kind=COMMAND, data=put("c3", 0, "k1", 2))
+    checker.committed = {421: earlier, 422: later}
+    history = _History({421: earlier.zxid})  # holds 13:2, not 15:1
+    checker.on_established(types.SimpleNamespace(id="n3", epoch=14, log=history))
+    assert checker.pending == []
+    checker.on_established(types.SimpleNamespace(id="n4", epoch=16, log=history))
+    assert [str(v) for v in checker.pending] == [
+        "primary-integrity: n4 is established in epoch 16 with a history that lacks "
+        "15:1#422:put k1=3, committed at position 422"
+    ]
 
-    trace = tmp_path / "trace.jsonl"
-    cfg = build_config("zab", 5, 9100046, 60.0, 6, "all,membership", None)
-    result = Simulation(dataclasses.replace(cfg, trace_path=str(trace))).run()
-    assert result.violations == [] and result.linearizable
-    records = [json.loads(line) for line in trace.read_text().splitlines()]
-    established = {(r["node"], r["epoch"]) for r in records if r.get("kind") == "established"}
-    assert ("n3", 14) in established and max(epoch for _, epoch in established) > 14
+
+def put(client: str, seq: int, key: str, value: object) -> ClientRequest:
+    return ClientRequest(client_id=client, seq=seq, op=Op(kind="put", key=key, value=value))
+
+
+class _History:
+    """The part of a ZAB log the checker reads: zxids by position, no snapshot."""
+
+    offset = 0
+
+    def __init__(self, zxids: dict[int, int]) -> None:
+        self.zxids = zxids
+
+    def zxid_at(self, index: int) -> int | None:
+        return self.zxids.get(index)
 
 
 def test_an_ack_that_arrives_after_its_sender_lost_its_disk_is_not_judged_by_the_new_disk():
-    """Seed 11300609 of the same sweep: n1 ACKs PROPOSALs up to 16:21 (durable then),
-    loses its disk 3 ms later (wipe, restart) and its ACKs arrive after, while its new
-    life waits for its SNAP.  The ACK was true when sent, as any ACK of a disk lost the
-    moment after (the disk-loss rule, protocols/zab/README.md, keeps the new life from
-    counting until it caught up); the checker called it ack-before-persist."""
-    from consensuskit.cli import build_config
-
-    result = Simulation(build_config("zab", 5, 11300609, 60.0, 6, "all,membership", None)).run()
-    assert result.violations == [] and result.linearizable
-    assert result.faults.get("wipe", 0) >= 1
+    """Seed 11300609 of the same sweep (2026-12-08): n1 ACKed PROPOSALs up to 16:21
+    (durable then), lost its disk 3 ms later (wipe, restart), and its ACKs arrived after,
+    while its new life waited for its SNAP.  The ACK was true when sent, as any ACK of a
+    disk lost the moment after (the disk-loss rule, protocols/zab/README.md, keeps the
+    new life from counting until it caught up); the checker called it ack-before-persist.
+    An ACK its disk does not hold, with no wipe since its sync, is still caught."""
+    old_disk, new_disk = MemoryStorage(), MemoryStorage()
+    sim = types.SimpleNamespace(
+        nodes={"n1": types.SimpleNamespace(accepted_epoch=16)},
+        storage_of=lambda node_id: disks[node_id],
+    )
+    disks = {"n1": types.SimpleNamespace(durable=old_disk)}
+    checker = ZabChecker()
+    checker.sim = sim
+    checker.on_synced(types.SimpleNamespace(id="n1"), 16, 500, (16 << 32) | 1)
+    disks["n1"] = types.SimpleNamespace(durable=new_disk)  # wiped: a new, empty disk
+    ack = Ack(epoch=16, index=538, zxid=(16 << 32) | 21, newleader=False)
+    checker.on_ack(None, "n1", ack)
+    assert checker.pending == []
+    checker.on_synced(types.SimpleNamespace(id="n1"), 16, 0, 0)  # its new life synced
+    checker.on_ack(None, "n1", ack)  # an ACK of what its disk does not hold
+    assert [v.name for v in checker.pending] == ["durable-ack"]

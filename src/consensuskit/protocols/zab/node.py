@@ -440,7 +440,7 @@ class ZabNode:
         if self.state == LEADING:
             if not self.established:
                 if len(self.held_requests) >= MAX_HELD_REQUESTS:
-                    self._reply(origin, replies.refused(request, NOT_LEADER, None))
+                    self._refuse(origin, request, None)
                 else:
                     self.held_requests.append((request, origin))
                 return
@@ -453,7 +453,21 @@ class ZabNode:
             assert self.leader_id is not None
             self.env.send(self.leader_id, Forward(epoch=self.accepted_epoch, request=request))
             return
-        self._reply(origin, replies.refused(request, NOT_LEADER, self._hint()))
+        self._refuse(origin, request, self._hint())
+
+    def _refuse(self, origin: str, request: ClientRequest, hint: str | None) -> None:
+        """Refuse ``request`` not-leader (definitely not applied), unless it is a write
+        this server may apply after all: applied here, or a copy of it waits unapplied
+        in our log (replies.may_apply); then it stays unanswered."""
+        if request.op.is_read() or not self._may_apply(request):
+            self._reply(origin, replies.refused(request, NOT_LEADER, hint))
+
+    def _may_apply(self, request: ClientRequest) -> bool:
+        log = self.log
+        first = max(self.last_applied + 1, log.first_index)
+        return replies.may_apply(
+            self.sm, request, (log.entry(i).data for i in range(first, log.last_index + 1))
+        )
 
     def _hint(self) -> str | None:
         if self.state in (FOLLOWING, OBSERVING) and self.leader_id != self.id:
@@ -474,9 +488,9 @@ class ZabNode:
 
     def handle_forward(self, src: str, m: Forward) -> None:
         if self.state != LEADING or m.epoch != self.epoch:
-            self.env.send(
-                src, ForwardReply(epoch=m.epoch, response=replies.refused(m.request, NOT_LEADER, None))
-            )
+            if m.request.op.is_read() or not self._may_apply(m.request):
+                refusal = replies.refused(m.request, NOT_LEADER, None)
+                self.env.send(src, ForwardReply(epoch=m.epoch, response=refusal))
             return
         self._handle(m.request, src)
 
@@ -566,7 +580,7 @@ class ZabNode:
         if origin != self.id:
             self.origins[(request.client_id, request.seq)] = origin
         if not self._append_new(COMMAND, request):
-            self._reply(origin, replies.refused(request, NOT_LEADER, None))
+            self._refuse(origin, request, None)
             return
         if self.batched:
             self.propose_due = True
@@ -1035,7 +1049,7 @@ class ZabNode:
 
     def _drop_leader_state(self) -> None:
         for request, origin in self.held_requests:
-            self._reply(origin, replies.refused(request, NOT_LEADER, None))
+            self._refuse(origin, request, None)
         self.held_requests = []
         for request, origin in self.reads.drain():
             self._reply(origin, replies.refused(request, NOT_LEADER, None))
