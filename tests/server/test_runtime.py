@@ -447,37 +447,50 @@ class OrderNode(ScriptedNode):
         self.seen_at_timer.append(len(self.seen))
 
 
-def _sleep_stall(theirs: socket.socket) -> None:
+async def _sleep_stall(theirs: socket.socket, arm: Callable[[], None]) -> None:
     """The loop stalls (a collection, a descheduled process) with the heartbeat waiting."""
+    arm()
     theirs.send(b"heartbeat")
     time.sleep(0.1)
 
 
 # The stall a SIGSTOP makes: a helper process stops this one while its loop waits in the
 # I/O poll, writes the heartbeat meanwhile, and lets it go once the timer is long due.
+# It says when it runs (a byte on ``ready``): the timer is set from then, so a helper
+# slow to start on a loaded machine cannot let the timer fire before the stop.  The
+# stop lasts from 0.1 s to 0.85 s after that; the timer is due at 0.5 s.
 _STOP_AND_WRITE = """
 import os, signal, sys, time
-pid, fd = int(sys.argv[1]), int(sys.argv[2])
+pid, fd, ready = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+os.write(ready, b"!")
 time.sleep(0.1)
 os.kill(pid, signal.SIGSTOP)
 time.sleep(0.05)
 os.write(fd, b"heartbeat")
-time.sleep(0.3)
+time.sleep(0.7)
 os.kill(pid, signal.SIGCONT)
 """
 
 
-def _sigstop_stall(theirs: socket.socket) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _STOP_AND_WRITE, str(os.getpid()), str(theirs.fileno())],
-        pass_fds=[theirs.fileno()],
+async def _sigstop_stall(theirs: socket.socket, arm: Callable[[], None]) -> subprocess.Popen[bytes]:
+    here, there = socket.socketpair()
+    helper = subprocess.Popen(
+        [sys.executable, "-c", _STOP_AND_WRITE, str(os.getpid()), str(theirs.fileno()), str(there.fileno())],
+        pass_fds=[theirs.fileno(), there.fileno()],
     )
+    there.close()
+    here.setblocking(False)
+    await asyncio.get_running_loop().sock_recv(here, 1)  # it runs: its stop comes in 0.1 s
+    here.close()
+    arm()
+    return helper
 
 
-# How the loop stalls, and the election timer's delay (due during the stall).
-STALLS: dict[str, tuple[Callable[[socket.socket], Any], float]] = {
+# How the loop stalls (arming the timer when the stall is ready to come), and the
+# election timer's delay (due during the stall).
+STALLS: dict[str, tuple[Callable[[socket.socket, Callable[[], None]], Any], float]] = {
     "sleep": (_sleep_stall, 0.02),
-    "sigstop": (_sigstop_stall, 0.2),
+    "sigstop": (_sigstop_stall, 0.5),
 }
 
 
@@ -495,8 +508,7 @@ async def _timers_seen_after_a_stall(stall: str) -> list[int]:
 
     task = asyncio.create_task(receive())
     await asyncio.sleep(0.05)
-    runtime.set_timer("election", delay)
-    helper = make_stall(theirs)
+    helper = await make_stall(theirs, lambda: runtime.set_timer("election", delay))
     await until(lambda: runtime.node.timers == ["election"], timeout=10)
     if helper is not None:
         helper.wait(5)
