@@ -29,7 +29,7 @@ Rules this module owns:
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 from consensuskit.core.client import READ_FAILED, ClientRequest, ClientResponse
@@ -55,11 +55,11 @@ def refused(request: ClientRequest, error: str, leader_hint: str | None) -> Clie
     )
 
 
-def may_apply(sm: Any, request: ClientRequest, unapplied: Iterable[Any]) -> bool:
+def may_apply(sm: Any, request: ClientRequest, unapplied: Container[tuple[str, int]]) -> bool:
     """Whether the write ``request`` may take effect here after all (module rules):
-    ``sm``'s session of its client is at its seq or later, or a command of its id is
-    among ``unapplied`` (the commands this node holds and has not applied; anything else
-    in it is skipped).  Seed 11300007 of a 60 s Raft sweep: a duplicated ForwardRequest,
+    ``sm``'s session of its client is at its seq or later, or its (client_id, seq) is
+    among ``unapplied`` (those of the commands this node holds and has not applied:
+    ``command_ids``).  Seed 11300007 of a 60 s Raft sweep: a duplicated ForwardRequest,
     the first copy appended just before a step-down, the second refused not-leader,
     and the write applied after all."""
     last_seq = getattr(getattr(sm, "sessions", None), "last_seq", None)
@@ -67,8 +67,33 @@ def may_apply(sm: Any, request: ClientRequest, unapplied: Iterable[Any]) -> bool
         seen = last_seq(request.client_id)
         if seen is not None and seen >= request.seq:
             return True
-    client, seq = request.client_id, request.seq
-    return any(type(c) is ClientRequest and c.client_id == client and c.seq == seq for c in unapplied)
+    return (request.client_id, request.seq) in unapplied
+
+
+def command_ids(items: Iterable[Any]) -> frozenset[tuple[str, int]]:
+    """The (client_id, seq) of the client commands among ``items`` (others skipped)."""
+    return frozenset((c.client_id, c.seq) for c in items if type(c) is ClientRequest)
+
+
+class UnappliedIds:
+    """The (client_id, seq) of the commands in a log's unapplied suffix, computed once per
+    log state: ``ids(key, commands)`` rebuilds the set only when ``key`` changed.  The key
+    must name the suffix: (applied index, last index, last term or zxid) does, since two
+    logs that hold the same entry at their last index hold the same entries before it
+    (Raft's Log Matching, ZAB's prefix property).  A node refusing many requests while a
+    long tail waits unapplied (a deposed leader cut off) scans it once, not per request."""
+
+    __slots__ = ("_ids", "_key")
+
+    def __init__(self) -> None:
+        self._key: Any = None
+        self._ids: frozenset[tuple[str, int]] = frozenset()
+
+    def ids(self, key: Any, commands: Iterable[Any]) -> frozenset[tuple[str, int]]:
+        if key != self._key:
+            self._ids = command_ids(commands)
+            self._key = key
+        return self._ids
 
 
 def command_answer(

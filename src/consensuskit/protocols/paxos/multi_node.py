@@ -592,7 +592,9 @@ class MultiPaxosNode:
             (entry for slot, entry in self.chosen.items() if slot > executed),
             (vote.entry for slot, vote in self.log.votes.items() if slot > executed),
         )
-        return replies.may_apply(self.sm, request, (c for entry in entries for c in entry.commands()))
+        return replies.may_apply(
+            self.sm, request, replies.command_ids(c for entry in entries for c in entry.commands())
+        )
 
     def _rejection(self, request: ClientRequest, error: str) -> ClientResponse:
         hint = self.leader_id if self.leader_id != self.id or self.role == LEADER else None

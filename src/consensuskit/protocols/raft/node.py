@@ -236,6 +236,7 @@ class RaftNode:
         # index, then for that index to be applied here.  Both by (client_id, seq) and
         # bounded: an unanswered one is the client's timeout, as a lost message is.
         self.forwarded: dict[tuple[str, int], ClientRequest] = {}
+        self._unapplied = replies.UnappliedIds()  # for _may_apply
         self.remote_reads: dict[tuple[str, int], ClientRequest] = {}
         self.follower_reads: list[tuple[int, ClientRequest]] = []
         self._handlers: dict[type, Any] = {
@@ -1019,7 +1020,8 @@ class RaftNode:
         applied here, or a copy of it waits unapplied in our log."""
         log = self.log
         first = max(self.last_applied + 1, log.first_index)
-        unapplied = (log.entry(i).data for i in range(first, log.last_index + 1))
+        key = (first, log.last_index, log.last_term)
+        unapplied = self._unapplied.ids(key, (log.entry(i).data for i in range(first, log.last_index + 1)))
         return replies.may_apply(self.sm, request, unapplied)
 
     def handle_forward_refused(self, src: str, m: ForwardRefused) -> None:

@@ -251,6 +251,7 @@ class ZabNode:
         self.established = False
         self.learners: dict[str, LearnerState] = {}
         self.held_requests: list[tuple[ClientRequest, str]] = []
+        self._unapplied = replies.UnappliedIds()  # for _may_apply
         self.origins: dict[tuple[str, int], str] = {}
         self.leader_syncs: list[tuple[int, str, int]] = []  # (index, learner, token)
         self.rounds = HeartbeatRounds(node_id)
@@ -465,9 +466,9 @@ class ZabNode:
     def _may_apply(self, request: ClientRequest) -> bool:
         log = self.log
         first = max(self.last_applied + 1, log.first_index)
-        return replies.may_apply(
-            self.sm, request, (log.entry(i).data for i in range(first, log.last_index + 1))
-        )
+        key = (first, log.last_index, log.last_zxid)
+        unapplied = self._unapplied.ids(key, (log.entry(i).data for i in range(first, log.last_index + 1)))
+        return replies.may_apply(self.sm, request, unapplied)
 
     def _hint(self) -> str | None:
         if self.state in (FOLLOWING, OBSERVING) and self.leader_id != self.id:
