@@ -77,8 +77,8 @@ def command_ids(items: Iterable[Any]) -> frozenset[tuple[str, int]]:
 
 class UnappliedIds:
     """The (client_id, seq) of the commands in a log's unapplied suffix, computed once per
-    log state: ``ids(key, commands)`` rebuilds the set only when ``key`` changed.  The key
-    must name the suffix: (applied index, last index, last term or zxid) does, since two
+    log state: ``in_log`` rebuilds the set only when its key changed.  The key names the
+    suffix: (first unapplied index, last index, last term or zxid) does, since two
     logs that hold the same entry at their last index hold the same entries before it
     (Raft's Log Matching, ZAB's prefix property).  A node refusing many requests while a
     long tail waits unapplied (a deposed leader cut off) scans it once, not per request."""
@@ -89,9 +89,13 @@ class UnappliedIds:
         self._key: Any = None
         self._ids: frozenset[tuple[str, int]] = frozenset()
 
-    def ids(self, key: Any, commands: Iterable[Any]) -> frozenset[tuple[str, int]]:
+    def in_log(self, log: Any, last_applied: int, tip: Any) -> frozenset[tuple[str, int]]:
+        """Those of ``log``'s entries after ``last_applied`` (a log with ``first_index``,
+        ``last_index`` and ``entry(i).data``); ``tip``: its last entry's term or zxid."""
+        first = max(last_applied + 1, log.first_index)
+        key = (first, log.last_index, tip)
         if key != self._key:
-            self._ids = command_ids(commands)
+            self._ids = command_ids(log.entry(i).data for i in range(first, log.last_index + 1))
             self._key = key
         return self._ids
 

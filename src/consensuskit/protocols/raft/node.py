@@ -1019,9 +1019,7 @@ class RaftNode:
         """Whether a refusal of the write ``request`` would be a lie (replies.may_apply):
         applied here, or a copy of it waits unapplied in our log."""
         log = self.log
-        first = max(self.last_applied + 1, log.first_index)
-        key = (first, log.last_index, log.last_term)
-        unapplied = self._unapplied.ids(key, (log.entry(i).data for i in range(first, log.last_index + 1)))
+        unapplied = self._unapplied.in_log(log, self.last_applied, log.last_term)
         return replies.may_apply(self.sm, request, unapplied)
 
     def handle_forward_refused(self, src: str, m: ForwardRefused) -> None:

@@ -465,9 +465,7 @@ class ZabNode:
 
     def _may_apply(self, request: ClientRequest) -> bool:
         log = self.log
-        first = max(self.last_applied + 1, log.first_index)
-        key = (first, log.last_index, log.last_zxid)
-        unapplied = self._unapplied.ids(key, (log.entry(i).data for i in range(first, log.last_index + 1)))
+        unapplied = self._unapplied.in_log(log, self.last_applied, log.last_zxid)
         return replies.may_apply(self.sm, request, unapplied)
 
     def _hint(self) -> str | None:
